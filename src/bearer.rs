@@ -1,0 +1,106 @@
+//! Finding the one Bearer token of a request (RFC 6750 section 2).
+//!
+//! Only the `Authorization` header carries tokens. A token in the query string is refused
+//! with `invalid_request` (RFC 6750 section 2.3 says it SHOULD NOT be used, and URLs end up
+//! in logs), and so is any second credential.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::ErrorKind;
+
+/// Returns the request's Bearer token, `Ok(None)` when the request carries no credentials
+/// (no `Authorization` header, or one with another scheme such as `Basic`).
+pub(crate) fn bearer_token<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<&'a str>, ErrorKind> {
+    let query_token = query.is_some_and(has_access_token_parameter);
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return if query_token {
+            Err(ErrorKind::InvalidRequest)
+        } else {
+            Ok(None)
+        };
+    };
+    if values.next().is_some() || query_token {
+        return Err(ErrorKind::InvalidRequest);
+    }
+    let value = value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_start_matches(' ');
+    if is_b64token(token) {
+        Ok(Some(token))
+    } else {
+        Err(ErrorKind::InvalidRequest)
+    }
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+fn has_access_token_parameter(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn table() {
+        type Row = (&'static [&'static str], Option<&'static str>, Result<Option<&'static str>, ErrorKind>);
+        let rows: &[Row] = &[
+            (&[], None, Ok(None)),
+            (&["Bearer abc.def.ghi"], None, Ok(Some("abc.def.ghi"))),
+            (&["bearer abc"], None, Ok(Some("abc"))),
+            (&["BEARER abc"], None, Ok(Some("abc"))),
+            (&["Bearer   abc=="], None, Ok(Some("abc=="))),
+            (&["Basic dXNlcjpwYXNz"], None, Ok(None)),
+            (&["Negotiate"], None, Ok(None)),
+            (&["Bearer"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer "], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer ==="], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer a b"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer a\"b"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer a=b"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer abc", "Bearer abc"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer abc", "Basic x"], None, Err(ErrorKind::InvalidRequest)),
+            (&[], Some("access_token=abc"), Err(ErrorKind::InvalidRequest)),
+            (&["Bearer abc"], Some("a=1&access_token=abc"), Err(ErrorKind::InvalidRequest)),
+            (&["Bearer abc"], Some("token=abc&x"), Ok(Some("abc"))),
+        ];
+        for (values, query, expected) in rows {
+            let map = headers(values);
+            assert_eq!(bearer_token(&map, *query), *expected, "{values:?} {query:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_header_is_invalid_request() {
+        let mut map = HeaderMap::new();
+        map.insert(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xffabc").unwrap());
+        assert_eq!(bearer_token(&map, None), Err(ErrorKind::InvalidRequest));
+    }
+}

@@ -1,0 +1,422 @@
+//! The verified identity and context a handler receives: [`SmartClaims`].
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::error::ErrorKind;
+
+/// The claims of a verified access token, as SMART handlers need them.
+///
+/// The layer inserts a `SmartClaims` into the request extensions after it verified the
+/// token; with the `axum` feature it is also a handler argument (`claims: SmartClaims`, or
+/// `Option<SmartClaims>` for routes that allow anonymous callers). Cloning is cheap: the
+/// claims are shared.
+///
+/// Every typed accessor was type-checked during verification: a claim this crate
+/// interprets that had the wrong JSON type made the token invalid, it was never ignored.
+///
+/// ```
+/// use smart_auth::SmartClaims;
+/// # #[cfg(feature = "axum")]
+/// async fn read_patient(claims: SmartClaims) -> String {
+///     format!(
+///         "client {} with scopes {:?}",
+///         claims.client_id().unwrap_or("?"),
+///         claims.scopes()
+///     )
+/// }
+/// ```
+#[derive(Clone)]
+pub struct SmartClaims {
+    inner: Arc<ClaimsInner>,
+}
+
+struct ClaimsInner {
+    issuer: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+    audiences: Vec<String>,
+    expires_at: i64,
+    issued_at: Option<i64>,
+    not_before: Option<i64>,
+    jwt_id: Option<String>,
+    scopes: Vec<String>,
+    patient: Option<String>,
+    encounter: Option<String>,
+    fhir_user: Option<String>,
+    tenant: Option<String>,
+    fhir_context: Vec<FhirContext>,
+    raw: Map<String, Value>,
+}
+
+/// One entry of the SMART `fhirContext` launch-context array.
+///
+/// SMART 2.0 sends plain relative references (`"Observation/123"`); SMART 2.1 and later
+/// send objects with at least one of `reference`, `canonical` or `identifier`, plus an
+/// optional `type` and `role`. Both forms arrive here; a 2.0 string becomes an entry with
+/// only [`reference`](Self::reference) set.
+///
+/// ```
+/// # fn show(claims: &smart_auth::SmartClaims) {
+/// for context in claims.fhir_context() {
+///     if let Some(reference) = context.reference() {
+///         println!("{reference} (role {:?})", context.role());
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct FhirContext {
+    reference: Option<String>,
+    canonical: Option<String>,
+    identifier: Option<Value>,
+    resource_type: Option<String>,
+    role: Option<String>,
+}
+
+impl FhirContext {
+    /// A relative reference such as `Observation/123`.
+    pub fn reference(&self) -> Option<&str> {
+        self.reference.as_deref()
+    }
+    /// A canonical URL, possibly with `|version`.
+    pub fn canonical(&self) -> Option<&str> {
+        self.canonical.as_deref()
+    }
+    /// A FHIR `Identifier`, as JSON.
+    pub fn identifier(&self) -> Option<&Value> {
+        self.identifier.as_ref()
+    }
+    /// The FHIR resource type of the context resource, when stated.
+    pub fn resource_type(&self) -> Option<&str> {
+        self.resource_type.as_deref()
+    }
+    /// The role URI; absent means the SMART default role `launch`.
+    pub fn role(&self) -> Option<&str> {
+        self.role.as_deref()
+    }
+
+    fn from_value(value: &Value) -> Result<Self, ErrorKind> {
+        match value {
+            Value::String(reference) => Ok(Self {
+                reference: Some(reference.clone()),
+                canonical: None,
+                identifier: None,
+                resource_type: None,
+                role: None,
+            }),
+            Value::Object(object) => {
+                let identifier = match object.get("identifier") {
+                    None => None,
+                    Some(value @ Value::Object(_)) => Some(value.clone()),
+                    Some(_) => return Err(ErrorKind::InvalidClaim),
+                };
+                let context = Self {
+                    reference: optional_string(object, "reference")?,
+                    canonical: optional_string(object, "canonical")?,
+                    identifier,
+                    resource_type: optional_string(object, "type")?,
+                    role: optional_string(object, "role")?,
+                };
+                let names_something = context.reference.is_some()
+                    || context.canonical.is_some()
+                    || context.identifier.is_some();
+                if !names_something || context.role.as_deref() == Some("") {
+                    return Err(ErrorKind::InvalidClaim);
+                }
+                Ok(context)
+            }
+            _ => Err(ErrorKind::InvalidClaim),
+        }
+    }
+}
+
+/// Which claims hold the scopes and the client id. Built once, at layer build time.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimNames {
+    pub(crate) scope: Vec<String>,
+    pub(crate) client_id: Vec<String>,
+}
+
+impl SmartClaims {
+    /// Reads the claims this crate interprets out of a verified payload, checking their
+    /// JSON types. Issuer, audience and time checks are the verifier's job.
+    pub(crate) fn from_payload(
+        raw: Map<String, Value>,
+        names: &ClaimNames,
+    ) -> Result<Self, ErrorKind> {
+        let issuer = optional_string(&raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
+        let expires_at = optional_numeric_date(&raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
+        let audiences = match raw.get("aud") {
+            None => Vec::new(),
+            Some(Value::String(aud)) => vec![aud.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned).ok_or(ErrorKind::InvalidClaim))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ErrorKind::InvalidClaim),
+        };
+        let scopes = match names.scope.iter().find_map(|name| raw.get(name)) {
+            None => Vec::new(),
+            Some(Value::String(list)) => list.split_ascii_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(items)) => {
+                let mut scopes = Vec::with_capacity(items.len());
+                for item in items {
+                    let item = item.as_str().ok_or(ErrorKind::InvalidClaim)?;
+                    scopes.extend(item.split_ascii_whitespace().map(str::to_owned));
+                }
+                scopes
+            }
+            Some(_) => return Err(ErrorKind::InvalidClaim),
+        };
+        let client_id = match names.client_id.iter().find_map(|name| raw.get(name)) {
+            None => None,
+            Some(Value::String(id)) => Some(id.clone()),
+            Some(_) => return Err(ErrorKind::InvalidClaim),
+        };
+        let fhir_context = match raw.get("fhirContext") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(FhirContext::from_value)
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ErrorKind::InvalidClaim),
+        };
+        let inner = ClaimsInner {
+            subject: optional_string(&raw, "sub")?,
+            issued_at: optional_numeric_date(&raw, "iat")?,
+            not_before: optional_numeric_date(&raw, "nbf")?,
+            jwt_id: optional_string(&raw, "jti")?,
+            patient: optional_string(&raw, "patient")?,
+            encounter: optional_string(&raw, "encounter")?,
+            fhir_user: optional_string(&raw, "fhirUser")?,
+            tenant: optional_string(&raw, "tenant")?,
+            issuer,
+            client_id,
+            audiences,
+            expires_at,
+            scopes,
+            fhir_context,
+            raw,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// `iss`: the issuer, equal to the configured one.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+    /// `sub`: for SMART Backend Services, normally the client itself.
+    pub fn subject(&self) -> Option<&str> {
+        self.inner.subject.as_deref()
+    }
+    /// The client id, from the first present claim of the configured list
+    /// (default `client_id`, `azp`, `cid`).
+    pub fn client_id(&self) -> Option<&str> {
+        self.inner.client_id.as_deref()
+    }
+    /// `aud`, always as a list.
+    pub fn audiences(&self) -> &[String] {
+        &self.inner.audiences
+    }
+    /// `exp`, in whole seconds since the Unix epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.inner.expires_at
+    }
+    /// `iat`, in whole seconds since the Unix epoch.
+    pub fn issued_at(&self) -> Option<i64> {
+        self.inner.issued_at
+    }
+    /// `nbf`, in whole seconds since the Unix epoch.
+    pub fn not_before(&self) -> Option<i64> {
+        self.inner.not_before
+    }
+    /// `jti`, the token's unique id.
+    pub fn jwt_id(&self) -> Option<&str> {
+        self.inner.jwt_id.as_deref()
+    }
+    /// The granted scopes as sent, from the first present claim of the configured list
+    /// (default `scope`, then `scp`), whether a space-separated string or an array.
+    pub fn scopes(&self) -> &[String] {
+        &self.inner.scopes
+    }
+    /// Whether the exact scope string was granted.
+    ///
+    /// ```
+    /// # fn check(claims: &smart_auth::SmartClaims) -> bool {
+    /// claims.has_scope("system/Patient.rs")
+    /// # }
+    /// ```
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.inner.scopes.iter().any(|granted| granted == scope)
+    }
+    /// `patient`: the id of the Patient in context.
+    pub fn patient(&self) -> Option<&str> {
+        self.inner.patient.as_deref()
+    }
+    /// `encounter`: the id of the Encounter in context.
+    pub fn encounter(&self) -> Option<&str> {
+        self.inner.encounter.as_deref()
+    }
+    /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user.
+    pub fn fhir_user(&self) -> Option<&str> {
+        self.inner.fhir_user.as_deref()
+    }
+    /// `tenant`: the organization the launch belongs to.
+    pub fn tenant(&self) -> Option<&str> {
+        self.inner.tenant.as_deref()
+    }
+    /// `fhirContext`: further context resources (both SMART 2.0 and 2.1+ forms).
+    pub fn fhir_context(&self) -> &[FhirContext] {
+        &self.inner.fhir_context
+    }
+    /// Any claim by name, as JSON.
+    ///
+    /// ```
+    /// # fn check(claims: &smart_auth::SmartClaims) {
+    /// let banner = claims.claim("need_patient_banner").and_then(|v| v.as_bool());
+    /// # }
+    /// ```
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.inner.raw.get(name)
+    }
+    /// Every claim of the token, as JSON.
+    pub fn all_claims(&self) -> &Map<String, Value> {
+        &self.inner.raw
+    }
+}
+
+impl std::fmt::Debug for SmartClaims {
+    /// Prints identity and context, never the whole claim set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmartClaims")
+            .field("issuer", &self.inner.issuer)
+            .field("subject", &self.inner.subject)
+            .field("client_id", &self.inner.client_id)
+            .field("scopes", &self.inner.scopes)
+            .field("expires_at", &self.inner.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(ErrorKind::InvalidClaim),
+    }
+}
+
+/// A JSON number (RFC 7519 NumericDate, fractions allowed), floored to whole seconds.
+fn optional_numeric_date(object: &Map<String, Value>, name: &str) -> Result<Option<i64>, ErrorKind> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => {
+            if let Some(seconds) = number.as_i64() {
+                Ok(Some(seconds))
+            } else if let Some(seconds) = number.as_f64().filter(|s| s.is_finite()) {
+                // `as` saturates: 1e300 becomes i64::MAX, which is what "far future" means.
+                Ok(Some(seconds.floor() as i64))
+            } else {
+                // u64 values above i64::MAX.
+                Ok(Some(i64::MAX))
+            }
+        }
+        Some(_) => Err(ErrorKind::InvalidClaim),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names() -> ClaimNames {
+        ClaimNames {
+            scope: vec!["scope".into(), "scp".into()],
+            client_id: vec!["client_id".into(), "azp".into(), "cid".into()],
+        }
+    }
+
+    fn parse(value: Value) -> Result<SmartClaims, ErrorKind> {
+        let Value::Object(map) = value else { panic!("object") };
+        SmartClaims::from_payload(map, &names())
+    }
+
+    #[test]
+    fn reads_every_smart_claim() {
+        let claims = parse(json!({
+            "iss": "https://as", "sub": "svc", "azp": "client-1", "aud": ["a", "b"],
+            "exp": 2000, "iat": 1000.7, "nbf": 1000, "jti": "j",
+            "scp": ["system/Patient.rs", "system/Observation.rs launch"],
+            "patient": "p1", "encounter": "e1", "fhirUser": "Practitioner/9", "tenant": "t",
+            "fhirContext": ["Observation/1", {"canonical": "http://x|1", "type": "Questionnaire"},
+                            {"reference": "Patient/2", "role": "https://role"}],
+            "custom": {"x": 1}
+        }))
+        .unwrap();
+        assert_eq!(claims.issuer(), "https://as");
+        assert_eq!(claims.subject(), Some("svc"));
+        assert_eq!(claims.client_id(), Some("client-1"));
+        assert_eq!(claims.audiences(), ["a", "b"]);
+        assert_eq!((claims.expires_at(), claims.issued_at(), claims.not_before()), (2000, Some(1000), Some(1000)));
+        assert_eq!(claims.scopes(), ["system/Patient.rs", "system/Observation.rs", "launch"]);
+        assert_eq!((claims.patient(), claims.encounter()), (Some("p1"), Some("e1")));
+        assert_eq!((claims.fhir_user(), claims.tenant()), (Some("Practitioner/9"), Some("t")));
+        assert_eq!(claims.fhir_context().len(), 3);
+        assert_eq!(claims.fhir_context()[0].reference(), Some("Observation/1"));
+        assert_eq!(claims.fhir_context()[1].resource_type(), Some("Questionnaire"));
+        assert_eq!(claims.fhir_context()[2].role(), Some("https://role"));
+        assert_eq!(claims.claim("custom"), Some(&json!({"x": 1})));
+    }
+
+    #[test]
+    fn first_configured_claim_name_wins() {
+        let claims = parse(json!({"iss": "i", "exp": 1, "scope": "a b", "scp": ["c"], "client_id": "x", "azp": "y"})).unwrap();
+        assert_eq!(claims.scopes(), ["a", "b"]);
+        assert_eq!(claims.client_id(), Some("x"));
+    }
+
+    #[test]
+    fn wrongly_typed_claims_are_invalid_never_ignored() {
+        let base = json!({"iss": "i", "exp": 1});
+        let bad = [
+            ("exp", json!("1")),
+            ("exp", json!(null)),
+            ("nbf", json!("0")),
+            ("iat", json!(true)),
+            ("aud", json!(5)),
+            ("aud", json!(["a", 1])),
+            ("sub", json!(1)),
+            ("jti", json!({})),
+            ("scope", json!(7)),
+            ("scope", json!(["a", 1])),
+            ("client_id", json!(3)),
+            ("patient", json!(1)),
+            ("fhirUser", json!([])),
+            ("fhirContext", json!("Observation/1")),
+            ("fhirContext", json!([{"type": "Patient"}])),
+            ("fhirContext", json!([{"reference": "Patient/1", "role": ""}])),
+            ("fhirContext", json!([1])),
+        ];
+        for (name, value) in bad {
+            let mut payload = base.clone();
+            payload[name] = value.clone();
+            assert_eq!(parse(payload).err(), Some(ErrorKind::InvalidClaim), "{name} = {value}");
+        }
+        assert_eq!(parse(json!({"iss": 1, "exp": 1})).err(), Some(ErrorKind::InvalidClaim));
+        assert_eq!(parse(json!({"exp": 1})).err(), Some(ErrorKind::WrongIssuer));
+        assert_eq!(parse(json!({"iss": "i"})).err(), Some(ErrorKind::InvalidClaim));
+    }
+
+    #[test]
+    fn huge_numeric_dates_saturate() {
+        let claims = parse(json!({"iss": "i", "exp": 1e300})).unwrap();
+        assert_eq!(claims.expires_at(), i64::MAX);
+        let claims = parse(json!({"iss": "i", "exp": 18446744073709551615u64})).unwrap();
+        assert_eq!(claims.expires_at(), i64::MAX);
+    }
+}

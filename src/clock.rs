@@ -1,0 +1,100 @@
+//! The time source used for `exp`/`nbf`/`iat` checks and for key-cache freshness.
+//!
+//! Production code uses [`SystemClock`]. Tests inject a [`ManualClock`] and move time with
+//! [`ManualClock::advance`] instead of sleeping.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A source of the current wall-clock time.
+///
+/// ```
+/// use smart_auth::{Clock, SystemClock};
+/// let now = SystemClock.now();
+/// assert!(now > std::time::UNIX_EPOCH);
+/// ```
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The operating system's clock.
+///
+/// ```
+/// use smart_auth::{Clock, SystemClock};
+/// let _ = SystemClock.now();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use smart_auth::{Clock, ManualClock};
+///
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_secs(30));
+/// assert_eq!(shared.now(), UNIX_EPOCH + Duration::from_secs(1_700_000_030));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    millis_since_epoch: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock stopped at the current system time.
+    pub fn new() -> Self {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            millis_since_epoch: Arc::new(AtomicU64::new(millis)),
+        }
+    }
+
+    /// A clock stopped at `seconds` after the Unix epoch.
+    pub fn at_unix(seconds: u64) -> Self {
+        Self {
+            millis_since_epoch: Arc::new(AtomicU64::new(seconds.saturating_mul(1000))),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.millis_since_epoch.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.millis_since_epoch.load(Ordering::SeqCst))
+    }
+}
+
+/// Whole seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// How long ago `earlier` was, zero if it lies in the future.
+pub(crate) fn elapsed(now: SystemTime, earlier: SystemTime) -> Duration {
+    now.duration_since(earlier).unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,388 @@
+//! Errors: [`AuthError`] for a request that was refused, [`ConfigError`] for a layer that
+//! could not be built.
+//!
+//! Every way a request can fail is one [`ErrorKind`], and [`ErrorKind::answer`] is the one
+//! exhaustive mapping from a kind to its HTTP answer (status, RFC 6750 `error` code,
+//! `error_description` and FHIR `OperationOutcome` issue code).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use http::StatusCode;
+
+/// Why a request was refused.
+///
+/// The list may grow; match with a wildcard arm.
+///
+/// # Example
+///
+/// ```
+/// use smart_auth::ErrorKind;
+/// assert_eq!(ErrorKind::Expired.answer().status, http::StatusCode::UNAUTHORIZED);
+/// assert_eq!(ErrorKind::Expired.answer().bearer_error, Some("invalid_token"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request carried no credentials: no `Authorization` header, or a scheme other
+    /// than `Bearer`.
+    MissingToken,
+    /// The request is malformed: a `Bearer` header without a token, a token that is not
+    /// `b64token` syntax, more than one credential, or a token in the query string.
+    InvalidRequest,
+    /// The token is longer than the configured limit.
+    TokenTooLarge,
+    /// The token is not a well-formed signed JWT (segments, base64url, JSON).
+    MalformedToken,
+    /// The token's `alg` is not on the allow-list (this includes `none` and every HMAC
+    /// algorithm), or does not fit the key it names.
+    UnsupportedAlgorithm,
+    /// The token's `typ` header is not accepted by the configured policy.
+    UnsupportedTokenType,
+    /// The token carries a `crit` header, which this crate never accepts.
+    CriticalHeader,
+    /// No key of the issuer fits the token's `kid` and `alg`.
+    UnknownKey,
+    /// The signature does not verify.
+    InvalidSignature,
+    /// `iss` is missing or differs from the configured issuer.
+    WrongIssuer,
+    /// `aud` is missing or names none of the accepted audiences.
+    WrongAudience,
+    /// `exp` has passed (after leeway).
+    Expired,
+    /// `nbf` or `iat` lies in the future (after leeway).
+    NotYetValid,
+    /// A claim is missing where required (`exp`) or has the wrong JSON type.
+    InvalidClaim,
+    /// The token is valid but its scopes do not allow the request.
+    InsufficientScope,
+    /// The issuer's keys could not be obtained and no usable cached copy exists.
+    KeysUnavailable,
+    /// The layer's configuration is invalid (see [`crate::SmartAuthLayer::new`]).
+    Misconfigured,
+    /// An extractor ran on a route that no [`crate::SmartAuthLayer`] covers.
+    LayerMissing,
+}
+
+/// The HTTP answer for an [`ErrorKind`]: see [`ErrorKind::answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Answer {
+    /// The HTTP status code.
+    pub status: StatusCode,
+    /// The RFC 6750 `error` attribute of the `WWW-Authenticate: Bearer` challenge, when
+    /// the answer carries one.
+    pub bearer_error: Option<&'static str>,
+    /// Whether a `WWW-Authenticate: Bearer` challenge is sent at all.
+    pub challenge: bool,
+    /// A short, static description. It never contains anything from the request.
+    pub description: &'static str,
+    /// The FHIR `OperationOutcome.issue.code`.
+    pub issue_code: &'static str,
+}
+
+impl ErrorKind {
+    /// The one mapping from an error kind to its HTTP answer (RFC 6750 section 3.1).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use smart_auth::ErrorKind;
+    /// let answer = ErrorKind::MissingToken.answer();
+    /// assert_eq!(answer.status, http::StatusCode::UNAUTHORIZED);
+    /// assert_eq!(answer.bearer_error, None); // a bare challenge
+    /// ```
+    pub const fn answer(self) -> Answer {
+        const fn invalid_token(description: &'static str, issue_code: &'static str) -> Answer {
+            Answer {
+                status: StatusCode::UNAUTHORIZED,
+                bearer_error: Some("invalid_token"),
+                challenge: true,
+                description,
+                issue_code,
+            }
+        }
+        match self {
+            Self::MissingToken => Answer {
+                status: StatusCode::UNAUTHORIZED,
+                bearer_error: None,
+                challenge: true,
+                description: "an access token is required",
+                issue_code: "login",
+            },
+            Self::InvalidRequest => Answer {
+                status: StatusCode::BAD_REQUEST,
+                bearer_error: Some("invalid_request"),
+                challenge: true,
+                description: "malformed or repeated credentials",
+                issue_code: "invalid",
+            },
+            Self::TokenTooLarge => invalid_token("the access token is too large", "unknown"),
+            Self::MalformedToken => invalid_token("the access token is malformed", "unknown"),
+            Self::UnsupportedAlgorithm => {
+                invalid_token("the token's signing algorithm is not accepted", "unknown")
+            }
+            Self::UnsupportedTokenType => invalid_token("the token type is not accepted", "unknown"),
+            Self::CriticalHeader => {
+                invalid_token("the token has critical header parameters", "unknown")
+            }
+            Self::UnknownKey => invalid_token("the token's signing key is not known", "unknown"),
+            Self::InvalidSignature => {
+                invalid_token("the token's signature is not valid", "unknown")
+            }
+            Self::WrongIssuer => invalid_token("the token is from another issuer", "unknown"),
+            Self::WrongAudience => invalid_token("the token is for another audience", "unknown"),
+            Self::Expired => invalid_token("the access token has expired", "expired"),
+            Self::NotYetValid => invalid_token("the access token is not yet valid", "unknown"),
+            Self::InvalidClaim => invalid_token("the token has a missing or invalid claim", "unknown"),
+            Self::InsufficientScope => Answer {
+                status: StatusCode::FORBIDDEN,
+                bearer_error: Some("insufficient_scope"),
+                challenge: true,
+                description: "the token's scopes do not allow this request",
+                issue_code: "forbidden",
+            },
+            Self::KeysUnavailable => Answer {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                bearer_error: None,
+                challenge: false,
+                description: "the token issuer's keys are unavailable",
+                issue_code: "transient",
+            },
+            Self::Misconfigured => Answer {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                bearer_error: None,
+                challenge: false,
+                description: "access control is misconfigured",
+                issue_code: "exception",
+            },
+            Self::LayerMissing => Answer {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                bearer_error: None,
+                challenge: false,
+                description: "SmartAuthLayer does not cover this route",
+                issue_code: "exception",
+            },
+        }
+    }
+}
+
+/// A refused request: the [`ErrorKind`] plus, for some kinds, context.
+///
+/// `AuthError` is cheap to clone. The layer puts a copy into the extensions of every
+/// response it refuses, so outer layers can inspect why:
+///
+/// ```
+/// # fn inspect(response: http::Response<()>) {
+/// if let Some(error) = response.extensions().get::<smart_auth::AuthError>() {
+///     println!("refused: {}", error.kind().answer().description);
+/// }
+/// # }
+/// ```
+///
+/// Its `Display` and `source` never contain token contents.
+#[derive(Clone)]
+pub struct AuthError {
+    kind: ErrorKind,
+    required_scope: Option<Arc<str>>,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl AuthError {
+    /// An error of the given kind without further context.
+    ///
+    /// ```
+    /// use smart_auth::{AuthError, ErrorKind};
+    /// let error = AuthError::new(ErrorKind::Expired);
+    /// assert_eq!(error.kind(), ErrorKind::Expired);
+    /// ```
+    pub fn new(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            required_scope: None,
+            source: None,
+        }
+    }
+
+    /// A 403 `insufficient_scope` error naming a scope that would allow the request (sent as
+    /// the challenge's `scope` attribute).
+    ///
+    /// ```
+    /// use smart_auth::{AuthError, ErrorKind};
+    /// let error = AuthError::insufficient_scope("system/Observation.rs");
+    /// assert_eq!(error.kind(), ErrorKind::InsufficientScope);
+    /// assert_eq!(error.required_scope(), Some("system/Observation.rs"));
+    /// ```
+    pub fn insufficient_scope(scope: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::InsufficientScope,
+            required_scope: Some(Arc::from(scope.into())),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// For [`ErrorKind::InsufficientScope`], the scope that would allow the request.
+    pub fn required_scope(&self) -> Option<&str> {
+        self.required_scope.as_deref()
+    }
+}
+
+impl From<ErrorKind> for AuthError {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthError")
+            .field("kind", &self.kind)
+            .field("required_scope", &self.required_scope)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.answer().description)
+    }
+}
+
+impl StdError for AuthError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn StdError + 'static))
+    }
+}
+
+/// A configuration that cannot work, found when the layer is built.
+///
+/// ```
+/// use smart_auth::{ConfigError, SmartAuthLayer};
+/// let error = SmartAuthLayer::builder("ftp://issuer.example").build().unwrap_err();
+/// assert!(matches!(error, ConfigError::InvalidUrl { field: "issuer", .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A URL is not absolute, not `https` (plain `http` is allowed for loopback hosts only),
+    /// or carries a query or fragment where none is allowed.
+    InvalidUrl {
+        /// Which setting holds the URL.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The algorithm allow-list is empty.
+    NoAlgorithms,
+    /// The realm contains characters that cannot appear in a quoted header value.
+    InvalidRealm,
+    /// A claim-name list is empty or holds an empty name.
+    InvalidClaimNames {
+        /// Which setting holds the list.
+        field: &'static str,
+    },
+    /// A limit or duration is zero or out of its range.
+    InvalidLimit {
+        /// Which setting holds the value.
+        field: &'static str,
+    },
+    /// A public path does not start with `/`.
+    InvalidPath,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUrl { field, reason } => write!(f, "invalid {field} URL: {reason}"),
+            Self::NoAlgorithms => f.write_str("the algorithm allow-list is empty"),
+            Self::InvalidRealm => f.write_str("the realm is not a valid quoted-string"),
+            Self::InvalidClaimNames { field } => write!(f, "{field} must list non-empty names"),
+            Self::InvalidLimit { field } => write!(f, "{field} is out of range"),
+            Self::InvalidPath => f.write_str("paths must start with '/'"),
+        }
+    }
+}
+
+impl StdError for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind with its exact answer. The match keeps this table exhaustive.
+    #[test]
+    fn every_kind_maps_to_its_rfc6750_answer() {
+        let all = [
+            ErrorKind::MissingToken,
+            ErrorKind::InvalidRequest,
+            ErrorKind::TokenTooLarge,
+            ErrorKind::MalformedToken,
+            ErrorKind::UnsupportedAlgorithm,
+            ErrorKind::UnsupportedTokenType,
+            ErrorKind::CriticalHeader,
+            ErrorKind::UnknownKey,
+            ErrorKind::InvalidSignature,
+            ErrorKind::WrongIssuer,
+            ErrorKind::WrongAudience,
+            ErrorKind::Expired,
+            ErrorKind::NotYetValid,
+            ErrorKind::InvalidClaim,
+            ErrorKind::InsufficientScope,
+            ErrorKind::KeysUnavailable,
+            ErrorKind::Misconfigured,
+            ErrorKind::LayerMissing,
+        ];
+        for kind in all {
+            let expected: (u16, Option<&str>, bool) = match kind {
+                ErrorKind::MissingToken => (401, None, true),
+                ErrorKind::InvalidRequest => (400, Some("invalid_request"), true),
+                ErrorKind::TokenTooLarge
+                | ErrorKind::MalformedToken
+                | ErrorKind::UnsupportedAlgorithm
+                | ErrorKind::UnsupportedTokenType
+                | ErrorKind::CriticalHeader
+                | ErrorKind::UnknownKey
+                | ErrorKind::InvalidSignature
+                | ErrorKind::WrongIssuer
+                | ErrorKind::WrongAudience
+                | ErrorKind::Expired
+                | ErrorKind::NotYetValid
+                | ErrorKind::InvalidClaim => (401, Some("invalid_token"), true),
+                ErrorKind::InsufficientScope => (403, Some("insufficient_scope"), true),
+                ErrorKind::KeysUnavailable => (503, None, false),
+                ErrorKind::Misconfigured | ErrorKind::LayerMissing => (500, None, false),
+            };
+            let answer = kind.answer();
+            assert_eq!(
+                (answer.status.as_u16(), answer.bearer_error, answer.challenge),
+                expected,
+                "{kind:?}"
+            );
+            assert!(
+                !answer.description.contains('"') && !answer.description.contains('\\'),
+                "{kind:?}: descriptions must be valid inside a quoted-string"
+            );
+        }
+    }
+
+    #[test]
+    fn expired_uses_the_expired_issue_code() {
+        assert_eq!(ErrorKind::Expired.answer().issue_code, "expired");
+        assert_eq!(ErrorKind::MissingToken.answer().issue_code, "login");
+    }
+}

@@ -1,0 +1,268 @@
+//! Bounded HTTP GETs for metadata and key sets, and issuer discovery.
+//!
+//! Every fetch: `https` only (plain `http` to loopback hosts), no redirects, a timeout that
+//! covers connecting and reading the whole body, and a body cap enforced while streaming
+//! (a `Content-Length` header is never trusted).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{ACCEPT, CACHE_CONTROL};
+use reqwest::{Client, Url};
+use serde_json::{Map, Value};
+
+/// Why a fetch failed. It never contains response bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FetchError {
+    InsecureUrl,
+    Transport(String),
+    TimedOut,
+    Redirected,
+    Status(u16),
+    TooLarge,
+    NotJsonObject,
+    IssuerMismatch,
+    NoJwksUri,
+    InvalidJwksUri,
+    KeySet(super::keyset::KeySetError),
+    TaskFailed,
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InsecureUrl => f.write_str("refusing a non-https URL outside loopback"),
+            Self::Transport(reason) => write!(f, "request failed: {reason}"),
+            Self::TimedOut => f.write_str("request timed out"),
+            Self::Redirected => f.write_str("refusing to follow a redirect"),
+            Self::Status(status) => write!(f, "unexpected HTTP status {status}"),
+            Self::TooLarge => f.write_str("response body exceeds the size limit"),
+            Self::NotJsonObject => f.write_str("response is not a JSON object"),
+            Self::IssuerMismatch => {
+                f.write_str("discovery document names a different issuer than configured")
+            }
+            Self::NoJwksUri => f.write_str("no discovery document names a jwks_uri"),
+            Self::InvalidJwksUri => f.write_str("the discovered jwks_uri is not a valid https URL"),
+            Self::KeySet(error) => error.fmt(f),
+            Self::TaskFailed => f.write_str("the key fetch task ended abnormally"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// A fetched document and the freshness its server declared.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) body: Vec<u8>,
+    /// `Cache-Control: max-age`, or zero for `no-cache`/`no-store`.
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// The HTTP side of key fetching: one client, one set of limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetcher {
+    pub(crate) client: Client,
+    pub(crate) timeout: Duration,
+    pub(crate) max_body: usize,
+}
+
+/// The client used when the application injects none: no redirects, bounded connect time.
+pub(crate) fn default_client(timeout: Duration) -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        // Building fails only when the TLS backend cannot initialise; fall back to the
+        // library default, which has the same TLS backend and also reports errors per request.
+        .unwrap_or_default()
+}
+
+/// Whether a URL may be fetched: `https`, or `http` to a loopback host.
+pub(crate) fn is_allowed_url(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => match url.host() {
+            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+impl Fetcher {
+    /// GETs `url` as JSON within the limits.
+    pub(crate) async fn get(&self, url: &Url, accept: &'static str, no_cache: bool) -> Result<Fetched, FetchError> {
+        if !is_allowed_url(url) {
+            return Err(FetchError::InsecureUrl);
+        }
+        match tokio::time::timeout(self.timeout, self.get_unbounded_in_time(url, accept, no_cache)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::TimedOut),
+        }
+    }
+
+    async fn get_unbounded_in_time(&self, url: &Url, accept: &'static str, no_cache: bool) -> Result<Fetched, FetchError> {
+        let mut request = self.client.get(url.clone()).header(ACCEPT, accept).timeout(self.timeout);
+        if no_cache {
+            request = request.header(CACHE_CONTROL, "no-cache");
+        }
+        let mut response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        // An injected client may follow redirects; a response from anywhere else is refused.
+        if status.is_redirection() || response.url() != url {
+            return Err(FetchError::Redirected);
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        if response.content_length().is_some_and(|length| length > self.max_body as u64) {
+            return Err(FetchError::TooLarge);
+        }
+        let max_age = response
+            .headers()
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(parse_max_age);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { body, max_age })
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> FetchError {
+    if error.is_timeout() {
+        FetchError::TimedOut
+    } else if error.is_redirect() {
+        FetchError::Redirected
+    } else {
+        // reqwest's messages name the URL and the cause, never the body.
+        FetchError::Transport(error.without_url().to_string())
+    }
+}
+
+/// The freshness lifetime a `Cache-Control` value grants: `max-age`, or zero for
+/// `no-cache` and `no-store` (the caller clamps it to its minimum).
+pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim();
+        let (name, argument) = directive.split_once('=').unwrap_or((directive, ""));
+        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            return Some(Duration::ZERO);
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            max_age = argument.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    max_age
+}
+
+/// Finds the issuer's `jwks_uri`: SMART configuration, then OpenID Connect discovery, then
+/// RFC 8414 authorization-server metadata. A document that answers but names another
+/// issuer stops the search: it is a misconfiguration or an attack, not a reason to look
+/// elsewhere.
+pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, FetchError> {
+    let mut last_error = FetchError::NoJwksUri;
+    for candidate in discovery_urls(issuer)? {
+        let fetched = match fetcher.get(&candidate, "application/json", false).await {
+            Ok(fetched) => fetched,
+            Err(FetchError::Status(status)) => {
+                tracing::debug!(url = %candidate, status, "no discovery document here");
+                last_error = FetchError::Status(status);
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let document: Map<String, Value> =
+            serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJsonObject)?;
+        match document.get("issuer") {
+            None => {}
+            Some(Value::String(named)) if named == issuer => {}
+            Some(_) => return Err(FetchError::IssuerMismatch),
+        }
+        match document.get("jwks_uri") {
+            None => {
+                tracing::debug!(url = %candidate, "discovery document without jwks_uri");
+                last_error = FetchError::NoJwksUri;
+            }
+            Some(Value::String(uri)) => {
+                let uri = Url::parse(uri).map_err(|_| FetchError::InvalidJwksUri)?;
+                if !is_allowed_url(&uri) {
+                    return Err(FetchError::InvalidJwksUri);
+                }
+                tracing::debug!(url = %candidate, jwks_uri = %uri, "discovered jwks_uri");
+                return Ok(uri);
+            }
+            Some(_) => return Err(FetchError::InvalidJwksUri),
+        }
+    }
+    Err(last_error)
+}
+
+/// The three discovery locations for an issuer, in the order they are tried.
+pub(crate) fn discovery_urls(issuer: &str) -> Result<[Url; 3], FetchError> {
+    let trimmed = issuer.trim_end_matches('/');
+    let parse = |s: String| Url::parse(&s).map_err(|_| FetchError::InsecureUrl);
+    let issuer_url = parse(trimmed.to_owned())?;
+    let path = issuer_url.path().trim_end_matches('/');
+    let origin = issuer_url.origin().ascii_serialization();
+    Ok([
+        parse(format!("{trimmed}/.well-known/smart-configuration"))?,
+        parse(format!("{trimmed}/.well-known/openid-configuration"))?,
+        parse(format!("{origin}/.well-known/oauth-authorization-server{path}"))?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_http_only() {
+        let allowed = ["https://as.example/x", "http://127.0.0.1:8080/", "http://127.5.0.1/", "http://[::1]:9/", "http://LOCALHOST/"];
+        let refused = ["http://as.example/", "http://10.0.0.1/", "http://[::2]/", "ftp://as.example/", "file:///etc/passwd", "http://localhost.evil.example/"];
+        for url in allowed {
+            assert!(is_allowed_url(&Url::parse(url).unwrap()), "{url}");
+        }
+        for url in refused {
+            assert!(!is_allowed_url(&Url::parse(url).unwrap()), "{url}");
+        }
+    }
+
+    #[test]
+    fn max_age_parsing() {
+        let rows = [
+            ("max-age=300", Some(300)),
+            ("public, max-age=60, must-revalidate", Some(60)),
+            ("MAX-AGE=\"5\"", Some(5)),
+            ("no-cache", Some(0)),
+            ("max-age=100, no-store", Some(0)),
+            ("max-age=abc", None),
+            ("public", None),
+        ];
+        for (value, expected) in rows {
+            assert_eq!(parse_max_age(value), expected.map(Duration::from_secs), "{value}");
+        }
+    }
+
+    #[test]
+    fn discovery_locations() {
+        let urls = discovery_urls("https://as.example/tenant/1/").unwrap();
+        assert_eq!(urls[0].as_str(), "https://as.example/tenant/1/.well-known/smart-configuration");
+        assert_eq!(urls[1].as_str(), "https://as.example/tenant/1/.well-known/openid-configuration");
+        assert_eq!(urls[2].as_str(), "https://as.example/.well-known/oauth-authorization-server/tenant/1");
+        let urls = discovery_urls("https://as.example").unwrap();
+        assert_eq!(urls[2].as_str(), "https://as.example/.well-known/oauth-authorization-server");
+    }
+}

@@ -1,0 +1,350 @@
+//! Parsing a JWK Set into verification keys, and choosing the key for a token.
+//!
+//! Each JWK is read on its own. A key this crate cannot or must not use (unknown `kty`,
+//! `crv` or `alg`, `use` other than `sig`, `key_ops` without `verify`, symmetric `oct`
+//! keys, keys that carry private parts, RSA moduli under 2048 bits) is skipped with a debug
+//! log; it never makes the whole set fail.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+/// The curve or key family of a verification key; it decides which `alg` values fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyFamily {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl KeyFamily {
+    pub(crate) fn fits(self, alg: Algorithm) -> bool {
+        match self {
+            Self::Rsa => matches!(
+                alg,
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
+            ),
+            Self::P256 => alg == Algorithm::ES256,
+            Self::P384 => alg == Algorithm::ES384,
+            Self::Ed25519 => alg == Algorithm::EdDSA,
+        }
+    }
+}
+
+/// One public key fit for verifying signatures.
+pub(crate) struct VerificationKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) family: KeyFamily,
+    /// The JWK's own `alg`, when it states one: then only that algorithm may use the key.
+    pub(crate) alg: Option<Algorithm>,
+    pub(crate) key: DecodingKey,
+}
+
+impl VerificationKey {
+    fn accepts(&self, alg: Algorithm) -> bool {
+        self.family.fits(alg) && self.alg.is_none_or(|own| own == alg)
+    }
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("family", &self.family)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The usable keys of one JWK Set.
+#[derive(Debug, Default)]
+pub(crate) struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+/// The outcome of looking a token's key up.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Selection {
+    /// Exactly one key fits.
+    Found(usize),
+    /// No key has this `kid` (or, without `kid`, no key fits `alg`): a refetch may help.
+    NotFound,
+    /// The key named by `kid` does not fit `alg`, or several keys fit: the token is invalid
+    /// whatever the issuer publishes later.
+    Unusable,
+}
+
+/// Why a document is not a JWK Set at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeySetError {
+    NotJson,
+    NoKeysArray,
+    NoUsableKey,
+}
+
+impl std::fmt::Display for KeySetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotJson => "the JWK Set is not a JSON object",
+            Self::NoKeysArray => "the JWK Set has no \"keys\" array",
+            Self::NoUsableKey => "the JWK Set holds no usable signing key",
+        })
+    }
+}
+
+impl KeySet {
+    /// Parses a JWK Set document, keeping the keys that can verify signatures.
+    pub(crate) fn parse(document: &[u8]) -> Result<Self, KeySetError> {
+        let document: Map<String, Value> =
+            serde_json::from_slice(document).map_err(|_| KeySetError::NotJson)?;
+        let Some(Value::Array(entries)) = document.get("keys") else {
+            return Err(KeySetError::NoKeysArray);
+        };
+        let mut keys = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            match parse_jwk(entry) {
+                Ok(key) => keys.push(key),
+                Err(reason) => tracing::debug!(index, reason, "skipping a JWK"),
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeySetError::NoUsableKey);
+        }
+        Ok(Self { keys })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub(crate) fn get(&self, index: usize) -> &VerificationKey {
+        &self.keys[index]
+    }
+
+    /// Chooses the key for a token with this `kid` and `alg`.
+    ///
+    /// With a `kid`, the key must carry that `kid`; without one, exactly one key of the set
+    /// may fit `alg`.
+    pub(crate) fn select(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
+        let mut found = None;
+        let mut named = false;
+        for (index, key) in self.keys.iter().enumerate() {
+            if let Some(kid) = kid {
+                if key.kid.as_deref() != Some(kid) {
+                    continue;
+                }
+                named = true;
+            }
+            if key.accepts(alg) {
+                if found.is_some() {
+                    return Selection::Unusable;
+                }
+                found = Some(index);
+            }
+        }
+        match found {
+            Some(index) => Selection::Found(index),
+            None if named => Selection::Unusable,
+            None => Selection::NotFound,
+        }
+    }
+}
+
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
+    let Value::Object(jwk) = entry else {
+        return Err("not a JSON object");
+    };
+    if PRIVATE_MEMBERS.iter().any(|member| jwk.contains_key(*member)) {
+        return Err("holds private key material");
+    }
+    let kid = match jwk.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err("kid is not a string"),
+    };
+    match jwk.get("use") {
+        None => {}
+        Some(Value::String(usage)) if usage == "sig" => {}
+        Some(_) => return Err("not a signing key (use)"),
+    }
+    match jwk.get("key_ops") {
+        None => {}
+        Some(Value::Array(ops)) if ops.iter().any(|op| op == "verify") => {}
+        Some(_) => return Err("key_ops does not allow verify"),
+    }
+    let alg = match jwk.get("alg") {
+        None => None,
+        Some(Value::String(alg)) => Some(asymmetric_algorithm(alg).ok_or("unsupported alg")?),
+        Some(_) => return Err("alg is not a string"),
+    };
+    let (family, key) = match string_member(jwk, "kty")? {
+        "RSA" => {
+            let n = decode_member(jwk, "n")?;
+            let e = decode_member(jwk, "e")?;
+            let modulus_bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if modulus_bits < 2048 {
+                return Err("RSA modulus shorter than 2048 bits");
+            }
+            if e.is_empty() {
+                return Err("empty RSA exponent");
+            }
+            (KeyFamily::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+        }
+        "EC" => {
+            let (family, size) = match string_member(jwk, "crv")? {
+                "P-256" => (KeyFamily::P256, 32),
+                "P-384" => (KeyFamily::P384, 48),
+                _ => return Err("unsupported EC curve"),
+            };
+            let x = decode_member(jwk, "x")?;
+            let y = decode_member(jwk, "y")?;
+            if x.len() != size || y.len() != size {
+                return Err("EC coordinates of the wrong length");
+            }
+            let mut point = Vec::with_capacity(1 + 2 * size);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (family, DecodingKey::from_ec_der(&point))
+        }
+        "OKP" => {
+            if string_member(jwk, "crv")? != "Ed25519" {
+                return Err("unsupported OKP curve");
+            }
+            let x = decode_member(jwk, "x")?;
+            if x.len() != 32 {
+                return Err("Ed25519 key of the wrong length");
+            }
+            (KeyFamily::Ed25519, DecodingKey::from_ed_der(&x))
+        }
+        "oct" => return Err("symmetric key"),
+        _ => return Err("unsupported kty"),
+    };
+    if let Some(alg) = alg {
+        if !family.fits(alg) {
+            return Err("alg does not fit the key type");
+        }
+    }
+    Ok(VerificationKey {
+        kid,
+        family,
+        alg,
+        key,
+    })
+}
+
+/// The asymmetric JWS algorithms this crate can verify; `None` for anything else
+/// (`none`, HMAC, unknown names).
+pub(crate) fn asymmetric_algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+fn string_member<'a>(jwk: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, &'static str> {
+    jwk.get(name).and_then(Value::as_str).ok_or(name)
+}
+
+fn decode_member(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, &'static str> {
+    URL_SAFE_NO_PAD
+        .decode(string_member(jwk, name)?)
+        .map_err(|_| "a key member is not base64url")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn rsa(kid: &str) -> Value {
+        json!({"kty": "RSA", "kid": kid, "n": b64(&[0xc5; 256]), "e": "AQAB"})
+    }
+
+    fn ec(kid: &str, crv: &str, size: usize) -> Value {
+        json!({"kty": "EC", "kid": kid, "crv": crv, "x": b64(&vec![1; size]), "y": b64(&vec![2; size])})
+    }
+
+    fn set(keys: Vec<Value>) -> Result<KeySet, KeySetError> {
+        KeySet::parse(json!({ "keys": keys }).to_string().as_bytes())
+    }
+
+    #[test]
+    fn skips_unusable_keys_and_keeps_the_rest() {
+        let keys = set(vec![
+            json!({"kty": "AKP", "kid": "pq", "alg": "ML-DSA-65", "pub": "AAAA"}),
+            json!({"kty": "RSA", "kid": "enc", "use": "enc", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}),
+            json!({"kty": "RSA", "kid": "priv", "n": b64(&[0xc5; 256]), "e": "AQAB", "d": "AQAB"}),
+            json!({"kty": "RSA", "kid": "short", "n": b64(&[0xc5; 128]), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "hs", "alg": "HS256", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "mismatch", "alg": "ES256", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": b64(&[1; 66]), "y": b64(&[2; 66])}),
+            json!({"kty": "EC", "kid": "badlen", "crv": "P-256", "x": b64(&[1; 31]), "y": b64(&[2; 32])}),
+            json!({"kty": "OKP", "kid": "ed448", "crv": "Ed448", "x": b64(&[1; 57])}),
+            json!({"kty": "RSA", "kid": 7, "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!("not an object"),
+            rsa("good"),
+            ec("p256", "P-256", 32),
+            json!({"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64(&[3; 32])}),
+        ])
+        .unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys.select(Some("good"), Algorithm::RS256), Selection::Found(0));
+        assert_eq!(keys.select(Some("p256"), Algorithm::ES256), Selection::Found(1));
+        assert_eq!(keys.select(Some("ed"), Algorithm::EdDSA), Selection::Found(2));
+        assert_eq!(keys.select(Some("enc"), Algorithm::RS256), Selection::NotFound);
+    }
+
+    #[test]
+    fn documents_without_usable_keys_are_errors() {
+        assert_eq!(KeySet::parse(b"[]").unwrap_err(), KeySetError::NotJson);
+        assert_eq!(KeySet::parse(b"{}").unwrap_err(), KeySetError::NoKeysArray);
+        assert_eq!(set(vec![]).unwrap_err(), KeySetError::NoUsableKey);
+    }
+
+    #[test]
+    fn selection_binds_kid_family_and_alg() {
+        let mut stated = rsa("rs384-only");
+        stated["alg"] = json!("RS384");
+        let keys = set(vec![rsa("r1"), stated, ec("e384", "P-384", 48)]).unwrap();
+        assert_eq!(keys.select(Some("r1"), Algorithm::PS256), Selection::Found(0));
+        assert_eq!(keys.select(Some("r1"), Algorithm::ES256), Selection::Unusable);
+        assert_eq!(keys.select(Some("rs384-only"), Algorithm::RS384), Selection::Found(1));
+        assert_eq!(keys.select(Some("rs384-only"), Algorithm::RS256), Selection::Unusable);
+        assert_eq!(keys.select(Some("e384"), Algorithm::ES256), Selection::Unusable);
+        assert_eq!(keys.select(Some("nope"), Algorithm::RS256), Selection::NotFound);
+        // Without kid: exactly one key must fit.
+        assert_eq!(keys.select(None, Algorithm::ES384), Selection::Found(2));
+        assert_eq!(keys.select(None, Algorithm::RS384), Selection::Unusable);
+        assert_eq!(keys.select(None, Algorithm::EdDSA), Selection::NotFound);
+    }
+
+    #[test]
+    fn duplicate_kids_that_both_fit_are_ambiguous() {
+        let keys = set(vec![rsa("same"), rsa("same")]).unwrap();
+        assert_eq!(keys.select(Some("same"), Algorithm::RS256), Selection::Unusable);
+    }
+}

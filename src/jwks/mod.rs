@@ -1,0 +1,386 @@
+//! The issuer's signing keys: discovery, fetching, caching and refreshing.
+//!
+//! How the cache behaves (all times from the configured [`Clock`](crate::Clock)):
+//!
+//! - **Cold start.** The first request discovers `jwks_uri` and fetches the key set; every
+//!   request that arrives meanwhile waits for that same fetch (single flight).
+//! - **Hit.** A request whose `kid` is in the current key set uses it without taking any
+//!   lock: the set is read through an atomic pointer.
+//! - **Expiry.** Keys are fresh for the TTL (default 10 min, or the server's
+//!   `Cache-Control: max-age` clamped to [1 min, 24 h]). The first request after that
+//!   starts a refresh in the background and, like every other request, keeps using the
+//!   current keys; nobody waits.
+//! - **Unknown `kid`.** The request waits for a refetch, but at most one such refetch
+//!   starts per 30 s. Inside that cooldown an unknown `kid` is refused at once (401).
+//! - **Failure.** After a failed fetch, no new fetch starts for 10 s. The last good keys
+//!   keep being used for up to 24 h after they were fetched (max stale); only with no
+//!   usable keys at all is the answer 503.
+//!
+//! No lock is held across network I/O: the fetch runs as its own task and its result is
+//! shared by everyone waiting for it.
+
+mod fetch;
+mod keyset;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
+use jsonwebtoken::Algorithm;
+use reqwest::Url;
+
+use crate::clock::{Clock, elapsed};
+use crate::error::{AuthError, ConfigError, ErrorKind};
+
+pub(crate) use fetch::{FetchError, Fetcher, default_client, is_allowed_url};
+pub(crate) use keyset::{KeySet, Selection, VerificationKey, asymmetric_algorithm};
+
+/// How the key cache refreshes. See the [module docs](self) for the behaviour.
+///
+/// ```
+/// use std::time::Duration;
+/// use smart_auth::RefreshPolicy;
+///
+/// let policy = RefreshPolicy::default()
+///     .default_ttl(Duration::from_secs(300))
+///     .max_stale(Duration::from_secs(3600));
+/// assert_eq!(policy.get_default_ttl(), Duration::from_secs(300));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    default_ttl: Duration,
+    min_ttl: Duration,
+    max_ttl: Duration,
+    unknown_kid_cooldown: Duration,
+    failure_cooldown: Duration,
+    max_stale: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(600),
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            unknown_kid_cooldown: Duration::from_secs(30),
+            failure_cooldown: Duration::from_secs(10),
+            max_stale: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// How long keys stay fresh when the server sends no `Cache-Control: max-age`
+    /// (default 10 min).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+    /// The bounds a server's `max-age` is clamped to (default 1 min to 24 h).
+    pub fn ttl_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.min_ttl = min;
+        self.max_ttl = max;
+        self
+    }
+    /// The least time between two refetches caused by unknown `kid`s (default 30 s).
+    pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
+        self.unknown_kid_cooldown = cooldown;
+        self
+    }
+    /// How long after a failed fetch no new fetch starts (default 10 s).
+    pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
+        self.failure_cooldown = cooldown;
+        self
+    }
+    /// How long after their fetch keys may still be used while refreshing fails
+    /// (default 24 h).
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+    /// The TTL used without `max-age`.
+    pub fn get_default_ttl(&self) -> Duration {
+        self.default_ttl
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.min_ttl > self.max_ttl || self.max_ttl.is_zero() {
+            return Err(ConfigError::InvalidLimit { field: "ttl_bounds" });
+        }
+        if self.default_ttl.is_zero() {
+            return Err(ConfigError::InvalidLimit { field: "default_ttl" });
+        }
+        Ok(())
+    }
+
+    fn ttl_for(&self, max_age: Option<Duration>) -> Duration {
+        max_age.map_or(self.default_ttl, |age| age.clamp(self.min_ttl, self.max_ttl))
+    }
+}
+
+/// Where the key set comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum KeySource {
+    /// Discover `jwks_uri` from the issuer's metadata.
+    Discover { issuer: String },
+    /// A configured `jwks_uri`.
+    Fixed(Url),
+}
+
+/// A key set with the time it was fetched.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) keys: KeySet,
+    fetched_at: SystemTime,
+    ttl: Duration,
+}
+
+type FetchResult = Result<Arc<Snapshot>, FetchError>;
+type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
+
+#[derive(Default)]
+struct RefreshState {
+    in_flight: Option<SharedFetch>,
+    last_failure: Option<SystemTime>,
+    last_unknown_kid_fetch: Option<SystemTime>,
+}
+
+/// Why a fetch is wanted, which decides whether the caller waits and which cooldowns apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// No usable keys: wait for a fetch unless one failed just now.
+    Keys,
+    /// An unknown `kid`: wait for a fetch, at most one per cooldown.
+    UnknownKid,
+    /// The keys passed their TTL: start a fetch, don't wait.
+    Refresh,
+}
+
+/// The cache of one issuer's keys.
+pub(crate) struct KeyStore {
+    source: KeySource,
+    fetcher: Fetcher,
+    policy: RefreshPolicy,
+    clock: Arc<dyn Clock>,
+    current: ArcSwapOption<Snapshot>,
+    discovered_jwks_uri: ArcSwapOption<Url>,
+    state: Mutex<RefreshState>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("source", &self.source)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key chosen for a token: the snapshot keeps it alive.
+pub(crate) struct ChosenKey {
+    snapshot: Arc<Snapshot>,
+    index: usize,
+}
+
+impl ChosenKey {
+    pub(crate) fn key(&self) -> &VerificationKey {
+        self.snapshot.keys.get(self.index)
+    }
+}
+
+impl KeyStore {
+    pub(crate) fn new(source: KeySource, fetcher: Fetcher, policy: RefreshPolicy, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            source,
+            fetcher,
+            policy,
+            clock,
+            current: ArcSwapOption::empty(),
+            discovered_jwks_uri: ArcSwapOption::empty(),
+            state: Mutex::new(RefreshState::default()),
+        }
+    }
+
+    /// Fetches the keys now unless usable ones are cached.
+    pub(crate) async fn warm_up(self: &Arc<Self>) -> Result<(), AuthError> {
+        if self.usable_snapshot(self.clock.now()).is_some() {
+            return Ok(());
+        }
+        match self.fetch_for(Need::Keys) {
+            Some(fetch) => fetch.await.map(drop).map_err(keys_unavailable),
+            None => Err(AuthError::new(ErrorKind::KeysUnavailable)),
+        }
+    }
+
+    /// The key for a token's `kid` and `alg`.
+    pub(crate) async fn key_for(self: &Arc<Self>, kid: Option<&str>, alg: Algorithm) -> Result<ChosenKey, AuthError> {
+        let now = self.clock.now();
+        let Some(snapshot) = self.usable_snapshot(now) else {
+            let Some(fetch) = self.fetch_for(Need::Keys) else {
+                tracing::debug!("no usable keys and a fetch failed recently: answering 503");
+                return Err(AuthError::new(ErrorKind::KeysUnavailable));
+            };
+            let snapshot = fetch.await.map_err(keys_unavailable)?;
+            return choose(snapshot, kid, alg);
+        };
+        if elapsed(now, snapshot.fetched_at) >= snapshot.ttl {
+            if let Some(fetch) = self.fetch_for(Need::Refresh) {
+                tracing::debug!("keys passed their TTL: refreshing in the background");
+                drop(fetch);
+            }
+        }
+        match snapshot.keys.select(kid, alg) {
+            Selection::Found(index) => Ok(ChosenKey { snapshot, index }),
+            Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
+            Selection::NotFound => {
+                let Some(fetch) = self.fetch_for(Need::UnknownKid) else {
+                    tracing::debug!("unknown kid inside the refetch cooldown: refused without fetching");
+                    return Err(AuthError::new(ErrorKind::UnknownKey));
+                };
+                tracing::debug!("unknown kid: refetching the key set");
+                match fetch.await {
+                    Ok(snapshot) => choose(snapshot, kid, alg),
+                    // The refetch failed but the old keys are still good for other tokens;
+                    // this one names a key nobody has seen.
+                    Err(_) => Err(AuthError::new(ErrorKind::UnknownKey)),
+                }
+            }
+        }
+    }
+
+    /// The refresh bookkeeping. Held only for a few instructions, never across I/O; a
+    /// poisoned lock still holds consistent data (every update is a single assignment).
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, RefreshState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn usable_snapshot(&self, now: SystemTime) -> Option<Arc<Snapshot>> {
+        self.current
+            .load_full()
+            .filter(|snapshot| elapsed(now, snapshot.fetched_at) <= self.policy.max_stale)
+    }
+
+    /// Joins the fetch in flight, or starts one if the cooldowns allow it.
+    fn fetch_for(self: &Arc<Self>, need: Need) -> Option<SharedFetch> {
+        let now = self.clock.now();
+        let mut state = self.lock_state();
+        if let Some(in_flight) = &state.in_flight {
+            return Some(in_flight.clone());
+        }
+        let cooling = |since: Option<SystemTime>, cooldown: Duration| {
+            since.is_some_and(|at| elapsed(now, at) < cooldown)
+        };
+        if cooling(state.last_failure, self.policy.failure_cooldown) {
+            return None;
+        }
+        if need == Need::UnknownKid {
+            if cooling(state.last_unknown_kid_fetch, self.policy.unknown_kid_cooldown) {
+                return None;
+            }
+            state.last_unknown_kid_fetch = Some(now);
+        }
+        let store = Arc::clone(self);
+        let task = tokio::spawn(async move { store.fetch_and_install().await });
+        let store = Arc::clone(self);
+        let shared = async move {
+            match task.await {
+                Ok(result) => result,
+                Err(_) => {
+                    // The task ended before clearing its slot (runtime shutdown or a panic).
+                    store.lock_state().in_flight = None;
+                    Err(FetchError::TaskFailed)
+                }
+            }
+        }
+        .boxed()
+        .shared();
+        state.in_flight = Some(shared.clone());
+        Some(shared)
+    }
+
+    /// The body of a fetch task: fetch, install, and clear the in-flight slot.
+    async fn fetch_and_install(self: Arc<Self>) -> FetchResult {
+        let result = self.fetch_snapshot().await;
+        let now = self.clock.now();
+        let mut state = self.lock_state();
+        state.in_flight = None;
+        match &result {
+            Ok(snapshot) => {
+                tracing::debug!(keys = snapshot.keys.len(), ttl_secs = snapshot.ttl.as_secs(), "installed a fresh key set");
+                state.last_failure = None;
+                self.current.store(Some(Arc::clone(snapshot)));
+            }
+            Err(error) => {
+                let stale = self.current.load().is_some();
+                tracing::warn!(%error, using_stale_keys = stale, "fetching the issuer's key set failed");
+                state.last_failure = Some(now);
+            }
+        }
+        result
+    }
+
+    async fn fetch_snapshot(&self) -> FetchResult {
+        let jwks_uri = match &self.source {
+            KeySource::Fixed(uri) => uri.clone(),
+            KeySource::Discover { issuer } => match self.discovered_jwks_uri.load_full() {
+                Some(uri) => Url::clone(&uri),
+                None => {
+                    let uri = fetch::discover_jwks_uri(&self.fetcher, issuer).await?;
+                    self.discovered_jwks_uri.store(Some(Arc::new(uri.clone())));
+                    uri
+                }
+            },
+        };
+        let refreshing = self.current.load().is_some();
+        let fetched = self
+            .fetcher
+            .get(&jwks_uri, "application/jwk-set+json, application/json", refreshing)
+            .await
+            .inspect_err(|_| {
+                // The issuer may have moved its keys: discover again next time.
+                self.discovered_jwks_uri.store(None);
+            })?;
+        let keys = KeySet::parse(&fetched.body).map_err(FetchError::KeySet)?;
+        Ok(Arc::new(Snapshot {
+            keys,
+            fetched_at: self.clock.now(),
+            ttl: self.policy.ttl_for(fetched.max_age),
+        }))
+    }
+}
+
+fn choose(snapshot: Arc<Snapshot>, kid: Option<&str>, alg: Algorithm) -> Result<ChosenKey, AuthError> {
+    match snapshot.keys.select(kid, alg) {
+        Selection::Found(index) => Ok(ChosenKey { snapshot, index }),
+        Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
+        Selection::NotFound => Err(AuthError::new(ErrorKind::UnknownKey)),
+    }
+}
+
+fn keys_unavailable(error: FetchError) -> AuthError {
+    AuthError::new(ErrorKind::KeysUnavailable).with_source(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_clamps_max_age() {
+        let policy = RefreshPolicy::default();
+        assert_eq!(policy.ttl_for(None), Duration::from_secs(600));
+        assert_eq!(policy.ttl_for(Some(Duration::ZERO)), Duration::from_secs(60));
+        assert_eq!(policy.ttl_for(Some(Duration::from_secs(120))), Duration::from_secs(120));
+        assert_eq!(policy.ttl_for(Some(Duration::from_secs(10 * 86400))), Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn invalid_policies_are_config_errors() {
+        let inverted = RefreshPolicy::default().ttl_bounds(Duration::from_secs(10), Duration::from_secs(5));
+        assert!(inverted.validate().is_err());
+        assert!(RefreshPolicy::default().default_ttl(Duration::ZERO).validate().is_err());
+        assert!(RefreshPolicy::default().validate().is_ok());
+    }
+}

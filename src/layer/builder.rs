@@ -1,0 +1,346 @@
+//! [`SmartAuthBuilder`]: every setting of the layer, checked once in `build`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::public::PublicRoutes;
+use super::{AuthMode, SmartAuthLayer};
+use crate::algorithm::SigningAlgorithm;
+use crate::claims::ClaimNames;
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::jwks::{Fetcher, KeySource, KeyStore, RefreshPolicy, default_client, is_allowed_url};
+use crate::response::{Challenge, is_valid_realm};
+use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierConfig};
+
+/// Builds a [`SmartAuthLayer`] (or a bare [`TokenVerifier`]). Get one from
+/// [`SmartAuthLayer::builder`].
+///
+/// Every setting has a secure default; `build` checks them all and does no network I/O.
+///
+/// ```
+/// use std::time::Duration;
+/// use smart_auth::{SigningAlgorithm, SmartAuthLayer, TokenTypePolicy};
+///
+/// let layer = SmartAuthLayer::builder("https://auth.example.org")
+///     .audience("https://fhir.example.org/r4")
+///     .algorithms([SigningAlgorithm::RS384, SigningAlgorithm::ES384])
+///     .token_type(TokenTypePolicy::Rfc9068)
+///     .leeway(Duration::from_secs(30))
+///     .fhir_base_path("/r4")
+///     .build()
+///     .expect("valid configuration");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SmartAuthBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: Duration,
+    algorithms: Vec<SigningAlgorithm>,
+    token_type: TokenTypePolicy,
+    scope_claims: Vec<String>,
+    client_id_claims: Vec<String>,
+    realm: Option<String>,
+    http_client: Option<reqwest::Client>,
+    fetch_timeout: Duration,
+    max_response_size: usize,
+    jwks_uri: Option<String>,
+    refresh: RefreshPolicy,
+    clock: Arc<dyn Clock>,
+    max_token_length: usize,
+    mode: AuthMode,
+    public: PublicRoutes,
+}
+
+impl SmartAuthBuilder {
+    pub(crate) fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences: Vec::new(),
+            leeway: Duration::from_secs(60),
+            algorithms: SigningAlgorithm::DEFAULT.to_vec(),
+            token_type: TokenTypePolicy::default(),
+            scope_claims: vec!["scope".into(), "scp".into()],
+            client_id_claims: vec!["client_id".into(), "azp".into(), "cid".into()],
+            realm: None,
+            http_client: None,
+            fetch_timeout: Duration::from_secs(5),
+            max_response_size: 1024 * 1024,
+            jwks_uri: None,
+            refresh: RefreshPolicy::default(),
+            clock: Arc::new(SystemClock),
+            max_token_length: 16 * 1024,
+            mode: AuthMode::Required,
+            public: PublicRoutes::default(),
+        }
+    }
+
+    /// Adds an accepted audience: a token's `aud` must contain at least one of them. Use
+    /// your FHIR base URL. Without any, tokens for every audience of the issuer are
+    /// accepted and a warning is logged at first use.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock tolerance for `exp`, `nbf` and `iat` (default 60 s, at most 10 min).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The accepted signature algorithms (default: all of [`SigningAlgorithm::DEFAULT`]).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Which `typ` headers are accepted (default [`TokenTypePolicy::Lenient`]).
+    pub fn token_type(mut self, policy: TokenTypePolicy) -> Self {
+        self.token_type = policy;
+        self
+    }
+
+    /// The claims to read scopes from, first present wins (default `scope`, `scp`). The
+    /// value may be a space-separated string or an array of strings.
+    pub fn scope_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The claims to read the client id from, first present wins (default `client_id`,
+    /// `azp`, `cid`).
+    pub fn client_id_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.client_id_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `realm` of `WWW-Authenticate` challenges (default: the first audience, else
+    /// `fhir`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// The HTTP client for every discovery and key fetch (proxies, custom roots). The
+    /// layer's own limits still apply: per-request timeout, body cap, and no redirects (a
+    /// response from another URL than the one asked for is refused).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The time limit of each fetch, from connecting to the last body byte (default 5 s).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// The largest discovery or key-set document read (default 1 MiB).
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
+        self
+    }
+
+    /// Uses this key-set URL instead of discovering it from the issuer.
+    pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
+        self.jwks_uri = Some(uri.into());
+        self
+    }
+
+    /// How the key cache refreshes (see [`RefreshPolicy`]).
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+
+    /// The time source (default the system clock). Tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The longest token accepted, checked before any parsing (default 16 KiB).
+    pub fn max_token_length(mut self, bytes: usize) -> Self {
+        self.max_token_length = bytes;
+        self
+    }
+
+    /// Lets requests without credentials through to the inner service, without claims;
+    /// handlers take `Option<SmartClaims>`. A request with an invalid token is still
+    /// refused.
+    pub fn optional(mut self) -> Self {
+        self.mode = AuthMode::Optional;
+        self
+    }
+
+    /// The FHIR base path (for example `/fhir/r4`). With it, exactly
+    /// `{base}/metadata` and `{base}/.well-known/smart-configuration` (and
+    /// `/.well-known/smart-configuration`) are public. Without it, any path ending in those
+    /// is public unless a segment before the end looks like a resource type.
+    pub fn fhir_base_path(mut self, base_path: impl Into<String>) -> Self {
+        let base = base_path.into();
+        self.public.base_path = Some(base.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Another exact path that needs no token, for any method (a health check).
+    pub fn public_path(mut self, path: impl Into<String>) -> Self {
+        self.public.extra.push(path.into());
+        self
+    }
+
+    /// Requires a token for `metadata` and `.well-known/smart-configuration` too.
+    pub fn protect_discovery_and_metadata(mut self) -> Self {
+        self.public.discovery_and_metadata = false;
+        self
+    }
+
+    /// Requires a token for CORS preflight requests too (browsers send none, so this
+    /// breaks browser clients).
+    pub fn protect_cors_preflight(mut self) -> Self {
+        self.public.cors_preflight = false;
+        self
+    }
+
+    /// Checks the settings and builds the layer. No network I/O.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn build(self) -> Result<SmartAuthLayer, ConfigError> {
+        let realm = match &self.realm {
+            Some(realm) => realm.clone(),
+            None => self
+                .audiences
+                .first()
+                .filter(|aud| is_valid_realm(aud))
+                .cloned()
+                .unwrap_or_else(|| "fhir".to_owned()),
+        };
+        if !is_valid_realm(&realm) {
+            return Err(ConfigError::InvalidRealm);
+        }
+        if self.public.extra.iter().chain(&self.public.base_path).any(|p| !p.starts_with('/')) {
+            return Err(ConfigError::InvalidPath);
+        }
+        let mode = self.mode;
+        let public = self.public.clone();
+        let verifier = self.build_verifier()?;
+        Ok(SmartAuthLayer::from_parts(Ok(verifier), Challenge::new(&realm), mode, public))
+    }
+
+    /// Checks the settings and builds only the verifier, for use outside tower.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn build_verifier(self) -> Result<TokenVerifier, ConfigError> {
+        checked_url(&self.issuer, "issuer")?;
+        let source = match &self.jwks_uri {
+            Some(uri) => KeySource::Fixed(checked_url(uri, "jwks_uri")?),
+            None => KeySource::Discover {
+                issuer: self.issuer.clone(),
+            },
+        };
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithms);
+        }
+        for (names, field) in [(&self.scope_claims, "scope_claims"), (&self.client_id_claims, "client_id_claims")] {
+            if names.is_empty() || names.iter().any(String::is_empty) {
+                return Err(ConfigError::InvalidClaimNames { field });
+            }
+        }
+        let limits = [
+            (self.fetch_timeout.is_zero(), "fetch_timeout"),
+            (self.max_response_size == 0, "max_response_size"),
+            (self.max_token_length == 0, "max_token_length"),
+            (self.leeway > Duration::from_secs(600), "leeway"),
+        ];
+        if let Some((_, field)) = limits.into_iter().find(|(bad, _)| *bad) {
+            return Err(ConfigError::InvalidLimit { field });
+        }
+        self.refresh.validate()?;
+        let fetcher = Fetcher {
+            client: self.http_client.unwrap_or_else(|| default_client(self.fetch_timeout)),
+            timeout: self.fetch_timeout,
+            max_body: self.max_response_size,
+        };
+        let keys = KeyStore::new(source, fetcher, self.refresh, Arc::clone(&self.clock));
+        let mut algorithms: Vec<_> = self.algorithms.iter().map(|a| a.to_jsonwebtoken()).collect();
+        algorithms.dedup();
+        let config = VerifierConfig {
+            issuer: self.issuer,
+            audiences: self.audiences,
+            leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+            algorithms,
+            token_type: self.token_type,
+            claim_names: ClaimNames {
+                scope: self.scope_claims,
+                client_id: self.client_id_claims,
+            },
+            max_token_length: self.max_token_length,
+            clock: self.clock,
+        };
+        Ok(TokenVerifier::new(config, keys))
+    }
+}
+
+/// An absolute `https` URL (or `http` to loopback) without query or fragment.
+fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl { field, reason: "not an absolute URL" })?;
+    if !is_allowed_url(&url) {
+        return Err(ConfigError::InvalidUrl { field, reason: "must be https (http only for loopback hosts)" });
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::InvalidUrl { field, reason: "must not have a query or fragment" });
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::InvalidUrl { field, reason: "must not carry credentials" });
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(builder: SmartAuthBuilder) -> ConfigError {
+        builder.build().err().expect("must be refused")
+    }
+
+    #[test]
+    fn refuses_bad_configuration() {
+        let b = || SmartAuthBuilder::new("https://as.example");
+        assert!(b().build().is_ok());
+        assert!(SmartAuthBuilder::new("http://127.0.0.1:9000/issuer").build().is_ok());
+        assert_eq!(error(SmartAuthBuilder::new("as.example")), ConfigError::InvalidUrl { field: "issuer", reason: "not an absolute URL" });
+        assert!(matches!(error(SmartAuthBuilder::new("http://as.example")), ConfigError::InvalidUrl { field: "issuer", .. }));
+        assert!(matches!(error(SmartAuthBuilder::new("https://as.example?x=1")), ConfigError::InvalidUrl { field: "issuer", .. }));
+        assert!(matches!(error(SmartAuthBuilder::new("https://u:p@as.example")), ConfigError::InvalidUrl { field: "issuer", .. }));
+        assert!(matches!(error(b().jwks_uri("http://keys.example/jwks")), ConfigError::InvalidUrl { field: "jwks_uri", .. }));
+        assert_eq!(error(b().algorithms([])), ConfigError::NoAlgorithms);
+        assert_eq!(error(b().realm("a\"b")), ConfigError::InvalidRealm);
+        assert_eq!(error(b().scope_claims(Vec::<String>::new())), ConfigError::InvalidClaimNames { field: "scope_claims" });
+        assert_eq!(error(b().client_id_claims([""])), ConfigError::InvalidClaimNames { field: "client_id_claims" });
+        assert_eq!(error(b().fetch_timeout(Duration::ZERO)), ConfigError::InvalidLimit { field: "fetch_timeout" });
+        assert_eq!(error(b().max_response_size(0)), ConfigError::InvalidLimit { field: "max_response_size" });
+        assert_eq!(error(b().max_token_length(0)), ConfigError::InvalidLimit { field: "max_token_length" });
+        assert_eq!(error(b().leeway(Duration::from_secs(3600))), ConfigError::InvalidLimit { field: "leeway" });
+        assert_eq!(error(b().public_path("health")), ConfigError::InvalidPath);
+        assert_eq!(error(b().fhir_base_path("fhir")), ConfigError::InvalidPath);
+        assert!(matches!(error(b().refresh_policy(RefreshPolicy::default().default_ttl(Duration::ZERO))), ConfigError::InvalidLimit { .. }));
+    }
+}

@@ -1,0 +1,211 @@
+//! [`SmartAuth`], the service the layer produces, and its [`ResponseFuture`].
+
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::{AuthMode, Shared};
+use crate::bearer::bearer_token;
+use crate::claims::SmartClaims;
+use crate::error::{AuthError, ErrorKind};
+use crate::response::Unauthenticated;
+
+/// The service made by [`SmartAuthLayer`](crate::SmartAuthLayer): verifies the request's
+/// Bearer token before calling `S`.
+#[derive(Clone, Debug)]
+pub struct SmartAuth<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> SmartAuth<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SmartAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        if shared.public.is_public(&request) {
+            return ResponseFuture::calling(self.inner.call(request));
+        }
+        let verifier = match shared.verifier() {
+            Ok(verifier) => verifier,
+            Err(error) => return ResponseFuture::rejected(shared.challenge.response(&error)),
+        };
+        let token = match bearer_token(request.headers(), request.uri().query()) {
+            Ok(Some(token)) => token.to_owned(),
+            Ok(None) if shared.mode == AuthMode::Optional => {
+                request
+                    .extensions_mut()
+                    .insert(Unauthenticated(shared.challenge.clone()));
+                return ResponseFuture::calling(self.inner.call(request));
+            }
+            Ok(None) => {
+                tracing::debug!(target: "smart_auth::rejection", "request without credentials");
+                return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(ErrorKind::MissingToken)));
+            }
+            Err(kind) => {
+                tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
+                return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(kind)));
+            }
+        };
+        let verifier = verifier.clone();
+        let verify = async move { verifier.verify(&token).await }.boxed();
+        // The service that was driven to readiness is the one to call (tower's clone rule):
+        // it goes into the future, and a fresh clone stays here.
+        let clone = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            state: State::Verifying {
+                verify,
+                inner: Some(inner),
+                request: Some(request),
+                shared: Arc::clone(&self.shared),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`SmartAuth`].
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Verifying {
+            verify: BoxFuture<'static, Result<SmartClaims, AuthError>>,
+            inner: Option<S>,
+            request: Option<Request<ReqBody>>,
+            shared: Arc<Shared>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn calling(future: S::Future) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
+    fn rejected(response: S::Response) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Verifying {
+                    verify,
+                    inner,
+                    request,
+                    shared,
+                } => {
+                    let result = ready!(verify.as_mut().poll(cx));
+                    match result {
+                        Ok(claims) => {
+                            let (Some(mut inner), Some(mut request)) = (inner.take(), request.take()) else {
+                                panic!("ResponseFuture polled after completion");
+                            };
+                            request.extensions_mut().insert(claims);
+                            let future = inner.call(request);
+                            this.state.set(State::Calling { future });
+                        }
+                        Err(error) => {
+                            tracing::debug!(target: "smart_auth::rejection", kind = ?error.kind(), "token refused");
+                            let response = shared.challenge.response(&error);
+                            this.state.set(State::Rejected { response: None });
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Rejected { response } => {
+                    let response = response.take().expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! # smart-auth
+//!
+//! Turns a Rust FHIR API into a SMART-on-FHIR protected resource server.
+//!
+//! SMART Backend Services clients trade a signed assertion for a short-lived Bearer access
+//! token at their authorization server and call your API with it. This crate checks those
+//! tokens: [`SmartAuthLayer`] is a tower layer that verifies each request's
+//! `Authorization: Bearer` token against the issuer's published keys (discovered from
+//! the issuer, cached and refreshed safely), checks `iss`, `aud`, `exp`/`nbf`/`iat`, the
+//! algorithm and the token type, and answers failures exactly as RFC 6750 says, with a
+//! FHIR `OperationOutcome` body. Handlers receive the verified [`SmartClaims`]: client
+//! identity, scopes and launch context.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use smart_auth::{SmartAuthLayer, SmartClaims};
+//!
+//! async fn read_patient(claims: SmartClaims) -> String {
+//!     format!("{:?} may use {:?}", claims.client_id(), claims.scopes())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let app: Router = Router::new()
+//!     .route("/fhir/Patient/{id}", get(read_patient))
+//!     .layer(
+//!         SmartAuthLayer::builder("https://auth.example.org")
+//!             .audience("https://api.example.org/fhir")
+//!             .build()?,
+//!     );
+//! # Ok(()) }
+//! ```
+//!
+//! ## Features
+//!
+//! - `axum` (default): `SmartClaims` and `Option<SmartClaims>` as handler arguments.
+//! - `testing`: [`testing::TestIssuer`], an in-process authorization server that serves
+//!   discovery and keys on loopback and mints real signed tokens for your tests.
+//!
+//! ## Security defaults
+//!
+//! Asymmetric algorithms only (never `none` or HMAC); the issuer compared exactly; keys
+//! only from the issuer's own key set (header `jwk`, `jku`, `x5u`, `x5c` are ignored);
+//! `crit` refused; tokens over 16 KiB refused before parsing; `https` for every fetch
+//! (plain `http` to loopback only), no redirects, 5 s timeouts and a 1 MiB body cap; no
+//! token contents in errors or logs.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod algorithm;
+mod bearer;
+mod claims;
+mod clock;
+mod error;
+#[cfg(feature = "axum")]
+mod extractor;
+mod jwks;
+mod jwt;
+pub mod layer;
+mod response;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod verifier;
+
+pub use algorithm::SigningAlgorithm;
+pub use claims::{FhirContext, SmartClaims};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Answer, AuthError, ConfigError, ErrorKind};
+#[cfg(feature = "axum")]
+pub use extractor::ClaimsRejection;
+pub use jwks::RefreshPolicy;
+pub use layer::{SmartAuthBuilder, SmartAuthLayer};
+pub use verifier::{TokenTypePolicy, TokenVerifier};

@@ -1,0 +1,142 @@
+//! Turning an [`AuthError`] into its HTTP response: status, `WWW-Authenticate` challenge
+//! (RFC 6750 section 3) and a FHIR `OperationOutcome` body.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response};
+
+use crate::error::{AuthError, ErrorKind};
+
+/// The media type of FHIR JSON resources.
+pub(crate) const FHIR_JSON: &str = "application/fhir+json";
+
+/// The parts of the challenge fixed at build time: the realm, already quoted.
+#[derive(Debug, Clone)]
+pub(crate) struct Challenge {
+    realm: std::sync::Arc<str>,
+}
+
+impl Challenge {
+    /// A challenge with this realm. The caller validated it with [`is_valid_realm`].
+    pub(crate) fn new(realm: &str) -> Self {
+        Self {
+            realm: format!("Bearer realm=\"{realm}\"").into(),
+        }
+    }
+
+    /// The full response for a refused request.
+    pub(crate) fn response<B: From<Bytes>>(&self, error: &AuthError) -> Response<B> {
+        let answer = error.kind().answer();
+        let body = operation_outcome(error.kind());
+        let mut response = Response::new(B::from(body));
+        *response.status_mut() = answer.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if answer.challenge {
+            let mut value = String::from(&*self.realm);
+            if let Some(code) = answer.bearer_error {
+                value.push_str(", error=\"");
+                value.push_str(code);
+                value.push_str("\", error_description=\"");
+                value.push_str(answer.description);
+                value.push('"');
+            }
+            if let Some(scope) = error.required_scope() {
+                value.push_str(", scope=\"");
+                value.push_str(&quote_safe(scope));
+                value.push('"');
+            }
+            // Every part is either validated at build time or a static string, so this
+            // cannot fail; an empty challenge is still better than a panic.
+            let value = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if error.kind() == ErrorKind::KeysUnavailable {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("10"));
+        }
+        response.extensions_mut().insert(error.clone());
+        response
+    }
+}
+
+/// The request extension the layer inserts in optional mode when a request carried no
+/// credentials, so that a required extractor can still answer with the layer's challenge.
+#[derive(Debug, Clone)]
+pub(crate) struct Unauthenticated(pub(crate) Challenge);
+
+/// Whether a realm can stand inside a quoted-string as is: visible ASCII and spaces,
+/// without `"` or `\`.
+pub(crate) fn is_valid_realm(realm: &str) -> bool {
+    realm.bytes().all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b'"' && b != b'\\')
+}
+
+/// A scope hint keeps only the characters RFC 6750 allows in a scope token
+/// (`%x21 / %x23-5B / %x5D-7E`) plus the separating space.
+fn quote_safe(scope: &str) -> String {
+    scope
+        .chars()
+        .filter(|c| *c == ' ' || (c.is_ascii_graphic() && *c != '"' && *c != '\\'))
+        .collect()
+}
+
+/// A FHIR OperationOutcome for the error, with a static text only.
+pub(crate) fn operation_outcome(kind: ErrorKind) -> Bytes {
+    let answer = kind.answer();
+    let severity = if answer.status.is_server_error() { "fatal" } else { "error" };
+    let body = serde_json::json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{
+            "severity": severity,
+            "code": answer.issue_code,
+            "details": { "text": answer.description },
+        }],
+    });
+    Bytes::from(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn header(response: &Response<Bytes>) -> Option<&str> {
+        response.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn challenges_follow_rfc6750() {
+        let challenge = Challenge::new("https://fhir.example/r4");
+        let missing: Response<Bytes> = challenge.response(&AuthError::new(ErrorKind::MissingToken));
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(header(&missing), Some("Bearer realm=\"https://fhir.example/r4\""));
+
+        let expired: Response<Bytes> = challenge.response(&AuthError::new(ErrorKind::Expired));
+        assert_eq!(
+            header(&expired),
+            Some("Bearer realm=\"https://fhir.example/r4\", error=\"invalid_token\", error_description=\"the access token has expired\"")
+        );
+        let body: serde_json::Value = serde_json::from_slice(expired.body()).unwrap();
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(body["issue"][0]["code"], "expired");
+
+        let scope: Response<Bytes> = challenge.response(&AuthError::insufficient_scope("system/Observation.rs\"x"));
+        assert_eq!(scope.status(), StatusCode::FORBIDDEN);
+        assert!(header(&scope).unwrap().ends_with(", scope=\"system/Observation.rsx\""));
+
+        let down: Response<Bytes> = challenge.response(&AuthError::new(ErrorKind::KeysUnavailable));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&down), None);
+        assert_eq!(down.headers()[RETRY_AFTER], "10");
+        assert_eq!(down.headers()[CONTENT_TYPE], FHIR_JSON);
+        assert!(down.extensions().get::<AuthError>().is_some());
+    }
+
+    #[test]
+    fn realms() {
+        assert!(is_valid_realm("https://fhir.example/r4"));
+        assert!(is_valid_realm("My FHIR API"));
+        for bad in ["a\"b", "a\\b", "a\nb", "é"] {
+            assert!(!is_valid_realm(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! [`TestIssuer`]: an in-process authorization server for tests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::keys::{KeyType, TestKey};
+use super::token::TokenBuilder;
+use crate::algorithm::SigningAlgorithm;
+use crate::clock::{Clock, SystemClock};
+
+/// How the issuer answers requests for its JWK Set.
+///
+/// ```no_run
+/// # async fn run() {
+/// use smart_auth::testing::{JwksBehaviour, TestIssuer};
+/// let issuer = TestIssuer::start().await;
+/// issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwksBehaviour {
+    /// 200 with the published keys.
+    Normal,
+    /// An empty response with this status.
+    Status(u16),
+    /// The normal answer, after this delay.
+    Delay(Duration),
+    /// 200 with a body of this many bytes, streamed in 64 KiB chunks without a
+    /// `Content-Length`.
+    Oversized(usize),
+    /// 302 to a copy of the key set at `/jwks-copy.json`.
+    Redirect,
+    /// 200 with this exact body.
+    Body(String),
+}
+
+struct IssuerState {
+    url: String,
+    audience: String,
+    clock: Arc<dyn Clock>,
+    keys: Mutex<Keys>,
+    jwks: Mutex<JwksBehaviour>,
+    cache_control: Mutex<Option<String>>,
+    discovery_issuer: Mutex<Option<String>>,
+    smart_configuration_enabled: Mutex<bool>,
+    smart_configuration_fetches: AtomicUsize,
+    openid_configuration_fetches: AtomicUsize,
+    jwks_fetches: AtomicUsize,
+    jwks_copy_fetches: AtomicUsize,
+    jwks_bytes_sent: Arc<AtomicUsize>,
+    last_jwks_headers: Mutex<HeaderMap>,
+}
+
+struct Keys {
+    generation: usize,
+    published: Vec<Arc<TestKey>>,
+    current: HashMap<KeyTypeKey, Arc<TestKey>>,
+}
+
+/// `KeyType` as a map key.
+type KeyTypeKey = u8;
+
+fn slot(key_type: KeyType) -> KeyTypeKey {
+    key_type as u8
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An authorization server on `127.0.0.1` for tests. See the [module docs](super).
+///
+/// It publishes one key of each type: RSA (for RS256/384/512 and PS256/384/512, its JWK
+/// without `alg`), P-256 (`ES256`), P-384 (`ES384`) and Ed25519 (`EdDSA`). It stops when
+/// dropped. Each instance has its own keys and counters: tests share nothing.
+#[derive(Debug)]
+pub struct TestIssuer {
+    state: Arc<IssuerState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for IssuerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerState").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+/// Settings for a [`TestIssuer`]; see [`TestIssuer::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct TestIssuerBuilder {
+    audience: Option<String>,
+    clock: Arc<dyn Clock>,
+    path: String,
+}
+
+impl TestIssuerBuilder {
+    /// The `aud` of minted tokens (default `https://fhir.example.test/r4`).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// The clock for `iat`/`exp` of minted tokens (default the system clock). Share a
+    /// [`ManualClock`](crate::ManualClock) with the layer to move both.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A path under which the issuer lives, such as `/realms/test` (default none).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound; a test cannot go on without one.
+    pub async fn start(self) -> TestIssuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let address = listener.local_addr().expect("local address");
+        let base = format!("http://{address}{}", self.path);
+        let mut keys = Keys {
+            generation: 0,
+            published: Vec::new(),
+            current: HashMap::new(),
+        };
+        rotate(&mut keys);
+        let state = Arc::new(IssuerState {
+            url: base,
+            audience: self.audience.unwrap_or_else(|| "https://fhir.example.test/r4".to_owned()),
+            clock: self.clock,
+            keys: Mutex::new(keys),
+            jwks: Mutex::new(JwksBehaviour::Normal),
+            cache_control: Mutex::new(None),
+            discovery_issuer: Mutex::new(None),
+            smart_configuration_enabled: Mutex::new(true),
+            smart_configuration_fetches: AtomicUsize::new(0),
+            openid_configuration_fetches: AtomicUsize::new(0),
+            jwks_fetches: AtomicUsize::new(0),
+            jwks_copy_fetches: AtomicUsize::new(0),
+            jwks_bytes_sent: Arc::new(AtomicUsize::new(0)),
+            last_jwks_headers: Mutex::new(HeaderMap::new()),
+        });
+        let path = &self.path;
+        let router = Router::new()
+            .route(&format!("{path}/.well-known/smart-configuration"), get(smart_configuration))
+            .route(&format!("{path}/.well-known/openid-configuration"), get(openid_configuration))
+            .route(&format!("{path}/jwks.json"), get(jwks))
+            .route(&format!("{path}/jwks-copy.json"), get(jwks_copy))
+            .with_state(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            // The server ends with the test (the task is aborted on drop).
+            let _ = axum::serve(listener, router).await;
+        });
+        TestIssuer { state, server }
+    }
+}
+
+fn rotate(keys: &mut Keys) {
+    keys.generation += 1;
+    let generation = keys.generation;
+    let fresh = [
+        (KeyType::Rsa, format!("rsa-{generation}"), None),
+        (KeyType::P256, format!("p256-{generation}"), Some(SigningAlgorithm::ES256)),
+        (KeyType::P384, format!("p384-{generation}"), Some(SigningAlgorithm::ES384)),
+        (KeyType::Ed25519, format!("ed25519-{generation}"), Some(SigningAlgorithm::EdDSA)),
+    ];
+    keys.published.clear();
+    keys.current.clear();
+    for (key_type, kid, alg) in fresh {
+        let key = Arc::new(TestKey::generate(key_type, kid, alg));
+        keys.published.push(Arc::clone(&key));
+        keys.current.insert(slot(key_type), key);
+    }
+}
+
+impl TestIssuer {
+    /// Starts an issuer with the default settings.
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    /// Settings for an issuer.
+    pub fn builder() -> TestIssuerBuilder {
+        TestIssuerBuilder {
+            audience: None,
+            clock: Arc::new(SystemClock),
+            path: String::new(),
+        }
+    }
+
+    /// The issuer URL (`http://127.0.0.1:<port>[path]`): the `iss` of minted tokens.
+    pub fn url(&self) -> &str {
+        &self.state.url
+    }
+
+    /// The `aud` of minted tokens.
+    pub fn audience(&self) -> &str {
+        &self.state.audience
+    }
+
+    /// The URL of the JWK Set.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks.json", self.state.url)
+    }
+
+    /// Starts minting a token.
+    pub fn token(&self) -> TokenBuilder<'_> {
+        TokenBuilder::new(self, crate::clock::unix_seconds(self.now()))
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.state.clock.now()
+    }
+
+    pub(crate) fn key_for(&self, alg: SigningAlgorithm) -> Arc<TestKey> {
+        let keys = lock(&self.state.keys);
+        Arc::clone(&keys.current[&slot(KeyType::for_algorithm(alg))])
+    }
+
+    pub(crate) fn key_by_kid(&self, kid: &str) -> Option<Arc<TestKey>> {
+        lock(&self.state.keys).published.iter().find(|key| key.kid == kid).cloned()
+    }
+
+    /// Replaces every key with a new one under a new `kid`; tokens minted from now on use
+    /// the new keys, and the old ones are no longer published.
+    pub fn rotate_keys(&self) {
+        rotate(&mut lock(&self.state.keys));
+    }
+
+    /// Publishes one more key of the type `alg` needs, with `alg` in its JWK, and returns
+    /// its `kid`. Sign with it through [`TokenBuilder::kid`].
+    pub fn add_key(&self, alg: SigningAlgorithm) -> String {
+        let mut keys = lock(&self.state.keys);
+        let kid = format!("extra-{}-{}", alg.name().to_ascii_lowercase(), keys.published.len());
+        let key = Arc::new(TestKey::generate(KeyType::for_algorithm(alg), kid.clone(), Some(alg)));
+        keys.published.push(key);
+        kid
+    }
+
+    /// The public JWK Set as served.
+    pub fn jwks(&self) -> Value {
+        let keys = lock(&self.state.keys);
+        json!({ "keys": keys.published.iter().map(|key| key.jwk.clone()).collect::<Vec<_>>() })
+    }
+
+    /// How the JWK Set endpoint answers from now on.
+    pub fn set_jwks_behaviour(&self, behaviour: JwksBehaviour) {
+        *lock(&self.state.jwks) = behaviour;
+    }
+
+    /// A `Cache-Control` header for JWK Set responses (default none).
+    pub fn set_jwks_cache_control(&self, value: Option<&str>) {
+        *lock(&self.state.cache_control) = value.map(str::to_owned);
+    }
+
+    /// The `issuer` written into the discovery documents (default: [`url`](Self::url)).
+    pub fn set_discovery_issuer(&self, issuer: &str) {
+        *lock(&self.state.discovery_issuer) = Some(issuer.to_owned());
+    }
+
+    /// Makes `/.well-known/smart-configuration` answer 404, so that clients fall back to
+    /// OpenID Connect discovery.
+    pub fn disable_smart_configuration(&self) {
+        *lock(&self.state.smart_configuration_enabled) = false;
+    }
+
+    /// How often `/.well-known/smart-configuration` was requested.
+    pub fn smart_configuration_fetches(&self) -> usize {
+        self.state.smart_configuration_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How often `/.well-known/openid-configuration` was requested.
+    pub fn openid_configuration_fetches(&self) -> usize {
+        self.state.openid_configuration_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How often the JWK Set was requested.
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How often the redirect target of [`JwksBehaviour::Redirect`] was requested.
+    pub fn jwks_redirect_target_fetches(&self) -> usize {
+        self.state.jwks_copy_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How many body bytes [`JwksBehaviour::Oversized`] handed to the connection.
+    pub fn jwks_bytes_sent(&self) -> usize {
+        self.state.jwks_bytes_sent.load(Ordering::SeqCst)
+    }
+
+    /// The headers of the latest JWK Set request.
+    pub fn last_jwks_request_headers(&self) -> HeaderMap {
+        lock(&self.state.last_jwks_headers).clone()
+    }
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn discovery_issuer(state: &IssuerState) -> String {
+    lock(&state.discovery_issuer).clone().unwrap_or_else(|| state.url.clone())
+}
+
+fn json_response(value: &Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+async fn smart_configuration(State(state): State<Arc<IssuerState>>) -> Response {
+    state.smart_configuration_fetches.fetch_add(1, Ordering::SeqCst);
+    if !*lock(&state.smart_configuration_enabled) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let url = &state.url;
+    json_response(&json!({
+        "issuer": discovery_issuer(&state),
+        "jwks_uri": format!("{url}/jwks.json"),
+        "token_endpoint": format!("{url}/token"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "scopes_supported": ["system/*.rs"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+        "code_challenge_methods_supported": ["S256"],
+    }))
+}
+
+async fn openid_configuration(State(state): State<Arc<IssuerState>>) -> Response {
+    state.openid_configuration_fetches.fetch_add(1, Ordering::SeqCst);
+    let url = &state.url;
+    json_response(&json!({
+        "issuer": discovery_issuer(&state),
+        "jwks_uri": format!("{url}/jwks.json"),
+        "token_endpoint": format!("{url}/token"),
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+}
+
+fn key_set(state: &IssuerState) -> Value {
+    let keys = lock(&state.keys);
+    json!({ "keys": keys.published.iter().map(|key| key.jwk.clone()).collect::<Vec<_>>() })
+}
+
+async fn jwks(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Response {
+    state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    *lock(&state.last_jwks_headers) = headers;
+    let behaviour = lock(&state.jwks).clone();
+    let mut response = match behaviour {
+        JwksBehaviour::Normal => json_response(&key_set(&state)),
+        JwksBehaviour::Status(status) => StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+        JwksBehaviour::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            json_response(&key_set(&state))
+        }
+        JwksBehaviour::Oversized(bytes) => oversized(bytes, Arc::clone(&state.jwks_bytes_sent)),
+        JwksBehaviour::Redirect => {
+            (StatusCode::FOUND, [(header::LOCATION, format!("{}/jwks-copy.json", state.url))]).into_response()
+        }
+        JwksBehaviour::Body(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+    };
+    if let Some(value) = lock(&state.cache_control).as_deref() {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+    }
+    response
+}
+
+async fn jwks_copy(State(state): State<Arc<IssuerState>>) -> Response {
+    state.jwks_copy_fetches.fetch_add(1, Ordering::SeqCst);
+    json_response(&key_set(&state))
+}
+
+/// A JSON-looking body of `total` bytes produced chunk by chunk, counting what it handed
+/// out, so a test can see that the client stopped reading.
+fn oversized(total: usize, sent: Arc<AtomicUsize>) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let stream = futures_util::stream::unfold(0usize, move |produced| {
+        let sent = Arc::clone(&sent);
+        async move {
+            if produced >= total {
+                return None;
+            }
+            let size = CHUNK.min(total - produced);
+            let mut chunk = vec![b' '; size];
+            if produced == 0 {
+                chunk[0] = b'{';
+            }
+            sent.fetch_add(size, Ordering::SeqCst);
+            Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), produced + size))
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+}

@@ -1,0 +1,38 @@
+//! A test kit for applications protected by [`SmartAuthLayer`](crate::SmartAuthLayer)
+//! (feature `testing`).
+//!
+//! [`TestIssuer`] is a small authorization server that runs inside your test on
+//! `127.0.0.1` with an ephemeral port. It serves SMART and OpenID discovery documents and
+//! a JWK Set, and mints real signed access tokens with any claims, algorithm, `kid` and
+//! lifetime. Point the layer at [`TestIssuer::url`] and call your app with its tokens:
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use smart_auth::{SmartAuthLayer, SmartClaims, testing::TestIssuer};
+//! use tower::ServiceExt as _;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = TestIssuer::start().await;
+//! let app = Router::new()
+//!     .route("/fhir/Patient/{id}", get(|c: SmartClaims| async move { c.client_id().unwrap_or("").to_owned() }))
+//!     .layer(SmartAuthLayer::builder(issuer.url()).audience(issuer.audience()).build()?);
+//!
+//! let token = issuer.token().scope("system/Patient.rs").sign();
+//! let request = http::Request::get("/fhir/Patient/1")
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(axum::body::Body::empty())?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(()) }
+//! ```
+//!
+//! The issuer also counts the fetches it serves and can misbehave on demand (errors,
+//! slowness, oversized bodies, redirects, rotated keys), which is how this crate tests
+//! its own key cache.
+
+mod issuer;
+mod keys;
+mod token;
+
+pub use issuer::{JwksBehaviour, TestIssuer, TestIssuerBuilder};
+pub use token::{TokenBuilder, sign_hs256};

@@ -1,0 +1,194 @@
+//! Minting tokens: [`TokenBuilder`].
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+
+use super::issuer::TestIssuer;
+use crate::algorithm::SigningAlgorithm;
+use crate::clock::unix_seconds;
+
+/// A token being minted by a [`TestIssuer`]. Get one from [`TestIssuer::token`].
+///
+/// The defaults make a valid SMART Backend Services access token: header
+/// `{"alg": "RS256", "typ": "at+jwt", "kid": …}` and claims `iss` (the issuer), `sub` and
+/// `client_id` (`test-client`), `aud` (the issuer's audience), `iat` (now), `exp` (now +
+/// 5 min), a random `jti` and `scope` `system/*.rs`.
+///
+/// ```no_run
+/// # async fn run() {
+/// use smart_auth::{SigningAlgorithm, testing::TestIssuer};
+/// let issuer = TestIssuer::start().await;
+/// let token = issuer
+///     .token()
+///     .alg(SigningAlgorithm::ES384)
+///     .scope("system/Observation.rs")
+///     .claim("patient", "123")
+///     .expires_in_secs(60)
+///     .sign();
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct TokenBuilder<'a> {
+    issuer: &'a TestIssuer,
+    alg: SigningAlgorithm,
+    kid: Kid,
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+}
+
+#[derive(Debug)]
+enum Kid {
+    Default,
+    Named(String),
+    Omitted,
+}
+
+impl<'a> TokenBuilder<'a> {
+    pub(crate) fn new(issuer: &'a TestIssuer, now: i64) -> Self {
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut jti).expect("system randomness");
+        let claims = json!({
+            "iss": issuer.url(),
+            "sub": "test-client",
+            "client_id": "test-client",
+            "aud": issuer.audience(),
+            "iat": now,
+            "exp": now + 300,
+            "jti": URL_SAFE_NO_PAD.encode(jti),
+            "scope": "system/*.rs",
+        });
+        let Value::Object(claims) = claims else { unreachable!("a JSON object literal") };
+        let mut header = Map::new();
+        header.insert("typ".into(), json!("at+jwt"));
+        Self {
+            issuer,
+            alg: SigningAlgorithm::RS256,
+            kid: Kid::Default,
+            header,
+            claims,
+        }
+    }
+
+    /// The signing algorithm (default RS256). The issuer signs with its current key of the
+    /// matching type.
+    pub fn alg(mut self, alg: SigningAlgorithm) -> Self {
+        self.alg = alg;
+        self
+    }
+
+    /// Signs with the published key of this `kid` and names it in the header. An unknown
+    /// `kid` is still written into the header, and the token is signed with the default
+    /// key: useful to test unknown keys.
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Kid::Named(kid.into());
+        self
+    }
+
+    /// Leaves `kid` out of the header.
+    pub fn no_kid(mut self) -> Self {
+        self.kid = Kid::Omitted;
+        self
+    }
+
+    /// Sets (or with `Value::Null`, removes) a header parameter other than `alg` and `kid`.
+    pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
+        set(&mut self.header, name, value.into());
+        self
+    }
+
+    /// Sets (or with `Value::Null`, removes) a claim.
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        set(&mut self.claims, name, value.into());
+        self
+    }
+
+    /// Removes a claim.
+    pub fn without(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    /// The `scope` claim.
+    pub fn scope(self, scope: &str) -> Self {
+        self.claim("scope", scope)
+    }
+
+    /// The `aud` claim.
+    pub fn audience(self, audience: &str) -> Self {
+        self.claim("aud", audience)
+    }
+
+    /// `exp` relative to the issuer's clock; negative for an expired token.
+    pub fn expires_in_secs(self, seconds: i64) -> Self {
+        let now = unix_seconds(self.issuer.now());
+        self.claim("exp", now + seconds)
+    }
+
+    /// `exp` = now + `lifetime`.
+    pub fn lifetime(self, lifetime: Duration) -> Self {
+        self.expires_in_secs(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Signs the token.
+    pub fn sign(self) -> String {
+        let key = match &self.kid {
+            Kid::Named(kid) => self.issuer.key_by_kid(kid).unwrap_or_else(|| self.issuer.key_for(self.alg)),
+            _ => self.issuer.key_for(self.alg),
+        };
+        let mut header = self.header;
+        header.insert("alg".into(), json!(self.alg.name()));
+        match self.kid {
+            Kid::Default => {
+                header.insert("kid".into(), json!(key.kid));
+            }
+            Kid::Named(kid) => {
+                header.insert("kid".into(), json!(kid));
+            }
+            Kid::Omitted => {}
+        }
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
+            URL_SAFE_NO_PAD.encode(Value::Object(self.claims).to_string())
+        );
+        let signature = key.sign(self.alg, signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+}
+
+fn set(map: &mut Map<String, Value>, name: &str, value: Value) {
+    if value.is_null() {
+        map.remove(name);
+    } else {
+        map.insert(name.to_owned(), value);
+    }
+}
+
+/// Signs `header` and `claims` with HMAC-SHA256 under `secret`, whatever `header` says.
+///
+/// For negative tests only: a resource server using this crate refuses every such token
+/// (for example one "signed" with the bytes of the issuer's public key, the classic
+/// algorithm-confusion attack).
+///
+/// ```
+/// let token = smart_auth::testing::sign_hs256(
+///     b"public key bytes",
+///     &serde_json::json!({"alg": "HS256"}),
+///     &serde_json::json!({"iss": "x"}),
+/// );
+/// assert_eq!(token.split('.').count(), 3);
+/// ```
+pub fn sign_hs256(secret: &[u8], header: &Value, claims: &Value) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
