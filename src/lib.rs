@@ -69,6 +69,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Answer, AuthError, ConfigError, ErrorKind};
 #[cfg(feature = "axum")]
 pub use extractor::ClaimsRejection;
-pub use jwks::RefreshPolicy;
+pub use jwks::{KeyCacheStatus, RefreshPolicy};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
 pub use verifier::{TokenTypePolicy, TokenVerifier};

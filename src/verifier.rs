@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 use crate::claims::{ClaimNames, SmartClaims};
 use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ErrorKind};
-use crate::jwks::KeyStore;
+use crate::jwks::{KeyCacheStatus, KeyStore};
 use crate::jwt;
 
 /// Which `typ` header values are accepted.
@@ -124,6 +124,11 @@ impl TokenVerifier {
     /// [`ErrorKind::KeysUnavailable`] when discovery or the key fetch fails.
     pub async fn warm_up(&self) -> Result<(), AuthError> {
         self.inner.keys.warm_up().await
+    }
+
+    /// The state of the key cache, for health checks and metrics.
+    pub fn key_cache_status(&self) -> KeyCacheStatus {
+        self.inner.keys.status()
     }
 
     /// Verifies one access token.

@@ -120,6 +120,32 @@ impl RefreshPolicy {
     }
 }
 
+/// A view of the key cache, for health checks and metrics. Get it from
+/// [`TokenVerifier::key_cache_status`](crate::TokenVerifier::key_cache_status).
+///
+/// ```
+/// # fn report(verifier: &smart_auth::TokenVerifier) {
+/// let status = verifier.key_cache_status();
+/// if status.keys == 0 {
+///     println!("no keys yet");
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyCacheStatus {
+    /// How many usable keys the cached set holds (0 before the first fetch).
+    pub keys: usize,
+    /// When the cached set was fetched.
+    pub fetched_at: Option<SystemTime>,
+    /// Until when the cached set counts as fresh.
+    pub fresh_until: Option<SystemTime>,
+    /// Whether a fetch is running now.
+    pub fetching: bool,
+    /// When the latest fetch failed, if the latest fetch failed.
+    pub last_failure: Option<SystemTime>,
+}
+
 /// Where the key set comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum KeySource {
@@ -247,6 +273,18 @@ impl KeyStore {
                     Err(_) => Err(AuthError::new(ErrorKind::UnknownKey)),
                 }
             }
+        }
+    }
+
+    pub(crate) fn status(&self) -> KeyCacheStatus {
+        let snapshot = self.current.load_full();
+        let state = self.lock_state();
+        KeyCacheStatus {
+            keys: snapshot.as_ref().map_or(0, |s| s.keys.len()),
+            fetched_at: snapshot.as_ref().map(|s| s.fetched_at),
+            fresh_until: snapshot.as_ref().map(|s| s.fetched_at + s.ttl),
+            fetching: state.in_flight.is_some(),
+            last_failure: state.last_failure,
         }
     }
 

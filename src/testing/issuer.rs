@@ -174,7 +174,10 @@ impl TestIssuerBuilder {
 
 fn rotate(keys: &mut Keys) {
     keys.generation += 1;
-    let generation = keys.generation;
+    // A random tag keeps kids unique across issuers, as real ones are.
+    let mut tag = [0u8; 3];
+    aws_lc_rs::rand::fill(&mut tag).expect("system randomness");
+    let generation = format!("{}-{:02x}{:02x}{:02x}", keys.generation, tag[0], tag[1], tag[2]);
     let fresh = [
         (KeyType::Rsa, format!("rsa-{generation}"), None),
         (KeyType::P256, format!("p256-{generation}"), Some(SigningAlgorithm::ES256)),

@@ -1,0 +1,10 @@
+//! Integration tests: a real protected app and a real issuer, both on 127.0.0.1 with
+//! ephemeral ports, talking HTTP; real keys and real signatures.
+
+mod support;
+
+mod answers;
+mod extractor;
+mod key_cache;
+mod tokens;
+mod tower_generic;

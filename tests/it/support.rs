@@ -1,0 +1,150 @@
+//! The protected test app and helpers.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use smart_auth::testing::TestIssuer;
+use smart_auth::{ManualClock, SmartAuthBuilder, SmartAuthLayer, SmartClaims};
+
+/// A FHIR-style app behind `SmartAuthLayer`, served on 127.0.0.1.
+pub struct App {
+    pub url: String,
+    pub issuer: TestIssuer,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    pub layer: SmartAuthLayer,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// What the handler saw.
+pub async fn echo_claims(claims: SmartClaims) -> Json<Value> {
+    Json(json!({
+        "iss": claims.issuer(),
+        "sub": claims.subject(),
+        "client_id": claims.client_id(),
+        "aud": claims.audiences(),
+        "exp": claims.expires_at(),
+        "iat": claims.issued_at(),
+        "jti": claims.jwt_id(),
+        "scopes": claims.scopes(),
+        "patient": claims.patient(),
+        "encounter": claims.encounter(),
+        "fhirUser": claims.fhir_user(),
+        "tenant": claims.tenant(),
+        "fhirContext": claims.fhir_context().iter().map(|c| json!({
+            "reference": c.reference(), "canonical": c.canonical(), "type": c.resource_type(), "role": c.role(),
+        })).collect::<Vec<_>>(),
+        "custom": claims.claim("custom"),
+    }))
+}
+
+async fn optional_claims(claims: Option<SmartClaims>) -> Json<Value> {
+    Json(json!({ "client_id": claims.as_ref().and_then(|c| c.client_id().map(str::to_owned)), "anonymous": claims.is_none() }))
+}
+
+pub async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, server)
+}
+
+/// An issuer with a manual clock shared with the layer.
+pub async fn issuer(clock: &ManualClock) -> TestIssuer {
+    TestIssuer::builder().clock(clock.clone()).start().await
+}
+
+/// Starts the app with a fresh issuer; `configure` adjusts the layer.
+pub async fn app(configure: impl FnOnce(SmartAuthBuilder) -> SmartAuthBuilder) -> App {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    app_with(issuer, clock, configure).await
+}
+
+pub async fn app_with(
+    issuer: TestIssuer,
+    clock: ManualClock,
+    configure: impl FnOnce(SmartAuthBuilder) -> SmartAuthBuilder,
+) -> App {
+    let builder = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock.clone());
+    let layer = configure(builder).build().expect("valid test configuration");
+    app_with_layer(issuer, clock, layer).await
+}
+
+pub async fn app_with_layer(issuer: TestIssuer, clock: ManualClock, layer: SmartAuthLayer) -> App {
+    let protected = Router::new()
+        .route("/fhir/Patient/{id}", get(echo_claims))
+        .route("/fhir/optional", get(optional_claims))
+        .route("/fhir/metadata", get(|| async { Json(json!({"resourceType": "CapabilityStatement"})) }))
+        .layer(layer.clone());
+    let unprotected = Router::new().route("/unprotected", get(echo_claims));
+    let (url, server) = serve(protected.merge(unprotected)).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    App { url, issuer, clock, http, layer, server }
+}
+
+/// A response reduced to what the tests assert on.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub challenge: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn issue_code(&self) -> &str {
+        self.body["issue"][0]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl App {
+    pub fn patient_url(&self) -> String {
+        format!("{}/fhir/Patient/1", self.url)
+    }
+
+    pub async fn get_with_token(&self, token: &str) -> Answer {
+        self.send(self.http.get(self.patient_url()).header("authorization", format!("Bearer {token}"))).await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let challenge = header("www-authenticate");
+        let content_type = header("content-type");
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer { status, challenge, content_type, body }
+    }
+
+    /// The exact challenge the layer sends for an invalid token.
+    pub fn invalid_token_challenge(&self, description: &str) -> String {
+        format!(
+            "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{description}\"",
+            self.issuer.audience()
+        )
+    }
+
+    pub async fn assert_invalid_token(&self, token: &str, description: &str) {
+        let answer = self.get_with_token(token).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{description}: {answer:?}");
+        assert_eq!(answer.challenge.as_deref(), Some(self.invalid_token_challenge(description).as_str()));
+        assert_eq!(answer.content_type.as_deref(), Some("application/fhir+json"));
+        assert_eq!(answer.body["resourceType"], "OperationOutcome");
+    }
+}
