@@ -44,9 +44,9 @@ pub(crate) fn bearer_token<'a>(
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 fn has_access_token_parameter(query: &str) -> bool {
@@ -70,7 +70,11 @@ mod tests {
 
     #[test]
     fn table() {
-        type Row = (&'static [&'static str], Option<&'static str>, Result<Option<&'static str>, ErrorKind>);
+        type Row = (
+            &'static [&'static str],
+            Option<&'static str>,
+            Result<Option<&'static str>, ErrorKind>,
+        );
         let rows: &[Row] = &[
             (&[], None, Ok(None)),
             (&["Bearer abc.def.ghi"], None, Ok(Some("abc.def.ghi"))),
@@ -85,22 +89,45 @@ mod tests {
             (&["Bearer a b"], None, Err(ErrorKind::InvalidRequest)),
             (&["Bearer a\"b"], None, Err(ErrorKind::InvalidRequest)),
             (&["Bearer a=b"], None, Err(ErrorKind::InvalidRequest)),
-            (&["Bearer abc", "Bearer abc"], None, Err(ErrorKind::InvalidRequest)),
-            (&["Bearer abc", "Basic x"], None, Err(ErrorKind::InvalidRequest)),
-            (&[], Some("access_token=abc"), Err(ErrorKind::InvalidRequest)),
-            (&["Bearer abc"], Some("a=1&access_token=abc"), Err(ErrorKind::InvalidRequest)),
+            (
+                &["Bearer abc", "Bearer abc"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc", "Basic x"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("access_token=abc"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc"],
+                Some("a=1&access_token=abc"),
+                Err(ErrorKind::InvalidRequest),
+            ),
             (&["Bearer abc"], Some("token=abc&x"), Ok(Some("abc"))),
         ];
         for (values, query, expected) in rows {
             let map = headers(values);
-            assert_eq!(bearer_token(&map, *query), *expected, "{values:?} {query:?}");
+            assert_eq!(
+                bearer_token(&map, *query),
+                *expected,
+                "{values:?} {query:?}"
+            );
         }
     }
 
     #[test]
     fn non_ascii_header_is_invalid_request() {
         let mut map = HeaderMap::new();
-        map.insert(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xffabc").unwrap());
+        map.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xffabc").unwrap(),
+        );
         assert_eq!(bearer_token(&map, None), Err(ErrorKind::InvalidRequest));
     }
 }

@@ -153,7 +153,11 @@ impl SmartClaims {
             Some(Value::String(aud)) => vec![aud.clone()],
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|item| item.as_str().map(str::to_owned).ok_or(ErrorKind::InvalidClaim))
+                .map(|item| {
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or(ErrorKind::InvalidClaim)
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
@@ -311,7 +315,10 @@ fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<Str
 }
 
 /// A JSON number (RFC 7519 NumericDate, fractions allowed), floored to whole seconds.
-fn optional_numeric_date(object: &Map<String, Value>, name: &str) -> Result<Option<i64>, ErrorKind> {
+fn optional_numeric_date(
+    object: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<i64>, ErrorKind> {
     match object.get(name) {
         None => Ok(None),
         Some(Value::Number(number)) => {
@@ -342,7 +349,9 @@ mod tests {
     }
 
     fn parse(value: Value) -> Result<SmartClaims, ErrorKind> {
-        let Value::Object(map) = value else { panic!("object") };
+        let Value::Object(map) = value else {
+            panic!("object")
+        };
         SmartClaims::from_payload(map, &names())
     }
 
@@ -362,13 +371,28 @@ mod tests {
         assert_eq!(claims.subject(), Some("svc"));
         assert_eq!(claims.client_id(), Some("client-1"));
         assert_eq!(claims.audiences(), ["a", "b"]);
-        assert_eq!((claims.expires_at(), claims.issued_at(), claims.not_before()), (2000, Some(1000), Some(1000)));
-        assert_eq!(claims.scopes(), ["system/Patient.rs", "system/Observation.rs", "launch"]);
-        assert_eq!((claims.patient(), claims.encounter()), (Some("p1"), Some("e1")));
-        assert_eq!((claims.fhir_user(), claims.tenant()), (Some("Practitioner/9"), Some("t")));
+        assert_eq!(
+            (claims.expires_at(), claims.issued_at(), claims.not_before()),
+            (2000, Some(1000), Some(1000))
+        );
+        assert_eq!(
+            claims.scopes(),
+            ["system/Patient.rs", "system/Observation.rs", "launch"]
+        );
+        assert_eq!(
+            (claims.patient(), claims.encounter()),
+            (Some("p1"), Some("e1"))
+        );
+        assert_eq!(
+            (claims.fhir_user(), claims.tenant()),
+            (Some("Practitioner/9"), Some("t"))
+        );
         assert_eq!(claims.fhir_context().len(), 3);
         assert_eq!(claims.fhir_context()[0].reference(), Some("Observation/1"));
-        assert_eq!(claims.fhir_context()[1].resource_type(), Some("Questionnaire"));
+        assert_eq!(
+            claims.fhir_context()[1].resource_type(),
+            Some("Questionnaire")
+        );
         assert_eq!(claims.fhir_context()[2].role(), Some("https://role"));
         assert_eq!(claims.claim("custom"), Some(&json!({"x": 1})));
     }
@@ -399,17 +423,30 @@ mod tests {
             ("fhirUser", json!([])),
             ("fhirContext", json!("Observation/1")),
             ("fhirContext", json!([{"type": "Patient"}])),
-            ("fhirContext", json!([{"reference": "Patient/1", "role": ""}])),
+            (
+                "fhirContext",
+                json!([{"reference": "Patient/1", "role": ""}]),
+            ),
             ("fhirContext", json!([1])),
         ];
         for (name, value) in bad {
             let mut payload = base.clone();
             payload[name] = value.clone();
-            assert_eq!(parse(payload).err(), Some(ErrorKind::InvalidClaim), "{name} = {value}");
+            assert_eq!(
+                parse(payload).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{name} = {value}"
+            );
         }
-        assert_eq!(parse(json!({"iss": 1, "exp": 1})).err(), Some(ErrorKind::InvalidClaim));
+        assert_eq!(
+            parse(json!({"iss": 1, "exp": 1})).err(),
+            Some(ErrorKind::InvalidClaim)
+        );
         assert_eq!(parse(json!({"exp": 1})).err(), Some(ErrorKind::WrongIssuer));
-        assert_eq!(parse(json!({"iss": "i"})).err(), Some(ErrorKind::InvalidClaim));
+        assert_eq!(
+            parse(json!({"iss": "i"})).err(),
+            Some(ErrorKind::InvalidClaim)
+        );
     }
 
     #[test]

@@ -124,7 +124,9 @@ impl ErrorKind {
             Self::UnsupportedAlgorithm => {
                 invalid_token("the token's signing algorithm is not accepted", "unknown")
             }
-            Self::UnsupportedTokenType => invalid_token("the token type is not accepted", "unknown"),
+            Self::UnsupportedTokenType => {
+                invalid_token("the token type is not accepted", "unknown")
+            }
             Self::CriticalHeader => {
                 invalid_token("the token has critical header parameters", "unknown")
             }
@@ -136,7 +138,9 @@ impl ErrorKind {
             Self::WrongAudience => invalid_token("the token is for another audience", "unknown"),
             Self::Expired => invalid_token("the access token has expired", "expired"),
             Self::NotYetValid => invalid_token("the access token is not yet valid", "unknown"),
-            Self::InvalidClaim => invalid_token("the token has a missing or invalid claim", "unknown"),
+            Self::InvalidClaim => {
+                invalid_token("the token has a missing or invalid claim", "unknown")
+            }
             Self::InsufficientScope => Answer {
                 status: StatusCode::FORBIDDEN,
                 bearer_error: Some("insufficient_scope"),
@@ -369,7 +373,11 @@ mod tests {
             };
             let answer = kind.answer();
             assert_eq!(
-                (answer.status.as_u16(), answer.bearer_error, answer.challenge),
+                (
+                    answer.status.as_u16(),
+                    answer.bearer_error,
+                    answer.challenge
+                ),
                 expected,
                 "{kind:?}"
             );

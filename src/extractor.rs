@@ -55,7 +55,9 @@ impl ClaimsRejection {
 
 impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
-        self.challenge.response::<Bytes>(&self.error).map(axum::body::Body::from)
+        self.challenge
+            .response::<Bytes>(&self.error)
+            .map(axum::body::Body::from)
     }
 }
 
@@ -79,7 +81,10 @@ impl<S: Send + Sync> FromRequestParts<S> for SmartClaims {
 impl<S: Send + Sync> OptionalFromRequestParts<S> for SmartClaims {
     type Rejection = ClaimsRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
         if let Some(claims) = parts.extensions.get::<SmartClaims>() {
             return Ok(Some(claims.clone()));
         }

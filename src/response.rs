@@ -48,7 +48,8 @@ impl Challenge {
             }
             // Every part is either validated at build time or a static string, so this
             // cannot fail; an empty challenge is still better than a panic.
-            let value = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+            let value = HeaderValue::from_str(&value)
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
             headers.insert(WWW_AUTHENTICATE, value);
         }
         if error.kind() == ErrorKind::KeysUnavailable {
@@ -62,12 +63,15 @@ impl Challenge {
 /// The request extension the layer inserts in optional mode when a request carried no
 /// credentials, so that a required extractor can still answer with the layer's challenge.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct Unauthenticated(pub(crate) Challenge);
 
 /// Whether a realm can stand inside a quoted-string as is: visible ASCII and spaces,
 /// without `"` or `\`.
 pub(crate) fn is_valid_realm(realm: &str) -> bool {
-    realm.bytes().all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b'"' && b != b'\\')
+    realm
+        .bytes()
+        .all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b'"' && b != b'\\')
 }
 
 /// A scope hint keeps only the characters RFC 6750 allows in a scope token
@@ -82,7 +86,11 @@ fn quote_safe(scope: &str) -> String {
 /// A FHIR OperationOutcome for the error, with a static text only.
 pub(crate) fn operation_outcome(kind: ErrorKind) -> Bytes {
     let answer = kind.answer();
-    let severity = if answer.status.is_server_error() { "fatal" } else { "error" };
+    let severity = if answer.status.is_server_error() {
+        "fatal"
+    } else {
+        "error"
+    };
     let body = serde_json::json!({
         "resourceType": "OperationOutcome",
         "issue": [{
@@ -100,7 +108,10 @@ mod tests {
     use http::StatusCode;
 
     fn header(response: &Response<Bytes>) -> Option<&str> {
-        response.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap())
+        response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap())
     }
 
     #[test]
@@ -108,20 +119,30 @@ mod tests {
         let challenge = Challenge::new("https://fhir.example/r4");
         let missing: Response<Bytes> = challenge.response(&AuthError::new(ErrorKind::MissingToken));
         assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(header(&missing), Some("Bearer realm=\"https://fhir.example/r4\""));
+        assert_eq!(
+            header(&missing),
+            Some("Bearer realm=\"https://fhir.example/r4\"")
+        );
 
         let expired: Response<Bytes> = challenge.response(&AuthError::new(ErrorKind::Expired));
         assert_eq!(
             header(&expired),
-            Some("Bearer realm=\"https://fhir.example/r4\", error=\"invalid_token\", error_description=\"the access token has expired\"")
+            Some(
+                "Bearer realm=\"https://fhir.example/r4\", error=\"invalid_token\", error_description=\"the access token has expired\""
+            )
         );
         let body: serde_json::Value = serde_json::from_slice(expired.body()).unwrap();
         assert_eq!(body["resourceType"], "OperationOutcome");
         assert_eq!(body["issue"][0]["code"], "expired");
 
-        let scope: Response<Bytes> = challenge.response(&AuthError::insufficient_scope("system/Observation.rs\"x"));
+        let scope: Response<Bytes> =
+            challenge.response(&AuthError::insufficient_scope("system/Observation.rs\"x"));
         assert_eq!(scope.status(), StatusCode::FORBIDDEN);
-        assert!(header(&scope).unwrap().ends_with(", scope=\"system/Observation.rsx\""));
+        assert!(
+            header(&scope)
+                .unwrap()
+                .ends_with(", scope=\"system/Observation.rsx\"")
+        );
 
         let down: Response<Bytes> = challenge.response(&AuthError::new(ErrorKind::KeysUnavailable));
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -37,8 +37,9 @@ pub enum TokenTypePolicy {
 
 impl TokenTypePolicy {
     fn accepts(self, typ: Option<&str>) -> bool {
-        let is_access_token =
-            |t: &str| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt");
+        let is_access_token = |t: &str| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        };
         match (self, typ) {
             (Self::Lenient, None) => true,
             (Self::Lenient, Some(t)) => t.eq_ignore_ascii_case("JWT") || is_access_token(t),
@@ -157,7 +158,11 @@ impl TokenVerifier {
         if !config.token_type.accepts(header.typ.as_deref()) {
             return Err(ErrorKind::UnsupportedTokenType.into());
         }
-        let chosen = self.inner.keys.key_for(header.kid.as_deref(), header.alg).await?;
+        let chosen = self
+            .inner
+            .keys
+            .key_for(header.kid.as_deref(), header.alg)
+            .await?;
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
         let payload = jwt::decode_payload(segments.payload)?;
         let claims = SmartClaims::from_payload(payload, &config.claim_names)?;
@@ -177,7 +182,11 @@ impl TokenVerifier {
                      set the FHIR base URL as the audience"
                 );
             }
-        } else if !claims.audiences().iter().any(|aud| config.audiences.contains(aud)) {
+        } else if !claims
+            .audiences()
+            .iter()
+            .any(|aud| config.audiences.contains(aud))
+        {
             return Err(ErrorKind::WrongAudience);
         }
         let now = unix_seconds(config.clock.now());
@@ -199,7 +208,14 @@ mod tests {
 
     #[test]
     fn typ_policies() {
-        let lenient = [None, Some("JWT"), Some("jwt"), Some("at+jwt"), Some("application/at+jwt"), Some("AT+JWT")];
+        let lenient = [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some("at+jwt"),
+            Some("application/at+jwt"),
+            Some("AT+JWT"),
+        ];
         for typ in lenient {
             assert!(TokenTypePolicy::Lenient.accepts(typ), "{typ:?}");
         }

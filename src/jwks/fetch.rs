@@ -96,18 +96,37 @@ pub(crate) fn is_allowed_url(url: &Url) -> bool {
 
 impl Fetcher {
     /// GETs `url` as JSON within the limits.
-    pub(crate) async fn get(&self, url: &Url, accept: &'static str, no_cache: bool) -> Result<Fetched, FetchError> {
+    pub(crate) async fn get(
+        &self,
+        url: &Url,
+        accept: &'static str,
+        no_cache: bool,
+    ) -> Result<Fetched, FetchError> {
         if !is_allowed_url(url) {
             return Err(FetchError::InsecureUrl);
         }
-        match tokio::time::timeout(self.timeout, self.get_unbounded_in_time(url, accept, no_cache)).await {
+        match tokio::time::timeout(
+            self.timeout,
+            self.get_unbounded_in_time(url, accept, no_cache),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(FetchError::TimedOut),
         }
     }
 
-    async fn get_unbounded_in_time(&self, url: &Url, accept: &'static str, no_cache: bool) -> Result<Fetched, FetchError> {
-        let mut request = self.client.get(url.clone()).header(ACCEPT, accept).timeout(self.timeout);
+    async fn get_unbounded_in_time(
+        &self,
+        url: &Url,
+        accept: &'static str,
+        no_cache: bool,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = self
+            .client
+            .get(url.clone())
+            .header(ACCEPT, accept)
+            .timeout(self.timeout);
         if no_cache {
             request = request.header(CACHE_CONTROL, "no-cache");
         }
@@ -120,7 +139,10 @@ impl Fetcher {
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));
         }
-        if response.content_length().is_some_and(|length| length > self.max_body as u64) {
+        if response
+            .content_length()
+            .is_some_and(|length| length > self.max_body as u64)
+        {
             return Err(FetchError::TooLarge);
         }
         let max_age = response
@@ -162,7 +184,11 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if name.eq_ignore_ascii_case("max-age") {
-            max_age = argument.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+            max_age = argument
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
         }
     }
     max_age
@@ -220,7 +246,9 @@ pub(crate) fn discovery_urls(issuer: &str) -> Result<[Url; 3], FetchError> {
     Ok([
         parse(format!("{trimmed}/.well-known/smart-configuration"))?,
         parse(format!("{trimmed}/.well-known/openid-configuration"))?,
-        parse(format!("{origin}/.well-known/oauth-authorization-server{path}"))?,
+        parse(format!(
+            "{origin}/.well-known/oauth-authorization-server{path}"
+        ))?,
     ])
 }
 
@@ -230,8 +258,21 @@ mod tests {
 
     #[test]
     fn loopback_http_only() {
-        let allowed = ["https://as.example/x", "http://127.0.0.1:8080/", "http://127.5.0.1/", "http://[::1]:9/", "http://LOCALHOST/"];
-        let refused = ["http://as.example/", "http://10.0.0.1/", "http://[::2]/", "ftp://as.example/", "file:///etc/passwd", "http://localhost.evil.example/"];
+        let allowed = [
+            "https://as.example/x",
+            "http://127.0.0.1:8080/",
+            "http://127.5.0.1/",
+            "http://[::1]:9/",
+            "http://LOCALHOST/",
+        ];
+        let refused = [
+            "http://as.example/",
+            "http://10.0.0.1/",
+            "http://[::2]/",
+            "ftp://as.example/",
+            "file:///etc/passwd",
+            "http://localhost.evil.example/",
+        ];
         for url in allowed {
             assert!(is_allowed_url(&Url::parse(url).unwrap()), "{url}");
         }
@@ -252,17 +293,33 @@ mod tests {
             ("public", None),
         ];
         for (value, expected) in rows {
-            assert_eq!(parse_max_age(value), expected.map(Duration::from_secs), "{value}");
+            assert_eq!(
+                parse_max_age(value),
+                expected.map(Duration::from_secs),
+                "{value}"
+            );
         }
     }
 
     #[test]
     fn discovery_locations() {
         let urls = discovery_urls("https://as.example/tenant/1/").unwrap();
-        assert_eq!(urls[0].as_str(), "https://as.example/tenant/1/.well-known/smart-configuration");
-        assert_eq!(urls[1].as_str(), "https://as.example/tenant/1/.well-known/openid-configuration");
-        assert_eq!(urls[2].as_str(), "https://as.example/.well-known/oauth-authorization-server/tenant/1");
+        assert_eq!(
+            urls[0].as_str(),
+            "https://as.example/tenant/1/.well-known/smart-configuration"
+        );
+        assert_eq!(
+            urls[1].as_str(),
+            "https://as.example/tenant/1/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            urls[2].as_str(),
+            "https://as.example/.well-known/oauth-authorization-server/tenant/1"
+        );
         let urls = discovery_urls("https://as.example").unwrap();
-        assert_eq!(urls[2].as_str(), "https://as.example/.well-known/oauth-authorization-server");
+        assert_eq!(
+            urls[2].as_str(),
+            "https://as.example/.well-known/oauth-authorization-server"
+        );
     }
 }

@@ -163,7 +163,10 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
     let Value::Object(jwk) = entry else {
         return Err("not a JSON object");
     };
-    if PRIVATE_MEMBERS.iter().any(|member| jwk.contains_key(*member)) {
+    if PRIVATE_MEMBERS
+        .iter()
+        .any(|member| jwk.contains_key(*member))
+    {
         return Err("holds private key material");
     }
     let kid = match jwk.get("kid") {
@@ -229,10 +232,8 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
         "oct" => return Err("symmetric key"),
         _ => return Err("unsupported kty"),
     };
-    if let Some(alg) = alg {
-        if !family.fits(alg) {
-            return Err("alg does not fit the key type");
-        }
+    if alg.is_some_and(|alg| !family.fits(alg)) {
+        return Err("alg does not fit the key type");
     }
     Ok(VerificationKey {
         kid,
@@ -259,7 +260,10 @@ pub(crate) fn asymmetric_algorithm(name: &str) -> Option<Algorithm> {
     })
 }
 
-fn string_member<'a>(jwk: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, &'static str> {
+fn string_member<'a>(
+    jwk: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, &'static str> {
     jwk.get(name).and_then(Value::as_str).ok_or(name)
 }
 
@@ -312,10 +316,22 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(keys.len(), 3);
-        assert_eq!(keys.select(Some("good"), Algorithm::RS256), Selection::Found(0));
-        assert_eq!(keys.select(Some("p256"), Algorithm::ES256), Selection::Found(1));
-        assert_eq!(keys.select(Some("ed"), Algorithm::EdDSA), Selection::Found(2));
-        assert_eq!(keys.select(Some("enc"), Algorithm::RS256), Selection::NotFound);
+        assert_eq!(
+            keys.select(Some("good"), Algorithm::RS256),
+            Selection::Found(0)
+        );
+        assert_eq!(
+            keys.select(Some("p256"), Algorithm::ES256),
+            Selection::Found(1)
+        );
+        assert_eq!(
+            keys.select(Some("ed"), Algorithm::EdDSA),
+            Selection::Found(2)
+        );
+        assert_eq!(
+            keys.select(Some("enc"), Algorithm::RS256),
+            Selection::NotFound
+        );
     }
 
     #[test]
@@ -330,12 +346,30 @@ mod tests {
         let mut stated = rsa("rs384-only");
         stated["alg"] = json!("RS384");
         let keys = set(vec![rsa("r1"), stated, ec("e384", "P-384", 48)]).unwrap();
-        assert_eq!(keys.select(Some("r1"), Algorithm::PS256), Selection::Found(0));
-        assert_eq!(keys.select(Some("r1"), Algorithm::ES256), Selection::Unusable);
-        assert_eq!(keys.select(Some("rs384-only"), Algorithm::RS384), Selection::Found(1));
-        assert_eq!(keys.select(Some("rs384-only"), Algorithm::RS256), Selection::Unusable);
-        assert_eq!(keys.select(Some("e384"), Algorithm::ES256), Selection::Unusable);
-        assert_eq!(keys.select(Some("nope"), Algorithm::RS256), Selection::NotFound);
+        assert_eq!(
+            keys.select(Some("r1"), Algorithm::PS256),
+            Selection::Found(0)
+        );
+        assert_eq!(
+            keys.select(Some("r1"), Algorithm::ES256),
+            Selection::Unusable
+        );
+        assert_eq!(
+            keys.select(Some("rs384-only"), Algorithm::RS384),
+            Selection::Found(1)
+        );
+        assert_eq!(
+            keys.select(Some("rs384-only"), Algorithm::RS256),
+            Selection::Unusable
+        );
+        assert_eq!(
+            keys.select(Some("e384"), Algorithm::ES256),
+            Selection::Unusable
+        );
+        assert_eq!(
+            keys.select(Some("nope"), Algorithm::RS256),
+            Selection::NotFound
+        );
         // Without kid: exactly one key must fit.
         assert_eq!(keys.select(None, Algorithm::ES384), Selection::Found(2));
         assert_eq!(keys.select(None, Algorithm::RS384), Selection::Unusable);
@@ -345,6 +379,9 @@ mod tests {
     #[test]
     fn duplicate_kids_that_both_fit_are_ambiguous() {
         let keys = set(vec![rsa("same"), rsa("same")]).unwrap();
-        assert_eq!(keys.select(Some("same"), Algorithm::RS256), Selection::Unusable);
+        assert_eq!(
+            keys.select(Some("same"), Algorithm::RS256),
+            Selection::Unusable
+        );
     }
 }

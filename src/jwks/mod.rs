@@ -1,23 +1,5 @@
 //! The issuer's signing keys: discovery, fetching, caching and refreshing.
-//!
-//! How the cache behaves (all times from the configured [`Clock`](crate::Clock)):
-//!
-//! - **Cold start.** The first request discovers `jwks_uri` and fetches the key set; every
-//!   request that arrives meanwhile waits for that same fetch (single flight).
-//! - **Hit.** A request whose `kid` is in the current key set uses it without taking any
-//!   lock: the set is read through an atomic pointer.
-//! - **Expiry.** Keys are fresh for the TTL (default 10 min, or the server's
-//!   `Cache-Control: max-age` clamped to [1 min, 24 h]). The first request after that
-//!   starts a refresh in the background and, like every other request, keeps using the
-//!   current keys; nobody waits.
-//! - **Unknown `kid`.** The request waits for a refetch, but at most one such refetch
-//!   starts per 30 s. Inside that cooldown an unknown `kid` is refused at once (401).
-//! - **Failure.** After a failed fetch, no new fetch starts for 10 s. The last good keys
-//!   keep being used for up to 24 h after they were fetched (max stale); only with no
-//!   usable keys at all is the answer 503.
-//!
-//! No lock is held across network I/O: the fetch runs as its own task and its result is
-//! shared by everyone waiting for it.
+//! The behaviour is documented on [`RefreshPolicy`].
 
 mod fetch;
 mod keyset;
@@ -37,7 +19,28 @@ use crate::error::{AuthError, ConfigError, ErrorKind};
 pub(crate) use fetch::{FetchError, Fetcher, default_client, is_allowed_url};
 pub(crate) use keyset::{KeySet, Selection, VerificationKey, asymmetric_algorithm};
 
-/// How the key cache refreshes. See the [module docs](self) for the behaviour.
+/// How the key cache refreshes.
+///
+/// All times come from the configured [`Clock`](crate::Clock).
+///
+/// - **Cold start.** The first request discovers `jwks_uri` and fetches the key set; every
+///   request that arrives meanwhile waits for that same fetch (single flight).
+/// - **Hit.** A request whose `kid` is in the current key set uses it without taking any
+///   lock: the set is read through an atomic pointer.
+/// - **Expiry.** Keys are fresh for the TTL (default 10 min, or the server's
+///   `Cache-Control: max-age` clamped to [1 min, 24 h]). The first request after that
+///   starts a refresh in the background and, like every other request, keeps using the
+///   current keys; nobody waits.
+/// - **Unknown `kid`.** The request waits for a refetch, but at most one such refetch
+///   starts per 30 s. Inside that cooldown an unknown `kid` is refused at once (401).
+/// - **Failure.** After a failed fetch, no new fetch starts for 10 s. The last good keys
+///   keep being used for up to 24 h after they were fetched (max stale); only with no
+///   usable keys at all is the answer 503.
+///
+/// No lock is held across network I/O: the fetch runs as its own task and its result is
+/// shared by everyone waiting for it.
+///
+/// # Example
 ///
 /// ```
 /// use std::time::Duration;
@@ -107,16 +110,22 @@ impl RefreshPolicy {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.min_ttl > self.max_ttl || self.max_ttl.is_zero() {
-            return Err(ConfigError::InvalidLimit { field: "ttl_bounds" });
+            return Err(ConfigError::InvalidLimit {
+                field: "ttl_bounds",
+            });
         }
         if self.default_ttl.is_zero() {
-            return Err(ConfigError::InvalidLimit { field: "default_ttl" });
+            return Err(ConfigError::InvalidLimit {
+                field: "default_ttl",
+            });
         }
         Ok(())
     }
 
     fn ttl_for(&self, max_age: Option<Duration>) -> Duration {
-        max_age.map_or(self.default_ttl, |age| age.clamp(self.min_ttl, self.max_ttl))
+        max_age.map_or(self.default_ttl, |age| {
+            age.clamp(self.min_ttl, self.max_ttl)
+        })
     }
 }
 
@@ -217,7 +226,12 @@ impl ChosenKey {
 }
 
 impl KeyStore {
-    pub(crate) fn new(source: KeySource, fetcher: Fetcher, policy: RefreshPolicy, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        source: KeySource,
+        fetcher: Fetcher,
+        policy: RefreshPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             source,
             fetcher,
@@ -241,7 +255,11 @@ impl KeyStore {
     }
 
     /// The key for a token's `kid` and `alg`.
-    pub(crate) async fn key_for(self: &Arc<Self>, kid: Option<&str>, alg: Algorithm) -> Result<ChosenKey, AuthError> {
+    pub(crate) async fn key_for(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<ChosenKey, AuthError> {
         let now = self.clock.now();
         let Some(snapshot) = self.usable_snapshot(now) else {
             let Some(fetch) = self.fetch_for(Need::Keys) else {
@@ -251,18 +269,20 @@ impl KeyStore {
             let snapshot = fetch.await.map_err(keys_unavailable)?;
             return choose(snapshot, kid, alg);
         };
-        if elapsed(now, snapshot.fetched_at) >= snapshot.ttl {
-            if let Some(fetch) = self.fetch_for(Need::Refresh) {
-                tracing::debug!("keys passed their TTL: refreshing in the background");
-                drop(fetch);
-            }
+        if elapsed(now, snapshot.fetched_at) >= snapshot.ttl
+            && self.fetch_for(Need::Refresh).is_some()
+        {
+            // The fetch runs on its own task; this request goes on with the current keys.
+            tracing::debug!("keys passed their TTL: refreshing in the background");
         }
         match snapshot.keys.select(kid, alg) {
             Selection::Found(index) => Ok(ChosenKey { snapshot, index }),
             Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
             Selection::NotFound => {
                 let Some(fetch) = self.fetch_for(Need::UnknownKid) else {
-                    tracing::debug!("unknown kid inside the refetch cooldown: refused without fetching");
+                    tracing::debug!(
+                        "unknown kid inside the refetch cooldown: refused without fetching"
+                    );
                     return Err(AuthError::new(ErrorKind::UnknownKey));
                 };
                 tracing::debug!("unknown kid: refetching the key set");
@@ -314,7 +334,10 @@ impl KeyStore {
             return None;
         }
         if need == Need::UnknownKid {
-            if cooling(state.last_unknown_kid_fetch, self.policy.unknown_kid_cooldown) {
+            if cooling(
+                state.last_unknown_kid_fetch,
+                self.policy.unknown_kid_cooldown,
+            ) {
                 return None;
             }
             state.last_unknown_kid_fetch = Some(now);
@@ -346,7 +369,11 @@ impl KeyStore {
         state.in_flight = None;
         match &result {
             Ok(snapshot) => {
-                tracing::debug!(keys = snapshot.keys.len(), ttl_secs = snapshot.ttl.as_secs(), "installed a fresh key set");
+                tracing::debug!(
+                    keys = snapshot.keys.len(),
+                    ttl_secs = snapshot.ttl.as_secs(),
+                    "installed a fresh key set"
+                );
                 state.last_failure = None;
                 self.current.store(Some(Arc::clone(snapshot)));
             }
@@ -374,7 +401,11 @@ impl KeyStore {
         let refreshing = self.current.load().is_some();
         let fetched = self
             .fetcher
-            .get(&jwks_uri, "application/jwk-set+json, application/json", refreshing)
+            .get(
+                &jwks_uri,
+                "application/jwk-set+json, application/json",
+                refreshing,
+            )
             .await
             .inspect_err(|_| {
                 // The issuer may have moved its keys: discover again next time.
@@ -389,7 +420,11 @@ impl KeyStore {
     }
 }
 
-fn choose(snapshot: Arc<Snapshot>, kid: Option<&str>, alg: Algorithm) -> Result<ChosenKey, AuthError> {
+fn choose(
+    snapshot: Arc<Snapshot>,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<ChosenKey, AuthError> {
     match snapshot.keys.select(kid, alg) {
         Selection::Found(index) => Ok(ChosenKey { snapshot, index }),
         Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
@@ -409,16 +444,31 @@ mod tests {
     fn ttl_clamps_max_age() {
         let policy = RefreshPolicy::default();
         assert_eq!(policy.ttl_for(None), Duration::from_secs(600));
-        assert_eq!(policy.ttl_for(Some(Duration::ZERO)), Duration::from_secs(60));
-        assert_eq!(policy.ttl_for(Some(Duration::from_secs(120))), Duration::from_secs(120));
-        assert_eq!(policy.ttl_for(Some(Duration::from_secs(10 * 86400))), Duration::from_secs(86400));
+        assert_eq!(
+            policy.ttl_for(Some(Duration::ZERO)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            policy.ttl_for(Some(Duration::from_secs(120))),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            policy.ttl_for(Some(Duration::from_secs(10 * 86400))),
+            Duration::from_secs(86400)
+        );
     }
 
     #[test]
     fn invalid_policies_are_config_errors() {
-        let inverted = RefreshPolicy::default().ttl_bounds(Duration::from_secs(10), Duration::from_secs(5));
+        let inverted =
+            RefreshPolicy::default().ttl_bounds(Duration::from_secs(10), Duration::from_secs(5));
         assert!(inverted.validate().is_err());
-        assert!(RefreshPolicy::default().default_ttl(Duration::ZERO).validate().is_err());
+        assert!(
+            RefreshPolicy::default()
+                .default_ttl(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
         assert!(RefreshPolicy::default().validate().is_ok());
     }
 }

@@ -233,13 +233,24 @@ impl SmartAuthBuilder {
         if !is_valid_realm(&realm) {
             return Err(ConfigError::InvalidRealm);
         }
-        if self.public.extra.iter().chain(&self.public.base_path).any(|p| !p.starts_with('/')) {
+        if self
+            .public
+            .extra
+            .iter()
+            .chain(&self.public.base_path)
+            .any(|p| !p.starts_with('/'))
+        {
             return Err(ConfigError::InvalidPath);
         }
         let mode = self.mode;
         let public = self.public.clone();
         let verifier = self.build_verifier()?;
-        Ok(SmartAuthLayer::from_parts(Ok(verifier), Challenge::new(&realm), mode, public))
+        Ok(SmartAuthLayer::from_parts(
+            Ok(verifier),
+            Challenge::new(&realm),
+            mode,
+            public,
+        ))
     }
 
     /// Checks the settings and builds only the verifier, for use outside tower.
@@ -258,7 +269,10 @@ impl SmartAuthBuilder {
         if self.algorithms.is_empty() {
             return Err(ConfigError::NoAlgorithms);
         }
-        for (names, field) in [(&self.scope_claims, "scope_claims"), (&self.client_id_claims, "client_id_claims")] {
+        for (names, field) in [
+            (&self.scope_claims, "scope_claims"),
+            (&self.client_id_claims, "client_id_claims"),
+        ] {
             if names.is_empty() || names.iter().any(String::is_empty) {
                 return Err(ConfigError::InvalidClaimNames { field });
             }
@@ -274,12 +288,18 @@ impl SmartAuthBuilder {
         }
         self.refresh.validate()?;
         let fetcher = Fetcher {
-            client: self.http_client.unwrap_or_else(|| default_client(self.fetch_timeout)),
+            client: self
+                .http_client
+                .unwrap_or_else(|| default_client(self.fetch_timeout)),
             timeout: self.fetch_timeout,
             max_body: self.max_response_size,
         };
         let keys = KeyStore::new(source, fetcher, self.refresh, Arc::clone(&self.clock));
-        let mut algorithms: Vec<_> = self.algorithms.iter().map(|a| a.to_jsonwebtoken()).collect();
+        let mut algorithms: Vec<_> = self
+            .algorithms
+            .iter()
+            .map(|a| a.to_jsonwebtoken())
+            .collect();
         algorithms.dedup();
         let config = VerifierConfig {
             issuer: self.issuer,
@@ -300,15 +320,27 @@ impl SmartAuthBuilder {
 
 /// An absolute `https` URL (or `http` to loopback) without query or fragment.
 fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl { field, reason: "not an absolute URL" })?;
+    let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl {
+        field,
+        reason: "not an absolute URL",
+    })?;
     if !is_allowed_url(&url) {
-        return Err(ConfigError::InvalidUrl { field, reason: "must be https (http only for loopback hosts)" });
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must be https (http only for loopback hosts)",
+        });
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::InvalidUrl { field, reason: "must not have a query or fragment" });
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must not have a query or fragment",
+        });
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::InvalidUrl { field, reason: "must not carry credentials" });
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must not carry credentials",
+        });
     }
     Ok(url)
 }
@@ -318,29 +350,94 @@ mod tests {
     use super::*;
 
     fn error(builder: SmartAuthBuilder) -> ConfigError {
-        builder.build().err().expect("must be refused")
+        builder.build().expect_err("must be refused")
     }
 
     #[test]
     fn refuses_bad_configuration() {
         let b = || SmartAuthBuilder::new("https://as.example");
         assert!(b().build().is_ok());
-        assert!(SmartAuthBuilder::new("http://127.0.0.1:9000/issuer").build().is_ok());
-        assert_eq!(error(SmartAuthBuilder::new("as.example")), ConfigError::InvalidUrl { field: "issuer", reason: "not an absolute URL" });
-        assert!(matches!(error(SmartAuthBuilder::new("http://as.example")), ConfigError::InvalidUrl { field: "issuer", .. }));
-        assert!(matches!(error(SmartAuthBuilder::new("https://as.example?x=1")), ConfigError::InvalidUrl { field: "issuer", .. }));
-        assert!(matches!(error(SmartAuthBuilder::new("https://u:p@as.example")), ConfigError::InvalidUrl { field: "issuer", .. }));
-        assert!(matches!(error(b().jwks_uri("http://keys.example/jwks")), ConfigError::InvalidUrl { field: "jwks_uri", .. }));
+        assert!(
+            SmartAuthBuilder::new("http://127.0.0.1:9000/issuer")
+                .build()
+                .is_ok()
+        );
+        assert_eq!(
+            error(SmartAuthBuilder::new("as.example")),
+            ConfigError::InvalidUrl {
+                field: "issuer",
+                reason: "not an absolute URL"
+            }
+        );
+        assert!(matches!(
+            error(SmartAuthBuilder::new("http://as.example")),
+            ConfigError::InvalidUrl {
+                field: "issuer",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error(SmartAuthBuilder::new("https://as.example?x=1")),
+            ConfigError::InvalidUrl {
+                field: "issuer",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error(SmartAuthBuilder::new("https://u:p@as.example")),
+            ConfigError::InvalidUrl {
+                field: "issuer",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error(b().jwks_uri("http://keys.example/jwks")),
+            ConfigError::InvalidUrl {
+                field: "jwks_uri",
+                ..
+            }
+        ));
         assert_eq!(error(b().algorithms([])), ConfigError::NoAlgorithms);
         assert_eq!(error(b().realm("a\"b")), ConfigError::InvalidRealm);
-        assert_eq!(error(b().scope_claims(Vec::<String>::new())), ConfigError::InvalidClaimNames { field: "scope_claims" });
-        assert_eq!(error(b().client_id_claims([""])), ConfigError::InvalidClaimNames { field: "client_id_claims" });
-        assert_eq!(error(b().fetch_timeout(Duration::ZERO)), ConfigError::InvalidLimit { field: "fetch_timeout" });
-        assert_eq!(error(b().max_response_size(0)), ConfigError::InvalidLimit { field: "max_response_size" });
-        assert_eq!(error(b().max_token_length(0)), ConfigError::InvalidLimit { field: "max_token_length" });
-        assert_eq!(error(b().leeway(Duration::from_secs(3600))), ConfigError::InvalidLimit { field: "leeway" });
+        assert_eq!(
+            error(b().scope_claims(Vec::<String>::new())),
+            ConfigError::InvalidClaimNames {
+                field: "scope_claims"
+            }
+        );
+        assert_eq!(
+            error(b().client_id_claims([""])),
+            ConfigError::InvalidClaimNames {
+                field: "client_id_claims"
+            }
+        );
+        assert_eq!(
+            error(b().fetch_timeout(Duration::ZERO)),
+            ConfigError::InvalidLimit {
+                field: "fetch_timeout"
+            }
+        );
+        assert_eq!(
+            error(b().max_response_size(0)),
+            ConfigError::InvalidLimit {
+                field: "max_response_size"
+            }
+        );
+        assert_eq!(
+            error(b().max_token_length(0)),
+            ConfigError::InvalidLimit {
+                field: "max_token_length"
+            }
+        );
+        assert_eq!(
+            error(b().leeway(Duration::from_secs(3600))),
+            ConfigError::InvalidLimit { field: "leeway" }
+        );
         assert_eq!(error(b().public_path("health")), ConfigError::InvalidPath);
         assert_eq!(error(b().fhir_base_path("fhir")), ConfigError::InvalidPath);
-        assert!(matches!(error(b().refresh_policy(RefreshPolicy::default().default_ttl(Duration::ZERO))), ConfigError::InvalidLimit { .. }));
+        assert!(matches!(
+            error(b().refresh_policy(RefreshPolicy::default().default_ttl(Duration::ZERO))),
+            ConfigError::InvalidLimit { .. }
+        ));
     }
 }

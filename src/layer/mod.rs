@@ -118,7 +118,12 @@ impl SmartAuthLayer {
     pub fn new(issuer: impl Into<String>) -> Self {
         match Self::builder(issuer).build() {
             Ok(layer) => layer,
-            Err(error) => Self::from_parts(Err(error), Challenge::new("fhir"), AuthMode::Required, PublicRoutes::default()),
+            Err(error) => Self::from_parts(
+                Err(error),
+                Challenge::new("fhir"),
+                AuthMode::Required,
+                PublicRoutes::default(),
+            ),
         }
     }
 

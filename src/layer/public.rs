@@ -39,7 +39,9 @@ impl PublicRoutes {
         if self.cors_preflight
             && method == Method::OPTIONS
             && request.headers().contains_key(ORIGIN)
-            && request.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+            && request
+                .headers()
+                .contains_key(ACCESS_CONTROL_REQUEST_METHOD)
         {
             return true;
         }
@@ -79,7 +81,11 @@ mod tests {
     use super::*;
 
     fn request(method: &str, path: &str) -> Request<()> {
-        Request::builder().method(method).uri(path).body(()).unwrap()
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap()
     }
 
     #[test]

@@ -80,7 +80,11 @@ where
             }
             Ok(None) => {
                 tracing::debug!(target: "smart_auth::rejection", "request without credentials");
-                return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(ErrorKind::MissingToken)));
+                return ResponseFuture::rejected(
+                    shared
+                        .challenge
+                        .response(&AuthError::new(ErrorKind::MissingToken)),
+                );
             }
             Err(kind) => {
                 tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
@@ -185,7 +189,9 @@ where
                     let result = ready!(verify.as_mut().poll(cx));
                     match result {
                         Ok(claims) => {
-                            let (Some(mut inner), Some(mut request)) = (inner.take(), request.take()) else {
+                            let (Some(mut inner), Some(mut request)) =
+                                (inner.take(), request.take())
+                            else {
                                 panic!("ResponseFuture polled after completion");
                             };
                             request.extensions_mut().insert(claims);
@@ -202,7 +208,9 @@ where
                 }
                 StateProj::Calling { future } => return future.poll(cx),
                 StateProj::Rejected { response } => {
-                    let response = response.take().expect("ResponseFuture polled after completion");
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response));
                 }
             }

@@ -93,7 +93,9 @@ pub struct TestIssuer {
 
 impl std::fmt::Debug for IssuerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuerState").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("IssuerState")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,7 +134,9 @@ impl TestIssuerBuilder {
     ///
     /// When no loopback port can be bound; a test cannot go on without one.
     pub async fn start(self) -> TestIssuer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let address = listener.local_addr().expect("local address");
         let base = format!("http://{address}{}", self.path);
         let mut keys = Keys {
@@ -143,7 +147,9 @@ impl TestIssuerBuilder {
         rotate(&mut keys);
         let state = Arc::new(IssuerState {
             url: base,
-            audience: self.audience.unwrap_or_else(|| "https://fhir.example.test/r4".to_owned()),
+            audience: self
+                .audience
+                .unwrap_or_else(|| "https://fhir.example.test/r4".to_owned()),
             clock: self.clock,
             keys: Mutex::new(keys),
             jwks: Mutex::new(JwksBehaviour::Normal),
@@ -159,8 +165,14 @@ impl TestIssuerBuilder {
         });
         let path = &self.path;
         let router = Router::new()
-            .route(&format!("{path}/.well-known/smart-configuration"), get(smart_configuration))
-            .route(&format!("{path}/.well-known/openid-configuration"), get(openid_configuration))
+            .route(
+                &format!("{path}/.well-known/smart-configuration"),
+                get(smart_configuration),
+            )
+            .route(
+                &format!("{path}/.well-known/openid-configuration"),
+                get(openid_configuration),
+            )
             .route(&format!("{path}/jwks.json"), get(jwks))
             .route(&format!("{path}/jwks-copy.json"), get(jwks_copy))
             .with_state(Arc::clone(&state));
@@ -177,12 +189,27 @@ fn rotate(keys: &mut Keys) {
     // A random tag keeps kids unique across issuers, as real ones are.
     let mut tag = [0u8; 3];
     aws_lc_rs::rand::fill(&mut tag).expect("system randomness");
-    let generation = format!("{}-{:02x}{:02x}{:02x}", keys.generation, tag[0], tag[1], tag[2]);
+    let generation = format!(
+        "{}-{:02x}{:02x}{:02x}",
+        keys.generation, tag[0], tag[1], tag[2]
+    );
     let fresh = [
         (KeyType::Rsa, format!("rsa-{generation}"), None),
-        (KeyType::P256, format!("p256-{generation}"), Some(SigningAlgorithm::ES256)),
-        (KeyType::P384, format!("p384-{generation}"), Some(SigningAlgorithm::ES384)),
-        (KeyType::Ed25519, format!("ed25519-{generation}"), Some(SigningAlgorithm::EdDSA)),
+        (
+            KeyType::P256,
+            format!("p256-{generation}"),
+            Some(SigningAlgorithm::ES256),
+        ),
+        (
+            KeyType::P384,
+            format!("p384-{generation}"),
+            Some(SigningAlgorithm::ES384),
+        ),
+        (
+            KeyType::Ed25519,
+            format!("ed25519-{generation}"),
+            Some(SigningAlgorithm::EdDSA),
+        ),
     ];
     keys.published.clear();
     keys.current.clear();
@@ -238,7 +265,11 @@ impl TestIssuer {
     }
 
     pub(crate) fn key_by_kid(&self, kid: &str) -> Option<Arc<TestKey>> {
-        lock(&self.state.keys).published.iter().find(|key| key.kid == kid).cloned()
+        lock(&self.state.keys)
+            .published
+            .iter()
+            .find(|key| key.kid == kid)
+            .cloned()
     }
 
     /// Replaces every key with a new one under a new `kid`; tokens minted from now on use
@@ -251,8 +282,16 @@ impl TestIssuer {
     /// its `kid`. Sign with it through [`TokenBuilder::kid`].
     pub fn add_key(&self, alg: SigningAlgorithm) -> String {
         let mut keys = lock(&self.state.keys);
-        let kid = format!("extra-{}-{}", alg.name().to_ascii_lowercase(), keys.published.len());
-        let key = Arc::new(TestKey::generate(KeyType::for_algorithm(alg), kid.clone(), Some(alg)));
+        let kid = format!(
+            "extra-{}-{}",
+            alg.name().to_ascii_lowercase(),
+            keys.published.len()
+        );
+        let key = Arc::new(TestKey::generate(
+            KeyType::for_algorithm(alg),
+            kid.clone(),
+            Some(alg),
+        ));
         keys.published.push(key);
         kid
     }
@@ -286,12 +325,16 @@ impl TestIssuer {
 
     /// How often `/.well-known/smart-configuration` was requested.
     pub fn smart_configuration_fetches(&self) -> usize {
-        self.state.smart_configuration_fetches.load(Ordering::SeqCst)
+        self.state
+            .smart_configuration_fetches
+            .load(Ordering::SeqCst)
     }
 
     /// How often `/.well-known/openid-configuration` was requested.
     pub fn openid_configuration_fetches(&self) -> usize {
-        self.state.openid_configuration_fetches.load(Ordering::SeqCst)
+        self.state
+            .openid_configuration_fetches
+            .load(Ordering::SeqCst)
     }
 
     /// How often the JWK Set was requested.
@@ -322,15 +365,23 @@ impl Drop for TestIssuer {
 }
 
 fn discovery_issuer(state: &IssuerState) -> String {
-    lock(&state.discovery_issuer).clone().unwrap_or_else(|| state.url.clone())
+    lock(&state.discovery_issuer)
+        .clone()
+        .unwrap_or_else(|| state.url.clone())
 }
 
 fn json_response(value: &Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 async fn smart_configuration(State(state): State<Arc<IssuerState>>) -> Response {
-    state.smart_configuration_fetches.fetch_add(1, Ordering::SeqCst);
+    state
+        .smart_configuration_fetches
+        .fetch_add(1, Ordering::SeqCst);
     if !*lock(&state.smart_configuration_enabled) {
         return StatusCode::NOT_FOUND.into_response();
     }
@@ -349,7 +400,9 @@ async fn smart_configuration(State(state): State<Arc<IssuerState>>) -> Response 
 }
 
 async fn openid_configuration(State(state): State<Arc<IssuerState>>) -> Response {
-    state.openid_configuration_fetches.fetch_add(1, Ordering::SeqCst);
+    state
+        .openid_configuration_fetches
+        .fetch_add(1, Ordering::SeqCst);
     let url = &state.url;
     json_response(&json!({
         "issuer": discovery_issuer(&state),
@@ -380,15 +433,20 @@ async fn jwks(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
             json_response(&key_set(&state))
         }
         JwksBehaviour::Oversized(bytes) => oversized(bytes, Arc::clone(&state.jwks_bytes_sent)),
-        JwksBehaviour::Redirect => {
-            (StatusCode::FOUND, [(header::LOCATION, format!("{}/jwks-copy.json", state.url))]).into_response()
+        JwksBehaviour::Redirect => (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("{}/jwks-copy.json", state.url))],
+        )
+            .into_response(),
+        JwksBehaviour::Body(body) => {
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-        JwksBehaviour::Body(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
     };
-    if let Some(value) = lock(&state.cache_control).as_deref() {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            response.headers_mut().insert(header::CACHE_CONTROL, value);
-        }
+    let cache_control = lock(&state.cache_control)
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok());
+    if let Some(value) = cache_control {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     response
 }
@@ -417,5 +475,9 @@ fn oversized(total: usize, sent: Arc<AtomicUsize>) -> Response {
             Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), produced + size))
         }
     });
-    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

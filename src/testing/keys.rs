@@ -3,8 +3,8 @@
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
-    self, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair as _,
+    self, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair as _,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -48,7 +48,10 @@ pub(crate) struct TestKey {
 
 impl std::fmt::Debug for TestKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestKey").field("kid", &self.kid).field("key_type", &self.key_type).finish_non_exhaustive()
+        f.debug_struct("TestKey")
+            .field("kid", &self.kid)
+            .field("key_type", &self.key_type)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +85,8 @@ impl TestKey {
             }
             KeyType::Ed25519 => {
                 let pair = Ed25519KeyPair::generate().expect("Ed25519 key generation");
-                let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
+                let jwk =
+                    json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
                 (Signer::Ed(pair), jwk)
             }
         };
@@ -91,7 +95,12 @@ impl TestKey {
         if let Some(alg) = alg {
             jwk["alg"] = json!(alg.name());
         }
-        Self { kid, key_type, jwk, signer }
+        Self {
+            kid,
+            key_type,
+            jwk,
+            signer,
+        }
     }
 
     /// Signs `message` with `alg`, which must fit the key type.
@@ -109,10 +118,15 @@ impl TestKey {
                     other => panic!("{other} does not fit an RSA key"),
                 };
                 let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(padding, &rng, message, &mut signature).expect("RSA signing");
+                pair.sign(padding, &rng, message, &mut signature)
+                    .expect("RSA signing");
                 signature
             }
-            Signer::Ec(pair) => pair.sign(&rng, message).expect("ECDSA signing").as_ref().to_vec(),
+            Signer::Ec(pair) => pair
+                .sign(&rng, message)
+                .expect("ECDSA signing")
+                .as_ref()
+                .to_vec(),
             Signer::Ed(pair) => pair.sign(message).as_ref().to_vec(),
         }
     }

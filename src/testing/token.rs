@@ -61,7 +61,9 @@ impl<'a> TokenBuilder<'a> {
             "jti": URL_SAFE_NO_PAD.encode(jti),
             "scope": "system/*.rs",
         });
-        let Value::Object(claims) = claims else { unreachable!("a JSON object literal") };
+        let Value::Object(claims) = claims else {
+            unreachable!("a JSON object literal")
+        };
         let mut header = Map::new();
         header.insert("typ".into(), json!("at+jwt"));
         Self {
@@ -136,7 +138,10 @@ impl<'a> TokenBuilder<'a> {
     /// Signs the token.
     pub fn sign(self) -> String {
         let key = match &self.kid {
-            Kid::Named(kid) => self.issuer.key_by_kid(kid).unwrap_or_else(|| self.issuer.key_for(self.alg)),
+            Kid::Named(kid) => self
+                .issuer
+                .key_by_kid(kid)
+                .unwrap_or_else(|| self.issuer.key_for(self.alg)),
             _ => self.issuer.key_for(self.alg),
         };
         let mut header = self.header;

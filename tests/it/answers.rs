@@ -13,28 +13,47 @@ async fn no_credentials_get_a_bare_challenge() {
     let app = app(|b| b).await;
     for request in [
         app.http.get(app.patient_url()),
-        app.http.get(app.patient_url()).header("authorization", "Basic dXNlcjpwYXNz"),
-        app.http.get(app.patient_url()).header("authorization", "Negotiate abc"),
+        app.http
+            .get(app.patient_url())
+            .header("authorization", "Basic dXNlcjpwYXNz"),
+        app.http
+            .get(app.patient_url())
+            .header("authorization", "Negotiate abc"),
     ] {
         let answer = app.send(request).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
         assert_eq!(answer.challenge.as_deref(), Some(REALM));
-        assert_eq!(answer.content_type.as_deref(), Some("application/fhir+json"));
+        assert_eq!(
+            answer.content_type.as_deref(),
+            Some("application/fhir+json")
+        );
         assert_eq!(answer.body["resourceType"], "OperationOutcome");
         assert_eq!(answer.issue_code(), "login");
     }
-    assert_eq!(app.issuer.jwks_fetches(), 0, "no fetch for requests without a token");
+    assert_eq!(
+        app.issuer.jwks_fetches(),
+        0,
+        "no fetch for requests without a token"
+    );
 }
 
 #[tokio::test]
 async fn malformed_or_repeated_credentials_are_invalid_requests() {
     let app = app(|b| b).await;
     let token = app.issuer.token().sign();
-    let expected = format!("{REALM}, error=\"invalid_request\", error_description=\"malformed or repeated credentials\"");
+    let expected = format!(
+        "{REALM}, error=\"invalid_request\", error_description=\"malformed or repeated credentials\""
+    );
     let requests = [
-        app.http.get(app.patient_url()).header("authorization", "Bearer "),
-        app.http.get(app.patient_url()).header("authorization", "Bearer"),
-        app.http.get(app.patient_url()).header("authorization", "Bearer a b"),
+        app.http
+            .get(app.patient_url())
+            .header("authorization", "Bearer "),
+        app.http
+            .get(app.patient_url())
+            .header("authorization", "Bearer"),
+        app.http
+            .get(app.patient_url())
+            .header("authorization", "Bearer a b"),
         app.http
             .get(app.patient_url())
             .header("authorization", format!("Bearer {token}"))
@@ -43,7 +62,8 @@ async fn malformed_or_repeated_credentials_are_invalid_requests() {
             .get(app.patient_url())
             .header("authorization", format!("Bearer {token}"))
             .header("authorization", "Basic dXNlcjpwYXNz"),
-        app.http.get(format!("{}?access_token={token}", app.patient_url())),
+        app.http
+            .get(format!("{}?access_token={token}", app.patient_url())),
         app.http
             .get(format!("{}?access_token={token}", app.patient_url()))
             .header("authorization", format!("Bearer {token}")),
@@ -61,7 +81,10 @@ async fn scheme_name_is_case_insensitive() {
     let app = app(|b| b).await;
     let token = app.issuer.token().sign();
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
-        let request = app.http.get(app.patient_url()).header("authorization", format!("{scheme} {token}"));
+        let request = app
+            .http
+            .get(app.patient_url())
+            .header("authorization", format!("{scheme} {token}"));
         assert_eq!(app.send(request).await.status, StatusCode::OK, "{scheme}");
     }
 }
@@ -69,7 +92,9 @@ async fn scheme_name_is_case_insensitive() {
 #[tokio::test]
 async fn discovery_and_metadata_are_public_by_default() {
     let app = app(|b| b).await;
-    let answer = app.send(app.http.get(format!("{}/fhir/metadata", app.url))).await;
+    let answer = app
+        .send(app.http.get(format!("{}/fhir/metadata", app.url)))
+        .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body["resourceType"], "CapabilityStatement");
     let preflight = app
@@ -78,13 +103,18 @@ async fn discovery_and_metadata_are_public_by_default() {
         .header("origin", "https://app.example")
         .header("access-control-request-method", "GET");
     // Passed to the router, which has no OPTIONS route: 405, not 401.
-    assert_eq!(app.send(preflight).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        app.send(preflight).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 }
 
 #[tokio::test]
 async fn metadata_can_be_protected() {
     let app = app(|b| b.protect_discovery_and_metadata()).await;
-    let answer = app.send(app.http.get(format!("{}/fhir/metadata", app.url))).await;
+    let answer = app
+        .send(app.http.get(format!("{}/fhir/metadata", app.url)))
+        .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -92,7 +122,10 @@ async fn metadata_can_be_protected() {
 async fn custom_realm_is_used() {
     let app = app(|b| b.realm("My FHIR API")).await;
     let answer = app.send(app.http.get(app.patient_url())).await;
-    assert_eq!(answer.challenge.as_deref(), Some("Bearer realm=\"My FHIR API\""));
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some("Bearer realm=\"My FHIR API\"")
+    );
 }
 
 #[tokio::test]
@@ -108,6 +141,8 @@ async fn misconfigured_layer_fails_closed_with_500() {
     assert_eq!(answer.challenge, None);
     assert_eq!(answer.issue_code(), "exception");
     // Public routes still work.
-    let metadata = app.send(app.http.get(format!("{}/fhir/metadata", app.url))).await;
+    let metadata = app
+        .send(app.http.get(format!("{}/fhir/metadata", app.url)))
+        .await;
     assert_eq!(metadata.status, StatusCode::OK);
 }

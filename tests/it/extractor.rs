@@ -30,11 +30,23 @@ async fn handlers_receive_every_claim() {
     assert_eq!(body["aud"], json!([app.issuer.audience()]));
     assert!(body["exp"].as_i64().unwrap() > body["iat"].as_i64().unwrap());
     assert!(body["jti"].as_str().is_some_and(|j| !j.is_empty()));
-    assert_eq!(body["scopes"], json!(["system/Patient.rs", "system/Observation.rs"]));
-    assert_eq!((body["patient"].clone(), body["encounter"].clone()), (json!("p-7"), json!("e-9")));
-    assert_eq!((body["fhirUser"].clone(), body["tenant"].clone()), (json!("Practitioner/3"), json!("t-1")));
+    assert_eq!(
+        body["scopes"],
+        json!(["system/Patient.rs", "system/Observation.rs"])
+    );
+    assert_eq!(
+        (body["patient"].clone(), body["encounter"].clone()),
+        (json!("p-7"), json!("e-9"))
+    );
+    assert_eq!(
+        (body["fhirUser"].clone(), body["tenant"].clone()),
+        (json!("Practitioner/3"), json!("t-1"))
+    );
     assert_eq!(body["fhirContext"][0]["reference"], "Observation/5");
-    assert_eq!(body["fhirContext"][1]["canonical"], "http://q.example/Questionnaire|2");
+    assert_eq!(
+        body["fhirContext"][1]["canonical"],
+        "http://q.example/Questionnaire|2"
+    );
     assert_eq!(body["fhirContext"][1]["type"], "Questionnaire");
     assert_eq!(body["fhirContext"][1]["role"], "https://role.example");
     assert_eq!(body["custom"], json!({"nested": [1, 2]}));
@@ -63,27 +75,47 @@ async fn optional_mode() {
     // No credentials: the handler runs with None.
     let anonymous = app.send(app.http.get(&optional)).await;
     assert_eq!(anonymous.status, StatusCode::OK);
-    assert_eq!(anonymous.body, json!({"client_id": null, "anonymous": true}));
+    assert_eq!(
+        anonymous.body,
+        json!({"client_id": null, "anonymous": true})
+    );
     // A valid token: Some(claims).
     let token = app.issuer.token().sign();
     let known = app.send(app.http.get(&optional).bearer_auth(&token)).await;
-    assert_eq!(known.body, json!({"client_id": "test-client", "anonymous": false}));
+    assert_eq!(
+        known.body,
+        json!({"client_id": "test-client", "anonymous": false})
+    );
     // An invalid token is still refused.
     let expired = app.issuer.token().expires_in_secs(-3600).sign();
-    let refused = app.send(app.http.get(&optional).bearer_auth(&expired)).await;
+    let refused = app
+        .send(app.http.get(&optional).bearer_auth(&expired))
+        .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     // A required extractor on an anonymous request answers like the layer would.
     let required = app.send(app.http.get(app.patient_url())).await;
     assert_eq!(required.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(required.challenge.as_deref(), Some("Bearer realm=\"https://fhir.example.test/r4\""));
+    assert_eq!(
+        required.challenge.as_deref(),
+        Some("Bearer realm=\"https://fhir.example.test/r4\"")
+    );
 }
 
 #[tokio::test]
 async fn extractor_without_layer_is_a_500_naming_the_layer() {
     let app = app(|b| b).await;
     let token = app.issuer.token().sign();
-    let answer = app.send(app.http.get(format!("{}/unprotected", app.url)).bearer_auth(&token)).await;
+    let answer = app
+        .send(
+            app.http
+                .get(format!("{}/unprotected", app.url))
+                .bearer_auth(&token),
+        )
+        .await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.challenge, None);
-    assert_eq!(answer.body["issue"][0]["details"]["text"], "SmartAuthLayer does not cover this route");
+    assert_eq!(
+        answer.body["issue"][0]["details"]["text"],
+        "SmartAuthLayer does not cover this route"
+    );
 }

@@ -19,7 +19,11 @@ async fn concurrent_cold_requests_share_one_discovery_and_one_fetch() {
     let app = app(|b| b).await;
     let token = app.issuer.token().sign();
     let answers = join_all((0..100).map(|_| app.get_with_token(&token))).await;
-    assert!(answers.iter().all(|a| a.status == StatusCode::OK), "{:?}", answers.iter().find(|a| a.status != StatusCode::OK));
+    assert!(
+        answers.iter().all(|a| a.status == StatusCode::OK),
+        "{:?}",
+        answers.iter().find(|a| a.status != StatusCode::OK)
+    );
     assert_eq!(app.issuer.smart_configuration_fetches(), 1);
     assert_eq!(app.issuer.openid_configuration_fetches(), 0);
     assert_eq!(app.issuer.jwks_fetches(), 1);
@@ -29,24 +33,38 @@ async fn concurrent_cold_requests_share_one_discovery_and_one_fetch() {
 async fn warm_up_prefetches() {
     let clock = ManualClock::new();
     let issuer = issuer(&clock).await;
-    let layer = SmartAuthLayer::builder(issuer.url()).audience(issuer.audience()).clock(clock.clone()).build().unwrap();
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     assert_eq!(issuer.jwks_fetches(), 0, "building does no I/O");
     layer.warm_up().await.unwrap();
     assert_eq!(issuer.jwks_fetches(), 1);
     layer.warm_up().await.unwrap();
     assert_eq!(issuer.jwks_fetches(), 1, "warm keys are not fetched again");
     let app = crate::support::app_with_layer(issuer, clock, layer).await;
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
     assert_eq!(app.issuer.jwks_fetches(), 1);
 }
 
 #[tokio::test]
 async fn discovery_falls_back_to_openid_configuration() {
     let clock = ManualClock::new();
-    let issuer = TestIssuer::builder().clock(clock.clone()).path("/realms/test").start().await;
+    let issuer = TestIssuer::builder()
+        .clock(clock.clone())
+        .path("/realms/test")
+        .start()
+        .await;
     issuer.disable_smart_configuration();
     let app = app_with(issuer, clock, |b| b).await;
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
     assert_eq!(app.issuer.smart_configuration_fetches(), 1);
     assert_eq!(app.issuer.openid_configuration_fetches(), 1);
 }
@@ -57,8 +75,14 @@ async fn configured_jwks_uri_skips_discovery() {
     let issuer = issuer(&clock).await;
     let jwks_uri = issuer.jwks_uri();
     let app = app_with(issuer, clock, |b| b.jwks_uri(jwks_uri)).await;
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
-    assert_eq!(app.issuer.smart_configuration_fetches() + app.issuer.openid_configuration_fetches(), 0);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.issuer.smart_configuration_fetches() + app.issuer.openid_configuration_fetches(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -69,14 +93,25 @@ async fn discovery_naming_another_issuer_is_refused() {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.challenge, None);
     assert_eq!(answer.issue_code(), "transient");
-    assert_eq!(app.issuer.jwks_fetches(), 0, "the keys of a mismatched document are never fetched");
-    assert_eq!(app.issuer.openid_configuration_fetches(), 0, "a wrong document stops discovery");
+    assert_eq!(
+        app.issuer.jwks_fetches(),
+        0,
+        "the keys of a mismatched document are never fetched"
+    );
+    assert_eq!(
+        app.issuer.openid_configuration_fetches(),
+        0,
+        "a wrong document stops discovery"
+    );
 }
 
 #[tokio::test]
 async fn rotated_key_is_accepted_after_exactly_one_refetch() {
     let app = app(|b| b).await;
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
     assert_eq!(app.issuer.jwks_fetches(), 1);
     app.issuer.rotate_keys();
     let rotated = app.issuer.token().sign();
@@ -85,42 +120,78 @@ async fn rotated_key_is_accepted_after_exactly_one_refetch() {
     assert_eq!(status(&app, &rotated).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 2);
     let headers = app.issuer.last_jwks_request_headers();
-    assert_eq!(headers.get("cache-control").map(|v| v.to_str().unwrap()), Some("no-cache"), "a refetch bypasses caches");
+    assert_eq!(
+        headers.get("cache-control").map(|v| v.to_str().unwrap()),
+        Some("no-cache"),
+        "a refetch bypasses caches"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kids_inside_the_cooldown_never_refetch_or_wait() {
     let app = app(|b| b).await;
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
     // The first unknown kid refetches once.
-    assert_eq!(status(&app, &app.issuer.token().kid("unknown-0").sign()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&app, &app.issuer.token().kid("unknown-0").sign()).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.issuer.jwks_fetches(), 2);
     // From now on a fetch would hang: any request that waited for one would not come back.
-    app.issuer.set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
     let started = Instant::now();
     for batch in 0..20 {
-        let tokens: Vec<String> = (0..50).map(|i| app.issuer.token().kid(format!("random-{batch}-{i}")).sign()).collect();
+        let tokens: Vec<String> = (0..50)
+            .map(|i| app.issuer.token().kid(format!("random-{batch}-{i}")).sign())
+            .collect();
         let answers = join_all(tokens.iter().map(|t| app.get_with_token(t))).await;
         for answer in answers {
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-            assert_eq!(answer.challenge.as_deref(), Some(app.invalid_token_challenge("the token's signing key is not known").as_str()));
+            assert_eq!(
+                answer.challenge.as_deref(),
+                Some(
+                    app.invalid_token_challenge("the token's signing key is not known")
+                        .as_str()
+                )
+            );
         }
     }
-    assert_eq!(app.issuer.jwks_fetches(), 2, "no refetch inside the cooldown");
-    eprintln!("1000 unknown-kid requests answered in {:?}", started.elapsed());
+    assert_eq!(
+        app.issuer.jwks_fetches(),
+        2,
+        "no refetch inside the cooldown"
+    );
+    eprintln!(
+        "1000 unknown-kid requests answered in {:?}",
+        started.elapsed()
+    );
     // Known keys keep working meanwhile.
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
     // After the cooldown, one more refetch is allowed.
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
     app.clock.advance(Duration::from_secs(31));
-    assert_eq!(status(&app, &app.issuer.token().kid("unknown-1").sign()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&app, &app.issuer.token().kid("unknown-1").sign()).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.issuer.jwks_fetches(), 3);
 }
 
 #[tokio::test]
 async fn stale_keys_serve_while_the_issuer_is_down_until_max_stale() {
     let app = app(|b| b).await;
-    let token = app.issuer.token().lifetime(Duration::from_secs(3 * 86400)).sign();
+    let token = app
+        .issuer
+        .token()
+        .lifetime(Duration::from_secs(3 * 86400))
+        .sign();
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
     // Past the 10 min TTL: a background refresh fails, the cached keys keep working.
@@ -146,8 +217,13 @@ async fn stale_keys_serve_while_the_issuer_is_down_until_max_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_control_max_age_sets_the_ttl_within_bounds() {
     let app = app(|b| b).await;
-    app.issuer.set_jwks_cache_control(Some("public, max-age=120"));
-    let token = app.issuer.token().lifetime(Duration::from_secs(86400)).sign();
+    app.issuer
+        .set_jwks_cache_control(Some("public, max-age=120"));
+    let token = app
+        .issuer
+        .token()
+        .lifetime(Duration::from_secs(86400))
+        .sign();
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     app.clock.advance(Duration::from_secs(100));
     assert_eq!(status(&app, &token).await, StatusCode::OK);
@@ -182,18 +258,24 @@ async fn wait_for_refresh(app: &App, expected_fetches: usize) {
 #[tokio::test]
 async fn slow_endpoint_is_cut_off_by_the_timeout() {
     let app = app(|b| b.fetch_timeout(Duration::from_millis(300))).await;
-    app.issuer.set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
     let started = Instant::now();
     let answer = app.get_with_token(&app.issuer.token().sign()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(started.elapsed() < Duration::from_secs(10), "answered after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn oversized_key_set_is_refused_without_reading_it_all() {
     let app = app(|b| b).await;
     let total = 10 * 1024 * 1024;
-    app.issuer.set_jwks_behaviour(JwksBehaviour::Oversized(total));
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Oversized(total));
     let answer = app.get_with_token(&app.issuer.token().sign()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     let sent = app.issuer.jwks_bytes_sent();
@@ -204,28 +286,50 @@ async fn oversized_key_set_is_refused_without_reading_it_all() {
 async fn redirects_are_never_followed() {
     let app = app(|b| b).await;
     app.issuer.set_jwks_behaviour(JwksBehaviour::Redirect);
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(app.issuer.jwks_redirect_target_fetches(), 0);
 }
 
 #[tokio::test]
 async fn injected_client_following_redirects_is_still_refused() {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .unwrap();
     let app = app(|b| b.http_client(client)).await;
     app.issuer.set_jwks_behaviour(JwksBehaviour::Redirect);
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(app.issuer.jwks_redirect_target_fetches(), 1, "the client followed, the layer refused the result");
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        app.issuer.jwks_redirect_target_fetches(),
+        1,
+        "the client followed, the layer refused the result"
+    );
 }
 
 #[tokio::test]
 async fn injected_client_is_used_for_every_fetch() {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-fetched-by", "injected-client".parse().unwrap());
-    let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let app = app(|b| b.http_client(client)).await;
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
     let seen = app.issuer.last_jwks_request_headers();
-    assert_eq!(seen.get("x-fetched-by").map(|v| v.to_str().unwrap()), Some("injected-client"));
+    assert_eq!(
+        seen.get("x-fetched-by").map(|v| v.to_str().unwrap()),
+        Some("injected-client")
+    );
 }
 
 #[tokio::test]
@@ -233,19 +337,36 @@ async fn one_unusable_key_does_not_spoil_the_set() {
     let app = app(|b| b).await;
     let mut keys = app.issuer.jwks();
     let list = keys["keys"].as_array_mut().unwrap();
-    list.insert(0, json!({"kty": "AKP", "kid": "post-quantum", "alg": "ML-DSA-44", "pub": "AAAA"}));
+    list.insert(
+        0,
+        json!({"kty": "AKP", "kid": "post-quantum", "alg": "ML-DSA-44", "pub": "AAAA"}),
+    );
     list.insert(1, json!({"kty": "RSA", "kid": "encryption", "use": "enc", "alg": "RSA-OAEP", "n": "AQAB", "e": "AQAB"}));
     list.insert(2, json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}));
-    app.issuer.set_jwks_behaviour(JwksBehaviour::Body(keys.to_string()));
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Body(keys.to_string()));
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn garbage_key_sets_give_503_never_acceptance() {
-    for body in ["<html>oops</html>", "{}", "{\"keys\": []}", "{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\"}]}"] {
+    for body in [
+        "<html>oops</html>",
+        "{}",
+        "{\"keys\": []}",
+        "{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\"}]}",
+    ] {
         let app = app(|b| b).await;
-        app.issuer.set_jwks_behaviour(JwksBehaviour::Body(body.to_owned()));
-        assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        app.issuer
+            .set_jwks_behaviour(JwksBehaviour::Body(body.to_owned()));
+        assert_eq!(
+            status(&app, &app.issuer.token().sign()).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{body}"
+        );
     }
 }
 
@@ -253,10 +374,19 @@ async fn garbage_key_sets_give_503_never_acceptance() {
 async fn refresh_policy_is_configurable() {
     let policy = RefreshPolicy::default().unknown_kid_cooldown(Duration::from_secs(5));
     let app = app(|b| b.refresh_policy(policy)).await;
-    assert_eq!(status(&app, &app.issuer.token().sign()).await, StatusCode::OK);
-    assert_eq!(status(&app, &app.issuer.token().kid("a").sign()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&app, &app.issuer.token().kid("a").sign()).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.issuer.jwks_fetches(), 2);
     app.clock.advance(Duration::from_secs(6));
-    assert_eq!(status(&app, &app.issuer.token().kid("b").sign()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&app, &app.issuer.token().kid("b").sign()).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.issuer.jwks_fetches(), 3);
 }

@@ -49,7 +49,9 @@ pub async fn echo_claims(claims: SmartClaims) -> Json<Value> {
 }
 
 async fn optional_claims(claims: Option<SmartClaims>) -> Json<Value> {
-    Json(json!({ "client_id": claims.as_ref().and_then(|c| c.client_id().map(str::to_owned)), "anonymous": claims.is_none() }))
+    Json(
+        json!({ "client_id": claims.as_ref().and_then(|c| c.client_id().map(str::to_owned)), "anonymous": claims.is_none() }),
+    )
 }
 
 pub async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
@@ -81,7 +83,9 @@ pub async fn app_with(
     let builder = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
         .clock(clock.clone());
-    let layer = configure(builder).build().expect("valid test configuration");
+    let layer = configure(builder)
+        .build()
+        .expect("valid test configuration");
     app_with_layer(issuer, clock, layer).await
 }
 
@@ -89,12 +93,25 @@ pub async fn app_with_layer(issuer: TestIssuer, clock: ManualClock, layer: Smart
     let protected = Router::new()
         .route("/fhir/Patient/{id}", get(echo_claims))
         .route("/fhir/optional", get(optional_claims))
-        .route("/fhir/metadata", get(|| async { Json(json!({"resourceType": "CapabilityStatement"})) }))
+        .route(
+            "/fhir/metadata",
+            get(|| async { Json(json!({"resourceType": "CapabilityStatement"})) }),
+        )
         .layer(layer.clone());
     let unprotected = Router::new().route("/unprotected", get(echo_claims));
     let (url, server) = serve(protected.merge(unprotected)).await;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    App { url, issuer, clock, http, layer, server }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    App {
+        url,
+        issuer,
+        clock,
+        http,
+        layer,
+        server,
+    }
 }
 
 /// A response reduced to what the tests assert on.
@@ -118,18 +135,33 @@ impl App {
     }
 
     pub async fn get_with_token(&self, token: &str) -> Answer {
-        self.send(self.http.get(self.patient_url()).header("authorization", format!("Bearer {token}"))).await
+        self.send(
+            self.http
+                .get(self.patient_url())
+                .header("authorization", format!("Bearer {token}")),
+        )
+        .await
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.expect("request");
         let status = response.status();
-        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
         let challenge = header("www-authenticate");
         let content_type = header("content-type");
         let bytes = response.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer { status, challenge, content_type, body }
+        Answer {
+            status,
+            challenge,
+            content_type,
+            body,
+        }
     }
 
     /// The exact challenge the layer sends for an invalid token.
@@ -142,9 +174,19 @@ impl App {
 
     pub async fn assert_invalid_token(&self, token: &str, description: &str) {
         let answer = self.get_with_token(token).await;
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{description}: {answer:?}");
-        assert_eq!(answer.challenge.as_deref(), Some(self.invalid_token_challenge(description).as_str()));
-        assert_eq!(answer.content_type.as_deref(), Some("application/fhir+json"));
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{description}: {answer:?}"
+        );
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(self.invalid_token_challenge(description).as_str())
+        );
+        assert_eq!(
+            answer.content_type.as_deref(),
+            Some("application/fhir+json")
+        );
         assert_eq!(answer.body["resourceType"], "OperationOutcome");
     }
 }

@@ -32,9 +32,15 @@ async fn every_default_algorithm_is_accepted() {
 #[tokio::test]
 async fn algorithm_allow_list_is_enforced() {
     let app = app(|b| b.algorithms([SigningAlgorithm::ES384])).await;
-    assert_eq!(app.get_with_token(&app.issuer.token().alg(SigningAlgorithm::ES384).sign()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get_with_token(&app.issuer.token().alg(SigningAlgorithm::ES384).sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
     let token = app.issuer.token().alg(SigningAlgorithm::RS256).sign();
-    app.assert_invalid_token(&token, "the token's signing algorithm is not accepted").await;
+    app.assert_invalid_token(&token, "the token's signing algorithm is not accepted")
+        .await;
 }
 
 #[tokio::test]
@@ -42,49 +48,140 @@ async fn claim_checks() {
     let app = app(|b| b).await;
     let issuer = &app.issuer;
     let rows: Vec<(String, &str)> = vec![
-        (issuer.token().claim("iss", "https://evil.example").sign(), "the token is from another issuer"),
-        (issuer.token().claim("iss", format!("{}/", issuer.url())).sign(), "the token is from another issuer"),
-        (issuer.token().without("iss").sign(), "the token is from another issuer"),
-        (issuer.token().audience("https://other.example/fhir").sign(), "the token is for another audience"),
-        (issuer.token().claim("aud", json!(["https://a.example", "https://b.example"])).sign(), "the token is for another audience"),
-        (issuer.token().without("aud").sign(), "the token is for another audience"),
-        (issuer.token().expires_in_secs(-61).sign(), "the access token has expired"),
-        (issuer.token().claim("nbf", now(&app) + 120).sign(), "the access token is not yet valid"),
-        (issuer.token().claim("iat", now(&app) + 120).sign(), "the access token is not yet valid"),
-        (issuer.token().without("exp").sign(), "the token has a missing or invalid claim"),
-        (issuer.token().claim("exp", (now(&app) + 300).to_string()).sign(), "the token has a missing or invalid claim"),
-        (issuer.token().claim("nbf", "0").sign(), "the token has a missing or invalid claim"),
-        (issuer.token().claim("iss", 42).sign(), "the token has a missing or invalid claim"),
-        (issuer.token().claim("aud", 42).sign(), "the token has a missing or invalid claim"),
-        (issuer.token().claim("aud", json!([issuer.audience(), 1])).sign(), "the token has a missing or invalid claim"),
-        (issuer.token().claim("scope", json!({"a": 1})).sign(), "the token has a missing or invalid claim"),
-        (issuer.token().claim("patient", 12).sign(), "the token has a missing or invalid claim"),
+        (
+            issuer.token().claim("iss", "https://evil.example").sign(),
+            "the token is from another issuer",
+        ),
+        (
+            issuer
+                .token()
+                .claim("iss", format!("{}/", issuer.url()))
+                .sign(),
+            "the token is from another issuer",
+        ),
+        (
+            issuer.token().without("iss").sign(),
+            "the token is from another issuer",
+        ),
+        (
+            issuer.token().audience("https://other.example/fhir").sign(),
+            "the token is for another audience",
+        ),
+        (
+            issuer
+                .token()
+                .claim("aud", json!(["https://a.example", "https://b.example"]))
+                .sign(),
+            "the token is for another audience",
+        ),
+        (
+            issuer.token().without("aud").sign(),
+            "the token is for another audience",
+        ),
+        (
+            issuer.token().expires_in_secs(-61).sign(),
+            "the access token has expired",
+        ),
+        (
+            issuer.token().claim("nbf", now(&app) + 120).sign(),
+            "the access token is not yet valid",
+        ),
+        (
+            issuer.token().claim("iat", now(&app) + 120).sign(),
+            "the access token is not yet valid",
+        ),
+        (
+            issuer.token().without("exp").sign(),
+            "the token has a missing or invalid claim",
+        ),
+        (
+            issuer
+                .token()
+                .claim("exp", (now(&app) + 300).to_string())
+                .sign(),
+            "the token has a missing or invalid claim",
+        ),
+        (
+            issuer.token().claim("nbf", "0").sign(),
+            "the token has a missing or invalid claim",
+        ),
+        (
+            issuer.token().claim("iss", 42).sign(),
+            "the token has a missing or invalid claim",
+        ),
+        (
+            issuer.token().claim("aud", 42).sign(),
+            "the token has a missing or invalid claim",
+        ),
+        (
+            issuer
+                .token()
+                .claim("aud", json!([issuer.audience(), 1]))
+                .sign(),
+            "the token has a missing or invalid claim",
+        ),
+        (
+            issuer.token().claim("scope", json!({"a": 1})).sign(),
+            "the token has a missing or invalid claim",
+        ),
+        (
+            issuer.token().claim("patient", 12).sign(),
+            "the token has a missing or invalid claim",
+        ),
     ];
     for (token, description) in rows {
         app.assert_invalid_token(&token, description).await;
     }
-    let expired = app.get_with_token(&issuer.token().expires_in_secs(-61).sign()).await;
+    let expired = app
+        .get_with_token(&issuer.token().expires_in_secs(-61).sign())
+        .await;
     assert_eq!(expired.issue_code(), "expired");
 }
 
 fn now(app: &App) -> i64 {
     use smart_auth::Clock as _;
-    app.clock.now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    app.clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[tokio::test]
 async fn leeway_applies_to_exp_and_nbf() {
     let app = app(|b| b.leeway(std::time::Duration::from_secs(60))).await;
     let issuer = &app.issuer;
-    assert_eq!(app.get_with_token(&issuer.token().expires_in_secs(-59).sign()).await.status, StatusCode::OK);
-    assert_eq!(app.get_with_token(&issuer.token().claim("nbf", now(&app) + 59).sign()).await.status, StatusCode::OK);
-    assert_eq!(app.get_with_token(&issuer.token().expires_in_secs(-60).sign()).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get_with_token(&issuer.token().expires_in_secs(-59).sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get_with_token(&issuer.token().claim("nbf", now(&app) + 59).sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get_with_token(&issuer.token().expires_in_secs(-60).sign())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
 async fn multiple_audiences_any_match() {
     let app = app(|b| b.audience("https://second.example/fhir")).await;
-    let token = app.issuer.token().claim("aud", json!(["https://x.example", "https://second.example/fhir"])).sign();
+    let token = app
+        .issuer
+        .token()
+        .claim(
+            "aud",
+            json!(["https://x.example", "https://second.example/fhir"]),
+        )
+        .sign();
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
 }
 
@@ -93,30 +190,57 @@ async fn signature_attacks_are_refused() {
     let app = app(|b| b).await;
     let issuer = &app.issuer;
     let good = issuer.token().sign();
-    let [header, payload, signature]: [&str; 3] = good.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let [header, payload, signature]: [&str; 3] =
+        good.split('.').collect::<Vec<_>>().try_into().unwrap();
 
     // Payload changed after signing.
     let mut claims = decode(payload);
     claims["scope"] = json!("system/*.cruds");
     let tampered = format!("{header}.{}.{signature}", b64(&claims));
-    app.assert_invalid_token(&tampered, "the token's signature is not valid").await;
+    app.assert_invalid_token(&tampered, "the token's signature is not valid")
+        .await;
 
     // Signature of another token.
     let other = issuer.token().scope("x").sign();
     let swapped = format!("{header}.{payload}.{}", other.rsplit('.').next().unwrap());
-    app.assert_invalid_token(&swapped, "the token's signature is not valid").await;
+    app.assert_invalid_token(&swapped, "the token's signature is not valid")
+        .await;
 
     // alg none, with and without a signature segment.
     let none_header = json!({"alg": "none", "typ": "JWT"});
-    app.assert_invalid_token(&format!("{}.{payload}.", b64(&none_header)), "the access token is malformed").await;
-    app.assert_invalid_token(&format!("{}.{payload}.AAAA", b64(&none_header)), "the token's signing algorithm is not accepted").await;
+    app.assert_invalid_token(
+        &format!("{}.{payload}.", b64(&none_header)),
+        "the access token is malformed",
+    )
+    .await;
+    app.assert_invalid_token(
+        &format!("{}.{payload}.AAAA", b64(&none_header)),
+        "the token's signing algorithm is not accepted",
+    )
+    .await;
 
     // HS256 "signed" with the RSA public key as the HMAC secret (algorithm confusion).
     let jwks = issuer.jwks();
-    let rsa_jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kty"] == "RSA").unwrap().clone();
-    for secret in [rsa_jwk.to_string().into_bytes(), URL_SAFE_NO_PAD.decode(rsa_jwk["n"].as_str().unwrap()).unwrap()] {
-        let forged = sign_hs256(&secret, &json!({"alg": "HS256", "kid": rsa_jwk["kid"]}), &decode(payload));
-        app.assert_invalid_token(&forged, "the token's signing algorithm is not accepted").await;
+    let rsa_jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kty"] == "RSA")
+        .unwrap()
+        .clone();
+    for secret in [
+        rsa_jwk.to_string().into_bytes(),
+        URL_SAFE_NO_PAD
+            .decode(rsa_jwk["n"].as_str().unwrap())
+            .unwrap(),
+    ] {
+        let forged = sign_hs256(
+            &secret,
+            &json!({"alg": "HS256", "kid": rsa_jwk["kid"]}),
+            &decode(payload),
+        );
+        app.assert_invalid_token(&forged, "the token's signing algorithm is not accepted")
+            .await;
     }
 }
 
@@ -126,42 +250,105 @@ async fn keys_embedded_in_the_header_are_never_used() {
     // The attacker runs their own issuer and signs with its key.
     let attacker = TestIssuer::start().await;
     let attacker_jwk = attacker.jwks()["keys"][0].clone();
-    fn claims_from_victim<'a>(builder: smart_auth::testing::TokenBuilder<'a>, victim: &TestIssuer) -> smart_auth::testing::TokenBuilder<'a> {
-        builder.claim("iss", victim.url()).claim("aud", victim.audience())
+    fn claims_from_victim<'a>(
+        builder: smart_auth::testing::TokenBuilder<'a>,
+        victim: &TestIssuer,
+    ) -> smart_auth::testing::TokenBuilder<'a> {
+        builder
+            .claim("iss", victim.url())
+            .claim("aud", victim.audience())
     }
-    let with_jwk = claims_from_victim(attacker.token(), &app.issuer).header("jwk", attacker_jwk.clone()).sign();
-    app.assert_invalid_token(&with_jwk, "the token's signing key is not known").await;
-    let with_jku = claims_from_victim(attacker.token(), &app.issuer).header("jku", attacker.jwks_uri()).sign();
-    app.assert_invalid_token(&with_jku, "the token's signing key is not known").await;
-    let with_x5u = claims_from_victim(attacker.token(), &app.issuer).header("x5u", attacker.jwks_uri()).no_kid().sign();
-    app.assert_invalid_token(&with_x5u, "the token's signature is not valid").await;
+    let with_jwk = claims_from_victim(attacker.token(), &app.issuer)
+        .header("jwk", attacker_jwk.clone())
+        .sign();
+    app.assert_invalid_token(&with_jwk, "the token's signing key is not known")
+        .await;
+    let with_jku = claims_from_victim(attacker.token(), &app.issuer)
+        .header("jku", attacker.jwks_uri())
+        .sign();
+    app.assert_invalid_token(&with_jku, "the token's signing key is not known")
+        .await;
+    let with_x5u = claims_from_victim(attacker.token(), &app.issuer)
+        .header("x5u", attacker.jwks_uri())
+        .no_kid()
+        .sign();
+    app.assert_invalid_token(&with_x5u, "the token's signature is not valid")
+        .await;
     // Same kid as the victim's key, attacker's signature and embedded key.
-    let victim_kid = app.issuer.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
-    let spoofed = claims_from_victim(attacker.token(), &app.issuer).kid(victim_kid).header("jwk", attacker_jwk).sign();
-    app.assert_invalid_token(&spoofed, "the token's signature is not valid").await;
-    assert_eq!(attacker.jwks_fetches(), 0, "the attacker's key set was never fetched");
+    let victim_kid = app.issuer.jwks()["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spoofed = claims_from_victim(attacker.token(), &app.issuer)
+        .kid(victim_kid)
+        .header("jwk", attacker_jwk)
+        .sign();
+    app.assert_invalid_token(&spoofed, "the token's signature is not valid")
+        .await;
+    assert_eq!(
+        attacker.jwks_fetches(),
+        0,
+        "the attacker's key set was never fetched"
+    );
 }
 
 #[tokio::test]
 async fn header_rules() {
     let app = app(|b| b).await;
     let issuer = &app.issuer;
-    app.assert_invalid_token(&issuer.token().header("crit", json!(["exp"])).sign(), "the token has critical header parameters").await;
-    app.assert_invalid_token(&issuer.token().header("typ", "JOSE+JSON").sign(), "the token type is not accepted").await;
+    app.assert_invalid_token(
+        &issuer.token().header("crit", json!(["exp"])).sign(),
+        "the token has critical header parameters",
+    )
+    .await;
+    app.assert_invalid_token(
+        &issuer.token().header("typ", "JOSE+JSON").sign(),
+        "the token type is not accepted",
+    )
+    .await;
     for typ in ["JWT", "at+jwt", "application/at+jwt"] {
-        assert_eq!(app.get_with_token(&issuer.token().header("typ", typ).sign()).await.status, StatusCode::OK, "{typ}");
+        assert_eq!(
+            app.get_with_token(&issuer.token().header("typ", typ).sign())
+                .await
+                .status,
+            StatusCode::OK,
+            "{typ}"
+        );
     }
-    assert_eq!(app.get_with_token(&issuer.token().header("typ", Value::Null).sign()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get_with_token(&issuer.token().header("typ", Value::Null).sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn strict_rfc9068_typ() {
     let app = app(|b| b.token_type(TokenTypePolicy::Rfc9068)).await;
     let issuer = &app.issuer;
-    assert_eq!(app.get_with_token(&issuer.token().header("typ", "at+jwt").sign()).await.status, StatusCode::OK);
-    assert_eq!(app.get_with_token(&issuer.token().header("typ", "application/at+jwt").sign()).await.status, StatusCode::OK);
-    app.assert_invalid_token(&issuer.token().header("typ", "JWT").sign(), "the token type is not accepted").await;
-    app.assert_invalid_token(&issuer.token().header("typ", Value::Null).sign(), "the token type is not accepted").await;
+    assert_eq!(
+        app.get_with_token(&issuer.token().header("typ", "at+jwt").sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get_with_token(&issuer.token().header("typ", "application/at+jwt").sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.assert_invalid_token(
+        &issuer.token().header("typ", "JWT").sign(),
+        "the token type is not accepted",
+    )
+    .await;
+    app.assert_invalid_token(
+        &issuer.token().header("typ", Value::Null).sign(),
+        "the token type is not accepted",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -175,14 +362,21 @@ async fn structure_and_size() {
         format!("{good}.x.y"),
         "eyJ.eyJ.AAAA".to_owned(),
     ] {
-        app.assert_invalid_token(&bad, "the access token is malformed").await;
+        app.assert_invalid_token(&bad, "the access token is malformed")
+            .await;
     }
     // Over the 16 KiB cap: refused before parsing, whatever the content.
     let padding = "A".repeat(17 * 1024);
     let oversize = app.issuer.token().claim("pad", padding).sign();
-    app.assert_invalid_token(&oversize, "the access token is too large").await;
+    app.assert_invalid_token(&oversize, "the access token is too large")
+        .await;
     let small_cap = crate::support::app(|b| b.max_token_length(64)).await;
-    small_cap.assert_invalid_token(&small_cap.issuer.token().sign(), "the access token is too large").await;
+    small_cap
+        .assert_invalid_token(
+            &small_cap.issuer.token().sign(),
+            "the access token is too large",
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -190,20 +384,53 @@ async fn kid_selection() {
     let app = app(|b| b).await;
     let issuer = &app.issuer;
     // Without kid, accepted when exactly one key fits the algorithm.
-    assert_eq!(app.get_with_token(&issuer.token().alg(SigningAlgorithm::ES256).no_kid().sign()).await.status, StatusCode::OK);
-    assert_eq!(app.get_with_token(&issuer.token().no_kid().sign()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get_with_token(&issuer.token().alg(SigningAlgorithm::ES256).no_kid().sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get_with_token(&issuer.token().no_kid().sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
     // A key that states its alg is used only with that alg.
     let rs384_kid = issuer.add_key(SigningAlgorithm::RS384);
     // The new key arrives through an unknown-kid refetch.
-    let token = issuer.token().kid(&rs384_kid).alg(SigningAlgorithm::RS384).sign();
+    let token = issuer
+        .token()
+        .kid(&rs384_kid)
+        .alg(SigningAlgorithm::RS384)
+        .sign();
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
-    let wrong_alg = issuer.token().kid(&rs384_kid).alg(SigningAlgorithm::RS256).sign();
-    app.assert_invalid_token(&wrong_alg, "the token's signing algorithm is not accepted").await;
+    let wrong_alg = issuer
+        .token()
+        .kid(&rs384_kid)
+        .alg(SigningAlgorithm::RS256)
+        .sign();
+    app.assert_invalid_token(&wrong_alg, "the token's signing algorithm is not accepted")
+        .await;
     // Now two RSA keys fit RS384: a token without kid is ambiguous.
     let ambiguous = issuer.token().alg(SigningAlgorithm::RS384).no_kid().sign();
-    app.assert_invalid_token(&ambiguous, "the token's signing algorithm is not accepted").await;
+    app.assert_invalid_token(&ambiguous, "the token's signing algorithm is not accepted")
+        .await;
     // A kid whose key has another family.
-    let ec_kid = issuer.jwks()["keys"].as_array().unwrap().iter().find(|k| k["crv"] == "P-256").unwrap()["kid"].as_str().unwrap().to_owned();
-    let family = issuer.token().kid(ec_kid).alg(SigningAlgorithm::RS256).sign();
-    app.assert_invalid_token(&family, "the token's signing algorithm is not accepted").await;
+    let ec_kid = issuer.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["crv"] == "P-256")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let family = issuer
+        .token()
+        .kid(ec_kid)
+        .alg(SigningAlgorithm::RS256)
+        .sign();
+    app.assert_invalid_token(&family, "the token's signing algorithm is not accepted")
+        .await;
 }
