@@ -10,7 +10,11 @@ use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, SmartAuthLayer};
 
 fn verify(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let issuer = runtime.block_on(TestIssuer::start());
     let verifier = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
@@ -28,10 +32,20 @@ fn verify(c: &mut Criterion) {
         SigningAlgorithm::ES384,
         SigningAlgorithm::EdDSA,
     ] {
-        let token = issuer.token().alg(alg).lifetime(std::time::Duration::from_secs(3600)).sign();
+        let token = issuer
+            .token()
+            .alg(alg)
+            .lifetime(std::time::Duration::from_secs(3600))
+            .sign();
         let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
         let jwk: Jwk = serde_json::from_value(
-            jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap().clone(),
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == kid.as_str())
+                .unwrap()
+                .clone(),
         )
         .unwrap();
         let key = DecodingKey::from_jwk(&jwk).unwrap();
@@ -40,12 +54,20 @@ fn verify(c: &mut Criterion) {
         validation.set_audience(&[issuer.audience()]);
         validation.set_issuer(&[issuer.url()]);
 
-        group.bench_with_input(BenchmarkId::new("jsonwebtoken_decode", alg), &token, |b, token| {
-            b.iter(|| jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).unwrap())
-        });
-        group.bench_with_input(BenchmarkId::new("smart_auth_verify", alg), &token, |b, token| {
-            b.iter(|| runtime.block_on(verifier.verify(token)).unwrap())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("jsonwebtoken_decode", alg),
+            &token,
+            |b, token| {
+                b.iter(|| {
+                    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).unwrap()
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("smart_auth_verify", alg),
+            &token,
+            |b, token| b.iter(|| runtime.block_on(verifier.verify(token)).unwrap()),
+        );
     }
     group.finish();
 }

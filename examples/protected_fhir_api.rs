@@ -29,17 +29,25 @@ async fn read_patient(claims: SmartClaims, Path(id): Path<String>) -> impl IntoR
         "name": [{ "family": "Example", "given": ["Pat"] }],
         "meta": { "tag": [{ "code": "read-by", "display": claims.client_id().unwrap_or("unknown client") }] },
     });
-    ([(http::header::CONTENT_TYPE, FHIR_JSON)], patient.to_string())
+    (
+        [(http::header::CONTENT_TYPE, FHIR_JSON)],
+        patient.to_string(),
+    )
 }
 
 async fn capability_statement() -> Json<serde_json::Value> {
-    Json(json!({ "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1" }))
+    Json(
+        json!({ "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1" }),
+    )
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "smart_auth=debug,info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "smart_auth=debug,info".into()),
+        )
         .init();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
