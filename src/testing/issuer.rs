@@ -54,6 +54,7 @@ struct IssuerState {
     jwks: Mutex<JwksBehaviour>,
     cache_control: Mutex<Option<String>>,
     discovery_issuer: Mutex<Option<String>>,
+    discovery_jwks_uri: Mutex<Option<String>>,
     smart_configuration_enabled: Mutex<bool>,
     smart_configuration_fetches: AtomicUsize,
     openid_configuration_fetches: AtomicUsize,
@@ -155,6 +156,7 @@ impl TestIssuerBuilder {
             jwks: Mutex::new(JwksBehaviour::Normal),
             cache_control: Mutex::new(None),
             discovery_issuer: Mutex::new(None),
+            discovery_jwks_uri: Mutex::new(None),
             smart_configuration_enabled: Mutex::new(true),
             smart_configuration_fetches: AtomicUsize::new(0),
             openid_configuration_fetches: AtomicUsize::new(0),
@@ -317,6 +319,11 @@ impl TestIssuer {
         *lock(&self.state.discovery_issuer) = Some(issuer.to_owned());
     }
 
+    /// The `jwks_uri` written into the discovery documents (default: [`jwks_uri`](Self::jwks_uri)).
+    pub fn set_discovery_jwks_uri(&self, uri: &str) {
+        *lock(&self.state.discovery_jwks_uri) = Some(uri.to_owned());
+    }
+
     /// Makes `/.well-known/smart-configuration` answer 404, so that clients fall back to
     /// OpenID Connect discovery.
     pub fn disable_smart_configuration(&self) {
@@ -370,6 +377,12 @@ fn discovery_issuer(state: &IssuerState) -> String {
         .unwrap_or_else(|| state.url.clone())
 }
 
+fn discovery_jwks_uri(state: &IssuerState) -> String {
+    lock(&state.discovery_jwks_uri)
+        .clone()
+        .unwrap_or_else(|| format!("{}/jwks.json", state.url))
+}
+
 fn json_response(value: &Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -388,7 +401,7 @@ async fn smart_configuration(State(state): State<Arc<IssuerState>>) -> Response 
     let url = &state.url;
     json_response(&json!({
         "issuer": discovery_issuer(&state),
-        "jwks_uri": format!("{url}/jwks.json"),
+        "jwks_uri": discovery_jwks_uri(&state),
         "token_endpoint": format!("{url}/token"),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
@@ -406,7 +419,7 @@ async fn openid_configuration(State(state): State<Arc<IssuerState>>) -> Response
     let url = &state.url;
     json_response(&json!({
         "issuer": discovery_issuer(&state),
-        "jwks_uri": format!("{url}/jwks.json"),
+        "jwks_uri": discovery_jwks_uri(&state),
         "token_endpoint": format!("{url}/token"),
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],

@@ -390,3 +390,27 @@ async fn refresh_policy_is_configurable() {
     );
     assert_eq!(app.issuer.jwks_fetches(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unknown_kid_misses_share_one_refetch() {
+    let app = app(|b| b).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    app.issuer.rotate_keys();
+    let rotated = app.issuer.token().sign();
+    let answers = join_all((0..50).map(|_| app.get_with_token(&rotated))).await;
+    assert!(answers.iter().all(|a| a.status == StatusCode::OK));
+    assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch for all of them");
+}
+
+#[tokio::test]
+async fn discovered_jwks_uri_must_be_https_or_loopback() {
+    let app = app(|b| b).await;
+    app.issuer
+        .set_discovery_jwks_uri("http://keys.example.org/jwks.json");
+    let answer = app.get_with_token(&app.issuer.token().sign()).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.issuer.jwks_fetches(), 0);
+}

@@ -1,0 +1,126 @@
+//! What the crate logs: the missing-audience warning once, and never token contents.
+//!
+//! A test binary of its own with a single test: tracing's callsite filters are
+//! process-wide, so log capture must not share a process with other tests.
+
+#[path = "it/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use reqwest::StatusCode;
+use tracing_subscriber::fmt::MakeWriter;
+
+use support::{app, issuer};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Captures this thread's `smart_auth` events (the test runtime is single-threaded, so the
+/// app, the issuer and the fetch tasks all log here).
+fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("smart_auth=trace")
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    (capture, guard)
+}
+
+#[tokio::test]
+async fn logging() {
+    let (logs, _guard) = capture();
+    without_audience_any_audience_is_accepted_with_one_warning(&logs).await;
+    token_contents_never_reach_the_logs(&logs).await;
+}
+
+async fn without_audience_any_audience_is_accepted_with_one_warning(logs: &Capture) {
+    let clock = smart_auth::ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = smart_auth::SmartAuthLayer::builder(issuer.url())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = support::app_with_layer(issuer, clock, layer).await;
+    for audience in [
+        "https://a.example",
+        "https://b.example",
+        "https://c.example",
+    ] {
+        let token = app.issuer.token().audience(audience).sign();
+        assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        logs.text().matches("no audience configured").count(),
+        1,
+        "{}",
+        logs.text()
+    );
+}
+
+async fn token_contents_never_reach_the_logs(logs: &Capture) {
+    let app = app(|b| b).await;
+    let secret_scope = "system/SecretMarker.rs";
+    let tokens = [
+        app.issuer.token().scope(secret_scope).sign(),
+        app.issuer
+            .token()
+            .scope(secret_scope)
+            .expires_in_secs(-3600)
+            .sign(),
+        app.issuer
+            .token()
+            .scope(secret_scope)
+            .kid("kid-marker")
+            .sign(),
+        app.issuer
+            .token()
+            .scope(secret_scope)
+            .claim("iss", "https://issuer-marker.example")
+            .sign(),
+        format!("{}tampered", app.issuer.token().scope(secret_scope).sign()),
+    ];
+    for token in &tokens {
+        app.get_with_token(token).await;
+    }
+    let text = logs.text();
+    assert!(
+        text.contains("token refused"),
+        "rejections are logged: {text}"
+    );
+    for token in &tokens {
+        for segment in token.split('.') {
+            assert!(!text.contains(segment), "a token segment was logged");
+        }
+    }
+    for marker in ["SecretMarker", "kid-marker", "issuer-marker"] {
+        assert!(!text.contains(marker), "{marker} was logged");
+    }
+}
