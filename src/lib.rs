@@ -59,6 +59,7 @@ mod jwks;
 mod jwt;
 pub mod layer;
 mod response;
+pub mod scopes;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod verifier;

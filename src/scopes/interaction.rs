@@ -1,0 +1,1210 @@
+//! Classifying FHIR REST requests by method and path.
+//!
+//! [`Classifier::classify`] turns `(method, path)` into a [`Classified`] value. A path under
+//! the FHIR base is matched against the FHIR REST URL patterns:
+//!
+//! | method | path (after the base) | result |
+//! |---|---|---|
+//! | GET | `/metadata` | capabilities |
+//! | GET | `?params` (the base itself with a query) | system search |
+//! | GET, POST | `/_search` | system search |
+//! | GET | `/_history` | system history |
+//! | POST | (the base itself) | batch or transaction |
+//! | GET, POST | `/$op` | system operation |
+//! | GET | `/T` | type search |
+//! | GET, POST | `/T/_search` | type search |
+//! | POST | `/T` | create |
+//! | PUT, PATCH, DELETE | `/T?params` | conditional update, patch, delete |
+//! | GET | `/T/_history` | type history |
+//! | GET, POST | `/T/$op` | type operation |
+//! | GET, PUT, PATCH, DELETE | `/T/id` | read, update, patch, delete |
+//! | GET | `/T/id/_history` | instance history |
+//! | GET | `/T/id/_history/vid` | vread |
+//! | GET, POST | `/T/id/$op` | instance operation |
+//!
+//! `HEAD` is treated like `GET`. Methods are case-sensitive, as in HTTP. One trailing slash is
+//! ignored. The query string only matters where the table shows it. A type `T` must have the
+//! shape `[A-Z][A-Za-z]+` (and be in the configured list, if any); an id or version id must
+//! match `[A-Za-z0-9\-.]{1,64}` and not be `.` or `..`; an operation name must be non-empty and
+//! use only `[A-Za-z0-9\-_.]`. Path segments are not percent-decoded, so an escaped segment
+//! (e.g. `%24everything`) does not match.
+//!
+//! Everything under the base that fits no row is [`Classified::NotFhir`]. Callers should deny
+//! such requests unless they have their own rule for them: this module cannot tell what
+//! permissions they need.
+
+use super::parse::is_resource_type_name;
+use super::{Interaction, Requirement, ResourceType};
+
+/// Longest FHIR id, in characters.
+const MAX_ID_LEN: usize = 64;
+
+/// Classifies requests for one FHIR base path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classifier {
+    /// The base path without a trailing slash; empty for `/`.
+    base_path: String,
+    /// When set, only these resource types are recognised.
+    allowed_types: Option<Vec<String>>,
+}
+
+impl Classifier {
+    /// A classifier for the FHIR base `base_path`, e.g. `/fhir/r4`. A missing leading slash is
+    /// added and trailing slashes are removed; `""` and `/` mean the server root. Any resource
+    /// type of the right shape is accepted.
+    #[must_use]
+    pub fn new(base_path: &str) -> Self {
+        let trimmed = base_path.trim_end_matches('/');
+        let base_path = if trimmed.is_empty() || trimmed.starts_with('/') {
+            trimmed.to_owned()
+        } else {
+            format!("/{trimmed}")
+        };
+        Self {
+            base_path,
+            allowed_types: None,
+        }
+    }
+
+    /// Recognises only these resource types (compared case-sensitively). Requests for other
+    /// types become [`Classified::NotFhir`].
+    #[must_use]
+    pub fn with_allowed_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The normalised base path (`""` for the server root).
+    #[must_use]
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// Classifies a request. `path` is the request path and may include a query string.
+    #[must_use]
+    pub fn classify(&self, method: &str, path: &str) -> Classified {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        let Some(rest) = path.strip_prefix(self.base_path.as_str()) else {
+            return Classified::OutsideBase;
+        };
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return Classified::OutsideBase;
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let segments: Vec<&str> = match rest.strip_prefix('/') {
+            Some(inner) => inner.split('/').collect(),
+            None => Vec::new(),
+        };
+        let method = match method {
+            "HEAD" => "GET",
+            other => other,
+        };
+        self.classify_segments(method, &segments, query.is_some())
+            .map_or(Classified::NotFhir, Classified::Fhir)
+    }
+
+    /// Matches the path segments after the base.
+    fn classify_segments(
+        &self,
+        method: &str,
+        segments: &[&str],
+        has_query: bool,
+    ) -> Option<FhirRequest> {
+        let request = match *segments {
+            [] => match method {
+                "GET" if has_query => FhirRequest::SearchSystem { via_post: false },
+                "POST" => FhirRequest::BatchOrTransaction,
+                _ => return None,
+            },
+            ["metadata"] => match method {
+                "GET" => FhirRequest::Capabilities,
+                _ => return None,
+            },
+            ["_history"] => match method {
+                "GET" => FhirRequest::HistorySystem,
+                _ => return None,
+            },
+            ["_search"] => match method {
+                "GET" | "POST" => FhirRequest::SearchSystem {
+                    via_post: method == "POST",
+                },
+                _ => return None,
+            },
+            [first] if first.starts_with('$') => {
+                operation(method, OperationLevel::System, first, None, None)?
+            }
+            [type_name] => {
+                let resource_type = self.resource_type(type_name)?;
+                match method {
+                    "GET" => FhirRequest::SearchType {
+                        resource_type,
+                        via_post: false,
+                    },
+                    "POST" => FhirRequest::Create { resource_type },
+                    "PUT" if has_query => FhirRequest::ConditionalUpdate { resource_type },
+                    "PATCH" if has_query => FhirRequest::ConditionalPatch { resource_type },
+                    "DELETE" if has_query => FhirRequest::ConditionalDelete { resource_type },
+                    _ => return None,
+                }
+            }
+            [type_name, "_history"] => {
+                let resource_type = self.resource_type(type_name)?;
+                match method {
+                    "GET" => FhirRequest::HistoryType { resource_type },
+                    _ => return None,
+                }
+            }
+            [type_name, "_search"] => {
+                let resource_type = self.resource_type(type_name)?;
+                match method {
+                    "GET" | "POST" => FhirRequest::SearchType {
+                        resource_type,
+                        via_post: method == "POST",
+                    },
+                    _ => return None,
+                }
+            }
+            [type_name, second] if second.starts_with('$') => {
+                let resource_type = self.resource_type(type_name)?;
+                operation(
+                    method,
+                    OperationLevel::Type,
+                    second,
+                    Some(resource_type),
+                    None,
+                )?
+            }
+            [type_name, id] => {
+                let resource_type = self.resource_type(type_name)?;
+                let id = valid_id(id)?;
+                match method {
+                    "GET" => FhirRequest::Read { resource_type, id },
+                    "PUT" => FhirRequest::Update { resource_type, id },
+                    "PATCH" => FhirRequest::Patch { resource_type, id },
+                    "DELETE" => FhirRequest::Delete { resource_type, id },
+                    _ => return None,
+                }
+            }
+            [type_name, id, "_history"] => {
+                let resource_type = self.resource_type(type_name)?;
+                let id = valid_id(id)?;
+                match method {
+                    "GET" => FhirRequest::HistoryInstance { resource_type, id },
+                    _ => return None,
+                }
+            }
+            [type_name, id, third] if third.starts_with('$') => {
+                let resource_type = self.resource_type(type_name)?;
+                let id = valid_id(id)?;
+                operation(
+                    method,
+                    OperationLevel::Instance,
+                    third,
+                    Some(resource_type),
+                    Some(id),
+                )?
+            }
+            [type_name, id, "_history", version_id] => {
+                let resource_type = self.resource_type(type_name)?;
+                let id = valid_id(id)?;
+                let version_id = valid_id(version_id)?;
+                match method {
+                    "GET" => FhirRequest::Vread {
+                        resource_type,
+                        id,
+                        version_id,
+                    },
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some(request)
+    }
+
+    /// Checks a type segment against the shape and the allowed list.
+    fn resource_type(&self, segment: &str) -> Option<String> {
+        let allowed = self
+            .allowed_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|allowed| allowed == segment));
+        (is_resource_type_name(segment) && allowed).then(|| segment.to_owned())
+    }
+}
+
+/// Checks an id segment: `[A-Za-z0-9\-.]{1,64}`, but not `.` or `..`.
+fn valid_id(segment: &str) -> Option<String> {
+    let shape_ok = (1..=MAX_ID_LEN).contains(&segment.len())
+        && segment
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.');
+    (shape_ok && segment != "." && segment != "..").then(|| segment.to_owned())
+}
+
+/// Builds an operation request from a `$name` segment; only GET and POST invoke operations.
+fn operation(
+    method: &str,
+    level: OperationLevel,
+    segment: &str,
+    resource_type: Option<String>,
+    id: Option<String>,
+) -> Option<FhirRequest> {
+    let name = segment.strip_prefix('$')?;
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
+    (name_ok && matches!(method, "GET" | "POST")).then(|| {
+        FhirRequest::Operation(Operation {
+            level,
+            name: name.to_owned(),
+            resource_type,
+            id,
+        })
+    })
+}
+
+/// The outcome of classifying a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    /// A FHIR REST interaction under the base.
+    Fhir(FhirRequest),
+    /// Under the base, but not a FHIR REST interaction this module recognises (unknown method,
+    /// bad type or id, unexpected segments). Deny unless you have your own rule.
+    NotFhir,
+    /// Not under the FHIR base path.
+    OutsideBase,
+}
+
+/// A recognised FHIR REST request. New kinds may be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FhirRequest {
+    /// `GET [type]/[id]`.
+    Read {
+        /// Resource type.
+        resource_type: String,
+        /// Resource id.
+        id: String,
+    },
+    /// `GET [type]/[id]/_history/[vid]`.
+    Vread {
+        /// Resource type.
+        resource_type: String,
+        /// Resource id.
+        id: String,
+        /// Version id.
+        version_id: String,
+    },
+    /// `PUT [type]/[id]`.
+    Update {
+        /// Resource type.
+        resource_type: String,
+        /// Resource id.
+        id: String,
+    },
+    /// `PUT [type]?[params]`.
+    ConditionalUpdate {
+        /// Resource type.
+        resource_type: String,
+    },
+    /// `PATCH [type]/[id]`.
+    Patch {
+        /// Resource type.
+        resource_type: String,
+        /// Resource id.
+        id: String,
+    },
+    /// `PATCH [type]?[params]`.
+    ConditionalPatch {
+        /// Resource type.
+        resource_type: String,
+    },
+    /// `DELETE [type]/[id]`.
+    Delete {
+        /// Resource type.
+        resource_type: String,
+        /// Resource id.
+        id: String,
+    },
+    /// `DELETE [type]?[params]`.
+    ConditionalDelete {
+        /// Resource type.
+        resource_type: String,
+    },
+    /// `GET [type]/[id]/_history`.
+    HistoryInstance {
+        /// Resource type.
+        resource_type: String,
+        /// Resource id.
+        id: String,
+    },
+    /// `GET [type]/_history`.
+    HistoryType {
+        /// Resource type.
+        resource_type: String,
+    },
+    /// `GET /_history`.
+    HistorySystem,
+    /// `POST [type]`. A conditional create (`If-None-Exist` header) cannot be seen from the
+    /// path; callers that honour that header should also require `s` on the type.
+    Create {
+        /// Resource type.
+        resource_type: String,
+    },
+    /// `GET [type]?...` or `GET|POST [type]/_search`.
+    SearchType {
+        /// Resource type.
+        resource_type: String,
+        /// Whether it came as `POST [type]/_search` (parameters may be in the body).
+        via_post: bool,
+    },
+    /// `GET [base]?...` or `GET|POST [base]/_search`.
+    SearchSystem {
+        /// Whether it came as `POST /_search` (parameters may be in the body).
+        via_post: bool,
+    },
+    /// `GET /metadata`.
+    Capabilities,
+    /// `POST [base]`: a batch or transaction Bundle.
+    BatchOrTransaction,
+    /// An operation (`$name`) at system, type or instance level.
+    Operation(Operation),
+}
+
+/// An operation invocation such as `Patient/123/$everything`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// Where the operation was invoked.
+    pub level: OperationLevel,
+    /// The operation name without the `$`, e.g. `export`.
+    pub name: String,
+    /// The resource type for type and instance level.
+    pub resource_type: Option<String>,
+    /// The resource id for instance level.
+    pub id: Option<String>,
+}
+
+/// Where an operation is invoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationLevel {
+    /// `[base]/$name`.
+    System,
+    /// `[base]/[type]/$name`.
+    Type,
+    /// `[base]/[type]/[id]/$name`.
+    Instance,
+}
+
+/// What a request needs from the token's scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessRule {
+    /// Needs no scope (the capability statement).
+    Public,
+    /// Every listed requirement must be permitted.
+    Requires(Vec<Requirement>),
+    /// A batch or transaction: check each entry as its own request.
+    PerEntry,
+    /// An operation: SMART defines no letters for operations, so the caller's policy decides.
+    /// For `$export`, see [`export_requirements`].
+    OperationPolicy,
+}
+
+impl FhirRequest {
+    /// Classifies a request with a default [`Classifier`] for `base_path`.
+    #[must_use]
+    pub fn classify(method: &str, path: &str, base_path: &str) -> Classified {
+        Classifier::new(base_path).classify(method, path)
+    }
+
+    /// The resource type in the path, if any.
+    #[must_use]
+    pub fn resource_type(&self) -> Option<&str> {
+        match self {
+            Self::Read { resource_type, .. }
+            | Self::Vread { resource_type, .. }
+            | Self::Update { resource_type, .. }
+            | Self::ConditionalUpdate { resource_type }
+            | Self::Patch { resource_type, .. }
+            | Self::ConditionalPatch { resource_type }
+            | Self::Delete { resource_type, .. }
+            | Self::ConditionalDelete { resource_type }
+            | Self::HistoryInstance { resource_type, .. }
+            | Self::HistoryType { resource_type }
+            | Self::Create { resource_type }
+            | Self::SearchType { resource_type, .. } => Some(resource_type),
+            Self::Operation(operation) => operation.resource_type.as_deref(),
+            Self::HistorySystem
+            | Self::SearchSystem { .. }
+            | Self::Capabilities
+            | Self::BatchOrTransaction => None,
+        }
+    }
+
+    /// The main [`Interaction`] and its resource type (`*` at system level), or `None` for
+    /// capabilities, batch/transaction and operations.
+    #[must_use]
+    pub fn interaction(&self) -> Option<(Interaction, ResourceType)> {
+        let named = |name: &String| ResourceType::Named(name.clone());
+        let pair = match self {
+            Self::Read { resource_type, .. } => (Interaction::Read, named(resource_type)),
+            Self::Vread { resource_type, .. } => (Interaction::Vread, named(resource_type)),
+            Self::Update { resource_type, .. } | Self::ConditionalUpdate { resource_type } => {
+                (Interaction::Update, named(resource_type))
+            }
+            Self::Patch { resource_type, .. } | Self::ConditionalPatch { resource_type } => {
+                (Interaction::Patch, named(resource_type))
+            }
+            Self::Delete { resource_type, .. } | Self::ConditionalDelete { resource_type } => {
+                (Interaction::Delete, named(resource_type))
+            }
+            Self::HistoryInstance { resource_type, .. } => {
+                (Interaction::HistoryInstance, named(resource_type))
+            }
+            Self::HistoryType { resource_type } => (Interaction::HistoryType, named(resource_type)),
+            Self::Create { resource_type } => (Interaction::Create, named(resource_type)),
+            Self::SearchType { resource_type, .. } => {
+                (Interaction::SearchType, named(resource_type))
+            }
+            Self::HistorySystem => (Interaction::HistorySystem, ResourceType::Any),
+            Self::SearchSystem { .. } => (Interaction::SearchSystem, ResourceType::Any),
+            Self::Capabilities | Self::BatchOrTransaction | Self::Operation(_) => return None,
+        };
+        Some(pair)
+    }
+
+    /// What the request needs from the token's scopes.
+    ///
+    /// Conditional update, patch and delete run a search on the server, so they need `s` on the
+    /// type besides `u` or `d`. System search and history need `s` on `*`; a caller that
+    /// evaluates `_type` may check each listed type instead.
+    #[must_use]
+    pub fn access(&self) -> AccessRule {
+        match self {
+            Self::Capabilities => AccessRule::Public,
+            Self::BatchOrTransaction => AccessRule::PerEntry,
+            Self::Operation(_) => AccessRule::OperationPolicy,
+            _ => {
+                let mut requirements: Vec<Requirement> = self
+                    .interaction()
+                    .map(|(interaction, resource_type)| {
+                        Requirement::new(interaction, resource_type)
+                    })
+                    .into_iter()
+                    .collect();
+                if let Self::ConditionalUpdate { resource_type }
+                | Self::ConditionalPatch { resource_type }
+                | Self::ConditionalDelete { resource_type } = self
+                {
+                    requirements.push(Requirement::new(
+                        Interaction::SearchType,
+                        ResourceType::Named(resource_type.clone()),
+                    ));
+                }
+                AccessRule::Requires(requirements)
+            }
+        }
+    }
+}
+
+/// The requirements of a Bulk Data `$export` kick-off.
+///
+/// `type_param` is the decoded `_type` parameter, a comma-separated list of types; when it is
+/// absent or lists no type, every type (`*`) is exported. Each exported type needs `s` (v1
+/// `read` also grants it, since it means `rs`). At [`OperationLevel::Instance`]
+/// (`Group/[id]/$export`) the caller also needs `r` on `Group`. Repeated types are listed once.
+/// An entry that is not a valid type name is kept as given: only a `*` scope can satisfy it,
+/// and the server should reject the export anyway.
+#[must_use]
+pub fn export_requirements(level: OperationLevel, type_param: Option<&str>) -> Vec<Requirement> {
+    let mut requirements: Vec<Requirement> = Vec::new();
+    for name in type_param.unwrap_or_default().split(',').map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        let resource_type =
+            ResourceType::parse(name).unwrap_or_else(|| ResourceType::Named(name.to_owned()));
+        let requirement = Requirement::new(Interaction::SearchType, resource_type);
+        if !requirements.contains(&requirement) {
+            requirements.push(requirement);
+        }
+    }
+    if requirements.is_empty() {
+        requirements.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
+    }
+    if level == OperationLevel::Instance {
+        requirements.push(Requirement::new(
+            Interaction::Read,
+            ResourceType::Named("Group".to_owned()),
+        ));
+    }
+    requirements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scopes::{Context, ScopeSet};
+    use proptest::prelude::*;
+
+    fn t(name: &str) -> String {
+        name.to_owned()
+    }
+
+    fn fhir(request: FhirRequest) -> Classified {
+        Classified::Fhir(request)
+    }
+
+    fn op(
+        level: OperationLevel,
+        name: &str,
+        resource_type: Option<&str>,
+        id: Option<&str>,
+    ) -> Classified {
+        fhir(FhirRequest::Operation(Operation {
+            level,
+            name: name.to_owned(),
+            resource_type: resource_type.map(str::to_owned),
+            id: id.map(str::to_owned),
+        }))
+    }
+
+    #[test]
+    fn classification_table() {
+        use FhirRequest::*;
+        use OperationLevel::{Instance, System, Type};
+        let cases: Vec<(&str, &str, Classified)> = vec![
+            // Instance level.
+            (
+                "GET",
+                "/Patient/123",
+                fhir(Read {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            (
+                "HEAD",
+                "/Patient/123",
+                fhir(Read {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/123/",
+                fhir(Read {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/123?_format=json",
+                fhir(Read {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/a-b.C9",
+                fhir(Read {
+                    resource_type: t("Patient"),
+                    id: t("a-b.C9"),
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/123/_history/2",
+                fhir(Vread {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                    version_id: t("2"),
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/123/_history/2/",
+                fhir(Vread {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                    version_id: t("2"),
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/123/_history",
+                fhir(HistoryInstance {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            (
+                "PUT",
+                "/Patient/123",
+                fhir(Update {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            (
+                "PATCH",
+                "/Patient/123",
+                fhir(Patch {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            (
+                "DELETE",
+                "/Patient/123",
+                fhir(Delete {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            // Type level.
+            (
+                "GET",
+                "/Patient",
+                fhir(SearchType {
+                    resource_type: t("Patient"),
+                    via_post: false,
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/",
+                fhir(SearchType {
+                    resource_type: t("Patient"),
+                    via_post: false,
+                }),
+            ),
+            (
+                "GET",
+                "/Patient?name=smith&_count=10",
+                fhir(SearchType {
+                    resource_type: t("Patient"),
+                    via_post: false,
+                }),
+            ),
+            (
+                "POST",
+                "/Patient/_search",
+                fhir(SearchType {
+                    resource_type: t("Patient"),
+                    via_post: true,
+                }),
+            ),
+            (
+                "POST",
+                "/Patient/_search?name=smith",
+                fhir(SearchType {
+                    resource_type: t("Patient"),
+                    via_post: true,
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/_search",
+                fhir(SearchType {
+                    resource_type: t("Patient"),
+                    via_post: false,
+                }),
+            ),
+            (
+                "GET",
+                "/Patient/_history",
+                fhir(HistoryType {
+                    resource_type: t("Patient"),
+                }),
+            ),
+            (
+                "POST",
+                "/Patient",
+                fhir(Create {
+                    resource_type: t("Patient"),
+                }),
+            ),
+            (
+                "POST",
+                "/Patient/",
+                fhir(Create {
+                    resource_type: t("Patient"),
+                }),
+            ),
+            (
+                "POST",
+                "/Patient?ignored=1",
+                fhir(Create {
+                    resource_type: t("Patient"),
+                }),
+            ),
+            (
+                "PUT",
+                "/Patient?identifier=x|1",
+                fhir(ConditionalUpdate {
+                    resource_type: t("Patient"),
+                }),
+            ),
+            (
+                "PATCH",
+                "/Patient?identifier=x|1",
+                fhir(ConditionalPatch {
+                    resource_type: t("Patient"),
+                }),
+            ),
+            (
+                "DELETE",
+                "/Patient?identifier=x|1",
+                fhir(ConditionalDelete {
+                    resource_type: t("Patient"),
+                }),
+            ),
+            // System level.
+            ("GET", "/metadata", fhir(Capabilities)),
+            ("GET", "/metadata?mode=terminology", fhir(Capabilities)),
+            ("HEAD", "/metadata/", fhir(Capabilities)),
+            ("GET", "/_history", fhir(HistorySystem)),
+            (
+                "GET",
+                "/?_type=Patient",
+                fhir(SearchSystem { via_post: false }),
+            ),
+            (
+                "GET",
+                "?_type=Patient",
+                fhir(SearchSystem { via_post: false }),
+            ),
+            ("POST", "/_search", fhir(SearchSystem { via_post: true })),
+            (
+                "GET",
+                "/_search?_type=Patient",
+                fhir(SearchSystem { via_post: false }),
+            ),
+            ("POST", "/", fhir(BatchOrTransaction)),
+            ("POST", "", fhir(BatchOrTransaction)),
+            // Operations.
+            ("GET", "/$export", op(System, "export", None, None)),
+            (
+                "GET",
+                "/$export?_type=Patient,Observation",
+                op(System, "export", None, None),
+            ),
+            (
+                "POST",
+                "/$validate-code",
+                op(System, "validate-code", None, None),
+            ),
+            (
+                "POST",
+                "/Patient/$match",
+                op(Type, "match", Some("Patient"), None),
+            ),
+            (
+                "GET",
+                "/Patient/$export/",
+                op(Type, "export", Some("Patient"), None),
+            ),
+            (
+                "GET",
+                "/Patient/123/$everything",
+                op(Instance, "everything", Some("Patient"), Some("123")),
+            ),
+            (
+                "GET",
+                "/Group/g1/$export",
+                op(Instance, "export", Some("Group"), Some("g1")),
+            ),
+            // Not FHIR REST.
+            ("GET", "/", Classified::NotFhir),
+            ("GET", "", Classified::NotFhir),
+            ("DELETE", "/", Classified::NotFhir),
+            ("PUT", "/Patient", Classified::NotFhir),
+            ("PATCH", "/Patient", Classified::NotFhir),
+            ("DELETE", "/Patient", Classified::NotFhir),
+            ("POST", "/Patient/123", Classified::NotFhir),
+            ("POST", "/metadata", Classified::NotFhir),
+            ("POST", "/_history", Classified::NotFhir),
+            ("DELETE", "/_search", Classified::NotFhir),
+            ("PUT", "/Patient/_search", Classified::NotFhir),
+            ("POST", "/Patient/_history", Classified::NotFhir),
+            ("DELETE", "/Patient/123/_history", Classified::NotFhir),
+            ("POST", "/Patient/123/_history/2", Classified::NotFhir),
+            ("DELETE", "/Patient/$everything", Classified::NotFhir),
+            ("PUT", "/$export", Classified::NotFhir),
+            ("get", "/Patient/123", Classified::NotFhir),
+            ("OPTIONS", "/Patient", Classified::NotFhir),
+            ("GET", "/patient/123", Classified::NotFhir),
+            ("GET", "/P/123", Classified::NotFhir),
+            ("GET", "/Pat1ent", Classified::NotFhir),
+            ("GET", "/Patient/12_3", Classified::NotFhir),
+            ("GET", "/Patient/12%203", Classified::NotFhir),
+            ("GET", "/Patient/%24everything", Classified::NotFhir),
+            ("GET", "/Patient/..", Classified::NotFhir),
+            ("GET", "/Patient/.", Classified::NotFhir),
+            ("GET", "/Patient/../metadata", Classified::NotFhir),
+            ("GET", "/Patient//123", Classified::NotFhir),
+            ("GET", "//Patient", Classified::NotFhir),
+            ("GET", "/Patient/123//", Classified::NotFhir),
+            ("GET", "/Patient/123/_history/2/x", Classified::NotFhir),
+            (
+                "GET",
+                "/Patient/123/_history/",
+                fhir(HistoryInstance {
+                    resource_type: t("Patient"),
+                    id: t("123"),
+                }),
+            ),
+            ("GET", "/Patient/_history/2", Classified::NotFhir),
+            ("GET", "/Patient/$", Classified::NotFhir),
+            ("GET", "/$", Classified::NotFhir),
+            ("GET", "/Patient/$ev/il", Classified::NotFhir),
+            ("GET", "/Patient/$e%76", Classified::NotFhir),
+            (
+                "GET",
+                "/.well-known/smart-configuration",
+                Classified::NotFhir,
+            ),
+            ("GET", "/Patient/123/_history/..", Classified::NotFhir),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(
+                FhirRequest::classify(method, path, ""),
+                expected,
+                "{method} {path}"
+            );
+            // The same request under a base path.
+            let based = format!("/fhir/r4{path}");
+            assert_eq!(
+                FhirRequest::classify(method, &based, "/fhir/r4"),
+                expected,
+                "{method} {based}"
+            );
+        }
+    }
+
+    #[test]
+    fn id_length_limit() {
+        let longest = format!("/Patient/{}", "a".repeat(MAX_ID_LEN));
+        let too_long = format!("/Patient/{}", "a".repeat(MAX_ID_LEN + 1));
+        assert!(matches!(
+            FhirRequest::classify("GET", &longest, ""),
+            Classified::Fhir(FhirRequest::Read { .. })
+        ));
+        assert_eq!(
+            FhirRequest::classify("GET", &too_long, ""),
+            Classified::NotFhir
+        );
+        let vread_too_long = format!("/Patient/1/_history/{}", "9".repeat(MAX_ID_LEN + 1));
+        assert_eq!(
+            FhirRequest::classify("GET", &vread_too_long, ""),
+            Classified::NotFhir
+        );
+    }
+
+    #[test]
+    fn paths_outside_the_base() {
+        let cases = [
+            ("/fhir/r4/Patient/1", "/fhir/r4", false),
+            ("/fhir/r4", "/fhir/r4", false),
+            ("/fhir/r4/", "/fhir/r4/", false),
+            ("/fhir/r4/metadata", "fhir/r4", false),
+            ("/fhir/r4x/Patient", "/fhir/r4", true),
+            ("/fhir/Patient/1", "/fhir/r4", true),
+            ("/FHIR/r4/Patient/1", "/fhir/r4", true),
+            ("/fhir", "/fhir/r4", true),
+            ("/", "/fhir/r4", true),
+            ("", "/fhir/r4", true),
+            ("Patient/1", "", true),
+            ("Patient/1", "/", true),
+            ("http://host/fhir/r4/Patient/1", "/fhir/r4", true),
+            ("/other?x=/fhir/r4/Patient", "/fhir/r4", true),
+        ];
+        for (path, base, outside) in cases {
+            let result = FhirRequest::classify("GET", path, base);
+            assert_eq!(
+                result == Classified::OutsideBase,
+                outside,
+                "{path} under {base}: {result:?}"
+            );
+        }
+        assert_eq!(Classifier::new("fhir/r4/").base_path(), "/fhir/r4");
+        assert_eq!(Classifier::new("/").base_path(), "");
+        assert_eq!(Classifier::new("").base_path(), "");
+    }
+
+    #[test]
+    fn allowed_types_limit_classification() {
+        let classifier = Classifier::new("/fhir").with_allowed_types(["Patient", "Observation"]);
+        assert_eq!(
+            classifier.classify("GET", "/fhir/Observation/1"),
+            fhir(FhirRequest::Read {
+                resource_type: t("Observation"),
+                id: t("1")
+            })
+        );
+        assert_eq!(
+            classifier.classify("GET", "/fhir/Condition/1"),
+            Classified::NotFhir
+        );
+        assert_eq!(
+            classifier.classify("GET", "/fhir/Condition/$x"),
+            Classified::NotFhir
+        );
+        assert_eq!(
+            classifier.classify("GET", "/fhir/metadata"),
+            fhir(FhirRequest::Capabilities)
+        );
+        assert_eq!(
+            classifier.classify("GET", "/fhir/$export"),
+            op(OperationLevel::System, "export", None, None)
+        );
+    }
+
+    fn requires(items: &[(Interaction, &str)]) -> AccessRule {
+        AccessRule::Requires(
+            items
+                .iter()
+                .map(|(interaction, resource_type)| {
+                    let resource_type =
+                        ResourceType::parse(resource_type).expect("valid type in test");
+                    Requirement::new(*interaction, resource_type)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn access_rules() {
+        use Interaction::*;
+        let cases = [
+            ("GET", "/Patient/1", requires(&[(Read, "Patient")])),
+            (
+                "GET",
+                "/Patient/1/_history/2",
+                requires(&[(Vread, "Patient")]),
+            ),
+            (
+                "GET",
+                "/Patient/1/_history",
+                requires(&[(HistoryInstance, "Patient")]),
+            ),
+            (
+                "GET",
+                "/Patient/_history",
+                requires(&[(HistoryType, "Patient")]),
+            ),
+            ("GET", "/_history", requires(&[(HistorySystem, "*")])),
+            ("POST", "/Patient", requires(&[(Create, "Patient")])),
+            ("PUT", "/Patient/1", requires(&[(Update, "Patient")])),
+            ("PATCH", "/Patient/1", requires(&[(Patch, "Patient")])),
+            ("DELETE", "/Patient/1", requires(&[(Delete, "Patient")])),
+            (
+                "PUT",
+                "/Patient?x=1",
+                requires(&[(Update, "Patient"), (SearchType, "Patient")]),
+            ),
+            (
+                "PATCH",
+                "/Patient?x=1",
+                requires(&[(Patch, "Patient"), (SearchType, "Patient")]),
+            ),
+            (
+                "DELETE",
+                "/Patient?x=1",
+                requires(&[(Delete, "Patient"), (SearchType, "Patient")]),
+            ),
+            ("GET", "/Patient", requires(&[(SearchType, "Patient")])),
+            (
+                "POST",
+                "/Patient/_search",
+                requires(&[(SearchType, "Patient")]),
+            ),
+            ("GET", "/?x=1", requires(&[(SearchSystem, "*")])),
+            ("POST", "/_search", requires(&[(SearchSystem, "*")])),
+            ("GET", "/metadata", AccessRule::Public),
+            ("POST", "/", AccessRule::PerEntry),
+            ("GET", "/$export", AccessRule::OperationPolicy),
+            ("GET", "/Patient/1/$everything", AccessRule::OperationPolicy),
+        ];
+        for (method, path, expected) in cases {
+            let Classified::Fhir(request) = FhirRequest::classify(method, path, "/") else {
+                panic!("{method} {path} should be FHIR");
+            };
+            assert_eq!(request.access(), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn resource_type_and_interaction_accessors() {
+        let Classified::Fhir(read) = FhirRequest::classify("GET", "/Patient/1", "") else {
+            panic!("read");
+        };
+        assert_eq!(read.resource_type(), Some("Patient"));
+        assert_eq!(
+            read.interaction(),
+            Some((Interaction::Read, ResourceType::Named(t("Patient"))))
+        );
+        let Classified::Fhir(everything) =
+            FhirRequest::classify("GET", "/Patient/1/$everything", "")
+        else {
+            panic!("operation");
+        };
+        assert_eq!(everything.resource_type(), Some("Patient"));
+        assert_eq!(everything.interaction(), None);
+        assert_eq!(FhirRequest::Capabilities.resource_type(), None);
+        assert_eq!(
+            FhirRequest::SearchSystem { via_post: true }.interaction(),
+            Some((Interaction::SearchSystem, ResourceType::Any))
+        );
+    }
+
+    #[test]
+    fn end_to_end_decisions() {
+        let backend = ScopeSet::parse("system/Observation.rs system/Patient.read");
+        let patient_app =
+            ScopeSet::parse("patient/*.rs launch/patient openid").with_patient_context(true);
+        let cases = [
+            (&backend, "GET", "/fhir/r4/Observation/1", true),
+            (&backend, "GET", "/fhir/r4/Observation?code=x", true),
+            (&backend, "GET", "/fhir/r4/Patient/1/_history/3", true),
+            (&backend, "GET", "/fhir/r4/Condition/1", false),
+            (&backend, "POST", "/fhir/r4/Observation", false),
+            (&backend, "GET", "/fhir/r4?_type=Observation", false),
+            (&backend, "PUT", "/fhir/r4/Observation?code=x", false),
+            (&patient_app, "GET", "/fhir/r4/Condition/1", true),
+            (&patient_app, "GET", "/fhir/r4/_history", true),
+            (&patient_app, "DELETE", "/fhir/r4/Condition/1", false),
+        ];
+        for (set, method, path, expected) in cases {
+            let Classified::Fhir(request) = FhirRequest::classify(method, path, "/fhir/r4") else {
+                panic!("{method} {path}");
+            };
+            let AccessRule::Requires(requirements) = request.access() else {
+                panic!("{method} {path} needs scopes");
+            };
+            let allowed = requirements
+                .iter()
+                .all(|requirement| set.permits_requirement(requirement));
+            assert_eq!(allowed, expected, "{method} {path}");
+        }
+        let hint =
+            ScopeSet::insufficient_scope_hint(Interaction::Read, "Condition", Context::System);
+        assert_eq!(hint, "system/Condition.r");
+    }
+
+    #[test]
+    fn export_requirement_lists() {
+        use Interaction::{Read, SearchType};
+        use OperationLevel::{Instance, System, Type};
+        let named = |name: &str| ResourceType::Named(name.to_owned());
+        let cases = [
+            (System, None, vec![(SearchType, ResourceType::Any)]),
+            (System, Some(""), vec![(SearchType, ResourceType::Any)]),
+            (System, Some(" , "), vec![(SearchType, ResourceType::Any)]),
+            (System, Some("*"), vec![(SearchType, ResourceType::Any)]),
+            (
+                Type,
+                Some("Observation"),
+                vec![(SearchType, named("Observation"))],
+            ),
+            (
+                System,
+                Some("Patient, Observation,Patient,,"),
+                vec![
+                    (SearchType, named("Patient")),
+                    (SearchType, named("Observation")),
+                ],
+            ),
+            (
+                System,
+                Some("observation"),
+                vec![(SearchType, named("observation"))],
+            ),
+            (
+                Instance,
+                None,
+                vec![(SearchType, ResourceType::Any), (Read, named("Group"))],
+            ),
+            (
+                Instance,
+                Some("Patient"),
+                vec![(SearchType, named("Patient")), (Read, named("Group"))],
+            ),
+        ];
+        for (level, type_param, expected) in cases {
+            let expected: Vec<Requirement> = expected
+                .into_iter()
+                .map(|(interaction, resource_type)| Requirement::new(interaction, resource_type))
+                .collect();
+            assert_eq!(
+                export_requirements(level, type_param),
+                expected,
+                "{level:?} {type_param:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn export_decisions() {
+        let allowed = |claim: &str, level, type_param| {
+            let set = ScopeSet::parse(claim);
+            export_requirements(level, type_param)
+                .iter()
+                .all(|requirement| set.permits_requirement(requirement))
+        };
+        use OperationLevel::{Instance, System};
+        assert!(allowed("system/*.read", System, None));
+        assert!(allowed("system/*.rs", System, None));
+        assert!(allowed("system/*.s", System, None));
+        assert!(!allowed("system/*.r", System, None));
+        assert!(!allowed("system/Patient.read", System, None));
+        assert!(allowed("system/Patient.read", System, Some("Patient")));
+        assert!(!allowed("system/Patient.read", System, Some("Observation")));
+        assert!(!allowed(
+            "system/Patient.read",
+            System,
+            Some("Patient,Observation")
+        ));
+        assert!(!allowed("system/*.s", Instance, None));
+        assert!(allowed("system/*.s system/Group.r", Instance, None));
+        assert!(allowed("system/*.read", Instance, None));
+        // A malformed `_type` entry is only covered by a `*` scope.
+        assert!(allowed("system/*.s", System, Some("observation")));
+        assert!(!allowed(
+            "system/Observation.s",
+            System,
+            Some("observation")
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn classifying_arbitrary_input_never_panics(
+            method in "(GET|HEAD|POST|PUT|PATCH|DELETE|.{0,6})",
+            path in "(/fhir(/[A-Za-z0-9$_.%-]{0,8}){0,5}/?(\\?.{0,10})?|.{0,30})",
+            base in "(/fhir|/|.{0,6})",
+        ) {
+            let classified = FhirRequest::classify(&method, &path, &base);
+            if let Classified::Fhir(request) = classified {
+                let _ = request.access();
+                let _ = request.resource_type();
+            }
+        }
+
+        #[test]
+        fn export_requirements_never_panic(type_param in ".{0,40}") {
+            prop_assert!(!export_requirements(OperationLevel::System, Some(&type_param)).is_empty());
+        }
+    }
+}

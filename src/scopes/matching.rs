@@ -1,0 +1,688 @@
+//! Deciding what a [`ScopeSet`] allows.
+//!
+//! Each FHIR REST [`Interaction`] needs one SMART permission letter on the resource type:
+//!
+//! | letter | interactions |
+//! |---|---|
+//! | `r` | read, vread, instance history |
+//! | `s` | type search, system search, type history, system history |
+//! | `c` | create |
+//! | `u` | update (including upsert), patch |
+//! | `d` | delete |
+//!
+//! Scopes combine as a union, `*` covers every type, and write never implies read.
+//! System-level interactions ask for the type `*`, which only a `*` scope covers.
+
+use super::{Context, Permissions, ResourceScope, ResourceType, ScopeSet};
+
+/// A FHIR REST interaction that SMART permission letters cover. New interactions may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Interaction {
+    /// `GET [type]/[id]`.
+    Read,
+    /// `GET [type]/[id]/_history/[vid]`.
+    Vread,
+    /// `GET [type]/[id]/_history`.
+    HistoryInstance,
+    /// `GET [type]/_history`.
+    HistoryType,
+    /// `GET /_history`.
+    HistorySystem,
+    /// `POST [type]`.
+    Create,
+    /// `PUT [type]/[id]`, including update-as-create.
+    Update,
+    /// `PATCH [type]/[id]`.
+    Patch,
+    /// `DELETE [type]/[id]`.
+    Delete,
+    /// `GET [type]?...` or `POST [type]/_search`.
+    SearchType,
+    /// `GET [base]?...` or `POST /_search`.
+    SearchSystem,
+}
+
+impl Interaction {
+    /// Every interaction.
+    pub const ALL: [Self; 11] = [
+        Self::Read,
+        Self::Vread,
+        Self::HistoryInstance,
+        Self::HistoryType,
+        Self::HistorySystem,
+        Self::Create,
+        Self::Update,
+        Self::Patch,
+        Self::Delete,
+        Self::SearchType,
+        Self::SearchSystem,
+    ];
+
+    /// The single SMART permission letter this interaction needs.
+    #[must_use]
+    pub const fn required_permission(self) -> Permissions {
+        match self {
+            Self::Read | Self::Vread | Self::HistoryInstance => Permissions::READ,
+            Self::HistoryType | Self::HistorySystem | Self::SearchType | Self::SearchSystem => {
+                Permissions::SEARCH
+            }
+            Self::Create => Permissions::CREATE,
+            Self::Update | Self::Patch => Permissions::UPDATE,
+            Self::Delete => Permissions::DELETE,
+        }
+    }
+
+    /// The FHIR code of the interaction, e.g. `search-type`.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Vread => "vread",
+            Self::HistoryInstance => "history-instance",
+            Self::HistoryType => "history-type",
+            Self::HistorySystem => "history-system",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Patch => "patch",
+            Self::Delete => "delete",
+            Self::SearchType => "search-type",
+            Self::SearchSystem => "search-system",
+        }
+    }
+}
+
+/// One permission a request needs: an interaction on a resource type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Requirement {
+    /// The interaction, which determines the permission letter.
+    pub interaction: Interaction,
+    /// The type it applies to; [`ResourceType::Any`] means every type (system level).
+    pub resource_type: ResourceType,
+}
+
+impl Requirement {
+    /// Builds a requirement.
+    #[must_use]
+    pub fn new(interaction: Interaction, resource_type: ResourceType) -> Self {
+        Self {
+            interaction,
+            resource_type,
+        }
+    }
+
+    /// The smallest v2 scope in `context` that meets this requirement, e.g.
+    /// `system/Observation.s`. See [`ScopeSet::insufficient_scope_hint`].
+    #[must_use]
+    pub fn hint(&self, context: Context) -> String {
+        ScopeSet::insufficient_scope_hint(self.interaction, self.resource_type.as_str(), context)
+    }
+}
+
+/// Which resources of one type the granted scopes cover, for one interaction.
+///
+/// Several granular scopes on the same type are OR'ed; the parameters inside one scope are
+/// AND'ed. A scope without a query removes all filtering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchConstraints {
+    /// No scope grants the interaction on this type.
+    Denied,
+    /// A scope grants it without any filter.
+    Unconstrained,
+    /// Only resources that match at least one of these parameter sets are covered. Each inner
+    /// list holds `(parameter, value)` pairs that must all hold. Duplicated sets are removed.
+    AnyOf(Vec<Vec<(String, String)>>),
+}
+
+impl SearchConstraints {
+    /// Whether nothing is granted.
+    #[must_use]
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Self::Denied)
+    }
+
+    /// Whether everything of the type is granted.
+    #[must_use]
+    pub fn is_unconstrained(&self) -> bool {
+        matches!(self, Self::Unconstrained)
+    }
+
+    /// Checks one resource (for example a read result, or an entry in search results) against
+    /// the constraints.
+    ///
+    /// `lookup` receives a search parameter name as written in the scope (for example
+    /// `category`, or `code:in` when the scope uses a modifier) and returns the values the
+    /// resource has for that parameter. A parameter set matches when, for each of its
+    /// `(parameter, value)` pairs, `lookup(parameter)` yields a value equal to `value`.
+    ///
+    /// The comparison is exact string equality, so the caller must return values in the form
+    /// the scope uses. For token parameters that is usually `system|code`
+    /// (e.g. `http://terminology.hl7.org/CodeSystem/observation-category|laboratory`), exactly
+    /// as the caller would index the resource for search. Modifiers, chains and comma-separated
+    /// alternatives are not interpreted: a caller that cannot evaluate such a parameter should
+    /// return no values, which fails closed.
+    ///
+    /// [`SearchConstraints::Denied`] never matches and
+    /// [`SearchConstraints::Unconstrained`] always matches.
+    pub fn matches<F, I, V>(&self, mut lookup: F) -> bool
+    where
+        F: FnMut(&str) -> I,
+        I: IntoIterator<Item = V>,
+        V: AsRef<str>,
+    {
+        match self {
+            Self::Denied => false,
+            Self::Unconstrained => true,
+            Self::AnyOf(sets) => sets.iter().any(|set| {
+                set.iter().all(|(name, wanted)| {
+                    lookup(name)
+                        .into_iter()
+                        .any(|value| value.as_ref() == wanted)
+                })
+            }),
+        }
+    }
+}
+
+impl ScopeSet {
+    /// Whether some scope, in any context, grants `interaction` on `resource_type`.
+    ///
+    /// `resource_type` is a type name such as `Observation`, or `*` for "every type", which
+    /// only a `*` scope covers (use it for system-level search and history).
+    ///
+    /// `patient/` scopes count only when the set has a patient context
+    /// ([`ScopeSet::with_patient_context`]). When a `patient/` scope would have granted the
+    /// check but was skipped for that reason, one debug event is logged.
+    ///
+    /// Granular scopes count here too: `patient/Observation.rs?category=laboratory` permits
+    /// `SearchType` on `Observation`. This answer is only the coarse gate; the caller must then
+    /// apply [`ScopeSet::search_constraints`] or [`ScopeSet::read_constraints`] to narrow the
+    /// search or to check the resource that was read.
+    #[must_use]
+    pub fn permits(&self, interaction: Interaction, resource_type: &str) -> bool {
+        !self.grants(None, interaction, resource_type).is_empty()
+    }
+
+    /// Like [`ScopeSet::permits`], counting only scopes of one `context`.
+    #[must_use]
+    pub fn permits_in(
+        &self,
+        context: Context,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> bool {
+        !self
+            .grants(Some(context), interaction, resource_type)
+            .is_empty()
+    }
+
+    /// Like [`ScopeSet::permits`] for a [`Requirement`].
+    #[must_use]
+    pub fn permits_requirement(&self, requirement: &Requirement) -> bool {
+        self.permits(requirement.interaction, requirement.resource_type.as_str())
+    }
+
+    /// The granular filters that apply to `interaction` on `resource_type`.
+    ///
+    /// `context` limits the check to one context; `None` takes the union over all contexts.
+    /// The result does not say which context a filter came from; `patient/` grants are always
+    /// further limited to the patient's compartment, which the caller enforces. When scopes of
+    /// several contexts are granted, call this once per context to keep them apart.
+    #[must_use]
+    pub fn constraints(
+        &self,
+        context: Option<Context>,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> SearchConstraints {
+        let grants = self.grants(context, interaction, resource_type);
+        if grants.is_empty() {
+            return SearchConstraints::Denied;
+        }
+        let mut sets: Vec<Vec<(String, String)>> = Vec::new();
+        for scope in grants {
+            if scope.query.is_empty() {
+                return SearchConstraints::Unconstrained;
+            }
+            if !sets.contains(&scope.query) {
+                sets.push(scope.query.clone());
+            }
+        }
+        SearchConstraints::AnyOf(sets)
+    }
+
+    /// The filters for a type-level search (`s`) on `resource_type`. See
+    /// [`ScopeSet::constraints`].
+    ///
+    /// A server may either add the filters to the search or reject searches that could return
+    /// other resources; it must answer searches inside the filters in full.
+    #[must_use]
+    pub fn search_constraints(
+        &self,
+        context: Option<Context>,
+        resource_type: &str,
+    ) -> SearchConstraints {
+        self.constraints(context, Interaction::SearchType, resource_type)
+    }
+
+    /// The filters for reading (`r`) a resource of `resource_type`: a read result that does
+    /// not [match](SearchConstraints::matches) must not be returned. See
+    /// [`ScopeSet::constraints`].
+    #[must_use]
+    pub fn read_constraints(
+        &self,
+        context: Option<Context>,
+        resource_type: &str,
+    ) -> SearchConstraints {
+        self.constraints(context, Interaction::Read, resource_type)
+    }
+
+    /// The smallest v2 scope that would allow `interaction` on `resource_type` in `context`,
+    /// for the `scope` attribute of a 403 `insufficient_scope` challenge.
+    ///
+    /// Example: `(SearchType, "Observation", System)` gives `system/Observation.s`. A
+    /// `resource_type` that is neither `*` nor a valid type name is replaced by `*`, so the
+    /// result is always a well-formed scope and safe to put in a header.
+    #[must_use]
+    pub fn insufficient_scope_hint(
+        interaction: Interaction,
+        resource_type: &str,
+        context: Context,
+    ) -> String {
+        let resource = ResourceType::parse(resource_type).unwrap_or(ResourceType::Any);
+        format!("{context}/{resource}.{}", interaction.required_permission())
+    }
+
+    /// Collects the resource scopes that grant `interaction` on `resource_type`.
+    fn grants(
+        &self,
+        context: Option<Context>,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Vec<&ResourceScope> {
+        let needed = interaction.required_permission();
+        let mut scopes = Vec::new();
+        let mut skipped_patient = false;
+        for scope in self.resource_scopes() {
+            let applies = context.is_none_or(|wanted| wanted == scope.context)
+                && scope.permissions.contains(needed)
+                && scope.resource.covers(resource_type);
+            if !applies {
+                continue;
+            }
+            if scope.context == Context::Patient && !self.has_patient_context() {
+                skipped_patient = true;
+                continue;
+            }
+            scopes.push(scope);
+        }
+        if skipped_patient {
+            tracing::debug!(
+                interaction = interaction.code(),
+                "ignoring patient/ scopes: the token has no patient context"
+            );
+        }
+        scopes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Interaction::*;
+
+    /// A set with a patient context, so that `patient/` scopes count.
+    fn with_patient(claim: &str) -> ScopeSet {
+        ScopeSet::parse(claim).with_patient_context(true)
+    }
+
+    /// The interactions the set permits on `resource_type`, for compact assertions.
+    fn permitted(set: &ScopeSet, resource_type: &str) -> Vec<Interaction> {
+        Interaction::ALL
+            .into_iter()
+            .filter(|interaction| set.permits(*interaction, resource_type))
+            .collect()
+    }
+
+    #[test]
+    fn required_permission_per_interaction() {
+        let cases = [
+            (Read, "r"),
+            (Vread, "r"),
+            (HistoryInstance, "r"),
+            (HistoryType, "s"),
+            (HistorySystem, "s"),
+            (SearchType, "s"),
+            (SearchSystem, "s"),
+            (Create, "c"),
+            (Update, "u"),
+            (Patch, "u"),
+            (Delete, "d"),
+        ];
+        assert_eq!(cases.len(), Interaction::ALL.len());
+        for (interaction, letter) in cases {
+            assert_eq!(interaction.required_permission().to_string(), letter);
+        }
+        assert_eq!(SearchType.code(), "search-type");
+        assert_eq!(HistoryInstance.code(), "history-instance");
+    }
+
+    #[test]
+    fn letters_map_to_interactions() {
+        // The letter decides, whatever the level; `permits(SearchSystem, "Observation")` asks
+        // about a system search limited to Observation (e.g. by `_type`).
+        let search: &[Interaction] = &[HistoryType, HistorySystem, SearchType, SearchSystem];
+        let read: &[Interaction] = &[Read, Vread, HistoryInstance];
+        let write: &[Interaction] = &[Create, Update, Patch, Delete];
+        let read_search: Vec<Interaction> = [read, search].concat();
+        let all: Vec<Interaction> = Interaction::ALL.to_vec();
+        let cases: &[(&str, &[Interaction])] = &[
+            ("user/Observation.r", read),
+            ("user/Observation.s", search),
+            ("user/Observation.c", &[Create]),
+            ("user/Observation.u", &[Update, Patch]),
+            ("user/Observation.d", &[Delete]),
+            ("user/Observation.cud", write),
+            ("user/Observation.write", write),
+            ("user/Observation.r user/Observation.s", &read_search),
+            ("user/Observation.read", &read_search),
+            ("user/Observation.cruds", &all),
+            ("user/*.cruds", &all),
+            ("user/Patient.cruds", &[]),
+            ("openid fhirUser launch/patient", &[]),
+        ];
+        for (claim, expected) in cases {
+            let mut expected = expected.to_vec();
+            expected
+                .sort_by_key(|interaction| Interaction::ALL.iter().position(|i| i == interaction));
+            assert_eq!(
+                permitted(&ScopeSet::parse(claim), "Observation"),
+                expected,
+                "{claim}"
+            );
+        }
+    }
+
+    #[test]
+    fn v1_and_v2_grant_the_same() {
+        let pairs = [("read", "rs"), ("write", "cud"), ("*", "cruds")];
+        for context in Context::ALL {
+            for resource_type in ["Observation", "*"] {
+                for (v1, v2) in pairs {
+                    let v1_set = with_patient(&format!("{context}/{resource_type}.{v1}"));
+                    let v2_set = with_patient(&format!("{context}/{resource_type}.{v2}"));
+                    for requested in ["Observation", "Patient", "*"] {
+                        assert_eq!(
+                            permitted(&v1_set, requested),
+                            permitted(&v2_set, requested),
+                            "{context}/{resource_type} {v1} vs {v2} on {requested}"
+                        );
+                    }
+                }
+            }
+        }
+        let read = with_patient("patient/Observation.read");
+        assert!(read.permits(Read, "Observation") && read.permits(SearchType, "Observation"));
+    }
+
+    #[test]
+    fn write_never_implies_read() {
+        let set = with_patient("patient/Observation.c patient/Patient.write");
+        assert_eq!(permitted(&set, "Observation"), [Create]);
+        assert!(!set.permits(Read, "Patient"));
+        assert!(!set.permits(SearchType, "Patient"));
+    }
+
+    #[test]
+    fn resource_types_and_wildcards() {
+        let set = ScopeSet::parse("system/Observation.rs system/*.c");
+        assert!(set.permits(Read, "Observation"));
+        assert!(!set.permits(Read, "observation"));
+        assert!(!set.permits(Read, "Patient"));
+        assert!(set.permits(Create, "Patient"));
+        assert!(set.permits(Create, "AnyFutureType"));
+        assert!(set.permits(Create, "*"));
+        assert!(!set.permits(SearchSystem, "*"));
+        assert!(ScopeSet::parse("system/*.s").permits(SearchSystem, "*"));
+        assert!(ScopeSet::parse("system/*.s").permits(HistorySystem, "*"));
+    }
+
+    #[test]
+    fn rejected_and_other_scopes_grant_nothing() {
+        let set = with_patient(
+            "patient/Observation.dus */Observation.rs Patient/Observation.rs \
+             patient/Observation.read?category=x patient.Observation.rs?category=x \
+             http://smarthealthit.org/fhir/scopes/patient/*.read",
+        );
+        for requested in ["Observation", "*"] {
+            assert!(permitted(&set, requested).is_empty(), "{requested}");
+        }
+        assert_eq!(set.rejected().len(), 4);
+    }
+
+    #[test]
+    fn patient_scopes_need_a_patient_context() {
+        let claim = "patient/Observation.rs user/Patient.r system/Group.r";
+        let without = ScopeSet::parse(claim);
+        let with = with_patient(claim);
+        assert!(!without.permits(Read, "Observation"));
+        assert!(with.permits(Read, "Observation"));
+        assert!(without.search_constraints(None, "Observation").is_denied());
+        assert!(
+            with.search_constraints(None, "Observation")
+                .is_unconstrained()
+        );
+        // Other contexts are unaffected.
+        for set in [&without, &with] {
+            assert!(set.permits(Read, "Patient"));
+            assert!(set.permits(Read, "Group"));
+        }
+    }
+
+    #[test]
+    fn permits_in_one_context() {
+        let set = with_patient("patient/Observation.rs user/Patient.r system/*.s");
+        let cases = [
+            (Context::Patient, Read, "Observation", true),
+            (Context::User, Read, "Observation", false),
+            (Context::System, SearchType, "Observation", true),
+            (Context::System, Read, "Observation", false),
+            (Context::User, Read, "Patient", true),
+            (Context::Patient, Read, "Patient", false),
+            (Context::System, SearchSystem, "*", true),
+            (Context::User, SearchSystem, "*", false),
+        ];
+        for (context, interaction, resource_type, expected) in cases {
+            assert_eq!(
+                set.permits_in(context, interaction, resource_type),
+                expected,
+                "{context} {interaction:?} {resource_type}"
+            );
+        }
+        let no_patient = ScopeSet::parse("patient/Observation.rs");
+        assert!(!no_patient.permits_in(Context::Patient, Read, "Observation"));
+    }
+
+    #[test]
+    fn permits_requirement_matches_permits() {
+        let set = ScopeSet::parse("system/Observation.s system/*.r");
+        let cases = [
+            (SearchType, ResourceType::Named("Observation".into()), true),
+            (SearchType, ResourceType::Named("Patient".into()), false),
+            (SearchType, ResourceType::Any, false),
+            (Read, ResourceType::Any, true),
+        ];
+        for (interaction, resource_type, expected) in cases {
+            let requirement = Requirement::new(interaction, resource_type);
+            assert_eq!(
+                set.permits_requirement(&requirement),
+                expected,
+                "{requirement:?}"
+            );
+        }
+    }
+
+    const LAB: &str = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+    const VITALS: &str = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn search_constraints_combine() {
+        let lab = format!("patient/Observation.rs?category={LAB}");
+        let vitals = format!("patient/Observation.rs?category={VITALS}");
+        let cases: Vec<(String, SearchConstraints)> = vec![
+            ("patient/Patient.rs".into(), SearchConstraints::Denied),
+            ("patient/Observation.r".into(), SearchConstraints::Denied),
+            (
+                "patient/Observation.s".into(),
+                SearchConstraints::Unconstrained,
+            ),
+            ("patient/*.rs".into(), SearchConstraints::Unconstrained),
+            (
+                lab.clone(),
+                SearchConstraints::AnyOf(vec![pairs(&[("category", LAB)])]),
+            ),
+            (
+                format!("{lab} {vitals} {lab}"),
+                SearchConstraints::AnyOf(vec![
+                    pairs(&[("category", LAB)]),
+                    pairs(&[("category", VITALS)]),
+                ]),
+            ),
+            (
+                format!("{lab} patient/Observation.s"),
+                SearchConstraints::Unconstrained,
+            ),
+            (
+                format!("{lab} patient/*.s"),
+                SearchConstraints::Unconstrained,
+            ),
+            (
+                "patient/Observation.rs?category=a&status=final".into(),
+                SearchConstraints::AnyOf(vec![pairs(&[("category", "a"), ("status", "final")])]),
+            ),
+            (
+                "patient/*.s?_security=R".into(),
+                SearchConstraints::AnyOf(vec![pairs(&[("_security", "R")])]),
+            ),
+        ];
+        for (claim, expected) in cases {
+            assert_eq!(
+                with_patient(&claim).search_constraints(None, "Observation"),
+                expected,
+                "{claim}"
+            );
+        }
+    }
+
+    #[test]
+    fn constraints_per_interaction_and_context() {
+        let set = with_patient(&format!(
+            "patient/Observation.r patient/Observation.s?category={LAB} \
+             user/Observation.rs?category={VITALS}"
+        ));
+        assert_eq!(
+            set.read_constraints(Some(Context::Patient), "Observation"),
+            SearchConstraints::Unconstrained
+        );
+        assert_eq!(
+            set.search_constraints(Some(Context::Patient), "Observation"),
+            SearchConstraints::AnyOf(vec![pairs(&[("category", LAB)])])
+        );
+        assert_eq!(
+            set.search_constraints(Some(Context::User), "Observation"),
+            SearchConstraints::AnyOf(vec![pairs(&[("category", VITALS)])])
+        );
+        assert_eq!(
+            set.search_constraints(None, "Observation"),
+            SearchConstraints::AnyOf(vec![
+                pairs(&[("category", LAB)]),
+                pairs(&[("category", VITALS)])
+            ])
+        );
+        assert!(
+            set.search_constraints(Some(Context::System), "Observation")
+                .is_denied()
+        );
+        assert_eq!(
+            set.constraints(None, Create, "Observation"),
+            SearchConstraints::Denied
+        );
+    }
+
+    #[test]
+    fn constraints_match_resources() {
+        let constraints = SearchConstraints::AnyOf(vec![
+            pairs(&[("category", LAB)]),
+            pairs(&[("category", VITALS), ("status", "final")]),
+        ]);
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("category", LAB)], true),
+            (&[("category", "other"), ("category", LAB)], true),
+            (&[("category", VITALS)], false),
+            (&[("category", VITALS), ("status", "final")], true),
+            (&[("category", VITALS), ("status", "preliminary")], false),
+            (&[("category", "laboratory")], false),
+            (&[], false),
+        ];
+        for (resource, expected) in cases {
+            let lookup = |name: &str| -> Vec<String> {
+                resource
+                    .iter()
+                    .filter(|(param, _)| *param == name)
+                    .map(|(_, value)| (*value).to_owned())
+                    .collect()
+            };
+            assert_eq!(constraints.matches(lookup), *expected, "{resource:?}");
+        }
+        let no_values = |_: &str| std::iter::empty::<&str>();
+        assert!(SearchConstraints::Unconstrained.matches(no_values));
+        assert!(!SearchConstraints::Denied.matches(|_: &str| [LAB]));
+    }
+
+    #[test]
+    fn insufficient_scope_hints() {
+        let cases = [
+            (
+                SearchType,
+                "Observation",
+                Context::System,
+                "system/Observation.s",
+            ),
+            (Read, "Patient", Context::Patient, "patient/Patient.r"),
+            (Vread, "Patient", Context::User, "user/Patient.r"),
+            (Patch, "Observation", Context::User, "user/Observation.u"),
+            (
+                Delete,
+                "Observation",
+                Context::System,
+                "system/Observation.d",
+            ),
+            (
+                Create,
+                "Observation",
+                Context::System,
+                "system/Observation.c",
+            ),
+            (SearchSystem, "*", Context::System, "system/*.s"),
+            (Read, "bad\"type", Context::System, "system/*.r"),
+            (Read, "", Context::System, "system/*.r"),
+        ];
+        for (interaction, resource_type, context, expected) in cases {
+            let hint = ScopeSet::insufficient_scope_hint(interaction, resource_type, context);
+            assert_eq!(hint, expected);
+            // The hint is itself a scope that grants the interaction.
+            let set = ScopeSet::parse(&hint).with_patient_context(true);
+            let requested = ResourceType::parse(resource_type).map_or("*", |_| resource_type);
+            assert!(set.permits(interaction, requested), "{hint}");
+        }
+        let requirement = Requirement::new(HistoryType, ResourceType::Any);
+        assert_eq!(requirement.hint(Context::User), "user/*.s");
+    }
+}

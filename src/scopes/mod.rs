@@ -1,0 +1,164 @@
+//! SMART on FHIR scopes: parsing, permission checks and request classification.
+//!
+//! This module is pure: it does no I/O and knows nothing about HTTP libraries.
+//! It has three parts:
+//!
+//! * parsing scope strings into [`Scope`] values and collecting them in a [`ScopeSet`];
+//! * deciding whether a [`ScopeSet`] allows an [`Interaction`] on a resource type, and which
+//!   granular filters ([`SearchConstraints`]) apply;
+//! * classifying a FHIR REST request (method + path) into a [`FhirRequest`], so that it can be
+//!   mapped to the permissions it needs ([`AccessRule`]).
+//!
+//! # Scope grammar
+//!
+//! A token's scope claim is a list of scopes separated by whitespace. Each scope is one of:
+//!
+//! ```text
+//! resource scope  = context "/" type "." permissions [ "?" query ]
+//! context         = "patient" | "user" | "system"            (case-sensitive)
+//! type            = "*" | [A-Z][A-Za-z]+                       (case-sensitive)
+//! permissions     = v1 | v2
+//! v1              = "read" | "write" | "*"                     (SMART v1 and Bulk Data v1)
+//! v2              = an ordered, non-empty subset of "c" "r" "u" "d" "s", e.g. "rs", "cud"
+//! query           = param "=" value *( "&" param "=" value )   (v2 permissions only)
+//!
+//! launch          = "launch"
+//! launch context  = "launch/" [a-z]+ [ "?role=" role ]         e.g. "launch/patient"
+//! identity        = "openid" | "fhirUser" | "profile"
+//! refresh         = "offline_access" | "online_access"
+//! other           = anything else (URIs, "__" extensions, other OAuth scopes)
+//! ```
+//!
+//! Any ordered subset is valid, so `.rd` means read + delete; `.dus` (out of order), `.rr`
+//! (repeated) and `.Rs` (upper case) are not.
+//!
+//! v1 permissions are rewritten to their v2 meaning: `read` = `rs`, `write` = `cud`,
+//! `*` = `cruds`. The original syntax is remembered in [`ResourceScope::version`], but a
+//! scope always displays in the v2 form.
+//!
+//! Query parameter names and values are percent-decoded (`%7C` becomes `|`). A `+` is kept
+//! as a literal `+`; it is not read as a space. Parameters keep their order. Modifiers
+//! (`code:in`), chains (`patient.birthdate`) and `_filter` are kept as plain parameter names and
+//! are not interpreted.
+//!
+//! # Malformed scopes
+//!
+//! A scope is treated as an *attempted resource scope* when the text before its first `/` is
+//! `patient`, `user` or `system` in any letter case, or is `*`. Such a scope must follow the
+//! grammar exactly. If it does not, it becomes a [`RejectedScope`] with a [`RejectReason`] and
+//! grants nothing; the rest of the token still counts. Examples: `patient/Observation.dus`
+//! (letters out of order), `patient/Observation.` (no letters), `*/Observation.rs` (wildcard
+//! context, a smart-launcher extension), `Patient/Observation.rs` (context in the wrong case),
+//! `patient/observation.rs` (bad type), `patient/Observation.read?category=x` (a query on v1
+//! permissions: granular filters only exist in v2, and rejecting is the fail-closed choice).
+//!
+//! A `launch/...` scope that is not `launch/` + lowercase letters (+ optional `?role=...`) is
+//! rejected too. Everything else that is not recognised is kept as [`Scope::Other`]. This includes
+//! the URI forms of SMART scopes (`http://smarthealthit.org/fhir/scopes/...`), which therefore
+//! grant nothing.
+//!
+//! # Permission checks
+//!
+//! Scopes combine as a union. `*` as the type covers every type, including ones added later.
+//! Write never implies read. See [`ScopeSet::permits`] for the patient-context rule and
+//! [`ScopeSet::search_constraints`] for granular (query) scopes.
+
+mod interaction;
+mod matching;
+mod parse;
+
+pub use interaction::{
+    AccessRule, Classified, Classifier, FhirRequest, Operation, OperationLevel, export_requirements,
+};
+pub use matching::{Interaction, Requirement, SearchConstraints};
+pub use parse::{
+    Context, Permissions, RejectReason, RejectedScope, ResourceScope, ResourceType, Scope,
+    ScopeSyntax,
+};
+
+/// The parsed scopes of one access token.
+///
+/// Build it with [`ScopeSet::parse`] (space-separated string claim) or
+/// [`FromIterator`] (array claim, e.g. `scp`). Parsing never fails: malformed resource scopes
+/// end up in [`ScopeSet::rejected`] and grant nothing.
+///
+/// # Patient context
+///
+/// `patient/` scopes only grant access when the token carries a patient context (the `patient`
+/// launch parameter). The set cannot see the token's other claims, so the caller states this with
+/// [`ScopeSet::with_patient_context`]. The default is **no** patient context: a set built without
+/// that call ignores all `patient/` scopes in permission checks (fail closed). The parsed scopes
+/// are still listed by [`ScopeSet::scopes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeSet {
+    /// Every whitespace-separated scope as it appeared, duplicates included.
+    raw: Vec<String>,
+    /// Recognised scopes, without duplicates, in first-seen order.
+    scopes: Vec<Scope>,
+    /// Attempted resource or launch scopes that failed to parse, without duplicates.
+    rejected: Vec<RejectedScope>,
+    /// Whether the token has a patient context, which `patient/` scopes need.
+    has_patient_context: bool,
+}
+
+impl ScopeSet {
+    /// Returns an empty set, which permits nothing.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets whether the token carries a patient context.
+    ///
+    /// Pass `true` only when the token (or introspection response) has a `patient` value.
+    /// Without it, `patient/` scopes grant nothing.
+    #[must_use]
+    pub fn with_patient_context(mut self, has_patient_context: bool) -> Self {
+        self.has_patient_context = has_patient_context;
+        self
+    }
+
+    /// Whether `patient/` scopes are honoured by permission checks.
+    #[must_use]
+    pub fn has_patient_context(&self) -> bool {
+        self.has_patient_context
+    }
+
+    /// Every scope string as it appeared in the claim, in order, duplicates included.
+    #[must_use]
+    pub fn raw(&self) -> &[String] {
+        &self.raw
+    }
+
+    /// The recognised scopes, in first-seen order, without duplicates.
+    #[must_use]
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// The scopes that looked like SMART resource or launch scopes but were malformed.
+    #[must_use]
+    pub fn rejected(&self) -> &[RejectedScope] {
+        &self.rejected
+    }
+
+    /// The resource scopes (`patient/`, `user/`, `system/`) of the set.
+    pub fn resource_scopes(&self) -> impl Iterator<Item = &ResourceScope> {
+        self.scopes.iter().filter_map(|scope| match scope {
+            Scope::Resource(resource) => Some(resource),
+            _ => None,
+        })
+    }
+
+    /// Whether the set holds this exact scope (compared after parsing).
+    #[must_use]
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.scopes.contains(scope)
+    }
+
+    /// Whether the claim held no scope at all (neither valid nor rejected).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+}

@@ -1,0 +1,1184 @@
+//! Parsing SMART scope strings. The grammar is described in the [module docs](super).
+
+use std::collections::HashSet;
+use std::fmt::{self, Write as _};
+use std::ops::BitOr;
+use std::str::FromStr;
+
+use super::ScopeSet;
+
+/// Longest part of a rejected scope that is written to the debug log.
+/// One parsed scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// A resource scope such as `patient/Observation.rs`.
+    Resource(ResourceScope),
+    /// `launch`: the app takes part in an EHR launch.
+    Launch,
+    /// `launch/<type>`: asks for a launch context of that type, e.g. `patient` or
+    /// `encounter`. Holds the text after `launch/`, including an optional `?role=...` as given.
+    LaunchContext(String),
+    /// `openid`.
+    OpenId,
+    /// `fhirUser`.
+    FhirUser,
+    /// `profile` (the v1 form of `fhirUser`).
+    Profile,
+    /// `offline_access`.
+    OfflineAccess,
+    /// `online_access`.
+    OnlineAccess,
+    /// Any other scope, kept as given: URIs, `__` extensions, scopes of other APIs.
+    Other(String),
+}
+
+/// A resource scope: `context/type.permissions[?query]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResourceScope {
+    /// Whose data: `patient/`, `user/` or `system/`.
+    pub context: Context,
+    /// The resource type, or `*` for every type.
+    pub resource: ResourceType,
+    /// The granted permissions, with v1 words already rewritten to letters.
+    pub permissions: Permissions,
+    /// Granular filter: search parameters, percent-decoded, in the order given. All of them
+    /// must hold for a resource to be covered. Empty for a plain scope.
+    pub query: Vec<(String, String)>,
+    /// Which syntax the permissions were written in.
+    pub version: ScopeSyntax,
+}
+
+/// The context prefix of a resource scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Context {
+    /// `patient/`: data about the patient in context.
+    Patient,
+    /// `user/`: data the user may see.
+    User,
+    /// `system/`: data the client itself may see (backend services).
+    System,
+}
+
+impl Context {
+    /// Every context, in grammar order.
+    pub const ALL: [Self; 3] = [Self::Patient, Self::User, Self::System];
+
+    /// The prefix as written in a scope, without the slash.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::User => "user",
+            Self::System => "system",
+        }
+    }
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The resource type of a resource scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ResourceType {
+    /// One resource type, such as `Observation`. Compared case-sensitively.
+    Named(String),
+    /// `*`: every resource type, including ones added later.
+    Any,
+}
+
+impl ResourceType {
+    /// Parses `*` or a type name of the shape `[A-Z][A-Za-z]+`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        if text == "*" {
+            Some(Self::Any)
+        } else if is_resource_type_name(text) {
+            Some(Self::Named(text.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    /// The type name, or `*`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Named(name) => name,
+            Self::Any => "*",
+        }
+    }
+
+    /// Whether a scope on this type covers the requested type.
+    ///
+    /// `*` covers everything. A named type covers only the same name. A request for `*` (all
+    /// types, as in system-level search) is covered only by `*`.
+    #[must_use]
+    pub fn covers(&self, requested: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Named(name) => requested != "*" && name == requested,
+        }
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether `text` has the shape of a FHIR resource type name: `[A-Z][A-Za-z]+`.
+pub(super) fn is_resource_type_name(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= 2
+        && bytes.first().is_some_and(u8::is_ascii_uppercase)
+        && bytes.iter().all(u8::is_ascii_alphabetic)
+}
+
+/// Which syntax a resource scope's permissions were written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeSyntax {
+    /// `read`, `write` or `*` (SMART v1, Bulk Data v1).
+    V1,
+    /// Letters from `cruds` (SMART v2).
+    V2,
+}
+
+/// A set of the SMART v2 permission letters `c`, `r`, `u`, `d`, `s`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Permissions(u8);
+
+/// The permission letters in grammar order, with their bits.
+const LETTERS: [(char, Permissions); 5] = [
+    ('c', Permissions::CREATE),
+    ('r', Permissions::READ),
+    ('u', Permissions::UPDATE),
+    ('d', Permissions::DELETE),
+    ('s', Permissions::SEARCH),
+];
+
+impl Permissions {
+    /// No permission.
+    pub const NONE: Self = Self(0);
+    /// `c`: create.
+    pub const CREATE: Self = Self(1);
+    /// `r`: read, vread, instance history.
+    pub const READ: Self = Self(1 << 1);
+    /// `u`: update (including upsert) and patch.
+    pub const UPDATE: Self = Self(1 << 2);
+    /// `d`: delete.
+    pub const DELETE: Self = Self(1 << 3);
+    /// `s`: type and system search, type and system history.
+    pub const SEARCH: Self = Self(1 << 4);
+    /// `cruds`, the meaning of v1 `*`.
+    pub const ALL: Self = Self(0b1_1111);
+    /// `rs`, the meaning of v1 `read`.
+    pub const V1_READ: Self = Self(Self::READ.0 | Self::SEARCH.0);
+    /// `cud`, the meaning of v1 `write`.
+    pub const V1_WRITE: Self = Self(Self::CREATE.0 | Self::UPDATE.0 | Self::DELETE.0);
+
+    /// Parses v2 letters: a non-empty subset of `cruds`, in that order, without repeats.
+    ///
+    /// Returns `None` for anything else, e.g. `""`, `"dus"`, `"rr"`, `"R"` or `"read"`.
+    #[must_use]
+    pub fn from_v2_letters(text: &str) -> Option<Self> {
+        if text.is_empty() {
+            return None;
+        }
+        let mut result = Self::NONE;
+        // Index into LETTERS from which the next letter may come.
+        let mut next = 0;
+        for ch in text.chars() {
+            let offset = LETTERS
+                .get(next..)?
+                .iter()
+                .position(|(letter, _)| *letter == ch)?;
+            result = result | LETTERS.get(next + offset)?.1;
+            next += offset + 1;
+        }
+        Some(result)
+    }
+
+    /// Whether every permission in `other` is also in `self`.
+    #[must_use]
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether no permission is set.
+    #[must_use]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The permissions of both sets.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The raw bits: `c` = 1, `r` = 2, `u` = 4, `d` = 8, `s` = 16.
+    #[must_use]
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Builds a set from raw bits (see [`Permissions::bits`]); unknown bits are dropped.
+    #[must_use]
+    pub const fn from_bits(bits: u8) -> Self {
+        Self(bits & Self::ALL.0)
+    }
+}
+
+impl BitOr for Permissions {
+    type Output = Self;
+
+    fn bitor(self, rhs: Self) -> Self {
+        self.union(rhs)
+    }
+}
+
+/// Writes the v2 letters in `cruds` order, e.g. `rs`. Empty for [`Permissions::NONE`].
+impl fmt::Display for Permissions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (letter, bit) in LETTERS {
+            if self.contains(bit) {
+                f.write_char(letter)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Permissions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Permissions({self})")
+    }
+}
+
+/// A scope that looked like a SMART scope but did not follow the grammar. It grants nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RejectedScope {
+    /// The scope exactly as it appeared.
+    pub raw: String,
+    /// Why it was rejected.
+    pub reason: RejectReason,
+}
+
+/// Why a scope was rejected. New reasons may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The string was empty (only possible through [`FromStr`]).
+    Empty,
+    /// The string contained ASCII whitespace (only possible through [`FromStr`]).
+    ContainsWhitespace,
+    /// The context is `*` or not in lowercase, e.g. `*/` or `Patient/`.
+    InvalidContext,
+    /// The resource type is neither `*` nor of the shape `[A-Z][A-Za-z]+`.
+    InvalidResourceType,
+    /// There is no `.` after the resource type.
+    MissingPermissions,
+    /// Nothing follows the `.`.
+    EmptyPermissions,
+    /// The permissions are neither `read`/`write`/`*` nor an ordered subset of `cruds`.
+    InvalidPermissions,
+    /// A query follows v1 permissions; granular filters exist only in the v2 syntax.
+    QueryWithV1Permissions,
+    /// The query is empty, lacks `=`, has an empty name or value, a bad percent escape, or does
+    /// not decode to UTF-8.
+    InvalidQuery,
+    /// A `launch/` scope whose type is not lowercase letters, or whose suffix is not `?role=...`.
+    InvalidLaunchContext,
+}
+
+impl RejectReason {
+    /// A short description, safe to log.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Empty => "empty scope",
+            Self::ContainsWhitespace => "scope contains whitespace",
+            Self::InvalidContext => "invalid context prefix",
+            Self::InvalidResourceType => "invalid resource type",
+            Self::MissingPermissions => "missing permissions",
+            Self::EmptyPermissions => "empty permissions",
+            Self::InvalidPermissions => "invalid permissions",
+            Self::QueryWithV1Permissions => "query with v1 permissions",
+            Self::InvalidQuery => "invalid query",
+            Self::InvalidLaunchContext => "invalid launch context",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for RejectedScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The scope text stays out: error messages must not carry token contents.
+        write!(f, "malformed SMART scope: {}", self.reason)
+    }
+}
+
+impl std::error::Error for RejectedScope {}
+
+impl FromStr for Scope {
+    type Err = RejectedScope;
+
+    /// Parses one scope. Unrecognised scopes are `Ok(Scope::Other(..))`; only empty strings,
+    /// strings with whitespace and malformed resource or launch scopes are errors.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let reason = if text.is_empty() {
+            Some(RejectReason::Empty)
+        } else if text.bytes().any(|byte| byte.is_ascii_whitespace()) {
+            Some(RejectReason::ContainsWhitespace)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(RejectedScope {
+                raw: text.to_owned(),
+                reason,
+            });
+        }
+        parse_one(text).map_err(|reason| RejectedScope {
+            raw: text.to_owned(),
+            reason,
+        })
+    }
+}
+
+/// Parses one whitespace-free, non-empty scope.
+fn parse_one(raw: &str) -> Result<Scope, RejectReason> {
+    match raw {
+        "launch" => return Ok(Scope::Launch),
+        "openid" => return Ok(Scope::OpenId),
+        "fhirUser" => return Ok(Scope::FhirUser),
+        "profile" => return Ok(Scope::Profile),
+        "offline_access" => return Ok(Scope::OfflineAccess),
+        "online_access" => return Ok(Scope::OnlineAccess),
+        _ => {}
+    }
+    if let Some(rest) = raw.strip_prefix("launch/") {
+        return parse_launch_context(rest);
+    }
+    if let Some((prefix, rest)) = raw.split_once('/')
+        && looks_like_context(prefix)
+    {
+        return parse_resource(prefix, rest).map(Scope::Resource);
+    }
+    Ok(Scope::Other(raw.to_owned()))
+}
+
+/// Whether a prefix shows that the scope is meant as a resource scope.
+fn looks_like_context(prefix: &str) -> bool {
+    prefix == "*"
+        || Context::ALL
+            .iter()
+            .any(|context| prefix.eq_ignore_ascii_case(context.as_str()))
+}
+
+/// Parses what follows `launch/`.
+fn parse_launch_context(rest: &str) -> Result<Scope, RejectReason> {
+    let (name, role) = match rest.split_once('?') {
+        Some((name, query)) => (name, Some(query)),
+        None => (rest, None),
+    };
+    let name_ok = !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_lowercase());
+    let role_ok = role.is_none_or(|query| {
+        query
+            .strip_prefix("role=")
+            .is_some_and(|value| !value.is_empty())
+    });
+    if name_ok && role_ok {
+        Ok(Scope::LaunchContext(rest.to_owned()))
+    } else {
+        Err(RejectReason::InvalidLaunchContext)
+    }
+}
+
+/// Parses `type.permissions[?query]` after the context `prefix`.
+fn parse_resource(prefix: &str, rest: &str) -> Result<ResourceScope, RejectReason> {
+    let context = match prefix {
+        "patient" => Context::Patient,
+        "user" => Context::User,
+        "system" => Context::System,
+        _ => return Err(RejectReason::InvalidContext),
+    };
+    let (body, query) = match rest.split_once('?') {
+        Some((body, query)) => (body, Some(query)),
+        None => (rest, None),
+    };
+    let Some((type_text, permission_text)) = body.split_once('.') else {
+        return Err(if ResourceType::parse(body).is_some() {
+            RejectReason::MissingPermissions
+        } else {
+            RejectReason::InvalidResourceType
+        });
+    };
+    let resource = ResourceType::parse(type_text).ok_or(RejectReason::InvalidResourceType)?;
+    let (permissions, version) = match permission_text {
+        "" => return Err(RejectReason::EmptyPermissions),
+        "read" => (Permissions::V1_READ, ScopeSyntax::V1),
+        "write" => (Permissions::V1_WRITE, ScopeSyntax::V1),
+        "*" => (Permissions::ALL, ScopeSyntax::V1),
+        letters => (
+            Permissions::from_v2_letters(letters).ok_or(RejectReason::InvalidPermissions)?,
+            ScopeSyntax::V2,
+        ),
+    };
+    let query = match query {
+        None => Vec::new(),
+        Some(_) if version == ScopeSyntax::V1 => {
+            return Err(RejectReason::QueryWithV1Permissions);
+        }
+        Some(query) => parse_query(query)?,
+    };
+    Ok(ResourceScope {
+        context,
+        resource,
+        permissions,
+        query,
+        version,
+    })
+}
+
+/// Parses `param=value(&param=value)*`, percent-decoding names and values.
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, RejectReason> {
+    query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').ok_or(RejectReason::InvalidQuery)?;
+            let name = percent_decode(name).ok_or(RejectReason::InvalidQuery)?;
+            let value = percent_decode(value).ok_or(RejectReason::InvalidQuery)?;
+            if name.is_empty() || value.is_empty() {
+                return Err(RejectReason::InvalidQuery);
+            }
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes. `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            let high = hex_value(*bytes.get(index + 1)?)?;
+            let low = hex_value(*bytes.get(index + 2)?)?;
+            out.push(high << 4 | low);
+            index += 3;
+        } else {
+            out.push(byte);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of one hex digit.
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Writes a query name or value, escaping what the parser would otherwise read differently and
+/// whatever is not allowed in an OAuth scope token (RFC 6749 `scope-token`).
+fn write_encoded(f: &mut fmt::Formatter<'_>, text: &str, is_name: bool) -> fmt::Result {
+    for byte in text.bytes() {
+        let plain = matches!(byte, 0x21..=0x7E)
+            && !matches!(byte, b'"' | b'\\' | b'%' | b'&')
+            && !(is_name && byte == b'=');
+        if plain {
+            f.write_char(char::from(byte))?;
+        } else {
+            write!(f, "%{byte:02X}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the canonical v2 form, e.g. `patient/Observation.rs?category=laboratory`.
+impl fmt::Display for ResourceScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}.{}", self.context, self.resource, self.permissions)?;
+        for (index, (name, value)) in self.query.iter().enumerate() {
+            f.write_char(if index == 0 { '?' } else { '&' })?;
+            write_encoded(f, name, true)?;
+            f.write_char('=')?;
+            write_encoded(f, value, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the scope as it would appear in a token; resource scopes use the v2 form.
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resource(resource) => resource.fmt(f),
+            Self::Launch => f.write_str("launch"),
+            Self::LaunchContext(rest) => write!(f, "launch/{rest}"),
+            Self::OpenId => f.write_str("openid"),
+            Self::FhirUser => f.write_str("fhirUser"),
+            Self::Profile => f.write_str("profile"),
+            Self::OfflineAccess => f.write_str("offline_access"),
+            Self::OnlineAccess => f.write_str("online_access"),
+            Self::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl ScopeSet {
+    /// Parses a space-separated scope claim. Any run of ASCII whitespace separates scopes.
+    ///
+    /// Each distinct rejected scope is logged once at debug level, with its reason and (at most
+    /// 200 bytes of) its own text, never the rest of the claim.
+    #[must_use]
+    pub fn parse(claim: &str) -> Self {
+        std::iter::once(claim).collect()
+    }
+}
+
+/// Builds a set from an array claim. Each item may itself hold several space-separated scopes;
+/// empty items are skipped.
+impl<S: AsRef<str>> FromIterator<S> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = S>>(items: I) -> Self {
+        let mut set = Self::default();
+        // Hash sets keep de-duplication linear even for very long claims.
+        let mut seen_scopes: HashSet<Scope> = HashSet::new();
+        let mut seen_rejected: HashSet<String> = HashSet::new();
+        for item in items {
+            for raw in item.as_ref().split_ascii_whitespace() {
+                set.raw.push(raw.to_owned());
+                match parse_one(raw) {
+                    Ok(scope) => {
+                        if seen_scopes.insert(scope.clone()) {
+                            set.scopes.push(scope);
+                        }
+                    }
+                    Err(reason) => {
+                        if seen_rejected.insert(raw.to_owned()) {
+                            // The scope text is token content: log only why it was refused.
+                            tracing::debug!(%reason, "ignoring a malformed SMART scope");
+                            set.rejected.push(RejectedScope {
+                                raw: raw.to_owned(),
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Builds an expected resource scope.
+    fn resource(
+        context: Context,
+        resource: &str,
+        permissions: Permissions,
+        query: &[(&str, &str)],
+        version: ScopeSyntax,
+    ) -> Scope {
+        Scope::Resource(ResourceScope {
+            context,
+            resource: ResourceType::parse(resource).expect("valid type in test"),
+            permissions,
+            query: query
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            version,
+        })
+    }
+
+    /// The letters as a permission set, for readable tables.
+    fn p(letters: &str) -> Permissions {
+        Permissions::from_v2_letters(letters).expect("valid letters in test")
+    }
+
+    use Context::{Patient, System, User};
+    use ScopeSyntax::{V1, V2};
+
+    #[test]
+    fn spec_examples_parse() {
+        let cases: Vec<(&str, Scope)> = vec![
+            // 3.1: v1 syntax, including Bulk Data v1 system scopes.
+            ("patient/*.read", resource(Patient, "*", p("rs"), &[], V1)),
+            (
+                "user/Observation.write",
+                resource(User, "Observation", p("cud"), &[], V1),
+            ),
+            ("user/*.*", resource(User, "*", p("cruds"), &[], V1)),
+            (
+                "system/Patient.read",
+                resource(System, "Patient", p("rs"), &[], V1),
+            ),
+            ("system/*.read", resource(System, "*", p("rs"), &[], V1)),
+            ("system/*.write", resource(System, "*", p("cud"), &[], V1)),
+            (
+                "system/Observation.*",
+                resource(System, "Observation", p("cruds"), &[], V1),
+            ),
+            // 3.2: v2 syntax.
+            (
+                "patient/Observation.cu",
+                resource(Patient, "Observation", p("cu"), &[], V2),
+            ),
+            (
+                "patient/Observation.rs",
+                resource(Patient, "Observation", p("rs"), &[], V2),
+            ),
+            (
+                "patient/Observation.c",
+                resource(Patient, "Observation", p("c"), &[], V2),
+            ),
+            (
+                "patient/Observation.r",
+                resource(Patient, "Observation", p("r"), &[], V2),
+            ),
+            (
+                "patient/Observation.s",
+                resource(Patient, "Observation", p("s"), &[], V2),
+            ),
+            ("user/*.cruds", resource(User, "*", p("cruds"), &[], V2)),
+            ("system/*.cruds", resource(System, "*", p("cruds"), &[], V2)),
+            (
+                "user/Appointment.rs",
+                resource(User, "Appointment", p("rs"), &[], V2),
+            ),
+            (
+                "system/Group.rs",
+                resource(System, "Group", p("rs"), &[], V2),
+            ),
+            // `rd` is an ordered subset of `cruds`: read + delete.
+            (
+                "patient/Observation.rd",
+                resource(Patient, "Observation", p("rd"), &[], V2),
+            ),
+            // 3.5: granular scope.
+            (
+                "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+                resource(
+                    Patient,
+                    "Observation",
+                    p("rs"),
+                    &[(
+                        "category",
+                        "http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+                    )],
+                    V2,
+                ),
+            ),
+            // 3.6: non-resource scopes.
+            ("launch", Scope::Launch),
+            ("launch/patient", Scope::LaunchContext("patient".into())),
+            ("launch/encounter", Scope::LaunchContext("encounter".into())),
+            (
+                "launch/imagingstudy",
+                Scope::LaunchContext("imagingstudy".into()),
+            ),
+            (
+                "launch/patient?role=https://example.org/roles/subject",
+                Scope::LaunchContext("patient?role=https://example.org/roles/subject".into()),
+            ),
+            ("openid", Scope::OpenId),
+            ("fhirUser", Scope::FhirUser),
+            ("profile", Scope::Profile),
+            ("offline_access", Scope::OfflineAccess),
+            ("online_access", Scope::OnlineAccess),
+            (
+                "__profilePhoto.manage",
+                Scope::Other("__profilePhoto.manage".into()),
+            ),
+            (
+                "http://smarthealthit.org/fhir/scopes/patient/*.read",
+                Scope::Other("http://smarthealthit.org/fhir/scopes/patient/*.read".into()),
+            ),
+            // Not an attempted resource scope: no context before a `/`.
+            ("Observation.read", Scope::Other("Observation.read".into())),
+            ("patient", Scope::Other("patient".into())),
+            ("OpenID", Scope::Other("OpenID".into())),
+            ("fhiruser", Scope::Other("fhiruser".into())),
+            // A typo found in a test kit's scope list: `.` instead of `/`. It grants nothing.
+            (
+                "patient.Observation.rs?category=survey",
+                Scope::Other("patient.Observation.rs?category=survey".into()),
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(input.parse::<Scope>(), Ok(expected), "input {input:?}");
+        }
+    }
+
+    /// Granular scopes required by ONC g(10) / US Core test kits, including the same
+    /// categories under `user/` and `system/`.
+    const GRANULAR: &[(&str, &str)] = &[
+        (
+            "Condition",
+            "http://terminology.hl7.org/CodeSystem/condition-category|encounter-diagnosis",
+        ),
+        (
+            "Condition",
+            "http://terminology.hl7.org/CodeSystem/condition-category|problem-list-item",
+        ),
+        (
+            "Condition",
+            "http://hl7.org/fhir/us/core/CodeSystem/condition-category|health-concern",
+        ),
+        (
+            "Observation",
+            "http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        ),
+        (
+            "Observation",
+            "http://terminology.hl7.org/CodeSystem/observation-category|social-history",
+        ),
+        (
+            "Observation",
+            "http://terminology.hl7.org/CodeSystem/observation-category|survey",
+        ),
+        (
+            "Observation",
+            "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        ),
+        (
+            "Observation",
+            "http://hl7.org/fhir/us/core/CodeSystem/us-core-category|sdoh",
+        ),
+        (
+            "Observation",
+            "http://hl7.org/fhir/us/core/CodeSystem/us-core-category|clinical-test",
+        ),
+        (
+            "Observation",
+            "http://hl7.org/fhir/us/core/CodeSystem/us-core-category|treatment-intervention-preference",
+        ),
+        (
+            "Observation",
+            "http://hl7.org/fhir/us/core/CodeSystem/us-core-category|care-experience-preference",
+        ),
+        ("DiagnosticReport", "http://loinc.org|LP7839-6"),
+        (
+            "DiagnosticReport",
+            "http://terminology.hl7.org/CodeSystem/v2-0074|LAB",
+        ),
+        (
+            "ServiceRequest",
+            "http://hl7.org/fhir/us/core/CodeSystem/us-core-category|functional-status",
+        ),
+        ("ServiceRequest", "http://snomed.info/sct|387713003"),
+    ];
+
+    #[test]
+    fn granular_g10_scopes_parse_and_display_unchanged() {
+        for context in Context::ALL {
+            for (resource_type, category) in GRANULAR {
+                let input = format!("{context}/{resource_type}.rs?category={category}");
+                let parsed: Scope = input.parse().expect("granular scope parses");
+                assert_eq!(
+                    parsed,
+                    resource(
+                        context,
+                        resource_type,
+                        p("rs"),
+                        &[("category", category)],
+                        V2
+                    ),
+                    "input {input:?}"
+                );
+                assert_eq!(parsed.to_string(), input);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_scopes_are_rejected() {
+        use RejectReason::*;
+        let cases = [
+            // Permission letters.
+            ("patient/Observation.dus", InvalidPermissions),
+            ("patient/Observation.sr", InvalidPermissions),
+            ("patient/Observation.rr", InvalidPermissions),
+            ("patient/Observation.rx", InvalidPermissions),
+            ("patient/Observation.x", InvalidPermissions),
+            ("patient/Observation.RS", InvalidPermissions),
+            ("patient/Observation.Read", InvalidPermissions),
+            ("patient/Observation.reads", InvalidPermissions),
+            ("patient/Observation.**", InvalidPermissions),
+            ("patient/Observation.rs.x", InvalidPermissions),
+            ("patient/Observation.$export", InvalidPermissions),
+            ("patient/Observation.", EmptyPermissions),
+            ("patient/Observation.?category=x", EmptyPermissions),
+            ("patient/Observation", MissingPermissions),
+            ("patient/*", MissingPermissions),
+            // Context.
+            ("*/Observation.rs", InvalidContext),
+            ("*/*.read", InvalidContext),
+            ("Patient/Observation.rs", InvalidContext),
+            ("USER/*.read", InvalidContext),
+            ("System/*.rs", InvalidContext),
+            // Resource type.
+            ("patient/observation.rs", InvalidResourceType),
+            ("patient/O.rs", InvalidResourceType),
+            ("patient/Obs3rvation.rs", InvalidResourceType),
+            ("patient/Obs_ervation.rs", InvalidResourceType),
+            ("patient/.rs", InvalidResourceType),
+            ("patient/", InvalidResourceType),
+            ("patient/**.rs", InvalidResourceType),
+            ("patient/Observation/123.rs", InvalidResourceType),
+            ("patient/Observation/", InvalidResourceType),
+            ("patient/Ob$ervation", InvalidResourceType),
+            // Query.
+            (
+                "patient/Observation.read?category=laboratory",
+                QueryWithV1Permissions,
+            ),
+            ("system/*.*?_type=Patient", QueryWithV1Permissions),
+            ("patient/Observation.rs?", InvalidQuery),
+            ("patient/Observation.rs?category", InvalidQuery),
+            ("patient/Observation.rs?=laboratory", InvalidQuery),
+            ("patient/Observation.rs?category=", InvalidQuery),
+            ("patient/Observation.rs?a=b&", InvalidQuery),
+            ("patient/Observation.rs?&a=b", InvalidQuery),
+            ("patient/Observation.rs?a=b&&c=d", InvalidQuery),
+            ("patient/Observation.rs?a=%7", InvalidQuery),
+            ("patient/Observation.rs?a=%", InvalidQuery),
+            ("patient/Observation.rs?a=%zz", InvalidQuery),
+            ("patient/Observation.rs?a=%+7C", InvalidQuery),
+            ("patient/Observation.rs?a%=b", InvalidQuery),
+            ("patient/Observation.rs?a=%FF", InvalidQuery),
+            ("patient/Observation.rs?a=%C3", InvalidQuery),
+            // Launch context.
+            ("launch/", InvalidLaunchContext),
+            ("launch/Patient", InvalidLaunchContext),
+            ("launch/patient/x", InvalidLaunchContext),
+            ("launch/patient2", InvalidLaunchContext),
+            ("launch/patient?", InvalidLaunchContext),
+            ("launch/patient?role=", InvalidLaunchContext),
+            ("launch/patient?foo=bar", InvalidLaunchContext),
+            ("launch/?role=x", InvalidLaunchContext),
+            // FromStr only.
+            ("", Empty),
+            ("openid profile", ContainsWhitespace),
+            ("patient/*.rs\n", ContainsWhitespace),
+        ];
+        for (input, reason) in cases {
+            assert_eq!(
+                input.parse::<Scope>(),
+                Err(RejectedScope {
+                    raw: input.to_owned(),
+                    reason
+                }),
+                "input {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            (
+                "category=http://loinc.org%7C1234-5",
+                &[("category", "http://loinc.org|1234-5")],
+            ),
+            (
+                "category=http://loinc.org%7c1234-5",
+                &[("category", "http://loinc.org|1234-5")],
+            ),
+            (
+                "category=http%3A%2F%2Floinc.org%7C1234-5",
+                &[("category", "http://loinc.org|1234-5")],
+            ),
+            ("code=a%20b", &[("code", "a b")]),
+            ("code=a+b", &[("code", "a+b")]),
+            ("code=100%25", &[("code", "100%")]),
+            ("code=a%26b", &[("code", "a&b")]),
+            ("code=a=b", &[("code", "a=b")]),
+            ("a%3Db=c", &[("a=b", "c")]),
+            ("code=%C3%A9", &[("code", "\u{e9}")]),
+            ("code=x?y", &[("code", "x?y")]),
+            (
+                "code:in=http://vs.example/x",
+                &[("code:in", "http://vs.example/x")],
+            ),
+            (
+                "category=a&status=final&category=b",
+                &[("category", "a"), ("status", "final"), ("category", "b")],
+            ),
+        ];
+        for (query, expected) in cases {
+            let input = format!("user/Observation.rs?{query}");
+            assert_eq!(
+                input.parse::<Scope>(),
+                Ok(resource(User, "Observation", p("rs"), expected, V2)),
+                "input {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_is_canonical_v2() {
+        let cases = [
+            ("patient/*.read", "patient/*.rs"),
+            ("user/Observation.write", "user/Observation.cud"),
+            ("system/*.*", "system/*.cruds"),
+            (
+                "user/Observation.rs?code=a%20b",
+                "user/Observation.rs?code=a%20b",
+            ),
+            (
+                "user/Observation.rs?code=a%7Cb",
+                "user/Observation.rs?code=a|b",
+            ),
+            (
+                "user/Observation.rs?code=a=b",
+                "user/Observation.rs?code=a=b",
+            ),
+            ("user/Observation.rs?a%3db=c", "user/Observation.rs?a%3Db=c"),
+            (
+                "user/Observation.rs?code=a%26b%25",
+                "user/Observation.rs?code=a%26b%25",
+            ),
+            (
+                "user/Observation.rs?code=%22%5C",
+                "user/Observation.rs?code=%22%5C",
+            ),
+            (
+                "user/Observation.rs?code=%C3%A9",
+                "user/Observation.rs?code=%C3%A9",
+            ),
+            ("launch/patient?role=x", "launch/patient?role=x"),
+            ("openid", "openid"),
+            ("__x", "__x"),
+        ];
+        for (input, shown) in cases {
+            let scope: Scope = input.parse().expect("valid");
+            assert_eq!(scope.to_string(), shown, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn permissions_letters() {
+        assert_eq!(Permissions::V1_READ.to_string(), "rs");
+        assert_eq!(Permissions::V1_WRITE.to_string(), "cud");
+        assert_eq!(Permissions::ALL.to_string(), "cruds");
+        assert_eq!(Permissions::NONE.to_string(), "");
+        assert_eq!(format!("{:?}", p("cd")), "Permissions(cd)");
+        assert_eq!(Permissions::from_bits(0xFF), Permissions::ALL);
+        assert_eq!(p("rs").bits(), 0b1_0010);
+        assert!(p("cruds").contains(p("us")));
+        assert!(!p("rs").contains(p("rd")));
+        assert!(Permissions::NONE.is_empty());
+        for invalid in ["", "rr", "sr", "dus", "read", "R", "crudsc", "e"] {
+            assert_eq!(Permissions::from_v2_letters(invalid), None, "{invalid:?}");
+        }
+        // Every non-empty subset, written in order, parses back to itself.
+        for bits in 1..=31 {
+            let permissions = Permissions::from_bits(bits);
+            assert_eq!(
+                Permissions::from_v2_letters(&permissions.to_string()),
+                Some(permissions)
+            );
+        }
+    }
+
+    #[test]
+    fn resource_type_rules() {
+        assert_eq!(ResourceType::parse("*"), Some(ResourceType::Any));
+        assert_eq!(
+            ResourceType::parse("Observation"),
+            Some(ResourceType::Named("Observation".into()))
+        );
+        for invalid in [
+            "",
+            "O",
+            "observation",
+            "Obs1",
+            "Obs-x",
+            "**",
+            "Ob servation",
+            "\u{c9}t",
+        ] {
+            assert_eq!(ResourceType::parse(invalid), None, "{invalid:?}");
+        }
+        let observation = ResourceType::Named("Observation".into());
+        assert!(observation.covers("Observation"));
+        assert!(!observation.covers("observation"));
+        assert!(!observation.covers("*"));
+        assert!(ResourceType::Any.covers("*"));
+        assert!(ResourceType::Any.covers("Anything"));
+    }
+
+    #[test]
+    fn scope_set_from_string_and_array() {
+        let claim = "  openid\tfhirUser  patient/*.read\npatient/Observation.dus patient/*.read \
+                     patient/Observation.dus launch/patient ";
+        let set = ScopeSet::parse(claim);
+        assert_eq!(
+            set.raw(),
+            [
+                "openid",
+                "fhirUser",
+                "patient/*.read",
+                "patient/Observation.dus",
+                "patient/*.read",
+                "patient/Observation.dus",
+                "launch/patient"
+            ]
+        );
+        assert_eq!(
+            set.scopes(),
+            [
+                Scope::OpenId,
+                Scope::FhirUser,
+                resource(Patient, "*", p("rs"), &[], V1),
+                Scope::LaunchContext("patient".into()),
+            ]
+        );
+        assert_eq!(
+            set.rejected(),
+            [RejectedScope {
+                raw: "patient/Observation.dus".into(),
+                reason: RejectReason::InvalidPermissions
+            }]
+        );
+        assert_eq!(set.resource_scopes().count(), 1);
+        assert!(set.contains(&Scope::OpenId));
+        assert!(!set.contains(&Scope::Profile));
+        assert!(!set.has_patient_context());
+        assert!(set.clone().with_patient_context(true).has_patient_context());
+
+        let from_array: ScopeSet = [
+            "openid",
+            "fhirUser patient/*.read",
+            "",
+            "patient/Observation.dus",
+            "patient/*.read",
+            "patient/Observation.dus",
+            "launch/patient",
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(from_array, set);
+        let from_strings = ScopeSet::from_iter(vec![String::from("openid")]);
+        assert_eq!(from_strings.scopes(), [Scope::OpenId]);
+    }
+
+    #[test]
+    fn equivalent_spellings_are_one_scope() {
+        let set = ScopeSet::parse("user/Observation.rs?code=a%7Cb user/Observation.rs?code=a|b");
+        assert_eq!(set.raw().len(), 2);
+        assert_eq!(set.scopes().len(), 1);
+        // v1 and v2 spellings stay distinct scopes, since their syntax differs.
+        assert_eq!(ScopeSet::parse("user/*.read user/*.rs").scopes().len(), 2);
+    }
+
+    #[test]
+    fn long_claims_parse() {
+        let claim: Vec<String> = (0..20_000)
+            .map(|index| format!("user/Observation.rs?code={index} x{index}"))
+            .collect();
+        let set: ScopeSet = claim.iter().collect();
+        assert_eq!(set.scopes().len(), 40_000);
+        assert_eq!(set.raw().len(), 40_000);
+    }
+
+    #[test]
+    fn empty_claims() {
+        for claim in ["", "   ", "\t\n"] {
+            let set = ScopeSet::parse(claim);
+            assert!(set.is_empty());
+            assert!(set.scopes().is_empty() && set.rejected().is_empty());
+        }
+        assert!(ScopeSet::new().is_empty());
+        assert!(ScopeSet::from_iter(Vec::<String>::new()).is_empty());
+    }
+
+    #[test]
+    fn rejected_scope_display_names_no_scope_text() {
+        let rejected = "*/Observation.rs".parse::<Scope>().expect_err("rejected");
+        assert_eq!(
+            rejected.to_string(),
+            "malformed SMART scope: invalid context prefix"
+        );
+    }
+
+    /// Generates valid resource scopes in the v2 syntax.
+    fn any_resource_scope() -> impl Strategy<Value = ResourceScope> {
+        let context = prop::sample::select(Context::ALL.to_vec());
+        let resource = prop_oneof![
+            Just(ResourceType::Any),
+            "[A-Z][A-Za-z]{1,12}".prop_map(ResourceType::Named),
+        ];
+        let permissions = (1u8..=31).prop_map(Permissions::from_bits);
+        let query = prop::collection::vec((".{1,8}", ".{1,12}"), 0..4);
+        (context, resource, permissions, query).prop_map(
+            |(context, resource, permissions, query)| ResourceScope {
+                context,
+                resource,
+                permissions,
+                query,
+                version: ScopeSyntax::V2,
+            },
+        )
+    }
+
+    /// A scope with its version set to V2, which is what its display parses back to.
+    fn as_v2(scope: Scope) -> Scope {
+        match scope {
+            Scope::Resource(mut resource) => {
+                resource.version = ScopeSyntax::V2;
+                Scope::Resource(resource)
+            }
+            other => other,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_round_trips(scope in any_resource_scope()) {
+            let shown = scope.to_string();
+            prop_assert!(!shown.bytes().any(|byte| byte.is_ascii_whitespace()));
+            prop_assert_eq!(shown.parse::<Scope>(), Ok(Scope::Resource(scope)));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in ".*") {
+            let set = ScopeSet::parse(&text);
+            prop_assert_eq!(set.raw().len(), text.split_ascii_whitespace().count());
+            let _ = text.parse::<Scope>();
+        }
+
+        #[test]
+        fn parsing_scope_like_text_is_stable(
+            text in "(patient|user|system|\\*|Patient|launch)/[A-Za-z*]{0,6}\\.[a-z*]{0,6}(\\?[a-z%0-9A-F=&|:]{0,12})?"
+        ) {
+            // Whatever parses displays as something that parses back to the same scope.
+            if let Ok(scope) = text.parse::<Scope>() {
+                let shown = scope.to_string();
+                prop_assert_eq!(shown.parse::<Scope>(), Ok(as_v2(scope)));
+            }
+        }
+    }
+}
