@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::error::ErrorKind;
+use crate::error::{AuthError, ErrorKind};
+use crate::scopes::{Context, Interaction, ScopeSet};
 
 /// The claims of a verified access token, as SMART handlers need them.
 ///
@@ -30,6 +31,8 @@ use crate::error::ErrorKind;
 #[derive(Clone)]
 pub struct SmartClaims {
     inner: Arc<ClaimsInner>,
+    /// The realm of the layer that verified the token, for errors raised by handlers.
+    realm: Option<Arc<str>>,
 }
 
 struct ClaimsInner {
@@ -42,6 +45,7 @@ struct ClaimsInner {
     not_before: Option<i64>,
     jwt_id: Option<String>,
     scopes: Vec<String>,
+    scope_set: ScopeSet,
     patient: Option<String>,
     encounter: Option<String>,
     fhir_user: Option<String>,
@@ -187,12 +191,15 @@ impl SmartClaims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
+        let patient = optional_string(&raw, "patient")?;
+        let scope_set = ScopeSet::from_iter(&scopes).with_patient_context(patient.is_some());
         let inner = ClaimsInner {
             subject: optional_string(&raw, "sub")?,
             issued_at: optional_numeric_date(&raw, "iat")?,
             not_before: optional_numeric_date(&raw, "nbf")?,
             jwt_id: optional_string(&raw, "jti")?,
-            patient: optional_string(&raw, "patient")?,
+            patient,
+            scope_set,
             encounter: optional_string(&raw, "encounter")?,
             fhir_user: optional_string(&raw, "fhirUser")?,
             tenant: optional_string(&raw, "tenant")?,
@@ -206,6 +213,7 @@ impl SmartClaims {
         };
         Ok(Self {
             inner: Arc::new(inner),
+            realm: None,
         })
     }
 
@@ -257,6 +265,79 @@ impl SmartClaims {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.inner.scopes.iter().any(|granted| granted == scope)
     }
+    /// The granted scopes, parsed: SMART v1 and v2 resource scopes, launch, identity and
+    /// other scopes, and the malformed ones (which grant nothing). `patient/` scopes count
+    /// only when the token has a `patient` claim.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Interaction;
+    /// # fn check(claims: &smart_auth::SmartClaims) {
+    /// let constraints = claims.scope_set().search_constraints(None, "Observation");
+    /// # }
+    /// ```
+    pub fn scope_set(&self) -> &ScopeSet {
+        &self.inner.scope_set
+    }
+
+    /// Whether the scopes allow `interaction` on `resource_type` (`*` for system level).
+    pub fn permits(&self, interaction: Interaction, resource_type: &str) -> bool {
+        self.inner.scope_set.permits(interaction, resource_type)
+    }
+
+    /// Succeeds when the scopes allow `interaction` on `resource_type`; otherwise a 403
+    /// `insufficient_scope` error naming a scope that would allow it, which a handler can
+    /// return as is (it answers exactly as the layer would).
+    ///
+    /// ```
+    /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
+    ///
+    /// # #[cfg(feature = "axum")]
+    /// async fn read_observation(claims: SmartClaims) -> Result<String, AuthError> {
+    ///     claims.require(Interaction::Read, "Observation")?;
+    ///     Ok("{}".to_owned())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InsufficientScope`] when no granted scope allows the interaction.
+    pub fn require(&self, interaction: Interaction, resource_type: &str) -> Result<(), AuthError> {
+        if self.permits(interaction, resource_type) {
+            return Ok(());
+        }
+        let hint =
+            ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
+        Err(self.attach_realm(AuthError::insufficient_scope(hint)))
+    }
+
+    /// The context to suggest in `insufficient_scope` hints: `system` for clients that hold
+    /// system scopes (backend services), `patient` with a patient in context, else `user`.
+    pub(crate) fn hint_context(&self) -> Context {
+        let scopes = &self.inner.scope_set;
+        if scopes
+            .resource_scopes()
+            .any(|scope| scope.context == Context::System)
+        {
+            Context::System
+        } else if scopes.has_patient_context() {
+            Context::Patient
+        } else {
+            Context::User
+        }
+    }
+
+    pub(crate) fn with_realm(mut self, realm: Arc<str>) -> Self {
+        self.realm = Some(realm);
+        self
+    }
+
+    pub(crate) fn attach_realm(&self, error: AuthError) -> AuthError {
+        match &self.realm {
+            Some(realm) => error.with_realm(Arc::clone(realm)),
+            None => error,
+        }
+    }
+
     /// `patient`: the id of the Patient in context.
     pub fn patient(&self) -> Option<&str> {
         self.inner.patient.as_deref()

@@ -191,6 +191,7 @@ impl ErrorKind {
 pub struct AuthError {
     kind: ErrorKind,
     required_scope: Option<Arc<str>>,
+    realm: Option<Arc<str>>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -206,6 +207,7 @@ impl AuthError {
         Self {
             kind,
             required_scope: None,
+            realm: None,
             source: None,
         }
     }
@@ -223,6 +225,7 @@ impl AuthError {
         Self {
             kind: ErrorKind::InsufficientScope,
             required_scope: Some(Arc::from(scope.into())),
+            realm: None,
             source: None,
         }
     }
@@ -230,6 +233,17 @@ impl AuthError {
     pub(crate) fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
+    }
+
+    /// The realm of the layer that verified the request, so that an error raised in a
+    /// handler answers with the same challenge.
+    pub(crate) fn with_realm(mut self, realm: Arc<str>) -> Self {
+        self.realm = Some(realm);
+        self
+    }
+
+    pub(crate) fn realm(&self) -> Option<&Arc<str>> {
+        self.realm.as_ref()
     }
 
     /// What went wrong.

@@ -1,4 +1,5 @@
-//! axum extractors: `SmartClaims` and `Option<SmartClaims>` as handler arguments.
+//! axum integration: `SmartClaims` and `Option<SmartClaims>` as handler arguments, and
+//! [`AuthError`] as a handler's error response.
 //!
 //! The extractor never verifies anything: it reads what [`SmartAuthLayer`] put into the
 //! request extensions.
@@ -20,66 +21,51 @@ use http::request::Parts;
 
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
-use crate::response::{Challenge, Unauthenticated};
+use crate::response::{Challenge, DEFAULT_REALM, Unauthenticated};
 
-/// Why `SmartClaims` could not be extracted; answers like the layer would.
+/// Answers exactly as the layer would: status, `WWW-Authenticate` challenge (with the
+/// layer's realm when the error came from [`SmartClaims`] behind the layer) and an
+/// `OperationOutcome` body.
 ///
 /// ```
 /// use axum::response::IntoResponse;
-/// # fn show(rejection: smart_auth::ClaimsRejection) {
-/// let response = rejection.into_response();
-/// # }
+/// use smart_auth::{AuthError, ErrorKind};
+/// let response = AuthError::insufficient_scope("system/Observation.rs").into_response();
+/// assert_eq!(response.status(), 403);
 /// ```
-#[derive(Debug, Clone)]
-pub struct ClaimsRejection {
-    error: AuthError,
-    challenge: Challenge,
-}
-
-impl ClaimsRejection {
-    /// The error behind the rejection.
-    pub fn error(&self) -> &AuthError {
-        &self.error
-    }
-
-    fn layer_missing() -> Self {
-        tracing::error!(
-            "SmartClaims extracted on a route that no SmartAuthLayer covers: add the layer to this route"
-        );
-        Self {
-            error: AuthError::new(ErrorKind::LayerMissing),
-            challenge: Challenge::new("fhir"),
-        }
-    }
-}
-
-impl IntoResponse for ClaimsRejection {
+impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        self.challenge
-            .response::<Bytes>(&self.error)
+        Challenge::new(DEFAULT_REALM)
+            .response::<Bytes>(&self)
             .map(axum::body::Body::from)
     }
 }
 
+fn layer_missing() -> AuthError {
+    tracing::error!(
+        "SmartClaims extracted on a route that no SmartAuthLayer covers: add the layer to this route"
+    );
+    AuthError::new(ErrorKind::LayerMissing)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for SmartClaims {
-    type Rejection = ClaimsRejection;
+    type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         if let Some(claims) = parts.extensions.get::<SmartClaims>() {
             return Ok(claims.clone());
         }
         match parts.extensions.get::<Unauthenticated>() {
-            Some(Unauthenticated(challenge)) => Err(ClaimsRejection {
-                error: AuthError::new(ErrorKind::MissingToken),
-                challenge: challenge.clone(),
-            }),
-            None => Err(ClaimsRejection::layer_missing()),
+            Some(Unauthenticated(challenge)) => {
+                Err(AuthError::new(ErrorKind::MissingToken).with_realm(challenge.realm().clone()))
+            }
+            None => Err(layer_missing()),
         }
     }
 }
 
 impl<S: Send + Sync> OptionalFromRequestParts<S> for SmartClaims {
-    type Rejection = ClaimsRejection;
+    type Rejection = AuthError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -91,6 +77,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for SmartClaims {
         if parts.extensions.get::<Unauthenticated>().is_some() {
             return Ok(None);
         }
-        Err(ClaimsRejection::layer_missing())
+        Err(layer_missing())
     }
 }

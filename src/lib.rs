@@ -52,6 +52,7 @@ mod algorithm;
 mod bearer;
 mod claims;
 mod clock;
+mod enforce;
 mod error;
 #[cfg(feature = "axum")]
 mod extractor;
@@ -67,9 +68,8 @@ mod verifier;
 pub use algorithm::SigningAlgorithm;
 pub use claims::{FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use enforce::{ScopeEnforcement, default_operation_policy};
 pub use error::{Answer, AuthError, ConfigError, ErrorKind};
-#[cfg(feature = "axum")]
-pub use extractor::ClaimsRejection;
 pub use jwks::{KeyCacheStatus, RefreshPolicy};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
 pub use verifier::{TokenTypePolicy, TokenVerifier};

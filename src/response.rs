@@ -1,6 +1,8 @@
 //! Turning an [`AuthError`] into its HTTP response: status, `WWW-Authenticate` challenge
 //! (RFC 6750 section 3) and a FHIR `OperationOutcome` body.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response};
@@ -13,18 +15,27 @@ pub(crate) const FHIR_JSON: &str = "application/fhir+json";
 /// The parts of the challenge fixed at build time: the realm, already quoted.
 #[derive(Debug, Clone)]
 pub(crate) struct Challenge {
-    realm: std::sync::Arc<str>,
+    realm: Arc<str>,
 }
+
+/// The realm used where no layer named one (an extractor on a route without the layer).
+pub(crate) const DEFAULT_REALM: &str = "fhir";
 
 impl Challenge {
     /// A challenge with this realm. The caller validated it with [`is_valid_realm`].
     pub(crate) fn new(realm: &str) -> Self {
         Self {
-            realm: format!("Bearer realm=\"{realm}\"").into(),
+            realm: Arc::from(realm),
         }
     }
 
-    /// The full response for a refused request.
+    /// The realm, as configured.
+    pub(crate) fn realm(&self) -> &Arc<str> {
+        &self.realm
+    }
+
+    /// The full response for a refused request. An error that carries its own realm (one
+    /// raised in a handler behind the layer) keeps it.
     pub(crate) fn response<B: From<Bytes>>(&self, error: &AuthError) -> Response<B> {
         let answer = error.kind().answer();
         let body = operation_outcome(error.kind());
@@ -33,7 +44,8 @@ impl Challenge {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         if answer.challenge {
-            let mut value = String::from(&*self.realm);
+            let realm = error.realm().unwrap_or(&self.realm);
+            let mut value = format!("Bearer realm=\"{realm}\"");
             if let Some(code) = answer.bearer_error {
                 value.push_str(", error=\"");
                 value.push_str(code);

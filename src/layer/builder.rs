@@ -10,6 +10,7 @@ use super::{AuthMode, SmartAuthLayer};
 use crate::algorithm::SigningAlgorithm;
 use crate::claims::ClaimNames;
 use crate::clock::{Clock, SystemClock};
+use crate::enforce::ScopeEnforcement;
 use crate::error::ConfigError;
 use crate::jwks::{Fetcher, KeySource, KeyStore, RefreshPolicy, default_client, is_allowed_url};
 use crate::response::{Challenge, is_valid_realm};
@@ -53,6 +54,7 @@ pub struct SmartAuthBuilder {
     max_token_length: usize,
     mode: AuthMode,
     public: PublicRoutes,
+    enforcement: Option<ScopeEnforcement>,
 }
 
 impl SmartAuthBuilder {
@@ -75,6 +77,7 @@ impl SmartAuthBuilder {
             max_token_length: 16 * 1024,
             mode: AuthMode::Required,
             public: PublicRoutes::default(),
+            enforcement: None,
         }
     }
 
@@ -215,6 +218,13 @@ impl SmartAuthBuilder {
         self
     }
 
+    /// Checks every verified request against the token's SMART scopes before the handler
+    /// runs (see [`ScopeEnforcement`]); refused requests get 403 `insufficient_scope`.
+    pub fn enforce_scopes(mut self, enforcement: ScopeEnforcement) -> Self {
+        self.enforcement = Some(enforcement);
+        self
+    }
+
     /// Checks the settings and builds the layer. No network I/O.
     ///
     /// # Errors
@@ -244,12 +254,14 @@ impl SmartAuthBuilder {
         }
         let mode = self.mode;
         let public = self.public.clone();
+        let enforcement = self.enforcement.clone();
         let verifier = self.build_verifier()?;
         Ok(SmartAuthLayer::from_parts(
             Ok(verifier),
             Challenge::new(&realm),
             mode,
             public,
+            enforcement,
         ))
     }
 

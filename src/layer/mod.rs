@@ -55,6 +55,7 @@ pub use builder::SmartAuthBuilder;
 pub(crate) use public::PublicRoutes;
 pub use service::{ResponseFuture, SmartAuth};
 
+use crate::enforce::ScopeEnforcement;
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::response::Challenge;
 use crate::verifier::TokenVerifier;
@@ -88,6 +89,7 @@ pub(crate) struct Shared {
     pub(crate) challenge: Challenge,
     pub(crate) mode: AuthMode,
     pub(crate) public: PublicRoutes,
+    pub(crate) enforcement: Option<ScopeEnforcement>,
     misconfiguration_logged: AtomicBool,
 }
 
@@ -120,9 +122,10 @@ impl SmartAuthLayer {
             Ok(layer) => layer,
             Err(error) => Self::from_parts(
                 Err(error),
-                Challenge::new("fhir"),
+                Challenge::new(crate::response::DEFAULT_REALM),
                 AuthMode::Required,
                 PublicRoutes::default(),
+                None,
             ),
         }
     }
@@ -145,6 +148,7 @@ impl SmartAuthLayer {
         challenge: Challenge,
         mode: AuthMode,
         public: PublicRoutes,
+        enforcement: Option<ScopeEnforcement>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -152,6 +156,7 @@ impl SmartAuthLayer {
                 challenge,
                 mode,
                 public,
+                enforcement,
                 misconfiguration_logged: AtomicBool::new(false),
             }),
         }

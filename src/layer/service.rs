@@ -187,13 +187,26 @@ where
                     shared,
                 } => {
                     let result = ready!(verify.as_mut().poll(cx));
-                    match result {
+                    let (Some(mut inner), Some(mut request)) = (inner.take(), request.take())
+                    else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    let checked = result.and_then(|claims| {
+                        let claims = claims.with_realm(Arc::clone(shared.challenge.realm()));
+                        if let Some(enforcement) = &shared.enforcement {
+                            let uri = request.uri();
+                            let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+                            enforcement.check(
+                                request.method().as_str(),
+                                path,
+                                uri.query(),
+                                &claims,
+                            )?;
+                        }
+                        Ok(claims)
+                    });
+                    match checked {
                         Ok(claims) => {
-                            let (Some(mut inner), Some(mut request)) =
-                                (inner.take(), request.take())
-                            else {
-                                panic!("ResponseFuture polled after completion");
-                            };
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             this.state.set(State::Calling { future });

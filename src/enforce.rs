@@ -1,0 +1,252 @@
+//! FHIR REST scope enforcement for a whole router: [`ScopeEnforcement`].
+//!
+//! Turned on with [`SmartAuthBuilder::enforce_scopes`](crate::SmartAuthBuilder::enforce_scopes).
+//! After the token verified, the layer classifies the request (read, search, create,
+//! operation, ...) relative to the FHIR base path and checks that the token's scopes allow
+//! it, before the handler runs. A request they do not allow gets
+//! `403` with `WWW-Authenticate: Bearer …, error="insufficient_scope", scope="<a scope
+//! that would allow it>"` and an `OperationOutcome` (`forbidden`).
+//!
+//! What the layer cannot decide stays with the handler, which must finish the job:
+//!
+//! - **Granular scopes** (`system/Observation.rs?category=…`) let a search or read through;
+//!   the handler narrows searches with
+//!   [`ScopeSet::search_constraints`](crate::scopes::ScopeSet::search_constraints) (AND the
+//!   parameters of one set into the query, OR across sets) and checks read results with
+//!   [`read_constraints`](crate::scopes::ScopeSet::read_constraints).
+//! - **Batch and transaction** bundles (`POST [base]`) pass; the handler checks each entry,
+//!   for example with [`SmartClaims::require`](crate::SmartClaims::require).
+//! - **Patient compartment**: `patient/` scopes count only with a `patient` claim; limiting
+//!   results to that patient's compartment is the handler's job.
+//! - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
+//!   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
+//!   it) plus `r` on `Group` for a group export, and every other operation is refused.
+//!
+//! Requests outside the base path are not FHIR requests: they only need a valid token.
+//! Paths under the base that are no FHIR interaction are refused.
+//!
+//! The check runs inside [`SmartAuthLayer`](crate::SmartAuthLayer) rather than as a layer
+//! of its own, so that it can never be placed where no claims exist yet.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::claims::SmartClaims;
+use crate::error::{AuthError, ErrorKind};
+use crate::scopes::{
+    AccessRule, Classified, Classifier, Operation, Requirement, export_requirements,
+};
+
+/// Decides what an operation (`$name`) needs: `Some(requirements)` (empty for "allowed to
+/// any valid token"), or `None` to refuse it.
+type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirement>> + Send + Sync;
+
+/// Which FHIR REST requests the token's scopes must allow. See the [module docs](self).
+///
+/// ```
+/// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
+///
+/// let layer = SmartAuthLayer::builder("https://auth.example.org")
+///     .audience("https://fhir.example.org/r4")
+///     .enforce_scopes(ScopeEnforcement::new("/r4"))
+///     .build()?;
+/// # Ok::<(), smart_auth::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct ScopeEnforcement {
+    classifier: Classifier,
+    operations: Arc<OperationPolicyFn>,
+}
+
+impl fmt::Debug for ScopeEnforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeEnforcement")
+            .field("classifier", &self.classifier)
+            .field("operations", &"<fn>")
+            .finish()
+    }
+}
+
+impl ScopeEnforcement {
+    /// Enforcement for a FHIR API served under `base_path` (`/fhir`, `/r4`, or `/` for the
+    /// root), with the default operation policy.
+    pub fn new(base_path: &str) -> Self {
+        Self {
+            classifier: Classifier::new(base_path),
+            operations: Arc::new(default_operation_policy),
+        }
+    }
+
+    /// Accepts only these resource types; any other type in a path is refused.
+    pub fn resource_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.classifier = self.classifier.with_allowed_types(types);
+        self
+    }
+
+    /// Replaces the operation policy. The function gets the operation and the request's
+    /// raw query string, and returns the requirements (an empty list allows any valid
+    /// token) or `None` to refuse. Call [`default_operation_policy`] inside it to keep the
+    /// `$export` rules.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Requirement, ResourceType};
+    /// use smart_auth::{ScopeEnforcement, default_operation_policy};
+    ///
+    /// let enforcement = ScopeEnforcement::new("/fhir").operation_policy(|operation, query| {
+    ///     match operation.name.as_str() {
+    ///         // $everything on a Patient needs read on every type.
+    ///         "everything" => Some(vec![Requirement::new(Interaction::Read, ResourceType::Any)]),
+    ///         _ => default_operation_policy(operation, query),
+    ///     }
+    /// });
+    /// ```
+    pub fn operation_policy<F>(mut self, policy: F) -> Self
+    where
+        F: Fn(&Operation, Option<&str>) -> Option<Vec<Requirement>> + Send + Sync + 'static,
+    {
+        self.operations = Arc::new(policy);
+        self
+    }
+
+    /// Checks a verified request.
+    pub(crate) fn check(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        query: Option<&str>,
+        claims: &SmartClaims,
+    ) -> Result<(), AuthError> {
+        let request = match self.classifier.classify(method, path_and_query) {
+            Classified::OutsideBase => return Ok(()),
+            Classified::NotFhir => return Err(forbidden(claims)),
+            Classified::Fhir(request) => request,
+        };
+        let requirements = match request.access() {
+            AccessRule::Public | AccessRule::PerEntry => return Ok(()),
+            AccessRule::Requires(requirements) => requirements,
+            AccessRule::OperationPolicy => {
+                let crate::scopes::FhirRequest::Operation(operation) = &request else {
+                    return Err(forbidden(claims));
+                };
+                match (self.operations)(operation, query) {
+                    Some(requirements) => requirements,
+                    None => return Err(forbidden(claims)),
+                }
+            }
+        };
+        for requirement in &requirements {
+            if !claims.scope_set().permits_requirement(requirement) {
+                let hint = requirement.hint(claims.hint_context());
+                return Err(claims.attach_realm(AuthError::insufficient_scope(hint)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A 403 without a scope hint: no scope would allow the request.
+fn forbidden(claims: &SmartClaims) -> AuthError {
+    claims.attach_realm(AuthError::new(ErrorKind::InsufficientScope))
+}
+
+/// The default operation policy: `$export` at system, type (`Patient/$export`) and group
+/// (`Group/[id]/$export`) level follows [`export_requirements`] with the `_type`
+/// parameter; every other operation is refused.
+///
+/// ```
+/// use smart_auth::default_operation_policy;
+/// use smart_auth::scopes::{Operation, OperationLevel};
+///
+/// let export = Operation { level: OperationLevel::System, name: "export".into(), resource_type: None, id: None };
+/// assert_eq!(default_operation_policy(&export, Some("_type=Patient")).unwrap().len(), 1);
+/// ```
+pub fn default_operation_policy(
+    operation: &Operation,
+    query: Option<&str>,
+) -> Option<Vec<Requirement>> {
+    if operation.name != "export" {
+        return None;
+    }
+    let group_export = operation.resource_type.as_deref() == Some("Group");
+    let patient_export = operation.resource_type.as_deref() == Some("Patient");
+    let allowed_level = match operation.level {
+        crate::scopes::OperationLevel::System => true,
+        crate::scopes::OperationLevel::Type => patient_export,
+        crate::scopes::OperationLevel::Instance => group_export,
+    };
+    if !allowed_level {
+        return None;
+    }
+    let types = query.and_then(type_parameter);
+    Some(export_requirements(operation.level, types.as_deref()))
+}
+
+/// The percent-decoded `_type` values of a query string, joined by commas (several
+/// `_type` parameters add up).
+fn type_parameter(query: &str) -> Option<String> {
+    let mut types: Vec<String> = Vec::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "_type" {
+            types.push(percent_decode(value));
+        }
+    }
+    (!types.is_empty()).then(|| types.join(","))
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding of a space); invalid escapes stay as they
+/// are, which leaves an invalid type name that only a `*` scope covers.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_parameter_decoding() {
+        assert_eq!(
+            type_parameter("_type=Patient,Observation"),
+            Some("Patient,Observation".into())
+        );
+        assert_eq!(
+            type_parameter("_type=Patient%2CObservation&x=1"),
+            Some("Patient,Observation".into())
+        );
+        assert_eq!(
+            type_parameter("_type=Patient&_type=Group"),
+            Some("Patient,Group".into())
+        );
+        assert_eq!(type_parameter("_since=2020"), None);
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%41"), "A");
+    }
+}
