@@ -113,6 +113,41 @@ impl ScopeEnforcement {
         self
     }
 
+    /// Checks one entry of a batch or transaction bundle, which the layer lets through to
+    /// the handler: `method` and `url` are the entry's `request.method` and `request.url`
+    /// (relative to the FHIR base, such as `Patient/123` or `Observation?code=x`).
+    ///
+    /// ```
+    /// # fn handle(enforcement: &smart_auth::ScopeEnforcement, claims: &smart_auth::SmartClaims) -> Result<(), smart_auth::AuthError> {
+    /// for (method, url) in [("GET", "Patient/1"), ("POST", "Observation")] {
+    ///     enforcement.check_bundle_entry(claims, method, url)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The 403 `insufficient_scope` error the layer would answer for that request alone.
+    /// Nested batches are refused.
+    pub fn check_bundle_entry(
+        &self,
+        claims: &SmartClaims,
+        method: &str,
+        url: &str,
+    ) -> Result<(), AuthError> {
+        let relative = url.trim_start_matches('/');
+        if relative.is_empty() || relative.starts_with('?') {
+            // A nested batch or a system search: only `*` scopes could allow it.
+            if method == "POST" {
+                return Err(forbidden(claims));
+            }
+        }
+        let base = self.classifier.base_path().trim_end_matches('/');
+        let path = format!("{base}/{relative}");
+        let query = path.split_once('?').map(|(_, query)| query.to_owned());
+        self.check(method, &path, query.as_deref(), claims)
+    }
+
     /// Checks a verified request.
     pub(crate) fn check(
         &self,

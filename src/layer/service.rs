@@ -64,6 +64,10 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         if shared.public.is_public(&request) {
+            // Not verified, even with a token: handlers see an anonymous request.
+            request
+                .extensions_mut()
+                .insert(Unauthenticated(shared.challenge.clone()));
             return ResponseFuture::calling(self.inner.call(request));
         }
         let verifier = match shared.verifier() {

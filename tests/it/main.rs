@@ -6,5 +6,6 @@ mod support;
 mod answers;
 mod extractor;
 mod key_cache;
+mod scopes_e2e;
 mod tokens;
 mod tower_generic;

@@ -1,0 +1,404 @@
+//! SMART scope enforcement through the layer, with real tokens.
+
+use axum::Json;
+use axum::Router;
+use axum::routing::{any, get};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use smart_auth::scopes::{Interaction, SearchConstraints};
+use smart_auth::{AuthError, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims};
+
+use crate::support::{Answer, issuer, serve};
+
+struct ScopedApp {
+    url: String,
+    issuer: smart_auth::testing::TestIssuer,
+    http: reqwest::Client,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+/// Any FHIR request: reports the search constraints the handler would apply.
+async fn fhir(claims: SmartClaims, uri: http::Uri) -> Json<Value> {
+    let resource_type = uri
+        .path()
+        .trim_start_matches("/fhir/")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let constraints = match claims.scope_set().search_constraints(None, &resource_type) {
+        SearchConstraints::Denied => json!("denied"),
+        SearchConstraints::Unconstrained => json!("unconstrained"),
+        SearchConstraints::AnyOf(sets) => json!(sets),
+    };
+    Json(json!({ "constraints": constraints }))
+}
+
+/// A handler that checks the scope itself.
+async fn observation_count(claims: SmartClaims) -> Result<Json<Value>, AuthError> {
+    claims.require(Interaction::SearchType, "Observation")?;
+    Ok(Json(json!({ "count": 0 })))
+}
+
+async fn scoped_app() -> ScopedApp {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .enforce_scopes(ScopeEnforcement::new("/fhir"))
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/fhir", any(fhir))
+        .route("/fhir/{*rest}", any(fhir))
+        .route("/reports/observations", get(observation_count))
+        .layer(layer);
+    let (url, server) = serve(router).await;
+    ScopedApp {
+        url,
+        issuer,
+        http: reqwest::Client::new(),
+        _server: server,
+    }
+}
+
+impl ScopedApp {
+    async fn call(&self, method: &str, path: &str, scope: &str, extra: &[(&str, Value)]) -> Answer {
+        let mut token = self.issuer.token().scope(scope);
+        for (name, value) in extra {
+            token = token.claim(name, value.clone());
+        }
+        let token = token.sign();
+        let request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.url))
+            .bearer_auth(token);
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+        Answer {
+            status,
+            challenge,
+            content_type,
+            body,
+        }
+    }
+
+    fn denied(&self, scope: &str) -> String {
+        format!(
+            "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\", scope=\"{scope}\"",
+            self.issuer.audience()
+        )
+    }
+}
+
+#[tokio::test]
+async fn v2_system_scopes() {
+    let app = scoped_app().await;
+    let scope = "system/Patient.rs system/Observation.c";
+    let allowed = [
+        ("GET", "/fhir/Patient/1"),
+        ("GET", "/fhir/Patient?name=x"),
+        ("POST", "/fhir/Patient/_search"),
+        ("GET", "/fhir/Patient/1/_history/2"),
+        ("GET", "/fhir/Patient/_history"),
+        ("POST", "/fhir/Observation"),
+    ];
+    for (method, path) in allowed {
+        assert_eq!(
+            app.call(method, path, scope, &[]).await.status,
+            StatusCode::OK,
+            "{method} {path}"
+        );
+    }
+    let denied = [
+        ("GET", "/fhir/Observation/1", "system/Observation.r"),
+        ("GET", "/fhir/Observation", "system/Observation.s"),
+        ("PUT", "/fhir/Patient/1", "system/Patient.u"),
+        ("PATCH", "/fhir/Patient/1", "system/Patient.u"),
+        ("DELETE", "/fhir/Patient/1", "system/Patient.d"),
+        ("POST", "/fhir/Patient", "system/Patient.c"),
+        ("GET", "/fhir/_history", "system/*.s"),
+        ("GET", "/fhir?_type=Patient", "system/*.s"),
+    ];
+    for (method, path, hint) in denied {
+        let answer = app.call(method, path, scope, &[]).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(app.denied(hint).as_str()),
+            "{method} {path}"
+        );
+        assert_eq!(
+            answer.content_type.as_deref(),
+            Some("application/fhir+json")
+        );
+        assert_eq!(answer.body["issue"][0]["code"], "forbidden");
+    }
+}
+
+#[tokio::test]
+async fn v1_scopes_mean_the_same_as_v2() {
+    let app = scoped_app().await;
+    for scope in ["system/Patient.read", "system/Patient.rs"] {
+        assert_eq!(
+            app.call("GET", "/fhir/Patient/1", scope, &[]).await.status,
+            StatusCode::OK,
+            "{scope}"
+        );
+        assert_eq!(
+            app.call("GET", "/fhir/Patient", scope, &[]).await.status,
+            StatusCode::OK,
+            "{scope}"
+        );
+        assert_eq!(
+            app.call("POST", "/fhir/Patient", scope, &[]).await.status,
+            StatusCode::FORBIDDEN,
+            "{scope}"
+        );
+    }
+    for scope in ["system/Patient.write", "system/Patient.cud"] {
+        assert_eq!(
+            app.call("POST", "/fhir/Patient", scope, &[]).await.status,
+            StatusCode::OK,
+            "{scope}"
+        );
+        assert_eq!(
+            app.call("DELETE", "/fhir/Patient/1", scope, &[])
+                .await
+                .status,
+            StatusCode::OK,
+            "{scope}"
+        );
+        // Write never implies read.
+        assert_eq!(
+            app.call("GET", "/fhir/Patient/1", scope, &[]).await.status,
+            StatusCode::FORBIDDEN,
+            "{scope}"
+        );
+    }
+    for scope in ["system/*.*", "system/*.cruds"] {
+        assert_eq!(
+            app.call("DELETE", "/fhir/Encounter/1", scope, &[])
+                .await
+                .status,
+            StatusCode::OK,
+            "{scope}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn patient_scopes_need_a_patient_in_context() {
+    let app = scoped_app().await;
+    let without = app
+        .call("GET", "/fhir/Observation/1", "patient/Observation.rs", &[])
+        .await;
+    assert_eq!(without.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        without.challenge.as_deref(),
+        Some(app.denied("user/Observation.r").as_str())
+    );
+    let with = app
+        .call(
+            "GET",
+            "/fhir/Observation/1",
+            "patient/Observation.rs",
+            &[("patient", json!("123"))],
+        )
+        .await;
+    assert_eq!(with.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_scopes_grant_nothing_but_do_not_spoil_the_token() {
+    let app = scoped_app().await;
+    let scope = "system/Patient.dus system/Observation.rs launch __custom.scope";
+    assert_eq!(
+        app.call("GET", "/fhir/Patient/1", scope, &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("GET", "/fhir/Observation/1", scope, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn granular_scopes_pass_searches_with_their_constraints() {
+    let app = scoped_app().await;
+    let lab = "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category%7Claboratory";
+    let answer = app.call("GET", "/fhir/Observation?code=x", lab, &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.body["constraints"],
+        json!([[[
+            "category",
+            "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+        ]]])
+    );
+    let both = format!("{lab} system/Observation.s");
+    let answer = app.call("GET", "/fhir/Observation", &both, &[]).await;
+    assert_eq!(answer.body["constraints"], "unconstrained");
+}
+
+#[tokio::test]
+async fn operations_follow_the_policy() {
+    let app = scoped_app().await;
+    assert_eq!(
+        app.call("GET", "/fhir/$export", "system/*.rs", &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call(
+            "GET",
+            "/fhir/$export?_type=Patient",
+            "system/Patient.read",
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let narrow = app
+        .call(
+            "GET",
+            "/fhir/$export?_type=Patient,Observation",
+            "system/Patient.read",
+            &[],
+        )
+        .await;
+    assert_eq!(narrow.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        narrow.challenge.as_deref(),
+        Some(app.denied("system/Observation.s").as_str())
+    );
+    let group = app
+        .call(
+            "GET",
+            "/fhir/Group/7/$export?_type=Patient",
+            "system/Patient.rs",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        group.challenge.as_deref(),
+        Some(app.denied("system/Group.r").as_str())
+    );
+    assert_eq!(
+        app.call(
+            "GET",
+            "/fhir/Group/7/$export?_type=Patient",
+            "system/Patient.rs system/Group.r",
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    // Unknown operations are refused, without a scope hint.
+    let unknown = app
+        .call("POST", "/fhir/Patient/1/$everything", "system/*.cruds", &[])
+        .await;
+    assert_eq!(unknown.status, StatusCode::FORBIDDEN);
+    assert!(!unknown.challenge.unwrap().contains("scope="));
+}
+
+#[tokio::test]
+async fn batches_reach_the_handler_and_outside_paths_need_only_a_token() {
+    let app = scoped_app().await;
+    assert_eq!(
+        app.call("POST", "/fhir", "system/Patient.r", &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Under the base but no FHIR interaction: refused.
+    assert_eq!(
+        app.call("GET", "/fhir/patient/1", "system/*.cruds", &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn handler_side_require_answers_like_the_layer() {
+    let app = scoped_app().await;
+    let answer = app
+        .call("GET", "/reports/observations", "system/Patient.rs", &[])
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(app.denied("system/Observation.s").as_str())
+    );
+    assert_eq!(
+        app.call("GET", "/reports/observations", "system/Observation.s", &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bundle_entries_are_checked_one_by_one() {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let verifier = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .build_verifier()
+        .unwrap();
+    let claims = verifier
+        .verify(
+            &issuer
+                .token()
+                .scope("system/Patient.rs system/Observation.c")
+                .sign(),
+        )
+        .await
+        .unwrap();
+    let enforcement = ScopeEnforcement::new("/fhir");
+    assert!(
+        enforcement
+            .check_bundle_entry(&claims, "GET", "Patient/1")
+            .is_ok()
+    );
+    assert!(
+        enforcement
+            .check_bundle_entry(&claims, "GET", "Patient?name=x")
+            .is_ok()
+    );
+    assert!(
+        enforcement
+            .check_bundle_entry(&claims, "POST", "Observation")
+            .is_ok()
+    );
+    let denied = enforcement
+        .check_bundle_entry(&claims, "DELETE", "Patient/1")
+        .unwrap_err();
+    assert_eq!(denied.required_scope(), Some("system/Patient.d"));
+    assert!(
+        enforcement.check_bundle_entry(&claims, "POST", "").is_err(),
+        "nested batch"
+    );
+    assert!(
+        enforcement
+            .check_bundle_entry(&claims, "GET", "Observation/1")
+            .is_err()
+    );
+}
