@@ -1,32 +1,4 @@
-//! FHIR REST scope enforcement for a whole router: [`ScopeEnforcement`].
-//!
-//! Turned on with [`SmartAuthBuilder::enforce_scopes`](crate::SmartAuthBuilder::enforce_scopes).
-//! After the token verified, the layer classifies the request (read, search, create,
-//! operation, ...) relative to the FHIR base path and checks that the token's scopes allow
-//! it, before the handler runs. A request they do not allow gets
-//! `403` with `WWW-Authenticate: Bearer …, error="insufficient_scope", scope="<a scope
-//! that would allow it>"` and an `OperationOutcome` (`forbidden`).
-//!
-//! What the layer cannot decide stays with the handler, which must finish the job:
-//!
-//! - **Granular scopes** (`system/Observation.rs?category=…`) let a search or read through;
-//!   the handler narrows searches with
-//!   [`ScopeSet::search_constraints`](crate::scopes::ScopeSet::search_constraints) (AND the
-//!   parameters of one set into the query, OR across sets) and checks read results with
-//!   [`read_constraints`](crate::scopes::ScopeSet::read_constraints).
-//! - **Batch and transaction** bundles (`POST [base]`) pass; the handler checks each entry,
-//!   for example with [`SmartClaims::require`](crate::SmartClaims::require).
-//! - **Patient compartment**: `patient/` scopes count only with a `patient` claim; limiting
-//!   results to that patient's compartment is the handler's job.
-//! - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
-//!   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
-//!   it) plus `r` on `Group` for a group export, and every other operation is refused.
-//!
-//! Requests outside the base path are not FHIR requests: they only need a valid token.
-//! Paths under the base that are no FHIR interaction are refused.
-//!
-//! The check runs inside [`SmartAuthLayer`](crate::SmartAuthLayer) rather than as a layer
-//! of its own, so that it can never be placed where no claims exist yet.
+//! FHIR REST scope enforcement for a whole router; documented on [`ScopeEnforcement`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,7 +13,37 @@ use crate::scopes::{
 /// any valid token"), or `None` to refuse it.
 type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirement>> + Send + Sync;
 
-/// Which FHIR REST requests the token's scopes must allow. See the [module docs](self).
+/// Which FHIR REST requests the token's scopes must allow.
+///
+/// Turned on with [`SmartAuthBuilder::enforce_scopes`](crate::SmartAuthBuilder::enforce_scopes).
+/// After the token verified, the layer classifies the request (read, search, create,
+/// operation, ...) relative to the FHIR base path and checks that the token's scopes allow
+/// it, before the handler runs. A request they do not allow gets
+/// `403` with `WWW-Authenticate: Bearer …, error="insufficient_scope", scope="<a scope
+/// that would allow it>"` and an `OperationOutcome` (`forbidden`).
+///
+/// What the layer cannot decide stays with the handler, which must finish the job:
+///
+/// - **Granular scopes** (`system/Observation.rs?category=…`) let a search or read through;
+///   the handler narrows searches with
+///   [`ScopeSet::search_constraints`](crate::scopes::ScopeSet::search_constraints) (AND the
+///   parameters of one set into the query, OR across sets) and checks read results with
+///   [`read_constraints`](crate::scopes::ScopeSet::read_constraints).
+/// - **Batch and transaction** bundles (`POST [base]`) pass; the handler checks each entry,
+///   with [`check_bundle_entry`](Self::check_bundle_entry).
+/// - **Patient compartment**: `patient/` scopes count only with a `patient` claim; limiting
+///   results to that patient's compartment is the handler's job.
+/// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
+///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
+///   it) plus `r` on `Group` for a group export, and every other operation is refused.
+///
+/// Requests outside the base path are not FHIR requests: they only need a valid token.
+/// Paths under the base that are no FHIR interaction are refused.
+///
+/// The check runs inside [`SmartAuthLayer`](crate::SmartAuthLayer) rather than as a layer
+/// of its own, so that it can never be placed where no claims exist yet.
+///
+/// # Example
 ///
 /// ```
 /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
