@@ -56,6 +56,7 @@ mod enforce;
 mod error;
 #[cfg(feature = "axum")]
 mod extractor;
+mod fetch;
 mod jwks;
 mod jwt;
 pub mod layer;

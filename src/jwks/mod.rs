@@ -1,7 +1,6 @@
 //! The issuer's signing keys: discovery, fetching, caching and refreshing.
 //! The behaviour is documented on [`RefreshPolicy`].
 
-mod fetch;
 mod keyset;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,9 +14,9 @@ use reqwest::Url;
 
 use crate::clock::{Clock, elapsed};
 use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::fetch::{self, FetchError, Fetcher};
 
-pub(crate) use fetch::{FetchError, Fetcher, default_client, is_allowed_url};
-pub(crate) use keyset::{KeySet, Selection, VerificationKey, asymmetric_algorithm};
+pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey, asymmetric_algorithm};
 
 /// How the key cache refreshes.
 ///

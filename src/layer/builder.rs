@@ -12,7 +12,8 @@ use crate::claims::ClaimNames;
 use crate::clock::{Clock, SystemClock};
 use crate::enforce::ScopeEnforcement;
 use crate::error::ConfigError;
-use crate::jwks::{Fetcher, KeySource, KeyStore, RefreshPolicy, default_client, is_allowed_url};
+use crate::fetch::{Fetcher, default_client, is_allowed_url};
+use crate::jwks::{KeySource, KeyStore, RefreshPolicy};
 use crate::response::{Challenge, is_valid_realm};
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierConfig};
 

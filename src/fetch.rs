@@ -23,9 +23,9 @@ pub(crate) enum FetchError {
     TooLarge,
     NotJsonObject,
     IssuerMismatch,
-    NoJwksUri,
+    NoMetadata,
     InvalidJwksUri,
-    KeySet(super::keyset::KeySetError),
+    KeySet(crate::jwks::KeySetError),
     TaskFailed,
 }
 
@@ -42,7 +42,7 @@ impl fmt::Display for FetchError {
             Self::IssuerMismatch => {
                 f.write_str("discovery document names a different issuer than configured")
             }
-            Self::NoJwksUri => f.write_str("no discovery document names a jwks_uri"),
+            Self::NoMetadata => f.write_str("no usable discovery document was found"),
             Self::InvalidJwksUri => f.write_str("the discovered jwks_uri is not a valid https URL"),
             Self::KeySet(error) => error.fmt(f),
             Self::TaskFailed => f.write_str("the key fetch task ended abnormally"),
@@ -194,12 +194,17 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
     max_age
 }
 
-/// Finds the issuer's `jwks_uri`: SMART configuration, then OpenID Connect discovery, then
-/// RFC 8414 authorization-server metadata. A document that answers but names another
-/// issuer stops the search: it is a misconfiguration or an attack, not a reason to look
-/// elsewhere.
-pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, FetchError> {
-    let mut last_error = FetchError::NoJwksUri;
+/// Finds the issuer's metadata: SMART configuration, then OpenID Connect discovery, then
+/// RFC 8414 authorization-server metadata, returning the first document that `wanted`
+/// accepts. A document that answers but names another issuer stops the search: it is a
+/// misconfiguration or an attack, not a reason to look elsewhere. Only a missing document
+/// (an HTTP error status) or an unwanted one moves on to the next location.
+pub(crate) async fn discover_metadata(
+    fetcher: &Fetcher,
+    issuer: &str,
+    wanted: impl Fn(&Map<String, Value>) -> bool,
+) -> Result<Map<String, Value>, FetchError> {
+    let mut last_error = FetchError::NoMetadata;
     for candidate in discovery_urls(issuer)? {
         let fetched = match fetcher.get(&candidate, "application/json", false).await {
             Ok(fetched) => fetched,
@@ -217,23 +222,29 @@ pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result
             Some(Value::String(named)) if named == issuer => {}
             Some(_) => return Err(FetchError::IssuerMismatch),
         }
-        match document.get("jwks_uri") {
-            None => {
-                tracing::debug!(url = %candidate, "discovery document without jwks_uri");
-                last_error = FetchError::NoJwksUri;
-            }
-            Some(Value::String(uri)) => {
-                let uri = Url::parse(uri).map_err(|_| FetchError::InvalidJwksUri)?;
-                if !is_allowed_url(&uri) {
-                    return Err(FetchError::InvalidJwksUri);
-                }
-                tracing::debug!(url = %candidate, jwks_uri = %uri, "discovered jwks_uri");
-                return Ok(uri);
-            }
-            Some(_) => return Err(FetchError::InvalidJwksUri),
+        if wanted(&document) {
+            tracing::debug!(url = %candidate, "using discovery document");
+            return Ok(document);
         }
+        tracing::debug!(url = %candidate, "discovery document lacks what is needed");
+        last_error = FetchError::NoMetadata;
     }
     Err(last_error)
+}
+
+/// Finds the issuer's `jwks_uri` (see [`discover_metadata`]); it must be `https` or
+/// loopback `http`.
+pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, FetchError> {
+    let document = discover_metadata(fetcher, issuer, |doc| doc.contains_key("jwks_uri")).await?;
+    let uri = document
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or(FetchError::InvalidJwksUri)?;
+    let uri = Url::parse(uri).map_err(|_| FetchError::InvalidJwksUri)?;
+    if !is_allowed_url(&uri) {
+        return Err(FetchError::InvalidJwksUri);
+    }
+    Ok(uri)
 }
 
 /// The three discovery locations for an issuer, in the order they are tried.
