@@ -52,6 +52,7 @@ mod algorithm;
 mod bearer;
 mod claims;
 mod clock;
+pub mod discovery;
 mod enforce;
 mod error;
 #[cfg(feature = "axum")]

@@ -4,6 +4,7 @@
 mod support;
 
 mod answers;
+mod discovery;
 mod extractor;
 mod key_cache;
 mod scopes_e2e;

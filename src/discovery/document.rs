@@ -1,0 +1,833 @@
+//! The SMART configuration document: [`SmartConfiguration`], its builder and validation.
+
+use std::fmt;
+
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::fetch::{self, FetchError, Fetcher, default_client, is_allowed_url};
+
+/// A SMART capability (SMART App Launch 2.2, "Capabilities").
+///
+/// Values this crate does not know (URIs of other specifications, older names such as
+/// `context-passthrough-banner`) are kept as [`Capability::Other`] and written back
+/// unchanged.
+///
+/// ```
+/// use smart_auth::discovery::Capability;
+/// let capability: Capability = serde_json::from_str("\"permission-v2\"").unwrap();
+/// assert_eq!(capability, Capability::PermissionV2);
+/// let other: Capability = serde_json::from_str("\"https://example.org/cap\"").unwrap();
+/// assert_eq!(other.as_str(), "https://example.org/cap");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// `launch-ehr`
+    LaunchEhr,
+    /// `launch-standalone`
+    LaunchStandalone,
+    /// `authorize-post`
+    AuthorizePost,
+    /// `client-public`
+    ClientPublic,
+    /// `client-confidential-symmetric`
+    ClientConfidentialSymmetric,
+    /// `client-confidential-asymmetric`
+    ClientConfidentialAsymmetric,
+    /// `sso-openid-connect`
+    SsoOpenidConnect,
+    /// `context-banner`
+    ContextBanner,
+    /// `context-style`
+    ContextStyle,
+    /// `context-ehr-patient`
+    ContextEhrPatient,
+    /// `context-ehr-encounter`
+    ContextEhrEncounter,
+    /// `context-standalone-patient`
+    ContextStandalonePatient,
+    /// `context-standalone-encounter`
+    ContextStandaloneEncounter,
+    /// `permission-offline`
+    PermissionOffline,
+    /// `permission-online`
+    PermissionOnline,
+    /// `permission-patient`
+    PermissionPatient,
+    /// `permission-user`
+    PermissionUser,
+    /// `permission-v1`
+    PermissionV1,
+    /// `permission-v2`
+    PermissionV2,
+    /// `smart-app-state`
+    SmartAppState,
+    /// Any other value, kept as sent.
+    Other(String),
+}
+
+const KNOWN_CAPABILITIES: [(&str, Capability); 20] = [
+    ("launch-ehr", Capability::LaunchEhr),
+    ("launch-standalone", Capability::LaunchStandalone),
+    ("authorize-post", Capability::AuthorizePost),
+    ("client-public", Capability::ClientPublic),
+    (
+        "client-confidential-symmetric",
+        Capability::ClientConfidentialSymmetric,
+    ),
+    (
+        "client-confidential-asymmetric",
+        Capability::ClientConfidentialAsymmetric,
+    ),
+    ("sso-openid-connect", Capability::SsoOpenidConnect),
+    ("context-banner", Capability::ContextBanner),
+    ("context-style", Capability::ContextStyle),
+    ("context-ehr-patient", Capability::ContextEhrPatient),
+    ("context-ehr-encounter", Capability::ContextEhrEncounter),
+    (
+        "context-standalone-patient",
+        Capability::ContextStandalonePatient,
+    ),
+    (
+        "context-standalone-encounter",
+        Capability::ContextStandaloneEncounter,
+    ),
+    ("permission-offline", Capability::PermissionOffline),
+    ("permission-online", Capability::PermissionOnline),
+    ("permission-patient", Capability::PermissionPatient),
+    ("permission-user", Capability::PermissionUser),
+    ("permission-v1", Capability::PermissionV1),
+    ("permission-v2", Capability::PermissionV2),
+    ("smart-app-state", Capability::SmartAppState),
+];
+
+impl Capability {
+    /// The capability as written in the document.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Other(value) => value,
+            known => KNOWN_CAPABILITIES
+                .iter()
+                .find(|(_, capability)| capability == known)
+                .map_or("", |(name, _)| name),
+        }
+    }
+
+    /// Reads a capability; unknown values become [`Capability::Other`].
+    pub fn parse(value: &str) -> Self {
+        KNOWN_CAPABILITIES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map_or_else(
+                || Self::Other(value.to_owned()),
+                |(_, capability)| capability.clone(),
+            )
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Capability {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Ok(Self::parse(&value))
+    }
+}
+
+/// An endpoint that shares this server's authorization (`associated_endpoints`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociatedEndpoint {
+    /// The endpoint's URL.
+    pub url: String,
+    /// What it offers, such as `smart-app-state`.
+    pub capabilities: Vec<Capability>,
+}
+
+/// Why a SMART configuration is not valid, or could not be obtained. Every variant names
+/// the field it is about.
+///
+/// ```
+/// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+/// let error = SmartConfiguration::builder().build().unwrap_err();
+/// assert_eq!(error, DiscoveryError::Missing { field: "token_endpoint" });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// A required field is absent or empty.
+    Missing {
+        /// The field.
+        field: &'static str,
+    },
+    /// A URL field is not an absolute `https` URL (`http` only for loopback hosts).
+    InvalidUrl {
+        /// The field.
+        field: &'static str,
+    },
+    /// `code_challenge_methods_supported` lacks `S256` or lists `plain`.
+    InvalidCodeChallengeMethods,
+    /// `client-confidential-asymmetric` is listed but
+    /// `token_endpoint_auth_signing_alg_values_supported` names neither `RS384` nor `ES384`.
+    MissingAsymmetricAlgorithm,
+    /// A value has the wrong JSON type.
+    InvalidValue {
+        /// The field.
+        field: &'static str,
+    },
+    /// Fetching the issuer's metadata failed (`from_issuer`).
+    Fetch {
+        /// What went wrong, without response contents.
+        reason: String,
+    },
+    /// The issuer's metadata names another issuer (`from_issuer`).
+    IssuerMismatch,
+}
+
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing { field } => write!(f, "{field} is required"),
+            Self::InvalidUrl { field } => {
+                write!(
+                    f,
+                    "{field} must be an absolute https URL (http only for loopback)"
+                )
+            }
+            Self::InvalidCodeChallengeMethods => f.write_str(
+                "code_challenge_methods_supported must list S256 and must not list plain",
+            ),
+            Self::MissingAsymmetricAlgorithm => f.write_str(
+                "token_endpoint_auth_signing_alg_values_supported must list RS384 or ES384 \
+                 when client-confidential-asymmetric is a capability",
+            ),
+            Self::InvalidValue { field } => write!(f, "{field} has the wrong JSON type"),
+            Self::Fetch { reason } => write!(f, "fetching the issuer's metadata failed: {reason}"),
+            Self::IssuerMismatch => f.write_str("the issuer's metadata names another issuer"),
+        }
+    }
+}
+
+impl std::error::Error for DiscoveryError {}
+
+/// A validated `/.well-known/smart-configuration` document (SMART App Launch 2.2).
+///
+/// Every value of this type is valid: it comes from [`SmartConfigurationBuilder::build`],
+/// from [`from_issuer`](Self::from_issuer), or from deserializing a document, and all
+/// three check the same rules:
+///
+/// - `token_endpoint` present; `grant_types_supported` not empty; `capabilities` present;
+/// - `code_challenge_methods_supported` contains `S256` and never `plain` (`["S256"]` when
+///   not given);
+/// - `token_endpoint_auth_signing_alg_values_supported` lists `RS384` or `ES384` when
+///   `client-confidential-asymmetric` is a capability;
+/// - `issuer` and `jwks_uri` present when `sso-openid-connect` is a capability;
+/// - every URL absolute and `https` (`http` only for loopback hosts).
+///
+/// Fields this crate does not know are kept and written back.
+///
+/// ```
+/// use smart_auth::discovery::SmartConfiguration;
+///
+/// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+///     .scopes_supported(["system/*.rs"])
+///     .build()?;
+/// let json = serde_json::to_value(&configuration).unwrap();
+/// assert_eq!(json["grant_types_supported"][0], "client_credentials");
+/// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfiguration", into = "RawConfiguration")]
+pub struct SmartConfiguration {
+    raw: RawConfiguration,
+}
+
+/// The document as JSON, unvalidated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct RawConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authorization_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    grant_types_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registration_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    scopes_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    response_types_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    management_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    introspection_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revocation_endpoint: Option<String>,
+    #[serde(default)]
+    capabilities: Option<Vec<Capability>>,
+    #[serde(default)]
+    code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    associated_endpoints: Vec<AssociatedEndpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_access_brand_bundle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_access_brand_identifier: Option<String>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl TryFrom<RawConfiguration> for SmartConfiguration {
+    type Error = DiscoveryError;
+
+    fn try_from(mut raw: RawConfiguration) -> Result<Self, Self::Error> {
+        raw.code_challenge_methods_supported
+            .get_or_insert_with(|| vec!["S256".to_owned()]);
+        validate(&raw)?;
+        Ok(Self { raw })
+    }
+}
+
+impl From<SmartConfiguration> for RawConfiguration {
+    fn from(configuration: SmartConfiguration) -> Self {
+        configuration.raw
+    }
+}
+
+fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
+    if raw.token_endpoint.is_none() {
+        return Err(DiscoveryError::Missing {
+            field: "token_endpoint",
+        });
+    }
+    if raw.grant_types_supported.is_empty() {
+        return Err(DiscoveryError::Missing {
+            field: "grant_types_supported",
+        });
+    }
+    let Some(capabilities) = &raw.capabilities else {
+        return Err(DiscoveryError::Missing {
+            field: "capabilities",
+        });
+    };
+    let methods = raw
+        .code_challenge_methods_supported
+        .as_deref()
+        .unwrap_or_default();
+    if !methods.iter().any(|m| m == "S256") || methods.iter().any(|m| m == "plain") {
+        return Err(DiscoveryError::InvalidCodeChallengeMethods);
+    }
+    if capabilities.contains(&Capability::ClientConfidentialAsymmetric)
+        && !raw
+            .token_endpoint_auth_signing_alg_values_supported
+            .iter()
+            .any(|alg| alg == "RS384" || alg == "ES384")
+    {
+        return Err(DiscoveryError::MissingAsymmetricAlgorithm);
+    }
+    if capabilities.contains(&Capability::SsoOpenidConnect) {
+        if raw.issuer.is_none() {
+            return Err(DiscoveryError::Missing { field: "issuer" });
+        }
+        if raw.jwks_uri.is_none() {
+            return Err(DiscoveryError::Missing { field: "jwks_uri" });
+        }
+    }
+    let urls = [
+        ("issuer", &raw.issuer),
+        ("jwks_uri", &raw.jwks_uri),
+        ("authorization_endpoint", &raw.authorization_endpoint),
+        ("token_endpoint", &raw.token_endpoint),
+        ("registration_endpoint", &raw.registration_endpoint),
+        ("management_endpoint", &raw.management_endpoint),
+        ("introspection_endpoint", &raw.introspection_endpoint),
+        ("revocation_endpoint", &raw.revocation_endpoint),
+        ("user_access_brand_bundle", &raw.user_access_brand_bundle),
+    ];
+    for (field, url) in urls {
+        if let Some(url) = url {
+            check_url(url, field)?;
+        }
+    }
+    for endpoint in &raw.associated_endpoints {
+        check_url(&endpoint.url, "associated_endpoints")?;
+    }
+    Ok(())
+}
+
+fn check_url(value: &str, field: &'static str) -> Result<(), DiscoveryError> {
+    match Url::parse(value) {
+        Ok(url) if is_allowed_url(&url) => Ok(()),
+        _ => Err(DiscoveryError::InvalidUrl { field }),
+    }
+}
+
+macro_rules! getters {
+    ($($(#[$doc:meta])* $name:ident: $kind:tt;)*) => {
+        $( getters!(@one $(#[$doc])* $name $kind); )*
+    };
+    (@one $(#[$doc:meta])* $name:ident text) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> Option<&str> {
+            self.raw.$name.as_deref()
+        }
+    };
+    (@one $(#[$doc:meta])* $name:ident list) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> &[String] {
+            &self.raw.$name
+        }
+    };
+}
+
+impl SmartConfiguration {
+    /// An empty builder.
+    pub fn builder() -> SmartConfigurationBuilder {
+        SmartConfigurationBuilder::default()
+    }
+
+    /// A builder preset for SMART Backend Services: `grant_types_supported`
+    /// `["client_credentials"]`, `token_endpoint_auth_methods_supported`
+    /// `["private_key_jwt"]`, `token_endpoint_auth_signing_alg_values_supported`
+    /// `["RS384", "ES384"]` and `capabilities` `["client-confidential-asymmetric",
+    /// "permission-v2"]`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// assert_eq!(configuration.token_endpoint(), "https://auth.example.org/token");
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
+    pub fn backend_services(token_endpoint: impl Into<String>) -> SmartConfigurationBuilder {
+        Self::builder()
+            .token_endpoint(token_endpoint)
+            .grant_types_supported(["client_credentials"])
+            .token_endpoint_auth_methods_supported(["private_key_jwt"])
+            .token_endpoint_auth_signing_alg_values_supported(["RS384", "ES384"])
+            .capabilities([
+                Capability::ClientConfidentialAsymmetric,
+                Capability::PermissionV2,
+            ])
+    }
+
+    /// Reads the authorization server's own metadata (its SMART configuration, else its
+    /// OpenID Connect or RFC 8414 metadata) and builds the document this resource server
+    /// should publish: the endpoints, grant types, authentication methods and algorithms,
+    /// scopes and capabilities the server states. Fetched with the same limits as the key
+    /// discovery of [`SmartAuthLayer`](crate::SmartAuthLayer): `https` (or loopback), no
+    /// redirects, 5 s, 1 MiB, and an `issuer` in the metadata must equal `issuer`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), smart_auth::discovery::DiscoveryError> {
+    /// use smart_auth::discovery::SmartConfiguration;
+    /// let configuration = SmartConfiguration::from_issuer("https://auth.example.org").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::Fetch`] or [`DiscoveryError::IssuerMismatch`] when the metadata
+    /// cannot be had; a validation error when what it states does not make a valid
+    /// document.
+    pub async fn from_issuer(issuer: &str) -> Result<Self, DiscoveryError> {
+        SmartConfigurationBuilder::from_issuer(issuer, None)
+            .await?
+            .build()
+    }
+
+    /// `token_endpoint`.
+    pub fn token_endpoint(&self) -> &str {
+        self.raw.token_endpoint.as_deref().unwrap_or_default()
+    }
+
+    /// `capabilities`.
+    pub fn capabilities(&self) -> &[Capability] {
+        self.raw.capabilities.as_deref().unwrap_or_default()
+    }
+
+    /// `code_challenge_methods_supported`.
+    pub fn code_challenge_methods_supported(&self) -> &[String] {
+        self.raw
+            .code_challenge_methods_supported
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// `associated_endpoints`.
+    pub fn associated_endpoints(&self) -> &[AssociatedEndpoint] {
+        &self.raw.associated_endpoints
+    }
+
+    /// Fields this crate does not model, as sent.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.raw.extra
+    }
+
+    getters! {
+        /// `issuer`.
+        issuer: text;
+        /// `jwks_uri`.
+        jwks_uri: text;
+        /// `authorization_endpoint`.
+        authorization_endpoint: text;
+        /// `registration_endpoint`.
+        registration_endpoint: text;
+        /// `management_endpoint`.
+        management_endpoint: text;
+        /// `introspection_endpoint`.
+        introspection_endpoint: text;
+        /// `revocation_endpoint`.
+        revocation_endpoint: text;
+        /// `user_access_brand_bundle`.
+        user_access_brand_bundle: text;
+        /// `user_access_brand_identifier`.
+        user_access_brand_identifier: text;
+        /// `grant_types_supported`.
+        grant_types_supported: list;
+        /// `token_endpoint_auth_methods_supported`.
+        token_endpoint_auth_methods_supported: list;
+        /// `token_endpoint_auth_signing_alg_values_supported`.
+        token_endpoint_auth_signing_alg_values_supported: list;
+        /// `scopes_supported`.
+        scopes_supported: list;
+        /// `response_types_supported`.
+        response_types_supported: list;
+    }
+
+    /// The `rest.security` element of a FHIR CapabilityStatement for servers that assemble
+    /// their own `/metadata`: the `SMART-on-FHIR` service coding and the (deprecated but
+    /// still read) `oauth-uris` extension with the token, authorize, register, manage,
+    /// introspect and revoke endpoints that this document names.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let security = configuration.capability_statement_security();
+    /// assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
+    pub fn capability_statement_security(&self) -> Value {
+        let raw = &self.raw;
+        let endpoints = [
+            ("token", &raw.token_endpoint),
+            ("authorize", &raw.authorization_endpoint),
+            ("register", &raw.registration_endpoint),
+            ("manage", &raw.management_endpoint),
+            ("introspect", &raw.introspection_endpoint),
+            ("revoke", &raw.revocation_endpoint),
+        ];
+        let uris: Vec<Value> = endpoints
+            .iter()
+            .filter_map(|(name, url)| {
+                url.as_ref()
+                    .map(|url| serde_json::json!({ "url": name, "valueUri": url }))
+            })
+            .collect();
+        serde_json::json!({
+            "extension": [{
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": uris,
+            }],
+            "service": [{
+                "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR",
+                    "display": "SMART-on-FHIR",
+                }],
+                "text": "OAuth2 using the SMART App Launch profile",
+            }],
+        })
+    }
+}
+
+/// Builds a [`SmartConfiguration`]; see [`SmartConfiguration::builder`] and
+/// [`SmartConfiguration::backend_services`].
+///
+/// ```
+/// use smart_auth::discovery::{Capability, SmartConfiguration};
+/// let configuration = SmartConfiguration::builder()
+///     .token_endpoint("https://auth.example.org/token")
+///     .grant_types_supported(["client_credentials"])
+///     .capabilities([Capability::ClientConfidentialSymmetric])
+///     .introspection_endpoint("https://auth.example.org/introspect")
+///     .build()?;
+/// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct SmartConfigurationBuilder {
+    raw: RawConfiguration,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $kind:tt;)*) => {
+        $( setters!(@one $(#[$doc])* $name $kind); )*
+    };
+    (@one $(#[$doc:meta])* $name:ident text) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: impl Into<String>) -> Self {
+            self.raw.$name = Some(value.into());
+            self
+        }
+    };
+    (@one $(#[$doc:meta])* $name:ident list) => {
+        $(#[$doc])*
+        pub fn $name<I, S>(mut self, values: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.raw.$name = values.into_iter().map(Into::into).collect();
+            self
+        }
+    };
+}
+
+impl SmartConfigurationBuilder {
+    setters! {
+        /// `issuer` (required with `sso-openid-connect`).
+        issuer: text;
+        /// `jwks_uri` (required with `sso-openid-connect`).
+        jwks_uri: text;
+        /// `authorization_endpoint` (required for the launch flows; Inferno's STU2
+        /// discovery test also wants it).
+        authorization_endpoint: text;
+        /// `token_endpoint` (required).
+        token_endpoint: text;
+        /// `registration_endpoint`.
+        registration_endpoint: text;
+        /// `management_endpoint`.
+        management_endpoint: text;
+        /// `introspection_endpoint`.
+        introspection_endpoint: text;
+        /// `revocation_endpoint`.
+        revocation_endpoint: text;
+        /// `user_access_brand_bundle`.
+        user_access_brand_bundle: text;
+        /// `user_access_brand_identifier`.
+        user_access_brand_identifier: text;
+        /// `grant_types_supported` (required, not empty).
+        grant_types_supported: list;
+        /// `token_endpoint_auth_methods_supported`.
+        token_endpoint_auth_methods_supported: list;
+        /// `token_endpoint_auth_signing_alg_values_supported` (`RS384` or `ES384` required
+        /// with `client-confidential-asymmetric`).
+        token_endpoint_auth_signing_alg_values_supported: list;
+        /// `scopes_supported`.
+        scopes_supported: list;
+        /// `response_types_supported`.
+        response_types_supported: list;
+    }
+
+    /// `capabilities` (required).
+    pub fn capabilities(mut self, capabilities: impl IntoIterator<Item = Capability>) -> Self {
+        self.raw.capabilities = Some(capabilities.into_iter().collect());
+        self
+    }
+
+    /// Adds one capability.
+    pub fn capability(mut self, capability: Capability) -> Self {
+        let capabilities = self.raw.capabilities.get_or_insert_with(Vec::new);
+        if !capabilities.contains(&capability) {
+            capabilities.push(capability);
+        }
+        self
+    }
+
+    /// `code_challenge_methods_supported` (default `["S256"]`; must contain `S256`, never
+    /// `plain`).
+    pub fn code_challenge_methods_supported<I, S>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.raw.code_challenge_methods_supported =
+            Some(methods.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds an `associated_endpoints` entry.
+    pub fn associated_endpoint(
+        mut self,
+        url: impl Into<String>,
+        capabilities: impl IntoIterator<Item = Capability>,
+    ) -> Self {
+        self.raw.associated_endpoints.push(AssociatedEndpoint {
+            url: url.into(),
+            capabilities: capabilities.into_iter().collect(),
+        });
+        self
+    }
+
+    /// Adds a field this crate does not model (a later SMART field, or an extension named
+    /// by a full URI). Known field names are refused at build.
+    pub fn extra(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.raw.extra.insert(name.into(), value);
+        self
+    }
+
+    /// Validates and builds the document.
+    ///
+    /// # Errors
+    ///
+    /// The first rule the document breaks (see [`SmartConfiguration`]).
+    pub fn build(self) -> Result<SmartConfiguration, DiscoveryError> {
+        // An extra field with a modelled name would be written twice.
+        if self
+            .raw
+            .extra
+            .keys()
+            .any(|name| KNOWN_FIELDS.contains(&name.as_str()))
+        {
+            return Err(DiscoveryError::InvalidValue { field: "extra" });
+        }
+        SmartConfiguration::try_from(self.raw)
+    }
+
+    /// A builder filled from the authorization server's metadata; see
+    /// [`SmartConfiguration::from_issuer`]. `client` replaces the default HTTP client
+    /// (the limits still apply).
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::Fetch`] or [`DiscoveryError::IssuerMismatch`].
+    pub async fn from_issuer(
+        issuer: &str,
+        client: Option<reqwest::Client>,
+    ) -> Result<Self, DiscoveryError> {
+        let issuer_url =
+            Url::parse(issuer).map_err(|_| DiscoveryError::InvalidUrl { field: "issuer" })?;
+        if !is_allowed_url(&issuer_url) {
+            return Err(DiscoveryError::InvalidUrl { field: "issuer" });
+        }
+        let timeout = std::time::Duration::from_secs(5);
+        let fetcher = Fetcher {
+            client: client.unwrap_or_else(|| default_client(timeout)),
+            timeout,
+            max_body: 1024 * 1024,
+        };
+        let document =
+            fetch::discover_metadata(&fetcher, issuer, |doc| doc.contains_key("token_endpoint"))
+                .await
+                .map_err(|error| match error {
+                    FetchError::IssuerMismatch => DiscoveryError::IssuerMismatch,
+                    other => DiscoveryError::Fetch {
+                        reason: other.to_string(),
+                    },
+                })?;
+        Self::from_metadata(document)
+    }
+
+    /// Maps authorization-server metadata onto the document a resource server publishes.
+    fn from_metadata(document: Map<String, Value>) -> Result<Self, DiscoveryError> {
+        let text = |field: &'static str| -> Result<Option<String>, DiscoveryError> {
+            match document.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(value)) => Ok(Some(value.clone())),
+                Some(_) => Err(DiscoveryError::InvalidValue { field }),
+            }
+        };
+        let list = |field: &'static str| -> Result<Vec<String>, DiscoveryError> {
+            match document.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str()
+                            .map(str::to_owned)
+                            .ok_or(DiscoveryError::InvalidValue { field })
+                    })
+                    .collect(),
+                Some(_) => Err(DiscoveryError::InvalidValue { field }),
+            }
+        };
+        let auth_methods = list("token_endpoint_auth_methods_supported")?;
+        let capabilities = match document.get("capabilities") {
+            Some(_) => list("capabilities")?
+                .iter()
+                .map(|c| Capability::parse(c))
+                .collect(),
+            // OpenID Connect / RFC 8414 metadata states no SMART capabilities: derive the
+            // client-authentication ones from the methods it supports.
+            None => {
+                let mut derived = Vec::new();
+                if auth_methods.iter().any(|m| m == "private_key_jwt") {
+                    derived.push(Capability::ClientConfidentialAsymmetric);
+                }
+                if auth_methods.iter().any(|m| m == "client_secret_basic") {
+                    derived.push(Capability::ClientConfidentialSymmetric);
+                }
+                derived
+            }
+        };
+        // Metadata without grant types leaves the field empty, and the build fails: RFC 8414
+        // would mean authorization_code and implicit, neither of which is ours to claim.
+        let grant_types = list("grant_types_supported")?;
+        let raw = RawConfiguration {
+            issuer: text("issuer")?,
+            jwks_uri: text("jwks_uri")?,
+            authorization_endpoint: text("authorization_endpoint")?,
+            grant_types_supported: grant_types,
+            token_endpoint: text("token_endpoint")?,
+            token_endpoint_auth_methods_supported: auth_methods,
+            token_endpoint_auth_signing_alg_values_supported: list(
+                "token_endpoint_auth_signing_alg_values_supported",
+            )?,
+            registration_endpoint: text("registration_endpoint")?,
+            scopes_supported: list("scopes_supported")?,
+            response_types_supported: list("response_types_supported")?,
+            management_endpoint: text("management_endpoint")?,
+            introspection_endpoint: text("introspection_endpoint")?,
+            revocation_endpoint: text("revocation_endpoint")?,
+            capabilities: Some(capabilities),
+            // The resource server publishes only the safe PKCE method.
+            code_challenge_methods_supported: Some(vec!["S256".to_owned()]),
+            associated_endpoints: Vec::new(),
+            user_access_brand_bundle: text("user_access_brand_bundle")?,
+            user_access_brand_identifier: text("user_access_brand_identifier")?,
+            extra: Map::new(),
+        };
+        Ok(Self { raw })
+    }
+}
+
+/// Field names the document models (kept in step with [`RawConfiguration`]).
+const KNOWN_FIELDS: [&str; 18] = [
+    "issuer",
+    "jwks_uri",
+    "authorization_endpoint",
+    "grant_types_supported",
+    "token_endpoint",
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported",
+    "registration_endpoint",
+    "scopes_supported",
+    "response_types_supported",
+    "management_endpoint",
+    "introspection_endpoint",
+    "revocation_endpoint",
+    "capabilities",
+    "code_challenge_methods_supported",
+    "associated_endpoints",
+    "user_access_brand_bundle",
+    "user_access_brand_identifier",
+];

@@ -1,0 +1,304 @@
+//! Serving the document: [`SmartDiscoveryLayer`] (tower) and
+//! [`SmartDiscoveryLayer::router`] (axum).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
+};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::document::{DiscoveryError, SmartConfiguration};
+
+const WELL_KNOWN: &str = "/.well-known/smart-configuration";
+const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// A tower layer that answers `GET` and `HEAD` on `{base}/.well-known/smart-configuration`
+/// with a [`SmartConfiguration`] and passes every other request to the inner service.
+///
+/// The answer is `200` with `Content-Type: application/json` whatever the `Accept` header,
+/// `Access-Control-Allow-Origin: *` (the SMART IG wants discovery readable from any
+/// origin) and `Cache-Control: public, max-age=3600` (configurable). `OPTIONS` preflights
+/// are answered for any origin; other methods get `405` with `Allow`. The body is
+/// serialised once, when the layer is built.
+///
+/// Discovery must be reachable without a token: put this layer outside
+/// [`SmartAuthLayer`](crate::SmartAuthLayer), or rely on the auth layer's default public
+/// paths, which let `GET`/`HEAD` of the well-known path and preflights through.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+///
+/// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+///     .scopes_supported(["system/*.rs"])
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/fhir/r4/Patient/{id}", get(|| async { "patient" }))
+///     .layer(SmartDiscoveryLayer::new(configuration).base_path("/fhir/r4")?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SmartDiscoveryLayer {
+    shared: Arc<Prepared>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    body: Bytes,
+    content_length: HeaderValue,
+    cache_control: HeaderValue,
+    paths: Vec<String>,
+    /// `{base}/metadata` paths whose answers get `Access-Control-Allow-Origin: *`.
+    metadata_paths: Vec<String>,
+}
+
+impl SmartDiscoveryLayer {
+    /// Serves `configuration` at `/.well-known/smart-configuration`.
+    pub fn new(configuration: SmartConfiguration) -> Self {
+        // Serialising a validated document of strings and arrays cannot fail.
+        let body = Bytes::from(serde_json::to_vec(&configuration).unwrap_or_default());
+        Self {
+            shared: Arc::new(Prepared {
+                content_length: HeaderValue::from(body.len()),
+                body,
+                cache_control: HeaderValue::from_static("public, max-age=3600"),
+                paths: vec![WELL_KNOWN.to_owned()],
+                metadata_paths: Vec::new(),
+            }),
+        }
+    }
+
+    /// Serves under this FHIR base path (`/fhir/r4`) instead of the root; call
+    /// [`also_at_root`](Self::also_at_root) to keep the root too.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::InvalidValue`] for a path that does not start with `/`.
+    pub fn base_path(self, base_path: &str) -> Result<Self, DiscoveryError> {
+        if !base_path.starts_with('/') {
+            return Err(DiscoveryError::InvalidValue { field: "base_path" });
+        }
+        let path = format!("{}{WELL_KNOWN}", base_path.trim_end_matches('/'));
+        Ok(self.map(|prepared| prepared.paths = vec![path]))
+    }
+
+    /// Also serves at `/.well-known/smart-configuration`.
+    pub fn also_at_root(self) -> Self {
+        self.map(|prepared| {
+            if !prepared.paths.iter().any(|p| p == WELL_KNOWN) {
+                prepared.paths.push(WELL_KNOWN.to_owned());
+            }
+        })
+    }
+
+    /// The `Cache-Control` of the answer (default `public, max-age=3600`).
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::InvalidValue`] for a value that cannot be a header.
+    pub fn cache_control(self, value: &str) -> Result<Self, DiscoveryError> {
+        let value = HeaderValue::from_str(value).map_err(|_| DiscoveryError::InvalidValue {
+            field: "cache_control",
+        })?;
+        Ok(self.map(|prepared| prepared.cache_control = value))
+    }
+
+    /// Adds `Access-Control-Allow-Origin: *` to the inner service's answers on
+    /// `{base}/metadata` (for each served base), which the SMART IG also wants readable
+    /// from any origin. The capability statement itself stays the inner service's job.
+    pub fn cors_on_metadata(self) -> Self {
+        self.map(|prepared| {
+            prepared.metadata_paths = prepared
+                .paths
+                .iter()
+                .map(|path| format!("{}/metadata", path.trim_end_matches(WELL_KNOWN)))
+                .collect();
+        })
+    }
+
+    /// The paths served.
+    pub fn paths(&self) -> &[String] {
+        &self.shared.paths
+    }
+
+    /// An axum router serving the document at the configured paths (every method other
+    /// than `GET`, `HEAD` and `OPTIONS` gets 405), to merge into an app.
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+    /// # let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let discovery: Router = SmartDiscoveryLayer::new(configuration).base_path("/fhir")?.router();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "axum")]
+    pub fn router(&self) -> axum::Router {
+        let service = self.layer(tower_service_not_found());
+        let mut router = axum::Router::new();
+        for path in &self.shared.paths {
+            router = router.route_service(path, service.clone());
+        }
+        router
+    }
+
+    fn map(self, change: impl FnOnce(&mut Prepared)) -> Self {
+        let mut prepared = Prepared {
+            body: self.shared.body.clone(),
+            content_length: self.shared.content_length.clone(),
+            cache_control: self.shared.cache_control.clone(),
+            paths: self.shared.paths.clone(),
+            metadata_paths: self.shared.metadata_paths.clone(),
+        };
+        change(&mut prepared);
+        Self {
+            shared: Arc::new(prepared),
+        }
+    }
+
+    fn answer<B: From<Bytes>>(&self, method: &Method) -> Response<B> {
+        let prepared = &self.shared;
+        let (status, body) = match *method {
+            Method::GET => (StatusCode::OK, prepared.body.clone()),
+            Method::HEAD => (StatusCode::OK, Bytes::new()),
+            Method::OPTIONS => (StatusCode::NO_CONTENT, Bytes::new()),
+            _ => (StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),
+        };
+        let mut response = Response::new(B::from(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        match status {
+            StatusCode::OK => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                headers.insert(CACHE_CONTROL, prepared.cache_control.clone());
+                headers.insert(CONTENT_LENGTH, prepared.content_length.clone());
+            }
+            StatusCode::NO_CONTENT => {
+                headers.insert(
+                    ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static(ALLOWED_METHODS),
+                );
+                headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+                headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+                headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+            _ => {
+                headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+        }
+        response
+    }
+}
+
+/// The inner service of the axum router: never reached, since the router only routes the
+/// discovery paths to the layer.
+#[cfg(feature = "axum")]
+fn tower_service_not_found() -> axum::routing::MethodRouter {
+    axum::routing::any(|| async { StatusCode::NOT_FOUND })
+}
+
+impl<S> Layer<S> for SmartDiscoveryLayer {
+    type Service = SmartDiscovery<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SmartDiscovery {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`SmartDiscoveryLayer`].
+#[derive(Debug, Clone)]
+pub struct SmartDiscovery<S> {
+    inner: S,
+    layer: SmartDiscoveryLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SmartDiscovery<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let path = request.uri().path();
+        if self.layer.shared.paths.iter().any(|served| served == path) {
+            let response = Some(self.layer.answer(request.method()));
+            return ResponseFuture {
+                state: State::Answered { response },
+            };
+        }
+        let cors = self
+            .layer
+            .shared
+            .metadata_paths
+            .iter()
+            .any(|metadata| metadata == path);
+        ResponseFuture {
+            state: State::Inner {
+                future: self.inner.call(request),
+                cors,
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`SmartDiscovery`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[derive(Debug)]
+    enum State<F, B> {
+        Answered { response: Option<Response<B>> },
+        Inner { #[pin] future: F, cors: bool },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Answered { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            StateProj::Inner { future, cors } => {
+                let mut result = std::task::ready!(future.poll(cx));
+                if let (true, Ok(response)) = (*cors, &mut result) {
+                    response
+                        .headers_mut()
+                        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+}

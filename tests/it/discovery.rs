@@ -1,0 +1,551 @@
+//! Publishing `/.well-known/smart-configuration`: document rules, serving, Inferno's checks.
+
+use axum::Router;
+use axum::routing::get;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use smart_auth::discovery::{
+    Capability, DiscoveryError, SmartConfiguration, SmartConfigurationBuilder, SmartDiscoveryLayer,
+};
+use smart_auth::testing::TestIssuer;
+use smart_auth::{ManualClock, SmartAuthLayer};
+
+use crate::support::serve;
+
+/// The full example of SMART App Launch 2.2 (conformance.md, "Sample Response").
+fn ig_full_example() -> Value {
+    json!({
+      "issuer": "https://ehr.example.com",
+      "jwks_uri": "https://ehr.example.com/.well-known/jwks.json",
+      "authorization_endpoint": "https://ehr.example.com/auth/authorize",
+      "token_endpoint": "https://ehr.example.com/auth/token",
+      "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+      "grant_types_supported": ["authorization_code", "client_credentials"],
+      "registration_endpoint": "https://ehr.example.com/auth/register",
+      "scopes_supported": ["openid", "profile", "launch", "launch/patient", "patient/*.rs", "user/*.rs", "offline_access"],
+      "response_types_supported": ["code"],
+      "management_endpoint": "https://ehr.example.com/user/manage",
+      "introspection_endpoint": "https://ehr.example.com/user/introspect",
+      "revocation_endpoint": "https://ehr.example.com/user/revoke",
+      "code_challenge_methods_supported": ["S256"],
+      "capabilities": ["launch-ehr", "permission-patient", "permission-v2", "client-public",
+                       "client-confidential-symmetric", "context-ehr-patient", "sso-openid-connect"],
+      "associated_endpoints": [{"url": "https://state.example.com", "capabilities": ["smart-app-state"]}]
+    })
+}
+
+/// The Backend Services example (client-confidential-asymmetric.md).
+fn ig_backend_example() -> Value {
+    json!({
+      "token_endpoint": "https://ehr.example.com/auth/token",
+      "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+      "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+      "grant_types_supported": ["client_credentials"],
+      "scopes_supported": ["system/*.rs"],
+      "capabilities": ["client-confidential-asymmetric", "permission-v2"]
+    })
+}
+
+#[test]
+fn ig_examples_round_trip() {
+    let full: SmartConfiguration = serde_json::from_value(ig_full_example()).unwrap();
+    assert_eq!(serde_json::to_value(&full).unwrap(), ig_full_example());
+    assert_eq!(full.capabilities()[6], Capability::SsoOpenidConnect);
+    assert_eq!(
+        full.associated_endpoints()[0].capabilities,
+        [Capability::SmartAppState]
+    );
+
+    let backend: SmartConfiguration = serde_json::from_value(ig_backend_example()).unwrap();
+    let mut expected = ig_backend_example();
+    expected["code_challenge_methods_supported"] = json!(["S256"]);
+    assert_eq!(
+        serde_json::to_value(&backend).unwrap(),
+        expected,
+        "S256 is added when absent"
+    );
+    let again: SmartConfiguration =
+        serde_json::from_value(serde_json::to_value(&backend).unwrap()).unwrap();
+    assert_eq!(again, backend);
+}
+
+#[test]
+fn unknown_capabilities_and_fields_round_trip_unchanged() {
+    let mut document = ig_backend_example();
+    document["capabilities"] = json!([
+        "client-confidential-asymmetric",
+        "context-passthrough-banner",
+        "https://example.org/caps/x"
+    ]);
+    document["code_challenge_methods_supported"] = json!(["S256"]);
+    document["x_vendor_field"] = json!({"a": [1, 2]});
+    let parsed: SmartConfiguration = serde_json::from_value(document.clone()).unwrap();
+    assert_eq!(
+        parsed.capabilities()[1],
+        Capability::Other("context-passthrough-banner".into())
+    );
+    assert_eq!(parsed.extra()["x_vendor_field"], json!({"a": [1, 2]}));
+    assert_eq!(serde_json::to_value(&parsed).unwrap(), document);
+}
+
+#[test]
+fn every_validation_rule() {
+    let backend = || SmartConfiguration::backend_services("https://as.example/token");
+    let rows: Vec<(SmartConfigurationBuilder, DiscoveryError)> = vec![
+        (
+            SmartConfiguration::builder(),
+            DiscoveryError::Missing {
+                field: "token_endpoint",
+            },
+        ),
+        (
+            backend().grant_types_supported(Vec::<String>::new()),
+            DiscoveryError::Missing {
+                field: "grant_types_supported",
+            },
+        ),
+        (
+            SmartConfiguration::builder()
+                .token_endpoint("https://as.example/token")
+                .grant_types_supported(["client_credentials"]),
+            DiscoveryError::Missing {
+                field: "capabilities",
+            },
+        ),
+        (
+            backend().code_challenge_methods_supported(["plain"]),
+            DiscoveryError::InvalidCodeChallengeMethods,
+        ),
+        (
+            backend().code_challenge_methods_supported(["S256", "plain"]),
+            DiscoveryError::InvalidCodeChallengeMethods,
+        ),
+        (
+            backend().code_challenge_methods_supported(Vec::<String>::new()),
+            DiscoveryError::InvalidCodeChallengeMethods,
+        ),
+        (
+            backend().token_endpoint_auth_signing_alg_values_supported(["RS256"]),
+            DiscoveryError::MissingAsymmetricAlgorithm,
+        ),
+        (
+            backend().capability(Capability::SsoOpenidConnect),
+            DiscoveryError::Missing { field: "issuer" },
+        ),
+        (
+            backend()
+                .capability(Capability::SsoOpenidConnect)
+                .issuer("https://as.example"),
+            DiscoveryError::Missing { field: "jwks_uri" },
+        ),
+        (
+            backend().token_endpoint("/token"),
+            DiscoveryError::InvalidUrl {
+                field: "token_endpoint",
+            },
+        ),
+        (
+            backend().token_endpoint("http://as.example/token"),
+            DiscoveryError::InvalidUrl {
+                field: "token_endpoint",
+            },
+        ),
+        (
+            backend().introspection_endpoint("ftp://as.example/i"),
+            DiscoveryError::InvalidUrl {
+                field: "introspection_endpoint",
+            },
+        ),
+        (
+            backend().jwks_uri("jwks.json"),
+            DiscoveryError::InvalidUrl { field: "jwks_uri" },
+        ),
+        (
+            backend().authorization_endpoint("http://10.0.0.1/authorize"),
+            DiscoveryError::InvalidUrl {
+                field: "authorization_endpoint",
+            },
+        ),
+        (
+            backend().associated_endpoint("http://state.example", [Capability::SmartAppState]),
+            DiscoveryError::InvalidUrl {
+                field: "associated_endpoints",
+            },
+        ),
+        (
+            backend().extra("token_endpoint", json!("https://other.example")),
+            DiscoveryError::InvalidValue { field: "extra" },
+        ),
+    ];
+    for (builder, expected) in rows {
+        assert_eq!(builder.build().unwrap_err(), expected);
+    }
+    assert!(
+        backend()
+            .token_endpoint("http://127.0.0.1:9/token")
+            .build()
+            .is_ok(),
+        "loopback http is allowed"
+    );
+    // Deserializing applies the same rules.
+    let mut bad = ig_backend_example();
+    bad["code_challenge_methods_supported"] = json!(["plain", "S256"]);
+    assert!(serde_json::from_value::<SmartConfiguration>(bad).is_err());
+}
+
+struct Served {
+    url: String,
+    http: reqwest::Client,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn served(layer: SmartDiscoveryLayer, wrap_with_auth: Option<&TestIssuer>) -> Served {
+    let mut router = Router::new()
+        .route(
+            "/fhir/r4/Patient/{id}",
+            get(|| async { ([("x-inner", "yes")], "inner body") }),
+        )
+        .route(
+            "/fhir/r4/metadata",
+            get(|| async { "{\"resourceType\":\"CapabilityStatement\"}" }),
+        );
+    if let Some(issuer) = wrap_with_auth {
+        let auth = SmartAuthLayer::builder(issuer.url())
+            .audience(issuer.audience())
+            .clock(ManualClock::new())
+            .build()
+            .unwrap();
+        router = router.layer(auth);
+    }
+    let router = router.layer(layer);
+    let (url, server) = serve(router).await;
+    Served {
+        url,
+        http: reqwest::Client::new(),
+        _server: server,
+    }
+}
+
+fn full() -> SmartConfiguration {
+    serde_json::from_value(ig_full_example()).unwrap()
+}
+
+/// What Inferno's STU2 discovery tests check (well_known_endpoint_test.rb,
+/// well_known_capabilities_stu2_test.rb, cors_well_known_endpoint_test.rb).
+#[tokio::test]
+async fn inferno_discovery_checks() {
+    let app = served(
+        SmartDiscoveryLayer::new(full())
+            .base_path("/fhir/r4")
+            .unwrap()
+            .cors_on_metadata(),
+        None,
+    )
+    .await;
+    let url = format!("{}/fhir/r4/.well-known/smart-configuration", app.url);
+    for accept in [Some("application/json"), None, Some("text/html")] {
+        let mut request = app.http.get(&url);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{accept:?}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        assert_eq!(response.headers()["cache-control"], "public, max-age=3600");
+        let body: Value =
+            serde_json::from_slice(&response.bytes().await.unwrap()).expect("valid JSON");
+        for field in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "issuer",
+            "jwks_uri",
+        ] {
+            assert!(body[field].is_string(), "{field}");
+        }
+        for field in [
+            "capabilities",
+            "grant_types_supported",
+            "code_challenge_methods_supported",
+        ] {
+            assert!(body[field].is_array(), "{field}");
+        }
+        assert!(
+            body["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("authorization_code"))
+        );
+        let pkce = body["code_challenge_methods_supported"].as_array().unwrap();
+        assert!(pkce.contains(&json!("S256")) && !pkce.contains(&json!("plain")));
+        assert!(
+            body["capabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(Value::is_string)
+        );
+    }
+    for path in [
+        "/fhir/r4/.well-known/smart-configuration",
+        "/fhir/r4/metadata",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .header("origin", "https://inferno.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "*",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn head_options_and_other_methods() {
+    let app = served(
+        SmartDiscoveryLayer::new(full())
+            .base_path("/fhir/r4/")
+            .unwrap(),
+        None,
+    )
+    .await;
+    let url = format!("{}/fhir/r4/.well-known/smart-configuration", app.url);
+    let get_length = app
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    let head = app.http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        head.headers()["content-length"],
+        get_length.to_string().as_str()
+    );
+    assert_eq!(head.headers()["content-type"], "application/json");
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        preflight.headers()["access-control-allow-methods"],
+        "GET, HEAD, OPTIONS"
+    );
+    let post = app.http.post(&url).send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers()["allow"], "GET, HEAD, OPTIONS");
+}
+
+#[tokio::test]
+async fn base_path_root_and_pass_through() {
+    let layer = SmartDiscoveryLayer::new(full())
+        .base_path("/fhir/r4")
+        .unwrap()
+        .also_at_root()
+        .cache_control("no-cache")
+        .unwrap();
+    let app = served(layer, None).await;
+    for path in [
+        "/fhir/r4/.well-known/smart-configuration",
+        "/.well-known/smart-configuration",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-cache");
+    }
+    assert_eq!(
+        app.http
+            .get(format!("{}/fhir/.well-known/smart-configuration", app.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let inner = app
+        .http
+        .get(format!("{}/fhir/r4/Patient/1", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inner.status(), StatusCode::OK);
+    assert_eq!(inner.headers()["x-inner"], "yes");
+    assert!(inner.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(inner.text().await.unwrap(), "inner body");
+}
+
+#[tokio::test]
+async fn unauthenticated_even_behind_the_auth_layer() {
+    let issuer = TestIssuer::start().await;
+    // Discovery outside the auth layer.
+    let app = served(
+        SmartDiscoveryLayer::new(full())
+            .base_path("/fhir/r4")
+            .unwrap(),
+        Some(&issuer),
+    )
+    .await;
+    let url = format!("{}/fhir/r4/.well-known/smart-configuration", app.url);
+    assert_eq!(
+        app.http.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.http
+            .get(format!("{}/fhir/r4/Patient/1", app.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Discovery routes merged beside a router the auth layer wraps.
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/fhir/r4/Patient/{id}", get(|| async { "patient" }))
+        .merge(
+            SmartDiscoveryLayer::new(full())
+                .base_path("/fhir/r4")
+                .unwrap()
+                .router(),
+        )
+        .layer(auth);
+    let (url, _server) = serve(router).await;
+    let response = reqwest::get(format!("{url}/fhir/r4/.well-known/smart-configuration"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&response.bytes().await.unwrap()).unwrap()["token_endpoint"],
+        "https://ehr.example.com/auth/token"
+    );
+    assert_eq!(
+        reqwest::get(format!("{url}/fhir/r4/Patient/1"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn from_issuer_builds_the_resource_server_document() {
+    let issuer = TestIssuer::start().await;
+    let configuration = SmartConfiguration::from_issuer(issuer.url()).await.unwrap();
+    assert_eq!(
+        configuration.token_endpoint(),
+        format!("{}/token", issuer.url())
+    );
+    assert_eq!(
+        configuration.grant_types_supported(),
+        ["client_credentials"]
+    );
+    assert_eq!(
+        configuration.token_endpoint_auth_signing_alg_values_supported(),
+        ["RS384", "ES384"]
+    );
+    assert_eq!(
+        configuration.capabilities(),
+        [
+            Capability::ClientConfidentialAsymmetric,
+            Capability::PermissionV2
+        ]
+    );
+    assert_eq!(configuration.code_challenge_methods_supported(), ["S256"]);
+    assert_eq!(issuer.smart_configuration_fetches(), 1);
+}
+
+#[tokio::test]
+async fn from_issuer_falls_back_to_openid_configuration_and_refuses_another_issuer() {
+    let issuer = TestIssuer::start().await;
+    issuer.disable_smart_configuration();
+    // OpenID metadata names no grant types: nothing may be claimed, so the build fails.
+    let error = SmartConfiguration::from_issuer(issuer.url())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        DiscoveryError::Missing {
+            field: "grant_types_supported"
+        }
+    );
+    assert_eq!(issuer.openid_configuration_fetches(), 1);
+    // The builder form lets the caller state what the metadata does not.
+    let configuration = SmartConfigurationBuilder::from_issuer(issuer.url(), None)
+        .await
+        .unwrap()
+        .grant_types_supported(["client_credentials"])
+        .capabilities([Capability::ClientConfidentialSymmetric])
+        .build()
+        .unwrap();
+    assert_eq!(configuration.issuer(), Some(issuer.url()));
+
+    let other = TestIssuer::start().await;
+    other.set_discovery_issuer("https://evil.example");
+    assert_eq!(
+        SmartConfiguration::from_issuer(other.url())
+            .await
+            .unwrap_err(),
+        DiscoveryError::IssuerMismatch
+    );
+    assert!(matches!(
+        SmartConfiguration::from_issuer("http://example.org")
+            .await
+            .unwrap_err(),
+        DiscoveryError::InvalidUrl { field: "issuer" }
+    ));
+}
+
+#[test]
+fn capability_statement_security_names_every_endpoint() {
+    let security = full().capability_statement_security();
+    let uris = security["extension"][0]["extension"].as_array().unwrap();
+    let names: Vec<&str> = uris.iter().map(|u| u["url"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "token",
+            "authorize",
+            "register",
+            "manage",
+            "introspect",
+            "revoke"
+        ]
+    );
+    assert_eq!(
+        security["extension"][0]["url"],
+        "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    );
+    assert_eq!(
+        security["service"][0]["coding"][0]["system"],
+        "http://terminology.hl7.org/CodeSystem/restful-security-service"
+    );
+}
