@@ -64,6 +64,8 @@ pub mod layer;
 mod response;
 pub mod scopes;
 #[cfg(feature = "testing")]
+mod signing;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod verifier;
 

@@ -14,10 +14,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::keys::{KeyType, TestKey};
 use super::token::TokenBuilder;
 use crate::algorithm::SigningAlgorithm;
 use crate::clock::{Clock, SystemClock};
+use crate::signing::{KeyType, TestKey};
 
 /// How the issuer answers requests for its JWK Set.
 ///

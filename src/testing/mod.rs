@@ -31,7 +31,6 @@
 //! its own key cache.
 
 mod issuer;
-mod keys;
 mod token;
 
 pub use issuer::{JwksBehaviour, TestIssuer, TestIssuerBuilder};

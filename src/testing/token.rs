@@ -145,7 +145,6 @@ impl<'a> TokenBuilder<'a> {
             _ => self.issuer.key_for(self.alg),
         };
         let mut header = self.header;
-        header.insert("alg".into(), json!(self.alg.name()));
         match self.kid {
             Kid::Default => {
                 header.insert("kid".into(), json!(key.kid));
@@ -155,13 +154,7 @@ impl<'a> TokenBuilder<'a> {
             }
             Kid::Omitted => {}
         }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
-            URL_SAFE_NO_PAD.encode(Value::Object(self.claims).to_string())
-        );
-        let signature = key.sign(self.alg, signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        key.compact_jws(self.alg, header, &Value::Object(self.claims))
     }
 }
 

@@ -1,4 +1,6 @@
-//! Key pairs for the test issuer: generation, public JWKs and signing.
+//! Private keys for everything in this crate that signs: the test issuer (`testing`), the
+//! development authorization server (`dev-server`) and the backend-service client
+//! (`client`). Generation, the public JWK, signing, and compact JWS assembly.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
@@ -101,6 +103,23 @@ impl TestKey {
             jwk,
             signer,
         }
+    }
+
+    /// Signs `header.claims` as a compact JWS with `alg` (written into the header).
+    pub(crate) fn compact_jws(
+        &self,
+        alg: SigningAlgorithm,
+        mut header: serde_json::Map<String, Value>,
+        claims: &Value,
+    ) -> String {
+        header.insert("alg".into(), json!(alg.name()));
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.sign(alg, signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
     /// Signs `message` with `alg`, which must fit the key type.
