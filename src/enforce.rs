@@ -226,41 +226,11 @@ pub fn default_operation_policy(
 /// The percent-decoded `_type` values of a query string, joined by commas (several
 /// `_type` parameters add up).
 fn type_parameter(query: &str) -> Option<String> {
-    let mut types: Vec<String> = Vec::new();
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == "_type" {
-            types.push(percent_decode(value));
-        }
-    }
+    let types: Vec<String> = crate::form::pairs(query)
+        .filter(|(name, _)| name == "_type")
+        .map(|(_, value)| value)
+        .collect();
     (!types.is_empty()).then(|| types.join(","))
-}
-
-/// Decodes `%XX` escapes and `+` (form encoding of a space); invalid escapes stay as they
-/// are, which leaves an invalid type name that only a `*` scope covers.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -282,8 +252,5 @@ mod tests {
             Some("Patient,Group".into())
         );
         assert_eq!(type_parameter("_since=2020"), None);
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert_eq!(percent_decode("%41"), "A");
     }
 }

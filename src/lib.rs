@@ -52,18 +52,21 @@ mod algorithm;
 mod bearer;
 mod claims;
 mod clock;
+#[cfg(feature = "dev-server")]
+pub mod dev_server;
 pub mod discovery;
 mod enforce;
 mod error;
 #[cfg(feature = "axum")]
 mod extractor;
 mod fetch;
+mod form;
 mod jwks;
 mod jwt;
 pub mod layer;
 mod response;
 pub mod scopes;
-#[cfg(feature = "testing")]
+#[cfg(any(feature = "testing", feature = "dev-server"))]
 mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;

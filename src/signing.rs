@@ -2,6 +2,9 @@
 //! development authorization server (`dev-server`) and the backend-service client
 //! (`client`). Generation, the public JWK, signing, and compact JWS assembly.
 
+// Each feature that signs (the test issuer, the development server) uses a different part.
+#![allow(dead_code)]
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::issuer::TestIssuer;
 use crate::algorithm::SigningAlgorithm;
 use crate::clock::unix_seconds;
+use crate::signing::KeyType;
 
 /// A token being minted by a [`TestIssuer`]. Get one from [`TestIssuer::token`].
 ///
@@ -82,9 +83,10 @@ impl<'a> TokenBuilder<'a> {
         self
     }
 
-    /// Signs with the published key of this `kid` and names it in the header. An unknown
-    /// `kid` is still written into the header, and the token is signed with the default
-    /// key: useful to test unknown keys.
+    /// Signs with the published key of this `kid` and names it in the header. A `kid` that
+    /// is unknown, or whose key does not fit the algorithm, is still written into the
+    /// header, and the token is signed with the default key of the algorithm: useful to
+    /// test unknown keys and key-family confusion.
     pub fn kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = Kid::Named(kid.into());
         self
@@ -141,6 +143,7 @@ impl<'a> TokenBuilder<'a> {
             Kid::Named(kid) => self
                 .issuer
                 .key_by_kid(kid)
+                .filter(|key| key.key_type == KeyType::for_algorithm(self.alg))
                 .unwrap_or_else(|| self.issuer.key_for(self.alg)),
             _ => self.issuer.key_for(self.alg),
         };

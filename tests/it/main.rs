@@ -4,6 +4,7 @@
 mod support;
 
 mod answers;
+mod dev_server;
 mod discovery;
 mod extractor;
 mod key_cache;

@@ -1,0 +1,651 @@
+//! The development authorization server: token endpoint, registration, introspection.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+use smart_auth::testing::{TestIssuer, TokenBuilder};
+use smart_auth::{ManualClock, SigningAlgorithm, SmartAuthLayer};
+
+use crate::support::app_with_layer;
+
+const FHIR: &str = "https://fhir.example.test/r4";
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A development server, plus a `TestIssuer` used only as the client's key holder: its JWK
+/// Set is the client's registered key set and it signs the client's assertions.
+struct Setup {
+    server: DevAuthServer,
+    keys: TestIssuer,
+    clock: ManualClock,
+    http: reqwest::Client,
+}
+
+async fn setup() -> Setup {
+    let clock = ManualClock::new();
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let keys = TestIssuer::builder().clock(clock.clone()).start().await;
+    server.register(ClientRegistration::private_key_jwt(
+        "backend",
+        keys.jwks(),
+        ["system/*.rs", "system/Observation.c"],
+    ));
+    server.register(ClientRegistration::client_secret_basic(
+        "basic-client",
+        "p@ss word:1",
+        ["system/Patient.rs"],
+    ));
+    Setup {
+        server,
+        keys,
+        clock,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Setup {
+    /// A valid client assertion for `backend`.
+    fn assertion(&self) -> TokenBuilder<'_> {
+        self.keys
+            .token()
+            .alg(SigningAlgorithm::RS384)
+            .header("typ", "JWT")
+            .claim("iss", "backend")
+            .claim("sub", "backend")
+            .claim("aud", self.server.token_endpoint())
+            .without("client_id")
+            .without("scope")
+            .expires_in_secs(240)
+    }
+
+    async fn post_form(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut request = self
+            .http
+            .post(self.server.token_endpoint())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((id, secret)) = basic {
+            let credentials = STANDARD.encode(format!("{}:{}", urlencode(id), urlencode(secret)));
+            request = request.header("authorization", format!("Basic {credentials}"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    async fn with_assertion(
+        &self,
+        assertion: &str,
+        scope: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.post_form(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion),
+            ],
+            None,
+        )
+        .await
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_rs384_and_es384_gives_tokens_the_layer_accepts() {
+    let setup = setup().await;
+    for alg in [SigningAlgorithm::RS384, SigningAlgorithm::ES384] {
+        let assertion = setup.assertion().alg(alg).sign();
+        let (status, headers, body) = setup
+            .with_assertion(&assertion, "system/Patient.rs system/Observation.rs")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{alg}: {body}");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(headers["pragma"], "no-cache");
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 300);
+        assert_eq!(body["scope"], "system/Patient.rs system/Observation.rs");
+
+        // The resource server accepts it, discovering the server's keys from its URL.
+        let layer = SmartAuthLayer::builder(setup.server.url())
+            .audience(FHIR)
+            .clock(setup.clock.clone())
+            .token_type(smart_auth::TokenTypePolicy::Rfc9068)
+            .build()
+            .unwrap();
+        let app = app_with_layer(TestIssuer::start().await, setup.clock.clone(), layer).await;
+        let answer = app
+            .get_with_token(body["access_token"].as_str().unwrap())
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.body["client_id"], "backend");
+        assert_eq!(answer.body["sub"], "backend");
+        assert_eq!(
+            answer.body["scopes"],
+            json!(["system/Patient.rs", "system/Observation.rs"])
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_secret_basic() {
+    let setup = setup().await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("scope", "system/Patient.read"),
+    ];
+    let (status, _, body) = setup
+        .post_form(&form, Some(("basic-client", "p@ss word:1")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], "system/Patient.read");
+    let (status, headers, body) = setup
+        .post_form(&form, Some(("basic-client", "wrong")))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+    assert!(!body.to_string().contains("wrong"), "no secret echoed");
+    let (status, _, body) = setup.post_form(&form, Some(("nobody", "x"))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+}
+
+#[tokio::test]
+async fn request_errors() {
+    let setup = setup().await;
+    let assertion = setup.assertion().sign();
+    type Row<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let rows: Vec<Row<'_>> = vec![
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("scope", "system/Patient.rs"),
+            ],
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![
+                ("grant_type", "password"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &assertion),
+            ],
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![
+                ("scope", "system/Patient.rs"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &assertion),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+                ("client_assertion_type", "urn:other"),
+                ("client_assertion", &assertion),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+                ("client_assertion", &assertion),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &assertion),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("grant_type", "client_credentials"),
+            ],
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (form, status, error) in rows {
+        let (got_status, headers, body) = setup.post_form(&form, None).await;
+        assert_eq!(
+            (got_status.as_u16(), body["error"].as_str()),
+            (status, Some(error)),
+            "{form:?}"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(body["error_description"].is_string());
+    }
+    // Basic plus an assertion: two methods.
+    let (status, _, body) = setup
+        .post_form(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &assertion),
+            ],
+            Some(("basic-client", "p@ss word:1")),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn assertion_rules() {
+    let setup = setup().await;
+    let kid = setup.keys.jwks()["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_keys = TestIssuer::start().await;
+    let rows: Vec<(String, &str)> = vec![
+        (
+            setup.assertion().expires_in_secs(600).sign(),
+            "exp 10 minutes ahead",
+        ),
+        (setup.assertion().expires_in_secs(-10).sign(), "expired"),
+        (
+            setup
+                .assertion()
+                .claim("aud", "https://other.example/token")
+                .sign(),
+            "wrong aud",
+        ),
+        (
+            setup.assertion().claim("sub", "someone-else").sign(),
+            "iss != sub",
+        ),
+        (
+            setup
+                .assertion()
+                .claim("iss", "unknown")
+                .claim("sub", "unknown")
+                .sign(),
+            "unknown client",
+        ),
+        (setup.assertion().kid("no-such-kid").sign(), "unknown kid"),
+        (
+            setup
+                .assertion()
+                .kid(&kid)
+                .alg(SigningAlgorithm::ES384)
+                .sign(),
+            "kid of another key family",
+        ),
+        (setup.assertion().without("jti").sign(), "no jti"),
+        (
+            setup
+                .assertion()
+                .header("jku", "https://evil.example/jwks")
+                .sign(),
+            "jku not registered",
+        ),
+        (
+            other_keys
+                .token()
+                .alg(SigningAlgorithm::RS384)
+                .claim("iss", "backend")
+                .claim("sub", "backend")
+                .claim("aud", setup.server.token_endpoint())
+                .kid(&kid)
+                .sign(),
+            "signed by another key",
+        ),
+        ("not.a.jwt".to_owned(), "garbage"),
+    ];
+    for (assertion, case) in rows {
+        let (status, _, body) = setup.with_assertion(&assertion, "system/Patient.rs").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_client")),
+            "{case}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replayed_assertion_is_refused() {
+    let setup = setup().await;
+    let assertion = setup.assertion().claim("jti", "once").sign();
+    assert_eq!(
+        setup
+            .with_assertion(&assertion, "system/Patient.rs")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _, body) = setup.with_assertion(&assertion, "system/Patient.rs").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_client"))
+    );
+    // Another assertion with the same jti, still inside the first one's lifetime.
+    let again = setup
+        .assertion()
+        .claim("jti", "once")
+        .expires_in_secs(100)
+        .sign();
+    assert_eq!(
+        setup.with_assertion(&again, "system/Patient.rs").await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn scopes_are_granted_within_the_registration() {
+    let setup = setup().await;
+    let (status, _, body) = setup
+        .with_assertion(
+            &setup.assertion().sign(),
+            "system/Patient.rs system/Patient.cud system/Observation.c",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["scope"], "system/Patient.rs system/Observation.c");
+    let (status, _, body) = setup
+        .with_assertion(
+            &setup.assertion().sign(),
+            "system/Patient.cud user/Patient.rs",
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+}
+
+#[tokio::test]
+async fn jwks_uri_registration_and_concurrent_requests() {
+    let setup = setup().await;
+    setup
+        .server
+        .register(ClientRegistration::private_key_jwt_uri(
+            "by-url",
+            setup.keys.jwks_uri(),
+            ["system/*.rs"],
+        ));
+    let assertions: Vec<String> = (0..20)
+        .map(|_| {
+            setup
+                .assertion()
+                .claim("iss", "by-url")
+                .claim("sub", "by-url")
+                .alg(SigningAlgorithm::ES384)
+                .sign()
+        })
+        .collect();
+    let answers = join_all(
+        assertions
+            .iter()
+            .map(|a| setup.with_assertion(a, "system/Patient.rs")),
+    )
+    .await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _, _)| *status == StatusCode::OK),
+        "{:?}",
+        answers.iter().map(|a| &a.2).collect::<Vec<_>>()
+    );
+    let tokens: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|(_, _, body)| body["access_token"].to_string())
+        .collect();
+    assert_eq!(tokens.len(), 20);
+    // jku naming the registered URL is accepted.
+    let with_jku = setup
+        .assertion()
+        .claim("iss", "by-url")
+        .claim("sub", "by-url")
+        .header("jku", setup.keys.jwks_uri())
+        .sign();
+    assert_eq!(
+        setup.with_assertion(&with_jku, "system/Patient.rs").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn dynamic_registration() {
+    let setup = setup().await;
+    let url = format!("{}/register", setup.server.url());
+    let response = setup.http.post(&url).json(&json!({"jwks": setup.keys.jwks(), "scope": "system/*.rs", "token_endpoint_auth_method": "private_key_jwt"})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let registered: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let client_id = registered["client_id"].as_str().unwrap();
+    let assertion = setup
+        .assertion()
+        .claim("iss", client_id)
+        .claim("sub", client_id)
+        .sign();
+    assert_eq!(
+        setup
+            .with_assertion(&assertion, "system/Encounter.rs")
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let response = setup.http.post(&url).json(&json!({"scope": "system/Patient.rs", "token_endpoint_auth_method": "client_secret_basic"})).send().await.unwrap();
+    let registered: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let (id, secret) = (
+        registered["client_id"].as_str().unwrap(),
+        registered["client_secret"].as_str().unwrap(),
+    );
+    let (status, _, _) = setup
+        .post_form(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+            ],
+            Some((id, secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    for bad in [
+        json!({"scope": "x", "jwks_uri": "http://evil.example/jwks"}),
+        json!({"jwks": {"keys": []}, "scope": "x"}),
+        json!({"jwks": setup.keys.jwks()}),
+        json!([1]),
+    ] {
+        let response = setup.http.post(&url).json(&bad).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn introspection_and_revocation() {
+    let setup = setup().await;
+    let (_, _, body) = setup
+        .with_assertion(&setup.assertion().sign(), "system/Patient.rs")
+        .await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let introspect = |token: String, auth: Option<(&'static str, &'static str)>| {
+        let http = setup.http.clone();
+        let url = setup.server.introspection_endpoint();
+        async move {
+            let mut request = http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={token}"));
+            if let Some((id, secret)) = auth {
+                request = request.basic_auth(id, Some(secret));
+            }
+            let response = request.send().await.unwrap();
+            (
+                response.status(),
+                serde_json::from_slice::<Value>(&response.bytes().await.unwrap())
+                    .unwrap_or(Value::Null),
+            )
+        }
+    };
+    let basic = Some(("basic-client", "p@ss word:1"));
+    let (status, active) = introspect(token.clone(), basic).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            active["active"].as_bool(),
+            active["client_id"].as_str(),
+            active["scope"].as_str()
+        ),
+        (Some(true), Some("backend"), Some("system/Patient.rs"))
+    );
+    assert!(active["exp"].is_i64());
+    // Unauthenticated callers are refused.
+    assert_eq!(
+        introspect(token.clone(), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A bearer token of this server may introspect.
+    let response = setup
+        .http
+        .post(setup.server.introspection_endpoint())
+        .bearer_auth(&token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Unknown, revoked and expired tokens are inactive, with nothing else said.
+    assert_eq!(
+        introspect("forged".into(), basic).await.1,
+        json!({"active": false})
+    );
+    let (_, _, second) = setup
+        .with_assertion(&setup.assertion().sign(), "system/Patient.rs")
+        .await;
+    let second = second["access_token"].as_str().unwrap().to_owned();
+    let revoke = setup
+        .http
+        .post(format!("{}/revoke", setup.server.url()))
+        .basic_auth("basic-client", Some("p@ss word:1"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={second}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), StatusCode::OK);
+    assert_eq!(introspect(second, basic).await.1, json!({"active": false}));
+    setup.clock.advance(Duration::from_secs(301));
+    assert_eq!(introspect(token, basic).await.1, json!({"active": false}));
+}
+
+#[tokio::test]
+async fn discovery_documents_and_opaque_tokens() {
+    let server = DevAuthServer::builder(FHIR)
+        .opaque_tokens()
+        .start()
+        .await
+        .unwrap();
+    let configuration = server.configuration();
+    assert_eq!(configuration.token_endpoint(), server.token_endpoint());
+    let served: Value = serde_json::from_slice(
+        &reqwest::get(format!("{}/.well-known/smart-configuration", server.url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        served["introspection_endpoint"],
+        server.introspection_endpoint()
+    );
+    assert!(
+        served["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("client-confidential-asymmetric"))
+    );
+    server.register(ClientRegistration::client_secret_basic(
+        "c",
+        "s",
+        ["system/*.rs"],
+    ));
+    let response = reqwest::Client::new()
+        .post(server.token_endpoint())
+        .basic_auth("c", Some("s"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(token.matches('.').count(), 0, "opaque, not a JWT");
+    assert!(
+        DevAuthServer::builder(FHIR)
+            .bind(([0, 0, 0, 0], 0).into())
+            .start()
+            .await
+            .is_err(),
+        "loopback only"
+    );
+}
