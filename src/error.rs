@@ -56,10 +56,14 @@ pub enum ErrorKind {
     NotYetValid,
     /// A claim is missing where required (`exp`) or has the wrong JSON type.
     InvalidClaim,
+    /// Token introspection says the token is not active (revoked, expired, unknown).
+    InactiveToken,
     /// The token is valid but its scopes do not allow the request.
     InsufficientScope,
     /// The issuer's keys could not be obtained and no usable cached copy exists.
     KeysUnavailable,
+    /// The token introspection endpoint could not be asked, or answered nonsense.
+    IntrospectionUnavailable,
     /// The layer's configuration is invalid (see [`crate::SmartAuthLayer::new`]).
     Misconfigured,
     /// An extractor ran on a route that no [`crate::SmartAuthLayer`] covers.
@@ -141,6 +145,7 @@ impl ErrorKind {
             Self::InvalidClaim => {
                 invalid_token("the token has a missing or invalid claim", "unknown")
             }
+            Self::InactiveToken => invalid_token("the access token is not active", "unknown"),
             Self::InsufficientScope => Answer {
                 status: StatusCode::FORBIDDEN,
                 bearer_error: Some("insufficient_scope"),
@@ -153,6 +158,13 @@ impl ErrorKind {
                 bearer_error: None,
                 challenge: false,
                 description: "the token issuer's keys are unavailable",
+                issue_code: "transient",
+            },
+            Self::IntrospectionUnavailable => Answer {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                bearer_error: None,
+                challenge: false,
+                description: "the token introspection endpoint is unavailable",
                 issue_code: "transient",
             },
             Self::Misconfigured => Answer {
@@ -360,8 +372,10 @@ mod tests {
             ErrorKind::Expired,
             ErrorKind::NotYetValid,
             ErrorKind::InvalidClaim,
+            ErrorKind::InactiveToken,
             ErrorKind::InsufficientScope,
             ErrorKind::KeysUnavailable,
+            ErrorKind::IntrospectionUnavailable,
             ErrorKind::Misconfigured,
             ErrorKind::LayerMissing,
         ];
@@ -380,9 +394,12 @@ mod tests {
                 | ErrorKind::WrongAudience
                 | ErrorKind::Expired
                 | ErrorKind::NotYetValid
-                | ErrorKind::InvalidClaim => (401, Some("invalid_token"), true),
+                | ErrorKind::InvalidClaim
+                | ErrorKind::InactiveToken => (401, Some("invalid_token"), true),
                 ErrorKind::InsufficientScope => (403, Some("insufficient_scope"), true),
-                ErrorKind::KeysUnavailable => (503, None, false),
+                ErrorKind::KeysUnavailable | ErrorKind::IntrospectionUnavailable => {
+                    (503, None, false)
+                }
                 ErrorKind::Misconfigured | ErrorKind::LayerMissing => (500, None, false),
             };
             let answer = kind.answer();

@@ -102,34 +102,58 @@ impl Fetcher {
         accept: &'static str,
         no_cache: bool,
     ) -> Result<Fetched, FetchError> {
+        let mut request = self.client.get(url.clone()).header(ACCEPT, accept);
+        if no_cache {
+            request = request.header(CACHE_CONTROL, "no-cache");
+        }
+        self.send(url, request).await
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`, already encoded) within the
+    /// limits, with an optional `Authorization` header value.
+    #[cfg(feature = "introspection")]
+    pub(crate) async fn post_form(
+        &self,
+        url: &Url,
+        body: String,
+        authorization: Option<&http::HeaderValue>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = self
+            .client
+            .post(url.clone())
+            .header(ACCEPT, "application/json")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        if let Some(authorization) = authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization.clone());
+        }
+        self.send(url, request).await
+    }
+
+    /// Sends `request` (for `url`) and reads the answer within the limits.
+    async fn send(
+        &self,
+        url: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, FetchError> {
         if !is_allowed_url(url) {
             return Err(FetchError::InsecureUrl);
         }
-        match tokio::time::timeout(
-            self.timeout,
-            self.get_unbounded_in_time(url, accept, no_cache),
-        )
-        .await
-        {
+        let request = request.timeout(self.timeout);
+        match tokio::time::timeout(self.timeout, self.send_unbounded_in_time(url, request)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::TimedOut),
         }
     }
 
-    async fn get_unbounded_in_time(
+    async fn send_unbounded_in_time(
         &self,
         url: &Url,
-        accept: &'static str,
-        no_cache: bool,
+        request: reqwest::RequestBuilder,
     ) -> Result<Fetched, FetchError> {
-        let mut request = self
-            .client
-            .get(url.clone())
-            .header(ACCEPT, accept)
-            .timeout(self.timeout);
-        if no_cache {
-            request = request.header(CACHE_CONTROL, "no-cache");
-        }
         let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         // An injected client may follow redirects; a response from anywhere else is refused.

@@ -61,6 +61,8 @@ mod error;
 mod extractor;
 mod fetch;
 mod form;
+#[cfg(feature = "introspection")]
+mod introspection;
 mod jwks;
 mod jwt;
 pub mod layer;
@@ -77,6 +79,8 @@ pub use claims::{FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use enforce::{ScopeEnforcement, default_operation_policy};
 pub use error::{Answer, AuthError, ConfigError, ErrorKind};
+#[cfg(feature = "introspection")]
+pub use introspection::{Introspection, IntrospectionAuth, IntrospectionMode};
 pub use jwks::{KeyCacheStatus, RefreshPolicy};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
 pub use verifier::{TokenTypePolicy, TokenVerifier};

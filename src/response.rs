@@ -64,7 +64,10 @@ impl Challenge {
                 .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
             headers.insert(WWW_AUTHENTICATE, value);
         }
-        if error.kind() == ErrorKind::KeysUnavailable {
+        if matches!(
+            error.kind(),
+            ErrorKind::KeysUnavailable | ErrorKind::IntrospectionUnavailable
+        ) {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("10"));
         }
         response.extensions_mut().insert(error.clone());

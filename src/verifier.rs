@@ -16,6 +16,8 @@ use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ErrorKind};
 use crate::jwks::{KeyCacheStatus, KeyStore};
 use crate::jwt;
+#[cfg(feature = "introspection")]
+use serde_json::Map;
 
 /// Which `typ` header values are accepted.
 ///
@@ -59,6 +61,8 @@ pub(crate) struct VerifierConfig {
     pub(crate) claim_names: ClaimNames,
     pub(crate) max_token_length: usize,
     pub(crate) clock: Arc<dyn Clock>,
+    #[cfg(feature = "introspection")]
+    pub(crate) introspection: Option<Arc<crate::introspection::Introspector>>,
 }
 
 /// Verifies access tokens of one issuer and turns them into [`SmartClaims`].
@@ -153,6 +157,44 @@ impl TokenVerifier {
         if token.len() > config.max_token_length {
             return Err(ErrorKind::TokenTooLarge.into());
         }
+        #[cfg(feature = "introspection")]
+        if let Some(introspector) = &config.introspection {
+            use crate::introspection::IntrospectionMode;
+            let is_jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
+            match introspector.mode() {
+                IntrospectionMode::Only => {
+                    return self.verify_by_introspection(introspector, token).await;
+                }
+                IntrospectionMode::NonJwtTokens if !is_jwt => {
+                    return self.verify_by_introspection(introspector, token).await;
+                }
+                IntrospectionMode::AfterJwt => {
+                    let claims = self.verify_jwt(token).await?;
+                    introspector.introspect(token).await?;
+                    return Ok(claims);
+                }
+                _ => {}
+            }
+        }
+        self.verify_jwt(token).await
+    }
+
+    #[cfg(feature = "introspection")]
+    async fn verify_by_introspection(
+        &self,
+        introspector: &crate::introspection::Introspector,
+        token: &str,
+    ) -> Result<SmartClaims, AuthError> {
+        let answer = introspector.introspect(token).await?;
+        let claims =
+            SmartClaims::from_payload(Map::clone(&answer), &self.inner.config.claim_names)?;
+        // RFC 7662 makes `aud` optional: checked only when the answer has one.
+        self.check_claims(&claims, !claims.audiences().is_empty())?;
+        Ok(claims)
+    }
+
+    async fn verify_jwt(&self, token: &str) -> Result<SmartClaims, AuthError> {
+        let config = &self.inner.config;
         let segments = jwt::split(token)?;
         let header = jwt::parse_header(segments.header, &config.algorithms)?;
         if !config.token_type.accepts(header.typ.as_deref()) {
@@ -166,15 +208,12 @@ impl TokenVerifier {
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
         let payload = jwt::decode_payload(segments.payload)?;
         let claims = SmartClaims::from_payload(payload, &config.claim_names)?;
-        self.check_claims(&claims)?;
+        self.check_claims(&claims, true)?;
         Ok(claims)
     }
 
-    fn check_claims(&self, claims: &SmartClaims) -> Result<(), ErrorKind> {
+    fn check_audience(&self, claims: &SmartClaims) -> Result<(), ErrorKind> {
         let config = &self.inner.config;
-        if claims.issuer() != config.issuer {
-            return Err(ErrorKind::WrongIssuer);
-        }
         if config.audiences.is_empty() {
             if !self.inner.warned_no_audience.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -188,6 +227,18 @@ impl TokenVerifier {
             .any(|aud| config.audiences.contains(aud))
         {
             return Err(ErrorKind::WrongAudience);
+        }
+        Ok(())
+    }
+
+    /// Issuer, audience (when `audience_required`) and time checks.
+    fn check_claims(&self, claims: &SmartClaims, audience_required: bool) -> Result<(), ErrorKind> {
+        let config = &self.inner.config;
+        if claims.issuer() != config.issuer {
+            return Err(ErrorKind::WrongIssuer);
+        }
+        if audience_required {
+            self.check_audience(claims)?;
         }
         let now = unix_seconds(config.clock.now());
         let leeway = config.leeway_secs;

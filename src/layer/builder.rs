@@ -56,6 +56,8 @@ pub struct SmartAuthBuilder {
     mode: AuthMode,
     public: PublicRoutes,
     enforcement: Option<ScopeEnforcement>,
+    #[cfg(feature = "introspection")]
+    introspection: Option<crate::introspection::Introspection>,
 }
 
 impl SmartAuthBuilder {
@@ -79,6 +81,8 @@ impl SmartAuthBuilder {
             mode: AuthMode::Required,
             public: PublicRoutes::default(),
             enforcement: None,
+            #[cfg(feature = "introspection")]
+            introspection: None,
         }
     }
 
@@ -226,6 +230,14 @@ impl SmartAuthBuilder {
         self
     }
 
+    /// Validates tokens by RFC 7662 introspection, instead of or besides local JWT
+    /// validation (see [`Introspection`](crate::Introspection)).
+    #[cfg(feature = "introspection")]
+    pub fn introspection(mut self, introspection: crate::introspection::Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
     /// Checks the settings and builds the layer. No network I/O.
     ///
     /// # Errors
@@ -307,6 +319,21 @@ impl SmartAuthBuilder {
             timeout: self.fetch_timeout,
             max_body: self.max_response_size,
         };
+        #[cfg(feature = "introspection")]
+        let introspection = match self.introspection {
+            Some(settings) => {
+                if let Some(endpoint) = &settings.endpoint {
+                    checked_url(endpoint, "introspection endpoint")?;
+                }
+                Some(Arc::new(crate::introspection::Introspector::new(
+                    settings,
+                    self.issuer.clone(),
+                    fetcher.clone(),
+                    Arc::clone(&self.clock),
+                )))
+            }
+            None => None,
+        };
         let keys = KeyStore::new(source, fetcher, self.refresh, Arc::clone(&self.clock));
         let mut algorithms: Vec<_> = self
             .algorithms
@@ -326,6 +353,8 @@ impl SmartAuthBuilder {
             },
             max_token_length: self.max_token_length,
             clock: self.clock,
+            #[cfg(feature = "introspection")]
+            introspection,
         };
         Ok(TokenVerifier::new(config, keys))
     }

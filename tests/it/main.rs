@@ -7,6 +7,7 @@ mod answers;
 mod dev_server;
 mod discovery;
 mod extractor;
+mod introspection;
 mod key_cache;
 mod scopes_e2e;
 mod tokens;
