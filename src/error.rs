@@ -333,6 +333,8 @@ pub enum ConfigError {
     },
     /// A public path does not start with `/`.
     InvalidPath,
+    /// The default HTTP client could not be built (its TLS backend failed to start).
+    HttpClient,
 }
 
 impl fmt::Display for ConfigError {
@@ -344,6 +346,7 @@ impl fmt::Display for ConfigError {
             Self::InvalidClaimNames { field } => write!(f, "{field} must list non-empty names"),
             Self::InvalidLimit { field } => write!(f, "{field} is out of range"),
             Self::InvalidPath => f.write_str("paths must start with '/'"),
+            Self::HttpClient => f.write_str("the HTTP client could not be built"),
         }
     }
 }

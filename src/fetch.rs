@@ -69,15 +69,16 @@ pub(crate) struct Fetcher {
 }
 
 /// The client used when the application injects none: no redirects, bounded connect time.
-pub(crate) fn default_client(timeout: Duration) -> Client {
+///
+/// # Errors
+///
+/// When the TLS backend cannot be initialised.
+pub(crate) fn default_client(timeout: Duration) -> Result<Client, reqwest::Error> {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout)
         .timeout(timeout)
         .build()
-        // Building fails only when the TLS backend cannot initialise; fall back to the
-        // library default, which has the same TLS backend and also reports errors per request.
-        .unwrap_or_default()
 }
 
 /// Whether a URL may be fetched: `https`, or `http` to a loopback host.

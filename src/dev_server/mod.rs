@@ -140,7 +140,10 @@ impl DevAuthServerBuilder {
             opaque_tokens: self.opaque_tokens,
             key,
             fetcher: Fetcher {
-                client: self.http_client.unwrap_or_else(|| default_client(timeout)),
+                client: match self.http_client {
+                    Some(client) => client,
+                    None => default_client(timeout).map_err(std::io::Error::other)?,
+                },
                 timeout,
                 max_body: 256 * 1024,
             },

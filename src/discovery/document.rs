@@ -721,7 +721,12 @@ impl SmartConfigurationBuilder {
         }
         let timeout = std::time::Duration::from_secs(5);
         let fetcher = Fetcher {
-            client: client.unwrap_or_else(|| default_client(timeout)),
+            client: match client {
+                Some(client) => client,
+                None => default_client(timeout).map_err(|error| DiscoveryError::Fetch {
+                    reason: error.to_string(),
+                })?,
+            },
             timeout,
             max_body: 1024 * 1024,
         };

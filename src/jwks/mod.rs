@@ -268,11 +268,17 @@ impl KeyStore {
             let snapshot = fetch.await.map_err(keys_unavailable)?;
             return choose(snapshot, kid, alg);
         };
-        if elapsed(now, snapshot.fetched_at) >= snapshot.ttl
-            && self.fetch_for(Need::Refresh).is_some()
-        {
-            // The fetch runs on its own task; this request goes on with the current keys.
-            tracing::debug!("keys passed their TTL: refreshing in the background");
+        let age = elapsed(now, snapshot.fetched_at);
+        if age >= snapshot.ttl {
+            if self.fetch_for(Need::Refresh).is_some() {
+                // The fetch runs on its own task; this request goes on with the current keys.
+                tracing::debug!("keys passed their TTL: refreshing in the background");
+            } else {
+                tracing::debug!(
+                    age_secs = age.as_secs(),
+                    "using stale keys while refreshing is cooling down"
+                );
+            }
         }
         match snapshot.keys.select(kid, alg) {
             Selection::Found(index) => Ok(ChosenKey { snapshot, index }),

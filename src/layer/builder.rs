@@ -315,7 +315,8 @@ impl SmartAuthBuilder {
         let fetcher = Fetcher {
             client: self
                 .http_client
-                .unwrap_or_else(|| default_client(self.fetch_timeout)),
+                .map_or_else(|| default_client(self.fetch_timeout), Ok)
+                .map_err(|_| ConfigError::HttpClient)?,
             timeout: self.fetch_timeout,
             max_body: self.max_response_size,
         };
