@@ -4,6 +4,7 @@
 mod support;
 
 mod answers;
+mod client;
 mod discovery;
 mod extractor;
 mod key_cache;
