@@ -241,10 +241,8 @@ impl ClientKey {
     pub fn from_jwk(jwk: &Value) -> Result<Self, KeyError> {
         let jwk = jwk.as_object().ok_or(KeyError::Jwk { member: "kty" })?;
         let kid = text(jwk, "kid")?.to_owned();
-        if let Some(usage) = jwk.get("use") {
-            if usage != "sig" {
-                return Err(KeyError::Jwk { member: "use" });
-            }
+        if jwk.get("use").is_some_and(|usage| usage != "sig") {
+            return Err(KeyError::Jwk { member: "use" });
         }
         let (signer, default_alg) = match (text(jwk, "kty")?, jwk.get("crv")) {
             ("EC", Some(crv)) if crv == "P-256" => (ec_from_jwk(jwk, KeyType::P256)?, "ES256"),

@@ -436,7 +436,17 @@ impl fmt::Debug for BackendServiceClient {
     }
 }
 
-/// The discovery step: where the SMART configuration was read and what it said.
+/// The discovery step: where the SMART configuration was read and what it said. Part of
+/// a [`TokenRequestTrace`].
+///
+/// ```no_run
+/// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+/// let (trace, _token) = client.request_token_verbose().await?;
+/// if let Some(discovered) = trace.discovered {
+///     println!("GET {}\n{:#}", discovered.url, discovered.document);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Discovered {
@@ -451,6 +461,17 @@ pub struct Discovered {
 ///
 /// The signed assertion, the client secret and the access token are left out; the
 /// assertion's header and claims are included.
+///
+/// ```no_run
+/// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+/// let (trace, _token) = client.request_token_verbose().await?;
+/// println!("{} to {}", trace.auth_method, trace.token_endpoint);
+/// for (name, value) in &trace.form {
+///     println!("  {name}={value}");
+/// }
+/// println!("{} {:#}", trace.response_status, trace.response_body);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TokenRequestTrace {
@@ -528,10 +549,10 @@ impl BackendServiceClient {
         }
         // A request that ended while this caller waited failed: its answer is as recent
         // as a new one would be.
-        if self.inner.finished.load(Ordering::SeqCst) != seen {
-            if let Some(error) = &state.last_error {
-                return Err(error.clone());
-            }
+        if self.inner.finished.load(Ordering::SeqCst) != seen
+            && let Some(error) = &state.last_error
+        {
+            return Err(error.clone());
         }
         self.refresh(&mut state).await.map(|(_, token)| token)
     }
