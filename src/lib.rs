@@ -35,6 +35,10 @@
 //! - `axum` (default): `SmartClaims` and `Option<SmartClaims>` as handler arguments.
 //! - `testing`: [`testing::TestIssuer`], an in-process authorization server that serves
 //!   discovery and keys on loopback and mints real signed tokens for your tests.
+//! - `client`: [`client::BackendServiceClient`], the other side of the flow: a SMART
+//!   Backend Services client that discovers the token endpoint, authenticates with a
+//!   signed JWT assertion or a client secret, caches the token and attaches it to
+//!   outgoing `reqwest` requests.
 //!
 //! ## Security defaults
 //!
@@ -51,6 +55,8 @@
 mod algorithm;
 mod bearer;
 mod claims;
+#[cfg(feature = "client")]
+pub mod client;
 mod clock;
 #[cfg(feature = "dev-server")]
 pub mod dev_server;
@@ -68,7 +74,7 @@ mod jwt;
 pub mod layer;
 mod response;
 pub mod scopes;
-#[cfg(any(feature = "testing", feature = "dev-server"))]
+#[cfg(any(feature = "testing", feature = "dev-server", feature = "client"))]
 mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;

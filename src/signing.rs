@@ -1,10 +1,15 @@
 //! Private keys for everything in this crate that signs: the test issuer (`testing`), the
 //! development authorization server (`dev-server`) and the backend-service client
-//! (`client`). Generation, the public JWK, signing, and compact JWS assembly.
+//! (`client`). Generation, loading from key pairs, the public JWK, signing, and compact JWS
+//! assembly.
+//!
+//! Nothing here panics except the `testing`-only convenience wrappers, which keep the test
+//! kit's code short; the client uses the fallible `try_*` forms.
 
 // Each feature that signs (the test issuer, the development server) uses a different part.
 #![allow(dead_code)]
 
+use aws_lc_rs::error::Unspecified;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
@@ -37,23 +42,76 @@ impl KeyType {
     }
 }
 
-enum Signer {
+/// The key pair itself.
+pub(crate) enum Signer {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
 }
 
+impl Signer {
+    /// A fresh key pair of the given type (RSA keys are 2048 bits).
+    pub(crate) fn generate(key_type: KeyType) -> Result<Self, Unspecified> {
+        Ok(match key_type {
+            KeyType::Rsa => Self::Rsa(RsaKeyPair::generate(KeySize::Rsa2048)?),
+            KeyType::P256 => Self::Ec(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)?),
+            KeyType::P384 => Self::Ec(EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING)?),
+            KeyType::Ed25519 => Self::Ed(Ed25519KeyPair::generate()?),
+        })
+    }
+
+    pub(crate) fn key_type(&self) -> KeyType {
+        match self {
+            Self::Rsa(_) => KeyType::Rsa,
+            // An uncompressed point is 0x04 || x || y: 65 bytes on P-256, 97 on P-384.
+            Self::Ec(pair) if pair.public_key().as_ref().len() == 65 => KeyType::P256,
+            Self::Ec(_) => KeyType::P384,
+            Self::Ed(_) => KeyType::Ed25519,
+        }
+    }
+
+    /// The public half as a bare JWK (`kty` and the key parameters only).
+    fn public_jwk(&self) -> Value {
+        match self {
+            Self::Rsa(pair) => {
+                let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+                json!({"kty": "RSA", "n": b64(&public.n), "e": b64(&public.e)})
+            }
+            Self::Ec(pair) => {
+                let point = pair.public_key().as_ref();
+                let size = (point.len() - 1) / 2;
+                let crv = if self.key_type() == KeyType::P256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
+                json!({
+                    "kty": "EC", "crv": crv,
+                    "x": b64(&point[1..=size]), "y": b64(&point[size + 1..]),
+                })
+            }
+            Self::Ed(pair) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())})
+            }
+        }
+    }
+}
+
 /// A private key with its kid and public JWK.
-pub(crate) struct TestKey {
+pub(crate) struct SigningKey {
     pub(crate) kid: String,
     pub(crate) key_type: KeyType,
     pub(crate) jwk: Value,
     signer: Signer,
 }
 
-impl std::fmt::Debug for TestKey {
+/// The test kit's name for [`SigningKey`].
+#[cfg(feature = "testing")]
+pub(crate) type TestKey = SigningKey;
+
+impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestKey")
+        f.debug_struct("SigningKey")
             .field("kid", &self.kid)
             .field("key_type", &self.key_type)
             .finish_non_exhaustive()
@@ -64,37 +122,10 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-impl TestKey {
-    /// A fresh key pair. `alg` is written into the JWK when given.
-    pub(crate) fn generate(key_type: KeyType, kid: String, alg: Option<SigningAlgorithm>) -> Self {
-        let (signer, mut jwk) = match key_type {
-            KeyType::Rsa => {
-                let pair = RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
-                let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
-                let jwk = json!({"kty": "RSA", "n": b64(&public.n), "e": b64(&public.e)});
-                (Signer::Rsa(pair), jwk)
-            }
-            KeyType::P256 | KeyType::P384 => {
-                let (algorithm, crv, size) = if key_type == KeyType::P256 {
-                    (&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256", 32)
-                } else {
-                    (&ECDSA_P384_SHA384_FIXED_SIGNING, "P-384", 48)
-                };
-                let pair = EcdsaKeyPair::generate(algorithm).expect("EC key generation");
-                let point = pair.public_key().as_ref();
-                let jwk = json!({
-                    "kty": "EC", "crv": crv,
-                    "x": b64(&point[1..=size]), "y": b64(&point[size + 1..]),
-                });
-                (Signer::Ec(pair), jwk)
-            }
-            KeyType::Ed25519 => {
-                let pair = Ed25519KeyPair::generate().expect("Ed25519 key generation");
-                let jwk =
-                    json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
-                (Signer::Ed(pair), jwk)
-            }
-        };
+impl SigningKey {
+    /// Wraps a key pair. The public JWK gets `kid`, `use: sig` and, when given, `alg`.
+    pub(crate) fn new(signer: Signer, kid: String, alg: Option<SigningAlgorithm>) -> Self {
+        let mut jwk = signer.public_jwk();
         jwk["kid"] = json!(kid);
         jwk["use"] = json!("sig");
         if let Some(alg) = alg {
@@ -102,31 +133,84 @@ impl TestKey {
         }
         Self {
             kid,
-            key_type,
+            key_type: signer.key_type(),
             jwk,
             signer,
         }
     }
 
+    /// A fresh key pair. `alg` is written into the JWK when given.
+    pub(crate) fn try_generate(
+        key_type: KeyType,
+        kid: String,
+        alg: Option<SigningAlgorithm>,
+    ) -> Result<Self, Unspecified> {
+        Ok(Self::new(Signer::generate(key_type)?, kid, alg))
+    }
+
+    /// [`try_generate`](Self::try_generate), panicking if the system cannot make a key.
+    #[cfg(feature = "testing")]
+    pub(crate) fn generate(key_type: KeyType, kid: String, alg: Option<SigningAlgorithm>) -> Self {
+        Self::try_generate(key_type, kid, alg).expect("key generation")
+    }
+
+    /// Whether `alg` can be used with this key.
+    pub(crate) fn fits(&self, alg: SigningAlgorithm) -> bool {
+        KeyType::for_algorithm(alg) == self.key_type
+    }
+
+    /// Signs `header.claims` as a compact JWS with `alg` (written into the header); an
+    /// error when `alg` does not fit the key.
+    pub(crate) fn try_compact_jws(
+        &self,
+        alg: SigningAlgorithm,
+        header: serde_json::Map<String, Value>,
+        claims: &Value,
+    ) -> Result<String, Unspecified> {
+        if !self.fits(alg) {
+            return Err(Unspecified);
+        }
+        self.jws(alg, header, claims)
+    }
+
     /// Signs `header.claims` as a compact JWS with `alg` (written into the header).
+    ///
+    /// Test tokens may lie: an EC or Ed25519 key signs whatever `alg` says, so that tests
+    /// can check that verifiers refuse the mismatch. Panics when `alg` is not an RSA
+    /// algorithm but the key is RSA.
+    #[cfg(feature = "testing")]
     pub(crate) fn compact_jws(
+        &self,
+        alg: SigningAlgorithm,
+        header: serde_json::Map<String, Value>,
+        claims: &Value,
+    ) -> String {
+        self.jws(alg, header, claims)
+            .unwrap_or_else(|_| panic!("{alg} cannot be signed with a {:?} key", self.key_type))
+    }
+
+    fn jws(
         &self,
         alg: SigningAlgorithm,
         mut header: serde_json::Map<String, Value>,
         claims: &Value,
-    ) -> String {
+    ) -> Result<String, Unspecified> {
         header.insert("alg".into(), json!(alg.name()));
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(Value::Object(header).to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signature = self.sign(alg, signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        let signature = self.sign_as(alg, signing_input.as_bytes())?;
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        ))
     }
 
-    /// Signs `message` with `alg`, which must fit the key type.
-    pub(crate) fn sign(&self, alg: SigningAlgorithm, message: &[u8]) -> Vec<u8> {
+    /// Signs `message`. `alg` picks the RSA padding and hash; EC and Ed25519 keys sign
+    /// with their own algorithm whatever `alg` says.
+    fn sign_as(&self, alg: SigningAlgorithm, message: &[u8]) -> Result<Vec<u8>, Unspecified> {
         let rng = SystemRandom::new();
         match &self.signer {
             Signer::Rsa(pair) => {
@@ -137,19 +221,56 @@ impl TestKey {
                     SigningAlgorithm::PS256 => &signature::RSA_PSS_SHA256,
                     SigningAlgorithm::PS384 => &signature::RSA_PSS_SHA384,
                     SigningAlgorithm::PS512 => &signature::RSA_PSS_SHA512,
-                    other => panic!("{other} does not fit an RSA key"),
+                    _ => return Err(Unspecified),
                 };
                 let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(padding, &rng, message, &mut signature)
-                    .expect("RSA signing");
-                signature
+                pair.sign(padding, &rng, message, &mut signature)?;
+                Ok(signature)
             }
-            Signer::Ec(pair) => pair
-                .sign(&rng, message)
-                .expect("ECDSA signing")
-                .as_ref()
-                .to_vec(),
-            Signer::Ed(pair) => pair.sign(message).as_ref().to_vec(),
+            Signer::Ec(pair) => Ok(pair.sign(&rng, message)?.as_ref().to_vec()),
+            Signer::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_type_signs_with_its_algorithms_only() {
+        for alg in SigningAlgorithm::DEFAULT.iter().copied() {
+            let key = SigningKey::try_generate(KeyType::for_algorithm(alg), "k".into(), Some(alg))
+                .unwrap();
+            assert_eq!(key.jwk["alg"], alg.name());
+            let claims = json!({"sub": "x"});
+            assert!(
+                key.try_compact_jws(alg, Default::default(), &claims)
+                    .is_ok(),
+                "{alg}"
+            );
+            let foreign = if key.key_type == KeyType::Rsa {
+                SigningAlgorithm::ES256
+            } else {
+                SigningAlgorithm::RS256
+            };
+            let signed = key.try_compact_jws(foreign, Default::default(), &claims);
+            assert!(signed.is_err(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn ec_curve_is_recognised() {
+        let p256 = SigningKey::try_generate(KeyType::P256, "a".into(), None).unwrap();
+        let p384 = SigningKey::try_generate(KeyType::P384, "b".into(), None).unwrap();
+        assert_eq!(
+            (p256.key_type, &p256.jwk["crv"]),
+            (KeyType::P256, &json!("P-256"))
+        );
+        assert_eq!(
+            (p384.key_type, &p384.jwk["crv"]),
+            (KeyType::P384, &json!("P-384"))
+        );
+        assert!(p384.jwk.get("alg").is_none());
     }
 }

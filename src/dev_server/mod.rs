@@ -59,7 +59,7 @@ use crate::clock::{Clock, SystemClock, unix_seconds};
 use crate::discovery::{Capability, SmartConfiguration};
 use crate::fetch::{Fetcher, default_client};
 use crate::form;
-use crate::signing::{KeyType, TestKey};
+use crate::signing::{KeyType, SigningKey};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -126,11 +126,12 @@ impl DevAuthServerBuilder {
         let mut tag = [0u8; 4];
         aws_lc_rs::rand::fill(&mut tag)
             .map_err(|_| std::io::Error::other("no system randomness"))?;
-        let key = TestKey::generate(
+        let key = SigningKey::try_generate(
             KeyType::Rsa,
             format!("dev-{}", URL_SAFE_NO_PAD.encode(tag)),
             Some(SigningAlgorithm::RS256),
-        );
+        )
+        .map_err(|_| std::io::Error::other("key generation failed"))?;
         let state = Arc::new(ServerState {
             token_endpoint: format!("{url}/token"),
             url: url.clone(),
@@ -189,7 +190,7 @@ struct ServerState {
     clock: Arc<dyn Clock>,
     token_lifetime: Duration,
     opaque_tokens: bool,
-    key: TestKey,
+    key: SigningKey,
     fetcher: Fetcher,
     data: Mutex<Data>,
 }
@@ -334,8 +335,10 @@ impl ServerState {
                 "iss": self.url, "sub": client_id, "client_id": client_id, "aud": self.audience,
                 "iat": now, "exp": now + lifetime, "jti": jti, "scope": scope,
             });
+            // An RSA key always fits RS256.
             self.key
-                .compact_jws(SigningAlgorithm::RS256, header, &claims)
+                .try_compact_jws(SigningAlgorithm::RS256, header, &claims)
+                .unwrap_or_default()
         };
         let record = TokenRecord {
             client_id: client_id.to_owned(),

@@ -4,6 +4,7 @@
 mod support;
 
 mod answers;
+mod client;
 mod dev_server;
 mod discovery;
 mod extractor;

@@ -1,0 +1,874 @@
+//! A SMART Backend Services client (feature `client`): gets access tokens with the OAuth
+//! 2.0 client credentials grant and attaches them to outgoing requests.
+//!
+//! [`BackendServiceClient`] finds the token endpoint in the FHIR server's
+//! `/.well-known/smart-configuration` (or takes it from you), authenticates with a signed
+//! JWT assertion (`private_key_jwt`, RFC 7523, the SMART way) or with HTTP Basic
+//! (`client_secret_basic`), and keeps the token until shortly before it expires. Many
+//! tasks can share one client: while a token is being fetched, the others wait for it
+//! instead of asking again.
+//!
+//! ```no_run
+//! use smart_auth::SigningAlgorithm;
+//! use smart_auth::client::{BackendServiceClient, ClientKey};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let pem = std::fs::read_to_string("client-key.pem")?;
+//! let key = ClientKey::from_pkcs8_pem(&pem, SigningAlgorithm::ES384, "backend-2024")?;
+//! let client = BackendServiceClient::builder("https://fhir.example.org/r4")
+//!     .client_id("my-backend-service")
+//!     .private_key_jwt(key)
+//!     .scopes(["system/Patient.rs", "system/Observation.rs"])
+//!     .build()?;
+//!
+//! let http = reqwest::Client::new();
+//! let request = client
+//!     .authorize(http.get("https://fhir.example.org/r4/Patient?name=smith"))
+//!     .await?;
+//! let bundle = request.send().await?.text().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every request the client makes goes to an `https` URL (plain `http` only to loopback
+//! hosts), follows no redirects and has a timeout (10 s by default); token answers over
+//! 64 KiB are refused. Errors name what went wrong and, for an OAuth error, the server's
+//! `error` code; they never contain secrets, assertions or tokens.
+
+mod assertion;
+mod error;
+mod key;
+mod token;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderValue;
+use reqwest::Url;
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::clock::{Clock, SystemClock, unix_seconds};
+use crate::fetch::{Fetcher, default_client, is_allowed_url};
+
+pub use error::ClientError;
+pub use key::{ClientKey, KeyError};
+pub use token::AccessToken;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+const MAX_DISCOVERY_BYTES: usize = 1024 * 1024;
+
+/// A client secret; `Debug` never shows it.
+#[derive(Clone)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone)]
+enum Authentication {
+    PrivateKeyJwt(ClientKey),
+    ClientSecretBasic(Secret),
+}
+
+impl Authentication {
+    fn method(&self) -> &'static str {
+        match self {
+            Self::PrivateKeyJwt(_) => "private_key_jwt",
+            Self::ClientSecretBasic(_) => "client_secret_basic",
+        }
+    }
+}
+
+/// The token endpoint and where it came from.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// As configured or discovered: the assertion's `aud`.
+    text: String,
+    url: Url,
+    discovered: Option<Discovered>,
+}
+
+/// Settings for a [`BackendServiceClient`]; from [`BackendServiceClient::builder`].
+///
+/// ```
+/// use smart_auth::client::BackendServiceClient;
+/// let client = BackendServiceClient::builder("https://fhir.example.org/r4")
+///     .token_endpoint("https://auth.example.org/token")
+///     .client_id("reporting")
+///     .client_secret_basic("s3cret")
+///     .scope("system/Observation.rs")
+///     .build()?;
+/// assert!(!format!("{client:?}").contains("s3cret"));
+/// # Ok::<(), smart_auth::client::ClientError>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "call .build() to make the client"]
+pub struct BackendServiceClientBuilder {
+    fhir_base_url: String,
+    token_endpoint: Option<String>,
+    client_id: String,
+    authentication: Option<Authentication>,
+    scopes: Vec<String>,
+    resources: Vec<String>,
+    http: Option<reqwest::Client>,
+    timeout: Duration,
+    refresh_margin: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl BackendServiceClientBuilder {
+    /// Uses this token endpoint instead of discovering it; the FHIR base URL is then not
+    /// contacted. It must be `https` (`http` only for loopback hosts).
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .token_endpoint("https://auth.example.org/token");
+    /// ```
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The client id the authorization server gave this service at registration
+    /// (required).
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4").client_id("reporting");
+    /// ```
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// Authenticates with a JWT assertion signed by `key` (`private_key_jwt`, what SMART
+    /// Backend Services asks for). Replaces an earlier
+    /// [`client_secret_basic`](Self::client_secret_basic).
+    ///
+    /// ```
+    /// # use smart_auth::{SigningAlgorithm, client::{BackendServiceClient, ClientKey}};
+    /// let key = ClientKey::generate(SigningAlgorithm::RS384, "k1")?;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4").private_key_jwt(key);
+    /// # Ok::<(), smart_auth::client::KeyError>(())
+    /// ```
+    pub fn private_key_jwt(mut self, key: ClientKey) -> Self {
+        self.authentication = Some(Authentication::PrivateKeyJwt(key));
+        self
+    }
+
+    /// Authenticates with HTTP Basic: the client id and `secret`, each form-urlencoded as
+    /// RFC 6749 section 2.3.1 says (`client_secret_basic`). Replaces an earlier
+    /// [`private_key_jwt`](Self::private_key_jwt).
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .client_secret_basic("s3cret");
+    /// ```
+    pub fn client_secret_basic(mut self, secret: impl Into<String>) -> Self {
+        self.authentication = Some(Authentication::ClientSecretBasic(Secret(secret.into())));
+        self
+    }
+
+    /// Requests a scope, such as `system/Patient.rs`. A value with spaces counts as
+    /// several scopes; repeats are ignored. At least one scope is required.
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .scope("system/Patient.rs")
+    ///     .scope("system/Observation.rs system/Encounter.rs");
+    /// ```
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        for scope in scope.as_ref().split_ascii_whitespace() {
+            if !self.scopes.iter().any(|known| known == scope) {
+                self.scopes.push(scope.to_owned());
+            }
+        }
+        self
+    }
+
+    /// Requests several scopes; see [`scope`](Self::scope).
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .scopes(["system/Patient.rs", "system/Observation.rs"]);
+    /// ```
+    pub fn scopes<I, S>(self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        scopes
+            .into_iter()
+            .fold(self, |builder, scope| builder.scope(scope))
+    }
+
+    /// Adds a `resource` parameter (RFC 8707 resource indicator) to token requests, for
+    /// servers that issue tokens per resource server. Not part of SMART; most servers
+    /// need none.
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .resource("https://fhir.example.org/r4");
+    /// ```
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// The HTTP client for discovery and token requests. The default refuses redirects;
+    /// with your own, redirected answers are still refused, and the timeout still
+    /// applies.
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()
+    ///     .unwrap();
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4").http_client(http);
+    /// ```
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The time limit for discovery and for each token request, connecting and reading
+    /// included (default 10 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .timeout(Duration::from_secs(3));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long before expiry a cached token is replaced (default 30 s). For tokens that
+    /// live less than twice the margin, half their lifetime is used instead, so a short
+    /// lived token is still reused for a while.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .refresh_margin(Duration::from_secs(60));
+    /// ```
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// The clock for assertion times and token expiry; tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    ///
+    /// ```
+    /// # use smart_auth::{ManualClock, client::BackendServiceClient};
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .clock(ManualClock::at_unix(1_700_000_000));
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the settings and makes the client. No network I/O happens here.
+    ///
+    /// ```
+    /// use smart_auth::client::{BackendServiceClient, ClientError};
+    /// let error = BackendServiceClient::builder("http://fhir.example.org")
+    ///     .client_id("app")
+    ///     .client_secret_basic("s")
+    ///     .scope("system/*.rs")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(error, ClientError::Config(_)));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Config`] when the client id, the authentication method or the
+    /// scopes are missing, the secret is empty, or the token endpoint (or, without one,
+    /// the FHIR base URL) is not an `https` URL (`http` only for loopback hosts).
+    pub fn build(self) -> Result<BackendServiceClient, ClientError> {
+        if self.client_id.is_empty() {
+            return Err(ClientError::Config("client_id is required"));
+        }
+        let authentication = match self.authentication {
+            None => {
+                return Err(ClientError::Config(
+                    "no client authentication: call private_key_jwt or client_secret_basic",
+                ));
+            }
+            Some(Authentication::ClientSecretBasic(Secret(secret))) if secret.is_empty() => {
+                return Err(ClientError::Config("the client secret is empty"));
+            }
+            Some(authentication) => authentication,
+        };
+        if self.scopes.is_empty() {
+            return Err(ClientError::Config("at least one scope is required"));
+        }
+        let allowed = |text: &str| Url::parse(text).ok().filter(is_allowed_url);
+        let endpoint = match self.token_endpoint {
+            Some(text) => {
+                let url = allowed(&text).ok_or(ClientError::Config(
+                    "the token endpoint must be an https URL (http only for loopback)",
+                ))?;
+                let endpoint = Endpoint {
+                    text,
+                    url,
+                    discovered: None,
+                };
+                OnceCell::new_with(Some(endpoint))
+            }
+            None => {
+                allowed(&self.fhir_base_url).ok_or(ClientError::Config(
+                    "the FHIR base URL must be an https URL (http only for loopback)",
+                ))?;
+                OnceCell::new()
+            }
+        };
+        let http = match self.http {
+            Some(http) => http,
+            None => default_client(self.timeout)
+                .map_err(|_| ClientError::Config("the HTTP client could not be built"))?,
+        };
+        Ok(BackendServiceClient {
+            inner: Arc::new(Inner {
+                fhir_base_url: self.fhir_base_url,
+                endpoint,
+                client_id: self.client_id,
+                authentication,
+                scope: self.scopes.join(" "),
+                resources: self.resources,
+                fetcher: Fetcher {
+                    client: http,
+                    timeout: self.timeout,
+                    max_body: MAX_DISCOVERY_BYTES,
+                },
+                refresh_margin: self.refresh_margin,
+                clock: self.clock,
+                cached: ArcSwapOption::empty(),
+                refresh: Mutex::new(RefreshState::default()),
+                finished: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// Gets and caches access tokens for a SMART backend service (feature `client`).
+///
+/// Cheap to clone; clones share the token cache. See the [module](self) documentation
+/// for a complete example.
+///
+/// ```no_run
+/// use smart_auth::client::BackendServiceClient;
+///
+/// # async fn run() -> Result<(), smart_auth::client::ClientError> {
+/// let client = BackendServiceClient::builder("https://fhir.example.org/r4")
+///     .client_id("reporting")
+///     .client_secret_basic("s3cret")
+///     .scope("system/Observation.rs")
+///     .build()?;
+/// let token = client.access_token().await?;
+/// println!("token valid until {}", token.expires_at());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct BackendServiceClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fhir_base_url: String,
+    endpoint: OnceCell<Endpoint>,
+    client_id: String,
+    authentication: Authentication,
+    scope: String,
+    resources: Vec<String>,
+    fetcher: Fetcher,
+    refresh_margin: Duration,
+    clock: Arc<dyn Clock>,
+    cached: ArcSwapOption<Cached>,
+    refresh: Mutex<RefreshState>,
+    /// Token requests finished; tells a waiting caller whether one ended while it waited.
+    finished: AtomicU64,
+}
+
+/// A token and when to replace it (Unix seconds).
+struct Cached {
+    token: AccessToken,
+    refresh_at: i64,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    /// How the latest token request failed, shared with the callers that waited for it.
+    last_error: Option<ClientError>,
+}
+
+impl fmt::Debug for BackendServiceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("BackendServiceClient")
+            .field("fhir_base_url", &inner.fhir_base_url)
+            .field(
+                "token_endpoint",
+                &inner.endpoint.get().map(|endpoint| &endpoint.text),
+            )
+            .field("client_id", &inner.client_id)
+            .field("authentication", &inner.authentication.method())
+            .field("scope", &inner.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The discovery step: where the SMART configuration was read and what it said. Part of
+/// a [`TokenRequestTrace`].
+///
+/// ```no_run
+/// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+/// let (trace, _token) = client.request_token_verbose().await?;
+/// if let Some(discovered) = trace.discovered {
+///     println!("GET {}\n{:#}", discovered.url, discovered.document);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Discovered {
+    /// The URL fetched: `{fhir_base}/.well-known/smart-configuration`.
+    pub url: String,
+    /// The document as received.
+    pub document: Value,
+}
+
+/// Every step of one token request, safe to print: for demos and troubleshooting. From
+/// [`BackendServiceClient::request_token_verbose`].
+///
+/// The signed assertion, the client secret and the access token are left out; the
+/// assertion's header and claims are included.
+///
+/// ```no_run
+/// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+/// let (trace, _token) = client.request_token_verbose().await?;
+/// println!("{} to {}", trace.auth_method, trace.token_endpoint);
+/// for (name, value) in &trace.form {
+///     println!("  {name}={value}");
+/// }
+/// println!("{} {:#}", trace.response_status, trace.response_body);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TokenRequestTrace {
+    /// The discovery step, or `None` when the token endpoint was configured.
+    pub discovered: Option<Discovered>,
+    /// The URL the request was posted to.
+    pub token_endpoint: String,
+    /// `private_key_jwt` or `client_secret_basic`.
+    pub auth_method: &'static str,
+    /// The assertion's JOSE header (`private_key_jwt` only).
+    pub assertion_header: Option<Value>,
+    /// The assertion's claims (`private_key_jwt` only).
+    pub assertion_claims: Option<Value>,
+    /// The form fields sent, with the assertion replaced by a placeholder.
+    pub form: Vec<(String, String)>,
+    /// The answer's HTTP status.
+    pub response_status: u16,
+    /// The answer's body as JSON, with `access_token` replaced by a placeholder.
+    pub response_body: Value,
+}
+
+impl BackendServiceClient {
+    /// Starts configuring a client for the FHIR server at `fhir_base_url`; the token
+    /// endpoint is discovered from `{fhir_base_url}/.well-known/smart-configuration` on
+    /// first use unless [`token_endpoint`](BackendServiceClientBuilder::token_endpoint)
+    /// is given.
+    ///
+    /// ```
+    /// # use smart_auth::{SigningAlgorithm, client::{BackendServiceClient, ClientKey}};
+    /// let client = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .client_id("reporting")
+    ///     .private_key_jwt(ClientKey::generate(SigningAlgorithm::ES384, "k1")?)
+    ///     .scope("system/Patient.rs")
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(fhir_base_url: impl Into<String>) -> BackendServiceClientBuilder {
+        BackendServiceClientBuilder {
+            fhir_base_url: fhir_base_url.into(),
+            token_endpoint: None,
+            client_id: String::new(),
+            authentication: None,
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            http: None,
+            timeout: DEFAULT_TIMEOUT,
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A valid access token: the cached one while it is fresh, else a new one from the
+    /// token endpoint. Concurrent callers share one request; if it fails, the callers
+    /// that waited for it get its error.
+    ///
+    /// ```no_run
+    /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+    /// let token = client.access_token().await?;
+    /// let header = format!("Bearer {}", token.access_token());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Any [`ClientError`] but [`Config`](ClientError::Config): discovery, transport,
+    /// timeout, the server's OAuth error, an unusable answer, or a signing failure.
+    pub async fn access_token(&self) -> Result<AccessToken, ClientError> {
+        if let Some(token) = self.fresh_token() {
+            return Ok(token);
+        }
+        let seen = self.inner.finished.load(Ordering::SeqCst);
+        let mut state = self.inner.refresh.lock().await;
+        if let Some(token) = self.fresh_token() {
+            return Ok(token);
+        }
+        // A request that ended while this caller waited failed: its answer is as recent
+        // as a new one would be.
+        if self.inner.finished.load(Ordering::SeqCst) != seen
+            && let Some(error) = &state.last_error
+        {
+            return Err(error.clone());
+        }
+        self.refresh(&mut state).await.map(|(_, token)| token)
+    }
+
+    /// Requests a new token now, whatever is cached, and returns it with a
+    /// [`TokenRequestTrace`] of the steps: discovery, the assertion's header and claims,
+    /// the form, the answer. The new token replaces the cached one.
+    ///
+    /// ```no_run
+    /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+    /// let (trace, token) = client.request_token_verbose().await?;
+    /// if let Some(discovered) = &trace.discovered {
+    ///     println!("GET {}", discovered.url);
+    /// }
+    /// println!("assertion header {:?}", trace.assertion_header);
+    /// println!("assertion claims {:?}", trace.assertion_claims);
+    /// println!("POST {} -> {} {}", trace.token_endpoint, trace.response_status, trace.response_body);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`access_token`](Self::access_token).
+    pub async fn request_token_verbose(
+        &self,
+    ) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
+        let mut state = self.inner.refresh.lock().await;
+        self.refresh(&mut state).await
+    }
+
+    /// The token endpoint: the configured one, or the one discovered (once, on first
+    /// need) from the FHIR server's SMART configuration.
+    ///
+    /// ```no_run
+    /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+    /// println!("tokens come from {}", client.token_endpoint().await?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Discovery`] when the configuration cannot be fetched, is not a JSON
+    /// object, or has no `token_endpoint` that is an `https` URL (`http` only for
+    /// loopback hosts).
+    pub async fn token_endpoint(&self) -> Result<String, ClientError> {
+        Ok(self.endpoint().await?.text.clone())
+    }
+
+    /// Adds `Authorization: Bearer <token>` to `request`, getting a token first if none
+    /// is fresh.
+    ///
+    /// ```no_run
+    /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), Box<dyn std::error::Error>> {
+    /// let http = reqwest::Client::new();
+    /// let response = client
+    ///     .authorize(http.get("https://fhir.example.org/r4/Patient/123"))
+    ///     .await?
+    ///     .send()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`access_token`](Self::access_token).
+    pub async fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let token = self.access_token().await?;
+        Ok(request.bearer_auth(token.access_token()))
+    }
+
+    /// Forgets the cached token, so the next call requests a new one: for when an API
+    /// refused the token before its expiry (revoked, keys rotated).
+    ///
+    /// ```no_run
+    /// # async fn run(client: smart_auth::client::BackendServiceClient) {
+    /// client.clear_cached_token();
+    /// # }
+    /// ```
+    pub fn clear_cached_token(&self) {
+        self.inner.cached.store(None);
+    }
+
+    fn now(&self) -> i64 {
+        unix_seconds(self.inner.clock.now())
+    }
+
+    fn fresh_token(&self) -> Option<AccessToken> {
+        let cached = self.inner.cached.load();
+        let cached = cached.as_ref()?;
+        (self.now() < cached.refresh_at).then(|| cached.token.clone())
+    }
+
+    /// One token request, made while holding the refresh lock; the outcome is cached.
+    async fn refresh(
+        &self,
+        state: &mut RefreshState,
+    ) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
+        // Cleared first: if this future is dropped midway, waiters must not take an
+        // older failure for this request's outcome.
+        state.last_error = None;
+        let result = self.request_token().await;
+        self.inner.finished.fetch_add(1, Ordering::SeqCst);
+        match &result {
+            Ok((_, token)) => {
+                let now = self.now();
+                let lifetime = token.expires_at().saturating_sub(now).max(0);
+                let margin = i64::try_from(self.inner.refresh_margin.as_secs()).unwrap_or(i64::MAX);
+                let refresh_at = token.expires_at() - margin.min(lifetime / 2);
+                self.inner.cached.store(Some(Arc::new(Cached {
+                    token: token.clone(),
+                    refresh_at,
+                })));
+                state.last_error = None;
+            }
+            Err(error) => state.last_error = Some(error.clone()),
+        }
+        result
+    }
+
+    async fn endpoint(&self) -> Result<&Endpoint, ClientError> {
+        self.inner
+            .endpoint
+            .get_or_try_init(|| self.discover())
+            .await
+    }
+
+    async fn discover(&self) -> Result<Endpoint, ClientError> {
+        let failed = |reason: String| ClientError::Discovery { reason };
+        let base = self.inner.fhir_base_url.trim_end_matches('/');
+        let url = Url::parse(&format!("{base}/.well-known/smart-configuration"))
+            .map_err(|_| failed("the FHIR base URL is invalid".to_owned()))?;
+        let fetched = self
+            .inner
+            .fetcher
+            .get(&url, "application/json", false)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        let document: Map<String, Value> = serde_json::from_slice(&fetched.body)
+            .map_err(|_| failed("the SMART configuration is not a JSON object".to_owned()))?;
+        let text = document
+            .get("token_endpoint")
+            .and_then(Value::as_str)
+            .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?
+            .to_owned();
+        let endpoint = Url::parse(&text)
+            .ok()
+            .filter(is_allowed_url)
+            .ok_or_else(|| {
+                failed("token_endpoint is not an https URL (http only for loopback)".to_owned())
+            })?;
+        tracing::debug!(url = %url, token_endpoint = %endpoint, "discovered the token endpoint");
+        Ok(Endpoint {
+            text,
+            url: endpoint,
+            discovered: Some(Discovered {
+                url: url.to_string(),
+                document: Value::Object(document),
+            }),
+        })
+    }
+
+    async fn request_token(&self) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
+        let inner = &self.inner;
+        let endpoint = self.endpoint().await?;
+        let now = self.now();
+        let mut form = vec![
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            ("scope".to_owned(), inner.scope.clone()),
+        ];
+        for resource in &inner.resources {
+            form.push(("resource".to_owned(), resource.clone()));
+        }
+        let mut trace_form = form.clone();
+        let mut authorization = None;
+        let mut signed = None;
+        match &inner.authentication {
+            Authentication::PrivateKeyJwt(key) => {
+                let assertion = assertion::sign(key, &inner.client_id, &endpoint.text, now)?;
+                let assertion_type = (
+                    "client_assertion_type".to_owned(),
+                    assertion::JWT_BEARER.to_owned(),
+                );
+                form.push(assertion_type.clone());
+                trace_form.push(assertion_type);
+                trace_form.push((
+                    "client_assertion".to_owned(),
+                    format!("<signed JWT, {} characters>", assertion.jwt.len()),
+                ));
+                form.push(("client_assertion".to_owned(), assertion.jwt.clone()));
+                signed = Some(assertion);
+            }
+            Authentication::ClientSecretBasic(Secret(secret)) => {
+                authorization = Some(basic_credentials(&inner.client_id, secret)?);
+            }
+        }
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish();
+        let response = token::post_form(
+            &inner.fetcher.client,
+            &endpoint.url,
+            body,
+            authorization,
+            inner.fetcher.timeout,
+        )
+        .await?;
+        let token = token::parse_response(&response, &inner.scope, now)?;
+        tracing::debug!(
+            token_endpoint = %endpoint.url,
+            method = inner.authentication.method(),
+            expires_at = token.expires_at(),
+            "obtained an access token"
+        );
+        let (assertion_header, assertion_claims) = match signed {
+            Some(assertion) => (Some(assertion.header), Some(assertion.claims)),
+            None => (None, None),
+        };
+        let trace = TokenRequestTrace {
+            discovered: endpoint.discovered.clone(),
+            token_endpoint: endpoint.text.clone(),
+            auth_method: inner.authentication.method(),
+            assertion_header,
+            assertion_claims,
+            form: trace_form,
+            response_status: response.status,
+            response_body: token::redacted_body(&response.body),
+        };
+        Ok((trace, token))
+    }
+}
+
+/// `Basic base64(urlencode(client_id) ":" urlencode(secret))`, RFC 6749 section 2.3.1.
+fn basic_credentials(client_id: &str, secret: &str) -> Result<HeaderValue, ClientError> {
+    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let credentials = format!("{}:{}", encode(client_id), encode(secret));
+    let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
+        .map_err(|_| ClientError::Config("the client credentials cannot form a header"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_encoded() {
+        let value = basic_credentials("my app", "p@ss:w/rd+é").unwrap();
+        let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+        assert_eq!(decoded, "my+app:p%40ss%3Aw%2Frd%2B%C3%A9");
+        assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn build_checks() {
+        let complete = || {
+            BackendServiceClient::builder("https://fhir.example.org")
+                .client_id("app")
+                .client_secret_basic("s")
+                .scope("system/*.rs")
+        };
+        assert!(complete().build().is_ok());
+        let problems = [
+            complete().client_id("").build(),
+            complete().client_secret_basic("").build(),
+            BackendServiceClient::builder("https://fhir.example.org")
+                .client_id("app")
+                .scope("a")
+                .build(),
+            BackendServiceClient::builder("https://fhir.example.org")
+                .client_id("app")
+                .client_secret_basic("s")
+                .scope("  ")
+                .build(),
+            complete()
+                .token_endpoint("http://auth.example.org/token")
+                .build(),
+            complete().token_endpoint("not a url").build(),
+            BackendServiceClient::builder("ftp://fhir.example.org")
+                .client_id("app")
+                .client_secret_basic("s")
+                .scope("a")
+                .build(),
+        ];
+        for problem in problems {
+            assert!(
+                matches!(problem, Err(ClientError::Config(_))),
+                "{problem:?}"
+            );
+        }
+        // With a token endpoint, the base URL is not used.
+        assert!(
+            complete()
+                .token_endpoint("http://127.0.0.1:9/token")
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn scopes_are_split_and_deduplicated() {
+        let client = BackendServiceClient::builder("https://fhir.example.org")
+            .client_id("app")
+            .client_secret_basic("s")
+            .scope("a b")
+            .scopes(["b", "c"])
+            .build()
+            .unwrap();
+        assert_eq!(client.inner.scope, "a b c");
+    }
+}

@@ -1,0 +1,419 @@
+//! The token request on the wire, and [`AccessToken`].
+
+use std::fmt;
+use std::time::Duration;
+
+use http::HeaderValue;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Client, Url};
+use serde_json::{Map, Value};
+
+use super::error::ClientError;
+
+/// The largest token response read; a larger one is refused.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The longest `error` or `error_description` kept from a server's answer.
+const MAX_ERROR_TEXT: usize = 256;
+
+/// An access token from the token endpoint.
+///
+/// `Debug` hides the token itself. [`BackendServiceClient::authorize`] attaches it to
+/// requests for you.
+///
+/// [`BackendServiceClient::authorize`]: super::BackendServiceClient::authorize
+///
+/// ```
+/// use smart_auth::client::AccessToken;
+/// let token = AccessToken::new("eyJhbGciOi...", 1_700_000_300, "system/Patient.rs");
+/// assert_eq!(token.token_type(), "Bearer");
+/// assert!(!format!("{token:?}").contains("eyJ"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    access_token: String,
+    token_type: String,
+    expires_at: i64,
+    scope: String,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("access_token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl AccessToken {
+    /// A `Bearer` token, for tests of code that takes one.
+    ///
+    /// ```
+    /// use smart_auth::client::AccessToken;
+    /// let token = AccessToken::new("abc", 1_700_000_300, "system/*.rs");
+    /// assert_eq!(token.access_token(), "abc");
+    /// ```
+    pub fn new(access_token: impl Into<String>, expires_at: i64, scope: impl Into<String>) -> Self {
+        Self {
+            access_token: access_token.into(),
+            token_type: "Bearer".to_owned(),
+            expires_at,
+            scope: scope.into(),
+        }
+    }
+
+    /// The token itself: what goes after `Bearer ` in the `Authorization` header.
+    ///
+    /// ```
+    /// # use smart_auth::client::AccessToken;
+    /// let token = AccessToken::new("abc", 0, "");
+    /// assert_eq!(format!("Bearer {}", token.access_token()), "Bearer abc");
+    /// ```
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// `token_type` as the server wrote it (`Bearer` in any letter case).
+    ///
+    /// ```
+    /// # use smart_auth::client::AccessToken;
+    /// assert!(AccessToken::new("abc", 0, "").token_type().eq_ignore_ascii_case("bearer"));
+    /// ```
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// When the token expires, in seconds since the Unix epoch: the client's clock at the
+    /// request plus `expires_in`.
+    ///
+    /// ```
+    /// # use smart_auth::client::AccessToken;
+    /// assert_eq!(AccessToken::new("abc", 1_700_000_300, "").expires_at(), 1_700_000_300);
+    /// ```
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
+    /// The granted scopes, space separated: the response's `scope`, or the requested
+    /// scopes when the server sent none (RFC 6749 section 5.1).
+    ///
+    /// ```
+    /// # use smart_auth::client::AccessToken;
+    /// let token = AccessToken::new("abc", 0, "system/Patient.rs system/Observation.rs");
+    /// assert_eq!(token.scope().split(' ').count(), 2);
+    /// ```
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+}
+
+/// What came back from the token endpoint.
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+}
+
+/// POSTs the form to the token endpoint with `Accept: application/json`, within
+/// `timeout`, refusing redirects and bodies over [`MAX_RESPONSE_BYTES`].
+pub(crate) async fn post_form(
+    http: &Client,
+    endpoint: &Url,
+    form: String,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+) -> Result<RawResponse, ClientError> {
+    let mut request = http
+        .post(endpoint.clone())
+        .header(ACCEPT, "application/json")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form)
+        .timeout(timeout);
+    if let Some(value) = authorization {
+        request = request.header(AUTHORIZATION, value);
+    }
+    let exchange = async {
+        let mut response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        // An injected client may follow redirects: an answer from elsewhere is refused.
+        if status.is_redirection() || response.url() != endpoint {
+            return Err(ClientError::Transport {
+                reason: "refusing to follow a redirect".to_owned(),
+            });
+        }
+        let too_large = || ClientError::Transport {
+            reason: format!("the answer exceeds {MAX_RESPONSE_BYTES} bytes"),
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(RawResponse {
+            status: status.as_u16(),
+            body,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(ClientError::Timeout))
+}
+
+fn transport_error(error: reqwest::Error) -> ClientError {
+    if error.is_timeout() {
+        return ClientError::Timeout;
+    }
+    // reqwest's own message is terse ("error sending request"); the causes say why
+    // (connection refused, TLS). None of them contains a body or a credential.
+    let error = error.without_url();
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ClientError::Transport { reason }
+}
+
+/// Reads a token endpoint answer. A success must be a JSON object with a non-empty
+/// `access_token`, a `token_type` of `Bearer` (any case) and a numeric `expires_in`; an
+/// error status with an `error` member becomes [`ClientError::OAuth`].
+pub(crate) fn parse_response(
+    response: &RawResponse,
+    requested_scope: &str,
+    now: i64,
+) -> Result<AccessToken, ClientError> {
+    let document = serde_json::from_slice::<Map<String, Value>>(&response.body).ok();
+    if !(200..300).contains(&response.status) {
+        let oauth_error = document
+            .as_ref()
+            .and_then(|doc| doc.get("error"))
+            .and_then(Value::as_str)
+            .filter(|code| !code.is_empty());
+        return Err(match oauth_error {
+            Some(error) => ClientError::OAuth {
+                status: response.status,
+                error: printable(error),
+                description: document
+                    .as_ref()
+                    .and_then(|doc| doc.get("error_description"))
+                    .and_then(Value::as_str)
+                    .map(printable),
+            },
+            None => ClientError::UnexpectedStatus {
+                status: response.status,
+            },
+        });
+    }
+    let document = document.ok_or(ClientError::InvalidTokenResponse(
+        "the body is not a JSON object",
+    ))?;
+    let access_token = match document.get("access_token") {
+        Some(Value::String(token)) if !token.is_empty() => token,
+        _ => {
+            return Err(ClientError::InvalidTokenResponse(
+                "access_token is missing or not a string",
+            ));
+        }
+    };
+    // It must fit in an Authorization header (RFC 6750 b64token is a subset).
+    if HeaderValue::from_str(access_token).is_err() {
+        return Err(ClientError::InvalidTokenResponse(
+            "access_token contains characters not allowed in a header",
+        ));
+    }
+    let token_type = match document.get("token_type") {
+        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("bearer") => kind,
+        _ => {
+            return Err(ClientError::InvalidTokenResponse(
+                "token_type is missing or not Bearer",
+            ));
+        }
+    };
+    let expires_in = document
+        .get("expires_in")
+        .and_then(Value::as_f64)
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .ok_or(ClientError::InvalidTokenResponse(
+            "expires_in is missing or not a non-negative number",
+        ))?;
+    let scope = match document.get("scope") {
+        None | Some(Value::Null) => requested_scope,
+        Some(Value::String(scope)) => scope,
+        Some(_) => {
+            return Err(ClientError::InvalidTokenResponse("scope is not a string"));
+        }
+    };
+    // Float to integer `as` saturates; whole seconds are enough.
+    let expires_in = expires_in as i64;
+    Ok(AccessToken {
+        access_token: access_token.clone(),
+        token_type: token_type.clone(),
+        expires_at: now.saturating_add(expires_in),
+        scope: scope.to_owned(),
+    })
+}
+
+/// Server text fit for a message: control characters replaced, length capped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(MAX_ERROR_TEXT)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The response as JSON with `access_token` (and any `refresh_token` or `id_token`)
+/// replaced, for traces that may be printed.
+pub(crate) fn redacted_body(body: &[u8]) -> Value {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut document)) => {
+            for secret in ["access_token", "refresh_token", "id_token"] {
+                if let Some(value) = document.get_mut(secret) {
+                    let length = value.as_str().map_or(0, str::len);
+                    *value = Value::String(format!("<redacted, {length} characters>"));
+                }
+            }
+            Value::Object(document)
+        }
+        Ok(other) => other,
+        Err(_) => Value::String(format!("<{} bytes, not JSON>", body.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(status: u16, body: Value) -> RawResponse {
+        RawResponse {
+            status,
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn success() {
+        let token = parse_response(
+            &answer(
+                200,
+                json!({"access_token": "t", "token_type": "bearer", "expires_in": 300, "scope": "a"}),
+            ),
+            "a b",
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                token.access_token(),
+                token.token_type(),
+                token.expires_at(),
+                token.scope()
+            ),
+            ("t", "bearer", 1_300, "a")
+        );
+        let token = parse_response(
+            &answer(
+                200,
+                json!({"access_token": "t", "token_type": "Bearer", "expires_in": 59.9}),
+            ),
+            "a b",
+            1_000,
+        )
+        .unwrap();
+        assert_eq!((token.expires_at(), token.scope()), (1_059, "a b"));
+    }
+
+    #[test]
+    fn invalid_success_bodies() {
+        let good = json!({"access_token": "t", "token_type": "Bearer", "expires_in": 300});
+        let with = |name: &str, value: Value| {
+            let mut body = good.clone();
+            if value.is_null() {
+                body.as_object_mut().unwrap().remove(name);
+            } else {
+                body[name] = value;
+            }
+            parse_response(&answer(200, body), "s", 0).unwrap_err()
+        };
+        let cases = [
+            with("access_token", Value::Null),
+            with("access_token", json!("")),
+            with("access_token", json!(12)),
+            with("access_token", json!("line\nbreak")),
+            with("token_type", Value::Null),
+            with("token_type", json!("DPoP")),
+            with("expires_in", Value::Null),
+            with("expires_in", json!("300")),
+            with("expires_in", json!(-1)),
+            with("scope", json!(["a"])),
+            parse_response(&answer(200, json!([1])), "s", 0).unwrap_err(),
+            parse_response(
+                &RawResponse {
+                    status: 200,
+                    body: b"<html>".to_vec(),
+                },
+                "s",
+                0,
+            )
+            .unwrap_err(),
+        ];
+        for error in cases {
+            assert!(
+                matches!(error, ClientError::InvalidTokenResponse(_)),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_answers() {
+        let error = parse_response(
+            &answer(
+                400,
+                json!({"error": "invalid_scope", "error_description": "no\u{7}pe"}),
+            ),
+            "s",
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            ClientError::OAuth {
+                status: 400,
+                error: "invalid_scope".into(),
+                description: Some("no?pe".into()),
+            }
+        );
+        let long = "x".repeat(1000);
+        let error = parse_response(&answer(401, json!({"error": long})), "s", 0).unwrap_err();
+        assert_eq!(error.oauth_error().map(str::len), Some(MAX_ERROR_TEXT));
+        for body in [json!({"error": ""}), json!({"message": "x"}), json!("x")] {
+            assert_eq!(
+                parse_response(&answer(503, body), "s", 0).unwrap_err(),
+                ClientError::UnexpectedStatus { status: 503 }
+            );
+        }
+    }
+
+    #[test]
+    fn redaction() {
+        let body = json!({"access_token": "secret", "token_type": "Bearer", "refresh_token": "r"});
+        let redacted = redacted_body(body.to_string().as_bytes());
+        assert_eq!(redacted["access_token"], "<redacted, 6 characters>");
+        assert_eq!(redacted["refresh_token"], "<redacted, 1 characters>");
+        assert_eq!(redacted["token_type"], "Bearer");
+        assert_eq!(redacted_body(b"oops"), json!("<4 bytes, not JSON>"));
+    }
+}

@@ -1,0 +1,839 @@
+//! The backend-service client against a stub FHIR server and token endpoint on 127.0.0.1:
+//! real HTTP, real keys, signatures checked with the client's public JWK.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+use smart_auth::client::{
+    BackendServiceClient, BackendServiceClientBuilder, ClientError, ClientKey, KeyError,
+};
+use smart_auth::{ManualClock, SigningAlgorithm};
+
+const CLIENT_ID: &str = "backend-app";
+const SCOPE: &str = "system/Patient.rs system/Observation.rs";
+
+/// What the stub token endpoint answers.
+#[derive(Clone)]
+enum Reply {
+    /// `{"access_token": "token-<n>", "token_type": "Bearer", "expires_in": 300, scope}`.
+    Token,
+    /// This status and body (as JSON when it parses, else as text).
+    Fixed(u16, String),
+    /// A redirect to the real token endpoint.
+    Redirect,
+}
+
+/// A token request as the stub saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    headers: HeaderMap,
+    form: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.form.iter().map(|(key, _)| key.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+}
+
+#[derive(Clone)]
+struct StubState {
+    base: String,
+    token_calls: Arc<AtomicUsize>,
+    discovery_calls: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    reply: Arc<Mutex<Reply>>,
+    delay: Arc<Mutex<Duration>>,
+    configuration: Arc<Mutex<Option<Value>>>,
+}
+
+/// A FHIR server with a SMART configuration at `/fhir`, a token endpoint at `/token` and
+/// an echo of the `Authorization` header at `/fhir/Patient/1`.
+struct Stub {
+    state: StubState,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn discovery(State(state): State<StubState>) -> Response {
+    state.discovery_calls.fetch_add(1, Ordering::SeqCst);
+    let configured = state.configuration.lock().unwrap().clone();
+    let document = configured.unwrap_or_else(|| {
+        json!({
+            "token_endpoint": format!("{}/token", state.base),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+        })
+    });
+    if document.is_null() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.to_string(),
+    )
+        .into_response()
+}
+
+async fn token(State(state): State<StubState>, headers: HeaderMap, body: Bytes) -> Response {
+    let calls = state.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let seen = Seen { headers, form };
+    state.seen.lock().unwrap().push(seen.clone());
+    let delay = *state.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let reply = state.reply.lock().unwrap().clone();
+    match reply {
+        Reply::Token => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            json!({
+                "access_token": format!("token-{calls}"),
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "scope": seen.field("scope"),
+            })
+            .to_string(),
+        )
+            .into_response(),
+        Reply::Fixed(status, body) => {
+            let content_type = if serde_json::from_str::<Value>(&body).is_ok() {
+                "application/json"
+            } else {
+                "text/html"
+            };
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response()
+        }
+        Reply::Redirect => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, format!("{}/token", state.base))],
+        )
+            .into_response(),
+    }
+}
+
+async fn echo_authorization(headers: HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+impl Stub {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = StubState {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            token_calls: Arc::default(),
+            discovery_calls: Arc::default(),
+            seen: Arc::default(),
+            reply: Arc::new(Mutex::new(Reply::Token)),
+            delay: Arc::default(),
+            configuration: Arc::default(),
+        };
+        let router = Router::new()
+            .route("/fhir/.well-known/smart-configuration", get(discovery))
+            .route("/token", post(token))
+            .route("/fhir/Patient/1", get(echo_authorization))
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { state, server }
+    }
+
+    fn fhir_base(&self) -> String {
+        format!("{}/fhir", self.state.base)
+    }
+
+    fn token_endpoint(&self) -> String {
+        format!("{}/token", self.state.base)
+    }
+
+    fn token_calls(&self) -> usize {
+        self.state.token_calls.load(Ordering::SeqCst)
+    }
+
+    fn reply(&self, reply: Reply) {
+        *self.state.reply.lock().unwrap() = reply;
+    }
+
+    fn fixed(&self, status: u16, body: impl Into<String>) {
+        self.reply(Reply::Fixed(status, body.into()));
+    }
+
+    fn delay(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
+    }
+
+    fn configuration(&self, document: Value) {
+        *self.state.configuration.lock().unwrap() = Some(document);
+    }
+
+    fn last_seen(&self) -> Seen {
+        self.state
+            .seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a token request")
+    }
+
+    fn client(&self) -> BackendServiceClientBuilder {
+        BackendServiceClient::builder(self.fhir_base())
+            .client_id(CLIENT_ID)
+            .scope(SCOPE)
+    }
+}
+
+fn jwt_part(jwt: &str, index: usize) -> Value {
+    let segment = jwt.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+/// Checks the assertion's signature with `public_jwk` and its audience, issuer and
+/// subject; returns its claims.
+fn verify_assertion(jwt: &str, public_jwk: &Value, alg: Algorithm, audience: &str) -> Value {
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(public_jwk.clone()).unwrap();
+    let key = DecodingKey::from_jwk(&jwk).unwrap();
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.sub = Some(CLIENT_ID.to_owned());
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    // The clock may be a manual one; exp is checked against it by the caller.
+    validation.validate_exp = false;
+    jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .expect("assertion verifies with the client's public key")
+        .claims
+}
+
+/// A private_key_jwt token request with discovery, checked field by field.
+async fn private_key_jwt_flow(alg: SigningAlgorithm, jwt_alg: Algorithm) {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let key = ClientKey::generate(alg, format!("{}-key", alg.name())).unwrap();
+    let client = stub
+        .client()
+        .private_key_jwt(key.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+
+    assert_eq!(
+        client.token_endpoint().await.unwrap(),
+        stub.token_endpoint()
+    );
+    let token = client.access_token().await.unwrap();
+    assert_eq!(token.access_token(), "token-1");
+    assert_eq!(token.token_type(), "Bearer");
+    assert_eq!(token.expires_at(), 1_700_000_300);
+    assert_eq!(token.scope(), SCOPE);
+
+    let seen = stub.last_seen();
+    assert_eq!(
+        seen.names(),
+        [
+            "client_assertion",
+            "client_assertion_type",
+            "grant_type",
+            "scope"
+        ]
+    );
+    assert_eq!(seen.field("grant_type"), Some("client_credentials"));
+    assert_eq!(seen.field("scope"), Some(SCOPE));
+    assert_eq!(
+        seen.field("client_assertion_type"),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(seen.header("accept"), Some("application/json"));
+    assert_eq!(
+        seen.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(seen.header("authorization"), None);
+
+    let jwt = seen.field("client_assertion").unwrap();
+    assert_eq!(
+        jwt_part(jwt, 0),
+        json!({"alg": alg.name(), "kid": key.kid(), "typ": "JWT"})
+    );
+    let claims = verify_assertion(jwt, &key.public_jwk(), jwt_alg, &stub.token_endpoint());
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+    assert_eq!(URL_SAFE_NO_PAD.decode(&jti).unwrap().len(), 16);
+    assert_eq!(
+        claims,
+        json!({
+            "iss": CLIENT_ID,
+            "sub": CLIENT_ID,
+            "aud": stub.token_endpoint(),
+            "iat": 1_700_000_000,
+            "exp": 1_700_000_240,
+            "jti": jti,
+        })
+    );
+}
+
+#[tokio::test]
+async fn private_key_jwt_rs384_after_discovery() {
+    private_key_jwt_flow(SigningAlgorithm::RS384, Algorithm::RS384).await;
+}
+
+#[tokio::test]
+async fn private_key_jwt_es384_after_discovery() {
+    private_key_jwt_flow(SigningAlgorithm::ES384, Algorithm::ES384).await;
+}
+
+#[tokio::test]
+async fn client_secret_basic_sends_form_encoded_credentials() {
+    let stub = Stub::start().await;
+    let secret = "p@ss:w/rd+ é";
+    let client = stub
+        .client()
+        .client_id("app one")
+        .client_secret_basic(secret)
+        .token_endpoint(stub.token_endpoint())
+        .build()
+        .unwrap();
+    let token = client.access_token().await.unwrap();
+    assert_eq!(token.access_token(), "token-1");
+    assert_eq!(
+        stub.state.discovery_calls.load(Ordering::SeqCst),
+        0,
+        "a configured token endpoint skips discovery"
+    );
+
+    let seen = stub.last_seen();
+    assert_eq!(seen.names(), ["grant_type", "scope"]);
+    assert_eq!(seen.field("grant_type"), Some("client_credentials"));
+    assert_eq!(seen.field("scope"), Some(SCOPE));
+    let basic = seen
+        .header("authorization")
+        .unwrap()
+        .strip_prefix("Basic ")
+        .unwrap();
+    let credentials = String::from_utf8(STANDARD.decode(basic).unwrap()).unwrap();
+    assert_eq!(credentials, "app+one:p%40ss%3Aw%2Frd%2B+%C3%A9");
+    let decode = |text: &str| -> String {
+        url::form_urlencoded::parse(format!("x={text}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let (id, password) = credentials.split_once(':').unwrap();
+    assert_eq!(
+        (decode(id), decode(password)),
+        ("app one".to_owned(), secret.to_owned())
+    );
+    assert!(!format!("{client:?}").contains("p@ss"));
+}
+
+#[tokio::test]
+async fn token_is_reused_until_the_refresh_margin_then_replaced() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .refresh_margin(Duration::from_secs(30))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-1"
+    );
+    // Expires at +300; replaced from +270 on.
+    clock.advance(Duration::from_secs(269));
+    let same = client.clone();
+    assert_eq!(same.access_token().await.unwrap().access_token(), "token-1");
+    assert_eq!(stub.token_calls(), 1);
+
+    clock.advance(Duration::from_secs(1));
+    let fresh = client.access_token().await.unwrap();
+    assert_eq!(fresh.access_token(), "token-2");
+    assert_eq!(fresh.expires_at(), 1_700_000_270 + 300);
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-2"
+    );
+    assert_eq!(stub.token_calls(), 2);
+
+    client.clear_cached_token();
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-3"
+    );
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_reused_for_half_their_lifetime() {
+    let stub = Stub::start().await;
+    stub.fixed(
+        200,
+        json!({"access_token": "short", "token_type": "bearer", "expires_in": 20}).to_string(),
+    );
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = client.access_token().await.unwrap();
+    // No scope in the answer: the requested one is assumed.
+    assert_eq!(token.scope(), SCOPE);
+    clock.advance(Duration::from_secs(9));
+    client.access_token().await.unwrap();
+    assert_eq!(stub.token_calls(), 1);
+    clock.advance(Duration::from_secs(1));
+    client.access_token().await.unwrap();
+    assert_eq!(stub.token_calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_callers_make_one_token_request() {
+    let stub = Stub::start().await;
+    stub.delay(Duration::from_millis(200));
+    let key = ClientKey::generate(SigningAlgorithm::ES384, "k1").unwrap();
+    let client = stub.client().private_key_jwt(key).build().unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.access_token().await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().access_token(), "token-1");
+    }
+    assert_eq!(stub.token_calls(), 1);
+    assert_eq!(stub.state.discovery_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_waiting_on_a_failed_request_share_its_error() {
+    let stub = Stub::start().await;
+    stub.delay(Duration::from_millis(200));
+    stub.fixed(
+        400,
+        json!({"error": "invalid_scope", "error_description": "not allowed"}).to_string(),
+    );
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.access_token().await })
+        })
+        .collect();
+    for task in tasks {
+        let error = task.await.unwrap().unwrap_err();
+        assert_eq!(error.oauth_error(), Some("invalid_scope"));
+    }
+    assert_eq!(stub.token_calls(), 1);
+    // A later call tries again.
+    stub.delay(Duration::ZERO);
+    stub.reply(Reply::Token);
+    assert!(client.access_token().await.is_ok());
+    assert_eq!(stub.token_calls(), 2);
+}
+
+#[tokio::test]
+async fn oauth_errors_are_typed() {
+    let stub = Stub::start().await;
+    let client = stub.client().client_secret_basic("wrong").build().unwrap();
+    stub.fixed(
+        401,
+        json!({"error": "invalid_client", "error_description": "client authentication failed"})
+            .to_string(),
+    );
+    let error = client.access_token().await.unwrap_err();
+    assert_eq!(
+        error,
+        ClientError::OAuth {
+            status: 401,
+            error: "invalid_client".into(),
+            description: Some("client authentication failed".into()),
+        }
+    );
+    assert!(!error.to_string().contains("wrong"));
+
+    stub.fixed(400, json!({"error": "unsupported_grant_type"}).to_string());
+    let error = client.access_token().await.unwrap_err();
+    assert_eq!(
+        error,
+        ClientError::OAuth {
+            status: 400,
+            error: "unsupported_grant_type".into(),
+            description: None,
+        }
+    );
+
+    stub.fixed(502, "<html>bad gateway</html>");
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::UnexpectedStatus { status: 502 }
+    );
+}
+
+#[tokio::test]
+async fn malformed_token_responses_are_typed_errors() {
+    let stub = Stub::start().await;
+    let client = stub.client().client_secret_basic("s").build().unwrap();
+    let bodies = [
+        json!({"token_type": "Bearer", "expires_in": 300}).to_string(),
+        json!({"access_token": "t", "token_type": "mac", "expires_in": 300}).to_string(),
+        json!({"access_token": "t", "expires_in": 300}).to_string(),
+        json!({"access_token": "t", "token_type": "Bearer", "expires_in": "300"}).to_string(),
+        json!({"access_token": "t", "token_type": "Bearer"}).to_string(),
+        "<html>welcome</html>".to_owned(),
+        "[]".to_owned(),
+    ];
+    for body in bodies {
+        stub.fixed(200, body.clone());
+        let error = client.access_token().await.unwrap_err();
+        assert!(
+            matches!(error, ClientError::InvalidTokenResponse(_)),
+            "{body}: {error:?}"
+        );
+    }
+
+    stub.fixed(200, "x".repeat(70 * 1024));
+    let error = client.access_token().await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Transport { reason } if reason.contains("exceeds")),
+        "{error:?}"
+    );
+    assert_eq!(stub.token_calls(), 8);
+}
+
+#[tokio::test]
+async fn redirects_are_refused() {
+    let stub = Stub::start().await;
+    stub.reply(Reply::Redirect);
+    let client = stub.client().client_secret_basic("s").build().unwrap();
+    let error = client.access_token().await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Transport { reason } if reason.contains("redirect")),
+        "{error:?}"
+    );
+    assert_eq!(stub.token_calls(), 1, "the redirect was not followed");
+}
+
+#[tokio::test]
+async fn slow_token_endpoint_times_out() {
+    let stub = Stub::start().await;
+    stub.delay(Duration::from_secs(5));
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::Timeout
+    );
+}
+
+#[tokio::test]
+async fn discovery_failures() {
+    let stub = Stub::start().await;
+    let client = || stub.client().client_secret_basic("s").build().unwrap();
+    let cases = [
+        (Value::Null, "404"),
+        (json!({"issuer": "x"}), "no token_endpoint"),
+        (json!({"token_endpoint": 7}), "no token_endpoint"),
+        (
+            json!({"token_endpoint": "http://auth.example.org/token"}),
+            "not an https URL",
+        ),
+        (json!(["token_endpoint"]), "not a JSON object"),
+    ];
+    for (document, expected) in cases {
+        stub.configuration(document.clone());
+        let error = client().token_endpoint().await.unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Discovery { reason } if reason.contains(expected)),
+            "{document}: {error:?}"
+        );
+        assert!(matches!(
+            client().access_token().await.unwrap_err(),
+            ClientError::Discovery { .. }
+        ));
+    }
+    assert_eq!(stub.token_calls(), 0);
+
+    let nobody = BackendServiceClient::builder("http://127.0.0.1:9/fhir")
+        .client_id(CLIENT_ID)
+        .client_secret_basic("s")
+        .scope(SCOPE)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        nobody.access_token().await.unwrap_err(),
+        ClientError::Discovery { .. }
+    ));
+}
+
+#[tokio::test]
+async fn authorize_attaches_the_bearer_token() {
+    let stub = Stub::start().await;
+    let client = stub.client().client_secret_basic("s").build().unwrap();
+    let http = reqwest::Client::new();
+    let request = client
+        .authorize(http.get(format!("{}/Patient/1", stub.fhir_base())))
+        .await
+        .unwrap();
+    let echoed = request.send().await.unwrap().text().await.unwrap();
+    assert_eq!(echoed, "Bearer token-1");
+}
+
+#[tokio::test]
+async fn verbose_request_traces_each_step_without_secrets() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let key = ClientKey::generate(SigningAlgorithm::RS384, "trace-key").unwrap();
+    let client = stub
+        .client()
+        .private_key_jwt(key)
+        .clock(clock)
+        .build()
+        .unwrap();
+    let (trace, token) = client.request_token_verbose().await.unwrap();
+    let discovered = trace.discovered.as_ref().unwrap();
+    assert_eq!(
+        discovered.url,
+        format!("{}/.well-known/smart-configuration", stub.fhir_base())
+    );
+    assert_eq!(discovered.document["token_endpoint"], stub.token_endpoint());
+    assert_eq!(trace.token_endpoint, stub.token_endpoint());
+    assert_eq!(trace.auth_method, "private_key_jwt");
+    assert_eq!(
+        trace.assertion_header,
+        Some(json!({"alg": "RS384", "kid": "trace-key", "typ": "JWT"}))
+    );
+    let claims = trace.assertion_claims.as_ref().unwrap();
+    assert_eq!(claims["aud"], stub.token_endpoint());
+    assert_eq!(claims["exp"], 1_700_000_240);
+    let sent = stub.last_seen();
+    let assertion = sent.field("client_assertion").unwrap();
+    assert_eq!(&jwt_part(assertion, 1), claims);
+    assert_eq!(trace.form.len(), 4);
+    assert!(trace.form.iter().all(|(_, value)| value != assertion));
+    assert_eq!(trace.response_status, 200);
+    assert_eq!(trace.response_body["token_type"], "Bearer");
+    assert_eq!(
+        trace.response_body["access_token"],
+        "<redacted, 7 characters>"
+    );
+    assert!(!format!("{trace:?}").contains(token.access_token()));
+
+    // The traced token is the cached one; a second verbose call asks again.
+    assert_eq!(client.access_token().await.unwrap(), token);
+    let (second, _) = client.request_token_verbose().await.unwrap();
+    assert!(second.discovered.is_some());
+    assert_eq!(stub.token_calls(), 2);
+    assert_eq!(stub.state.discovery_calls.load(Ordering::SeqCst), 1);
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/it/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+fn bare(jwk: &Value) -> Value {
+    let mut jwk = jwk.clone();
+    for member in ["kid", "alg", "use"] {
+        jwk.as_object_mut().unwrap().remove(member);
+    }
+    jwk
+}
+
+#[tokio::test]
+async fn keys_from_pem_and_jwk_are_the_same_key_and_sign_verifiably() {
+    let stub = Stub::start().await;
+    let rows = [
+        (
+            "rsa",
+            SigningAlgorithm::RS384,
+            Algorithm::RS384,
+            &["rsa.pkcs8.pem", "rsa.pkcs1.pem"][..],
+        ),
+        (
+            "p384",
+            SigningAlgorithm::ES384,
+            Algorithm::ES384,
+            &["p384.pkcs8.pem", "p384.sec1.pem"],
+        ),
+        (
+            "p256",
+            SigningAlgorithm::ES256,
+            Algorithm::ES256,
+            &["p256.pkcs8.pem", "p256.sec1.pem"],
+        ),
+        (
+            "ed25519",
+            SigningAlgorithm::EdDSA,
+            Algorithm::EdDSA,
+            &["ed25519.pkcs8.pem"],
+        ),
+    ];
+    for (name, alg, jwt_alg, pems) in rows {
+        let private_jwk: Value =
+            serde_json::from_str(&fixture(&format!("{name}.jwk.json"))).unwrap();
+        let from_jwk = ClientKey::from_jwk(&private_jwk).unwrap();
+        assert_eq!(from_jwk.algorithm(), alg, "{name}");
+        assert_eq!(from_jwk.kid(), format!("{name}-fixture"));
+        let public = from_jwk.public_jwk();
+        assert!(public.get("d").is_none() && public.get("p").is_none());
+        assert_eq!(public["use"], "sig");
+        assert_eq!(public["alg"], alg.name());
+
+        for pem in pems {
+            let from_pem = ClientKey::from_pkcs8_pem(&fixture(pem), alg, "pem-key").unwrap();
+            assert_eq!(bare(&from_pem.public_jwk()), bare(&public), "{pem}");
+        }
+
+        // Sign with the key loaded from the JWK, verify with the public half of the PEM key.
+        let from_pem = ClientKey::from_pkcs8_pem(&fixture(pems[0]), alg, "pem-key").unwrap();
+        let client = stub
+            .client()
+            .private_key_jwt(from_jwk.clone())
+            .token_endpoint(stub.token_endpoint())
+            .build()
+            .unwrap();
+        client.access_token().await.unwrap();
+        let jwt = stub
+            .last_seen()
+            .field("client_assertion")
+            .unwrap()
+            .to_owned();
+        assert_eq!(jwt_part(&jwt, 0)["kid"], format!("{name}-fixture"));
+        verify_assertion(
+            &jwt,
+            &from_pem.public_jwk(),
+            jwt_alg,
+            &stub.token_endpoint(),
+        );
+        verify_assertion(&jwt, &public, jwt_alg, &stub.token_endpoint());
+    }
+}
+
+#[test]
+fn key_loading_refusals() {
+    let p384 = fixture("p384.pkcs8.pem");
+    assert_eq!(
+        ClientKey::from_pkcs8_pem(&p384, SigningAlgorithm::RS384, "k").unwrap_err(),
+        KeyError::Rejected("WrongAlgorithm")
+    );
+    assert!(matches!(
+        ClientKey::from_pkcs8_pem(&p384, SigningAlgorithm::ES256, "k").unwrap_err(),
+        KeyError::Rejected(_)
+    ));
+    assert_eq!(
+        ClientKey::from_pkcs8_pem(&fixture("rsa.pkcs1.pem"), SigningAlgorithm::ES384, "k")
+            .unwrap_err(),
+        KeyError::AlgorithmMismatch {
+            algorithm: SigningAlgorithm::ES384
+        }
+    );
+    assert_eq!(
+        ClientKey::from_pkcs8_pem(&fixture("p256.sec1.pem"), SigningAlgorithm::EdDSA, "k")
+            .unwrap_err(),
+        KeyError::AlgorithmMismatch {
+            algorithm: SigningAlgorithm::EdDSA
+        }
+    );
+    assert_eq!(
+        ClientKey::from_pkcs8_pem(&fixture("rsa.pkcs8.pem"), SigningAlgorithm::RS384, "")
+            .unwrap_err(),
+        KeyError::EmptyKid
+    );
+
+    // A JWK whose alg does not fit its curve, and one whose private part does not match.
+    let mut jwk: Value = serde_json::from_str(&fixture("p256.jwk.json")).unwrap();
+    jwk["alg"] = json!("ES384");
+    assert_eq!(
+        ClientKey::from_jwk(&jwk).unwrap_err(),
+        KeyError::AlgorithmMismatch {
+            algorithm: SigningAlgorithm::ES384
+        }
+    );
+    let mut jwk: Value = serde_json::from_str(&fixture("p384.jwk.json")).unwrap();
+    let other: Value = serde_json::from_str(&fixture("p256.jwk.json")).unwrap();
+    jwk["d"] = other["d"].clone();
+    assert!(matches!(
+        ClientKey::from_jwk(&jwk).unwrap_err(),
+        KeyError::Rejected(_)
+    ));
+    let mut rsa: Value = serde_json::from_str(&fixture("rsa.jwk.json")).unwrap();
+    rsa.as_object_mut().unwrap().remove("qi");
+    assert_eq!(
+        ClientKey::from_jwk(&rsa).unwrap_err(),
+        KeyError::Jwk { member: "qi" }
+    );
+    let mut rsa: Value = serde_json::from_str(&fixture("rsa.jwk.json")).unwrap();
+    rsa["d"] = rsa["p"].clone();
+    assert!(matches!(
+        ClientKey::from_jwk(&rsa).unwrap_err(),
+        KeyError::Rejected(_)
+    ));
+    let mut rsa: Value = serde_json::from_str(&fixture("rsa.jwk.json")).unwrap();
+    rsa["alg"] = json!("PS256");
+    assert_eq!(
+        ClientKey::from_jwk(&rsa).unwrap().algorithm(),
+        SigningAlgorithm::PS256
+    );
+    assert!(
+        !format!("{:?}", ClientKey::from_jwk(&rsa).unwrap()).contains(rsa["d"].as_str().unwrap())
+    );
+}
