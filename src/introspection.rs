@@ -56,6 +56,9 @@ pub enum IntrospectionAuth {
     },
     /// A fixed bearer token.
     Bearer(String),
+    /// A bearer token obtained (and renewed) by the crate's SMART Backend Services client.
+    #[cfg(feature = "client")]
+    Client(crate::client::BackendServiceClient),
 }
 
 impl IntrospectionAuth {
@@ -72,13 +75,16 @@ impl IntrospectionAuth {
         Self::Bearer(token.into())
     }
 
-    fn header(&self) -> Option<HeaderValue> {
+    /// The `Authorization` value; `None` for a client, whose token is fetched per call.
+    fn fixed_header(&self) -> Option<HeaderValue> {
         let value = match self {
             Self::Basic { client_id, secret } => {
                 let credentials = format!("{}:{}", form_encode(client_id), form_encode(secret));
                 format!("Basic {}", STANDARD.encode(credentials))
             }
             Self::Bearer(token) => format!("Bearer {token}"),
+            #[cfg(feature = "client")]
+            Self::Client(_) => return None,
         };
         let mut value = HeaderValue::from_str(&value).ok()?;
         value.set_sensitive(true);
@@ -95,6 +101,8 @@ impl std::fmt::Debug for IntrospectionAuth {
                 .field("client_id", client_id)
                 .finish_non_exhaustive(),
             Self::Bearer(_) => f.write_str("Bearer(..)"),
+            #[cfg(feature = "client")]
+            Self::Client(client) => f.debug_tuple("Client").field(client).finish(),
         }
     }
 }
@@ -249,7 +257,7 @@ impl Introspector {
             .expire_after(AnswerExpiry)
             .build();
         Self {
-            authorization: settings.auth.header(),
+            authorization: settings.auth.fixed_header(),
             settings,
             issuer,
             fetcher,
@@ -345,12 +353,33 @@ impl Introspector {
     async fn call(&self, token: &str) -> Result<Answer, FetchError> {
         let endpoint = self.endpoint().await?;
         let body = format!("token={}&token_type_hint=access_token", form_encode(token));
+        #[cfg(feature = "client")]
+        if let IntrospectionAuth::Client(client) = &self.settings.auth {
+            let access_token = client.access_token().await.map_err(|error| {
+                FetchError::Transport(format!("obtaining a token to introspect with: {error}"))
+            })?;
+            let mut header =
+                HeaderValue::from_str(&format!("Bearer {}", access_token.access_token())).map_err(
+                    |_| FetchError::Transport("the obtained token is not a header value".into()),
+                )?;
+            header.set_sensitive(true);
+            let fetched = self
+                .fetcher
+                .post_form(endpoint, body, Some(&header))
+                .await?;
+            return self.answer(&fetched.body);
+        }
         let fetched = self
             .fetcher
             .post_form(endpoint, body, self.authorization.as_ref())
             .await?;
+        self.answer(&fetched.body)
+    }
+
+    /// Reads an introspection response.
+    fn answer(&self, body: &[u8]) -> Result<Answer, FetchError> {
         let response: Map<String, Value> =
-            serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJsonObject)?;
+            serde_json::from_slice(body).map_err(|_| FetchError::NotJsonObject)?;
         let now = unix_seconds(self.clock.now());
         let exp = response.get("exp").and_then(Value::as_i64);
         let active = response.get("active") == Some(&Value::Bool(true));

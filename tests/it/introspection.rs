@@ -457,3 +457,34 @@ async fn non_jwt_mode_introspects_only_opaque_tokens() {
         "Bearer rs-token"
     );
 }
+
+#[tokio::test]
+async fn backend_service_client_authentication() {
+    use smart_auth::client::BackendServiceClient;
+    let clock = ManualClock::new();
+    let server = dev_server(&clock, true).await;
+    let client = BackendServiceClient::builder("http://127.0.0.1:9/fhir")
+        .token_endpoint(server.token_endpoint())
+        .client_id("resource-server")
+        .client_secret_basic("rs-secret")
+        .scope("system/Patient.rs")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = app_for(server.url(), &clock, |b| {
+        b.introspection(
+            Introspection::new(IntrospectionAuth::Client(client)).cache_ttl(Duration::ZERO),
+        )
+    })
+    .await;
+    let token = token_from(&server, "app", "app-secret", "system/Patient.rs").await;
+    let requests_before = server.token_requests();
+    for _ in 0..3 {
+        assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        server.token_requests(),
+        requests_before + 1,
+        "the layer's own token is obtained once and reused"
+    );
+}
