@@ -33,7 +33,11 @@ impl Store {
         ] {
             store.put(patient);
         }
-        for (id, category, code) in [("1", "vital-signs", "8867-4"), ("2", "laboratory", "2339-0"), ("3", "laboratory", "718-7")] {
+        for (id, category, code) in [
+            ("1", "vital-signs", "8867-4"),
+            ("2", "laboratory", "2339-0"),
+            ("3", "laboratory", "718-7"),
+        ] {
             store.put(json!({
                 "resourceType": "Observation", "id": id, "status": "final",
                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
@@ -45,13 +49,26 @@ impl Store {
     }
 
     fn put(&self, resource: Value) {
-        let key = (resource["resourceType"].as_str().unwrap_or_default().to_owned(), resource["id"].as_str().unwrap_or_default().to_owned());
-        self.resources.lock().expect("store lock").insert(key, resource);
+        let key = (
+            resource["resourceType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            resource["id"].as_str().unwrap_or_default().to_owned(),
+        );
+        self.resources
+            .lock()
+            .expect("store lock")
+            .insert(key, resource);
     }
 
     fn all(&self, resource_type: &str) -> Vec<Value> {
         let resources = self.resources.lock().expect("store lock");
-        resources.iter().filter(|((kind, _), _)| kind == resource_type).map(|(_, resource)| resource.clone()).collect()
+        resources
+            .iter()
+            .filter(|((kind, _), _)| kind == resource_type)
+            .map(|(_, resource)| resource.clone())
+            .collect()
     }
 }
 
@@ -60,7 +77,10 @@ fn index(resource: &Value, parameter: &str) -> Vec<String> {
     match parameter {
         "category" | "code" => resource[parameter]
             .as_array()
-            .map_or_else(|| vec![&resource[parameter]], |items| items.iter().collect())
+            .map_or_else(
+                || vec![&resource[parameter]],
+                |items| items.iter().collect(),
+            )
             .iter()
             .flat_map(|concept| concept["coding"].as_array().cloned().unwrap_or_default())
             .flat_map(|coding| {
@@ -69,26 +89,60 @@ fn index(resource: &Value, parameter: &str) -> Vec<String> {
                 [format!("{system}|{code}"), code]
             })
             .collect(),
-        "name" => resource["name"].as_array().cloned().unwrap_or_default().iter().filter_map(|n| n["family"].as_str().map(str::to_lowercase)).collect(),
+        "name" => resource["name"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| n["family"].as_str().map(str::to_lowercase))
+            .collect(),
         "_id" => vec![resource["id"].as_str().unwrap_or_default().to_owned()],
         _ => Vec::new(),
     }
 }
 
 fn fhir(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, FHIR_JSON)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn outcome(status: StatusCode, code: &str, text: &str) -> Response {
-    fhir(status, json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "details": {"text": text}}]}))
+    fhir(
+        status,
+        json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "details": {"text": text}}]}),
+    )
 }
 
-async fn read(State(store): State<Store>, claims: SmartClaims, Path((resource_type, id)): Path<(String, String)>) -> Response {
-    let found = store.resources.lock().expect("store lock").get(&(resource_type.clone(), id)).cloned();
+async fn read(
+    State(store): State<Store>,
+    claims: SmartClaims,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> Response {
+    let found = store
+        .resources
+        .lock()
+        .expect("store lock")
+        .get(&(resource_type.clone(), id))
+        .cloned();
     match found {
         // Granular scopes: a resource outside every granted filter is not returned.
-        Some(resource) if claims.scope_set().read_constraints(None, &resource_type).matches(|p| index(&resource, p)) => fhir(StatusCode::OK, resource),
-        Some(_) => outcome(StatusCode::FORBIDDEN, "forbidden", "the granted scopes do not cover this resource"),
+        Some(resource)
+            if claims
+                .scope_set()
+                .read_constraints(None, &resource_type)
+                .matches(|p| index(&resource, p)) =>
+        {
+            fhir(StatusCode::OK, resource)
+        }
+        Some(_) => outcome(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the granted scopes do not cover this resource",
+        ),
         None => outcome(StatusCode::NOT_FOUND, "not-found", "no such resource"),
     }
 }
@@ -104,9 +158,18 @@ async fn search(
         .all(&resource_type)
         .into_iter()
         // The request's own parameters (AND) ...
-        .filter(|resource| query.iter().all(|(parameter, value)| index(resource, parameter).iter().any(|v| v == &value.to_lowercase() || v == value)))
+        .filter(|resource| {
+            query.iter().all(|(parameter, value)| {
+                index(resource, parameter)
+                    .iter()
+                    .any(|v| v == &value.to_lowercase() || v == value)
+            })
+        })
         // ... and the granted scopes' filters (OR of AND-sets).
-        .filter(|resource| !matches!(constraints, SearchConstraints::Denied) && constraints.matches(|p| index(resource, p)))
+        .filter(|resource| {
+            !matches!(constraints, SearchConstraints::Denied)
+                && constraints.matches(|p| index(resource, p))
+        })
         .collect();
     fhir(
         StatusCode::OK,
@@ -117,9 +180,17 @@ async fn search(
     )
 }
 
-async fn create(State(store): State<Store>, Path(resource_type): Path<String>, Json(mut resource): Json<Value>) -> Response {
+async fn create(
+    State(store): State<Store>,
+    Path(resource_type): Path<String>,
+    Json(mut resource): Json<Value>,
+) -> Response {
     if resource["resourceType"] != resource_type {
-        return outcome(StatusCode::BAD_REQUEST, "invalid", "resourceType does not match the URL");
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "resourceType does not match the URL",
+        );
     }
     let id = (store.all(&resource_type).len() + 1000).to_string();
     resource["id"] = json!(id);
@@ -138,13 +209,19 @@ pub fn router(auth: SmartAuthLayer, configuration: SmartConfiguration, store: St
     let metadata = move || {
         let security = security.clone();
         async move {
-            fhir(StatusCode::OK, json!({
-                "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
-                "format": ["json"], "rest": [{"mode": "server", "security": security}],
-            }))
+            fhir(
+                StatusCode::OK,
+                json!({
+                    "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+                    "format": ["json"], "rest": [{"mode": "server", "security": security}],
+                }),
+            )
         }
     };
-    let discovery = SmartDiscoveryLayer::new(configuration).base_path("/fhir").expect("a valid base path").cors_on_metadata();
+    let discovery = SmartDiscoveryLayer::new(configuration)
+        .base_path("/fhir")
+        .expect("a valid base path")
+        .cors_on_metadata();
     Router::new()
         .route("/fhir/{resource_type}", get(search).post(create))
         .route("/fhir/{resource_type}/{id}", get(read))

@@ -5,6 +5,7 @@ mod support;
 
 mod answers;
 mod client;
+mod demo;
 mod dev_server;
 mod discovery;
 mod extractor;
