@@ -9,6 +9,7 @@ mod demo;
 mod dev_server;
 mod discovery;
 mod extractor;
+mod interop;
 mod introspection;
 mod key_cache;
 mod scopes_e2e;
