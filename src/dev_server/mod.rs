@@ -628,23 +628,30 @@ fn authorize_caller(state: &ServerState, headers: &HeaderMap) -> Result<(), OAut
     }
 }
 
+/// The `token` parameter of an introspection or revocation request, after checking who
+/// asks.
+fn token_parameter(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, OAuthError> {
+    authorize_caller(state, headers)?;
+    let mut form = parse_form(headers, body)?;
+    form.remove("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))
+}
+
 async fn introspect(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(error) = authorize_caller(&state, &headers) {
-        return error.into_response();
-    }
-    let form = match parse_form(&headers, &body) {
-        Ok(form) => form,
+    let token = match token_parameter(&state, &headers, &body) {
+        Ok(token) => token,
         Err(error) => return error.into_response(),
     };
-    let Some(token) = form.get("token") else {
-        return OAuthError::invalid_request("token is required").into_response();
-    };
     let now = state.now();
-    let record = state.lock().tokens.get(token).cloned();
+    let record = state.lock().tokens.get(&token).cloned();
     let body = match record {
         Some(record) if !record.revoked && record.expires_at > now => json!({
             "active": true,
@@ -668,18 +675,12 @@ async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(error) = authorize_caller(&state, &headers) {
-        return error.into_response();
-    }
-    let form = match parse_form(&headers, &body) {
-        Ok(form) => form,
+    let token = match token_parameter(&state, &headers, &body) {
+        Ok(token) => token,
         Err(error) => return error.into_response(),
     };
-    let Some(token) = form.get("token") else {
-        return OAuthError::invalid_request("token is required").into_response();
-    };
     // RFC 7009: unknown tokens are answered 200 as well.
-    if let Some(record) = state.lock().tokens.get_mut(token) {
+    if let Some(record) = state.lock().tokens.get_mut(&token) {
         record.revoked = true;
     }
     StatusCode::OK.into_response()
