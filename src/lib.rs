@@ -63,6 +63,7 @@ mod response;
 pub mod scopes;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token_cache;
 mod verifier;
 
 pub use algorithm::SigningAlgorithm;
@@ -72,4 +73,5 @@ pub use enforce::{ScopeEnforcement, default_operation_policy};
 pub use error::{Answer, AuthError, ConfigError, ErrorKind};
 pub use jwks::{KeyCacheStatus, RefreshPolicy};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
+pub use token_cache::TokenCachePolicy;
 pub use verifier::{TokenTypePolicy, TokenVerifier};

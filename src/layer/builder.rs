@@ -14,6 +14,7 @@ use crate::enforce::ScopeEnforcement;
 use crate::error::ConfigError;
 use crate::jwks::{Fetcher, KeySource, KeyStore, RefreshPolicy, default_client, is_allowed_url};
 use crate::response::{Challenge, is_valid_realm};
+use crate::token_cache::{TokenCache, TokenCachePolicy};
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierConfig};
 
 /// Builds a [`SmartAuthLayer`] (or a bare [`TokenVerifier`]). Get one from
@@ -55,6 +56,7 @@ pub struct SmartAuthBuilder {
     mode: AuthMode,
     public: PublicRoutes,
     enforcement: Option<ScopeEnforcement>,
+    token_cache: TokenCachePolicy,
 }
 
 impl SmartAuthBuilder {
@@ -78,6 +80,7 @@ impl SmartAuthBuilder {
             mode: AuthMode::Required,
             public: PublicRoutes::default(),
             enforcement: None,
+            token_cache: TokenCachePolicy::default(),
         }
     }
 
@@ -225,6 +228,48 @@ impl SmartAuthBuilder {
         self
     }
 
+    /// How verified tokens are cached (default [`TokenCachePolicy::default`]: on, 10,000
+    /// tokens, 5 min).
+    ///
+    /// With the cache, a request whose token this layer verified before skips parsing and
+    /// the signature check; `exp`, `nbf` and `iat` are still checked on every request
+    /// against the configured clock, with the same leeway. The cache belongs to this
+    /// layer alone. Trade-off: a key removed from the issuer's JWK Set stays trusted for
+    /// tokens already cached until the key set is refetched, the entry's max age passes or
+    /// the token expires (see [`TokenCachePolicy`]). Use
+    /// [`no_token_cache`](Self::no_token_cache) to verify every signature.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{SmartAuthLayer, TokenCachePolicy};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(60)))
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn token_cache(mut self, policy: TokenCachePolicy) -> Self {
+        self.token_cache = policy;
+        self
+    }
+
+    /// Turns the verified-token cache off: every request's token is parsed and its
+    /// signature checked. The same as `.token_cache(TokenCachePolicy::disabled())`.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .no_token_cache()
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn no_token_cache(self) -> Self {
+        self.token_cache(TokenCachePolicy::disabled())
+    }
+
     /// Checks the settings and builds the layer. No network I/O.
     ///
     /// # Errors
@@ -299,6 +344,7 @@ impl SmartAuthBuilder {
             return Err(ConfigError::InvalidLimit { field });
         }
         self.refresh.validate()?;
+        self.token_cache.validate()?;
         let fetcher = Fetcher {
             client: self
                 .http_client
@@ -326,7 +372,11 @@ impl SmartAuthBuilder {
             max_token_length: self.max_token_length,
             clock: self.clock,
         };
-        Ok(TokenVerifier::new(config, keys))
+        Ok(TokenVerifier::new(
+            config,
+            keys,
+            TokenCache::new(&self.token_cache),
+        ))
     }
 }
 
@@ -451,5 +501,16 @@ mod tests {
             error(b().refresh_policy(RefreshPolicy::default().default_ttl(Duration::ZERO))),
             ConfigError::InvalidLimit { .. }
         ));
+        assert_eq!(
+            error(b().token_cache(TokenCachePolicy::default().max_entries(0))),
+            ConfigError::InvalidLimit {
+                field: "token_cache"
+            }
+        );
+        assert!(
+            b().token_cache(TokenCachePolicy::disabled().max_entries(0))
+                .build()
+                .is_ok()
+        );
     }
 }

@@ -122,7 +122,7 @@ impl SmartAuthLayer {
             Ok(layer) => layer,
             Err(error) => Self::from_parts(
                 Err(error),
-                Challenge::new(crate::response::DEFAULT_REALM),
+                Challenge::default_realm(),
                 AuthMode::Required,
                 PublicRoutes::default(),
                 None,

@@ -7,5 +7,6 @@ mod answers;
 mod extractor;
 mod key_cache;
 mod scopes_e2e;
+mod token_cache;
 mod tokens;
 mod tower_generic;

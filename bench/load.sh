@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Load benchmark: the same hello handler unprotected, behind SmartAuthLayer with the token
+# cache, and behind it with the cache off, all on 127.0.0.1, driven by wrk.
+#
+#   bash bench/load.sh
+#
+# Settings (environment): DURATION seconds per run (5), ROUNDS (3), CONNECTIONS (32),
+# WRK_THREADS (1), DISTINCT number of distinct tokens for the distinct-token runs (60000),
+# LOAD_SERVER_THREADS server worker threads (1).
+#
+# Same-token runs are interleaved (unprotected, cached, uncached, then again) so that
+# drift on a shared machine hits every variant alike; the table shows medians over the
+# rounds, the ratio to the unprotected median, and server CPU per request measured from
+# /proc/<pid>/stat (utime + stime) around each run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+DISTINCT=${DISTINCT:-60000}
+export LOAD_SERVER_THREADS=${LOAD_SERVER_THREADS:-1}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "== installing wrk"
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=""
+    if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+    $sudo_cmd apt-get install -y wrk >/dev/null 2>&1 \
+      || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y wrk >/dev/null; }
+  else
+    echo "wrk is not installed and apt-get is not available: install wrk and rerun" >&2
+    exit 1
+  fi
+fi
+
+echo "== building the server (release)"
+cargo build --release --features testing --example load_server -j1 2>&1 | tail -1
+target_dir=${CARGO_TARGET_DIR:-target}
+server_bin="$target_dir/release/examples/load_server"
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== starting the server and minting $DISTINCT distinct tokens"
+"$server_bin" --tokens-file "$work/tokens.txt" --distinct-tokens "$DISTINCT" >"$work/server.out" &
+server_pid=$!
+for _ in $(seq 1 600); do
+  if grep -q '^READY' "$work/server.out"; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "the server exited" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+grep -q '^READY' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
+value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
+unprotected_url=$(value UNPROTECTED)
+cached_url=$(value CACHED)
+uncached_url=$(value UNCACHED)
+stats_url=$(value STATS)
+token=$(value TOKEN)
+
+ticks_per_second=$(getconf CLK_TCK)
+# utime + stime of the server, in clock ticks (fields 14 and 15 of /proc/<pid>/stat; the
+# command name, field 2, has no spaces here).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }
+cached_tokens() { curl -s "$stats_url" | awk '{ print $2 }'; }
+
+# run NAME URL [wrk args...]: one timed run; appends "name rps cpu_us_per_request" to
+# $work/results.
+run() {
+  local name=$1 url=$2
+  shift 2
+  local before after output requests rps errors cpu_us
+  before=$(cpu_ticks)
+  output=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$@" "$url")
+  after=$(cpu_ticks)
+  requests=$(echo "$output" | awk '/requests in/ { print $1 }')
+  rps=$(echo "$output" | awk '/^Requests\/sec:/ { print $2 }')
+  errors=$(echo "$output" | awk '/Non-2xx or 3xx responses:/ { print $5 }')
+  if [ -n "$errors" ] || echo "$output" | grep -q 'Socket errors'; then
+    echo "$output" >&2
+    echo "run $name had failed requests" >&2
+    exit 1
+  fi
+  cpu_us=$(awk -v t="$((after - before))" -v hz="$ticks_per_second" -v n="$requests" \
+    'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  echo "$name $rps $cpu_us $requests" >>"$work/results"
+  printf '  %-22s %10s req/s  %6s us CPU/request  (%s requests)\n' "$name" "$rps" "$cpu_us" "$requests"
+}
+
+median() { # median of column $2 for rows named $1
+  awk -v name="$1" -v col="$2" '$1 == name { print $col }' "$work/results" | sort -g \
+    | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+bearer=(-H "Authorization: Bearer $token")
+echo "== warm-up (1 s each, not counted)"
+for url in "$unprotected_url" "$cached_url" "$uncached_url"; do
+  wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
+done
+
+echo "== same token, $ROUNDS interleaved rounds of ${DURATION} s"
+for round in $(seq 1 "$ROUNDS"); do
+  echo " round $round"
+  run unprotected "$unprotected_url" "${bearer[@]}"
+  run cached "$cached_url" "${bearer[@]}"
+  run uncached "$uncached_url" "${bearer[@]}"
+done
+
+echo "== distinct tokens (each request a token not seen before), ${DURATION} s each"
+rss_start=$(rss_kib)
+run distinct_cached "$cached_url" -s bench/distinct.lua -- "$work/tokens.txt"
+rss_after_cached=$(rss_kib)
+held=$(cached_tokens)
+run distinct_uncached "$uncached_url" -s bench/distinct.lua -- "$work/tokens.txt"
+rss_end=$(rss_kib)
+for name in distinct_cached distinct_uncached; do
+  sent=$(awk -v name="$name" '$1 == name { print $4 }' "$work/results")
+  if [ "$sent" -gt "$DISTINCT" ]; then
+    echo "  note: $name sent $sent requests, more than the $DISTINCT tokens: some repeated" >&2
+  fi
+done
+
+base=$(median unprotected 2)
+echo
+echo "== results (medians of $ROUNDS rounds; ratio = throughput / unprotected throughput)"
+printf '| %-34s | %10s | %6s | %18s |\n' "variant" "req/s" "ratio" "server CPU us/req"
+printf '|%s|%s|%s|%s|\n' "------------------------------------" "------------" "--------" "--------------------"
+for name in unprotected cached uncached distinct_cached distinct_uncached; do
+  rps=$(median "$name" 2)
+  cpu=$(median "$name" 3)
+  ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }')
+  case $name in
+    unprotected) label="unprotected hello" ;;
+    cached) label="protected, token cache (RS256)" ;;
+    uncached) label="protected, no cache (RS256)" ;;
+    distinct_cached) label="distinct tokens, cache on (ES256)" ;;
+    distinct_uncached) label="distinct tokens, no cache (ES256)" ;;
+  esac
+  printf '| %-34s | %10s | %6s | %18s |\n' "$label" "$rps" "$ratio" "$cpu"
+done
+echo
+echo "server RSS: ${rss_start} KiB before the distinct-token runs, ${rss_after_cached} KiB after the cached one" \
+  "(cache holds ${held} tokens, capacity 10000), ${rss_end} KiB at the end"
+echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "wrk: $WRK_THREADS thread(s), $CONNECTIONS connections; server: $LOAD_SERVER_THREADS worker thread(s)"
