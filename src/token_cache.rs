@@ -6,6 +6,8 @@
 //! the whole token string (never a prefix, a hash alone or a claim), so a hit can only
 //! return the claims of that exact token.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
@@ -175,7 +177,7 @@ pub(crate) struct CachedToken {
 
 /// The cache itself: valid tokens only, bounded in size and in time.
 pub(crate) struct TokenCache {
-    entries: moka::sync::Cache<Box<str>, CachedToken>,
+    entries: moka::sync::Cache<Box<str>, CachedToken, TailHash>,
     max_age: Duration,
 }
 
@@ -185,6 +187,41 @@ impl std::fmt::Debug for TokenCache {
             .field("entries", &self.entries.entry_count())
             .field("max_age", &self.max_age)
             .finish_non_exhaustive()
+    }
+}
+
+/// How many trailing bytes of a token go into its hash.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, with a per-process
+/// random SipHash key, instead of all of its (often 1,000 or more) bytes.
+///
+/// Lookups still compare the whole token, so two tokens that share a tail share a bucket
+/// but never an entry. The tail of a signed token is signature, which the holder of a
+/// token cannot choose, and only tokens that verified are ever stored; a request with a
+/// made-up token costs one more comparison at most.
+#[derive(Clone, Default)]
+struct TailHash(RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = bytes.len().saturating_sub(HASHED_TAIL);
+        self.0.write_usize(bytes.len());
+        self.0.write(&bytes[tail..]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
     }
 }
 
@@ -219,7 +256,7 @@ impl TokenCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(policy.max_entries)
                 .expire_after(KeepFor)
-                .build(),
+                .build_with_hasher(TailHash::default()),
             max_age: policy.max_age,
         })
     }
@@ -320,6 +357,21 @@ mod tests {
         }
         cache.remove("aaa.bbb.ccc");
         assert!(cache.get("aaa.bbb.ccc").is_none());
+    }
+
+    #[test]
+    fn tokens_sharing_a_tail_are_told_apart() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        let tail = "x".repeat(HASHED_TAIL);
+        let (one, two) = (format!("a.b.{tail}"), format!("c.d.{tail}"));
+        let hasher = TailHash::default();
+        assert_eq!(hasher.hash_one(one.as_str()), hasher.hash_one(two.as_str()));
+        cache.insert(&one, claims(1), 1, now, Duration::from_secs(60));
+        cache.insert(&two, claims(2), 1, now, Duration::from_secs(60));
+        assert_eq!(cache.get(&one).expect("one").claims.jwt_id(), Some("1"));
+        assert_eq!(cache.get(&two).expect("two").claims.jwt_id(), Some("2"));
+        assert!(cache.get(&format!("e.f.{tail}")).is_none());
     }
 
     #[test]
