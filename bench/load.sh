@@ -74,14 +74,18 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }
 cached_tokens() { curl -s "$stats_url" | awk '{ print $2 }'; }
 
-# run NAME URL [wrk args...]: one timed run; appends "name rps cpu_us_per_request" to
-# $work/results.
+# run NAME URL [wrk options...] [-- script arguments...]: one timed run; appends
+# "name rps cpu_us_per_request requests" to $work/results.
 run() {
   local name=$1 url=$2
   shift 2
+  local options=() script_args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do options+=("$1"); shift; done
+  if [ $# -gt 0 ]; then shift; script_args=("$@"); fi
   local before after output requests rps errors cpu_us
   before=$(cpu_ticks)
-  output=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$@" "$url")
+  # wrk hands the arguments after the URL to the script's init().
+  output=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${options[@]}" "$url" "${script_args[@]}")
   after=$(cpu_ticks)
   requests=$(echo "$output" | awk '/requests in/ { print $1 }')
   rps=$(echo "$output" | awk '/^Requests\/sec:/ { print $2 }')

@@ -7,15 +7,20 @@
 //! - `layer/*`: one request through the tower service (bearer header, verification,
 //!   claims into the request) against the same service without the layer.
 //!
-//! The key cache is warm in every case. Run with
-//! `cargo bench --features testing --bench verify`.
+//! The key cache is warm in every case. The clock is the benchmark thread's CPU time
+//! (see `support/cpu_time.rs`), so time the thread spends descheduled on a busy machine does not
+//! count. Run with `cargo bench --features testing --bench verify`.
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use cpu_time::ThreadCpuTime;
+use criterion::{BenchmarkId, criterion_group, criterion_main};
 use futures_util::FutureExt as _;
 use http::{Request, Response};
 use jsonwebtoken::jwk::Jwk;
@@ -182,5 +187,11 @@ fn layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fresh_and_cached, layer);
+type Criterion = criterion::Criterion<ThreadCpuTime>;
+
+criterion_group! {
+    name = benches;
+    config = criterion::Criterion::default().with_measurement(ThreadCpuTime);
+    targets = fresh_and_cached, layer
+}
 criterion_main!(benches);

@@ -27,29 +27,39 @@ pub(crate) fn bearer_token<'a>(
     if values.next().is_some() || query_token {
         return Err(ErrorKind::InvalidRequest);
     }
-    let value = value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => (bytes, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // Not a Bearer credential; a value that is not visible ASCII is still malformed.
+        value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
         return Ok(None);
     }
-    let token = rest.trim_start_matches(' ');
-    if is_b64token(token) {
-        Ok(Some(token))
-    } else {
-        Err(ErrorKind::InvalidRequest)
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[start..];
+    // A valid b64token is visible ASCII, so the whole value is, and it is UTF-8: checking
+    // the token alone decides exactly as checking the whole value first would.
+    if !is_b64token(token) {
+        return Err(ErrorKind::InvalidRequest);
     }
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| ErrorKind::InvalidRequest)
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 ///
 /// Runs on every request over the whole token, so the scan has no early exit and no
 /// branch per byte: the compiler turns it into vector instructions.
-fn is_b64token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
+fn is_b64token(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
     !body.is_empty()
         && body
-            .bytes()
-            .fold(true, |valid, b| valid & is_b64token_char(b))
+            .iter()
+            .fold(true, |valid, &b| valid & is_b64token_char(b))
 }
 
 /// One character of `b64token` before the padding, computed without branches.
@@ -150,5 +160,15 @@ mod tests {
             HeaderValue::from_bytes(b"Bearer \xffabc").unwrap(),
         );
         assert_eq!(bearer_token(&map, None), Err(ErrorKind::InvalidRequest));
+        for (value, expected) in [
+            (&b"Basic \xffabc"[..], Err(ErrorKind::InvalidRequest)),
+            (b"Bearer abc\x80", Err(ErrorKind::InvalidRequest)),
+            (b"Bearer\tabc", Ok(None)),
+            (b"Basic\tabc", Ok(None)),
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+            assert_eq!(bearer_token(&map, None), expected, "{value:?}");
+        }
     }
 }

@@ -171,10 +171,9 @@ impl TokenVerifier {
             Ok(_) => span.record("outcome", "valid"),
             Err(error) => span.record("outcome", tracing::field::debug(error.kind())),
         };
-        if stale && result.is_err() {
-            if let Some(cache) = &self.inner.tokens {
-                cache.remove(token);
-            }
+        if let (true, Err(_), Some(cache)) = (stale, &result, &self.inner.tokens) {
+            // The entry can never be used again: free it now.
+            cache.remove(token);
         }
         result
     }
