@@ -11,10 +11,27 @@ use crate::error::ErrorKind;
 
 /// Returns the request's Bearer token, `Ok(None)` when the request carries no credentials
 /// (no `Authorization` header, or one with another scheme such as `Basic`).
+#[cfg(test)]
 pub(crate) fn bearer_token<'a>(
     headers: &'a HeaderMap,
     query: Option<&str>,
 ) -> Result<Option<&'a str>, ErrorKind> {
+    bearer_credential(headers, query)?
+        .map(token_text)
+        .transpose()
+}
+
+/// The first half of [`bearer_token`]: the credential after `Bearer `, as bytes, with
+/// every rule checked except the token's own syntax, which [`token_text`] checks.
+///
+/// The layer looks the credential up in its token cache between the two: a cached token
+/// was a valid signed JWT, and every JWT is a valid `b64token`, so for a cached credential
+/// the syntax check cannot fail and is skipped. For any other credential it runs before
+/// the token is used, so the answers are exactly those of [`bearer_token`].
+pub(crate) fn bearer_credential<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<&'a [u8]>, ErrorKind> {
     let query_token = query.is_some_and(has_access_token_parameter);
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -38,15 +55,18 @@ pub(crate) fn bearer_token<'a>(
         return Ok(None);
     }
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-    let token = &rest[start..];
-    // A valid b64token is visible ASCII, so the whole value is, and it is UTF-8: checking
-    // the token alone decides exactly as checking the whole value first would.
-    if !is_b64token(token) {
+    Ok(Some(&rest[start..]))
+}
+
+/// The second half of [`bearer_token`]: the credential as text, if it is a `b64token`.
+///
+/// A valid `b64token` is visible ASCII, so the whole header value is too: checking the
+/// token alone decides exactly as checking the whole value first would.
+pub(crate) fn token_text(credential: &[u8]) -> Result<&str, ErrorKind> {
+    if !is_b64token(credential) {
         return Err(ErrorKind::InvalidRequest);
     }
-    std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| ErrorKind::InvalidRequest)
+    std::str::from_utf8(credential).map_err(|_| ErrorKind::InvalidRequest)
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`

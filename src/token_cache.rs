@@ -175,9 +175,10 @@ pub(crate) struct CachedToken {
     keep_for: Duration,
 }
 
-/// The cache itself: valid tokens only, bounded in size and in time.
+/// The cache itself: valid tokens only, bounded in size and in time. Keys are the token's
+/// bytes, so a request's credential can be looked up before it is checked as text.
 pub(crate) struct TokenCache {
-    entries: moka::sync::Cache<Box<str>, CachedToken, TailHash>,
+    entries: moka::sync::Cache<Box<[u8]>, CachedToken, TailHash>,
     max_age: Duration,
 }
 
@@ -228,10 +229,10 @@ impl Hasher for TailHasher {
 /// Entries leave memory when their `keep_for` has passed.
 struct KeepFor;
 
-impl Expiry<Box<str>, CachedToken> for KeepFor {
+impl Expiry<Box<[u8]>, CachedToken> for KeepFor {
     fn expire_after_create(
         &self,
-        _token: &Box<str>,
+        _token: &Box<[u8]>,
         entry: &CachedToken,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -240,7 +241,7 @@ impl Expiry<Box<str>, CachedToken> for KeepFor {
 
     fn expire_after_update(
         &self,
-        _token: &Box<str>,
+        _token: &Box<[u8]>,
         entry: &CachedToken,
         _updated_at: Instant,
         _remaining: Option<Duration>,
@@ -263,7 +264,7 @@ impl TokenCache {
 
     /// The entry for exactly this token, if there is one. The caller decides whether it
     /// may still be used.
-    pub(crate) fn get(&self, token: &str) -> Option<CachedToken> {
+    pub(crate) fn get(&self, token: &[u8]) -> Option<CachedToken> {
         self.entries.get(token)
     }
 
@@ -287,11 +288,11 @@ impl TokenCache {
             use_until: now + self.max_age,
             keep_for,
         };
-        self.entries.insert(Box::from(token), entry);
+        self.entries.insert(Box::from(token.as_bytes()), entry);
     }
 
     /// Forgets a token whose entry can no longer be used.
-    pub(crate) fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &[u8]) {
         self.entries.invalidate(token);
     }
 
@@ -348,15 +349,15 @@ mod tests {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
         cache.insert("aaa.bbb.ccc", claims(1), 7, now, Duration::from_secs(60));
-        let hit = cache.get("aaa.bbb.ccc").expect("hit");
+        let hit = cache.get(b"aaa.bbb.ccc").expect("hit");
         assert_eq!(hit.claims.jwt_id(), Some("1"));
         assert_eq!(hit.key_generation, 7);
         assert_eq!(hit.use_until, now + Duration::from_secs(300));
         for other in ["aaa.bbb.cc", "aaa.bbb.cccc", "aaa.bbb.ccd", "", "aaa.bbb"] {
-            assert!(cache.get(other).is_none(), "{other:?}");
+            assert!(cache.get(other.as_bytes()).is_none(), "{other:?}");
         }
-        cache.remove("aaa.bbb.ccc");
-        assert!(cache.get("aaa.bbb.ccc").is_none());
+        cache.remove(b"aaa.bbb.ccc");
+        assert!(cache.get(b"aaa.bbb.ccc").is_none());
     }
 
     #[test]
@@ -366,19 +367,28 @@ mod tests {
         let tail = "x".repeat(HASHED_TAIL);
         let (one, two) = (format!("a.b.{tail}"), format!("c.d.{tail}"));
         let hasher = TailHash::default();
-        assert_eq!(hasher.hash_one(one.as_str()), hasher.hash_one(two.as_str()));
+        assert_eq!(
+            hasher.hash_one(one.as_bytes()),
+            hasher.hash_one(two.as_bytes())
+        );
         cache.insert(&one, claims(1), 1, now, Duration::from_secs(60));
         cache.insert(&two, claims(2), 1, now, Duration::from_secs(60));
-        assert_eq!(cache.get(&one).expect("one").claims.jwt_id(), Some("1"));
-        assert_eq!(cache.get(&two).expect("two").claims.jwt_id(), Some("2"));
-        assert!(cache.get(&format!("e.f.{tail}")).is_none());
+        assert_eq!(
+            cache.get(one.as_bytes()).expect("one").claims.jwt_id(),
+            Some("1")
+        );
+        assert_eq!(
+            cache.get(two.as_bytes()).expect("two").claims.jwt_id(),
+            Some("2")
+        );
+        assert!(cache.get(format!("e.f.{tail}").as_bytes()).is_none());
     }
 
     #[test]
     fn an_already_expired_token_is_not_stored() {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         cache.insert("a.b.c", claims(1), 1, SystemTime::now(), Duration::ZERO);
-        assert!(cache.get("a.b.c").is_none());
+        assert!(cache.get(b"a.b.c").is_none());
     }
 
     /// 100k distinct tokens into a cache of 1,000: once the pending maintenance has run

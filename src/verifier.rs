@@ -150,7 +150,7 @@ impl TokenVerifier {
     /// An [`AuthError`] whose [`kind`](AuthError::kind) says what failed; see
     /// [`ErrorKind`] for the list and [`ErrorKind::answer`] for the HTTP answer.
     pub async fn verify(&self, token: &str) -> Result<SmartClaims, AuthError> {
-        let stale = match self.lookup(token) {
+        let stale = match self.lookup(token.as_bytes()) {
             Lookup::Answer(result) => return result,
             Lookup::Stale => true,
             Lookup::Miss => false,
@@ -173,7 +173,7 @@ impl TokenVerifier {
         };
         if let (true, Err(_), Some(cache)) = (stale, &result, &self.inner.tokens) {
             // The entry can never be used again: free it now.
-            cache.remove(token);
+            cache.remove(token.as_bytes());
         }
         result
     }
@@ -195,7 +195,7 @@ impl TokenVerifier {
     /// only when a fresh verification would give the same answer: same verifier (so
     /// same issuer, audiences, algorithms), the same key set still fresh, and the time
     /// checks run again now with the same leeway.
-    pub(crate) fn lookup(&self, token: &str) -> Lookup {
+    pub(crate) fn lookup(&self, token: &[u8]) -> Lookup {
         let Some(cache) = &self.inner.tokens else {
             return Lookup::Miss;
         };
@@ -330,7 +330,7 @@ mod tests {
             .build_verifier()
             .unwrap();
         let token = issuer.token().lifetime(Duration::from_secs(3600)).sign();
-        let hit = |verifier: &TokenVerifier| match verifier.lookup(&token) {
+        let hit = |verifier: &TokenVerifier| match verifier.lookup(token.as_bytes()) {
             Lookup::Answer(Ok(_)) => "hit",
             Lookup::Answer(Err(_)) => "refused",
             Lookup::Stale => "stale",

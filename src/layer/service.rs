@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{AuthMode, Shared};
-use crate::bearer::bearer_token;
+use crate::bearer::{bearer_credential, token_text};
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
 use crate::response::Unauthenticated;
@@ -75,8 +75,8 @@ where
             Ok(verifier) => verifier,
             Err(error) => return ResponseFuture::rejected(shared.challenge.response(&error)),
         };
-        let token = match bearer_token(request.headers(), request.uri().query()) {
-            Ok(Some(token)) => token,
+        let credential = match bearer_credential(request.headers(), request.uri().query()) {
+            Ok(Some(credential)) => credential,
             Ok(None) if shared.mode == AuthMode::Optional => {
                 request
                     .extensions_mut()
@@ -96,8 +96,9 @@ where
                 return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(kind)));
             }
         };
-        let stale = match verifier.lookup(token) {
-            // A token verified before: answered now, without a future to wait on.
+        // A cached credential is a token verified before (so also well-formed): its answer
+        // is ready now, without a future to wait on.
+        let stale = match verifier.lookup(credential) {
             Lookup::Answer(result) => {
                 return match admit(shared, &request, result) {
                     Ok(claims) => {
@@ -110,7 +111,13 @@ where
             Lookup::Stale => true,
             Lookup::Miss => false,
         };
-        let token = token.to_owned();
+        let token = match token_text(credential) {
+            Ok(token) => token.to_owned(),
+            Err(kind) => {
+                tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
+                return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(kind)));
+            }
+        };
         let verifier = verifier.clone();
         let verify = async move { verifier.verify_uncached(&token, stale).await }.boxed();
         // The service that was driven to readiness is the one to call (tower's clone rule):
