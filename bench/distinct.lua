@@ -1,6 +1,6 @@
 -- wrk script: every request carries the next token of a file (one token per line), so
 -- that no token is sent twice while the file lasts.
--- Usage: wrk -t1 ... -s bench/distinct.lua URL -- tokens.txt
+-- Usage: wrk -t1 ... -s bench/distinct.lua URL tokens.txt [first-line-index]
 
 local tokens = {}
 local next_index = 0
@@ -12,6 +12,7 @@ function init(args)
   if #tokens == 0 then
     error("no tokens in " .. tostring(args[1]))
   end
+  next_index = tonumber(args[2] or "0")
 end
 
 function request()

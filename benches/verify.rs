@@ -4,6 +4,9 @@
 //!   `jsonwebtoken` decode of the same token with the same key and the same iss/aud/exp
 //!   checks (`jsonwebtoken/*`);
 //! - `cached/*`: the same token answered from the token cache;
+//! - `distinct/*`: a different token every time (EdDSA): `cache_off` verifies each one,
+//!   `cache_on` is a miss, a full verification and an insert into a cache that is full
+//!   after the first 10,000 (so each insert also evicts);
 //! - `layer/*`: one request through the tower service (bearer header, verification,
 //!   claims into the request) against the same service without the layer.
 //!
@@ -147,6 +150,35 @@ fn fresh_and_cached(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Each verifier sees each token once: the group's time budget is cut so that the
+    // warm-up and the samples need fewer tokens than are minted (checked below).
+    let tokens: Vec<String> = (0..50_000)
+        .map(|_| token(&setup.issuer, SigningAlgorithm::EdDSA))
+        .collect();
+    let mut group = c.benchmark_group("distinct");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for (name, verifier) in [("cache_off", uncached), ("cache_on", cached)] {
+        let mut used = 0;
+        group.bench_function(BenchmarkId::new(name, SigningAlgorithm::EdDSA), |b| {
+            b.iter(|| {
+                let token = &tokens[used % tokens.len()];
+                used += 1;
+                ready(verifier.verify(black_box(token))).expect("valid")
+            })
+        });
+        if used > tokens.len() {
+            eprintln!(
+                "distinct/{name}: {used} verifications of {} tokens: some repeated",
+                tokens.len()
+            );
+        }
+    }
+    group.finish();
+    assert!(cached.cached_tokens() <= 10_000);
 }
 
 async fn hello(_request: Request<Bytes>) -> Result<Response<Bytes>, Infallible> {

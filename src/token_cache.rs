@@ -107,7 +107,8 @@ impl TokenCachePolicy {
     }
 
     /// How long a verified token is served from the cache before it is verified afresh
-    /// (default 5 min; more than zero). An entry never outlives the token's `exp` either.
+    /// (default 5 min; more than zero, at most 24 h). An entry never outlives the token's
+    /// `exp` either.
     ///
     /// ```
     /// use std::time::Duration;
@@ -129,7 +130,8 @@ impl TokenCachePolicy {
         self.enabled
     }
 
-    /// The configured capacity.
+    /// The configured capacity. Memory use is about this many times the size of one
+    /// token plus its claims (a few KiB for typical SMART tokens).
     ///
     /// ```
     /// assert_eq!(smart_auth::TokenCachePolicy::default().get_max_entries(), 10_000);
@@ -152,7 +154,8 @@ impl TokenCachePolicy {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.enabled && (self.max_entries == 0 || self.max_age.is_zero()) {
+        let max_age_ok = !self.max_age.is_zero() && self.max_age <= MAX_MAX_AGE;
+        if self.enabled && (self.max_entries == 0 || !max_age_ok) {
             return Err(ConfigError::InvalidLimit {
                 field: "token_cache",
             });
@@ -160,6 +163,9 @@ impl TokenCachePolicy {
         Ok(())
     }
 }
+
+/// The longest `max_age` accepted: access tokens live minutes, not days.
+const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What is remembered about one verified token.
 #[derive(Clone)]
@@ -333,6 +339,8 @@ mod tests {
         for bad in [
             TokenCachePolicy::default().max_entries(0),
             TokenCachePolicy::default().max_age(Duration::ZERO),
+            TokenCachePolicy::default().max_age(Duration::from_secs(24 * 3600 + 1)),
+            TokenCachePolicy::default().max_age(Duration::MAX),
         ] {
             assert_eq!(
                 bad.validate(),
