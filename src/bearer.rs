@@ -11,10 +11,27 @@ use crate::error::ErrorKind;
 
 /// Returns the request's Bearer token, `Ok(None)` when the request carries no credentials
 /// (no `Authorization` header, or one with another scheme such as `Basic`).
+#[cfg(test)]
 pub(crate) fn bearer_token<'a>(
     headers: &'a HeaderMap,
     query: Option<&str>,
 ) -> Result<Option<&'a str>, ErrorKind> {
+    bearer_credential(headers, query)?
+        .map(token_text)
+        .transpose()
+}
+
+/// The first half of [`bearer_token`]: the credential after `Bearer `, as bytes, with
+/// every rule checked except the token's own syntax, which [`token_text`] checks.
+///
+/// The layer looks the credential up in its token cache between the two: a cached token
+/// was a valid signed JWT, and every JWT is a valid `b64token`, so for a cached credential
+/// the syntax check cannot fail and is skipped. For any other credential it runs before
+/// the token is used, so the answers are exactly those of [`bearer_token`].
+pub(crate) fn bearer_credential<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<&'a [u8]>, ErrorKind> {
     let query_token = query.is_some_and(has_access_token_parameter);
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -27,26 +44,51 @@ pub(crate) fn bearer_token<'a>(
     if values.next().is_some() || query_token {
         return Err(ErrorKind::InvalidRequest);
     }
-    let value = value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => (bytes, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // Not a Bearer credential; a value that is not visible ASCII is still malformed.
+        value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
         return Ok(None);
     }
-    let token = rest.trim_start_matches(' ');
-    if is_b64token(token) {
-        Ok(Some(token))
-    } else {
-        Err(ErrorKind::InvalidRequest)
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    Ok(Some(&rest[start..]))
+}
+
+/// The second half of [`bearer_token`]: the credential as text, if it is a `b64token`.
+///
+/// A valid `b64token` is visible ASCII, so the whole header value is too: checking the
+/// token alone decides exactly as checking the whole value first would.
+pub(crate) fn token_text(credential: &[u8]) -> Result<&str, ErrorKind> {
+    if !is_b64token(credential) {
+        return Err(ErrorKind::InvalidRequest);
     }
+    std::str::from_utf8(credential).map_err(|_| ErrorKind::InvalidRequest)
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
-fn is_b64token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
+///
+/// Runs on every request over the whole token, so the scan has no early exit and no
+/// branch per byte: the compiler turns it into vector instructions.
+fn is_b64token(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && body
+            .iter()
+            .fold(true, |valid, &b| valid & is_b64token_char(b))
+}
+
+/// One character of `b64token` before the padding, computed without branches.
+#[inline(always)]
+fn is_b64token_char(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    let other = (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~') | (b == b'+') | (b == b'/');
+    letter | digit | other
 }
 
 fn has_access_token_parameter(query: &str) -> bool {
@@ -122,6 +164,15 @@ mod tests {
     }
 
     #[test]
+    fn b64token_characters_are_exactly_the_rfc6750_set() {
+        for b in 0..=u8::MAX {
+            let expected =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(is_b64token_char(b), expected, "byte {b}");
+        }
+    }
+
+    #[test]
     fn non_ascii_header_is_invalid_request() {
         let mut map = HeaderMap::new();
         map.insert(
@@ -129,5 +180,15 @@ mod tests {
             HeaderValue::from_bytes(b"Bearer \xffabc").unwrap(),
         );
         assert_eq!(bearer_token(&map, None), Err(ErrorKind::InvalidRequest));
+        for (value, expected) in [
+            (&b"Basic \xffabc"[..], Err(ErrorKind::InvalidRequest)),
+            (b"Bearer abc\x80", Err(ErrorKind::InvalidRequest)),
+            (b"Bearer\tabc", Ok(None)),
+            (b"Basic\tabc", Ok(None)),
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+            assert_eq!(bearer_token(&map, None), expected, "{value:?}");
+        }
     }
 }

@@ -88,6 +88,60 @@ pub struct Answer {
 }
 
 impl ErrorKind {
+    /// How many kinds there are.
+    pub(crate) const COUNT: usize = 20;
+
+    /// Every kind, in declaration order, so that `ALL[kind.index()] == kind`.
+    pub(crate) const ALL: [Self; Self::COUNT] = [
+        Self::MissingToken,
+        Self::InvalidRequest,
+        Self::TokenTooLarge,
+        Self::MalformedToken,
+        Self::UnsupportedAlgorithm,
+        Self::UnsupportedTokenType,
+        Self::CriticalHeader,
+        Self::UnknownKey,
+        Self::InvalidSignature,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::InvalidClaim,
+        Self::InactiveToken,
+        Self::InsufficientScope,
+        Self::KeysUnavailable,
+        Self::IntrospectionUnavailable,
+        Self::Misconfigured,
+        Self::LayerMissing,
+    ];
+
+    /// The position of this kind in [`ALL`](Self::ALL), for tables built once. The match
+    /// is exhaustive, so a new kind cannot be forgotten here.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::MissingToken => 0,
+            Self::InvalidRequest => 1,
+            Self::TokenTooLarge => 2,
+            Self::MalformedToken => 3,
+            Self::UnsupportedAlgorithm => 4,
+            Self::UnsupportedTokenType => 5,
+            Self::CriticalHeader => 6,
+            Self::UnknownKey => 7,
+            Self::InvalidSignature => 8,
+            Self::WrongIssuer => 9,
+            Self::WrongAudience => 10,
+            Self::Expired => 11,
+            Self::NotYetValid => 12,
+            Self::InvalidClaim => 13,
+            Self::InactiveToken => 14,
+            Self::InsufficientScope => 15,
+            Self::KeysUnavailable => 16,
+            Self::IntrospectionUnavailable => 17,
+            Self::Misconfigured => 18,
+            Self::LayerMissing => 19,
+        }
+    }
+
     /// The one mapping from an error kind to its HTTP answer (RFC 6750 section 3.1).
     ///
     /// # Example
@@ -419,6 +473,13 @@ mod tests {
                 !answer.description.contains('"') && !answer.description.contains('\\'),
                 "{kind:?}: descriptions must be valid inside a quoted-string"
             );
+        }
+    }
+
+    #[test]
+    fn all_lists_every_kind_at_its_index() {
+        for (position, kind) in ErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), position, "{kind:?}");
         }
     }
 

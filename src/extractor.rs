@@ -22,7 +22,7 @@ use http::request::Parts;
 
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
-use crate::response::{Challenge, DEFAULT_REALM, Unauthenticated};
+use crate::response::{Challenge, Unauthenticated};
 
 /// Answers exactly as the layer would: status, `WWW-Authenticate` challenge (with the
 /// layer's realm when the error came from [`SmartClaims`] behind the layer) and an
@@ -36,7 +36,7 @@ use crate::response::{Challenge, DEFAULT_REALM, Unauthenticated};
 /// ```
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        Challenge::new(DEFAULT_REALM)
+        Challenge::default_realm()
             .response::<Bytes>(&self)
             .map(axum::body::Body::from)
     }

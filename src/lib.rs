@@ -47,6 +47,13 @@
 //! `crit` refused; tokens over 16 KiB refused before parsing; `https` for every fetch
 //! (plain `http` to loopback only), no redirects, 5 s timeouts and a 1 MiB body cap; no
 //! token contents in errors or logs.
+//!
+//! ## Speed
+//!
+//! A token the layer verified before is answered from its verified-token cache (see
+//! [`TokenCachePolicy`] for exactly when, and for the trade-off), so a backend service
+//! that reuses its access token pays for one signature check per token, not per request.
+//! Turn the cache off with [`SmartAuthBuilder::no_token_cache`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -78,6 +85,7 @@ pub mod scopes;
 mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token_cache;
 mod verifier;
 
 pub use algorithm::SigningAlgorithm;
@@ -89,4 +97,5 @@ pub use error::{Answer, AuthError, ConfigError, ErrorKind};
 pub use introspection::{Introspection, IntrospectionAuth, IntrospectionMode};
 pub use jwks::{KeyCacheStatus, RefreshPolicy};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
+pub use token_cache::TokenCachePolicy;
 pub use verifier::{TokenTypePolicy, TokenVerifier};

@@ -1,71 +1,100 @@
 //! Turning an [`AuthError`] into its HTTP response: status, `WWW-Authenticate` challenge
 //! (RFC 6750 section 3) and a FHIR `OperationOutcome` body.
+//!
+//! Everything that depends only on the error kind and the layer's realm is built once,
+//! when the layer is built: a refusal then costs a status, two header clones and a body
+//! clone. Only an `insufficient_scope` hint or an error that carries another realm is
+//! formatted per response.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response};
 
-use crate::error::{AuthError, ErrorKind};
+use crate::error::{Answer, AuthError, ErrorKind};
 
 /// The media type of FHIR JSON resources.
 pub(crate) const FHIR_JSON: &str = "application/fhir+json";
 
-/// The parts of the challenge fixed at build time: the realm, already quoted.
-#[derive(Debug, Clone)]
-pub(crate) struct Challenge {
-    realm: Arc<str>,
-}
-
 /// The realm used where no layer named one (an extractor on a route without the layer).
 pub(crate) const DEFAULT_REALM: &str = "fhir";
+
+/// The `OperationOutcome` body of each error kind, indexed by [`ErrorKind::index`]. They
+/// do not depend on the realm, so one set serves every layer.
+static BODIES: LazyLock<[Bytes; ErrorKind::COUNT]> =
+    LazyLock::new(|| ErrorKind::ALL.map(operation_outcome));
+
+/// The challenge with the default realm, shared by every response made outside a layer.
+static DEFAULT_CHALLENGE: LazyLock<Challenge> = LazyLock::new(|| Challenge::new(DEFAULT_REALM));
+
+/// The parts of every refusal fixed at build time: the realm and, for each error kind,
+/// the finished `WWW-Authenticate` value. Cloning is one reference count.
+#[derive(Debug, Clone)]
+pub(crate) struct Challenge {
+    prepared: Arc<Prepared>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    realm: Arc<str>,
+    /// Indexed by [`ErrorKind::index`]; `None` for kinds answered without a challenge.
+    headers: [Option<HeaderValue>; ErrorKind::COUNT],
+}
 
 impl Challenge {
     /// A challenge with this realm. The caller validated it with [`is_valid_realm`].
     pub(crate) fn new(realm: &str) -> Self {
+        let headers = ErrorKind::ALL.map(|kind| {
+            let answer = kind.answer();
+            answer
+                .challenge
+                .then(|| challenge_value(realm, &answer, None))
+        });
         Self {
-            realm: Arc::from(realm),
+            prepared: Arc::new(Prepared {
+                realm: Arc::from(realm),
+                headers,
+            }),
         }
+    }
+
+    /// The challenge with the default realm `fhir`, built once per process.
+    pub(crate) fn default_realm() -> Self {
+        DEFAULT_CHALLENGE.clone()
     }
 
     /// The realm, as configured.
     pub(crate) fn realm(&self) -> &Arc<str> {
-        &self.realm
+        &self.prepared.realm
     }
 
     /// The full response for a refused request. An error that carries its own realm (one
     /// raised in a handler behind the layer) keeps it.
     pub(crate) fn response<B: From<Bytes>>(&self, error: &AuthError) -> Response<B> {
-        let answer = error.kind().answer();
-        let body = operation_outcome(error.kind());
-        let mut response = Response::new(B::from(body));
+        let kind = error.kind();
+        let answer = kind.answer();
+        let mut response = Response::new(B::from(BODIES[kind.index()].clone()));
         *response.status_mut() = answer.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         if answer.challenge {
-            let realm = error.realm().unwrap_or(&self.realm);
-            let mut value = format!("Bearer realm=\"{realm}\"");
-            if let Some(code) = answer.bearer_error {
-                value.push_str(", error=\"");
-                value.push_str(code);
-                value.push_str("\", error_description=\"");
-                value.push_str(answer.description);
-                value.push('"');
-            }
-            if let Some(scope) = error.required_scope() {
-                value.push_str(", scope=\"");
-                value.push_str(&quote_safe(scope));
-                value.push('"');
-            }
-            // Every part is either validated at build time or a static string, so this
-            // cannot fail; an empty challenge is still better than a panic.
-            let value = HeaderValue::from_str(&value)
-                .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+            let own = &self.prepared.realm;
+            let realm = error
+                .realm()
+                .filter(|realm| !Arc::ptr_eq(realm, own) && realm[..] != own[..]);
+            let value = match (
+                realm,
+                error.required_scope(),
+                &self.prepared.headers[kind.index()],
+            ) {
+                (None, None, Some(prepared)) => prepared.clone(),
+                (realm, scope, _) => challenge_value(realm.unwrap_or(own), &answer, scope),
+            };
             headers.insert(WWW_AUTHENTICATE, value);
         }
         if matches!(
-            error.kind(),
+            kind,
             ErrorKind::KeysUnavailable | ErrorKind::IntrospectionUnavailable
         ) {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("10"));
@@ -73,6 +102,27 @@ impl Challenge {
         response.extensions_mut().insert(error.clone());
         response
     }
+}
+
+/// `Bearer realm="…"`, then the error code and description when the answer has one, then
+/// the scope hint when there is one.
+fn challenge_value(realm: &str, answer: &Answer, scope: Option<&str>) -> HeaderValue {
+    let mut value = format!("Bearer realm=\"{realm}\"");
+    if let Some(code) = answer.bearer_error {
+        value.push_str(", error=\"");
+        value.push_str(code);
+        value.push_str("\", error_description=\"");
+        value.push_str(answer.description);
+        value.push('"');
+    }
+    if let Some(scope) = scope {
+        value.push_str(", scope=\"");
+        value.push_str(&quote_safe(scope));
+        value.push('"');
+    }
+    // Every part is either validated at build time or a static string, so this cannot
+    // fail; an empty challenge is still better than a panic.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
 /// The request extension the layer inserts in optional mode when a request carried no

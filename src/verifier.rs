@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use tracing::Instrument as _;
@@ -16,6 +17,7 @@ use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ErrorKind};
 use crate::jwks::{KeyCacheStatus, KeyStore};
 use crate::jwt;
+use crate::token_cache::TokenCache;
 #[cfg(feature = "introspection")]
 use serde_json::Map;
 
@@ -69,7 +71,8 @@ pub(crate) struct VerifierConfig {
 ///
 /// This is the framework-free core that [`SmartAuthLayer`](crate::SmartAuthLayer) runs for
 /// each request; use it directly for other transports (a gRPC interceptor, a queue
-/// consumer). Cloning is cheap and clones share the key cache.
+/// consumer). Cloning is cheap and clones share the key cache and the
+/// [token cache](crate::TokenCachePolicy).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -91,6 +94,8 @@ pub struct TokenVerifier {
 struct Inner {
     config: VerifierConfig,
     keys: Arc<KeyStore>,
+    /// This verifier's own cache of verified tokens (`None` when turned off).
+    tokens: Option<TokenCache>,
     warned_no_audience: AtomicBool,
 }
 
@@ -101,16 +106,18 @@ impl std::fmt::Debug for Inner {
             .field("audiences", &self.config.audiences)
             .field("algorithms", &self.config.algorithms)
             .field("keys", &self.keys)
+            .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
 }
 
 impl TokenVerifier {
-    pub(crate) fn new(config: VerifierConfig, keys: KeyStore) -> Self {
+    pub(crate) fn new(config: VerifierConfig, keys: KeyStore, tokens: Option<TokenCache>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 keys: Arc::new(keys),
+                tokens,
                 warned_no_audience: AtomicBool::new(false),
             }),
         }
@@ -138,21 +145,115 @@ impl TokenVerifier {
 
     /// Verifies one access token.
     ///
+    /// A token this verifier accepted before is answered from its
+    /// [token cache](crate::TokenCachePolicy) when the cache may be used for it; the answer
+    /// is the same as a fresh verification would give.
+    ///
     /// # Errors
     ///
     /// An [`AuthError`] whose [`kind`](AuthError::kind) says what failed; see
     /// [`ErrorKind`] for the list and [`ErrorKind::answer`] for the HTTP answer.
     pub async fn verify(&self, token: &str) -> Result<SmartClaims, AuthError> {
+        let stale = match self.lookup(token.as_bytes()) {
+            Lookup::Answer(result) => return result,
+            Lookup::Stale => true,
+            Lookup::Miss => false,
+        };
+        self.verify_uncached(token, stale).await
+    }
+
+    /// The full verification, after [`lookup`](Self::lookup) found no usable entry;
+    /// `stale` says whether it found an unusable one.
+    pub(crate) async fn verify_uncached(
+        &self,
+        token: &str,
+        stale: bool,
+    ) -> Result<SmartClaims, AuthError> {
         let span = tracing::debug_span!("smart_auth.verify", outcome = tracing::field::Empty);
-        let result = self.verify_inner(token).instrument(span.clone()).await;
+        let result = self.verify_fresh(token).instrument(span.clone()).await;
         match &result {
             Ok(_) => span.record("outcome", "valid"),
             Err(error) => span.record("outcome", tracing::field::debug(error.kind())),
         };
+        if let (true, Err(_), Some(cache)) = (stale, &result, &self.inner.tokens) {
+            // The entry can never be used again: free it now.
+            cache.remove(token.as_bytes());
+        }
         result
     }
 
-    async fn verify_inner(&self, token: &str) -> Result<SmartClaims, AuthError> {
+    /// How many verified tokens the token cache holds, for metrics and tests. It first
+    /// finishes the cache's pending maintenance (evictions are applied in batches), so
+    /// call it now and then, not on every request. Always 0 with the cache turned off.
+    ///
+    /// ```no_run
+    /// # fn report(verifier: &smart_auth::TokenVerifier) {
+    /// println!("{} tokens cached", verifier.cached_tokens());
+    /// # }
+    /// ```
+    pub fn cached_tokens(&self) -> u64 {
+        self.inner.tokens.as_ref().map_or(0, TokenCache::len)
+    }
+
+    /// The answer from the token cache, without waiting for anything. An entry is used
+    /// only when a fresh verification would give the same answer: same verifier (so
+    /// same issuer, audiences, algorithms), the same key set still fresh, and the time
+    /// checks run again now with the same leeway.
+    pub(crate) fn lookup(&self, token: &[u8]) -> Lookup {
+        // With introspection after JWT validation, a cached JWT must still be introspected:
+        // that happens on the asynchronous path.
+        #[cfg(feature = "introspection")]
+        if self.introspects_after_jwt() {
+            return Lookup::Miss;
+        }
+        self.cached(token)
+    }
+
+    #[cfg(feature = "introspection")]
+    fn introspects_after_jwt(&self) -> bool {
+        use crate::introspection::IntrospectionMode;
+        self.inner
+            .config
+            .introspection
+            .as_ref()
+            .is_some_and(|introspector| introspector.mode() == IntrospectionMode::AfterJwt)
+    }
+
+    /// The token cache's answer for a JWT verified before (see [`lookup`](Self::lookup)).
+    fn cached(&self, token: &[u8]) -> Lookup {
+        let Some(cache) = &self.inner.tokens else {
+            return Lookup::Miss;
+        };
+        let Some(entry) = cache.get(token) else {
+            return Lookup::Miss;
+        };
+        let config = &self.inner.config;
+        let now = config.clock.now();
+        if now >= entry.use_until
+            || self.inner.keys.fresh_generation(now) != Some(entry.key_generation)
+        {
+            return Lookup::Stale;
+        }
+        let checked = check_times(&entry.claims, unix_seconds(now), config.leeway_secs);
+        let span = tracing::debug_span!(
+            "smart_auth.verify",
+            outcome = tracing::field::Empty,
+            cache = "hit"
+        );
+        match checked {
+            Ok(()) => {
+                span.record("outcome", "valid");
+                Lookup::Answer(Ok(entry.claims))
+            }
+            Err(kind) => {
+                span.record("outcome", tracing::field::debug(kind));
+                cache.remove(token);
+                Lookup::Answer(Err(kind.into()))
+            }
+        }
+    }
+
+    async fn verify_fresh(&self, token: &str) -> Result<SmartClaims, AuthError> {
         let config = &self.inner.config;
         if token.len() > config.max_token_length {
             return Err(ErrorKind::TokenTooLarge.into());
@@ -169,7 +270,10 @@ impl TokenVerifier {
                     return self.verify_by_introspection(introspector, token).await;
                 }
                 IntrospectionMode::AfterJwt => {
-                    let claims = self.verify_jwt(token).await?;
+                    let claims = match self.cached(token.as_bytes()) {
+                        Lookup::Answer(result) => result?,
+                        Lookup::Stale | Lookup::Miss => self.verify_jwt(token).await?,
+                    };
                     introspector.introspect(token).await?;
                     return Ok(claims);
                 }
@@ -179,6 +283,8 @@ impl TokenVerifier {
         self.verify_jwt(token).await
     }
 
+    /// Introspection alone decides; the answer is not kept in the token cache (the
+    /// introspection cache has its own, shorter, lifetimes).
     #[cfg(feature = "introspection")]
     async fn verify_by_introspection(
         &self,
@@ -188,11 +294,13 @@ impl TokenVerifier {
         let answer = introspector.introspect(token).await?;
         let claims =
             SmartClaims::from_payload(Map::clone(&answer), &self.inner.config.claim_names)?;
+        let now = unix_seconds(self.inner.config.clock.now());
         // RFC 7662 makes `aud` optional: checked only when the answer has one.
-        self.check_claims(&claims, !claims.audiences().is_empty())?;
+        self.check_claims(&claims, now, !claims.audiences().is_empty())?;
         Ok(claims)
     }
 
+    /// Local validation of a JWT; a valid one enters the token cache.
     async fn verify_jwt(&self, token: &str) -> Result<SmartClaims, AuthError> {
         let config = &self.inner.config;
         let segments = jwt::split(token)?;
@@ -208,8 +316,37 @@ impl TokenVerifier {
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
         let payload = jwt::decode_payload(segments.payload)?;
         let claims = SmartClaims::from_payload(payload, &config.claim_names)?;
-        self.check_claims(&claims, true)?;
+        let now = config.clock.now();
+        let now_secs = unix_seconds(now);
+        self.check_claims(&claims, now_secs, true)?;
+        if let Some(cache) = &self.inner.tokens {
+            // How long `exp` still allows the token by the configured clock; positive,
+            // since the check above passed.
+            let remaining = claims
+                .expires_at()
+                .saturating_add(config.leeway_secs)
+                .saturating_sub(now_secs);
+            let valid_for = Duration::from_secs(u64::try_from(remaining).unwrap_or(0));
+            cache.insert(token, claims.clone(), chosen.generation(), now, valid_for);
+        }
         Ok(claims)
+    }
+
+    /// Issuer, audience (when `audience_required`) and time checks.
+    fn check_claims(
+        &self,
+        claims: &SmartClaims,
+        now: i64,
+        audience_required: bool,
+    ) -> Result<(), ErrorKind> {
+        let config = &self.inner.config;
+        if claims.issuer() != config.issuer {
+            return Err(ErrorKind::WrongIssuer);
+        }
+        if audience_required {
+            self.check_audience(claims)?;
+        }
+        check_times(claims, now, config.leeway_secs)
     }
 
     fn check_audience(&self, claims: &SmartClaims) -> Result<(), ErrorKind> {
@@ -230,32 +367,87 @@ impl TokenVerifier {
         }
         Ok(())
     }
+}
 
-    /// Issuer, audience (when `audience_required`) and time checks.
-    fn check_claims(&self, claims: &SmartClaims, audience_required: bool) -> Result<(), ErrorKind> {
-        let config = &self.inner.config;
-        if claims.issuer() != config.issuer {
-            return Err(ErrorKind::WrongIssuer);
-        }
-        if audience_required {
-            self.check_audience(claims)?;
-        }
-        let now = unix_seconds(config.clock.now());
-        let leeway = config.leeway_secs;
-        if now >= claims.expires_at().saturating_add(leeway) {
-            return Err(ErrorKind::Expired);
-        }
-        let in_future = |at: Option<i64>| at.is_some_and(|at| at > now.saturating_add(leeway));
-        if in_future(claims.not_before()) || in_future(claims.issued_at()) {
-            return Err(ErrorKind::NotYetValid);
-        }
-        Ok(())
+/// What the token cache knows about a token.
+pub(crate) enum Lookup {
+    /// The final answer, the same a fresh verification would give.
+    Answer(Result<SmartClaims, AuthError>),
+    /// An entry exists but may not be used (too old, or the key set changed or is due
+    /// for a refresh): verify afresh.
+    Stale,
+    /// Not cached (or no cache): verify afresh.
+    Miss,
+}
+
+/// `exp` (required), `nbf` and `iat` against `now`, all with the same leeway. Run on every
+/// fresh verification and again on every cache hit.
+fn check_times(claims: &SmartClaims, now: i64, leeway: i64) -> Result<(), ErrorKind> {
+    if now >= claims.expires_at().saturating_add(leeway) {
+        return Err(ErrorKind::Expired);
     }
+    let in_future = |at: Option<i64>| at.is_some_and(|at| at > now.saturating_add(leeway));
+    if in_future(claims.not_before()) || in_future(claims.issued_at()) {
+        return Err(ErrorKind::NotYetValid);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// When `lookup` may answer from an entry: only while it is younger than max age and
+    /// the key set it was verified with is current and within its TTL.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn lookup_uses_an_entry_only_while_it_may_be_used() {
+        use crate::testing::TestIssuer;
+        use crate::{ManualClock, SmartAuthLayer, TokenCachePolicy};
+
+        let clock = ManualClock::new();
+        let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+        let verifier = SmartAuthLayer::builder(issuer.url())
+            .audience(issuer.audience())
+            .clock(clock.clone())
+            .token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(30)))
+            .build_verifier()
+            .unwrap();
+        let token = issuer.token().lifetime(Duration::from_secs(3600)).sign();
+        let hit = |verifier: &TokenVerifier| match verifier.lookup(token.as_bytes()) {
+            Lookup::Answer(Ok(_)) => "hit",
+            Lookup::Answer(Err(_)) => "refused",
+            Lookup::Stale => "stale",
+            Lookup::Miss => "miss",
+        };
+        assert_eq!(hit(&verifier), "miss");
+        verifier.verify(&token).await.unwrap();
+        assert_eq!(hit(&verifier), "hit");
+        clock.advance(Duration::from_secs(29));
+        assert_eq!(hit(&verifier), "hit");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(hit(&verifier), "stale", "max age reached");
+        verifier.verify(&token).await.unwrap();
+        assert_eq!(hit(&verifier), "hit", "verified afresh and stored again");
+        // The keys pass their 10 min TTL: no cached answers until they are refreshed.
+        clock.advance(Duration::from_secs(600 - 30));
+        verifier.verify(&token).await.unwrap();
+        assert_eq!(hit(&verifier), "stale", "keys due for a refresh");
+        for _ in 0..10_000 {
+            if !verifier.key_cache_status().fetching {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            hit(&verifier),
+            "stale",
+            "entry made with the replaced key set"
+        );
+        verifier.verify(&token).await.unwrap();
+        assert_eq!(hit(&verifier), "hit");
+        assert_eq!(issuer.jwks_fetches(), 2);
+    }
 
     #[test]
     fn typ_policies() {

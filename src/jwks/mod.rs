@@ -3,6 +3,7 @@
 
 mod keyset;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -169,6 +170,9 @@ pub(crate) struct Snapshot {
     pub(crate) keys: KeySet,
     fetched_at: SystemTime,
     ttl: Duration,
+    /// Unique per fetched set within one store, so that a result obtained with one set
+    /// can tell whether the set has been replaced since.
+    generation: u64,
 }
 
 type FetchResult = Result<Arc<Snapshot>, FetchError>;
@@ -201,6 +205,7 @@ pub(crate) struct KeyStore {
     current: ArcSwapOption<Snapshot>,
     discovered_jwks_uri: ArcSwapOption<Url>,
     state: Mutex<RefreshState>,
+    next_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -222,6 +227,11 @@ impl ChosenKey {
     pub(crate) fn key(&self) -> &VerificationKey {
         self.snapshot.keys.get(self.index)
     }
+
+    /// The generation of the key set the key comes from.
+    pub(crate) fn generation(&self) -> u64 {
+        self.snapshot.generation
+    }
 }
 
 impl KeyStore {
@@ -239,6 +249,7 @@ impl KeyStore {
             current: ArcSwapOption::empty(),
             discovered_jwks_uri: ArcSwapOption::empty(),
             state: Mutex::new(RefreshState::default()),
+            next_generation: AtomicU64::new(1),
         }
     }
 
@@ -299,6 +310,16 @@ impl KeyStore {
                 }
             }
         }
+    }
+
+    /// The generation of the current key set while a fresh verification would use it
+    /// as is: fetched, within its TTL (so no refresh is due) and within max stale. `None`
+    /// otherwise. Lock-free: one atomic load.
+    pub(crate) fn fresh_generation(&self, now: SystemTime) -> Option<u64> {
+        let current = self.current.load();
+        let snapshot = current.as_ref()?;
+        let age = elapsed(now, snapshot.fetched_at);
+        (age < snapshot.ttl && age <= self.policy.max_stale).then_some(snapshot.generation)
     }
 
     pub(crate) fn status(&self) -> KeyCacheStatus {
@@ -421,6 +442,7 @@ impl KeyStore {
             keys,
             fetched_at: self.clock.now(),
             ttl: self.policy.ttl_for(fetched.max_age),
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
         }))
     }
 }

@@ -15,6 +15,7 @@ use crate::error::ConfigError;
 use crate::fetch::{Fetcher, default_client, is_allowed_url};
 use crate::jwks::{KeySource, KeyStore, RefreshPolicy};
 use crate::response::{Challenge, is_valid_realm};
+use crate::token_cache::{TokenCache, TokenCachePolicy};
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierConfig};
 
 /// Builds a [`SmartAuthLayer`] (or a bare [`TokenVerifier`]). Get one from
@@ -58,6 +59,7 @@ pub struct SmartAuthBuilder {
     enforcement: Option<ScopeEnforcement>,
     #[cfg(feature = "introspection")]
     introspection: Option<crate::introspection::Introspection>,
+    token_cache: TokenCachePolicy,
 }
 
 impl SmartAuthBuilder {
@@ -83,6 +85,7 @@ impl SmartAuthBuilder {
             enforcement: None,
             #[cfg(feature = "introspection")]
             introspection: None,
+            token_cache: TokenCachePolicy::default(),
         }
     }
 
@@ -238,6 +241,48 @@ impl SmartAuthBuilder {
         self
     }
 
+    /// How verified tokens are cached (default [`TokenCachePolicy::default`]: on, 10,000
+    /// tokens, 5 min).
+    ///
+    /// With the cache, a request whose token this layer verified before skips parsing and
+    /// the signature check; `exp`, `nbf` and `iat` are still checked on every request
+    /// against the configured clock, with the same leeway. The cache belongs to this
+    /// layer alone. Trade-off: a key removed from the issuer's JWK Set stays trusted for
+    /// tokens already cached until the key set is refetched, the entry's max age passes or
+    /// the token expires (see [`TokenCachePolicy`]). Use
+    /// [`no_token_cache`](Self::no_token_cache) to verify every signature.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{SmartAuthLayer, TokenCachePolicy};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(60)))
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn token_cache(mut self, policy: TokenCachePolicy) -> Self {
+        self.token_cache = policy;
+        self
+    }
+
+    /// Turns the verified-token cache off: every request's token is parsed and its
+    /// signature checked. The same as `.token_cache(TokenCachePolicy::disabled())`.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .no_token_cache()
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn no_token_cache(self) -> Self {
+        self.token_cache(TokenCachePolicy::disabled())
+    }
+
     /// Checks the settings and builds the layer. No network I/O.
     ///
     /// # Errors
@@ -312,6 +357,7 @@ impl SmartAuthBuilder {
             return Err(ConfigError::InvalidLimit { field });
         }
         self.refresh.validate()?;
+        self.token_cache.validate()?;
         let fetcher = Fetcher {
             client: self
                 .http_client
@@ -357,7 +403,11 @@ impl SmartAuthBuilder {
             #[cfg(feature = "introspection")]
             introspection,
         };
-        Ok(TokenVerifier::new(config, keys))
+        Ok(TokenVerifier::new(
+            config,
+            keys,
+            TokenCache::new(&self.token_cache),
+        ))
     }
 }
 
@@ -482,5 +532,16 @@ mod tests {
             error(b().refresh_policy(RefreshPolicy::default().default_ttl(Duration::ZERO))),
             ConfigError::InvalidLimit { .. }
         ));
+        assert_eq!(
+            error(b().token_cache(TokenCachePolicy::default().max_entries(0))),
+            ConfigError::InvalidLimit {
+                field: "token_cache"
+            }
+        );
+        assert!(
+            b().token_cache(TokenCachePolicy::disabled().max_entries(0))
+                .build()
+                .is_ok()
+        );
     }
 }

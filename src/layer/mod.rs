@@ -7,7 +7,9 @@
 //!    `…/.well-known/smart-configuration`, and CORS preflight requests;
 //! 2. takes the one Bearer token from the `Authorization` header (RFC 6750 section 2.1;
 //!    the scheme name in any case);
-//! 3. verifies it with the [`TokenVerifier`];
+//! 3. verifies it with the [`TokenVerifier`], or answers from the layer's verified-token
+//!    cache when it verified the same token before (see
+//!    [`TokenCachePolicy`](crate::TokenCachePolicy));
 //! 4. on success inserts the [`SmartClaims`](crate::SmartClaims) into the request
 //!    extensions and calls the inner service; on failure answers itself, exactly as RFC
 //!    6750 section 3 says, with a FHIR `OperationOutcome` body and the [`AuthError`] in the
@@ -122,7 +124,7 @@ impl SmartAuthLayer {
             Ok(layer) => layer,
             Err(error) => Self::from_parts(
                 Err(error),
-                Challenge::new(crate::response::DEFAULT_REALM),
+                Challenge::default_realm(),
                 AuthMode::Required,
                 PublicRoutes::default(),
                 None,

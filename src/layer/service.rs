@@ -14,10 +14,11 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{AuthMode, Shared};
-use crate::bearer::bearer_token;
+use crate::bearer::{bearer_credential, token_text};
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
 use crate::response::Unauthenticated;
+use crate::verifier::Lookup;
 
 /// The service made by [`SmartAuthLayer`](crate::SmartAuthLayer): verifies the request's
 /// Bearer token before calling `S`.
@@ -74,8 +75,8 @@ where
             Ok(verifier) => verifier,
             Err(error) => return ResponseFuture::rejected(shared.challenge.response(&error)),
         };
-        let token = match bearer_token(request.headers(), request.uri().query()) {
-            Ok(Some(token)) => token.to_owned(),
+        let credential = match bearer_credential(request.headers(), request.uri().query()) {
+            Ok(Some(credential)) => credential,
             Ok(None) if shared.mode == AuthMode::Optional => {
                 request
                     .extensions_mut()
@@ -95,8 +96,30 @@ where
                 return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(kind)));
             }
         };
+        // A cached credential is a token verified before (so also well-formed): its answer
+        // is ready now, without a future to wait on.
+        let stale = match verifier.lookup(credential) {
+            Lookup::Answer(result) => {
+                return match admit(shared, &request, result) {
+                    Ok(claims) => {
+                        request.extensions_mut().insert(claims);
+                        ResponseFuture::calling(self.inner.call(request))
+                    }
+                    Err(error) => ResponseFuture::rejected(refuse(shared, &error)),
+                };
+            }
+            Lookup::Stale => true,
+            Lookup::Miss => false,
+        };
+        let token = match token_text(credential) {
+            Ok(token) => token.to_owned(),
+            Err(kind) => {
+                tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
+                return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(kind)));
+            }
+        };
         let verifier = verifier.clone();
-        let verify = async move { verifier.verify(&token).await }.boxed();
+        let verify = async move { verifier.verify_uncached(&token, stale).await }.boxed();
         // The service that was driven to readiness is the one to call (tower's clone rule):
         // it goes into the future, and a fresh clone stays here.
         let clone = self.inner.clone();
@@ -110,6 +133,28 @@ where
             },
         }
     }
+}
+
+/// The verification result, with the layer's realm attached and its scope enforcement
+/// applied: the claims to hand to the inner service, or why the request is refused.
+fn admit<B>(
+    shared: &Shared,
+    request: &Request<B>,
+    result: Result<SmartClaims, AuthError>,
+) -> Result<SmartClaims, AuthError> {
+    let claims = result?.with_realm(Arc::clone(shared.challenge.realm()));
+    if let Some(enforcement) = &shared.enforcement {
+        let uri = request.uri();
+        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        enforcement.check(request.method().as_str(), path, uri.query(), &claims)?;
+    }
+    Ok(claims)
+}
+
+/// The answer to a refused token.
+fn refuse<B: From<Bytes>>(shared: &Shared, error: &AuthError) -> Response<B> {
+    tracing::debug!(target: "smart_auth::rejection", kind = ?error.kind(), "token refused");
+    shared.challenge.response(error)
 }
 
 pin_project! {
@@ -195,29 +240,14 @@ where
                     else {
                         panic!("ResponseFuture polled after completion");
                     };
-                    let checked = result.and_then(|claims| {
-                        let claims = claims.with_realm(Arc::clone(shared.challenge.realm()));
-                        if let Some(enforcement) = &shared.enforcement {
-                            let uri = request.uri();
-                            let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-                            enforcement.check(
-                                request.method().as_str(),
-                                path,
-                                uri.query(),
-                                &claims,
-                            )?;
-                        }
-                        Ok(claims)
-                    });
-                    match checked {
+                    match admit(shared, &request, result) {
                         Ok(claims) => {
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             this.state.set(State::Calling { future });
                         }
                         Err(error) => {
-                            tracing::debug!(target: "smart_auth::rejection", kind = ?error.kind(), "token refused");
-                            let response = shared.challenge.response(&error);
+                            let response = refuse(shared, &error);
                             this.state.set(State::Rejected { response: None });
                             return Poll::Ready(Ok(response));
                         }

@@ -13,5 +13,6 @@ mod interop;
 mod introspection;
 mod key_cache;
 mod scopes_e2e;
+mod token_cache;
 mod tokens;
 mod tower_generic;

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Load benchmark: the same hello handler unprotected, behind SmartAuthLayer with the token
+# cache, and behind it with the cache off, all on 127.0.0.1, driven by wrk.
+#
+#   bash bench/load.sh
+#
+# Settings (environment): DURATION seconds per run (5), ROUNDS (5), CONNECTIONS (32),
+# WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
+# distinct-token runs (100000), LOAD_SERVER_THREADS server worker threads (1).
+#
+# Same-token runs are interleaved (unprotected, cached, uncached, then again) so that
+# drift on a shared machine hits every variant alike; the table shows medians over the
+# rounds, the ratio to the unprotected median, and server CPU per request measured from
+# /proc/<pid>/stat around each run: user + system, and user alone (the layer's own work
+# is user time; system time is the loopback TCP stack and varies with scheduling).
+#
+# Distinct-token runs send every request a token the server has not seen, so nothing is
+# answered from the cache: with the cache on they show the cost of a miss plus an insert
+# and that memory stays bounded at the cache's capacity. Each cached round starts at
+# its own slice of the token file so no token repeats across rounds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-5}
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+DISTINCT=${DISTINCT:-100000}
+DISTINCT_ROUNDS=${DISTINCT_ROUNDS:-2}
+export LOAD_SERVER_THREADS=${LOAD_SERVER_THREADS:-1}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "== installing wrk"
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=""
+    if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+    $sudo_cmd apt-get install -y wrk >/dev/null 2>&1 \
+      || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y wrk >/dev/null; }
+  else
+    echo "wrk is not installed and apt-get is not available: install wrk and rerun" >&2
+    exit 1
+  fi
+fi
+
+echo "== building the server (release)"
+cargo build --release --features testing --example load_server -j1 2>&1 | tail -1
+target_dir=${CARGO_TARGET_DIR:-target}
+server_bin="$target_dir/release/examples/load_server"
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== starting the server and minting $DISTINCT distinct tokens"
+"$server_bin" --tokens-file "$work/tokens.txt" --distinct-tokens "$DISTINCT" >"$work/server.out" &
+server_pid=$!
+for _ in $(seq 1 600); do
+  if grep -q '^READY' "$work/server.out"; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "the server exited" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+grep -q '^READY' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
+value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
+unprotected_url=$(value UNPROTECTED)
+cached_url=$(value CACHED)
+uncached_url=$(value UNCACHED)
+stats_url=$(value STATS)
+token=$(value TOKEN)
+
+ticks_per_second=$(getconf CLK_TCK)
+# utime + stime of the server, in clock ticks (fields 14 and 15 of /proc/<pid>/stat; the
+# command name, field 2, has no spaces here).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+user_ticks() { awk '{ print $14 }' "/proc/$server_pid/stat"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }
+cached_tokens() { curl -s "$stats_url" | awk '{ print $2 }'; }
+
+# run NAME URL [wrk options...] [-- script arguments...]: one timed run; appends
+# "name rps cpu_us_per_request requests user_us_per_request" to $work/results.
+run() {
+  local name=$1 url=$2
+  shift 2
+  local options=() script_args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do options+=("$1"); shift; done
+  if [ $# -gt 0 ]; then shift; script_args=("$@"); fi
+  local before after user_before user_after output requests rps errors cpu_us user_us
+  before=$(cpu_ticks)
+  user_before=$(user_ticks)
+  # wrk hands the arguments after the URL to the script's init().
+  output=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${options[@]}" "$url" "${script_args[@]}")
+  after=$(cpu_ticks)
+  user_after=$(user_ticks)
+  requests=$(echo "$output" | awk '/requests in/ { print $1 }')
+  rps=$(echo "$output" | awk '/^Requests\/sec:/ { print $2 }')
+  errors=$(echo "$output" | awk '/Non-2xx or 3xx responses:/ { print $5 }')
+  if [ -n "$errors" ] || echo "$output" | grep -q 'Socket errors'; then
+    echo "$output" >&2
+    echo "run $name had failed requests" >&2
+    exit 1
+  fi
+  per_request() { awk -v t="$1" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'; }
+  cpu_us=$(per_request $((after - before)))
+  user_us=$(per_request $((user_after - user_before)))
+  echo "$name $rps $cpu_us $requests $user_us" >>"$work/results"
+  printf '  %-22s %10s req/s  %6s us CPU/request (%5s user)  (%s requests)\n' \
+    "$name" "$rps" "$cpu_us" "$user_us" "$requests"
+}
+
+median() { # median of column $2 for rows named $1
+  awk -v name="$1" -v col="$2" '$1 == name { print $col }' "$work/results" | sort -g \
+    | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+bearer=(-H "Authorization: Bearer $token")
+echo "== warm-up (1 s each, not counted)"
+for url in "$unprotected_url" "$cached_url" "$uncached_url"; do
+  wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
+done
+
+echo "== same token, $ROUNDS interleaved rounds of ${DURATION} s"
+for round in $(seq 1 "$ROUNDS"); do
+  echo " round $round"
+  run unprotected "$unprotected_url" "${bearer[@]}"
+  run cached "$cached_url" "${bearer[@]}"
+  run uncached "$uncached_url" "${bearer[@]}"
+done
+
+echo "== distinct tokens (each request a token not seen before), $DISTINCT_ROUNDS rounds of ${DURATION} s"
+rss_start=$(rss_kib)
+slice=$((DISTINCT / DISTINCT_ROUNDS))
+for round in $(seq 1 "$DISTINCT_ROUNDS"); do
+  echo " round $round"
+  run distinct_cached "$cached_url" -s bench/distinct.lua -- "$work/tokens.txt" $(((round - 1) * slice))
+  # No cache here, so repeats would not matter; the same slice keeps the runs alike.
+  run distinct_uncached "$uncached_url" -s bench/distinct.lua -- "$work/tokens.txt" $(((round - 1) * slice))
+done
+rss_end=$(rss_kib)
+held=$(cached_tokens)
+if awk -v s="$slice" '$1 == "distinct_cached" && $4 > s { bad = 1 } END { exit !bad }' "$work/results"; then
+  echo "  note: a cached distinct-token run sent more than $slice requests: some tokens repeated" >&2
+fi
+
+base=$(median unprotected 2)
+echo
+echo "== results: medians over the rounds; ratio = throughput / unprotected throughput"
+printf '| %-34s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us/req" "user us/req"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "--------" \
+  "----------------" "----------------"
+for name in unprotected cached uncached distinct_cached distinct_uncached; do
+  rps=$(median "$name" 2)
+  ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }')
+  case $name in
+    unprotected) label="unprotected hello" ;;
+    cached) label="protected, token cache (RS256)" ;;
+    uncached) label="protected, no cache (RS256)" ;;
+    distinct_cached) label="distinct tokens, cache on (ES256)" ;;
+    distinct_uncached) label="distinct tokens, no cache (ES256)" ;;
+  esac
+  printf '| %-34s | %9.0f | %6s | %14s | %14s |\n' "$label" "$rps" "$ratio" "$(median "$name" 3)" \
+    "$(median "$name" 5)"
+done
+echo
+echo "server RSS: ${rss_start} KiB before the distinct-token runs, ${rss_end} KiB after them;" \
+  "the cache then held ${held} tokens (capacity 10000)"
+echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)," \
+  "load average before the runs: $load_before"
+echo "wrk: $WRK_THREADS thread(s), $CONNECTIONS connections; server: $LOAD_SERVER_THREADS worker thread(s)"

@@ -1,0 +1,134 @@
+//! The CPU a fresh verification costs on top of a bare `jsonwebtoken` decode of the same
+//! token, measured as paired differences.
+//!
+//! Criterion measures one benchmark after the other, so on a shared machine a drift in
+//! speed between two benchmarks shows up as a difference between them. Here the two are
+//! measured in alternating blocks (bare, ours, ours, bare, ...), each block a few
+//! milliseconds of the thread's CPU time, and the statistic is the median over blocks of
+//! `ours - bare`: drift that lasts longer than a block cancels out.
+//!
+//! Run with `cargo bench --features testing --bench overhead`.
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::measurement::Measurement as _;
+use futures_util::FutureExt as _;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{DecodingKey, Validation};
+use smart_auth::testing::TestIssuer;
+use smart_auth::{SigningAlgorithm, SmartAuthLayer};
+
+use cpu_time::ThreadCpuTime;
+
+const BLOCKS: usize = 80;
+const BLOCK_CPU: Duration = Duration::from_millis(4);
+
+/// CPU time per call of `f`, over `n` calls.
+fn per_call(n: u32, mut f: impl FnMut()) -> f64 {
+    let started = ThreadCpuTime.start();
+    for _ in 0..n {
+        f();
+    }
+    ThreadCpuTime.end(started).as_nanos() as f64 / f64::from(n) / 1e3
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let index = ((values.len() - 1) as f64 * p).round() as usize;
+    values[index]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _context = runtime.enter();
+    let issuer = runtime.block_on(TestIssuer::start());
+    let verifier = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .no_token_cache()
+        .build_verifier()
+        .expect("valid configuration");
+    runtime.block_on(verifier.warm_up()).expect("keys");
+    let jwks = issuer.jwks();
+
+    println!(
+        "{:<6} {:>12} {:>12} {:>14} {:>22}",
+        "alg", "bare (us)", "ours (us)", "ours-bare (us)", "10th..90th pct (us)"
+    );
+    for alg in [
+        SigningAlgorithm::RS256,
+        SigningAlgorithm::RS384,
+        SigningAlgorithm::PS256,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::ES384,
+        SigningAlgorithm::EdDSA,
+    ] {
+        let token = issuer
+            .token()
+            .alg(alg)
+            .lifetime(Duration::from_secs(3600))
+            .sign();
+        let kid = jsonwebtoken::decode_header(&token)
+            .expect("header")
+            .kid
+            .expect("kid");
+        let jwk = jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .expect("the token's key")
+            .clone();
+        let jwk: Jwk = serde_json::from_value(jwk).expect("jwk");
+        let key = DecodingKey::from_jwk(&jwk).expect("key");
+        let mut validation = Validation::new(alg.name().parse().expect("algorithm"));
+        validation.set_audience(&[issuer.audience()]);
+        validation.set_issuer(&[issuer.url()]);
+
+        let mut bare = || {
+            jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation)
+                .expect("valid");
+        };
+        let mut ours = || {
+            verifier
+                .verify(black_box(&token))
+                .now_or_never()
+                .expect("ready without waiting")
+                .expect("valid");
+        };
+        // Calibrate the block length, and warm up both.
+        let calls = (BLOCK_CPU.as_secs_f64() * 1e6 / per_call(20, &mut bare).max(0.1)) as u32;
+        let calls = calls.clamp(5, 10_000);
+        per_call(calls, &mut ours);
+
+        let (mut bares, mut ourses, mut differences) = (Vec::new(), Vec::new(), Vec::new());
+        for block in 0..BLOCKS {
+            let (b, o) = if block % 2 == 0 {
+                let b = per_call(calls, &mut bare);
+                (b, per_call(calls, &mut ours))
+            } else {
+                let o = per_call(calls, &mut ours);
+                (per_call(calls, &mut bare), o)
+            };
+            bares.push(b);
+            ourses.push(o);
+            differences.push(o - b);
+        }
+        println!(
+            "{:<6} {:>12.1} {:>12.1} {:>14.2} {:>10.2} ..{:>8.2}",
+            alg.name(),
+            percentile(&mut bares, 0.5),
+            percentile(&mut ourses, 0.5),
+            percentile(&mut differences, 0.5),
+            percentile(&mut differences, 0.1),
+            percentile(&mut differences, 0.9),
+        );
+    }
+}

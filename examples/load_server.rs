@@ -1,0 +1,159 @@
+//! The server side of the load benchmark (`bash bench/load.sh` runs it; see
+//! BENCHMARKS.md).
+//!
+//! Starts, in one process, on ephemeral `127.0.0.1` ports:
+//!
+//! - a [`TestIssuer`] (discovery and keys),
+//! - the same hello handler three times: unprotected, behind a `SmartAuthLayer` with the
+//!   token cache (the default), and behind one with `.no_token_cache()`,
+//! - a `/stats` endpoint reporting how many tokens the cached layer holds.
+//!
+//! Then it prints one `NAME value` line per item and `READY`, and serves until killed:
+//!
+//! ```text
+//! UNPROTECTED http://127.0.0.1:41234/fhir/Patient/1
+//! CACHED http://127.0.0.1:41235/fhir/Patient/1
+//! UNCACHED http://127.0.0.1:41236/fhir/Patient/1
+//! STATS http://127.0.0.1:41234/stats
+//! TOKEN eyJ...
+//! READY
+//! ```
+//!
+//! Options: `--tokens-file PATH --distinct-tokens N` also writes N distinct valid tokens,
+//! one per line, for the distinct-token runs; `--alg NAME` picks the algorithm of the
+//! reused token (default RS256), `--distinct-alg NAME` that of the distinct tokens
+//! (default ES256). `LOAD_SERVER_THREADS` sets the runtime's worker threads (default 1).
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use smart_auth::testing::TestIssuer;
+use smart_auth::{SigningAlgorithm, SmartAuthLayer};
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn app() -> Router {
+    Router::new().route("/fhir/Patient/{id}", get(hello))
+}
+
+async fn serve(router: Router) -> Result<String, std::io::Error> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            eprintln!("server stopped: {error}");
+        }
+    });
+    Ok(format!("http://{address}"))
+}
+
+struct Options {
+    tokens_file: Option<String>,
+    distinct_tokens: usize,
+    alg: SigningAlgorithm,
+    distinct_alg: SigningAlgorithm,
+}
+
+fn algorithm(name: &str) -> Result<SigningAlgorithm, String> {
+    SigningAlgorithm::DEFAULT
+        .iter()
+        .copied()
+        .find(|alg| alg.name() == name)
+        .ok_or_else(|| format!("unknown algorithm {name}"))
+}
+
+fn options() -> Result<Options, String> {
+    let mut options = Options {
+        tokens_file: None,
+        distinct_tokens: 0,
+        alg: SigningAlgorithm::RS256,
+        distinct_alg: SigningAlgorithm::ES256,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--tokens-file" => options.tokens_file = Some(value),
+            "--distinct-tokens" => {
+                options.distinct_tokens = value.parse().map_err(|_| "not a count".to_owned())?
+            }
+            "--alg" => options.alg = algorithm(&value)?,
+            "--distinct-alg" => options.distinct_alg = algorithm(&value)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = options()?;
+    let threads = std::env::var("LOAD_SERVER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?
+        .block_on(run(options))
+}
+
+async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let issuer = TestIssuer::start().await;
+    let layer = |cache: bool| {
+        let builder = SmartAuthLayer::builder(issuer.url()).audience(issuer.audience());
+        if cache {
+            builder.build()
+        } else {
+            builder.no_token_cache().build()
+        }
+    };
+    let cached = layer(true)?;
+    let uncached = layer(false)?;
+    cached.warm_up().await?;
+    uncached.warm_up().await?;
+
+    let lifetime = Duration::from_secs(3600);
+    if let Some(path) = &options.tokens_file {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for _ in 0..options.distinct_tokens {
+            let token = issuer
+                .token()
+                .alg(options.distinct_alg)
+                .lifetime(lifetime)
+                .sign();
+            writeln!(file, "{token}")?;
+        }
+        file.flush()?;
+    }
+    let token = issuer.token().alg(options.alg).lifetime(lifetime).sign();
+
+    let stats_layer = cached.clone();
+    let stats = get(move || {
+        let cached_tokens = stats_layer
+            .verifier()
+            .map(|verifier| verifier.cached_tokens())
+            .unwrap_or(0);
+        async move { format!("cached_tokens {cached_tokens}\n") }
+    });
+    let unprotected = serve(app().route("/stats", stats)).await?;
+    let with_cache = serve(app().layer(cached)).await?;
+    let without_cache = serve(app().layer(uncached)).await?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "UNPROTECTED {unprotected}/fhir/Patient/1")?;
+    writeln!(out, "CACHED {with_cache}/fhir/Patient/1")?;
+    writeln!(out, "UNCACHED {without_cache}/fhir/Patient/1")?;
+    writeln!(out, "STATS {unprotected}/stats")?;
+    writeln!(out, "TOKEN {token}")?;
+    writeln!(out, "READY")?;
+    out.flush()?;
+    drop(out);
+    // Serve until the benchmark script kills the process.
+    std::future::pending::<()>().await;
+    Ok(())
+}

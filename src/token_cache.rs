@@ -1,0 +1,422 @@
+//! The verified-token cache: a token that verified once is answered from memory until it
+//! expires, instead of being parsed and its signature checked again.
+//!
+//! Backend services send the same access token with every request until it expires, so
+//! most requests carry a token this process has already verified. The cache is keyed by
+//! the whole token string (never a prefix, a hash alone or a claim), so a hit can only
+//! return the claims of that exact token.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant, SystemTime};
+
+use moka::Expiry;
+
+use crate::claims::SmartClaims;
+use crate::error::ConfigError;
+
+/// How the verified-token cache of a [`TokenVerifier`](crate::TokenVerifier) behaves.
+///
+/// The cache is on by default. A token that passed every check is remembered with its
+/// claims, so the next request with the same token skips parsing and the signature check.
+/// A remembered token is used only while all of this holds, measured with the configured
+/// [`Clock`](crate::Clock):
+///
+/// - the token is within its `exp` (and `nbf`/`iat`), with exactly the leeway of a fresh
+///   check: a cached token past its `exp` is refused as `Expired`;
+/// - it was verified less than [`max_age`](Self::max_age) ago (default 5 min);
+/// - the issuer's key set is the one it was verified with, and that set is still within
+///   its TTL. After every key-set refetch, and while a refresh is due or failing, tokens
+///   are verified afresh.
+///
+/// Only valid tokens are stored, at most [`max_entries`](Self::max_entries) of them
+/// (default 10,000; the least useful are evicted first), so a flood of distinct tokens
+/// cannot grow memory without bound. Each layer or verifier has its own cache: a token
+/// accepted by one layer is never served from the cache of a layer configured otherwise.
+///
+/// **Trade-off.** A cached token is not re-checked against the key set until it is
+/// verified afresh. A key the issuer removes from its JWK Set therefore stays trusted for
+/// tokens already in the cache until the key set is refetched (the key TTL, default
+/// 10 min), the entry's `max_age` passes, or the token expires, whichever comes first. That
+/// is the same window a layer without the cache has, since it also trusts its cached key
+/// set until the refetch; a smaller `max_age` narrows it further. Turn the cache off with
+/// [`TokenCachePolicy::disabled`] (or
+/// [`SmartAuthBuilder::no_token_cache`](crate::SmartAuthBuilder::no_token_cache)) to check
+/// every signature on every request.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use smart_auth::{SmartAuthLayer, TokenCachePolicy};
+///
+/// let policy = TokenCachePolicy::default()
+///     .max_entries(50_000)
+///     .max_age(Duration::from_secs(60));
+/// assert!(policy.is_enabled());
+/// let layer = SmartAuthLayer::builder("https://auth.example.org")
+///     .audience("https://fhir.example.org/r4")
+///     .token_cache(policy)
+///     .build()?;
+///
+/// // Or verify every signature on every request:
+/// assert!(!TokenCachePolicy::disabled().is_enabled());
+/// # Ok::<(), smart_auth::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCachePolicy {
+    enabled: bool,
+    max_entries: u64,
+    max_age: Duration,
+}
+
+impl Default for TokenCachePolicy {
+    /// On, 10,000 entries, 5 min.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_entries: 10_000,
+            max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+impl TokenCachePolicy {
+    /// No cache: every request's token is parsed and its signature checked.
+    ///
+    /// ```
+    /// use smart_auth::TokenCachePolicy;
+    /// assert!(!TokenCachePolicy::disabled().is_enabled());
+    /// ```
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// The most tokens remembered at once (default 10,000; at least 1).
+    ///
+    /// ```
+    /// use smart_auth::TokenCachePolicy;
+    /// assert_eq!(TokenCachePolicy::default().max_entries(500).get_max_entries(), 500);
+    /// ```
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.max_entries = entries;
+        self
+    }
+
+    /// How long a verified token is served from the cache before it is verified afresh
+    /// (default 5 min; more than zero, at most 24 h). An entry never outlives the token's
+    /// `exp` either.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::TokenCachePolicy;
+    /// let policy = TokenCachePolicy::default().max_age(Duration::from_secs(30));
+    /// assert_eq!(policy.get_max_age(), Duration::from_secs(30));
+    /// ```
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Whether the cache is on.
+    ///
+    /// ```
+    /// assert!(smart_auth::TokenCachePolicy::default().is_enabled());
+    /// ```
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The configured capacity. Memory use is about this many times the size of one
+    /// token plus its claims (a few KiB for typical SMART tokens).
+    ///
+    /// ```
+    /// assert_eq!(smart_auth::TokenCachePolicy::default().get_max_entries(), 10_000);
+    /// ```
+    pub fn get_max_entries(&self) -> u64 {
+        self.max_entries
+    }
+
+    /// The configured longest time in the cache.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(
+    ///     smart_auth::TokenCachePolicy::default().get_max_age(),
+    ///     Duration::from_secs(300)
+    /// );
+    /// ```
+    pub fn get_max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let max_age_ok = !self.max_age.is_zero() && self.max_age <= MAX_MAX_AGE;
+        if self.enabled && (self.max_entries == 0 || !max_age_ok) {
+            return Err(ConfigError::InvalidLimit {
+                field: "token_cache",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The longest `max_age` accepted: access tokens live minutes, not days.
+const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// What is remembered about one verified token.
+#[derive(Clone)]
+pub(crate) struct CachedToken {
+    pub(crate) claims: SmartClaims,
+    /// The key set the signature was checked with (see `KeyStore::fresh_generation`).
+    pub(crate) key_generation: u64,
+    /// By the configured clock: the entry is not used from this time on.
+    pub(crate) use_until: SystemTime,
+    /// How long the entry may stay in memory, in the cache's own (monotonic) time. Only
+    /// frees memory; whether an entry may be used is decided by `use_until` and the
+    /// claims.
+    keep_for: Duration,
+}
+
+/// The cache itself: valid tokens only, bounded in size and in time. Keys are the token's
+/// bytes, so a request's credential can be looked up before it is checked as text.
+pub(crate) struct TokenCache {
+    entries: moka::sync::Cache<Box<[u8]>, CachedToken, TailHash>,
+    max_age: Duration,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.entries.entry_count())
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many trailing bytes of a token go into its hash.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, with a per-process
+/// random SipHash key, instead of all of its (often 1,000 or more) bytes.
+///
+/// Lookups still compare the whole token, so two tokens that share a tail share a bucket
+/// but never an entry. The tail of a signed token is signature, which the holder of a
+/// token cannot choose, and only tokens that verified are ever stored; a request with a
+/// made-up token costs one more comparison at most.
+#[derive(Clone, Default)]
+struct TailHash(RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = bytes.len().saturating_sub(HASHED_TAIL);
+        self.0.write_usize(bytes.len());
+        self.0.write(&bytes[tail..]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+/// Entries leave memory when their `keep_for` has passed.
+struct KeepFor;
+
+impl Expiry<Box<[u8]>, CachedToken> for KeepFor {
+    fn expire_after_create(
+        &self,
+        _token: &Box<[u8]>,
+        entry: &CachedToken,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(entry.keep_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _token: &Box<[u8]>,
+        entry: &CachedToken,
+        _updated_at: Instant,
+        _remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.keep_for)
+    }
+}
+
+impl TokenCache {
+    /// A cache for an enabled, validated policy; `None` when the policy turns it off.
+    pub(crate) fn new(policy: &TokenCachePolicy) -> Option<Self> {
+        policy.enabled.then(|| Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(policy.max_entries)
+                .expire_after(KeepFor)
+                .build_with_hasher(TailHash::default()),
+            max_age: policy.max_age,
+        })
+    }
+
+    /// The entry for exactly this token, if there is one. The caller decides whether it
+    /// may still be used.
+    pub(crate) fn get(&self, token: &[u8]) -> Option<CachedToken> {
+        self.entries.get(token)
+    }
+
+    /// Remembers a token that passed every check at `now`. `valid_for` is how long its
+    /// `exp` (with leeway) still allows it by the configured clock.
+    pub(crate) fn insert(
+        &self,
+        token: &str,
+        claims: SmartClaims,
+        key_generation: u64,
+        now: SystemTime,
+        valid_for: Duration,
+    ) {
+        let keep_for = valid_for.min(self.max_age);
+        if keep_for.is_zero() {
+            return;
+        }
+        let entry = CachedToken {
+            claims,
+            key_generation,
+            use_until: now + self.max_age,
+            keep_for,
+        };
+        self.entries.insert(Box::from(token.as_bytes()), entry);
+    }
+
+    /// Forgets a token whose entry can no longer be used.
+    pub(crate) fn remove(&self, token: &[u8]) {
+        self.entries.invalidate(token);
+    }
+
+    /// How many tokens are remembered. Finishes the cache's pending maintenance first
+    /// (evictions are applied in batches), so the count is exact at that moment.
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::ClaimNames;
+
+    fn claims(n: u64) -> SmartClaims {
+        let payload = serde_json::json!({"iss": "https://as.example", "exp": 4_000_000_000u64, "jti": n.to_string()});
+        let serde_json::Value::Object(map) = payload else {
+            unreachable!()
+        };
+        let names = ClaimNames {
+            scope: vec!["scope".into()],
+            client_id: vec!["client_id".into()],
+        };
+        SmartClaims::from_payload(map, &names).expect("valid synthetic claims")
+    }
+
+    #[test]
+    fn policy_limits() {
+        assert!(TokenCachePolicy::default().validate().is_ok());
+        assert!(
+            TokenCachePolicy::disabled()
+                .max_entries(0)
+                .validate()
+                .is_ok()
+        );
+        for bad in [
+            TokenCachePolicy::default().max_entries(0),
+            TokenCachePolicy::default().max_age(Duration::ZERO),
+            TokenCachePolicy::default().max_age(Duration::from_secs(24 * 3600 + 1)),
+            TokenCachePolicy::default().max_age(Duration::MAX),
+        ] {
+            assert_eq!(
+                bad.validate(),
+                Err(ConfigError::InvalidLimit {
+                    field: "token_cache"
+                })
+            );
+        }
+        assert!(TokenCache::new(&TokenCachePolicy::disabled()).is_none());
+    }
+
+    #[test]
+    fn only_the_exact_token_hits() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        cache.insert("aaa.bbb.ccc", claims(1), 7, now, Duration::from_secs(60));
+        let hit = cache.get(b"aaa.bbb.ccc").expect("hit");
+        assert_eq!(hit.claims.jwt_id(), Some("1"));
+        assert_eq!(hit.key_generation, 7);
+        assert_eq!(hit.use_until, now + Duration::from_secs(300));
+        for other in ["aaa.bbb.cc", "aaa.bbb.cccc", "aaa.bbb.ccd", "", "aaa.bbb"] {
+            assert!(cache.get(other.as_bytes()).is_none(), "{other:?}");
+        }
+        cache.remove(b"aaa.bbb.ccc");
+        assert!(cache.get(b"aaa.bbb.ccc").is_none());
+    }
+
+    #[test]
+    fn tokens_sharing_a_tail_are_told_apart() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        let tail = "x".repeat(HASHED_TAIL);
+        let (one, two) = (format!("a.b.{tail}"), format!("c.d.{tail}"));
+        let hasher = TailHash::default();
+        assert_eq!(
+            hasher.hash_one(one.as_bytes()),
+            hasher.hash_one(two.as_bytes())
+        );
+        cache.insert(&one, claims(1), 1, now, Duration::from_secs(60));
+        cache.insert(&two, claims(2), 1, now, Duration::from_secs(60));
+        assert_eq!(
+            cache.get(one.as_bytes()).expect("one").claims.jwt_id(),
+            Some("1")
+        );
+        assert_eq!(
+            cache.get(two.as_bytes()).expect("two").claims.jwt_id(),
+            Some("2")
+        );
+        assert!(cache.get(format!("e.f.{tail}").as_bytes()).is_none());
+    }
+
+    #[test]
+    fn an_already_expired_token_is_not_stored() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        cache.insert("a.b.c", claims(1), 1, SystemTime::now(), Duration::ZERO);
+        assert!(cache.get(b"a.b.c").is_none());
+    }
+
+    /// 100k distinct tokens into a cache of 1,000: once the pending maintenance has run
+    /// (`len` runs it), never more than the capacity is held.
+    #[test]
+    fn capacity_holds_under_100k_distinct_tokens() {
+        let capacity = 1_000;
+        let cache =
+            TokenCache::new(&TokenCachePolicy::default().max_entries(capacity)).expect("enabled");
+        let shared = claims(0);
+        let now = SystemTime::now();
+        for n in 0..100_000u64 {
+            let token = format!("header.payload-{n}.signature");
+            cache.insert(&token, shared.clone(), 1, now, Duration::from_secs(60));
+            if n % 10_000 == 9_999 {
+                assert!(cache.len() <= capacity, "{} entries after {n}", cache.len());
+            }
+        }
+        let held = cache.len();
+        assert!(held <= capacity, "{held} entries");
+        assert!(held > 0);
+    }
+}
