@@ -83,7 +83,8 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }
 cached_tokens() { curl -s "$stats_url" | awk '{ print $2 }'; }
 
 # run NAME URL [wrk options...] [-- script arguments...]: one timed run; appends
-# "name rps cpu_us_per_request requests user_us_per_request" to $work/results.
+# "name rps cpu_us_per_request requests user_us_per_request round" to $work/results.
+round=0
 run() {
   local name=$1 url=$2
   shift 2
@@ -108,14 +109,20 @@ run() {
   per_request() { awk -v t="$1" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'; }
   cpu_us=$(per_request $((after - before)))
   user_us=$(per_request $((user_after - user_before)))
-  echo "$name $rps $cpu_us $requests $user_us" >>"$work/results"
+  echo "$name $rps $cpu_us $requests $user_us $round" >>"$work/results"
   printf '  %-22s %10s req/s  %6s us CPU/request (%5s user)  (%s requests)\n' \
     "$name" "$rps" "$cpu_us" "$user_us" "$requests"
 }
 
+middle() { # the median of the numbers on stdin
+  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 median() { # median of column $2 for rows named $1
-  awk -v name="$1" -v col="$2" '$1 == name { print $col }' "$work/results" | sort -g \
-    | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  awk -v name="$1" -v col="$2" '$1 == name { print $col }' "$work/results" | middle
+}
+paired_ratio() { # median over rounds of (throughput of $1) / (unprotected throughput, same round)
+  awk -v name="$1" '$1 == "unprotected" { base[$6] = $2 } $1 == name { rps[$6] = $2 }
+    END { for (r in rps) if (r in base) printf "%.3f\n", rps[r] / base[r] }' "$work/results" | middle
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -150,13 +157,18 @@ fi
 
 base=$(median unprotected 2)
 echo
-echo "== results: medians over the rounds; ratio = throughput / unprotected throughput"
+echo "== results: medians over the rounds"
+echo "   ratio: throughput / unprotected throughput, taken per round and then the median"
+echo "   (distinct-token runs: against the unprotected median)"
 printf '| %-34s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us/req" "user us/req"
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "--------" \
   "----------------" "----------------"
 for name in unprotected cached uncached distinct_cached distinct_uncached; do
   rps=$(median "$name" 2)
-  ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }')
+  case $name in
+    distinct_*) ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }') ;;
+    *) ratio=$(paired_ratio "$name") ;;
+  esac
   case $name in
     unprotected) label="unprotected hello" ;;
     cached) label="protected, token cache (RS256)" ;;
@@ -164,7 +176,7 @@ for name in unprotected cached uncached distinct_cached distinct_uncached; do
     distinct_cached) label="distinct tokens, cache on (ES256)" ;;
     distinct_uncached) label="distinct tokens, no cache (ES256)" ;;
   esac
-  printf '| %-34s | %9.0f | %6s | %14s | %14s |\n' "$label" "$rps" "$ratio" "$(median "$name" 3)" \
+  printf '| %-34s | %9.0f | %6s | %14.1f | %14.1f |\n' "$label" "$rps" "$ratio" "$(median "$name" 3)" \
     "$(median "$name" 5)"
 done
 echo

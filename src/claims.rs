@@ -1,6 +1,6 @@
 //! The verified identity and context a handler receives: [`SmartClaims`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -45,7 +45,9 @@ struct ClaimsInner {
     not_before: Option<i64>,
     jwt_id: Option<String>,
     scopes: Vec<String>,
-    scope_set: ScopeSet,
+    /// Parsed on first use: verifying a token does not need it, and with the token cache a
+    /// token's claims (and so this set) are shared by every request that carries it.
+    scope_set: OnceLock<ScopeSet>,
     patient: Option<String>,
     encounter: Option<String>,
     fhir_user: Option<String>,
@@ -192,14 +194,13 @@ impl SmartClaims {
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
         let patient = optional_string(&raw, "patient")?;
-        let scope_set = ScopeSet::from_iter(&scopes).with_patient_context(patient.is_some());
         let inner = ClaimsInner {
             subject: optional_string(&raw, "sub")?,
             issued_at: optional_numeric_date(&raw, "iat")?,
             not_before: optional_numeric_date(&raw, "nbf")?,
             jwt_id: optional_string(&raw, "jti")?,
             patient,
-            scope_set,
+            scope_set: OnceLock::new(),
             encounter: optional_string(&raw, "encounter")?,
             fhir_user: optional_string(&raw, "fhirUser")?,
             tenant: optional_string(&raw, "tenant")?,
@@ -276,12 +277,15 @@ impl SmartClaims {
     /// # }
     /// ```
     pub fn scope_set(&self) -> &ScopeSet {
-        &self.inner.scope_set
+        let inner = &*self.inner;
+        inner.scope_set.get_or_init(|| {
+            ScopeSet::from_iter(&inner.scopes).with_patient_context(inner.patient.is_some())
+        })
     }
 
     /// Whether the scopes allow `interaction` on `resource_type` (`*` for system level).
     pub fn permits(&self, interaction: Interaction, resource_type: &str) -> bool {
-        self.inner.scope_set.permits(interaction, resource_type)
+        self.scope_set().permits(interaction, resource_type)
     }
 
     /// Succeeds when the scopes allow `interaction` on `resource_type`; otherwise a 403
@@ -313,7 +317,7 @@ impl SmartClaims {
     /// The context to suggest in `insufficient_scope` hints: `system` for clients that hold
     /// system scopes (backend services), `patient` with a patient in context, else `user`.
     pub(crate) fn hint_context(&self) -> Context {
-        let scopes = &self.inner.scope_set;
+        let scopes = self.scope_set();
         if scopes
             .resource_scopes()
             .any(|scope| scope.context == Context::System)

@@ -127,9 +127,11 @@ where
         ResponseFuture {
             state: State::Verifying {
                 verify,
-                inner: Some(inner),
-                request: Some(request),
-                shared: Arc::clone(&self.shared),
+                waiting: Some(Box::new(Waiting {
+                    inner,
+                    request,
+                    shared: Arc::clone(&self.shared),
+                })),
             },
         }
     }
@@ -168,6 +170,14 @@ pin_project! {
     }
 }
 
+/// What a request whose token is being verified holds until the verification ends. Boxed,
+/// so that the future stays small for the common cases (a cached token, a refusal).
+struct Waiting<S, ReqBody> {
+    inner: S,
+    request: Request<ReqBody>,
+    shared: Arc<Shared>,
+}
+
 pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody>
@@ -176,9 +186,7 @@ pin_project! {
     {
         Verifying {
             verify: BoxFuture<'static, Result<SmartClaims, AuthError>>,
-            inner: Option<S>,
-            request: Option<Request<ReqBody>>,
-            shared: Arc<Shared>,
+            waiting: Option<Box<Waiting<S, ReqBody>>>,
         },
         Calling {
             #[pin]
@@ -229,25 +237,24 @@ where
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Verifying {
-                    verify,
-                    inner,
-                    request,
-                    shared,
-                } => {
+                StateProj::Verifying { verify, waiting } => {
                     let result = ready!(verify.as_mut().poll(cx));
-                    let (Some(mut inner), Some(mut request)) = (inner.take(), request.take())
-                    else {
+                    let Some(waiting) = waiting.take() else {
                         panic!("ResponseFuture polled after completion");
                     };
-                    match admit(shared, &request, result) {
+                    let Waiting {
+                        mut inner,
+                        mut request,
+                        shared,
+                    } = *waiting;
+                    match admit(&shared, &request, result) {
                         Ok(claims) => {
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             this.state.set(State::Calling { future });
                         }
                         Err(error) => {
-                            let response = refuse(shared, &error);
+                            let response = refuse(&shared, &error);
                             this.state.set(State::Rejected { response: None });
                             return Poll::Ready(Ok(response));
                         }
