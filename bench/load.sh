@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load benchmark: the same hello handler unprotected, behind SmartAuthLayer with the token
-# cache, and behind it with the cache off, all on 127.0.0.1, driven by wrk.
+# Load benchmark: the same hello handler unprotected, behind a layer that only forwards,
+# behind SmartAuthLayer with the token cache, and behind it with the cache off, all on
+# 127.0.0.1, driven by wrk.
 #
 #   bash bench/load.sh
 #
@@ -8,7 +9,7 @@
 # WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
 # distinct-token runs (100000), LOAD_SERVER_THREADS server worker threads (1).
 #
-# Same-token runs are interleaved (unprotected, cached, uncached, then again) so that
+# Same-token runs are interleaved (unprotected, forwarding, cached, uncached, then again) so that
 # drift on a shared machine hits every variant alike; the table shows medians over the
 # rounds, the ratio to the unprotected median, and server CPU per request measured from
 # /proc/<pid>/stat around each run: user + system, and user alone (the layer's own work
@@ -69,6 +70,7 @@ done
 grep -q '^READY' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
 value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
 unprotected_url=$(value UNPROTECTED)
+forwarding_url=$(value FORWARDING)
 cached_url=$(value CACHED)
 uncached_url=$(value UNCACHED)
 stats_url=$(value STATS)
@@ -128,7 +130,7 @@ paired_ratio() { # median over rounds of (throughput of $1) / (unprotected throu
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 bearer=(-H "Authorization: Bearer $token")
 echo "== warm-up (1 s each, not counted)"
-for url in "$unprotected_url" "$cached_url" "$uncached_url"; do
+for url in "$unprotected_url" "$forwarding_url" "$cached_url" "$uncached_url"; do
   wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
 done
 
@@ -136,6 +138,7 @@ echo "== same token, $ROUNDS interleaved rounds of ${DURATION} s"
 for round in $(seq 1 "$ROUNDS"); do
   echo " round $round"
   run unprotected "$unprotected_url" "${bearer[@]}"
+  run forwarding "$forwarding_url" "${bearer[@]}"
   run cached "$cached_url" "${bearer[@]}"
   run uncached "$uncached_url" "${bearer[@]}"
 done
@@ -163,7 +166,7 @@ echo "   (distinct-token runs: against the unprotected median)"
 printf '| %-34s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us/req" "user us/req"
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "--------" \
   "----------------" "----------------"
-for name in unprotected cached uncached distinct_cached distinct_uncached; do
+for name in unprotected forwarding cached uncached distinct_cached distinct_uncached; do
   rps=$(median "$name" 2)
   case $name in
     distinct_*) ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }') ;;
@@ -171,6 +174,7 @@ for name in unprotected cached uncached distinct_cached distinct_uncached; do
   esac
   case $name in
     unprotected) label="unprotected hello" ;;
+    forwarding) label="forwarding layer (no auth)" ;;
     cached) label="protected, token cache (RS256)" ;;
     uncached) label="protected, no cache (RS256)" ;;
     distinct_cached) label="distinct tokens, cache on (ES256)" ;;

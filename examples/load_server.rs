@@ -4,14 +4,16 @@
 //! Starts, in one process, on ephemeral `127.0.0.1` ports:
 //!
 //! - a [`TestIssuer`] (discovery and keys),
-//! - the same hello handler three times: unprotected, behind a `SmartAuthLayer` with the
-//!   token cache (the default), and behind one with `.no_token_cache()`,
+//! - the same hello handler four times: unprotected, behind a layer that only forwards
+//!   (what wrapping a route in any tower layer costs in axum), behind a `SmartAuthLayer`
+//!   with the token cache (the default), and behind one with `.no_token_cache()`,
 //! - a `/stats` endpoint reporting how many tokens the cached layer holds.
 //!
 //! Then it prints one `NAME value` line per item and `READY`, and serves until killed:
 //!
 //! ```text
 //! UNPROTECTED http://127.0.0.1:41234/fhir/Patient/1
+//! FORWARDING http://127.0.0.1:41237/fhir/Patient/1
 //! CACHED http://127.0.0.1:41235/fhir/Patient/1
 //! UNCACHED http://127.0.0.1:41236/fhir/Patient/1
 //! STATS http://127.0.0.1:41234/stats
@@ -25,6 +27,7 @@
 //! (default ES256). `LOAD_SERVER_THREADS` sets the runtime's worker threads (default 1).
 
 use std::io::Write as _;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -34,6 +37,25 @@ use smart_auth::{SigningAlgorithm, SmartAuthLayer};
 
 async fn hello() -> &'static str {
     "hello"
+}
+
+/// A service that only forwards to the one it wraps: the baseline for what any layer
+/// costs, before it does any work of its own.
+#[derive(Clone)]
+struct Forward<S>(S);
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Forward<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.0.call(request)
+    }
 }
 
 fn app() -> Router {
@@ -141,11 +163,13 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         async move { format!("cached_tokens {cached_tokens}\n") }
     });
     let unprotected = serve(app().route("/stats", stats)).await?;
+    let forwarding = serve(app().layer(tower::layer::layer_fn(Forward))).await?;
     let with_cache = serve(app().layer(cached)).await?;
     let without_cache = serve(app().layer(uncached)).await?;
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "UNPROTECTED {unprotected}/fhir/Patient/1")?;
+    writeln!(out, "FORWARDING {forwarding}/fhir/Patient/1")?;
     writeln!(out, "CACHED {with_cache}/fhir/Patient/1")?;
     writeln!(out, "UNCACHED {without_cache}/fhir/Patient/1")?;
     writeln!(out, "STATS {unprotected}/stats")?;
