@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Load benchmark: the same hello handler unprotected, behind a layer that only forwards,
-# behind SmartAuthLayer with the token cache, and behind it with the cache off, all on
-# 127.0.0.1, driven by wrk.
+# behind SmartAuthLayer with the token cache (per route with Router::layer, and around the
+# whole router), and behind it with the cache off, all on 127.0.0.1, driven by wrk.
 #
 #   bash bench/load.sh
 #
-# Settings (environment): DURATION seconds per run (5), ROUNDS (5), CONNECTIONS (32),
+# Settings (environment): DURATION seconds per run (4), ROUNDS (5), CONNECTIONS (32),
 # WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
 # distinct-token runs (100000), LOAD_SERVER_THREADS server worker threads (1).
 #
-# Same-token runs are interleaved (unprotected, forwarding, cached, uncached, then again) so that
-# drift on a shared machine hits every variant alike; the table shows medians over the
-# rounds, the ratio to the unprotected median, and server CPU per request measured from
-# /proc/<pid>/stat around each run: user + system, and user alone (the layer's own work
-# is user time; system time is the loopback TCP stack and varies with scheduling).
+# Same-token runs are interleaved (unprotected, forwarding, cached, around, uncached, then
+# again) so that drift on a shared machine hits every variant alike. The table shows
+# medians over the rounds, the ratio to the unprotected run of the same round (median over
+# rounds), and server CPU per request measured from /proc/<pid>/stat around each run: user
+# + system, and user alone (the layer's own work is user time; system time is the loopback
+# TCP stack and varies with scheduling).
 #
 # Distinct-token runs send every request a token the server has not seen, so nothing is
 # answered from the cache: with the cache on they show the cost of a miss plus an insert
@@ -22,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-5}
+DURATION=${DURATION:-4}
 ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
@@ -72,6 +73,7 @@ value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
 unprotected_url=$(value UNPROTECTED)
 forwarding_url=$(value FORWARDING)
 cached_url=$(value CACHED)
+around_url=$(value AROUND)
 uncached_url=$(value UNCACHED)
 stats_url=$(value STATS)
 token=$(value TOKEN)
@@ -130,7 +132,7 @@ paired_ratio() { # median over rounds of (throughput of $1) / (unprotected throu
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 bearer=(-H "Authorization: Bearer $token")
 echo "== warm-up (1 s each, not counted)"
-for url in "$unprotected_url" "$forwarding_url" "$cached_url" "$uncached_url"; do
+for url in "$unprotected_url" "$forwarding_url" "$cached_url" "$around_url" "$uncached_url"; do
   wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
 done
 
@@ -140,6 +142,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run unprotected "$unprotected_url" "${bearer[@]}"
   run forwarding "$forwarding_url" "${bearer[@]}"
   run cached "$cached_url" "${bearer[@]}"
+  run around "$around_url" "${bearer[@]}"
   run uncached "$uncached_url" "${bearer[@]}"
 done
 
@@ -166,7 +169,7 @@ echo "   (distinct-token runs: against the unprotected median)"
 printf '| %-34s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us/req" "user us/req"
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "--------" \
   "----------------" "----------------"
-for name in unprotected forwarding cached uncached distinct_cached distinct_uncached; do
+for name in unprotected forwarding cached around uncached distinct_cached distinct_uncached; do
   rps=$(median "$name" 2)
   case $name in
     distinct_*) ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }') ;;
@@ -176,6 +179,7 @@ for name in unprotected forwarding cached uncached distinct_cached distinct_unca
     unprotected) label="unprotected hello" ;;
     forwarding) label="forwarding layer (no auth)" ;;
     cached) label="protected, token cache (RS256)" ;;
+    around) label="same, layer around the router" ;;
     uncached) label="protected, no cache (RS256)" ;;
     distinct_cached) label="distinct tokens, cache on (ES256)" ;;
     distinct_uncached) label="distinct tokens, no cache (ES256)" ;;
