@@ -36,9 +36,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
-use tower::Layer as _;
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, SmartAuthLayer};
+use tower::Layer as _;
 
 async fn hello() -> &'static str {
     "hello"
