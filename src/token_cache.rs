@@ -37,13 +37,13 @@ use crate::error::ConfigError;
 /// layer or verifier has its own cache: a token accepted by one layer is never served
 /// from the cache of a layer configured otherwise.
 ///
-/// **Trade-off.** A cached token is not re-checked against the key set until it is
-/// verified afresh. A key the issuer removes from its JWK Set therefore stays trusted for
-/// tokens already in the cache until the key set is refetched (the key TTL, default
-/// 10 min), the entry's `max_age` passes, or the token expires, whichever comes first. That
-/// is the same window a layer without the cache has, since it also trusts its cached key
-/// set until the refetch; a smaller `max_age` narrows it further. Turn the cache off with
-/// [`TokenCachePolicy::disabled`] (or
+/// **Trade-off.** The signature of a cached token is not checked again while its entry is
+/// used. A key the issuer removes from its JWK Set therefore stays trusted for tokens
+/// already in the cache until the layer refetches the key set (after the key TTL, default
+/// 10 min), the entry's `max_age` passes or the token expires, whichever comes first. That
+/// never goes beyond what the key cache alone allows: until that refetch, a layer without
+/// the token cache still holds the removed key too and accepts any token signed with it.
+/// Turn the cache off with [`TokenCachePolicy::disabled`] (or
 /// [`SmartAuthBuilder::no_token_cache`](crate::SmartAuthBuilder::no_token_cache)) to check
 /// every signature on every request.
 ///
@@ -214,7 +214,7 @@ impl std::fmt::Debug for TokenCache {
 const HASHED_TAIL: usize = 32;
 
 /// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, with a per-process
-/// random SipHash key, instead of all of its (often 1,000 or more) bytes.
+/// random SipHash key, instead of all of its bytes (hundreds to thousands of them).
 ///
 /// Lookups still compare the whole token, so two tokens that share a tail share a bucket
 /// but never an entry. The tail of a signed token is signature, which the holder of a
