@@ -1,31 +1,35 @@
 #!/usr/bin/env bash
-# Load benchmark: the same hello handler unprotected, behind SmartAuthLayer with the token
-# cache, and behind it with the cache off, all on 127.0.0.1, driven by wrk.
+# Load benchmark: the same hello handler unprotected, behind a layer that only forwards,
+# behind SmartAuthLayer with the token cache (per route with Router::layer, and around the
+# whole router), and behind it with the cache off, all on 127.0.0.1, driven by wrk.
 #
 #   bash bench/load.sh
 #
-# Settings (environment): DURATION seconds per run (5), ROUNDS (5), CONNECTIONS (32),
+# Settings (environment): DURATION seconds per run (4), ROUNDS (5), CONNECTIONS (32),
 # WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
-# distinct-token runs (100000), LOAD_SERVER_THREADS server worker threads (1).
+# distinct-token runs (120000), LOAD_SERVER_THREADS server worker threads (1).
 #
-# Same-token runs are interleaved (unprotected, cached, uncached, then again) so that
-# drift on a shared machine hits every variant alike; the table shows medians over the
-# rounds, the ratio to the unprotected median, and server CPU per request measured from
-# /proc/<pid>/stat around each run: user + system, and user alone (the layer's own work
-# is user time; system time is the loopback TCP stack and varies with scheduling).
+# Same-token runs are interleaved (unprotected, forwarding, cached, around, uncached, then
+# again) so that drift on a shared machine hits every variant alike. The table shows
+# medians over the rounds, the ratio to the unprotected run of the same round (median over
+# rounds), and server CPU per request measured from /proc/<pid>/stat around each run: user
+# + system, and user alone (the layer's own work is user time; system time is the loopback
+# TCP stack and varies with scheduling).
 #
 # Distinct-token runs send every request a token the server has not seen, so nothing is
-# answered from the cache: with the cache on they show the cost of a miss plus an insert
-# and that memory stays bounded at the cache's capacity. Each cached round starts at
-# its own slice of the token file so no token repeats across rounds.
+# answered from the cache (and, since a token is stored only when it verifies a second
+# time, nothing is stored): they show the cost of a token seen for the first time. A last
+# run sends every token twice in a row, so that each is stored and the cache fills up and
+# evicts: it shows that memory stays bounded at the cache's capacity. Each cached run
+# uses its own slice of the token file, so no token repeats across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-5}
+DURATION=${DURATION:-4}
 ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
-DISTINCT=${DISTINCT:-100000}
+DISTINCT=${DISTINCT:-120000}
 DISTINCT_ROUNDS=${DISTINCT_ROUNDS:-2}
 export LOAD_SERVER_THREADS=${LOAD_SERVER_THREADS:-1}
 
@@ -69,7 +73,9 @@ done
 grep -q '^READY' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
 value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
 unprotected_url=$(value UNPROTECTED)
+forwarding_url=$(value FORWARDING)
 cached_url=$(value CACHED)
+around_url=$(value AROUND)
 uncached_url=$(value UNCACHED)
 stats_url=$(value STATS)
 token=$(value TOKEN)
@@ -128,7 +134,7 @@ paired_ratio() { # median over rounds of (throughput of $1) / (unprotected throu
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 bearer=(-H "Authorization: Bearer $token")
 echo "== warm-up (1 s each, not counted)"
-for url in "$unprotected_url" "$cached_url" "$uncached_url"; do
+for url in "$unprotected_url" "$forwarding_url" "$cached_url" "$around_url" "$uncached_url"; do
   wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
 done
 
@@ -136,23 +142,30 @@ echo "== same token, $ROUNDS interleaved rounds of ${DURATION} s"
 for round in $(seq 1 "$ROUNDS"); do
   echo " round $round"
   run unprotected "$unprotected_url" "${bearer[@]}"
+  run forwarding "$forwarding_url" "${bearer[@]}"
   run cached "$cached_url" "${bearer[@]}"
+  run around "$around_url" "${bearer[@]}"
   run uncached "$uncached_url" "${bearer[@]}"
 done
 
 echo "== distinct tokens (each request a token not seen before), $DISTINCT_ROUNDS rounds of ${DURATION} s"
 rss_start=$(rss_kib)
-slice=$((DISTINCT / DISTINCT_ROUNDS))
+slice=$((DISTINCT / (DISTINCT_ROUNDS + 1)))
 for round in $(seq 1 "$DISTINCT_ROUNDS"); do
   echo " round $round"
   run distinct_cached "$cached_url" -s bench/distinct.lua -- "$work/tokens.txt" $(((round - 1) * slice))
   # No cache here, so repeats would not matter; the same slice keeps the runs alike.
   run distinct_uncached "$uncached_url" -s bench/distinct.lua -- "$work/tokens.txt" $(((round - 1) * slice))
 done
+rss_distinct=$(rss_kib)
+held_distinct=$(cached_tokens)
+echo " each token twice in a row (cache on)"
+run twice_cached "$cached_url" -s bench/distinct.lua -- "$work/tokens.txt" $((DISTINCT_ROUNDS * slice)) 2
 rss_end=$(rss_kib)
 held=$(cached_tokens)
-if awk -v s="$slice" '$1 == "distinct_cached" && $4 > s { bad = 1 } END { exit !bad }' "$work/results"; then
-  echo "  note: a cached distinct-token run sent more than $slice requests: some tokens repeated" >&2
+if awk -v s="$slice" '$1 == "distinct_cached" && $4 > s { bad = 1 } $1 == "twice_cached" && $4 > 2 * s { bad = 1 }
+    END { exit !bad }' "$work/results"; then
+  echo "  note: a cached distinct-token run needed more than its $slice tokens: some repeated" >&2
 fi
 
 base=$(median unprotected 2)
@@ -163,25 +176,29 @@ echo "   (distinct-token runs: against the unprotected median)"
 printf '| %-34s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us/req" "user us/req"
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "--------" \
   "----------------" "----------------"
-for name in unprotected cached uncached distinct_cached distinct_uncached; do
+for name in unprotected forwarding cached around uncached distinct_cached distinct_uncached twice_cached; do
   rps=$(median "$name" 2)
   case $name in
-    distinct_*) ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }') ;;
+    distinct_* | twice_*) ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }') ;;
     *) ratio=$(paired_ratio "$name") ;;
   esac
   case $name in
     unprotected) label="unprotected hello" ;;
+    forwarding) label="forwarding layer (no auth)" ;;
     cached) label="protected, token cache (RS256)" ;;
+    around) label="same, layer around the router" ;;
     uncached) label="protected, no cache (RS256)" ;;
     distinct_cached) label="distinct tokens, cache on (ES256)" ;;
     distinct_uncached) label="distinct tokens, no cache (ES256)" ;;
+    twice_cached) label="each token twice, cache on (ES256)" ;;
   esac
   printf '| %-34s | %9.0f | %6s | %14.1f | %14.1f |\n' "$label" "$rps" "$ratio" "$(median "$name" 3)" \
     "$(median "$name" 5)"
 done
 echo
-echo "server RSS: ${rss_start} KiB before the distinct-token runs, ${rss_end} KiB after them;" \
-  "the cache then held ${held} tokens (capacity 10000)"
+echo "server RSS: ${rss_start} KiB before the distinct-token runs, ${rss_distinct} KiB after them" \
+  "(cache: ${held_distinct} tokens); ${rss_end} KiB after the each-token-twice run (cache: ${held}" \
+  "tokens, capacity 10000)"
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)," \
   "load average before the runs: $load_before"
 echo "wrk: $WRK_THREADS thread(s), $CONNECTIONS connections; server: $LOAD_SERVER_THREADS worker thread(s)"

@@ -4,15 +4,20 @@
 //! Starts, in one process, on ephemeral `127.0.0.1` ports:
 //!
 //! - a [`TestIssuer`] (discovery and keys),
-//! - the same hello handler three times: unprotected, behind a `SmartAuthLayer` with the
-//!   token cache (the default), and behind one with `.no_token_cache()`,
+//! - the same hello handler five times: unprotected; behind a layer that only forwards
+//!   (what wrapping the routes in any tower layer costs in axum); behind a
+//!   `SmartAuthLayer` with the token cache (the default) added with `Router::layer`; the
+//!   same around the whole router instead (`layer.layer(router)`, no per-route boxing);
+//!   and behind one with `.no_token_cache()`,
 //! - a `/stats` endpoint reporting how many tokens the cached layer holds.
 //!
 //! Then it prints one `NAME value` line per item and `READY`, and serves until killed:
 //!
 //! ```text
 //! UNPROTECTED http://127.0.0.1:41234/fhir/Patient/1
+//! FORWARDING http://127.0.0.1:41237/fhir/Patient/1
 //! CACHED http://127.0.0.1:41235/fhir/Patient/1
+//! AROUND http://127.0.0.1:41238/fhir/Patient/1
 //! UNCACHED http://127.0.0.1:41236/fhir/Patient/1
 //! STATS http://127.0.0.1:41234/stats
 //! TOKEN eyJ...
@@ -25,15 +30,37 @@
 //! (default ES256). `LOAD_SERVER_THREADS` sets the runtime's worker threads (default 1).
 
 use std::io::Write as _;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::routing::get;
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, SmartAuthLayer};
+use tower::Layer as _;
 
 async fn hello() -> &'static str {
     "hello"
+}
+
+/// A service that only forwards to the one it wraps: the baseline for what any layer
+/// costs, before it does any work of its own.
+#[derive(Clone)]
+struct Forward<S>(S);
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Forward<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.0.call(request)
+    }
 }
 
 fn app() -> Router {
@@ -45,6 +72,19 @@ async fn serve(router: Router) -> Result<String, std::io::Error> {
     let address = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
+            eprintln!("server stopped: {error}");
+        }
+    });
+    Ok(format!("http://{address}"))
+}
+
+/// Serves `router` wrapped as a whole in `layer`.
+async fn serve_wrapped(router: Router, layer: SmartAuthLayer) -> Result<String, std::io::Error> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let service = axum::ServiceExt::<Request>::into_make_service(layer.layer(router));
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, service).await {
             eprintln!("server stopped: {error}");
         }
     });
@@ -113,9 +153,11 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let cached = layer(true)?;
+    let around = layer(true)?;
     let uncached = layer(false)?;
-    cached.warm_up().await?;
-    uncached.warm_up().await?;
+    for layer in [&cached, &around, &uncached] {
+        layer.warm_up().await?;
+    }
 
     let lifetime = Duration::from_secs(3600);
     if let Some(path) = &options.tokens_file {
@@ -141,12 +183,16 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         async move { format!("cached_tokens {cached_tokens}\n") }
     });
     let unprotected = serve(app().route("/stats", stats)).await?;
+    let forwarding = serve(app().layer(tower::layer::layer_fn(Forward))).await?;
     let with_cache = serve(app().layer(cached)).await?;
+    let around_router = serve_wrapped(app(), around).await?;
     let without_cache = serve(app().layer(uncached)).await?;
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "UNPROTECTED {unprotected}/fhir/Patient/1")?;
+    writeln!(out, "FORWARDING {forwarding}/fhir/Patient/1")?;
     writeln!(out, "CACHED {with_cache}/fhir/Patient/1")?;
+    writeln!(out, "AROUND {around_router}/fhir/Patient/1")?;
     writeln!(out, "UNCACHED {without_cache}/fhir/Patient/1")?;
     writeln!(out, "STATS {unprotected}/stats")?;
     writeln!(out, "TOKEN {token}")?;

@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
@@ -18,9 +19,11 @@ use crate::error::ConfigError;
 /// How the verified-token cache of a [`TokenVerifier`](crate::TokenVerifier) behaves.
 ///
 /// The cache is on by default. A token that passed every check is remembered with its
-/// claims, so the next request with the same token skips parsing and the signature check.
-/// A remembered token is used only while all of this holds, measured with the configured
-/// [`Clock`](crate::Clock):
+/// claims, so later requests with the same token skip parsing and the signature check. It
+/// is stored the second time it verifies: the first time only a hash of it is noted, so
+/// that a token used once (or a flood of distinct tokens) costs no memory and no cache
+/// upkeep. A remembered token is used only while all of this holds, measured with the
+/// configured [`Clock`](crate::Clock):
 ///
 /// - the token is within its `exp` (and `nbf`/`iat`), with exactly the leeway of a fresh
 ///   check: a cached token past its `exp` is refused as `Expired`;
@@ -30,17 +33,17 @@ use crate::error::ConfigError;
 ///   are verified afresh.
 ///
 /// Only valid tokens are stored, at most [`max_entries`](Self::max_entries) of them
-/// (default 10,000; the least useful are evicted first), so a flood of distinct tokens
-/// cannot grow memory without bound. Each layer or verifier has its own cache: a token
-/// accepted by one layer is never served from the cache of a layer configured otherwise.
+/// (default 10,000; the least useful are evicted first), so memory stays bounded. Each
+/// layer or verifier has its own cache: a token accepted by one layer is never served
+/// from the cache of a layer configured otherwise.
 ///
-/// **Trade-off.** A cached token is not re-checked against the key set until it is
-/// verified afresh. A key the issuer removes from its JWK Set therefore stays trusted for
-/// tokens already in the cache until the key set is refetched (the key TTL, default
-/// 10 min), the entry's `max_age` passes, or the token expires, whichever comes first. That
-/// is the same window a layer without the cache has, since it also trusts its cached key
-/// set until the refetch; a smaller `max_age` narrows it further. Turn the cache off with
-/// [`TokenCachePolicy::disabled`] (or
+/// **Trade-off.** The signature of a cached token is not checked again while its entry is
+/// used. A key the issuer removes from its JWK Set therefore stays trusted for tokens
+/// already in the cache until the layer refetches the key set (after the key TTL, default
+/// 10 min), the entry's `max_age` passes or the token expires, whichever comes first. That
+/// never goes beyond what the key cache alone allows: until that refetch, a layer without
+/// the token cache still holds the removed key too and accepts any token signed with it.
+/// Turn the cache off with [`TokenCachePolicy::disabled`] (or
 /// [`SmartAuthBuilder::no_token_cache`](crate::SmartAuthBuilder::no_token_cache)) to check
 /// every signature on every request.
 ///
@@ -183,9 +186,19 @@ pub(crate) struct CachedToken {
 
 /// The cache itself: valid tokens only, bounded in size and in time. Keys are the token's
 /// bytes, so a request's credential can be looked up before it is checked as text.
+///
+/// A token is stored the second time it verifies, not the first: the first time only its
+/// hash is noted in `seen`. Storing costs far more than looking up (allocations, and once
+/// the cache is full the eviction of an older entry whose memory is no longer in the CPU
+/// caches), so a token used once, the common case in a flood of distinct tokens, would
+/// pay that cost for nothing. A token a client reuses is stored on its second request.
 pub(crate) struct TokenCache {
     entries: moka::sync::Cache<Box<[u8]>, CachedToken, TailHash>,
     max_age: Duration,
+    /// Hashes of tokens verified once, one per slot, overwritten freely. A false match
+    /// only stores a token one verification early; it never changes an answer.
+    seen: Box<[AtomicU64]>,
+    seen_hasher: TailHash,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -201,7 +214,7 @@ impl std::fmt::Debug for TokenCache {
 const HASHED_TAIL: usize = 32;
 
 /// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, with a per-process
-/// random SipHash key, instead of all of its (often 1,000 or more) bytes.
+/// random SipHash key, instead of all of its bytes (hundreds to thousands of them).
 ///
 /// Lookups still compare the whole token, so two tokens that share a tail share a bucket
 /// but never an entry. The tail of a signed token is signature, which the holder of a
@@ -259,13 +272,32 @@ impl Expiry<Box<[u8]>, CachedToken> for KeepFor {
 impl TokenCache {
     /// A cache for an enabled, validated policy; `None` when the policy turns it off.
     pub(crate) fn new(policy: &TokenCachePolicy) -> Option<Self> {
-        policy.enabled.then(|| Self {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(policy.max_entries)
-                .expire_after(KeepFor)
-                .build_with_hasher(TailHash::default()),
-            max_age: policy.max_age,
+        policy.enabled.then(|| {
+            // About one slot per entry, within 1 Ki..64 Ki slots (8 to 512 KiB).
+            let slots = usize::try_from(policy.max_entries)
+                .unwrap_or(usize::MAX)
+                .clamp(1 << 10, 1 << 16);
+            Self {
+                entries: moka::sync::Cache::builder()
+                    .max_capacity(policy.max_entries)
+                    .expire_after(KeepFor)
+                    .build_with_hasher(TailHash::default()),
+                max_age: policy.max_age,
+                seen: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+                seen_hasher: TailHash::default(),
+            }
         })
+    }
+
+    /// Whether `token` verified before (as far as `seen` remembers); notes it if not.
+    fn seen_before(&self, token: &[u8]) -> bool {
+        let hash = self.seen_hasher.hash_one(token);
+        let slot = &self.seen[(hash % self.seen.len() as u64) as usize];
+        if slot.load(Ordering::Relaxed) == hash {
+            return true;
+        }
+        slot.store(hash, Ordering::Relaxed);
+        false
     }
 
     /// The entry for exactly this token, if there is one. The caller decides whether it
@@ -274,18 +306,20 @@ impl TokenCache {
         self.entries.get(token)
     }
 
-    /// Remembers a token that passed every check at `now`. `valid_for` is how long its
-    /// `exp` (with leeway) still allows it by the configured clock.
+    /// Remembers a token that passed every check at `now`, if it verified before (or
+    /// `reused` says it was cached before). `valid_for` is how long its `exp` (with leeway)
+    /// still allows it by the configured clock.
     pub(crate) fn insert(
         &self,
         token: &str,
+        reused: bool,
         claims: SmartClaims,
         key_generation: u64,
         now: SystemTime,
         valid_for: Duration,
     ) {
         let keep_for = valid_for.min(self.max_age);
-        if keep_for.is_zero() {
+        if keep_for.is_zero() || !(reused || self.seen_before(token.as_bytes())) {
             return;
         }
         let entry = CachedToken {
@@ -356,7 +390,23 @@ mod tests {
     fn only_the_exact_token_hits() {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
-        cache.insert("aaa.bbb.ccc", claims(1), 7, now, Duration::from_secs(60));
+        cache.insert(
+            "aaa.bbb.ccc",
+            false,
+            claims(1),
+            7,
+            now,
+            Duration::from_secs(60),
+        );
+        assert!(cache.get(b"aaa.bbb.ccc").is_none(), "noted, not stored");
+        cache.insert(
+            "aaa.bbb.ccc",
+            false,
+            claims(1),
+            7,
+            now,
+            Duration::from_secs(60),
+        );
         let hit = cache.get(b"aaa.bbb.ccc").expect("hit");
         assert_eq!(hit.claims.jwt_id(), Some("1"));
         assert_eq!(hit.key_generation, 7);
@@ -379,8 +429,8 @@ mod tests {
             hasher.hash_one(one.as_bytes()),
             hasher.hash_one(two.as_bytes())
         );
-        cache.insert(&one, claims(1), 1, now, Duration::from_secs(60));
-        cache.insert(&two, claims(2), 1, now, Duration::from_secs(60));
+        cache.insert(&one, true, claims(1), 1, now, Duration::from_secs(60));
+        cache.insert(&two, true, claims(2), 1, now, Duration::from_secs(60));
         assert_eq!(
             cache.get(one.as_bytes()).expect("one").claims.jwt_id(),
             Some("1")
@@ -393,9 +443,35 @@ mod tests {
     }
 
     #[test]
+    fn tokens_verified_once_are_only_noted() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        for n in 0..5_000 {
+            let token = format!("h.p.{n:040}");
+            cache.insert(&token, false, claims(n), 1, now, Duration::from_secs(60));
+        }
+        assert_eq!(cache.len(), 0, "a flood of distinct tokens stores nothing");
+        let token = format!("h.p.{:040}", 4_999);
+        cache.insert(&token, false, claims(1), 1, now, Duration::from_secs(60));
+        assert!(
+            cache.get(token.as_bytes()).is_some(),
+            "stored when seen again"
+        );
+    }
+
+    #[test]
     fn an_already_expired_token_is_not_stored() {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
-        cache.insert("a.b.c", claims(1), 1, SystemTime::now(), Duration::ZERO);
+        for _ in 0..2 {
+            cache.insert(
+                "a.b.c",
+                true,
+                claims(1),
+                1,
+                SystemTime::now(),
+                Duration::ZERO,
+            );
+        }
         assert!(cache.get(b"a.b.c").is_none());
     }
 
@@ -410,7 +486,14 @@ mod tests {
         let now = SystemTime::now();
         for n in 0..100_000u64 {
             let token = format!("header.payload-{n}.signature");
-            cache.insert(&token, shared.clone(), 1, now, Duration::from_secs(60));
+            cache.insert(
+                &token,
+                true,
+                shared.clone(),
+                1,
+                now,
+                Duration::from_secs(60),
+            );
             if n % 10_000 == 9_999 {
                 assert!(cache.len() <= capacity, "{} entries after {n}", cache.len());
             }

@@ -170,7 +170,10 @@ impl TokenVerifier {
         stale: bool,
     ) -> Result<SmartClaims, AuthError> {
         let span = tracing::debug_span!("smart_auth.verify", outcome = tracing::field::Empty);
-        let result = self.verify_fresh(token).instrument(span.clone()).await;
+        let result = self
+            .verify_fresh(token, stale)
+            .instrument(span.clone())
+            .await;
         match &result {
             Ok(_) => span.record("outcome", "valid"),
             Err(error) => span.record("outcome", tracing::field::debug(error.kind())),
@@ -253,7 +256,9 @@ impl TokenVerifier {
         }
     }
 
-    async fn verify_fresh(&self, token: &str) -> Result<SmartClaims, AuthError> {
+    /// The full verification; `reused` says the token was cached before, so it is stored
+    /// again at once (see `TokenCache::insert`).
+    async fn verify_fresh(&self, token: &str, reused: bool) -> Result<SmartClaims, AuthError> {
         let config = &self.inner.config;
         if token.len() > config.max_token_length {
             return Err(ErrorKind::TokenTooLarge.into());
@@ -327,7 +332,14 @@ impl TokenVerifier {
                 .saturating_add(config.leeway_secs)
                 .saturating_sub(now_secs);
             let valid_for = Duration::from_secs(u64::try_from(remaining).unwrap_or(0));
-            cache.insert(token, claims.clone(), chosen.generation(), now, valid_for);
+            cache.insert(
+                token,
+                reused,
+                claims.clone(),
+                chosen.generation(),
+                now,
+                valid_for,
+            );
         }
         Ok(claims)
     }
@@ -422,13 +434,19 @@ mod tests {
         };
         assert_eq!(hit(&verifier), "miss");
         verifier.verify(&token).await.unwrap();
+        assert_eq!(hit(&verifier), "miss", "stored the second time it verifies");
+        verifier.verify(&token).await.unwrap();
         assert_eq!(hit(&verifier), "hit");
         clock.advance(Duration::from_secs(29));
         assert_eq!(hit(&verifier), "hit");
         clock.advance(Duration::from_secs(1));
         assert_eq!(hit(&verifier), "stale", "max age reached");
         verifier.verify(&token).await.unwrap();
-        assert_eq!(hit(&verifier), "hit", "verified afresh and stored again");
+        assert_eq!(
+            hit(&verifier),
+            "hit",
+            "verified afresh and stored again at once"
+        );
         // The keys pass their 10 min TTL: no cached answers until they are refreshed.
         clock.advance(Duration::from_secs(600 - 30));
         verifier.verify(&token).await.unwrap();

@@ -244,10 +244,10 @@ impl SmartAuthBuilder {
     /// How verified tokens are cached (default [`TokenCachePolicy::default`]: on, 10,000
     /// tokens, 5 min).
     ///
-    /// With the cache, a request whose token this layer verified before skips parsing and
-    /// the signature check; `exp`, `nbf` and `iat` are still checked on every request
-    /// against the configured clock, with the same leeway. The cache belongs to this
-    /// layer alone. Trade-off: a key removed from the issuer's JWK Set stays trusted for
+    /// With the cache, a request whose token this layer verified before (a token is stored
+    /// the second time it verifies) skips parsing and the signature check; `exp`, `nbf`
+    /// and `iat` are still checked on every request against the configured clock, with the
+    /// same leeway. The cache belongs to this layer alone. Trade-off: a key removed from the issuer's JWK Set stays trusted for
     /// tokens already cached until the key set is refetched, the entry's max age passes or
     /// the token expires (see [`TokenCachePolicy`]). Use
     /// [`no_token_cache`](Self::no_token_cache) to verify every signature.

@@ -47,7 +47,9 @@ async fn cached_token_past_its_exp_is_refused_with_the_same_leeway() {
         .unwrap();
     let token = app.issuer.token().expires_in_secs(120).sign();
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
-    assert_eq!(verifier(&app).cached_tokens(), 1, "a valid token is cached");
+    assert_eq!(verifier(&app).cached_tokens(), 0, "noted the first time");
+    assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    assert_eq!(verifier(&app).cached_tokens(), 1, "stored the second time");
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
 
     // 179 s later: past `exp` but inside the 60 s leeway, with or without the cache.
@@ -78,7 +80,9 @@ async fn cached_token_past_its_exp_is_refused_with_the_same_leeway() {
 async fn tampered_variants_of_a_cached_token_are_never_served_from_it() {
     let app = app(|b| b).await;
     let token = app.issuer.token().sign();
-    assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    }
     assert_eq!(verifier(&app).cached_tokens(), 1);
 
     let mut truncated = token.clone();
@@ -146,12 +150,15 @@ async fn invalid_tokens_are_not_cached() {
             .await;
     }
     assert_eq!(verifier(&app).cached_tokens(), 0);
-    // Once its `nbf` is reached the token is valid on its own merits, and only then cached.
+    // Once its `nbf` is reached the token is valid on its own merits, and only then is it
+    // noted (first valid use) and stored (second).
     app.clock.advance(Duration::from_secs(61));
-    assert_eq!(
-        app.get_with_token(&not_yet_valid).await.status,
-        StatusCode::OK
-    );
+    for _ in 0..2 {
+        assert_eq!(
+            app.get_with_token(&not_yet_valid).await.status,
+            StatusCode::OK
+        );
+    }
     assert_eq!(verifier(&app).cached_tokens(), 1);
 }
 
@@ -168,7 +175,9 @@ async fn cached_tokens_are_verified_again_after_the_key_set_changes() {
     // The issuer drops every key; a token with a new kid makes the layer refetch the set.
     app.issuer.rotate_keys();
     let new = app.issuer.token().sign();
-    assert_eq!(app.get_with_token(&new).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(app.get_with_token(&new).await.status, StatusCode::OK);
+    }
     assert_eq!(app.issuer.jwks_fetches(), 2);
     // The old token's entry belongs to the replaced set: it is verified afresh and its key
     // is gone (inside the unknown-kid cooldown, so refused without another fetch).
@@ -292,12 +301,16 @@ async fn each_layer_has_its_own_cache() {
         .audience("https://b.example/fhir")
         .alg(SigningAlgorithm::ES384)
         .sign();
-    assert_eq!(get("/b", for_b.clone()).await.status, StatusCode::OK);
-    assert_eq!(
-        get("/a", for_b).await.status,
-        StatusCode::UNAUTHORIZED,
-        "B's cached token is not served by A"
-    );
+    for _ in 0..2 {
+        assert_eq!(get("/b", for_b.clone()).await.status, StatusCode::OK);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            get("/a", for_b.clone()).await.status,
+            StatusCode::UNAUTHORIZED,
+            "B's cached token is not served by A"
+        );
+    }
     assert_eq!((verifier(&a), verifier(&b)), (2, 1));
 }
 
@@ -306,10 +319,22 @@ async fn capacity_bounds_the_cache_over_http() {
     let app = app(|b| b.token_cache(TokenCachePolicy::default().max_entries(16))).await;
     for _ in 0..200 {
         let token = app.issuer.token().alg(SigningAlgorithm::EdDSA).sign();
-        assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+        for _ in 0..2 {
+            assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+        }
     }
     let held = verifier(&app).cached_tokens();
     assert!((1..=16).contains(&held), "{held} entries");
+}
+
+#[tokio::test]
+async fn tokens_used_once_are_not_stored() {
+    let app = app(|b| b).await;
+    for _ in 0..300 {
+        let token = app.issuer.token().alg(SigningAlgorithm::EdDSA).sign();
+        assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    }
+    assert_eq!(verifier(&app).cached_tokens(), 0);
 }
 
 #[tokio::test]
