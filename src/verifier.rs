@@ -277,7 +277,7 @@ impl TokenVerifier {
                 IntrospectionMode::AfterJwt => {
                     let claims = match self.cached(token.as_bytes()) {
                         Lookup::Answer(result) => result?,
-                        Lookup::Stale | Lookup::Miss => self.verify_jwt(token).await?,
+                        Lookup::Stale | Lookup::Miss => self.verify_jwt(token, reused).await?,
                     };
                     introspector.introspect(token).await?;
                     return Ok(claims);
@@ -285,7 +285,7 @@ impl TokenVerifier {
                 _ => {}
             }
         }
-        self.verify_jwt(token).await
+        self.verify_jwt(token, reused).await
     }
 
     /// Introspection alone decides; the answer is not kept in the token cache (the
@@ -306,7 +306,7 @@ impl TokenVerifier {
     }
 
     /// Local validation of a JWT; a valid one enters the token cache.
-    async fn verify_jwt(&self, token: &str) -> Result<SmartClaims, AuthError> {
+    async fn verify_jwt(&self, token: &str, reused: bool) -> Result<SmartClaims, AuthError> {
         let config = &self.inner.config;
         let segments = jwt::split(token)?;
         let header = jwt::parse_header(segments.header, &config.algorithms)?;
