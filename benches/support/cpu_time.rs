@@ -16,16 +16,8 @@ use criterion::measurement::{Measurement, ValueFormatter};
 pub struct ThreadCpuTime;
 
 fn thread_cpu_now() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported by
-    // every Linux kernel this runs on, and a failure leaves the zeroed value.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
-    }
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    // A failed clock read counts as zero, which only makes that sample meaningless.
+    ::cpu_time::ThreadTime::try_now().map_or(Duration::ZERO, |now| now.as_duration())
 }
 
 impl Measurement for ThreadCpuTime {
