@@ -5,16 +5,19 @@
 #
 #   bash bench/load.sh
 #
-# Settings (environment): DURATION seconds per run (4), ROUNDS (5), CONNECTIONS (32),
+# Settings (environment): DURATION seconds per run (2), ROUNDS (8), CONNECTIONS (32),
 # WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
-# distinct-token runs (120000), LOAD_SERVER_THREADS server worker threads (1).
+# distinct-token runs (120000), TWICE_DURATION seconds of the each-token-twice run (6, long
+# enough to fill the cache), LOAD_SERVER_THREADS server worker threads (1).
 #
-# Same-token runs are interleaved (unprotected, forwarding, cached, around, uncached, then
-# again) so that drift on a shared machine hits every variant alike. The table shows
-# medians over the rounds, the ratio to the unprotected run of the same round (median over
-# rounds), and server CPU per request measured from /proc/<pid>/stat around each run: user
-# + system, and user alone (the layer's own work is user time; system time is the loopback
-# TCP stack and varies with scheduling).
+# Same-token runs are interleaved so that drift on a shared machine hits every variant
+# alike: each round runs every variant twice, in mirrored order (unprotected, cached,
+# around, forwarding, uncached, then the same backwards), so a speed change that drifts
+# steadily through a round cancels out of the round's ratios. The table shows medians over
+# the runs, the ratio to the unprotected runs of the same round (summed throughput of the
+# two runs, median over rounds), and server CPU per request measured from /proc/<pid>/stat
+# around each run: user + system, and user alone (the layer's own work is user time;
+# system time is the loopback TCP stack and varies with scheduling).
 #
 # Distinct-token runs send every request a token the server has not seen, so nothing is
 # answered from the cache (and, since a token is stored only when it verifies a second
@@ -25,12 +28,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-4}
-ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-2}
+ROUNDS=${ROUNDS:-8}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 DISTINCT=${DISTINCT:-120000}
 DISTINCT_ROUNDS=${DISTINCT_ROUNDS:-2}
+TWICE_DURATION=${TWICE_DURATION:-6}
 export LOAD_SERVER_THREADS=${LOAD_SERVER_THREADS:-1}
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -127,7 +131,7 @@ median() { # median of column $2 for rows named $1
   awk -v name="$1" -v col="$2" '$1 == name { print $col }' "$work/results" | middle
 }
 paired_ratio() { # median over rounds of (throughput of $1) / (unprotected throughput, same round)
-  awk -v name="$1" '$1 == "unprotected" { base[$6] = $2 } $1 == name { rps[$6] = $2 }
+  awk -v name="$1" '$1 == "unprotected" { base[$6] += $2 } $1 == name { rps[$6] += $2 }
     END { for (r in rps) if (r in base) printf "%.3f\n", rps[r] / base[r] }' "$work/results" | middle
 }
 
@@ -138,14 +142,21 @@ for url in "$unprotected_url" "$forwarding_url" "$cached_url" "$around_url" "$un
   wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
 done
 
-echo "== same token, $ROUNDS interleaved rounds of ${DURATION} s"
+url_of() {
+  case $1 in
+    unprotected) echo "$unprotected_url" ;;
+    cached) echo "$cached_url" ;;
+    around) echo "$around_url" ;;
+    forwarding) echo "$forwarding_url" ;;
+    uncached) echo "$uncached_url" ;;
+  esac
+}
+echo "== same token, $ROUNDS mirrored rounds, ${DURATION} s per run"
 for round in $(seq 1 "$ROUNDS"); do
   echo " round $round"
-  run unprotected "$unprotected_url" "${bearer[@]}"
-  run forwarding "$forwarding_url" "${bearer[@]}"
-  run cached "$cached_url" "${bearer[@]}"
-  run around "$around_url" "${bearer[@]}"
-  run uncached "$uncached_url" "${bearer[@]}"
+  for name in unprotected cached around forwarding uncached uncached forwarding around cached unprotected; do
+    run "$name" "$(url_of "$name")" "${bearer[@]}"
+  done
 done
 
 echo "== distinct tokens (each request a token not seen before), $DISTINCT_ROUNDS rounds of ${DURATION} s"
@@ -160,7 +171,7 @@ done
 rss_distinct=$(rss_kib)
 held_distinct=$(cached_tokens)
 echo " each token twice in a row (cache on)"
-run twice_cached "$cached_url" -s bench/distinct.lua -- "$work/tokens.txt" $((DISTINCT_ROUNDS * slice)) 2
+DURATION=$TWICE_DURATION run twice_cached "$cached_url" -s bench/distinct.lua -- "$work/tokens.txt" $((DISTINCT_ROUNDS * slice)) 2
 rss_end=$(rss_kib)
 held=$(cached_tokens)
 if awk -v s="$slice" '$1 == "distinct_cached" && $4 > s { bad = 1 } $1 == "twice_cached" && $4 > 2 * s { bad = 1 }

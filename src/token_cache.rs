@@ -8,9 +8,11 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use moka::Expiry;
 
 use crate::claims::SmartClaims;
@@ -171,8 +173,9 @@ impl TokenCachePolicy {
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What is remembered about one verified token.
-#[derive(Clone)]
 pub(crate) struct CachedToken {
+    /// The whole token; the same allocation is the entry's key in the store.
+    token: Arc<[u8]>,
     pub(crate) claims: SmartClaims,
     /// The key set the signature was checked with (see `KeyStore::fresh_generation`).
     pub(crate) key_generation: u64,
@@ -187,24 +190,38 @@ pub(crate) struct CachedToken {
 /// The cache itself: valid tokens only, bounded in size and in time. Keys are the token's
 /// bytes, so a request's credential can be looked up before it is checked as text.
 ///
+/// Two structures hold the entries:
+///
+/// - `store`, a moka cache: the bounded set of remembered tokens, with its eviction
+///   policy and per-entry expiry;
+/// - `recent`, a fixed array of slots, each pointing at one stored entry that was used
+///   recently (the slot is chosen by the token's hash). Reading a slot is one atomic load
+///   and a byte comparison, with no bookkeeping: a client that reuses its token is
+///   answered from here. When the store drops an entry (evicted, expired, replaced or
+///   removed), the slot that points at it is cleared, so the slots add no memory beyond
+///   the store's bound (a lookup racing with the drop can put the entry back in its
+///   slot: at most one entry per slot, until the slot is next written). Hits in
+///   `recent` are not reported to the store, so its eviction policy may drop a token in
+///   constant use; that costs one fresh verification, never a wrong answer.
+///
 /// A token is stored the second time it verifies, not the first: the first time only its
 /// hash is noted in `seen`. Storing costs far more than looking up (allocations, and once
 /// the cache is full the eviction of an older entry whose memory is no longer in the CPU
 /// caches), so a token used once, the common case in a flood of distinct tokens, would
 /// pay that cost for nothing. A token a client reuses is stored on its second request.
 pub(crate) struct TokenCache {
-    entries: moka::sync::Cache<Box<[u8]>, CachedToken, TailHash>,
+    store: moka::sync::Cache<Arc<[u8]>, Arc<CachedToken>, TailHash>,
+    recent: Arc<RecentSlots>,
     max_age: Duration,
     /// Hashes of tokens verified once, one per slot, overwritten freely. A false match
     /// only stores a token one verification early; it never changes an answer.
     seen: Box<[AtomicU64]>,
-    seen_hasher: TailHash,
 }
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
-            .field("entries", &self.entries.entry_count())
+            .field("entries", &self.store.entry_count())
             .field("max_age", &self.max_age)
             .finish_non_exhaustive()
     }
@@ -212,6 +229,10 @@ impl std::fmt::Debug for TokenCache {
 
 /// How many trailing bytes of a token go into its hash.
 const HASHED_TAIL: usize = 32;
+
+/// The most slots in [`RecentSlots`]: 8 KiB of pointers, far more than the number of
+/// tokens a server's clients use at one time.
+const MAX_RECENT_SLOTS: u64 = 1024;
 
 /// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, with a per-process
 /// random SipHash key, instead of all of its bytes (hundreds to thousands of them).
@@ -245,14 +266,55 @@ impl Hasher for TailHasher {
     }
 }
 
+/// Recently used entries of the store, one per slot, read without locks.
+struct RecentSlots {
+    slots: Box<[ArcSwapOption<CachedToken>]>,
+    hasher: TailHash,
+}
+
+impl RecentSlots {
+    fn new(slots: u64) -> Self {
+        Self {
+            slots: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
+            hasher: TailHash::default(),
+        }
+    }
+
+    /// The token's hash, which also picks its slot in `seen`.
+    fn hash(&self, token: &[u8]) -> u64 {
+        self.hasher.hash_one(token)
+    }
+
+    fn slot(&self, hash: u64) -> &ArcSwapOption<CachedToken> {
+        // Lossless: the remainder is below the slot count, a `usize`.
+        &self.slots[(hash % self.slots.len() as u64) as usize]
+    }
+
+    /// The entry in the token's slot, if it is this token's.
+    fn get(&self, hash: u64, token: &[u8]) -> Option<Arc<CachedToken>> {
+        let current = self.slot(hash).load();
+        match &*current {
+            Some(entry) if *entry.token == *token => Some(Arc::clone(entry)),
+            _ => None,
+        }
+    }
+
+    /// Clears the slot of `entry` if it still points at exactly that entry.
+    fn forget(&self, entry: Arc<CachedToken>) {
+        let slot = self.slot(self.hash(&entry.token));
+        let entry = Some(entry);
+        slot.compare_and_swap(&entry, None);
+    }
+}
+
 /// Entries leave memory when their `keep_for` has passed.
 struct KeepFor;
 
-impl Expiry<Box<[u8]>, CachedToken> for KeepFor {
+impl Expiry<Arc<[u8]>, Arc<CachedToken>> for KeepFor {
     fn expire_after_create(
         &self,
-        _token: &Box<[u8]>,
-        entry: &CachedToken,
+        _token: &Arc<[u8]>,
+        entry: &Arc<CachedToken>,
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(entry.keep_for)
@@ -260,8 +322,8 @@ impl Expiry<Box<[u8]>, CachedToken> for KeepFor {
 
     fn expire_after_update(
         &self,
-        _token: &Box<[u8]>,
-        entry: &CachedToken,
+        _token: &Arc<[u8]>,
+        entry: &Arc<CachedToken>,
         _updated_at: Instant,
         _remaining: Option<Duration>,
     ) -> Option<Duration> {
@@ -273,25 +335,32 @@ impl TokenCache {
     /// A cache for an enabled, validated policy; `None` when the policy turns it off.
     pub(crate) fn new(policy: &TokenCachePolicy) -> Option<Self> {
         policy.enabled.then(|| {
+            let recent = Arc::new(RecentSlots::new(
+                policy.max_entries.clamp(1, MAX_RECENT_SLOTS),
+            ));
+            let forget = Arc::clone(&recent);
             // About one slot per entry, within 1 Ki..64 Ki slots (8 to 512 KiB).
-            let slots = usize::try_from(policy.max_entries)
+            let seen = usize::try_from(policy.max_entries)
                 .unwrap_or(usize::MAX)
                 .clamp(1 << 10, 1 << 16);
             Self {
-                entries: moka::sync::Cache::builder()
+                store: moka::sync::Cache::builder()
                     .max_capacity(policy.max_entries)
                     .expire_after(KeepFor)
+                    // Whatever the cause, a slot never outlives the entry in the store.
+                    .eviction_listener(move |_token, entry, _cause| forget.forget(entry))
                     .build_with_hasher(TailHash::default()),
+                recent,
                 max_age: policy.max_age,
-                seen: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-                seen_hasher: TailHash::default(),
+                seen: (0..seen).map(|_| AtomicU64::new(0)).collect(),
             }
         })
     }
 
-    /// Whether `token` verified before (as far as `seen` remembers); notes it if not.
-    fn seen_before(&self, token: &[u8]) -> bool {
-        let hash = self.seen_hasher.hash_one(token);
+    /// Whether the token with this hash verified before (as far as `seen` remembers);
+    /// notes it if not.
+    fn seen_before(&self, hash: u64) -> bool {
+        // Lossless: the remainder is below the slot count, a `usize`.
         let slot = &self.seen[(hash % self.seen.len() as u64) as usize];
         if slot.load(Ordering::Relaxed) == hash {
             return true;
@@ -302,8 +371,14 @@ impl TokenCache {
 
     /// The entry for exactly this token, if there is one. The caller decides whether it
     /// may still be used.
-    pub(crate) fn get(&self, token: &[u8]) -> Option<CachedToken> {
-        self.entries.get(token)
+    pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<CachedToken>> {
+        let hash = self.recent.hash(token);
+        if let Some(entry) = self.recent.get(hash, token) {
+            return Some(entry);
+        }
+        let entry = self.store.get(token)?;
+        self.recent.slot(hash).store(Some(Arc::clone(&entry)));
+        Some(entry)
     }
 
     /// Remembers a token that passed every check at `now`, if it verified before (or
@@ -319,28 +394,46 @@ impl TokenCache {
         valid_for: Duration,
     ) {
         let keep_for = valid_for.min(self.max_age);
-        if keep_for.is_zero() || !(reused || self.seen_before(token.as_bytes())) {
+        let hash = self.recent.hash(token.as_bytes());
+        if keep_for.is_zero() || !(reused || self.seen_before(hash)) {
             return;
         }
-        let entry = CachedToken {
+        let token: Arc<[u8]> = Arc::from(token.as_bytes());
+        let entry = Arc::new(CachedToken {
+            token: Arc::clone(&token),
             claims,
             key_generation,
             use_until: now + self.max_age,
             keep_for,
-        };
-        self.entries.insert(Box::from(token.as_bytes()), entry);
+        });
+        self.store.insert(token, Arc::clone(&entry));
+        // A token stored now is about to be used again.
+        self.recent.slot(hash).store(Some(entry));
     }
 
     /// Forgets a token whose entry can no longer be used.
     pub(crate) fn remove(&self, token: &[u8]) {
-        self.entries.invalidate(token);
+        if let Some(entry) = self.recent.get(self.recent.hash(token), token) {
+            self.recent.forget(entry);
+        }
+        self.store.invalidate(token);
     }
 
     /// How many tokens are remembered. Finishes the cache's pending maintenance first
     /// (evictions are applied in batches), so the count is exact at that moment.
     pub(crate) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.store.run_pending_tasks();
+        self.store.entry_count()
+    }
+
+    /// How many slots of `recent` point at an entry.
+    #[cfg(test)]
+    fn recent_len(&self) -> usize {
+        self.recent
+            .slots
+            .iter()
+            .filter(|slot| slot.load().is_some())
+            .count()
     }
 }
 
@@ -501,5 +594,72 @@ mod tests {
         let held = cache.len();
         assert!(held <= capacity, "{held} entries");
         assert!(held > 0);
+        // Most of these tokens were turned away or evicted by the store; their slots went
+        // with them.
+        for slot in cache.recent.slots.iter() {
+            if let Some(entry) = &*slot.load() {
+                assert!(
+                    cache.store.contains_key(&entry.token[..]),
+                    "a slot points at an entry the store dropped"
+                );
+            }
+        }
+    }
+
+    /// A slot of `recent` answers only for its own token, and leaves with the entry:
+    /// removed, replaced, or dropped by the store.
+    #[test]
+    fn recent_slots_follow_the_store() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        let minute = Duration::from_secs(60);
+        cache.insert("a.b.c", true, claims(1), 1, now, minute);
+        assert_eq!(
+            cache.recent_len(),
+            1,
+            "a stored token takes its slot at once"
+        );
+        let first = cache.get(b"a.b.c").expect("hit");
+        assert_eq!(first.claims.jwt_id(), Some("1"));
+
+        // Replaced: the slot points at the new entry, never the old one.
+        cache.insert("a.b.c", true, claims(2), 2, now, minute);
+        cache.len();
+        let second = cache.get(b"a.b.c").expect("hit");
+        assert_eq!(second.claims.jwt_id(), Some("2"));
+        assert_eq!(second.key_generation, 2);
+        assert!(!Arc::ptr_eq(&first, &second));
+
+        cache.remove(b"a.b.c");
+        assert_eq!(cache.recent_len(), 0);
+        assert!(cache.get(b"a.b.c").is_none());
+
+        // Dropped by the store without going through `remove`: the listener clears it.
+        cache.insert("d.e.f", true, claims(3), 1, now, minute);
+        assert_eq!(cache.recent_len(), 1);
+        cache.store.invalidate(&b"d.e.f"[..]);
+        cache.len();
+        assert_eq!(cache.recent_len(), 0);
+        assert!(cache.get(b"d.e.f").is_none());
+    }
+
+    /// A token found in the store but not in its slot (the slot was taken by another
+    /// token) is put back into its slot by the lookup.
+    #[test]
+    fn a_store_hit_takes_the_slot_back() {
+        let cache = TokenCache::new(&TokenCachePolicy::default().max_entries(1)).expect("enabled");
+        assert_eq!(
+            cache.recent.slots.len(),
+            1,
+            "one slot for a one-entry cache"
+        );
+        let now = SystemTime::now();
+        cache.insert("a.b.c", true, claims(1), 1, now, Duration::from_secs(60));
+        let entry = cache.get(b"a.b.c").expect("hit");
+        cache.recent.forget(entry);
+        assert_eq!(cache.recent_len(), 0);
+        assert!(cache.get(b"x.y.z").is_none(), "another token misses");
+        assert_eq!(cache.get(b"a.b.c").expect("hit").claims.jwt_id(), Some("1"));
+        assert_eq!(cache.recent_len(), 1);
     }
 }

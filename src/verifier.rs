@@ -246,7 +246,7 @@ impl TokenVerifier {
         match checked {
             Ok(()) => {
                 span.record("outcome", "valid");
-                Lookup::Answer(Ok(entry.claims))
+                Lookup::Answer(Ok(entry.claims.clone()))
             }
             Err(kind) => {
                 span.record("outcome", tracing::field::debug(kind));
