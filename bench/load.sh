@@ -8,7 +8,13 @@
 # Settings (environment): DURATION seconds per run (2), ROUNDS (8), CONNECTIONS (32),
 # WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
 # distinct-token runs (120000), TWICE_DURATION seconds of the each-token-twice run (6, long
-# enough to fill the cache), LOAD_SERVER_THREADS server worker threads (1).
+# enough to fill the cache), LOAD_SERVER_THREADS server worker threads (1), PIN (1: with
+# two or more CPUs, run the server on CPU 0 and wrk on CPU 1 with taskset; 0: let the
+# scheduler place them).
+#
+# Pinning matters on a small machine: left to the scheduler, the server and wrk sometimes
+# share one CPU and sometimes not, and a run's throughput then jumps by a quarter for
+# reasons that have nothing to do with the variant being measured.
 #
 # Same-token runs are interleaved so that drift on a shared machine hits every variant
 # alike: each round runs every variant twice, in mirrored order (unprotected, cached,
@@ -36,6 +42,14 @@ DISTINCT=${DISTINCT:-120000}
 DISTINCT_ROUNDS=${DISTINCT_ROUNDS:-2}
 TWICE_DURATION=${TWICE_DURATION:-6}
 export LOAD_SERVER_THREADS=${LOAD_SERVER_THREADS:-1}
+PIN=${PIN:-1}
+
+server_pin=()
+wrk_pin=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+  server_pin=(taskset -c 0)
+  wrk_pin=(taskset -c 1)
+fi
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "== installing wrk"
@@ -64,7 +78,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting the server and minting $DISTINCT distinct tokens"
-"$server_bin" --tokens-file "$work/tokens.txt" --distinct-tokens "$DISTINCT" >"$work/server.out" &
+"${server_pin[@]}" "$server_bin" --tokens-file "$work/tokens.txt" --distinct-tokens "$DISTINCT" >"$work/server.out" &
 server_pid=$!
 for _ in $(seq 1 600); do
   if grep -q '^READY' "$work/server.out"; then break; fi
@@ -105,7 +119,7 @@ run() {
   before=$(cpu_ticks)
   user_before=$(user_ticks)
   # wrk hands the arguments after the URL to the script's init().
-  output=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${options[@]}" "$url" "${script_args[@]}")
+  output=$("${wrk_pin[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${options[@]}" "$url" "${script_args[@]}")
   after=$(cpu_ticks)
   user_after=$(user_ticks)
   requests=$(echo "$output" | awk '/requests in/ { print $1 }')
@@ -139,7 +153,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 bearer=(-H "Authorization: Bearer $token")
 echo "== warm-up (1 s each, not counted)"
 for url in "$unprotected_url" "$forwarding_url" "$cached_url" "$around_url" "$uncached_url"; do
-  wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
+  "${wrk_pin[@]}" wrk -t1 -c"$CONNECTIONS" -d1s "${bearer[@]}" "$url" >/dev/null
 done
 
 url_of() {
@@ -212,4 +226,5 @@ echo "server RSS: ${rss_start} KiB before the distinct-token runs, ${rss_distinc
   "tokens, capacity 10000)"
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)," \
   "load average before the runs: $load_before"
-echo "wrk: $WRK_THREADS thread(s), $CONNECTIONS connections; server: $LOAD_SERVER_THREADS worker thread(s)"
+echo "wrk: $WRK_THREADS thread(s), $CONNECTIONS connections; server: $LOAD_SERVER_THREADS worker thread(s);" \
+  "pinned: ${server_pin[*]:-no}${wrk_pin[*]:+ / ${wrk_pin[*]}}"

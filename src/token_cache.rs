@@ -21,10 +21,10 @@ use crate::error::ConfigError;
 /// How the verified-token cache of a [`TokenVerifier`](crate::TokenVerifier) behaves.
 ///
 /// The cache is on by default. A token that passed every check is remembered with its
-/// claims, so later requests with the same token skip parsing and the signature check. It
-/// is stored the second time it verifies: the first time only a hash of it is noted, so
-/// that a token used once (or a flood of distinct tokens) costs no memory and no cache
-/// upkeep. A remembered token is used only while all of this holds, measured with the
+/// claims, so later requests with the same token skip parsing and the signature check
+/// (such a hit takes no lock and allocates nothing). It is stored the second time it
+/// verifies: the first time only a hash of it is noted, so that a token used once (or a
+/// flood of distinct tokens) costs no memory and no cache upkeep. A remembered token is used only while all of this holds, measured with the
 /// configured [`Clock`](crate::Clock):
 ///
 /// - the token is within its `exp` (and `nbf`/`iat`), with exactly the leeway of a fresh
@@ -177,14 +177,25 @@ pub(crate) struct CachedToken {
     /// The whole token; the same allocation is the entry's key in the store.
     token: Arc<[u8]>,
     pub(crate) claims: SmartClaims,
-    /// The key set the signature was checked with (see `KeyStore::fresh_generation`).
+    /// The generation of the key set the signature was checked with: the entry is used
+    /// only while that set is the current one.
     pub(crate) key_generation: u64,
-    /// By the configured clock: the entry is not used from this time on.
+    /// By the configured clock: the entry is not used from this time on (its max age
+    /// passed, or its key set is due for a refresh).
     pub(crate) use_until: SystemTime,
     /// How long the entry may stay in memory, in the cache's own (monotonic) time. Only
     /// frees memory; whether an entry may be used is decided by `use_until` and the
     /// claims.
     keep_for: Duration,
+}
+
+/// The key set a token was verified with, as the token cache needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeySetStamp {
+    /// The set's generation (see `KeyStore::current_generation`).
+    pub(crate) generation: u64,
+    /// When the set stops being usable without a refresh (see `KeyStore::fresh_until`).
+    pub(crate) fresh_until: SystemTime,
 }
 
 /// The cache itself: valid tokens only, bounded in size and in time. Keys are the token's
@@ -234,35 +245,73 @@ const HASHED_TAIL: usize = 32;
 /// tokens a server's clients use at one time.
 const MAX_RECENT_SLOTS: u64 = 1024;
 
-/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, with a per-process
-/// random SipHash key, instead of all of its bytes (hundreds to thousands of them).
+/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes, instead of all of
+/// its bytes (hundreds to thousands of them), keyed with per-cache random keys.
 ///
 /// Lookups still compare the whole token, so two tokens that share a tail share a bucket
 /// but never an entry. The tail of a signed token is signature, which the holder of a
 /// token cannot choose, and only tokens that verified are ever stored; a request with a
-/// made-up token costs one more comparison at most.
-#[derive(Clone, Default)]
-struct TailHash(RandomState);
+/// made-up token costs one more comparison at most. That is also why the mixing can be
+/// a few multiplications (the folded multiply of foldhash and wyhash) rather than
+/// SipHash: nobody can fill the tables with chosen keys, so there is no collision flood
+/// to resist, only hashing work on every request to save.
+#[derive(Clone)]
+struct TailHash {
+    keys: [u64; 5],
+}
+
+impl Default for TailHash {
+    fn default() -> Self {
+        let random = RandomState::new();
+        Self {
+            keys: std::array::from_fn(|i| random.hash_one(i)),
+        }
+    }
+}
 
 impl BuildHasher for TailHash {
     type Hasher = TailHasher;
 
     fn build_hasher(&self) -> TailHasher {
-        TailHasher(self.0.build_hasher())
+        TailHasher {
+            keys: self.keys,
+            state: self.keys[4],
+        }
     }
 }
 
-struct TailHasher(std::collections::hash_map::DefaultHasher);
+struct TailHasher {
+    keys: [u64; 5],
+    state: u64,
+}
+
+/// The 128-bit product of `a` and `b`, its two halves xor-ed together.
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    // Truncations on purpose: the low and the high half.
+    (product as u64) ^ ((product >> 64) as u64)
+}
 
 impl Hasher for TailHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let tail = bytes.len().saturating_sub(HASHED_TAIL);
-        self.0.write_usize(bytes.len());
-        self.0.write(&bytes[tail..]);
+        let tail = &bytes[bytes.len().saturating_sub(HASHED_TAIL)..];
+        // The tail as four little-endian words, zero-padded when the input is shorter.
+        let mut padded = [0u8; HASHED_TAIL];
+        padded[..tail.len()].copy_from_slice(tail);
+        let word = |i: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&padded[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let keys = &self.keys;
+        let length = bytes.len() as u64;
+        let low = folded_multiply(word(0) ^ keys[0], word(1) ^ keys[1]);
+        let high = folded_multiply(word(2) ^ keys[2], word(3) ^ keys[3] ^ length);
+        self.state = folded_multiply(self.state ^ low, high ^ keys[4]);
     }
 
     fn finish(&self) -> u64 {
-        self.0.finish()
+        self.state
     }
 }
 
@@ -389,7 +438,7 @@ impl TokenCache {
         token: &str,
         reused: bool,
         claims: SmartClaims,
-        key_generation: u64,
+        keys: KeySetStamp,
         now: SystemTime,
         valid_for: Duration,
     ) {
@@ -402,8 +451,8 @@ impl TokenCache {
         let entry = Arc::new(CachedToken {
             token: Arc::clone(&token),
             claims,
-            key_generation,
-            use_until: now + self.max_age,
+            key_generation: keys.generation,
+            use_until: keys.fresh_until.min(now + self.max_age),
             keep_for,
         });
         self.store.insert(token, Arc::clone(&entry));
@@ -441,6 +490,14 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::claims::ClaimNames;
+
+    /// A key set of this generation, fresh for a day.
+    fn stamp(generation: u64) -> KeySetStamp {
+        KeySetStamp {
+            generation,
+            fresh_until: SystemTime::now() + Duration::from_secs(24 * 3600),
+        }
+    }
 
     fn claims(n: u64) -> SmartClaims {
         let payload = serde_json::json!({"iss": "https://as.example", "exp": 4_000_000_000u64, "jti": n.to_string()});
@@ -487,7 +544,7 @@ mod tests {
             "aaa.bbb.ccc",
             false,
             claims(1),
-            7,
+            stamp(7),
             now,
             Duration::from_secs(60),
         );
@@ -496,7 +553,7 @@ mod tests {
             "aaa.bbb.ccc",
             false,
             claims(1),
-            7,
+            stamp(7),
             now,
             Duration::from_secs(60),
         );
@@ -511,6 +568,54 @@ mod tests {
         assert!(cache.get(b"aaa.bbb.ccc").is_none());
     }
 
+    /// Tokens that differ only near their end, or only in length, spread evenly over
+    /// the slots: the cheap hash is not degenerate on token-like input.
+    #[test]
+    fn tail_hash_spreads_tokens() {
+        let hasher = TailHash::default();
+        let mut hashes = std::collections::HashSet::new();
+        let mut buckets = [0u32; 1024];
+        for n in 0..100_000u64 {
+            let token = if n % 2 == 0 {
+                format!("eyJ.eyJ.{n:040}")
+            } else {
+                format!("eyJ.eyJ.{n:0width$}", width = 20 + (n % 23) as usize)
+            };
+            let hash = hasher.hash_one(token.as_bytes());
+            assert!(hashes.insert(hash), "two tokens with one hash");
+            buckets[(hash % 1024) as usize] += 1;
+        }
+        // About 98 per bucket; a fair hash stays well within 150.
+        let fullest = buckets.iter().max().copied().unwrap_or(0);
+        assert!(fullest < 150, "{fullest} tokens in one slot");
+    }
+
+    /// An entry is not used past its max age, nor past the time its key set is due for
+    /// a refresh, whichever comes first.
+    #[test]
+    fn use_until_is_the_earlier_of_max_age_and_key_freshness() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        let soon = KeySetStamp {
+            generation: 3,
+            fresh_until: now + Duration::from_secs(10),
+        };
+        cache.insert("a.b.c", true, claims(1), soon, now, Duration::from_secs(60));
+        let entry = cache.get(b"a.b.c").expect("hit");
+        assert_eq!(entry.use_until, now + Duration::from_secs(10));
+        assert_eq!(entry.key_generation, 3);
+        cache.insert(
+            "d.e.f",
+            true,
+            claims(2),
+            stamp(3),
+            now,
+            Duration::from_secs(60),
+        );
+        let entry = cache.get(b"d.e.f").expect("hit");
+        assert_eq!(entry.use_until, now + Duration::from_secs(300));
+    }
+
     #[test]
     fn tokens_sharing_a_tail_are_told_apart() {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
@@ -522,8 +627,22 @@ mod tests {
             hasher.hash_one(one.as_bytes()),
             hasher.hash_one(two.as_bytes())
         );
-        cache.insert(&one, true, claims(1), 1, now, Duration::from_secs(60));
-        cache.insert(&two, true, claims(2), 1, now, Duration::from_secs(60));
+        cache.insert(
+            &one,
+            true,
+            claims(1),
+            stamp(1),
+            now,
+            Duration::from_secs(60),
+        );
+        cache.insert(
+            &two,
+            true,
+            claims(2),
+            stamp(1),
+            now,
+            Duration::from_secs(60),
+        );
         assert_eq!(
             cache.get(one.as_bytes()).expect("one").claims.jwt_id(),
             Some("1")
@@ -541,11 +660,25 @@ mod tests {
         let now = SystemTime::now();
         for n in 0..5_000 {
             let token = format!("h.p.{n:040}");
-            cache.insert(&token, false, claims(n), 1, now, Duration::from_secs(60));
+            cache.insert(
+                &token,
+                false,
+                claims(n),
+                stamp(1),
+                now,
+                Duration::from_secs(60),
+            );
         }
         assert_eq!(cache.len(), 0, "a flood of distinct tokens stores nothing");
         let token = format!("h.p.{:040}", 4_999);
-        cache.insert(&token, false, claims(1), 1, now, Duration::from_secs(60));
+        cache.insert(
+            &token,
+            false,
+            claims(1),
+            stamp(1),
+            now,
+            Duration::from_secs(60),
+        );
         assert!(
             cache.get(token.as_bytes()).is_some(),
             "stored when seen again"
@@ -560,7 +693,7 @@ mod tests {
                 "a.b.c",
                 true,
                 claims(1),
-                1,
+                stamp(1),
                 SystemTime::now(),
                 Duration::ZERO,
             );
@@ -583,7 +716,7 @@ mod tests {
                 &token,
                 true,
                 shared.clone(),
-                1,
+                stamp(1),
                 now,
                 Duration::from_secs(60),
             );
@@ -613,7 +746,7 @@ mod tests {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
         let minute = Duration::from_secs(60);
-        cache.insert("a.b.c", true, claims(1), 1, now, minute);
+        cache.insert("a.b.c", true, claims(1), stamp(1), now, minute);
         assert_eq!(
             cache.recent_len(),
             1,
@@ -623,7 +756,7 @@ mod tests {
         assert_eq!(first.claims.jwt_id(), Some("1"));
 
         // Replaced: the slot points at the new entry, never the old one.
-        cache.insert("a.b.c", true, claims(2), 2, now, minute);
+        cache.insert("a.b.c", true, claims(2), stamp(2), now, minute);
         cache.len();
         let second = cache.get(b"a.b.c").expect("hit");
         assert_eq!(second.claims.jwt_id(), Some("2"));
@@ -635,7 +768,7 @@ mod tests {
         assert!(cache.get(b"a.b.c").is_none());
 
         // Dropped by the store without going through `remove`: the listener clears it.
-        cache.insert("d.e.f", true, claims(3), 1, now, minute);
+        cache.insert("d.e.f", true, claims(3), stamp(1), now, minute);
         assert_eq!(cache.recent_len(), 1);
         cache.store.invalidate(&b"d.e.f"[..]);
         cache.len();
@@ -654,7 +787,14 @@ mod tests {
             "one slot for a one-entry cache"
         );
         let now = SystemTime::now();
-        cache.insert("a.b.c", true, claims(1), 1, now, Duration::from_secs(60));
+        cache.insert(
+            "a.b.c",
+            true,
+            claims(1),
+            stamp(1),
+            now,
+            Duration::from_secs(60),
+        );
         let entry = cache.get(b"a.b.c").expect("hit");
         cache.recent.forget(entry);
         assert_eq!(cache.recent_len(), 0);

@@ -17,7 +17,7 @@ use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ErrorKind};
 use crate::jwks::{KeyCacheStatus, KeyStore};
 use crate::jwt;
-use crate::token_cache::TokenCache;
+use crate::token_cache::{KeySetStamp, TokenCache};
 #[cfg(feature = "introspection")]
 use serde_json::Map;
 
@@ -232,9 +232,7 @@ impl TokenVerifier {
         };
         let config = &self.inner.config;
         let now = config.clock.now();
-        if now >= entry.use_until
-            || self.inner.keys.fresh_generation(now) != Some(entry.key_generation)
-        {
+        if now >= entry.use_until || self.inner.keys.current_generation() != entry.key_generation {
             return Lookup::Stale;
         }
         let checked = check_times(&entry.claims, unix_seconds(now), config.leeway_secs);
@@ -336,7 +334,10 @@ impl TokenVerifier {
                 token,
                 reused,
                 claims.clone(),
-                chosen.generation(),
+                KeySetStamp {
+                    generation: chosen.generation(),
+                    fresh_until: self.inner.keys.fresh_until(&chosen),
+                },
                 now,
                 valid_for,
             );

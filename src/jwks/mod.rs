@@ -206,6 +206,8 @@ pub(crate) struct KeyStore {
     discovered_jwks_uri: ArcSwapOption<Url>,
     state: Mutex<RefreshState>,
     next_generation: AtomicU64,
+    /// The generation of `current`, readable without loading it.
+    current_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -250,6 +252,7 @@ impl KeyStore {
             discovered_jwks_uri: ArcSwapOption::empty(),
             state: Mutex::new(RefreshState::default()),
             next_generation: AtomicU64::new(1),
+            current_generation: AtomicU64::new(0),
         }
     }
 
@@ -312,14 +315,26 @@ impl KeyStore {
         }
     }
 
-    /// The generation of the current key set while a fresh verification would use it
-    /// as is: fetched, within its TTL (so no refresh is due) and within max stale. `None`
-    /// otherwise. Lock-free: one atomic load.
-    pub(crate) fn fresh_generation(&self, now: SystemTime) -> Option<u64> {
-        let current = self.current.load();
-        let snapshot = current.as_ref()?;
-        let age = elapsed(now, snapshot.fetched_at);
-        (age < snapshot.ttl && age <= self.policy.max_stale).then_some(snapshot.generation)
+    /// The generation of the key set in use (0 before the first fetch): it changes each
+    /// time a fetched set is installed. One atomic load.
+    pub(crate) fn current_generation(&self) -> u64 {
+        self.current_generation.load(Ordering::Relaxed)
+    }
+
+    /// Until when a verification may rely on `key`'s key set as it is, without a
+    /// refresh: while the set is within its TTL and within max stale.
+    pub(crate) fn fresh_until(&self, key: &ChosenKey) -> SystemTime {
+        let snapshot = &key.snapshot;
+        // `age < ttl` and `age <= max_stale`, as deadlines.
+        let fresh_for = snapshot.ttl.min(
+            self.policy
+                .max_stale
+                .saturating_add(Duration::from_nanos(1)),
+        );
+        snapshot
+            .fetched_at
+            .checked_add(fresh_for)
+            .unwrap_or(snapshot.fetched_at)
     }
 
     pub(crate) fn status(&self) -> KeyCacheStatus {
@@ -402,6 +417,8 @@ impl KeyStore {
                 );
                 state.last_failure = None;
                 self.current.store(Some(Arc::clone(snapshot)));
+                self.current_generation
+                    .store(snapshot.generation, Ordering::Relaxed);
             }
             Err(error) => {
                 let stale = self.current.load().is_some();
