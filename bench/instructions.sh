@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Instructions per request: the same server as bench/load.sh, run under valgrind's
+# callgrind, which counts the user-space instructions the server executes. Unlike
+# throughput, the count does not depend on what else the machine is doing, so it shows
+# the layer's own cost exactly, run after run.
+#
+#   bash bench/instructions.sh
+#
+# For each variant: reset the counters, send requests over one keep-alive connection with
+# wrk for RUN_SECONDS (default 4), dump the counters, and divide by the number of requests wrk
+# completed. The kernel's share (the loopback TCP stack, the same for every variant) is not
+# counted. Installs wrk and valgrind with apt-get if they are missing; talks only to
+# 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN_SECONDS=${RUN_SECONDS:-4}
+
+for tool in wrk valgrind; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "== installing $tool"
+    if ! command -v apt-get >/dev/null 2>&1; then
+      echo "$tool is not installed and apt-get is not available: install it and rerun" >&2
+      exit 1
+    fi
+    sudo_cmd=""
+    if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+    $sudo_cmd apt-get install -y "$tool" >/dev/null 2>&1 \
+      || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y "$tool" >/dev/null; }
+  fi
+done
+
+echo "== building the server (release)"
+cargo build --release --features testing --example load_server -j1 2>&1 | tail -1
+target_dir=${CARGO_TARGET_DIR:-target}
+server_bin="$target_dir/release/examples/load_server"
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== starting the server under callgrind"
+valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" "$server_bin" \
+  >"$work/server.out" 2>"$work/valgrind.err" &
+server_pid=$!
+for _ in $(seq 1 1200); do
+  if grep -q '^READY' "$work/server.out"; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    cat "$work/valgrind.err" >&2
+    echo "the server exited" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+grep -q '^READY' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
+value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
+token=$(value TOKEN)
+bearer=(-H "Authorization: Bearer $token")
+
+echo "== warm-up (not counted)"
+for name in UNPROTECTED FORWARDING CACHED AROUND; do
+  wrk -t1 -c1 -d1s "${bearer[@]}" "$(value "$name")" >/dev/null
+done
+
+echo "== counting, ${RUN_SECONDS} s per variant"
+results=()
+dump=0
+for name in UNPROTECTED FORWARDING CACHED AROUND; do
+  callgrind_control --zero "$server_pid" >/dev/null 2>&1
+  output=$(wrk -t1 -c1 -d"${RUN_SECONDS}s" "${bearer[@]}" "$(value "$name")")
+  callgrind_control --dump="$name" "$server_pid" >/dev/null 2>&1
+  dump=$((dump + 1))
+  file="$work/callgrind.out.$dump"
+  for _ in $(seq 1 100); do
+    if [ -s "$file" ] && grep -q '^totals:' "$file"; then break; fi
+    sleep 0.1
+  done
+  if echo "$output" | grep -q 'Non-2xx\|Socket errors'; then
+    echo "$output" >&2
+    echo "run $name had failed requests" >&2
+    exit 1
+  fi
+  requests=$(echo "$output" | awk '/requests in/ { print $1 }')
+  instructions=$(awk '/^totals:/ { print $2 }' "$file")
+  per_request=$(awk -v i="$instructions" -v n="$requests" 'BEGIN { printf "%.0f", i / n }')
+  results+=("$name $per_request $requests")
+  printf '  %-12s %8s instructions/request (%s requests)\n' "$name" "$per_request" "$requests"
+done
+
+echo
+echo "| variant | instructions/request | over unprotected |"
+echo "|---|---:|---:|"
+base=$(echo "${results[0]}" | awk '{ print $2 }')
+for row in "${results[@]}"; do
+  read -r name per_request _ <<<"$row"
+  case $name in
+    UNPROTECTED) label="unprotected hello" ;;
+    FORWARDING) label="forwarding layer (no auth)" ;;
+    CACHED) label="protected, token cache (RS256)" ;;
+    AROUND) label="same, layer around the router" ;;
+  esac
+  printf '| %s | %s | %+d |\n' "$label" "$per_request" $((per_request - base))
+done
