@@ -5,7 +5,7 @@
 #
 #   bash bench/load.sh
 #
-# Settings (environment): DURATION seconds per run (2), ROUNDS (8), CONNECTIONS (32),
+# Settings (environment): DURATION seconds per run (2), ROUNDS (12), CONNECTIONS (32),
 # WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
 # distinct-token runs (120000), TWICE_DURATION seconds of the each-token-twice run (6, long
 # enough to fill the cache), LOAD_SERVER_THREADS server worker threads (1), PIN (1: with
@@ -35,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-2}
-ROUNDS=${ROUNDS:-8}
+ROUNDS=${ROUNDS:-12}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 DISTINCT=${DISTINCT:-120000}

@@ -227,30 +227,29 @@ impl TokenVerifier {
         let Some(cache) = &self.inner.tokens else {
             return Lookup::Miss;
         };
-        let Some(entry) = cache.get(token) else {
-            return Lookup::Miss;
-        };
         let config = &self.inner.config;
         let now = config.clock.now();
-        if now >= entry.use_until || self.inner.keys.current_generation() != entry.key_generation {
-            return Lookup::Stale;
-        }
-        let checked = check_times(&entry.claims, unix_seconds(now), config.leeway_secs);
-        let span = tracing::debug_span!(
-            "smart_auth.verify",
-            outcome = tracing::field::Empty,
-            cache = "hit"
-        );
-        match checked {
-            Ok(()) => {
-                span.record("outcome", "valid");
-                Lookup::Answer(Ok(entry.claims.clone()))
+        let keys = &self.inner.keys;
+        // Hits are not traced: they are almost every request. A refused one is logged by
+        // the layer like any refusal.
+        let found = cache.with_entry(token, |entry| {
+            if now >= entry.use_until || keys.current_generation() != entry.key_generation {
+                return Lookup::Stale;
             }
-            Err(kind) => {
-                span.record("outcome", tracing::field::debug(kind));
+            match check_times(&entry.claims, unix_seconds(now), config.leeway_secs) {
+                Ok(()) => Lookup::Answer(Ok(entry.claims.clone())),
+                Err(kind) => Lookup::Answer(Err(kind.into())),
+            }
+        });
+        match found {
+            None => Lookup::Miss,
+            Some(Lookup::Answer(Err(error))) => {
+                // Refused by its times: forget the entry; a fresh verification decides
+                // the token's next request.
                 cache.remove(token);
-                Lookup::Answer(Err(kind.into()))
+                Lookup::Answer(Err(error))
             }
+            Some(found) => found,
         }
     }
 
