@@ -434,10 +434,10 @@ impl TokenCache {
         let hash = self.recent.hash(token);
         let slot = self.recent.slot(hash);
         let current = slot.load();
-        if let Some(entry) = &*current {
-            if *entry.token == *token {
-                return Some(read(entry));
-            }
+        if let Some(entry) = &*current
+            && *entry.token == *token
+        {
+            return Some(read(entry));
         }
         let entry = self.store.get(token)?;
         let answer = read(&entry);
