@@ -24,8 +24,9 @@ use crate::error::ConfigError;
 /// claims, so later requests with the same token skip parsing and the signature check
 /// (such a hit takes no lock and allocates nothing). It is stored the second time it
 /// verifies: the first time only a hash of it is noted, so that a token used once (or a
-/// flood of distinct tokens) costs no memory and no cache upkeep. A remembered token is used only while all of this holds, measured with the
-/// configured [`Clock`](crate::Clock):
+/// flood of distinct tokens) costs no memory and no cache upkeep. A remembered token is
+/// used only while all of this holds, measured with the configured
+/// [`Clock`](crate::Clock):
 ///
 /// - the token is within its `exp` (and `nbf`/`iat`), with exactly the leeway of a fresh
 ///   check: a cached token past its `exp` is refused as `Expired`;
@@ -464,8 +465,14 @@ impl TokenCache {
         valid_for: Duration,
     ) {
         let keep_for = valid_for.min(self.max_age);
+        let use_until = keys.fresh_until.min(now + self.max_age);
+        // An entry that could not be used (the token expires now, or it was verified
+        // with a key set already due for a refresh) is not worth storing.
+        if keep_for.is_zero() || use_until <= now {
+            return;
+        }
         let hash = self.recent.hash(token.as_bytes());
-        if keep_for.is_zero() || !(reused || self.seen_before(hash)) {
+        if !(reused || self.seen_before(hash)) {
             return;
         }
         let token: Arc<[u8]> = Arc::from(token.as_bytes());
@@ -473,7 +480,7 @@ impl TokenCache {
             token: Arc::clone(&token),
             claims,
             key_generation: keys.generation,
-            use_until: keys.fresh_until.min(now + self.max_age),
+            use_until,
             keep_for,
         });
         self.store.insert(token, Arc::clone(&entry));
@@ -633,6 +640,15 @@ mod tests {
         );
         let entry = cache.get(b"d.e.f").expect("hit");
         assert_eq!(entry.use_until, now + Duration::from_secs(300));
+        // Verified with a key set already due for a refresh: not stored at all.
+        let due = KeySetStamp {
+            generation: 4,
+            fresh_until: now,
+        };
+        for _ in 0..2 {
+            cache.insert("g.h.i", true, claims(3), due, now, Duration::from_secs(60));
+        }
+        assert!(cache.get(b"g.h.i").is_none());
     }
 
     #[test]
