@@ -810,6 +810,48 @@ mod tests {
         assert!(cache.get(b"d.e.f").is_none());
     }
 
+    /// Threads storing, removing and looking up tokens that share slots at the same
+    /// time: every answer is the entry of exactly the token asked for.
+    #[test]
+    fn concurrent_use_never_mixes_tokens() {
+        // 16 slots for 200 tokens: slots are shared and overwritten all the time.
+        let cache = TokenCache::new(&TokenCachePolicy::default().max_entries(16)).expect("enabled");
+        let tokens: Vec<String> = (0..200).map(|n| format!("h.p.{n:040}")).collect();
+        let now = SystemTime::now();
+        std::thread::scope(|scope| {
+            for thread in 0..4u64 {
+                let (cache, tokens) = (&cache, &tokens);
+                scope.spawn(move || {
+                    let mut hits = 0u32;
+                    for step in 0..20_000u64 {
+                        let n = (step * 7 + thread * 13) % tokens.len() as u64;
+                        let token = &tokens[n as usize];
+                        match step % 5 {
+                            0 => cache.insert(
+                                token,
+                                true,
+                                claims(n),
+                                stamp(1),
+                                now,
+                                Duration::from_secs(60),
+                            ),
+                            1 => cache.remove(token.as_bytes()),
+                            _ => {
+                                if let Some(entry) = cache.get(token.as_bytes()) {
+                                    assert_eq!(entry.claims.jwt_id(), Some(n.to_string().as_str()));
+                                    assert_eq!(&*entry.token, token.as_bytes());
+                                    hits += 1;
+                                }
+                            }
+                        }
+                    }
+                    assert!(hits > 0, "no lookup ever found its token");
+                });
+            }
+        });
+        assert!(cache.len() <= 16);
+    }
+
     /// A token found in the store but not in its slot (the slot was taken by another
     /// token) is put back into its slot by the lookup.
     #[test]
