@@ -16,48 +16,17 @@ cd "$(dirname "$0")/.."
 
 RUN_SECONDS=${RUN_SECONDS:-4}
 
-for tool in wrk valgrind; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "== installing $tool"
-    if ! command -v apt-get >/dev/null 2>&1; then
-      echo "$tool is not installed and apt-get is not available: install it and rerun" >&2
-      exit 1
-    fi
-    sudo_cmd=""
-    if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
-    $sudo_cmd apt-get install -y "$tool" >/dev/null 2>&1 \
-      || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y "$tool" >/dev/null; }
-  fi
-done
-
-echo "== building the server (release)"
-cargo build --release --features testing --example load_server -j1 2>&1 | tail -1
-target_dir=${CARGO_TARGET_DIR:-target}
-server_bin="$target_dir/release/examples/load_server"
-
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. bench/common.sh
+install_if_missing wrk
+install_if_missing valgrind
+build_load_server
 
 echo "== starting the server under callgrind"
 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" "$server_bin" \
-  >"$work/server.out" 2>"$work/valgrind.err" &
+  >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
-for _ in $(seq 1 1200); do
-  if grep -q '^READY' "$work/server.out"; then break; fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    cat "$work/valgrind.err" >&2
-    echo "the server exited" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-grep -q '^READY' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
-value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
+wait_until_ready
 token=$(value TOKEN)
 bearer=(-H "Authorization: Bearer $token")
 

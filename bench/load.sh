@@ -51,45 +51,16 @@ if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1;
   wrk_pin=(taskset -c 1)
 fi
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "== installing wrk"
-  if command -v apt-get >/dev/null 2>&1; then
-    sudo_cmd=""
-    if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
-    $sudo_cmd apt-get install -y wrk >/dev/null 2>&1 \
-      || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y wrk >/dev/null; }
-  else
-    echo "wrk is not installed and apt-get is not available: install wrk and rerun" >&2
-    exit 1
-  fi
-fi
-
-echo "== building the server (release)"
-cargo build --release --features testing --example load_server -j1 2>&1 | tail -1
-target_dir=${CARGO_TARGET_DIR:-target}
-server_bin="$target_dir/release/examples/load_server"
-
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. bench/common.sh
+install_if_missing wrk
+build_load_server
 
 echo "== starting the server and minting $DISTINCT distinct tokens"
-"${server_pin[@]}" "$server_bin" --tokens-file "$work/tokens.txt" --distinct-tokens "$DISTINCT" >"$work/server.out" &
+"${server_pin[@]}" "$server_bin" --tokens-file "$work/tokens.txt" --distinct-tokens "$DISTINCT" \
+  >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
-for _ in $(seq 1 600); do
-  if grep -q '^READY' "$work/server.out"; then break; fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "the server exited" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-grep -q '^READY' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
-value() { awk -v name="$1" '$1 == name { print $2 }' "$work/server.out"; }
+wait_until_ready
 unprotected_url=$(value UNPROTECTED)
 forwarding_url=$(value FORWARDING)
 cached_url=$(value CACHED)

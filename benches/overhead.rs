@@ -14,34 +14,26 @@
 //!
 //! Run with `cargo bench --features testing --bench overhead`.
 
+#[path = "support/bare.rs"]
+mod bare;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
+#[path = "support/twenty_scopes.rs"]
+mod twenty_scopes;
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::measurement::Measurement as _;
-use futures_util::FutureExt as _;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{DecodingKey, Validation};
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, SmartAuthLayer};
 
+use bare::{bare_decoder, ready};
 use cpu_time::ThreadCpuTime;
+use twenty_scopes::TWENTY_SCOPES;
 
 const BLOCKS: usize = 100;
 const BLOCK_CPU: Duration = Duration::from_millis(8);
-
-/// A realistic SMART scope claim: 20 scopes, granular ones among them.
-const TWENTY_SCOPES: &str = "launch/patient openid fhirUser offline_access \
-    patient/Patient.rs patient/Encounter.rs patient/Condition.rs?category=http://hl7.org/fhir/us/core/CodeSystem/condition-category|health-concern \
-    patient/Condition.rs?category=http://terminology.hl7.org/CodeSystem/condition-category|encounter-diagnosis \
-    patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory \
-    patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs \
-    patient/Observation.rs?category=http://hl7.org/fhir/us/core/CodeSystem/us-core-category|sdoh \
-    patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs \
-    patient/DiagnosticReport.rs patient/DocumentReference.rs patient/Procedure.rs \
-    user/Practitioner.read system/Organization.rs __app.custom";
 
 /// CPU time per call of `f`, over `n` calls.
 fn per_call(n: u32, mut f: impl FnMut()) -> f64 {
@@ -77,7 +69,6 @@ fn main() {
         .build_verifier()
         .expect("valid configuration");
     runtime.block_on(caching.warm_up()).expect("keys");
-    let jwks = issuer.jwks();
 
     println!(
         "{:<22} {:>10} {:>10} {:>15} {:>22}",
@@ -106,33 +97,14 @@ fn main() {
                 .claim("fhirContext", serde_json::json!(["Encounter/7"]));
         }
         let token = builder.sign();
-        let kid = jsonwebtoken::decode_header(&token)
-            .expect("header")
-            .kid
-            .expect("kid");
-        let jwk = jwks["keys"]
-            .as_array()
-            .expect("keys")
-            .iter()
-            .find(|k| k["kid"] == kid.as_str())
-            .expect("the token's key")
-            .clone();
-        let jwk: Jwk = serde_json::from_value(jwk).expect("jwk");
-        let key = DecodingKey::from_jwk(&jwk).expect("key");
-        let mut validation = Validation::new(alg.name().parse().expect("algorithm"));
-        validation.set_audience(&[issuer.audience()]);
-        validation.set_issuer(&[issuer.url()]);
+        let (key, validation) = bare_decoder(&issuer, &token, alg);
 
         let mut bare = || {
             jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation)
                 .expect("valid");
         };
         let mut ours = || {
-            verifier
-                .verify(black_box(&token))
-                .now_or_never()
-                .expect("ready without waiting")
-                .expect("valid");
+            ready(verifier.verify(black_box(&token))).expect("valid");
         };
         // Calibrate the block length, and warm up both.
         let calls = (BLOCK_CPU.as_secs_f64() * 1e6 / per_call(20, &mut bare).max(0.1)) as u32;
@@ -222,8 +194,4 @@ fn main() {
         percentile(&mut differences, 0.9),
     );
     assert!(caching.cached_tokens() <= 10_000);
-}
-
-fn ready<F: std::future::Future>(future: F) -> F::Output {
-    future.now_or_never().expect("ready without waiting")
 }

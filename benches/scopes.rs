@@ -2,18 +2,12 @@
 //!
 //! Run with `cargo bench --bench scopes`.
 
+#[path = "support/twenty_scopes.rs"]
+mod twenty_scopes;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use smart_auth::scopes::{Interaction, ScopeSet};
-
-const CLAIM: &str = "launch/patient openid fhirUser offline_access \
-    patient/Patient.rs patient/Encounter.rs patient/Condition.rs?category=http://hl7.org/fhir/us/core/CodeSystem/condition-category|health-concern \
-    patient/Condition.rs?category=http://terminology.hl7.org/CodeSystem/condition-category|encounter-diagnosis \
-    patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory \
-    patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs \
-    patient/Observation.rs?category=http://hl7.org/fhir/us/core/CodeSystem/us-core-category|sdoh \
-    patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs \
-    patient/DiagnosticReport.rs patient/DocumentReference.rs patient/Procedure.rs \
-    user/Practitioner.read system/Organization.rs __app.custom";
+use twenty_scopes::TWENTY_SCOPES as CLAIM;
 
 fn scopes(c: &mut Criterion) {
     assert_eq!(CLAIM.split_whitespace().count(), 20);

@@ -14,6 +14,8 @@
 //! (see `support/cpu_time.rs`), so time the thread spends descheduled on a busy machine does not
 //! count. Run with `cargo bench --features testing --bench verify`.
 
+#[path = "support/bare.rs"]
+mod bare;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
 
@@ -21,13 +23,11 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
+use bare::{bare_decoder, ready};
 use bytes::Bytes;
 use cpu_time::ThreadCpuTime;
 use criterion::{BenchmarkId, criterion_group, criterion_main};
-use futures_util::FutureExt as _;
 use http::{Request, Response};
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{DecodingKey, Validation};
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, SmartAuthLayer, TokenVerifier};
 use tower::{Layer as _, Service as _};
@@ -40,12 +40,6 @@ const ALGORITHMS: [SigningAlgorithm; 6] = [
     SigningAlgorithm::ES384,
     SigningAlgorithm::EdDSA,
 ];
-
-/// Runs a future that is ready at its first poll (verification with warm keys never
-/// waits), without the cost of a runtime round trip in the measurement.
-fn ready<F: std::future::Future>(future: F) -> F::Output {
-    future.now_or_never().expect("ready without waiting")
-}
 
 struct Setup {
     runtime: tokio::runtime::Runtime,
@@ -88,32 +82,6 @@ fn token(issuer: &TestIssuer, alg: SigningAlgorithm) -> String {
         .alg(alg)
         .lifetime(Duration::from_secs(3600))
         .sign()
-}
-
-/// The `jsonwebtoken` key and validation for `token`, from the issuer's published JWK.
-fn bare_decoder(
-    issuer: &TestIssuer,
-    token: &str,
-    alg: SigningAlgorithm,
-) -> (DecodingKey, Validation) {
-    let kid = jsonwebtoken::decode_header(token)
-        .expect("header")
-        .kid
-        .expect("kid");
-    let jwks = issuer.jwks();
-    let jwk = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .expect("the token's key")
-        .clone();
-    let jwk: Jwk = serde_json::from_value(jwk).expect("jwk");
-    let key = DecodingKey::from_jwk(&jwk).expect("key");
-    let mut validation = Validation::new(alg.name().parse().expect("algorithm"));
-    validation.set_audience(&[issuer.audience()]);
-    validation.set_issuer(&[issuer.url()]);
-    (key, validation)
 }
 
 fn verifier(layer: &SmartAuthLayer) -> &TokenVerifier {

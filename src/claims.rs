@@ -330,6 +330,12 @@ impl SmartClaims {
         }
     }
 
+    /// Whether both are handles to the same verified claims (not copies).
+    #[cfg(test)]
+    pub(crate) fn shares_claims_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub(crate) fn with_realm(mut self, realm: Arc<str>) -> Self {
         self.realm = Some(realm);
         self

@@ -435,8 +435,12 @@ mod tests {
         assert_eq!(hit(&verifier), "miss");
         verifier.verify(&token).await.unwrap();
         assert_eq!(hit(&verifier), "miss", "stored the second time it verifies");
-        verifier.verify(&token).await.unwrap();
+        let stored = verifier.verify(&token).await.unwrap();
         assert_eq!(hit(&verifier), "hit");
+        // Hits hand out the stored claims by reference, never a copy.
+        let first = verifier.verify(&token).await.unwrap();
+        let second = verifier.verify(&token).await.unwrap();
+        assert!(first.shares_claims_with(&stored) && second.shares_claims_with(&stored));
         clock.advance(Duration::from_secs(29));
         assert_eq!(hit(&verifier), "hit");
         clock.advance(Duration::from_secs(1));

@@ -247,10 +247,11 @@ impl SmartAuthBuilder {
     /// With the cache, a request whose token this layer verified before (a token is stored
     /// the second time it verifies) skips parsing and the signature check; `exp`, `nbf`
     /// and `iat` are still checked on every request against the configured clock, with the
-    /// same leeway. The cache belongs to this layer alone. Trade-off: a key removed from the issuer's JWK Set stays trusted for
-    /// tokens already cached until the key set is refetched, the entry's max age passes or
-    /// the token expires (see [`TokenCachePolicy`]). Use
-    /// [`no_token_cache`](Self::no_token_cache) to verify every signature.
+    /// same leeway. The cache belongs to this layer alone. Trade-off: a key removed from
+    /// the issuer's JWK Set stays trusted for tokens already cached until the key set is
+    /// refetched, the entry's max age passes or the token expires (see
+    /// [`TokenCachePolicy`]). Use [`no_token_cache`](Self::no_token_cache) to verify every
+    /// signature.
     ///
     /// ```
     /// use std::time::Duration;

@@ -91,10 +91,7 @@ where
                         .response(&AuthError::new(ErrorKind::MissingToken)),
                 );
             }
-            Err(kind) => {
-                tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
-                return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(kind)));
-            }
+            Err(kind) => return ResponseFuture::rejected(malformed(shared, kind)),
         };
         // A cached credential is a token verified before (so also well-formed): its answer
         // is ready now, without a future to wait on.
@@ -113,10 +110,7 @@ where
         };
         let token = match token_text(credential) {
             Ok(token) => token.to_owned(),
-            Err(kind) => {
-                tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
-                return ResponseFuture::rejected(shared.challenge.response(&AuthError::new(kind)));
-            }
+            Err(kind) => return ResponseFuture::rejected(malformed(shared, kind)),
         };
         let verifier = verifier.clone();
         let verify = async move { verifier.verify_uncached(&token, stale).await }.boxed();
@@ -151,6 +145,12 @@ fn admit<B>(
         enforcement.check(request.method().as_str(), path, uri.query(), &claims)?;
     }
     Ok(claims)
+}
+
+/// The answer to credentials that break RFC 6750's syntax rules.
+fn malformed<B: From<Bytes>>(shared: &Shared, kind: ErrorKind) -> Response<B> {
+    tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
+    shared.challenge.response(&AuthError::new(kind))
 }
 
 /// The answer to a refused token.
