@@ -31,8 +31,6 @@ use crate::scopes::{Context, Interaction, ScopeSet};
 #[derive(Clone)]
 pub struct SmartClaims {
     inner: Arc<ClaimsInner>,
-    /// The realm of the layer that verified the token, for errors raised by handlers.
-    realm: Option<Arc<str>>,
 }
 
 struct ClaimsInner {
@@ -54,6 +52,8 @@ struct ClaimsInner {
     tenant: Option<String>,
     fhir_context: Vec<FhirContext>,
     raw: Map<String, Value>,
+    /// The realm of the verifier that accepted the token, for errors raised by handlers.
+    realm: Option<Arc<str>>,
 }
 
 /// One entry of the SMART `fhirContext` launch-context array.
@@ -151,6 +151,7 @@ impl SmartClaims {
     pub(crate) fn from_payload(
         raw: Map<String, Value>,
         names: &ClaimNames,
+        realm: Option<Arc<str>>,
     ) -> Result<Self, ErrorKind> {
         let issuer = optional_string(&raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
         let expires_at = optional_numeric_date(&raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
@@ -211,10 +212,10 @@ impl SmartClaims {
             scopes,
             fhir_context,
             raw,
+            realm,
         };
         Ok(Self {
             inner: Arc::new(inner),
-            realm: None,
         })
     }
 
@@ -336,13 +337,8 @@ impl SmartClaims {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    pub(crate) fn with_realm(mut self, realm: Arc<str>) -> Self {
-        self.realm = Some(realm);
-        self
-    }
-
     pub(crate) fn attach_realm(&self, error: AuthError) -> AuthError {
-        match &self.realm {
+        match &self.inner.realm {
             Some(realm) => error.with_realm(Arc::clone(realm)),
             None => error,
         }
@@ -443,7 +439,7 @@ mod tests {
         let Value::Object(map) = value else {
             panic!("object")
         };
-        SmartClaims::from_payload(map, &names())
+        SmartClaims::from_payload(map, &names(), None)
     }
 
     #[test]

@@ -94,6 +94,17 @@ pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The time `seconds` after the Unix epoch (before it when negative); `None` when the
+/// platform cannot represent it.
+pub(crate) fn from_unix_seconds(seconds: i64) -> Option<SystemTime> {
+    let offset = Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        UNIX_EPOCH.checked_add(offset)
+    } else {
+        UNIX_EPOCH.checked_sub(offset)
+    }
+}
+
 /// How long ago `earlier` was, zero if it lies in the future.
 pub(crate) fn elapsed(now: SystemTime, earlier: SystemTime) -> Duration {
     now.duration_since(earlier).unwrap_or(Duration::ZERO)

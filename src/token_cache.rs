@@ -16,6 +16,7 @@ use arc_swap::ArcSwapOption;
 use moka::Expiry;
 
 use crate::claims::SmartClaims;
+use crate::clock::from_unix_seconds;
 use crate::error::ConfigError;
 
 /// How the verified-token cache of a [`TokenVerifier`](crate::TokenVerifier) behaves.
@@ -183,12 +184,46 @@ pub(crate) struct CachedToken {
     /// only while that set is the current one.
     pub(crate) key_generation: u64,
     /// By the configured clock: the entry is not used from this time on (its max age
-    /// passed, or its key set is due for a refresh).
+    /// passed, its key set is due for a refresh, or its `exp` passed).
     pub(crate) use_until: SystemTime,
+    /// By the configured clock: the entry is not used before this time (`nbf` or `iat`
+    /// minus the leeway; only a clock set back can bring it into play).
+    valid_from: Option<SystemTime>,
     /// How long the entry may stay in memory, in the cache's own (monotonic) time. Only
     /// frees memory; whether an entry may be used is decided by `use_until` and the
     /// claims.
     keep_for: Duration,
+}
+
+impl CachedToken {
+    /// Whether a fresh verification at `now` would accept the token, given the current
+    /// key set generation: the claims' times, with the leeway, still allow it, its max
+    /// age has not passed, and it was verified with the current, still fresh, key set.
+    pub(crate) fn usable(&self, now: SystemTime, key_generation: u64) -> bool {
+        now < self.use_until
+            && self.valid_from.is_none_or(|from| now >= from)
+            && key_generation == self.key_generation
+    }
+}
+
+/// When a verified token's claims allow it, the leeway included, as exact times: the
+/// same bounds as the verifier's checks of `exp`, `nbf` and `iat` in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimWindow {
+    /// The latest of `nbf` and `iat`, minus the leeway; `None` when neither is present.
+    pub(crate) from: Option<SystemTime>,
+    /// `exp` plus the leeway; `None` when too far away to represent.
+    pub(crate) until: Option<SystemTime>,
+}
+
+impl ClaimWindow {
+    pub(crate) fn of(claims: &SmartClaims, leeway_secs: i64) -> Self {
+        let from = claims.not_before().max(claims.issued_at());
+        Self {
+            from: from.and_then(|at| from_unix_seconds(at.saturating_sub(leeway_secs))),
+            until: from_unix_seconds(claims.expires_at().saturating_add(leeway_secs)),
+        }
+    }
 }
 
 /// The key set a token was verified with, as the token cache needs it.
@@ -453,8 +488,7 @@ impl TokenCache {
     }
 
     /// Remembers a token that passed every check at `now`, if it verified before (or
-    /// `reused` says it was cached before). `valid_for` is how long its `exp` (with leeway)
-    /// still allows it by the configured clock.
+    /// `reused` says it was cached before). `claimed` is when its claims allow it.
     pub(crate) fn insert(
         &self,
         token: &str,
@@ -462,15 +496,24 @@ impl TokenCache {
         claims: SmartClaims,
         keys: KeySetStamp,
         now: SystemTime,
-        valid_for: Duration,
+        claimed: ClaimWindow,
     ) {
-        let keep_for = valid_for.min(self.max_age);
-        let use_until = keys.fresh_until.min(now + self.max_age);
-        // An entry that could not be used (the token expires now, or it was verified
+        let aged_out = now + self.max_age;
+        let use_until = claimed
+            .until
+            .map_or(aged_out, |until| until.min(aged_out))
+            .min(keys.fresh_until);
+        // An entry that could not be used now (the token expires now, or it was verified
         // with a key set already due for a refresh) is not worth storing.
-        if keep_for.is_zero() || use_until <= now {
+        if use_until <= now || claimed.from.is_some_and(|from| now < from) {
             return;
         }
+        // Memory is held until the token or its max age runs out; a refreshed key set
+        // makes the entry unusable, not gone: the next verification replaces it at once.
+        let keep_for = claimed.until.map_or(self.max_age, |until| {
+            let left = until.duration_since(now).unwrap_or(Duration::ZERO);
+            left.min(self.max_age)
+        });
         let hash = self.recent.hash(token.as_bytes());
         if !(reused || self.seen_before(hash)) {
             return;
@@ -481,6 +524,7 @@ impl TokenCache {
             claims,
             key_generation: keys.generation,
             use_until,
+            valid_from: claimed.from,
             keep_for,
         });
         self.store.insert(token, Arc::clone(&entry));
@@ -516,6 +560,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::claims::ClaimNames;
+    use std::time::UNIX_EPOCH;
 
     /// A key set of this generation, fresh for a day.
     fn stamp(generation: u64) -> KeySetStamp {
@@ -525,8 +570,21 @@ mod tests {
         }
     }
 
+    /// Claims that allow the token until `time`.
+    fn until(time: SystemTime) -> ClaimWindow {
+        ClaimWindow {
+            from: None,
+            until: Some(time),
+        }
+    }
+
     fn claims(n: u64) -> SmartClaims {
-        let payload = serde_json::json!({"iss": "https://as.example", "exp": 4_000_000_000u64, "jti": n.to_string()});
+        claims_from(
+            serde_json::json!({"iss": "https://as.example", "exp": 4_000_000_000u64, "jti": n.to_string()}),
+        )
+    }
+
+    fn claims_from(payload: serde_json::Value) -> SmartClaims {
         let serde_json::Value::Object(map) = payload else {
             unreachable!()
         };
@@ -534,7 +592,7 @@ mod tests {
             scope: vec!["scope".into()],
             client_id: vec!["client_id".into()],
         };
-        SmartClaims::from_payload(map, &names).expect("valid synthetic claims")
+        SmartClaims::from_payload(map, &names, None).expect("valid synthetic claims")
     }
 
     #[test]
@@ -572,7 +630,7 @@ mod tests {
             claims(1),
             stamp(7),
             now,
-            Duration::from_secs(60),
+            until(now + Duration::from_secs(60)),
         );
         assert!(cache.get(b"aaa.bbb.ccc").is_none(), "noted, not stored");
         cache.insert(
@@ -581,12 +639,16 @@ mod tests {
             claims(1),
             stamp(7),
             now,
-            Duration::from_secs(60),
+            until(now + Duration::from_secs(60)),
         );
         let hit = cache.get(b"aaa.bbb.ccc").expect("hit");
         assert_eq!(hit.claims.jwt_id(), Some("1"));
         assert_eq!(hit.key_generation, 7);
-        assert_eq!(hit.use_until, now + Duration::from_secs(300));
+        assert_eq!(
+            hit.use_until,
+            now + Duration::from_secs(60),
+            "the token's exp"
+        );
         for other in ["aaa.bbb.cc", "aaa.bbb.cccc", "aaa.bbb.ccd", "", "aaa.bbb"] {
             assert!(cache.get(other.as_bytes()).is_none(), "{other:?}");
         }
@@ -616,39 +678,94 @@ mod tests {
         assert!(fullest < 150, "{fullest} tokens in one slot");
     }
 
-    /// An entry is not used past its max age, nor past the time its key set is due for
-    /// a refresh, whichever comes first.
+    /// An entry is not used past its token's `exp` (with the leeway), its max age, or the
+    /// time its key set is due for a refresh, whichever comes first.
     #[test]
-    fn use_until_is_the_earlier_of_max_age_and_key_freshness() {
+    fn use_until_is_the_earliest_of_exp_max_age_and_key_freshness() {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
+        let hour = until(now + Duration::from_secs(3600));
         let soon = KeySetStamp {
             generation: 3,
             fresh_until: now + Duration::from_secs(10),
         };
-        cache.insert("a.b.c", true, claims(1), soon, now, Duration::from_secs(60));
-        let entry = cache.get(b"a.b.c").expect("hit");
-        assert_eq!(entry.use_until, now + Duration::from_secs(10));
-        assert_eq!(entry.key_generation, 3);
-        cache.insert(
-            "d.e.f",
-            true,
-            claims(2),
-            stamp(3),
-            now,
-            Duration::from_secs(60),
-        );
-        let entry = cache.get(b"d.e.f").expect("hit");
-        assert_eq!(entry.use_until, now + Duration::from_secs(300));
+        let cases = [
+            ("a.b.c", soon, hour, 10),
+            ("d.e.f", stamp(3), hour, 300),
+            ("g.h.i", stamp(3), until(now + Duration::from_secs(42)), 42),
+            (
+                "j.k.l",
+                stamp(3),
+                ClaimWindow {
+                    from: None,
+                    until: None,
+                },
+                300,
+            ),
+        ];
+        for (token, keys, claimed, seconds) in cases {
+            cache.insert(token, true, claims(1), keys, now, claimed);
+            let entry = cache.get(token.as_bytes()).expect("hit");
+            assert_eq!(
+                entry.use_until,
+                now + Duration::from_secs(seconds),
+                "{token}"
+            );
+            assert_eq!(entry.key_generation, 3);
+        }
         // Verified with a key set already due for a refresh: not stored at all.
         let due = KeySetStamp {
             generation: 4,
             fresh_until: now,
         };
         for _ in 0..2 {
-            cache.insert("g.h.i", true, claims(3), due, now, Duration::from_secs(60));
+            cache.insert("m.n.o", true, claims(3), due, now, hour);
         }
-        assert!(cache.get(b"g.h.i").is_none());
+        assert!(cache.get(b"m.n.o").is_none());
+    }
+
+    /// `usable` holds exactly from the claims' start (the leeway subtracted) up to,
+    /// not including, `use_until`, and only with the key set generation it was verified
+    /// with.
+    #[test]
+    fn usable_exactly_within_its_bounds() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        let (from, to) = (now - Duration::from_secs(5), now + Duration::from_secs(60));
+        let claimed = ClaimWindow {
+            from: Some(from),
+            until: Some(to),
+        };
+        cache.insert("a.b.c", true, claims(1), stamp(2), now, claimed);
+        let entry = cache.get(b"a.b.c").expect("hit");
+        let tick = Duration::from_nanos(1);
+        assert!(entry.usable(from, 2) && entry.usable(to - tick, 2));
+        assert!(!entry.usable(from - tick, 2), "before nbf/iat");
+        assert!(!entry.usable(to, 2), "at exp");
+        assert!(!entry.usable(now, 3), "another key set");
+    }
+
+    /// The window matches the verifier's whole-second checks: `exp + leeway` is the
+    /// first second refused, `max(nbf, iat) - leeway` the first one allowed.
+    #[test]
+    fn claim_window_of_the_claims() {
+        let with = |times: serde_json::Value| {
+            let mut payload =
+                serde_json::json!({"iss": "https://as.example", "exp": 2_000_000_000u64});
+            payload
+                .as_object_mut()
+                .unwrap()
+                .extend(times.as_object().unwrap().clone());
+            claims_from(payload)
+        };
+        let at = |secs: u64| Some(UNIX_EPOCH + Duration::from_secs(secs));
+        let window = ClaimWindow::of(&with(serde_json::json!({})), 30);
+        assert_eq!(window.until, at(2_000_000_030));
+        assert_eq!(window.from, None);
+        let both = serde_json::json!({"nbf": 1_700_000_100u64, "iat": 1_700_000_000u64});
+        assert_eq!(ClaimWindow::of(&with(both), 30).from, at(1_700_000_070));
+        let iat_later = serde_json::json!({"nbf": 1_700_000_000u64, "iat": 1_700_000_200u64});
+        assert_eq!(ClaimWindow::of(&with(iat_later), 0).from, at(1_700_000_200));
     }
 
     #[test]
@@ -668,7 +785,7 @@ mod tests {
             claims(1),
             stamp(1),
             now,
-            Duration::from_secs(60),
+            until(now + Duration::from_secs(60)),
         );
         cache.insert(
             &two,
@@ -676,7 +793,7 @@ mod tests {
             claims(2),
             stamp(1),
             now,
-            Duration::from_secs(60),
+            until(now + Duration::from_secs(60)),
         );
         assert_eq!(
             cache.get(one.as_bytes()).expect("one").claims.jwt_id(),
@@ -701,7 +818,7 @@ mod tests {
                 claims(n),
                 stamp(1),
                 now,
-                Duration::from_secs(60),
+                until(now + Duration::from_secs(60)),
             );
         }
         assert_eq!(cache.len(), 0, "a flood of distinct tokens stores nothing");
@@ -712,7 +829,7 @@ mod tests {
             claims(1),
             stamp(1),
             now,
-            Duration::from_secs(60),
+            until(now + Duration::from_secs(60)),
         );
         assert!(
             cache.get(token.as_bytes()).is_some(),
@@ -723,15 +840,9 @@ mod tests {
     #[test]
     fn an_already_expired_token_is_not_stored() {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
         for _ in 0..2 {
-            cache.insert(
-                "a.b.c",
-                true,
-                claims(1),
-                stamp(1),
-                SystemTime::now(),
-                Duration::ZERO,
-            );
+            cache.insert("a.b.c", true, claims(1), stamp(1), now, until(now));
         }
         assert!(cache.get(b"a.b.c").is_none());
     }
@@ -753,7 +864,7 @@ mod tests {
                 shared.clone(),
                 stamp(1),
                 now,
-                Duration::from_secs(60),
+                until(now + Duration::from_secs(60)),
             );
             if n % 10_000 == 9_999 {
                 assert!(cache.len() <= capacity, "{} entries after {n}", cache.len());
@@ -781,7 +892,7 @@ mod tests {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
         let minute = Duration::from_secs(60);
-        cache.insert("a.b.c", true, claims(1), stamp(1), now, minute);
+        cache.insert("a.b.c", true, claims(1), stamp(1), now, until(now + minute));
         assert_eq!(
             cache.recent_len(),
             1,
@@ -791,7 +902,7 @@ mod tests {
         assert_eq!(first.claims.jwt_id(), Some("1"));
 
         // Replaced: the slot points at the new entry, never the old one.
-        cache.insert("a.b.c", true, claims(2), stamp(2), now, minute);
+        cache.insert("a.b.c", true, claims(2), stamp(2), now, until(now + minute));
         cache.len();
         let second = cache.get(b"a.b.c").expect("hit");
         assert_eq!(second.claims.jwt_id(), Some("2"));
@@ -802,7 +913,7 @@ mod tests {
         assert!(cache.get(b"a.b.c").is_none());
 
         // Dropped by the store without going through `remove`: the listener clears it.
-        cache.insert("d.e.f", true, claims(3), stamp(1), now, minute);
+        cache.insert("d.e.f", true, claims(3), stamp(1), now, until(now + minute));
         assert_eq!(cache.recent_len(), 1);
         cache.store.invalidate(&b"d.e.f"[..]);
         cache.len();
@@ -833,7 +944,7 @@ mod tests {
                                 claims(n),
                                 stamp(1),
                                 now,
-                                Duration::from_secs(60),
+                                until(now + Duration::from_secs(60)),
                             ),
                             1 => cache.remove(token.as_bytes()),
                             _ => {
@@ -869,7 +980,7 @@ mod tests {
             claims(1),
             stamp(1),
             now,
-            Duration::from_secs(60),
+            until(now + Duration::from_secs(60)),
         );
         cache.recent.forget_token(b"a.b.c");
         assert_eq!(cache.recent_len(), 0);

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use tracing::Instrument as _;
@@ -17,7 +16,7 @@ use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ErrorKind};
 use crate::jwks::{KeyCacheStatus, KeyStore};
 use crate::jwt;
-use crate::token_cache::{KeySetStamp, TokenCache};
+use crate::token_cache::{ClaimWindow, KeySetStamp, TokenCache};
 #[cfg(feature = "introspection")]
 use serde_json::Map;
 
@@ -62,6 +61,8 @@ pub(crate) struct VerifierConfig {
     pub(crate) token_type: TokenTypePolicy,
     pub(crate) claim_names: ClaimNames,
     pub(crate) max_token_length: usize,
+    /// Carried by the claims, for the errors handlers raise from them.
+    pub(crate) realm: Arc<str>,
     pub(crate) clock: Arc<dyn Clock>,
     #[cfg(feature = "introspection")]
     pub(crate) introspection: Option<Arc<crate::introspection::Introspector>>,
@@ -155,7 +156,7 @@ impl TokenVerifier {
     /// [`ErrorKind`] for the list and [`ErrorKind::answer`] for the HTTP answer.
     pub async fn verify(&self, token: &str) -> Result<SmartClaims, AuthError> {
         let stale = match self.lookup(token.as_bytes()) {
-            Lookup::Answer(result) => return result,
+            Lookup::Hit(claims) => return Ok(claims),
             Lookup::Stale => true,
             Lookup::Miss => false,
         };
@@ -199,9 +200,7 @@ impl TokenVerifier {
     }
 
     /// The answer from the token cache, without waiting for anything. An entry is used
-    /// only when a fresh verification would give the same answer: same verifier (so
-    /// same issuer, audiences, algorithms), the same key set still fresh, and the time
-    /// checks run again now with the same leeway.
+    /// only when a fresh verification would accept the token (see [`Lookup::Hit`]).
     pub(crate) fn lookup(&self, token: &[u8]) -> Lookup {
         // With introspection after JWT validation, a cached JWT must still be introspected:
         // that happens on the asynchronous path.
@@ -227,29 +226,18 @@ impl TokenVerifier {
         let Some(cache) = &self.inner.tokens else {
             return Lookup::Miss;
         };
-        let config = &self.inner.config;
-        let now = config.clock.now();
+        let now = self.inner.config.clock.now();
         let keys = &self.inner.keys;
-        // Hits are not traced: they are almost every request. A refused one is logged by
-        // the layer like any refusal.
+        // Hits are not traced: they are almost every request.
         let found = cache.with_entry(token, |entry| {
-            if now >= entry.use_until || keys.current_generation() != entry.key_generation {
-                return Lookup::Stale;
-            }
-            match check_times(&entry.claims, unix_seconds(now), config.leeway_secs) {
-                Ok(()) => Lookup::Answer(Ok(entry.claims.clone())),
-                Err(kind) => Lookup::Answer(Err(kind.into())),
-            }
+            entry
+                .usable(now, keys.current_generation())
+                .then(|| entry.claims.clone())
         });
         match found {
             None => Lookup::Miss,
-            Some(Lookup::Answer(Err(error))) => {
-                // Refused by its times: forget the entry; a fresh verification decides
-                // the token's next request.
-                cache.remove(token);
-                Lookup::Answer(Err(error))
-            }
-            Some(found) => found,
+            Some(None) => Lookup::Stale,
+            Some(Some(claims)) => Lookup::Hit(claims),
         }
     }
 
@@ -273,7 +261,7 @@ impl TokenVerifier {
                 }
                 IntrospectionMode::AfterJwt => {
                     let claims = match self.cached(token.as_bytes()) {
-                        Lookup::Answer(result) => result?,
+                        Lookup::Hit(claims) => claims,
                         Lookup::Stale | Lookup::Miss => self.verify_jwt(token, reused).await?,
                     };
                     introspector.introspect(token).await?;
@@ -294,9 +282,13 @@ impl TokenVerifier {
         token: &str,
     ) -> Result<SmartClaims, AuthError> {
         let answer = introspector.introspect(token).await?;
-        let claims =
-            SmartClaims::from_payload(Map::clone(&answer), &self.inner.config.claim_names)?;
-        let now = unix_seconds(self.inner.config.clock.now());
+        let config = &self.inner.config;
+        let claims = SmartClaims::from_payload(
+            Map::clone(&answer),
+            &config.claim_names,
+            Some(Arc::clone(&config.realm)),
+        )?;
+        let now = unix_seconds(config.clock.now());
         // RFC 7662 makes `aud` optional: checked only when the answer has one.
         self.check_claims(&claims, now, !claims.audiences().is_empty())?;
         Ok(claims)
@@ -317,18 +309,14 @@ impl TokenVerifier {
             .await?;
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
         let payload = jwt::decode_payload(segments.payload)?;
-        let claims = SmartClaims::from_payload(payload, &config.claim_names)?;
+        let claims = SmartClaims::from_payload(
+            payload,
+            &config.claim_names,
+            Some(Arc::clone(&config.realm)),
+        )?;
         let now = config.clock.now();
-        let now_secs = unix_seconds(now);
-        self.check_claims(&claims, now_secs, true)?;
+        self.check_claims(&claims, unix_seconds(now), true)?;
         if let Some(cache) = &self.inner.tokens {
-            // How long `exp` still allows the token by the configured clock; positive,
-            // since the check above passed.
-            let remaining = claims
-                .expires_at()
-                .saturating_add(config.leeway_secs)
-                .saturating_sub(now_secs);
-            let valid_for = Duration::from_secs(u64::try_from(remaining).unwrap_or(0));
             cache.insert(
                 token,
                 reused,
@@ -338,7 +326,7 @@ impl TokenVerifier {
                     fresh_until: self.inner.keys.fresh_until(&chosen),
                 },
                 now,
-                valid_for,
+                ClaimWindow::of(&claims, config.leeway_secs),
             );
         }
         Ok(claims)
@@ -383,17 +371,19 @@ impl TokenVerifier {
 
 /// What the token cache knows about a token.
 pub(crate) enum Lookup {
-    /// The final answer, the same a fresh verification would give.
-    Answer(Result<SmartClaims, AuthError>),
-    /// An entry exists but may not be used (too old, or the key set changed or is due
-    /// for a refresh): verify afresh.
+    /// Verified before, and a fresh verification would accept it now: same verifier (so
+    /// same issuer, audiences, algorithms), the same key set still fresh, and the times
+    /// its claims allow, leeway included, still holding.
+    Hit(SmartClaims),
+    /// An entry exists but may not be used (too old, past its `exp`, the key set
+    /// changed or is due for a refresh): verify afresh, which gives the exact answer.
     Stale,
     /// Not cached (or no cache): verify afresh.
     Miss,
 }
 
 /// `exp` (required), `nbf` and `iat` against `now`, all with the same leeway. Run on every
-/// fresh verification and again on every cache hit.
+/// fresh verification; a cache hit checks the same bounds through its `ClaimWindow`.
 fn check_times(claims: &SmartClaims, now: i64, leeway: i64) -> Result<(), ErrorKind> {
     if now >= claims.expires_at().saturating_add(leeway) {
         return Err(ErrorKind::Expired);
@@ -408,6 +398,7 @@ fn check_times(claims: &SmartClaims, now: i64, leeway: i64) -> Result<(), ErrorK
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// When `lookup` may answer from an entry: only while it is younger than max age and
     /// the key set it was verified with is current and within its TTL.
@@ -427,8 +418,7 @@ mod tests {
             .unwrap();
         let token = issuer.token().lifetime(Duration::from_secs(3600)).sign();
         let hit = |verifier: &TokenVerifier| match verifier.lookup(token.as_bytes()) {
-            Lookup::Answer(Ok(_)) => "hit",
-            Lookup::Answer(Err(_)) => "refused",
+            Lookup::Hit(_) => "hit",
             Lookup::Stale => "stale",
             Lookup::Miss => "miss",
         };

@@ -290,18 +290,7 @@ impl SmartAuthBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build(self) -> Result<SmartAuthLayer, ConfigError> {
-        let realm = match &self.realm {
-            Some(realm) => realm.clone(),
-            None => self
-                .audiences
-                .first()
-                .filter(|aud| is_valid_realm(aud))
-                .cloned()
-                .unwrap_or_else(|| "fhir".to_owned()),
-        };
-        if !is_valid_realm(&realm) {
-            return Err(ConfigError::InvalidRealm);
-        }
+        let realm = self.checked_realm()?;
         if self
             .public
             .extra
@@ -331,6 +320,7 @@ impl SmartAuthBuilder {
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build_verifier(self) -> Result<TokenVerifier, ConfigError> {
         checked_url(&self.issuer, "issuer")?;
+        let realm = self.checked_realm()?;
         let source = match &self.jwks_uri {
             Some(uri) => KeySource::Fixed(checked_url(uri, "jwks_uri")?),
             None => KeySource::Discover {
@@ -400,6 +390,7 @@ impl SmartAuthBuilder {
                 client_id: self.client_id_claims,
             },
             max_token_length: self.max_token_length,
+            realm: Arc::from(realm),
             clock: self.clock,
             #[cfg(feature = "introspection")]
             introspection,
@@ -409,6 +400,25 @@ impl SmartAuthBuilder {
             keys,
             TokenCache::new(&self.token_cache),
         ))
+    }
+
+    /// The realm of challenges and of errors raised from the claims: the configured one,
+    /// else the first audience when it is a valid realm, else `fhir`.
+    fn checked_realm(&self) -> Result<String, ConfigError> {
+        let realm = match &self.realm {
+            Some(realm) => realm.clone(),
+            None => self
+                .audiences
+                .first()
+                .filter(|aud| is_valid_realm(aud))
+                .cloned()
+                .unwrap_or_else(|| "fhir".to_owned()),
+        };
+        if is_valid_realm(&realm) {
+            Ok(realm)
+        } else {
+            Err(ConfigError::InvalidRealm)
+        }
     }
 }
 

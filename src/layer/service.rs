@@ -96,8 +96,8 @@ where
         // A cached credential is a token verified before (so also well-formed): its answer
         // is ready now, without a future to wait on.
         let stale = match verifier.lookup(credential) {
-            Lookup::Answer(result) => {
-                return match admit(shared, &request, result) {
+            Lookup::Hit(claims) => {
+                return match admit(shared, &request, claims) {
                     Ok(claims) => {
                         request.extensions_mut().insert(claims);
                         ResponseFuture::calling(self.inner.call(request))
@@ -131,14 +131,13 @@ where
     }
 }
 
-/// The verification result, with the layer's realm attached and its scope enforcement
-/// applied: the claims to hand to the inner service, or why the request is refused.
+/// The verified claims, with the layer's scope enforcement applied: the claims to hand to
+/// the inner service, or why the request is refused.
 fn admit<B>(
     shared: &Shared,
     request: &Request<B>,
-    result: Result<SmartClaims, AuthError>,
+    claims: SmartClaims,
 ) -> Result<SmartClaims, AuthError> {
-    let claims = result?.with_realm(Arc::clone(shared.challenge.realm()));
     if let Some(enforcement) = &shared.enforcement {
         let uri = request.uri();
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
@@ -247,7 +246,7 @@ where
                         mut request,
                         shared,
                     } = *waiting;
-                    match admit(&shared, &request, result) {
+                    match result.and_then(|claims| admit(&shared, &request, claims)) {
                         Ok(claims) => {
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);

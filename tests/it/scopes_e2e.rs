@@ -354,6 +354,46 @@ async fn handler_side_require_answers_like_the_layer() {
     );
 }
 
+/// The realm comes with the claims, so it is the layer's own whether the token was just
+/// verified or answered from the token cache (the third request on).
+#[tokio::test]
+async fn handler_side_require_uses_the_layer_realm_for_cached_tokens_too() {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .realm("My FHIR API")
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/reports/observations", get(observation_count))
+        .layer(layer);
+    let (url, _server) = serve(router).await;
+    let http = reqwest::Client::new();
+    let token = issuer.token().scope("system/Patient.rs").sign();
+    for request in 1..=4 {
+        let response = http
+            .get(format!("{url}/reports/observations"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "request {request}"
+        );
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"My FHIR API\", error=\"insufficient_scope\", \
+             error_description=\"the token's scopes do not allow this request\", \
+             scope=\"system/Observation.s\"",
+            "request {request}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bundle_entries_are_checked_one_by_one() {
     let clock = ManualClock::new();
