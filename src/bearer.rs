@@ -45,6 +45,9 @@ pub(crate) fn bearer_credential<'a>(
         return Err(ErrorKind::InvalidRequest);
     }
     let bytes = value.as_bytes();
+    if let Some(rest) = after_bearer_and_space(bytes) {
+        return Ok(Some(skip_spaces(rest)));
+    }
     let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
         Some(space) => (&bytes[..space], &bytes[space + 1..]),
         None => (bytes, &[][..]),
@@ -54,8 +57,28 @@ pub(crate) fn bearer_credential<'a>(
         value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
         return Ok(None);
     }
-    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-    Ok(Some(&rest[start..]))
+    Ok(Some(skip_spaces(rest)))
+}
+
+/// What follows `Bearer ` (the scheme in any letter case, then one space) at the start of
+/// `value`: the common case, decided with one 8-byte comparison instead of a scan for the
+/// space and a byte-by-byte comparison of the scheme. The answer is exactly that of the
+/// general path in [`bearer_credential`].
+fn after_bearer_and_space(value: &[u8]) -> Option<&[u8]> {
+    let (head, rest) = value.split_first_chunk::<7>()?;
+    let mut word = [0u8; 8];
+    word[..7].copy_from_slice(head);
+    // An ASCII letter and its upper case differ only in bit 0x20, and no other byte
+    // becomes `b`, `e`, `a` or `r` when that bit is set; the space's lane is compared as
+    // it is.
+    const LETTER_CASE: u64 = 0x0000_2020_2020_2020;
+    let folded = u64::from_le_bytes(word) | LETTER_CASE;
+    (folded == u64::from_le_bytes(*b"bearer \0")).then_some(rest)
+}
+
+fn skip_spaces(value: &[u8]) -> &[u8] {
+    let start = value.iter().position(|&b| b != b' ').unwrap_or(value.len());
+    &value[start..]
 }
 
 /// The second half of [`bearer_token`]: the credential as text, if it is a `b64token`.
@@ -161,6 +184,32 @@ mod tests {
                 "{values:?} {query:?}"
             );
         }
+    }
+
+    /// Every single-byte change of `Bearer x`, at each position of the scheme and its
+    /// space: the 8-byte comparison accepts exactly what the general rule accepts.
+    #[test]
+    fn bearer_prefix_comparison_is_exactly_the_general_rule() {
+        let general = |value: &[u8]| {
+            value.len() > 7 && value[..6].eq_ignore_ascii_case(b"bearer") && value[6] == b' '
+        };
+        let mut accepted = 0;
+        for position in 0..7 {
+            for byte in 0..=u8::MAX {
+                let mut value = *b"Bearer x";
+                value[position] = byte;
+                let fast = after_bearer_and_space(&value);
+                assert_eq!(fast.is_some(), general(&value), "{value:?}");
+                if let Some(rest) = fast {
+                    assert_eq!(rest, b"x");
+                    accepted += 1;
+                }
+            }
+        }
+        // Each letter in either case, the space only as itself.
+        assert_eq!(accepted, 6 * 2 + 1);
+        assert_eq!(after_bearer_and_space(b"bEaReR abc"), Some(&b"abc"[..]));
+        assert_eq!(after_bearer_and_space(b"Bearer"), None);
     }
 
     #[test]
