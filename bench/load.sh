@@ -5,7 +5,9 @@
 #
 #   bash bench/load.sh
 #
-# Settings (environment): DURATION seconds per run (2), ROUNDS (12), CONNECTIONS (32),
+# Settings (environment): VARIANTS, the same-token variants to run (default all five:
+# "unprotected cached around forwarding uncached"; unprotected is always run, as the
+# baseline), DURATION seconds per run (2), ROUNDS (12), CONNECTIONS (32),
 # WRK_THREADS (1), DISTINCT_ROUNDS (2), DISTINCT number of distinct tokens minted for the
 # distinct-token runs (120000), TWICE_DURATION seconds of the each-token-twice run (6, long
 # enough to fill the cache), LOAD_SERVER_THREADS server worker threads (1), PIN (1: with
@@ -43,6 +45,10 @@ DISTINCT_ROUNDS=${DISTINCT_ROUNDS:-2}
 TWICE_DURATION=${TWICE_DURATION:-6}
 export LOAD_SERVER_THREADS=${LOAD_SERVER_THREADS:-1}
 PIN=${PIN:-1}
+read -r -a variants <<<"${VARIANTS:-unprotected cached around forwarding uncached}"
+if [[ " ${variants[*]} " != *" unprotected "* ]]; then variants=(unprotected "${variants[@]}"); fi
+mirrored=("${variants[@]}")
+for ((i = ${#variants[@]} - 1; i >= 0; i--)); do mirrored+=("${variants[i]}"); done
 
 server_pin=()
 wrk_pin=()
@@ -139,7 +145,7 @@ url_of() {
 echo "== same token, $ROUNDS mirrored rounds, ${DURATION} s per run"
 for round in $(seq 1 "$ROUNDS"); do
   echo " round $round"
-  for name in unprotected cached around forwarding uncached uncached forwarding around cached unprotected; do
+  for name in "${mirrored[@]}"; do
     run "$name" "$(url_of "$name")" "${bearer[@]}"
   done
 done
@@ -173,6 +179,7 @@ printf '| %-34s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "--------" \
   "----------------" "----------------"
 for name in unprotected forwarding cached around uncached distinct_cached distinct_uncached twice_cached; do
+  if ! grep -q "^$name " "$work/results"; then continue; fi
   rps=$(median "$name" 2)
   case $name in
     distinct_* | twice_*) ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.3f", a / b }') ;;

@@ -30,7 +30,8 @@ use crate::error::ConfigError;
 /// [`Clock`](crate::Clock):
 ///
 /// - the token is within its `exp` (and `nbf`/`iat`), with exactly the leeway of a fresh
-///   check: a cached token past its `exp` is refused as `Expired`;
+///   check: a cached token past its `exp` is verified afresh, and so refused as
+///   `Expired`;
 /// - it was verified less than [`max_age`](Self::max_age) ago (default 5 min);
 /// - the issuer's key set is the one it was verified with, and that set is still within
 ///   its TTL. After every key-set refetch, and while a refresh is due or failing, tokens
