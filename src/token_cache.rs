@@ -191,8 +191,7 @@ pub(crate) struct CachedToken {
     /// minus the leeway; only a clock set back can bring it into play).
     valid_from: Option<SystemTime>,
     /// How long the entry may stay in memory, in the cache's own (monotonic) time. Only
-    /// frees memory; whether an entry may be used is decided by `use_until` and the
-    /// claims.
+    /// frees memory; whether an entry may be used is decided by [`usable`](Self::usable).
     keep_for: Duration,
 }
 
@@ -218,6 +217,7 @@ pub(crate) struct ClaimWindow {
 }
 
 impl ClaimWindow {
+    /// The window of these claims, with this leeway.
     pub(crate) fn of(claims: &SmartClaims, leeway_secs: i64) -> Self {
         let from = claims.not_before().max(claims.issued_at());
         Self {
