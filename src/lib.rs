@@ -76,6 +76,7 @@ mod fetch;
 mod form;
 #[cfg(feature = "introspection")]
 mod introspection;
+mod json;
 mod jwks;
 mod jwt;
 pub mod layer;
