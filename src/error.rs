@@ -68,6 +68,11 @@ pub enum ErrorKind {
     Misconfigured,
     /// An extractor ran on a route that no [`crate::SmartAuthLayer`] covers.
     LayerMissing,
+    /// The token is sender-constrained: it carries a confirmation claim (`cnf`, RFC 7800),
+    /// such as a DPoP key thumbprint (`jkt`, RFC 9449) or a certificate thumbprint
+    /// (`x5t#S256`, RFC 8705). Its holder must prove possession of that key, which a plain
+    /// `Bearer` request cannot do, so it is refused (RFC 9449 section 7.2).
+    SenderConstrained,
 }
 
 /// The HTTP answer for an [`ErrorKind`]: see [`ErrorKind::answer`].
@@ -89,7 +94,7 @@ pub struct Answer {
 
 impl ErrorKind {
     /// How many kinds there are.
-    pub(crate) const COUNT: usize = 20;
+    pub(crate) const COUNT: usize = 21;
 
     /// Every kind, in declaration order, so that `ALL[kind.index()] == kind`.
     pub(crate) const ALL: [Self; Self::COUNT] = [
@@ -113,6 +118,7 @@ impl ErrorKind {
         Self::IntrospectionUnavailable,
         Self::Misconfigured,
         Self::LayerMissing,
+        Self::SenderConstrained,
     ];
 
     /// The position of this kind in [`ALL`](Self::ALL), for tables built once. The match
@@ -139,6 +145,7 @@ impl ErrorKind {
             Self::IntrospectionUnavailable => 17,
             Self::Misconfigured => 18,
             Self::LayerMissing => 19,
+            Self::SenderConstrained => 20,
         }
     }
 
@@ -200,6 +207,10 @@ impl ErrorKind {
                 invalid_token("the token has a missing or invalid claim", "unknown")
             }
             Self::InactiveToken => invalid_token("the access token is not active", "unknown"),
+            Self::SenderConstrained => invalid_token(
+                "the token is bound to a key and cannot be used as a Bearer token",
+                "unknown",
+            ),
             Self::InsufficientScope => Answer {
                 status: StatusCode::FORBIDDEN,
                 bearer_error: Some("insufficient_scope"),
@@ -389,6 +400,10 @@ pub enum ConfigError {
     InvalidPath,
     /// The default HTTP client could not be built (its TLS backend failed to start).
     HttpClient,
+    /// Audiences were configured and every audience was allowed as well
+    /// ([`insecure_accept_any_audience`](crate::SmartAuthBuilder::insecure_accept_any_audience)):
+    /// one of the two is a mistake.
+    ConflictingAudience,
 }
 
 impl fmt::Display for ConfigError {
@@ -401,6 +416,9 @@ impl fmt::Display for ConfigError {
             Self::InvalidLimit { field } => write!(f, "{field} is out of range"),
             Self::InvalidPath => f.write_str("paths must start with '/'"),
             Self::HttpClient => f.write_str("the HTTP client could not be built"),
+            Self::ConflictingAudience => f.write_str(
+                "audiences are configured and every audience is accepted too: choose one",
+            ),
         }
     }
 }
@@ -435,6 +453,7 @@ mod tests {
             ErrorKind::IntrospectionUnavailable,
             ErrorKind::Misconfigured,
             ErrorKind::LayerMissing,
+            ErrorKind::SenderConstrained,
         ];
         for kind in all {
             let expected: (u16, Option<&str>, bool) = match kind {
@@ -452,7 +471,8 @@ mod tests {
                 | ErrorKind::Expired
                 | ErrorKind::NotYetValid
                 | ErrorKind::InvalidClaim
-                | ErrorKind::InactiveToken => (401, Some("invalid_token"), true),
+                | ErrorKind::InactiveToken
+                | ErrorKind::SenderConstrained => (401, Some("invalid_token"), true),
                 ErrorKind::InsufficientScope => (403, Some("insufficient_scope"), true),
                 ErrorKind::KeysUnavailable | ErrorKind::IntrospectionUnavailable => {
                     (503, None, false)

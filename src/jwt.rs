@@ -1,16 +1,13 @@
 //! The compact JWS form of a token: splitting, the protected header, the signature and the
 //! payload. No key lookup and no claim rules here (see `verifier`).
 
-use std::borrow::Cow;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::error::ErrorKind;
+use crate::json;
 use crate::jwks::{VerificationKey, asymmetric_algorithm};
 
 /// The three segments of a compact JWS, borrowed from the token.
@@ -48,42 +45,97 @@ pub(crate) struct Header {
     pub(crate) typ: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct RawHeader<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    typ: Option<Cow<'a, str>>,
-    /// Any `crit`, whatever its value: this crate understands no extension.
-    #[serde(default, deserialize_with = "present")]
-    crit: bool,
-    // `jwk`, `jku`, `x5u`, `x5c` and every other parameter are ignored: keys come only from
-    // the issuer's configured or discovered key set.
+/// The JSON type a registered header parameter must have when present (RFC 7515 section
+/// 4.1, RFC 7519 section 5). `null` is never one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    String,
+    Object,
+    ArrayOfStrings,
 }
 
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    IgnoredAny::deserialize(deserializer).map(|_| true)
+/// Registered header parameters this crate does not act on, with their type. They are
+/// type-checked all the same: a header that breaks the JOSE rules is not a JWS header,
+/// and another component reading it must not see something this crate let pass.
+/// `jwk`, `jku`, `x5u`, `x5c` never select a key: keys come only from the issuer's key set.
+const IGNORED_PARAMETERS: &[(&str, Expected)] = &[
+    ("jku", Expected::String),
+    ("jwk", Expected::Object),
+    ("x5u", Expected::String),
+    ("x5c", Expected::ArrayOfStrings),
+    ("x5t", Expected::String),
+    ("x5t#S256", Expected::String),
+];
+
+fn has_type(value: &Value, expected: Expected) -> bool {
+    match expected {
+        Expected::String => value.is_string(),
+        Expected::Object => value.is_object(),
+        Expected::ArrayOfStrings => value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_string)),
+    }
 }
 
-/// Decodes and checks the protected header: a JSON object with a string `alg` from
-/// `allowed`, and no `crit`.
+/// A string member, or `None` when absent; any other JSON type (`null` included) is
+/// malformed.
+fn string_member<'a>(
+    header: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, ErrorKind> {
+    match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(ErrorKind::MalformedToken),
+    }
+}
+
+/// Decodes and checks the protected header: a JSON object with unique member names, a
+/// string `alg` from `allowed`, string `kid`, `typ` and `cty` when present, registered
+/// parameters of their JSON types, no `crit`, no `cty` announcing a nested JWT, and none of
+/// the parameters that would change what the signature covers (`b64`, `zip`).
 pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Header, ErrorKind> {
-    let bytes = decode_object(segment)?;
-    let raw: RawHeader<'_> =
-        serde_json::from_slice(&bytes).map_err(|_| ErrorKind::MalformedToken)?;
-    if raw.crit {
+    let bytes = decode_segment(segment)?;
+    let header =
+        json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)?;
+    // Any `crit`, whatever its value: this crate understands no extension.
+    if header.contains_key("crit") {
         return Err(ErrorKind::CriticalHeader);
     }
-    let alg = asymmetric_algorithm(&raw.alg)
+    let alg = string_member(&header, "alg")?.ok_or(ErrorKind::MalformedToken)?;
+    let kid = string_member(&header, "kid")?;
+    let typ = string_member(&header, "typ")?;
+    // A nested JWT (RFC 7519 section 5.2) is never accepted: the claims must be this
+    // token's own payload.
+    if string_member(&header, "cty")?.is_some_and(announces_nested_jwt) {
+        return Err(ErrorKind::MalformedToken);
+    }
+    // RFC 7797 `b64` and JWE's `zip` change how the payload is read; neither belongs in
+    // an access token's header.
+    if header.contains_key("b64") || header.contains_key("zip") {
+        return Err(ErrorKind::MalformedToken);
+    }
+    for (name, expected) in IGNORED_PARAMETERS {
+        if header.get(*name).is_some_and(|value| !has_type(value, *expected)) {
+            return Err(ErrorKind::MalformedToken);
+        }
+    }
+    let alg = asymmetric_algorithm(alg)
         .filter(|alg| allowed.contains(alg))
         .ok_or(ErrorKind::UnsupportedAlgorithm)?;
     Ok(Header {
         alg,
-        kid: raw.kid.map(Cow::into_owned),
-        typ: raw.typ.map(Cow::into_owned),
+        kid: kid.map(str::to_owned),
+        typ: typ.map(str::to_owned),
     })
+}
+
+/// `JWT` or `application/jwt`, in any case (RFC 7515 section 4.1.10 lets the
+/// `application/` prefix be left out).
+fn announces_nested_jwt(cty: &str) -> bool {
+    let media_type = cty.get(..12).filter(|prefix| prefix.eq_ignore_ascii_case("application/"));
+    let subtype = media_type.map_or(cty, |_| &cty[12..]);
+    subtype.eq_ignore_ascii_case("JWT")
 }
 
 /// Checks the signature over `header.payload` with the chosen key.
@@ -105,22 +157,17 @@ pub(crate) fn verify_signature(
         .map_err(|_| ErrorKind::InvalidSignature)
 }
 
-/// Decodes the payload into a JSON object.
+/// Decodes the payload into a JSON object with unique member names at every depth.
 pub(crate) fn decode_payload(segment: &str) -> Result<Map<String, Value>, ErrorKind> {
-    let bytes = decode_object(segment)?;
-    serde_json::from_slice(&bytes).map_err(|_| ErrorKind::MalformedToken)
+    let bytes = decode_segment(segment)?;
+    json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)
 }
 
-/// base64url without padding, and a JSON text that is an object (serde would otherwise
-/// accept an array for a struct).
-fn decode_object(segment: &str) -> Result<Vec<u8>, ErrorKind> {
-    let bytes = URL_SAFE_NO_PAD
+/// base64url without padding (RFC 7515 section 2).
+fn decode_segment(segment: &str) -> Result<Vec<u8>, ErrorKind> {
+    URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| ErrorKind::MalformedToken)?;
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Ok(bytes),
-        _ => Err(ErrorKind::MalformedToken),
-    }
+        .map_err(|_| ErrorKind::MalformedToken)
 }
 
 #[cfg(test)]
@@ -189,6 +236,52 @@ mod tests {
                 Err(ErrorKind::MalformedToken),
             ),
             (r#"["RS256"]"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":null}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":["RS256"]}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","kid":null}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","kid":["k"]}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","typ":null}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","typ":{"t":1}}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","cty":null}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","cty":true}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","cty":"JWT"}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","cty":"jwt"}"#, Err(ErrorKind::MalformedToken)),
+            (
+                r#"{"alg":"RS256","cty":"application/JWT"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","cty":"Application/jwt"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (r#"{"alg":"RS256","cty":"json"}"#, Ok(())),
+            (r#"{"alg":"RS256","cty":"application/"}"#, Ok(())),
+            (r#"{"alg":"RS256","b64":false}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","b64":true}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","zip":"DEF"}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","jku":null}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","jwk":"k"}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","x5u":1}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","x5c":"c"}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","x5c":[1]}"#, Err(ErrorKind::MalformedToken)),
+            (r#"{"alg":"RS256","x5t":null}"#, Err(ErrorKind::MalformedToken)),
+            (
+                r#"{"alg":"RS256","x5t#S256":false}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (r#"{"alg":"RS256","x5c":[]}"#, Ok(())),
+            (r#"{"alg":"RS256","kid":"a","kid":"b"}"#, Err(ErrorKind::MalformedToken)),
+            (
+                r#"{"alg":"RS256","\u0061lg":"none"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","jwk":{"kty":"RSA","kty":"EC"}}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (r#"{"alg":"RS256","ext":null,"other":[1]}"#, Ok(())),
+            (r#"{"alg":"RS256"} "#, Ok(())),
+            (r#"{"alg":"RS256"} {}"#, Err(ErrorKind::MalformedToken)),
             ("not json", Err(ErrorKind::MalformedToken)),
         ];
         for (header, expected) in rows {
@@ -213,7 +306,17 @@ mod tests {
     #[test]
     fn payload_must_be_an_object() {
         assert!(decode_payload(&b64(r#"{"a":1}"#)).is_ok());
-        for bad in ["[1]", "1", "\"s\"", "{"] {
+        for bad in [
+            "[1]",
+            "1",
+            "\"s\"",
+            "{",
+            r#"{"a":1,"a":1}"#,
+            r#"{"exp":1,"exp":2}"#,
+            r#"{"aud":"x","\u0061ud":"y"}"#,
+            r#"{"cnf":{"jkt":"a","jkt":"b"}}"#,
+            r#"{"a":1} {"a":2}"#,
+        ] {
             assert_eq!(
                 decode_payload(&b64(bad)).err(),
                 Some(ErrorKind::MalformedToken),

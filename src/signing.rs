@@ -189,6 +189,26 @@ impl SigningKey {
             .unwrap_or_else(|_| panic!("{alg} cannot be signed with a {:?} key", self.key_type))
     }
 
+    /// Signs the base64url encodings of exactly these two texts with `alg`, which the
+    /// header text must name itself. Panics when `alg` does not fit the key.
+    #[cfg(feature = "testing")]
+    pub(crate) fn compact_jws_of_texts(
+        &self,
+        alg: SigningAlgorithm,
+        header: &str,
+        payload: &str,
+    ) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = self
+            .sign_as(alg, signing_input.as_bytes())
+            .unwrap_or_else(|_| panic!("{alg} cannot be signed with a {:?} key", self.key_type));
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
     fn jws(
         &self,
         alg: SigningAlgorithm,

@@ -52,10 +52,26 @@ impl TokenTypePolicy {
     }
 }
 
+/// How a token's audience is checked (RFC 9068 section 4: the resource server must make
+/// sure the token was meant for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AudienceRule {
+    /// `aud` must name at least one of these (the configured audiences).
+    OneOf(Vec<String>),
+    /// No audience configured: the verifier cannot tell whom a token was minted for, so it
+    /// accepts only tokens that say they are access tokens (`typ` `at+jwt` or
+    /// `application/at+jwt`, RFC 9068 section 2.1). ID tokens and other JWTs of the same
+    /// issuer, whose `aud` is some client, are refused.
+    TypedAccessTokensOnly,
+    /// Any audience, by the user's explicit choice
+    /// ([`insecure_accept_any_audience`](crate::SmartAuthBuilder::insecure_accept_any_audience)).
+    AnyInsecure,
+}
+
 /// The settings of a [`TokenVerifier`], filled by the layer's builder.
 pub(crate) struct VerifierConfig {
     pub(crate) issuer: String,
-    pub(crate) audiences: Vec<String>,
+    pub(crate) audience: AudienceRule,
     pub(crate) leeway_secs: i64,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) token_type: TokenTypePolicy,
@@ -97,14 +113,15 @@ struct Inner {
     keys: Arc<KeyStore>,
     /// This verifier's own cache of verified tokens (`None` when turned off).
     tokens: Option<TokenCache>,
-    warned_no_audience: AtomicBool,
+    /// Whether the audience rule's warning was logged (once per verifier).
+    warned_audience: AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenVerifier")
             .field("issuer", &self.config.issuer)
-            .field("audiences", &self.config.audiences)
+            .field("audience", &self.config.audience)
             .field("algorithms", &self.config.algorithms)
             .field("keys", &self.keys)
             .field("tokens", &self.tokens)
@@ -119,7 +136,7 @@ impl TokenVerifier {
                 config,
                 keys: Arc::new(keys),
                 tokens,
-                warned_no_audience: AtomicBool::new(false),
+                warned_audience: AtomicBool::new(false),
             }),
         }
     }
@@ -289,8 +306,9 @@ impl TokenVerifier {
             Some(Arc::clone(&config.realm)),
         )?;
         let now = unix_seconds(config.clock.now());
-        // RFC 7662 makes `aud` optional: checked only when the answer has one.
-        self.check_claims(&claims, now, !claims.audiences().is_empty())?;
+        // RFC 7662 makes `aud` optional: checked whenever the answer has one, so an empty
+        // list names no accepted audience.
+        self.check_claims(&claims, now, claims.claim("aud").is_some())?;
         Ok(claims)
     }
 
@@ -299,9 +317,7 @@ impl TokenVerifier {
         let config = &self.inner.config;
         let segments = jwt::split(token)?;
         let header = jwt::parse_header(segments.header, &config.algorithms)?;
-        if !config.token_type.accepts(header.typ.as_deref()) {
-            return Err(ErrorKind::UnsupportedTokenType.into());
-        }
+        self.check_token_type(header.typ.as_deref())?;
         let chosen = self
             .inner
             .keys
@@ -332,7 +348,26 @@ impl TokenVerifier {
         Ok(claims)
     }
 
-    /// Issuer, audience (when `audience_required`) and time checks.
+    /// The `typ` header against the configured policy and, without a configured audience,
+    /// the rule that only typed access tokens are accepted.
+    fn check_token_type(&self, typ: Option<&str>) -> Result<(), ErrorKind> {
+        let config = &self.inner.config;
+        if !config.token_type.accepts(typ) {
+            return Err(ErrorKind::UnsupportedTokenType);
+        }
+        if config.audience == AudienceRule::TypedAccessTokensOnly {
+            self.warn_about_audience(
+                "no audience configured: only tokens typed `at+jwt` (RFC 9068) are accepted, \
+                 whatever their audience; configure the FHIR base URL as the audience",
+            );
+            if !TokenTypePolicy::Rfc9068.accepts(typ) {
+                return Err(ErrorKind::UnsupportedTokenType);
+            }
+        }
+        Ok(())
+    }
+
+    /// Confirmation, issuer, audience (when `audience_required`) and time checks.
     fn check_claims(
         &self,
         claims: &SmartClaims,
@@ -340,6 +375,12 @@ impl TokenVerifier {
         audience_required: bool,
     ) -> Result<(), ErrorKind> {
         let config = &self.inner.config;
+        // A sender-constrained token (RFC 7800 `cnf`: DPoP `jkt`, mTLS `x5t#S256`, or any
+        // other confirmation method) is refused whatever the method: a Bearer request
+        // cannot prove possession of the key it is bound to (RFC 9449 section 7.2).
+        if claims.claim("cnf").is_some() {
+            return Err(ErrorKind::SenderConstrained);
+        }
         if claims.issuer() != config.issuer {
             return Err(ErrorKind::WrongIssuer);
         }
@@ -350,22 +391,30 @@ impl TokenVerifier {
     }
 
     fn check_audience(&self, claims: &SmartClaims) -> Result<(), ErrorKind> {
-        let config = &self.inner.config;
-        if config.audiences.is_empty() {
-            if !self.inner.warned_no_audience.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "no audience configured: tokens for any audience of this issuer are accepted; \
-                     set the FHIR base URL as the audience"
-                );
+        match &self.inner.config.audience {
+            AudienceRule::OneOf(accepted) => {
+                if claims.audiences().iter().any(|aud| accepted.contains(aud)) {
+                    Ok(())
+                } else {
+                    Err(ErrorKind::WrongAudience)
+                }
             }
-        } else if !claims
-            .audiences()
-            .iter()
-            .any(|aud| config.audiences.contains(aud))
-        {
-            return Err(ErrorKind::WrongAudience);
+            // The token type was checked before the signature.
+            AudienceRule::TypedAccessTokensOnly => Ok(()),
+            AudienceRule::AnyInsecure => {
+                self.warn_about_audience(
+                    "insecure_accept_any_audience: tokens for any audience of this issuer are \
+                     accepted; configure the FHIR base URL as the audience",
+                );
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    fn warn_about_audience(&self, message: &'static str) {
+        if !self.inner.warned_audience.swap(true, Ordering::Relaxed) {
+            tracing::warn!(issuer = %self.inner.config.issuer, "{message}");
+        }
     }
 }
 

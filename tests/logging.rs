@@ -57,11 +57,14 @@ fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
 #[tokio::test]
 async fn logging() {
     let (logs, _guard) = capture();
-    without_audience_any_audience_is_accepted_with_one_warning(&logs).await;
+    without_audience_only_typed_access_tokens_are_accepted_with_one_warning(&logs).await;
+    any_audience_only_when_spelled_out_with_one_warning(&logs).await;
     token_contents_never_reach_the_logs(&logs).await;
 }
 
-async fn without_audience_any_audience_is_accepted_with_one_warning(logs: &Capture) {
+async fn without_audience_only_typed_access_tokens_are_accepted_with_one_warning(
+    logs: &Capture,
+) {
     let clock = smart_auth::ManualClock::new();
     let issuer = issuer(&clock).await;
     let layer = smart_auth::SmartAuthLayer::builder(issuer.url())
@@ -77,8 +80,58 @@ async fn without_audience_any_audience_is_accepted_with_one_warning(logs: &Captu
         let token = app.issuer.token().audience(audience).sign();
         assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
     }
+    // An ID token of the same issuer (typed `JWT`, or untyped, `aud` a client id) is not an
+    // access token for this API.
+    for typ in [Some("JWT"), Some("jwt"), Some("id_token"), None] {
+        // `Value::Null` leaves `typ` out.
+        let typ = typ.map_or(serde_json::Value::Null, serde_json::Value::from);
+        let token = app
+            .issuer
+            .token()
+            .audience("client-123")
+            .header("typ", typ.clone())
+            .sign();
+        let answer = app.get_with_token(&token).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "typ {typ:?}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(
+                "Bearer realm=\"fhir\", error=\"invalid_token\", \
+                 error_description=\"the token type is not accepted\""
+            ),
+            "typ {typ:?}"
+        );
+    }
     assert_eq!(
         logs.text().matches("no audience configured").count(),
+        1,
+        "{}",
+        logs.text()
+    );
+}
+
+async fn any_audience_only_when_spelled_out_with_one_warning(logs: &Capture) {
+    let clock = smart_auth::ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = smart_auth::SmartAuthLayer::builder(issuer.url())
+        .clock(clock.clone())
+        .insecure_accept_any_audience()
+        .build()
+        .unwrap();
+    let app = support::app_with_layer(issuer, clock, layer).await;
+    for typ in ["JWT", "at+jwt"] {
+        let token = app
+            .issuer
+            .token()
+            .audience("client-123")
+            .header("typ", typ)
+            .sign();
+        assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        logs.text()
+            .matches("insecure_accept_any_audience: tokens for any audience")
+            .count(),
         1,
         "{}",
         logs.text()

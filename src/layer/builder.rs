@@ -16,7 +16,7 @@ use crate::fetch::{Fetcher, default_client, is_allowed_url};
 use crate::jwks::{KeySource, KeyStore, RefreshPolicy};
 use crate::response::{Challenge, is_valid_realm};
 use crate::token_cache::{TokenCache, TokenCachePolicy};
-use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierConfig};
+use crate::verifier::{AudienceRule, TokenTypePolicy, TokenVerifier, VerifierConfig};
 
 /// Builds a [`SmartAuthLayer`] (or a bare [`TokenVerifier`]). Get one from
 /// [`SmartAuthLayer::builder`].
@@ -41,6 +41,7 @@ use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierConfig};
 pub struct SmartAuthBuilder {
     issuer: String,
     audiences: Vec<String>,
+    any_audience: bool,
     leeway: Duration,
     algorithms: Vec<SigningAlgorithm>,
     token_type: TokenTypePolicy,
@@ -67,6 +68,7 @@ impl SmartAuthBuilder {
         Self {
             issuer: issuer.into(),
             audiences: Vec::new(),
+            any_audience: false,
             leeway: Duration::from_secs(60),
             algorithms: SigningAlgorithm::DEFAULT.to_vec(),
             token_type: TokenTypePolicy::default(),
@@ -90,10 +92,42 @@ impl SmartAuthBuilder {
     }
 
     /// Adds an accepted audience: a token's `aud` must contain at least one of them. Use
-    /// your FHIR base URL. Without any, tokens for every audience of the issuer are
-    /// accepted and a warning is logged at first use.
+    /// your FHIR base URL.
+    ///
+    /// **Without any audience**, the layer cannot tell whom a token was minted for, so it
+    /// accepts only tokens whose `typ` header says they are access tokens (`at+jwt` or
+    /// `application/at+jwt`, RFC 9068): the issuer's ID tokens and other JWTs, whose `aud`
+    /// is some client, are refused with 401 `invalid_token`, and a warning is logged the
+    /// first time. Many issuers type their access tokens `JWT`; with them, configure the
+    /// audience (RFC 9068 section 4 requires the resource server to check it).
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// **Insecure:** accepts tokens whatever their `aud` and `typ`, including tokens the
+    /// issuer minted for other resource servers and its ID tokens. Only for a deployment
+    /// where every token of the issuer is meant for this API; prefer
+    /// [`audience`](Self::audience). A warning is logged at first use. Combined with
+    /// `audience`, `build` fails with [`ConfigError::ConflictingAudience`].
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .insecure_accept_any_audience()
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn insecure_accept_any_audience(mut self) -> Self {
+        self.any_audience = true;
         self
     }
 
@@ -379,9 +413,15 @@ impl SmartAuthBuilder {
             .map(|a| a.to_jsonwebtoken())
             .collect();
         algorithms.dedup();
+        let audience = match (self.audiences.is_empty(), self.any_audience) {
+            (false, false) => AudienceRule::OneOf(self.audiences),
+            (true, false) => AudienceRule::TypedAccessTokensOnly,
+            (true, true) => AudienceRule::AnyInsecure,
+            (false, true) => return Err(ConfigError::ConflictingAudience),
+        };
         let config = VerifierConfig {
             issuer: self.issuer,
-            audiences: self.audiences,
+            audience,
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             algorithms,
             token_type: self.token_type,
@@ -502,6 +542,14 @@ mod tests {
             }
         ));
         assert_eq!(error(b().algorithms([])), ConfigError::NoAlgorithms);
+        assert!(b().insecure_accept_any_audience().build().is_ok());
+        assert_eq!(
+            error(
+                b().audience("https://fhir.example")
+                    .insecure_accept_any_audience()
+            ),
+            ConfigError::ConflictingAudience
+        );
         assert_eq!(error(b().realm("a\"b")), ConfigError::InvalidRealm);
         assert_eq!(
             error(b().scope_claims(Vec::<String>::new())),

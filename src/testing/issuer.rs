@@ -257,6 +257,38 @@ impl TestIssuer {
         TokenBuilder::new(self, crate::clock::unix_seconds(self.now()))
     }
 
+    /// The `kid` of the current key that signs `alg` tokens.
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// use smart_auth::SigningAlgorithm;
+    /// let issuer = smart_auth::testing::TestIssuer::builder().start().await;
+    /// assert!(!issuer.current_kid(SigningAlgorithm::RS256).is_empty());
+    /// # }
+    /// ```
+    pub fn current_kid(&self, alg: SigningAlgorithm) -> String {
+        self.key_for(alg).kid.clone()
+    }
+
+    /// Signs exactly these header and payload texts (base64url-encoded as they are) with
+    /// the current key for `alg`: for tokens the [`TokenBuilder`] cannot express, such as
+    /// duplicate member names, `null` members or odd whitespace. The header text must name
+    /// `alg` (and a `kid`, see [`current_kid`](Self::current_kid)) itself.
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// use smart_auth::SigningAlgorithm;
+    /// let issuer = smart_auth::testing::TestIssuer::builder().start().await;
+    /// let kid = issuer.current_kid(SigningAlgorithm::RS256);
+    /// let header = format!(r#"{{"alg":"RS256","kid":"{kid}","typ":"at+jwt","typ":"JWT"}}"#);
+    /// let token = issuer.sign_texts(SigningAlgorithm::RS256, &header, r#"{"iss":"x"}"#);
+    /// assert_eq!(token.split('.').count(), 3);
+    /// # }
+    /// ```
+    pub fn sign_texts(&self, alg: SigningAlgorithm, header: &str, payload: &str) -> String {
+        self.key_for(alg).compact_jws_of_texts(alg, header, payload)
+    }
+
     pub(crate) fn now(&self) -> SystemTime {
         self.state.clock.now()
     }

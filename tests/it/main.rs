@@ -11,6 +11,7 @@ mod discovery;
 mod extractor;
 mod interop;
 mod introspection;
+mod jose_strict;
 mod key_cache;
 mod scopes_e2e;
 mod token_cache;
