@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, ErrorKind};
-use crate::scopes::{Context, Interaction, ScopeSet};
+use crate::scopes::{
+    Context, Interaction, ScopeSet, SearchConstraints, is_scope_token, split_scope_string,
+};
 
 /// The claims of a verified access token, as SMART handlers need them.
 ///
@@ -105,6 +107,8 @@ impl FhirContext {
 
     fn from_value(value: &Value) -> Result<Self, ErrorKind> {
         match value {
+            // A blank reference names nothing, which refuses the token like `{}` does.
+            Value::String(reference) if is_blank(reference) => Err(ErrorKind::InvalidClaim),
             Value::String(reference) => Ok(Self {
                 reference: Some(reference.clone()),
                 canonical: None,
@@ -115,20 +119,27 @@ impl FhirContext {
             Value::Object(object) => {
                 let identifier = match object.get("identifier") {
                     None => None,
+                    // An empty identifier names nothing.
+                    Some(Value::Object(members)) if members.is_empty() => None,
                     Some(value @ Value::Object(_)) => Some(value.clone()),
                     Some(_) => return Err(ErrorKind::InvalidClaim),
                 };
+                let role = optional_string(object, "role")?;
+                // A blank role would otherwise read as the default role `launch`.
+                if role.as_deref().is_some_and(is_blank) {
+                    return Err(ErrorKind::InvalidClaim);
+                }
                 let context = Self {
-                    reference: optional_string(object, "reference")?,
-                    canonical: optional_string(object, "canonical")?,
+                    reference: non_blank_string(object, "reference")?,
+                    canonical: non_blank_string(object, "canonical")?,
                     identifier,
-                    resource_type: optional_string(object, "type")?,
-                    role: optional_string(object, "role")?,
+                    resource_type: non_blank_string(object, "type")?,
+                    role,
                 };
                 let names_something = context.reference.is_some()
                     || context.canonical.is_some()
                     || context.identifier.is_some();
-                if !names_something || context.role.as_deref() == Some("") {
+                if !names_something {
                     return Err(ErrorKind::InvalidClaim);
                 }
                 Ok(context)
@@ -170,14 +181,13 @@ impl SmartClaims {
         };
         let scopes = match names.scope.iter().find_map(|name| raw.get(name)) {
             None => Vec::new(),
-            Some(Value::String(list)) => list.split_ascii_whitespace().map(str::to_owned).collect(),
+            Some(Value::String(list)) => well_formed_scopes(split_scope_string(list)),
             Some(Value::Array(items)) => {
-                let mut scopes = Vec::with_capacity(items.len());
-                for item in items {
-                    let item = item.as_str().ok_or(ErrorKind::InvalidClaim)?;
-                    scopes.extend(item.split_ascii_whitespace().map(str::to_owned));
-                }
-                scopes
+                let items = items
+                    .iter()
+                    .map(|item| item.as_str().ok_or(ErrorKind::InvalidClaim))
+                    .collect::<Result<Vec<&str>, _>>()?;
+                well_formed_scopes(items.into_iter())
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
@@ -194,7 +204,7 @@ impl SmartClaims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let patient = optional_string(&raw, "patient")?;
+        let patient = launch_context_id(&raw, "patient")?;
         let inner = ClaimsInner {
             subject: optional_string(&raw, "sub")?,
             issued_at: optional_numeric_date(&raw, "iat")?,
@@ -202,9 +212,9 @@ impl SmartClaims {
             jwt_id: optional_string(&raw, "jti")?,
             patient,
             scope_set: OnceLock::new(),
-            encounter: optional_string(&raw, "encounter")?,
-            fhir_user: optional_string(&raw, "fhirUser")?,
-            tenant: optional_string(&raw, "tenant")?,
+            encounter: launch_context_id(&raw, "encounter")?,
+            fhir_user: non_blank_string(&raw, "fhirUser")?,
+            tenant: non_blank_string(&raw, "tenant")?,
             issuer,
             client_id,
             audiences,
@@ -254,6 +264,12 @@ impl SmartClaims {
     }
     /// The granted scopes as sent, from the first present claim of the configured list
     /// (default `scope`, then `scp`), whether a space-separated string or an array.
+    ///
+    /// Only well-formed RFC 6749 scope tokens are listed. A string claim is split at space
+    /// characters only; a token (or array item) holding any character outside the
+    /// scope-token set (TAB, CR, LF or another control character, a space inside an array
+    /// item, `"`, `\`, non-ASCII) is dropped whole: it is not listed, not split further,
+    /// and grants nothing. Duplicates are kept.
     pub fn scopes(&self) -> &[String] {
         &self.inner.scopes
     }
@@ -284,14 +300,18 @@ impl SmartClaims {
         })
     }
 
-    /// Whether the scopes allow `interaction` on `resource_type` (`*` for system level).
+    /// Whether the scopes allow `interaction` on the whole of `resource_type` (`*` for system
+    /// level); granular scopes never do. See [`ScopeSet::permits`].
     pub fn permits(&self, interaction: Interaction, resource_type: &str) -> bool {
         self.scope_set().permits(interaction, resource_type)
     }
 
-    /// Succeeds when the scopes allow `interaction` on `resource_type`; otherwise a 403
-    /// `insufficient_scope` error naming a scope that would allow it, which a handler can
-    /// return as is (it answers exactly as the layer would).
+    /// Succeeds when the scopes allow `interaction` on the whole of `resource_type`;
+    /// otherwise a 403 `insufficient_scope` error naming a scope that would allow it, which a
+    /// handler can return as is (it answers exactly as the layer would).
+    ///
+    /// Granular scopes never satisfy it, since they grant only part of a type: a handler
+    /// that applies their filters calls [`SmartClaims::require_constraints`] instead.
     ///
     /// ```
     /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
@@ -313,6 +333,47 @@ impl SmartClaims {
         let hint =
             ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
         Err(self.attach_realm(AuthError::insufficient_scope(hint)))
+    }
+
+    /// Like [`SmartClaims::require`] for a handler that applies granular filters: succeeds
+    /// with the filters to apply when some scope grants `interaction` on `resource_type`,
+    /// with or without a filter. [`SearchConstraints::Unconstrained`] means no filter; with
+    /// [`SearchConstraints::AnyOf`] the handler must narrow a search to those parameter sets
+    /// or check a read result against them (see [`SearchConstraints::matches`]).
+    ///
+    /// Granular scopes grant only `r` and `s`; for `c`, `u` and `d` the answer is the same as
+    /// [`SmartClaims::require`].
+    ///
+    /// ```
+    /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
+    ///
+    /// # #[cfg(feature = "axum")]
+    /// async fn search_observations(claims: SmartClaims) -> Result<String, AuthError> {
+    ///     let filters = claims.require_constraints(Interaction::SearchType, "Observation")?;
+    ///     // ... AND the parameters of one set into the search, OR across sets ...
+    ///     # let _ = filters;
+    ///     Ok("{}".to_owned())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The same 403 `insufficient_scope` error as [`SmartClaims::require`] when no scope
+    /// grants the interaction at all.
+    pub fn require_constraints(
+        &self,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Result<SearchConstraints, AuthError> {
+        let constraints = self
+            .scope_set()
+            .constraints(None, interaction, resource_type);
+        if constraints.is_denied() {
+            let hint =
+                ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
+            return Err(self.attach_realm(AuthError::insufficient_scope(hint)));
+        }
+        Ok(constraints)
     }
 
     /// The context to suggest in `insufficient_scope` hints: `system` for clients that hold
@@ -345,22 +406,34 @@ impl SmartClaims {
     }
 
     /// `patient`: the id of the Patient in context.
+    ///
+    /// `None` unless the claim is a FHIR resource id (`[A-Za-z0-9-.]{1,64}`): an empty,
+    /// whitespace-only or otherwise malformed value is no launch context, and then `patient/`
+    /// scopes grant nothing. A claim of another JSON type (`null` included) makes the token
+    /// invalid.
     pub fn patient(&self) -> Option<&str> {
         self.inner.patient.as_deref()
     }
-    /// `encounter`: the id of the Encounter in context.
+    /// `encounter`: the id of the Encounter in context; `None` for a value that is no FHIR
+    /// resource id, as for [`SmartClaims::patient`].
     pub fn encounter(&self) -> Option<&str> {
         self.inner.encounter.as_deref()
     }
-    /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user.
+    /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user; `None` when
+    /// the claim is absent, empty or whitespace-only.
     pub fn fhir_user(&self) -> Option<&str> {
         self.inner.fhir_user.as_deref()
     }
-    /// `tenant`: the organization the launch belongs to.
+    /// `tenant`: the organization the launch belongs to; `None` when the claim is absent,
+    /// empty or whitespace-only.
     pub fn tenant(&self) -> Option<&str> {
         self.inner.tenant.as_deref()
     }
     /// `fhirContext`: further context resources (both SMART 2.0 and 2.1+ forms).
+    ///
+    /// Empty or whitespace-only `reference`, `canonical` and `type` values, and an empty
+    /// `identifier` object, count as absent. An entry that then names nothing, and an entry
+    /// with a blank `role`, make the token invalid.
     pub fn fhir_context(&self) -> &[FhirContext] {
         &self.inner.fhir_context
     }
@@ -391,6 +464,50 @@ impl std::fmt::Debug for SmartClaims {
             .field("expires_at", &self.inner.expires_at)
             .finish_non_exhaustive()
     }
+}
+
+/// Keeps the well-formed scope tokens; each dropped one is logged with its reason only.
+fn well_formed_scopes<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<String> {
+    tokens
+        .filter(|token| {
+            let keep = is_scope_token(token);
+            if !keep && !token.is_empty() {
+                tracing::debug!("dropping a scope token with a character outside RFC 6749 3.3");
+            }
+            keep
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a string is empty or holds only whitespace.
+fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
+/// Whether `text` is a FHIR resource id: 1 to 64 of `A-Z a-z 0-9 - .`.
+fn is_fhir_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
+}
+
+/// A string claim where a blank value counts as absent. Other JSON types are invalid.
+fn non_blank_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
+    Ok(optional_string(object, name)?.filter(|value| !is_blank(value)))
+}
+
+/// A launch-context id (`patient`, `encounter`): a value that is no FHIR resource id, the
+/// empty string included, is no launch context. Other JSON types are invalid.
+fn launch_context_id(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
+    let value = optional_string(object, name)?;
+    if value.as_deref().is_some_and(|id| !is_fhir_id(id)) {
+        // The value is token content: say only which claim was ignored.
+        tracing::debug!(claim = name, "ignoring a launch context that is no FHIR id");
+        return Ok(None);
+    }
+    Ok(value)
 }
 
 fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
