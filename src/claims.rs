@@ -564,7 +564,7 @@ mod tests {
         let claims = parse(json!({
             "iss": "https://as", "sub": "svc", "azp": "client-1", "aud": ["a", "b"],
             "exp": 2000, "iat": 1000.7, "nbf": 1000, "jti": "j",
-            "scp": ["system/Patient.rs", "system/Observation.rs launch"],
+            "scp": ["system/Patient.rs", "system/Observation.rs", "launch"],
             "patient": "p1", "encounter": "e1", "fhirUser": "Practitioner/9", "tenant": "t",
             "fhirContext": ["Observation/1", {"canonical": "http://x|1", "type": "Questionnaire"},
                             {"reference": "Patient/2", "role": "https://role"}],
@@ -651,6 +651,392 @@ mod tests {
             parse(json!({"iss": "i"})).err(),
             Some(ErrorKind::InvalidClaim)
         );
+    }
+
+    /// Claims with `iss`, `exp` and the given members.
+    fn with(members: Value) -> Result<SmartClaims, ErrorKind> {
+        let mut payload = json!({"iss": "i", "exp": 1});
+        for (name, value) in members.as_object().expect("object") {
+            payload[name] = value.clone();
+        }
+        parse(payload)
+    }
+
+    #[test]
+    fn scope_tokens_are_split_at_spaces_only() {
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (json!("a b"), vec!["a", "b"]),
+            (json!("  a   b  "), vec!["a", "b"]),
+            (json!(""), vec![]),
+            (json!("   "), vec![]),
+            (json!("system/Patient.read\tsystem/*.*"), vec![]),
+            (
+                json!("openid system/Patient.read\tsystem/*.* fhirUser"),
+                vec!["openid", "fhirUser"],
+            ),
+            (json!("patient/*.rs\u{000b}"), vec![]),
+            (
+                json!("a\nb a\rb a\u{000c}b a\u{0000}b a\u{007f}b a\u{0085}b a\u{00a0}b"),
+                vec![],
+            ),
+            (json!("a\"b a\\b \u{00e9} c"), vec!["c"]),
+            (json!("a a a"), vec!["a", "a", "a"]),
+            (json!(["a", "b"]), vec!["a", "b"]),
+            (
+                json!(["a b", "c", "", " d", "e\t", "f\u{0000}g"]),
+                vec!["c"],
+            ),
+            (json!([]), vec![]),
+        ];
+        for (claim, expected) in cases {
+            let claims = with(json!({ "scope": claim.clone() })).expect("valid claims");
+            assert_eq!(claims.scopes(), expected.as_slice(), "{claim}");
+            assert_eq!(claims.scope_set().raw(), expected.as_slice(), "{claim}");
+        }
+        let claims = with(json!({"scope": "system/Patient.read\tsystem/*.*"})).expect("valid");
+        assert!(!claims.has_scope("system/*.*"));
+        assert!(!claims.permits(Interaction::Delete, "Patient"));
+        assert!(!claims.permits(Interaction::Read, "Patient"));
+    }
+
+    #[test]
+    fn blank_or_malformed_launch_context_is_no_context() {
+        let long_id = "a".repeat(64);
+        let too_long = "a".repeat(65);
+        let cases: Vec<(Value, Option<&str>)> = vec![
+            (json!("123"), Some("123")),
+            (json!("A-b.9"), Some("A-b.9")),
+            (json!(long_id.clone()), Some(long_id.as_str())),
+            (json!(too_long), None),
+            (json!(""), None),
+            (json!(" "), None),
+            (json!("\t\n"), None),
+            (json!(" 123"), None),
+            (json!("123 "), None),
+            (json!("Patient/123"), None),
+            (json!("1,2"), None),
+            (json!("1&subject=2"), None),
+            (json!("12_3"), None),
+            (json!("\u{00e9}"), None),
+            (json!("1\u{0000}"), None),
+        ];
+        for (value, expected) in cases {
+            let claims = with(json!({
+                "scope": "patient/*.rs",
+                "patient": value.clone(),
+                "encounter": value.clone()
+            }))
+            .expect("valid claims");
+            assert_eq!(claims.patient(), expected, "{value}");
+            assert_eq!(claims.encounter(), expected, "{value}");
+            assert_eq!(
+                claims.scope_set().has_patient_context(),
+                expected.is_some(),
+                "{value}"
+            );
+            assert_eq!(
+                claims.permits(Interaction::Read, "Observation"),
+                expected.is_some(),
+                "{value}"
+            );
+            assert_eq!(
+                claims.hint_context(),
+                if expected.is_some() {
+                    Context::Patient
+                } else {
+                    Context::User
+                },
+                "{value}"
+            );
+        }
+        // Another JSON type, `null` included, makes the token invalid.
+        for name in ["patient", "encounter", "fhirUser", "tenant"] {
+            for value in [
+                json!(null),
+                json!(1),
+                json!(true),
+                json!([]),
+                json!({}),
+                json!(["1"]),
+            ] {
+                assert_eq!(
+                    with(json!({ name: value.clone() })).err(),
+                    Some(ErrorKind::InvalidClaim),
+                    "{name} = {value}"
+                );
+            }
+        }
+        // No patient claim at all.
+        let claims = with(json!({"scope": "patient/*.rs"})).expect("valid");
+        assert_eq!(claims.patient(), None);
+        assert!(!claims.permits(Interaction::Read, "Observation"));
+    }
+
+    #[test]
+    fn blank_identity_claims_are_absent() {
+        for blank in ["", " ", "\t"] {
+            let claims = with(json!({"fhirUser": blank, "tenant": blank})).expect("valid");
+            assert_eq!(
+                (claims.fhir_user(), claims.tenant()),
+                (None, None),
+                "{blank:?}"
+            );
+        }
+        let claims = with(json!({"fhirUser": "Practitioner/1", "tenant": "t"})).expect("valid");
+        assert_eq!(
+            (claims.fhir_user(), claims.tenant()),
+            (Some("Practitioner/1"), Some("t"))
+        );
+    }
+
+    #[test]
+    fn fhir_context_with_blank_values() {
+        let refused = [
+            json!([""]),
+            json!(["  "]),
+            json!([{"reference": ""}]),
+            json!([{"reference": " ", "type": "Patient"}]),
+            json!([{"canonical": ""}]),
+            json!([{"identifier": {}}]),
+            json!([{"reference": "", "canonical": "\t", "identifier": {}}]),
+            json!([{"reference": "Patient/1", "role": ""}]),
+            json!([{"reference": "Patient/1", "role": " "}]),
+            json!([{"reference": null}]),
+            json!([{"reference": "Patient/1", "type": null}]),
+            json!(null),
+            json!([null]),
+        ];
+        for value in refused {
+            assert_eq!(
+                with(json!({ "fhirContext": value.clone() })).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{value}"
+            );
+        }
+        let claims = with(json!({"fhirContext": [
+            {"reference": "Patient/1", "type": "", "canonical": " "},
+            {"canonical": "http://q|1", "reference": ""},
+            {"identifier": {"value": "x"}, "reference": "\t"}
+        ]}))
+        .expect("valid");
+        let contexts = claims.fhir_context();
+        assert_eq!(contexts.len(), 3);
+        assert_eq!(
+            (
+                contexts[0].reference(),
+                contexts[0].resource_type(),
+                contexts[0].canonical()
+            ),
+            (Some("Patient/1"), None, None)
+        );
+        assert_eq!(
+            (contexts[1].canonical(), contexts[1].reference()),
+            (Some("http://q|1"), None)
+        );
+        assert_eq!(contexts[2].reference(), None);
+        assert!(contexts[2].identifier().is_some());
+    }
+
+    /// What a scope token of [`POOL`] grants, written out by hand as the test's model.
+    #[derive(Debug, Clone, Copy)]
+    enum Grant {
+        /// Nothing (malformed, or no resource scope).
+        Nothing,
+        /// Letters on a type (`*` for all), without a filter.
+        Whole(Context, &'static str, &'static str),
+        /// Letters on a type, inside a filter.
+        Filtered(Context, &'static str, &'static str),
+    }
+
+    /// Scope tokens for the agreement property: plain, granular, v1, malformed, hostile.
+    const POOL: &[(&str, Grant)] = &[
+        (
+            "system/Observation.rs",
+            Grant::Whole(Context::System, "Observation", "rs"),
+        ),
+        (
+            "system/Observation.cud",
+            Grant::Whole(Context::System, "Observation", "cud"),
+        ),
+        (
+            "system/Observation.u",
+            Grant::Whole(Context::System, "Observation", "u"),
+        ),
+        (
+            "system/Observation.cruds?category=lab",
+            Grant::Filtered(Context::System, "Observation", "cruds"),
+        ),
+        (
+            "system/Observation.rs?category=lab",
+            Grant::Filtered(Context::System, "Observation", "rs"),
+        ),
+        (
+            "system/*.c?category=lab",
+            Grant::Filtered(Context::System, "*", "c"),
+        ),
+        ("system/*.s", Grant::Whole(Context::System, "*", "s")),
+        (
+            "system/*.rs?category=lab",
+            Grant::Filtered(Context::System, "*", "rs"),
+        ),
+        (
+            "user/Patient.read",
+            Grant::Whole(Context::User, "Patient", "rs"),
+        ),
+        ("user/*.write", Grant::Whole(Context::User, "*", "cud")),
+        (
+            "user/Observation.d?status=final",
+            Grant::Filtered(Context::User, "Observation", "d"),
+        ),
+        (
+            "patient/Observation.rs",
+            Grant::Whole(Context::Patient, "Observation", "rs"),
+        ),
+        (
+            "patient/*.cruds?category=lab",
+            Grant::Filtered(Context::Patient, "*", "cruds"),
+        ),
+        (
+            "patient/Patient.*",
+            Grant::Whole(Context::Patient, "Patient", "cruds"),
+        ),
+        ("system/Observation.dus", Grant::Nothing),
+        ("system/Patient.sr", Grant::Nothing),
+        ("system/Patient.rr", Grant::Nothing),
+        ("system/Patient.read\tsystem/*.*", Grant::Nothing),
+        ("system/*.cruds\u{b}", Grant::Nothing),
+        ("system/Patient.READ", Grant::Nothing),
+        ("openid", Grant::Nothing),
+    ];
+
+    /// The model's answer: whether the picked tokens grant `interaction` on `requested`, on
+    /// the whole type (`filtered` false) or at least inside some filter (`filtered` true).
+    fn model_grants(
+        picks: &[(&str, Grant)],
+        has_patient: bool,
+        interaction: Interaction,
+        requested: &str,
+        filtered: bool,
+    ) -> bool {
+        let needed = interaction.required_permission().to_string();
+        let filter_letter = needed == "r" || needed == "s";
+        picks.iter().any(|(_, grant)| {
+            let (context, scope_type, letters, whole) = match *grant {
+                Grant::Nothing => return false,
+                Grant::Whole(context, scope_type, letters) => (context, scope_type, letters, true),
+                Grant::Filtered(context, scope_type, letters) => {
+                    (context, scope_type, letters, false)
+                }
+            };
+            let counts = whole || (filtered && filter_letter);
+            let covers = scope_type == "*" || (requested != "*" && scope_type == requested);
+            counts
+                && covers
+                && letters.contains(needed.as_str())
+                && (context != Context::Patient || has_patient)
+        })
+    }
+
+    /// A request (method, URL relative to the base) for an interaction on a type, when one
+    /// exists. Searches carry a parameter that no granular filter of [`POOL`] uses.
+    fn request_for(
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Option<(&'static str, String)> {
+        use Interaction::*;
+        let named = resource_type != "*";
+        let t = resource_type;
+        Some(match interaction {
+            Read if named => ("GET", format!("{t}/1")),
+            Vread if named => ("GET", format!("{t}/1/_history/2")),
+            HistoryInstance if named => ("GET", format!("{t}/1/_history")),
+            HistoryType if named => ("GET", format!("{t}/_history")),
+            Create if named => ("POST", t.to_owned()),
+            Update if named => ("PUT", format!("{t}/1")),
+            Patch if named => ("PATCH", format!("{t}/1")),
+            Delete if named => ("DELETE", format!("{t}/1")),
+            SearchType if named => ("GET", format!("{t}?code=x")),
+            SearchSystem if !named => ("GET", "?code=x".to_owned()),
+            HistorySystem if !named => ("GET", "_history".to_owned()),
+            _ => return None,
+        })
+    }
+
+    proptest::proptest! {
+        /// `ScopeSet::permits`, `permits_requirement`, `SmartClaims::permits`, `require` and
+        /// the enforcement layer give the same answer, for every interaction and type, and
+        /// the handler-filter variants agree with `constraints`/`require_constraints`.
+        #[test]
+        fn permission_checks_agree(
+            picks in proptest::collection::vec(proptest::sample::select(POOL.to_vec()), 0..6),
+            as_array in proptest::bool::ANY,
+            patient in proptest::sample::select(vec![None, Some(""), Some(" "), Some("123")]),
+        ) {
+            let texts: Vec<&str> = picks.iter().map(|(text, _)| *text).collect();
+            let scope = if as_array { json!(texts) } else { json!(texts.join(" ")) };
+            let mut members = json!({ "scope": scope });
+            if let Some(patient) = patient {
+                members["patient"] = json!(patient);
+            }
+            let claims = with(members).expect("valid claims");
+            let set = claims.scope_set();
+            let strict = crate::ScopeEnforcement::new("/fhir");
+            let filtering = crate::ScopeEnforcement::new("/fhir").handler_applies_granular_filters();
+            for resource_type in ["Observation", "Patient", "*"] {
+                for interaction in Interaction::ALL {
+                    let context = format!("{texts:?} {patient:?} {interaction:?} {resource_type}");
+                    let permits = set.permits(interaction, resource_type);
+                    let has_patient = patient == Some("123");
+                    proptest::prop_assert_eq!(
+                        permits,
+                        model_grants(&picks, has_patient, interaction, resource_type, false),
+                        "{}", context
+                    );
+                    proptest::prop_assert_eq!(
+                        !set.constraints(None, interaction, resource_type).is_denied(),
+                        model_grants(&picks, has_patient, interaction, resource_type, true),
+                        "{}", context
+                    );
+                    let requirement = crate::scopes::Requirement::new(
+                        interaction,
+                        crate::scopes::ResourceType::parse(resource_type).expect("valid type"),
+                    );
+                    let constraints = set.constraints(None, interaction, resource_type);
+                    proptest::prop_assert_eq!(set.permits_requirement(&requirement), permits, "{}", context);
+                    proptest::prop_assert_eq!(claims.permits(interaction, resource_type), permits, "{}", context);
+                    let required = claims.require(interaction, resource_type);
+                    proptest::prop_assert_eq!(required.is_ok(), permits, "{}", context);
+                    proptest::prop_assert_eq!(constraints.is_unconstrained(), permits, "{}", context);
+                    let with_filters = claims.require_constraints(interaction, resource_type);
+                    proptest::prop_assert_eq!(with_filters.is_ok(), !constraints.is_denied(), "{}", context);
+                    if interaction.required_permission().contains(crate::scopes::Permissions::CREATE)
+                        || interaction.required_permission().contains(crate::scopes::Permissions::UPDATE)
+                        || interaction.required_permission().contains(crate::scopes::Permissions::DELETE)
+                    {
+                        // Granular scopes never grant c, u or d.
+                        proptest::prop_assert_eq!(with_filters.is_ok(), permits, "{}", context);
+                    }
+                    if let Some((method, url)) = request_for(interaction, resource_type) {
+                        let layer = strict.check_bundle_entry(&claims, method, &url);
+                        proptest::prop_assert_eq!(layer.is_ok(), permits, "{} {} {}", context, method, url);
+                        if let (Err(layer), Err(handler)) = (&layer, &required) {
+                            proptest::prop_assert_eq!(layer.required_scope(), handler.required_scope(), "{}", context);
+                        }
+                        let opted_in = filtering.check_bundle_entry(&claims, method, &url);
+                        proptest::prop_assert_eq!(opted_in.is_ok(), !constraints.is_denied(), "{} {} {}", context, method, url);
+                    }
+                    if interaction == Interaction::SearchType && resource_type != "*" {
+                        let url = format!("{resource_type}?category=lab");
+                        let layer = strict.check_bundle_entry(&claims, "GET", &url);
+                        proptest::prop_assert_eq!(
+                            layer.is_ok(),
+                            set.permits_search_query(resource_type, Some("category=lab")),
+                            "{} {}", context, url
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
