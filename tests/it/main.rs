@@ -13,6 +13,7 @@ mod interop;
 mod introspection;
 mod key_cache;
 mod scopes_e2e;
+mod scopes_hardening;
 mod token_cache;
 mod tokens;
 mod tower_generic;
