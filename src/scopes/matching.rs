@@ -274,12 +274,14 @@ impl ScopeSet {
         if pairs.iter().any(|(name, _)| widens_results(name)) {
             return false;
         }
+        // A hash set keeps this linear in the sizes of the query and the filters.
+        let carried: HashSet<(&str, &str)> = pairs
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
         sets.iter().any(|set| {
-            set.iter().all(|wanted| {
-                pairs
-                    .iter()
-                    .any(|(name, value)| *name == wanted.0 && *value == wanted.1)
-            })
+            set.iter()
+                .all(|(name, value)| carried.contains(&(name.as_str(), value.as_str())))
         })
     }
 
