@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, ErrorKind};
-use crate::scopes::{Context, Interaction, ScopeSet};
+use crate::scopes::{
+    Context, Interaction, ScopeSet, SearchConstraints, is_scope_token, split_scope_string,
+};
 
 /// The claims of a verified access token, as SMART handlers need them.
 ///
@@ -105,6 +107,8 @@ impl FhirContext {
 
     fn from_value(value: &Value) -> Result<Self, ErrorKind> {
         match value {
+            // A blank reference names nothing, which refuses the token like `{}` does.
+            Value::String(reference) if is_blank(reference) => Err(ErrorKind::InvalidClaim),
             Value::String(reference) => Ok(Self {
                 reference: Some(reference.clone()),
                 canonical: None,
@@ -115,20 +119,27 @@ impl FhirContext {
             Value::Object(object) => {
                 let identifier = match object.get("identifier") {
                     None => None,
+                    // An empty identifier names nothing.
+                    Some(Value::Object(members)) if members.is_empty() => None,
                     Some(value @ Value::Object(_)) => Some(value.clone()),
                     Some(_) => return Err(ErrorKind::InvalidClaim),
                 };
+                let role = optional_string(object, "role")?;
+                // A blank role would otherwise read as the default role `launch`.
+                if role.as_deref().is_some_and(is_blank) {
+                    return Err(ErrorKind::InvalidClaim);
+                }
                 let context = Self {
-                    reference: optional_string(object, "reference")?,
-                    canonical: optional_string(object, "canonical")?,
+                    reference: non_blank_string(object, "reference")?,
+                    canonical: non_blank_string(object, "canonical")?,
                     identifier,
-                    resource_type: optional_string(object, "type")?,
-                    role: optional_string(object, "role")?,
+                    resource_type: non_blank_string(object, "type")?,
+                    role,
                 };
                 let names_something = context.reference.is_some()
                     || context.canonical.is_some()
                     || context.identifier.is_some();
-                if !names_something || context.role.as_deref() == Some("") {
+                if !names_something {
                     return Err(ErrorKind::InvalidClaim);
                 }
                 Ok(context)
@@ -170,14 +181,13 @@ impl SmartClaims {
         };
         let scopes = match names.scope.iter().find_map(|name| raw.get(name)) {
             None => Vec::new(),
-            Some(Value::String(list)) => list.split_ascii_whitespace().map(str::to_owned).collect(),
+            Some(Value::String(list)) => well_formed_scopes(split_scope_string(list)),
             Some(Value::Array(items)) => {
-                let mut scopes = Vec::with_capacity(items.len());
-                for item in items {
-                    let item = item.as_str().ok_or(ErrorKind::InvalidClaim)?;
-                    scopes.extend(item.split_ascii_whitespace().map(str::to_owned));
-                }
-                scopes
+                let items = items
+                    .iter()
+                    .map(|item| item.as_str().ok_or(ErrorKind::InvalidClaim))
+                    .collect::<Result<Vec<&str>, _>>()?;
+                well_formed_scopes(items.into_iter())
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
@@ -194,7 +204,7 @@ impl SmartClaims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let patient = optional_string(&raw, "patient")?;
+        let patient = launch_context_id(&raw, "patient")?;
         let inner = ClaimsInner {
             subject: optional_string(&raw, "sub")?,
             issued_at: optional_numeric_date(&raw, "iat")?,
@@ -202,9 +212,9 @@ impl SmartClaims {
             jwt_id: optional_string(&raw, "jti")?,
             patient,
             scope_set: OnceLock::new(),
-            encounter: optional_string(&raw, "encounter")?,
-            fhir_user: optional_string(&raw, "fhirUser")?,
-            tenant: optional_string(&raw, "tenant")?,
+            encounter: launch_context_id(&raw, "encounter")?,
+            fhir_user: non_blank_string(&raw, "fhirUser")?,
+            tenant: non_blank_string(&raw, "tenant")?,
             issuer,
             client_id,
             audiences,
@@ -254,6 +264,12 @@ impl SmartClaims {
     }
     /// The granted scopes as sent, from the first present claim of the configured list
     /// (default `scope`, then `scp`), whether a space-separated string or an array.
+    ///
+    /// Only well-formed RFC 6749 scope tokens are listed. A string claim is split at space
+    /// characters only; a token (or array item) holding any character outside the
+    /// scope-token set (TAB, CR, LF or another control character, a space inside an array
+    /// item, `"`, `\`, non-ASCII) is dropped whole: it is not listed, not split further,
+    /// and grants nothing. Duplicates are kept.
     pub fn scopes(&self) -> &[String] {
         &self.inner.scopes
     }
@@ -284,14 +300,18 @@ impl SmartClaims {
         })
     }
 
-    /// Whether the scopes allow `interaction` on `resource_type` (`*` for system level).
+    /// Whether the scopes allow `interaction` on the whole of `resource_type` (`*` for system
+    /// level); granular scopes never do. See [`ScopeSet::permits`].
     pub fn permits(&self, interaction: Interaction, resource_type: &str) -> bool {
         self.scope_set().permits(interaction, resource_type)
     }
 
-    /// Succeeds when the scopes allow `interaction` on `resource_type`; otherwise a 403
-    /// `insufficient_scope` error naming a scope that would allow it, which a handler can
-    /// return as is (it answers exactly as the layer would).
+    /// Succeeds when the scopes allow `interaction` on the whole of `resource_type`;
+    /// otherwise a 403 `insufficient_scope` error naming a scope that would allow it, which a
+    /// handler can return as is (it answers exactly as the layer would).
+    ///
+    /// Granular scopes never satisfy it, since they grant only part of a type: a handler
+    /// that applies their filters calls [`SmartClaims::require_constraints`] instead.
     ///
     /// ```
     /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
@@ -313,6 +333,47 @@ impl SmartClaims {
         let hint =
             ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
         Err(self.attach_realm(AuthError::insufficient_scope(hint)))
+    }
+
+    /// Like [`SmartClaims::require`] for a handler that applies granular filters: succeeds
+    /// with the filters to apply when some scope grants `interaction` on `resource_type`,
+    /// with or without a filter. [`SearchConstraints::Unconstrained`] means no filter; with
+    /// [`SearchConstraints::AnyOf`] the handler must narrow a search to those parameter sets
+    /// or check a read result against them (see [`SearchConstraints::matches`]).
+    ///
+    /// Granular scopes grant only `r` and `s`; for `c`, `u` and `d` the answer is the same as
+    /// [`SmartClaims::require`].
+    ///
+    /// ```
+    /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
+    ///
+    /// # #[cfg(feature = "axum")]
+    /// async fn search_observations(claims: SmartClaims) -> Result<String, AuthError> {
+    ///     let filters = claims.require_constraints(Interaction::SearchType, "Observation")?;
+    ///     // ... AND the parameters of one set into the search, OR across sets ...
+    ///     # let _ = filters;
+    ///     Ok("{}".to_owned())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The same 403 `insufficient_scope` error as [`SmartClaims::require`] when no scope
+    /// grants the interaction at all.
+    pub fn require_constraints(
+        &self,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Result<SearchConstraints, AuthError> {
+        let constraints = self
+            .scope_set()
+            .constraints(None, interaction, resource_type);
+        if constraints.is_denied() {
+            let hint =
+                ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
+            return Err(self.attach_realm(AuthError::insufficient_scope(hint)));
+        }
+        Ok(constraints)
     }
 
     /// The context to suggest in `insufficient_scope` hints: `system` for clients that hold
@@ -345,22 +406,34 @@ impl SmartClaims {
     }
 
     /// `patient`: the id of the Patient in context.
+    ///
+    /// `None` unless the claim is a FHIR resource id (`[A-Za-z0-9-.]{1,64}`): an empty,
+    /// whitespace-only or otherwise malformed value is no launch context, and then `patient/`
+    /// scopes grant nothing. A claim of another JSON type (`null` included) makes the token
+    /// invalid.
     pub fn patient(&self) -> Option<&str> {
         self.inner.patient.as_deref()
     }
-    /// `encounter`: the id of the Encounter in context.
+    /// `encounter`: the id of the Encounter in context; `None` for a value that is no FHIR
+    /// resource id, as for [`SmartClaims::patient`].
     pub fn encounter(&self) -> Option<&str> {
         self.inner.encounter.as_deref()
     }
-    /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user.
+    /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user; `None` when
+    /// the claim is absent, empty or whitespace-only.
     pub fn fhir_user(&self) -> Option<&str> {
         self.inner.fhir_user.as_deref()
     }
-    /// `tenant`: the organization the launch belongs to.
+    /// `tenant`: the organization the launch belongs to; `None` when the claim is absent,
+    /// empty or whitespace-only.
     pub fn tenant(&self) -> Option<&str> {
         self.inner.tenant.as_deref()
     }
     /// `fhirContext`: further context resources (both SMART 2.0 and 2.1+ forms).
+    ///
+    /// Empty or whitespace-only `reference`, `canonical` and `type` values, and an empty
+    /// `identifier` object, count as absent. An entry that then names nothing, and an entry
+    /// with a blank `role`, make the token invalid.
     pub fn fhir_context(&self) -> &[FhirContext] {
         &self.inner.fhir_context
     }
@@ -391,6 +464,50 @@ impl std::fmt::Debug for SmartClaims {
             .field("expires_at", &self.inner.expires_at)
             .finish_non_exhaustive()
     }
+}
+
+/// Keeps the well-formed scope tokens; each dropped one is logged with its reason only.
+fn well_formed_scopes<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<String> {
+    tokens
+        .filter(|token| {
+            let keep = is_scope_token(token);
+            if !keep && !token.is_empty() {
+                tracing::debug!("dropping a scope token with a character outside RFC 6749 3.3");
+            }
+            keep
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a string is empty or holds only whitespace.
+fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
+/// Whether `text` is a FHIR resource id: 1 to 64 of `A-Z a-z 0-9 - .`.
+fn is_fhir_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
+}
+
+/// A string claim where a blank value counts as absent. Other JSON types are invalid.
+fn non_blank_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
+    Ok(optional_string(object, name)?.filter(|value| !is_blank(value)))
+}
+
+/// A launch-context id (`patient`, `encounter`): a value that is no FHIR resource id, the
+/// empty string included, is no launch context. Other JSON types are invalid.
+fn launch_context_id(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
+    let value = optional_string(object, name)?;
+    if value.as_deref().is_some_and(|id| !is_fhir_id(id)) {
+        // The value is token content: say only which claim was ignored.
+        tracing::debug!(claim = name, "ignoring a launch context that is no FHIR id");
+        return Ok(None);
+    }
+    Ok(value)
 }
 
 fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
@@ -447,7 +564,7 @@ mod tests {
         let claims = parse(json!({
             "iss": "https://as", "sub": "svc", "azp": "client-1", "aud": ["a", "b"],
             "exp": 2000, "iat": 1000.7, "nbf": 1000, "jti": "j",
-            "scp": ["system/Patient.rs", "system/Observation.rs launch"],
+            "scp": ["system/Patient.rs", "system/Observation.rs", "launch"],
             "patient": "p1", "encounter": "e1", "fhirUser": "Practitioner/9", "tenant": "t",
             "fhirContext": ["Observation/1", {"canonical": "http://x|1", "type": "Questionnaire"},
                             {"reference": "Patient/2", "role": "https://role"}],
@@ -534,6 +651,392 @@ mod tests {
             parse(json!({"iss": "i"})).err(),
             Some(ErrorKind::InvalidClaim)
         );
+    }
+
+    /// Claims with `iss`, `exp` and the given members.
+    fn with(members: Value) -> Result<SmartClaims, ErrorKind> {
+        let mut payload = json!({"iss": "i", "exp": 1});
+        for (name, value) in members.as_object().expect("object") {
+            payload[name] = value.clone();
+        }
+        parse(payload)
+    }
+
+    #[test]
+    fn scope_tokens_are_split_at_spaces_only() {
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (json!("a b"), vec!["a", "b"]),
+            (json!("  a   b  "), vec!["a", "b"]),
+            (json!(""), vec![]),
+            (json!("   "), vec![]),
+            (json!("system/Patient.read\tsystem/*.*"), vec![]),
+            (
+                json!("openid system/Patient.read\tsystem/*.* fhirUser"),
+                vec!["openid", "fhirUser"],
+            ),
+            (json!("patient/*.rs\u{000b}"), vec![]),
+            (
+                json!("a\nb a\rb a\u{000c}b a\u{0000}b a\u{007f}b a\u{0085}b a\u{00a0}b"),
+                vec![],
+            ),
+            (json!("a\"b a\\b \u{00e9} c"), vec!["c"]),
+            (json!("a a a"), vec!["a", "a", "a"]),
+            (json!(["a", "b"]), vec!["a", "b"]),
+            (
+                json!(["a b", "c", "", " d", "e\t", "f\u{0000}g"]),
+                vec!["c"],
+            ),
+            (json!([]), vec![]),
+        ];
+        for (claim, expected) in cases {
+            let claims = with(json!({ "scope": claim.clone() })).expect("valid claims");
+            assert_eq!(claims.scopes(), expected.as_slice(), "{claim}");
+            assert_eq!(claims.scope_set().raw(), expected.as_slice(), "{claim}");
+        }
+        let claims = with(json!({"scope": "system/Patient.read\tsystem/*.*"})).expect("valid");
+        assert!(!claims.has_scope("system/*.*"));
+        assert!(!claims.permits(Interaction::Delete, "Patient"));
+        assert!(!claims.permits(Interaction::Read, "Patient"));
+    }
+
+    #[test]
+    fn blank_or_malformed_launch_context_is_no_context() {
+        let long_id = "a".repeat(64);
+        let too_long = "a".repeat(65);
+        let cases: Vec<(Value, Option<&str>)> = vec![
+            (json!("123"), Some("123")),
+            (json!("A-b.9"), Some("A-b.9")),
+            (json!(long_id.clone()), Some(long_id.as_str())),
+            (json!(too_long), None),
+            (json!(""), None),
+            (json!(" "), None),
+            (json!("\t\n"), None),
+            (json!(" 123"), None),
+            (json!("123 "), None),
+            (json!("Patient/123"), None),
+            (json!("1,2"), None),
+            (json!("1&subject=2"), None),
+            (json!("12_3"), None),
+            (json!("\u{00e9}"), None),
+            (json!("1\u{0000}"), None),
+        ];
+        for (value, expected) in cases {
+            let claims = with(json!({
+                "scope": "patient/*.rs",
+                "patient": value.clone(),
+                "encounter": value.clone()
+            }))
+            .expect("valid claims");
+            assert_eq!(claims.patient(), expected, "{value}");
+            assert_eq!(claims.encounter(), expected, "{value}");
+            assert_eq!(
+                claims.scope_set().has_patient_context(),
+                expected.is_some(),
+                "{value}"
+            );
+            assert_eq!(
+                claims.permits(Interaction::Read, "Observation"),
+                expected.is_some(),
+                "{value}"
+            );
+            assert_eq!(
+                claims.hint_context(),
+                if expected.is_some() {
+                    Context::Patient
+                } else {
+                    Context::User
+                },
+                "{value}"
+            );
+        }
+        // Another JSON type, `null` included, makes the token invalid.
+        for name in ["patient", "encounter", "fhirUser", "tenant"] {
+            for value in [
+                json!(null),
+                json!(1),
+                json!(true),
+                json!([]),
+                json!({}),
+                json!(["1"]),
+            ] {
+                assert_eq!(
+                    with(json!({ name: value.clone() })).err(),
+                    Some(ErrorKind::InvalidClaim),
+                    "{name} = {value}"
+                );
+            }
+        }
+        // No patient claim at all.
+        let claims = with(json!({"scope": "patient/*.rs"})).expect("valid");
+        assert_eq!(claims.patient(), None);
+        assert!(!claims.permits(Interaction::Read, "Observation"));
+    }
+
+    #[test]
+    fn blank_identity_claims_are_absent() {
+        for blank in ["", " ", "\t"] {
+            let claims = with(json!({"fhirUser": blank, "tenant": blank})).expect("valid");
+            assert_eq!(
+                (claims.fhir_user(), claims.tenant()),
+                (None, None),
+                "{blank:?}"
+            );
+        }
+        let claims = with(json!({"fhirUser": "Practitioner/1", "tenant": "t"})).expect("valid");
+        assert_eq!(
+            (claims.fhir_user(), claims.tenant()),
+            (Some("Practitioner/1"), Some("t"))
+        );
+    }
+
+    #[test]
+    fn fhir_context_with_blank_values() {
+        let refused = [
+            json!([""]),
+            json!(["  "]),
+            json!([{"reference": ""}]),
+            json!([{"reference": " ", "type": "Patient"}]),
+            json!([{"canonical": ""}]),
+            json!([{"identifier": {}}]),
+            json!([{"reference": "", "canonical": "\t", "identifier": {}}]),
+            json!([{"reference": "Patient/1", "role": ""}]),
+            json!([{"reference": "Patient/1", "role": " "}]),
+            json!([{"reference": null}]),
+            json!([{"reference": "Patient/1", "type": null}]),
+            json!(null),
+            json!([null]),
+        ];
+        for value in refused {
+            assert_eq!(
+                with(json!({ "fhirContext": value.clone() })).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{value}"
+            );
+        }
+        let claims = with(json!({"fhirContext": [
+            {"reference": "Patient/1", "type": "", "canonical": " "},
+            {"canonical": "http://q|1", "reference": ""},
+            {"identifier": {"value": "x"}, "reference": "\t"}
+        ]}))
+        .expect("valid");
+        let contexts = claims.fhir_context();
+        assert_eq!(contexts.len(), 3);
+        assert_eq!(
+            (
+                contexts[0].reference(),
+                contexts[0].resource_type(),
+                contexts[0].canonical()
+            ),
+            (Some("Patient/1"), None, None)
+        );
+        assert_eq!(
+            (contexts[1].canonical(), contexts[1].reference()),
+            (Some("http://q|1"), None)
+        );
+        assert_eq!(contexts[2].reference(), None);
+        assert!(contexts[2].identifier().is_some());
+    }
+
+    /// What a scope token of [`POOL`] grants, written out by hand as the test's model.
+    #[derive(Debug, Clone, Copy)]
+    enum Grant {
+        /// Nothing (malformed, or no resource scope).
+        Nothing,
+        /// Letters on a type (`*` for all), without a filter.
+        Whole(Context, &'static str, &'static str),
+        /// Letters on a type, inside a filter.
+        Filtered(Context, &'static str, &'static str),
+    }
+
+    /// Scope tokens for the agreement property: plain, granular, v1, malformed, hostile.
+    const POOL: &[(&str, Grant)] = &[
+        (
+            "system/Observation.rs",
+            Grant::Whole(Context::System, "Observation", "rs"),
+        ),
+        (
+            "system/Observation.cud",
+            Grant::Whole(Context::System, "Observation", "cud"),
+        ),
+        (
+            "system/Observation.u",
+            Grant::Whole(Context::System, "Observation", "u"),
+        ),
+        (
+            "system/Observation.cruds?category=lab",
+            Grant::Filtered(Context::System, "Observation", "cruds"),
+        ),
+        (
+            "system/Observation.rs?category=lab",
+            Grant::Filtered(Context::System, "Observation", "rs"),
+        ),
+        (
+            "system/*.c?category=lab",
+            Grant::Filtered(Context::System, "*", "c"),
+        ),
+        ("system/*.s", Grant::Whole(Context::System, "*", "s")),
+        (
+            "system/*.rs?category=lab",
+            Grant::Filtered(Context::System, "*", "rs"),
+        ),
+        (
+            "user/Patient.read",
+            Grant::Whole(Context::User, "Patient", "rs"),
+        ),
+        ("user/*.write", Grant::Whole(Context::User, "*", "cud")),
+        (
+            "user/Observation.d?status=final",
+            Grant::Filtered(Context::User, "Observation", "d"),
+        ),
+        (
+            "patient/Observation.rs",
+            Grant::Whole(Context::Patient, "Observation", "rs"),
+        ),
+        (
+            "patient/*.cruds?category=lab",
+            Grant::Filtered(Context::Patient, "*", "cruds"),
+        ),
+        (
+            "patient/Patient.*",
+            Grant::Whole(Context::Patient, "Patient", "cruds"),
+        ),
+        ("system/Observation.dus", Grant::Nothing),
+        ("system/Patient.sr", Grant::Nothing),
+        ("system/Patient.rr", Grant::Nothing),
+        ("system/Patient.read\tsystem/*.*", Grant::Nothing),
+        ("system/*.cruds\u{b}", Grant::Nothing),
+        ("system/Patient.READ", Grant::Nothing),
+        ("openid", Grant::Nothing),
+    ];
+
+    /// The model's answer: whether the picked tokens grant `interaction` on `requested`, on
+    /// the whole type (`filtered` false) or at least inside some filter (`filtered` true).
+    fn model_grants(
+        picks: &[(&str, Grant)],
+        has_patient: bool,
+        interaction: Interaction,
+        requested: &str,
+        filtered: bool,
+    ) -> bool {
+        let needed = interaction.required_permission().to_string();
+        let filter_letter = needed == "r" || needed == "s";
+        picks.iter().any(|(_, grant)| {
+            let (context, scope_type, letters, whole) = match *grant {
+                Grant::Nothing => return false,
+                Grant::Whole(context, scope_type, letters) => (context, scope_type, letters, true),
+                Grant::Filtered(context, scope_type, letters) => {
+                    (context, scope_type, letters, false)
+                }
+            };
+            let counts = whole || (filtered && filter_letter);
+            let covers = scope_type == "*" || (requested != "*" && scope_type == requested);
+            counts
+                && covers
+                && letters.contains(needed.as_str())
+                && (context != Context::Patient || has_patient)
+        })
+    }
+
+    /// A request (method, URL relative to the base) for an interaction on a type, when one
+    /// exists. Searches carry a parameter that no granular filter of [`POOL`] uses.
+    fn request_for(
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Option<(&'static str, String)> {
+        use Interaction::*;
+        let named = resource_type != "*";
+        let t = resource_type;
+        Some(match interaction {
+            Read if named => ("GET", format!("{t}/1")),
+            Vread if named => ("GET", format!("{t}/1/_history/2")),
+            HistoryInstance if named => ("GET", format!("{t}/1/_history")),
+            HistoryType if named => ("GET", format!("{t}/_history")),
+            Create if named => ("POST", t.to_owned()),
+            Update if named => ("PUT", format!("{t}/1")),
+            Patch if named => ("PATCH", format!("{t}/1")),
+            Delete if named => ("DELETE", format!("{t}/1")),
+            SearchType if named => ("GET", format!("{t}?code=x")),
+            SearchSystem if !named => ("GET", "?code=x".to_owned()),
+            HistorySystem if !named => ("GET", "_history".to_owned()),
+            _ => return None,
+        })
+    }
+
+    proptest::proptest! {
+        /// `ScopeSet::permits`, `permits_requirement`, `SmartClaims::permits`, `require` and
+        /// the enforcement layer give the same answer, for every interaction and type, and
+        /// the handler-filter variants agree with `constraints`/`require_constraints`.
+        #[test]
+        fn permission_checks_agree(
+            picks in proptest::collection::vec(proptest::sample::select(POOL.to_vec()), 0..6),
+            as_array in proptest::bool::ANY,
+            patient in proptest::sample::select(vec![None, Some(""), Some(" "), Some("123")]),
+        ) {
+            let texts: Vec<&str> = picks.iter().map(|(text, _)| *text).collect();
+            let scope = if as_array { json!(texts) } else { json!(texts.join(" ")) };
+            let mut members = json!({ "scope": scope });
+            if let Some(patient) = patient {
+                members["patient"] = json!(patient);
+            }
+            let claims = with(members).expect("valid claims");
+            let set = claims.scope_set();
+            let strict = crate::ScopeEnforcement::new("/fhir");
+            let filtering = crate::ScopeEnforcement::new("/fhir").handler_applies_granular_filters();
+            for resource_type in ["Observation", "Patient", "*"] {
+                for interaction in Interaction::ALL {
+                    let context = format!("{texts:?} {patient:?} {interaction:?} {resource_type}");
+                    let permits = set.permits(interaction, resource_type);
+                    let has_patient = patient == Some("123");
+                    proptest::prop_assert_eq!(
+                        permits,
+                        model_grants(&picks, has_patient, interaction, resource_type, false),
+                        "{}", context
+                    );
+                    proptest::prop_assert_eq!(
+                        !set.constraints(None, interaction, resource_type).is_denied(),
+                        model_grants(&picks, has_patient, interaction, resource_type, true),
+                        "{}", context
+                    );
+                    let requirement = crate::scopes::Requirement::new(
+                        interaction,
+                        crate::scopes::ResourceType::parse(resource_type).expect("valid type"),
+                    );
+                    let constraints = set.constraints(None, interaction, resource_type);
+                    proptest::prop_assert_eq!(set.permits_requirement(&requirement), permits, "{}", context);
+                    proptest::prop_assert_eq!(claims.permits(interaction, resource_type), permits, "{}", context);
+                    let required = claims.require(interaction, resource_type);
+                    proptest::prop_assert_eq!(required.is_ok(), permits, "{}", context);
+                    proptest::prop_assert_eq!(constraints.is_unconstrained(), permits, "{}", context);
+                    let with_filters = claims.require_constraints(interaction, resource_type);
+                    proptest::prop_assert_eq!(with_filters.is_ok(), !constraints.is_denied(), "{}", context);
+                    if interaction.required_permission().contains(crate::scopes::Permissions::CREATE)
+                        || interaction.required_permission().contains(crate::scopes::Permissions::UPDATE)
+                        || interaction.required_permission().contains(crate::scopes::Permissions::DELETE)
+                    {
+                        // Granular scopes never grant c, u or d.
+                        proptest::prop_assert_eq!(with_filters.is_ok(), permits, "{}", context);
+                    }
+                    if let Some((method, url)) = request_for(interaction, resource_type) {
+                        let layer = strict.check_bundle_entry(&claims, method, &url);
+                        proptest::prop_assert_eq!(layer.is_ok(), permits, "{} {} {}", context, method, url);
+                        if let (Err(layer), Err(handler)) = (&layer, &required) {
+                            proptest::prop_assert_eq!(layer.required_scope(), handler.required_scope(), "{}", context);
+                        }
+                        let opted_in = filtering.check_bundle_entry(&claims, method, &url);
+                        proptest::prop_assert_eq!(opted_in.is_ok(), !constraints.is_denied(), "{} {} {}", context, method, url);
+                    }
+                    if interaction == Interaction::SearchType && resource_type != "*" {
+                        let url = format!("{resource_type}?category=lab");
+                        let layer = strict.check_bundle_entry(&claims, "GET", &url);
+                        proptest::prop_assert_eq!(
+                            layer.is_ok(),
+                            set.permits_search_query(resource_type, Some("category=lab")),
+                            "{} {}", context, url
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

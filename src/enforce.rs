@@ -6,7 +6,8 @@ use std::sync::Arc;
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
 use crate::scopes::{
-    AccessRule, Classified, Classifier, Operation, Requirement, export_requirements,
+    AccessRule, Classified, Classifier, FhirRequest, Interaction, Operation, Requirement,
+    export_requirements,
 };
 
 /// Decides what an operation (`$name`) needs: `Some(requirements)` (empty for "allowed to
@@ -24,11 +25,14 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///
 /// What the layer cannot decide stays with the handler, which must finish the job:
 ///
-/// - **Granular scopes** (`system/Observation.rs?category=…`) let a search or read through;
-///   the handler narrows searches with
-///   [`ScopeSet::search_constraints`](crate::scopes::ScopeSet::search_constraints) (AND the
-///   parameters of one set into the query, OR across sets) and checks read results with
-///   [`read_constraints`](crate::scopes::ScopeSet::read_constraints).
+/// - **Granular scopes** (`system/Observation.rs?category=…`) only restrict: they never allow
+///   create, update, patch or delete, and they allow a read or search only where their
+///   filter is applied. By default the layer lets through a type search (`GET [type]?…`)
+///   whose own query carries every parameter of one granted filter
+///   ([`ScopeSet::permits_search_query`](crate::scopes::ScopeSet::permits_search_query)) and
+///   refuses every other request that only a granular scope would allow. A handler that
+///   narrows searches and checks read results itself opts in with
+///   [`handler_applies_granular_filters`](Self::handler_applies_granular_filters).
 /// - **Batch and transaction** bundles (`POST [base]`) pass; the handler checks each entry,
 ///   with [`check_bundle_entry`](Self::check_bundle_entry).
 /// - **Patient compartment**: `patient/` scopes count only with a `patient` claim; limiting
@@ -59,6 +63,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 pub struct ScopeEnforcement {
     classifier: Classifier,
     operations: Arc<OperationPolicyFn>,
+    /// Whether handlers apply granular filters to reads and searches themselves.
+    handler_filters: bool,
 }
 
 impl fmt::Debug for ScopeEnforcement {
@@ -66,6 +72,7 @@ impl fmt::Debug for ScopeEnforcement {
         f.debug_struct("ScopeEnforcement")
             .field("classifier", &self.classifier)
             .field("operations", &"<fn>")
+            .field("handler_filters", &self.handler_filters)
             .finish()
     }
 }
@@ -77,7 +84,29 @@ impl ScopeEnforcement {
         Self {
             classifier: Classifier::new(base_path),
             operations: Arc::new(default_operation_policy),
+            handler_filters: false,
         }
+    }
+
+    /// Declares that the handlers apply granular scope filters themselves, so that the layer
+    /// may let through reads, searches and history requests that only a granular scope
+    /// (`…rs?category=…`) allows.
+    ///
+    /// The handler must then, for each such request, AND the parameters of one set of
+    /// [`SmartClaims::require_constraints`](crate::SmartClaims::require_constraints) into the
+    /// search (OR across sets), and refuse to return a read or history result that does not
+    /// [match](crate::scopes::SearchConstraints::matches). Without this call the layer refuses
+    /// those requests, except type searches whose query carries the filter.
+    /// Create, update, patch, delete and operations never pass on a granular scope.
+    ///
+    /// ```
+    /// use smart_auth::ScopeEnforcement;
+    ///
+    /// let enforcement = ScopeEnforcement::new("/fhir").handler_applies_granular_filters();
+    /// ```
+    pub fn handler_applies_granular_filters(mut self) -> Self {
+        self.handler_filters = true;
+        self
     }
 
     /// Accepts only these resource types; any other type in a path is refused.
@@ -177,12 +206,51 @@ impl ScopeEnforcement {
             }
         };
         for requirement in &requirements {
-            if !claims.scope_set().permits_requirement(requirement) {
+            if !self.allows(claims, &request, requirement, query) {
                 let hint = requirement.hint(claims.hint_context());
                 return Err(claims.attach_realm(AuthError::insufficient_scope(hint)));
             }
         }
         Ok(())
+    }
+}
+
+impl ScopeEnforcement {
+    /// Whether the scopes meet one requirement of a classified request. A granular scope
+    /// counts only where its filter is applied: by the request's own query (a type search
+    /// by `GET`, whose parameters the layer sees), or by the handler when it said so. It never
+    /// counts for operations, nor for `c`, `u` or `d` (see [`ScopeSet::constraints`]).
+    ///
+    /// [`ScopeSet::constraints`]: crate::scopes::ScopeSet::constraints
+    fn allows(
+        &self,
+        claims: &SmartClaims,
+        request: &FhirRequest,
+        requirement: &Requirement,
+        query: Option<&str>,
+    ) -> bool {
+        let scopes = claims.scope_set();
+        if scopes.permits_requirement(requirement) {
+            return true;
+        }
+        let interaction = requirement.interaction;
+        let resource_type = requirement.resource_type.as_str();
+        match request {
+            FhirRequest::Operation(_) => false,
+            FhirRequest::SearchType {
+                via_post: false, ..
+            } if interaction == Interaction::SearchType
+                && scopes.permits_search_query(resource_type, query) =>
+            {
+                true
+            }
+            _ => {
+                self.handler_filters
+                    && !scopes
+                        .constraints(None, interaction, resource_type)
+                        .is_denied()
+            }
+        }
     }
 }
 

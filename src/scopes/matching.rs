@@ -12,7 +12,15 @@
 //!
 //! Scopes combine as a union, `*` covers every type, and write never implies read.
 //! System-level interactions ask for the type `*`, which only a `*` scope covers.
+//!
+//! Granular scopes (`?param=value`) only ever restrict. They never count for
+//! [`ScopeSet::permits`] (which answers for the whole type), and they grant only `r` and `s`:
+//! inside their filter, through [`ScopeSet::constraints`]. A `c`, `u` or `d` letter in a
+//! granular scope grants nothing.
 
+use std::collections::HashSet;
+
+use super::parse::percent_decode;
 use super::{Context, Permissions, ResourceScope, ResourceType, ScopeSet};
 
 /// A FHIR REST interaction that SMART permission letters cover. New interactions may be added.
@@ -185,7 +193,8 @@ impl SearchConstraints {
 }
 
 impl ScopeSet {
-    /// Whether some scope, in any context, grants `interaction` on `resource_type`.
+    /// Whether some scope, in any context, grants `interaction` on the whole of
+    /// `resource_type`, with no filter.
     ///
     /// `resource_type` is a type name such as `Observation`, or `*` for "every type", which
     /// only a `*` scope covers (use it for system-level search and history).
@@ -194,13 +203,22 @@ impl ScopeSet {
     /// ([`ScopeSet::with_patient_context`]). When a `patient/` scope would have granted the
     /// check but was skipped for that reason, one debug event is logged.
     ///
-    /// Granular scopes count here too: `patient/Observation.rs?category=laboratory` permits
-    /// `SearchType` on `Observation`. This answer is only the coarse gate; the caller must then
-    /// apply [`ScopeSet::search_constraints`] or [`ScopeSet::read_constraints`] to narrow the
-    /// search or to check the resource that was read.
+    /// Granular scopes (`patient/Observation.rs?category=laboratory`) never count here: they
+    /// allow only the resources inside their filter, never the whole type. A caller that
+    /// applies the filter asks [`ScopeSet::constraints`] (or [`ScopeSet::search_constraints`],
+    /// [`ScopeSet::read_constraints`], [`ScopeSet::permits_search_query`]) instead.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("system/Observation.cruds?category=laboratory");
+    /// assert!(!set.permits(Interaction::SearchType, "Observation"));
+    /// assert!(!set.permits(Interaction::Create, "Observation"));
+    /// assert!(!set.search_constraints(None, "Observation").is_denied());
+    /// ```
     #[must_use]
     pub fn permits(&self, interaction: Interaction, resource_type: &str) -> bool {
-        !self.grants(None, interaction, resource_type).is_empty()
+        self.grants_whole_type(None, interaction, resource_type)
     }
 
     /// Like [`ScopeSet::permits`], counting only scopes of one `context`.
@@ -211,15 +229,60 @@ impl ScopeSet {
         interaction: Interaction,
         resource_type: &str,
     ) -> bool {
-        !self
-            .grants(Some(context), interaction, resource_type)
-            .is_empty()
+        self.grants_whole_type(Some(context), interaction, resource_type)
     }
 
     /// Like [`ScopeSet::permits`] for a [`Requirement`].
     #[must_use]
     pub fn permits_requirement(&self, requirement: &Requirement) -> bool {
         self.permits(requirement.interaction, requirement.resource_type.as_str())
+    }
+
+    /// Whether a type-level search on `resource_type` with this raw query string stays inside
+    /// what the scopes grant: either [`ScopeSet::permits`] allows the search, or the query
+    /// itself applies the filter of one granted granular scope.
+    ///
+    /// The query applies a filter when it carries every `(parameter, value)` pair of that
+    /// filter, with the same name and exactly the same value. Extra parameters only narrow a
+    /// FHIR search, so they may be present; but a query that could bring back resources
+    /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained` or
+    /// `_query`. Pairs whose text is ambiguous to decode (a `+`, a bad `%` escape, bytes that
+    /// are not UTF-8) are never counted as carrying a filter.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse("system/Observation.rs?category=laboratory");
+    /// assert!(set.permits_search_query("Observation", Some("category=laboratory&code=x")));
+    /// assert!(!set.permits_search_query("Observation", Some("code=x")));
+    /// assert!(!set.permits_search_query("Observation", None));
+    /// ```
+    #[must_use]
+    pub fn permits_search_query(&self, resource_type: &str, query: Option<&str>) -> bool {
+        if self.permits(Interaction::SearchType, resource_type) {
+            return true;
+        }
+        let Some(query) = query else {
+            return false;
+        };
+        let SearchConstraints::AnyOf(sets) = self.search_constraints(None, resource_type) else {
+            return false;
+        };
+        let Some(pairs) = strict_query_pairs(query) else {
+            return false;
+        };
+        if pairs.iter().any(|(name, _)| widens_results(name)) {
+            return false;
+        }
+        // A hash set keeps this linear in the sizes of the query and the filters.
+        let carried: HashSet<(&str, &str)> = pairs
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        sets.iter().any(|set| {
+            set.iter()
+                .all(|(name, value)| carried.contains(&(name.as_str(), value.as_str())))
+        })
     }
 
     /// The granular filters that apply to `interaction` on `resource_type`.
@@ -235,20 +298,22 @@ impl ScopeSet {
         interaction: Interaction,
         resource_type: &str,
     ) -> SearchConstraints {
-        let grants = self.grants(context, interaction, resource_type);
-        if grants.is_empty() {
-            return SearchConstraints::Denied;
+        if self.grants_whole_type(context, interaction, resource_type) {
+            return SearchConstraints::Unconstrained;
         }
         let mut sets: Vec<Vec<(String, String)>> = Vec::new();
-        for scope in grants {
-            if scope.query.is_empty() {
-                return SearchConstraints::Unconstrained;
-            }
-            if !sets.contains(&scope.query) {
+        // A hash set keeps this linear however many granular scopes the token holds.
+        let mut seen: HashSet<&[(String, String)]> = HashSet::new();
+        for scope in self.granting_scopes(context, interaction, resource_type) {
+            if seen.insert(&scope.query) {
                 sets.push(scope.query.clone());
             }
         }
-        SearchConstraints::AnyOf(sets)
+        if sets.is_empty() {
+            SearchConstraints::Denied
+        } else {
+            SearchConstraints::AnyOf(sets)
+        }
     }
 
     /// The filters for a type-level search (`s`) on `resource_type`. See
@@ -293,37 +358,75 @@ impl ScopeSet {
         format!("{context}/{resource}.{}", interaction.required_permission())
     }
 
-    /// Collects the resource scopes that grant `interaction` on `resource_type`.
-    fn grants(
+    /// Whether a scope without a filter grants `interaction` on all of `resource_type`.
+    fn grants_whole_type(
         &self,
         context: Option<Context>,
         interaction: Interaction,
         resource_type: &str,
-    ) -> Vec<&ResourceScope> {
+    ) -> bool {
+        self.granting_scopes(context, interaction, resource_type)
+            .any(|scope| !scope.is_granular())
+    }
+
+    /// The resource scopes that grant `interaction` on `resource_type`, granular ones
+    /// included, in `context` (all contexts for `None`).
+    ///
+    /// A granular scope only counts for `r` and `s` interactions: its filter says which
+    /// resources may be read or found, and a `c`, `u` or `d` letter in it grants nothing (the
+    /// layer cannot see whether a written resource would match the filter). `patient/` scopes
+    /// count only with a patient context; skipping one for that reason is logged once.
+    fn granting_scopes<'a>(
+        &'a self,
+        context: Option<Context>,
+        interaction: Interaction,
+        resource_type: &'a str,
+    ) -> impl Iterator<Item = &'a ResourceScope> + 'a {
         let needed = interaction.required_permission();
-        let mut scopes = Vec::new();
-        let mut skipped_patient = false;
-        for scope in self.resource_scopes() {
+        let filter_applies =
+            needed.contains(Permissions::READ) || needed.contains(Permissions::SEARCH);
+        let mut logged = false;
+        self.resource_scopes().filter(move |scope| {
             let applies = context.is_none_or(|wanted| wanted == scope.context)
                 && scope.permissions.contains(needed)
-                && scope.resource.covers(resource_type);
-            if !applies {
-                continue;
+                && scope.resource.covers(resource_type)
+                && (filter_applies || !scope.is_granular());
+            if applies && scope.context == Context::Patient && !self.has_patient_context() {
+                if !logged {
+                    logged = true;
+                    tracing::debug!(
+                        interaction = interaction.code(),
+                        "ignoring patient/ scopes: the token has no patient context"
+                    );
+                }
+                return false;
             }
-            if scope.context == Context::Patient && !self.has_patient_context() {
-                skipped_patient = true;
-                continue;
-            }
-            scopes.push(scope);
-        }
-        if skipped_patient {
-            tracing::debug!(
-                interaction = interaction.code(),
-                "ignoring patient/ scopes: the token has no patient context"
-            );
-        }
-        scopes
+            applies
+        })
     }
+}
+
+/// Parameter names (before any `:modifier`) that can add resources a filter would not match.
+fn widens_results(name: &str) -> bool {
+    let base = name.split_once(':').map_or(name, |(base, _)| base);
+    matches!(base, "_include" | "_revinclude" | "_contained" | "_query")
+}
+
+/// Splits a raw query string into decoded pairs, or `None` when some pair is ambiguous: a `+`
+/// (a space to some decoders, a plus to others), a bad `%` escape, or bytes that are not
+/// UTF-8. Empty pieces (`a=1&&b=2`) are skipped.
+fn strict_query_pairs(query: &str) -> Option<Vec<(String, String)>> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            if pair.contains('+') {
+                return None;
+            }
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(name)?, percent_decode(value)?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -644,6 +747,136 @@ mod tests {
         let no_values = |_: &str| std::iter::empty::<&str>();
         assert!(SearchConstraints::Unconstrained.matches(no_values));
         assert!(!SearchConstraints::Denied.matches(|_: &str| [LAB]));
+    }
+
+    #[test]
+    fn granular_scopes_only_restrict() {
+        for context in Context::ALL {
+            for scope_type in ["Observation", "*"] {
+                for bits in 1..=31 {
+                    let letters = Permissions::from_bits(bits);
+                    let claim = format!("{context}/{scope_type}.{letters}?category=laboratory");
+                    let set = with_patient(&claim);
+                    for requested in ["Observation", "*"] {
+                        for interaction in Interaction::ALL {
+                            let needed = interaction.required_permission();
+                            assert!(
+                                !set.permits(interaction, requested),
+                                "{claim} {interaction:?} {requested}"
+                            );
+                            assert!(
+                                !set.permits_in(context, interaction, requested),
+                                "{claim} {interaction:?} {requested}"
+                            );
+                            let covered = scope_type == "*" || requested == scope_type;
+                            let filtered =
+                                needed == Permissions::READ || needed == Permissions::SEARCH;
+                            let expected = if covered && filtered && letters.contains(needed) {
+                                SearchConstraints::AnyOf(vec![pairs(&[("category", "laboratory")])])
+                            } else {
+                                SearchConstraints::Denied
+                            };
+                            assert_eq!(
+                                set.constraints(None, interaction, requested),
+                                expected,
+                                "{claim} {interaction:?} {requested}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // A plain scope next to a granular one still grants the whole type.
+        let set = with_patient("patient/Observation.cruds?category=x patient/Observation.c");
+        assert_eq!(permitted(&set, "Observation"), [Create]);
+        assert!(set.constraints(None, Delete, "Observation").is_denied());
+    }
+
+    #[test]
+    fn search_queries_that_carry_a_filter() {
+        let set = ScopeSet::parse(
+            "system/Observation.rs?category=http://loinc.org%7Clab&status=final \
+             system/Observation.s?code=a,b system/Condition.rs?category=x system/Patient.s",
+        );
+        let cases = [
+            (
+                "Observation",
+                Some("category=http://loinc.org|lab&status=final"),
+                true,
+            ),
+            (
+                "Observation",
+                Some("status=final&category=http://loinc.org%7Clab"),
+                true,
+            ),
+            (
+                "Observation",
+                Some("status=final&category=http%3A%2F%2Floinc.org%7clab&_count=5"),
+                true,
+            ),
+            ("Observation", Some("category=http://loinc.org|lab"), false),
+            ("Observation", Some("status=final"), false),
+            ("Observation", Some("code=a,b"), true),
+            ("Observation", Some("code=a"), false),
+            ("Observation", Some("code=a,b,c"), false),
+            ("Observation", Some("code:not=a,b"), false),
+            ("Observation", Some("Code=a,b"), false),
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:has-member"),
+                false,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_include:iterate=Observation:subject"),
+                false,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_revinclude=Provenance:target"),
+                false,
+            ),
+            ("Observation", Some("code=a,b&_contained=true"), false),
+            ("Observation", Some("code=a,b&_query=everything"), false),
+            ("Observation", Some("code=a%2Cb"), true),
+            ("Observation", Some("code=a,b&x=1+2"), false),
+            ("Observation", Some("code=a,b&x=%zz"), false),
+            ("Observation", Some("code=a,b&x=%FF"), false),
+            ("Observation", Some("code=a,b&&"), true),
+            ("Observation", Some(""), false),
+            ("Observation", None, false),
+            ("Condition", Some("category=x"), true),
+            ("Condition", Some("code=a,b"), false),
+            ("Patient", None, true),
+            ("Patient", Some("_include=Patient:link"), true),
+            ("Encounter", Some("category=x"), false),
+        ];
+        for (resource_type, query, expected) in cases {
+            assert_eq!(
+                set.permits_search_query(resource_type, query),
+                expected,
+                "{resource_type}?{query:?}"
+            );
+        }
+        // Patient scopes need a patient context here too.
+        let patient = ScopeSet::parse("patient/Observation.rs?category=x");
+        assert!(!patient.permits_search_query("Observation", Some("category=x")));
+        let patient = patient.with_patient_context(true);
+        assert!(patient.permits_search_query("Observation", Some("category=x")));
+    }
+
+    #[test]
+    fn many_granular_scopes_stay_linear() {
+        let claim: Vec<String> = (0..30_000)
+            .map(|index| format!("system/Observation.rs?code={index}"))
+            .collect();
+        let set = ScopeSet::parse(&claim.join(" "));
+        let SearchConstraints::AnyOf(sets) = set.search_constraints(None, "Observation") else {
+            panic!("granular constraints");
+        };
+        assert_eq!(sets.len(), 30_000);
+        assert!(set.permits_search_query("Observation", Some("code=29999")));
+        assert!(!set.permits_search_query("Observation", Some("code=30000")));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!
 //! # Scope grammar
 //!
-//! A token's scope claim is a list of scopes separated by whitespace. Each scope is one of:
+//! A token's scope claim is a list of scope tokens separated by single space characters
+//! (RFC 6749 3.3), or a JSON array with one scope token per item. Each scope is one of:
 //!
 //! ```text
 //! resource scope  = context "/" type "." permissions [ "?" query ]
@@ -41,6 +42,18 @@
 //! (`code:in`), chains (`patient.birthdate`) and `_filter` are kept as plain parameter names and
 //! are not interpreted.
 //!
+//! # Separators and characters (RFC 6749 3.3)
+//!
+//! Only the space character (0x20) separates scopes; runs of spaces and leading or trailing
+//! spaces are ignored. A scope token may hold only printable ASCII other than space, `"` and
+//! `\` (`%x21 / %x23-5B / %x5D-7E`). A token with any other character (TAB, CR, LF, FF, VT,
+//! NUL, DEL or another control character, `"`, `\`, a non-ASCII character) is **dropped
+//! whole**: it is never split further, it becomes a [`RejectedScope`] with
+//! [`RejectReason::InvalidCharacter`], and it grants nothing. So
+//! `"system/Patient.rs<TAB>system/*.cruds"` is one malformed token that grants neither
+//! scope. In an array claim each item is one token, so an item holding a space is dropped
+//! the same way. Nothing is case-folded: `.READ` or `.Read` are invalid permissions.
+//!
 //! # Malformed scopes
 //!
 //! A scope is treated as an *attempted resource scope* when the text before its first `/` is
@@ -62,6 +75,11 @@
 //! Scopes combine as a union. `*` as the type covers every type, including ones added later.
 //! Write never implies read. See [`ScopeSet::permits`] for the patient-context rule and
 //! [`ScopeSet::search_constraints`] for granular (query) scopes.
+//!
+//! Granular scopes only restrict. [`ScopeSet::permits`] answers for the whole type, so a
+//! granular scope never makes it true; it grants `r` and `s` only inside its filter (see
+//! [`ScopeSet::constraints`] and [`ScopeSet::permits_search_query`]), and its `c`, `u` and
+//! `d` letters grant nothing.
 
 mod interaction;
 mod matching;
@@ -75,11 +93,13 @@ pub use parse::{
     Context, Permissions, RejectReason, RejectedScope, ResourceScope, ResourceType, Scope,
     ScopeSyntax,
 };
+pub(crate) use parse::{is_scope_token, split_scope_string};
 
 /// The parsed scopes of one access token.
 ///
 /// Build it with [`ScopeSet::parse`] (space-separated string claim) or
-/// [`FromIterator`] (array claim, e.g. `scp`). Parsing never fails: malformed resource scopes
+/// [`FromIterator`] (array claim, e.g. `scp`, one scope token per item). Parsing never fails:
+/// malformed scopes, including tokens with characters outside the RFC 6749 scope-token set,
 /// end up in [`ScopeSet::rejected`] and grant nothing.
 ///
 /// # Patient context
@@ -91,7 +111,7 @@ pub use parse::{
 /// are still listed by [`ScopeSet::scopes`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeSet {
-    /// Every whitespace-separated scope as it appeared, duplicates included.
+    /// Every scope token as it appeared, malformed ones and duplicates included.
     raw: Vec<String>,
     /// Recognised scopes, without duplicates, in first-seen order.
     scopes: Vec<Scope>,
@@ -110,8 +130,10 @@ impl ScopeSet {
 
     /// Sets whether the token carries a patient context.
     ///
-    /// Pass `true` only when the token (or introspection response) has a `patient` value.
-    /// Without it, `patient/` scopes grant nothing.
+    /// Pass `true` only when the token (or introspection response) has a usable `patient`
+    /// value (see [`SmartClaims::patient`](crate::SmartClaims::patient): an empty or
+    /// whitespace-only value is no patient context). Without it, `patient/` scopes grant
+    /// nothing.
     #[must_use]
     pub fn with_patient_context(mut self, has_patient_context: bool) -> Self {
         self.has_patient_context = has_patient_context;

@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use super::ScopeSet;
 
-/// Longest part of a rejected scope that is written to the debug log.
 /// One parsed scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -46,6 +45,25 @@ pub struct ResourceScope {
     pub query: Vec<(String, String)>,
     /// Which syntax the permissions were written in.
     pub version: ScopeSyntax,
+}
+
+impl ResourceScope {
+    /// Whether the scope carries a granular filter (`?param=value`), which restricts it to
+    /// the resources that match. A granular scope grants only `r` and `s`, and only inside
+    /// its filter; see [`ScopeSet::permits`](super::ScopeSet::permits).
+    ///
+    /// ```
+    /// use smart_auth::scopes::Scope;
+    ///
+    /// let Ok(Scope::Resource(scope)) = "user/Observation.rs?category=laboratory".parse() else {
+    ///     panic!("a resource scope");
+    /// };
+    /// assert!(scope.is_granular());
+    /// ```
+    #[must_use]
+    pub fn is_granular(&self) -> bool {
+        !self.query.is_empty()
+    }
 }
 
 /// The context prefix of a resource scope.
@@ -274,8 +292,10 @@ pub struct RejectedScope {
 pub enum RejectReason {
     /// The string was empty (only possible through [`FromStr`]).
     Empty,
-    /// The string contained ASCII whitespace (only possible through [`FromStr`]).
-    ContainsWhitespace,
+    /// The string holds a character that RFC 6749 3.3 does not allow in a scope token: a
+    /// space, a control character (TAB, CR, LF, NUL, DEL, ...), `"`, `\` or a non-ASCII
+    /// character. Such a token is dropped whole, never split further.
+    InvalidCharacter,
     /// The context is `*` or not in lowercase, e.g. `*/` or `Patient/`.
     InvalidContext,
     /// The resource type is neither `*` nor of the shape `[A-Z][A-Za-z]+`.
@@ -301,7 +321,7 @@ impl RejectReason {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Empty => "empty scope",
-            Self::ContainsWhitespace => "scope contains whitespace",
+            Self::InvalidCharacter => "scope contains a character outside the scope-token set",
             Self::InvalidContext => "invalid context prefix",
             Self::InvalidResourceType => "invalid resource type",
             Self::MissingPermissions => "missing permissions",
@@ -333,30 +353,49 @@ impl FromStr for Scope {
     type Err = RejectedScope;
 
     /// Parses one scope. Unrecognised scopes are `Ok(Scope::Other(..))`; only empty strings,
-    /// strings with whitespace and malformed resource or launch scopes are errors.
+    /// strings with a character outside the RFC 6749 scope-token set (space, control
+    /// characters, `"`, `\`, non-ASCII) and malformed resource or launch scopes are errors.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let reason = if text.is_empty() {
-            Some(RejectReason::Empty)
-        } else if text.bytes().any(|byte| byte.is_ascii_whitespace()) {
-            Some(RejectReason::ContainsWhitespace)
+            RejectReason::Empty
         } else {
-            None
+            match parse_one(text) {
+                Ok(scope) => return Ok(scope),
+                Err(reason) => reason,
+            }
         };
-        if let Some(reason) = reason {
-            return Err(RejectedScope {
-                raw: text.to_owned(),
-                reason,
-            });
-        }
-        parse_one(text).map_err(|reason| RejectedScope {
+        Err(RejectedScope {
             raw: text.to_owned(),
             reason,
         })
     }
 }
 
-/// Parses one whitespace-free, non-empty scope.
+/// Whether `text` is one RFC 6749 3.3 scope token:
+/// `1*( %x21 / %x23-5B / %x5D-7E )`, that is printable ASCII except space, `"` and `\`.
+#[must_use]
+pub(crate) fn is_scope_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_scope_token_byte)
+}
+
+/// Whether one byte may appear in a scope token.
+fn is_scope_token_byte(byte: u8) -> bool {
+    matches!(byte, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
+}
+
+/// The scope tokens of a space-separated scope string (RFC 6749 3.3). Only the space
+/// character (0x20) separates: runs of spaces and leading or trailing spaces give no empty
+/// tokens, and any other character, TAB and LF included, stays inside its token (which then
+/// is not a valid scope token, see [`is_scope_token`]).
+pub(crate) fn split_scope_string(text: &str) -> impl Iterator<Item = &str> {
+    text.split(' ').filter(|token| !token.is_empty())
+}
+
+/// Parses one non-empty scope.
 fn parse_one(raw: &str) -> Result<Scope, RejectReason> {
+    if !is_scope_token(raw) {
+        return Err(RejectReason::InvalidCharacter);
+    }
     match raw {
         "launch" => return Ok(Scope::Launch),
         "openid" => return Ok(Scope::OpenId),
@@ -450,7 +489,9 @@ fn parse_resource(prefix: &str, rest: &str) -> Result<ResourceScope, RejectReaso
     })
 }
 
-/// Parses `param=value(&param=value)*`, percent-decoding names and values.
+/// Parses `param=value(&param=value)*`, percent-decoding names and values. A name or value
+/// that decodes to a control character is refused: no search value needs one, and it could
+/// only confuse whoever builds a search from the filter.
 fn parse_query(query: &str) -> Result<Vec<(String, String)>, RejectReason> {
     query
         .split('&')
@@ -458,7 +499,8 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, RejectReason> {
             let (name, value) = pair.split_once('=').ok_or(RejectReason::InvalidQuery)?;
             let name = percent_decode(name).ok_or(RejectReason::InvalidQuery)?;
             let value = percent_decode(value).ok_or(RejectReason::InvalidQuery)?;
-            if name.is_empty() || value.is_empty() {
+            let has_control = |text: &str| text.chars().any(char::is_control);
+            if name.is_empty() || value.is_empty() || has_control(&name) || has_control(&value) {
                 return Err(RejectReason::InvalidQuery);
             }
             Ok((name, value))
@@ -466,8 +508,8 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, RejectReason> {
         .collect()
 }
 
-/// Decodes `%XX` escapes. `None` for a bad escape or bytes that are not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+/// Decodes `%XX` escapes; `+` stays a `+`. `None` for a bad escape or bytes that are not UTF-8.
+pub(super) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -543,18 +585,37 @@ impl fmt::Display for Scope {
 }
 
 impl ScopeSet {
-    /// Parses a space-separated scope claim. Any run of ASCII whitespace separates scopes.
+    /// Parses a space-separated scope string (RFC 6749 3.3).
     ///
-    /// Each distinct rejected scope is logged once at debug level, with its reason and (at most
-    /// 200 bytes of) its own text, never the rest of the claim.
+    /// Only the space character separates scopes. A token that holds any other character
+    /// outside the scope-token set (TAB, CR, LF, FF, VT, NUL, DEL or another control
+    /// character, `"`, `\`, non-ASCII) is dropped whole: it is listed in
+    /// [`ScopeSet::rejected`] with [`RejectReason::InvalidCharacter`] and grants nothing. So
+    /// `"system/Patient.rs\tsystem/*.cruds"` grants nothing at all.
+    ///
+    /// Each distinct rejected scope is logged once at debug level with its reason, never its
+    /// text.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("system/Patient.rs\tsystem/*.cruds  system/Group.r");
+    /// assert!(set.permits(Interaction::Read, "Group"));
+    /// assert!(!set.permits(Interaction::Read, "Patient"));
+    /// assert!(!set.permits(Interaction::Delete, "Observation"));
+    /// assert_eq!(set.rejected().len(), 1);
+    /// ```
     #[must_use]
     pub fn parse(claim: &str) -> Self {
-        std::iter::once(claim).collect()
+        split_scope_string(claim).collect()
     }
 }
 
-/// Builds a set from an array claim. Each item may itself hold several space-separated scopes;
-/// empty items are skipped.
+/// Builds a set from an array claim (such as `scp`), where each item is one scope token.
+///
+/// Empty items are skipped. An item holding a space or any other character outside the
+/// scope-token set is not split: it is rejected whole with [`RejectReason::InvalidCharacter`]
+/// and grants nothing, as in [`ScopeSet::parse`].
 impl<S: AsRef<str>> FromIterator<S> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = S>>(items: I) -> Self {
         let mut set = Self::default();
@@ -562,23 +623,25 @@ impl<S: AsRef<str>> FromIterator<S> for ScopeSet {
         let mut seen_scopes: HashSet<Scope> = HashSet::new();
         let mut seen_rejected: HashSet<String> = HashSet::new();
         for item in items {
-            for raw in item.as_ref().split_ascii_whitespace() {
-                set.raw.push(raw.to_owned());
-                match parse_one(raw) {
-                    Ok(scope) => {
-                        if seen_scopes.insert(scope.clone()) {
-                            set.scopes.push(scope);
-                        }
+            let raw = item.as_ref();
+            if raw.is_empty() {
+                continue;
+            }
+            set.raw.push(raw.to_owned());
+            match parse_one(raw) {
+                Ok(scope) => {
+                    if seen_scopes.insert(scope.clone()) {
+                        set.scopes.push(scope);
                     }
-                    Err(reason) => {
-                        if seen_rejected.insert(raw.to_owned()) {
-                            // The scope text is token content: log only why it was refused.
-                            tracing::debug!(%reason, "ignoring a malformed SMART scope");
-                            set.rejected.push(RejectedScope {
-                                raw: raw.to_owned(),
-                                reason,
-                            });
-                        }
+                }
+                Err(reason) => {
+                    if seen_rejected.insert(raw.to_owned()) {
+                        // The scope text is token content: log only why it was refused.
+                        tracing::debug!(%reason, "ignoring a malformed SMART scope");
+                        set.rejected.push(RejectedScope {
+                            raw: raw.to_owned(),
+                            reason,
+                        });
                     }
                 }
             }
@@ -880,8 +943,14 @@ mod tests {
             ("launch/?role=x", InvalidLaunchContext),
             // FromStr only.
             ("", Empty),
-            ("openid profile", ContainsWhitespace),
-            ("patient/*.rs\n", ContainsWhitespace),
+            ("openid profile", InvalidCharacter),
+            ("patient/*.rs\n", InvalidCharacter),
+            // Query values that decode to control characters.
+            ("patient/Observation.rs?category=a%0Ab", InvalidQuery),
+            ("patient/Observation.rs?category=%00", InvalidQuery),
+            ("patient/Observation.rs?cat%09egory=a", InvalidQuery),
+            ("patient/Observation.rs?category=%7F", InvalidQuery),
+            ("patient/Observation.rs?category=%C2%85", InvalidQuery),
         ];
         for (input, reason) in cases {
             assert_eq!(
@@ -1032,7 +1101,7 @@ mod tests {
 
     #[test]
     fn scope_set_from_string_and_array() {
-        let claim = "  openid\tfhirUser  patient/*.read\npatient/Observation.dus patient/*.read \
+        let claim = "  openid fhirUser  patient/*.read patient/Observation.dus patient/*.read \
                      patient/Observation.dus launch/patient ";
         let set = ScopeSet::parse(claim);
         assert_eq!(
@@ -1071,7 +1140,8 @@ mod tests {
 
         let from_array: ScopeSet = [
             "openid",
-            "fhirUser patient/*.read",
+            "fhirUser",
+            "patient/*.read",
             "",
             "patient/Observation.dus",
             "patient/*.read",
@@ -1099,14 +1169,109 @@ mod tests {
         let claim: Vec<String> = (0..20_000)
             .map(|index| format!("user/Observation.rs?code={index} x{index}"))
             .collect();
-        let set: ScopeSet = claim.iter().collect();
+        let set = ScopeSet::parse(&claim.join(" "));
         assert_eq!(set.scopes().len(), 40_000);
         assert_eq!(set.raw().len(), 40_000);
+        // As array items, each holds a space: 20 000 malformed tokens, no scope.
+        let set: ScopeSet = claim.iter().collect();
+        assert!(set.scopes().is_empty());
+        assert_eq!(set.rejected().len(), 20_000);
+        // One huge malformed token (1 MB, TAB-separated) is one rejected scope.
+        let huge = vec!["system/*.cruds"; 70_000].join("\t");
+        let set = ScopeSet::parse(&huge);
+        assert!(set.scopes().is_empty());
+        assert_eq!(set.rejected().len(), 1);
+    }
+
+    /// Characters that are not the space but that some splitters treat as a separator, or that
+    /// RFC 6749 excludes from scope tokens.
+    const NOT_SEPARATORS: &[&str] = &[
+        "\t", "\n", "\r", "\r\n", "\u{b}", "\u{c}", "\0", "\u{1}", "\u{1f}", "\u{7f}", "\u{85}",
+        "\u{a0}", "\u{2028}", "\u{3000}", "\u{feff}", "\"", "\\", "\u{e9}",
+    ];
+
+    #[test]
+    fn only_the_space_separates_scopes() {
+        for bad in NOT_SEPARATORS {
+            let forms = [
+                format!("system/Patient.read{bad}system/*.*"),
+                format!("system/*.*{bad}"),
+                format!("{bad}system/*.*"),
+                format!("patient/*.rs{bad}"),
+                format!("system/*.cruds?category=a{bad}b"),
+            ];
+            for text in &forms {
+                let set = ScopeSet::parse(&format!(" {text}  openid "));
+                assert_eq!(set.scopes(), [Scope::OpenId], "{text:?}");
+                assert_eq!(
+                    set.rejected(),
+                    [RejectedScope {
+                        raw: text.clone(),
+                        reason: RejectReason::InvalidCharacter
+                    }],
+                    "{text:?}"
+                );
+                assert_eq!(set.resource_scopes().count(), 0, "{text:?}");
+                // The same text as one array item, and through `FromStr`.
+                let from_array: ScopeSet = [text.as_str(), "openid"].into_iter().collect();
+                assert_eq!(from_array.scopes(), [Scope::OpenId], "{text:?}");
+                assert_eq!(
+                    text.parse::<Scope>().map_err(|rejected| rejected.reason),
+                    Err(RejectReason::InvalidCharacter),
+                    "{text:?}"
+                );
+            }
+        }
+        // Space-only separation, runs of spaces, leading and trailing spaces.
+        let set = ScopeSet::parse("   system/Patient.rs    system/Group.r ");
+        assert_eq!(set.raw(), ["system/Patient.rs", "system/Group.r"]);
+        assert!(set.rejected().is_empty());
+    }
+
+    #[test]
+    fn scope_token_characters() {
+        for byte in 0u8..=0x7F {
+            let text = format!("a{}b", char::from(byte));
+            let allowed =
+                byte == 0x21 || (0x23..=0x5B).contains(&byte) || (0x5D..=0x7E).contains(&byte);
+            assert_eq!(is_scope_token(&text), allowed, "byte {byte:#04x}");
+        }
+        assert!(!is_scope_token(""));
+        assert!(!is_scope_token("\u{e9}"));
+        assert!(is_scope_token("system/*.cruds"));
+    }
+
+    #[test]
+    fn hostile_spellings_grant_nothing() {
+        let cases = [
+            // Percent-encoding outside the query is not decoded.
+            "system%2FPatient.rs",
+            "system/%50atient.rs",
+            "system/Patient.%72s",
+            "system/Patient%2Ers",
+            "system/%2A.rs",
+            // Case of v1 words and v2 letters.
+            "system/Patient.READ",
+            "system/Patient.Write",
+            "system/Patient.WRITE",
+            "system/*.ALL",
+            "system/Patient.RS",
+            // Letters out of order or repeated.
+            "system/Patient.sr",
+            "system/Patient.rr",
+            "system/Patient.cc",
+            "system/Patient.srr",
+            "system/Patient.crudss",
+        ];
+        for text in cases {
+            let set = ScopeSet::parse(text);
+            assert_eq!(set.resource_scopes().count(), 0, "{text}");
+        }
     }
 
     #[test]
     fn empty_claims() {
-        for claim in ["", "   ", "\t\n"] {
+        for claim in ["", " ", "   "] {
             let set = ScopeSet::parse(claim);
             assert!(set.is_empty());
             assert!(set.scopes().is_empty() && set.rejected().is_empty());
@@ -1124,6 +1289,22 @@ mod tests {
         );
     }
 
+    /// Well-formed scopes for the separator property test.
+    const PIECES: &[&str] = &[
+        "system/Patient.read",
+        "system/*.*",
+        "patient/*.rs",
+        "user/Observation.rs?category=a",
+        "openid",
+        "launch/patient",
+    ];
+
+    /// Separators for the property test: the space, and characters that must not separate.
+    const SEPARATORS: &[&str] = &[
+        " ", " ", "  ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\0", "\u{7f}", "\u{85}", "\u{a0}",
+        "\"", "\\", "\u{2028}",
+    ];
+
     /// Generates valid resource scopes in the v2 syntax.
     fn any_resource_scope() -> impl Strategy<Value = ResourceScope> {
         let context = prop::sample::select(Context::ALL.to_vec());
@@ -1132,7 +1313,7 @@ mod tests {
             "[A-Z][A-Za-z]{1,12}".prop_map(ResourceType::Named),
         ];
         let permissions = (1u8..=31).prop_map(Permissions::from_bits);
-        let query = prop::collection::vec((".{1,8}", ".{1,12}"), 0..4);
+        let query = prop::collection::vec(("\\P{Cc}{1,8}", "\\P{Cc}{1,12}"), 0..4);
         (context, resource, permissions, query).prop_map(
             |(context, resource, permissions, query)| ResourceScope {
                 context,
@@ -1166,8 +1347,29 @@ mod tests {
         #[test]
         fn parsing_arbitrary_text_never_panics(text in ".*") {
             let set = ScopeSet::parse(&text);
-            prop_assert_eq!(set.raw().len(), text.split_ascii_whitespace().count());
+            prop_assert_eq!(set.raw().len(), text.split(' ').filter(|t| !t.is_empty()).count());
             let _ = text.parse::<Scope>();
+        }
+
+        /// Whatever surrounds them, only the tokens bounded by spaces (or the ends) count: the
+        /// scopes of the claim are exactly those of its well-formed pieces.
+        #[test]
+        fn hostile_separators_never_add_scopes(
+            parts in prop::collection::vec(
+                (prop::sample::select(PIECES.to_vec()), prop::sample::select(SEPARATORS.to_vec())),
+                0..8,
+            )
+        ) {
+            let text: String = parts.iter().map(|(piece, sep)| format!("{piece}{sep}")).collect();
+            let expected: ScopeSet = text
+                .split(' ')
+                .filter(|token| PIECES.contains(token))
+                .collect();
+            let set = ScopeSet::parse(&text);
+            prop_assert_eq!(set.scopes(), expected.scopes());
+            for rejected in set.rejected() {
+                prop_assert!(!PIECES.contains(&rejected.raw.as_str()));
+            }
         }
 
         #[test]

@@ -14,6 +14,7 @@ mod introspection;
 mod jose_strict;
 mod key_cache;
 mod scopes_e2e;
+mod scopes_hardening;
 mod token_cache;
 mod tokens;
 mod tower_generic;

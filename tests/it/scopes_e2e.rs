@@ -236,10 +236,18 @@ async fn malformed_scopes_grant_nothing_but_do_not_spoil_the_token() {
 }
 
 #[tokio::test]
-async fn granular_scopes_pass_searches_with_their_constraints() {
+async fn granular_scopes_pass_searches_that_carry_their_constraints() {
     let app = scoped_app().await;
     let lab = "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category%7Claboratory";
-    let answer = app.call("GET", "/fhir/Observation?code=x", lab, &[]).await;
+    // The search applies the filter itself: it passes, and the handler sees the filter.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Observation?code=x&category=http://terminology.hl7.org/CodeSystem/observation-category%7Claboratory",
+            lab,
+            &[],
+        )
+        .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.body["constraints"],
@@ -247,6 +255,14 @@ async fn granular_scopes_pass_searches_with_their_constraints() {
             "category",
             "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
         ]]])
+    );
+    // A search that does not apply it is refused: a granular scope never grants the whole
+    // type (see scopes_hardening for the full table).
+    let answer = app.call("GET", "/fhir/Observation?code=x", lab, &[]).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(app.denied("system/Observation.s").as_str())
     );
     let both = format!("{lab} system/Observation.s");
     let answer = app.call("GET", "/fhir/Observation", &both, &[]).await;

@@ -1,0 +1,523 @@
+//! Scope hardening through the layer, over real HTTP with real signed tokens: only the space
+//! separates scopes, granular scopes only restrict, a blank patient is no launch context.
+
+use axum::Json;
+use axum::Router;
+use axum::routing::{any, get};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use smart_auth::scopes::{Interaction, SearchConstraints};
+use smart_auth::{AuthError, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims};
+
+use crate::support::{Answer, issuer, serve};
+
+const LAB: &str = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+const LAB_ENCODED: &str = "http://terminology.hl7.org/CodeSystem/observation-category%7Claboratory";
+
+struct ScopedApp {
+    url: String,
+    issuer: smart_auth::testing::TestIssuer,
+    http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScopedApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The constraints as JSON, for exact body assertions.
+fn constraints_json(constraints: &SearchConstraints) -> Value {
+    match constraints {
+        SearchConstraints::Denied => json!("denied"),
+        SearchConstraints::Unconstrained => json!("unconstrained"),
+        SearchConstraints::AnyOf(sets) => json!(sets),
+    }
+}
+
+/// Any FHIR request: what the handler saw.
+async fn fhir(claims: SmartClaims, uri: http::Uri) -> Json<Value> {
+    let resource_type = uri
+        .path()
+        .trim_start_matches("/fhir/")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let constraints = claims.scope_set().search_constraints(None, &resource_type);
+    Json(json!({
+        "scopes": claims.scopes(),
+        "patient": claims.patient(),
+        "encounter": claims.encounter(),
+        "constraints": constraints_json(&constraints),
+    }))
+}
+
+/// A handler that needs a search on all Observations.
+async fn all_observations(claims: SmartClaims) -> Result<Json<Value>, AuthError> {
+    claims.require(Interaction::SearchType, "Observation")?;
+    Ok(Json(json!({ "count": 0 })))
+}
+
+/// A handler that applies granular filters itself.
+async fn filtered_observations(claims: SmartClaims) -> Result<Json<Value>, AuthError> {
+    let constraints = claims.require_constraints(Interaction::SearchType, "Observation")?;
+    Ok(Json(
+        json!({ "constraints": constraints_json(&constraints) }),
+    ))
+}
+
+async fn scoped_app(enforcement: ScopeEnforcement) -> ScopedApp {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .enforce_scopes(enforcement)
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/fhir/{*rest}", any(fhir))
+        .route("/reports/all", get(all_observations))
+        .route("/reports/filtered", get(filtered_observations))
+        .layer(layer);
+    let (url, server) = serve(router).await;
+    ScopedApp {
+        url,
+        issuer,
+        http: reqwest::Client::new(),
+        server,
+    }
+}
+
+impl ScopedApp {
+    /// Sends one request with a token holding `claims` (`scope`, `patient`, ...).
+    async fn call(&self, method: &str, path: &str, claims: &[(&str, Value)]) -> Answer {
+        // No default scope: each test states the whole claim.
+        let mut token = self.issuer.token().without("scope");
+        for (name, value) in claims {
+            token = token.claim(name, value.clone());
+        }
+        let response = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.url))
+            .bearer_auth(token.sign())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let challenge = header("www-authenticate");
+        let content_type = header("content-type");
+        let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+        Answer {
+            status,
+            challenge,
+            content_type,
+            body,
+        }
+    }
+
+    /// Asserts the exact 403 `insufficient_scope` answer with this scope hint.
+    fn assert_denied(&self, answer: &Answer, hint: &str, what: &str) {
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{what}: {answer:?}");
+        let challenge = format!(
+            "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"the token's \
+             scopes do not allow this request\", scope=\"{hint}\"",
+            self.issuer.audience()
+        );
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(challenge.as_str()),
+            "{what}"
+        );
+        assert_eq!(
+            answer.content_type.as_deref(),
+            Some("application/fhir+json"),
+            "{what}"
+        );
+        assert_eq!(
+            answer.body,
+            json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{
+                    "severity": "error",
+                    "code": "forbidden",
+                    "details": {"text": "the token's scopes do not allow this request"},
+                }],
+            }),
+            "{what}"
+        );
+    }
+
+    /// Asserts a 200 from the FHIR handler with exactly this body.
+    fn assert_passed(answer: &Answer, body: &Value, what: &str) {
+        assert_eq!(answer.status, StatusCode::OK, "{what}: {answer:?}");
+        assert_eq!(answer.challenge, None, "{what}");
+        assert_eq!(&answer.body, body, "{what}");
+    }
+}
+
+/// Characters other than the space that must not separate scopes.
+const NOT_SEPARATORS: &[&str] = &[
+    "\t", "\n", "\r", "\r\n", "\u{b}", "\u{c}", "\0", "\u{1}", "\u{7f}", "\u{85}", "\u{a0}",
+    "\u{2028}", "\u{3000}", "\"", "\\",
+];
+
+#[tokio::test]
+async fn only_the_space_separates_scopes() {
+    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    for bad in NOT_SEPARATORS {
+        let string_claim = format!("system/Patient.r{bad}system/*.cruds system/Group.r");
+        let array_claim = json!(["system/Group.r", "system/Patient.r system/*.cruds"]);
+        let hostile_item = json!([
+            "system/Group.r",
+            format!("system/Patient.r{bad}system/*.cruds")
+        ]);
+        for (name, claim) in [
+            ("scope", json!(string_claim)),
+            ("scp", array_claim),
+            ("scp", hostile_item),
+        ] {
+            let claims = [(name, claim.clone())];
+            let what = format!("{name} = {claim}");
+            let passed = app.call("GET", "/fhir/Group/1", &claims).await;
+            ScopedApp::assert_passed(
+                &passed,
+                &json!({
+                    "scopes": ["system/Group.r"],
+                    "patient": null,
+                    "encounter": null,
+                    "constraints": "denied",
+                }),
+                &what,
+            );
+            for (method, path, hint) in [
+                ("GET", "/fhir/Patient/1", "system/Patient.r"),
+                ("DELETE", "/fhir/Observation/1", "system/Observation.d"),
+                ("POST", "/fhir/Encounter", "system/Encounter.c"),
+            ] {
+                let answer = app.call(method, path, &claims).await;
+                app.assert_denied(&answer, hint, &format!("{what} {method} {path}"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_scope_spellings_grant_nothing() {
+    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    let hostile = [
+        "system/Patient.READ",
+        "system/Patient.Read",
+        "system/Patient.sr",
+        "system/Patient.rr",
+        "system%2FPatient.rs",
+        "system/%50atient.rs",
+        "system/Patient.%72s",
+        "system/Patient.rs\u{b}",
+        "system/Patient.rs\u{e9}",
+        "*/Patient.rs",
+        "System/Patient.rs",
+        "system/patient.rs",
+    ];
+    for scope in hostile {
+        let claims = [("scope", json!(format!("{scope} {scope} system/Group.s")))];
+        let answer = app.call("GET", "/fhir/Patient/1", &claims).await;
+        app.assert_denied(&answer, "system/Patient.r", scope);
+    }
+    // Duplicates, runs of spaces and an empty claim change nothing.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Patient/1",
+            &[("scope", json!("  system/Patient.r   system/Patient.r "))],
+        )
+        .await;
+    ScopedApp::assert_passed(
+        &answer,
+        &json!({
+            "scopes": ["system/Patient.r", "system/Patient.r"],
+            "patient": null,
+            "encounter": null,
+            "constraints": "denied",
+        }),
+        "duplicates",
+    );
+    let empty = app
+        .call("GET", "/fhir/Patient/1", &[("scope", json!(""))])
+        .await;
+    app.assert_denied(&empty, "user/Patient.r", "empty scope");
+}
+
+#[tokio::test]
+async fn granular_scopes_never_grant_the_whole_type() {
+    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    let granular = format!("system/Observation.cruds?category={LAB_ENCODED}");
+    let claims = [("scope", json!(granular))];
+    let denied = [
+        (
+            "POST",
+            "/fhir/Observation".to_owned(),
+            "system/Observation.c",
+        ),
+        (
+            "PUT",
+            "/fhir/Observation/1".to_owned(),
+            "system/Observation.u",
+        ),
+        (
+            "PATCH",
+            "/fhir/Observation/1".to_owned(),
+            "system/Observation.u",
+        ),
+        (
+            "DELETE",
+            "/fhir/Observation/1".to_owned(),
+            "system/Observation.d",
+        ),
+        (
+            "DELETE",
+            format!("/fhir/Observation?category={LAB_ENCODED}"),
+            "system/Observation.d",
+        ),
+        (
+            "PUT",
+            format!("/fhir/Observation?category={LAB_ENCODED}"),
+            "system/Observation.u",
+        ),
+        (
+            "GET",
+            "/fhir/Observation/1".to_owned(),
+            "system/Observation.r",
+        ),
+        (
+            "GET",
+            "/fhir/Observation/1/_history".to_owned(),
+            "system/Observation.r",
+        ),
+        (
+            "GET",
+            "/fhir/Observation/1/_history/2".to_owned(),
+            "system/Observation.r",
+        ),
+        (
+            "GET",
+            "/fhir/Observation/_history".to_owned(),
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            "/fhir/Observation".to_owned(),
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            "/fhir/Observation?code=x".to_owned(),
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            "/fhir/Observation?category=laboratory".to_owned(),
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            format!("/fhir/Observation?category={LAB_ENCODED}&_include=Observation:has-member"),
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            format!("/fhir/Observation?category={LAB_ENCODED}&_revinclude=Provenance:target"),
+            "system/Observation.s",
+        ),
+        (
+            "POST",
+            format!("/fhir/Observation/_search?category={LAB_ENCODED}"),
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            "/fhir/$export?_type=Observation".to_owned(),
+            "system/Observation.s",
+        ),
+    ];
+    for (method, path, hint) in &denied {
+        let answer = app.call(method, path, &claims).await;
+        app.assert_denied(&answer, hint, &format!("{method} {path}"));
+    }
+    // A search whose own query applies the filter passes, with the filter for the handler.
+    for query in [
+        format!("category={LAB_ENCODED}"),
+        format!("code=x&category={LAB_ENCODED}"),
+        format!("category={LAB}&_count=10"),
+    ] {
+        let answer = app
+            .call("GET", &format!("/fhir/Observation?{query}"), &claims)
+            .await;
+        ScopedApp::assert_passed(
+            &answer,
+            &json!({
+                "scopes": [granular],
+                "patient": null,
+                "encounter": null,
+                "constraints": [[["category", LAB]]],
+            }),
+            &query,
+        );
+    }
+    // The handler-side checks agree with the layer.
+    let all = app.call("GET", "/reports/all", &claims).await;
+    app.assert_denied(&all, "system/Observation.s", "require");
+    let filtered = app.call("GET", "/reports/filtered", &claims).await;
+    assert_eq!(filtered.status, StatusCode::OK);
+    assert_eq!(
+        filtered.body,
+        json!({ "constraints": [[["category", LAB]]] })
+    );
+    let none = app
+        .call(
+            "GET",
+            "/reports/filtered",
+            &[("scope", json!("system/Patient.rs"))],
+        )
+        .await;
+    app.assert_denied(&none, "system/Observation.s", "require_constraints");
+    // A plain scope next to the granular one grants the whole type again.
+    let both = [("scope", json!(format!("{granular} system/Observation.s")))];
+    let answer = app.call("GET", "/fhir/Observation?code=x", &both).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["constraints"], "unconstrained");
+}
+
+#[tokio::test]
+async fn handlers_that_apply_filters_get_granular_reads_but_never_writes() {
+    let app = scoped_app(ScopeEnforcement::new("/fhir").handler_applies_granular_filters()).await;
+    let granular = format!("system/Observation.cruds?category={LAB_ENCODED}");
+    let claims = [("scope", json!(granular))];
+    for path in [
+        "/fhir/Observation/1",
+        "/fhir/Observation?code=x",
+        "/fhir/Observation/_history",
+    ] {
+        let answer = app.call("GET", path, &claims).await;
+        ScopedApp::assert_passed(
+            &answer,
+            &json!({
+                "scopes": [granular],
+                "patient": null,
+                "encounter": null,
+                "constraints": [[["category", LAB]]],
+            }),
+            path,
+        );
+    }
+    for (method, path, hint) in [
+        ("POST", "/fhir/Observation", "system/Observation.c"),
+        ("PUT", "/fhir/Observation/1", "system/Observation.u"),
+        ("PATCH", "/fhir/Observation/1", "system/Observation.u"),
+        ("DELETE", "/fhir/Observation/1", "system/Observation.d"),
+        (
+            "GET",
+            "/fhir/$export?_type=Observation",
+            "system/Observation.s",
+        ),
+        ("GET", "/fhir/Patient/1", "system/Patient.r"),
+    ] {
+        let answer = app.call(method, path, &claims).await;
+        app.assert_denied(&answer, hint, &format!("{method} {path}"));
+    }
+}
+
+#[tokio::test]
+async fn a_blank_patient_is_no_launch_context() {
+    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    let scope = ("scope", json!("patient/Observation.rs"));
+    for blank in ["", " ", "\t", " 123", "Patient/123", "1,2"] {
+        let claims = [
+            scope.clone(),
+            ("patient", json!(blank)),
+            ("encounter", json!(blank)),
+        ];
+        let answer = app.call("GET", "/fhir/Observation/1", &claims).await;
+        // Without a patient in context the hint is a `user/` scope.
+        app.assert_denied(&answer, "user/Observation.r", &format!("patient {blank:?}"));
+    }
+    let claims = [
+        scope.clone(),
+        ("patient", json!("123")),
+        ("encounter", json!("e-1")),
+    ];
+    let answer = app.call("GET", "/fhir/Observation/1", &claims).await;
+    ScopedApp::assert_passed(
+        &answer,
+        &json!({
+            "scopes": ["patient/Observation.rs"],
+            "patient": "123",
+            "encounter": "e-1",
+            "constraints": "unconstrained",
+        }),
+        "patient 123",
+    );
+    // A blank patient next to `user/` scopes: the token works, the accessors say None.
+    let claims = [
+        ("scope", json!("user/Observation.rs")),
+        ("patient", json!("")),
+        ("encounter", json!(" ")),
+    ];
+    let answer = app.call("GET", "/fhir/Observation/1", &claims).await;
+    ScopedApp::assert_passed(
+        &answer,
+        &json!({
+            "scopes": ["user/Observation.rs"],
+            "patient": null,
+            "encounter": null,
+            "constraints": "unconstrained",
+        }),
+        "user scopes",
+    );
+    // A patient claim of another JSON type makes the token invalid. (`null` too: the test
+    // token builder cannot write a null claim, so the unit tests of `claims` cover it.)
+    for value in [json!(123), json!(["123"]), json!({}), json!(false)] {
+        let answer = app
+            .call(
+                "GET",
+                "/fhir/Observation/1",
+                &[scope.clone(), ("patient", value.clone())],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{value}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(
+                format!(
+                    "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"the \
+                     token has a missing or invalid claim\"",
+                    app.issuer.audience()
+                )
+                .as_str()
+            ),
+            "{value}"
+        );
+        assert_eq!(answer.body["issue"][0]["code"], "unknown", "{value}");
+    }
+    // A blank fhirContext entry refuses the token too.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Observation/1",
+            &[
+                scope.clone(),
+                ("patient", json!("123")),
+                ("fhirContext", json!([{"reference": ""}])),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
