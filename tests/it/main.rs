@@ -12,6 +12,8 @@ mod extractor;
 mod interop;
 mod introspection;
 mod key_cache;
+mod nest;
+mod public_routes;
 mod scopes_e2e;
 mod token_cache;
 mod tokens;
