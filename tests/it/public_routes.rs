@@ -198,7 +198,7 @@ const HOSTILE_TARGETS: &[&str] = &[
     "/fhir/%50atient/1",
 ];
 
-/// The exact public spellings and the route each reaches.
+/// The exact public spellings with the base `/fhir`, and the route each reaches.
 const PUBLIC_TARGETS: &[(&str, &str)] = &[
     ("/fhir/metadata", "metadata"),
     ("/fhir/metadata?_format=json", "metadata"),
@@ -206,53 +206,78 @@ const PUBLIC_TARGETS: &[(&str, &str)] = &[
     ("/.well-known/smart-configuration", "root discovery"),
 ];
 
+/// The exact public spellings without a base (the root ones), and the route each reaches.
+const ROOT_PUBLIC_TARGETS: &[(&str, &str)] = &[
+    ("/metadata", "fallback"),
+    ("/.well-known/smart-configuration", "root discovery"),
+];
+
+/// The two configurations: the base `/fhir`, and none (the one-line start).
+async fn configurations() -> Vec<(Served, &'static [(&'static str, &'static str)])> {
+    vec![
+        (served(|b| b.fhir_base_path("/fhir")).await, PUBLIC_TARGETS),
+        (served(|b| b).await, ROOT_PUBLIC_TARGETS),
+    ]
+}
+
 /// Without a token every hostile spelling gets the exact bare challenge; only the exact
 /// public spellings reach a handler, and only the public one.
 #[tokio::test]
 async fn hostile_spellings_need_a_token() {
-    let app = served(|b| b.fhir_base_path("/fhir")).await;
-    let bare = format!("Bearer realm=\"{}\"", app.issuer.audience());
-    for target in HOSTILE_TARGETS {
-        for method in ["GET", "HEAD"] {
-            let answer = raw_request(&app.url, method, target, &[]).await;
-            assert_eq!(answer.status, 401, "{method} {target}: {answer:?}");
-            assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()), "{target}");
+    for (app, public) in configurations().await {
+        let bare = format!("Bearer realm=\"{}\"", app.issuer.audience());
+        let hostile = HOSTILE_TARGETS
+            .iter()
+            .chain(PUBLIC_TARGETS.iter().map(|(target, _)| target))
+            .filter(|target| !public.iter().any(|(exact, _)| exact == *target));
+        for target in hostile {
+            for method in ["GET", "HEAD"] {
+                let answer = raw_request(&app.url, method, target, &[]).await;
+                assert_eq!(answer.status, 401, "{method} {target}: {answer:?}");
+                assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()), "{target}");
+            }
         }
-    }
-    for (target, route) in PUBLIC_TARGETS {
-        let answer = raw_request(&app.url, "GET", target, &[]).await;
-        assert_eq!(answer.status, 200, "{target}: {answer:?}");
-        assert_eq!(answer.body["route"], *route, "{target}");
-        assert_eq!(answer.body["verified"], false, "{target}");
-        assert_eq!(answer.challenge, None);
-        // Other methods on public paths are protected.
-        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
-            let answer = raw_request(&app.url, method, target, &[]).await;
-            assert_eq!(answer.status, 401, "{method} {target}");
-            assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()));
+        for (target, route) in public {
+            let answer = raw_request(&app.url, "GET", target, &[]).await;
+            assert_eq!(answer.status, 200, "{target}: {answer:?}");
+            assert_eq!(answer.body["route"], *route, "{target}");
+            assert_eq!(answer.body["verified"], false, "{target}");
+            assert_eq!(answer.challenge, None);
+            // Other methods on public paths are protected.
+            for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+                let answer = raw_request(&app.url, method, target, &[]).await;
+                assert_eq!(answer.status, 401, "{method} {target}");
+                assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()));
+            }
         }
     }
 }
 
-/// With a valid token each hostile spelling reaches a handler verified (the decoded
-/// parameters are what the router made of them), or the router refuses it; never anonymous.
+/// With a valid token each hostile spelling reaches a handler verified (with the decoded
+/// parameters the router made of it); never anonymous.
 #[tokio::test]
 async fn hostile_spellings_reach_handlers_only_verified() {
-    let app = served(|b| b.fhir_base_path("/fhir")).await;
-    let token = app.issuer.token().sign();
-    let authorization = format!("Bearer {token}");
-    for target in HOSTILE_TARGETS {
-        let answer = raw_request(&app.url, "GET", target, &[("authorization", &authorization)]).await;
-        assert_eq!(answer.status, 200, "{target}: {answer:?}");
-        assert_eq!(answer.body["verified"], true, "{target}: {answer:?}");
+    for (app, public) in configurations().await {
+        let token = app.issuer.token().sign();
+        let authorization = format!("Bearer {token}");
+        let auth = [("authorization", authorization.as_str())];
+        let hostile = HOSTILE_TARGETS
+            .iter()
+            .filter(|target| !public.iter().any(|(exact, _)| exact == *target));
+        for target in hostile {
+            let answer = raw_request(&app.url, "GET", target, &auth).await;
+            assert_eq!(answer.status, 200, "{target}: {answer:?}");
+            assert_eq!(answer.body["verified"], true, "{target}: {answer:?}");
+            assert_eq!(answer.body["scopes"], json!(["system/*.rs"]), "{target}");
+        }
+        // What the router made of two of them: the reason they may not be public.
+        let answer = raw_request(&app.url, "GET", "/%50atient/metadata", &auth).await;
+        assert_eq!(answer.body["route"], "/{type}/{id}");
+        assert_eq!(answer.body["params"], json!(["Patient", "metadata"]));
+        let answer = raw_request(&app.url, "GET", "/fhir/%6Detadata", &auth).await;
+        assert_eq!(answer.body["route"], "/{type}/{id}");
+        assert_eq!(answer.body["params"], json!(["fhir", "metadata"]));
     }
-    // What the router made of two of them: the reason they may not be public.
-    let answer = raw_request(&app.url, "GET", "/%50atient/metadata", &[("authorization", &authorization)]).await;
-    assert_eq!(answer.body["route"], "/{type}/{id}");
-    assert_eq!(answer.body["params"], json!(["Patient", "metadata"]));
-    let answer = raw_request(&app.url, "GET", "/fhir/%6Detadata", &[("authorization", &authorization)]).await;
-    assert_eq!(answer.body["route"], "/{type}/{id}");
-    assert_eq!(answer.body["params"], json!(["fhir", "metadata"]));
 }
 
 /// Without a configured base only the root paths are public: no suffix of an arbitrary
