@@ -234,14 +234,17 @@ impl SmartAuthBuilder {
         self
     }
 
-    /// Requires a token for `metadata` and `.well-known/smart-configuration` too.
+    /// Requires a token for `metadata` and `.well-known/smart-configuration` too (see
+    /// [`fhir_base_path`](Self::fhir_base_path) for which paths these are).
     pub fn protect_discovery_and_metadata(mut self) -> Self {
         self.public.discovery_and_metadata = false;
         self
     }
 
     /// Requires a token for CORS preflight requests too (browsers send none, so this
-    /// breaks browser clients).
+    /// breaks browser clients). By default exactly a preflight passes without one: `OPTIONS`
+    /// with one non-empty `Origin`, one `Access-Control-Request-Method` naming a method, no
+    /// `Authorization` and no body; it reaches the inner service without claims.
     pub fn protect_cors_preflight(mut self) -> Self {
         self.public.cors_preflight = false;
         self

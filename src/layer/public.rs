@@ -88,9 +88,9 @@ fn is_cors_preflight(headers: &HeaderMap) -> bool {
 /// RFC 9110 `token`: one or more `tchar`.
 fn is_token(value: &[u8]) -> bool {
     !value.is_empty()
-        && value.iter().all(|&byte| {
-            byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-        })
+        && value
+            .iter()
+            .all(|&byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 /// Whether `path` may be configured as a public path or base path: it starts with `/` and
@@ -224,7 +224,11 @@ mod tests {
             ("/metadata", false, "outside"),
             ("/x/fhir/metadata", false, "outside"),
             ("/fhir/Patient/metadata", false, "read Patient/metadata"),
-            ("/fhir/Patient/.well-known/smart-configuration", false, "not fhir"),
+            (
+                "/fhir/Patient/.well-known/smart-configuration",
+                false,
+                "not fhir",
+            ),
             ("/fhir/r4/metadata", false, "not fhir"),
             ("/fhirx/metadata", false, "outside"),
         ];
@@ -276,8 +280,16 @@ mod tests {
     fn base_path_is_exact() {
         let routes = based("/FHIR");
         assert!(is_public(&routes, "GET", "/FHIR/metadata"));
-        assert!(is_public(&routes, "GET", "/FHIR/.well-known/smart-configuration"));
-        assert!(is_public(&routes, "GET", "/.well-known/smart-configuration"));
+        assert!(is_public(
+            &routes,
+            "GET",
+            "/FHIR/.well-known/smart-configuration"
+        ));
+        assert!(is_public(
+            &routes,
+            "GET",
+            "/.well-known/smart-configuration"
+        ));
         assert!(!is_public(&routes, "GET", "/fhir/metadata"));
         assert!(!is_public(&routes, "GET", "/other/metadata"));
         assert!(!is_public(&routes, "GET", "/metadata"));
@@ -304,7 +316,11 @@ mod tests {
             vec![origin, get],
             vec![origin, ("access-control-request-method", "PATCH")],
             vec![("origin", "null"), get],
-            vec![origin, get, ("access-control-request-headers", "authorization")],
+            vec![
+                origin,
+                get,
+                ("access-control-request-headers", "authorization"),
+            ],
             vec![origin, get, ("content-length", "0")],
         ];
         let not_preflights = [
@@ -327,7 +343,10 @@ mod tests {
         }
         for headers in not_preflights {
             let request = preflight(&headers);
-            assert!(!routes.is_public(&request, "/fhir/Patient/1"), "{headers:?}");
+            assert!(
+                !routes.is_public(&request, "/fhir/Patient/1"),
+                "{headers:?}"
+            );
         }
         // The method must be OPTIONS.
         let mut post = preflight(&[origin, get]);
@@ -356,7 +375,11 @@ mod tests {
         };
         assert!(!closed.is_public(&preflight, "/fhir/Patient/1"));
         assert!(!is_public(&closed, "GET", "/metadata"));
-        assert!(!is_public(&closed, "GET", "/.well-known/smart-configuration"));
+        assert!(!is_public(
+            &closed,
+            "GET",
+            "/.well-known/smart-configuration"
+        ));
     }
 
     /// The layer decides on the path it is given (the original URI inside `nest`), not on
@@ -372,12 +395,33 @@ mod tests {
 
     #[test]
     fn configured_paths_must_be_canonical() {
-        for good in ["/", "/fhir", "/fhir/r4", "/fhir/", "/health/", "/a-b_c.d~e!$&'()*+,=:@"] {
+        for good in [
+            "/",
+            "/fhir",
+            "/fhir/r4",
+            "/fhir/",
+            "/health/",
+            "/a-b_c.d~e!$&'()*+,=:@",
+        ] {
             assert!(is_canonical_config_path(good), "{good}");
         }
         for bad in [
-            "", "fhir", "//", "/fhir//r4", "//fhir", "/fhir/./r4", "/fhir/..", "/.", "/%66hir",
-            "/fhir;v=1", "/fhir\\r4", "/fhir?x", "/fhir#x", "/fh ir", "/fhir\t", "/fhír",
+            "",
+            "fhir",
+            "//",
+            "/fhir//r4",
+            "//fhir",
+            "/fhir/./r4",
+            "/fhir/..",
+            "/.",
+            "/%66hir",
+            "/fhir;v=1",
+            "/fhir\\r4",
+            "/fhir?x",
+            "/fhir#x",
+            "/fh ir",
+            "/fhir\t",
+            "/fhír",
             "/fhir//",
         ] {
             assert!(!is_canonical_config_path(bad), "{bad:?}");

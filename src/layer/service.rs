@@ -64,7 +64,10 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        if shared.public.is_public(&request, routed_uri(&request).path()) {
+        if shared
+            .public
+            .is_public(&request, routed_uri(&request).path())
+        {
             // Not verified, even with a token: handlers see an anonymous request.
             request
                 .extensions_mut()

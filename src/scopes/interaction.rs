@@ -999,7 +999,11 @@ mod tests {
             ("GET", "/Patient/$", Classified::NotFhir),
             ("GET", "/$", Classified::NotFhir),
             ("GET", "/Patient/$ev/il", Classified::NotFhir),
-            ("GET", "/Patient/$e%76", op(OperationLevel::Type, "ev", Some("Patient"), None)),
+            (
+                "GET",
+                "/Patient/$e%76",
+                op(OperationLevel::Type, "ev", Some("Patient"), None),
+            ),
             (
                 "GET",
                 "/.well-known/smart-configuration",

@@ -99,7 +99,13 @@ impl Nested {
             Some(scope) => {
                 let token = self.issuer.token().scope(scope).sign();
                 let authorization = format!("Bearer {token}");
-                raw_request(&self.url, "GET", target, &[("authorization", &authorization)]).await
+                raw_request(
+                    &self.url,
+                    "GET",
+                    target,
+                    &[("authorization", &authorization)],
+                )
+                .await
             }
             None => raw_request(&self.url, "GET", target, &[]).await,
         }
@@ -110,7 +116,9 @@ impl Nested {
     }
 
     fn denied(&self, hint: Option<&str>) -> String {
-        let hint = hint.map(|scope| format!(", scope=\"{scope}\"")).unwrap_or_default();
+        let hint = hint
+            .map(|scope| format!(", scope=\"{scope}\""))
+            .unwrap_or_default();
         self.challenge(&format!(
             ", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\"{hint}"
         ))
@@ -168,7 +176,11 @@ async fn every_placement_enforces_on_the_full_path() {
         ] {
             let answer = app.get(target, scope).await;
             assert_eq!(answer.status, 403, "{placement:?} {target}: {answer:?}");
-            assert_eq!(answer.challenge, Some(app.denied(None)), "{placement:?} {target}");
+            assert_eq!(
+                answer.challenge,
+                Some(app.denied(None)),
+                "{placement:?} {target}"
+            );
         }
     }
 }

@@ -40,7 +40,14 @@ fn parse_answer(bytes: &[u8]) -> RawAnswer {
     let head = std::str::from_utf8(&bytes[..split]).unwrap();
     let mut body = bytes[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut challenge = None;
     let mut chunked = false;
     for line in lines {
@@ -323,7 +330,10 @@ async fn enforcement_reads_decoded_paths() {
     );
     // The enforcement base makes `/fhir/metadata` public.
     let answer = raw_request(&app.url, "GET", "/fhir/metadata", &[]).await;
-    assert_eq!((answer.status, answer.body["verified"].clone()), (200, json!(false)));
+    assert_eq!(
+        (answer.status, answer.body["verified"].clone()),
+        (200, json!(false))
+    );
 
     let token = app.issuer.token().scope("system/Observation.rs").sign();
     let authorization = format!("Bearer {token}");
@@ -367,10 +377,18 @@ async fn enforcement_reads_decoded_paths() {
                 assert_eq!(answer.challenge, None);
             }
             (_, Some(hint)) => {
-                assert_eq!(answer.challenge.as_deref(), Some(denied(hint).as_str()), "{target}");
+                assert_eq!(
+                    answer.challenge.as_deref(),
+                    Some(denied(hint).as_str()),
+                    "{target}"
+                );
             }
             (_, None) => {
-                assert_eq!(answer.challenge.as_deref(), Some(unreadable.as_str()), "{target}");
+                assert_eq!(
+                    answer.challenge.as_deref(),
+                    Some(unreadable.as_str()),
+                    "{target}"
+                );
                 assert_eq!(answer.body["issue"][0]["code"], "forbidden");
             }
         }
@@ -413,18 +431,34 @@ async fn only_exact_preflights_pass() {
             // Treated as an ordinary request: the credential is checked.
             let answer = raw_request(&app.url, "OPTIONS", "/fhir/Patient/1", headers).await;
             assert_eq!(answer.status, 401, "{headers:?}");
-            assert!(answer.challenge.unwrap().contains("error=\"invalid_token\""));
+            assert!(
+                answer
+                    .challenge
+                    .unwrap()
+                    .contains("error=\"invalid_token\"")
+            );
             continue;
         }
         let answer = if headers.iter().any(|(name, _)| *name == "content-length") {
             raw_request_with_body(&app.url, "OPTIONS", "/fhir/Patient/1", headers, "{}").await
         } else if headers.iter().any(|(name, _)| *name == "transfer-encoding") {
-            raw_request_with_body(&app.url, "OPTIONS", "/fhir/Patient/1", headers, "2\r\n{}\r\n0\r\n\r\n").await
+            raw_request_with_body(
+                &app.url,
+                "OPTIONS",
+                "/fhir/Patient/1",
+                headers,
+                "2\r\n{}\r\n0\r\n\r\n",
+            )
+            .await
         } else {
             raw_request(&app.url, "OPTIONS", "/fhir/Patient/1", headers).await
         };
         assert_eq!(answer.status, 401, "{headers:?}: {answer:?}");
-        assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()), "{headers:?}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(bare.as_str()),
+            "{headers:?}"
+        );
     }
 }
 
@@ -438,7 +472,8 @@ async fn raw_request_with_body(
 ) -> RawAnswer {
     let address = url.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
