@@ -42,6 +42,10 @@ use super::{Interaction, Requirement, ResourceType};
 /// Longest FHIR id, in characters.
 const MAX_ID_LEN: usize = 64;
 
+/// The most segments after the base that a FHIR REST pattern has
+/// (`T/id/_history/vid`).
+const MAX_SEGMENTS: usize = 4;
+
 /// Classifies requests for one FHIR base path.
 ///
 /// # How the path is read
@@ -63,6 +67,11 @@ const MAX_ID_LEN: usize = 64;
 /// segments ignoring ASCII case, so that a case-insensitive server behind the check cannot
 /// be reached with `/FHIR/...` as if it were outside the base; the rest of the path is
 /// compared exactly.
+///
+/// Reading the decoded form stays safe although routers match static routes on the raw
+/// path: an escaped spelling of a fixed segment (`%5Fhistory`, `%24export`, `%6Detadata`)
+/// reaches a parameter route instead, with a value (`_history`, `$export`, `metadata`) that
+/// is no valid resource type or id there, so no handler can serve a resource for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classifier {
     /// The base path without a trailing slash; empty for `/`.
@@ -124,33 +133,45 @@ impl Classifier {
             // serves a FHIR resource for these.
             return Classified::OutsideBase;
         }
-        let Ok(segments) = canonical_segments(path) else {
-            return Classified::Malformed;
-        };
-        let Some(rest) = self.strip_base(&segments) else {
-            return Classified::OutsideBase;
-        };
-        let rest: Vec<&str> = rest.iter().map(AsRef::as_ref).collect();
+        let mut segments = path_segments(path);
+        // Up to the longest FHIR pattern after the base; the array keeps the common case
+        // free of allocation.
+        let mut rest: [Cow<'_, str>; MAX_SEGMENTS] = Default::default();
+        let mut count = 0;
+        for base_segment in self.base_path.split('/').skip(1) {
+            match segments.next() {
+                Some(Ok(segment)) if segment.eq_ignore_ascii_case(base_segment) => {}
+                Some(Err(MalformedPath)) => return Classified::Malformed,
+                Some(Ok(_)) | None => {
+                    // Outside the base, but an unreadable path is unreadable anywhere.
+                    return if segments.any(|segment| segment.is_err()) {
+                        Classified::Malformed
+                    } else {
+                        Classified::OutsideBase
+                    };
+                }
+            }
+        }
+        for segment in segments {
+            let Ok(segment) = segment else {
+                return Classified::Malformed;
+            };
+            if let Some(slot) = rest.get_mut(count) {
+                *slot = segment;
+            }
+            count += 1;
+        }
+        if count > MAX_SEGMENTS {
+            return Classified::NotFhir;
+        }
+        let [a, b, c, d] = &rest;
+        let rest = [a.as_ref(), b.as_ref(), c.as_ref(), d.as_ref()];
         let method = match method {
             "HEAD" => "GET",
             other => other,
         };
-        self.classify_segments(method, &rest, query.is_some())
+        self.classify_segments(method, &rest[..count], query.is_some())
             .map_or(Classified::NotFhir, Classified::Fhir)
-    }
-
-    /// The segments after the base, when the path is under it (base segments compared
-    /// ignoring ASCII case).
-    fn strip_base<'a, 'p>(&self, segments: &'a [Cow<'p, str>]) -> Option<&'a [Cow<'p, str>]> {
-        let mut rest = segments;
-        for base_segment in self.base_path.split('/').skip(1) {
-            let (first, tail) = rest.split_first()?;
-            if !first.eq_ignore_ascii_case(base_segment) {
-                return None;
-            }
-            rest = tail;
-        }
-        Some(rest)
     }
 
     /// Matches the path segments after the base.
@@ -284,22 +305,20 @@ impl Classifier {
 
 /// Why a path cannot be read one way only (see [`Classifier`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MalformedPath;
+struct MalformedPath;
 
-/// The percent-decoded segments of `path` (which starts with `/`, without a query): `/` is
-/// no segment, and one trailing slash is ignored. Segments without escapes are borrowed.
-///
-/// # Errors
-///
-/// [`MalformedPath`] for empty or dot segments, bad escapes, invalid UTF-8, and decoded
-/// `/`, `\`, `;`, `%` or control characters.
-pub(crate) fn canonical_segments(path: &str) -> Result<Vec<Cow<'_, str>>, MalformedPath> {
-    let inner = path.strip_prefix('/').ok_or(MalformedPath)?;
-    if inner.is_empty() {
-        return Ok(Vec::new());
-    }
-    let inner = inner.strip_suffix('/').unwrap_or(inner);
-    inner.split('/').map(canonical_segment).collect()
+/// The percent-decoded segments of `path` (which starts with `/`, without a query), each
+/// or why it is refused: `/` has no segment, and one trailing slash is ignored. Segments
+/// without escapes are borrowed.
+fn path_segments(path: &str) -> impl Iterator<Item = Result<Cow<'_, str>, MalformedPath>> {
+    let inner = path.strip_prefix('/').unwrap_or(path);
+    // `/` is the root, without segments; otherwise one trailing slash is dropped (`//`
+    // keeps an empty segment, which is refused).
+    let inner = (!inner.is_empty()).then(|| inner.strip_suffix('/').unwrap_or(inner));
+    inner
+        .into_iter()
+        .flat_map(|inner| inner.split('/'))
+        .map(canonical_segment)
 }
 
 /// One decoded segment, or why it is refused.
@@ -1077,6 +1096,44 @@ mod tests {
         assert_eq!(Classifier::new("fhir/r4/").base_path(), "/fhir/r4");
         assert_eq!(Classifier::new("/").base_path(), "");
         assert_eq!(Classifier::new("").base_path(), "");
+    }
+
+    /// An unreadable segment anywhere makes the whole path [`Classified::Malformed`]: before
+    /// the base, in it, after it, and past the longest FHIR pattern.
+    #[test]
+    fn unreadable_paths_anywhere() {
+        let classifier = Classifier::new("/fhir/r4");
+        let cases = [
+            ("/", Classified::OutsideBase),
+            ("", Classified::OutsideBase),
+            ("//", Classified::Malformed),
+            ("/other/x", Classified::OutsideBase),
+            ("/other//x", Classified::Malformed),
+            ("/other/x/%2F", Classified::Malformed),
+            ("/other/..", Classified::Malformed),
+            ("/fhir", Classified::OutsideBase),
+            ("/fhir/", Classified::OutsideBase),
+            ("/fhir//", Classified::Malformed),
+            ("/fhir/.", Classified::Malformed),
+            ("/fhir/r4", Classified::NotFhir),
+            ("/fhir/r4/", Classified::NotFhir),
+            ("/fhir/r4//", Classified::Malformed),
+            ("/fhir/%72%34/metadata", fhir(FhirRequest::Capabilities)),
+            ("/fhir/r4/Patient/1/_history/2/x", Classified::NotFhir),
+            ("/fhir/r4/Patient/1/_history/2/x/y/z", Classified::NotFhir),
+            ("/fhir/r4/Patient/1/_history/2/x/%00", Classified::Malformed),
+            ("/fhir/r4/Patient/1/_history/2/x//", Classified::Malformed),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(classifier.classify("GET", path), expected, "{path}");
+        }
+        let root = Classifier::new("/");
+        assert_eq!(root.classify("GET", "//"), Classified::Malformed);
+        assert_eq!(root.classify("GET", "/"), Classified::NotFhir);
+        assert_eq!(
+            root.classify("POST", "/"),
+            fhir(FhirRequest::BatchOrTransaction)
+        );
     }
 
     #[test]
