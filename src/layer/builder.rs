@@ -488,6 +488,50 @@ fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn public_paths_are_checked_and_the_base_defaults_to_enforcement() {
+        let b = || SmartAuthBuilder::new("https://as.example");
+        for bad in [
+            "fhir",
+            "",
+            "//",
+            "/fhir//r4",
+            "/%66hir",
+            "/fhir/../x",
+            "/fhir;v",
+            "/fh ir",
+        ] {
+            assert_eq!(
+                b().fhir_base_path(bad).build().unwrap_err(),
+                ConfigError::InvalidPath,
+                "{bad:?}"
+            );
+            assert_eq!(
+                b().public_path(bad).build().unwrap_err(),
+                ConfigError::InvalidPath,
+                "{bad:?}"
+            );
+        }
+        let base = |builder: SmartAuthBuilder| builder.checked_public_routes().unwrap().base_path;
+        assert_eq!(base(b()), None);
+        assert_eq!(
+            base(b().fhir_base_path("/fhir/r4/")),
+            Some("/fhir/r4".into())
+        );
+        assert_eq!(base(b().fhir_base_path("/")), Some(String::new()));
+        assert_eq!(
+            base(b().enforce_scopes(ScopeEnforcement::new("/fhir"))),
+            Some("/fhir".into())
+        );
+        assert_eq!(
+            base(
+                b().enforce_scopes(ScopeEnforcement::new("/fhir"))
+                    .fhir_base_path("/api")
+            ),
+            Some("/api".into())
+        );
+    }
+
     fn error(builder: SmartAuthBuilder) -> ConfigError {
         builder.build().expect_err("must be refused")
     }
