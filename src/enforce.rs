@@ -44,6 +44,23 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// Requests outside the base path are not FHIR requests: they only need a valid token.
 /// Paths under the base that are no FHIR interaction are refused.
 ///
+/// # Which path is checked
+///
+/// The path is read as the router reads it and hands it to handlers: each segment
+/// percent-decoded once, so `/fhir/%50atient/1` is checked as a read of `Patient` (see
+/// [`Classifier`](crate::scopes::Classifier) for the exact rules). A path that
+/// cannot be read one way only (`//`, `.` or `..` segments, a malformed escape, or an
+/// escape that decodes to `/`, `\`, `;`, `%`, a control character or invalid UTF-8) is
+/// refused with the same 403 (`insufficient_scope`, no `scope` hint), wherever it points.
+///
+/// `base_path` is the FHIR base as clients see it, the full request path. Inside an axum
+/// `Router::nest` the inner layers see the path without the nest prefix; the layer then
+/// reads the original request URI that axum keeps in the
+/// `axum::extract::OriginalUri` extension (with the crate's `axum` feature), so the layer
+/// may sit on the outer router, on the nested router, or around the whole app, with the
+/// same base path. Without that extension (a plain tower stack) the layer reads the
+/// request's own URI.
+///
 /// The check runs inside [`SmartAuthLayer`](crate::SmartAuthLayer) rather than as a layer
 /// of its own, so that it can never be placed where no claims exist yet.
 ///
@@ -179,6 +196,11 @@ impl ScopeEnforcement {
         self.check(method, &path, query.as_deref(), claims)
     }
 
+    /// The normalised FHIR base path (`""` for the root).
+    pub(crate) fn base_path(&self) -> &str {
+        self.classifier.base_path()
+    }
+
     /// Checks a verified request.
     pub(crate) fn check(
         &self,
@@ -189,7 +211,7 @@ impl ScopeEnforcement {
     ) -> Result<(), AuthError> {
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase => return Ok(()),
-            Classified::NotFhir => return Err(forbidden(claims)),
+            Classified::NotFhir | Classified::Malformed => return Err(forbidden(claims)),
             Classified::Fhir(request) => request,
         };
         let requirements = match request.access() {

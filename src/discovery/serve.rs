@@ -31,8 +31,10 @@ const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 /// serialised once, when the layer is built.
 ///
 /// Discovery must be reachable without a token: put this layer outside
-/// [`SmartAuthLayer`](crate::SmartAuthLayer), or rely on the auth layer's default public
-/// paths, which let `GET`/`HEAD` of the well-known path and preflights through.
+/// [`SmartAuthLayer`](crate::SmartAuthLayer), or rely on the auth layer's public paths,
+/// which let `GET`/`HEAD` of `{base}/.well-known/smart-configuration` and preflights through
+/// (give the auth layer the same base with
+/// [`fhir_base_path`](crate::SmartAuthBuilder::fhir_base_path)).
 ///
 /// ```
 /// use axum::{Router, routing::get};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use super::public::PublicRoutes;
+use super::public::{PublicRoutes, is_canonical_config_path};
 use super::{AuthMode, SmartAuthLayer};
 use crate::algorithm::SigningAlgorithm;
 use crate::claims::ClaimNames;
@@ -231,30 +231,54 @@ impl SmartAuthBuilder {
         self
     }
 
-    /// The FHIR base path (for example `/fhir/r4`). With it, exactly
-    /// `{base}/metadata` and `{base}/.well-known/smart-configuration` (and
-    /// `/.well-known/smart-configuration`) are public. Without it, any path ending in those
-    /// is public unless a segment before the end looks like a resource type.
+    /// The FHIR base path (for example `/fhir/r4`), as clients send it (the full path, also
+    /// when the layer sits inside an axum `Router::nest`). Exactly these are public for
+    /// `GET`/`HEAD`: `{base}/metadata`, `{base}/.well-known/smart-configuration` and the root
+    /// `/.well-known/smart-configuration`.
+    ///
+    /// Without this setting the base is that of [`enforce_scopes`](Self::enforce_scopes)
+    /// when set, else the server root: only `/metadata` and
+    /// `/.well-known/smart-configuration` are public. Public paths are compared byte for
+    /// byte with the request path (no query): `/fhir/%6Detadata`, `/fhir//metadata`,
+    /// `/fhir/metadata/` and `/FHIR/metadata` need a token.
+    ///
+    /// `build` refuses a base that does not start with `/` or is not written canonically
+    /// (an empty, `.` or `..` segment; `%`, `;`, `\`, `?`, `#`, whitespace or control
+    /// characters). Trailing slashes are dropped.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/fhir/r4")
+    ///     .fhir_base_path("/fhir/r4")
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn fhir_base_path(mut self, base_path: impl Into<String>) -> Self {
-        let base = base_path.into();
-        self.public.base_path = Some(base.trim_end_matches('/').to_owned());
+        self.public.base_path = Some(base_path.into());
         self
     }
 
-    /// Another exact path that needs no token, for any method (a health check).
+    /// Another exact path that needs no token, for any method (a health check). Compared
+    /// byte for byte with the request path, like the base path (and checked the same way
+    /// by `build`, except that a trailing slash is kept).
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
         self.public.extra.push(path.into());
         self
     }
 
-    /// Requires a token for `metadata` and `.well-known/smart-configuration` too.
+    /// Requires a token for `metadata` and `.well-known/smart-configuration` too (see
+    /// [`fhir_base_path`](Self::fhir_base_path) for which paths these are).
     pub fn protect_discovery_and_metadata(mut self) -> Self {
         self.public.discovery_and_metadata = false;
         self
     }
 
     /// Requires a token for CORS preflight requests too (browsers send none, so this
-    /// breaks browser clients).
+    /// breaks browser clients). By default exactly a preflight passes without one: `OPTIONS`
+    /// with one non-empty `Origin`, one `Access-Control-Request-Method` naming a method, no
+    /// `Authorization` and no body; it reaches the inner service without claims.
     pub fn protect_cors_preflight(mut self) -> Self {
         self.public.cors_preflight = false;
         self
@@ -325,17 +349,8 @@ impl SmartAuthBuilder {
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build(self) -> Result<SmartAuthLayer, ConfigError> {
         let realm = self.checked_realm()?;
-        if self
-            .public
-            .extra
-            .iter()
-            .chain(&self.public.base_path)
-            .any(|p| !p.starts_with('/'))
-        {
-            return Err(ConfigError::InvalidPath);
-        }
+        let public = self.checked_public_routes()?;
         let mode = self.mode;
-        let public = self.public.clone();
         let enforcement = self.enforcement.clone();
         let verifier = self.build_verifier()?;
         Ok(SmartAuthLayer::from_parts(
@@ -442,6 +457,26 @@ impl SmartAuthBuilder {
         ))
     }
 
+    /// The public routes with checked paths; the base path trimmed of trailing slashes and,
+    /// when not set, taken from the scope enforcement.
+    fn checked_public_routes(&self) -> Result<PublicRoutes, ConfigError> {
+        let mut public = self.public.clone();
+        if public
+            .extra
+            .iter()
+            .chain(&public.base_path)
+            .any(|path| !is_canonical_config_path(path))
+        {
+            return Err(ConfigError::InvalidPath);
+        }
+        public.base_path = match (&public.base_path, &self.enforcement) {
+            (Some(base), _) => Some(base.trim_end_matches('/').to_owned()),
+            (None, Some(enforcement)) => Some(enforcement.base_path().to_owned()),
+            (None, None) => None,
+        };
+        Ok(public)
+    }
+
     /// The realm of challenges and of errors raised from the claims: the configured one,
     /// else the first audience when it is a valid realm, else `fhir`.
     fn checked_realm(&self) -> Result<String, ConfigError> {
@@ -492,6 +527,50 @@ fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_paths_are_checked_and_the_base_defaults_to_enforcement() {
+        let b = || SmartAuthBuilder::new("https://as.example");
+        for bad in [
+            "fhir",
+            "",
+            "//",
+            "/fhir//r4",
+            "/%66hir",
+            "/fhir/../x",
+            "/fhir;v",
+            "/fh ir",
+        ] {
+            assert_eq!(
+                b().fhir_base_path(bad).build().unwrap_err(),
+                ConfigError::InvalidPath,
+                "{bad:?}"
+            );
+            assert_eq!(
+                b().public_path(bad).build().unwrap_err(),
+                ConfigError::InvalidPath,
+                "{bad:?}"
+            );
+        }
+        let base = |builder: SmartAuthBuilder| builder.checked_public_routes().unwrap().base_path;
+        assert_eq!(base(b()), None);
+        assert_eq!(
+            base(b().fhir_base_path("/fhir/r4/")),
+            Some("/fhir/r4".into())
+        );
+        assert_eq!(base(b().fhir_base_path("/")), Some(String::new()));
+        assert_eq!(
+            base(b().enforce_scopes(ScopeEnforcement::new("/fhir"))),
+            Some("/fhir".into())
+        );
+        assert_eq!(
+            base(
+                b().enforce_scopes(ScopeEnforcement::new("/fhir"))
+                    .fhir_base_path("/api")
+            ),
+            Some("/api".into())
+        );
+    }
 
     fn error(builder: SmartAuthBuilder) -> ConfigError {
         builder.build().expect_err("must be refused")

@@ -3,8 +3,7 @@
 //!
 //! For each request the layer
 //!
-//! 1. lets public routes through untouched: by default `GET`/`HEAD` of `…/metadata` and
-//!    `…/.well-known/smart-configuration`, and CORS preflight requests;
+//! 1. lets public routes through untouched (see [Public routes](#public-routes));
 //! 2. takes the one Bearer token from the `Authorization` header (RFC 6750 section 2.1;
 //!    the scheme name in any case);
 //! 3. verifies it with the [`TokenVerifier`], or answers from the layer's verified-token
@@ -21,6 +20,40 @@
 //! | `Bearer` without a token, a malformed token, two credentials, `?access_token=` | 400, `error="invalid_request"` |
 //! | any invalid token | 401, `error="invalid_token"`, a static `error_description` |
 //! | issuer keys unavailable and none cached | 503, `Retry-After` |
+//!
+//! # Public routes
+//!
+//! Without a token, only these pass (each can be turned off on the builder):
+//!
+//! - `GET` and `HEAD` of `{base}/metadata`, `{base}/.well-known/smart-configuration` and
+//!   `/.well-known/smart-configuration`, where `{base}` is
+//!   [`fhir_base_path`](SmartAuthBuilder::fhir_base_path), else the base of
+//!   [`enforce_scopes`](SmartAuthBuilder::enforce_scopes), else the root (so
+//!   [`SmartAuthLayer::new`] opens only `/metadata` and `/.well-known/smart-configuration`);
+//! - exactly a CORS preflight: `OPTIONS` with one non-empty `Origin`, one
+//!   `Access-Control-Request-Method` naming a method, no `Authorization` and no body. It
+//!   reaches the inner service anonymously, so answer preflights with a CORS layer (an
+//!   `OPTIONS` handler or an `any` route would see it too);
+//! - the exact paths of [`public_path`](SmartAuthBuilder::public_path), any method.
+//!
+//! A public path matches the request path (without the query) byte for byte. Any other
+//! spelling needs a token: a percent-escape (`/fhir/%6Detadata`), `//`, a `.` or `..`
+//! segment, a trailing slash or another case. Routers match static routes on the raw path
+//! but decode path parameters, so such a spelling reaches another route than the public one
+//! (`/%50atient/metadata` reaches `/{type}/{id}` as `Patient`, `metadata`). No suffix of an
+//! arbitrary path is public. Requests let through this way carry no claims, even with a
+//! token.
+//!
+//! # Which path the layer reads
+//!
+//! Public routes and [scope enforcement](crate::ScopeEnforcement) are decided on the path as
+//! the client sent it. Inside an axum `Router::nest` the inner layers see the path without
+//! the nest prefix; the layer then reads the original URI that axum keeps in the
+//! `axum::extract::OriginalUri` extension (crate feature `axum`). So every base path is the
+//! full path (`/fhir`, not `/` for a layer inside `nest("/fhir", …)`), and the layer may sit
+//! inside the nest, on the outer router, or around the whole app. In a plain tower stack
+//! without that extension the layer reads the request's own URI; put it where that URI is
+//! the one clients sent.
 //!
 //! # Example
 //!

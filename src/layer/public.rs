@@ -1,7 +1,16 @@
 //! Which requests pass through the layer without a token.
+//!
+//! Publicness is decided on the exact spelling of the path the router routes: a public
+//! path matches byte for byte or not at all. A percent-escape, a doubled or trailing slash,
+//! a `.`/`..` segment or a change of case makes a request protected (it then needs a
+//! token), because the router would route such a spelling to a different route than the
+//! public one (axum matches static routes on the raw path but decodes path parameters, so
+//! `/%50atient/metadata` reaches a `/{type}/{id}` route as `Patient`, `metadata`).
 
-use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
-use http::{Method, Request};
+use http::header::{
+    ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_LENGTH, ORIGIN, TRANSFER_ENCODING,
+};
+use http::{HeaderMap, Method, Request};
 
 const METADATA: &str = "/metadata";
 const SMART_CONFIGURATION: &str = "/.well-known/smart-configuration";
@@ -11,11 +20,11 @@ const SMART_CONFIGURATION: &str = "/.well-known/smart-configuration";
 pub(crate) struct PublicRoutes {
     /// `GET`/`HEAD` of the capability statement and the SMART configuration.
     pub(crate) discovery_and_metadata: bool,
-    /// The FHIR base path (`/fhir/r4`); when set, only `{base}/metadata` and
-    /// `{base}/.well-known/smart-configuration` (and the latter at the root) are public.
+    /// The FHIR base path (`/fhir/r4`, `""` for the root) once set, without a trailing
+    /// slash: `{base}/metadata`, `{base}/.well-known/smart-configuration` and
+    /// `/.well-known/smart-configuration` are public. Unset means the root.
     pub(crate) base_path: Option<String>,
-    /// CORS preflight requests (`OPTIONS` with `Origin` and
-    /// `Access-Control-Request-Method`).
+    /// CORS preflight requests (see [`is_cors_preflight`]).
     pub(crate) cors_preflight: bool,
     /// Further exact paths, any method.
     pub(crate) extra: Vec<String>,
@@ -33,15 +42,10 @@ impl Default for PublicRoutes {
 }
 
 impl PublicRoutes {
-    pub(crate) fn is_public<B>(&self, request: &Request<B>) -> bool {
-        let path = request.uri().path();
+    /// Whether `request`, whose routed path is `path` (without the query), needs no token.
+    pub(crate) fn is_public<B>(&self, request: &Request<B>, path: &str) -> bool {
         let method = request.method();
-        if self.cors_preflight
-            && method == Method::OPTIONS
-            && request.headers().contains_key(ORIGIN)
-            && request
-                .headers()
-                .contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        if self.cors_preflight && method == Method::OPTIONS && is_cors_preflight(request.headers())
         {
             return true;
         }
@@ -51,34 +55,69 @@ impl PublicRoutes {
         if !self.discovery_and_metadata || !(method == Method::GET || method == Method::HEAD) {
             return false;
         }
-        match &self.base_path {
-            Some(base) => {
-                path == SMART_CONFIGURATION
-                    || path
-                        .strip_prefix(base.as_str())
-                        .is_some_and(|rest| rest == METADATA || rest == SMART_CONFIGURATION)
-            }
-            None => [METADATA, SMART_CONFIGURATION].iter().any(|suffix| {
-                path.strip_suffix(suffix)
-                    .is_some_and(|prefix| !prefix.split('/').any(looks_like_resource_type))
-            }),
+        if path == SMART_CONFIGURATION {
+            return true;
         }
+        let base = self.base_path.as_deref().unwrap_or("");
+        path.strip_prefix(base)
+            .is_some_and(|rest| rest == METADATA || rest == SMART_CONFIGURATION)
     }
 }
 
-/// `[A-Z][A-Za-z]+`: without a configured base path, a prefix with such a segment may be
-/// a FHIR resource URL (`/Patient/metadata` reads the Patient whose id is `metadata`), so
-/// it is never public.
-fn looks_like_resource_type(segment: &str) -> bool {
-    let mut bytes = segment.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_uppercase())
-        && segment.len() > 1
-        && bytes.all(|b| b.is_ascii_alphabetic())
+/// A browser's CORS preflight, exactly (Fetch standard, "CORS-preflight request"): one
+/// non-empty `Origin`, one `Access-Control-Request-Method` naming a method (an HTTP token),
+/// no credentials and no body. Anything else sent with `OPTIONS` is an ordinary request.
+fn is_cors_preflight(headers: &HeaderMap) -> bool {
+    let single = |name| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value.as_bytes()),
+            _ => None,
+        }
+    };
+    let origin_ok = single(ORIGIN).is_some_and(|origin| !origin.is_empty());
+    let method_ok = single(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(is_token);
+    let no_body = headers.get(TRANSFER_ENCODING).is_none()
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|length| length.as_bytes() == b"0");
+    origin_ok && method_ok && no_body && !headers.contains_key(AUTHORIZATION)
+}
+
+/// RFC 9110 `token`: one or more `tchar`.
+fn is_token(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value
+            .iter()
+            .all(|&byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
+}
+
+/// Whether `path` may be configured as a public path or base path: it starts with `/` and
+/// is written canonically (no empty, `.` or `..` segment except a final slash, no `%`,
+/// `;`, `\`, `?`, `#`, whitespace or control characters), so that it names one route.
+pub(crate) fn is_canonical_config_path(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    let Some(inner) = path.strip_prefix('/') else {
+        return false;
+    };
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    inner.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment.bytes().all(|byte| {
+                byte.is_ascii_graphic() && !matches!(byte, b'%' | b';' | b'\\' | b'?' | b'#')
+            })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scopes::{Classified, Classifier, FhirRequest};
 
     fn request(method: &str, path: &str) -> Request<()> {
         Request::builder()
@@ -88,70 +127,304 @@ mod tests {
             .unwrap()
     }
 
+    fn is_public(routes: &PublicRoutes, method: &str, uri: &str) -> bool {
+        let request = request(method, uri);
+        routes.is_public(&request, request.uri().path())
+    }
+
+    fn based(base: &str) -> PublicRoutes {
+        PublicRoutes {
+            base_path: Some(base.into()),
+            ..PublicRoutes::default()
+        }
+    }
+
+    /// How a path is enforced under the base `/fhir`, in short: `capabilities`, `read T/id`,
+    /// `search T`, `outside`, `not fhir`, `malformed`, or the debug form.
+    fn enforced(path: &str) -> String {
+        match Classifier::new("/fhir").classify("GET", path) {
+            Classified::Fhir(FhirRequest::Capabilities) => "capabilities".into(),
+            Classified::Fhir(FhirRequest::Read { resource_type, id }) => {
+                format!("read {resource_type}/{id}")
+            }
+            Classified::Fhir(FhirRequest::SearchType { resource_type, .. }) => {
+                format!("search {resource_type}")
+            }
+            Classified::OutsideBase => "outside".into(),
+            Classified::NotFhir => "not fhir".into(),
+            Classified::Malformed => "malformed".into(),
+            Classified::Fhir(other) => format!("{other:?}"),
+        }
+    }
+
+    /// Hostile spellings of public and protected paths, with the FHIR base `/fhir`: whether
+    /// the layer lets them through without a token, and how scope enforcement reads them.
+    /// Only the exact spellings are public; every other one needs a token and is then
+    /// enforced on its decoded reading (or refused as malformed).
     #[test]
-    fn default_routes() {
+    fn hostile_path_variants() {
+        let routes = based("/fhir");
+        let cases: &[(&str, bool, &str)] = &[
+            ("/fhir/metadata", true, "capabilities"),
+            ("/fhir/metadata?_format=json", true, "capabilities"),
+            ("/fhir/.well-known/smart-configuration", true, "not fhir"),
+            ("/.well-known/smart-configuration", true, "outside"),
+            // Percent-encoding, any letter, either hex case.
+            ("/fhir/%6Detadata", false, "capabilities"),
+            ("/fhir/%6detadata", false, "capabilities"),
+            ("/fhir/metadat%61", false, "capabilities"),
+            ("/fhir/%6D%65%74%61%64%61%74%61", false, "capabilities"),
+            ("/%66hir/metadata", false, "capabilities"),
+            ("/%46HIR/metadata", false, "capabilities"),
+            ("/fhir/%2Ewell-known/smart-configuration", false, "not fhir"),
+            ("/%2Ewell-known/smart-configuration", false, "outside"),
+            ("/fhir/%50atient/metadata", false, "read Patient/metadata"),
+            ("/fhir/%50atient/1", false, "read Patient/1"),
+            ("/fhir/%70atient/1", false, "not fhir"),
+            ("/fhir/Patient/%31", false, "read Patient/1"),
+            ("/%50atient/metadata", false, "outside"),
+            // Escapes that decode to separators, controls, double escapes, bad escapes.
+            ("/fhir%2Fmetadata", false, "malformed"),
+            ("/fhir%2fmetadata", false, "malformed"),
+            ("/fhir/Patient%2F1", false, "malformed"),
+            ("/fhir/Patient%5C1", false, "malformed"),
+            ("/fhir/metadata%00", false, "malformed"),
+            ("/fhir/Patient/1%0A", false, "malformed"),
+            ("/fhir/Patient/1%7F", false, "malformed"),
+            ("/fhir/Patient/1%C2%85", false, "malformed"),
+            ("/fhir/%2550atient/1", false, "malformed"),
+            ("/fhir/Patient/1%", false, "malformed"),
+            ("/fhir/Patient/1%4", false, "malformed"),
+            ("/fhir/Patient/1%G0", false, "malformed"),
+            ("/fhir/Patient/%FF", false, "malformed"),
+            ("/fhir/Patient/%C3%A9", false, "not fhir"),
+            ("/fhir;x/Patient/1", false, "malformed"),
+            ("/fhir/Patient;x/1", false, "malformed"),
+            ("/fhir/metadata;x", false, "malformed"),
+            // Empty, dot and trailing segments.
+            ("/fhir//metadata", false, "malformed"),
+            ("//fhir/metadata", false, "malformed"),
+            ("/fhir/metadata//", false, "malformed"),
+            ("/fhir/./metadata", false, "malformed"),
+            ("/fhir/x/../metadata", false, "malformed"),
+            ("/fhir/%2E/metadata", false, "malformed"),
+            ("/fhir/%2e%2e/fhir/metadata", false, "malformed"),
+            ("/fhir/metadata/.", false, "malformed"),
+            ("/fhir/metadata/", false, "capabilities"),
+            ("/fhir/.well-known/smart-configuration/", false, "not fhir"),
+            ("/fhir/.well-known//smart-configuration", false, "malformed"),
+            ("/fhir/Patient/1/", false, "read Patient/1"),
+            // Case.
+            ("/FHIR/metadata", false, "capabilities"),
+            ("/Fhir/Patient/1", false, "read Patient/1"),
+            ("/fhir/Metadata", false, "search Metadata"),
+            ("/fhir/METADATA", false, "search METADATA"),
+            ("/fhir/.WELL-KNOWN/smart-configuration", false, "not fhir"),
+            // Suffixes of other paths.
+            ("/metadata", false, "outside"),
+            ("/x/fhir/metadata", false, "outside"),
+            ("/fhir/Patient/metadata", false, "read Patient/metadata"),
+            (
+                "/fhir/Patient/.well-known/smart-configuration",
+                false,
+                "not fhir",
+            ),
+            ("/fhir/r4/metadata", false, "not fhir"),
+            ("/fhirx/metadata", false, "outside"),
+        ];
+        for &(path, public, reading) in cases {
+            assert_eq!(is_public(&routes, "GET", path), public, "GET {path}");
+            assert_eq!(enforced(path), reading, "{path}");
+        }
+    }
+
+    #[test]
+    fn default_routes_are_the_root_ones() {
         let routes = PublicRoutes::default();
         let public = [
             ("GET", "/metadata"),
-            ("HEAD", "/fhir/metadata"),
-            ("GET", "/fhir/r4/metadata?_format=json"),
+            ("HEAD", "/metadata"),
+            ("GET", "/metadata?_format=json"),
             ("GET", "/.well-known/smart-configuration"),
-            ("GET", "/api/fhir/.well-known/smart-configuration"),
+            ("HEAD", "/.well-known/smart-configuration"),
         ];
         let protected = [
             ("POST", "/metadata"),
-            ("DELETE", "/fhir/.well-known/smart-configuration"),
+            ("PUT", "/metadata"),
+            ("DELETE", "/.well-known/smart-configuration"),
+            ("OPTIONS", "/metadata"),
+            ("GET", "/fhir/metadata"),
+            ("GET", "/fhir/r4/metadata"),
+            ("GET", "/api/fhir/.well-known/smart-configuration"),
             ("GET", "/Patient/metadata"),
-            ("GET", "/fhir/Patient/123/_history/metadata"),
-            ("GET", "/fhir/Patient/123/Observation/metadata"),
-            ("GET", "/fhir/Patient/.well-known/smart-configuration"),
+            ("GET", "/%50atient/metadata"),
+            ("GET", "/%70atient/metadata"),
+            ("GET", "/x/metadata"),
+            ("GET", "/%6Detadata"),
             ("GET", "/metadata/"),
-            ("GET", "/fhir/metadata/x"),
+            ("GET", "//metadata"),
+            ("GET", "/./metadata"),
+            ("GET", "/Metadata"),
             ("GET", "/fhir/Patient"),
             ("OPTIONS", "/fhir/Patient"),
         ];
         for (method, path) in public {
-            assert!(routes.is_public(&request(method, path)), "{method} {path}");
+            assert!(is_public(&routes, method, path), "{method} {path}");
         }
         for (method, path) in protected {
-            assert!(!routes.is_public(&request(method, path)), "{method} {path}");
+            assert!(!is_public(&routes, method, path), "{method} {path}");
         }
     }
 
     #[test]
     fn base_path_is_exact() {
-        let routes = PublicRoutes {
-            base_path: Some("/FHIR".into()),
-            ..PublicRoutes::default()
-        };
-        assert!(routes.is_public(&request("GET", "/FHIR/metadata")));
-        assert!(routes.is_public(&request("GET", "/FHIR/.well-known/smart-configuration")));
-        assert!(routes.is_public(&request("GET", "/.well-known/smart-configuration")));
-        assert!(!routes.is_public(&request("GET", "/other/metadata")));
-        assert!(!routes.is_public(&request("GET", "/metadata")));
+        let routes = based("/FHIR");
+        assert!(is_public(&routes, "GET", "/FHIR/metadata"));
+        assert!(is_public(
+            &routes,
+            "GET",
+            "/FHIR/.well-known/smart-configuration"
+        ));
+        assert!(is_public(
+            &routes,
+            "GET",
+            "/.well-known/smart-configuration"
+        ));
+        assert!(!is_public(&routes, "GET", "/fhir/metadata"));
+        assert!(!is_public(&routes, "GET", "/other/metadata"));
+        assert!(!is_public(&routes, "GET", "/metadata"));
+        assert!(!is_public(&routes, "GET", "/FHIRmetadata"));
+        let root = based("");
+        assert!(is_public(&root, "GET", "/metadata"));
+        assert!(!is_public(&root, "GET", "/fhir/metadata"));
+    }
+
+    fn preflight(headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method("OPTIONS").uri("/fhir/Patient/1");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
     }
 
     #[test]
-    fn preflight_and_extra_paths() {
+    fn cors_preflight_is_exact() {
+        let routes = PublicRoutes::default();
+        let origin = ("origin", "https://app.example");
+        let get = ("access-control-request-method", "GET");
+        let public = [
+            vec![origin, get],
+            vec![origin, ("access-control-request-method", "PATCH")],
+            vec![("origin", "null"), get],
+            vec![
+                origin,
+                get,
+                ("access-control-request-headers", "authorization"),
+            ],
+            vec![origin, get, ("content-length", "0")],
+        ];
+        let not_preflights = [
+            vec![],
+            vec![get],
+            vec![origin],
+            vec![("origin", ""), get],
+            vec![origin, ("access-control-request-method", "")],
+            vec![origin, ("access-control-request-method", "GET POST")],
+            vec![origin, ("access-control-request-method", "G(T")],
+            vec![origin, get, ("access-control-request-method", "GET")],
+            vec![origin, ("origin", "https://other.example"), get],
+            vec![origin, get, ("authorization", "Bearer abc")],
+            vec![origin, get, ("content-length", "5")],
+            vec![origin, get, ("transfer-encoding", "chunked")],
+        ];
+        for headers in public {
+            let request = preflight(&headers);
+            assert!(routes.is_public(&request, "/fhir/Patient/1"), "{headers:?}");
+        }
+        for headers in not_preflights {
+            let request = preflight(&headers);
+            assert!(
+                !routes.is_public(&request, "/fhir/Patient/1"),
+                "{headers:?}"
+            );
+        }
+        // The method must be OPTIONS.
+        let mut post = preflight(&[origin, get]);
+        *post.method_mut() = Method::POST;
+        assert!(!routes.is_public(&post, "/fhir/Patient/1"));
+    }
+
+    #[test]
+    fn extra_paths_and_switches() {
         let routes = PublicRoutes {
             extra: vec!["/health".into()],
             ..PublicRoutes::default()
         };
-        let preflight = Request::builder()
-            .method("OPTIONS")
-            .uri("/fhir/Patient")
-            .header(ORIGIN, "https://app.example")
-            .header(ACCESS_CONTROL_REQUEST_METHOD, "GET")
-            .body(())
-            .unwrap();
-        assert!(routes.is_public(&preflight));
-        assert!(routes.is_public(&request("POST", "/health")));
+        assert!(is_public(&routes, "POST", "/health"));
+        for path in ["/health/", "/%68ealth", "/Health", "//health", "/x/health"] {
+            assert!(!is_public(&routes, "GET", path), "{path}");
+        }
+        let preflight = preflight(&[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "GET"),
+        ]);
         let closed = PublicRoutes {
             discovery_and_metadata: false,
             cors_preflight: false,
             ..PublicRoutes::default()
         };
-        assert!(!closed.is_public(&preflight));
-        assert!(!closed.is_public(&request("GET", "/metadata")));
+        assert!(!closed.is_public(&preflight, "/fhir/Patient/1"));
+        assert!(!is_public(&closed, "GET", "/metadata"));
+        assert!(!is_public(
+            &closed,
+            "GET",
+            "/.well-known/smart-configuration"
+        ));
+    }
+
+    /// The layer decides on the path it is given (the original URI inside `nest`), not on
+    /// the request's own URI.
+    #[test]
+    fn decides_on_the_given_path() {
+        let routes = based("/fhir");
+        let inner = request("GET", "/metadata");
+        assert!(routes.is_public(&inner, "/fhir/metadata"));
+        let inner = request("GET", "/fhir/metadata");
+        assert!(!routes.is_public(&inner, "/api/fhir/metadata"));
+    }
+
+    #[test]
+    fn configured_paths_must_be_canonical() {
+        for good in [
+            "/",
+            "/fhir",
+            "/fhir/r4",
+            "/fhir/",
+            "/health/",
+            "/a-b_c.d~e!$&'()*+,=:@",
+        ] {
+            assert!(is_canonical_config_path(good), "{good}");
+        }
+        for bad in [
+            "",
+            "fhir",
+            "//",
+            "/fhir//r4",
+            "//fhir",
+            "/fhir/./r4",
+            "/fhir/..",
+            "/.",
+            "/%66hir",
+            "/fhir;v=1",
+            "/fhir\\r4",
+            "/fhir?x",
+            "/fhir#x",
+            "/fh ir",
+            "/fhir\t",
+            "/fhír",
+            "/fhir//",
+        ] {
+            assert!(!is_canonical_config_path(bad), "{bad:?}");
+        }
     }
 }

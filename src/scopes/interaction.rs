@@ -25,13 +25,16 @@
 //! `HEAD` is treated like `GET`. Methods are case-sensitive, as in HTTP. One trailing slash is
 //! ignored. The query string only matters where the table shows it. A type `T` must have the
 //! shape `[A-Z][A-Za-z]+` (and be in the configured list, if any); an id or version id must
-//! match `[A-Za-z0-9\-.]{1,64}` and not be `.` or `..`; an operation name must be non-empty and
-//! use only `[A-Za-z0-9\-_.]`. Path segments are not percent-decoded, so an escaped segment
-//! (e.g. `%24everything`) does not match.
+//! match `[A-Za-z0-9\-.]{1,64}`; an operation name must be non-empty and use only
+//! `[A-Za-z0-9\-_.]`.
+//!
+//! How the path is read (percent-decoding, refused spellings) is described on [`Classifier`].
 //!
 //! Everything under the base that fits no row is [`Classified::NotFhir`]. Callers should deny
 //! such requests unless they have their own rule for them: this module cannot tell what
-//! permissions they need.
+//! permissions they need. [`Classified::Malformed`] must always be denied.
+
+use std::borrow::Cow;
 
 use super::parse::is_resource_type_name;
 use super::{Interaction, Requirement, ResourceType};
@@ -39,7 +42,36 @@ use super::{Interaction, Requirement, ResourceType};
 /// Longest FHIR id, in characters.
 const MAX_ID_LEN: usize = 64;
 
+/// The most segments after the base that a FHIR REST pattern has
+/// (`T/id/_history/vid`).
+const MAX_SEGMENTS: usize = 4;
+
 /// Classifies requests for one FHIR base path.
+///
+/// # How the path is read
+///
+/// The path is read the way a router and its handlers read it: every segment is
+/// percent-decoded once (`%XX`, either case of hex digit), so `/fhir/%50atient/1` is a read of
+/// `Patient` (axum's `Path` extractor would hand the handler `Patient` too). Before anything
+/// is matched, a path that cannot be read one way only is [`Classified::Malformed`]:
+///
+/// - an empty segment (`//`), except one trailing slash;
+/// - a `.` or `..` segment, written plainly or escaped (`%2E%2E`);
+/// - a `%` not followed by two hex digits, or escapes that decode to invalid UTF-8;
+/// - a decoded segment holding `/`, `\`, `;`, `%` (a double escape such as `%252F`) or a
+///   control character (including NUL).
+///
+/// Servers, proxies and frameworks disagree about such paths (one merges `//`, another
+/// resolves `..`, a Java server drops `;params`, a second decoder turns `%2550` into `P`), so
+/// no reading of them is safe to authorise. The base path is compared with the decoded
+/// segments ignoring ASCII case, so that a case-insensitive server behind the check cannot
+/// be reached with `/FHIR/...` as if it were outside the base; the rest of the path is
+/// compared exactly.
+///
+/// Reading the decoded form stays safe although routers match static routes on the raw
+/// path: an escaped spelling of a fixed segment (`%5Fhistory`, `%24export`, `%6Detadata`)
+/// reaches a parameter route instead, with a value (`_history`, `$export`, `metadata`) that
+/// is no valid resource type or id there, so no handler can serve a resource for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classifier {
     /// The base path without a trailing slash; empty for `/`.
@@ -50,18 +82,20 @@ pub struct Classifier {
 
 impl Classifier {
     /// A classifier for the FHIR base `base_path`, e.g. `/fhir/r4`. A missing leading slash is
-    /// added and trailing slashes are removed; `""` and `/` mean the server root. Any resource
-    /// type of the right shape is accepted.
+    /// added, empty segments are dropped and trailing slashes are removed; `""` and `/` mean
+    /// the server root. Any resource type of the right shape is accepted.
+    ///
+    /// The base is the path as clients send it (the full request path, also when the layer
+    /// runs inside an axum `Router::nest`).
     #[must_use]
     pub fn new(base_path: &str) -> Self {
-        let trimmed = base_path.trim_end_matches('/');
-        let base_path = if trimmed.is_empty() || trimmed.starts_with('/') {
-            trimmed.to_owned()
-        } else {
-            format!("/{trimmed}")
-        };
+        let mut normalised = String::with_capacity(base_path.len() + 1);
+        for segment in base_path.split('/').filter(|segment| !segment.is_empty()) {
+            normalised.push('/');
+            normalised.push_str(segment);
+        }
         Self {
-            base_path,
+            base_path: normalised,
             allowed_types: None,
         }
     }
@@ -84,29 +118,59 @@ impl Classifier {
         &self.base_path
     }
 
-    /// Classifies a request. `path` is the request path and may include a query string.
+    /// Classifies a request. `path` is the request path as sent (percent-encoded) and may
+    /// include a query string. See [above](Classifier) for how the path is read.
     #[must_use]
     pub fn classify(&self, method: &str, path: &str) -> Classified {
         let (path, query) = match path.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (path, None),
         };
-        let Some(rest) = path.strip_prefix(self.base_path.as_str()) else {
-            return Classified::OutsideBase;
-        };
-        if !(rest.is_empty() || rest.starts_with('/')) {
+        // An empty path is the root (RFC 3986 section 6.2.3).
+        let path = if path.is_empty() { "/" } else { path };
+        if !path.starts_with('/') {
+            // `*` (OPTIONS *), an authority (CONNECT) or a relative reference: no router
+            // serves a FHIR resource for these.
             return Classified::OutsideBase;
         }
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let segments: Vec<&str> = match rest.strip_prefix('/') {
-            Some(inner) => inner.split('/').collect(),
-            None => Vec::new(),
-        };
+        let mut segments = path_segments(path);
+        // Up to the longest FHIR pattern after the base; the array keeps the common case
+        // free of allocation.
+        let mut rest: [Cow<'_, str>; MAX_SEGMENTS] = Default::default();
+        let mut count = 0;
+        for base_segment in self.base_path.split('/').skip(1) {
+            match segments.next() {
+                Some(Ok(segment)) if segment.eq_ignore_ascii_case(base_segment) => {}
+                Some(Err(MalformedPath)) => return Classified::Malformed,
+                Some(Ok(_)) | None => {
+                    // Outside the base, but an unreadable path is unreadable anywhere.
+                    return if segments.any(|segment| segment.is_err()) {
+                        Classified::Malformed
+                    } else {
+                        Classified::OutsideBase
+                    };
+                }
+            }
+        }
+        for segment in segments {
+            let Ok(segment) = segment else {
+                return Classified::Malformed;
+            };
+            if let Some(slot) = rest.get_mut(count) {
+                *slot = segment;
+            }
+            count += 1;
+        }
+        if count > MAX_SEGMENTS {
+            return Classified::NotFhir;
+        }
+        let [a, b, c, d] = &rest;
+        let rest = [a.as_ref(), b.as_ref(), c.as_ref(), d.as_ref()];
         let method = match method {
             "HEAD" => "GET",
             other => other,
         };
-        self.classify_segments(method, &segments, query.is_some())
+        self.classify_segments(method, &rest[..count], query.is_some())
             .map_or(Classified::NotFhir, Classified::Fhir)
     }
 
@@ -239,6 +303,67 @@ impl Classifier {
     }
 }
 
+/// Why a path cannot be read one way only (see [`Classifier`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MalformedPath;
+
+/// The percent-decoded segments of `path` (which starts with `/`, without a query), each
+/// or why it is refused: `/` has no segment, and one trailing slash is ignored. Segments
+/// without escapes are borrowed.
+fn path_segments(path: &str) -> impl Iterator<Item = Result<Cow<'_, str>, MalformedPath>> {
+    let inner = path.strip_prefix('/').unwrap_or(path);
+    // `/` is the root, without segments; otherwise one trailing slash is dropped (`//`
+    // keeps an empty segment, which is refused).
+    let inner = (!inner.is_empty()).then(|| inner.strip_suffix('/').unwrap_or(inner));
+    inner
+        .into_iter()
+        .flat_map(|inner| inner.split('/'))
+        .map(canonical_segment)
+}
+
+/// One decoded segment, or why it is refused.
+fn canonical_segment(raw: &str) -> Result<Cow<'_, str>, MalformedPath> {
+    let decoded = if raw.contains('%') {
+        Cow::Owned(percent_decode(raw)?)
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let ambiguous = decoded.is_empty()
+        || decoded == "."
+        || decoded == ".."
+        || decoded
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | ';' | '%') || c.is_control());
+    if ambiguous {
+        Err(MalformedPath)
+    } else {
+        Ok(decoded)
+    }
+}
+
+/// Decodes every `%XX` (either case of hex digit) once; the result must be UTF-8.
+fn percent_decode(raw: &str) -> Result<String, MalformedPath> {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut input = raw.bytes();
+    while let Some(byte) = input.next() {
+        if byte == b'%' {
+            let high = input.next().and_then(hex_value).ok_or(MalformedPath)?;
+            let low = input.next().and_then(hex_value).ok_or(MalformedPath)?;
+            bytes.push(high << 4 | low);
+        } else {
+            bytes.push(byte);
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| MalformedPath)
+}
+
+/// The value of one hex digit.
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|value| u8::try_from(value).ok())
+}
+
 /// Checks an id segment: `[A-Za-z0-9\-.]{1,64}`, but not `.` or `..`.
 fn valid_id(segment: &str) -> Option<String> {
     let shape_ok = (1..=MAX_ID_LEN).contains(&segment.len())
@@ -281,6 +406,10 @@ pub enum Classified {
     NotFhir,
     /// Not under the FHIR base path.
     OutsideBase,
+    /// A path that cannot be read one way only (empty or dot segments, bad or ambiguous
+    /// percent-escapes; see [`Classifier`]), wherever it points. Always deny: it
+    /// cannot be placed under or outside the base with certainty.
+    Malformed,
 }
 
 /// A recognised FHIR REST request. New kinds may be added.
@@ -849,13 +978,33 @@ mod tests {
             ("GET", "/Pat1ent", Classified::NotFhir),
             ("GET", "/Patient/12_3", Classified::NotFhir),
             ("GET", "/Patient/12%203", Classified::NotFhir),
-            ("GET", "/Patient/%24everything", Classified::NotFhir),
-            ("GET", "/Patient/..", Classified::NotFhir),
-            ("GET", "/Patient/.", Classified::NotFhir),
-            ("GET", "/Patient/../metadata", Classified::NotFhir),
-            ("GET", "/Patient//123", Classified::NotFhir),
-            ("GET", "//Patient", Classified::NotFhir),
-            ("GET", "/Patient/123//", Classified::NotFhir),
+            // Segments are percent-decoded once, as a router's path parameters are.
+            (
+                "GET",
+                "/Patient/%24everything",
+                op(OperationLevel::Type, "everything", Some("Patient"), None),
+            ),
+            (
+                "GET",
+                "/%50atient/%31",
+                fhir(Read {
+                    resource_type: t("Patient"),
+                    id: t("1"),
+                }),
+            ),
+            ("GET", "/%70atient/1", Classified::NotFhir),
+            ("GET", "/Patient/..", Classified::Malformed),
+            ("GET", "/Patient/.", Classified::Malformed),
+            ("GET", "/Patient/../metadata", Classified::Malformed),
+            ("GET", "/Patient/%2E%2E/metadata", Classified::Malformed),
+            ("GET", "/Patient%2F1", Classified::Malformed),
+            ("GET", "/Patient/1%00", Classified::Malformed),
+            ("GET", "/Patient/%2531", Classified::Malformed),
+            ("GET", "/Patient/1%2", Classified::Malformed),
+            ("GET", "/Patient;a/1", Classified::Malformed),
+            ("GET", "/Patient//123", Classified::Malformed),
+            ("GET", "//Patient", Classified::Malformed),
+            ("GET", "/Patient/123//", Classified::Malformed),
             ("GET", "/Patient/123/_history/2/x", Classified::NotFhir),
             (
                 "GET",
@@ -869,13 +1018,17 @@ mod tests {
             ("GET", "/Patient/$", Classified::NotFhir),
             ("GET", "/$", Classified::NotFhir),
             ("GET", "/Patient/$ev/il", Classified::NotFhir),
-            ("GET", "/Patient/$e%76", Classified::NotFhir),
+            (
+                "GET",
+                "/Patient/$e%76",
+                op(OperationLevel::Type, "ev", Some("Patient"), None),
+            ),
             (
                 "GET",
                 "/.well-known/smart-configuration",
                 Classified::NotFhir,
             ),
-            ("GET", "/Patient/123/_history/..", Classified::NotFhir),
+            ("GET", "/Patient/123/_history/..", Classified::Malformed),
         ];
         for (method, path, expected) in cases {
             assert_eq!(
@@ -921,7 +1074,9 @@ mod tests {
             ("/fhir/r4/metadata", "fhir/r4", false),
             ("/fhir/r4x/Patient", "/fhir/r4", true),
             ("/fhir/Patient/1", "/fhir/r4", true),
-            ("/FHIR/r4/Patient/1", "/fhir/r4", true),
+            // The base is compared ignoring ASCII case.
+            ("/FHIR/r4/Patient/1", "/fhir/r4", false),
+            ("/%66hir/r4/Patient/1", "/fhir/r4", false),
             ("/fhir", "/fhir/r4", true),
             ("/", "/fhir/r4", true),
             ("", "/fhir/r4", true),
@@ -941,6 +1096,44 @@ mod tests {
         assert_eq!(Classifier::new("fhir/r4/").base_path(), "/fhir/r4");
         assert_eq!(Classifier::new("/").base_path(), "");
         assert_eq!(Classifier::new("").base_path(), "");
+    }
+
+    /// An unreadable segment anywhere makes the whole path [`Classified::Malformed`]: before
+    /// the base, in it, after it, and past the longest FHIR pattern.
+    #[test]
+    fn unreadable_paths_anywhere() {
+        let classifier = Classifier::new("/fhir/r4");
+        let cases = [
+            ("/", Classified::OutsideBase),
+            ("", Classified::OutsideBase),
+            ("//", Classified::Malformed),
+            ("/other/x", Classified::OutsideBase),
+            ("/other//x", Classified::Malformed),
+            ("/other/x/%2F", Classified::Malformed),
+            ("/other/..", Classified::Malformed),
+            ("/fhir", Classified::OutsideBase),
+            ("/fhir/", Classified::OutsideBase),
+            ("/fhir//", Classified::Malformed),
+            ("/fhir/.", Classified::Malformed),
+            ("/fhir/r4", Classified::NotFhir),
+            ("/fhir/r4/", Classified::NotFhir),
+            ("/fhir/r4//", Classified::Malformed),
+            ("/fhir/%72%34/metadata", fhir(FhirRequest::Capabilities)),
+            ("/fhir/r4/Patient/1/_history/2/x", Classified::NotFhir),
+            ("/fhir/r4/Patient/1/_history/2/x/y/z", Classified::NotFhir),
+            ("/fhir/r4/Patient/1/_history/2/x/%00", Classified::Malformed),
+            ("/fhir/r4/Patient/1/_history/2/x//", Classified::Malformed),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(classifier.classify("GET", path), expected, "{path}");
+        }
+        let root = Classifier::new("/");
+        assert_eq!(root.classify("GET", "//"), Classified::Malformed);
+        assert_eq!(root.classify("GET", "/"), Classified::NotFhir);
+        assert_eq!(
+            root.classify("POST", "/"),
+            fhir(FhirRequest::BatchOrTransaction)
+        );
     }
 
     #[test]
@@ -1200,6 +1393,33 @@ mod tests {
                 let _ = request.access();
                 let _ = request.resource_type();
             }
+        }
+
+        /// Percent-encoding any characters of a path, in either hex case, never changes how
+        /// it is classified: the classifier reads what a decoding router hands handlers.
+        #[test]
+        fn percent_encoding_never_changes_the_reading(
+            method in "(GET|POST|PUT|PATCH|DELETE)",
+            segments in proptest::collection::vec("[A-Za-z0-9$_.-]{1,8}", 0..5),
+            encode in proptest::collection::vec(0u8..4, 64),
+            base in "(/fhir|/|/Fhir/r4)",
+        ) {
+            let plain = format!("/fhir/{}", segments.join("/"));
+            let mut encoded = String::new();
+            for (index, byte) in plain.bytes().enumerate() {
+                match encode[index % encode.len()] {
+                    _ if byte == b'/' => encoded.push('/'),
+                    0 => encoded.push_str(&format!("%{byte:02X}")),
+                    1 => encoded.push_str(&format!("%{byte:02x}")),
+                    _ => encoded.push(char::from(byte)),
+                }
+            }
+            let classifier = Classifier::new(&base);
+            prop_assert_eq!(
+                classifier.classify(&method, &encoded),
+                classifier.classify(&method, &plain),
+                "{} vs {}", encoded, plain
+            );
         }
 
         #[test]

@@ -424,9 +424,11 @@ async fn unauthenticated_even_behind_the_auth_layer() {
             .status(),
         StatusCode::UNAUTHORIZED
     );
-    // Discovery routes merged beside a router the auth layer wraps.
+    // Discovery routes merged beside a router the auth layer wraps (public under the
+    // configured base).
     let auth = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
+        .fhir_base_path("/fhir/r4")
         .build()
         .unwrap();
     let router = Router::new()

@@ -13,6 +13,8 @@ mod interop;
 mod introspection;
 mod jose_strict;
 mod key_cache;
+mod nest;
+mod public_routes;
 mod scopes_e2e;
 mod scopes_hardening;
 mod token_cache;

@@ -1,0 +1,199 @@
+//! The layer with scope enforcement inside and outside axum's `Router::nest`, which strips
+//! the nest prefix before inner layers see the path: the layer decides on the original URI
+//! (axum's `OriginalUri`), so each placement gives the same exact answers.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::{any, get};
+use serde_json::json;
+use smart_auth::testing::TestIssuer;
+use smart_auth::{ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims};
+use tower_layer::Layer as _;
+
+use crate::public_routes::{RawAnswer, raw_request};
+use crate::support::{issuer, serve};
+
+/// The FHIR routes as the nested router declares them (without the `/fhir` prefix).
+fn fhir_routes() -> Router {
+    Router::new()
+        .route(
+            "/metadata",
+            get(|claims: Option<SmartClaims>| async move {
+                axum::Json(json!({"route": "metadata", "verified": claims.is_some()}))
+            }),
+        )
+        .route(
+            "/{type}/{id}",
+            any(
+                |Path((resource_type, id)): Path<(String, String)>,
+                 claims: Option<SmartClaims>| async move {
+                    axum::Json(json!({
+                        "route": "/{type}/{id}",
+                        "params": [resource_type, id],
+                        "verified": claims.is_some(),
+                    }))
+                },
+            ),
+        )
+        .fallback(|claims: Option<SmartClaims>| async move {
+            axum::Json(json!({"route": "fallback", "verified": claims.is_some()}))
+        })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// `Router::nest("/fhir", fhir_routes().layer(auth))`.
+    InsideNest,
+    /// `Router::new().nest("/fhir", fhir_routes()).layer(auth)`.
+    OnOuterRouter,
+    /// `auth.layer(Router::new().nest("/fhir", fhir_routes()))`, as a plain tower service.
+    AroundTheApp,
+}
+
+struct Nested {
+    url: String,
+    issuer: TestIssuer,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn nested(placement: Placement, base: &str) -> Nested {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .enforce_scopes(ScopeEnforcement::new(base))
+        .build()
+        .unwrap();
+    let (url, server) = match placement {
+        Placement::InsideNest => {
+            serve(Router::new().nest("/fhir", fhir_routes().layer(auth))).await
+        }
+        Placement::OnOuterRouter => {
+            serve(Router::new().nest("/fhir", fhir_routes()).layer(auth)).await
+        }
+        Placement::AroundTheApp => {
+            let service = auth.layer(Router::new().nest("/fhir", fhir_routes()));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let server = tokio::spawn(async move {
+                let _ = axum::serve(
+                    listener,
+                    axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+                )
+                .await;
+            });
+            (url, server)
+        }
+    };
+    Nested {
+        url,
+        issuer,
+        _server: server,
+    }
+}
+
+impl Nested {
+    async fn get(&self, target: &str, scope: Option<&str>) -> RawAnswer {
+        match scope {
+            Some(scope) => {
+                let token = self.issuer.token().scope(scope).sign();
+                let authorization = format!("Bearer {token}");
+                raw_request(
+                    &self.url,
+                    "GET",
+                    target,
+                    &[("authorization", &authorization)],
+                )
+                .await
+            }
+            None => raw_request(&self.url, "GET", target, &[]).await,
+        }
+    }
+
+    fn challenge(&self, rest: &str) -> String {
+        format!("Bearer realm=\"{}\"{rest}", self.issuer.audience())
+    }
+
+    fn denied(&self, hint: Option<&str>) -> String {
+        let hint = hint
+            .map(|scope| format!(", scope=\"{scope}\""))
+            .unwrap_or_default();
+        self.challenge(&format!(
+            ", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\"{hint}"
+        ))
+    }
+}
+
+#[tokio::test]
+async fn every_placement_enforces_on_the_full_path() {
+    for placement in [
+        Placement::InsideNest,
+        Placement::OnOuterRouter,
+        Placement::AroundTheApp,
+    ] {
+        let app = nested(placement, "/fhir").await;
+        let scope = Some("system/Patient.rs");
+
+        // Public: the capability statement, at its full path.
+        let answer = app.get("/fhir/metadata", None).await;
+        assert_eq!(answer.status, 200, "{placement:?}: {answer:?}");
+        assert_eq!(answer.body, json!({"route": "metadata", "verified": false}));
+
+        // No token: the exact bare challenge.
+        for target in ["/fhir/Patient/1", "/fhir/%6Detadata", "/fhir/metadata/"] {
+            let answer = app.get(target, None).await;
+            assert_eq!(answer.status, 401, "{placement:?} {target}: {answer:?}");
+            assert_eq!(answer.challenge, Some(app.challenge("")), "{placement:?}");
+        }
+
+        // Allowed.
+        let answer = app.get("/fhir/Patient/1", scope).await;
+        assert_eq!(answer.status, 200, "{placement:?}: {answer:?}");
+        assert_eq!(answer.body["params"], json!(["Patient", "1"]));
+        assert_eq!(answer.body["verified"], true);
+        let answer = app.get("/fhir/%50atient/1", scope).await;
+        assert_eq!(answer.status, 200, "{placement:?}: {answer:?}");
+        assert_eq!(answer.body["params"], json!(["Patient", "1"]));
+
+        // Refused with the hint: the inner router sees `/Observation/1`, the layer checks
+        // `/fhir/Observation/1`.
+        for target in ["/fhir/Observation/1", "/fhir/%4Fbservation/1"] {
+            let answer = app.get(target, scope).await;
+            assert_eq!(answer.status, 403, "{placement:?} {target}: {answer:?}");
+            assert_eq!(
+                answer.challenge,
+                Some(app.denied(Some("system/Observation.r"))),
+                "{placement:?} {target}"
+            );
+        }
+        // Refused without a hint: not FHIR under the base, or unreadable.
+        for target in [
+            "/fhir/Patient%2F1",
+            "/fhir/Patient/1/x/y",
+            "/fhir//Patient/1",
+            "/fhir/Patient/..",
+        ] {
+            let answer = app.get(target, scope).await;
+            assert_eq!(answer.status, 403, "{placement:?} {target}: {answer:?}");
+            assert_eq!(
+                answer.challenge,
+                Some(app.denied(None)),
+                "{placement:?} {target}"
+            );
+        }
+    }
+}
+
+/// A base written relative to the nest (`/` for a layer inside `nest("/fhir")`) is not
+/// supported: the layer reads full paths, so `/fhir/Patient/1` is under `/` but no FHIR
+/// interaction there, and is refused rather than waved through.
+#[tokio::test]
+async fn a_base_relative_to_the_nest_fails_closed() {
+    let app = nested(Placement::InsideNest, "/").await;
+    for target in ["/fhir/Patient/1", "/fhir/Observation/1"] {
+        let answer = app.get(target, Some("system/Patient.rs")).await;
+        assert_eq!(answer.status, 403, "{target}: {answer:?}");
+        assert_eq!(answer.challenge, Some(app.denied(None)), "{target}");
+    }
+}
