@@ -41,8 +41,13 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
 ///   it) plus `r` on `Group` for a group export, and every other operation is refused.
 ///
-/// Requests outside the base path are not FHIR requests: they only need a valid token.
-/// Paths under the base that are no FHIR interaction are refused.
+/// Requests that cannot be classified as FHIR interactions under the base path are
+/// refused with 403 (no `scope` hint): paths under the base that are no FHIR interaction,
+/// and, by default, every path outside the base too, so that a layer whose base does not
+/// fit where it is mounted fails closed instead of waving requests through. Routes outside
+/// the FHIR API that the same layer covers either need no token
+/// ([`public_path`](crate::SmartAuthBuilder::public_path)) or, with
+/// [`allow_any_token_outside_base`](Self::allow_any_token_outside_base), only a valid one.
 ///
 /// # Which path is checked
 ///
@@ -82,6 +87,8 @@ pub struct ScopeEnforcement {
     operations: Arc<OperationPolicyFn>,
     /// Whether handlers apply granular filters to reads and searches themselves.
     handler_filters: bool,
+    /// Whether a valid token is enough for paths outside the base (else they are refused).
+    any_token_outside_base: bool,
 }
 
 impl fmt::Debug for ScopeEnforcement {
@@ -90,6 +97,7 @@ impl fmt::Debug for ScopeEnforcement {
             .field("classifier", &self.classifier)
             .field("operations", &"<fn>")
             .field("handler_filters", &self.handler_filters)
+            .field("any_token_outside_base", &self.any_token_outside_base)
             .finish()
     }
 }
@@ -102,7 +110,23 @@ impl ScopeEnforcement {
             classifier: Classifier::new(base_path),
             operations: Arc::new(default_operation_policy),
             handler_filters: false,
+            any_token_outside_base: false,
         }
+    }
+
+    /// Lets requests outside the base path through with any valid token, whatever its
+    /// scopes (by default they are refused with 403). For an app whose layer also covers
+    /// non-FHIR routes (`/admin`, `/jobs`) that need a token but no SMART scope; the base
+    /// path must then be right, since a wrong one turns every FHIR request into such a
+    /// request.
+    ///
+    /// ```
+    /// use smart_auth::ScopeEnforcement;
+    /// let enforcement = ScopeEnforcement::new("/fhir").allow_any_token_outside_base();
+    /// ```
+    pub fn allow_any_token_outside_base(mut self) -> Self {
+        self.any_token_outside_base = true;
+        self
     }
 
     /// Declares that the handlers apply granular scope filters themselves, so that the layer
@@ -210,7 +234,8 @@ impl ScopeEnforcement {
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         let request = match self.classifier.classify(method, path_and_query) {
-            Classified::OutsideBase => return Ok(()),
+            Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
+            Classified::OutsideBase => return Err(forbidden(claims)),
             Classified::NotFhir | Classified::Malformed => return Err(forbidden(claims)),
             Classified::Fhir(request) => request,
         };

@@ -393,7 +393,24 @@ async fn enforcement_reads_decoded_paths() {
             }
         }
     }
-    // Outside the base a valid token suffices, but not for an unreadable path.
+    // Outside the base nothing can be classified: refused by default, like an unreadable
+    // path.
+    for target in ["/reports/1", "/reports//1", "/", "/Patient/1"] {
+        let answer = raw_request(&app.url, "GET", target, &auth).await;
+        assert_eq!(answer.status, 403, "{target}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(unreadable.as_str()),
+            "{target}"
+        );
+    }
+    // With the opt-in a valid token suffices there, but still not for an unreadable path.
+    let app = served(|b| {
+        b.enforce_scopes(ScopeEnforcement::new("/fhir").allow_any_token_outside_base())
+    })
+    .await;
+    let authorization = format!("Bearer {}", app.issuer.token().sign());
+    let auth = [("authorization", authorization.as_str())];
     let answer = raw_request(&app.url, "GET", "/reports/1", &auth).await;
     assert_eq!(answer.status, 200);
     let answer = raw_request(&app.url, "GET", "/reports//1", &auth).await;

@@ -46,7 +46,8 @@ async fn scoped_app() -> ScopedApp {
     let layer = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
         .clock(clock)
-        .enforce_scopes(ScopeEnforcement::new("/fhir"))
+        // The handler-side checks live on a route outside the FHIR base.
+        .enforce_scopes(ScopeEnforcement::new("/fhir").allow_any_token_outside_base())
         .build()
         .unwrap();
     let router = Router::new()
