@@ -97,11 +97,11 @@ impl ManualClock {
     /// ```
     pub fn rewind(&self, by: Duration) {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        let _ = self
-            .millis_since_epoch
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |millis| {
-                Some(millis.saturating_sub(by))
-            });
+        let _ =
+            self.millis_since_epoch
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |millis| {
+                    Some(millis.saturating_sub(by))
+                });
     }
 }
 

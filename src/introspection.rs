@@ -331,7 +331,10 @@ impl std::fmt::Display for Unavailable {
             Self::Down(error) => error.fmt(f),
             Self::Saturated => f.write_str("every introspection call slot stayed busy"),
             Self::Throttled(status) => {
-                write!(f, "the introspection endpoint is throttling (HTTP {status})")
+                write!(
+                    f,
+                    "the introspection endpoint is throttling (HTTP {status})"
+                )
             }
         }
     }
@@ -693,7 +696,9 @@ fn numeric_date(value: &Value) -> Option<i64> {
         i64::MAX
     } else {
         // `as` saturates at the i64 bounds.
-        number.as_f64().map_or(i64::MAX, |seconds| seconds.floor() as i64)
+        number
+            .as_f64()
+            .map_or(i64::MAX, |seconds| seconds.floor() as i64)
     })
 }
 
@@ -781,31 +786,52 @@ mod tests {
             (json!({"exp": null}), ErrorKind::InactiveToken),
             (json!({"exp": NOW}), ErrorKind::InactiveToken),
             (json!({"exp": NOW - 1}), ErrorKind::InactiveToken),
-            (json!({"exp": (NOW + 60).to_string()}), ErrorKind::InvalidClaim),
+            (
+                json!({"exp": (NOW + 60).to_string()}),
+                ErrorKind::InvalidClaim,
+            ),
             (json!({"exp": true}), ErrorKind::InvalidClaim),
             (json!({"exp": [NOW + 60]}), ErrorKind::InvalidClaim),
             (json!({"nbf": "0"}), ErrorKind::InvalidClaim),
             (json!({"iat": {}}), ErrorKind::InvalidClaim),
             (json!({"iat": false}), ErrorKind::InvalidClaim),
             // `scope` and the other string members.
-            (json!({"scope": ["system/Patient.rs"]}), ErrorKind::InvalidClaim),
+            (
+                json!({"scope": ["system/Patient.rs"]}),
+                ErrorKind::InvalidClaim,
+            ),
             (json!({"scope": 5}), ErrorKind::InvalidClaim),
             (json!({"scope": {"a": 1}}), ErrorKind::InvalidClaim),
             (json!({"client_id": 7}), ErrorKind::InvalidClaim),
             (json!({"username": ["u"]}), ErrorKind::InvalidClaim),
             (json!({"sub": 1}), ErrorKind::InvalidClaim),
             (json!({"jti": false}), ErrorKind::InvalidClaim),
-            (json!({"iss": ["https://as.example"]}), ErrorKind::InvalidClaim),
+            (
+                json!({"iss": ["https://as.example"]}),
+                ErrorKind::InvalidClaim,
+            ),
             (json!({"token_type": 1}), ErrorKind::InvalidClaim),
             // `aud`: a string or an array of strings.
             (json!({"aud": 5}), ErrorKind::InvalidClaim),
             (json!({"aud": {"a": "b"}}), ErrorKind::InvalidClaim),
-            (json!({"aud": ["https://fhir.example", 5]}), ErrorKind::InvalidClaim),
+            (
+                json!({"aud": ["https://fhir.example", 5]}),
+                ErrorKind::InvalidClaim,
+            ),
             (json!({"aud": true}), ErrorKind::InvalidClaim),
             // `token_type` must name an access token.
-            (json!({"token_type": "refresh_token"}), ErrorKind::UnsupportedTokenType),
-            (json!({"token_type": "Refresh_Token"}), ErrorKind::UnsupportedTokenType),
-            (json!({"token_type": "id_token"}), ErrorKind::UnsupportedTokenType),
+            (
+                json!({"token_type": "refresh_token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "Refresh_Token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "id_token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
             (
                 json!({"token_type": "urn:ietf:params:oauth:token-type:id_token"}),
                 ErrorKind::UnsupportedTokenType,
@@ -814,14 +840,32 @@ mod tests {
                 json!({"token_type": "urn:ietf:params:oauth:token-type:refresh_token"}),
                 ErrorKind::UnsupportedTokenType,
             ),
-            (json!({"token_type": "N_A"}), ErrorKind::UnsupportedTokenType),
-            (json!({"token_type": "DPoP"}), ErrorKind::UnsupportedTokenType),
-            (json!({"token_type": "mac"}), ErrorKind::UnsupportedTokenType),
+            (
+                json!({"token_type": "N_A"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "DPoP"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "mac"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
             (json!({"token_type": ""}), ErrorKind::UnsupportedTokenType),
-            (json!({"token_type": "Bearer "}), ErrorKind::UnsupportedTokenType),
-            (json!({"token_type": "Bearer\u{0}"}), ErrorKind::UnsupportedTokenType),
+            (
+                json!({"token_type": "Bearer "}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "Bearer\u{0}"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
             // `iss` must be the configured issuer exactly.
-            (json!({"iss": "https://as.example/"}), ErrorKind::WrongIssuer),
+            (
+                json!({"iss": "https://as.example/"}),
+                ErrorKind::WrongIssuer,
+            ),
             (json!({"iss": "https://AS.example"}), ErrorKind::WrongIssuer),
             (json!({"iss": ""}), ErrorKind::WrongIssuer),
         ];

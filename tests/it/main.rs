@@ -16,3 +16,4 @@ mod scopes_e2e;
 mod token_cache;
 mod tokens;
 mod tower_generic;
+mod wall_clock;
