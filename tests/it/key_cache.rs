@@ -555,3 +555,39 @@ async fn discovery_documents_with_duplicate_members_are_refused() {
     let token = keys.token().claim("iss", url.clone()).sign();
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
 }
+
+/// The backend-service client reads its token endpoint from the FHIR server's SMART
+/// configuration: a document that names a member twice is refused there too.
+#[tokio::test]
+async fn the_client_refuses_a_configuration_with_duplicate_members() {
+    use smart_auth::client::BackendServiceClient;
+    let (url, _server) = raw_discovery(|url| {
+        format!(
+            r#"{{"token_endpoint":"https://elsewhere.example/token","token_endpoint":"{url}/token"}}"#
+        )
+    })
+    .await;
+    let client = BackendServiceClient::builder(url.clone())
+        .client_id("c")
+        .client_secret_basic("s")
+        .scope("system/Patient.rs")
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.token_endpoint().await.unwrap_err().to_string(),
+        "discovering the token endpoint failed: the SMART configuration: \
+         response is a JSON object that names a member twice"
+    );
+    let (url, _server) =
+        raw_discovery(|url| format!(r#"{{"token_endpoint":"{url}/token"}}"#)).await;
+    let client = BackendServiceClient::builder(url.clone())
+        .client_id("c")
+        .client_secret_basic("s")
+        .scope("system/Patient.rs")
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.token_endpoint().await.unwrap(),
+        format!("{url}/token")
+    );
+}
