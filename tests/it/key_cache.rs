@@ -417,13 +417,17 @@ async fn discovered_jwks_uri_must_be_https_or_loopback() {
     assert_eq!(app.issuer.jwks_fetches(), 0);
 }
 
+/// Makes a JWK Set document from the real `keys` array and a function that writes the
+/// set with a member inserted before each key's own.
+type KeySetDocument = fn(&str, &dyn Fn(&str) -> String) -> String;
+
 /// A JWK Set in which some object names a member twice is refused whole: a reader that
 /// keeps the last value (as a plain JSON parser does) would have accepted every one of
 /// these, with keys other than the ones the first value names.
 #[tokio::test]
 async fn key_sets_with_duplicate_members_are_refused() {
     // Each issuer has its own keys: the documents are made from the app's issuer's set.
-    let rows: [fn(&str, &dyn Fn(&str) -> String) -> String; 5] = [
+    let rows: [KeySetDocument; 5] = [
         // Two "keys" members, the real keys last.
         |real, _| format!(r#"{{"keys":[],"keys":{real}}}"#),
         // The same, spelled with an escape.
