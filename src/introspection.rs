@@ -432,6 +432,9 @@ impl Introspector {
             Some(answer) if Instant::now() < answer.reusable_until => answer,
             cached => {
                 if cached.is_some() {
+                    // Past its lifetime on the monotonic clock (the cache's own expiry
+                    // runs on a clock tokio's paused time does not move). Two lookups
+                    // racing here may cost one extra call, never a stale answer.
                     self.cache.invalidate(token).await;
                 }
                 self.look_up(token).await?
@@ -455,13 +458,22 @@ impl Introspector {
             .try_get_with(Arc::from(token), self.call(token))
             .await
             .map_err(|failure: Arc<Unavailable>| {
-                if let Unavailable::Down(_) = *failure {
-                    *self
-                        .last_failure
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                match *failure {
+                    Unavailable::Down(_) => {
+                        *self
+                            .last_failure
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                        tracing::warn!(error = %failure, "token introspection failed");
+                    }
+                    // Per request, and frequent under load: not worth a warning each.
+                    Unavailable::Saturated => {
+                        tracing::debug!(error = %failure, "token introspection refused");
+                    }
+                    Unavailable::Throttled(_) => {
+                        tracing::warn!(error = %failure, "token introspection refused");
+                    }
                 }
-                tracing::warn!(error = %failure, "token introspection failed");
                 AuthError::new(ErrorKind::IntrospectionUnavailable)
                     .with_source(Unavailable::clone(&failure))
             })
