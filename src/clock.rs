@@ -1,14 +1,23 @@
-//! The time source used for `exp`/`nbf`/`iat` checks and for key-cache freshness.
+//! The wall-clock time source for token times: `exp`, `nbf` and `iat` checks.
 //!
 //! Production code uses [`SystemClock`]. Tests inject a [`ManualClock`] and move time with
-//! [`ManualClock::advance`] instead of sleeping.
+//! [`ManualClock::advance`] (or back with [`ManualClock::rewind`]) instead of sleeping.
+//!
+//! Durations the crate measures itself (key-set age and TTL, the unknown-`kid` refetch
+//! cooldown, failure cooldowns, introspection cache lifetimes) never use this clock: they
+//! run on tokio's monotonic clock ([`tokio::time::Instant`]), so a wall clock that is set
+//! back cannot stretch a cooldown or keep a cached answer alive, and one set forward
+//! cannot end them early. Tests drive that clock with tokio's `pause`/`advance`.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of the current wall-clock time.
+/// A source of the current wall-clock time, for token times (`exp`, `nbf`, `iat`).
+///
+/// Cooldowns and cache ages do not use it: they run on tokio's monotonic clock
+/// ([`tokio::time::Instant`]), which setting the wall clock does not move.
 ///
 /// ```
 /// use smart_auth::{Clock, SystemClock};
@@ -74,6 +83,26 @@ impl ManualClock {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.millis_since_epoch.fetch_add(by, Ordering::SeqCst);
     }
+
+    /// Moves the clock backward (not before the Unix epoch), as when a host's wall clock
+    /// is set back.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use smart_auth::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// clock.rewind(Duration::from_secs(3600));
+    /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1_699_996_400));
+    /// ```
+    pub fn rewind(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let _ =
+            self.millis_since_epoch
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |millis| {
+                    Some(millis.saturating_sub(by))
+                });
+    }
 }
 
 impl Default for ManualClock {
@@ -103,9 +132,4 @@ pub(crate) fn from_unix_seconds(seconds: i64) -> Option<SystemTime> {
     } else {
         UNIX_EPOCH.checked_sub(offset)
     }
-}
-
-/// How long ago `earlier` was, zero if it lies in the future.
-pub(crate) fn elapsed(now: SystemTime, earlier: SystemTime) -> Duration {
-    now.duration_since(earlier).unwrap_or(Duration::ZERO)
 }

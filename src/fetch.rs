@@ -12,6 +12,8 @@ use http::header::{ACCEPT, CACHE_CONTROL};
 use reqwest::{Client, Url};
 use serde_json::{Map, Value};
 
+use crate::json::{StrictJsonError, object_with_unique_members};
+
 /// Why a fetch failed. It never contains response bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FetchError {
@@ -22,6 +24,8 @@ pub(crate) enum FetchError {
     Status(u16),
     TooLarge,
     NotJsonObject,
+    /// A JSON object that names some member twice (RFC 8725 section 3.1).
+    DuplicateMember,
     IssuerMismatch,
     NoMetadata,
     InvalidJwksUri,
@@ -39,6 +43,9 @@ impl fmt::Display for FetchError {
             Self::Status(status) => write!(f, "unexpected HTTP status {status}"),
             Self::TooLarge => f.write_str("response body exceeds the size limit"),
             Self::NotJsonObject => f.write_str("response is not a JSON object"),
+            Self::DuplicateMember => {
+                f.write_str("response is a JSON object that names a member twice")
+            }
             Self::IssuerMismatch => {
                 f.write_str("discovery document names a different issuer than configured")
             }
@@ -240,8 +247,7 @@ pub(crate) async fn discover_metadata(
             }
             Err(error) => return Err(error),
         };
-        let document: Map<String, Value> =
-            serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJsonObject)?;
+        let document = strict_object(&fetched.body)?;
         match document.get("issuer") {
             None => {}
             Some(Value::String(named)) if named == issuer => {}
@@ -255,6 +261,16 @@ pub(crate) async fn discover_metadata(
         last_error = FetchError::NoMetadata;
     }
     Err(last_error)
+}
+
+/// Parses a fetched document as a JSON object with unique member names: a document that
+/// states a member twice may be read one way here and another way elsewhere, so it is
+/// refused whole.
+pub(crate) fn strict_object(body: &[u8]) -> Result<Map<String, Value>, FetchError> {
+    object_with_unique_members(body).map_err(|error| match error {
+        StrictJsonError::DuplicateMember => FetchError::DuplicateMember,
+        StrictJsonError::NotAnObject => FetchError::NotJsonObject,
+    })
 }
 
 /// Finds the issuer's `jwks_uri` (see [`discover_metadata`]); it must be `https` or

@@ -4,7 +4,7 @@
 //! See [`Introspection`] for the modes and settings.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -13,10 +13,13 @@ use moka::Expiry;
 use moka::future::Cache;
 use reqwest::Url;
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-use crate::clock::{Clock, elapsed, unix_seconds};
-use crate::error::{AuthError, ErrorKind};
+use crate::clock::{Clock, unix_seconds};
+use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher, is_allowed_url};
+use crate::json::{StrictJsonError, object_with_unique_members};
 
 /// When the layer asks the authorization server about a token.
 ///
@@ -111,20 +114,46 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// [`SmartAuthBuilder::introspection`](crate::SmartAuthBuilder::introspection).
 ///
 /// For each token the layer POSTs `token=…&token_type_hint=access_token` to the endpoint
-/// with `Accept: application/json` and the configured authentication. The token is active
-/// only if the answer says `"active": true` (the JSON boolean) and carries an `exp` in the
-/// future; `iss`, when present, must be the configured issuer and `aud`, when present, must
-/// name an accepted audience. The answer's `scope`, `client_id`, `sub`, `patient`,
-/// `encounter`, `fhirContext`, `fhirUser` and `tenant` become the request's
-/// [`SmartClaims`](crate::SmartClaims), as for a JWT. An inactive token gets 401
-/// `invalid_token`; an endpoint that is down, slow, or answers anything else than a JSON
-/// object gets 503, never acceptance.
+/// with `Accept: application/json` and the configured authentication.
 ///
-/// Answers are cached by the whole token: active ones for the TTL (default 60 s) but
-/// never past the token's `exp`, inactive ones briefly (default 10 s) to blunt floods.
-/// Concurrent lookups of one token share one request. After a failed call, no call is
-/// made for 10 s. Fetch limits as for keys: 5 s, 256 KiB, no redirects, `https` except
-/// for loopback.
+/// **The answer** (RFC 7662 section 2.2) makes the token active only if it is one JSON
+/// object with unique member names, says `"active": true` (the JSON boolean: `"true"` or
+/// `1` do not count) and carries an `exp` in the future. The members the layer reads must
+/// have their JSON types, or the token is refused (401 `invalid_token`), never accepted
+/// with the member skipped: `scope`, `client_id`, `username`, `token_type`, `sub`, `iss`
+/// and `jti` are strings, `exp`, `iat` and `nbf` numbers, `aud` a string or an array of
+/// strings. `token_type`, when present, must name an access token: `Bearer`,
+/// `access_token`, `urn:ietf:params:oauth:token-type:access_token`, `at+jwt` or
+/// `application/at+jwt`, compared ASCII case-insensitively (RFC 6749 section 5.1);
+/// `refresh_token`, an ID token type, `N_A` or `DPoP` (a proof-of-possession token sent
+/// without its proof) are refused. `iss`, when present, must equal the configured issuer
+/// exactly; `aud`, when present, must name an accepted audience (an empty array names
+/// none). The answer's `scope`, `client_id`, `sub`, `patient`, `encounter`, `fhirContext`,
+/// `fhirUser` and `tenant` become the request's [`SmartClaims`](crate::SmartClaims), as for
+/// a JWT.
+///
+/// **Failures.** An answer about one token never answers for other tokens:
+///
+/// | the endpoint answers | this request | other requests |
+/// |---|---|---|
+/// | 200 with an answer that does not make the token active | 401 `invalid_token` | unaffected |
+/// | 400, 404 or another 4xx (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
+/// | 408 or 429 | 503, `Retry-After` | unaffected |
+/// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), a misconfiguration logged as an error | 503, `Retry-After` | 503 for the failure cooldown |
+/// | a transport error, a timeout, a redirect, 5xx, or a body that is not a JSON object | 503, `Retry-After` | 503 for the failure cooldown |
+///
+/// The failure cooldown (default 10 s) answers 503 without calling.
+///
+/// **Bounds.** Answers are cached by the whole token: active ones for the TTL (default
+/// 60 s) but never past the token's `exp`, refusals briefly (default 10 s) to blunt
+/// floods. Concurrent lookups of one token share one call. At most
+/// [`max_concurrent_calls`](Self::max_concurrent_calls) calls (default 32) run at once;
+/// a lookup that finds them all busy waits for a free one at most
+/// [`max_queue_wait`](Self::max_queue_wait) (default 1 s), then gets 503 with
+/// `Retry-After`. Fetch limits as for keys: 5 s, 256 KiB, no redirects, `https` except for
+/// loopback. Cache lifetimes and the cooldown run on tokio's monotonic clock, not on the
+/// configured [`Clock`](crate::Clock) (which is for token times such as `exp`): setting
+/// the wall clock back or forward neither stretches nor shortens them.
 ///
 /// ```
 /// use smart_auth::{Introspection, IntrospectionAuth, IntrospectionMode, SmartAuthLayer};
@@ -149,6 +178,8 @@ pub struct Introspection {
     pub(crate) inactive_ttl: Duration,
     pub(crate) capacity: u64,
     pub(crate) failure_cooldown: Duration,
+    pub(crate) max_concurrent_calls: usize,
+    pub(crate) max_queue_wait: Duration,
 }
 
 impl Introspection {
@@ -163,6 +194,8 @@ impl Introspection {
             inactive_ttl: Duration::from_secs(10),
             capacity: 10_000,
             failure_cooldown: Duration::from_secs(10),
+            max_concurrent_calls: 32,
+            max_queue_wait: Duration::from_secs(1),
         }
     }
 
@@ -185,7 +218,8 @@ impl Introspection {
         self
     }
 
-    /// How long an inactive answer is reused (default 10 s).
+    /// How long a refusal (inactive token, or an answer refused for its shape) is reused
+    /// (default 10 s).
     pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
         self.inactive_ttl = ttl;
         self
@@ -197,18 +231,73 @@ impl Introspection {
         self
     }
 
-    /// How long after a failed call no call is made (default 10 s).
+    /// How long after the endpoint was found down (or refusing the resource server's
+    /// credentials) no call is made and every uncached token gets 503 (default 10 s).
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self
     }
+
+    /// The most calls to the endpoint in flight at once (default 32; at least 1). Lookups
+    /// of one token share one call, so this bounds the calls for distinct tokens.
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth};
+    /// let settings = Introspection::new(IntrospectionAuth::bearer("rs-token"))
+    ///     .max_concurrent_calls(8);
+    /// ```
+    pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.max_concurrent_calls = calls;
+        self
+    }
+
+    /// How long a lookup waits for a free call when all
+    /// [`max_concurrent_calls`](Self::max_concurrent_calls) are busy, before it is answered
+    /// 503 with `Retry-After` (default 1 s; zero answers at once).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{Introspection, IntrospectionAuth};
+    /// let settings = Introspection::new(IntrospectionAuth::bearer("rs-token"))
+    ///     .max_queue_wait(Duration::from_millis(250));
+    /// ```
+    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
+        self.max_queue_wait = wait;
+        self
+    }
+
+    /// Refuses settings that cannot work: no call slot at all.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_concurrent_calls == 0 || self.max_concurrent_calls > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::InvalidLimit {
+                field: "max_concurrent_calls",
+            });
+        }
+        Ok(())
+    }
 }
 
-/// A cached answer with the lifetime it was given.
+/// A cached answer about one token.
 #[derive(Debug, Clone)]
 struct Answer {
-    claims: Option<Arc<Map<String, Value>>>,
+    verdict: Verdict,
+    /// How long it may be reused; the cache's own expiry, which bounds its memory.
     ttl: Duration,
+    /// Until when it may be reused, on tokio's monotonic clock: checked on every hit, so
+    /// that tests can drive it with tokio's paused time.
+    reusable_until: Instant,
+}
+
+/// What an answer says about a token.
+#[derive(Debug, Clone)]
+enum Verdict {
+    /// Active, with these claims, until `exp` (seconds since the Unix epoch).
+    Active {
+        claims: Arc<Map<String, Value>>,
+        exp: i64,
+    },
+    /// Not an active access token, for this reason.
+    Refused(ErrorKind),
 }
 
 struct AnswerExpiry;
@@ -224,6 +313,60 @@ impl Expiry<Arc<str>, Answer> for AnswerExpiry {
     }
 }
 
+/// Why no answer about a token could be had (the request gets 503).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    /// The endpoint is down, unusable, or refuses the resource server's own credentials:
+    /// every token would fare the same, so the failure cooldown starts.
+    Down(FetchError),
+    /// Every call slot stayed busy for the whole queue wait.
+    Saturated,
+    /// The endpoint asked to slow down (429) or gave up on the request (408).
+    Throttled(u16),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Down(error) => error.fmt(f),
+            Self::Saturated => f.write_str("every introspection call slot stayed busy"),
+            Self::Throttled(status) => {
+                write!(
+                    f,
+                    "the introspection endpoint is throttling (HTTP {status})"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// What an HTTP error status from the introspection endpoint means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusMeaning {
+    /// Not about the token: the endpoint is down, or refuses the resource server.
+    Down,
+    /// Not about the token, nor a lasting state: this request only.
+    Throttled,
+    /// About this token alone: it is not an active token this server will vouch for.
+    ThisToken,
+}
+
+/// RFC 7662 section 2.3: a well-formed, authorized query about an inactive or unknown
+/// token gets `"active": false`, and 401 means the caller's own credentials were refused.
+/// So 401 and 403 say nothing about the token and hold for every token (down), while a
+/// server that answers another 4xx (400 for a JWT it does not know, 404, ...) has
+/// refused this one token.
+fn status_meaning(status: u16) -> StatusMeaning {
+    match status {
+        401 | 403 => StatusMeaning::Down,
+        408 | 429 => StatusMeaning::Throttled,
+        400..=499 => StatusMeaning::ThisToken,
+        _ => StatusMeaning::Down,
+    }
+}
+
 /// Runs introspection for a verifier.
 pub(crate) struct Introspector {
     settings: Introspection,
@@ -233,7 +376,10 @@ pub(crate) struct Introspector {
     clock: Arc<dyn Clock>,
     endpoint: tokio::sync::OnceCell<Url>,
     cache: Cache<Arc<str>, Answer>,
-    last_failure: Mutex<Option<SystemTime>>,
+    /// One permit per call in flight.
+    call_slots: Semaphore,
+    /// When the endpoint was last found down (monotonic).
+    last_failure: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -256,8 +402,12 @@ impl Introspector {
             .max_capacity(settings.capacity)
             .expire_after(AnswerExpiry)
             .build();
+        let slots = settings
+            .max_concurrent_calls
+            .clamp(1, Semaphore::MAX_PERMITS);
         Self {
             authorization: settings.auth.fixed_header(),
+            call_slots: Semaphore::new(slots),
             settings,
             issuer,
             fetcher,
@@ -278,41 +428,55 @@ impl Introspector {
         &self,
         token: &str,
     ) -> Result<Arc<Map<String, Value>>, AuthError> {
-        let key: Arc<str> = Arc::from(token);
-        let answer = match self.cache.get(&key).await {
-            Some(answer) => answer,
-            None => {
-                if self.cooling_down() {
-                    tracing::debug!("introspection failed recently: answering 503 without calling");
-                    return Err(AuthError::new(ErrorKind::IntrospectionUnavailable));
+        let answer = match self.cache.get(token).await {
+            Some(answer) if Instant::now() < answer.reusable_until => answer,
+            cached => {
+                if cached.is_some() {
+                    // Past its lifetime on the monotonic clock (the cache's own expiry
+                    // runs on a clock tokio's paused time does not move). Two lookups
+                    // racing here may cost one extra call, never a stale answer.
+                    self.cache.invalidate(token).await;
                 }
-                let lookup = async { self.call(token).await };
-                self.cache
-                    .try_get_with(Arc::clone(&key), lookup)
-                    .await
-                    .map_err(|error: Arc<FetchError>| {
+                self.look_up(token).await?
+            }
+        };
+        match answer.verdict {
+            Verdict::Active { claims, exp } if exp > unix_seconds(self.clock.now()) => Ok(claims),
+            Verdict::Active { .. } => Err(AuthError::new(ErrorKind::InactiveToken)),
+            Verdict::Refused(kind) => Err(AuthError::new(kind)),
+        }
+    }
+
+    /// Asks the endpoint (one call shared by concurrent lookups of the same token) and
+    /// caches the answer; failures are never cached.
+    async fn look_up(&self, token: &str) -> Result<Answer, AuthError> {
+        if self.cooling_down() {
+            tracing::debug!("introspection failed recently: answering 503 without calling");
+            return Err(AuthError::new(ErrorKind::IntrospectionUnavailable));
+        }
+        self.cache
+            .try_get_with(Arc::from(token), self.call(token))
+            .await
+            .map_err(|failure: Arc<Unavailable>| {
+                match *failure {
+                    Unavailable::Down(_) => {
                         *self
                             .last_failure
                             .lock()
-                            .unwrap_or_else(PoisonError::into_inner) = Some(self.clock.now());
-                        tracing::warn!(error = %error, "token introspection failed");
-                        AuthError::new(ErrorKind::IntrospectionUnavailable)
-                            .with_source(FetchError::clone(&error))
-                    })?
-            }
-        };
-        let now = unix_seconds(self.clock.now());
-        match answer.claims {
-            Some(claims)
-                if claims
-                    .get("exp")
-                    .and_then(Value::as_i64)
-                    .is_some_and(|exp| exp > now) =>
-            {
-                Ok(claims)
-            }
-            _ => Err(AuthError::new(ErrorKind::InactiveToken)),
-        }
+                            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                        tracing::warn!(error = %failure, "token introspection failed");
+                    }
+                    // Per request, and frequent under load: not worth a warning each.
+                    Unavailable::Saturated => {
+                        tracing::debug!(error = %failure, "token introspection refused");
+                    }
+                    Unavailable::Throttled(_) => {
+                        tracing::warn!(error = %failure, "token introspection refused");
+                    }
+                }
+                AuthError::new(ErrorKind::IntrospectionUnavailable)
+                    .with_source(Unavailable::clone(&failure))
+            })
     }
 
     fn cooling_down(&self) -> bool {
@@ -320,7 +484,7 @@ impl Introspector {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        last.is_some_and(|at| elapsed(self.clock.now(), at) < self.settings.failure_cooldown)
+        last.is_some_and(|at| at.elapsed() < self.settings.failure_cooldown)
     }
 
     async fn endpoint(&self) -> Result<&Url, FetchError> {
@@ -349,10 +513,49 @@ impl Introspector {
             .await
     }
 
-    /// One call to the endpoint; an error is never cached.
-    async fn call(&self, token: &str) -> Result<Answer, FetchError> {
-        let endpoint = self.endpoint().await?;
+    /// One call to the endpoint, inside one of the call slots.
+    async fn call(&self, token: &str) -> Result<Answer, Unavailable> {
+        let endpoint = self.endpoint().await.map_err(Unavailable::Down)?;
+        let acquire = self.call_slots.acquire();
+        let Ok(Ok(_slot)) = tokio::time::timeout(self.settings.max_queue_wait, acquire).await
+        else {
+            return Err(Unavailable::Saturated);
+        };
         let body = format!("token={}&token_type_hint=access_token", form_encode(token));
+        match self.post(endpoint, body).await {
+            Ok(fetched) => self.judge(&fetched.body),
+            Err(FetchError::Status(status)) => match status_meaning(status) {
+                StatusMeaning::ThisToken => {
+                    tracing::debug!(
+                        status,
+                        "the introspection endpoint refused to answer about one token: \
+                         treated as not active"
+                    );
+                    Ok(self.refusal(ErrorKind::InactiveToken))
+                }
+                StatusMeaning::Throttled => Err(Unavailable::Throttled(status)),
+                StatusMeaning::Down => {
+                    if matches!(status, 401 | 403) {
+                        tracing::error!(
+                            status,
+                            "the introspection endpoint refuses the resource server's own \
+                             credentials: check the IntrospectionAuth settings"
+                        );
+                        #[cfg(feature = "client")]
+                        if let IntrospectionAuth::Client(client) = &self.settings.auth {
+                            // Its token may have been revoked: get a new one next time.
+                            client.clear_cached_token();
+                        }
+                    }
+                    Err(Unavailable::Down(FetchError::Status(status)))
+                }
+            },
+            Err(error) => Err(Unavailable::Down(error)),
+        }
+    }
+
+    /// POSTs the form with the configured authentication.
+    async fn post(&self, endpoint: &Url, body: String) -> Result<fetch::Fetched, FetchError> {
         #[cfg(feature = "client")]
         if let IntrospectionAuth::Client(client) = &self.settings.auth {
             let access_token = client.access_token().await.map_err(|error| {
@@ -363,46 +566,152 @@ impl Introspector {
                     |_| FetchError::Transport("the obtained token is not a header value".into()),
                 )?;
             header.set_sensitive(true);
-            let fetched = self
-                .fetcher
-                .post_form(endpoint, body, Some(&header))
-                .await?;
-            return self.answer(&fetched.body);
+            return self.fetcher.post_form(endpoint, body, Some(&header)).await;
         }
-        let fetched = self
-            .fetcher
+        self.fetcher
             .post_form(endpoint, body, self.authorization.as_ref())
-            .await?;
-        self.answer(&fetched.body)
+            .await
     }
 
-    /// Reads an introspection response.
-    fn answer(&self, body: &[u8]) -> Result<Answer, FetchError> {
-        let response: Map<String, Value> =
-            serde_json::from_slice(body).map_err(|_| FetchError::NotJsonObject)?;
+    /// Reads a 200 answer. A body that is not one JSON object means the endpoint does not
+    /// speak RFC 7662 (down); everything else is an answer about this token.
+    fn judge(&self, body: &[u8]) -> Result<Answer, Unavailable> {
+        let response = match object_with_unique_members(body) {
+            Ok(response) => response,
+            Err(StrictJsonError::DuplicateMember) => {
+                tracing::warn!(
+                    "an introspection answer names a member twice: the token is refused"
+                );
+                return Ok(self.refusal(ErrorKind::InactiveToken));
+            }
+            Err(StrictJsonError::NotAnObject) => {
+                return Err(Unavailable::Down(FetchError::NotJsonObject));
+            }
+        };
         let now = unix_seconds(self.clock.now());
-        let exp = response.get("exp").and_then(Value::as_i64);
-        let active = response.get("active") == Some(&Value::Bool(true));
-        let answer = match exp {
-            Some(exp) if active && exp > now => {
+        Ok(match read_answer(response, now, &self.issuer) {
+            Ok((claims, exp)) => {
                 let until_exp = Duration::from_secs(u64::try_from(exp - now).unwrap_or(0));
-                let mut claims = response;
-                claims.remove("active");
-                claims
-                    .entry("iss")
-                    .or_insert_with(|| Value::String(self.issuer.clone()));
+                let ttl = self.settings.active_ttl.min(until_exp);
                 Answer {
-                    claims: Some(Arc::new(claims)),
-                    ttl: self.settings.active_ttl.min(until_exp),
+                    verdict: Verdict::Active {
+                        claims: Arc::new(claims),
+                        exp,
+                    },
+                    ttl,
+                    reusable_until: Instant::now() + ttl,
                 }
             }
-            _ => Answer {
-                claims: None,
-                ttl: self.settings.inactive_ttl,
-            },
-        };
-        Ok(answer)
+            Err(kind) => self.refusal(kind),
+        })
     }
+
+    fn refusal(&self, kind: ErrorKind) -> Answer {
+        let ttl = self.settings.inactive_ttl;
+        Answer {
+            verdict: Verdict::Refused(kind),
+            ttl,
+            reusable_until: Instant::now() + ttl,
+        }
+    }
+}
+
+/// The string members of an answer (RFC 7662 section 2.2, and RFC 7519 for `sub`, `iss`
+/// and `jti`).
+const STRING_MEMBERS: [&str; 7] = [
+    "scope",
+    "client_id",
+    "username",
+    "token_type",
+    "sub",
+    "iss",
+    "jti",
+];
+
+/// The time members of an answer: numbers of seconds since the Unix epoch.
+const TIME_MEMBERS: [&str; 3] = ["exp", "iat", "nbf"];
+
+/// The `token_type` values that name an access token usable as a bearer token, compared
+/// ASCII case-insensitively: the RFC 6750 type, the RFC 7009 / RFC 7662 hint name, the
+/// RFC 8693 identifier and the RFC 9068 JWT type.
+const ACCESS_TOKEN_TYPES: [&str; 5] = [
+    "bearer",
+    "access_token",
+    "urn:ietf:params:oauth:token-type:access_token",
+    "at+jwt",
+    "application/at+jwt",
+];
+
+/// Reads an answer about a token: its claims and `exp` when it states an active access
+/// token in the expected shape, else the reason it is refused. `iss` is filled in with
+/// `issuer` when the answer has none.
+fn read_answer(
+    mut response: Map<String, Value>,
+    now: i64,
+    issuer: &str,
+) -> Result<(Map<String, Value>, i64), ErrorKind> {
+    if response.get("active") != Some(&Value::Bool(true)) {
+        return Err(ErrorKind::InactiveToken);
+    }
+    // A member of the wrong JSON type is refused, never skipped: skipping `scope: [..]` or
+    // `aud: 5` would read an answer differently from the server that wrote it.
+    if STRING_MEMBERS
+        .iter()
+        .any(|name| response.get(*name).is_some_and(|value| !value.is_string()))
+        || TIME_MEMBERS
+            .iter()
+            .any(|name| response.get(*name).is_some_and(|value| !value.is_number()))
+    {
+        return Err(ErrorKind::InvalidClaim);
+    }
+    match response.get("aud") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => return Err(ErrorKind::InvalidClaim),
+    }
+    if let Some(Value::String(token_type)) = response.get("token_type")
+        && !ACCESS_TOKEN_TYPES
+            .iter()
+            .any(|accepted| token_type.eq_ignore_ascii_case(accepted))
+    {
+        return Err(ErrorKind::UnsupportedTokenType);
+    }
+    if let Some(Value::String(named)) = response.get("iss")
+        && named != issuer
+    {
+        return Err(ErrorKind::WrongIssuer);
+    }
+    // RFC 7662 makes `exp` optional; this crate requires it, so that no answer is
+    // trusted without an end.
+    let Some(exp) = response.get("exp").and_then(numeric_date) else {
+        return Err(ErrorKind::InactiveToken);
+    };
+    if exp <= now {
+        return Err(ErrorKind::InactiveToken);
+    }
+    response.remove("active");
+    response
+        .entry("iss")
+        .or_insert_with(|| Value::String(issuer.to_owned()));
+    Ok((response, exp))
+}
+
+/// A JSON number as whole seconds (fractions floored, as RFC 7519 NumericDate allows;
+/// numbers past `i64` saturate).
+fn numeric_date(value: &Value) -> Option<i64> {
+    let Value::Number(number) = value else {
+        return None;
+    };
+    Some(if let Some(seconds) = number.as_i64() {
+        seconds
+    } else if number.is_u64() {
+        i64::MAX
+    } else {
+        // `as` saturates at the i64 bounds.
+        number
+            .as_f64()
+            .map_or(i64::MAX, |seconds| seconds.floor() as i64)
+    })
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -428,6 +737,209 @@ mod tests {
     fn form_encoding() {
         assert_eq!(form_encode("a b+c/d=é"), "a+b%2Bc%2Fd%3D%C3%A9");
         assert_eq!(crate::form::decode(&form_encode("x:y&z %")), "x:y&z %");
+    }
+
+    #[test]
+    fn only_401_403_and_server_side_statuses_mean_down() {
+        let rows = [
+            (400, StatusMeaning::ThisToken),
+            (404, StatusMeaning::ThisToken),
+            (405, StatusMeaning::ThisToken),
+            (410, StatusMeaning::ThisToken),
+            (422, StatusMeaning::ThisToken),
+            (499, StatusMeaning::ThisToken),
+            (401, StatusMeaning::Down),
+            (403, StatusMeaning::Down),
+            (408, StatusMeaning::Throttled),
+            (429, StatusMeaning::Throttled),
+            (500, StatusMeaning::Down),
+            (502, StatusMeaning::Down),
+            (503, StatusMeaning::Down),
+            (599, StatusMeaning::Down),
+            (304, StatusMeaning::Down),
+            (100, StatusMeaning::Down),
+        ];
+        for (status, meaning) in rows {
+            assert_eq!(status_meaning(status), meaning, "{status}");
+        }
+    }
+
+    const ISSUER: &str = "https://as.example";
+    const NOW: i64 = 1_700_000_000;
+
+    /// An active answer with `changes` applied (`null` removes a member).
+    fn answer_with(changes: Value) -> Map<String, Value> {
+        let mut answer = serde_json::json!({
+            "active": true, "exp": NOW + 60, "iss": ISSUER, "scope": "system/Patient.rs",
+            "client_id": "c1", "token_type": "Bearer", "aud": "https://fhir.example",
+        });
+        for (name, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                answer.as_object_mut().unwrap().remove(name);
+            } else {
+                answer[name] = value.clone();
+            }
+        }
+        answer.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn hostile_answers_are_refused_with_exact_reasons() {
+        use serde_json::json;
+        let rows = [
+            // `active` must be the JSON boolean true.
+            (json!({"active": false}), ErrorKind::InactiveToken),
+            (json!({"active": "true"}), ErrorKind::InactiveToken),
+            (json!({"active": 1}), ErrorKind::InactiveToken),
+            (json!({"active": [true]}), ErrorKind::InactiveToken),
+            (json!({"active": {"value": true}}), ErrorKind::InactiveToken),
+            (json!({"active": null}), ErrorKind::InactiveToken),
+            // `exp` is required, in the future, and a number.
+            (json!({"exp": null}), ErrorKind::InactiveToken),
+            (json!({"exp": NOW}), ErrorKind::InactiveToken),
+            (json!({"exp": NOW - 1}), ErrorKind::InactiveToken),
+            (
+                json!({"exp": (NOW + 60).to_string()}),
+                ErrorKind::InvalidClaim,
+            ),
+            (json!({"exp": true}), ErrorKind::InvalidClaim),
+            (json!({"exp": [NOW + 60]}), ErrorKind::InvalidClaim),
+            (json!({"nbf": "0"}), ErrorKind::InvalidClaim),
+            (json!({"iat": {}}), ErrorKind::InvalidClaim),
+            (json!({"iat": false}), ErrorKind::InvalidClaim),
+            // `scope` and the other string members.
+            (
+                json!({"scope": ["system/Patient.rs"]}),
+                ErrorKind::InvalidClaim,
+            ),
+            (json!({"scope": 5}), ErrorKind::InvalidClaim),
+            (json!({"scope": {"a": 1}}), ErrorKind::InvalidClaim),
+            (json!({"client_id": 7}), ErrorKind::InvalidClaim),
+            (json!({"username": ["u"]}), ErrorKind::InvalidClaim),
+            (json!({"sub": 1}), ErrorKind::InvalidClaim),
+            (json!({"jti": false}), ErrorKind::InvalidClaim),
+            (
+                json!({"iss": ["https://as.example"]}),
+                ErrorKind::InvalidClaim,
+            ),
+            (json!({"token_type": 1}), ErrorKind::InvalidClaim),
+            // `aud`: a string or an array of strings.
+            (json!({"aud": 5}), ErrorKind::InvalidClaim),
+            (json!({"aud": {"a": "b"}}), ErrorKind::InvalidClaim),
+            (
+                json!({"aud": ["https://fhir.example", 5]}),
+                ErrorKind::InvalidClaim,
+            ),
+            (json!({"aud": true}), ErrorKind::InvalidClaim),
+            // `token_type` must name an access token.
+            (
+                json!({"token_type": "refresh_token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "Refresh_Token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "id_token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "urn:ietf:params:oauth:token-type:id_token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "urn:ietf:params:oauth:token-type:refresh_token"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "N_A"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "DPoP"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "mac"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (json!({"token_type": ""}), ErrorKind::UnsupportedTokenType),
+            (
+                json!({"token_type": "Bearer "}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            (
+                json!({"token_type": "Bearer\u{0}"}),
+                ErrorKind::UnsupportedTokenType,
+            ),
+            // `iss` must be the configured issuer exactly.
+            (
+                json!({"iss": "https://as.example/"}),
+                ErrorKind::WrongIssuer,
+            ),
+            (json!({"iss": "https://AS.example"}), ErrorKind::WrongIssuer),
+            (json!({"iss": ""}), ErrorKind::WrongIssuer),
+        ];
+        for (changes, kind) in rows {
+            assert_eq!(
+                read_answer(answer_with(changes.clone()), NOW, ISSUER).unwrap_err(),
+                kind,
+                "{changes}"
+            );
+        }
+    }
+
+    #[test]
+    fn well_formed_answers_are_active() {
+        use serde_json::json;
+        let rows = [
+            json!({}),
+            json!({"token_type": null}),
+            json!({"token_type": "bearer"}),
+            json!({"token_type": "BEARER"}),
+            json!({"token_type": "access_token"}),
+            json!({"token_type": "urn:ietf:params:oauth:token-type:access_token"}),
+            json!({"token_type": "at+jwt"}),
+            json!({"token_type": "application/AT+JWT"}),
+            json!({"iss": null, "aud": null, "scope": null}),
+            json!({"aud": ["https://fhir.example", "other"]}),
+            // An empty list is well-formed here; the verifier finds it names no audience.
+            json!({"aud": []}),
+            json!({"exp": (NOW + 60) as f64 + 0.5, "iat": NOW as f64, "nbf": NOW}),
+        ];
+        for changes in rows {
+            let (claims, exp) =
+                read_answer(answer_with(changes.clone()), NOW, ISSUER).expect("active");
+            assert_eq!(exp, NOW + 60, "{changes}");
+            assert!(!claims.contains_key("active"), "{changes}");
+            assert_eq!(claims["iss"], ISSUER, "{changes}");
+        }
+    }
+
+    #[test]
+    fn numeric_dates() {
+        use serde_json::json;
+        assert_eq!(numeric_date(&json!(5)), Some(5));
+        assert_eq!(numeric_date(&json!(-5)), Some(-5));
+        assert_eq!(numeric_date(&json!(5.9)), Some(5));
+        assert_eq!(numeric_date(&json!(u64::MAX)), Some(i64::MAX));
+        assert_eq!(numeric_date(&json!(1e300)), Some(i64::MAX));
+        assert_eq!(numeric_date(&json!(-1e300)), Some(i64::MIN));
+        assert_eq!(numeric_date(&json!("5")), None);
+    }
+
+    #[test]
+    fn zero_call_slots_is_a_configuration_error() {
+        let settings = Introspection::new(IntrospectionAuth::bearer("t"));
+        assert!(settings.validate().is_ok());
+        assert_eq!(
+            settings.clone().max_concurrent_calls(0).validate(),
+            Err(ConfigError::InvalidLimit {
+                field: "max_concurrent_calls"
+            })
+        );
+        assert!(settings.max_concurrent_calls(1).validate().is_ok());
     }
 
     #[test]

@@ -49,7 +49,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 use reqwest::Url;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -697,8 +697,8 @@ impl BackendServiceClient {
             .get(&url, "application/json", false)
             .await
             .map_err(|error| failed(error.to_string()))?;
-        let document: Map<String, Value> = serde_json::from_slice(&fetched.body)
-            .map_err(|_| failed("the SMART configuration is not a JSON object".to_owned()))?;
+        let document = crate::fetch::strict_object(&fetched.body)
+            .map_err(|error| failed(format!("the SMART configuration: {error}")))?;
         let text = document
             .get("token_endpoint")
             .and_then(Value::as_str)

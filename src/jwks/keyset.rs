@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
+use crate::json::{StrictJsonError, object_with_unique_members};
+
 /// The curve or key family of a verification key; it decides which `alg` values fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyFamily {
@@ -85,6 +87,9 @@ pub(crate) enum Selection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeySetError {
     NotJson,
+    /// Some object of the document names a member twice: which value a reader takes is
+    /// not defined, so the document is refused (RFC 8725 section 3.1).
+    DuplicateMember,
     NoKeysArray,
     NoUsableKey,
 }
@@ -93,6 +98,7 @@ impl std::fmt::Display for KeySetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::NotJson => "the JWK Set is not a JSON object",
+            Self::DuplicateMember => "the JWK Set names a member twice",
             Self::NoKeysArray => "the JWK Set has no \"keys\" array",
             Self::NoUsableKey => "the JWK Set holds no usable signing key",
         })
@@ -100,10 +106,13 @@ impl std::fmt::Display for KeySetError {
 }
 
 impl KeySet {
-    /// Parses a JWK Set document, keeping the keys that can verify signatures.
+    /// Parses a JWK Set document, keeping the keys that can verify signatures. A document
+    /// in which any object (the set or a key) names a member twice is refused whole.
     pub(crate) fn parse(document: &[u8]) -> Result<Self, KeySetError> {
-        let document: Map<String, Value> =
-            serde_json::from_slice(document).map_err(|_| KeySetError::NotJson)?;
+        let document = object_with_unique_members(document).map_err(|error| match error {
+            StrictJsonError::DuplicateMember => KeySetError::DuplicateMember,
+            StrictJsonError::NotAnObject => KeySetError::NotJson,
+        })?;
         let Some(Value::Array(entries)) = document.get("keys") else {
             return Err(KeySetError::NoKeysArray);
         };
@@ -339,6 +348,39 @@ mod tests {
         assert_eq!(KeySet::parse(b"[]").unwrap_err(), KeySetError::NotJson);
         assert_eq!(KeySet::parse(b"{}").unwrap_err(), KeySetError::NoKeysArray);
         assert_eq!(set(vec![]).unwrap_err(), KeySetError::NoUsableKey);
+    }
+
+    #[test]
+    fn duplicate_members_refuse_the_whole_set() {
+        let good = rsa("k").to_string();
+        let rows = [
+            format!(r#"{{"keys":[{good}],"keys":[]}}"#),
+            format!(r#"{{"keys":[],"keys":[{good}]}}"#),
+            // Inside a key: two `kid`s, two moduli, two `use`s, an escaped twin.
+            good.replacen('{', r#"{"kid":"other","#, 1),
+            good.replacen('{', r#"{"n":"AQAB","#, 1),
+            good.replacen('{', r#"{"use":"enc","use":"sig","#, 1),
+            good.replacen('{', r#"{"\u006bid":"k2","#, 1),
+        ];
+        for row in rows {
+            let document = if row.starts_with(r#"{"keys""#) {
+                row
+            } else {
+                format!(r#"{{"keys":[{row}]}}"#)
+            };
+            assert_eq!(
+                KeySet::parse(document.as_bytes()).unwrap_err(),
+                KeySetError::DuplicateMember,
+                "{document}"
+            );
+        }
+        // The same document without the twin parses.
+        assert_eq!(
+            KeySet::parse(format!(r#"{{"keys":[{good}]}}"#).as_bytes())
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

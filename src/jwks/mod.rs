@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
 
-use crate::clock::{Clock, elapsed};
+use crate::clock::Clock;
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher};
 
@@ -21,7 +23,10 @@ pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey, asymmet
 
 /// How the key cache refreshes.
 ///
-/// All times come from the configured [`Clock`](crate::Clock).
+/// Every age, TTL and cooldown below is measured on tokio's monotonic clock
+/// ([`tokio::time::Instant`]), never on the configured [`Clock`](crate::Clock): setting the
+/// host's wall clock back cannot keep keys fresh or a cooldown running, and setting it
+/// forward cannot expire them early. The wall clock only stamps [`KeyCacheStatus`].
 ///
 /// - **Cold start.** The first request discovers `jwks_uri` and fetches the key set; every
 ///   request that arrives meanwhile waits for that same fetch (single flight).
@@ -145,13 +150,14 @@ impl RefreshPolicy {
 pub struct KeyCacheStatus {
     /// How many usable keys the cached set holds (0 before the first fetch).
     pub keys: usize,
-    /// When the cached set was fetched.
+    /// When the cached set was fetched, as the configured [`Clock`](crate::Clock) read it.
     pub fetched_at: Option<SystemTime>,
-    /// Until when the cached set counts as fresh.
+    /// `fetched_at` plus the set's TTL. Informational: the cache itself measures the
+    /// set's age on the monotonic clock, so a wall clock set since does not change it.
     pub fresh_until: Option<SystemTime>,
     /// Whether a fetch is running now.
     pub fetching: bool,
-    /// When the latest fetch failed, if the latest fetch failed.
+    /// When the latest fetch failed (as the configured clock read it), if it failed.
     pub last_failure: Option<SystemTime>,
 }
 
@@ -168,6 +174,9 @@ pub(crate) enum KeySource {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) keys: KeySet,
+    /// When it was fetched, on the monotonic clock: every age is measured from here.
+    fetched: Instant,
+    /// The wall-clock time of the fetch, for [`KeyCacheStatus`] only.
     fetched_at: SystemTime,
     ttl: Duration,
     /// Unique per fetched set within one store, so that a result obtained with one set
@@ -181,8 +190,11 @@ type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
 #[derive(Default)]
 struct RefreshState {
     in_flight: Option<SharedFetch>,
-    last_failure: Option<SystemTime>,
-    last_unknown_kid_fetch: Option<SystemTime>,
+    /// When the latest fetch failed (monotonic), if it failed: the failure cooldown.
+    last_failure: Option<Instant>,
+    /// The same moment on the wall clock, for [`KeyCacheStatus`] only.
+    last_failure_at: Option<SystemTime>,
+    last_unknown_kid_fetch: Option<Instant>,
 }
 
 /// Why a fetch is wanted, which decides whether the caller waits and which cooldowns apply.
@@ -258,7 +270,7 @@ impl KeyStore {
 
     /// Fetches the keys now unless usable ones are cached.
     pub(crate) async fn warm_up(self: &Arc<Self>) -> Result<(), AuthError> {
-        if self.usable_snapshot(self.clock.now()).is_some() {
+        if self.usable_snapshot(Instant::now()).is_some() {
             return Ok(());
         }
         match self.fetch_for(Need::Keys) {
@@ -273,7 +285,7 @@ impl KeyStore {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<ChosenKey, AuthError> {
-        let now = self.clock.now();
+        let now = Instant::now();
         let Some(snapshot) = self.usable_snapshot(now) else {
             let Some(fetch) = self.fetch_for(Need::Keys) else {
                 tracing::debug!("no usable keys and a fetch failed recently: answering 503");
@@ -282,7 +294,7 @@ impl KeyStore {
             let snapshot = fetch.await.map_err(keys_unavailable)?;
             return choose(snapshot, kid, alg);
         };
-        let age = elapsed(now, snapshot.fetched_at);
+        let age = now.saturating_duration_since(snapshot.fetched);
         if age >= snapshot.ttl {
             if self.fetch_for(Need::Refresh).is_some() {
                 // The fetch runs on its own task; this request goes on with the current keys.
@@ -322,19 +334,22 @@ impl KeyStore {
     }
 
     /// Until when a verification may rely on `key`'s key set as it is, without a
-    /// refresh: while the set is within its TTL and within max stale.
+    /// refresh: while the set is within its TTL and within max stale. The time left is
+    /// measured on the monotonic clock and then stated as a wall-clock time (the token
+    /// cache's currency): the wall clock now plus what is left, so a wall clock set back
+    /// since the fetch does not lengthen it.
     pub(crate) fn fresh_until(&self, key: &ChosenKey) -> SystemTime {
         let snapshot = &key.snapshot;
-        // `age < ttl` and `age <= max_stale`, as deadlines.
+        // `age < ttl` and `age <= max_stale`, as one length of time.
         let fresh_for = snapshot.ttl.min(
             self.policy
                 .max_stale
                 .saturating_add(Duration::from_nanos(1)),
         );
-        snapshot
-            .fetched_at
-            .checked_add(fresh_for)
-            .unwrap_or(snapshot.fetched_at)
+        let age = Instant::now().saturating_duration_since(snapshot.fetched);
+        let now = self.clock.now();
+        now.checked_add(fresh_for.saturating_sub(age))
+            .unwrap_or(now)
     }
 
     pub(crate) fn status(&self) -> KeyCacheStatus {
@@ -343,9 +358,11 @@ impl KeyStore {
         KeyCacheStatus {
             keys: snapshot.as_ref().map_or(0, |s| s.keys.len()),
             fetched_at: snapshot.as_ref().map(|s| s.fetched_at),
-            fresh_until: snapshot.as_ref().map(|s| s.fetched_at + s.ttl),
+            fresh_until: snapshot
+                .as_ref()
+                .and_then(|s| s.fetched_at.checked_add(s.ttl)),
             fetching: state.in_flight.is_some(),
-            last_failure: state.last_failure,
+            last_failure: state.last_failure_at,
         }
     }
 
@@ -355,21 +372,21 @@ impl KeyStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn usable_snapshot(&self, now: SystemTime) -> Option<Arc<Snapshot>> {
-        self.current
-            .load_full()
-            .filter(|snapshot| elapsed(now, snapshot.fetched_at) <= self.policy.max_stale)
+    fn usable_snapshot(&self, now: Instant) -> Option<Arc<Snapshot>> {
+        self.current.load_full().filter(|snapshot| {
+            now.saturating_duration_since(snapshot.fetched) <= self.policy.max_stale
+        })
     }
 
     /// Joins the fetch in flight, or starts one if the cooldowns allow it.
     fn fetch_for(self: &Arc<Self>, need: Need) -> Option<SharedFetch> {
-        let now = self.clock.now();
+        let now = Instant::now();
         let mut state = self.lock_state();
         if let Some(in_flight) = &state.in_flight {
             return Some(in_flight.clone());
         }
-        let cooling = |since: Option<SystemTime>, cooldown: Duration| {
-            since.is_some_and(|at| elapsed(now, at) < cooldown)
+        let cooling = |since: Option<Instant>, cooldown: Duration| {
+            since.is_some_and(|at| now.saturating_duration_since(at) < cooldown)
         };
         if cooling(state.last_failure, self.policy.failure_cooldown) {
             return None;
@@ -405,7 +422,8 @@ impl KeyStore {
     /// The body of a fetch task: fetch, install, and clear the in-flight slot.
     async fn fetch_and_install(self: Arc<Self>) -> FetchResult {
         let result = self.fetch_snapshot().await;
-        let now = self.clock.now();
+        let now = Instant::now();
+        let now_wall = self.clock.now();
         let mut state = self.lock_state();
         state.in_flight = None;
         match &result {
@@ -416,6 +434,7 @@ impl KeyStore {
                     "installed a fresh key set"
                 );
                 state.last_failure = None;
+                state.last_failure_at = None;
                 self.current.store(Some(Arc::clone(snapshot)));
                 self.current_generation
                     .store(snapshot.generation, Ordering::Relaxed);
@@ -424,6 +443,7 @@ impl KeyStore {
                 let stale = self.current.load().is_some();
                 tracing::warn!(%error, using_stale_keys = stale, "fetching the issuer's key set failed");
                 state.last_failure = Some(now);
+                state.last_failure_at = Some(now_wall);
             }
         }
         result
@@ -457,6 +477,7 @@ impl KeyStore {
         let keys = KeySet::parse(&fetched.body).map_err(FetchError::KeySet)?;
         Ok(Arc::new(Snapshot {
             keys,
+            fetched: Instant::now(),
             fetched_at: self.clock.now(),
             ttl: self.policy.ttl_for(fetched.max_age),
             generation: self.next_generation.fetch_add(1, Ordering::Relaxed),

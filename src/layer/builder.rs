@@ -409,6 +409,7 @@ impl SmartAuthBuilder {
         #[cfg(feature = "introspection")]
         let introspection = match self.introspection {
             Some(settings) => {
+                settings.validate()?;
                 if let Some(endpoint) = &settings.endpoint {
                     checked_url(endpoint, "introspection endpoint")?;
                 }

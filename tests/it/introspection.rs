@@ -1,6 +1,7 @@
 //! Token introspection (RFC 7662): against the development server, and against a stub for
 //! every bad answer.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +19,10 @@ use smart_auth::{
     Introspection, IntrospectionAuth, IntrospectionMode, ManualClock, SmartAuthBuilder,
     SmartAuthLayer,
 };
+use tokio::sync::watch;
 
 use crate::support::{App, app_with_layer, serve};
+use crate::wall_clock::advance_monotonic;
 
 const FHIR: &str = "https://fhir.example.test/r4";
 
@@ -156,12 +159,34 @@ async fn jwt_then_introspection_catches_revoked_jwts() {
 }
 
 /// A scripted introspection endpoint.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Stub {
     calls: Arc<AtomicUsize>,
     answer: Arc<Mutex<StubAnswer>>,
+    /// Answers for particular tokens, before `answer`.
+    by_token: Arc<Mutex<HashMap<String, StubAnswer>>>,
     last_form: Arc<Mutex<String>>,
     last_authorization: Arc<Mutex<String>>,
+    /// Calls in flight now (for `Gated` answers), and the most seen at once.
+    in_flight: watch::Sender<usize>,
+    max_in_flight: Arc<AtomicUsize>,
+    /// Whether `Gated` answers may go.
+    gate: watch::Sender<bool>,
+}
+
+impl Default for Stub {
+    fn default() -> Self {
+        Self {
+            calls: Arc::default(),
+            answer: Arc::default(),
+            by_token: Arc::default(),
+            last_form: Arc::default(),
+            last_authorization: Arc::default(),
+            in_flight: watch::Sender::new(0),
+            max_in_flight: Arc::default(),
+            gate: watch::Sender::new(false),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -171,6 +196,8 @@ enum StubAnswer {
     Status(u16),
     Delay(Duration, Value),
     Huge(usize),
+    /// This JSON once the gate opens; the call counts as in flight until then.
+    Gated(Value),
 }
 
 impl Default for StubAnswer {
@@ -185,12 +212,18 @@ async fn stub_handler(
     body: String,
 ) -> Response {
     stub.calls.fetch_add(1, Ordering::SeqCst);
+    let token = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .unwrap_or_default()
+        .to_owned();
     *stub.last_form.lock().unwrap() = body;
     *stub.last_authorization.lock().unwrap() = headers
         .get("authorization")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let answer = stub.answer.lock().unwrap().clone();
+    let for_token = stub.by_token.lock().unwrap().get(&token).cloned();
+    let answer = for_token.unwrap_or_else(|| stub.answer.lock().unwrap().clone());
     match answer {
         StubAnswer::Json(value) => axum::Json(value).into_response(),
         StubAnswer::Raw(content_type, body) => {
@@ -203,6 +236,15 @@ async fn stub_handler(
         }
         StubAnswer::Huge(size) => {
             ([("content-type", "application/json")], " ".repeat(size)).into_response()
+        }
+        StubAnswer::Gated(value) => {
+            stub.in_flight.send_modify(|n| *n += 1);
+            stub.max_in_flight
+                .fetch_max(*stub.in_flight.borrow(), Ordering::SeqCst);
+            let mut gate = stub.gate.subscribe();
+            let _ = gate.wait_for(|open| *open).await;
+            stub.in_flight.send_modify(|n| *n -= 1);
+            axum::Json(value).into_response()
         }
     }
 }
@@ -233,20 +275,47 @@ impl StubSetup {
         *self.stub.answer.lock().unwrap() = answer;
     }
 
+    /// The answer for one token.
+    fn answer_for(&self, token: &str, answer: StubAnswer) {
+        self.stub
+            .by_token
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), answer);
+    }
+
     fn calls(&self) -> usize {
         self.stub.calls.load(Ordering::SeqCst)
     }
 
     async fn app(&self, configure: impl FnOnce(Introspection) -> Introspection) -> App {
+        self.app_with_timeout(Duration::from_millis(500), configure)
+            .await
+    }
+
+    async fn app_with_timeout(
+        &self,
+        fetch_timeout: Duration,
+        configure: impl FnOnce(Introspection) -> Introspection,
+    ) -> App {
         let endpoint = format!("{}/introspect", self.issuer);
         let settings = configure(
             Introspection::new(IntrospectionAuth::basic("rs id", "s3cret:x")).endpoint(endpoint),
         );
         app_for(&self.issuer, &self.clock, |b| {
-            b.introspection(settings)
-                .fetch_timeout(Duration::from_millis(500))
+            b.introspection(settings).fetch_timeout(fetch_timeout)
         })
         .await
+    }
+
+    /// Waits until `calls` gated calls are at the endpoint.
+    async fn wait_in_flight(&self, calls: usize) {
+        let mut in_flight = self.stub.in_flight.subscribe();
+        in_flight.wait_for(|n| *n >= calls).await.unwrap();
+    }
+
+    fn open_gate(&self) {
+        self.stub.gate.send_replace(true);
     }
 
     fn active(&self, extra: Value) -> Value {
@@ -308,7 +377,11 @@ async fn bad_answers_get_exact_refusals() {
         (setup.active(json!({"active": null})), 401, inactive),
         (setup.active(json!({"exp": null})), 401, inactive),
         (setup.active(json!({"exp": now - 1})), 401, inactive),
-        (setup.active(json!({"exp": "9999999999"})), 401, inactive),
+        (
+            setup.active(json!({"exp": "9999999999"})),
+            401,
+            "the token has a missing or invalid claim",
+        ),
         (
             setup.active(json!({"iss": "https://other.example"})),
             401,
@@ -323,6 +396,37 @@ async fn bad_answers_get_exact_refusals() {
             setup.active(json!({"scope": 5})),
             401,
             "the token has a missing or invalid claim",
+        ),
+        // An empty audience list names no accepted audience.
+        (
+            setup.active(json!({"aud": []})),
+            401,
+            "the token is for another audience",
+        ),
+        (
+            setup.active(json!({"aud": 5})),
+            401,
+            "the token has a missing or invalid claim",
+        ),
+        (
+            setup.active(json!({"scope": ["system/Patient.rs"]})),
+            401,
+            "the token has a missing or invalid claim",
+        ),
+        (
+            setup.active(json!({"nbf": "0"})),
+            401,
+            "the token has a missing or invalid claim",
+        ),
+        (
+            setup.active(json!({"token_type": "refresh_token"})),
+            401,
+            "the token type is not accepted",
+        ),
+        (
+            setup.active(json!({"token_type": "urn:ietf:params:oauth:token-type:id_token"})),
+            401,
+            "the token type is not accepted",
         ),
     ];
     for (body, status, description) in rows {
@@ -379,7 +483,7 @@ async fn a_down_endpoint_is_not_hammered() {
     }
     assert_eq!(setup.calls(), 1, "one call, then the cooldown answers");
     setup.answer(StubAnswer::Json(setup.active(json!({}))));
-    setup.clock.advance(Duration::from_secs(11));
+    advance_monotonic(Duration::from_secs(11)).await;
     assert_eq!(app.get_with_token("token-x").await.status, StatusCode::OK);
     assert_eq!(setup.calls(), 2);
 }
@@ -487,4 +591,350 @@ async fn backend_service_client_authentication() {
         requests_before + 1,
         "the layer's own token is obtained once and reused"
     );
+}
+
+#[tokio::test]
+async fn answers_with_duplicate_members_are_refused() {
+    let setup = stub().await;
+    let exp = smart_auth_now(&setup.clock) + 300;
+    let issuer = setup.issuer.clone();
+    // Each would be an active token for a reader that keeps the last value.
+    let rows = [
+        format!(r#"{{"active":false,"active":true,"exp":{exp},"scope":"system/Patient.rs"}}"#),
+        format!(
+            r#"{{"active":true,"exp":{exp},"scope":"system/Patient.rs","scope":"system/*.cruds"}}"#
+        ),
+        format!(r#"{{"active":true,"exp":{exp},"aud":"https://other.example","aud":"{FHIR}"}}"#),
+        format!(r#"{{"active":true,"exp":{exp},"iss":"https://evil.example","iss":"{issuer}"}}"#),
+        format!(r#"{{"active":true,"exp":0,"\u0065xp":{exp}}}"#),
+        format!(
+            r#"{{"active":true,"exp":{exp},"fhirContext":[{{"reference":"Patient/1","reference":"Patient/2"}}]}}"#
+        ),
+    ];
+    for body in rows {
+        let app = setup.app(|i| i).await;
+        setup.answer(StubAnswer::Raw("application/json", body.clone()));
+        app.assert_invalid_token("t", "the access token is not active")
+            .await;
+        // A refusal about one token, not an outage: the next token is asked about.
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        assert_eq!(
+            app.get_with_token("other").await.status,
+            StatusCode::OK,
+            "{body}"
+        );
+    }
+}
+
+/// What the tests of failures assert on, headers included.
+#[derive(Debug)]
+struct Seen {
+    status: u16,
+    challenge: Option<String>,
+    retry_after: Option<String>,
+    issue_code: String,
+}
+
+async fn seen(app: &App, token: &str) -> Seen {
+    let response = app
+        .http
+        .get(app.patient_url())
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    let challenge = header("www-authenticate");
+    let retry_after = header("retry-after");
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    Seen {
+        status,
+        challenge,
+        retry_after,
+        issue_code: body["issue"][0]["code"].as_str().unwrap_or("").to_owned(),
+    }
+}
+
+fn assert_unavailable(seen: &Seen, context: &str) {
+    assert_eq!(seen.status, 503, "{context}: {seen:?}");
+    assert_eq!(seen.challenge, None, "{context}");
+    assert_eq!(seen.retry_after.as_deref(), Some("10"), "{context}");
+    assert_eq!(seen.issue_code, "transient", "{context}");
+}
+
+fn assert_inactive(app: &App, seen: &Seen, context: &str) {
+    assert_eq!(seen.status, 401, "{context}: {seen:?}");
+    assert_eq!(
+        seen.challenge.as_deref(),
+        Some(
+            app.invalid_token_challenge("the access token is not active")
+                .as_str()
+        ),
+        "{context}"
+    );
+    assert_eq!(seen.retry_after, None, "{context}");
+}
+
+/// Some servers answer 400 (or 404, ...) for a token they do not know, such as a JWT from
+/// elsewhere. That refuses the one token; it must not let one client turn every other
+/// client's request into 503.
+#[tokio::test]
+async fn a_4xx_about_one_token_refuses_that_token_only() {
+    for status in [400, 404, 405, 410, 413, 415, 422, 451] {
+        let setup = stub().await;
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        setup.answer_for("unknown-to-the-server", StubAnswer::Status(status));
+        let app = setup.app(|i| i).await;
+        let context = format!("HTTP {status}");
+        assert_inactive(&app, &seen(&app, "unknown-to-the-server").await, &context);
+        assert_eq!(seen(&app, "good").await.status, 200, "{context}");
+        assert_eq!(setup.calls(), 2, "{context}: no cooldown started");
+        // The refusal is cached like an inactive answer.
+        assert_inactive(&app, &seen(&app, "unknown-to-the-server").await, &context);
+        assert_eq!(setup.calls(), 2, "{context}");
+    }
+}
+
+/// RFC 7662 section 2.3: 401 (and 403) mean the endpoint refuses the resource server's
+/// own credentials. No token can be checked then: 503 for all, for the failure cooldown.
+#[tokio::test]
+async fn refused_credentials_are_an_outage_for_every_token() {
+    for status in [401, 403] {
+        let setup = stub().await;
+        setup.answer(StubAnswer::Status(status));
+        let app = setup.app(|i| i).await;
+        let context = format!("HTTP {status}");
+        assert_unavailable(&seen(&app, "first").await, &context);
+        assert_unavailable(&seen(&app, "second").await, &context);
+        assert_eq!(setup.calls(), 1, "{context}: the cooldown answers");
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        advance_monotonic(Duration::from_secs(10)).await;
+        assert_eq!(seen(&app, "second").await.status, 200, "{context}");
+        assert_eq!(setup.calls(), 2, "{context}");
+    }
+}
+
+/// 429 and 408 are about this call, not the token and not a lasting outage: 503 for this
+/// request, nothing cached, no cooldown.
+#[tokio::test]
+async fn throttling_is_a_503_for_that_request_only() {
+    for status in [408, 429] {
+        let setup = stub().await;
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        setup.answer_for("throttled", StubAnswer::Status(status));
+        let app = setup.app(|i| i).await;
+        let context = format!("HTTP {status}");
+        assert_unavailable(&seen(&app, "throttled").await, &context);
+        assert_eq!(seen(&app, "good").await.status, 200, "{context}");
+        assert_unavailable(&seen(&app, "throttled").await, &context);
+        assert_eq!(setup.calls(), 3, "{context}: asked again, not cached");
+    }
+}
+
+#[tokio::test]
+async fn outages_start_the_cooldown_with_retry_after() {
+    let cases = [
+        StubAnswer::Status(500),
+        StubAnswer::Status(502),
+        StubAnswer::Status(503),
+        StubAnswer::Raw("text/html", "<html>login</html>".into()),
+        StubAnswer::Raw("application/json", "[true]".into()),
+        StubAnswer::Raw("application/json", "{\"active\":true".into()),
+        StubAnswer::Huge(10 * 1024 * 1024),
+        StubAnswer::Delay(Duration::from_secs(3600), json!({"active": true})),
+    ];
+    for (row, case) in cases.into_iter().enumerate() {
+        let setup = stub().await;
+        setup.answer(case);
+        let app = setup.app(|i| i).await;
+        let context = format!("row {row}");
+        assert_unavailable(&seen(&app, "first").await, &context);
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        assert_unavailable(&seen(&app, "second").await, &context);
+        assert_eq!(setup.calls(), 1, "{context}");
+    }
+}
+
+/// N calls at most in flight, whatever the number of distinct tokens: the rest wait for a
+/// free call, and all are answered once the endpoint answers.
+#[tokio::test]
+async fn distinct_tokens_never_exceed_the_call_limit() {
+    const LIMIT: usize = 3;
+    const TOKENS: usize = LIMIT + 5;
+    let setup = stub().await;
+    setup.answer(StubAnswer::Gated(setup.active(json!({}))));
+    let app = setup
+        .app_with_timeout(Duration::from_secs(30), |i| {
+            i.max_concurrent_calls(LIMIT)
+                .max_queue_wait(Duration::from_secs(30))
+        })
+        .await;
+    let tokens: Vec<String> = (0..TOKENS).map(|i| format!("distinct-{i}")).collect();
+    let requests = join_all(tokens.iter().map(|token| seen(&app, token)));
+    let release = async {
+        setup.wait_in_flight(LIMIT).await;
+        // Give every other request time to reach the layer and queue.
+        for _ in 0..1_000 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*setup.stub.in_flight.borrow(), LIMIT);
+        assert_eq!(setup.calls(), LIMIT, "the others wait in the layer");
+        setup.open_gate();
+    };
+    let (answers, ()) = tokio::join!(requests, release);
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    assert_eq!(setup.calls(), TOKENS);
+    assert_eq!(setup.stub.max_in_flight.load(Ordering::SeqCst), LIMIT);
+}
+
+/// With every call busy and no queue wait, an uncached token gets 503 with `Retry-After`
+/// at once, without calling, and without starting the failure cooldown.
+#[tokio::test]
+async fn a_full_call_limit_answers_503_at_once() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Gated(setup.active(json!({}))));
+    let app = setup
+        .app_with_timeout(Duration::from_secs(30), |i| {
+            i.max_concurrent_calls(2).max_queue_wait(Duration::ZERO)
+        })
+        .await;
+    let held = join_all(["held-1", "held-2"].map(|token| seen(&app, token)));
+    let extra = async {
+        setup.wait_in_flight(2).await;
+        for i in 0..5 {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(20), seen(&app, &format!("extra-{i}")))
+                    .await
+                    .expect("answered without waiting for a call");
+            assert_unavailable(&answer, "extra");
+        }
+        assert_eq!(setup.calls(), 2);
+        setup.open_gate();
+    };
+    let (held, ()) = tokio::join!(held, extra);
+    assert!(held.iter().all(|answer| answer.status == 200), "{held:?}");
+    // No cooldown: the next token is asked about at once.
+    assert_eq!(seen(&app, "extra-0").await.status, 200);
+    assert_eq!(setup.calls(), 3);
+}
+
+/// A queued lookup waits at most `max_queue_wait`.
+#[tokio::test]
+async fn the_queue_wait_is_bounded() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Gated(setup.active(json!({}))));
+    let app = setup
+        .app_with_timeout(Duration::from_secs(30), |i| {
+            i.max_concurrent_calls(1)
+                .max_queue_wait(Duration::from_millis(100))
+        })
+        .await;
+    let held = seen(&app, "held");
+    let extra = async {
+        setup.wait_in_flight(1).await;
+        let started = Instant::now();
+        let answer = seen(&app, "queued").await;
+        assert_unavailable(&answer, "queued");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        setup.open_gate();
+    };
+    let (held, ()) = tokio::join!(held, extra);
+    assert_eq!(held.status, 200);
+    assert_eq!(setup.calls(), 1);
+}
+
+/// Concurrent lookups of one token share one call, and so one call slot.
+#[tokio::test]
+async fn identical_tokens_share_one_call() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Gated(setup.active(json!({}))));
+    let app = setup
+        .app_with_timeout(Duration::from_secs(30), |i| {
+            i.max_concurrent_calls(1)
+                .max_queue_wait(Duration::from_secs(30))
+        })
+        .await;
+    let requests = join_all((0..20).map(|_| seen(&app, "same")));
+    let release = async {
+        setup.wait_in_flight(1).await;
+        for _ in 0..1_000 {
+            tokio::task::yield_now().await;
+        }
+        setup.open_gate();
+    };
+    let (answers, ()) = tokio::join!(requests, release);
+    assert!(answers.iter().all(|answer| answer.status == 200));
+    assert_eq!(setup.calls(), 1);
+}
+
+const HOURS: Duration = Duration::from_secs(5 * 3600);
+
+/// The failure cooldown runs on the monotonic clock: a wall clock set back does not
+/// stretch it, one set forward does not end it early.
+#[tokio::test]
+async fn the_failure_cooldown_ignores_wall_clock_steps() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Status(503));
+    let app = setup
+        .app(|i| i.failure_cooldown(Duration::from_secs(60)))
+        .await;
+    assert_unavailable(&seen(&app, "first").await, "down");
+    setup.clock.rewind(HOURS);
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    advance_monotonic(Duration::from_secs(50)).await;
+    assert_unavailable(&seen(&app, "second").await, "50 s after a step back");
+    setup.clock.advance(HOURS + Duration::from_secs(3600));
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    assert_unavailable(&seen(&app, "second").await, "after a step forward");
+    assert_eq!(setup.calls(), 1, "no call inside the cooldown");
+    advance_monotonic(Duration::from_secs(10)).await;
+    assert_eq!(seen(&app, "second").await.status, 200);
+    assert_eq!(setup.calls(), 2);
+}
+
+/// Cached answers live for their TTL on the monotonic clock: a wall clock set back keeps
+/// neither an active answer nor a refusal past it, and one set forward (short of the
+/// token's `exp`) does not drop them early.
+#[tokio::test]
+async fn cached_answers_ignore_wall_clock_steps() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Json(
+        setup.active(json!({"exp": smart_auth_now(&setup.clock) + 20 * 3600})),
+    ));
+    setup.answer_for("revoked", StubAnswer::Json(json!({"active": false})));
+    let app = setup.app(|i| i).await;
+    assert_eq!(seen(&app, "active").await.status, 200);
+    assert_inactive(&app, &seen(&app, "revoked").await, "revoked");
+    assert_eq!(setup.calls(), 2);
+    // Forward: both still cached.
+    setup.clock.advance(Duration::from_secs(3600));
+    assert_eq!(seen(&app, "active").await.status, 200);
+    assert_inactive(&app, &seen(&app, "revoked").await, "revoked");
+    assert_eq!(setup.calls(), 2, "a wall jump expires nothing");
+    // Back: the refusal (10 s) and the active answer (60 s) still end on time.
+    setup.clock.rewind(HOURS);
+    advance_monotonic(Duration::from_secs(5)).await;
+    assert_inactive(&app, &seen(&app, "revoked").await, "revoked");
+    assert_eq!(setup.calls(), 2);
+    advance_monotonic(Duration::from_secs(5)).await;
+    assert_inactive(&app, &seen(&app, "revoked").await, "revoked");
+    assert_eq!(
+        setup.calls(),
+        3,
+        "the refusal was asked about again after 10 s"
+    );
+    advance_monotonic(Duration::from_secs(45)).await;
+    assert_eq!(seen(&app, "active").await.status, 200);
+    assert_eq!(setup.calls(), 3, "55 s: the active answer is still cached");
+    advance_monotonic(Duration::from_secs(5)).await;
+    assert_eq!(seen(&app, "active").await.status, 200);
+    assert_eq!(setup.calls(), 4, "60 s: asked again");
 }

@@ -9,6 +9,7 @@ use smart_auth::testing::{JwksBehaviour, TestIssuer};
 use smart_auth::{ManualClock, RefreshPolicy, SmartAuthLayer};
 
 use crate::support::{App, app, app_with, issuer};
+use crate::wall_clock::pass_time;
 
 async fn status(app: &App, token: &str) -> StatusCode {
     app.get_with_token(token).await.status
@@ -127,7 +128,8 @@ async fn rotated_key_is_accepted_after_exactly_one_refetch() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On one thread: the cooldown's end is driven with tokio's paused time.
+#[tokio::test]
 async fn unknown_kids_inside_the_cooldown_never_refetch_or_wait() {
     let app = app(|b| b).await;
     assert_eq!(
@@ -176,7 +178,7 @@ async fn unknown_kids_inside_the_cooldown_never_refetch_or_wait() {
     );
     // After the cooldown, one more refetch is allowed.
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
-    app.clock.advance(Duration::from_secs(31));
+    pass_time(&app.clock, Duration::from_secs(31)).await;
     assert_eq!(
         status(&app, &app.issuer.token().kid("unknown-1").sign()).await,
         StatusCode::UNAUTHORIZED
@@ -195,11 +197,11 @@ async fn stale_keys_serve_while_the_issuer_is_down_until_max_stale() {
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
     // Past the 10 min TTL: a background refresh fails, the cached keys keep working.
-    app.clock.advance(Duration::from_secs(11 * 60));
+    pass_time(&app.clock, Duration::from_secs(11 * 60)).await;
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     // Past the 24 h max stale: no usable keys, 503.
-    app.clock.advance(Duration::from_secs(24 * 3600));
+    pass_time(&app.clock, Duration::from_secs(24 * 3600)).await;
     let answer = app.get_with_token(&token).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.issue_code(), "transient");
@@ -209,12 +211,12 @@ async fn stale_keys_serve_while_the_issuer_is_down_until_max_stale() {
     assert_eq!(app.issuer.jwks_fetches(), fetches);
     // The issuer recovers; after the cooldown the next request fetches again.
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
-    app.clock.advance(Duration::from_secs(11));
+    pass_time(&app.clock, Duration::from_secs(11)).await;
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), fetches + 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn cache_control_max_age_sets_the_ttl_within_bounds() {
     let app = app(|b| b).await;
     app.issuer
@@ -225,18 +227,18 @@ async fn cache_control_max_age_sets_the_ttl_within_bounds() {
         .lifetime(Duration::from_secs(86400))
         .sign();
     assert_eq!(status(&app, &token).await, StatusCode::OK);
-    app.clock.advance(Duration::from_secs(100));
+    pass_time(&app.clock, Duration::from_secs(100)).await;
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 1, "fresh for 120 s");
-    app.clock.advance(Duration::from_secs(21));
+    pass_time(&app.clock, Duration::from_secs(21)).await;
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     wait_for_refresh(&app, 2).await;
     // max-age=0 is clamped to the 60 s minimum.
     app.issuer.set_jwks_cache_control(Some("max-age=0"));
-    app.clock.advance(Duration::from_secs(121));
+    pass_time(&app.clock, Duration::from_secs(121)).await;
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     wait_for_refresh(&app, 3).await;
-    app.clock.advance(Duration::from_secs(59));
+    pass_time(&app.clock, Duration::from_secs(50)).await;
     assert_eq!(status(&app, &token).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 3, "fresh for the 60 s minimum");
 }
@@ -383,7 +385,7 @@ async fn refresh_policy_is_configurable() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(app.issuer.jwks_fetches(), 2);
-    app.clock.advance(Duration::from_secs(6));
+    pass_time(&app.clock, Duration::from_secs(6)).await;
     assert_eq!(
         status(&app, &app.issuer.token().kid("b").sign()).await,
         StatusCode::UNAUTHORIZED
@@ -413,4 +415,183 @@ async fn discovered_jwks_uri_must_be_https_or_loopback() {
     let answer = app.get_with_token(&app.issuer.token().sign()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.issuer.jwks_fetches(), 0);
+}
+
+/// Makes a JWK Set document from the real `keys` array and a function that writes the
+/// set with a member inserted before each key's own.
+type KeySetDocument = fn(&str, &dyn Fn(&str) -> String) -> String;
+
+/// A JWK Set in which some object names a member twice is refused whole: a reader that
+/// keeps the last value (as a plain JSON parser does) would have accepted every one of
+/// these, with keys other than the ones the first value names.
+#[tokio::test]
+async fn key_sets_with_duplicate_members_are_refused() {
+    // Each issuer has its own keys: the documents are made from the app's issuer's set.
+    let rows: [KeySetDocument; 5] = [
+        // Two "keys" members, the real keys last.
+        |real, _| format!(r#"{{"keys":[],"keys":{real}}}"#),
+        // The same, spelled with an escape.
+        |real, _| format!(r#"{{"keys":[],"\u006beys":{real}}}"#),
+        // Inside each key: a decoy key id, use or type first, the real one last.
+        |_, with_twin| with_twin(r#""kid":"decoy""#),
+        |_, with_twin| with_twin(r#""use":"enc""#),
+        |_, with_twin| with_twin(r#""kty":"oct""#),
+    ];
+    for (row, document) in rows.iter().enumerate() {
+        let app = app(|b| b).await;
+        let keys = app.issuer.jwks();
+        let real = keys["keys"].to_string();
+        // Every key of the set with `twin` written before its own members.
+        let with_twin = |twin: &str| {
+            let keys: Vec<String> = keys["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|key| format!("{{{twin},{}", &key.to_string()[1..]))
+                .collect();
+            format!(r#"{{"keys":[{}]}}"#, keys.join(","))
+        };
+        let body = document(&real, &with_twin);
+        app.issuer
+            .set_jwks_behaviour(JwksBehaviour::Body(body.clone()));
+        let answer = app.get_with_token(&app.issuer.token().sign()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "row {row}: {body}"
+        );
+        assert_eq!(answer.challenge, None, "row {row}");
+        assert_eq!(answer.issue_code(), "transient", "row {row}");
+        assert_eq!(app.issuer.jwks_fetches(), 1, "row {row}");
+        // The control: the same set without the twins is accepted.
+        app.issuer
+            .set_jwks_behaviour(JwksBehaviour::Body(format!(r#"{{"keys":{real}}}"#)));
+        pass_time(&app.clock, Duration::from_secs(10)).await;
+        assert_eq!(
+            status(&app, &app.issuer.token().sign()).await,
+            StatusCode::OK,
+            "row {row}"
+        );
+    }
+}
+
+/// A discovery document served raw, for the issuer at the returned URL.
+async fn raw_discovery(document: impl Fn(&str) -> String) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = document(&url);
+    let router = axum::Router::new().route(
+        "/.well-known/smart-configuration",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, server)
+}
+
+/// Discovery documents from the issuer are refused when they name a member twice: for
+/// the layer's key discovery (503, the keys never fetched) and for
+/// `SmartConfiguration::from_issuer`.
+#[tokio::test]
+async fn discovery_documents_with_duplicate_members_are_refused() {
+    let clock = ManualClock::new();
+    let keys = issuer(&clock).await;
+    let jwks_uri = keys.jwks_uri();
+    let rows: [fn(&str, &str) -> String; 3] = [
+        |url, jwks_uri| {
+            format!(
+                r#"{{"issuer":"{url}","jwks_uri":"https://keys.example/none","jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#
+            )
+        },
+        |url, jwks_uri| {
+            format!(
+                r#"{{"issuer":"https://other.example","issuer":"{url}","jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#
+            )
+        },
+        |url, jwks_uri| {
+            format!(
+                r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token","capabilities":[],"c\u0061pabilities":["launch-ehr"]}}"#
+            )
+        },
+    ];
+    for (row, document) in rows.iter().enumerate() {
+        let (url, _server) = raw_discovery(|url| document(url, &jwks_uri)).await;
+        let layer = SmartAuthLayer::builder(&url)
+            .audience(keys.audience())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let app = crate::support::app_with_layer(issuer(&clock).await, clock.clone(), layer).await;
+        let token = keys.token().claim("iss", url.clone()).sign();
+        let answer = app.get_with_token(&token).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "row {row}");
+        assert_eq!(answer.issue_code(), "transient", "row {row}");
+        let error = smart_auth::discovery::SmartConfiguration::from_issuer(&url)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "fetching the issuer's metadata failed: \
+             response is a JSON object that names a member twice",
+            "row {row}"
+        );
+    }
+    assert_eq!(
+        keys.jwks_fetches(),
+        0,
+        "no key set named by such a document is fetched"
+    );
+    // The control: the first row without its twin works.
+    let (url, _server) = raw_discovery(|url| {
+        format!(r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#)
+    })
+    .await;
+    let layer = SmartAuthLayer::builder(&url)
+        .audience(keys.audience())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = crate::support::app_with_layer(issuer(&clock).await, clock.clone(), layer).await;
+    let token = keys.token().claim("iss", url.clone()).sign();
+    assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+}
+
+/// The backend-service client reads its token endpoint from the FHIR server's SMART
+/// configuration: a document that names a member twice is refused there too.
+#[tokio::test]
+async fn the_client_refuses_a_configuration_with_duplicate_members() {
+    use smart_auth::client::BackendServiceClient;
+    let (url, _server) = raw_discovery(|url| {
+        format!(
+            r#"{{"token_endpoint":"https://elsewhere.example/token","token_endpoint":"{url}/token"}}"#
+        )
+    })
+    .await;
+    let client = BackendServiceClient::builder(url.clone())
+        .client_id("c")
+        .client_secret_basic("s")
+        .scope("system/Patient.rs")
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.token_endpoint().await.unwrap_err().to_string(),
+        "discovering the token endpoint failed: the SMART configuration: \
+         response is a JSON object that names a member twice"
+    );
+    let (url, _server) =
+        raw_discovery(|url| format!(r#"{{"token_endpoint":"{url}/token"}}"#)).await;
+    let client = BackendServiceClient::builder(url.clone())
+        .client_id("c")
+        .client_secret_basic("s")
+        .scope("system/Patient.rs")
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.token_endpoint().await.unwrap(),
+        format!("{url}/token")
+    );
 }

@@ -20,3 +20,4 @@ mod scopes_hardening;
 mod token_cache;
 mod tokens;
 mod tower_generic;
+mod wall_clock;

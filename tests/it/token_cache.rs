@@ -203,12 +203,12 @@ async fn no_cached_answer_while_the_key_set_is_due_for_a_refresh() {
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
     app.issuer
         .set_jwks_behaviour(smart_auth::testing::JwksBehaviour::Status(500));
-    app.clock.advance(Duration::from_secs(9 * 60 + 50));
+    crate::wall_clock::pass_time(&app.clock, Duration::from_secs(9 * 60 + 50)).await;
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 1, "no refresh due yet");
     // Past the key TTL, with the issuer down: the entry is not used, the request verifies
     // afresh on the stale keys and so starts the refresh, exactly as without the cache.
-    app.clock.advance(Duration::from_secs(20));
+    crate::wall_clock::pass_time(&app.clock, Duration::from_secs(20)).await;
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
     for _ in 0..100 {
         if app.issuer.jwks_fetches() >= 2 {
