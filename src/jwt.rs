@@ -96,8 +96,7 @@ fn string_member<'a>(
 /// the parameters that would change what the signature covers (`b64`, `zip`).
 pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Header, ErrorKind> {
     let bytes = decode_segment(segment)?;
-    let header =
-        json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)?;
+    let header = json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)?;
     // Any `crit`, whatever its value: this crate understands no extension.
     if header.contains_key("crit") {
         return Err(ErrorKind::CriticalHeader);
@@ -116,7 +115,10 @@ pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Heade
         return Err(ErrorKind::MalformedToken);
     }
     for (name, expected) in IGNORED_PARAMETERS {
-        if header.get(*name).is_some_and(|value| !has_type(value, *expected)) {
+        if header
+            .get(*name)
+            .is_some_and(|value| !has_type(value, *expected))
+        {
             return Err(ErrorKind::MalformedToken);
         }
     }
@@ -133,7 +135,9 @@ pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Heade
 /// `JWT` or `application/jwt`, in any case (RFC 7515 section 4.1.10 lets the
 /// `application/` prefix be left out).
 fn announces_nested_jwt(cty: &str) -> bool {
-    let media_type = cty.get(..12).filter(|prefix| prefix.eq_ignore_ascii_case("application/"));
+    let media_type = cty
+        .get(..12)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("application/"));
     let subtype = media_type.map_or(cty, |_| &cty[12..]);
     subtype.eq_ignore_ascii_case("JWT")
 }
@@ -238,14 +242,38 @@ mod tests {
             (r#"["RS256"]"#, Err(ErrorKind::MalformedToken)),
             (r#"{"alg":null}"#, Err(ErrorKind::MalformedToken)),
             (r#"{"alg":["RS256"]}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","kid":null}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","kid":["k"]}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","typ":null}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","typ":{"t":1}}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","cty":null}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","cty":true}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","cty":"JWT"}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","cty":"jwt"}"#, Err(ErrorKind::MalformedToken)),
+            (
+                r#"{"alg":"RS256","kid":null}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","kid":["k"]}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","typ":null}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","typ":{"t":1}}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","cty":null}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","cty":true}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","cty":"JWT"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","cty":"jwt"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
             (
                 r#"{"alg":"RS256","cty":"application/JWT"}"#,
                 Err(ErrorKind::MalformedToken),
@@ -256,21 +284,48 @@ mod tests {
             ),
             (r#"{"alg":"RS256","cty":"json"}"#, Ok(())),
             (r#"{"alg":"RS256","cty":"application/"}"#, Ok(())),
-            (r#"{"alg":"RS256","b64":false}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","b64":true}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","zip":"DEF"}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","jku":null}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","jwk":"k"}"#, Err(ErrorKind::MalformedToken)),
+            (
+                r#"{"alg":"RS256","b64":false}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","b64":true}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","zip":"DEF"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","jku":null}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","jwk":"k"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
             (r#"{"alg":"RS256","x5u":1}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","x5c":"c"}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","x5c":[1]}"#, Err(ErrorKind::MalformedToken)),
-            (r#"{"alg":"RS256","x5t":null}"#, Err(ErrorKind::MalformedToken)),
+            (
+                r#"{"alg":"RS256","x5c":"c"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","x5c":[1]}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","x5t":null}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
             (
                 r#"{"alg":"RS256","x5t#S256":false}"#,
                 Err(ErrorKind::MalformedToken),
             ),
             (r#"{"alg":"RS256","x5c":[]}"#, Ok(())),
-            (r#"{"alg":"RS256","kid":"a","kid":"b"}"#, Err(ErrorKind::MalformedToken)),
+            (
+                r#"{"alg":"RS256","kid":"a","kid":"b"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
             (
                 r#"{"alg":"RS256","\u0061lg":"none"}"#,
                 Err(ErrorKind::MalformedToken),

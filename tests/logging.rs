@@ -62,9 +62,7 @@ async fn logging() {
     token_contents_never_reach_the_logs(&logs).await;
 }
 
-async fn without_audience_only_typed_access_tokens_are_accepted_with_one_warning(
-    logs: &Capture,
-) {
+async fn without_audience_only_typed_access_tokens_are_accepted_with_one_warning(logs: &Capture) {
     let clock = smart_auth::ManualClock::new();
     let issuer = issuer(&clock).await;
     let layer = smart_auth::SmartAuthLayer::builder(issuer.url())

@@ -55,7 +55,10 @@ async fn well_formed_texts_are_accepted() {
     let token = sign(
         &app,
         &format!(r#"{{{},"x-ext":null,"cty":"json"}}"#, header_members(&app)),
-        &format!(r#"{{{},"extra":null,"nested":{{"a":[1,{{"a":2}}]}}}}"#, payload_members(&app)),
+        &format!(
+            r#"{{{},"extra":null,"nested":{{"a":[1,{{"a":2}}]}}}}"#,
+            payload_members(&app)
+        ),
     );
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
 }
@@ -66,7 +69,7 @@ async fn header_members_of_the_wrong_type_are_refused() {
     let kid = json!(app.issuer.current_kid(SigningAlgorithm::RS256));
     let payload = format!("{{{}}}", payload_members(&app));
     let rows = [
-        format!(r#"{{"alg":"RS256","kid":null,"typ":"at+jwt"}}"#),
+        r#"{"alg":"RS256","kid":null,"typ":"at+jwt"}"#.to_owned(),
         format!(r#"{{"alg":"RS256","kid":{kid},"typ":null}}"#),
         format!(r#"{{"alg":"RS256","kid":{kid},"typ":"at+jwt","cty":null}}"#),
         format!(r#"{{"alg":"RS256","kid":[{kid}],"typ":"at+jwt"}}"#),

@@ -405,10 +405,9 @@ async fn enforcement_reads_decoded_paths() {
         );
     }
     // With the opt-in a valid token suffices there, but still not for an unreadable path.
-    let app = served(|b| {
-        b.enforce_scopes(ScopeEnforcement::new("/fhir").allow_any_token_outside_base())
-    })
-    .await;
+    let app =
+        served(|b| b.enforce_scopes(ScopeEnforcement::new("/fhir").allow_any_token_outside_base()))
+            .await;
     let authorization = format!("Bearer {}", app.issuer.token().sign());
     let auth = [("authorization", authorization.as_str())];
     let answer = raw_request(&app.url, "GET", "/reports/1", &auth).await;
