@@ -43,10 +43,16 @@
 //! ## Security defaults
 //!
 //! Asymmetric algorithms only (never `none` or HMAC); the issuer compared exactly; keys
-//! only from the issuer's own key set (header `jwk`, `jku`, `x5u`, `x5c` are ignored);
-//! `crit` refused; tokens over 16 KiB refused before parsing; `https` for every fetch
-//! (plain `http` to loopback only), no redirects, 5 s timeouts and a 1 MiB body cap; no
-//! token contents in errors or logs.
+//! only from the issuer's own key set (header `jwk`, `jku`, `x5u`, `x5c` never select a
+//! key); `crit`, nested JWTs, header members of the wrong JSON type and JSON with duplicate
+//! member names refused; `cnf`-bound (sender-constrained) tokens refused as Bearer tokens;
+//! without a configured audience only `at+jwt` tokens accepted (any audience only through
+//! [`SmartAuthBuilder::insecure_accept_any_audience`]); public routes matched byte for
+//! byte, scope enforcement on the path the router routes and closed outside the FHIR base;
+//! tokens over 16 KiB refused before parsing; `https` for every fetch (plain `http` to
+//! loopback only), no redirects, 5 s timeouts and a 1 MiB body cap; cooldowns on a
+//! monotonic clock; no token contents in errors or logs. The README's security section
+//! lists every rule with its reason.
 //!
 //! ## Speed
 //!
