@@ -193,7 +193,8 @@ impl SmartClaims {
         };
         let client_id = match names.client_id.iter().find_map(|name| raw.get(name)) {
             None => None,
-            Some(Value::String(id)) => Some(id.clone()),
+            // A blank client id identifies no client.
+            Some(Value::String(id)) => (!is_blank(id)).then(|| id.clone()),
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
         let fhir_context = match raw.get("fhirContext") {
@@ -206,10 +207,10 @@ impl SmartClaims {
         };
         let patient = launch_context_id(&raw, "patient")?;
         let inner = ClaimsInner {
-            subject: optional_string(&raw, "sub")?,
+            subject: non_blank_string(&raw, "sub")?,
             issued_at: optional_numeric_date(&raw, "iat")?,
             not_before: optional_numeric_date(&raw, "nbf")?,
-            jwt_id: optional_string(&raw, "jti")?,
+            jwt_id: non_blank_string(&raw, "jti")?,
             patient,
             scope_set: OnceLock::new(),
             encounter: launch_context_id(&raw, "encounter")?,
@@ -233,12 +234,13 @@ impl SmartClaims {
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
     }
-    /// `sub`: for SMART Backend Services, normally the client itself.
+    /// `sub`: for SMART Backend Services, normally the client itself. A blank `sub` is
+    /// `None`.
     pub fn subject(&self) -> Option<&str> {
         self.inner.subject.as_deref()
     }
     /// The client id, from the first present claim of the configured list
-    /// (default `client_id`, `azp`, `cid`).
+    /// (default `client_id`, `azp`, `cid`). A blank value identifies no client: `None`.
     pub fn client_id(&self) -> Option<&str> {
         self.inner.client_id.as_deref()
     }
@@ -258,7 +260,7 @@ impl SmartClaims {
     pub fn not_before(&self) -> Option<i64> {
         self.inner.not_before
     }
-    /// `jti`, the token's unique id.
+    /// `jti`, the token's unique id (`None` when absent or blank).
     pub fn jwt_id(&self) -> Option<&str> {
         self.inner.jwt_id.as_deref()
     }
@@ -775,17 +777,35 @@ mod tests {
     #[test]
     fn blank_identity_claims_are_absent() {
         for blank in ["", " ", "\t"] {
-            let claims = with(json!({"fhirUser": blank, "tenant": blank})).expect("valid");
+            let claims = with(json!({
+                "fhirUser": blank, "tenant": blank, "sub": blank, "client_id": blank, "jti": blank,
+            }))
+            .expect("valid");
             assert_eq!(
-                (claims.fhir_user(), claims.tenant()),
-                (None, None),
+                (
+                    claims.fhir_user(),
+                    claims.tenant(),
+                    claims.subject(),
+                    claims.client_id(),
+                    claims.jwt_id()
+                ),
+                (None, None, None, None, None),
                 "{blank:?}"
             );
         }
-        let claims = with(json!({"fhirUser": "Practitioner/1", "tenant": "t"})).expect("valid");
+        let claims = with(json!({
+            "fhirUser": "Practitioner/1", "tenant": "t", "sub": "s", "client_id": "c", "jti": "j",
+        }))
+        .expect("valid");
         assert_eq!(
-            (claims.fhir_user(), claims.tenant()),
-            (Some("Practitioner/1"), Some("t"))
+            (
+                claims.fhir_user(),
+                claims.tenant(),
+                claims.subject(),
+                claims.client_id(),
+                claims.jwt_id()
+            ),
+            (Some("Practitioner/1"), Some("t"), Some("s"), Some("c"), Some("j"))
         );
     }
 
