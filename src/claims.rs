@@ -805,7 +805,13 @@ mod tests {
                 claims.client_id(),
                 claims.jwt_id()
             ),
-            (Some("Practitioner/1"), Some("t"), Some("s"), Some("c"), Some("j"))
+            (
+                Some("Practitioner/1"),
+                Some("t"),
+                Some("s"),
+                Some("c"),
+                Some("j")
+            )
         );
     }
 

@@ -86,6 +86,7 @@ mod json;
 mod jwks;
 mod jwt;
 pub mod layer;
+mod original_uri;
 mod response;
 pub mod scopes;
 #[cfg(any(feature = "testing", feature = "dev-server", feature = "client"))]

@@ -17,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::document::{DiscoveryError, SmartConfiguration};
+use crate::original_uri::original_uri;
 
 const WELL_KNOWN: &str = "/.well-known/smart-configuration";
 const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
@@ -241,7 +242,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let path = request.uri().path();
+        // The full path, also inside an axum `Router::nest`.
+        let path = original_uri(&request).path();
         if self.layer.shared.paths.iter().any(|served| served == path) {
             let response = Some(self.layer.answer(request.method()));
             return ResponseFuture {

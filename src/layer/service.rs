@@ -17,6 +17,7 @@ use super::{AuthMode, Shared};
 use crate::bearer::{bearer_credential, token_text};
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
+use crate::original_uri::original_uri;
 use crate::response::Unauthenticated;
 use crate::verifier::Lookup;
 
@@ -66,7 +67,7 @@ where
         let shared = &self.shared;
         if shared
             .public
-            .is_public(&request, routed_uri(&request).path())
+            .is_public(&request, original_uri(&request).path())
         {
             // Not verified, even with a token: handlers see an anonymous request.
             request
@@ -142,23 +143,11 @@ fn admit<B>(
     claims: SmartClaims,
 ) -> Result<SmartClaims, AuthError> {
     if let Some(enforcement) = &shared.enforcement {
-        let uri = routed_uri(request);
+        let uri = original_uri(request);
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         enforcement.check(request.method().as_str(), path, uri.query(), &claims)?;
     }
     Ok(claims)
-}
-
-/// The URI the request arrived with, on which public routes and scopes are decided: inside
-/// an axum `Router::nest` the request's own URI lacks the nest prefix, and axum keeps the
-/// original in the `OriginalUri` extension (set by the outermost router); elsewhere the
-/// request's URI is the original.
-fn routed_uri<B>(request: &Request<B>) -> &http::Uri {
-    #[cfg(feature = "axum")]
-    if let Some(axum::extract::OriginalUri(original)) = request.extensions().get() {
-        return original;
-    }
-    request.uri()
 }
 
 /// The answer to credentials that break RFC 6750's syntax rules.

@@ -551,3 +551,34 @@ fn capability_statement_security_names_every_endpoint() {
         "http://terminology.hl7.org/CodeSystem/restful-security-service"
     );
 }
+
+/// Inside `Router::nest` the inner layers see the path without the prefix; the discovery
+/// layer matches the full path the client sent (axum's `OriginalUri`), so its base path is
+/// the same wherever it sits. (axum applies a nested router's layers to unmatched paths
+/// only when that router has a fallback of its own.)
+#[tokio::test]
+async fn discovery_inside_nest_serves_the_full_path() {
+    let layer = SmartDiscoveryLayer::new(full()).base_path("/fhir").unwrap();
+    let inner = Router::new()
+        .route("/Patient/{id}", get(|| async { "patient" }))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(layer);
+    let (url, server) = serve(Router::new().nest("/fhir", inner)).await;
+    let http = reqwest::Client::new();
+    let response = http
+        .get(format!("{url}/fhir/.well-known/smart-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_endpoint"], full().token_endpoint());
+    // The stripped spelling is not the configured path: the router's answer, not ours.
+    let response = http
+        .get(format!("{url}/fhir/Patient/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "patient");
+    server.abort();
+}
