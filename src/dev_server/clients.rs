@@ -56,19 +56,22 @@ pub(crate) fn check_public_key_set(jwks: &Value) -> Result<(), KeySetProblem> {
     Ok(())
 }
 
-/// The public part of a key set given in code: keys holding private or symmetric material
-/// are left out (the server never stores a secret it does not need).
+/// The public part of a key set given in code: private members are removed from
+/// asymmetric keys, and symmetric (`oct`) keys are left out, so the server never stores a
+/// secret it does not need.
 fn public_part(jwks: Value) -> Value {
     let Value::Object(mut document) = jwks else {
         return jwks;
     };
     if let Some(Value::Array(keys)) = document.get_mut("keys") {
-        keys.retain(|key| {
-            key.as_object().is_some_and(|key| {
-                !SECRET_MEMBERS.iter().any(|member| key.contains_key(*member))
-                    && key.get("kty").and_then(Value::as_str) != Some("oct")
-            })
-        });
+        keys.retain(|key| key.get("kty").and_then(Value::as_str) != Some("oct"));
+        for key in keys.iter_mut() {
+            if let Value::Object(key) = key {
+                for member in SECRET_MEMBERS {
+                    key.remove(member);
+                }
+            }
+        }
     }
     Value::Object(document)
 }
