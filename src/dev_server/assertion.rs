@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use super::clients::{ClientRegistration, Credential};
 use super::oauth::OAuthError;
 use crate::algorithm::SigningAlgorithm;
-use crate::jwks::{KeySet, Selection, asymmetric_algorithm};
 use crate::json::object_with_unique_members;
+use crate::jwks::{KeySet, Selection, asymmetric_algorithm};
 use crate::jwt;
 
 /// The longest an assertion may live: SMART says `exp` no more than five minutes ahead.
@@ -204,19 +204,17 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64
             "exp is more than five minutes ahead",
         ));
     }
-    if let Some(nbf) = integer_claim(claims, "nbf")? {
-        if nbf > now.saturating_add(leeway) {
-            return Err(OAuthError::invalid_client(
-                "the client assertion is not valid yet (nbf)",
-            ));
-        }
+    let nbf = integer_claim(claims, "nbf")?;
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(OAuthError::invalid_client(
+            "the client assertion is not valid yet (nbf)",
+        ));
     }
-    if let Some(iat) = integer_claim(claims, "iat")? {
-        if iat > now.saturating_add(leeway) || iat >= exp {
-            return Err(OAuthError::invalid_client(
-                "iat is in the future or not before exp",
-            ));
-        }
+    let iat = integer_claim(claims, "iat")?;
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway) || iat >= exp) {
+        return Err(OAuthError::invalid_client(
+            "iat is in the future or not before exp",
+        ));
     }
     Ok(exp)
 }
@@ -228,7 +226,9 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64
 fn audience_is_only(claims: &Map<String, Value>, token_endpoint: &str) -> bool {
     match claims.get("aud") {
         Some(Value::String(aud)) => aud == token_endpoint,
-        Some(Value::Array(auds)) => matches!(auds.as_slice(), [Value::String(aud)] if aud == token_endpoint),
+        Some(Value::Array(auds)) => {
+            matches!(auds.as_slice(), [Value::String(aud)] if aud == token_endpoint)
+        }
         _ => false,
     }
 }
@@ -298,7 +298,15 @@ mod tests {
             assert!(is_jwt_type(good), "{good}");
         }
         for bad in [
-            "", "at+jwt", "JWS", "JOSE", " JWT", "JWT ", "text/jwt", "application/", "jwt/",
+            "",
+            "at+jwt",
+            "JWS",
+            "JOSE",
+            " JWT",
+            "JWT ",
+            "text/jwt",
+            "application/",
+            "jwt/",
             "application/at+jwt",
         ] {
             assert!(!is_jwt_type(bad), "{bad:?}");
@@ -358,7 +366,11 @@ mod tests {
             (json!({}), false),
         ];
         for (row, ok) in rows {
-            assert_eq!(audience_is_only(&claims(row.clone()), endpoint), ok, "{row}");
+            assert_eq!(
+                audience_is_only(&claims(row.clone()), endpoint),
+                ok,
+                "{row}"
+            );
         }
     }
 }

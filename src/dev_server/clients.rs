@@ -22,7 +22,9 @@ pub(crate) enum KeySetProblem {
 impl KeySetProblem {
     pub(crate) fn description(self) -> &'static str {
         match self {
-            Self::NotAKeySet => "jwks must be an object with a \"keys\" array of 1 to 16 JWK objects",
+            Self::NotAKeySet => {
+                "jwks must be an object with a \"keys\" array of 1 to 16 JWK objects"
+            }
             Self::PrivateMaterial => {
                 "jwks must hold public keys only: no d, p, q, dp, dq, qi, oth or k member"
             }
@@ -45,7 +47,10 @@ pub(crate) fn check_public_key_set(jwks: &Value) -> Result<(), KeySetProblem> {
         let Value::Object(key) = key else {
             return Err(KeySetProblem::NotAKeySet);
         };
-        if SECRET_MEMBERS.iter().any(|member| key.contains_key(*member)) {
+        if SECRET_MEMBERS
+            .iter()
+            .any(|member| key.contains_key(*member))
+        {
             return Err(KeySetProblem::PrivateMaterial);
         }
         match key.get("kty").and_then(Value::as_str) {

@@ -652,7 +652,9 @@ async fn authenticate_client(
             if form_client_id.is_some_and(|form_id| *form_id != record.client_id) {
                 return Err(unauthorized());
             }
-            state.client(&record.client_id, now).ok_or_else(unauthorized)
+            state
+                .client(&record.client_id, now)
+                .ok_or_else(unauthorized)
         }
     }
 }
@@ -831,17 +833,24 @@ async fn register(
     }
 }
 
-fn registration(state: &ServerState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+fn registration(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, OAuthError> {
     let invalid = OAuthError::invalid_client_metadata;
     if !request::is_json(headers) {
         return Err(OAuthError::unsupported_media_type());
     }
-    let metadata = crate::json::object_with_unique_members(body).map_err(|_| {
-        invalid("the body must be one JSON object with unique member names")
-    })?;
+    let metadata = crate::json::object_with_unique_members(body)
+        .map_err(|_| invalid("the body must be one JSON object with unique member names"))?;
     let scope = match metadata.get("scope") {
         Some(Value::String(scope)) if request::is_scope_string(scope) => scope.clone(),
-        Some(_) => return Err(invalid("scope must be scope tokens separated by single spaces")),
+        Some(_) => {
+            return Err(invalid(
+                "scope must be scope tokens separated by single spaces",
+            ));
+        }
         None => return Err(invalid("scope is required")),
     };
     match metadata.get("grant_types") {

@@ -140,9 +140,8 @@ pub(crate) fn presented_authentication(
     let assertion = form.get("client_assertion");
     let uses_assertion = assertion_type.is_some() || assertion.is_some();
     let uses_post = form.contains_key("client_secret");
-    let methods = usize::from(authorization.is_some())
-        + usize::from(uses_assertion)
-        + usize::from(uses_post);
+    let methods =
+        usize::from(authorization.is_some()) + usize::from(uses_assertion) + usize::from(uses_post);
     if methods > 1 {
         return Err(OAuthError::invalid_request(
             "use exactly one client authentication method",

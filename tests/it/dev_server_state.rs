@@ -57,7 +57,10 @@ async fn issued_tokens_are_capped_and_expire() {
     let (status, _, first) = post(&http, token_request(&http, &server)).await;
     assert_eq!(status, StatusCode::OK);
     clock.advance(Duration::from_secs(100));
-    assert_eq!(post(&http, token_request(&http, &server)).await.0, StatusCode::OK);
+    assert_eq!(
+        post(&http, token_request(&http, &server)).await.0,
+        StatusCode::OK
+    );
     let (status, retry_after, body) = post(&http, token_request(&http, &server)).await;
     assert_eq!(
         (status, retry_after.as_deref(), body["error"].as_str()),
@@ -70,7 +73,10 @@ async fn issued_tokens_are_capped_and_expire() {
     assert_eq!(server.stored_tokens(), 2);
     // The first token expires: room for one more.
     clock.advance(Duration::from_secs(200));
-    assert_eq!(post(&http, token_request(&http, &server)).await.0, StatusCode::OK);
+    assert_eq!(
+        post(&http, token_request(&http, &server)).await.0,
+        StatusCode::OK
+    );
     assert_eq!(server.stored_tokens(), 2);
     assert!(!server.revoke(first["access_token"].as_str().unwrap()));
     assert_eq!(
@@ -79,7 +85,10 @@ async fn issued_tokens_are_capped_and_expire() {
     );
 }
 
-async fn register(http: &reqwest::Client, server: &DevAuthServer) -> (StatusCode, Option<String>, Value) {
+async fn register(
+    http: &reqwest::Client,
+    server: &DevAuthServer,
+) -> (StatusCode, Option<String>, Value) {
     post(
         http,
         http.post(format!("{}/register", server.url())).json(
@@ -141,7 +150,10 @@ async fn registered_clients_are_capped_and_expire() {
     );
     assert_eq!(register(&http, &server).await.0, StatusCode::CREATED);
     // The code-registered client is unaffected by expiry and by the cap.
-    assert_eq!(post(&http, token_request(&http, &server)).await.0, StatusCode::OK);
+    assert_eq!(
+        post(&http, token_request(&http, &server)).await.0,
+        StatusCode::OK
+    );
 }
 
 fn assertion_form(assertion: &str) -> String {
@@ -269,14 +281,20 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
         })
         .collect();
     let answers = join_all(forged.into_iter().map(send)).await;
-    assert!(answers.iter().all(|s| *s == StatusCode::BAD_REQUEST), "{answers:?}");
+    assert!(
+        answers.iter().all(|s| *s == StatusCode::BAD_REQUEST),
+        "{answers:?}"
+    );
     assert_eq!(keys.jwks_fetches(), 1);
     // The genuine client is served from the same copy.
     assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
     assert_eq!(keys.jwks_fetches(), 1);
     // After the cache lifetime, one new fetch.
     clock.advance(Duration::from_secs(60));
-    assert_eq!(send(assertion(&attacker, None)).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        send(assertion(&attacker, None)).await,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
     assert_eq!(keys.jwks_fetches(), 2);
     // A failing key server is asked again only after 10 s, not on every attempt.

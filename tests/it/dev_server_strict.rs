@@ -186,6 +186,45 @@ impl Strict {
     }
 }
 
+/// Why the assertion table's row `case` is refused: a part of the answer's description,
+/// so that each row proves its own rule and not an earlier one.
+fn refusal_reason(case: &str) -> &'static str {
+    const NOT_A_JWT: &str = "not a valid signed JWT";
+    const NO_KEY: &str = "no single registered key";
+    const INTEGERS: &str = "must be integers";
+    match case {
+        "kid unknown" | "alg of another family" => NO_KEY,
+        "alg none" | "alg HS256" => "alg is not supported",
+        "alg null"
+        | "alg absent"
+        | "jku number"
+        | "duplicate typ"
+        | "duplicate alg"
+        | "header not an object"
+        | "duplicate sub"
+        | "duplicate aud"
+        | "nested duplicate"
+        | "claims not an object" => NOT_A_JWT,
+        "crit" | "crit null" | "cty JWT" => "crit or cty",
+        "jku unregistered" => "jku does not match",
+        "iss absent" | "iss null" | "iss number" => "iss must be the client id",
+        "iss another client" => "authenticates with a client secret",
+        "sub absent" | "sub null" | "iss != sub" => "iss and sub must both be the client id",
+        "exp absent" => "exp is required",
+        "exp now" => "has expired",
+        "exp now + 301" => "five minutes",
+        "exp null" | "exp string" | "exp fraction" | "nbf null" | "nbf string" | "iat null"
+        | "iat string" => INTEGERS,
+        "nbf now + 1" => "not valid yet",
+        "iat now + 1" => "iat is in the future",
+        _ if case.starts_with("typ") => "needs typ JWT",
+        _ if case.starts_with("kid") => "needs a kid string",
+        _ if case.starts_with("aud") => "aud must be the token endpoint URL, and only it",
+        _ if case.starts_with("jti") => "jti must be a string of 1 to 256 bytes",
+        _ => unreachable!("no reason listed for {case}"),
+    }
+}
+
 /// Every member of the class "a client assertion a strict reading refuses" is
 /// `invalid_client` (400, RFC 7521 section 4.2.1), and the valid variants pass.
 #[tokio::test]
@@ -205,32 +244,77 @@ async fn client_assertion_table() {
         ("valid", valid_header.clone(), c(&[]), true),
         // typ: required, the JWT media type.
         ("typ jwt", h(&[("typ", Some(json!("jwt")))]), c(&[]), true),
-        ("typ application/jwt", h(&[("typ", Some(json!("application/jwt")))]), c(&[]), true),
+        (
+            "typ application/jwt",
+            h(&[("typ", Some(json!("application/jwt")))]),
+            c(&[]),
+            true,
+        ),
         ("typ absent", h(&[("typ", None)]), c(&[]), false),
         ("typ null", h(&[("typ", Some(Value::Null))]), c(&[]), false),
-        ("typ at+jwt", h(&[("typ", Some(json!("at+jwt")))]), c(&[]), false),
+        (
+            "typ at+jwt",
+            h(&[("typ", Some(json!("at+jwt")))]),
+            c(&[]),
+            false,
+        ),
         ("typ JWS", h(&[("typ", Some(json!("JWS")))]), c(&[]), false),
         ("typ empty", h(&[("typ", Some(json!("")))]), c(&[]), false),
         ("typ number", h(&[("typ", Some(json!(1)))]), c(&[]), false),
-        ("typ array", h(&[("typ", Some(json!(["JWT"])))]), c(&[]), false),
+        (
+            "typ array",
+            h(&[("typ", Some(json!(["JWT"])))]),
+            c(&[]),
+            false,
+        ),
         // kid: required string naming the registered key.
         ("kid absent", h(&[("kid", None)]), c(&[]), false),
         ("kid null", h(&[("kid", Some(Value::Null))]), c(&[]), false),
         ("kid empty", h(&[("kid", Some(json!("")))]), c(&[]), false),
         ("kid number", h(&[("kid", Some(json!(1)))]), c(&[]), false),
-        ("kid unknown", h(&[("kid", Some(json!("other")))]), c(&[]), false),
+        (
+            "kid unknown",
+            h(&[("kid", Some(json!("other")))]),
+            c(&[]),
+            false,
+        ),
         // alg
-        ("alg none", h(&[("alg", Some(json!("none")))]), c(&[]), false),
-        ("alg HS256", h(&[("alg", Some(json!("HS256")))]), c(&[]), false),
+        (
+            "alg none",
+            h(&[("alg", Some(json!("none")))]),
+            c(&[]),
+            false,
+        ),
+        (
+            "alg HS256",
+            h(&[("alg", Some(json!("HS256")))]),
+            c(&[]),
+            false,
+        ),
         ("alg null", h(&[("alg", Some(Value::Null))]), c(&[]), false),
         ("alg absent", h(&[("alg", None)]), c(&[]), false),
-        ("alg of another family", h(&[("alg", Some(json!("ES256")))]), c(&[]), false),
+        (
+            "alg of another family",
+            h(&[("alg", Some(json!("ES256")))]),
+            c(&[]),
+            false,
+        ),
         // crit, cty, jku
         ("crit", h(&[("crit", Some(json!(["exp"])))]), c(&[]), false),
-        ("crit null", h(&[("crit", Some(Value::Null))]), c(&[]), false),
+        (
+            "crit null",
+            h(&[("crit", Some(Value::Null))]),
+            c(&[]),
+            false,
+        ),
         ("cty JWT", h(&[("cty", Some(json!("JWT")))]), c(&[]), false),
         ("jku number", h(&[("jku", Some(json!(1)))]), c(&[]), false),
-        ("jku unregistered", h(&[("jku", Some(json!("https://evil.example/jwks")))]), c(&[]), false),
+        (
+            "jku unregistered",
+            h(&[("jku", Some(json!("https://evil.example/jwks")))]),
+            c(&[]),
+            false,
+        ),
         // Duplicate header members, same or different values.
         (
             "duplicate typ",
@@ -246,49 +330,239 @@ async fn client_assertion_table() {
         ),
         ("header not an object", "[1]".to_owned(), c(&[]), false),
         // iss and sub: both the client id, strings.
-        ("iss absent", valid_header.clone(), c(&[("iss", None)]), false),
-        ("iss null", valid_header.clone(), c(&[("iss", Some(Value::Null))]), false),
-        ("iss number", valid_header.clone(), c(&[("iss", Some(json!(1)))]), false),
-        ("sub absent", valid_header.clone(), c(&[("sub", None)]), false),
-        ("sub null", valid_header.clone(), c(&[("sub", Some(Value::Null))]), false),
-        ("iss != sub", valid_header.clone(), c(&[("sub", Some(json!("basic")))]), false),
-        ("iss another client", valid_header.clone(), c(&[("iss", Some(json!("basic"))), ("sub", Some(json!("basic")))]), false),
+        (
+            "iss absent",
+            valid_header.clone(),
+            c(&[("iss", None)]),
+            false,
+        ),
+        (
+            "iss null",
+            valid_header.clone(),
+            c(&[("iss", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "iss number",
+            valid_header.clone(),
+            c(&[("iss", Some(json!(1)))]),
+            false,
+        ),
+        (
+            "sub absent",
+            valid_header.clone(),
+            c(&[("sub", None)]),
+            false,
+        ),
+        (
+            "sub null",
+            valid_header.clone(),
+            c(&[("sub", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "iss != sub",
+            valid_header.clone(),
+            c(&[("sub", Some(json!("basic")))]),
+            false,
+        ),
+        (
+            "iss another client",
+            valid_header.clone(),
+            c(&[("iss", Some(json!("basic"))), ("sub", Some(json!("basic")))]),
+            false,
+        ),
         // aud: the token endpoint and nothing else.
-        ("aud one-element array", valid_header.clone(), c(&[("aud", Some(json!([endpoint])))]), true),
-        ("aud with another member", valid_header.clone(), c(&[("aud", Some(json!([endpoint, "https://other.example"])))]), false),
-        ("aud twice in the array", valid_header.clone(), c(&[("aud", Some(json!([endpoint, endpoint])))]), false),
-        ("aud empty array", valid_header.clone(), c(&[("aud", Some(json!([])))]), false),
-        ("aud null", valid_header.clone(), c(&[("aud", Some(Value::Null))]), false),
-        ("aud absent", valid_header.clone(), c(&[("aud", None)]), false),
-        ("aud trailing slash", valid_header.clone(), c(&[("aud", Some(json!(format!("{endpoint}/"))))]), false),
-        ("aud the issuer", valid_header.clone(), c(&[("aud", Some(json!(s.server.url())))]), false),
-        ("aud object", valid_header.clone(), c(&[("aud", Some(json!({"aud": endpoint})))]), false),
+        (
+            "aud one-element array",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([endpoint])))]),
+            true,
+        ),
+        (
+            "aud with another member",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([endpoint, "https://other.example"])))]),
+            false,
+        ),
+        (
+            "aud twice in the array",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([endpoint, endpoint])))]),
+            false,
+        ),
+        (
+            "aud empty array",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([])))]),
+            false,
+        ),
+        (
+            "aud null",
+            valid_header.clone(),
+            c(&[("aud", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "aud absent",
+            valid_header.clone(),
+            c(&[("aud", None)]),
+            false,
+        ),
+        (
+            "aud trailing slash",
+            valid_header.clone(),
+            c(&[("aud", Some(json!(format!("{endpoint}/"))))]),
+            false,
+        ),
+        (
+            "aud the issuer",
+            valid_header.clone(),
+            c(&[("aud", Some(json!(s.server.url())))]),
+            false,
+        ),
+        (
+            "aud object",
+            valid_header.clone(),
+            c(&[("aud", Some(json!({"aud": endpoint})))]),
+            false,
+        ),
         // exp: required integer, in the future, at most 300 s ahead.
-        ("exp absent", valid_header.clone(), c(&[("exp", None)]), false),
-        ("exp null", valid_header.clone(), c(&[("exp", Some(Value::Null))]), false),
-        ("exp string", valid_header.clone(), c(&[("exp", Some(json!((now + 60).to_string())))]), false),
-        ("exp fraction", valid_header.clone(), c(&[("exp", Some(json!(now as f64 + 60.5)))]), false),
-        ("exp now", valid_header.clone(), c(&[("exp", Some(json!(now)))]), false),
-        ("exp now + 1", valid_header.clone(), c(&[("exp", Some(json!(now + 1)))]), true),
-        ("exp now + 300", valid_header.clone(), c(&[("exp", Some(json!(now + 300)))]), true),
-        ("exp now + 301", valid_header.clone(), c(&[("exp", Some(json!(now + 301)))]), false),
+        (
+            "exp absent",
+            valid_header.clone(),
+            c(&[("exp", None)]),
+            false,
+        ),
+        (
+            "exp null",
+            valid_header.clone(),
+            c(&[("exp", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "exp string",
+            valid_header.clone(),
+            c(&[("exp", Some(json!((now + 60).to_string())))]),
+            false,
+        ),
+        (
+            "exp fraction",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now as f64 + 60.5)))]),
+            false,
+        ),
+        (
+            "exp now",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now)))]),
+            false,
+        ),
+        (
+            "exp now + 1",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now + 1)))]),
+            true,
+        ),
+        (
+            "exp now + 300",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now + 300)))]),
+            true,
+        ),
+        (
+            "exp now + 301",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now + 301)))]),
+            false,
+        ),
         // nbf: optional integer, not in the future.
-        ("nbf now", valid_header.clone(), c(&[("nbf", Some(json!(now)))]), true),
-        ("nbf now + 1", valid_header.clone(), c(&[("nbf", Some(json!(now + 1)))]), false),
-        ("nbf null", valid_header.clone(), c(&[("nbf", Some(Value::Null))]), false),
-        ("nbf string", valid_header.clone(), c(&[("nbf", Some(json!("0")))]), false),
+        (
+            "nbf now",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now)))]),
+            true,
+        ),
+        (
+            "nbf now + 1",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now + 1)))]),
+            false,
+        ),
+        (
+            "nbf null",
+            valid_header.clone(),
+            c(&[("nbf", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "nbf string",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!("0")))]),
+            false,
+        ),
         // iat: optional integer, not in the future.
-        ("iat absent", valid_header.clone(), c(&[("iat", None)]), true),
-        ("iat now + 1", valid_header.clone(), c(&[("iat", Some(json!(now + 1)))]), false),
-        ("iat null", valid_header.clone(), c(&[("iat", Some(Value::Null))]), false),
-        ("iat string", valid_header.clone(), c(&[("iat", Some(json!("0")))]), false),
+        (
+            "iat absent",
+            valid_header.clone(),
+            c(&[("iat", None)]),
+            true,
+        ),
+        (
+            "iat now + 1",
+            valid_header.clone(),
+            c(&[("iat", Some(json!(now + 1)))]),
+            false,
+        ),
+        (
+            "iat null",
+            valid_header.clone(),
+            c(&[("iat", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "iat string",
+            valid_header.clone(),
+            c(&[("iat", Some(json!("0")))]),
+            false,
+        ),
         // jti: required non-empty string, bounded.
-        ("jti absent", valid_header.clone(), c(&[("jti", None)]), false),
-        ("jti null", valid_header.clone(), c(&[("jti", Some(Value::Null))]), false),
-        ("jti empty", valid_header.clone(), c(&[("jti", Some(json!("")))]), false),
-        ("jti number", valid_header.clone(), c(&[("jti", Some(json!(7)))]), false),
-        ("jti 257 bytes", valid_header.clone(), c(&[("jti", Some(json!(long_jti)))]), false),
-        ("jti 256 bytes", valid_header.clone(), c(&[("jti", Some(json!(max_jti)))]), true),
+        (
+            "jti absent",
+            valid_header.clone(),
+            c(&[("jti", None)]),
+            false,
+        ),
+        (
+            "jti null",
+            valid_header.clone(),
+            c(&[("jti", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "jti empty",
+            valid_header.clone(),
+            c(&[("jti", Some(json!("")))]),
+            false,
+        ),
+        (
+            "jti number",
+            valid_header.clone(),
+            c(&[("jti", Some(json!(7)))]),
+            false,
+        ),
+        (
+            "jti 257 bytes",
+            valid_header.clone(),
+            c(&[("jti", Some(json!(long_jti)))]),
+            false,
+        ),
+        (
+            "jti 256 bytes",
+            valid_header.clone(),
+            c(&[("jti", Some(json!(max_jti)))]),
+            true,
+        ),
         // Duplicate claims, at the top and nested.
         (
             "duplicate sub",
@@ -308,7 +582,12 @@ async fn client_assertion_table() {
             c(&[]).replacen('{', r#"{"x":{"a":1,"a":2},"#, 1),
             false,
         ),
-        ("claims not an object", valid_header.clone(), "[1]".to_owned(), false),
+        (
+            "claims not an object",
+            valid_header.clone(),
+            "[1]".to_owned(),
+            false,
+        ),
     ];
     for (case, header, claims, accepted) in rows {
         let assertion = s.client.sign_texts(&header, &claims);
@@ -321,6 +600,11 @@ async fn client_assertion_table() {
                 (400, Some("invalid_client")),
                 "{case}: {}",
                 answer.body
+            );
+            let description = answer.body["error_description"].as_str().unwrap();
+            assert!(
+                description.contains(refusal_reason(case)),
+                "{case}: refused for another reason: {description}"
             );
             assert_eq!(answer.headers["content-type"], "application/json");
             assert_eq!(answer.headers["cache-control"], "no-store");
@@ -350,9 +634,19 @@ async fn client_assertion_times_at_the_leeway_edges() {
         ("nbf now + 31", json!(now + 31), false),
     ];
     for (case, nbf, accepted) in rows {
-        let claims = edit(s.client.claims(&endpoint, now), &[("nbf", Some(nbf.clone()))]);
-        let answer = s.token_with(&s.client.sign_texts(&header, &claims), &[]).await;
-        assert_eq!(answer.status.is_success(), *accepted, "{case}: {}", answer.body);
+        let claims = edit(
+            s.client.claims(&endpoint, now),
+            &[("nbf", Some(nbf.clone()))],
+        );
+        let answer = s
+            .token_with(&s.client.sign_texts(&header, &claims), &[])
+            .await;
+        assert_eq!(
+            answer.status.is_success(),
+            *accepted,
+            "{case}: {}",
+            answer.body
+        );
     }
     let rows: &[(&str, &str, i64, bool)] = &[
         ("exp now - 29", "exp", now - 29, true),
@@ -368,7 +662,9 @@ async fn client_assertion_times_at_the_leeway_edges() {
             changes.push(("iat", Some(json!(now - 200))));
         }
         let claims = edit(s.client.claims(&endpoint, now), &changes);
-        let answer = s.token_with(&s.client.sign_texts(&header, &claims), &[]).await;
+        let answer = s
+            .token_with(&s.client.sign_texts(&header, &claims), &[])
+            .await;
         if *accepted {
             assert_eq!(answer.status, StatusCode::OK, "{case}: {}", answer.body);
         } else {
@@ -413,26 +709,86 @@ async fn missing_or_unsupported_client_authentication_is_401_invalid_client() {
     };
     let basic = |raw: &str| format!("Basic {}", STANDARD.encode(raw));
     // (case, form, Authorization header)
-    let rows: Vec<(&str, Vec<(&str, &str)>, Option<String>)> = vec![
+    type Row<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<String>);
+    let rows: Vec<Row<'_>> = vec![
         ("nothing", with(&[]), None),
-        ("client_id only (a Basic client)", with(&[("client_id", "basic")]), None),
-        ("client_id only (an assertion client)", with(&[("client_id", "raw")]), None),
-        ("client_secret_post", with(&[("client_id", "basic"), ("client_secret", "secret")]), None),
-        ("another assertion type", with(&[("client_assertion_type", "urn:other"), ("client_assertion", "a.b.c")]), None),
+        (
+            "client_id only (a Basic client)",
+            with(&[("client_id", "basic")]),
+            None,
+        ),
+        (
+            "client_id only (an assertion client)",
+            with(&[("client_id", "raw")]),
+            None,
+        ),
+        (
+            "client_secret_post",
+            with(&[("client_id", "basic"), ("client_secret", "secret")]),
+            None,
+        ),
+        (
+            "another assertion type",
+            with(&[
+                ("client_assertion_type", "urn:other"),
+                ("client_assertion", "a.b.c"),
+            ]),
+            None,
+        ),
         ("Bearer scheme", with(&[]), Some("Bearer abc".to_owned())),
-        ("Digest scheme", with(&[]), Some("Digest username=\"basic\"".to_owned())),
-        ("Basic without credentials", with(&[]), Some("Basic".to_owned())),
-        ("Basic, bad base64", with(&[]), Some("Basic !!!!".to_owned())),
-        ("Basic, unpadded base64", with(&[]), Some(basic("basic:secret1").trim_end_matches('=').to_owned())),
+        (
+            "Digest scheme",
+            with(&[]),
+            Some("Digest username=\"basic\"".to_owned()),
+        ),
+        (
+            "Basic without credentials",
+            with(&[]),
+            Some("Basic".to_owned()),
+        ),
+        (
+            "Basic, bad base64",
+            with(&[]),
+            Some("Basic !!!!".to_owned()),
+        ),
+        (
+            "Basic, unpadded base64",
+            with(&[]),
+            Some(basic("basic:secret1").trim_end_matches('=').to_owned()),
+        ),
         ("Basic, no colon", with(&[]), Some(basic("basicsecret"))),
         ("Basic, empty id", with(&[]), Some(basic(":secret"))),
-        ("Basic, bad escape in the secret", with(&[]), Some(basic("basic:sec%zzret"))),
-        ("Basic, bad escape in the id", with(&[]), Some(basic("ba%sic:secret"))),
-        ("Basic, escape to invalid UTF-8", with(&[]), Some(basic("basic:%FF"))),
-        ("Basic, bytes not UTF-8", with(&[]), Some(format!("Basic {}", STANDARD.encode(b"basic:\xff")))),
+        (
+            "Basic, bad escape in the secret",
+            with(&[]),
+            Some(basic("basic:sec%zzret")),
+        ),
+        (
+            "Basic, bad escape in the id",
+            with(&[]),
+            Some(basic("ba%sic:secret")),
+        ),
+        (
+            "Basic, escape to invalid UTF-8",
+            with(&[]),
+            Some(basic("basic:%FF")),
+        ),
+        (
+            "Basic, bytes not UTF-8",
+            with(&[]),
+            Some(format!("Basic {}", STANDARD.encode(b"basic:\xff"))),
+        ),
         ("Basic, wrong secret", with(&[]), Some(basic("basic:wrong"))),
-        ("Basic, an assertion client", with(&[]), Some(basic("raw:secret"))),
-        ("Basic, form client_id of another client", with(&[("client_id", "raw")]), Some(basic("basic:secret1"))),
+        (
+            "Basic, an assertion client",
+            with(&[]),
+            Some(basic("raw:secret")),
+        ),
+        (
+            "Basic, form client_id of another client",
+            with(&[("client_id", "raw")]),
+            Some(basic("basic:secret1")),
+        ),
     ];
     for (case, form, authorization) in rows {
         let mut request = s.post(s.token_endpoint(), &form);
@@ -440,7 +796,12 @@ async fn missing_or_unsupported_client_authentication_is_401_invalid_client() {
             request = request.header("authorization", value);
         }
         let answer = send(request).await;
-        assert_eq!(answer.error(), (401, Some("invalid_client")), "{case}: {}", answer.body);
+        assert_eq!(
+            answer.error(),
+            (401, Some("invalid_client")),
+            "{case}: {}",
+            answer.body
+        );
         assert_eq!(answer.challenge(), Some(BASIC_CHALLENGE), "{case}");
         assert_eq!(answer.headers["cache-control"], "no-store", "{case}");
         assert!(!answer.body.to_string().contains("secret\""), "{case}");
@@ -488,8 +849,15 @@ async fn basic_credentials_are_form_decoded() {
         assert_eq!(answer.challenge(), Some(BASIC_CHALLENGE));
     }
     // Encoded twice: fails.
-    let twice = format!("{}:{}", urlencode(&urlencode(id)), urlencode(&urlencode(secret)));
-    assert_eq!(send(with_basic(twice)).await.status, StatusCode::UNAUTHORIZED);
+    let twice = format!(
+        "{}:{}",
+        urlencode(&urlencode(id)),
+        urlencode(&urlencode(secret))
+    );
+    assert_eq!(
+        send(with_basic(twice)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// RFC 6749 section 2.3: more than one authentication method is `invalid_request`.
@@ -518,9 +886,18 @@ async fn two_authentication_methods_are_invalid_request() {
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", assertion.as_str()),
     ];
-    let rows: Vec<(&str, Vec<(String, String)>, Vec<String>)> = vec![
-        ("Basic + assertion", with(&assertion_params), vec![basic.clone()]),
-        ("Basic + client_secret", with(&[("client_secret", "secret")]), vec![basic.clone()]),
+    type Row<'a> = (&'a str, Vec<(String, String)>, Vec<String>);
+    let rows: Vec<Row<'_>> = vec![
+        (
+            "Basic + assertion",
+            with(&assertion_params),
+            vec![basic.clone()],
+        ),
+        (
+            "Basic + client_secret",
+            with(&[("client_secret", "secret")]),
+            vec![basic.clone()],
+        ),
         (
             "assertion + client_secret",
             with(&[
@@ -530,10 +907,26 @@ async fn two_authentication_methods_are_invalid_request() {
             ]),
             vec![],
         ),
-        ("Bearer + assertion", with(&assertion_params), vec!["Bearer x".to_owned()]),
-        ("two Authorization headers", with(&[]), vec![basic.clone(), basic.clone()]),
-        ("assertion without its type", with(&[assertion_params[1]]), vec![]),
-        ("assertion type without an assertion", with(&[assertion_params[0]]), vec![]),
+        (
+            "Bearer + assertion",
+            with(&assertion_params),
+            vec!["Bearer x".to_owned()],
+        ),
+        (
+            "two Authorization headers",
+            with(&[]),
+            vec![basic.clone(), basic.clone()],
+        ),
+        (
+            "assertion without its type",
+            with(&[assertion_params[1]]),
+            vec![],
+        ),
+        (
+            "assertion type without an assertion",
+            with(&[assertion_params[0]]),
+            vec![],
+        ),
     ];
     for (case, form, authorizations) in rows {
         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -542,7 +935,12 @@ async fn two_authentication_methods_are_invalid_request() {
             request = request.header("authorization", value);
         }
         let answer = send(request).await;
-        assert_eq!(answer.error(), (400, Some("invalid_request")), "{case}: {}", answer.body);
+        assert_eq!(
+            answer.error(),
+            (400, Some("invalid_request")),
+            "{case}: {}",
+            answer.body
+        );
     }
     // The assertion was not consumed by the refused requests: it still works alone.
     let answer = s.token_with(&assertion, &[]).await;
@@ -554,16 +952,62 @@ async fn two_authentication_methods_are_invalid_request() {
 async fn malformed_forms_and_scopes() {
     let s = strict_server(0).await;
     let basic = format!("Basic {}", STANDARD.encode("basic:secret1"));
-    let rows: &[(&str, &str, &str, (u16, Option<&str>))] = &[
-        ("bad escape", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=system%2FPatient.rs%zz", (400, Some("invalid_request"))),
-        ("escape to invalid UTF-8", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=%FF", (400, Some("invalid_request"))),
-        ("repeated", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=a&scope=b", (400, Some("invalid_request"))),
-        ("JSON body", "application/json", r#"{"grant_type":"client_credentials"}"#, (400, Some("invalid_request"))),
-        ("tab in scope", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=system%2FPatient.rs%09system%2FObservation.rs", (400, Some("invalid_scope"))),
-        ("LF in scope", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=system%2FPatient.rs%0A", (400, Some("invalid_scope"))),
-        ("double space in scope", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=a++b", (400, Some("invalid_scope"))),
-        ("empty scope is absent", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=", (400, Some("invalid_request"))),
-        ("good", "application/x-www-form-urlencoded; charset=UTF-8", "grant_type=client_credentials&scope=system%2FPatient.rs&unknown=1", (200, None)),
+    type Row<'a> = (&'a str, &'a str, &'a str, (u16, Option<&'a str>));
+    let rows: &[Row<'_>] = &[
+        (
+            "bad escape",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=system%2FPatient.rs%zz",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "escape to invalid UTF-8",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=%FF",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "repeated",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=a&scope=b",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "JSON body",
+            "application/json",
+            r#"{"grant_type":"client_credentials"}"#,
+            (400, Some("invalid_request")),
+        ),
+        (
+            "tab in scope",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=system%2FPatient.rs%09system%2FObservation.rs",
+            (400, Some("invalid_scope")),
+        ),
+        (
+            "LF in scope",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=system%2FPatient.rs%0A",
+            (400, Some("invalid_scope")),
+        ),
+        (
+            "double space in scope",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=a++b",
+            (400, Some("invalid_scope")),
+        ),
+        (
+            "empty scope is absent",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "good",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "grant_type=client_credentials&scope=system%2FPatient.rs&unknown=1",
+            (200, None),
+        ),
     ];
     for (case, content_type, body, expected) in rows {
         let answer = send(
@@ -577,7 +1021,10 @@ async fn malformed_forms_and_scopes() {
         assert_eq!(answer.error(), *expected, "{case}: {}", answer.body);
     }
     // A body over 64 KiB is not read.
-    let huge = format!("grant_type=client_credentials&scope={}", "a".repeat(70 * 1024));
+    let huge = format!(
+        "grant_type=client_credentials&scope={}",
+        "a".repeat(70 * 1024)
+    );
     let response = s
         .http
         .post(s.token_endpoint())
@@ -634,7 +1081,11 @@ async fn registration_is_strict() {
             json!({"jwks": jwks, "scope": "system/*.rs"}).to_string(),
         )
         .await;
-        assert_eq!(answer.error(), (400, Some("invalid_client_metadata")), "{member}");
+        assert_eq!(
+            answer.error(),
+            (400, Some("invalid_client_metadata")),
+            "{member}"
+        );
         assert!(!answer.body.to_string().contains(MARKER), "{member}");
     }
     let oct = json!({"keys": [public["keys"][0], {"kty": "oct", "kid": "h"}]});
@@ -665,7 +1116,12 @@ async fn registration_is_strict() {
     ];
     for (case, body) in rows {
         let answer = register(Some("application/json"), body).await;
-        assert_eq!(answer.error(), (400, Some("invalid_client_metadata")), "{case}: {}", answer.body);
+        assert_eq!(
+            answer.error(),
+            (400, Some("invalid_client_metadata")),
+            "{case}: {}",
+            answer.body
+        );
         assert!(answer.body["error_description"].is_string());
     }
 }
@@ -683,7 +1139,10 @@ async fn code_registration_keeps_public_keys_only() {
         .push(json!({"kty": "oct", "kid": "h", "k": "U1lNTUVUUklDLUs"}));
     let registration = ClientRegistration::private_key_jwt("raw", with_private, ["system/*.rs"]);
     let debug = format!("{registration:?}");
-    assert!(!debug.contains("UFJJVkFURS1E") && !debug.contains("U1lNTUVUUklDLUs"), "{debug}");
+    assert!(
+        !debug.contains("UFJJVkFURS1E") && !debug.contains("U1lNTUVUUklDLUs"),
+        "{debug}"
+    );
     assert!(debug.contains("raw-1"), "{debug}");
     s.server.register(registration);
     let endpoint = s.token_endpoint().to_owned();
@@ -694,11 +1153,13 @@ async fn code_registration_keeps_public_keys_only() {
     assert_eq!(s.token_with(&assertion, &[]).await.status, StatusCode::OK);
 }
 
-async fn register_secret_client(http: &reqwest::Client, server: &DevAuthServer) -> (String, String) {
-    let answer = send(
-        http.post(format!("{}/register", server.url()))
-            .json(&json!({"scope": "system/*.rs", "token_endpoint_auth_method": "client_secret_basic"})),
-    )
+async fn register_secret_client(
+    http: &reqwest::Client,
+    server: &DevAuthServer,
+) -> (String, String) {
+    let answer = send(http.post(format!("{}/register", server.url())).json(
+        &json!({"scope": "system/*.rs", "token_endpoint_auth_method": "client_secret_basic"}),
+    ))
     .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
     (
@@ -729,21 +1190,37 @@ async fn revocation_and_introspection_of_foreign_tokens() {
                 ],
             )
             .basic_auth(id, Some(secret));
-        async move { send(request).await.body["access_token"].as_str().unwrap().to_owned() }
+        async move {
+            send(request).await.body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
     };
     let a_token = token_of(a_id.clone(), a_secret.clone()).await;
     let b_token = token_of(b_id.clone(), b_secret.clone()).await;
     let revoke_url = format!("{}/revoke", s.server.url());
     let introspect_url = s.server.introspection_endpoint();
     let call = |url: &str, id: &str, secret: &str, token: &str| {
-        send(s.post(url, &[("token", token)]).basic_auth(id, Some(secret)))
+        send(
+            s.post(url, &[("token", token)])
+                .basic_auth(id, Some(secret)),
+        )
     };
 
     // B tries to revoke A's token: refused, and the token stays valid.
     let answer = call(&revoke_url, &b_id, &b_secret, &a_token).await;
-    assert_eq!(answer.error(), (400, Some("unauthorized_client")), "{}", answer.body);
+    assert_eq!(
+        answer.error(),
+        (400, Some("unauthorized_client")),
+        "{}",
+        answer.body
+    );
     let answer = call(&introspect_url, &a_id, &a_secret, &a_token).await;
-    assert_eq!(answer.body["active"], true, "still active after the foreign attempt");
+    assert_eq!(
+        answer.body["active"], true,
+        "still active after the foreign attempt"
+    );
     assert_eq!(answer.body["client_id"], a_id.as_str());
     // A's token still authenticates its bearer at the introspection endpoint.
     let answer = send(
@@ -754,9 +1231,16 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     assert_eq!(answer.body["active"], true);
 
     // B (and a code client limited to its own tokens) may not introspect A's token.
-    for (id, secret) in [(b_id.as_str(), b_secret.as_str()), ("limited", "limited-secret")] {
+    for (id, secret) in [
+        (b_id.as_str(), b_secret.as_str()),
+        ("limited", "limited-secret"),
+    ] {
         let answer = call(&introspect_url, id, secret, &a_token).await;
-        assert_eq!((answer.status, answer.body.clone()), (StatusCode::OK, json!({"active": false})), "{id}");
+        assert_eq!(
+            (answer.status, answer.body.clone()),
+            (StatusCode::OK, json!({"active": false})),
+            "{id}"
+        );
     }
     // Nor by presenting its own token as a Bearer credential.
     let answer = send(
@@ -781,13 +1265,22 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     assert_eq!(answer.error(), (401, Some("invalid_client")));
 
     // Unknown tokens: 200 (RFC 7009 section 2.2).
-    assert_eq!(call(&revoke_url, &b_id, &b_secret, "unknown").await.status, StatusCode::OK);
+    assert_eq!(
+        call(&revoke_url, &b_id, &b_secret, "unknown").await.status,
+        StatusCode::OK
+    );
     // A revokes its own token: done.
-    assert_eq!(call(&revoke_url, &a_id, &a_secret, &a_token).await.status, StatusCode::OK);
+    assert_eq!(
+        call(&revoke_url, &a_id, &a_secret, &a_token).await.status,
+        StatusCode::OK
+    );
     let answer = call(&introspect_url, "basic", "secret1", &a_token).await;
     assert_eq!(answer.body, json!({"active": false}));
     // B's token was never touched.
-    assert_eq!(call(&introspect_url, &b_id, &b_secret, &b_token).await.body["active"], true);
+    assert_eq!(
+        call(&introspect_url, &b_id, &b_secret, &b_token).await.body["active"],
+        true
+    );
 }
 
 /// `Debug` of registrations, the server, and the client's credentials and tokens never
@@ -798,7 +1291,10 @@ async fn debug_never_shows_secrets() {
     let registration = ClientRegistration::client_secret_basic("c", secret, ["system/*.rs"]);
     let debug = format!("{registration:?}");
     assert!(!debug.contains(secret), "{debug}");
-    assert!(debug.contains("\"c\"") && debug.contains("redacted"), "{debug}");
+    assert!(
+        debug.contains("\"c\"") && debug.contains("redacted"),
+        "{debug}"
+    );
     let alternate = format!("{registration:#?}");
     assert!(!alternate.contains(secret), "{alternate}");
 
