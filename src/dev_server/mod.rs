@@ -70,7 +70,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -250,7 +251,8 @@ impl DevAuthServerBuilder {
             ));
         }
         let listener = tokio::net::TcpListener::bind(self.address).await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let bound = listener.local_addr()?;
+        let url = format!("http://{bound}");
         let timeout = Duration::from_secs(5);
         let mut tag = [0u8; 4];
         aws_lc_rs::rand::fill(&mut tag)
@@ -279,11 +281,17 @@ impl DevAuthServerBuilder {
                 max_body: 256 * 1024,
             },
             limits,
+            own_hosts: [bound.to_string(), format!("localhost:{}", bound.port())],
             static_clients: Mutex::new(HashMap::new()),
             dynamic_clients: Mutex::new(ExpiringMap::new(limits.max_clients)),
             tokens: Mutex::new(ExpiringMap::new(limits.max_tokens)),
             seen_assertions: Mutex::new(ExpiringMap::new(limits.max_seen_assertions)),
-            jwks_cache: JwksCache::new(limits.max_clients.max(1), limits.jwks_cache_ttl_secs),
+            // Every live client has at most one URL; room for twice the HTTP-registered
+            // ones leaves plenty for the clients registered in code.
+            jwks_cache: JwksCache::new(
+                limits.max_clients.saturating_mul(2).max(64),
+                limits.jwks_cache_ttl_secs,
+            ),
             token_requests: AtomicUsize::new(0),
         });
         let router = Router::new()
@@ -298,6 +306,10 @@ impl DevAuthServerBuilder {
             .route("/introspect", post(introspect))
             .route("/revoke", post(revoke))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                require_own_host,
+            ))
             .with_state(Arc::clone(&state));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -341,6 +353,9 @@ struct ServerState {
     key: SigningKey,
     fetcher: Fetcher,
     limits: Limits,
+    /// The `Host` values this server answers to: its bound address, and `localhost`
+    /// with its port.
+    own_hosts: [String; 2],
     /// Clients registered in code: the operator's, kept until replaced.
     static_clients: Mutex<HashMap<String, ClientRegistration>>,
     /// Clients registered over HTTP: expiring and capped.
@@ -524,6 +539,32 @@ impl ServerState {
     /// The unexpired, unrevoked record of `token`.
     fn active_token(&self, token: &str, now: i64) -> Option<TokenRecord> {
         lock(&self.tokens).get(&digest(token), now).cloned()
+    }
+}
+
+/// Answers only requests addressed to this server: the `Host` header must be the bound
+/// address or `localhost` with the bound port. A web page that gets its own host name
+/// resolved to 127.0.0.1 (DNS rebinding) sends its own name, and is refused with 421
+/// Misdirected Request (RFC 9110 section 15.5.20) before any endpoint runs.
+async fn require_own_host(
+    State(state): State<Arc<ServerState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let own = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().is_ok_and(|host| {
+            state
+                .own_hosts
+                .iter()
+                .any(|own| own.eq_ignore_ascii_case(host))
+        }),
+        _ => false,
+    };
+    if own {
+        next.run(request).await
+    } else {
+        OAuthError::misdirected().into_response()
     }
 }
 

@@ -98,6 +98,15 @@ impl OAuthError {
         )
     }
 
+    /// A request whose `Host` is not this server: 421 (RFC 9110 section 15.5.20).
+    pub(crate) fn misdirected() -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "invalid_request",
+            "the Host header does not name this server",
+        )
+    }
+
     /// A bounded store (tokens, clients, assertion ids, key sets) is full of live
     /// entries: 503 with `Retry-After`, rather than growing without bound.
     pub(crate) fn store_full(retry_after_secs: u64) -> Self {

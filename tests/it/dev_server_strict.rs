@@ -1335,3 +1335,65 @@ async fn debug_never_shows_secrets() {
         assert!(!debug.contains("\"d\""), "{debug}");
     }
 }
+
+/// Sends `request` (a raw HTTP/1.1 request) and returns the status code and the raw
+/// answer.
+async fn raw_http(address: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// Only requests addressed to the server itself are answered: a `Host` of another name
+/// (a DNS-rebinding web page), none, or two are refused with 421 before any endpoint runs.
+#[tokio::test]
+async fn requests_for_another_host_are_misdirected() {
+    let s = strict_server(0).await;
+    let address = s.server.url().trim_start_matches("http://").to_owned();
+    let port = address.rsplit(':').next().unwrap().to_owned();
+    let body = "grant_type=client_credentials&scope=system%2FPatient.rs";
+    let basic = STANDARD.encode("basic:secret1");
+    let request = |hosts: &[String]| {
+        let hosts: String = hosts.iter().map(|h| format!("Host: {h}\r\n")).collect();
+        format!(
+            "POST /token HTTP/1.1\r\n{hosts}Authorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let rows: Vec<(Vec<String>, u16)> = vec![
+        (vec![address.clone()], 200),
+        (vec![format!("localhost:{port}")], 200),
+        (vec![format!("LOCALHOST:{port}")], 200),
+        (vec!["evil.example".to_owned()], 421),
+        (vec![format!("evil.example:{port}")], 421),
+        (vec!["127.0.0.1".to_owned()], 421),
+        (vec!["localhost".to_owned()], 421),
+        (
+            vec![format!("127.0.0.1:{}", port.parse::<u32>().unwrap() + 1)],
+            421,
+        ),
+        (vec![], 421),
+        (vec![address.clone(), "evil.example".to_owned()], 421),
+    ];
+    for (hosts, expected) in rows {
+        let (status, answer) = raw_http(&address, &request(&hosts)).await;
+        assert_eq!(status, expected, "{hosts:?}: {answer}");
+        if expected == 421 {
+            assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
+        }
+    }
+    // Discovery and registration are covered as well.
+    let get = format!(
+        "GET /.well-known/smart-configuration HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_http(&address, &get).await.0, 421);
+}
