@@ -12,22 +12,28 @@
 //! | `GET /jwks.json` | the server's public signing key |
 //! | `POST /register` | RFC 7591 subset: `jwks`, `jwks_uri` or a generated secret, `scope` |
 //! | `POST /token` | `grant_type=client_credentials` |
-//! | `POST /introspect` | RFC 7662, for callers with Basic client credentials or a Bearer token of this server |
-//! | `POST /revoke` | RFC 7009, same authentication |
+//! | `POST /introspect` | RFC 7662, for clients authenticated by Basic credentials, a client assertion, or a Bearer token of this server |
+//! | `POST /revoke` | RFC 7009, for clients authenticated by Basic credentials or a client assertion |
+//!
+//! Client assertions at the introspection and revocation endpoints also name the token
+//! endpoint as their `aud` (RFC 7523 section 3 allows it, and one rule is simpler).
 //!
 //! What it refuses, with the RFC 6749 section 5.2 error codes:
 //!
+//! - Requests whose `Host` is not the bound address (or `localhost` with its port): 421,
+//!   so a web page using DNS rebinding cannot reach the endpoints.
 //! - Token requests: no client authentication (401 `invalid_client` with a Basic
 //!   challenge), two methods at once (`invalid_request`), malformed Basic credentials (401),
 //!   `client_secret_post` or other assertion types (401), and a form `client_id` other than
 //!   the authenticated client (`invalid_client`). Form bodies are decoded strictly: bad
 //!   escapes and repeated parameters are `invalid_request`; a scope string that is not
-//!   space-separated scope tokens is `invalid_scope`.
+//!   space-separated scope tokens is `invalid_scope`; bodies over 64 KiB get 413.
 //! - Client assertions (RFC 7523 section 3, SMART): header `kid` and `typ: JWT` required,
 //!   no `crit`/`cty`; `iss` = `sub` = the client; `aud` exactly the token endpoint (a string,
 //!   or an array with that one member); `exp` at most five minutes ahead; `nbf` and `iat`
 //!   not in the future; integer times; a fresh `jti`; unique JSON member names. All within
-//!   the [clock leeway](DevAuthServerBuilder::clock_leeway).
+//!   the [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
+//!   `invalid_client` (RFC 7521 section 4.2.1).
 //! - Registration (RFC 7591): `Content-Type: application/json` (else 415), key sets of
 //!   public asymmetric keys only (`invalid_client_metadata` for `d`, `p`, `q`, `dp`, `dq`,
 //!   `qi`, `oth`, `k` or `kty: oct`).

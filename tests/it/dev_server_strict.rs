@@ -1397,3 +1397,50 @@ async fn requests_for_another_host_are_misdirected() {
     );
     assert_eq!(raw_http(&address, &get).await.0, 421);
 }
+
+/// A `private_key_jwt` client authenticates at the revocation and introspection endpoints
+/// with a fresh assertion (`aud` the token endpoint), and revokes its own token.
+#[tokio::test]
+async fn assertion_clients_introspect_and_revoke_their_own_tokens() {
+    let s = strict_server(0).await;
+    let endpoint = s.token_endpoint().to_owned();
+    let header = Value::Object(s.client.header()).to_string();
+    let sign = || {
+        s.client.sign_texts(
+            &header,
+            &Value::Object(s.client.claims(&endpoint, s.now)).to_string(),
+        )
+    };
+    let answer = s.token_with(&sign(), &[]).await;
+    let token = answer.body["access_token"].as_str().unwrap().to_owned();
+    let with_assertion = |url: String, assertion: String| {
+        send(s.post(
+            &url,
+            &[
+                ("token", token.as_str()),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion.as_str()),
+            ],
+        ))
+    };
+    let introspect = s.server.introspection_endpoint();
+    let revoke = format!("{}/revoke", s.server.url());
+    let answer = with_assertion(introspect.clone(), sign()).await;
+    assert_eq!(answer.body["active"], true, "{}", answer.body);
+    assert_eq!(answer.body["client_id"], "raw");
+    // A replayed assertion authenticates nobody, here as at the token endpoint.
+    let used = sign();
+    assert_eq!(
+        with_assertion(revoke.clone(), used.clone()).await.status,
+        StatusCode::OK
+    );
+    let answer = with_assertion(introspect.clone(), used).await;
+    assert_eq!(answer.error(), (400, Some("invalid_client")));
+    // The revocation took effect.
+    let answer = send(
+        s.post(&introspect, &[("token", token.as_str())])
+            .basic_auth("basic", Some("secret1")),
+    )
+    .await;
+    assert_eq!(answer.body, json!({"active": false}));
+}
