@@ -223,6 +223,12 @@ impl ClientRegistration {
     }
 
     /// Whether this client may introspect tokens issued to other clients.
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    /// let rs = ClientRegistration::client_secret_basic("rs", "s3cret", ["system/*.rs"]);
+    /// assert!(rs.introspects_any_token());
+    /// ```
     pub fn introspects_any_token(&self) -> bool {
         self.introspects_any_token
     }

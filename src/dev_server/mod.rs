@@ -231,7 +231,7 @@ impl DevAuthServerBuilder {
     }
 
     /// How long a key set fetched from a client's `jwks_uri` is used before it is
-    /// fetched again (default 300 s).
+    /// fetched again (default 300 s, at least 1 s).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -239,7 +239,7 @@ impl DevAuthServerBuilder {
     ///     .jwks_cache_ttl(Duration::from_secs(60));
     /// ```
     pub fn jwks_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.limits.jwks_cache_ttl_secs = seconds(ttl);
+        self.limits.jwks_cache_ttl_secs = seconds(ttl).max(1);
         self
     }
 
@@ -459,6 +459,17 @@ impl DevAuthServer {
 
     /// How many issued tokens are stored (unexpired ones, and expired ones not yet
     /// dropped); never more than [`max_tokens`](DevAuthServerBuilder::max_tokens).
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use smart_auth::dev_server::DevAuthServer;
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .max_tokens(1_000)
+    ///     .start()
+    ///     .await?;
+    /// assert!(server.stored_tokens() <= 1_000);
+    /// # Ok(()) }
+    /// ```
     pub fn stored_tokens(&self) -> usize {
         lock(&self.state.tokens).len()
     }
