@@ -14,12 +14,22 @@ pub(crate) const ASSERTION_LIFETIME_SECS: i64 = 240;
 /// The `client_assertion_type` value for a JWT assertion.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// A signed assertion and what it says.
-#[derive(Debug)]
+/// A signed assertion and what it says. `Debug` leaves out the signed JWT: until it
+/// expires it is a credential.
 pub(crate) struct Assertion {
     pub(crate) header: Value,
     pub(crate) claims: Value,
     pub(crate) jwt: String,
+}
+
+impl std::fmt::Debug for Assertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assertion")
+            .field("header", &self.header)
+            .field("claims", &self.claims)
+            .field("jwt", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Signs an assertion for `client_id` addressed to `token_endpoint` at `now` (Unix
@@ -87,6 +97,8 @@ mod tests {
                 "exp": 1_240, "iat": 1_000, "jti": jti,
             })
         );
+        let debug = format!("{assertion:?}");
+        assert!(!debug.contains(&assertion.jwt), "{debug}");
         let again = sign(&key, "app", "https://as.example/token", 1_000).unwrap();
         assert_ne!(again.claims["jti"], claims["jti"]);
     }

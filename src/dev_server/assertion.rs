@@ -1,58 +1,144 @@
-//! Checking a `private_key_jwt` client assertion (RFC 7523 section 3, SMART Backend
-//! Services "Authenticating to the token endpoint").
+//! Checking a `private_key_jwt` client assertion (RFC 7523 section 3, RFC 7521 section
+//! 4.2, SMART Backend Services "Authenticating to the token endpoint").
+//!
+//! The header and the claims are parsed once, strictly (member names unique at every
+//! depth), before the signature is checked; the claim rules run only on a verified
+//! assertion, so an unauthenticated caller learns nothing beyond "not a valid assertion".
 
-use std::collections::HashMap;
-
-use serde_json::Value;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
 
 use super::clients::{ClientRegistration, Credential};
 use super::oauth::OAuthError;
 use crate::algorithm::SigningAlgorithm;
-use crate::jwks::{KeySet, Selection};
+use crate::json::object_with_unique_members;
+use crate::jwks::{KeySet, Selection, asymmetric_algorithm};
 use crate::jwt;
 
 /// The longest an assertion may live: SMART says `exp` no more than five minutes ahead.
 pub(crate) const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
 
-/// The parts of an assertion read before its signature is checked: only what is needed to
-/// find the client and its key.
+/// The longest accepted assertion, in characters.
+const MAX_ASSERTION_LEN: usize = 16 * 1024;
+
+/// The longest accepted `jti` (the replay cache keeps each one for the assertion's life).
+const MAX_JTI_LEN: usize = 256;
+
+/// An assertion whose header passed the rules and whose claims are a strict JSON object,
+/// signature not yet checked.
 pub(crate) struct UnverifiedAssertion<'a> {
     segments: jwt::Segments<'a>,
-    header: jwt::Header,
+    alg: Algorithm,
+    kid: String,
     jku: Option<String>,
+    claims: Map<String, Value>,
+    /// The `iss` claim: which client this claims to be.
     pub(crate) issuer: String,
 }
 
-/// Reads the header and the `iss` of an assertion.
+/// What a verified assertion leaves for replay detection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Verified {
+    pub(crate) jti: String,
+    /// Until when the assertion could be accepted (its `exp` plus the leeway).
+    pub(crate) usable_until: i64,
+}
+
+fn not_a_valid_jwt() -> OAuthError {
+    OAuthError::invalid_client("the client assertion is not a valid signed JWT")
+}
+
+fn strict_object(segment: &str) -> Result<Map<String, Value>, OAuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| not_a_valid_jwt())?;
+    object_with_unique_members(&bytes).map_err(|_| not_a_valid_jwt())
+}
+
+/// Whether a `typ` value names the media type `application/jwt` (RFC 7515 section 4.1.9:
+/// compared without case, `application/` implied when there is no `/`).
+fn is_jwt_type(typ: &str) -> bool {
+    let subtype = match typ.split_once('/') {
+        Some((kind, subtype)) if kind.eq_ignore_ascii_case("application") => subtype,
+        Some(_) => return false,
+        None => typ,
+    };
+    subtype.eq_ignore_ascii_case("jwt")
+}
+
+/// Reads an assertion's header and claims.
+///
+/// Header rules: `alg` a string naming one of the asymmetric algorithms this crate
+/// verifies; `kid` a non-empty string (SMART); `typ` a string naming the `JWT` media type
+/// (SMART); no `crit` (no extension is understood) and no `cty` (the payload is a claims
+/// set, not a nested JWT); `jku`, when present, a string. Claims: a JSON object with a
+/// non-empty string `iss`.
 pub(crate) fn read(assertion: &str) -> Result<UnverifiedAssertion<'_>, OAuthError> {
-    let bad = || OAuthError::invalid_client("the client assertion is not a valid signed JWT");
-    if assertion.len() > 16 * 1024 {
-        return Err(bad());
+    if assertion.len() > MAX_ASSERTION_LEN {
+        return Err(not_a_valid_jwt());
     }
-    let segments = jwt::split(assertion).map_err(|_| bad())?;
-    let algorithms: Vec<_> = SigningAlgorithm::DEFAULT
-        .iter()
-        .map(|a| a.to_jsonwebtoken())
-        .collect();
-    let header = jwt::parse_header(segments.header, &algorithms).map_err(|_| bad())?;
-    let header_json = jwt::decode_payload(segments.header).map_err(|_| bad())?;
-    let jku = match header_json.get("jku") {
+    let segments = jwt::split(assertion).map_err(|_| not_a_valid_jwt())?;
+    let header = strict_object(segments.header)?;
+    let alg = match header.get("alg") {
+        Some(Value::String(name)) => asymmetric_algorithm(name)
+            .filter(|alg| {
+                SigningAlgorithm::DEFAULT
+                    .iter()
+                    .any(|allowed| allowed.to_jsonwebtoken() == *alg)
+            })
+            .ok_or_else(|| {
+                OAuthError::invalid_client("the client assertion's alg is not supported")
+            })?,
+        _ => return Err(not_a_valid_jwt()),
+    };
+    let kid = match header.get("kid") {
+        Some(Value::String(kid)) if !kid.is_empty() => kid.clone(),
+        _ => {
+            return Err(OAuthError::invalid_client(
+                "the client assertion's header needs a kid string",
+            ));
+        }
+    };
+    match header.get("typ") {
+        Some(Value::String(typ)) if is_jwt_type(typ) => {}
+        _ => {
+            return Err(OAuthError::invalid_client(
+                "the client assertion's header needs typ JWT",
+            ));
+        }
+    }
+    if header.contains_key("crit") || header.contains_key("cty") {
+        return Err(OAuthError::invalid_client(
+            "the client assertion's header has crit or cty",
+        ));
+    }
+    let jku = match header.get("jku") {
         None => None,
         Some(Value::String(jku)) => Some(jku.clone()),
-        Some(_) => return Err(bad()),
+        Some(_) => return Err(not_a_valid_jwt()),
     };
-    let claims = jwt::decode_payload(segments.payload).map_err(|_| bad())?;
-    let issuer = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .to_owned();
+    let claims = strict_object(segments.payload)?;
+    let issuer = match claims.get("iss") {
+        Some(Value::String(iss)) if !iss.is_empty() => iss.clone(),
+        _ => return Err(OAuthError::invalid_client("iss must be the client id")),
+    };
     Ok(UnverifiedAssertion {
         segments,
-        header,
+        alg,
+        kid,
         jku,
+        claims,
         issuer,
     })
+}
+
+impl UnverifiedAssertion<'_> {
+    /// Whether the `sub` claim is exactly `client_id` (checked again after the signature).
+    pub(crate) fn subject_is(&self, client_id: &str) -> bool {
+        self.claims.get("sub").and_then(Value::as_str) == Some(client_id)
+    }
 }
 
 /// Where the client's keys come from for this assertion: the registered set, or the
@@ -89,19 +175,75 @@ pub(crate) fn key_source<'a>(
     Ok(source)
 }
 
-/// Verifies the signature with the client's key set and checks the claims. `seen_jtis`
-/// maps `(client_id, jti)` to the assertion's `exp`, for replay detection.
+/// An integer claim: absent is `Ok(None)`; anything but a JSON integer (a string, a
+/// fraction, `null`, …) is refused.
+fn integer_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, OAuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) if number.as_i64().is_some() => Ok(number.as_i64()),
+        Some(_) => Err(OAuthError::invalid_client(
+            "exp, nbf and iat must be integers (NumericDate seconds)",
+        )),
+    }
+}
+
+/// The time rules, with `leeway` seconds of tolerated clock difference: `exp` required,
+/// after `now - leeway` and at most five minutes (plus leeway) ahead; `nbf` and `iat`,
+/// when present, not after `now + leeway`, and `iat` before `exp`. Returns `exp`.
+fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64, OAuthError> {
+    let Some(exp) = integer_claim(claims, "exp")? else {
+        return Err(OAuthError::invalid_client("exp is required"));
+    };
+    if exp.saturating_add(leeway) <= now {
+        return Err(OAuthError::invalid_client(
+            "the client assertion has expired",
+        ));
+    }
+    if exp > now.saturating_add(MAX_ASSERTION_LIFETIME_SECS + leeway) {
+        return Err(OAuthError::invalid_client(
+            "exp is more than five minutes ahead",
+        ));
+    }
+    let nbf = integer_claim(claims, "nbf")?;
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(OAuthError::invalid_client(
+            "the client assertion is not valid yet (nbf)",
+        ));
+    }
+    let iat = integer_claim(claims, "iat")?;
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway) || iat >= exp) {
+        return Err(OAuthError::invalid_client(
+            "iat is in the future or not before exp",
+        ));
+    }
+    Ok(exp)
+}
+
+/// `aud` names the token endpoint and nothing else: the string itself, or an array whose
+/// one member is that string (RFC 7519 section 4.1.3 makes the two forms equivalent). An
+/// array with any other member is refused: the assertion was also meant for someone else,
+/// who could replay it here.
+fn audience_is_only(claims: &Map<String, Value>, token_endpoint: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => aud == token_endpoint,
+        Some(Value::Array(auds)) => {
+            matches!(auds.as_slice(), [Value::String(aud)] if aud == token_endpoint)
+        }
+        _ => false,
+    }
+}
+
+/// Verifies the signature with the client's key set, then checks the claims. The caller
+/// records the returned `jti` for replay detection.
 pub(crate) fn verify(
     assertion: &UnverifiedAssertion<'_>,
-    jwks: &[u8],
+    keys: &KeySet,
     client_id: &str,
     token_endpoint: &str,
     now: i64,
-    seen_jtis: &mut HashMap<(String, String), i64>,
-) -> Result<(), OAuthError> {
-    let keys = KeySet::parse(jwks)
-        .map_err(|_| OAuthError::invalid_client("the client has no usable key"))?;
-    let index = match keys.select(assertion.header.kid.as_deref(), assertion.header.alg) {
+    leeway: i64,
+) -> Result<Verified, OAuthError> {
+    let index = match keys.select(Some(&assertion.kid), assertion.alg) {
         Selection::Found(index) => index,
         Selection::NotFound | Selection::Unusable => {
             return Err(OAuthError::invalid_client(
@@ -109,50 +251,126 @@ pub(crate) fn verify(
             ));
         }
     };
-    jwt::verify_signature(&assertion.segments, keys.get(index), assertion.header.alg)
+    jwt::verify_signature(&assertion.segments, keys.get(index), assertion.alg)
         .map_err(|_| OAuthError::invalid_client("the client assertion's signature is not valid"))?;
-    let claims = jwt::decode_payload(assertion.segments.payload).map_err(|_| {
-        OAuthError::invalid_client("the client assertion is not a valid signed JWT")
-    })?;
+    let claims = &assertion.claims;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     if text("iss") != Some(client_id) || text("sub") != Some(client_id) {
         return Err(OAuthError::invalid_client(
             "iss and sub must both be the client id",
         ));
     }
-    let audience_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => aud == token_endpoint,
-        Some(Value::Array(auds)) => auds.iter().any(|aud| aud == token_endpoint),
-        _ => false,
+    if !audience_is_only(claims, token_endpoint) {
+        return Err(OAuthError::invalid_client(
+            "aud must be the token endpoint URL, and only it",
+        ));
+    }
+    let exp = check_times(claims, now, leeway)?;
+    let jti = match claims.get("jti") {
+        Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => jti.clone(),
+        _ => {
+            return Err(OAuthError::invalid_client(
+                "jti must be a string of 1 to 256 bytes",
+            ));
+        }
     };
-    if !audience_ok {
-        return Err(OAuthError::invalid_client(
-            "aud must be the token endpoint URL",
-        ));
+    Ok(Verified {
+        jti,
+        usable_until: exp.saturating_add(leeway),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
     }
-    let Some(exp) = claims.get("exp").and_then(Value::as_i64) else {
-        return Err(OAuthError::invalid_client("exp must be an integer"));
-    };
-    if exp <= now {
-        return Err(OAuthError::invalid_client(
-            "the client assertion has expired",
-        ));
+
+    #[test]
+    fn typ_names_the_jwt_media_type() {
+        for good in ["JWT", "jwt", "Jwt", "application/jwt", "APPLICATION/JWT"] {
+            assert!(is_jwt_type(good), "{good}");
+        }
+        for bad in [
+            "",
+            "at+jwt",
+            "JWS",
+            "JOSE",
+            " JWT",
+            "JWT ",
+            "text/jwt",
+            "application/",
+            "jwt/",
+            "application/at+jwt",
+        ] {
+            assert!(!is_jwt_type(bad), "{bad:?}");
+        }
     }
-    if exp > now + MAX_ASSERTION_LIFETIME_SECS {
-        return Err(OAuthError::invalid_client(
-            "exp is more than five minutes ahead",
-        ));
+
+    #[test]
+    fn time_edges() {
+        let now = 1_000;
+        let rows: &[(Value, i64, bool)] = &[
+            (json!({"exp": 1_001}), 0, true),
+            (json!({"exp": 1_000}), 0, false),
+            (json!({"exp": 1_000}), 1, true),
+            (json!({"exp": 995}), 5, false),
+            (json!({"exp": 1_300}), 0, true),
+            (json!({"exp": 1_301}), 0, false),
+            (json!({"exp": 1_310}), 10, true),
+            (json!({"exp": 1_311}), 10, false),
+            (json!({"exp": 1_100, "nbf": 1_000}), 0, true),
+            (json!({"exp": 1_100, "nbf": 1_001}), 0, false),
+            (json!({"exp": 1_100, "nbf": 1_030}), 30, true),
+            (json!({"exp": 1_100, "nbf": 1_031}), 30, false),
+            (json!({"exp": 1_100, "iat": 1_000}), 0, true),
+            (json!({"exp": 1_100, "iat": 1_001}), 0, false),
+            (json!({"exp": 1_100, "iat": 1_100}), 200, false),
+            (json!({"exp": 1_100.0}), 0, false),
+            (json!({"exp": "1100"}), 0, false),
+            (json!({"exp": null}), 0, false),
+            (json!({"exp": 1_100, "nbf": null}), 0, false),
+            (json!({"exp": 1_100, "iat": true}), 0, false),
+            (json!({"exp": u64::MAX}), 0, false),
+            (json!({}), 0, false),
+        ];
+        for (row, leeway, ok) in rows {
+            assert_eq!(
+                check_times(&claims(row.clone()), now, *leeway).is_ok(),
+                *ok,
+                "{row} leeway {leeway}"
+            );
+        }
     }
-    let Some(jti) = text("jti").filter(|jti| !jti.is_empty()) else {
-        return Err(OAuthError::invalid_client("jti is required"));
-    };
-    seen_jtis.retain(|_, expires| *expires > now);
-    let key = (client_id.to_owned(), jti.to_owned());
-    if seen_jtis.contains_key(&key) {
-        return Err(OAuthError::invalid_client(
-            "this client assertion was already used",
-        ));
+
+    #[test]
+    fn audience_forms() {
+        let endpoint = "http://127.0.0.1:1/token";
+        let rows = [
+            (json!({"aud": endpoint}), true),
+            (json!({"aud": [endpoint]}), true),
+            (json!({"aud": [endpoint, "https://other"]}), false),
+            (json!({"aud": [endpoint, endpoint]}), false),
+            (json!({"aud": []}), false),
+            (json!({"aud": "http://127.0.0.1:1/token/"}), false),
+            (json!({"aud": "HTTP://127.0.0.1:1/token"}), false),
+            (json!({"aud": null}), false),
+            (json!({"aud": {"0": endpoint}}), false),
+            (json!({"aud": [[endpoint]]}), false),
+            (json!({}), false),
+        ];
+        for (row, ok) in rows {
+            assert_eq!(
+                audience_is_only(&claims(row.clone()), endpoint),
+                ok,
+                "{row}"
+            );
+        }
     }
-    seen_jtis.insert(key, exp);
-    Ok(())
 }

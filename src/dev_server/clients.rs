@@ -1,9 +1,89 @@
 //! Registered clients and how they authenticate.
 
+use std::fmt;
+
 use serde_json::Value;
 
-/// How a registered client proves who it is at the token endpoint.
-#[derive(Debug, Clone)]
+/// JWK members that hold private or symmetric key material (RFC 7517 and RFC 7518
+/// section 6): a client's registered key set must hold none of them.
+const SECRET_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The most keys a registered key set may hold.
+pub(crate) const MAX_KEYS: usize = 16;
+
+/// Why a key set is not a client's public signing key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeySetProblem {
+    NotAKeySet,
+    PrivateMaterial,
+    NotAsymmetric,
+}
+
+impl KeySetProblem {
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            Self::NotAKeySet => {
+                "jwks must be an object with a \"keys\" array of 1 to 16 JWK objects"
+            }
+            Self::PrivateMaterial => {
+                "jwks must hold public keys only: no d, p, q, dp, dq, qi, oth or k member"
+            }
+            Self::NotAsymmetric => "jwks keys must be RSA, EC or OKP keys (kty), never oct",
+        }
+    }
+}
+
+/// Checks that `jwks` is a JWK Set of public asymmetric keys: an object with a `keys`
+/// array of 1 to [`MAX_KEYS`] objects, none holding private or symmetric material, each
+/// with `kty` `RSA`, `EC` or `OKP`. (Whether a key can verify is checked separately.)
+pub(crate) fn check_public_key_set(jwks: &Value) -> Result<(), KeySetProblem> {
+    let keys = match jwks.get("keys") {
+        Some(Value::Array(keys)) if jwks.is_object() && (1..=MAX_KEYS).contains(&keys.len()) => {
+            keys
+        }
+        _ => return Err(KeySetProblem::NotAKeySet),
+    };
+    for key in keys {
+        let Value::Object(key) = key else {
+            return Err(KeySetProblem::NotAKeySet);
+        };
+        if SECRET_MEMBERS
+            .iter()
+            .any(|member| key.contains_key(*member))
+        {
+            return Err(KeySetProblem::PrivateMaterial);
+        }
+        match key.get("kty").and_then(Value::as_str) {
+            Some("RSA" | "EC" | "OKP") => {}
+            _ => return Err(KeySetProblem::NotAsymmetric),
+        }
+    }
+    Ok(())
+}
+
+/// The public part of a key set given in code: private members are removed from
+/// asymmetric keys, and symmetric (`oct`) keys are left out, so the server never stores a
+/// secret it does not need.
+fn public_part(jwks: Value) -> Value {
+    let Value::Object(mut document) = jwks else {
+        return jwks;
+    };
+    if let Some(Value::Array(keys)) = document.get_mut("keys") {
+        keys.retain(|key| key.get("kty").and_then(Value::as_str) != Some("oct"));
+        for key in keys.iter_mut() {
+            if let Value::Object(key) = key {
+                for member in SECRET_MEMBERS {
+                    key.remove(member);
+                }
+            }
+        }
+    }
+    Value::Object(document)
+}
+
+/// How a registered client proves who it is at the token endpoint. `Debug` shows no
+/// secret and no key material.
+#[derive(Clone)]
 pub(crate) enum Credential {
     /// `private_key_jwt` with a key set given at registration.
     Jwks(Value),
@@ -13,28 +93,76 @@ pub(crate) enum Credential {
     Secret(String),
 }
 
+impl Credential {
+    /// The `token_endpoint_auth_method` of this credential.
+    pub(crate) fn method(&self) -> &'static str {
+        match self {
+            Self::Jwks(_) | Self::JwksUri(_) => "private_key_jwt",
+            Self::Secret(_) => "client_secret_basic",
+        }
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Jwks(jwks) => {
+                let kids: Vec<&str> = jwks
+                    .get("keys")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|key| key.get("kid").and_then(Value::as_str))
+                    .collect();
+                f.debug_struct("Jwks").field("kids", &kids).finish()
+            }
+            Self::JwksUri(uri) => f.debug_tuple("JwksUri").field(uri).finish(),
+            Self::Secret(_) => f.write_str("Secret(<redacted>)"),
+        }
+    }
+}
+
 /// A client the development server knows.
+///
+/// `Debug` never shows the client secret or key material: only the client id, how it
+/// authenticates (with key ids or the key set URL), and its scopes.
 ///
 /// ```
 /// use smart_auth::dev_server::ClientRegistration;
 /// let registration = ClientRegistration::client_secret_basic("reporting", "s3cret", ["system/*.rs"]);
 /// assert_eq!(registration.client_id(), "reporting");
+/// assert!(!format!("{registration:?}").contains("s3cret"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientRegistration {
     pub(crate) client_id: String,
     pub(crate) credential: Credential,
     pub(crate) scopes: Vec<String>,
+    /// May introspect tokens issued to other clients (a resource server's role).
+    pub(crate) introspects_any_token: bool,
+}
+
+impl fmt::Debug for ClientRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientRegistration")
+            .field("client_id", &self.client_id)
+            .field("credential", &self.credential)
+            .field("scopes", &self.scopes)
+            .field("introspects_any_token", &self.introspects_any_token)
+            .finish()
+    }
 }
 
 impl ClientRegistration {
     /// A `private_key_jwt` client whose public keys are this JWK Set (`{"keys": [...]}`).
+    /// Keys holding private or symmetric material (`d`, `k`, …) are left out: only the
+    /// public keys are stored.
     pub fn private_key_jwt<I, S>(client_id: impl Into<String>, jwks: Value, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::new(client_id, Credential::Jwks(jwks), scopes)
+        Self::new(client_id, Credential::Jwks(public_part(jwks)), scopes)
     }
 
     /// A `private_key_jwt` client whose public keys are published at `jwks_uri`.
@@ -72,7 +200,37 @@ impl ClientRegistration {
             client_id: client_id.into(),
             credential,
             scopes: scopes.into_iter().map(Into::into).collect(),
+            introspects_any_token: true,
         }
+    }
+
+    /// Limits introspection by this client to the tokens issued to it.
+    ///
+    /// A client registered in code may by default introspect any token of the server, as
+    /// a resource server does (RFC 7662). Clients registered over HTTP at `/register` are
+    /// always limited to their own tokens. Revocation is always limited to the client's
+    /// own tokens (RFC 7009 section 2.1).
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    /// let app = ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"])
+    ///     .own_tokens_only();
+    /// assert!(!app.introspects_any_token());
+    /// ```
+    pub fn own_tokens_only(mut self) -> Self {
+        self.introspects_any_token = false;
+        self
+    }
+
+    /// Whether this client may introspect tokens issued to other clients.
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    /// let rs = ClientRegistration::client_secret_basic("rs", "s3cret", ["system/*.rs"]);
+    /// assert!(rs.introspects_any_token());
+    /// ```
+    pub fn introspects_any_token(&self) -> bool {
+        self.introspects_any_token
     }
 
     /// The client id.

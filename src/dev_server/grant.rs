@@ -15,7 +15,7 @@ pub(crate) fn granted_scopes(requested: &str, allowed: &[String]) -> Vec<String>
         .map(|scope| scope.parse::<Scope>().map_err(|_| scope.as_str()))
         .collect();
     let mut granted: Vec<String> = Vec::new();
-    for raw in requested.split_ascii_whitespace() {
+    for raw in requested.split(' ').filter(|raw| !raw.is_empty()) {
         if granted.iter().any(|g| g == raw) {
             continue;
         }

@@ -12,8 +12,38 @@
 //! | `GET /jwks.json` | the server's public signing key |
 //! | `POST /register` | RFC 7591 subset: `jwks`, `jwks_uri` or a generated secret, `scope` |
 //! | `POST /token` | `grant_type=client_credentials` |
-//! | `POST /introspect` | RFC 7662, for callers with Basic client credentials or a Bearer token of this server |
-//! | `POST /revoke` | RFC 7009, same authentication |
+//! | `POST /introspect` | RFC 7662, for clients authenticated by Basic credentials, a client assertion, or a Bearer token of this server |
+//! | `POST /revoke` | RFC 7009, for clients authenticated by Basic credentials or a client assertion |
+//!
+//! Client assertions at the introspection and revocation endpoints also name the token
+//! endpoint as their `aud` (RFC 7523 section 3 allows it, and one rule is simpler).
+//!
+//! What it refuses, with the RFC 6749 section 5.2 error codes:
+//!
+//! - Requests whose `Host` is not the bound address (or `localhost` with its port): 421,
+//!   so a web page using DNS rebinding cannot reach the endpoints.
+//! - Token requests: no client authentication (401 `invalid_client` with a Basic
+//!   challenge), two methods at once (`invalid_request`), malformed Basic credentials (401),
+//!   `client_secret_post` or other assertion types (401), and a form `client_id` other than
+//!   the authenticated client (`invalid_client`). Form bodies are decoded strictly: bad
+//!   escapes and repeated parameters are `invalid_request`; a scope string that is not
+//!   space-separated scope tokens is `invalid_scope`; bodies over 64 KiB get 413.
+//! - Client assertions (RFC 7523 section 3, SMART): header `kid` and `typ: JWT` required,
+//!   no `crit`/`cty`; `iss` = `sub` = the client; `aud` exactly the token endpoint (a string,
+//!   or an array with that one member); `exp` at most five minutes ahead; `nbf` and `iat`
+//!   not in the future; integer times; a fresh `jti`; unique JSON member names. All within
+//!   the [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
+//!   `invalid_client` (RFC 7521 section 4.2.1).
+//! - Registration (RFC 7591): `Content-Type: application/json` (else 415), key sets of
+//!   public asymmetric keys only (`invalid_client_metadata` for `d`, `p`, `q`, `dp`, `dq`,
+//!   `qi`, `oth`, `k` or `kty: oct`).
+//! - Introspection and revocation: a client revokes only its own tokens (RFC 7009 section
+//!   2.1: another client's token is refused with `unauthorized_client` and stays valid);
+//!   clients registered over HTTP introspect only their own tokens (others read
+//!   `{"active": false}`).
+//! - State is bounded: issued tokens, HTTP-registered clients, seen assertion ids and
+//!   fetched key sets expire and are capped (see the builder); a full store answers 503
+//!   `temporarily_unavailable` with `Retry-After`.
 //!
 //! Access tokens are RFC 9068 JWTs (`typ: at+jwt`, RS256, `iss`, `sub` = `client_id`,
 //! `client_id`, `aud` = the configured FHIR base URL, `iat`, `exp`, `jti`, `scope`) that
@@ -32,36 +62,48 @@
 
 mod assertion;
 mod clients;
+mod expiring;
 mod grant;
+mod jwks_cache;
 mod oauth;
+mod request;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 pub use clients::ClientRegistration;
-use clients::Credential;
+use clients::{Credential, check_public_key_set};
+use expiring::ExpiringMap;
+use jwks_cache::JwksCache;
 use oauth::OAuthError;
+use request::Presented;
 
 use crate::algorithm::SigningAlgorithm;
 use crate::clock::{Clock, SystemClock, unix_seconds};
 use crate::discovery::{Capability, SmartConfiguration};
 use crate::fetch::{Fetcher, default_client};
-use crate::form;
+use crate::jwks::KeySet;
 use crate::signing::{KeyType, SigningKey};
 
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The largest request body any endpoint reads (413 beyond).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest accepted registered `jwks_uri`.
+const MAX_JWKS_URI_LEN: usize = 2048;
 
 /// Settings of a [`DevAuthServer`]; see [`DevAuthServer::builder`].
 #[derive(Debug)]
@@ -73,6 +115,22 @@ pub struct DevAuthServerBuilder {
     token_lifetime: Duration,
     opaque_tokens: bool,
     http_client: Option<reqwest::Client>,
+    limits: Limits,
+}
+
+/// Capacities and lifetimes of the server's state.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    leeway_secs: i64,
+    max_tokens: usize,
+    max_clients: usize,
+    client_lifetime_secs: i64,
+    max_seen_assertions: usize,
+    jwks_cache_ttl_secs: i64,
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 impl DevAuthServerBuilder {
@@ -82,7 +140,8 @@ impl DevAuthServerBuilder {
         self
     }
 
-    /// The clock for `iat`, `exp` and assertion checks (default the system clock).
+    /// The clock for `iat`, `exp`, assertion checks and the expiry of stored state
+    /// (default the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -107,6 +166,83 @@ impl DevAuthServerBuilder {
         self
     }
 
+    /// Clock difference tolerated in client assertions' `exp`, `nbf` and `iat`
+    /// (default none: client and server usually share a machine in development).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .clock_leeway(Duration::from_secs(30));
+    /// ```
+    pub fn clock_leeway(mut self, leeway: Duration) -> Self {
+        self.limits.leeway_secs = seconds(leeway);
+        self
+    }
+
+    /// The most unexpired access tokens kept for introspection and revocation (default
+    /// 100 000). Beyond it the token endpoint answers 503 until tokens expire.
+    ///
+    /// ```
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .max_tokens(10_000);
+    /// ```
+    pub fn max_tokens(mut self, max: usize) -> Self {
+        self.limits.max_tokens = max;
+        self
+    }
+
+    /// The most clients registered over HTTP at once (default 1 000; clients registered
+    /// in code with [`DevAuthServer::register`] do not count). Beyond it registration
+    /// answers 503 until registrations expire.
+    ///
+    /// ```
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .max_clients(50);
+    /// ```
+    pub fn max_clients(mut self, max: usize) -> Self {
+        self.limits.max_clients = max;
+        self
+    }
+
+    /// How long a client registered over HTTP stays registered (default 24 hours). Its
+    /// `client_secret_expires_at` says so.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .client_lifetime(Duration::from_secs(3600));
+    /// ```
+    pub fn client_lifetime(mut self, lifetime: Duration) -> Self {
+        self.limits.client_lifetime_secs = seconds(lifetime).max(1);
+        self
+    }
+
+    /// The most assertion ids (`jti`) remembered for replay detection (default 100 000).
+    /// Each is kept until its assertion expires; beyond the cap new assertions are
+    /// answered 503, never accepted unchecked.
+    ///
+    /// ```
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .max_seen_assertions(10_000);
+    /// ```
+    pub fn max_seen_assertions(mut self, max: usize) -> Self {
+        self.limits.max_seen_assertions = max;
+        self
+    }
+
+    /// How long a key set fetched from a client's `jwks_uri` is used before it is
+    /// fetched again (default 300 s, at least 1 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .jwks_cache_ttl(Duration::from_secs(60));
+    /// ```
+    pub fn jwks_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.limits.jwks_cache_ttl_secs = seconds(ttl).max(1);
+        self
+    }
+
     /// Binds and starts serving.
     ///
     /// # Errors
@@ -121,7 +257,8 @@ impl DevAuthServerBuilder {
             ));
         }
         let listener = tokio::net::TcpListener::bind(self.address).await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let bound = listener.local_addr()?;
+        let url = format!("http://{bound}");
         let timeout = Duration::from_secs(5);
         let mut tag = [0u8; 4];
         aws_lc_rs::rand::fill(&mut tag)
@@ -132,6 +269,7 @@ impl DevAuthServerBuilder {
             Some(SigningAlgorithm::RS256),
         )
         .map_err(|_| std::io::Error::other("key generation failed"))?;
+        let limits = self.limits;
         let state = Arc::new(ServerState {
             token_endpoint: format!("{url}/token"),
             url: url.clone(),
@@ -148,7 +286,19 @@ impl DevAuthServerBuilder {
                 timeout,
                 max_body: 256 * 1024,
             },
-            data: Mutex::new(Data::default()),
+            limits,
+            own_hosts: [bound.to_string(), format!("localhost:{}", bound.port())],
+            static_clients: Mutex::new(HashMap::new()),
+            dynamic_clients: Mutex::new(ExpiringMap::new(limits.max_clients)),
+            tokens: Mutex::new(ExpiringMap::new(limits.max_tokens)),
+            seen_assertions: Mutex::new(ExpiringMap::new(limits.max_seen_assertions)),
+            // Every live client has at most one URL; room for twice the HTTP-registered
+            // ones leaves plenty for the clients registered in code.
+            jwks_cache: JwksCache::new(
+                limits.max_clients.saturating_mul(2).max(64),
+                limits.jwks_cache_ttl_secs,
+            ),
+            token_requests: AtomicUsize::new(0),
         });
         let router = Router::new()
             .route("/.well-known/smart-configuration", get(smart_configuration))
@@ -161,6 +311,11 @@ impl DevAuthServerBuilder {
             .route("/token", post(token))
             .route("/introspect", post(introspect))
             .route("/revoke", post(revoke))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                require_own_host,
+            ))
             .with_state(Arc::clone(&state));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -183,6 +338,17 @@ impl Drop for DevAuthServer {
     }
 }
 
+/// The SHA-256 of an access token: tokens are stored and looked up by digest, so the
+/// server's memory holds no usable token.
+type TokenDigest = [u8; 32];
+
+fn digest(token: &str) -> TokenDigest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 struct ServerState {
     url: String,
     token_endpoint: String,
@@ -192,7 +358,21 @@ struct ServerState {
     opaque_tokens: bool,
     key: SigningKey,
     fetcher: Fetcher,
-    data: Mutex<Data>,
+    limits: Limits,
+    /// The `Host` values this server answers to: its bound address, and `localhost`
+    /// with its port.
+    own_hosts: [String; 2],
+    /// Clients registered in code: the operator's, kept until replaced.
+    static_clients: Mutex<HashMap<String, ClientRegistration>>,
+    /// Clients registered over HTTP: expiring and capped.
+    dynamic_clients: Mutex<ExpiringMap<String, ClientRegistration>>,
+    /// Issued access tokens by digest, until they expire or are revoked.
+    tokens: Mutex<ExpiringMap<TokenDigest, TokenRecord>>,
+    /// `(client_id, jti)` of accepted assertions, until the assertion could no longer be
+    /// accepted anyway.
+    seen_assertions: Mutex<ExpiringMap<(String, String), ()>>,
+    jwks_cache: JwksCache,
+    token_requests: AtomicUsize,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -203,16 +383,6 @@ impl std::fmt::Debug for ServerState {
     }
 }
 
-#[derive(Default)]
-struct Data {
-    clients: HashMap<String, ClientRegistration>,
-    /// Issued access tokens by their full text.
-    tokens: HashMap<String, TokenRecord>,
-    /// `(client_id, jti)` of accepted assertions, with their `exp`.
-    seen_jtis: HashMap<(String, String), i64>,
-    token_requests: usize,
-}
-
 #[derive(Debug, Clone)]
 struct TokenRecord {
     client_id: String,
@@ -220,7 +390,10 @@ struct TokenRecord {
     issued_at: i64,
     expires_at: i64,
     jti: String,
-    revoked: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl DevAuthServer {
@@ -233,6 +406,14 @@ impl DevAuthServer {
             token_lifetime: Duration::from_secs(300),
             opaque_tokens: false,
             http_client: None,
+            limits: Limits {
+                leeway_secs: 0,
+                max_tokens: 100_000,
+                max_clients: 1_000,
+                client_lifetime_secs: 24 * 3600,
+                max_seen_assertions: 100_000,
+                jwks_cache_ttl_secs: 300,
+            },
         }
     }
 
@@ -256,37 +437,56 @@ impl DevAuthServer {
         self.state.configuration()
     }
 
-    /// Registers (or replaces) a client.
+    /// Registers (or replaces) a client. Clients registered here never expire and do not
+    /// count towards [`max_clients`](DevAuthServerBuilder::max_clients).
     pub fn register(&self, registration: ClientRegistration) {
-        let mut data = self.state.lock();
-        data.clients
-            .insert(registration.client_id.clone(), registration);
+        lock(&self.state.static_clients).insert(registration.client_id.clone(), registration);
     }
 
     /// Revokes an access token; introspection reports it inactive from now on. Returns
-    /// whether the token was known.
+    /// whether the token was known and active.
     pub fn revoke(&self, access_token: &str) -> bool {
-        self.state
-            .lock()
-            .tokens
-            .get_mut(access_token)
-            .map(|record| record.revoked = true)
-            .is_some()
+        let now = self.state.now();
+        let mut tokens = lock(&self.state.tokens);
+        let key = digest(access_token);
+        tokens.get(&key, now).is_some() && tokens.remove(&key).is_some()
     }
 
     /// How many token requests (successful or not) the server answered.
     pub fn token_requests(&self) -> usize {
-        self.state.lock().token_requests
+        self.state.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// How many issued tokens are stored (unexpired ones, and expired ones not yet
+    /// dropped); never more than [`max_tokens`](DevAuthServerBuilder::max_tokens).
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use smart_auth::dev_server::DevAuthServer;
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .max_tokens(1_000)
+    ///     .start()
+    ///     .await?;
+    /// assert!(server.stored_tokens() <= 1_000);
+    /// # Ok(()) }
+    /// ```
+    pub fn stored_tokens(&self) -> usize {
+        lock(&self.state.tokens).len()
     }
 }
 
 impl ServerState {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
-        self.data.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn now(&self) -> i64 {
         unix_seconds(self.clock.now())
+    }
+
+    fn client(&self, client_id: &str, now: i64) -> Option<ClientRegistration> {
+        if let Some(client) = lock(&self.static_clients).get(client_id) {
+            return Some(client.clone());
+        }
+        lock(&self.dynamic_clients)
+            .get(&client_id.to_owned(), now)
+            .cloned()
     }
 
     fn configuration(&self) -> SmartConfiguration {
@@ -320,8 +520,8 @@ impl ServerState {
             .expect("the development server's configuration is valid")
     }
 
-    /// Issues an access token and records it.
-    fn issue(&self, client_id: &str, scope: &str) -> (String, i64) {
+    /// Issues an access token and records it; 503 when the token store is full.
+    fn issue(&self, client_id: &str, scope: &str) -> Result<(String, i64), OAuthError> {
         let now = self.now();
         let lifetime = i64::try_from(self.token_lifetime.as_secs()).unwrap_or(300);
         let jti = random_id();
@@ -346,12 +546,42 @@ impl ServerState {
             issued_at: now,
             expires_at: now + lifetime,
             jti,
-            revoked: false,
         };
-        let mut data = self.lock();
-        data.tokens.retain(|_, record| record.expires_at > now);
-        data.tokens.insert(token.clone(), record);
-        (token, lifetime)
+        lock(&self.tokens)
+            .insert(digest(&token), record, now + lifetime, now)
+            .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
+        Ok((token, lifetime))
+    }
+
+    /// The unexpired, unrevoked record of `token`.
+    fn active_token(&self, token: &str, now: i64) -> Option<TokenRecord> {
+        lock(&self.tokens).get(&digest(token), now).cloned()
+    }
+}
+
+/// Answers only requests addressed to this server: the `Host` header must be the bound
+/// address or `localhost` with the bound port. A web page that gets its own host name
+/// resolved to 127.0.0.1 (DNS rebinding) sends its own name, and is refused with 421
+/// Misdirected Request (RFC 9110 section 15.5.20) before any endpoint runs.
+async fn require_own_host(
+    State(state): State<Arc<ServerState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let own = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().is_ok_and(|host| {
+            state
+                .own_hosts
+                .iter()
+                .any(|own| own.eq_ignore_ascii_case(host))
+        }),
+        _ => false,
+    };
+    if own {
+        next.run(request).await
+    } else {
+        OAuthError::misdirected().into_response()
     }
 }
 
@@ -419,58 +649,6 @@ async fn jwks(State(state): State<Arc<ServerState>>) -> Response {
         .into_response()
 }
 
-/// Parses a form body, refusing repeated parameters (RFC 6749 section 3.2).
-fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    if !form_type {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
-    let mut parameters = HashMap::new();
-    for (name, value) in form::pairs(text) {
-        if parameters.insert(name, value).is_some() {
-            return Err(OAuthError::invalid_request("a parameter is repeated"));
-        }
-    }
-    Ok(parameters)
-}
-
-/// The client id and secret of an `Authorization: Basic` header (RFC 6749 section 2.3.1:
-/// each part form-urlencoded before joining), `Ok(None)` without such a header.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| OAuthError::invalid_basic_client())?;
-    let Some((scheme, encoded)) = value.split_once(' ') else {
-        return Ok(None);
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Ok(None);
-    }
-    let decoded = STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| OAuthError::invalid_basic_client())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_basic_client())?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or_else(OAuthError::invalid_basic_client)?;
-    Ok(Some((form::decode(id), form::decode(secret))))
-}
-
 fn constant_time_eq(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
@@ -480,21 +658,106 @@ fn authenticate_basic(
     state: &ServerState,
     id: &str,
     secret: &str,
+    now: i64,
 ) -> Result<ClientRegistration, OAuthError> {
-    let data = state.lock();
-    match data.clients.get(id) {
+    match state.client(id, now) {
         Some(client) => match &client.credential {
-            Credential::Secret(expected) if constant_time_eq(expected, secret) => {
-                Ok(client.clone())
-            }
+            Credential::Secret(expected) if constant_time_eq(expected, secret) => Ok(client),
             _ => Err(OAuthError::invalid_basic_client()),
         },
         None => Err(OAuthError::invalid_basic_client()),
     }
 }
 
+/// Authenticates the client of a token, introspection or revocation request: exactly one
+/// of HTTP Basic, a JWT client assertion, or (where `bearer_allowed`, for introspection)
+/// a Bearer token of this server, whose client is then the caller. A form `client_id`
+/// must name the authenticated client.
+async fn authenticate_client(
+    state: &ServerState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    bearer_allowed: bool,
+) -> Result<ClientRegistration, OAuthError> {
+    let now = state.now();
+    let form_client_id = form.get("client_id");
+    match request::presented_authentication(headers, form, bearer_allowed)? {
+        Presented::Basic { id, secret } => {
+            if form_client_id.is_some_and(|form_id| *form_id != id) {
+                return Err(OAuthError::invalid_basic_client());
+            }
+            authenticate_basic(state, &id, &secret, now)
+        }
+        Presented::Assertion(text) => {
+            let unverified = assertion::read(&text)?;
+            if form_client_id.is_some_and(|form_id| {
+                *form_id != unverified.issuer || !unverified.subject_is(form_id)
+            }) {
+                return Err(OAuthError::invalid_client(
+                    "client_id differs from the assertion's iss and sub",
+                ));
+            }
+            authenticate_assertion(state, &unverified, now).await
+        }
+        Presented::Bearer(token) => {
+            let unauthorized = || OAuthError {
+                challenge: Some(
+                    "Bearer realm=\"smart-auth development server\", Basic realm=\"smart-auth development server\"",
+                ),
+                ..OAuthError::invalid_basic_client()
+            };
+            let record = state.active_token(&token, now).ok_or_else(unauthorized)?;
+            if form_client_id.is_some_and(|form_id| *form_id != record.client_id) {
+                return Err(unauthorized());
+            }
+            state
+                .client(&record.client_id, now)
+                .ok_or_else(unauthorized)
+        }
+    }
+}
+
+async fn authenticate_assertion(
+    state: &ServerState,
+    unverified: &assertion::UnverifiedAssertion<'_>,
+    now: i64,
+) -> Result<ClientRegistration, OAuthError> {
+    let client = state
+        .client(&unverified.issuer, now)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    let keys = match assertion::key_source(&client, unverified)? {
+        assertion::KeySource::Inline(jwks) => Arc::new(
+            KeySet::parse(jwks.to_string().as_bytes())
+                .map_err(|_| OAuthError::invalid_client("the client has no usable key"))?,
+        ),
+        assertion::KeySource::Url(uri) => state.jwks_cache.get(&state.fetcher, uri, now).await?,
+    };
+    let verified = assertion::verify(
+        unverified,
+        &keys,
+        &client.client_id,
+        &state.token_endpoint,
+        now,
+        state.limits.leeway_secs,
+    )?;
+    let fresh = lock(&state.seen_assertions)
+        .insert_new(
+            (client.client_id.clone(), verified.jti),
+            (),
+            verified.usable_until,
+            now,
+        )
+        .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
+    if !fresh {
+        return Err(OAuthError::invalid_client(
+            "this client assertion was already used",
+        ));
+    }
+    Ok(client)
+}
+
 async fn token(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
-    state.lock().token_requests += 1;
+    state.token_requests.fetch_add(1, Ordering::Relaxed);
     match token_response(&state, &headers, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -506,50 +769,28 @@ async fn token_response(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
-    let basic = basic_credentials(headers)?;
-    let form = parse_form(headers, body)?;
+    let form = request::parse_form(headers, body)?;
     match form.get("grant_type").map(String::as_str) {
         None => return Err(OAuthError::invalid_request("grant_type is required")),
         Some("client_credentials") => {}
         Some(_) => return Err(OAuthError::unsupported_grant_type()),
     }
-    let assertion_type = form.get("client_assertion_type");
-    let assertion = form.get("client_assertion");
-    let client = match (basic, assertion_type, assertion) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method",
-            ));
-        }
-        (Some((id, secret)), None, None) => authenticate_basic(state, &id, &secret)?,
-        (None, Some(kind), Some(assertion)) => {
-            if kind != ASSERTION_TYPE {
-                return Err(OAuthError::invalid_request(
-                    "unsupported client_assertion_type",
-                ));
-            }
-            authenticate_assertion(state, assertion).await?
-        }
-        (None, Some(_), None) | (None, None, Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "client_assertion_type and client_assertion go together",
-            ));
-        }
-        (None, None, None) => {
-            return Err(OAuthError::invalid_request(
-                "client authentication is required",
-            ));
-        }
-    };
-    let Some(requested) = form.get("scope").filter(|scope| !scope.trim().is_empty()) else {
+    let Some(requested) = form.get("scope") else {
         return Err(OAuthError::invalid_request("scope is required"));
     };
+    if !request::is_scope_string(requested) {
+        return Err(OAuthError {
+            description: "scope must be scope tokens separated by single spaces",
+            ..OAuthError::invalid_scope()
+        });
+    }
+    let client = authenticate_client(state, headers, &form, false).await?;
     let granted = grant::granted_scopes(requested, &client.scopes);
     if granted.is_empty() {
         return Err(OAuthError::invalid_scope());
     }
     let scope = granted.join(" ");
-    let (access_token, expires_in) = state.issue(&client.client_id, &scope);
+    let (access_token, expires_in) = state.issue(&client.client_id, &scope)?;
     let body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
@@ -559,86 +800,20 @@ async fn token_response(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn authenticate_assertion(
-    state: &ServerState,
-    text: &str,
-) -> Result<ClientRegistration, OAuthError> {
-    let unverified = assertion::read(text)?;
-    let client = state
-        .lock()
-        .clients
-        .get(&unverified.issuer)
-        .cloned()
-        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-    let jwks = match assertion::key_source(&client, &unverified)? {
-        assertion::KeySource::Inline(jwks) => jwks.to_string().into_bytes(),
-        assertion::KeySource::Url(uri) => {
-            let url = reqwest::Url::parse(uri)
-                .map_err(|_| OAuthError::invalid_client("the registered JWKS URL is invalid"))?;
-            state
-                .fetcher
-                .get(&url, "application/jwk-set+json, application/json", true)
-                .await
-                .map_err(|_| OAuthError::invalid_client("the client's JWKS could not be fetched"))?
-                .body
-        }
-    };
-    let now = state.now();
-    let mut data = state.lock();
-    assertion::verify(
-        &unverified,
-        &jwks,
-        &client.client_id,
-        &state.token_endpoint,
-        now,
-        &mut data.seen_jtis,
-    )?;
-    Ok(client)
-}
-
-/// Who may introspect and revoke: a client with valid Basic credentials, or the bearer of
-/// an active token of this server.
-fn authorize_caller(state: &ServerState, headers: &HeaderMap) -> Result<(), OAuthError> {
-    if let Some((id, secret)) = basic_credentials(headers)? {
-        return authenticate_basic(state, &id, &secret).map(drop);
-    }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let now = state.now();
-    let active = bearer.is_some_and(|token| {
-        state
-            .lock()
-            .tokens
-            .get(token)
-            .is_some_and(|record| !record.revoked && record.expires_at > now)
-    });
-    if active {
-        Ok(())
-    } else {
-        Err(OAuthError {
-            challenge: Some(
-                "Bearer realm=\"smart-auth development server\", Basic realm=\"smart-auth development server\"",
-            ),
-            ..OAuthError::invalid_basic_client()
-        })
-    }
-}
-
-/// The `token` parameter of an introspection or revocation request, after checking who
-/// asks.
-fn token_parameter(
+/// The caller and the `token` parameter of an introspection or revocation request.
+async fn token_request(
     state: &ServerState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<String, OAuthError> {
-    authorize_caller(state, headers)?;
-    let mut form = parse_form(headers, body)?;
-    form.remove("token")
-        .ok_or_else(|| OAuthError::invalid_request("token is required"))
+    bearer_allowed: bool,
+) -> Result<(ClientRegistration, String), OAuthError> {
+    let form = request::parse_form(headers, body)?;
+    let caller = authenticate_client(state, headers, &form, bearer_allowed).await?;
+    let token = form
+        .get("token")
+        .cloned()
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    Ok((caller, token))
 }
 
 async fn introspect(
@@ -646,25 +821,28 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = match token_parameter(&state, &headers, &body) {
-        Ok(token) => token,
+    let (caller, token) = match token_request(&state, &headers, &body, true).await {
+        Ok(found) => found,
         Err(error) => return error.into_response(),
     };
     let now = state.now();
-    let record = state.lock().tokens.get(&token).cloned();
-    let body = match record {
-        Some(record) if !record.revoked && record.expires_at > now => json!({
-            "active": true,
-            "scope": record.scope,
-            "client_id": record.client_id,
-            "sub": record.client_id,
-            "iss": state.url,
-            "aud": state.audience,
-            "iat": record.issued_at,
-            "exp": record.expires_at,
-            "jti": record.jti,
-            "token_type": "Bearer",
-        }),
+    let body = match state.active_token(&token, now) {
+        Some(record) if caller.introspects_any_token || caller.client_id == record.client_id => {
+            json!({
+                "active": true,
+                "scope": record.scope,
+                "client_id": record.client_id,
+                "sub": record.client_id,
+                "iss": state.url,
+                "aud": state.audience,
+                "iat": record.issued_at,
+                "exp": record.expires_at,
+                "jti": record.jti,
+                "token_type": "Bearer",
+            })
+        }
+        // Unknown, expired, revoked, or another client's token (for a caller that may
+        // only introspect its own): nothing else is said.
         _ => json!({ "active": false }),
     };
     json_response(StatusCode::OK, &body)
@@ -675,75 +853,137 @@ async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = match token_parameter(&state, &headers, &body) {
-        Ok(token) => token,
+    let (caller, token) = match token_request(&state, &headers, &body, false).await {
+        Ok(found) => found,
         Err(error) => return error.into_response(),
     };
-    // RFC 7009: unknown tokens are answered 200 as well.
-    if let Some(record) = state.lock().tokens.get_mut(&token) {
-        record.revoked = true;
+    let now = state.now();
+    let key = digest(&token);
+    let mut tokens = lock(&state.tokens);
+    match tokens.get(&key, now) {
+        // RFC 7009 section 2.2: unknown (and expired) tokens are answered 200 as well.
+        None => StatusCode::OK.into_response(),
+        Some(record) if record.client_id == caller.client_id => {
+            tokens.remove(&key);
+            StatusCode::OK.into_response()
+        }
+        // RFC 7009 section 2.1: the token was not issued to this client; the request is
+        // refused and the token stays valid.
+        Some(_) => {
+            drop(tokens);
+            OAuthError::unauthorized_client("the token was not issued to this client")
+                .into_response()
+        }
     }
-    StatusCode::OK.into_response()
 }
 
-/// RFC 7591 subset. Open registration: anyone may register (development only).
-async fn register(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
-    let invalid = |description: &'static str| {
-        json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({ "error": "invalid_client_metadata", "error_description": description }),
-        )
+/// RFC 7591 subset. Open registration: anyone may register (development only), for the
+/// `client_credentials` grant with `private_key_jwt` (`jwks` or `jwks_uri`) or
+/// `client_secret_basic` (a generated secret).
+async fn register(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match registration(&state, &headers, &body) {
+        Ok(answer) => json_response(StatusCode::CREATED, &answer),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn registration(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, OAuthError> {
+    let invalid = OAuthError::invalid_client_metadata;
+    if !request::is_json(headers) {
+        return Err(OAuthError::unsupported_media_type());
+    }
+    let metadata = crate::json::object_with_unique_members(body)
+        .map_err(|_| invalid("the body must be one JSON object with unique member names"))?;
+    let scope = match metadata.get("scope") {
+        Some(Value::String(scope)) if request::is_scope_string(scope) => scope.clone(),
+        Some(_) => {
+            return Err(invalid(
+                "scope must be scope tokens separated by single spaces",
+            ));
+        }
+        None => return Err(invalid("scope is required")),
     };
-    let Ok(Value::Object(metadata)) = serde_json::from_slice::<Value>(&body) else {
-        return invalid("the body must be a JSON object");
+    match metadata.get("grant_types") {
+        None => {}
+        Some(Value::Array(grants))
+            if !grants.is_empty() && grants.iter().all(|grant| grant == "client_credentials") => {}
+        Some(_) => return Err(invalid("grant_types may only be [\"client_credentials\"]")),
+    }
+    let method = match metadata.get("token_endpoint_auth_method") {
+        None => None,
+        Some(Value::String(method))
+            if method == "private_key_jwt" || method == "client_secret_basic" =>
+        {
+            Some(method.as_str())
+        }
+        Some(_) => {
+            return Err(invalid(
+                "token_endpoint_auth_method must be private_key_jwt or client_secret_basic",
+            ));
+        }
     };
-    let scopes: Vec<String> = match metadata.get("scope") {
-        Some(Value::String(scope)) => scope.split_ascii_whitespace().map(str::to_owned).collect(),
-        None => return invalid("scope is required"),
-        Some(_) => return invalid("scope must be a string"),
-    };
-    let method = metadata
-        .get("token_endpoint_auth_method")
-        .and_then(Value::as_str);
+    let now = state.now();
+    let expires_at = now.saturating_add(state.limits.client_lifetime_secs);
     let client_id = random_id();
+    let scopes: Vec<String> = scope.split(' ').map(str::to_owned).collect();
     let mut answer = Map::new();
-    let registration = match (method, metadata.get("jwks"), metadata.get("jwks_uri")) {
-        (Some("private_key_jwt") | None, Some(jwks @ Value::Object(_)), None) => {
-            if crate::jwks::KeySet::parse(jwks.to_string().as_bytes()).is_err() {
-                return invalid("jwks holds no usable public signing key");
+    let credential = match (method, metadata.get("jwks"), metadata.get("jwks_uri")) {
+        (Some("private_key_jwt") | None, Some(jwks), None) => {
+            check_public_key_set(jwks).map_err(|problem| invalid(problem.description()))?;
+            if KeySet::parse(jwks.to_string().as_bytes()).is_err() {
+                return Err(invalid("jwks holds no usable public signing key"));
             }
+            // Only public members are left at this point: echoing the set is safe.
             answer.insert("jwks".into(), jwks.clone());
-            ClientRegistration::private_key_jwt(client_id.clone(), jwks.clone(), scopes.clone())
+            Credential::Jwks(jwks.clone())
         }
         (Some("private_key_jwt") | None, None, Some(Value::String(uri))) => {
-            let allowed =
-                reqwest::Url::parse(uri).is_ok_and(|url| crate::fetch::is_allowed_url(&url));
+            let allowed = uri.len() <= MAX_JWKS_URI_LEN
+                && reqwest::Url::parse(uri).is_ok_and(|url| crate::fetch::is_allowed_url(&url));
             if !allowed {
-                return invalid("jwks_uri must be an https URL (http only for loopback)");
+                return Err(invalid(
+                    "jwks_uri must be an https URL (http only for loopback)",
+                ));
             }
             answer.insert("jwks_uri".into(), json!(uri));
-            ClientRegistration::private_key_jwt_uri(client_id.clone(), uri.clone(), scopes.clone())
+            Credential::JwksUri(uri.clone())
         }
         (Some("client_secret_basic"), None, None) => {
             let secret = random_id() + &random_id();
             answer.insert("client_secret".into(), json!(secret));
-            answer.insert("client_secret_expires_at".into(), json!(0));
-            ClientRegistration::client_secret_basic(client_id.clone(), secret, scopes.clone())
+            answer.insert("client_secret_expires_at".into(), json!(expires_at));
+            Credential::Secret(secret)
         }
         _ => {
-            return invalid(
+            return Err(invalid(
                 "give jwks or jwks_uri for private_key_jwt, or neither for client_secret_basic",
-            );
+            ));
         }
     };
     answer.insert("client_id".into(), json!(client_id));
-    answer.insert("client_id_issued_at".into(), json!(state.now()));
+    answer.insert("client_id_issued_at".into(), json!(now));
     answer.insert(
         "token_endpoint_auth_method".into(),
-        json!(method.unwrap_or("private_key_jwt")),
+        json!(credential.method()),
     );
     answer.insert("grant_types".into(), json!(["client_credentials"]));
-    answer.insert("scope".into(), json!(scopes.join(" ")));
-    state.lock().clients.insert(client_id, registration);
-    json_response(StatusCode::CREATED, &Value::Object(answer))
+    answer.insert("scope".into(), json!(scope));
+    let registration = ClientRegistration {
+        client_id: client_id.clone(),
+        credential,
+        scopes,
+        introspects_any_token: false,
+    };
+    lock(&state.dynamic_clients)
+        .insert(client_id, registration, expires_at, now)
+        .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
+    Ok(Value::Object(answer))
 }

@@ -14,7 +14,12 @@ pub(crate) struct OAuthError {
     pub(crate) description: &'static str,
     /// `WWW-Authenticate` for failures of HTTP authentication (Basic or Bearer).
     pub(crate) challenge: Option<&'static str>,
+    /// `Retry-After` seconds, for answers about a full store.
+    pub(crate) retry_after: Option<u64>,
 }
+
+/// The realm of every challenge this server sends.
+pub(crate) const BASIC_CHALLENGE: &str = "Basic realm=\"smart-auth development server\"";
 
 impl OAuthError {
     pub(crate) fn invalid_request(description: &'static str) -> Self {
@@ -45,11 +50,72 @@ impl OAuthError {
     /// Client authentication by HTTP Basic failed: 401 with a challenge (RFC 6749 5.2).
     pub(crate) fn invalid_basic_client() -> Self {
         Self {
-            challenge: Some("Basic realm=\"smart-auth development server\""),
+            challenge: Some(BASIC_CHALLENGE),
             ..Self::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "client authentication failed",
+            )
+        }
+    }
+
+    /// The request carries no client authentication this server supports (none at all,
+    /// `client_secret_post`, another assertion type or HTTP scheme, or malformed Basic
+    /// credentials): 401 `invalid_client` with a Basic challenge, since RFC 9110 requires
+    /// a challenge with every 401 and Basic is the HTTP scheme this server accepts.
+    pub(crate) fn unauthenticated() -> Self {
+        Self {
+            challenge: Some(BASIC_CHALLENGE),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required: HTTP Basic or a JWT client assertion",
+            )
+        }
+    }
+
+    /// An authenticated client asks to act on a token issued to another client
+    /// (RFC 7009 section 2.1: the request is refused).
+    pub(crate) fn unauthorized_client(description: &'static str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+
+    /// A registration request the server refuses (RFC 7591 section 3.2.2).
+    pub(crate) fn invalid_client_metadata(description: &'static str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_metadata",
+            description,
+        )
+    }
+
+    /// A registration body that is not JSON: 415 (RFC 9110 section 15.5.16).
+    pub(crate) fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_client_metadata",
+            "the body must be application/json",
+        )
+    }
+
+    /// A request whose `Host` is not this server: 421 (RFC 9110 section 15.5.20).
+    pub(crate) fn misdirected() -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "invalid_request",
+            "the Host header does not name this server",
+        )
+    }
+
+    /// A bounded store (tokens, clients, assertion ids, key sets) is full of live
+    /// entries: 503 with `Retry-After`, rather than growing without bound.
+    pub(crate) fn store_full(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the development server is at its configured capacity; retry later",
             )
         }
     }
@@ -60,6 +126,7 @@ impl OAuthError {
             code,
             description,
             challenge: None,
+            retry_after: None,
         }
     }
 }
@@ -76,6 +143,9 @@ impl IntoResponse for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -13,19 +13,19 @@ use smart_auth::{ManualClock, SigningAlgorithm, SmartAuthLayer};
 
 use crate::support::app_with_layer;
 
-const FHIR: &str = "https://fhir.example.test/r4";
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const FHIR: &str = "https://fhir.example.test/r4";
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A development server, plus a `TestIssuer` used only as the client's key holder: its JWK
 /// Set is the client's registered key set and it signs the client's assertions.
-struct Setup {
-    server: DevAuthServer,
-    keys: TestIssuer,
-    clock: ManualClock,
-    http: reqwest::Client,
+pub(crate) struct Setup {
+    pub(crate) server: DevAuthServer,
+    pub(crate) keys: TestIssuer,
+    pub(crate) clock: ManualClock,
+    pub(crate) http: reqwest::Client,
 }
 
-async fn setup() -> Setup {
+pub(crate) async fn setup() -> Setup {
     let clock = ManualClock::new();
     let server = DevAuthServer::builder(FHIR)
         .clock(clock.clone())
@@ -53,7 +53,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     /// A valid client assertion for `backend`.
-    fn assertion(&self) -> TokenBuilder<'_> {
+    pub(crate) fn assertion(&self) -> TokenBuilder<'_> {
         self.keys
             .token()
             .alg(SigningAlgorithm::RS384)
@@ -66,7 +66,7 @@ impl Setup {
             .expires_in_secs(240)
     }
 
-    async fn post_form(
+    pub(crate) async fn post_form(
         &self,
         form: &[(&str, &str)],
         basic: Option<(&str, &str)>,
@@ -92,7 +92,7 @@ impl Setup {
         (status, headers, body)
     }
 
-    async fn with_assertion(
+    pub(crate) async fn with_assertion(
         &self,
         assertion: &str,
         scope: &str,
@@ -110,7 +110,7 @@ impl Setup {
     }
 }
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -228,8 +228,8 @@ async fn request_errors() {
                 ("client_assertion_type", "urn:other"),
                 ("client_assertion", &assertion),
             ],
-            400,
-            "invalid_request",
+            401,
+            "invalid_client",
         ),
         (
             vec![
@@ -245,8 +245,8 @@ async fn request_errors() {
                 ("grant_type", "client_credentials"),
                 ("scope", "system/Patient.rs"),
             ],
-            400,
-            "invalid_request",
+            401,
+            "invalid_client",
         ),
         (
             vec![
@@ -577,8 +577,15 @@ async fn introspection_and_revocation() {
         introspect("forged".into(), basic).await.1,
         json!({"active": false})
     );
+    // A client revokes its own token.
     let (_, _, second) = setup
-        .with_assertion(&setup.assertion().sign(), "system/Patient.rs")
+        .post_form(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+            ],
+            Some(("basic-client", "p@ss word:1")),
+        )
         .await;
     let second = second["access_token"].as_str().unwrap().to_owned();
     let revoke = setup

@@ -7,6 +7,8 @@ mod answers;
 mod client;
 mod demo;
 mod dev_server;
+mod dev_server_state;
+mod dev_server_strict;
 mod discovery;
 mod extractor;
 mod interop;

@@ -1,0 +1,224 @@
+//! A map whose entries expire, with a fixed capacity: the development server's bounded
+//! state (issued tokens, dynamically registered clients, seen assertion ids, fetched key
+//! sets).
+//!
+//! Expiry is amortised: every entry has one deadline in a min-heap, and each insertion
+//! first drops the entries whose deadline has passed, popping them off the heap. Each
+//! entry is pushed and popped once, so no request pays for a scan of the whole map. Time
+//! is the server's (injectable) clock in Unix seconds, so tests move it instead of
+//! sleeping.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
+
+/// The map is full of live entries: the caller answers "try again later".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full {
+    /// Seconds until the earliest entry expires (at least 1).
+    pub(crate) retry_after_secs: u64,
+}
+
+struct Entry<V> {
+    value: V,
+    expires_at: i64,
+    /// Tells the heap's record of this insertion from records of earlier, replaced ones.
+    generation: u64,
+}
+
+pub(crate) struct ExpiringMap<K, V> {
+    entries: HashMap<K, Entry<V>>,
+    deadlines: BinaryHeap<Reverse<(i64, u64, K)>>,
+    next_generation: u64,
+    capacity: usize,
+}
+
+impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            next_generation: 0,
+            capacity,
+        }
+    }
+
+    /// The live value of `key` at `now`.
+    pub(crate) fn get(&self, key: &K, now: i64) -> Option<&V> {
+        self.entries
+            .get(key)
+            .filter(|entry| entry.expires_at > now)
+            .map(|entry| &entry.value)
+    }
+
+    /// The live value of `key` at `now`, with its deadline.
+    pub(crate) fn get_with_deadline(&self, key: &K, now: i64) -> Option<(&V, i64)> {
+        self.entries
+            .get(key)
+            .filter(|entry| entry.expires_at > now)
+            .map(|entry| (&entry.value, entry.expires_at))
+    }
+
+    /// Inserts or replaces `key` until `expires_at`. A new key needs room: when the map
+    /// holds `capacity` live entries, nothing changes and the answer is [`Full`].
+    pub(crate) fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), Full> {
+        self.purge(now);
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            return Err(self.full(now));
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.deadlines
+            .push(Reverse((expires_at, generation, key.clone())));
+        self.entries.insert(
+            key,
+            Entry {
+                value,
+                expires_at,
+                generation,
+            },
+        );
+        self.compact_deadlines();
+        Ok(())
+    }
+
+    /// Inserts `key` only if it has no live entry: `Ok(true)` when inserted, `Ok(false)`
+    /// when a live entry was already there (one lock covers the check and the insertion).
+    pub(crate) fn insert_new(
+        &mut self,
+        key: K,
+        value: V,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, Full> {
+        if self.get(&key, now).is_some() {
+            return Ok(false);
+        }
+        self.insert(key, value, expires_at, now).map(|()| true)
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        self.entries.remove(key).map(|entry| entry.value)
+    }
+
+    /// How many entries are stored (live, or expired and not yet dropped).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Drops every entry whose deadline is at or before `now`.
+    fn purge(&mut self, now: i64) {
+        while let Some(Reverse((deadline, generation, _))) = self.deadlines.peek() {
+            if *deadline > now {
+                break;
+            }
+            let generation = *generation;
+            let Some(Reverse((_, _, key))) = self.deadlines.pop() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|entry| entry.generation == generation)
+            {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// Replaced and removed entries leave stale deadlines behind; when they outnumber the
+    /// live entries, the heap is rebuilt from the map (amortised over as many insertions).
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.entries.len() + 64 {
+            return;
+        }
+        self.deadlines = self
+            .entries
+            .iter()
+            .map(|(key, entry)| Reverse((entry.expires_at, entry.generation, key.clone())))
+            .collect();
+    }
+
+    /// The earliest deadline on the heap (after a purge, a future one; a stale record can
+    /// only make the hint earlier, never later).
+    fn full(&self, now: i64) -> Full {
+        let earliest = self
+            .deadlines
+            .peek()
+            .map_or(now, |Reverse((deadline, _, _))| *deadline);
+        Full {
+            retry_after_secs: u64::try_from(earliest.saturating_sub(now))
+                .unwrap_or(0)
+                .max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_at_their_deadline() {
+        let mut map = ExpiringMap::new(10);
+        map.insert("a", 1, 100, 0).unwrap();
+        assert_eq!(map.get(&"a", 99), Some(&1));
+        assert_eq!(map.get(&"a", 100), None);
+        // The next insertion drops it.
+        map.insert("b", 2, 200, 100).unwrap();
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn capacity_is_a_hard_limit_until_entries_expire() {
+        let mut map = ExpiringMap::new(2);
+        map.insert(1, (), 50, 0).unwrap();
+        map.insert(2, (), 80, 0).unwrap();
+        assert_eq!(
+            map.insert(3, (), 90, 10),
+            Err(Full {
+                retry_after_secs: 40
+            })
+        );
+        // Replacing an existing key needs no room.
+        map.insert(2, (), 90, 10).unwrap();
+        // Once the earliest entry expires there is room again.
+        map.insert(3, (), 90, 50).unwrap();
+        assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn insert_new_refuses_a_live_key_and_accepts_an_expired_one() {
+        let mut map = ExpiringMap::new(4);
+        assert_eq!(map.insert_new("jti", (), 10, 0), Ok(true));
+        assert_eq!(map.insert_new("jti", (), 20, 5), Ok(false));
+        assert_eq!(map.insert_new("jti", (), 20, 10), Ok(true));
+    }
+
+    #[test]
+    fn replacements_do_not_grow_the_heap_without_bound() {
+        let mut map = ExpiringMap::new(4);
+        for round in 0..10_000 {
+            map.insert("same", round, 1_000_000, 0).unwrap();
+        }
+        assert_eq!(map.len(), 1);
+        assert!(map.deadlines.len() <= 2 * map.len() + 65);
+        assert_eq!(map.get(&"same", 0), Some(&9_999));
+    }
+
+    #[test]
+    fn a_replaced_entry_keeps_its_new_deadline() {
+        let mut map = ExpiringMap::new(4);
+        map.insert("k", 1, 10, 0).unwrap();
+        map.insert("k", 2, 100, 0).unwrap();
+        // The stale deadline (10) passes: the entry stays.
+        map.insert("other", 3, 100, 20).unwrap();
+        assert_eq!(map.get(&"k", 20), Some(&2));
+    }
+}

@@ -1,0 +1,248 @@
+//! Reading OAuth requests strictly: form bodies (RFC 6749 appendix B), scope strings
+//! (RFC 6749 section 3.3), and which client authentication a request presents (RFC 6749
+//! section 2.3, RFC 7617 with the form-encoding of RFC 6749 section 2.3.1, RFC 7521
+//! section 4.2).
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, header};
+
+use super::oauth::OAuthError;
+
+/// The only `client_assertion_type` this server knows (RFC 7523 section 2.2).
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Decodes one `application/x-www-form-urlencoded` name or value: `+` is a space, `%XX`
+/// a byte. A `%` not followed by two hex digits, or bytes that are not UTF-8, make the
+/// value malformed (`None`) rather than being kept as they are.
+pub(crate) fn form_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether `headers` say the body is `application/x-www-form-urlencoded` (parameters
+/// such as `charset` allowed).
+fn is_media_type(headers: &HeaderMap, expected: &str) -> bool {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
+}
+
+/// Whether the body is declared as JSON (`application/json`, parameters allowed).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    is_media_type(headers, "application/json")
+}
+
+/// Parses a form body. Parameters without a value count as absent (RFC 6749 section 3.1);
+/// a repeated parameter (section 3.2) or a malformed escape is `invalid_request`.
+pub(crate) fn parse_form(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HashMap<String, String>, OAuthError> {
+    if !is_media_type(headers, "application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
+    let malformed = || OAuthError::invalid_request("the body is not well-formed form data");
+    let mut parameters = HashMap::new();
+    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = form_decode(name).ok_or_else(malformed)?;
+        let value = form_decode(value).ok_or_else(malformed)?;
+        if value.is_empty() {
+            continue;
+        }
+        if parameters.insert(name, value).is_some() {
+            return Err(OAuthError::invalid_request("a parameter is repeated"));
+        }
+    }
+    Ok(parameters)
+}
+
+/// Whether `scope` is scope tokens (`%x21 / %x23-5B / %x5D-7E`) separated by single
+/// spaces (RFC 6749 section 3.3). Tabs, line breaks, other controls, quotes, backslashes,
+/// non-ASCII, and leading, trailing or doubled spaces make a scope string malformed.
+pub(crate) fn is_scope_string(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.split(' ').all(|token| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+        })
+}
+
+/// The client authentication a request presents.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// HTTP Basic credentials: the form-decoded client id and secret.
+    Basic { id: String, secret: String },
+    /// An `Authorization: Bearer` token (accepted by introspection only).
+    Bearer(String),
+    /// A JWT client assertion.
+    Assertion(String),
+}
+
+/// Finds the one client authentication method of a request.
+///
+/// Two methods at once (for example Basic and an assertion, or Basic and a
+/// `client_secret` parameter) are `invalid_request` (RFC 6749 section 2.3). No method at
+/// all, a method this server does not support (`client_secret_post`, another assertion
+/// type, another HTTP scheme) and malformed Basic credentials are `invalid_client` with
+/// 401 and a Basic challenge.
+pub(crate) fn presented_authentication(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    bearer_allowed: bool,
+) -> Result<Presented, OAuthError> {
+    let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = authorizations.next();
+    if authorizations.next().is_some() {
+        return Err(OAuthError::invalid_request(
+            "the Authorization header is repeated",
+        ));
+    }
+    let assertion_type = form.get("client_assertion_type");
+    let assertion = form.get("client_assertion");
+    let uses_assertion = assertion_type.is_some() || assertion.is_some();
+    let uses_post = form.contains_key("client_secret");
+    let methods =
+        usize::from(authorization.is_some()) + usize::from(uses_assertion) + usize::from(uses_post);
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "use exactly one client authentication method",
+        ));
+    }
+    if let Some(value) = authorization {
+        let value = value.to_str().map_err(|_| OAuthError::unauthenticated())?;
+        return http_credentials(value, bearer_allowed);
+    }
+    match (assertion_type, assertion) {
+        (Some(kind), Some(assertion)) if kind == ASSERTION_TYPE => {
+            Ok(Presented::Assertion(assertion.clone()))
+        }
+        (Some(_), Some(_)) => Err(OAuthError::unauthenticated()),
+        (Some(_), None) | (None, Some(_)) => Err(OAuthError::invalid_request(
+            "client_assertion_type and client_assertion go together",
+        )),
+        (None, None) => Err(OAuthError::unauthenticated()),
+    }
+}
+
+/// Reads an `Authorization` header value: `Basic` (strictly), or `Bearer` where allowed.
+fn http_credentials(value: &str, bearer_allowed: bool) -> Result<Presented, OAuthError> {
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let credentials = rest.trim_start_matches(' ');
+    if scheme.eq_ignore_ascii_case("basic") {
+        return basic_credentials(credentials)
+            .map(|(id, secret)| Presented::Basic { id, secret })
+            .ok_or_else(OAuthError::unauthenticated);
+    }
+    if bearer_allowed && scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty() {
+        return Ok(Presented::Bearer(credentials.to_owned()));
+    }
+    Err(OAuthError::unauthenticated())
+}
+
+/// `base64(form(id) ":" form(secret))`: padded base64 (RFC 7617), one colon after the id
+/// (a colon in the id itself is encoded), each part form-decoded (RFC 6749 section 2.3.1).
+/// A non-empty client id is required.
+fn basic_credentials(token: &str) -> Option<(String, String)> {
+    let decoded = STANDARD.decode(token).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let id = form_decode(id)?;
+    let secret = form_decode(secret)?;
+    (!id.is_empty()).then_some((id, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding_is_strict() {
+        assert_eq!(form_decode("a%2Cb+c%2b").as_deref(), Some("a,b c+"));
+        assert_eq!(form_decode("%E2%9C%93").as_deref(), Some("\u{2713}"));
+        for bad in ["%", "%4", "%zz", "%4g", "a%+1", "%FF", "%C3"] {
+            assert_eq!(form_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scope_strings() {
+        for good in ["system/*.rs", "a b", "launch system/Patient.rs?x=1|2"] {
+            assert!(is_scope_string(good), "{good}");
+        }
+        for bad in [
+            "", " a", "a ", "a  b", "a\tb", "a\nb", "a\rb", "a\u{c}b", "a\"b", "a\\b", "é",
+            "a\u{0}",
+        ] {
+            assert!(!is_scope_string(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn basic_credentials_rules() {
+        let encode = |text: &str| STANDARD.encode(text);
+        assert_eq!(
+            basic_credentials(&encode("my%3Aid:p%40ss+word%3A1")),
+            Some(("my:id".into(), "p@ss word:1".into()))
+        );
+        assert_eq!(
+            basic_credentials(&encode("id:a:b")),
+            Some(("id".into(), "a:b".into()))
+        );
+        assert_eq!(
+            basic_credentials(&encode("id:")),
+            Some(("id".into(), String::new()))
+        );
+        for bad in [
+            encode("no-colon"),
+            encode(":secret"),
+            encode("id:%zz"),
+            encode("%zz:secret"),
+            encode("id:%FF"),
+            STANDARD.encode(b"id:\xff"),
+            encode("id:secret").trim_end_matches('=').to_owned() + "!",
+            "a".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(basic_credentials(&bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The development server's state is bounded: tokens, HTTP-registered clients and seen
+//! assertion ids expire and are capped; clients' `jwks_uri` key sets are cached.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use smart_auth::ManualClock;
+use smart_auth::SigningAlgorithm;
+use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+use smart_auth::testing::{JwksBehaviour, TestIssuer};
+
+use crate::dev_server::{ASSERTION_TYPE, FHIR};
+
+const NOW: u64 = 1_800_000_000;
+
+async fn post(
+    http: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+) -> (StatusCode, Option<String>, Value) {
+    let _ = http;
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+    (status, retry_after, body)
+}
+
+fn token_request(http: &reqwest::Client, server: &DevAuthServer) -> reqwest::RequestBuilder {
+    http.post(server.token_endpoint())
+        .basic_auth("c", Some("s"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+}
+
+/// Over the token cap the token endpoint answers 503 with `Retry-After` (the earliest
+/// expiry); once tokens expire there is room again, and the store never grows past it.
+#[tokio::test]
+async fn issued_tokens_are_capped_and_expire() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .max_tokens(2)
+        .start()
+        .await
+        .unwrap();
+    server.register(ClientRegistration::client_secret_basic(
+        "c",
+        "s",
+        ["system/*.rs"],
+    ));
+    let http = reqwest::Client::new();
+    let (status, _, first) = post(&http, token_request(&http, &server)).await;
+    assert_eq!(status, StatusCode::OK);
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(
+        post(&http, token_request(&http, &server)).await.0,
+        StatusCode::OK
+    );
+    let (status, retry_after, body) = post(&http, token_request(&http, &server)).await;
+    assert_eq!(
+        (status, retry_after.as_deref(), body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("200"),
+            Some("temporarily_unavailable")
+        )
+    );
+    assert_eq!(server.stored_tokens(), 2);
+    // The first token expires: room for one more.
+    clock.advance(Duration::from_secs(200));
+    assert_eq!(
+        post(&http, token_request(&http, &server)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(server.stored_tokens(), 2);
+    assert!(!server.revoke(first["access_token"].as_str().unwrap()));
+    assert_eq!(
+        post(&http, token_request(&http, &server)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+async fn register(
+    http: &reqwest::Client,
+    server: &DevAuthServer,
+) -> (StatusCode, Option<String>, Value) {
+    post(
+        http,
+        http.post(format!("{}/register", server.url())).json(
+            &json!({"scope": "system/*.rs", "token_endpoint_auth_method": "client_secret_basic"}),
+        ),
+    )
+    .await
+}
+
+/// Clients registered over HTTP expire (their secret says when) and are capped; code
+/// registrations are not counted.
+#[tokio::test]
+async fn registered_clients_are_capped_and_expire() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .max_clients(2)
+        .client_lifetime(Duration::from_secs(1000))
+        .start()
+        .await
+        .unwrap();
+    server.register(ClientRegistration::client_secret_basic(
+        "c",
+        "s",
+        ["system/*.rs"],
+    ));
+    let http = reqwest::Client::new();
+    let (status, _, first) = register(&http, &server).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(first["client_secret_expires_at"], json!(NOW + 1000));
+    assert_eq!(first["client_id_issued_at"], json!(NOW));
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(register(&http, &server).await.0, StatusCode::CREATED);
+    let (status, retry_after, body) = register(&http, &server).await;
+    assert_eq!(
+        (status, retry_after.as_deref(), body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("990"),
+            Some("temporarily_unavailable")
+        )
+    );
+    // The first client works until its registration expires, then not at all.
+    let first_token = |http: &reqwest::Client| {
+        http.post(server.token_endpoint())
+            .basic_auth(
+                first["client_id"].as_str().unwrap(),
+                first["client_secret"].as_str(),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+    };
+    assert_eq!(post(&http, first_token(&http)).await.0, StatusCode::OK);
+    clock.advance(Duration::from_secs(990));
+    let (status, _, body) = post(&http, first_token(&http)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    assert_eq!(register(&http, &server).await.0, StatusCode::CREATED);
+    // The code-registered client is unaffected by expiry and by the cap.
+    assert_eq!(
+        post(&http, token_request(&http, &server)).await.0,
+        StatusCode::OK
+    );
+}
+
+fn assertion_form(assertion: &str) -> String {
+    format!(
+        "grant_type=client_credentials&scope=system%2FPatient.rs&client_assertion_type={}&client_assertion={assertion}",
+        ASSERTION_TYPE.replace(':', "%3A")
+    )
+}
+
+/// Seen assertion ids are kept until their assertion expires, and capped: beyond the cap
+/// new assertions are refused (503), never accepted without a replay check.
+#[tokio::test]
+async fn seen_assertion_ids_are_capped_and_expire() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .max_seen_assertions(2)
+        .start()
+        .await
+        .unwrap();
+    let keys = TestIssuer::builder().clock(clock.clone()).start().await;
+    server.register(ClientRegistration::private_key_jwt(
+        "backend",
+        keys.jwks(),
+        ["system/*.rs"],
+    ));
+    let http = reqwest::Client::new();
+    let assertion = |lifetime: i64| {
+        keys.token()
+            .alg(SigningAlgorithm::ES256)
+            .header("typ", "JWT")
+            .claim("iss", "backend")
+            .claim("sub", "backend")
+            .claim("aud", server.token_endpoint())
+            .without("client_id")
+            .without("scope")
+            .expires_in_secs(lifetime)
+            .sign()
+    };
+    let send = |assertion: String| {
+        post(
+            &http,
+            http.post(server.token_endpoint())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(assertion_form(&assertion)),
+        )
+    };
+    let replayed = assertion(60);
+    assert_eq!(send(replayed.clone()).await.0, StatusCode::OK);
+    assert_eq!(send(assertion(120)).await.0, StatusCode::OK);
+    let (status, retry_after, body) = send(assertion(120)).await;
+    assert_eq!(
+        (status, retry_after.as_deref(), body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("60"),
+            Some("temporarily_unavailable")
+        )
+    );
+    // The replay is still refused as a replay while the cache is full.
+    let (status, _, body) = send(replayed.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_client"))
+    );
+    // Once the first assertion expires, its id makes room; the replay is refused as
+    // expired.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(send(assertion(120)).await.0, StatusCode::OK);
+    assert_eq!(send(replayed).await.0, StatusCode::BAD_REQUEST);
+}
+
+/// A client's `jwks_uri` is fetched once per cache lifetime, whatever unauthenticated
+/// callers send (bad signatures, unknown kids, concurrent bursts); a failed fetch is
+/// remembered briefly.
+#[tokio::test]
+async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .jwks_cache_ttl(Duration::from_secs(60))
+        .start()
+        .await
+        .unwrap();
+    let keys = TestIssuer::builder().clock(clock.clone()).start().await;
+    let attacker = TestIssuer::builder().clock(clock.clone()).start().await;
+    server.register(ClientRegistration::private_key_jwt_uri(
+        "by-url",
+        keys.jwks_uri(),
+        ["system/*.rs"],
+    ));
+    let http = reqwest::Client::new();
+    let assertion = |issuer: &TestIssuer, kid: Option<&str>| {
+        let mut builder = issuer
+            .token()
+            .alg(SigningAlgorithm::ES256)
+            .header("typ", "JWT")
+            .claim("iss", "by-url")
+            .claim("sub", "by-url")
+            .claim("aud", server.token_endpoint())
+            .without("client_id")
+            .without("scope")
+            .expires_in_secs(120);
+        if let Some(kid) = kid {
+            builder = builder.kid(kid);
+        }
+        builder.sign()
+    };
+    let send = |assertion: String| {
+        let request = http
+            .post(server.token_endpoint())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(assertion_form(&assertion));
+        let http = http.clone();
+        async move { post(&http, request).await.0 }
+    };
+    // A concurrent burst of forged assertions (another key, unknown kids): one fetch.
+    let forged: Vec<String> = (0..20)
+        .map(|i| {
+            if i % 2 == 0 {
+                assertion(&attacker, None)
+            } else {
+                assertion(&attacker, Some(&format!("kid-{i}")))
+            }
+        })
+        .collect();
+    let answers = join_all(forged.into_iter().map(send)).await;
+    assert!(
+        answers.iter().all(|s| *s == StatusCode::BAD_REQUEST),
+        "{answers:?}"
+    );
+    assert_eq!(keys.jwks_fetches(), 1);
+    // The genuine client is served from the same copy.
+    assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
+    assert_eq!(keys.jwks_fetches(), 1);
+    // After the cache lifetime, one new fetch.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        send(assertion(&attacker, None)).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
+    assert_eq!(keys.jwks_fetches(), 2);
+    // A failing key server is asked again only after 10 s, not on every attempt.
+    keys.set_jwks_behaviour(JwksBehaviour::Status(500));
+    clock.advance(Duration::from_secs(60));
+    for _ in 0..5 {
+        assert_eq!(send(assertion(&keys, None)).await, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(keys.jwks_fetches(), 3);
+    keys.set_jwks_behaviour(JwksBehaviour::Normal);
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(send(assertion(&keys, None)).await, StatusCode::BAD_REQUEST);
+    assert_eq!(keys.jwks_fetches(), 3);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
+    assert_eq!(keys.jwks_fetches(), 4);
+}

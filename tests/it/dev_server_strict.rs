@@ -1,0 +1,1446 @@
+//! The development server refuses what a strict reading of RFC 6749, 7009, 7521, 7523,
+//! 7591 and SMART Backend Services refuses: client assertions, client authentication,
+//! registration, and who may revoke or introspect which token. All over HTTP on loopback.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value, json};
+use smart_auth::ManualClock;
+use smart_auth::client::{BackendServiceClient, ClientKey};
+use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+
+use crate::dev_server::{ASSERTION_TYPE, FHIR, urlencode};
+
+const NOW: u64 = 1_800_000_000;
+const BASIC_CHALLENGE: &str = "Basic realm=\"smart-auth development server\"";
+
+/// A `private_key_jwt` client that signs raw header and payload texts with Ed25519, so
+/// tests can send `null`s, wrong types and duplicate members exactly as written.
+struct RawClient {
+    key: Ed25519KeyPair,
+    kid: &'static str,
+    client_id: &'static str,
+    next_jti: AtomicUsize,
+}
+
+impl RawClient {
+    fn new(client_id: &'static str) -> Self {
+        Self {
+            key: Ed25519KeyPair::generate().unwrap(),
+            kid: "raw-1",
+            client_id,
+            next_jti: AtomicUsize::new(0),
+        }
+    }
+
+    fn jwks(&self) -> Value {
+        json!({"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(self.key.public_key().as_ref()),
+        }]})
+    }
+
+    fn sign_texts(&self, header: &str, payload: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = self.key.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    fn header(&self) -> Map<String, Value> {
+        object(json!({"alg": "EdDSA", "kid": self.kid, "typ": "JWT"}))
+    }
+
+    /// Valid claims at `now` for `token_endpoint`, with a fresh `jti`.
+    fn claims(&self, token_endpoint: &str, now: i64) -> Map<String, Value> {
+        let jti = format!("jti-{}", self.next_jti.fetch_add(1, Ordering::Relaxed));
+        object(json!({
+            "iss": self.client_id, "sub": self.client_id, "aud": token_endpoint,
+            "exp": now + 240, "iat": now, "jti": jti,
+        }))
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("an object literal"),
+    }
+}
+
+/// Sets members (`Some`, `null` included) or removes them (`None`).
+fn edit(mut map: Map<String, Value>, changes: &[(&str, Option<Value>)]) -> String {
+    for (name, value) in changes {
+        match value {
+            Some(value) => {
+                map.insert((*name).to_owned(), value.clone());
+            }
+            None => {
+                map.remove(*name);
+            }
+        }
+    }
+    Value::Object(map).to_string()
+}
+
+struct Strict {
+    server: DevAuthServer,
+    client: RawClient,
+    http: reqwest::Client,
+    now: i64,
+}
+
+async fn strict_server(leeway_secs: u64) -> Strict {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock)
+        .clock_leeway(std::time::Duration::from_secs(leeway_secs))
+        .start()
+        .await
+        .unwrap();
+    let client = RawClient::new("raw");
+    server.register(ClientRegistration::private_key_jwt(
+        "raw",
+        client.jwks(),
+        ["system/*.rs"],
+    ));
+    server.register(ClientRegistration::client_secret_basic(
+        "basic",
+        "secret1",
+        ["system/*.rs"],
+    ));
+    Strict {
+        server,
+        client,
+        http: reqwest::Client::new(),
+        now: i64::try_from(NOW).unwrap(),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn error(&self) -> (u16, Option<&str>) {
+        (self.status.as_u16(), self.body["error"].as_str())
+    }
+
+    fn challenge(&self) -> Option<&str> {
+        self.headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap())
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn form_body(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Strict {
+    fn token_endpoint(&self) -> &str {
+        self.server.token_endpoint()
+    }
+
+    fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(form))
+    }
+
+    async fn token_with(&self, assertion: &str, extra: &[(&str, &str)]) -> Answer {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ];
+        form.extend_from_slice(extra);
+        send(self.post(self.token_endpoint(), &form)).await
+    }
+}
+
+/// Why the assertion table's row `case` is refused: a part of the answer's description,
+/// so that each row proves its own rule and not an earlier one.
+fn refusal_reason(case: &str) -> &'static str {
+    const NOT_A_JWT: &str = "not a valid signed JWT";
+    const NO_KEY: &str = "no single registered key";
+    const INTEGERS: &str = "must be integers";
+    match case {
+        "kid unknown" | "alg of another family" => NO_KEY,
+        "alg none" | "alg HS256" => "alg is not supported",
+        "alg null"
+        | "alg absent"
+        | "jku number"
+        | "duplicate typ"
+        | "duplicate alg"
+        | "header not an object"
+        | "duplicate sub"
+        | "duplicate aud"
+        | "nested duplicate"
+        | "claims not an object" => NOT_A_JWT,
+        "crit" | "crit null" | "cty JWT" => "crit or cty",
+        "jku unregistered" => "jku does not match",
+        "iss absent" | "iss null" | "iss number" => "iss must be the client id",
+        "iss another client" => "authenticates with a client secret",
+        "sub absent" | "sub null" | "iss != sub" => "iss and sub must both be the client id",
+        "exp absent" => "exp is required",
+        "exp now" => "has expired",
+        "exp now + 301" => "five minutes",
+        "exp null" | "exp string" | "exp fraction" | "nbf null" | "nbf string" | "iat null"
+        | "iat string" => INTEGERS,
+        "nbf now + 1" => "not valid yet",
+        "iat now + 1" => "iat is in the future",
+        _ if case.starts_with("typ") => "needs typ JWT",
+        _ if case.starts_with("kid") => "needs a kid string",
+        _ if case.starts_with("aud") => "aud must be the token endpoint URL, and only it",
+        _ if case.starts_with("jti") => "jti must be a string of 1 to 256 bytes",
+        _ => unreachable!("no reason listed for {case}"),
+    }
+}
+
+/// Every member of the class "a client assertion a strict reading refuses" is
+/// `invalid_client` (400, RFC 7521 section 4.2.1), and the valid variants pass.
+#[tokio::test]
+async fn client_assertion_table() {
+    let s = strict_server(0).await;
+    let endpoint = s.token_endpoint().to_owned();
+    let now = s.now;
+    let header = || s.client.header();
+    let claims = || s.client.claims(&endpoint, now);
+    let valid_header = Value::Object(header()).to_string();
+    let h = |changes: &[(&str, Option<Value>)]| edit(header(), changes);
+    let c = |changes: &[(&str, Option<Value>)]| edit(claims(), changes);
+    let long_jti = "j".repeat(257);
+    let max_jti = "j".repeat(256);
+    // (case, header text, claims text, accepted)
+    let rows: Vec<(&str, String, String, bool)> = vec![
+        ("valid", valid_header.clone(), c(&[]), true),
+        // typ: required, the JWT media type.
+        ("typ jwt", h(&[("typ", Some(json!("jwt")))]), c(&[]), true),
+        (
+            "typ application/jwt",
+            h(&[("typ", Some(json!("application/jwt")))]),
+            c(&[]),
+            true,
+        ),
+        ("typ absent", h(&[("typ", None)]), c(&[]), false),
+        ("typ null", h(&[("typ", Some(Value::Null))]), c(&[]), false),
+        (
+            "typ at+jwt",
+            h(&[("typ", Some(json!("at+jwt")))]),
+            c(&[]),
+            false,
+        ),
+        ("typ JWS", h(&[("typ", Some(json!("JWS")))]), c(&[]), false),
+        ("typ empty", h(&[("typ", Some(json!("")))]), c(&[]), false),
+        ("typ number", h(&[("typ", Some(json!(1)))]), c(&[]), false),
+        (
+            "typ array",
+            h(&[("typ", Some(json!(["JWT"])))]),
+            c(&[]),
+            false,
+        ),
+        // kid: required string naming the registered key.
+        ("kid absent", h(&[("kid", None)]), c(&[]), false),
+        ("kid null", h(&[("kid", Some(Value::Null))]), c(&[]), false),
+        ("kid empty", h(&[("kid", Some(json!("")))]), c(&[]), false),
+        ("kid number", h(&[("kid", Some(json!(1)))]), c(&[]), false),
+        (
+            "kid unknown",
+            h(&[("kid", Some(json!("other")))]),
+            c(&[]),
+            false,
+        ),
+        // alg
+        (
+            "alg none",
+            h(&[("alg", Some(json!("none")))]),
+            c(&[]),
+            false,
+        ),
+        (
+            "alg HS256",
+            h(&[("alg", Some(json!("HS256")))]),
+            c(&[]),
+            false,
+        ),
+        ("alg null", h(&[("alg", Some(Value::Null))]), c(&[]), false),
+        ("alg absent", h(&[("alg", None)]), c(&[]), false),
+        (
+            "alg of another family",
+            h(&[("alg", Some(json!("ES256")))]),
+            c(&[]),
+            false,
+        ),
+        // crit, cty, jku
+        ("crit", h(&[("crit", Some(json!(["exp"])))]), c(&[]), false),
+        (
+            "crit null",
+            h(&[("crit", Some(Value::Null))]),
+            c(&[]),
+            false,
+        ),
+        ("cty JWT", h(&[("cty", Some(json!("JWT")))]), c(&[]), false),
+        ("jku number", h(&[("jku", Some(json!(1)))]), c(&[]), false),
+        (
+            "jku unregistered",
+            h(&[("jku", Some(json!("https://evil.example/jwks")))]),
+            c(&[]),
+            false,
+        ),
+        // Duplicate header members, same or different values.
+        (
+            "duplicate typ",
+            valid_header.replacen('{', r#"{"typ":"at+jwt","#, 1),
+            c(&[]),
+            false,
+        ),
+        (
+            "duplicate alg",
+            valid_header.replacen('{', r#"{"alg":"EdDSA","#, 1),
+            c(&[]),
+            false,
+        ),
+        ("header not an object", "[1]".to_owned(), c(&[]), false),
+        // iss and sub: both the client id, strings.
+        (
+            "iss absent",
+            valid_header.clone(),
+            c(&[("iss", None)]),
+            false,
+        ),
+        (
+            "iss null",
+            valid_header.clone(),
+            c(&[("iss", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "iss number",
+            valid_header.clone(),
+            c(&[("iss", Some(json!(1)))]),
+            false,
+        ),
+        (
+            "sub absent",
+            valid_header.clone(),
+            c(&[("sub", None)]),
+            false,
+        ),
+        (
+            "sub null",
+            valid_header.clone(),
+            c(&[("sub", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "iss != sub",
+            valid_header.clone(),
+            c(&[("sub", Some(json!("basic")))]),
+            false,
+        ),
+        (
+            "iss another client",
+            valid_header.clone(),
+            c(&[("iss", Some(json!("basic"))), ("sub", Some(json!("basic")))]),
+            false,
+        ),
+        // aud: the token endpoint and nothing else.
+        (
+            "aud one-element array",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([endpoint])))]),
+            true,
+        ),
+        (
+            "aud with another member",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([endpoint, "https://other.example"])))]),
+            false,
+        ),
+        (
+            "aud twice in the array",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([endpoint, endpoint])))]),
+            false,
+        ),
+        (
+            "aud empty array",
+            valid_header.clone(),
+            c(&[("aud", Some(json!([])))]),
+            false,
+        ),
+        (
+            "aud null",
+            valid_header.clone(),
+            c(&[("aud", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "aud absent",
+            valid_header.clone(),
+            c(&[("aud", None)]),
+            false,
+        ),
+        (
+            "aud trailing slash",
+            valid_header.clone(),
+            c(&[("aud", Some(json!(format!("{endpoint}/"))))]),
+            false,
+        ),
+        (
+            "aud the issuer",
+            valid_header.clone(),
+            c(&[("aud", Some(json!(s.server.url())))]),
+            false,
+        ),
+        (
+            "aud object",
+            valid_header.clone(),
+            c(&[("aud", Some(json!({"aud": endpoint})))]),
+            false,
+        ),
+        // exp: required integer, in the future, at most 300 s ahead.
+        (
+            "exp absent",
+            valid_header.clone(),
+            c(&[("exp", None)]),
+            false,
+        ),
+        (
+            "exp null",
+            valid_header.clone(),
+            c(&[("exp", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "exp string",
+            valid_header.clone(),
+            c(&[("exp", Some(json!((now + 60).to_string())))]),
+            false,
+        ),
+        (
+            "exp fraction",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now as f64 + 60.5)))]),
+            false,
+        ),
+        (
+            "exp now",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now)))]),
+            false,
+        ),
+        (
+            "exp now + 1",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now + 1)))]),
+            true,
+        ),
+        (
+            "exp now + 300",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now + 300)))]),
+            true,
+        ),
+        (
+            "exp now + 301",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now + 301)))]),
+            false,
+        ),
+        // nbf: optional integer, not in the future.
+        (
+            "nbf now",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now)))]),
+            true,
+        ),
+        (
+            "nbf now + 1",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now + 1)))]),
+            false,
+        ),
+        (
+            "nbf null",
+            valid_header.clone(),
+            c(&[("nbf", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "nbf string",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!("0")))]),
+            false,
+        ),
+        // iat: optional integer, not in the future.
+        (
+            "iat absent",
+            valid_header.clone(),
+            c(&[("iat", None)]),
+            true,
+        ),
+        (
+            "iat now + 1",
+            valid_header.clone(),
+            c(&[("iat", Some(json!(now + 1)))]),
+            false,
+        ),
+        (
+            "iat null",
+            valid_header.clone(),
+            c(&[("iat", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "iat string",
+            valid_header.clone(),
+            c(&[("iat", Some(json!("0")))]),
+            false,
+        ),
+        // jti: required non-empty string, bounded.
+        (
+            "jti absent",
+            valid_header.clone(),
+            c(&[("jti", None)]),
+            false,
+        ),
+        (
+            "jti null",
+            valid_header.clone(),
+            c(&[("jti", Some(Value::Null))]),
+            false,
+        ),
+        (
+            "jti empty",
+            valid_header.clone(),
+            c(&[("jti", Some(json!("")))]),
+            false,
+        ),
+        (
+            "jti number",
+            valid_header.clone(),
+            c(&[("jti", Some(json!(7)))]),
+            false,
+        ),
+        (
+            "jti 257 bytes",
+            valid_header.clone(),
+            c(&[("jti", Some(json!(long_jti)))]),
+            false,
+        ),
+        (
+            "jti 256 bytes",
+            valid_header.clone(),
+            c(&[("jti", Some(json!(max_jti)))]),
+            true,
+        ),
+        // Duplicate claims, at the top and nested.
+        (
+            "duplicate sub",
+            valid_header.clone(),
+            c(&[]).replacen('{', r#"{"sub":"basic","#, 1),
+            false,
+        ),
+        (
+            "duplicate aud",
+            valid_header.clone(),
+            c(&[]).replacen('{', r#"{"aud":"https://other.example","#, 1),
+            false,
+        ),
+        (
+            "nested duplicate",
+            valid_header.clone(),
+            c(&[]).replacen('{', r#"{"x":{"a":1,"a":2},"#, 1),
+            false,
+        ),
+        (
+            "claims not an object",
+            valid_header.clone(),
+            "[1]".to_owned(),
+            false,
+        ),
+    ];
+    for (case, header, claims, accepted) in rows {
+        let assertion = s.client.sign_texts(&header, &claims);
+        let answer = s.token_with(&assertion, &[]).await;
+        if accepted {
+            assert_eq!(answer.status, StatusCode::OK, "{case}: {}", answer.body);
+        } else {
+            assert_eq!(
+                answer.error(),
+                (400, Some("invalid_client")),
+                "{case}: {}",
+                answer.body
+            );
+            let description = answer.body["error_description"].as_str().unwrap();
+            assert!(
+                description.contains(refusal_reason(case)),
+                "{case}: refused for another reason: {description}"
+            );
+            assert_eq!(answer.headers["content-type"], "application/json");
+            assert_eq!(answer.headers["cache-control"], "no-store");
+            assert_eq!(answer.challenge(), None, "{case}");
+        }
+    }
+    // A valid assertion, replayed: refused.
+    let assertion = s
+        .client
+        .sign_texts(&valid_header, &Value::Object(claims()).to_string());
+    assert_eq!(s.token_with(&assertion, &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        s.token_with(&assertion, &[]).await.error(),
+        (400, Some("invalid_client"))
+    );
+}
+
+/// The time rules at the edges of a 30 s leeway.
+#[tokio::test]
+async fn client_assertion_times_at_the_leeway_edges() {
+    let s = strict_server(30).await;
+    let endpoint = s.token_endpoint().to_owned();
+    let now = s.now;
+    let header = Value::Object(s.client.header()).to_string();
+    let rows: &[(&str, Value, bool)] = &[
+        ("nbf now + 30", json!(now + 30), true),
+        ("nbf now + 31", json!(now + 31), false),
+    ];
+    for (case, nbf, accepted) in rows {
+        let claims = edit(
+            s.client.claims(&endpoint, now),
+            &[("nbf", Some(nbf.clone()))],
+        );
+        let answer = s
+            .token_with(&s.client.sign_texts(&header, &claims), &[])
+            .await;
+        assert_eq!(
+            answer.status.is_success(),
+            *accepted,
+            "{case}: {}",
+            answer.body
+        );
+    }
+    let rows: &[(&str, &str, i64, bool)] = &[
+        ("exp now - 29", "exp", now - 29, true),
+        ("exp now - 30", "exp", now - 30, false),
+        ("exp now + 330", "exp", now + 330, true),
+        ("exp now + 331", "exp", now + 331, false),
+        ("iat now + 30", "iat", now + 30, true),
+        ("iat now + 31", "iat", now + 31, false),
+    ];
+    for (case, claim, value, accepted) in rows {
+        let mut changes = vec![(*claim, Some(json!(value)))];
+        if *claim == "exp" {
+            changes.push(("iat", Some(json!(now - 200))));
+        }
+        let claims = edit(s.client.claims(&endpoint, now), &changes);
+        let answer = s
+            .token_with(&s.client.sign_texts(&header, &claims), &[])
+            .await;
+        if *accepted {
+            assert_eq!(answer.status, StatusCode::OK, "{case}: {}", answer.body);
+        } else {
+            assert_eq!(answer.error(), (400, Some("invalid_client")), "{case}");
+        }
+    }
+}
+
+/// A form `client_id` must name the client the assertion is about.
+#[tokio::test]
+async fn form_client_id_must_match_the_assertion() {
+    let s = strict_server(0).await;
+    let endpoint = s.token_endpoint().to_owned();
+    let header = Value::Object(s.client.header()).to_string();
+    let sign = || {
+        s.client.sign_texts(
+            &header,
+            &Value::Object(s.client.claims(&endpoint, s.now)).to_string(),
+        )
+    };
+    for other in ["basic", "RAW", "raw ", "nobody"] {
+        let answer = s.token_with(&sign(), &[("client_id", other)]).await;
+        assert_eq!(answer.error(), (400, Some("invalid_client")), "{other:?}");
+    }
+    let answer = s.token_with(&sign(), &[("client_id", "raw")]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+/// No client authentication, or only methods the server does not support, or malformed
+/// Basic credentials: 401 `invalid_client` with the Basic challenge.
+#[tokio::test]
+async fn missing_or_unsupported_client_authentication_is_401_invalid_client() {
+    let s = strict_server(0).await;
+    let base = [
+        ("grant_type", "client_credentials"),
+        ("scope", "system/Patient.rs"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut form = base.to_vec();
+        form.extend_from_slice(extra);
+        form
+    };
+    let basic = |raw: &str| format!("Basic {}", STANDARD.encode(raw));
+    // (case, form, Authorization header)
+    type Row<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<String>);
+    let rows: Vec<Row<'_>> = vec![
+        ("nothing", with(&[]), None),
+        (
+            "client_id only (a Basic client)",
+            with(&[("client_id", "basic")]),
+            None,
+        ),
+        (
+            "client_id only (an assertion client)",
+            with(&[("client_id", "raw")]),
+            None,
+        ),
+        (
+            "client_secret_post",
+            with(&[("client_id", "basic"), ("client_secret", "secret")]),
+            None,
+        ),
+        (
+            "another assertion type",
+            with(&[
+                ("client_assertion_type", "urn:other"),
+                ("client_assertion", "a.b.c"),
+            ]),
+            None,
+        ),
+        ("Bearer scheme", with(&[]), Some("Bearer abc".to_owned())),
+        (
+            "Digest scheme",
+            with(&[]),
+            Some("Digest username=\"basic\"".to_owned()),
+        ),
+        (
+            "Basic without credentials",
+            with(&[]),
+            Some("Basic".to_owned()),
+        ),
+        (
+            "Basic, bad base64",
+            with(&[]),
+            Some("Basic !!!!".to_owned()),
+        ),
+        (
+            "Basic, unpadded base64",
+            with(&[]),
+            Some(basic("basic:secret1").trim_end_matches('=').to_owned()),
+        ),
+        ("Basic, no colon", with(&[]), Some(basic("basicsecret"))),
+        ("Basic, empty id", with(&[]), Some(basic(":secret"))),
+        (
+            "Basic, bad escape in the secret",
+            with(&[]),
+            Some(basic("basic:sec%zzret")),
+        ),
+        (
+            "Basic, bad escape in the id",
+            with(&[]),
+            Some(basic("ba%sic:secret")),
+        ),
+        (
+            "Basic, escape to invalid UTF-8",
+            with(&[]),
+            Some(basic("basic:%FF")),
+        ),
+        (
+            "Basic, bytes not UTF-8",
+            with(&[]),
+            Some(format!("Basic {}", STANDARD.encode(b"basic:\xff"))),
+        ),
+        ("Basic, wrong secret", with(&[]), Some(basic("basic:wrong"))),
+        (
+            "Basic, an assertion client",
+            with(&[]),
+            Some(basic("raw:secret")),
+        ),
+        (
+            "Basic, form client_id of another client",
+            with(&[("client_id", "raw")]),
+            Some(basic("basic:secret1")),
+        ),
+    ];
+    for (case, form, authorization) in rows {
+        let mut request = s.post(s.token_endpoint(), &form);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let answer = send(request).await;
+        assert_eq!(
+            answer.error(),
+            (401, Some("invalid_client")),
+            "{case}: {}",
+            answer.body
+        );
+        assert_eq!(answer.challenge(), Some(BASIC_CHALLENGE), "{case}");
+        assert_eq!(answer.headers["cache-control"], "no-store", "{case}");
+        assert!(!answer.body.to_string().contains("secret\""), "{case}");
+    }
+    // The same request with valid Basic credentials succeeds (the rows fail for their
+    // stated reason only), including a matching form client_id.
+    for form in [with(&[]), with(&[("client_id", "basic")])] {
+        let answer = send(
+            s.post(s.token_endpoint(), &form)
+                .header("authorization", basic("basic:secret1")),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+}
+
+/// RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding; the
+/// server decodes them exactly once.
+#[tokio::test]
+async fn basic_credentials_are_form_decoded() {
+    let s = strict_server(0).await;
+    let (id, secret) = ("my client:1", "p@ss+w%rd:/é ~");
+    s.server.register(ClientRegistration::client_secret_basic(
+        id,
+        secret,
+        ["system/*.rs"],
+    ));
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("scope", "system/Patient.rs"),
+    ];
+    let with_basic = |raw: String| {
+        s.post(s.token_endpoint(), &form)
+            .header("authorization", format!("Basic {}", STANDARD.encode(raw)))
+    };
+    let encoded = format!("{}:{}", urlencode(id), urlencode(secret));
+    assert_eq!(send(with_basic(encoded)).await.status, StatusCode::OK);
+    // Lower-case escapes decode the same.
+    let lower = "my+client%3a1:p%40ss%2bw%25rd%3a%2f%c3%a9+~".to_owned();
+    assert_eq!(send(with_basic(lower)).await.status, StatusCode::OK);
+    // Not encoded: `+` decodes to a space and `%rd` is no escape; both fail.
+    for raw in [format!("{id}:{secret}"), format!("my+client%3A1:{secret}")] {
+        let answer = send(with_basic(raw.clone())).await;
+        assert_eq!(answer.error(), (401, Some("invalid_client")), "{raw}");
+        assert_eq!(answer.challenge(), Some(BASIC_CHALLENGE));
+    }
+    // Encoded twice: fails.
+    let twice = format!(
+        "{}:{}",
+        urlencode(&urlencode(id)),
+        urlencode(&urlencode(secret))
+    );
+    assert_eq!(
+        send(with_basic(twice)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// RFC 6749 section 2.3: more than one authentication method is `invalid_request`.
+#[tokio::test]
+async fn two_authentication_methods_are_invalid_request() {
+    let s = strict_server(0).await;
+    let endpoint = s.token_endpoint().to_owned();
+    let header = Value::Object(s.client.header()).to_string();
+    let assertion = s.client.sign_texts(
+        &header,
+        &Value::Object(s.client.claims(&endpoint, s.now)).to_string(),
+    );
+    let basic = format!("Basic {}", STANDARD.encode("basic:secret1"));
+    let base = vec![
+        ("grant_type", "client_credentials"),
+        ("scope", "system/Patient.rs"),
+    ];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut form = base.clone();
+        form.extend(extra.iter().map(|(k, v)| (*k, &**v)));
+        form.into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let assertion_params = [
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", assertion.as_str()),
+    ];
+    type Row<'a> = (&'a str, Vec<(String, String)>, Vec<String>);
+    let rows: Vec<Row<'_>> = vec![
+        (
+            "Basic + assertion",
+            with(&assertion_params),
+            vec![basic.clone()],
+        ),
+        (
+            "Basic + client_secret",
+            with(&[("client_secret", "secret")]),
+            vec![basic.clone()],
+        ),
+        (
+            "assertion + client_secret",
+            with(&[
+                assertion_params[0],
+                assertion_params[1],
+                ("client_secret", "secret"),
+            ]),
+            vec![],
+        ),
+        (
+            "Bearer + assertion",
+            with(&assertion_params),
+            vec!["Bearer x".to_owned()],
+        ),
+        (
+            "two Authorization headers",
+            with(&[]),
+            vec![basic.clone(), basic.clone()],
+        ),
+        (
+            "assertion without its type",
+            with(&[assertion_params[1]]),
+            vec![],
+        ),
+        (
+            "assertion type without an assertion",
+            with(&[assertion_params[0]]),
+            vec![],
+        ),
+    ];
+    for (case, form, authorizations) in rows {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut request = s.post(s.token_endpoint(), &pairs);
+        for value in authorizations {
+            request = request.header("authorization", value);
+        }
+        let answer = send(request).await;
+        assert_eq!(
+            answer.error(),
+            (400, Some("invalid_request")),
+            "{case}: {}",
+            answer.body
+        );
+    }
+    // The assertion was not consumed by the refused requests: it still works alone.
+    let answer = s.token_with(&assertion, &[]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+/// Form bodies and scope strings are read strictly.
+#[tokio::test]
+async fn malformed_forms_and_scopes() {
+    let s = strict_server(0).await;
+    let basic = format!("Basic {}", STANDARD.encode("basic:secret1"));
+    type Row<'a> = (&'a str, &'a str, &'a str, (u16, Option<&'a str>));
+    let rows: &[Row<'_>] = &[
+        (
+            "bad escape",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=system%2FPatient.rs%zz",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "escape to invalid UTF-8",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=%FF",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "repeated",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=a&scope=b",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "JSON body",
+            "application/json",
+            r#"{"grant_type":"client_credentials"}"#,
+            (400, Some("invalid_request")),
+        ),
+        (
+            "tab in scope",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=system%2FPatient.rs%09system%2FObservation.rs",
+            (400, Some("invalid_scope")),
+        ),
+        (
+            "LF in scope",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=system%2FPatient.rs%0A",
+            (400, Some("invalid_scope")),
+        ),
+        (
+            "double space in scope",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=a++b",
+            (400, Some("invalid_scope")),
+        ),
+        (
+            "empty scope is absent",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=",
+            (400, Some("invalid_request")),
+        ),
+        (
+            "good",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "grant_type=client_credentials&scope=system%2FPatient.rs&unknown=1",
+            (200, None),
+        ),
+    ];
+    for (case, content_type, body, expected) in rows {
+        let answer = send(
+            s.http
+                .post(s.token_endpoint())
+                .header("content-type", *content_type)
+                .header("authorization", &basic)
+                .body(*body),
+        )
+        .await;
+        assert_eq!(answer.error(), *expected, "{case}: {}", answer.body);
+    }
+    // A body over 64 KiB is not read.
+    let huge = format!(
+        "grant_type=client_credentials&scope={}",
+        "a".repeat(70 * 1024)
+    );
+    let response = s
+        .http
+        .post(s.token_endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", &basic)
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// RFC 7591: JSON only (415 otherwise), public asymmetric keys only, nothing private
+/// echoed, typed metadata.
+#[tokio::test]
+async fn registration_is_strict() {
+    let s = strict_server(0).await;
+    let url = format!("{}/register", s.server.url());
+    let public = s.client.jwks();
+    let register = |content_type: Option<&str>, body: String| {
+        let mut request = s.http.post(&url).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        send(request)
+    };
+    let good = json!({"jwks": public, "scope": "system/*.rs"}).to_string();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+        Some("application/jwk-set+json"),
+    ] {
+        let answer = register(content_type, good.clone()).await;
+        assert_eq!(
+            answer.error(),
+            (415, Some("invalid_client_metadata")),
+            "{content_type:?}"
+        );
+    }
+    let answer = register(Some("application/json; charset=utf-8"), good.clone()).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.body["jwks"], public);
+    assert_eq!(answer.headers["cache-control"], "no-store");
+
+    // Any private or symmetric member, on any key of the set, is refused and not echoed.
+    const MARKER: &str = "UFJJVkFURS1NQVRFUklBTA";
+    for member in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+        let mut jwks = public.clone();
+        jwks["keys"][0][member] = json!(MARKER);
+        let answer = register(
+            Some("application/json"),
+            json!({"jwks": jwks, "scope": "system/*.rs"}).to_string(),
+        )
+        .await;
+        assert_eq!(
+            answer.error(),
+            (400, Some("invalid_client_metadata")),
+            "{member}"
+        );
+        assert!(!answer.body.to_string().contains(MARKER), "{member}");
+    }
+    let oct = json!({"keys": [public["keys"][0], {"kty": "oct", "kid": "h"}]});
+    let rows = [
+        ("symmetric key", json!({"jwks": oct, "scope": "system/*.rs"}).to_string()),
+        ("key set not an object", json!({"jwks": [public], "scope": "system/*.rs"}).to_string()),
+        ("no keys", json!({"jwks": {"keys": []}, "scope": "system/*.rs"}).to_string()),
+        ("key not an object", json!({"jwks": {"keys": ["x"]}, "scope": "system/*.rs"}).to_string()),
+        ("kty absent", json!({"jwks": {"keys": [{"kid": "x"}]}, "scope": "system/*.rs"}).to_string()),
+        ("jwks and jwks_uri", json!({"jwks": public, "jwks_uri": "https://a.example/jwks", "scope": "system/*.rs"}).to_string()),
+        ("jwks_uri not https", json!({"jwks_uri": "http://evil.example/jwks", "scope": "system/*.rs"}).to_string()),
+        ("jwks_uri number", json!({"jwks_uri": 5, "scope": "system/*.rs"}).to_string()),
+        ("scope absent", json!({"jwks": public}).to_string()),
+        ("scope null", json!({"jwks": public, "scope": null}).to_string()),
+        ("scope with a tab", json!({"jwks": public, "scope": "system/*.rs\tsystem/*.cruds"}).to_string()),
+        ("scope array", json!({"jwks": public, "scope": ["system/*.rs"]}).to_string()),
+        ("auth method number", json!({"jwks": public, "scope": "system/*.rs", "token_endpoint_auth_method": 5}).to_string()),
+        ("auth method null", json!({"jwks": public, "scope": "system/*.rs", "token_endpoint_auth_method": null}).to_string()),
+        ("auth method none", json!({"scope": "system/*.rs", "token_endpoint_auth_method": "none"}).to_string()),
+        ("auth method client_secret_post", json!({"scope": "system/*.rs", "token_endpoint_auth_method": "client_secret_post"}).to_string()),
+        ("secret client with jwks", json!({"jwks": public, "scope": "system/*.rs", "token_endpoint_auth_method": "client_secret_basic"}).to_string()),
+        ("other grant type", json!({"jwks": public, "scope": "system/*.rs", "grant_types": ["authorization_code"]}).to_string()),
+        ("grant_types string", json!({"jwks": public, "scope": "system/*.rs", "grant_types": "client_credentials"}).to_string()),
+        ("duplicate member", format!(r#"{{"scope":"system/*.rs","scope":"system/*.cruds","jwks":{public}}}"#)),
+        ("nested duplicate", format!(r#"{{"scope":"system/*.rs","jwks":{{"keys":[],"keys":{}}}}}"#, public["keys"])),
+        ("not an object", "[1]".to_owned()),
+        ("not JSON", "scope=x".to_owned()),
+    ];
+    for (case, body) in rows {
+        let answer = register(Some("application/json"), body).await;
+        assert_eq!(
+            answer.error(),
+            (400, Some("invalid_client_metadata")),
+            "{case}: {}",
+            answer.body
+        );
+        assert!(answer.body["error_description"].is_string());
+    }
+}
+
+/// A `private_key_jwt` registration made in code keeps only the public keys: `Debug`
+/// shows no private member, and assertions still verify.
+#[tokio::test]
+async fn code_registration_keeps_public_keys_only() {
+    let s = strict_server(0).await;
+    let mut with_private = s.client.jwks();
+    with_private["keys"][0]["d"] = json!("UFJJVkFURS1E");
+    with_private["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "oct", "kid": "h", "k": "U1lNTUVUUklDLUs"}));
+    let registration = ClientRegistration::private_key_jwt("raw", with_private, ["system/*.rs"]);
+    let debug = format!("{registration:?}");
+    assert!(
+        !debug.contains("UFJJVkFURS1E") && !debug.contains("U1lNTUVUUklDLUs"),
+        "{debug}"
+    );
+    assert!(debug.contains("raw-1"), "{debug}");
+    s.server.register(registration);
+    let endpoint = s.token_endpoint().to_owned();
+    let assertion = s.client.sign_texts(
+        &Value::Object(s.client.header()).to_string(),
+        &Value::Object(s.client.claims(&endpoint, s.now)).to_string(),
+    );
+    assert_eq!(s.token_with(&assertion, &[]).await.status, StatusCode::OK);
+}
+
+async fn register_secret_client(
+    http: &reqwest::Client,
+    server: &DevAuthServer,
+) -> (String, String) {
+    let answer = send(http.post(format!("{}/register", server.url())).json(
+        &json!({"scope": "system/*.rs", "token_endpoint_auth_method": "client_secret_basic"}),
+    ))
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    (
+        answer.body["client_id"].as_str().unwrap().to_owned(),
+        answer.body["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// RFC 7009 section 2.1 and RFC 7662: a client revokes only its own tokens; a client
+/// registered over HTTP introspects only its own; the operator's clients (resource
+/// servers) introspect any.
+#[tokio::test]
+async fn revocation_and_introspection_of_foreign_tokens() {
+    let s = strict_server(0).await;
+    let (a_id, a_secret) = register_secret_client(&s.http, &s.server).await;
+    let (b_id, b_secret) = register_secret_client(&s.http, &s.server).await;
+    s.server.register(
+        ClientRegistration::client_secret_basic("limited", "limited-secret", ["system/*.rs"])
+            .own_tokens_only(),
+    );
+    let token_of = |id: String, secret: String| {
+        let request = s
+            .post(
+                s.token_endpoint(),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/Patient.rs"),
+                ],
+            )
+            .basic_auth(id, Some(secret));
+        async move {
+            send(request).await.body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let a_token = token_of(a_id.clone(), a_secret.clone()).await;
+    let b_token = token_of(b_id.clone(), b_secret.clone()).await;
+    let revoke_url = format!("{}/revoke", s.server.url());
+    let introspect_url = s.server.introspection_endpoint();
+    let call = |url: &str, id: &str, secret: &str, token: &str| {
+        send(
+            s.post(url, &[("token", token)])
+                .basic_auth(id, Some(secret)),
+        )
+    };
+
+    // B tries to revoke A's token: refused, and the token stays valid.
+    let answer = call(&revoke_url, &b_id, &b_secret, &a_token).await;
+    assert_eq!(
+        answer.error(),
+        (400, Some("unauthorized_client")),
+        "{}",
+        answer.body
+    );
+    let answer = call(&introspect_url, &a_id, &a_secret, &a_token).await;
+    assert_eq!(
+        answer.body["active"], true,
+        "still active after the foreign attempt"
+    );
+    assert_eq!(answer.body["client_id"], a_id.as_str());
+    // A's token still authenticates its bearer at the introspection endpoint.
+    let answer = send(
+        s.post(&introspect_url, &[("token", a_token.as_str())])
+            .bearer_auth(&a_token),
+    )
+    .await;
+    assert_eq!(answer.body["active"], true);
+
+    // B (and a code client limited to its own tokens) may not introspect A's token.
+    for (id, secret) in [
+        (b_id.as_str(), b_secret.as_str()),
+        ("limited", "limited-secret"),
+    ] {
+        let answer = call(&introspect_url, id, secret, &a_token).await;
+        assert_eq!(
+            (answer.status, answer.body.clone()),
+            (StatusCode::OK, json!({"active": false})),
+            "{id}"
+        );
+    }
+    // Nor by presenting its own token as a Bearer credential.
+    let answer = send(
+        s.post(&introspect_url, &[("token", a_token.as_str())])
+            .bearer_auth(&b_token),
+    )
+    .await;
+    assert_eq!(answer.body, json!({"active": false}));
+    // The operator's client (a resource server) may.
+    let answer = call(&introspect_url, "basic", "secret1", &a_token).await;
+    assert_eq!(answer.body["active"], true);
+
+    // Revocation needs client authentication: a Bearer token is not enough.
+    let answer = send(
+        s.post(&revoke_url, &[("token", a_token.as_str())])
+            .bearer_auth(&a_token),
+    )
+    .await;
+    assert_eq!(answer.error(), (401, Some("invalid_client")));
+    assert_eq!(answer.challenge(), Some(BASIC_CHALLENGE));
+    let answer = send(s.post(&revoke_url, &[("token", a_token.as_str())])).await;
+    assert_eq!(answer.error(), (401, Some("invalid_client")));
+
+    // Unknown tokens: 200 (RFC 7009 section 2.2).
+    assert_eq!(
+        call(&revoke_url, &b_id, &b_secret, "unknown").await.status,
+        StatusCode::OK
+    );
+    // A revokes its own token: done.
+    assert_eq!(
+        call(&revoke_url, &a_id, &a_secret, &a_token).await.status,
+        StatusCode::OK
+    );
+    let answer = call(&introspect_url, "basic", "secret1", &a_token).await;
+    assert_eq!(answer.body, json!({"active": false}));
+    // B's token was never touched.
+    assert_eq!(
+        call(&introspect_url, &b_id, &b_secret, &b_token).await.body["active"],
+        true
+    );
+}
+
+/// `Debug` of registrations, the server, and the client's credentials and tokens never
+/// shows a secret.
+#[tokio::test]
+async fn debug_never_shows_secrets() {
+    let secret = "S3CRET-never-shown";
+    let registration = ClientRegistration::client_secret_basic("c", secret, ["system/*.rs"]);
+    let debug = format!("{registration:?}");
+    assert!(!debug.contains(secret), "{debug}");
+    assert!(
+        debug.contains("\"c\"") && debug.contains("redacted"),
+        "{debug}"
+    );
+    let alternate = format!("{registration:#?}");
+    assert!(!alternate.contains(secret), "{alternate}");
+
+    let server = DevAuthServer::builder(FHIR).start().await.unwrap();
+    server.register(registration);
+    let debug = format!("{server:?}");
+    assert!(!debug.contains(secret), "{debug}");
+
+    // A registration answer's secret is not kept in anything printable either.
+    let http = reqwest::Client::new();
+    let (id, issued_secret) = register_secret_client(&http, &server).await;
+    assert!(!format!("{server:?}").contains(&issued_secret));
+
+    // The client side: a Basic client, a key, an access token.
+    let client = BackendServiceClient::builder(FHIR)
+        .token_endpoint(server.token_endpoint())
+        .client_id(&id)
+        .client_secret_basic(&issued_secret)
+        .scope("system/Patient.rs")
+        .build()
+        .unwrap();
+    assert!(!format!("{client:?}").contains(&issued_secret));
+    let token = client.access_token().await.unwrap();
+    let debug = format!("{token:?}");
+    assert!(!debug.contains(token.access_token()), "{debug}");
+
+    let key = ClientKey::generate(smart_auth::SigningAlgorithm::ES256, "k").unwrap();
+    let pem_key = ClientKey::generate(smart_auth::SigningAlgorithm::EdDSA, "k2").unwrap();
+    for key in [key, pem_key] {
+        let debug = format!("{key:?}");
+        let public = key.public_jwk();
+        // Only the key id and algorithm: not even the public key, let alone the private one.
+        for member in ["x", "y", "n"] {
+            if let Some(value) = public[member].as_str() {
+                assert!(!debug.contains(value), "{debug}");
+            }
+        }
+        assert!(!debug.contains("\"d\""), "{debug}");
+    }
+}
+
+/// Sends `request` (a raw HTTP/1.1 request) and returns the status code and the raw
+/// answer.
+async fn raw_http(address: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// Only requests addressed to the server itself are answered: a `Host` of another name
+/// (a DNS-rebinding web page), none, or two are refused with 421 before any endpoint runs.
+#[tokio::test]
+async fn requests_for_another_host_are_misdirected() {
+    let s = strict_server(0).await;
+    let address = s.server.url().trim_start_matches("http://").to_owned();
+    let port = address.rsplit(':').next().unwrap().to_owned();
+    let body = "grant_type=client_credentials&scope=system%2FPatient.rs";
+    let basic = STANDARD.encode("basic:secret1");
+    let request = |hosts: &[String]| {
+        let hosts: String = hosts.iter().map(|h| format!("Host: {h}\r\n")).collect();
+        format!(
+            "POST /token HTTP/1.1\r\n{hosts}Authorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let rows: Vec<(Vec<String>, u16)> = vec![
+        (vec![address.clone()], 200),
+        (vec![format!("localhost:{port}")], 200),
+        (vec![format!("LOCALHOST:{port}")], 200),
+        (vec!["evil.example".to_owned()], 421),
+        (vec![format!("evil.example:{port}")], 421),
+        (vec!["127.0.0.1".to_owned()], 421),
+        (vec!["localhost".to_owned()], 421),
+        (
+            vec![format!("127.0.0.1:{}", port.parse::<u32>().unwrap() + 1)],
+            421,
+        ),
+        (vec![], 421),
+        (vec![address.clone(), "evil.example".to_owned()], 421),
+    ];
+    for (hosts, expected) in rows {
+        let (status, answer) = raw_http(&address, &request(&hosts)).await;
+        assert_eq!(status, expected, "{hosts:?}: {answer}");
+        if expected == 421 {
+            assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
+        }
+    }
+    // Discovery and registration are covered as well.
+    let get = format!(
+        "GET /.well-known/smart-configuration HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_http(&address, &get).await.0, 421);
+}
+
+/// A `private_key_jwt` client authenticates at the revocation and introspection endpoints
+/// with a fresh assertion (`aud` the token endpoint), and revokes its own token.
+#[tokio::test]
+async fn assertion_clients_introspect_and_revoke_their_own_tokens() {
+    let s = strict_server(0).await;
+    let endpoint = s.token_endpoint().to_owned();
+    let header = Value::Object(s.client.header()).to_string();
+    let sign = || {
+        s.client.sign_texts(
+            &header,
+            &Value::Object(s.client.claims(&endpoint, s.now)).to_string(),
+        )
+    };
+    let answer = s.token_with(&sign(), &[]).await;
+    let token = answer.body["access_token"].as_str().unwrap().to_owned();
+    let with_assertion = |url: String, assertion: String| {
+        send(s.post(
+            &url,
+            &[
+                ("token", token.as_str()),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion.as_str()),
+            ],
+        ))
+    };
+    let introspect = s.server.introspection_endpoint();
+    let revoke = format!("{}/revoke", s.server.url());
+    let answer = with_assertion(introspect.clone(), sign()).await;
+    assert_eq!(answer.body["active"], true, "{}", answer.body);
+    assert_eq!(answer.body["client_id"], "raw");
+    // A replayed assertion authenticates nobody, here as at the token endpoint.
+    let used = sign();
+    assert_eq!(
+        with_assertion(revoke.clone(), used.clone()).await.status,
+        StatusCode::OK
+    );
+    let answer = with_assertion(introspect.clone(), used).await;
+    assert_eq!(answer.error(), (400, Some("invalid_client")));
+    // The revocation took effect.
+    let answer = send(
+        s.post(&introspect, &[("token", token.as_str())])
+            .basic_auth("basic", Some("secret1")),
+    )
+    .await;
+    assert_eq!(answer.body, json!({"active": false}));
+}
