@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, Url};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::error::ClientError;
 
@@ -186,7 +186,8 @@ fn transport_error(error: reqwest::Error) -> ClientError {
     ClientError::Transport { reason }
 }
 
-/// Reads a token endpoint answer. A success must be a JSON object with a non-empty
+/// Reads a token endpoint answer. A success must be a JSON object (member names unique)
+/// with a non-empty
 /// `access_token`, a `token_type` of `Bearer` (any case) and a numeric `expires_in`; an
 /// error status with an `error` member becomes [`ClientError::OAuth`].
 pub(crate) fn parse_response(
@@ -194,7 +195,14 @@ pub(crate) fn parse_response(
     requested_scope: &str,
     now: i64,
 ) -> Result<AccessToken, ClientError> {
-    let document = serde_json::from_slice::<Map<String, Value>>(&response.body).ok();
+    let parsed = crate::json::object_with_unique_members(&response.body);
+    if parsed == Err(crate::json::StrictJsonError::DuplicateMember) && response.status < 300 {
+        // Two values for one member: which one the server meant is unknown.
+        return Err(ClientError::InvalidTokenResponse(
+            "the body names a member twice",
+        ));
+    }
+    let document = parsed.ok();
     if !(200..300).contains(&response.status) {
         let oauth_error = document
             .as_ref()
@@ -333,6 +341,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!((token.expires_at(), token.scope()), (1_059, "a b"));
+    }
+
+    #[test]
+    fn success_bodies_that_name_a_member_twice_are_refused() {
+        for body in [
+            r#"{"access_token":"t","access_token":"u","token_type":"Bearer","expires_in":300}"#,
+            r#"{"access_token":"t","token_type":"Bearer","token_type":"N_A","expires_in":300}"#,
+            r#"{"access_token":"t","token_type":"Bearer","expires_in":300,"\u0065xpires_in":9}"#,
+        ] {
+            let raw = RawResponse {
+                status: 200,
+                body: body.as_bytes().to_vec(),
+            };
+            assert!(
+                matches!(
+                    parse_response(&raw, "s", 0),
+                    Err(ClientError::InvalidTokenResponse(
+                        "the body names a member twice"
+                    ))
+                ),
+                "{body}"
+            );
+        }
     }
 
     #[test]
