@@ -148,8 +148,25 @@ pub(crate) fn verify_signature(
     key: &VerificationKey,
     alg: Algorithm,
 ) -> Result<(), ErrorKind> {
+    verify_signature_over(
+        segments.signing_input.as_bytes(),
+        segments.signature,
+        key,
+        alg,
+    )
+}
+
+/// Checks a base64url `signature` segment over any signing input. [`verify_signature`] is
+/// this function applied to `header.payload`; the known-answer vectors (whose messages are
+/// arbitrary bytes, not `header.payload`) call it directly.
+pub(crate) fn verify_signature_over(
+    signing_input: &[u8],
+    signature: &str,
+    key: &VerificationKey,
+    alg: Algorithm,
+) -> Result<(), ErrorKind> {
     let signature = URL_SAFE_NO_PAD
-        .decode(segments.signature)
+        .decode(signature)
         .map_err(|_| ErrorKind::MalformedToken)?;
     // Calling the aws-lc-rs provider directly, rather than jsonwebtoken's process-wide
     // default, means no feature unification elsewhere in the build can make this panic.
@@ -157,7 +174,7 @@ pub(crate) fn verify_signature(
         (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(&alg, &key.key)
             .map_err(|_| ErrorKind::UnsupportedAlgorithm)?;
     verifier
-        .verify(segments.signing_input.as_bytes(), &signature)
+        .verify(signing_input, &signature)
         .map_err(|_| ErrorKind::InvalidSignature)
 }
 

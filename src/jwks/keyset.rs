@@ -2,9 +2,30 @@
 //!
 //! Each JWK is read on its own. A key this crate cannot or must not use (unknown `kty`,
 //! `crv` or `alg`, `use` other than `sig`, `key_ops` without `verify`, symmetric `oct`
-//! keys, keys that carry private parts, RSA moduli under 2048 bits) is skipped with a debug
-//! log; it never makes the whole set fail.
+//! keys, keys that carry private parts) is skipped with a debug log; it never makes the
+//! whole set fail.
+//!
+//! Public key values are checked when the set is parsed, not when a token first uses the
+//! key, so a malformed key is never in the cache at all:
+//!
+//! - **RSA**: the modulus `n` must be odd and 2048 to 8192 bits long (shorter is too weak,
+//!   RFC 7518 section 3.3; longer, the verifier refuses); the exponent `e` must be odd, at
+//!   least 3 and at most 33 bits wide (65537 is 17 bits; a wider exponent only makes
+//!   verification slow). Leading zero octets of `n` and `e` are ignored.
+//! - **EC** (`P-256`, `P-384`): `x` and `y` must each be exactly the curve's field size
+//!   (32 or 48 octets, RFC 7518 section 6.2.1.2), both below the field prime, and the point
+//!   must be on the named curve. `P-521` and other curves are not supported.
+//! - **OKP** (`Ed25519` only): `x` must be exactly 32 octets. Whether those octets decode
+//!   to a curve point is checked by each signature verification, which fails if not.
+//!
+//! The known-answer tests in `keyset/wycheproof.rs` run Project Wycheproof's vectors through
+//! this parser and the crate's signature check.
 
+use std::ops::RangeInclusive;
+
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ParsedPublicKey, VerificationAlgorithm,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -199,35 +220,15 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
         Some(_) => return Err("alg is not a string"),
     };
     let (family, key) = match string_member(jwk, "kty")? {
-        "RSA" => {
-            let n = decode_member(jwk, "n")?;
-            let e = decode_member(jwk, "e")?;
-            let modulus_bits = n.iter().skip_while(|b| **b == 0).count() * 8;
-            if modulus_bits < 2048 {
-                return Err("RSA modulus shorter than 2048 bits");
-            }
-            if e.is_empty() {
-                return Err("empty RSA exponent");
-            }
-            (KeyFamily::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
-        }
-        "EC" => {
-            let (family, size) = match string_member(jwk, "crv")? {
-                "P-256" => (KeyFamily::P256, 32),
-                "P-384" => (KeyFamily::P384, 48),
-                _ => return Err("unsupported EC curve"),
-            };
-            let x = decode_member(jwk, "x")?;
-            let y = decode_member(jwk, "y")?;
-            if x.len() != size || y.len() != size {
-                return Err("EC coordinates of the wrong length");
-            }
-            let mut point = Vec::with_capacity(1 + 2 * size);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            (family, DecodingKey::from_ec_der(&point))
-        }
+        "RSA" => (
+            KeyFamily::Rsa,
+            rsa_key(&decode_member(jwk, "n")?, &decode_member(jwk, "e")?)?,
+        ),
+        "EC" => ec_key(
+            string_member(jwk, "crv")?,
+            &decode_member(jwk, "x")?,
+            &decode_member(jwk, "y")?,
+        )?,
         "OKP" => {
             if string_member(jwk, "crv")? != "Ed25519" {
                 return Err("unsupported OKP curve");
@@ -250,6 +251,77 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
         alg,
         key,
     })
+}
+
+/// RSA modulus sizes this crate verifies with, in bits.
+const RSA_MODULUS_BITS: RangeInclusive<usize> = 2048..=8192;
+/// The widest RSA public exponent accepted, in bits.
+const RSA_EXPONENT_MAX_BITS: usize = 33;
+
+/// An RSA public key from its big-endian modulus and exponent, checked as the module docs
+/// say.
+fn rsa_key(n: &[u8], e: &[u8]) -> Result<DecodingKey, &'static str> {
+    let n = without_leading_zeros(n);
+    let e = without_leading_zeros(e);
+    let modulus_bits = bit_length(n);
+    if modulus_bits < *RSA_MODULUS_BITS.start() {
+        return Err("RSA modulus shorter than 2048 bits");
+    }
+    if modulus_bits > *RSA_MODULUS_BITS.end() {
+        return Err("RSA modulus longer than 8192 bits");
+    }
+    if !is_odd(n) {
+        return Err("even RSA modulus");
+    }
+    if !is_odd(e) {
+        return Err("RSA exponent zero or even");
+    }
+    if bit_length(e) < 2 {
+        return Err("RSA exponent of 1");
+    }
+    if bit_length(e) > RSA_EXPONENT_MAX_BITS {
+        return Err("RSA exponent wider than 33 bits");
+    }
+    Ok(DecodingKey::from_rsa_raw_components(n, e))
+}
+
+/// An EC public key on a named curve: coordinates of the exact field size, forming a point
+/// on that curve.
+fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<(KeyFamily, DecodingKey), &'static str> {
+    let (family, size, algorithm): (_, _, &'static dyn VerificationAlgorithm) = match crv {
+        "P-256" => (KeyFamily::P256, 32, &ECDSA_P256_SHA256_FIXED),
+        "P-384" => (KeyFamily::P384, 48, &ECDSA_P384_SHA384_FIXED),
+        _ => return Err("unsupported EC curve"),
+    };
+    if x.len() != size || y.len() != size {
+        return Err("EC coordinates of the wrong length");
+    }
+    let mut point = Vec::with_capacity(1 + 2 * size);
+    point.push(0x04);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
+    // aws-lc refuses coordinates at or above the field prime and points off the curve.
+    ParsedPublicKey::new(algorithm, &point).map_err(|_| "EC point not on the named curve")?;
+    Ok((family, DecodingKey::from_ec_der(&point)))
+}
+
+fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|byte| *byte != 0)
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// The number of significant bits of a big-endian integer without leading zero octets.
+fn bit_length(bytes: &[u8]) -> usize {
+    bytes
+        .first()
+        .map_or(0, |first| bytes.len() * 8 - first.leading_zeros() as usize)
+}
+
+fn is_odd(bytes: &[u8]) -> bool {
+    bytes.last().is_some_and(|last| last & 1 == 1)
 }
 
 /// The asymmetric JWS algorithms this crate can verify; `None` for anything else
@@ -283,8 +355,15 @@ fn decode_member(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>
 }
 
 #[cfg(test)]
+mod wycheproof;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+        KeyPair as _,
+    };
     use serde_json::json;
 
     fn b64(bytes: &[u8]) -> String {
@@ -295,8 +374,18 @@ mod tests {
         json!({"kty": "RSA", "kid": kid, "n": b64(&[0xc5; 256]), "e": "AQAB"})
     }
 
-    fn ec(kid: &str, crv: &str, size: usize) -> Value {
-        json!({"kty": "EC", "kid": kid, "crv": crv, "x": b64(&vec![1; size]), "y": b64(&vec![2; size])})
+    /// A JWK for a freshly generated key on `crv` (`P-256` or `P-384`).
+    fn ec(kid: &str, crv: &str) -> Value {
+        let signing = match crv {
+            "P-256" => &ECDSA_P256_SHA256_FIXED_SIGNING,
+            _ => &ECDSA_P384_SHA384_FIXED_SIGNING,
+        };
+        let pair = EcdsaKeyPair::generate(signing).unwrap();
+        // An uncompressed point: 0x04 || x || y.
+        let point = pair.public_key().as_ref();
+        let size = (point.len() - 1) / 2;
+        json!({"kty": "EC", "kid": kid, "crv": crv,
+            "x": b64(&point[1..=size]), "y": b64(&point[1 + size..])})
     }
 
     fn set(keys: Vec<Value>) -> Result<KeySet, KeySetError> {
@@ -320,7 +409,7 @@ mod tests {
             json!({"kty": "RSA", "kid": 7, "n": b64(&[0xc5; 256]), "e": "AQAB"}),
             json!("not an object"),
             rsa("good"),
-            ec("p256", "P-256", 32),
+            ec("p256", "P-256"),
             json!({"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64(&[3; 32])}),
         ])
         .unwrap();
@@ -387,7 +476,7 @@ mod tests {
     fn selection_binds_kid_family_and_alg() {
         let mut stated = rsa("rs384-only");
         stated["alg"] = json!("RS384");
-        let keys = set(vec![rsa("r1"), stated, ec("e384", "P-384", 48)]).unwrap();
+        let keys = set(vec![rsa("r1"), stated, ec("e384", "P-384")]).unwrap();
         assert_eq!(
             keys.select(Some("r1"), Algorithm::PS256),
             Selection::Found(0)
@@ -425,5 +514,233 @@ mod tests {
             keys.select(Some("same"), Algorithm::RS256),
             Selection::Unusable
         );
+    }
+
+    /// One JWK parsed as a one-key set, as a fetched set is: `None` when the key is kept,
+    /// else the reason it was refused.
+    fn refusal(jwk: &Value) -> Option<&'static str> {
+        match set(vec![jwk.clone()]) {
+            Ok(keys) => {
+                assert_eq!(keys.len(), 1);
+                None
+            }
+            Err(KeySetError::NoUsableKey) => Some(parse_jwk(jwk).unwrap_err()),
+            Err(other) => panic!("{jwk}: {other}"),
+        }
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn rsa_with(n: &[u8], e: &[u8]) -> Value {
+        json!({"kty": "RSA", "n": b64(n), "e": b64(e)})
+    }
+
+    #[test]
+    fn rsa_keys_outside_the_policy_are_refused_at_import() {
+        let n = [0xc5; 256]; // odd, 2048 bits
+        let mut even = n;
+        even[255] = 0xc4;
+        let mut short = n; // 256 octets but only 2041 bits
+        short[0] = 0x01;
+        let mut leading_zero = vec![0];
+        leading_zero.extend_from_slice(&n);
+        let longest = vec![0xc5; 1024]; // 8192 bits
+        let mut too_long = vec![0x01];
+        too_long.extend_from_slice(&longest);
+        let rows: Vec<(Value, Option<&str>)> = vec![
+            (rsa_with(&n, &[1, 0, 1]), None),
+            (rsa_with(&n, &[3]), None),
+            (rsa_with(&n, &[0, 1, 0, 1]), None),
+            (rsa_with(&leading_zero, &[1, 0, 1]), None),
+            (rsa_with(&longest, &[1, 0, 1]), None),
+            (rsa_with(&n, &[1, 0, 0, 0, 1]), None), // 33 bits
+            (rsa_with(&n, &[1]), Some("RSA exponent of 1")),
+            (rsa_with(&n, &[0, 0, 1]), Some("RSA exponent of 1")),
+            (rsa_with(&n, &[2]), Some("RSA exponent zero or even")),
+            (rsa_with(&n, &[1, 0, 0]), Some("RSA exponent zero or even")),
+            (rsa_with(&n, &[0]), Some("RSA exponent zero or even")),
+            (rsa_with(&n, &[]), Some("RSA exponent zero or even")),
+            (
+                rsa_with(&n, &[2, 0, 0, 0, 1]),
+                Some("RSA exponent wider than 33 bits"),
+            ),
+            (rsa_with(&even, &[1, 0, 1]), Some("even RSA modulus")),
+            (
+                rsa_with(&short, &[1, 0, 1]),
+                Some("RSA modulus shorter than 2048 bits"),
+            ),
+            (
+                rsa_with(&[0; 256], &[1, 0, 1]),
+                Some("RSA modulus shorter than 2048 bits"),
+            ),
+            (
+                rsa_with(&[], &[1, 0, 1]),
+                Some("RSA modulus shorter than 2048 bits"),
+            ),
+            (
+                rsa_with(&too_long, &[1, 0, 1]),
+                Some("RSA modulus longer than 8192 bits"),
+            ),
+            (json!({"kty": "RSA", "e": "AQAB"}), Some("n")),
+            (json!({"kty": "RSA", "n": b64(&n), "e": 65537}), Some("e")),
+            (
+                json!({"kty": "RSA", "n": b64(&n), "e": "AQAB=="}),
+                Some("a key member is not base64url"),
+            ),
+        ];
+        for (jwk, expected) in rows {
+            assert_eq!(refusal(&jwk), expected, "{jwk}");
+        }
+    }
+
+    /// `(x, y)` of a point on the curve whose `x` is 0, the field prime `p`, and the
+    /// coordinate size, for P-256 and P-384 (worked out offline: `y` is a square root of
+    /// `b` modulo `p`; the first two table rows prove the points are on the curves).
+    const ZERO_X_POINTS: [(&str, &str, &str, usize); 2] = [
+        (
+            "P-256",
+            "66485c780e2f83d72433bd5d84a06bb6541c2af31dae871728bf856a174f93f4",
+            "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff",
+            32,
+        ),
+        (
+            "P-384",
+            "c306610fb0ae5a159cf45c06069f22a6c5eb3641c602d42dea2c4b4f75550793406d80d2b91ad54f9048bd487af1ade1",
+            "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
+            48,
+        ),
+    ];
+
+    fn ec_with(crv: &str, x: &[u8], y: &[u8]) -> Value {
+        json!({"kty": "EC", "crv": crv, "x": b64(x), "y": b64(y)})
+    }
+
+    /// `a + b` for big-endian numbers of the same length, dropping any carry out.
+    fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut sum = vec![0; a.len()];
+        let mut carry = 0u16;
+        for at in (0..a.len()).rev() {
+            let total = u16::from(a[at]) + u16::from(b[at]) + carry;
+            sum[at] = total as u8;
+            carry = total >> 8;
+        }
+        sum
+    }
+
+    /// `a - b` for big-endian numbers of the same length, `a >= b`.
+    fn sub(a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut difference = vec![0; a.len()];
+        let mut borrow = 0i16;
+        for at in (0..a.len()).rev() {
+            let mut total = i16::from(a[at]) - i16::from(b[at]) - borrow;
+            borrow = i16::from(total < 0);
+            if total < 0 {
+                total += 256;
+            }
+            difference[at] = total as u8;
+        }
+        difference
+    }
+
+    #[test]
+    fn ec_points_off_the_curve_or_of_the_wrong_size_are_refused_at_import() {
+        const OFF_CURVE: Option<&str> = Some("EC point not on the named curve");
+        const WRONG_LENGTH: Option<&str> = Some("EC coordinates of the wrong length");
+        for (crv, y, p, size) in ZERO_X_POINTS {
+            let (y, p) = (hex(y), hex(p));
+            let zero = vec![0; size];
+            let one = {
+                let mut one = zero.clone();
+                one[size - 1] = 1;
+                one
+            };
+            let other_crv = if crv == "P-256" { "P-384" } else { "P-256" };
+            let generated = ec("k", crv);
+            let (gx, gy) = (
+                URL_SAFE_NO_PAD
+                    .decode(generated["x"].as_str().unwrap())
+                    .unwrap(),
+                URL_SAFE_NO_PAD
+                    .decode(generated["y"].as_str().unwrap())
+                    .unwrap(),
+            );
+            let mut padded = vec![0];
+            padded.extend_from_slice(&y);
+            let rows: Vec<(Value, Option<&str>)> = vec![
+                (ec_with(crv, &zero, &y), None),
+                // The other point with x = 0: (0, p - y).
+                (ec_with(crv, &zero, &sub(&p, &y)), None),
+                (generated.clone(), None),
+                // x = p is 0 modulo p, but a coordinate must be below p.
+                (ec_with(crv, &p, &y), OFF_CURVE),
+                (ec_with(crv, &zero, &add(&y, &one)), OFF_CURVE),
+                (ec_with(crv, &zero, &zero), OFF_CURVE),
+                (ec_with(crv, &zero, &p), OFF_CURVE),
+                (
+                    ec_with(crv, &vec![0xff; size], &vec![0xff; size]),
+                    OFF_CURVE,
+                ),
+                (ec_with(crv, &gy, &gx), OFF_CURVE),
+                (ec_with(crv, &gx, &add(&gy, &one)), OFF_CURVE),
+                (ec_with(crv, &zero, &padded), WRONG_LENGTH),
+                (ec_with(crv, &zero, &y[1..]), WRONG_LENGTH),
+                (ec_with(crv, &[], &[]), WRONG_LENGTH),
+                (ec_with(other_crv, &zero, &y), WRONG_LENGTH),
+                (ec_with(other_crv, &gx, &gy), WRONG_LENGTH),
+                (json!({"kty": "EC", "crv": crv, "x": b64(&zero)}), Some("y")),
+                (
+                    json!({"kty": "EC", "crv": crv, "x": b64(&zero), "y": null}),
+                    Some("y"),
+                ),
+                (
+                    json!({"kty": "EC", "x": b64(&zero), "y": b64(&y)}),
+                    Some("crv"),
+                ),
+            ];
+            for (jwk, expected) in rows {
+                assert_eq!(refusal(&jwk), expected, "{jwk}");
+            }
+        }
+        for crv in ["P-521", "secp256k1", "p-256", "P256", ""] {
+            assert_eq!(
+                refusal(&ec_with(crv, &[1; 32], &[2; 32])),
+                Some("unsupported EC curve"),
+                "{crv}"
+            );
+        }
+    }
+
+    #[test]
+    fn okp_keys_of_the_wrong_curve_or_length_are_refused_at_import() {
+        let okp = |crv: &str, x: &[u8]| json!({"kty": "OKP", "crv": crv, "x": b64(x)});
+        let rows: Vec<(Value, Option<&str>)> = vec![
+            (okp("Ed25519", &[3; 32]), None),
+            (
+                okp("Ed25519", &[3; 31]),
+                Some("Ed25519 key of the wrong length"),
+            ),
+            (
+                okp("Ed25519", &[3; 33]),
+                Some("Ed25519 key of the wrong length"),
+            ),
+            (
+                okp("Ed25519", &[3; 64]),
+                Some("Ed25519 key of the wrong length"),
+            ),
+            (okp("Ed25519", &[]), Some("Ed25519 key of the wrong length")),
+            (okp("Ed448", &[3; 57]), Some("unsupported OKP curve")),
+            (okp("X25519", &[3; 32]), Some("unsupported OKP curve")),
+            (okp("ed25519", &[3; 32]), Some("unsupported OKP curve")),
+            (json!({"kty": "OKP", "crv": "Ed25519"}), Some("x")),
+            (json!({"kty": "OKP", "x": b64(&[3; 32])}), Some("crv")),
+        ];
+        for (jwk, expected) in rows {
+            assert_eq!(refusal(&jwk), expected, "{jwk}");
+        }
     }
 }
