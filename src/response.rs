@@ -65,6 +65,7 @@ impl Challenge {
     }
 
     /// The realm, as configured.
+    #[cfg(feature = "axum")]
     pub(crate) fn realm(&self) -> &Arc<str> {
         &self.prepared.realm
     }
