@@ -12,8 +12,8 @@
 # set), back up. Introspection mode: normal, down (503), slow, 500, garbage, back up.
 #
 # Settings (environment): MODE (jwt), DURATION seconds (60), FETCH_TIMEOUT_MS (1000),
-# CONNECTIONS (32), FRESH one-shot tokens to mint (200000; more are needed only above
-# ~20000 req/s), SOAK_SERVER_THREADS server worker threads (1), PIN (1: server on CPU 0,
+# CONNECTIONS (32), FRESH one-shot JWTs to mint (300000, and a third as many fresh_rotated; introspection: twice as many fresh, as many forged; more are needed only above
+# ~30000 req/s), SOAK_SERVER_THREADS server worker threads (1), PIN (1: server on CPU 0,
 # wrk on CPU 1 with taskset when there are two CPUs or more).
 #
 # The run fails (exit 1) when any expired or forged token is answered 200 (a wrong
@@ -29,7 +29,7 @@ MODE=${MODE:-jwt}
 DURATION=${DURATION:-60}
 FETCH_TIMEOUT_MS=${FETCH_TIMEOUT_MS:-1000}
 CONNECTIONS=${CONNECTIONS:-32}
-FRESH=${FRESH:-200000}
+FRESH=${FRESH:-300000}
 export SOAK_SERVER_THREADS=${SOAK_SERVER_THREADS:-1}
 PIN=${PIN:-1}
 case $MODE in jwt | introspection) ;; *) echo "MODE must be jwt or introspection" >&2; exit 2 ;; esac
