@@ -2,26 +2,31 @@
 # Soak benchmark: the protected API at saturation for DURATION seconds while the service
 # it depends on misbehaves on a schedule, with a mix of reused, fresh, expired and forged
 # tokens, all on 127.0.0.1, driven by wrk (bench/soak.lua). The server is
-# examples/soak_server.rs; it counts every answer per token class and per phase.
+# examples/soak_server.rs; it counts every answer per token class and per phase, and
+# times each answer inside the server (around the auth layer).
 #
 #   bash bench/soak.sh                      # JWTs against a JWK Set
 #   MODE=introspection bash bench/soak.sh   # opaque tokens by RFC 7662 introspection
 #
 # JWT mode, phases (DURATION split evenly): normal, rotate (new keys published beside the
 # old), down (503), slow (3 x the fetch timeout), 500, garbage (a 200 that is not a key
-# set), back up. Introspection mode: normal, down (503), slow, 500, garbage, back up.
+# set), back up. Introspection mode: normal, down (503), slow, 500, garbage (a 200 that
+# is not JSON), back up.
 #
 # Settings (environment): MODE (jwt), DURATION seconds (60), FETCH_TIMEOUT_MS (1000),
-# CONNECTIONS (32), FRESH one-shot JWTs to mint (300000, and a third as many fresh_rotated; introspection: twice as many fresh, as many forged; more are needed only above
-# ~30000 req/s), SOAK_SERVER_THREADS server worker threads (1), PIN (1: server on CPU 0,
-# wrk on CPU 1 with taskset when there are two CPUs or more).
+# CONNECTIONS (32), FRESH (300000): one-shot JWTs to mint, and a third as many signed by
+# the rotated-in keys (introspection: twice as many fresh opaque tokens and as many
+# forged ones); enough up to ~30000 req/s. SOAK_SERVER_THREADS server worker threads (1),
+# PIN (1: server on CPU 0, wrk on CPU 1 with taskset when there are two CPUs or more).
 #
-# The run fails (exit 1) when any expired or forged token is answered 200 (a wrong
-# accept), on a 5xx outside the documented cases, when the p99 latency while the
-# authority is slow is not under the fetch timeout (introspection: the fetch timeout plus
-# the call queue wait), when JWKS fetches exceed the bound the cooldowns set, when more
-# introspection calls run at once than max_concurrent_calls, or when RSS grows by more
-# than 10 % between the end of the first phase and the end of the run.
+# The run fails (exit 1) when an expired or forged token is answered 200 (a wrong
+# accept); on a 5xx outside the documented cases; when the p99 latency while the
+# authority is slow is not under the fetch timeout; when JWKS fetches exceed the bound
+# the cooldowns set, or introspection calls to the failing endpoint exceed
+# max_concurrent_calls per failure cooldown, or more run at once than max_concurrent_calls;
+# when RSS changes by more than 10 % between the end of the first phase and the end of
+# the run; or when the probe (a curl request with a reused token every 100 ms) gets
+# anything but 200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
