@@ -17,7 +17,9 @@
 # CONNECTIONS (32), FRESH (300000): one-shot JWTs to mint, and a third as many signed by
 # the rotated-in keys (introspection: twice as many fresh opaque tokens and as many
 # forged ones); enough up to ~30000 req/s. SOAK_SERVER_THREADS server worker threads (1),
-# PIN (1: server on CPU 0, wrk on CPU 1 with taskset when there are two CPUs or more).
+# PIN (1: server on CPU 0, wrk on CPU 1 with taskset when there are two CPUs or more),
+# SOAK_LOG (the server's log filter, default warn) and SOAK_SERVER_LOG (a path to keep
+# the server's log at; by default it is dropped).
 #
 # The run fails (exit 1) when an expired or forged token is answered 200 (a wrong
 # accept); on a 5xx outside the documented cases; when the p99 latency while the

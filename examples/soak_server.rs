@@ -37,7 +37,8 @@
 //! markdown table and `CHECK` lines). Other options: `--fetch-timeout-ms` (default 1000),
 //! `--fresh N` (one-shot tokens to mint: N fresh and N/3 fresh_rotated JWTs, or 2N fresh
 //! and N forged opaque tokens; default 300000). `SOAK_SERVER_THREADS` sets the
-//! runtime's worker threads (default 1).
+//! runtime's worker threads (default 1); `SOAK_LOG` (a tracing filter, default `warn`)
+//! what the crate logs to stderr, such as each failed fetch.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -210,7 +211,10 @@ impl Counters {
             .unwrap_or(self.classes.len())
     }
     fn class_name(&self, class: usize) -> &'static str {
-        self.classes.get(class).copied().unwrap_or("probe (unlabelled)")
+        self.classes
+            .get(class)
+            .copied()
+            .unwrap_or("probe (unlabelled)")
     }
     /// Whether a 503 answered now, in `phase`, is one of the documented cases.
     fn documented_503(&self, phase: usize) -> bool {
@@ -257,22 +261,61 @@ struct Phase {
 }
 
 const JWT_PHASES: [Phase; 7] = [
-    Phase { name: "normal", failing: false },
-    Phase { name: "rotate", failing: false },
-    Phase { name: "down (503)", failing: true },
-    Phase { name: "slow", failing: true },
-    Phase { name: "500", failing: true },
-    Phase { name: "garbage", failing: true },
-    Phase { name: "back up", failing: false },
+    Phase {
+        name: "normal",
+        failing: false,
+    },
+    Phase {
+        name: "rotate",
+        failing: false,
+    },
+    Phase {
+        name: "down (503)",
+        failing: true,
+    },
+    Phase {
+        name: "slow",
+        failing: true,
+    },
+    Phase {
+        name: "500",
+        failing: true,
+    },
+    Phase {
+        name: "garbage",
+        failing: true,
+    },
+    Phase {
+        name: "back up",
+        failing: false,
+    },
 ];
 
 const INTROSPECTION_PHASES: [Phase; 6] = [
-    Phase { name: "normal", failing: false },
-    Phase { name: "down (503)", failing: true },
-    Phase { name: "slow", failing: true },
-    Phase { name: "500", failing: true },
-    Phase { name: "garbage", failing: true },
-    Phase { name: "back up", failing: false },
+    Phase {
+        name: "normal",
+        failing: false,
+    },
+    Phase {
+        name: "down (503)",
+        failing: true,
+    },
+    Phase {
+        name: "slow",
+        failing: true,
+    },
+    Phase {
+        name: "500",
+        failing: true,
+    },
+    Phase {
+        name: "garbage",
+        failing: true,
+    },
+    Phase {
+        name: "back up",
+        failing: false,
+    },
 ];
 
 /// What was measured at the end of each phase.
@@ -442,12 +485,19 @@ fn build_report(run: &Run) -> String {
         "\n### {} soak: by phase\n",
         if jwt { "JWT" } else { "Introspection" }
     );
-    let calls_name = if jwt { "JWKS fetches" } else { "endpoint calls" };
+    let calls_name = if jwt {
+        "JWKS fetches"
+    } else {
+        "endpoint calls"
+    };
     let _ = writeln!(
         out,
         "| phase | s | requests | req/s | 200 | 401 | 403 | 503 | other 5xx | p50 ms | p99 ms | max ms | max runtime lag ms | {calls_name} | RSS KiB at end |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     let mut all = Histogram::empty();
     let mut slow = Histogram::empty();
     let mut wrong_accepts = 0u64;
@@ -572,7 +622,11 @@ fn build_report(run: &Run) -> String {
         millis(all.quantile(0.5)),
         millis(all.quantile(0.99)),
         millis(all.max()),
-        if jwt { "key server" } else { "introspection endpoint" },
+        if jwt {
+            "key server"
+        } else {
+            "introspection endpoint"
+        },
         millis(slow.quantile(0.99)),
         millis(slow.max()),
         run.fetch_timeout.as_millis()
@@ -785,7 +839,11 @@ fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || value.parse::<u64>().map_err(|_| format!("{flag}: not a number"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number"))
+        };
         match flag.as_str() {
             "--mode" if value == "jwt" || value == "introspection" => options.mode = value,
             "--tokens-file" => options.tokens_file = value,
@@ -869,7 +927,9 @@ async fn jwt_tokens(
     let hour = Duration::from_secs(3600);
     let now = unix_now();
     let old_keys = issuer.jwks();
-    let alternate = |index: usize, even, odd| if index % 2 == 0 { even } else { odd };
+    let alternate = |index: usize, even, odd| {
+        if index.is_multiple_of(2) { even } else { odd }
+    };
     for index in 0..64 {
         let alg = alternate(index, SigningAlgorithm::RS256, SigningAlgorithm::ES256);
         file.emit("reused", &issuer.token().alg(alg).lifetime(hour).sign())?;
@@ -912,7 +972,11 @@ async fn jwt_tokens(
         .unwrap_or_default();
     let secrets = [
         rsa_jwk.to_string().into_bytes(),
-        rsa_jwk["n"].as_str().unwrap_or_default().as_bytes().to_vec(),
+        rsa_jwk["n"]
+            .as_str()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec(),
     ];
     for index in 0..64 {
         let claims = json!({
@@ -937,7 +1001,10 @@ async fn jwt_tokens(
     issuer.rotate_keys();
     for index in 0..options.fresh / 3 {
         let alg = alternate(index, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA);
-        file.emit("fresh_rotated", &issuer.token().alg(alg).lifetime(hour).sign())?;
+        file.emit(
+            "fresh_rotated",
+            &issuer.token().alg(alg).lifetime(hour).sign(),
+        )?;
     }
     let new_keys = issuer.jwks();
     let mut both = old_keys.clone();
@@ -1003,7 +1070,13 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             old_keys,
             both_keys,
         };
-        (JWT_CLASSES.to_vec(), JWT_MIX, layer, authority, JWT_PHASES.to_vec())
+        (
+            JWT_CLASSES.to_vec(),
+            JWT_MIX,
+            layer,
+            authority,
+            JWT_PHASES.to_vec(),
+        )
     } else {
         introspection_tokens(&options, &mut file)?;
         let endpoint = Arc::new(Endpoint {
