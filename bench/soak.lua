@@ -64,4 +64,7 @@ function done(summary, latency, requests)
   io.write(string.format("ONE_SHOT_REPEATS %d\n", total))
   io.write(string.format("WRK_P99_MS %.1f\n", latency:percentile(99) / 1000))
   io.write(string.format("WRK_MAX_MS %.1f\n", latency.max / 1000))
+  io.write(string.format("WRK_MEAN_MS %.2f\n", latency.mean / 1000))
+  io.write(string.format("WRK_REQUESTS %d\n", summary.requests))
+  io.write(string.format("WRK_SECONDS %.3f\n", summary.duration / 1e6))
 end
