@@ -604,6 +604,35 @@ fn build_report(run: &Run) -> String {
         );
     }
 
+    // Valid tokens, phase by phase: what they got other than 200.
+    let valid: Vec<usize> = (0..counters.classes.len())
+        .filter(|&class| !must_refuse(jwt, counters.class_name(class), "back up"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n### Valid tokens not answered 200, by phase (401 / 503 / other)\n"
+    );
+    let names: Vec<&str> = valid.iter().map(|&c| counters.class_name(c)).collect();
+    let _ = writeln!(out, "| phase | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(valid.len()));
+    for phase in 0..counters.phases.len() {
+        let row: Vec<String> = valid
+            .iter()
+            .map(|&class| {
+                let cell = counters.cell(phase, class);
+                let count = |slot: usize| cell.statuses[slot].load(Ordering::Relaxed);
+                let other = count(2) + count(4) + count(5);
+                format!("{} / {} / {other}", count(1), count(3))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            counters.phase_name(phase),
+            row.join(" | ")
+        );
+    }
+
     // Summary and checks.
     let total = all.count();
     let seconds: f64 = records.iter().map(|r| r.seconds).sum();
