@@ -321,6 +321,9 @@ pub(crate) enum Unavailable {
     Down(FetchError),
     /// Every call slot stayed busy for the whole queue wait.
     Saturated,
+    /// The endpoint was found down while this lookup waited for a call slot: no call
+    /// inside the failure cooldown.
+    CoolingDown,
     /// The endpoint asked to slow down (429) or gave up on the request (408).
     Throttled(u16),
 }
@@ -330,6 +333,7 @@ impl std::fmt::Display for Unavailable {
         match self {
             Self::Down(error) => error.fmt(f),
             Self::Saturated => f.write_str("every introspection call slot stayed busy"),
+            Self::CoolingDown => f.write_str("the introspection endpoint failed recently"),
             Self::Throttled(status) => {
                 write!(
                     f,
@@ -459,15 +463,12 @@ impl Introspector {
             .await
             .map_err(|failure: Arc<Unavailable>| {
                 match *failure {
+                    // The cooldown was started by `call`, before its slot was freed.
                     Unavailable::Down(_) => {
-                        *self
-                            .last_failure
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                         tracing::warn!(error = %failure, "token introspection failed");
                     }
                     // Per request, and frequent under load: not worth a warning each.
-                    Unavailable::Saturated => {
+                    Unavailable::Saturated | Unavailable::CoolingDown => {
                         tracing::debug!(error = %failure, "token introspection refused");
                     }
                     Unavailable::Throttled(_) => {
@@ -477,6 +478,14 @@ impl Introspector {
                 AuthError::new(ErrorKind::IntrospectionUnavailable)
                     .with_source(Unavailable::clone(&failure))
             })
+    }
+
+    /// Starts the failure cooldown.
+    fn record_failure(&self) {
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 
     fn cooling_down(&self) -> bool {
@@ -514,13 +523,36 @@ impl Introspector {
     }
 
     /// One call to the endpoint, inside one of the call slots.
+    ///
+    /// A failure that means the endpoint is down starts the failure cooldown before the
+    /// slot is freed, and a lookup that got a slot checks the cooldown again: lookups
+    /// that queued for a slot while the endpoint failed do not call it (nor wait for a
+    /// call) inside the cooldown, so at most `max_concurrent_calls` calls meet each outage.
     async fn call(&self, token: &str) -> Result<Answer, Unavailable> {
-        let endpoint = self.endpoint().await.map_err(Unavailable::Down)?;
+        let endpoint = match self.endpoint().await {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                self.record_failure();
+                return Err(Unavailable::Down(error));
+            }
+        };
         let acquire = self.call_slots.acquire();
         let Ok(Ok(_slot)) = tokio::time::timeout(self.settings.max_queue_wait, acquire).await
         else {
             return Err(Unavailable::Saturated);
         };
+        if self.cooling_down() {
+            return Err(Unavailable::CoolingDown);
+        }
+        let outcome = self.call_in_slot(endpoint, token).await;
+        if let Err(Unavailable::Down(_)) = outcome {
+            self.record_failure();
+        }
+        outcome
+    }
+
+    /// The call itself, made while holding a call slot.
+    async fn call_in_slot(&self, endpoint: &Url, token: &str) -> Result<Answer, Unavailable> {
         let body = format!("token={}&token_type_hint=access_token", form_encode(token));
         match self.post(endpoint, body).await {
             Ok(fetched) => self.judge(&fetched.body),
