@@ -80,6 +80,12 @@ mod error;
 mod extractor;
 mod fetch;
 mod form;
+/// Entry points for the fuzz targets in `fuzz/`. Not part of the API: no semver promise,
+/// present only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 #[cfg(feature = "introspection")]
 mod introspection;
 mod json;
@@ -87,6 +93,8 @@ mod jwks;
 mod jwt;
 pub mod layer;
 mod original_uri;
+#[cfg(test)]
+mod proptest_support;
 mod response;
 pub mod scopes;
 #[cfg(any(feature = "testing", feature = "dev-server", feature = "client"))]

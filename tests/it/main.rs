@@ -23,3 +23,4 @@ mod token_cache;
 mod tokens;
 mod tower_generic;
 mod wall_clock;
+mod props_mutation;
