@@ -260,7 +260,14 @@ mod props {
                     .collect()
             }),
             prop::sample::select(vec![
-                "", "Basic", "Bearer\t", "Bearerx", "Bear", "bearer:", "B\u{e9}arer", "DPoP",
+                "",
+                "Basic",
+                "Bearer\t",
+                "Bearerx",
+                "Bear",
+                "bearer:",
+                "B\u{e9}arer",
+                "DPoP",
             ])
             .prop_map(str::to_owned),
         ]

@@ -1081,8 +1081,22 @@ mod props {
     use proptest::prelude::*;
 
     const CLAIM_NAMES: &[&str] = &[
-        "iss", "exp", "aud", "scope", "scp", "client_id", "azp", "sub", "iat", "nbf", "jti",
-        "patient", "encounter", "fhirUser", "tenant", "fhirContext",
+        "iss",
+        "exp",
+        "aud",
+        "scope",
+        "scp",
+        "client_id",
+        "azp",
+        "sub",
+        "iat",
+        "nbf",
+        "jti",
+        "patient",
+        "encounter",
+        "fhirUser",
+        "tenant",
+        "fhirContext",
     ];
 
     fn names() -> ClaimNames {

@@ -957,8 +957,18 @@ mod props {
     use proptest::prelude::*;
 
     const ANSWER_NAMES: &[&str] = &[
-        "active", "exp", "iat", "nbf", "scope", "client_id", "username", "token_type", "sub",
-        "iss", "jti", "aud",
+        "active",
+        "exp",
+        "iat",
+        "nbf",
+        "scope",
+        "client_id",
+        "username",
+        "token_type",
+        "sub",
+        "iss",
+        "jti",
+        "aud",
     ];
     const ISSUER: &str = "https://issuer.example";
     const NOW: i64 = 1_700_000_000;

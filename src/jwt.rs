@@ -397,7 +397,8 @@ mod props {
     /// standard alphabet, whitespace, non-ASCII, a dot).
     fn segment() -> impl Strategy<Value = String> {
         prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| URL_SAFE_NO_PAD.encode(bytes)),
+            proptest::collection::vec(any::<u8>(), 0..64)
+                .prop_map(|bytes| URL_SAFE_NO_PAD.encode(bytes)),
             "[A-Za-z0-9_+/=\\- .\u{e9}]{0,40}",
         ]
     }

@@ -65,6 +65,12 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Entry points for the fuzz targets in `fuzz/`. Not part of the API: no semver promise,
+/// present only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod algorithm;
 mod bearer;
 mod claims;
@@ -80,12 +86,6 @@ mod error;
 mod extractor;
 mod fetch;
 mod form;
-/// Entry points for the fuzz targets in `fuzz/`. Not part of the API: no semver promise,
-/// present only with the `fuzzing` feature.
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-#[path = "fuzzing.rs"]
-pub mod __fuzz;
 #[cfg(feature = "introspection")]
 mod introspection;
 mod json;

@@ -49,8 +49,10 @@ pub(crate) fn json_number() -> impl Strategy<Value = String> {
         any::<i64>().prop_map(|n| n.to_string()),
         any::<u64>().prop_map(|n| n.to_string()),
         "-?[0-9]{1,30}(\\.[0-9]{1,6})?([eE][+-]?[0-9]{1,4})?",
-        prop::sample::select(vec!["-0", "1e400", "-1e400", "0.5", "01", "1.", ".5", "NaN"])
-            .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "-0", "1e400", "-1e400", "0.5", "01", "1.", ".5", "NaN"
+        ])
+        .prop_map(str::to_owned),
     ]
 }
 
@@ -83,9 +85,8 @@ pub(crate) fn json_value(names: &'static [&'static str]) -> impl Strategy<Value 
     ];
     leaf.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
-            (prop::collection::vec(inner.clone(), 0..6), space()).prop_map(|(items, sp)| {
-                format!("[{sp}{}{sp}]", items.join(","))
-            }),
+            (prop::collection::vec(inner.clone(), 0..6), space())
+                .prop_map(|(items, sp)| { format!("[{sp}{}{sp}]", items.join(",")) }),
             (
                 prop::collection::vec((member_name(names), space(), inner), 0..6),
                 space()

@@ -259,10 +259,15 @@ mod props {
     fn form_encode(text: &str, choices: &[u8]) -> String {
         let mut out = String::new();
         for (index, byte) in text.bytes().enumerate() {
-            let choice = choices.get(index % choices.len().max(1)).copied().unwrap_or(0);
+            let choice = choices
+                .get(index % choices.len().max(1))
+                .copied()
+                .unwrap_or(0);
             match byte {
                 b' ' if choice % 2 == 0 => out.push('+'),
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' if choice % 3 != 0 => {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~'
+                    if choice % 3 != 0 =>
+                {
                     out.push(char::from(byte));
                 }
                 _ if choice % 2 == 0 => out.push_str(&format!("%{byte:02X}")),

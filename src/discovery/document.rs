@@ -844,10 +844,19 @@ mod props {
     use proptest::prelude::*;
 
     const METADATA_NAMES: &[&str] = &[
-        "issuer", "token_endpoint", "authorization_endpoint", "jwks_uri", "capabilities",
-        "code_challenge_methods_supported", "token_endpoint_auth_methods_supported",
-        "scopes_supported", "response_types_supported", "grant_types_supported",
-        "introspection_endpoint", "revocation_endpoint", "registration_endpoint",
+        "issuer",
+        "token_endpoint",
+        "authorization_endpoint",
+        "jwks_uri",
+        "capabilities",
+        "code_challenge_methods_supported",
+        "token_endpoint_auth_methods_supported",
+        "scopes_supported",
+        "response_types_supported",
+        "grant_types_supported",
+        "introspection_endpoint",
+        "revocation_endpoint",
+        "registration_endpoint",
         "management_endpoint",
     ];
 

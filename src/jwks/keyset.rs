@@ -472,15 +472,35 @@ mod props {
         (
             string_or_any(&["RSA", "EC", "OKP", "oct", "rsa", "EC "]),
             string_or_any(&["P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519"]),
-            string_or_any(&["RS256", "PS384", "ES256", "ES384", "EdDSA", "HS256", "none", "ES512"]),
+            string_or_any(&[
+                "RS256", "PS384", "ES256", "ES384", "EdDSA", "HS256", "none", "ES512",
+            ]),
             string_or_any(&["sig", "enc", "SIG"]),
             string_or_any(&["a", "b", ""]),
-            proptest::option::of(prop_oneof![Just(json!(["verify"])), Just(json!(["sign"])), Just(json!("verify")), Just(json!([]))]),
-            proptest::collection::vec((prop::sample::select(vec!["n", "e", "x", "y", "d", "p", "oth", "k"]), member()), 0..5),
+            proptest::option::of(prop_oneof![
+                Just(json!(["verify"])),
+                Just(json!(["sign"])),
+                Just(json!("verify")),
+                Just(json!([]))
+            ]),
+            proptest::collection::vec(
+                (
+                    prop::sample::select(vec!["n", "e", "x", "y", "d", "p", "oth", "k"]),
+                    member(),
+                ),
+                0..5,
+            ),
         )
             .prop_map(|(kty, crv, alg, usage, kid, key_ops, members)| {
                 let mut jwk = Map::new();
-                for (name, value) in [("kty", kty), ("crv", crv), ("alg", alg), ("use", usage), ("kid", kid), ("key_ops", key_ops)] {
+                for (name, value) in [
+                    ("kty", kty),
+                    ("crv", crv),
+                    ("alg", alg),
+                    ("use", usage),
+                    ("kid", kid),
+                    ("key_ops", key_ops),
+                ] {
                     if let Some(value) = value {
                         jwk.insert(name.to_owned(), value);
                     }

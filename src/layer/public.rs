@@ -440,9 +440,22 @@ mod props {
     fn near_public_path() -> impl Strategy<Value = String> {
         proptest::collection::vec(
             prop::sample::select(vec![
-                "/fhir", "/r4", "/metadata", "/Metadata", "/.well-known", "/smart-configuration",
-                "/.well-known/smart-configuration", "/", "/.", "/..", "/%2e", "/%6Detadata", ";x", "?a=1",
-                "#f", "/Patient",
+                "/fhir",
+                "/r4",
+                "/metadata",
+                "/Metadata",
+                "/.well-known",
+                "/smart-configuration",
+                "/.well-known/smart-configuration",
+                "/",
+                "/.",
+                "/..",
+                "/%2e",
+                "/%6Detadata",
+                ";x",
+                "?a=1",
+                "#f",
+                "/Patient",
             ]),
             0..5,
         )

@@ -22,7 +22,10 @@ fn main() {
     write(
         "authorization",
         &[
-            ("bearer", joined(&[format!("Bearer {token}").as_bytes(), b""])),
+            (
+                "bearer",
+                joined(&[format!("Bearer {token}").as_bytes(), b""]),
+            ),
             ("bearer_case", b"bEaReR   abc.def.ghi==".to_vec()),
             ("basic", b"Basic dXNlcjpwYXNz".to_vec()),
             ("query", joined(&[b"Bearer a.b.c", b"x=1&access_token=abc"])),
@@ -78,10 +81,25 @@ fn main() {
         "fhir_request",
         &[
             ("read", joined(&[b"GET /fhir/Patient/123", b"/fhir"])),
-            ("search", joined(&[b"GET /fhir/Observation?category=laboratory&code=x%7Cy", b"/fhir"])),
-            ("post_search", joined(&[b"POST /fhir/Observation/_search?_count=1", b"/fhir/"])),
-            ("history", joined(&[b"GET /fhir/Patient/1/_history/2", b"/fhir"])),
-            ("operation", joined(&[b"POST /fhir/Patient/$export?_type=Observation", b"/fhir"])),
+            (
+                "search",
+                joined(&[
+                    b"GET /fhir/Observation?category=laboratory&code=x%7Cy",
+                    b"/fhir",
+                ]),
+            ),
+            (
+                "post_search",
+                joined(&[b"POST /fhir/Observation/_search?_count=1", b"/fhir/"]),
+            ),
+            (
+                "history",
+                joined(&[b"GET /fhir/Patient/1/_history/2", b"/fhir"]),
+            ),
+            (
+                "operation",
+                joined(&[b"POST /fhir/Patient/$export?_type=Observation", b"/fhir"]),
+            ),
             ("encoded", joined(&[b"GET /fhir/%50atient/./1/..", b"fhir"])),
             ("metadata", joined(&[b"GET /fhir/metadata", b"/fhir"])),
             ("options", b"OPTIONS *".to_vec()),
