@@ -5,7 +5,7 @@
 //! signature truncated, extended, padded, re-encoded or taken from another token), and the
 //! full `TokenVerifier` must refuse every result that differs from the signed token.
 //!
-//! Cases: `PROPTEST_CASES`, else 2048. Long run:
+//! Cases: `PROPTEST_CASES`, else 8192. Long run:
 //! `PROPTEST_CASES=100000 cargo test --release --all-features --test it props`.
 
 use base64::Engine as _;
@@ -29,7 +29,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(2048)
+        .unwrap_or(8192)
 }
 
 /// One way of changing a token.
