@@ -241,3 +241,129 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::config;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    /// A scheme: `Bearer` in any letter case, near misses, other schemes, nothing.
+    fn scheme() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::collection::vec(any::<bool>(), 6).prop_map(|upper| {
+                "bearer"
+                    .chars()
+                    .zip(upper)
+                    .map(|(c, up)| if up { c.to_ascii_uppercase() } else { c })
+                    .collect()
+            }),
+            prop::sample::select(vec![
+                "",
+                "Basic",
+                "Bearer\t",
+                "Bearerx",
+                "Bear",
+                "bearer:",
+                "B\u{e9}arer",
+                "DPoP",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// A credential: a `b64token`, or one with hostile bytes mixed in.
+    fn credential() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            "[A-Za-z0-9._~+/-]{1,40}={0,3}".prop_map(String::into_bytes),
+            proptest::collection::vec(
+                prop_oneof![
+                    4 => prop::sample::select(b"Aa0-._~+/=".to_vec()),
+                    1 => prop::sample::select(b" \t\",;\\\x7f\x00\x80\xff".to_vec()),
+                ],
+                0..40
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        /// The answer is the credential after the scheme and its spaces when that is a
+        /// `b64token`, `InvalidRequest` for a malformed Bearer credential or a second
+        /// credential, and `None` for other schemes; never a panic.
+        #[test]
+        fn authorization_header_answers_are_exact(
+            scheme in scheme(),
+            spaces in 0usize..4,
+            credential in credential(),
+            second in proptest::option::of(credential()),
+            query in prop::sample::select(vec![None, Some(""), Some("a=1"), Some("access_token=x"), Some("a=1&access_token"), Some("access_tokenx=1")]),
+        ) {
+            let mut value = scheme.clone().into_bytes();
+            value.extend(std::iter::repeat_n(b' ', spaces));
+            value.extend(&credential);
+            let Ok(header) = HeaderValue::from_bytes(&value) else {
+                // Not a header value at all: hyper never hands it over.
+                return Ok(());
+            };
+            let mut headers = HeaderMap::new();
+            headers.append(AUTHORIZATION, header);
+            if let Some(second) = &second
+                && let Ok(second) = HeaderValue::from_bytes(second)
+            {
+                headers.append(AUTHORIZATION, second);
+            }
+            let answer = bearer_token(&headers, query);
+            let repeated = headers.get_all(AUTHORIZATION).iter().count() > 1;
+            let query_token = query.is_some_and(has_access_token_parameter);
+            // The scheme is what precedes the first space (the whole value without one).
+            let first_space = value.iter().position(|&b| b == b' ');
+            let is_bearer = value[..first_space.unwrap_or(value.len())].eq_ignore_ascii_case(b"bearer");
+            if repeated || query_token {
+                prop_assert_eq!(answer, Err(ErrorKind::InvalidRequest));
+            } else if is_bearer {
+                let rest: &[u8] = first_space.map_or(&[][..], |space| &value[space + 1..]);
+                let token = &rest[rest.iter().position(|&b| b != b' ').unwrap_or(rest.len())..];
+                if is_b64token(token) {
+                    prop_assert_eq!(answer, Ok(Some(std::str::from_utf8(token).unwrap())));
+                } else {
+                    prop_assert_eq!(answer, Err(ErrorKind::InvalidRequest));
+                }
+            } else if let Ok(Some(token)) = answer {
+                // Another scheme never yields a token, except `Bearer` glued to its
+                // credential with no space, which is not a Bearer credential either.
+                prop_assert!(false, "token {:?} from scheme {:?}", token, scheme);
+            } else {
+                prop_assert!(matches!(answer, Ok(None) | Err(ErrorKind::InvalidRequest)));
+            }
+        }
+
+        /// The 8-byte fast path decides exactly as the general scan.
+        #[test]
+        fn fast_path_matches_the_general_reading(value in proptest::collection::vec(any::<u8>(), 0..12)) {
+            let general = value
+                .iter()
+                .position(|&b| b == b' ')
+                .filter(|&space| value[..space].eq_ignore_ascii_case(b"bearer"))
+                .map(|space| &value[space + 1..]);
+            prop_assert_eq!(after_bearer_and_space(&value), general);
+        }
+
+        /// Any bytes up to the token cap: one answer of the documented set, and a token
+        /// that is a slice of the header (no copy, no growth).
+        #[test]
+        fn arbitrary_header_bytes_never_panic(value in proptest::collection::vec(any::<u8>(), 0..16 * 1024)) {
+            let mut headers = HeaderMap::new();
+            if let Ok(header) = HeaderValue::from_bytes(&value) {
+                headers.insert(AUTHORIZATION, header);
+            }
+            match bearer_token(&headers, None) {
+                Ok(Some(token)) => prop_assert!(token.len() < value.len()),
+                Ok(None) => {}
+                Err(kind) => prop_assert_eq!(kind, ErrorKind::InvalidRequest),
+            }
+        }
+    }
+}

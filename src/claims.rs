@@ -1073,3 +1073,70 @@ mod tests {
         assert_eq!(claims.expires_at(), i64::MAX);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{config, json_object};
+    use proptest::prelude::*;
+
+    const CLAIM_NAMES: &[&str] = &[
+        "iss",
+        "exp",
+        "aud",
+        "scope",
+        "scp",
+        "client_id",
+        "azp",
+        "sub",
+        "iat",
+        "nbf",
+        "jti",
+        "patient",
+        "encounter",
+        "fhirUser",
+        "tenant",
+        "fhirContext",
+    ];
+
+    fn names() -> ClaimNames {
+        ClaimNames {
+            scope: vec!["scope".into(), "scp".into()],
+            client_id: vec!["client_id".into(), "azp".into()],
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        /// Any strict payload object: claims, `WrongIssuer` (no string `iss`) or
+        /// `InvalidClaim`; accepted claims say exactly what the payload says, and hold no
+        /// more than it (memory bounded by the payload).
+        #[test]
+        fn payload_answers_are_documented(text in json_object(CLAIM_NAMES)) {
+            let Ok(map) = crate::json::object_with_unique_members(text.as_bytes()) else {
+                return Ok(());
+            };
+            match SmartClaims::from_payload(map.clone(), &names(), None) {
+                Ok(claims) => {
+                    prop_assert_eq!(Some(claims.issuer()), map.get("iss").and_then(Value::as_str));
+                    prop_assert!(map.get("exp").is_some_and(Value::is_number));
+                    let scope_text: usize = claims.scopes().iter().map(String::len).sum();
+                    prop_assert!(scope_text <= text.len());
+                    prop_assert!(claims.fhir_context().len() <= text.len());
+                    for id in [claims.patient(), claims.encounter()].into_iter().flatten() {
+                        prop_assert!(is_fhir_id(id));
+                    }
+                    for value in [claims.subject(), claims.client_id(), claims.jwt_id(), claims.fhir_user(), claims.tenant()].into_iter().flatten() {
+                        prop_assert!(!is_blank(value));
+                    }
+                    let _ = claims.scope_set();
+                }
+                Err(ErrorKind::WrongIssuer) => {
+                    prop_assert!(!map.get("iss").is_some_and(Value::is_string));
+                }
+                Err(kind) => prop_assert_eq!(kind, ErrorKind::InvalidClaim),
+            }
+        }
+    }
+}

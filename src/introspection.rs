@@ -677,7 +677,7 @@ const ACCESS_TOKEN_TYPES: [&str; 5] = [
 /// Reads an answer about a token: its claims and `exp` when it states an active access
 /// token in the expected shape, else the reason it is refused. `iss` is filled in with
 /// `issuer` when the answer has none.
-fn read_answer(
+pub(crate) fn read_answer(
     mut response: Map<String, Value>,
     now: i64,
     issuer: &str,
@@ -979,5 +979,68 @@ mod tests {
         let basic = format!("{:?}", IntrospectionAuth::basic("id", "s3cret"));
         assert!(basic.contains("id") && !basic.contains("s3cret"));
         assert!(!format!("{:?}", IntrospectionAuth::bearer("tok3n")).contains("tok3n"));
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{config, json_object};
+    use proptest::prelude::*;
+
+    const ANSWER_NAMES: &[&str] = &[
+        "active",
+        "exp",
+        "iat",
+        "nbf",
+        "scope",
+        "client_id",
+        "username",
+        "token_type",
+        "sub",
+        "iss",
+        "jti",
+        "aud",
+    ];
+    const ISSUER: &str = "https://issuer.example";
+    const NOW: i64 = 1_700_000_000;
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        /// Any strict answer: refused with `InactiveToken`, `InvalidClaim`,
+        /// `UnsupportedTokenType` or `WrongIssuer`, or accepted only when it says
+        /// `"active": true`, ends in the future, names this issuer (or none) and has every
+        /// member of its registered type.
+        #[test]
+        fn introspection_answers_are_documented(
+            text in json_object(ANSWER_NAMES),
+            active in any::<bool>(),
+            exp in proptest::option::of(prop_oneof![Just(NOW + 60), Just(NOW), Just(i64::MAX)]),
+        ) {
+            // Half the answers get the members an accepted answer needs, so both sides run.
+            let text = match (active, exp) {
+                (true, Some(exp)) => format!(r#"{{"active":true,"exp":{exp},"outer":{text}}}"#),
+                _ => text,
+            };
+            let Ok(answer) = object_with_unique_members(text.as_bytes()) else {
+                return Ok(());
+            };
+            match read_answer(answer.clone(), NOW, ISSUER) {
+                Ok((claims, exp)) => {
+                    prop_assert_eq!(answer.get("active"), Some(&Value::Bool(true)));
+                    prop_assert!(exp > NOW);
+                    prop_assert_eq!(claims.get("iss").and_then(Value::as_str), Some(ISSUER));
+                    for name in STRING_MEMBERS {
+                        prop_assert!(claims.get(name).is_none_or(Value::is_string));
+                    }
+                    prop_assert!(!claims.contains_key("active"));
+                }
+                Err(kind) => prop_assert!(
+                    matches!(kind, ErrorKind::InactiveToken | ErrorKind::InvalidClaim | ErrorKind::UnsupportedTokenType | ErrorKind::WrongIssuer),
+                    "{:?}", kind
+                ),
+            }
+        }
     }
 }

@@ -194,3 +194,58 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{config, deep_nesting, json_object, json_value};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        /// The strict reading agrees with serde_json's wherever it accepts, accepts only
+        /// objects, and refuses whatever serde_json refuses; hostile nesting is an error,
+        /// never a stack overflow.
+        #[test]
+        fn strict_reading_agrees_with_serde_json(
+            text in prop_oneof![json_object(&["a", "b"]), json_value(&["a"]), deep_nesting()],
+        ) {
+            let loose = serde_json::from_str::<Value>(&text);
+            match object_with_unique_members(text.as_bytes()) {
+                Ok(map) => prop_assert_eq!(loose.ok(), Some(Value::Object(map))),
+                Err(StrictJsonError::NotAnObject) => {
+                    prop_assert!(!matches!(loose, Ok(Value::Object(_))), "{}", text);
+                }
+                Err(StrictJsonError::DuplicateMember) => {
+                    prop_assert!(text.matches(':').count() >= 2);
+                }
+            }
+        }
+
+        /// Adding a member that is already there, at the top level or nested, makes an
+        /// accepted document a duplicate.
+        #[test]
+        fn a_repeated_member_is_always_found(
+            text in json_object(&["a", "b"]),
+            nested in any::<bool>(),
+        ) {
+            if let Ok(map) = object_with_unique_members(text.as_bytes())
+                && let Some((name, value)) = map.iter().next()
+            {
+                let name = serde_json::to_string(name).unwrap();
+                let inner = text.trim().trim_start_matches('{');
+                let repeated = if nested {
+                    format!(r#"{{"outer":[{{{name}:{value},{inner}]}}"#)
+                } else {
+                    format!("{{{name}:{value},{inner}")
+                };
+                prop_assert_eq!(
+                    object_with_unique_members(repeated.as_bytes()).err(),
+                    Some(StrictJsonError::DuplicateMember),
+                    "{}", repeated
+                );
+            }
+        }
+    }
+}

@@ -397,3 +397,119 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{config, deep_nesting, json_object, json_value};
+    use proptest::prelude::*;
+
+    const HEADER_NAMES: &[&str] = &[
+        "alg", "kid", "typ", "cty", "crit", "b64", "zip", "jku", "jwk", "x5u", "x5c", "x5t",
+        "x5t#S256", "enc",
+    ];
+    const ALLOWED: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+    /// A segment: the base64url of some bytes, or text near base64url (padding, the
+    /// standard alphabet, whitespace, non-ASCII, a dot).
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64)
+                .prop_map(|bytes| URL_SAFE_NO_PAD.encode(bytes)),
+            "[A-Za-z0-9_+/=\\- .\u{e9}]{0,40}",
+        ]
+    }
+
+    /// A header as JSON text: the registered parameters with values of every JSON type,
+    /// duplicates, escapes, nesting.
+    fn header_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => json_object(HEADER_NAMES),
+            1 => json_value(HEADER_NAMES),
+            1 => deep_nesting(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        /// Splitting answers three non-empty segments that rebuild the token, or
+        /// `MalformedToken`.
+        #[test]
+        fn split_is_exact(parts in proptest::collection::vec(segment(), 0..5)) {
+            let token = parts.join(".");
+            match split(&token) {
+                Ok(segments) => {
+                    prop_assert_eq!(token.matches('.').count(), 2);
+                    prop_assert_eq!(
+                        format!("{}.{}", segments.signing_input, segments.signature),
+                        token.clone()
+                    );
+                    prop_assert_eq!(
+                        segments.signing_input,
+                        format!("{}.{}", segments.header, segments.payload)
+                    );
+                    prop_assert!(!segments.header.is_empty() && !segments.payload.is_empty() && !segments.signature.is_empty());
+                }
+                Err(kind) => prop_assert_eq!(kind, ErrorKind::MalformedToken),
+            }
+        }
+
+        /// The header answer is one of `MalformedToken`, `CriticalHeader`,
+        /// `UnsupportedAlgorithm`, or a header whose `alg` is allowed and whose document
+        /// has unique members, no `crit`, `b64` or `zip`.
+        #[test]
+        fn header_answers_are_documented(text in header_text()) {
+            let segment = URL_SAFE_NO_PAD.encode(&text);
+            match parse_header(&segment, ALLOWED) {
+                Ok(header) => {
+                    prop_assert!(ALLOWED.contains(&header.alg));
+                    let document = json::object_with_unique_members(text.as_bytes());
+                    prop_assert!(document.is_ok(), "accepted a header that is not a strict object: {}", text);
+                    let document = document.unwrap();
+                    for refused in ["crit", "b64", "zip"] {
+                        prop_assert!(!document.contains_key(refused));
+                    }
+                    prop_assert_eq!(document.get("kid").and_then(Value::as_str), header.kid.as_deref());
+                    prop_assert_eq!(document.get("typ").and_then(Value::as_str), header.typ.as_deref());
+                }
+                Err(kind) => prop_assert!(
+                    matches!(kind, ErrorKind::MalformedToken | ErrorKind::CriticalHeader | ErrorKind::UnsupportedAlgorithm),
+                    "{:?}", kind
+                ),
+            }
+        }
+
+        /// A header document naming a member twice is refused, whichever member.
+        #[test]
+        fn duplicate_header_members_are_refused(
+            name in prop::sample::select(HEADER_NAMES.to_vec()),
+            first in json_value(&[]),
+        ) {
+            let text = format!(r#"{{"alg":"RS256","{name}":{first},"{name}":"RS256"}}"#);
+            if serde_json::from_str::<Value>(&text).is_ok() {
+                prop_assert!(parse_header(&URL_SAFE_NO_PAD.encode(&text), ALLOWED).is_err());
+            }
+        }
+
+        /// Any segment, any payload text: the payload is one strict JSON object or
+        /// `MalformedToken`.
+        #[test]
+        fn payload_answers_are_documented(
+            text in prop_oneof![json_object(&["iss", "exp", "aud"]), deep_nesting()],
+            raw in segment(),
+        ) {
+            let decoded = decode_payload(&URL_SAFE_NO_PAD.encode(&text));
+            prop_assert_eq!(decoded.is_ok(), json::object_with_unique_members(text.as_bytes()).is_ok());
+            if let Err(kind) = decoded {
+                prop_assert_eq!(kind, ErrorKind::MalformedToken);
+            }
+            if let Err(kind) = decode_payload(&raw) {
+                prop_assert_eq!(kind, ErrorKind::MalformedToken);
+            }
+            if let Err(kind) = parse_header(&raw, ALLOWED) {
+                prop_assert!(matches!(kind, ErrorKind::MalformedToken | ErrorKind::CriticalHeader | ErrorKind::UnsupportedAlgorithm));
+            }
+        }
+    }
+}

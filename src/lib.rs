@@ -65,6 +65,12 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Entry points for the fuzz targets in `fuzz/`. Not part of the API: no semver promise,
+/// present only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod algorithm;
 mod bearer;
 mod claims;
@@ -87,6 +93,8 @@ mod jwks;
 mod jwt;
 pub mod layer;
 mod original_uri;
+#[cfg(test)]
+mod proptest_support;
 mod response;
 pub mod scopes;
 #[cfg(any(feature = "testing", feature = "dev-server", feature = "client"))]

@@ -67,6 +67,8 @@ mod grant;
 mod jwks_cache;
 mod oauth;
 mod request;
+#[cfg(feature = "fuzzing")]
+pub(crate) use request::{is_scope_string, parse_form, presented_authentication};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

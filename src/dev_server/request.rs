@@ -246,3 +246,157 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::config;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    /// Form-encodes `text` the way a client would, choosing per byte between the plain
+    /// character, `%XX` in either case, and `+` for a space.
+    fn form_encode(text: &str, choices: &[u8]) -> String {
+        let mut out = String::new();
+        for (index, byte) in text.bytes().enumerate() {
+            let choice = choices
+                .get(index % choices.len().max(1))
+                .copied()
+                .unwrap_or(0);
+            match byte {
+                b' ' if choice % 2 == 0 => out.push('+'),
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~'
+                    if choice % 3 != 0 =>
+                {
+                    out.push(char::from(byte));
+                }
+                _ if choice % 2 == 0 => out.push_str(&format!("%{byte:02X}")),
+                _ => out.push_str(&format!("%{byte:02x}")),
+            }
+        }
+        out
+    }
+
+    fn form_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        /// Any text, form-encoded any valid way, decodes back to itself.
+        #[test]
+        fn form_encoding_round_trips(text in "\\PC{0,24}", choices in proptest::collection::vec(any::<u8>(), 1..8)) {
+            prop_assert_eq!(form_decode(&form_encode(&text, &choices)), Some(text));
+        }
+
+        /// A body of distinct named parameters reads back exactly (empty values absent); a
+        /// repeated name is `invalid_request`; hostile bytes are `invalid_request`; the
+        /// parameters never hold more text than the body.
+        #[test]
+        fn form_bodies_read_exactly(
+            pairs in proptest::collection::vec(("[a-z_]{1,6}", "\\PC{0,12}"), 0..6),
+            choices in proptest::collection::vec(any::<u8>(), 1..8),
+            noise in proptest::collection::vec(any::<u8>(), 0..24),
+        ) {
+            let body = pairs
+                .iter()
+                .map(|(name, value)| format!("{}={}", form_encode(name, &choices), form_encode(value, &choices)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let mut expected = HashMap::new();
+            let mut repeated = false;
+            for (name, value) in &pairs {
+                if !value.is_empty() && expected.insert(name.clone(), value.clone()).is_some() {
+                    repeated = true;
+                }
+            }
+            match parse_form(&form_headers(), body.as_bytes()) {
+                Ok(parameters) => {
+                    prop_assert!(!repeated);
+                    prop_assert_eq!(parameters, expected);
+                }
+                Err(error) => {
+                    prop_assert!(repeated);
+                    prop_assert_eq!(error.code, "invalid_request");
+                }
+            }
+            match parse_form(&form_headers(), &noise) {
+                Ok(parameters) => {
+                    let held: usize = parameters.iter().map(|(n, v)| n.len() + v.len()).sum();
+                    prop_assert!(held <= noise.len());
+                }
+                Err(error) => prop_assert_eq!(error.code, "invalid_request"),
+            }
+        }
+
+        /// Basic credentials: a client id and secret form-encoded and base64-encoded are
+        /// read back exactly; any change of scheme or bytes is a clean refusal
+        /// (`invalid_client` or `invalid_request`), never a panic or another client.
+        #[test]
+        fn basic_credentials_read_exactly(
+            id in "\\PC{1,12}",
+            secret in "\\PC{0,12}",
+            choices in proptest::collection::vec(any::<u8>(), 1..8),
+            scheme in prop::sample::select(vec!["Basic", "basic", "BASIC", "Basic  "]),
+            flip in proptest::option::of((any::<prop::sample::Index>(), 1u8..=255)),
+        ) {
+            let plain = format!("{}:{}", form_encode(&id, &choices), form_encode(&secret, &choices));
+            let mut encoded = STANDARD.encode(plain).into_bytes();
+            if let Some((at, bits)) = flip {
+                let at = at.index(encoded.len());
+                encoded[at] ^= bits;
+            }
+            let mut value = format!("{scheme} ").into_bytes();
+            value.extend(&encoded);
+            let Ok(value) = HeaderValue::from_bytes(&value) else {
+                return Ok(());
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value);
+            let answer = presented_authentication(&headers, &HashMap::new(), false);
+            match (flip, answer) {
+                (None, answer) => prop_assert_eq!(answer, Ok(Presented::Basic { id, secret })),
+                (Some(_), Ok(Presented::Basic { id: read_id, .. })) => prop_assert!(!read_id.is_empty()),
+                (Some(_), Ok(other)) => prop_assert!(false, "{:?}", other),
+                (Some(_), Err(error)) => prop_assert!(matches!(error.code, "invalid_client" | "invalid_request")),
+            }
+        }
+
+        /// Any `Authorization` value and form: one method, or a clean refusal.
+        #[test]
+        fn client_authentication_never_panics(
+            value in proptest::collection::vec(any::<u8>(), 0..64),
+            assertion_type in proptest::option::of(prop::sample::select(vec![ASSERTION_TYPE, "x", ""])),
+            assertion in proptest::option::of("[a-z.]{0,8}"),
+            secret in any::<bool>(),
+            bearer_allowed in any::<bool>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_bytes(&value) {
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            let mut form = HashMap::new();
+            if let Some(kind) = assertion_type {
+                form.insert("client_assertion_type".to_owned(), kind.to_owned());
+            }
+            if let Some(assertion) = assertion {
+                form.insert("client_assertion".to_owned(), assertion);
+            }
+            if secret {
+                form.insert("client_secret".to_owned(), "s".to_owned());
+            }
+            match presented_authentication(&headers, &form, bearer_allowed) {
+                Ok(Presented::Bearer(token)) => prop_assert!(bearer_allowed && !token.is_empty()),
+                Ok(Presented::Basic { id, .. }) => prop_assert!(!id.is_empty()),
+                Ok(Presented::Assertion(_)) => prop_assert!(!headers.contains_key(header::AUTHORIZATION)),
+                Err(error) => prop_assert!(matches!(error.code, "invalid_client" | "invalid_request")),
+            }
+        }
+    }
+}

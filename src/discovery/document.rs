@@ -743,7 +743,7 @@ impl SmartConfigurationBuilder {
     }
 
     /// Maps authorization-server metadata onto the document a resource server publishes.
-    fn from_metadata(document: Map<String, Value>) -> Result<Self, DiscoveryError> {
+    pub(crate) fn from_metadata(document: Map<String, Value>) -> Result<Self, DiscoveryError> {
         let text = |field: &'static str| -> Result<Option<String>, DiscoveryError> {
             match document.get(field) {
                 None | Some(Value::Null) => Ok(None),
@@ -836,3 +836,63 @@ const KNOWN_FIELDS: [&str; 18] = [
     "user_access_brand_bundle",
     "user_access_brand_identifier",
 ];
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{config, json_object};
+    use proptest::prelude::*;
+
+    const METADATA_NAMES: &[&str] = &[
+        "issuer",
+        "token_endpoint",
+        "authorization_endpoint",
+        "jwks_uri",
+        "capabilities",
+        "code_challenge_methods_supported",
+        "token_endpoint_auth_methods_supported",
+        "scopes_supported",
+        "response_types_supported",
+        "grant_types_supported",
+        "introspection_endpoint",
+        "revocation_endpoint",
+        "registration_endpoint",
+        "management_endpoint",
+    ];
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        /// Any strict metadata document: a configuration with a `token_endpoint` taken
+        /// from the document, or a `DiscoveryError`; never a panic.
+        #[test]
+        fn metadata_documents_map_or_are_refused(
+            text in json_object(METADATA_NAMES),
+            token_endpoint in proptest::option::of(prop::sample::select(vec!["https://as.example/token", "http://127.0.0.1:1/t", "ftp://x", "", "token"])),
+        ) {
+            let text = match token_endpoint {
+                Some(url) => format!(r#"{{"token_endpoint":"{url}","more":{text}}}"#),
+                None => text,
+            };
+            let Ok(document) = crate::fetch::strict_object(text.as_bytes()) else {
+                return Ok(());
+            };
+            if let Ok(built) = SmartConfigurationBuilder::from_metadata(document.clone())
+                .and_then(SmartConfigurationBuilder::build)
+            {
+                prop_assert_eq!(Some(built.token_endpoint()), document.get("token_endpoint").and_then(Value::as_str));
+            }
+        }
+
+        /// `Cache-Control` values: `max-age` read as whole seconds, `no-store`/`no-cache` as
+        /// zero, anything else no lifetime; never a panic.
+        #[test]
+        fn cache_control_values_never_panic(value in "[a-zA-Z0-9=,\" -]{0,40}") {
+            if let Some(lifetime) = crate::fetch::parse_max_age(&value) {
+                let lower = value.to_ascii_lowercase();
+                prop_assert!(lower.contains("max-age") || lower.contains("no-store") || lower.contains("no-cache"));
+                prop_assert!(lifetime.as_secs() == 0 || lower.contains("max-age"));
+            }
+        }
+    }
+}

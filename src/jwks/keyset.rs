@@ -744,3 +744,134 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::{config, json_value};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const ALGORITHMS: [Algorithm; 9] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
+    /// A member value: base64url of bytes of a telling length, or any JSON value.
+    fn member() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => prop::sample::select(vec![0usize, 1, 31, 32, 33, 48, 57, 255, 256, 257])
+                .prop_flat_map(|len| proptest::collection::vec(any::<u8>(), len))
+                .prop_map(|bytes| Value::String(URL_SAFE_NO_PAD.encode(bytes))),
+            1 => prop::sample::select(vec!["AQAB", "AQ", "AA", "", "AQAB=", "A+/B", "!!"])
+                .prop_map(|text| Value::String(text.to_owned())),
+            1 => json_value(&[]).prop_filter_map("valid JSON", |text| serde_json::from_str(&text).ok()),
+        ]
+    }
+
+    fn string_or_any(choices: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+        proptest::option::of(prop_oneof![
+            4 => prop::sample::select(choices).prop_map(|text| Value::String(text.to_owned())),
+            1 => prop_oneof![Just(Value::Null), Just(json!(1)), Just(json!(["verify"])), Just(json!({}))],
+        ])
+    }
+
+    /// A JWK: every member the parser reads, each present or not, of the right type or not.
+    fn jwk() -> impl Strategy<Value = Value> {
+        (
+            string_or_any(&["RSA", "EC", "OKP", "oct", "rsa", "EC "]),
+            string_or_any(&["P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519"]),
+            string_or_any(&[
+                "RS256", "PS384", "ES256", "ES384", "EdDSA", "HS256", "none", "ES512",
+            ]),
+            string_or_any(&["sig", "enc", "SIG"]),
+            string_or_any(&["a", "b", ""]),
+            proptest::option::of(prop_oneof![
+                Just(json!(["verify"])),
+                Just(json!(["sign"])),
+                Just(json!("verify")),
+                Just(json!([]))
+            ]),
+            proptest::collection::vec(
+                (
+                    prop::sample::select(vec!["n", "e", "x", "y", "d", "p", "oth", "k"]),
+                    member(),
+                ),
+                0..5,
+            ),
+        )
+            .prop_map(|(kty, crv, alg, usage, kid, key_ops, members)| {
+                let mut jwk = Map::new();
+                for (name, value) in [
+                    ("kty", kty),
+                    ("crv", crv),
+                    ("alg", alg),
+                    ("use", usage),
+                    ("kid", kid),
+                    ("key_ops", key_ops),
+                ] {
+                    if let Some(value) = value {
+                        jwk.insert(name.to_owned(), value);
+                    }
+                }
+                for (name, value) in members {
+                    jwk.insert(name.to_owned(), value);
+                }
+                Value::Object(jwk)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        /// A key set of hostile JWKs: one of the documented errors, or keys that each
+        /// came from a public, signing JWK of their family; selection only ever finds a
+        /// key that fits the algorithm and carries the `kid` asked for.
+        #[test]
+        fn key_set_answers_are_documented(entries in proptest::collection::vec(jwk(), 0..5)) {
+            let document = serde_json::to_vec(&json!({ "keys": entries })).unwrap();
+            match KeySet::parse(&document) {
+                Ok(keys) => {
+                    prop_assert!(keys.len() >= 1 && keys.len() <= entries.len());
+                    for kid in [None, Some("a"), Some("b"), Some("")] {
+                        for alg in ALGORITHMS {
+                            match keys.select(kid, alg) {
+                                Selection::Found(index) => {
+                                    let key = keys.get(index);
+                                    prop_assert!(key.accepts(alg));
+                                    if kid.is_some() {
+                                        prop_assert_eq!(key.kid.as_deref(), kid);
+                                    }
+                                }
+                                Selection::NotFound | Selection::Unusable => {}
+                            }
+                        }
+                    }
+                }
+                Err(error) => prop_assert_eq!(error, KeySetError::NoUsableKey, "{:?}", error),
+            }
+            for entry in &entries {
+                let private = PRIVATE_MEMBERS.iter().any(|name| entry.get(*name).is_some());
+                if private || entry.get("use").is_some_and(|usage| usage != "sig") {
+                    prop_assert!(parse_jwk(entry).is_err());
+                }
+            }
+        }
+
+        /// Any document text: the documented errors, never a panic.
+        #[test]
+        fn key_set_documents_never_panic(text in json_value(&["keys", "kty", "n", "e", "x", "crv"])) {
+            if let Ok(keys) = KeySet::parse(text.as_bytes()) {
+                prop_assert!(keys.len() >= 1);
+            }
+        }
+    }
+}

@@ -428,3 +428,64 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::config;
+    use proptest::prelude::*;
+
+    /// A path near the public ones: their pieces, escapes, case changes, dot segments,
+    /// doubled slashes.
+    fn near_public_path() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop::sample::select(vec![
+                "/fhir",
+                "/r4",
+                "/metadata",
+                "/Metadata",
+                "/.well-known",
+                "/smart-configuration",
+                "/.well-known/smart-configuration",
+                "/",
+                "/.",
+                "/..",
+                "/%2e",
+                "/%6Detadata",
+                ";x",
+                "?a=1",
+                "#f",
+                "/Patient",
+            ]),
+            0..5,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        /// Without CORS preflight headers, a request is public only when its path is one
+        /// of the public paths byte for byte (and the method reads, unless the path was
+        /// configured as public itself).
+        #[test]
+        fn only_exact_public_paths_pass(
+            method in prop::sample::select(vec!["GET", "HEAD", "POST", "OPTIONS", "get"]),
+            path in near_public_path(),
+            base in prop::sample::select(vec![None, Some(""), Some("/fhir"), Some("/fhir/r4")]),
+            extra in prop::sample::select(vec![vec![], vec!["/health".to_owned()], vec!["/fhir/Patient".to_owned()]]),
+        ) {
+            let routes = PublicRoutes { base_path: base.map(str::to_owned), extra: extra.clone(), ..PublicRoutes::default() };
+            let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Ok(()); };
+            let request = Request::builder().method(method.clone()).uri("/").body(()).unwrap();
+            let base = base.unwrap_or("");
+            let reads = method == Method::GET || method == Method::HEAD;
+            let expected = extra.contains(&path)
+                || (reads
+                    && (path == SMART_CONFIGURATION
+                        || path == format!("{base}{METADATA}")
+                        || path == format!("{base}{SMART_CONFIGURATION}")));
+            prop_assert_eq!(routes.is_public(&request, &path), expected, "{} {}", method, path);
+        }
+    }
+}

@@ -919,3 +919,95 @@ mod tests {
         assert_eq!(requirement.hint(Context::User), "user/*.s");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::config;
+    use proptest::prelude::*;
+
+    /// `text` with each byte percent-encoded (either hex case) or kept, per `choices`;
+    /// the characters that separate pairs are always encoded.
+    fn encode(text: &str, choices: &[u8]) -> String {
+        let mut out = String::new();
+        for (index, byte) in text.bytes().enumerate() {
+            let choice = choices[index % choices.len()];
+            let must = matches!(byte, b'&' | b'=' | b'+' | b'%' | b'#') || !byte.is_ascii_graphic();
+            match choice % 3 {
+                0 => out.push_str(&format!("%{byte:02X}")),
+                1 => out.push_str(&format!("%{byte:02x}")),
+                _ if must => out.push_str(&format!("%{byte:02X}")),
+                _ => out.push(char::from(byte)),
+            }
+        }
+        out
+    }
+
+    fn parameter() -> impl Strategy<Value = (String, String)> {
+        (
+            prop::sample::select(vec![
+                "code",
+                "category",
+                "_include",
+                "_revinclude:iterate",
+                "_contained",
+                "_query",
+                "_count",
+                "patient",
+                "category:not",
+                "_has:Observation:code",
+            ]),
+            prop::sample::select(vec![
+                "laboratory",
+                "x",
+                "",
+                "a&b",
+                "a=b",
+                "1+1",
+                "caf\u{e9}",
+            ]),
+        )
+            .prop_map(|(name, value)| (name.to_owned(), value.to_owned()))
+    }
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        /// A search under `system/Observation.rs?category=laboratory` is permitted exactly
+        /// when the query carries `category=laboratory` and no parameter that widens the
+        /// results, however its names and values are percent-encoded and in whatever order.
+        #[test]
+        fn granular_search_reads_the_decoded_query(
+            mut pairs in proptest::collection::vec(parameter(), 0..5),
+            required in any::<bool>(),
+            at in any::<prop::sample::Index>(),
+            choices in proptest::collection::vec(any::<u8>(), 1..8),
+        ) {
+            if required {
+                pairs.insert(at.index(pairs.len() + 1), ("category".to_owned(), "laboratory".to_owned()));
+            }
+            let query = pairs
+                .iter()
+                .map(|(name, value)| format!("{}={}", encode(name, &choices), encode(value, &choices)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let expected = pairs.iter().any(|(n, v)| n == "category" && v == "laboratory")
+                && !pairs.iter().any(|(name, _)| widens_results(name));
+            let set = ScopeSet::parse("system/Observation.rs?category=laboratory");
+            prop_assert_eq!(set.permits_search_query("Observation", Some(&query)), expected, "{}", query);
+            prop_assert!(!set.permits_search_query("Patient", Some(&query)));
+        }
+
+        /// Any query bytes: an answer, never a panic; a query with a `+` or a bad escape
+        /// never satisfies a filter.
+        #[test]
+        fn hostile_queries_never_satisfy_filters_by_accident(query in "[a-z_=&%+0-9A-F:\u{e9}]{0,40}") {
+            let set = ScopeSet::parse("system/Observation.rs?category=laboratory");
+            let permitted = set.permits_search_query("Observation", Some(&query));
+            if permitted {
+                prop_assert!(!query.contains('+'));
+                prop_assert!(strict_query_pairs(&query).is_some());
+            }
+        }
+    }
+}

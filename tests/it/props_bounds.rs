@@ -1,0 +1,282 @@
+//! Bounded work at the size caps: every parser that reads untrusted bytes, fed hostile
+//! inputs of a quarter of its cap and of the full cap, allocates at most a constant
+//! multiple of its input, and four times the input costs at most about four times the
+//! allocation (a quadratic reading would cost sixteen). Allocation is counted, per thread,
+//! by a counting allocator: a structural measure of work, not a clock.
+//!
+//! The caps: 16 KiB for a token (`max_token_length`) and so for its header, payload and
+//! scope claim; 64 KiB for a development-server form body; 256 KiB for an introspection
+//! answer; 1 MiB for a key set or discovery document (`max_response_size`); 16 KiB for a
+//! request target.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use smart_auth::__fuzz;
+
+/// The system allocator, counting the bytes each thread asks for.
+struct Counting;
+
+thread_local! {
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count(bytes: usize) {
+    // `try_with`: nothing to count while the thread is being torn down.
+    let _ = ALLOCATED.try_with(|total| total.set(total.get().saturating_add(bytes)));
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches no memory that
+// the allocator hands out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: the caller's contract for `alloc` is passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        // SAFETY: the caller's contract for `realloc` is passed on as it is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes allocated on this thread while `parse` reads `input`.
+fn allocated_by(parse: fn(&[u8]), input: &[u8]) -> usize {
+    let before = ALLOCATED.with(Cell::get);
+    parse(input);
+    ALLOCATED.with(Cell::get) - before
+}
+
+/// A hostile input family: the input of about `size` bytes.
+type Family = (&'static str, fn(usize) -> Vec<u8>);
+
+fn repeat_to(prefix: &str, unit: &str, suffix: &str, size: usize) -> Vec<u8> {
+    let count = size.saturating_sub(prefix.len() + suffix.len()) / unit.len().max(1);
+    format!("{prefix}{}{suffix}", unit.repeat(count)).into_bytes()
+}
+
+fn numbered_members(size: usize) -> Vec<u8> {
+    let mut text = String::from("{");
+    let mut index = 0;
+    while text.len() + 16 < size {
+        text.push_str(&format!("\"m{index}\":{index},"));
+        index += 1;
+    }
+    text.push_str("\"end\":0}");
+    text.into_bytes()
+}
+
+fn token_with_payload(payload: &[u8]) -> Vec<u8> {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","kid":"fuzz-ed25519"}"#),
+        URL_SAFE_NO_PAD.encode(payload),
+        URL_SAFE_NO_PAD.encode([0u8; 64])
+    )
+    .into_bytes()
+}
+
+/// Checks one parser over its families at `cap / 4` and `cap`.
+fn assert_linear(parser: &str, parse: fn(&[u8]), cap: usize, families: &[Family]) {
+    parse(b"warm up");
+    for (name, family) in families {
+        let small = family(cap / 4);
+        let large = family(cap);
+        assert!(
+            large.len() <= cap + 64,
+            "{parser}/{name}: input over the cap"
+        );
+        let small_cost = allocated_by(parse, &small);
+        let large_cost = allocated_by(parse, &large);
+        eprintln!(
+            "{parser}/{name}: {} B in, {small_cost} B allocated; {} B in, {large_cost} B allocated",
+            small.len(),
+            large.len()
+        );
+        assert!(
+            large_cost <= 96 * large.len() + 64 * 1024,
+            "{parser}/{name}: {large_cost} bytes allocated for {} bytes of input",
+            large.len()
+        );
+        assert!(
+            large_cost <= 6 * small_cost + 64 * 1024,
+            "{parser}/{name}: 4x the input cost {large_cost} bytes against {small_cost}"
+        );
+    }
+}
+
+const TOKEN_CAP: usize = 16 * 1024;
+
+#[test]
+fn props_bounded_work_at_the_caps() {
+    assert_linear(
+        "authorization",
+        __fuzz::authorization,
+        TOKEN_CAP,
+        &[
+            ("spaces", |n| repeat_to("Bearer", " ", "a", n)),
+            ("padding", |n| repeat_to("Bearer a", "=", "", n)),
+            ("query", |n| repeat_to("Bearer a\0", "access_toke&", "", n)),
+        ],
+    );
+    assert_linear(
+        "token",
+        __fuzz::token,
+        TOKEN_CAP,
+        &[
+            ("dots", |n| repeat_to("", ".", "", n)),
+            ("segments", |n| repeat_to("a", ".a", "", n)),
+            ("members", |n| {
+                token_with_payload(&numbered_members(n * 3 / 4 - 128))
+            }),
+            ("escapes", |n| {
+                token_with_payload(&repeat_to(
+                    "{\"iss\":\"",
+                    "\\u0061",
+                    "\",\"exp\":1}",
+                    n * 3 / 4 - 128,
+                ))
+            }),
+            ("scopes", |n| {
+                token_with_payload(&repeat_to(
+                    "{\"iss\":\"i\",\"exp\":1,\"scope\":\"",
+                    "patient/Observation.rs?a=1&b=2 ",
+                    "\"}",
+                    n * 3 / 4 - 128,
+                ))
+            }),
+            ("nesting", |n| {
+                token_with_payload(&repeat_to(
+                    "{\"iss\":\"i\",\"exp\":1,\"x\":",
+                    "[",
+                    "",
+                    n * 3 / 4 - 128,
+                ))
+            }),
+        ],
+    );
+    assert_linear(
+        "scopes",
+        __fuzz::scopes,
+        TOKEN_CAP,
+        &[
+            ("distinct", |n| {
+                let mut text = String::new();
+                let mut index = 0;
+                while text.len() + 32 < n {
+                    text.push_str(&format!("patient/Observation.rs?code={index} "));
+                    index += 1;
+                }
+                text.into_bytes()
+            }),
+            ("duplicates", |n| repeat_to("", "system/Patient.rs ", "", n)),
+            ("query", |n| {
+                repeat_to("user/Observation.rs?", "a=%41&", "", n)
+            }),
+            ("rejected", |n| repeat_to("", "x/ ", "", n)),
+            ("array", |n| repeat_to("", "system/*.cruds\0", "", n)),
+        ],
+    );
+    assert_linear(
+        "fhir_request",
+        __fuzz::fhir_request,
+        TOKEN_CAP,
+        &[
+            ("segments", |n| {
+                repeat_to("GET /fhir", "/Patient", "\0/fhir", n)
+            }),
+            ("escapes", |n| repeat_to("GET /fhir/", "%2F", "\0/fhir", n)),
+            ("dots", |n| repeat_to("GET /fhir", "/..", "\0/fhir", n)),
+            ("query", |n| {
+                repeat_to("GET /fhir/Observation?", "category=a&", "\0/fhir", n)
+            }),
+        ],
+    );
+    assert_linear(
+        "dev_server_request",
+        __fuzz::dev_server_request,
+        64 * 1024,
+        &[
+            ("pairs", |n| {
+                let mut text = String::from("\0application/x-www-form-urlencoded\0");
+                let mut index = 0;
+                while text.len() + 16 < n {
+                    text.push_str(&format!("p{index}=v%41&"));
+                    index += 1;
+                }
+                text.into_bytes()
+            }),
+            ("escapes", |n| {
+                repeat_to("\0application/x-www-form-urlencoded\0a=", "%41", "", n)
+            }),
+            ("basic", |n| {
+                repeat_to("Basic ", "QUFB", "\0application/x-www-form-urlencoded\0", n)
+            }),
+        ],
+    );
+    assert_linear(
+        "introspection_answer",
+        __fuzz::introspection_answer,
+        256 * 1024,
+        &[
+            ("members", numbered_members),
+            ("scope", |n| {
+                repeat_to(
+                    "{\"active\":true,\"exp\":4102444800,\"scope\":\"",
+                    "system/Patient.rs ",
+                    "\"}",
+                    n,
+                )
+            }),
+        ],
+    );
+    assert_linear(
+        "jwks",
+        __fuzz::jwks,
+        1024 * 1024,
+        &[
+            ("keys", |n| {
+                let key = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},"#;
+                let mut text = repeat_to("{\"keys\":[", key, "", n - 2);
+                text.pop();
+                text.extend(b"]}");
+                text
+            }),
+            ("members", numbered_members),
+        ],
+    );
+    assert_linear(
+        "discovery",
+        __fuzz::discovery,
+        1024 * 1024,
+        &[
+            ("members", numbered_members),
+            ("list", |n| {
+                repeat_to(
+                    "{\"token_endpoint\":\"https://t\",\"scopes_supported\":[",
+                    "\"openid\",",
+                    "\"x\"]}",
+                    n,
+                )
+            }),
+        ],
+    );
+}
