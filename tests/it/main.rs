@@ -16,8 +16,6 @@ mod introspection;
 mod jose_strict;
 mod key_cache;
 mod nest;
-#[cfg(feature = "fuzzing")]
-mod props_bounds;
 mod props_mutation;
 mod public_routes;
 mod scopes_e2e;

@@ -2,67 +2,24 @@
 //! inputs of a quarter of its cap and of the full cap, allocates at most a constant
 //! multiple of its input, and four times the input costs at most about four times the
 //! allocation (a quadratic reading would cost sixteen). Allocation is counted, per thread,
-//! by a counting allocator: a structural measure of work, not a clock.
+//! by a counting allocator (the `allocation-counter` crate, so no unsafe code here): a
+//! structural measure of work, not a clock.
 //!
 //! The caps: 16 KiB for a token (`max_token_length`) and so for its header, payload and
 //! scope claim; 64 KiB for a development-server form body; 256 KiB for an introspection
 //! answer; 1 MiB for a key set or discovery document (`max_response_size`); 16 KiB for a
 //! request target.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use smart_auth::__fuzz;
 
-/// The system allocator, counting the bytes each thread asks for.
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count(bytes: usize) {
-    // `try_with`: nothing to count while the thread is being torn down.
-    let _ = ALLOCATED.try_with(|total| total.set(total.get().saturating_add(bytes)));
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting touches no memory that
-// the allocator hands out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: the caller's contract for `alloc` is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size);
-        // SAFETY: the caller's contract for `realloc` is passed on as it is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Bytes allocated on this thread while `parse` reads `input`.
+/// Bytes allocated on this thread while `parse` reads `input`, counted by
+/// `allocation-counter`'s allocator (this test binary's global allocator; the test has a
+/// binary of its own so that no other test runs under it).
 fn allocated_by(parse: fn(&[u8]), input: &[u8]) -> usize {
-    let before = ALLOCATED.with(Cell::get);
-    parse(input);
-    ALLOCATED.with(Cell::get) - before
+    let info = allocation_counter::measure(|| parse(input));
+    usize::try_from(info.bytes_total).unwrap_or(usize::MAX)
 }
 
 /// A hostile input family: the input of about `size` bytes.
@@ -127,6 +84,12 @@ const TOKEN_CAP: usize = 16 * 1024;
 
 #[test]
 fn props_bounded_work_at_the_caps() {
+    // The counter counts: a parse of a large document allocates (else every bound below
+    // would hold vacuously).
+    assert!(
+        allocated_by(__fuzz::jwks, &numbered_members(64 * 1024)) > 64 * 1024,
+        "allocation-counter is not this binary's global allocator"
+    );
     assert_linear(
         "authorization",
         __fuzz::authorization,
