@@ -395,7 +395,7 @@ impl SmartClaims {
     }
 
     /// Whether both are handles to the same verified claims (not copies).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "testing"))]
     pub(crate) fn shares_claims_with(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }

@@ -447,7 +447,6 @@ fn check_times(claims: &SmartClaims, now: i64, leeway: i64) -> Result<(), ErrorK
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// When `lookup` may answer from an entry: only while it is younger than max age and
     /// the key set it was verified with is current and within its TTL.
@@ -456,6 +455,7 @@ mod tests {
     async fn lookup_uses_an_entry_only_while_it_may_be_used() {
         use crate::testing::TestIssuer;
         use crate::{ManualClock, SmartAuthLayer, TokenCachePolicy};
+        use std::time::Duration;
 
         let clock = ManualClock::new();
         let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
