@@ -8,6 +8,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -269,6 +270,8 @@ pub struct AuthError {
     kind: ErrorKind,
     required_scope: Option<Arc<str>>,
     realm: Option<Arc<str>>,
+    /// For 503 answers: whole seconds until asking again may succeed.
+    retry_after_secs: Option<u32>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -285,6 +288,7 @@ impl AuthError {
             kind,
             required_scope: None,
             realm: None,
+            retry_after_secs: None,
             source: None,
         }
     }
@@ -303,6 +307,7 @@ impl AuthError {
             kind: ErrorKind::InsufficientScope,
             required_scope: Some(Arc::from(scope.into())),
             realm: None,
+            retry_after_secs: None,
             source: None,
         }
     }
@@ -310,6 +315,31 @@ impl AuthError {
     pub(crate) fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
+    }
+
+    /// How long until the unavailable service (keys, introspection) may be asked again,
+    /// rounded up to whole seconds, at least 1: the 503 answer's `Retry-After`.
+    pub(crate) fn with_retry_after(mut self, wait: Duration) -> Self {
+        let mut secs = wait.as_secs();
+        if wait.subsec_nanos() > 0 {
+            secs = secs.saturating_add(1);
+        }
+        self.retry_after_secs = Some(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// For a 503 answer ([`ErrorKind::KeysUnavailable`],
+    /// [`ErrorKind::IntrospectionUnavailable`]): how long until asking again may succeed,
+    /// the value of its `Retry-After` header (the remaining failure cooldown, for example).
+    /// `None` for other errors, whose answer has no `Retry-After`.
+    ///
+    /// ```
+    /// use smart_auth::{AuthError, ErrorKind};
+    /// assert_eq!(AuthError::new(ErrorKind::Expired).retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_secs
+            .map(|secs| Duration::from_secs(secs.into()))
     }
 
     /// The realm of the layer that verified the request, so that an error raised in a
@@ -345,6 +375,7 @@ impl fmt::Debug for AuthError {
         f.debug_struct("AuthError")
             .field("kind", &self.kind)
             .field("required_scope", &self.required_scope)
+            .field("retry_after_secs", &self.retry_after_secs)
             .field("source", &self.source.as_ref().map(|s| s.to_string()))
             .finish()
     }
@@ -501,6 +532,27 @@ mod tests {
         for (position, kind) in ErrorKind::ALL.into_iter().enumerate() {
             assert_eq!(kind.index(), position, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_at_least_one() {
+        let wait = |d: Duration| {
+            AuthError::new(ErrorKind::KeysUnavailable)
+                .with_retry_after(d)
+                .retry_after()
+        };
+        assert_eq!(wait(Duration::ZERO), Some(Duration::from_secs(1)));
+        assert_eq!(wait(Duration::from_millis(1)), Some(Duration::from_secs(1)));
+        assert_eq!(wait(Duration::from_secs(10)), Some(Duration::from_secs(10)));
+        assert_eq!(
+            wait(Duration::from_millis(9_001)),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            wait(Duration::MAX),
+            Some(Duration::from_secs(u32::MAX.into()))
+        );
+        assert_eq!(AuthError::new(ErrorKind::Expired).retry_after(), None);
     }
 
     #[test]

@@ -456,7 +456,8 @@ impl Introspector {
     async fn look_up(&self, token: &str) -> Result<Answer, AuthError> {
         if self.cooling_down() {
             tracing::debug!("introspection failed recently: answering 503 without calling");
-            return Err(AuthError::new(ErrorKind::IntrospectionUnavailable));
+            return Err(AuthError::new(ErrorKind::IntrospectionUnavailable)
+                .with_retry_after(self.cooldown_left()));
         }
         self.cache
             .try_get_with(Arc::from(token), self.call(token))
@@ -475,7 +476,15 @@ impl Introspector {
                         tracing::warn!(error = %failure, "token introspection refused");
                     }
                 }
+                let wait = match *failure {
+                    Unavailable::Down(_) | Unavailable::CoolingDown => self.cooldown_left(),
+                    // A free slot is at most one queue wait away.
+                    Unavailable::Saturated => self.settings.max_queue_wait,
+                    // This request only: asking again soon is fine.
+                    Unavailable::Throttled(_) => Duration::from_secs(1),
+                };
                 AuthError::new(ErrorKind::IntrospectionUnavailable)
+                    .with_retry_after(wait)
                     .with_source(Unavailable::clone(&failure))
             })
     }
@@ -486,6 +495,17 @@ impl Introspector {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// What is left of the failure cooldown (zero when none runs).
+    fn cooldown_left(&self) -> Duration {
+        let last = *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        last.map_or(Duration::ZERO, |at| {
+            self.settings.failure_cooldown.saturating_sub(at.elapsed())
+        })
     }
 
     fn cooling_down(&self) -> bool {

@@ -98,12 +98,22 @@ impl Challenge {
             kind,
             ErrorKind::KeysUnavailable | ErrorKind::IntrospectionUnavailable
         ) {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("10"));
+            // The remaining cooldown when the error knows it, else the default cooldown.
+            let seconds = error
+                .retry_after()
+                .map_or(DEFAULT_RETRY_AFTER_SECS, |wait| {
+                    u32::try_from(wait.as_secs()).unwrap_or(u32::MAX)
+                });
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(error.clone());
         response
     }
 }
+
+/// `Retry-After` of a 503 whose error carries no wait of its own: the default failure
+/// cooldown of the key cache and of introspection.
+const DEFAULT_RETRY_AFTER_SECS: u32 = 10;
 
 /// `Bearer realm="…"`, then the error code and description when the answer has one, then
 /// the scope hint when there is one.

@@ -277,8 +277,11 @@ impl KeyStore {
             return Ok(());
         }
         match self.fetch_for(Need::Keys) {
-            Some(fetch) => fetch.await.map(drop).map_err(keys_unavailable),
-            None => Err(AuthError::new(ErrorKind::KeysUnavailable)),
+            Some(fetch) => fetch
+                .await
+                .map(drop)
+                .map_err(|error| self.keys_unavailable(Some(error))),
+            None => Err(self.keys_unavailable(None)),
         }
     }
 
@@ -292,9 +295,11 @@ impl KeyStore {
         let Some(snapshot) = self.usable_snapshot(now) else {
             let Some(fetch) = self.fetch_for(Need::Keys) else {
                 tracing::debug!("no usable keys and a fetch failed recently: answering 503");
-                return Err(AuthError::new(ErrorKind::KeysUnavailable));
+                return Err(self.keys_unavailable(None));
             };
-            let snapshot = fetch.await.map_err(keys_unavailable)?;
+            let snapshot = fetch
+                .await
+                .map_err(|error| self.keys_unavailable(Some(error)))?;
             return choose(snapshot, kid, alg);
         };
         let age = now.saturating_duration_since(snapshot.fetched);
@@ -379,6 +384,23 @@ impl KeyStore {
         self.current.load_full().filter(|snapshot| {
             now.saturating_duration_since(snapshot.fetched) <= self.policy.max_stale
         })
+    }
+
+    /// The 503 answer when no usable key can be had: `Retry-After` is what is left of the
+    /// failure cooldown (all of it right after a failed fetch).
+    fn keys_unavailable(&self, error: Option<FetchError>) -> AuthError {
+        let since_failure = self
+            .lock_state()
+            .last_failure
+            .map(|at| Instant::now().saturating_duration_since(at));
+        let wait = since_failure.map_or(self.policy.failure_cooldown, |elapsed| {
+            self.policy.failure_cooldown.saturating_sub(elapsed)
+        });
+        let unavailable = AuthError::new(ErrorKind::KeysUnavailable).with_retry_after(wait);
+        match error {
+            Some(error) => unavailable.with_source(error),
+            None => unavailable,
+        }
     }
 
     /// Joins the fetch in flight, or starts one if the cooldowns allow it.
@@ -498,10 +520,6 @@ fn choose(
         Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
         Selection::NotFound => Err(AuthError::new(ErrorKind::UnknownKey)),
     }
-}
-
-fn keys_unavailable(error: FetchError) -> AuthError {
-    AuthError::new(ErrorKind::KeysUnavailable).with_source(error)
 }
 
 #[cfg(test)]

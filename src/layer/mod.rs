@@ -19,7 +19,7 @@
 //! | no `Authorization`, or a scheme other than `Bearer` | 401, `WWW-Authenticate: Bearer realm="…"` |
 //! | `Bearer` without a token, a malformed token, two credentials, `?access_token=` | 400, `error="invalid_request"` |
 //! | any invalid token | 401, `error="invalid_token"`, a static `error_description` |
-//! | issuer keys unavailable and none cached | 503, `Retry-After` |
+//! | issuer keys unavailable and none cached | 503, `Retry-After` (the rest of the failure cooldown) |
 //!
 //! # Public routes
 //!

@@ -670,10 +670,16 @@ async fn seen(app: &App, token: &str) -> Seen {
     }
 }
 
+/// 503 with `Retry-After` the whole default failure cooldown (10 s).
 fn assert_unavailable(seen: &Seen, context: &str) {
+    assert_unavailable_for(seen, "10", context);
+}
+
+/// 503 with this `Retry-After`.
+fn assert_unavailable_for(seen: &Seen, retry_after: &str, context: &str) {
     assert_eq!(seen.status, 503, "{context}: {seen:?}");
     assert_eq!(seen.challenge, None, "{context}");
-    assert_eq!(seen.retry_after.as_deref(), Some("10"), "{context}");
+    assert_eq!(seen.retry_after.as_deref(), Some(retry_after), "{context}");
     assert_eq!(seen.issue_code, "transient", "{context}");
 }
 
@@ -739,9 +745,10 @@ async fn throttling_is_a_503_for_that_request_only() {
         setup.answer_for("throttled", StubAnswer::Status(status));
         let app = setup.app(|i| i).await;
         let context = format!("HTTP {status}");
-        assert_unavailable(&seen(&app, "throttled").await, &context);
+        // This request only: ask again in a second.
+        assert_unavailable_for(&seen(&app, "throttled").await, "1", &context);
         assert_eq!(seen(&app, "good").await.status, 200, "{context}");
-        assert_unavailable(&seen(&app, "throttled").await, &context);
+        assert_unavailable_for(&seen(&app, "throttled").await, "1", &context);
         assert_eq!(setup.calls(), 3, "{context}: asked again, not cached");
     }
 }
@@ -823,7 +830,8 @@ async fn a_full_call_limit_answers_503_at_once() {
                 tokio::time::timeout(Duration::from_secs(20), seen(&app, &format!("extra-{i}")))
                     .await
                     .expect("answered without waiting for a call");
-            assert_unavailable(&answer, "extra");
+            // No queue wait: a slot may be free at once; the least `Retry-After` is 1 s.
+            assert_unavailable_for(&answer, "1", "extra");
         }
         assert_eq!(setup.calls(), 2);
         setup.open_gate();
@@ -892,7 +900,8 @@ async fn the_queue_wait_is_bounded() {
         setup.wait_in_flight(1).await;
         let started = Instant::now();
         let answer = seen(&app, "queued").await;
-        assert_unavailable(&answer, "queued");
+        // The queue wait (100 ms) rounded up to whole seconds.
+        assert_unavailable_for(&answer, "1", "queued");
         assert!(started.elapsed() < Duration::from_secs(10));
         setup.open_gate();
     };
@@ -936,14 +945,15 @@ async fn the_failure_cooldown_ignores_wall_clock_steps() {
     let app = setup
         .app(|i| i.failure_cooldown(Duration::from_secs(60)))
         .await;
-    assert_unavailable(&seen(&app, "first").await, "down");
+    // `Retry-After` counts down the configured cooldown, on the monotonic clock too.
+    assert_unavailable_for(&seen(&app, "first").await, "60", "down");
     setup.clock.rewind(HOURS);
     setup.answer(StubAnswer::Json(setup.active(json!({}))));
     advance_monotonic(Duration::from_secs(50)).await;
-    assert_unavailable(&seen(&app, "second").await, "50 s after a step back");
+    assert_unavailable_for(&seen(&app, "second").await, "10", "50 s after a step back");
     setup.clock.advance(HOURS + Duration::from_secs(3600));
     setup.answer(StubAnswer::Json(setup.active(json!({}))));
-    assert_unavailable(&seen(&app, "second").await, "after a step forward");
+    assert_unavailable_for(&seen(&app, "second").await, "10", "after a step forward");
     assert_eq!(setup.calls(), 1, "no call inside the cooldown");
     advance_monotonic(Duration::from_secs(10)).await;
     assert_eq!(seen(&app, "second").await.status, 200);

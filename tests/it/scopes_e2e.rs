@@ -85,11 +85,16 @@ impl ScopedApp {
             .headers()
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned());
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
         Answer {
             status,
             challenge,
             content_type,
+            retry_after,
             body,
         }
     }

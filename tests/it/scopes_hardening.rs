@@ -116,11 +116,13 @@ impl ScopedApp {
         };
         let challenge = header("www-authenticate");
         let content_type = header("content-type");
+        let retry_after = header("retry-after");
         let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
         Answer {
             status,
             challenge,
             content_type,
+            retry_after,
             body,
         }
     }

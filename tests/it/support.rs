@@ -120,6 +120,7 @@ pub struct Answer {
     pub status: StatusCode,
     pub challenge: Option<String>,
     pub content_type: Option<String>,
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -154,12 +155,14 @@ impl App {
         };
         let challenge = header("www-authenticate");
         let content_type = header("content-type");
+        let retry_after = header("retry-after");
         let bytes = response.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Answer {
             status,
             challenge,
             content_type,
+            retry_after,
             body,
         }
     }

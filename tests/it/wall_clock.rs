@@ -123,20 +123,25 @@ async fn failure_cooldown_and_max_stale_run_on_the_monotonic_clock() {
     let answer = app.get_with_token(&fresh_token(&app, 1)).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
     assert_eq!(answer.issue_code(), "transient");
+    // `Retry-After` is the failure cooldown just started.
+    assert_eq!(answer.retry_after.as_deref(), Some("60"));
     let fetches = app.issuer.jwks_fetches();
     // The failure cooldown (60 s here) is not stretched by another step back, nor ended
     // early by a step forward.
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
     app.clock.rewind(HOURS);
     advance_monotonic(Duration::from_secs(50)).await;
+    // What is left of the cooldown, counted on the monotonic clock.
+    let answer = app.get_with_token(&fresh_token(&app, 2)).await;
     assert_eq!(
-        status(&app, &fresh_token(&app, 2)).await,
-        StatusCode::SERVICE_UNAVAILABLE
+        (answer.status, answer.retry_after.as_deref()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("10"))
     );
     app.clock.advance(Duration::from_secs(3600));
+    let answer = app.get_with_token(&fresh_token(&app, 3)).await;
     assert_eq!(
-        status(&app, &fresh_token(&app, 3)).await,
-        StatusCode::SERVICE_UNAVAILABLE
+        (answer.status, answer.retry_after.as_deref()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("10"))
     );
     assert_eq!(
         app.issuer.jwks_fetches(),
