@@ -39,6 +39,12 @@
 //!   Backend Services client that discovers the token endpoint, authenticates with a
 //!   signed JWT assertion or a client secret, caches the token and attaches it to
 //!   outgoing `reqwest` requests.
+//! - `introspection`: RFC 7662 token introspection for opaque and revocable tokens
+//!   (`Introspection`).
+//! - `dev-server`: a development SMART authorization server on loopback
+//!   (`dev_server::DevAuthServer`); not for production.
+//! - `fuzzing`: entry points for the fuzz targets in `fuzz/`. Not part of the API, no
+//!   semver promise; never enable it in a build that serves requests.
 //!
 //! ## Security defaults
 //!
