@@ -339,8 +339,8 @@ fn rsa_key(n: &[u8], e: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'st
     if bit_length(e) > RSA_EXPONENT_MAX_BITS {
         return Err("RSA exponent wider than 33 bits");
     }
-    let components = RsaPublicKeyComponents { n, e };
     check_alg_fits(KeyFamily::Rsa, alg)?;
+    let components = RsaPublicKeyComponents { n, e };
     let keys = usable_algorithms(KeyFamily::Rsa, alg)
         .map(|alg| {
             let parameters = rsa_parameters(alg).ok_or("alg does not fit the key type")?;
@@ -357,8 +357,8 @@ fn rsa_key(n: &[u8], e: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'st
 }
 
 /// An EC public key on a named curve: coordinates of the exact field size, forming a point
-/// on that curve.
-/// The signature is the fixed-length `r || s` of RFC 7518 section 3.4, not DER.
+/// on that curve. It verifies the fixed-length `r || s` signatures of RFC 7518 section
+/// 3.4, never DER.
 fn ec_key(
     crv: &str,
     x: &[u8],
