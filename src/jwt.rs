@@ -168,13 +168,10 @@ pub(crate) fn verify_signature_over(
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
         .map_err(|_| ErrorKind::MalformedToken)?;
-    // Calling the aws-lc-rs provider directly, rather than jsonwebtoken's process-wide
-    // default, means no feature unification elsewhere in the build can make this panic.
-    let verifier =
-        (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(&alg, &key.key)
-            .map_err(|_| ErrorKind::UnsupportedAlgorithm)?;
-    verifier
-        .verify(signing_input, &signature)
+    // The key was parsed once, when its set was read, for each algorithm it may verify.
+    let parsed = key.parsed_for(alg).ok_or(ErrorKind::UnsupportedAlgorithm)?;
+    parsed
+        .verify_sig(signing_input, &signature)
         .map_err(|_| ErrorKind::InvalidSignature)
 }
 

@@ -18,17 +18,25 @@
 //! - **OKP** (`Ed25519` only): `x` must be exactly 32 octets. Whether those octets decode
 //!   to a curve point is checked by each signature verification, which fails if not.
 //!
+//! Each accepted key is parsed into aws-lc's own form once, here, for every algorithm it
+//! may verify (all six RSA algorithms for an RSA key, or only the JWK's own `alg` when it
+//! states one); a token's signature is then checked against that parsed key, without
+//! reading the key again.
+//!
 //! The known-answer tests in `keyset/wycheproof.rs` run Project Wycheproof's vectors through
 //! this parser and the crate's signature check.
 
 use std::ops::RangeInclusive;
 
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ParsedPublicKey, VerificationAlgorithm,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
+    RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512, RsaParameters,
+    RsaPublicKeyComponents,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::json::{StrictJsonError, object_with_unique_members};
@@ -67,12 +75,22 @@ pub(crate) struct VerificationKey {
     pub(crate) family: KeyFamily,
     /// The JWK's own `alg`, when it states one: then only that algorithm may use the key.
     pub(crate) alg: Option<Algorithm>,
-    pub(crate) key: DecodingKey,
+    /// The key parsed once for each algorithm it [accepts](Self::accepts), and for no other.
+    parsed: Box<[(Algorithm, ParsedPublicKey)]>,
 }
 
 impl VerificationKey {
     fn accepts(&self, alg: Algorithm) -> bool {
         self.family.fits(alg) && self.alg.is_none_or(|own| own == alg)
+    }
+
+    /// The parsed key that verifies `alg` signatures, or `None` when this key may not
+    /// verify `alg` (another family, or not the JWK's own `alg`).
+    pub(crate) fn parsed_for(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.parsed
+            .iter()
+            .find(|(own, _)| *own == alg)
+            .map(|(_, key)| key)
     }
 }
 
@@ -219,37 +237,76 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
         Some(Value::String(alg)) => Some(asymmetric_algorithm(alg).ok_or("unsupported alg")?),
         Some(_) => return Err("alg is not a string"),
     };
-    let (family, key) = match string_member(jwk, "kty")? {
-        "RSA" => (
-            KeyFamily::Rsa,
-            rsa_key(&decode_member(jwk, "n")?, &decode_member(jwk, "e")?)?,
-        ),
+    let parsed = match string_member(jwk, "kty")? {
+        "RSA" => rsa_key(&decode_member(jwk, "n")?, &decode_member(jwk, "e")?, alg)?,
         "EC" => ec_key(
             string_member(jwk, "crv")?,
             &decode_member(jwk, "x")?,
             &decode_member(jwk, "y")?,
+            alg,
         )?,
         "OKP" => {
             if string_member(jwk, "crv")? != "Ed25519" {
                 return Err("unsupported OKP curve");
             }
-            let x = decode_member(jwk, "x")?;
-            if x.len() != 32 {
-                return Err("Ed25519 key of the wrong length");
-            }
-            (KeyFamily::Ed25519, DecodingKey::from_ed_der(&x))
+            ed25519_key(&decode_member(jwk, "x")?, alg)?
         }
         "oct" => return Err("symmetric key"),
         _ => return Err("unsupported kty"),
     };
+    Ok(VerificationKey {
+        kid,
+        family: parsed.family,
+        alg,
+        parsed: parsed.keys,
+    })
+}
+
+/// A public key checked and parsed for the algorithms its family and the JWK's `alg` allow.
+struct ParsedKey {
+    family: KeyFamily,
+    keys: Box<[(Algorithm, ParsedPublicKey)]>,
+}
+
+/// Refuses a JWK whose own `alg` names an algorithm of another key family.
+fn check_alg_fits(family: KeyFamily, alg: Option<Algorithm>) -> Result<(), &'static str> {
     if alg.is_some_and(|alg| !family.fits(alg)) {
         return Err("alg does not fit the key type");
     }
-    Ok(VerificationKey {
-        kid,
-        family,
-        alg,
-        key,
+    Ok(())
+}
+
+/// The algorithms, of those `family` fits, that a key with the JWK's `alg` may verify.
+fn usable_algorithms(family: KeyFamily, alg: Option<Algorithm>) -> impl Iterator<Item = Algorithm> {
+    ALGORITHMS
+        .into_iter()
+        .filter(move |candidate| family.fits(*candidate) && alg.is_none_or(|own| own == *candidate))
+}
+
+/// Every asymmetric algorithm this crate verifies, in the order keys are parsed for them.
+const ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// aws-lc's parameters for an RSA algorithm: PKCS#1 v1.5 or PSS (salt as long as the
+/// hash, RFC 7518 section 3.5) with the algorithm's hash, for moduli of 2048 to 8192 bits.
+fn rsa_parameters(alg: Algorithm) -> Option<&'static RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &RSA_PSS_2048_8192_SHA512,
+        _ => return None,
     })
 }
 
@@ -259,8 +316,8 @@ const RSA_MODULUS_BITS: RangeInclusive<usize> = 2048..=8192;
 const RSA_EXPONENT_MAX_BITS: usize = 33;
 
 /// An RSA public key from its big-endian modulus and exponent, checked as the module docs
-/// say.
-fn rsa_key(n: &[u8], e: &[u8]) -> Result<DecodingKey, &'static str> {
+/// say, parsed for each RSA algorithm the JWK's `alg` allows.
+fn rsa_key(n: &[u8], e: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'static str> {
     let n = without_leading_zeros(n);
     let e = without_leading_zeros(e);
     let modulus_bits = bit_length(n);
@@ -282,15 +339,45 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<DecodingKey, &'static str> {
     if bit_length(e) > RSA_EXPONENT_MAX_BITS {
         return Err("RSA exponent wider than 33 bits");
     }
-    Ok(DecodingKey::from_rsa_raw_components(n, e))
+    check_alg_fits(KeyFamily::Rsa, alg)?;
+    let components = RsaPublicKeyComponents { n, e };
+    let keys = usable_algorithms(KeyFamily::Rsa, alg)
+        .map(|alg| {
+            let parameters = rsa_parameters(alg).ok_or("alg does not fit the key type")?;
+            let key = components
+                .to_parsed_public_key(parameters)
+                .map_err(|_| "RSA key refused by the crypto library")?;
+            Ok((alg, key))
+        })
+        .collect::<Result<_, &'static str>>()?;
+    Ok(ParsedKey {
+        family: KeyFamily::Rsa,
+        keys,
+    })
 }
 
 /// An EC public key on a named curve: coordinates of the exact field size, forming a point
-/// on that curve.
-fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<(KeyFamily, DecodingKey), &'static str> {
-    let (family, size, algorithm): (_, _, &'static dyn VerificationAlgorithm) = match crv {
-        "P-256" => (KeyFamily::P256, 32, &ECDSA_P256_SHA256_FIXED),
-        "P-384" => (KeyFamily::P384, 48, &ECDSA_P384_SHA384_FIXED),
+/// on that curve. It verifies the fixed-length `r || s` signatures of RFC 7518 section
+/// 3.4, never DER.
+fn ec_key(
+    crv: &str,
+    x: &[u8],
+    y: &[u8],
+    alg: Option<Algorithm>,
+) -> Result<ParsedKey, &'static str> {
+    let (family, size, jose, algorithm) = match crv {
+        "P-256" => (
+            KeyFamily::P256,
+            32,
+            Algorithm::ES256,
+            &ECDSA_P256_SHA256_FIXED,
+        ),
+        "P-384" => (
+            KeyFamily::P384,
+            48,
+            Algorithm::ES384,
+            &ECDSA_P384_SHA384_FIXED,
+        ),
         _ => return Err("unsupported EC curve"),
     };
     if x.len() != size || y.len() != size {
@@ -301,8 +388,28 @@ fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<(KeyFamily, DecodingKey), &'s
     point.extend_from_slice(x);
     point.extend_from_slice(y);
     // aws-lc refuses coordinates at or above the field prime and points off the curve.
-    ParsedPublicKey::new(algorithm, &point).map_err(|_| "EC point not on the named curve")?;
-    Ok((family, DecodingKey::from_ec_der(&point)))
+    let key =
+        ParsedPublicKey::new(algorithm, &point).map_err(|_| "EC point not on the named curve")?;
+    // The curve decides the one algorithm; the JWK's `alg`, if any, must be that one.
+    check_alg_fits(family, alg)?;
+    Ok(ParsedKey {
+        family,
+        keys: Box::new([(jose, key)]),
+    })
+}
+
+/// An Ed25519 public key: exactly 32 octets, kept as aws-lc reads them (whether they encode
+/// a curve point is up to each verification).
+fn ed25519_key(x: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'static str> {
+    if x.len() != 32 {
+        return Err("Ed25519 key of the wrong length");
+    }
+    check_alg_fits(KeyFamily::Ed25519, alg)?;
+    let key = ParsedPublicKey::new(&ED25519, x).map_err(|_| "Ed25519 key refused")?;
+    Ok(ParsedKey {
+        family: KeyFamily::Ed25519,
+        keys: Box::new([(Algorithm::EdDSA, key)]),
+    })
 }
 
 fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -505,6 +612,40 @@ mod tests {
         assert_eq!(keys.select(None, Algorithm::ES384), Selection::Found(2));
         assert_eq!(keys.select(None, Algorithm::RS384), Selection::Unusable);
         assert_eq!(keys.select(None, Algorithm::EdDSA), Selection::NotFound);
+    }
+
+    /// The algorithms a key was parsed for, in [`ALGORITHMS`] order.
+    fn parsed_algorithms(jwk: Value) -> Vec<Algorithm> {
+        let keys = set(vec![jwk]).unwrap();
+        let key = keys.get(0);
+        ALGORITHMS
+            .into_iter()
+            .filter(|alg| key.parsed_for(*alg).is_some())
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_parsed_once_for_each_algorithm_they_may_verify() {
+        use Algorithm::*;
+        let pinned = |mut jwk: Value, alg: &str| {
+            jwk["alg"] = json!(alg);
+            jwk
+        };
+        let ed25519 = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&[3; 32])});
+        let rows: Vec<(Value, Vec<Algorithm>)> = vec![
+            (rsa("k"), vec![RS256, RS384, RS512, PS256, PS384, PS512]),
+            (pinned(rsa("k"), "RS384"), vec![RS384]),
+            (pinned(rsa("k"), "PS512"), vec![PS512]),
+            (ec("k", "P-256"), vec![ES256]),
+            (pinned(ec("k", "P-256"), "ES256"), vec![ES256]),
+            (ec("k", "P-384"), vec![ES384]),
+            (pinned(ec("k", "P-384"), "ES384"), vec![ES384]),
+            (ed25519.clone(), vec![EdDSA]),
+            (pinned(ed25519, "EdDSA"), vec![EdDSA]),
+        ];
+        for (jwk, expected) in rows {
+            assert_eq!(parsed_algorithms(jwk.clone()), expected, "{jwk}");
+        }
     }
 
     #[test]
@@ -841,6 +982,13 @@ mod props {
             match KeySet::parse(&document) {
                 Ok(keys) => {
                     prop_assert!(keys.len() >= 1 && keys.len() <= entries.len());
+                    // Each key is parsed for exactly the algorithms it accepts.
+                    for index in 0..keys.len() {
+                        let key = keys.get(index);
+                        for alg in ALGORITHMS {
+                            prop_assert_eq!(key.parsed_for(alg).is_some(), key.accepts(alg));
+                        }
+                    }
                     for kid in [None, Some("a"), Some("b"), Some("")] {
                         for alg in ALGORITHMS {
                             match keys.select(kid, alg) {
