@@ -284,7 +284,7 @@ fn usable_algorithms(family: KeyFamily, alg: Option<Algorithm>) -> impl Iterator
 }
 
 /// Every asymmetric algorithm this crate verifies, in the order keys are parsed for them.
-const ALGORITHMS: [Algorithm; 9] = [
+pub(crate) const ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,

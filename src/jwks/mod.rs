@@ -19,6 +19,8 @@ use crate::clock::Clock;
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher};
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use keyset::ALGORITHMS;
 pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey, asymmetric_algorithm};
 
 /// How the key cache refreshes.
