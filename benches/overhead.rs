@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use criterion::measurement::Measurement as _;
 use smart_auth::testing::TestIssuer;
-use smart_auth::{SigningAlgorithm, SmartAuthLayer};
+use smart_auth::{SigningAlgorithm, TokenVerifier};
 
 use bare::{bare_decoder, ready};
 use cpu_time::ThreadCpuTime;
@@ -58,15 +58,15 @@ fn main() {
         .expect("runtime");
     let _context = runtime.enter();
     let issuer = runtime.block_on(TestIssuer::start());
-    let verifier = SmartAuthLayer::builder(issuer.url())
+    let verifier = TokenVerifier::builder(issuer.url())
         .audience(issuer.audience())
         .no_token_cache()
-        .build_verifier()
+        .build()
         .expect("valid configuration");
     runtime.block_on(verifier.warm_up()).expect("keys");
-    let caching = SmartAuthLayer::builder(issuer.url())
+    let caching = TokenVerifier::builder(issuer.url())
         .audience(issuer.audience())
-        .build_verifier()
+        .build()
         .expect("valid configuration");
     runtime.block_on(caching.warm_up()).expect("keys");
 

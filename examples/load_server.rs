@@ -177,9 +177,10 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let stats_layer = cached.clone();
     let stats = get(move || {
         let cached_tokens = stats_layer
-            .verifier()
+            .issuers()
+            .iter()
             .map(|verifier| verifier.cached_tokens())
-            .unwrap_or(0);
+            .sum::<u64>();
         async move { format!("cached_tokens {cached_tokens}\n") }
     });
     let unprotected = serve(app().route("/stats", stats)).await?;

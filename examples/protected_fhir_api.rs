@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let issuer = TestIssuer::builder().audience(&api_url).start().await;
     let auth = SmartAuthLayer::builder(issuer.url())
         .audience(&api_url)
-        .fhir_base_path("/fhir")
+        .served_at_path("/fhir")
         .build()?;
     auth.warm_up().await?;
 

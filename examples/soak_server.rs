@@ -1157,9 +1157,10 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         rss_before_kib: AtomicU64::new(0),
         cached_tokens: Box::new(move || {
             verifier_layer
-                .verifier()
+                .issuers()
+                .iter()
                 .map(|verifier| verifier.cached_tokens())
-                .unwrap_or(0)
+                .sum::<u64>()
         }),
     });
     let api = serve(

@@ -54,8 +54,6 @@ struct ClaimsInner {
     tenant: Option<String>,
     fhir_context: Vec<FhirContext>,
     raw: Map<String, Value>,
-    /// The realm of the verifier that accepted the token, for errors raised by handlers.
-    realm: Option<Arc<str>>,
 }
 
 /// One entry of the SMART `fhirContext` launch-context array.
@@ -162,7 +160,6 @@ impl SmartClaims {
     pub(crate) fn from_payload(
         raw: Map<String, Value>,
         names: &ClaimNames,
-        realm: Option<Arc<str>>,
     ) -> Result<Self, ErrorKind> {
         let issuer = optional_string(&raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
         let expires_at = optional_numeric_date(&raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
@@ -223,7 +220,6 @@ impl SmartClaims {
             scopes,
             fhir_context,
             raw,
-            realm,
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -334,7 +330,7 @@ impl SmartClaims {
         }
         let hint =
             ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
-        Err(self.attach_realm(AuthError::insufficient_scope(hint)))
+        Err(AuthError::insufficient_scope(hint))
     }
 
     /// Like [`SmartClaims::require`] for a handler that applies granular filters: succeeds
@@ -373,7 +369,7 @@ impl SmartClaims {
         if constraints.is_denied() {
             let hint =
                 ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
-            return Err(self.attach_realm(AuthError::insufficient_scope(hint)));
+            return Err(AuthError::insufficient_scope(hint));
         }
         Ok(constraints)
     }
@@ -398,13 +394,6 @@ impl SmartClaims {
     #[cfg(all(test, feature = "testing"))]
     pub(crate) fn shares_claims_with(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
-    pub(crate) fn attach_realm(&self, error: AuthError) -> AuthError {
-        match &self.inner.realm {
-            Some(realm) => error.with_realm(Arc::clone(realm)),
-            None => error,
-        }
     }
 
     /// `patient`: the id of the Patient in context.
@@ -558,7 +547,7 @@ mod tests {
         let Value::Object(map) = value else {
             panic!("object")
         };
-        SmartClaims::from_payload(map, &names(), None)
+        SmartClaims::from_payload(map, &names())
     }
 
     #[test]
@@ -1006,8 +995,8 @@ mod tests {
             }
             let claims = with(members).expect("valid claims");
             let set = claims.scope_set();
-            let strict = crate::ScopeEnforcement::new("/fhir");
-            let filtering = crate::ScopeEnforcement::new("/fhir").handler_applies_granular_filters();
+            let strict = crate::ScopeEnforcement::new().at_base("/fhir");
+            let filtering = crate::ScopeEnforcement::new().at_base("/fhir").handler_applies_granular_filters();
             for resource_type in ["Observation", "Patient", "*"] {
                 for interaction in Interaction::ALL {
                     let context = format!("{texts:?} {patient:?} {interaction:?} {resource_type}");
@@ -1117,7 +1106,7 @@ mod props {
             let Ok(map) = crate::json::object_with_unique_members(text.as_bytes()) else {
                 return Ok(());
             };
-            match SmartClaims::from_payload(map.clone(), &names(), None) {
+            match SmartClaims::from_payload(map.clone(), &names()) {
                 Ok(claims) => {
                     prop_assert_eq!(Some(claims.issuer()), map.get("iss").and_then(Value::as_str));
                     prop_assert!(map.get("exp").is_some_and(Value::is_number));

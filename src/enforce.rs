@@ -58,7 +58,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// escape that decodes to `/`, `\`, `;`, `%`, a control character or invalid UTF-8) is
 /// refused with the same 403 (`insufficient_scope`, no `scope` hint), wherever it points.
 ///
-/// `base_path` is the FHIR base as clients see it, the full request path. Inside an axum
+/// The base path is the path of the layer's [FHIR base](crate::SmartAuthBuilder::fhir_base),
+/// as clients send it: the full request path. Inside an axum
 /// `Router::nest` the inner layers see the path without the nest prefix; the layer then
 /// reads the original request URI that axum keeps in the
 /// `axum::extract::OriginalUri` extension (with the crate's `axum` feature), so the layer
@@ -75,8 +76,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
 ///
 /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-///     .audience("https://fhir.example.org/r4")
-///     .enforce_scopes(ScopeEnforcement::new("/r4"))
+///     .fhir_base("https://fhir.example.org/r4")
+///     .enforce_scopes(ScopeEnforcement::new())
 ///     .build()?;
 /// # Ok::<(), smart_auth::ConfigError>(())
 /// ```
@@ -102,12 +103,18 @@ impl fmt::Debug for ScopeEnforcement {
     }
 }
 
+impl Default for ScopeEnforcement {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ScopeEnforcement {
-    /// Enforcement for a FHIR API served under `base_path` (`/fhir`, `/r4`, or `/` for the
-    /// root), with the default operation policy.
-    pub fn new(base_path: &str) -> Self {
+    /// Enforcement with the default operation policy. Its base path is the layer's
+    /// [FHIR base](crate::SmartAuthBuilder::fhir_base) (the root without one).
+    pub fn new() -> Self {
         Self {
-            classifier: Classifier::new(base_path),
+            classifier: Classifier::new("/"),
             operations: Arc::new(default_operation_policy),
             handler_filters: false,
             any_token_outside_base: false,
@@ -122,7 +129,7 @@ impl ScopeEnforcement {
     ///
     /// ```
     /// use smart_auth::ScopeEnforcement;
-    /// let enforcement = ScopeEnforcement::new("/fhir").allow_any_token_outside_base();
+    /// let enforcement = ScopeEnforcement::new().allow_any_token_outside_base();
     /// ```
     pub fn allow_any_token_outside_base(mut self) -> Self {
         self.any_token_outside_base = true;
@@ -143,7 +150,7 @@ impl ScopeEnforcement {
     /// ```
     /// use smart_auth::ScopeEnforcement;
     ///
-    /// let enforcement = ScopeEnforcement::new("/fhir").handler_applies_granular_filters();
+    /// let enforcement = ScopeEnforcement::new().handler_applies_granular_filters();
     /// ```
     pub fn handler_applies_granular_filters(mut self) -> Self {
         self.handler_filters = true;
@@ -169,7 +176,7 @@ impl ScopeEnforcement {
     /// use smart_auth::scopes::{Interaction, Requirement, ResourceType};
     /// use smart_auth::{ScopeEnforcement, default_operation_policy};
     ///
-    /// let enforcement = ScopeEnforcement::new("/fhir").operation_policy(|operation, query| {
+    /// let enforcement = ScopeEnforcement::new().operation_policy(|operation, query| {
     ///     match operation.name.as_str() {
     ///         // $everything on a Patient needs read on every type.
     ///         "everything" => Some(vec![Requirement::new(Interaction::Read, ResourceType::Any)]),
@@ -211,7 +218,7 @@ impl ScopeEnforcement {
         if relative.is_empty() || relative.starts_with('?') {
             // A nested batch or a system search: only `*` scopes could allow it.
             if method == "POST" {
-                return Err(forbidden(claims));
+                return Err(forbidden());
             }
         }
         let base = self.classifier.base_path().trim_end_matches('/');
@@ -220,9 +227,16 @@ impl ScopeEnforcement {
         self.check(method, &path, query.as_deref(), claims)
     }
 
-    /// The normalised FHIR base path (`""` for the root).
-    pub(crate) fn base_path(&self) -> &str {
+    /// The FHIR base path it enforces under, without a trailing slash (`""` for the
+    /// root): the layer's, once given to a layer.
+    pub fn base_path(&self) -> &str {
         self.classifier.base_path()
+    }
+
+    /// This enforcement at the layer's base path.
+    pub(crate) fn at_base(mut self, base_path: &str) -> Self {
+        self.classifier = Classifier::new(base_path);
+        self
     }
 
     /// Checks a verified request.
@@ -235,8 +249,8 @@ impl ScopeEnforcement {
     ) -> Result<(), AuthError> {
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
-            Classified::OutsideBase => return Err(forbidden(claims)),
-            Classified::NotFhir | Classified::Malformed => return Err(forbidden(claims)),
+            Classified::OutsideBase => return Err(forbidden()),
+            Classified::NotFhir | Classified::Malformed => return Err(forbidden()),
             Classified::Fhir(request) => request,
         };
         let requirements = match request.access() {
@@ -244,18 +258,18 @@ impl ScopeEnforcement {
             AccessRule::Requires(requirements) => requirements,
             AccessRule::OperationPolicy => {
                 let crate::scopes::FhirRequest::Operation(operation) = &request else {
-                    return Err(forbidden(claims));
+                    return Err(forbidden());
                 };
                 match (self.operations)(operation, query) {
                     Some(requirements) => requirements,
-                    None => return Err(forbidden(claims)),
+                    None => return Err(forbidden()),
                 }
             }
         };
         for requirement in &requirements {
             if !self.allows(claims, &request, requirement, query) {
                 let hint = requirement.hint(claims.hint_context());
-                return Err(claims.attach_realm(AuthError::insufficient_scope(hint)));
+                return Err(AuthError::insufficient_scope(hint));
             }
         }
         Ok(())
@@ -302,8 +316,8 @@ impl ScopeEnforcement {
 }
 
 /// A 403 without a scope hint: no scope would allow the request.
-fn forbidden(claims: &SmartClaims) -> AuthError {
-    claims.attach_realm(AuthError::new(ErrorKind::InsufficientScope))
+fn forbidden() -> AuthError {
+    AuthError::new(ErrorKind::InsufficientScope)
 }
 
 /// The default operation policy: `$export` at system, type (`Patient/$export`) and group

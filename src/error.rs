@@ -65,8 +65,10 @@ pub enum ErrorKind {
     KeysUnavailable,
     /// The token introspection endpoint could not be asked, or answered nonsense.
     IntrospectionUnavailable,
-    /// The layer's configuration is invalid (see [`crate::SmartAuthLayer::new`]).
-    Misconfigured,
+    /// The token is valid, but the verifier's validation hook refused it
+    /// ([`VerifierBuilder::validate`](crate::VerifierBuilder::validate) returned
+    /// [`Refusal::InvalidToken`]).
+    RefusedByPolicy,
     /// An extractor ran on a route that no [`crate::SmartAuthLayer`] covers.
     LayerMissing,
     /// The token is sender-constrained: it carries a confirmation claim (`cnf`, RFC 7800),
@@ -117,7 +119,7 @@ impl ErrorKind {
         Self::InsufficientScope,
         Self::KeysUnavailable,
         Self::IntrospectionUnavailable,
-        Self::Misconfigured,
+        Self::RefusedByPolicy,
         Self::LayerMissing,
         Self::SenderConstrained,
     ];
@@ -144,7 +146,7 @@ impl ErrorKind {
             Self::InsufficientScope => 15,
             Self::KeysUnavailable => 16,
             Self::IntrospectionUnavailable => 17,
-            Self::Misconfigured => 18,
+            Self::RefusedByPolicy => 18,
             Self::LayerMissing => 19,
             Self::SenderConstrained => 20,
         }
@@ -208,6 +210,10 @@ impl ErrorKind {
                 invalid_token("the token has a missing or invalid claim", "unknown")
             }
             Self::InactiveToken => invalid_token("the access token is not active", "unknown"),
+            Self::RefusedByPolicy => invalid_token(
+                "the access token is refused by the server's policy",
+                "unknown",
+            ),
             Self::SenderConstrained => invalid_token(
                 "the token is bound to a key and cannot be used as a Bearer token",
                 "unknown",
@@ -232,13 +238,6 @@ impl ErrorKind {
                 challenge: false,
                 description: "the token introspection endpoint is unavailable",
                 issue_code: "transient",
-            },
-            Self::Misconfigured => Answer {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                bearer_error: None,
-                challenge: false,
-                description: "access control is misconfigured",
-                issue_code: "exception",
             },
             Self::LayerMissing => Answer {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -269,7 +268,6 @@ impl ErrorKind {
 pub struct AuthError {
     kind: ErrorKind,
     required_scope: Option<Arc<str>>,
-    realm: Option<Arc<str>>,
     /// For 503 answers: whole seconds until asking again may succeed.
     retry_after_secs: Option<u32>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
@@ -287,7 +285,6 @@ impl AuthError {
         Self {
             kind,
             required_scope: None,
-            realm: None,
             retry_after_secs: None,
             source: None,
         }
@@ -306,7 +303,6 @@ impl AuthError {
         Self {
             kind: ErrorKind::InsufficientScope,
             required_scope: Some(Arc::from(scope.into())),
-            realm: None,
             retry_after_secs: None,
             source: None,
         }
@@ -340,17 +336,6 @@ impl AuthError {
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after_secs
             .map(|secs| Duration::from_secs(secs.into()))
-    }
-
-    /// The realm of the layer that verified the request, so that an error raised in a
-    /// handler answers with the same challenge.
-    pub(crate) fn with_realm(mut self, realm: Arc<str>) -> Self {
-        self.realm = Some(realm);
-        self
-    }
-
-    pub(crate) fn realm(&self) -> Option<&Arc<str>> {
-        self.realm.as_ref()
     }
 
     /// What went wrong.
@@ -395,6 +380,60 @@ impl StdError for AuthError {
     }
 }
 
+/// Why a [validation hook](crate::VerifierBuilder::validate) refuses a verified token. The
+/// answer keeps RFC 6750's exact form: the hook chooses which of the two refusals, never
+/// the status or the challenge.
+///
+/// ```
+/// use smart_auth::{ErrorKind, Refusal, AuthError};
+/// let error = AuthError::from(Refusal::InvalidToken);
+/// assert_eq!(error.kind(), ErrorKind::RefusedByPolicy);
+/// let error = AuthError::from(Refusal::insufficient_scope("system/Patient.rs"));
+/// assert_eq!(error.kind(), ErrorKind::InsufficientScope);
+/// assert_eq!(error.required_scope(), Some("system/Patient.rs"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The token must not be used here at all: 401 `invalid_token`
+    /// ([`ErrorKind::RefusedByPolicy`]).
+    InvalidToken,
+    /// The token is fine, but it does not allow this: 403 `insufficient_scope`
+    /// ([`ErrorKind::InsufficientScope`]), with the scope that would allow the request when
+    /// one is named.
+    InsufficientScope {
+        /// A scope that would allow the request, sent as the challenge's `scope` attribute.
+        scope: Option<String>,
+    },
+}
+
+impl Refusal {
+    /// A 403 refusal naming a scope that would allow the request.
+    ///
+    /// ```
+    /// use smart_auth::Refusal;
+    /// assert_eq!(
+    ///     Refusal::insufficient_scope("user/Patient.rs"),
+    ///     Refusal::InsufficientScope { scope: Some("user/Patient.rs".into()) }
+    /// );
+    /// ```
+    pub fn insufficient_scope(scope: impl Into<String>) -> Self {
+        Self::InsufficientScope {
+            scope: Some(scope.into()),
+        }
+    }
+}
+
+impl From<Refusal> for AuthError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InvalidToken => Self::new(ErrorKind::RefusedByPolicy),
+            Refusal::InsufficientScope { scope: Some(scope) } => Self::insufficient_scope(scope),
+            Refusal::InsufficientScope { scope: None } => Self::new(ErrorKind::InsufficientScope),
+        }
+    }
+}
+
 /// A configuration that cannot work, found when the layer is built.
 ///
 /// ```
@@ -435,6 +474,14 @@ pub enum ConfigError {
     /// ([`insecure_accept_any_audience`](crate::SmartAuthBuilder::insecure_accept_any_audience)):
     /// one of the two is a mistake.
     ConflictingAudience,
+    /// A registry of issuers was given no verifier.
+    NoIssuer,
+    /// Two verifiers of one layer name the same issuer: the token's `iss` could not choose
+    /// between them.
+    DuplicateIssuer,
+    /// More than one issuer of a layer introspects tokens that are not JWTs: an opaque
+    /// token names no issuer, so it could not choose between them.
+    AmbiguousIntrospection,
 }
 
 impl fmt::Display for ConfigError {
@@ -450,6 +497,11 @@ impl fmt::Display for ConfigError {
             Self::ConflictingAudience => f.write_str(
                 "audiences are configured and every audience is accepted too: choose one",
             ),
+            Self::NoIssuer => f.write_str("no issuer is configured"),
+            Self::DuplicateIssuer => f.write_str("two verifiers are configured for one issuer"),
+            Self::AmbiguousIntrospection => {
+                f.write_str("more than one issuer introspects opaque tokens: at most one may")
+            }
         }
     }
 }
@@ -482,7 +534,7 @@ mod tests {
             ErrorKind::InsufficientScope,
             ErrorKind::KeysUnavailable,
             ErrorKind::IntrospectionUnavailable,
-            ErrorKind::Misconfigured,
+            ErrorKind::RefusedByPolicy,
             ErrorKind::LayerMissing,
             ErrorKind::SenderConstrained,
         ];
@@ -503,12 +555,13 @@ mod tests {
                 | ErrorKind::NotYetValid
                 | ErrorKind::InvalidClaim
                 | ErrorKind::InactiveToken
-                | ErrorKind::SenderConstrained => (401, Some("invalid_token"), true),
+                | ErrorKind::SenderConstrained
+                | ErrorKind::RefusedByPolicy => (401, Some("invalid_token"), true),
                 ErrorKind::InsufficientScope => (403, Some("insufficient_scope"), true),
                 ErrorKind::KeysUnavailable | ErrorKind::IntrospectionUnavailable => {
                     (503, None, false)
                 }
-                ErrorKind::Misconfigured | ErrorKind::LayerMissing => (500, None, false),
+                ErrorKind::LayerMissing => (500, None, false),
             };
             let answer = kind.answer();
             assert_eq!(

@@ -24,9 +24,10 @@ use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
 use crate::response::{Challenge, Unauthenticated};
 
-/// Answers exactly as the layer would: status, `WWW-Authenticate` challenge (with the
-/// layer's realm when the error came from [`SmartClaims`] behind the layer) and an
-/// `OperationOutcome` body.
+/// Answers exactly as the layer would: status, `WWW-Authenticate` challenge and an
+/// `OperationOutcome` body. The challenge carries the realm `fhir`; behind a
+/// [`SmartAuthLayer`](crate::SmartAuthLayer) the layer puts its own realm into it on the way
+/// out, so a handler's refusal and the layer's refusals name the same realm.
 ///
 /// ```
 /// use axum::response::IntoResponse;
@@ -37,7 +38,7 @@ use crate::response::{Challenge, Unauthenticated};
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         Challenge::default_realm()
-            .response::<Bytes>(&self)
+            .unsettled_response::<Bytes>(&self)
             .map(axum::body::Body::from)
     }
 }
@@ -57,9 +58,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SmartClaims {
             return Ok(claims.clone());
         }
         match parts.extensions.get::<Unauthenticated>() {
-            Some(Unauthenticated(challenge)) => {
-                Err(AuthError::new(ErrorKind::MissingToken).with_realm(challenge.realm().clone()))
-            }
+            Some(Unauthenticated) => Err(AuthError::new(ErrorKind::MissingToken)),
             None => Err(layer_missing()),
         }
     }

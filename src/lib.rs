@@ -94,6 +94,7 @@ mod fetch;
 mod form;
 #[cfg(feature = "introspection")]
 mod introspection;
+mod issuers;
 mod json;
 mod jwks;
 mod jwt;
@@ -114,10 +115,11 @@ pub use algorithm::SigningAlgorithm;
 pub use claims::{FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use enforce::{ScopeEnforcement, default_operation_policy};
-pub use error::{Answer, AuthError, ConfigError, ErrorKind};
+pub use error::{Answer, AuthError, ConfigError, ErrorKind, Refusal};
 #[cfg(feature = "introspection")]
 pub use introspection::{Introspection, IntrospectionAuth, IntrospectionMode};
+pub use issuers::Issuers;
 pub use jwks::{KeyCacheStatus, RefreshPolicy};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
 pub use token_cache::TokenCachePolicy;
-pub use verifier::{TokenTypePolicy, TokenVerifier};
+pub use verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};

@@ -64,34 +64,30 @@ impl Challenge {
         DEFAULT_CHALLENGE.clone()
     }
 
-    /// The realm, as configured.
-    #[cfg(feature = "axum")]
-    pub(crate) fn realm(&self) -> &Arc<str> {
+    /// The realm.
+    #[cfg(test)]
+    pub(crate) fn realm(&self) -> &str {
         &self.prepared.realm
     }
 
-    /// The full response for a refused request. An error that carries its own realm (one
-    /// raised in a handler behind the layer) keeps it.
+    /// The full response for a request the layer refuses itself.
     pub(crate) fn response<B: From<Bytes>>(&self, error: &AuthError) -> Response<B> {
+        let mut response = self.unsettled_response(error);
+        response.extensions_mut().insert(RealmSettled);
+        response
+    }
+
+    /// The full response for a refusal raised outside a layer (by a handler or an
+    /// extractor): the layer around it, if any, puts its realm in on the way out (see
+    /// [`settle_realm`](Self::settle_realm)).
+    pub(crate) fn unsettled_response<B: From<Bytes>>(&self, error: &AuthError) -> Response<B> {
         let kind = error.kind();
         let answer = kind.answer();
         let mut response = Response::new(B::from(BODIES[kind.index()].clone()));
         *response.status_mut() = answer.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-        if answer.challenge {
-            let own = &self.prepared.realm;
-            let realm = error
-                .realm()
-                .filter(|realm| !Arc::ptr_eq(realm, own) && realm[..] != own[..]);
-            let value = match (
-                realm,
-                error.required_scope(),
-                &self.prepared.headers[kind.index()],
-            ) {
-                (None, None, Some(prepared)) => prepared.clone(),
-                (realm, scope, _) => challenge_value(realm.unwrap_or(own), &answer, scope),
-            };
+        if let Some(value) = self.header(error) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
         if matches!(
@@ -108,6 +104,42 @@ impl Challenge {
         }
         response.extensions_mut().insert(error.clone());
         response
+    }
+}
+
+impl Challenge {
+    /// The `WWW-Authenticate` value for this error with this realm, `None` for answers
+    /// without a challenge.
+    fn header(&self, error: &AuthError) -> Option<HeaderValue> {
+        let kind = error.kind();
+        let answer = kind.answer();
+        if !answer.challenge {
+            return None;
+        }
+        Some(
+            match (error.required_scope(), &self.prepared.headers[kind.index()]) {
+                (None, Some(prepared)) => prepared.clone(),
+                (scope, _) => challenge_value(&self.prepared.realm, &answer, scope),
+            },
+        )
+    }
+
+    /// Puts this realm into the challenge of a refusal raised behind the layer (a handler
+    /// returning an [`AuthError`], an extractor's rejection), unless a layer nearer the
+    /// handler did so already. Responses that carry no `AuthError` are left untouched.
+    pub(crate) fn settle_realm<B>(&self, response: &mut Response<B>) {
+        let extensions = response.extensions_mut();
+        let Some(error) = extensions.get::<AuthError>() else {
+            return;
+        };
+        if extensions.get::<RealmSettled>().is_some() {
+            return;
+        }
+        let value = self.header(error);
+        extensions.insert(RealmSettled);
+        if let Some(value) = value {
+            response.headers_mut().insert(WWW_AUTHENTICATE, value);
+        }
     }
 }
 
@@ -136,11 +168,16 @@ fn challenge_value(realm: &str, answer: &Answer, scope: Option<&str>) -> HeaderV
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
-/// The request extension the layer inserts in optional mode when a request carried no
-/// credentials, so that a required extractor can still answer with the layer's challenge.
-#[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "axum"), allow(dead_code))]
-pub(crate) struct Unauthenticated(pub(crate) Challenge);
+/// The request extension the layer inserts when it lets a request through without
+/// verifying it (optional mode without credentials, a public route), so that a required
+/// extractor answers 401 instead of naming a missing layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unauthenticated;
+
+/// The response extension that says a layer already put its realm into the challenge of a
+/// refusal raised behind it: layers further out leave the challenge alone.
+#[derive(Debug, Clone, Copy)]
+struct RealmSettled;
 
 /// Whether a realm can stand inside a quoted-string as is: visible ASCII and spaces,
 /// without `"` or `\`.

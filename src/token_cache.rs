@@ -593,7 +593,7 @@ mod tests {
             scope: vec!["scope".into()],
             client_id: vec!["client_id".into()],
         };
-        SmartClaims::from_payload(map, &names, None).expect("valid synthetic claims")
+        SmartClaims::from_payload(map, &names).expect("valid synthetic claims")
     }
 
     #[test]

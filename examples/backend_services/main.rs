@@ -66,9 +66,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = SmartAuthLayer::builder(server.url())
         .audience(&fhir_base)
         .token_type(TokenTypePolicy::Rfc9068)
-        .fhir_base_path("/fhir")
+        .served_at_path("/fhir")
         // The handlers in api.rs narrow searches and reads to the granular scopes' filters.
-        .enforce_scopes(ScopeEnforcement::new("/fhir").handler_applies_granular_filters())
+        .served_at_path("/fhir")
+        .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())
         .build()?;
     auth.warm_up().await?;
     let discovery = SmartConfiguration::from_issuer(server.url()).await?;

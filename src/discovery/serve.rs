@@ -95,6 +95,12 @@ impl SmartDiscoveryLayer {
         Ok(self.map(|prepared| prepared.paths = vec![path]))
     }
 
+    /// Serves under a base path the layer's builder checked (`""` for the root).
+    pub(crate) fn at_checked_base(self, base_path: &str) -> Self {
+        let path = format!("{base_path}{WELL_KNOWN}");
+        self.map(|prepared| prepared.paths = vec![path])
+    }
+
     /// Also serves at `/.well-known/smart-configuration`.
     pub fn also_at_root(self) -> Self {
         self.map(|prepared| {

@@ -1,225 +1,230 @@
-//! [`SmartAuthBuilder`]: every setting of the layer, checked once in `build`.
+//! [`SmartAuthBuilder`]: the HTTP settings of the layer, and the issuers it accepts, checked
+//! once in `build`.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use reqwest::Url;
 
 use super::public::{PublicRoutes, is_canonical_config_path};
 use super::{AuthMode, SmartAuthLayer};
 use crate::algorithm::SigningAlgorithm;
-use crate::claims::ClaimNames;
-use crate::clock::{Clock, SystemClock};
+use crate::claims::SmartClaims;
+use crate::clock::Clock;
 use crate::enforce::ScopeEnforcement;
-use crate::error::ConfigError;
-use crate::fetch::{Fetcher, default_client, is_allowed_url};
-use crate::jwks::{KeySource, KeyStore, RefreshPolicy};
-use crate::response::{Challenge, is_valid_realm};
-use crate::token_cache::{TokenCache, TokenCachePolicy};
-use crate::verifier::{AudienceRule, TokenTypePolicy, TokenVerifier, VerifierConfig};
+use crate::error::{ConfigError, Refusal};
+use crate::issuers::Issuers;
+use crate::jwks::RefreshPolicy;
+use crate::response::{Challenge, DEFAULT_REALM, is_valid_realm};
+use crate::token_cache::TokenCachePolicy;
+use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder, checked_url};
 
-/// Builds a [`SmartAuthLayer`] (or a bare [`TokenVerifier`]). Get one from
-/// [`SmartAuthLayer::builder`].
+/// Where a layer's issuer comes from: a [`VerifierBuilder`] (built by the layer's `build`,
+/// which gives it the [FHIR base](SmartAuthBuilder::fhir_base) as its default audience) or
+/// a [`TokenVerifier`] built before (shared with other code, used as it is).
+///
+/// Sealed: implemented for these two types only.
+pub trait IntoVerifier: sealed::Sealed {
+    /// The verifier, built with `base` as the audience when it has none of its own.
+    #[doc(hidden)]
+    fn into_verifier(self, base: Option<&str>) -> Result<TokenVerifier, ConfigError>;
+    /// The first configured audience, the default realm of the layer.
+    #[doc(hidden)]
+    fn first_audience(&self) -> Option<&str>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::verifier::VerifierBuilder {}
+    impl Sealed for crate::verifier::TokenVerifier {}
+}
+
+impl IntoVerifier for VerifierBuilder {
+    fn into_verifier(self, base: Option<&str>) -> Result<TokenVerifier, ConfigError> {
+        match base {
+            Some(base) => self.default_audience(base).build(),
+            None => self.build(),
+        }
+    }
+
+    fn first_audience(&self) -> Option<&str> {
+        VerifierBuilder::first_audience(self)
+    }
+}
+
+impl IntoVerifier for TokenVerifier {
+    fn into_verifier(self, _base: Option<&str>) -> Result<TokenVerifier, ConfigError> {
+        Ok(self)
+    }
+
+    fn first_audience(&self) -> Option<&str> {
+        TokenVerifier::first_audience(self)
+    }
+}
+
+/// A further issuer of a layer.
+#[derive(Debug, Clone)]
+enum Extra {
+    Builder(VerifierBuilder),
+    Built(TokenVerifier),
+}
+
+/// Builds a [`SmartAuthLayer`]. Get one from [`SmartAuthLayer::builder`] (one issuer,
+/// configured here) or [`SmartAuthLayer::from_verifier`] (a verifier built before).
+///
+/// The layer's own settings are HTTP facts: the [FHIR base](Self::fhir_base), optional
+/// mode, public routes, scope enforcement and the realm. The verifier settings
+/// ([`audience`](Self::audience) to [`validate`](Self::validate)) configure the issuer
+/// given to [`SmartAuthLayer::builder`]; they are the settings of its
+/// [`VerifierBuilder`]. Further issuers come with their own settings
+/// ([`issuer`](Self::issuer), [`verifier`](Self::verifier)).
 ///
 /// Every setting has a secure default; `build` checks them all and does no network I/O.
 ///
 /// ```
 /// use std::time::Duration;
-/// use smart_auth::{SigningAlgorithm, SmartAuthLayer, TokenTypePolicy};
+/// use smart_auth::{ScopeEnforcement, SigningAlgorithm, SmartAuthLayer, TokenTypePolicy};
 ///
 /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-///     .audience("https://fhir.example.org/r4")
+///     .fhir_base("https://fhir.example.org/r4")
 ///     .algorithms([SigningAlgorithm::RS384, SigningAlgorithm::ES384])
 ///     .token_type(TokenTypePolicy::Rfc9068)
 ///     .leeway(Duration::from_secs(30))
-///     .fhir_base_path("/r4")
+///     .enforce_scopes(ScopeEnforcement::new())
 ///     .build()
 ///     .expect("valid configuration");
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct SmartAuthBuilder {
-    issuer: String,
-    audiences: Vec<String>,
-    any_audience: bool,
-    leeway: Duration,
-    algorithms: Vec<SigningAlgorithm>,
-    token_type: TokenTypePolicy,
-    scope_claims: Vec<String>,
-    client_id_claims: Vec<String>,
+pub struct SmartAuthBuilder<V = VerifierBuilder> {
+    first: V,
+    extra: Vec<Extra>,
+    fhir_base: Option<String>,
+    served_path: Option<String>,
     realm: Option<String>,
-    http_client: Option<reqwest::Client>,
-    fetch_timeout: Duration,
-    max_response_size: usize,
-    jwks_uri: Option<String>,
-    refresh: RefreshPolicy,
-    clock: Arc<dyn Clock>,
-    max_token_length: usize,
     mode: AuthMode,
     public: PublicRoutes,
     enforcement: Option<ScopeEnforcement>,
-    #[cfg(feature = "introspection")]
-    introspection: Option<crate::introspection::Introspection>,
-    token_cache: TokenCachePolicy,
 }
 
-impl SmartAuthBuilder {
-    pub(crate) fn new(issuer: impl Into<String>) -> Self {
+impl<V: IntoVerifier> SmartAuthBuilder<V> {
+    pub(crate) fn with_first(first: V) -> Self {
         Self {
-            issuer: issuer.into(),
-            audiences: Vec::new(),
-            any_audience: false,
-            leeway: Duration::from_secs(60),
-            algorithms: SigningAlgorithm::DEFAULT.to_vec(),
-            token_type: TokenTypePolicy::default(),
-            scope_claims: vec!["scope".into(), "scp".into()],
-            client_id_claims: vec!["client_id".into(), "azp".into(), "cid".into()],
+            first,
+            extra: Vec::new(),
+            fhir_base: None,
+            served_path: None,
             realm: None,
-            http_client: None,
-            fetch_timeout: Duration::from_secs(5),
-            max_response_size: 1024 * 1024,
-            jwks_uri: None,
-            refresh: RefreshPolicy::default(),
-            clock: Arc::new(SystemClock),
-            max_token_length: 16 * 1024,
             mode: AuthMode::Required,
             public: PublicRoutes::default(),
             enforcement: None,
-            #[cfg(feature = "introspection")]
-            introspection: None,
-            token_cache: TokenCachePolicy::default(),
         }
     }
 
-    /// Adds an accepted audience: a token's `aud` must contain at least one of them. Use
-    /// your FHIR base URL.
+    /// The FHIR base URL (for example `https://api.example.org/fhir/r4`), said once for
+    /// everything that depends on it:
     ///
-    /// **Without any audience**, the layer cannot tell whom a token was minted for, so it
-    /// accepts only tokens whose `typ` header says they are access tokens (`at+jwt` or
-    /// `application/at+jwt`, RFC 9068): the issuer's ID tokens and other JWTs, whose `aud`
-    /// is some client, are refused with 401 `invalid_token`, and a warning is logged the
-    /// first time. Many issuers type their access tokens `JWT`; with them, configure the
-    /// audience (RFC 9068 section 4 requires the resource server to check it).
+    /// - the **audience** every issuer without audiences of its own accepts (a token's
+    ///   `aud` must name this URL, exactly as written here);
+    /// - the **base path** of [scope enforcement](Self::enforce_scopes) and of the
+    ///   public routes: its path (`/fhir/r4`), as clients send it; `{base}/metadata`,
+    ///   `{base}/.well-known/smart-configuration` and `/.well-known/smart-configuration`
+    ///   are public for `GET`/`HEAD`;
+    /// - the location of the discovery document served by
+    ///   [`SmartAuthLayer::discovery`];
+    /// - the default realm of challenges.
+    ///
+    /// Without it the base path is the root (only `/metadata` and
+    /// `/.well-known/smart-configuration` are public) and each issuer needs its own
+    /// audience (else only tokens typed `at+jwt` are accepted, see
+    /// [`audience`](Self::audience)).
+    ///
+    /// `build` refuses a URL that is not `https` (plain `http` for loopback hosts only),
+    /// carries a query, fragment or credentials, or whose path is not written canonically
+    /// (an empty, `.` or `..` segment; `%`, `;`, `\`, whitespace or control characters)
+    /// or is not written in its normal form (an upper-case host, a default port): the
+    /// audience is compared byte for byte. Trailing slashes are dropped from the path, not
+    /// from the audience.
+    ///
+    /// ```
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir/r4")
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// assert_eq!(layer.fhir_base_path(), "/fhir/r4");
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn fhir_base(mut self, url: impl Into<String>) -> Self {
+        self.fhir_base = Some(url.into());
+        self
+    }
+
+    /// The path under which this server receives FHIR requests, when it differs from the
+    /// path of the public [`fhir_base`](Self::fhir_base) URL (a reverse proxy that
+    /// rewrites paths). Rarely needed: by default the path of `fhir_base` is used. The
+    /// full path the router sees, also when the layer sits inside an axum
+    /// `Router::nest`. Checked like the path of `fhir_base`.
     ///
     /// ```
     /// use smart_auth::SmartAuthLayer;
+    ///
+    /// // Clients call https://api.example.org/fhir; the proxy forwards /fhir/x as /x.
     /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-    ///     .audience("https://fhir.example.org/r4")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .served_at_path("/")
     ///     .build()?;
+    /// assert_eq!(layer.fhir_base_path(), "");
     /// # Ok::<(), smart_auth::ConfigError>(())
     /// ```
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
+    pub fn served_at_path(mut self, path: impl Into<String>) -> Self {
+        self.served_path = Some(path.into());
         self
     }
 
-    /// **Insecure:** accepts tokens whatever their `aud` and `typ`, including tokens the
-    /// issuer minted for other resource servers and its ID tokens. Only for a deployment
-    /// where every token of the issuer is meant for this API; prefer
-    /// [`audience`](Self::audience). A warning is logged at first use. Combined with
-    /// `audience`, `build` fails with [`ConfigError::ConflictingAudience`].
+    /// Accepts the tokens of another issuer too, checked with that issuer's keys and
+    /// settings alone (see [`Issuers`](crate::Issuers) for how a token's issuer is
+    /// chosen). Its builder gets the [FHIR base](Self::fhir_base) as its audience when it
+    /// has none of its own.
     ///
     /// ```
-    /// use smart_auth::SmartAuthLayer;
+    /// use smart_auth::{SmartAuthLayer, TokenVerifier};
+    ///
     /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-    ///     .insecure_accept_any_audience()
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .issuer(TokenVerifier::builder("https://login.partner.example"))
+    ///     .build()?;
+    /// assert_eq!(layer.issuers().iter().count(), 2);
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn issuer(mut self, issuer: VerifierBuilder) -> Self {
+        self.extra.push(Extra::Builder(issuer));
+        self
+    }
+
+    /// Accepts the tokens of a verifier built before (shared with other code, such as a
+    /// queue consumer), used as it is.
+    ///
+    /// ```
+    /// use smart_auth::{SmartAuthLayer, TokenVerifier};
+    ///
+    /// let partner = TokenVerifier::builder("https://login.partner.example")
+    ///     .audience("https://api.example.org/fhir")
+    ///     .build()?;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .verifier(partner.clone())
     ///     .build()?;
     /// # Ok::<(), smart_auth::ConfigError>(())
     /// ```
-    pub fn insecure_accept_any_audience(mut self) -> Self {
-        self.any_audience = true;
+    pub fn verifier(mut self, verifier: TokenVerifier) -> Self {
+        self.extra.push(Extra::Built(verifier));
         self
     }
 
-    /// Clock tolerance for `exp`, `nbf` and `iat` (default 60 s, at most 10 min).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
-        self
-    }
-
-    /// The accepted signature algorithms (default: all of [`SigningAlgorithm::DEFAULT`]).
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
-        self.algorithms = algorithms.into_iter().collect();
-        self
-    }
-
-    /// Which `typ` headers are accepted (default [`TokenTypePolicy::Lenient`]).
-    pub fn token_type(mut self, policy: TokenTypePolicy) -> Self {
-        self.token_type = policy;
-        self
-    }
-
-    /// The claims to read scopes from, first present wins (default `scope`, `scp`). The
-    /// value may be a space-separated string or an array of strings.
-    pub fn scope_claims<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scope_claims = names.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The claims to read the client id from, first present wins (default `client_id`,
-    /// `azp`, `cid`).
-    pub fn client_id_claims<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.client_id_claims = names.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The `realm` of `WWW-Authenticate` challenges (default: the first audience, else
-    /// `fhir`).
+    /// The `realm` of `WWW-Authenticate` challenges (default: the FHIR base URL, else the
+    /// first issuer's first audience, else `fhir`). Handlers' refusals behind the layer
+    /// get it too.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = Some(realm.into());
-        self
-    }
-
-    /// The HTTP client for every discovery and key fetch (proxies, custom roots). The
-    /// layer's own limits still apply: per-request timeout, body cap, and no redirects (a
-    /// response from another URL than the one asked for is refused).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http_client = Some(client);
-        self
-    }
-
-    /// The time limit of each fetch, from connecting to the last body byte (default 5 s).
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = timeout;
-        self
-    }
-
-    /// The largest discovery or key-set document read (default 1 MiB).
-    pub fn max_response_size(mut self, bytes: usize) -> Self {
-        self.max_response_size = bytes;
-        self
-    }
-
-    /// Uses this key-set URL instead of discovering it from the issuer.
-    pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
-        self.jwks_uri = Some(uri.into());
-        self
-    }
-
-    /// How the key cache refreshes (see [`RefreshPolicy`]).
-    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
-        self.refresh = policy;
-        self
-    }
-
-    /// The time source (default the system clock). Tests pass a
-    /// [`ManualClock`](crate::ManualClock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// The longest token accepted, checked before any parsing (default 16 KiB).
-    pub fn max_token_length(mut self, bytes: usize) -> Self {
-        self.max_token_length = bytes;
         self
     }
 
@@ -228,35 +233,6 @@ impl SmartAuthBuilder {
     /// refused.
     pub fn optional(mut self) -> Self {
         self.mode = AuthMode::Optional;
-        self
-    }
-
-    /// The FHIR base path (for example `/fhir/r4`), as clients send it (the full path, also
-    /// when the layer sits inside an axum `Router::nest`). Exactly these are public for
-    /// `GET`/`HEAD`: `{base}/metadata`, `{base}/.well-known/smart-configuration` and the root
-    /// `/.well-known/smart-configuration`.
-    ///
-    /// Without this setting the base is that of [`enforce_scopes`](Self::enforce_scopes)
-    /// when set, else the server root: only `/metadata` and
-    /// `/.well-known/smart-configuration` are public. Public paths are compared byte for
-    /// byte with the request path (no query): `/fhir/%6Detadata`, `/fhir//metadata`,
-    /// `/fhir/metadata/` and `/FHIR/metadata` need a token.
-    ///
-    /// `build` refuses a base that does not start with `/` or is not written canonically
-    /// (an empty, `.` or `..` segment; `%`, `;`, `\`, `?`, `#`, whitespace or control
-    /// characters). Trailing slashes are dropped.
-    ///
-    /// ```
-    /// use smart_auth::SmartAuthLayer;
-    ///
-    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-    ///     .audience("https://fhir.example.org/fhir/r4")
-    ///     .fhir_base_path("/fhir/r4")
-    ///     .build()?;
-    /// # Ok::<(), smart_auth::ConfigError>(())
-    /// ```
-    pub fn fhir_base_path(mut self, base_path: impl Into<String>) -> Self {
-        self.public.base_path = Some(base_path.into());
         self
     }
 
@@ -269,7 +245,7 @@ impl SmartAuthBuilder {
     }
 
     /// Requires a token for `metadata` and `.well-known/smart-configuration` too (see
-    /// [`fhir_base_path`](Self::fhir_base_path) for which paths these are).
+    /// [`fhir_base`](Self::fhir_base) for which paths these are).
     pub fn protect_discovery_and_metadata(mut self) -> Self {
         self.public.discovery_and_metadata = false;
         self
@@ -285,61 +261,11 @@ impl SmartAuthBuilder {
     }
 
     /// Checks every verified request against the token's SMART scopes before the handler
-    /// runs (see [`ScopeEnforcement`]); refused requests get 403 `insufficient_scope`.
+    /// runs (see [`ScopeEnforcement`]); refused requests get 403 `insufficient_scope`. The
+    /// enforcement's base path is the path of the [FHIR base](Self::fhir_base).
     pub fn enforce_scopes(mut self, enforcement: ScopeEnforcement) -> Self {
         self.enforcement = Some(enforcement);
         self
-    }
-
-    /// Validates tokens by RFC 7662 introspection, instead of or besides local JWT
-    /// validation (see [`Introspection`](crate::Introspection)).
-    #[cfg(feature = "introspection")]
-    pub fn introspection(mut self, introspection: crate::introspection::Introspection) -> Self {
-        self.introspection = Some(introspection);
-        self
-    }
-
-    /// How verified tokens are cached (default [`TokenCachePolicy::default`]: on, 10,000
-    /// tokens, 5 min).
-    ///
-    /// With the cache, a request whose token this layer verified before (a token is stored
-    /// the second time it verifies) skips parsing and the signature check; `exp`, `nbf`
-    /// and `iat` are still checked on every request against the configured clock, with the
-    /// same leeway. The cache belongs to this layer alone. Trade-off: a key removed from
-    /// the issuer's JWK Set stays trusted for tokens already cached until the key set is
-    /// refetched, the entry's max age passes or the token expires (see
-    /// [`TokenCachePolicy`]). Use [`no_token_cache`](Self::no_token_cache) to verify every
-    /// signature.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use smart_auth::{SmartAuthLayer, TokenCachePolicy};
-    ///
-    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-    ///     .audience("https://fhir.example.org/r4")
-    ///     .token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(60)))
-    ///     .build()?;
-    /// # Ok::<(), smart_auth::ConfigError>(())
-    /// ```
-    pub fn token_cache(mut self, policy: TokenCachePolicy) -> Self {
-        self.token_cache = policy;
-        self
-    }
-
-    /// Turns the verified-token cache off: every request's token is parsed and its
-    /// signature checked. The same as `.token_cache(TokenCachePolicy::disabled())`.
-    ///
-    /// ```
-    /// use smart_auth::SmartAuthLayer;
-    ///
-    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-    ///     .audience("https://fhir.example.org/r4")
-    ///     .no_token_cache()
-    ///     .build()?;
-    /// # Ok::<(), smart_auth::ConfigError>(())
-    /// ```
-    pub fn no_token_cache(self) -> Self {
-        self.token_cache(TokenCachePolicy::disabled())
     }
 
     /// Checks the settings and builds the layer. No network I/O.
@@ -348,147 +274,87 @@ impl SmartAuthBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build(self) -> Result<SmartAuthLayer, ConfigError> {
-        let realm = self.checked_realm()?;
-        let public = self.checked_public_routes()?;
-        let mode = self.mode;
-        let enforcement = self.enforcement.clone();
-        let verifier = self.build_verifier()?;
+        let (base_url, base_path) = self.checked_base()?;
+        let realm = self.checked_realm(base_url.as_deref())?;
+        let public = self.checked_public_routes(base_path.clone())?;
+        let enforcement = self
+            .enforcement
+            .map(|enforcement| enforcement.at_base(base_path.as_deref().unwrap_or("/")));
+        let mut verifiers = vec![self.first.into_verifier(base_url.as_deref())?];
+        for extra in self.extra {
+            verifiers.push(match extra {
+                Extra::Builder(builder) => builder.into_verifier(base_url.as_deref())?,
+                Extra::Built(verifier) => verifier,
+            });
+        }
         Ok(SmartAuthLayer::from_parts(
-            Ok(verifier),
+            Issuers::new(verifiers)?,
             Challenge::new(&realm),
-            mode,
+            self.mode,
             public,
             enforcement,
+            base_url,
+            base_path.unwrap_or_default(),
         ))
     }
 
-    /// Checks the settings and builds only the verifier, for use outside tower.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first invalid setting.
-    pub fn build_verifier(self) -> Result<TokenVerifier, ConfigError> {
-        checked_url(&self.issuer, "issuer")?;
-        let realm = self.checked_realm()?;
-        let source = match &self.jwks_uri {
-            Some(uri) => KeySource::Fixed(checked_url(uri, "jwks_uri")?),
-            None => KeySource::Discover {
-                issuer: self.issuer.clone(),
-            },
-        };
-        if self.algorithms.is_empty() {
-            return Err(ConfigError::NoAlgorithms);
-        }
-        for (names, field) in [
-            (&self.scope_claims, "scope_claims"),
-            (&self.client_id_claims, "client_id_claims"),
-        ] {
-            if names.is_empty() || names.iter().any(String::is_empty) {
-                return Err(ConfigError::InvalidClaimNames { field });
-            }
-        }
-        let limits = [
-            (self.fetch_timeout.is_zero(), "fetch_timeout"),
-            (self.max_response_size == 0, "max_response_size"),
-            (self.max_token_length == 0, "max_token_length"),
-            (self.leeway > Duration::from_secs(600), "leeway"),
-        ];
-        if let Some((_, field)) = limits.into_iter().find(|(bad, _)| *bad) {
-            return Err(ConfigError::InvalidLimit { field });
-        }
-        self.refresh.validate()?;
-        self.token_cache.validate()?;
-        let fetcher = Fetcher {
-            client: self
-                .http_client
-                .map_or_else(|| default_client(self.fetch_timeout), Ok)
-                .map_err(|_| ConfigError::HttpClient)?,
-            timeout: self.fetch_timeout,
-            max_body: self.max_response_size,
-        };
-        #[cfg(feature = "introspection")]
-        let introspection = match self.introspection {
-            Some(settings) => {
-                settings.validate()?;
-                if let Some(endpoint) = &settings.endpoint {
-                    checked_url(endpoint, "introspection endpoint")?;
+    /// The FHIR base URL (as given) and the base path (trimmed of trailing slashes; from
+    /// `served_at_path` or the URL), both checked.
+    fn checked_base(&self) -> Result<(Option<String>, Option<String>), ConfigError> {
+        let url_path = match &self.fhir_base {
+            Some(base) => {
+                let url = checked_url(base, "fhir_base")?;
+                // The URL is also the audience, compared byte for byte: it must be written
+                // as the URL parser writes it (no `..` it would resolve, no upper-case
+                // host), or the audience and the paths would disagree.
+                let written = url.as_str();
+                if written != base && written.strip_suffix('/') != Some(base.as_str()) {
+                    return Err(ConfigError::InvalidUrl {
+                        field: "fhir_base",
+                        reason: "not written in its normal form",
+                    });
                 }
-                Some(Arc::new(crate::introspection::Introspector::new(
-                    settings,
-                    self.issuer.clone(),
-                    fetcher.clone(),
-                    Arc::clone(&self.clock),
-                )))
+                Some(url.path().to_owned())
             }
             None => None,
         };
-        let keys = KeyStore::new(source, fetcher, self.refresh, Arc::clone(&self.clock));
-        let mut algorithms: Vec<_> = self
-            .algorithms
-            .iter()
-            .map(|a| a.to_jsonwebtoken())
-            .collect();
-        algorithms.dedup();
-        let audience = match (self.audiences.is_empty(), self.any_audience) {
-            (false, false) => AudienceRule::OneOf(self.audiences),
-            (true, false) => AudienceRule::TypedAccessTokensOnly,
-            (true, true) => AudienceRule::AnyInsecure,
-            (false, true) => return Err(ConfigError::ConflictingAudience),
+        let path = match self.served_path.as_ref().or(url_path.as_ref()) {
+            Some(path) if is_canonical_config_path(path) => {
+                Some(path.trim_end_matches('/').to_owned())
+            }
+            Some(_) => return Err(ConfigError::InvalidPath),
+            None => None,
         };
-        let config = VerifierConfig {
-            issuer: self.issuer,
-            audience,
-            leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
-            algorithms,
-            token_type: self.token_type,
-            claim_names: ClaimNames {
-                scope: self.scope_claims,
-                client_id: self.client_id_claims,
-            },
-            max_token_length: self.max_token_length,
-            realm: Arc::from(realm),
-            clock: self.clock,
-            #[cfg(feature = "introspection")]
-            introspection,
-        };
-        Ok(TokenVerifier::new(
-            config,
-            keys,
-            TokenCache::new(&self.token_cache),
-        ))
+        Ok((self.fhir_base.clone(), path))
     }
 
-    /// The public routes with checked paths; the base path trimmed of trailing slashes and,
-    /// when not set, taken from the scope enforcement.
-    fn checked_public_routes(&self) -> Result<PublicRoutes, ConfigError> {
+    /// The public routes with checked paths.
+    fn checked_public_routes(
+        &self,
+        base_path: Option<String>,
+    ) -> Result<PublicRoutes, ConfigError> {
         let mut public = self.public.clone();
-        if public
+        if !public
             .extra
             .iter()
-            .chain(&public.base_path)
-            .any(|path| !is_canonical_config_path(path))
+            .all(|path| is_canonical_config_path(path))
         {
             return Err(ConfigError::InvalidPath);
         }
-        public.base_path = match (&public.base_path, &self.enforcement) {
-            (Some(base), _) => Some(base.trim_end_matches('/').to_owned()),
-            (None, Some(enforcement)) => Some(enforcement.base_path().to_owned()),
-            (None, None) => None,
-        };
+        public.base_path = base_path;
         Ok(public)
     }
 
-    /// The realm of challenges and of errors raised from the claims: the configured one,
-    /// else the first audience when it is a valid realm, else `fhir`.
-    fn checked_realm(&self) -> Result<String, ConfigError> {
+    /// The realm of challenges: the configured one, else the FHIR base URL, else the first
+    /// issuer's first audience when it is a valid realm, else `fhir`.
+    fn checked_realm(&self, base_url: Option<&str>) -> Result<String, ConfigError> {
         let realm = match &self.realm {
             Some(realm) => realm.clone(),
-            None => self
-                .audiences
-                .first()
-                .filter(|aud| is_valid_realm(aud))
-                .cloned()
-                .unwrap_or_else(|| "fhir".to_owned()),
+            None => base_url
+                .or_else(|| self.first.first_audience())
+                .filter(|candidate| is_valid_realm(candidate))
+                .unwrap_or(DEFAULT_REALM)
+                .to_owned(),
         };
         if is_valid_realm(&realm) {
             Ok(realm)
@@ -498,31 +364,129 @@ impl SmartAuthBuilder {
     }
 }
 
-/// An absolute `https` URL (or `http` to loopback) without query or fragment.
-fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl {
-        field,
-        reason: "not an absolute URL",
-    })?;
-    if !is_allowed_url(&url) {
-        return Err(ConfigError::InvalidUrl {
-            field,
-            reason: "must be https (http only for loopback hosts)",
-        });
+/// The settings of the issuer given to [`SmartAuthLayer::builder`]: each sets the
+/// [`VerifierBuilder`] setting of the same name.
+impl SmartAuthBuilder<VerifierBuilder> {
+    pub(crate) fn new(issuer: impl Into<String>) -> Self {
+        Self::with_first(VerifierBuilder::new(issuer))
     }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::InvalidUrl {
-            field,
-            reason: "must not have a query or fragment",
-        });
+
+    fn first(mut self, set: impl FnOnce(VerifierBuilder) -> VerifierBuilder) -> Self {
+        self.first = set(self.first);
+        self
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::InvalidUrl {
-            field,
-            reason: "must not carry credentials",
-        });
+
+    /// Adds an accepted audience of this issuer's tokens; see
+    /// [`VerifierBuilder::audience`]. Usually not needed: the
+    /// [FHIR base](Self::fhir_base) is the default audience.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.first(|b| b.audience(audience))
     }
-    Ok(url)
+
+    /// **Insecure:** see [`VerifierBuilder::insecure_accept_any_audience`].
+    pub fn insecure_accept_any_audience(self) -> Self {
+        self.first(VerifierBuilder::insecure_accept_any_audience)
+    }
+
+    /// See [`VerifierBuilder::leeway`].
+    pub fn leeway(self, leeway: Duration) -> Self {
+        self.first(|b| b.leeway(leeway))
+    }
+
+    /// See [`VerifierBuilder::algorithms`].
+    pub fn algorithms(self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
+        self.first(|b| b.algorithms(algorithms))
+    }
+
+    /// See [`VerifierBuilder::token_type`].
+    pub fn token_type(self, policy: TokenTypePolicy) -> Self {
+        self.first(|b| b.token_type(policy))
+    }
+
+    /// See [`VerifierBuilder::scope_claims`].
+    pub fn scope_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.first(|b| b.scope_claims(names))
+    }
+
+    /// See [`VerifierBuilder::client_id_claims`].
+    pub fn client_id_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.first(|b| b.client_id_claims(names))
+    }
+
+    /// See [`VerifierBuilder::http_client`].
+    pub fn http_client(self, client: reqwest::Client) -> Self {
+        self.first(|b| b.http_client(client))
+    }
+
+    /// See [`VerifierBuilder::fetch_timeout`].
+    pub fn fetch_timeout(self, timeout: Duration) -> Self {
+        self.first(|b| b.fetch_timeout(timeout))
+    }
+
+    /// See [`VerifierBuilder::max_response_size`].
+    pub fn max_response_size(self, bytes: usize) -> Self {
+        self.first(|b| b.max_response_size(bytes))
+    }
+
+    /// See [`VerifierBuilder::jwks_uri`].
+    pub fn jwks_uri(self, uri: impl Into<String>) -> Self {
+        self.first(|b| b.jwks_uri(uri))
+    }
+
+    /// See [`VerifierBuilder::refresh_policy`].
+    pub fn refresh_policy(self, policy: RefreshPolicy) -> Self {
+        self.first(|b| b.refresh_policy(policy))
+    }
+
+    /// See [`VerifierBuilder::clock`].
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.first(|b| b.clock(clock))
+    }
+
+    /// See [`VerifierBuilder::max_token_length`].
+    pub fn max_token_length(self, bytes: usize) -> Self {
+        self.first(|b| b.max_token_length(bytes))
+    }
+
+    /// See [`VerifierBuilder::introspection`].
+    #[cfg(feature = "introspection")]
+    pub fn introspection(self, introspection: crate::introspection::Introspection) -> Self {
+        self.first(|b| b.introspection(introspection))
+    }
+
+    /// See [`VerifierBuilder::token_cache`].
+    pub fn token_cache(self, policy: TokenCachePolicy) -> Self {
+        self.first(|b| b.token_cache(policy))
+    }
+
+    /// See [`VerifierBuilder::no_token_cache`].
+    pub fn no_token_cache(self) -> Self {
+        self.first(VerifierBuilder::no_token_cache)
+    }
+
+    /// See [`VerifierBuilder::validate`].
+    pub fn validate<F>(self, check: F) -> Self
+    where
+        F: Fn(&SmartClaims) -> Result<(), Refusal> + Send + Sync + 'static,
+    {
+        self.first(|b| b.validate(check))
+    }
 }
 
 #[cfg(test)]
@@ -530,7 +494,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn public_paths_are_checked_and_the_base_defaults_to_enforcement() {
+    fn the_fhir_base_is_checked_and_gives_every_base() {
         let b = || SmartAuthBuilder::new("https://as.example");
         for bad in [
             "fhir",
@@ -543,7 +507,7 @@ mod tests {
             "/fh ir",
         ] {
             assert_eq!(
-                b().fhir_base_path(bad).build().unwrap_err(),
+                b().served_at_path(bad).build().unwrap_err(),
                 ConfigError::InvalidPath,
                 "{bad:?}"
             );
@@ -553,23 +517,138 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let base = |builder: SmartAuthBuilder| builder.checked_public_routes().unwrap().base_path;
-        assert_eq!(base(b()), None);
+        for bad in [
+            "https://api.example//fhir",
+            "https://api.example/%66hir",
+            "https://api.example/fhir;v",
+        ] {
+            assert_eq!(
+                b().fhir_base(bad).build().unwrap_err(),
+                ConfigError::InvalidPath,
+                "{bad:?}"
+            );
+        }
+        for bad in [
+            "/fhir",
+            "http://api.example/fhir",
+            "https://api.example/fhir?x=1",
+            "https://api.example/fhir#f",
+            "https://u:p@api.example/fhir",
+            "https://api.example/fhir/../x",
+            "https://api.example/./fhir",
+            "https://API.example/fhir",
+            "https://api.example:443/fhir",
+        ] {
+            assert!(
+                matches!(
+                    b().fhir_base(bad).build().unwrap_err(),
+                    ConfigError::InvalidUrl {
+                        field: "fhir_base",
+                        ..
+                    }
+                ),
+                "{bad:?}"
+            );
+        }
+        let layer = |builder: SmartAuthBuilder| builder.build().unwrap();
+        assert_eq!(layer(b()).fhir_base_path(), "");
         assert_eq!(
-            base(b().fhir_base_path("/fhir/r4/")),
-            Some("/fhir/r4".into())
+            layer(b().fhir_base("https://api.example")).fhir_base_path(),
+            ""
         );
-        assert_eq!(base(b().fhir_base_path("/")), Some(String::new()));
+        assert_eq!(layer(b()).fhir_base(), None);
+        let based = layer(
+            b().fhir_base("https://api.example/fhir/r4/")
+                .enforce_scopes(ScopeEnforcement::new()),
+        );
+        assert_eq!(based.fhir_base_path(), "/fhir/r4");
+        assert_eq!(based.fhir_base(), Some("https://api.example/fhir/r4/"));
         assert_eq!(
-            base(b().enforce_scopes(ScopeEnforcement::new("/fhir"))),
-            Some("/fhir".into())
+            based.scope_enforcement().map(ScopeEnforcement::base_path),
+            Some("/fhir/r4")
+        );
+        assert_eq!(based.shared.public.base_path.as_deref(), Some("/fhir/r4"));
+        assert_eq!(
+            based.issuers().iter().next().unwrap().first_audience(),
+            Some("https://api.example/fhir/r4/"),
+            "the base URL is the default audience, exactly as written"
         );
         assert_eq!(
-            base(
-                b().enforce_scopes(ScopeEnforcement::new("/fhir"))
-                    .fhir_base_path("/api")
+            layer(b().fhir_base("https://api.example/").served_at_path("/")).fhir_base_path(),
+            ""
+        );
+        let own_audience = layer(
+            b().fhir_base("https://api.example/fhir")
+                .audience("https://other.example/fhir"),
+        );
+        assert_eq!(
+            own_audience
+                .issuers()
+                .iter()
+                .next()
+                .unwrap()
+                .first_audience(),
+            Some("https://other.example/fhir"),
+            "an issuer's own audience wins"
+        );
+        let any = layer(
+            b().fhir_base("https://api.example/fhir")
+                .insecure_accept_any_audience(),
+        );
+        assert_eq!(any.issuers().iter().next().unwrap().first_audience(), None);
+    }
+
+    #[test]
+    fn realm_defaults_to_the_base_then_the_audience() {
+        let b = || SmartAuthBuilder::new("https://as.example");
+        let realm = |builder: SmartAuthBuilder| {
+            let layer = builder.build().unwrap();
+            layer.shared.challenge.realm().to_owned()
+        };
+        assert_eq!(realm(b()), "fhir");
+        assert_eq!(
+            realm(b().audience("https://aud.example")),
+            "https://aud.example"
+        );
+        assert_eq!(
+            realm(
+                b().audience("https://aud.example")
+                    .fhir_base("https://base.example/fhir")
             ),
-            Some("/api".into())
+            "https://base.example/fhir"
+        );
+        assert_eq!(
+            realm(b().fhir_base("https://base.example/fhir").realm("api")),
+            "api"
+        );
+    }
+
+    #[test]
+    fn several_issuers_need_distinct_identifiers() {
+        let b = || SmartAuthBuilder::new("https://as.example");
+        assert_eq!(
+            error(b().issuer(TokenVerifier::builder("https://as.example"))),
+            ConfigError::DuplicateIssuer
+        );
+        assert!(matches!(
+            error(b().issuer(TokenVerifier::builder("http://as2.example"))),
+            ConfigError::InvalidUrl {
+                field: "issuer",
+                ..
+            }
+        ));
+        let layer = b()
+            .fhir_base("https://api.example/fhir")
+            .issuer(TokenVerifier::builder("https://as.example/"))
+            .build()
+            .unwrap();
+        let issuers: Vec<_> = layer.issuers().iter().map(TokenVerifier::issuer).collect();
+        assert_eq!(issuers, ["https://as.example", "https://as.example/"]);
+        assert!(
+            layer
+                .issuers()
+                .iter()
+                .all(|v| v.first_audience() == Some("https://api.example/fhir"))
         );
     }
 
@@ -666,7 +745,7 @@ mod tests {
             ConfigError::InvalidLimit { field: "leeway" }
         );
         assert_eq!(error(b().public_path("health")), ConfigError::InvalidPath);
-        assert_eq!(error(b().fhir_base_path("fhir")), ConfigError::InvalidPath);
+        assert_eq!(error(b().served_at_path("fhir")), ConfigError::InvalidPath);
         assert!(matches!(
             error(b().refresh_policy(RefreshPolicy::default().default_ttl(Duration::ZERO))),
             ConfigError::InvalidLimit { .. }

@@ -82,16 +82,16 @@ mod public;
 mod service;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tower_layer::Layer;
 
-pub use builder::SmartAuthBuilder;
+pub use builder::{IntoVerifier, SmartAuthBuilder};
 pub(crate) use public::PublicRoutes;
 pub use service::{ResponseFuture, SmartAuth};
 
 use crate::enforce::ScopeEnforcement;
-use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::error::AuthError;
+use crate::issuers::Issuers;
 use crate::response::Challenge;
 use crate::verifier::TokenVerifier;
 
@@ -120,57 +120,50 @@ pub struct SmartAuthLayer {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) verifier: Result<TokenVerifier, ConfigError>,
+    pub(crate) issuers: Issuers,
     pub(crate) challenge: Challenge,
     pub(crate) mode: AuthMode,
     pub(crate) public: PublicRoutes,
     pub(crate) enforcement: Option<ScopeEnforcement>,
-    misconfiguration_logged: AtomicBool,
-}
-
-impl Shared {
-    /// The verifier, or the 500 answer of a misconfigured layer.
-    pub(crate) fn verifier(&self) -> Result<&TokenVerifier, AuthError> {
-        match &self.verifier {
-            Ok(verifier) => Ok(verifier),
-            Err(error) => {
-                if !self.misconfiguration_logged.swap(true, Ordering::Relaxed) {
-                    tracing::error!(%error, "SmartAuthLayer is misconfigured: refusing every protected request");
-                }
-                Err(AuthError::new(ErrorKind::Misconfigured).with_source(error.clone()))
-            }
-        }
-    }
+    fhir_base: Option<String>,
+    /// The FHIR base path without a trailing slash, `""` for the root.
+    base_path: String,
 }
 
 impl SmartAuthLayer {
-    /// A layer for tokens from `issuer`, with every other setting at its default. The
-    /// issuer must be an `https` URL (`http` only for loopback hosts) and is compared
-    /// exactly with each token's `iss`.
+    /// A layer for tokens from `issuer`, with every other setting at its default: the
+    /// one-line start. The issuer must be an `https` URL (`http` only for loopback hosts)
+    /// and is compared exactly with each token's `iss`.
     ///
-    /// This never fails and never panics. If `issuer` is not a valid URL the layer is
-    /// built anyway but refuses every protected request with 500 and logs the
-    /// [`ConfigError`] once; check [`config_error`](Self::config_error) at startup, or use
-    /// [`builder`](Self::builder) to get the error from `build()`.
+    /// Without an audience the layer accepts only tokens typed `at+jwt` (see
+    /// [`SmartAuthBuilder::audience`]); set the FHIR base with
+    /// [`builder`](Self::builder) and [`SmartAuthBuilder::fhir_base`] for tokens typed
+    /// `JWT`.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// let layer = SmartAuthLayer::new("https://auth.example.org");
+    /// assert_eq!(layer.issuers().iter().count(), 1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `issuer` is not a valid issuer URL: a layer that could only refuse every
+    /// request is never built. Use [`builder`](Self::builder) to get the
+    /// [`ConfigError`](crate::ConfigError) from `build()` instead.
     pub fn new(issuer: impl Into<String>) -> Self {
         match Self::builder(issuer).build() {
             Ok(layer) => layer,
-            Err(error) => Self::from_parts(
-                Err(error),
-                Challenge::default_realm(),
-                AuthMode::Required,
-                PublicRoutes::default(),
-                None,
-            ),
+            Err(error) => panic!("SmartAuthLayer::new: invalid configuration: {error}"),
         }
     }
 
-    /// A builder for every setting.
+    /// A builder for every setting, starting from one issuer.
     ///
     /// ```
     /// use smart_auth::SmartAuthLayer;
     /// let layer = SmartAuthLayer::builder("https://auth.example.org")
-    ///     .audience("https://fhir.example.org/r4")
+    ///     .fhir_base("https://fhir.example.org/r4")
     ///     .build()?;
     /// # Ok::<(), smart_auth::ConfigError>(())
     /// ```
@@ -178,47 +171,120 @@ impl SmartAuthLayer {
         SmartAuthBuilder::new(issuer)
     }
 
+    /// A builder starting from a verifier built before (one you also use outside tower,
+    /// for example); it keeps its own settings.
+    ///
+    /// ```
+    /// use smart_auth::{SmartAuthLayer, TokenVerifier};
+    ///
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// let layer = SmartAuthLayer::from_verifier(verifier.clone())
+    ///     .fhir_base("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn from_verifier(verifier: TokenVerifier) -> SmartAuthBuilder<TokenVerifier> {
+        SmartAuthBuilder::with_first(verifier)
+    }
+
     pub(crate) fn from_parts(
-        verifier: Result<TokenVerifier, ConfigError>,
+        issuers: Issuers,
         challenge: Challenge,
         mode: AuthMode,
         public: PublicRoutes,
         enforcement: Option<ScopeEnforcement>,
+        fhir_base: Option<String>,
+        base_path: String,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
-                verifier,
+                issuers,
                 challenge,
                 mode,
                 public,
                 enforcement,
-                misconfiguration_logged: AtomicBool::new(false),
+                fhir_base,
+                base_path,
             }),
         }
     }
 
-    /// The configuration error of a layer made with [`new`](Self::new), if any.
-    pub fn config_error(&self) -> Option<&ConfigError> {
-        self.shared.verifier.as_ref().err()
+    /// The issuers whose tokens this layer accepts, for use outside tower (a gRPC
+    /// interceptor, a queue consumer): the same verifiers, caches included.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// let layer = SmartAuthLayer::new("https://auth.example.org");
+    /// let verifier = layer.issuers().get("https://auth.example.org").unwrap();
+    /// assert_eq!(verifier.issuer(), "https://auth.example.org");
+    /// ```
+    pub fn issuers(&self) -> &Issuers {
+        &self.shared.issuers
     }
 
-    /// The verifier this layer runs, for use outside tower.
+    /// The [FHIR base URL](SmartAuthBuilder::fhir_base), when set.
+    pub fn fhir_base(&self) -> Option<&str> {
+        self.shared.fhir_base.as_deref()
+    }
+
+    /// The FHIR base path the layer works with, without a trailing slash (`""` for the
+    /// root): the path of the [FHIR base](SmartAuthBuilder::fhir_base), or
+    /// [`served_at_path`](SmartAuthBuilder::served_at_path).
+    pub fn fhir_base_path(&self) -> &str {
+        &self.shared.base_path
+    }
+
+    /// The scope enforcement the layer runs, at the layer's base path (for
+    /// [`ScopeEnforcement::check_bundle_entry`] in a batch handler).
+    pub fn scope_enforcement(&self) -> Option<&ScopeEnforcement> {
+        self.shared.enforcement.as_ref()
+    }
+
+    /// The discovery layer that serves `configuration` at
+    /// `{fhir base path}/.well-known/smart-configuration`, where this layer lets it through
+    /// without a token: the base is said once, on this layer's builder.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use smart_auth::SmartAuthLayer;
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let auth = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .build()?;
+    /// let configuration =
+    ///     SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let discovery = auth.discovery(configuration);
+    /// assert_eq!(discovery.paths(), ["/fhir/.well-known/smart-configuration"]);
+    /// let app: Router = Router::new()
+    ///     .route("/fhir/Patient/{id}", get(|| async { "patient" }))
+    ///     .layer(auth)
+    ///     .merge(discovery.router());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn discovery(
+        &self,
+        configuration: crate::discovery::SmartConfiguration,
+    ) -> crate::discovery::SmartDiscoveryLayer {
+        crate::discovery::SmartDiscoveryLayer::new(configuration)
+            .at_checked_base(&self.shared.base_path)
+    }
+
+    /// Discovers and fetches the keys of every issuer now, all at once (see
+    /// [`TokenVerifier::warm_up`]).
     ///
     /// # Errors
     ///
-    /// The configuration error of a layer made with [`new`](Self::new).
-    pub fn verifier(&self) -> Result<&TokenVerifier, &ConfigError> {
-        self.shared.verifier.as_ref()
-    }
-
-    /// Discovers and fetches the issuer's keys now (see [`TokenVerifier::warm_up`]).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::KeysUnavailable`] when the fetch fails, [`ErrorKind::Misconfigured`]
-    /// for a layer with a configuration error.
+    /// The first issuer's [`ErrorKind::KeysUnavailable`](crate::ErrorKind::KeysUnavailable)
+    /// error, when a fetch fails.
     pub async fn warm_up(&self) -> Result<(), AuthError> {
-        self.shared.verifier()?.warm_up().await
+        let all = self.shared.issuers.iter().map(TokenVerifier::warm_up);
+        futures_util::future::join_all(all)
+            .await
+            .into_iter()
+            .collect()
     }
 }
 

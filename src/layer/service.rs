@@ -18,7 +18,7 @@ use crate::bearer::{bearer_credential, token_text};
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
 use crate::original_uri::original_uri;
-use crate::response::Unauthenticated;
+use crate::response::{Challenge, Unauthenticated};
 use crate::verifier::Lookup;
 
 /// The service made by [`SmartAuthLayer`](crate::SmartAuthLayer): verifies the request's
@@ -70,22 +70,14 @@ where
             .is_public(&request, original_uri(&request).path())
         {
             // Not verified, even with a token: handlers see an anonymous request.
-            request
-                .extensions_mut()
-                .insert(Unauthenticated(shared.challenge.clone()));
-            return ResponseFuture::calling(self.inner.call(request));
+            request.extensions_mut().insert(Unauthenticated);
+            return ResponseFuture::calling(self.inner.call(request), shared);
         }
-        let verifier = match shared.verifier() {
-            Ok(verifier) => verifier,
-            Err(error) => return ResponseFuture::rejected(shared.challenge.response(&error)),
-        };
         let credential = match bearer_credential(request.headers(), request.uri().query()) {
             Ok(Some(credential)) => credential,
             Ok(None) if shared.mode == AuthMode::Optional => {
-                request
-                    .extensions_mut()
-                    .insert(Unauthenticated(shared.challenge.clone()));
-                return ResponseFuture::calling(self.inner.call(request));
+                request.extensions_mut().insert(Unauthenticated);
+                return ResponseFuture::calling(self.inner.call(request), shared);
             }
             Ok(None) => {
                 tracing::debug!(target: "smart_auth::rejection", "request without credentials");
@@ -99,18 +91,35 @@ where
         };
         // A cached credential is a token verified before (so also well-formed): its answer
         // is ready now, without a future to wait on.
-        let stale = match verifier.lookup(credential) {
-            Lookup::Hit(claims) => {
-                return match admit(shared, &request, claims) {
+        let (verifier, stale) = match shared.issuers.lookup(credential) {
+            (Lookup::Hit(claims), index) => {
+                let verifier = shared.issuers.at(index);
+                let admitted = verifier
+                    .check_policy(&claims)
+                    .and_then(|()| admit(shared, &request, claims));
+                return match admitted {
                     Ok(claims) => {
                         request.extensions_mut().insert(claims);
-                        ResponseFuture::calling(self.inner.call(request))
+                        ResponseFuture::calling(self.inner.call(request), shared)
                     }
                     Err(error) => ResponseFuture::rejected(refuse(shared, &error)),
                 };
             }
-            Lookup::Stale => true,
-            Lookup::Miss => false,
+            (Lookup::Stale, index) => (shared.issuers.at(index), true),
+            (Lookup::Miss, _) => {
+                let chosen = token_text(credential)
+                    .map_err(|kind| malformed(shared, kind))
+                    .and_then(|token| {
+                        shared
+                            .issuers
+                            .choose(token)
+                            .map_err(|error| refuse(shared, &error))
+                    });
+                match chosen {
+                    Ok(verifier) => (verifier, false),
+                    Err(response) => return ResponseFuture::rejected(response),
+                }
+            }
         };
         let token = match token_text(credential) {
             Ok(token) => token.to_owned(),
@@ -194,6 +203,8 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
+            // Puts the layer's realm into refusals raised behind it.
+            challenge: Challenge,
         },
         Rejected {
             response: Option<S::Response>,
@@ -205,9 +216,12 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    fn calling(future: S::Future) -> Self {
+    fn calling(future: S::Future, shared: &Shared) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Calling {
+                future,
+                challenge: shared.challenge.clone(),
+            },
         }
     }
 
@@ -254,7 +268,8 @@ where
                         Ok(claims) => {
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
-                            this.state.set(State::Calling { future });
+                            let challenge = shared.challenge.clone();
+                            this.state.set(State::Calling { future, challenge });
                         }
                         Err(error) => {
                             let response = refuse(&shared, &error);
@@ -263,7 +278,11 @@ where
                         }
                     }
                 }
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, challenge } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    challenge.settle_realm(&mut response);
+                    return Poll::Ready(Ok(response));
+                }
                 StateProj::Rejected { response } => {
                     let response = response
                         .take()

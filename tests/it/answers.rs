@@ -1,10 +1,10 @@
-//! RFC 6750 answers for requests without a usable credential, public routes, and a
-//! misconfigured layer.
+//! RFC 6750 answers for requests without a usable credential, public routes, and an
+//! invalid configuration.
 
 use reqwest::StatusCode;
-use smart_auth::{ManualClock, SmartAuthLayer};
+use smart_auth::{ConfigError, SmartAuthLayer};
 
-use crate::support::{app, app_with_layer, issuer};
+use crate::support::app;
 
 const REALM: &str = "Bearer realm=\"https://fhir.example.test/r4\"";
 
@@ -91,7 +91,7 @@ async fn scheme_name_is_case_insensitive() {
 
 #[tokio::test]
 async fn discovery_and_metadata_are_public_under_the_base() {
-    let app = app(|b| b.fhir_base_path("/fhir")).await;
+    let app = app(|b| b.served_at_path("/fhir")).await;
     let answer = app
         .send(app.http.get(format!("{}/fhir/metadata", app.url)))
         .await;
@@ -128,22 +128,31 @@ async fn custom_realm_is_used() {
     );
 }
 
-#[tokio::test]
-async fn misconfigured_layer_fails_closed_with_500() {
-    let layer = SmartAuthLayer::new("not a url");
-    assert!(layer.config_error().is_some());
-    let clock = ManualClock::new();
-    let issuer = issuer(&clock).await;
-    let app = app_with_layer(issuer, clock, layer).await;
-    let token = app.issuer.token().sign();
-    let answer = app.get_with_token(&token).await;
-    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(answer.challenge, None);
-    assert_eq!(answer.issue_code(), "exception");
-    // Public routes still pass (`SmartAuthLayer::new` makes the root ones public): to the
-    // router, which serves no `/metadata`, instead of a 500 from the layer.
-    let metadata = app
-        .send(app.http.get(format!("{}/metadata", app.url)))
-        .await;
-    assert_eq!(metadata.status, StatusCode::NOT_FOUND);
+/// A configuration that cannot work is never a layer: `build` returns the error and the
+/// one-line `new` panics at startup, instead of a layer that would answer 500 forever.
+#[test]
+fn an_invalid_configuration_is_never_a_layer() {
+    for issuer in [
+        "not a url",
+        "http://auth.example",
+        "https://auth.example?x=1",
+        "",
+    ] {
+        assert!(
+            matches!(
+                SmartAuthLayer::builder(issuer).build(),
+                Err(ConfigError::InvalidUrl {
+                    field: "issuer",
+                    ..
+                })
+            ),
+            "{issuer:?}"
+        );
+        let made = std::panic::catch_unwind(|| SmartAuthLayer::new(issuer));
+        let message = made.expect_err("new must not make a layer");
+        let message = message
+            .downcast_ref::<String>()
+            .expect("a formatted panic message");
+        assert!(message.contains("invalid issuer URL"), "{message}");
+    }
 }

@@ -27,7 +27,8 @@ async fn the_demo_flow_works() {
     ));
     let auth = SmartAuthLayer::builder(server.url())
         .audience(&fhir_base)
-        .enforce_scopes(ScopeEnforcement::new("/fhir").handler_applies_granular_filters())
+        .served_at_path("/fhir")
+        .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())
         .build()
         .unwrap();
     let configuration = SmartConfiguration::from_issuer(server.url()).await.unwrap();

@@ -428,7 +428,7 @@ async fn unauthenticated_even_behind_the_auth_layer() {
     // configured base).
     let auth = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
-        .fhir_base_path("/fhir/r4")
+        .served_at_path("/fhir/r4")
         .build()
         .unwrap();
     let router = Router::new()

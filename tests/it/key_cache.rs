@@ -245,7 +245,7 @@ async fn cache_control_max_age_sets_the_ttl_within_bounds() {
 
 /// A background refresh runs on its own task; yield until it has been installed.
 async fn wait_for_refresh(app: &App, expected_fetches: usize) {
-    let verifier = app.layer.verifier().unwrap();
+    let verifier = app.layer.issuers().iter().next().unwrap();
     for _ in 0..100_000 {
         let status = verifier.key_cache_status();
         if app.issuer.jwks_fetches() >= expected_fetches && !status.fetching {

@@ -62,7 +62,8 @@ async fn nested(placement: Placement, base: &str) -> Nested {
     let auth = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
         .clock(clock)
-        .enforce_scopes(ScopeEnforcement::new(base))
+        .served_at_path(base)
+        .enforce_scopes(ScopeEnforcement::new())
         .build()
         .unwrap();
     let (url, server) = match placement {

@@ -15,7 +15,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value};
 use smart_auth::testing::TestIssuer;
-use smart_auth::{ErrorKind, SigningAlgorithm, SmartAuthLayer, TokenVerifier};
+use smart_auth::{ErrorKind, SigningAlgorithm, TokenVerifier};
 
 const ALGORITHMS: [SigningAlgorithm; 5] = [
     SigningAlgorithm::RS256,
@@ -124,11 +124,11 @@ fn fixture() -> Fixture {
         .unwrap();
     let (issuer, verifier) = runtime.block_on(async {
         let issuer = TestIssuer::start().await;
-        let verifier = SmartAuthLayer::builder(issuer.url())
+        let verifier = TokenVerifier::builder(issuer.url())
             .audience(issuer.audience())
             .algorithms(ALGORITHMS)
             .no_token_cache()
-            .build_verifier()
+            .build()
             .unwrap();
         verifier.warm_up().await.unwrap();
         (issuer, verifier)

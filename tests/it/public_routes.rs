@@ -222,7 +222,7 @@ const ROOT_PUBLIC_TARGETS: &[(&str, &str)] = &[
 /// The two configurations: the base `/fhir`, and none (the one-line start).
 async fn configurations() -> Vec<(Served, &'static [(&'static str, &'static str)])> {
     vec![
-        (served(|b| b.fhir_base_path("/fhir")).await, PUBLIC_TARGETS),
+        (served(|b| b.served_at_path("/fhir")).await, PUBLIC_TARGETS),
         (served(|b| b).await, ROOT_PUBLIC_TARGETS),
     ]
 }
@@ -318,7 +318,11 @@ async fn without_a_base_only_the_root_paths_are_public() {
 /// enforced on its decoded reading; unreadable paths get the exact 403 without a hint.
 #[tokio::test]
 async fn enforcement_reads_decoded_paths() {
-    let app = served(|b| b.enforce_scopes(ScopeEnforcement::new("/fhir"))).await;
+    let app = served(|b| {
+        b.served_at_path("/fhir")
+            .enforce_scopes(ScopeEnforcement::new())
+    })
+    .await;
     let realm = app.issuer.audience().to_owned();
     let denied = |scope: &str| {
         format!(
@@ -405,9 +409,11 @@ async fn enforcement_reads_decoded_paths() {
         );
     }
     // With the opt-in a valid token suffices there, but still not for an unreadable path.
-    let app =
-        served(|b| b.enforce_scopes(ScopeEnforcement::new("/fhir").allow_any_token_outside_base()))
-            .await;
+    let app = served(|b| {
+        b.served_at_path("/fhir")
+            .enforce_scopes(ScopeEnforcement::new().allow_any_token_outside_base())
+    })
+    .await;
     let authorization = format!("Bearer {}", app.issuer.token().sign());
     let auth = [("authorization", authorization.as_str())];
     let answer = raw_request(&app.url, "GET", "/reports/1", &auth).await;
@@ -421,7 +427,7 @@ async fn enforcement_reads_decoded_paths() {
 /// request is an ordinary protected request.
 #[tokio::test]
 async fn only_exact_preflights_pass() {
-    let app = served(|b| b.fhir_base_path("/fhir")).await;
+    let app = served(|b| b.served_at_path("/fhir")).await;
     let bare = format!("Bearer realm=\"{}\"", app.issuer.audience());
     let origin = ("origin", "https://app.example");
     let get = ("access-control-request-method", "GET");

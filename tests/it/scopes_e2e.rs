@@ -6,7 +6,9 @@ use axum::routing::{any, get};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use smart_auth::scopes::{Interaction, SearchConstraints};
-use smart_auth::{AuthError, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims};
+use smart_auth::{
+    AuthError, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims, TokenVerifier,
+};
 
 use crate::support::{Answer, issuer, serve};
 
@@ -47,7 +49,8 @@ async fn scoped_app() -> ScopedApp {
         .audience(issuer.audience())
         .clock(clock)
         // The handler-side checks live on a route outside the FHIR base.
-        .enforce_scopes(ScopeEnforcement::new("/fhir").allow_any_token_outside_base())
+        .served_at_path("/fhir")
+        .enforce_scopes(ScopeEnforcement::new().allow_any_token_outside_base())
         .build()
         .unwrap();
     let router = Router::new()
@@ -420,10 +423,10 @@ async fn handler_side_require_uses_the_layer_realm_for_cached_tokens_too() {
 async fn bundle_entries_are_checked_one_by_one() {
     let clock = ManualClock::new();
     let issuer = issuer(&clock).await;
-    let verifier = SmartAuthLayer::builder(issuer.url())
+    let verifier = TokenVerifier::builder(issuer.url())
         .audience(issuer.audience())
         .clock(clock)
-        .build_verifier()
+        .build()
         .unwrap();
     let claims = verifier
         .verify(
@@ -434,7 +437,7 @@ async fn bundle_entries_are_checked_one_by_one() {
         )
         .await
         .unwrap();
-    let enforcement = ScopeEnforcement::new("/fhir");
+    let enforcement = ScopeEnforcement::new();
     assert!(
         enforcement
             .check_bundle_entry(&claims, "GET", "Patient/1")

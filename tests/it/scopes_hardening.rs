@@ -74,6 +74,7 @@ async fn scoped_app(enforcement: ScopeEnforcement) -> ScopedApp {
     let layer = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
         .clock(clock)
+        .served_at_path("/fhir")
         // The handler-side checks live on routes outside the FHIR base.
         .enforce_scopes(enforcement.allow_any_token_outside_base())
         .build()
@@ -175,7 +176,7 @@ const NOT_SEPARATORS: &[&str] = &[
 
 #[tokio::test]
 async fn only_the_space_separates_scopes() {
-    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    let app = scoped_app(ScopeEnforcement::new()).await;
     for bad in NOT_SEPARATORS {
         let string_claim = format!("system/Patient.r{bad}system/*.cruds system/Group.r");
         let array_claim = json!(["system/Group.r", "system/Patient.r system/*.cruds"]);
@@ -215,7 +216,7 @@ async fn only_the_space_separates_scopes() {
 
 #[tokio::test]
 async fn hostile_scope_spellings_grant_nothing() {
-    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    let app = scoped_app(ScopeEnforcement::new()).await;
     let hostile = [
         "system/Patient.READ",
         "system/Patient.Read",
@@ -261,7 +262,7 @@ async fn hostile_scope_spellings_grant_nothing() {
 
 #[tokio::test]
 async fn granular_scopes_never_grant_the_whole_type() {
-    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    let app = scoped_app(ScopeEnforcement::new()).await;
     let granular = format!("system/Observation.cruds?category={LAB_ENCODED}");
     let claims = [("scope", json!(granular))];
     let denied = [
@@ -401,7 +402,7 @@ async fn granular_scopes_never_grant_the_whole_type() {
 
 #[tokio::test]
 async fn handlers_that_apply_filters_get_granular_reads_but_never_writes() {
-    let app = scoped_app(ScopeEnforcement::new("/fhir").handler_applies_granular_filters()).await;
+    let app = scoped_app(ScopeEnforcement::new().handler_applies_granular_filters()).await;
     let granular = format!("system/Observation.cruds?category={LAB_ENCODED}");
     let claims = [("scope", json!(granular))];
     for path in [
@@ -440,7 +441,7 @@ async fn handlers_that_apply_filters_get_granular_reads_but_never_writes() {
 
 #[tokio::test]
 async fn a_blank_patient_is_no_launch_context() {
-    let app = scoped_app(ScopeEnforcement::new("/fhir")).await;
+    let app = scoped_app(ScopeEnforcement::new()).await;
     let scope = ("scope", json!("patient/Observation.rs"));
     for blank in ["", " ", "\t", " 123", "Patient/123", "1,2"] {
         let claims = [

@@ -5,6 +5,8 @@
 //! set, signature, then the claims (types, exact `iss`, `aud`, `exp`, `nbf`, `iat`).
 //! Nothing from the payload is looked at before the signature verified.
 
+mod builder;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,6 +21,10 @@ use crate::jwt;
 use crate::token_cache::{ClaimWindow, KeySetStamp, TokenCache};
 #[cfg(feature = "introspection")]
 use serde_json::Map;
+
+use builder::Validator;
+pub use builder::VerifierBuilder;
+pub(crate) use builder::checked_url;
 
 /// Which `typ` header values are accepted.
 ///
@@ -68,7 +74,7 @@ pub(crate) enum AudienceRule {
     AnyInsecure,
 }
 
-/// The settings of a [`TokenVerifier`], filled by the layer's builder.
+/// The settings of a [`TokenVerifier`], filled by its [`VerifierBuilder`].
 pub(crate) struct VerifierConfig {
     pub(crate) issuer: String,
     pub(crate) audience: AudienceRule,
@@ -77,9 +83,8 @@ pub(crate) struct VerifierConfig {
     pub(crate) token_type: TokenTypePolicy,
     pub(crate) claim_names: ClaimNames,
     pub(crate) max_token_length: usize,
-    /// Carried by the claims, for the errors handlers raise from them.
-    pub(crate) realm: Arc<str>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) validator: Option<Validator>,
     #[cfg(feature = "introspection")]
     pub(crate) introspection: Option<Arc<crate::introspection::Introspector>>,
 }
@@ -93,11 +98,11 @@ pub(crate) struct VerifierConfig {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use smart_auth::SmartAuthLayer;
+/// use smart_auth::TokenVerifier;
 ///
-/// let verifier = SmartAuthLayer::builder("https://auth.example.org")
+/// let verifier = TokenVerifier::builder("https://auth.example.org")
 ///     .audience("https://fhir.example.org/r4")
-///     .build_verifier()?;
+///     .build()?;
 /// verifier.warm_up().await?; // optional: fetch the keys before the first request
 /// let claims = verifier.verify("eyJhbGciOi...").await?;
 /// println!("client {:?}", claims.client_id());
@@ -141,9 +146,61 @@ impl TokenVerifier {
         }
     }
 
+    /// A builder for a verifier of `issuer`'s tokens. The issuer must be an `https` URL
+    /// (`http` only for loopback hosts); it is compared exactly with each token's `iss`.
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn builder(issuer: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder::new(issuer)
+    }
+
     /// The configured issuer.
     pub fn issuer(&self) -> &str {
         &self.inner.config.issuer
+    }
+
+    /// The first accepted audience, if audiences are configured.
+    pub(crate) fn first_audience(&self) -> Option<&str> {
+        match &self.inner.config.audience {
+            AudienceRule::OneOf(audiences) => audiences.first().map(String::as_str),
+            AudienceRule::TypedAccessTokensOnly | AudienceRule::AnyInsecure => None,
+        }
+    }
+
+    /// The longest token this verifier accepts.
+    pub(crate) fn max_token_length(&self) -> usize {
+        self.inner.config.max_token_length
+    }
+
+    /// Whether this verifier introspects tokens that are not JWTs.
+    #[cfg(feature = "introspection")]
+    pub(crate) fn introspects_opaque_tokens(&self) -> bool {
+        use crate::introspection::IntrospectionMode;
+        self.inner
+            .config
+            .introspection
+            .as_ref()
+            .is_some_and(|introspector| {
+                matches!(
+                    introspector.mode(),
+                    IntrospectionMode::Only | IntrospectionMode::NonJwtTokens
+                )
+            })
+    }
+
+    /// The validation hook's verdict on accepted claims (see
+    /// [`VerifierBuilder::validate`]).
+    pub(crate) fn check_policy(&self, claims: &SmartClaims) -> Result<(), AuthError> {
+        match &self.inner.config.validator {
+            Some(validator) => validator.check(claims).map_err(AuthError::from),
+            None => Ok(()),
+        }
     }
 
     /// Discovers and fetches the issuer's keys now, so that the first request does not
@@ -173,7 +230,10 @@ impl TokenVerifier {
     /// [`ErrorKind`] for the list and [`ErrorKind::answer`] for the HTTP answer.
     pub async fn verify(&self, token: &str) -> Result<SmartClaims, AuthError> {
         let stale = match self.lookup(token.as_bytes()) {
-            Lookup::Hit(claims) => return Ok(claims),
+            Lookup::Hit(claims) => {
+                self.check_policy(&claims)?;
+                return Ok(claims);
+            }
             Lookup::Stale => true,
             Lookup::Miss => false,
         };
@@ -181,7 +241,7 @@ impl TokenVerifier {
     }
 
     /// The full verification, after [`lookup`](Self::lookup) found no usable entry;
-    /// `stale` says whether it found an unusable one.
+    /// `stale` says whether it found an unusable one. The validation hook runs last.
     pub(crate) async fn verify_uncached(
         &self,
         token: &str,
@@ -200,7 +260,9 @@ impl TokenVerifier {
             // The entry can never be used again: free it now.
             cache.remove(token.as_bytes());
         }
-        result
+        let claims = result?;
+        self.check_policy(&claims)?;
+        Ok(claims)
     }
 
     /// How many verified tokens the token cache holds, for metrics and tests. It first
@@ -300,11 +362,7 @@ impl TokenVerifier {
     ) -> Result<SmartClaims, AuthError> {
         let answer = introspector.introspect(token).await?;
         let config = &self.inner.config;
-        let claims = SmartClaims::from_payload(
-            Map::clone(&answer),
-            &config.claim_names,
-            Some(Arc::clone(&config.realm)),
-        )?;
+        let claims = SmartClaims::from_payload(Map::clone(&answer), &config.claim_names)?;
         let now = unix_seconds(config.clock.now());
         // RFC 7662 makes `aud` optional: checked whenever the answer has one, so an empty
         // list names no accepted audience.
@@ -325,11 +383,7 @@ impl TokenVerifier {
             .await?;
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
         let payload = jwt::decode_payload(segments.payload)?;
-        let claims = SmartClaims::from_payload(
-            payload,
-            &config.claim_names,
-            Some(Arc::clone(&config.realm)),
-        )?;
+        let claims = SmartClaims::from_payload(payload, &config.claim_names)?;
         let now = config.clock.now();
         self.check_claims(&claims, unix_seconds(now), true)?;
         if let Some(cache) = &self.inner.tokens {
@@ -454,16 +508,16 @@ mod tests {
     #[tokio::test]
     async fn lookup_uses_an_entry_only_while_it_may_be_used() {
         use crate::testing::TestIssuer;
-        use crate::{ManualClock, SmartAuthLayer, TokenCachePolicy};
+        use crate::{ManualClock, TokenCachePolicy};
         use std::time::Duration;
 
         let clock = ManualClock::new();
         let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
-        let verifier = SmartAuthLayer::builder(issuer.url())
+        let verifier = TokenVerifier::builder(issuer.url())
             .audience(issuer.audience())
             .clock(clock.clone())
             .token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(30)))
-            .build_verifier()
+            .build()
             .unwrap();
         let token = issuer.token().lifetime(Duration::from_secs(3600)).sign();
         let hit = |verifier: &TokenVerifier| match verifier.lookup(token.as_bytes()) {

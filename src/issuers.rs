@@ -1,0 +1,191 @@
+//! [`Issuers`]: several [`TokenVerifier`]s, one per authorization server, and the choice
+//! of the one that verifies a token.
+//!
+//! The choice reads the token's `iss` from its payload before anything is verified, and
+//! only to pick a verifier: that verifier then checks the token with its own keys and
+//! settings alone (the signature, and `iss` again, exactly), so a token signed by one
+//! issuer's key that names another issuer is checked against the other issuer's keys and
+//! refused. An `iss` that names no configured issuer is refused at once, without any
+//! network I/O and without touching any cache.
+
+use std::collections::HashMap;
+
+use crate::claims::SmartClaims;
+use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::jwt;
+use crate::verifier::{Lookup, TokenVerifier};
+
+/// The verifiers of one or more issuers, keyed by their exact issuer identifier.
+///
+/// [`SmartAuthLayer`](crate::SmartAuthLayer) holds one; build one yourself to verify tokens
+/// of several issuers outside tower. Cloning is cheap: the verifiers are shared.
+///
+/// ```
+/// use smart_auth::{Issuers, TokenVerifier};
+///
+/// let issuers = Issuers::new([
+///     TokenVerifier::builder("https://auth.example.org")
+///         .audience("https://fhir.example.org/r4")
+///         .build()?,
+///     TokenVerifier::builder("https://login.partner.example")
+///         .audience("https://fhir.example.org/r4")
+///         .build()?,
+/// ])?;
+/// assert!(issuers.get("https://login.partner.example").is_some());
+/// assert!(issuers.get("https://login.partner.example/").is_none());
+/// # Ok::<(), smart_auth::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Issuers {
+    verifiers: Vec<TokenVerifier>,
+    /// Issuer identifier to its index in `verifiers`; empty with one issuer (no choice).
+    by_issuer: HashMap<String, usize>,
+    /// The verifier that introspects opaque tokens, if one does.
+    opaque: Option<usize>,
+    /// The longest token any of them accepts: longer ones are refused before parsing.
+    max_token_length: usize,
+}
+
+impl Issuers {
+    /// The registry of these verifiers.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::NoIssuer`] for an empty list, [`ConfigError::DuplicateIssuer`] when
+    /// two verifiers name the same issuer, [`ConfigError::AmbiguousIntrospection`] when
+    /// more than one introspects opaque tokens.
+    pub fn new(verifiers: impl IntoIterator<Item = TokenVerifier>) -> Result<Self, ConfigError> {
+        let verifiers: Vec<TokenVerifier> = verifiers.into_iter().collect();
+        if verifiers.is_empty() {
+            return Err(ConfigError::NoIssuer);
+        }
+        let mut by_issuer = HashMap::with_capacity(verifiers.len());
+        for (index, verifier) in verifiers.iter().enumerate() {
+            if by_issuer
+                .insert(verifier.issuer().to_owned(), index)
+                .is_some()
+            {
+                return Err(ConfigError::DuplicateIssuer);
+            }
+        }
+        if verifiers.len() == 1 {
+            by_issuer.clear();
+        }
+        #[cfg(feature = "introspection")]
+        let opaque = {
+            let mut opaque = verifiers
+                .iter()
+                .enumerate()
+                .filter(|(_, verifier)| verifier.introspects_opaque_tokens())
+                .map(|(index, _)| index);
+            let first = opaque.next();
+            if opaque.next().is_some() {
+                return Err(ConfigError::AmbiguousIntrospection);
+            }
+            first
+        };
+        #[cfg(not(feature = "introspection"))]
+        let opaque = None;
+        let max_token_length = verifiers
+            .iter()
+            .map(TokenVerifier::max_token_length)
+            .max()
+            .unwrap_or(0);
+        Ok(Self {
+            verifiers,
+            by_issuer,
+            opaque,
+            max_token_length,
+        })
+    }
+
+    /// The verifier of this exact issuer identifier.
+    pub fn get(&self, issuer: &str) -> Option<&TokenVerifier> {
+        if self.by_issuer.is_empty() {
+            return self.verifiers.first().filter(|v| v.issuer() == issuer);
+        }
+        self.by_issuer
+            .get(issuer)
+            .map(|&index| &self.verifiers[index])
+    }
+
+    /// Every verifier, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = &TokenVerifier> {
+        self.verifiers.iter()
+    }
+
+    /// Verifies a token with the verifier of the issuer it names (see the
+    /// [module docs](self) for how that one is chosen).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WrongIssuer`] for an issuer that is not configured, else what the
+    /// chosen verifier's [`verify`](TokenVerifier::verify) says.
+    pub async fn verify(&self, token: &str) -> Result<SmartClaims, AuthError> {
+        let (stale, index) = match self.lookup(token.as_bytes()) {
+            (Lookup::Hit(claims), index) => {
+                self.verifiers[index].check_policy(&claims)?;
+                return Ok(claims);
+            }
+            (Lookup::Stale, index) => (true, Some(index)),
+            (Lookup::Miss, _) => (false, None),
+        };
+        let verifier = match index {
+            Some(index) => &self.verifiers[index],
+            None => self.choose(token)?,
+        };
+        verifier.verify_uncached(token, stale).await
+    }
+
+    /// The answer of the token caches, without waiting for anything, with the index of the
+    /// verifier that answered (the first one on a miss).
+    pub(crate) fn lookup(&self, token: &[u8]) -> (Lookup, usize) {
+        for (index, verifier) in self.verifiers.iter().enumerate() {
+            match verifier.lookup(token) {
+                Lookup::Miss => {}
+                found => return (found, index),
+            }
+        }
+        (Lookup::Miss, 0)
+    }
+
+    /// The verifier at this index (from [`lookup`](Self::lookup)).
+    pub(crate) fn at(&self, index: usize) -> &TokenVerifier {
+        &self.verifiers[index]
+    }
+
+    /// The verifier for a token the caches do not know: the only one, or the one its `iss`
+    /// names.
+    pub(crate) fn choose(&self, token: &str) -> Result<&TokenVerifier, AuthError> {
+        if self.by_issuer.is_empty() {
+            return Ok(&self.verifiers[0]);
+        }
+        if token.len() > self.max_token_length {
+            return Err(ErrorKind::TokenTooLarge.into());
+        }
+        let segments = match jwt::split(token) {
+            Ok(segments) => segments,
+            Err(kind) => {
+                // Not a JWT: only introspection can tell what it is.
+                return self
+                    .opaque
+                    .map(|index| &self.verifiers[index])
+                    .ok_or_else(|| kind.into());
+            }
+        };
+        // Read only to choose a verifier; that verifier checks everything, `iss` included.
+        let payload = jwt::decode_payload(segments.payload)?;
+        let issuer = match payload.get("iss") {
+            Some(serde_json::Value::String(issuer)) => issuer,
+            Some(_) => return Err(ErrorKind::InvalidClaim.into()),
+            None => return Err(ErrorKind::WrongIssuer.into()),
+        };
+        self.by_issuer
+            .get(issuer.as_str())
+            .map(|&index| &self.verifiers[index])
+            .ok_or_else(|| {
+                tracing::debug!(target: "smart_auth::rejection", "token from an issuer that is not configured");
+                ErrorKind::WrongIssuer.into()
+            })
+    }
+}

@@ -1,0 +1,442 @@
+//! [`VerifierBuilder`]: every setting of a [`TokenVerifier`], checked once in `build`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::{AudienceRule, TokenTypePolicy, TokenVerifier, VerifierConfig};
+use crate::algorithm::SigningAlgorithm;
+use crate::claims::{ClaimNames, SmartClaims};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ConfigError, Refusal};
+use crate::fetch::{Fetcher, default_client, is_allowed_url};
+use crate::jwks::{KeySource, KeyStore, RefreshPolicy};
+use crate::token_cache::{TokenCache, TokenCachePolicy};
+
+/// Builds a [`TokenVerifier`]: the verification of one issuer's tokens, with no HTTP
+/// framework in it. Get one from [`TokenVerifier::builder`].
+///
+/// Every setting has a secure default; `build` checks them all and does no network I/O.
+/// Hand the builder to [`SmartAuthBuilder::issuer`](crate::SmartAuthBuilder::issuer) to
+/// accept this issuer's tokens in a layer, or build it and call
+/// [`verify`](TokenVerifier::verify) from any transport.
+///
+/// ```
+/// use std::time::Duration;
+/// use smart_auth::{SigningAlgorithm, TokenTypePolicy, TokenVerifier};
+///
+/// let verifier = TokenVerifier::builder("https://auth.example.org")
+///     .audience("https://fhir.example.org/r4")
+///     .algorithms([SigningAlgorithm::RS384, SigningAlgorithm::ES384])
+///     .token_type(TokenTypePolicy::Rfc9068)
+///     .leeway(Duration::from_secs(30))
+///     .build()
+///     .expect("valid configuration");
+/// assert_eq!(verifier.issuer(), "https://auth.example.org");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct VerifierBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    any_audience: bool,
+    leeway: Duration,
+    algorithms: Vec<SigningAlgorithm>,
+    token_type: TokenTypePolicy,
+    scope_claims: Vec<String>,
+    client_id_claims: Vec<String>,
+    http_client: Option<reqwest::Client>,
+    fetch_timeout: Duration,
+    max_response_size: usize,
+    jwks_uri: Option<String>,
+    refresh: RefreshPolicy,
+    clock: Arc<dyn Clock>,
+    max_token_length: usize,
+    #[cfg(feature = "introspection")]
+    introspection: Option<crate::introspection::Introspection>,
+    token_cache: TokenCachePolicy,
+    validator: Option<Validator>,
+}
+
+/// A validation hook: [`VerifierBuilder::validate`].
+#[derive(Clone)]
+pub(crate) struct Validator(Arc<dyn Fn(&SmartClaims) -> Result<(), Refusal> + Send + Sync>);
+
+impl Validator {
+    pub(crate) fn check(&self, claims: &SmartClaims) -> Result<(), Refusal> {
+        (self.0)(claims)
+    }
+}
+
+impl fmt::Debug for Validator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Validator(..)")
+    }
+}
+
+impl VerifierBuilder {
+    pub(crate) fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences: Vec::new(),
+            any_audience: false,
+            leeway: Duration::from_secs(60),
+            algorithms: SigningAlgorithm::DEFAULT.to_vec(),
+            token_type: TokenTypePolicy::default(),
+            scope_claims: vec!["scope".into(), "scp".into()],
+            client_id_claims: vec!["client_id".into(), "azp".into(), "cid".into()],
+            http_client: None,
+            fetch_timeout: Duration::from_secs(5),
+            max_response_size: 1024 * 1024,
+            jwks_uri: None,
+            refresh: RefreshPolicy::default(),
+            clock: Arc::new(SystemClock),
+            max_token_length: 16 * 1024,
+            #[cfg(feature = "introspection")]
+            introspection: None,
+            token_cache: TokenCachePolicy::default(),
+            validator: None,
+        }
+    }
+
+    /// The first configured audience, if any (the layer's default realm).
+    pub(crate) fn first_audience(&self) -> Option<&str> {
+        self.audiences.first().map(String::as_str)
+    }
+
+    /// The FHIR base URL as the audience, unless the user chose audiences (or any
+    /// audience) for this issuer.
+    pub(crate) fn default_audience(mut self, base: &str) -> Self {
+        if self.audiences.is_empty() && !self.any_audience {
+            self.audiences.push(base.to_owned());
+        }
+        self
+    }
+
+    /// Adds an accepted audience: a token's `aud` must contain at least one of them. Use
+    /// your FHIR base URL.
+    ///
+    /// **Without any audience**, the layer cannot tell whom a token was minted for, so it
+    /// accepts only tokens whose `typ` header says they are access tokens (`at+jwt` or
+    /// `application/at+jwt`, RFC 9068): the issuer's ID tokens and other JWTs, whose `aud`
+    /// is some client, are refused with 401 `invalid_token`, and a warning is logged the
+    /// first time. Many issuers type their access tokens `JWT`; with them, configure the
+    /// audience (RFC 9068 section 4 requires the resource server to check it).
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// **Insecure:** accepts tokens whatever their `aud` and `typ`, including tokens the
+    /// issuer minted for other resource servers and its ID tokens. Only for a deployment
+    /// where every token of the issuer is meant for this API; prefer
+    /// [`audience`](Self::audience). A warning is logged at first use. Combined with
+    /// `audience`, `build` fails with [`ConfigError::ConflictingAudience`].
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .insecure_accept_any_audience()
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn insecure_accept_any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Clock tolerance for `exp`, `nbf` and `iat` (default 60 s, at most 10 min).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The accepted signature algorithms (default: all of [`SigningAlgorithm::DEFAULT`]).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Which `typ` headers are accepted (default [`TokenTypePolicy::Lenient`]).
+    pub fn token_type(mut self, policy: TokenTypePolicy) -> Self {
+        self.token_type = policy;
+        self
+    }
+
+    /// The claims to read scopes from, first present wins (default `scope`, `scp`). The
+    /// value may be a space-separated string or an array of strings.
+    pub fn scope_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The claims to read the client id from, first present wins (default `client_id`,
+    /// `azp`, `cid`).
+    pub fn client_id_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.client_id_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The HTTP client for every discovery and key fetch (proxies, custom roots). The
+    /// layer's own limits still apply: per-request timeout, body cap, and no redirects (a
+    /// response from another URL than the one asked for is refused).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The time limit of each fetch, from connecting to the last body byte (default 5 s).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// The largest discovery or key-set document read (default 1 MiB).
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
+        self
+    }
+
+    /// Uses this key-set URL instead of discovering it from the issuer.
+    pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
+        self.jwks_uri = Some(uri.into());
+        self
+    }
+
+    /// How the key cache refreshes (see [`RefreshPolicy`]).
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+
+    /// The time source (default the system clock). Tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The longest token accepted, checked before any parsing (default 16 KiB).
+    pub fn max_token_length(mut self, bytes: usize) -> Self {
+        self.max_token_length = bytes;
+        self
+    }
+
+    /// Validates tokens by RFC 7662 introspection, instead of or besides local JWT
+    /// validation (see [`Introspection`](crate::Introspection)).
+    #[cfg(feature = "introspection")]
+    pub fn introspection(mut self, introspection: crate::introspection::Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
+    /// How verified tokens are cached (default [`TokenCachePolicy::default`]: on, 10,000
+    /// tokens, 5 min).
+    ///
+    /// With the cache, a request whose token this layer verified before (a token is stored
+    /// the second time it verifies) skips parsing and the signature check; `exp`, `nbf`
+    /// and `iat` are still checked on every request against the configured clock, with the
+    /// same leeway. The cache belongs to this layer alone. Trade-off: a key removed from
+    /// the issuer's JWK Set stays trusted for tokens already cached until the key set is
+    /// refetched, the entry's max age passes or the token expires (see
+    /// [`TokenCachePolicy`]). Use [`no_token_cache`](Self::no_token_cache) to verify every
+    /// signature.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{TokenCachePolicy, TokenVerifier};
+    ///
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(60)))
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn token_cache(mut self, policy: TokenCachePolicy) -> Self {
+        self.token_cache = policy;
+        self
+    }
+
+    /// Turns the verified-token cache off: every request's token is parsed and its
+    /// signature checked. The same as `.token_cache(TokenCachePolicy::disabled())`.
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    ///
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .no_token_cache()
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn no_token_cache(self) -> Self {
+        self.token_cache(TokenCachePolicy::disabled())
+    }
+
+    /// A check of your own, run on every accepted token after every check of this crate
+    /// (for a cached token too, on every request): return a [`Refusal`] to refuse the
+    /// request with 401 `invalid_token` ([`Refusal::InvalidToken`]) or 403
+    /// `insufficient_scope` ([`Refusal::InsufficientScope`]). The answer keeps RFC 6750's
+    /// form and the layer's realm; the hook chooses the refusal, not the status. Keep it
+    /// fast and free of I/O: it runs inline on the request path.
+    ///
+    /// ```
+    /// use smart_auth::{Refusal, TokenVerifier};
+    ///
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .validate(|claims| match claims.tenant() {
+    ///         Some("north") => Ok(()),
+    ///         _ => Err(Refusal::InvalidToken),
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn validate<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&SmartClaims) -> Result<(), Refusal> + Send + Sync + 'static,
+    {
+        self.validator = Some(Validator(Arc::new(check)));
+        self
+    }
+
+    /// Checks the settings and builds the verifier. No network I/O.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn build(self) -> Result<TokenVerifier, ConfigError> {
+        checked_url(&self.issuer, "issuer")?;
+        let source = match &self.jwks_uri {
+            Some(uri) => KeySource::Fixed(checked_url(uri, "jwks_uri")?),
+            None => KeySource::Discover {
+                issuer: self.issuer.clone(),
+            },
+        };
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithms);
+        }
+        for (names, field) in [
+            (&self.scope_claims, "scope_claims"),
+            (&self.client_id_claims, "client_id_claims"),
+        ] {
+            if names.is_empty() || names.iter().any(String::is_empty) {
+                return Err(ConfigError::InvalidClaimNames { field });
+            }
+        }
+        let limits = [
+            (self.fetch_timeout.is_zero(), "fetch_timeout"),
+            (self.max_response_size == 0, "max_response_size"),
+            (self.max_token_length == 0, "max_token_length"),
+            (self.leeway > Duration::from_secs(600), "leeway"),
+        ];
+        if let Some((_, field)) = limits.into_iter().find(|(bad, _)| *bad) {
+            return Err(ConfigError::InvalidLimit { field });
+        }
+        self.refresh.validate()?;
+        self.token_cache.validate()?;
+        let audience = match (self.audiences.is_empty(), self.any_audience) {
+            (false, false) => AudienceRule::OneOf(self.audiences),
+            (true, false) => AudienceRule::TypedAccessTokensOnly,
+            (true, true) => AudienceRule::AnyInsecure,
+            (false, true) => return Err(ConfigError::ConflictingAudience),
+        };
+        let fetcher = Fetcher {
+            client: self
+                .http_client
+                .map_or_else(|| default_client(self.fetch_timeout), Ok)
+                .map_err(|_| ConfigError::HttpClient)?,
+            timeout: self.fetch_timeout,
+            max_body: self.max_response_size,
+        };
+        #[cfg(feature = "introspection")]
+        let introspection = match self.introspection {
+            Some(settings) => {
+                settings.validate()?;
+                if let Some(endpoint) = &settings.endpoint {
+                    checked_url(endpoint, "introspection endpoint")?;
+                }
+                Some(Arc::new(crate::introspection::Introspector::new(
+                    settings,
+                    self.issuer.clone(),
+                    fetcher.clone(),
+                    Arc::clone(&self.clock),
+                )))
+            }
+            None => None,
+        };
+        let keys = KeyStore::new(source, fetcher, self.refresh, Arc::clone(&self.clock));
+        let mut algorithms: Vec<_> = self
+            .algorithms
+            .iter()
+            .map(|a| a.to_jsonwebtoken())
+            .collect();
+        algorithms.dedup();
+        let config = VerifierConfig {
+            issuer: self.issuer,
+            audience,
+            leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+            algorithms,
+            token_type: self.token_type,
+            claim_names: ClaimNames {
+                scope: self.scope_claims,
+                client_id: self.client_id_claims,
+            },
+            max_token_length: self.max_token_length,
+            clock: self.clock,
+            validator: self.validator,
+            #[cfg(feature = "introspection")]
+            introspection,
+        };
+        Ok(TokenVerifier::new(
+            config,
+            keys,
+            TokenCache::new(&self.token_cache),
+        ))
+    }
+}
+
+/// An absolute `https` URL (or `http` to loopback) without query or fragment.
+pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl {
+        field,
+        reason: "not an absolute URL",
+    })?;
+    if !is_allowed_url(&url) {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must be https (http only for loopback hosts)",
+        });
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must not have a query or fragment",
+        });
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must not carry credentials",
+        });
+    }
+    Ok(url)
+}
