@@ -66,6 +66,8 @@ struct IssuerState {
 
 struct Keys {
     generation: usize,
+    /// The fixed tag of every `kid`, else a random one per rotation.
+    tag: Option<String>,
     published: Vec<Arc<TestKey>>,
     current: HashMap<KeyTypeKey, Arc<TestKey>>,
 }
@@ -107,9 +109,32 @@ pub struct TestIssuerBuilder {
     audience: Option<String>,
     clock: Arc<dyn Clock>,
     path: String,
+    key_tag: Option<String>,
 }
 
 impl TestIssuerBuilder {
+    /// A fixed tag in every `kid` instead of a random one, so that two issuers publish the
+    /// same `kid`s for different keys (a multi-issuer test: a key must be chosen by issuer
+    /// first, then by `kid`).
+    ///
+    /// ```
+    /// # async fn run() {
+    /// use smart_auth::SigningAlgorithm;
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// let a = TestIssuer::builder().key_tag("same").start().await;
+    /// let b = TestIssuer::builder().key_tag("same").start().await;
+    /// assert_eq!(
+    ///     a.current_kid(SigningAlgorithm::RS256),
+    ///     b.current_kid(SigningAlgorithm::RS256)
+    /// );
+    /// # }
+    /// ```
+    pub fn key_tag(mut self, tag: impl Into<String>) -> Self {
+        self.key_tag = Some(tag.into());
+        self
+    }
+
     /// The `aud` of minted tokens (default `https://fhir.example.test/r4`).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
@@ -142,6 +167,7 @@ impl TestIssuerBuilder {
         let base = format!("http://{address}{}", self.path);
         let mut keys = Keys {
             generation: 0,
+            tag: self.key_tag,
             published: Vec::new(),
             current: HashMap::new(),
         };
@@ -189,12 +215,12 @@ impl TestIssuerBuilder {
 fn rotate(keys: &mut Keys) {
     keys.generation += 1;
     // A random tag keeps kids unique across issuers, as real ones are.
-    let mut tag = [0u8; 3];
-    aws_lc_rs::rand::fill(&mut tag).expect("system randomness");
-    let generation = format!(
-        "{}-{:02x}{:02x}{:02x}",
-        keys.generation, tag[0], tag[1], tag[2]
-    );
+    let tag = keys.tag.clone().unwrap_or_else(|| {
+        let mut tag = [0u8; 3];
+        aws_lc_rs::rand::fill(&mut tag).expect("system randomness");
+        format!("{:02x}{:02x}{:02x}", tag[0], tag[1], tag[2])
+    });
+    let generation = format!("{}-{tag}", keys.generation);
     let fresh = [
         (KeyType::Rsa, format!("rsa-{generation}"), None),
         (
@@ -234,6 +260,7 @@ impl TestIssuer {
             audience: None,
             clock: Arc::new(SystemClock),
             path: String::new(),
+            key_tag: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod discovery;
 mod extractor;
 mod interop;
 mod introspection;
+mod issuers;
 mod jose_strict;
 mod key_cache;
 mod nest;
