@@ -5,6 +5,7 @@ mod support;
 
 mod answers;
 mod client;
+mod configuration;
 mod demo;
 mod dev_server;
 mod dev_server_state;

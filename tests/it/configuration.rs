@@ -1,0 +1,273 @@
+//! The configuration surface: the FHIR base said once, the validation hook, and the realm
+//! of refusals raised behind the layer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use reqwest::StatusCode;
+use smart_auth::discovery::SmartConfiguration;
+use smart_auth::scopes::Interaction;
+use smart_auth::testing::TestIssuer;
+use smart_auth::{AuthError, ManualClock, Refusal, ScopeEnforcement, SmartAuthLayer, SmartClaims};
+
+use crate::support::{app, serve};
+
+const BASE: &str = "https://fhir.example.test/r4";
+
+/// One setting, `fhir_base`, gives the audience, the enforcement base, the public paths
+/// and the discovery document's location.
+#[tokio::test]
+async fn the_fhir_base_is_said_once() {
+    let clock = ManualClock::new();
+    let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .fhir_base(BASE)
+        .clock(clock)
+        .enforce_scopes(ScopeEnforcement::new())
+        .build()
+        .unwrap();
+    let configuration = SmartConfiguration::backend_services(format!("{}/token", issuer.url()))
+        .scopes_supported(["system/*.rs"])
+        .build()
+        .unwrap();
+    let discovery = auth.discovery(configuration);
+    assert_eq!(discovery.paths(), ["/r4/.well-known/smart-configuration"]);
+    let router = Router::new()
+        .route("/r4/Patient/{id}", get(|| async { "patient" }))
+        .route("/r4/metadata", get(|| async { "metadata" }))
+        .route("/other/Patient/{id}", get(|| async { "other" }))
+        .layer(auth)
+        .merge(discovery.router());
+    let (url, _server) = serve(router).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<String>| {
+        let mut request = http.get(format!("{url}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status(), challenge)
+        }
+    };
+    let realm = format!("Bearer realm=\"{BASE}\"");
+
+    // Discovery and metadata under the base: public.
+    let (status, _) = get("/r4/.well-known/smart-configuration", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(get("/r4/metadata", None).await.0, StatusCode::OK);
+    // Outside the base nothing is public.
+    let (status, challenge) = get("/other/Patient/1", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some(realm.as_str()));
+
+    // The base URL is the audience.
+    let scoped = |aud: &str| {
+        issuer
+            .token()
+            .audience(aud)
+            .scope("system/Patient.rs")
+            .sign()
+    };
+    assert_eq!(
+        get("/r4/Patient/1", Some(scoped(BASE))).await.0,
+        StatusCode::OK
+    );
+    let (status, challenge) = get("/r4/Patient/1", Some(scoped("https://other.example/r4"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(
+            format!(
+                "{realm}, error=\"invalid_token\", error_description=\"the token is for another audience\""
+            )
+            .as_str()
+        )
+    );
+    // The enforcement base is the base's path: under it scopes count, outside it the
+    // request is refused.
+    let observation_only = issuer
+        .token()
+        .audience(BASE)
+        .scope("system/Observation.rs")
+        .sign();
+    let (status, challenge) = get("/r4/Patient/1", Some(observation_only.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        challenge
+            .as_deref()
+            .is_some_and(|c| c.starts_with(&format!("{realm}, error=\"insufficient_scope\""))),
+        "{challenge:?}"
+    );
+    assert_eq!(
+        get("/other/Patient/1", Some(scoped(BASE))).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+/// The validation hook refuses with 401 or 403 in RFC 6750's exact form, on every
+/// request, cached tokens included.
+#[tokio::test]
+async fn the_validation_hook_refuses_with_exact_answers() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let app = app(move |b| {
+        b.realm("api").validate(move |claims| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            match claims.tenant() {
+                Some("north") => Ok(()),
+                Some("south") => Err(Refusal::insufficient_scope("system/Tenant.south")),
+                Some("east") => Err(Refusal::InsufficientScope { scope: None }),
+                _ => Err(Refusal::InvalidToken),
+            }
+        })
+    })
+    .await;
+    let token = |tenant: &str| app.issuer.token().claim("tenant", tenant).sign();
+
+    let north = token("north");
+    for _ in 0..3 {
+        assert_eq!(app.get_with_token(&north).await.status, StatusCode::OK);
+    }
+    let west = token("west");
+    for _ in 0..3 {
+        let answer = app.get_with_token(&west).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(
+                "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the access token is refused by the server's policy\""
+            )
+        );
+        assert_eq!(answer.body["resourceType"], "OperationOutcome");
+    }
+    let answer = app.get_with_token(&token("south")).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\", scope=\"system/Tenant.south\""
+        )
+    );
+    let answer = app.get_with_token(&token("east")).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\""
+        )
+    );
+    // Every request ran the hook, the cached ones too (a token is cached from its
+    // second verification on).
+    assert_eq!(calls.load(Ordering::Relaxed), 8);
+    // A token the hook refused is never handed to a handler, even from the cache.
+    assert!(app.layer.issuers().iter().next().unwrap().cached_tokens() >= 1);
+}
+
+async fn require_read_of_observation(claims: SmartClaims) -> Result<&'static str, AuthError> {
+    claims.require(Interaction::Read, "Observation")?;
+    Ok("observation")
+}
+
+async fn optional_then_required(claims: Option<SmartClaims>) -> Result<&'static str, AuthError> {
+    match claims {
+        Some(_) => Ok("claims"),
+        None => Err(AuthError::new(smart_auth::ErrorKind::MissingToken)),
+    }
+}
+
+/// Refusals raised behind the layer (a handler's `AuthError`, an extractor's rejection)
+/// carry the layer's realm; with nested layers the one nearest the handler wins.
+#[tokio::test]
+async fn refusals_raised_behind_the_layer_carry_its_realm() {
+    let clock = ManualClock::new();
+    let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    let layer = |realm: &str| {
+        SmartAuthLayer::builder(issuer.url())
+            .audience(issuer.audience())
+            .clock(clock.clone())
+            .realm(realm)
+            .public_path("/open")
+            .optional()
+            .build()
+            .unwrap()
+    };
+    let inner = Router::new()
+        .route("/inner/observation", get(require_read_of_observation))
+        .layer(layer("inner"));
+    let router =
+        Router::new()
+            .route("/observation", get(require_read_of_observation))
+            .route(
+                "/open",
+                get(|claims: SmartClaims| async move {
+                    claims.client_id().unwrap_or_default().to_owned()
+                }),
+            )
+            .route("/anonymous", get(optional_then_required))
+            .merge(inner)
+            .layer(layer("outer"));
+    let (url, _server) = serve(router).await;
+    let http = reqwest::Client::new();
+    let token = issuer.token().scope("system/Patient.rs").sign();
+    let challenge = |path: &'static str, token: Option<String>| {
+        let mut request = http.get(format!("{url}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, challenge)
+        }
+    };
+    let insufficient = |realm: &str| {
+        format!(
+            "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\", scope=\"system/Observation.r\""
+        )
+    };
+    for _ in 0..3 {
+        // Fresh, then cached: the same answer.
+        let (status, value) = challenge("/observation", Some(token.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(value, Some(insufficient("outer")));
+        let (status, value) = challenge("/inner/observation", Some(token.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            value,
+            Some(insufficient("inner")),
+            "the nearest layer's realm"
+        );
+    }
+    // An extractor's rejection on a public route, and a handler's own 401.
+    for path in ["/open", "/anonymous"] {
+        let (status, value) = challenge(path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(value.as_deref(), Some("Bearer realm=\"outer\""), "{path}");
+    }
+    // Without any layer: the default realm.
+    let bare = Router::new().route(
+        "/anonymous",
+        get(|| async { AuthError::new(smart_auth::ErrorKind::MissingToken) }),
+    );
+    let (bare_url, _bare_server) = serve(bare).await;
+    let response = http
+        .get(format!("{bare_url}/anonymous"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers().get("www-authenticate").unwrap(),
+        "Bearer realm=\"fhir\""
+    );
+}
