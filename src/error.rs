@@ -435,6 +435,17 @@ pub enum ConfigError {
     /// ([`insecure_accept_any_audience`](crate::SmartAuthBuilder::insecure_accept_any_audience)):
     /// one of the two is a mistake.
     ConflictingAudience,
+    /// Keys given directly ([`StaticKeys`](crate::StaticKeys)) cannot be used: the text is
+    /// not a JWK Set or PEM public key, a key breaks the import policy, the algorithm does
+    /// not fit the key, or the file cannot be read. The reason never quotes key material.
+    InvalidStaticKeys {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Both [`static_keys`](crate::SmartAuthBuilder::static_keys) and
+    /// [`jwks_uri`](crate::SmartAuthBuilder::jwks_uri) are configured: the keys come from
+    /// one place only.
+    ConflictingKeySource,
 }
 
 impl fmt::Display for ConfigError {
@@ -450,6 +461,10 @@ impl fmt::Display for ConfigError {
             Self::ConflictingAudience => f.write_str(
                 "audiences are configured and every audience is accepted too: choose one",
             ),
+            Self::InvalidStaticKeys { reason } => write!(f, "invalid static keys: {reason}"),
+            Self::ConflictingKeySource => {
+                f.write_str("static keys and a jwks_uri are both configured: choose one")
+            }
         }
     }
 }

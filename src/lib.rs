@@ -117,7 +117,7 @@ pub use enforce::{ScopeEnforcement, default_operation_policy};
 pub use error::{Answer, AuthError, ConfigError, ErrorKind};
 #[cfg(feature = "introspection")]
 pub use introspection::{Introspection, IntrospectionAuth, IntrospectionMode};
-pub use jwks::{KeyCacheStatus, RefreshPolicy};
+pub use jwks::{KeyCacheStatus, RefreshPolicy, StaticKeys};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
 pub use token_cache::TokenCachePolicy;
 pub use verifier::{TokenTypePolicy, TokenVerifier};
