@@ -482,6 +482,17 @@ pub enum ConfigError {
     /// More than one issuer of a layer introspects tokens that are not JWTs: an opaque
     /// token names no issuer, so it could not choose between them.
     AmbiguousIntrospection,
+    /// Keys given directly ([`StaticKeys`](crate::StaticKeys)) cannot be used: the text is
+    /// not a JWK Set or PEM public key, a key breaks the import policy, the algorithm does
+    /// not fit the key, or the file cannot be read. The reason never quotes key material.
+    InvalidStaticKeys {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Both [`static_keys`](crate::SmartAuthBuilder::static_keys) and
+    /// [`jwks_uri`](crate::SmartAuthBuilder::jwks_uri) are configured: the keys come from
+    /// one place only.
+    ConflictingKeySource,
 }
 
 impl fmt::Display for ConfigError {
@@ -501,6 +512,10 @@ impl fmt::Display for ConfigError {
             Self::DuplicateIssuer => f.write_str("two verifiers are configured for one issuer"),
             Self::AmbiguousIntrospection => {
                 f.write_str("more than one issuer introspects opaque tokens: at most one may")
+            }
+            Self::InvalidStaticKeys { reason } => write!(f, "invalid static keys: {reason}"),
+            Self::ConflictingKeySource => {
+                f.write_str("static keys and a jwks_uri are both configured: choose one")
             }
         }
     }

@@ -119,7 +119,7 @@ pub use error::{Answer, AuthError, ConfigError, ErrorKind, Refusal};
 #[cfg(feature = "introspection")]
 pub use introspection::{Introspection, IntrospectionAuth, IntrospectionMode};
 pub use issuers::Issuers;
-pub use jwks::{KeyCacheStatus, RefreshPolicy};
+pub use jwks::{KeyCacheStatus, RefreshPolicy, StaticKeys};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
 pub use token_cache::TokenCachePolicy;
 pub use verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};

@@ -28,11 +28,13 @@
 
 use std::ops::RangeInclusive;
 
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::rsa::PublicKey as RsaPublicKey;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
-    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
-    RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512, RsaParameters,
-    RsaPublicKeyComponents,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, EcdsaVerificationAlgorithm,
+    ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384,
+    RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384,
+    RSA_PSS_2048_8192_SHA512, RsaParameters, RsaPublicKeyComponents,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -70,6 +72,7 @@ impl KeyFamily {
 }
 
 /// One public key fit for verifying signatures.
+#[derive(Clone)]
 pub(crate) struct VerificationKey {
     pub(crate) kid: Option<String>,
     pub(crate) family: KeyFamily,
@@ -105,7 +108,7 @@ impl std::fmt::Debug for VerificationKey {
 }
 
 /// The usable keys of one JWK Set.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct KeySet {
     keys: Vec<VerificationKey>,
 }
@@ -133,14 +136,21 @@ pub(crate) enum KeySetError {
     NoUsableKey,
 }
 
-impl std::fmt::Display for KeySetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl KeySetError {
+    /// What is wrong, in words (no part of the document).
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
             Self::NotJson => "the JWK Set is not a JSON object",
             Self::DuplicateMember => "the JWK Set names a member twice",
             Self::NoKeysArray => "the JWK Set has no \"keys\" array",
             Self::NoUsableKey => "the JWK Set holds no usable signing key",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for KeySetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
     }
 }
 
@@ -170,6 +180,15 @@ impl KeySet {
 
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The set with `key` added, unless a key of the set already carries `key`'s `kid`.
+    pub(crate) fn push(&mut self, key: VerificationKey) -> Result<(), &'static str> {
+        if key.kid.is_some() && self.keys.iter().any(|other| other.kid == key.kid) {
+            return Err("two keys have the same kid");
+        }
+        self.keys.push(key);
+        Ok(())
     }
 
     pub(crate) fn get(&self, index: usize) -> &VerificationKey {
@@ -260,6 +279,99 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
         alg,
         parsed: parsed.keys,
     })
+}
+
+/// How a DER public key given outside a JWK Set is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublicKeyDer {
+    /// An X.509 `SubjectPublicKeyInfo` (RFC 5280 section 4.1): RSA, P-256, P-384 or Ed25519.
+    Spki,
+    /// A PKCS#1 `RSAPublicKey` (RFC 8017 appendix A.1.1).
+    RsaPkcs1,
+}
+
+impl VerificationKey {
+    /// A public key given as DER for exactly one algorithm, `alg`: the same key, checked
+    /// under the same import policy, as a JWK with this `alg` and `kid` would give. aws-lc
+    /// decodes the DER, and the DER must be exactly what aws-lc encodes for that key
+    /// (canonical, and of the stated form: an SPKI is not taken for PKCS#1 or for a bare
+    /// curve point, nor the other way round). RSA keys go through the JWK path from their
+    /// `n` and `e`, so their size and exponent rules are the very same.
+    pub(crate) fn from_der(
+        der: &[u8],
+        format: PublicKeyDer,
+        alg: Algorithm,
+        kid: Option<String>,
+    ) -> Result<Self, &'static str> {
+        let parsed = match format {
+            PublicKeyDer::RsaPkcs1 => {
+                let key = RsaPublicKey::from_der(der)
+                    .ok()
+                    .filter(|key| key.as_ref() == der)
+                    .ok_or("not a DER PKCS#1 RSA public key")?;
+                rsa_der_key(&key, alg)?
+            }
+            PublicKeyDer::Spki => spki_key(der, alg)?,
+        };
+        Ok(Self {
+            kid,
+            family: parsed.family,
+            alg: Some(alg),
+            parsed: parsed.keys,
+        })
+    }
+}
+
+/// An RSA key decoded by aws-lc, checked and parsed like a JWK's `n` and `e`.
+fn rsa_der_key(key: &RsaPublicKey, alg: Algorithm) -> Result<ParsedKey, &'static str> {
+    if !KeyFamily::Rsa.fits(alg) {
+        return Err("alg does not fit the key type");
+    }
+    let components = RsaPublicKeyComponents::<Vec<u8>>::from(key);
+    rsa_key(&components.n, &components.e, Some(alg))
+}
+
+/// A `SubjectPublicKeyInfo` of one of the supported key types, for `alg`.
+fn spki_key(der: &[u8], alg: Algorithm) -> Result<ParsedKey, &'static str> {
+    /// Whether aws-lc encodes the key as exactly these bytes.
+    fn canonical(key: &impl AsDer<PublicKeyX509Der<'static>>, der: &[u8]) -> bool {
+        key.as_der().is_ok_and(|encoded| encoded.as_ref() == der)
+    }
+    if let Ok(key) = RsaPublicKey::from_der(der) {
+        if !canonical(&key, der) {
+            return Err("not a DER SubjectPublicKeyInfo");
+        }
+        return rsa_der_key(&key, alg);
+    }
+    let curves: [(KeyFamily, Algorithm, &'static EcdsaVerificationAlgorithm); 2] = [
+        (KeyFamily::P256, Algorithm::ES256, &ECDSA_P256_SHA256_FIXED),
+        (KeyFamily::P384, Algorithm::ES384, &ECDSA_P384_SHA384_FIXED),
+    ];
+    for (family, jose, algorithm) in curves {
+        // aws-lc checks the named curve and that the point is on it (as for a JWK).
+        if let Ok(key) = ParsedPublicKey::new(algorithm, der) {
+            if !canonical(&key, der) {
+                return Err("not a DER SubjectPublicKeyInfo");
+            }
+            check_alg_fits(family, Some(alg))?;
+            return Ok(ParsedKey {
+                family,
+                keys: Box::new([(jose, key)]),
+            });
+        }
+    }
+    // Ed25519 last: aws-lc also reads 32 bare octets as a key, which `canonical` refuses.
+    if let Ok(key) = ParsedPublicKey::new(&ED25519, der) {
+        if !canonical(&key, der) {
+            return Err("not a DER SubjectPublicKeyInfo");
+        }
+        check_alg_fits(KeyFamily::Ed25519, Some(alg))?;
+        return Ok(ParsedKey {
+            family: KeyFamily::Ed25519,
+            keys: Box::new([(Algorithm::EdDSA, key)]),
+        });
+    }
+    Err("not a SubjectPublicKeyInfo of an RSA, P-256, P-384 or Ed25519 key")
 }
 
 /// A public key checked and parsed for the algorithms its family and the JWK's `alg` allow.

@@ -1,7 +1,9 @@
 //! The issuer's signing keys: discovery, fetching, caching and refreshing.
-//! The behaviour is documented on [`RefreshPolicy`].
+//! The behaviour is documented on [`RefreshPolicy`]. Keys given directly
+//! ([`StaticKeys`]) skip all of it: they are never fetched nor refreshed.
 
 mod keyset;
+mod static_keys;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +24,7 @@ use crate::fetch::{self, FetchError, Fetcher};
 #[cfg(feature = "fuzzing")]
 pub(crate) use keyset::ALGORITHMS;
 pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey, asymmetric_algorithm};
+pub use static_keys::StaticKeys;
 
 /// How the key cache refreshes.
 ///
@@ -49,6 +52,11 @@ pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey, asymmet
 ///
 /// No lock is held across network I/O: the fetch runs as its own task and its result is
 /// shared by everyone waiting for it.
+///
+/// None of this applies to keys given with
+/// [`static_keys`](crate::SmartAuthBuilder::static_keys): they are never fetched and never
+/// refreshed, and a token naming an unknown `kid` is refused at once (401), with no
+/// network I/O and no cooldown.
 ///
 /// # Example
 ///
@@ -153,12 +161,15 @@ impl RefreshPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyCacheStatus {
-    /// How many usable keys the cached set holds (0 before the first fetch).
+    /// How many usable keys the cached set holds (0 before the first fetch). With
+    /// [`StaticKeys`], how many were given.
     pub keys: usize,
     /// When the cached set was fetched, as the configured [`Clock`](crate::Clock) read it.
+    /// `None` before the first fetch, and always with [`StaticKeys`] (never fetched).
     pub fetched_at: Option<SystemTime>,
     /// `fetched_at` plus the set's TTL. Informational: the cache itself measures the
     /// set's age on the monotonic clock, so a wall clock set since does not change it.
+    /// `None` with [`StaticKeys`], which do not expire.
     pub fresh_until: Option<SystemTime>,
     /// Whether a fetch is running now.
     pub fetching: bool,
@@ -173,6 +184,8 @@ pub(crate) enum KeySource {
     Discover { issuer: String },
     /// A configured `jwks_uri`.
     Fixed(Url),
+    /// Keys given in the configuration: never fetched, never refreshed.
+    Static(StaticKeys),
 }
 
 /// A key set with the time it was fetched.
@@ -188,6 +201,12 @@ pub(crate) struct Snapshot {
     /// can tell whether the set has been replaced since.
     generation: u64,
 }
+
+/// The generation of a static key set, the only one its store ever has.
+const STATIC_GENERATION: u64 = 1;
+/// How long a verification with static keys may be relied on: far beyond any token
+/// cache's max age, which is then the limit.
+const STATIC_FRESH_FOR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 type FetchResult = Result<Arc<Snapshot>, FetchError>;
 type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
@@ -216,6 +235,9 @@ enum Need {
 /// The cache of one issuer's keys.
 pub(crate) struct KeyStore {
     source: KeySource,
+    /// The set of [`KeySource::Static`], installed once: when present, the only keys used,
+    /// and nothing below it (fetching, cooldowns, `current`) is ever touched.
+    static_keys: Option<Arc<Snapshot>>,
     fetcher: Fetcher,
     policy: RefreshPolicy,
     clock: Arc<dyn Clock>,
@@ -260,22 +282,38 @@ impl KeyStore {
         policy: RefreshPolicy,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let static_keys = match &source {
+            KeySource::Static(keys) => Some(Arc::new(Snapshot {
+                keys: keys.keys.clone(),
+                fetched: Instant::now(),
+                fetched_at: clock.now(),
+                ttl: Duration::MAX,
+                generation: STATIC_GENERATION,
+            })),
+            KeySource::Discover { .. } | KeySource::Fixed(_) => None,
+        };
+        let generation = if static_keys.is_some() {
+            STATIC_GENERATION
+        } else {
+            0
+        };
         Self {
             source,
+            static_keys,
             fetcher,
             policy,
             clock,
             current: ArcSwapOption::empty(),
             discovered_jwks_uri: ArcSwapOption::empty(),
             state: Mutex::new(RefreshState::default()),
-            next_generation: AtomicU64::new(1),
-            current_generation: AtomicU64::new(0),
+            next_generation: AtomicU64::new(generation + 1),
+            current_generation: AtomicU64::new(generation),
         }
     }
 
-    /// Fetches the keys now unless usable ones are cached.
+    /// Fetches the keys now unless usable ones are cached (or the keys are static).
     pub(crate) async fn warm_up(self: &Arc<Self>) -> Result<(), AuthError> {
-        if self.usable_snapshot(Instant::now()).is_some() {
+        if self.static_keys.is_some() || self.usable_snapshot(Instant::now()).is_some() {
             return Ok(());
         }
         match self.fetch_for(Need::Keys) {
@@ -293,6 +331,10 @@ impl KeyStore {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<ChosenKey, AuthError> {
+        if let Some(keys) = &self.static_keys {
+            // The same selection as for a fetched set; an unknown `kid` is final.
+            return choose(Arc::clone(keys), kid, alg);
+        }
         let now = Instant::now();
         let Some(snapshot) = self.usable_snapshot(now) else {
             let Some(fetch) = self.fetch_for(Need::Keys) else {
@@ -349,6 +391,11 @@ impl KeyStore {
     /// cache's currency): the wall clock now plus what is left, so a wall clock set back
     /// since the fetch does not lengthen it.
     pub(crate) fn fresh_until(&self, key: &ChosenKey) -> SystemTime {
+        let now = self.clock.now();
+        if self.static_keys.is_some() {
+            // Static keys never change: only the token cache's own limits apply.
+            return now.checked_add(STATIC_FRESH_FOR).unwrap_or(now);
+        }
         let snapshot = &key.snapshot;
         // `age < ttl` and `age <= max_stale`, as one length of time.
         let fresh_for = snapshot.ttl.min(
@@ -357,12 +404,20 @@ impl KeyStore {
                 .saturating_add(Duration::from_nanos(1)),
         );
         let age = Instant::now().saturating_duration_since(snapshot.fetched);
-        let now = self.clock.now();
         now.checked_add(fresh_for.saturating_sub(age))
             .unwrap_or(now)
     }
 
     pub(crate) fn status(&self) -> KeyCacheStatus {
+        if let Some(keys) = &self.static_keys {
+            return KeyCacheStatus {
+                keys: keys.keys.len(),
+                fetched_at: None,
+                fresh_until: None,
+                fetching: false,
+                last_failure: None,
+            };
+        }
         let snapshot = self.current.load_full();
         let state = self.lock_state();
         KeyCacheStatus {
@@ -478,6 +533,8 @@ impl KeyStore {
 
     async fn fetch_snapshot(&self) -> FetchResult {
         let jwks_uri = match &self.source {
+            // Never reached: `key_for` and `warm_up` answer from the static set first.
+            KeySource::Static(_) => return Err(FetchError::TaskFailed),
             KeySource::Fixed(uri) => uri.clone(),
             KeySource::Discover { issuer } => match self.discovered_jwks_uri.load_full() {
                 Some(uri) => Url::clone(&uri),

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::enforce::ScopeEnforcement;
 use crate::error::{ConfigError, Refusal};
 use crate::issuers::Issuers;
-use crate::jwks::RefreshPolicy;
+use crate::jwks::{RefreshPolicy, StaticKeys};
 use crate::response::{Challenge, DEFAULT_REALM, is_valid_realm};
 use crate::token_cache::TokenCachePolicy;
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder, checked_url};
@@ -447,6 +447,11 @@ impl SmartAuthBuilder<VerifierBuilder> {
     /// See [`VerifierBuilder::jwks_uri`].
     pub fn jwks_uri(self, uri: impl Into<String>) -> Self {
         self.first(|b| b.jwks_uri(uri))
+    }
+
+    /// See [`VerifierBuilder::static_keys`].
+    pub fn static_keys(self, keys: StaticKeys) -> Self {
+        self.first(|b| b.static_keys(keys))
     }
 
     /// See [`VerifierBuilder::refresh_policy`].

@@ -110,7 +110,7 @@ pub(crate) enum AuthMode {
 /// ```
 /// use smart_auth::SmartAuthLayer;
 /// let layer = SmartAuthLayer::new("https://auth.example.org");
-/// assert!(layer.config_error().is_none());
+/// assert_eq!(layer.fhir_base_path(), "");
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]

@@ -12,7 +12,7 @@ use crate::claims::{ClaimNames, SmartClaims};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Refusal};
 use crate::fetch::{Fetcher, default_client, is_allowed_url};
-use crate::jwks::{KeySource, KeyStore, RefreshPolicy};
+use crate::jwks::{KeySource, KeyStore, RefreshPolicy, StaticKeys};
 use crate::token_cache::{TokenCache, TokenCachePolicy};
 
 /// Builds a [`TokenVerifier`]: the verification of one issuer's tokens, with no HTTP
@@ -51,6 +51,7 @@ pub struct VerifierBuilder {
     fetch_timeout: Duration,
     max_response_size: usize,
     jwks_uri: Option<String>,
+    static_keys: Option<StaticKeys>,
     refresh: RefreshPolicy,
     clock: Arc<dyn Clock>,
     max_token_length: usize,
@@ -91,6 +92,7 @@ impl VerifierBuilder {
             fetch_timeout: Duration::from_secs(5),
             max_response_size: 1024 * 1024,
             jwks_uri: None,
+            static_keys: None,
             refresh: RefreshPolicy::default(),
             clock: Arc::new(SystemClock),
             max_token_length: 16 * 1024,
@@ -221,6 +223,31 @@ impl VerifierBuilder {
         self
     }
 
+    /// Verifies tokens with these keys only, and never fetches any: no discovery, no key
+    /// set request, no refresh ([`RefreshPolicy`] does not apply). A token whose `kid` is
+    /// not among them is refused at once with 401 `invalid_token`. The issuer URL is still
+    /// required: it is the `iss` tokens must carry. Combined with
+    /// [`jwks_uri`](Self::jwks_uri), `build` fails with [`ConfigError::ConflictingKeySource`].
+    ///
+    /// ```
+    /// use smart_auth::{StaticKeys, TokenVerifier};
+    ///
+    /// let keys = StaticKeys::from_jwks_json(r#"{"keys": [{
+    ///     "kty": "OKP", "crv": "Ed25519", "kid": "signer-2024",
+    ///     "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"
+    /// }]}"#)?;
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .static_keys(keys)
+    ///     .build()?;
+    /// assert_eq!(verifier.key_cache_status().keys, 1);
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn static_keys(mut self, keys: StaticKeys) -> Self {
+        self.static_keys = Some(keys);
+        self
+    }
+
     /// How the key cache refreshes (see [`RefreshPolicy`]).
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.refresh = policy;
@@ -325,9 +352,11 @@ impl VerifierBuilder {
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build(self) -> Result<TokenVerifier, ConfigError> {
         checked_url(&self.issuer, "issuer")?;
-        let source = match &self.jwks_uri {
-            Some(uri) => KeySource::Fixed(checked_url(uri, "jwks_uri")?),
-            None => KeySource::Discover {
+        let source = match (&self.jwks_uri, self.static_keys) {
+            (Some(_), Some(_)) => return Err(ConfigError::ConflictingKeySource),
+            (None, Some(keys)) => KeySource::Static(keys),
+            (Some(uri), None) => KeySource::Fixed(checked_url(uri, "jwks_uri")?),
+            (None, None) => KeySource::Discover {
                 issuer: self.issuer.clone(),
             },
         };

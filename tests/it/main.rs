@@ -22,6 +22,7 @@ mod props_mutation;
 mod public_routes;
 mod scopes_e2e;
 mod scopes_hardening;
+mod static_keys;
 mod token_cache;
 mod tokens;
 mod tower_generic;
