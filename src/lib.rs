@@ -110,7 +110,7 @@ pub mod testing;
 mod token_cache;
 mod verifier;
 
-pub use algorithm::SigningAlgorithm;
+pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};
 pub use claims::{FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use enforce::{ScopeEnforcement, default_operation_policy};
