@@ -264,7 +264,10 @@ mod tests {
         assert_eq!(quoted(&"x".repeat(17)), format!("{}...", "x".repeat(16)));
         assert_eq!(quoted(&"x".repeat(16)), "x".repeat(16));
         let huge = "A".repeat(1 << 20);
-        let message = huge.parse::<SigningAlgorithm>().expect_err("refused").to_string();
+        let message = huge
+            .parse::<SigningAlgorithm>()
+            .expect_err("refused")
+            .to_string();
         assert!(message.len() < 200, "{}", message.len());
         let error: Box<dyn std::error::Error + Send + Sync> =
             Box::new("none".parse::<SigningAlgorithm>().expect_err("refused"));
@@ -298,7 +301,9 @@ mod tests {
         }
         let error = serde_json::from_str::<SigningAlgorithm>(r#""HS256""#).expect_err("refused");
         assert!(
-            error.to_string().starts_with("unsupported signing algorithm \"HS256\""),
+            error
+                .to_string()
+                .starts_with("unsupported signing algorithm \"HS256\""),
             "{error}"
         );
     }

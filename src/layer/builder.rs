@@ -47,6 +47,8 @@ pub struct SmartAuthBuilder {
     token_type: TokenTypePolicy,
     scope_claims: Vec<String>,
     client_id_claims: Vec<String>,
+    patient_claims: Vec<String>,
+    fhir_user_claims: Vec<String>,
     realm: Option<String>,
     http_client: Option<reqwest::Client>,
     fetch_timeout: Duration,
@@ -74,6 +76,8 @@ impl SmartAuthBuilder {
             token_type: TokenTypePolicy::default(),
             scope_claims: vec!["scope".into(), "scp".into()],
             client_id_claims: vec!["client_id".into(), "azp".into(), "cid".into()],
+            patient_claims: vec!["patient".into()],
+            fhir_user_claims: vec!["fhirUser".into()],
             realm: None,
             http_client: None,
             fetch_timeout: Duration::from_secs(5),
@@ -168,6 +172,50 @@ impl SmartAuthBuilder {
         S: Into<String>,
     {
         self.client_id_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The claims to read the patient in context from, first present wins (default
+    /// `patient`), for issuers that put it elsewhere. The value is checked as the `patient`
+    /// claim is: a string that is no FHIR id is no launch context, another JSON type makes
+    /// the token invalid.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .patient_claims(["launch_response_patient", "patient"])
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn patient_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.patient_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The claims to read the user's FHIR resource from, first present wins (default
+    /// `fhirUser`), for issuers that use another name such as `extension_fhirUser`. The
+    /// value is checked as the `fhirUser` claim is: a blank string is absent, another JSON
+    /// type makes the token invalid.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .fhir_user_claims(["fhirUser", "extension_fhirUser"])
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn fhir_user_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.fhir_user_claims = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -382,8 +430,10 @@ impl SmartAuthBuilder {
         for (names, field) in [
             (&self.scope_claims, "scope_claims"),
             (&self.client_id_claims, "client_id_claims"),
+            (&self.patient_claims, "patient_claims"),
+            (&self.fhir_user_claims, "fhir_user_claims"),
         ] {
-            if names.is_empty() || names.iter().any(String::is_empty) {
+            if names.is_empty() || names.iter().any(|name| name.trim().is_empty()) {
                 return Err(ConfigError::InvalidClaimNames { field });
             }
         }
@@ -444,6 +494,8 @@ impl SmartAuthBuilder {
             claim_names: ClaimNames {
                 scope: self.scope_claims,
                 client_id: self.client_id_claims,
+                patient: self.patient_claims,
+                fhir_user: self.fhir_user_claims,
             },
             max_token_length: self.max_token_length,
             realm: Arc::from(realm),
@@ -642,6 +694,42 @@ mod tests {
             ConfigError::InvalidClaimNames {
                 field: "client_id_claims"
             }
+        );
+        assert_eq!(
+            error(b().scope_claims([" "])),
+            ConfigError::InvalidClaimNames {
+                field: "scope_claims"
+            }
+        );
+        assert_eq!(
+            error(b().patient_claims(Vec::<String>::new())),
+            ConfigError::InvalidClaimNames {
+                field: "patient_claims"
+            }
+        );
+        assert_eq!(
+            error(b().patient_claims(["patient", ""])),
+            ConfigError::InvalidClaimNames {
+                field: "patient_claims"
+            }
+        );
+        assert_eq!(
+            error(b().fhir_user_claims(Vec::<&str>::new())),
+            ConfigError::InvalidClaimNames {
+                field: "fhir_user_claims"
+            }
+        );
+        assert_eq!(
+            error(b().fhir_user_claims(["extension_fhirUser", "\t"])),
+            ConfigError::InvalidClaimNames {
+                field: "fhir_user_claims"
+            }
+        );
+        assert!(
+            b().patient_claims(["launch_response_patient"])
+                .fhir_user_claims(["extension_fhirUser", "fhirUser"])
+                .build()
+                .is_ok()
         );
         assert_eq!(
             error(b().fetch_timeout(Duration::ZERO)),
