@@ -371,6 +371,13 @@ impl SmartClaims {
         })
     }
 
+    /// Claims from a payload that no token carried, read with the default claim names, for
+    /// [`ClaimsBuilder`](crate::testing::ClaimsBuilder).
+    #[cfg(feature = "testing")]
+    pub(crate) fn from_test_payload(raw: Map<String, Value>) -> Result<Self, ErrorKind> {
+        Self::from_payload(raw, &ClaimNames::default(), None)
+    }
+
     /// `iss`: the token's issuer.
     ///
     /// ```
