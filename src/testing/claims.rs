@@ -88,6 +88,10 @@ impl ClaimsBuilder {
     }
 
     /// `sub`.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "named after the `sub` claim, like `SmartClaims::sub`"
+    )]
     pub fn sub(self, sub: impl Into<String>) -> Self {
         self.claim("sub", sub.into())
     }
