@@ -7,10 +7,22 @@ use jsonwebtoken::Algorithm;
 /// There is no `none` and no HMAC variant: keys from a remote key set are public, so a
 /// symmetric algorithm would let anyone who fetched them mint tokens.
 ///
+/// It parses from, and serializes to, its JWS `alg` name exactly as RFC 7518 spells it.
+/// `alg` values are case-sensitive (RFC 7515 section 4.1.1), so `rs256` or `" RS256"` are
+/// refused, as are `none` and the HMAC names.
+///
 /// ```
 /// use smart_auth::SigningAlgorithm;
 /// assert_eq!(SigningAlgorithm::ES384.name(), "ES384");
 /// assert_eq!(SigningAlgorithm::DEFAULT.len(), 9);
+/// assert_eq!("PS256".parse(), Ok(SigningAlgorithm::PS256));
+/// assert!("HS256".parse::<SigningAlgorithm>().is_err());
+///
+/// // In a serde configuration, by the same name.
+/// let algs: Vec<SigningAlgorithm> = serde_json::from_str(r#"["RS384", "ES384"]"#)?;
+/// assert_eq!(algs, [SigningAlgorithm::RS384, SigningAlgorithm::ES384]);
+/// assert_eq!(serde_json::to_string(&SigningAlgorithm::EdDSA)?, r#""EdDSA""#);
+/// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -50,6 +62,10 @@ impl SigningAlgorithm {
     ];
 
     /// The JWS `alg` name.
+    ///
+    /// ```
+    /// assert_eq!(smart_auth::SigningAlgorithm::EdDSA.name(), "EdDSA");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             Self::RS256 => "RS256",
@@ -82,5 +98,213 @@ impl SigningAlgorithm {
 impl std::fmt::Display for SigningAlgorithm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SigningAlgorithm {
+    type Err = UnknownAlgorithm;
+
+    /// Parses the exact JWS `alg` name; see the [type docs](SigningAlgorithm).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::DEFAULT
+            .iter()
+            .copied()
+            .find(|alg| alg.name() == name)
+            .ok_or_else(|| UnknownAlgorithm::new(name))
+    }
+}
+
+impl serde::Serialize for SigningAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SigningAlgorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = SigningAlgorithm;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JWS algorithm name such as \"RS384\" or \"ES384\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<SigningAlgorithm, E> {
+                name.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
+/// The error of parsing a [`SigningAlgorithm`]: the name is not one of the supported
+/// asymmetric JWS algorithms (`none` and the HMAC names included).
+///
+/// Its message quotes at most the first [`UnknownAlgorithm::MAX_QUOTED`] characters of
+/// the input, escaped, so a long or binary value cannot flood a log.
+///
+/// ```
+/// use smart_auth::{SigningAlgorithm, UnknownAlgorithm};
+/// let error: UnknownAlgorithm = "rs256".parse::<SigningAlgorithm>().unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     "unsupported signing algorithm \"rs256\" (expected one of RS256, RS384, RS512, \
+///      PS256, PS384, PS512, ES256, ES384, EdDSA)"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAlgorithm {
+    /// The first characters of the input.
+    quoted: String,
+    /// Whether the input was longer than `quoted`.
+    truncated: bool,
+}
+
+impl UnknownAlgorithm {
+    /// How many characters of the refused input the message quotes.
+    pub const MAX_QUOTED: usize = 16;
+
+    fn new(input: &str) -> Self {
+        let mut chars = input.chars();
+        let quoted = chars.by_ref().take(Self::MAX_QUOTED).collect();
+        Self {
+            quoted,
+            truncated: chars.next().is_some(),
+        }
+    }
+}
+
+impl std::fmt::Display for UnknownAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unsupported signing algorithm \"")?;
+        for c in self.quoted.chars() {
+            write!(f, "{}", c.escape_default())?;
+        }
+        if self.truncated {
+            f.write_str("...")?;
+        }
+        f.write_str("\" (expected one of ")?;
+        for (i, alg) in SigningAlgorithm::DEFAULT.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(alg.name())?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownAlgorithm {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exact_names_only() {
+        for alg in SigningAlgorithm::DEFAULT {
+            assert_eq!(alg.name().parse::<SigningAlgorithm>(), Ok(*alg));
+            assert_eq!(alg.to_string().parse::<SigningAlgorithm>(), Ok(*alg));
+        }
+        let long = "RS256".repeat(1000);
+        let refused = [
+            "",
+            " ",
+            "rs256",
+            "Rs256",
+            "rS256",
+            "es384",
+            "EDDSA",
+            "eddsa",
+            "Eddsa",
+            "ED25519",
+            "Ed25519",
+            " RS256",
+            "RS256 ",
+            "RS256\n",
+            "\tES384",
+            "RS 256",
+            "RS-256",
+            "RS256,ES384",
+            "none",
+            "None",
+            "NONE",
+            "HS256",
+            "HS384",
+            "HS512",
+            "ES512",
+            "ES256K",
+            "RSA-OAEP",
+            "RS256\0",
+            "\0RS256",
+            "\0",
+            "\u{0130}S256",
+            "\u{FF32}S256",
+            long.as_str(),
+        ];
+        for input in refused {
+            assert!(input.parse::<SigningAlgorithm>().is_err(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn error_message_is_short_and_escaped() {
+        let quoted = |input: &str| {
+            let message = input
+                .parse::<SigningAlgorithm>()
+                .expect_err("refused")
+                .to_string();
+            let start = message.find('"').expect("opening quote") + 1;
+            let end = message.rfind("\" (expected").expect("closing quote");
+            message[start..end].to_owned()
+        };
+        assert_eq!(quoted("HS256"), "HS256");
+        assert_eq!(quoted(""), "");
+        assert_eq!(quoted("RS256\0"), "RS256\\u{0}");
+        assert_eq!(quoted("a\"b\nc"), "a\\\"b\\nc");
+        assert_eq!(quoted(&"x".repeat(17)), format!("{}...", "x".repeat(16)));
+        assert_eq!(quoted(&"x".repeat(16)), "x".repeat(16));
+        let huge = "A".repeat(1 << 20);
+        let message = huge
+            .parse::<SigningAlgorithm>()
+            .expect_err("refused")
+            .to_string();
+        assert!(message.len() < 200, "{}", message.len());
+        let error: Box<dyn std::error::Error + Send + Sync> =
+            Box::new("none".parse::<SigningAlgorithm>().expect_err("refused"));
+        assert!(error.to_string().contains("\"none\""));
+    }
+
+    #[test]
+    fn serde_uses_the_jws_name() {
+        for alg in SigningAlgorithm::DEFAULT {
+            let json = serde_json::to_string(alg).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", alg.name()));
+            assert_eq!(
+                serde_json::from_str::<SigningAlgorithm>(&json).expect("round trip"),
+                *alg
+            );
+        }
+        for json in [
+            r#""rs256""#,
+            r#""none""#,
+            r#""HS256""#,
+            r#"" ES384""#,
+            r#""""#,
+            r#""RS256\u0000""#,
+            "null",
+            "256",
+            r#"["RS256"]"#,
+            r#"{"alg":"RS256"}"#,
+        ] {
+            let error = serde_json::from_str::<SigningAlgorithm>(json).expect_err(json);
+            assert!(error.to_string().len() < 200, "{json}");
+        }
+        let error = serde_json::from_str::<SigningAlgorithm>(r#""HS256""#).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("unsupported signing algorithm \"HS256\""),
+            "{error}"
+        );
     }
 }

@@ -5,6 +5,8 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, ErrorKind};
+
+mod extra;
 use crate::scopes::{
     Context, Interaction, ScopeSet, SearchConstraints, is_scope_token, split_scope_string,
 };
@@ -72,12 +74,27 @@ struct ClaimsInner {
 /// }
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serializes to the SMART 2.1 object form, with the absent members left out, whichever
+/// form it arrived in:
+///
+/// ```
+/// # fn show(claims: &smart_auth::SmartClaims) -> serde_json::Result<()> {
+/// // e.g. [{"reference":"Observation/1"},{"canonical":"http://q|1","type":"Questionnaire"}]
+/// let json = serde_json::to_string(claims.fhir_context())?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FhirContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     canonical: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     identifier: Option<Value>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     resource_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<String>,
 }
 
@@ -101,6 +118,95 @@ impl FhirContext {
     /// The role URI; absent means the SMART default role `launch`.
     pub fn role(&self) -> Option<&str> {
         self.role.as_deref()
+    }
+
+    /// A context entry naming a resource by relative reference (feature `testing`, for
+    /// claims built with [`ClaimsBuilder`](crate::testing::ClaimsBuilder)).
+    ///
+    /// ```
+    /// use smart_auth::FhirContext;
+    /// let context = FhirContext::from_reference("Observation/123").with_type("Observation");
+    /// assert_eq!(
+    ///     serde_json::to_value(&context)?,
+    ///     serde_json::json!({"reference": "Observation/123", "type": "Observation"})
+    /// );
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn from_reference(reference: impl Into<String>) -> Self {
+        Self {
+            reference: Some(reference.into()),
+            ..Self::empty()
+        }
+    }
+
+    /// A context entry naming a resource by canonical URL (feature `testing`).
+    ///
+    /// ```
+    /// use smart_auth::FhirContext;
+    /// let context = FhirContext::from_canonical("http://example.org/Questionnaire/q|1");
+    /// assert_eq!(context.canonical(), Some("http://example.org/Questionnaire/q|1"));
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn from_canonical(canonical: impl Into<String>) -> Self {
+        Self {
+            canonical: Some(canonical.into()),
+            ..Self::empty()
+        }
+    }
+
+    /// A context entry naming a resource by FHIR `Identifier` (feature `testing`).
+    ///
+    /// ```
+    /// use smart_auth::FhirContext;
+    /// let context = FhirContext::from_identifier(serde_json::json!({"system": "urn:x", "value": "7"}));
+    /// assert!(context.identifier().is_some());
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn from_identifier(identifier: Value) -> Self {
+        Self {
+            identifier: Some(identifier),
+            ..Self::empty()
+        }
+    }
+
+    /// Sets the resource type (`type`) (feature `testing`).
+    ///
+    /// ```
+    /// use smart_auth::FhirContext;
+    /// let context = FhirContext::from_reference("Patient/1").with_type("Patient");
+    /// assert_eq!(context.resource_type(), Some("Patient"));
+    /// ```
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub fn with_type(mut self, resource_type: impl Into<String>) -> Self {
+        self.resource_type = Some(resource_type.into());
+        self
+    }
+
+    /// Sets the role URI (feature `testing`).
+    ///
+    /// ```
+    /// use smart_auth::FhirContext;
+    /// let context = FhirContext::from_reference("Patient/2").with_role("https://example.org/role");
+    /// assert_eq!(context.role(), Some("https://example.org/role"));
+    /// ```
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub fn with_role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    #[cfg(feature = "testing")]
+    fn empty() -> Self {
+        Self {
+            reference: None,
+            canonical: None,
+            identifier: None,
+            resource_type: None,
+            role: None,
+        }
     }
 
     fn from_value(value: &Value) -> Result<Self, ErrorKind> {
@@ -147,11 +253,36 @@ impl FhirContext {
     }
 }
 
-/// Which claims hold the scopes and the client id. Built once, at layer build time.
+/// Which claims hold the scopes, the client id, the patient and the user. Built once, at
+/// layer build time; for each, the first present name wins.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimNames {
     pub(crate) scope: Vec<String>,
     pub(crate) client_id: Vec<String>,
+    pub(crate) patient: Vec<String>,
+    pub(crate) fhir_user: Vec<String>,
+}
+
+impl Default for ClaimNames {
+    /// The SMART names: `scope`, `scp`; `client_id`, `azp`, `cid`; `patient`; `fhirUser`.
+    fn default() -> Self {
+        Self {
+            scope: vec!["scope".into(), "scp".into()],
+            client_id: vec!["client_id".into(), "azp".into(), "cid".into()],
+            patient: vec!["patient".into()],
+            fhir_user: vec!["fhirUser".into()],
+        }
+    }
+}
+
+/// The value of the first of `names` present in `object`, with its name.
+fn first_present<'a>(
+    object: &'a Map<String, Value>,
+    names: &'a [String],
+) -> Option<(&'a str, &'a Value)> {
+    names
+        .iter()
+        .find_map(|name| object.get(name).map(|value| (name.as_str(), value)))
 }
 
 impl SmartClaims {
@@ -202,7 +333,14 @@ impl SmartClaims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let patient = launch_context_id(&raw, "patient")?;
+        let patient = match first_present(&raw, &names.patient) {
+            Some((name, value)) => launch_context_id(name, value)?,
+            None => None,
+        };
+        let fhir_user = match first_present(&raw, &names.fhir_user) {
+            Some((_, value)) => non_blank(value)?,
+            None => None,
+        };
         let inner = ClaimsInner {
             subject: non_blank_string(&raw, "sub")?,
             issued_at: optional_numeric_date(&raw, "iat")?,
@@ -210,8 +348,11 @@ impl SmartClaims {
             jwt_id: non_blank_string(&raw, "jti")?,
             patient,
             scope_set: OnceLock::new(),
-            encounter: launch_context_id(&raw, "encounter")?,
-            fhir_user: non_blank_string(&raw, "fhirUser")?,
+            encounter: match raw.get("encounter") {
+                Some(value) => launch_context_id("encounter", value)?,
+                None => None,
+            },
+            fhir_user,
             tenant: non_blank_string(&raw, "tenant")?,
             issuer,
             client_id,
@@ -226,13 +367,40 @@ impl SmartClaims {
         })
     }
 
-    /// `iss`: the issuer, equal to the configured one.
+    /// Claims from a payload that no token carried, read with the default claim names, for
+    /// [`ClaimsBuilder`](crate::testing::ClaimsBuilder).
+    #[cfg(feature = "testing")]
+    pub(crate) fn from_test_payload(raw: Map<String, Value>) -> Result<Self, ErrorKind> {
+        Self::from_payload(raw, &ClaimNames::default())
+    }
+
+    /// `iss`: the token's issuer.
+    ///
+    /// ```
+    /// # fn check(claims: &smart_auth::SmartClaims) {
+    /// assert_eq!(claims.iss(), claims.issuer());
+    /// # }
+    /// ```
+    pub fn iss(&self) -> &str {
+        &self.inner.issuer
+    }
+    /// The issuer that vouched for this token (its `iss`, which matched a configured issuer
+    /// exactly); with several issuers configured this tells handlers which one. The same
+    /// string as [`SmartClaims::iss`].
+    ///
+    /// ```
+    /// # fn check(claims: &smart_auth::SmartClaims) {
+    /// if claims.issuer() == "https://auth.example.org" {
+    ///     // ... a token of the main authorization server ...
+    /// }
+    /// # }
+    /// ```
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
     }
     /// `sub`: for SMART Backend Services, normally the client itself. A blank `sub` is
     /// `None`.
-    pub fn subject(&self) -> Option<&str> {
+    pub fn sub(&self) -> Option<&str> {
         self.inner.subject.as_deref()
     }
     /// The client id, from the first present claim of the configured list
@@ -240,24 +408,24 @@ impl SmartClaims {
     pub fn client_id(&self) -> Option<&str> {
         self.inner.client_id.as_deref()
     }
-    /// `aud`, always as a list.
-    pub fn audiences(&self) -> &[String] {
+    /// `aud`, always as a list (a single string becomes a list of one).
+    pub fn aud(&self) -> &[String] {
         &self.inner.audiences
     }
     /// `exp`, in whole seconds since the Unix epoch.
-    pub fn expires_at(&self) -> i64 {
+    pub fn exp(&self) -> i64 {
         self.inner.expires_at
     }
     /// `iat`, in whole seconds since the Unix epoch.
-    pub fn issued_at(&self) -> Option<i64> {
+    pub fn iat(&self) -> Option<i64> {
         self.inner.issued_at
     }
     /// `nbf`, in whole seconds since the Unix epoch.
-    pub fn not_before(&self) -> Option<i64> {
+    pub fn nbf(&self) -> Option<i64> {
         self.inner.not_before
     }
     /// `jti`, the token's unique id (`None` when absent or blank).
-    pub fn jwt_id(&self) -> Option<&str> {
+    pub fn jti(&self) -> Option<&str> {
         self.inner.jwt_id.as_deref()
     }
     /// The granted scopes as sent, from the first present claim of the configured list
@@ -396,7 +564,9 @@ impl SmartClaims {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// `patient`: the id of the Patient in context.
+    /// `patient`: the id of the Patient in context, from the first present claim of the
+    /// configured list (default `patient`; see
+    /// [`VerifierBuilder::patient_claims`](crate::VerifierBuilder::patient_claims)).
     ///
     /// `None` unless the claim is a FHIR resource id (`[A-Za-z0-9-.]{1,64}`): an empty,
     /// whitespace-only or otherwise malformed value is no launch context, and then `patient/`
@@ -410,8 +580,11 @@ impl SmartClaims {
     pub fn encounter(&self) -> Option<&str> {
         self.inner.encounter.as_deref()
     }
-    /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user; `None` when
-    /// the claim is absent, empty or whitespace-only.
+    /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user, from the
+    /// first present claim of the configured list (default `fhirUser`; see
+    /// [`VerifierBuilder::fhir_user_claims`](crate::VerifierBuilder::fhir_user_claims));
+    /// `None` when the claim is absent, empty or whitespace-only, and a claim of another
+    /// JSON type makes the token invalid.
     pub fn fhir_user(&self) -> Option<&str> {
         self.inner.fhir_user.as_deref()
     }
@@ -442,17 +615,48 @@ impl SmartClaims {
     pub fn all_claims(&self) -> &Map<String, Value> {
         &self.inner.raw
     }
+
+    /// The token's whole payload deserialized into your own type, for the claims this crate
+    /// does not interpret. Declare the members you need; the others are ignored (unless
+    /// the type says `#[serde(deny_unknown_fields)]`).
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use smart_auth::SmartClaims;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct OrgClaims {
+    ///     org: String,
+    ///     #[serde(default)]
+    ///     departments: Vec<String>,
+    /// }
+    ///
+    /// # #[cfg(feature = "axum")]
+    /// async fn handler(claims: SmartClaims) -> Result<String, http::StatusCode> {
+    ///     let extra: OrgClaims = claims.extra().map_err(|_| http::StatusCode::FORBIDDEN)?;
+    ///     Ok(format!("{} ({} departments)", extra.org, extra.departments.len()))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the payload does not fit `T` (a required member missing, a member of the wrong
+    /// type). The message names the expected type and the missing member, never a value of
+    /// the token (a message raised by your own `Deserialize` code is passed on as is).
+    pub fn extra<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        extra::from_claims(&self.inner.raw)
+    }
 }
 
 impl std::fmt::Debug for SmartClaims {
     /// Prints identity and context, never the whole claim set.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmartClaims")
-            .field("issuer", &self.inner.issuer)
-            .field("subject", &self.inner.subject)
+            .field("iss", &self.inner.issuer)
+            .field("sub", &self.inner.subject)
             .field("client_id", &self.inner.client_id)
             .field("scopes", &self.inner.scopes)
-            .field("expires_at", &self.inner.expires_at)
+            .field("exp", &self.inner.expires_at)
             .finish_non_exhaustive()
     }
 }
@@ -489,16 +693,28 @@ fn non_blank_string(object: &Map<String, Value>, name: &str) -> Result<Option<St
     Ok(optional_string(object, name)?.filter(|value| !is_blank(value)))
 }
 
-/// A launch-context id (`patient`, `encounter`): a value that is no FHIR resource id, the
-/// empty string included, is no launch context. Other JSON types are invalid.
-fn launch_context_id(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
-    let value = optional_string(object, name)?;
-    if value.as_deref().is_some_and(|id| !is_fhir_id(id)) {
+/// A present string claim value where a blank value counts as absent. Other JSON types are
+/// invalid.
+fn non_blank(value: &Value) -> Result<Option<String>, ErrorKind> {
+    match value {
+        Value::String(text) => Ok((!is_blank(text)).then(|| text.clone())),
+        _ => Err(ErrorKind::InvalidClaim),
+    }
+}
+
+/// A present launch-context id (`patient`, `encounter`) of the claim `name`: a value that
+/// is no FHIR resource id, the empty string included, is no launch context. Other JSON
+/// types are invalid.
+fn launch_context_id(name: &str, value: &Value) -> Result<Option<String>, ErrorKind> {
+    let Value::String(id) = value else {
+        return Err(ErrorKind::InvalidClaim);
+    };
+    if !is_fhir_id(id) {
         // The value is token content: say only which claim was ignored.
         tracing::debug!(claim = name, "ignoring a launch context that is no FHIR id");
         return Ok(None);
     }
-    Ok(value)
+    Ok(Some(id.clone()))
 }
 
 fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
@@ -537,10 +753,7 @@ mod tests {
     use serde_json::json;
 
     fn names() -> ClaimNames {
-        ClaimNames {
-            scope: vec!["scope".into(), "scp".into()],
-            client_id: vec!["client_id".into(), "azp".into(), "cid".into()],
-        }
+        ClaimNames::default()
     }
 
     fn parse(value: Value) -> Result<SmartClaims, ErrorKind> {
@@ -562,12 +775,13 @@ mod tests {
             "custom": {"x": 1}
         }))
         .unwrap();
+        assert_eq!(claims.iss(), "https://as");
         assert_eq!(claims.issuer(), "https://as");
-        assert_eq!(claims.subject(), Some("svc"));
+        assert_eq!(claims.sub(), Some("svc"));
         assert_eq!(claims.client_id(), Some("client-1"));
-        assert_eq!(claims.audiences(), ["a", "b"]);
+        assert_eq!(claims.aud(), ["a", "b"]);
         assert_eq!(
-            (claims.expires_at(), claims.issued_at(), claims.not_before()),
+            (claims.exp(), claims.iat(), claims.nbf()),
             (2000, Some(1000), Some(1000))
         );
         assert_eq!(
@@ -774,9 +988,9 @@ mod tests {
                 (
                     claims.fhir_user(),
                     claims.tenant(),
-                    claims.subject(),
+                    claims.sub(),
                     claims.client_id(),
-                    claims.jwt_id()
+                    claims.jti()
                 ),
                 (None, None, None, None, None),
                 "{blank:?}"
@@ -790,9 +1004,9 @@ mod tests {
             (
                 claims.fhir_user(),
                 claims.tenant(),
-                claims.subject(),
+                claims.sub(),
                 claims.client_id(),
-                claims.jwt_id()
+                claims.jti()
             ),
             (
                 Some("Practitioner/1"),
@@ -1055,11 +1269,198 @@ mod tests {
     }
 
     #[test]
+    fn fhir_context_serializes_to_the_object_form() {
+        let claims = with(json!({"fhirContext": [
+            "Observation/1",
+            {"canonical": "http://q|1", "type": "Questionnaire"},
+            {"reference": "Patient/2", "role": "https://role", "type": " "},
+            {"identifier": {"system": "urn:x", "value": "7"}, "type": "Encounter"},
+            {"reference": "Patient/3", "canonical": "http://c", "identifier": {"value": "v"},
+             "type": "Patient", "role": "https://r", "extension": 1}
+        ]}))
+        .expect("valid");
+        assert_eq!(
+            serde_json::to_string(claims.fhir_context()).expect("serializes"),
+            concat!(
+                r#"[{"reference":"Observation/1"},"#,
+                r#"{"canonical":"http://q|1","type":"Questionnaire"},"#,
+                r#"{"reference":"Patient/2","role":"https://role"},"#,
+                r#"{"identifier":{"system":"urn:x","value":"7"},"type":"Encounter"},"#,
+                r#"{"reference":"Patient/3","canonical":"http://c","identifier":{"value":"v"},"#,
+                r#""type":"Patient","role":"https://r"}]"#
+            )
+        );
+        // What it serializes to reads back as the same entries.
+        let again = with(json!({
+            "fhirContext": serde_json::to_value(claims.fhir_context()).expect("serializes")
+        }))
+        .expect("valid");
+        assert_eq!(again.fhir_context(), claims.fhir_context());
+    }
+
+    #[test]
+    fn registered_claims_by_their_names() {
+        let claims = with(json!({
+            "iss": "https://as", "sub": "s", "aud": "a", "exp": 20, "nbf": 10, "iat": 11,
+            "jti": "j"
+        }))
+        .expect("valid");
+        assert_eq!(
+            (claims.iss(), claims.issuer()),
+            ("https://as", "https://as")
+        );
+        assert_eq!(
+            (claims.sub(), claims.aud()),
+            (Some("s"), &["a".to_owned()][..])
+        );
+        assert_eq!(
+            (claims.exp(), claims.nbf(), claims.iat(), claims.jti()),
+            (20, Some(10), Some(11), Some("j"))
+        );
+        let debug = format!("{claims:?}");
+        assert!(debug.contains("iss: \"https://as\""), "{debug}");
+        assert!(!debug.contains("\"j\""), "{debug}");
+    }
+
+    #[test]
+    fn extra_claims_into_a_user_type() {
+        #[derive(Debug, serde::Deserialize, PartialEq)]
+        struct Mine {
+            org: String,
+            #[serde(default)]
+            site: Option<String>,
+            exp: i64,
+        }
+        let claims = with(json!({"org": "acme", "site": "north", "exp": 5})).expect("valid");
+        assert_eq!(
+            claims.extra::<Mine>().expect("fits"),
+            Mine {
+                org: "acme".into(),
+                site: Some("north".into()),
+                exp: 5
+            }
+        );
+        let claims = with(json!({"org": "acme"})).expect("valid");
+        assert_eq!(claims.extra::<Mine>().expect("fits").site, None);
+        for wrong in [
+            json!({}),
+            json!({"org": 1}),
+            json!({"org": "o", "site": ["x"]}),
+        ] {
+            let claims = with(wrong.clone()).expect("valid");
+            assert!(claims.extra::<Mine>().is_err(), "{wrong}");
+        }
+        assert!(
+            with(json!({}))
+                .expect("valid")
+                .extra::<Vec<String>>()
+                .is_err()
+        );
+        assert!(with(json!({})).expect("valid").extra::<u8>().is_err());
+        let everything: Value = with(json!({"x": [1]}))
+            .expect("valid")
+            .extra()
+            .expect("any");
+        assert_eq!(everything, json!({"iss": "i", "exp": 1, "x": [1]}));
+    }
+
+    #[test]
+    fn configured_patient_and_fhir_user_claims() {
+        let names = ClaimNames {
+            patient: vec!["launch_response_patient".into(), "patient".into()],
+            fhir_user: vec!["extension_fhirUser".into(), "fhirUser".into()],
+            ..ClaimNames::default()
+        };
+        let parse_with = |members: Value| {
+            let mut payload = json!({"iss": "i", "exp": 1, "scope": "patient/*.rs"});
+            for (name, value) in members.as_object().expect("object") {
+                payload[name] = value.clone();
+            }
+            let Value::Object(map) = payload else {
+                unreachable!("an object")
+            };
+            SmartClaims::from_payload(map, &names)
+        };
+        // First present wins, even when its value is no launch context.
+        let cases: Vec<(Value, Option<&str>, Option<&str>)> = vec![
+            (
+                json!({"launch_response_patient": "p1", "patient": "p2"}),
+                Some("p1"),
+                None,
+            ),
+            (json!({"patient": "p2"}), Some("p2"), None),
+            (
+                json!({"launch_response_patient": "Patient/1", "patient": "p2"}),
+                None,
+                None,
+            ),
+            (
+                json!({"launch_response_patient": "", "patient": "p2"}),
+                None,
+                None,
+            ),
+            (
+                json!({"extension_fhirUser": "Practitioner/1", "fhirUser": "Practitioner/2"}),
+                None,
+                Some("Practitioner/1"),
+            ),
+            (
+                json!({"fhirUser": "Practitioner/2"}),
+                None,
+                Some("Practitioner/2"),
+            ),
+            (
+                json!({"extension_fhirUser": " ", "fhirUser": "Practitioner/2"}),
+                None,
+                None,
+            ),
+        ];
+        for (members, patient, fhir_user) in cases {
+            let claims = parse_with(members.clone()).expect("valid");
+            assert_eq!(
+                (claims.patient(), claims.fhir_user()),
+                (patient, fhir_user),
+                "{members}"
+            );
+            assert_eq!(
+                claims.permits(Interaction::Read, "Observation"),
+                patient.is_some(),
+                "{members}"
+            );
+        }
+        for name in ["launch_response_patient", "extension_fhirUser"] {
+            for value in [json!(null), json!(1), json!(["p"]), json!({})] {
+                assert_eq!(
+                    parse_with(json!({ name: value.clone() })).err(),
+                    Some(ErrorKind::InvalidClaim),
+                    "{name} = {value}"
+                );
+            }
+        }
+        // Only the configured names are read.
+        let only_custom = ClaimNames {
+            patient: vec!["pid".into()],
+            fhir_user: vec!["user".into()],
+            ..ClaimNames::default()
+        };
+        let Value::Object(map) = json!({
+            "iss": "i", "exp": 1, "patient": 5, "fhirUser": [], "pid": "p9", "user": "Patient/9"
+        }) else {
+            unreachable!("an object")
+        };
+        let claims = SmartClaims::from_payload(map, &only_custom).expect("valid");
+        assert_eq!(
+            (claims.patient(), claims.fhir_user()),
+            (Some("p9"), Some("Patient/9"))
+        );
+    }
+
+    #[test]
     fn huge_numeric_dates_saturate() {
         let claims = parse(json!({"iss": "i", "exp": 1e300})).unwrap();
-        assert_eq!(claims.expires_at(), i64::MAX);
+        assert_eq!(claims.exp(), i64::MAX);
         let claims = parse(json!({"iss": "i", "exp": 18446744073709551615u64})).unwrap();
-        assert_eq!(claims.expires_at(), i64::MAX);
+        assert_eq!(claims.exp(), i64::MAX);
     }
 }
 
@@ -1092,6 +1493,7 @@ mod props {
         ClaimNames {
             scope: vec!["scope".into(), "scp".into()],
             client_id: vec!["client_id".into(), "azp".into()],
+            ..ClaimNames::default()
         }
     }
 
@@ -1108,7 +1510,7 @@ mod props {
             };
             match SmartClaims::from_payload(map.clone(), &names()) {
                 Ok(claims) => {
-                    prop_assert_eq!(Some(claims.issuer()), map.get("iss").and_then(Value::as_str));
+                    prop_assert_eq!(Some(claims.iss()), map.get("iss").and_then(Value::as_str));
                     prop_assert!(map.get("exp").is_some_and(Value::is_number));
                     let scope_text: usize = claims.scopes().iter().map(String::len).sum();
                     prop_assert!(scope_text <= text.len());
@@ -1116,7 +1518,7 @@ mod props {
                     for id in [claims.patient(), claims.encounter()].into_iter().flatten() {
                         prop_assert!(is_fhir_id(id));
                     }
-                    for value in [claims.subject(), claims.client_id(), claims.jwt_id(), claims.fhir_user(), claims.tenant()].into_iter().flatten() {
+                    for value in [claims.sub(), claims.client_id(), claims.jti(), claims.fhir_user(), claims.tenant()].into_iter().flatten() {
                         prop_assert!(!is_blank(value));
                     }
                     let _ = claims.scope_set();

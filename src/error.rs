@@ -456,7 +456,7 @@ pub enum ConfigError {
     NoAlgorithms,
     /// The realm contains characters that cannot appear in a quoted header value.
     InvalidRealm,
-    /// A claim-name list is empty or holds an empty name.
+    /// A claim-name list is empty or holds an empty or whitespace-only name.
     InvalidClaimNames {
         /// Which setting holds the list.
         field: &'static str,

@@ -68,6 +68,7 @@ fn claim_names() -> ClaimNames {
     ClaimNames {
         scope: vec!["scope".to_owned(), "scp".to_owned()],
         client_id: vec!["client_id".to_owned(), "azp".to_owned()],
+        ..ClaimNames::default()
     }
 }
 

@@ -34,7 +34,9 @@
 //!
 //! - `axum` (default): `SmartClaims` and `Option<SmartClaims>` as handler arguments.
 //! - `testing`: [`testing::TestIssuer`], an in-process authorization server that serves
-//!   discovery and keys on loopback and mints real signed tokens for your tests.
+//!   discovery and keys on loopback and mints real signed tokens for your tests, and
+//!   [`testing::ClaimsBuilder`] with [`testing::ClaimsLayer`] for handler tests without
+//!   any token.
 //! - `client`: [`client::BackendServiceClient`], the other side of the flow: a SMART
 //!   Backend Services client that discovers the token endpoint, authenticates with a
 //!   signed JWT assertion or a client secret, caches the token and attaches it to
@@ -111,7 +113,7 @@ pub mod testing;
 mod token_cache;
 mod verifier;
 
-pub use algorithm::SigningAlgorithm;
+pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};
 pub use claims::{FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use enforce::{ScopeEnforcement, default_operation_policy};

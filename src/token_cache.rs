@@ -219,10 +219,10 @@ pub(crate) struct ClaimWindow {
 impl ClaimWindow {
     /// The window of these claims, with this leeway.
     pub(crate) fn of(claims: &SmartClaims, leeway_secs: i64) -> Self {
-        let from = claims.not_before().max(claims.issued_at());
+        let from = claims.nbf().max(claims.iat());
         Self {
             from: from.and_then(|at| from_unix_seconds(at.saturating_sub(leeway_secs))),
-            until: from_unix_seconds(claims.expires_at().saturating_add(leeway_secs)),
+            until: from_unix_seconds(claims.exp().saturating_add(leeway_secs)),
         }
     }
 }
@@ -592,6 +592,7 @@ mod tests {
         let names = ClaimNames {
             scope: vec!["scope".into()],
             client_id: vec!["client_id".into()],
+            ..ClaimNames::default()
         };
         SmartClaims::from_payload(map, &names).expect("valid synthetic claims")
     }
@@ -643,7 +644,7 @@ mod tests {
             until(now + Duration::from_secs(60)),
         );
         let hit = cache.get(b"aaa.bbb.ccc").expect("hit");
-        assert_eq!(hit.claims.jwt_id(), Some("1"));
+        assert_eq!(hit.claims.jti(), Some("1"));
         assert_eq!(hit.key_generation, 7);
         assert_eq!(
             hit.use_until,
@@ -797,11 +798,11 @@ mod tests {
             until(now + Duration::from_secs(60)),
         );
         assert_eq!(
-            cache.get(one.as_bytes()).expect("one").claims.jwt_id(),
+            cache.get(one.as_bytes()).expect("one").claims.jti(),
             Some("1")
         );
         assert_eq!(
-            cache.get(two.as_bytes()).expect("two").claims.jwt_id(),
+            cache.get(two.as_bytes()).expect("two").claims.jti(),
             Some("2")
         );
         assert!(cache.get(format!("e.f.{tail}").as_bytes()).is_none());
@@ -900,13 +901,13 @@ mod tests {
             "a stored token takes its slot at once"
         );
         let first = cache.get(b"a.b.c").expect("hit");
-        assert_eq!(first.claims.jwt_id(), Some("1"));
+        assert_eq!(first.claims.jti(), Some("1"));
 
         // Replaced: the slot points at the new entry, never the old one.
         cache.insert("a.b.c", true, claims(2), stamp(2), now, until(now + minute));
         cache.len();
         let second = cache.get(b"a.b.c").expect("hit");
-        assert_eq!(second.claims.jwt_id(), Some("2"));
+        assert_eq!(second.claims.jti(), Some("2"));
         assert_eq!(second.key_generation, 2);
 
         cache.remove(b"a.b.c");
@@ -950,7 +951,7 @@ mod tests {
                             1 => cache.remove(token.as_bytes()),
                             _ => {
                                 if let Some(entry) = cache.get(token.as_bytes()) {
-                                    assert_eq!(entry.claims.jwt_id(), Some(n.to_string().as_str()));
+                                    assert_eq!(entry.claims.jti(), Some(n.to_string().as_str()));
                                     assert_eq!(&*entry.token, token.as_bytes());
                                     hits += 1;
                                 }
@@ -986,7 +987,7 @@ mod tests {
         cache.recent.forget_token(b"a.b.c");
         assert_eq!(cache.recent_len(), 0);
         assert!(cache.get(b"x.y.z").is_none(), "another token misses");
-        assert_eq!(cache.get(b"a.b.c").expect("hit").claims.jwt_id(), Some("1"));
+        assert_eq!(cache.get(b"a.b.c").expect("hit").claims.jti(), Some("1"));
         assert_eq!(cache.recent_len(), 1);
     }
 }

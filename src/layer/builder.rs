@@ -429,6 +429,24 @@ impl SmartAuthBuilder<VerifierBuilder> {
         self.first(|b| b.client_id_claims(names))
     }
 
+    /// See [`VerifierBuilder::patient_claims`].
+    pub fn patient_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.first(|b| b.patient_claims(names))
+    }
+
+    /// See [`VerifierBuilder::fhir_user_claims`].
+    pub fn fhir_user_claims<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.first(|b| b.fhir_user_claims(names))
+    }
+
     /// See [`VerifierBuilder::http_client`].
     pub fn http_client(self, client: reqwest::Client) -> Self {
         self.first(|b| b.http_client(client))
@@ -726,6 +744,36 @@ mod tests {
             ConfigError::InvalidClaimNames {
                 field: "client_id_claims"
             }
+        );
+        assert_eq!(
+            error(b().patient_claims(Vec::<String>::new())),
+            ConfigError::InvalidClaimNames {
+                field: "patient_claims"
+            }
+        );
+        assert_eq!(
+            error(b().patient_claims(["patient", ""])),
+            ConfigError::InvalidClaimNames {
+                field: "patient_claims"
+            }
+        );
+        assert_eq!(
+            error(b().fhir_user_claims(Vec::<&str>::new())),
+            ConfigError::InvalidClaimNames {
+                field: "fhir_user_claims"
+            }
+        );
+        assert_eq!(
+            error(b().fhir_user_claims(["extension_fhirUser", "\t"])),
+            ConfigError::InvalidClaimNames {
+                field: "fhir_user_claims"
+            }
+        );
+        assert!(
+            b().patient_claims(["launch_response_patient"])
+                .fhir_user_claims(["extension_fhirUser", "fhirUser"])
+                .build()
+                .is_ok()
         );
         assert_eq!(
             error(b().fetch_timeout(Duration::ZERO)),

@@ -29,9 +29,34 @@
 //! The issuer also counts the fetches it serves and can misbehave on demand (errors,
 //! slowness, oversized bodies, redirects, rotated keys), which is how this crate tests
 //! its own key cache.
+//!
+//! # Handlers without tokens
+//!
+//! To test a handler's own logic, no issuer is needed: [`ClaimsBuilder`] makes
+//! [`SmartClaims`](crate::SmartClaims) that behave like verified ones, and
+//! [`ClaimsLayer`] hands them to every request in place of the auth layer:
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use smart_auth::SmartClaims;
+//! use smart_auth::testing::{ClaimsBuilder, ClaimsLayer};
+//! use tower::ServiceExt as _;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let claims = ClaimsBuilder::new().patient("123").scope("patient/*.rs").build();
+//! let app = Router::new()
+//!     .route("/whoami", get(|c: SmartClaims| async move { c.patient().unwrap_or("").to_owned() }))
+//!     .layer(ClaimsLayer::new(claims));
+//! let response = app.oneshot(http::Request::get("/whoami").body(Body::empty())?).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(()) }
+//! ```
 
+mod claims;
 mod issuer;
 mod token;
 
+pub use claims::{ClaimsBuilder, ClaimsLayer, WithClaims};
 pub use issuer::{JwksBehaviour, TestIssuer, TestIssuerBuilder};
 pub use token::{TokenBuilder, sign_hs256};

@@ -47,6 +47,8 @@ pub struct VerifierBuilder {
     token_type: TokenTypePolicy,
     scope_claims: Vec<String>,
     client_id_claims: Vec<String>,
+    patient_claims: Vec<String>,
+    fhir_user_claims: Vec<String>,
     http_client: Option<reqwest::Client>,
     fetch_timeout: Duration,
     max_response_size: usize,
@@ -88,6 +90,8 @@ impl VerifierBuilder {
             token_type: TokenTypePolicy::default(),
             scope_claims: vec!["scope".into(), "scp".into()],
             client_id_claims: vec!["client_id".into(), "azp".into(), "cid".into()],
+            patient_claims: vec!["patient".into()],
+            fhir_user_claims: vec!["fhirUser".into()],
             http_client: None,
             fetch_timeout: Duration::from_secs(5),
             max_response_size: 1024 * 1024,
@@ -194,6 +198,50 @@ impl VerifierBuilder {
         S: Into<String>,
     {
         self.client_id_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The claims to read the patient in context from, first present wins (default
+    /// `patient`), for issuers that put it elsewhere. The value is checked as the `patient`
+    /// claim is: a string that is no FHIR id is no launch context, another JSON type makes
+    /// the token invalid.
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .patient_claims(["launch_response_patient", "patient"])
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn patient_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.patient_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The claims to read the user's FHIR resource from, first present wins (default
+    /// `fhirUser`), for issuers that use another name such as `extension_fhirUser`. The
+    /// value is checked as the `fhirUser` claim is: a blank string is absent, another JSON
+    /// type makes the token invalid.
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .fhir_user_claims(["fhirUser", "extension_fhirUser"])
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn fhir_user_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.fhir_user_claims = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -366,8 +414,10 @@ impl VerifierBuilder {
         for (names, field) in [
             (&self.scope_claims, "scope_claims"),
             (&self.client_id_claims, "client_id_claims"),
+            (&self.patient_claims, "patient_claims"),
+            (&self.fhir_user_claims, "fhir_user_claims"),
         ] {
-            if names.is_empty() || names.iter().any(String::is_empty) {
+            if names.is_empty() || names.iter().any(|name| name.trim().is_empty()) {
                 return Err(ConfigError::InvalidClaimNames { field });
             }
         }
@@ -428,6 +478,8 @@ impl VerifierBuilder {
             claim_names: ClaimNames {
                 scope: self.scope_claims,
                 client_id: self.client_id_claims,
+                patient: self.patient_claims,
+                fhir_user: self.fhir_user_claims,
             },
             max_token_length: self.max_token_length,
             clock: self.clock,

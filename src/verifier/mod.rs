@@ -447,7 +447,7 @@ impl TokenVerifier {
     fn check_audience(&self, claims: &SmartClaims) -> Result<(), ErrorKind> {
         match &self.inner.config.audience {
             AudienceRule::OneOf(accepted) => {
-                if claims.audiences().iter().any(|aud| accepted.contains(aud)) {
+                if claims.aud().iter().any(|aud| accepted.contains(aud)) {
                     Ok(())
                 } else {
                     Err(ErrorKind::WrongAudience)
@@ -488,11 +488,11 @@ pub(crate) enum Lookup {
 /// `exp` (required), `nbf` and `iat` against `now`, all with the same leeway. Run on every
 /// fresh verification; a cache hit checks the same bounds through its `ClaimWindow`.
 fn check_times(claims: &SmartClaims, now: i64, leeway: i64) -> Result<(), ErrorKind> {
-    if now >= claims.expires_at().saturating_add(leeway) {
+    if now >= claims.exp().saturating_add(leeway) {
         return Err(ErrorKind::Expired);
     }
     let in_future = |at: Option<i64>| at.is_some_and(|at| at > now.saturating_add(leeway));
-    if in_future(claims.not_before()) || in_future(claims.issued_at()) {
+    if in_future(claims.nbf()) || in_future(claims.iat()) {
         return Err(ErrorKind::NotYetValid);
     }
     Ok(())

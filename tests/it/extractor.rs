@@ -119,3 +119,52 @@ async fn extractor_without_layer_is_a_500_naming_the_layer() {
         "SmartAuthLayer does not cover this route"
     );
 }
+
+#[tokio::test]
+async fn configurable_patient_and_fhir_user_claim_names() {
+    let app = app(|b| {
+        b.patient_claims(["launch_response_patient", "patient"])
+            .fhir_user_claims(["extension_fhirUser"])
+    })
+    .await;
+    let token = app
+        .issuer
+        .token()
+        .scope("patient/Observation.rs")
+        .claim("launch_response_patient", "p-3")
+        .claim("patient", "p-4")
+        .claim("extension_fhirUser", "Practitioner/8")
+        .claim("fhirUser", "Practitioner/9")
+        .sign();
+    let answer = app.get_with_token(&token).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["patient"], "p-3");
+    assert_eq!(answer.body["fhirUser"], "Practitioner/8");
+
+    // The standard `fhirUser` is no longer read; `patient` still is, second in the list.
+    let fallback = app
+        .issuer
+        .token()
+        .claim("patient", "p-4")
+        .claim("fhirUser", "Practitioner/9")
+        .sign();
+    let answer = app.get_with_token(&fallback).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        (
+            answer.body["patient"].clone(),
+            answer.body["fhirUser"].clone()
+        ),
+        (json!("p-4"), json!(null))
+    );
+
+    // The configured claims are type-checked like the standard ones.
+    for (name, value) in [
+        ("extension_fhirUser", json!(["Practitioner/8"])),
+        ("launch_response_patient", json!(3)),
+    ] {
+        let token = app.issuer.token().claim(name, value).sign();
+        app.assert_invalid_token(&token, "the token has a missing or invalid claim")
+            .await;
+    }
+}

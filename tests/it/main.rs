@@ -4,6 +4,7 @@
 mod support;
 
 mod answers;
+mod claims_kit;
 mod client;
 mod configuration;
 mod demo;

@@ -29,13 +29,13 @@ impl Drop for App {
 /// What the handler saw.
 pub async fn echo_claims(claims: SmartClaims) -> Json<Value> {
     Json(json!({
-        "iss": claims.issuer(),
-        "sub": claims.subject(),
+        "iss": claims.iss(),
+        "sub": claims.sub(),
         "client_id": claims.client_id(),
-        "aud": claims.audiences(),
-        "exp": claims.expires_at(),
-        "iat": claims.issued_at(),
-        "jti": claims.jwt_id(),
+        "aud": claims.aud(),
+        "exp": claims.exp(),
+        "iat": claims.iat(),
+        "jti": claims.jti(),
         "scopes": claims.scopes(),
         "patient": claims.patient(),
         "encounter": claims.encounter(),

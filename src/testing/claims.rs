@@ -1,0 +1,454 @@
+//! Handler tests without tokens: [`ClaimsBuilder`] and [`ClaimsLayer`].
+
+use std::task::{Context, Poll};
+
+use serde_json::{Map, Value, json};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::claims::{FhirContext, SmartClaims};
+use crate::clock::{Clock as _, SystemClock, unix_seconds};
+
+/// Builds [`SmartClaims`] for a handler test, with no issuer, no key and no signed token.
+///
+/// The claims are read exactly as the layer reads a verified token's payload, with the
+/// default claim names: scopes go through the same well-formedness filter and
+/// [`ScopeSet`](crate::scopes::ScopeSet) parsing, so
+/// [`permits`](SmartClaims::permits), [`require`](SmartClaims::require),
+/// [`claim`](SmartClaims::claim) and [`extra`](SmartClaims::extra) answer as they would
+/// in production.
+///
+/// Defaults: `iss` `https://issuer.test`, `sub` and `client_id` `test-client`, `aud`
+/// `https://fhir.test`, `iat` now and `exp` one hour from now, **no scopes**. Each setter
+/// is named after the accessor it feeds.
+///
+/// ```
+/// use smart_auth::{FhirContext, scopes::Interaction, testing::ClaimsBuilder};
+///
+/// let claims = ClaimsBuilder::new()
+///     .client_id("app-1")
+///     .scope("patient/Observation.rs")
+///     .patient("123")
+///     .fhir_user("Practitioner/7")
+///     .fhir_context(FhirContext::from_reference("Encounter/9"))
+///     .claim("org", "acme")
+///     .build();
+/// assert_eq!(claims.client_id(), Some("app-1"));
+/// assert!(claims.permits(Interaction::Read, "Observation"));
+/// assert!(!claims.permits(Interaction::Create, "Observation"));
+/// assert_eq!(claims.claim("org"), Some(&serde_json::json!("acme")));
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClaimsBuilder {
+    claims: Map<String, Value>,
+}
+
+impl Default for ClaimsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClaimsBuilder {
+    /// Claims with the defaults listed in the [type docs](ClaimsBuilder).
+    pub fn new() -> Self {
+        let now = unix_seconds(SystemClock.now());
+        let Value::Object(claims) = json!({
+            "iss": "https://issuer.test",
+            "sub": "test-client",
+            "client_id": "test-client",
+            "aud": "https://fhir.test",
+            "iat": now,
+            "exp": now.saturating_add(3600),
+        }) else {
+            unreachable!("a JSON object literal")
+        };
+        Self { claims }
+    }
+
+    /// Sets (or with `Value::Null`, removes) any claim, exactly as a token would carry it.
+    /// A value of the wrong JSON type for a claim this crate reads makes
+    /// [`build`](Self::build) panic, as it would make a token invalid.
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        match value.into() {
+            Value::Null => {
+                self.claims.remove(name);
+            }
+            value => {
+                self.claims.insert(name.to_owned(), value);
+            }
+        }
+        self
+    }
+
+    /// `iss`.
+    pub fn iss(self, iss: impl Into<String>) -> Self {
+        self.claim("iss", iss.into())
+    }
+
+    /// `sub`.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "named after the `sub` claim, like `SmartClaims::sub`"
+    )]
+    pub fn sub(self, sub: impl Into<String>) -> Self {
+        self.claim("sub", sub.into())
+    }
+
+    /// `client_id`.
+    pub fn client_id(self, client_id: impl Into<String>) -> Self {
+        self.claim("client_id", client_id.into())
+    }
+
+    /// `aud`: a single audience (for several, `.claim("aud", json!([..]))`).
+    pub fn aud(self, aud: impl Into<String>) -> Self {
+        self.claim("aud", aud.into())
+    }
+
+    /// `exp`, in seconds since the Unix epoch.
+    pub fn exp(self, exp: i64) -> Self {
+        self.claim("exp", exp)
+    }
+
+    /// `iat`, in seconds since the Unix epoch.
+    pub fn iat(self, iat: i64) -> Self {
+        self.claim("iat", iat)
+    }
+
+    /// `nbf`, in seconds since the Unix epoch.
+    pub fn nbf(self, nbf: i64) -> Self {
+        self.claim("nbf", nbf)
+    }
+
+    /// `jti`.
+    pub fn jti(self, jti: impl Into<String>) -> Self {
+        self.claim("jti", jti.into())
+    }
+
+    /// Adds to the granted scopes. The text is appended to the space-separated `scope`
+    /// claim, so `"a b"` grants both `a` and `b`, and a malformed scope grants nothing, as
+    /// in a token.
+    pub fn scope(mut self, scope: &str) -> Self {
+        let text = match self.claims.get("scope") {
+            Some(Value::String(granted)) if !granted.is_empty() => format!("{granted} {scope}"),
+            _ => scope.to_owned(),
+        };
+        self.claims.insert("scope".to_owned(), Value::String(text));
+        self
+    }
+
+    /// Replaces the granted scopes with these, one scope per item.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.claims.remove("scope");
+        for scope in scopes {
+            self = self.scope(scope.as_ref());
+        }
+        self
+    }
+
+    /// `patient`: the id of the Patient in context (it also makes `patient/` scopes count).
+    pub fn patient(self, id: impl Into<String>) -> Self {
+        self.claim("patient", id.into())
+    }
+
+    /// `encounter`.
+    pub fn encounter(self, id: impl Into<String>) -> Self {
+        self.claim("encounter", id.into())
+    }
+
+    /// `fhirUser`.
+    pub fn fhir_user(self, reference: impl Into<String>) -> Self {
+        self.claim("fhirUser", reference.into())
+    }
+
+    /// `tenant`.
+    pub fn tenant(self, tenant: impl Into<String>) -> Self {
+        self.claim("tenant", tenant.into())
+    }
+
+    /// Adds an entry to `fhirContext`.
+    pub fn fhir_context(mut self, context: FhirContext) -> Self {
+        let entry = serde_json::to_value(&context).unwrap_or(Value::Null);
+        match self.claims.get_mut("fhirContext") {
+            Some(Value::Array(entries)) => entries.push(entry),
+            _ => {
+                self.claims
+                    .insert("fhirContext".to_owned(), Value::Array(vec![entry]));
+            }
+        }
+        self
+    }
+
+    /// The claims, read as the layer reads a verified payload.
+    ///
+    /// # Panics
+    ///
+    /// When a token carrying these claims would be invalid: a claim this crate reads with
+    /// the wrong JSON type (`exp` as a string, `patient` as a number, ...), no `iss` or no
+    /// `exp`, or a `fhirContext` entry that names nothing.
+    pub fn build(self) -> SmartClaims {
+        match SmartClaims::from_test_payload(self.claims) {
+            Ok(claims) => claims,
+            Err(kind) => panic!("these claims would make a token invalid ({kind:?})"),
+        }
+    }
+}
+
+/// A tower layer that inserts a clone of fixed [`SmartClaims`] into every request, in
+/// place of [`SmartAuthLayer`](crate::SmartAuthLayer), so that handlers taking
+/// `claims: SmartClaims` (or `Option<SmartClaims>`) can be tested without a token.
+///
+/// Errors a handler raises from the claims ([`SmartClaims::require`] and friends) answer
+/// as they would behind the layer, with the default realm.
+///
+/// ```
+/// use axum::{Router, body::Body, routing::get};
+/// use http::{Request, StatusCode};
+/// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
+/// use smart_auth::testing::{ClaimsBuilder, ClaimsLayer};
+/// use tower::ServiceExt as _;
+///
+/// async fn read_observation(claims: SmartClaims) -> Result<String, AuthError> {
+///     claims.require(Interaction::Read, "Observation")?;
+///     Ok(format!("for {}", claims.client_id().unwrap_or("?")))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = |claims| {
+///     Router::new()
+///         .route("/fhir/Observation/{id}", get(read_observation))
+///         .layer(ClaimsLayer::new(claims))
+/// };
+/// let request = || Request::get("/fhir/Observation/1").body(Body::empty());
+///
+/// let allowed = ClaimsBuilder::new().scope("system/Observation.rs").build();
+/// let response = app(allowed).oneshot(request()?).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+///
+/// let refused = ClaimsBuilder::new().scope("system/Patient.rs").build();
+/// let response = app(refused).oneshot(request()?).await?;
+/// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClaimsLayer {
+    claims: SmartClaims,
+}
+
+impl ClaimsLayer {
+    /// A layer that gives every request these claims. See the [type docs](ClaimsLayer).
+    pub fn new(claims: SmartClaims) -> Self {
+        Self { claims }
+    }
+}
+
+impl<S> Layer<S> for ClaimsLayer {
+    type Service = WithClaims<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithClaims {
+            inner,
+            claims: self.claims.clone(),
+        }
+    }
+}
+
+/// The service of [`ClaimsLayer`]: inserts the claims, then calls the inner service.
+#[derive(Debug, Clone)]
+pub struct WithClaims<S> {
+    inner: S,
+    claims: SmartClaims,
+}
+
+impl<S, B> Service<http::Request<B>> for WithClaims<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.claims.clone());
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scopes::Interaction;
+
+    #[test]
+    fn defaults() {
+        let before = unix_seconds(SystemClock.now());
+        let claims = ClaimsBuilder::new().build();
+        let after = unix_seconds(SystemClock.now());
+        assert_eq!(claims.iss(), "https://issuer.test");
+        assert_eq!(claims.issuer(), "https://issuer.test");
+        assert_eq!(
+            (claims.sub(), claims.client_id()),
+            (Some("test-client"), Some("test-client"))
+        );
+        assert_eq!(claims.aud(), ["https://fhir.test"]);
+        assert!((before + 3600..=after + 3600).contains(&claims.exp()));
+        assert!(
+            claims
+                .iat()
+                .is_some_and(|iat| (before..=after).contains(&iat))
+        );
+        assert_eq!((claims.nbf(), claims.jti()), (None, None));
+        assert!(claims.scopes().is_empty());
+        assert!(!claims.permits(Interaction::Read, "Patient"));
+        assert_eq!(
+            (
+                claims.patient(),
+                claims.encounter(),
+                claims.fhir_user(),
+                claims.tenant()
+            ),
+            (None, None, None, None)
+        );
+        assert!(claims.fhir_context().is_empty());
+    }
+
+    #[test]
+    fn setters_feed_their_accessors() {
+        let claims = ClaimsBuilder::default()
+            .iss("https://as.example")
+            .sub("s")
+            .client_id("c")
+            .aud("https://api.example")
+            .exp(200)
+            .iat(100)
+            .nbf(90)
+            .jti("j")
+            .patient("p1")
+            .encounter("e1")
+            .fhir_user("Practitioner/1")
+            .tenant("t")
+            .fhir_context(FhirContext::from_reference("Observation/1"))
+            .fhir_context(FhirContext::from_canonical("http://q|1").with_type("Questionnaire"))
+            .fhir_context(
+                FhirContext::from_identifier(json!({"value": "7"})).with_role("https://r"),
+            )
+            .claim("org", "acme")
+            .build();
+        assert_eq!(
+            (claims.iss(), claims.sub(), claims.client_id()),
+            ("https://as.example", Some("s"), Some("c"))
+        );
+        assert_eq!(claims.aud(), ["https://api.example"]);
+        assert_eq!(
+            (claims.exp(), claims.iat(), claims.nbf(), claims.jti()),
+            (200, Some(100), Some(90), Some("j"))
+        );
+        assert_eq!(
+            (
+                claims.patient(),
+                claims.encounter(),
+                claims.fhir_user(),
+                claims.tenant()
+            ),
+            (Some("p1"), Some("e1"), Some("Practitioner/1"), Some("t"))
+        );
+        assert_eq!(
+            claims.claim("fhirContext"),
+            Some(&json!([
+                {"reference": "Observation/1"},
+                {"canonical": "http://q|1", "type": "Questionnaire"},
+                {"identifier": {"value": "7"}, "role": "https://r"}
+            ]))
+        );
+        assert_eq!(claims.fhir_context().len(), 3);
+        assert_eq!(
+            claims.fhir_context()[1].resource_type(),
+            Some("Questionnaire")
+        );
+        assert_eq!(claims.claim("org"), Some(&json!("acme")));
+        #[derive(serde::Deserialize)]
+        struct Org {
+            org: String,
+            #[serde(default)]
+            site: Option<String>,
+        }
+        let org: Org = claims.extra().expect("fits");
+        assert_eq!((org.org.as_str(), org.site), ("acme", None));
+        assert!(claims.extra::<Vec<u8>>().is_err());
+        // `Null` removes a claim.
+        let claims = ClaimsBuilder::new().claim("sub", Value::Null).build();
+        assert_eq!(claims.sub(), None);
+    }
+
+    #[test]
+    fn scopes_are_read_as_a_tokens_are() {
+        let claims = ClaimsBuilder::new()
+            .scope("system/Observation.rs")
+            .scope("system/Patient.read\tsystem/*.* launch")
+            .scope("patient/Observation.rs")
+            .build();
+        assert_eq!(
+            claims.scopes(),
+            ["system/Observation.rs", "launch", "patient/Observation.rs"]
+        );
+        assert_eq!(
+            claims.claim("scope"),
+            Some(&json!(
+                "system/Observation.rs system/Patient.read\tsystem/*.* launch patient/Observation.rs"
+            ))
+        );
+        assert!(claims.permits(Interaction::SearchType, "Observation"));
+        assert!(!claims.permits(Interaction::Read, "Patient"));
+        assert!(!claims.permits(Interaction::Delete, "Patient"));
+        assert!(claims.require(Interaction::Read, "Observation").is_ok());
+        let refused = claims
+            .require(Interaction::Create, "Observation")
+            .expect_err("no c");
+        assert_eq!(refused.kind(), crate::ErrorKind::InsufficientScope);
+        assert_eq!(refused.required_scope(), Some("system/Observation.c"));
+        // `scopes` replaces; `patient/` scopes need a patient, as in a token.
+        let claims = ClaimsBuilder::new()
+            .scope("system/*.cruds")
+            .scopes(["patient/Observation.rs", "openid"])
+            .build();
+        assert_eq!(claims.scopes(), ["patient/Observation.rs", "openid"]);
+        assert!(!claims.permits(Interaction::Read, "Observation"));
+        let with_patient = ClaimsBuilder::new()
+            .scopes(["patient/Observation.rs"])
+            .patient("123")
+            .build();
+        assert!(with_patient.permits(Interaction::Read, "Observation"));
+        assert!(
+            ClaimsBuilder::new()
+                .scopes(Vec::<String>::new())
+                .build()
+                .scopes()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "these claims would make a token invalid")]
+    fn invalid_claims_panic() {
+        let _ = ClaimsBuilder::new().claim("patient", 5).build();
+    }
+
+    #[test]
+    #[should_panic(expected = "these claims would make a token invalid")]
+    fn blank_context_panics() {
+        let _ = ClaimsBuilder::new()
+            .fhir_context(FhirContext::from_reference(" "))
+            .build();
+    }
+}
