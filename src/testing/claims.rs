@@ -1,13 +1,21 @@
 //! Handler tests without tokens: [`ClaimsBuilder`] and [`ClaimsLayer`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use http::Response;
+use pin_project_lite::pin_project;
 use serde_json::{Map, Value, json};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::{FhirContext, SmartClaims};
 use crate::clock::{Clock as _, SystemClock, unix_seconds};
+use crate::enforce::ScopeEnforcement;
+use crate::original_uri::original_uri;
+use crate::response::Challenge;
 
 /// Builds [`SmartClaims`] for a handler test, with no issuer, no key and no signed token.
 ///
@@ -240,12 +248,49 @@ impl ClaimsBuilder {
 #[must_use]
 pub struct ClaimsLayer {
     claims: SmartClaims,
+    enforcement: Option<ScopeEnforcement>,
 }
 
 impl ClaimsLayer {
     /// A layer that gives every request these claims. See the [type docs](ClaimsLayer).
     pub fn new(claims: SmartClaims) -> Self {
-        Self { claims }
+        Self {
+            claims,
+            enforcement: None,
+        }
+    }
+
+    /// Checks each request against the claims' scopes first, exactly as
+    /// [`SmartAuthBuilder::enforce_scopes`](crate::SmartAuthBuilder::enforce_scopes) does
+    /// for a FHIR API under `base_path` (`/fhir`, or `/` for the root): a refused request
+    /// gets the same 403 `insufficient_scope` answer and never reaches the handler. Your
+    /// enforcement settings (operation policy, granular filters) are tested as they will
+    /// run, without a token.
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use http::{Request, StatusCode};
+    /// use smart_auth::ScopeEnforcement;
+    /// use smart_auth::testing::{ClaimsBuilder, ClaimsLayer};
+    /// use tower::ServiceExt as _;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let claims = ClaimsBuilder::new().scope("system/Patient.rs").build();
+    /// let app = Router::new()
+    ///     .route("/fhir/{type}/{id}", get(|| async { "resource" }))
+    ///     .layer(ClaimsLayer::new(claims).enforce_scopes(ScopeEnforcement::new(), "/fhir"));
+    ///
+    /// let read = |path: &str| Request::get(path).body(Body::empty());
+    /// let response = app.clone().oneshot(read("/fhir/Patient/1")?).await?;
+    /// assert_eq!(response.status(), StatusCode::OK);
+    /// let response = app.oneshot(read("/fhir/Observation/1")?).await?;
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// # Ok(()) }
+    /// ```
+    pub fn enforce_scopes(mut self, enforcement: ScopeEnforcement, base_path: &str) -> Self {
+        self.enforcement = Some(enforcement.at_base(base_path));
+        self
     }
 }
 
@@ -256,6 +301,7 @@ impl<S> Layer<S> for ClaimsLayer {
         WithClaims {
             inner,
             claims: self.claims.clone(),
+            enforcement: self.enforcement.clone(),
         }
     }
 }
@@ -265,23 +311,85 @@ impl<S> Layer<S> for ClaimsLayer {
 pub struct WithClaims<S> {
     inner: S,
     claims: SmartClaims,
+    enforcement: Option<ScopeEnforcement>,
 }
 
-impl<S, B> Service<http::Request<B>> for WithClaims<S>
+impl<S, B, ResBody> Service<http::Request<B>> for WithClaims<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = WithClaimsFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if let Some(enforcement) = &self.enforcement {
+            let uri = original_uri(&request);
+            let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+            let checked =
+                enforcement.check(request.method().as_str(), path, uri.query(), &self.claims);
+            if let Err(error) = checked {
+                return WithClaimsFuture {
+                    state: State::Refused {
+                        response: Some(Challenge::default_realm().response(&error)),
+                    },
+                };
+            }
+        }
         request.extensions_mut().insert(self.claims.clone());
-        self.inner.call(request)
+        WithClaimsFuture {
+            state: State::Calling {
+                future: self.inner.call(request),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`WithClaims`].
+    pub struct WithClaimsFuture<F, ResBody> {
+        #[pin]
+        state: State<F, ResBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, ResBody> {
+        Calling {
+            #[pin]
+            future: F,
+        },
+        Refused {
+            response: Option<Response<ResBody>>,
+        },
+    }
+}
+
+impl<F, ResBody> std::fmt::Debug for WithClaimsFuture<F, ResBody> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithClaimsFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody, E> Future for WithClaimsFuture<F, ResBody>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Calling { future } => future.poll(cx),
+            StateProj::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("WithClaimsFuture polled after completion"))),
+        }
     }
 }
 

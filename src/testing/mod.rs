@@ -57,6 +57,6 @@ mod claims;
 mod issuer;
 mod token;
 
-pub use claims::{ClaimsBuilder, ClaimsLayer, WithClaims};
+pub use claims::{ClaimsBuilder, ClaimsLayer, WithClaims, WithClaimsFuture};
 pub use issuer::{JwksBehaviour, TestIssuer, TestIssuerBuilder};
 pub use token::{TokenBuilder, sign_hs256};

@@ -155,3 +155,90 @@ async fn optional_extractor_sees_the_claims_too() {
         .to_bytes();
     assert_eq!(&bytes[..], b"c-1");
 }
+
+/// `ClaimsLayer::enforce_scopes` answers every request as the real layer with the same
+/// scopes and enforcement does: the same status, and the same challenge up to the realm.
+#[tokio::test]
+async fn claims_layer_enforcement_answers_as_the_layer_does() {
+    use smart_auth::testing::TestIssuer;
+    use smart_auth::{ManualClock, ScopeEnforcement, SmartAuthLayer};
+
+    let scopes = "system/Patient.rs system/Observation.c patient/Encounter.r";
+    let router = || {
+        Router::new()
+            .route(
+                "/fhir/{type}",
+                get(|| async { "type" }).post(|| async { "created" }),
+            )
+            .route(
+                "/fhir/{type}/{id}",
+                get(|| async { "instance" }).delete(|| async { "gone" }),
+            )
+    };
+    let offline = router().layer(
+        ClaimsLayer::new(ClaimsBuilder::new().scope(scopes).patient("7").build())
+            .enforce_scopes(ScopeEnforcement::new(), "/fhir"),
+    );
+    let clock = ManualClock::new();
+    let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .fhir_base(issuer.audience())
+        .served_at_path("/fhir")
+        .clock(clock)
+        .realm("fhir")
+        .enforce_scopes(ScopeEnforcement::new())
+        .build()
+        .unwrap();
+    let online = router().layer(layer);
+    let token = issuer.token().scope(scopes).claim("patient", "7").sign();
+
+    let requests = [
+        ("GET", "/fhir/Patient/1"),
+        ("GET", "/fhir/Patient?name=x"),
+        ("DELETE", "/fhir/Patient/1"),
+        ("POST", "/fhir/Observation"),
+        ("GET", "/fhir/Observation/1"),
+        ("GET", "/fhir/Encounter/1"),
+        // `.r` is read only: no search, whatever the patient.
+        ("GET", "/fhir/Encounter?patient=7"),
+        ("GET", "/fhir/Encounter?patient=8"),
+        ("GET", "/fhir/%50atient/1"),
+        ("GET", "/fhir//Patient/1"),
+        ("GET", "/other/Patient/1"),
+    ];
+    let mut statuses = Vec::new();
+    for (method, path) in requests {
+        let request = || {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let expected = online
+            .clone()
+            .oneshot({
+                let mut request = request();
+                request.headers_mut().insert(
+                    header::AUTHORIZATION,
+                    format!("Bearer {token}").parse().unwrap(),
+                );
+                request
+            })
+            .await
+            .unwrap();
+        let got = offline.clone().oneshot(request()).await.unwrap();
+        assert_eq!(got.status(), expected.status(), "{method} {path}");
+        statuses.push(got.status().as_u16());
+        assert_eq!(
+            got.headers().get(header::WWW_AUTHENTICATE),
+            expected.headers().get(header::WWW_AUTHENTICATE),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 403, 200, 403, 200, 403, 403, 200, 403, 403],
+        "both answers occur"
+    );
+}
