@@ -85,6 +85,7 @@ mod claims;
 #[cfg(feature = "client")]
 pub mod client;
 mod clock;
+mod config;
 #[cfg(feature = "dev-server")]
 pub mod dev_server;
 pub mod discovery;
@@ -116,6 +117,7 @@ mod verifier;
 pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};
 pub use claims::{FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{EnforcementConfig, IssuerConfig, SmartAuthConfig, TokenCacheConfig};
 pub use enforce::{ScopeEnforcement, default_operation_policy};
 pub use error::{Answer, AuthError, ConfigError, ErrorKind, Refusal};
 #[cfg(feature = "introspection")]

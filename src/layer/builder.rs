@@ -62,7 +62,7 @@ impl IntoVerifier for TokenVerifier {
 /// A further issuer of a layer.
 #[derive(Debug, Clone)]
 enum Extra {
-    Builder(VerifierBuilder),
+    Builder(Box<VerifierBuilder>),
     Built(TokenVerifier),
 }
 
@@ -196,7 +196,7 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// # Ok::<(), smart_auth::ConfigError>(())
     /// ```
     pub fn issuer(mut self, issuer: VerifierBuilder) -> Self {
-        self.extra.push(Extra::Builder(issuer));
+        self.extra.push(Extra::Builder(Box::new(issuer)));
         self
     }
 

@@ -32,7 +32,8 @@ pub(crate) use builder::checked_url;
 /// use smart_auth::TokenTypePolicy;
 /// assert_eq!(TokenTypePolicy::default(), TokenTypePolicy::Lenient);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TokenTypePolicy {
     /// `typ` absent, `JWT`, `at+jwt` or `application/at+jwt` (compared case-insensitively).

@@ -271,3 +271,92 @@ async fn refusals_raised_behind_the_layer_carry_its_realm() {
         "Bearer realm=\"fhir\""
     );
 }
+
+/// The shipped example configuration builds as it is.
+#[test]
+fn the_example_configuration_builds() {
+    let text = include_str!("../../examples/config/smart-auth.json");
+    let config: smart_auth::SmartAuthConfig = serde_json::from_str(text).unwrap();
+    let layer = config.build().unwrap();
+    assert_eq!(layer.fhir_base(), Some("https://api.example.org/fhir"));
+    let issuers: Vec<&str> = layer
+        .issuers()
+        .iter()
+        .map(smart_auth::TokenVerifier::issuer)
+        .collect();
+    assert_eq!(
+        issuers,
+        [
+            "https://auth.example.org",
+            "https://login.partner.example/tenant-7"
+        ]
+    );
+}
+
+/// A layer read from a configuration document protects an API end to end, with two
+/// issuers, the base said once and its public paths.
+#[tokio::test]
+async fn a_configuration_document_protects_an_api() {
+    let a = TestIssuer::start().await;
+    let b = TestIssuer::builder().path("/tenant-b").start().await;
+    let document = serde_json::json!({
+        "fhir_base": BASE,
+        "served_at_path": "/fhir",
+        "issuers": [
+            { "issuer": a.url(), "algorithms": ["ES256"] },
+            { "issuer": b.url(), "fhir_user_claims": ["extension_fhirUser"] }
+        ],
+        "public_paths": ["/health"],
+        "enforce_scopes": {}
+    });
+    let config: smart_auth::SmartAuthConfig = serde_json::from_value(document).unwrap();
+    let auth = config.build().unwrap();
+    let router = Router::new()
+        .route(
+            "/fhir/Patient/{id}",
+            get(|claims: SmartClaims| async move {
+                format!("{} {}", claims.issuer(), claims.fhir_user().unwrap_or("-"))
+            }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .layer(auth);
+    let (url, _server) = serve(router).await;
+    let http = reqwest::Client::new();
+    let read = |token: String| {
+        http.get(format!("{url}/fhir/Patient/1"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    let es256 = a
+        .token()
+        .alg(smart_auth::SigningAlgorithm::ES256)
+        .scope("system/Patient.rs")
+        .sign();
+    let response = read(es256).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), format!("{} -", a.url()));
+    let rs256 = a.token().scope("system/Patient.rs").sign();
+    assert_eq!(
+        read(rs256).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let from_b = b
+        .token()
+        .scope("system/Patient.rs")
+        .claim("extension_fhirUser", "Practitioner/9")
+        .sign();
+    let response = read(from_b).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.text().await.unwrap(),
+        format!("{} Practitioner/9", b.url())
+    );
+    let unscoped = b.token().scope("system/Observation.rs").sign();
+    assert_eq!(
+        read(unscoped).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let health = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}

@@ -1,0 +1,457 @@
+//! [`SmartAuthConfig`]: the layer's configuration as data, for deployments that read it
+//! from a configuration file or the environment.
+//!
+//! Every field maps to one builder setting and has the builder's default when absent;
+//! durations are whole seconds (`_secs`). Unknown fields are refused, so a misspelt
+//! setting is an error instead of a silently ignored security control. The loaded
+//! configuration goes through the same checks as the builder's (`build`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::algorithm::SigningAlgorithm;
+use crate::enforce::ScopeEnforcement;
+use crate::error::ConfigError;
+use crate::jwks::StaticKeys;
+use crate::layer::{SmartAuthBuilder, SmartAuthLayer};
+use crate::token_cache::TokenCachePolicy;
+use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};
+
+/// The configuration of a [`SmartAuthLayer`] as data: deserialize it with serde from any
+/// format (JSON, TOML, YAML, environment variables through a serde adapter), then
+/// [`build`](Self::build) the layer.
+///
+/// ```
+/// use smart_auth::SmartAuthConfig;
+///
+/// let config: SmartAuthConfig = serde_json::from_str(r#"{
+///     "fhir_base": "https://api.example.org/fhir",
+///     "issuers": [
+///         { "issuer": "https://auth.example.org", "algorithms": ["RS384", "ES384"] },
+///         { "issuer": "https://login.partner.example", "token_type": "rfc9068" }
+///     ],
+///     "enforce_scopes": { "handler_applies_granular_filters": true },
+///     "public_paths": ["/health"]
+/// }"#)?;
+/// let layer = config.build()?;
+/// assert_eq!(layer.issuers().iter().count(), 2);
+/// assert_eq!(layer.fhir_base_path(), "/fhir");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SmartAuthConfig {
+    /// [`SmartAuthBuilder::fhir_base`].
+    #[serde(default)]
+    pub fhir_base: Option<String>,
+    /// [`SmartAuthBuilder::served_at_path`].
+    #[serde(default)]
+    pub served_at_path: Option<String>,
+    /// The issuers whose tokens are accepted, at least one; the first is the layer's
+    /// first issuer.
+    pub issuers: Vec<IssuerConfig>,
+    /// [`SmartAuthBuilder::optional`] (default `false`).
+    #[serde(default)]
+    pub optional: bool,
+    /// [`SmartAuthBuilder::public_path`], each one.
+    #[serde(default)]
+    pub public_paths: Vec<String>,
+    /// [`SmartAuthBuilder::protect_discovery_and_metadata`] (default `false`).
+    #[serde(default)]
+    pub protect_discovery_and_metadata: bool,
+    /// [`SmartAuthBuilder::protect_cors_preflight`] (default `false`).
+    #[serde(default)]
+    pub protect_cors_preflight: bool,
+    /// [`SmartAuthBuilder::realm`].
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// [`SmartAuthBuilder::enforce_scopes`]: present (even `{}`) turns enforcement on.
+    #[serde(default)]
+    pub enforce_scopes: Option<EnforcementConfig>,
+}
+
+/// The settings of one issuer in a [`SmartAuthConfig`]: those of a [`VerifierBuilder`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IssuerConfig {
+    /// The issuer identifier, compared exactly with each token's `iss`.
+    pub issuer: String,
+    /// [`VerifierBuilder::audience`], each one (default: the FHIR base).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// [`VerifierBuilder::insecure_accept_any_audience`] (default `false`).
+    #[serde(default)]
+    pub insecure_accept_any_audience: bool,
+    /// [`VerifierBuilder::algorithms`], by JOSE name (`"RS384"`, `"ES384"`, ...).
+    #[serde(default)]
+    pub algorithms: Option<Vec<SigningAlgorithm>>,
+    /// [`VerifierBuilder::token_type`]: `"lenient"` or `"rfc9068"`.
+    #[serde(default)]
+    pub token_type: Option<TokenTypePolicy>,
+    /// [`VerifierBuilder::leeway`], in seconds.
+    #[serde(default)]
+    pub leeway_secs: Option<u64>,
+    /// [`VerifierBuilder::jwks_uri`].
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// [`VerifierBuilder::static_keys`] from a JWK Set file
+    /// ([`StaticKeys::from_jwks_file`]).
+    #[serde(default)]
+    pub static_jwks_file: Option<PathBuf>,
+    /// [`VerifierBuilder::scope_claims`].
+    #[serde(default)]
+    pub scope_claims: Option<Vec<String>>,
+    /// [`VerifierBuilder::client_id_claims`].
+    #[serde(default)]
+    pub client_id_claims: Option<Vec<String>>,
+    /// [`VerifierBuilder::patient_claims`].
+    #[serde(default)]
+    pub patient_claims: Option<Vec<String>>,
+    /// [`VerifierBuilder::fhir_user_claims`].
+    #[serde(default)]
+    pub fhir_user_claims: Option<Vec<String>>,
+    /// [`VerifierBuilder::fetch_timeout`], in seconds.
+    #[serde(default)]
+    pub fetch_timeout_secs: Option<u64>,
+    /// [`VerifierBuilder::max_response_size`], in bytes.
+    #[serde(default)]
+    pub max_response_size: Option<usize>,
+    /// [`VerifierBuilder::max_token_length`], in bytes.
+    #[serde(default)]
+    pub max_token_length: Option<usize>,
+    /// [`VerifierBuilder::token_cache`].
+    #[serde(default)]
+    pub token_cache: Option<TokenCacheConfig>,
+}
+
+/// [`ScopeEnforcement`] settings in a [`SmartAuthConfig`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EnforcementConfig {
+    /// [`ScopeEnforcement::allow_any_token_outside_base`] (default `false`).
+    #[serde(default)]
+    pub allow_any_token_outside_base: bool,
+    /// [`ScopeEnforcement::handler_applies_granular_filters`] (default `false`).
+    #[serde(default)]
+    pub handler_applies_granular_filters: bool,
+    /// [`ScopeEnforcement::resource_types`]: the resource types the API serves.
+    #[serde(default)]
+    pub resource_types: Option<Vec<String>>,
+}
+
+/// [`TokenCachePolicy`] settings in a [`SmartAuthConfig`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenCacheConfig {
+    /// Whether verified tokens are cached (default `true`).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// [`TokenCachePolicy::max_entries`].
+    #[serde(default)]
+    pub max_entries: Option<u64>,
+    /// [`TokenCachePolicy::max_age`], in seconds.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl SmartAuthConfig {
+    /// The layer's builder with every setting of this configuration, for settings that
+    /// only code can give (a clock, an HTTP client, a validation hook on the first issuer).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::NoIssuer`] without issuers, or the error of a static key file that
+    /// cannot be read. Every other setting is checked by `build`.
+    pub fn builder(self) -> Result<SmartAuthBuilder, ConfigError> {
+        let mut issuers = self.issuers.into_iter();
+        let first = issuers.next().ok_or(ConfigError::NoIssuer)?;
+        let mut builder = SmartAuthBuilder::with_first(first.verifier_builder()?);
+        for issuer in issuers {
+            builder = builder.issuer(issuer.verifier_builder()?);
+        }
+        if let Some(base) = self.fhir_base {
+            builder = builder.fhir_base(base);
+        }
+        if let Some(path) = self.served_at_path {
+            builder = builder.served_at_path(path);
+        }
+        if self.optional {
+            builder = builder.optional();
+        }
+        for path in self.public_paths {
+            builder = builder.public_path(path);
+        }
+        if self.protect_discovery_and_metadata {
+            builder = builder.protect_discovery_and_metadata();
+        }
+        if self.protect_cors_preflight {
+            builder = builder.protect_cors_preflight();
+        }
+        if let Some(realm) = self.realm {
+            builder = builder.realm(realm);
+        }
+        if let Some(enforcement) = self.enforce_scopes {
+            builder = builder.enforce_scopes(enforcement.enforcement());
+        }
+        Ok(builder)
+    }
+
+    /// Builds the layer. No network I/O (a static key file is read).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid setting.
+    pub fn build(self) -> Result<SmartAuthLayer, ConfigError> {
+        self.builder()?.build()
+    }
+}
+
+impl IssuerConfig {
+    /// The verifier builder with these settings.
+    ///
+    /// # Errors
+    ///
+    /// The error of a static key file that cannot be read.
+    pub fn verifier_builder(self) -> Result<VerifierBuilder, ConfigError> {
+        let mut builder = TokenVerifier::builder(self.issuer);
+        for audience in self.audiences {
+            builder = builder.audience(audience);
+        }
+        if self.insecure_accept_any_audience {
+            builder = builder.insecure_accept_any_audience();
+        }
+        if let Some(algorithms) = self.algorithms {
+            builder = builder.algorithms(algorithms);
+        }
+        if let Some(policy) = self.token_type {
+            builder = builder.token_type(policy);
+        }
+        if let Some(secs) = self.leeway_secs {
+            builder = builder.leeway(Duration::from_secs(secs));
+        }
+        if let Some(uri) = self.jwks_uri {
+            builder = builder.jwks_uri(uri);
+        }
+        if let Some(path) = self.static_jwks_file {
+            builder = builder.static_keys(StaticKeys::from_jwks_file(path)?);
+        }
+        if let Some(names) = self.scope_claims {
+            builder = builder.scope_claims(names);
+        }
+        if let Some(names) = self.client_id_claims {
+            builder = builder.client_id_claims(names);
+        }
+        if let Some(names) = self.patient_claims {
+            builder = builder.patient_claims(names);
+        }
+        if let Some(names) = self.fhir_user_claims {
+            builder = builder.fhir_user_claims(names);
+        }
+        if let Some(secs) = self.fetch_timeout_secs {
+            builder = builder.fetch_timeout(Duration::from_secs(secs));
+        }
+        if let Some(bytes) = self.max_response_size {
+            builder = builder.max_response_size(bytes);
+        }
+        if let Some(bytes) = self.max_token_length {
+            builder = builder.max_token_length(bytes);
+        }
+        if let Some(cache) = self.token_cache {
+            builder = builder.token_cache(cache.policy());
+        }
+        Ok(builder)
+    }
+}
+
+impl EnforcementConfig {
+    fn enforcement(self) -> ScopeEnforcement {
+        let mut enforcement = ScopeEnforcement::new();
+        if self.allow_any_token_outside_base {
+            enforcement = enforcement.allow_any_token_outside_base();
+        }
+        if self.handler_applies_granular_filters {
+            enforcement = enforcement.handler_applies_granular_filters();
+        }
+        if let Some(types) = self.resource_types {
+            enforcement = enforcement.resource_types(types);
+        }
+        enforcement
+    }
+}
+
+impl TokenCacheConfig {
+    fn policy(self) -> TokenCachePolicy {
+        let mut policy = if self.enabled {
+            TokenCachePolicy::default()
+        } else {
+            TokenCachePolicy::disabled()
+        };
+        if let Some(entries) = self.max_entries {
+            policy = policy.max_entries(entries);
+        }
+        if let Some(secs) = self.max_age_secs {
+            policy = policy.max_age(Duration::from_secs(secs));
+        }
+        policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SmartAuthConfig, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    #[test]
+    fn every_setting_reaches_the_layer() {
+        let layer = parse(
+            r#"{
+                "fhir_base": "https://api.example/fhir/r4",
+                "served_at_path": "/r4",
+                "issuers": [{
+                    "issuer": "https://as.example",
+                    "audiences": ["https://api.example/fhir/r4", "https://old.example/r4"],
+                    "algorithms": ["ES384"],
+                    "token_type": "rfc9068",
+                    "leeway_secs": 5,
+                    "jwks_uri": "https://as.example/keys",
+                    "scope_claims": ["scp"],
+                    "client_id_claims": ["azp"],
+                    "patient_claims": ["extension_patient"],
+                    "fhir_user_claims": ["extension_fhirUser"],
+                    "fetch_timeout_secs": 2,
+                    "max_response_size": 4096,
+                    "max_token_length": 2048,
+                    "token_cache": { "max_entries": 10, "max_age_secs": 30 }
+                }, {
+                    "issuer": "https://partner.example",
+                    "token_cache": { "enabled": false }
+                }],
+                "optional": true,
+                "public_paths": ["/health"],
+                "protect_cors_preflight": true,
+                "realm": "api",
+                "enforce_scopes": {
+                    "allow_any_token_outside_base": true,
+                    "resource_types": ["Patient", "Observation"]
+                }
+            }"#,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(layer.fhir_base(), Some("https://api.example/fhir/r4"));
+        assert_eq!(layer.fhir_base_path(), "/r4");
+        assert_eq!(
+            layer.scope_enforcement().map(ScopeEnforcement::base_path),
+            Some("/r4")
+        );
+        let issuers: Vec<_> = layer.issuers().iter().collect();
+        assert_eq!(
+            issuers[0].first_audience(),
+            Some("https://api.example/fhir/r4")
+        );
+        assert_eq!(
+            issuers[1].first_audience(),
+            Some("https://api.example/fhir/r4"),
+            "the base is the default audience"
+        );
+        assert_eq!(issuers[0].max_token_length(), 2048);
+        let debug = format!("{layer:?}");
+        for expected in [
+            "ES384",
+            "max_age: 30s",
+            "/health",
+            "realm: \"api\"",
+            "Optional",
+        ] {
+            assert!(debug.contains(expected), "{expected} in {debug}");
+        }
+    }
+
+    #[test]
+    fn hostile_documents_are_refused() {
+        let refused = [
+            // Misspelt or unknown settings, at each level.
+            r#"{"issuers": [{"issuer": "https://as.example"}], "fhir_bse": "https://x"}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "audience": "https://x"}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example"}], "enforce_scopes": {"strict": true}}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "token_cache": {"size": 1}}]}"#,
+            // Wrong types, nulls where a list is required, unknown algorithm names.
+            r#"{"issuers": {"issuer": "https://as.example"}}"#,
+            r#"{"issuers": [{"issuer": 7}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "algorithms": ["none"]}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "algorithms": ["HS256"]}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "algorithms": ["rs256"]}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "token_type": "strict"}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "leeway_secs": -1}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example"}], "optional": "yes"}"#,
+            r#"{"issuers": null}"#,
+            r#"{}"#,
+            r#"[]"#,
+        ];
+        for text in refused {
+            assert!(parse(text).is_err(), "{text}");
+        }
+        let not_built = [
+            (r#"{"issuers": []}"#, ConfigError::NoIssuer),
+            (
+                r#"{"issuers": [{"issuer": "https://as.example"}, {"issuer": "https://as.example"}]}"#,
+                ConfigError::DuplicateIssuer,
+            ),
+            (
+                r#"{"issuers": [{"issuer": "https://as.example", "algorithms": []}]}"#,
+                ConfigError::NoAlgorithms,
+            ),
+            (
+                r#"{"issuers": [{"issuer": "https://as.example", "leeway_secs": 3600}]}"#,
+                ConfigError::InvalidLimit { field: "leeway" },
+            ),
+            (
+                r#"{"issuers": [{"issuer": "https://as.example"}], "public_paths": ["health"]}"#,
+                ConfigError::InvalidPath,
+            ),
+            (
+                r#"{"issuers": [{"issuer": "https://as.example", "audiences": ["https://a"], "insecure_accept_any_audience": true}]}"#,
+                ConfigError::ConflictingAudience,
+            ),
+        ];
+        for (text, expected) in not_built {
+            assert_eq!(
+                parse(text).unwrap().build().unwrap_err(),
+                expected,
+                "{text}"
+            );
+        }
+        let http = parse(r#"{"issuers": [{"issuer": "http://as.example"}]}"#)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            http,
+            ConfigError::InvalidUrl {
+                field: "issuer",
+                ..
+            }
+        ));
+        let missing = parse(
+            r#"{"issuers": [{"issuer": "https://as.example", "static_jwks_file": "/nonexistent/keys.json"}]}"#,
+        )
+        .unwrap()
+        .build()
+        .unwrap_err();
+        assert!(matches!(missing, ConfigError::InvalidStaticKeys { .. }));
+    }
+}
