@@ -55,8 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let issuer = TestIssuer::builder().audience(&api_url).start().await;
     let auth = SmartAuthLayer::builder(issuer.url())
-        .audience(&api_url)
-        .served_at_path("/fhir")
+        .fhir_base(&api_url)
         .build()?;
     auth.warm_up().await?;
 

@@ -13,22 +13,31 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use smart_auth::{SmartAuthLayer, SmartClaims};
+//! use smart_auth::discovery::SmartConfiguration;
+//! use smart_auth::{ScopeEnforcement, SmartAuthLayer, SmartClaims};
 //!
 //! async fn read_patient(claims: SmartClaims) -> String {
 //!     format!("{:?} may use {:?}", claims.client_id(), claims.scopes())
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = SmartAuthLayer::builder("https://auth.example.org")
+//!     .fhir_base("https://api.example.org/fhir") // said once: audience, paths, discovery
+//!     .enforce_scopes(ScopeEnforcement::new()) // optional: 403 for out-of-scope requests
+//!     .build()?;
+//! let discovery = auth.discovery(
+//!     SmartConfiguration::backend_services("https://auth.example.org/token").build()?,
+//! );
 //! let app: Router = Router::new()
 //!     .route("/fhir/Patient/{id}", get(read_patient))
-//!     .layer(
-//!         SmartAuthLayer::builder("https://auth.example.org")
-//!             .audience("https://api.example.org/fhir")
-//!             .build()?,
-//!     );
+//!     .layer(auth)
+//!     .merge(discovery.router());
 //! # Ok(()) }
 //! ```
+//!
+//! The verification itself stands without tower: [`TokenVerifier::builder`] builds it for
+//! one issuer, [`Issuers`] for several (the layer holds one), and [`SmartAuthConfig`] reads
+//! the whole configuration from serde data.
 //!
 //! ## Features
 //!

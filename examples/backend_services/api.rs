@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+use smart_auth::discovery::SmartConfiguration;
 use smart_auth::scopes::SearchConstraints;
 use smart_auth::{SmartAuthLayer, SmartClaims};
 
@@ -218,10 +218,8 @@ pub fn router(auth: SmartAuthLayer, configuration: SmartConfiguration, store: St
             )
         }
     };
-    let discovery = SmartDiscoveryLayer::new(configuration)
-        .base_path("/fhir")
-        .expect("a valid base path")
-        .cors_on_metadata();
+    // Served at the auth layer's FHIR base: said once, on the layer.
+    let discovery = auth.discovery(configuration).cors_on_metadata();
     Router::new()
         .route("/fhir/{resource_type}", get(search).post(create))
         .route("/fhir/{resource_type}/{id}", get(read))

@@ -64,11 +64,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. The protected API: tokens from that server, for this API, scopes enforced.
     let auth = SmartAuthLayer::builder(server.url())
-        .audience(&fhir_base)
+        .fhir_base(&fhir_base)
         .token_type(TokenTypePolicy::Rfc9068)
-        .served_at_path("/fhir")
         // The handlers in api.rs narrow searches and reads to the granular scopes' filters.
-        .served_at_path("/fhir")
         .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())
         .build()?;
     auth.warm_up().await?;

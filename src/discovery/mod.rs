@@ -7,24 +7,26 @@
 //!    authorization server's own metadata with
 //!    [`from_issuer`](SmartConfiguration::from_issuer).
 //! 2. Serve it with [`SmartDiscoveryLayer`] (tower) or its
-//!    [`router`](SmartDiscoveryLayer::router) (axum).
+//!    [`router`](SmartDiscoveryLayer::router) (axum); the auth layer makes one at its own
+//!    FHIR base with [`SmartAuthLayer::discovery`](crate::SmartAuthLayer::discovery).
 //!
 //! ```
 //! use axum::{Router, routing::get};
 //! use smart_auth::SmartAuthLayer;
-//! use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+//! use smart_auth::discovery::SmartConfiguration;
 //!
 //! let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
 //!     .scopes_supported(["system/*.rs"])
 //!     .introspection_endpoint("https://auth.example.org/introspect")
 //!     .build()?;
 //! let auth = SmartAuthLayer::builder("https://auth.example.org")
-//!     .audience("https://api.example.org/fhir")
+//!     .fhir_base("https://api.example.org/fhir")
 //!     .build()?;
+//! let discovery = auth.discovery(configuration);
 //! let app: Router = Router::new()
 //!     .route("/fhir/Patient/{id}", get(|| async { "patient" }))
 //!     .layer(auth)
-//!     .merge(SmartDiscoveryLayer::new(configuration).base_path("/fhir")?.router());
+//!     .merge(discovery.router());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

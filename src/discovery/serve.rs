@@ -34,8 +34,8 @@ const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 /// Discovery must be reachable without a token: put this layer outside
 /// [`SmartAuthLayer`](crate::SmartAuthLayer), or rely on the auth layer's public paths,
 /// which let `GET`/`HEAD` of `{base}/.well-known/smart-configuration` and preflights through
-/// (give the auth layer the same base with
-/// [`fhir_base_path`](crate::SmartAuthBuilder::fhir_base_path)).
+/// ([`SmartAuthLayer::discovery`](crate::SmartAuthLayer::discovery) makes this layer at the
+/// auth layer's own base, so the base is said once).
 ///
 /// ```
 /// use axum::{Router, routing::get};

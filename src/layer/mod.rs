@@ -26,9 +26,8 @@
 //! Without a token, only these pass (each can be turned off on the builder):
 //!
 //! - `GET` and `HEAD` of `{base}/metadata`, `{base}/.well-known/smart-configuration` and
-//!   `/.well-known/smart-configuration`, where `{base}` is
-//!   [`fhir_base_path`](SmartAuthBuilder::fhir_base_path), else the base of
-//!   [`enforce_scopes`](SmartAuthBuilder::enforce_scopes), else the root (so
+//!   `/.well-known/smart-configuration`, where `{base}` is the path of
+//!   [`fhir_base`](SmartAuthBuilder::fhir_base), else the root (so
 //!   [`SmartAuthLayer::new`] opens only `/metadata` and `/.well-known/smart-configuration`);
 //! - exactly a CORS preflight: `OPTIONS` with one non-empty `Origin`, one
 //!   `Access-Control-Request-Method` naming a method, no `Authorization` and no body. It
@@ -67,7 +66,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let auth = SmartAuthLayer::builder("https://auth.example.org")
-//!     .audience("https://fhir.example.org/fhir")
+//!     .fhir_base("https://fhir.example.org/fhir")
 //!     .build()?;
 //! let app: Router = Router::new()
 //!     .route("/fhir/Patient/{id}", get(patient))

@@ -26,8 +26,7 @@ async fn the_demo_flow_works() {
         ],
     ));
     let auth = SmartAuthLayer::builder(server.url())
-        .audience(&fhir_base)
-        .served_at_path("/fhir")
+        .fhir_base(&fhir_base)
         .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())
         .build()
         .unwrap();
