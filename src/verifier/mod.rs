@@ -197,6 +197,7 @@ impl TokenVerifier {
 
     /// The validation hook's verdict on accepted claims (see
     /// [`VerifierBuilder::validate`]).
+    #[inline]
     pub(crate) fn check_policy(&self, claims: &SmartClaims) -> Result<(), AuthError> {
         match &self.inner.config.validator {
             Some(validator) => validator.check(claims).map_err(AuthError::from),
