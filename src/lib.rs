@@ -134,5 +134,6 @@ pub use introspection::{Introspection, IntrospectionAuth, IntrospectionMode};
 pub use issuers::Issuers;
 pub use jwks::{KeyCacheStatus, RefreshPolicy, StaticKeys};
 pub use layer::{SmartAuthBuilder, SmartAuthLayer};
+pub use response::RefusalBody;
 pub use token_cache::TokenCachePolicy;
 pub use verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};

@@ -9,8 +9,10 @@
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use crate::error::{Answer, AuthError, ErrorKind};
 
@@ -41,11 +43,115 @@ struct Prepared {
     realm: Arc<str>,
     /// Indexed by [`ErrorKind::index`]; `None` for kinds answered without a challenge.
     headers: [Option<HeaderValue>; ErrorKind::COUNT],
+    /// The user's body for refusals, instead of the `OperationOutcome`.
+    body: Option<BodyHook>,
+}
+
+/// A hook that builds the body of every refusal: see
+/// [`SmartAuthBuilder::refusal_body`](crate::SmartAuthBuilder::refusal_body).
+#[derive(Clone)]
+pub(crate) struct BodyHook(Arc<BodyFn>);
+
+/// The signature of a refusal body hook.
+type BodyFn = dyn Fn(&AuthError) -> RefusalBody + Send + Sync;
+
+impl BodyHook {
+    pub(crate) fn new(hook: impl Fn(&AuthError) -> RefusalBody + Send + Sync + 'static) -> Self {
+        Self(Arc::new(hook))
+    }
+}
+
+impl std::fmt::Debug for BodyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyHook(..)")
+    }
+}
+
+/// The body (and extra headers) of a refusal, built by a
+/// [`refusal_body`](crate::SmartAuthBuilder::refusal_body) hook for APIs that do not speak
+/// FHIR. The status, the `WWW-Authenticate` challenge and `Retry-After` stay exactly as
+/// RFC 6750 and the layer say: a hook cannot change them.
+///
+/// ```
+/// use smart_auth::{AuthError, ErrorKind, RefusalBody};
+///
+/// let error = AuthError::new(ErrorKind::Expired);
+/// let answer = error.kind().answer();
+/// let body = RefusalBody::json(&serde_json::json!({
+///     "error": answer.bearer_error,
+///     "message": answer.description,
+/// }))
+/// .header(
+///     http::HeaderName::from_static("cache-control"),
+///     http::HeaderValue::from_static("no-store"),
+/// );
+/// assert_eq!(body.content_type(), "application/json");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RefusalBody {
+    content_type: HeaderValue,
+    body: Bytes,
+    headers: HeaderMap,
+}
+
+impl RefusalBody {
+    /// A body of this media type.
+    ///
+    /// ```
+    /// use smart_auth::RefusalBody;
+    /// let body = RefusalBody::new(http::HeaderValue::from_static("text/plain"), "denied\n");
+    /// assert_eq!(body.content_type(), "text/plain");
+    /// ```
+    pub fn new(content_type: HeaderValue, body: impl Into<Bytes>) -> Self {
+        Self {
+            content_type,
+            body: body.into(),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// A JSON body (`application/json`).
+    pub fn json(value: &serde_json::Value) -> Self {
+        Self::new(
+            HeaderValue::from_static("application/json"),
+            value.to_string(),
+        )
+    }
+
+    /// An extra header of the refusal. `WWW-Authenticate`, `Retry-After`, `Content-Type`,
+    /// `Content-Length` and `Transfer-Encoding` are the answer's own and are ignored here.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The media type of the body.
+    pub fn content_type(&self) -> &HeaderValue {
+        &self.content_type
+    }
+}
+
+/// Headers a refusal body hook cannot set: the answer's own.
+fn is_answer_header(name: &HeaderName) -> bool {
+    [
+        &WWW_AUTHENTICATE,
+        &RETRY_AFTER,
+        &CONTENT_TYPE,
+        &CONTENT_LENGTH,
+        &TRANSFER_ENCODING,
+    ]
+    .contains(&name)
 }
 
 impl Challenge {
     /// A challenge with this realm. The caller validated it with [`is_valid_realm`].
     pub(crate) fn new(realm: &str) -> Self {
+        Self::with_body(realm, None)
+    }
+
+    /// A challenge with this realm and, when given, the user's body for refusals.
+    pub(crate) fn with_body(realm: &str, body: Option<BodyHook>) -> Self {
         let headers = ErrorKind::ALL.map(|kind| {
             let answer = kind.answer();
             answer
@@ -56,6 +162,7 @@ impl Challenge {
             prepared: Arc::new(Prepared {
                 realm: Arc::from(realm),
                 headers,
+                body,
             }),
         }
     }
@@ -85,10 +192,17 @@ impl Challenge {
     pub(crate) fn unsettled_response<B: From<Bytes>>(&self, error: &AuthError) -> Response<B> {
         let kind = error.kind();
         let answer = kind.answer();
-        let mut response = Response::new(B::from(BODIES[kind.index()].clone()));
+        let mut response = match &self.prepared.body {
+            None => {
+                let mut response = Response::new(B::from(BODIES[kind.index()].clone()));
+                let content_type = HeaderValue::from_static(FHIR_JSON);
+                response.headers_mut().insert(CONTENT_TYPE, content_type);
+                response
+            }
+            Some(hook) => custom_response((hook.0)(error)),
+        };
         *response.status_mut() = answer.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         if let Some(value) = self.header(error) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
@@ -126,23 +240,55 @@ impl Challenge {
         )
     }
 
-    /// Puts this realm into the challenge of a refusal raised behind the layer (a handler
-    /// returning an [`AuthError`], an extractor's rejection), unless a layer nearer the
-    /// handler did so already. Responses that carry no `AuthError` are left untouched.
-    pub(crate) fn settle_realm<B>(&self, response: &mut Response<B>) {
-        let extensions = response.extensions_mut();
+    /// Puts this realm (and the layer's refusal body, when it has one) into a refusal
+    /// raised behind the layer (a handler returning an [`AuthError`], an extractor's
+    /// rejection), unless a layer nearer the handler did so already. Responses that carry
+    /// no `AuthError` are left untouched.
+    pub(crate) fn settle_realm<B: From<Bytes>>(&self, response: &mut Response<B>) {
+        let extensions = response.extensions();
         let Some(error) = extensions.get::<AuthError>() else {
             return;
         };
         if extensions.get::<RealmSettled>().is_some() {
             return;
         }
+        if self.prepared.body.is_some() {
+            // The whole answer, as the layer gives its own.
+            let error = error.clone();
+            *response = self.response(&error);
+            return;
+        }
         let value = self.header(error);
-        extensions.insert(RealmSettled);
+        response.extensions_mut().insert(RealmSettled);
         if let Some(value) = value {
             response.headers_mut().insert(WWW_AUTHENTICATE, value);
         }
     }
+}
+
+/// A response with the body and headers a hook built, the answer's own headers left out.
+fn custom_response<B: From<Bytes>>(body: RefusalBody) -> Response<B> {
+    let mut response = Response::new(B::from(body.body));
+    let headers = response.headers_mut();
+    let mut previous = None;
+    for (name, value) in body.headers {
+        // `HeaderMap`'s iterator names a header only at its first value.
+        let name = match name {
+            Some(name) => {
+                previous = Some(name.clone());
+                name
+            }
+            None => match &previous {
+                Some(name) => name.clone(),
+                None => continue,
+            },
+        };
+        if !is_answer_header(&name) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(CONTENT_TYPE, body.content_type);
+    response
 }
 
 /// `Retry-After` of a 503 whose error carries no wait of its own: the default failure

@@ -9,10 +9,11 @@ use crate::algorithm::SigningAlgorithm;
 use crate::claims::SmartClaims;
 use crate::clock::Clock;
 use crate::enforce::ScopeEnforcement;
+use crate::error::AuthError;
 use crate::error::{ConfigError, Refusal};
 use crate::issuers::Issuers;
 use crate::jwks::{RefreshPolicy, StaticKeys};
-use crate::response::{Challenge, DEFAULT_REALM, is_valid_realm};
+use crate::response::{BodyHook, Challenge, DEFAULT_REALM, RefusalBody, is_valid_realm};
 use crate::token_cache::TokenCachePolicy;
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder, checked_url};
 
@@ -102,6 +103,7 @@ pub struct SmartAuthBuilder<V = VerifierBuilder> {
     mode: AuthMode,
     public: PublicRoutes,
     enforcement: Option<ScopeEnforcement>,
+    refusal_body: Option<BodyHook>,
 }
 
 impl<V: IntoVerifier> SmartAuthBuilder<V> {
@@ -115,6 +117,7 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
             mode: AuthMode::Required,
             public: PublicRoutes::default(),
             enforcement: None,
+            refusal_body: None,
         }
     }
 
@@ -268,6 +271,38 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         self
     }
 
+    /// Builds the body of every refusal with `hook` instead of the FHIR `OperationOutcome`,
+    /// for APIs that do not speak FHIR. Only the body and extra headers are the hook's: the
+    /// status, the `WWW-Authenticate` challenge and `Retry-After` stay exactly as RFC 6750
+    /// and the layer say. Refusals raised behind the layer (a handler's
+    /// [`AuthError`], an extractor's rejection) get the same body. The hook sees the
+    /// [`AuthError`], whose [`kind`](AuthError::kind) and
+    /// [`answer`](crate::ErrorKind::answer) say what happened; never put token contents in
+    /// a body.
+    ///
+    /// ```
+    /// use smart_auth::{RefusalBody, SmartAuthLayer};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://api.example.org")
+    ///     .refusal_body(|error| {
+    ///         let answer = error.kind().answer();
+    ///         RefusalBody::json(&serde_json::json!({
+    ///             "error": answer.bearer_error.unwrap_or("unauthorized"),
+    ///             "error_description": answer.description,
+    ///         }))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn refusal_body<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&AuthError) -> RefusalBody + Send + Sync + 'static,
+    {
+        self.refusal_body = Some(BodyHook::new(hook));
+        self
+    }
+
     /// Checks the settings and builds the layer. No network I/O.
     ///
     /// # Errors
@@ -289,7 +324,7 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         }
         Ok(SmartAuthLayer::from_parts(
             Issuers::new(verifiers)?,
-            Challenge::new(&realm),
+            Challenge::with_body(&realm, self.refusal_body),
             self.mode,
             public,
             enforcement,

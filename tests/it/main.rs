@@ -21,6 +21,7 @@ mod key_cache;
 mod nest;
 mod props_mutation;
 mod public_routes;
+mod refusal_body;
 mod scopes_e2e;
 mod scopes_hardening;
 mod static_keys;
