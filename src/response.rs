@@ -26,6 +26,7 @@ static BODIES: LazyLock<[Bytes; ErrorKind::COUNT]> =
     LazyLock::new(|| ErrorKind::ALL.map(operation_outcome));
 
 /// The challenge with the default realm, shared by every response made outside a layer.
+#[cfg(feature = "axum")]
 static DEFAULT_CHALLENGE: LazyLock<Challenge> = LazyLock::new(|| Challenge::new(DEFAULT_REALM));
 
 /// The parts of every refusal fixed at build time: the realm and, for each error kind,
@@ -60,6 +61,7 @@ impl Challenge {
     }
 
     /// The challenge with the default realm `fhir`, built once per process.
+    #[cfg(feature = "axum")]
     pub(crate) fn default_realm() -> Self {
         DEFAULT_CHALLENGE.clone()
     }

@@ -35,7 +35,7 @@ const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 /// [`SmartAuthLayer`](crate::SmartAuthLayer), or rely on the auth layer's public paths,
 /// which let `GET`/`HEAD` of `{base}/.well-known/smart-configuration` and preflights through
 /// (give the auth layer the same base with
-/// [`fhir_base_path`](crate::SmartAuthBuilder::fhir_base_path)).
+/// [`fhir_base`](crate::SmartAuthBuilder::fhir_base)).
 ///
 /// ```
 /// use axum::{Router, routing::get};

@@ -61,6 +61,10 @@ impl IntoVerifier for TokenVerifier {
 
 /// A further issuer of a layer.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few per layer, at build time only; boxing would buy nothing"
+)]
 enum Extra {
     Builder(VerifierBuilder),
     Built(TokenVerifier),

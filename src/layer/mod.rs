@@ -27,7 +27,7 @@
 //!
 //! - `GET` and `HEAD` of `{base}/metadata`, `{base}/.well-known/smart-configuration` and
 //!   `/.well-known/smart-configuration`, where `{base}` is
-//!   [`fhir_base_path`](SmartAuthBuilder::fhir_base_path), else the base of
+//!   [`fhir_base_path`](SmartAuthLayer::fhir_base_path), else the base of
 //!   [`enforce_scopes`](SmartAuthBuilder::enforce_scopes), else the root (so
 //!   [`SmartAuthLayer::new`] opens only `/metadata` and `/.well-known/smart-configuration`);
 //! - exactly a CORS preflight: `OPTIONS` with one non-empty `Origin`, one

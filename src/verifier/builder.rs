@@ -65,7 +65,10 @@ pub struct VerifierBuilder {
 
 /// A validation hook: [`VerifierBuilder::validate`].
 #[derive(Clone)]
-pub(crate) struct Validator(Arc<dyn Fn(&SmartClaims) -> Result<(), Refusal> + Send + Sync>);
+pub(crate) struct Validator(Arc<ValidateFn>);
+
+/// The function behind a [`Validator`].
+type ValidateFn = dyn Fn(&SmartClaims) -> Result<(), Refusal> + Send + Sync;
 
 impl Validator {
     pub(crate) fn check(&self, claims: &SmartClaims) -> Result<(), Refusal> {
