@@ -1,36 +1,62 @@
-//! `application/x-www-form-urlencoded` decoding, for query strings and form bodies.
+//! `application/x-www-form-urlencoded` and percent-decoding, for query strings, form bodies,
+//! scope filters and path segments: the `form_urlencoded` and `percent-encoding` crates (the
+//! codecs `url` uses, so already compiled), plus the one rule they do not enforce.
+//!
+//! Two readings exist on purpose:
+//!
+//! - lenient ([`pairs`]), as browsers and `url` read a query: `+` is a space, a bad escape
+//!   stays as it is and bytes that are not UTF-8 become U+FFFD. Used where a value is only
+//!   looked at, never trusted to mean one thing (the `_type` of a bulk export);
+//! - strict ([`percent_decode_strict`], [`form_decode_strict`]): a `%` not followed by two
+//!   hex digits, or bytes that are not UTF-8, make the text malformed. Used wherever two
+//!   readers must not disagree (scopes, paths, the development server's forms).
 
-/// Decodes `%XX` escapes and `+` (a space). An invalid escape stays as it is.
-pub(crate) fn decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+use std::borrow::Cow;
+
+/// Splits and decodes `name=value&...` leniently (see the module docs); empty pieces are
+/// skipped and a piece without `=` has an empty value.
+pub(crate) fn pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(text.as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
 }
 
-/// Splits and decodes `name=value&...`; empty pairs are skipped.
-pub(crate) fn pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    text.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(name), decode(value))
+/// Decodes every `%XX` escape (either case of hex digit) once; a `+` stays a `+`. `None` for
+/// a bad escape or a result that is not UTF-8.
+pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {
+    if !escapes_are_well_formed(text) {
+        return None;
+    }
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
+}
+
+/// Decodes one form name or value: `+` is a space, then as [`percent_decode_strict`] (so
+/// `%2B` is a `+`).
+#[cfg(any(feature = "dev-server", test))]
+pub(crate) fn form_decode_strict(text: &str) -> Option<String> {
+    percent_decode_strict(&text.replace('+', " "))
+}
+
+/// Encodes one form name or value: letters, digits and `*-._` as they are, a space as `+`,
+/// every other byte as `%XX`.
+#[cfg(any(feature = "introspection", test))]
+pub(crate) fn form_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Whether every `%` starts an escape of two hex digits. Kept by hand because neither crate
+/// can refuse: `percent-encoding` (like the WHATWG URL standard) keeps a bad escape as it
+/// is, which would let `%zz` or a lone `%` mean one thing here and another to the next
+/// reader.
+fn escapes_are_well_formed(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(at, &byte)| {
+        byte != b'%'
+            || bytes
+                .get(at + 1..at + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     })
 }
 
@@ -38,19 +64,112 @@ pub(crate) fn pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
 mod tests {
     use super::*;
 
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    /// Hostile query strings, read leniently: every piece kept in order (duplicates
+    /// included), `+` and `%20` both a space, bad escapes as they are, NUL decoded, bytes
+    /// that are not UTF-8 replaced, empty names kept.
     #[test]
-    fn decoding() {
-        assert_eq!(decode("a%2Cb+c"), "a,b c");
-        assert_eq!(decode("%41%zz%4"), "A%zz%4");
-        assert_eq!(decode("%E2%9C%93"), "\u{2713}");
-        let parsed: Vec<_> = pairs("a=1&&b=x%20y&c").collect();
-        assert_eq!(
-            parsed,
-            [
-                ("a".into(), "1".into()),
-                ("b".into(), "x y".into()),
-                ("c".into(), String::new())
-            ]
-        );
+    fn lenient_pairs_of_hostile_queries() {
+        let rows: &[(&str, &[(&str, &str)])] = &[
+            ("a=1&&b=x%20y&c", &[("a", "1"), ("b", "x y"), ("c", "")]),
+            ("_type=A&_type=B", &[("_type", "A"), ("_type", "B")]),
+            (
+                "a=x+y&b=x%20y&c=x%2By",
+                &[("a", "x y"), ("b", "x y"), ("c", "x+y")],
+            ),
+            (
+                "a=%zz&b=%4&c=%&d=%4g",
+                &[("a", "%zz"), ("b", "%4"), ("c", "%"), ("d", "%4g")],
+            ),
+            // WHATWG order: `+` becomes a space before escapes are read, so `%+1` is no
+            // escape (a sign is not a hex digit).
+            ("a=%+1", &[("a", "% 1")]),
+            ("a=%00", &[("a", "\0")]),
+            ("a=%FF&b=%C3", &[("a", "\u{FFFD}"), ("b", "\u{FFFD}")]),
+            ("=v&=&&", &[("", "v"), ("", "")]),
+            ("a=b=c&%3D=%26", &[("a", "b=c"), ("=", "&")]),
+            ("%E2%9C%93=%e2%9c%93", &[("\u{2713}", "\u{2713}")]),
+        ];
+        for (query, expected) in rows {
+            assert_eq!(
+                pairs(query).collect::<Vec<_>>(),
+                owned(expected),
+                "{query:?}"
+            );
+        }
+    }
+
+    /// Hostile escapes, read strictly: a bad escape, a truncated one or bytes that are not
+    /// UTF-8 are refused; NUL decodes (callers refuse controls themselves).
+    #[test]
+    fn strict_decoding_of_hostile_escapes() {
+        let rows: &[(&str, Option<&str>)] = &[
+            ("a%2Cb", Some("a,b")),
+            ("a%2cb", Some("a,b")),
+            ("a+b", Some("a+b")),
+            ("a%20b", Some("a b")),
+            ("100%25", Some("100%")),
+            ("%E2%9C%93", Some("\u{2713}")),
+            ("%00", Some("\0")),
+            ("", Some("")),
+            ("%", None),
+            ("%4", None),
+            ("a%4", None),
+            ("%zz", None),
+            ("%4g", None),
+            ("%g4", None),
+            ("%+1", None),
+            ("%-1", None),
+            ("% 1", None),
+            ("%%41", None),
+            ("%FF", None),
+            ("%C3", None),
+            ("%C3%28", None),
+            ("%ED%A0%80", None),
+        ];
+        for (text, expected) in rows {
+            assert_eq!(
+                percent_decode_strict(text).as_deref(),
+                *expected,
+                "{text:?}"
+            );
+        }
+    }
+
+    /// The strict form reading: `+` is a space, `%2B` a plus; the escape rules as above.
+    #[test]
+    fn strict_form_decoding() {
+        let rows: &[(&str, Option<&str>)] = &[
+            ("a%2Cb+c%2b", Some("a,b c+")),
+            ("x+y", Some("x y")),
+            ("x%20y", Some("x y")),
+            ("x%2By", Some("x+y")),
+            ("%E2%9C%93", Some("\u{2713}")),
+            ("a%+1", None),
+            ("%", None),
+            ("%4", None),
+            ("%zz", None),
+            ("%FF", None),
+        ];
+        for (text, expected) in rows {
+            assert_eq!(form_decode_strict(text).as_deref(), *expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn form_encoding_round_trips() {
+        assert_eq!(form_encode("a b+c/d=é*-._~"), "a+b%2Bc%2Fd%3D%C3%A9*-._%7E");
+        for text in ["x:y&z %", "", "+", "%", "\0\u{2713}"] {
+            assert_eq!(
+                form_decode_strict(&form_encode(text)).as_deref(),
+                Some(text)
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher, is_allowed_url};
+use crate::form::form_encode;
 use crate::json::{StrictJsonError, object_with_unique_members};
 
 /// When the layer asks the authorization server about a token.
@@ -766,30 +767,9 @@ fn numeric_date(value: &Value) -> Option<i64> {
     })
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(byte as char)
-            }
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(form_encode("a b+c/d=é"), "a+b%2Bc%2Fd%3D%C3%A9");
-        assert_eq!(crate::form::decode(&form_encode("x:y&z %")), "x:y&z %");
-    }
 
     #[test]
     fn only_401_403_and_server_side_statuses_mean_down() {

@@ -115,7 +115,7 @@ impl Issuers {
     }
 
     /// Verifies a token with the verifier of the issuer it names (see the
-    /// [module docs](self) for how that one is chosen).
+    /// [`Issuers`] docs for how that one is chosen).
     ///
     /// # Errors
     ///

@@ -337,6 +337,12 @@ fn ecdsa(key_type: KeyType) -> &'static EcdsaSigningAlgorithm {
 }
 
 /// The first PEM block whose label ends in `PRIVATE KEY`: its label and DER bytes.
+///
+/// The armour is read here, the body by the `base64` crate. The one PEM reader in the
+/// dependency tree, `rustls-pki-types` (via reqwest's rustls), skips blocks whose label it
+/// does not know and has no notion of RFC 1421 headers, so it cannot tell an encrypted key
+/// (`ENCRYPTED PRIVATE KEY`, `Proc-Type: 4,ENCRYPTED`) from a missing one, which is the
+/// answer [`KeyError::Encrypted`] exists to give.
 fn decode_pem(pem: &str) -> Result<(String, Vec<u8>), KeyError> {
     let mut lines = pem.lines().map(str::trim);
     while let Some(line) = lines.next() {

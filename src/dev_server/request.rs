@@ -10,40 +10,10 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, header};
 
 use super::oauth::OAuthError;
+use crate::form::form_decode_strict;
 
 /// The only `client_assertion_type` this server knows (RFC 7523 section 2.2).
 pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// Decodes one `application/x-www-form-urlencoded` name or value: `+` is a space, `%XX`
-/// a byte. A `%` not followed by two hex digits, or bytes that are not UTF-8, make the
-/// value malformed (`None`) rather than being kept as they are.
-pub(crate) fn form_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 /// Whether `headers` say the body is `application/x-www-form-urlencoded` (parameters
 /// such as `charset` allowed).
@@ -81,8 +51,8 @@ pub(crate) fn parse_form(
     let mut parameters = HashMap::new();
     for pair in text.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = form_decode(name).ok_or_else(malformed)?;
-        let value = form_decode(value).ok_or_else(malformed)?;
+        let name = form_decode_strict(name).ok_or_else(malformed)?;
+        let value = form_decode_strict(value).ok_or_else(malformed)?;
         if value.is_empty() {
             continue;
         }
@@ -185,8 +155,8 @@ fn basic_credentials(token: &str) -> Option<(String, String)> {
     let decoded = STANDARD.decode(token).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let id = form_decode(id)?;
-    let secret = form_decode(secret)?;
+    let id = form_decode_strict(id)?;
+    let secret = form_decode_strict(secret)?;
     (!id.is_empty()).then_some((id, secret))
 }
 
@@ -196,10 +166,54 @@ mod tests {
 
     #[test]
     fn form_decoding_is_strict() {
-        assert_eq!(form_decode("a%2Cb+c%2b").as_deref(), Some("a,b c+"));
-        assert_eq!(form_decode("%E2%9C%93").as_deref(), Some("\u{2713}"));
+        assert_eq!(form_decode_strict("a%2Cb+c%2b").as_deref(), Some("a,b c+"));
+        assert_eq!(form_decode_strict("%E2%9C%93").as_deref(), Some("\u{2713}"));
         for bad in ["%", "%4", "%zz", "%4g", "a%+1", "%FF", "%C3"] {
-            assert_eq!(form_decode(bad), None, "{bad}");
+            assert_eq!(form_decode_strict(bad), None, "{bad}");
+        }
+    }
+
+    /// Hostile form bodies: the exact parameters, or the exact refusal.
+    #[test]
+    fn hostile_form_bodies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let malformed = "the body is not well-formed form data";
+        /// A body and its parameters, or the refusal's description.
+        type Row = (
+            &'static [u8],
+            Result<&'static [(&'static str, &'static str)], &'static str>,
+        );
+        let rows: &[Row] = &[
+            (b"a=1&b=2", Ok(&[("a", "1"), ("b", "2")])),
+            (b"a=1&a=2", Err("a parameter is repeated")),
+            (b"a=1&a=", Ok(&[("a", "1")])),
+            (
+                b"a=x+y&b=x%20y&c=x%2By",
+                Ok(&[("a", "x y"), ("b", "x y"), ("c", "x+y")]),
+            ),
+            (b"a=%zz", Err(malformed)),
+            (b"a=%4", Err(malformed)),
+            (b"a%4=1", Err(malformed)),
+            (b"a=%", Err(malformed)),
+            (b"a=%FF", Err(malformed)),
+            (b"a=\xff", Err("the body is not UTF-8")),
+            (b"a=%00", Ok(&[("a", "\0")])),
+            (b"=v&&b", Ok(&[("", "v")])),
+            (b"a=b=c", Ok(&[("a", "b=c")])),
+        ];
+        for (body, expected) in rows {
+            let got = parse_form(&headers, body).map_err(|error| error.description);
+            let expected = expected.map(|pairs| {
+                pairs
+                    .iter()
+                    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                    .collect::<HashMap<_, _>>()
+            });
+            assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(body));
         }
     }
 
@@ -292,7 +306,7 @@ mod props {
         /// Any text, form-encoded any valid way, decodes back to itself.
         #[test]
         fn form_encoding_round_trips(text in "\\PC{0,24}", choices in proptest::collection::vec(any::<u8>(), 1..8)) {
-            prop_assert_eq!(form_decode(&form_encode(&text, &choices)), Some(text));
+            prop_assert_eq!(form_decode_strict(&form_encode(&text, &choices)), Some(text));
         }
 
         /// A body of distinct named parameters reads back exactly (empty values absent); a

@@ -214,6 +214,12 @@ impl StaticKeys {
 /// The one public key block of a PEM text (RFC 7468): its form and DER bytes. Text outside
 /// the block (explanatory text, RFC 7468 section 5.2) is ignored; any other block, a
 /// private key or certificate included, makes the text refused.
+///
+/// The armour is read here, the body by the `base64` crate. The one PEM reader in the
+/// dependency tree, `rustls-pki-types` (via reqwest's rustls), silently skips blocks whose
+/// label it does not know: it would drop `RSA PUBLIC KEY` (PKCS#1, accepted here) and any
+/// unknown block this function refuses, and reports a mismatched END line or headers only
+/// as bad base64.
 fn public_key_block(pem: &str) -> Result<(PublicKeyDer, Vec<u8>), &'static str> {
     let mut blocks = Vec::new();
     let mut lines = pem.lines().map(str::trim);

@@ -321,10 +321,13 @@ fn path_segments(path: &str) -> impl Iterator<Item = Result<Cow<'_, str>, Malfor
         .map(canonical_segment)
 }
 
-/// One decoded segment, or why it is refused.
+/// One decoded segment, or why it is refused. The decoding is the crate's strict one
+/// (`percent-encoding` plus the well-formed-escape rule); the refusals after it (empty, dot
+/// segments, `/`, `\`, `;`, `%` or a control once decoded) are this classifier's own rules,
+/// which no codec knows, so they stay here.
 fn canonical_segment(raw: &str) -> Result<Cow<'_, str>, MalformedPath> {
     let decoded = if raw.contains('%') {
-        Cow::Owned(percent_decode(raw)?)
+        Cow::Owned(crate::form::percent_decode_strict(raw).ok_or(MalformedPath)?)
     } else {
         Cow::Borrowed(raw)
     };
@@ -339,29 +342,6 @@ fn canonical_segment(raw: &str) -> Result<Cow<'_, str>, MalformedPath> {
     } else {
         Ok(decoded)
     }
-}
-
-/// Decodes every `%XX` (either case of hex digit) once; the result must be UTF-8.
-fn percent_decode(raw: &str) -> Result<String, MalformedPath> {
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut input = raw.bytes();
-    while let Some(byte) = input.next() {
-        if byte == b'%' {
-            let high = input.next().and_then(hex_value).ok_or(MalformedPath)?;
-            let low = input.next().and_then(hex_value).ok_or(MalformedPath)?;
-            bytes.push(high << 4 | low);
-        } else {
-            bytes.push(byte);
-        }
-    }
-    String::from_utf8(bytes).map_err(|_| MalformedPath)
-}
-
-/// The value of one hex digit.
-fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|value| u8::try_from(value).ok())
 }
 
 /// Checks an id segment: `[A-Za-z0-9\-.]{1,64}`, but not `.` or `..`.

@@ -20,8 +20,8 @@
 
 use std::collections::HashSet;
 
-use super::parse::percent_decode;
 use super::{Context, Permissions, ResourceScope, ResourceType, ScopeSet};
+use crate::form::percent_decode_strict;
 
 /// A FHIR REST interaction that SMART permission letters cover. New interactions may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -424,7 +424,7 @@ fn strict_query_pairs(query: &str) -> Option<Vec<(String, String)>> {
                 return None;
             }
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((percent_decode(name)?, percent_decode(value)?))
+            Some((percent_decode_strict(name)?, percent_decode_strict(value)?))
         })
         .collect()
 }

@@ -5,7 +5,10 @@ use std::fmt::{self, Write as _};
 use std::ops::BitOr;
 use std::str::FromStr;
 
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
 use super::ScopeSet;
+use crate::form::percent_decode_strict;
 
 /// One parsed scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -497,8 +500,8 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, RejectReason> {
         .split('&')
         .map(|pair| {
             let (name, value) = pair.split_once('=').ok_or(RejectReason::InvalidQuery)?;
-            let name = percent_decode(name).ok_or(RejectReason::InvalidQuery)?;
-            let value = percent_decode(value).ok_or(RejectReason::InvalidQuery)?;
+            let name = percent_decode_strict(name).ok_or(RejectReason::InvalidQuery)?;
+            let value = percent_decode_strict(value).ok_or(RejectReason::InvalidQuery)?;
             let has_control = |text: &str| text.chars().any(char::is_control);
             if name.is_empty() || value.is_empty() || has_control(&name) || has_control(&value) {
                 return Err(RejectReason::InvalidQuery);
@@ -508,49 +511,18 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, RejectReason> {
         .collect()
 }
 
-/// Decodes `%XX` escapes; `+` stays a `+`. `None` for a bad escape or bytes that are not UTF-8.
-pub(super) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        if byte == b'%' {
-            let high = hex_value(*bytes.get(index + 1)?)?;
-            let low = hex_value(*bytes.get(index + 2)?)?;
-            out.push(high << 4 | low);
-            index += 3;
-        } else {
-            out.push(byte);
-            index += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+/// What a query value escapes: what the parser would otherwise read differently (`%`, `&`)
+/// and whatever is not allowed in an OAuth scope token (RFC 6749 `scope-token`: controls,
+/// space, `"`, `\`; non-ASCII is always escaped).
+const VALUE_ESCAPES: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'\\').add(b'%').add(b'&');
 
-/// The value of one hex digit.
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
+/// What a query name escapes: as a value, and `=`.
+const NAME_ESCAPES: &AsciiSet = &VALUE_ESCAPES.add(b'=');
 
-/// Writes a query name or value, escaping what the parser would otherwise read differently and
-/// whatever is not allowed in an OAuth scope token (RFC 6749 `scope-token`).
+/// Writes a query name or value, escaped (see [`VALUE_ESCAPES`]).
 fn write_encoded(f: &mut fmt::Formatter<'_>, text: &str, is_name: bool) -> fmt::Result {
-    for byte in text.bytes() {
-        let plain = matches!(byte, 0x21..=0x7E)
-            && !matches!(byte, b'"' | b'\\' | b'%' | b'&')
-            && !(is_name && byte == b'=');
-        if plain {
-            f.write_char(char::from(byte))?;
-        } else {
-            write!(f, "%{byte:02X}")?;
-        }
-    }
-    Ok(())
+    let escapes = if is_name { NAME_ESCAPES } else { VALUE_ESCAPES };
+    write!(f, "{}", utf8_percent_encode(text, escapes))
 }
 
 /// Writes the canonical v2 form, e.g. `patient/Observation.rs?category=laboratory`.

@@ -19,7 +19,8 @@ use crate::algorithm::SigningAlgorithm;
 use crate::clock::{Clock, SystemClock};
 use crate::signing::{KeyType, TestKey};
 
-/// How the issuer answers requests for its JWK Set.
+/// How the issuer answers requests for its JWK Set: a fault-injection hook for this crate's
+/// own key-cache tests. Hidden from the docs and not part of the API: no semver promise.
 ///
 /// ```no_run
 /// # async fn run() {
@@ -30,6 +31,7 @@ use crate::signing::{KeyType, TestKey};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub enum JwksBehaviour {
     /// 200 with the published keys.
     Normal,
@@ -364,27 +366,32 @@ impl TestIssuer {
     }
 
     /// How the JWK Set endpoint answers from now on.
+    #[doc(hidden)]
     pub fn set_jwks_behaviour(&self, behaviour: JwksBehaviour) {
         *lock(&self.state.jwks) = behaviour;
     }
 
     /// A `Cache-Control` header for JWK Set responses (default none).
+    #[doc(hidden)]
     pub fn set_jwks_cache_control(&self, value: Option<&str>) {
         *lock(&self.state.cache_control) = value.map(str::to_owned);
     }
 
     /// The `issuer` written into the discovery documents (default: [`url`](Self::url)).
+    #[doc(hidden)]
     pub fn set_discovery_issuer(&self, issuer: &str) {
         *lock(&self.state.discovery_issuer) = Some(issuer.to_owned());
     }
 
     /// The `jwks_uri` written into the discovery documents (default: [`jwks_uri`](Self::jwks_uri)).
+    #[doc(hidden)]
     pub fn set_discovery_jwks_uri(&self, uri: &str) {
         *lock(&self.state.discovery_jwks_uri) = Some(uri.to_owned());
     }
 
     /// Makes `/.well-known/smart-configuration` answer 404, so that clients fall back to
     /// OpenID Connect discovery.
+    #[doc(hidden)]
     pub fn disable_smart_configuration(&self) {
         *lock(&self.state.smart_configuration_enabled) = false;
     }
@@ -409,16 +416,19 @@ impl TestIssuer {
     }
 
     /// How often the redirect target of [`JwksBehaviour::Redirect`] was requested.
+    #[doc(hidden)]
     pub fn jwks_redirect_target_fetches(&self) -> usize {
         self.state.jwks_copy_fetches.load(Ordering::SeqCst)
     }
 
     /// How many body bytes [`JwksBehaviour::Oversized`] handed to the connection.
+    #[doc(hidden)]
     pub fn jwks_bytes_sent(&self) -> usize {
         self.state.jwks_bytes_sent.load(Ordering::SeqCst)
     }
 
     /// The headers of the latest JWK Set request.
+    #[doc(hidden)]
     pub fn last_jwks_request_headers(&self) -> HeaderMap {
         lock(&self.state.last_jwks_headers).clone()
     }

@@ -26,9 +26,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The issuer also counts the fetches it serves and can misbehave on demand (errors,
-//! slowness, oversized bodies, redirects, rotated keys), which is how this crate tests
-//! its own key cache.
+//! The issuer also counts the fetches it serves and rotates its keys on demand. The hooks
+//! that make it misbehave (failing, slow or oversized key sets, redirects, wrong discovery
+//! documents), with which this crate tests its own key cache, are hidden from these docs
+//! and are not part of the API: they carry no semver promise.
 //!
 //! # Handlers without tokens
 //!
@@ -58,5 +59,7 @@ mod issuer;
 mod token;
 
 pub use claims::{ClaimsBuilder, ClaimsLayer, WithClaims, WithClaimsFuture};
-pub use issuer::{JwksBehaviour, TestIssuer, TestIssuerBuilder};
+#[doc(hidden)]
+pub use issuer::JwksBehaviour;
+pub use issuer::{TestIssuer, TestIssuerBuilder};
 pub use token::{TokenBuilder, sign_hs256};

@@ -1,0 +1,194 @@
+//! `SmartAuthLayer` in front of a tonic gRPC service, over real HTTP/2 on 127.0.0.1: a valid
+//! token reaches the service; refusals arrive as the gRPC statuses clients expect, with the
+//! challenge in the metadata. The adapter under test is the one of `examples/grpc`.
+
+#[path = "../examples/grpc/refusals.rs"]
+mod refusals;
+
+use std::net::SocketAddr;
+
+use http::StatusCode;
+use refusals::{GrpcRefusalsLayer, grpc_code};
+use smart_auth::testing::TestIssuer;
+use smart_auth::{Refusal, SmartAuthLayer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Code;
+use tonic::transport::{Channel, Server};
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus as WireStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tower::util::MapResponseLayer;
+
+const HEALTH_SCOPE: &str = "system/health.read";
+
+/// The health service behind the auth layer (which requires [`HEALTH_SCOPE`]) and the
+/// refusal adapter, served on 127.0.0.1:0; a client connected to it over HTTP/2.
+async fn protected_health(issuer: &TestIssuer) -> HealthClient<Channel> {
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .validate(|claims| {
+            if claims.scopes().iter().any(|scope| scope == HEALTH_SCOPE) {
+                Ok(())
+            } else {
+                Err(Refusal::insufficient_scope(HEALTH_SCOPE))
+            }
+        })
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("smart", ServingStatus::NotServing)
+        .await;
+    tokio::spawn(
+        Server::builder()
+            .layer(GrpcRefusalsLayer)
+            .layer(auth)
+            .layer(MapResponseLayer::new(
+                |response: http::Response<tonic::body::Body>| response.map(axum::body::Body::new),
+            ))
+            .add_service(health)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    client(address).await
+}
+
+async fn client(address: SocketAddr) -> HealthClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+}
+
+/// A `Check` of `service` with `authorization` as its metadata, if any.
+fn check(service: &str, authorization: Option<String>) -> tonic::Request<HealthCheckRequest> {
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse().unwrap());
+    }
+    request
+}
+
+/// The `www-authenticate` metadata of a refused call.
+fn challenge(status: &tonic::Status) -> &str {
+    status
+        .metadata()
+        .get("www-authenticate")
+        .expect("a challenge in the metadata")
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_service() {
+    let issuer = TestIssuer::start().await;
+    let mut client = protected_health(&issuer).await;
+    let token = issuer.token().scope(HEALTH_SCOPE).sign();
+
+    let serving = client
+        .check(check("", Some(format!("Bearer {token}"))))
+        .await
+        .unwrap();
+    assert_eq!(serving.into_inner().status(), WireStatus::Serving);
+
+    // The service's own answers pass through unchanged, errors included.
+    let not_serving = client
+        .check(check("smart", Some(format!("Bearer {token}"))))
+        .await
+        .unwrap();
+    assert_eq!(not_serving.into_inner().status(), WireStatus::NotServing);
+    let unknown = client
+        .check(check("nope", Some(format!("Bearer {token}"))))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(unknown.metadata().get("www-authenticate").is_none());
+}
+
+#[tokio::test]
+async fn a_missing_token_is_unauthenticated_with_the_challenge_in_the_metadata() {
+    let issuer = TestIssuer::start().await;
+    let mut client = protected_health(&issuer).await;
+
+    let status = client.check(check("", None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        challenge(&status).starts_with("Bearer realm="),
+        "{status:?}"
+    );
+    // RFC 6750 section 3.1: no error code when the request had no token at all.
+    assert!(!challenge(&status).contains("error="), "{status:?}");
+    assert!(!status.message().is_empty());
+    assert_eq!(issuer.jwks_fetches(), 0);
+}
+
+#[tokio::test]
+async fn a_bad_token_is_unauthenticated_with_invalid_token() {
+    let issuer = TestIssuer::start().await;
+    let mut client = protected_health(&issuer).await;
+    let expired = issuer
+        .token()
+        .scope(HEALTH_SCOPE)
+        .expires_in_secs(-3600)
+        .sign();
+
+    for authorization in ["Bearer not.a.token".to_owned(), format!("Bearer {expired}")] {
+        let status = client
+            .check(check("", Some(authorization.clone())))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{authorization}");
+        assert!(challenge(&status).starts_with("Bearer realm="));
+        assert!(
+            challenge(&status).contains(r#"error="invalid_token""#),
+            "{status:?}"
+        );
+        let token = authorization.trim_start_matches("Bearer ");
+        assert!(!status.message().contains(token));
+        assert!(!challenge(&status).contains(token));
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_the_scope_is_permission_denied() {
+    let issuer = TestIssuer::start().await;
+    let mut client = protected_health(&issuer).await;
+    let token = issuer.token().scope("system/Patient.rs").sign();
+
+    let status = client
+        .check(check("", Some(format!("Bearer {token}"))))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(challenge(&status).starts_with("Bearer realm="));
+    assert!(
+        challenge(&status).contains(r#"error="insufficient_scope""#),
+        "{status:?}"
+    );
+    assert!(
+        challenge(&status).contains(&format!(r#"scope="{HEALTH_SCOPE}""#)),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn http_refusals_map_to_grpc_codes() {
+    for (http, grpc) in [
+        (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
+        (StatusCode::FORBIDDEN, Code::PermissionDenied),
+        (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+        (StatusCode::BAD_REQUEST, Code::InvalidArgument),
+        (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
+    ] {
+        assert_eq!(grpc_code(http), grpc, "{http}");
+    }
+}
