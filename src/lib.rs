@@ -57,7 +57,7 @@
 //! - `metrics`: counters and gauges through the `metrics` facade, for any exporter
 //!   (Prometheus, StatsD, OpenTelemetry): requests accepted and refused (by
 //!   [`ErrorKind`]), key set fetches, token and introspection cache hits. The names,
-//!   labels and costs are in [`metrics`](crate::metrics) (without the feature, nothing
+//!   labels and costs are in [`metrics`] (without the feature, nothing
 //!   is recorded and nothing is paid).
 //! - `fuzzing`: entry points for the fuzz targets in `fuzz/`. Not part of the API, no
 //!   semver promise; never enable it in a build that serves requests.

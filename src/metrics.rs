@@ -304,13 +304,17 @@ mod record {
     /// One token cache's share of the entries gauge: added on insert, taken off when the
     /// cache drops an entry, and what is left taken off when the cache itself is dropped
     /// (its entries then go without notice).
-    #[derive(Debug, Clone, Default)]
+    #[derive(Debug, Clone)]
     pub(crate) struct CacheEntries(Arc<Held>);
 
     #[derive(Debug, Default)]
     struct Held(AtomicU64);
 
     impl CacheEntries {
+        pub(crate) fn new() -> Self {
+            Self(Arc::default())
+        }
+
         #[inline]
         pub(crate) fn added(&self) {
             self.0.0.fetch_add(1, Ordering::Relaxed);
@@ -368,10 +372,14 @@ mod record {
     pub(crate) fn introspection_cache_hit() {}
 
     /// A token cache's share of the entries gauge: nothing without the feature.
-    #[derive(Debug, Clone, Copy, Default)]
-    pub(crate) struct CacheEntries;
+    #[derive(Debug, Clone)]
+    pub(crate) struct CacheEntries(());
 
     impl CacheEntries {
+        #[inline(always)]
+        pub(crate) fn new() -> Self {
+            Self(())
+        }
         #[inline(always)]
         pub(crate) fn added(&self) {}
         #[inline(always)]

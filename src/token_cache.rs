@@ -433,7 +433,7 @@ impl TokenCache {
                 policy.max_entries.clamp(1, MAX_RECENT_SLOTS),
             ));
             let forget = Arc::clone(&recent);
-            let entries = CacheEntries::default();
+            let entries = CacheEntries::new();
             let dropped = entries.clone();
             // About one slot per entry, within 1 Ki..64 Ki slots (8 to 512 KiB).
             let seen = usize::try_from(policy.max_entries)
