@@ -16,7 +16,10 @@ use smart_auth::testing::TestIssuer;
 use smart_auth::{SmartAuthLayer, SmartClaims};
 
 async fn read_patient(claims: SmartClaims) -> String {
-    format!("hello, {}\n", claims.client_id().unwrap_or("unknown client"))
+    format!(
+        "hello, {}\n",
+        claims.client_id().unwrap_or("unknown client")
+    )
 }
 
 #[tokio::main]
@@ -31,7 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let api = Router::new()
         .route("/fhir/Patient/{id}", get(read_patient))
-        .route("/fhir/metadata", get(|| async { "a CapabilityStatement\n" }))
+        .route(
+            "/fhir/metadata",
+            get(|| async { "a CapabilityStatement\n" }),
+        )
         .layer(auth);
     // Outside the layer: scrapers carry no SMART token. Restrict it at the network level.
     let app = api.merge(Router::new().route(
@@ -51,7 +57,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     http.get(&patient).send().await?; // no token: 401
     http.get(format!("{base}/fhir/metadata")).send().await?; // public
-    let scraped = http.get(format!("{base}/metrics")).send().await?.text().await?;
+    let scraped = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     println!("{scraped}");
 
     println!("Serving on {base}; try:");

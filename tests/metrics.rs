@@ -71,7 +71,11 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
     let (_, signature) = other.rsplit_once('.').unwrap();
     let forged = format!("{signed}.{signature}");
     assert_eq!(get(Some(&forged)).await, StatusCode::UNAUTHORIZED);
-    let public = http.get(format!("{base}/fhir/metadata")).send().await.unwrap();
+    let public = http
+        .get(format!("{base}/fhir/metadata"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(public.status(), StatusCode::OK);
 
     let scraped = http.get(format!("{base}/metrics")).send().await.unwrap();
@@ -139,7 +143,10 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
         };
         for pair in labels.trim_end_matches('}').split(',') {
             let (_, value) = pair.split_once('=').unwrap();
-            assert!(allowed.contains(value.trim_matches('"')), "{pair} in {series}");
+            assert!(
+                allowed.contains(value.trim_matches('"')),
+                "{pair} in {series}"
+            );
         }
     }
     for secret in [token.as_str(), client_id, signature, signed] {
