@@ -18,9 +18,11 @@ install_if_missing() {
 }
 
 # build_load_server: builds the example in release mode and sets $server_bin.
+# LOAD_SERVER_FEATURES (default `testing`) picks the crate features, e.g. `testing,metrics`
+# for the cost of the metrics feature (the server then installs a Prometheus recorder).
 build_load_server() {
-  echo "== building the server (release)"
-  cargo build --release --features testing --example load_server -j1 2>&1 | tail -1
+  echo "== building the server (release, features ${LOAD_SERVER_FEATURES:-testing})"
+  cargo build --release --features "${LOAD_SERVER_FEATURES:-testing}" --example load_server -j1 2>&1 | tail -1
   server_bin="${CARGO_TARGET_DIR:-target}/release/examples/load_server"
 }
 

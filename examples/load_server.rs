@@ -28,6 +28,10 @@
 //! one per line, for the distinct-token runs; `--alg NAME` picks the algorithm of the
 //! reused token (default RS256), `--distinct-alg NAME` that of the distinct tokens
 //! (default ES256). `LOAD_SERVER_THREADS` sets the runtime's worker threads (default 1).
+//!
+//! Built with the crate's `metrics` feature (`LOAD_SERVER_FEATURES=testing,metrics` for the
+//! bench scripts), it installs a Prometheus recorder first, as an application would, and
+//! `/stats` also renders the metrics.
 
 use std::io::Write as _;
 use std::task::{Context, Poll};
@@ -143,6 +147,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "metrics")]
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let issuer = TestIssuer::start().await;
     let layer = |cache: bool| {
         let builder = SmartAuthLayer::builder(issuer.url()).audience(issuer.audience());
@@ -181,7 +187,11 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|verifier| verifier.cached_tokens())
             .sum::<u64>();
-        async move { format!("cached_tokens {cached_tokens}\n") }
+        #[allow(unused_mut)]
+        let mut text = format!("cached_tokens {cached_tokens}\n");
+        #[cfg(feature = "metrics")]
+        text.push_str(&prometheus.render());
+        async move { text }
     });
     let unprotected = serve(app().route("/stats", stats)).await?;
     let forwarding = serve(app().layer(tower::layer::layer_fn(Forward))).await?;

@@ -152,6 +152,43 @@ impl ErrorKind {
         }
     }
 
+    /// A stable snake_case name for this kind, such as `"expired"` or
+    /// `"invalid_signature"`: the `kind` label of the `metrics` feature's refusal counter,
+    /// and a fit for logs and dashboards. A kind's name never changes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use smart_auth::ErrorKind;
+    /// assert_eq!(ErrorKind::Expired.metric_label(), "expired");
+    /// assert_eq!(ErrorKind::InsufficientScope.metric_label(), "insufficient_scope");
+    /// ```
+    pub const fn metric_label(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidRequest => "invalid_request",
+            Self::TokenTooLarge => "token_too_large",
+            Self::MalformedToken => "malformed_token",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::CriticalHeader => "critical_header",
+            Self::UnknownKey => "unknown_key",
+            Self::InvalidSignature => "invalid_signature",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::InvalidClaim => "invalid_claim",
+            Self::InactiveToken => "inactive_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::IntrospectionUnavailable => "introspection_unavailable",
+            Self::RefusedByPolicy => "refused_by_policy",
+            Self::LayerMissing => "layer_missing",
+            Self::SenderConstrained => "sender_constrained",
+        }
+    }
+
     /// The one mapping from an error kind to its HTTP answer (RFC 6750 section 3.1).
     ///
     /// # Example
@@ -599,6 +636,22 @@ mod tests {
     fn all_lists_every_kind_at_its_index() {
         for (position, kind) in ErrorKind::ALL.into_iter().enumerate() {
             assert_eq!(kind.index(), position, "{kind:?}");
+        }
+    }
+
+    /// Metric labels are distinct, snake_case, and the variant's name: a label is a
+    /// promise to dashboards, so this pins every one.
+    #[test]
+    fn metric_labels_are_distinct_snake_case_variant_names() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            let label = kind.metric_label();
+            assert!(seen.insert(label), "{label} twice");
+            let camel: String = label
+                .split('_')
+                .map(|word| word[..1].to_ascii_uppercase() + &word[1..])
+                .collect();
+            assert_eq!(format!("{kind:?}"), camel);
         }
     }
 

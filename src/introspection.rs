@@ -21,6 +21,7 @@ use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher, is_allowed_url};
 use crate::form::form_encode;
 use crate::json::{StrictJsonError, object_with_unique_members};
+use crate::metrics::Introspected;
 
 /// When the layer asks the authorization server about a token.
 ///
@@ -434,7 +435,10 @@ impl Introspector {
         token: &str,
     ) -> Result<Arc<Map<String, Value>>, AuthError> {
         let answer = match self.cache.get(token).await {
-            Some(answer) if Instant::now() < answer.reusable_until => answer,
+            Some(answer) if Instant::now() < answer.reusable_until => {
+                crate::metrics::introspection_cache_hit();
+                answer
+            }
             cached => {
                 if cached.is_some() {
                     // Past its lifetime on the monotonic clock (the cache's own expiry
@@ -553,6 +557,8 @@ impl Introspector {
         let endpoint = match self.endpoint().await {
             Ok(endpoint) => endpoint,
             Err(error) => {
+                // Its address could not be had: counted as a failed call.
+                crate::metrics::introspection_call(Introspected::Error);
                 self.record_failure();
                 return Err(Unavailable::Down(error));
             }
@@ -566,6 +572,14 @@ impl Introspector {
             return Err(Unavailable::CoolingDown);
         }
         let outcome = self.call_in_slot(endpoint, token).await;
+        crate::metrics::introspection_call(match &outcome {
+            Ok(Answer {
+                verdict: Verdict::Active { .. },
+                ..
+            }) => Introspected::Active,
+            Ok(_) => Introspected::Inactive,
+            Err(_) => Introspected::Error,
+        });
         if let Err(Unavailable::Down(_)) = outcome {
             self.record_failure();
         }

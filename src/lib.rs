@@ -54,6 +54,11 @@
 //!   (`Introspection`).
 //! - `dev-server`: a development SMART authorization server on loopback
 //!   (`dev_server::DevAuthServer`); not for production.
+//! - `metrics`: counters and gauges through the `metrics` facade, for any exporter
+//!   (Prometheus, StatsD, OpenTelemetry): requests accepted and refused (by
+//!   [`ErrorKind`]), key set fetches, token and introspection cache hits. The names,
+//!   labels and costs are in [`metrics`] (without the feature, nothing
+//!   is recorded and nothing is paid).
 //! - `fuzzing`: entry points for the fuzz targets in `fuzz/`. Not part of the API, no
 //!   semver promise; never enable it in a build that serves requests.
 //!
@@ -111,6 +116,10 @@ mod json;
 mod jwks;
 mod jwt;
 pub mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod original_uri;
 #[cfg(test)]
 mod proptest_support;

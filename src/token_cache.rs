@@ -18,6 +18,7 @@ use moka::Expiry;
 use crate::claims::SmartClaims;
 use crate::clock::from_unix_seconds;
 use crate::error::ConfigError;
+use crate::metrics::CacheEntries;
 
 /// How the verified-token cache of a [`TokenVerifier`](crate::TokenVerifier) behaves.
 ///
@@ -265,6 +266,8 @@ pub(crate) struct TokenCache {
     /// Hashes of tokens verified once, one per slot, overwritten freely. A false match
     /// only stores a token one verification early; it never changes an answer.
     seen: Box<[AtomicU64]>,
+    /// This cache's share of the `metrics` feature's entries gauge (nothing without it).
+    entries: CacheEntries,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -430,6 +433,8 @@ impl TokenCache {
                 policy.max_entries.clamp(1, MAX_RECENT_SLOTS),
             ));
             let forget = Arc::clone(&recent);
+            let entries = CacheEntries::new();
+            let dropped = entries.clone();
             // About one slot per entry, within 1 Ki..64 Ki slots (8 to 512 KiB).
             let seen = usize::try_from(policy.max_entries)
                 .unwrap_or(usize::MAX)
@@ -439,11 +444,15 @@ impl TokenCache {
                     .max_capacity(policy.max_entries)
                     .expire_after(KeepFor)
                     // Whatever the cause, a slot never outlives the entry in the store.
-                    .eviction_listener(move |_token, entry, _cause| forget.forget(entry))
+                    .eviction_listener(move |_token, entry, _cause| {
+                        dropped.removed();
+                        forget.forget(entry);
+                    })
                     .build_with_hasher(TailHash::default()),
                 recent,
                 max_age: policy.max_age,
                 seen: (0..seen).map(|_| AtomicU64::new(0)).collect(),
+                entries,
             }
         })
     }
@@ -529,6 +538,7 @@ impl TokenCache {
             keep_for,
         });
         self.store.insert(token, Arc::clone(&entry));
+        self.entries.added();
         // A token stored now is about to be used again.
         self.recent.slot(hash).store(Some(entry));
     }

@@ -20,6 +20,7 @@ use reqwest::Url;
 use crate::clock::Clock;
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher};
+use crate::metrics::{self, Refresh};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use keyset::ALGORITHMS;
@@ -352,6 +353,7 @@ impl KeyStore {
                 // The fetch runs on its own task; this request goes on with the current keys.
                 tracing::debug!("keys passed their TTL: refreshing in the background");
             } else {
+                metrics::jwks_stale_keys_used();
                 tracing::debug!(
                     age_secs = age.as_secs(),
                     "using stale keys while refreshing is cooling down"
@@ -363,6 +365,7 @@ impl KeyStore {
             Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
             Selection::NotFound => {
                 let Some(fetch) = self.fetch_for(Need::UnknownKid) else {
+                    metrics::jwks_unknown_kid_refetch_skipped();
                     tracing::debug!(
                         "unknown kid inside the refetch cooldown: refused without fetching"
                     );
@@ -482,6 +485,11 @@ impl KeyStore {
             }
             state.last_unknown_kid_fetch = Some(now);
         }
+        match need {
+            Need::Keys => {}
+            Need::Refresh => metrics::jwks_refresh(Refresh::Ttl),
+            Need::UnknownKid => metrics::jwks_refresh(Refresh::UnknownKid),
+        }
         let store = Arc::clone(self);
         let task = tokio::spawn(async move { store.fetch_and_install().await });
         let store = Arc::clone(self);
@@ -508,6 +516,7 @@ impl KeyStore {
         let now_wall = self.clock.now();
         let mut state = self.lock_state();
         state.in_flight = None;
+        metrics::jwks_fetched(result.is_ok());
         match &result {
             Ok(snapshot) => {
                 tracing::debug!(

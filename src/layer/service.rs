@@ -17,6 +17,7 @@ use super::{AuthMode, Shared};
 use crate::bearer::{bearer_credential, token_text};
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
+use crate::metrics::{self, Source, Unverified};
 use crate::original_uri::original_uri;
 use crate::response::{Challenge, Unauthenticated};
 use crate::verifier::Lookup;
@@ -70,17 +71,20 @@ where
             .is_public(&request, original_uri(&request).path())
         {
             // Not verified, even with a token: handlers see an anonymous request.
+            metrics::unauthenticated(Unverified::PublicPath);
             request.extensions_mut().insert(Unauthenticated);
             return ResponseFuture::calling(self.inner.call(request), shared);
         }
         let credential = match bearer_credential(request.headers(), request.uri().query()) {
             Ok(Some(credential)) => credential,
             Ok(None) if shared.mode == AuthMode::Optional => {
+                metrics::unauthenticated(Unverified::NoCredentials);
                 request.extensions_mut().insert(Unauthenticated);
                 return ResponseFuture::calling(self.inner.call(request), shared);
             }
             Ok(None) => {
                 tracing::debug!(target: "smart_auth::rejection", "request without credentials");
+                metrics::refused(ErrorKind::MissingToken);
                 return ResponseFuture::rejected(
                     shared
                         .challenge
@@ -99,6 +103,7 @@ where
                     .and_then(|()| admit(shared, &request, claims));
                 return match admitted {
                     Ok(claims) => {
+                        metrics::accepted(Source::Cache);
                         request.extensions_mut().insert(claims);
                         ResponseFuture::calling(self.inner.call(request), shared)
                     }
@@ -162,12 +167,14 @@ fn admit<B>(
 /// The answer to credentials that break RFC 6750's syntax rules.
 fn malformed<B: From<Bytes>>(shared: &Shared, kind: ErrorKind) -> Response<B> {
     tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
+    metrics::refused(kind);
     shared.challenge.response(&AuthError::new(kind))
 }
 
 /// The answer to a refused token.
 fn refuse<B: From<Bytes>>(shared: &Shared, error: &AuthError) -> Response<B> {
     tracing::debug!(target: "smart_auth::rejection", kind = ?error.kind(), "token refused");
+    metrics::refused(error.kind());
     shared.challenge.response(error)
 }
 
@@ -266,6 +273,7 @@ where
                     } = *waiting;
                     match result.and_then(|claims| admit(&shared, &request, claims)) {
                         Ok(claims) => {
+                            metrics::accepted(Source::Verified);
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             let challenge = shared.challenge.clone();

@@ -137,6 +137,7 @@ impl std::fmt::Debug for Inner {
 
 impl TokenVerifier {
     pub(crate) fn new(config: VerifierConfig, keys: KeyStore, tokens: Option<TokenCache>) -> Self {
+        crate::metrics::describe();
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -315,6 +316,7 @@ impl TokenVerifier {
                 .usable(now, keys.current_generation())
                 .then(|| entry.claims.clone())
         });
+        crate::metrics::token_cache_lookup(matches!(found, Some(Some(_))));
         match found {
             None => Lookup::Miss,
             Some(None) => Lookup::Stale,
