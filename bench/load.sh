@@ -234,8 +234,8 @@ echo
 echo "== results: medians over the rounds"
 echo "   ratio: throughput / unprotected throughput, taken per round and then the median"
 echo "   (distinct-token runs: against the unprotected median)"
-printf '| %-34s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us/req" "user us/req"
-printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "--------" \
+printf '| %-40s | %9s | %6s | %14s | %14s |\n' "variant" "req/s" "ratio" "CPU us/req" "user us/req"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------------------" "-----------" "--------" \
   "----------------" "----------------"
 for name in unprotected forwarding cached around uncached distinct_cached distinct_uncached jwt_authorizer \
   bare_jwt twice_cached; do
@@ -257,7 +257,7 @@ for name in unprotected forwarding cached around uncached distinct_cached distin
     bare_jwt) label="distinct, bare jsonwebtoken ($DISTINCT_ALG)" ;;
     twice_cached) label="each token twice, cache on ($DISTINCT_ALG)" ;;
   esac
-  printf '| %-34s | %9.0f | %6s | %14.1f | %14.1f |\n' "$label" "$rps" "$ratio" "$(median "$name" 3)" \
+  printf '| %-40s | %9.0f | %6s | %14.1f | %14.1f |\n' "$label" "$rps" "$ratio" "$(median "$name" 3)" \
     "$(median "$name" 5)"
 done
 if [ "$COMPARE" = 1 ]; then

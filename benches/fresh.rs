@@ -181,7 +181,14 @@ fn main() {
     );
     println!(
         "{:<7} {:>8} {:>13} {:>8} {:>13} {:>17} {:>16} {:>7}",
-        "alg", "floor", "jsonwebtoken", "ours", "ours-floor", "10th..90th pct", "jsonwebtoken-f.", "target"
+        "alg",
+        "floor",
+        "jsonwebtoken",
+        "ours",
+        "ours-floor",
+        "10th..90th pct",
+        "jsonwebtoken-f.",
+        "target"
     );
     let mut all_pass = true;
     for alg in [

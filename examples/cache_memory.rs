@@ -132,7 +132,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|_| ())
     };
     verify(&other)?;
-    assert_eq!(verifier.cached_tokens(), 0, "a token seen once is not stored");
+    assert_eq!(
+        verifier.cached_tokens(),
+        0,
+        "a token seen once is not stored"
+    );
 
     let before = rss_kib()?;
     let mut passes = 0;
@@ -165,7 +169,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     if held != options.tokens as u64 {
-        println!("(FAIL because the cache holds {held} tokens, not {})", options.tokens);
+        println!(
+            "(FAIL because the cache holds {held} tokens, not {})",
+            options.tokens
+        );
     }
     // Everything above stays alive until here.
     drop(tokens);
