@@ -36,9 +36,10 @@ cleanup() {
 trap cleanup EXIT
 
 # wait_until_ready: waits for the server started as $server_pid to print READY into
-# $work/server.out (up to 2 min: under valgrind it starts slowly).
+# $work/server.out (up to 5 min: under valgrind it starts slowly, and minting tens of
+# thousands of RSA-signed tokens takes a minute or so).
 wait_until_ready() {
-  for _ in $(seq 1 1200); do
+  for _ in $(seq 1 3000); do
     if grep -q '^READY' "$work/server.out"; then return; fi
     if ! kill -0 "$server_pid" 2>/dev/null; then
       if [ -s "$work/server.err" ]; then cat "$work/server.err" >&2; fi

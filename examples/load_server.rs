@@ -9,6 +9,12 @@
 //!   `SmartAuthLayer` with the token cache (the default) added with `Router::layer`; the
 //!   same around the whole router instead (`layer.layer(router)`, no per-route boxing);
 //!   and behind one with `.no_token_cache()`,
+//! - two comparison servers for issue 16, the same handler behind: jwt-authorizer 0.15's
+//!   layer (configured by OpenID discovery from the test issuer, like ours, checking
+//!   `iss` and `aud`; `JWT_AUTHORIZER`), and behind a minimal middleware that runs one
+//!   bare `jsonwebtoken::decode` per request with a `DecodingKey` built once, checking
+//!   `iss`, `aud` and `exp` (`BARE_JWT`: the floor of "a JWT library per request"). Both
+//!   are added with `Router::layer`, as `CACHED` and `UNCACHED` are, and neither caches.
 //! - a `/stats` endpoint reporting how many tokens the cached layer holds.
 //!
 //! Then it prints one `NAME value` line per item and `READY`, and serves until killed:
@@ -19,27 +25,41 @@
 //! CACHED http://127.0.0.1:41235/fhir/Patient/1
 //! AROUND http://127.0.0.1:41238/fhir/Patient/1
 //! UNCACHED http://127.0.0.1:41236/fhir/Patient/1
+//! JWT_AUTHORIZER http://127.0.0.1:41239/fhir/Patient/1
+//! BARE_JWT http://127.0.0.1:41240/fhir/Patient/1
 //! STATS http://127.0.0.1:41234/stats
 //! TOKEN eyJ...
 //! READY
 //! ```
 //!
 //! Options: `--tokens-file PATH --distinct-tokens N` also writes N distinct valid tokens,
-//! one per line, for the distinct-token runs; `--alg NAME` picks the algorithm of the
-//! reused token (default RS256), `--distinct-alg NAME` that of the distinct tokens
-//! (default ES256). `LOAD_SERVER_THREADS` sets the runtime's worker threads (default 1).
+//! one per line, for the distinct-token runs (minted on as many threads as the process
+//! may run on, before `READY`); `--alg NAME` picks the algorithm of the reused token
+//! (default RS256), `--distinct-alg NAME` that of the distinct tokens (default ES256) and
+//! of `BARE_JWT`'s one key. `LOAD_SERVER_THREADS` sets the runtime's worker threads
+//! (default 1).
 //!
 //! Built with the crate's `metrics` feature (`LOAD_SERVER_FEATURES=testing,metrics` for the
 //! bench scripts), it installs a Prometheus recorder first, as an application would, and
 //! `/stats` also renders the metrics.
+//!
+//! jwt-authorizer 0.15 is built on axum 0.7: its layer is a plain tower layer, but it
+//! answers refusals with axum 0.7's response type, so here it sits between two
+//! conversions of the response body (axum 0.8's `Body` into axum-core 0.4's and back),
+//! one boxed body each per request: tens of nanoseconds next to a signature check. It
+//! verifies with jsonwebtoken 9, that is with `ring`, not aws-lc.
 
 use std::io::Write as _;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::Request;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
+use futures_util::future::{Either, Ready, ready};
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, SmartAuthLayer};
 use tower::Layer as _;
@@ -65,6 +85,97 @@ impl<S: tower::Service<R>, R> tower::Service<R> for Forward<S> {
     fn call(&mut self, request: R) -> Self::Future {
         self.0.call(request)
     }
+}
+
+/// The claims `BARE_JWT` hands to the handler (`jsonwebtoken` reads `iss`, `aud` and
+/// `exp` for its validation on its own).
+#[derive(Clone, serde::Deserialize)]
+#[allow(dead_code)] // Put into the request for a handler; this one does not read them.
+struct BareClaims {
+    sub: Option<String>,
+    client_id: Option<String>,
+    scope: Option<String>,
+}
+
+/// A middleware that does what an application using a JWT library directly would: one
+/// `jsonwebtoken::decode` per request, with a key built once.
+#[derive(Clone)]
+struct BareJwt<S> {
+    inner: S,
+    decoder: Arc<(jsonwebtoken::DecodingKey, jsonwebtoken::Validation)>,
+}
+
+impl<S> tower::Service<Request> for BareJwt<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let (key, validation) = &*self.decoder;
+        let claims = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|token| jsonwebtoken::decode::<BareClaims>(token, key, validation).ok());
+        match claims {
+            Some(data) => {
+                request.extensions_mut().insert(data.claims);
+                Either::Right(self.inner.call(request))
+            }
+            None => Either::Left(ready(Ok(http::StatusCode::UNAUTHORIZED.into_response()))),
+        }
+    }
+}
+
+/// `BARE_JWT`'s key and validation: the issuer's published key for `alg`, its `iss` and
+/// `aud`, `exp` required (jsonwebtoken's defaults otherwise).
+fn bare_decoder(
+    issuer: &TestIssuer,
+    alg: SigningAlgorithm,
+) -> Result<(jsonwebtoken::DecodingKey, jsonwebtoken::Validation), Box<dyn std::error::Error>> {
+    let kid = issuer.current_kid(alg);
+    let jwks = issuer.jwks();
+    let jwk = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|key| key["kid"] == kid.as_str()))
+        .ok_or("the issuer does not publish its current key")?;
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone())?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk)?;
+    let mut validation = jsonwebtoken::Validation::new(alg.name().parse()?);
+    validation.set_issuer(&[issuer.url()]);
+    validation.set_audience(&[issuer.audience()]);
+    Ok((key, validation))
+}
+
+/// jwt-authorizer 0.15's layer, set up from the issuer by OpenID discovery (the key set
+/// fetched on the first request and kept; refetched for an unknown `kid`), checking `iss`
+/// and `aud` (and `exp`, its default), wrapped so that it fits an axum 0.8 router.
+async fn jwt_authorizer_app(issuer: &TestIssuer) -> Result<Router, Box<dyn std::error::Error>> {
+    use jwt_authorizer::{IntoLayer as _, JwtAuthorizer, RegisteredClaims, Validation};
+
+    let authorizer = JwtAuthorizer::<RegisteredClaims>::from_oidc(issuer.url())
+        .validation(
+            Validation::new()
+                .iss(&[issuer.url()])
+                .aud(&[issuer.audience()]),
+        )
+        .build()
+        .await?;
+    let layer = tower::ServiceBuilder::new()
+        .map_response(|response: http::Response<axum_core_04::body::Body>| {
+            response.map(axum::body::Body::new)
+        })
+        .layer(authorizer.into_layer())
+        .map_response(|response: Response| response.map(axum_core_04::body::Body::new));
+    Ok(app().layer(layer))
 }
 
 fn app() -> Router {
@@ -167,13 +278,37 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
 
     let lifetime = Duration::from_secs(3600);
     if let Some(path) = &options.tokens_file {
+        // RSA signing is slow (about a millisecond a token): mint on every CPU the process
+        // may use (the benchmark script pins the server only once it is ready).
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(options.distinct_tokens.max(1));
+        let minted: Vec<Vec<String>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|i| {
+                    let count = options.distinct_tokens / threads
+                        + usize::from(i < options.distinct_tokens % threads);
+                    let issuer = &issuer;
+                    scope.spawn(move || {
+                        (0..count)
+                            .map(|_| {
+                                issuer
+                                    .token()
+                                    .alg(options.distinct_alg)
+                                    .lifetime(lifetime)
+                                    .sign()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().expect("minting thread"))
+                .collect()
+        });
         let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for _ in 0..options.distinct_tokens {
-            let token = issuer
-                .token()
-                .alg(options.distinct_alg)
-                .lifetime(lifetime)
-                .sign();
+        for token in minted.iter().flatten() {
             writeln!(file, "{token}")?;
         }
         file.flush()?;
@@ -198,6 +333,13 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let with_cache = serve(app().layer(cached)).await?;
     let around_router = serve_wrapped(app(), around).await?;
     let without_cache = serve(app().layer(uncached)).await?;
+    let jwt_authorizer = serve(jwt_authorizer_app(&issuer).await?).await?;
+    let bare = Arc::new(bare_decoder(&issuer, options.distinct_alg)?);
+    let bare_jwt = serve(app().layer(tower::layer::layer_fn(move |inner| BareJwt {
+        inner,
+        decoder: Arc::clone(&bare),
+    })))
+    .await?;
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "UNPROTECTED {unprotected}/fhir/Patient/1")?;
@@ -205,6 +347,8 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     writeln!(out, "CACHED {with_cache}/fhir/Patient/1")?;
     writeln!(out, "AROUND {around_router}/fhir/Patient/1")?;
     writeln!(out, "UNCACHED {without_cache}/fhir/Patient/1")?;
+    writeln!(out, "JWT_AUTHORIZER {jwt_authorizer}/fhir/Patient/1")?;
+    writeln!(out, "BARE_JWT {bare_jwt}/fhir/Patient/1")?;
     writeln!(out, "STATS {unprotected}/stats")?;
     writeln!(out, "TOKEN {token}")?;
     writeln!(out, "READY")?;
