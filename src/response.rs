@@ -146,6 +146,7 @@ fn is_answer_header(name: &HeaderName) -> bool {
 
 impl Challenge {
     /// A challenge with this realm. The caller validated it with [`is_valid_realm`].
+    #[cfg(any(feature = "axum", feature = "testing", test))]
     pub(crate) fn new(realm: &str) -> Self {
         Self::with_body(realm, None)
     }
