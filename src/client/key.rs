@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{
     EcdsaSigningAlgorithm, Ed25519KeyPair,
 };
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use crate::algorithm::SigningAlgorithm;
@@ -336,53 +336,36 @@ fn ecdsa(key_type: KeyType) -> &'static EcdsaSigningAlgorithm {
     }
 }
 
-/// The first PEM block whose label ends in `PRIVATE KEY`: its label and DER bytes.
-///
-/// The armour is read here, the body by the `base64` crate. The one PEM reader in the
-/// dependency tree, `rustls-pki-types` (via reqwest's rustls), skips blocks whose label it
-/// does not know and has no notion of RFC 1421 headers, so it cannot tell an encrypted key
-/// (`ENCRYPTED PRIVATE KEY`, `Proc-Type: 4,ENCRYPTED`) from a missing one, which is the
-/// answer [`KeyError::Encrypted`] exists to give.
-fn decode_pem(pem: &str) -> Result<(String, Vec<u8>), KeyError> {
-    let mut lines = pem.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|rest| rest.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let end = format!("-----END {label}-----");
-        let mut body = String::new();
-        let mut closed = false;
-        for line in lines.by_ref() {
-            if line == end {
-                closed = true;
-                break;
-            }
-            if line.contains(':') {
-                // RFC 1421 headers such as `Proc-Type: 4,ENCRYPTED`.
-                if line.contains("ENCRYPTED") {
-                    return Err(KeyError::Encrypted);
-                }
-                continue;
-            }
-            body.push_str(line);
-        }
-        if !closed {
-            return Err(KeyError::Pem("missing END line"));
-        }
-        if label == "ENCRYPTED PRIVATE KEY" {
-            return Err(KeyError::Encrypted);
-        }
-        if label.ends_with("PRIVATE KEY") {
-            let der = STANDARD
-                .decode(body)
-                .map_err(|_| KeyError::Pem("invalid base64"))?;
-            return Ok((label.to_owned(), der));
-        }
+/// The first PEM block whose label ends in `PRIVATE KEY`: its label and DER bytes. The
+/// `pem` crate reads the armour, the RFC 1421 headers and the body; an encrypted key
+/// (`ENCRYPTED PRIVATE KEY`, or `Proc-Type: 4,ENCRYPTED`) is told apart from a missing one,
+/// which is the answer [`KeyError::Encrypted`] exists to give.
+fn decode_pem(text: &str) -> Result<(String, Vec<u8>), KeyError> {
+    let blocks = pem::parse_many(text).map_err(|error| {
+        KeyError::Pem(match error {
+            pem::PemError::MismatchedTags(..) => "END line does not match BEGIN line",
+            pem::PemError::InvalidData(_) => "invalid base64",
+            pem::PemError::InvalidHeader(_) => "invalid header",
+            _ => "malformed PEM framing",
+        })
+    })?;
+    // The parser stops at a BEGIN line without its END line, and keeps what came before.
+    if text.matches("-----BEGIN ").count() > blocks.len() {
+        return Err(KeyError::Pem("missing END line"));
     }
-    Err(KeyError::Pem("no PEM private key block found"))
+    let block = blocks
+        .into_iter()
+        .find(|block| block.tag().ends_with("PRIVATE KEY"))
+        .ok_or(KeyError::Pem("no PEM private key block found"))?;
+    let encrypted = block.tag() == "ENCRYPTED PRIVATE KEY"
+        || block
+            .headers()
+            .get("Proc-Type")
+            .is_some_and(|value| value.contains("ENCRYPTED"));
+    if encrypted {
+        return Err(KeyError::Encrypted);
+    }
+    Ok((block.tag().to_owned(), block.into_contents()))
 }
 
 fn text<'a>(jwk: &'a Map<String, Value>, member: &'static str) -> Result<&'a str, KeyError> {
@@ -472,6 +455,7 @@ fn rsa_from_jwk(jwk: &Map<String, Value>) -> Result<Signer, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
 
     #[test]
     fn pem_blocks() {

@@ -4,15 +4,12 @@
 //! A JWK Set is read by the very parser a fetched set goes through, and a PEM public key
 //! becomes the same kind of key a JWK gives, under the same import policy (RSA 2048 to 8192
 //! bits with an odd modulus and an odd exponent of 3 to 33 bits; EC points on P-256 or
-//! P-384; Ed25519 keys of 32 octets). aws-lc decodes the DER inside the PEM; the `base64`
-//! crate decodes the PEM body.
+//! P-384; Ed25519 keys of 32 octets). The `pem` crate reads the PEM text; aws-lc decodes
+//! the DER inside it.
 
 use std::fs::File;
 use std::io::Read as _;
 use std::path::Path;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 
 use super::keyset::{KeySet, PublicKeyDer, VerificationKey};
 use crate::algorithm::SigningAlgorithm;
@@ -213,81 +210,56 @@ impl StaticKeys {
 
 /// The one public key block of a PEM text (RFC 7468): its form and DER bytes. Text outside
 /// the block (explanatory text, RFC 7468 section 5.2) is ignored; any other block, a
-/// private key or certificate included, makes the text refused.
-///
-/// The armour is read here, the body by the `base64` crate. The one PEM reader in the
-/// dependency tree, `rustls-pki-types` (via reqwest's rustls), silently skips blocks whose
-/// label it does not know: it would drop `RSA PUBLIC KEY` (PKCS#1, accepted here) and any
-/// unknown block this function refuses, and reports a mismatched END line or headers only
-/// as bad base64.
-fn public_key_block(pem: &str) -> Result<(PublicKeyDer, Vec<u8>), &'static str> {
-    let mut blocks = Vec::new();
-    let mut lines = pem.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|rest| rest.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let mut body = String::new();
-        let mut closed = false;
-        for line in lines.by_ref() {
-            if let Some(end) = line
-                .strip_prefix("-----END ")
-                .and_then(|rest| rest.strip_suffix("-----"))
-            {
-                if end != label {
-                    return Err("a PEM END line does not match its BEGIN line");
-                }
-                closed = true;
-                break;
-            }
-            body.push_str(line);
-        }
-        if !closed {
-            return Err("a PEM block has no END line");
-        }
-        blocks.push((label, body));
+/// private key or certificate included, makes the text refused. The `pem` crate reads
+/// the armour and the body; the policy is here.
+fn public_key_block(text: &str) -> Result<(PublicKeyDer, Vec<u8>), &'static str> {
+    let blocks = pem::parse_many(text).map_err(|error| match error {
+        pem::PemError::MismatchedTags(..) => "a PEM END line does not match its BEGIN line",
+        pem::PemError::InvalidHeader(_) => "the PEM block has headers",
+        pem::PemError::InvalidData(_) => "the PEM body is not base64",
+        _ => "the PEM framing is malformed",
+    })?;
+    // The parser stops at a BEGIN line without its END line, and keeps what came before.
+    if text.matches("-----BEGIN ").count() > blocks.len() {
+        return Err("a PEM block has no END line");
     }
     // The most telling refusal first, whatever the order of the blocks.
     if blocks
         .iter()
-        .any(|(label, _)| label.contains("PRIVATE KEY"))
+        .any(|block| block.tag().contains("PRIVATE KEY"))
     {
         return Err("the PEM text holds a private key: give the public key only");
     }
     if blocks
         .iter()
-        .any(|(label, _)| label.contains("CERTIFICATE"))
+        .any(|block| block.tag().contains("CERTIFICATE"))
     {
         return Err("the PEM text holds a certificate: give its public key");
     }
-    let [(label, body)] = blocks.as_slice() else {
+    let [block] = blocks.as_slice() else {
         return Err(if blocks.is_empty() {
             "no PEM block found"
         } else {
             "the PEM text holds more than one block: add each key on its own"
         });
     };
-    let format = match *label {
+    let format = match block.tag() {
         "PUBLIC KEY" => PublicKeyDer::Spki,
         "RSA PUBLIC KEY" => PublicKeyDer::RsaPkcs1,
         _ => return Err("the PEM block is not a PUBLIC KEY or RSA PUBLIC KEY"),
     };
-    if body.contains(':') {
+    if block.headers().iter().next().is_some() {
         // RFC 1421 headers (`Proc-Type`, `DEK-Info`): never part of a public key.
         return Err("the PEM block has headers");
     }
-    let der = STANDARD
-        .decode(body)
-        .map_err(|_| "the PEM body is not base64")?;
-    Ok((format, der))
+    Ok((format, block.contents().to_vec()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use std::io::Write as _;
 
     use aws_lc_rs::encoding::AsDer as _;
@@ -550,8 +522,18 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
                 "the PEM body is not base64",
             ),
             (
+                "-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END PUBLIC KEY-----"
+                    .into(),
+                "the PEM block has headers",
+            ),
+            (
+                // Header-like text without the blank line after it is body text.
                 "-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END PUBLIC KEY-----"
                     .into(),
+                "the PEM body is not base64",
+            ),
+            (
+                "-----BEGIN PUBLIC KEY-----\nnot a header\n\nAAAA\n-----END PUBLIC KEY-----".into(),
                 "the PEM block has headers",
             ),
             (
