@@ -55,7 +55,49 @@ struct ClaimsInner {
     fhir_user: Option<String>,
     tenant: Option<String>,
     fhir_context: Vec<FhirContext>,
-    raw: Map<String, Value>,
+    /// Whether the token has a `cnf` (RFC 7800) claim, which binds it to a key.
+    confirmation: bool,
+    raw: RawClaims,
+}
+
+/// The whole claim set, for [`SmartClaims::claim`], [`all_claims`](SmartClaims::all_claims)
+/// and [`extra`](SmartClaims::extra). A verified JWT keeps its payload as the JSON text it
+/// arrived in, parsed again only when a handler asks: the text is a fraction of the size of
+/// the parsed object, and cached tokens are kept by the thousand while few handlers read
+/// claims beyond those this crate interprets.
+#[derive(Default)]
+struct RawClaims {
+    /// The payload's JSON text; `None` when the claims came as an object (introspection,
+    /// the test kit), which is then already in `parsed`.
+    text: Option<Box<str>>,
+    parsed: OnceLock<Map<String, Value>>,
+}
+
+impl RawClaims {
+    fn from_text(text: Box<str>) -> Self {
+        Self {
+            text: Some(text),
+            parsed: OnceLock::new(),
+        }
+    }
+
+    fn from_object(object: Map<String, Value>) -> Self {
+        Self {
+            text: None,
+            parsed: OnceLock::from(object),
+        }
+    }
+
+    fn object(&self) -> &Map<String, Value> {
+        self.parsed.get_or_init(|| {
+            // The text parsed as a strict JSON object when the token was verified, so this
+            // cannot fail; an empty set is the harmless answer if it ever did.
+            self.text
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default()
+        })
+    }
 }
 
 /// One entry of the SMART `fhirContext` launch-context array.
@@ -292,8 +334,36 @@ impl SmartClaims {
         raw: Map<String, Value>,
         names: &ClaimNames,
     ) -> Result<Self, ErrorKind> {
-        let issuer = optional_string(&raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
-        let expires_at = optional_numeric_date(&raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
+        let mut inner = Self::interpret(&raw, names)?;
+        inner.raw = RawClaims::from_object(raw);
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// As [`from_payload`](Self::from_payload), for a verified JWT: `text` is the payload's
+    /// JSON text that `raw` was parsed from, kept instead of the object.
+    pub(crate) fn from_jwt_payload(
+        raw: &Map<String, Value>,
+        text: Box<str>,
+        names: &ClaimNames,
+    ) -> Result<Self, ErrorKind> {
+        let mut inner = Self::interpret(raw, names)?;
+        inner.raw = RawClaims::from_text(text);
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Whether the token carries a `cnf` claim (RFC 7800): it is bound to a key.
+    pub(crate) fn has_confirmation(&self) -> bool {
+        self.inner.confirmation
+    }
+
+    /// The claims this crate interprets; the caller then sets the whole claim set.
+    fn interpret(raw: &Map<String, Value>, names: &ClaimNames) -> Result<ClaimsInner, ErrorKind> {
+        let issuer = optional_string(raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
+        let expires_at = optional_numeric_date(raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
         let audiences = match raw.get("aud") {
             None => Vec::new(),
             Some(Value::String(aud)) => vec![aud.clone()],
@@ -333,19 +403,19 @@ impl SmartClaims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let patient = match first_present(&raw, &names.patient) {
+        let patient = match first_present(raw, &names.patient) {
             Some((name, value)) => launch_context_id(name, value)?,
             None => None,
         };
-        let fhir_user = match first_present(&raw, &names.fhir_user) {
+        let fhir_user = match first_present(raw, &names.fhir_user) {
             Some((_, value)) => non_blank(value)?,
             None => None,
         };
-        let inner = ClaimsInner {
-            subject: non_blank_string(&raw, "sub")?,
-            issued_at: optional_numeric_date(&raw, "iat")?,
-            not_before: optional_numeric_date(&raw, "nbf")?,
-            jwt_id: non_blank_string(&raw, "jti")?,
+        Ok(ClaimsInner {
+            subject: non_blank_string(raw, "sub")?,
+            issued_at: optional_numeric_date(raw, "iat")?,
+            not_before: optional_numeric_date(raw, "nbf")?,
+            jwt_id: non_blank_string(raw, "jti")?,
             patient,
             scope_set: OnceLock::new(),
             encounter: match raw.get("encounter") {
@@ -353,17 +423,15 @@ impl SmartClaims {
                 None => None,
             },
             fhir_user,
-            tenant: non_blank_string(&raw, "tenant")?,
+            tenant: non_blank_string(raw, "tenant")?,
             issuer,
             client_id,
             audiences,
             expires_at,
             scopes,
             fhir_context,
-            raw,
-        };
-        Ok(Self {
-            inner: Arc::new(inner),
+            confirmation: raw.contains_key("cnf"),
+            raw: RawClaims::default(),
         })
     }
 
@@ -609,11 +677,11 @@ impl SmartClaims {
     /// # }
     /// ```
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.inner.raw.get(name)
+        self.inner.raw.object().get(name)
     }
     /// Every claim of the token, as JSON.
     pub fn all_claims(&self) -> &Map<String, Value> {
-        &self.inner.raw
+        self.inner.raw.object()
     }
 
     /// The token's whole payload deserialized into your own type, for the claims this crate
@@ -644,7 +712,7 @@ impl SmartClaims {
     /// type). The message names the expected type and the missing member, never a value of
     /// the token (a message raised by your own `Deserialize` code is passed on as is).
     pub fn extra<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        extra::from_claims(&self.inner.raw)
+        extra::from_claims(self.inner.raw.object())
     }
 }
 
@@ -804,6 +872,35 @@ mod tests {
         );
         assert_eq!(claims.fhir_context()[2].role(), Some("https://role"));
         assert_eq!(claims.claim("custom"), Some(&json!({"x": 1})));
+    }
+
+    #[test]
+    fn a_jwt_payload_kept_as_text_gives_the_same_claims() {
+        let text = r#"{"iss":"https://as","exp":9,"sub":"s","aud":["a","b"],"cnf":{"jkt":"x"},"custom":{"x":[1,"é\u0000"]},"n":null}"#;
+        let Value::Object(object) = serde_json::from_str::<Value>(text).unwrap() else {
+            unreachable!()
+        };
+        let from_text =
+            SmartClaims::from_jwt_payload(&object, text.into(), &names()).expect("valid");
+        let from_object = SmartClaims::from_payload(object.clone(), &names()).expect("valid");
+        for claims in [&from_text, &from_object] {
+            assert!(claims.has_confirmation());
+            assert_eq!(claims.aud(), ["a", "b"]);
+            assert_eq!(claims.all_claims(), &object);
+            assert_eq!(claims.claim("custom"), Some(&json!({"x": [1, "é\u{0}"]})));
+            assert_eq!(claims.claim("n"), Some(&Value::Null));
+            assert_eq!(claims.claim("absent"), None);
+            #[derive(serde::Deserialize, PartialEq, Debug)]
+            struct Custom {
+                custom: Value,
+            }
+            assert_eq!(
+                claims.extra::<Custom>().unwrap().custom,
+                json!({"x": [1, "é\u{0}"]})
+            );
+        }
+        let plain = parse(json!({"iss": "https://as", "exp": 9})).expect("valid");
+        assert!(!plain.has_confirmation());
     }
 
     #[test]

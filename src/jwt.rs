@@ -177,8 +177,18 @@ pub(crate) fn verify_signature_over(
 
 /// Decodes the payload into a JSON object with unique member names at every depth.
 pub(crate) fn decode_payload(segment: &str) -> Result<Map<String, Value>, ErrorKind> {
+    decode_payload_with_text(segment).map(|(object, _)| object)
+}
+
+/// As [`decode_payload`], with the payload's JSON text as well.
+pub(crate) fn decode_payload_with_text(
+    segment: &str,
+) -> Result<(Map<String, Value>, Box<str>), ErrorKind> {
     let bytes = decode_segment(segment)?;
-    json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)
+    let object = json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)?;
+    // JSON that parsed is UTF-8 (RFC 8259 section 8.1; serde_json checks it).
+    let text = String::from_utf8(bytes).map_err(|_| ErrorKind::MalformedToken)?;
+    Ok((object, text.into_boxed_str()))
 }
 
 /// base64url without padding (RFC 7515 section 2).

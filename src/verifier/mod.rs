@@ -386,8 +386,8 @@ impl TokenVerifier {
             .key_for(header.kid.as_deref(), header.alg)
             .await?;
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
-        let payload = jwt::decode_payload(segments.payload)?;
-        let claims = SmartClaims::from_payload(payload, &config.claim_names)?;
+        let (payload, text) = jwt::decode_payload_with_text(segments.payload)?;
+        let claims = SmartClaims::from_jwt_payload(&payload, text, &config.claim_names)?;
         let now = config.clock.now();
         self.check_claims(&claims, unix_seconds(now), true)?;
         if let Some(cache) = &self.inner.tokens {
@@ -436,7 +436,7 @@ impl TokenVerifier {
         // A sender-constrained token (RFC 7800 `cnf`: DPoP `jkt`, mTLS `x5t#S256`, or any
         // other confirmation method) is refused whatever the method: a Bearer request
         // cannot prove possession of the key it is bound to (RFC 9449 section 7.2).
-        if claims.claim("cnf").is_some() {
+        if claims.has_confirmation() {
             return Err(ErrorKind::SenderConstrained);
         }
         if claims.issuer() != config.issuer {
