@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, ErrorKind};
+use crate::json::{Member, SelectedMembers};
 
 mod extra;
 use crate::scopes::{
@@ -60,6 +61,22 @@ struct ClaimsInner {
     raw: RawClaims,
 }
 
+/// The claims of a JWT payload, read by [`SmartClaims::read_jwt_payload`], until the
+/// payload's text joins them.
+pub(crate) struct PayloadClaims(ClaimsInner);
+
+impl PayloadClaims {
+    /// The claims, keeping `text` (the payload's JSON text) for the claims handlers may ask
+    /// for.
+    pub(crate) fn with_text(self, text: Box<[u8]>) -> SmartClaims {
+        let mut inner = self.0;
+        inner.raw = RawClaims::from_text(text);
+        SmartClaims {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
 /// The whole claim set, for [`SmartClaims::claim`], [`all_claims`](SmartClaims::all_claims)
 /// and [`extra`](SmartClaims::extra). A verified JWT keeps its payload as the JSON text it
 /// arrived in, parsed again only when a handler asks: the text is a fraction of the size of
@@ -69,12 +86,12 @@ struct ClaimsInner {
 struct RawClaims {
     /// The payload's JSON text; `None` when the claims came as an object (introspection,
     /// the test kit), which is then already in `parsed`.
-    text: Option<Box<str>>,
+    text: Option<Box<[u8]>>,
     parsed: OnceLock<Map<String, Value>>,
 }
 
 impl RawClaims {
-    fn from_text(text: Box<str>) -> Self {
+    fn from_text(text: Box<[u8]>) -> Self {
         Self {
             text: Some(text),
             parsed: OnceLock::new(),
@@ -94,7 +111,7 @@ impl RawClaims {
             // cannot fail; an empty set is the harmless answer if it ever did.
             self.text
                 .as_deref()
-                .and_then(|text| serde_json::from_str(text).ok())
+                .and_then(|text| serde_json::from_slice(text).ok())
                 .unwrap_or_default()
         })
     }
@@ -317,14 +334,56 @@ impl Default for ClaimNames {
     }
 }
 
+impl ClaimNames {
+    /// Whether [`SmartClaims`] reads the claim `name` (so a JWT payload parser must keep
+    /// it): the registered and SMART claims, and the configured names.
+    pub(crate) fn is_read(&self, name: &str) -> bool {
+        matches!(
+            name,
+            "iss"
+                | "sub"
+                | "aud"
+                | "exp"
+                | "nbf"
+                | "iat"
+                | "jti"
+                | "encounter"
+                | "tenant"
+                | "fhirContext"
+                | "cnf"
+        ) || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
+            .iter()
+            .any(|names| names.iter().any(|known| known == name))
+    }
+}
+
+/// Where claims are read from: a whole claim set, or the members of a JWT payload that
+/// [`ClaimNames::is_read`] selected.
+pub(crate) trait ClaimSource {
+    /// The value of the claim `name`.
+    fn claim(&self, name: &str) -> Option<Member<'_>>;
+}
+
+impl ClaimSource for Map<String, Value> {
+    fn claim(&self, name: &str) -> Option<Member<'_>> {
+        self.get(name).map(Member::of)
+    }
+}
+
+impl ClaimSource for SelectedMembers<'_> {
+    fn claim(&self, name: &str) -> Option<Member<'_>> {
+        self.get(name)
+    }
+}
+
 /// The value of the first of `names` present in `object`, with its name.
 fn first_present<'a>(
-    object: &'a Map<String, Value>,
+    object: &'a impl ClaimSource,
     names: &'a [String],
-) -> Option<(&'a str, &'a Value)> {
+) -> Option<(&'a str, Member<'a>)> {
     names
         .iter()
-        .find_map(|name| object.get(name).map(|value| (name.as_str(), value)))
+        .find_map(|name| object.claim(name).map(|value| (name.as_str(), value)))
 }
 
 impl SmartClaims {
@@ -341,18 +400,14 @@ impl SmartClaims {
         })
     }
 
-    /// As [`from_payload`](Self::from_payload), for a verified JWT: `text` is the payload's
-    /// JSON text that `raw` was parsed from, kept instead of the object.
-    pub(crate) fn from_jwt_payload(
-        raw: &Map<String, Value>,
-        text: Box<str>,
+    /// As [`from_payload`](Self::from_payload), for a verified JWT: `raw` holds the members
+    /// [`ClaimNames::is_read`] selected from the payload. The payload's JSON text comes
+    /// next, with [`PayloadClaims::with_text`].
+    pub(crate) fn read_jwt_payload(
+        raw: &SelectedMembers<'_>,
         names: &ClaimNames,
-    ) -> Result<Self, ErrorKind> {
-        let mut inner = Self::interpret(raw, names)?;
-        inner.raw = RawClaims::from_text(text);
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+    ) -> Result<PayloadClaims, ErrorKind> {
+        Self::interpret(raw, names).map(PayloadClaims)
     }
 
     /// Whether the token carries a `cnf` claim (RFC 7800): it is bound to a key.
@@ -361,13 +416,13 @@ impl SmartClaims {
     }
 
     /// The claims this crate interprets; the caller then sets the whole claim set.
-    fn interpret(raw: &Map<String, Value>, names: &ClaimNames) -> Result<ClaimsInner, ErrorKind> {
+    fn interpret(raw: &impl ClaimSource, names: &ClaimNames) -> Result<ClaimsInner, ErrorKind> {
         let issuer = optional_string(raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
         let expires_at = optional_numeric_date(raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
-        let audiences = match raw.get("aud") {
+        let audiences = match raw.claim("aud") {
             None => Vec::new(),
-            Some(Value::String(aud)) => vec![aud.clone()],
-            Some(Value::Array(items)) => items
+            Some(Member::Text(aud)) => vec![aud.to_owned()],
+            Some(Member::Json(Value::Array(items))) => items
                 .iter()
                 .map(|item| {
                     item.as_str()
@@ -377,10 +432,10 @@ impl SmartClaims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let scopes = match names.scope.iter().find_map(|name| raw.get(name)) {
+        let scopes = match names.scope.iter().find_map(|name| raw.claim(name)) {
             None => Vec::new(),
-            Some(Value::String(list)) => well_formed_scopes(split_scope_string(list)),
-            Some(Value::Array(items)) => {
+            Some(Member::Text(list)) => well_formed_scopes(split_scope_string(list)),
+            Some(Member::Json(Value::Array(items))) => {
                 let items = items
                     .iter()
                     .map(|item| item.as_str().ok_or(ErrorKind::InvalidClaim))
@@ -389,15 +444,15 @@ impl SmartClaims {
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let client_id = match names.client_id.iter().find_map(|name| raw.get(name)) {
+        let client_id = match names.client_id.iter().find_map(|name| raw.claim(name)) {
             None => None,
             // A blank client id identifies no client.
-            Some(Value::String(id)) => (!is_blank(id)).then(|| id.clone()),
+            Some(Member::Text(id)) => (!is_blank(id)).then(|| id.to_owned()),
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let fhir_context = match raw.get("fhirContext") {
+        let fhir_context = match raw.claim("fhirContext") {
             None => Vec::new(),
-            Some(Value::Array(items)) => items
+            Some(Member::Json(Value::Array(items))) => items
                 .iter()
                 .map(FhirContext::from_value)
                 .collect::<Result<_, _>>()?,
@@ -418,7 +473,7 @@ impl SmartClaims {
             jwt_id: non_blank_string(raw, "jti")?,
             patient,
             scope_set: OnceLock::new(),
-            encounter: match raw.get("encounter") {
+            encounter: match raw.claim("encounter") {
                 Some(value) => launch_context_id("encounter", value)?,
                 None => None,
             },
@@ -430,7 +485,7 @@ impl SmartClaims {
             expires_at,
             scopes,
             fhir_context,
-            confirmation: raw.contains_key("cnf"),
+            confirmation: raw.claim("cnf").is_some(),
             raw: RawClaims::default(),
         })
     }
@@ -757,24 +812,24 @@ fn is_fhir_id(text: &str) -> bool {
 }
 
 /// A string claim where a blank value counts as absent. Other JSON types are invalid.
-fn non_blank_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
+fn non_blank_string(object: &impl ClaimSource, name: &str) -> Result<Option<String>, ErrorKind> {
     Ok(optional_string(object, name)?.filter(|value| !is_blank(value)))
 }
 
 /// A present string claim value where a blank value counts as absent. Other JSON types are
 /// invalid.
-fn non_blank(value: &Value) -> Result<Option<String>, ErrorKind> {
+fn non_blank(value: Member<'_>) -> Result<Option<String>, ErrorKind> {
     match value {
-        Value::String(text) => Ok((!is_blank(text)).then(|| text.clone())),
-        _ => Err(ErrorKind::InvalidClaim),
+        Member::Text(text) => Ok((!is_blank(text)).then(|| text.to_owned())),
+        Member::Json(_) => Err(ErrorKind::InvalidClaim),
     }
 }
 
 /// A present launch-context id (`patient`, `encounter`) of the claim `name`: a value that
 /// is no FHIR resource id, the empty string included, is no launch context. Other JSON
 /// types are invalid.
-fn launch_context_id(name: &str, value: &Value) -> Result<Option<String>, ErrorKind> {
-    let Value::String(id) = value else {
+fn launch_context_id(name: &str, value: Member<'_>) -> Result<Option<String>, ErrorKind> {
+    let Member::Text(id) = value else {
         return Err(ErrorKind::InvalidClaim);
     };
     if !is_fhir_id(id) {
@@ -782,25 +837,22 @@ fn launch_context_id(name: &str, value: &Value) -> Result<Option<String>, ErrorK
         tracing::debug!(claim = name, "ignoring a launch context that is no FHIR id");
         return Ok(None);
     }
-    Ok(Some(id.clone()))
+    Ok(Some(id.to_owned()))
 }
 
-fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ErrorKind> {
-    match object.get(name) {
+fn optional_string(object: &impl ClaimSource, name: &str) -> Result<Option<String>, ErrorKind> {
+    match object.claim(name) {
         None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value.clone())),
-        Some(_) => Err(ErrorKind::InvalidClaim),
+        Some(Member::Text(value)) => Ok(Some(value.to_owned())),
+        Some(Member::Json(_)) => Err(ErrorKind::InvalidClaim),
     }
 }
 
 /// A JSON number (RFC 7519 NumericDate, fractions allowed), floored to whole seconds.
-fn optional_numeric_date(
-    object: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<i64>, ErrorKind> {
-    match object.get(name) {
+fn optional_numeric_date(object: &impl ClaimSource, name: &str) -> Result<Option<i64>, ErrorKind> {
+    match object.claim(name) {
         None => Ok(None),
-        Some(Value::Number(number)) => {
+        Some(Member::Json(Value::Number(number))) => {
             if let Some(seconds) = number.as_i64() {
                 Ok(Some(seconds))
             } else if let Some(seconds) = number.as_f64().filter(|s| s.is_finite()) {
@@ -880,8 +932,11 @@ mod tests {
         let Value::Object(object) = serde_json::from_str::<Value>(text).unwrap() else {
             unreachable!()
         };
-        let from_text =
-            SmartClaims::from_jwt_payload(&object, text.into(), &names()).expect("valid");
+        let selected = crate::json::selected_members(text.as_bytes(), |name| names().is_read(name))
+            .expect("strict");
+        let from_text = SmartClaims::read_jwt_payload(&selected, &names())
+            .expect("valid")
+            .with_text(text.as_bytes().into());
         let from_object = SmartClaims::from_payload(object.clone(), &names()).expect("valid");
         for claims in [&from_text, &from_object] {
             assert!(claims.has_confirmation());

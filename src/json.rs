@@ -8,6 +8,7 @@
 //! RFC 7519 section 4 let a parser refuse such input, so this crate refuses it in JWT
 //! headers and payloads, introspection answers and the key and discovery documents.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -39,6 +40,291 @@ pub(crate) fn object_with_unique_members(
             Err(StrictJsonError::DuplicateMember)
         }
         Err(_) => Err(StrictJsonError::NotAnObject),
+    }
+}
+
+/// The members of a strict JSON object that a caller asked for, in document order.
+#[derive(Debug, Default)]
+pub(crate) struct SelectedMembers<'de> {
+    members: Vec<(Cow<'de, str>, SelectedValue<'de>)>,
+}
+
+/// A selected member's value: a string stays borrowed from the document when it has no
+/// escapes; any other value is built.
+#[derive(Debug)]
+enum SelectedValue<'de> {
+    Text(Cow<'de, str>),
+    Json(Value),
+}
+
+/// A member's value as read: a string, or any other JSON value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Member<'a> {
+    /// A JSON string.
+    Text(&'a str),
+    /// Any other JSON value (never a string).
+    Json(&'a Value),
+}
+
+impl<'a> Member<'a> {
+    /// The value of a member of a built object.
+    pub(crate) fn of(value: &'a Value) -> Self {
+        match value {
+            Value::String(text) => Self::Text(text),
+            other => Self::Json(other),
+        }
+    }
+}
+
+impl SelectedMembers<'_> {
+    /// The value of a selected member.
+    pub(crate) fn get(&self, name: &str) -> Option<Member<'_>> {
+        self.members
+            .iter()
+            .find(|(member, _)| member == name)
+            .map(|(_, value)| match value {
+                SelectedValue::Text(text) => Member::Text(text),
+                SelectedValue::Json(value) => Member::Json(value),
+            })
+    }
+
+    /// Whether a selected member is present.
+    pub(crate) fn contains_key(&self, name: &str) -> bool {
+        self.members.iter().any(|(member, _)| member == name)
+    }
+}
+
+/// Parses `bytes` as [`object_with_unique_members`] does, with the same refusals, but
+/// builds only the members whose names `wanted` accepts. The others are read and checked
+/// (unique member names at every depth) without being built, and nothing is allocated for
+/// them beyond a list of the member names of any object nested in them.
+pub(crate) fn selected_members(
+    bytes: &[u8],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<SelectedMembers<'_>, StrictJsonError> {
+    // One UTF-8 check of the whole document (word at a time over ASCII) instead of one per
+    // string, which is what reading from bytes does: JSON text is UTF-8 (RFC 8259 section
+    // 8.1) either way.
+    let text = std::str::from_utf8(bytes).map_err(|_| StrictJsonError::NotAnObject)?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let selected = deserializer
+        .deserialize_map(Selecting { wanted })
+        .and_then(|selected| deserializer.end().map(|()| selected));
+    match selected {
+        Ok(selected) => Ok(selected),
+        Err(error) if error.to_string().starts_with(DUPLICATE) => {
+            Err(StrictJsonError::DuplicateMember)
+        }
+        Err(_) => Err(StrictJsonError::NotAnObject),
+    }
+}
+
+/// A member name, borrowed from the document when it has no escapes.
+struct Name<'de>(Cow<'de, str>);
+
+/// Reads a [`Name`].
+struct NameSeed;
+
+impl<'de> DeserializeSeed<'de> for NameSeed {
+    type Value = Name<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Name<'de>, D::Error> {
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Name<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Borrowed(name)))
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(name.to_owned())))
+    }
+
+    fn visit_string<E>(self, name: String) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(name)))
+    }
+}
+
+/// Fails if a name occurs twice. Sorting keeps a hostile object with thousands of members
+/// at `n log n` comparisons.
+fn check_unique<E: de::Error>(names: &mut [Cow<'_, str>]) -> Result<(), E> {
+    names.sort_unstable();
+    if names.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(E::custom(DUPLICATE));
+    }
+    Ok(())
+}
+
+/// The top-level object, keeping the wanted members.
+struct Selecting<F> {
+    wanted: F,
+}
+
+impl<'de, F: Fn(&str) -> bool> Visitor<'de> for Selecting<F> {
+    type Value = SelectedMembers<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<SelectedMembers<'de>, A::Error> {
+        // Room for the members of a typical access token without growing.
+        let mut names = Vec::with_capacity(16);
+        let mut members = Vec::with_capacity(8);
+        while let Some(Name(name)) = access.next_key_seed(NameSeed)? {
+            if (self.wanted)(&name) {
+                let value = access.next_value_seed(SelectedValueSeed)?;
+                members.push((name.clone(), value));
+            } else {
+                access.next_value_seed(UniqueIgnored)?;
+            }
+            names.push(name);
+        }
+        check_unique(&mut names)?;
+        Ok(SelectedMembers { members })
+    }
+}
+
+/// Reads a [`SelectedValue`]: strings borrowed where they can be, the rest as
+/// [`UniqueValue`] builds it.
+struct SelectedValueSeed;
+
+impl<'de> DeserializeSeed<'de> for SelectedValueSeed {
+    type Value = SelectedValue<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<SelectedValue<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SelectedValueSeed {
+    type Value = SelectedValue<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<SelectedValue<'de>, E> {
+        Ok(SelectedValue::Text(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<SelectedValue<'de>, E> {
+        Ok(SelectedValue::Text(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<SelectedValue<'de>, E> {
+        Ok(SelectedValue::Text(Cow::Owned(value)))
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<SelectedValue<'de>, E> {
+        UniqueValue.visit_bool(value).map(SelectedValue::Json)
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<SelectedValue<'de>, E> {
+        UniqueValue.visit_i64(value).map(SelectedValue::Json)
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<SelectedValue<'de>, E> {
+        UniqueValue.visit_u64(value).map(SelectedValue::Json)
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<SelectedValue<'de>, E> {
+        UniqueValue.visit_f64(value).map(SelectedValue::Json)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<SelectedValue<'de>, E> {
+        UniqueValue.visit_unit().map(SelectedValue::Json)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<SelectedValue<'de>, E> {
+        UniqueValue.visit_none().map(SelectedValue::Json)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SelectedValue<'de>, A::Error> {
+        UniqueValue.visit_seq(seq).map(SelectedValue::Json)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<SelectedValue<'de>, A::Error> {
+        UniqueValue.visit_map(access).map(SelectedValue::Json)
+    }
+}
+
+/// Any JSON value, checked for unique member names at every depth and then dropped.
+struct UniqueIgnored;
+
+impl<'de> DeserializeSeed<'de> for UniqueIgnored {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueIgnored {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+        // As `UniqueValue`: a number that is not finite is refused.
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(E::custom("not a finite number"))
+        }
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(UniqueIgnored)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        let mut names = Vec::new();
+        while let Some(Name(name)) = access.next_key_seed(NameSeed)? {
+            access.next_value_seed(UniqueIgnored)?;
+            names.push(name);
+        }
+        check_unique(&mut names)
     }
 }
 
@@ -152,6 +438,15 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(row)
             );
+            // Whether the members are built or only checked.
+            for keep in [true, false] {
+                assert_eq!(
+                    selected_members(row, |_| keep).err(),
+                    Some(StrictJsonError::DuplicateMember),
+                    "{}",
+                    String::from_utf8_lossy(row)
+                );
+            }
         }
     }
 
@@ -177,7 +472,42 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(row)
             );
+            for keep in [true, false] {
+                assert_eq!(
+                    selected_members(row, |_| keep).err(),
+                    Some(StrictJsonError::NotAnObject),
+                    "{}",
+                    String::from_utf8_lossy(row)
+                );
+            }
         }
+    }
+
+    #[test]
+    fn selected_members_keep_only_what_was_asked_for() {
+        let text = br#"{"a":1,"b":{"c":[{"d":null}]},"\u0065":"x","f":[1,2]}"#;
+        let selected = selected_members(text, |name| name == "b" || name == "e").unwrap();
+        assert_eq!(
+            selected.get("b"),
+            Some(Member::Json(&serde_json::json!({"c": [{"d": null}]})))
+        );
+        assert_eq!(selected.get("e"), Some(Member::Text("x")));
+        assert_eq!(selected.get("a"), None);
+        assert_eq!(selected.get("f"), None);
+        // Many members: still checked, by sorting the names.
+        let many = format!(
+            "{{{}}}",
+            (0..5000)
+                .map(|i| format!(r#""m{i}":{i}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert!(selected_members(many.as_bytes(), |_| false).is_ok());
+        let repeated = many.replacen(r#""m4999""#, r#""m0""#, 1);
+        assert_eq!(
+            selected_members(repeated.as_bytes(), |_| false).err(),
+            Some(StrictJsonError::DuplicateMember)
+        );
     }
 
     #[test]
@@ -192,6 +522,16 @@ mod tests {
             object_with_unique_members(deep_array.as_bytes()),
             Err(StrictJsonError::NotAnObject)
         );
+        for keep in [true, false] {
+            assert_eq!(
+                selected_members(deep.as_bytes(), |_| keep).err(),
+                Some(StrictJsonError::NotAnObject)
+            );
+            assert_eq!(
+                selected_members(deep_array.as_bytes(), |_| keep).err(),
+                Some(StrictJsonError::NotAnObject)
+            );
+        }
     }
 }
 
@@ -220,6 +560,21 @@ mod props {
                 Err(StrictJsonError::DuplicateMember) => {
                     prop_assert!(text.matches(':').count() >= 2);
                 }
+            }
+        }
+
+        /// The selecting reading accepts exactly what the strict reading accepts, and the
+        /// members it keeps are the strict reading's.
+        #[test]
+        fn selected_members_agree_with_the_strict_reading(
+            text in prop_oneof![json_object(&["a", "b"]), json_value(&["a"]), deep_nesting()],
+        ) {
+            let strict = object_with_unique_members(text.as_bytes());
+            let selected = selected_members(text.as_bytes(), |name| name == "a");
+            prop_assert_eq!(strict.is_ok(), selected.is_ok(), "{}", text);
+            if let (Ok(map), Ok(selected)) = (strict, selected) {
+                prop_assert_eq!(map.get("a").map(Member::of), selected.get("a"));
+                prop_assert_eq!(selected.get("b"), None);
             }
         }
 

@@ -7,7 +7,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::error::ErrorKind;
-use crate::json;
+use crate::json::{self, Member, SelectedMembers};
 use crate::jwks::{VerificationKey, asymmetric_algorithm};
 
 /// The three segments of a compact JWS, borrowed from the token.
@@ -67,7 +67,11 @@ const IGNORED_PARAMETERS: &[(&str, Expected)] = &[
     ("x5t#S256", Expected::String),
 ];
 
-fn has_type(value: &Value, expected: Expected) -> bool {
+fn has_type(value: Member<'_>, expected: Expected) -> bool {
+    let value = match value {
+        Member::Text(_) => return expected == Expected::String,
+        Member::Json(value) => value,
+    };
     match expected {
         Expected::String => value.is_string(),
         Expected::Object => value.is_object(),
@@ -80,13 +84,13 @@ fn has_type(value: &Value, expected: Expected) -> bool {
 /// A string member, or `None` when absent; any other JSON type (`null` included) is
 /// malformed.
 fn string_member<'a>(
-    header: &'a Map<String, Value>,
+    header: &'a SelectedMembers,
     name: &str,
 ) -> Result<Option<&'a str>, ErrorKind> {
     match header.get(name) {
         None => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(ErrorKind::MalformedToken),
+        Some(Member::Text(text)) => Ok(Some(text)),
+        Some(Member::Json(_)) => Err(ErrorKind::MalformedToken),
     }
 }
 
@@ -96,7 +100,8 @@ fn string_member<'a>(
 /// the parameters that would change what the signature covers (`b64`, `zip`).
 pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Header, ErrorKind> {
     let bytes = decode_segment(segment)?;
-    let header = json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)?;
+    let header = json::selected_members(&bytes, is_read_header_parameter)
+        .map_err(|_| ErrorKind::MalformedToken)?;
     // Any `crit`, whatever its value: this crate understands no extension.
     if header.contains_key("crit") {
         return Err(ErrorKind::CriticalHeader);
@@ -116,7 +121,7 @@ pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Heade
     }
     for (name, expected) in IGNORED_PARAMETERS {
         if header
-            .get(*name)
+            .get(name)
             .is_some_and(|value| !has_type(value, *expected))
         {
             return Err(ErrorKind::MalformedToken);
@@ -130,6 +135,12 @@ pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Heade
         kid: kid.map(str::to_owned),
         typ: typ.map(str::to_owned),
     })
+}
+
+/// The header parameters [`parse_header`] looks at; the others are checked as JSON only.
+fn is_read_header_parameter(name: &str) -> bool {
+    matches!(name, "crit" | "alg" | "kid" | "typ" | "cty" | "b64" | "zip")
+        || IGNORED_PARAMETERS.iter().any(|(known, _)| *known == name)
 }
 
 /// `JWT` or `application/jwt`, in any case (RFC 7515 section 4.1.10 lets the
@@ -177,18 +188,23 @@ pub(crate) fn verify_signature_over(
 
 /// Decodes the payload into a JSON object with unique member names at every depth.
 pub(crate) fn decode_payload(segment: &str) -> Result<Map<String, Value>, ErrorKind> {
-    decode_payload_with_text(segment).map(|(object, _)| object)
+    let bytes = decode_segment(segment)?;
+    json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)
 }
 
-/// As [`decode_payload`], with the payload's JSON text as well.
-pub(crate) fn decode_payload_with_text(
+/// Decodes the payload, checks it as [`decode_payload`] does, builds only the members
+/// `wanted` names and hands them to `read`; returns what `read` made of them, with the
+/// payload's JSON text.
+pub(crate) fn read_payload<T>(
     segment: &str,
-) -> Result<(Map<String, Value>, Box<str>), ErrorKind> {
+    wanted: impl Fn(&str) -> bool,
+    read: impl FnOnce(&SelectedMembers<'_>) -> Result<T, ErrorKind>,
+) -> Result<(T, Box<[u8]>), ErrorKind> {
     let bytes = decode_segment(segment)?;
-    let object = json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)?;
-    // JSON that parsed is UTF-8 (RFC 8259 section 8.1; serde_json checks it).
-    let text = String::from_utf8(bytes).map_err(|_| ErrorKind::MalformedToken)?;
-    Ok((object, text.into_boxed_str()))
+    let selected = json::selected_members(&bytes, wanted).map_err(|_| ErrorKind::MalformedToken)?;
+    let read = read(&selected)?;
+    drop(selected);
+    Ok((read, bytes.into_boxed_slice()))
 }
 
 /// base64url without padding (RFC 7515 section 2).

@@ -386,8 +386,13 @@ impl TokenVerifier {
             .key_for(header.kid.as_deref(), header.alg)
             .await?;
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
-        let (payload, text) = jwt::decode_payload_with_text(segments.payload)?;
-        let claims = SmartClaims::from_jwt_payload(&payload, text, &config.claim_names)?;
+        let names = &config.claim_names;
+        let (claims, text) = jwt::read_payload(
+            segments.payload,
+            |name| names.is_read(name),
+            |payload| SmartClaims::read_jwt_payload(payload, names),
+        )?;
+        let claims = claims.with_text(text);
         let now = config.clock.now();
         self.check_claims(&claims, unix_seconds(now), true)?;
         if let Some(cache) = &self.inner.tokens {
