@@ -1681,5 +1681,38 @@ mod props {
                 Err(kind) => prop_assert_eq!(kind, ErrorKind::InvalidClaim),
             }
         }
+
+        /// A JWT payload read in one pass (only the members read, strings borrowed) gives
+        /// exactly the answer of reading the whole object.
+        #[test]
+        fn one_pass_reading_agrees_with_the_whole_object(text in json_object(CLAIM_NAMES)) {
+            let names = names();
+            let selected = crate::json::selected_members(text.as_bytes(), |name| names.is_read(name));
+            let Ok(map) = crate::json::object_with_unique_members(text.as_bytes()) else {
+                prop_assert!(selected.is_err());
+                return Ok(());
+            };
+            let selected = selected.expect("the same strict reading");
+            let one_pass = SmartClaims::read_jwt_payload(&selected, &names)
+                .map(|claims| claims.with_text(text.as_bytes().into()));
+            match (one_pass, SmartClaims::from_payload(map.clone(), &names)) {
+                (Ok(one_pass), Ok(whole)) => {
+                    prop_assert_eq!(one_pass.iss(), whole.iss());
+                    prop_assert_eq!(one_pass.sub(), whole.sub());
+                    prop_assert_eq!(one_pass.aud(), whole.aud());
+                    prop_assert_eq!((one_pass.exp(), one_pass.nbf(), one_pass.iat()), (whole.exp(), whole.nbf(), whole.iat()));
+                    prop_assert_eq!(one_pass.jti(), whole.jti());
+                    prop_assert_eq!(one_pass.client_id(), whole.client_id());
+                    prop_assert_eq!(one_pass.scopes(), whole.scopes());
+                    prop_assert_eq!((one_pass.patient(), one_pass.encounter()), (whole.patient(), whole.encounter()));
+                    prop_assert_eq!((one_pass.fhir_user(), one_pass.tenant()), (whole.fhir_user(), whole.tenant()));
+                    prop_assert_eq!(one_pass.fhir_context(), whole.fhir_context());
+                    prop_assert_eq!(one_pass.has_confirmation(), whole.has_confirmation());
+                    prop_assert_eq!(one_pass.all_claims(), &map);
+                }
+                (Err(one_pass), Err(whole)) => prop_assert_eq!(one_pass, whole),
+                (one_pass, whole) => prop_assert!(false, "{:?} vs {:?}", one_pass.err(), whole.err()),
+            }
+        }
     }
 }

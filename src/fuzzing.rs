@@ -180,9 +180,33 @@ fn claims_from(payload: serde_json::Map<String, serde_json::Value>) {
 /// A JSON document read strictly (unique member names at every depth), then, when it is
 /// an object, read as a token payload into claims.
 pub fn claims(data: &[u8]) {
-    if let Ok(payload) = json::object_with_unique_members(data) {
-        claims_from(payload);
+    let names = claim_names();
+    let selected = json::selected_members(data, |name| names.is_read(name));
+    let Ok(payload) = json::object_with_unique_members(data) else {
+        assert!(
+            selected.is_err(),
+            "the one-pass reading accepts what the strict one refuses"
+        );
+        return;
+    };
+    // The verifier's one-pass reading of a JWT payload answers as the whole object does.
+    let selected = selected.expect("the one-pass reading refuses what the strict one accepts");
+    let one_pass = SmartClaims::read_jwt_payload(&selected, &names)
+        .map(|claims| claims.with_text(data.into()));
+    match (one_pass, SmartClaims::from_payload(payload.clone(), &names)) {
+        (Ok(one_pass), Ok(whole)) => {
+            assert_eq!(one_pass.scopes(), whole.scopes());
+            assert_eq!(one_pass.aud(), whole.aud());
+            assert_eq!(one_pass.all_claims(), whole.all_claims());
+        }
+        (Err(one_pass), Err(whole)) => assert_eq!(one_pass, whole),
+        (one_pass, whole) => panic!(
+            "the readings disagree: {:?} vs {:?}",
+            one_pass.err(),
+            whole.err()
+        ),
     }
+    claims_from(payload);
 }
 
 /// A JWK Set document, then key selection with a few `kid`s and every algorithm.
