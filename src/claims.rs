@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{AuthError, ErrorKind};
 use crate::json::{Member, SelectedMembers};
+use crate::jwt;
 
 mod extra;
 use crate::scopes::{
@@ -62,15 +63,15 @@ struct ClaimsInner {
 }
 
 /// The claims of a JWT payload, read by [`SmartClaims::read_jwt_payload`], until the
-/// payload's text joins them.
+/// token joins them.
 pub(crate) struct PayloadClaims(ClaimsInner);
 
 impl PayloadClaims {
-    /// The claims, keeping `text` (the payload's JSON text) for the claims handlers may ask
-    /// for.
-    pub(crate) fn with_text(self, text: Box<[u8]>) -> SmartClaims {
+    /// The claims, keeping the token (shared with the token cache, which keeps it anyway)
+    /// to read its payload again for the claims handlers may ask for.
+    pub(crate) fn with_token(self, token: Arc<[u8]>) -> SmartClaims {
         let mut inner = self.0;
-        inner.raw = RawClaims::from_text(text);
+        inner.raw = RawClaims::from_token(token);
         SmartClaims {
             inner: Arc::new(inner),
         }
@@ -78,40 +79,41 @@ impl PayloadClaims {
 }
 
 /// The whole claim set, for [`SmartClaims::claim`], [`all_claims`](SmartClaims::all_claims)
-/// and [`extra`](SmartClaims::extra). A verified JWT keeps its payload as the JSON text it
-/// arrived in, parsed again only when a handler asks: the text is a fraction of the size of
-/// the parsed object, and cached tokens are kept by the thousand while few handlers read
-/// claims beyond those this crate interprets.
+/// and [`extra`](SmartClaims::extra). A verified JWT keeps only the token, whose payload is
+/// decoded and parsed again when a handler asks: the token is kept by the token cache
+/// anyway, the parsed object would be several times its size, and few handlers read claims
+/// beyond those this crate interprets.
 #[derive(Default)]
 struct RawClaims {
-    /// The payload's JSON text; `None` when the claims came as an object (introspection,
-    /// the test kit), which is then already in `parsed`.
-    text: Option<Box<[u8]>>,
+    /// The verified token; `None` when the claims came as an object (introspection, the
+    /// test kit), which is then already in `parsed`.
+    token: Option<Arc<[u8]>>,
     parsed: OnceLock<Map<String, Value>>,
 }
 
 impl RawClaims {
-    fn from_text(text: Box<[u8]>) -> Self {
+    fn from_token(token: Arc<[u8]>) -> Self {
         Self {
-            text: Some(text),
+            token: Some(token),
             parsed: OnceLock::new(),
         }
     }
 
     fn from_object(object: Map<String, Value>) -> Self {
         Self {
-            text: None,
+            token: None,
             parsed: OnceLock::from(object),
         }
     }
 
     fn object(&self) -> &Map<String, Value> {
         self.parsed.get_or_init(|| {
-            // The text parsed as a strict JSON object when the token was verified, so this
-            // cannot fail; an empty set is the harmless answer if it ever did.
-            self.text
+            // The payload parsed as a strict JSON object when the token was verified, so
+            // this cannot fail; an empty set is the harmless answer if it ever did.
+            self.token
                 .as_deref()
-                .and_then(|text| serde_json::from_slice(text).ok())
+                .and_then(jwt::payload_bytes)
+                .and_then(|payload| serde_json::from_slice(&payload).ok())
                 .unwrap_or_default()
         })
     }
@@ -401,13 +403,19 @@ impl SmartClaims {
     }
 
     /// As [`from_payload`](Self::from_payload), for a verified JWT: `raw` holds the members
-    /// [`ClaimNames::is_read`] selected from the payload. The payload's JSON text comes
-    /// next, with [`PayloadClaims::with_text`].
+    /// [`ClaimNames::is_read`] selected from the payload. The token comes next, with
+    /// [`PayloadClaims::with_token`].
     pub(crate) fn read_jwt_payload(
         raw: &SelectedMembers<'_>,
         names: &ClaimNames,
     ) -> Result<PayloadClaims, ErrorKind> {
         Self::interpret(raw, names).map(PayloadClaims)
+    }
+
+    /// The verified token these claims were read from (not for claims that came as an
+    /// object), for the token cache to share rather than copy.
+    pub(crate) fn shared_token(&self) -> Option<&Arc<[u8]>> {
+        self.inner.raw.token.as_ref()
     }
 
     /// Whether the token carries a `cnf` claim (RFC 7800): it is bound to a key.
@@ -870,6 +878,8 @@ fn optional_numeric_date(object: &impl ClaimSource, name: &str) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     fn names() -> ClaimNames {
@@ -927,16 +937,17 @@ mod tests {
     }
 
     #[test]
-    fn a_jwt_payload_kept_as_text_gives_the_same_claims() {
+    fn a_jwt_payload_kept_as_its_token_gives_the_same_claims() {
         let text = r#"{"iss":"https://as","exp":9,"sub":"s","aud":["a","b"],"cnf":{"jkt":"x"},"custom":{"x":[1,"é\u0000"]},"n":null}"#;
         let Value::Object(object) = serde_json::from_str::<Value>(text).unwrap() else {
             unreachable!()
         };
         let selected = crate::json::selected_members(text.as_bytes(), |name| names().is_read(name))
             .expect("strict");
+        let token = format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(text));
         let from_text = SmartClaims::read_jwt_payload(&selected, &names())
             .expect("valid")
-            .with_text(text.as_bytes().into());
+            .with_token(token.as_bytes().into());
         let from_object = SmartClaims::from_payload(object.clone(), &names()).expect("valid");
         for claims in [&from_text, &from_object] {
             assert!(claims.has_confirmation());
@@ -1620,6 +1631,8 @@ mod tests {
 mod props {
     use super::*;
     use crate::proptest_support::{config, json_object};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use proptest::prelude::*;
 
     const CLAIM_NAMES: &[&str] = &[
@@ -1693,8 +1706,9 @@ mod props {
                 return Ok(());
             };
             let selected = selected.expect("the same strict reading");
+            let token = format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(&text));
             let one_pass = SmartClaims::read_jwt_payload(&selected, &names)
-                .map(|claims| claims.with_text(text.as_bytes().into()));
+                .map(|claims| claims.with_token(token.as_bytes().into()));
             match (one_pass, SmartClaims::from_payload(map.clone(), &names)) {
                 (Ok(one_pass), Ok(whole)) => {
                     prop_assert_eq!(one_pass.iss(), whole.iss());

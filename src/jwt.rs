@@ -193,18 +193,21 @@ pub(crate) fn decode_payload(segment: &str) -> Result<Map<String, Value>, ErrorK
 }
 
 /// Decodes the payload, checks it as [`decode_payload`] does, builds only the members
-/// `wanted` names and hands them to `read`; returns what `read` made of them, with the
-/// payload's JSON text.
+/// `wanted` names and hands them to `read`; returns what `read` made of them.
 pub(crate) fn read_payload<T>(
     segment: &str,
     wanted: impl Fn(&str) -> bool,
     read: impl FnOnce(&SelectedMembers<'_>) -> Result<T, ErrorKind>,
-) -> Result<(T, Box<[u8]>), ErrorKind> {
+) -> Result<T, ErrorKind> {
     let bytes = decode_segment(segment)?;
     let selected = json::selected_members(&bytes, wanted).map_err(|_| ErrorKind::MalformedToken)?;
-    let read = read(&selected)?;
-    drop(selected);
-    Ok((read, bytes.into_boxed_slice()))
+    read(&selected)
+}
+
+/// The decoded payload of a compact JWS verified before, or `None` if it is not one.
+pub(crate) fn payload_bytes(token: &[u8]) -> Option<Vec<u8>> {
+    let payload = token.split(|&byte| byte == b'.').nth(1)?;
+    URL_SAFE_NO_PAD.decode(payload).ok()
 }
 
 /// base64url without padding (RFC 7515 section 2).

@@ -528,7 +528,11 @@ impl TokenCache {
         if !(reused || self.seen_before(hash)) {
             return;
         }
-        let token: Arc<[u8]> = Arc::from(token.as_bytes());
+        // The claims of a verified JWT hold the token already: share it, not a copy.
+        let token: Arc<[u8]> = match claims.shared_token() {
+            Some(shared) if **shared == *token.as_bytes() => Arc::clone(shared),
+            _ => Arc::from(token.as_bytes()),
+        };
         let entry = Arc::new(CachedToken {
             token: Arc::clone(&token),
             claims,

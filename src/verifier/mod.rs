@@ -387,12 +387,12 @@ impl TokenVerifier {
             .await?;
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
         let names = &config.claim_names;
-        let (claims, text) = jwt::read_payload(
+        let claims = jwt::read_payload(
             segments.payload,
             |name| names.is_read(name),
             |payload| SmartClaims::read_jwt_payload(payload, names),
-        )?;
-        let claims = claims.with_text(text);
+        )?
+        .with_token(Arc::from(token.as_bytes()));
         let now = config.clock.now();
         self.check_claims(&claims, unix_seconds(now), true)?;
         if let Some(cache) = &self.inner.tokens {

@@ -50,6 +50,13 @@ async fn handlers_receive_every_claim() {
     assert_eq!(body["fhirContext"][1]["type"], "Questionnaire");
     assert_eq!(body["fhirContext"][1]["role"], "https://role.example");
     assert_eq!(body["custom"], json!({"nested": [1, 2]}));
+    // The same answer when the token is stored (second use) and served from the token
+    // cache (third use): claims beyond the interpreted ones are read again from the token.
+    for _ in 0..2 {
+        let again = app.get_with_token(&token).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(again.body, body);
+    }
 }
 
 #[tokio::test]
