@@ -39,24 +39,26 @@ pub struct SmartClaims {
     inner: Arc<ClaimsInner>,
 }
 
+/// Boxed strings and slices rather than `String` and `Vec`, and the lazily built parts
+/// boxed: the token cache keeps thousands of these, so every word counts.
 struct ClaimsInner {
-    issuer: String,
-    subject: Option<String>,
-    client_id: Option<String>,
-    audiences: Vec<String>,
+    issuer: Box<str>,
+    subject: Option<Box<str>>,
+    client_id: Option<Box<str>>,
+    audiences: Box<[String]>,
     expires_at: i64,
     issued_at: Option<i64>,
     not_before: Option<i64>,
-    jwt_id: Option<String>,
-    scopes: Vec<String>,
+    jwt_id: Option<Box<str>>,
+    scopes: Box<[String]>,
     /// Parsed on first use: verifying a token does not need it, and with the token cache a
     /// token's claims (and so this set) are shared by every request that carries it.
-    scope_set: OnceLock<ScopeSet>,
-    patient: Option<String>,
-    encounter: Option<String>,
-    fhir_user: Option<String>,
-    tenant: Option<String>,
-    fhir_context: Vec<FhirContext>,
+    scope_set: OnceLock<Box<ScopeSet>>,
+    patient: Option<Box<str>>,
+    encounter: Option<Box<str>>,
+    fhir_user: Option<Box<str>>,
+    tenant: Option<Box<str>>,
+    fhir_context: Box<[FhirContext]>,
     /// Whether the token has a `cnf` (RFC 7800) claim, which binds it to a key.
     confirmation: bool,
     raw: RawClaims,
@@ -88,7 +90,7 @@ struct RawClaims {
     /// The verified token; `None` when the claims came as an object (introspection, the
     /// test kit), which is then already in `parsed`.
     token: Option<Arc<[u8]>>,
-    parsed: OnceLock<Map<String, Value>>,
+    parsed: OnceLock<Box<Map<String, Value>>>,
 }
 
 impl RawClaims {
@@ -102,7 +104,7 @@ impl RawClaims {
     fn from_object(object: Map<String, Value>) -> Self {
         Self {
             token: None,
-            parsed: OnceLock::from(object),
+            parsed: OnceLock::from(Box::new(object)),
         }
     }
 
@@ -475,24 +477,24 @@ impl SmartClaims {
             None => None,
         };
         Ok(ClaimsInner {
-            subject: non_blank_string(raw, "sub")?,
+            subject: non_blank_string(raw, "sub")?.map(Into::into),
             issued_at: optional_numeric_date(raw, "iat")?,
             not_before: optional_numeric_date(raw, "nbf")?,
-            jwt_id: non_blank_string(raw, "jti")?,
-            patient,
+            jwt_id: non_blank_string(raw, "jti")?.map(Into::into),
+            patient: patient.map(Into::into),
             scope_set: OnceLock::new(),
             encounter: match raw.claim("encounter") {
-                Some(value) => launch_context_id("encounter", value)?,
+                Some(value) => launch_context_id("encounter", value)?.map(Into::into),
                 None => None,
             },
-            fhir_user,
-            tenant: non_blank_string(raw, "tenant")?,
-            issuer,
-            client_id,
-            audiences,
+            fhir_user: fhir_user.map(Into::into),
+            tenant: non_blank_string(raw, "tenant")?.map(Into::into),
+            issuer: issuer.into(),
+            client_id: client_id.map(Into::into),
+            audiences: audiences.into(),
             expires_at,
-            scopes,
-            fhir_context,
+            scopes: scopes.into(),
+            fhir_context: fhir_context.into(),
             confirmation: raw.claim("cnf").is_some(),
             raw: RawClaims::default(),
         })
@@ -593,7 +595,9 @@ impl SmartClaims {
     pub fn scope_set(&self) -> &ScopeSet {
         let inner = &*self.inner;
         inner.scope_set.get_or_init(|| {
-            ScopeSet::from_iter(&inner.scopes).with_patient_context(inner.patient.is_some())
+            Box::new(
+                ScopeSet::from_iter(&*inner.scopes).with_patient_context(inner.patient.is_some()),
+            )
         })
     }
 
