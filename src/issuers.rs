@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::json::Member;
 use crate::jwt;
 use crate::verifier::{Lookup, TokenVerifier};
 
@@ -179,18 +180,21 @@ impl Issuers {
             }
         };
         // Read only to choose a verifier; that verifier checks everything, `iss` included.
-        let payload = jwt::decode_payload(segments.payload)?;
-        let issuer = match payload.get("iss") {
-            Some(serde_json::Value::String(issuer)) => issuer,
-            Some(_) => return Err(ErrorKind::InvalidClaim.into()),
-            None => return Err(ErrorKind::WrongIssuer.into()),
-        };
-        self.by_issuer
-            .get(issuer.as_str())
-            .map(|&index| &self.verifiers[index])
-            .ok_or_else(|| {
-                tracing::debug!(target: "smart_auth::rejection", "token from an issuer that is not configured");
-                ErrorKind::WrongIssuer.into()
-            })
+        // The payload is checked as strictly as for verification, but only `iss` is built.
+        let index = jwt::read_payload(
+            segments.payload,
+            |name| name == "iss",
+            |payload| {
+                match payload.get("iss") {
+                Some(Member::Text(issuer)) => self.by_issuer.get(issuer).copied().ok_or_else(|| {
+                    tracing::debug!(target: "smart_auth::rejection", "token from an issuer that is not configured");
+                    ErrorKind::WrongIssuer
+                }),
+                Some(Member::Json(_)) => Err(ErrorKind::InvalidClaim),
+                None => Err(ErrorKind::WrongIssuer),
+            }
+            },
+        )?;
+        Ok(&self.verifiers[index])
     }
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The verifier's own instructions per fresh token: callgrind counts
+# examples/fresh_instructions.rs verifying distinct tokens (20 SMART scopes, token cache
+# off), and the signature check (`jwt::verify_signature`: base64url-decoding the signature
+# and the aws-lc verification, the crypto floor's work) is subtracted. Like
+# bench/instructions.sh, the count does not move with the machine's load.
+#
+#   bash bench/fresh_instructions.sh            # EdDSA, 2,000 tokens
+#   ALG=RS256 TOKENS=1000 bash bench/fresh_instructions.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALG=${ALG:-EdDSA}
+TOKENS=${TOKENS:-2000}
+
+# shellcheck source=bench/common.sh
+. bench/common.sh
+install_if_missing valgrind
+echo "== building the example (release)"
+cargo build --release --features testing --example fresh_instructions -j1 2>&1 | tail -1
+bin="${CARGO_TARGET_DIR:-target}/release/examples/fresh_instructions"
+
+out="$work/callgrind.out"
+valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='fresh_instructions::verify_one' \
+  "$bin" "$ALG" "$TOKENS" 2>/dev/null
+inclusive=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null)
+total=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }' <<<"$inclusive")
+signature=$(awk '/smart_auth::jwt::verify_signature / { gsub(",", "", $1); print $1; exit }' <<<"$inclusive")
+awk -v t="$total" -v s="$signature" -v n="$TOKENS" -v alg="$ALG" 'BEGIN {
+  printf "%s: %.0f instructions per fresh token, %.0f of them the signature check, %.0f the verifier'"'"'s own\n", alg, t / n, s / n, (t - s) / n
+}'
