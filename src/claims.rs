@@ -101,6 +101,12 @@ impl RawClaims {
         }
     }
 
+    #[cfg(any(
+        test,
+        feature = "introspection",
+        feature = "testing",
+        feature = "fuzzing"
+    ))]
     fn from_object(object: Map<String, Value>) -> Self {
         Self {
             token: None,
@@ -393,6 +399,12 @@ fn first_present<'a>(
 impl SmartClaims {
     /// Reads the claims this crate interprets out of a verified payload, checking their
     /// JSON types. Issuer, audience and time checks are the verifier's job.
+    #[cfg(any(
+        test,
+        feature = "introspection",
+        feature = "testing",
+        feature = "fuzzing"
+    ))]
     pub(crate) fn from_payload(
         raw: Map<String, Value>,
         names: &ClaimNames,

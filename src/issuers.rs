@@ -184,17 +184,16 @@ impl Issuers {
         let index = jwt::read_payload(
             segments.payload,
             |name| name == "iss",
-            |payload| {
-                match payload.get("iss") {
-                Some(Member::Text(issuer)) => self.by_issuer.get(issuer).copied().ok_or_else(|| {
-                    tracing::debug!(target: "smart_auth::rejection", "token from an issuer that is not configured");
-                    ErrorKind::WrongIssuer
-                }),
+            |payload| match payload.get("iss") {
+                Some(Member::Text(issuer)) => Ok(self.by_issuer.get(issuer).copied()),
                 Some(Member::Json(_)) => Err(ErrorKind::InvalidClaim),
                 None => Err(ErrorKind::WrongIssuer),
-            }
             },
         )?;
+        let index = index.ok_or_else(|| {
+            tracing::debug!(target: "smart_auth::rejection", "token from an issuer that is not configured");
+            ErrorKind::WrongIssuer
+        })?;
         Ok(&self.verifiers[index])
     }
 }

@@ -94,10 +94,13 @@ impl SelectedMembers<'_> {
     }
 }
 
-/// Parses `bytes` as [`object_with_unique_members`] does, with the same refusals, but
-/// builds only the members whose names `wanted` accepts. The others are read and checked
-/// (unique member names at every depth) without being built, and nothing is allocated for
-/// them beyond a list of the member names of any object nested in them.
+/// Parses `bytes` as [`object_with_unique_members`] does, refusing exactly the documents it
+/// refuses, but builds only the members whose names `wanted` accepts. The others are read
+/// and checked (unique member names at every depth) without being built, and nothing is
+/// allocated for them beyond a list of the member names of any object nested in them.
+/// Names are checked for uniqueness once their object is read, so a document with both a
+/// repeated name and a later syntax error is refused as [`StrictJsonError::NotAnObject`]
+/// here (the strict reading stops at the repeated name first).
 pub(crate) fn selected_members(
     bytes: &[u8],
     wanted: impl Fn(&str) -> bool,

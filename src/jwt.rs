@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::ErrorKind;
 use crate::json::{self, Member, SelectedMembers};
@@ -187,7 +187,8 @@ pub(crate) fn verify_signature_over(
 }
 
 /// Decodes the payload into a JSON object with unique member names at every depth.
-pub(crate) fn decode_payload(segment: &str) -> Result<Map<String, Value>, ErrorKind> {
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_payload(segment: &str) -> Result<serde_json::Map<String, Value>, ErrorKind> {
     let bytes = decode_segment(segment)?;
     json::object_with_unique_members(&bytes).map_err(|_| ErrorKind::MalformedToken)
 }
