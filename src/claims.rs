@@ -50,7 +50,11 @@ struct ClaimsInner {
     issued_at: Option<i64>,
     not_before: Option<i64>,
     jwt_id: Option<Box<str>>,
-    scopes: Box<[String]>,
+    /// The well-formed scope tokens, joined by single spaces: one allocation however many
+    /// scopes the token has.
+    scope_text: Box<str>,
+    /// [`SmartClaims::scopes`], listed on first use.
+    scopes: OnceLock<Box<[String]>>,
     /// Parsed on first use: verifying a token does not need it, and with the token cache a
     /// token's claims (and so this set) are shared by every request that carries it.
     scope_set: OnceLock<Box<ScopeSet>>,
@@ -454,15 +458,15 @@ impl SmartClaims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let scopes = match names.scope.iter().find_map(|name| raw.claim(name)) {
-            None => Vec::new(),
-            Some(Member::Text(list)) => scopes_of_string(list),
+        let scope_text = match names.scope.iter().find_map(|name| raw.claim(name)) {
+            None => Box::default(),
+            Some(Member::Text(list)) => scope_text_of_string(list),
             Some(Member::Json(Value::Array(items))) => {
                 let items = items
                     .iter()
                     .map(|item| item.as_str().ok_or(ErrorKind::InvalidClaim))
                     .collect::<Result<Vec<&str>, _>>()?;
-                well_formed_scopes(items.into_iter())
+                well_formed_scope_text(items.into_iter())
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
@@ -505,7 +509,8 @@ impl SmartClaims {
             client_id: client_id.map(Into::into),
             audiences: audiences.into(),
             expires_at,
-            scopes: scopes.into(),
+            scope_text,
+            scopes: OnceLock::new(),
             fhir_context: fhir_context.into(),
             confirmation: raw.claim("cnf").is_some(),
             raw: RawClaims::default(),
@@ -582,7 +587,14 @@ impl SmartClaims {
     /// item, `"`, `\`, non-ASCII) is dropped whole: it is not listed, not split further,
     /// and grants nothing. Duplicates are kept.
     pub fn scopes(&self) -> &[String] {
-        &self.inner.scopes
+        self.inner
+            .scopes
+            .get_or_init(|| self.scope_tokens().map(str::to_owned).collect())
+    }
+
+    /// The granted scope tokens, without listing them as strings.
+    fn scope_tokens(&self) -> impl Iterator<Item = &str> {
+        split_scope_string(&self.inner.scope_text)
     }
     /// Whether the exact scope string was granted.
     ///
@@ -592,7 +604,7 @@ impl SmartClaims {
     /// # }
     /// ```
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.inner.scopes.iter().any(|granted| granted == scope)
+        self.scope_tokens().any(|granted| granted == scope)
     }
     /// The granted scopes, parsed: SMART v1 and v2 resource scopes, launch, identity and
     /// other scopes, and the malformed ones (which grant nothing). `patient/` scopes count
@@ -608,7 +620,8 @@ impl SmartClaims {
         let inner = &*self.inner;
         inner.scope_set.get_or_init(|| {
             Box::new(
-                ScopeSet::from_iter(&*inner.scopes).with_patient_context(inner.patient.is_some()),
+                ScopeSet::from_iter(self.scope_tokens())
+                    .with_patient_context(inner.patient.is_some()),
             )
         })
     }
@@ -802,47 +815,51 @@ impl std::fmt::Debug for SmartClaims {
             .field("iss", &self.inner.issuer)
             .field("sub", &self.inner.subject)
             .field("client_id", &self.inner.client_id)
-            .field("scopes", &self.inner.scopes)
+            .field("scopes", &self.scopes())
             .field("exp", &self.inner.expires_at)
             .finish_non_exhaustive()
     }
 }
 
-/// The well-formed scope tokens of a space-separated scope string. The common case, a
-/// string of scope-token characters and spaces only, is checked in one branch-free pass
-/// over its bytes and then only split; any other string goes token by token through
-/// [`well_formed_scopes`].
-fn scopes_of_string(list: &str) -> Vec<String> {
+/// The well-formed scope tokens of a space-separated scope string, joined by single
+/// spaces. The common case, a string of scope-token characters separated by single
+/// spaces, is checked in one branch-free pass over its bytes and copied as it is; any
+/// other string goes token by token through [`well_formed_scope_text`].
+fn scope_text_of_string(list: &str) -> Box<str> {
     // Bytes other than space (0x20) and the scope-token bytes (RFC 6749 3.3: 0x21,
     // 0x23-0x5B, 0x5D-0x7E).
     let outside = |byte: u8| {
         u8::from(byte.wrapping_sub(0x20) > 0x5E) | u8::from(byte == b'"') | u8::from(byte == b'\\')
     };
-    if list
+    let clean = list
         .as_bytes()
         .iter()
         .fold(0, |found, &byte| found | outside(byte))
-        != 0
-    {
-        return well_formed_scopes(split_scope_string(list));
+        == 0;
+    if clean && !list.starts_with(' ') && !list.ends_with(' ') && !list.contains("  ") {
+        return list.into();
     }
-    let mut scopes = Vec::with_capacity(list.bytes().filter(|&byte| byte == b' ').count() + 1);
-    scopes.extend(split_scope_string(list).map(str::to_owned));
-    scopes
+    well_formed_scope_text(split_scope_string(list))
 }
 
-/// Keeps the well-formed scope tokens; each dropped one is logged with its reason only.
-fn well_formed_scopes<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<String> {
-    tokens
-        .filter(|token| {
-            let keep = is_scope_token(token);
-            if !keep && !token.is_empty() {
+/// The well-formed scope tokens, joined by single spaces; each dropped one is logged with
+/// its reason only. A token never holds a space, so splitting the text again gives the
+/// same tokens.
+fn well_formed_scope_text<'a>(tokens: impl Iterator<Item = &'a str>) -> Box<str> {
+    let mut text = String::new();
+    for token in tokens {
+        if !is_scope_token(token) {
+            if !token.is_empty() {
                 tracing::debug!("dropping a scope token with a character outside RFC 6749 3.3");
             }
-            keep
-        })
-        .map(str::to_owned)
-        .collect()
+            continue;
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(token);
+    }
+    text.into_boxed_str()
 }
 
 /// Whether a string is empty or holds only whitespace.
@@ -1738,10 +1755,11 @@ mod props {
         /// splitting and checking token by token keeps.
         #[test]
         fn scope_string_fast_path_agrees(list in "[ -~\t\n\u{7f}\u{80}é\"\\\\]{0,60}") {
-            prop_assert_eq!(
-                scopes_of_string(&list),
-                well_formed_scopes(split_scope_string(&list))
-            );
+            let text = scope_text_of_string(&list);
+            prop_assert_eq!(&text, &well_formed_scope_text(split_scope_string(&list)));
+            let expected: Vec<&str> =
+                split_scope_string(&list).filter(|token| is_scope_token(token)).collect();
+            prop_assert_eq!(split_scope_string(&text).collect::<Vec<_>>(), expected);
         }
 
         /// A JWT payload read in one pass (only the members read, strings borrowed) gives
