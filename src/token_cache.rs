@@ -140,7 +140,8 @@ impl TokenCachePolicy {
     }
 
     /// The configured capacity. Memory use is about this many times the size of one
-    /// token plus its claims (a few KiB for typical SMART tokens).
+    /// token plus its claims: about 1.5 KiB for a compact SMART token, 3.5 KiB for one with
+    /// twenty scopes and launch context (BENCHMARKS.md, `bench/memory.sh`).
     ///
     /// ```
     /// assert_eq!(smart_auth::TokenCachePolicy::default().get_max_entries(), 10_000);
