@@ -34,6 +34,8 @@
 mod bare;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
+#[path = "support/paired.rs"]
+mod paired;
 #[path = "support/twenty_scopes.rs"]
 mod twenty_scopes;
 
@@ -46,32 +48,15 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use criterion::measurement::Measurement as _;
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, TokenVerifier};
 
-use bare::{bare_decoder, ready};
-use cpu_time::ThreadCpuTime;
+use bare::{bare_decoder, published_jwk, ready};
+use paired::{per_call, percentile};
 use twenty_scopes::TWENTY_SCOPES;
 
 /// The target: ours − floor, paired median, at most this many µs.
 const TARGET_US: f64 = 2.0;
-
-/// CPU time per call of `f` in µs, over `n` calls.
-fn per_call(n: u32, f: &mut dyn FnMut()) -> f64 {
-    let started = ThreadCpuTime.start();
-    for _ in 0..n {
-        f();
-    }
-    ThreadCpuTime.end(started).as_nanos() as f64 / f64::from(n) / 1e3
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    let index = ((values.len() - 1) as f64 * p).round() as usize;
-    values[index]
-}
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -88,17 +73,7 @@ fn b64(value: &serde_json::Value) -> Vec<u8> {
 
 /// The issuer's published key for `token`'s `kid`, parsed once by aws-lc-rs for `alg`.
 fn floor_key(issuer: &TestIssuer, token: &str, alg: SigningAlgorithm) -> ParsedPublicKey {
-    let kid = jsonwebtoken::decode_header(token)
-        .expect("header")
-        .kid
-        .expect("kid");
-    let jwks = issuer.jwks();
-    let jwk = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .expect("the token's key");
+    let jwk = &published_jwk(issuer, token);
     let ec_point = |jwk: &serde_json::Value| {
         let mut point = vec![0x04];
         point.extend(b64(&jwk["x"]));

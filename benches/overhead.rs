@@ -18,37 +18,23 @@
 mod bare;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
+#[path = "support/paired.rs"]
+mod paired;
 #[path = "support/twenty_scopes.rs"]
 mod twenty_scopes;
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::Measurement as _;
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, TokenVerifier};
 
 use bare::{bare_decoder, ready};
-use cpu_time::ThreadCpuTime;
+use paired::{per_call, percentile};
 use twenty_scopes::TWENTY_SCOPES;
 
 const BLOCKS: usize = 100;
 const BLOCK_CPU: Duration = Duration::from_millis(8);
-
-/// CPU time per call of `f`, over `n` calls.
-fn per_call(n: u32, mut f: impl FnMut()) -> f64 {
-    let started = ThreadCpuTime.start();
-    for _ in 0..n {
-        f();
-    }
-    ThreadCpuTime.end(started).as_nanos() as f64 / f64::from(n) / 1e3
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let index = ((values.len() - 1) as f64 * p).round() as usize;
-    values[index]
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -127,11 +113,11 @@ fn main() {
         println!(
             "{:<22} {:>10.1} {:>10.1} {:>15.2} {:>10.2} ..{:>8.2}",
             label,
-            percentile(&mut bares, 0.5),
-            percentile(&mut ourses, 0.5),
-            percentile(&mut differences, 0.5),
-            percentile(&mut differences, 0.1),
-            percentile(&mut differences, 0.9),
+            percentile(&bares, 0.5),
+            percentile(&ourses, 0.5),
+            percentile(&differences, 0.5),
+            percentile(&differences, 0.1),
+            percentile(&differences, 0.9),
         );
     }
 
@@ -187,11 +173,11 @@ fn main() {
     println!(
         "{:<22} {:>10.1} {:>10.1} {:>15.2} {:>10.2} ..{:>8.2}",
         format!("{blocks} blocks of {calls}"),
-        percentile(&mut offs, 0.5),
-        percentile(&mut ons, 0.5),
-        percentile(&mut differences, 0.5),
-        percentile(&mut differences, 0.1),
-        percentile(&mut differences, 0.9),
+        percentile(&offs, 0.5),
+        percentile(&ons, 0.5),
+        percentile(&differences, 0.5),
+        percentile(&differences, 0.1),
+        percentile(&differences, 0.9),
     );
     assert!(caching.cached_tokens() <= 10_000);
 }

@@ -7,6 +7,22 @@ use jsonwebtoken::{DecodingKey, Validation};
 use smart_auth::SigningAlgorithm;
 use smart_auth::testing::TestIssuer;
 
+/// The JWK the issuer publishes for `token`'s `kid`.
+pub fn published_jwk(issuer: &TestIssuer, token: &str) -> serde_json::Value {
+    let kid = jsonwebtoken::decode_header(token)
+        .expect("header")
+        .kid
+        .expect("kid");
+    let jwks = issuer.jwks();
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("the token's key")
+        .clone()
+}
+
 /// The `jsonwebtoken` key and validation for `token`, from the issuer's published JWK:
 /// the same key, issuer, audience and algorithm the verifier checks.
 pub fn bare_decoder(
@@ -14,19 +30,7 @@ pub fn bare_decoder(
     token: &str,
     alg: SigningAlgorithm,
 ) -> (DecodingKey, Validation) {
-    let kid = jsonwebtoken::decode_header(token)
-        .expect("header")
-        .kid
-        .expect("kid");
-    let jwks = issuer.jwks();
-    let jwk = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .expect("the token's key")
-        .clone();
-    let jwk: Jwk = serde_json::from_value(jwk).expect("jwk");
+    let jwk: Jwk = serde_json::from_value(published_jwk(issuer, token)).expect("jwk");
     let key = DecodingKey::from_jwk(&jwk).expect("key");
     let mut validation = Validation::new(alg.name().parse().expect("algorithm"));
     validation.set_audience(&[issuer.audience()]);
