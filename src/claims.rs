@@ -430,12 +430,6 @@ impl SmartClaims {
         Self::interpret(raw, names).map(PayloadClaims)
     }
 
-    /// The verified token these claims were read from (not for claims that came as an
-    /// object), for the token cache to share rather than copy.
-    pub(crate) fn shared_token(&self) -> Option<&Arc<[u8]>> {
-        self.inner.raw.token.as_ref()
-    }
-
     /// Whether the token carries a `cnf` claim (RFC 7800): it is bound to a key.
     pub(crate) fn has_confirmation(&self) -> bool {
         self.inner.confirmation

@@ -502,7 +502,7 @@ impl TokenCache {
     /// `reused` says it was cached before). `claimed` is when its claims allow it.
     pub(crate) fn insert(
         &self,
-        token: &str,
+        token: Arc<[u8]>,
         reused: bool,
         claims: SmartClaims,
         keys: KeySetStamp,
@@ -525,15 +525,10 @@ impl TokenCache {
             let left = until.duration_since(now).unwrap_or(Duration::ZERO);
             left.min(self.max_age)
         });
-        let hash = self.recent.hash(token.as_bytes());
+        let hash = self.recent.hash(&token);
         if !(reused || self.seen_before(hash)) {
             return;
         }
-        // The claims of a verified JWT hold the token already: share it, not a copy.
-        let token: Arc<[u8]> = match claims.shared_token() {
-            Some(shared) if **shared == *token.as_bytes() => Arc::clone(shared),
-            _ => Arc::from(token.as_bytes()),
-        };
         let entry = Arc::new(CachedToken {
             token: Arc::clone(&token),
             claims,
@@ -577,6 +572,11 @@ mod tests {
     use super::*;
     use crate::claims::ClaimNames;
     use std::time::UNIX_EPOCH;
+
+    /// A token's bytes as the cache keeps them.
+    fn key(token: &str) -> Arc<[u8]> {
+        Arc::from(token.as_bytes())
+    }
 
     /// A key set of this generation, fresh for a day.
     fn stamp(generation: u64) -> KeySetStamp {
@@ -642,7 +642,7 @@ mod tests {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
         cache.insert(
-            "aaa.bbb.ccc",
+            key("aaa.bbb.ccc"),
             false,
             claims(1),
             stamp(7),
@@ -651,7 +651,7 @@ mod tests {
         );
         assert!(cache.get(b"aaa.bbb.ccc").is_none(), "noted, not stored");
         cache.insert(
-            "aaa.bbb.ccc",
+            key("aaa.bbb.ccc"),
             false,
             claims(1),
             stamp(7),
@@ -721,7 +721,7 @@ mod tests {
             ),
         ];
         for (token, keys, claimed, seconds) in cases {
-            cache.insert(token, true, claims(1), keys, now, claimed);
+            cache.insert(key(token), true, claims(1), keys, now, claimed);
             let entry = cache.get(token.as_bytes()).expect("hit");
             assert_eq!(
                 entry.use_until,
@@ -736,7 +736,7 @@ mod tests {
             fresh_until: now,
         };
         for _ in 0..2 {
-            cache.insert("m.n.o", true, claims(3), due, now, hour);
+            cache.insert(key("m.n.o"), true, claims(3), due, now, hour);
         }
         assert!(cache.get(b"m.n.o").is_none());
     }
@@ -753,7 +753,7 @@ mod tests {
             from: Some(from),
             until: Some(to),
         };
-        cache.insert("a.b.c", true, claims(1), stamp(2), now, claimed);
+        cache.insert(key("a.b.c"), true, claims(1), stamp(2), now, claimed);
         let entry = cache.get(b"a.b.c").expect("hit");
         let tick = Duration::from_nanos(1);
         assert!(entry.usable(from, 2) && entry.usable(to - tick, 2));
@@ -797,7 +797,7 @@ mod tests {
             hasher.hash_one(two.as_bytes())
         );
         cache.insert(
-            &one,
+            key(&one),
             true,
             claims(1),
             stamp(1),
@@ -805,7 +805,7 @@ mod tests {
             until(now + Duration::from_secs(60)),
         );
         cache.insert(
-            &two,
+            key(&two),
             true,
             claims(2),
             stamp(1),
@@ -830,7 +830,7 @@ mod tests {
         for n in 0..5_000 {
             let token = format!("h.p.{n:040}");
             cache.insert(
-                &token,
+                key(&token),
                 false,
                 claims(n),
                 stamp(1),
@@ -841,7 +841,7 @@ mod tests {
         assert_eq!(cache.len(), 0, "a flood of distinct tokens stores nothing");
         let token = format!("h.p.{:040}", 4_999);
         cache.insert(
-            &token,
+            key(&token),
             false,
             claims(1),
             stamp(1),
@@ -859,7 +859,7 @@ mod tests {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
         for _ in 0..2 {
-            cache.insert("a.b.c", true, claims(1), stamp(1), now, until(now));
+            cache.insert(key("a.b.c"), true, claims(1), stamp(1), now, until(now));
         }
         assert!(cache.get(b"a.b.c").is_none());
     }
@@ -876,7 +876,7 @@ mod tests {
         for n in 0..100_000u64 {
             let token = format!("header.payload-{n}.signature");
             cache.insert(
-                &token,
+                key(&token),
                 true,
                 shared.clone(),
                 stamp(1),
@@ -909,7 +909,14 @@ mod tests {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
         let now = SystemTime::now();
         let minute = Duration::from_secs(60);
-        cache.insert("a.b.c", true, claims(1), stamp(1), now, until(now + minute));
+        cache.insert(
+            key("a.b.c"),
+            true,
+            claims(1),
+            stamp(1),
+            now,
+            until(now + minute),
+        );
         assert_eq!(
             cache.recent_len(),
             1,
@@ -919,7 +926,14 @@ mod tests {
         assert_eq!(first.claims.jti(), Some("1"));
 
         // Replaced: the slot points at the new entry, never the old one.
-        cache.insert("a.b.c", true, claims(2), stamp(2), now, until(now + minute));
+        cache.insert(
+            key("a.b.c"),
+            true,
+            claims(2),
+            stamp(2),
+            now,
+            until(now + minute),
+        );
         cache.len();
         let second = cache.get(b"a.b.c").expect("hit");
         assert_eq!(second.claims.jti(), Some("2"));
@@ -930,7 +944,14 @@ mod tests {
         assert!(cache.get(b"a.b.c").is_none());
 
         // Dropped by the store without going through `remove`: the listener clears it.
-        cache.insert("d.e.f", true, claims(3), stamp(1), now, until(now + minute));
+        cache.insert(
+            key("d.e.f"),
+            true,
+            claims(3),
+            stamp(1),
+            now,
+            until(now + minute),
+        );
         assert_eq!(cache.recent_len(), 1);
         cache.store.invalidate(&b"d.e.f"[..]);
         cache.len();
@@ -956,7 +977,7 @@ mod tests {
                         let token = &tokens[n as usize];
                         match step % 5 {
                             0 => cache.insert(
-                                token,
+                                key(token),
                                 true,
                                 claims(n),
                                 stamp(1),
@@ -992,7 +1013,7 @@ mod tests {
         );
         let now = SystemTime::now();
         cache.insert(
-            "a.b.c",
+            key("a.b.c"),
             true,
             claims(1),
             stamp(1),

@@ -387,17 +387,19 @@ impl TokenVerifier {
             .await?;
         jwt::verify_signature(&segments, chosen.key(), header.alg)?;
         let names = &config.claim_names;
+        // One copy of the token, kept by the claims and, if stored, by the token cache.
+        let kept: Arc<[u8]> = Arc::from(token.as_bytes());
         let claims = jwt::read_payload(
             segments.payload,
             |name| names.is_read(name),
             |payload| SmartClaims::read_jwt_payload(payload, names),
         )?
-        .with_token(Arc::from(token.as_bytes()));
+        .with_token(Arc::clone(&kept));
         let now = config.clock.now();
         self.check_claims(&claims, unix_seconds(now), true)?;
         if let Some(cache) = &self.inner.tokens {
             cache.insert(
-                token,
+                kept,
                 reused,
                 claims.clone(),
                 KeySetStamp {
