@@ -8,7 +8,8 @@
 #
 # For each variant: reset the counters, send requests over one keep-alive connection with
 # wrk for RUN_SECONDS (default 4), dump the counters, and divide by the number of requests wrk
-# completed. The kernel's share (the loopback TCP stack, the same for every variant) is not
+# completed. PROFILE_DIR=dir keeps each variant's callgrind profile there (for
+# callgrind_annotate). The kernel's share (the loopback TCP stack, the same for every variant) is not
 # counted. Installs wrk and valgrind with apt-get if they are missing; talks only to
 # 127.0.0.1.
 set -euo pipefail
@@ -53,6 +54,7 @@ for name in UNPROTECTED FORWARDING CACHED AROUND; do
     echo "run $name had failed requests" >&2
     exit 1
   fi
+  if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR" && cp "$file" "$PROFILE_DIR/$name.callgrind"; fi
   requests=$(echo "$output" | awk '/requests in/ { print $1 }')
   instructions=$(awk '/^totals:/ { print $2 }' "$file")
   per_request=$(awk -v i="$instructions" -v n="$requests" 'BEGIN { printf "%.0f", i / n }')

@@ -117,7 +117,6 @@ pub(crate) use record::*;
 
 #[cfg(feature = "metrics")]
 mod record {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use ::metrics::{Key, Label, Level, Metadata, Unit};
@@ -301,30 +300,32 @@ mod record {
         count(key!(INTROSPECTION_CACHE_HITS));
     }
 
-    /// One token cache's share of the entries gauge: added on insert, taken off when the
-    /// cache drops an entry, and what is left taken off when the cache itself is dropped
-    /// (its entries then go without notice).
-    #[derive(Debug, Clone)]
-    pub(crate) struct CacheEntries(Arc<Held>);
+    /// One token cache's share of the entries gauge: the cache's entry count as last
+    /// reported, taken off when the cache itself is dropped (its entries then go without
+    /// notice).
+    #[derive(Debug, Default)]
+    pub(crate) struct CacheEntries(Held);
 
     #[derive(Debug, Default)]
     struct Held(AtomicU64);
 
     impl CacheEntries {
         pub(crate) fn new() -> Self {
-            Self(Arc::default())
+            Self::default()
         }
 
+        /// Moves the gauge by the change of this cache's count since the last report.
         #[inline]
-        pub(crate) fn added(&self) {
-            self.0.0.fetch_add(1, Ordering::Relaxed);
-            entries().increment(1.0);
-        }
-
-        #[inline]
-        pub(crate) fn removed(&self) {
-            self.0.0.fetch_sub(1, Ordering::Relaxed);
-            entries().decrement(1.0);
+        pub(crate) fn held(&self, count: impl FnOnce() -> u64) {
+            let count = count();
+            let before = self.0.0.swap(count, Ordering::Relaxed);
+            // Lossy only beyond 2^53 entries.
+            #[allow(clippy::cast_precision_loss)]
+            if count >= before {
+                entries().increment((count - before) as f64);
+            } else {
+                entries().decrement((before - count) as f64);
+            }
         }
     }
 
@@ -372,7 +373,7 @@ mod record {
     pub(crate) fn introspection_cache_hit() {}
 
     /// A token cache's share of the entries gauge: nothing without the feature.
-    #[derive(Debug, Clone)]
+    #[derive(Debug)]
     pub(crate) struct CacheEntries(());
 
     impl CacheEntries {
@@ -380,9 +381,8 @@ mod record {
         pub(crate) fn new() -> Self {
             Self(())
         }
+        /// The count is not even computed.
         #[inline(always)]
-        pub(crate) fn added(&self) {}
-        #[inline(always)]
-        pub(crate) fn removed(&self) {}
+        pub(crate) fn held(&self, _count: impl FnOnce() -> u64) {}
     }
 }

@@ -10,10 +10,10 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
-use moka::Expiry;
+use quick_cache::{Lifecycle, UnitWeighter};
 
 use crate::claims::SmartClaims;
 use crate::clock::from_unix_seconds;
@@ -192,9 +192,6 @@ pub(crate) struct CachedToken {
     /// By the configured clock: the entry is not used before this time (`nbf` or `iat`
     /// minus the leeway; only a clock set back can bring it into play).
     valid_from: Option<SystemTime>,
-    /// How long the entry may stay in memory, in the cache's own (monotonic) time. Only
-    /// frees memory; whether an entry may be used is decided by [`usable`](Self::usable).
-    keep_for: Duration,
 }
 
 impl CachedToken {
@@ -243,8 +240,11 @@ pub(crate) struct KeySetStamp {
 ///
 /// Two structures hold the entries:
 ///
-/// - `store`, a moka cache: the bounded set of remembered tokens, with its eviction
-///   policy and per-entry expiry;
+/// - `store`, a `quick_cache` cache: the bounded set of remembered tokens, with its
+///   eviction policy (S3-FIFO-like: scan resistant, a token in use stays). It has no
+///   per-entry expiry: entries that can no longer be used are swept out when a token is
+///   stored and the last sweep is [`SWEEP_INTERVAL`] or more ago (by the configured
+///   clock), so they hold memory for a limited time, and never beyond the bound;
 /// - `recent`, a fixed array of slots, each pointing at one stored entry that was used
 ///   recently (the slot is chosen by the token's hash). Reading a slot is one atomic load
 ///   and a byte comparison, with no bookkeeping: a client that reuses its token is
@@ -261,9 +261,12 @@ pub(crate) struct KeySetStamp {
 /// caches), so a token used once, the common case in a flood of distinct tokens, would
 /// pay that cost for nothing. A token a client reuses is stored on its second request.
 pub(crate) struct TokenCache {
-    store: moka::sync::Cache<Arc<[u8]>, Arc<CachedToken>, TailHash>,
+    store: quick_cache::sync::Cache<Arc<[u8]>, Arc<CachedToken>, UnitWeighter, TailHash, Evicted>,
     recent: Arc<RecentSlots>,
     max_age: Duration,
+    /// When the next sweep of unusable entries is due, in Unix seconds by the configured
+    /// clock.
+    next_sweep: AtomicU64,
     /// Hashes of tokens verified once, one per slot, overwritten freely. A false match
     /// only stores a token one verification early; it never changes an answer.
     seen: Box<[AtomicU64]>,
@@ -274,10 +277,19 @@ pub(crate) struct TokenCache {
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
-            .field("entries", &self.store.entry_count())
+            .field("entries", &self.store.len())
             .field("max_age", &self.max_age)
             .finish_non_exhaustive()
     }
+}
+
+/// How often, at most, entries that can no longer be used are swept out of the store.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Whole seconds since the Unix epoch (0 before it).
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// How many trailing bytes of a token go into its hash.
@@ -373,7 +385,7 @@ impl RecentSlots {
 
     /// The token's hash, which also picks its slot in `seen`. Only the bytes are
     /// written: `write` mixes their length in already, so the length prefix that
-    /// `Hash for [u8]` adds (and moka's own hashing keeps) would be work for nothing.
+    /// `Hash for [u8]` adds (and the store's own hashing keeps) would be work for nothing.
     fn hash(&self, token: &[u8]) -> u64 {
         let mut hasher = self.hasher.build_hasher();
         hasher.write(token);
@@ -386,10 +398,15 @@ impl RecentSlots {
     }
 
     /// Clears the slot of `entry` if it still points at exactly that entry.
-    fn forget(&self, entry: Arc<CachedToken>) {
+    fn forget(&self, entry: &Arc<CachedToken>) {
         let slot = self.slot(self.hash(&entry.token));
-        let entry = Some(entry);
-        slot.compare_and_swap(&entry, None);
+        let current = slot.load();
+        if current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, entry))
+        {
+            slot.compare_and_swap(&current, None);
+        }
     }
 
     /// Clears the token's slot if it holds this token.
@@ -402,27 +419,20 @@ impl RecentSlots {
     }
 }
 
-/// Entries leave memory when their `keep_for` has passed.
-struct KeepFor;
+/// Keeps `recent` and the entries gauge in step with the store: an entry the store evicts
+/// leaves its slot too.
+#[derive(Clone)]
+struct Evicted {
+    recent: Arc<RecentSlots>,
+}
 
-impl Expiry<Arc<[u8]>, Arc<CachedToken>> for KeepFor {
-    fn expire_after_create(
-        &self,
-        _token: &Arc<[u8]>,
-        entry: &Arc<CachedToken>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(entry.keep_for)
-    }
+impl Lifecycle<Arc<[u8]>, Arc<CachedToken>> for Evicted {
+    type RequestState = ();
 
-    fn expire_after_update(
-        &self,
-        _token: &Arc<[u8]>,
-        entry: &Arc<CachedToken>,
-        _updated_at: Instant,
-        _remaining: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.keep_for)
+    fn begin_request(&self) {}
+
+    fn on_evict(&self, (): &mut (), _token: Arc<[u8]>, entry: Arc<CachedToken>) {
+        self.recent.forget(&entry);
     }
 }
 
@@ -433,27 +443,27 @@ impl TokenCache {
             let recent = Arc::new(RecentSlots::new(
                 policy.max_entries.clamp(1, MAX_RECENT_SLOTS),
             ));
-            let forget = Arc::clone(&recent);
-            let entries = CacheEntries::new();
-            let dropped = entries.clone();
             // About one slot per entry, within 1 Ki..64 Ki slots (8 to 512 KiB).
             let seen = usize::try_from(policy.max_entries)
                 .unwrap_or(usize::MAX)
                 .clamp(1 << 10, 1 << 16);
+            let estimated = usize::try_from(policy.max_entries).unwrap_or(usize::MAX);
             Self {
-                store: moka::sync::Cache::builder()
-                    .max_capacity(policy.max_entries)
-                    .expire_after(KeepFor)
-                    // Whatever the cause, a slot never outlives the entry in the store.
-                    .eviction_listener(move |_token, entry, _cause| {
-                        dropped.removed();
-                        forget.forget(entry);
-                    })
-                    .build_with_hasher(TailHash::default()),
+                // Every entry weighs 1, so the weight capacity is the entry bound.
+                store: quick_cache::sync::Cache::with(
+                    estimated,
+                    policy.max_entries,
+                    UnitWeighter,
+                    TailHash::default(),
+                    Evicted {
+                        recent: Arc::clone(&recent),
+                    },
+                ),
                 recent,
                 max_age: policy.max_age,
+                next_sweep: AtomicU64::new(0),
                 seen: (0..seen).map(|_| AtomicU64::new(0)).collect(),
-                entries,
+                entries: CacheEntries::new(),
             }
         })
     }
@@ -519,12 +529,6 @@ impl TokenCache {
         if use_until <= now || claimed.from.is_some_and(|from| now < from) {
             return;
         }
-        // Memory is held until the token or its max age runs out; a refreshed key set
-        // makes the entry unusable, not gone: the next verification replaces it at once.
-        let keep_for = claimed.until.map_or(self.max_age, |until| {
-            let left = until.duration_since(now).unwrap_or(Duration::ZERO);
-            left.min(self.max_age)
-        });
         let hash = self.recent.hash(&token);
         if !(reused || self.seen_before(hash)) {
             return;
@@ -535,25 +539,53 @@ impl TokenCache {
             key_generation: keys.generation,
             use_until,
             valid_from: claimed.from,
-            keep_for,
         });
+        self.sweep_if_due(now);
         self.store.insert(token, Arc::clone(&entry));
-        self.entries.added();
         // A token stored now is about to be used again.
         self.recent.slot(hash).store(Some(entry));
+        self.entries.held(|| self.len());
+    }
+
+    /// Drops the entries that can no longer be used at `now` (their token or max age ran
+    /// out, or their key set is due for a refresh), at most once per [`SWEEP_INTERVAL`].
+    /// Their memory would otherwise stay until the store evicts them to make room.
+    fn sweep_if_due(&self, now: SystemTime) {
+        let now_secs = unix_seconds(now);
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        if now_secs < due
+            || self
+                .next_sweep
+                .compare_exchange(
+                    due,
+                    now_secs.saturating_add(SWEEP_INTERVAL.as_secs()),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            // Not due, or another thread sweeps now.
+            return;
+        }
+        self.store.retain(|_token, entry| {
+            let keep = now < entry.use_until;
+            if !keep {
+                self.recent.forget(entry);
+            }
+            keep
+        });
     }
 
     /// Forgets a token whose entry can no longer be used.
     pub(crate) fn remove(&self, token: &[u8]) {
         self.recent.forget_token(token);
-        self.store.invalidate(token);
+        self.store.remove(token);
+        self.entries.held(|| self.len());
     }
 
-    /// How many tokens are remembered. Finishes the cache's pending maintenance first
-    /// (evictions are applied in batches), so the count is exact at that moment.
+    /// How many tokens are remembered.
     pub(crate) fn len(&self) -> u64 {
-        self.store.run_pending_tasks();
-        self.store.entry_count()
+        self.store.len() as u64
     }
 
     /// How many slots of `recent` point at an entry.
@@ -943,7 +975,7 @@ mod tests {
         assert_eq!(cache.recent_len(), 0);
         assert!(cache.get(b"a.b.c").is_none());
 
-        // Dropped by the store without going through `remove`: the listener clears it.
+        // Swept out once unusable, without going through `remove`: its slot goes too.
         cache.insert(
             key("d.e.f"),
             true,
@@ -953,10 +985,66 @@ mod tests {
             until(now + minute),
         );
         assert_eq!(cache.recent_len(), 1);
-        cache.store.invalidate(&b"d.e.f"[..]);
-        cache.len();
-        assert_eq!(cache.recent_len(), 0);
+        let later = now + 2 * minute;
+        cache.insert(
+            key("g.h.i"),
+            true,
+            claims(4),
+            stamp(1),
+            later,
+            until(later + minute),
+        );
+        assert_eq!(cache.len(), 1, "the expired entry was swept out");
+        assert!(!cache.store.contains_key(&b"d.e.f"[..]));
         assert!(cache.get(b"d.e.f").is_none());
+        assert_eq!(cache.recent_len(), 1, "only the new entry's slot is taken");
+        assert!(cache.get(b"g.h.i").is_some());
+    }
+
+    /// Unusable entries are swept out at most once per `SWEEP_INTERVAL`, when a token is
+    /// stored; usable ones stay.
+    #[test]
+    fn unusable_entries_are_swept_once_per_interval() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        let second = Duration::from_secs(1);
+        let store = |name: &str, at: SystemTime, lifetime: Duration| {
+            cache.insert(
+                key(name),
+                true,
+                claims(1),
+                stamp(1),
+                at,
+                until(at + lifetime),
+            );
+        };
+        store("short.lived.a", now, second);
+        store("long.lived.b", now, SWEEP_INTERVAL * 10);
+        // Due only SWEEP_INTERVAL after the first sweep: the expired entry stays for now.
+        store("short.lived.c", now + 2 * second, second);
+        assert_eq!(cache.len(), 3);
+        let due = now + SWEEP_INTERVAL;
+        store("long.lived.d", due, SWEEP_INTERVAL * 10);
+        assert_eq!(cache.len(), 2, "both short-lived entries swept out");
+        for kept in ["long.lived.b", "long.lived.d"] {
+            assert!(cache.store.contains_key(kept.as_bytes()), "{kept}");
+        }
+        // A key set due for a refresh makes entries unusable too: they go with the sweep.
+        cache.insert(
+            key("stale.keys.e"),
+            true,
+            claims(1),
+            KeySetStamp {
+                generation: 1,
+                fresh_until: due + second,
+            },
+            due,
+            until(due + SWEEP_INTERVAL * 10),
+        );
+        assert_eq!(cache.len(), 3);
+        store("long.lived.f", due + SWEEP_INTERVAL, SWEEP_INTERVAL * 10);
+        assert!(!cache.store.contains_key(&b"stale.keys.e"[..]));
+        assert_eq!(cache.len(), 3);
     }
 
     /// Threads storing, removing and looking up tokens that share slots at the same
