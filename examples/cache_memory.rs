@@ -2,7 +2,7 @@
 //! growth). `bash bench/memory.sh` builds and runs it; see BENCHMARKS.md.
 //!
 //! In one process, on `127.0.0.1`: a [`TestIssuer`], and a [`TokenVerifier`] with the
-//! token cache as configured by default (capacity 10,000). Then:
+//! token cache holding up to 10% more than N tokens (see `--capacity`). Then:
 //!
 //! 1. mint N distinct valid tokens (default 10,000) and keep them, so their strings are
 //!    allocated before the first measurement and freed only after the last;
@@ -17,9 +17,10 @@
 //! does not give back after the verifications' short-lived allocations (both are what an
 //! operator sees). The token strings do not count: they exist before and after.
 //!
-//! Options: `--tokens N` (default 10000; at most the cache's capacity, 10,000 by default,
-//! unless `--capacity` is given), `--capacity N` (the cache's `max_entries`; default the
-//! crate's default), `--alg NAME` (default ES256, the load test's distinct-token
+//! Options: `--tokens N` (default 10000), `--capacity N` (the cache's `max_entries`;
+//! default N + 10%: the store is split into shards that each hold their share of the
+//! bound, and tokens do not spread over the shards exactly evenly, so a cache of exactly
+//! N entries holds a little less than N distinct tokens), `--alg NAME` (default ES256, the load test's distinct-token
 //! algorithm), `--twenty-scopes` (tokens with 20 SMART scopes, `patient` and `fhirUser`
 //! instead of the test kit's one scope).
 
@@ -126,10 +127,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let _context = runtime.enter();
     let issuer = runtime.block_on(TestIssuer::start());
-    let mut policy = TokenCachePolicy::default();
-    if let Some(capacity) = options.capacity {
-        policy = policy.max_entries(capacity);
-    }
+    let capacity = options
+        .capacity
+        .unwrap_or(options.tokens as u64 + options.tokens as u64 / 10);
+    let policy = TokenCachePolicy::default().max_entries(capacity);
     let verifier = TokenVerifier::builder(issuer.url())
         .audience(issuer.audience())
         .token_cache(policy)

@@ -1,5 +1,6 @@
 //! The verified identity and context a handler receives: [`SmartClaims`].
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
@@ -9,9 +10,11 @@ use crate::json::{Member, SelectedMembers};
 use crate::jwt;
 
 mod extra;
+mod strings;
 use crate::scopes::{
     Context, Interaction, ScopeSet, SearchConstraints, is_scope_token, split_scope_string,
 };
+use strings::{ClaimStrings, Field};
 
 /// The claims of a verified access token, as SMART handlers need them.
 ///
@@ -39,33 +42,64 @@ pub struct SmartClaims {
     inner: Arc<ClaimsInner>,
 }
 
-/// Boxed strings and slices rather than `String` and `Vec`, and the lazily built parts
-/// boxed: the token cache keeps thousands of these, so every word counts.
+/// Compact, because the token cache keeps thousands of these: the string claims in one
+/// allocation, the parts built only when a handler asks for them in one lazily made box,
+/// and the token (shared with the token cache) instead of a parsed copy of its payload.
 struct ClaimsInner {
-    issuer: Box<str>,
-    subject: Option<Box<str>>,
-    client_id: Option<Box<str>>,
-    audiences: Box<[String]>,
+    strings: ClaimStrings,
     expires_at: i64,
-    issued_at: Option<i64>,
-    not_before: Option<i64>,
-    jwt_id: Option<Box<str>>,
-    /// The well-formed scope tokens, joined by single spaces: one allocation however many
-    /// scopes the token has.
-    scope_text: Box<str>,
-    /// [`SmartClaims::scopes`], listed on first use.
-    scopes: OnceLock<Box<[String]>>,
-    /// Parsed on first use: verifying a token does not need it, and with the token cache a
-    /// token's claims (and so this set) are shared by every request that carries it.
-    scope_set: OnceLock<Box<ScopeSet>>,
-    patient: Option<Box<str>>,
-    encounter: Option<Box<str>>,
-    fhir_user: Option<Box<str>>,
-    tenant: Option<Box<str>>,
-    fhir_context: Box<[FhirContext]>,
+    /// `iat`, when `times_present` has [`ISSUED_AT`].
+    issued_at: i64,
+    /// `nbf`, when `times_present` has [`NOT_BEFORE`].
+    not_before: i64,
+    times_present: u8,
     /// Whether the token has a `cnf` (RFC 7800) claim, which binds it to a key.
     confirmation: bool,
-    raw: RawClaims,
+    fhir_context: Box<[FhirContext]>,
+    /// The verified token, to read its payload again for [`SmartClaims::claim`] and the
+    /// like; `None` when the claims came as an object (introspection, the test kit), which
+    /// is then already in [`Lazy::parsed`].
+    token: Option<Arc<[u8]>>,
+    lazy: OnceLock<Box<Lazy>>,
+}
+
+/// [`ClaimsInner::times_present`]: the token has `iat`.
+const ISSUED_AT: u8 = 1;
+/// [`ClaimsInner::times_present`]: the token has `nbf`.
+const NOT_BEFORE: u8 = 2;
+
+/// What is built on first use: verifying a token needs none of it, and with the token
+/// cache a token's claims (and so these) are shared by every request that carries it.
+#[derive(Default)]
+struct Lazy {
+    /// [`SmartClaims::scopes`].
+    scopes: OnceLock<Box<[String]>>,
+    /// [`SmartClaims::aud`]; set at once when `aud` is a list of several.
+    audiences: OnceLock<Box<[String]>>,
+    /// [`SmartClaims::scope_set`].
+    scope_set: OnceLock<ScopeSet>,
+    /// The whole claim set: [`SmartClaims::claim`], [`all_claims`](SmartClaims::all_claims)
+    /// and [`extra`](SmartClaims::extra).
+    parsed: OnceLock<Map<String, Value>>,
+}
+
+impl ClaimsInner {
+    fn lazy(&self) -> &Lazy {
+        self.lazy.get_or_init(Box::default)
+    }
+
+    /// The whole claim set, decoded again from the token on first use. The payload parsed
+    /// as a strict JSON object when the token was verified, so this cannot fail; an empty
+    /// set is the harmless answer if it ever did.
+    fn object(&self) -> &Map<String, Value> {
+        self.lazy().parsed.get_or_init(|| {
+            self.token
+                .as_deref()
+                .and_then(jwt::payload_bytes)
+                .and_then(|payload| serde_json::from_slice(&payload).ok())
+                .unwrap_or_default()
+        })
+    }
 }
 
 /// The claims of a JWT payload, read by [`SmartClaims::read_jwt_payload`], until the
@@ -77,57 +111,10 @@ impl PayloadClaims {
     /// to read its payload again for the claims handlers may ask for.
     pub(crate) fn with_token(self, token: Arc<[u8]>) -> SmartClaims {
         let mut inner = self.0;
-        inner.raw = RawClaims::from_token(token);
+        inner.token = Some(token);
         SmartClaims {
             inner: Arc::new(inner),
         }
-    }
-}
-
-/// The whole claim set, for [`SmartClaims::claim`], [`all_claims`](SmartClaims::all_claims)
-/// and [`extra`](SmartClaims::extra). A verified JWT keeps only the token, whose payload is
-/// decoded and parsed again when a handler asks: the token is kept by the token cache
-/// anyway, the parsed object would be several times its size, and few handlers read claims
-/// beyond those this crate interprets.
-#[derive(Default)]
-struct RawClaims {
-    /// The verified token; `None` when the claims came as an object (introspection, the
-    /// test kit), which is then already in `parsed`.
-    token: Option<Arc<[u8]>>,
-    parsed: OnceLock<Box<Map<String, Value>>>,
-}
-
-impl RawClaims {
-    fn from_token(token: Arc<[u8]>) -> Self {
-        Self {
-            token: Some(token),
-            parsed: OnceLock::new(),
-        }
-    }
-
-    #[cfg(any(
-        test,
-        feature = "introspection",
-        feature = "testing",
-        feature = "fuzzing"
-    ))]
-    fn from_object(object: Map<String, Value>) -> Self {
-        Self {
-            token: None,
-            parsed: OnceLock::from(Box::new(object)),
-        }
-    }
-
-    fn object(&self) -> &Map<String, Value> {
-        self.parsed.get_or_init(|| {
-            // The payload parsed as a strict JSON object when the token was verified, so
-            // this cannot fail; an empty set is the harmless answer if it ever did.
-            self.token
-                .as_deref()
-                .and_then(jwt::payload_bytes)
-                .and_then(|payload| serde_json::from_slice(&payload).ok())
-                .unwrap_or_default()
-        })
     }
 }
 
@@ -303,15 +290,15 @@ impl FhirContext {
                 };
                 let role = optional_string(object, "role")?;
                 // A blank role would otherwise read as the default role `launch`.
-                if role.as_deref().is_some_and(is_blank) {
+                if role.is_some_and(is_blank) {
                     return Err(ErrorKind::InvalidClaim);
                 }
                 let context = Self {
-                    reference: non_blank_string(object, "reference")?,
-                    canonical: non_blank_string(object, "canonical")?,
+                    reference: non_blank_string(object, "reference")?.map(str::to_owned),
+                    canonical: non_blank_string(object, "canonical")?.map(str::to_owned),
                     identifier,
-                    resource_type: non_blank_string(object, "type")?,
-                    role,
+                    resource_type: non_blank_string(object, "type")?.map(str::to_owned),
+                    role: role.map(str::to_owned),
                 };
                 let names_something = context.reference.is_some()
                     || context.canonical.is_some()
@@ -413,8 +400,9 @@ impl SmartClaims {
         raw: Map<String, Value>,
         names: &ClaimNames,
     ) -> Result<Self, ErrorKind> {
-        let mut inner = Self::interpret(&raw, names)?;
-        inner.raw = RawClaims::from_object(raw);
+        let inner = Self::interpret(&raw, names)?;
+        let lazy = inner.lazy.get_or_init(Box::default);
+        let _ = lazy.parsed.set(raw);
         Ok(Self {
             inner: Arc::new(inner),
         })
@@ -439,35 +427,38 @@ impl SmartClaims {
     fn interpret(raw: &impl ClaimSource, names: &ClaimNames) -> Result<ClaimsInner, ErrorKind> {
         let issuer = optional_string(raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
         let expires_at = optional_numeric_date(raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
-        let audiences = match raw.claim("aud") {
-            None => Vec::new(),
-            Some(Member::Text(aud)) => vec![aud.to_owned()],
-            Some(Member::Json(Value::Array(items))) => items
-                .iter()
-                .map(|item| {
-                    item.as_str()
-                        .map(str::to_owned)
-                        .ok_or(ErrorKind::InvalidClaim)
-                })
-                .collect::<Result<_, _>>()?,
+        // One audience is kept with the other strings; a list of several as a list.
+        let (audience, audiences) = match raw.claim("aud") {
+            None => (None, None),
+            Some(Member::Text(aud)) => (Some(aud), None),
+            Some(Member::Json(Value::Array(items))) => {
+                let items = items
+                    .iter()
+                    .map(|item| item.as_str().ok_or(ErrorKind::InvalidClaim))
+                    .collect::<Result<Vec<&str>, _>>()?;
+                match items.as_slice() {
+                    [one] => (Some(*one), None),
+                    _ => (None, Some(items)),
+                }
+            }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
         let scope_text = match names.scope.iter().find_map(|name| raw.claim(name)) {
-            None => Box::default(),
+            None => Cow::Borrowed(""),
             Some(Member::Text(list)) => scope_text_of_string(list),
             Some(Member::Json(Value::Array(items))) => {
                 let items = items
                     .iter()
                     .map(|item| item.as_str().ok_or(ErrorKind::InvalidClaim))
                     .collect::<Result<Vec<&str>, _>>()?;
-                well_formed_scope_text(items.into_iter())
+                Cow::Owned(well_formed_scope_text(items.into_iter()))
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
         let client_id = match names.client_id.iter().find_map(|name| raw.claim(name)) {
             None => None,
             // A blank client id identifies no client.
-            Some(Member::Text(id)) => (!is_blank(id)).then(|| id.to_owned()),
+            Some(Member::Text(id)) => (!is_blank(id)).then_some(id),
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
         let fhir_context = match raw.claim("fhirContext") {
@@ -486,28 +477,46 @@ impl SmartClaims {
             Some((_, value)) => non_blank(value)?,
             None => None,
         };
+        let subject = non_blank_string(raw, "sub")?;
+        let issued_at = optional_numeric_date(raw, "iat")?;
+        let not_before = optional_numeric_date(raw, "nbf")?;
+        let jwt_id = non_blank_string(raw, "jti")?;
+        let encounter = match raw.claim("encounter") {
+            Some(value) => launch_context_id("encounter", value)?,
+            None => None,
+        };
+        let tenant = non_blank_string(raw, "tenant")?;
+
+        let mut strings = strings::Builder::new();
+        strings.set(Field::Issuer, Some(issuer))?;
+        strings.set(Field::Subject, subject)?;
+        strings.set(Field::ClientId, client_id)?;
+        strings.set(Field::JwtId, jwt_id)?;
+        strings.set(Field::Scope, Some(&scope_text))?;
+        strings.set(Field::Patient, patient)?;
+        strings.set(Field::Encounter, encounter)?;
+        strings.set(Field::FhirUser, fhir_user)?;
+        strings.set(Field::Tenant, tenant)?;
+        strings.set(Field::Audience, audience)?;
+        let lazy = OnceLock::new();
+        if let Some(audiences) = audiences {
+            let made = Lazy::default();
+            let _ = made
+                .audiences
+                .set(audiences.into_iter().map(str::to_owned).collect());
+            let _ = lazy.set(Box::new(made));
+        }
         Ok(ClaimsInner {
-            subject: non_blank_string(raw, "sub")?.map(Into::into),
-            issued_at: optional_numeric_date(raw, "iat")?,
-            not_before: optional_numeric_date(raw, "nbf")?,
-            jwt_id: non_blank_string(raw, "jti")?.map(Into::into),
-            patient: patient.map(Into::into),
-            scope_set: OnceLock::new(),
-            encounter: match raw.claim("encounter") {
-                Some(value) => launch_context_id("encounter", value)?.map(Into::into),
-                None => None,
-            },
-            fhir_user: fhir_user.map(Into::into),
-            tenant: non_blank_string(raw, "tenant")?.map(Into::into),
-            issuer: issuer.into(),
-            client_id: client_id.map(Into::into),
-            audiences: audiences.into(),
+            strings: strings.build(),
             expires_at,
-            scope_text,
-            scopes: OnceLock::new(),
+            issued_at: issued_at.unwrap_or_default(),
+            not_before: not_before.unwrap_or_default(),
+            times_present: if issued_at.is_some() { ISSUED_AT } else { 0 }
+                | if not_before.is_some() { NOT_BEFORE } else { 0 },
             fhir_context: fhir_context.into(),
             confirmation: raw.claim("cnf").is_some(),
-            raw: RawClaims::default(),
+            token: None,
+            lazy,
         })
     }
 
@@ -526,7 +535,7 @@ impl SmartClaims {
     /// # }
     /// ```
     pub fn iss(&self) -> &str {
-        &self.inner.issuer
+        self.string(Field::Issuer).unwrap_or_default()
     }
     /// The issuer that vouched for this token (its `iss`, which matched a configured issuer
     /// exactly); with several issuers configured this tells handlers which one. The same
@@ -540,21 +549,43 @@ impl SmartClaims {
     /// # }
     /// ```
     pub fn issuer(&self) -> &str {
-        &self.inner.issuer
+        self.iss()
     }
     /// `sub`: for SMART Backend Services, normally the client itself. A blank `sub` is
     /// `None`.
     pub fn sub(&self) -> Option<&str> {
-        self.inner.subject.as_deref()
+        self.string(Field::Subject)
     }
     /// The client id, from the first present claim of the configured list
     /// (default `client_id`, `azp`, `cid`). A blank value identifies no client: `None`.
     pub fn client_id(&self) -> Option<&str> {
-        self.inner.client_id.as_deref()
+        self.string(Field::ClientId)
     }
     /// `aud`, always as a list (a single string becomes a list of one).
     pub fn aud(&self) -> &[String] {
-        &self.inner.audiences
+        self.inner
+            .lazy()
+            .audiences
+            .get_or_init(|| self.audiences().map(str::to_owned).collect())
+    }
+
+    /// The audiences, without listing them as strings.
+    pub(crate) fn audiences(&self) -> impl Iterator<Item = &str> {
+        let listed = self
+            .inner
+            .lazy
+            .get()
+            .and_then(|lazy| lazy.audiences.get())
+            .map(|list| list.iter().map(String::as_str));
+        self.string(Field::Audience)
+            .into_iter()
+            .chain(listed.into_iter().flatten())
+    }
+
+    /// One of the string claims kept in [`ClaimStrings`].
+    #[inline]
+    fn string(&self, field: Field) -> Option<&str> {
+        self.inner.strings.get(field)
     }
     /// `exp`, in whole seconds since the Unix epoch.
     pub fn exp(&self) -> i64 {
@@ -562,15 +593,17 @@ impl SmartClaims {
     }
     /// `iat`, in whole seconds since the Unix epoch.
     pub fn iat(&self) -> Option<i64> {
-        self.inner.issued_at
+        let inner = &self.inner;
+        (inner.times_present & ISSUED_AT != 0).then_some(inner.issued_at)
     }
     /// `nbf`, in whole seconds since the Unix epoch.
     pub fn nbf(&self) -> Option<i64> {
-        self.inner.not_before
+        let inner = &self.inner;
+        (inner.times_present & NOT_BEFORE != 0).then_some(inner.not_before)
     }
     /// `jti`, the token's unique id (`None` when absent or blank).
     pub fn jti(&self) -> Option<&str> {
-        self.inner.jwt_id.as_deref()
+        self.string(Field::JwtId)
     }
     /// The granted scopes as sent, from the first present claim of the configured list
     /// (default `scope`, then `scp`), whether a space-separated string or an array.
@@ -582,13 +615,14 @@ impl SmartClaims {
     /// and grants nothing. Duplicates are kept.
     pub fn scopes(&self) -> &[String] {
         self.inner
+            .lazy()
             .scopes
             .get_or_init(|| self.scope_tokens().map(str::to_owned).collect())
     }
 
     /// The granted scope tokens, without listing them as strings.
     fn scope_tokens(&self) -> impl Iterator<Item = &str> {
-        split_scope_string(&self.inner.scope_text)
+        split_scope_string(self.string(Field::Scope).unwrap_or_default())
     }
     /// Whether the exact scope string was granted.
     ///
@@ -611,12 +645,8 @@ impl SmartClaims {
     /// # }
     /// ```
     pub fn scope_set(&self) -> &ScopeSet {
-        let inner = &*self.inner;
-        inner.scope_set.get_or_init(|| {
-            Box::new(
-                ScopeSet::from_iter(self.scope_tokens())
-                    .with_patient_context(inner.patient.is_some()),
-            )
+        self.inner.lazy().scope_set.get_or_init(|| {
+            ScopeSet::from_iter(self.scope_tokens()).with_patient_context(self.patient().is_some())
         })
     }
 
@@ -727,12 +757,12 @@ impl SmartClaims {
     /// scopes grant nothing. A claim of another JSON type (`null` included) makes the token
     /// invalid.
     pub fn patient(&self) -> Option<&str> {
-        self.inner.patient.as_deref()
+        self.string(Field::Patient)
     }
     /// `encounter`: the id of the Encounter in context; `None` for a value that is no FHIR
     /// resource id, as for [`SmartClaims::patient`].
     pub fn encounter(&self) -> Option<&str> {
-        self.inner.encounter.as_deref()
+        self.string(Field::Encounter)
     }
     /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user, from the
     /// first present claim of the configured list (default `fhirUser`; see
@@ -740,12 +770,12 @@ impl SmartClaims {
     /// `None` when the claim is absent, empty or whitespace-only, and a claim of another
     /// JSON type makes the token invalid.
     pub fn fhir_user(&self) -> Option<&str> {
-        self.inner.fhir_user.as_deref()
+        self.string(Field::FhirUser)
     }
     /// `tenant`: the organization the launch belongs to; `None` when the claim is absent,
     /// empty or whitespace-only.
     pub fn tenant(&self) -> Option<&str> {
-        self.inner.tenant.as_deref()
+        self.string(Field::Tenant)
     }
     /// `fhirContext`: further context resources (both SMART 2.0 and 2.1+ forms).
     ///
@@ -763,11 +793,11 @@ impl SmartClaims {
     /// # }
     /// ```
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.inner.raw.object().get(name)
+        self.inner.object().get(name)
     }
     /// Every claim of the token, as JSON.
     pub fn all_claims(&self) -> &Map<String, Value> {
-        self.inner.raw.object()
+        self.inner.object()
     }
 
     /// The token's whole payload deserialized into your own type, for the claims this crate
@@ -798,7 +828,7 @@ impl SmartClaims {
     /// type). The message names the expected type and the missing member, never a value of
     /// the token (a message raised by your own `Deserialize` code is passed on as is).
     pub fn extra<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        extra::from_claims(self.inner.raw.object())
+        extra::from_claims(self.inner.object())
     }
 }
 
@@ -806,9 +836,9 @@ impl std::fmt::Debug for SmartClaims {
     /// Prints identity and context, never the whole claim set.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmartClaims")
-            .field("iss", &self.inner.issuer)
-            .field("sub", &self.inner.subject)
-            .field("client_id", &self.inner.client_id)
+            .field("iss", &self.iss())
+            .field("sub", &self.sub())
+            .field("client_id", &self.client_id())
             .field("scopes", &self.scopes())
             .field("exp", &self.inner.expires_at)
             .finish_non_exhaustive()
@@ -819,7 +849,7 @@ impl std::fmt::Debug for SmartClaims {
 /// spaces. The common case, a string of scope-token characters separated by single
 /// spaces, is checked in one branch-free pass over its bytes and copied as it is; any
 /// other string goes token by token through [`well_formed_scope_text`].
-fn scope_text_of_string(list: &str) -> Box<str> {
+fn scope_text_of_string(list: &str) -> Cow<'_, str> {
     // Bytes other than space (0x20) and the scope-token bytes (RFC 6749 3.3: 0x21,
     // 0x23-0x5B, 0x5D-0x7E).
     let outside = |byte: u8| {
@@ -831,15 +861,15 @@ fn scope_text_of_string(list: &str) -> Box<str> {
         .fold(0, |found, &byte| found | outside(byte))
         == 0;
     if clean && !list.starts_with(' ') && !list.ends_with(' ') && !list.contains("  ") {
-        return list.into();
+        return Cow::Borrowed(list);
     }
-    well_formed_scope_text(split_scope_string(list))
+    Cow::Owned(well_formed_scope_text(split_scope_string(list)))
 }
 
 /// The well-formed scope tokens, joined by single spaces; each dropped one is logged with
 /// its reason only. A token never holds a space, so splitting the text again gives the
 /// same tokens.
-fn well_formed_scope_text<'a>(tokens: impl Iterator<Item = &'a str>) -> Box<str> {
+fn well_formed_scope_text<'a>(tokens: impl Iterator<Item = &'a str>) -> String {
     let mut text = String::new();
     for token in tokens {
         if !is_scope_token(token) {
@@ -853,7 +883,7 @@ fn well_formed_scope_text<'a>(tokens: impl Iterator<Item = &'a str>) -> Box<str>
         }
         text.push_str(token);
     }
-    text.into_boxed_str()
+    text
 }
 
 /// Whether a string is empty or holds only whitespace.
@@ -870,15 +900,18 @@ fn is_fhir_id(text: &str) -> bool {
 }
 
 /// A string claim where a blank value counts as absent. Other JSON types are invalid.
-fn non_blank_string(object: &impl ClaimSource, name: &str) -> Result<Option<String>, ErrorKind> {
+fn non_blank_string<'a>(
+    object: &'a impl ClaimSource,
+    name: &str,
+) -> Result<Option<&'a str>, ErrorKind> {
     Ok(optional_string(object, name)?.filter(|value| !is_blank(value)))
 }
 
 /// A present string claim value where a blank value counts as absent. Other JSON types are
 /// invalid.
-fn non_blank(value: Member<'_>) -> Result<Option<String>, ErrorKind> {
+fn non_blank(value: Member<'_>) -> Result<Option<&str>, ErrorKind> {
     match value {
-        Member::Text(text) => Ok((!is_blank(text)).then(|| text.to_owned())),
+        Member::Text(text) => Ok((!is_blank(text)).then_some(text)),
         Member::Json(_) => Err(ErrorKind::InvalidClaim),
     }
 }
@@ -886,7 +919,7 @@ fn non_blank(value: Member<'_>) -> Result<Option<String>, ErrorKind> {
 /// A present launch-context id (`patient`, `encounter`) of the claim `name`: a value that
 /// is no FHIR resource id, the empty string included, is no launch context. Other JSON
 /// types are invalid.
-fn launch_context_id(name: &str, value: Member<'_>) -> Result<Option<String>, ErrorKind> {
+fn launch_context_id<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a str>, ErrorKind> {
     let Member::Text(id) = value else {
         return Err(ErrorKind::InvalidClaim);
     };
@@ -895,13 +928,16 @@ fn launch_context_id(name: &str, value: Member<'_>) -> Result<Option<String>, Er
         tracing::debug!(claim = name, "ignoring a launch context that is no FHIR id");
         return Ok(None);
     }
-    Ok(Some(id.to_owned()))
+    Ok(Some(id))
 }
 
-fn optional_string(object: &impl ClaimSource, name: &str) -> Result<Option<String>, ErrorKind> {
+fn optional_string<'a>(
+    object: &'a impl ClaimSource,
+    name: &str,
+) -> Result<Option<&'a str>, ErrorKind> {
     match object.claim(name) {
         None => Ok(None),
-        Some(Member::Text(value)) => Ok(Some(value.to_owned())),
+        Some(Member::Text(value)) => Ok(Some(value)),
         Some(Member::Json(_)) => Err(ErrorKind::InvalidClaim),
     }
 }

@@ -140,7 +140,7 @@ impl TokenCachePolicy {
     }
 
     /// The configured capacity. Memory use is about this many times the size of one
-    /// token plus its claims: about 1.5 KiB for a compact SMART token, 3.5 KiB for one with
+    /// token plus its claims: about 1 KiB for a compact SMART token, 2.9 KiB for one with
     /// twenty scopes and launch context (BENCHMARKS.md, `bench/memory.sh`).
     ///
     /// ```
@@ -186,12 +186,13 @@ pub(crate) struct CachedToken {
     /// The generation of the key set the signature was checked with: the entry is used
     /// only while that set is the current one.
     pub(crate) key_generation: u64,
-    /// By the configured clock: the entry is not used from this time on (its max age
-    /// passed, its key set is due for a refresh, or its `exp` passed).
-    pub(crate) use_until: SystemTime,
-    /// By the configured clock: the entry is not used before this time (`nbf` or `iat`
-    /// minus the leeway; only a clock set back can bring it into play).
-    valid_from: Option<SystemTime>,
+    /// By the configured clock, in [`unix_nanos`]: the entry is not used from this time
+    /// on (its max age passed, its key set is due for a refresh, or its `exp` passed).
+    use_until: u64,
+    /// By the configured clock, in [`unix_nanos`]: the entry is not used before this
+    /// time (`nbf` or `iat` minus the leeway, 0 without them; only a clock set back can
+    /// bring it into play).
+    valid_from: u64,
 }
 
 impl CachedToken {
@@ -199,10 +200,25 @@ impl CachedToken {
     /// key set generation: the claims' times, with the leeway, still allow it, its max
     /// age has not passed, and it was verified with the current, still fresh, key set.
     pub(crate) fn usable(&self, now: SystemTime, key_generation: u64) -> bool {
-        now < self.use_until
-            && self.valid_from.is_none_or(|from| now >= from)
-            && key_generation == self.key_generation
+        let now = unix_nanos(now);
+        now < self.use_until && now >= self.valid_from && key_generation == self.key_generation
     }
+
+    /// When the entry stops being usable, by the configured clock.
+    #[cfg(test)]
+    fn use_until(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.use_until)
+    }
+}
+
+/// Nanoseconds since the Unix epoch, as the entries keep their times (8 bytes instead of
+/// 16): exact for every time from 1970 to 2554, 0 before and `u64::MAX` after, which keeps
+/// every comparison the entries make on the right side.
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 /// When a verified token's claims allow it, the leeway included, as exact times: the
@@ -537,8 +553,8 @@ impl TokenCache {
             token: Arc::clone(&token),
             claims,
             key_generation: keys.generation,
-            use_until,
-            valid_from: claimed.from,
+            use_until: unix_nanos(use_until),
+            valid_from: claimed.from.map_or(0, unix_nanos),
         });
         self.sweep_if_due(now);
         self.store.insert(token, Arc::clone(&entry));
@@ -568,7 +584,7 @@ impl TokenCache {
             return;
         }
         self.store.retain(|_token, entry| {
-            let keep = now < entry.use_until;
+            let keep = unix_nanos(now) < entry.use_until;
             if !keep {
                 self.recent.forget(entry);
             }
@@ -694,7 +710,7 @@ mod tests {
         assert_eq!(hit.claims.jti(), Some("1"));
         assert_eq!(hit.key_generation, 7);
         assert_eq!(
-            hit.use_until,
+            hit.use_until(),
             now + Duration::from_secs(60),
             "the token's exp"
         );
@@ -756,7 +772,7 @@ mod tests {
             cache.insert(key(token), true, claims(1), keys, now, claimed);
             let entry = cache.get(token.as_bytes()).expect("hit");
             assert_eq!(
-                entry.use_until,
+                entry.use_until(),
                 now + Duration::from_secs(seconds),
                 "{token}"
             );
@@ -1061,25 +1077,31 @@ mod tests {
                 scope.spawn(move || {
                     let mut hits = 0u32;
                     for step in 0..20_000u64 {
-                        let n = (step * 7 + thread * 13) % tokens.len() as u64;
-                        let token = &tokens[n as usize];
+                        // Each group of five steps stores one token and looks it up
+                        // twice; in between it looks up and removes other tokens, which
+                        // the other threads are storing.
+                        let group = step / 5;
+                        let own = (group * 7 + thread * 13) % tokens.len() as u64;
+                        let other = (own + 1 + step % 3) % tokens.len() as u64;
+                        let look_up = |n: u64| {
+                            let token = &tokens[n as usize];
+                            let entry = cache.get(token.as_bytes())?;
+                            assert_eq!(entry.claims.jti(), Some(n.to_string().as_str()));
+                            assert_eq!(&*entry.token, token.as_bytes());
+                            Some(())
+                        };
                         match step % 5 {
                             0 => cache.insert(
-                                key(token),
+                                key(&tokens[own as usize]),
                                 true,
-                                claims(n),
+                                claims(own),
                                 stamp(1),
                                 now,
                                 until(now + Duration::from_secs(60)),
                             ),
-                            1 => cache.remove(token.as_bytes()),
-                            _ => {
-                                if let Some(entry) = cache.get(token.as_bytes()) {
-                                    assert_eq!(entry.claims.jti(), Some(n.to_string().as_str()));
-                                    assert_eq!(&*entry.token, token.as_bytes());
-                                    hits += 1;
-                                }
-                            }
+                            1 | 4 => hits += u32::from(look_up(own).is_some()),
+                            2 => hits += u32::from(look_up(other).is_some()),
+                            _ => cache.remove(tokens[other as usize].as_bytes()),
                         }
                     }
                     assert!(hits > 0, "no lookup ever found its token");

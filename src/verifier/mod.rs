@@ -458,7 +458,10 @@ impl TokenVerifier {
     fn check_audience(&self, claims: &SmartClaims) -> Result<(), ErrorKind> {
         match &self.inner.config.audience {
             AudienceRule::OneOf(accepted) => {
-                if claims.aud().iter().any(|aud| accepted.contains(aud)) {
+                if claims
+                    .audiences()
+                    .any(|aud| accepted.iter().any(|accepted| accepted == aud))
+                {
                     Ok(())
                 } else {
                     Err(ErrorKind::WrongAudience)
