@@ -487,7 +487,16 @@ impl SmartClaims {
         };
         let tenant = non_blank_string(raw, "tenant")?;
 
-        let mut strings = strings::Builder::new();
+        let length = [
+            subject, client_id, jwt_id, patient, encounter, fhir_user, tenant, audience,
+        ]
+        .iter()
+        .flatten()
+        .map(|text| text.len())
+        .sum::<usize>()
+            + issuer.len()
+            + scope_text.len();
+        let mut strings = strings::Builder::with_capacity(length);
         strings.set(Field::Issuer, Some(issuer))?;
         strings.set(Field::Subject, subject)?;
         strings.set(Field::ClientId, client_id)?;

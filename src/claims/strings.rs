@@ -57,9 +57,11 @@ pub(super) struct Builder {
 }
 
 impl Builder {
-    pub(super) fn new() -> Self {
+    /// A builder for fields of `capacity` bytes in all (one allocation when that is
+    /// exact).
+    pub(super) fn with_capacity(capacity: usize) -> Self {
         Self {
-            text: String::new(),
+            text: String::with_capacity(capacity),
             ends: [0; FIELDS],
             present: 0,
             next: 0,
@@ -122,7 +124,7 @@ mod tests {
         // Every subset of present fields, with empty, ASCII and non-ASCII values.
         let values = ["", "a", "é€𝄞", "client id with spaces", "\u{0}"];
         for mask in 0..(1u32 << FIELDS) {
-            let mut builder = Builder::new();
+            let mut builder = Builder::with_capacity(0);
             let mut expected = Vec::new();
             for (n, field) in ALL.into_iter().enumerate() {
                 let value = (mask & (1 << n) != 0).then(|| values[(n + mask as usize) % 5]);
@@ -138,7 +140,7 @@ mod tests {
 
     #[test]
     fn skipped_fields_are_absent() {
-        let mut builder = Builder::new();
+        let mut builder = Builder::with_capacity(0);
         builder.set(Field::Subject, Some("sub")).unwrap();
         builder.set(Field::Patient, Some("123")).unwrap();
         let strings = builder.build();
@@ -155,7 +157,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "out of order")]
     fn fields_come_in_order() {
-        let mut builder = Builder::new();
+        let mut builder = Builder::with_capacity(0);
         builder.set(Field::Scope, Some("a")).unwrap();
         let _ = builder.set(Field::Subject, Some("b"));
     }
