@@ -437,6 +437,7 @@ impl SmartClaims {
                     .map(|item| item.as_str().ok_or(ErrorKind::InvalidClaim))
                     .collect::<Result<Vec<&str>, _>>()?;
                 match items.as_slice() {
+                    [] => (None, None),
                     [one] => (Some(*one), None),
                     _ => (None, Some(items)),
                 }
@@ -1052,6 +1053,38 @@ mod tests {
             panic!("object")
         };
         SmartClaims::from_payload(map, &names())
+    }
+
+    /// `aud` in every form: one string, a list of one, several, none, an empty list; the
+    /// verifier's unlisted reading agrees with `aud()`, and wrong types are invalid.
+    #[test]
+    fn audiences_in_every_form() {
+        let cases: [(Value, &[&str]); 5] = [
+            (json!("https://fhir"), &["https://fhir"]),
+            (json!(["https://fhir"]), &["https://fhir"]),
+            (json!(["a", "b", "a"]), &["a", "b", "a"]),
+            (json!([]), &[]),
+            (Value::Null, &[]),
+        ];
+        for (aud, expected) in cases {
+            let mut payload = json!({"iss": "https://as", "exp": 2000});
+            if !aud.is_null() {
+                payload["aud"] = aud.clone();
+            }
+            let claims = parse(payload).unwrap();
+            assert_eq!(claims.audiences().collect::<Vec<_>>(), expected, "{aud}");
+            assert_eq!(claims.aud(), expected, "{aud}");
+        }
+        for aud in [
+            json!(1),
+            json!(null),
+            json!({}),
+            json!(["a", 1]),
+            json!([null]),
+        ] {
+            let payload = json!({"iss": "https://as", "exp": 2000, "aud": aud});
+            assert_eq!(parse(payload).err(), Some(ErrorKind::InvalidClaim), "{aud}");
+        }
     }
 
     #[test]

@@ -435,8 +435,9 @@ impl RecentSlots {
     }
 }
 
-/// Keeps `recent` and the entries gauge in step with the store: an entry the store evicts
-/// leaves its slot too.
+/// Keeps `recent` in step with the store: an entry the store evicts to make room leaves
+/// its slot too. (Entries replaced, removed or swept out are taken care of where that
+/// happens: `insert` overwrites the slot, `remove` and the sweep clear it.)
 #[derive(Clone)]
 struct Evicted {
     recent: Arc<RecentSlots>,
