@@ -277,7 +277,7 @@ pub(crate) struct KeySetStamp {
 /// caches), so a token used once, the common case in a flood of distinct tokens, would
 /// pay that cost for nothing. A token a client reuses is stored on its second request.
 pub(crate) struct TokenCache {
-    store: quick_cache::sync::Cache<Arc<[u8]>, Arc<CachedToken>, UnitWeighter, TailHash, Evicted>,
+    store: Store,
     recent: Arc<RecentSlots>,
     max_age: Duration,
     /// When the next sweep of unusable entries is due, in Unix seconds by the configured
@@ -453,6 +453,35 @@ impl Lifecycle<Arc<[u8]>, Arc<CachedToken>> for Evicted {
     }
 }
 
+/// The store for at most `max_entries` tokens. The store splits its bound evenly over its
+/// shards (each shard holds `bound / shards`, rounded up), so the bound given to it is
+/// `max_entries` rounded down to a multiple of the shard count: never more than
+/// `max_entries` entries in all. Shards: four per CPU as a power of two (the store's own
+/// default), fewer when that would leave a shard under 32 entries. The store allocates as
+/// entries come, not up front.
+fn new_store(max_entries: u64, evicted: Evicted) -> Store {
+    let parallelism = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut shards = u64::try_from(parallelism.saturating_mul(4))
+        .unwrap_or(u64::MAX)
+        .next_power_of_two();
+    while shards > 1 && max_entries / shards < 32 {
+        shards /= 2;
+    }
+    let bound = (max_entries / shards * shards).max(1);
+    let options = quick_cache::OptionsBuilder::new()
+        // Lossless: at most 2^63 after `next_power_of_two`, and a `usize` to start with.
+        .shards(usize::try_from(shards).unwrap_or(usize::MAX))
+        // Sizes the store's memory of recently evicted tokens (its "ghosts").
+        .estimated_items_capacity(usize::try_from(bound).unwrap_or(usize::MAX))
+        .weight_capacity(bound)
+        .build()
+        .expect("every option is set");
+    // Every entry weighs 1, so the weight capacity is the entry bound.
+    quick_cache::sync::Cache::with_options(options, UnitWeighter, TailHash::default(), evicted)
+}
+
+type Store = quick_cache::sync::Cache<Arc<[u8]>, Arc<CachedToken>, UnitWeighter, TailHash, Evicted>;
+
 impl TokenCache {
     /// A cache for an enabled, validated policy; `None` when the policy turns it off.
     pub(crate) fn new(policy: &TokenCachePolicy) -> Option<Self> {
@@ -464,14 +493,9 @@ impl TokenCache {
             let seen = usize::try_from(policy.max_entries)
                 .unwrap_or(usize::MAX)
                 .clamp(1 << 10, 1 << 16);
-            let estimated = usize::try_from(policy.max_entries).unwrap_or(usize::MAX);
             Self {
-                // Every entry weighs 1, so the weight capacity is the entry bound.
-                store: quick_cache::sync::Cache::with(
-                    estimated,
+                store: new_store(
                     policy.max_entries,
-                    UnitWeighter,
-                    TailHash::default(),
                     Evicted {
                         recent: Arc::clone(&recent),
                     },
@@ -911,6 +935,35 @@ mod tests {
             cache.insert(key("a.b.c"), true, claims(1), stamp(1), now, until(now));
         }
         assert!(cache.get(b"a.b.c").is_none());
+    }
+
+    /// The bound is `max_entries` exactly, also when it does not divide by the number of
+    /// shards: the store never holds more, and holds most of it once full.
+    #[test]
+    fn never_more_than_max_entries() {
+        let shared = claims(0);
+        let now = SystemTime::now();
+        for capacity in [1u64, 2, 31, 33, 63, 100, 257, 1_001, 4_099] {
+            let cache = TokenCache::new(&TokenCachePolicy::default().max_entries(capacity))
+                .expect("enabled");
+            for n in 0..capacity * 4 {
+                let token = format!("header.payload-{n}.signature");
+                cache.insert(
+                    key(&token),
+                    true,
+                    shared.clone(),
+                    stamp(1),
+                    now,
+                    until(now + Duration::from_secs(60)),
+                );
+                assert!(cache.len() <= capacity, "{} > {capacity}", cache.len());
+            }
+            assert!(
+                cache.len() * 10 >= capacity * 7,
+                "{} of {capacity}",
+                cache.len()
+            );
+        }
     }
 
     /// 100k distinct tokens into a cache of 1,000: once the pending maintenance has run
