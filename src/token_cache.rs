@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use quick_cache::{Lifecycle, UnitWeighter};
 
 use crate::claims::SmartClaims;
-use crate::clock::from_unix_seconds;
+use crate::clock::{from_unix_seconds, unix_seconds};
 use crate::error::ConfigError;
 use crate::metrics::CacheEntries;
 
@@ -302,10 +302,12 @@ impl std::fmt::Debug for TokenCache {
 /// How often, at most, entries that can no longer be used are swept out of the store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Whole seconds since the Unix epoch (0 before it).
-fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
+/// The index in `0..len` that `hash` picks: the high half of `hash × len`, which spreads
+/// a well-mixed hash as evenly as a remainder would, without a division on every lookup.
+#[inline]
+fn index_of(hash: u64, len: usize) -> usize {
+    // Lossless: `len` is a slice length, and the result is below it.
+    ((u128::from(hash) * len as u128) >> 64) as usize
 }
 
 /// How many trailing bytes of a token go into its hash.
@@ -410,7 +412,7 @@ impl RecentSlots {
 
     fn slot(&self, hash: u64) -> &ArcSwapOption<CachedToken> {
         // Lossless: the remainder is below the slot count, a `usize`.
-        &self.slots[(hash % self.slots.len() as u64) as usize]
+        &self.slots[index_of(hash, self.slots.len())]
     }
 
     /// Clears the slot of `entry` if it still points at exactly that entry.
@@ -513,7 +515,7 @@ impl TokenCache {
     /// notes it if not.
     fn seen_before(&self, hash: u64) -> bool {
         // Lossless: the remainder is below the slot count, a `usize`.
-        let slot = &self.seen[(hash % self.seen.len() as u64) as usize];
+        let slot = &self.seen[index_of(hash, self.seen.len())];
         if slot.load(Ordering::Relaxed) == hash {
             return true;
         }
@@ -592,7 +594,8 @@ impl TokenCache {
     /// out, or their key set is due for a refresh), at most once per [`SWEEP_INTERVAL`].
     /// Their memory would otherwise stay until the store evicts them to make room.
     fn sweep_if_due(&self, now: SystemTime) {
-        let now_secs = unix_seconds(now);
+        // Never negative: 0 before the epoch.
+        let now_secs = unix_seconds(now).unsigned_abs();
         let due = self.next_sweep.load(Ordering::Relaxed);
         if now_secs < due
             || self
@@ -752,7 +755,10 @@ mod tests {
     fn tail_hash_spreads_tokens() {
         let hasher = TailHash::default();
         let mut hashes = std::collections::HashSet::new();
+        // Slots are picked from the high bits (`index_of`); the store's tables use the
+        // low bits: both must spread.
         let mut buckets = [0u32; 1024];
+        let mut low_buckets = [0u32; 1024];
         for n in 0..100_000u64 {
             let token = if n % 2 == 0 {
                 format!("eyJ.eyJ.{n:040}")
@@ -761,11 +767,14 @@ mod tests {
             };
             let hash = hasher.hash_one(token.as_bytes());
             assert!(hashes.insert(hash), "two tokens with one hash");
-            buckets[(hash % 1024) as usize] += 1;
+            buckets[index_of(hash, 1024)] += 1;
+            low_buckets[(hash % 1024) as usize] += 1;
         }
         // About 98 per bucket; a fair hash stays well within 150.
-        let fullest = buckets.iter().max().copied().unwrap_or(0);
-        assert!(fullest < 150, "{fullest} tokens in one slot");
+        for buckets in [buckets, low_buckets] {
+            let fullest = buckets.iter().max().copied().unwrap_or(0);
+            assert!(fullest < 150, "{fullest} tokens in one slot");
+        }
     }
 
     /// An entry is not used past its token's `exp` (with the leeway), its max age, or the
