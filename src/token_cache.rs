@@ -260,7 +260,8 @@ pub(crate) struct KeySetStamp {
 ///   eviction policy (S3-FIFO-like: scan resistant, a token in use stays). It has no
 ///   per-entry expiry: entries that can no longer be used are swept out when a token is
 ///   stored and the last sweep is [`SWEEP_INTERVAL`] or more ago (by the configured
-///   clock), so they hold memory for a limited time, and never beyond the bound;
+///   clock; on Tokio's blocking pool when there is a runtime), so they hold memory for a
+///   limited time, and never beyond the bound;
 /// - `recent`, a fixed array of slots, each pointing at one stored entry that was used
 ///   recently (the slot is chosen by the token's hash). Reading a slot is one atomic load
 ///   and a byte comparison, with no bookkeeping: a client that reuses its token is
@@ -277,7 +278,7 @@ pub(crate) struct KeySetStamp {
 /// caches), so a token used once, the common case in a flood of distinct tokens, would
 /// pay that cost for nothing. A token a client reuses is stored on its second request.
 pub(crate) struct TokenCache {
-    store: Store,
+    store: Arc<Store>,
     recent: Arc<RecentSlots>,
     max_age: Duration,
     /// When the next sweep of unusable entries is due, in Unix seconds by the configured
@@ -287,7 +288,7 @@ pub(crate) struct TokenCache {
     /// only stores a token one verification early; it never changes an answer.
     seen: Box<[AtomicU64]>,
     /// This cache's share of the `metrics` feature's entries gauge (nothing without it).
-    entries: CacheEntries,
+    entries: Arc<CacheEntries>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -496,17 +497,17 @@ impl TokenCache {
                 .unwrap_or(usize::MAX)
                 .clamp(1 << 10, 1 << 16);
             Self {
-                store: new_store(
+                store: Arc::new(new_store(
                     policy.max_entries,
                     Evicted {
                         recent: Arc::clone(&recent),
                     },
-                ),
+                )),
                 recent,
                 max_age: policy.max_age,
                 next_sweep: AtomicU64::new(0),
                 seen: (0..seen).map(|_| AtomicU64::new(0)).collect(),
-                entries: CacheEntries::new(),
+                entries: Arc::new(CacheEntries::new()),
             }
         })
     }
@@ -583,7 +584,8 @@ impl TokenCache {
             use_until: unix_nanos(use_until),
             valid_from: claimed.from.map_or(0, unix_nanos),
         });
-        self.sweep_if_due(now);
+        // On a runtime the sweep goes on by itself.
+        let _sweeping = self.sweep_if_due(now);
         self.store.insert(token, Arc::clone(&entry));
         // A token stored now is about to be used again.
         self.recent.slot(hash).store(Some(entry));
@@ -592,8 +594,9 @@ impl TokenCache {
 
     /// Drops the entries that can no longer be used at `now` (their token or max age ran
     /// out, or their key set is due for a refresh), at most once per [`SWEEP_INTERVAL`].
-    /// Their memory would otherwise stay until the store evicts them to make room.
-    fn sweep_if_due(&self, now: SystemTime) {
+    /// Their memory would otherwise stay until the store evicts them to make room. On a
+    /// Tokio runtime the sweep runs on the blocking pool; its handle is returned.
+    fn sweep_if_due(&self, now: SystemTime) -> Option<tokio::task::JoinHandle<()>> {
         // Never negative: 0 before the epoch.
         let now_secs = unix_seconds(now).unsigned_abs();
         let due = self.next_sweep.load(Ordering::Relaxed);
@@ -609,15 +612,32 @@ impl TokenCache {
                 .is_err()
         {
             // Not due, or another thread sweeps now.
-            return;
+            return None;
         }
-        self.store.retain(|_token, entry| {
-            let keep = unix_nanos(now) < entry.use_until;
-            if !keep {
-                self.recent.forget(entry);
-            }
-            keep
-        });
+        let (store, recent, entries) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.recent),
+            Arc::clone(&self.entries),
+        );
+        let now = unix_nanos(now);
+        let sweep = move || {
+            store.retain(|_token, entry| {
+                let keep = now < entry.use_until;
+                if !keep {
+                    recent.forget(entry);
+                }
+                keep
+            });
+            entries.held(|| store.len() as u64);
+        };
+        // A large store takes a while to sweep (about half a second for a million
+        // entries, shard by shard under the shard's lock): on a Tokio runtime that work
+        // goes to the blocking pool instead of delaying the request that stores a token.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            return Some(runtime.spawn_blocking(sweep));
+        }
+        sweep();
+        None
     }
 
     /// Forgets a token whose entry can no longer be used.
@@ -1124,6 +1144,35 @@ mod tests {
         store("long.lived.f", due + SWEEP_INTERVAL, SWEEP_INTERVAL * 10);
         assert!(!cache.store.contains_key(&b"stale.keys.e"[..]));
         assert_eq!(cache.len(), 3);
+    }
+
+    /// On a Tokio runtime the sweep runs on the blocking pool, not in the request that
+    /// stores a token, and removes the same entries.
+    #[tokio::test]
+    async fn on_a_runtime_the_sweep_runs_on_the_blocking_pool() {
+        let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
+        let now = SystemTime::now();
+        let minute = Duration::from_secs(60);
+        for (n, lifetime) in [(1, minute), (2, minute * 10), (3, minute)] {
+            let token = format!("a.b.{n}");
+            cache.insert(
+                key(&token),
+                true,
+                claims(n),
+                stamp(1),
+                now,
+                until(now + lifetime),
+            );
+        }
+        assert_eq!(cache.len(), 3);
+        let later = now + SWEEP_INTERVAL * 2;
+        let sweep = cache
+            .sweep_if_due(later)
+            .expect("swept on the blocking pool");
+        sweep.await.expect("the sweep ran");
+        assert_eq!(cache.len(), 1);
+        assert!(cache.store.contains_key(&b"a.b.2"[..]));
+        assert!(cache.sweep_if_due(later).is_none(), "not due again yet");
     }
 
     /// Threads storing, removing and looking up tokens that share slots at the same
