@@ -476,10 +476,10 @@ fn new_store(max_entries: u64, evicted: Evicted) -> Store {
         .shards(usize::try_from(shards).unwrap_or(usize::MAX))
         // Sizes the store's memory of recently evicted tokens (its "ghosts").
         .estimated_items_capacity(usize::try_from(bound).unwrap_or(usize::MAX))
+        // Every entry weighs 1, so the weight capacity is the entry bound.
         .weight_capacity(bound)
         .build()
         .expect("every option is set");
-    // Every entry weighs 1, so the weight capacity is the entry bound.
     quick_cache::sync::Cache::with_options(options, UnitWeighter, TailHash::default(), evicted)
 }
 
@@ -515,7 +515,6 @@ impl TokenCache {
     /// Whether the token with this hash verified before (as far as `seen` remembers);
     /// notes it if not.
     fn seen_before(&self, hash: u64) -> bool {
-        // Lossless: the remainder is below the slot count, a `usize`.
         let slot = &self.seen[index_of(hash, self.seen.len())];
         if slot.load(Ordering::Relaxed) == hash {
             return true;
