@@ -38,6 +38,8 @@ mod cpu_time;
 mod paired;
 #[path = "support/twenty_scopes.rs"]
 mod twenty_scopes;
+#[path = "support/verifier.rs"]
+mod verifier;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -48,12 +50,13 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use smart_auth::SigningAlgorithm;
 use smart_auth::testing::TestIssuer;
-use smart_auth::{SigningAlgorithm, TokenVerifier};
 
 use bare::{bare_decoder, published_jwk, ready};
 use paired::{per_call, percentile};
 use twenty_scopes::TWENTY_SCOPES;
+use verifier::issuer_and_uncached_verifier;
 
 /// The target: ours − floor, paired median, at most this many µs.
 const TARGET_US: f64 = 2.0;
@@ -142,13 +145,7 @@ fn main() {
         .build()
         .expect("runtime");
     let _context = runtime.enter();
-    let issuer = runtime.block_on(TestIssuer::start());
-    let verifier = TokenVerifier::builder(issuer.url())
-        .audience(issuer.audience())
-        .no_token_cache()
-        .build()
-        .expect("valid configuration");
-    runtime.block_on(verifier.warm_up()).expect("keys");
+    let (issuer, verifier) = issuer_and_uncached_verifier(&runtime);
 
     println!(
         "fresh token vs the crypto floor: {blocks} blocks of {} ms CPU per variant, medians in µs",

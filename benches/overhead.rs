@@ -22,16 +22,18 @@ mod cpu_time;
 mod paired;
 #[path = "support/twenty_scopes.rs"]
 mod twenty_scopes;
+#[path = "support/verifier.rs"]
+mod verifier;
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, TokenVerifier};
 
 use bare::{bare_decoder, ready};
 use paired::{per_call, percentile};
 use twenty_scopes::TWENTY_SCOPES;
+use verifier::issuer_and_uncached_verifier;
 
 const BLOCKS: usize = 100;
 const BLOCK_CPU: Duration = Duration::from_millis(8);
@@ -43,13 +45,7 @@ fn main() {
         .build()
         .expect("runtime");
     let _context = runtime.enter();
-    let issuer = runtime.block_on(TestIssuer::start());
-    let verifier = TokenVerifier::builder(issuer.url())
-        .audience(issuer.audience())
-        .no_token_cache()
-        .build()
-        .expect("valid configuration");
-    runtime.block_on(verifier.warm_up()).expect("keys");
+    let (issuer, verifier) = issuer_and_uncached_verifier(&runtime);
     let caching = TokenVerifier::builder(issuer.url())
         .audience(issuer.audience())
         .build()
