@@ -207,8 +207,8 @@ pub(crate) fn read_payload<T>(
 
 /// The decoded payload of a compact JWS verified before, or `None` if it is not one.
 pub(crate) fn payload_bytes(token: &[u8]) -> Option<Vec<u8>> {
-    let payload = token.split(|&byte| byte == b'.').nth(1)?;
-    URL_SAFE_NO_PAD.decode(payload).ok()
+    let segments = split(std::str::from_utf8(token).ok()?).ok()?;
+    decode_segment(segments.payload).ok()
 }
 
 /// base64url without padding (RFC 7515 section 2).

@@ -304,10 +304,7 @@ mod record {
     /// reported, taken off when the cache itself is dropped (its entries then go without
     /// notice).
     #[derive(Debug, Default)]
-    pub(crate) struct CacheEntries(Held);
-
-    #[derive(Debug, Default)]
-    struct Held(AtomicU64);
+    pub(crate) struct CacheEntries(AtomicU64);
 
     impl CacheEntries {
         pub(crate) fn new() -> Self {
@@ -318,7 +315,7 @@ mod record {
         #[inline]
         pub(crate) fn held(&self, count: impl FnOnce() -> u64) {
             let count = count();
-            let before = self.0.0.swap(count, Ordering::Relaxed);
+            let before = self.0.swap(count, Ordering::Relaxed);
             // Lossy only beyond 2^53 entries.
             #[allow(clippy::cast_precision_loss)]
             if count >= before {
@@ -329,7 +326,7 @@ mod record {
         }
     }
 
-    impl Drop for Held {
+    impl Drop for CacheEntries {
         fn drop(&mut self) {
             // Lossy only beyond 2^53 entries.
             #[allow(clippy::cast_precision_loss)]

@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use quick_cache::{Lifecycle, UnitWeighter};
 
 use crate::claims::SmartClaims;
-use crate::clock::{from_unix_seconds, unix_seconds};
+use crate::clock::{from_unix_seconds, unix_nanos, unix_seconds};
 use crate::error::ConfigError;
 use crate::metrics::CacheEntries;
 
@@ -209,16 +209,6 @@ impl CachedToken {
     fn use_until(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_nanos(self.use_until)
     }
-}
-
-/// Nanoseconds since the Unix epoch, as the entries keep their times (8 bytes instead of
-/// 16): exact for every time from 1970 to 2554, 0 before and `u64::MAX` after, which keeps
-/// every comparison the entries make on the right side.
-fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-        })
 }
 
 /// When a verified token's claims allow it, the leeway included, as exact times: the
@@ -965,6 +955,20 @@ mod tests {
         assert!(cache.get(b"a.b.c").is_none());
     }
 
+    /// Stores the `n`th of a run of distinct tokens, all with `claims`, usable for a
+    /// minute from `now`.
+    fn store_distinct(cache: &TokenCache, n: u64, claims: &SmartClaims, now: SystemTime) {
+        let token = format!("header.payload-{n}.signature");
+        cache.insert(
+            key(&token),
+            true,
+            claims.clone(),
+            stamp(1),
+            now,
+            until(now + Duration::from_secs(60)),
+        );
+    }
+
     /// The bound is `max_entries` exactly, also when it does not divide by the number of
     /// shards: the store never holds more, and holds most of it once full.
     #[test]
@@ -975,15 +979,7 @@ mod tests {
             let cache = TokenCache::new(&TokenCachePolicy::default().max_entries(capacity))
                 .expect("enabled");
             for n in 0..capacity * 4 {
-                let token = format!("header.payload-{n}.signature");
-                cache.insert(
-                    key(&token),
-                    true,
-                    shared.clone(),
-                    stamp(1),
-                    now,
-                    until(now + Duration::from_secs(60)),
-                );
+                store_distinct(&cache, n, &shared, now);
                 assert!(cache.len() <= capacity, "{} > {capacity}", cache.len());
             }
             assert!(
@@ -1004,15 +1000,7 @@ mod tests {
         let shared = claims(0);
         let now = SystemTime::now();
         for n in 0..100_000u64 {
-            let token = format!("header.payload-{n}.signature");
-            cache.insert(
-                key(&token),
-                true,
-                shared.clone(),
-                stamp(1),
-                now,
-                until(now + Duration::from_secs(60)),
-            );
+            store_distinct(&cache, n, &shared, now);
             if n % 10_000 == 9_999 {
                 assert!(cache.len() <= capacity, "{} entries after {n}", cache.len());
             }
