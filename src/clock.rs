@@ -123,15 +123,6 @@ pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Nanoseconds since the Unix epoch, in 8 bytes instead of a `SystemTime`'s 16 (the token
-/// cache keeps its entries' times so): exact for every time from 1970 to 2554, 0 before and
-/// `u64::MAX` after, which keeps every comparison of such times on the right side.
-pub(crate) fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-    })
-}
-
 /// The time `seconds` after the Unix epoch (before it when negative); `None` when the
 /// platform cannot represent it.
 pub(crate) fn from_unix_seconds(seconds: i64) -> Option<SystemTime> {
@@ -140,30 +131,5 @@ pub(crate) fn from_unix_seconds(seconds: i64) -> Option<SystemTime> {
         UNIX_EPOCH.checked_add(offset)
     } else {
         UNIX_EPOCH.checked_sub(offset)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unix_nanos_keeps_the_order_of_times() {
-        let nano = Duration::from_nanos(1);
-        assert_eq!(unix_nanos(UNIX_EPOCH), 0);
-        assert_eq!(unix_nanos(UNIX_EPOCH + nano), 1);
-        assert_eq!(
-            unix_nanos(UNIX_EPOCH - Duration::from_secs(1)),
-            0,
-            "before 1970"
-        );
-        let now = SystemTime::now();
-        assert!(unix_nanos(now) < unix_nanos(now + nano));
-        // 2554 and later: the largest value, so such a bound is never reached.
-        let far = UNIX_EPOCH + Duration::from_secs(600 * 365 * 24 * 3600);
-        assert_eq!(unix_nanos(far), u64::MAX);
-        let last = UNIX_EPOCH + Duration::from_nanos(u64::MAX);
-        assert_eq!(unix_nanos(last), u64::MAX);
-        assert_eq!(unix_nanos(last - nano), u64::MAX - 1);
     }
 }

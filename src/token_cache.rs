@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use quick_cache::{Lifecycle, UnitWeighter};
 
 use crate::claims::SmartClaims;
-use crate::clock::{from_unix_seconds, unix_nanos, unix_seconds};
+use crate::clock::{from_unix_seconds, unix_seconds};
 use crate::error::ConfigError;
 use crate::metrics::CacheEntries;
 
@@ -186,13 +186,14 @@ pub(crate) struct CachedToken {
     /// The generation of the key set the signature was checked with: the entry is used
     /// only while that set is the current one.
     pub(crate) key_generation: u64,
-    /// By the configured clock, in [`unix_nanos`]: the entry is not used from this time
-    /// on (its max age passed, its key set is due for a refresh, or its `exp` passed).
-    use_until: u64,
-    /// By the configured clock, in [`unix_nanos`]: the entry is not used before this
-    /// time (`nbf` or `iat` minus the leeway, 0 without them; only a clock set back can
-    /// bring it into play).
-    valid_from: u64,
+    /// By the configured clock: the entry is not used from this time on (its max age
+    /// passed, its key set is due for a refresh, or its `exp` passed). Kept as a
+    /// `SystemTime`, like the clock's answer, so that a hit compares times without
+    /// converting the clock's reading.
+    use_until: SystemTime,
+    /// By the configured clock: the entry is not used before this time (`nbf` or `iat`
+    /// minus the leeway; only a clock set back can bring it into play).
+    valid_from: Option<SystemTime>,
 }
 
 impl CachedToken {
@@ -200,14 +201,15 @@ impl CachedToken {
     /// key set generation: the claims' times, with the leeway, still allow it, its max
     /// age has not passed, and it was verified with the current, still fresh, key set.
     pub(crate) fn usable(&self, now: SystemTime, key_generation: u64) -> bool {
-        let now = unix_nanos(now);
-        now < self.use_until && now >= self.valid_from && key_generation == self.key_generation
+        now < self.use_until
+            && self.valid_from.is_none_or(|from| now >= from)
+            && key_generation == self.key_generation
     }
 
     /// When the entry stops being usable, by the configured clock.
     #[cfg(test)]
     fn use_until(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.use_until)
+        self.use_until
     }
 }
 
@@ -570,8 +572,8 @@ impl TokenCache {
             token: Arc::clone(&token),
             claims,
             key_generation: keys.generation,
-            use_until: unix_nanos(use_until),
-            valid_from: claimed.from.map_or(0, unix_nanos),
+            use_until,
+            valid_from: claimed.from,
         });
         // On a runtime the sweep goes on by itself.
         let _sweeping = self.sweep_if_due(now);
@@ -608,7 +610,6 @@ impl TokenCache {
             Arc::clone(&self.recent),
             Arc::clone(&self.entries),
         );
-        let now = unix_nanos(now);
         let sweep = move || {
             store.retain(|_token, entry| {
                 let keep = now < entry.use_until;
