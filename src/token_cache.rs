@@ -359,13 +359,19 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 
 impl Hasher for TailHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let tail = &bytes[bytes.len().saturating_sub(HASHED_TAIL)..];
-        // The tail as four little-endian words, zero-padded when the input is shorter.
+        // The tail as four little-endian words, zero-padded when the input is shorter
+        // (tokens never are: the copy is for the general `Hasher` contract only).
         let mut padded = [0u8; HASHED_TAIL];
-        padded[..tail.len()].copy_from_slice(tail);
+        let tail = match bytes.last_chunk::<HASHED_TAIL>() {
+            Some(tail) => tail,
+            None => {
+                padded[..bytes.len()].copy_from_slice(bytes);
+                &padded
+            }
+        };
         let word = |i: usize| {
             let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&padded[i * 8..i * 8 + 8]);
+            bytes.copy_from_slice(&tail[i * 8..i * 8 + 8]);
             u64::from_le_bytes(bytes)
         };
         let keys = &self.keys;
