@@ -45,14 +45,19 @@ impl PublicRoutes {
     /// Whether `request`, whose routed path is `path` (without the query), needs no token.
     pub(crate) fn is_public<B>(&self, request: &Request<B>, path: &str) -> bool {
         let method = request.method();
-        if self.cors_preflight && method == Method::OPTIONS && is_cors_preflight(request.headers())
+        // GET first: it is almost every request, and it is never a preflight.
+        let get_or_head = *method == Method::GET || *method == Method::HEAD;
+        if !get_or_head
+            && self.cors_preflight
+            && *method == Method::OPTIONS
+            && is_cors_preflight(request.headers())
         {
             return true;
         }
         if self.extra.iter().any(|public| public == path) {
             return true;
         }
-        if !self.discovery_and_metadata || !(method == Method::GET || method == Method::HEAD) {
+        if !(self.discovery_and_metadata && get_or_head) {
             return false;
         }
         if path == SMART_CONFIGURATION {
