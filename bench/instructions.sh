@@ -8,14 +8,19 @@
 #
 # For each variant: reset the counters, send requests over one keep-alive connection with
 # wrk for RUN_SECONDS (default 4), dump the counters, and divide by the number of requests wrk
-# completed. PROFILE_DIR=dir keeps each variant's callgrind profile there (for
-# callgrind_annotate). The kernel's share (the loopback TCP stack, the same for every variant) is not
+# completed. That is done ROUNDS times (default 3), the order of the variants reversed every
+# other round, and each variant's median is reported: a single run of the same binary now
+# and then counts about 150 instructions per request more than the others (in the runtime
+# and the allocator, for every variant alike), which one run would pass on to the
+# differences. PROFILE_DIR=dir keeps each variant's callgrind profile of the last round there
+# (for callgrind_annotate). The kernel's share (the loopback TCP stack, the same for every variant) is not
 # counted. Installs wrk and valgrind with apt-get if they are missing; talks only to
 # 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN_SECONDS=${RUN_SECONDS:-4}
+ROUNDS=${ROUNDS:-3}
 
 # shellcheck source=bench/common.sh
 . bench/common.sh
@@ -36,30 +41,46 @@ for name in UNPROTECTED FORWARDING CACHED AROUND; do
   wrk -t1 -c1 -d1s "${bearer[@]}" "$(value "$name")" >/dev/null
 done
 
-echo "== counting, ${RUN_SECONDS} s per variant"
-results=()
+echo "== counting, ${RUN_SECONDS} s per variant, ${ROUNDS} rounds"
+variants=(UNPROTECTED FORWARDING CACHED AROUND)
+declare -A counts
 dump=0
-for name in UNPROTECTED FORWARDING CACHED AROUND; do
-  callgrind_control --zero "$server_pid" >/dev/null 2>&1
-  output=$(wrk -t1 -c1 -d"${RUN_SECONDS}s" "${bearer[@]}" "$(value "$name")")
-  callgrind_control --dump="$name" "$server_pid" >/dev/null 2>&1
-  dump=$((dump + 1))
-  file="$work/callgrind.out.$dump"
-  for _ in $(seq 1 100); do
-    if [ -s "$file" ] && grep -q '^totals:' "$file"; then break; fi
-    sleep 0.1
-  done
-  if echo "$output" | grep -q 'Non-2xx\|Socket errors'; then
-    echo "$output" >&2
-    echo "run $name had failed requests" >&2
-    exit 1
+for round in $(seq 1 "$ROUNDS"); do
+  order=("${variants[@]}")
+  if [ $((round % 2)) -eq 0 ]; then
+    order=(AROUND CACHED FORWARDING UNPROTECTED)
   fi
-  if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR" && cp "$file" "$PROFILE_DIR/$name.callgrind"; fi
-  requests=$(echo "$output" | awk '/requests in/ { print $1 }')
-  instructions=$(awk '/^totals:/ { print $2 }' "$file")
-  per_request=$(awk -v i="$instructions" -v n="$requests" 'BEGIN { printf "%.0f", i / n }')
-  results+=("$name $per_request $requests")
-  printf '  %-12s %8s instructions/request (%s requests)\n' "$name" "$per_request" "$requests"
+  echo " round $round"
+  for name in "${order[@]}"; do
+    callgrind_control --zero "$server_pid" >/dev/null 2>&1
+    output=$(wrk -t1 -c1 -d"${RUN_SECONDS}s" "${bearer[@]}" "$(value "$name")")
+    callgrind_control --dump="$name" "$server_pid" >/dev/null 2>&1
+    dump=$((dump + 1))
+    file="$work/callgrind.out.$dump"
+    for _ in $(seq 1 100); do
+      if [ -s "$file" ] && grep -q '^totals:' "$file"; then break; fi
+      sleep 0.1
+    done
+    if echo "$output" | grep -q 'Non-2xx\|Socket errors'; then
+      echo "$output" >&2
+      echo "run $name had failed requests" >&2
+      exit 1
+    fi
+    if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR" && cp "$file" "$PROFILE_DIR/$name.callgrind"; fi
+    requests=$(echo "$output" | awk '/requests in/ { print $1 }')
+    instructions=$(awk '/^totals:/ { print $2 }' "$file")
+    per_request=$(awk -v i="$instructions" -v n="$requests" 'BEGIN { printf "%.0f", i / n }')
+    counts[$name]="${counts[$name]:-} $per_request"
+    printf '  %-12s %8s instructions/request (%s requests)\n' "$name" "$per_request" "$requests"
+  done
+done
+
+# median VALUES...: the median (the lower middle one for an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+results=()
+for name in "${variants[@]}"; do
+  # shellcheck disable=SC2086 # the counts are a space-separated list of numbers
+  results+=("$name $(median ${counts[$name]})")
 done
 
 echo
