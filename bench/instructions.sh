@@ -36,19 +36,21 @@ wait_until_ready
 token=$(value TOKEN)
 bearer=(-H "Authorization: Bearer $token")
 
+variants=(UNPROTECTED FORWARDING CACHED AROUND)
+
 echo "== warm-up (not counted)"
-for name in UNPROTECTED FORWARDING CACHED AROUND; do
+for name in "${variants[@]}"; do
   wrk -t1 -c1 -d1s "${bearer[@]}" "$(value "$name")" >/dev/null
 done
 
 echo "== counting, ${RUN_SECONDS} s per variant, ${ROUNDS} rounds"
-variants=(UNPROTECTED FORWARDING CACHED AROUND)
 declare -A counts
 dump=0
 for round in $(seq 1 "$ROUNDS"); do
   order=("${variants[@]}")
   if [ $((round % 2)) -eq 0 ]; then
-    order=(AROUND CACHED FORWARDING UNPROTECTED)
+    order=()
+    for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[i]}"); done
   fi
   echo " round $round"
   for name in "${order[@]}"; do

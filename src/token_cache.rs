@@ -205,12 +205,6 @@ impl CachedToken {
             && self.valid_from.is_none_or(|from| now >= from)
             && key_generation == self.key_generation
     }
-
-    /// When the entry stops being usable, by the configured clock.
-    #[cfg(test)]
-    fn use_until(&self) -> SystemTime {
-        self.use_until
-    }
 }
 
 /// When a verified token's claims allow it, the leeway included, as exact times: the
@@ -754,7 +748,7 @@ mod tests {
         assert_eq!(hit.claims.jti(), Some("1"));
         assert_eq!(hit.key_generation, 7);
         assert_eq!(
-            hit.use_until(),
+            hit.use_until,
             now + Duration::from_secs(60),
             "the token's exp"
         );
@@ -822,7 +816,7 @@ mod tests {
             cache.insert(key(token), true, claims(1), keys, now, claimed);
             let entry = cache.get(token.as_bytes()).expect("hit");
             assert_eq!(
-                entry.use_until(),
+                entry.use_until,
                 now + Duration::from_secs(seconds),
                 "{token}"
             );
