@@ -48,9 +48,17 @@ pub(crate) fn bearer_credential<'a>(
     if let Some(rest) = after_bearer_and_space(bytes) {
         return Ok(Some(skip_spaces(rest)));
     }
-    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
-        Some(space) => (&bytes[..space], &bytes[space + 1..]),
-        None => (bytes, &[][..]),
+    // `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]` (RFC 9110 section
+    // 11.4): the scheme is a run of `tchar`, ended by a space or by the end of the value.
+    // Anything else there (a tab, a comma, a colon, no scheme at all) makes the header
+    // malformed, whatever the scheme: `Bearer\t<token>` is neither a Bearer credential nor
+    // the absence of one (RFC 6750 section 3.1, `invalid_request`).
+    let scheme_end = bytes.iter().position(|&b| !is_tchar(b)).unwrap_or(bytes.len());
+    let scheme = &bytes[..scheme_end];
+    let rest = match bytes.get(scheme_end) {
+        None if !scheme.is_empty() => &[][..],
+        Some(b' ') if !scheme.is_empty() => &bytes[scheme_end + 1..],
+        _ => return Err(ErrorKind::InvalidRequest),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         // Not a Bearer credential; a value that is not visible ASCII is still malformed.
@@ -58,6 +66,16 @@ pub(crate) fn bearer_credential<'a>(
         return Ok(None);
     }
     Ok(Some(skip_spaces(rest)))
+}
+
+/// `tchar` of RFC 9110 section 5.6.2: the characters of a token such as an auth-scheme.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+                | b'`' | b'|' | b'~'
+        )
 }
 
 /// What follows `Bearer ` (the scheme in any letter case, then one space) at the start of
@@ -114,10 +132,44 @@ fn is_b64token_char(b: u8) -> bool {
     letter | digit | other
 }
 
+/// Whether the query has an `access_token` parameter, its name read as
+/// `application/x-www-form-urlencoded` reads it (RFC 6750 section 2.3): `access%5Ftoken`
+/// and `%61ccess_token` name it too.
 fn has_access_token_parameter(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("access_token"))
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default();
+        name == "access_token" || (name.contains('%') && decodes_to(name, b"access_token"))
+    })
+}
+
+/// Whether percent-decoding `encoded` gives exactly `expected` (`+` is a space, so it
+/// never matches a name without one). A malformed escape matches nothing.
+fn decodes_to(encoded: &str, expected: &[u8]) -> bool {
+    let mut bytes = encoded.bytes();
+    let mut expected = expected.iter();
+    while let Some(b) = bytes.next() {
+        let decoded = match b {
+            b'%' => {
+                let (Some(high), Some(low)) = (bytes.next(), bytes.next()) else {
+                    return false;
+                };
+                match (hex_value(high), hex_value(low)) {
+                    (Some(high), Some(low)) => high << 4 | low,
+                    _ => return false,
+                }
+            }
+            b'+' => b' ',
+            other => other,
+        };
+        if expected.next() != Some(&decoded) {
+            return false;
+        }
+    }
+    expected.next().is_none()
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|value| value as u8)
 }
 
 #[cfg(test)]
@@ -175,6 +227,25 @@ mod tests {
                 Err(ErrorKind::InvalidRequest),
             ),
             (&["Bearer abc"], Some("token=abc&x"), Ok(Some("abc"))),
+            // The parameter's name is read percent-decoded, as a form decoder reads it.
+            (&["Bearer abc"], Some("access%5Ftoken=x"), Err(ErrorKind::InvalidRequest)),
+            (&["Bearer abc"], Some("access%5ftoken=x"), Err(ErrorKind::InvalidRequest)),
+            (&["Bearer abc"], Some("a=1&%61ccess_token"), Err(ErrorKind::InvalidRequest)),
+            (&[], Some("%61%63%63%65%73%73%5F%74%6F%6B%65%6E=x"), Err(ErrorKind::InvalidRequest)),
+            (&["Bearer abc"], Some("access%5Ftoken%00=x"), Ok(Some("abc"))),
+            (&["Bearer abc"], Some("access%5Gtoken=x"), Ok(Some("abc"))),
+            (&["Bearer abc"], Some("access%5"), Ok(Some("abc"))),
+            (&["Bearer abc"], Some("access+token=x"), Ok(Some("abc"))),
+            // Malformed credentials: the scheme must be a token ended by a space or the end.
+            (&[""], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer,abc"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer\tabc"], None, Err(ErrorKind::InvalidRequest)),
+            (&["bearer:abc"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer=abc"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Basic,dXNlcjpwYXNz"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearerabc"], None, Ok(None)),
+            (&["Digest username=\"a\", realm=\"b\""], None, Ok(None)),
+            (&["AWS4-HMAC-SHA256 Credential=x"], None, Ok(None)),
         ];
         for (values, query, expected) in rows {
             let map = headers(values);
@@ -232,8 +303,8 @@ mod tests {
         for (value, expected) in [
             (&b"Basic \xffabc"[..], Err(ErrorKind::InvalidRequest)),
             (b"Bearer abc\x80", Err(ErrorKind::InvalidRequest)),
-            (b"Bearer\tabc", Ok(None)),
-            (b"Basic\tabc", Ok(None)),
+            (b"Bearer\tabc", Err(ErrorKind::InvalidRequest)),
+            (b"Basic\tabc", Err(ErrorKind::InvalidRequest)),
         ] {
             let mut map = HeaderMap::new();
             map.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
@@ -318,10 +389,13 @@ mod props {
             let answer = bearer_token(&headers, query);
             let repeated = headers.get_all(AUTHORIZATION).iter().count() > 1;
             let query_token = query.is_some_and(has_access_token_parameter);
-            // The scheme is what precedes the first space (the whole value without one).
-            let first_space = value.iter().position(|&b| b == b' ');
-            let is_bearer = value[..first_space.unwrap_or(value.len())].eq_ignore_ascii_case(b"bearer");
-            if repeated || query_token {
+            // The scheme is the run of token characters at the start; it must be ended by
+            // a space or the end of the value.
+            let scheme_end = value.iter().position(|&b| !is_tchar(b)).unwrap_or(value.len());
+            let first_space = (scheme_end < value.len()).then_some(scheme_end);
+            let well_formed = scheme_end > 0 && value.get(scheme_end).is_none_or(|&b| b == b' ');
+            let is_bearer = value[..scheme_end].eq_ignore_ascii_case(b"bearer");
+            if repeated || query_token || !well_formed {
                 prop_assert_eq!(answer, Err(ErrorKind::InvalidRequest));
             } else if is_bearer {
                 let rest: &[u8] = first_space.map_or(&[][..], |space| &value[space + 1..]);

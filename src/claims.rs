@@ -426,7 +426,8 @@ impl SmartClaims {
     /// The claims this crate interprets; the caller then sets the whole claim set.
     fn interpret(raw: &impl ClaimSource, names: &ClaimNames) -> Result<ClaimsInner, ErrorKind> {
         let issuer = optional_string(raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
-        let expires_at = optional_numeric_date(raw, "exp")?.ok_or(ErrorKind::InvalidClaim)?;
+        let expires_at =
+            optional_numeric_date(raw, "exp", Round::Down)?.ok_or(ErrorKind::InvalidClaim)?;
         // One audience is kept with the other strings; a list of several as a list.
         let (audience, audiences) = match raw.claim("aud") {
             None => (None, None),
@@ -479,8 +480,8 @@ impl SmartClaims {
             None => None,
         };
         let subject = non_blank_string(raw, "sub")?;
-        let issued_at = optional_numeric_date(raw, "iat")?;
-        let not_before = optional_numeric_date(raw, "nbf")?;
+        let issued_at = optional_numeric_date(raw, "iat", Round::Up)?;
+        let not_before = optional_numeric_date(raw, "nbf", Round::Up)?;
         let jwt_id = non_blank_string(raw, "jti")?;
         let encounter = match raw.claim("encounter") {
             Some(value) => launch_context_id("encounter", value)?,
@@ -952,16 +953,34 @@ fn optional_string<'a>(
     }
 }
 
-/// A JSON number (RFC 7519 NumericDate, fractions allowed), floored to whole seconds.
-fn optional_numeric_date(object: &impl ClaimSource, name: &str) -> Result<Option<i64>, ErrorKind> {
+/// Which way a fractional NumericDate becomes whole seconds: always towards the stricter
+/// answer, so that a token is never taken as valid outside its own bounds (`exp` rounds
+/// down, `nbf` and `iat` up).
+#[derive(Clone, Copy)]
+enum Round {
+    Down,
+    Up,
+}
+
+/// A JSON number (RFC 7519 NumericDate, fractions allowed), as whole seconds rounded the
+/// given way.
+fn optional_numeric_date(
+    object: &impl ClaimSource,
+    name: &str,
+    round: Round,
+) -> Result<Option<i64>, ErrorKind> {
     match object.claim(name) {
         None => Ok(None),
         Some(Member::Json(Value::Number(number))) => {
             if let Some(seconds) = number.as_i64() {
                 Ok(Some(seconds))
             } else if let Some(seconds) = number.as_f64().filter(|s| s.is_finite()) {
+                let whole = match round {
+                    Round::Down => seconds.floor(),
+                    Round::Up => seconds.ceil(),
+                };
                 // `as` saturates: 1e300 becomes i64::MAX, which is what "far future" means.
-                Ok(Some(seconds.floor() as i64))
+                Ok(Some(whole as i64))
             } else {
                 // u64 values above i64::MAX.
                 Ok(Some(i64::MAX))
@@ -1810,6 +1829,17 @@ mod tests {
             (claims.patient(), claims.fhir_user()),
             (Some("p9"), Some("Patient/9"))
         );
+    }
+
+    /// A fraction never widens the token's window: `exp` rounds down, `nbf` and `iat` up.
+    #[test]
+    fn fractional_numeric_dates_round_towards_the_stricter_answer() {
+        let claims = parse(json!({"iss": "i", "exp": 1000.7, "nbf": 900.2, "iat": 900.7})).unwrap();
+        assert_eq!((claims.exp(), claims.nbf(), claims.iat()), (1000, Some(901), Some(901)));
+        let claims = parse(json!({"iss": "i", "exp": -5.5, "nbf": -5.5})).unwrap();
+        assert_eq!((claims.exp(), claims.nbf()), (-6, Some(-5)));
+        let claims = parse(json!({"iss": "i", "exp": 7.0, "nbf": 7.0, "iat": 1e2})).unwrap();
+        assert_eq!((claims.exp(), claims.nbf(), claims.iat()), (7, Some(7), Some(100)));
     }
 
     #[test]

@@ -530,6 +530,15 @@ pub enum ConfigError {
     /// [`jwks_uri`](crate::SmartAuthBuilder::jwks_uri) are configured: the keys come from
     /// one place only.
     ConflictingKeySource,
+    /// Introspection is configured but no audience is: an introspection answer has no
+    /// `typ` to show it is an access token for this server, so without an audience (or an
+    /// explicit [`insecure_accept_any_audience`](crate::SmartAuthBuilder::insecure_accept_any_audience))
+    /// a token minted for another resource server would be accepted.
+    IntrospectionWithoutAudience,
+    /// The resource server's own bearer token for the introspection endpoint
+    /// ([`IntrospectionAuth::bearer`](crate::IntrospectionAuth::bearer)) is not a
+    /// `b64token` (RFC 6750 section 2.1), so it could not be sent.
+    InvalidIntrospectionCredentials,
 }
 
 impl fmt::Display for ConfigError {
@@ -553,6 +562,12 @@ impl fmt::Display for ConfigError {
             Self::InvalidStaticKeys { reason } => write!(f, "invalid static keys: {reason}"),
             Self::ConflictingKeySource => {
                 f.write_str("static keys and a jwks_uri are both configured: choose one")
+            }
+            Self::IntrospectionWithoutAudience => f.write_str(
+                "introspection needs an audience: configure the FHIR base URL as the audience",
+            ),
+            Self::InvalidIntrospectionCredentials => {
+                f.write_str("the introspection bearer token is not a valid b64token")
             }
         }
     }

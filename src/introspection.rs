@@ -75,7 +75,8 @@ impl IntrospectionAuth {
         }
     }
 
-    /// A fixed bearer token.
+    /// A fixed bearer token. It must be a `b64token` (RFC 6750 section 2.1), or the layer
+    /// is not built ([`ConfigError::InvalidIntrospectionCredentials`]).
     pub fn bearer(token: impl Into<String>) -> Self {
         Self::Bearer(token.into())
     }
@@ -213,15 +214,15 @@ impl Introspection {
         self
     }
 
-    /// How long an active answer is reused (default 60 s; never past the token's `exp`).
-    /// Zero turns the cache off.
+    /// How long an active answer is reused (default 60 s; never past the token's `exp`;
+    /// at most one day). Zero turns the cache off.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.active_ttl = ttl;
         self
     }
 
     /// How long a refusal (inactive token, or an answer refused for its shape) is reused
-    /// (default 10 s).
+    /// (default 10 s; at most one day).
     pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
         self.inactive_ttl = ttl;
         self
@@ -234,7 +235,8 @@ impl Introspection {
     }
 
     /// How long after the endpoint was found down (or refusing the resource server's
-    /// credentials) no call is made and every uncached token gets 503 (default 10 s).
+    /// credentials) no call is made and every uncached token gets 503 (default 10 s; at
+    /// most one day).
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self
@@ -255,7 +257,7 @@ impl Introspection {
 
     /// How long a lookup waits for a free call when all
     /// [`max_concurrent_calls`](Self::max_concurrent_calls) are busy, before it is answered
-    /// 503 with `Retry-After` (default 1 s; zero answers at once).
+    /// 503 with `Retry-After` (default 1 s; zero answers at once; at most one day).
     ///
     /// ```
     /// use std::time::Duration;
@@ -268,15 +270,41 @@ impl Introspection {
         self
     }
 
-    /// Refuses settings that cannot work: no call slot at all.
+    /// Refuses settings that cannot work: no call slot at all, or a duration past
+    /// [`MAX_DURATION`] (one day), which no deployment needs and whose deadlines could
+    /// overflow the clock.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.max_concurrent_calls == 0 || self.max_concurrent_calls > Semaphore::MAX_PERMITS {
             return Err(ConfigError::InvalidLimit {
                 field: "max_concurrent_calls",
             });
         }
+        if let IntrospectionAuth::Bearer(token) = &self.auth
+            && crate::bearer::token_text(token.as_bytes()).is_err()
+        {
+            return Err(ConfigError::InvalidIntrospectionCredentials);
+        }
+        let durations = [
+            (self.active_ttl, "cache_ttl"),
+            (self.inactive_ttl, "inactive_cache_ttl"),
+            (self.failure_cooldown, "failure_cooldown"),
+            (self.max_queue_wait, "max_queue_wait"),
+        ];
+        if let Some((_, field)) = durations.into_iter().find(|(d, _)| *d > MAX_DURATION) {
+            return Err(ConfigError::InvalidLimit { field });
+        }
         Ok(())
     }
+}
+
+/// The longest any introspection duration setting may be: one day.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `now + ttl` on the monotonic clock. The settings are bounded by [`MAX_DURATION`]; a
+/// deadline past the clock's range would still mean "do not reuse", never a panic.
+fn deadline(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl).unwrap_or(now)
 }
 
 /// A cached answer about one token.
@@ -666,7 +694,7 @@ impl Introspector {
                         exp,
                     },
                     ttl,
-                    reusable_until: Instant::now() + ttl,
+                    reusable_until: deadline(ttl),
                 }
             }
             Err(kind) => self.refusal(kind),
@@ -678,7 +706,7 @@ impl Introspector {
         Answer {
             verdict: Verdict::Refused(kind),
             ttl,
-            reusable_until: Instant::now() + ttl,
+            reusable_until: deadline(ttl),
         }
     }
 }

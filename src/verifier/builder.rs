@@ -133,6 +133,8 @@ impl VerifierBuilder {
     /// is some client, are refused with 401 `invalid_token`, and a warning is logged the
     /// first time. Many issuers type their access tokens `JWT`; with them, configure the
     /// audience (RFC 9068 section 4 requires the resource server to check it).
+    /// [Introspection](Self::introspection) needs an audience: its answers carry no `typ`
+    /// ([`ConfigError::IntrospectionWithoutAudience`] otherwise).
     ///
     /// ```
     /// use smart_auth::TokenVerifier;
@@ -451,6 +453,9 @@ impl VerifierBuilder {
         };
         #[cfg(feature = "introspection")]
         let introspection = match self.introspection {
+            Some(_) if audience == AudienceRule::TypedAccessTokensOnly => {
+                return Err(ConfigError::IntrospectionWithoutAudience);
+            }
             Some(settings) => {
                 settings.validate()?;
                 if let Some(endpoint) = &settings.endpoint {

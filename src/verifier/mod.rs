@@ -36,8 +36,9 @@ pub(crate) use builder::checked_url;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TokenTypePolicy {
-    /// `typ` absent, `JWT`, `at+jwt` or `application/at+jwt` (compared case-insensitively).
-    /// Many issuers (Microsoft Entra ID among them) send `JWT`.
+    /// `typ` absent, `JWT`, `application/jwt`, `at+jwt` or `application/at+jwt` (compared
+    /// case-insensitively; RFC 7515 section 4.1.9 reads a `typ` without a `/` as if
+    /// `application/` preceded it). Many issuers (Microsoft Entra ID among them) send `JWT`.
     #[default]
     Lenient,
     /// Only `at+jwt` or `application/at+jwt`, as RFC 9068 section 4 requires. This keeps
@@ -52,7 +53,11 @@ impl TokenTypePolicy {
         };
         match (self, typ) {
             (Self::Lenient, None) => true,
-            (Self::Lenient, Some(t)) => t.eq_ignore_ascii_case("JWT") || is_access_token(t),
+            (Self::Lenient, Some(t)) => {
+                t.eq_ignore_ascii_case("JWT")
+                    || t.eq_ignore_ascii_case("application/jwt")
+                    || is_access_token(t)
+            }
             (Self::Rfc9068, None) => false,
             (Self::Rfc9068, Some(t)) => is_access_token(t),
         }
@@ -591,16 +596,25 @@ mod tests {
             Some("at+jwt"),
             Some("application/at+jwt"),
             Some("AT+JWT"),
+            Some("application/jwt"),
+            Some("APPLICATION/JWT"),
         ];
         for typ in lenient {
             assert!(TokenTypePolicy::Lenient.accepts(typ), "{typ:?}");
         }
-        for typ in [Some("JOSE"), Some("dpop+jwt"), Some("id_token"), Some("")] {
+        for typ in [
+            Some("JOSE"),
+            Some("dpop+jwt"),
+            Some("id_token"),
+            Some(""),
+            Some("application/"),
+            Some("application/jwt;x=y"),
+        ] {
             assert!(!TokenTypePolicy::Lenient.accepts(typ), "{typ:?}");
         }
         assert!(TokenTypePolicy::Rfc9068.accepts(Some("at+jwt")));
         assert!(TokenTypePolicy::Rfc9068.accepts(Some("application/at+jwt")));
-        for typ in [None, Some("JWT")] {
+        for typ in [None, Some("JWT"), Some("application/jwt")] {
             assert!(!TokenTypePolicy::Rfc9068.accepts(typ), "{typ:?}");
         }
     }

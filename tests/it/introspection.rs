@@ -998,3 +998,69 @@ async fn cached_answers_ignore_wall_clock_steps() {
     assert_eq!(seen(&app, "active").await.status, 200);
     assert_eq!(setup.calls(), 4, "60 s: asked again");
 }
+
+/// Settings that cannot be run safely are refused when the layer is built: introspection
+/// without an audience (an answer has no `typ`, so a token minted for another resource
+/// server could not be told apart), a bearer credential that cannot be sent, and durations
+/// past one day (their deadlines could overflow the clock).
+#[test]
+fn unsafe_introspection_settings_are_refused_at_build() {
+    use smart_auth::ConfigError;
+
+    let build = |configure: fn(SmartAuthBuilder) -> SmartAuthBuilder, settings: Introspection| {
+        configure(SmartAuthLayer::builder("https://as.example.test"))
+            .introspection(settings.endpoint("https://as.example.test/introspect"))
+            .build()
+            .map(|_| ())
+    };
+    let basic = || Introspection::new(IntrospectionAuth::basic("rs", "secret"));
+    let no_audience = |b: SmartAuthBuilder| b;
+    let with_base = |b: SmartAuthBuilder| b.fhir_base(FHIR);
+    let with_audience = |b: SmartAuthBuilder| b.audience(FHIR);
+    let any_audience = |b: SmartAuthBuilder| b.insecure_accept_any_audience();
+
+    assert_eq!(
+        build(no_audience, basic()),
+        Err(ConfigError::IntrospectionWithoutAudience)
+    );
+    for mode in [IntrospectionMode::Only, IntrospectionMode::NonJwtTokens] {
+        assert_eq!(
+            build(no_audience, basic().mode(mode)),
+            Err(ConfigError::IntrospectionWithoutAudience),
+            "{mode:?}"
+        );
+    }
+    assert_eq!(build(with_base, basic()), Ok(()));
+    assert_eq!(build(with_audience, basic()), Ok(()));
+    assert_eq!(build(any_audience, basic()), Ok(()));
+
+    for token in ["tok\n", "", "a b", "tok\"", "t\u{e9}k", "==", "tok\0"] {
+        assert_eq!(
+            build(with_base, Introspection::new(IntrospectionAuth::bearer(token))),
+            Err(ConfigError::InvalidIntrospectionCredentials),
+            "{token:?}"
+        );
+    }
+    assert_eq!(
+        build(with_base, Introspection::new(IntrospectionAuth::bearer("rs.token-1~+/="))),
+        Ok(())
+    );
+
+    let day = Duration::from_secs(24 * 60 * 60);
+    let too_long: [(fn(Introspection, Duration) -> Introspection, &str); 4] = [
+        (Introspection::cache_ttl, "cache_ttl"),
+        (Introspection::inactive_cache_ttl, "inactive_cache_ttl"),
+        (Introspection::failure_cooldown, "failure_cooldown"),
+        (Introspection::max_queue_wait, "max_queue_wait"),
+    ];
+    for (set, field) in too_long {
+        for duration in [day + Duration::from_nanos(1), Duration::MAX] {
+            assert_eq!(
+                build(with_base, set(basic(), duration)),
+                Err(ConfigError::InvalidLimit { field }),
+                "{field} {duration:?}"
+            );
+        }
+        assert_eq!(build(with_base, set(basic(), day)), Ok(()), "{field}");
+    }
+}

@@ -171,6 +171,31 @@ async fn leeway_applies_to_exp_and_nbf() {
     );
 }
 
+/// A fractional NumericDate (RFC 7519 section 2) never widens the token's window: with no
+/// leeway, a `nbf` half a second ahead is not yet valid, an `exp` half a second ago expired.
+#[tokio::test]
+async fn fractional_times_without_leeway() {
+    let app = app(|b| b.leeway(std::time::Duration::ZERO)).await;
+    let issuer = &app.issuer;
+    let now = now(&app) as f64;
+    for (claim, at, expected) in [
+        ("nbf", now + 0.5, StatusCode::UNAUTHORIZED),
+        ("nbf", now + 0.001, StatusCode::UNAUTHORIZED),
+        ("nbf", now - 0.5, StatusCode::OK),
+        ("iat", now + 0.5, StatusCode::UNAUTHORIZED),
+        ("iat", now - 0.5, StatusCode::OK),
+        ("exp", now - 0.5, StatusCode::UNAUTHORIZED),
+        ("exp", now + 1.5, StatusCode::OK),
+    ] {
+        let token = issuer.token().claim(claim, at).sign();
+        assert_eq!(
+            app.get_with_token(&token).await.status,
+            expected,
+            "{claim} {at}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn multiple_audiences_any_match() {
     let app = app(|b| b.audience("https://second.example/fhir")).await;
@@ -301,12 +326,28 @@ async fn header_rules() {
         "the token has critical header parameters",
     )
     .await;
-    app.assert_invalid_token(
-        &issuer.token().header("typ", "JOSE+JSON").sign(),
-        "the token type is not accepted",
-    )
-    .await;
-    for typ in ["JWT", "at+jwt", "application/at+jwt"] {
+    for typ in [
+        "JOSE+JSON",
+        "application/",
+        "application/jwt;charset=utf-8",
+        "application/application/jwt",
+        "text/jwt",
+        " JWT",
+    ] {
+        app.assert_invalid_token(
+            &issuer.token().header("typ", typ).sign(),
+            "the token type is not accepted",
+        )
+        .await;
+    }
+    // RFC 7515 section 4.1.9: `JWT` and `application/jwt` name the same media type.
+    for typ in [
+        "JWT",
+        "application/jwt",
+        "Application/JWT",
+        "at+jwt",
+        "application/at+jwt",
+    ] {
         assert_eq!(
             app.get_with_token(&issuer.token().header("typ", typ).sign())
                 .await
