@@ -53,7 +53,10 @@ pub(crate) fn bearer_credential<'a>(
     // Anything else there (a tab, a comma, a colon, no scheme at all) makes the header
     // malformed, whatever the scheme: `Bearer\t<token>` is neither a Bearer credential nor
     // the absence of one (RFC 6750 section 3.1, `invalid_request`).
-    let scheme_end = bytes.iter().position(|&b| !is_tchar(b)).unwrap_or(bytes.len());
+    let scheme_end = bytes
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(bytes.len());
     let scheme = &bytes[..scheme_end];
     let rest = match bytes.get(scheme_end) {
         None if !scheme.is_empty() => &[][..],
@@ -73,8 +76,20 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                | b'`' | b'|' | b'~'
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
         )
 }
 
@@ -228,11 +243,31 @@ mod tests {
             ),
             (&["Bearer abc"], Some("token=abc&x"), Ok(Some("abc"))),
             // The parameter's name is read percent-decoded, as a form decoder reads it.
-            (&["Bearer abc"], Some("access%5Ftoken=x"), Err(ErrorKind::InvalidRequest)),
-            (&["Bearer abc"], Some("access%5ftoken=x"), Err(ErrorKind::InvalidRequest)),
-            (&["Bearer abc"], Some("a=1&%61ccess_token"), Err(ErrorKind::InvalidRequest)),
-            (&[], Some("%61%63%63%65%73%73%5F%74%6F%6B%65%6E=x"), Err(ErrorKind::InvalidRequest)),
-            (&["Bearer abc"], Some("access%5Ftoken%00=x"), Ok(Some("abc"))),
+            (
+                &["Bearer abc"],
+                Some("access%5Ftoken=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc"],
+                Some("access%5ftoken=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc"],
+                Some("a=1&%61ccess_token"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("%61%63%63%65%73%73%5F%74%6F%6B%65%6E=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc"],
+                Some("access%5Ftoken%00=x"),
+                Ok(Some("abc")),
+            ),
             (&["Bearer abc"], Some("access%5Gtoken=x"), Ok(Some("abc"))),
             (&["Bearer abc"], Some("access%5"), Ok(Some("abc"))),
             (&["Bearer abc"], Some("access+token=x"), Ok(Some("abc"))),
@@ -242,7 +277,11 @@ mod tests {
             (&["Bearer\tabc"], None, Err(ErrorKind::InvalidRequest)),
             (&["bearer:abc"], None, Err(ErrorKind::InvalidRequest)),
             (&["Bearer=abc"], None, Err(ErrorKind::InvalidRequest)),
-            (&["Basic,dXNlcjpwYXNz"], None, Err(ErrorKind::InvalidRequest)),
+            (
+                &["Basic,dXNlcjpwYXNz"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
             (&["Bearerabc"], None, Ok(None)),
             (&["Digest username=\"a\", realm=\"b\""], None, Ok(None)),
             (&["AWS4-HMAC-SHA256 Credential=x"], None, Ok(None)),

@@ -1125,7 +1125,7 @@ mod tests {
         assert_eq!(claims.aud(), ["a", "b"]);
         assert_eq!(
             (claims.exp(), claims.iat(), claims.nbf()),
-            (2000, Some(1000), Some(1000))
+            (2000, Some(1001), Some(1000))
         );
         assert_eq!(
             claims.scopes(),
@@ -1835,11 +1835,17 @@ mod tests {
     #[test]
     fn fractional_numeric_dates_round_towards_the_stricter_answer() {
         let claims = parse(json!({"iss": "i", "exp": 1000.7, "nbf": 900.2, "iat": 900.7})).unwrap();
-        assert_eq!((claims.exp(), claims.nbf(), claims.iat()), (1000, Some(901), Some(901)));
+        assert_eq!(
+            (claims.exp(), claims.nbf(), claims.iat()),
+            (1000, Some(901), Some(901))
+        );
         let claims = parse(json!({"iss": "i", "exp": -5.5, "nbf": -5.5})).unwrap();
         assert_eq!((claims.exp(), claims.nbf()), (-6, Some(-5)));
         let claims = parse(json!({"iss": "i", "exp": 7.0, "nbf": 7.0, "iat": 1e2})).unwrap();
-        assert_eq!((claims.exp(), claims.nbf(), claims.iat()), (7, Some(7), Some(100)));
+        assert_eq!(
+            (claims.exp(), claims.nbf(), claims.iat()),
+            (7, Some(7), Some(100))
+        );
     }
 
     #[test]

@@ -3,12 +3,19 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::HeaderName;
+
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
+use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, FhirRequest, Interaction, Operation, Requirement,
     export_requirements,
 };
+
+/// The header of a FHIR conditional create (`POST [type]` that creates only when a search
+/// finds nothing).
+const IF_NONE_EXIST: HeaderName = HeaderName::from_static("if-none-exist");
 
 /// Decides what an operation (`$name`) needs: `Some(requirements)` (empty for "allowed to
 /// any valid token"), or `None` to refuse it.
@@ -39,7 +46,24 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   results to that patient's compartment is the handler's job.
 /// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
 ///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
-///   it) plus `r` on `Group` for a group export, and every other operation is refused.
+///   it) plus `r` on `Group` for a group export, and every other operation is refused. An
+///   operation invoked by `POST` carries its parameters in the body, which the layer does
+///   not read: the policy is given no query for it, so a `POST` kick-off needs the scopes of
+///   an export of every type.
+/// - **Conditional create** (`POST [type]` with an `If-None-Exist` header) needs `s` on the
+///   type besides `c`, as conditional update, patch and delete need it besides `u` or `d`:
+///   the server searches first, and its answer tells whether the search matched.
+/// - **Compartment searches** (`GET [compartment]/[id]/[type]`, `…/*`, and their `_search`
+///   forms) need `s` on the searched type (on every type for `*`); limiting the results to
+///   the compartment is the handler's job.
+/// - **The method is the request's own.** A method-override header
+///   (`X-HTTP-Method-Override` and the like) is not read: a service behind the layer that
+///   honours one would run an interaction the layer did not check, so do not honour it
+///   there.
+/// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
+///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
+///   verified token. A handler of such a layer that serves anonymous requests decides
+///   itself what they may do (`Option<SmartClaims>` is `None` for them).
 ///
 /// Requests that cannot be classified as FHIR interactions under the base path are
 /// refused with 403 (no `scope` hint): paths under the base that are no FHIR interaction,
@@ -194,7 +218,9 @@ impl ScopeEnforcement {
 
     /// Checks one entry of a batch or transaction bundle, which the layer lets through to
     /// the handler: `method` and `url` are the entry's `request.method` and `request.url`
-    /// (relative to the FHIR base, such as `Patient/123` or `Observation?code=x`).
+    /// (relative to the FHIR base, such as `Patient/123` or `Observation?code=x`). An entry
+    /// with `request.ifNoneExist` is a conditional create: check it with
+    /// [`check_conditional_create_entry`](Self::check_conditional_create_entry).
     ///
     /// ```
     /// # fn handle(enforcement: &smart_auth::ScopeEnforcement, claims: &smart_auth::SmartClaims) -> Result<(), smart_auth::AuthError> {
@@ -224,7 +250,34 @@ impl ScopeEnforcement {
         let base = self.classifier.base_path().trim_end_matches('/');
         let path = format!("{base}/{relative}");
         let query = path.split_once('?').map(|(_, query)| query.to_owned());
-        self.check(method, &path, query.as_deref(), claims)
+        self.check(method, &path, query.as_deref(), false, claims)
+    }
+
+    /// Checks one entry of a batch or transaction bundle that is a conditional create:
+    /// `request.method` `POST` with a `request.ifNoneExist`. The server searches before it
+    /// creates, so the entry needs `s` on the type besides `c` (an answer that the resource
+    /// exists would otherwise tell a create-only client what a search finds). `url` is the
+    /// entry's `request.url`, such as `Patient`.
+    ///
+    /// ```
+    /// # fn handle(enforcement: &smart_auth::ScopeEnforcement, claims: &smart_auth::SmartClaims) -> Result<(), smart_auth::AuthError> {
+    /// enforcement.check_conditional_create_entry(claims, "Patient")?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The 403 `insufficient_scope` error the layer would answer for that request alone.
+    pub fn check_conditional_create_entry(
+        &self,
+        claims: &SmartClaims,
+        url: &str,
+    ) -> Result<(), AuthError> {
+        let relative = url.trim_start_matches('/');
+        let base = self.classifier.base_path().trim_end_matches('/');
+        let path = format!("{base}/{relative}");
+        let query = path.split_once('?').map(|(_, query)| query.to_owned());
+        self.check("POST", &path, query.as_deref(), true, claims)
     }
 
     /// The FHIR base path it enforces under, without a trailing slash (`""` for the
@@ -239,18 +292,36 @@ impl ScopeEnforcement {
         self
     }
 
-    /// Checks a verified request.
+    /// Checks a verified HTTP request: its method, the path and query clients sent (the
+    /// original URI inside `Router::nest`), and whether a `POST` carries `If-None-Exist`.
+    pub(crate) fn check_request<B>(
+        &self,
+        request: &http::Request<B>,
+        claims: &SmartClaims,
+    ) -> Result<(), AuthError> {
+        let uri = original_uri(request);
+        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        let method = request.method();
+        let if_none_exist =
+            method == http::Method::POST && request.headers().contains_key(IF_NONE_EXIST);
+        self.check(method.as_str(), path, uri.query(), if_none_exist, claims)
+    }
+
+    /// Checks a verified request; `if_none_exist` says whether it carries an
+    /// `If-None-Exist` header (a conditional create).
     pub(crate) fn check(
         &self,
         method: &str,
         path_and_query: &str,
         query: Option<&str>,
+        if_none_exist: bool,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
             Classified::OutsideBase => return Err(forbidden()),
             Classified::NotFhir | Classified::Malformed => return Err(forbidden()),
+            Classified::Fhir(request) if if_none_exist => request.with_if_none_exist(),
             Classified::Fhir(request) => request,
         };
         let requirements = match request.access() {
@@ -260,7 +331,11 @@ impl ScopeEnforcement {
                 let crate::scopes::FhirRequest::Operation(operation) = &request else {
                     return Err(forbidden());
                 };
-                match (self.operations)(operation, query) {
+                // A POST operation's parameters are in its body, which the layer does not
+                // read: the policy sees no query, so `$export` by POST needs the scopes of
+                // an export of every type, whatever a stray query says.
+                let parameters = if method == "POST" { None } else { query };
+                match (self.operations)(operation, parameters) {
                     Some(requirements) => requirements,
                     None => return Err(forbidden()),
                 }
@@ -299,6 +374,9 @@ impl ScopeEnforcement {
         match request {
             FhirRequest::Operation(_) => false,
             FhirRequest::SearchType {
+                via_post: false, ..
+            }
+            | FhirRequest::SearchCompartment {
                 via_post: false, ..
             } if interaction == Interaction::SearchType
                 && scopes.permits_search_query(resource_type, query) =>

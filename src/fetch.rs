@@ -27,6 +27,9 @@ pub(crate) enum FetchError {
     /// A JSON object that names some member twice (RFC 8725 section 3.1).
     DuplicateMember,
     IssuerMismatch,
+    /// An OpenID Connect or RFC 8414 metadata document without the `issuer` member those
+    /// specifications require.
+    IssuerMissing,
     NoMetadata,
     InvalidJwksUri,
     KeySet(crate::jwks::KeySetError),
@@ -49,6 +52,9 @@ impl fmt::Display for FetchError {
             Self::IssuerMismatch => {
                 f.write_str("discovery document names a different issuer than configured")
             }
+            Self::IssuerMissing => f.write_str(
+                "OpenID Connect or OAuth authorization server metadata without an issuer",
+            ),
             Self::NoMetadata => f.write_str("no usable discovery document was found"),
             Self::InvalidJwksUri => f.write_str("the discovered jwks_uri is not a valid https URL"),
             Self::KeySet(error) => error.fmt(f),
@@ -228,16 +234,28 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
 
 /// Finds the issuer's metadata: SMART configuration, then OpenID Connect discovery, then
 /// RFC 8414 authorization-server metadata, returning the first document that `wanted`
-/// accepts. A document that answers but names another issuer stops the search: it is a
-/// misconfiguration or an attack, not a reason to look elsewhere. Only a missing document
-/// (an HTTP error status) or an unwanted one moves on to the next location.
+/// accepts.
+///
+/// A document that answers but fails the issuer check stops the search: it is a
+/// misconfiguration or an attack, not a reason to look elsewhere. The check:
+///
+/// - OpenID Connect and RFC 8414 metadata must name the configured issuer, exactly, as a
+///   string (OpenID Connect Discovery sections 3 and 4.3, RFC 8414 sections 2 and 3.3):
+///   another value, `null` or a non-string is [`FetchError::IssuerMismatch`], no `issuer`
+///   at all is [`FetchError::IssuerMissing`].
+/// - The SMART configuration carries `issuer` only with the `sso-openid-connect`
+///   capability (SMART App Launch 2.x), so it may leave it out; when present it must be
+///   the configured issuer as a string, else [`FetchError::IssuerMismatch`].
+///
+/// Only a missing document (an HTTP error status) or an unwanted one moves on to the
+/// next location.
 pub(crate) async fn discover_metadata(
     fetcher: &Fetcher,
     issuer: &str,
     wanted: impl Fn(&Map<String, Value>) -> bool,
 ) -> Result<Map<String, Value>, FetchError> {
     let mut last_error = FetchError::NoMetadata;
-    for candidate in discovery_urls(issuer)? {
+    for (kind, candidate) in discovery_urls(issuer)? {
         let fetched = match fetcher.get(&candidate, "application/json", false).await {
             Ok(fetched) => fetched,
             Err(FetchError::Status(status)) => {
@@ -248,11 +266,7 @@ pub(crate) async fn discover_metadata(
             Err(error) => return Err(error),
         };
         let document = strict_object(&fetched.body)?;
-        match document.get("issuer") {
-            None => {}
-            Some(Value::String(named)) if named == issuer => {}
-            Some(_) => return Err(FetchError::IssuerMismatch),
-        }
+        check_issuer(&document, issuer, kind)?;
         if wanted(&document) {
             tracing::debug!(url = %candidate, "using discovery document");
             return Ok(document);
@@ -261,6 +275,32 @@ pub(crate) async fn discover_metadata(
         last_error = FetchError::NoMetadata;
     }
     Err(last_error)
+}
+
+/// Which specification a discovery location belongs to; it decides whether the
+/// document's `issuer` member is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetadataKind {
+    /// `/.well-known/smart-configuration` (SMART App Launch): `issuer` optional.
+    Smart,
+    /// `/.well-known/openid-configuration` (OpenID Connect Discovery): `issuer` required.
+    OpenId,
+    /// `/.well-known/oauth-authorization-server` (RFC 8414): `issuer` required.
+    OAuthServer,
+}
+
+/// The issuer rule of [`discover_metadata`] for one document.
+fn check_issuer(
+    document: &Map<String, Value>,
+    issuer: &str,
+    kind: MetadataKind,
+) -> Result<(), FetchError> {
+    match document.get("issuer") {
+        Some(Value::String(named)) if named == issuer => Ok(()),
+        None if kind == MetadataKind::Smart => Ok(()),
+        None => Err(FetchError::IssuerMissing),
+        Some(_) => Err(FetchError::IssuerMismatch),
+    }
 }
 
 /// Parses a fetched document as a JSON object with unique member names: a document that
@@ -288,19 +328,29 @@ pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result
     Ok(uri)
 }
 
-/// The three discovery locations for an issuer, in the order they are tried.
-pub(crate) fn discovery_urls(issuer: &str) -> Result<[Url; 3], FetchError> {
+/// The three discovery locations for an issuer, in the order they are tried, each with
+/// the specification it belongs to.
+pub(crate) fn discovery_urls(issuer: &str) -> Result<[(MetadataKind, Url); 3], FetchError> {
     let trimmed = issuer.trim_end_matches('/');
     let parse = |s: String| Url::parse(&s).map_err(|_| FetchError::InsecureUrl);
     let issuer_url = parse(trimmed.to_owned())?;
     let path = issuer_url.path().trim_end_matches('/');
     let origin = issuer_url.origin().ascii_serialization();
     Ok([
-        parse(format!("{trimmed}/.well-known/smart-configuration"))?,
-        parse(format!("{trimmed}/.well-known/openid-configuration"))?,
-        parse(format!(
-            "{origin}/.well-known/oauth-authorization-server{path}"
-        ))?,
+        (
+            MetadataKind::Smart,
+            parse(format!("{trimmed}/.well-known/smart-configuration"))?,
+        ),
+        (
+            MetadataKind::OpenId,
+            parse(format!("{trimmed}/.well-known/openid-configuration"))?,
+        ),
+        (
+            MetadataKind::OAuthServer,
+            parse(format!(
+                "{origin}/.well-known/oauth-authorization-server{path}"
+            ))?,
+        ),
     ])
 }
 
@@ -354,8 +404,65 @@ mod tests {
     }
 
     #[test]
+    fn issuer_rule_by_document_kind() {
+        let issuer = "https://as.example/tenant";
+        let document = |text: &str| strict_object(text.as_bytes()).unwrap();
+        let mismatch = || {
+            [
+                Err(FetchError::IssuerMismatch),
+                Err(FetchError::IssuerMismatch),
+                Err(FetchError::IssuerMismatch),
+            ]
+        };
+        let rows = [
+            (
+                r#"{"issuer":"https://as.example/tenant"}"#,
+                [Ok(()), Ok(()), Ok(())],
+            ),
+            (
+                r#"{}"#,
+                [
+                    Ok(()),
+                    Err(FetchError::IssuerMissing),
+                    Err(FetchError::IssuerMissing),
+                ],
+            ),
+            (r#"{"issuer":null}"#, mismatch()),
+            (r#"{"issuer":7}"#, mismatch()),
+            (r#"{"issuer":["https://as.example/tenant"]}"#, mismatch()),
+            (r#"{"issuer":""}"#, mismatch()),
+            (r#"{"issuer":"https://as.example/tenant/"}"#, mismatch()),
+            (r#"{"issuer":"https://AS.example/tenant"}"#, mismatch()),
+        ];
+        let kinds = [
+            MetadataKind::Smart,
+            MetadataKind::OpenId,
+            MetadataKind::OAuthServer,
+        ];
+        for (text, expected) in rows {
+            for (kind, expected) in kinds.into_iter().zip(expected) {
+                assert_eq!(
+                    check_issuer(&document(text), issuer, kind),
+                    expected,
+                    "{text} {kind:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn discovery_locations() {
-        let urls = discovery_urls("https://as.example/tenant/1/").unwrap();
+        let located = discovery_urls("https://as.example/tenant/1/").unwrap();
+        let kinds = located.clone().map(|(kind, _)| kind);
+        assert_eq!(
+            kinds,
+            [
+                MetadataKind::Smart,
+                MetadataKind::OpenId,
+                MetadataKind::OAuthServer
+            ]
+        );
+        let urls = located.map(|(_, url)| url);
         assert_eq!(
             urls[0].as_str(),
             "https://as.example/tenant/1/.well-known/smart-configuration"
@@ -370,7 +477,7 @@ mod tests {
         );
         let urls = discovery_urls("https://as.example").unwrap();
         assert_eq!(
-            urls[2].as_str(),
+            urls[2].1.as_str(),
             "https://as.example/.well-known/oauth-authorization-server"
         );
     }

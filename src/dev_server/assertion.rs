@@ -199,7 +199,7 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64
             "the client assertion has expired",
         ));
     }
-    if exp > now.saturating_add(MAX_ASSERTION_LIFETIME_SECS + leeway) {
+    if exp > now.saturating_add(MAX_ASSERTION_LIFETIME_SECS.saturating_add(leeway)) {
         return Err(OAuthError::invalid_client(
             "exp is more than five minutes ahead",
         ));

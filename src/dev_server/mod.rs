@@ -107,6 +107,13 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The longest accepted registered `jwks_uri`.
 const MAX_JWKS_URI_LEN: usize = 2048;
 
+/// The longest [`DevAuthServerBuilder::token_lifetime`]: 24 hours.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The largest [`DevAuthServerBuilder::clock_leeway`]: 10 minutes (the bound
+/// [`VerifierBuilder::leeway`](crate::VerifierBuilder::leeway) has too).
+pub const MAX_CLOCK_LEEWAY: Duration = Duration::from_secs(600);
+
 /// Settings of a [`DevAuthServer`]; see [`DevAuthServer::builder`].
 #[derive(Debug)]
 #[must_use]
@@ -115,6 +122,7 @@ pub struct DevAuthServerBuilder {
     address: SocketAddr,
     clock: Arc<dyn Clock>,
     token_lifetime: Duration,
+    clock_leeway: Duration,
     opaque_tokens: bool,
     http_client: Option<reqwest::Client>,
     limits: Limits,
@@ -149,7 +157,15 @@ impl DevAuthServerBuilder {
         self
     }
 
-    /// How long access tokens live (default 300 s, the SMART Backend Services advice).
+    /// How long access tokens live (default 300 s, the SMART Backend Services advice), in
+    /// whole seconds (a fraction is dropped). It must be at least 1 s and at most
+    /// [`MAX_TOKEN_LIFETIME`] (24 hours); [`start`](Self::start) refuses any other value.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .token_lifetime(Duration::from_secs(3600));
+    /// ```
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
         self.token_lifetime = lifetime;
         self
@@ -169,7 +185,9 @@ impl DevAuthServerBuilder {
     }
 
     /// Clock difference tolerated in client assertions' `exp`, `nbf` and `iat`
-    /// (default none: client and server usually share a machine in development).
+    /// (default none: client and server usually share a machine in development), in whole
+    /// seconds. At most [`MAX_CLOCK_LEEWAY`] (10 minutes); [`start`](Self::start) refuses
+    /// more.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -177,7 +195,7 @@ impl DevAuthServerBuilder {
     ///     .clock_leeway(Duration::from_secs(30));
     /// ```
     pub fn clock_leeway(mut self, leeway: Duration) -> Self {
-        self.limits.leeway_secs = seconds(leeway);
+        self.clock_leeway = leeway;
         self
     }
 
@@ -249,15 +267,43 @@ impl DevAuthServerBuilder {
     ///
     /// # Errors
     ///
-    /// When the address cannot be bound, or is not a loopback address (this server is for
-    /// development only).
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the address is not a
+    /// loopback address (this server is for development only), when the
+    /// [token lifetime](Self::token_lifetime) is under 1 s or over [`MAX_TOKEN_LIFETIME`],
+    /// or when the [clock leeway](Self::clock_leeway) is over [`MAX_CLOCK_LEEWAY`]; any
+    /// error binding the address.
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// use std::time::Duration;
+    /// use smart_auth::dev_server::DevAuthServer;
+    /// let refused = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .token_lifetime(Duration::from_secs(7 * 24 * 3600))
+    ///     .start()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+    /// # }
+    /// ```
     pub async fn start(self) -> std::io::Result<DevAuthServer> {
-        if !self.address.ip().is_loopback() {
-            return Err(std::io::Error::new(
+        let invalid = |reason: &'static str| {
+            Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "the development server binds loopback addresses only",
-            ));
+                reason,
+            ))
+        };
+        if !self.address.ip().is_loopback() {
+            return invalid("the development server binds loopback addresses only");
         }
+        let token_lifetime_secs = self.token_lifetime.as_secs();
+        if token_lifetime_secs == 0 || token_lifetime_secs > MAX_TOKEN_LIFETIME.as_secs() {
+            return invalid("token_lifetime must be at least 1 s and at most 24 hours");
+        }
+        if self.clock_leeway > MAX_CLOCK_LEEWAY {
+            return invalid("clock_leeway must be at most 10 minutes");
+        }
+        let mut limits = self.limits;
+        limits.leeway_secs = seconds(self.clock_leeway);
         let listener = tokio::net::TcpListener::bind(self.address).await?;
         let bound = listener.local_addr()?;
         let url = format!("http://{bound}");
@@ -271,13 +317,12 @@ impl DevAuthServerBuilder {
             Some(SigningAlgorithm::RS256),
         )
         .map_err(|_| std::io::Error::other("key generation failed"))?;
-        let limits = self.limits;
         let state = Arc::new(ServerState {
             token_endpoint: format!("{url}/token"),
             url: url.clone(),
             audience: self.audience,
             clock: self.clock,
-            token_lifetime: self.token_lifetime,
+            token_lifetime_secs: seconds(self.token_lifetime),
             opaque_tokens: self.opaque_tokens,
             key,
             fetcher: Fetcher {
@@ -356,7 +401,8 @@ struct ServerState {
     token_endpoint: String,
     audience: String,
     clock: Arc<dyn Clock>,
-    token_lifetime: Duration,
+    /// Between 1 and 86 400 (checked by `start`).
+    token_lifetime_secs: i64,
     opaque_tokens: bool,
     key: SigningKey,
     fetcher: Fetcher,
@@ -406,9 +452,11 @@ impl DevAuthServer {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             clock: Arc::new(SystemClock),
             token_lifetime: Duration::from_secs(300),
+            clock_leeway: Duration::ZERO,
             opaque_tokens: false,
             http_client: None,
             limits: Limits {
+                // Set from `clock_leeway` by `start`.
                 leeway_secs: 0,
                 max_tokens: 100_000,
                 max_clients: 1_000,
@@ -493,8 +541,9 @@ impl ServerState {
 
     fn configuration(&self) -> SmartConfiguration {
         let url = &self.url;
+        // No `issuer`: SMART states it only with `sso-openid-connect`, which this server
+        // does not offer. Its OpenID metadata (`/.well-known/openid-configuration`) names it.
         SmartConfiguration::builder()
-            .issuer(url.as_str())
             .jwks_uri(format!("{url}/jwks.json"))
             .token_endpoint(self.token_endpoint.as_str())
             .registration_endpoint(format!("{url}/register"))
@@ -522,10 +571,14 @@ impl ServerState {
             .expect("the development server's configuration is valid")
     }
 
-    /// Issues an access token and records it; 503 when the token store is full.
+    /// Issues an access token and records it; 503 when the token store is full, 500 when
+    /// the clock reads so far ahead that the expiry cannot be written.
     fn issue(&self, client_id: &str, scope: &str) -> Result<(String, i64), OAuthError> {
         let now = self.now();
-        let lifetime = i64::try_from(self.token_lifetime.as_secs()).unwrap_or(300);
+        let lifetime = self.token_lifetime_secs;
+        let expires_at = now
+            .checked_add(lifetime)
+            .ok_or_else(OAuthError::clock_out_of_range)?;
         let jti = random_id();
         let token = if self.opaque_tokens {
             random_id() + &random_id()
@@ -535,7 +588,7 @@ impl ServerState {
             header.insert("kid".into(), json!(self.key.kid));
             let claims = json!({
                 "iss": self.url, "sub": client_id, "client_id": client_id, "aud": self.audience,
-                "iat": now, "exp": now + lifetime, "jti": jti, "scope": scope,
+                "iat": now, "exp": expires_at, "jti": jti, "scope": scope,
             });
             // An RSA key always fits RS256.
             self.key
@@ -546,11 +599,11 @@ impl ServerState {
             client_id: client_id.to_owned(),
             scope: scope.to_owned(),
             issued_at: now,
-            expires_at: now + lifetime,
+            expires_at,
             jti,
         };
         lock(&self.tokens)
-            .insert(digest(&token), record, now + lifetime, now)
+            .insert(digest(&token), record, expires_at, now)
             .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
         Ok((token, lifetime))
     }

@@ -120,6 +120,16 @@ impl OAuthError {
         }
     }
 
+    /// The server's clock reads a time so far ahead that a token's `exp` cannot be
+    /// written: 500 `server_error`, and no token is issued.
+    pub(crate) fn clock_out_of_range() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the server clock is out of range",
+        )
+    }
+
     fn new(status: StatusCode, code: &'static str, description: &'static str) -> Self {
         Self {
             status,

@@ -171,7 +171,9 @@ pub enum DiscoveryError {
         /// The field.
         field: &'static str,
     },
-    /// A URL field is not an absolute `https` URL (`http` only for loopback hosts).
+    /// A URL field is not an absolute `https` URL (`http` only for loopback hosts), or it
+    /// has a fragment (RFC 6749 sections 3.1 and 3.2 forbid one in endpoint URLs), or it is
+    /// the `issuer` and has a query (RFC 8414 section 2 forbids both there).
     InvalidUrl {
         /// The field.
         field: &'static str,
@@ -200,10 +202,19 @@ impl fmt::Display for DiscoveryError {
         match self {
             Self::Missing { field } => write!(f, "{field} is required"),
             Self::InvalidUrl { field } => {
-                write!(
-                    f,
-                    "{field} must be an absolute https URL (http only for loopback)"
-                )
+                if *field == "issuer" {
+                    write!(
+                        f,
+                        "{field} must be an absolute https URL (http only for loopback) \
+                         without a query or fragment"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{field} must be an absolute https URL (http only for loopback) \
+                         without a fragment"
+                    )
+                }
             }
             Self::InvalidCodeChallengeMethods => f.write_str(
                 "code_challenge_methods_supported must list S256 and must not list plain",
@@ -233,7 +244,14 @@ impl std::error::Error for DiscoveryError {}
 /// - `token_endpoint_auth_signing_alg_values_supported` lists `RS384` or `ES384` when
 ///   `client-confidential-asymmetric` is a capability;
 /// - `issuer` and `jwks_uri` present when `sso-openid-connect` is a capability;
-/// - every URL absolute and `https` (`http` only for loopback hosts).
+/// - `authorization_endpoint` present when `launch-ehr` or `launch-standalone` is a
+///   capability (SMART App Launch 2.x);
+/// - every URL absolute and `https` (`http` only for loopback hosts), without a fragment;
+///   `issuer` also without a query (RFC 8414 section 2).
+///
+/// SMART says `issuer` is omitted unless `sso-openid-connect` is a capability. A document
+/// that states it anyway is accepted (Inferno only warns about it) and written back as
+/// given; [`from_issuer`](Self::from_issuer) copies it only with that capability.
 ///
 /// Fields this crate does not know are kept and written back.
 ///
@@ -352,8 +370,22 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
             return Err(DiscoveryError::Missing { field: "jwks_uri" });
         }
     }
+    // SMART App Launch 2.x: the launch flows need somewhere to send the user.
+    if (capabilities.contains(&Capability::LaunchEhr)
+        || capabilities.contains(&Capability::LaunchStandalone))
+        && raw.authorization_endpoint.is_none()
+    {
+        return Err(DiscoveryError::Missing {
+            field: "authorization_endpoint",
+        });
+    }
+    if let Some(issuer) = &raw.issuer {
+        // RFC 8414 section 2: the issuer has no query and no fragment.
+        if check_url(issuer, "issuer")?.query().is_some() {
+            return Err(DiscoveryError::InvalidUrl { field: "issuer" });
+        }
+    }
     let urls = [
-        ("issuer", &raw.issuer),
         ("jwks_uri", &raw.jwks_uri),
         ("authorization_endpoint", &raw.authorization_endpoint),
         ("token_endpoint", &raw.token_endpoint),
@@ -374,9 +406,12 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
     Ok(())
 }
 
-fn check_url(value: &str, field: &'static str) -> Result<(), DiscoveryError> {
+/// An absolute `https` URL (`http` only for loopback hosts) without a fragment, even an
+/// empty one (RFC 6749 sections 3.1 and 3.2 for endpoints; a fragment is never sent to a
+/// server, so one in any URL of this document is a mistake or a disguise).
+fn check_url(value: &str, field: &'static str) -> Result<Url, DiscoveryError> {
     match Url::parse(value) {
-        Ok(url) if is_allowed_url(&url) => Ok(()),
+        Ok(url) if is_allowed_url(&url) && url.fragment().is_none() => Ok(url),
         _ => Err(DiscoveryError::InvalidUrl { field }),
     }
 }
@@ -434,7 +469,10 @@ impl SmartConfiguration {
     /// should publish: the endpoints, grant types, authentication methods and algorithms,
     /// scopes and capabilities the server states. Fetched with the same limits as the key
     /// discovery of [`SmartAuthLayer`](crate::SmartAuthLayer): `https` (or loopback), no
-    /// redirects, 5 s, 1 MiB, and an `issuer` in the metadata must equal `issuer`.
+    /// redirects, 5 s, 1 MiB. OpenID Connect and RFC 8414 metadata must name `issuer` as
+    /// their `issuer`; a SMART configuration may leave it out, but any `issuer` it states
+    /// must equal `issuer`. The published document carries `issuer` only when the
+    /// metadata lists the `sso-openid-connect` capability (SMART omits it otherwise).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), smart_auth::discovery::DiscoveryError> {
@@ -446,8 +484,9 @@ impl SmartConfiguration {
     /// # Errors
     ///
     /// [`DiscoveryError::Fetch`] or [`DiscoveryError::IssuerMismatch`] when the metadata
-    /// cannot be had; a validation error when what it states does not make a valid
-    /// document.
+    /// cannot be had, [`DiscoveryError::Missing`] for `issuer` when OpenID Connect or
+    /// RFC 8414 metadata names no issuer; a validation error when what it states does not
+    /// make a valid document.
     pub async fn from_issuer(issuer: &str) -> Result<Self, DiscoveryError> {
         SmartConfigurationBuilder::from_issuer(issuer, None)
             .await?
@@ -604,7 +643,8 @@ macro_rules! setters {
 
 impl SmartConfigurationBuilder {
     setters! {
-        /// `issuer` (required with `sso-openid-connect`).
+        /// `issuer` (required with `sso-openid-connect`, which is the only case SMART
+        /// states it in; no query or fragment).
         issuer: text;
         /// `jwks_uri` (required with `sso-openid-connect`).
         jwks_uri: text;
@@ -709,7 +749,9 @@ impl SmartConfigurationBuilder {
     ///
     /// # Errors
     ///
-    /// [`DiscoveryError::Fetch`] or [`DiscoveryError::IssuerMismatch`].
+    /// [`DiscoveryError::Fetch`], [`DiscoveryError::IssuerMismatch`], or
+    /// [`DiscoveryError::Missing`] for `issuer` (OpenID Connect or RFC 8414 metadata
+    /// without one).
     pub async fn from_issuer(
         issuer: &str,
         client: Option<reqwest::Client>,
@@ -735,6 +777,7 @@ impl SmartConfigurationBuilder {
                 .await
                 .map_err(|error| match error {
                     FetchError::IssuerMismatch => DiscoveryError::IssuerMismatch,
+                    FetchError::IssuerMissing => DiscoveryError::Missing { field: "issuer" },
                     other => DiscoveryError::Fetch {
                         reason: other.to_string(),
                     },
@@ -787,8 +830,12 @@ impl SmartConfigurationBuilder {
         // Metadata without grant types leaves the field empty, and the build fails: RFC 8414
         // would mean authorization_code and implicit, neither of which is ours to claim.
         let grant_types = list("grant_types_supported")?;
+        // SMART App Launch 2.x: `issuer` is stated with `sso-openid-connect` and omitted
+        // otherwise. (Discovery has already checked that any issuer is the configured one.)
+        let issuer =
+            text("issuer")?.filter(|_| capabilities.contains(&Capability::SsoOpenidConnect));
         let raw = RawConfiguration {
-            issuer: text("issuer")?,
+            issuer,
             jwks_uri: text("jwks_uri")?,
             authorization_endpoint: text("authorization_endpoint")?,
             grant_types_supported: grant_types,

@@ -32,7 +32,11 @@ pub use static_keys::StaticKeys;
 /// Every age, TTL and cooldown below is measured on tokio's monotonic clock
 /// ([`tokio::time::Instant`]), never on the configured [`Clock`](crate::Clock): setting the
 /// host's wall clock back cannot keep keys fresh or a cooldown running, and setting it
-/// forward cannot expire them early. The wall clock only stamps [`KeyCacheStatus`].
+/// forward cannot expire them early. The wall clock only stamps [`KeyCacheStatus`], and
+/// the deadlines of the [token cache](crate::TokenCachePolicy): an entry there keeps how long
+/// its key set may still be relied on as a wall-clock time, fixed when it is stored, so a
+/// wall clock set back by some amount after that lets the entry answer that much longer
+/// (a new token's verification refreshes a stale key set as usual, which ends it).
 ///
 /// - **Cold start.** The first request discovers `jwks_uri` and fetches the key set; every
 ///   request that arrives meanwhile waits for that same fetch (single flight).
@@ -392,7 +396,8 @@ impl KeyStore {
     /// refresh: while the set is within its TTL and within max stale. The time left is
     /// measured on the monotonic clock and then stated as a wall-clock time (the token
     /// cache's currency): the wall clock now plus what is left, so a wall clock set back
-    /// since the fetch does not lengthen it.
+    /// between the fetch and now does not lengthen it (one set back after now does, for
+    /// the entry that keeps this deadline).
     pub(crate) fn fresh_until(&self, key: &ChosenKey) -> SystemTime {
         let now = self.clock.now();
         if self.static_keys.is_some() {

@@ -233,7 +233,9 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
 
     /// Lets requests without credentials through to the inner service, without claims;
     /// handlers take `Option<SmartClaims>`. A request with an invalid token is still
-    /// refused.
+    /// refused. [Scope enforcement](Self::enforce_scopes) checks only requests with a
+    /// verified token: an anonymous request reaches the handler unchecked, and the handler
+    /// decides what it may do.
     pub fn optional(mut self) -> Self {
         self.mode = AuthMode::Optional;
         self

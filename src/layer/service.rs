@@ -157,9 +157,7 @@ fn admit<B>(
     claims: SmartClaims,
 ) -> Result<SmartClaims, AuthError> {
     if let Some(enforcement) = &shared.enforcement {
-        let uri = original_uri(request);
-        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-        enforcement.check(request.method().as_str(), path, uri.query(), &claims)?;
+        enforcement.check_request(request, &claims)?;
     }
     Ok(claims)
 }

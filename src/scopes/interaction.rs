@@ -21,6 +21,13 @@
 //! | GET | `/T/id/_history` | instance history |
 //! | GET | `/T/id/_history/vid` | vread |
 //! | GET, POST | `/T/id/$op` | instance operation |
+//! | GET | `/C/id/T` or `/C/id/*` | compartment search |
+//! | GET, POST | `/C/id/T/_search` or `/C/id/*/_search` | compartment search |
+//!
+//! A compartment `C` is one of FHIR's compartment types (`Patient`, `Encounter`,
+//! `RelatedPerson`, `Practitioner`, `Device`, `EpisodeOfCare`). A conditional create
+//! (`POST /T` with an `If-None-Exist` header) cannot be told from the path: it is
+//! classified as a create, and [`FhirRequest::with_if_none_exist`] makes it conditional.
 //!
 //! `HEAD` is treated like `GET`. Methods are case-sensitive, as in HTTP. One trailing slash is
 //! ignored. The query string only matters where the table shows it. A type `T` must have the
@@ -275,6 +282,32 @@ impl Classifier {
                     Some(id),
                 )?
             }
+            [compartment, id, target] if is_compartment(compartment) => {
+                let id = valid_id(id)?;
+                let resource_type = self.compartment_target(target)?;
+                match method {
+                    "GET" => FhirRequest::SearchCompartment {
+                        compartment: (*compartment).to_owned(),
+                        id,
+                        resource_type,
+                        via_post: false,
+                    },
+                    _ => return None,
+                }
+            }
+            [compartment, id, target, "_search"] if is_compartment(compartment) => {
+                let id = valid_id(id)?;
+                let resource_type = self.compartment_target(target)?;
+                match method {
+                    "GET" | "POST" => FhirRequest::SearchCompartment {
+                        compartment: (*compartment).to_owned(),
+                        id,
+                        resource_type,
+                        via_post: method == "POST",
+                    },
+                    _ => return None,
+                }
+            }
             [type_name, id, "_history", version_id] => {
                 let resource_type = self.resource_type(type_name)?;
                 let id = valid_id(id)?;
@@ -293,6 +326,17 @@ impl Classifier {
         Some(request)
     }
 
+    /// The searched type of a compartment search: `Some(type)`, or `None` for `*` (every
+    /// type); not a search target otherwise.
+    #[allow(clippy::option_option)]
+    fn compartment_target(&self, segment: &str) -> Option<Option<String>> {
+        if segment == "*" {
+            Some(None)
+        } else {
+            self.resource_type(segment).map(Some)
+        }
+    }
+
     /// Checks a type segment against the shape and the allowed list.
     fn resource_type(&self, segment: &str) -> Option<String> {
         let allowed = self
@@ -301,6 +345,15 @@ impl Classifier {
             .is_none_or(|types| types.iter().any(|allowed| allowed == segment));
         (is_resource_type_name(segment) && allowed).then(|| segment.to_owned())
     }
+}
+
+/// FHIR's compartment types (R4 and R5): `[base]/[compartment]/[id]/[type]` searches in
+/// one of them.
+fn is_compartment(segment: &str) -> bool {
+    matches!(
+        segment,
+        "Patient" | "Encounter" | "RelatedPerson" | "Practitioner" | "Device" | "EpisodeOfCare"
+    )
 }
 
 /// Why a path cannot be read one way only (see [`Classifier`]).
@@ -462,9 +515,15 @@ pub enum FhirRequest {
     },
     /// `GET /_history`.
     HistorySystem,
-    /// `POST [type]`. A conditional create (`If-None-Exist` header) cannot be seen from the
-    /// path; callers that honour that header should also require `s` on the type.
+    /// `POST [type]`.
     Create {
+        /// Resource type.
+        resource_type: String,
+    },
+    /// `POST [type]` with an `If-None-Exist` header (or a bundle entry's
+    /// `request.ifNoneExist`): the server searches first, so it needs `s` besides `c`.
+    /// Made from [`Create`](Self::Create) by [`with_if_none_exist`](Self::with_if_none_exist).
+    ConditionalCreate {
         /// Resource type.
         resource_type: String,
     },
@@ -473,6 +532,19 @@ pub enum FhirRequest {
         /// Resource type.
         resource_type: String,
         /// Whether it came as `POST [type]/_search` (parameters may be in the body).
+        via_post: bool,
+    },
+    /// `GET [compartment]/[id]/[type]?...` (`[type]` may be `*`), or the same with
+    /// `/_search` by `GET` or `POST`: a search of one type, or of every type, in a
+    /// compartment. Limiting the results to the compartment is the handler's job.
+    SearchCompartment {
+        /// The compartment type, such as `Patient`.
+        compartment: String,
+        /// The compartment's id.
+        id: String,
+        /// The searched type; `None` for `*`.
+        resource_type: Option<String>,
+        /// Whether it came as `POST …/_search` (parameters may be in the body).
         via_post: bool,
     },
     /// `GET [base]?...` or `GET|POST [base]/_search`.
@@ -533,6 +605,26 @@ impl FhirRequest {
         Classifier::new(base_path).classify(method, path)
     }
 
+    /// This request as sent with an `If-None-Exist` header: a [`Create`](Self::Create)
+    /// becomes a [`ConditionalCreate`](Self::ConditionalCreate); any other request is
+    /// returned as it is (the header means nothing to it).
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Classified, FhirRequest};
+    ///
+    /// let Classified::Fhir(create) = FhirRequest::classify("POST", "/fhir/Patient", "/fhir") else {
+    ///     unreachable!()
+    /// };
+    /// assert!(matches!(create.with_if_none_exist(), FhirRequest::ConditionalCreate { .. }));
+    /// ```
+    #[must_use]
+    pub fn with_if_none_exist(self) -> Self {
+        match self {
+            Self::Create { resource_type } => Self::ConditionalCreate { resource_type },
+            other => other,
+        }
+    }
+
     /// The resource type in the path, if any.
     #[must_use]
     pub fn resource_type(&self) -> Option<&str> {
@@ -548,7 +640,9 @@ impl FhirRequest {
             | Self::HistoryInstance { resource_type, .. }
             | Self::HistoryType { resource_type }
             | Self::Create { resource_type }
+            | Self::ConditionalCreate { resource_type }
             | Self::SearchType { resource_type, .. } => Some(resource_type),
+            Self::SearchCompartment { resource_type, .. } => resource_type.as_deref(),
             Self::Operation(operation) => operation.resource_type.as_deref(),
             Self::HistorySystem
             | Self::SearchSystem { .. }
@@ -578,7 +672,17 @@ impl FhirRequest {
                 (Interaction::HistoryInstance, named(resource_type))
             }
             Self::HistoryType { resource_type } => (Interaction::HistoryType, named(resource_type)),
-            Self::Create { resource_type } => (Interaction::Create, named(resource_type)),
+            Self::Create { resource_type } | Self::ConditionalCreate { resource_type } => {
+                (Interaction::Create, named(resource_type))
+            }
+            Self::SearchCompartment {
+                resource_type: Some(resource_type),
+                ..
+            } => (Interaction::SearchType, named(resource_type)),
+            Self::SearchCompartment {
+                resource_type: None,
+                ..
+            } => (Interaction::SearchSystem, ResourceType::Any),
             Self::SearchType { resource_type, .. } => {
                 (Interaction::SearchType, named(resource_type))
             }
@@ -591,8 +695,8 @@ impl FhirRequest {
 
     /// What the request needs from the token's scopes.
     ///
-    /// Conditional update, patch and delete run a search on the server, so they need `s` on the
-    /// type besides `u` or `d`. System search and history need `s` on `*`; a caller that
+    /// Conditional create, update, patch and delete run a search on the server, so they need
+    /// `s` on the type besides `c`, `u` or `d`. System search and history need `s` on `*`; a caller that
     /// evaluates `_type` may check each listed type instead.
     #[must_use]
     pub fn access(&self) -> AccessRule {
@@ -608,7 +712,8 @@ impl FhirRequest {
                     })
                     .into_iter()
                     .collect();
-                if let Self::ConditionalUpdate { resource_type }
+                if let Self::ConditionalCreate { resource_type }
+                | Self::ConditionalUpdate { resource_type }
                 | Self::ConditionalPatch { resource_type }
                 | Self::ConditionalDelete { resource_type } = self
                 {
@@ -1009,6 +1114,60 @@ mod tests {
                 Classified::NotFhir,
             ),
             ("GET", "/Patient/123/_history/..", Classified::Malformed),
+            // Compartment searches.
+            (
+                "GET",
+                "/Patient/123/Observation?code=x",
+                fhir(SearchCompartment {
+                    compartment: t("Patient"),
+                    id: t("123"),
+                    resource_type: Some(t("Observation")),
+                    via_post: false,
+                }),
+            ),
+            (
+                "HEAD",
+                "/Encounter/e.1/*",
+                fhir(SearchCompartment {
+                    compartment: t("Encounter"),
+                    id: t("e.1"),
+                    resource_type: None,
+                    via_post: false,
+                }),
+            ),
+            (
+                "POST",
+                "/Device/d/Observation/_search",
+                fhir(SearchCompartment {
+                    compartment: t("Device"),
+                    id: t("d"),
+                    resource_type: Some(t("Observation")),
+                    via_post: true,
+                }),
+            ),
+            (
+                "GET",
+                "/RelatedPerson/r/*/_search",
+                fhir(SearchCompartment {
+                    compartment: t("RelatedPerson"),
+                    id: t("r"),
+                    resource_type: None,
+                    via_post: false,
+                }),
+            ),
+            ("POST", "/Patient/123/Observation", Classified::NotFhir),
+            ("PUT", "/Patient/123/Observation", Classified::NotFhir),
+            ("DELETE", "/Patient/123/*/_search", Classified::NotFhir),
+            ("GET", "/Observation/1/Patient", Classified::NotFhir),
+            ("GET", "/Patient/1/observation", Classified::NotFhir),
+            ("GET", "/Patient/1/**", Classified::NotFhir),
+            ("GET", "/Patient/1_/Observation", Classified::NotFhir),
+            ("GET", "/Patient/1/Observation/1", Classified::NotFhir),
+            (
+                "GET",
+                "/Patient/1/Observation/_history",
+                Classified::NotFhir,
+            ),
         ];
         for (method, path, expected) in cases {
             assert_eq!(

@@ -246,8 +246,9 @@ impl ScopeSet {
     /// filter, with the same name and exactly the same value. Extra parameters only narrow a
     /// FHIR search, so they may be present; but a query that could bring back resources
     /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained` or
-    /// `_query`. Pairs whose text is ambiguous to decode (a `+`, a bad `%` escape, bytes that
-    /// are not UTF-8) are never counted as carrying a filter.
+    /// `_query`. A query that holds any pair whose text is ambiguous to decode (a `+`, a bad
+    /// `%` escape, bytes that are not UTF-8) carries no filter at all: the whole query is
+    /// refused, not only that pair.
     ///
     /// ```
     /// use smart_auth::scopes::ScopeSet;

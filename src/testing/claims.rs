@@ -14,7 +14,6 @@ use tower_service::Service;
 use crate::claims::{FhirContext, SmartClaims};
 use crate::clock::{Clock as _, SystemClock, unix_seconds};
 use crate::enforce::ScopeEnforcement;
-use crate::original_uri::original_uri;
 use crate::response::Challenge;
 
 /// Builds [`SmartClaims`] for a handler test, with no issuer, no key and no signed token.
@@ -328,18 +327,14 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if let Some(enforcement) = &self.enforcement {
-            let uri = original_uri(&request);
-            let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-            let checked =
-                enforcement.check(request.method().as_str(), path, uri.query(), &self.claims);
-            if let Err(error) = checked {
-                return WithClaimsFuture {
-                    state: State::Refused {
-                        response: Some(Challenge::default_realm().response(&error)),
-                    },
-                };
-            }
+        if let Some(enforcement) = &self.enforcement
+            && let Err(error) = enforcement.check_request(&request, &self.claims)
+        {
+            return WithClaimsFuture {
+                state: State::Refused {
+                    response: Some(Challenge::default_realm().response(&error)),
+                },
+            };
         }
         request.extensions_mut().insert(self.claims.clone());
         WithClaimsFuture {

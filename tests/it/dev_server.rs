@@ -625,6 +625,17 @@ async fn discovery_documents_and_opaque_tokens() {
         served["introspection_endpoint"],
         server.introspection_endpoint()
     );
+    // SMART states `issuer` only with `sso-openid-connect`, which this server does not
+    // list; its OpenID metadata names the issuer.
+    assert_eq!(served.get("issuer"), None);
+    assert_eq!(configuration.issuer(), None);
+    let openid: Value = reqwest::get(format!("{}/.well-known/openid-configuration", server.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openid["issuer"], server.url());
     assert!(
         served["capabilities"]
             .as_array()
@@ -655,4 +666,227 @@ async fn discovery_documents_and_opaque_tokens() {
             .is_err(),
         "loopback only"
     );
+}
+
+/// A token for the client `c` (secret `s`, registered in code) by HTTP Basic.
+async fn basic_token(server: &DevAuthServer) -> (StatusCode, Value) {
+    server.register(ClientRegistration::client_secret_basic(
+        "c",
+        "s",
+        ["system/*.rs"],
+    ));
+    let response = reqwest::Client::new()
+        .post(server.token_endpoint())
+        .basic_auth("c", Some("s"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+/// The claims of a compact JWS, unverified.
+fn jwt_claims(token: &str) -> Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = token.split('.').nth(1).expect("a JWS");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The token lifetime is 1 s to 24 h and the clock leeway at most 10 minutes: `start`
+/// refuses anything else with `InvalidInput` (a lifetime near `u64::MAX` seconds used to
+/// overflow `iat + lifetime`), and the bounds themselves are accepted.
+#[tokio::test]
+async fn token_lifetime_and_clock_leeway_are_bounded_at_start() {
+    use smart_auth::dev_server::{MAX_CLOCK_LEEWAY, MAX_TOKEN_LIFETIME};
+    assert_eq!(MAX_TOKEN_LIFETIME, Duration::from_secs(86_400));
+    assert_eq!(MAX_CLOCK_LEEWAY, Duration::from_secs(600));
+    for lifetime in [
+        Duration::ZERO,
+        Duration::from_millis(999),
+        MAX_TOKEN_LIFETIME + Duration::from_secs(1),
+        Duration::from_secs(u64::try_from(i64::MAX).unwrap()),
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+    ] {
+        let error = DevAuthServer::builder(FHIR)
+            .token_lifetime(lifetime)
+            .start()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{lifetime:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "token_lifetime must be at least 1 s and at most 24 hours"
+        );
+    }
+    for leeway in [
+        MAX_CLOCK_LEEWAY + Duration::from_secs(1),
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+    ] {
+        let error = DevAuthServer::builder(FHIR)
+            .clock_leeway(leeway)
+            .start()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{leeway:?}");
+        assert_eq!(error.to_string(), "clock_leeway must be at most 10 minutes");
+    }
+    // The bounds: tokens live exactly the configured whole seconds.
+    for (lifetime, seconds) in [
+        (Duration::from_secs(1), 1),
+        (Duration::from_millis(1_500), 1),
+        (MAX_TOKEN_LIFETIME, 86_400),
+    ] {
+        let server = DevAuthServer::builder(FHIR)
+            .token_lifetime(lifetime)
+            .clock_leeway(MAX_CLOCK_LEEWAY)
+            .start()
+            .await
+            .unwrap();
+        let (status, body) = basic_token(&server).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["expires_in"], seconds);
+        let claims = jwt_claims(body["access_token"].as_str().unwrap());
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            seconds
+        );
+    }
+}
+
+/// A clock this far ahead, where `now + lifetime` no longer fits in an `i64`.
+#[derive(Debug)]
+struct EndOfTime;
+
+impl smart_auth::Clock for EndOfTime {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(i64::MAX).unwrap() - 10)
+    }
+}
+
+/// When the expiry cannot be written the token endpoint answers 500 `server_error` and
+/// issues nothing, instead of panicking (debug) or writing a negative `exp` (release);
+/// the server goes on answering.
+#[tokio::test]
+async fn a_clock_at_the_end_of_time_gives_a_server_error_not_an_overflow() {
+    let server = DevAuthServer::builder(FHIR)
+        .clock(EndOfTime)
+        .opaque_tokens()
+        .start()
+        .await
+        .unwrap();
+    let (status, body) = basic_token(&server).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"], "server_error");
+    assert_eq!(body.get("access_token"), None);
+    assert_eq!(server.stored_tokens(), 0);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(EndOfTime)
+        .start()
+        .await
+        .unwrap();
+    let (status, body) = basic_token(&server).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
+    );
+    // Registration at the same instant saturates its expiry and still works.
+    let response = reqwest::Client::new()
+        .post(format!("{}/register", server.url()))
+        .json(&json!({"scope": "system/Patient.rs", "token_endpoint_auth_method": "client_secret_basic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        reqwest::get(format!("{}/.well-known/smart-configuration", server.url()))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// The other duration settings (`client_lifetime`, `jwks_cache_ttl`) saturate instead of
+/// overflowing: the largest values start a server whose registration and token
+/// endpoints work, and whose registrations expire at the largest time there is.
+#[tokio::test]
+async fn the_largest_client_lifetime_and_key_set_ttl_saturate() {
+    let setup = setup().await;
+    let server = DevAuthServer::builder(FHIR)
+        .client_lifetime(Duration::MAX)
+        .jwks_cache_ttl(Duration::MAX)
+        .start()
+        .await
+        .unwrap();
+    let register = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/register", server.url()))
+            .json(&body)
+            .send()
+    };
+    let response = register(
+        json!({"scope": "system/Patient.rs", "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let registered: Value = response.json().await.unwrap();
+    assert_eq!(registered["client_secret_expires_at"], i64::MAX);
+    let token = reqwest::Client::new()
+        .post(server.token_endpoint())
+        .basic_auth(
+            registered["client_id"].as_str().unwrap(),
+            registered["client_secret"].as_str(),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::OK);
+    // A key set fetched from a client's jwks_uri is cached until the end of time.
+    let response =
+        register(json!({"scope": "system/Patient.rs", "jwks_uri": setup.keys.jwks_uri()}))
+            .await
+            .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let client_id = response.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        let assertion = setup
+            .keys
+            .token()
+            .alg(SigningAlgorithm::ES384)
+            .header("typ", "JWT")
+            .claim("iss", client_id.as_str())
+            .claim("sub", client_id.as_str())
+            .claim("aud", server.token_endpoint())
+            .without("client_id")
+            .without("scope")
+            .expires_in_secs(240)
+            .sign();
+        let response = reqwest::Client::new()
+            .post(server.token_endpoint())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&scope=system%2FPatient.rs\
+                 &client_assertion_type={}&client_assertion={assertion}",
+                urlencode(ASSERTION_TYPE)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(setup.keys.jwks_fetches(), 1);
 }

@@ -508,7 +508,9 @@ async fn from_issuer_falls_back_to_openid_configuration_and_refuses_another_issu
         .capabilities([Capability::ClientConfidentialSymmetric])
         .build()
         .unwrap();
-    assert_eq!(configuration.issuer(), Some(issuer.url()));
+    // SMART states `issuer` only with `sso-openid-connect`, which this metadata does not
+    // list: the published document leaves it out.
+    assert_eq!(configuration.issuer(), None);
 
     let other = TestIssuer::start().await;
     other.set_discovery_issuer("https://evil.example");
@@ -524,6 +526,249 @@ async fn from_issuer_falls_back_to_openid_configuration_and_refuses_another_issu
             .unwrap_err(),
         DiscoveryError::InvalidUrl { field: "issuer" }
     ));
+}
+
+/// SMART App Launch 2.x: `authorization_endpoint` is required when `launch-ehr` or
+/// `launch-standalone` is a capability.
+#[test]
+fn launch_capabilities_need_an_authorization_endpoint() {
+    let launch_sets = [
+        vec![Capability::LaunchEhr],
+        vec![Capability::LaunchStandalone],
+        vec![Capability::LaunchEhr, Capability::LaunchStandalone],
+        vec![Capability::PermissionV2, Capability::LaunchStandalone],
+    ];
+    for capabilities in launch_sets {
+        let builder = || {
+            SmartConfiguration::builder()
+                .token_endpoint("https://as.example/token")
+                .grant_types_supported(["authorization_code"])
+                .capabilities(capabilities.clone())
+        };
+        assert_eq!(
+            builder().build().unwrap_err(),
+            DiscoveryError::Missing {
+                field: "authorization_endpoint"
+            },
+            "{capabilities:?}"
+        );
+        assert!(
+            builder()
+                .authorization_endpoint("https://as.example/authorize")
+                .build()
+                .is_ok(),
+            "{capabilities:?}"
+        );
+    }
+    // Deserializing applies the rule; the backend-only document needs no endpoint.
+    let mut document = ig_full_example();
+    document
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization_endpoint");
+    assert!(serde_json::from_value::<SmartConfiguration>(document).is_err());
+    let mut document = ig_backend_example();
+    document["capabilities"] = json!(["launch-standalone", "client-confidential-asymmetric"]);
+    assert!(serde_json::from_value::<SmartConfiguration>(document).is_err());
+    assert!(serde_json::from_value::<SmartConfiguration>(ig_backend_example()).is_ok());
+}
+
+/// RFC 6749 sections 3.1 and 3.2: endpoint URLs have no fragment. Every URL field of the
+/// document is held to it, an empty fragment (`#`) included.
+#[test]
+fn urls_with_a_fragment_are_refused() {
+    type Set = fn(SmartConfigurationBuilder, String) -> SmartConfigurationBuilder;
+    let fields: [(&str, Set); 10] = [
+        ("token_endpoint", |b, url| b.token_endpoint(url)),
+        ("authorization_endpoint", |b, url| {
+            b.authorization_endpoint(url)
+        }),
+        ("jwks_uri", |b, url| b.jwks_uri(url)),
+        ("registration_endpoint", |b, url| {
+            b.registration_endpoint(url)
+        }),
+        ("management_endpoint", |b, url| b.management_endpoint(url)),
+        ("introspection_endpoint", |b, url| {
+            b.introspection_endpoint(url)
+        }),
+        ("revocation_endpoint", |b, url| b.revocation_endpoint(url)),
+        ("user_access_brand_bundle", |b, url| {
+            b.user_access_brand_bundle(url)
+        }),
+        ("associated_endpoints", |b, url| {
+            b.associated_endpoint(url, [Capability::SmartAppState])
+        }),
+        ("issuer", |b, url| b.issuer(url)),
+    ];
+    let fragments = [
+        "https://as.example/x#frag",
+        "https://as.example/x#",
+        "https://as.example/x?a=1#frag",
+        "https://as.example#x",
+        "http://127.0.0.1:9/x#frag",
+        "https://as.example/x%23y#",
+    ];
+    for (field, set) in fields {
+        let backend = || SmartConfiguration::backend_services("https://as.example/token");
+        for url in fragments {
+            assert_eq!(
+                set(backend(), url.to_owned()).build().unwrap_err(),
+                DiscoveryError::InvalidUrl { field },
+                "{field} {url}"
+            );
+        }
+        // The control: the same URL without its fragment (an escaped `#` is a path byte).
+        assert!(
+            set(backend(), "https://as.example/x%23y".to_owned())
+                .build()
+                .is_ok(),
+            "{field}"
+        );
+    }
+    let mut document = ig_backend_example();
+    document["token_endpoint"] = json!("https://ehr.example.com/auth/token#x");
+    assert!(serde_json::from_value::<SmartConfiguration>(document).is_err());
+}
+
+/// RFC 8414 section 2: the issuer has no query and no fragment (empty ones included).
+#[test]
+fn an_issuer_with_a_query_or_fragment_is_refused() {
+    let backend = || {
+        SmartConfiguration::backend_services("https://as.example/token")
+            .capability(Capability::SsoOpenidConnect)
+            .jwks_uri("https://as.example/jwks?kind=current")
+    };
+    for issuer in [
+        "https://as.example?x=1",
+        "https://as.example/?",
+        "https://as.example/tenant?tenant=1",
+        "https://as.example#",
+        "https://as.example/tenant#main",
+        "http://127.0.0.1:9/?a",
+    ] {
+        assert_eq!(
+            backend().issuer(issuer).build().unwrap_err(),
+            DiscoveryError::InvalidUrl { field: "issuer" },
+            "{issuer}"
+        );
+    }
+    for issuer in [
+        "https://as.example",
+        "https://as.example/tenant/1",
+        "http://127.0.0.1:9",
+    ] {
+        let built = backend().issuer(issuer).build().unwrap();
+        assert_eq!(built.issuer(), Some(issuer));
+    }
+    assert_eq!(
+        DiscoveryError::InvalidUrl { field: "issuer" }.to_string(),
+        "issuer must be an absolute https URL (http only for loopback) without a query or fragment"
+    );
+    let mut document = ig_full_example();
+    document["issuer"] = json!("https://ehr.example.com?tenant=a");
+    assert!(serde_json::from_value::<SmartConfiguration>(document).is_err());
+}
+
+/// SMART says `issuer` is omitted unless `sso-openid-connect` is a capability. A document
+/// that states it anyway is accepted as given (Inferno only warns), but `from_issuer`
+/// copies the authorization server's issuer into the published document only when that
+/// capability is listed.
+#[tokio::test]
+async fn issuer_is_published_only_with_sso_openid_connect() {
+    let configuration = SmartConfiguration::backend_services("https://as.example/token")
+        .issuer("https://as.example")
+        .build()
+        .unwrap();
+    assert_eq!(configuration.issuer(), Some("https://as.example"));
+
+    for (capabilities, published) in [
+        (json!(["client-confidential-asymmetric"]), false),
+        (
+            json!(["client-confidential-asymmetric", "sso-openid-connect"]),
+            true,
+        ),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let document = json!({
+            "issuer": url,
+            "jwks_uri": format!("{url}/jwks.json"),
+            "token_endpoint": format!("{url}/token"),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES384"],
+            "capabilities": capabilities,
+        });
+        let router = Router::new().route(
+            "/.well-known/smart-configuration",
+            get(move || {
+                let body = document.to_string();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        );
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let configuration = SmartConfiguration::from_issuer(&url).await.unwrap();
+        let expected = published.then_some(url.as_str());
+        assert_eq!(configuration.issuer(), expected, "{capabilities}");
+        let served = serde_json::to_value(&configuration).unwrap();
+        assert_eq!(served.get("issuer").is_some(), published, "{capabilities}");
+        server.abort();
+    }
+}
+
+/// What the authorization server states is validated before it is published: a token
+/// endpoint with a fragment, or a launch capability without an authorization endpoint,
+/// makes `from_issuer` fail with the field named.
+#[tokio::test]
+async fn from_issuer_refuses_what_would_be_an_invalid_document() {
+    let rows = [
+        (
+            json!({"token_endpoint": "{url}/token#x", "capabilities": ["client-confidential-symmetric"]}),
+            DiscoveryError::InvalidUrl {
+                field: "token_endpoint",
+            },
+        ),
+        (
+            json!({"token_endpoint": "{url}/token", "capabilities": ["launch-ehr"]}),
+            DiscoveryError::Missing {
+                field: "authorization_endpoint",
+            },
+        ),
+        (
+            json!({"token_endpoint": "{url}/token", "authorization_endpoint": "{url}/authorize#", "capabilities": ["launch-standalone"]}),
+            DiscoveryError::InvalidUrl {
+                field: "authorization_endpoint",
+            },
+        ),
+    ];
+    for (template, expected) in rows {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut document = template.clone();
+        for value in document.as_object_mut().unwrap().values_mut() {
+            if let Some(text) = value.as_str() {
+                *value = json!(text.replace("{url}", &url));
+            }
+        }
+        document["grant_types_supported"] = json!(["client_credentials"]);
+        let router = Router::new().route(
+            "/.well-known/smart-configuration",
+            get(move || {
+                let body = document.to_string();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        );
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        assert_eq!(
+            SmartConfiguration::from_issuer(&url).await.unwrap_err(),
+            expected,
+            "{template}"
+        );
+        server.abort();
+    }
 }
 
 #[test]

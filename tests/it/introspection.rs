@@ -1036,18 +1036,25 @@ fn unsafe_introspection_settings_are_refused_at_build() {
 
     for token in ["tok\n", "", "a b", "tok\"", "t\u{e9}k", "==", "tok\0"] {
         assert_eq!(
-            build(with_base, Introspection::new(IntrospectionAuth::bearer(token))),
+            build(
+                with_base,
+                Introspection::new(IntrospectionAuth::bearer(token))
+            ),
             Err(ConfigError::InvalidIntrospectionCredentials),
             "{token:?}"
         );
     }
     assert_eq!(
-        build(with_base, Introspection::new(IntrospectionAuth::bearer("rs.token-1~+/="))),
+        build(
+            with_base,
+            Introspection::new(IntrospectionAuth::bearer("rs.token-1~+/="))
+        ),
         Ok(())
     );
 
     let day = Duration::from_secs(24 * 60 * 60);
-    let too_long: [(fn(Introspection, Duration) -> Introspection, &str); 4] = [
+    type Setter = fn(Introspection, Duration) -> Introspection;
+    let too_long: [(Setter, &str); 4] = [
         (Introspection::cache_ttl, "cache_ttl"),
         (Introspection::inactive_cache_ttl, "inactive_cache_ttl"),
         (Introspection::failure_cooldown, "failure_cooldown"),

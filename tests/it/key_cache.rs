@@ -1,10 +1,13 @@
 //! The key cache: discovery, single flight, rotation, cooldowns, stale keys, fetch limits.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
+use smart_auth::discovery::DiscoveryError;
 use smart_auth::testing::{JwksBehaviour, TestIssuer};
 use smart_auth::{ManualClock, RefreshPolicy, SmartAuthLayer};
 
@@ -104,6 +107,247 @@ async fn discovery_naming_another_issuer_is_refused() {
         0,
         "a wrong document stops discovery"
     );
+}
+
+/// Metadata documents served raw for the issuer at `url`: each well-known path given has
+/// its body (any other path answers 404) and counts its requests.
+struct RawMetadata {
+    url: String,
+    fetches: Vec<(&'static str, Arc<AtomicUsize>)>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl RawMetadata {
+    async fn start(documents: impl Fn(&str) -> Vec<(&'static str, String)>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut router = axum::Router::new();
+        let mut fetches = Vec::new();
+        for (path, body) in documents(&url) {
+            let count = Arc::new(AtomicUsize::new(0));
+            fetches.push((path, Arc::clone(&count)));
+            router = router.route(
+                path,
+                axum::routing::get(move || {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body = body.clone();
+                    async move { ([("content-type", "application/json")], body) }
+                }),
+            );
+        }
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            url,
+            fetches,
+            _server: server,
+        }
+    }
+
+    fn fetches(&self, path: &str) -> usize {
+        self.fetches
+            .iter()
+            .find(|(served, _)| *served == path)
+            .map_or(0, |(_, count)| count.load(Ordering::SeqCst))
+    }
+
+    /// What a protected route answers a token of `keys` naming this issuer: the status
+    /// and the OperationOutcome issue code.
+    async fn protected_answer(
+        &self,
+        keys: &TestIssuer,
+        clock: &ManualClock,
+    ) -> (StatusCode, String) {
+        let layer = SmartAuthLayer::builder(&self.url)
+            .audience(keys.audience())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let router = axum::Router::new()
+            .route(
+                "/fhir/Patient/{id}",
+                axum::routing::get(|| async { "patient" }),
+            )
+            .layer(layer);
+        let (app, server) = crate::support::serve(router).await;
+        let token = keys.token().claim("iss", self.url.clone()).sign();
+        let response = reqwest::Client::new()
+            .get(format!("{app}/fhir/Patient/1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or_default();
+        server.abort();
+        (
+            status,
+            body["issue"][0]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+}
+
+const SMART: &str = "/.well-known/smart-configuration";
+const OPENID: &str = "/.well-known/openid-configuration";
+const OAUTH: &str = "/.well-known/oauth-authorization-server";
+
+/// OpenID Connect Discovery (sections 3, 4.3) and RFC 8414 (sections 2, 3.3): `issuer`
+/// is required in their metadata and must be the configured issuer, else the document
+/// is not used. A document without it, or with `null`, a non-string, an empty string or
+/// another issuer, is refused by the layer's key discovery (503, the keys never fetched,
+/// discovery stops there) and by `SmartConfiguration::from_issuer` (`Missing { issuer }`
+/// when absent, `IssuerMismatch` otherwise).
+#[tokio::test]
+async fn openid_and_oauth_metadata_without_the_issuer_are_refused() {
+    let clock = ManualClock::new();
+    let keys = issuer(&clock).await;
+    let jwks_uri = keys.jwks_uri();
+    // `None`: no issuer member; otherwise the member's JSON text (`{url}` is the issuer).
+    let issuer_members: [(Option<&str>, DiscoveryError); 7] = [
+        (None, DiscoveryError::Missing { field: "issuer" }),
+        (Some("null"), DiscoveryError::IssuerMismatch),
+        (Some("7"), DiscoveryError::IssuerMismatch),
+        (Some(r#"["{url}"]"#), DiscoveryError::IssuerMismatch),
+        (Some(r#""""#), DiscoveryError::IssuerMismatch),
+        (Some(r#""{url}/""#), DiscoveryError::IssuerMismatch),
+        (
+            Some(r#""https://evil.example""#),
+            DiscoveryError::IssuerMismatch,
+        ),
+    ];
+    for kind in [OPENID, OAUTH] {
+        for (member, expected) in &issuer_members {
+            let document = |url: &str| {
+                let issuer = member
+                    .map(|text| format!(r#""issuer":{},"#, text.replace("{url}", url)))
+                    .unwrap_or_default();
+                format!(
+                    r#"{{{issuer}"jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token","grant_types_supported":["client_credentials"]}}"#
+                )
+            };
+            let metadata = RawMetadata::start(|url| vec![(kind, document(url))]).await;
+            let row = format!("{kind} issuer {member:?}");
+            let (status, code) = metadata.protected_answer(&keys, &clock).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{row}");
+            assert_eq!(code, "transient", "{row}");
+            assert_eq!(
+                smart_auth::discovery::SmartConfiguration::from_issuer(&metadata.url)
+                    .await
+                    .unwrap_err(),
+                *expected,
+                "{row}"
+            );
+            assert_eq!(
+                metadata.fetches(kind),
+                2,
+                "{row}: read by both, used by neither"
+            );
+        }
+    }
+    assert_eq!(
+        keys.jwks_fetches(),
+        0,
+        "no key set of a refused document is fetched"
+    );
+
+    // A refused OpenID document stops discovery: valid RFC 8414 metadata behind it is
+    // never read.
+    let metadata = RawMetadata::start(|url| {
+        vec![
+            (
+                OPENID,
+                format!(r#"{{"jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#),
+            ),
+            (
+                OAUTH,
+                format!(
+                    r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#
+                ),
+            ),
+        ]
+    })
+    .await;
+    assert_eq!(
+        metadata.protected_answer(&keys, &clock).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(metadata.fetches(OPENID), 1);
+    assert_eq!(metadata.fetches(OAUTH), 0);
+    assert_eq!(keys.jwks_fetches(), 0);
+
+    // The controls: each kind naming the issuer is used.
+    for kind in [OPENID, OAUTH] {
+        let metadata = RawMetadata::start(|url| {
+            vec![(
+                kind,
+                format!(
+                    r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#
+                ),
+            )]
+        })
+        .await;
+        assert_eq!(
+            metadata.protected_answer(&keys, &clock).await,
+            (StatusCode::OK, String::new()),
+            "{kind}"
+        );
+    }
+}
+
+/// SMART App Launch 2.x states `issuer` in the SMART configuration only with the
+/// `sso-openid-connect` capability: there it may be absent. When present it must still be
+/// the configured issuer as a string.
+#[tokio::test]
+async fn smart_configuration_may_omit_the_issuer_but_never_name_another() {
+    let clock = ManualClock::new();
+    let keys = issuer(&clock).await;
+    let jwks_uri = keys.jwks_uri();
+    let metadata = RawMetadata::start(|url| {
+        vec![(
+            SMART,
+            format!(
+                r#"{{"jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token","grant_types_supported":["client_credentials"],"capabilities":["client-confidential-asymmetric"],"token_endpoint_auth_signing_alg_values_supported":["RS384"]}}"#
+            ),
+        )]
+    })
+    .await;
+    assert_eq!(
+        metadata.protected_answer(&keys, &clock).await,
+        (StatusCode::OK, String::new())
+    );
+    let configuration = smart_auth::discovery::SmartConfiguration::from_issuer(&metadata.url)
+        .await
+        .unwrap();
+    assert_eq!(configuration.issuer(), None);
+    assert_eq!(metadata.fetches(OPENID), 0);
+    let fetched = keys.jwks_fetches();
+    assert_eq!(fetched, 1);
+
+    for member in ["null", "7", "\"\"", "\"https://evil.example\"", "[]"] {
+        let metadata = RawMetadata::start(|url| {
+            vec![(
+                SMART,
+                format!(r#"{{"issuer":{member},"jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#),
+            )]
+        })
+        .await;
+        assert_eq!(
+            metadata.protected_answer(&keys, &clock).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "transient".to_owned()),
+            "{member}"
+        );
+        assert_eq!(
+            smart_auth::discovery::SmartConfiguration::from_issuer(&metadata.url)
+                .await
+                .unwrap_err(),
+            DiscoveryError::IssuerMismatch,
+            "{member}"
+        );
+        assert_eq!(metadata.fetches(OPENID), 0, "{member}: discovery stopped");
+    }
+    assert_eq!(keys.jwks_fetches(), fetched);
 }
 
 #[tokio::test]

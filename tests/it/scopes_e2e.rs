@@ -466,4 +466,268 @@ async fn bundle_entries_are_checked_one_by_one() {
             .check_bundle_entry(&claims, "GET", "Observation/1")
             .is_err()
     );
+    // A conditional create entry (`ifNoneExist`) searches first: `c` alone is not enough.
+    let denied = enforcement
+        .check_conditional_create_entry(&claims, "Observation")
+        .unwrap_err();
+    assert_eq!(denied.required_scope(), Some("system/Observation.s"));
+    let both = verifier
+        .verify(&issuer.token().scope("system/Observation.cs").sign())
+        .await
+        .unwrap();
+    assert!(
+        enforcement
+            .check_conditional_create_entry(&both, "Observation")
+            .is_ok()
+    );
+    assert!(
+        enforcement
+            .check_conditional_create_entry(&both, "Patient")
+            .is_err()
+    );
+}
+
+impl ScopedApp {
+    /// `call` with extra request headers.
+    async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Option<String>) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.url))
+            .bearer_auth(self.issuer.token().scope(scope).sign());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), challenge)
+    }
+}
+
+/// A create with `If-None-Exist` answers whether a search matches (200 for a match, 201
+/// for a new resource): it needs `s` on the type besides `c`, whatever the header's value
+/// or the spelling of its name.
+#[tokio::test]
+async fn conditional_create_needs_search_too() {
+    let app = scoped_app().await;
+    let plain = app
+        .call_with_headers("POST", "/fhir/Patient", "system/Patient.c", &[])
+        .await;
+    assert_eq!(plain, (StatusCode::OK, None));
+    for (name, value) in [
+        ("If-None-Exist", "identifier=http://h|1"),
+        ("if-none-exist", ""),
+        ("IF-NONE-EXIST", "name=x"),
+    ] {
+        let (status, challenge) = app
+            .call_with_headers(
+                "POST",
+                "/fhir/Patient",
+                "system/Patient.c",
+                &[(name, value)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {value}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(app.denied("system/Patient.s").as_str())
+        );
+        let (status, _) = app
+            .call_with_headers(
+                "POST",
+                "/fhir/Patient",
+                "system/Patient.cs",
+                &[(name, value)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}: {value}");
+    }
+    // v1 `write` is `cud`: no search either.
+    let (status, _) = app
+        .call_with_headers(
+            "POST",
+            "/fhir/Patient",
+            "system/Patient.write",
+            &[("If-None-Exist", "name=x")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The header means nothing to other interactions.
+    let (status, _) = app
+        .call_with_headers(
+            "PUT",
+            "/fhir/Patient/1",
+            "system/Patient.u",
+            &[("If-None-Exist", "name=x")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A `$export` kick-off by POST carries its parameters in the body, which the layer does
+/// not read: a `_type` in its query does not narrow what it needs.
+#[tokio::test]
+async fn post_export_needs_the_scopes_of_a_whole_export() {
+    let app = scoped_app().await;
+    let narrow = app
+        .call(
+            "POST",
+            "/fhir/$export?_type=Patient",
+            "system/Patient.rs",
+            &[],
+        )
+        .await;
+    assert_eq!(narrow.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        narrow.challenge.as_deref(),
+        Some(app.denied("system/*.s").as_str())
+    );
+    for path in [
+        "/fhir/$export?_type=Patient",
+        "/fhir/$export",
+        "/fhir/Patient/$export",
+    ] {
+        assert_eq!(
+            app.call("POST", path, "system/*.rs", &[]).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // By GET the query is the parameter list, and narrows as before.
+    assert_eq!(
+        app.call(
+            "GET",
+            "/fhir/$export?_type=Patient",
+            "system/Patient.rs",
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+}
+
+/// Compartment searches (`Patient/123/Observation`, `Patient/123/*`) are searches of the
+/// named type, or of every type.
+#[tokio::test]
+async fn compartment_searches_need_search_on_their_type() {
+    let app = scoped_app().await;
+    for (method, path, scope) in [
+        (
+            "GET",
+            "/fhir/Patient/123/Observation",
+            "system/Observation.rs",
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/Observation?code=x",
+            "system/Observation.s",
+        ),
+        (
+            "HEAD",
+            "/fhir/Encounter/e-1/Observation",
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/Observation/_search",
+            "system/Observation.s",
+        ),
+        (
+            "POST",
+            "/fhir/Patient/123/Observation/_search",
+            "system/Observation.s",
+        ),
+        ("GET", "/fhir/Patient/123/*", "system/*.s"),
+        (
+            "GET",
+            "/fhir/Practitioner/9/*?_lastUpdated=gt2020",
+            "system/*.rs",
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/Observation",
+            "system/Observation.read",
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/Observation?category=laboratory",
+            "system/Observation.rs?category=laboratory",
+        ),
+    ] {
+        let answer = app.call(method, path, scope, &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method} {path} {scope}");
+    }
+    for (method, path, scope, hint) in [
+        (
+            "GET",
+            "/fhir/Patient/123/Observation",
+            "system/Patient.rs",
+            Some("system/Observation.s"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/Observation",
+            "system/Observation.r",
+            Some("system/Observation.s"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/*",
+            "system/Observation.rs",
+            Some("system/*.s"),
+        ),
+        (
+            "POST",
+            "/fhir/Patient/123/Observation/_search",
+            "system/Observation.rs?category=laboratory",
+            Some("system/Observation.s"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/Observation",
+            "system/Observation.rs?category=laboratory",
+            Some("system/Observation.s"),
+        ),
+        // Not compartment searches: no interaction, no hint.
+        ("GET", "/fhir/Observation/1/Patient", "system/*.cruds", None),
+        ("GET", "/fhir/Patient/1/observation", "system/*.cruds", None),
+        ("PUT", "/fhir/Patient/1/Observation", "system/*.cruds", None),
+        ("DELETE", "/fhir/Patient/1/*", "system/*.cruds", None),
+        (
+            "GET",
+            "/fhir/Patient/1%2F2/Observation",
+            "system/*.cruds",
+            None,
+        ),
+        (
+            "GET",
+            "/fhir/Patient/1/Observation/x",
+            "system/*.cruds",
+            None,
+        ),
+    ] {
+        let answer = app.call(method, path, scope, &[]).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path} {scope}"
+        );
+        let challenge = answer.challenge.unwrap();
+        match hint {
+            Some(hint) => assert_eq!(challenge, app.denied(hint), "{method} {path}"),
+            None => assert!(
+                !challenge.contains("scope="),
+                "{method} {path}: {challenge}"
+            ),
+        }
+    }
 }
