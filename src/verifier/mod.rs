@@ -100,7 +100,8 @@ pub(crate) struct VerifierConfig {
 /// This is the framework-free core that [`SmartAuthLayer`](crate::SmartAuthLayer) runs for
 /// each request; use it directly for other transports (a gRPC interceptor, a queue
 /// consumer). Cloning is cheap and clones share the key cache and the
-/// [token cache](crate::TokenCachePolicy).
+/// [token cache](crate::TokenCachePolicy). Verifying needs a Tokio runtime (key fetches are
+/// spawned and timed on it); any web framework, or none, may sit on top.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
