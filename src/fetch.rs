@@ -247,7 +247,8 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
 ///   capability (SMART App Launch 2.x), so it may leave it out; when present it must be
 ///   the configured issuer as a string, else [`FetchError::IssuerMismatch`].
 ///
-/// Only a missing document (an HTTP error status) or an unwanted one moves on to the
+/// A location without a document (an HTTP error status, a redirect, which is never
+/// followed, or a body that is no JSON object) or with an unwanted one moves on to the
 /// next location.
 pub(crate) async fn discover_metadata(
     fetcher: &Fetcher,
@@ -263,9 +264,26 @@ pub(crate) async fn discover_metadata(
                 last_error = FetchError::Status(status);
                 continue;
             }
+            // Servers that do not serve a location often answer it with a redirect to a
+            // login page (Spring Authorization Server does): not followed, and no document
+            // here either.
+            Err(FetchError::Redirected) => {
+                tracing::debug!(url = %candidate, "redirected: no discovery document here");
+                last_error = FetchError::Redirected;
+                continue;
+            }
             Err(error) => return Err(error),
         };
-        let document = strict_object(&fetched.body)?;
+        let document = match strict_object(&fetched.body) {
+            Ok(document) => document,
+            // An HTML fallback page or other text that is no JSON object: nothing here.
+            Err(FetchError::NotJsonObject) => {
+                tracing::debug!(url = %candidate, "not a JSON object: no discovery document here");
+                last_error = FetchError::NotJsonObject;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         check_issuer(&document, issuer, kind)?;
         if wanted(&document) {
             tracing::debug!(url = %candidate, "using discovery document");

@@ -199,6 +199,47 @@ const OAUTH: &str = "/.well-known/oauth-authorization-server";
 /// another issuer, is refused by the layer's key discovery (503, the keys never fetched,
 /// discovery stops there) and by `SmartConfiguration::from_issuer` (`Missing { issuer }`
 /// when absent, `IssuerMismatch` otherwise).
+/// A location that answers with something that is no JSON object (a login page, an
+/// array) has no document: discovery moves on to the next one. A document with a
+/// repeated member still stops it.
+#[tokio::test]
+async fn a_location_without_a_json_document_moves_discovery_on() {
+    let clock = ManualClock::new();
+    let keys = issuer(&clock).await;
+    let jwks_uri = keys.jwks_uri();
+    for smart_body in ["<html>sign in</html>", "[]", "", "null"] {
+        let metadata = RawMetadata::start(|url| {
+            vec![
+                ("/.well-known/smart-configuration", smart_body.to_owned()),
+                (
+                    OPENID,
+                    format!(r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}"}}"#),
+                ),
+            ]
+        })
+        .await;
+        let (status, _) = metadata.protected_answer(&keys, &clock).await;
+        assert_eq!(status, StatusCode::OK, "{smart_body:?}");
+        assert_eq!(metadata.fetches(OPENID), 1, "{smart_body:?}");
+    }
+    let metadata = RawMetadata::start(|url| {
+        vec![
+            (
+                "/.well-known/smart-configuration",
+                format!(r#"{{"jwks_uri":"{jwks_uri}","jwks_uri":"{jwks_uri}"}}"#),
+            ),
+            (
+                OPENID,
+                format!(r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}"}}"#),
+            ),
+        ]
+    })
+    .await;
+    let (status, _) = metadata.protected_answer(&keys, &clock).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(metadata.fetches(OPENID), 0);
+}
+
 #[tokio::test]
 async fn openid_and_oauth_metadata_without_the_issuer_are_refused() {
     let clock = ManualClock::new();
