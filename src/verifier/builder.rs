@@ -270,7 +270,9 @@ impl VerifierBuilder {
         self
     }
 
-    /// Uses this key-set URL instead of discovering it from the issuer.
+    /// Uses this key-set URL instead of discovering it from the issuer. It may carry a
+    /// query (Microsoft Entra ID serves an application's own signing keys at
+    /// `…/discovery/v2.0/keys?appid=…`), never a fragment.
     pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
         self.jwks_uri = Some(uri.into());
         self
@@ -503,7 +505,8 @@ impl VerifierBuilder {
     }
 }
 
-/// An absolute `https` URL (or `http` to loopback) without query or fragment.
+/// An absolute `https` URL (or `http` to loopback) without a fragment, and without a
+/// query except for a `jwks_uri` or an introspection endpoint.
 pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
     let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl {
         field,
@@ -515,10 +518,18 @@ pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, Confi
             reason: "must be https (http only for loopback hosts)",
         });
     }
-    if url.query().is_some() || url.fragment().is_some() {
+    // A key set or introspection endpoint may need a query (Microsoft Entra ID serves an
+    // application's own signing keys at `.../keys?appid=...`); an issuer or FHIR base is
+    // compared as a whole and may not carry one. No URL here may carry a fragment.
+    let query_allowed = matches!(field, "jwks_uri" | "introspection endpoint");
+    if (url.query().is_some() && !query_allowed) || url.fragment().is_some() {
         return Err(ConfigError::InvalidUrl {
             field,
-            reason: "must not have a query or fragment",
+            reason: if query_allowed {
+                "must not have a fragment"
+            } else {
+                "must not have a query or fragment"
+            },
         });
     }
     if !url.username().is_empty() || url.password().is_some() {

@@ -360,3 +360,45 @@ async fn a_configuration_document_protects_an_api() {
     let health = http.get(format!("{url}/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+/// A configured key-set URL or introspection endpoint may carry a query (Microsoft Entra
+/// ID publishes an application's own keys at `keys?appid=…`); no URL may carry a fragment,
+/// and the issuer may carry neither.
+#[test]
+fn configured_urls_query_and_fragment_rules() {
+    use smart_auth::{ConfigError, TokenVerifier};
+    let builder = || TokenVerifier::builder("https://as.example").audience("https://fhir.example");
+    for uri in [
+        "https://login.example/tenant/discovery/v2.0/keys?appid=1234",
+        "https://login.example/keys?",
+    ] {
+        assert!(builder().jwks_uri(uri).build().is_ok(), "{uri}");
+    }
+    for uri in [
+        "https://login.example/keys#x",
+        "https://login.example/keys?a=1#",
+    ] {
+        assert!(
+            matches!(
+                builder().jwks_uri(uri).build(),
+                Err(ConfigError::InvalidUrl {
+                    field: "jwks_uri",
+                    ..
+                })
+            ),
+            "{uri}"
+        );
+    }
+    for issuer in ["https://as.example?x=1", "https://as.example#x"] {
+        assert!(
+            matches!(
+                TokenVerifier::builder(issuer).build(),
+                Err(ConfigError::InvalidUrl {
+                    field: "issuer",
+                    ..
+                })
+            ),
+            "{issuer}"
+        );
+    }
+}
