@@ -219,15 +219,21 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64
     Ok(exp)
 }
 
-/// `aud` names the token endpoint and nothing else: the string itself, or an array whose
-/// one member is that string (RFC 7519 section 4.1.3 makes the two forms equivalent). An
-/// array with any other member is refused: the assertion was also meant for someone else,
-/// who could replay it here.
-fn audience_is_only(claims: &Map<String, Value>, token_endpoint: &str) -> bool {
+/// `aud` names the token endpoint and nothing else: one of `token_endpoints` (the
+/// server's token endpoint URL under each host name it answers to), as a string or as an
+/// array whose one member is that string (RFC 7519 section 4.1.3 makes the two forms
+/// equivalent). An array with any other member is refused: the assertion was also meant
+/// for someone else, who could replay it here.
+///
+/// The comparison is exact: RFC 7519 section 2 compares `StringOrURI` values as
+/// case-sensitive strings, without canonicalisation, so `LOCALHOST`, a trailing slash, a
+/// default port or userinfo make another audience.
+fn audience_is_only(claims: &Map<String, Value>, token_endpoints: &[String]) -> bool {
+    let is_own = |aud: &String| token_endpoints.contains(aud);
     match claims.get("aud") {
-        Some(Value::String(aud)) => aud == token_endpoint,
+        Some(Value::String(aud)) => is_own(aud),
         Some(Value::Array(auds)) => {
-            matches!(auds.as_slice(), [Value::String(aud)] if aud == token_endpoint)
+            matches!(auds.as_slice(), [Value::String(aud)] if is_own(aud))
         }
         _ => false,
     }
@@ -239,7 +245,7 @@ pub(crate) fn verify(
     assertion: &UnverifiedAssertion<'_>,
     keys: &KeySet,
     client_id: &str,
-    token_endpoint: &str,
+    token_endpoints: &[String],
     now: i64,
     leeway: i64,
 ) -> Result<Verified, OAuthError> {
@@ -260,7 +266,7 @@ pub(crate) fn verify(
             "iss and sub must both be the client id",
         ));
     }
-    if !audience_is_only(claims, token_endpoint) {
+    if !audience_is_only(claims, token_endpoints) {
         return Err(OAuthError::invalid_client(
             "aud must be the token endpoint URL, and only it",
         ));
@@ -351,26 +357,67 @@ mod tests {
 
     #[test]
     fn audience_forms() {
-        let endpoint = "http://127.0.0.1:1/token";
+        let own = [
+            "http://127.0.0.1:1/token".to_owned(),
+            "http://localhost:1/token".to_owned(),
+        ];
+        let [ip, name] = [own[0].as_str(), own[1].as_str()];
         let rows = [
-            (json!({"aud": endpoint}), true),
-            (json!({"aud": [endpoint]}), true),
-            (json!({"aud": [endpoint, "https://other"]}), false),
-            (json!({"aud": [endpoint, endpoint]}), false),
+            (json!({"aud": ip}), true),
+            (json!({"aud": name}), true),
+            (json!({"aud": [ip]}), true),
+            (json!({"aud": [name]}), true),
+            (json!({"aud": [ip, "https://other"]}), false),
+            (json!({"aud": [ip, ip]}), false),
+            (json!({"aud": [ip, name]}), false),
             (json!({"aud": []}), false),
             (json!({"aud": "http://127.0.0.1:1/token/"}), false),
+            (json!({"aud": "http://localhost:1/token/"}), false),
+            (json!({"aud": "http://127.0.0.1:1/token?x=1"}), false),
+            (json!({"aud": "http://localhost:1/token?"}), false),
+            (json!({"aud": "http://127.0.0.1:1/token#f"}), false),
+            (json!({"aud": "http://localhost:1/token#"}), false),
+            (json!({"aud": "http://127.0.0.1:2/token"}), false),
+            (json!({"aud": "http://localhost:2/token"}), false),
+            (json!({"aud": "http://localhost/token"}), false),
+            (json!({"aud": "http://127.0.0.1:1/tokens"}), false),
+            (json!({"aud": "http://127.0.0.1:1/revoke"}), false),
+            (json!({"aud": "http://localhost:1/introspect"}), false),
+            (json!({"aud": "http://127.0.0.1:1/"}), false),
+            (json!({"aud": "http://127.0.0.1:1"}), false),
+            (json!({"aud": "http://LOCALHOST:1/token"}), false),
+            (json!({"aud": "http://Localhost:1/token"}), false),
             (json!({"aud": "HTTP://127.0.0.1:1/token"}), false),
+            (json!({"aud": "http://127.0.0.1:1/TOKEN"}), false),
+            (json!({"aud": "https://127.0.0.1:1/token"}), false),
+            (json!({"aud": "https://localhost:1/token"}), false),
+            (json!({"aud": "http://a@127.0.0.1:1/token"}), false),
+            (json!({"aud": "http://a@localhost:1/token"}), false),
+            (
+                json!({"aud": "http://localhost:1@127.0.0.1:1/token"}),
+                false,
+            ),
+            (json!({"aud": "http://localhost.:1/token"}), false),
+            (json!({"aud": "http://127.1:1/token"}), false),
+            (json!({"aud": "http://[::1]:1/token"}), false),
+            (json!({"aud": "http://127.0.0.1:01/token"}), false),
+            (json!({"aud": "http://127.0.0.1:1/./token"}), false),
+            (json!({"aud": "http://127.0.0.1:1//token"}), false),
+            (json!({"aud": " http://127.0.0.1:1/token"}), false),
+            (json!({"aud": "http://127.0.0.1:1/token "}), false),
+            (json!({"aud": "http://127.0.0.1:1/token\u{0}"}), false),
+            (json!({"aud": "127.0.0.1:1/token"}), false),
+            (json!({"aud": "localhost:1"}), false),
+            (json!({"aud": ""}), false),
             (json!({"aud": null}), false),
-            (json!({"aud": {"0": endpoint}}), false),
-            (json!({"aud": [[endpoint]]}), false),
+            (json!({"aud": {"0": ip}}), false),
+            (json!({"aud": [[ip]]}), false),
             (json!({}), false),
         ];
         for (row, ok) in rows {
-            assert_eq!(
-                audience_is_only(&claims(row.clone()), endpoint),
-                ok,
-                "{row}"
-            );
+            assert_eq!(audience_is_only(&claims(row.clone()), &own), ok, "{row}");
         }
+        // With no own URL, nothing is an audience.
+        assert!(!audience_is_only(&claims(json!({"aud": ip})), &[]));
     }
 }

@@ -29,8 +29,10 @@
 //!   escapes and repeated parameters are `invalid_request`; a scope string that is not
 //!   space-separated scope tokens is `invalid_scope`; bodies over 64 KiB get 413.
 //! - Client assertions (RFC 7523 section 3, SMART): header `kid` and `typ: JWT` required,
-//!   no `crit`/`cty`; `iss` = `sub` = the client; `aud` exactly the token endpoint (a string,
-//!   or an array with that one member); `exp` at most five minutes ahead; `nbf` and `iat`
+//!   no `crit`/`cty`; `iss` = `sub` = the client; `aud` exactly the token endpoint URL
+//!   under a host name the server answers to, `http://127.0.0.1:PORT/token` or
+//!   `http://localhost:PORT/token` (a string, or an array with that one member, compared
+//!   as exact strings); `exp` at most five minutes ahead; `nbf` and `iat`
 //!   not in the future; integer times; a fresh `jti`; unique JSON member names. All within
 //!   the [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
 //!   `invalid_client` (RFC 7521 section 4.2.1).
@@ -250,8 +252,10 @@ impl DevAuthServerBuilder {
         self
     }
 
-    /// How long a key set fetched from a client's `jwks_uri` is used before it is
-    /// fetched again (default 300 s, at least 1 s).
+    /// How long, at most, a key set fetched from a client's `jwks_uri` is used before it
+    /// is fetched again (default 300 s, at least 1 s). A shorter `Cache-Control: max-age`
+    /// from the client's key server wins; `max-age=0`, `no-cache` and `no-store` mean the
+    /// next assertion fetches the key set again.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -307,6 +311,7 @@ impl DevAuthServerBuilder {
         let listener = tokio::net::TcpListener::bind(self.address).await?;
         let bound = listener.local_addr()?;
         let url = format!("http://{bound}");
+        let own_hosts = [bound.to_string(), format!("localhost:{}", bound.port())];
         let timeout = Duration::from_secs(5);
         let mut tag = [0u8; 4];
         aws_lc_rs::rand::fill(&mut tag)
@@ -334,7 +339,10 @@ impl DevAuthServerBuilder {
                 max_body: 256 * 1024,
             },
             limits,
-            own_hosts: [bound.to_string(), format!("localhost:{}", bound.port())],
+            own_token_endpoints: own_hosts
+                .each_ref()
+                .map(|host| format!("http://{host}/token")),
+            own_hosts,
             static_clients: Mutex::new(HashMap::new()),
             dynamic_clients: Mutex::new(ExpiringMap::new(limits.max_clients)),
             tokens: Mutex::new(ExpiringMap::new(limits.max_tokens)),
@@ -410,6 +418,9 @@ struct ServerState {
     /// The `Host` values this server answers to: its bound address, and `localhost`
     /// with its port.
     own_hosts: [String; 2],
+    /// The token endpoint's URL under each of `own_hosts` (the first is
+    /// `token_endpoint`): the `aud` values a client assertion may carry.
+    own_token_endpoints: [String; 2],
     /// Clients registered in code: the operator's, kept until replaced.
     static_clients: Mutex<HashMap<String, ClientRegistration>>,
     /// Clients registered over HTTP: expiring and capped.
@@ -572,7 +583,7 @@ impl ServerState {
     }
 
     /// Issues an access token and records it; 503 when the token store is full, 500 when
-    /// the clock reads so far ahead that the expiry cannot be written.
+    /// the clock reads so far ahead that the expiry cannot be written or signing fails.
     fn issue(&self, client_id: &str, scope: &str) -> Result<(String, i64), OAuthError> {
         let now = self.now();
         let lifetime = self.token_lifetime_secs;
@@ -590,10 +601,11 @@ impl ServerState {
                 "iss": self.url, "sub": client_id, "client_id": client_id, "aud": self.audience,
                 "iat": now, "exp": expires_at, "jti": jti, "scope": scope,
             });
-            // An RSA key always fits RS256.
-            self.key
-                .try_compact_jws(SigningAlgorithm::RS256, header, &claims)
-                .unwrap_or_default()
+            // An RSA key always fits RS256; should signing fail anyway, no token is issued.
+            signed_token(
+                self.key
+                    .try_compact_jws(SigningAlgorithm::RS256, header, &claims),
+            )?
         };
         let record = TokenRecord {
             client_id: client_id.to_owned(),
@@ -659,15 +671,40 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     response
 }
 
+/// A signed access token, or 500 `server_error` when signing failed (or produced
+/// nothing): a failure is never answered, or stored, as an empty token.
+fn signed_token<E>(signed: Result<String, E>) -> Result<String, OAuthError> {
+    match signed {
+        Ok(token) if !token.is_empty() => Ok(token),
+        _ => Err(OAuthError::server_error(
+            "the server could not sign the access token",
+        )),
+    }
+}
+
+/// `value` as JSON text, or 500 `server_error` when it cannot be written: a failure is
+/// never answered as an empty 200 document.
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, OAuthError> {
+    match serde_json::to_string(value) {
+        Ok(text) if !text.is_empty() => Ok(text),
+        _ => Err(OAuthError::server_error(
+            "the server could not write its answer",
+        )),
+    }
+}
+
 async fn smart_configuration(State(state): State<Arc<ServerState>>) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-        ],
-        serde_json::to_string(&state.configuration()).unwrap_or_default(),
-    )
-        .into_response()
+    match json_text(&state.configuration()) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn openid_configuration(State(state): State<Arc<ServerState>>) -> Response {
@@ -791,7 +828,7 @@ async fn authenticate_assertion(
         unverified,
         &keys,
         &client.client_id,
-        &state.token_endpoint,
+        &state.own_token_endpoints,
         now,
         state.limits.leeway_secs,
     )?;
@@ -1041,4 +1078,76 @@ fn registration(
         .insert(client_id, registration, expires_at, now)
         .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
     Ok(Value::Object(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(error: OAuthError) -> (StatusCode, Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_signing_failure_is_a_server_error_not_an_empty_token() {
+        assert_eq!(
+            signed_token::<()>(Ok("a.b.c".to_owned())),
+            Ok("a.b.c".to_owned())
+        );
+        for failed in [Err(aws_lc_rs::error::Unspecified), Ok(String::new())] {
+            let error = signed_token(failed).unwrap_err();
+            assert_eq!(
+                answer(error).await,
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({
+                        "error": "server_error",
+                        "error_description": "the server could not sign the access token",
+                    })
+                )
+            );
+        }
+        // The development server's own key refuses an algorithm it does not fit: that
+        // error reaches the helper, not an empty string.
+        let key = SigningKey::try_generate(KeyType::Rsa, "k".into(), Some(SigningAlgorithm::RS256))
+            .unwrap();
+        let refused = key.try_compact_jws(SigningAlgorithm::ES256, Map::new(), &json!({}));
+        assert_eq!(
+            signed_token(refused).map_err(|e| (e.status, e.code)),
+            Err((StatusCode::INTERNAL_SERVER_ERROR, "server_error"))
+        );
+    }
+
+    /// Serialises to an error.
+    struct Unwritable;
+
+    impl serde::Serialize for Unwritable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no"))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_document_is_a_server_error_not_an_empty_body() {
+        assert_eq!(json_text(&json!({"a": 1})), Ok(r#"{"a":1}"#.to_owned()));
+        let error = json_text(&Unwritable).unwrap_err();
+        assert_eq!(
+            answer(error).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({
+                    "error": "server_error",
+                    "error_description": "the server could not write its answer",
+                })
+            )
+        );
+        // Non-string map keys cannot be JSON either.
+        let map: std::collections::BTreeMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        assert!(json_text(&map).is_err());
+    }
 }

@@ -123,10 +123,16 @@ impl OAuthError {
     /// The server's clock reads a time so far ahead that a token's `exp` cannot be
     /// written: 500 `server_error`, and no token is issued.
     pub(crate) fn clock_out_of_range() -> Self {
+        Self::server_error("the server clock is out of range")
+    }
+
+    /// The server failed at its own work (signing, writing an answer): 500
+    /// `server_error`, and nothing is issued.
+    pub(crate) fn server_error(description: &'static str) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
-            "the server clock is out of range",
+            description,
         )
     }
 

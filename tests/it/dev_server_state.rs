@@ -312,3 +312,150 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
     assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
     assert_eq!(keys.jwks_fetches(), 4);
 }
+
+/// A server with the default key-set time-to-live (300 s), a client `by-url` whose
+/// `jwks_uri` answers with `cache_control`, and a way to send that client's assertions
+/// (ES256, the issuer's current key) to the token endpoint.
+struct RotatingClient {
+    clock: ManualClock,
+    server: DevAuthServer,
+    keys: TestIssuer,
+    http: reqwest::Client,
+}
+
+impl RotatingClient {
+    async fn start(cache_control: Option<&str>) -> Self {
+        let clock = ManualClock::at_unix(NOW);
+        let server = DevAuthServer::builder(FHIR)
+            .clock(clock.clone())
+            .start()
+            .await
+            .unwrap();
+        let keys = TestIssuer::builder().clock(clock.clone()).start().await;
+        keys.set_jwks_cache_control(cache_control);
+        server.register(ClientRegistration::private_key_jwt_uri(
+            "by-url",
+            keys.jwks_uri(),
+            ["system/*.rs"],
+        ));
+        Self {
+            clock,
+            server,
+            keys,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends an assertion signed with the current key; the status, `error` and
+    /// `error_description`.
+    async fn send(&self) -> Answer {
+        let assertion = self
+            .keys
+            .token()
+            .alg(SigningAlgorithm::ES256)
+            .header("typ", "JWT")
+            .claim("iss", "by-url")
+            .claim("sub", "by-url")
+            .claim("aud", self.server.token_endpoint())
+            .without("client_id")
+            .without("scope")
+            .expires_in_secs(120)
+            .sign();
+        let request = self
+            .http
+            .post(self.server.token_endpoint())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(assertion_form(&assertion));
+        let (status, _, body) = post(&self.http, request).await;
+        if status == StatusCode::OK {
+            assert!(body["access_token"].as_str().is_some_and(|t| !t.is_empty()));
+        }
+        let text = |name: &str| body[name].as_str().map(str::to_owned);
+        (status, text("error"), text("error_description"))
+    }
+
+    /// Rotates the client's key: the next assertion names a kid the server has not seen.
+    fn rotate(&self) {
+        let old = self.keys.current_kid(SigningAlgorithm::ES256);
+        self.keys.rotate_keys();
+        assert_ne!(old, self.keys.current_kid(SigningAlgorithm::ES256));
+    }
+}
+
+type Answer = (StatusCode, Option<String>, Option<String>);
+
+const OK: Answer = (StatusCode::OK, None, None);
+
+/// The answer to an assertion whose kid is not in the cached key set.
+fn refused() -> Answer {
+    (
+        StatusCode::BAD_REQUEST,
+        Some("invalid_client".to_owned()),
+        Some("no single registered key fits the assertion's kid and alg".to_owned()),
+    )
+}
+
+/// SMART Backend Services: a client's key set is not cached longer than its
+/// `Cache-Control` allows. With `max-age=0`, `no-cache` or `no-store` every token request
+/// fetches the set again, so a key rotated between two requests is used at once, even
+/// within the same second.
+#[tokio::test]
+async fn jwks_uri_that_forbids_caching_is_fetched_for_every_assertion() {
+    for cache_control in [
+        "max-age=0",
+        "no-store",
+        "no-cache",
+        "public, max-age=0",
+        "max-age=600, no-store",
+    ] {
+        let c = RotatingClient::start(Some(cache_control)).await;
+        assert_eq!(c.send().await, OK, "{cache_control}");
+        assert_eq!(c.keys.jwks_fetches(), 1, "{cache_control}");
+        c.rotate();
+        assert_eq!(c.send().await, OK, "{cache_control}: the new kid");
+        assert_eq!(c.keys.jwks_fetches(), 2, "{cache_control}");
+        // Nothing is kept between requests: a third request fetches once more.
+        assert_eq!(c.send().await, OK, "{cache_control}");
+        assert_eq!(c.keys.jwks_fetches(), 3, "{cache_control}");
+    }
+}
+
+/// A `max-age` shorter than the server's time-to-live bounds the entry: the rotated key
+/// is refused until exactly `max-age` seconds after the fetch, then fetched and accepted.
+#[tokio::test]
+async fn a_short_max_age_bounds_the_key_set_cache() {
+    let c = RotatingClient::start(Some("max-age=30")).await;
+    assert_eq!(c.send().await, OK);
+    c.rotate();
+    c.clock.advance(Duration::from_secs(29));
+    assert_eq!(c.send().await, refused());
+    assert_eq!(c.keys.jwks_fetches(), 1);
+    c.clock.advance(Duration::from_secs(1));
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 2);
+    // The new entry again lives 30 s from its own fetch.
+    c.rotate();
+    c.clock.advance(Duration::from_secs(29));
+    assert_eq!(c.send().await, refused());
+    c.clock.advance(Duration::from_secs(1));
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 3);
+}
+
+/// A `max-age` longer than the server's time-to-live (default 300 s), or none at all,
+/// leaves the time-to-live in charge: a rotated key is seen after 300 s, not before.
+#[tokio::test]
+async fn a_long_max_age_keeps_the_default_time_to_live() {
+    for cache_control in [Some("max-age=86400"), Some("max-age=300"), None] {
+        let c = RotatingClient::start(cache_control).await;
+        assert_eq!(c.send().await, OK, "{cache_control:?}");
+        c.rotate();
+        assert_eq!(c.send().await, refused(), "{cache_control:?}");
+        c.clock.advance(Duration::from_secs(299));
+        assert_eq!(c.send().await, refused(), "{cache_control:?}");
+        assert_eq!(c.keys.jwks_fetches(), 1, "{cache_control:?}");
+        c.clock.advance(Duration::from_secs(1));
+        assert_eq!(c.send().await, OK, "{cache_control:?}");
+        assert_eq!(c.keys.jwks_fetches(), 2, "{cache_control:?}");
+    }
+}

@@ -1444,3 +1444,142 @@ async fn assertion_clients_introspect_and_revoke_their_own_tokens() {
     .await;
     assert_eq!(answer.body, json!({"active": false}));
 }
+
+/// SMART: a client assertion's `aud` is the token endpoint URL it is posted to. The
+/// server answers to `127.0.0.1:PORT` and `localhost:PORT`, so it accepts its token
+/// endpoint URL under either name, and nothing merely close to one of them.
+#[tokio::test]
+async fn assertion_aud_may_name_the_token_endpoint_under_localhost() {
+    let s = strict_server(0).await;
+    let address = s.server.url().trim_start_matches("http://").to_owned();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let by_ip = s.token_endpoint().to_owned();
+    assert_eq!(by_ip, format!("http://127.0.0.1:{port}/token"));
+    let by_name = format!("http://localhost:{port}/token");
+    let header = Value::Object(s.client.header()).to_string();
+    let sign = |aud: Value| {
+        let claims = edit(s.client.claims(&by_ip, s.now), &[("aud", Some(aud))]);
+        s.client.sign_texts(&header, &claims)
+    };
+    let token_at = |url: &str, assertion: String| {
+        send(s.post(
+            url,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion.as_str()),
+            ],
+        ))
+    };
+
+    // Posted to the localhost URL, naming it: a token.
+    for (posted_to, aud) in [
+        (&by_name, json!(by_name)),
+        (&by_name, json!([by_name])),
+        (&by_ip, json!(by_ip)),
+        // Both names are this one server's token endpoint.
+        (&by_ip, json!(by_name)),
+        (&by_name, json!(by_ip)),
+    ] {
+        let answer = token_at(posted_to, sign(aud.clone())).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{posted_to} {aud}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body["access_token"]
+                .as_str()
+                .is_some_and(|token| token.split('.').count() == 3),
+            "{}",
+            answer.body
+        );
+    }
+
+    // Anything else is another audience, wherever it is posted.
+    let other_port = port.wrapping_add(1).max(1);
+    let hostile = [
+        format!("{by_name}/"),
+        format!("{by_ip}/"),
+        format!("{by_name}?"),
+        format!("{by_name}?x=1"),
+        format!("{by_ip}?x=1"),
+        format!("{by_name}#"),
+        format!("{by_name}#f"),
+        format!("{by_ip}#f"),
+        format!("http://localhost:{other_port}/token"),
+        format!("http://127.0.0.1:{other_port}/token"),
+        "http://localhost/token".to_owned(),
+        "http://127.0.0.1/token".to_owned(),
+        format!("http://localhost:{port}/revoke"),
+        format!("http://localhost:{port}/introspect"),
+        format!("http://localhost:{port}/tokens"),
+        format!("http://localhost:{port}/TOKEN"),
+        format!("http://localhost:{port}/"),
+        format!("http://localhost:{port}"),
+        format!("http://LOCALHOST:{port}/token"),
+        format!("http://LocalHost:{port}/token"),
+        format!("HTTP://localhost:{port}/token"),
+        format!("https://localhost:{port}/token"),
+        format!("https://127.0.0.1:{port}/token"),
+        format!("http://a@127.0.0.1:{port}/token"),
+        format!("http://a@localhost:{port}/token"),
+        format!("http://a:b@localhost:{port}/token"),
+        format!("http://localhost:{port}@127.0.0.1:{port}/token"),
+        format!("http://localhost.:{port}/token"),
+        format!("http://[::1]:{port}/token"),
+        format!("http://127.1:{port}/token"),
+        format!("http://localhost:0{port}/token"),
+        format!("http://localhost:{port}//token"),
+        format!("http://localhost:{port}/./token"),
+        format!("http://localhost.evil.example:{port}/token"),
+        format!("http://evil.example/http://localhost:{port}/token"),
+        format!(" {by_name}"),
+        format!("{by_name} "),
+        format!("localhost:{port}/token"),
+        format!("localhost:{port}"),
+    ];
+    for aud in &hostile {
+        for (posted_to, aud) in [(&by_name, json!(aud)), (&by_ip, json!([aud]))] {
+            let answer = token_at(posted_to, sign(aud.clone())).await;
+            assert_eq!(
+                (answer.error(), answer.body["error_description"].as_str()),
+                (
+                    (400, Some("invalid_client")),
+                    Some("aud must be the token endpoint URL, and only it")
+                ),
+                "{posted_to} {aud}"
+            );
+        }
+    }
+    // Both own URLs at once still name someone besides the one the assertion is posted to.
+    let answer = token_at(&by_name, sign(json!([by_name, by_ip]))).await;
+    assert_eq!(answer.error(), (400, Some("invalid_client")));
+
+    // Introspection over the localhost name, authenticated by an assertion naming it.
+    let answer = token_at(&by_name, sign(json!(by_name))).await;
+    let token = answer.body["access_token"].as_str().unwrap().to_owned();
+    let introspect = format!("http://localhost:{port}/introspect");
+    let assertion = sign(json!(by_name));
+    let answer = send(s.post(
+        &introspect,
+        &[
+            ("token", token.as_str()),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion.as_str()),
+        ],
+    ))
+    .await;
+    assert_eq!(
+        (
+            answer.status,
+            &answer.body["active"],
+            &answer.body["client_id"]
+        ),
+        (StatusCode::OK, &json!(true), &json!("raw")),
+        "{}",
+        answer.body
+    );
+}
