@@ -247,10 +247,7 @@ impl ScopeEnforcement {
                 return Err(forbidden());
             }
         }
-        let base = self.classifier.base_path().trim_end_matches('/');
-        let path = format!("{base}/{relative}");
-        let query = path.split_once('?').map(|(_, query)| query.to_owned());
-        self.check(method, &path, query.as_deref(), false, claims)
+        self.check_entry(method, relative, false, claims)
     }
 
     /// Checks one entry of a batch or transaction bundle that is a conditional create:
@@ -273,11 +270,21 @@ impl ScopeEnforcement {
         claims: &SmartClaims,
         url: &str,
     ) -> Result<(), AuthError> {
-        let relative = url.trim_start_matches('/');
+        self.check_entry("POST", url.trim_start_matches('/'), true, claims)
+    }
+
+    /// Checks a bundle entry's request: `relative` is its URL relative to the base.
+    fn check_entry(
+        &self,
+        method: &str,
+        relative: &str,
+        if_none_exist: bool,
+        claims: &SmartClaims,
+    ) -> Result<(), AuthError> {
         let base = self.classifier.base_path().trim_end_matches('/');
         let path = format!("{base}/{relative}");
-        let query = path.split_once('?').map(|(_, query)| query.to_owned());
-        self.check("POST", &path, query.as_deref(), true, claims)
+        let query = path.split_once('?').map(|(_, query)| query);
+        self.check(method, &path, query, if_none_exist, claims)
     }
 
     /// The FHIR base path it enforces under, without a trailing slash (`""` for the
