@@ -149,42 +149,15 @@ fn is_b64token_char(b: u8) -> bool {
 
 /// Whether the query has an `access_token` parameter, its name read as
 /// `application/x-www-form-urlencoded` reads it (RFC 6750 section 2.3): `access%5Ftoken`
-/// and `%61ccess_token` name it too.
+/// and `%61ccess_token` name it too. (A `+` would decode to a space, which the name does
+/// not hold, so the strict decoder's keeping it makes no difference.)
 fn has_access_token_parameter(query: &str) -> bool {
     query.split('&').any(|pair| {
         let name = pair.split('=').next().unwrap_or_default();
-        name == "access_token" || (name.contains('%') && decodes_to(name, b"access_token"))
+        name == "access_token"
+            || (name.contains('%')
+                && crate::form::percent_decode_strict(name).as_deref() == Some("access_token"))
     })
-}
-
-/// Whether percent-decoding `encoded` gives exactly `expected` (`+` is a space, so it
-/// never matches a name without one). A malformed escape matches nothing.
-fn decodes_to(encoded: &str, expected: &[u8]) -> bool {
-    let mut bytes = encoded.bytes();
-    let mut expected = expected.iter();
-    while let Some(b) = bytes.next() {
-        let decoded = match b {
-            b'%' => {
-                let (Some(high), Some(low)) = (bytes.next(), bytes.next()) else {
-                    return false;
-                };
-                match (hex_value(high), hex_value(low)) {
-                    (Some(high), Some(low)) => high << 4 | low,
-                    _ => return false,
-                }
-            }
-            b'+' => b' ',
-            other => other,
-        };
-        if expected.next() != Some(&decoded) {
-            return false;
-        }
-    }
-    expected.next().is_none()
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    (digit as char).to_digit(16).map(|value| value as u8)
 }
 
 #[cfg(test)]
