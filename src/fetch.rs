@@ -140,7 +140,10 @@ impl Fetcher {
                 http::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .body(body);
+            // Not replayable: a client that follows redirects (an injected one may) stops
+            // at a 307/308 instead of sending the token and the credentials on to the
+            // redirect target. The length is known, so it goes with Content-Length.
+            .body(reqwest::Body::wrap(body));
         if let Some(authorization) = authorization {
             request = request.header(http::header::AUTHORIZATION, authorization.clone());
         }

@@ -231,8 +231,11 @@ impl BackendServiceClientBuilder {
     }
 
     /// The HTTP client for discovery and token requests. The default refuses redirects;
-    /// with your own, redirected answers are still refused, and the timeout still
-    /// applies.
+    /// with your own, redirected answers are still refused, the token request's form
+    /// (assertion or secret) is never sent again to a 307/308 target, and the timeout
+    /// still applies. A client that follows redirects still makes the discovery GET
+    /// and the downgraded GET of a 301/302/303 (without the form) before the answer is
+    /// refused; give it [`reqwest::redirect::Policy::none`] to avoid both.
     ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;

@@ -117,7 +117,8 @@ pub(crate) struct RawResponse {
 }
 
 /// POSTs the form to the token endpoint with `Accept: application/json`, within
-/// `timeout`, refusing redirects and bodies over [`MAX_RESPONSE_BYTES`].
+/// `timeout`, refusing redirects and bodies over [`MAX_RESPONSE_BYTES`]. The form is
+/// sent once: never again to a redirect target, whatever the HTTP client's policy.
 pub(crate) async fn post_form(
     http: &Client,
     endpoint: &Url,
@@ -129,7 +130,11 @@ pub(crate) async fn post_form(
         .post(endpoint.clone())
         .header(ACCEPT, "application/json")
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form)
+        // A body that cannot be replayed: a client that follows redirects (an injected one
+        // may) stops at a 307 or 308 instead of sending the assertion or secret-bearing
+        // form to the redirect target. Its length is still known, so it goes out with
+        // Content-Length, not chunked.
+        .body(reqwest::Body::wrap(form))
         .timeout(timeout);
     if let Some(value) = authorization {
         request = request.header(AUTHORIZATION, value);

@@ -250,9 +250,25 @@ impl VerifierBuilder {
         self
     }
 
-    /// The HTTP client for every discovery and key fetch (proxies, custom roots). The
-    /// layer's own limits still apply: per-request timeout, body cap, and no redirects (a
-    /// response from another URL than the one asked for is refused).
+    /// The HTTP client for every discovery, key and introspection request (proxies,
+    /// custom roots). The layer's own limits still apply: per-request timeout, body cap,
+    /// and no redirects (a response from another URL than the one asked for is refused;
+    /// an introspection form is never sent again to a 307/308 target). A client that
+    /// follows redirects still makes the redirected GET before its answer is refused:
+    /// give it [`reqwest::redirect::Policy::none`] to avoid that.
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()
+    ///     .unwrap();
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .http_client(http)
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self

@@ -30,8 +30,8 @@ enum Reply {
     Token,
     /// This status and body (as JSON when it parses, else as text).
     Fixed(u16, String),
-    /// A redirect to the real token endpoint.
-    Redirect,
+    /// A redirect with this status to the real token endpoint.
+    Redirect(u16),
 }
 
 /// A token request as the stub saw it.
@@ -39,6 +39,7 @@ enum Reply {
 struct Seen {
     headers: HeaderMap,
     form: Vec<(String, String)>,
+    body_length: usize,
 }
 
 impl Seen {
@@ -109,7 +110,11 @@ async fn discovery(State(state): State<StubState>) -> Response {
 async fn token(State(state): State<StubState>, headers: HeaderMap, body: Bytes) -> Response {
     let calls = state.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let seen = Seen { headers, form };
+    let seen = Seen {
+        headers,
+        form,
+        body_length: body.len(),
+    };
     state.seen.lock().unwrap().push(seen.clone());
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() {
@@ -144,8 +149,8 @@ async fn token(State(state): State<StubState>, headers: HeaderMap, body: Bytes) 
             )
                 .into_response()
         }
-        Reply::Redirect => (
-            StatusCode::TEMPORARY_REDIRECT,
+        Reply::Redirect(status) => (
+            StatusCode::from_u16(status).unwrap(),
             [(header::LOCATION, format!("{}/token", state.base))],
         )
             .into_response(),
@@ -557,7 +562,7 @@ async fn malformed_token_responses_are_typed_errors() {
 #[tokio::test]
 async fn redirects_are_refused() {
     let stub = Stub::start().await;
-    stub.reply(Reply::Redirect);
+    stub.reply(Reply::Redirect(307));
     let client = stub.client().client_secret_basic("s").build().unwrap();
     let error = client.access_token().await.unwrap_err();
     assert!(
@@ -565,6 +570,44 @@ async fn redirects_are_refused() {
         "{error:?}"
     );
     assert_eq!(stub.token_calls(), 1, "the redirect was not followed");
+}
+
+/// A client that follows redirects (reqwest's default policy, up to ten) is given to the
+/// builder: a 307 or 308 from the token endpoint still gets the form exactly once, the
+/// assertion or the secret never reaches the redirect target, and the answer is refused.
+#[tokio::test]
+async fn injected_client_that_follows_redirects_never_replays_the_form() {
+    let stub = Stub::start().await;
+    let following = reqwest::Client::builder().build().unwrap();
+    let key = ClientKey::generate(SigningAlgorithm::ES384, "k1").unwrap();
+    let builders = [
+        stub.client().client_secret_basic("s"),
+        stub.client().private_key_jwt(key),
+    ];
+    let mut expected_calls = 0;
+    for builder in builders {
+        let client = builder.http_client(following.clone()).build().unwrap();
+        for status in [307, 308] {
+            stub.reply(Reply::Redirect(status));
+            let error = client.access_token().await.unwrap_err();
+            assert!(
+                matches!(&error, ClientError::Transport { reason } if reason.contains("redirect")),
+                "{status}: {error:?}"
+            );
+            expected_calls += 1;
+            assert_eq!(
+                stub.token_calls(),
+                expected_calls,
+                "{status}: form replayed"
+            );
+        }
+    }
+    // The form still goes out with its length, not chunked.
+    let seen = stub.state.seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|seen| {
+        seen.header("content-length") == Some(&seen.body_length.to_string())
+            && seen.header("transfer-encoding").is_none()
+    }));
 }
 
 #[tokio::test]

@@ -200,6 +200,8 @@ enum StubAnswer {
     Gated(Value),
     /// This status once the gate opens; in flight until then.
     GatedStatus(u16),
+    /// A redirect with this status back to the introspection endpoint itself.
+    Redirect(u16),
 }
 
 impl Default for StubAnswer {
@@ -248,6 +250,11 @@ async fn stub_handler(
             stub.in_flight.send_modify(|n| *n -= 1);
             axum::Json(value).into_response()
         }
+        StubAnswer::Redirect(status) => (
+            StatusCode::from_u16(status).unwrap(),
+            [("location", "/introspect")],
+        )
+            .into_response(),
         StubAnswer::GatedStatus(status) => {
             stub.in_flight.send_modify(|n| *n += 1);
             let mut gate = stub.gate.subscribe();
@@ -476,6 +483,32 @@ async fn broken_endpoints_are_503_never_active() {
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(answer.challenge, None);
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
+
+/// An injected HTTP client that follows redirects (reqwest's default policy) never sends
+/// the token and the credentials again to a 307/308 target: the endpoint sees one call,
+/// and the redirect is an outage (503), not an answer.
+#[tokio::test]
+async fn injected_client_that_follows_redirects_never_replays_the_token() {
+    let setup = stub().await;
+    for status in [307, 308] {
+        let following = reqwest::Client::builder().build().unwrap();
+        let endpoint = format!("{}/introspect", setup.issuer);
+        let settings =
+            Introspection::new(IntrospectionAuth::basic("rs id", "s3cret:x")).endpoint(endpoint);
+        let app = app_for(&setup.issuer, &setup.clock, |b| {
+            b.introspection(settings).http_client(following)
+        })
+        .await;
+        setup.answer(StubAnswer::Redirect(status));
+        let calls = setup.calls();
+        assert_unavailable(&seen(&app, "t").await, &status.to_string());
+        assert_eq!(
+            setup.calls(),
+            calls + 1,
+            "{status}: the form was sent again"
+        );
     }
 }
 
