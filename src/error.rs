@@ -328,7 +328,9 @@ impl AuthError {
     }
 
     /// A 403 `insufficient_scope` error naming a scope that would allow the request (sent as
-    /// the challenge's `scope` attribute).
+    /// the challenge's `scope` attribute: its space-separated scope tokens, runs of
+    /// whitespace made one space, a token with a character RFC 6750 does not allow in a
+    /// scope left out, and no attribute at all when no token is left).
     ///
     /// ```
     /// use smart_auth::{AuthError, ErrorKind};

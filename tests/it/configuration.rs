@@ -124,6 +124,11 @@ async fn the_validation_hook_refuses_with_exact_answers() {
                 Some("north") => Ok(()),
                 Some("south") => Err(Refusal::insufficient_scope("system/Tenant.south")),
                 Some("east") => Err(Refusal::InsufficientScope { scope: None }),
+                // A sloppy hint: tabs, doubled spaces, a token with a quote in it.
+                Some("sloppy") => Err(Refusal::insufficient_scope(
+                    " system/A.r\t\tsystem/\"B\".r  system/C.r ",
+                )),
+                Some("blank") => Err(Refusal::insufficient_scope(" \t ")),
                 _ => Err(Refusal::InvalidToken),
             }
         })
@@ -163,9 +168,26 @@ async fn the_validation_hook_refuses_with_exact_answers() {
             "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\""
         )
     );
+    // The hint goes out as valid scope tokens joined by single spaces, or not at all.
+    let answer = app.get_with_token(&token("sloppy")).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\", scope=\"system/A.r system/C.r\""
+        )
+    );
+    let answer = app.get_with_token(&token("blank")).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\""
+        )
+    );
     // Every request ran the hook, the cached ones too (a token is cached from its
     // second verification on).
-    assert_eq!(calls.load(Ordering::Relaxed), 8);
+    assert_eq!(calls.load(Ordering::Relaxed), 10);
     // A token the hook refused is never handed to a handler, even from the cache.
     assert!(app.layer.issuers().iter().next().unwrap().cached_tokens() >= 1);
 }
