@@ -235,7 +235,9 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// handlers take `Option<SmartClaims>`. A request with an invalid token is still
     /// refused. [Scope enforcement](Self::enforce_scopes) checks only requests with a
     /// verified token: an anonymous request reaches the handler unchecked, and the handler
-    /// decides what it may do.
+    /// decides what it may do. The handler's answers get `Vary: authorization` (added to
+    /// their own `Vary`), so that a shared cache never gives the answer to an anonymous
+    /// request to one with a token, or the other way round.
     pub fn optional(mut self) -> Self {
         self.mode = AuthMode::Optional;
         self

@@ -9,7 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
-use http::{Request, Response};
+use http::header::VARY;
+use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -73,14 +74,14 @@ where
             // Not verified, even with a token: handlers see an anonymous request.
             metrics::unauthenticated(Unverified::PublicPath);
             request.extensions_mut().insert(Unauthenticated);
-            return ResponseFuture::calling(self.inner.call(request), shared);
+            return ResponseFuture::calling(self.inner.call(request), shared, false);
         }
         let credential = match bearer_credential(request.headers(), request.uri().query()) {
             Ok(Some(credential)) => credential,
             Ok(None) if shared.mode == AuthMode::Optional => {
                 metrics::unauthenticated(Unverified::NoCredentials);
                 request.extensions_mut().insert(Unauthenticated);
-                return ResponseFuture::calling(self.inner.call(request), shared);
+                return ResponseFuture::calling(self.inner.call(request), shared, true);
             }
             Ok(None) => {
                 tracing::debug!(target: "smart_auth::rejection", "request without credentials");
@@ -105,7 +106,8 @@ where
                     Ok(claims) => {
                         metrics::accepted(Source::Cache);
                         request.extensions_mut().insert(claims);
-                        ResponseFuture::calling(self.inner.call(request), shared)
+                        let optional = shared.mode == AuthMode::Optional;
+                        ResponseFuture::calling(self.inner.call(request), shared, optional)
                     }
                     Err(error) => ResponseFuture::rejected(refuse(shared, &error)),
                 };
@@ -162,6 +164,22 @@ fn admit<B>(
     Ok(claims)
 }
 
+/// Adds `Authorization` to `Vary` (RFC 9110 section 12.5.5) unless the response already
+/// varies by it or by everything (`*`): a shared cache that stored the answer to an
+/// anonymous request must not hand it to a request with a token, or the other way round.
+fn vary_by_authorization(headers: &mut HeaderMap) {
+    let covered = headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|name| name == "*" || name.eq_ignore_ascii_case("authorization"));
+    if !covered {
+        headers.append(VARY, HeaderValue::from_static("authorization"));
+    }
+}
+
 /// The answer to credentials that break RFC 6750's syntax rules.
 fn malformed<B: From<Bytes>>(shared: &Shared, kind: ErrorKind) -> Response<B> {
     tracing::debug!(target: "smart_auth::rejection", ?kind, "malformed credentials");
@@ -210,6 +228,8 @@ pin_project! {
             future: S::Future,
             // Puts the layer's realm into refusals raised behind it.
             challenge: Challenge,
+            // Optional mode: the answer depends on whether the request had a token.
+            varies_by_authorization: bool,
         },
         Rejected {
             response: Option<S::Response>,
@@ -221,11 +241,14 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    fn calling(future: S::Future, shared: &Shared) -> Self {
+    /// Calls the inner service. `varies_by_authorization`: the handler's answer may
+    /// differ with and without a token (optional mode), so the response says so.
+    fn calling(future: S::Future, shared: &Shared, varies_by_authorization: bool) -> Self {
         Self {
             state: State::Calling {
                 future,
                 challenge: shared.challenge.clone(),
+                varies_by_authorization,
             },
         }
     }
@@ -275,7 +298,12 @@ where
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             let challenge = shared.challenge.clone();
-                            this.state.set(State::Calling { future, challenge });
+                            let varies_by_authorization = shared.mode == AuthMode::Optional;
+                            this.state.set(State::Calling {
+                                future,
+                                challenge,
+                                varies_by_authorization,
+                            });
                         }
                         Err(error) => {
                             let response = refuse(&shared, &error);
@@ -284,9 +312,16 @@ where
                         }
                     }
                 }
-                StateProj::Calling { future, challenge } => {
+                StateProj::Calling {
+                    future,
+                    challenge,
+                    varies_by_authorization,
+                } => {
                     let mut response = ready!(future.poll(cx))?;
                     challenge.settle_realm(&mut response);
+                    if *varies_by_authorization {
+                        vary_by_authorization(response.headers_mut());
+                    }
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Rejected { response } => {

@@ -1,9 +1,12 @@
 //! `SmartClaims` and `Option<SmartClaims>` in handlers.
 
+use axum::Router;
+use axum::routing::get;
 use reqwest::StatusCode;
 use serde_json::json;
+use smart_auth::{ManualClock, SmartAuthLayer, SmartClaims};
 
-use crate::support::app;
+use crate::support::{app, issuer, serve};
 
 #[tokio::test]
 async fn handlers_receive_every_claim() {
@@ -106,6 +109,108 @@ async fn optional_mode() {
         required.challenge.as_deref(),
         Some("Bearer realm=\"https://fhir.example.test/r4\"")
     );
+}
+
+/// In optional mode a handler's answer depends on whether the request carried a token,
+/// so every answer it gives says `Vary: authorization` (merged with the handler's own
+/// `Vary`, never twice, not beside `*`); required mode and public paths add nothing.
+#[tokio::test]
+async fn optional_mode_answers_vary_by_authorization() {
+    async fn who(claims: Option<SmartClaims>) -> &'static str {
+        if claims.is_some() {
+            "known"
+        } else {
+            "anonymous"
+        }
+    }
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let routes = |layer: SmartAuthLayer| {
+        Router::new()
+            .route("/fhir/plain", get(who))
+            .route(
+                "/fhir/accept",
+                get(|c| async { ([("vary", "Accept")], who(c).await) }),
+            )
+            .route(
+                "/fhir/already",
+                get(|c| async { ([("vary", "Accept, AUTHORIZATION")], who(c).await) }),
+            )
+            .route(
+                "/fhir/star",
+                get(|c| async { ([("vary", "*")], who(c).await) }),
+            )
+            .route("/fhir/metadata", get(|| async { "capabilities" }))
+            .layer(layer)
+    };
+    let layer = |optional: bool| {
+        let builder = SmartAuthLayer::builder(issuer.url())
+            .fhir_base("https://fhir.example.test/fhir")
+            .audience(issuer.audience())
+            .clock(clock.clone());
+        let builder = if optional {
+            builder.optional()
+        } else {
+            builder
+        };
+        builder.build().unwrap()
+    };
+    let (optional_url, _optional) = serve(routes(layer(true))).await;
+    let (required_url, _required) = serve(routes(layer(false))).await;
+    let http = reqwest::Client::new();
+    let token = issuer.token().sign();
+    let vary = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    };
+    let cases: [(&str, &[&str]); 4] = [
+        ("/fhir/plain", &["authorization"]),
+        ("/fhir/accept", &["Accept", "authorization"]),
+        ("/fhir/already", &["Accept, AUTHORIZATION"]),
+        ("/fhir/star", &["*"]),
+    ];
+    for (path, expected) in cases {
+        let url = format!("{optional_url}{path}");
+        let anonymous = http.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::OK, "{path}");
+        assert_eq!(vary(&anonymous), expected, "{path} anonymous");
+        assert_eq!(anonymous.text().await.unwrap(), "anonymous");
+        for _ in 0..2 {
+            // Verified, then from the token cache.
+            let known = http.get(&url).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(known.status(), StatusCode::OK, "{path}");
+            assert_eq!(vary(&known), expected, "{path} with a token");
+            assert_eq!(known.text().await.unwrap(), "known");
+        }
+        let required = http
+            .get(format!("{required_url}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(required.status(), StatusCode::OK, "{path}");
+        let own: Vec<String> = expected
+            .iter()
+            .filter(|value| **value != "authorization")
+            .map(|value| (*value).to_owned())
+            .collect();
+        assert_eq!(vary(&required), own, "{path} required mode");
+    }
+    // The public capability statement is the same for everyone.
+    for url in [&optional_url, &required_url] {
+        let public = http
+            .get(format!("{url}/fhir/metadata"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(public.status(), StatusCode::OK);
+        assert!(vary(&public).is_empty(), "{url}");
+    }
 }
 
 #[tokio::test]
