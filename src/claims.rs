@@ -313,24 +313,33 @@ impl FhirContext {
     }
 }
 
-/// Which claims hold the scopes, the client id, the patient and the user. Built once, at
-/// layer build time; for each, the first present name wins.
+/// Which claims hold the scopes, the client id, the patient and the user (for each, the
+/// first present name wins), the claims a token must carry, and how the issuer spells
+/// SMART scopes. Built once, at layer build time.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimNames {
     pub(crate) scope: Vec<String>,
     pub(crate) client_id: Vec<String>,
     pub(crate) patient: Vec<String>,
     pub(crate) fhir_user: Vec<String>,
+    /// Claims that must be JSON strings with exactly these values.
+    pub(crate) required: Vec<(String, String)>,
+    /// The character the issuer writes in place of the `/` after `patient`, `user` or
+    /// `system` in a scope.
+    pub(crate) scope_context_separator: Option<char>,
 }
 
 impl Default for ClaimNames {
     /// The SMART names: `scope`, `scp`; `client_id`, `azp`, `cid`; `patient`; `fhirUser`.
+    /// No required claim, scopes as SMART writes them.
     fn default() -> Self {
         Self {
             scope: vec!["scope".into(), "scp".into()],
             client_id: vec!["client_id".into(), "azp".into(), "cid".into()],
             patient: vec!["patient".into()],
             fhir_user: vec!["fhirUser".into()],
+            required: Vec::new(),
+            scope_context_separator: None,
         }
     }
 }
@@ -355,6 +364,15 @@ impl ClaimNames {
         ) || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
             .iter()
             .any(|names| names.iter().any(|known| known == name))
+            || self.required.iter().any(|(known, _)| known == name)
+    }
+
+    /// Whether the claims carry every required value: the claim present, a JSON string,
+    /// equal byte for byte.
+    fn has_required(&self, raw: &impl ClaimSource) -> bool {
+        self.required.iter().all(
+            |(name, value)| matches!(raw.claim(name), Some(Member::Text(text)) if text == value),
+        )
     }
 }
 
@@ -425,6 +443,9 @@ impl SmartClaims {
 
     /// The claims this crate interprets; the caller then sets the whole claim set.
     fn interpret(raw: &impl ClaimSource, names: &ClaimNames) -> Result<ClaimsInner, ErrorKind> {
+        if !names.has_required(raw) {
+            return Err(ErrorKind::RefusedByPolicy);
+        }
         let issuer = optional_string(raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
         let expires_at =
             optional_numeric_date(raw, "exp", Round::Down)?.ok_or(ErrorKind::InvalidClaim)?;
@@ -456,6 +477,10 @@ impl SmartClaims {
                 Cow::Owned(well_formed_scope_text(items.into_iter()))
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
+        };
+        let scope_text = match names.scope_context_separator {
+            Some(separator) => with_smart_context_slash(scope_text, separator),
+            None => scope_text,
         };
         let client_id = match names.client_id.iter().find_map(|name| raw.claim(name)) {
             None => None,
@@ -895,6 +920,44 @@ fn well_formed_scope_text<'a>(tokens: impl Iterator<Item = &'a str>) -> String {
         text.push_str(token);
     }
     text
+}
+
+/// Scope text (well-formed tokens joined by single spaces) with `separator` turned into
+/// `/` where it follows a SMART context that starts a token: `patient.Observation.read`
+/// becomes `patient/Observation.read` for `.`. Tokens that hold a `/` already, and every
+/// other scope (`openid`, `launch`, ...), are kept as they are.
+fn with_smart_context_slash(text: Cow<'_, str>, separator: char) -> Cow<'_, str> {
+    let context_length = |token: &str| {
+        if token.contains('/') {
+            return None;
+        }
+        ["patient", "user", "system"]
+            .into_iter()
+            .find_map(|context| {
+                token
+                    .strip_prefix(context)
+                    .is_some_and(|rest| rest.starts_with(separator))
+                    .then_some(context.len())
+            })
+    };
+    if !text.split(' ').any(|token| context_length(token).is_some()) {
+        return text;
+    }
+    let mut rewritten = String::with_capacity(text.len());
+    for token in text.split(' ') {
+        if !rewritten.is_empty() {
+            rewritten.push(' ');
+        }
+        match context_length(token) {
+            Some(length) => {
+                rewritten.push_str(&token[..length]);
+                rewritten.push('/');
+                rewritten.push_str(&token[length + separator.len_utf8()..]);
+            }
+            None => rewritten.push_str(token),
+        }
+    }
+    Cow::Owned(rewritten)
 }
 
 /// Whether a string is empty or holds only whitespace.

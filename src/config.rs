@@ -6,6 +6,7 @@
 //! setting is an error instead of a silently ignored security control. The loaded
 //! configuration goes through the same checks as the builder's (`build`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,6 +87,15 @@ pub struct IssuerConfig {
     /// [`VerifierBuilder::insecure_accept_any_audience`] (default `false`).
     #[serde(default)]
     pub insecure_accept_any_audience: bool,
+    /// [`VerifierBuilder::accept_missing_audience_for_clients`] (default none).
+    #[serde(default)]
+    pub accept_missing_audience_for_clients: Vec<String>,
+    /// [`VerifierBuilder::required_claim`], each one: claim name to required string value.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, String>,
+    /// [`VerifierBuilder::scope_context_separator`], a one-character string.
+    #[serde(default)]
+    pub scope_context_separator: Option<char>,
     /// [`VerifierBuilder::algorithms`], by JOSE name (`"RS384"`, `"ES384"`, ...).
     #[serde(default)]
     pub algorithms: Option<Vec<SigningAlgorithm>>,
@@ -229,6 +239,16 @@ impl IssuerConfig {
         }
         if self.insecure_accept_any_audience {
             builder = builder.insecure_accept_any_audience();
+        }
+        if !self.accept_missing_audience_for_clients.is_empty() {
+            builder = builder
+                .accept_missing_audience_for_clients(self.accept_missing_audience_for_clients);
+        }
+        for (name, value) in self.required_claims {
+            builder = builder.required_claim(name, value);
+        }
+        if let Some(separator) = self.scope_context_separator {
+            builder = builder.scope_context_separator(separator);
         }
         if let Some(algorithms) = self.algorithms {
             builder = builder.algorithms(algorithms);

@@ -541,6 +541,14 @@ pub enum ConfigError {
     /// ([`IntrospectionAuth::bearer`](crate::IntrospectionAuth::bearer)) is not a
     /// `b64token` (RFC 6750 section 2.1), so it could not be sent.
     InvalidIntrospectionCredentials,
+    /// A token rule is unusable: a [required claim](crate::VerifierBuilder::required_claim)
+    /// or a [client accepted without an audience](crate::VerifierBuilder::accept_missing_audience_for_clients)
+    /// is blank, or the [scope separator](crate::VerifierBuilder::scope_context_separator)
+    /// is not a visible ASCII character other than `/`, `"` and `\`.
+    InvalidClaimRule {
+        /// Which setting holds the rule.
+        field: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -571,6 +579,7 @@ impl fmt::Display for ConfigError {
             Self::InvalidIntrospectionCredentials => {
                 f.write_str("the introspection bearer token is not a valid b64token")
             }
+            Self::InvalidClaimRule { field } => write!(f, "{field} is blank or unusable"),
         }
     }
 }

@@ -486,6 +486,25 @@ impl SmartAuthBuilder<VerifierBuilder> {
         self.first(|b| b.fhir_user_claims(names))
     }
 
+    /// See [`VerifierBuilder::accept_missing_audience_for_clients`].
+    pub fn accept_missing_audience_for_clients<I, S>(self, clients: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.first(|b| b.accept_missing_audience_for_clients(clients))
+    }
+
+    /// See [`VerifierBuilder::required_claim`].
+    pub fn required_claim(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.first(|b| b.required_claim(name, value))
+    }
+
+    /// See [`VerifierBuilder::scope_context_separator`].
+    pub fn scope_context_separator(self, separator: char) -> Self {
+        self.first(|b| b.scope_context_separator(separator))
+    }
+
     /// See [`VerifierBuilder::http_client`].
     pub fn http_client(self, client: reqwest::Client) -> Self {
         self.first(|b| b.http_client(client))
@@ -770,6 +789,46 @@ mod tests {
                     .insecure_accept_any_audience()
             ),
             ConfigError::ConflictingAudience
+        );
+        assert_eq!(
+            error(
+                b().insecure_accept_any_audience()
+                    .accept_missing_audience_for_clients(["app-1"])
+            ),
+            ConfigError::ConflictingAudience
+        );
+        for blank in ["", " ", "\t"] {
+            assert_eq!(
+                error(b().required_claim(blank, "access")),
+                ConfigError::InvalidClaimRule {
+                    field: "required_claim"
+                }
+            );
+            assert_eq!(
+                error(b().accept_missing_audience_for_clients(["app-1", blank])),
+                ConfigError::InvalidClaimRule {
+                    field: "accept_missing_audience_for_clients"
+                }
+            );
+        }
+        for separator in ['/', ' ', '"', '\\', '\t', '\0', 'é', '\u{7f}'] {
+            assert_eq!(
+                error(b().scope_context_separator(separator)),
+                ConfigError::InvalidClaimRule {
+                    field: "scope_context_separator"
+                },
+                "{separator:?}"
+            );
+        }
+        for separator in ['.', '-', '_', ':', '|'] {
+            assert!(b().scope_context_separator(separator).build().is_ok());
+        }
+        // An empty required value is a rule like any other; no client list is no rule.
+        assert!(b().required_claim("token_use", "").build().is_ok());
+        assert!(
+            b().accept_missing_audience_for_clients(Vec::<String>::new())
+                .build()
+                .is_ok()
         );
         assert_eq!(error(b().realm("a\"b")), ConfigError::InvalidRealm);
         assert_eq!(

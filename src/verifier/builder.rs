@@ -49,6 +49,9 @@ pub struct VerifierBuilder {
     client_id_claims: Vec<String>,
     patient_claims: Vec<String>,
     fhir_user_claims: Vec<String>,
+    required_claims: Vec<(String, String)>,
+    clients_without_audience: Vec<String>,
+    scope_context_separator: Option<char>,
     http_client: Option<reqwest::Client>,
     fetch_timeout: Duration,
     max_response_size: usize,
@@ -95,6 +98,9 @@ impl VerifierBuilder {
             client_id_claims: vec!["client_id".into(), "azp".into(), "cid".into()],
             patient_claims: vec!["patient".into()],
             fhir_user_claims: vec!["fhirUser".into()],
+            required_claims: Vec::new(),
+            clients_without_audience: Vec::new(),
+            scope_context_separator: None,
             http_client: None,
             fetch_timeout: Duration::from_secs(5),
             max_response_size: 1024 * 1024,
@@ -163,6 +169,86 @@ impl VerifierBuilder {
     /// ```
     pub fn insecure_accept_any_audience(mut self) -> Self {
         self.any_audience = true;
+        self
+    }
+
+    /// Also accepts a token whose `aud` names no audience (absent or an empty list) when
+    /// its client id (read from [`client_id_claims`](Self::client_id_claims)) is one of
+    /// `clients`. A token with an `aud` is still checked against the
+    /// [audiences](Self::audience), and a token of any other client without one is still
+    /// refused (401 `invalid_token`, [`ErrorKind::WrongAudience`](crate::ErrorKind::WrongAudience)).
+    ///
+    /// For issuers whose access tokens carry no `aud` at all: Amazon Cognito puts the app
+    /// client in `client_id` and `token_use: "access"` beside it (require that too, with
+    /// [`required_claim`](Self::required_claim); its ID tokens name the client in `aud`
+    /// and are refused). The binding is to the client, not to this server: every API that
+    /// trusts the same client accepts the same token. Without any audience, tokens that
+    /// have one are all refused, and [introspection](Self::introspection) still needs one.
+    /// Combined with [`insecure_accept_any_audience`](Self::insecure_accept_any_audience),
+    /// `build` fails with [`ConfigError::ConflictingAudience`]; with a blank client id,
+    /// with [`ConfigError::InvalidClaimRule`].
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// // Amazon Cognito access tokens.
+    /// let verifier = TokenVerifier::builder(
+    ///     "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example",
+    /// )
+    /// .accept_missing_audience_for_clients(["4p5q6r7s8t9u0v1w2x3y4z5a6b"])
+    /// .required_claim("token_use", "access")
+    /// .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn accept_missing_audience_for_clients<I, S>(mut self, clients: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.clients_without_audience = clients.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A claim every accepted token must carry: a JSON string equal to `value`, byte for
+    /// byte. Checked once per token, after its signature; a token without it, with another
+    /// value or another JSON type is refused with 401 `invalid_token`
+    /// ([`ErrorKind::RefusedByPolicy`](crate::ErrorKind::RefusedByPolicy)). Call it again
+    /// for more claims; all must hold. Use it for what the issuer marks in a claim of its
+    /// own, such as Cognito's `token_use: "access"` or a tenant. A blank name is refused
+    /// by `build` ([`ConfigError::InvalidClaimRule`]).
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .required_claim("tenant", "north")
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn required_claim(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.required_claims.push((name.into(), value.into()));
+        self
+    }
+
+    /// The character the issuer writes in SMART scopes in place of the `/` after
+    /// `patient`, `user` or `system` (Microsoft Entra ID does not allow `/` in a scope
+    /// name, so SMART scopes registered there read `patient.Observation.read` or
+    /// `system-Patient.rs`). Each scope token that starts with one of those contexts
+    /// followed by `separator`, and holds no `/`, is read with that first `separator`
+    /// as `/`; every other scope is read as written. Handlers, scope enforcement and
+    /// [`SmartClaims::scopes`](crate::SmartClaims::scopes) see the SMART spelling. The
+    /// separator must be a visible ASCII character other than `/`, `"` and `\`
+    /// ([`ConfigError::InvalidClaimRule`] otherwise).
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder("https://login.microsoftonline.com/tenant-id/v2.0")
+    ///     .audience("api://fhir-api")
+    ///     .scope_context_separator('.')
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn scope_context_separator(mut self, separator: char) -> Self {
+        self.scope_context_separator = Some(separator);
         self
     }
 
@@ -423,6 +509,7 @@ impl VerifierBuilder {
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build(self) -> Result<TokenVerifier, ConfigError> {
         checked_url(&self.issuer, "issuer")?;
+        self.check_claim_rules()?;
         let source = match (&self.jwks_uri, self.static_keys) {
             (Some(_), Some(_)) => return Err(ConfigError::ConflictingKeySource),
             (None, Some(keys)) => KeySource::Static(keys),
@@ -455,11 +542,20 @@ impl VerifierBuilder {
         }
         self.refresh.validate()?;
         self.token_cache.validate()?;
-        let audience = match (self.audiences.is_empty(), self.any_audience) {
-            (false, false) => AudienceRule::OneOf(self.audiences),
-            (true, false) => AudienceRule::TypedAccessTokensOnly,
-            (true, true) => AudienceRule::AnyInsecure,
+        let no_audience = self.audiences.is_empty();
+        let audience = match (no_audience, self.any_audience) {
             (false, true) => return Err(ConfigError::ConflictingAudience),
+            (_, true) if !self.clients_without_audience.is_empty() => {
+                return Err(ConfigError::ConflictingAudience);
+            }
+            (true, true) => AudienceRule::AnyInsecure,
+            (true, false) if self.clients_without_audience.is_empty() => {
+                AudienceRule::TypedAccessTokensOnly
+            }
+            (_, false) => AudienceRule::OneOf {
+                audiences: self.audiences,
+                clients_without_audience: self.clients_without_audience,
+            },
         };
         let fetcher = Fetcher {
             client: self
@@ -471,7 +567,9 @@ impl VerifierBuilder {
         };
         #[cfg(feature = "introspection")]
         let introspection = match self.introspection {
-            Some(_) if audience == AudienceRule::TypedAccessTokensOnly => {
+            // Accepted clients are no audience: an answer without `aud` names no client
+            // check of its own.
+            Some(_) if no_audience && !self.any_audience => {
                 return Err(ConfigError::IntrospectionWithoutAudience);
             }
             Some(settings) => {
@@ -506,6 +604,8 @@ impl VerifierBuilder {
                 client_id: self.client_id_claims,
                 patient: self.patient_claims,
                 fhir_user: self.fhir_user_claims,
+                required: self.required_claims,
+                scope_context_separator: self.scope_context_separator,
             },
             max_token_length: self.max_token_length,
             clock: self.clock,
@@ -518,6 +618,40 @@ impl VerifierBuilder {
             keys,
             TokenCache::new(&self.token_cache),
         ))
+    }
+}
+
+impl VerifierBuilder {
+    /// The required claims, the clients accepted without an audience and the scope
+    /// separator, as `build` accepts them.
+    fn check_claim_rules(&self) -> Result<(), ConfigError> {
+        if self
+            .required_claims
+            .iter()
+            .any(|(name, _)| name.trim().is_empty())
+        {
+            return Err(ConfigError::InvalidClaimRule {
+                field: "required_claim",
+            });
+        }
+        if self
+            .clients_without_audience
+            .iter()
+            .any(|client| client.trim().is_empty())
+        {
+            return Err(ConfigError::InvalidClaimRule {
+                field: "accept_missing_audience_for_clients",
+            });
+        }
+        if let Some(separator) = self.scope_context_separator {
+            let usable = separator.is_ascii_graphic() && !matches!(separator, '/' | '"' | '\\');
+            if !usable {
+                return Err(ConfigError::InvalidClaimRule {
+                    field: "scope_context_separator",
+                });
+            }
+        }
+        Ok(())
     }
 }
 

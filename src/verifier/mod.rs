@@ -68,8 +68,12 @@ impl TokenTypePolicy {
 /// sure the token was meant for it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AudienceRule {
-    /// `aud` must name at least one of these (the configured audiences).
-    OneOf(Vec<String>),
+    /// `aud` must name at least one of `audiences` (the configured audiences), or name
+    /// none while the token's client id is one of `clients_without_audience`.
+    OneOf {
+        audiences: Vec<String>,
+        clients_without_audience: Vec<String>,
+    },
     /// No audience configured: the verifier cannot tell whom a token was minted for, so it
     /// accepts only tokens that say they are access tokens (`typ` `at+jwt` or
     /// `application/at+jwt`, RFC 9068 section 2.1). ID tokens and other JWTs of the same
@@ -176,7 +180,7 @@ impl TokenVerifier {
     /// The first accepted audience, if audiences are configured.
     pub(crate) fn first_audience(&self) -> Option<&str> {
         match &self.inner.config.audience {
-            AudienceRule::OneOf(audiences) => audiences.first().map(String::as_str),
+            AudienceRule::OneOf { audiences, .. } => audiences.first().map(String::as_str),
             AudienceRule::TypedAccessTokensOnly | AudienceRule::AnyInsecure => None,
         }
     }
@@ -463,11 +467,20 @@ impl TokenVerifier {
 
     fn check_audience(&self, claims: &SmartClaims) -> Result<(), ErrorKind> {
         match &self.inner.config.audience {
-            AudienceRule::OneOf(accepted) => {
-                if claims
-                    .audiences()
-                    .any(|aud| accepted.iter().any(|accepted| accepted == aud))
-                {
+            AudienceRule::OneOf {
+                audiences,
+                clients_without_audience,
+            } => {
+                let mut named = claims.audiences().peekable();
+                let accepted = match named.peek() {
+                    Some(_) => named.any(|aud| audiences.iter().any(|accepted| accepted == aud)),
+                    None => claims.client_id().is_some_and(|client| {
+                        clients_without_audience
+                            .iter()
+                            .any(|accepted| accepted == client)
+                    }),
+                };
+                if accepted {
                     Ok(())
                 } else {
                     Err(ErrorKind::WrongAudience)

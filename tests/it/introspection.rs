@@ -1063,6 +1063,13 @@ fn unsafe_introspection_settings_are_refused_at_build() {
             "{mode:?}"
         );
     }
+    // Clients accepted without an audience are no audience: an answer without `aud`
+    // would pass whatever its client.
+    let clients_only = |b: SmartAuthBuilder| b.accept_missing_audience_for_clients(["app-1"]);
+    assert_eq!(
+        build(clients_only, basic()),
+        Err(ConfigError::IntrospectionWithoutAudience)
+    );
     assert_eq!(build(with_base, basic()), Ok(()));
     assert_eq!(build(with_audience, basic()), Ok(()));
     assert_eq!(build(any_audience, basic()), Ok(()));

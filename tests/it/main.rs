@@ -15,6 +15,7 @@ mod discovery;
 mod extractor;
 mod interop;
 mod introspection;
+mod issuer_profiles;
 mod issuers;
 mod jose_strict;
 mod key_cache;
