@@ -332,10 +332,24 @@ enum Verdict {
 
 struct AnswerExpiry;
 
-impl Expiry<Arc<str>, Answer> for AnswerExpiry {
+/// The SHA-256 of a token: the introspection cache's key. A collision would give one
+/// token another's answer, so the hash is a cryptographic one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    fn of(token: &str) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Self(bytes)
+    }
+}
+
+impl Expiry<TokenDigest, Answer> for AnswerExpiry {
     fn expire_after_create(
         &self,
-        _: &Arc<str>,
+        _: &TokenDigest,
         answer: &Answer,
         _: std::time::Instant,
     ) -> Option<Duration> {
@@ -409,7 +423,9 @@ pub(crate) struct Introspector {
     fetcher: Fetcher,
     clock: Arc<dyn Clock>,
     endpoint: tokio::sync::OnceCell<Url>,
-    cache: Cache<Arc<str>, Answer>,
+    /// Answers by the token's SHA-256: an entry's size does not grow with the token, so
+    /// refusals cached for large garbage tokens cost no more than any other.
+    cache: Cache<TokenDigest, Answer>,
     /// One permit per call in flight.
     call_slots: Semaphore,
     /// When the endpoint was last found down (monotonic).
@@ -462,7 +478,8 @@ impl Introspector {
         &self,
         token: &str,
     ) -> Result<Arc<Map<String, Value>>, AuthError> {
-        let answer = match self.cache.get(token).await {
+        let key = TokenDigest::of(token);
+        let answer = match self.cache.get(&key).await {
             Some(answer) if Instant::now() < answer.reusable_until => {
                 crate::metrics::introspection_cache_hit();
                 answer
@@ -472,9 +489,9 @@ impl Introspector {
                     // Past its lifetime on the monotonic clock (the cache's own expiry
                     // runs on a clock tokio's paused time does not move). Two lookups
                     // racing here may cost one extra call, never a stale answer.
-                    self.cache.invalidate(token).await;
+                    self.cache.invalidate(&key).await;
                 }
-                self.look_up(token).await?
+                self.look_up(key, token).await?
             }
         };
         match answer.verdict {
@@ -486,14 +503,14 @@ impl Introspector {
 
     /// Asks the endpoint (one call shared by concurrent lookups of the same token) and
     /// caches the answer; failures are never cached.
-    async fn look_up(&self, token: &str) -> Result<Answer, AuthError> {
+    async fn look_up(&self, key: TokenDigest, token: &str) -> Result<Answer, AuthError> {
         if self.cooling_down() {
             tracing::debug!("introspection failed recently: answering 503 without calling");
             return Err(AuthError::new(ErrorKind::IntrospectionUnavailable)
                 .with_retry_after(self.cooldown_left()));
         }
         self.cache
-            .try_get_with(Arc::from(token), self.call(token))
+            .try_get_with(key, self.call(token))
             .await
             .map_err(|failure: Arc<Unavailable>| {
                 match *failure {

@@ -379,8 +379,11 @@ impl TokenVerifier {
         let claims = SmartClaims::from_payload(Map::clone(&answer), &config.claim_names)?;
         let now = unix_seconds(config.clock.now());
         // RFC 7662 makes `aud` optional: checked whenever the answer has one, so an empty
-        // list names no accepted audience.
-        self.check_claims(&claims, now, claims.claim("aud").is_some())?;
+        // list names no accepted audience. With clients accepted without an audience, an
+        // answer without one must name such a client, as a JWT without one must.
+        let audience_required =
+            claims.claim("aud").is_some() || self.lists_clients_without_audience();
+        self.check_claims(&claims, now, audience_required)?;
         Ok(claims)
     }
 
@@ -496,6 +499,15 @@ impl TokenVerifier {
                 Ok(())
             }
         }
+    }
+
+    /// Whether [`VerifierBuilder::accept_missing_audience_for_clients`] named clients.
+    #[cfg(feature = "introspection")]
+    fn lists_clients_without_audience(&self) -> bool {
+        matches!(
+            &self.inner.config.audience,
+            AudienceRule::OneOf { clients_without_audience, .. } if !clients_without_audience.is_empty()
+        )
     }
 
     fn warn_about_audience(&self, message: &'static str) {

@@ -381,6 +381,55 @@ async fn request_shape_and_claims() {
     );
 }
 
+/// Clients accepted without an audience bind introspection answers as they bind JWTs:
+/// an answer without `aud` must name a listed client; one with `aud` is judged by it.
+#[tokio::test]
+async fn answers_without_audience_need_a_listed_client() {
+    let setup = stub().await;
+    let endpoint = format!("{}/introspect", setup.issuer);
+    let settings =
+        Introspection::new(IntrospectionAuth::basic("rs id", "s3cret:x")).endpoint(endpoint);
+    let app = app_for(&setup.issuer, &setup.clock, |b| {
+        b.introspection(settings)
+            .accept_missing_audience_for_clients(["c1"])
+    })
+    .await;
+    let rows = [
+        (json!({"aud": null}), StatusCode::OK),
+        (
+            json!({"aud": null, "client_id": "c9"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            json!({"aud": null, "client_id": null}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (json!({"aud": []}), StatusCode::OK),
+        (
+            json!({"aud": [], "client_id": "c9"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (json!({"client_id": "c9"}), StatusCode::OK),
+        (json!({"aud": "elsewhere"}), StatusCode::UNAUTHORIZED),
+    ];
+    for (index, (changes, status)) in rows.into_iter().enumerate() {
+        let token = format!("token-{index}");
+        setup.answer_for(&token, StubAnswer::Json(setup.active(changes.clone())));
+        let answer = app.get_with_token(&token).await;
+        assert_eq!(answer.status, status, "{changes}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                answer.challenge.as_deref(),
+                Some(
+                    app.invalid_token_challenge("the token is for another audience")
+                        .as_str()
+                ),
+                "{changes}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn bad_answers_get_exact_refusals() {
     let setup = stub().await;
