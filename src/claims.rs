@@ -55,6 +55,10 @@ struct ClaimsInner {
     times_present: u8,
     /// Whether the token has a `cnf` (RFC 7800) claim, which binds it to a key.
     confirmation: bool,
+    /// How the issuer writes the `/` of SMART scopes
+    /// ([`VerifierBuilder::scope_context_separator`](crate::VerifierBuilder::scope_context_separator)),
+    /// so that a scope hint names a scope the issuer can grant.
+    scope_context_separator: Option<char>,
     fhir_context: Box<[FhirContext]>,
     /// The verified token, to read its payload again for [`SmartClaims::claim`] and the
     /// like; `None` when the claims came as an object (introspection, the test kit), which
@@ -551,6 +555,7 @@ impl SmartClaims {
                 | if not_before.is_some() { NOT_BEFORE } else { 0 },
             fhir_context: fhir_context.into(),
             confirmation: raw.claim("cnf").is_some(),
+            scope_context_separator: names.scope_context_separator,
             token: None,
             lazy,
         })
@@ -716,9 +721,9 @@ impl SmartClaims {
         if self.permits(interaction, resource_type) {
             return Ok(());
         }
-        let hint =
-            ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
-        Err(AuthError::insufficient_scope(hint))
+        Err(AuthError::insufficient_scope(
+            self.scope_hint(interaction, resource_type),
+        ))
     }
 
     /// Like [`SmartClaims::require`] for a handler that applies granular filters: succeeds
@@ -755,11 +760,25 @@ impl SmartClaims {
             .scope_set()
             .constraints(None, interaction, resource_type);
         if constraints.is_denied() {
-            let hint =
-                ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
-            return Err(AuthError::insufficient_scope(hint));
+            return Err(AuthError::insufficient_scope(
+                self.scope_hint(interaction, resource_type),
+            ));
         }
         Ok(constraints)
+    }
+
+    /// The scope to name in an `insufficient_scope` refusal: the smallest v2 scope that
+    /// allows `interaction` on `resource_type` in this client's [context](Self::hint_context),
+    /// spelt as the issuer writes scopes (`system.Observation.rs` for an issuer whose
+    /// separator is `.`).
+    pub(crate) fn scope_hint(&self, interaction: Interaction, resource_type: &str) -> String {
+        let hint =
+            ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
+        match self.inner.scope_context_separator {
+            // The hint is `{context}/{type}.{letters}`: its first `/` is the separator's.
+            Some(separator) => hint.replacen('/', separator.encode_utf8(&mut [0; 4]), 1),
+            None => hint,
+        }
     }
 
     /// The context to suggest in `insufficient_scope` hints: `system` for clients that hold

@@ -91,7 +91,8 @@ pub struct IssuerConfig {
     #[serde(default)]
     pub accept_missing_audience_for_clients: Vec<String>,
     /// [`VerifierBuilder::required_claim`], each one: claim name to required string value.
-    #[serde(default)]
+    /// A name given twice is an error, not a silent choice of one value.
+    #[serde(default, deserialize_with = "map_with_unique_names")]
     pub required_claims: BTreeMap<String, String>,
     /// [`VerifierBuilder::scope_context_separator`], a one-character string.
     #[serde(default)]
@@ -136,6 +137,40 @@ pub struct IssuerConfig {
     /// [`VerifierBuilder::token_cache`].
     #[serde(default)]
     pub token_cache: Option<TokenCacheConfig>,
+}
+
+/// A map of strings whose names are unique (serde's own map takes the last of two).
+fn map_with_unique_names<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct UniqueNames;
+
+    impl<'de> serde::de::Visitor<'de> for UniqueNames {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of claim names to strings")
+        }
+
+        fn visit_map<A>(self, mut access: A) -> Result<Self::Value, A::Error>
+        where
+            A: serde::de::MapAccess<'de>,
+        {
+            let mut map = BTreeMap::new();
+            while let Some((name, value)) = access.next_entry::<String, String>()? {
+                if map.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "claim `{name}` is required twice"
+                    )));
+                }
+                map.insert(name, value);
+            }
+            Ok(map)
+        }
+    }
+
+    deserializer.deserialize_map(UniqueNames)
 }
 
 /// [`ScopeEnforcement`] settings in a [`SmartAuthConfig`].

@@ -350,7 +350,8 @@ impl ScopeEnforcement {
         };
         for requirement in &requirements {
             if !self.allows(claims, &request, requirement, query) {
-                let hint = requirement.hint(claims.hint_context());
+                let hint =
+                    claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
                 return Err(AuthError::insufficient_scope(hint));
             }
         }

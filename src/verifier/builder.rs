@@ -235,7 +235,9 @@ impl VerifierBuilder {
     /// `system-Patient.rs`). Each scope token that starts with one of those contexts
     /// followed by `separator`, and holds no `/`, is read with that first `separator`
     /// as `/`; every other scope is read as written. Handlers, scope enforcement and
-    /// [`SmartClaims::scopes`](crate::SmartClaims::scopes) see the SMART spelling. The
+    /// [`SmartClaims::scopes`](crate::SmartClaims::scopes) see the SMART spelling; the
+    /// scope named in an `insufficient_scope` refusal is written the issuer's way
+    /// (`system.Observation.rs`), so that a client can ask for it. The
     /// separator must be a visible ASCII character other than `/`, `"` and `\`
     /// ([`ConfigError::InvalidClaimRule`] otherwise).
     ///

@@ -218,6 +218,52 @@ async fn rewritten_scopes_are_enforced() {
         .sign();
     let refused = app.get_with_token(&observation_only).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // The hint names a scope the issuer can grant: written its way.
+    let challenge = refused.challenge.unwrap();
+    assert!(
+        challenge.ends_with(r#"error="insufficient_scope", error_description="the token's scopes do not allow this request", scope="system.Patient.r""#),
+        "{challenge}"
+    );
+}
+
+/// A handler's own `require` names the scope the issuer's way too.
+#[tokio::test]
+async fn handler_refusals_name_the_scope_the_issuer_way() {
+    use smart_auth::scopes::Interaction;
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .scope_context_separator('-')
+        .clock(clock)
+        .build()
+        .unwrap();
+    let router = axum::Router::new()
+        .route(
+            "/fhir/Observation",
+            axum::routing::get(|claims: smart_auth::SmartClaims| async move {
+                claims.require_constraints(Interaction::SearchType, "Observation")?;
+                Ok::<_, smart_auth::AuthError>("found")
+            }),
+        )
+        .layer(layer);
+    let (url, _server) = crate::support::serve(router).await;
+    let http = reqwest::Client::new();
+    for (scope, expected) in [
+        ("patient-Patient.rs", r#"scope="patient-Observation.s""#),
+        ("system-Patient.rs", r#"scope="system-Observation.s""#),
+    ] {
+        let token = issuer.token().scope(scope).claim("patient", "p1").sign();
+        let response = http
+            .get(format!("{url}/fhir/Observation"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.ends_with(expected), "{scope}: {challenge}");
+    }
 }
 
 /// The same rules from a configuration document.
@@ -272,4 +318,12 @@ async fn the_rules_from_a_configuration_document() {
             "{field}: {value}"
         );
     }
+    // A claim required twice (a merged or templated file) is an error, not last-wins.
+    let twice = document.to_string().replace(
+        r#""token_use":"access""#,
+        r#""token_use":"access","token_use":"id""#,
+    );
+    assert!(twice.contains(r#""token_use":"id""#), "{twice}");
+    let error = serde_json::from_str::<smart_auth::SmartAuthConfig>(&twice).unwrap_err();
+    assert!(error.to_string().contains("required twice"), "{error}");
 }
