@@ -7,10 +7,11 @@ use http::HeaderName;
 
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
+use crate::form::percent_decode_strict;
 use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, FhirRequest, Interaction, Operation, Requirement,
-    export_requirements,
+    ResourceType, export_requirements,
 };
 
 /// The header of a FHIR conditional create (`POST [type]` that creates only when a search
@@ -81,6 +82,12 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// cannot be read one way only (`//`, `.` or `..` segments, a malformed escape, or an
 /// escape that decodes to `/`, `\`, `;`, `%`, a control character or invalid UTF-8) is
 /// refused with the same 403 (`insufficient_scope`, no `scope` hint), wherever it points.
+///
+/// A search (by `GET`, or the query of a `POST _search`) that reaches other types needs a
+/// whole-type grant on each: `_include` `r` on its target type, `_revinclude`, `_has` and
+/// chained parameters `s` on the types they name; a type left open (`_include=*`,
+/// `Observation:subject` without a target, `subject.name`) is every type. Parameters in a
+/// `POST _search` body are not seen: the handler checks them.
 ///
 /// The base path is the path of the layer's [FHIR base](crate::SmartAuthBuilder::fhir_base),
 /// as clients send it: the full request path. Inside an axum
@@ -355,6 +362,22 @@ impl ScopeEnforcement {
                 return Err(AuthError::insufficient_scope(hint));
             }
         }
+        let reached = match request {
+            FhirRequest::SearchType { .. }
+            | FhirRequest::SearchCompartment { .. }
+            | FhirRequest::SearchSystem { .. } => query.map(types_reached).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        // Other types a search brings back or looks into need their own whole-type grant:
+        // a granular scope's filter cannot apply to them.
+        let scopes = claims.scope_set();
+        for requirement in &reached {
+            if !scopes.permits_requirement(requirement) {
+                let hint =
+                    claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
+                return Err(AuthError::insufficient_scope(hint));
+            }
+        }
         Ok(())
     }
 }
@@ -402,6 +425,61 @@ impl ScopeEnforcement {
 }
 
 /// A 403 without a scope hint: no scope would allow the request.
+/// What a search's query needs beyond its own type: `_include` brings back the resources
+/// it follows (`r` on the target type), `_revinclude` the resources that refer to the
+/// results (`s` on that type), `_has` and chained parameters search other types (`s` on
+/// each). A type the query does not name (`_include=*`, `Observation:subject` without a
+/// target type, an untyped chain link `subject.name`) is every type. The query is split at
+/// `;` as well as `&`, as some servers split it, and a name that does not decode strictly
+/// counts as reaching every type.
+fn types_reached(query: &str) -> Vec<Requirement> {
+    let named = |interaction, name: &str| {
+        let resource_type = match ResourceType::parse(name) {
+            Some(ResourceType::Named(name)) => ResourceType::Named(name),
+            _ => ResourceType::Any,
+        };
+        Requirement::new(interaction, resource_type)
+    };
+    let mut reached = Vec::new();
+    for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(name), Some(value)) = (percent_decode_strict(name), percent_decode_strict(value))
+        else {
+            reached.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
+            continue;
+        };
+        let base = name.split(':').next().unwrap_or_default();
+        match base {
+            "_include" => {
+                let mut parts = value.split(':');
+                let target = parts.nth(2).unwrap_or("*");
+                reached.push(named(Interaction::Read, target));
+            }
+            "_revinclude" => {
+                let source = value.split(':').next().unwrap_or("*");
+                reached.push(named(Interaction::SearchType, source));
+            }
+            _ => {
+                // `_has:Type:reference:...`, possibly nested.
+                let mut parts = name.split(':').peekable();
+                while let Some(part) = parts.next() {
+                    if part == "_has" {
+                        let searched = parts.next().unwrap_or("*");
+                        reached.push(named(Interaction::SearchType, searched));
+                    }
+                }
+                // `reference[:Type].parameter...`: each link but the last names a type.
+                let links: Vec<&str> = name.split('.').collect();
+                for link in links.iter().take(links.len().saturating_sub(1)) {
+                    let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
+                    reached.push(named(Interaction::SearchType, target));
+                }
+            }
+        }
+    }
+    reached
+}
+
 fn forbidden() -> AuthError {
     AuthError::new(ErrorKind::InsufficientScope)
 }

@@ -525,3 +525,123 @@ async fn a_blank_patient_is_no_launch_context() {
         .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A search that brings back or looks into other types needs scopes on those types too:
+/// `_include` (`r` on its target type), `_revinclude`, `_has` and chained parameters (`s`
+/// on each type); a type the query leaves open is every type. Modifiers, percent-encoded
+/// names, a `;` separator and compartment searches change nothing.
+#[tokio::test]
+async fn searches_reaching_other_types_need_their_scopes() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let patient_only = [("scope", json!("system/Patient.rs"))];
+    let refused: [(&str, &str); 16] = [
+        (
+            "/fhir/Patient?_revinclude=Observation:subject",
+            "system/Observation.s",
+        ),
+        (
+            "/fhir/Patient?_revinclude:iterate=Observation:subject",
+            "system/Observation.s",
+        ),
+        (
+            "/fhir/Patient?%5Frevinclude=Observation:subject",
+            "system/Observation.s",
+        ),
+        (
+            "/fhir/Patient?_revinclude=Observation%3Asubject",
+            "system/Observation.s",
+        ),
+        ("/fhir/Patient?_revinclude=*", "system/*.s"),
+        (
+            "/fhir/Patient?name=x;_revinclude=Observation:subject",
+            "system/Observation.s",
+        ),
+        (
+            "/fhir/Patient?_include=Patient:general-practitioner:Practitioner",
+            "system/Practitioner.r",
+        ),
+        (
+            "/fhir/Patient?_include=Patient:general-practitioner",
+            "system/*.r",
+        ),
+        ("/fhir/Patient?_include:iterate=*", "system/*.r"),
+        (
+            "/fhir/Patient?_has:Observation:patient:code=1234",
+            "system/Observation.s",
+        ),
+        (
+            "/fhir/Patient?_has:Patient:link:_has:Observation:patient:code=1",
+            "system/Observation.s",
+        ),
+        (
+            "/fhir/Patient?general-practitioner:Practitioner.name=x",
+            "system/Practitioner.s",
+        ),
+        ("/fhir/Patient?general-practitioner.name=x", "system/*.s"),
+        (
+            "/fhir/Patient?link:Patient.general-practitioner:Organization.name=x",
+            "system/Organization.s",
+        ),
+        ("/fhir/Patient?_revinclude=%ZZ", "system/*.s"),
+        (
+            "/fhir?_type=Patient&_revinclude=Observation:subject",
+            "system/*.s",
+        ),
+    ];
+    for (path, hint) in refused {
+        let answer = app.call("GET", path, &patient_only).await;
+        app.assert_denied(&answer, hint, path);
+    }
+    // The same searches pass with the other types granted, and searches that stay in the
+    // type pass as before.
+    let wide = [(
+        "scope",
+        json!(
+            "system/Patient.rs system/Observation.rs system/Practitioner.rs system/Organization.rs"
+        ),
+    )];
+    for path in [
+        "/fhir/Patient?_revinclude=Observation:subject",
+        "/fhir/Patient?_include=Patient:general-practitioner:Practitioner",
+        "/fhir/Patient?_has:Observation:patient:code=1234",
+        "/fhir/Patient?general-practitioner:Practitioner.name=x",
+        "/fhir/Patient?link:Patient.general-practitioner:Organization.name=x",
+    ] {
+        let answer = app.call("GET", path, &wide).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+    for path in [
+        "/fhir/Patient?name=x",
+        "/fhir/Patient?_include=Patient:link:Patient",
+        "/fhir/Patient?_revinclude=Patient:link",
+        "/fhir/Patient?link:Patient.name=x",
+        "/fhir/Patient?_has:Patient:link:name=x",
+    ] {
+        let answer = app.call("GET", path, &patient_only).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+    // A compartment search and a read-only include on a readable type.
+    let with_patient = [
+        ("scope", json!("patient/Observation.rs")),
+        ("patient", json!("p1")),
+    ];
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Patient/p1/Observation?_include=Observation:subject:Patient",
+            &with_patient,
+        )
+        .await;
+    app.assert_denied(&answer, "patient/Patient.r", "compartment include");
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Observation?_include=Observation:subject:Patient",
+            &[
+                ("scope", json!("patient/Observation.rs patient/Patient.r")),
+                ("patient", json!("p1")),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
