@@ -486,7 +486,9 @@ fn forbidden() -> AuthError {
 
 /// The default operation policy: `$export` at system, type (`Patient/$export`) and group
 /// (`Group/[id]/$export`) level follows [`export_requirements`] with the `_type`
-/// parameter; every other operation is refused.
+/// parameter, plus `s` on Provenance for `includeAssociatedData=LatestProvenanceResources`
+/// or `RelevantProvenanceResources` and on every type for any other value; every other
+/// operation is refused.
 ///
 /// ```
 /// use smart_auth::default_operation_policy;
@@ -513,7 +515,32 @@ pub fn default_operation_policy(
         return None;
     }
     let types = query.and_then(type_parameter);
-    Some(export_requirements(operation.level, types.as_deref()))
+    let mut requirements = export_requirements(operation.level, types.as_deref());
+    requirements.extend(query.map(associated_data).unwrap_or_default());
+    Some(requirements)
+}
+
+/// What `includeAssociatedData` (Bulk Data 2.0) adds to an export: Provenance resources
+/// for `LatestProvenanceResources` and `RelevantProvenanceResources`, and for any other
+/// value (`_`-prefixed custom ones) data of unknown types, so every type.
+fn associated_data(query: &str) -> Vec<Requirement> {
+    crate::form::pairs(query)
+        .filter(|(name, _)| name == "includeAssociatedData")
+        .flat_map(|(_, value)| {
+            value
+                .split(',')
+                .map(|kind| {
+                    let resource_type = match kind.trim() {
+                        "LatestProvenanceResources" | "RelevantProvenanceResources" => {
+                            ResourceType::Named("Provenance".to_owned())
+                        }
+                        _ => ResourceType::Any,
+                    };
+                    Requirement::new(Interaction::SearchType, resource_type)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The percent-decoded `_type` values of a query string, joined by commas (several

@@ -334,6 +334,48 @@ async fn operations_follow_the_policy() {
         .status,
         StatusCode::OK
     );
+    // includeAssociatedData adds Provenance (or, for a custom value, every type).
+    for (query, hint) in [
+        (
+            "_type=Patient&includeAssociatedData=LatestProvenanceResources",
+            "system/Provenance.s",
+        ),
+        (
+            "_type=Patient&includeAssociatedData=RelevantProvenanceResources",
+            "system/Provenance.s",
+        ),
+        ("_type=Patient&includeAssociatedData=_myData", "system/*.s"),
+        (
+            "_type=Patient&includeAssociatedData=_x,LatestProvenanceResources",
+            "system/*.s",
+        ),
+    ] {
+        let answer = app
+            .call(
+                "GET",
+                &format!("/fhir/$export?{query}"),
+                "system/Patient.rs",
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(app.denied(hint).as_str()),
+            "{query}"
+        );
+    }
+    assert_eq!(
+        app.call(
+            "GET",
+            "/fhir/$export?_type=Patient&includeAssociatedData=LatestProvenanceResources",
+            "system/Patient.rs system/Provenance.rs",
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     // Unknown operations are refused, without a scope hint.
     let unknown = app
         .call("POST", "/fhir/Patient/1/$everything", "system/*.cruds", &[])
