@@ -443,19 +443,21 @@ fn types_reached(query: &str) -> Vec<Requirement> {
     let mut reached = Vec::new();
     for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let (Some(name), Some(value)) = (percent_decode_strict(name), percent_decode_strict(value))
-        else {
+        let Some(name) = percent_decode_strict(name) else {
             reached.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
             continue;
         };
+        // Only an include's value names a type; a bad escape there leaves it open.
+        let value = || percent_decode_strict(value).unwrap_or_default();
         let base = name.split(':').next().unwrap_or_default();
         match base {
             "_include" => {
-                let mut parts = value.split(':');
-                let target = parts.nth(2).unwrap_or("*");
+                let value = value();
+                let target = value.split(':').nth(2).unwrap_or("*");
                 reached.push(named(Interaction::Read, target));
             }
             "_revinclude" => {
+                let value = value();
                 let source = value.split(':').next().unwrap_or("*");
                 reached.push(named(Interaction::SearchType, source));
             }
@@ -556,6 +558,44 @@ fn type_parameter(query: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The types a search query reaches, as `letter type` strings.
+    #[test]
+    fn types_reached_by_queries() {
+        let reached = |query: &str| -> Vec<String> {
+            types_reached(query)
+                .iter()
+                .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
+                .collect()
+        };
+        let cases: [(&str, &[&str]); 12] = [
+            ("name=x&birthdate=ge2000", &[]),
+            // An ordinary value, however malformed, reaches nothing.
+            ("name=50%&family=%FF", &[]),
+            ("_include=Observation:subject:Patient", &["Read Patient"]),
+            ("_include=Observation:subject", &["Read *"]),
+            ("_include=Observation:subject:%ZZ", &["Read *"]),
+            ("_include=Observation:subject:patient", &["Read *"]),
+            (
+                "_revinclude:iterate=Provenance:target",
+                &["SearchType Provenance"],
+            ),
+            ("_revinclude=", &["SearchType *"]),
+            (
+                "%5Fhas:Observation:patient:code=1",
+                &["SearchType Observation"],
+            ),
+            (
+                "subject:Patient.organization.name=x",
+                &["SearchType Patient", "SearchType *"],
+            ),
+            ("%ZZ=1", &["SearchType *"]),
+            ("a=1;_include=*", &["Read *"]),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(reached(query), expected, "{query}");
+        }
+    }
 
     #[test]
     fn type_parameter_decoding() {
