@@ -463,7 +463,7 @@ fn types_reached(query: &str) -> Vec<Requirement> {
             }
             _ => {
                 // `_has:Type:reference:...`, possibly nested.
-                let mut parts = name.split(':').peekable();
+                let mut parts = name.split(':');
                 while let Some(part) = parts.next() {
                     if part == "_has" {
                         let searched = parts.next().unwrap_or("*");

@@ -15,6 +15,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use crate::error::{Answer, AuthError, ErrorKind};
+use crate::scopes::is_scope_token;
 
 /// The media type of FHIR JSON resources.
 pub(crate) const FHIR_JSON: &str = "application/fhir+json";
@@ -341,21 +342,11 @@ pub(crate) fn is_valid_realm(realm: &str) -> bool {
 /// character is left out whole rather than trimmed into a scope nobody named; `None` when
 /// no token is left, and the attribute is then omitted.
 fn scope_hint(scope: &str) -> Option<String> {
-    let is_scope_token = |token: &&str| {
-        token
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    };
-    let mut tokens = scope
-        .split(|c: char| c == ' ' || c.is_ascii_whitespace())
-        .filter(|token| !token.is_empty())
-        .filter(is_scope_token);
-    let mut hint = String::from(tokens.next()?);
-    for token in tokens {
-        hint.push(' ');
-        hint.push_str(token);
-    }
-    Some(hint)
+    let tokens: Vec<&str> = scope
+        .split(|c: char| c.is_ascii_whitespace())
+        .filter(|token| is_scope_token(token))
+        .collect();
+    (!tokens.is_empty()).then(|| tokens.join(" "))
 }
 
 /// A FHIR OperationOutcome for the error, with a static text only.
