@@ -1624,24 +1624,26 @@ mod tests {
         })
     }
 
-    /// A request (method, URL relative to the base) for an interaction on a type, when one
-    /// exists. Searches carry a parameter that no granular filter of [`POOL`] uses.
+    /// A request (method, URL relative to the base) for an interaction on a type, on the
+    /// resource `id` for instance interactions, when one exists. Searches carry a parameter
+    /// that no granular filter of [`POOL`] uses.
     fn request_for(
         interaction: Interaction,
         resource_type: &str,
+        id: &str,
     ) -> Option<(&'static str, String)> {
         use Interaction::*;
         let named = resource_type != "*";
         let t = resource_type;
         Some(match interaction {
-            Read if named => ("GET", format!("{t}/1")),
-            Vread if named => ("GET", format!("{t}/1/_history/2")),
-            HistoryInstance if named => ("GET", format!("{t}/1/_history")),
+            Read if named => ("GET", format!("{t}/{id}")),
+            Vread if named => ("GET", format!("{t}/{id}/_history/2")),
+            HistoryInstance if named => ("GET", format!("{t}/{id}/_history")),
             HistoryType if named => ("GET", format!("{t}/_history")),
             Create if named => ("POST", t.to_owned()),
-            Update if named => ("PUT", format!("{t}/1")),
-            Patch if named => ("PATCH", format!("{t}/1")),
-            Delete if named => ("DELETE", format!("{t}/1")),
+            Update if named => ("PUT", format!("{t}/{id}")),
+            Patch if named => ("PATCH", format!("{t}/{id}")),
+            Delete if named => ("DELETE", format!("{t}/{id}")),
             SearchType if named => ("GET", format!("{t}?code=x")),
             SearchSystem if !named => ("GET", "?code=x".to_owned()),
             HistorySystem if !named => ("GET", "_history".to_owned()),
@@ -1703,14 +1705,38 @@ mod tests {
                         // Granular scopes never grant c, u or d.
                         proptest::prop_assert_eq!(with_filters.is_ok(), permits, "{}", context);
                     }
-                    if let Some((method, url)) = request_for(interaction, resource_type) {
+                    // The patient in context, and another one: `patient/` scopes do not reach
+                    // a path naming another Patient.
+                    for id in ["123", "1"] {
+                        let Some((method, url)) = request_for(interaction, resource_type, id) else {
+                            continue;
+                        };
+                        let instance = matches!(
+                            interaction,
+                            Interaction::Read
+                                | Interaction::Vread
+                                | Interaction::HistoryInstance
+                                | Interaction::Update
+                                | Interaction::Patch
+                                | Interaction::Delete
+                        );
+                        let other_patient = has_patient && instance && resource_type == "Patient" && id != "123";
+                        let (layer_permits, layer_filters) = if other_patient {
+                            (
+                                model_grants(&picks, false, interaction, resource_type, false),
+                                model_grants(&picks, false, interaction, resource_type, true),
+                            )
+                        } else {
+                            (permits, !constraints.is_denied())
+                        };
                         let layer = strict.check_bundle_entry(&claims, method, &url);
-                        proptest::prop_assert_eq!(layer.is_ok(), permits, "{} {} {}", context, method, url);
+                        proptest::prop_assert_eq!(layer.is_ok(), layer_permits, "{} {} {}", context, method, url);
                         if let (Err(layer), Err(handler)) = (&layer, &required) {
-                            proptest::prop_assert_eq!(layer.required_scope(), handler.required_scope(), "{}", context);
+                            let expected = if other_patient { None } else { handler.required_scope() };
+                            proptest::prop_assert_eq!(layer.required_scope(), expected, "{}", context);
                         }
                         let opted_in = filtering.check_bundle_entry(&claims, method, &url);
-                        proptest::prop_assert_eq!(opted_in.is_ok(), !constraints.is_denied(), "{} {} {}", context, method, url);
+                        proptest::prop_assert_eq!(opted_in.is_ok(), layer_filters, "{} {} {}", context, method, url);
                     }
                     if interaction == Interaction::SearchType && resource_type != "*" {
                         let url = format!("{resource_type}?category=lab");

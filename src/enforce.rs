@@ -11,7 +11,7 @@ use crate::form::percent_decode_strict;
 use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, FhirRequest, Interaction, Operation, Requirement,
-    ResourceType, export_requirements,
+    ResourceType, ScopeSet, export_requirements,
 };
 
 /// The header of a FHIR conditional create (`POST [type]` that creates only when a search
@@ -43,8 +43,12 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   [`handler_applies_granular_filters`](Self::handler_applies_granular_filters).
 /// - **Batch and transaction** bundles (`POST [base]`) pass; the handler checks each entry,
 ///   with [`check_bundle_entry`](Self::check_bundle_entry).
-/// - **Patient compartment**: `patient/` scopes count only with a `patient` claim; limiting
-///   results to that patient's compartment is the handler's job.
+/// - **Patient compartment**: `patient/` scopes count only with a `patient` claim, and only
+///   for that patient where the path names one: a read, vread, history, update, patch,
+///   delete or instance operation of `Patient/[id]`, or a search in the compartment
+///   `Patient/[id]/…`, of another patient needs `user/` or `system/` scopes (403 without a
+///   `scope` hint otherwise). Limiting other requests (`Observation/[id]`, searches) to
+///   that patient's compartment is the handler's job.
 /// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
 ///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
 ///   it) plus `r` on `Group` for a group export, and every other operation is refused. An
@@ -355,27 +359,44 @@ impl ScopeEnforcement {
                 }
             }
         };
-        for requirement in &requirements {
-            if !self.allows(claims, &request, requirement, query) {
-                let hint =
-                    claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
-                return Err(AuthError::insufficient_scope(hint));
-            }
-        }
         let reached = match request {
             FhirRequest::SearchType { .. }
             | FhirRequest::SearchCompartment { .. }
             | FhirRequest::SearchSystem { .. } => query.map(types_reached).unwrap_or_default(),
             _ => Vec::new(),
         };
+        // `patient/` scopes reach the patient in context only: a path naming another Patient
+        // (the Patient itself or its compartment) needs `user/` or `system/` scopes. No scope
+        // hint then: no `patient/` scope would allow it.
+        let other_patient = match (request.named_patient(), claims.patient()) {
+            (Some(named), Some(in_context)) => named != in_context,
+            _ => false,
+        };
+        let without_patient_scopes;
+        let scopes = if other_patient {
+            without_patient_scopes = claims.scope_set().clone().with_patient_context(false);
+            &without_patient_scopes
+        } else {
+            claims.scope_set()
+        };
+        let refusal = |requirement: &Requirement| {
+            if other_patient {
+                return forbidden();
+            }
+            let hint =
+                claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
+            AuthError::insufficient_scope(hint)
+        };
+        for requirement in &requirements {
+            if !self.allows(scopes, &request, requirement, query) {
+                return Err(refusal(requirement));
+            }
+        }
         // Other types a search brings back or looks into need their own whole-type grant:
         // a granular scope's filter cannot apply to them.
-        let scopes = claims.scope_set();
         for requirement in &reached {
             if !scopes.permits_requirement(requirement) {
-                let hint =
-                    claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
-                return Err(AuthError::insufficient_scope(hint));
+                return Err(refusal(requirement));
             }
         }
         Ok(())
@@ -391,12 +412,11 @@ impl ScopeEnforcement {
     /// [`ScopeSet::constraints`]: crate::scopes::ScopeSet::constraints
     fn allows(
         &self,
-        claims: &SmartClaims,
+        scopes: &ScopeSet,
         request: &FhirRequest,
         requirement: &Requirement,
         query: Option<&str>,
     ) -> bool {
-        let scopes = claims.scope_set();
         if scopes.permits_requirement(requirement) {
             return true;
         }

@@ -651,6 +651,57 @@ impl FhirRequest {
         }
     }
 
+    /// The id of the Patient whose data the path names: the Patient itself (`Patient/[id]`
+    /// read, vread, history, update, patch, delete or an instance operation), or the Patient
+    /// compartment a search is limited to (`Patient/[id]/[type]`). `None` for every other
+    /// request, whose patient only its resources or query can tell.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Classified, FhirRequest};
+    ///
+    /// let named = |method, path| match FhirRequest::classify(method, path, "/fhir") {
+    ///     Classified::Fhir(request) => request.named_patient().map(str::to_owned),
+    ///     _ => None,
+    /// };
+    /// assert_eq!(named("GET", "/fhir/Patient/123").as_deref(), Some("123"));
+    /// assert_eq!(named("GET", "/fhir/Patient/123/Observation").as_deref(), Some("123"));
+    /// assert_eq!(named("GET", "/fhir/Observation/123"), None);
+    /// ```
+    #[must_use]
+    pub fn named_patient(&self) -> Option<&str> {
+        const PATIENT: &str = "Patient";
+        match self {
+            Self::Read { resource_type, id }
+            | Self::Vread {
+                resource_type, id, ..
+            }
+            | Self::Update { resource_type, id }
+            | Self::Patch { resource_type, id }
+            | Self::Delete { resource_type, id }
+            | Self::HistoryInstance { resource_type, id } => {
+                (resource_type == PATIENT).then_some(id.as_str())
+            }
+            Self::SearchCompartment {
+                compartment, id, ..
+            } => (compartment == PATIENT).then_some(id.as_str()),
+            Self::Operation(operation) => match (&operation.resource_type, &operation.id) {
+                (Some(resource_type), Some(id)) if resource_type == PATIENT => Some(id),
+                _ => None,
+            },
+            Self::ConditionalUpdate { .. }
+            | Self::ConditionalPatch { .. }
+            | Self::ConditionalDelete { .. }
+            | Self::HistoryType { .. }
+            | Self::HistorySystem
+            | Self::Create { .. }
+            | Self::ConditionalCreate { .. }
+            | Self::SearchType { .. }
+            | Self::SearchSystem { .. }
+            | Self::Capabilities
+            | Self::BatchOrTransaction => None,
+        }
+    }
+
     /// The main [`Interaction`] and its resource type (`*` at system level), or `None` for
     /// capabilities, batch/transaction and operations.
     #[must_use]

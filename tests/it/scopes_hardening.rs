@@ -130,10 +130,18 @@ impl ScopedApp {
 
     /// Asserts the exact 403 `insufficient_scope` answer with this scope hint.
     fn assert_denied(&self, answer: &Answer, hint: &str, what: &str) {
+        self.assert_refused(answer, Some(hint), what);
+    }
+
+    /// Asserts the exact 403 `insufficient_scope` answer with this scope hint, or none.
+    fn assert_refused(&self, answer: &Answer, hint: Option<&str>, what: &str) {
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{what}: {answer:?}");
+        let hint = hint
+            .map(|hint| format!(", scope=\"{hint}\""))
+            .unwrap_or_default();
         let challenge = format!(
             "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"the token's \
-             scopes do not allow this request\", scope=\"{hint}\"",
+             scopes do not allow this request\"{hint}",
             self.issuer.audience()
         );
         assert_eq!(
@@ -644,4 +652,93 @@ async fn searches_reaching_other_types_need_their_scopes() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+/// `patient/` scopes reach the patient in context only: every way a path can name another
+/// Patient (the resource itself, its history and versions, writes, its compartment) is
+/// refused unless `user/` or `system/` scopes allow it.
+#[tokio::test]
+async fn patient_scopes_stop_at_the_patient_in_context() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let patient_123 = |scope: &str| [("scope", json!(scope)), ("patient", json!("123"))];
+    let full = "patient/Patient.cruds patient/Observation.rs";
+    // The patient in context, spelt as the router reads it.
+    for (method, path) in [
+        ("GET", "/fhir/Patient/123"),
+        ("GET", "/fhir/Patient/%31%323"),
+        ("GET", "/fhir/Patient/123/_history"),
+        ("GET", "/fhir/Patient/123/_history/2"),
+        ("PUT", "/fhir/Patient/123"),
+        ("PATCH", "/fhir/Patient/123"),
+        ("DELETE", "/fhir/Patient/123"),
+        ("GET", "/fhir/Patient/123/Observation?code=x"),
+        ("GET", "/fhir/Patient/123/Observation/_search"),
+        ("POST", "/fhir/Patient/123/Observation/_search"),
+        // Not named by the path: limiting these is the handler's job.
+        ("GET", "/fhir/Patient?_id=456"),
+        ("GET", "/fhir/Observation/456"),
+        ("GET", "/fhir/Observation?patient=456"),
+        ("POST", "/fhir/Patient"),
+    ] {
+        let answer = app.call(method, path, &patient_123(full)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
+    }
+    // Any other patient, whatever the spelling.
+    for (method, path) in [
+        ("GET", "/fhir/Patient/456"),
+        ("GET", "/fhir/Patient/%34%35%36"),
+        ("GET", "/fhir/Patient/0123"),
+        ("GET", "/fhir/Patient/1234"),
+        ("GET", "/fhir/Patient/12"),
+        ("GET", "/fhir/Patient/123.1"),
+        ("GET", "/fhir/Patient/123%20"),
+        ("GET", "/fhir/Patient/123%00"),
+        ("GET", "/fhir/Patient/456?_id=123"),
+        ("GET", "/fhir/Patient/456/_history"),
+        ("GET", "/fhir/Patient/456/_history/1"),
+        ("PUT", "/fhir/Patient/456"),
+        ("PATCH", "/fhir/Patient/456"),
+        ("DELETE", "/fhir/Patient/456"),
+        ("GET", "/fhir/Patient/456/Observation"),
+        ("GET", "/fhir/Patient/456/Observation?patient=123"),
+        ("GET", "/fhir/Patient/456/Observation/_search"),
+        ("POST", "/fhir/Patient/456/Observation/_search"),
+        ("GET", "/fhir/Patient/456/*"),
+    ] {
+        let answer = app.call(method, path, &patient_123(full)).await;
+        app.assert_refused(&answer, None, &format!("{method} {path}"));
+    }
+    // `user/` and `system/` scopes are not bound to the patient in context; granted beside
+    // `patient/` scopes they allow another patient, each for what it grants.
+    for scope in [
+        "patient/Patient.r user/Patient.r",
+        "system/Patient.rs patient/Patient.r",
+        "user/*.r",
+    ] {
+        let answer = app
+            .call("GET", "/fhir/Patient/456", &patient_123(scope))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{scope}: {answer:?}");
+    }
+    let answer = app
+        .call(
+            "DELETE",
+            "/fhir/Patient/456",
+            &patient_123("patient/Patient.d user/Patient.r"),
+        )
+        .await;
+    app.assert_refused(
+        &answer,
+        None,
+        "user/ read does not allow deleting another patient",
+    );
+    // The refusal for a missing type still names the scope that is missing.
+    let answer = app
+        .call("GET", "/fhir/Patient/123/Condition", &patient_123(full))
+        .await;
+    app.assert_denied(
+        &answer,
+        "patient/Condition.s",
+        "missing type in the compartment",
+    );
 }
