@@ -509,8 +509,9 @@ fn forbidden() -> AuthError {
 /// The default operation policy: `$export` at system, type (`Patient/$export`) and group
 /// (`Group/[id]/$export`) level follows [`export_requirements`] with the `_type`
 /// parameter, plus `s` on Provenance for `includeAssociatedData=LatestProvenanceResources`
-/// or `RelevantProvenanceResources` and on every type for any other value; every other
-/// operation is refused.
+/// or `RelevantProvenanceResources` and on every type for any other value, plus what each
+/// `_typeFilter` query looks into (`_has` and chained parameters need `s` on the types they
+/// search, as in a search); every other operation is refused.
 ///
 /// ```
 /// use smart_auth::default_operation_policy;
@@ -539,7 +540,22 @@ pub fn default_operation_policy(
     let types = query.and_then(type_parameter);
     let mut requirements = export_requirements(operation.level, types.as_deref());
     requirements.extend(query.map(associated_data).unwrap_or_default());
+    requirements.extend(query.map(type_filters_reach).unwrap_or_default());
     Some(requirements)
+}
+
+/// What the `_typeFilter` queries of an export look into: a filter only narrows its type's
+/// resources, but a `_has` or chained parameter in it searches other types (exporting the
+/// patients who have some Observation tells which have it), and a result parameter such as
+/// `_include`, which the Bulk Data IG forbids there, would bring them back. Each query is
+/// read as [`types_reached`] reads a search. The IG's older comma-separated form
+/// (`Observation?code=x,Condition?_has:...`) is split at `,` and `?` too, which can only
+/// find more.
+fn type_filters_reach(query: &str) -> Vec<Requirement> {
+    crate::form::pairs(query)
+        .filter(|(name, _)| name == "_typeFilter")
+        .flat_map(|(_, filter)| types_reached(&filter.replace([',', '?'], "&")))
+        .collect()
 }
 
 /// What `includeAssociatedData` (Bulk Data 2.0) adds to an export: Provenance resources

@@ -376,6 +376,70 @@ async fn operations_follow_the_policy() {
         .status,
         StatusCode::OK
     );
+    // A `_typeFilter` only narrows its type, but what it searches in other types needs `s`
+    // there (as a search's `_has` and chains do), in every spelling of the parameter.
+    for (query, hint) in [
+        (
+            "_type=Patient&_typeFilter=Patient%3F_has%3AObservation%3Apatient%3Acode%3DHIV",
+            "system/Observation.s",
+        ),
+        (
+            "_type=Patient&%5FtypeFilter=Patient?_has:Condition:subject:code=1",
+            "system/Condition.s",
+        ),
+        (
+            "_type=Patient&_typeFilter=Patient%3Fgeneral-practitioner%3APractitioner.name%3Dx",
+            "system/Practitioner.s",
+        ),
+        (
+            "_type=Patient&_typeFilter=Patient%3Flink.name%3Dx",
+            "system/*.s",
+        ),
+        (
+            "_type=Patient&_typeFilter=Patient%3F_include%3DPatient%3Alink%3AOrganization",
+            "system/Organization.r",
+        ),
+        // The comma-separated form: the second query is read too.
+        (
+            "_type=Patient&_typeFilter=Patient%3Fname%3Dx,Patient%3F%255Fhas%3AEncounter%3Apatient%3Aclass%3DIMP",
+            "system/Encounter.s",
+        ),
+        (
+            "_type=Patient&_typeFilter=Patient%3Factive%3Dtrue&_typeFilter=Patient%3F_has%3AFlag%3Apatient%3Acode%3D1",
+            "system/Flag.s",
+        ),
+    ] {
+        let answer = app
+            .call(
+                "GET",
+                &format!("/fhir/$export?{query}"),
+                "system/Patient.rs",
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(app.denied(hint).as_str()),
+            "{query}"
+        );
+    }
+    // Filters on the exported types alone need nothing more.
+    for query in [
+        "_type=Patient&_typeFilter=Patient%3Factive%3Dtrue",
+        "_type=Patient&_typeFilter=Patient%3Fbirthdate%3Dge2000%26gender%3Dfemale,Patient%3Fname%3Dx",
+        "_type=Patient,Observation&_typeFilter=Observation%3Fcategory%3Dlaboratory%26patient%3D1",
+    ] {
+        let answer = app
+            .call(
+                "GET",
+                &format!("/fhir/$export?{query}"),
+                "system/Patient.rs system/Observation.rs",
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}: {answer:?}");
+    }
     // Unknown operations are refused, without a scope hint.
     let unknown = app
         .call("POST", "/fhir/Patient/1/$everything", "system/*.cruds", &[])
