@@ -15,8 +15,10 @@
 //! - **EC** (`P-256`, `P-384`): `x` and `y` must each be exactly the curve's field size
 //!   (32 or 48 octets, RFC 7518 section 6.2.1.2), both below the field prime, and the point
 //!   must be on the named curve. `P-521` and other curves are not supported.
-//! - **OKP** (`Ed25519` only): `x` must be exactly 32 octets. Whether those octets decode
-//!   to a curve point is checked by each signature verification, which fails if not.
+//! - **OKP** (`Ed25519` only): `x` must be exactly 32 octets, neither a point of small
+//!   order (against which a signature made without any key can verify) nor an encoding of
+//!   `y` at or above the field prime. Whether other octets decode to a curve point is
+//!   checked by each signature verification, which fails if not.
 //!
 //! Each accepted key is parsed into aws-lc's own form once, here, for every algorithm it
 //! may verify (all six RSA algorithms for an RSA key, or only the JWK's own `alg` when it
@@ -365,6 +367,14 @@ fn spki_key(der: &[u8], alg: Algorithm) -> Result<ParsedKey, &'static str> {
         if !canonical(&key, der) {
             return Err("not a DER SubjectPublicKeyInfo");
         }
+        // A canonical Ed25519 SubjectPublicKeyInfo ends with the 32 octets of the key.
+        let encoded = der
+            .len()
+            .checked_sub(32)
+            .and_then(|start| <&[u8; 32]>::try_from(&der[start..]).ok());
+        if encoded.is_none_or(is_degenerate_ed25519) {
+            return Err("Ed25519 key of small order or not canonical");
+        }
         check_alg_fits(KeyFamily::Ed25519, Some(alg))?;
         return Ok(ParsedKey {
             family: KeyFamily::Ed25519,
@@ -511,10 +521,15 @@ fn ec_key(
 }
 
 /// An Ed25519 public key: exactly 32 octets, kept as aws-lc reads them (whether they encode
-/// a curve point is up to each verification).
+/// a curve point is up to each verification), except the encodings that no signature should
+/// be checked against: a point of small order, or a `y` coordinate at or above the field
+/// prime (see [`is_degenerate_ed25519`]).
 fn ed25519_key(x: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'static str> {
-    if x.len() != 32 {
+    let Ok(encoded) = <&[u8; 32]>::try_from(x) else {
         return Err("Ed25519 key of the wrong length");
+    };
+    if is_degenerate_ed25519(encoded) {
+        return Err("Ed25519 key of small order or not canonical");
     }
     check_alg_fits(KeyFamily::Ed25519, alg)?;
     let key = ParsedPublicKey::new(&ED25519, x).map_err(|_| "Ed25519 key refused")?;
@@ -522,6 +537,46 @@ fn ed25519_key(x: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'static s
         family: KeyFamily::Ed25519,
         keys: Box::new([(Algorithm::EdDSA, key)]),
     })
+}
+
+/// Whether an encoded Ed25519 public key is one against which signatures can be forged
+/// without the private key: a point of small order (the identity, the point of order 2, the
+/// points of order 4 and 8; `[k]A` is then one of eight points whatever the message, so a
+/// signature made without any key verifies for every message or for one in eight), or a
+/// non-canonical encoding (`y` at or above `p = 2^255 - 19`, which names a point that has a
+/// canonical encoding too). RFC 8032 leaves such keys to the verifier; aws-lc verifies
+/// against them. They are the Ed25519 counterpart of an RSA exponent of 1.
+fn is_degenerate_ed25519(encoded: &[u8; 32]) -> bool {
+    /// The `y` coordinates (little-endian, sign bit clear) of the points of order 1, 2, 4
+    /// and 8: 1, p - 1, 0, and the two of order 8.
+    const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+        [
+            0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0,
+        ],
+        [
+            0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0x7f,
+        ],
+        [0; 32],
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+    ];
+    let mut y = *encoded;
+    y[31] &= 0x7f;
+    // p - 1 = 0x7fff...ffec: y >= p when every byte above the lowest is all ones (the top
+    // one 0x7f) and the lowest is at least 0xed.
+    let at_or_above_p = y[0] >= 0xed && y[1..31].iter().all(|&b| b == 0xff) && y[31] == 0x7f;
+    at_or_above_p || SMALL_ORDER_Y.contains(&y)
 }
 
 fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -968,6 +1023,73 @@ mod tests {
         }
     }
 
+    const DEGENERATE: &str = "Ed25519 key of small order or not canonical";
+
+    /// `p - k` for the Ed25519 field prime `p = 2^255 - 19`, little-endian (`k` in -18..=19).
+    fn p_minus(k: i16) -> [u8; 32] {
+        let mut bytes = [0xff; 32];
+        bytes[31] = 0x7f;
+        bytes[0] = u8::try_from(0xed - k).expect("k in range");
+        bytes
+    }
+
+    /// Every encoding of a point of small order (order 1, 2, 4 or 8, either sign bit), and
+    /// every `y` from `p` up to `2^255 - 1`, is refused: with such a key, a signature made
+    /// without any private key verifies (the identity key with `R` = identity and `S` = 0
+    /// for every message). Static PEM keys follow the same rule.
+    #[test]
+    fn degenerate_ed25519_keys_are_refused_at_import() {
+        let hex = |text: &str| -> [u8; 32] {
+            let bytes: Vec<u8> = (0..64)
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+                .collect();
+            bytes.try_into().expect("32 octets")
+        };
+        let small_order = [
+            hex("0000000000000000000000000000000000000000000000000000000000000000"),
+            hex("0100000000000000000000000000000000000000000000000000000000000000"),
+            hex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+            hex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+            hex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+        ];
+        let mut refused: Vec<[u8; 32]> = Vec::new();
+        for encoded in small_order {
+            let mut negative = encoded;
+            negative[31] |= 0x80;
+            refused.extend([encoded, negative]);
+        }
+        // y = p .. 2^255 - 1 (p, p + 1 name 0 and 1 again), with either sign bit.
+        for k in -18..=0 {
+            let mut negative = p_minus(k);
+            negative[31] |= 0x80;
+            refused.extend([p_minus(k), negative]);
+        }
+        for encoded in refused {
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&encoded)});
+            assert_eq!(refusal(&jwk), Some(DEGENERATE), "{jwk}");
+            // The same key as a SubjectPublicKeyInfo.
+            let mut der = vec![
+                0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+            ];
+            der.extend_from_slice(&encoded);
+            assert_eq!(
+                spki_key(&der, Algorithm::EdDSA).err(),
+                Some(DEGENERATE),
+                "{jwk}"
+            );
+        }
+        // An ordinary key (the RFC 8032 test 1 key) is kept, both ways.
+        let ordinary = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&ordinary)});
+        assert_eq!(refusal(&jwk), None);
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        der.extend_from_slice(&ordinary);
+        assert!(spki_key(&der, Algorithm::EdDSA).is_ok());
+    }
+
     #[test]
     fn okp_keys_of_the_wrong_curve_or_length_are_refused_at_import() {
         let okp = |crv: &str, x: &[u8]| json!({"kty": "OKP", "crv": crv, "x": b64(x)});
@@ -986,6 +1108,9 @@ mod tests {
                 Some("Ed25519 key of the wrong length"),
             ),
             (okp("Ed25519", &[]), Some("Ed25519 key of the wrong length")),
+            // The smallest y at or above p is refused, one below it is a usable encoding.
+            (okp("Ed25519", &p_minus(-0)), Some(DEGENERATE)),
+            (okp("Ed25519", &p_minus(2)), None),
             (okp("Ed448", &[3; 57]), Some("unsupported OKP curve")),
             (okp("X25519", &[3; 32]), Some("unsupported OKP curve")),
             (okp("ed25519", &[3; 32]), Some("unsupported OKP curve")),
