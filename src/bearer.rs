@@ -150,9 +150,10 @@ fn is_b64token_char(b: u8) -> bool {
 /// Whether the query has an `access_token` parameter, its name read as
 /// `application/x-www-form-urlencoded` reads it (RFC 6750 section 2.3): `access%5Ftoken`
 /// and `%61ccess_token` name it too. (A `+` would decode to a space, which the name does
-/// not hold, so the strict decoder's keeping it makes no difference.)
+/// not hold, so the strict decoder's keeping it makes no difference.) The query is split at
+/// `;` as well as `&`, as some servers split it.
 fn has_access_token_parameter(query: &str) -> bool {
-    query.split('&').any(|pair| {
+    query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or_default();
         name == "access_token"
             || (name.contains('%')
@@ -215,6 +216,17 @@ mod tests {
                 Err(ErrorKind::InvalidRequest),
             ),
             (&["Bearer abc"], Some("token=abc&x"), Ok(Some("abc"))),
+            // Some servers split a query at `;` too.
+            (
+                &["Bearer abc"],
+                Some("a=1;access_token=abc"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc"],
+                Some("a=1;access%5Ftoken"),
+                Err(ErrorKind::InvalidRequest),
+            ),
             // The parameter's name is read percent-decoded, as a form decoder reads it.
             (
                 &["Bearer abc"],

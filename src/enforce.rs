@@ -10,7 +10,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::form::percent_decode_strict;
 use crate::original_uri::original_uri;
 use crate::scopes::{
-    AccessRule, Classified, Classifier, FhirRequest, Interaction, Operation, Requirement,
+    AccessRule, Classified, Classifier, Context, FhirRequest, Interaction, Operation, Requirement,
     ResourceType, ScopeSet, export_requirements,
 };
 
@@ -46,12 +46,13 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// - **Patient compartment**: `patient/` scopes count only with a `patient` claim, and only
 ///   for that patient where the path names one: a read, vread, history, update, patch,
 ///   delete or instance operation of `Patient/[id]`, or a search in the compartment
-///   `Patient/[id]/…`, of another patient needs `user/` or `system/` scopes (403 without a
-///   `scope` hint otherwise). Limiting other requests (`Observation/[id]`, searches) to
+///   `Patient/[id]/…`, of another patient needs `user/` or `system/` scopes (403
+///   otherwise, without a `scope` hint for a client that holds only `patient/` scopes). Limiting other requests (`Observation/[id]`, searches) to
 ///   that patient's compartment is the handler's job.
 /// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
 ///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
-///   it) plus `r` on `Group` for a group export, and every other operation is refused. An
+///   it) plus `r` on `Group` for a group export, and every other operation is refused. A
+///   bulk export reaches a population, so `patient/` scopes never count for it. An
 ///   operation invoked by `POST` carries its parameters in the body, which the layer does
 ///   not read: the policy is given no query for it, so a `POST` kick-off needs the scopes of
 ///   an export of every type.
@@ -366,21 +367,25 @@ impl ScopeEnforcement {
             _ => Vec::new(),
         };
         // `patient/` scopes reach the patient in context only: a path naming another Patient
-        // (the Patient itself or its compartment) needs `user/` or `system/` scopes. No scope
-        // hint then: no `patient/` scope would allow it.
+        // (the Patient itself or its compartment) needs `user/` or `system/` scopes, and so
+        // does a bulk export, which reaches a population.
         let other_patient = match (request.named_patient(), claims.patient()) {
             (Some(named), Some(in_context)) => named != in_context,
             _ => false,
         };
+        let bulk_export =
+            matches!(&request, FhirRequest::Operation(operation) if operation.name == "export");
+        let patient_scopes_count = !(other_patient || bulk_export);
         let without_patient_scopes;
-        let scopes = if other_patient {
+        let scopes = if patient_scopes_count {
+            claims.scope_set()
+        } else {
             without_patient_scopes = claims.scope_set().clone().with_patient_context(false);
             &without_patient_scopes
-        } else {
-            claims.scope_set()
         };
         let refusal = |requirement: &Requirement| {
-            if other_patient {
+            // No `patient/` scope would allow it: no hint in that context.
+            if !patient_scopes_count && claims.hint_context() == Context::Patient {
                 return forbidden();
             }
             let hint =
@@ -552,7 +557,7 @@ pub fn default_operation_policy(
 /// (`Observation?code=x,Condition?_has:...`) is split at `,` and `?` too, which can only
 /// find more.
 fn type_filters_reach(query: &str) -> Vec<Requirement> {
-    crate::form::pairs(query)
+    crate::form::pairs_split_at_semicolons_too(query)
         .filter(|(name, _)| name == "_typeFilter")
         .flat_map(|(_, filter)| types_reached(&filter.replace([',', '?'], "&")))
         .collect()
@@ -562,7 +567,7 @@ fn type_filters_reach(query: &str) -> Vec<Requirement> {
 /// for `LatestProvenanceResources` and `RelevantProvenanceResources`, and for any other
 /// value (`_`-prefixed custom ones) data of unknown types, so every type.
 fn associated_data(query: &str) -> Vec<Requirement> {
-    crate::form::pairs(query)
+    crate::form::pairs_split_at_semicolons_too(query)
         .filter(|(name, _)| name == "includeAssociatedData")
         .flat_map(|(_, value)| {
             value
@@ -584,7 +589,7 @@ fn associated_data(query: &str) -> Vec<Requirement> {
 /// The percent-decoded `_type` values of a query string, joined by commas (several
 /// `_type` parameters add up).
 fn type_parameter(query: &str) -> Option<String> {
-    let types: Vec<String> = crate::form::pairs(query)
+    let types: Vec<String> = crate::form::pairs_split_at_semicolons_too(query)
         .filter(|(name, _)| name == "_type")
         .map(|(_, value)| value)
         .collect();

@@ -20,6 +20,14 @@ pub(crate) fn pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
 }
 
+/// Like [`pairs`], but split at `;` as well as `&`, as some servers split a query: for checks
+/// that must see every parameter some server could read.
+pub(crate) fn pairs_split_at_semicolons_too(
+    text: &str,
+) -> impl Iterator<Item = (String, String)> + '_ {
+    text.split(';').flat_map(pairs)
+}
+
 /// Decodes every `%XX` escape (either case of hex digit) once; a `+` stays a `+`. `None` for
 /// a bad escape or a result that is not UTF-8.
 pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {

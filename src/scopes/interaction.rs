@@ -782,27 +782,38 @@ impl FhirRequest {
 /// The requirements of a Bulk Data `$export` kick-off.
 ///
 /// `type_param` is the decoded `_type` parameter, a comma-separated list of types; when it is
-/// absent or lists no type, every type (`*`) is exported. Each exported type needs `s` (v1
-/// `read` also grants it, since it means `rs`). At [`OperationLevel::Instance`]
-/// (`Group/[id]/$export`) the caller also needs `r` on `Group`. Repeated types are listed once.
-/// An entry that is not a valid type name is kept as given: only a `*` scope can satisfy it,
-/// and the server should reject the export anyway.
+/// absent, every type (`*`) is exported. Each exported type needs `s` (v1 `read` also grants
+/// it, since it means `rs`). An empty entry (`_type=`, `Patient,`, `Patient,,Group`) needs
+/// `s` on every type too: a server may read an empty `_type` as "no restriction". At
+/// [`OperationLevel::Instance`] (`Group/[id]/$export`) the caller also needs `r` on `Group`.
+/// Repeated types are listed once. An entry that is not a valid type name is kept as given:
+/// only a `*` scope can satisfy it, and the server should reject the export anyway.
+///
+/// ```
+/// use smart_auth::scopes::{OperationLevel, export_requirements};
+///
+/// let named = |types| -> Vec<String> {
+///     export_requirements(OperationLevel::System, types)
+///         .iter()
+///         .map(|r| r.resource_type.as_str().to_owned())
+///         .collect()
+/// };
+/// assert_eq!(named(Some("Patient,Observation,Patient")), ["Patient", "Observation"]);
+/// assert_eq!(named(Some("Patient,")), ["Patient", "*"]);
+/// assert_eq!(named(None), ["*"]);
+/// ```
 #[must_use]
 pub fn export_requirements(level: OperationLevel, type_param: Option<&str>) -> Vec<Requirement> {
     let mut requirements: Vec<Requirement> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for name in type_param.unwrap_or_default().split(',').map(str::trim) {
-        if name.is_empty() {
+        let name = if name.is_empty() { "*" } else { name };
+        if !seen.insert(name) {
             continue;
         }
         let resource_type =
             ResourceType::parse(name).unwrap_or_else(|| ResourceType::Named(name.to_owned()));
-        let requirement = Requirement::new(Interaction::SearchType, resource_type);
-        if !requirements.contains(&requirement) {
-            requirements.push(requirement);
-        }
-    }
-    if requirements.is_empty() {
-        requirements.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
+        requirements.push(Requirement::new(Interaction::SearchType, resource_type));
     }
     if level == OperationLevel::Instance {
         requirements.push(Requirement::new(
@@ -1503,10 +1514,28 @@ mod tests {
             ),
             (
                 System,
+                Some("Patient, Observation,Patient"),
+                vec![
+                    (SearchType, named("Patient")),
+                    (SearchType, named("Observation")),
+                ],
+            ),
+            // An empty entry may read as "no restriction": every type.
+            (
+                System,
                 Some("Patient, Observation,Patient,,"),
                 vec![
                     (SearchType, named("Patient")),
                     (SearchType, named("Observation")),
+                    (SearchType, ResourceType::Any),
+                ],
+            ),
+            (
+                System,
+                Some("Patient,*,"),
+                vec![
+                    (SearchType, named("Patient")),
+                    (SearchType, ResourceType::Any),
                 ],
             ),
             (

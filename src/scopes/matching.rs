@@ -246,9 +246,9 @@ impl ScopeSet {
     /// filter, with the same name and exactly the same value. Extra parameters only narrow a
     /// FHIR search, so they may be present; but a query that could bring back resources
     /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained` or
-    /// `_query`. A query that holds any pair whose text is ambiguous to decode (a `+`, a bad
-    /// `%` escape, bytes that are not UTF-8) carries no filter at all: the whole query is
-    /// refused, not only that pair.
+    /// `_query`. A query that holds any pair whose text is ambiguous to decode (a `+`, a `;`,
+    /// a bad `%` escape, bytes that are not UTF-8) carries no filter at all: the whole query
+    /// is refused, not only that pair.
     ///
     /// ```
     /// use smart_auth::scopes::ScopeSet;
@@ -414,14 +414,15 @@ fn widens_results(name: &str) -> bool {
 }
 
 /// Splits a raw query string into decoded pairs, or `None` when some pair is ambiguous: a `+`
-/// (a space to some decoders, a plus to others), a bad `%` escape, or bytes that are not
-/// UTF-8. Empty pieces (`a=1&&b=2`) are skipped.
+/// (a space to some decoders, a plus to others), a `;` (a separator to some servers, part of
+/// the value to others), a bad `%` escape, or bytes that are not UTF-8. Empty pieces
+/// (`a=1&&b=2`) are skipped.
 fn strict_query_pairs(query: &str) -> Option<Vec<(String, String)>> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
-            if pair.contains('+') {
+            if pair.contains(['+', ';']) {
                 return None;
             }
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));

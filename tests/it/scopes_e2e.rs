@@ -376,6 +376,40 @@ async fn operations_follow_the_policy() {
         .status,
         StatusCode::OK
     );
+    // An empty `_type` entry may mean "no restriction" to a server, and a `;` may separate
+    // parameters: both are read the widest way.
+    for (query, hint) in [
+        ("_type=Patient&_type=", "system/*.s"),
+        ("_type=Patient,", "system/*.s"),
+        ("_type=Patient,,Group", "system/*.s"),
+        (
+            "_type=Patient&x=1;_type=Observation",
+            "system/Observation.s",
+        ),
+        (
+            "_type=Patient;includeAssociatedData=LatestProvenanceResources",
+            "system/Provenance.s",
+        ),
+        (
+            "_type=Patient&x=1;_typeFilter=Patient%3F_has%3AFlag%3Apatient%3Acode%3D1",
+            "system/Flag.s",
+        ),
+    ] {
+        let answer = app
+            .call(
+                "GET",
+                &format!("/fhir/$export?{query}"),
+                "system/Patient.rs",
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(app.denied(hint).as_str()),
+            "{query}"
+        );
+    }
     // A `_typeFilter` only narrows its type, but what it searches in other types needs `s`
     // there (as a search's `_has` and chains do), in every spelling of the parameter.
     for (query, hint) in [

@@ -354,6 +354,18 @@ async fn granular_scopes_never_grant_the_whole_type() {
             format!("/fhir/Observation/_search?category={LAB_ENCODED}"),
             "system/Observation.s",
         ),
+        // A `;` is a separator to some servers and part of a value to others: a query with
+        // one carries no filter.
+        (
+            "GET",
+            format!("/fhir/Observation?category={LAB_ENCODED}&x=1;_query=all"),
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            format!("/fhir/Observation?category={LAB_ENCODED};x=1"),
+            "system/Observation.s",
+        ),
         (
             "GET",
             "/fhir/$export?_type=Observation".to_owned(),
@@ -741,4 +753,39 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         "patient/Condition.s",
         "missing type in the compartment",
     );
+}
+
+/// A bulk export reaches a population: `patient/` scopes never allow one, whatever their
+/// types, at system, type or group level; `user/` and `system/` scopes do.
+#[tokio::test]
+async fn patient_scopes_never_allow_a_bulk_export() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let with = |scope: &str| [("scope", json!(scope)), ("patient", json!("123"))];
+    for path in [
+        "/fhir/$export",
+        "/fhir/$export?_type=Patient",
+        "/fhir/Patient/$export",
+        "/fhir/Group/7/$export",
+        "/fhir/Group/7/$export?_type=Observation",
+    ] {
+        for method in ["GET", "POST"] {
+            let answer = app
+                .call(method, path, &with("patient/*.cruds patient/Group.r"))
+                .await;
+            app.assert_refused(&answer, None, &format!("{method} {path}"));
+        }
+        for scope in ["system/*.rs", "user/*.rs", "patient/*.rs system/*.rs"] {
+            let answer = app.call("GET", path, &with(scope)).await;
+            assert_eq!(answer.status, StatusCode::OK, "{path} {scope}: {answer:?}");
+        }
+    }
+    // A client with system scopes is told the system scope it misses.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/$export?_type=Observation",
+            &with("patient/*.rs system/Patient.rs"),
+        )
+        .await;
+    app.assert_denied(&answer, "system/Observation.s", "mixed scopes");
 }
