@@ -47,8 +47,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   for that patient where the path names one: a read, vread, history, update, patch,
 ///   delete or instance operation of `Patient/[id]`, or a search in the compartment
 ///   `Patient/[id]/…`, of another patient needs `user/` or `system/` scopes (403
-///   otherwise, without a `scope` hint for a client that holds only `patient/` scopes). Limiting other requests (`Observation/[id]`, searches) to
-///   that patient's compartment is the handler's job.
+///   otherwise, without a `scope` hint for a client that holds only `patient/` scopes).
+///   Limiting other requests (`Observation/[id]`, searches, conditional writes) to that
+///   patient's compartment is the handler's job.
 /// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
 ///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
 ///   it) plus `r` on `Group` for a group export, and every other operation is refused. A
