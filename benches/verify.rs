@@ -28,6 +28,7 @@ use bytes::Bytes;
 use cpu_time::ThreadCpuTime;
 use criterion::{BenchmarkId, criterion_group, criterion_main};
 use http::{Request, Response};
+use http_body_util::Full;
 use smart_auth::testing::TestIssuer;
 use smart_auth::{SigningAlgorithm, SmartAuthLayer, TokenVerifier};
 use tower::{Layer as _, Service as _};
@@ -152,14 +153,14 @@ fn fresh_and_cached(c: &mut Criterion) {
     assert!(cached.cached_tokens() <= 10_000);
 }
 
-async fn hello(_request: Request<Bytes>) -> Result<Response<Bytes>, Infallible> {
+async fn hello(_request: Request<Full<Bytes>>) -> Result<Response<Bytes>, Infallible> {
     Ok(Response::new(Bytes::from_static(b"hello")))
 }
 
-fn request(token: &str) -> Request<Bytes> {
+fn request(token: &str) -> Request<Full<Bytes>> {
     Request::get("/fhir/Patient/1")
         .header("authorization", format!("Bearer {token}"))
-        .body(Bytes::new())
+        .body(Full::new(Bytes::new()))
         .expect("request")
 }
 

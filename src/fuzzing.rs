@@ -262,7 +262,7 @@ pub fn fhir_request(data: &[u8]) {
     }
     let (Ok(method), Ok(request)) = (
         Method::from_bytes(method.as_bytes()),
-        Request::builder().uri(target).body(()),
+        Request::builder().uri(target).body(String::new()),
     ) else {
         return;
     };

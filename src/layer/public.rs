@@ -43,7 +43,7 @@ impl Default for PublicRoutes {
 
 impl PublicRoutes {
     /// Whether `request`, whose routed path is `path` (without the query), needs no token.
-    pub(crate) fn is_public<B>(&self, request: &Request<B>, path: &str) -> bool {
+    pub(crate) fn is_public<B: http_body::Body>(&self, request: &Request<B>, path: &str) -> bool {
         let method = request.method();
         // GET first: it is almost every request, and it is never a preflight.
         let get_or_head = *method == Method::GET || *method == Method::HEAD;
@@ -51,6 +51,9 @@ impl PublicRoutes {
             && self.cors_preflight
             && *method == Method::OPTIONS
             && is_cors_preflight(request.headers())
+            // Over HTTP/2 and later a body needs neither `Content-Length` nor
+            // `Transfer-Encoding`: the body itself must say it has ended.
+            && request.body().is_end_stream()
         {
             return true;
         }
@@ -71,7 +74,9 @@ impl PublicRoutes {
 
 /// A browser's CORS preflight, exactly (Fetch standard, "CORS-preflight request"): one
 /// non-empty `Origin`, one `Access-Control-Request-Method` naming a method (an HTTP token),
-/// no credentials and no body. Anything else sent with `OPTIONS` is an ordinary request.
+/// no credentials, no header announcing a body, and no method-override header (which a
+/// service behind could honour, turning the anonymous `OPTIONS` into another method).
+/// Anything else sent with `OPTIONS` is an ordinary request.
 fn is_cors_preflight(headers: &HeaderMap) -> bool {
     let single = |name| {
         let mut values = headers.get_all(name).iter();
@@ -87,8 +92,18 @@ fn is_cors_preflight(headers: &HeaderMap) -> bool {
             .get_all(CONTENT_LENGTH)
             .iter()
             .all(|length| length.as_bytes() == b"0");
-    origin_ok && method_ok && no_body && !headers.contains_key(AUTHORIZATION)
+    let no_override = METHOD_OVERRIDES
+        .iter()
+        .all(|name| !headers.contains_key(*name));
+    origin_ok && method_ok && no_body && no_override && !headers.contains_key(AUTHORIZATION)
 }
+
+/// Headers by which some frameworks let a request name another method than its own.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// RFC 9110 `token`: one or more `tchar`.
 fn is_token(value: &[u8]) -> bool {
@@ -124,11 +139,11 @@ mod tests {
     use super::*;
     use crate::scopes::{Classified, Classifier, FhirRequest};
 
-    fn request(method: &str, path: &str) -> Request<()> {
+    fn request(method: &str, path: &str) -> Request<String> {
         Request::builder()
             .method(method)
             .uri(path)
-            .body(())
+            .body(String::new())
             .unwrap()
     }
 
@@ -304,12 +319,12 @@ mod tests {
         assert!(!is_public(&root, "GET", "/fhir/metadata"));
     }
 
-    fn preflight(headers: &[(&str, &str)]) -> Request<()> {
+    fn preflight(headers: &[(&str, &str)]) -> Request<String> {
         let mut builder = Request::builder().method("OPTIONS").uri("/fhir/Patient/1");
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        builder.body(()).unwrap()
+        builder.body(String::new()).unwrap()
     }
 
     #[test]
@@ -341,6 +356,9 @@ mod tests {
             vec![origin, get, ("authorization", "Bearer abc")],
             vec![origin, get, ("content-length", "5")],
             vec![origin, get, ("transfer-encoding", "chunked")],
+            vec![origin, get, ("x-http-method-override", "DELETE")],
+            vec![origin, get, ("X-HTTP-Method", "PUT")],
+            vec![origin, get, ("x-method-override", "")],
         ];
         for headers in public {
             let request = preflight(&headers);
@@ -353,6 +371,10 @@ mod tests {
                 "{headers:?}"
             );
         }
+        // A body announced by no header (HTTP/2 and later send it so) is a body.
+        let mut with_body = preflight(&[origin, get]);
+        *with_body.body_mut() = "x".to_owned();
+        assert!(!routes.is_public(&with_body, "/fhir/Patient/1"));
         // The method must be OPTIONS.
         let mut post = preflight(&[origin, get]);
         *post.method_mut() = Method::POST;
@@ -482,7 +504,7 @@ mod props {
         ) {
             let routes = PublicRoutes { base_path: base.map(str::to_owned), extra: extra.clone(), ..PublicRoutes::default() };
             let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Ok(()); };
-            let request = Request::builder().method(method.clone()).uri("/").body(()).unwrap();
+            let request = Request::builder().method(method.clone()).uri("/").body(String::new()).unwrap();
             let base = base.unwrap_or("");
             let reads = method == Method::GET || method == Method::HEAD;
             let expected = extra.contains(&path)

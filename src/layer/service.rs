@@ -55,6 +55,7 @@ impl<S> SmartAuth<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SmartAuth<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: http_body::Body,
     ResBody: From<Bytes>,
 {
     type Response = Response<ResBody>;
@@ -71,16 +72,17 @@ where
             .public
             .is_public(&request, original_uri(&request).path())
         {
-            // Not verified, even with a token: handlers see an anonymous request.
+            // Not verified, even with a token: handlers see an anonymous request, whatever
+            // claims an earlier layer put there.
             metrics::unauthenticated(Unverified::PublicPath);
-            request.extensions_mut().insert(Unauthenticated);
+            anonymous(&mut request);
             return ResponseFuture::calling(self.inner.call(request), shared, false);
         }
         let credential = match bearer_credential(request.headers(), request.uri().query()) {
             Ok(Some(credential)) => credential,
             Ok(None) if shared.mode == AuthMode::Optional => {
                 metrics::unauthenticated(Unverified::NoCredentials);
-                request.extensions_mut().insert(Unauthenticated);
+                anonymous(&mut request);
                 return ResponseFuture::calling(self.inner.call(request), shared, true);
             }
             Ok(None) => {
@@ -162,6 +164,14 @@ fn admit<B>(
         enforcement.check_request(request, &claims)?;
     }
     Ok(claims)
+}
+
+/// Marks a request let through without a verified token: no claims reach the handler, not
+/// even ones an outer layer (a second `SmartAuthLayer`, a test's `ClaimsLayer`) put there.
+fn anonymous<B>(request: &mut Request<B>) {
+    let extensions = request.extensions_mut();
+    extensions.remove::<SmartClaims>();
+    extensions.insert(Unauthenticated);
 }
 
 /// Adds `Authorization` to `Vary` (RFC 9110 section 12.5.5) unless the response already

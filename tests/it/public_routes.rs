@@ -506,3 +506,48 @@ async fn raw_request_with_body(
     stream.read_to_end(&mut bytes).await.unwrap();
     parse_answer(&bytes)
 }
+
+/// Claims an outer layer put on the request (a `ClaimsLayer` left in, a second auth layer)
+/// never reach a handler of a request the layer lets through unverified: a public path, or
+/// an anonymous request in optional mode. A verified token's claims replace them.
+#[tokio::test]
+async fn requests_let_through_unverified_carry_no_claims() {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .served_at_path("/fhir")
+        .optional()
+        .build()
+        .unwrap();
+    let planted = smart_auth::testing::ClaimsBuilder::new()
+        .scope("system/*.cruds")
+        .client_id("planted")
+        .build();
+    let app = catch_all_router()
+        .layer(layer)
+        .layer(smart_auth::testing::ClaimsLayer::new(planted));
+    let (url, _server) = serve(app).await;
+    for (target, route) in [
+        ("/fhir/metadata", "metadata"),
+        ("/fhir/.well-known/smart-configuration", "discovery"),
+        ("/fhir/Patient/1", "/fhir/{type}/{id}"),
+    ] {
+        let answer = raw_request(&url, "GET", target, &[]).await;
+        assert_eq!(answer.status, 200, "{target}");
+        assert_eq!(
+            answer.body,
+            json!({
+                "route": route,
+                "params": if route == "/fhir/{type}/{id}" { json!(["Patient", "1"]) } else { json!([]) },
+                "verified": false,
+                "scopes": null,
+            }),
+            "{target}"
+        );
+    }
+    let token = format!("Bearer {}", issuer.token().scope("system/Patient.r").sign());
+    let answer = raw_request(&url, "GET", "/fhir/Patient/1", &[("authorization", &token)]).await;
+    assert_eq!(answer.body["scopes"], json!(["system/Patient.r"]));
+}
