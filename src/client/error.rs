@@ -60,6 +60,12 @@ pub enum ClientError {
     /// A success answer that is not a usable token response: not a JSON object, no
     /// `access_token`, a `token_type` other than `Bearer`, or no numeric `expires_in`.
     InvalidTokenResponse(&'static str),
+    /// [`authorize`](crate::client::BackendServiceClient::authorize) was given a request
+    /// the token must not go with: not `https` (`http` only for loopback hosts), to another
+    /// origin than the FHIR server's (or one added with
+    /// [`also_authorize_origin`](crate::client::BackendServiceClientBuilder::also_authorize_origin)),
+    /// or a request that cannot be built.
+    TokenNotForUrl,
 }
 
 impl ClientError {
@@ -105,6 +111,9 @@ impl fmt::Display for ClientError {
                 )
             }
             Self::InvalidTokenResponse(problem) => write!(f, "invalid token response: {problem}"),
+            Self::TokenNotForUrl => f.write_str(
+                "the access token is not sent to this URL (not https or another origin)",
+            ),
         }
     }
 }

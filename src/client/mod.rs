@@ -51,6 +51,7 @@ use http::HeaderValue;
 use reqwest::Url;
 use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
+use url::Origin;
 
 use crate::clock::{Clock, SystemClock, unix_seconds};
 use crate::fetch::{Fetcher, default_client, is_allowed_url};
@@ -120,6 +121,8 @@ pub struct BackendServiceClientBuilder {
     authentication: Option<Authentication>,
     scopes: Vec<String>,
     resources: Vec<String>,
+    /// Origins besides the FHIR server's that `authorize` may send the token to.
+    other_token_origins: Vec<String>,
     http: Option<reqwest::Client>,
     timeout: Duration,
     refresh_margin: Duration,
@@ -127,6 +130,21 @@ pub struct BackendServiceClientBuilder {
 }
 
 impl BackendServiceClientBuilder {
+    /// Lets [`authorize`](BackendServiceClient::authorize) attach the token to requests
+    /// for this origin too, besides the FHIR server's own: for a Bulk Data file server on
+    /// another host whose files need the token (`requiresAccessToken`). Only the scheme,
+    /// host and port of `url` count; it must be `https` (`http` only for loopback hosts).
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .also_authorize_origin("https://files.example.org");
+    /// ```
+    pub fn also_authorize_origin(mut self, url: impl Into<String>) -> Self {
+        self.other_token_origins.push(url.into());
+        self
+    }
+
     /// Uses this token endpoint instead of discovering it; the FHIR base URL is then not
     /// contacted. It must be `https` (`http` only for loopback hosts).
     ///
@@ -348,6 +366,16 @@ impl BackendServiceClientBuilder {
                 OnceCell::new()
             }
         };
+        let mut token_origins: Vec<Origin> = allowed(&self.fhir_base_url)
+            .map(|url| url.origin())
+            .into_iter()
+            .collect();
+        for text in &self.other_token_origins {
+            let url = allowed(text).ok_or(ClientError::Config(
+                "an origin to authorize must be an https URL (http only for loopback)",
+            ))?;
+            token_origins.push(url.origin());
+        }
         let http = match self.http {
             Some(http) => http,
             None => default_client(self.timeout)
@@ -356,6 +384,7 @@ impl BackendServiceClientBuilder {
         Ok(BackendServiceClient {
             inner: Arc::new(Inner {
                 fhir_base_url: self.fhir_base_url,
+                token_origins,
                 endpoint,
                 client_id: self.client_id,
                 authentication,
@@ -401,6 +430,8 @@ pub struct BackendServiceClient {
 
 struct Inner {
     fhir_base_url: String,
+    /// Where `authorize` may send the token: the FHIR server's origin and those added.
+    token_origins: Vec<Origin>,
     endpoint: OnceCell<Endpoint>,
     client_id: String,
     authentication: Authentication,
@@ -523,6 +554,7 @@ impl BackendServiceClient {
             authentication: None,
             scopes: Vec::new(),
             resources: Vec::new(),
+            other_token_origins: Vec::new(),
             http: None,
             timeout: DEFAULT_TIMEOUT,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
@@ -611,6 +643,12 @@ impl BackendServiceClient {
     /// Adds `Authorization: Bearer <token>` to `request`, getting a token first if none
     /// is fresh.
     ///
+    /// Only for a request to the FHIR server's origin (scheme, host and port of the FHIR
+    /// base URL) or to one added with
+    /// [`also_authorize_origin`](BackendServiceClientBuilder::also_authorize_origin), over
+    /// `https` (`http` only for loopback hosts): a bearer token sent elsewhere, or in clear
+    /// text, is a token given away (RFC 6750 section 5.3).
+    ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), Box<dyn std::error::Error>> {
     /// let http = reqwest::Client::new();
@@ -624,13 +662,27 @@ impl BackendServiceClient {
     ///
     /// # Errors
     ///
-    /// As [`access_token`](Self::access_token).
+    /// [`ClientError::TokenNotForUrl`] for a request that cannot be built or whose URL is
+    /// not one the token may be sent to (no token is requested then); else as
+    /// [`access_token`](Self::access_token).
     pub async fn authorize(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let (http, request) = request.build_split();
+        let mut request = request.map_err(|_| ClientError::TokenNotForUrl)?;
+        let url = request.url();
+        if !(is_allowed_url(url) && self.inner.token_origins.contains(&url.origin())) {
+            return Err(ClientError::TokenNotForUrl);
+        }
         let token = self.access_token().await?;
-        Ok(request.bearer_auth(token.access_token()))
+        let mut value = HeaderValue::try_from(format!("Bearer {}", token.access_token()))
+            .map_err(|_| ClientError::InvalidTokenResponse("access_token is not a b64token"))?;
+        value.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+        Ok(reqwest::RequestBuilder::from_parts(http, request))
     }
 
     /// Forgets the cached token, so the next call requests a new one: for when an API

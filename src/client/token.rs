@@ -16,6 +16,9 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// The longest `error` or `error_description` kept from a server's answer.
 const MAX_ERROR_TEXT: usize = 256;
 
+/// The longest lifetime a token is kept for, whatever its `expires_in` (one day).
+const MAX_TOKEN_LIFETIME_SECONDS: i64 = 24 * 60 * 60;
+
 /// An access token from the token endpoint.
 ///
 /// `Debug` hides the token itself. [`BackendServiceClient::authorize`] attaches it to
@@ -240,10 +243,11 @@ pub(crate) fn parse_response(
             ));
         }
     };
-    // It must fit in an Authorization header (RFC 6750 b64token is a subset).
-    if HeaderValue::from_str(access_token).is_err() {
+    // It goes in `Authorization: Bearer <token>`, which takes one RFC 6750 `b64token`: a
+    // space, comma or quote would smuggle a second credential or parameter into the header.
+    if crate::bearer::token_text(access_token.as_bytes()).is_err() {
         return Err(ClientError::InvalidTokenResponse(
-            "access_token contains characters not allowed in a header",
+            "access_token is not an RFC 6750 b64token",
         ));
     }
     let token_type = match document.get("token_type") {
@@ -261,6 +265,13 @@ pub(crate) fn parse_response(
         .ok_or(ClientError::InvalidTokenResponse(
             "expires_in is missing or not a non-negative number",
         ))?;
+    // A token that expires within the second cannot be used; caching it would send one
+    // token request per call.
+    if expires_in < 1.0 {
+        return Err(ClientError::InvalidTokenResponse(
+            "expires_in is below one second",
+        ));
+    }
     let scope = match document.get("scope") {
         None | Some(Value::Null) => requested_scope,
         Some(Value::String(scope)) => scope,
@@ -268,8 +279,9 @@ pub(crate) fn parse_response(
             return Err(ClientError::InvalidTokenResponse("scope is not a string"));
         }
     };
-    // Float to integer `as` saturates; whole seconds are enough.
-    let expires_in = expires_in as i64;
+    // Float to integer `as` saturates; whole seconds are enough. A lifetime beyond a day is
+    // cut to a day, so that a token is replaced at least daily whatever the server said.
+    let expires_in = (expires_in as i64).min(MAX_TOKEN_LIFETIME_SECONDS);
     Ok(AccessToken {
         access_token: access_token.clone(),
         token_type: token_type.clone(),
@@ -388,6 +400,17 @@ mod tests {
             with("access_token", json!("")),
             with("access_token", json!(12)),
             with("access_token", json!("line\nbreak")),
+            // Not one RFC 6750 b64token: a second credential or parameter would follow.
+            with("access_token", json!("a b")),
+            with("access_token", json!("abc, Basic Zm9vOmJhcg==")),
+            with("access_token", json!("a\"b")),
+            with("access_token", json!("a\tb")),
+            with("access_token", json!("=abc")),
+            with("access_token", json!("ab=c")),
+            with("access_token", json!("\u{e9}t\u{e9}")),
+            // Too short to use.
+            with("expires_in", json!(0)),
+            with("expires_in", json!(0.4)),
             with("token_type", Value::Null),
             with("token_type", json!("DPoP")),
             with("expires_in", Value::Null),
@@ -411,6 +434,23 @@ mod tests {
                 "{error:?}"
             );
         }
+    }
+
+    /// Padding and every b64token character are kept; lifetimes are whole seconds, at most
+    /// a day.
+    #[test]
+    fn usable_success_bodies() {
+        let token = |access_token: &str, expires_in: Value| {
+            let body = json!({"access_token": access_token, "token_type": "bEaReR", "expires_in": expires_in});
+            parse_response(&answer(200, body), "s", 1_000).unwrap()
+        };
+        let parsed = token("aZ09-._~+/==", json!(1.9));
+        assert_eq!(parsed.access_token(), "aZ09-._~+/==");
+        assert_eq!(parsed.expires_at(), 1_001);
+        assert_eq!(token("t", json!(300)).expires_at(), 1_300);
+        assert_eq!(token("t", json!(86_400)).expires_at(), 87_400);
+        assert_eq!(token("t", json!(86_401)).expires_at(), 87_400);
+        assert_eq!(token("t", json!(1e300)).expires_at(), 87_400);
     }
 
     #[test]

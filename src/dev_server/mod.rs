@@ -754,7 +754,12 @@ fn authenticate_basic(
 ) -> Result<ClientRegistration, OAuthError> {
     match state.client(id, now) {
         Some(client) => match &client.credential {
-            Credential::Secret(expected) if constant_time_eq(expected, secret) => Ok(client),
+            // An empty secret authenticates nobody: "app:" would otherwise be a password.
+            Credential::Secret(expected)
+                if !expected.is_empty() && constant_time_eq(expected, secret) =>
+            {
+                Ok(client)
+            }
             _ => Err(OAuthError::invalid_basic_client()),
         },
         None => Err(OAuthError::invalid_basic_client()),

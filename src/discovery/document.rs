@@ -749,6 +749,8 @@ impl SmartConfigurationBuilder {
     ///
     /// # Errors
     ///
+    /// [`DiscoveryError::InvalidUrl`] for an issuer that is not `https` (`http` only for
+    /// loopback hosts) or has a query, fragment or credentials (nothing is fetched then);
     /// [`DiscoveryError::Fetch`], [`DiscoveryError::IssuerMismatch`], or
     /// [`DiscoveryError::Missing`] for `issuer` (OpenID Connect or RFC 8414 metadata
     /// without one).
@@ -758,7 +760,13 @@ impl SmartConfigurationBuilder {
     ) -> Result<Self, DiscoveryError> {
         let issuer_url =
             Url::parse(issuer).map_err(|_| DiscoveryError::InvalidUrl { field: "issuer" })?;
-        if !is_allowed_url(&issuer_url) {
+        // RFC 8414 section 2: an issuer has no query or fragment (either would swallow or
+        // bend the well-known path appended to it); credentials in it would be sent along.
+        let plain = issuer_url.query().is_none()
+            && issuer_url.fragment().is_none()
+            && issuer_url.username().is_empty()
+            && issuer_url.password().is_none();
+        if !(is_allowed_url(&issuer_url) && plain) {
             return Err(DiscoveryError::InvalidUrl { field: "issuer" });
         }
         let timeout = std::time::Duration::from_secs(5);

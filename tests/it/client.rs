@@ -680,6 +680,67 @@ async fn authorize_attaches_the_bearer_token() {
     assert_eq!(echoed, "Bearer token-1");
 }
 
+/// The token goes only to the FHIR server's origin (or one added), over https or loopback
+/// http: every other URL is refused before a token is even requested.
+#[tokio::test]
+async fn authorize_sends_the_token_only_to_its_origins() {
+    let stub = Stub::start().await;
+    let base = stub.fhir_base();
+    let origin = base.trim_end_matches("/fhir").to_owned();
+    let port = origin.rsplit(':').next().unwrap().to_owned();
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .also_authorize_origin("https://files.example.org/ignored/path")
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for url in [
+        "http://fhir.example.org/fhir/Patient/1".to_owned(),
+        "http://files.example.org/x".to_owned(),
+        "https://files.example.org:8443/x".to_owned(),
+        "https://evil.example/fhir/Patient/1".to_owned(),
+        format!("http://localhost:{port}/fhir/Patient/1"),
+        format!("https://127.0.0.1:{port}/fhir/Patient/1"),
+        "http://127.0.0.1:1/fhir/Patient/1".to_owned(),
+    ] {
+        let error = client.authorize(http.get(&url)).await.unwrap_err();
+        assert_eq!(error, ClientError::TokenNotForUrl, "{url}");
+    }
+    let error = client.authorize(http.get("not a url")).await.unwrap_err();
+    assert_eq!(error, ClientError::TokenNotForUrl);
+    assert_eq!(stub.token_calls(), 0);
+    // The FHIR server's origin, any path on it; and the added origin.
+    let request = client
+        .authorize(http.get(format!("{base}/Patient/1")))
+        .await
+        .unwrap();
+    let echoed = request.send().await.unwrap().text().await.unwrap();
+    assert_eq!(echoed, "Bearer token-1");
+    for url in [
+        format!("{origin}/other"),
+        "https://files.example.org/output/1.ndjson".to_owned(),
+        "https://FILES.example.org:443/x".to_owned(),
+    ] {
+        let built = client
+            .authorize(http.get(&url))
+            .await
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(built.headers()["authorization"], "Bearer token-1", "{url}");
+        assert!(built.headers()["authorization"].is_sensitive());
+    }
+    // An added origin must be https (http only for loopback).
+    let error = stub
+        .client()
+        .client_secret_basic("s")
+        .also_authorize_origin("http://files.example.org")
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Config(_)), "{error:?}");
+}
+
 #[tokio::test]
 async fn verbose_request_traces_each_step_without_secrets() {
     let stub = Stub::start().await;

@@ -187,6 +187,23 @@ async fn client_secret_basic() {
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
+    // A client registered with an empty secret is authenticated by no secret, not even
+    // the empty one.
+    setup
+        .server
+        .register(ClientRegistration::client_secret_basic(
+            "no-secret",
+            "",
+            ["system/Patient.rs"],
+        ));
+    for secret in ["", " ", "x"] {
+        let (status, _, body) = setup.post_form(&form, Some(("no-secret", secret))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+            "{secret:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -526,6 +526,23 @@ async fn from_issuer_falls_back_to_openid_configuration_and_refuses_another_issu
             .unwrap_err(),
         DiscoveryError::InvalidUrl { field: "issuer" }
     ));
+    // An issuer with a query, a fragment or credentials is no RFC 8414 issuer; nothing is
+    // fetched for it (the fragment would have fetched the server's root).
+    let base = other.url();
+    let authority = base.trim_start_matches("http://");
+    for issuer in [
+        format!("{base}#x"),
+        format!("{base}?t=1"),
+        format!("{base}?"),
+        format!("http://user:pass@{authority}"),
+        format!("http://user@{authority}"),
+    ] {
+        assert_eq!(
+            SmartConfiguration::from_issuer(&issuer).await.unwrap_err(),
+            DiscoveryError::InvalidUrl { field: "issuer" },
+            "{issuer}"
+        );
+    }
 }
 
 /// SMART App Launch 2.x: `authorization_endpoint` is required when `launch-ehr` or
