@@ -541,8 +541,9 @@ pub enum ConfigError {
     /// ([`IntrospectionAuth::bearer`](crate::IntrospectionAuth::bearer)) is not a
     /// `b64token` (RFC 6750 section 2.1), so it could not be sent.
     InvalidIntrospectionCredentials,
-    /// A token rule is unusable: a [required claim](crate::VerifierBuilder::required_claim)
-    /// or a [client accepted without an audience](crate::VerifierBuilder::accept_missing_audience_for_clients)
+    /// A token rule is unusable: an [audience](crate::VerifierBuilder::audience), a
+    /// [required claim](crate::VerifierBuilder::required_claim) or a
+    /// [client accepted without an audience](crate::VerifierBuilder::accept_missing_audience_for_clients)
     /// is blank, or the [scope separator](crate::VerifierBuilder::scope_context_separator)
     /// is not a visible ASCII character other than `/`, `"` and `\`.
     InvalidClaimRule {

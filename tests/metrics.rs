@@ -58,6 +58,11 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
     for _ in 0..3 {
         assert_eq!(get(Some(&token)).await, StatusCode::OK);
     }
+    // A token naming an unknown key makes the layer fetch the key set again; the issuer
+    // serves the same set, so the cached token is still answered from the cache.
+    let unknown_key = issuer.token().kid("no-such-key").sign();
+    assert_eq!(get(Some(&unknown_key)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(Some(&token)).await, StatusCode::OK);
     assert_eq!(get(None).await, StatusCode::UNAUTHORIZED);
     let expired = issuer
         .token()
@@ -94,8 +99,9 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
         ),
         (
             "smart_auth_requests_accepted_total{source=\"cache\"}".to_owned(),
-            1,
+            2,
         ),
+        (refused(ErrorKind::UnknownKey), 1),
         (refused(ErrorKind::MissingToken), 1),
         (refused(ErrorKind::Expired), 1),
         (refused(ErrorKind::InvalidSignature), 1),
@@ -105,12 +111,16 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
         ),
         (
             "smart_auth_jwks_fetches_total{outcome=\"ok\"}".to_owned(),
+            2,
+        ),
+        (
+            "smart_auth_jwks_refreshes_total{trigger=\"unknown_kid\"}".to_owned(),
             1,
         ),
-        // Lookups: the valid token twice before it was stored, the expired and the
-        // forged token once each; the request without a token looks nothing up.
-        ("smart_auth_token_cache_misses_total".to_owned(), 4),
-        ("smart_auth_token_cache_hits_total".to_owned(), 1),
+        // Lookups: the valid token twice before it was stored, the unknown-key, expired
+        // and forged tokens once each; the request without a token looks nothing up.
+        ("smart_auth_token_cache_misses_total".to_owned(), 5),
+        ("smart_auth_token_cache_hits_total".to_owned(), 2),
         ("smart_auth_token_cache_entries".to_owned(), 1),
     ];
     let samples: Vec<(&str, &str)> = text
@@ -136,7 +146,13 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
 
     // Labels are bounded: every value is one of the fixed set, never request data.
     let mut allowed: BTreeSet<&str> = ["cache", "verified", "public_path", "ok"].into();
-    allowed.extend(["missing_token", "expired", "invalid_signature"]);
+    allowed.extend([
+        "missing_token",
+        "expired",
+        "invalid_signature",
+        "unknown_key",
+    ]);
+    allowed.insert("unknown_kid");
     for (series, _) in &samples {
         let Some((_, labels)) = series.split_once('{') else {
             continue;

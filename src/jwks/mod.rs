@@ -104,18 +104,20 @@ impl RefreshPolicy {
         self.default_ttl = ttl;
         self
     }
-    /// The bounds a server's `max-age` is clamped to (default 1 min to 24 h).
+    /// The bounds a server's `max-age` is clamped to (default 1 min to 24 h; the lower
+    /// bound at least 1 s).
     pub fn ttl_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.min_ttl = min;
         self.max_ttl = max;
         self
     }
-    /// The least time between two refetches caused by unknown `kid`s (default 30 s).
+    /// The least time between two refetches caused by unknown `kid`s (default 30 s, at
+    /// least 1 s: tokens with made-up `kid`s must not turn into a stream of fetches).
     pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
         self.unknown_kid_cooldown = cooldown;
         self
     }
-    /// How long after a failed fetch no new fetch starts (default 10 s).
+    /// How long after a failed fetch no new fetch starts (default 10 s, at least 1 s).
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self
@@ -137,10 +139,15 @@ impl RefreshPolicy {
                 field: "ttl_bounds",
             });
         }
-        if self.default_ttl.is_zero() {
-            return Err(ConfigError::InvalidLimit {
-                field: "default_ttl",
-            });
+        let second = Duration::from_secs(1);
+        let lower_bounds = [
+            (self.default_ttl, "default_ttl"),
+            (self.min_ttl, "ttl_bounds"),
+            (self.unknown_kid_cooldown, "unknown_kid_cooldown"),
+            (self.failure_cooldown, "failure_cooldown"),
+        ];
+        if let Some((_, field)) = lower_bounds.into_iter().find(|(d, _)| *d < second) {
+            return Err(ConfigError::InvalidLimit { field });
         }
         Ok(())
     }
@@ -203,8 +210,12 @@ pub(crate) struct Snapshot {
     fetched_at: SystemTime,
     ttl: Duration,
     /// Unique per fetched set within one store, so that a result obtained with one set
-    /// can tell whether the set has been replaced since.
+    /// can tell whether the set has been replaced since. A fetch that brings back the same
+    /// document keeps the generation: the keys did not change, and a new generation would
+    /// void every cached verification (which anyone could force every unknown-kid cooldown).
     generation: u64,
+    /// SHA-256 of the fetched document (`None` for static keys).
+    document_digest: Option<[u8; 32]>,
 }
 
 /// The generation of a static key set, the only one its store ever has.
@@ -294,6 +305,7 @@ impl KeyStore {
                 fetched_at: clock.now(),
                 ttl: Duration::MAX,
                 generation: STATIC_GENERATION,
+                document_digest: None,
             })),
             KeySource::Discover { .. } | KeySource::Fixed(_) => None,
         };
@@ -572,13 +584,38 @@ impl KeyStore {
                 // The issuer may have moved its keys: discover again next time.
                 self.discovered_jwks_uri.store(None);
             })?;
-        let keys = KeySet::parse(&fetched.body).map_err(FetchError::KeySet)?;
+        let keys = match KeySet::parse(&fetched.body) {
+            Ok(keys) => keys,
+            // A well-formed set without a usable key replaces a set in use: the issuer has
+            // withdrawn the keys it held (after a compromise, say), and keys it no longer
+            // publishes must not stay trusted until the stale limit. Before any set is in
+            // use, the same document stays an error (503), the sign of a misconfiguration.
+            Err(KeySetError::NoUsableKey) if refreshing => {
+                tracing::warn!(
+                    "the issuer's key set holds no usable signing key: every token is refused \
+                     until it publishes one"
+                );
+                KeySet::default()
+            }
+            Err(error) => return Err(FetchError::KeySet(error)),
+        };
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &fetched.body);
+        let document_digest = <[u8; 32]>::try_from(digest.as_ref()).ok();
+        let generation = match self.current.load().as_deref() {
+            Some(current)
+                if document_digest.is_some() && current.document_digest == document_digest =>
+            {
+                current.generation
+            }
+            _ => self.next_generation.fetch_add(1, Ordering::Relaxed),
+        };
         Ok(Arc::new(Snapshot {
             keys,
             fetched: Instant::now(),
             fetched_at: self.clock.now(),
             ttl: self.policy.ttl_for(fetched.max_age),
-            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+            generation,
+            document_digest,
         }))
     }
 }
@@ -629,5 +666,33 @@ mod tests {
                 .is_err()
         );
         assert!(RefreshPolicy::default().validate().is_ok());
+        let short = Duration::from_millis(999);
+        let one = Duration::from_secs(1);
+        for (policy, field) in [
+            (RefreshPolicy::default().default_ttl(short), "default_ttl"),
+            (
+                RefreshPolicy::default().ttl_bounds(Duration::ZERO, one),
+                "ttl_bounds",
+            ),
+            (
+                RefreshPolicy::default().unknown_kid_cooldown(Duration::ZERO),
+                "unknown_kid_cooldown",
+            ),
+            (
+                RefreshPolicy::default().failure_cooldown(short),
+                "failure_cooldown",
+            ),
+        ] {
+            assert_eq!(
+                policy.validate().unwrap_err(),
+                ConfigError::InvalidLimit { field }
+            );
+        }
+        let tight = RefreshPolicy::default()
+            .default_ttl(one)
+            .ttl_bounds(one, one)
+            .unknown_kid_cooldown(one)
+            .failure_cooldown(one);
+        assert!(tight.validate().is_ok());
     }
 }

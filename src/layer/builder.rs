@@ -799,6 +799,14 @@ mod tests {
         );
         for blank in ["", " ", "\t"] {
             assert_eq!(
+                error(b().audience(blank)),
+                ConfigError::InvalidClaimRule { field: "audience" }
+            );
+            assert_eq!(
+                error(b().audience("https://fhir.example.org").audience(blank)),
+                ConfigError::InvalidClaimRule { field: "audience" }
+            );
+            assert_eq!(
                 error(b().required_claim(blank, "access")),
                 ConfigError::InvalidClaimRule {
                     field: "required_claim"

@@ -544,6 +544,14 @@ impl VerifierBuilder {
         }
         self.refresh.validate()?;
         self.token_cache.validate()?;
+        // A blank audience would accept tokens with a blank `aud`.
+        if self
+            .audiences
+            .iter()
+            .any(|audience| audience.trim().is_empty())
+        {
+            return Err(ConfigError::InvalidClaimRule { field: "audience" });
+        }
         let no_audience = self.audiences.is_empty();
         let audience = match (no_audience, self.any_audience) {
             (false, true) => return Err(ConfigError::ConflictingAudience),

@@ -12,7 +12,7 @@ use smart_auth::testing::{JwksBehaviour, TestIssuer};
 use smart_auth::{ManualClock, RefreshPolicy, SmartAuthLayer};
 
 use crate::support::{App, app, app_with, issuer};
-use crate::wall_clock::pass_time;
+use crate::wall_clock::{pass_time, settle};
 
 async fn status(app: &App, token: &str) -> StatusCode {
     app.get_with_token(token).await.status
@@ -654,6 +654,40 @@ async fn garbage_key_sets_give_503_never_acceptance() {
             StatusCode::SERVICE_UNAVAILABLE,
             "{body}"
         );
+    }
+}
+
+/// A well-formed key set without a usable key, published while keys are in use, withdraws
+/// them: tokens signed with the old keys are refused as soon as it is fetched, not trusted
+/// until the stale limit. Keys published again are used again.
+#[tokio::test]
+async fn an_issuer_withdraws_its_keys_with_a_set_without_usable_keys() {
+    for withdrawn in [
+        "{\"keys\": []}",
+        "{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\"}]}",
+    ] {
+        let app = app(|b| b).await;
+        let token = app
+            .issuer
+            .token()
+            .lifetime(Duration::from_secs(3600))
+            .sign();
+        assert_eq!(status(&app, &token).await, StatusCode::OK);
+        assert_eq!(status(&app, &token).await, StatusCode::OK);
+        app.issuer
+            .set_jwks_behaviour(JwksBehaviour::Body(withdrawn.to_owned()));
+        // Past the key set's TTL the next request starts the refresh (and is answered on
+        // the keys in use); once it has ended, the withdrawn keys verify nothing.
+        pass_time(&app.clock, Duration::from_secs(601)).await;
+        assert_eq!(status(&app, &token).await, StatusCode::OK);
+        settle(&app).await;
+        assert_eq!(app.issuer.jwks_fetches(), 2, "{withdrawn}");
+        app.assert_invalid_token(&token, "the token's signing key is not known")
+            .await;
+        // Published again: after the unknown-kid cooldown the keys are fetched and used.
+        app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
+        pass_time(&app.clock, Duration::from_secs(31)).await;
+        assert_eq!(status(&app, &token).await, StatusCode::OK, "{withdrawn}");
     }
 }
 

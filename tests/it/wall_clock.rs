@@ -36,7 +36,7 @@ fn fresh_token(app: &App, n: u32) -> String {
 }
 
 /// Lets a background refresh run to its end.
-async fn settle(app: &App) {
+pub async fn settle(app: &App) {
     let verifier = app.layer.issuers().iter().next().unwrap();
     for _ in 0..100_000 {
         if !verifier.key_cache_status().fetching {
