@@ -457,8 +457,18 @@ impl ScopeEnforcement {
 /// each). A type the query does not name (`_include=*`, `Observation:subject` without a
 /// target type, an untyped chain link `subject.name`) is every type. The query is split at
 /// `;` as well as `&`, as some servers split it, and a name that does not decode strictly
-/// counts as reaching every type.
+/// counts as reaching every type. Each requirement is listed once, however often the query
+/// repeats it.
 fn types_reached(query: &str) -> Vec<Requirement> {
+    let mut seen = std::collections::HashSet::new();
+    every_type_reached(query)
+        .into_iter()
+        .filter(|requirement| seen.insert(requirement.clone()))
+        .collect()
+}
+
+/// [`types_reached`], repeats included.
+fn every_type_reached(query: &str) -> Vec<Requirement> {
     let named = |interaction, name: &str| {
         let resource_type = match ResourceType::parse(name) {
             Some(ResourceType::Named(name)) => ResourceType::Named(name),
@@ -610,7 +620,7 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 12] = [
+        let cases: [(&str, &[&str]); 13] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
@@ -633,6 +643,11 @@ mod tests {
             ),
             ("%ZZ=1", &["SearchType *"]),
             ("a=1;_include=*", &["Read *"]),
+            // Repeats are listed once.
+            (
+                "_include=*&_include=*;_revinclude=Provenance:target&_revinclude=Provenance:x",
+                &["Read *", "SearchType Provenance"],
+            ),
         ];
         for (query, expected) in cases {
             assert_eq!(reached(query), expected, "{query}");

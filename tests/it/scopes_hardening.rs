@@ -366,6 +366,13 @@ async fn granular_scopes_never_grant_the_whole_type() {
             format!("/fhir/Observation?category={LAB_ENCODED};x=1"),
             "system/Observation.s",
         ),
+        // The filtered parameter with a second value: a server keeping the last one would
+        // search outside the filter.
+        (
+            "GET",
+            format!("/fhir/Observation?category={LAB_ENCODED}&category=vital-signs"),
+            "system/Observation.s",
+        ),
         (
             "GET",
             "/fhir/$export?_type=Observation".to_owned(),
