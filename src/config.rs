@@ -18,6 +18,18 @@ use crate::error::ConfigError;
 use crate::jwks::StaticKeys;
 use crate::layer::{SmartAuthBuilder, SmartAuthLayer};
 use crate::token_cache::TokenCachePolicy;
+
+/// Reads an optional setting that, when written, must have a value: an explicit `null`
+/// (an unset template variable, a YAML key whose children are all commented out) is an
+/// error, never the same as leaving the setting out, which could turn a security setting
+/// off unseen.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};
 
 /// The configuration of a [`SmartAuthLayer`] as data: deserialize it with serde from any
@@ -46,10 +58,10 @@ use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};
 #[non_exhaustive]
 pub struct SmartAuthConfig {
     /// [`SmartAuthBuilder::fhir_base`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub fhir_base: Option<String>,
     /// [`SmartAuthBuilder::served_at_path`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub served_at_path: Option<String>,
     /// The issuers whose tokens are accepted, at least one; the first is the layer's
     /// first issuer.
@@ -63,14 +75,14 @@ pub struct SmartAuthConfig {
     /// [`SmartAuthBuilder::protect_discovery_and_metadata`] (default `false`).
     #[serde(default)]
     pub protect_discovery_and_metadata: bool,
-    /// [`SmartAuthBuilder::protect_cors_preflight`] (default `false`).
+    /// [`SmartAuthBuilder::allow_cors_preflight_without_token`] (default `false`).
     #[serde(default)]
-    pub protect_cors_preflight: bool,
+    pub allow_cors_preflight_without_token: bool,
     /// [`SmartAuthBuilder::realm`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub realm: Option<String>,
     /// [`SmartAuthBuilder::enforce_scopes`]: present (even `{}`) turns enforcement on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub enforce_scopes: Option<EnforcementConfig>,
 }
 
@@ -95,47 +107,47 @@ pub struct IssuerConfig {
     #[serde(default, deserialize_with = "map_with_unique_names")]
     pub required_claims: BTreeMap<String, String>,
     /// [`VerifierBuilder::scope_context_separator`], a one-character string.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub scope_context_separator: Option<char>,
     /// [`VerifierBuilder::algorithms`], by JOSE name (`"RS384"`, `"ES384"`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub algorithms: Option<Vec<SigningAlgorithm>>,
     /// [`VerifierBuilder::token_type`]: `"lenient"` or `"rfc9068"`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub token_type: Option<TokenTypePolicy>,
     /// [`VerifierBuilder::leeway`], in seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub leeway_secs: Option<u64>,
     /// [`VerifierBuilder::jwks_uri`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub jwks_uri: Option<String>,
     /// [`VerifierBuilder::static_keys`] from a JWK Set file
     /// ([`StaticKeys::from_jwks_file`]).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub static_jwks_file: Option<PathBuf>,
     /// [`VerifierBuilder::scope_claims`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub scope_claims: Option<Vec<String>>,
     /// [`VerifierBuilder::client_id_claims`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub client_id_claims: Option<Vec<String>>,
     /// [`VerifierBuilder::patient_claims`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub patient_claims: Option<Vec<String>>,
     /// [`VerifierBuilder::fhir_user_claims`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub fhir_user_claims: Option<Vec<String>>,
     /// [`VerifierBuilder::fetch_timeout`], in seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub fetch_timeout_secs: Option<u64>,
     /// [`VerifierBuilder::max_response_size`], in bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub max_response_size: Option<usize>,
     /// [`VerifierBuilder::max_token_length`], in bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub max_token_length: Option<usize>,
     /// [`VerifierBuilder::token_cache`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub token_cache: Option<TokenCacheConfig>,
 }
 
@@ -185,7 +197,7 @@ pub struct EnforcementConfig {
     #[serde(default)]
     pub handler_applies_granular_filters: bool,
     /// [`ScopeEnforcement::resource_types`]: the resource types the API serves.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub resource_types: Option<Vec<String>>,
 }
 
@@ -198,10 +210,10 @@ pub struct TokenCacheConfig {
     #[serde(default = "enabled")]
     pub enabled: bool,
     /// [`TokenCachePolicy::max_entries`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub max_entries: Option<u64>,
     /// [`TokenCachePolicy::max_age`], in seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub max_age_secs: Option<u64>,
 }
 
@@ -239,8 +251,8 @@ impl SmartAuthConfig {
         if self.protect_discovery_and_metadata {
             builder = builder.protect_discovery_and_metadata();
         }
-        if self.protect_cors_preflight {
-            builder = builder.protect_cors_preflight();
+        if self.allow_cors_preflight_without_token {
+            builder = builder.allow_cors_preflight_without_token();
         }
         if let Some(realm) = self.realm {
             builder = builder.realm(realm);
@@ -396,7 +408,7 @@ mod tests {
                 }],
                 "optional": true,
                 "public_paths": ["/health"],
-                "protect_cors_preflight": true,
+                "allow_cors_preflight_without_token": true,
                 "realm": "api",
                 "enforce_scopes": {
                     "allow_any_token_outside_base": true,
@@ -458,6 +470,42 @@ mod tests {
             r#"[]"#,
         ];
         for text in refused {
+            assert!(parse(text).is_err(), "{text}");
+        }
+        // An explicit `null` is never the same as a setting left out: each optional setting
+        // written as `null`, at each level, is an error.
+        let top = ["fhir_base", "served_at_path", "realm", "enforce_scopes"];
+        let issuer = [
+            "scope_context_separator",
+            "algorithms",
+            "token_type",
+            "leeway_secs",
+            "jwks_uri",
+            "static_jwks_file",
+            "scope_claims",
+            "client_id_claims",
+            "patient_claims",
+            "fhir_user_claims",
+            "fetch_timeout_secs",
+            "max_response_size",
+            "max_token_length",
+            "token_cache",
+        ];
+        for name in top {
+            let text =
+                format!(r#"{{"issuers": [{{"issuer": "https://as.example"}}], "{name}": null}}"#);
+            assert!(parse(&text).is_err(), "{text}");
+        }
+        for name in issuer {
+            let text =
+                format!(r#"{{"issuers": [{{"issuer": "https://as.example", "{name}": null}}]}}"#);
+            assert!(parse(&text).is_err(), "{text}");
+        }
+        for text in [
+            r#"{"issuers": [{"issuer": "https://as.example"}], "enforce_scopes": {"resource_types": null}}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "token_cache": {"max_entries": null}}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "token_cache": {"max_age_secs": null}}]}"#,
+        ] {
             assert!(parse(text).is_err(), "{text}");
         }
         let not_built = [

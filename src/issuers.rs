@@ -14,7 +14,7 @@ use crate::claims::SmartClaims;
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::json::Member;
 use crate::jwt;
-use crate::verifier::{Lookup, TokenVerifier};
+use crate::verifier::{Lookup, TokenVerifier, record_lookup};
 
 /// The verifiers of one or more issuers, keyed by their exact issuer identifier.
 ///
@@ -145,11 +145,20 @@ impl Issuers {
         if let [only] = self.verifiers.as_slice() {
             return (only.lookup(token), 0);
         }
+        // One lookup counted per request, however many caches are asked.
+        let mut consulted = false;
         for (index, verifier) in self.verifiers.iter().enumerate() {
-            match verifier.lookup(token) {
-                Lookup::Miss => {}
-                found => return (found, index),
+            match verifier.lookup_uncounted(token) {
+                None => {}
+                Some(Lookup::Miss) => consulted = true,
+                Some(found) => {
+                    record_lookup(&found);
+                    return (found, index);
+                }
             }
+        }
+        if consulted {
+            record_lookup(&Lookup::Miss);
         }
         (Lookup::Miss, 0)
     }

@@ -26,6 +26,11 @@ const HEALTH_SCOPE: &str = "system/health.read";
 /// The health service behind the auth layer (which requires [`HEALTH_SCOPE`]) and the
 /// refusal adapter, served on 127.0.0.1:0; a client connected to it over HTTP/2.
 async fn protected_health(issuer: &TestIssuer) -> HealthClient<Channel> {
+    client(serve_protected_health(issuer).await).await
+}
+
+/// The server of [`protected_health`]; its address.
+async fn serve_protected_health(issuer: &TestIssuer) -> SocketAddr {
     let auth = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
         .validate(|claims| {
@@ -53,7 +58,7 @@ async fn protected_health(issuer: &TestIssuer) -> HealthClient<Channel> {
             .add_service(health)
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    client(address).await
+    address
 }
 
 async fn client(address: SocketAddr) -> HealthClient<Channel> {
@@ -191,4 +196,37 @@ fn http_refusals_map_to_grpc_codes() {
     ] {
         assert_eq!(grpc_code(http), grpc, "{http}");
     }
+}
+
+/// tonic routes by path whatever the method: a request dressed as a CORS preflight
+/// (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, no token) must not reach
+/// the service. It is refused like any request without a token.
+#[tokio::test]
+async fn a_preflight_shaped_request_does_not_reach_the_service() {
+    use tower::{Service as _, ServiceExt as _};
+
+    let issuer = TestIssuer::start().await;
+    let address = serve_protected_health(&issuer).await;
+    let mut channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = http::Request::builder()
+        .method("OPTIONS")
+        .uri(format!("http://{address}/grpc.health.v1.Health/Check"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    let response = channel.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "gRPC answers in HTTP 200"
+    );
+    assert_eq!(
+        response.headers()["grpc-status"],
+        (Code::Unauthenticated as i32).to_string().as_str()
+    );
 }

@@ -12,7 +12,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use reqwest::StatusCode;
 use smart_auth::testing::TestIssuer;
-use smart_auth::{ErrorKind, SmartAuthLayer, SmartClaims};
+use smart_auth::{ErrorKind, SmartAuthLayer, SmartClaims, TokenVerifier};
 
 async fn hello(claims: SmartClaims) -> String {
     format!("hello {}", claims.client_id().unwrap_or_default())
@@ -24,8 +24,12 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
         .install_recorder()
         .expect("the only recorder of this process");
     let issuer = TestIssuer::start().await;
+    // A second issuer, whose token cache is asked too: each request still counts one
+    // lookup.
+    let partner = TestIssuer::start().await;
     let auth = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
+        .issuer(TokenVerifier::builder(partner.url()).audience(partner.audience()))
         .public_path("/fhir/metadata")
         .build()
         .unwrap();

@@ -258,12 +258,29 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         self
     }
 
-    /// Requires a token for CORS preflight requests too (browsers send none, so this
-    /// breaks browser clients). By default exactly a preflight passes without one: `OPTIONS`
-    /// with one non-empty `Origin`, one `Access-Control-Request-Method` naming a method, no
-    /// `Authorization` and no body; it reaches the inner service without claims.
-    pub fn protect_cors_preflight(mut self) -> Self {
-        self.public.cors_preflight = false;
+    /// Lets CORS preflight requests to every path through without a token (browsers send
+    /// none), for an app whose CORS layer sits *behind* this one. Exactly a preflight
+    /// passes: `OPTIONS` with one non-empty `Origin`, one `Access-Control-Request-Method`
+    /// naming a method, no `Authorization`, no body and no method-override header; it
+    /// reaches the inner service without claims.
+    ///
+    /// By default only preflights for the public discovery and metadata paths pass, and
+    /// every other `OPTIONS` request needs a token: an inner service that does not route
+    /// by method (a tonic gRPC server, an axum `any` route, a fallback) would otherwise run
+    /// for an anonymous caller who merely adds two headers. Put a CORS layer (such as
+    /// tower-http's `CorsLayer`) *outside* this layer instead: it answers preflights itself.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://fhir.example.org/r4")
+    ///     .allow_cors_preflight_without_token()
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn allow_cors_preflight_without_token(mut self) -> Self {
+        self.public.cors_preflight = true;
         self
     }
 
@@ -902,6 +919,32 @@ mod tests {
         assert_eq!(
             error(b().leeway(Duration::from_secs(3600))),
             ConfigError::InvalidLimit { field: "leeway" }
+        );
+        // Ceilings: a value in the wrong unit must not lift a bound.
+        assert_eq!(
+            error(b().fetch_timeout(Duration::from_secs(61))),
+            ConfigError::InvalidLimit {
+                field: "fetch_timeout"
+            }
+        );
+        assert_eq!(
+            error(b().max_response_size(16 * 1024 * 1024 + 1)),
+            ConfigError::InvalidLimit {
+                field: "max_response_size"
+            }
+        );
+        assert_eq!(
+            error(b().max_token_length(1024 * 1024 + 1)),
+            ConfigError::InvalidLimit {
+                field: "max_token_length"
+            }
+        );
+        assert!(
+            b().fetch_timeout(Duration::from_secs(60))
+                .max_response_size(16 * 1024 * 1024)
+                .max_token_length(1024 * 1024)
+                .build()
+                .is_ok()
         );
         assert_eq!(error(b().public_path("health")), ConfigError::InvalidPath);
         assert_eq!(error(b().served_at_path("fhir")), ConfigError::InvalidPath);

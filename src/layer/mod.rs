@@ -29,10 +29,13 @@
 //!   `/.well-known/smart-configuration`, where `{base}` is the path of
 //!   [`fhir_base`](SmartAuthBuilder::fhir_base), else the root (so
 //!   [`SmartAuthLayer::new`] opens only `/metadata` and `/.well-known/smart-configuration`);
-//! - exactly a CORS preflight: `OPTIONS` with one non-empty `Origin`, one
-//!   `Access-Control-Request-Method` naming a method, no `Authorization` and no body. It
-//!   reaches the inner service anonymously, so answer preflights with a CORS layer (an
-//!   `OPTIONS` handler or an `any` route would see it too);
+//! - exactly a CORS preflight to one of those paths: `OPTIONS` with one non-empty `Origin`,
+//!   one `Access-Control-Request-Method` naming a method, no `Authorization`, no body and
+//!   no method-override header; to every other path only with
+//!   [`allow_cors_preflight_without_token`](SmartAuthBuilder::allow_cors_preflight_without_token)
+//!   (a preflight reaches the inner service anonymously, and a service that does not route
+//!   by method, such as tonic or an `any` route, would run for it: put a CORS layer outside
+//!   this one instead);
 //! - the exact paths of [`public_path`](SmartAuthBuilder::public_path), any method.
 //!
 //! A public path matches the request path (without the query) byte for byte. Any other

@@ -24,7 +24,8 @@ pub(crate) struct PublicRoutes {
     /// slash: `{base}/metadata`, `{base}/.well-known/smart-configuration` and
     /// `/.well-known/smart-configuration` are public. Unset means the root.
     pub(crate) base_path: Option<String>,
-    /// CORS preflight requests (see [`is_cors_preflight`]).
+    /// CORS preflight requests (see [`is_cors_preflight`]) to every path; without it, only
+    /// preflights for the discovery and metadata paths pass.
     pub(crate) cors_preflight: bool,
     /// Further exact paths, any method.
     pub(crate) extra: Vec<String>,
@@ -35,7 +36,7 @@ impl Default for PublicRoutes {
         Self {
             discovery_and_metadata: true,
             base_path: None,
-            cors_preflight: true,
+            cors_preflight: false,
             extra: Vec::new(),
         }
     }
@@ -47,22 +48,23 @@ impl PublicRoutes {
         let method = request.method();
         // GET first: it is almost every request, and it is never a preflight.
         let get_or_head = *method == Method::GET || *method == Method::HEAD;
-        if !get_or_head
-            && self.cors_preflight
-            && *method == Method::OPTIONS
+        if self.extra.iter().any(|public| public == path) {
+            return true;
+        }
+        if get_or_head {
+            return self.discovery_and_metadata && self.is_discovery_or_metadata(path);
+        }
+        *method == Method::OPTIONS
+            && (self.cors_preflight
+                || (self.discovery_and_metadata && self.is_discovery_or_metadata(path)))
             && is_cors_preflight(request.headers())
             // Over HTTP/2 and later a body needs neither `Content-Length` nor
             // `Transfer-Encoding`: the body itself must say it has ended.
             && request.body().is_end_stream()
-        {
-            return true;
-        }
-        if self.extra.iter().any(|public| public == path) {
-            return true;
-        }
-        if !(self.discovery_and_metadata && get_or_head) {
-            return false;
-        }
+    }
+
+    /// Whether `path` is the capability statement or a SMART configuration path.
+    fn is_discovery_or_metadata(&self, path: &str) -> bool {
         if path == SMART_CONFIGURATION {
             return true;
         }
@@ -329,7 +331,10 @@ mod tests {
 
     #[test]
     fn cors_preflight_is_exact() {
-        let routes = PublicRoutes::default();
+        let routes = PublicRoutes {
+            cors_preflight: true,
+            ..PublicRoutes::default()
+        };
         let origin = ("origin", "https://app.example");
         let get = ("access-control-request-method", "GET");
         let public = [
@@ -379,6 +384,37 @@ mod tests {
         let mut post = preflight(&[origin, get]);
         *post.method_mut() = Method::POST;
         assert!(!routes.is_public(&post, "/fhir/Patient/1"));
+    }
+
+    /// By default a preflight passes only for the discovery and metadata paths.
+    #[test]
+    fn preflights_pass_by_default_only_for_discovery_and_metadata() {
+        let routes = based("/fhir");
+        let request = preflight(&[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "GET"),
+        ]);
+        for path in [
+            "/fhir/metadata",
+            "/fhir/.well-known/smart-configuration",
+            "/.well-known/smart-configuration",
+        ] {
+            assert!(routes.is_public(&request, path), "{path}");
+        }
+        for path in [
+            "/fhir/Patient/1",
+            "/grpc.health.v1.Health/Check",
+            "/metadata",
+            "/fhir/metadata/",
+        ] {
+            assert!(!routes.is_public(&request, path), "{path}");
+        }
+        // Not even there once discovery and metadata are protected.
+        let closed = PublicRoutes {
+            discovery_and_metadata: false,
+            ..based("/fhir")
+        };
+        assert!(!closed.is_public(&request, "/fhir/metadata"));
     }
 
     #[test]

@@ -12,6 +12,13 @@ use crate::claims::{ClaimNames, SmartClaims};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Refusal};
 use crate::fetch::{Fetcher, default_client, is_allowed_url};
+
+/// The longest [`VerifierBuilder::fetch_timeout`] accepted.
+const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest [`VerifierBuilder::max_response_size`] accepted.
+const MAX_RESPONSE_SIZE: usize = 16 * 1024 * 1024;
+/// The largest [`VerifierBuilder::max_token_length`] accepted.
+const MAX_TOKEN_LENGTH: usize = 1024 * 1024;
 use crate::jwks::{KeySource, KeyStore, RefreshPolicy, StaticKeys};
 use crate::token_cache::{TokenCache, TokenCachePolicy};
 
@@ -362,13 +369,14 @@ impl VerifierBuilder {
         self
     }
 
-    /// The time limit of each fetch, from connecting to the last body byte (default 5 s).
+    /// The time limit of each fetch, from connecting to the last body byte (default 5 s, at
+    /// most 60 s).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
     }
 
-    /// The largest discovery or key-set document read (default 1 MiB).
+    /// The largest discovery or key-set document read (default 1 MiB, at most 16 MiB).
     pub fn max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_size = bytes;
         self
@@ -420,7 +428,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// The longest token accepted, checked before any parsing (default 16 KiB).
+    /// The longest token accepted, checked before any parsing (default 16 KiB, at most
+    /// 1 MiB).
     pub fn max_token_length(mut self, bytes: usize) -> Self {
         self.max_token_length = bytes;
         self
@@ -533,10 +542,21 @@ impl VerifierBuilder {
                 return Err(ConfigError::InvalidClaimNames { field });
             }
         }
+        // Each bound has a ceiling too: a value meant in other units (a timeout in
+        // milliseconds) must not hold requests for hours or lift the size caps.
         let limits = [
-            (self.fetch_timeout.is_zero(), "fetch_timeout"),
-            (self.max_response_size == 0, "max_response_size"),
-            (self.max_token_length == 0, "max_token_length"),
+            (
+                self.fetch_timeout.is_zero() || self.fetch_timeout > MAX_FETCH_TIMEOUT,
+                "fetch_timeout",
+            ),
+            (
+                self.max_response_size == 0 || self.max_response_size > MAX_RESPONSE_SIZE,
+                "max_response_size",
+            ),
+            (
+                self.max_token_length == 0 || self.max_token_length > MAX_TOKEN_LENGTH,
+                "max_token_length",
+            ),
             (self.leeway > Duration::from_secs(600), "leeway"),
         ];
         if let Some((_, field)) = limits.into_iter().find(|(bad, _)| *bad) {

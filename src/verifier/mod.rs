@@ -293,12 +293,24 @@ impl TokenVerifier {
 
     /// The answer from the token cache, without waiting for anything. An entry is used
     /// only when a fresh verification would accept the token (see [`Lookup::Hit`]).
+    /// Counted in the cache metrics as one lookup.
     pub(crate) fn lookup(&self, token: &[u8]) -> Lookup {
+        let found = self.lookup_uncounted(token);
+        if let Some(found) = &found {
+            record_lookup(found);
+        }
+        found.unwrap_or(Lookup::Miss)
+    }
+
+    /// [`lookup`](Self::lookup) without counting it: `None` when no cache is consulted (none
+    /// configured, or introspection after JWT validation). For a caller that asks several
+    /// verifiers about one token and counts one lookup.
+    pub(crate) fn lookup_uncounted(&self, token: &[u8]) -> Option<Lookup> {
         // With introspection after JWT validation, a cached JWT must still be introspected:
         // that happens on the asynchronous path.
         #[cfg(feature = "introspection")]
         if self.introspects_after_jwt() {
-            return Lookup::Miss;
+            return None;
         }
         self.cached(token)
     }
@@ -314,10 +326,8 @@ impl TokenVerifier {
     }
 
     /// The token cache's answer for a JWT verified before (see [`lookup`](Self::lookup)).
-    fn cached(&self, token: &[u8]) -> Lookup {
-        let Some(cache) = &self.inner.tokens else {
-            return Lookup::Miss;
-        };
+    fn cached(&self, token: &[u8]) -> Option<Lookup> {
+        let cache = self.inner.tokens.as_ref()?;
         let now = self.inner.config.clock.now();
         let keys = &self.inner.keys;
         // Hits are not traced: they are almost every request.
@@ -326,12 +336,11 @@ impl TokenVerifier {
                 .usable(now, keys.current_generation())
                 .then(|| entry.claims.clone())
         });
-        crate::metrics::token_cache_lookup(matches!(found, Some(Some(_))));
-        match found {
+        Some(match found {
             None => Lookup::Miss,
             Some(None) => Lookup::Stale,
             Some(Some(claims)) => Lookup::Hit(claims),
-        }
+        })
     }
 
     /// The full verification; `reused` says the token was cached before, so it is stored
@@ -353,9 +362,13 @@ impl TokenVerifier {
                     return self.verify_by_introspection(introspector, token).await;
                 }
                 IntrospectionMode::AfterJwt => {
-                    let claims = match self.cached(token.as_bytes()) {
-                        Lookup::Hit(claims) => claims,
-                        Lookup::Stale | Lookup::Miss => self.verify_jwt(token, reused).await?,
+                    let cached = self.cached(token.as_bytes());
+                    if let Some(found) = &cached {
+                        record_lookup(found);
+                    }
+                    let claims = match cached {
+                        Some(Lookup::Hit(claims)) => claims,
+                        _ => self.verify_jwt(token, reused).await?,
                     };
                     introspector.introspect(token).await?;
                     return Ok(claims);
@@ -541,6 +554,11 @@ fn check_times(claims: &SmartClaims, now: i64, leeway: i64) -> Result<(), ErrorK
         return Err(ErrorKind::NotYetValid);
     }
     Ok(())
+}
+
+/// Counts one token-cache lookup in the metrics: a hit, or a miss (stale entries too).
+pub(crate) fn record_lookup(found: &Lookup) {
+    crate::metrics::token_cache_lookup(matches!(found, Lookup::Hit(_)));
 }
 
 #[cfg(test)]

@@ -102,11 +102,8 @@ async fn discovery_and_metadata_are_public_under_the_base() {
         .request(reqwest::Method::OPTIONS, app.patient_url())
         .header("origin", "https://app.example")
         .header("access-control-request-method", "GET");
-    // Passed to the router, which has no OPTIONS route: 405, not 401.
-    assert_eq!(
-        app.send(preflight).await.status,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    // A preflight to a protected path needs a token by default.
+    assert_eq!(app.send(preflight).await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

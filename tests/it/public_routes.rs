@@ -423,11 +423,46 @@ async fn enforcement_reads_decoded_paths() {
     assert_eq!(answer.challenge.as_deref(), Some(unreadable.as_str()));
 }
 
-/// A CORS preflight passes without a token only when it is exactly one; any other OPTIONS
-/// request is an ordinary protected request.
+/// By default a CORS preflight to a protected path needs a token like any request (a
+/// service that ignores the method would run for it), and passes only to the public
+/// discovery and metadata paths.
+#[tokio::test]
+async fn preflights_to_protected_paths_need_a_token_by_default() {
+    let app = served(|b| b.served_at_path("/fhir")).await;
+    let bare = format!("Bearer realm=\"{}\"", app.issuer.audience());
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "POST"),
+    ];
+    for target in [
+        "/fhir/Patient/1",
+        "/grpc.health.v1.Health/Check",
+        "/fhir/x/y/z",
+    ] {
+        let answer = raw_request(&app.url, "OPTIONS", target, &preflight).await;
+        assert_eq!(answer.status, 401, "{target}");
+        assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()), "{target}");
+    }
+    for (target, route) in [
+        ("/fhir/metadata", "metadata"),
+        ("/fhir/.well-known/smart-configuration", "discovery"),
+    ] {
+        let answer = raw_request(&app.url, "OPTIONS", target, &preflight).await;
+        // The routes serve GET only: the router's own 405, not the layer's 401.
+        assert_eq!(answer.status, 405, "{target} ({route})");
+        assert_eq!(answer.challenge, None, "{target}");
+    }
+}
+
+/// With `allow_cors_preflight_without_token`, a CORS preflight passes without a token only
+/// when it is exactly one; any other OPTIONS request is an ordinary protected request.
 #[tokio::test]
 async fn only_exact_preflights_pass() {
-    let app = served(|b| b.served_at_path("/fhir")).await;
+    let app = served(|b| {
+        b.served_at_path("/fhir")
+            .allow_cors_preflight_without_token()
+    })
+    .await;
     let bare = format!("Bearer realm=\"{}\"", app.issuer.audience());
     let origin = ("origin", "https://app.example");
     let get = ("access-control-request-method", "GET");
@@ -447,6 +482,7 @@ async fn only_exact_preflights_pass() {
         &[origin, get, ("authorization", "Bearer not-a-token")],
         &[origin, get, ("content-length", "2")],
         &[origin, get, ("transfer-encoding", "chunked")],
+        &[origin, get, ("x-http-method-override", "DELETE")],
     ];
     for headers in not_preflights {
         if headers.iter().any(|(name, _)| *name == "authorization") {
