@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use smart_auth::testing::TestIssuer;
-use smart_auth::{SmartAuthLayer, SmartClaims};
+use smart_auth::{ScopeEnforcement, SmartAuthLayer, SmartClaims};
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -54,8 +54,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api_url = format!("http://{}/fhir", listener.local_addr()?);
 
     let issuer = TestIssuer::builder().audience(&api_url).start().await;
+    // Scope enforcement: a read of a Patient needs a scope that allows it (`system/Patient.r`
+    // or wider), checked before the handler runs.
     let auth = SmartAuthLayer::builder(issuer.url())
         .fhir_base(&api_url)
+        .enforce_scopes(ScopeEnforcement::new())
         .build()?;
     auth.warm_up().await?;
 
@@ -71,6 +74,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .scope("system/Patient.rs")
         .lifetime(Duration::from_secs(3600))
         .sign();
+    let other_scope = issuer
+        .token()
+        .claim("client_id", "demo-backend-service")
+        .scope("system/Observation.rs")
+        .lifetime(Duration::from_secs(3600))
+        .sign();
 
     println!();
     println!("SMART-protected FHIR API at {api_url}");
@@ -81,6 +90,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("Without a token (401 with a WWW-Authenticate challenge):");
     println!("  curl -i {api_url}/Patient/123");
+    println!();
+    println!("With a token whose scopes do not allow reading Patients (403 insufficient_scope):");
+    println!("  curl -i -H 'Authorization: Bearer {other_scope}' {api_url}/Patient/123");
     println!();
     println!("With a broken token (401 invalid_token):");
     println!("  curl -i -H 'Authorization: Bearer {token}x' {api_url}/Patient/123");

@@ -52,7 +52,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         key.public_jwks(),
         ["system/*.rs", "system/Patient.c"],
     ));
-    let secret = format!("demo-secret-{}", std::process::id());
+    // A secret nobody can guess: 128 random bits, as a real client secret should be.
+    let secret = random_secret()?;
     server.register(ClientRegistration::client_secret_basic(
         BASIC_CLIENT,
         secret.as_str(),
@@ -142,4 +143,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// 128 bits from the operating system's generator, hex-encoded.
+fn random_secret() -> Result<String, Box<dyn std::error::Error>> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no random bytes")?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }

@@ -27,7 +27,8 @@
 //!   `client_secret_post` or other assertion types (401), and a form `client_id` other than
 //!   the authenticated client (`invalid_client`). Form bodies are decoded strictly: bad
 //!   escapes and repeated parameters are `invalid_request`; a scope string that is not
-//!   space-separated scope tokens is `invalid_scope`; bodies over 64 KiB get 413.
+//!   space-separated scope tokens, or is longer than 8 KiB or 256 tokens, is
+//!   `invalid_scope` (at registration too); bodies over 64 KiB get 413.
 //! - Client assertions (RFC 7523 section 3, SMART): header `kid` and `typ: JWT` required,
 //!   no `crit`/`cty`; `iss` = `sub` = the client; `aud` exactly the token endpoint URL
 //!   under a host name the server answers to, `http://127.0.0.1:PORT/token` or

@@ -63,11 +63,20 @@ pub(crate) fn parse_form(
     Ok(parameters)
 }
 
+/// The longest scope string a token request or registration may carry (RFC 6749 sets no
+/// limit; each issued token keeps its scope, so the token store's size depends on it).
+pub(crate) const MAX_SCOPE_BYTES: usize = 8 * 1024;
+/// The most scope tokens a scope string may hold.
+pub(crate) const MAX_SCOPE_TOKENS: usize = 256;
+
 /// Whether `scope` is scope tokens (`%x21 / %x23-5B / %x5D-7E`) separated by single
-/// spaces (RFC 6749 section 3.3). Tabs, line breaks, other controls, quotes, backslashes,
-/// non-ASCII, and leading, trailing or doubled spaces make a scope string malformed.
+/// spaces (RFC 6749 section 3.3), at most [`MAX_SCOPE_TOKENS`] of them in at most
+/// [`MAX_SCOPE_BYTES`]. Tabs, line breaks, other controls, quotes, backslashes, non-ASCII,
+/// and leading, trailing or doubled spaces make a scope string malformed.
 pub(crate) fn is_scope_string(scope: &str) -> bool {
     !scope.is_empty()
+        && scope.len() <= MAX_SCOPE_BYTES
+        && scope.split(' ').count() <= MAX_SCOPE_TOKENS
         && scope.split(' ').all(|token| {
             !token.is_empty()
                 && token
@@ -228,6 +237,13 @@ mod tests {
         ] {
             assert!(!is_scope_string(bad), "{bad:?}");
         }
+        // Bounded: by bytes and by tokens.
+        let long = "a".repeat(MAX_SCOPE_BYTES);
+        assert!(is_scope_string(&long));
+        assert!(!is_scope_string(&format!("{long}b")));
+        let many = vec!["s"; MAX_SCOPE_TOKENS].join(" ");
+        assert!(is_scope_string(&many));
+        assert!(!is_scope_string(&format!("{many} s")));
     }
 
     #[test]

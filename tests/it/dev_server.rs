@@ -187,6 +187,21 @@ async fn client_secret_basic() {
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
+    // A scope string is bounded (each token keeps its scope): 8 KiB, 256 scope tokens.
+    let long = format!("system/Patient.rs?a={}", "x".repeat(8 * 1024));
+    let many = vec!["system/Patient.rs"; 257].join(" ");
+    for scope in [long.as_str(), many.as_str()] {
+        let form = [("grant_type", "client_credentials"), ("scope", scope)];
+        let (status, _, body) = setup
+            .post_form(&form, Some(("basic-client", "p@ss word:1")))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_scope")),
+            "{} bytes",
+            scope.len()
+        );
+    }
     // A client registered with an empty secret is authenticated by no secret, not even
     // the empty one.
     setup
