@@ -1721,11 +1721,11 @@ mod tests {
                                 | Interaction::Delete
                         );
                         let other_patient = has_patient && instance && resource_type == "Patient" && id != "123";
+                        // Another patient: whole-type grants outside `patient/` scopes only,
+                        // handler filters or not.
                         let (layer_permits, layer_filters) = if other_patient {
-                            (
-                                model_grants(&picks, false, interaction, resource_type, false),
-                                model_grants(&picks, false, interaction, resource_type, true),
-                            )
+                            let whole = model_grants(&picks, false, interaction, resource_type, false);
+                            (whole, whole)
                         } else {
                             (permits, !constraints.is_denied())
                         };

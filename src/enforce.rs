@@ -47,7 +47,10 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   for that patient where the path names one: a read, vread, history, update, patch,
 ///   delete or instance operation of `Patient/[id]`, or a search in the compartment
 ///   `Patient/[id]/…`, of another patient needs `user/` or `system/` scopes (403
-///   otherwise, without a `scope` hint for a client that holds only `patient/` scopes).
+///   otherwise, with a `system/` scope hint for a client that holds `system/` scopes and
+///   none for others). Granular scopes count there only through the request's own query,
+///   even with [`handler_applies_granular_filters`](Self::handler_applies_granular_filters),
+///   whose filters would include the `patient/` scopes.
 ///   Limiting other requests (`Observation/[id]`, searches, conditional writes) to that
 ///   patient's compartment is the handler's job.
 /// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
@@ -306,9 +309,9 @@ impl ScopeEnforcement {
         self.classifier.base_path()
     }
 
-    /// This enforcement at the layer's base path.
+    /// This enforcement at the layer's base path, with the same resource types.
     pub(crate) fn at_base(mut self, base_path: &str) -> Self {
-        self.classifier = Classifier::new(base_path);
+        self.classifier = self.classifier.rebased(base_path);
         self
     }
 
@@ -393,8 +396,11 @@ impl ScopeEnforcement {
                 claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
             AuthError::insufficient_scope(hint)
         };
+        // A handler applies the filters of the whole scope set (`require_constraints`),
+        // `patient/` scopes included: where those must not count, only whole-type grants do.
+        let handler_filters = self.handler_filters && patient_scopes_count;
         for requirement in &requirements {
-            if !self.allows(scopes, &request, requirement, query) {
+            if !allows(scopes, &request, requirement, query, handler_filters) {
                 return Err(refusal(requirement));
             }
         }
@@ -409,48 +415,46 @@ impl ScopeEnforcement {
     }
 }
 
-impl ScopeEnforcement {
-    /// Whether the scopes meet one requirement of a classified request. A granular scope
-    /// counts only where its filter is applied: by the request's own query (a type search
-    /// by `GET`, whose parameters the layer sees), or by the handler when it said so. It never
-    /// counts for operations, nor for `c`, `u` or `d` (see [`ScopeSet::constraints`]).
-    ///
-    /// [`ScopeSet::constraints`]: crate::scopes::ScopeSet::constraints
-    fn allows(
-        &self,
-        scopes: &ScopeSet,
-        request: &FhirRequest,
-        requirement: &Requirement,
-        query: Option<&str>,
-    ) -> bool {
-        if scopes.permits_requirement(requirement) {
-            return true;
+/// Whether the scopes meet one requirement of a classified request. A granular scope
+/// counts only where its filter is applied: by the request's own query (a type search by
+/// `GET`, whose parameters the layer sees), or by the handler when `handler_filters` says
+/// so. It never counts for operations, nor for `c`, `u` or `d` (see
+/// [`ScopeSet::constraints`]).
+///
+/// [`ScopeSet::constraints`]: crate::scopes::ScopeSet::constraints
+fn allows(
+    scopes: &ScopeSet,
+    request: &FhirRequest,
+    requirement: &Requirement,
+    query: Option<&str>,
+    handler_filters: bool,
+) -> bool {
+    if scopes.permits_requirement(requirement) {
+        return true;
+    }
+    let interaction = requirement.interaction;
+    let resource_type = requirement.resource_type.as_str();
+    match request {
+        FhirRequest::Operation(_) => false,
+        FhirRequest::SearchType {
+            via_post: false, ..
         }
-        let interaction = requirement.interaction;
-        let resource_type = requirement.resource_type.as_str();
-        match request {
-            FhirRequest::Operation(_) => false,
-            FhirRequest::SearchType {
-                via_post: false, ..
-            }
-            | FhirRequest::SearchCompartment {
-                via_post: false, ..
-            } if interaction == Interaction::SearchType
-                && scopes.permits_search_query(resource_type, query) =>
-            {
-                true
-            }
-            _ => {
-                self.handler_filters
-                    && !scopes
-                        .constraints(None, interaction, resource_type)
-                        .is_denied()
-            }
+        | FhirRequest::SearchCompartment {
+            via_post: false, ..
+        } if interaction == Interaction::SearchType
+            && scopes.permits_search_query(resource_type, query) =>
+        {
+            true
+        }
+        _ => {
+            handler_filters
+                && !scopes
+                    .constraints(None, interaction, resource_type)
+                    .is_denied()
         }
     }
 }
 
-/// A 403 without a scope hint: no scope would allow the request.
 /// What a search's query needs beyond its own type: `_include` brings back the resources
 /// it follows (`r` on the target type), `_revinclude` the resources that refer to the
 /// results (`s` on that type), `_has` and chained parameters search other types (`s` on
@@ -518,6 +522,7 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
     reached
 }
 
+/// A 403 without a scope hint: no scope would allow the request.
 fn forbidden() -> AuthError {
     AuthError::new(ErrorKind::InsufficientScope)
 }
@@ -568,7 +573,7 @@ pub fn default_operation_policy(
 /// (`Observation?code=x,Condition?_has:...`) is split at `,` and `?` too, which can only
 /// find more.
 fn type_filters_reach(query: &str) -> Vec<Requirement> {
-    crate::form::pairs_split_at_semicolons_too(query)
+    both_readings(query)
         .filter(|(name, _)| name == "_typeFilter")
         .flat_map(|(_, filter)| types_reached(&filter.replace([',', '?'], "&")))
         .collect()
@@ -578,7 +583,7 @@ fn type_filters_reach(query: &str) -> Vec<Requirement> {
 /// for `LatestProvenanceResources` and `RelevantProvenanceResources`, and for any other
 /// value (`_`-prefixed custom ones) data of unknown types, so every type.
 fn associated_data(query: &str) -> Vec<Requirement> {
-    crate::form::pairs_split_at_semicolons_too(query)
+    both_readings(query)
         .filter(|(name, _)| name == "includeAssociatedData")
         .flat_map(|(_, value)| {
             value
@@ -597,14 +602,36 @@ fn associated_data(query: &str) -> Vec<Requirement> {
         .collect()
 }
 
-/// The percent-decoded `_type` values of a query string, joined by commas (several
-/// `_type` parameters add up).
+/// The percent-decoded `_type` values of a query string as servers may read it, joined by
+/// commas (several `_type` parameters add up): `None` when one reading finds none, since a
+/// server reading the query that way exports every type (`?_since=x;_type=Patient` has no
+/// `_type` for a server that splits at `&` only); else the values of both readings.
 fn type_parameter(query: &str) -> Option<String> {
-    let types: Vec<String> = crate::form::pairs_split_at_semicolons_too(query)
-        .filter(|(name, _)| name == "_type")
-        .map(|(_, value)| value)
+    let types = |pairs: &mut dyn Iterator<Item = (String, String)>| -> Vec<String> {
+        pairs
+            .filter(|(name, _)| name == "_type")
+            .map(|(_, value)| value)
+            .collect()
+    };
+    let at_ampersands = types(&mut crate::form::pairs(query));
+    let at_both = types(&mut crate::form::pairs_split_at_semicolons_too(query));
+    if at_ampersands.is_empty() || at_both.is_empty() {
+        return None;
+    }
+    // Each value once (a hash set keeps this linear however many a query repeats).
+    let mut seen = std::collections::HashSet::new();
+    let values: Vec<String> = at_ampersands
+        .into_iter()
+        .chain(at_both)
+        .filter(|value| seen.insert(value.clone()))
         .collect();
-    (!types.is_empty()).then(|| types.join(","))
+    Some(values.join(","))
+}
+
+/// The parameters of a query as a server splitting at `&` reads them, then as one splitting
+/// at `;` too: a rule that adds requirements for a parameter sees it in either reading.
+fn both_readings(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    crate::form::pairs(query).chain(crate::form::pairs_split_at_semicolons_too(query))
 }
 
 #[cfg(test)]
@@ -669,5 +696,16 @@ mod tests {
             Some("Patient,Group".into())
         );
         assert_eq!(type_parameter("_since=2020"), None);
+        // Read both ways: what either reading finds, or every type when one finds none.
+        assert_eq!(type_parameter("_since=2020;_type=Patient"), None);
+        assert_eq!(type_parameter(";_type=Patient"), None);
+        assert_eq!(
+            type_parameter("_type=Patient&x=1;_type=Observation"),
+            Some("Patient,Observation".into())
+        );
+        assert_eq!(
+            type_parameter("_type=Patient;_type=Group"),
+            Some("Patient;_type=Group,Patient,Group".into())
+        );
     }
 }

@@ -58,7 +58,8 @@ pub enum ClientError {
         status: u16,
     },
     /// A success answer that is not a usable token response: not a JSON object, no
-    /// `access_token`, a `token_type` other than `Bearer`, or no numeric `expires_in`.
+    /// `access_token` or one that is not an RFC 6750 `b64token`, a `token_type` other than
+    /// `Bearer`, or no numeric `expires_in` of at least one second.
     InvalidTokenResponse(&'static str),
     /// [`authorize`](crate::client::BackendServiceClient::authorize) was given a request
     /// the token must not go with: not `https` (`http` only for loopback hosts), to another

@@ -347,6 +347,16 @@ impl BackendServiceClientBuilder {
             return Err(ClientError::Config("at least one scope is required"));
         }
         let allowed = |text: &str| Url::parse(text).ok().filter(is_allowed_url);
+        // The FHIR base and the origins: also nothing that would bend the URLs built from
+        // them or send credentials along (no query, fragment or user info).
+        let plain = |text: &str| {
+            allowed(text).filter(|url| {
+                url.query().is_none()
+                    && url.fragment().is_none()
+                    && url.username().is_empty()
+                    && url.password().is_none()
+            })
+        };
         let endpoint = match self.token_endpoint {
             Some(text) => {
                 let url = allowed(&text).ok_or(ClientError::Config(
@@ -360,19 +370,21 @@ impl BackendServiceClientBuilder {
                 OnceCell::new_with(Some(endpoint))
             }
             None => {
-                allowed(&self.fhir_base_url).ok_or(ClientError::Config(
-                    "the FHIR base URL must be an https URL (http only for loopback)",
+                plain(&self.fhir_base_url).ok_or(ClientError::Config(
+                    "the FHIR base URL must be an https URL (http only for loopback) without \
+                     query, fragment or credentials",
                 ))?;
                 OnceCell::new()
             }
         };
-        let mut token_origins: Vec<Origin> = allowed(&self.fhir_base_url)
+        let mut token_origins: Vec<Origin> = plain(&self.fhir_base_url)
             .map(|url| url.origin())
             .into_iter()
             .collect();
         for text in &self.other_token_origins {
-            let url = allowed(text).ok_or(ClientError::Config(
-                "an origin to authorize must be an https URL (http only for loopback)",
+            let url = plain(text).ok_or(ClientError::Config(
+                "an origin to authorize must be an https URL (http only for loopback) without \
+                 query, fragment or credentials",
             ))?;
             token_origins.push(url.origin());
         }
@@ -905,6 +917,23 @@ mod tests {
                 matches!(problem, Err(ClientError::Config(_))),
                 "{problem:?}"
             );
+        }
+        // A FHIR base with a query, fragment or credentials would bend the discovery URL
+        // or send the credentials along; an origin to authorize likewise.
+        for base in [
+            "https://fhir.example.org/r4#x",
+            "https://fhir.example.org/r4?a=1",
+            "https://u:p@fhir.example.org/r4",
+            "https://u@fhir.example.org/r4",
+        ] {
+            let built = BackendServiceClient::builder(base)
+                .client_id("app")
+                .client_secret_basic("s")
+                .scope("a")
+                .build();
+            assert!(matches!(built, Err(ClientError::Config(_))), "{base}");
+            let built = complete().also_authorize_origin(base).build();
+            assert!(matches!(built, Err(ClientError::Config(_))), "{base}");
         }
         // With a token endpoint, the base URL is not used.
         assert!(

@@ -119,6 +119,15 @@ impl Classifier {
         self
     }
 
+    /// This classifier for another base path, with the same allowed types.
+    #[must_use]
+    pub(crate) fn rebased(self, base_path: &str) -> Self {
+        Self {
+            allowed_types: self.allowed_types,
+            ..Self::new(base_path)
+        }
+    }
+
     /// The normalised base path (`""` for the server root).
     #[must_use]
     pub fn base_path(&self) -> &str {

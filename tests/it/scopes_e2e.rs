@@ -376,8 +376,9 @@ async fn operations_follow_the_policy() {
         .status,
         StatusCode::OK
     );
-    // An empty `_type` entry may mean "no restriction" to a server, and a `;` may separate
-    // parameters: both are read the widest way.
+    // An empty `_type` entry may mean "no restriction" to a server, and a `;` separates
+    // parameters for some servers only: the query is read both ways and every requirement
+    // either reading gives is checked.
     for (query, hint) in [
         ("_type=Patient&_type=", "system/*.s"),
         ("_type=Patient,", "system/*.s"),
@@ -386,9 +387,21 @@ async fn operations_follow_the_policy() {
             "_type=Patient&x=1;_type=Observation",
             "system/Observation.s",
         ),
+        // Split at `&` only, the `_type` value is no type name: only `*` scopes allow it.
         (
             "_type=Patient;includeAssociatedData=LatestProvenanceResources",
+            "system/*.s",
+        ),
+        (
+            "_type=Patient&x=1;includeAssociatedData=LatestProvenanceResources",
             "system/Provenance.s",
+        ),
+        // A server splitting at `&` only sees no `_type` here: every type.
+        ("_since=2024-01-01T00:00:00Z;_type=Patient", "system/*.s"),
+        (";_type=Patient", "system/*.s"),
+        (
+            "_type=Patient&_typeFilter=Patient?name=x;_has:Observation:patient:code=1",
+            "system/Observation.s",
         ),
         (
             "_type=Patient&x=1;_typeFilter=Patient%3F_has%3AFlag%3Apatient%3Acode%3D1",

@@ -710,8 +710,8 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Patient/1234"),
         ("GET", "/fhir/Patient/12"),
         ("GET", "/fhir/Patient/123.1"),
-        ("GET", "/fhir/Patient/123%20"),
-        ("GET", "/fhir/Patient/123%00"),
+        ("GET", "/fhir/%50atient/456"),
+        ("GET", "/fhir/Patient/45%36/_history/1"),
         ("GET", "/fhir/Patient/456?_id=123"),
         ("GET", "/fhir/Patient/456/_history"),
         ("GET", "/fhir/Patient/456/_history/1"),
@@ -795,4 +795,54 @@ async fn patient_scopes_never_allow_a_bulk_export() {
         )
         .await;
     app.assert_denied(&answer, "system/Observation.s", "mixed scopes");
+}
+
+/// With handlers applying granular filters, another patient still needs a whole-type grant
+/// outside `patient/` scopes: the handler's filters (`require_constraints`) come from the
+/// whole scope set, where the `patient/` scope leaves the type unfiltered.
+#[tokio::test]
+async fn handler_filters_never_open_another_patient() {
+    let app = scoped_app(ScopeEnforcement::new().handler_applies_granular_filters()).await;
+    let claims = [
+        (
+            "scope",
+            json!("patient/Patient.r user/Patient.r?gender=female"),
+        ),
+        ("patient", json!("123")),
+    ];
+    let answer = app.call("GET", "/fhir/Patient/456", &claims).await;
+    app.assert_refused(&answer, None, "another patient on a granular user/ scope");
+    let answer = app.call("GET", "/fhir/Patient/123", &claims).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    // The same granular scope opens another patient's resources where the layer sees the
+    // filter applied: a search in that compartment whose query carries it.
+    let claims = [
+        (
+            "scope",
+            json!("patient/Observation.rs user/Observation.rs?category=laboratory"),
+        ),
+        ("patient", json!("123")),
+    ];
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Patient/456/Observation?category=laboratory",
+            &claims,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+/// `resource_types` holds in a layer: a type outside the list is refused whatever the
+/// scopes.
+#[tokio::test]
+async fn resource_types_limit_the_layer() {
+    let app = scoped_app(ScopeEnforcement::new().resource_types(["Patient"])).await;
+    let claims = [("scope", json!("system/*.rs"))];
+    let answer = app.call("GET", "/fhir/Patient/1", &claims).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    for path in ["/fhir/Observation/1", "/fhir/Observation?code=x"] {
+        let answer = app.call("GET", path, &claims).await;
+        app.assert_refused(&answer, None, path);
+    }
 }
