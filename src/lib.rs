@@ -100,6 +100,7 @@ mod claims;
 pub mod client;
 mod clock;
 mod config;
+mod config_path;
 #[cfg(feature = "dev-server")]
 pub mod dev_server;
 pub mod discovery;

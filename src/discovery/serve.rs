@@ -17,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::document::{DiscoveryError, SmartConfiguration};
+use crate::config_path::is_canonical_config_path;
 use crate::original_uri::original_uri;
 
 const WELL_KNOWN: &str = "/.well-known/smart-configuration";
@@ -86,9 +87,12 @@ impl SmartDiscoveryLayer {
     ///
     /// # Errors
     ///
-    /// [`DiscoveryError::InvalidValue`] for a path that does not start with `/`.
+    /// [`DiscoveryError::InvalidValue`] for a path that is not written one way only: it
+    /// must start with `/`, and have no empty, `.` or `..` segment (a final `/` aside), no
+    /// `%`, `;`, `\`, `?`, `#`, whitespace or control character. Such a path would never
+    /// match the path a router sees.
     pub fn base_path(self, base_path: &str) -> Result<Self, DiscoveryError> {
-        if !base_path.starts_with('/') {
+        if !is_canonical_config_path(base_path) {
             return Err(DiscoveryError::InvalidValue { field: "base_path" });
         }
         let path = format!("{}{WELL_KNOWN}", base_path.trim_end_matches('/'));

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use super::public::{PublicRoutes, is_canonical_config_path};
+use super::public::PublicRoutes;
 use super::{AuthMode, SmartAuthLayer};
 use crate::algorithm::SigningAlgorithm;
 use crate::claims::SmartClaims;
 use crate::clock::Clock;
+use crate::config_path::is_canonical_config_path;
 use crate::enforce::ScopeEnforcement;
 use crate::error::AuthError;
 use crate::error::{ConfigError, Refusal};

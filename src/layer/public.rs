@@ -115,27 +115,6 @@ fn is_token(value: &[u8]) -> bool {
             .all(|&byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
-/// Whether `path` may be configured as a public path or base path: it starts with `/` and
-/// is written canonically (no empty, `.` or `..` segment except a final slash, no `%`,
-/// `;`, `\`, `?`, `#`, whitespace or control characters), so that it names one route.
-pub(crate) fn is_canonical_config_path(path: &str) -> bool {
-    if path == "/" {
-        return true;
-    }
-    let Some(inner) = path.strip_prefix('/') else {
-        return false;
-    };
-    let inner = inner.strip_suffix('/').unwrap_or(inner);
-    inner.split('/').all(|segment| {
-        !segment.is_empty()
-            && segment != "."
-            && segment != ".."
-            && segment.bytes().all(|byte| {
-                byte.is_ascii_graphic() && !matches!(byte, b'%' | b';' | b'\\' | b'?' | b'#')
-            })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,41 +433,6 @@ mod tests {
         assert!(routes.is_public(&inner, "/fhir/metadata"));
         let inner = request("GET", "/fhir/metadata");
         assert!(!routes.is_public(&inner, "/api/fhir/metadata"));
-    }
-
-    #[test]
-    fn configured_paths_must_be_canonical() {
-        for good in [
-            "/",
-            "/fhir",
-            "/fhir/r4",
-            "/fhir/",
-            "/health/",
-            "/a-b_c.d~e!$&'()*+,=:@",
-        ] {
-            assert!(is_canonical_config_path(good), "{good}");
-        }
-        for bad in [
-            "",
-            "fhir",
-            "//",
-            "/fhir//r4",
-            "//fhir",
-            "/fhir/./r4",
-            "/fhir/..",
-            "/.",
-            "/%66hir",
-            "/fhir;v=1",
-            "/fhir\\r4",
-            "/fhir?x",
-            "/fhir#x",
-            "/fh ir",
-            "/fhir\t",
-            "/fhír",
-            "/fhir//",
-        ] {
-            assert!(!is_canonical_config_path(bad), "{bad:?}");
-        }
     }
 }
 

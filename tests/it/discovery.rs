@@ -844,3 +844,36 @@ async fn discovery_inside_nest_serves_the_full_path() {
     assert_eq!(response.text().await.unwrap(), "patient");
     server.abort();
 }
+
+/// A discovery base path is written one way only, or it is refused: a path no router would
+/// hand over as written would never match.
+#[test]
+fn discovery_base_paths_must_be_canonical() {
+    for bad in [
+        "",
+        "fhir",
+        "//fhir",
+        "/fhir//r4",
+        "/fhir/./r4",
+        "/fhir/../r4",
+        "/%66hir",
+        "/fhir?x",
+        "/fhir#x",
+        "/fhir;v",
+        "/fh ir",
+    ] {
+        assert!(
+            matches!(
+                SmartDiscoveryLayer::new(full()).base_path(bad),
+                Err(DiscoveryError::InvalidValue { field: "base_path" })
+            ),
+            "{bad:?}"
+        );
+    }
+    for good in ["/", "/fhir", "/fhir/r4", "/fhir/r4/"] {
+        assert!(
+            SmartDiscoveryLayer::new(full()).base_path(good).is_ok(),
+            "{good}"
+        );
+    }
+}
