@@ -78,10 +78,24 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward (to the end of time at most, never round to the past).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// clock.advance(Duration::MAX);
+    /// clock.advance(Duration::from_secs(1));
+    /// assert!(clock.now() > std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    /// ```
     pub fn advance(&self, by: Duration) {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.millis_since_epoch.fetch_add(by, Ordering::SeqCst);
+        let _ =
+            self.millis_since_epoch
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |millis| {
+                    Some(millis.saturating_add(by))
+                });
     }
 
     /// Moves the clock backward (not before the Unix epoch), as when a host's wall clock

@@ -4,7 +4,9 @@
 
 /// Whether `path` may be configured as a public path or base path: it starts with `/` and
 /// is written canonically (no empty, `.` or `..` segment except a final slash, no `%`,
-/// `;`, `\`, `?`, `#`, whitespace or control characters), so that it names one route.
+/// `;`, `\`, `?`, `#`, whitespace or control characters), so that it names one route; and
+/// no router reads it as a pattern (no `{` or `}`, no segment starting with `:` or `*`),
+/// which axum refuses to route (a panic) or routes as a capture.
 pub(crate) fn is_canonical_config_path(path: &str) -> bool {
     if path == "/" {
         return true;
@@ -17,8 +19,10 @@ pub(crate) fn is_canonical_config_path(path: &str) -> bool {
         !segment.is_empty()
             && segment != "."
             && segment != ".."
+            && !segment.starts_with([':', '*'])
             && segment.bytes().all(|byte| {
-                byte.is_ascii_graphic() && !matches!(byte, b'%' | b';' | b'\\' | b'?' | b'#')
+                byte.is_ascii_graphic()
+                    && !matches!(byte, b'%' | b';' | b'\\' | b'?' | b'#' | b'{' | b'}')
             })
     })
 }
@@ -57,6 +61,11 @@ mod tests {
             "/fhir\t",
             "/fhír",
             "/fhir//",
+            "/:v1",
+            "/fhir/*rest",
+            "/fhir/{",
+            "/fhir/{t}",
+            "/fhir/a}",
         ] {
             assert!(!is_canonical_config_path(bad), "{bad:?}");
         }

@@ -344,10 +344,15 @@ pub(crate) fn is_valid_realm(realm: &str) -> bool {
 fn scope_hint(scope: &str) -> Option<String> {
     let tokens: Vec<&str> = scope
         .split(|c: char| c.is_ascii_whitespace())
-        .filter(|token| is_scope_token(token))
+        .filter(|token| is_scope_token(token) && token.len() <= MAX_HINT_TOKEN)
         .collect();
     (!tokens.is_empty()).then(|| tokens.join(" "))
 }
+
+/// The longest scope token named in a hint: a hint built from a request path (a resource
+/// type of 60,000 letters) must not make a header proxies refuse. Real SMART scopes are far
+/// shorter (the longest resource type name has 35 letters).
+const MAX_HINT_TOKEN: usize = 128;
 
 /// A FHIR OperationOutcome for the error, with a static text only.
 pub(crate) fn operation_outcome(kind: ErrorKind) -> Bytes {
@@ -377,7 +382,11 @@ mod tests {
     /// backslashes, control and non-ASCII characters, nothing left at all.
     #[test]
     fn scope_hints_are_normalised_to_valid_tokens() {
-        let cases: [(&str, Option<&str>); 14] = [
+        let long = format!("system/{}.r", "A".repeat(200));
+        let longest = format!("system/{}.r", "A".repeat(119));
+        let cases: [(&str, Option<&str>); 16] = [
+            (long.as_str(), None),
+            (longest.as_str(), Some(longest.as_str())),
             ("system/Patient.rs", Some("system/Patient.rs")),
             ("a b", Some("a b")),
             ("  a   b  ", Some("a b")),

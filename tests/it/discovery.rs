@@ -870,10 +870,15 @@ fn discovery_base_paths_must_be_canonical() {
             "{bad:?}"
         );
     }
-    for good in ["/", "/fhir", "/fhir/r4", "/fhir/r4/"] {
+    for bad in ["/:v1", "/fhir/{", "/fhir/{t}", "/fhir/*rest"] {
         assert!(
-            SmartDiscoveryLayer::new(full()).base_path(good).is_ok(),
-            "{good}"
+            SmartDiscoveryLayer::new(full()).base_path(bad).is_err(),
+            "{bad:?} would panic or capture in axum's router"
         );
+    }
+    for good in ["/", "/fhir", "/fhir/r4", "/fhir/r4/", "/fhir/v1:2"] {
+        let layer = SmartDiscoveryLayer::new(full()).base_path(good).unwrap();
+        // The route is one axum accepts.
+        let _router: axum::Router = layer.router();
     }
 }
