@@ -81,17 +81,68 @@ pub(crate) struct Fetcher {
     pub(crate) max_body: usize,
 }
 
-/// The client used when the application injects none: no redirects, bounded connect time.
+/// The client used when the application injects none: no redirects, bounded connect time,
+/// and the proxies of the environment for every host but loopback ones.
 ///
 /// # Errors
 ///
 /// When the TLS backend cannot be initialised.
 pub(crate) fn default_client(timeout: Duration) -> Result<Client, reqwest::Error> {
-    Client::builder()
+    client_with_proxies(timeout, &|name| std::env::var(name).ok())
+}
+
+/// [`default_client`] with the environment read through `env`.
+fn client_with_proxies(
+    timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Client, reqwest::Error> {
+    let mut builder = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout)
         .timeout(timeout)
-        .build()
+        // No automatic system proxy: the environment's proxies come back below, each
+        // with loopback hosts exempt.
+        .no_proxy();
+    for proxy in environment_proxies(env) {
+        builder = builder.proxy(proxy);
+    }
+    builder.build()
+}
+
+/// The proxies `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY` name (either letter case; not
+/// `HTTP_PROXY` in a CGI environment, where a request header can set it), with `NO_PROXY`
+/// and every loopback host exempt. Plain `http` is allowed only to loopback hosts because
+/// such traffic never leaves the machine; through a proxy it would, in clear text, and the
+/// proxy would resolve `localhost` on its own side: keys, tokens and credentials would
+/// come from, or go to, whoever stands there.
+fn environment_proxies(env: &dyn Fn(&str) -> Option<String>) -> Vec<reqwest::Proxy> {
+    let read = |upper: &str, lower: &str| {
+        env(upper)
+            .or_else(|| env(lower))
+            .filter(|value| !value.trim().is_empty())
+    };
+    let exempt = format!(
+        "{},localhost,127.0.0.0/8,::1",
+        read("NO_PROXY", "no_proxy").unwrap_or_default()
+    );
+    let no_proxy = reqwest::NoProxy::from_string(&exempt);
+    let mut proxies = Vec::new();
+    let mut add = |proxy: reqwest::Result<reqwest::Proxy>| match proxy {
+        Ok(proxy) => proxies.push(proxy.no_proxy(no_proxy.clone())),
+        Err(_) => tracing::warn!("ignoring a proxy variable that is not a URL"),
+    };
+    if let Some(url) = read("HTTPS_PROXY", "https_proxy") {
+        add(reqwest::Proxy::https(url));
+    }
+    if env("REQUEST_METHOD").is_none()
+        && let Some(url) = read("HTTP_PROXY", "http_proxy")
+    {
+        add(reqwest::Proxy::http(url));
+    }
+    if let Some(url) = read("ALL_PROXY", "all_proxy") {
+        add(reqwest::Proxy::all(url));
+    }
+    proxies
 }
 
 /// Whether a URL may be fetched: `https`, or `http` to a loopback host.
@@ -378,6 +429,92 @@ pub(crate) fn discovery_urls(issuer: &str) -> Result<[(MetadataKind, Url); 3], F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// A TCP server on 127.0.0.1 that answers every connection with `answer` and counts
+    /// the connections; its address.
+    async fn canned_server(answer: &'static [u8]) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let _ = stream.write_all(answer).await;
+                });
+            }
+        });
+        (address, connections)
+    }
+
+    /// With proxies in the environment, loopback hosts are reached directly (plain `http`
+    /// must not leave the machine), every other host through the proxy.
+    #[tokio::test]
+    async fn loopback_never_goes_through_a_proxy() {
+        use std::sync::atomic::Ordering;
+        let (proxy, proxied) =
+            canned_server(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n").await;
+        let (origin, direct) =
+            canned_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+        let proxy_url = format!("http://{proxy}");
+        let env = |name: &str| {
+            matches!(name, "HTTP_PROXY" | "https_proxy" | "ALL_PROXY").then(|| proxy_url.clone())
+        };
+        let client = client_with_proxies(Duration::from_secs(5), &env).unwrap();
+        let port = origin.rsplit(':').next().unwrap();
+        for url in [
+            format!("http://{origin}/jwks"),
+            format!("http://localhost:{port}/jwks"),
+            format!("http://127.0.0.1:{port}/.well-known/smart-configuration"),
+        ] {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+        }
+        assert_eq!(direct.load(Ordering::SeqCst), 3);
+        assert_eq!(proxied.load(Ordering::SeqCst), 0);
+        // Another host goes to the proxy, which answers itself (no name is resolved here).
+        let response = client
+            .get("http://fhir.example.org/x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502);
+        assert_eq!(proxied.load(Ordering::SeqCst), 1);
+    }
+
+    /// Which variables make proxies: both letter cases, `HTTP_PROXY` not under CGI, empty
+    /// values and non-URLs ignored.
+    #[test]
+    fn proxies_from_the_environment() {
+        let count = |pairs: &[(&str, &str)]| {
+            let env = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, value)| (*value).to_owned())
+            };
+            environment_proxies(&env).len()
+        };
+        assert_eq!(count(&[]), 0);
+        assert_eq!(count(&[("HTTPS_PROXY", "http://p:1")]), 1);
+        assert_eq!(count(&[("https_proxy", "http://p:1")]), 1);
+        assert_eq!(
+            count(&[("http_proxy", "http://p:1"), ("ALL_PROXY", "http://p:2")]),
+            2
+        );
+        assert_eq!(
+            count(&[("HTTP_PROXY", "http://p:1"), ("REQUEST_METHOD", "GET")]),
+            0
+        );
+        assert_eq!(count(&[("HTTPS_PROXY", " ")]), 0);
+        assert_eq!(count(&[("HTTPS_PROXY", "not a url")]), 0);
+    }
 
     #[test]
     fn loopback_http_only() {
