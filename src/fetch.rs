@@ -237,12 +237,7 @@ impl Fetcher {
         {
             return Err(FetchError::TooLarge);
         }
-        let max_age = response
-            .headers()
-            .get_all(CACHE_CONTROL)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .find_map(parse_max_age);
+        let max_age = freshness_left(response.headers());
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > self.max_body {
@@ -266,9 +261,11 @@ fn transport_error(error: reqwest::Error) -> FetchError {
 }
 
 /// The freshness lifetime a `Cache-Control` value grants: `max-age`, or zero for
-/// `no-cache` and `no-store` (the caller clamps it to its minimum).
+/// `no-cache` and `no-store` (the caller clamps it to its minimum). Where the value is
+/// unclear the response counts as stale (RFC 9111 section 4.2.1): a `max-age` that is not
+/// a number gives zero, and of several `max-age` directives the shortest counts.
 pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
-    let mut max_age = None;
+    let mut max_age: Option<Duration> = None;
     for directive in value.split(',') {
         let directive = directive.trim();
         let (name, argument) = directive.split_once('=').unwrap_or((directive, ""));
@@ -276,14 +273,32 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if name.eq_ignore_ascii_case("max-age") {
-            max_age = argument
+            let this = argument
                 .trim_matches('"')
                 .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs);
+                .map_or(Duration::ZERO, Duration::from_secs);
+            max_age = Some(max_age.map_or(this, |earlier| earlier.min(this)));
         }
     }
     max_age
+}
+
+/// How long a response stays fresh from now: the `max-age` of all its `Cache-Control`
+/// lines together, less its `Age` (RFC 9111 section 4.2.3: a cache in between may have
+/// held it for most of its lifetime already). `None` without a lifetime.
+fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
+    let cache_control: Vec<&str> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .map(|value| value.to_str().unwrap_or("max-age=0"))
+        .collect();
+    let lifetime = parse_max_age(&cache_control.join(","))?;
+    let age = headers
+        .get(http::header::AGE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    Some(lifetime.saturating_sub(age))
 }
 
 /// Finds the issuer's metadata: SMART configuration, then OpenID Connect discovery, then
@@ -549,14 +564,73 @@ mod tests {
             ("MAX-AGE=\"5\"", Some(5)),
             ("no-cache", Some(0)),
             ("max-age=100, no-store", Some(0)),
-            ("max-age=abc", None),
+            // Unclear lifetimes count as stale; the shortest of several counts.
+            ("max-age=abc", Some(0)),
+            ("max-age=-1", Some(0)),
+            ("max-age=", Some(0)),
+            ("max-age=5, max-age=3600", Some(5)),
+            ("max-age=3600, max-age=5", Some(5)),
+            ("max-age=99999999999999999999999", Some(0)),
             ("public", None),
+            ("", None),
         ];
         for (value, expected) in rows {
             assert_eq!(
                 parse_max_age(value),
                 expected.map(Duration::from_secs),
                 "{value}"
+            );
+        }
+    }
+
+    /// All `Cache-Control` lines count together, and the `Age` a cache in between reports is
+    /// taken off the lifetime.
+    #[test]
+    fn freshness_reads_every_line_and_the_age() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            map
+        };
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<u64>);
+        let rows: [Row<'_>; 8] = [
+            (&[], None),
+            (&[("cache-control", "max-age=600")], Some(600)),
+            (
+                &[("cache-control", "max-age=600"), ("age", "100")],
+                Some(500),
+            ),
+            (
+                &[("cache-control", "max-age=21600"), ("age", "21000")],
+                Some(600),
+            ),
+            (
+                &[("cache-control", "max-age=600"), ("age", "9999")],
+                Some(0),
+            ),
+            (&[("cache-control", "max-age=600"), ("age", "x")], Some(600)),
+            (
+                &[("cache-control", "public"), ("cache-control", "max-age=60")],
+                Some(60),
+            ),
+            (
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("cache-control", "no-cache"),
+                ],
+                Some(0),
+            ),
+        ];
+        for (pairs, expected) in rows {
+            assert_eq!(
+                freshness_left(&headers(pairs)),
+                expected.map(Duration::from_secs),
+                "{pairs:?}"
             );
         }
     }

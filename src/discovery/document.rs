@@ -939,8 +939,8 @@ mod props {
             }
         }
 
-        /// `Cache-Control` values: `max-age` read as whole seconds, `no-store`/`no-cache` as
-        /// zero, anything else no lifetime; never a panic.
+        /// `Cache-Control` values: `max-age` read as whole seconds (zero when unreadable),
+        /// `no-store`/`no-cache` as zero, anything else no lifetime; never a panic.
         #[test]
         fn cache_control_values_never_panic(value in "[a-zA-Z0-9=,\" -]{0,40}") {
             if let Some(lifetime) = crate::fetch::parse_max_age(&value) {
