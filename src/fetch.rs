@@ -145,6 +145,17 @@ fn environment_proxies(env: &dyn Fn(&str) -> Option<String>) -> Vec<reqwest::Pro
     proxies
 }
 
+/// Whether a URL a fetched document names (a `jwks_uri`, an `introspection_endpoint`) may
+/// be fetched: as [`is_allowed_url`], and without a fragment or user info, which a
+/// configured URL may not have either (credentials in it would be sent along as Basic
+/// authentication). A query is allowed (some issuers serve a key set at `...?appid=`).
+pub(crate) fn is_allowed_discovered_url(url: &Url) -> bool {
+    is_allowed_url(url)
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+}
+
 /// Whether a URL may be fetched: `https`, or `http` to a loopback host.
 pub(crate) fn is_allowed_url(url: &Url) -> bool {
     match url.scheme() {
@@ -409,7 +420,7 @@ pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result
         .and_then(Value::as_str)
         .ok_or(FetchError::InvalidJwksUri)?;
     let uri = Url::parse(uri).map_err(|_| FetchError::InvalidJwksUri)?;
-    if !is_allowed_url(&uri) {
+    if !is_allowed_discovered_url(&uri) {
         return Err(FetchError::InvalidJwksUri);
     }
     Ok(uri)

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ConfigError, ErrorKind};
-use crate::fetch::{self, FetchError, Fetcher, is_allowed_url};
+use crate::fetch::{self, FetchError, Fetcher, is_allowed_discovered_url};
 use crate::form::form_encode;
 use crate::json::{StrictJsonError, object_with_unique_members};
 use crate::metrics::Introspected;
@@ -585,7 +585,7 @@ impl Introspector {
                     }
                 };
                 match Url::parse(&uri) {
-                    Ok(url) if is_allowed_url(&url) => Ok(url),
+                    Ok(url) if is_allowed_discovered_url(&url) => Ok(url),
                     _ => Err(FetchError::InsecureUrl),
                 }
             })

@@ -736,6 +736,24 @@ async fn discovered_jwks_uri_must_be_https_or_loopback() {
     assert_eq!(app.issuer.jwks_fetches(), 0);
 }
 
+/// A discovered `jwks_uri` with user info or a fragment is refused as a configured one is:
+/// the credentials would be sent along as Basic authentication.
+#[tokio::test]
+async fn discovered_jwks_uri_carries_no_credentials_or_fragment() {
+    for rewrite in [
+        |url: &str| url.replacen("http://", "http://user:secret@", 1),
+        |url: &str| url.replacen("http://", "http://user@", 1),
+        |url: &str| format!("{url}#keys"),
+    ] {
+        let app = app(|b| b).await;
+        let real = format!("{}/jwks.json", app.issuer.url());
+        app.issuer.set_discovery_jwks_uri(&rewrite(&real));
+        let answer = app.get_with_token(&app.issuer.token().sign()).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{real}");
+        assert_eq!(app.issuer.jwks_fetches(), 0);
+    }
+}
+
 /// Makes a JWK Set document from the real `keys` array and a function that writes the
 /// set with a member inserted before each key's own.
 type KeySetDocument = fn(&str, &dyn Fn(&str) -> String) -> String;
