@@ -10,7 +10,8 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING,
+    WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
@@ -255,9 +256,25 @@ impl Challenge {
             return;
         }
         if self.prepared.body.is_some() {
-            // The whole answer, as the layer gives its own.
+            // The whole answer, as the layer gives its own, keeping the headers the inner
+            // service set (CORS, `Vary`, tracing ids) unless the answer sets its own.
             let error = error.clone();
+            let inner = std::mem::take(response.headers_mut());
             *response = self.response(&error);
+            let headers = response.headers_mut();
+            let own: Vec<HeaderName> = headers.keys().cloned().collect();
+            for (name, value) in &inner {
+                let describes_the_body = [
+                    CONTENT_LENGTH,
+                    CONTENT_TYPE,
+                    TRANSFER_ENCODING,
+                    CONTENT_ENCODING,
+                ]
+                .contains(name);
+                if !describes_the_body && !own.contains(name) {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
             return;
         }
         let value = self.header(error);

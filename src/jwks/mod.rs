@@ -49,8 +49,9 @@ pub use static_keys::StaticKeys;
 /// - **Unknown `kid`.** The request waits for a refetch, but at most one such refetch
 ///   starts per 30 s. Inside that cooldown an unknown `kid` is refused at once (401),
 ///   unless a fetch is already running (a refresh, or another request's refetch): then it
-///   waits for that fetch's result, at most the fetch timeout, since the fetch may bring
-///   the key of a rotation.
+///   waits for that fetch's result, since the fetch may bring the key of a rotation: at
+///   most the fetch timeout for each request the fetch makes (the key set; before it, the
+///   first time, up to three metadata locations).
 /// - **Failure.** After a failed fetch, no new fetch starts for 10 s. The last good keys
 ///   keep being used for up to 24 h after they were fetched (max stale); only with no
 ///   usable keys at all is the answer 503.

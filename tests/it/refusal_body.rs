@@ -14,8 +14,14 @@ use smart_auth::{
 
 use crate::support::serve;
 
-async fn observation(claims: SmartClaims) -> Result<&'static str, AuthError> {
-    claims.require(Interaction::Read, "Observation")?;
+/// Refuses without read on Observation, with a header of its own on the refusal (as an
+/// inner CORS layer would add).
+async fn observation(
+    claims: SmartClaims,
+) -> Result<&'static str, ([(&'static str, &'static str); 1], AuthError)> {
+    claims
+        .require(Interaction::Read, "Observation")
+        .map_err(|error| ([("x-inner", "kept")], error))?;
     Ok("observation")
 }
 
@@ -143,9 +149,10 @@ async fn the_hook_builds_the_body_and_the_answer_stays_exact() {
         ),
         Some("insufficient_scope"),
     );
-    // Raised by a handler behind the layer: the same body.
+    // Raised by a handler behind the layer: the same body, the handler's own headers kept.
     let patient_only = issuer.token().scope("system/Patient.rs").sign();
     let seen = send("/observation", Some(format!("Bearer {patient_only}"))).await;
+    assert_eq!(seen.headers["x-inner"], "kept");
     check(
         &seen,
         403,
