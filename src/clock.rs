@@ -78,7 +78,8 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward (to the end of time at most, never round to the past).
+    /// Moves the clock forward, to the end of the year 9999 at most (a time every platform's
+    /// `SystemTime` holds), never round to the past.
     ///
     /// ```
     /// use std::time::Duration;
@@ -94,7 +95,7 @@ impl ManualClock {
         let _ =
             self.millis_since_epoch
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |millis| {
-                    Some(millis.saturating_add(by))
+                    Some(millis.saturating_add(by).min(LATEST_MILLIS))
                 });
     }
 
@@ -118,6 +119,9 @@ impl ManualClock {
                 });
     }
 }
+
+/// 9999-12-31T23:59:59.999Z in milliseconds since the Unix epoch.
+const LATEST_MILLIS: u64 = 253_402_300_799_999;
 
 impl Default for ManualClock {
     fn default() -> Self {

@@ -330,7 +330,8 @@ impl AuthError {
     /// A 403 `insufficient_scope` error naming a scope that would allow the request (sent as
     /// the challenge's `scope` attribute: its space-separated scope tokens, runs of
     /// whitespace made one space, a token with a character RFC 6750 does not allow in a
-    /// scope left out, and no attribute at all when no token is left).
+    /// scope, or longer than 1 KiB, left out, and no attribute at all when no token is
+    /// left).
     ///
     /// ```
     /// use smart_auth::{AuthError, ErrorKind};
@@ -505,7 +506,10 @@ pub enum ConfigError {
         /// Which setting holds the value.
         field: &'static str,
     },
-    /// A public path does not start with `/`.
+    /// A configured path (FHIR base path, `served_at_path`, a public path) is not written
+    /// one way only: it must start with `/` and have no empty, `.` or `..` segment (a final
+    /// `/` aside), no `%`, `;`, `\`, `?`, `#`, `{`, `}`, whitespace or control character,
+    /// and no segment starting with `:` or `*`.
     InvalidPath,
     /// The default HTTP client could not be built (its TLS backend failed to start).
     HttpClient,
@@ -560,7 +564,11 @@ impl fmt::Display for ConfigError {
             Self::InvalidRealm => f.write_str("the realm is not a valid quoted-string"),
             Self::InvalidClaimNames { field } => write!(f, "{field} must list non-empty names"),
             Self::InvalidLimit { field } => write!(f, "{field} is out of range"),
-            Self::InvalidPath => f.write_str("paths must start with '/'"),
+            Self::InvalidPath => f.write_str(
+                "a configured path must start with '/' and be written one way only (no empty, \
+                 '.' or '..' segment, no %, ;, \\, ?, #, braces, whitespace or control \
+                 character, no segment starting with ':' or '*')",
+            ),
             Self::HttpClient => f.write_str("the HTTP client could not be built"),
             Self::ConflictingAudience => f.write_str(
                 "audiences are configured and every audience is accepted too: choose one",

@@ -284,9 +284,8 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if name.eq_ignore_ascii_case("max-age") {
-            let this = argument
-                .trim_matches('"')
-                .parse::<u64>()
+            // Digits only (`+60` is no delta-seconds); too large to hold is the largest.
+            let this = delta_seconds(argument.trim_matches('"'))
                 .map_or(Duration::ZERO, Duration::from_secs);
             max_age = Some(max_age.map_or(this, |earlier| earlier.min(this)));
         }
@@ -304,12 +303,24 @@ fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
         .map(|value| value.to_str().unwrap_or("max-age=0"))
         .collect();
     let lifetime = parse_max_age(&cache_control.join(","))?;
+    // The largest `Age` of every line and list item; one that is not digits, or too large
+    // to hold, makes the response stale (RFC 9111 section 1.2.2).
     let age = headers
-        .get(http::header::AGE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
+        .get_all(http::header::AGE)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("x").split(','))
+        .map(|item| delta_seconds(item.trim()).unwrap_or(u64::MAX))
+        .max()
         .map_or(Duration::ZERO, Duration::from_secs);
     Some(lifetime.saturating_sub(age))
+}
+
+/// RFC 9111 `delta-seconds`: digits only; a value too large to hold is the largest.
+fn delta_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 /// Finds the issuer's metadata: SMART configuration, then OpenID Connect discovery, then
@@ -581,7 +592,8 @@ mod tests {
             ("max-age=", Some(0)),
             ("max-age=5, max-age=3600", Some(5)),
             ("max-age=3600, max-age=5", Some(5)),
-            ("max-age=99999999999999999999999", Some(0)),
+            ("max-age=99999999999999999999999", Some(u64::MAX)),
+            ("max-age=+60", Some(0)),
             ("public", None),
             ("", None),
         ];
@@ -609,7 +621,7 @@ mod tests {
             map
         };
         type Row<'a> = (&'a [(&'a str, &'a str)], Option<u64>);
-        let rows: [Row<'_>; 8] = [
+        let rows: [Row<'_>; 12] = [
             (&[], None),
             (&[("cache-control", "max-age=600")], Some(600)),
             (
@@ -624,7 +636,28 @@ mod tests {
                 &[("cache-control", "max-age=600"), ("age", "9999")],
                 Some(0),
             ),
-            (&[("cache-control", "max-age=600"), ("age", "x")], Some(600)),
+            // An unreadable or huge `Age` makes it stale; the largest of several counts.
+            (&[("cache-control", "max-age=600"), ("age", "x")], Some(0)),
+            (&[("cache-control", "max-age=600"), ("age", "+5")], Some(0)),
+            (
+                &[
+                    ("cache-control", "max-age=86400"),
+                    ("age", "99999999999999999999"),
+                ],
+                Some(0),
+            ),
+            (
+                &[
+                    ("cache-control", "max-age=600"),
+                    ("age", "0"),
+                    ("age", "500"),
+                ],
+                Some(100),
+            ),
+            (
+                &[("cache-control", "max-age=600"), ("age", "10, 300")],
+                Some(300),
+            ),
             (
                 &[("cache-control", "public"), ("cache-control", "max-age=60")],
                 Some(60),

@@ -10,8 +10,7 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::header::{
-    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING,
-    WWW_AUTHENTICATE,
+    CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
@@ -264,14 +263,7 @@ impl Challenge {
             let headers = response.headers_mut();
             let own: Vec<HeaderName> = headers.keys().cloned().collect();
             for (name, value) in &inner {
-                let describes_the_body = [
-                    CONTENT_LENGTH,
-                    CONTENT_TYPE,
-                    TRANSFER_ENCODING,
-                    CONTENT_ENCODING,
-                ]
-                .contains(name);
-                if !describes_the_body && !own.contains(name) {
+                if !describes_inner_body(name) && !own.contains(name) {
                     headers.append(name.clone(), value.clone());
                 }
             }
@@ -283,6 +275,34 @@ impl Challenge {
             response.headers_mut().insert(WWW_AUTHENTICATE, value);
         }
     }
+}
+
+/// Whether a header describes the inner response's body or connection, so that it must not
+/// go with a body built in its place (a validator, a digest, a range, hop-by-hop fields).
+fn describes_inner_body(name: &HeaderName) -> bool {
+    const NAMES: [&str; 20] = [
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "content-language",
+        "content-location",
+        "content-range",
+        "content-disposition",
+        "content-md5",
+        "content-digest",
+        "repr-digest",
+        "digest",
+        "etag",
+        "last-modified",
+        "accept-ranges",
+        "transfer-encoding",
+        "trailer",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+    ];
+    NAMES.contains(&name.as_str())
 }
 
 /// A response with the body and headers a hook built, the answer's own headers left out.
@@ -367,9 +387,10 @@ fn scope_hint(scope: &str) -> Option<String> {
 }
 
 /// The longest scope token named in a hint: a hint built from a request path (a resource
-/// type of 60,000 letters) must not make a header proxies refuse. Real SMART scopes are far
-/// shorter (the longest resource type name has 35 letters).
-const MAX_HINT_TOKEN: usize = 128;
+/// type of 60,000 letters) must not make a header proxies refuse. A resource type name has
+/// at most 35 letters; granular SMART scopes with their query are longer, but far below
+/// this.
+const MAX_HINT_TOKEN: usize = 1024;
 
 /// A FHIR OperationOutcome for the error, with a static text only.
 pub(crate) fn operation_outcome(kind: ErrorKind) -> Bytes {
@@ -399,8 +420,8 @@ mod tests {
     /// backslashes, control and non-ASCII characters, nothing left at all.
     #[test]
     fn scope_hints_are_normalised_to_valid_tokens() {
-        let long = format!("system/{}.r", "A".repeat(200));
-        let longest = format!("system/{}.r", "A".repeat(119));
+        let long = format!("system/{}.r", "A".repeat(1016));
+        let longest = format!("system/{}.r", "A".repeat(1015));
         let cases: [(&str, Option<&str>); 16] = [
             (long.as_str(), None),
             (longest.as_str(), Some(longest.as_str())),

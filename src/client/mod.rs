@@ -54,7 +54,7 @@ use tokio::sync::{Mutex, OnceCell};
 use url::Origin;
 
 use crate::clock::{Clock, SystemClock, unix_seconds};
-use crate::fetch::{Fetcher, default_client, is_allowed_url};
+use crate::fetch::{Fetcher, default_client, is_allowed_discovered_url, is_allowed_url};
 
 pub use error::ClientError;
 pub use key::{ClientKey, KeyError};
@@ -346,7 +346,9 @@ impl BackendServiceClientBuilder {
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
         }
-        let allowed = |text: &str| Url::parse(text).ok().filter(is_allowed_url);
+        // A token endpoint may have a query (some servers name a policy there), never user
+        // info or a fragment: the user info would go along as Basic authentication.
+        let allowed = |text: &str| Url::parse(text).ok().filter(is_allowed_discovered_url);
         // The FHIR base and the origins: also nothing that would bend the URLs built from
         // them or send credentials along (no query, fragment or user info).
         let plain = |text: &str| {
@@ -773,9 +775,13 @@ impl BackendServiceClient {
             .to_owned();
         let endpoint = Url::parse(&text)
             .ok()
-            .filter(is_allowed_url)
+            .filter(is_allowed_discovered_url)
             .ok_or_else(|| {
-                failed("token_endpoint is not an https URL (http only for loopback)".to_owned())
+                failed(
+                    "token_endpoint is not an https URL (http only for loopback) without user \
+                     info or fragment"
+                        .to_owned(),
+                )
             })?;
         tracing::debug!(url = %url, token_endpoint = %endpoint, "discovered the token endpoint");
         Ok(Endpoint {
@@ -906,6 +912,12 @@ mod tests {
                 .token_endpoint("http://auth.example.org/token")
                 .build(),
             complete().token_endpoint("not a url").build(),
+            complete()
+                .token_endpoint("https://u:p@auth.example.org/token")
+                .build(),
+            complete()
+                .token_endpoint("https://auth.example.org/token#x")
+                .build(),
             BackendServiceClient::builder("ftp://fhir.example.org")
                 .client_id("app")
                 .client_secret_basic("s")
@@ -935,6 +947,13 @@ mod tests {
             let built = complete().also_authorize_origin(base).build();
             assert!(matches!(built, Err(ClientError::Config(_))), "{base}");
         }
+        // A token endpoint may carry a query.
+        assert!(
+            complete()
+                .token_endpoint("https://auth.example.org/token?p=policy")
+                .build()
+                .is_ok()
+        );
         // With a token endpoint, the base URL is not used.
         assert!(
             complete()

@@ -1045,10 +1045,12 @@ fn registration(
         }
         (Some("private_key_jwt") | None, None, Some(Value::String(uri))) => {
             let allowed = uri.len() <= MAX_JWKS_URI_LEN
-                && reqwest::Url::parse(uri).is_ok_and(|url| crate::fetch::is_allowed_url(&url));
+                && reqwest::Url::parse(uri)
+                    .is_ok_and(|url| crate::fetch::is_allowed_discovered_url(&url));
             if !allowed {
                 return Err(invalid(
-                    "jwks_uri must be an https URL (http only for loopback)",
+                    "jwks_uri must be an https URL (http only for loopback) without user info \
+                     or fragment",
                 ));
             }
             answer.insert("jwks_uri".into(), json!(uri));

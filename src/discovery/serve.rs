@@ -89,8 +89,9 @@ impl SmartDiscoveryLayer {
     ///
     /// [`DiscoveryError::InvalidValue`] for a path that is not written one way only: it
     /// must start with `/`, and have no empty, `.` or `..` segment (a final `/` aside), no
-    /// `%`, `;`, `\`, `?`, `#`, whitespace or control character. Such a path would never
-    /// match the path a router sees.
+    /// `%`, `;`, `\`, `?`, `#`, `{`, `}`, whitespace or control character, and no segment
+    /// starting with `:` or `*`. Such a path would never match the path a router sees, or
+    /// a router would read it as a pattern.
     pub fn base_path(self, base_path: &str) -> Result<Self, DiscoveryError> {
         if !is_canonical_config_path(base_path) {
             return Err(DiscoveryError::InvalidValue { field: "base_path" });

@@ -50,8 +50,9 @@ pub use static_keys::StaticKeys;
 ///   starts per 30 s. Inside that cooldown an unknown `kid` is refused at once (401),
 ///   unless a fetch is already running (a refresh, or another request's refetch): then it
 ///   waits for that fetch's result, since the fetch may bring the key of a rotation: at
-///   most the fetch timeout for each request the fetch makes (the key set; before it, the
-///   first time, up to three metadata locations).
+///   most the fetch timeout for each request the fetch makes (the key set; before it, up
+///   to three metadata locations whenever the key set's location is discovered: at first
+///   and after a failed fetch).
 /// - **Failure.** After a failed fetch, no new fetch starts for 10 s. The last good keys
 ///   keep being used for up to 24 h after they were fetched (max stale); only with no
 ///   usable keys at all is the answer 503.

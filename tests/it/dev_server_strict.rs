@@ -1098,6 +1098,8 @@ async fn registration_is_strict() {
         ("jwks and jwks_uri", json!({"jwks": public, "jwks_uri": "https://a.example/jwks", "scope": "system/*.rs"}).to_string()),
         ("jwks_uri not https", json!({"jwks_uri": "http://evil.example/jwks", "scope": "system/*.rs"}).to_string()),
         ("jwks_uri number", json!({"jwks_uri": 5, "scope": "system/*.rs"}).to_string()),
+        ("jwks_uri with user info", json!({"jwks_uri": "https://u:p@a.example/jwks", "scope": "system/*.rs"}).to_string()),
+        ("jwks_uri with a fragment", json!({"jwks_uri": "https://a.example/jwks#k", "scope": "system/*.rs"}).to_string()),
         ("scope absent", json!({"jwks": public}).to_string()),
         ("scope null", json!({"jwks": public, "scope": null}).to_string()),
         ("scope with a tab", json!({"jwks": public, "scope": "system/*.rs\tsystem/*.cruds"}).to_string()),
