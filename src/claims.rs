@@ -1056,12 +1056,15 @@ fn optional_numeric_date(
         Some(Member::Json(Value::Number(number))) => {
             if let Some(seconds) = number.as_i64() {
                 Ok(Some(seconds))
-            } else if let Some(seconds) = number.as_f64().filter(|s| s.is_finite()) {
+            } else if let Some(seconds) = number.as_f64() {
                 let whole = match round {
                     Round::Down => seconds.floor(),
                     Round::Up => seconds.ceil(),
                 };
-                // `as` saturates: 1e300 becomes i64::MAX, which is what "far future" means.
+                // `as` saturates: 1e300 (or the infinity of a number beyond `f64`, which
+                // serde_json's `arbitrary_precision` lets through) becomes i64::MAX, which
+                // is what "far future" means, and -1e300 i64::MIN, the far past. A JSON
+                // number is never NaN.
                 Ok(Some(whole as i64))
             } else {
                 // u64 values above i64::MAX.

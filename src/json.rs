@@ -398,6 +398,9 @@ impl<'de> Visitor<'de> for UniqueValue {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(name) = access.next_key::<String>()? {
+            if map.is_empty() && name == ARBITRARY_PRECISION_NUMBER && numbers_come_as_maps() {
+                return arbitrary_precision_number(access.next_value::<String>()?);
+            }
             if map.contains_key(&name) {
                 return Err(de::Error::custom(DUPLICATE));
             }
@@ -408,9 +411,73 @@ impl<'de> Visitor<'de> for UniqueValue {
     }
 }
 
+/// The one member name of the map that serde_json hands a number over as when its
+/// `arbitrary_precision` feature is on (any crate of the application may turn it on, for
+/// FHIR decimals say); the value is the number's text.
+const ARBITRARY_PRECISION_NUMBER: &str = "$serde_json::private::Number";
+
+/// Whether this build's serde_json hands numbers over as one-member maps (its
+/// `arbitrary_precision` feature, which Cargo turns on for the whole build when any crate
+/// asks for it; integers that fit 64 bits still come as integers, other numbers as maps).
+/// Found out once, by reading `0.5`; without the feature a member of that name is an
+/// ordinary one.
+fn numbers_come_as_maps() -> bool {
+    struct Probe;
+    impl<'de> Visitor<'de> for Probe {
+        type Value = bool;
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a number")
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+            Ok(true)
+        }
+    }
+    static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        serde_json::Deserializer::from_str("0.5")
+            .deserialize_any(Probe)
+            .unwrap_or(false)
+    })
+}
+
+/// A number serde_json handed over as its text, kept as serde_json keeps it in that build
+/// (which then also takes numbers beyond `f64`, such as `1e99999`: their `as_f64` is
+/// infinite, which the claim readers saturate).
+fn arbitrary_precision_number<E: de::Error>(text: String) -> Result<Value, E> {
+    text.parse()
+        .map(Value::Number)
+        .map_err(|_| E::custom("not a number"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Numbers read the same whether or not serde_json's `arbitrary_precision` is on (CI
+    /// runs the library's tests both ways), and only then does the member name serde_json
+    /// uses for them mean a number.
+    #[test]
+    fn numbers_read_alike_with_or_without_arbitrary_precision() {
+        let map = object_with_unique_members(br#"{"exp":1700000000,"f":1.5,"n":-3}"#)
+            .expect("strict object");
+        assert_eq!(map["exp"].as_i64(), Some(1_700_000_000));
+        assert_eq!(map["f"].as_f64(), Some(1.5));
+        assert_eq!(map["n"].as_i64(), Some(-3));
+        // Beyond `f64`: refused as serde_json refuses it, or kept as serde_json keeps it.
+        assert_eq!(
+            object_with_unique_members(br#"{"exp":1e99999}"#).is_ok(),
+            numbers_come_as_maps()
+        );
+        let named = object_with_unique_members(br#"{"x":{"$serde_json::private::Number":"5"}}"#);
+        if numbers_come_as_maps() {
+            assert_eq!(named.expect("read as a number")["x"].as_u64(), Some(5));
+        } else {
+            assert!(named.expect("an ordinary member")["x"].is_object());
+        }
+    }
 
     #[test]
     fn accepts_objects_with_unique_members() {
