@@ -350,20 +350,7 @@ async fn operations_follow_the_policy() {
             "system/*.s",
         ),
     ] {
-        let answer = app
-            .call(
-                "GET",
-                &format!("/fhir/$export?{query}"),
-                "system/Patient.rs",
-                &[],
-            )
-            .await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}");
-        assert_eq!(
-            answer.challenge.as_deref(),
-            Some(app.denied(hint).as_str()),
-            "{query}"
-        );
+        app.assert_export_refused(query, hint).await;
     }
     assert_eq!(
         app.call(
@@ -408,20 +395,7 @@ async fn operations_follow_the_policy() {
             "system/Flag.s",
         ),
     ] {
-        let answer = app
-            .call(
-                "GET",
-                &format!("/fhir/$export?{query}"),
-                "system/Patient.rs",
-                &[],
-            )
-            .await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}");
-        assert_eq!(
-            answer.challenge.as_deref(),
-            Some(app.denied(hint).as_str()),
-            "{query}"
-        );
+        app.assert_export_refused(query, hint).await;
     }
     // A `_typeFilter` only narrows its type, but what it searches in other types needs `s`
     // there (as a search's `_has` and chains do), in every spelling of the parameter.
@@ -456,20 +430,7 @@ async fn operations_follow_the_policy() {
             "system/Flag.s",
         ),
     ] {
-        let answer = app
-            .call(
-                "GET",
-                &format!("/fhir/$export?{query}"),
-                "system/Patient.rs",
-                &[],
-            )
-            .await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}");
-        assert_eq!(
-            answer.challenge.as_deref(),
-            Some(app.denied(hint).as_str()),
-            "{query}"
-        );
+        app.assert_export_refused(query, hint).await;
     }
     // Filters on the exported types alone need nothing more.
     for query in [
@@ -641,6 +602,25 @@ async fn bundle_entries_are_checked_one_by_one() {
 }
 
 impl ScopedApp {
+    /// Asserts that an export kick-off with this query, by a client holding only
+    /// `system/Patient.rs`, is refused with 403 naming `hint`.
+    async fn assert_export_refused(&self, query: &str, hint: &str) {
+        let answer = self
+            .call(
+                "GET",
+                &format!("/fhir/$export?{query}"),
+                "system/Patient.rs",
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}");
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(self.denied(hint).as_str()),
+            "{query}"
+        );
+    }
+
     /// `call` with extra request headers.
     async fn call_with_headers(
         &self,
