@@ -44,15 +44,16 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// - **Batch and transaction** bundles (`POST [base]`) pass; the handler checks each entry,
 ///   with [`check_bundle_entry`](Self::check_bundle_entry).
 /// - **Patient compartment**: `patient/` scopes count only with a `patient` claim, and only
-///   for that patient where the path names one: a read, vread, history, update, patch,
-///   delete or instance operation of `Patient/[id]`, or a search in the compartment
-///   `Patient/[id]/…`, of another patient needs `user/` or `system/` scopes (403
-///   otherwise, with a `system/` scope hint for a client that holds `system/` scopes and
-///   none for others). Granular scopes count there only through the request's own query,
+///   for that patient where the path or a search names one: a read, vread, history,
+///   update, patch, delete or instance operation of `Patient/[id]`, a search in the
+///   compartment `Patient/[id]/…`, or a search whose `patient` or `subject` parameter
+///   (or `_id` in a search of Patients) names another patient needs `user/` or `system/`
+///   scopes (403 otherwise, with a `system/` scope hint for a client that holds `system/`
+///   scopes and none for others). Granular scopes count there only through the request's own query,
 ///   even with [`handler_applies_granular_filters`](Self::handler_applies_granular_filters),
 ///   whose filters would include the `patient/` scopes.
-///   Limiting other requests (`Observation/[id]`, searches, conditional writes) to that
-///   patient's compartment is the handler's job.
+///   Limiting other requests (`Observation/[id]`, other searches, conditional writes) to
+///   that patient's compartment is the handler's job.
 /// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
 ///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
 ///   it) plus `r` on `Group` for a group export, and every other operation is refused. A
@@ -371,12 +372,15 @@ impl ScopeEnforcement {
             _ => Vec::new(),
         };
         // `patient/` scopes reach the patient in context only: a path naming another Patient
-        // (the Patient itself or its compartment) needs `user/` or `system/` scopes, and so
-        // does a bulk export, which reaches a population.
-        let other_patient = match (request.named_patient(), claims.patient()) {
-            (Some(named), Some(in_context)) => named != in_context,
-            _ => false,
-        };
+        // (the Patient itself or its compartment), or a search whose query names one, needs
+        // `user/` or `system/` scopes, and so does a bulk export, which reaches a population.
+        let other_patient = claims.patient().is_some_and(|in_context| {
+            request
+                .named_patient()
+                .is_some_and(|named| named != in_context)
+                || query
+                    .is_some_and(|query| search_names_other_patient(&request, query, in_context))
+        });
         let bulk_export =
             matches!(&request, FhirRequest::Operation(operation) if operation.name == "export");
         let patient_scopes_count = !(other_patient || bulk_export);
@@ -520,6 +524,44 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         }
     }
     reached
+}
+
+/// Whether a search's query asks for another patient's data than `in_context`'s: a
+/// `patient` or `subject` parameter (no modifier, or `:Patient`) with a value naming
+/// another Patient (`456`, `Patient/456`, or an absolute URL ending so; one of a
+/// comma-separated list is enough), or `_id` naming another id in a search of Patients.
+/// The query is read as servers splitting at `&` and at `;` read it.
+fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &str) -> bool {
+    let searches_patients = match request {
+        FhirRequest::SearchType { resource_type, .. } => resource_type == "Patient",
+        FhirRequest::SearchCompartment { resource_type, .. } => {
+            resource_type.as_deref() == Some("Patient")
+        }
+        FhirRequest::SearchSystem { .. } => false,
+        _ => return false,
+    };
+    let other = |reference: &str| {
+        let reference = reference.trim();
+        // The id is the last segment; with a type before it, that type must be Patient.
+        let mut segments = reference.rsplit('/');
+        let id = segments.next().unwrap_or_default();
+        let patient_reference = match segments.next() {
+            None => true,
+            Some(resource_type) => resource_type == "Patient",
+        };
+        patient_reference && !id.is_empty() && id != in_context
+    };
+    both_readings(query).any(|(name, value)| {
+        let (base, modifier) = name
+            .split_once(':')
+            .map_or((name.as_str(), None), |(b, m)| (b, Some(m)));
+        let names_patients = match base {
+            "patient" | "subject" => modifier.is_none_or(|m| m == "Patient"),
+            "_id" => searches_patients && modifier.is_none(),
+            _ => false,
+        };
+        names_patients && value.split(',').any(other)
+    })
 }
 
 /// A 403 without a scope hint: no scope would allow the request.

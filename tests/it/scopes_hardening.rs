@@ -693,10 +693,17 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Patient/123/Observation?code=x"),
         ("GET", "/fhir/Patient/123/Observation/_search"),
         ("POST", "/fhir/Patient/123/Observation/_search"),
-        // Not named by the path: limiting these is the handler's job.
-        ("GET", "/fhir/Patient?_id=456"),
+        // Searches naming the patient in context.
+        ("GET", "/fhir/Patient?_id=123"),
+        ("GET", "/fhir/Observation?patient=123"),
+        ("GET", "/fhir/Observation?patient=Patient/123"),
+        ("GET", "/fhir/Observation?subject=Patient%2F123&code=x"),
+        ("GET", "/fhir/Observation?subject:Patient=123"),
+        ("GET", "/fhir/Observation?patient:missing=false"),
+        ("GET", "/fhir/Observation?subject=Group/9"),
+        // Not named by the path or the query: limiting these is the handler's job.
         ("GET", "/fhir/Observation/456"),
-        ("GET", "/fhir/Observation?patient=456"),
+        ("GET", "/fhir/Observation?code=x"),
         ("POST", "/fhir/Patient"),
     ] {
         let answer = app.call(method, path, &patient_123(full)).await;
@@ -723,6 +730,23 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Patient/456/Observation/_search"),
         ("POST", "/fhir/Patient/456/Observation/_search"),
         ("GET", "/fhir/Patient/456/*"),
+        // Searches whose query names another patient.
+        ("GET", "/fhir/Patient?_id=456"),
+        ("GET", "/fhir/Patient?_id=123,456"),
+        ("GET", "/fhir/Observation?patient=456"),
+        ("GET", "/fhir/Observation?patient=Patient/456"),
+        (
+            "GET",
+            "/fhir/Observation?patient=https://fhir.example/r4/Patient/456",
+        ),
+        ("GET", "/fhir/Observation?patient=%34%35%36"),
+        ("GET", "/fhir/Observation?subject=Patient/456"),
+        ("GET", "/fhir/Observation?subject:Patient=456"),
+        ("GET", "/fhir/Observation?patient=123,456"),
+        ("GET", "/fhir/Observation?patient=123&patient=456"),
+        ("GET", "/fhir/Observation?code=x;patient=456"),
+        ("GET", "/fhir/Patient/123/Observation?patient=456"),
+        ("POST", "/fhir/Observation/_search?patient=456"),
     ] {
         let answer = app.call(method, path, &patient_123(full)).await;
         app.assert_refused(&answer, None, &format!("{method} {path}"));
@@ -739,6 +763,14 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{scope}: {answer:?}");
     }
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Observation?patient=456",
+            &patient_123("patient/Observation.rs user/Observation.rs"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let answer = app
         .call(
             "DELETE",
