@@ -1061,10 +1061,9 @@ fn optional_numeric_date(
                     Round::Down => seconds.floor(),
                     Round::Up => seconds.ceil(),
                 };
-                // `as` saturates: 1e300 (or the infinity of a number beyond `f64`, which
-                // serde_json's `arbitrary_precision` lets through) becomes i64::MAX, which
-                // is what "far future" means, and -1e300 i64::MIN, the far past. A JSON
-                // number is never NaN.
+                // `as` saturates: 1e300 becomes i64::MAX, which is what "far future" means,
+                // and -1e300 i64::MIN, the far past. (Numbers beyond `f64` are refused by
+                // the JSON reader in every build.)
                 Ok(Some(whole as i64))
             } else {
                 // u64 values above i64::MAX.

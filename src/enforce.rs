@@ -47,9 +47,11 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   for that patient where the path or a search names one: a read, vread, history,
 ///   update, patch, delete or instance operation of `Patient/[id]`, a search in the
 ///   compartment `Patient/[id]/…`, or a search whose `patient` or `subject` parameter
-///   (or `_id` in a search of Patients) names another patient needs `user/` or `system/`
-///   scopes (403 otherwise, with a `system/` scope hint for a client that holds `system/`
-///   scopes and none for others). Granular scopes count there only through the request's own query,
+///   (or `_id` in a search of Patients) names another patient, or a form of them the layer
+///   cannot compare (`patient.identifier=`, `patient:identifier=`), needs `user/` or
+///   `system/` scopes (403 otherwise, with a `system/` scope hint for a client that holds
+///   `system/` scopes and none for others); parameters in a `POST _search` body are not
+///   seen. Granular scopes count there only through the request's own query,
 ///   even with [`handler_applies_granular_filters`](Self::handler_applies_granular_filters),
 ///   whose filters would include the `patient/` scopes.
 ///   Limiting other requests (`Observation/[id]`, other searches, conditional writes) to
@@ -526,22 +528,40 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
     reached
 }
 
-/// Whether a search's query asks for another patient's data than `in_context`'s: a
-/// `patient` or `subject` parameter (no modifier, or `:Patient`) with a value naming
-/// another Patient (`456`, `Patient/456`, or an absolute URL ending so; one of a
-/// comma-separated list is enough), or `_id` naming another id in a search of Patients.
-/// The query is read as servers splitting at `&` and at `;` read it.
+/// Whether a search's query may ask for another patient's data than `in_context`'s:
+/// - a `patient` or `subject` parameter (no modifier, or `:Patient`) whose value names
+///   another Patient (`456`, `Patient/456`, `Patient/456/_history/2`, or an absolute URL
+///   ending so; one of a comma-separated list is enough);
+/// - `_id` naming another id in a search of Patients (a system search counts as one
+///   unless its `_type` leaves Patient out), or `_id` with a modifier other than
+///   `:missing` there;
+/// - a `patient` or `subject` parameter the layer cannot compare with the patient in
+///   context: chained (`patient._id=`, `patient.identifier=`) or with another modifier
+///   (`patient:identifier=`), which are read as naming another patient.
+///
+/// The query is read as servers splitting at `&` and at `;` read it. Parameters in the
+/// body of a `POST _search` are not seen.
 fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &str) -> bool {
     let searches_patients = match request {
         FhirRequest::SearchType { resource_type, .. } => resource_type == "Patient",
         FhirRequest::SearchCompartment { resource_type, .. } => {
             resource_type.as_deref() == Some("Patient")
         }
-        FhirRequest::SearchSystem { .. } => false,
+        FhirRequest::SearchSystem { .. } => type_parameter(query).is_none_or(|types| {
+            types
+                .split(',')
+                .any(|name| matches!(name.trim(), "Patient" | "*" | ""))
+        }),
         _ => return false,
     };
     let other = |reference: &str| {
-        let reference = reference.trim();
+        // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
+        let mut reference = reference.trim().trim_end_matches('/');
+        if let Some((resource, version)) = reference.rsplit_once("/_history/")
+            && !version.contains('/')
+        {
+            reference = resource;
+        }
         // The id is the last segment; with a type before it, that type must be Patient.
         let mut segments = reference.rsplit('/');
         let id = segments.next().unwrap_or_default();
@@ -552,15 +572,29 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         patient_reference && !id.is_empty() && id != in_context
     };
     both_readings(query).any(|(name, value)| {
-        let (base, modifier) = name
+        let (link, chained) = name
+            .split_once('.')
+            .map_or((name.as_str(), false), |(link, _)| (link, true));
+        let (base, modifier) = link
             .split_once(':')
-            .map_or((name.as_str(), None), |(b, m)| (b, Some(m)));
-        let names_patients = match base {
-            "patient" | "subject" => modifier.is_none_or(|m| m == "Patient"),
-            "_id" => searches_patients && modifier.is_none(),
+            .map_or((link, None), |(base, modifier)| (base, Some(modifier)));
+        match base {
+            "patient" | "subject" => {
+                let plain = modifier.is_none_or(|modifier| modifier == "Patient");
+                match (chained, plain) {
+                    // A chain through a Patient reference (`subject:Group.name=x` reaches
+                    // no patient).
+                    (true, plain) => plain,
+                    (false, true) => value.split(',').any(other),
+                    (false, false) => modifier != Some("missing"),
+                }
+            }
+            "_id" if searches_patients && !chained => match modifier {
+                None => value.split(',').any(other),
+                Some(modifier) => modifier != "missing",
+            },
             _ => false,
-        };
-        names_patients && value.split(',').any(other)
+        }
     })
 }
 

@@ -1241,6 +1241,10 @@ mod props {
                         }
                     }
                 }
+                // serde_json with `arbitrary_precision` writes numbers beyond `f64`, which
+                // the strict reader refuses.
+                Err(KeySetError::NotJson)
+                    if crate::json::holds_number_beyond_f64(&json!({ "keys": entries })) => {}
                 Err(error) => prop_assert_eq!(error, KeySetError::NoUsableKey, "{:?}", error),
             }
             for entry in &entries {

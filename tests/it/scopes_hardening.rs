@@ -700,6 +700,9 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Observation?subject=Patient%2F123&code=x"),
         ("GET", "/fhir/Observation?subject:Patient=123"),
         ("GET", "/fhir/Observation?patient:missing=false"),
+        ("GET", "/fhir/Observation?patient=Patient/123/_history/2"),
+        ("GET", "/fhir/Observation?patient=Patient/123/"),
+        ("GET", "/fhir/Patient?_id:missing=false"),
         ("GET", "/fhir/Observation?subject=Group/9"),
         // Not named by the path or the query: limiting these is the handler's job.
         ("GET", "/fhir/Observation/456"),
@@ -747,6 +750,14 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Observation?code=x;patient=456"),
         ("GET", "/fhir/Patient/123/Observation?patient=456"),
         ("POST", "/fhir/Observation/_search?patient=456"),
+        ("GET", "/fhir/Observation?patient=Patient/456/_history/1"),
+        ("GET", "/fhir/Observation?patient=Patient/456/"),
+        // Forms the layer cannot compare with the patient in context.
+        ("GET", "/fhir/Observation?patient._id=456"),
+        ("GET", "/fhir/Observation?subject:Patient._id=456"),
+        ("GET", "/fhir/Observation?patient.identifier=sys%7CMRN456"),
+        ("GET", "/fhir/Observation?patient:identifier=sys%7CMRN456"),
+        ("GET", "/fhir/Patient?_id:not=123"),
     ] {
         let answer = app.call(method, path, &patient_123(full)).await;
         app.assert_refused(&answer, None, &format!("{method} {path}"));
@@ -771,6 +782,20 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    // A system search is a search of Patients too, unless its `_type` leaves them out.
+    for path in ["/fhir?_id=456", "/fhir?_type=Patient,Observation&_id=456"] {
+        let answer = app.call("GET", path, &patient_123("patient/*.rs")).await;
+        app.assert_refused(&answer, None, path);
+    }
+    let answer = app
+        .call(
+            "GET",
+            "/fhir?_type=Observation&_id=456",
+            &patient_123("patient/*.rs"),
+        )
+        .await;
+    // Let through by the layer (this app has no route for the base itself: 404).
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
     let answer = app
         .call(
             "DELETE",
