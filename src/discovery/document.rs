@@ -6,7 +6,9 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::fetch::{self, FetchError, Fetcher, default_client, is_allowed_url};
+use crate::fetch::{
+    self, FetchError, Fetcher, default_client, is_allowed_discovered_url, is_allowed_url,
+};
 
 /// A SMART capability (SMART App Launch 2.2, "Capabilities").
 ///
@@ -762,11 +764,7 @@ impl SmartConfigurationBuilder {
             Url::parse(issuer).map_err(|_| DiscoveryError::InvalidUrl { field: "issuer" })?;
         // RFC 8414 section 2: an issuer has no query or fragment (either would swallow or
         // bend the well-known path appended to it); credentials in it would be sent along.
-        let plain = issuer_url.query().is_none()
-            && issuer_url.fragment().is_none()
-            && issuer_url.username().is_empty()
-            && issuer_url.password().is_none();
-        if !(is_allowed_url(&issuer_url) && plain) {
+        if !(is_allowed_discovered_url(&issuer_url) && issuer_url.query().is_none()) {
             return Err(DiscoveryError::InvalidUrl { field: "issuer" });
         }
         let timeout = std::time::Duration::from_secs(5);
