@@ -1,6 +1,6 @@
 //! FHIR REST scope enforcement for a whole router; documented on [`ScopeEnforcement`].
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -65,7 +65,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   an export of every type.
 /// - **Conditional create** (`POST [type]` with an `If-None-Exist` header) needs `s` on the
 ///   type besides `c`, as conditional update, patch and delete need it besides `u` or `d`:
-///   the server searches first, and its answer tells whether the search matched.
+///   the server searches first, and its answer tells whether the search matched. Their
+///   search criteria (the query, or the values of every `If-None-Exist` header) need
+///   whole-type grants on the other types they reach, as a search's query does.
 /// - **Compartment searches** (`GET [compartment]/[id]/[type]`, `…/*`, and their `_search`
 ///   forms) need `s` on the searched type (on every type for `*`); limiting the results to
 ///   the compartment is the handler's job.
@@ -97,8 +99,11 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///
 /// A search (by `GET`, or the query of a `POST _search`) that reaches other types needs a
 /// whole-type grant on each: `_include` `r` on its target type, `_revinclude`, `_has` and
-/// chained parameters `s` on the types they name; a type left open (`_include=*`,
-/// `Observation:subject` without a target, `subject.name`) is every type. Parameters in a
+/// chained parameters `s` on the types they name, `_list` `r` on List; a type left open
+/// (`_include=*`, `Observation:subject` without a target, `subject.name`) is every type,
+/// and so are `_query`, `_filter` and `_contained` (other than `false`), whose reach the
+/// layer cannot tell. Parameter names are matched as a lenient server matches them,
+/// ignoring ASCII case and surrounding spaces (`_HAS` counts as `_has`). Parameters in a
 /// `POST _search` body are not seen: the handler checks them.
 ///
 /// The base path is the path of the layer's [FHIR base](crate::SmartAuthBuilder::fhir_base),
@@ -266,18 +271,20 @@ impl ScopeEnforcement {
                 return Err(forbidden());
             }
         }
-        self.check_entry(method, relative, false, claims)
+        self.check_entry(method, relative, None, claims)
     }
 
     /// Checks one entry of a batch or transaction bundle that is a conditional create:
     /// `request.method` `POST` with a `request.ifNoneExist`. The server searches before it
     /// creates, so the entry needs `s` on the type besides `c` (an answer that the resource
-    /// exists would otherwise tell a create-only client what a search finds). `url` is the
-    /// entry's `request.url`, such as `Patient`.
+    /// exists would otherwise tell a create-only client what a search finds), and the search
+    /// criteria need `s` on every other type they look into, as a search's query does. `url`
+    /// is the entry's `request.url`, such as `Patient`, and `if_none_exist` its
+    /// `request.ifNoneExist`, such as `identifier=http://h|1`.
     ///
     /// ```
     /// # fn handle(enforcement: &smart_auth::ScopeEnforcement, claims: &smart_auth::SmartClaims) -> Result<(), smart_auth::AuthError> {
-    /// enforcement.check_conditional_create_entry(claims, "Patient")?;
+    /// enforcement.check_conditional_create_entry(claims, "Patient", "identifier=http://h|1")?;
     /// # Ok(()) }
     /// ```
     ///
@@ -288,8 +295,14 @@ impl ScopeEnforcement {
         &self,
         claims: &SmartClaims,
         url: &str,
+        if_none_exist: &str,
     ) -> Result<(), AuthError> {
-        self.check_entry("POST", url.trim_start_matches('/'), true, claims)
+        self.check_entry(
+            "POST",
+            url.trim_start_matches('/'),
+            Some(if_none_exist),
+            claims,
+        )
     }
 
     /// Checks a bundle entry's request: `relative` is its URL relative to the base.
@@ -297,7 +310,7 @@ impl ScopeEnforcement {
         &self,
         method: &str,
         relative: &str,
-        if_none_exist: bool,
+        if_none_exist: Option<&str>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         let base = self.classifier.base_path().trim_end_matches('/');
@@ -319,7 +332,8 @@ impl ScopeEnforcement {
     }
 
     /// Checks a verified HTTP request: its method, the path and query clients sent (the
-    /// original URI inside `Router::nest`), and whether a `POST` carries `If-None-Exist`.
+    /// original URI inside `Router::nest`), and the search criteria of a `POST` that carries
+    /// `If-None-Exist`.
     pub(crate) fn check_request<B>(
         &self,
         request: &http::Request<B>,
@@ -328,26 +342,35 @@ impl ScopeEnforcement {
         let uri = original_uri(request);
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let method = request.method();
-        let if_none_exist =
-            method == http::Method::POST && request.headers().contains_key(IF_NONE_EXIST);
-        self.check(method.as_str(), path, uri.query(), if_none_exist, claims)
+        let if_none_exist = if method == http::Method::POST {
+            if_none_exist_criteria(request.headers())
+        } else {
+            None
+        };
+        self.check(
+            method.as_str(),
+            path,
+            uri.query(),
+            if_none_exist.as_deref(),
+            claims,
+        )
     }
 
-    /// Checks a verified request; `if_none_exist` says whether it carries an
-    /// `If-None-Exist` header (a conditional create).
+    /// Checks a verified request; `if_none_exist` is the search criteria of an
+    /// `If-None-Exist` header (a conditional create), if it carries one.
     pub(crate) fn check(
         &self,
         method: &str,
         path_and_query: &str,
         query: Option<&str>,
-        if_none_exist: bool,
+        if_none_exist: Option<&str>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
             Classified::OutsideBase => return Err(forbidden()),
             Classified::NotFhir | Classified::Malformed => return Err(forbidden()),
-            Classified::Fhir(request) if if_none_exist => request.with_if_none_exist(),
+            Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
             Classified::Fhir(request) => request,
         };
         let requirements = match request.access() {
@@ -367,10 +390,18 @@ impl ScopeEnforcement {
                 }
             }
         };
+        // A conditional write searches with its query, a conditional create with its
+        // `If-None-Exist` criteria (some clients prefix them with `[type]?`).
         let reached = match request {
             FhirRequest::SearchType { .. }
             | FhirRequest::SearchCompartment { .. }
-            | FhirRequest::SearchSystem { .. } => query.map(types_reached).unwrap_or_default(),
+            | FhirRequest::SearchSystem { .. }
+            | FhirRequest::ConditionalUpdate { .. }
+            | FhirRequest::ConditionalPatch { .. }
+            | FhirRequest::ConditionalDelete { .. } => query.map(types_reached).unwrap_or_default(),
+            FhirRequest::ConditionalCreate { .. } => if_none_exist
+                .map(|criteria| types_reached(&criteria.replace('?', "&")))
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         // `patient/` scopes reach the patient in context only: a path naming another Patient
@@ -464,11 +495,16 @@ fn allows(
 /// What a search's query needs beyond its own type: `_include` brings back the resources
 /// it follows (`r` on the target type), `_revinclude` the resources that refer to the
 /// results (`s` on that type), `_has` and chained parameters search other types (`s` on
-/// each). A type the query does not name (`_include=*`, `Observation:subject` without a
-/// target type, an untyped chain link `subject.name`) is every type. The query is split at
-/// `;` as well as `&`, as some servers split it, and a name that does not decode strictly
-/// counts as reaching every type. Each requirement is listed once, however often the query
-/// repeats it.
+/// each, a `_has` after a chain's `.` too), and `_list` reads a List (`r` on List). A type
+/// the query does not name (`_include=*`, `Observation:subject` without a target type, an
+/// untyped chain link `subject.name`) is every type, and so are the parameters whose reach
+/// the layer cannot tell: `_query` (a named query the server defines), `_filter` (an
+/// expression that may chain anywhere) and `_contained` other than `false` (which brings
+/// back the resources that contain the matches). The query is split at `;` as well as
+/// `&`, as some servers split it; parameter names are matched ignoring ASCII case and
+/// surrounding spaces, as a lenient server matches them; a name that does not decode
+/// strictly counts as reaching every type. Each requirement is listed once, however often
+/// the query repeats it.
 fn types_reached(query: &str) -> Vec<Requirement> {
     let mut seen = std::collections::HashSet::new();
     every_type_reached(query)
@@ -486,46 +522,60 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         };
         Requirement::new(interaction, resource_type)
     };
+    let every_type = || Requirement::new(Interaction::SearchType, ResourceType::Any);
     let mut reached = Vec::new();
     for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let Some(name) = percent_decode_strict(name) else {
-            reached.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
+            reached.push(every_type());
             continue;
         };
+        let name = name.trim();
         // Only an include's value names a type; a bad escape there leaves it open.
         let value = || percent_decode_strict(value).unwrap_or_default();
         let base = name.split(':').next().unwrap_or_default();
-        match base {
-            "_include" => {
-                let value = value();
-                let target = value.split(':').nth(2).unwrap_or("*");
-                reached.push(named(Interaction::Read, target));
+        if is_parameter(base, "_include") {
+            let value = value();
+            let target = value.split(':').nth(2).unwrap_or("*");
+            reached.push(named(Interaction::Read, target));
+        } else if is_parameter(base, "_revinclude") {
+            let value = value();
+            let source = value.split(':').next().unwrap_or("*");
+            reached.push(named(Interaction::SearchType, source));
+        } else if is_parameter(base, "_query") || is_parameter(base, "_filter") {
+            reached.push(every_type());
+        } else if is_parameter(base, "_contained") {
+            if value().trim() != "false" {
+                reached.push(every_type());
             }
-            "_revinclude" => {
-                let value = value();
-                let source = value.split(':').next().unwrap_or("*");
-                reached.push(named(Interaction::SearchType, source));
+        } else if is_parameter(base, "_list") {
+            reached.push(named(Interaction::Read, "List"));
+        } else {
+            // `_has:Type:reference:...`, possibly nested, and after a chain's `.` too
+            // (`subject:Patient._has:Group:member:_id`).
+            let mut parts = name.split([':', '.']);
+            while let Some(part) = parts.next() {
+                if is_parameter(part, "_has") {
+                    let searched = parts.next().unwrap_or("*");
+                    reached.push(named(Interaction::SearchType, searched));
+                }
             }
-            _ => {
-                // `_has:Type:reference:...`, possibly nested.
-                let mut parts = name.split(':');
-                while let Some(part) = parts.next() {
-                    if part == "_has" {
-                        let searched = parts.next().unwrap_or("*");
-                        reached.push(named(Interaction::SearchType, searched));
-                    }
-                }
-                // `reference[:Type].parameter...`: each link but the last names a type.
-                let links: Vec<&str> = name.split('.').collect();
-                for link in links.iter().take(links.len().saturating_sub(1)) {
-                    let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
-                    reached.push(named(Interaction::SearchType, target));
-                }
+            // `reference[:Type].parameter...`: each link but the last names a type.
+            let links: Vec<&str> = name.split('.').collect();
+            for link in links.iter().take(links.len().saturating_sub(1)) {
+                let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
+                reached.push(named(Interaction::SearchType, target));
             }
         }
     }
     reached
+}
+
+/// Whether a query parameter's (decoded) name is `expected`, read as a lenient server reads
+/// it: ignoring ASCII case and surrounding spaces. The rules that add requirements for a
+/// parameter match it so, since a server that matches names exactly ignores the variant.
+fn is_parameter(name: &str, expected: &str) -> bool {
+    name.trim().eq_ignore_ascii_case(expected)
 }
 
 /// Whether a search's query may ask for another patient's data than `in_context`'s:
@@ -578,7 +628,8 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         let (base, modifier) = link
             .split_once(':')
             .map_or((link, None), |(base, modifier)| (base, Some(modifier)));
-        match base {
+        let base = base.trim().to_ascii_lowercase();
+        match base.as_str() {
             "patient" | "subject" => {
                 let plain = modifier.is_none_or(|modifier| modifier == "Patient");
                 match (chained, plain) {
@@ -596,6 +647,27 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
             _ => false,
         }
     })
+}
+
+/// The search criteria of a conditional create: the values of every `If-None-Exist` header
+/// joined as one query (a server may read any of them), or `None` without the header. Bytes
+/// beyond ASCII are percent-encoded, so that a parameter name that is not UTF-8 reads as
+/// reaching every type, as it does in a query.
+fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
+    let mut criteria: Option<String> = None;
+    for value in headers.get_all(IF_NONE_EXIST) {
+        let joined = criteria.get_or_insert_with(String::new);
+        joined.push('&');
+        for &byte in value.as_bytes() {
+            if byte.is_ascii() {
+                joined.push(char::from(byte));
+            } else {
+                // Writing to a `String` cannot fail.
+                let _ = write!(joined, "%{byte:02X}");
+            }
+        }
+    }
+    criteria
 }
 
 /// A 403 without a scope hint: no scope would allow the request.
@@ -650,7 +722,7 @@ pub fn default_operation_policy(
 /// find more.
 fn type_filters_reach(query: &str) -> Vec<Requirement> {
     both_readings(query)
-        .filter(|(name, _)| name == "_typeFilter")
+        .filter(|(name, _)| is_parameter(name, "_typeFilter"))
         .flat_map(|(_, filter)| types_reached(&filter.replace([',', '?'], "&")))
         .collect()
 }
@@ -660,7 +732,7 @@ fn type_filters_reach(query: &str) -> Vec<Requirement> {
 /// value (`_`-prefixed custom ones) data of unknown types, so every type.
 fn associated_data(query: &str) -> Vec<Requirement> {
     both_readings(query)
-        .filter(|(name, _)| name == "includeAssociatedData")
+        .filter(|(name, _)| is_parameter(name, "includeAssociatedData"))
         .flat_map(|(_, value)| {
             value
                 .split(',')
@@ -681,24 +753,21 @@ fn associated_data(query: &str) -> Vec<Requirement> {
 /// The percent-decoded `_type` values of a query string as servers may read it, joined by
 /// commas (several `_type` parameters add up): `None` when one reading finds none, since a
 /// server reading the query that way exports every type (`?_since=x;_type=Patient` has no
-/// `_type` for a server that splits at `&` only); else the values of both readings.
+/// `_type` for a server that splits at `&` only, `?_TYPE=Patient` none for a server that
+/// matches names exactly); else the values of every reading, names matched ignoring case
+/// too (`_type=Patient&_TYPE=Group` is Patient and Group to a lenient server).
 fn type_parameter(query: &str) -> Option<String> {
-    let types = |pairs: &mut dyn Iterator<Item = (String, String)>| -> Vec<String> {
-        pairs
-            .filter(|(name, _)| name == "_type")
-            .map(|(_, value)| value)
-            .collect()
-    };
-    let at_ampersands = types(&mut crate::form::pairs(query));
-    let at_both = types(&mut crate::form::pairs_split_at_semicolons_too(query));
-    if at_ampersands.is_empty() || at_both.is_empty() {
+    let names_type_exactly = |(name, _): &(String, String)| name == "_type";
+    if !crate::form::pairs(query).any(|pair| names_type_exactly(&pair))
+        || !crate::form::pairs_split_at_semicolons_too(query).any(|pair| names_type_exactly(&pair))
+    {
         return None;
     }
     // Each value once (a hash set keeps this linear however many a query repeats).
     let mut seen = std::collections::HashSet::new();
-    let values: Vec<String> = at_ampersands
-        .into_iter()
-        .chain(at_both)
+    let values: Vec<String> = both_readings(query)
+        .filter(|(name, _)| is_parameter(name, "_type"))
+        .map(|(_, value)| value)
         .filter(|value| seen.insert(value.clone()))
         .collect();
     Some(values.join(","))
@@ -723,7 +792,7 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 13] = [
+        let cases: [(&str, &[&str]); 31] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
@@ -746,6 +815,46 @@ mod tests {
             ),
             ("%ZZ=1", &["SearchType *"]),
             ("a=1;_include=*", &["Read *"]),
+            // `_has` after a chain's `.`, and inside a `_has` after one.
+            (
+                "patient:Patient._has:Group:member:_id=102",
+                &["SearchType Group", "SearchType Patient"],
+            ),
+            (
+                "_has:Observation:patient:subject:Patient._has:Group:member:_id=1",
+                &[
+                    "SearchType Observation",
+                    "SearchType Group",
+                    "SearchType Patient",
+                ],
+            ),
+            (
+                "subject._has:Group:member:_id=1",
+                &["SearchType Group", "SearchType *"],
+            ),
+            // Names in another case or with spaces, as a lenient server reads them.
+            ("_HAS:Group:member:_id=1", &["SearchType Group"]),
+            ("%20_Include=Observation:subject:Patient", &["Read Patient"]),
+            ("_REVINCLUDE=Provenance:target", &["SearchType Provenance"]),
+            (
+                "subject:Patient._Has:Group:member:_id=1",
+                &["SearchType Group", "SearchType Patient"],
+            ),
+            // Parameters whose reach the layer cannot tell reach every type.
+            ("_query=everything", &["SearchType *"]),
+            ("_QUERY", &["SearchType *"]),
+            ("_filter=name%20eq%20x", &["SearchType *"]),
+            ("_contained=true", &["SearchType *"]),
+            (
+                "_contained=both&_containedType=contained",
+                &["SearchType *"],
+            ),
+            ("_contained:x=", &["SearchType *"]),
+            ("_contained=false", &[]),
+            ("_list=42", &["Read List"]),
+            ("_List=%24current-problems", &["Read List"]),
+            ("has=1&x_has:Group:member:_id=1", &[]),
+            ("name:_has=1", &["SearchType *"]),
             // Repeats are listed once.
             (
                 "_include=*&_include=*;_revinclude=Provenance:target&_revinclude=Provenance:x",
@@ -782,6 +891,37 @@ mod tests {
         assert_eq!(
             type_parameter("_type=Patient;_type=Group"),
             Some("Patient;_type=Group,Patient,Group".into())
+        );
+        // A name in another case: a server matching names exactly sees no `_type`, a
+        // lenient one sees its value too.
+        assert_eq!(type_parameter("_TYPE=Patient"), None);
+        assert_eq!(type_parameter("%20_type=Patient"), None);
+        assert_eq!(
+            type_parameter("_type=Patient&_Type=Group"),
+            Some("Patient,Group".into())
+        );
+    }
+
+    #[test]
+    fn if_none_exist_criteria_join_every_copy() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(if_none_exist_criteria(&headers), None);
+        headers.append(IF_NONE_EXIST, http::HeaderValue::from_static(""));
+        assert_eq!(if_none_exist_criteria(&headers).as_deref(), Some("&"));
+        headers.append(IF_NONE_EXIST, http::HeaderValue::from_static("name=x"));
+        headers.append(
+            IF_NONE_EXIST,
+            http::HeaderValue::from_bytes(b"_h\xffas:Group:member:_id=1").unwrap(),
+        );
+        let criteria = if_none_exist_criteria(&headers).unwrap();
+        assert_eq!(criteria, "&&name=x&_h%FFas:Group:member:_id=1");
+        // A name that is not UTF-8 reaches every type.
+        assert_eq!(
+            types_reached(&criteria)
+                .iter()
+                .map(|r| r.resource_type.as_str())
+                .collect::<Vec<_>>(),
+            ["*"]
         );
     }
 }

@@ -244,11 +244,12 @@ impl ScopeSet {
     ///
     /// The query applies a filter when it carries every `(parameter, value)` pair of that
     /// filter, with the same name and exactly the same value, and no other value for those
-    /// names (`category=laboratory&category=vital-signs` would be read by some servers as
-    /// the second alone). Other parameters only narrow a FHIR search, so they may be
+    /// names, counted ignoring ASCII case and surrounding spaces as a lenient server counts
+    /// them (`category=laboratory&category=vital-signs`, or `CATEGORY=vital-signs` beside
+    /// it, would be read by some servers as the second alone). Other parameters only narrow a FHIR search, so they may be
     /// present; but a query that could bring back resources
     /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained` or
-    /// `_query`. A query that holds any pair whose text is ambiguous to decode (a `+`, a `;`,
+    /// `_query`, in any case. A query that holds any pair whose text is ambiguous to decode (a `+`, a `;`,
     /// a bad `%` escape, bytes that are not UTF-8) carries no filter at all: the whole query
     /// is refused, not only that pair.
     ///
@@ -282,10 +283,14 @@ impl ScopeSet {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        // How many different values the query gives each parameter.
-        let mut values_per_name: HashMap<&str, usize> = HashMap::new();
-        for (name, _) in &carried {
-            *values_per_name.entry(name).or_default() += 1;
+        // How many different values the query gives each parameter, names counted as a
+        // lenient server matches them (`CATEGORY` and ` category` are `category` to it).
+        let mut values_per_name: HashMap<String, HashSet<&str>> = HashMap::new();
+        for (name, value) in &carried {
+            values_per_name
+                .entry(lenient_name(name))
+                .or_default()
+                .insert(value);
         }
         sets.iter().any(|set| {
             // Every pair of the filter is in the query, and a filtered parameter carries no
@@ -296,13 +301,16 @@ impl ScopeSet {
                 .iter()
                 .all(|(name, value)| carried.contains(&(name.as_str(), value.as_str())));
             carries_all && {
-                let mut filter_values: HashMap<&str, HashSet<&str>> = HashMap::new();
+                let mut filter_values: HashMap<String, HashSet<&str>> = HashMap::new();
                 for (name, value) in set {
-                    filter_values.entry(name).or_default().insert(value);
+                    filter_values
+                        .entry(lenient_name(name))
+                        .or_default()
+                        .insert(value);
                 }
                 filter_values
                     .iter()
-                    .all(|(name, values)| values_per_name.get(name) == Some(&values.len()))
+                    .all(|(name, values)| values_per_name.get(name) == Some(values))
             }
         })
     }
@@ -428,10 +436,20 @@ impl ScopeSet {
     }
 }
 
-/// Parameter names (before any `:modifier`) that can add resources a filter would not match.
+/// Parameter names (before any `:modifier`, matched as [`lenient_name`] reads them) that can
+/// add resources a filter would not match.
 fn widens_results(name: &str) -> bool {
     let base = name.split_once(':').map_or(name, |(base, _)| base);
-    matches!(base, "_include" | "_revinclude" | "_contained" | "_query")
+    matches!(
+        lenient_name(base).as_str(),
+        "_include" | "_revinclude" | "_contained" | "_query"
+    )
+}
+
+/// A parameter name as a lenient server matches it: without surrounding spaces, in ASCII
+/// lower case.
+fn lenient_name(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
 }
 
 /// Splits a raw query string into decoded pairs, or `None` when some pair is ambiguous: a `+`
@@ -868,6 +886,23 @@ mod tests {
             ("Observation", Some("code=c&code=a,b"), false),
             ("Observation", Some("code=a,b&code="), false),
             ("Observation", Some("code=a,b&code:not=c"), true),
+            // The same name in another case or with spaces: a lenient server reads it as
+            // another value of the filtered parameter.
+            ("Observation", Some("code=a,b&CODE=c"), false),
+            ("Observation", Some("Code=c&code=a,b"), false),
+            ("Observation", Some("code=a,b&%20code=c"), false),
+            ("Observation", Some("code=a,b&Code=a,b"), true),
+            (
+                "Observation",
+                Some("code=a,b&_INCLUDE=Observation:subject"),
+                false,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&%20_revinclude=Provenance:target"),
+                false,
+            ),
+            ("Observation", Some("code=a,b&_Contained=true"), false),
             ("Observation", Some("code=a,b&x=1+2"), false),
             ("Observation", Some("code=a,b&x=%zz"), false),
             ("Observation", Some("code=a,b&x=%FF"), false),

@@ -429,6 +429,26 @@ async fn operations_follow_the_policy() {
             "_type=Patient&_typeFilter=Patient%3Factive%3Dtrue&_typeFilter=Patient%3F_has%3AFlag%3Apatient%3Acode%3D1",
             "system/Flag.s",
         ),
+        // `_has` after a chain's `.`, and names in another case.
+        (
+            "_type=Patient&_typeFilter=Patient%3Flink:Patient._has:Group:member:_id%3D1",
+            "system/Group.s",
+        ),
+        (
+            "_type=Patient&_TYPEFILTER=Patient%3F_has%3AFlag%3Apatient%3Acode%3D1",
+            "system/Flag.s",
+        ),
+        (
+            "_type=Patient&_typeFilter=Patient%3F_query%3Deverything",
+            "system/*.s",
+        ),
+        (
+            "_type=Patient&IncludeAssociatedData=LatestProvenanceResources",
+            "system/Provenance.s",
+        ),
+        // A `_type` in another case: a server matching names exactly exports every type.
+        ("_TYPE=Patient", "system/*.s"),
+        ("_type=Patient&_Type=Group", "system/Group.s"),
     ] {
         app.assert_export_refused(query, hint).await;
     }
@@ -582,7 +602,7 @@ async fn bundle_entries_are_checked_one_by_one() {
     );
     // A conditional create entry (`ifNoneExist`) searches first: `c` alone is not enough.
     let denied = enforcement
-        .check_conditional_create_entry(&claims, "Observation")
+        .check_conditional_create_entry(&claims, "Observation", "code=1")
         .unwrap_err();
     assert_eq!(denied.required_scope(), Some("system/Observation.s"));
     let both = verifier
@@ -591,14 +611,35 @@ async fn bundle_entries_are_checked_one_by_one() {
         .unwrap();
     assert!(
         enforcement
-            .check_conditional_create_entry(&both, "Observation")
+            .check_conditional_create_entry(&both, "Observation", "code=1")
             .is_ok()
     );
     assert!(
         enforcement
-            .check_conditional_create_entry(&both, "Patient")
+            .check_conditional_create_entry(&both, "Patient", "name=x")
             .is_err()
     );
+    // Its criteria search other types as a query does.
+    let denied = enforcement
+        .check_conditional_create_entry(&both, "Observation", "subject:Patient.name=x")
+        .unwrap_err();
+    assert_eq!(denied.required_scope(), Some("system/Patient.s"));
+    // So does a conditional update or delete entry's query.
+    let writer = verifier
+        .verify(&issuer.token().scope("system/Observation.uds").sign())
+        .await
+        .unwrap();
+    assert!(
+        enforcement
+            .check_bundle_entry(&writer, "DELETE", "Observation?code=1")
+            .is_ok()
+    );
+    for method in ["PUT", "DELETE"] {
+        let denied = enforcement
+            .check_bundle_entry(&writer, method, "Observation?_has:Group:member:_id=1")
+            .unwrap_err();
+        assert_eq!(denied.required_scope(), Some("system/Group.s"), "{method}");
+    }
 }
 
 impl ScopedApp {
@@ -703,6 +744,102 @@ async fn conditional_create_needs_search_too() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A conditional update, patch or delete searches with its query and a conditional create
+/// with its `If-None-Exist` criteria: the other types they look into (chains, `_has`,
+/// parameters of unknown reach) need `s` as a search's query does, whichever copy of the
+/// header carries them.
+#[tokio::test]
+async fn conditional_writes_need_the_types_their_criteria_search() {
+    let app = scoped_app().await;
+    let chained = "subject:Patient.name=Smith";
+    for (method, letter) in [("DELETE", "d"), ("PUT", "u"), ("PATCH", "u")] {
+        let path = format!("/fhir/Observation?{chained}");
+        let own = format!("system/Observation.{letter}s");
+        let (status, challenge) = app.call_with_headers(method, &path, &own, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(app.denied("system/Patient.s").as_str()),
+            "{method}"
+        );
+        let both = format!("{own} system/Patient.s");
+        let answer = app.call_with_headers(method, &path, &both, &[]).await;
+        assert_eq!(answer, (StatusCode::OK, None), "{method}");
+        // `_has` after a chain's `.`, and a named query.
+        for (query, hint) in [
+            ("subject:Patient._has:Group:member:_id=1", "system/Group.s"),
+            ("_query=everything", "system/*.s"),
+        ] {
+            let path = format!("/fhir/Observation?{query}");
+            let (status, challenge) = app.call_with_headers(method, &path, &both, &[]).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {query}");
+            assert_eq!(
+                challenge.as_deref(),
+                Some(app.denied(hint).as_str()),
+                "{method} {query}"
+            );
+        }
+    }
+    let create = |criteria: &'static [&'static str], scope: &'static str| {
+        let headers: Vec<(&str, &str)> = criteria
+            .iter()
+            .map(|value| ("If-None-Exist", *value))
+            .collect();
+        let app = &app;
+        async move {
+            app.call_with_headers("POST", "/fhir/Observation", scope, &headers)
+                .await
+        }
+    };
+    for criteria in [
+        &["subject:Patient.name=Smith"][..],
+        &["Observation?subject:Patient.name=Smith"],
+        &["code=1", "subject:Patient.name=Smith"],
+        &["SUBJECT:Patient.name=Smith"],
+    ] {
+        let (status, challenge) = create(criteria, "system/Observation.cs").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{criteria:?}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(app.denied("system/Patient.s").as_str()),
+            "{criteria:?}"
+        );
+        let answer = create(criteria, "system/Observation.cs system/Patient.s").await;
+        assert_eq!(answer, (StatusCode::OK, None), "{criteria:?}");
+    }
+    let (status, _) = create(
+        &["code=1&_has:Group:member:_id=1"],
+        "system/Observation.cs system/Patient.s",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Criteria that stay in the type need nothing more.
+    let answer = create(&["identifier=http://h|1"], "system/Observation.cs").await;
+    assert_eq!(answer, (StatusCode::OK, None));
+    // A parameter name that is not UTF-8 reaches every type.
+    let response = app
+        .http
+        .post(format!("{}/fhir/Observation", app.url))
+        .bearer_auth(
+            app.issuer
+                .token()
+                .scope("system/Observation.cs system/Patient.s")
+                .sign(),
+        )
+        .header(
+            "If-None-Exist",
+            http::HeaderValue::from_bytes(b"_h\xe4s:Group:member:_id=1").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.headers()["www-authenticate"].to_str().unwrap(),
+        app.denied("system/*.s")
+    );
 }
 
 /// A `$export` kick-off by POST carries its parameters in the body, which the layer does

@@ -561,7 +561,7 @@ async fn a_blank_patient_is_no_launch_context() {
 async fn searches_reaching_other_types_need_their_scopes() {
     let app = scoped_app(ScopeEnforcement::new()).await;
     let patient_only = [("scope", json!("system/Patient.rs"))];
-    let refused: [(&str, &str); 16] = [
+    let refused: [(&str, &str); 26] = [
         (
             "/fhir/Patient?_revinclude=Observation:subject",
             "system/Observation.s",
@@ -610,6 +610,34 @@ async fn searches_reaching_other_types_need_their_scopes() {
             "system/Organization.s",
         ),
         ("/fhir/Patient?_revinclude=%ZZ", "system/*.s"),
+        // `_has` after a chain's `.`.
+        (
+            "/fhir/Patient?link:Patient._has:Group:member:_id=102",
+            "system/Group.s",
+        ),
+        // Names in another case or with spaces, as a lenient server reads them.
+        (
+            "/fhir/Patient?_HAS:Observation:patient:code=1",
+            "system/Observation.s",
+        ),
+        (
+            "/fhir/Patient?_Include=Patient:general-practitioner:Practitioner",
+            "system/Practitioner.r",
+        ),
+        (
+            "/fhir/Patient?%20_revinclude=Observation:subject",
+            "system/Observation.s",
+        ),
+        // Parameters whose reach the layer cannot tell, and `_list`, which reads a List.
+        ("/fhir/Patient?_query=everything", "system/*.s"),
+        ("/fhir/Patient?_filter=name%20eq%20x", "system/*.s"),
+        ("/fhir/Patient?_contained=true", "system/*.s"),
+        (
+            "/fhir/Patient?_contained=both&_containedType=contained",
+            "system/*.s",
+        ),
+        ("/fhir/Patient?_list=42", "system/List.r"),
+        ("/fhir/Patient?_query=x;name=y", "system/*.s"),
         (
             "/fhir?_type=Patient&_revinclude=Observation:subject",
             "system/*.s",
@@ -647,6 +675,19 @@ async fn searches_reaching_other_types_need_their_scopes() {
         let answer = app.call("GET", path, &patient_only).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
     }
+    // A chain through a granted type still needs `s` on what its `_has` searches.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Encounter?patient:Patient._has:Group:member:_id=102",
+            &[("scope", json!("system/Encounter.s system/Patient.s"))],
+        )
+        .await;
+    app.assert_denied(&answer, "system/Group.s", "_has after a chain");
+    let answer = app
+        .call("GET", "/fhir/Patient?_contained=false", &patient_only)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     // A compartment search and a read-only include on a readable type.
     let with_patient = [
         ("scope", json!("patient/Observation.rs")),
@@ -752,6 +793,10 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("POST", "/fhir/Observation/_search?patient=456"),
         ("GET", "/fhir/Observation?patient=Patient/456/_history/1"),
         ("GET", "/fhir/Observation?patient=Patient/456/"),
+        // Names in another case or with spaces, as a lenient server reads them.
+        ("GET", "/fhir/Observation?PATIENT=456"),
+        ("GET", "/fhir/Observation?%20Subject=Patient/456"),
+        ("GET", "/fhir/Patient?_ID=456"),
         // Forms the layer cannot compare with the patient in context.
         ("GET", "/fhir/Observation?patient._id=456"),
         ("GET", "/fhir/Observation?subject:Patient._id=456"),
