@@ -1,9 +1,10 @@
 //! Parsing a JWK Set into verification keys, and choosing the key for a token.
 //!
 //! Each JWK is read on its own. A key this crate cannot or must not use (unknown `kty`,
-//! `crv` or `alg`, `use` other than `sig`, `key_ops` without `verify`, symmetric `oct`
-//! keys, keys that carry private parts) is skipped with a debug log; it never makes the
-//! whole set fail.
+//! `crv` or `alg`, `use` other than `sig`, `key_ops` without `verify`, with a value twice
+//! or with a non-signing value beside `use` (RFC 7517 section 4.3), symmetric `oct` keys,
+//! keys that carry private parts) is skipped with a debug log; it never makes the whole set
+//! fail.
 //!
 //! Public key values are checked when the set is parsed, not when a token first uses the
 //! key, so a malformed key is never in the cache at all:
@@ -250,7 +251,22 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
     }
     match jwk.get("key_ops") {
         None => {}
-        Some(Value::Array(ops)) if ops.iter().any(|op| op == "verify") => {}
+        Some(Value::Array(ops)) if ops.iter().any(|op| op == "verify") => {
+            // RFC 7517 §4.3: no value twice, and with `use` beside it, nothing `sig` does
+            // not mean (signing operations only).
+            let mut seen = std::collections::HashSet::new();
+            for op in ops {
+                let Value::String(op) = op else {
+                    return Err("key_ops holds a value that is not a string");
+                };
+                if !seen.insert(op.as_str()) {
+                    return Err("key_ops repeats a value");
+                }
+                if jwk.contains_key("use") && !matches!(op.as_str(), "sign" | "verify") {
+                    return Err("key_ops disagrees with use");
+                }
+            }
+        }
         Some(_) => return Err("key_ops does not allow verify"),
     }
     let alg = match jwk.get("alg") {
@@ -675,6 +691,10 @@ mod tests {
             json!({"kty": "RSA", "kid": "priv", "n": b64(&[0xc5; 256]), "e": "AQAB", "d": "AQAB"}),
             json!({"kty": "RSA", "kid": "short", "n": b64(&[0xc5; 128]), "e": "AQAB"}),
             json!({"kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "ops2", "key_ops": ["verify", "verify"], "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "ops3", "key_ops": ["verify", 1], "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "ops4", "use": "sig", "key_ops": ["verify", "encrypt"], "n": b64(&[0xc5; 256]), "e": "AQAB"}),
+            json!({"kty": "RSA", "kid": "ops5", "key_ops": "verify", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
             json!({"kty": "RSA", "kid": "hs", "alg": "HS256", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
             json!({"kty": "RSA", "kid": "mismatch", "alg": "ES256", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
             json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": b64(&[1; 66]), "y": b64(&[2; 66])}),
@@ -692,6 +712,11 @@ mod tests {
             keys.select(Some("good"), Algorithm::RS256),
             Selection::Found(0)
         );
+        // `use` and signing `key_ops` together agree.
+        let mut agreeing = rsa("agreeing");
+        agreeing["use"] = json!("sig");
+        agreeing["key_ops"] = json!(["sign", "verify"]);
+        assert!(parse_jwk(&agreeing).is_ok());
         assert_eq!(
             keys.select(Some("p256"), Algorithm::ES256),
             Selection::Found(1)
