@@ -1,5 +1,6 @@
 //! FHIR REST scope enforcement for a whole router; documented on [`ScopeEnforcement`].
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
@@ -54,8 +55,11 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   seen. Granular scopes count there only through the request's own query,
 ///   even with [`handler_applies_granular_filters`](Self::handler_applies_granular_filters),
 ///   whose filters would include the `patient/` scopes.
-///   Limiting other requests (`Observation/[id]`, other searches, conditional writes) to
-///   that patient's compartment is the handler's job.
+///   The same holds for the criteria of conditional writes (`DELETE Patient?_id=456`, an
+///   `If-None-Exist: patient=456`), histories and operations invoked by `GET`, and an
+///   operation on a population (`Patient/$everything`, any system-level operation) never
+///   counts `patient/` scopes. Limiting other requests (`Observation/[id]`, other
+///   searches and writes) to that patient's compartment is the handler's job.
 /// - **Operations** follow the [operation policy](ScopeEnforcement::operation_policy): by
 ///   default `$export` needs `s` (or v1 `read`) on every type in `_type` (all types without
 ///   it) plus `r` on `Group` for a group export, and every other operation is refused. A
@@ -218,7 +222,11 @@ impl ScopeEnforcement {
     /// Replaces the operation policy. The function gets the operation and the request's
     /// raw query string, and returns the requirements (an empty list allows any valid
     /// token) or `None` to refuse. Call [`default_operation_policy`] inside it to keep the
-    /// `$export` rules.
+    /// `$export` rules. The layer adds its own rules to what the policy returns: the query
+    /// of an operation invoked by `GET` needs scopes on the types it reaches, as a search's
+    /// does, and `patient/` scopes count neither for an operation on a population (a bulk
+    /// export, an operation of the Patient type or of the whole system) nor where the query
+    /// names another patient.
     ///
     /// ```
     /// use smart_auth::scopes::{Interaction, Requirement, ResourceType};
@@ -226,7 +234,8 @@ impl ScopeEnforcement {
     ///
     /// let enforcement = ScopeEnforcement::new().operation_policy(|operation, query| {
     ///     match operation.name.as_str() {
-    ///         // $everything on a Patient needs read on every type.
+    ///         // $everything needs read on every type; `patient/` scopes count only for
+    ///         // `Patient/[id]/$everything` of the patient in context.
     ///         "everything" => Some(vec![Requirement::new(Interaction::Read, ResourceType::Any)]),
     ///         _ => default_operation_policy(operation, query),
     ///     }
@@ -390,32 +399,44 @@ impl ScopeEnforcement {
                 }
             }
         };
-        // A conditional write searches with its query, a conditional create with its
-        // `If-None-Exist` criteria (some clients prefix them with `[type]?`).
-        let reached = match request {
+        // The criteria a request searches with: a search's or a conditional write's query,
+        // a history's, an operation's invoked by `GET` (by `POST` its parameters are in the
+        // body), and a conditional create's `If-None-Exist` (some clients prefix it with
+        // `[type]?`).
+        let criteria: Option<Cow<'_, str>> = match &request {
+            FhirRequest::ConditionalCreate { .. } => {
+                if_none_exist.map(|criteria| Cow::Owned(criteria.replace('?', "&")))
+            }
+            FhirRequest::Operation(_) if method == "POST" => None,
             FhirRequest::SearchType { .. }
             | FhirRequest::SearchCompartment { .. }
             | FhirRequest::SearchSystem { .. }
             | FhirRequest::ConditionalUpdate { .. }
             | FhirRequest::ConditionalPatch { .. }
-            | FhirRequest::ConditionalDelete { .. } => query.map(types_reached).unwrap_or_default(),
-            FhirRequest::ConditionalCreate { .. } => if_none_exist
-                .map(|criteria| types_reached(&criteria.replace('?', "&")))
-                .unwrap_or_default(),
-            _ => Vec::new(),
+            | FhirRequest::ConditionalDelete { .. }
+            | FhirRequest::HistoryInstance { .. }
+            | FhirRequest::HistoryType { .. }
+            | FhirRequest::HistorySystem
+            | FhirRequest::Operation(_) => query.map(Cow::Borrowed),
+            _ => None,
         };
+        let reached = criteria.as_deref().map(types_reached).unwrap_or_default();
         // `patient/` scopes reach the patient in context only: a path naming another Patient
-        // (the Patient itself or its compartment), or a search whose query names one, needs
-        // `user/` or `system/` scopes, and so does a bulk export, which reaches a population.
+        // (the Patient itself or its compartment), or criteria naming one, need `user/` or
+        // `system/` scopes, and so does an operation on a population: a bulk export, or
+        // any operation of the Patient type or the whole system (`Patient/$everything`).
         let other_patient = claims.patient().is_some_and(|in_context| {
             request
                 .named_patient()
                 .is_some_and(|named| named != in_context)
-                || query
-                    .is_some_and(|query| search_names_other_patient(&request, query, in_context))
+                || criteria.as_deref().is_some_and(|criteria| {
+                    search_names_other_patient(&request, criteria, in_context)
+                })
         });
-        let bulk_export =
-            matches!(&request, FhirRequest::Operation(operation) if operation.name == "export");
+        let bulk_export = matches!(&request, FhirRequest::Operation(operation)
+            if operation.name == "export"
+                || (operation.id.is_none()
+                    && operation.resource_type.as_deref().is_none_or(|name| name == "Patient")));
         let patient_scopes_count = !(other_patient || bulk_export);
         let without_patient_scopes;
         let scopes = if patient_scopes_count {
@@ -494,17 +515,19 @@ fn allows(
 
 /// What a search's query needs beyond its own type: `_include` brings back the resources
 /// it follows (`r` on the target type), `_revinclude` the resources that refer to the
-/// results (`s` on that type), `_has` and chained parameters search other types (`s` on
-/// each, a `_has` after a chain's `.` too), and `_list` reads a List (`r` on List). A type
-/// the query does not name (`_include=*`, `Observation:subject` without a target type, an
-/// untyped chain link `subject.name`) is every type, and so are the parameters whose reach
-/// the layer cannot tell: `_query` (a named query the server defines), `_filter` (an
-/// expression that may chain anywhere) and `_contained` other than `false` (which brings
-/// back the resources that contain the matches). The query is split at `;` as well as
-/// `&`, as some servers split it; parameter names are matched ignoring ASCII case and
-/// surrounding spaces, as a lenient server matches them; a name that does not decode
-/// strictly counts as reaching every type. Each requirement is listed once, however often
-/// the query repeats it.
+/// results (`s` on that type; each of a comma-separated list for both), `_has` and chained
+/// parameters search other types (`s` on each, a `_has` after a chain's `.` too, and a
+/// chained `_sort` key), `_list` reads a List (`r` on List) and `_in` a List, Group or
+/// CareTeam (`r` on each). A type the query does not name (`_include=*`,
+/// `Observation:subject` without a target type, an untyped chain link `subject.name`) is
+/// every type, and so are the parameters whose reach the layer cannot tell: `_query` (a
+/// named query the server defines), `_filter` (an expression that may chain anywhere),
+/// `_graph` (a GraphDefinition to follow) and `_contained` other than `false` (which
+/// brings back the resources that contain the matches). The query is split at `;` as well
+/// as `&`, as some servers split it; parameter names are matched ignoring ASCII case and
+/// surrounding spaces (a `+` among them), as a lenient server matches them; a name that
+/// does not decode strictly counts as reaching every type. Each requirement is listed
+/// once, however often the query repeats it.
 fn types_reached(query: &str) -> Vec<Requirement> {
     let mut seen = std::collections::HashSet::new();
     every_type_reached(query)
@@ -526,23 +549,29 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
     let mut reached = Vec::new();
     for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let Some(name) = percent_decode_strict(name) else {
+        // A `+` is a space to a form decoder, which a lenient server then trims.
+        let Some(name) = percent_decode_strict(&name.replace('+', " ")) else {
             reached.push(every_type());
             continue;
         };
         let name = name.trim();
-        // Only an include's value names a type; a bad escape there leaves it open.
+        // Only some values name types; a bad escape there leaves them open.
         let value = || percent_decode_strict(value).unwrap_or_default();
         let base = name.split(':').next().unwrap_or_default();
         if is_parameter(base, "_include") {
-            let value = value();
-            let target = value.split(':').nth(2).unwrap_or("*");
-            reached.push(named(Interaction::Read, target));
+            for include in value().split(',') {
+                let target = include.split(':').nth(2).unwrap_or("*");
+                reached.push(named(Interaction::Read, target));
+            }
         } else if is_parameter(base, "_revinclude") {
-            let value = value();
-            let source = value.split(':').next().unwrap_or("*");
-            reached.push(named(Interaction::SearchType, source));
-        } else if is_parameter(base, "_query") || is_parameter(base, "_filter") {
+            for include in value().split(',') {
+                let source = include.split(':').next().unwrap_or("*");
+                reached.push(named(Interaction::SearchType, source));
+            }
+        } else if ["_query", "_filter", "_graph"]
+            .iter()
+            .any(|parameter| is_parameter(base, parameter))
+        {
             reached.push(every_type());
         } else if is_parameter(base, "_contained") {
             if value().trim() != "false" {
@@ -550,25 +579,45 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
             }
         } else if is_parameter(base, "_list") {
             reached.push(named(Interaction::Read, "List"));
+        } else if is_parameter(base, "_in") {
+            for container in ["List", "Group", "CareTeam"] {
+                reached.push(named(Interaction::Read, container));
+            }
+        } else if is_parameter(base, "_sort") {
+            // A sort key may be a chain (`-subject:Patient.name`) on servers that allow it.
+            for key in value().split(',') {
+                chain_reach(key.trim().trim_start_matches('-'), &mut reached);
+            }
         } else {
-            // `_has:Type:reference:...`, possibly nested, and after a chain's `.` too
-            // (`subject:Patient._has:Group:member:_id`).
-            let mut parts = name.split([':', '.']);
-            while let Some(part) = parts.next() {
-                if is_parameter(part, "_has") {
-                    let searched = parts.next().unwrap_or("*");
-                    reached.push(named(Interaction::SearchType, searched));
-                }
-            }
-            // `reference[:Type].parameter...`: each link but the last names a type.
-            let links: Vec<&str> = name.split('.').collect();
-            for link in links.iter().take(links.len().saturating_sub(1)) {
-                let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
-                reached.push(named(Interaction::SearchType, target));
-            }
+            chain_reach(name, &mut reached);
         }
     }
     reached
+}
+
+/// What a parameter name (or a sort key) searches beyond its own type: `_has:Type:...`,
+/// possibly nested and after a chain's `.` too (`subject:Patient._has:Group:member:_id`),
+/// and each link of a chain but the last (`reference[:Type].parameter...`), `s` on the
+/// type named or on every type where none is.
+fn chain_reach(name: &str, reached: &mut Vec<Requirement>) {
+    let searched = |name: &str| {
+        let resource_type = match ResourceType::parse(name) {
+            Some(ResourceType::Named(name)) => ResourceType::Named(name),
+            _ => ResourceType::Any,
+        };
+        Requirement::new(Interaction::SearchType, resource_type)
+    };
+    let mut parts = name.split([':', '.']);
+    while let Some(part) = parts.next() {
+        if is_parameter(part, "_has") {
+            reached.push(searched(parts.next().unwrap_or("*")));
+        }
+    }
+    let links: Vec<&str> = name.split('.').collect();
+    for link in links.iter().take(links.len().saturating_sub(1)) {
+        let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
+        reached.push(searched(target));
+    }
 }
 
 /// Whether a query parameter's (decoded) name is `expected`, read as a lenient server reads
@@ -578,13 +627,15 @@ fn is_parameter(name: &str, expected: &str) -> bool {
     name.trim().eq_ignore_ascii_case(expected)
 }
 
-/// Whether a search's query may ask for another patient's data than `in_context`'s:
+/// Whether the criteria a request searches with (a search's query, a conditional write's,
+/// a history's or a `GET` operation's, a conditional create's `If-None-Exist`) may ask for
+/// another patient's data than `in_context`'s:
 /// - a `patient` or `subject` parameter (no modifier, or `:Patient`) whose value names
 ///   another Patient (`456`, `Patient/456`, `Patient/456/_history/2`, or an absolute URL
 ///   ending so; one of a comma-separated list is enough);
-/// - `_id` naming another id in a search of Patients (a system search counts as one
-///   unless its `_type` leaves Patient out), or `_id` with a modifier other than
-///   `:missing` there;
+/// - `_id` naming another id where Patients are searched (a search, conditional write,
+///   history or operation of the Patient type; a system search unless its `_type` leaves
+///   Patient out), or `_id` with a modifier other than `:missing` there;
 /// - a `patient` or `subject` parameter the layer cannot compare with the patient in
 ///   context: chained (`patient._id=`, `patient.identifier=`) or with another modifier
 ///   (`patient:identifier=`), which are read as naming another patient.
@@ -602,7 +653,13 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
                 .split(',')
                 .any(|name| matches!(name.trim(), "Patient" | "*" | ""))
         }),
-        _ => return false,
+        FhirRequest::ConditionalUpdate { resource_type }
+        | FhirRequest::ConditionalPatch { resource_type }
+        | FhirRequest::ConditionalDelete { resource_type }
+        | FhirRequest::ConditionalCreate { resource_type }
+        | FhirRequest::HistoryType { resource_type } => resource_type == "Patient",
+        FhirRequest::Operation(operation) => operation.resource_type.as_deref() == Some("Patient"),
+        _ => false,
     };
     let other = |reference: &str| {
         // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
@@ -617,7 +674,8 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         let id = segments.next().unwrap_or_default();
         let patient_reference = match segments.next() {
             None => true,
-            Some(resource_type) => resource_type == "Patient",
+            // In any case, as a case-insensitive server reads it.
+            Some(resource_type) => resource_type.eq_ignore_ascii_case("Patient"),
         };
         patient_reference && !id.is_empty() && id != in_context
     };
@@ -792,7 +850,7 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 31] = [
+        let cases: [(&str, &[&str]); 40] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
@@ -852,6 +910,23 @@ mod tests {
             ("_contained:x=", &["SearchType *"]),
             ("_contained=false", &[]),
             ("_list=42", &["Read List"]),
+            // A `+` is a space to a form decoder.
+            ("+_include=Observation:subject:Patient", &["Read Patient"]),
+            ("_query+=x", &["SearchType *"]),
+            // Comma-separated includes, R5's `_in` and `_graph`, chained sort keys.
+            (
+                "_revinclude=Provenance:target,AuditEvent:entity",
+                &["SearchType Provenance", "SearchType AuditEvent"],
+            ),
+            (
+                "_include=Observation:subject:Patient,Observation:performer:Practitioner",
+                &["Read Patient", "Read Practitioner"],
+            ),
+            ("_in=Group/1", &["Read List", "Read Group", "Read CareTeam"]),
+            ("_graph=x", &["SearchType *"]),
+            ("_sort=-subject:Patient.name,date", &["SearchType Patient"]),
+            ("_sort=subject.name", &["SearchType *"]),
+            ("_sort=-date,code", &[]),
             ("_List=%24current-problems", &["Read List"]),
             ("has=1&x_has:Group:member:_id=1", &[]),
             ("name:_has=1", &["SearchType *"]),

@@ -346,24 +346,38 @@ impl Classifier {
         }
     }
 
-    /// Checks a type segment against the shape and the allowed list.
+    /// Checks a type segment against the shape and the allowed list. A compartment type
+    /// or `Group` in another case (`PATIENT`) is no type: a case-insensitive server would
+    /// read it as the type whose rules (the patient in context, group exports) are matched
+    /// exactly.
     fn resource_type(&self, segment: &str) -> Option<String> {
         let allowed = self
             .allowed_types
             .as_ref()
             .is_none_or(|types| types.iter().any(|allowed| allowed == segment));
-        (is_resource_type_name(segment) && allowed).then(|| segment.to_owned())
+        let miscased = COMPARTMENTS
+            .iter()
+            .chain(&["Group"])
+            .any(|name| name.eq_ignore_ascii_case(segment) && *name != segment);
+        (is_resource_type_name(segment) && allowed && !miscased).then(|| segment.to_owned())
     }
 }
 
 /// FHIR's compartment types (R4 and R5): `[base]/[compartment]/[id]/[type]` searches in
 /// one of them.
 fn is_compartment(segment: &str) -> bool {
-    matches!(
-        segment,
-        "Patient" | "Encounter" | "RelatedPerson" | "Practitioner" | "Device" | "EpisodeOfCare"
-    )
+    COMPARTMENTS.contains(&segment)
 }
+
+/// The compartment types of [`is_compartment`].
+const COMPARTMENTS: [&str; 6] = [
+    "Patient",
+    "Encounter",
+    "RelatedPerson",
+    "Practitioner",
+    "Device",
+    "EpisodeOfCare",
+];
 
 /// Why a path cannot be read one way only (see [`Classifier`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1112,6 +1126,21 @@ mod tests {
             ),
             // Not FHIR REST.
             ("GET", "/", Classified::NotFhir),
+            // A compartment type or Group in another case is no type.
+            ("GET", "/PATIENT/456", Classified::NotFhir),
+            ("GET", "/PAtient/456/_history", Classified::NotFhir),
+            (
+                "GET",
+                "/Patient/456/OBSERVATION",
+                fhir(SearchCompartment {
+                    compartment: "Patient".into(),
+                    id: "456".into(),
+                    resource_type: Some("OBSERVATION".into()),
+                    via_post: false,
+                }),
+            ),
+            ("GET", "/EnCounter/1/Observation", Classified::NotFhir),
+            ("GET", "/GROUP/g1/$export", Classified::NotFhir),
             ("GET", "", Classified::NotFhir),
             ("DELETE", "/", Classified::NotFhir),
             ("PUT", "/Patient", Classified::NotFhir),

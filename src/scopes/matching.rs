@@ -248,8 +248,8 @@ impl ScopeSet {
     /// them (`category=laboratory&category=vital-signs`, or `CATEGORY=vital-signs` beside
     /// it, would be read by some servers as the second alone). Other parameters only narrow a FHIR search, so they may be
     /// present; but a query that could bring back resources
-    /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained` or
-    /// `_query`, in any case. A query that holds any pair whose text is ambiguous to decode (a `+`, a `;`,
+    /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained`,
+    /// `_query` or `_graph`, in any case. A query that holds any pair whose text is ambiguous to decode (a `+`, a `;`,
     /// a bad `%` escape, bytes that are not UTF-8) carries no filter at all: the whole query
     /// is refused, not only that pair.
     ///
@@ -442,7 +442,7 @@ fn widens_results(name: &str) -> bool {
     let base = name.split_once(':').map_or(name, |(base, _)| base);
     matches!(
         lenient_name(base).as_str(),
-        "_include" | "_revinclude" | "_contained" | "_query"
+        "_include" | "_revinclude" | "_contained" | "_query" | "_graph"
     )
 }
 
@@ -903,6 +903,7 @@ mod tests {
                 false,
             ),
             ("Observation", Some("code=a,b&_Contained=true"), false),
+            ("Observation", Some("code=a,b&_graph=x"), false),
             ("Observation", Some("code=a,b&x=1+2"), false),
             ("Observation", Some("code=a,b&x=%zz"), false),
             ("Observation", Some("code=a,b&x=%FF"), false),

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::routing::{any, get};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use smart_auth::scopes::{Interaction, SearchConstraints};
+use smart_auth::scopes::{Interaction, Requirement, ResourceType, SearchConstraints};
 use smart_auth::{AuthError, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims};
 
 use crate::support::{Answer, issuer, serve};
@@ -745,6 +745,9 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Observation?patient=Patient/123/"),
         ("GET", "/fhir/Patient?_id:missing=false"),
         ("GET", "/fhir/Observation?subject=Group/9"),
+        // Conditional writes whose criteria name the patient in context.
+        ("PUT", "/fhir/Patient?_id=123"),
+        ("DELETE", "/fhir/Patient?_id=123&active=true"),
         // Not named by the path or the query: limiting these is the handler's job.
         ("GET", "/fhir/Observation/456"),
         ("GET", "/fhir/Observation?code=x"),
@@ -771,6 +774,16 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("DELETE", "/fhir/Patient/456"),
         ("GET", "/fhir/Patient/456/Observation"),
         ("GET", "/fhir/Patient/456/Observation?patient=123"),
+        // Conditional writes and histories whose criteria name another patient.
+        ("PUT", "/fhir/Patient?_id=456"),
+        ("PATCH", "/fhir/Patient?_id:not=123"),
+        ("DELETE", "/fhir/Patient?_id=456"),
+        ("DELETE", "/fhir/Patient?_ID=456"),
+        ("GET", "/fhir/Patient/_history?_id=456"),
+        // A reference or a type in another case, as a case-insensitive server reads it.
+        ("GET", "/fhir/Observation?subject=PATIENT/456"),
+        ("GET", "/fhir/PATIENT/456"),
+        ("GET", "/fhir/paTient/456/_history"),
         ("GET", "/fhir/Patient/456/Observation/_search"),
         ("POST", "/fhir/Patient/456/Observation/_search"),
         ("GET", "/fhir/Patient/456/*"),
@@ -853,6 +866,30 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         None,
         "user/ read does not allow deleting another patient",
     );
+    // A conditional create whose `If-None-Exist` names another patient tells whether that
+    // patient has such a resource.
+    for (criteria, expected) in [
+        ("_id=456", StatusCode::FORBIDDEN),
+        ("Patient?_id=456", StatusCode::FORBIDDEN),
+        ("_id=123", StatusCode::OK),
+    ] {
+        let token = app
+            .issuer
+            .token()
+            .without("scope")
+            .claim("scope", json!(full))
+            .claim("patient", json!("123"))
+            .sign();
+        let response = app
+            .http
+            .post(format!("{}/fhir/Patient", app.url))
+            .bearer_auth(token)
+            .header("If-None-Exist", criteria)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{criteria}");
+    }
     // The refusal for a missing type still names the scope that is missing.
     let answer = app
         .call("GET", "/fhir/Patient/123/Condition", &patient_123(full))
@@ -862,6 +899,60 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         "patient/Condition.s",
         "missing type in the compartment",
     );
+}
+
+/// An operation on a population (the Patient type, the whole system) reaches every patient:
+/// `patient/` scopes never allow it, whatever a custom policy asks; on the patient in
+/// context they do. The query of a `GET` operation is checked as a search's.
+#[tokio::test]
+async fn patient_scopes_never_allow_an_operation_on_a_population() {
+    let enforcement = ScopeEnforcement::new().operation_policy(|operation, query| match operation
+        .name
+        .as_str()
+    {
+        "everything" | "lastn" => {
+            Some(vec![Requirement::new(Interaction::Read, ResourceType::Any)])
+        }
+        _ => smart_auth::default_operation_policy(operation, query),
+    });
+    let app = scoped_app(enforcement).await;
+    let with = |scope: &str| [("scope", json!(scope)), ("patient", json!("123"))];
+    for path in [
+        "/fhir/Patient/$everything",
+        "/fhir/$everything",
+        "/fhir/Patient/456/$everything",
+        "/fhir/Observation/$lastn?patient=456",
+        "/fhir/Observation/$lastn?subject=Patient/456",
+    ] {
+        let answer = app.call("GET", path, &with("patient/*.rs")).await;
+        app.assert_refused(&answer, None, path);
+        let answer = app.call("GET", path, &with("patient/*.rs user/*.rs")).await;
+        assert_ne!(answer.status, StatusCode::FORBIDDEN, "{path}: {answer:?}");
+    }
+    for path in [
+        "/fhir/Patient/123/$everything",
+        "/fhir/Observation/$lastn?patient=123",
+    ] {
+        let answer = app.call("GET", path, &with("patient/*.rs")).await;
+        assert_ne!(answer.status, StatusCode::FORBIDDEN, "{path}: {answer:?}");
+    }
+    // What a `GET` operation's query reaches needs its scopes, as in a search.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Observation/$lastn?_revinclude=Provenance:target",
+            &[("scope", json!("system/*.r"))],
+        )
+        .await;
+    app.assert_denied(&answer, "system/Provenance.s", "operation query");
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Observation/$lastn?code=x",
+            &[("scope", json!("system/*.r"))],
+        )
+        .await;
+    assert_ne!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
 }
 
 /// A bulk export reaches a population: `patient/` scopes never allow one, whatever their
