@@ -8,7 +8,7 @@ use http::HeaderName;
 
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
-use crate::form::percent_decode_strict;
+use crate::form::{is_parameter, lenient_parameter_name, percent_decode_strict};
 use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, Context, FhirRequest, Interaction, Operation, Requirement,
@@ -107,8 +107,11 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// (`_include=*`, `Observation:subject` without a target, `subject.name`) is every type,
 /// and so are `_query`, `_filter` and `_contained` (other than `false`), whose reach the
 /// layer cannot tell. Parameter names are matched as a lenient server matches them,
-/// ignoring ASCII case and surrounding spaces (`_HAS` counts as `_has`). Parameters in a
-/// `POST _search` body are not seen: the handler checks them.
+/// ignoring ASCII case and the spaces and control characters around them (`_HAS` counts as
+/// `_has`); a name holding a control character or a character beyond ASCII, which no FHIR
+/// parameter holds, may mean anything and counts as reaching every type (and as naming
+/// another patient). Parameters in a `POST _search` body are not seen: the handler checks
+/// them.
 ///
 /// The base path is the path of the layer's [FHIR base](crate::SmartAuthBuilder::fhir_base),
 /// as clients send it: the full request path. Inside an axum
@@ -400,14 +403,11 @@ impl ScopeEnforcement {
             }
         };
         // The criteria a request searches with: a search's or a conditional write's query,
-        // a history's, an operation's invoked by `GET` (by `POST` its parameters are in the
-        // body), and a conditional create's `If-None-Exist` (some clients prefix it with
-        // `[type]?`).
-        let criteria: Option<Cow<'_, str>> = match &request {
-            FhirRequest::ConditionalCreate { .. } => {
-                if_none_exist.map(|criteria| Cow::Owned(criteria.replace('?', "&")))
-            }
-            FhirRequest::Operation(_) if method == "POST" => None,
+        // a history's, an operation's (invoked by `POST`, its parameters are in the body,
+        // but a server may read a query beside them), and a conditional create's
+        // `If-None-Exist`.
+        let criteria: Option<&str> = match &request {
+            FhirRequest::ConditionalCreate { .. } => if_none_exist,
             FhirRequest::SearchType { .. }
             | FhirRequest::SearchCompartment { .. }
             | FhirRequest::SearchSystem { .. }
@@ -417,10 +417,10 @@ impl ScopeEnforcement {
             | FhirRequest::HistoryInstance { .. }
             | FhirRequest::HistoryType { .. }
             | FhirRequest::HistorySystem
-            | FhirRequest::Operation(_) => query.map(Cow::Borrowed),
+            | FhirRequest::Operation(_) => query,
             _ => None,
         };
-        let reached = criteria.as_deref().map(types_reached).unwrap_or_default();
+        let reached = criteria.map(types_reached).unwrap_or_default();
         // `patient/` scopes reach the patient in context only: a path naming another Patient
         // (the Patient itself or its compartment), or criteria naming one, need `user/` or
         // `system/` scopes, and so does an operation on a population: a bulk export, or
@@ -429,15 +429,15 @@ impl ScopeEnforcement {
             request
                 .named_patient()
                 .is_some_and(|named| named != in_context)
-                || criteria.as_deref().is_some_and(|criteria| {
+                || criteria.is_some_and(|criteria| {
                     search_names_other_patient(&request, criteria, in_context)
                 })
         });
-        let bulk_export = matches!(&request, FhirRequest::Operation(operation)
-            if operation.name == "export"
+        let population_operation = matches!(&request, FhirRequest::Operation(operation)
+            if operation.name.eq_ignore_ascii_case("export")
                 || (operation.id.is_none()
                     && operation.resource_type.as_deref().is_none_or(|name| name == "Patient")));
-        let patient_scopes_count = !(other_patient || bulk_export);
+        let patient_scopes_count = !(other_patient || population_operation);
         let without_patient_scopes;
         let scopes = if patient_scopes_count {
             claims.scope_set()
@@ -538,35 +538,33 @@ fn types_reached(query: &str) -> Vec<Requirement> {
 
 /// [`types_reached`], repeats included.
 fn every_type_reached(query: &str) -> Vec<Requirement> {
-    let named = |interaction, name: &str| {
-        let resource_type = match ResourceType::parse(name) {
-            Some(ResourceType::Named(name)) => ResourceType::Named(name),
-            _ => ResourceType::Any,
-        };
-        Requirement::new(interaction, resource_type)
-    };
     let every_type = || Requirement::new(Interaction::SearchType, ResourceType::Any);
     let mut reached = Vec::new();
     for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         // A `+` is a space to a form decoder, which a lenient server then trims.
-        let Some(name) = percent_decode_strict(&name.replace('+', " ")) else {
+        let name = if name.contains('+') {
+            Cow::Owned(name.replace('+', " "))
+        } else {
+            Cow::Borrowed(name)
+        };
+        let decoded = percent_decode_strict(&name);
+        let Some(name) = decoded.as_deref().and_then(lenient_parameter_name) else {
             reached.push(every_type());
             continue;
         };
-        let name = name.trim();
         // Only some values name types; a bad escape there leaves them open.
         let value = || percent_decode_strict(value).unwrap_or_default();
         let base = name.split(':').next().unwrap_or_default();
         if is_parameter(base, "_include") {
             for include in value().split(',') {
                 let target = include.split(':').nth(2).unwrap_or("*");
-                reached.push(named(Interaction::Read, target));
+                reached.push(requirement_on(Interaction::Read, target));
             }
         } else if is_parameter(base, "_revinclude") {
             for include in value().split(',') {
                 let source = include.split(':').next().unwrap_or("*");
-                reached.push(named(Interaction::SearchType, source));
+                reached.push(requirement_on(Interaction::SearchType, source));
             }
         } else if ["_query", "_filter", "_graph"]
             .iter()
@@ -578,10 +576,20 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
                 reached.push(every_type());
             }
         } else if is_parameter(base, "_list") {
-            reached.push(named(Interaction::Read, "List"));
+            reached.push(requirement_on(Interaction::Read, "List"));
         } else if is_parameter(base, "_in") {
-            for container in ["List", "Group", "CareTeam"] {
-                reached.push(named(Interaction::Read, container));
+            // `_in=Group/1` names its container's type; an id alone may be any of them.
+            const CONTAINERS: [&str; 3] = ["List", "Group", "CareTeam"];
+            for reference in value().split(',') {
+                match reference.trim().split_once('/') {
+                    Some((container, _)) if CONTAINERS.contains(&container) => {
+                        reached.push(requirement_on(Interaction::Read, container));
+                    }
+                    Some(_) => reached.push(requirement_on(Interaction::Read, "*")),
+                    None => reached.extend(
+                        CONTAINERS.map(|container| requirement_on(Interaction::Read, container)),
+                    ),
+                }
             }
         } else if is_parameter(base, "_sort") {
             // A sort key may be a chain (`-subject:Patient.name`) on servers that allow it.
@@ -595,18 +603,21 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
     reached
 }
 
+/// `interaction` on the type `name`, or on every type when `name` is no type name.
+fn requirement_on(interaction: Interaction, name: &str) -> Requirement {
+    let resource_type = match ResourceType::parse(name) {
+        Some(ResourceType::Named(name)) => ResourceType::Named(name),
+        _ => ResourceType::Any,
+    };
+    Requirement::new(interaction, resource_type)
+}
+
 /// What a parameter name (or a sort key) searches beyond its own type: `_has:Type:...`,
 /// possibly nested and after a chain's `.` too (`subject:Patient._has:Group:member:_id`),
 /// and each link of a chain but the last (`reference[:Type].parameter...`), `s` on the
 /// type named or on every type where none is.
 fn chain_reach(name: &str, reached: &mut Vec<Requirement>) {
-    let searched = |name: &str| {
-        let resource_type = match ResourceType::parse(name) {
-            Some(ResourceType::Named(name)) => ResourceType::Named(name),
-            _ => ResourceType::Any,
-        };
-        Requirement::new(Interaction::SearchType, resource_type)
-    };
+    let searched = |name: &str| requirement_on(Interaction::SearchType, name);
     let mut parts = name.split([':', '.']);
     while let Some(part) = parts.next() {
         if is_parameter(part, "_has") {
@@ -618,13 +629,6 @@ fn chain_reach(name: &str, reached: &mut Vec<Requirement>) {
         let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
         reached.push(searched(target));
     }
-}
-
-/// Whether a query parameter's (decoded) name is `expected`, read as a lenient server reads
-/// it: ignoring ASCII case and surrounding spaces. The rules that add requirements for a
-/// parameter match it so, since a server that matches names exactly ignores the variant.
-fn is_parameter(name: &str, expected: &str) -> bool {
-    name.trim().eq_ignore_ascii_case(expected)
 }
 
 /// Whether the criteria a request searches with (a search's query, a conditional write's,
@@ -649,9 +653,10 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
             resource_type.as_deref() == Some("Patient")
         }
         FhirRequest::SearchSystem { .. } => type_parameter(query).is_none_or(|types| {
-            types
-                .split(',')
-                .any(|name| matches!(name.trim(), "Patient" | "*" | ""))
+            types.split(',').any(|name| {
+                let name = name.trim_matches(|c: char| c <= ' ');
+                name.eq_ignore_ascii_case("Patient") || matches!(name, "*" | "")
+            })
         }),
         FhirRequest::ConditionalUpdate { resource_type }
         | FhirRequest::ConditionalPatch { resource_type }
@@ -680,29 +685,37 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         patient_reference && !id.is_empty() && id != in_context
     };
     both_readings(query).any(|(name, value)| {
+        // A name no one can tell the meaning of may be any of these.
+        let Some(name) = lenient_parameter_name(&name) else {
+            return true;
+        };
         let (link, chained) = name
             .split_once('.')
-            .map_or((name.as_str(), false), |(link, _)| (link, true));
+            .map_or((name, false), |(link, _)| (link, true));
         let (base, modifier) = link
             .split_once(':')
             .map_or((link, None), |(base, modifier)| (base, Some(modifier)));
-        let base = base.trim().to_ascii_lowercase();
-        match base.as_str() {
-            "patient" | "subject" => {
-                let plain = modifier.is_none_or(|modifier| modifier == "Patient");
-                match (chained, plain) {
-                    // A chain through a Patient reference (`subject:Group.name=x` reaches
-                    // no patient).
-                    (true, plain) => plain,
-                    (false, true) => value.split(',').any(other),
-                    (false, false) => modifier != Some("missing"),
+        let is_patient = |name: &str| name.eq_ignore_ascii_case("Patient");
+        if is_parameter(base, "patient") || is_parameter(base, "subject") {
+            match (chained, modifier) {
+                // A chain reaches a patient unless its type modifier names another type
+                // (`subject:Group.name=x`).
+                (true, None) => true,
+                (true, Some(target)) => {
+                    is_patient(target)
+                        || !matches!(ResourceType::parse(target), Some(ResourceType::Named(_)))
                 }
+                (false, None) => value.split(',').any(other),
+                (false, Some(target)) if is_patient(target) => value.split(',').any(other),
+                (false, Some(modifier)) => modifier != "missing",
             }
-            "_id" if searches_patients && !chained => match modifier {
+        } else if is_parameter(base, "_id") && searches_patients && !chained {
+            match modifier {
                 None => value.split(',').any(other),
                 Some(modifier) => modifier != "missing",
-            },
-            _ => false,
+            }
+        } else {
+            false
         }
     })
 }
@@ -716,7 +729,7 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
     for value in headers.get_all(IF_NONE_EXIST) {
         let joined = criteria.get_or_insert_with(String::new);
         joined.push('&');
-        for &byte in value.as_bytes() {
+        for &byte in without_type_prefix(value.as_bytes()) {
             if byte.is_ascii() {
                 joined.push(char::from(byte));
             } else {
@@ -726,6 +739,18 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
         }
     }
     criteria
+}
+
+/// Search criteria without the `[type]?` some clients write before them
+/// (`Patient?identifier=x`, as in a `_typeFilter`), which servers drop: the part before the
+/// first `?` when it is a run of ASCII letters and digits, else the whole.
+fn without_type_prefix(criteria: &[u8]) -> &[u8] {
+    match criteria.iter().position(|&byte| byte == b'?') {
+        Some(end) if end > 0 && criteria[..end].iter().all(u8::is_ascii_alphanumeric) => {
+            &criteria[end + 1..]
+        }
+        _ => criteria,
+    }
 }
 
 /// A 403 without a scope hint: no scope would allow the request.
@@ -775,13 +800,44 @@ pub fn default_operation_policy(
 /// resources, but a `_has` or chained parameter in it searches other types (exporting the
 /// patients who have some Observation tells which have it), and a result parameter such as
 /// `_include`, which the Bulk Data IG forbids there, would bring them back. Each query is
-/// read as [`types_reached`] reads a search. The IG's older comma-separated form
-/// (`Observation?code=x,Condition?_has:...`) is split at `,` and `?` too, which can only
-/// find more.
+/// read as [`types_reached`] reads a search, the IG's older comma-separated form too
+/// ([`type_filter_queries`]).
 fn type_filters_reach(query: &str) -> Vec<Requirement> {
-    both_readings(query)
-        .filter(|(name, _)| is_parameter(name, "_typeFilter"))
-        .flat_map(|(_, filter)| types_reached(&filter.replace([',', '?'], "&")))
+    let mut reached = Vec::new();
+    for (name, filter) in both_readings(query) {
+        if lenient_parameter_name(&name).is_none() {
+            // A name no one can tell the meaning of may be a `_typeFilter`.
+            reached.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
+        } else if is_parameter(&name, "_typeFilter") {
+            for criteria in type_filter_queries(&filter) {
+                reached.extend(types_reached(criteria));
+            }
+        }
+    }
+    reached
+}
+
+/// The queries of a `_typeFilter` value, each without its `[type]?`: one, or several in
+/// the older comma-separated form (`Observation?code=x,Condition?_has:...`). A comma starts
+/// another query only where a `[type]?` follows it, so that commas in values
+/// (`code=http://loinc.org|1-8,http://loinc.org|2-9`) stay in their query.
+fn type_filter_queries(filter: &str) -> Vec<&str> {
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for piece in filter.split(',') {
+        if offset > 0 && without_type_prefix(piece.as_bytes()).len() < piece.len() {
+            starts.push(offset);
+        }
+        offset += piece.len() + 1;
+    }
+    starts.push(filter.len() + 1);
+    starts
+        .windows(2)
+        .map(|bounds| {
+            let query = &filter[bounds[0]..bounds[1] - 1];
+            let prefix = query.len() - without_type_prefix(query.as_bytes()).len();
+            &query[prefix..]
+        })
         .collect()
 }
 
@@ -790,7 +846,10 @@ fn type_filters_reach(query: &str) -> Vec<Requirement> {
 /// value (`_`-prefixed custom ones) data of unknown types, so every type.
 fn associated_data(query: &str) -> Vec<Requirement> {
     both_readings(query)
-        .filter(|(name, _)| is_parameter(name, "includeAssociatedData"))
+        .filter(|(name, _)| {
+            // A name no one can tell the meaning of may be this one.
+            lenient_parameter_name(name).is_none() || is_parameter(name, "includeAssociatedData")
+        })
         .flat_map(|(_, value)| {
             value
                 .split(',')
@@ -813,8 +872,13 @@ fn associated_data(query: &str) -> Vec<Requirement> {
 /// server reading the query that way exports every type (`?_since=x;_type=Patient` has no
 /// `_type` for a server that splits at `&` only, `?_TYPE=Patient` none for a server that
 /// matches names exactly); else the values of every reading, names matched ignoring case
-/// too (`_type=Patient&_TYPE=Group` is Patient and Group to a lenient server).
+/// too (`_type=Patient&_TYPE=Group` is Patient and Group to a lenient server). A name no
+/// one can tell the meaning of ([`lenient_parameter_name`]) may be a `_type` that says
+/// anything: `None` too.
 fn type_parameter(query: &str) -> Option<String> {
+    if both_readings(query).any(|(name, _)| lenient_parameter_name(&name).is_none()) {
+        return None;
+    }
     let names_type_exactly = |(name, _): &(String, String)| name == "_type";
     if !crate::form::pairs(query).any(|pair| names_type_exactly(&pair))
         || !crate::form::pairs_split_at_semicolons_too(query).any(|pair| names_type_exactly(&pair))
@@ -850,7 +914,7 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 40] = [
+        let cases: [(&str, &[&str]); 46] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
@@ -922,11 +986,23 @@ mod tests {
                 "_include=Observation:subject:Patient,Observation:performer:Practitioner",
                 &["Read Patient", "Read Practitioner"],
             ),
-            ("_in=Group/1", &["Read List", "Read Group", "Read CareTeam"]),
             ("_graph=x", &["SearchType *"]),
             ("_sort=-subject:Patient.name,date", &["SearchType Patient"]),
             ("_sort=subject.name", &["SearchType *"]),
             ("_sort=-date,code", &[]),
+            // Control characters around a name are trimmed as spaces are (Java's `trim`);
+            // inside it, and characters beyond ASCII: no one can tell.
+            ("%00_has:Group:member:_id=1", &["SearchType Group"]),
+            (
+                "%01_include%1F=Observation:subject:Patient",
+                &["Read Patient"],
+            ),
+            ("_h%00as:Group:member:_id=1", &["SearchType *"]),
+            ("_ha%C5%BF:Group:member:_id=1", &["SearchType *"]),
+            ("%C2%A0name=x", &["SearchType *"]),
+            // `_in` with a typed reference reads that container only.
+            ("_in=Group/1", &["Read Group"]),
+            ("_in=1", &["Read List", "Read Group", "Read CareTeam"]),
             ("_List=%24current-problems", &["Read List"]),
             ("has=1&x_has:Group:member:_id=1", &[]),
             ("name:_has=1", &["SearchType *"]),
@@ -970,11 +1046,46 @@ mod tests {
         // A name in another case: a server matching names exactly sees no `_type`, a
         // lenient one sees its value too.
         assert_eq!(type_parameter("_TYPE=Patient"), None);
+        assert_eq!(
+            type_parameter("_type=Patient&%00_type=Group"),
+            Some("Patient,Group".into())
+        );
+        assert_eq!(type_parameter("_type=Patient&_ty%00pe=Group"), None);
+        assert_eq!(type_parameter("_type=Patient&_%C5%BFince=x"), None);
         assert_eq!(type_parameter("%20_type=Patient"), None);
         assert_eq!(
             type_parameter("_type=Patient&_Type=Group"),
             Some("Patient,Group".into())
         );
+    }
+
+    #[test]
+    fn type_filter_queries_split_where_a_type_follows_a_comma() {
+        let cases: [(&str, &[&str]); 6] = [
+            ("Patient?name=x", &["name=x"]),
+            (
+                "Observation?code=http://loinc.org|1-8,http://loinc.org|2-9",
+                &["code=http://loinc.org|1-8,http://loinc.org|2-9"],
+            ),
+            (
+                "Patient?name=x,Patient?_has:Encounter:patient:class=IMP",
+                &["name=x", "_has:Encounter:patient:class=IMP"],
+            ),
+            (
+                "name=x,patient?_has:Group:member:_id=1",
+                &["name=x", "_has:Group:member:_id=1"],
+            ),
+            (
+                "identifier=http://h.org/ids?v.2|1",
+                &["identifier=http://h.org/ids?v.2|1"],
+            ),
+            ("", &[""]),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(type_filter_queries(filter), expected, "{filter}");
+        }
+        // A `?` inside a value is no chain.
+        assert!(types_reached("identifier=http://h.org/ids?v.2|1").is_empty());
     }
 
     #[test]

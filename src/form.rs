@@ -28,6 +28,25 @@ pub(crate) fn pairs_split_at_semicolons_too(
     text.split(';').flat_map(pairs)
 }
 
+/// A decoded query parameter name as a lenient server may read it: without the characters a
+/// trimming reader drops around it (every character up to the space, as Java's
+/// `String.trim` drops them), or `None` when what is left holds a control character or a
+/// character beyond ASCII. No FHIR parameter name holds one, and readers that fold case
+/// beyond ASCII match some of them with ASCII letters (`ſ` with `s`, `ı` with `i`), so the
+/// layer cannot tell what such a name means to the server.
+pub(crate) fn lenient_parameter_name(name: &str) -> Option<&str> {
+    let name = name.trim_matches(|c: char| c <= ' ');
+    name.bytes().all(|b| b.is_ascii_graphic()).then_some(name)
+}
+
+/// Whether a decoded query parameter name, read as [`lenient_parameter_name`] reads it, is
+/// `expected` ignoring ASCII case (`_HAS`, ` _has` and `_has` are one name to a lenient
+/// server). Rules that add requirements for a parameter match it so: a server that matches
+/// names exactly ignores the variant.
+pub(crate) fn is_parameter(name: &str, expected: &str) -> bool {
+    lenient_parameter_name(name).is_some_and(|name| name.eq_ignore_ascii_case(expected))
+}
+
 /// Decodes every `%XX` escape (either case of hex digit) once; a `+` stays a `+`. `None` for
 /// a bad escape or a result that is not UTF-8.
 pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {

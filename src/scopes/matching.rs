@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Context, Permissions, ResourceScope, ResourceType, ScopeSet};
-use crate::form::percent_decode_strict;
+use crate::form::{is_parameter, lenient_parameter_name, percent_decode_strict};
 
 /// A FHIR REST interaction that SMART permission letters cover. New interactions may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -246,11 +246,13 @@ impl ScopeSet {
     /// filter, with the same name and exactly the same value, and no other value for those
     /// names, counted ignoring ASCII case and surrounding spaces as a lenient server counts
     /// them (`category=laboratory&category=vital-signs`, or `CATEGORY=vital-signs` beside
-    /// it, would be read by some servers as the second alone). Other parameters only narrow a FHIR search, so they may be
-    /// present; but a query that could bring back resources
+    /// it, would be read by some servers as the second alone). Other parameters only narrow
+    /// a FHIR search, so they may be present; but a query that could bring back resources
     /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained`,
-    /// `_query` or `_graph`, in any case. A query that holds any pair whose text is ambiguous to decode (a `+`, a `;`,
-    /// a bad `%` escape, bytes that are not UTF-8) carries no filter at all: the whole query
+    /// `_query` or `_graph` in any case, or with a parameter name holding a control
+    /// character or a character beyond ASCII. A query that holds any pair whose text is
+    /// ambiguous to decode (a `+`, a `;`, a bad `%` escape, bytes that are not UTF-8)
+    /// carries no filter at all: the whole query
     /// is refused, not only that pair.
     ///
     /// ```
@@ -436,20 +438,23 @@ impl ScopeSet {
     }
 }
 
-/// Parameter names (before any `:modifier`, matched as [`lenient_name`] reads them) that can
-/// add resources a filter would not match.
+/// Parameter names (before any `:modifier`, matched as a lenient server matches them) that
+/// can add resources a filter would not match, or that no one can tell the meaning of (a
+/// control character or a character beyond ASCII in them).
 fn widens_results(name: &str) -> bool {
     let base = name.split_once(':').map_or(name, |(base, _)| base);
-    matches!(
-        lenient_name(base).as_str(),
-        "_include" | "_revinclude" | "_contained" | "_query" | "_graph"
-    )
+    lenient_parameter_name(base).is_none()
+        || ["_include", "_revinclude", "_contained", "_query", "_graph"]
+            .iter()
+            .any(|parameter| is_parameter(base, parameter))
 }
 
-/// A parameter name as a lenient server matches it: without surrounding spaces, in ASCII
-/// lower case.
+/// A parameter name as a lenient server matches it ([`lenient_parameter_name`]), in ASCII
+/// lower case; [`widens_results`] has refused the names it cannot read.
 fn lenient_name(name: &str) -> String {
-    name.trim().to_ascii_lowercase()
+    lenient_parameter_name(name)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
 }
 
 /// Splits a raw query string into decoded pairs, or `None` when some pair is ambiguous: a `+`
@@ -904,6 +909,8 @@ mod tests {
             ),
             ("Observation", Some("code=a,b&_Contained=true"), false),
             ("Observation", Some("code=a,b&_graph=x"), false),
+            ("Observation", Some("code=a,b&%00code=c"), false),
+            ("Observation", Some("code=a,b&c%C5%BFde=c"), false),
             ("Observation", Some("code=a,b&x=1+2"), false),
             ("Observation", Some("code=a,b&x=%zz"), false),
             ("Observation", Some("code=a,b&x=%FF"), false),

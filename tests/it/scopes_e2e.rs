@@ -452,8 +452,9 @@ async fn operations_follow_the_policy() {
     ] {
         app.assert_export_refused(query, hint).await;
     }
-    // Filters on the exported types alone need nothing more.
+    // Filters on the exported types alone need nothing more, commas in values included.
     for query in [
+        "_type=Observation&_typeFilter=Observation%3Fcode%3Dhttp://loinc.org%7C1-8,http://loinc.org%7C2-9",
         "_type=Patient&_typeFilter=Patient%3Factive%3Dtrue",
         "_type=Patient&_typeFilter=Patient%3Fbirthdate%3Dge2000%26gender%3Dfemale,Patient%3Fname%3Dx",
         "_type=Patient,Observation&_typeFilter=Observation%3Fcategory%3Dlaboratory%26patient%3D1",
@@ -815,9 +816,15 @@ async fn conditional_writes_need_the_types_their_criteria_search() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // Criteria that stay in the type need nothing more.
-    let answer = create(&["identifier=http://h|1"], "system/Observation.cs").await;
-    assert_eq!(answer, (StatusCode::OK, None));
+    // Criteria that stay in the type need nothing more, a `?` in a value included.
+    for criteria in [
+        &["identifier=http://h|1"][..],
+        &["Observation?identifier=http://h.org/ids?v.2|1"],
+        &["identifier=http://h.org/ids?v.2|1"],
+    ] {
+        let answer = create(criteria, "system/Observation.cs").await;
+        assert_eq!(answer, (StatusCode::OK, None), "{criteria:?}");
+    }
     // A parameter name that is not UTF-8 reaches every type.
     let response = app
         .http

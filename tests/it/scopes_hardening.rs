@@ -782,6 +782,10 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Patient/_history?_id=456"),
         // A reference or a type in another case, as a case-insensitive server reads it.
         ("GET", "/fhir/Observation?subject=PATIENT/456"),
+        ("GET", "/fhir/Observation?subject:PATIENT._id=456"),
+        ("GET", "/fhir/Observation?subject:patient.identifier=x"),
+        ("GET", "/fhir/Observation?%00patient=456"),
+        ("GET", "/fhir?_type=PATIENT&_id=456"),
         ("GET", "/fhir/PATIENT/456"),
         ("GET", "/fhir/paTient/456/_history"),
         ("GET", "/fhir/Patient/456/Observation/_search"),
@@ -923,6 +927,7 @@ async fn patient_scopes_never_allow_an_operation_on_a_population() {
         "/fhir/Patient/456/$everything",
         "/fhir/Observation/$lastn?patient=456",
         "/fhir/Observation/$lastn?subject=Patient/456",
+        "/fhir/Observation/$lastn?pat%C4%B1ent=456",
     ] {
         let answer = app.call("GET", path, &with("patient/*.rs")).await;
         app.assert_refused(&answer, None, path);
@@ -936,6 +941,15 @@ async fn patient_scopes_never_allow_an_operation_on_a_population() {
         let answer = app.call("GET", path, &with("patient/*.rs")).await;
         assert_ne!(answer.status, StatusCode::FORBIDDEN, "{path}: {answer:?}");
     }
+    // A query beside a `POST` operation's body is read too: a server may merge it.
+    let answer = app
+        .call(
+            "POST",
+            "/fhir/Observation/$lastn?patient=456",
+            &with("patient/*.rs"),
+        )
+        .await;
+    app.assert_refused(&answer, None, "POST operation query");
     // What a `GET` operation's query reaches needs its scopes, as in a search.
     let answer = app
         .call(
