@@ -56,7 +56,7 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   even with [`handler_applies_granular_filters`](Self::handler_applies_granular_filters),
 ///   whose filters would include the `patient/` scopes.
 ///   The same holds for the criteria of conditional writes (`DELETE Patient?_id=456`, an
-///   `If-None-Exist: patient=456`), histories and operations invoked by `GET`, and an
+///   `If-None-Exist: patient=456`), histories and operations (their query, by `POST` too), and an
 ///   operation on a population (`Patient/$everything`, any system-level operation) never
 ///   counts `patient/` scopes. Limiting other requests (`Observation/[id]`, other
 ///   searches and writes) to that patient's compartment is the handler's job.
@@ -226,7 +226,7 @@ impl ScopeEnforcement {
     /// raw query string, and returns the requirements (an empty list allows any valid
     /// token) or `None` to refuse. Call [`default_operation_policy`] inside it to keep the
     /// `$export` rules. The layer adds its own rules to what the policy returns: the query
-    /// of an operation invoked by `GET` needs scopes on the types it reaches, as a search's
+    /// of an operation (by `POST` too) needs scopes on the types it reaches, as a search's
     /// does, and `patient/` scopes count neither for an operation on a population (a bulk
     /// export, an operation of the Patient type or of the whole system) nor where the query
     /// names another patient.
@@ -524,10 +524,11 @@ fn allows(
 /// named query the server defines), `_filter` (an expression that may chain anywhere),
 /// `_graph` (a GraphDefinition to follow) and `_contained` other than `false` (which
 /// brings back the resources that contain the matches). The query is split at `;` as well
-/// as `&`, as some servers split it; parameter names are matched ignoring ASCII case and
-/// surrounding spaces (a `+` among them), as a lenient server matches them; a name that
-/// does not decode strictly counts as reaching every type. Each requirement is listed
-/// once, however often the query repeats it.
+/// as `&`, as some servers split it; parameter names are matched as a lenient server matches
+/// them ([`lenient_parameter_name`]: ASCII case ignored, spaces, control characters and `+`
+/// around them trimmed); a name that does not decode strictly, or holds anything but
+/// printable ASCII inside, counts as reaching every type when it has a value. Each
+/// requirement is listed once, however often the query repeats it.
 fn types_reached(query: &str) -> Vec<Requirement> {
     let mut seen = std::collections::HashSet::new();
     every_type_reached(query)
@@ -550,7 +551,10 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         };
         let decoded = percent_decode_strict(&name);
         let Some(name) = decoded.as_deref().and_then(lenient_parameter_name) else {
-            reached.push(every_type());
+            // A piece without `=` (`name=Dupont;Andr%C3%A9` split at `;`) asks for nothing.
+            if pair.contains('=') {
+                reached.push(every_type());
+            }
             continue;
         };
         // Only some values name types; a bad escape there leaves them open.
@@ -666,14 +670,7 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         FhirRequest::Operation(operation) => operation.resource_type.as_deref() == Some("Patient"),
         _ => false,
     };
-    let other = |reference: &str| {
-        // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
-        let mut reference = reference.trim().trim_end_matches('/');
-        if let Some((resource, version)) = reference.rsplit_once("/_history/")
-            && !version.contains('/')
-        {
-            reference = resource;
-        }
+    let names_other = |reference: &str| {
         // The id is the last segment; with a type before it, that type must be Patient.
         let mut segments = reference.rsplit('/');
         let id = segments.next().unwrap_or_default();
@@ -684,10 +681,27 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         };
         patient_reference && !id.is_empty() && id != in_context
     };
+    let other = |reference: &str| {
+        // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
+        let mut unversioned = reference.trim().trim_end_matches('/');
+        if let Some((resource, version)) = unversioned.rsplit_once("/_history/")
+            && !version.contains('/')
+        {
+            unversioned = resource;
+        }
+        // A server may cut at the first `_history` whatever follows (`Patient/456/_history/`,
+        // `Patient/456/_history/1/123`): that reading counts too.
+        let before_history = reference
+            .trim()
+            .split_once("/_history")
+            .map(|(resource, _)| resource);
+        names_other(unversioned) || before_history.is_some_and(names_other)
+    };
     both_readings(query).any(|(name, value)| {
-        // A name no one can tell the meaning of may be any of these.
+        // A name no one can tell the meaning of may be any of these (with a value: a
+        // piece without one, as `;` cuts `name=Dupont;Andr%C3%A9`, asks for nothing).
         let Some(name) = lenient_parameter_name(&name) else {
-            return true;
+            return !value.is_empty();
         };
         let (link, chained) = name
             .split_once('.')
@@ -721,36 +735,46 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
 }
 
 /// The search criteria of a conditional create: the values of every `If-None-Exist` header
-/// joined as one query (a server may read any of them), or `None` without the header. Bytes
-/// beyond ASCII are percent-encoded, so that a parameter name that is not UTF-8 reads as
-/// reaching every type, as it does in a query.
+/// joined as one query (a server may read any of them), or `None` without the header. Each
+/// value is read as it is and, when it holds a `?`, without everything up to the first one:
+/// clients may write `[type]?` before the criteria, and servers drop what precedes the `?`
+/// (HAPI whatever it is). Bytes beyond ASCII are percent-encoded, so that a parameter name
+/// that is not UTF-8 reads as reaching every type, as it does in a query.
 fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
     let mut criteria: Option<String> = None;
     for value in headers.get_all(IF_NONE_EXIST) {
         let joined = criteria.get_or_insert_with(String::new);
-        joined.push('&');
-        for &byte in without_type_prefix(value.as_bytes()) {
-            if byte.is_ascii() {
-                joined.push(char::from(byte));
-            } else {
-                // Writing to a `String` cannot fail.
-                let _ = write!(joined, "%{byte:02X}");
+        let bytes = value.as_bytes();
+        let after_question_mark = bytes
+            .iter()
+            .position(|&byte| byte == b'?')
+            .map(|end| &bytes[end + 1..]);
+        for reading in std::iter::once(bytes).chain(after_question_mark) {
+            joined.push('&');
+            for &byte in reading {
+                if byte.is_ascii() {
+                    joined.push(char::from(byte));
+                } else {
+                    // Writing to a `String` cannot fail.
+                    let _ = write!(joined, "%{byte:02X}");
+                }
             }
         }
     }
     criteria
 }
 
-/// Search criteria without the `[type]?` some clients write before them
-/// (`Patient?identifier=x`, as in a `_typeFilter`), which servers drop: the part before the
-/// first `?` when it is a run of ASCII letters and digits, else the whole.
-fn without_type_prefix(criteria: &[u8]) -> &[u8] {
-    match criteria.iter().position(|&byte| byte == b'?') {
-        Some(end) if end > 0 && criteria[..end].iter().all(u8::is_ascii_alphanumeric) => {
-            &criteria[end + 1..]
-        }
-        _ => criteria,
-    }
+/// The length of the `[type]?` before a `_typeFilter` query (`Patient?name=x`), up to and
+/// including the first `?`, when what precedes that `?` is a run of ASCII letters and digits
+/// (maybe empty) after spaces and control characters; `None` when the query has no such
+/// prefix.
+fn type_prefix_len(query: &str) -> Option<usize> {
+    let end = query.find('?')?;
+    query[..end]
+        .trim_start_matches(|c: char| c <= ' ')
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric())
+        .then_some(end + 1)
 }
 
 /// A 403 without a scope hint: no scope would allow the request.
@@ -817,15 +841,17 @@ fn type_filters_reach(query: &str) -> Vec<Requirement> {
     reached
 }
 
-/// The queries of a `_typeFilter` value, each without its `[type]?`: one, or several in
-/// the older comma-separated form (`Observation?code=x,Condition?_has:...`). A comma starts
-/// another query only where a `[type]?` follows it, so that commas in values
+/// The queries of a `_typeFilter` value, each without its prefix ([`type_prefix_len`]):
+/// one, or several in the older comma-separated form
+/// (`Observation?code=x,Condition?_has:...`). A comma starts another query only where such
+/// a prefix follows it (a run of letters and digits, maybe empty, then `?`; which can only
+/// find more than a `[type]?` would), so that commas in values
 /// (`code=http://loinc.org|1-8,http://loinc.org|2-9`) stay in their query.
 fn type_filter_queries(filter: &str) -> Vec<&str> {
     let mut starts = vec![0];
     let mut offset = 0;
     for piece in filter.split(',') {
-        if offset > 0 && without_type_prefix(piece.as_bytes()).len() < piece.len() {
+        if offset > 0 && type_prefix_len(piece).is_some() {
             starts.push(offset);
         }
         offset += piece.len() + 1;
@@ -835,8 +861,7 @@ fn type_filter_queries(filter: &str) -> Vec<&str> {
         .windows(2)
         .map(|bounds| {
             let query = &filter[bounds[0]..bounds[1] - 1];
-            let prefix = query.len() - without_type_prefix(query.as_bytes()).len();
-            &query[prefix..]
+            &query[type_prefix_len(query).unwrap_or(0)..]
         })
         .collect()
 }
@@ -1061,7 +1086,7 @@ mod tests {
 
     #[test]
     fn type_filter_queries_split_where_a_type_follows_a_comma() {
-        let cases: [(&str, &[&str]); 6] = [
+        let cases: [(&str, &[&str]); 8] = [
             ("Patient?name=x", &["name=x"]),
             (
                 "Observation?code=http://loinc.org|1-8,http://loinc.org|2-9",
@@ -1073,6 +1098,14 @@ mod tests {
             ),
             (
                 "name=x,patient?_has:Group:member:_id=1",
+                &["name=x", "_has:Group:member:_id=1"],
+            ),
+            (
+                "Observation?code=x, Condition?_has:Group:member:_id=1",
+                &["code=x", "_has:Group:member:_id=1"],
+            ),
+            (
+                "?name=x,?_has:Group:member:_id=1",
                 &["name=x", "_has:Group:member:_id=1"],
             ),
             (
@@ -1099,8 +1132,12 @@ mod tests {
             IF_NONE_EXIST,
             http::HeaderValue::from_bytes(b"_h\xffas:Group:member:_id=1").unwrap(),
         );
+        headers.append(IF_NONE_EXIST, http::HeaderValue::from_static("x-y?_id=456"));
         let criteria = if_none_exist_criteria(&headers).unwrap();
-        assert_eq!(criteria, "&&name=x&_h%FFas:Group:member:_id=1");
+        assert_eq!(
+            criteria,
+            "&&name=x&_h%FFas:Group:member:_id=1&x-y?_id=456&_id=456"
+        );
         // A name that is not UTF-8 reaches every type.
         assert_eq!(
             types_reached(&criteria)

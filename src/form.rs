@@ -30,8 +30,9 @@ pub(crate) fn pairs_split_at_semicolons_too(
 
 /// A decoded query parameter name as a lenient server may read it: without the characters a
 /// trimming reader drops around it (every character up to the space, as Java's
-/// `String.trim` drops them), or `None` when what is left holds a control character or a
-/// character beyond ASCII. No FHIR parameter name holds one, and readers that fold case
+/// `String.trim` drops them), or `None` when what is left holds anything but printable
+/// ASCII (a space, a control character, a character beyond ASCII). No FHIR parameter name
+/// holds one, and readers that fold case
 /// beyond ASCII match some of them with ASCII letters (`ſ` with `s`, `ı` with `i`), so the
 /// layer cannot tell what such a name means to the server.
 pub(crate) fn lenient_parameter_name(name: &str) -> Option<&str> {

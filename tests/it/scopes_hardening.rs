@@ -810,6 +810,12 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("POST", "/fhir/Observation/_search?patient=456"),
         ("GET", "/fhir/Observation?patient=Patient/456/_history/1"),
         ("GET", "/fhir/Observation?patient=Patient/456/"),
+        ("GET", "/fhir/Observation?patient=Patient/456/_history/"),
+        ("GET", "/fhir/Observation?patient=Patient/456/_history"),
+        (
+            "GET",
+            "/fhir/Observation?patient=Patient/456/_history/1/123",
+        ),
         // Names in another case or with spaces, as a lenient server reads them.
         ("GET", "/fhir/Observation?PATIENT=456"),
         ("GET", "/fhir/Observation?%20Subject=Patient/456"),
@@ -875,6 +881,10 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
     for (criteria, expected) in [
         ("_id=456", StatusCode::FORBIDDEN),
         ("Patient?_id=456", StatusCode::FORBIDDEN),
+        ("?_id=456", StatusCode::FORBIDDEN),
+        ("x-y?_id=456", StatusCode::FORBIDDEN),
+        ("identifier=a?_id=456", StatusCode::FORBIDDEN),
+        ("Patient?identifier=a", StatusCode::OK),
         ("_id=123", StatusCode::OK),
     ] {
         let token = app
