@@ -8,7 +8,9 @@ use http::HeaderName;
 
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
-use crate::form::{is_parameter, lenient_parameter_name, percent_decode_strict};
+use crate::form::{
+    is_parameter, lenient_parameter_name, percent_decode_strict, percent_decode_strict_cow,
+};
 use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, Context, FhirRequest, Interaction, Operation, Requirement,
@@ -549,7 +551,7 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         } else {
             Cow::Borrowed(name)
         };
-        let decoded = percent_decode_strict(&name);
+        let decoded = percent_decode_strict_cow(&name);
         let Some(name) = decoded.as_deref().and_then(lenient_parameter_name) else {
             // A piece without `=` (`name=Dupont;Andr%C3%A9` split at `;`) asks for nothing.
             if pair.contains('=') {
@@ -560,28 +562,31 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         // Only some values name types; a bad escape there leaves them open.
         let value = || percent_decode_strict(value).unwrap_or_default();
         let base = name.split(':').next().unwrap_or_default();
-        if is_parameter(base, "_include") {
+        // Every parameter with a rule of its own starts with `_`; any other may chain.
+        if !base.starts_with('_') {
+            chain_reach(name, &mut reached);
+            continue;
+        }
+        let is = |expected: &str| base.eq_ignore_ascii_case(expected);
+        if is("_include") {
             for include in value().split(',') {
                 let target = include.split(':').nth(2).unwrap_or("*");
                 reached.push(requirement_on(Interaction::Read, target));
             }
-        } else if is_parameter(base, "_revinclude") {
+        } else if is("_revinclude") {
             for include in value().split(',') {
                 let source = include.split(':').next().unwrap_or("*");
                 reached.push(requirement_on(Interaction::SearchType, source));
             }
-        } else if ["_query", "_filter", "_graph"]
-            .iter()
-            .any(|parameter| is_parameter(base, parameter))
-        {
+        } else if is("_query") || is("_filter") || is("_graph") {
             reached.push(every_type());
-        } else if is_parameter(base, "_contained") {
+        } else if is("_contained") {
             if value().trim() != "false" {
                 reached.push(every_type());
             }
-        } else if is_parameter(base, "_list") {
+        } else if is("_list") {
             reached.push(requirement_on(Interaction::Read, "List"));
-        } else if is_parameter(base, "_in") {
+        } else if is("_in") {
             // `_in=Group/1` names its container's type; an id alone may be any of them.
             const CONTAINERS: [&str; 3] = ["List", "Group", "CareTeam"];
             for reference in value().split(',') {
@@ -595,7 +600,7 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
                     ),
                 }
             }
-        } else if is_parameter(base, "_sort") {
+        } else if is("_sort") {
             // A sort key may be a chain (`-subject:Patient.name`) on servers that allow it.
             for key in value().split(',') {
                 chain_reach(key.trim().trim_start_matches('-'), &mut reached);
@@ -622,16 +627,19 @@ fn requirement_on(interaction: Interaction, name: &str) -> Requirement {
 /// type named or on every type where none is.
 fn chain_reach(name: &str, reached: &mut Vec<Requirement>) {
     let searched = |name: &str| requirement_on(Interaction::SearchType, name);
-    let mut parts = name.split([':', '.']);
-    while let Some(part) = parts.next() {
-        if is_parameter(part, "_has") {
-            reached.push(searched(parts.next().unwrap_or("*")));
+    if name.contains('_') {
+        let mut parts = name.split([':', '.']);
+        while let Some(part) = parts.next() {
+            if is_parameter(part, "_has") {
+                reached.push(searched(parts.next().unwrap_or("*")));
+            }
         }
     }
-    let links: Vec<&str> = name.split('.').collect();
-    for link in links.iter().take(links.len().saturating_sub(1)) {
-        let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
-        reached.push(searched(target));
+    if let Some((links, _last)) = name.rsplit_once('.') {
+        for link in links.split('.') {
+            let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
+            reached.push(searched(target));
+        }
     }
 }
 
@@ -710,7 +718,7 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
             .split_once(':')
             .map_or((link, None), |(base, modifier)| (base, Some(modifier)));
         let is_patient = |name: &str| name.eq_ignore_ascii_case("Patient");
-        if is_parameter(base, "patient") || is_parameter(base, "subject") {
+        if base.eq_ignore_ascii_case("patient") || base.eq_ignore_ascii_case("subject") {
             match (chained, modifier) {
                 // A chain reaches a patient unless its type modifier names another type
                 // (`subject:Group.name=x`).
@@ -723,7 +731,7 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
                 (false, Some(target)) if is_patient(target) => value.split(',').any(other),
                 (false, Some(modifier)) => modifier != "missing",
             }
-        } else if is_parameter(base, "_id") && searches_patients && !chained {
+        } else if base.eq_ignore_ascii_case("_id") && searches_patients && !chained {
             match modifier {
                 None => value.split(',').any(other),
                 Some(modifier) => modifier != "missing",

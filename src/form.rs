@@ -51,13 +51,17 @@ pub(crate) fn is_parameter(name: &str, expected: &str) -> bool {
 /// Decodes every `%XX` escape (either case of hex digit) once; a `+` stays a `+`. `None` for
 /// a bad escape or a result that is not UTF-8.
 pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {
+    percent_decode_strict_cow(text).map(Cow::into_owned)
+}
+
+/// [`percent_decode_strict`], borrowing `text` when it holds no escape.
+pub(crate) fn percent_decode_strict_cow(text: &str) -> Option<Cow<'_, str>> {
     if !escapes_are_well_formed(text) {
         return None;
     }
     percent_encoding::percent_decode_str(text)
         .decode_utf8()
         .ok()
-        .map(Cow::into_owned)
 }
 
 /// Decodes one form name or value: `+` is a space, then as [`percent_decode_strict`] (so
