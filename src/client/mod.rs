@@ -200,7 +200,9 @@ impl BackendServiceClientBuilder {
     }
 
     /// Requests a scope, such as `system/Patient.rs`. A value with spaces counts as
-    /// several scopes; repeats are ignored. At least one scope is required.
+    /// several scopes; repeats are ignored. At least one scope is required, and
+    /// [`build`](Self::build) refuses a scope holding a character RFC 6749 section 3.3 does
+    /// not allow (a quote, a backslash, a control character, anything beyond ASCII).
     ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;
@@ -345,6 +347,17 @@ impl BackendServiceClientBuilder {
         };
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
+        }
+        // RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+        let is_scope_token = |scope: &String| {
+            scope
+                .bytes()
+                .all(|byte| matches!(byte, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+        };
+        if !self.scopes.iter().all(is_scope_token) {
+            return Err(ClientError::Config(
+                "a scope holds a character RFC 6749 does not allow (a quote, a backslash, a control character or non-ASCII)",
+            ));
         }
         // A token endpoint may have a query (some servers name a policy there), never user
         // info or a fragment: the user info would go along as Basic authentication.
@@ -891,6 +904,10 @@ mod tests {
         assert!(complete().build().is_ok());
         let problems = [
             complete().client_id("").build(),
+            complete().scope("système/Patient.rs").build(),
+            complete().scope("system/Patient.rs\"").build(),
+            complete().scope("a\\b").build(),
+            complete().scope("a\u{a0}b").build(),
             complete().client_secret_basic("").build(),
             BackendServiceClient::builder("https://fhir.example.org")
                 .client_id("app")

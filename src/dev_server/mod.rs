@@ -873,8 +873,12 @@ async fn token_response(
         Some("client_credentials") => {}
         Some(_) => return Err(OAuthError::unsupported_grant_type()),
     }
+    // RFC 6749 section 3.3: without a default scope, an omitted one is an invalid scope.
     let Some(requested) = form.get("scope") else {
-        return Err(OAuthError::invalid_request("scope is required"));
+        return Err(OAuthError {
+            description: "scope is required",
+            ..OAuthError::invalid_scope()
+        });
     };
     if !request::is_scope_string(requested) {
         return Err(OAuthError {

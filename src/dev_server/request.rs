@@ -34,8 +34,24 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     is_media_type(headers, "application/json")
 }
 
+/// The request parameters the token, introspection and revocation endpoints read: each may
+/// be sent once only (RFC 6749 section 3.2), an empty copy included.
+const READ_PARAMETERS: [&str; 8] = [
+    "grant_type",
+    "scope",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "token",
+    "token_type_hint",
+];
+
 /// Parses a form body. Parameters without a value count as absent (RFC 6749 section 3.1);
-/// a repeated parameter (section 3.2) or a malformed escape is `invalid_request`.
+/// a parameter the endpoints read sent twice, even once empty (section 3.2), or a
+/// malformed escape is `invalid_request`. Other parameters are not read (section 3.2: an
+/// unrecognised one is ignored), so their repeats, such as RFC 8707's several `resource`
+/// parameters, are let through; the first non-empty value of each is kept.
 pub(crate) fn parse_form(
     headers: &HeaderMap,
     body: &[u8],
@@ -49,15 +65,16 @@ pub(crate) fn parse_form(
         .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
     let malformed = || OAuthError::invalid_request("the body is not well-formed form data");
     let mut parameters = HashMap::new();
+    let mut read_seen = std::collections::HashSet::new();
     for pair in text.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = form_decode_strict(name).ok_or_else(malformed)?;
         let value = form_decode_strict(value).ok_or_else(malformed)?;
-        if value.is_empty() {
-            continue;
-        }
-        if parameters.insert(name, value).is_some() {
+        if READ_PARAMETERS.contains(&name.as_str()) && !read_seen.insert(name.clone()) {
             return Err(OAuthError::invalid_request("a parameter is repeated"));
+        }
+        if !value.is_empty() {
+            parameters.entry(name).or_insert(value);
         }
     }
     Ok(parameters)
@@ -198,8 +215,20 @@ mod tests {
         );
         let rows: &[Row] = &[
             (b"a=1&b=2", Ok(&[("a", "1"), ("b", "2")])),
-            (b"a=1&a=2", Err("a parameter is repeated")),
+            (b"scope=1&scope=2", Err("a parameter is repeated")),
+            (b"scope=1&scope=", Err("a parameter is repeated")),
+            (
+                b"grant_type=&grant_type=client_credentials",
+                Err("a parameter is repeated"),
+            ),
+            (
+                b"token=a&token_type_hint=b&token_type_hint=b",
+                Err("a parameter is repeated"),
+            ),
+            // Parameters no endpoint reads may repeat (RFC 8707 `resource`).
+            (b"resource=a&resource=b", Ok(&[("resource", "a")])),
             (b"a=1&a=", Ok(&[("a", "1")])),
+            (b"a=&a=1", Ok(&[("a", "1")])),
             (
                 b"a=x+y&b=x%20y&c=x%2By",
                 Ok(&[("a", "x y"), ("b", "x y"), ("c", "x+y")]),
@@ -325,12 +354,16 @@ mod props {
             prop_assert_eq!(form_decode_strict(&form_encode(&text, &choices)), Some(text));
         }
 
-        /// A body of distinct named parameters reads back exactly (empty values absent); a
-        /// repeated name is `invalid_request`; hostile bytes are `invalid_request`; the
-        /// parameters never hold more text than the body.
+        /// A body reads back exactly (empty values absent, the first value of a name no
+        /// endpoint reads kept); a repeated name the endpoints read is `invalid_request`;
+        /// hostile bytes are `invalid_request`; the parameters never hold more text than
+        /// the body.
         #[test]
         fn form_bodies_read_exactly(
-            pairs in proptest::collection::vec(("[a-z_]{1,6}", "\\PC{0,12}"), 0..6),
+            pairs in proptest::collection::vec(
+                (prop_oneof!["[a-z_]{1,6}", Just("scope".to_owned()), Just("token".to_owned())], "\\PC{0,12}"),
+                0..6,
+            ),
             choices in proptest::collection::vec(any::<u8>(), 1..8),
             noise in proptest::collection::vec(any::<u8>(), 0..24),
         ) {
@@ -340,10 +373,14 @@ mod props {
                 .collect::<Vec<_>>()
                 .join("&");
             let mut expected = HashMap::new();
+            let mut seen = std::collections::HashSet::new();
             let mut repeated = false;
             for (name, value) in &pairs {
-                if !value.is_empty() && expected.insert(name.clone(), value.clone()).is_some() {
+                if READ_PARAMETERS.contains(&name.as_str()) && !seen.insert(name.clone()) {
                     repeated = true;
+                }
+                if !value.is_empty() {
+                    expected.entry(name.clone()).or_insert_with(|| value.clone());
                 }
             }
             match parse_form(&form_headers(), body.as_bytes()) {

@@ -287,7 +287,7 @@ async fn request_errors() {
                 ("client_assertion", &assertion),
             ],
             400,
-            "invalid_request",
+            "invalid_scope",
         ),
         (
             vec![

@@ -1000,7 +1000,19 @@ async fn malformed_forms_and_scopes() {
             "empty scope is absent",
             "application/x-www-form-urlencoded",
             "grant_type=client_credentials&scope=",
+            (400, Some("invalid_scope")),
+        ),
+        (
+            "a read parameter twice, once empty",
+            "application/x-www-form-urlencoded",
+            "grant_type=&grant_type=client_credentials&scope=system%2FPatient.rs",
             (400, Some("invalid_request")),
+        ),
+        (
+            "unread parameters may repeat (RFC 8707 resource)",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&scope=system%2FPatient.rs&resource=a&resource=b",
+            (200, None),
         ),
         (
             "good",
