@@ -44,8 +44,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   refuses every other request that only a granular scope would allow. A handler that
 ///   narrows searches and checks read results itself opts in with
 ///   [`handler_applies_granular_filters`](Self::handler_applies_granular_filters).
-/// - **Batch and transaction** bundles (`POST [base]`) pass; the handler checks each entry,
-///   with [`check_bundle_entry`](Self::check_bundle_entry).
+/// - **Batch and transaction** bundles (`POST [base]`) are refused (403, no hint), unless
+///   the handler [checks each entry](Self::handler_checks_bundle_entries) with
+///   [`check_bundle_entry`](Self::check_bundle_entry).
 /// - **Patient compartment**: `patient/` scopes count only with a `patient` claim, and only
 ///   for that patient where the path or a search names one: a read, vread, history,
 ///   update, patch, delete or instance operation of `Patient/[id]`, a search in the
@@ -147,6 +148,9 @@ pub struct ScopeEnforcement {
     handler_filters: bool,
     /// Whether a valid token is enough for paths outside the base (else they are refused).
     any_token_outside_base: bool,
+    /// Whether the handler checks each entry of a batch or transaction (else bundles posted
+    /// to the base are refused).
+    handler_checks_bundle_entries: bool,
 }
 
 impl fmt::Debug for ScopeEnforcement {
@@ -156,6 +160,10 @@ impl fmt::Debug for ScopeEnforcement {
             .field("operations", &"<fn>")
             .field("handler_filters", &self.handler_filters)
             .field("any_token_outside_base", &self.any_token_outside_base)
+            .field(
+                "handler_checks_bundle_entries",
+                &self.handler_checks_bundle_entries,
+            )
             .finish()
     }
 }
@@ -175,7 +183,25 @@ impl ScopeEnforcement {
             operations: Arc::new(default_operation_policy),
             handler_filters: false,
             any_token_outside_base: false,
+            handler_checks_bundle_entries: false,
         }
+    }
+
+    /// Lets batch and transaction bundles (`POST [base]`) through to the handler, which
+    /// then checks every entry with [`check_bundle_entry`](Self::check_bundle_entry) or
+    /// [`check_conditional_create_entry`](Self::check_conditional_create_entry) before it
+    /// runs any of them. By default such bundles are refused with 403: the layer does not
+    /// read bodies, so it cannot tell what their entries do, and a handler that passes a
+    /// bundle on unchecked (a proxy in front of a FHIR server) would run every interaction
+    /// with any valid token.
+    ///
+    /// ```
+    /// use smart_auth::ScopeEnforcement;
+    /// let enforcement = ScopeEnforcement::new().handler_checks_bundle_entries();
+    /// ```
+    pub fn handler_checks_bundle_entries(mut self) -> Self {
+        self.handler_checks_bundle_entries = true;
+        self
     }
 
     /// Lets requests outside the base path through with any valid token, whatever its
@@ -388,7 +414,9 @@ impl ScopeEnforcement {
             Classified::Fhir(request) => request,
         };
         let requirements = match request.access() {
-            AccessRule::Public | AccessRule::PerEntry => return Ok(()),
+            AccessRule::Public => return Ok(()),
+            AccessRule::PerEntry if self.handler_checks_bundle_entries => return Ok(()),
+            AccessRule::PerEntry => return Err(forbidden()),
             AccessRule::Requires(requirements) => requirements,
             AccessRule::OperationPolicy => {
                 let crate::scopes::FhirRequest::Operation(operation) = &request else {
@@ -460,7 +488,7 @@ impl ScopeEnforcement {
         // `patient/` scopes included: where those must not count, only whole-type grants do.
         let handler_filters = self.handler_filters && patient_scopes_count;
         for requirement in &requirements {
-            if !allows(scopes, &request, requirement, query, handler_filters) {
+            if !allows(scopes, &request, requirement, criteria, handler_filters) {
                 return Err(refusal(requirement));
             }
         }
@@ -476,17 +504,18 @@ impl ScopeEnforcement {
 }
 
 /// Whether the scopes meet one requirement of a classified request. A granular scope
-/// counts only where its filter is applied: by the request's own query (a type search by
-/// `GET`, whose parameters the layer sees), or by the handler when `handler_filters` says
-/// so. It never counts for operations, nor for `c`, `u` or `d` (see
-/// [`ScopeSet::constraints`]).
+/// counts only where its filter is applied: by the request's own criteria (a type search by
+/// `GET`, whose parameters the layer sees, or the search of a conditional write, whose
+/// criteria the server runs as they are), or, for reads and other searches, by the handler
+/// when `handler_filters` says so. It never counts for operations, nor for `c`, `u` or `d`
+/// (see [`ScopeSet::constraints`]).
 ///
 /// [`ScopeSet::constraints`]: crate::scopes::ScopeSet::constraints
 fn allows(
     scopes: &ScopeSet,
     request: &FhirRequest,
     requirement: &Requirement,
-    query: Option<&str>,
+    criteria: Option<&str>,
     handler_filters: bool,
 ) -> bool {
     if scopes.permits_requirement(requirement) {
@@ -496,13 +525,22 @@ fn allows(
     let resource_type = requirement.resource_type.as_str();
     match request {
         FhirRequest::Operation(_) => false,
+        // The server runs a conditional write's search itself, unfiltered: only criteria
+        // that carry a granular scope's filter keep it inside.
+        FhirRequest::ConditionalCreate { .. }
+        | FhirRequest::ConditionalUpdate { .. }
+        | FhirRequest::ConditionalPatch { .. }
+        | FhirRequest::ConditionalDelete { .. } => {
+            interaction == Interaction::SearchType
+                && scopes.permits_search_query(resource_type, criteria)
+        }
         FhirRequest::SearchType {
             via_post: false, ..
         }
         | FhirRequest::SearchCompartment {
             via_post: false, ..
         } if interaction == Interaction::SearchType
-            && scopes.permits_search_query(resource_type, query) =>
+            && scopes.permits_search_query(resource_type, criteria) =>
         {
             true
         }

@@ -186,7 +186,11 @@ impl Classifier {
             "HEAD" => "GET",
             other => other,
         };
-        self.classify_segments(method, &rest[..count], query.is_some())
+        let query = Query {
+            present: query.is_some(),
+            has_criteria: query.is_some_and(has_search_criteria),
+        };
+        self.classify_segments(method, &rest[..count], query)
             .map_or(Classified::NotFhir, Classified::Fhir)
     }
 
@@ -195,11 +199,11 @@ impl Classifier {
         &self,
         method: &str,
         segments: &[&str],
-        has_query: bool,
+        query: Query,
     ) -> Option<FhirRequest> {
         let request = match *segments {
             [] => match method {
-                "GET" if has_query => FhirRequest::SearchSystem { via_post: false },
+                "GET" if query.present => FhirRequest::SearchSystem { via_post: false },
                 "POST" => FhirRequest::BatchOrTransaction,
                 _ => return None,
             },
@@ -228,9 +232,15 @@ impl Classifier {
                         via_post: false,
                     },
                     "POST" => FhirRequest::Create { resource_type },
-                    "PUT" if has_query => FhirRequest::ConditionalUpdate { resource_type },
-                    "PATCH" if has_query => FhirRequest::ConditionalPatch { resource_type },
-                    "DELETE" if has_query => FhirRequest::ConditionalDelete { resource_type },
+                    // A conditional write needs criteria: without one, a server that lets
+                    // a write match several resources would write the whole type.
+                    "PUT" if query.has_criteria => FhirRequest::ConditionalUpdate { resource_type },
+                    "PATCH" if query.has_criteria => {
+                        FhirRequest::ConditionalPatch { resource_type }
+                    }
+                    "DELETE" if query.has_criteria => {
+                        FhirRequest::ConditionalDelete { resource_type }
+                    }
                     _ => return None,
                 }
             }
@@ -361,6 +371,46 @@ impl Classifier {
             .any(|name| name.eq_ignore_ascii_case(segment) && *name != segment);
         (is_resource_type_name(segment) && allowed && !miscased).then(|| segment.to_owned())
     }
+}
+
+/// What the classifier needs to know of a request's query.
+#[derive(Debug, Clone, Copy)]
+struct Query {
+    /// The path has a `?`.
+    present: bool,
+    /// The query holds a search criterion ([`has_search_criteria`]).
+    has_criteria: bool,
+}
+
+/// Whether a query holds a search criterion: a parameter whose name reads one way
+/// (strictly decoded, printable ASCII, matched ignoring case) and is not one of those that
+/// only shape the answer (`_format`, `_pretty`, `_summary`, `_elements`, `_count`,
+/// `_sort`, `_total`). `DELETE Observation?` or `DELETE Observation?_format=json` has none.
+fn has_search_criteria(query: &str) -> bool {
+    const ANSWER_SHAPING: [&str; 7] = [
+        "_format",
+        "_pretty",
+        "_summary",
+        "_elements",
+        "_count",
+        "_sort",
+        "_total",
+    ];
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        let spaced = name.replace('+', " ");
+        let decoded = crate::form::percent_decode_strict_cow(&spaced);
+        decoded
+            .as_deref()
+            .and_then(crate::form::lenient_parameter_name)
+            .is_some_and(|name| {
+                let base = name.split(':').next().unwrap_or_default();
+                !name.is_empty()
+                    && !ANSWER_SHAPING
+                        .iter()
+                        .any(|shaping| base.eq_ignore_ascii_case(shaping))
+            })
+    })
 }
 
 /// FHIR's compartment types (R4 and R5): `[base]/[compartment]/[id]/[type]` searches in
@@ -1126,6 +1176,17 @@ mod tests {
             ),
             // Not FHIR REST.
             ("GET", "/", Classified::NotFhir),
+            // A conditional write without criteria.
+            ("DELETE", "/Observation?", Classified::NotFhir),
+            (
+                "DELETE",
+                "/Observation?_format=json&_pretty=true",
+                Classified::NotFhir,
+            ),
+            ("PATCH", "/Observation?_FORMAT=json", Classified::NotFhir),
+            ("PUT", "/Observation?&&;", Classified::NotFhir),
+            ("PUT", "/Observation?%ZZ=1", Classified::NotFhir),
+            ("DELETE", "/Observation?=1", Classified::NotFhir),
             // A compartment type or Group in another case is no type.
             ("GET", "/PATIENT/456", Classified::NotFhir),
             ("GET", "/PAtient/456/_history", Classified::NotFhir),

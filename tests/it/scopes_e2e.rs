@@ -43,6 +43,11 @@ async fn observation_count(claims: SmartClaims) -> Result<Json<Value>, AuthError
 }
 
 async fn scoped_app() -> ScopedApp {
+    scoped_app_with(ScopeEnforcement::new().allow_any_token_outside_base()).await
+}
+
+/// The app of [`scoped_app`], with this enforcement.
+async fn scoped_app_with(enforcement: ScopeEnforcement) -> ScopedApp {
     let clock = ManualClock::new();
     let issuer = issuer(&clock).await;
     let layer = SmartAuthLayer::builder(issuer.url())
@@ -50,7 +55,7 @@ async fn scoped_app() -> ScopedApp {
         .clock(clock)
         // The handler-side checks live on a route outside the FHIR base.
         .served_at_path("/fhir")
-        .enforce_scopes(ScopeEnforcement::new().allow_any_token_outside_base())
+        .enforce_scopes(enforcement)
         .build()
         .unwrap();
     let router = Router::new()
@@ -482,8 +487,18 @@ async fn operations_follow_the_policy() {
 }
 
 #[tokio::test]
-async fn batches_reach_the_handler_and_outside_paths_need_only_a_token() {
+async fn batches_reach_the_handler_only_when_it_checks_entries() {
+    // By default the layer cannot tell what a bundle's entries do: refused, no hint.
     let app = scoped_app().await;
+    let answer = app.call("POST", "/fhir", "system/*.cruds", &[]).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(!answer.challenge.unwrap().contains("scope="));
+    let app = scoped_app_with(
+        ScopeEnforcement::new()
+            .allow_any_token_outside_base()
+            .handler_checks_bundle_entries(),
+    )
+    .await;
     assert_eq!(
         app.call("POST", "/fhir", "system/Patient.r", &[])
             .await

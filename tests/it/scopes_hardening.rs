@@ -464,6 +464,41 @@ async fn handlers_that_apply_filters_get_granular_reads_but_never_writes() {
         let answer = app.call(method, path, &claims).await;
         app.assert_denied(&answer, hint, &format!("{method} {path}"));
     }
+    // A conditional write's search runs on the server unfiltered: a granular `s` counts only
+    // where its criteria carry the filter, whatever the handler filters.
+    let writer = format!("system/Observation.cud system/Observation.rs?category={LAB_ENCODED}");
+    let claims = [("scope", json!(writer))];
+    for method in ["PUT", "PATCH", "DELETE"] {
+        let answer = app.call(method, "/fhir/Observation?code=x", &claims).await;
+        app.assert_denied(&answer, "system/Observation.s", method);
+        let path = format!("/fhir/Observation?category={LAB_ENCODED}&code=x");
+        let answer = app.call(method, &path, &claims).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method}: {answer:?}");
+    }
+    for (criteria, expected) in [
+        ("_id=1".to_owned(), StatusCode::FORBIDDEN),
+        (format!("category={LAB_ENCODED}&code=x"), StatusCode::OK),
+        (
+            format!("Observation?category={LAB_ENCODED}&code=x"),
+            StatusCode::OK,
+        ),
+    ] {
+        let token = app
+            .issuer
+            .token()
+            .without("scope")
+            .claim("scope", json!(writer))
+            .sign();
+        let response = app
+            .http
+            .post(format!("{}/fhir/Observation", app.url))
+            .bearer_auth(token)
+            .header("If-None-Exist", criteria.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{criteria}");
+    }
 }
 
 #[tokio::test]
