@@ -186,10 +186,6 @@ impl Classifier {
             "HEAD" => "GET",
             other => other,
         };
-        let query = Query {
-            present: query.is_some(),
-            has_criteria: query.is_some_and(has_search_criteria),
-        };
         self.classify_segments(method, &rest[..count], query)
             .map_or(Classified::NotFhir, Classified::Fhir)
     }
@@ -199,11 +195,13 @@ impl Classifier {
         &self,
         method: &str,
         segments: &[&str],
-        query: Query,
+        query: Option<&str>,
     ) -> Option<FhirRequest> {
+        // Read only for conditional writes: other requests do not pay for it.
+        let has_criteria = || query.is_some_and(has_search_criteria);
         let request = match *segments {
             [] => match method {
-                "GET" if query.present => FhirRequest::SearchSystem { via_post: false },
+                "GET" if query.is_some() => FhirRequest::SearchSystem { via_post: false },
                 "POST" => FhirRequest::BatchOrTransaction,
                 _ => return None,
             },
@@ -234,13 +232,9 @@ impl Classifier {
                     "POST" => FhirRequest::Create { resource_type },
                     // A conditional write needs criteria: without one, a server that lets
                     // a write match several resources would write the whole type.
-                    "PUT" if query.has_criteria => FhirRequest::ConditionalUpdate { resource_type },
-                    "PATCH" if query.has_criteria => {
-                        FhirRequest::ConditionalPatch { resource_type }
-                    }
-                    "DELETE" if query.has_criteria => {
-                        FhirRequest::ConditionalDelete { resource_type }
-                    }
+                    "PUT" if has_criteria() => FhirRequest::ConditionalUpdate { resource_type },
+                    "PATCH" if has_criteria() => FhirRequest::ConditionalPatch { resource_type },
+                    "DELETE" if has_criteria() => FhirRequest::ConditionalDelete { resource_type },
                     _ => return None,
                 }
             }
@@ -371,15 +365,6 @@ impl Classifier {
             .any(|name| name.eq_ignore_ascii_case(segment) && *name != segment);
         (is_resource_type_name(segment) && allowed && !miscased).then(|| segment.to_owned())
     }
-}
-
-/// What the classifier needs to know of a request's query.
-#[derive(Debug, Clone, Copy)]
-struct Query {
-    /// The path has a `?`.
-    present: bool,
-    /// The query holds a search criterion ([`has_search_criteria`]).
-    has_criteria: bool,
 }
 
 /// Whether a query holds a search criterion: a parameter whose name reads one way
