@@ -1,15 +1,15 @@
 //! FHIR REST scope enforcement for a whole router; documented on [`ScopeEnforcement`].
 
-use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use http::HeaderName;
+use percent_encoding::{CONTROLS, percent_encode};
 
 use crate::claims::SmartClaims;
 use crate::error::{AuthError, ErrorKind};
 use crate::form::{
-    is_parameter, lenient_parameter_name, percent_decode_strict, percent_decode_strict_cow,
+    is_parameter, lenient_parameter_name, lenient_raw_parameter_name, percent_decode_strict,
 };
 use crate::original_uri::original_uri;
 use crate::scopes::{
@@ -583,20 +583,14 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
     let mut reached = Vec::new();
     for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        // A `+` is a space to a form decoder, which a lenient server then trims.
-        let name = if name.contains('+') {
-            Cow::Owned(name.replace('+', " "))
-        } else {
-            Cow::Borrowed(name)
-        };
-        let decoded = percent_decode_strict_cow(&name);
-        let Some(name) = decoded.as_deref().and_then(lenient_parameter_name) else {
+        let Some(lenient) = lenient_raw_parameter_name(name) else {
             // A piece without `=` (`name=Dupont;Andr%C3%A9` split at `;`) asks for nothing.
             if pair.contains('=') {
                 reached.push(every_type());
             }
             continue;
         };
+        let name: &str = &lenient;
         // Only some values name types; a bad escape there leaves them open.
         let value = || percent_decode_strict(value).unwrap_or_default();
         let base = name.split(':').next().unwrap_or_default();
@@ -668,7 +662,7 @@ fn chain_reach(name: &str, reached: &mut Vec<Requirement>) {
     if name.contains('_') {
         let mut parts = name.split([':', '.']);
         while let Some(part) = parts.next() {
-            if is_parameter(part, "_has") {
+            if part.eq_ignore_ascii_case("_has") {
                 reached.push(searched(parts.next().unwrap_or("*")));
             }
         }
@@ -784,8 +778,8 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
 /// joined as one query (a server may read any of them), or `None` without the header. Each
 /// value is read as it is and, when it holds a `?`, without everything up to the first one:
 /// clients may write `[type]?` before the criteria, and servers drop what precedes the `?`
-/// (HAPI whatever it is). Bytes beyond ASCII are percent-encoded, so that a parameter name
-/// that is not UTF-8 reads as reaching every type, as it does in a query.
+/// (HAPI whatever it is). Control bytes and bytes beyond ASCII are percent-encoded, so that
+/// they read as they do in a query (a name that is not UTF-8 reaches every type).
 fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
     let mut criteria: Option<String> = None;
     for value in headers.get_all(IF_NONE_EXIST) {
@@ -796,15 +790,8 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
             .position(|&byte| byte == b'?')
             .map(|end| &bytes[end + 1..]);
         for reading in std::iter::once(bytes).chain(after_question_mark) {
-            joined.push('&');
-            for &byte in reading {
-                if byte.is_ascii() {
-                    joined.push(char::from(byte));
-                } else {
-                    // Writing to a `String` cannot fail.
-                    let _ = write!(joined, "%{byte:02X}");
-                }
-            }
+            // Writing to a `String` cannot fail.
+            let _ = write!(joined, "&{}", percent_encode(reading, CONTROLS));
         }
     }
     criteria
@@ -947,21 +934,24 @@ fn associated_data(query: &str) -> Vec<Requirement> {
 /// one can tell the meaning of ([`lenient_parameter_name`]) may be a `_type` that says
 /// anything: `None` too.
 fn type_parameter(query: &str) -> Option<String> {
-    if both_readings(query).any(|(name, _)| lenient_parameter_name(&name).is_none()) {
+    // Each reading decoded once.
+    let at_ampersands: Vec<(String, String)> = crate::form::pairs(query).collect();
+    let at_both: Vec<(String, String)> =
+        crate::form::pairs_split_at_semicolons_too(query).collect();
+    let readings = || at_ampersands.iter().chain(&at_both);
+    if readings().any(|(name, _)| lenient_parameter_name(name).is_none()) {
         return None;
     }
     let names_type_exactly = |(name, _): &(String, String)| name == "_type";
-    if !crate::form::pairs(query).any(|pair| names_type_exactly(&pair))
-        || !crate::form::pairs_split_at_semicolons_too(query).any(|pair| names_type_exactly(&pair))
-    {
+    if !at_ampersands.iter().any(names_type_exactly) || !at_both.iter().any(names_type_exactly) {
         return None;
     }
     // Each value once (a hash set keeps this linear however many a query repeats).
     let mut seen = std::collections::HashSet::new();
-    let values: Vec<String> = both_readings(query)
+    let values: Vec<&str> = readings()
         .filter(|(name, _)| is_parameter(name, "_type"))
-        .map(|(_, value)| value)
-        .filter(|value| seen.insert(value.clone()))
+        .map(|(_, value)| value.as_str())
+        .filter(|value| seen.insert(*value))
         .collect();
     Some(values.join(","))
 }

@@ -54,8 +54,23 @@ pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {
     percent_decode_strict_cow(text).map(Cow::into_owned)
 }
 
+/// A raw (undecoded) query parameter name as a lenient server reads it: `+` as a space, the
+/// escapes decoded strictly, then [`lenient_parameter_name`]; `None` where either refuses
+/// it. Borrows `raw` when nothing in it needs changing.
+pub(crate) fn lenient_raw_parameter_name(raw: &str) -> Option<Cow<'_, str>> {
+    let owned = |name: &str| Cow::Owned(name.to_owned());
+    if raw.contains('+') {
+        let decoded = percent_decode_strict(&raw.replace('+', " "))?;
+        return lenient_parameter_name(&decoded).map(owned);
+    }
+    match percent_decode_strict_cow(raw)? {
+        Cow::Borrowed(decoded) => lenient_parameter_name(decoded).map(Cow::Borrowed),
+        Cow::Owned(decoded) => lenient_parameter_name(&decoded).map(owned),
+    }
+}
+
 /// [`percent_decode_strict`], borrowing `text` when it holds no escape.
-pub(crate) fn percent_decode_strict_cow(text: &str) -> Option<Cow<'_, str>> {
+fn percent_decode_strict_cow(text: &str) -> Option<Cow<'_, str>> {
     if !escapes_are_well_formed(text) {
         return None;
     }

@@ -348,13 +348,11 @@ impl BackendServiceClientBuilder {
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
         }
-        // RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-        let is_scope_token = |scope: &String| {
-            scope
-                .bytes()
-                .all(|byte| matches!(byte, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
-        };
-        if !self.scopes.iter().all(is_scope_token) {
+        if !self
+            .scopes
+            .iter()
+            .all(|scope| crate::scopes::is_scope_token(scope))
+        {
             return Err(ClientError::Config(
                 "a scope holds a character RFC 6749 does not allow (a quote, a backslash, a control character or non-ASCII)",
             ));

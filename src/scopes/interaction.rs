@@ -383,18 +383,13 @@ fn has_search_criteria(query: &str) -> bool {
     ];
     query.split(['&', ';']).any(|pair| {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        let spaced = name.replace('+', " ");
-        let decoded = crate::form::percent_decode_strict_cow(&spaced);
-        decoded
-            .as_deref()
-            .and_then(crate::form::lenient_parameter_name)
-            .is_some_and(|name| {
-                let base = name.split(':').next().unwrap_or_default();
-                !name.is_empty()
-                    && !ANSWER_SHAPING
-                        .iter()
-                        .any(|shaping| base.eq_ignore_ascii_case(shaping))
-            })
+        crate::form::lenient_raw_parameter_name(name).is_some_and(|name| {
+            let base = name.split(':').next().unwrap_or_default();
+            !name.is_empty()
+                && !ANSWER_SHAPING
+                    .iter()
+                    .any(|shaping| base.eq_ignore_ascii_case(shaping))
+        })
     })
 }
 
