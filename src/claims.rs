@@ -943,11 +943,14 @@ fn well_formed_scope_text<'a>(tokens: impl Iterator<Item = &'a str>) -> String {
 
 /// Scope text (well-formed tokens joined by single spaces) with `separator` turned into
 /// `/` where it follows a SMART context that starts a token: `patient.Observation.read`
-/// becomes `patient/Observation.read` for `.`. Tokens that hold a `/` already, and every
+/// becomes `patient/Observation.read` for `.`. The resource `all`, which Microsoft's FHIR
+/// servers write for every type, becomes `*` (`patient.all.read` is `patient/*.read`).
+/// Tokens whose scope part (before a granular `?` query) holds a `/` already, and every
 /// other scope (`openid`, `launch`, ...), are kept as they are.
 fn with_smart_context_slash(text: Cow<'_, str>, separator: char) -> Cow<'_, str> {
     let context_length = |token: &str| {
-        if token.contains('/') {
+        let scope_part = token.split_once('?').map_or(token, |(scope, _)| scope);
+        if scope_part.contains('/') {
             return None;
         }
         ["patient", "user", "system"]
@@ -971,7 +974,14 @@ fn with_smart_context_slash(text: Cow<'_, str>, separator: char) -> Cow<'_, str>
             Some(length) => {
                 rewritten.push_str(&token[..length]);
                 rewritten.push('/');
-                rewritten.push_str(&token[length + separator.len_utf8()..]);
+                let rest = &token[length + separator.len_utf8()..];
+                match rest.strip_prefix("all.") {
+                    Some(permissions) => {
+                        rewritten.push_str("*.");
+                        rewritten.push_str(permissions);
+                    }
+                    None => rewritten.push_str(rest),
+                }
             }
             None => rewritten.push_str(token),
         }

@@ -240,8 +240,10 @@ impl VerifierBuilder {
     /// `patient`, `user` or `system` (Microsoft Entra ID does not allow `/` in a scope
     /// name, so SMART scopes registered there read `patient.Observation.read` or
     /// `system-Patient.rs`). Each scope token that starts with one of those contexts
-    /// followed by `separator`, and holds no `/`, is read with that first `separator`
-    /// as `/`; every other scope is read as written. Handlers, scope enforcement and
+    /// followed by `separator`, and holds no `/` before a granular query's `?`, is read
+    /// with that first `separator` as `/`, and the resource `all` (Microsoft's spelling of
+    /// every type: `patient.all.read`) as `*`; every other scope is read as written.
+    /// Handlers, scope enforcement and
     /// [`SmartClaims::scopes`](crate::SmartClaims::scopes) see the SMART spelling; the
     /// scope named in an `insufficient_scope` refusal is written the issuer's way
     /// (`system.Observation.rs`), so that a client can ask for it. The

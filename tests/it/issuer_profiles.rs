@@ -119,7 +119,7 @@ async fn clients_without_any_audience() {
 /// string claim and in an array claim alike; nothing else changes.
 #[tokio::test]
 async fn entra_scopes_written_with_another_separator() {
-    let cases: [(char, Value, &[&str]); 9] = [
+    let cases: [(char, Value, &[&str]); 11] = [
         (
             '.',
             json!("patient.Observation.read user.Patient.rs system.*.cruds"),
@@ -176,6 +176,28 @@ async fn entra_scopes_written_with_another_separator() {
             &["system/Patient.rs", "system/Group.rs"],
         ),
         ('.', json!(""), &[]),
+        // Microsoft's `all` is every type, right after the context only; `all` as
+        // the whole rest, or another resource that starts with it, stays.
+        (
+            '.',
+            json!("patient.all.read system.all.cruds user.all user.allergy.rs user.All.rs"),
+            &[
+                "patient/*.read",
+                "system/*.cruds",
+                "user/all",
+                "user/allergy.rs",
+                "user/All.rs",
+            ],
+        ),
+        // A `/` inside the granular query does not make the scope SMART-spelt already.
+        (
+            '-',
+            json!("patient-Observation.rs?category=http://h.org/c|laboratory patient/x-y.rs"),
+            &[
+                "patient/Observation.rs?category=http://h.org/c|laboratory",
+                "patient/x-y.rs",
+            ],
+        ),
     ];
     for (separator, scope, expected) in cases {
         let app = app(|b| b.scope_context_separator(separator)).await;
@@ -218,6 +240,16 @@ async fn rewritten_scopes_are_enforced() {
         .sign();
     let refused = app.get_with_token(&observation_only).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // Microsoft's `all` grants every type.
+    let every_type = app
+        .issuer
+        .token()
+        .without("scope")
+        .claim("scp", "system.all.read")
+        .sign();
+    let all = app.get_with_token(&every_type).await;
+    assert_eq!(all.status, StatusCode::OK, "{all:?}");
+    assert_eq!(all.body["scopes"], json!(["system/*.read"]));
     // The hint names a scope the issuer can grant: written its way.
     let challenge = refused.challenge.unwrap();
     assert!(
