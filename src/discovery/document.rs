@@ -173,9 +173,10 @@ pub enum DiscoveryError {
         /// The field.
         field: &'static str,
     },
-    /// A URL field is not an absolute `https` URL (`http` only for loopback hosts), or it
-    /// has a fragment (RFC 6749 sections 3.1 and 3.2 forbid one in endpoint URLs), or it is
-    /// the `issuer` and has a query (RFC 8414 section 2 forbids both there).
+    /// A URL field is not an absolute `https` URL (`http` only for loopback hosts) written
+    /// with RFC 3986's characters only, or it has a fragment (RFC 6749 sections 3.1 and 3.2
+    /// forbid one in endpoint URLs) or user information, or it is the `issuer` and has a
+    /// query (RFC 8414 section 2 forbids both there).
     InvalidUrl {
         /// The field.
         field: &'static str,
@@ -410,12 +411,36 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
 
 /// An absolute `https` URL (`http` only for loopback hosts) without a fragment, even an
 /// empty one (RFC 6749 sections 3.1 and 3.2 for endpoints; a fragment is never sent to a
-/// server, so one in any URL of this document is a mistake or a disguise).
+/// server, so one in any URL of this document is a mistake or a disguise), and without
+/// user information (the document is public).
+///
+/// The document publishes the text as written, and clients read it with parsers of their
+/// own: the text must be a plain RFC 3986 URI (`scheme://authority...`, only the
+/// characters RFC 3986 allows), so that every parser finds the host the check found. A
+/// lenient (WHATWG) parse alone would pass `http://localhost\@evil.example/token`, whose
+/// host is `localhost` there and `evil.example` for an RFC 3986 client.
 fn check_url(value: &str, field: &'static str) -> Result<Url, DiscoveryError> {
+    let has_authority = value
+        .split_once(':')
+        .is_some_and(|(_, rest)| rest.starts_with("//"));
     match Url::parse(value) {
-        Ok(url) if is_allowed_url(&url) && url.fragment().is_none() => Ok(url),
+        Ok(url)
+            if has_authority
+                && value.bytes().all(is_uri_character)
+                && is_allowed_url(&url)
+                && url.fragment().is_none()
+                && url.username().is_empty()
+                && url.password().is_none() =>
+        {
+            Ok(url)
+        }
         _ => Err(DiscoveryError::InvalidUrl { field }),
     }
+}
+
+/// Whether `byte` may appear in an RFC 3986 URI: unreserved, reserved or `%`.
+fn is_uri_character(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&byte)
 }
 
 macro_rules! getters {

@@ -593,7 +593,7 @@ fn launch_capabilities_need_an_authorization_endpoint() {
 /// RFC 6749 sections 3.1 and 3.2: endpoint URLs have no fragment. Every URL field of the
 /// document is held to it, an empty fragment (`#`) included.
 #[test]
-fn urls_with_a_fragment_are_refused() {
+fn urls_with_a_fragment_or_a_disguise_are_refused() {
     type Set = fn(SmartConfigurationBuilder, String) -> SmartConfigurationBuilder;
     let fields: [(&str, Set); 10] = [
         ("token_endpoint", |b, url| b.token_endpoint(url)),
@@ -624,6 +624,22 @@ fn urls_with_a_fragment_are_refused() {
         "https://as.example#x",
         "http://127.0.0.1:9/x#frag",
         "https://as.example/x%23y#",
+        // Texts other parsers read another way than the check does: published as
+        // written, they must be plain RFC 3986 URIs.
+        "http://localhost\\@evil.example/token",
+        "https://as.example\\@evil.example/token",
+        " https://as.example/token",
+        "https://as.example/to\nken",
+        "https://as.example/to\tken",
+        "https://as.example/token ",
+        "https:as.example/token",
+        "https:/as.example/token",
+        "https://as.example/t\u{e9}",
+        "https://as.example/{x}",
+        // User information is not for a public document.
+        "https://user:pass@as.example/token",
+        "https://user@as.example/token",
+        "https://:x@as.example/token",
     ];
     for (field, set) in fields {
         let backend = || SmartConfiguration::backend_services("https://as.example/token");
