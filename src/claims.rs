@@ -365,10 +365,29 @@ impl ClaimNames {
                 | "tenant"
                 | "fhirContext"
                 | "cnf"
-        ) || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
-            .iter()
-            .any(|names| names.iter().any(|known| known == name))
+        ) || is_other_token_marker(name)
+            || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
+                .iter()
+                .any(|names| names.iter().any(|known| known == name))
             || self.required.iter().any(|(known, _)| known == name)
+    }
+
+    /// Whether the claims say the token is not an access token (see
+    /// [`is_other_token_marker`]).
+    fn marks_another_kind_of_token(raw: &impl ClaimSource) -> bool {
+        OTHER_TOKEN_MARKERS
+            .iter()
+            .any(|name| raw.claim(name).is_some())
+            || matches!(
+                raw.claim("typ"),
+                Some(Member::Text(typ)) if ["ID", "Refresh", "Offline", "Logout"]
+                    .iter()
+                    .any(|other| typ.eq_ignore_ascii_case(other))
+            )
+            || matches!(
+                raw.claim("token_use"),
+                Some(Member::Text(token_use)) if token_use.eq_ignore_ascii_case("id")
+            )
     }
 
     /// Whether the claims carry every required value: the claim present, a JSON string,
@@ -378,6 +397,20 @@ impl ClaimNames {
             |(name, value)| matches!(raw.claim(name), Some(Member::Text(text)) if text == value),
         )
     }
+}
+
+/// Claims that only other kinds of JWT carry, never an access token: an ID token's hashes
+/// of the code, access token and state (OpenID Connect Core 3.1.3.6, 3.3.2.11, FAPI), and a
+/// Security Event Token's `events` (RFC 8417; back-channel logout tokens are SETs).
+const OTHER_TOKEN_MARKERS: [&str; 4] = ["at_hash", "c_hash", "s_hash", "events"];
+
+/// Whether a payload claim named `name` can mark a JWT as another kind of token than an
+/// access token (RFC 8725 section 3.12: one kind of JWT must not pass for another): the
+/// [`OTHER_TOKEN_MARKERS`], and the kind written in the payload by issuers that type their
+/// tokens there: Keycloak's `typ` (`Bearer` for access tokens; `ID`, `Refresh`, `Offline`,
+/// `Logout` refused) and Amazon Cognito's `token_use` (`access`; `id` refused).
+fn is_other_token_marker(name: &str) -> bool {
+    OTHER_TOKEN_MARKERS.contains(&name) || name == "typ" || name == "token_use"
 }
 
 /// Where claims are read from: a whole claim set, or the members of a JWT payload that
@@ -449,6 +482,9 @@ impl SmartClaims {
     fn interpret(raw: &impl ClaimSource, names: &ClaimNames) -> Result<ClaimsInner, ErrorKind> {
         if !names.has_required(raw) {
             return Err(ErrorKind::RefusedByPolicy);
+        }
+        if ClaimNames::marks_another_kind_of_token(raw) {
+            return Err(ErrorKind::UnsupportedTokenType);
         }
         let issuer = optional_string(raw, "iss")?.ok_or(ErrorKind::WrongIssuer)?;
         let expires_at =

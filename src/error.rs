@@ -39,7 +39,10 @@ pub enum ErrorKind {
     /// The token's `alg` is not on the allow-list (this includes `none` and every HMAC
     /// algorithm), or does not fit the key it names.
     UnsupportedAlgorithm,
-    /// The token's `typ` header is not accepted by the configured policy.
+    /// The token's `typ` header is not accepted by the configured policy, or its claims
+    /// mark it as another kind of JWT than an access token (an ID token's `at_hash`, a
+    /// logout token's `events`, Keycloak's payload `typ` `ID` or `Refresh`, Cognito's
+    /// `token_use` `id`).
     UnsupportedTokenType,
     /// The token carries a `crit` header, which this crate never accepts.
     CriticalHeader,

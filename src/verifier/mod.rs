@@ -42,8 +42,20 @@ pub enum TokenTypePolicy {
     #[default]
     Lenient,
     /// Only `at+jwt` or `application/at+jwt`, as RFC 9068 section 4 requires. This keeps
-    /// ID tokens and other JWTs from being used as access tokens.
+    /// ID tokens and other JWTs from being used as access tokens. The claims RFC 9068
+    /// section 2.2 requires besides `iss`, `exp` and `aud` must be there too: a client id
+    /// (from the [configured claims](crate::VerifierBuilder::client_id_claims)), `sub`,
+    /// `iat` and `jti`.
     Rfc9068,
+}
+
+/// Whether a token carries the claims RFC 9068 section 2.2 requires of a JWT access token
+/// that the other checks do not demand already.
+fn has_rfc9068_claims(claims: &SmartClaims) -> bool {
+    claims.client_id().is_some()
+        && claims.sub().is_some()
+        && claims.iat().is_some()
+        && claims.jti().is_some()
 }
 
 impl TokenTypePolicy {
@@ -423,6 +435,9 @@ impl TokenVerifier {
         .with_token(Arc::clone(&kept));
         let now = config.clock.now();
         self.check_claims(&claims, unix_seconds(now), true)?;
+        if config.token_type == TokenTypePolicy::Rfc9068 && !has_rfc9068_claims(&claims) {
+            return Err(ErrorKind::InvalidClaim.into());
+        }
         if let Some(cache) = &self.inner.tokens {
             cache.insert(
                 kept,

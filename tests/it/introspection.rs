@@ -493,6 +493,17 @@ async fn bad_answers_get_exact_refusals() {
             401,
             "the token type is not accepted",
         ),
+        // Keycloak answers for a refresh token with its payload `typ`.
+        (
+            setup.active(json!({"typ": "Refresh"})),
+            401,
+            "the token type is not accepted",
+        ),
+        (
+            setup.active(json!({"events": {}})),
+            401,
+            "the token type is not accepted",
+        ),
     ];
     for (body, status, description) in rows {
         let app = setup.app(|i| i).await;

@@ -390,6 +390,99 @@ async fn strict_rfc9068_typ() {
         "the token type is not accepted",
     )
     .await;
+    // RFC 9068 section 2.2: a client id, `sub`, `iat` and `jti` are required too; blank
+    // strings are no values. The lenient policy accepts the same tokens.
+    let lenient = crate::support::app(|b| b).await;
+    for (name, value) in [
+        ("client_id", None),
+        ("client_id", Some(json!(" "))),
+        ("sub", None),
+        ("sub", Some(json!(""))),
+        ("iat", None),
+        ("jti", None),
+        ("jti", Some(json!(""))),
+    ] {
+        fn shape<'a>(
+            token: smart_auth::testing::TokenBuilder<'a>,
+            name: &str,
+            value: &Option<Value>,
+        ) -> smart_auth::testing::TokenBuilder<'a> {
+            let token = token.header("typ", "at+jwt");
+            match value {
+                Some(value) => token.claim(name, value.clone()),
+                None => token.without(name),
+            }
+        }
+        app.assert_invalid_token(
+            &shape(issuer.token(), name, &value).sign(),
+            "the token has a missing or invalid claim",
+        )
+        .await;
+        let answer = lenient
+            .get_with_token(&shape(lenient.issuer.token(), name, &value).sign())
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{name} {value:?}");
+    }
+    // The client id may come from the other configured claims.
+    let azp = issuer
+        .token()
+        .header("typ", "at+jwt")
+        .without("client_id")
+        .claim("azp", "app")
+        .sign();
+    assert_eq!(app.get_with_token(&azp).await.status, StatusCode::OK);
+}
+
+/// RFC 8725 section 3.12: JWTs of other kinds from the same issuer, signed with the same
+/// keys and naming the resource server's audience, are not access tokens: an ID token
+/// (its hashes of the code, token or state), a logout token or any Security Event Token
+/// (`events`), Keycloak's ID, refresh, offline and logout tokens (payload `typ`) and
+/// Cognito's ID token (`token_use`). Under every `typ` policy.
+#[tokio::test]
+async fn other_kinds_of_jwt_are_not_access_tokens() {
+    for policy in [TokenTypePolicy::Lenient, TokenTypePolicy::Rfc9068] {
+        let app = app(|b| b.token_type(policy)).await;
+        let issuer = &app.issuer;
+        let typed = || issuer.token().header("typ", "at+jwt");
+        for (name, value) in [
+            ("at_hash", json!("77QmUPtjPfzWtF2AnpK9RQ")),
+            ("c_hash", json!("LDktKdoQak3Pk0cnXxCltA")),
+            ("s_hash", json!("x")),
+            ("at_hash", json!(["any", "type"])),
+            (
+                "events",
+                json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
+            ),
+            ("events", json!({})),
+            ("typ", json!("ID")),
+            ("typ", json!("id")),
+            ("typ", json!("Refresh")),
+            ("typ", json!("Offline")),
+            ("typ", json!("Logout")),
+            ("token_use", json!("id")),
+            ("token_use", json!("ID")),
+        ] {
+            app.assert_invalid_token(
+                &typed().claim(name, value.clone()).sign(),
+                "the token type is not accepted",
+            )
+            .await;
+        }
+        // Access tokens as those issuers write them pass: Keycloak's `typ: Bearer` (with the
+        // `nonce` Keycloak before 25 copied in), Cognito's `token_use: access`, and the same
+        // names holding other values.
+        for (name, value) in [
+            ("typ", json!("Bearer")),
+            ("nonce", json!("n-0S6_WzA2Mj")),
+            ("token_use", json!("access")),
+            ("typ", json!("at+jwt")),
+        ] {
+            let answer = app
+                .get_with_token(&typed().claim(name, value.clone()).sign())
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{policy:?} {name} {value}");
+        }
+    }
 }
 
 #[tokio::test]
