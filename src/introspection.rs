@@ -143,9 +143,15 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// | 400, 404 or another 4xx (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
 /// | 408 or 429 | 503, `Retry-After` | unaffected |
 /// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), a misconfiguration logged as an error | 503, `Retry-After` | 503 for the failure cooldown |
-/// | a transport error, a timeout, a redirect, 5xx, or a body that is not a JSON object | 503, `Retry-After` | 503 for the failure cooldown |
+/// | a redirect, 5xx, or a body that is not a JSON object | 503, `Retry-After` | 503 for the failure cooldown |
+/// | a transport error or a timeout | 503, `Retry-After` | 503 for the failure cooldown |
 ///
-/// The failure cooldown (default 10 s) answers 503 without calling.
+/// The failure cooldown (default 10 s) answers 503 without calling. Before a failure with
+/// an answer of the endpoint's own (the 401/403 and 5xx rows: a status, a redirect, a
+/// body) starts it, the last token the endpoint answered about is asked about again: if
+/// that is answered, the failure was about this token alone (a firewall in front of the
+/// endpoint blocking a token that looks like an attack, a server bug), and only this
+/// request gets 503 (`Retry-After: 1`), nothing cached.
 ///
 /// **Bounds.** Answers are cached by the whole token: active ones for the TTL (default
 /// 60 s) but never past the token's `exp`, refusals briefly (default 10 s) to blunt
@@ -236,7 +242,10 @@ impl Introspection {
 
     /// How long after the endpoint was found down (or refusing the resource server's
     /// credentials) no call is made and every uncached token gets 503 (default 10 s; at
-    /// most one day).
+    /// most one day). A failure with an answer of the endpoint's own (an HTTP status, a
+    /// body that is no introspection answer) is an outage only when the endpoint also fails
+    /// on the last token it answered about, which is asked about again: one token a
+    /// firewall blocks gets 503 alone.
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self
@@ -370,6 +379,11 @@ pub(crate) enum Unavailable {
     CoolingDown,
     /// The endpoint asked to slow down (429) or gave up on the request (408).
     Throttled(u16),
+    /// The endpoint failed on this token (a 5xx, 401 or 403, a body that is no answer)
+    /// while it answered about a token it had answered about before: something between
+    /// (a web application firewall refusing a token that looks like an attack, a server
+    /// bug) is about this token, not an outage.
+    FailedOnThisToken(FetchError),
 }
 
 impl std::fmt::Display for Unavailable {
@@ -384,6 +398,10 @@ impl std::fmt::Display for Unavailable {
                     "the introspection endpoint is throttling (HTTP {status})"
                 )
             }
+            Self::FailedOnThisToken(error) => write!(
+                f,
+                "the introspection endpoint failed on this token only ({error})"
+            ),
         }
     }
 }
@@ -430,6 +448,9 @@ pub(crate) struct Introspector {
     call_slots: Semaphore,
     /// When the endpoint was last found down (monotonic).
     last_failure: Mutex<Option<Instant>>,
+    /// The last token the endpoint answered about: asked about again when the endpoint
+    /// fails on another token, to tell a failure about that token from an outage.
+    last_answered: Mutex<Option<Arc<str>>>,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -465,6 +486,7 @@ impl Introspector {
             endpoint: tokio::sync::OnceCell::new(),
             cache,
             last_failure: Mutex::new(None),
+            last_answered: Mutex::new(None),
         }
     }
 
@@ -522,7 +544,7 @@ impl Introspector {
                     Unavailable::Saturated | Unavailable::CoolingDown => {
                         tracing::debug!(error = %failure, "token introspection refused");
                     }
-                    Unavailable::Throttled(_) => {
+                    Unavailable::Throttled(_) | Unavailable::FailedOnThisToken(_) => {
                         tracing::warn!(error = %failure, "token introspection refused");
                     }
                 }
@@ -531,7 +553,9 @@ impl Introspector {
                     // A free slot is at most one queue wait away.
                     Unavailable::Saturated => self.settings.max_queue_wait,
                     // This request only: asking again soon is fine.
-                    Unavailable::Throttled(_) => Duration::from_secs(1),
+                    Unavailable::Throttled(_) | Unavailable::FailedOnThisToken(_) => {
+                        Duration::from_secs(1)
+                    }
                 };
                 AuthError::new(ErrorKind::IntrospectionUnavailable)
                     .with_retry_after(wait)
@@ -616,6 +640,58 @@ impl Introspector {
         if self.cooling_down() {
             return Err(Unavailable::CoolingDown);
         }
+        let outcome = self.counted_call(endpoint, token).await;
+        match outcome {
+            Ok(answer) => {
+                *self
+                    .last_answered
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::from(token));
+                Ok(answer)
+            }
+            Err(Unavailable::Down(error)) => {
+                if self.still_answers_others(endpoint, token, &error).await {
+                    tracing::debug!(
+                        "the introspection endpoint failed on one token but answers about                          another: no outage"
+                    );
+                    return Err(Unavailable::FailedOnThisToken(error));
+                }
+                self.record_failure();
+                Err(Unavailable::Down(error))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// After the endpoint failed on `token` with an answer of its own (an HTTP status, a
+    /// body that is no introspection answer, a redirect): whether it still answers about
+    /// the last token it answered about. Without this check, one token that a firewall
+    /// in front of the endpoint blocks (`../../etc/passwd` is a valid `b64token`) would
+    /// start the failure cooldown for every client, again and again. Transport failures
+    /// and timeouts hold for every token and are not checked again.
+    async fn still_answers_others(&self, endpoint: &Url, token: &str, error: &FetchError) -> bool {
+        let answered = matches!(
+            error,
+            FetchError::Status(_)
+                | FetchError::NotJsonObject
+                | FetchError::TooLarge
+                | FetchError::Redirected
+        );
+        let reference = self
+            .last_answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match reference {
+            Some(reference) if answered && *reference != *token => {
+                self.counted_call(endpoint, &reference).await.is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Introspector::call_in_slot`], counted in the metrics.
+    async fn counted_call(&self, endpoint: &Url, token: &str) -> Result<Answer, Unavailable> {
         let outcome = self.call_in_slot(endpoint, token).await;
         crate::metrics::introspection_call(match &outcome {
             Ok(Answer {
@@ -625,9 +701,6 @@ impl Introspector {
             Ok(_) => Introspected::Inactive,
             Err(_) => Introspected::Error,
         });
-        if let Err(Unavailable::Down(_)) = outcome {
-            self.record_failure();
-        }
         outcome
     }
 

@@ -828,6 +828,73 @@ async fn refused_credentials_are_an_outage_for_every_token() {
     }
 }
 
+/// A failure on one token (a firewall in front of the endpoint blocking a token that looks
+/// like an attack, a server bug) is no outage when the endpoint still answers about the
+/// last token it answered about: 503 for that request only, nothing cached, no cooldown.
+/// Before, one such token every 10 s gave every uncached token 503.
+#[tokio::test]
+async fn a_failure_on_one_token_is_no_outage_while_others_are_answered() {
+    let cases = [
+        StubAnswer::Status(403),
+        StubAnswer::Status(401),
+        StubAnswer::Status(500),
+        StubAnswer::Status(503),
+        StubAnswer::Raw("text/html", "<html>Request blocked</html>".into()),
+        StubAnswer::Huge(10 * 1024 * 1024),
+        StubAnswer::Redirect(302),
+    ];
+    let hostile = "../../../../etc/passwd";
+    for (row, case) in cases.into_iter().enumerate() {
+        let setup = stub().await;
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        // The stub reads the form as sent.
+        setup.answer_for("..%2F..%2F..%2F..%2Fetc%2Fpasswd", case);
+        let app = setup.app(|i| i).await;
+        let context = format!("row {row}");
+        assert_eq!(seen(&app, "good").await.status, 200, "{context}");
+        assert_eq!(setup.calls(), 1, "{context}");
+        // The hostile token, then the last answered one asked about again.
+        assert_unavailable_for(&seen(&app, hostile).await, "1", &context);
+        assert_eq!(setup.calls(), 3, "{context}");
+        // No cooldown: a new token is asked about at once, and the failure is not cached.
+        assert_eq!(seen(&app, "other").await.status, 200, "{context}");
+        assert_eq!(setup.calls(), 4, "{context}");
+        assert_unavailable_for(&seen(&app, hostile).await, "1", &context);
+        assert_eq!(setup.calls(), 6, "{context}");
+    }
+}
+
+/// When the endpoint fails on the last answered token too, it is an outage: the cooldown
+/// starts. Transport failures are outages without asking again.
+#[tokio::test]
+async fn a_failure_on_every_token_is_an_outage() {
+    for status in [500, 403] {
+        let setup = stub().await;
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        let app = setup.app(|i| i).await;
+        let context = format!("HTTP {status}");
+        assert_eq!(seen(&app, "good").await.status, 200, "{context}");
+        setup.answer(StubAnswer::Status(status));
+        assert_unavailable(&seen(&app, "new").await, &context);
+        assert_eq!(setup.calls(), 3, "{context}: the new token and the check");
+        assert_unavailable(&seen(&app, "newer").await, &context);
+        assert_eq!(setup.calls(), 3, "{context}: the cooldown answers");
+    }
+    // A timeout is not asked again.
+    let setup = stub().await;
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    let app = setup.app(|i| i).await;
+    assert_eq!(seen(&app, "good").await.status, 200);
+    setup.answer_for(
+        "slow",
+        StubAnswer::Delay(Duration::from_secs(3600), json!({"active": true})),
+    );
+    assert_unavailable(&seen(&app, "slow").await, "timeout");
+    assert_eq!(setup.calls(), 2);
+    assert_unavailable(&seen(&app, "other").await, "timeout");
+    assert_eq!(setup.calls(), 2);
+}
+
 /// 429 and 408 are about this call, not the token and not a lasting outage: 503 for this
 /// request, nothing cached, no cooldown.
 #[tokio::test]
