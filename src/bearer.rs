@@ -44,7 +44,9 @@ pub(crate) fn bearer_credential<'a>(
     if values.next().is_some() || query_token {
         return Err(ErrorKind::InvalidRequest);
     }
-    let bytes = value.as_bytes();
+    // RFC 9110 section 5.5: whitespace around a field value is not part of it (HTTP/1
+    // parsers drop it; an HTTP/3 stack or a test may not).
+    let bytes = value.as_bytes().trim_ascii();
     if let Some(rest) = after_bearer_and_space(bytes) {
         return Ok(Some(skip_spaces(rest)));
     }
@@ -147,17 +149,16 @@ fn is_b64token_char(b: u8) -> bool {
     letter | digit | other
 }
 
-/// Whether the query has an `access_token` parameter, its name read as
-/// `application/x-www-form-urlencoded` reads it (RFC 6750 section 2.3): `access%5Ftoken`
-/// and `%61ccess_token` name it too. (A `+` would decode to a space, which the name does
-/// not hold, so the strict decoder's keeping it makes no difference.) The query is split at
-/// `;` as well as `&`, as some servers split it.
+/// Whether the query has an `access_token` parameter (RFC 6750 section 2.3), its name read
+/// as a lenient server reads it ([`crate::form::lenient_raw_parameter_name`]): escaped
+/// (`access%5Ftoken`, `%61ccess_token`), in another letter case (`ACCESS_TOKEN`, which
+/// servers that match query keys ignoring case take for the token), with a `+` or
+/// whitespace around it. The query is split at `;` as well as `&`, as some servers split it.
 fn has_access_token_parameter(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or_default();
-        name == "access_token"
-            || (name.contains('%')
-                && crate::form::percent_decode_strict(name).as_deref() == Some("access_token"))
+        crate::form::lenient_raw_parameter_name(name)
+            .is_some_and(|name| name.eq_ignore_ascii_case("access_token"))
     })
 }
 
@@ -248,9 +249,39 @@ mod tests {
                 Some("%61%63%63%65%73%73%5F%74%6F%6B%65%6E=x"),
                 Err(ErrorKind::InvalidRequest),
             ),
+            // The name read as a lenient server reads it: any letter case, `+` and
+            // control characters around it dropped.
             (
                 &["Bearer abc"],
                 Some("access%5Ftoken%00=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (&[], Some("ACCESS_TOKEN=x"), Err(ErrorKind::InvalidRequest)),
+            (
+                &["Bearer abc"],
+                Some("a=1&Access_Token=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("%41ccess_token=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("+access_token+=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("%20access_token=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (&["Bearer abc"], Some("access_tokens=x"), Ok(Some("abc"))),
+            (&["Bearer abc"], Some("x=access_token"), Ok(Some("abc"))),
+            (
+                &["Bearer abc"],
+                Some("access%C5%BFtoken=x"),
                 Ok(Some("abc")),
             ),
             (&["Bearer abc"], Some("access%5Gtoken=x"), Ok(Some("abc"))),
@@ -268,6 +299,13 @@ mod tests {
                 Err(ErrorKind::InvalidRequest),
             ),
             (&["Bearerabc"], None, Ok(None)),
+            // Whitespace around the field value is not part of it (RFC 9110 section 5.5).
+            (&["Bearer abc "], None, Ok(Some("abc"))),
+            (&["Bearer abc \t "], None, Ok(Some("abc"))),
+            (&[" Bearer abc"], None, Ok(Some("abc"))),
+            (&["Bearer abc d "], None, Err(ErrorKind::InvalidRequest)),
+            (&["Bearer \t"], None, Err(ErrorKind::InvalidRequest)),
+            (&["Basic x "], None, Ok(None)),
             (&["Digest username=\"a\", realm=\"b\""], None, Ok(None)),
             (&["AWS4-HMAC-SHA256 Credential=x"], None, Ok(None)),
         ];
@@ -413,8 +451,9 @@ mod props {
             let answer = bearer_token(&headers, query);
             let repeated = headers.get_all(AUTHORIZATION).iter().count() > 1;
             let query_token = query.is_some_and(has_access_token_parameter);
-            // The scheme is the run of token characters at the start; it must be ended by
-            // a space or the end of the value.
+            // Whitespace around the value is not part of it. The scheme is the run of
+            // token characters at the start; it must be ended by a space or the end.
+            let value = value.trim_ascii();
             let scheme_end = value.iter().position(|&b| !is_tchar(b)).unwrap_or(value.len());
             let first_space = (scheme_end < value.len()).then_some(scheme_end);
             let well_formed = scheme_end > 0 && value.get(scheme_end).is_none_or(|&b| b == b' ');

@@ -245,14 +245,15 @@ impl Challenge {
     /// Puts this realm (and the layer's refusal body, when it has one) into a refusal
     /// raised behind the layer (a handler returning an [`AuthError`], an extractor's
     /// rejection), unless a layer nearer the handler did so already. Responses that carry
-    /// no `AuthError` are left untouched.
-    pub(crate) fn settle_realm<B: From<Bytes>>(&self, response: &mut Response<B>) {
+    /// no `AuthError` are left untouched. Returns whether the response was rebuilt with
+    /// the layer's own body.
+    pub(crate) fn settle_realm<B: From<Bytes>>(&self, response: &mut Response<B>) -> bool {
         let extensions = response.extensions();
         let Some(error) = extensions.get::<AuthError>() else {
-            return;
+            return false;
         };
         if extensions.get::<RealmSettled>().is_some() {
-            return;
+            return false;
         }
         if self.prepared.body.is_some() {
             // The whole answer, as the layer gives its own, keeping the headers the inner
@@ -267,13 +268,14 @@ impl Challenge {
                     headers.append(name.clone(), value.clone());
                 }
             }
-            return;
+            return true;
         }
         let value = self.header(error);
         response.extensions_mut().insert(RealmSettled);
         if let Some(value) = value {
             response.headers_mut().insert(WWW_AUTHENTICATE, value);
         }
+        false
     }
 }
 

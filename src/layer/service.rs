@@ -9,8 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
-use http::header::VARY;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::header::{CACHE_CONTROL, VARY};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -68,6 +68,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
+        let head = request.method() == Method::HEAD;
         if shared
             .public
             .is_public(&request, original_uri(&request).path())
@@ -76,14 +77,19 @@ where
             // claims an earlier layer put there.
             metrics::unauthenticated(Unverified::PublicPath);
             anonymous(&mut request);
-            return ResponseFuture::calling(self.inner.call(request), shared, false);
+            return ResponseFuture::calling(self.inner.call(request), shared, Vary::Never, head);
         }
         let credential = match bearer_credential(request.headers(), request.uri().query()) {
             Ok(Some(credential)) => credential,
             Ok(None) if shared.mode == AuthMode::Optional => {
                 metrics::unauthenticated(Unverified::NoCredentials);
                 anonymous(&mut request);
-                return ResponseFuture::calling(self.inner.call(request), shared, true);
+                return ResponseFuture::calling(
+                    self.inner.call(request),
+                    shared,
+                    Vary::Always,
+                    head,
+                );
             }
             Ok(None) => {
                 tracing::debug!(target: "smart_auth::rejection", "request without credentials");
@@ -92,9 +98,10 @@ where
                     shared
                         .challenge
                         .response(&AuthError::new(ErrorKind::MissingToken)),
+                    head,
                 );
             }
-            Err(kind) => return ResponseFuture::rejected(malformed(shared, kind)),
+            Err(kind) => return ResponseFuture::rejected(malformed(shared, kind), head),
         };
         // A cached credential is a token verified before (so also well-formed): its answer
         // is ready now, without a future to wait on.
@@ -108,10 +115,10 @@ where
                     Ok(claims) => {
                         metrics::accepted(Source::Cache);
                         request.extensions_mut().insert(claims);
-                        let optional = shared.mode == AuthMode::Optional;
-                        ResponseFuture::calling(self.inner.call(request), shared, optional)
+                        let vary = Vary::for_verified(shared.mode);
+                        ResponseFuture::calling(self.inner.call(request), shared, vary, head)
                     }
-                    Err(error) => ResponseFuture::rejected(refuse(shared, &error)),
+                    Err(error) => ResponseFuture::rejected(refuse(shared, &error), head),
                 };
             }
             (Lookup::Stale, index) => (shared.issuers.at(index), true),
@@ -126,13 +133,13 @@ where
                     });
                 match chosen {
                     Ok(verifier) => (verifier, false),
-                    Err(response) => return ResponseFuture::rejected(response),
+                    Err(response) => return ResponseFuture::rejected(response, head),
                 }
             }
         };
         let token = match token_text(credential) {
             Ok(token) => token.to_owned(),
-            Err(kind) => return ResponseFuture::rejected(malformed(shared, kind)),
+            Err(kind) => return ResponseFuture::rejected(malformed(shared, kind), head),
         };
         let verifier = verifier.clone();
         let verify = async move { verifier.verify_uncached(&token, stale).await }.boxed();
@@ -172,6 +179,63 @@ fn anonymous<B>(request: &mut Request<B>) {
     let extensions = request.extensions_mut();
     extensions.remove::<SmartClaims>();
     extensions.insert(Unauthenticated);
+}
+
+/// When a response that went through the inner service says it varies by the request's
+/// `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vary {
+    /// Public routes: the answer is the same with and without a token.
+    Never,
+    /// A verified request in required mode: when the response may be stored by a shared
+    /// cache although the request had `Authorization` (RFC 9111 section 3.5:
+    /// `Cache-Control` `public`, `s-maxage` or `must-revalidate`). Without `Vary`, the
+    /// cache would hand it to the next request for the same URL, anonymous ones included,
+    /// which never reach the layer.
+    IfSharedCacheable,
+    /// Optional mode: the answer depends on whether the request had a token.
+    Always,
+}
+
+impl Vary {
+    fn for_verified(mode: AuthMode) -> Self {
+        match mode {
+            AuthMode::Optional => Self::Always,
+            AuthMode::Required => Self::IfSharedCacheable,
+        }
+    }
+
+    fn apply(self, headers: &mut HeaderMap) {
+        let wanted = match self {
+            Self::Never => false,
+            Self::IfSharedCacheable => shared_cache_may_store(headers),
+            Self::Always => true,
+        };
+        if wanted {
+            vary_by_authorization(headers);
+        }
+    }
+}
+
+/// Whether `Cache-Control` lets a shared cache store a response to a request with
+/// `Authorization` (RFC 9111 section 3.5): `public`, `s-maxage` or `must-revalidate`.
+fn shared_cache_may_store(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|directive| {
+            let directive = directive.trim();
+            directive
+                .split_once('=')
+                .map_or(directive, |(name, _)| name.trim_end())
+        })
+        .any(|name| {
+            name.eq_ignore_ascii_case("public")
+                || name.eq_ignore_ascii_case("s-maxage")
+                || name.eq_ignore_ascii_case("must-revalidate")
+        })
 }
 
 /// Adds `Authorization` to `Vary` (RFC 9110 section 12.5.5) unless the response already
@@ -238,8 +302,9 @@ pin_project! {
             future: S::Future,
             // Puts the layer's realm into refusals raised behind it.
             challenge: Challenge,
-            // Optional mode: the answer depends on whether the request had a token.
-            varies_by_authorization: bool,
+            vary: Vary,
+            // A refusal raised behind the layer and rebuilt by it has no body for HEAD.
+            head: bool,
         },
         Rejected {
             response: Option<S::Response>,
@@ -251,25 +316,44 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    /// Calls the inner service. `varies_by_authorization`: the handler's answer may
-    /// differ with and without a token (optional mode), so the response says so.
-    fn calling(future: S::Future, shared: &Shared, varies_by_authorization: bool) -> Self {
+    /// Calls the inner service; `vary` says when its answer varies by `Authorization`.
+    fn calling(future: S::Future, shared: &Shared, vary: Vary, head: bool) -> Self {
         Self {
             state: State::Calling {
                 future,
                 challenge: shared.challenge.clone(),
-                varies_by_authorization,
+                vary,
+                head,
             },
         }
     }
+}
 
-    fn rejected(response: S::Response) -> Self {
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    /// Answers with the layer's own refusal, without a body for a `HEAD` request.
+    fn rejected(response: Response<ResBody>, head: bool) -> Self {
         Self {
             state: State::Rejected {
-                response: Some(response),
+                response: Some(without_body_for_head(response, head)),
             },
         }
     }
+}
+
+/// RFC 9110 section 9.3.2: the answer to `HEAD` has no content. axum drops it for routes,
+/// hyper's HTTP/1 server too, but an HTTP/2 server sends it, and an HTTP/2 client then
+/// fails the stream instead of reading the refusal (the layer around a whole app, tonic,
+/// `service_fn`). The headers stay: `Content-Type` describes what `GET` would get.
+fn without_body_for_head<B: From<Bytes>>(mut response: Response<B>, head: bool) -> Response<B> {
+    if head {
+        *response.body_mut() = B::from(Bytes::new());
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
+    response
 }
 
 impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>
@@ -302,36 +386,38 @@ where
                         mut request,
                         shared,
                     } = *waiting;
+                    let head = request.method() == Method::HEAD;
                     match result.and_then(|claims| admit(&shared, &request, claims)) {
                         Ok(claims) => {
                             metrics::accepted(Source::Verified);
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             let challenge = shared.challenge.clone();
-                            let varies_by_authorization = shared.mode == AuthMode::Optional;
                             this.state.set(State::Calling {
                                 future,
                                 challenge,
-                                varies_by_authorization,
+                                vary: Vary::for_verified(shared.mode),
+                                head,
                             });
                         }
                         Err(error) => {
                             let response = refuse(&shared, &error);
                             this.state.set(State::Rejected { response: None });
-                            return Poll::Ready(Ok(response));
+                            return Poll::Ready(Ok(without_body_for_head(response, head)));
                         }
                     }
                 }
                 StateProj::Calling {
                     future,
                     challenge,
-                    varies_by_authorization,
+                    vary,
+                    head,
                 } => {
                     let mut response = ready!(future.poll(cx))?;
-                    challenge.settle_realm(&mut response);
-                    if *varies_by_authorization {
-                        vary_by_authorization(response.headers_mut());
+                    if challenge.settle_realm(&mut response) {
+                        response = without_body_for_head(response, *head);
                     }
+                    vary.apply(response.headers_mut());
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Rejected { response } => {

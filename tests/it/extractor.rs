@@ -113,7 +113,8 @@ async fn optional_mode() {
 
 /// In optional mode a handler's answer depends on whether the request carried a token,
 /// so every answer it gives says `Vary: authorization` (merged with the handler's own
-/// `Vary`, never twice, not beside `*`); required mode and public paths add nothing.
+/// `Vary`, never twice, not beside `*`); required mode (for answers no shared cache may
+/// store) and public paths add nothing.
 #[tokio::test]
 async fn optional_mode_answers_vary_by_authorization() {
     async fn who(claims: Option<SmartClaims>) -> &'static str {
@@ -211,6 +212,86 @@ async fn optional_mode_answers_vary_by_authorization() {
         assert_eq!(public.status(), StatusCode::OK);
         assert!(vary(&public).is_empty(), "{url}");
     }
+}
+
+/// Required mode: a verified answer that a shared cache may store although the request had
+/// `Authorization` (RFC 9111 section 3.5: `public`, `s-maxage`, `must-revalidate`) says
+/// `Vary: authorization`, or the cache would hand it to anonymous requests for the same URL,
+/// which never reach the layer. Other answers, and the public capability statement, get
+/// nothing added.
+#[tokio::test]
+async fn shared_cacheable_answers_vary_by_authorization_in_required_mode() {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .fhir_base("https://fhir.example.test/fhir")
+        .audience(issuer.audience())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route(
+            "/fhir/Patient/{directives}",
+            get(
+                |axum::extract::Path(directives): axum::extract::Path<String>| async move {
+                    let mut headers = http::HeaderMap::new();
+                    for (i, value) in directives.split('|').enumerate() {
+                        let name = if i == 0 { "cache-control" } else { "vary" };
+                        if value != "-" {
+                            headers.append(name, value.parse().unwrap());
+                        }
+                    }
+                    (headers, "data")
+                },
+            ),
+        )
+        .route(
+            "/fhir/metadata",
+            get(|| async { ([("cache-control", "public, max-age=60")], "capabilities") }),
+        )
+        .layer(layer);
+    let (url, _server) = serve(router).await;
+    let http = reqwest::Client::new();
+    let token = issuer.token().sign();
+    let cases: [(&str, &[&str]); 10] = [
+        ("public, max-age=300", &["authorization"]),
+        ("max-age=300, PUBLIC", &["authorization"]),
+        ("s-maxage=60", &["authorization"]),
+        ("S-MaxAge = 60", &["authorization"]),
+        ("no-cache, must-revalidate", &["authorization"]),
+        ("public|Accept", &["Accept", "authorization"]),
+        ("public|Authorization", &["Authorization"]),
+        ("private, max-age=300", &[]),
+        ("max-age=300", &[]),
+        ("-", &[]),
+    ];
+    for (directives, expected) in cases {
+        for _ in 0..2 {
+            // Verified, then from the token cache.
+            let response = http
+                .get(format!("{url}/fhir/Patient/{directives}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{directives}");
+            let vary: Vec<&str> = response
+                .headers()
+                .get_all("vary")
+                .iter()
+                .map(|value| value.to_str().unwrap())
+                .collect();
+            assert_eq!(vary, expected, "{directives}");
+        }
+    }
+    let public = http
+        .get(format!("{url}/fhir/metadata"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::OK);
+    assert!(public.headers().get("vary").is_none());
 }
 
 #[tokio::test]

@@ -91,3 +91,79 @@ async fn poll_ready_delegates_and_the_ready_service_is_called() {
     respond.send_response(Response::new(Full::default()));
     assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
 }
+
+/// RFC 9110 section 9.3.2: refusals to `HEAD` have no body, also where no router drops it
+/// (the layer around a whole service, served over HTTP/2, where a body fails the client's
+/// stream): the layer's own refusals, before and after verification, and a refusal raised
+/// behind the layer that the layer rebuilds with its refusal body. The headers stay.
+#[tokio::test]
+async fn refusals_to_head_have_no_body() {
+    use axum::response::IntoResponse as _;
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .refusal_body(|error| {
+            smart_auth::RefusalBody::json(
+                &serde_json::json!({"kind": format!("{:?}", error.kind())}),
+            )
+        })
+        .clock(clock)
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new().layer(layer).service_fn(
+        |request: Request<axum::body::Body>| async move {
+            let response = if request.uri().path() == "/refuse" {
+                AuthError::insufficient_scope("system/Observation.rs").into_response()
+            } else {
+                "ok".into_response()
+            };
+            Ok::<_, Infallible>(response)
+        },
+    );
+    let token = issuer.token().sign();
+    let rows: [(&str, Option<String>, StatusCode); 4] = [
+        ("/fhir/Patient/1", None, StatusCode::UNAUTHORIZED),
+        (
+            "/fhir/Patient/1",
+            Some("Bearer a\"b".into()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/fhir/Patient/1",
+            Some("Bearer not-a-jwt".into()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/refuse",
+            Some(format!("Bearer {token}")),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (path, authorization, status) in rows {
+        for method in [http::Method::GET, http::Method::HEAD] {
+            let mut request = Request::builder().method(method.clone()).uri(path);
+            if let Some(value) = &authorization {
+                request = request.header("authorization", value);
+            }
+            let request = request.body(axum::body::Body::empty()).unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            let context = format!("{method} {path} {authorization:?}");
+            assert_eq!(response.status(), status, "{context}");
+            assert!(
+                response.headers().contains_key("www-authenticate"),
+                "{context}"
+            );
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/json",
+                "{context}"
+            );
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            assert_eq!(body.is_empty(), method == http::Method::HEAD, "{context}");
+        }
+    }
+}
