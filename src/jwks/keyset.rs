@@ -98,6 +98,21 @@ impl VerificationKey {
             .find(|(own, _)| *own == alg)
             .map(|(_, key)| key)
     }
+
+    /// The public key's DER `SubjectPublicKeyInfo`, as aws-lc encodes it: equal for equal
+    /// keys however the JWK wrote them.
+    fn public_key_der(&self) -> Option<Vec<u8>> {
+        let (_, key) = self.parsed.first()?;
+        key.as_der().ok().map(|der| der.as_ref().to_vec())
+    }
+
+    /// Whether `other` is this very key (the same public key; `kid` and `alg` aside).
+    fn is_same_key_as(&self, other: &Self) -> bool {
+        self.family == other.family
+            && self
+                .public_key_der()
+                .is_some_and(|der| Some(der) == other.public_key_der())
+    }
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -201,22 +216,51 @@ impl KeySet {
     /// Chooses the key for a token with this `kid` and `alg`.
     ///
     /// With a `kid`, the key must carry that `kid`; without one, exactly one key of the set
-    /// may fit `alg`.
+    /// may fit `alg`. The same public key listed twice (RFC 7517 makes distinct `kid`s only
+    /// a SHOULD; some issuers repeat a key, with and without its `alg`) is one key, not an
+    /// ambiguity; two different keys that both fit are.
     pub(crate) fn select(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
-        let mut found = None;
+        self.select_among(alg, kid.is_some(), |key| match kid {
+            Some(kid) => key.kid.as_deref() == Some(kid),
+            None => true,
+        })
+    }
+
+    /// [`KeySet::select`] for keys the operator configured: a key given without a `kid`
+    /// (a PEM key) also serves tokens whose `kid` no key of the set carries, as a verifier
+    /// with one configured key ignores `kid`. Its family and `alg` must still fit.
+    pub(crate) fn select_configured(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
+        match self.select(kid, alg) {
+            Selection::NotFound if kid.is_some() => {
+                self.select_among(alg, false, |key| key.kid.is_none())
+            }
+            selection => selection,
+        }
+    }
+
+    /// The one key among those `candidate` picks that fits `alg`. `by_kid`: the candidates
+    /// are the keys a token's `kid` names, so that none of them fitting is `Unusable` (the
+    /// key is known, the algorithm is not its own) rather than `NotFound`.
+    fn select_among(
+        &self,
+        alg: Algorithm,
+        by_kid: bool,
+        candidate: impl Fn(&VerificationKey) -> bool,
+    ) -> Selection {
+        let mut found: Option<usize> = None;
         let mut named = false;
         for (index, key) in self.keys.iter().enumerate() {
-            if let Some(kid) = kid {
-                if key.kid.as_deref() != Some(kid) {
-                    continue;
-                }
-                named = true;
+            if !candidate(key) {
+                continue;
             }
-            if key.accepts(alg) {
-                if found.is_some() {
-                    return Selection::Unusable;
-                }
-                found = Some(index);
+            named = by_kid;
+            if !key.accepts(alg) {
+                continue;
+            }
+            match found {
+                None => found = Some(index),
+                Some(first) if self.keys[first].is_same_key_as(key) => {}
+                Some(_) => return Selection::Unusable,
             }
         }
         match found {
@@ -224,6 +268,39 @@ impl KeySet {
             None if named => Selection::Unusable,
             None => Selection::NotFound,
         }
+    }
+
+    /// A digest of the usable keys, whatever their order in the document and however the
+    /// document is spaced: each key's `kid`, `alg` and public key, sorted. An issuer whose
+    /// servers list the same keys in another order gives the same fingerprint.
+    pub(crate) fn fingerprint(&self) -> [u8; 32] {
+        let mut entries: Vec<Vec<u8>> = self
+            .keys
+            .iter()
+            .map(|key| {
+                let mut entry = Vec::new();
+                for part in [
+                    key.kid.as_deref().unwrap_or("\0none").as_bytes(),
+                    key.alg
+                        .map_or_else(|| "any".to_owned(), |alg| format!("{alg:?}"))
+                        .as_bytes(),
+                ] {
+                    entry.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                    entry.extend_from_slice(part);
+                }
+                entry.extend_from_slice(&key.public_key_der().unwrap_or_default());
+                entry
+            })
+            .collect();
+        entries.sort();
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for entry in &entries {
+            context.update(&(entry.len() as u64).to_be_bytes());
+            context.update(entry);
+        }
+        let mut digest = [0; 32];
+        digest.copy_from_slice(context.finish().as_ref());
+        digest
     }
 }
 
@@ -664,6 +741,11 @@ mod tests {
         json!({"kty": "RSA", "kid": kid, "n": b64(&[0xc5; 256]), "e": "AQAB"})
     }
 
+    /// A JWK for another RSA key than [`rsa`]'s.
+    fn other_rsa(kid: &str) -> Value {
+        json!({"kty": "RSA", "kid": kid, "n": b64(&[0xc7; 256]), "e": "AQAB"})
+    }
+
     /// A JWK for a freshly generated key on `crv` (`P-256` or `P-384`).
     fn ec(kid: &str, crv: &str) -> Value {
         let signing = match crv {
@@ -773,7 +855,7 @@ mod tests {
 
     #[test]
     fn selection_binds_kid_family_and_alg() {
-        let mut stated = rsa("rs384-only");
+        let mut stated = other_rsa("rs384-only");
         stated["alg"] = json!("RS384");
         let keys = set(vec![rsa("r1"), stated, ec("e384", "P-384")]).unwrap();
         assert_eq!(
@@ -841,12 +923,81 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_kids_that_both_fit_are_ambiguous() {
-        let keys = set(vec![rsa("same"), rsa("same")]).unwrap();
+    fn different_keys_that_both_fit_are_ambiguous() {
+        let keys = set(vec![rsa("same"), other_rsa("same")]).unwrap();
         assert_eq!(
             keys.select(Some("same"), Algorithm::RS256),
             Selection::Unusable
         );
+        let unnamed = |jwk: Value| {
+            let mut jwk = jwk;
+            jwk.as_object_mut().unwrap().remove("kid");
+            jwk
+        };
+        let keys = set(vec![unnamed(rsa("")), unnamed(other_rsa(""))]).unwrap();
+        assert_eq!(keys.select(None, Algorithm::RS256), Selection::Unusable);
+    }
+
+    /// The same public key listed twice (GitHub Enterprise Server's set; with and without
+    /// its `alg`; with its `n` written with a leading zero) is one key: a token naming it
+    /// is verified with it, as without the twin.
+    #[test]
+    fn the_same_key_listed_twice_is_one_key() {
+        let mut pinned = rsa("same");
+        pinned["alg"] = json!("RS256");
+        let mut padded = rsa("same");
+        let mut n = vec![0];
+        n.extend_from_slice(&[0xc5; 256]);
+        padded["n"] = json!(b64(&n));
+        for twin in [rsa("same"), pinned, padded] {
+            let keys = set(vec![rsa("same"), twin.clone()]).unwrap();
+            assert_eq!(
+                keys.select(Some("same"), Algorithm::RS256),
+                Selection::Found(0),
+                "{twin}"
+            );
+            // A kid-less token with one key of that family: still one key.
+            assert_eq!(keys.select(None, Algorithm::RS256), Selection::Found(0));
+        }
+        let p256 = ec("e", "P-256");
+        let keys = set(vec![p256.clone(), p256]).unwrap();
+        assert_eq!(
+            keys.select(Some("e"), Algorithm::ES256),
+            Selection::Found(0)
+        );
+        // Another key in the set does not matter; another key under the name does.
+        let keys = set(vec![rsa("same"), rsa("same"), other_rsa("other")]).unwrap();
+        assert_eq!(
+            keys.select(Some("same"), Algorithm::RS256),
+            Selection::Found(0)
+        );
+        assert_eq!(keys.select(None, Algorithm::RS256), Selection::Unusable);
+    }
+
+    /// The key-set fingerprint depends on the keys, not on their order or the document's
+    /// spacing; another key, `kid` or `alg` changes it.
+    #[test]
+    fn fingerprints_follow_the_keys_not_the_document() {
+        let p256 = ec("e", "P-256");
+        let fingerprint = |keys: Vec<Value>| set(keys).unwrap().fingerprint();
+        let base = fingerprint(vec![rsa("a"), p256.clone()]);
+        assert_eq!(base, fingerprint(vec![p256.clone(), rsa("a")]));
+        let spaced = format!("{{ \"keys\" : [ {} , {} ] }}", rsa("a"), p256);
+        assert_eq!(
+            base,
+            KeySet::parse(spaced.as_bytes()).unwrap().fingerprint()
+        );
+        let mut pinned = rsa("a");
+        pinned["alg"] = json!("RS256");
+        for changed in [
+            vec![rsa("b"), p256.clone()],
+            vec![other_rsa("a"), p256.clone()],
+            vec![pinned, p256.clone()],
+            vec![rsa("a")],
+            vec![rsa("a"), p256.clone(), ec("f", "P-384")],
+        ] {
+            assert_ne!(base, fingerprint(changed));
+        }
     }
 
     /// One JWK parsed as a one-key set, as a fetched set is: `None` when the key is kept,

@@ -101,7 +101,7 @@ impl Default for RefreshPolicy {
 
 impl RefreshPolicy {
     /// How long keys stay fresh when the server sends no `Cache-Control: max-age`
-    /// (default 10 min).
+    /// (default 10 min; inside the [TTL bounds](Self::ttl_bounds)).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
         self
@@ -125,7 +125,7 @@ impl RefreshPolicy {
         self
     }
     /// How long after their fetch keys may still be used while refreshing fails
-    /// (default 24 h).
+    /// (default 24 h; at least the shortest TTL).
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
         self
@@ -150,6 +150,18 @@ impl RefreshPolicy {
         ];
         if let Some((_, field)) = lower_bounds.into_iter().find(|(d, _)| *d < second) {
             return Err(ConfigError::InvalidLimit { field });
+        }
+        // A TTL used without `max-age` outside the bounds a `max-age` is held to would
+        // slip past them (a day-long default means no refresh in the background).
+        if !(self.min_ttl..=self.max_ttl).contains(&self.default_ttl) {
+            return Err(ConfigError::InvalidLimit {
+                field: "default_ttl",
+            });
+        }
+        // Keys unusable sooner than the shortest TTL would be fetched again by the
+        // requests themselves, one fetch after another (zero: on every request).
+        if self.max_stale < self.min_ttl {
+            return Err(ConfigError::InvalidLimit { field: "max_stale" });
         }
         Ok(())
     }
@@ -351,8 +363,15 @@ impl KeyStore {
         alg: Algorithm,
     ) -> Result<ChosenKey, AuthError> {
         if let Some(keys) = &self.static_keys {
-            // The same selection as for a fetched set; an unknown `kid` is final.
-            return choose(Arc::clone(keys), kid, alg);
+            // An unknown `kid` is final; a key configured without one serves any `kid`.
+            return match keys.keys.select_configured(kid, alg) {
+                Selection::Found(index) => Ok(ChosenKey {
+                    snapshot: Arc::clone(keys),
+                    index,
+                }),
+                Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
+                Selection::NotFound => Err(AuthError::new(ErrorKind::UnknownKey)),
+            };
         }
         let now = Instant::now();
         let Some(snapshot) = self.usable_snapshot(now) else {
@@ -383,6 +402,13 @@ impl KeyStore {
             Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
             Selection::NotFound => {
                 let Some(fetch) = self.fetch_for(Need::UnknownKid) else {
+                    if self.failed_recently() {
+                        // The issuer may have rotated to this key while its key set cannot
+                        // be fetched: unknown is not proven, so 503 (ask again later), not
+                        // 401 (which tells the client its token is bad).
+                        tracing::debug!("unknown kid while fetching keys fails: answering 503");
+                        return Err(self.keys_unavailable(None));
+                    }
                     metrics::jwks_unknown_kid_refetch_skipped();
                     tracing::debug!(
                         "unknown kid inside the refetch cooldown: refused without fetching"
@@ -392,9 +418,9 @@ impl KeyStore {
                 tracing::debug!("unknown kid: refetching the key set");
                 match fetch.await {
                     Ok(snapshot) => choose(snapshot, kid, alg),
-                    // The refetch failed but the old keys are still good for other tokens;
-                    // this one names a key nobody has seen.
-                    Err(_) => Err(AuthError::new(ErrorKind::UnknownKey)),
+                    // The refetch failed: the old keys are still good for other tokens, but
+                    // whether this one names a new key cannot be known now.
+                    Err(error) => Err(self.keys_unavailable(Some(error))),
                 }
             }
         }
@@ -480,6 +506,13 @@ impl KeyStore {
             Some(error) => unavailable.with_source(error),
             None => unavailable,
         }
+    }
+
+    /// Whether the last fetch failed and its failure cooldown still runs.
+    fn failed_recently(&self) -> bool {
+        self.lock_state().last_failure.is_some_and(|at| {
+            Instant::now().saturating_duration_since(at) < self.policy.failure_cooldown
+        })
     }
 
     /// Joins the fetch in flight, or starts one if the cooldowns allow it.
@@ -601,8 +634,9 @@ impl KeyStore {
             }
             Err(error) => return Err(FetchError::KeySet(error)),
         };
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &fetched.body);
-        let document_digest = <[u8; 32]>::try_from(digest.as_ref()).ok();
+        // The keys, not the document's bytes: the same keys in another order or spacing
+        // (issuers behind several servers) keep the generation and the cached tokens.
+        let document_digest = Some(keys.fingerprint());
         let generation = match self.current.load().as_deref() {
             Some(current)
                 if document_digest.is_some() && current.document_digest == document_digest =>
@@ -690,11 +724,43 @@ mod tests {
                 ConfigError::InvalidLimit { field }
             );
         }
+        // A default TTL outside the bounds, keys unusable before the shortest TTL.
+        let minute = Duration::from_secs(60);
+        for (policy, field) in [
+            (
+                RefreshPolicy::default().default_ttl(Duration::from_secs(25 * 3600)),
+                "default_ttl",
+            ),
+            (
+                RefreshPolicy::default().default_ttl(Duration::from_secs(59)),
+                "default_ttl",
+            ),
+            (
+                RefreshPolicy::default().max_stale(Duration::ZERO),
+                "max_stale",
+            ),
+            (
+                RefreshPolicy::default().max_stale(minute - one),
+                "max_stale",
+            ),
+        ] {
+            assert_eq!(
+                policy.validate().unwrap_err(),
+                ConfigError::InvalidLimit { field }
+            );
+        }
+        assert!(
+            RefreshPolicy::default()
+                .max_stale(minute)
+                .validate()
+                .is_ok()
+        );
         let tight = RefreshPolicy::default()
             .default_ttl(one)
             .ttl_bounds(one, one)
             .unknown_kid_cooldown(one)
-            .failure_cooldown(one);
+            .failure_cooldown(one)
+            .max_stale(one);
         assert!(tight.validate().is_ok());
     }
 }

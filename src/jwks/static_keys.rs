@@ -30,7 +30,9 @@ const MAX_KEY_SET_BYTES: usize = 1024 * 1024;
 /// first request.
 ///
 /// Static keys are never refreshed: a token whose `kid` is not among them is refused at
-/// once (401 `invalid_token`). To rotate keys, build a new layer.
+/// once (401 `invalid_token`), unless a key was given without a `kid`: that one serves
+/// tokens whose `kid` no key carries (its family and algorithm still have to fit). To
+/// rotate keys, build a new layer.
 ///
 /// ```
 /// use smart_auth::{SigningAlgorithm, SmartAuthLayer, StaticKeys};
@@ -116,8 +118,10 @@ impl StaticKeys {
         Ok(Self { keys })
     }
 
-    /// One PEM public key, for exactly the algorithm `alg`, optionally under a `kid`
-    /// (tokens naming another `kid` are refused; a token without `kid` may use the key).
+    /// One PEM public key, for exactly the algorithm `alg`, optionally under a `kid`.
+    /// Under a `kid`, tokens naming another `kid` do not use it. Without one, it serves
+    /// tokens without a `kid` and tokens whose `kid` no configured key carries (every real
+    /// issuer sends a `kid`, and one key configured by hand is meant for all its tokens).
     ///
     /// The PEM text must hold exactly one block: `PUBLIC KEY` (an X.509
     /// SubjectPublicKeyInfo: RSA, EC P-256, EC P-384 or Ed25519) or `RSA PUBLIC KEY`
@@ -461,6 +465,11 @@ AP6os53IgFTdn9GFSIRcPlq4KrwFSBA5ErVqjNWxirfI
 ";
 
     /// The public key of [`CERTIFICATE`].
+    const ED25519: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEA2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM=
+-----END PUBLIC KEY-----
+";
+
     const P256: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE9lgljfY0UE8QlOgGu9AhZ7zCZ9vJ
 aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
@@ -576,23 +585,38 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
             "two keys have the same kid"
         );
         // Keys without kid may be several; a token without kid then needs exactly one
-        // fitting key, as with a fetched set.
+        // fitting key, as with a fetched set (the same key twice is one key).
         let unnamed = two
             .and_pem(P256, SigningAlgorithm::ES256, None)
             .unwrap()
-            .and_pem(P256, SigningAlgorithm::ES256, None)
+            .and_pem(ED25519, SigningAlgorithm::EdDSA, None)
             .unwrap();
         assert_eq!(
-            unnamed.keys.select(None, Algorithm::ES256),
-            Selection::Unusable
+            unnamed.keys.select(None, Algorithm::EdDSA),
+            Selection::Found(3)
         );
         assert_eq!(
             unnamed.keys.select(Some("b"), Algorithm::ES256),
             Selection::Found(1)
         );
+        // A `kid` no key carries: a fetched set's rule finds nothing; configured keys
+        // given without a kid serve it, by family and algorithm.
         assert_eq!(
             unnamed.keys.select(Some("c"), Algorithm::ES256),
             Selection::NotFound
+        );
+        assert_eq!(
+            unnamed.keys.select_configured(Some("c"), Algorithm::EdDSA),
+            Selection::Found(3)
+        );
+        assert_eq!(
+            unnamed.keys.select_configured(Some("c"), Algorithm::ES384),
+            Selection::NotFound
+        );
+        // A named key keeps its own rule: its kid with another algorithm is refused.
+        assert_eq!(
+            unnamed.keys.select_configured(Some("a"), Algorithm::EdDSA),
+            Selection::Unusable
         );
         // A PEM key joins a JWK Set's keys too.
         let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "ed",

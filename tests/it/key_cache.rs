@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use smart_auth::discovery::DiscoveryError;
 use smart_auth::testing::{JwksBehaviour, TestIssuer};
-use smart_auth::{ManualClock, RefreshPolicy, SmartAuthLayer};
+use smart_auth::{ManualClock, RefreshPolicy, SigningAlgorithm, SmartAuthLayer};
 
 use crate::support::{App, app, app_with, issuer};
 use crate::wall_clock::{pass_time, settle};
@@ -636,6 +636,83 @@ async fn one_unusable_key_does_not_spoil_the_set() {
         status(&app, &app.issuer.token().sign()).await,
         StatusCode::OK
     );
+}
+
+/// The same key listed twice in the issuer's set (GitHub Enterprise Server does; RFC 7517
+/// makes distinct `kid`s only a SHOULD), once with and once without its `alg`, is one key:
+/// its tokens verify. Two different keys under one `kid` stay ambiguous.
+#[tokio::test]
+async fn a_key_listed_twice_is_one_key() {
+    let app = app(|b| b).await;
+    let mut keys = app.issuer.jwks();
+    let list = keys["keys"].as_array_mut().unwrap();
+    let twins: Vec<Value> = list
+        .iter()
+        .map(|key| {
+            let mut twin = key.clone();
+            twin.as_object_mut().unwrap().remove("alg");
+            twin
+        })
+        .collect();
+    list.extend(twins);
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Body(keys.to_string()));
+    for alg in SigningAlgorithm::DEFAULT {
+        let token = app.issuer.token().alg(*alg).sign();
+        assert_eq!(status(&app, &token).await, StatusCode::OK, "{alg}");
+    }
+    // Another issuer's key under the same kid beside the real one: neither is chosen.
+    let fresh = crate::support::app(|b| b).await;
+    let other = TestIssuer::start().await;
+    let kid = fresh.issuer.current_kid(SigningAlgorithm::ES256);
+    let mut impostor = other.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["crv"] == "P-256")
+        .unwrap()
+        .clone();
+    impostor["kid"] = json!(kid);
+    let mut keys = fresh.issuer.jwks();
+    keys["keys"].as_array_mut().unwrap().push(impostor);
+    fresh
+        .issuer
+        .set_jwks_behaviour(JwksBehaviour::Body(keys.to_string()));
+    let token = fresh.issuer.token().alg(SigningAlgorithm::ES256).sign();
+    fresh
+        .assert_invalid_token(&token, "the token's signing algorithm is not accepted")
+        .await;
+}
+
+/// A token naming a `kid` the cached set lacks, while the issuer's key set cannot be
+/// fetched: the issuer may have rotated to it, so 503 with `Retry-After` (ask again later),
+/// not 401 (which tells the client its token is bad). Inside the failure cooldown without a
+/// fetch; once the issuer answers again, the new key is found.
+#[tokio::test]
+async fn an_unknown_kid_while_keys_cannot_be_fetched_is_503() {
+    let app = app(|b| b).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
+    app.issuer.rotate_keys();
+    let rotated = app.issuer.token().sign();
+    for _ in 0..2 {
+        let answer = app.get_with_token(&rotated).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+        assert_eq!(answer.issue_code(), "transient");
+        assert!(answer.retry_after.is_some());
+    }
+    assert_eq!(
+        app.issuer.jwks_fetches(),
+        2,
+        "one refetch, then the cooldown"
+    );
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
+    pass_time(&app.clock, Duration::from_secs(31)).await;
+    assert_eq!(status(&app, &rotated).await, StatusCode::OK);
+    assert_eq!(app.issuer.jwks_fetches(), 3);
 }
 
 #[tokio::test]

@@ -258,6 +258,61 @@ async fn pem_keys_verify_what_their_private_keys_signed() {
     assert_no_fetch(&app.issuer);
 }
 
+/// A PEM key configured without a `kid` serves tokens whatever `kid` they carry (every
+/// real issuer sends one), as a verifier with one configured key does; its algorithm still
+/// binds it, and a key configured under a `kid` keeps its name.
+#[tokio::test]
+async fn a_pem_key_without_a_kid_serves_any_kid() {
+    let p384 = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P384_SHA384_FIXED_SIGNING,
+        &pem_der(include_str!("keys/p384.pkcs8.pem")),
+    )
+    .unwrap();
+    let rsa_pair = RsaKeyPair::from_pkcs8(&pem_der(include_str!("keys/rsa.pkcs8.pem"))).unwrap();
+    let p384_public = pem("PUBLIC KEY", p384.public_key().as_der().unwrap().as_ref());
+    let rsa_public = pem("RSA PUBLIC KEY", rsa_pair.public_key().as_ref());
+    let clock = ManualClock::new();
+    let app_issuer = issuer(&clock).await;
+    let unreachable = closed_loopback_url();
+    let keys = StaticKeys::from_pem(&p384_public, SigningAlgorithm::ES384, None)
+        .unwrap()
+        .and_pem(&rsa_public, SigningAlgorithm::RS384, Some("rsa-1"))
+        .unwrap();
+    let layer = SmartAuthLayer::builder(&unreachable)
+        .audience(app_issuer.audience())
+        .clock(clock.clone())
+        .static_keys(keys)
+        .build()
+        .unwrap();
+    let app = app_with_layer(app_issuer, clock, layer).await;
+    let claims = claims(&unreachable, app.issuer.audience(), &app.clock);
+    for kid in ["2024-rotation", "ec-1", ""] {
+        let answer = app.get_with_token(&es384(&p384, kid, &claims)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{kid}: {answer:?}");
+    }
+    // Another key under any kid: a bad signature, never accepted.
+    let rng = SystemRandom::new();
+    let other = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let other = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, other.as_ref()).unwrap();
+    app.assert_invalid_token(
+        &es384(&other, "2024-rotation", &claims),
+        "the token's signature is not valid",
+    )
+    .await;
+    // The named RSA key: under its kid only, for its algorithm only; an unknown kid with an
+    // RSA algorithm finds no key without a kid of that family.
+    let answer = app
+        .get_with_token(&rsa(&rsa_pair, "RS384", "rsa-1", &claims))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    app.assert_invalid_token(
+        &rsa(&rsa_pair, "RS384", "rsa-2", &claims),
+        "the token's signing key is not known",
+    )
+    .await;
+    assert_no_fetch(&app.issuer);
+}
+
 #[tokio::test]
 async fn static_keys_with_a_jwks_uri_is_a_build_error() {
     let signer = TestIssuer::start().await;
