@@ -16,6 +16,34 @@ use crate::scopes::{
 };
 use strings::{ClaimStrings, Field};
 
+/// What a token's scopes allow of one interaction on one type, with its limits: see
+/// [`SmartClaims::require_access`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access<'a> {
+    constraints: SearchConstraints,
+    patient_compartment: Option<&'a str>,
+}
+
+impl<'a> Access<'a> {
+    /// The granular filters: [`SearchConstraints::Unconstrained`] for none, else the
+    /// parameter sets a resource must match (never [`SearchConstraints::Denied`]).
+    pub fn constraints(&self) -> &SearchConstraints {
+        &self.constraints
+    }
+
+    /// `Some(id)` when the access is limited to the compartment of `Patient/{id}`, the
+    /// patient in context (the grant comes from `patient/` scopes): the handler must not
+    /// return, change or reveal anything outside it.
+    pub fn patient_compartment(&self) -> Option<&'a str> {
+        self.patient_compartment
+    }
+
+    /// Whether nothing limits the access: no filter, no compartment.
+    pub fn is_unlimited(&self) -> bool {
+        self.patient_compartment.is_none() && self.constraints.is_unconstrained()
+    }
+}
+
 /// The claims of a verified access token, as SMART handlers need them.
 ///
 /// The layer inserts a `SmartClaims` into the request extensions after it verified the
@@ -739,6 +767,9 @@ impl SmartClaims {
     ///
     /// Granular scopes never satisfy it, since they grant only part of a type: a handler
     /// that applies their filters calls [`SmartClaims::require_constraints`] instead.
+    /// A `patient/` scope satisfies it, yet allows only the data of the patient in
+    /// context: a handler that answers for a resource by id (whose patient only the data
+    /// tells) calls [`SmartClaims::require_access`], which says so.
     ///
     /// ```
     /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
@@ -769,7 +800,8 @@ impl SmartClaims {
     /// or check a read result against them (see [`SearchConstraints::matches`]).
     ///
     /// Granular scopes grant only `r` and `s`; for `c`, `u` and `d` the answer is the same as
-    /// [`SmartClaims::require`].
+    /// [`SmartClaims::require`]. Like it, it does not say whether the grant is limited to
+    /// the patient in context: [`SmartClaims::require_access`] does.
     ///
     /// ```
     /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
@@ -801,6 +833,73 @@ impl SmartClaims {
             ));
         }
         Ok(constraints)
+    }
+
+    /// What the scopes allow of `interaction` on `resource_type`, with every limit that
+    /// comes with it: the granular filters, and the patient compartment when the grant
+    /// comes from `patient/` scopes. [`SmartClaims::require`] and
+    /// [`SmartClaims::require_constraints`] answer "may it?"; a handler that reads or
+    /// searches by id calls this one, because a `patient/` scope allows only the data of
+    /// the patient in context, and neither the layer nor those two can tell whose
+    /// `Observation/456` is: the handler must (with
+    /// [`Access::patient_compartment`], before it answers).
+    ///
+    /// `user/` and `system/` scopes count first: one that grants the whole type gives
+    /// an unlimited [`Access`]. Otherwise `patient/` scopes, when they grant it, give the
+    /// compartment of [`SmartClaims::patient`] with their filters; else the filters of the
+    /// `user/` and `system/` granular scopes. (When both kinds grant part of the type,
+    /// the answer is the `patient/` part: narrower than the union, never wider. A handler
+    /// that serves the union asks [`ScopeSet::constraints`] once per context.)
+    ///
+    /// ```
+    /// use smart_auth::{AuthError, SmartClaims, scopes::Interaction};
+    ///
+    /// # #[cfg(feature = "axum")]
+    /// async fn read_observation(claims: SmartClaims) -> Result<String, AuthError> {
+    ///     let access = claims.require_access(Interaction::Read, "Observation")?;
+    ///     // ... load the Observation ...
+    ///     if let Some(patient) = access.patient_compartment() {
+    ///         // ... answer 404 unless it is in Patient/{patient}'s compartment ...
+    ///         # let _ = patient;
+    ///     }
+    ///     // ... and check it against access.constraints() ...
+    ///     Ok("{}".to_owned())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The same 403 `insufficient_scope` error as [`SmartClaims::require`] when no scope
+    /// grants the interaction at all.
+    pub fn require_access(
+        &self,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Result<Access<'_>, AuthError> {
+        let set = self.scope_set();
+        let in_context = |context| set.constraints(Some(context), interaction, resource_type);
+        let others = in_context(Context::User).or(in_context(Context::System));
+        if others.is_unconstrained() {
+            return Ok(Access {
+                constraints: others,
+                patient_compartment: None,
+            });
+        }
+        let patient = in_context(Context::Patient);
+        match (self.patient(), patient.is_denied()) {
+            // Granted by `patient/` scopes, so there is a patient in context.
+            (Some(id), false) => Ok(Access {
+                constraints: patient,
+                patient_compartment: Some(id),
+            }),
+            _ if !others.is_denied() => Ok(Access {
+                constraints: others,
+                patient_compartment: None,
+            }),
+            _ => Err(AuthError::insufficient_scope(
+                self.scope_hint(interaction, resource_type),
+            )),
+        }
     }
 
     /// The scope to name in an `insufficient_scope` refusal: the smallest v2 scope that

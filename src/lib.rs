@@ -134,7 +134,7 @@ mod token_cache;
 mod verifier;
 
 pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};
-pub use claims::{FhirContext, SmartClaims};
+pub use claims::{Access, FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EnforcementConfig, IssuerConfig, SmartAuthConfig, TokenCacheConfig};
 pub use enforce::{ScopeEnforcement, default_operation_policy};

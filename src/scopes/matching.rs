@@ -155,6 +155,29 @@ impl SearchConstraints {
         matches!(self, Self::Unconstrained)
     }
 
+    /// What either grants: the union (`Unconstrained` if either is, the parameter sets of
+    /// both without repeats).
+    ///
+    /// ```
+    /// use smart_auth::scopes::SearchConstraints;
+    /// let lab = SearchConstraints::AnyOf(vec![vec![("category".into(), "laboratory".into())]]);
+    /// assert_eq!(SearchConstraints::Denied.or(lab.clone()), lab);
+    /// assert!(lab.or(SearchConstraints::Unconstrained).is_unconstrained());
+    /// ```
+    #[must_use]
+    pub fn or(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Unconstrained, _) | (_, Self::Unconstrained) => Self::Unconstrained,
+            (Self::Denied, other) | (other, Self::Denied) => other,
+            (Self::AnyOf(mut sets), Self::AnyOf(more)) => {
+                // A hash set keeps this linear however many granular scopes there are.
+                let mut seen: HashSet<Vec<(String, String)>> = sets.iter().cloned().collect();
+                sets.extend(more.into_iter().filter(|set| seen.insert(set.clone())));
+                Self::AnyOf(sets)
+            }
+        }
+    }
+
     /// Checks one resource (for example a read result, or an entry in search results) against
     /// the constraints.
     ///

@@ -242,3 +242,90 @@ async fn claims_layer_enforcement_answers_as_the_layer_does() {
         "both answers occur"
     );
 }
+
+/// `require_access` tells a handler every limit of a grant: the patient compartment of
+/// `patient/` scopes, the filters of granular ones; `user/` and `system/` grants of the
+/// whole type lift both.
+#[test]
+fn require_access_names_the_patient_compartment_and_the_filters() {
+    use smart_auth::scopes::SearchConstraints;
+    let lab =
+        || SearchConstraints::AnyOf(vec![vec![("category".to_owned(), "laboratory".to_owned())]]);
+    type Expected<'a> = Option<(SearchConstraints, Option<&'a str>)>;
+    let rows: Vec<(&str, Option<&str>, Expected<'_>)> = vec![
+        (
+            "patient/Observation.rs",
+            Some("123"),
+            Some((SearchConstraints::Unconstrained, Some("123"))),
+        ),
+        (
+            "patient/*.rs",
+            Some("123"),
+            Some((SearchConstraints::Unconstrained, Some("123"))),
+        ),
+        (
+            "patient/Observation.rs?category=laboratory",
+            Some("123"),
+            Some((lab(), Some("123"))),
+        ),
+        // No patient in context: patient/ scopes grant nothing.
+        ("patient/Observation.rs", None, None),
+        (
+            "user/Observation.rs",
+            Some("123"),
+            Some((SearchConstraints::Unconstrained, None)),
+        ),
+        (
+            "system/Observation.read",
+            None,
+            Some((SearchConstraints::Unconstrained, None)),
+        ),
+        (
+            "system/Observation.rs?category=laboratory",
+            None,
+            Some((lab(), None)),
+        ),
+        // A whole-type user/ or system/ grant lifts the compartment.
+        (
+            "patient/Observation.rs system/Observation.rs",
+            Some("123"),
+            Some((SearchConstraints::Unconstrained, None)),
+        ),
+        // Both kinds grant part: the patient/ part, never wider than the union.
+        (
+            "patient/Observation.rs user/Observation.rs?category=laboratory",
+            Some("123"),
+            Some((SearchConstraints::Unconstrained, Some("123"))),
+        ),
+        ("system/Patient.rs", None, None),
+        ("patient/Observation.cud", Some("123"), None),
+    ];
+    for (scope, patient, expected) in rows {
+        let mut claims = ClaimsBuilder::new().scope(scope);
+        if let Some(patient) = patient {
+            claims = claims.patient(patient);
+        }
+        let claims = claims.build();
+        let access = claims.require_access(Interaction::Read, "Observation");
+        match expected {
+            Some((constraints, compartment)) => {
+                let access = access.unwrap_or_else(|error| panic!("{scope}: {error}"));
+                assert_eq!(access.constraints(), &constraints, "{scope}");
+                assert_eq!(access.patient_compartment(), compartment, "{scope}");
+                assert_eq!(
+                    access.is_unlimited(),
+                    constraints.is_unconstrained() && compartment.is_none(),
+                    "{scope}"
+                );
+            }
+            None => {
+                let error = access.unwrap_err();
+                assert_eq!(
+                    error.kind(),
+                    smart_auth::ErrorKind::InsufficientScope,
+                    "{scope}"
+                );
+            }
+        }
+    }
+}
