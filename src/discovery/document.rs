@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::fetch::{
     self, FetchError, Fetcher, default_client, is_allowed_discovered_url, is_allowed_url,
 };
+use crate::scopes::is_scope_token;
 
 /// A SMART capability (SMART App Launch 2.2, "Capabilities").
 ///
@@ -191,6 +192,15 @@ pub enum DiscoveryError {
         /// The field.
         field: &'static str,
     },
+    /// A list holds an entry that is no value of its kind: an empty or blank string, a
+    /// character outside visible ASCII, or (in `scopes_supported`) no RFC 6749 scope token.
+    InvalidEntry {
+        /// The field.
+        field: &'static str,
+    },
+    /// `client-confidential-asymmetric` is listed but `token_endpoint_auth_methods_supported`
+    /// lists other methods and not `private_key_jwt`.
+    MissingPrivateKeyJwt,
     /// Fetching the issuer's metadata failed (`from_issuer`).
     Fetch {
         /// What went wrong, without response contents.
@@ -227,6 +237,13 @@ impl fmt::Display for DiscoveryError {
                  when client-confidential-asymmetric is a capability",
             ),
             Self::InvalidValue { field } => write!(f, "{field} has the wrong JSON type"),
+            Self::InvalidEntry { field } => {
+                write!(f, "{field} holds an empty or malformed entry")
+            }
+            Self::MissingPrivateKeyJwt => f.write_str(
+                "token_endpoint_auth_methods_supported must list private_key_jwt when \
+                 client-confidential-asymmetric is a capability",
+            ),
             Self::Fetch { reason } => write!(f, "fetching the issuer's metadata failed: {reason}"),
             Self::IssuerMismatch => f.write_str("the issuer's metadata names another issuer"),
         }
@@ -357,13 +374,76 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
     if !methods.iter().any(|m| m == "S256") || methods.iter().any(|m| m == "plain") {
         return Err(DiscoveryError::InvalidCodeChallengeMethods);
     }
-    if capabilities.contains(&Capability::ClientConfidentialAsymmetric)
-        && !raw
+    // A response type is a space-separated list itself (`code id_token`, OpenID Connect
+    // Core 3): single spaces between values.
+    if !raw
+        .response_types_supported
+        .iter()
+        .all(|value| value.split(' ').all(is_list_entry))
+    {
+        return Err(DiscoveryError::InvalidEntry {
+            field: "response_types_supported",
+        });
+    }
+    let lists: [(&'static str, &[String]); 5] = [
+        ("grant_types_supported", &raw.grant_types_supported),
+        (
+            "token_endpoint_auth_methods_supported",
+            &raw.token_endpoint_auth_methods_supported,
+        ),
+        (
+            "token_endpoint_auth_signing_alg_values_supported",
+            &raw.token_endpoint_auth_signing_alg_values_supported,
+        ),
+        ("code_challenge_methods_supported", methods),
+        ("scopes_supported", &raw.scopes_supported),
+    ];
+    for (field, values) in lists {
+        if !values.iter().all(|value| is_list_entry(value)) {
+            return Err(DiscoveryError::InvalidEntry { field });
+        }
+    }
+    if !capabilities
+        .iter()
+        .all(|capability| is_list_entry(capability.as_str()))
+    {
+        return Err(DiscoveryError::InvalidEntry {
+            field: "capabilities",
+        });
+    }
+    // RFC 6749 section 3.3: each scope is one token, never two joined by a space.
+    if !raw
+        .scopes_supported
+        .iter()
+        .all(|scope| is_scope_token(scope))
+    {
+        return Err(DiscoveryError::InvalidEntry {
+            field: "scopes_supported",
+        });
+    }
+    if capabilities.contains(&Capability::ClientConfidentialAsymmetric) {
+        if !raw
             .token_endpoint_auth_signing_alg_values_supported
             .iter()
             .any(|alg| alg == "RS384" || alg == "ES384")
+        {
+            return Err(DiscoveryError::MissingAsymmetricAlgorithm);
+        }
+        let methods = &raw.token_endpoint_auth_methods_supported;
+        if !methods.is_empty() && !methods.iter().any(|method| method == "private_key_jwt") {
+            return Err(DiscoveryError::MissingPrivateKeyJwt);
+        }
+    }
+    // RFC 8414 section 2: the authorization endpoint is required when a grant type uses it.
+    if raw
+        .grant_types_supported
+        .iter()
+        .any(|grant| grant == "authorization_code" || grant == "implicit")
+        && raw.authorization_endpoint.is_none()
     {
-        return Err(DiscoveryError::MissingAsymmetricAlgorithm);
+        return Err(DiscoveryError::Missing {
+            field: "authorization_endpoint",
+        });
     }
     if capabilities.contains(&Capability::SsoOpenidConnect) {
         if raw.issuer.is_none() {
@@ -436,6 +516,12 @@ fn check_url(value: &str, field: &'static str) -> Result<Url, DiscoveryError> {
         }
         _ => Err(DiscoveryError::InvalidUrl { field }),
     }
+}
+
+/// Whether a list entry (a grant type, a method, an algorithm, a capability) is a value:
+/// non-empty visible ASCII, without spaces.
+fn is_list_entry(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_graphic())
 }
 
 /// Whether `byte` may appear in an RFC 3986 URI: unreserved, reserved or `%`.

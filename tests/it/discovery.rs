@@ -176,6 +176,72 @@ fn every_validation_rule() {
             backend().extra("token_endpoint", json!("https://other.example")),
             DiscoveryError::InvalidValue { field: "extra" },
         ),
+        // RFC 8414 section 2: a grant type that uses the authorization endpoint needs it.
+        (
+            backend().grant_types_supported(["client_credentials", "authorization_code"]),
+            DiscoveryError::Missing {
+                field: "authorization_endpoint",
+            },
+        ),
+        (
+            backend().token_endpoint_auth_methods_supported(["client_secret_basic"]),
+            DiscoveryError::MissingPrivateKeyJwt,
+        ),
+        // List entries are values: no empty strings, no spaces, no controls.
+        (
+            backend().grant_types_supported(["client_credentials", ""]),
+            DiscoveryError::InvalidEntry {
+                field: "grant_types_supported",
+            },
+        ),
+        (
+            backend().token_endpoint_auth_methods_supported(["private_key_jwt", " "]),
+            DiscoveryError::InvalidEntry {
+                field: "token_endpoint_auth_methods_supported",
+            },
+        ),
+        (
+            backend().token_endpoint_auth_signing_alg_values_supported(["RS384", "ES384\n"]),
+            DiscoveryError::InvalidEntry {
+                field: "token_endpoint_auth_signing_alg_values_supported",
+            },
+        ),
+        (
+            backend().capabilities([Capability::PermissionV2, Capability::parse("")]),
+            DiscoveryError::InvalidEntry {
+                field: "capabilities",
+            },
+        ),
+        (
+            backend().response_types_supported(["code", "code  id_token"]),
+            DiscoveryError::InvalidEntry {
+                field: "response_types_supported",
+            },
+        ),
+        (
+            backend().response_types_supported(["code "]),
+            DiscoveryError::InvalidEntry {
+                field: "response_types_supported",
+            },
+        ),
+        (
+            backend().scopes_supported(["system/*.rs system/*.cruds"]),
+            DiscoveryError::InvalidEntry {
+                field: "scopes_supported",
+            },
+        ),
+        (
+            backend().scopes_supported(["system/*.rs", ""]),
+            DiscoveryError::InvalidEntry {
+                field: "scopes_supported",
+            },
+        ),
+        (
+            backend().scopes_supported(["patient/Observation.rs?code=\"x\""]),
+            DiscoveryError::InvalidEntry {
+                field: "scopes_supported",
+            },
+        ),
     ];
     for (builder, expected) in rows {
         assert_eq!(builder.build().unwrap_err(), expected);
@@ -187,6 +253,17 @@ fn every_validation_rule() {
             .is_ok(),
         "loopback http is allowed"
     );
+    // The controls of the new rules.
+    for builder in [
+        backend()
+            .grant_types_supported(["client_credentials", "authorization_code"])
+            .authorization_endpoint("https://as.example/authorize"),
+        backend().token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"]),
+        backend().scopes_supported(["system/*.rs", "patient/Observation.rs?category=laboratory"]),
+        backend().response_types_supported(["code", "code id_token", "id_token token"]),
+    ] {
+        assert!(builder.build().is_ok());
+    }
     // Deserializing applies the same rules.
     let mut bad = ig_backend_example();
     bad["code_challenge_methods_supported"] = json!(["plain", "S256"]);
