@@ -2,7 +2,10 @@
 //!
 //! Only the `Authorization` header carries tokens. A token in the query string is refused
 //! with `invalid_request` (RFC 6750 section 2.3 says it SHOULD NOT be used, and URLs end up
-//! in logs), and so is any second credential.
+//! in logs), and so is any second credential. A token in a form body (RFC 6750 section 2.2,
+//! optional for servers) is neither read nor refused: the layer does not read bodies, so
+//! such a request counts as one without credentials (401, or anonymous in optional mode),
+//! and a handler must not take a token from the body either.
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;

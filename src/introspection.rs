@@ -37,7 +37,8 @@ pub enum IntrospectionMode {
     Only,
     /// JWTs are validated locally first, then introspected to catch revocation.
     AfterJwt,
-    /// JWTs (three dot-separated segments) are validated locally; every other token is
+    /// JWTs (three dot-separated segments, the first a base64url JSON object, so starting
+    /// with `e`) are validated locally; every other token (PASETO's `v4.local.…` too) is
     /// introspected.
     NonJwtTokens,
 }

@@ -146,7 +146,9 @@ impl SmartDiscoveryLayer {
     }
 
     /// An axum router serving the document at the configured paths (every method other
-    /// than `GET`, `HEAD` and `OPTIONS` gets 405), to merge into an app.
+    /// than `GET`, `HEAD` and `OPTIONS` gets 405), to merge into an app. Its routes are
+    /// the full paths the requests carry: `merge` it, never `nest` it under a prefix (it
+    /// would answer 404 there; give the prefix with [`base_path`](Self::base_path)).
     ///
     /// ```
     /// use axum::Router;

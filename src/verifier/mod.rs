@@ -365,7 +365,10 @@ impl TokenVerifier {
         #[cfg(feature = "introspection")]
         if let Some(introspector) = &config.introspection {
             use crate::introspection::IntrospectionMode;
-            let is_jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
+            // Three segments, the first a JSON object: `{` always encodes to a leading
+            // `e`. Other dotted tokens (PASETO's `v4.local.…`) are opaque.
+            let is_jwt =
+                token.starts_with('e') && token.bytes().filter(|b| *b == b'.').count() == 2;
             match introspector.mode() {
                 IntrospectionMode::Only => {
                     return self.verify_by_introspection(introspector, token).await;

@@ -662,6 +662,14 @@ async fn non_jwt_mode_introspects_only_opaque_tokens() {
         *setup.stub.last_authorization.lock().unwrap(),
         "Bearer rs-token"
     );
+    // Dotted opaque tokens (PASETO) are introspected too: a JWT's first segment is a JSON
+    // object, which starts with `e` in base64url. A three-segment token that does start so
+    // is a JWT, checked here (and refused: it is no valid one).
+    let calls = setup.calls();
+    app.get_with_token("v4.local.c29tZS1ieXRlcw").await;
+    assert_eq!(setup.calls(), calls + 1, "PASETO introspected");
+    app.get_with_token("eyJh.eyJi.c2ln").await;
+    assert_eq!(setup.calls(), calls + 1, "JWT-shaped token checked locally");
 }
 
 #[tokio::test]
