@@ -49,7 +49,10 @@ pub(crate) fn bearer_credential<'a>(
     }
     // RFC 9110 section 5.5: whitespace around a field value is not part of it (HTTP/1
     // parsers drop it; an HTTP/3 stack or a test may not).
-    let bytes = value.as_bytes().trim_ascii();
+    let mut bytes = value.as_bytes();
+    if matches!(bytes.first(), Some(b' ' | b'\t')) || matches!(bytes.last(), Some(b' ' | b'\t')) {
+        bytes = bytes.trim_ascii();
+    }
     if let Some(rest) = after_bearer_and_space(bytes) {
         return Ok(Some(skip_spaces(rest)));
     }

@@ -220,6 +220,10 @@ impl Vary {
 /// Whether `Cache-Control` lets a shared cache store a response to a request with
 /// `Authorization` (RFC 9111 section 3.5): `public`, `s-maxage` or `must-revalidate`.
 fn shared_cache_may_store(headers: &HeaderMap) -> bool {
+    // Most answers have no `Cache-Control`: one lookup decides.
+    if !headers.contains_key(CACHE_CONTROL) {
+        return false;
+    }
     headers
         .get_all(CACHE_CONTROL)
         .iter()
@@ -335,25 +339,27 @@ where
     ResBody: From<Bytes>,
 {
     /// Answers with the layer's own refusal, without a body for a `HEAD` request.
-    fn rejected(response: Response<ResBody>, head: bool) -> Self {
+    fn rejected(mut response: Response<ResBody>, head: bool) -> Self {
+        if head {
+            drop_body(&mut response);
+        }
         Self {
             state: State::Rejected {
-                response: Some(without_body_for_head(response, head)),
+                response: Some(response),
             },
         }
     }
 }
 
-/// RFC 9110 section 9.3.2: the answer to `HEAD` has no content. axum drops it for routes,
-/// hyper's HTTP/1 server too, but an HTTP/2 server sends it, and an HTTP/2 client then
-/// fails the stream instead of reading the refusal (the layer around a whole app, tonic,
-/// `service_fn`). The headers stay: `Content-Type` describes what `GET` would get.
-fn without_body_for_head<B: From<Bytes>>(mut response: Response<B>, head: bool) -> Response<B> {
-    if head {
-        *response.body_mut() = B::from(Bytes::new());
-        response.headers_mut().remove(http::header::CONTENT_LENGTH);
-    }
-    response
+/// Empties a refusal to `HEAD`: the answer to `HEAD` has no content (RFC 9110 section
+/// 9.3.2). axum drops it for routes, hyper's HTTP/1 server too, but an HTTP/2 server sends
+/// it, and an HTTP/2 client then fails the stream instead of reading the refusal (the layer
+/// around a whole app, tonic, `service_fn`). The headers stay: `Content-Type` describes
+/// what `GET` would get.
+#[cold]
+fn drop_body<B: From<Bytes>>(response: &mut Response<B>) {
+    *response.body_mut() = B::from(Bytes::new());
+    response.headers_mut().remove(http::header::CONTENT_LENGTH);
 }
 
 impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>
@@ -401,9 +407,12 @@ where
                             });
                         }
                         Err(error) => {
-                            let response = refuse(&shared, &error);
+                            let mut response = refuse(&shared, &error);
+                            if head {
+                                drop_body(&mut response);
+                            }
                             this.state.set(State::Rejected { response: None });
-                            return Poll::Ready(Ok(without_body_for_head(response, head)));
+                            return Poll::Ready(Ok(response));
                         }
                     }
                 }
@@ -414,8 +423,8 @@ where
                     head,
                 } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if challenge.settle_realm(&mut response) {
-                        response = without_body_for_head(response, *head);
+                    if challenge.settle_realm(&mut response) && *head {
+                        drop_body(&mut response);
                     }
                     vary.apply(response.headers_mut());
                     return Poll::Ready(Ok(response));
