@@ -439,6 +439,50 @@ async fn short_lived_tokens_are_reused_for_half_their_lifetime() {
     assert_eq!(stub.token_calls(), 2);
 }
 
+/// `expires_in` as a string of digits (Microsoft Entra ID's v1 endpoint) is a lifetime;
+/// without `expires_in`, a JWT access token's own `exp` is, else 300 s.
+#[tokio::test]
+async fn token_lifetimes_from_a_string_the_token_or_the_default() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let jwt = |claims: Value| {
+        format!(
+            "{}.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    };
+    let rows = [
+        (
+            json!({"access_token": "entra", "token_type": "Bearer", "expires_in": "3599"}),
+            1_700_003_599,
+        ),
+        (
+            json!({"access_token": jwt(json!({"exp": 1_700_000_120, "sub": "x"})), "token_type": "Bearer"}),
+            1_700_000_120,
+        ),
+        (
+            json!({"access_token": "opaque", "token_type": "Bearer"}),
+            1_700_000_300,
+        ),
+    ];
+    for (body, expires_at) in rows {
+        stub.fixed(200, body.to_string());
+        client.clear_cached_token();
+        let token = client.access_token().await.unwrap();
+        assert_eq!(token.expires_at(), expires_at, "{body}");
+        assert_eq!(token.access_token(), body["access_token"].as_str().unwrap());
+    }
+    assert_eq!(stub.token_calls(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_callers_make_one_token_request() {
     let stub = Stub::start().await;
@@ -536,8 +580,8 @@ async fn malformed_token_responses_are_typed_errors() {
         json!({"token_type": "Bearer", "expires_in": 300}).to_string(),
         json!({"access_token": "t", "token_type": "mac", "expires_in": 300}).to_string(),
         json!({"access_token": "t", "expires_in": 300}).to_string(),
-        json!({"access_token": "t", "token_type": "Bearer", "expires_in": "300"}).to_string(),
-        json!({"access_token": "t", "token_type": "Bearer"}).to_string(),
+        json!({"access_token": "t", "token_type": "Bearer", "expires_in": "3e2"}).to_string(),
+        json!({"access_token": "t", "token_type": "Bearer", "expires_in": " 300"}).to_string(),
         "<html>welcome</html>".to_owned(),
         "[]".to_owned(),
     ];
