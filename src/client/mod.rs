@@ -582,7 +582,14 @@ impl BackendServiceClient {
 
     /// A valid access token: the cached one while it is fresh, else a new one from the
     /// token endpoint. Concurrent callers share one request; if it fails, the callers
-    /// that waited for it get its error.
+    /// that waited for it get its outcome.
+    ///
+    /// A token is replaced a little before it expires (see
+    /// [`refresh_margin`](BackendServiceClientBuilder::refresh_margin)). If that request
+    /// fails (an OAuth error, 429 or 503, a timeout, no connection) while the cached token
+    /// still expires at least one second from now by this client's clock, the cached
+    /// token is returned instead of the error, and the next call tries again; once it has
+    /// expired, the error is returned.
     ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
@@ -594,7 +601,8 @@ impl BackendServiceClient {
     /// # Errors
     ///
     /// Any [`ClientError`] but [`Config`](ClientError::Config): discovery, transport,
-    /// timeout, the server's OAuth error, an unusable answer, or a signing failure.
+    /// timeout, the server's OAuth error, an unusable answer, or a signing failure, when
+    /// no cached token is left that expires a second or more from now.
     pub async fn access_token(&self) -> Result<AccessToken, ClientError> {
         if let Some(token) = self.fresh_token() {
             return Ok(token);
@@ -606,12 +614,33 @@ impl BackendServiceClient {
         }
         // A request that ended while this caller waited failed: its answer is as recent
         // as a new one would be.
-        if self.inner.finished.load(Ordering::SeqCst) != seen
-            && let Some(error) = &state.last_error
-        {
-            return Err(error.clone());
+        let shared = if self.inner.finished.load(Ordering::SeqCst) == seen {
+            None
+        } else {
+            state.last_error.clone()
+        };
+        let result = match shared {
+            Some(error) => Err(error),
+            None => self.refresh(&mut state).await.map(|(_, token)| token),
+        };
+        result.or_else(|error| self.unexpired_token_despite(error))
+    }
+
+    /// After a failed refresh: the cached token while it expires at least a second from
+    /// now (by this client's clock), else `error`.
+    fn unexpired_token_despite(&self, error: ClientError) -> Result<AccessToken, ClientError> {
+        let cached = self.inner.cached.load();
+        match cached.as_ref() {
+            Some(cached) if cached.token.expires_at().saturating_sub(self.now()) >= 1 => {
+                tracing::debug!(
+                    %error,
+                    expires_at = cached.token.expires_at(),
+                    "replacing the access token failed; the cached one is used until it expires"
+                );
+                Ok(cached.token.clone())
+            }
+            _ => Err(error),
         }
-        self.refresh(&mut state).await.map(|(_, token)| token)
     }
 
     /// Requests a new token now, whatever is cached, and returns it with a

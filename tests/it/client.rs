@@ -534,6 +534,63 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
     assert_eq!(stub.token_calls(), 2);
 }
 
+/// When replacing the token fails (an OAuth error, 429, 503, a timeout) while the cached
+/// token expires at least a second from now, the cached token is returned; once it has
+/// expired, the error is.
+#[tokio::test]
+async fn a_failed_refresh_returns_the_cached_token_until_it_expires() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .timeout(Duration::from_millis(200))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let first = client.access_token().await.unwrap();
+    assert_eq!(
+        (first.access_token(), first.expires_at()),
+        ("token-1", 1_700_000_300)
+    );
+    // Replaced from +270 on; every attempt fails.
+    clock.advance(Duration::from_secs(270));
+    for (status, body) in [
+        (
+            400,
+            json!({"error": "invalid_client", "error_description": "gone"}).to_string(),
+        ),
+        (429, String::new()),
+        (503, json!({"error": "temporarily_unavailable"}).to_string()),
+    ] {
+        stub.fixed(status, body);
+        assert_eq!(client.access_token().await.unwrap(), first, "{status}");
+    }
+    stub.reply(Reply::Token);
+    stub.delay(Duration::from_secs(5));
+    assert_eq!(client.access_token().await.unwrap(), first, "timeout");
+    stub.delay(Duration::ZERO);
+    assert_eq!(stub.token_calls(), 5, "each call tried again");
+    // One second of life left: still the cached token.
+    stub.fixed(503, "");
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(client.access_token().await.unwrap(), first);
+    // Expired by the client's clock: the error.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::UnexpectedStatus { status: 503 }
+    );
+    assert_eq!(stub.token_calls(), 7);
+    // The server recovers: a new token.
+    stub.reply(Reply::Token);
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-8"
+    );
+}
+
 #[tokio::test]
 async fn oauth_errors_are_typed() {
     let stub = Stub::start().await;
