@@ -186,7 +186,9 @@ impl BackendServiceClientBuilder {
     }
 
     /// Authenticates with HTTP Basic: the client id and `secret`, each form-urlencoded as
-    /// RFC 6749 section 2.3.1 says (`client_secret_basic`). Replaces an earlier
+    /// RFC 6749 section 2.3.1 says (`client_secret_basic`). Letters, digits, `-`, `.`,
+    /// `_`, `~` and `*` are sent as they are, since many servers do not form-decode Basic
+    /// credentials; a space is sent as `+`, anything else as `%XX`. Replaces an earlier
     /// [`private_key_jwt`](Self::private_key_jwt).
     ///
     /// ```
@@ -899,12 +901,34 @@ impl BackendServiceClient {
 
 /// `Basic base64(urlencode(client_id) ":" urlencode(secret))`, RFC 6749 section 2.3.1.
 fn basic_credentials(client_id: &str, secret: &str) -> Result<HeaderValue, ClientError> {
-    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
-    let credentials = format!("{}:{}", encode(client_id), encode(secret));
+    let credentials = format!(
+        "{}:{}",
+        form_encode_credential(client_id),
+        form_encode_credential(secret)
+    );
     let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
         .map_err(|_| ClientError::Config("the client credentials cannot form a header"))?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// Form-encodes a client id or secret for Basic credentials (RFC 6749 section 2.3.1): a
+/// space becomes `+` and every byte but ALPHA, DIGIT, `-`, `.`, `_`, `~` and `*` becomes
+/// `%XX`. Those characters need no encoding in a form nor in RFC 3986, so servers that do
+/// not form-decode Basic credentials (many do not) still read them as they are; WHATWG
+/// form encoding would write `~`, common in Microsoft Entra ID secrets, as `%7E`.
+fn form_encode_credential(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'*' => {
+                encoded.push(char::from(byte));
+            }
+            b' ' => encoded.push('+'),
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
 }
 
 #[cfg(test)]
@@ -913,11 +937,25 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_encoded() {
-        let value = basic_credentials("my app", "p@ss:w/rd+é").unwrap();
-        let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
-        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
-        assert_eq!(decoded, "my+app:p%40ss%3Aw%2Frd%2B%C3%A9");
-        assert!(value.is_sensitive());
+        let decoded = |id: &str, secret: &str| {
+            let value = basic_credentials(id, secret).unwrap();
+            assert!(value.is_sensitive());
+            let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+            String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap()
+        };
+        assert_eq!(
+            decoded("my app", "p@ss:w/rd+é"),
+            "my+app:p%40ss%3Aw%2Frd%2B%C3%A9"
+        );
+        // What neither form encoding nor RFC 3986 needs encoded is left as it is.
+        assert_eq!(decoded("id", "x~y"), "id:x~y");
+        assert_eq!(decoded("Az09-._~*", "aZ.9_~-*"), "Az09-._~*:aZ.9_~-*");
+        // Everything else is still encoded.
+        assert_eq!(decoded("a:b", "1%2 3"), "a%3Ab:1%252+3");
+        assert_eq!(
+            decoded("id", "!\"#$&'()+,/;<=>?@[\\]^`{|}\t"),
+            "id:%21%22%23%24%26%27%28%29%2B%2C%2F%3B%3C%3D%3E%3F%40%5B%5C%5D%5E%60%7B%7C%7D%09"
+        );
     }
 
     #[test]

@@ -373,6 +373,22 @@ async fn client_secret_basic_sends_form_encoded_credentials() {
         ("app one".to_owned(), secret.to_owned())
     );
     assert!(!format!("{client:?}").contains("p@ss"));
+
+    // RFC 3986 unreserved characters (and `*`) stay as they are: servers that do not
+    // form-decode Basic credentials read Microsoft Entra ID secrets (with `~`) right.
+    let client = stub
+        .client()
+        .client_id("id")
+        .client_secret_basic("x~y")
+        .token_endpoint(stub.token_endpoint())
+        .build()
+        .unwrap();
+    client.access_token().await.unwrap();
+    let basic = stub.last_seen().header("authorization").unwrap().to_owned();
+    let credentials = STANDARD
+        .decode(basic.strip_prefix("Basic ").unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(credentials).unwrap(), "id:x~y");
 }
 
 #[tokio::test]
