@@ -93,7 +93,7 @@ impl Authentication {
 /// The token endpoint and where it came from.
 #[derive(Debug, Clone)]
 struct Endpoint {
-    /// As configured or discovered: the assertion's `aud`.
+    /// As configured or discovered: the assertion's `aud` unless another is configured.
     text: String,
     url: Url,
     discovered: Option<Discovered>,
@@ -117,6 +117,7 @@ struct Endpoint {
 pub struct BackendServiceClientBuilder {
     fhir_base_url: String,
     token_endpoint: Option<String>,
+    assertion_audience: Option<String>,
     client_id: String,
     authentication: Option<Authentication>,
     scopes: Vec<String>,
@@ -155,6 +156,22 @@ impl BackendServiceClientBuilder {
     /// ```
     pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
         self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The `aud` of the client assertions (`private_key_jwt`). By default it is the token
+    /// endpoint URL, exactly as configured or discovered, as SMART Backend Services asks.
+    /// Some servers want another value: Auth0 and the RFC 7523 update draft
+    /// (rfc7523bis) want the authorization server's issuer identifier.
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .token_endpoint("https://tenant.auth0.example/oauth/token")
+    ///     .assertion_audience("https://tenant.auth0.example/");
+    /// ```
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
         self
     }
 
@@ -330,8 +347,9 @@ impl BackendServiceClientBuilder {
     /// # Errors
     ///
     /// [`ClientError::Config`] when the client id, the authentication method or the
-    /// scopes are missing, the secret is empty, or the token endpoint (or, without one,
-    /// the FHIR base URL) is not an `https` URL (`http` only for loopback hosts).
+    /// scopes are missing, the secret or the [assertion audience](Self::assertion_audience)
+    /// is empty, or the token endpoint (or, without one, the FHIR base URL) is not an
+    /// `https` URL (`http` only for loopback hosts).
     pub fn build(self) -> Result<BackendServiceClient, ClientError> {
         if self.client_id.is_empty() {
             return Err(ClientError::Config("client_id is required"));
@@ -349,6 +367,9 @@ impl BackendServiceClientBuilder {
         };
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
+        }
+        if self.assertion_audience.as_deref() == Some("") {
+            return Err(ClientError::Config("the assertion audience is empty"));
         }
         if !self
             .scopes
@@ -406,6 +427,7 @@ impl BackendServiceClientBuilder {
                 fhir_base_url: self.fhir_base_url,
                 token_origins,
                 endpoint,
+                assertion_audience: self.assertion_audience,
                 client_id: self.client_id,
                 authentication,
                 scope: self.scopes.join(" "),
@@ -453,6 +475,8 @@ struct Inner {
     /// Where `authorize` may send the token: the FHIR server's origin and those added.
     token_origins: Vec<Origin>,
     endpoint: OnceCell<Endpoint>,
+    /// The assertions' `aud` when not the token endpoint URL.
+    assertion_audience: Option<String>,
     client_id: String,
     authentication: Authentication,
     scope: String,
@@ -570,6 +594,7 @@ impl BackendServiceClient {
         BackendServiceClientBuilder {
             fhir_base_url: fhir_base_url.into(),
             token_endpoint: None,
+            assertion_audience: None,
             client_id: String::new(),
             authentication: None,
             scopes: Vec::new(),
@@ -845,7 +870,11 @@ impl BackendServiceClient {
         let mut signed = None;
         match &inner.authentication {
             Authentication::PrivateKeyJwt(key) => {
-                let assertion = assertion::sign(key, &inner.client_id, &endpoint.text, now)?;
+                let audience = inner
+                    .assertion_audience
+                    .as_deref()
+                    .unwrap_or(&endpoint.text);
+                let assertion = assertion::sign(key, &inner.client_id, audience, now)?;
                 let assertion_type = (
                     "client_assertion_type".to_owned(),
                     assertion::JWT_BEARER.to_owned(),
@@ -974,6 +1003,7 @@ mod tests {
             complete().scope("a\\b").build(),
             complete().scope("a\u{a0}b").build(),
             complete().client_secret_basic("").build(),
+            complete().assertion_audience("").build(),
             BackendServiceClient::builder("https://fhir.example.org")
                 .client_id("app")
                 .scope("a")

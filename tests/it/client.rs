@@ -330,6 +330,49 @@ async fn private_key_jwt_es384_after_discovery() {
     private_key_jwt_flow(SigningAlgorithm::ES384, Algorithm::ES384).await;
 }
 
+/// `assertion_audience` replaces the token endpoint URL as the assertion's `aud`, and a key
+/// that names its certificate sends `x5t#S256` (base64url SHA-256 of the DER bytes) in the
+/// header; the stub token endpoint reads both from the assertion it receives.
+#[tokio::test]
+async fn assertion_audience_and_certificate_thumbprint() {
+    let stub = Stub::start().await;
+    let issuer = "https://login.example.test/tenant/v2.0";
+    // Stands for a certificate's DER bytes: SHA-256("abc") is a published test vector.
+    let certificate_der = b"abc";
+    let key = ClientKey::generate(SigningAlgorithm::RS256, "cert-key")
+        .unwrap()
+        .with_certificate_thumbprint(certificate_der);
+    let client = stub
+        .client()
+        .private_key_jwt(key.clone())
+        .assertion_audience(issuer)
+        .build()
+        .unwrap();
+    client.access_token().await.unwrap();
+    let jwt = stub
+        .last_seen()
+        .field("client_assertion")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        jwt_part(&jwt, 0),
+        json!({
+            "alg": "RS256",
+            "kid": "cert-key",
+            "typ": "JWT",
+            "x5t#S256": "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0",
+        })
+    );
+    let claims = verify_assertion(&jwt, &key.public_jwk(), Algorithm::RS256, issuer);
+    assert_eq!(claims["aud"], issuer);
+    // The token request still goes to the discovered token endpoint.
+    assert_eq!(
+        client.token_endpoint().await.unwrap(),
+        stub.token_endpoint()
+    );
+    assert_eq!(stub.token_calls(), 1);
+}
+
 #[tokio::test]
 async fn client_secret_basic_sends_form_encoded_credentials() {
     let stub = Stub::start().await;
