@@ -697,7 +697,11 @@ impl BackendServiceClient {
     }
 
     /// The token endpoint: the configured one, or the one discovered (once, on first
-    /// need) from the FHIR server's SMART configuration.
+    /// need) from the FHIR server's SMART configuration. A relative `token_endpoint` there
+    /// (some older servers publish one) is resolved against the FHIR base URL taken as a
+    /// directory: `auth/token` under `https://ehr.example/fhir` is
+    /// `https://ehr.example/fhir/auth/token`, `/auth/token` is
+    /// `https://ehr.example/auth/token`.
     ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
@@ -708,8 +712,8 @@ impl BackendServiceClient {
     /// # Errors
     ///
     /// [`ClientError::Discovery`] when the configuration cannot be fetched, is not a JSON
-    /// object, or has no `token_endpoint` that is an `https` URL (`http` only for
-    /// loopback hosts).
+    /// object, or has no `token_endpoint` that is (absolute, or once resolved) an `https`
+    /// URL (`http` only for loopback hosts) without user information or fragment.
     pub async fn token_endpoint(&self) -> Result<String, ClientError> {
         Ok(self.endpoint().await?.text.clone())
     }
@@ -828,21 +832,31 @@ impl BackendServiceClient {
             .map_err(|error| failed(error.to_string()))?;
         let document = crate::fetch::strict_object(&fetched.body)
             .map_err(|error| failed(format!("the SMART configuration: {error}")))?;
-        let text = document
+        let published = document
             .get("token_endpoint")
             .and_then(Value::as_str)
-            .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?
-            .to_owned();
-        let endpoint = Url::parse(&text)
-            .ok()
-            .filter(is_allowed_discovered_url)
-            .ok_or_else(|| {
-                failed(
-                    "token_endpoint is not an https URL (http only for loopback) without user \
-                     info or fragment"
-                        .to_owned(),
-                )
-            })?;
+            .filter(|text| !text.trim().is_empty())
+            .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?;
+        let (text, endpoint) = match Url::parse(published) {
+            Ok(url) => (published.to_owned(), Some(url)),
+            // SMART: endpoint URLs are absolute, but clients resolve relative ones against
+            // the FHIR base for legacy servers. The result (also the assertion's `aud`)
+            // must pass the same checks as an absolute URL.
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                match resolve_against_base(base, published) {
+                    Some(url) => (url.to_string(), Some(url)),
+                    None => (published.to_owned(), None),
+                }
+            }
+            Err(_) => (published.to_owned(), None),
+        };
+        let endpoint = endpoint.filter(is_allowed_discovered_url).ok_or_else(|| {
+            failed(
+                "token_endpoint is not an https URL (http only for loopback) without user \
+                 info or fragment"
+                    .to_owned(),
+            )
+        })?;
         tracing::debug!(url = %url, token_endpoint = %endpoint, "discovered the token endpoint");
         Ok(Endpoint {
             text,
@@ -926,6 +940,15 @@ impl BackendServiceClient {
         };
         Ok((trace, token))
     }
+}
+
+/// A relative reference resolved (RFC 3986 section 5) against the FHIR base URL taken as
+/// a directory: with the base `https://ehr.example/fhir/r4`, `auth/token` gives
+/// `https://ehr.example/fhir/r4/auth/token`, `/auth/token` gives
+/// `https://ehr.example/auth/token` and `../token` gives `https://ehr.example/fhir/token`.
+fn resolve_against_base(base: &str, reference: &str) -> Option<Url> {
+    let directory = Url::parse(&format!("{}/", base.trim_end_matches('/'))).ok()?;
+    directory.join(reference).ok()
 }
 
 /// `Basic base64(urlencode(client_id) ":" urlencode(secret))`, RFC 6749 section 2.3.1.
@@ -1066,6 +1089,52 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn relative_references_resolve_against_the_base_as_a_directory() {
+        let rows = [
+            (
+                "https://ehr.example/fhir/r4",
+                "auth/token",
+                "https://ehr.example/fhir/r4/auth/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4/",
+                "auth/token",
+                "https://ehr.example/fhir/r4/auth/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4",
+                "/auth/token",
+                "https://ehr.example/auth/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4",
+                "../token",
+                "https://ehr.example/fhir/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4",
+                "./token?p=1",
+                "https://ehr.example/fhir/r4/token?p=1",
+            ),
+            ("https://ehr.example", "token", "https://ehr.example/token"),
+            (
+                "https://ehr.example/fhir",
+                "//as.example/token",
+                "https://as.example/token",
+            ),
+        ];
+        for (base, reference, expected) in rows {
+            assert_eq!(
+                resolve_against_base(base, reference)
+                    .map(String::from)
+                    .as_deref(),
+                Some(expected),
+                "{base} {reference}"
+            );
+        }
     }
 
     #[test]

@@ -827,6 +827,81 @@ async fn discovery_failures() {
     ));
 }
 
+/// A relative `token_endpoint` (legacy servers) is resolved against the FHIR base taken as
+/// a directory; the result is the URL posted to and the assertion's `aud`, and must pass
+/// the checks an absolute one passes (https or loopback http, no user info, no fragment).
+#[tokio::test]
+async fn relative_token_endpoint_is_resolved_against_the_fhir_base() {
+    let stub = Stub::start().await;
+    let configuration = |token_endpoint: &str| {
+        json!({
+            "token_endpoint": token_endpoint,
+            "grant_types_supported": ["client_credentials"],
+            "capabilities": ["client-confidential-asymmetric"],
+        })
+    };
+    let key = ClientKey::generate(SigningAlgorithm::ES384, "k1").unwrap();
+    let client = || stub.client().private_key_jwt(key.clone()).build().unwrap();
+    for relative in ["/token", "../token"] {
+        stub.configuration(configuration(relative));
+        let client = client();
+        assert_eq!(
+            client.token_endpoint().await.unwrap(),
+            stub.token_endpoint(),
+            "{relative}"
+        );
+        let (trace, token) = client.request_token_verbose().await.unwrap();
+        assert_eq!(
+            token.access_token(),
+            format!("token-{}", stub.token_calls())
+        );
+        assert_eq!(trace.token_endpoint, stub.token_endpoint());
+        let jwt = stub
+            .last_seen()
+            .field("client_assertion")
+            .unwrap()
+            .to_owned();
+        let claims = verify_assertion(
+            &jwt,
+            &key.public_jwk(),
+            Algorithm::ES384,
+            &stub.token_endpoint(),
+        );
+        assert_eq!(claims["aud"], stub.token_endpoint(), "{relative}");
+        // The document is kept as published.
+        assert_eq!(
+            trace.discovered.unwrap().document["token_endpoint"],
+            relative
+        );
+    }
+    stub.configuration(configuration("oauth/token?tenant=1"));
+    assert_eq!(
+        client().token_endpoint().await.unwrap(),
+        format!("{}/oauth/token?tenant=1", stub.fhir_base())
+    );
+    assert_eq!(stub.token_calls(), 2);
+
+    // Resolved, each fails a check an absolute URL must pass.
+    let port = stub.state.base.rsplit(':').next().unwrap().to_owned();
+    for relative in [
+        "//evil.example/token".to_owned(),
+        format!("//user:secret@127.0.0.1:{port}/token"),
+        format!("//user@127.0.0.1:{port}/token"),
+        "/token#fragment".to_owned(),
+        "/token#".to_owned(),
+        String::new(),
+        "  ".to_owned(),
+    ] {
+        stub.configuration(configuration(&relative));
+        let error = client().token_endpoint().await.unwrap_err();
+        assert!(
+            matches!(error, ClientError::Discovery { .. }),
+            "{relative:?}: {error:?}"
+        );
+    }
+    assert_eq!(stub.token_calls(), 2);
+}
+
 #[tokio::test]
 async fn authorize_attaches_the_bearer_token() {
     let stub = Stub::start().await;
