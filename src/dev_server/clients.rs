@@ -200,20 +200,38 @@ impl ClientRegistration {
             client_id: client_id.into(),
             credential,
             scopes: scopes.into_iter().map(Into::into).collect(),
-            introspects_any_token: true,
+            introspects_any_token: false,
         }
     }
 
-    /// Limits introspection by this client to the tokens issued to it.
+    /// Lets this client introspect tokens issued to any client, as a resource server does
+    /// (RFC 7662), whether it authenticates with its credentials or presents one of its
+    /// own access tokens as a Bearer credential.
     ///
-    /// A client registered in code may by default introspect any token of the server, as
-    /// a resource server does (RFC 7662). Clients registered over HTTP at `/register` are
-    /// always limited to their own tokens. Revocation is always limited to the client's
-    /// own tokens (RFC 7009 section 2.1).
+    /// Without it a client introspects only the tokens issued to it, and another client's
+    /// token reads `{"active": false}`: otherwise anyone holding one of its access tokens
+    /// could learn about every client's tokens. Clients registered over HTTP at
+    /// `/register` are always limited to their own tokens. Revocation is always limited
+    /// to the client's own tokens (RFC 7009 section 2.1).
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    /// let rs = ClientRegistration::client_secret_basic("fhir-api", "s3cret", ["system/*.rs"])
+    ///     .allow_introspecting_any_token();
+    /// assert!(rs.introspects_any_token());
+    /// ```
+    pub fn allow_introspecting_any_token(mut self) -> Self {
+        self.introspects_any_token = true;
+        self
+    }
+
+    /// Limits introspection by this client to the tokens issued to it: the default,
+    /// undoing [`allow_introspecting_any_token`](Self::allow_introspecting_any_token).
     ///
     /// ```
     /// use smart_auth::dev_server::ClientRegistration;
     /// let app = ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"])
+    ///     .allow_introspecting_any_token()
     ///     .own_tokens_only();
     /// assert!(!app.introspects_any_token());
     /// ```
@@ -222,12 +240,13 @@ impl ClientRegistration {
         self
     }
 
-    /// Whether this client may introspect tokens issued to other clients.
+    /// Whether this client may introspect tokens issued to other clients (see
+    /// [`allow_introspecting_any_token`](Self::allow_introspecting_any_token)).
     ///
     /// ```
     /// use smart_auth::dev_server::ClientRegistration;
-    /// let rs = ClientRegistration::client_secret_basic("rs", "s3cret", ["system/*.rs"]);
-    /// assert!(rs.introspects_any_token());
+    /// let app = ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]);
+    /// assert!(!app.introspects_any_token());
     /// ```
     pub fn introspects_any_token(&self) -> bool {
         self.introspects_any_token

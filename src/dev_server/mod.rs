@@ -42,8 +42,10 @@
 //!   `qi`, `oth`, `k` or `kty: oct`).
 //! - Introspection and revocation: a client revokes only its own tokens (RFC 7009 section
 //!   2.1: another client's token is refused with `unauthorized_client` and stays valid);
-//!   clients registered over HTTP introspect only their own tokens (others read
-//!   `{"active": false}`).
+//!   a client introspects only its own tokens (others read `{"active": false}`), whether
+//!   it authenticates or presents one of its access tokens, unless it was registered in
+//!   code as a resource server with
+//!   [`ClientRegistration::allow_introspecting_any_token`].
 //! - State is bounded: issued tokens, HTTP-registered clients, seen assertion ids and
 //!   fetched key sets expire and are capped (see the builder); a full store answers 503
 //!   `temporarily_unavailable` with `Retry-After`.

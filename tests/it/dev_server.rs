@@ -576,7 +576,17 @@ async fn introspection_and_revocation() {
             )
         }
     };
-    let basic = Some(("basic-client", "p@ss word:1"));
+    // A client registered in code introspects only its own tokens by default.
+    assert_eq!(
+        introspect(token.clone(), Some(("basic-client", "p@ss word:1"))).await,
+        (StatusCode::OK, json!({"active": false}))
+    );
+    // A resource server registered as one introspects any client's token.
+    setup.server.register(
+        ClientRegistration::client_secret_basic("fhir-api", "fhir-api-secret", ["system/*.rs"])
+            .allow_introspecting_any_token(),
+    );
+    let basic = Some(("fhir-api", "fhir-api-secret"));
     let (status, active) = introspect(token.clone(), basic).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(

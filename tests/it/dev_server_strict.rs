@@ -112,11 +112,11 @@ async fn strict_server(leeway_secs: u64) -> Strict {
         client.jwks(),
         ["system/*.rs"],
     ));
-    server.register(ClientRegistration::client_secret_basic(
-        "basic",
-        "secret1",
-        ["system/*.rs"],
-    ));
+    // The operator's resource server: it introspects any client's tokens.
+    server.register(
+        ClientRegistration::client_secret_basic("basic", "secret1", ["system/*.rs"])
+            .allow_introspecting_any_token(),
+    );
     Strict {
         server,
         client,
@@ -1183,15 +1183,21 @@ async fn register_secret_client(
 }
 
 /// RFC 7009 section 2.1 and RFC 7662: a client revokes only its own tokens; a client
-/// registered over HTTP introspects only its own; the operator's clients (resource
-/// servers) introspect any.
+/// introspects only its own (registered over HTTP, or in code by default); a client
+/// registered in code as a resource server introspects any.
 #[tokio::test]
 async fn revocation_and_introspection_of_foreign_tokens() {
     let s = strict_server(0).await;
     let (a_id, a_secret) = register_secret_client(&s.http, &s.server).await;
     let (b_id, b_secret) = register_secret_client(&s.http, &s.server).await;
+    s.server.register(ClientRegistration::client_secret_basic(
+        "in-code",
+        "in-code-secret",
+        ["system/*.rs"],
+    ));
     s.server.register(
         ClientRegistration::client_secret_basic("limited", "limited-secret", ["system/*.rs"])
+            .allow_introspecting_any_token()
             .own_tokens_only(),
     );
     let token_of = |id: String, secret: String| {
@@ -1244,9 +1250,11 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     .await;
     assert_eq!(answer.body["active"], true);
 
-    // B (and a code client limited to its own tokens) may not introspect A's token.
+    // B, a client registered in code without the resource-server role, and one limited
+    // again to its own tokens may not introspect A's token.
     for (id, secret) in [
         (b_id.as_str(), b_secret.as_str()),
+        ("in-code", "in-code-secret"),
         ("limited", "limited-secret"),
     ] {
         let answer = call(&introspect_url, id, secret, &a_token).await;
@@ -1263,8 +1271,45 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     )
     .await;
     assert_eq!(answer.body, json!({"active": false}));
-    // The operator's client (a resource server) may.
+    // A token of a client registered in code, by default: the same. Holding one of its
+    // tokens tells nothing about other clients' tokens.
+    let bearer_of = |id: &str, secret: &str| {
+        let request = s
+            .post(
+                s.token_endpoint(),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/Patient.rs"),
+                ],
+            )
+            .basic_auth(id, Some(secret));
+        async move {
+            send(request).await.body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let in_code_token = bearer_of("in-code", "in-code-secret").await;
+    let answer = send(
+        s.post(&introspect_url, &[("token", a_token.as_str())])
+            .bearer_auth(&in_code_token),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body),
+        (StatusCode::OK, json!({"active": false}))
+    );
+    // The operator's client (a resource server) may, by its credentials or its token.
     let answer = call(&introspect_url, "basic", "secret1", &a_token).await;
+    assert_eq!(answer.body["active"], true);
+    assert_eq!(answer.body["client_id"], a_id.as_str());
+    let rs_token = bearer_of("basic", "secret1").await;
+    let answer = send(
+        s.post(&introspect_url, &[("token", a_token.as_str())])
+            .bearer_auth(&rs_token),
+    )
+    .await;
     assert_eq!(answer.body["active"], true);
 
     // Revocation needs client authentication: a Bearer token is not enough.
