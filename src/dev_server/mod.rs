@@ -34,7 +34,8 @@
 //!   under a host name the server answers to, `http://127.0.0.1:PORT/token` or
 //!   `http://localhost:PORT/token` (a string, or an array with that one member, compared
 //!   as exact strings); `exp` at most five minutes ahead; `nbf` and `iat`
-//!   not in the future; integer times; a fresh `jti`; unique JSON member names. All within
+//!   not in the future; times may have fractions (RFC 7519 section 2: `exp` is rounded
+//!   down, `nbf` and `iat` up); a fresh `jti`; unique JSON member names. All within
 //!   the [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
 //!   `invalid_client` (RFC 7521 section 4.2.1).
 //! - Registration (RFC 7591): `Content-Type: application/json` (else 415), key sets of

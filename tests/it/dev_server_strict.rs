@@ -191,7 +191,7 @@ impl Strict {
 fn refusal_reason(case: &str) -> &'static str {
     const NOT_A_JWT: &str = "not a valid signed JWT";
     const NO_KEY: &str = "no single registered key";
-    const INTEGERS: &str = "must be integers";
+    const NUMBERS: &str = "must be NumericDate numbers";
     match case {
         "kid unknown" | "alg of another family" => NO_KEY,
         "alg none" | "alg HS256" => "alg is not supported",
@@ -211,12 +211,12 @@ fn refusal_reason(case: &str) -> &'static str {
         "iss another client" => "authenticates with a client secret",
         "sub absent" | "sub null" | "iss != sub" => "iss and sub must both be the client id",
         "exp absent" => "exp is required",
-        "exp now" => "has expired",
+        "exp now" | "exp now + 0.9" => "has expired",
         "exp now + 301" => "five minutes",
-        "exp null" | "exp string" | "exp fraction" | "nbf null" | "nbf string" | "iat null"
-        | "iat string" => INTEGERS,
-        "nbf now + 1" => "not valid yet",
-        "iat now + 1" => "iat is in the future",
+        "exp null" | "exp string" | "exp 1e300" | "nbf null" | "nbf string" | "nbf -1e300"
+        | "iat null" | "iat string" => NUMBERS,
+        "nbf now + 1" | "nbf now + 0.1" => "not valid yet",
+        "iat now + 1" | "iat now + 0.5" => "iat is in the future",
         _ if case.starts_with("typ") => "needs typ JWT",
         _ if case.starts_with("kid") => "needs a kid string",
         _ if case.starts_with("aud") => "aud must be the token endpoint URL, and only it",
@@ -446,10 +446,23 @@ async fn client_assertion_table() {
             c(&[("exp", Some(json!((now + 60).to_string())))]),
             false,
         ),
+        // RFC 7519 section 2: a NumericDate may have a fraction; exp is rounded down.
         (
             "exp fraction",
             valid_header.clone(),
             c(&[("exp", Some(json!(now as f64 + 60.5)))]),
+            true,
+        ),
+        (
+            "exp now + 0.9",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now as f64 + 0.9)))]),
+            false,
+        ),
+        (
+            "exp 1e300",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(1e300)))]),
             false,
         ),
         (
@@ -489,6 +502,25 @@ async fn client_assertion_table() {
             c(&[("nbf", Some(json!(now + 1)))]),
             false,
         ),
+        // nbf and iat fractions are rounded up.
+        (
+            "nbf now - 0.5",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now as f64 - 0.5)))]),
+            true,
+        ),
+        (
+            "nbf now + 0.1",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now as f64 + 0.1)))]),
+            false,
+        ),
+        (
+            "nbf -1e300",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(-1e300)))]),
+            false,
+        ),
         (
             "nbf null",
             valid_header.clone(),
@@ -512,6 +544,18 @@ async fn client_assertion_table() {
             "iat now + 1",
             valid_header.clone(),
             c(&[("iat", Some(json!(now + 1)))]),
+            false,
+        ),
+        (
+            "iat now - 0.5",
+            valid_header.clone(),
+            c(&[("iat", Some(json!(now as f64 - 0.5)))]),
+            true,
+        ),
+        (
+            "iat now + 0.5",
+            valid_header.clone(),
+            c(&[("iat", Some(json!(now as f64 + 0.5)))]),
             false,
         ),
         (
