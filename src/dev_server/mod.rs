@@ -40,7 +40,9 @@
 //!   `invalid_client` (RFC 7521 section 4.2.1).
 //! - Registration (RFC 7591): `Content-Type: application/json` (else 415), key sets of
 //!   public asymmetric keys only (`invalid_client_metadata` for `d`, `p`, `q`, `dp`, `dq`,
-//!   `qi`, `oth`, `k` or `kty: oct`).
+//!   `qi`, `oth`, `k` or `kty: oct`), each key with a non-empty `kid` unique within the
+//!   set (SMART), in code too ([`KeySetError`]); a key set fetched from a `jwks_uri` must
+//!   follow the same rules.
 //! - Introspection and revocation: a client revokes only its own tokens (RFC 7009 section
 //!   2.1: another client's token is refused with `unauthorized_client` and stays valid);
 //!   a client introspects only its own tokens (others read `{"active": false}`), whether
@@ -93,8 +95,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-pub use clients::ClientRegistration;
-use clients::{Credential, check_public_key_set};
+pub use clients::{ClientRegistration, KeySetError};
+use clients::{Credential, check_client_key_set};
 use expiring::ExpiringMap;
 use jwks_cache::JwksCache;
 use oauth::OAuthError;
@@ -1042,10 +1044,7 @@ fn registration(
     let mut answer = Map::new();
     let credential = match (method, metadata.get("jwks"), metadata.get("jwks_uri")) {
         (Some("private_key_jwt") | None, Some(jwks), None) => {
-            check_public_key_set(jwks).map_err(|problem| invalid(problem.description()))?;
-            if KeySet::parse(jwks.to_string().as_bytes()).is_err() {
-                return Err(invalid("jwks holds no usable public signing key"));
-            }
+            check_client_key_set(jwks).map_err(|problem| invalid(problem.description()))?;
             // Only public members are left at this point: echoing the set is safe.
             answer.insert("jwks".into(), jwks.clone());
             Credential::Jwks(jwks.clone())

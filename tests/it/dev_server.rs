@@ -33,11 +33,14 @@ pub(crate) async fn setup() -> Setup {
         .await
         .unwrap();
     let keys = TestIssuer::builder().clock(clock.clone()).start().await;
-    server.register(ClientRegistration::private_key_jwt(
-        "backend",
-        keys.jwks(),
-        ["system/*.rs", "system/Observation.c"],
-    ));
+    server.register(
+        ClientRegistration::private_key_jwt(
+            "backend",
+            keys.jwks(),
+            ["system/*.rs", "system/Observation.c"],
+        )
+        .unwrap(),
+    );
     server.register(ClientRegistration::client_secret_basic(
         "basic-client",
         "p@ss word:1",

@@ -175,11 +175,9 @@ async fn seen_assertion_ids_are_capped_and_expire() {
         .await
         .unwrap();
     let keys = TestIssuer::builder().clock(clock.clone()).start().await;
-    server.register(ClientRegistration::private_key_jwt(
-        "backend",
-        keys.jwks(),
-        ["system/*.rs"],
-    ));
+    server.register(
+        ClientRegistration::private_key_jwt("backend", keys.jwks(), ["system/*.rs"]).unwrap(),
+    );
     let http = reqwest::Client::new();
     let assertion = |lifetime: i64| {
         keys.token()

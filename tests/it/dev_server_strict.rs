@@ -107,11 +107,9 @@ async fn strict_server(leeway_secs: u64) -> Strict {
         .await
         .unwrap();
     let client = RawClient::new("raw");
-    server.register(ClientRegistration::private_key_jwt(
-        "raw",
-        client.jwks(),
-        ["system/*.rs"],
-    ));
+    server.register(
+        ClientRegistration::private_key_jwt("raw", client.jwks(), ["system/*.rs"]).unwrap(),
+    );
     // The operator's resource server: it introspects any client's tokens.
     server.register(
         ClientRegistration::client_secret_basic("basic", "secret1", ["system/*.rs"])
@@ -1145,7 +1143,29 @@ async fn registration_is_strict() {
         assert!(!answer.body.to_string().contains(MARKER), "{member}");
     }
     let oct = json!({"keys": [public["keys"][0], {"kty": "oct", "kid": "h"}]});
+    let key = &public["keys"][0];
+    let with_kid = |kid: Option<Value>| {
+        let mut key = key.clone();
+        match kid {
+            Some(kid) => key["kid"] = kid,
+            None => {
+                key.as_object_mut().unwrap().remove("kid");
+            }
+        }
+        json!({"jwks": {"keys": [key]}, "scope": "system/*.rs"}).to_string()
+    };
     let rows = [
+        // SMART: every key has a kid, unique within the set.
+        ("kid absent", with_kid(None)),
+        ("kid null", with_kid(Some(Value::Null))),
+        ("kid empty", with_kid(Some(json!("")))),
+        ("kid number", with_kid(Some(json!(1)))),
+        ("kid array", with_kid(Some(json!(["raw-1"])))),
+        ("kid repeated", json!({"jwks": {"keys": [key, key]}, "scope": "system/*.rs"}).to_string()),
+        (
+            "kid repeated, one key without",
+            json!({"jwks": {"keys": [key, key, {"kty": "OKP", "crv": "Ed25519", "x": key["x"]}]}, "scope": "system/*.rs"}).to_string(),
+        ),
         ("symmetric key", json!({"jwks": oct, "scope": "system/*.rs"}).to_string()),
         ("key set not an object", json!({"jwks": [public], "scope": "system/*.rs"}).to_string()),
         ("no keys", json!({"jwks": {"keys": []}, "scope": "system/*.rs"}).to_string()),
@@ -1180,8 +1200,73 @@ async fn registration_is_strict() {
             "{case}: {}",
             answer.body
         );
-        assert!(answer.body["error_description"].is_string());
+        let description = answer.body["error_description"].as_str().unwrap();
+        if case.starts_with("kid repeated") {
+            assert_eq!(description, "two keys in jwks have the same kid", "{case}");
+        } else if case.starts_with("kid") {
+            assert_eq!(
+                description, "every key in jwks needs a kid, a non-empty string",
+                "{case}"
+            );
+        }
     }
+    // Two keys with distinct kids: registered.
+    let mut second = key.clone();
+    second["kid"] = json!("raw-2");
+    let body = json!({"jwks": {"keys": [key, second]}, "scope": "system/*.rs"}).to_string();
+    let answer = register(Some("application/json"), body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+}
+
+/// The same kid rules for a `private_key_jwt` client registered in code, checked on the
+/// public part that is kept.
+#[test]
+fn code_registration_needs_a_unique_kid_per_key() {
+    use smart_auth::dev_server::KeySetError;
+    let client = RawClient::new("raw");
+    let key = client.jwks()["keys"][0].clone();
+    let register = |keys: Value| {
+        ClientRegistration::private_key_jwt("raw", json!({ "keys": keys }), ["system/*.rs"])
+            .map(|registration| registration.client_id().to_owned())
+    };
+    let mut no_kid = key.clone();
+    no_kid.as_object_mut().unwrap().remove("kid");
+    let mut empty_kid = key.clone();
+    empty_kid["kid"] = json!("");
+    let mut other_kid = key.clone();
+    other_kid["kid"] = json!("raw-2");
+    let rows = [
+        (json!([key]), Ok("raw".to_owned())),
+        (json!([key, other_kid]), Ok("raw".to_owned())),
+        // An oct key is left out before the check: its kid clashes with nothing.
+        (
+            json!([key, {"kty": "oct", "kid": "raw-1", "k": "c2VjcmV0"}]),
+            Ok("raw".to_owned()),
+        ),
+        (json!([no_kid]), Err(KeySetError::MissingKid)),
+        (json!([key, empty_kid]), Err(KeySetError::MissingKid)),
+        (json!([key, key]), Err(KeySetError::DuplicateKid)),
+        (
+            json!([other_kid, key, other_kid]),
+            Err(KeySetError::DuplicateKid),
+        ),
+        (json!([]), Err(KeySetError::NotAKeySet)),
+        (
+            json!([{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]),
+            Err(KeySetError::NotAKeySet),
+        ),
+        (
+            json!([{"kty": "EC", "kid": "e", "crv": "P-256", "x": "AA", "y": "AA"}]),
+            Err(KeySetError::NoUsableKey),
+        ),
+    ];
+    for (keys, expected) in rows {
+        assert_eq!(register(keys.clone()), expected, "{keys}");
+    }
+    assert_eq!(
+        KeySetError::DuplicateKid.to_string(),
+        "two keys in jwks have the same kid"
+    );
 }
 
 /// A `private_key_jwt` registration made in code keeps only the public keys: `Debug`
@@ -1195,7 +1280,8 @@ async fn code_registration_keeps_public_keys_only() {
         .as_array_mut()
         .unwrap()
         .push(json!({"kty": "oct", "kid": "h", "k": "U1lNTUVUUklDLUs"}));
-    let registration = ClientRegistration::private_key_jwt("raw", with_private, ["system/*.rs"]);
+    let registration =
+        ClientRegistration::private_key_jwt("raw", with_private, ["system/*.rs"]).unwrap();
     let debug = format!("{registration:?}");
     assert!(
         !debug.contains("UFJJVkFURS1E") && !debug.contains("U1lNTUVUUklDLUs"),
