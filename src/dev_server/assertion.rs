@@ -139,6 +139,12 @@ impl UnverifiedAssertion<'_> {
     pub(crate) fn subject_is(&self, client_id: &str) -> bool {
         self.claims.get("sub").and_then(Value::as_str) == Some(client_id)
     }
+
+    /// Whether no key of `keys` carries this assertion's `kid`: the client may have
+    /// rotated its keys since the set was fetched.
+    pub(crate) fn kid_is_missing_from(&self, keys: &KeySet) -> bool {
+        keys.select(Some(&self.kid), self.alg) == Selection::NotFound
+    }
 }
 
 /// Where the client's keys come from for this assertion: the registered set, or the

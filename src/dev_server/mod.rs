@@ -261,7 +261,9 @@ impl DevAuthServerBuilder {
     /// How long, at most, a key set fetched from a client's `jwks_uri` is used before it
     /// is fetched again (default 300 s, at least 1 s). A shorter `Cache-Control: max-age`
     /// from the client's key server wins; `max-age=0`, `no-cache` and `no-store` mean the
-    /// next assertion fetches the key set again.
+    /// next assertion fetches the key set again. An assertion whose `kid` the cached set
+    /// lacks (the client rotated its keys) fetches it again too, at most once per 10 s
+    /// per URL.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -833,7 +835,13 @@ async fn authenticate_assertion(
             KeySet::parse(jwks.to_string().as_bytes())
                 .map_err(|_| OAuthError::invalid_client("the client has no usable key"))?,
         ),
-        assertion::KeySource::Url(uri) => state.jwks_cache.get(&state.fetcher, uri, now).await?,
+        assertion::KeySource::Url(uri) => {
+            let lacks_key = |keys: &KeySet| unverified.kid_is_missing_from(keys);
+            state
+                .jwks_cache
+                .get(&state.fetcher, uri, now, lacks_key)
+                .await?
+        }
     };
     let verified = assertion::verify(
         unverified,
