@@ -8,7 +8,7 @@
 //!
 //! | endpoint | what it does |
 //! |---|---|
-//! | `GET /.well-known/smart-configuration`, `GET /.well-known/openid-configuration` | discovery |
+//! | `GET /.well-known/smart-configuration`, `GET /.well-known/openid-configuration` | discovery: SMART, and RFC 8414 metadata made from the same source |
 //! | `GET /jwks.json` | the server's public signing key |
 //! | `POST /register` | RFC 7591 subset: `jwks`, `jwks_uri` or a generated secret, `scope` |
 //! | `POST /token` | `grant_type=client_credentials` |
@@ -108,6 +108,9 @@ use crate::discovery::{Capability, SmartConfiguration};
 use crate::fetch::{Fetcher, default_client};
 use crate::jwks::KeySet;
 use crate::signing::{KeyType, SigningKey};
+
+/// How clients authenticate at the token, introspection and revocation endpoints.
+const CLIENT_AUTH_METHODS: [&str; 2] = ["private_key_jwt", "client_secret_basic"];
 
 /// The largest request body any endpoint reads (413 beyond).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -558,8 +561,12 @@ impl ServerState {
             .cloned()
     }
 
+    /// The SMART configuration: the one source of what the server states about itself;
+    /// [`authorization_server_metadata`](Self::authorization_server_metadata) is made
+    /// from it.
     fn configuration(&self) -> SmartConfiguration {
         let url = &self.url;
+        let algorithms: Vec<&str> = SigningAlgorithm::DEFAULT.iter().map(|a| a.name()).collect();
         // No `issuer`: SMART states it only with `sso-openid-connect`, which this server
         // does not offer. Its OpenID metadata (`/.well-known/openid-configuration`) names it.
         SmartConfiguration::builder()
@@ -569,9 +576,28 @@ impl ServerState {
             .introspection_endpoint(format!("{url}/introspect"))
             .revocation_endpoint(format!("{url}/revoke"))
             .grant_types_supported(["client_credentials"])
-            .token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"])
-            .token_endpoint_auth_signing_alg_values_supported(
-                SigningAlgorithm::DEFAULT.iter().map(|a| a.name()),
+            .token_endpoint_auth_methods_supported(CLIENT_AUTH_METHODS)
+            // RFC 8414 section 2: each list naming `private_key_jwt` comes with the
+            // algorithms its assertions may use.
+            .token_endpoint_auth_signing_alg_values_supported(algorithms.iter().copied())
+            // Introspection and revocation take the same client authentication (plus, for
+            // introspection, a Bearer token of this server, for which no method name is
+            // registered).
+            .extra(
+                "introspection_endpoint_auth_methods_supported",
+                json!(CLIENT_AUTH_METHODS),
+            )
+            .extra(
+                "introspection_endpoint_auth_signing_alg_values_supported",
+                json!(algorithms),
+            )
+            .extra(
+                "revocation_endpoint_auth_methods_supported",
+                json!(CLIENT_AUTH_METHODS),
+            )
+            .extra(
+                "revocation_endpoint_auth_signing_alg_values_supported",
+                json!(algorithms),
             )
             .scopes_supported([
                 "system/*.cruds",
@@ -588,6 +614,35 @@ impl ServerState {
             .build()
             // Every URL is this server's own loopback URL: the document is always valid.
             .expect("the development server's configuration is valid")
+    }
+
+    /// The RFC 8414 authorization server metadata, served at
+    /// `/.well-known/openid-configuration`: the SMART configuration's members, so the two
+    /// documents cannot disagree, without SMART's own (`capabilities`, and
+    /// `code_challenge_methods_supported`: there is no authorization endpoint, so no
+    /// PKCE), plus `issuer` and the two members OpenID Connect Discovery requires of
+    /// every provider (`subject_types_supported`, `id_token_signing_alg_values_supported`).
+    ///
+    /// No `response_types_supported`: response types are used at an authorization
+    /// endpoint, which this server lacks, and RFC 8414 section 3.2 omits a member with no
+    /// elements (RFC 8414 erratum 7793 proposes to require the member only where the
+    /// authorization endpoint is used).
+    fn authorization_server_metadata(&self) -> Result<Map<String, Value>, OAuthError> {
+        let unwritable = || OAuthError::server_error("the server could not write its answer");
+        let Value::Object(mut document) =
+            serde_json::to_value(self.configuration()).map_err(|_| unwritable())?
+        else {
+            return Err(unwritable());
+        };
+        document.remove("capabilities");
+        document.remove("code_challenge_methods_supported");
+        document.insert("issuer".into(), json!(self.url));
+        document.insert("subject_types_supported".into(), json!(["public"]));
+        document.insert(
+            "id_token_signing_alg_values_supported".into(),
+            json!([SigningAlgorithm::RS256.name()]),
+        );
+        Ok(document)
     }
 
     /// Issues an access token and records it; 503 when the token store is full, 500 when
@@ -716,28 +771,20 @@ async fn smart_configuration(State(state): State<Arc<ServerState>>) -> Response 
 }
 
 async fn openid_configuration(State(state): State<Arc<ServerState>>) -> Response {
-    let url = &state.url;
-    let body = json!({
-        "issuer": url,
-        "jwks_uri": format!("{url}/jwks.json"),
-        "token_endpoint": state.token_endpoint,
-        "registration_endpoint": format!("{url}/register"),
-        "introspection_endpoint": format!("{url}/introspect"),
-        "revocation_endpoint": format!("{url}/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-    });
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-        ],
-        body.to_string(),
-    )
-        .into_response()
+    match state
+        .authorization_server_metadata()
+        .and_then(|document| json_text(&document))
+    {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn jwks(State(state): State<Arc<ServerState>>) -> Response {
