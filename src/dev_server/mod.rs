@@ -20,8 +20,10 @@
 //!
 //! What it refuses, with the RFC 6749 section 5.2 error codes:
 //!
-//! - Requests whose `Host` is not the bound address (or `localhost` with its port): 421,
-//!   so a web page using DNS rebinding cannot reach the endpoints.
+//! - Requests whose `Host` is not the bound address (or `localhost`) with its port (which
+//!   may be left out on port 80 or 443): 421, so a web page using DNS rebinding cannot
+//!   reach the endpoints. A request without `Host` (HTTP/2) is judged by the authority of
+//!   its target instead.
 //! - Token requests: no client authentication (401 `invalid_client` with a Basic
 //!   challenge), two methods at once (`invalid_request`), malformed Basic credentials (401),
 //!   `client_secret_post` or other assertion types (401), and a form `client_id` other than
@@ -322,7 +324,7 @@ impl DevAuthServerBuilder {
         let listener = tokio::net::TcpListener::bind(self.address).await?;
         let bound = listener.local_addr()?;
         let url = format!("http://{bound}");
-        let own_hosts = [bound.to_string(), format!("localhost:{}", bound.port())];
+        let own_hosts = own_hosts(bound);
         let timeout = Duration::from_secs(5);
         let mut tag = [0u8; 4];
         aws_lc_rs::rand::fill(&mut tag)
@@ -350,8 +352,7 @@ impl DevAuthServerBuilder {
                 max_body: 256 * 1024,
             },
             limits,
-            own_token_endpoints: own_hosts
-                .each_ref()
+            own_token_endpoints: [&own_hosts[0], &own_hosts[1]]
                 .map(|host| format!("http://{host}/token")),
             own_hosts,
             static_clients: Mutex::new(HashMap::new()),
@@ -426,11 +427,11 @@ struct ServerState {
     key: SigningKey,
     fetcher: Fetcher,
     limits: Limits,
-    /// The `Host` values this server answers to: its bound address, and `localhost`
-    /// with its port.
-    own_hosts: [String; 2],
-    /// The token endpoint's URL under each of `own_hosts` (the first is
-    /// `token_endpoint`): the `aud` values a client assertion may carry.
+    /// The `Host` values this server answers to (see [`own_hosts`]): its bound address
+    /// and `localhost` with its port, then on port 80 or 443 both without it.
+    own_hosts: Vec<String>,
+    /// The token endpoint's URL under the first two `own_hosts`, with the port (the first
+    /// is `token_endpoint`): the `aud` values a client assertion may carry.
     own_token_endpoints: [String; 2],
     /// Clients registered in code: the operator's, kept until replaced.
     static_clients: Mutex<HashMap<String, ClientRegistration>>,
@@ -689,29 +690,68 @@ impl ServerState {
     }
 }
 
-/// Answers only requests addressed to this server: the `Host` header must be the bound
-/// address or `localhost` with the bound port. A web page that gets its own host name
-/// resolved to 127.0.0.1 (DNS rebinding) sends its own name, and is refused with 421
-/// Misdirected Request (RFC 9110 section 15.5.20) before any endpoint runs.
+/// The `Host` values this server answers to: its bound address and `localhost`, each with
+/// the bound port; on port 80 or 443 also without it, as clients leave a default port out
+/// (RFC 9110 section 7.2; 443 for a server behind a TLS-terminating proxy).
+fn own_hosts(bound: SocketAddr) -> Vec<String> {
+    let port = bound.port();
+    let mut hosts = vec![bound.to_string(), format!("localhost:{port}")];
+    if port == 80 || port == 443 {
+        hosts.push(match bound {
+            SocketAddr::V4(address) => address.ip().to_string(),
+            SocketAddr::V6(address) => format!("[{}]", address.ip()),
+        });
+        hosts.push("localhost".to_owned());
+    }
+    hosts
+}
+
+/// Answers only requests addressed to this server (see [`is_addressed_to`]). A web page
+/// that gets its own host name resolved to 127.0.0.1 (DNS rebinding) sends its own name,
+/// and is refused with 421 Misdirected Request (RFC 9110 section 15.5.20) before any
+/// endpoint runs.
 async fn require_own_host(
     State(state): State<Arc<ServerState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let mut hosts = request.headers().get_all(header::HOST).iter();
-    let own = match (hosts.next(), hosts.next()) {
-        (Some(host), None) => host.to_str().is_ok_and(|host| {
-            state
-                .own_hosts
-                .iter()
-                .any(|own| own.eq_ignore_ascii_case(host))
-        }),
-        _ => false,
-    };
-    if own {
+    if is_addressed_to(
+        &state.own_hosts,
+        request.version(),
+        request.headers(),
+        request.uri(),
+    ) {
         next.run(request).await
     } else {
         OAuthError::misdirected().into_response()
+    }
+}
+
+/// Whether a request names one of `own_hosts` (compared without letter case) as its
+/// host, and no other: at most one `Host` header, which HTTP/1.x requires (RFC 9112
+/// section 3.2); the authority of the request target when it has one (an absolute-form
+/// HTTP/1.1 target, or HTTP/2's `:authority`, which may replace `Host` there, RFC 9113
+/// section 8.3.1); each one present must be ours.
+fn is_addressed_to(
+    own_hosts: &[String],
+    version: http::Version,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+) -> bool {
+    let is_own = |host: &str| own_hosts.iter().any(|own| own.eq_ignore_ascii_case(host));
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return false,
+        (Some(value), None) => match value.to_str() {
+            Ok(host) if is_own(host) => Some(host),
+            _ => return false,
+        },
+        (None, None) => None,
+    };
+    let host_required = version < http::Version::HTTP_2;
+    match uri.authority() {
+        Some(authority) => is_own(authority.as_str()) && (host.is_some() || !host_required),
+        None => host.is_some(),
     }
 }
 
@@ -1190,6 +1230,126 @@ mod tests {
             signed_token(refused).map_err(|e| (e.status, e.code)),
             Err((StatusCode::INTERNAL_SERVER_ERROR, "server_error"))
         );
+    }
+
+    /// The Host decision: the port may be left out only on 80 and 443, and a request
+    /// without `Host` (HTTP/2) is judged by the authority of its target.
+    #[test]
+    fn host_decision() {
+        let on_8080 = own_hosts(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let on_80 = own_hosts(SocketAddr::from(([127, 0, 0, 1], 80)));
+        let on_443 = own_hosts(SocketAddr::from(([127, 0, 0, 1], 443)));
+        let v6_on_80 = own_hosts(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 80)));
+        assert_eq!(on_8080, ["127.0.0.1:8080", "localhost:8080"]);
+        assert_eq!(
+            on_80,
+            ["127.0.0.1:80", "localhost:80", "127.0.0.1", "localhost"]
+        );
+        assert_eq!(v6_on_80, ["[::1]:80", "localhost:80", "[::1]", "localhost"]);
+        let decide = |own: &[String], version, hosts: &[&str], target: &str| {
+            let mut headers = HeaderMap::new();
+            for host in hosts {
+                headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
+            }
+            is_addressed_to(own, version, &headers, &target.parse().unwrap())
+        };
+        use http::Version;
+        const H1: Version = Version::HTTP_11;
+        const H2: Version = Version::HTTP_2;
+        /// Own hosts, HTTP version, `Host` values, request target, answer.
+        type Row<'a> = (&'a [String], Version, &'a [&'a str], &'a str, bool);
+        let rows: &[Row<'_>] = &[
+            // Host header, origin-form target (HTTP/1.1).
+            (&on_8080, H1, &["127.0.0.1:8080"], "/token", true),
+            (&on_8080, H1, &["LOCALHOST:8080"], "/token", true),
+            (&on_8080, H1, &["127.0.0.1"], "/token", false),
+            (&on_8080, H1, &["localhost"], "/token", false),
+            (&on_8080, H1, &["127.0.0.1:80"], "/token", false),
+            (&on_8080, H1, &["evil.example:8080"], "/token", false),
+            (&on_80, H1, &["127.0.0.1"], "/token", true),
+            (&on_80, H1, &["localhost"], "/token", true),
+            (&on_80, H1, &["127.0.0.1:80"], "/token", true),
+            (&on_80, H1, &["localhost:80"], "/token", true),
+            (&on_80, H1, &["evil.example"], "/token", false),
+            (&on_80, H1, &["127.0.0.1:8080"], "/token", false),
+            (&on_443, H1, &["localhost"], "/token", true),
+            (&on_443, H1, &["127.0.0.1:443"], "/token", true),
+            (&v6_on_80, H1, &["[::1]"], "/token", true),
+            (&v6_on_80, H1, &["::1"], "/token", false),
+            // None, or two.
+            (&on_8080, H1, &[], "/token", false),
+            (&on_80, H1, &[], "/token", false),
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080", "127.0.0.1:8080"],
+                "/token",
+                false,
+            ),
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080", "evil.example"],
+                "/token",
+                false,
+            ),
+            // HTTP/2 without Host: the target's authority (`:authority`).
+            (&on_8080, H2, &[], "http://127.0.0.1:8080/token", true),
+            (&on_8080, H2, &[], "http://localhost:8080/token", true),
+            (&on_8080, H2, &[], "http://127.0.0.1/token", false),
+            (&on_8080, H2, &[], "http://evil.example:8080/token", false),
+            (&on_8080, H2, &[], "http://user@127.0.0.1:8080/token", false),
+            (&on_80, H2, &[], "http://localhost/token", true),
+            (&on_80, H2, &[], "http://127.0.0.1/token", true),
+            (&on_80, H2, &[], "http://evil.example/token", false),
+            (&on_8080, H2, &[], "/token", false),
+            (&on_8080, H2, &["127.0.0.1:8080"], "/token", true),
+            (
+                &on_8080,
+                H2,
+                &["evil.example"],
+                "http://127.0.0.1:8080/token",
+                false,
+            ),
+            // HTTP/1.x needs Host (RFC 9112 section 3.2), even with an absolute-form target.
+            (&on_8080, H1, &[], "http://127.0.0.1:8080/token", false),
+            (
+                &on_80,
+                Version::HTTP_10,
+                &[],
+                "http://127.0.0.1/token",
+                false,
+            ),
+            // Both: each must be ours.
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080"],
+                "http://127.0.0.1:8080/token",
+                true,
+            ),
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080"],
+                "http://evil.example/token",
+                false,
+            ),
+            (
+                &on_8080,
+                H1,
+                &["evil.example"],
+                "http://127.0.0.1:8080/token",
+                false,
+            ),
+        ];
+        for (own, version, hosts, target, expected) in rows {
+            assert_eq!(
+                decide(own, *version, hosts, target),
+                *expected,
+                "{own:?} {version:?} {hosts:?} {target}"
+            );
+        }
     }
 
     /// Serialises to an error.
