@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         JWT_CLIENT,
         key.public_jwks(),
         ["system/*.rs", "system/Patient.c"],
-    ));
+    )?);
     // A secret nobody can guess: 128 random bits, as a real client secret should be.
     let secret = random_secret()?;
     server.register(ClientRegistration::client_secret_basic(

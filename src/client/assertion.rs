@@ -32,21 +32,26 @@ impl std::fmt::Debug for Assertion {
     }
 }
 
-/// Signs an assertion for `client_id` addressed to `token_endpoint` at `now` (Unix
-/// seconds): header `{alg, kid, typ: "JWT"}`, claims `{iss, sub, aud, exp, iat, jti}`.
+/// Signs an assertion for `client_id` addressed to `audience` (the token endpoint URL,
+/// unless configured otherwise) at `now` (Unix seconds): header `{alg, kid, typ: "JWT"}`
+/// plus `x5t#S256` when the key names a certificate, claims `{iss, sub, aud, exp, iat,
+/// jti}`.
 pub(crate) fn sign(
     key: &ClientKey,
     client_id: &str,
-    token_endpoint: &str,
+    audience: &str,
     now: i64,
 ) -> Result<Assertion, KeyError> {
     let mut header = Map::new();
     header.insert("kid".into(), json!(key.kid()));
     header.insert("typ".into(), json!("JWT"));
+    if let Some(thumbprint) = key.certificate_thumbprint() {
+        header.insert("x5t#S256".into(), json!(thumbprint));
+    }
     let claims = json!({
         "iss": client_id,
         "sub": client_id,
-        "aud": token_endpoint,
+        "aud": audience,
         "exp": now.saturating_add(ASSERTION_LIFETIME_SECS),
         "iat": now,
         "jti": jti()?,
@@ -101,5 +106,25 @@ mod tests {
         assert!(!debug.contains(&assertion.jwt), "{debug}");
         let again = sign(&key, "app", "https://as.example/token", 1_000).unwrap();
         assert_ne!(again.claims["jti"], claims["jti"]);
+    }
+
+    /// A key that names its certificate puts `x5t#S256` in the header: base64url of the
+    /// SHA-256 of the DER bytes (here the FIPS 180-2 test vector "abc").
+    #[test]
+    fn certificate_thumbprint_header() {
+        let key = ClientKey::generate(SigningAlgorithm::RS256, "k1")
+            .unwrap()
+            .with_certificate_thumbprint(b"abc");
+        let assertion = sign(&key, "app", "https://login.example/tenant/v2.0", 1_000).unwrap();
+        let expected = json!({
+            "alg": "RS256", "kid": "k1", "typ": "JWT",
+            "x5t#S256": "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0",
+        });
+        assert_eq!(part(&assertion.jwt, 0), expected);
+        assert_eq!(assertion.header, expected);
+        assert_eq!(
+            part(&assertion.jwt, 1)["aud"],
+            "https://login.example/tenant/v2.0"
+        );
     }
 }

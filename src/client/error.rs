@@ -59,7 +59,9 @@ pub enum ClientError {
     },
     /// A success answer that is not a usable token response: not a JSON object, no
     /// `access_token` or one that is not an RFC 6750 `b64token`, a `token_type` other than
-    /// `Bearer`, or no numeric `expires_in` of at least one second.
+    /// `Bearer`, an `expires_in` that is neither a non-negative number nor a string of
+    /// digits, or a lifetime under one second (from `expires_in` or, without it, from the
+    /// access token's own `exp`).
     InvalidTokenResponse(&'static str),
     /// [`authorize`](crate::client::BackendServiceClient::authorize) was given a request
     /// the token must not go with: not `https` (`http` only for loopback hosts), to another

@@ -100,6 +100,8 @@ impl std::error::Error for KeyError {}
 pub struct ClientKey {
     inner: Arc<SigningKey>,
     algorithm: SigningAlgorithm,
+    /// `x5t#S256` for the assertion header: base64url(SHA-256(certificate DER)).
+    certificate_thumbprint: Option<String>,
 }
 
 impl fmt::Debug for ClientKey {
@@ -122,6 +124,7 @@ impl ClientKey {
         Ok(Self {
             inner: Arc::new(SigningKey::new(signer, kid, Some(algorithm))),
             algorithm,
+            certificate_thumbprint: None,
         })
     }
 
@@ -148,6 +151,7 @@ impl ClientKey {
         Ok(Self {
             inner: Arc::new(key),
             algorithm,
+            certificate_thumbprint: None,
         })
     }
 
@@ -286,6 +290,45 @@ impl ClientKey {
     /// ```
     pub fn algorithm(&self) -> SigningAlgorithm {
         self.algorithm
+    }
+
+    /// Names the X.509 certificate of this key in every assertion's header: `x5t#S256`,
+    /// the base64url SHA-256 of `certificate_der` (RFC 7515 section 4.1.8). Microsoft
+    /// Entra ID finds a certificate credential by this thumbprint. `certificate_der` is
+    /// the certificate's DER bytes (the base64 body of a PEM `CERTIFICATE` block,
+    /// decoded), whose public key is this key's; that is not checked here.
+    ///
+    /// ```
+    /// use smart_auth::SigningAlgorithm;
+    /// use smart_auth::client::ClientKey;
+    ///
+    /// // let certificate_der = std::fs::read("client-cert.der")?;
+    /// # let certificate_der = b"abc";
+    /// let key = ClientKey::generate(SigningAlgorithm::RS256, "k1")?
+    ///     .with_certificate_thumbprint(certificate_der);
+    /// assert_eq!(
+    ///     key.certificate_thumbprint(),
+    ///     Some("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0")
+    /// );
+    /// # Ok::<(), smart_auth::client::KeyError>(())
+    /// ```
+    pub fn with_certificate_thumbprint(mut self, certificate_der: &[u8]) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate_der);
+        self.certificate_thumbprint = Some(URL_SAFE_NO_PAD.encode(digest.as_ref()));
+        self
+    }
+
+    /// The `x5t#S256` the assertions carry, if
+    /// [`with_certificate_thumbprint`](Self::with_certificate_thumbprint) gave one.
+    ///
+    /// ```
+    /// # use smart_auth::{SigningAlgorithm, client::ClientKey};
+    /// let key = ClientKey::generate(SigningAlgorithm::ES384, "k1")?;
+    /// assert_eq!(key.certificate_thumbprint(), None);
+    /// # Ok::<(), smart_auth::client::KeyError>(())
+    /// ```
+    pub fn certificate_thumbprint(&self) -> Option<&str> {
+        self.certificate_thumbprint.as_deref()
     }
 
     /// The public key as a JWK with `kid`, `use: "sig"` and `alg`.

@@ -93,7 +93,7 @@ impl Authentication {
 /// The token endpoint and where it came from.
 #[derive(Debug, Clone)]
 struct Endpoint {
-    /// As configured or discovered: the assertion's `aud`.
+    /// As configured or discovered: the assertion's `aud` unless another is configured.
     text: String,
     url: Url,
     discovered: Option<Discovered>,
@@ -117,6 +117,7 @@ struct Endpoint {
 pub struct BackendServiceClientBuilder {
     fhir_base_url: String,
     token_endpoint: Option<String>,
+    assertion_audience: Option<String>,
     client_id: String,
     authentication: Option<Authentication>,
     scopes: Vec<String>,
@@ -158,6 +159,22 @@ impl BackendServiceClientBuilder {
         self
     }
 
+    /// The `aud` of the client assertions (`private_key_jwt`). By default it is the token
+    /// endpoint URL, exactly as configured or discovered, as SMART Backend Services asks.
+    /// Some servers want another value: Auth0 and the RFC 7523 update draft
+    /// (rfc7523bis) want the authorization server's issuer identifier.
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .token_endpoint("https://tenant.auth0.example/oauth/token")
+    ///     .assertion_audience("https://tenant.auth0.example/");
+    /// ```
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
+        self
+    }
+
     /// The client id the authorization server gave this service at registration
     /// (required).
     ///
@@ -186,7 +203,9 @@ impl BackendServiceClientBuilder {
     }
 
     /// Authenticates with HTTP Basic: the client id and `secret`, each form-urlencoded as
-    /// RFC 6749 section 2.3.1 says (`client_secret_basic`). Replaces an earlier
+    /// RFC 6749 section 2.3.1 says (`client_secret_basic`). Letters, digits, `-`, `.`,
+    /// `_`, `~` and `*` are sent as they are, since many servers do not form-decode Basic
+    /// credentials; a space is sent as `+`, anything else as `%XX`. Replaces an earlier
     /// [`private_key_jwt`](Self::private_key_jwt).
     ///
     /// ```
@@ -328,8 +347,9 @@ impl BackendServiceClientBuilder {
     /// # Errors
     ///
     /// [`ClientError::Config`] when the client id, the authentication method or the
-    /// scopes are missing, the secret is empty, or the token endpoint (or, without one,
-    /// the FHIR base URL) is not an `https` URL (`http` only for loopback hosts).
+    /// scopes are missing, the secret or the [assertion audience](Self::assertion_audience)
+    /// is empty, or the token endpoint (or, without one, the FHIR base URL) is not an
+    /// `https` URL (`http` only for loopback hosts).
     pub fn build(self) -> Result<BackendServiceClient, ClientError> {
         if self.client_id.is_empty() {
             return Err(ClientError::Config("client_id is required"));
@@ -347,6 +367,9 @@ impl BackendServiceClientBuilder {
         };
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
+        }
+        if self.assertion_audience.as_deref() == Some("") {
+            return Err(ClientError::Config("the assertion audience is empty"));
         }
         if !self
             .scopes
@@ -404,6 +427,7 @@ impl BackendServiceClientBuilder {
                 fhir_base_url: self.fhir_base_url,
                 token_origins,
                 endpoint,
+                assertion_audience: self.assertion_audience,
                 client_id: self.client_id,
                 authentication,
                 scope: self.scopes.join(" "),
@@ -451,6 +475,8 @@ struct Inner {
     /// Where `authorize` may send the token: the FHIR server's origin and those added.
     token_origins: Vec<Origin>,
     endpoint: OnceCell<Endpoint>,
+    /// The assertions' `aud` when not the token endpoint URL.
+    assertion_audience: Option<String>,
     client_id: String,
     authentication: Authentication,
     scope: String,
@@ -568,6 +594,7 @@ impl BackendServiceClient {
         BackendServiceClientBuilder {
             fhir_base_url: fhir_base_url.into(),
             token_endpoint: None,
+            assertion_audience: None,
             client_id: String::new(),
             authentication: None,
             scopes: Vec::new(),
@@ -582,7 +609,14 @@ impl BackendServiceClient {
 
     /// A valid access token: the cached one while it is fresh, else a new one from the
     /// token endpoint. Concurrent callers share one request; if it fails, the callers
-    /// that waited for it get its error.
+    /// that waited for it get its outcome.
+    ///
+    /// A token is replaced a little before it expires (see
+    /// [`refresh_margin`](BackendServiceClientBuilder::refresh_margin)). If that request
+    /// fails (an OAuth error, 429 or 503, a timeout, no connection) while the cached token
+    /// still expires at least one second from now by this client's clock, the cached
+    /// token is returned instead of the error, and the next call tries again; once it has
+    /// expired, the error is returned.
     ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
@@ -594,7 +628,8 @@ impl BackendServiceClient {
     /// # Errors
     ///
     /// Any [`ClientError`] but [`Config`](ClientError::Config): discovery, transport,
-    /// timeout, the server's OAuth error, an unusable answer, or a signing failure.
+    /// timeout, the server's OAuth error, an unusable answer, or a signing failure, when
+    /// no cached token is left that expires a second or more from now.
     pub async fn access_token(&self) -> Result<AccessToken, ClientError> {
         if let Some(token) = self.fresh_token() {
             return Ok(token);
@@ -606,12 +641,33 @@ impl BackendServiceClient {
         }
         // A request that ended while this caller waited failed: its answer is as recent
         // as a new one would be.
-        if self.inner.finished.load(Ordering::SeqCst) != seen
-            && let Some(error) = &state.last_error
-        {
-            return Err(error.clone());
+        let shared = if self.inner.finished.load(Ordering::SeqCst) == seen {
+            None
+        } else {
+            state.last_error.clone()
+        };
+        let result = match shared {
+            Some(error) => Err(error),
+            None => self.refresh(&mut state).await.map(|(_, token)| token),
+        };
+        result.or_else(|error| self.unexpired_token_despite(error))
+    }
+
+    /// After a failed refresh: the cached token while it expires at least a second from
+    /// now (by this client's clock), else `error`.
+    fn unexpired_token_despite(&self, error: ClientError) -> Result<AccessToken, ClientError> {
+        let cached = self.inner.cached.load();
+        match cached.as_ref() {
+            Some(cached) if cached.token.expires_at().saturating_sub(self.now()) >= 1 => {
+                tracing::debug!(
+                    %error,
+                    expires_at = cached.token.expires_at(),
+                    "replacing the access token failed; the cached one is used until it expires"
+                );
+                Ok(cached.token.clone())
+            }
+            _ => Err(error),
         }
-        self.refresh(&mut state).await.map(|(_, token)| token)
     }
 
     /// Requests a new token now, whatever is cached, and returns it with a
@@ -641,7 +697,11 @@ impl BackendServiceClient {
     }
 
     /// The token endpoint: the configured one, or the one discovered (once, on first
-    /// need) from the FHIR server's SMART configuration.
+    /// need) from the FHIR server's SMART configuration. A relative `token_endpoint` there
+    /// (some older servers publish one) is resolved against the FHIR base URL taken as a
+    /// directory: `auth/token` under `https://ehr.example/fhir` is
+    /// `https://ehr.example/fhir/auth/token`, `/auth/token` is
+    /// `https://ehr.example/auth/token`.
     ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
@@ -652,8 +712,8 @@ impl BackendServiceClient {
     /// # Errors
     ///
     /// [`ClientError::Discovery`] when the configuration cannot be fetched, is not a JSON
-    /// object, or has no `token_endpoint` that is an `https` URL (`http` only for
-    /// loopback hosts).
+    /// object, or has no `token_endpoint` that is (absolute, or once resolved) an `https`
+    /// URL (`http` only for loopback hosts) without user information or fragment.
     pub async fn token_endpoint(&self) -> Result<String, ClientError> {
         Ok(self.endpoint().await?.text.clone())
     }
@@ -772,21 +832,31 @@ impl BackendServiceClient {
             .map_err(|error| failed(error.to_string()))?;
         let document = crate::fetch::strict_object(&fetched.body)
             .map_err(|error| failed(format!("the SMART configuration: {error}")))?;
-        let text = document
+        let published = document
             .get("token_endpoint")
             .and_then(Value::as_str)
-            .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?
-            .to_owned();
-        let endpoint = Url::parse(&text)
-            .ok()
-            .filter(is_allowed_discovered_url)
-            .ok_or_else(|| {
-                failed(
-                    "token_endpoint is not an https URL (http only for loopback) without user \
-                     info or fragment"
-                        .to_owned(),
-                )
-            })?;
+            .filter(|text| !text.trim().is_empty())
+            .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?;
+        let (text, endpoint) = match Url::parse(published) {
+            Ok(url) => (published.to_owned(), Some(url)),
+            // SMART: endpoint URLs are absolute, but clients resolve relative ones against
+            // the FHIR base for legacy servers. The result (also the assertion's `aud`)
+            // must pass the same checks as an absolute URL.
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                match resolve_against_base(base, published) {
+                    Some(url) => (url.to_string(), Some(url)),
+                    None => (published.to_owned(), None),
+                }
+            }
+            Err(_) => (published.to_owned(), None),
+        };
+        let endpoint = endpoint.filter(is_allowed_discovered_url).ok_or_else(|| {
+            failed(
+                "token_endpoint is not an https URL (http only for loopback) without user \
+                 info or fragment"
+                    .to_owned(),
+            )
+        })?;
         tracing::debug!(url = %url, token_endpoint = %endpoint, "discovered the token endpoint");
         Ok(Endpoint {
             text,
@@ -814,7 +884,11 @@ impl BackendServiceClient {
         let mut signed = None;
         match &inner.authentication {
             Authentication::PrivateKeyJwt(key) => {
-                let assertion = assertion::sign(key, &inner.client_id, &endpoint.text, now)?;
+                let audience = inner
+                    .assertion_audience
+                    .as_deref()
+                    .unwrap_or(&endpoint.text);
+                let assertion = assertion::sign(key, &inner.client_id, audience, now)?;
                 let assertion_type = (
                     "client_assertion_type".to_owned(),
                     assertion::JWT_BEARER.to_owned(),
@@ -868,14 +942,45 @@ impl BackendServiceClient {
     }
 }
 
+/// A relative reference resolved (RFC 3986 section 5) against the FHIR base URL taken as
+/// a directory: with the base `https://ehr.example/fhir/r4`, `auth/token` gives
+/// `https://ehr.example/fhir/r4/auth/token`, `/auth/token` gives
+/// `https://ehr.example/auth/token` and `../token` gives `https://ehr.example/fhir/token`.
+fn resolve_against_base(base: &str, reference: &str) -> Option<Url> {
+    let directory = Url::parse(&format!("{}/", base.trim_end_matches('/'))).ok()?;
+    directory.join(reference).ok()
+}
+
 /// `Basic base64(urlencode(client_id) ":" urlencode(secret))`, RFC 6749 section 2.3.1.
 fn basic_credentials(client_id: &str, secret: &str) -> Result<HeaderValue, ClientError> {
-    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
-    let credentials = format!("{}:{}", encode(client_id), encode(secret));
+    let credentials = format!(
+        "{}:{}",
+        form_encode_credential(client_id),
+        form_encode_credential(secret)
+    );
     let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
         .map_err(|_| ClientError::Config("the client credentials cannot form a header"))?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// Form-encodes a client id or secret for Basic credentials (RFC 6749 section 2.3.1): a
+/// space becomes `+` and every byte but ALPHA, DIGIT, `-`, `.`, `_`, `~` and `*` becomes
+/// `%XX`. Those characters need no encoding in a form nor in RFC 3986, so servers that do
+/// not form-decode Basic credentials (many do not) still read them as they are; WHATWG
+/// form encoding would write `~`, common in Microsoft Entra ID secrets, as `%7E`.
+fn form_encode_credential(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'*' => {
+                encoded.push(char::from(byte));
+            }
+            b' ' => encoded.push('+'),
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
 }
 
 #[cfg(test)]
@@ -884,11 +989,25 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_encoded() {
-        let value = basic_credentials("my app", "p@ss:w/rd+é").unwrap();
-        let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
-        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
-        assert_eq!(decoded, "my+app:p%40ss%3Aw%2Frd%2B%C3%A9");
-        assert!(value.is_sensitive());
+        let decoded = |id: &str, secret: &str| {
+            let value = basic_credentials(id, secret).unwrap();
+            assert!(value.is_sensitive());
+            let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+            String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap()
+        };
+        assert_eq!(
+            decoded("my app", "p@ss:w/rd+é"),
+            "my+app:p%40ss%3Aw%2Frd%2B%C3%A9"
+        );
+        // What neither form encoding nor RFC 3986 needs encoded is left as it is.
+        assert_eq!(decoded("id", "x~y"), "id:x~y");
+        assert_eq!(decoded("Az09-._~*", "aZ.9_~-*"), "Az09-._~*:aZ.9_~-*");
+        // Everything else is still encoded.
+        assert_eq!(decoded("a:b", "1%2 3"), "a%3Ab:1%252+3");
+        assert_eq!(
+            decoded("id", "!\"#$&'()+,/;<=>?@[\\]^`{|}\t"),
+            "id:%21%22%23%24%26%27%28%29%2B%2C%2F%3B%3C%3D%3E%3F%40%5B%5C%5D%5E%60%7B%7C%7D%09"
+        );
     }
 
     #[test]
@@ -907,6 +1026,7 @@ mod tests {
             complete().scope("a\\b").build(),
             complete().scope("a\u{a0}b").build(),
             complete().client_secret_basic("").build(),
+            complete().assertion_audience("").build(),
             BackendServiceClient::builder("https://fhir.example.org")
                 .client_id("app")
                 .scope("a")
@@ -969,6 +1089,52 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn relative_references_resolve_against_the_base_as_a_directory() {
+        let rows = [
+            (
+                "https://ehr.example/fhir/r4",
+                "auth/token",
+                "https://ehr.example/fhir/r4/auth/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4/",
+                "auth/token",
+                "https://ehr.example/fhir/r4/auth/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4",
+                "/auth/token",
+                "https://ehr.example/auth/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4",
+                "../token",
+                "https://ehr.example/fhir/token",
+            ),
+            (
+                "https://ehr.example/fhir/r4",
+                "./token?p=1",
+                "https://ehr.example/fhir/r4/token?p=1",
+            ),
+            ("https://ehr.example", "token", "https://ehr.example/token"),
+            (
+                "https://ehr.example/fhir",
+                "//as.example/token",
+                "https://as.example/token",
+            ),
+        ];
+        for (base, reference, expected) in rows {
+            assert_eq!(
+                resolve_against_base(base, reference)
+                    .map(String::from)
+                    .as_deref(),
+                Some(expected),
+                "{base} {reference}"
+            );
+        }
     }
 
     #[test]

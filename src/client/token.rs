@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, Url};
@@ -90,7 +92,9 @@ impl AccessToken {
     }
 
     /// When the token expires, in seconds since the Unix epoch: the client's clock at the
-    /// request plus `expires_in`.
+    /// request plus `expires_in` (a number, or a string of digits). Without `expires_in`,
+    /// the access token's own `exp` when the token is a JWT that states one (read, not
+    /// verified), else the request time plus 300 s. Never more than a day ahead.
     ///
     /// ```
     /// # use smart_auth::client::AccessToken;
@@ -195,9 +199,9 @@ fn transport_error(error: reqwest::Error) -> ClientError {
 }
 
 /// Reads a token endpoint answer. A success must be a JSON object (member names unique)
-/// with a non-empty
-/// `access_token`, a `token_type` of `Bearer` (any case) and a numeric `expires_in`; an
-/// error status with an `error` member becomes [`ClientError::OAuth`].
+/// with a non-empty `access_token` and a `token_type` of `Bearer` (any case); its
+/// lifetime is read by [`lifetime`]. An error status with an `error` member becomes
+/// [`ClientError::OAuth`].
 pub(crate) fn parse_response(
     response: &RawResponse,
     requested_scope: &str,
@@ -258,20 +262,7 @@ pub(crate) fn parse_response(
             ));
         }
     };
-    let expires_in = document
-        .get("expires_in")
-        .and_then(Value::as_f64)
-        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-        .ok_or(ClientError::InvalidTokenResponse(
-            "expires_in is missing or not a non-negative number",
-        ))?;
-    // A token that expires within the second cannot be used; caching it would send one
-    // token request per call.
-    if expires_in < 1.0 {
-        return Err(ClientError::InvalidTokenResponse(
-            "expires_in is below one second",
-        ));
-    }
+    let expires_in = lifetime(document.get("expires_in"), access_token, now)?;
     let scope = match document.get("scope") {
         None | Some(Value::Null) => requested_scope,
         Some(Value::String(scope)) => scope,
@@ -279,15 +270,76 @@ pub(crate) fn parse_response(
             return Err(ClientError::InvalidTokenResponse("scope is not a string"));
         }
     };
-    // Float to integer `as` saturates; whole seconds are enough. A lifetime beyond a day is
-    // cut to a day, so that a token is replaced at least daily whatever the server said.
-    let expires_in = (expires_in as i64).min(MAX_TOKEN_LIFETIME_SECONDS);
     Ok(AccessToken {
         access_token: access_token.clone(),
         token_type: token_type.clone(),
         expires_at: now.saturating_add(expires_in),
         scope: scope.to_owned(),
     })
+}
+
+/// How long a token is used when neither `expires_in` nor the token itself says (RFC 6749
+/// section 5.1 makes `expires_in` only RECOMMENDED): short, so that a token the server
+/// gave a shorter life is not sent long after it expired.
+const DEFAULT_LIFETIME_SECONDS: i64 = 300;
+
+/// The token's lifetime in whole seconds, from `expires_in`, else from the access token's
+/// own `exp`, else [`DEFAULT_LIFETIME_SECONDS`]. A lifetime under one second is refused
+/// (such a token cannot be used, and caching it would send one request per call); one
+/// beyond a day is cut to a day, so a token is replaced at least daily.
+fn lifetime(expires_in: Option<&Value>, access_token: &str, now: i64) -> Result<i64, ClientError> {
+    let (seconds, source) = match expires_in {
+        Some(Value::Number(number)) => {
+            let seconds = number
+                .as_f64()
+                .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+                .ok_or(ClientError::InvalidTokenResponse(
+                    "expires_in is not a non-negative number",
+                ))?;
+            // Float to integer `as` saturates; whole seconds are enough.
+            (seconds as i64, "expires_in")
+        }
+        // Some servers (Microsoft Entra ID's v1 endpoint) send the number as a string.
+        // Only plain digits count: no sign, exponent, fraction or space.
+        Some(Value::String(text))
+            if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) =>
+        {
+            // Only an overflow can fail here: so many digits are far beyond a day.
+            (text.parse::<i64>().unwrap_or(i64::MAX), "expires_in")
+        }
+        Some(Value::String(_)) => {
+            return Err(ClientError::InvalidTokenResponse(
+                "expires_in is a string that is not a whole number of seconds",
+            ));
+        }
+        None | Some(Value::Null) => match jwt_expiry(access_token) {
+            Some(exp) => (exp.saturating_sub(now), "the access token's exp"),
+            None => (DEFAULT_LIFETIME_SECONDS, "the default"),
+        },
+        Some(_) => {
+            return Err(ClientError::InvalidTokenResponse(
+                "expires_in is not a number",
+            ));
+        }
+    };
+    if seconds < 1 {
+        return Err(ClientError::InvalidTokenResponse(
+            "the token expires in less than one second",
+        ));
+    }
+    let seconds = seconds.min(MAX_TOKEN_LIFETIME_SECONDS);
+    tracing::debug!(seconds, source, "token lifetime");
+    Ok(seconds)
+}
+
+/// The `exp` of an access token that is a JWS whose payload is a JSON object (member
+/// names unique) with an integer `exp`, read without checking the signature: it only
+/// decides how long the token is cached, never whether anything is allowed.
+fn jwt_expiry(access_token: &str) -> Option<i64> {
+    let segments = crate::jwt::split(access_token).ok()?;
+    let payload = URL_SAFE_NO_PAD.decode(segments.payload).ok()?;
+    let claims = crate::json::object_with_unique_members(&payload).ok()?;
+    claims.get("exp")?.as_i64()
 }
 
 /// Server text fit for a message: control characters replaced, length capped.
@@ -413,8 +465,6 @@ mod tests {
             with("expires_in", json!(0.4)),
             with("token_type", Value::Null),
             with("token_type", json!("DPoP")),
-            with("expires_in", Value::Null),
-            with("expires_in", json!("300")),
             with("expires_in", json!(-1)),
             with("scope", json!(["a"])),
             parse_response(&answer(200, json!([1])), "s", 0).unwrap_err(),
@@ -451,6 +501,115 @@ mod tests {
         assert_eq!(token("t", json!(86_400)).expires_at(), 87_400);
         assert_eq!(token("t", json!(86_401)).expires_at(), 87_400);
         assert_eq!(token("t", json!(1e300)).expires_at(), 87_400);
+    }
+
+    /// `expires_in` as a string of ASCII digits (Microsoft Entra ID's v1 endpoint) reads
+    /// as the number, within the same bounds; any other string is refused.
+    #[test]
+    fn expires_in_as_a_string_of_digits() {
+        let parse = |expires_in: Value| {
+            let body =
+                json!({"access_token": "t", "token_type": "Bearer", "expires_in": expires_in});
+            parse_response(&answer(200, body), "s", 1_000)
+        };
+        for (text, expires_at) in [
+            ("3599", 4_599),
+            ("1", 1_001),
+            ("0300", 1_300),
+            ("86400", 87_400),
+            ("86401", 87_400),
+            ("99999999999999999999999", 87_400),
+        ] {
+            assert_eq!(
+                parse(json!(text)).unwrap().expires_at(),
+                expires_at,
+                "{text}"
+            );
+        }
+        for text in [
+            "", "0", "00", "-1", "+30", "3e2", "30.5", "30.", " 30", "30 ", "3 0", "0x1E",
+            "\u{661}", "thirty",
+        ] {
+            assert!(
+                matches!(
+                    parse(json!(text)),
+                    Err(ClientError::InvalidTokenResponse(_))
+                ),
+                "{text:?}"
+            );
+        }
+        for other in [json!(true), json!([300]), json!({"seconds": 300})] {
+            assert!(
+                matches!(
+                    parse(other.clone()),
+                    Err(ClientError::InvalidTokenResponse(_))
+                ),
+                "{other}"
+            );
+        }
+    }
+
+    /// A compact JWS with these claims and a placeholder signature.
+    fn unsigned_jwt(claims: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"at+jwt"}"#);
+        format!("{header}.{}.c2lnbmF0dXJl", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    /// Without `expires_in`: the access token's own integer `exp` when it is a JWT whose
+    /// payload is a JSON object (same bounds), else 300 s.
+    #[test]
+    fn missing_expires_in() {
+        let parse = |access_token: &str, expires_in: Option<Value>| {
+            let mut body = json!({"access_token": access_token, "token_type": "Bearer"});
+            if let Some(expires_in) = expires_in {
+                body["expires_in"] = expires_in;
+            }
+            parse_response(&answer(200, body), "s", 1_000)
+        };
+        let rows = [
+            // The token's own exp, capped at a day.
+            (unsigned_jwt(r#"{"exp":1600}"#), 1_600),
+            (unsigned_jwt(r#"{"exp":1001,"iat":900}"#), 1_001),
+            (unsigned_jwt(r#"{"exp":87400}"#), 87_400),
+            (unsigned_jwt(r#"{"exp":100000}"#), 87_400),
+            // No usable exp, or not a JWT: the default.
+            ("opaque-token".to_owned(), 1_300),
+            (unsigned_jwt(r#"{"iat":900}"#), 1_300),
+            (unsigned_jwt(r#"{"exp":"1600"}"#), 1_300),
+            (unsigned_jwt(r#"{"exp":1600.5}"#), 1_300),
+            (unsigned_jwt(r#"{"exp":null}"#), 1_300),
+            (unsigned_jwt(r#"[1600]"#), 1_300),
+            (unsigned_jwt("not json"), 1_300),
+            (unsigned_jwt(r#"{"exp":1600,"exp":90000}"#), 1_300),
+            ("a.b.c.d.e".to_owned(), 1_300),
+        ];
+        for (token, expires_at) in rows {
+            assert_eq!(
+                parse(&token, None).unwrap().expires_at(),
+                expires_at,
+                "{token}"
+            );
+            // `null` states no lifetime either.
+            assert_eq!(
+                parse(&token, Some(Value::Null)).unwrap().expires_at(),
+                expires_at,
+                "{token}"
+            );
+        }
+        // A stated expires_in wins over the token's exp.
+        let token = unsigned_jwt(r#"{"exp":1600}"#);
+        assert_eq!(parse(&token, Some(json!(60))).unwrap().expires_at(), 1_060);
+        // An exp less than a second ahead: the token cannot be used.
+        for exp in [1_000, 999, 0, -5, i64::MIN] {
+            let token = unsigned_jwt(&format!(r#"{{"exp":{exp}}}"#));
+            assert!(
+                matches!(
+                    parse(&token, None),
+                    Err(ClientError::InvalidTokenResponse(_))
+                ),
+                "{exp}"
+            );
+        }
     }
 
     #[test]

@@ -139,6 +139,12 @@ impl UnverifiedAssertion<'_> {
     pub(crate) fn subject_is(&self, client_id: &str) -> bool {
         self.claims.get("sub").and_then(Value::as_str) == Some(client_id)
     }
+
+    /// Whether no key of `keys` carries this assertion's `kid`: the client may have
+    /// rotated its keys since the set was fetched.
+    pub(crate) fn kid_is_missing_from(&self, keys: &KeySet) -> bool {
+        keys.select(Some(&self.kid), self.alg) == Selection::NotFound
+    }
 }
 
 /// Where the client's keys come from for this assertion: the registered set, or the
@@ -175,23 +181,56 @@ pub(crate) fn key_source<'a>(
     Ok(source)
 }
 
-/// An integer claim: absent is `Ok(None)`; anything but a JSON integer (a string, a
-/// fraction, `null`, …) is refused.
-fn integer_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, OAuthError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(number)) if number.as_i64().is_some() => Ok(number.as_i64()),
-        Some(_) => Err(OAuthError::invalid_client(
-            "exp, nbf and iat must be integers (NumericDate seconds)",
-        )),
+/// Which way a fractional NumericDate is brought to whole seconds.
+#[derive(Debug, Clone, Copy)]
+enum Rounding {
+    Down,
+    Up,
+}
+
+/// A NumericDate claim (RFC 7519 section 2: seconds, a fraction allowed) in whole
+/// seconds: absent is `Ok(None)`; a JSON integer as it is; another finite number rounded
+/// as `rounding` says. `exp` is rounded down and `nbf` and `iat` up, so that rounding
+/// never makes an assertion valid earlier or longer. Anything else (a string, `null`, a
+/// number beyond the range of `i64`) is refused.
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &str,
+    rounding: Rounding,
+) -> Result<Option<i64>, OAuthError> {
+    // -2^63 and 2^63: every whole `f64` in [MIN, MAX) converts to `i64` exactly.
+    const MIN: f64 = -9_223_372_036_854_775_808.0;
+    const MAX: f64 = 9_223_372_036_854_775_808.0;
+    let refused =
+        || OAuthError::invalid_client("exp, nbf and iat must be NumericDate numbers (seconds)");
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    let Value::Number(number) = value else {
+        return Err(refused());
+    };
+    if let Some(seconds) = number.as_i64() {
+        return Ok(Some(seconds));
+    }
+    let seconds = number.as_f64().ok_or_else(refused)?;
+    let whole = match rounding {
+        Rounding::Down => seconds.floor(),
+        Rounding::Up => seconds.ceil(),
+    };
+    if whole.is_finite() && (MIN..MAX).contains(&whole) {
+        // In range and whole: the conversion is exact.
+        Ok(Some(whole as i64))
+    } else {
+        Err(refused())
     }
 }
 
 /// The time rules, with `leeway` seconds of tolerated clock difference: `exp` required,
 /// after `now - leeway` and at most five minutes (plus leeway) ahead; `nbf` and `iat`,
-/// when present, not after `now + leeway`, and `iat` before `exp`. Returns `exp`.
+/// when present, not after `now + leeway`, and `iat` before `exp`. Fractional times are
+/// rounded as [`numeric_date`] says. Returns `exp`.
 fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64, OAuthError> {
-    let Some(exp) = integer_claim(claims, "exp")? else {
+    let Some(exp) = numeric_date(claims, "exp", Rounding::Down)? else {
         return Err(OAuthError::invalid_client("exp is required"));
     };
     if exp.saturating_add(leeway) <= now {
@@ -204,13 +243,13 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64
             "exp is more than five minutes ahead",
         ));
     }
-    let nbf = integer_claim(claims, "nbf")?;
+    let nbf = numeric_date(claims, "nbf", Rounding::Up)?;
     if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
         return Err(OAuthError::invalid_client(
             "the client assertion is not valid yet (nbf)",
         ));
     }
-    let iat = integer_claim(claims, "iat")?;
+    let iat = numeric_date(claims, "iat", Rounding::Up)?;
     if iat.is_some_and(|iat| iat > now.saturating_add(leeway) || iat >= exp) {
         return Err(OAuthError::invalid_client(
             "iat is in the future or not before exp",
@@ -338,7 +377,27 @@ mod tests {
             (json!({"exp": 1_100, "iat": 1_000}), 0, true),
             (json!({"exp": 1_100, "iat": 1_001}), 0, false),
             (json!({"exp": 1_100, "iat": 1_100}), 200, false),
-            (json!({"exp": 1_100.0}), 0, false),
+            // Fractions (RFC 7519 section 2): exp rounded down, nbf and iat up.
+            (json!({"exp": 1_100.0}), 0, true),
+            (json!({"exp": 1_001.0}), 0, true),
+            (json!({"exp": 1_000.9}), 0, false),
+            (json!({"exp": 1_000.9}), 1, true),
+            (json!({"exp": 1_300.9}), 0, true),
+            (json!({"exp": 1_301.5}), 0, false),
+            (json!({"exp": 1_100, "nbf": 999.5}), 0, true),
+            (json!({"exp": 1_100, "nbf": 1_000.1}), 0, false),
+            (json!({"exp": 1_100, "nbf": 1_000.1}), 1, true),
+            (json!({"exp": 1_100, "iat": 999.1}), 0, true),
+            (json!({"exp": 1_100, "iat": 1_000.5}), 0, false),
+            (json!({"exp": 1_100.5, "iat": 1_100.2}), 200, false),
+            (json!({"exp": 1_100, "nbf": -0.5}), 0, true),
+            // Beyond the range of i64.
+            (json!({"exp": 1e300}), 0, false),
+            (json!({"exp": -1e300}), 0, false),
+            (json!({"exp": 9.3e18}), 0, false),
+            (json!({"exp": 1_100, "nbf": -1e300}), 0, false),
+            (json!({"exp": 1_100, "iat": -9.3e18}), 0, false),
+            (json!({"exp": 1_100, "iat": 1e19}), 0, false),
             (json!({"exp": "1100"}), 0, false),
             (json!({"exp": null}), 0, false),
             (json!({"exp": 1_100, "nbf": null}), 0, false),

@@ -1,8 +1,11 @@
 //! Registered clients and how they authenticate.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde_json::Value;
+
+use crate::jwks::KeySet;
 
 /// JWK members that hold private or symmetric key material (RFC 7517 and RFC 7518
 /// section 6): a client's registered key set must hold none of them.
@@ -11,15 +14,40 @@ const SECRET_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 /// The most keys a registered key set may hold.
 pub(crate) const MAX_KEYS: usize = 16;
 
-/// Why a key set is not a client's public signing key set.
+/// Why a key set cannot be a client's registered key set: from
+/// [`ClientRegistration::private_key_jwt`], and (as its description) in the
+/// `invalid_client_metadata` answer of `/register`.
+///
+/// ```
+/// use serde_json::json;
+/// use smart_auth::dev_server::{ClientRegistration, KeySetError};
+///
+/// let no_kid = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]});
+/// let error = ClientRegistration::private_key_jwt("app", no_kid, ["system/*.rs"]).unwrap_err();
+/// assert_eq!(error, KeySetError::MissingKid);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeySetProblem {
+#[non_exhaustive]
+pub enum KeySetError {
+    /// Not an object with a `keys` array of 1 to 16 JWK objects.
     NotAKeySet,
+    /// A key holds private or symmetric material (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`,
+    /// `k`). Only `/register` answers this; a registration in code leaves such members
+    /// out instead.
     PrivateMaterial,
+    /// A key's `kty` is not `RSA`, `EC` or `OKP`.
     NotAsymmetric,
+    /// A key has no `kid`, or one that is not a non-empty string (SMART: every key
+    /// carries a `kid`; the client's assertions name their key by it).
+    MissingKid,
+    /// Two keys have the same `kid` (SMART: a `kid` is unique within the client's key
+    /// set), so an assertion's `kid` would not name one key.
+    DuplicateKid,
+    /// No key of the set can verify signatures with an algorithm this crate supports.
+    NoUsableKey,
 }
 
-impl KeySetProblem {
+impl KeySetError {
     pub(crate) fn description(self) -> &'static str {
         match self {
             Self::NotAKeySet => {
@@ -29,35 +57,63 @@ impl KeySetProblem {
                 "jwks must hold public keys only: no d, p, q, dp, dq, qi, oth or k member"
             }
             Self::NotAsymmetric => "jwks keys must be RSA, EC or OKP keys (kty), never oct",
+            Self::MissingKid => "every key in jwks needs a kid, a non-empty string",
+            Self::DuplicateKid => "two keys in jwks have the same kid",
+            Self::NoUsableKey => "jwks holds no usable public signing key",
         }
     }
 }
 
+impl fmt::Display for KeySetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for KeySetError {}
+
 /// Checks that `jwks` is a JWK Set of public asymmetric keys: an object with a `keys`
 /// array of 1 to [`MAX_KEYS`] objects, none holding private or symmetric material, each
-/// with `kty` `RSA`, `EC` or `OKP`. (Whether a key can verify is checked separately.)
-pub(crate) fn check_public_key_set(jwks: &Value) -> Result<(), KeySetProblem> {
+/// with `kty` `RSA`, `EC` or `OKP` and a non-empty string `kid` that no other key of the
+/// set has. (Whether a key can verify is checked separately.)
+pub(crate) fn check_public_key_set(jwks: &Value) -> Result<(), KeySetError> {
     let keys = match jwks.get("keys") {
         Some(Value::Array(keys)) if jwks.is_object() && (1..=MAX_KEYS).contains(&keys.len()) => {
             keys
         }
-        _ => return Err(KeySetProblem::NotAKeySet),
+        _ => return Err(KeySetError::NotAKeySet),
     };
+    let mut kids = HashSet::new();
     for key in keys {
         let Value::Object(key) = key else {
-            return Err(KeySetProblem::NotAKeySet);
+            return Err(KeySetError::NotAKeySet);
         };
         if SECRET_MEMBERS
             .iter()
             .any(|member| key.contains_key(*member))
         {
-            return Err(KeySetProblem::PrivateMaterial);
+            return Err(KeySetError::PrivateMaterial);
         }
         match key.get("kty").and_then(Value::as_str) {
             Some("RSA" | "EC" | "OKP") => {}
-            _ => return Err(KeySetProblem::NotAsymmetric),
+            _ => return Err(KeySetError::NotAsymmetric),
+        }
+        match key.get("kid") {
+            Some(Value::String(kid)) if !kid.is_empty() => {
+                if !kids.insert(kid.as_str()) {
+                    return Err(KeySetError::DuplicateKid);
+                }
+            }
+            _ => return Err(KeySetError::MissingKid),
         }
     }
+    Ok(())
+}
+
+/// [`check_public_key_set`], and at least one key that can verify signatures.
+pub(crate) fn check_client_key_set(jwks: &Value) -> Result<(), KeySetError> {
+    check_public_key_set(jwks)?;
+    KeySet::parse(jwks.to_string().as_bytes()).map_err(|_| KeySetError::NoUsableKey)?;
     Ok(())
 }
 
@@ -155,14 +211,39 @@ impl fmt::Debug for ClientRegistration {
 
 impl ClientRegistration {
     /// A `private_key_jwt` client whose public keys are this JWK Set (`{"keys": [...]}`).
-    /// Keys holding private or symmetric material (`d`, `k`, …) are left out: only the
-    /// public keys are stored.
-    pub fn private_key_jwt<I, S>(client_id: impl Into<String>, jwks: Value, scopes: I) -> Self
+    /// Private members (`d`, `p`, …) and symmetric (`oct`) keys are left out: only the
+    /// public keys are stored. What is left must be 1 to 16 `RSA`, `EC` or `OKP` keys,
+    /// each with a `kid` no other key of the set has, at least one of them usable for
+    /// verifying signatures.
+    ///
+    /// ```
+    /// use smart_auth::SigningAlgorithm;
+    /// use smart_auth::client::ClientKey;
+    /// use smart_auth::dev_server::ClientRegistration;
+    ///
+    /// let key = ClientKey::generate(SigningAlgorithm::ES384, "backend-1")?;
+    /// let registration =
+    ///     ClientRegistration::private_key_jwt("backend", key.public_jwks(), ["system/*.rs"])?;
+    /// assert_eq!(registration.client_id(), "backend");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`KeySetError`] when the public part is not such a key set (a key without `kid`,
+    /// two keys with the same `kid`, no keys, ...).
+    pub fn private_key_jwt<I, S>(
+        client_id: impl Into<String>,
+        jwks: Value,
+        scopes: I,
+    ) -> Result<Self, KeySetError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::new(client_id, Credential::Jwks(public_part(jwks)), scopes)
+        let jwks = public_part(jwks);
+        check_client_key_set(&jwks)?;
+        Ok(Self::new(client_id, Credential::Jwks(jwks), scopes))
     }
 
     /// A `private_key_jwt` client whose public keys are published at `jwks_uri`.
@@ -200,20 +281,38 @@ impl ClientRegistration {
             client_id: client_id.into(),
             credential,
             scopes: scopes.into_iter().map(Into::into).collect(),
-            introspects_any_token: true,
+            introspects_any_token: false,
         }
     }
 
-    /// Limits introspection by this client to the tokens issued to it.
+    /// Lets this client introspect tokens issued to any client, as a resource server does
+    /// (RFC 7662), whether it authenticates with its credentials or presents one of its
+    /// own access tokens as a Bearer credential.
     ///
-    /// A client registered in code may by default introspect any token of the server, as
-    /// a resource server does (RFC 7662). Clients registered over HTTP at `/register` are
-    /// always limited to their own tokens. Revocation is always limited to the client's
-    /// own tokens (RFC 7009 section 2.1).
+    /// Without it a client introspects only the tokens issued to it, and another client's
+    /// token reads `{"active": false}`: otherwise anyone holding one of its access tokens
+    /// could learn about every client's tokens. Clients registered over HTTP at
+    /// `/register` are always limited to their own tokens. Revocation is always limited
+    /// to the client's own tokens (RFC 7009 section 2.1).
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    /// let rs = ClientRegistration::client_secret_basic("fhir-api", "s3cret", ["system/*.rs"])
+    ///     .allow_introspecting_any_token();
+    /// assert!(rs.introspects_any_token());
+    /// ```
+    pub fn allow_introspecting_any_token(mut self) -> Self {
+        self.introspects_any_token = true;
+        self
+    }
+
+    /// Limits introspection by this client to the tokens issued to it: the default,
+    /// undoing [`allow_introspecting_any_token`](Self::allow_introspecting_any_token).
     ///
     /// ```
     /// use smart_auth::dev_server::ClientRegistration;
     /// let app = ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"])
+    ///     .allow_introspecting_any_token()
     ///     .own_tokens_only();
     /// assert!(!app.introspects_any_token());
     /// ```
@@ -222,12 +321,13 @@ impl ClientRegistration {
         self
     }
 
-    /// Whether this client may introspect tokens issued to other clients.
+    /// Whether this client may introspect tokens issued to other clients (see
+    /// [`allow_introspecting_any_token`](Self::allow_introspecting_any_token)).
     ///
     /// ```
     /// use smart_auth::dev_server::ClientRegistration;
-    /// let rs = ClientRegistration::client_secret_basic("rs", "s3cret", ["system/*.rs"]);
-    /// assert!(rs.introspects_any_token());
+    /// let app = ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]);
+    /// assert!(!app.introspects_any_token());
     /// ```
     pub fn introspects_any_token(&self) -> bool {
         self.introspects_any_token

@@ -4,7 +4,14 @@
 //! look for that client's keys. Fetching on every attempt would let one caller drive
 //! unbounded traffic at the client's key server; instead each URL is fetched at most once
 //! per time-to-live (concurrent lookups share one fetch), and a failed fetch is remembered
-//! for a shorter time. Key rotation at the client is seen once the entry expires.
+//! for a shorter time.
+//!
+//! Key rotation: an assertion whose `kid` the cached set lacks makes the server fetch the
+//! set again, so a client's new key works at once. Such a refetch happens at most once
+//! per [`REFETCH_COOLDOWN_SECS`] per URL, whatever `kid`s callers send, and only when the
+//! set was fetched for an earlier lookup (a lookup that waited for a fetch already has the
+//! newest set). Lookups that arrive meanwhile wait for the refetch instead of starting
+//! another one. A failed refetch is remembered like any failed fetch.
 //!
 //! An entry never outlives what the client's key server allows (SMART Backend Services:
 //! the client's key set is not cached beyond its `Cache-Control`): its lifetime is the
@@ -25,6 +32,9 @@ use crate::jwks::KeySet;
 /// How long a failed fetch is remembered.
 const FAILURE_TTL_SECS: i64 = 10;
 
+/// The least time between two fetches of one URL made for an unknown `kid`.
+const REFETCH_COOLDOWN_SECS: i64 = 10;
+
 /// One URL's fetch: its result once the first lookup has fetched it.
 type Slot = Arc<OnceCell<Option<Cached>>>;
 
@@ -37,59 +47,142 @@ struct Cached {
     fresh_until: Option<i64>,
 }
 
+struct Entries {
+    /// Each URL's current fetch.
+    slots: ExpiringMap<String, Slot>,
+    /// The URLs fetched again for an unknown `kid` within the last
+    /// [`REFETCH_COOLDOWN_SECS`].
+    refetched: ExpiringMap<String, ()>,
+}
+
 pub(crate) struct JwksCache {
-    entries: Mutex<ExpiringMap<String, Slot>>,
+    entries: Mutex<Entries>,
     ttl_secs: i64,
 }
 
 impl JwksCache {
     pub(crate) fn new(capacity: usize, ttl_secs: i64) -> Self {
         Self {
-            entries: Mutex::new(ExpiringMap::new(capacity)),
+            entries: Mutex::new(Entries {
+                slots: ExpiringMap::new(capacity),
+                refetched: ExpiringMap::new(capacity),
+            }),
             ttl_secs,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ExpiringMap<String, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The key set published at `uri`, fetched unless a fresh copy (or a recent failure)
-    /// is cached.
+    /// is cached. When `lacks_key` says a set fetched for an earlier lookup lacks the key
+    /// the caller needs, the set is fetched again (see the module docs for the limits).
     pub(crate) async fn get(
         &self,
         fetcher: &Fetcher,
         uri: &str,
         now: i64,
+        lacks_key: impl Fn(&KeySet) -> bool,
     ) -> Result<Arc<KeySet>, OAuthError> {
-        let slot = {
-            let mut entries = self.lock();
-            match entries.get(&uri.to_owned(), now) {
-                Some(slot) => Arc::clone(slot),
-                None => {
-                    let slot = Slot::default();
-                    entries
-                        .insert(
-                            uri.to_owned(),
-                            Arc::clone(&slot),
-                            now.saturating_add(self.ttl_secs),
-                            now,
-                        )
-                        .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
-                    slot
-                }
+        let (slot, fetched_before) = self.current_slot(uri, now)?;
+        let keys = self.resolve(fetcher, uri, &slot, now).await?;
+        if !fetched_before || !lacks_key(&keys) {
+            return Ok(keys);
+        }
+        match self.refetch_slot(uri, &slot, now)? {
+            Some(slot) => self.resolve(fetcher, uri, &slot, now).await,
+            None => Ok(keys),
+        }
+    }
+
+    /// `uri`'s live slot (a new, empty one when there is none), and whether it was already
+    /// filled by an earlier lookup.
+    fn current_slot(&self, uri: &str, now: i64) -> Result<(Slot, bool), OAuthError> {
+        let mut entries = self.lock();
+        let slot = match entries.slots.get(&uri.to_owned(), now) {
+            Some(slot) => Arc::clone(slot),
+            None => {
+                let slot = Slot::default();
+                entries
+                    .slots
+                    .insert(
+                        uri.to_owned(),
+                        Arc::clone(&slot),
+                        now.saturating_add(self.ttl_secs),
+                        now,
+                    )
+                    .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
+                slot
             }
         };
+        let filled = slot.initialized();
+        Ok((slot, filled))
+    }
+
+    /// The slot to read after `used` lacked a key: one another lookup put in its place
+    /// (its fetch is shared, not repeated), else a new one replacing it when `uri` was not
+    /// refetched within the cooldown, else `None`.
+    fn refetch_slot(&self, uri: &str, used: &Slot, now: i64) -> Result<Option<Slot>, OAuthError> {
+        let mut entries = self.lock();
+        let key = uri.to_owned();
+        if let Some(current) = entries.slots.get(&key, now)
+            && !Arc::ptr_eq(current, used)
+        {
+            return Ok(Some(Arc::clone(current)));
+        }
+        // A full cooldown record counts as a recent refetch: never more fetches.
+        let cooldown_over = entries
+            .refetched
+            .insert_new(
+                key.clone(),
+                (),
+                now.saturating_add(REFETCH_COOLDOWN_SECS),
+                now,
+            )
+            .unwrap_or(false);
+        if !cooldown_over {
+            return Ok(None);
+        }
+        let slot = Slot::default();
+        // Replacing `uri`'s entry never needs room; a new entry (the old one expired
+        // meanwhile) may not find any.
+        entries
+            .slots
+            .insert(
+                key,
+                Arc::clone(&slot),
+                now.saturating_add(self.ttl_secs),
+                now,
+            )
+            .map_err(|full| OAuthError::store_full(full.retry_after_secs))?;
+        tracing::debug!(
+            uri,
+            "fetching a client's key set again: an assertion names a kid it lacks"
+        );
+        Ok(Some(slot))
+    }
+
+    /// The key set of `slot`, fetched by this lookup unless another already did; the
+    /// entry's life is then cut to what the key server's `Cache-Control` allows, or to
+    /// [`FAILURE_TTL_SECS`] after a failure.
+    async fn resolve(
+        &self,
+        fetcher: &Fetcher,
+        uri: &str,
+        slot: &Slot,
+        now: i64,
+    ) -> Result<Arc<KeySet>, OAuthError> {
         let fetched = slot.get_or_init(|| fetch(fetcher, uri, now)).await.clone();
         match fetched {
             Some(cached) => {
                 if let Some(fresh_until) = cached.fresh_until {
-                    self.shorten(uri, &slot, fresh_until, now);
+                    self.shorten(uri, slot, fresh_until, now);
                 }
                 Ok(cached.keys)
             }
             None => {
-                self.remember_failure_briefly(uri, &slot, now);
+                self.remember_failure_briefly(uri, slot, now);
                 Err(OAuthError::invalid_client(
                     "the client's JWKS could not be fetched or holds no usable public key",
                 ))
@@ -109,16 +202,17 @@ impl JwksCache {
         let mut entries = self.lock();
         let key = uri.to_owned();
         let shorten = entries
+            .slots
             .get_with_deadline(&key, now)
             .is_some_and(|(stored, current)| Arc::ptr_eq(stored, slot) && current > deadline);
         if !shorten {
             return;
         }
         if deadline <= now {
-            entries.remove(&key);
+            entries.slots.remove(&key);
         } else {
             // Replacing an existing key never needs room.
-            let _ = entries.insert(key, Arc::clone(slot), deadline, now);
+            let _ = entries.slots.insert(key, Arc::clone(slot), deadline, now);
         }
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! | endpoint | what it does |
 //! |---|---|
-//! | `GET /.well-known/smart-configuration`, `GET /.well-known/openid-configuration` | discovery |
+//! | `GET /.well-known/smart-configuration`, `GET /.well-known/openid-configuration` | discovery: SMART, and RFC 8414 metadata made from the same source |
 //! | `GET /jwks.json` | the server's public signing key |
 //! | `POST /register` | RFC 7591 subset: `jwks`, `jwks_uri` or a generated secret, `scope` |
 //! | `POST /token` | `grant_type=client_credentials` |
@@ -20,8 +20,10 @@
 //!
 //! What it refuses, with the RFC 6749 section 5.2 error codes:
 //!
-//! - Requests whose `Host` is not the bound address (or `localhost` with its port): 421,
-//!   so a web page using DNS rebinding cannot reach the endpoints.
+//! - Requests whose `Host` is not the bound address (or `localhost`) with its port (which
+//!   may be left out on port 80 or 443): 421, so a web page using DNS rebinding cannot
+//!   reach the endpoints. A request without `Host` (HTTP/2) is judged by the authority of
+//!   its target instead.
 //! - Token requests: no client authentication (401 `invalid_client` with a Basic
 //!   challenge), two methods at once (`invalid_request`), malformed Basic credentials (401),
 //!   `client_secret_post` or other assertion types (401), and a form `client_id` other than
@@ -34,16 +36,21 @@
 //!   under a host name the server answers to, `http://127.0.0.1:PORT/token` or
 //!   `http://localhost:PORT/token` (a string, or an array with that one member, compared
 //!   as exact strings); `exp` at most five minutes ahead; `nbf` and `iat`
-//!   not in the future; integer times; a fresh `jti`; unique JSON member names. All within
+//!   not in the future; times may have fractions (RFC 7519 section 2: `exp` is rounded
+//!   down, `nbf` and `iat` up); a fresh `jti`; unique JSON member names. All within
 //!   the [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
 //!   `invalid_client` (RFC 7521 section 4.2.1).
 //! - Registration (RFC 7591): `Content-Type: application/json` (else 415), key sets of
 //!   public asymmetric keys only (`invalid_client_metadata` for `d`, `p`, `q`, `dp`, `dq`,
-//!   `qi`, `oth`, `k` or `kty: oct`).
+//!   `qi`, `oth`, `k` or `kty: oct`), each key with a non-empty `kid` unique within the
+//!   set (SMART), in code too ([`KeySetError`]); a key set fetched from a `jwks_uri` must
+//!   follow the same rules.
 //! - Introspection and revocation: a client revokes only its own tokens (RFC 7009 section
 //!   2.1: another client's token is refused with `unauthorized_client` and stays valid);
-//!   clients registered over HTTP introspect only their own tokens (others read
-//!   `{"active": false}`).
+//!   a client introspects only its own tokens (others read `{"active": false}`), whether
+//!   it authenticates or presents one of its access tokens, unless it was registered in
+//!   code as a resource server with
+//!   [`ClientRegistration::allow_introspecting_any_token`].
 //! - State is bounded: issued tokens, HTTP-registered clients, seen assertion ids and
 //!   fetched key sets expire and are capped (see the builder); a full store answers 503
 //!   `temporarily_unavailable` with `Retry-After`.
@@ -90,8 +97,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-pub use clients::ClientRegistration;
-use clients::{Credential, check_public_key_set};
+pub use clients::{ClientRegistration, KeySetError};
+use clients::{Credential, check_client_key_set};
 use expiring::ExpiringMap;
 use jwks_cache::JwksCache;
 use oauth::OAuthError;
@@ -103,6 +110,9 @@ use crate::discovery::{Capability, SmartConfiguration};
 use crate::fetch::{Fetcher, default_client};
 use crate::jwks::KeySet;
 use crate::signing::{KeyType, SigningKey};
+
+/// How clients authenticate at the token, introspection and revocation endpoints.
+const CLIENT_AUTH_METHODS: [&str; 2] = ["private_key_jwt", "client_secret_basic"];
 
 /// The largest request body any endpoint reads (413 beyond).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -256,7 +266,9 @@ impl DevAuthServerBuilder {
     /// How long, at most, a key set fetched from a client's `jwks_uri` is used before it
     /// is fetched again (default 300 s, at least 1 s). A shorter `Cache-Control: max-age`
     /// from the client's key server wins; `max-age=0`, `no-cache` and `no-store` mean the
-    /// next assertion fetches the key set again.
+    /// next assertion fetches the key set again. An assertion whose `kid` the cached set
+    /// lacks (the client rotated its keys) fetches it again too, at most once per 10 s
+    /// per URL.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -312,7 +324,7 @@ impl DevAuthServerBuilder {
         let listener = tokio::net::TcpListener::bind(self.address).await?;
         let bound = listener.local_addr()?;
         let url = format!("http://{bound}");
-        let own_hosts = [bound.to_string(), format!("localhost:{}", bound.port())];
+        let own_hosts = own_hosts(bound);
         let timeout = Duration::from_secs(5);
         let mut tag = [0u8; 4];
         aws_lc_rs::rand::fill(&mut tag)
@@ -340,8 +352,7 @@ impl DevAuthServerBuilder {
                 max_body: 256 * 1024,
             },
             limits,
-            own_token_endpoints: own_hosts
-                .each_ref()
+            own_token_endpoints: [&own_hosts[0], &own_hosts[1]]
                 .map(|host| format!("http://{host}/token")),
             own_hosts,
             static_clients: Mutex::new(HashMap::new()),
@@ -416,11 +427,11 @@ struct ServerState {
     key: SigningKey,
     fetcher: Fetcher,
     limits: Limits,
-    /// The `Host` values this server answers to: its bound address, and `localhost`
-    /// with its port.
-    own_hosts: [String; 2],
-    /// The token endpoint's URL under each of `own_hosts` (the first is
-    /// `token_endpoint`): the `aud` values a client assertion may carry.
+    /// The `Host` values this server answers to (see [`own_hosts`]): its bound address
+    /// and `localhost` with its port, then on port 80 or 443 both without it.
+    own_hosts: Vec<String>,
+    /// The token endpoint's URL under the first two `own_hosts`, with the port (the first
+    /// is `token_endpoint`): the `aud` values a client assertion may carry.
     own_token_endpoints: [String; 2],
     /// Clients registered in code: the operator's, kept until replaced.
     static_clients: Mutex<HashMap<String, ClientRegistration>>,
@@ -551,8 +562,12 @@ impl ServerState {
             .cloned()
     }
 
+    /// The SMART configuration: the one source of what the server states about itself;
+    /// [`authorization_server_metadata`](Self::authorization_server_metadata) is made
+    /// from it.
     fn configuration(&self) -> SmartConfiguration {
         let url = &self.url;
+        let algorithms: Vec<&str> = SigningAlgorithm::DEFAULT.iter().map(|a| a.name()).collect();
         // No `issuer`: SMART states it only with `sso-openid-connect`, which this server
         // does not offer. Its OpenID metadata (`/.well-known/openid-configuration`) names it.
         SmartConfiguration::builder()
@@ -562,9 +577,28 @@ impl ServerState {
             .introspection_endpoint(format!("{url}/introspect"))
             .revocation_endpoint(format!("{url}/revoke"))
             .grant_types_supported(["client_credentials"])
-            .token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"])
-            .token_endpoint_auth_signing_alg_values_supported(
-                SigningAlgorithm::DEFAULT.iter().map(|a| a.name()),
+            .token_endpoint_auth_methods_supported(CLIENT_AUTH_METHODS)
+            // RFC 8414 section 2: each list naming `private_key_jwt` comes with the
+            // algorithms its assertions may use.
+            .token_endpoint_auth_signing_alg_values_supported(algorithms.iter().copied())
+            // Introspection and revocation take the same client authentication (plus, for
+            // introspection, a Bearer token of this server, for which no method name is
+            // registered).
+            .extra(
+                "introspection_endpoint_auth_methods_supported",
+                json!(CLIENT_AUTH_METHODS),
+            )
+            .extra(
+                "introspection_endpoint_auth_signing_alg_values_supported",
+                json!(algorithms),
+            )
+            .extra(
+                "revocation_endpoint_auth_methods_supported",
+                json!(CLIENT_AUTH_METHODS),
+            )
+            .extra(
+                "revocation_endpoint_auth_signing_alg_values_supported",
+                json!(algorithms),
             )
             .scopes_supported([
                 "system/*.cruds",
@@ -581,6 +615,35 @@ impl ServerState {
             .build()
             // Every URL is this server's own loopback URL: the document is always valid.
             .expect("the development server's configuration is valid")
+    }
+
+    /// The RFC 8414 authorization server metadata, served at
+    /// `/.well-known/openid-configuration`: the SMART configuration's members, so the two
+    /// documents cannot disagree, without SMART's own (`capabilities`, and
+    /// `code_challenge_methods_supported`: there is no authorization endpoint, so no
+    /// PKCE), plus `issuer` and the two members OpenID Connect Discovery requires of
+    /// every provider (`subject_types_supported`, `id_token_signing_alg_values_supported`).
+    ///
+    /// No `response_types_supported`: response types are used at an authorization
+    /// endpoint, which this server lacks, and RFC 8414 section 3.2 omits a member with no
+    /// elements (RFC 8414 erratum 7793 proposes to require the member only where the
+    /// authorization endpoint is used).
+    fn authorization_server_metadata(&self) -> Result<Map<String, Value>, OAuthError> {
+        let unwritable = || OAuthError::server_error("the server could not write its answer");
+        let Value::Object(mut document) =
+            serde_json::to_value(self.configuration()).map_err(|_| unwritable())?
+        else {
+            return Err(unwritable());
+        };
+        document.remove("capabilities");
+        document.remove("code_challenge_methods_supported");
+        document.insert("issuer".into(), json!(self.url));
+        document.insert("subject_types_supported".into(), json!(["public"]));
+        document.insert(
+            "id_token_signing_alg_values_supported".into(),
+            json!([SigningAlgorithm::RS256.name()]),
+        );
+        Ok(document)
     }
 
     /// Issues an access token and records it; 503 when the token store is full, 500 when
@@ -627,29 +690,68 @@ impl ServerState {
     }
 }
 
-/// Answers only requests addressed to this server: the `Host` header must be the bound
-/// address or `localhost` with the bound port. A web page that gets its own host name
-/// resolved to 127.0.0.1 (DNS rebinding) sends its own name, and is refused with 421
-/// Misdirected Request (RFC 9110 section 15.5.20) before any endpoint runs.
+/// The `Host` values this server answers to: its bound address and `localhost`, each with
+/// the bound port; on port 80 or 443 also without it, as clients leave a default port out
+/// (RFC 9110 section 7.2; 443 for a server behind a TLS-terminating proxy).
+fn own_hosts(bound: SocketAddr) -> Vec<String> {
+    let port = bound.port();
+    let mut hosts = vec![bound.to_string(), format!("localhost:{port}")];
+    if port == 80 || port == 443 {
+        hosts.push(match bound {
+            SocketAddr::V4(address) => address.ip().to_string(),
+            SocketAddr::V6(address) => format!("[{}]", address.ip()),
+        });
+        hosts.push("localhost".to_owned());
+    }
+    hosts
+}
+
+/// Answers only requests addressed to this server (see [`is_addressed_to`]). A web page
+/// that gets its own host name resolved to 127.0.0.1 (DNS rebinding) sends its own name,
+/// and is refused with 421 Misdirected Request (RFC 9110 section 15.5.20) before any
+/// endpoint runs.
 async fn require_own_host(
     State(state): State<Arc<ServerState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let mut hosts = request.headers().get_all(header::HOST).iter();
-    let own = match (hosts.next(), hosts.next()) {
-        (Some(host), None) => host.to_str().is_ok_and(|host| {
-            state
-                .own_hosts
-                .iter()
-                .any(|own| own.eq_ignore_ascii_case(host))
-        }),
-        _ => false,
-    };
-    if own {
+    if is_addressed_to(
+        &state.own_hosts,
+        request.version(),
+        request.headers(),
+        request.uri(),
+    ) {
         next.run(request).await
     } else {
         OAuthError::misdirected().into_response()
+    }
+}
+
+/// Whether a request names one of `own_hosts` (compared without letter case) as its
+/// host, and no other: at most one `Host` header, which HTTP/1.x requires (RFC 9112
+/// section 3.2); the authority of the request target when it has one (an absolute-form
+/// HTTP/1.1 target, or HTTP/2's `:authority`, which may replace `Host` there, RFC 9113
+/// section 8.3.1); each one present must be ours.
+fn is_addressed_to(
+    own_hosts: &[String],
+    version: http::Version,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+) -> bool {
+    let is_own = |host: &str| own_hosts.iter().any(|own| own.eq_ignore_ascii_case(host));
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return false,
+        (Some(value), None) => match value.to_str() {
+            Ok(host) if is_own(host) => Some(host),
+            _ => return false,
+        },
+        (None, None) => None,
+    };
+    let host_required = version < http::Version::HTTP_2;
+    match uri.authority() {
+        Some(authority) => is_own(authority.as_str()) && (host.is_some() || !host_required),
+        None => host.is_some(),
     }
 }
 
@@ -709,28 +811,20 @@ async fn smart_configuration(State(state): State<Arc<ServerState>>) -> Response 
 }
 
 async fn openid_configuration(State(state): State<Arc<ServerState>>) -> Response {
-    let url = &state.url;
-    let body = json!({
-        "issuer": url,
-        "jwks_uri": format!("{url}/jwks.json"),
-        "token_endpoint": state.token_endpoint,
-        "registration_endpoint": format!("{url}/register"),
-        "introspection_endpoint": format!("{url}/introspect"),
-        "revocation_endpoint": format!("{url}/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-    });
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-        ],
-        body.to_string(),
-    )
-        .into_response()
+    match state
+        .authorization_server_metadata()
+        .and_then(|document| json_text(&document))
+    {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn jwks(State(state): State<Arc<ServerState>>) -> Response {
@@ -828,7 +922,13 @@ async fn authenticate_assertion(
             KeySet::parse(jwks.to_string().as_bytes())
                 .map_err(|_| OAuthError::invalid_client("the client has no usable key"))?,
         ),
-        assertion::KeySource::Url(uri) => state.jwks_cache.get(&state.fetcher, uri, now).await?,
+        assertion::KeySource::Url(uri) => {
+            let lacks_key = |keys: &KeySet| unverified.kid_is_missing_from(keys);
+            state
+                .jwks_cache
+                .get(&state.fetcher, uri, now, lacks_key)
+                .await?
+        }
     };
     let verified = assertion::verify(
         unverified,
@@ -1039,10 +1139,7 @@ fn registration(
     let mut answer = Map::new();
     let credential = match (method, metadata.get("jwks"), metadata.get("jwks_uri")) {
         (Some("private_key_jwt") | None, Some(jwks), None) => {
-            check_public_key_set(jwks).map_err(|problem| invalid(problem.description()))?;
-            if KeySet::parse(jwks.to_string().as_bytes()).is_err() {
-                return Err(invalid("jwks holds no usable public signing key"));
-            }
+            check_client_key_set(jwks).map_err(|problem| invalid(problem.description()))?;
             // Only public members are left at this point: echoing the set is safe.
             answer.insert("jwks".into(), jwks.clone());
             Credential::Jwks(jwks.clone())
@@ -1133,6 +1230,126 @@ mod tests {
             signed_token(refused).map_err(|e| (e.status, e.code)),
             Err((StatusCode::INTERNAL_SERVER_ERROR, "server_error"))
         );
+    }
+
+    /// The Host decision: the port may be left out only on 80 and 443, and a request
+    /// without `Host` (HTTP/2) is judged by the authority of its target.
+    #[test]
+    fn host_decision() {
+        let on_8080 = own_hosts(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let on_80 = own_hosts(SocketAddr::from(([127, 0, 0, 1], 80)));
+        let on_443 = own_hosts(SocketAddr::from(([127, 0, 0, 1], 443)));
+        let v6_on_80 = own_hosts(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 80)));
+        assert_eq!(on_8080, ["127.0.0.1:8080", "localhost:8080"]);
+        assert_eq!(
+            on_80,
+            ["127.0.0.1:80", "localhost:80", "127.0.0.1", "localhost"]
+        );
+        assert_eq!(v6_on_80, ["[::1]:80", "localhost:80", "[::1]", "localhost"]);
+        let decide = |own: &[String], version, hosts: &[&str], target: &str| {
+            let mut headers = HeaderMap::new();
+            for host in hosts {
+                headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
+            }
+            is_addressed_to(own, version, &headers, &target.parse().unwrap())
+        };
+        use http::Version;
+        const H1: Version = Version::HTTP_11;
+        const H2: Version = Version::HTTP_2;
+        /// Own hosts, HTTP version, `Host` values, request target, answer.
+        type Row<'a> = (&'a [String], Version, &'a [&'a str], &'a str, bool);
+        let rows: &[Row<'_>] = &[
+            // Host header, origin-form target (HTTP/1.1).
+            (&on_8080, H1, &["127.0.0.1:8080"], "/token", true),
+            (&on_8080, H1, &["LOCALHOST:8080"], "/token", true),
+            (&on_8080, H1, &["127.0.0.1"], "/token", false),
+            (&on_8080, H1, &["localhost"], "/token", false),
+            (&on_8080, H1, &["127.0.0.1:80"], "/token", false),
+            (&on_8080, H1, &["evil.example:8080"], "/token", false),
+            (&on_80, H1, &["127.0.0.1"], "/token", true),
+            (&on_80, H1, &["localhost"], "/token", true),
+            (&on_80, H1, &["127.0.0.1:80"], "/token", true),
+            (&on_80, H1, &["localhost:80"], "/token", true),
+            (&on_80, H1, &["evil.example"], "/token", false),
+            (&on_80, H1, &["127.0.0.1:8080"], "/token", false),
+            (&on_443, H1, &["localhost"], "/token", true),
+            (&on_443, H1, &["127.0.0.1:443"], "/token", true),
+            (&v6_on_80, H1, &["[::1]"], "/token", true),
+            (&v6_on_80, H1, &["::1"], "/token", false),
+            // None, or two.
+            (&on_8080, H1, &[], "/token", false),
+            (&on_80, H1, &[], "/token", false),
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080", "127.0.0.1:8080"],
+                "/token",
+                false,
+            ),
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080", "evil.example"],
+                "/token",
+                false,
+            ),
+            // HTTP/2 without Host: the target's authority (`:authority`).
+            (&on_8080, H2, &[], "http://127.0.0.1:8080/token", true),
+            (&on_8080, H2, &[], "http://localhost:8080/token", true),
+            (&on_8080, H2, &[], "http://127.0.0.1/token", false),
+            (&on_8080, H2, &[], "http://evil.example:8080/token", false),
+            (&on_8080, H2, &[], "http://user@127.0.0.1:8080/token", false),
+            (&on_80, H2, &[], "http://localhost/token", true),
+            (&on_80, H2, &[], "http://127.0.0.1/token", true),
+            (&on_80, H2, &[], "http://evil.example/token", false),
+            (&on_8080, H2, &[], "/token", false),
+            (&on_8080, H2, &["127.0.0.1:8080"], "/token", true),
+            (
+                &on_8080,
+                H2,
+                &["evil.example"],
+                "http://127.0.0.1:8080/token",
+                false,
+            ),
+            // HTTP/1.x needs Host (RFC 9112 section 3.2), even with an absolute-form target.
+            (&on_8080, H1, &[], "http://127.0.0.1:8080/token", false),
+            (
+                &on_80,
+                Version::HTTP_10,
+                &[],
+                "http://127.0.0.1/token",
+                false,
+            ),
+            // Both: each must be ours.
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080"],
+                "http://127.0.0.1:8080/token",
+                true,
+            ),
+            (
+                &on_8080,
+                H1,
+                &["127.0.0.1:8080"],
+                "http://evil.example/token",
+                false,
+            ),
+            (
+                &on_8080,
+                H1,
+                &["evil.example"],
+                "http://127.0.0.1:8080/token",
+                false,
+            ),
+        ];
+        for (own, version, hosts, target, expected) in rows {
+            assert_eq!(
+                decide(own, *version, hosts, target),
+                *expected,
+                "{own:?} {version:?} {hosts:?} {target}"
+            );
+        }
     }
 
     /// Serialises to an error.

@@ -330,6 +330,49 @@ async fn private_key_jwt_es384_after_discovery() {
     private_key_jwt_flow(SigningAlgorithm::ES384, Algorithm::ES384).await;
 }
 
+/// `assertion_audience` replaces the token endpoint URL as the assertion's `aud`, and a key
+/// that names its certificate sends `x5t#S256` (base64url SHA-256 of the DER bytes) in the
+/// header; the stub token endpoint reads both from the assertion it receives.
+#[tokio::test]
+async fn assertion_audience_and_certificate_thumbprint() {
+    let stub = Stub::start().await;
+    let issuer = "https://login.example.test/tenant/v2.0";
+    // Stands for a certificate's DER bytes: SHA-256("abc") is a published test vector.
+    let certificate_der = b"abc";
+    let key = ClientKey::generate(SigningAlgorithm::RS256, "cert-key")
+        .unwrap()
+        .with_certificate_thumbprint(certificate_der);
+    let client = stub
+        .client()
+        .private_key_jwt(key.clone())
+        .assertion_audience(issuer)
+        .build()
+        .unwrap();
+    client.access_token().await.unwrap();
+    let jwt = stub
+        .last_seen()
+        .field("client_assertion")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        jwt_part(&jwt, 0),
+        json!({
+            "alg": "RS256",
+            "kid": "cert-key",
+            "typ": "JWT",
+            "x5t#S256": "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0",
+        })
+    );
+    let claims = verify_assertion(&jwt, &key.public_jwk(), Algorithm::RS256, issuer);
+    assert_eq!(claims["aud"], issuer);
+    // The token request still goes to the discovered token endpoint.
+    assert_eq!(
+        client.token_endpoint().await.unwrap(),
+        stub.token_endpoint()
+    );
+    assert_eq!(stub.token_calls(), 1);
+}
+
 #[tokio::test]
 async fn client_secret_basic_sends_form_encoded_credentials() {
     let stub = Stub::start().await;
@@ -373,6 +416,22 @@ async fn client_secret_basic_sends_form_encoded_credentials() {
         ("app one".to_owned(), secret.to_owned())
     );
     assert!(!format!("{client:?}").contains("p@ss"));
+
+    // RFC 3986 unreserved characters (and `*`) stay as they are: servers that do not
+    // form-decode Basic credentials read Microsoft Entra ID secrets (with `~`) right.
+    let client = stub
+        .client()
+        .client_id("id")
+        .client_secret_basic("x~y")
+        .token_endpoint(stub.token_endpoint())
+        .build()
+        .unwrap();
+    client.access_token().await.unwrap();
+    let basic = stub.last_seen().header("authorization").unwrap().to_owned();
+    let credentials = STANDARD
+        .decode(basic.strip_prefix("Basic ").unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(credentials).unwrap(), "id:x~y");
 }
 
 #[tokio::test]
@@ -439,6 +498,50 @@ async fn short_lived_tokens_are_reused_for_half_their_lifetime() {
     assert_eq!(stub.token_calls(), 2);
 }
 
+/// `expires_in` as a string of digits (Microsoft Entra ID's v1 endpoint) is a lifetime;
+/// without `expires_in`, a JWT access token's own `exp` is, else 300 s.
+#[tokio::test]
+async fn token_lifetimes_from_a_string_the_token_or_the_default() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let jwt = |claims: Value| {
+        format!(
+            "{}.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    };
+    let rows = [
+        (
+            json!({"access_token": "entra", "token_type": "Bearer", "expires_in": "3599"}),
+            1_700_003_599,
+        ),
+        (
+            json!({"access_token": jwt(json!({"exp": 1_700_000_120, "sub": "x"})), "token_type": "Bearer"}),
+            1_700_000_120,
+        ),
+        (
+            json!({"access_token": "opaque", "token_type": "Bearer"}),
+            1_700_000_300,
+        ),
+    ];
+    for (body, expires_at) in rows {
+        stub.fixed(200, body.to_string());
+        client.clear_cached_token();
+        let token = client.access_token().await.unwrap();
+        assert_eq!(token.expires_at(), expires_at, "{body}");
+        assert_eq!(token.access_token(), body["access_token"].as_str().unwrap());
+    }
+    assert_eq!(stub.token_calls(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_callers_make_one_token_request() {
     let stub = Stub::start().await;
@@ -490,6 +593,63 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
     assert_eq!(stub.token_calls(), 2);
 }
 
+/// When replacing the token fails (an OAuth error, 429, 503, a timeout) while the cached
+/// token expires at least a second from now, the cached token is returned; once it has
+/// expired, the error is.
+#[tokio::test]
+async fn a_failed_refresh_returns_the_cached_token_until_it_expires() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .timeout(Duration::from_millis(200))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let first = client.access_token().await.unwrap();
+    assert_eq!(
+        (first.access_token(), first.expires_at()),
+        ("token-1", 1_700_000_300)
+    );
+    // Replaced from +270 on; every attempt fails.
+    clock.advance(Duration::from_secs(270));
+    for (status, body) in [
+        (
+            400,
+            json!({"error": "invalid_client", "error_description": "gone"}).to_string(),
+        ),
+        (429, String::new()),
+        (503, json!({"error": "temporarily_unavailable"}).to_string()),
+    ] {
+        stub.fixed(status, body);
+        assert_eq!(client.access_token().await.unwrap(), first, "{status}");
+    }
+    stub.reply(Reply::Token);
+    stub.delay(Duration::from_secs(5));
+    assert_eq!(client.access_token().await.unwrap(), first, "timeout");
+    stub.delay(Duration::ZERO);
+    assert_eq!(stub.token_calls(), 5, "each call tried again");
+    // One second of life left: still the cached token.
+    stub.fixed(503, "");
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(client.access_token().await.unwrap(), first);
+    // Expired by the client's clock: the error.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::UnexpectedStatus { status: 503 }
+    );
+    assert_eq!(stub.token_calls(), 7);
+    // The server recovers: a new token.
+    stub.reply(Reply::Token);
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-8"
+    );
+}
+
 #[tokio::test]
 async fn oauth_errors_are_typed() {
     let stub = Stub::start().await;
@@ -536,8 +696,8 @@ async fn malformed_token_responses_are_typed_errors() {
         json!({"token_type": "Bearer", "expires_in": 300}).to_string(),
         json!({"access_token": "t", "token_type": "mac", "expires_in": 300}).to_string(),
         json!({"access_token": "t", "expires_in": 300}).to_string(),
-        json!({"access_token": "t", "token_type": "Bearer", "expires_in": "300"}).to_string(),
-        json!({"access_token": "t", "token_type": "Bearer"}).to_string(),
+        json!({"access_token": "t", "token_type": "Bearer", "expires_in": "3e2"}).to_string(),
+        json!({"access_token": "t", "token_type": "Bearer", "expires_in": " 300"}).to_string(),
         "<html>welcome</html>".to_owned(),
         "[]".to_owned(),
     ];
@@ -665,6 +825,81 @@ async fn discovery_failures() {
         nobody.access_token().await.unwrap_err(),
         ClientError::Discovery { .. }
     ));
+}
+
+/// A relative `token_endpoint` (legacy servers) is resolved against the FHIR base taken as
+/// a directory; the result is the URL posted to and the assertion's `aud`, and must pass
+/// the checks an absolute one passes (https or loopback http, no user info, no fragment).
+#[tokio::test]
+async fn relative_token_endpoint_is_resolved_against_the_fhir_base() {
+    let stub = Stub::start().await;
+    let configuration = |token_endpoint: &str| {
+        json!({
+            "token_endpoint": token_endpoint,
+            "grant_types_supported": ["client_credentials"],
+            "capabilities": ["client-confidential-asymmetric"],
+        })
+    };
+    let key = ClientKey::generate(SigningAlgorithm::ES384, "k1").unwrap();
+    let client = || stub.client().private_key_jwt(key.clone()).build().unwrap();
+    for relative in ["/token", "../token"] {
+        stub.configuration(configuration(relative));
+        let client = client();
+        assert_eq!(
+            client.token_endpoint().await.unwrap(),
+            stub.token_endpoint(),
+            "{relative}"
+        );
+        let (trace, token) = client.request_token_verbose().await.unwrap();
+        assert_eq!(
+            token.access_token(),
+            format!("token-{}", stub.token_calls())
+        );
+        assert_eq!(trace.token_endpoint, stub.token_endpoint());
+        let jwt = stub
+            .last_seen()
+            .field("client_assertion")
+            .unwrap()
+            .to_owned();
+        let claims = verify_assertion(
+            &jwt,
+            &key.public_jwk(),
+            Algorithm::ES384,
+            &stub.token_endpoint(),
+        );
+        assert_eq!(claims["aud"], stub.token_endpoint(), "{relative}");
+        // The document is kept as published.
+        assert_eq!(
+            trace.discovered.unwrap().document["token_endpoint"],
+            relative
+        );
+    }
+    stub.configuration(configuration("oauth/token?tenant=1"));
+    assert_eq!(
+        client().token_endpoint().await.unwrap(),
+        format!("{}/oauth/token?tenant=1", stub.fhir_base())
+    );
+    assert_eq!(stub.token_calls(), 2);
+
+    // Resolved, each fails a check an absolute URL must pass.
+    let port = stub.state.base.rsplit(':').next().unwrap().to_owned();
+    for relative in [
+        "//evil.example/token".to_owned(),
+        format!("//user:secret@127.0.0.1:{port}/token"),
+        format!("//user@127.0.0.1:{port}/token"),
+        "/token#fragment".to_owned(),
+        "/token#".to_owned(),
+        String::new(),
+        "  ".to_owned(),
+    ] {
+        stub.configuration(configuration(&relative));
+        let error = client().token_endpoint().await.unwrap_err();
+        assert!(
+            matches!(error, ClientError::Discovery { .. }),
+            "{relative:?}: {error:?}"
+        );
+    }
+    assert_eq!(stub.token_calls(), 2);
 }
 
 #[tokio::test]

@@ -17,14 +17,17 @@ async fn the_demo_flow_works() {
     let fhir_base = format!("http://{}/fhir", listener.local_addr().unwrap());
     let server = DevAuthServer::builder(&fhir_base).start().await.unwrap();
     let key = ClientKey::generate(SigningAlgorithm::RS384, "k1").unwrap();
-    server.register(ClientRegistration::private_key_jwt(
-        "demo",
-        key.public_jwks(),
-        [
-            "system/Patient.rs",
-            "system/Observation.rs?category=laboratory",
-        ],
-    ));
+    server.register(
+        ClientRegistration::private_key_jwt(
+            "demo",
+            key.public_jwks(),
+            [
+                "system/Patient.rs",
+                "system/Observation.rs?category=laboratory",
+            ],
+        )
+        .unwrap(),
+    );
     let auth = SmartAuthLayer::builder(server.url())
         .fhir_base(&fhir_base)
         .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())

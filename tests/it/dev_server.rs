@@ -33,11 +33,14 @@ pub(crate) async fn setup() -> Setup {
         .await
         .unwrap();
     let keys = TestIssuer::builder().clock(clock.clone()).start().await;
-    server.register(ClientRegistration::private_key_jwt(
-        "backend",
-        keys.jwks(),
-        ["system/*.rs", "system/Observation.c"],
-    ));
+    server.register(
+        ClientRegistration::private_key_jwt(
+            "backend",
+            keys.jwks(),
+            ["system/*.rs", "system/Observation.c"],
+        )
+        .unwrap(),
+    );
     server.register(ClientRegistration::client_secret_basic(
         "basic-client",
         "p@ss word:1",
@@ -576,7 +579,17 @@ async fn introspection_and_revocation() {
             )
         }
     };
-    let basic = Some(("basic-client", "p@ss word:1"));
+    // A client registered in code introspects only its own tokens by default.
+    assert_eq!(
+        introspect(token.clone(), Some(("basic-client", "p@ss word:1"))).await,
+        (StatusCode::OK, json!({"active": false}))
+    );
+    // A resource server registered as one introspects any client's token.
+    setup.server.register(
+        ClientRegistration::client_secret_basic("fhir-api", "fhir-api-secret", ["system/*.rs"])
+            .allow_introspecting_any_token(),
+    );
+    let basic = Some(("fhir-api", "fhir-api-secret"));
     let (status, active) = introspect(token.clone(), basic).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -697,6 +710,90 @@ async fn discovery_documents_and_opaque_tokens() {
             .await
             .is_err(),
         "loopback only"
+    );
+}
+
+/// The OpenID (RFC 8414) metadata is made from the SMART configuration: every member they
+/// share is equal, every list naming `private_key_jwt` comes with its algorithms (RFC 8414
+/// section 2), introspection and revocation state their client authentication, and no
+/// response type is claimed by a server without an authorization endpoint.
+#[tokio::test]
+async fn openid_metadata_agrees_with_the_smart_configuration() {
+    let server = DevAuthServer::builder(FHIR).start().await.unwrap();
+    let get = |path: &str| {
+        let url = format!("{}/.well-known/{path}", server.url());
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["content-type"], "application/json");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let smart = get("smart-configuration").await;
+    let openid = get("openid-configuration").await;
+    let (smart, openid) = (smart.as_object().unwrap(), openid.as_object().unwrap());
+
+    let methods = json!(["private_key_jwt", "client_secret_basic"]);
+    let algorithms = &smart["token_endpoint_auth_signing_alg_values_supported"];
+    let listed: Vec<&str> = algorithms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alg| alg.as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&"RS384") && listed.contains(&"ES384"),
+        "{listed:?}"
+    );
+    for document in [smart, openid] {
+        for endpoint in [
+            "token_endpoint",
+            "introspection_endpoint",
+            "revocation_endpoint",
+        ] {
+            let methods_member = format!("{endpoint}_auth_methods_supported");
+            let algorithms_member = format!("{endpoint}_auth_signing_alg_values_supported");
+            assert_eq!(document[&methods_member], methods, "{methods_member}");
+            assert_eq!(
+                &document[&algorithms_member], algorithms,
+                "{algorithms_member}"
+            );
+        }
+        assert_eq!(document.get("response_types_supported"), None);
+        assert_eq!(
+            document["grant_types_supported"],
+            json!(["client_credentials"])
+        );
+    }
+    // Every SMART member but SMART's own is in the OpenID metadata, with the same value.
+    for (name, value) in smart {
+        match name.as_str() {
+            "capabilities" | "code_challenge_methods_supported" => {
+                assert_eq!(openid.get(name), None, "{name}");
+            }
+            _ => assert_eq!(openid.get(name), Some(value), "{name}"),
+        }
+    }
+    // What only the OpenID metadata states.
+    let mut only_openid: Vec<&str> = openid
+        .keys()
+        .filter(|name| !smart.contains_key(*name))
+        .map(String::as_str)
+        .collect();
+    only_openid.sort_unstable();
+    assert_eq!(
+        only_openid,
+        [
+            "id_token_signing_alg_values_supported",
+            "issuer",
+            "subject_types_supported"
+        ]
+    );
+    assert_eq!(openid["issuer"], server.url());
+    // The document the server hands out in code is the one it serves.
+    assert_eq!(
+        serde_json::to_value(server.configuration()).unwrap(),
+        Value::Object(smart.clone())
     );
 }
 

@@ -175,11 +175,9 @@ async fn seen_assertion_ids_are_capped_and_expire() {
         .await
         .unwrap();
     let keys = TestIssuer::builder().clock(clock.clone()).start().await;
-    server.register(ClientRegistration::private_key_jwt(
-        "backend",
-        keys.jwks(),
-        ["system/*.rs"],
-    ));
+    server.register(
+        ClientRegistration::private_key_jwt("backend", keys.jwks(), ["system/*.rs"]).unwrap(),
+    );
     let http = reqwest::Client::new();
     let assertion = |lifetime: i64| {
         keys.token()
@@ -226,9 +224,9 @@ async fn seen_assertion_ids_are_capped_and_expire() {
     assert_eq!(send(replayed).await.0, StatusCode::BAD_REQUEST);
 }
 
-/// A client's `jwks_uri` is fetched once per cache lifetime, whatever unauthenticated
-/// callers send (bad signatures, unknown kids, concurrent bursts); a failed fetch is
-/// remembered briefly.
+/// A client's `jwks_uri` is fetched once per cache lifetime, plus at most one refetch per
+/// 10 s for unknown kids, whatever unauthenticated callers send (bad signatures, unknown
+/// kids, concurrent bursts); a failed fetch is remembered briefly.
 #[tokio::test]
 async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
     let clock = ManualClock::at_unix(NOW);
@@ -270,7 +268,15 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
         let http = http.clone();
         async move { post(&http, request).await.0 }
     };
-    // A concurrent burst of forged assertions (another key, unknown kids): one fetch.
+    // A forged assertion fetches the set; it was fetched for this very lookup, so its
+    // unknown kid does not fetch it again.
+    assert_eq!(
+        send(assertion(&attacker, None)).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(keys.jwks_fetches(), 1);
+    // A concurrent burst of forged assertions (another key, unknown kids): the set
+    // fetched earlier lacks their kids, so exactly one refetch, shared by the burst.
     let forged: Vec<String> = (0..20)
         .map(|i| {
             if i % 2 == 0 {
@@ -285,10 +291,17 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
         answers.iter().all(|s| *s == StatusCode::BAD_REQUEST),
         "{answers:?}"
     );
-    assert_eq!(keys.jwks_fetches(), 1);
+    assert_eq!(keys.jwks_fetches(), 2);
+    // Within the 10 s after that refetch, unknown kids fetch nothing.
+    clock.advance(Duration::from_secs(9));
+    for i in 0..5 {
+        let forged = assertion(&attacker, Some(&format!("late-{i}")));
+        assert_eq!(send(forged).await, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(keys.jwks_fetches(), 2);
     // The genuine client is served from the same copy.
     assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
-    assert_eq!(keys.jwks_fetches(), 1);
+    assert_eq!(keys.jwks_fetches(), 2);
     // After the cache lifetime, one new fetch.
     clock.advance(Duration::from_secs(60));
     assert_eq!(
@@ -296,21 +309,21 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
-    assert_eq!(keys.jwks_fetches(), 2);
+    assert_eq!(keys.jwks_fetches(), 3);
     // A failing key server is asked again only after 10 s, not on every attempt.
     keys.set_jwks_behaviour(JwksBehaviour::Status(500));
     clock.advance(Duration::from_secs(60));
     for _ in 0..5 {
         assert_eq!(send(assertion(&keys, None)).await, StatusCode::BAD_REQUEST);
     }
-    assert_eq!(keys.jwks_fetches(), 3);
+    assert_eq!(keys.jwks_fetches(), 4);
     keys.set_jwks_behaviour(JwksBehaviour::Normal);
     clock.advance(Duration::from_secs(9));
     assert_eq!(send(assertion(&keys, None)).await, StatusCode::BAD_REQUEST);
-    assert_eq!(keys.jwks_fetches(), 3);
+    assert_eq!(keys.jwks_fetches(), 4);
     clock.advance(Duration::from_secs(1));
     assert_eq!(send(assertion(&keys, None)).await, StatusCode::OK);
-    assert_eq!(keys.jwks_fetches(), 4);
+    assert_eq!(keys.jwks_fetches(), 5);
 }
 
 /// A server with the default key-set time-to-live (300 s), a client `by-url` whose
@@ -349,7 +362,12 @@ impl RotatingClient {
     /// Sends an assertion signed with the current key; the status, `error` and
     /// `error_description`.
     async fn send(&self) -> Answer {
-        let assertion = self
+        self.send_naming(None).await
+    }
+
+    /// As [`send`](Self::send), with this `kid` in the header instead of the key's own.
+    async fn send_naming(&self, kid: Option<&str>) -> Answer {
+        let mut assertion = self
             .keys
             .token()
             .alg(SigningAlgorithm::ES256)
@@ -359,8 +377,11 @@ impl RotatingClient {
             .claim("aud", self.server.token_endpoint())
             .without("client_id")
             .without("scope")
-            .expires_in_secs(120)
-            .sign();
+            .expires_in_secs(120);
+        if let Some(kid) = kid {
+            assertion = assertion.kid(kid);
+        }
+        let assertion = assertion.sign();
         let request = self
             .http
             .post(self.server.token_endpoint())
@@ -420,42 +441,73 @@ async fn jwks_uri_that_forbids_caching_is_fetched_for_every_assertion() {
     }
 }
 
-/// A `max-age` shorter than the server's time-to-live bounds the entry: the rotated key
-/// is refused until exactly `max-age` seconds after the fetch, then fetched and accepted.
+/// A `max-age` shorter than the server's time-to-live bounds the entry: the set is fetched
+/// again exactly `max-age` seconds after each fetch.
 #[tokio::test]
 async fn a_short_max_age_bounds_the_key_set_cache() {
     let c = RotatingClient::start(Some("max-age=30")).await;
     assert_eq!(c.send().await, OK);
-    c.rotate();
     c.clock.advance(Duration::from_secs(29));
-    assert_eq!(c.send().await, refused());
+    assert_eq!(c.send().await, OK);
     assert_eq!(c.keys.jwks_fetches(), 1);
     c.clock.advance(Duration::from_secs(1));
     assert_eq!(c.send().await, OK);
     assert_eq!(c.keys.jwks_fetches(), 2);
     // The new entry again lives 30 s from its own fetch.
-    c.rotate();
     c.clock.advance(Duration::from_secs(29));
-    assert_eq!(c.send().await, refused());
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 2);
     c.clock.advance(Duration::from_secs(1));
     assert_eq!(c.send().await, OK);
     assert_eq!(c.keys.jwks_fetches(), 3);
 }
 
 /// A `max-age` longer than the server's time-to-live (default 300 s), or none at all,
-/// leaves the time-to-live in charge: a rotated key is seen after 300 s, not before.
+/// leaves the time-to-live in charge: the set is fetched again after 300 s, not before.
 #[tokio::test]
 async fn a_long_max_age_keeps_the_default_time_to_live() {
     for cache_control in [Some("max-age=86400"), Some("max-age=300"), None] {
         let c = RotatingClient::start(cache_control).await;
         assert_eq!(c.send().await, OK, "{cache_control:?}");
-        c.rotate();
-        assert_eq!(c.send().await, refused(), "{cache_control:?}");
         c.clock.advance(Duration::from_secs(299));
-        assert_eq!(c.send().await, refused(), "{cache_control:?}");
+        assert_eq!(c.send().await, OK, "{cache_control:?}");
         assert_eq!(c.keys.jwks_fetches(), 1, "{cache_control:?}");
         c.clock.advance(Duration::from_secs(1));
         assert_eq!(c.send().await, OK, "{cache_control:?}");
         assert_eq!(c.keys.jwks_fetches(), 2, "{cache_control:?}");
     }
+}
+
+/// Key rotation at a `jwks_uri`: an assertion naming a kid the cached set lacks fetches
+/// the set again once, so the new key works at once; more unknown kids within the next
+/// 10 s fetch nothing, and a rotation in that time is seen once it has passed.
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_unknown_kids_are_rate_limited() {
+    let c = RotatingClient::start(None).await;
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 1);
+    // Set B, with a new kid: the next assertion succeeds with exactly one more fetch.
+    c.rotate();
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 2);
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 2);
+    // A flood of unknown kids within the cooldown: refused, no fetch.
+    let client = &c;
+    let flood = (0..20).map(|i| async move {
+        let kid = format!("unknown-{i}");
+        client.send_naming(Some(&kid)).await
+    });
+    for answer in join_all(flood).await {
+        assert_eq!(answer, refused());
+    }
+    assert_eq!(c.keys.jwks_fetches(), 2);
+    // Another rotation 9 s after the refetch waits for the cooldown's end.
+    c.clock.advance(Duration::from_secs(9));
+    c.rotate();
+    assert_eq!(c.send().await, refused());
+    assert_eq!(c.keys.jwks_fetches(), 2);
+    c.clock.advance(Duration::from_secs(1));
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 3);
 }

@@ -107,16 +107,14 @@ async fn strict_server(leeway_secs: u64) -> Strict {
         .await
         .unwrap();
     let client = RawClient::new("raw");
-    server.register(ClientRegistration::private_key_jwt(
-        "raw",
-        client.jwks(),
-        ["system/*.rs"],
-    ));
-    server.register(ClientRegistration::client_secret_basic(
-        "basic",
-        "secret1",
-        ["system/*.rs"],
-    ));
+    server.register(
+        ClientRegistration::private_key_jwt("raw", client.jwks(), ["system/*.rs"]).unwrap(),
+    );
+    // The operator's resource server: it introspects any client's tokens.
+    server.register(
+        ClientRegistration::client_secret_basic("basic", "secret1", ["system/*.rs"])
+            .allow_introspecting_any_token(),
+    );
     Strict {
         server,
         client,
@@ -191,7 +189,7 @@ impl Strict {
 fn refusal_reason(case: &str) -> &'static str {
     const NOT_A_JWT: &str = "not a valid signed JWT";
     const NO_KEY: &str = "no single registered key";
-    const INTEGERS: &str = "must be integers";
+    const NUMBERS: &str = "must be NumericDate numbers";
     match case {
         "kid unknown" | "alg of another family" => NO_KEY,
         "alg none" | "alg HS256" => "alg is not supported",
@@ -211,12 +209,12 @@ fn refusal_reason(case: &str) -> &'static str {
         "iss another client" => "authenticates with a client secret",
         "sub absent" | "sub null" | "iss != sub" => "iss and sub must both be the client id",
         "exp absent" => "exp is required",
-        "exp now" => "has expired",
+        "exp now" | "exp now + 0.9" => "has expired",
         "exp now + 301" => "five minutes",
-        "exp null" | "exp string" | "exp fraction" | "nbf null" | "nbf string" | "iat null"
-        | "iat string" => INTEGERS,
-        "nbf now + 1" => "not valid yet",
-        "iat now + 1" => "iat is in the future",
+        "exp null" | "exp string" | "exp 1e300" | "nbf null" | "nbf string" | "nbf -1e300"
+        | "iat null" | "iat string" => NUMBERS,
+        "nbf now + 1" | "nbf now + 0.1" => "not valid yet",
+        "iat now + 1" | "iat now + 0.5" => "iat is in the future",
         _ if case.starts_with("typ") => "needs typ JWT",
         _ if case.starts_with("kid") => "needs a kid string",
         _ if case.starts_with("aud") => "aud must be the token endpoint URL, and only it",
@@ -446,10 +444,23 @@ async fn client_assertion_table() {
             c(&[("exp", Some(json!((now + 60).to_string())))]),
             false,
         ),
+        // RFC 7519 section 2: a NumericDate may have a fraction; exp is rounded down.
         (
             "exp fraction",
             valid_header.clone(),
             c(&[("exp", Some(json!(now as f64 + 60.5)))]),
+            true,
+        ),
+        (
+            "exp now + 0.9",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(now as f64 + 0.9)))]),
+            false,
+        ),
+        (
+            "exp 1e300",
+            valid_header.clone(),
+            c(&[("exp", Some(json!(1e300)))]),
             false,
         ),
         (
@@ -489,6 +500,25 @@ async fn client_assertion_table() {
             c(&[("nbf", Some(json!(now + 1)))]),
             false,
         ),
+        // nbf and iat fractions are rounded up.
+        (
+            "nbf now - 0.5",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now as f64 - 0.5)))]),
+            true,
+        ),
+        (
+            "nbf now + 0.1",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(now as f64 + 0.1)))]),
+            false,
+        ),
+        (
+            "nbf -1e300",
+            valid_header.clone(),
+            c(&[("nbf", Some(json!(-1e300)))]),
+            false,
+        ),
         (
             "nbf null",
             valid_header.clone(),
@@ -512,6 +542,18 @@ async fn client_assertion_table() {
             "iat now + 1",
             valid_header.clone(),
             c(&[("iat", Some(json!(now + 1)))]),
+            false,
+        ),
+        (
+            "iat now - 0.5",
+            valid_header.clone(),
+            c(&[("iat", Some(json!(now as f64 - 0.5)))]),
+            true,
+        ),
+        (
+            "iat now + 0.5",
+            valid_header.clone(),
+            c(&[("iat", Some(json!(now as f64 + 0.5)))]),
             false,
         ),
         (
@@ -1101,7 +1143,29 @@ async fn registration_is_strict() {
         assert!(!answer.body.to_string().contains(MARKER), "{member}");
     }
     let oct = json!({"keys": [public["keys"][0], {"kty": "oct", "kid": "h"}]});
+    let key = &public["keys"][0];
+    let with_kid = |kid: Option<Value>| {
+        let mut key = key.clone();
+        match kid {
+            Some(kid) => key["kid"] = kid,
+            None => {
+                key.as_object_mut().unwrap().remove("kid");
+            }
+        }
+        json!({"jwks": {"keys": [key]}, "scope": "system/*.rs"}).to_string()
+    };
     let rows = [
+        // SMART: every key has a kid, unique within the set.
+        ("kid absent", with_kid(None)),
+        ("kid null", with_kid(Some(Value::Null))),
+        ("kid empty", with_kid(Some(json!("")))),
+        ("kid number", with_kid(Some(json!(1)))),
+        ("kid array", with_kid(Some(json!(["raw-1"])))),
+        ("kid repeated", json!({"jwks": {"keys": [key, key]}, "scope": "system/*.rs"}).to_string()),
+        (
+            "kid repeated, one key without",
+            json!({"jwks": {"keys": [key, key, {"kty": "OKP", "crv": "Ed25519", "x": key["x"]}]}, "scope": "system/*.rs"}).to_string(),
+        ),
         ("symmetric key", json!({"jwks": oct, "scope": "system/*.rs"}).to_string()),
         ("key set not an object", json!({"jwks": [public], "scope": "system/*.rs"}).to_string()),
         ("no keys", json!({"jwks": {"keys": []}, "scope": "system/*.rs"}).to_string()),
@@ -1136,8 +1200,73 @@ async fn registration_is_strict() {
             "{case}: {}",
             answer.body
         );
-        assert!(answer.body["error_description"].is_string());
+        let description = answer.body["error_description"].as_str().unwrap();
+        if case.starts_with("kid repeated") {
+            assert_eq!(description, "two keys in jwks have the same kid", "{case}");
+        } else if case.starts_with("kid") {
+            assert_eq!(
+                description, "every key in jwks needs a kid, a non-empty string",
+                "{case}"
+            );
+        }
     }
+    // Two keys with distinct kids: registered.
+    let mut second = key.clone();
+    second["kid"] = json!("raw-2");
+    let body = json!({"jwks": {"keys": [key, second]}, "scope": "system/*.rs"}).to_string();
+    let answer = register(Some("application/json"), body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+}
+
+/// The same kid rules for a `private_key_jwt` client registered in code, checked on the
+/// public part that is kept.
+#[test]
+fn code_registration_needs_a_unique_kid_per_key() {
+    use smart_auth::dev_server::KeySetError;
+    let client = RawClient::new("raw");
+    let key = client.jwks()["keys"][0].clone();
+    let register = |keys: Value| {
+        ClientRegistration::private_key_jwt("raw", json!({ "keys": keys }), ["system/*.rs"])
+            .map(|registration| registration.client_id().to_owned())
+    };
+    let mut no_kid = key.clone();
+    no_kid.as_object_mut().unwrap().remove("kid");
+    let mut empty_kid = key.clone();
+    empty_kid["kid"] = json!("");
+    let mut other_kid = key.clone();
+    other_kid["kid"] = json!("raw-2");
+    let rows = [
+        (json!([key]), Ok("raw".to_owned())),
+        (json!([key, other_kid]), Ok("raw".to_owned())),
+        // An oct key is left out before the check: its kid clashes with nothing.
+        (
+            json!([key, {"kty": "oct", "kid": "raw-1", "k": "c2VjcmV0"}]),
+            Ok("raw".to_owned()),
+        ),
+        (json!([no_kid]), Err(KeySetError::MissingKid)),
+        (json!([key, empty_kid]), Err(KeySetError::MissingKid)),
+        (json!([key, key]), Err(KeySetError::DuplicateKid)),
+        (
+            json!([other_kid, key, other_kid]),
+            Err(KeySetError::DuplicateKid),
+        ),
+        (json!([]), Err(KeySetError::NotAKeySet)),
+        (
+            json!([{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]),
+            Err(KeySetError::NotAKeySet),
+        ),
+        (
+            json!([{"kty": "EC", "kid": "e", "crv": "P-256", "x": "AA", "y": "AA"}]),
+            Err(KeySetError::NoUsableKey),
+        ),
+    ];
+    for (keys, expected) in rows {
+        assert_eq!(register(keys.clone()), expected, "{keys}");
+    }
+    assert_eq!(
+        KeySetError::DuplicateKid.to_string(),
+        "two keys in jwks have the same kid"
+    );
 }
 
 /// A `private_key_jwt` registration made in code keeps only the public keys: `Debug`
@@ -1151,7 +1280,8 @@ async fn code_registration_keeps_public_keys_only() {
         .as_array_mut()
         .unwrap()
         .push(json!({"kty": "oct", "kid": "h", "k": "U1lNTUVUUklDLUs"}));
-    let registration = ClientRegistration::private_key_jwt("raw", with_private, ["system/*.rs"]);
+    let registration =
+        ClientRegistration::private_key_jwt("raw", with_private, ["system/*.rs"]).unwrap();
     let debug = format!("{registration:?}");
     assert!(
         !debug.contains("UFJJVkFURS1E") && !debug.contains("U1lNTUVUUklDLUs"),
@@ -1183,15 +1313,21 @@ async fn register_secret_client(
 }
 
 /// RFC 7009 section 2.1 and RFC 7662: a client revokes only its own tokens; a client
-/// registered over HTTP introspects only its own; the operator's clients (resource
-/// servers) introspect any.
+/// introspects only its own (registered over HTTP, or in code by default); a client
+/// registered in code as a resource server introspects any.
 #[tokio::test]
 async fn revocation_and_introspection_of_foreign_tokens() {
     let s = strict_server(0).await;
     let (a_id, a_secret) = register_secret_client(&s.http, &s.server).await;
     let (b_id, b_secret) = register_secret_client(&s.http, &s.server).await;
+    s.server.register(ClientRegistration::client_secret_basic(
+        "in-code",
+        "in-code-secret",
+        ["system/*.rs"],
+    ));
     s.server.register(
         ClientRegistration::client_secret_basic("limited", "limited-secret", ["system/*.rs"])
+            .allow_introspecting_any_token()
             .own_tokens_only(),
     );
     let token_of = |id: String, secret: String| {
@@ -1244,9 +1380,11 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     .await;
     assert_eq!(answer.body["active"], true);
 
-    // B (and a code client limited to its own tokens) may not introspect A's token.
+    // B, a client registered in code without the resource-server role, and one limited
+    // again to its own tokens may not introspect A's token.
     for (id, secret) in [
         (b_id.as_str(), b_secret.as_str()),
+        ("in-code", "in-code-secret"),
         ("limited", "limited-secret"),
     ] {
         let answer = call(&introspect_url, id, secret, &a_token).await;
@@ -1263,8 +1401,45 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     )
     .await;
     assert_eq!(answer.body, json!({"active": false}));
-    // The operator's client (a resource server) may.
+    // A token of a client registered in code, by default: the same. Holding one of its
+    // tokens tells nothing about other clients' tokens.
+    let bearer_of = |id: &str, secret: &str| {
+        let request = s
+            .post(
+                s.token_endpoint(),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/Patient.rs"),
+                ],
+            )
+            .basic_auth(id, Some(secret));
+        async move {
+            send(request).await.body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let in_code_token = bearer_of("in-code", "in-code-secret").await;
+    let answer = send(
+        s.post(&introspect_url, &[("token", a_token.as_str())])
+            .bearer_auth(&in_code_token),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.body),
+        (StatusCode::OK, json!({"active": false}))
+    );
+    // The operator's client (a resource server) may, by its credentials or its token.
     let answer = call(&introspect_url, "basic", "secret1", &a_token).await;
+    assert_eq!(answer.body["active"], true);
+    assert_eq!(answer.body["client_id"], a_id.as_str());
+    let rs_token = bearer_of("basic", "secret1").await;
+    let answer = send(
+        s.post(&introspect_url, &[("token", a_token.as_str())])
+            .bearer_auth(&rs_token),
+    )
+    .await;
     assert_eq!(answer.body["active"], true);
 
     // Revocation needs client authentication: a Bearer token is not enough.

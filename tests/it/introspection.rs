@@ -68,11 +68,10 @@ async fn dev_server(clock: &ManualClock, opaque: bool) -> DevAuthServer {
         "app-secret",
         ["system/*.rs"],
     ));
-    server.register(ClientRegistration::client_secret_basic(
-        "resource-server",
-        "rs-secret",
-        ["system/*.rs"],
-    ));
+    server.register(
+        ClientRegistration::client_secret_basic("resource-server", "rs-secret", ["system/*.rs"])
+            .allow_introspecting_any_token(),
+    );
     server
 }
 
