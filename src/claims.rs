@@ -393,29 +393,36 @@ impl ClaimNames {
                 | "tenant"
                 | "fhirContext"
                 | "cnf"
-        ) || is_other_token_marker(name)
-            || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
-                .iter()
-                .any(|names| names.iter().any(|known| known == name))
+                // Marks of other kinds of token (see `is_other_token_marker`).
+                | "at_hash"
+                | "c_hash"
+                | "s_hash"
+                | "events"
+                | "typ"
+                | "token_use"
+        ) || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
+            .iter()
+            .any(|names| names.iter().any(|known| known == name))
             || self.required.iter().any(|(known, _)| known == name)
     }
 
     /// Whether the claims say the token is not an access token (see
     /// [`is_other_token_marker`]).
     fn marks_another_kind_of_token(raw: &impl ClaimSource) -> bool {
-        OTHER_TOKEN_MARKERS
-            .iter()
-            .any(|name| raw.claim(name).is_some())
-            || matches!(
-                raw.claim("typ"),
-                Some(Member::Text(typ)) if ["ID", "Refresh", "Offline", "Logout"]
-                    .iter()
-                    .any(|other| typ.eq_ignore_ascii_case(other))
-            )
-            || matches!(
-                raw.claim("token_use"),
-                Some(Member::Text(token_use)) if token_use.eq_ignore_ascii_case("id")
-            )
+        raw.has_any_claim(is_other_token_marker)
+            && (OTHER_TOKEN_MARKERS
+                .iter()
+                .any(|name| raw.claim(name).is_some())
+                || matches!(
+                    raw.claim("typ"),
+                    Some(Member::Text(typ)) if ["ID", "Refresh", "Offline", "Logout"]
+                        .iter()
+                        .any(|other| typ.eq_ignore_ascii_case(other))
+                )
+                || matches!(
+                    raw.claim("token_use"),
+                    Some(Member::Text(token_use)) if token_use.eq_ignore_ascii_case("id")
+                ))
     }
 
     /// Whether the claims carry every required value: the claim present, a JSON string,
@@ -438,7 +445,10 @@ const OTHER_TOKEN_MARKERS: [&str; 4] = ["at_hash", "c_hash", "s_hash", "events"]
 /// tokens there: Keycloak's `typ` (`Bearer` for access tokens; `ID`, `Refresh`, `Offline`,
 /// `Logout` refused) and Amazon Cognito's `token_use` (`access`; `id` refused).
 fn is_other_token_marker(name: &str) -> bool {
-    OTHER_TOKEN_MARKERS.contains(&name) || name == "typ" || name == "token_use"
+    matches!(
+        name,
+        "at_hash" | "c_hash" | "s_hash" | "events" | "typ" | "token_use"
+    )
 }
 
 /// Where claims are read from: a whole claim set, or the members of a JWT payload that
@@ -446,17 +456,28 @@ fn is_other_token_marker(name: &str) -> bool {
 pub(crate) trait ClaimSource {
     /// The value of the claim `name`.
     fn claim(&self, name: &str) -> Option<Member<'_>>;
+
+    /// Whether the name of some claim passes `test`: one pass over the names.
+    fn has_any_claim(&self, test: fn(&str) -> bool) -> bool;
 }
 
 impl ClaimSource for Map<String, Value> {
     fn claim(&self, name: &str) -> Option<Member<'_>> {
         self.get(name).map(Member::of)
     }
+
+    fn has_any_claim(&self, test: fn(&str) -> bool) -> bool {
+        self.keys().any(|name| test(name))
+    }
 }
 
 impl ClaimSource for SelectedMembers<'_> {
     fn claim(&self, name: &str) -> Option<Member<'_>> {
         self.get(name)
+    }
+
+    fn has_any_claim(&self, test: fn(&str) -> bool) -> bool {
+        self.any_name(test)
     }
 }
 

@@ -92,6 +92,11 @@ impl SelectedMembers<'_> {
     pub(crate) fn contains_key(&self, name: &str) -> bool {
         self.members.iter().any(|(member, _)| member == name)
     }
+
+    /// Whether the name of some selected member passes `test`.
+    pub(crate) fn any_name(&self, test: impl Fn(&str) -> bool) -> bool {
+        self.members.iter().any(|(member, _)| test(member))
+    }
 }
 
 /// Parses `bytes` as [`object_with_unique_members`] does, refusing exactly the documents it
