@@ -163,9 +163,34 @@ fn is_b64token_char(b: u8) -> bool {
 fn has_access_token_parameter(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or_default();
-        crate::form::lenient_raw_parameter_name(name)
-            .is_some_and(|name| name.eq_ignore_ascii_case("access_token"))
+        match crate::form::lenient_raw_parameter_name(name) {
+            Some(name) => name.eq_ignore_ascii_case("access_token"),
+            None => folds_to_access_token(name),
+        }
     })
+}
+
+/// Whether a raw parameter name with characters beyond ASCII reads as `access_token` to a
+/// server that ignores case beyond ASCII: Java's `equalsIgnoreCase` and .NET's ordinal
+/// comparison ignoring case match `ſ` with `s`, `ı` and `İ` with `i`, and the Kelvin sign
+/// with `k`.
+#[cold]
+fn folds_to_access_token(raw: &str) -> bool {
+    let Some(decoded) = crate::form::percent_decode_strict(&raw.replace('+', " ")) else {
+        return false;
+    };
+    let folded: String = decoded
+        .chars()
+        .map(|c| match c {
+            'ſ' => 's',
+            'ı' | 'İ' => 'i',
+            '\u{212A}' => 'k',
+            other => other,
+        })
+        .collect();
+    folded
+        .trim_matches(|c: char| c <= ' ')
+        .eq_ignore_ascii_case("access_token")
 }
 
 #[cfg(test)]
@@ -290,6 +315,23 @@ mod tests {
                 Some("access%C5%BFtoken=x"),
                 Ok(Some("abc")),
             ),
+            // Letters beyond ASCII that case-folding readers match with ASCII ones.
+            (
+                &[],
+                Some("acce%C5%BFs_token=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("ACCE%C5%BF%C5%BF_TOKEN=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("access_to%E2%84%AAen=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (&["Bearer abc"], Some("acce%C3%9F_token=x"), Ok(Some("abc"))),
             (&["Bearer abc"], Some("access%5Gtoken=x"), Ok(Some("abc"))),
             (&["Bearer abc"], Some("access%5"), Ok(Some("abc"))),
             (&["Bearer abc"], Some("access+token=x"), Ok(Some("abc"))),

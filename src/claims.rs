@@ -16,8 +16,22 @@ use crate::scopes::{
 };
 use strings::{ClaimStrings, Field};
 
-/// What a token's scopes allow of one interaction on one type, with its limits: see
-/// [`SmartClaims::require_access`].
+/// What a token's scopes allow of one interaction on one type, with the limits the scopes
+/// set: see [`SmartClaims::require_access`]. The scopes are not the only limit: a `user/`
+/// scope allows no more than the user may see, which the server decides.
+///
+/// ```
+/// # #[cfg(feature = "testing")] {
+/// use smart_auth::scopes::{Interaction, SearchConstraints};
+/// use smart_auth::testing::ClaimsBuilder;
+///
+/// let claims = ClaimsBuilder::new().scope("patient/Observation.rs").patient("123").build();
+/// let access = claims.require_access(Interaction::Read, "Observation").unwrap();
+/// assert_eq!(access.patient_compartment(), Some("123"));
+/// assert_eq!(access.constraints(), &SearchConstraints::Unconstrained);
+/// assert!(!access.is_unlimited_by_scopes());
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access<'a> {
     constraints: SearchConstraints,
@@ -27,6 +41,17 @@ pub struct Access<'a> {
 impl<'a> Access<'a> {
     /// The granular filters: [`SearchConstraints::Unconstrained`] for none, else the
     /// parameter sets a resource must match (never [`SearchConstraints::Denied`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::scopes::Interaction;
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().scope("system/Observation.rs?category=laboratory").build();
+    /// let access = claims.require_access(Interaction::SearchType, "Observation").unwrap();
+    /// assert!(access.constraints().matches(|name| (name == "category").then_some("laboratory")));
+    /// # }
+    /// ```
     pub fn constraints(&self) -> &SearchConstraints {
         &self.constraints
     }
@@ -34,12 +59,35 @@ impl<'a> Access<'a> {
     /// `Some(id)` when the access is limited to the compartment of `Patient/{id}`, the
     /// patient in context (the grant comes from `patient/` scopes): the handler must not
     /// return, change or reveal anything outside it.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::scopes::Interaction;
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().scope("system/Observation.rs").build();
+    /// let access = claims.require_access(Interaction::Read, "Observation").unwrap();
+    /// assert_eq!(access.patient_compartment(), None);
+    /// # }
+    /// ```
     pub fn patient_compartment(&self) -> Option<&'a str> {
         self.patient_compartment
     }
 
-    /// Whether nothing limits the access: no filter, no compartment.
-    pub fn is_unlimited(&self) -> bool {
+    /// Whether the scopes set no limit: no filter, no compartment. The server's own rules
+    /// (what a user may see) still apply.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::scopes::Interaction;
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().scope("system/*.rs").build();
+    /// let access = claims.require_access(Interaction::Read, "Observation").unwrap();
+    /// assert!(access.is_unlimited_by_scopes());
+    /// # }
+    /// ```
+    pub fn is_unlimited_by_scopes(&self) -> bool {
         self.patient_compartment.is_none() && self.constraints.is_unconstrained()
     }
 }
@@ -393,36 +441,29 @@ impl ClaimNames {
                 | "tenant"
                 | "fhirContext"
                 | "cnf"
-                // Marks of other kinds of token (see `is_other_token_marker`).
-                | "at_hash"
-                | "c_hash"
-                | "s_hash"
-                | "events"
-                | "typ"
-                | "token_use"
-        ) || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
-            .iter()
-            .any(|names| names.iter().any(|known| known == name))
+        ) || other_token_mark(name).is_some()
+            || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
+                .iter()
+                .any(|names| names.iter().any(|known| known == name))
             || self.required.iter().any(|(known, _)| known == name)
     }
 
-    /// Whether the claims say the token is not an access token (see
-    /// [`is_other_token_marker`]).
+    /// Whether the claims say the token is not an access token (see [`other_token_mark`]):
+    /// one pass over the claims.
     fn marks_another_kind_of_token(raw: &impl ClaimSource) -> bool {
-        raw.has_any_claim(is_other_token_marker)
-            && (OTHER_TOKEN_MARKERS
-                .iter()
-                .any(|name| raw.claim(name).is_some())
-                || matches!(
-                    raw.claim("typ"),
-                    Some(Member::Text(typ)) if ["ID", "Refresh", "Offline", "Logout"]
-                        .iter()
-                        .any(|other| typ.eq_ignore_ascii_case(other))
-                )
-                || matches!(
-                    raw.claim("token_use"),
-                    Some(Member::Text(token_use)) if token_use.eq_ignore_ascii_case("id")
-                ))
+        raw.any_claim(|name, value| match other_token_mark(name) {
+            None => false,
+            Some(OtherTokenMark::Present) => true,
+            Some(OtherTokenMark::KeycloakType) => matches!(
+                value,
+                Member::Text(typ) if ["ID", "Refresh", "Offline", "Logout"]
+                    .iter()
+                    .any(|other| typ.eq_ignore_ascii_case(other))
+            ),
+            Some(OtherTokenMark::CognitoUse) => {
+                matches!(value, Member::Text(token_use) if token_use.eq_ignore_ascii_case("id"))
+            }
+        })
     }
 
     /// Whether the claims carry every required value: the claim present, a JSON string,
@@ -434,21 +475,31 @@ impl ClaimNames {
     }
 }
 
-/// Claims that only other kinds of JWT carry, never an access token: an ID token's hashes
-/// of the code, access token and state (OpenID Connect Core 3.1.3.6, 3.3.2.11, FAPI), and a
-/// Security Event Token's `events` (RFC 8417; back-channel logout tokens are SETs).
-const OTHER_TOKEN_MARKERS: [&str; 4] = ["at_hash", "c_hash", "s_hash", "events"];
+/// How a payload claim can mark a JWT as another kind of token than an access token
+/// (RFC 8725 section 3.12: one kind of JWT must not pass for another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OtherTokenMark {
+    /// Only other kinds of JWT carry the claim: an ID token's hashes of the code, access
+    /// token and state (`c_hash`, `at_hash`, `s_hash`: OpenID Connect Core 3.1.3.6,
+    /// 3.3.2.11, FAPI), a Security Event Token's `events` (RFC 8417; back-channel logout
+    /// tokens are SETs). An ID token without them (they are optional) is not recognised.
+    Present,
+    /// Keycloak writes the kind in the payload's `typ`: `Bearer` for access tokens; `ID`,
+    /// `Refresh`, `Offline` and `Logout` mark the others.
+    KeycloakType,
+    /// Amazon Cognito writes it in `token_use`: `access`, or `id` for ID tokens.
+    CognitoUse,
+}
 
-/// Whether a payload claim named `name` can mark a JWT as another kind of token than an
-/// access token (RFC 8725 section 3.12: one kind of JWT must not pass for another): the
-/// [`OTHER_TOKEN_MARKERS`], and the kind written in the payload by issuers that type their
-/// tokens there: Keycloak's `typ` (`Bearer` for access tokens; `ID`, `Refresh`, `Offline`,
-/// `Logout` refused) and Amazon Cognito's `token_use` (`access`; `id` refused).
-fn is_other_token_marker(name: &str) -> bool {
-    matches!(
-        name,
-        "at_hash" | "c_hash" | "s_hash" | "events" | "typ" | "token_use"
-    )
+/// What the claim `name` can say about the kind of token, if anything: the one list of the
+/// claims [`ClaimNames::marks_another_kind_of_token`] reads.
+fn other_token_mark(name: &str) -> Option<OtherTokenMark> {
+    match name {
+        "at_hash" | "c_hash" | "s_hash" | "events" => Some(OtherTokenMark::Present),
+        "typ" => Some(OtherTokenMark::KeycloakType),
+        "token_use" => Some(OtherTokenMark::CognitoUse),
+        _ => None,
+    }
 }
 
 /// Where claims are read from: a whole claim set, or the members of a JWT payload that
@@ -457,8 +508,8 @@ pub(crate) trait ClaimSource {
     /// The value of the claim `name`.
     fn claim(&self, name: &str) -> Option<Member<'_>>;
 
-    /// Whether the name of some claim passes `test`: one pass over the names.
-    fn has_any_claim(&self, test: fn(&str) -> bool) -> bool;
+    /// Whether some claim (its name and value) passes `test`: one pass over the claims.
+    fn any_claim(&self, test: impl Fn(&str, Member<'_>) -> bool) -> bool;
 }
 
 impl ClaimSource for Map<String, Value> {
@@ -466,8 +517,9 @@ impl ClaimSource for Map<String, Value> {
         self.get(name).map(Member::of)
     }
 
-    fn has_any_claim(&self, test: fn(&str) -> bool) -> bool {
-        self.keys().any(|name| test(name))
+    fn any_claim(&self, test: impl Fn(&str, Member<'_>) -> bool) -> bool {
+        self.iter()
+            .any(|(name, value)| test(name, Member::of(value)))
     }
 }
 
@@ -476,8 +528,8 @@ impl ClaimSource for SelectedMembers<'_> {
         self.get(name)
     }
 
-    fn has_any_claim(&self, test: fn(&str) -> bool) -> bool {
-        self.any_name(test)
+    fn any_claim(&self, test: impl Fn(&str, Member<'_>) -> bool) -> bool {
+        self.any_member(test)
     }
 }
 

@@ -149,10 +149,12 @@ impl std::fmt::Debug for IntrospectionAuth {
 ///
 /// The failure cooldown (default 10 s) answers 503 without calling. Before a failure with
 /// an answer of the endpoint's own (the 401/403 and 5xx rows: a status, a redirect, a
-/// body) starts it, the last token the endpoint answered about is asked about again: if
-/// that is answered, the failure was about this token alone (a firewall in front of the
-/// endpoint blocking a token that looks like an attack, a server bug), and only this
-/// request gets 503 (`Retry-After: 1`), nothing cached.
+/// body) starts it, the endpoint is asked again about the last token it found active (not
+/// expired since): if it still finds that one active, the failure was about this token
+/// alone (a firewall in front of the endpoint blocking a token that looks like an attack,
+/// a server bug), and this token gets 503 for as long as a refusal is kept (default 10 s,
+/// without further calls) while other tokens are asked about as usual. A check that
+/// found the endpoint well is trusted for a second.
 ///
 /// **Bounds.** Answers are cached by the whole token: active ones for the TTL (default
 /// 60 s) but never past the token's `exp`, refusals briefly (default 10 s) to blunt
@@ -244,9 +246,9 @@ impl Introspection {
     /// How long after the endpoint was found down (or refusing the resource server's
     /// credentials) no call is made and every uncached token gets 503 (default 10 s; at
     /// most one day). A failure with an answer of the endpoint's own (an HTTP status, a
-    /// body that is no introspection answer) is an outage only when the endpoint also fails
-    /// on the last token it answered about, which is asked about again: one token a
-    /// firewall blocks gets 503 alone.
+    /// body that is no introspection answer) is an outage only when the endpoint no longer
+    /// finds active the last token it found active, which is asked about again: one token
+    /// a firewall blocks gets 503 alone.
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self
@@ -380,11 +382,6 @@ pub(crate) enum Unavailable {
     CoolingDown,
     /// The endpoint asked to slow down (429) or gave up on the request (408).
     Throttled(u16),
-    /// The endpoint failed on this token (a 5xx, 401 or 403, a body that is no answer)
-    /// while it answered about a token it had answered about before: something between
-    /// (a web application firewall refusing a token that looks like an attack, a server
-    /// bug) is about this token, not an outage.
-    FailedOnThisToken(FetchError),
 }
 
 impl std::fmt::Display for Unavailable {
@@ -399,10 +396,6 @@ impl std::fmt::Display for Unavailable {
                     "the introspection endpoint is throttling (HTTP {status})"
                 )
             }
-            Self::FailedOnThisToken(error) => write!(
-                f,
-                "the introspection endpoint failed on this token only ({error})"
-            ),
         }
     }
 }
@@ -449,9 +442,13 @@ pub(crate) struct Introspector {
     call_slots: Semaphore,
     /// When the endpoint was last found down (monotonic).
     last_failure: Mutex<Option<Instant>>,
-    /// The last token the endpoint answered about: asked about again when the endpoint
-    /// fails on another token, to tell a failure about that token from an outage.
-    last_answered: Mutex<Option<Arc<str>>>,
+    /// The last token the endpoint said was active, with its `exp`: asked about again when
+    /// the endpoint fails on another token, to tell a failure about that token from an
+    /// outage. Only an active answer counts: anyone can make the endpoint answer "inactive".
+    last_active: Mutex<Option<(Arc<str>, i64)>>,
+    /// When asking about that token again last found the endpoint answering (monotonic):
+    /// checks within a second of it are not made again.
+    last_healthy: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -487,7 +484,8 @@ impl Introspector {
             endpoint: tokio::sync::OnceCell::new(),
             cache,
             last_failure: Mutex::new(None),
-            last_answered: Mutex::new(None),
+            last_active: Mutex::new(None),
+            last_healthy: Mutex::new(None),
         }
     }
 
@@ -545,7 +543,7 @@ impl Introspector {
                     Unavailable::Saturated | Unavailable::CoolingDown => {
                         tracing::debug!(error = %failure, "token introspection refused");
                     }
-                    Unavailable::Throttled(_) | Unavailable::FailedOnThisToken(_) => {
+                    Unavailable::Throttled(_) => {
                         tracing::warn!(error = %failure, "token introspection refused");
                     }
                 }
@@ -554,9 +552,7 @@ impl Introspector {
                     // A free slot is at most one queue wait away.
                     Unavailable::Saturated => self.settings.max_queue_wait,
                     // This request only: asking again soon is fine.
-                    Unavailable::Throttled(_) | Unavailable::FailedOnThisToken(_) => {
-                        Duration::from_secs(1)
-                    }
+                    Unavailable::Throttled(_) => Duration::from_secs(1),
                 };
                 AuthError::new(ErrorKind::IntrospectionUnavailable)
                     .with_retry_after(wait)
@@ -644,18 +640,19 @@ impl Introspector {
         let outcome = self.counted_call(endpoint, token).await;
         match outcome {
             Ok(answer) => {
-                *self
-                    .last_answered
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::from(token));
+                if let Verdict::Active { exp, .. } = answer.verdict {
+                    *lock(&self.last_active) = Some((Arc::from(token), exp));
+                }
                 Ok(answer)
             }
             Err(Unavailable::Down(error)) => {
                 if self.still_answers_others(endpoint, token, &error).await {
                     tracing::debug!(
-                        "the introspection endpoint failed on one token but answers about                          another: no outage"
+                        "the introspection endpoint failed on one token but still vouches                          for another: no outage"
                     );
-                    return Err(Unavailable::FailedOnThisToken(error));
+                    // Kept as briefly as a refusal: the same token again gets 503 without
+                    // calling, so a blocked token costs the endpoint nothing more.
+                    return Ok(self.refusal(ErrorKind::IntrospectionUnavailable));
                 }
                 self.record_failure();
                 Err(Unavailable::Down(error))
@@ -665,11 +662,13 @@ impl Introspector {
     }
 
     /// After the endpoint failed on `token` with an answer of its own (an HTTP status, a
-    /// body that is no introspection answer, a redirect): whether it still answers about
-    /// the last token it answered about. Without this check, one token that a firewall
-    /// in front of the endpoint blocks (`../../etc/passwd` is a valid `b64token`) would
-    /// start the failure cooldown for every client, again and again. Transport failures
-    /// and timeouts hold for every token and are not checked again.
+    /// body that is no introspection answer, a redirect): whether it still says that the
+    /// last token it found active (and not expired since) is active. Without this check,
+    /// one token that a firewall in front of the endpoint blocks (`../../etc/passwd` is a
+    /// valid `b64token`) would start the failure cooldown for every client, again and
+    /// again. Transport failures and timeouts hold for every token and are not checked
+    /// again; a check that found the endpoint well less than a second ago is not made
+    /// again either, so a burst of such tokens costs one extra call a second.
     async fn still_answers_others(&self, endpoint: &Url, token: &str, error: &FetchError) -> bool {
         let answered = matches!(
             error,
@@ -678,17 +677,30 @@ impl Introspector {
                 | FetchError::TooLarge
                 | FetchError::Redirected
         );
-        let reference = self
-            .last_answered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        match reference {
-            Some(reference) if answered && *reference != *token => {
-                self.counted_call(endpoint, &reference).await.is_ok()
-            }
-            _ => false,
+        if !answered {
+            return false;
         }
+        if lock(&self.last_healthy).is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return true;
+        }
+        let now = unix_seconds(self.clock.now());
+        let reference = lock(&self.last_active)
+            .clone()
+            .filter(|(reference, exp)| *exp > now && **reference != *token);
+        let Some((reference, _)) = reference else {
+            return false;
+        };
+        let healthy = matches!(
+            self.counted_call(endpoint, &reference).await,
+            Ok(Answer {
+                verdict: Verdict::Active { .. },
+                ..
+            })
+        );
+        if healthy {
+            *lock(&self.last_healthy) = Some(Instant::now());
+        }
+        healthy
     }
 
     /// [`Introspector::call_in_slot`], counted in the metrics.
@@ -800,6 +812,11 @@ impl Introspector {
             reusable_until: deadline(ttl),
         }
     }
+}
+
+/// Locks `mutex`; a panic while it was held leaves its value usable (a plain value).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The string members of an answer (RFC 7662 section 2.2, and RFC 7519 for `sub`, `iss`

@@ -93,9 +93,15 @@ impl SelectedMembers<'_> {
         self.members.iter().any(|(member, _)| member == name)
     }
 
-    /// Whether the name of some selected member passes `test`.
-    pub(crate) fn any_name(&self, test: impl Fn(&str) -> bool) -> bool {
-        self.members.iter().any(|(member, _)| test(member))
+    /// Whether some selected member (its name and value) passes `test`.
+    pub(crate) fn any_member(&self, test: impl Fn(&str, Member<'_>) -> bool) -> bool {
+        self.members.iter().any(|(name, value)| {
+            let value = match value {
+                SelectedValue::Text(text) => Member::Text(text),
+                SelectedValue::Json(value) => Member::Json(value),
+            };
+            test(name, value)
+        })
     }
 }
 

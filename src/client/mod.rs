@@ -653,17 +653,27 @@ impl BackendServiceClient {
         result.or_else(|error| self.unexpired_token_despite(error))
     }
 
-    /// After a failed refresh: the cached token while it expires at least a second from
-    /// now (by this client's clock), else `error`.
+    /// After a failed refresh (the refresh lock held): the cached token while it expires
+    /// at least a second from now (by this client's clock), else `error`. The next attempt
+    /// waits a quarter of the time left, 1 to 5 s: callers meanwhile get the cached token
+    /// without asking the token endpoint, which is failing or throttling.
     fn unexpired_token_despite(&self, error: ClientError) -> Result<AccessToken, ClientError> {
-        let cached = self.inner.cached.load();
-        match cached.as_ref() {
-            Some(cached) if cached.token.expires_at().saturating_sub(self.now()) >= 1 => {
+        let cached = self.inner.cached.load_full();
+        let now = self.now();
+        match cached {
+            Some(cached) if cached.token.expires_at().saturating_sub(now) >= 1 => {
+                let expires_at = cached.token.expires_at();
+                let retry_in = (expires_at.saturating_sub(now) / 4).clamp(1, 5);
                 tracing::debug!(
                     %error,
-                    expires_at = cached.token.expires_at(),
+                    expires_at,
+                    retry_in,
                     "replacing the access token failed; the cached one is used until it expires"
                 );
+                self.inner.cached.store(Some(Arc::new(Cached {
+                    token: cached.token.clone(),
+                    refresh_at: now.saturating_add(retry_in).min(expires_at),
+                })));
                 Ok(cached.token.clone())
             }
             _ => Err(error),

@@ -11,7 +11,8 @@
 //! per [`REFETCH_COOLDOWN_SECS`] per URL, whatever `kid`s callers send, and only when the
 //! set was fetched for an earlier lookup (a lookup that waited for a fetch already has the
 //! newest set). Lookups that arrive meanwhile wait for the refetch instead of starting
-//! another one. A failed refetch is remembered like any failed fetch.
+//! another one. A failed refetch keeps the set it was to replace (for a failed fetch's
+//! time): anyone can ask for one, and it must not take away the keys the client uses.
 //!
 //! An entry never outlives what the client's key server allows (SMART Backend Services:
 //! the client's key set is not cached beyond its `Cache-Control`): its lifetime is the
@@ -91,8 +92,35 @@ impl JwksCache {
             return Ok(keys);
         }
         match self.refetch_slot(uri, &slot, now)? {
-            Some(slot) => self.resolve(fetcher, uri, &slot, now).await,
+            Some(fresh) => match self.resolve(fetcher, uri, &fresh, now).await {
+                Ok(keys) => Ok(keys),
+                // Anyone can ask for a refetch (an assertion with a made-up `kid`): one
+                // that fails must not take away the keys the client signs with. They are
+                // kept for a failure's time, then fetched as usual.
+                Err(_) => {
+                    self.restore(uri, &fresh, slot, now);
+                    Ok(keys)
+                }
+            },
             None => Ok(keys),
+        }
+    }
+
+    /// Puts `previous` back as `uri`'s entry for [`FAILURE_TTL_SECS`] when the entry is
+    /// still the failed refetch `failed`.
+    fn restore(&self, uri: &str, failed: &Slot, previous: Slot, now: i64) {
+        let mut entries = self.lock();
+        let key = uri.to_owned();
+        if entries
+            .slots
+            .get(&key, now)
+            .is_none_or(|current| Arc::ptr_eq(current, failed))
+        {
+            // Replacing `uri`'s entry needs no room; if it expired meanwhile and the map
+            // is full, the next lookup fetches.
+            let _ = entries
+                .slots
+                .insert(key, previous, now.saturating_add(FAILURE_TTL_SECS), now);
         }
     }
 

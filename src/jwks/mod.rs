@@ -101,7 +101,7 @@ impl Default for RefreshPolicy {
 
 impl RefreshPolicy {
     /// How long keys stay fresh when the server sends no `Cache-Control: max-age`
-    /// (default 10 min; inside the [TTL bounds](Self::ttl_bounds)).
+    /// (default 10 min; held to the [TTL bounds](Self::ttl_bounds) like a `max-age`).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
         self
@@ -125,7 +125,7 @@ impl RefreshPolicy {
         self
     }
     /// How long after their fetch keys may still be used while refreshing fails
-    /// (default 24 h; at least the shortest TTL).
+    /// (default 24 h; at least 1 s).
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
         self
@@ -151,25 +151,19 @@ impl RefreshPolicy {
         if let Some((_, field)) = lower_bounds.into_iter().find(|(d, _)| *d < second) {
             return Err(ConfigError::InvalidLimit { field });
         }
-        // A TTL used without `max-age` outside the bounds a `max-age` is held to would
-        // slip past them (a day-long default means no refresh in the background).
-        if !(self.min_ttl..=self.max_ttl).contains(&self.default_ttl) {
-            return Err(ConfigError::InvalidLimit {
-                field: "default_ttl",
-            });
-        }
-        // Keys unusable sooner than the shortest TTL would be fetched again by the
-        // requests themselves, one fetch after another (zero: on every request).
-        if self.max_stale < self.min_ttl {
+        // Keys unusable at once would be fetched again by the requests themselves, one
+        // fetch after another.
+        if self.max_stale < second {
             return Err(ConfigError::InvalidLimit { field: "max_stale" });
         }
         Ok(())
     }
 
+    /// The TTL of a fetched set: its `max-age`, or the default TTL, held to the bounds.
     fn ttl_for(&self, max_age: Option<Duration>) -> Duration {
-        max_age.map_or(self.default_ttl, |age| {
-            age.clamp(self.min_ttl, self.max_ttl)
-        })
+        max_age
+            .unwrap_or(self.default_ttl)
+            .clamp(self.min_ttl, self.max_ttl)
     }
 }
 
@@ -364,14 +358,8 @@ impl KeyStore {
     ) -> Result<ChosenKey, AuthError> {
         if let Some(keys) = &self.static_keys {
             // An unknown `kid` is final; a key configured without one serves any `kid`.
-            return match keys.keys.select_configured(kid, alg) {
-                Selection::Found(index) => Ok(ChosenKey {
-                    snapshot: Arc::clone(keys),
-                    index,
-                }),
-                Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
-                Selection::NotFound => Err(AuthError::new(ErrorKind::UnknownKey)),
-            };
+            let selection = keys.keys.select_configured(kid, alg);
+            return chosen(Arc::clone(keys), selection);
         }
         let now = Instant::now();
         let Some(snapshot) = self.usable_snapshot(now) else {
@@ -398,11 +386,9 @@ impl KeyStore {
             }
         }
         match snapshot.keys.select(kid, alg) {
-            Selection::Found(index) => Ok(ChosenKey { snapshot, index }),
-            Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
             Selection::NotFound => {
                 let Some(fetch) = self.fetch_for(Need::UnknownKid) else {
-                    if self.failed_recently() {
+                    if self.last_fetch_failed() {
                         // The issuer may have rotated to this key while its key set cannot
                         // be fetched: unknown is not proven, so 503 (ask again later), not
                         // 401 (which tells the client its token is bad).
@@ -423,6 +409,7 @@ impl KeyStore {
                     Err(error) => Err(self.keys_unavailable(Some(error))),
                 }
             }
+            selection => chosen(snapshot, selection),
         }
     }
 
@@ -498,9 +485,11 @@ impl KeyStore {
             .lock_state()
             .last_failure
             .map(|at| Instant::now().saturating_duration_since(at));
-        let wait = since_failure.map_or(self.policy.failure_cooldown, |elapsed| {
-            self.policy.failure_cooldown.saturating_sub(elapsed)
-        });
+        let wait = since_failure
+            .map_or(self.policy.failure_cooldown, |elapsed| {
+                self.policy.failure_cooldown.saturating_sub(elapsed)
+            })
+            .max(Duration::from_secs(1));
         let unavailable = AuthError::new(ErrorKind::KeysUnavailable).with_retry_after(wait);
         match error {
             Some(error) => unavailable.with_source(error),
@@ -508,11 +497,9 @@ impl KeyStore {
         }
     }
 
-    /// Whether the last fetch failed and its failure cooldown still runs.
-    fn failed_recently(&self) -> bool {
-        self.lock_state().last_failure.is_some_and(|at| {
-            Instant::now().saturating_duration_since(at) < self.policy.failure_cooldown
-        })
+    /// Whether the last fetch failed (a success clears the failure).
+    fn last_fetch_failed(&self) -> bool {
+        self.lock_state().last_failure.is_some()
     }
 
     /// Joins the fetch in flight, or starts one if the cooldowns allow it.
@@ -661,7 +648,15 @@ fn choose(
     kid: Option<&str>,
     alg: Algorithm,
 ) -> Result<ChosenKey, AuthError> {
-    match snapshot.keys.select(kid, alg) {
+    let selection = snapshot.keys.select(kid, alg);
+    chosen(snapshot, selection)
+}
+
+/// The key a selection found in `snapshot`, or why there is none: a `kid` no key carries
+/// is unknown; a key that may not verify the token's `alg` (or two that might) refuses the
+/// algorithm.
+fn chosen(snapshot: Arc<Snapshot>, selection: Selection) -> Result<ChosenKey, AuthError> {
+    match selection {
         Selection::Found(index) => Ok(ChosenKey { snapshot, index }),
         Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
         Selection::NotFound => Err(AuthError::new(ErrorKind::UnknownKey)),
@@ -724,37 +719,25 @@ mod tests {
                 ConfigError::InvalidLimit { field }
             );
         }
-        // A default TTL outside the bounds, keys unusable before the shortest TTL.
-        let minute = Duration::from_secs(60);
-        for (policy, field) in [
-            (
-                RefreshPolicy::default().default_ttl(Duration::from_secs(25 * 3600)),
-                "default_ttl",
-            ),
-            (
-                RefreshPolicy::default().default_ttl(Duration::from_secs(59)),
-                "default_ttl",
-            ),
-            (
-                RefreshPolicy::default().max_stale(Duration::ZERO),
-                "max_stale",
-            ),
-            (
-                RefreshPolicy::default().max_stale(minute - one),
-                "max_stale",
-            ),
-        ] {
+        // Keys unusable at once: refused.
+        for max_stale in [Duration::ZERO, short] {
             assert_eq!(
-                policy.validate().unwrap_err(),
-                ConfigError::InvalidLimit { field }
+                RefreshPolicy::default()
+                    .max_stale(max_stale)
+                    .validate()
+                    .unwrap_err(),
+                ConfigError::InvalidLimit { field: "max_stale" }
             );
         }
-        assert!(
-            RefreshPolicy::default()
-                .max_stale(minute)
-                .validate()
-                .is_ok()
-        );
+        // A default TTL outside the bounds is held to them, as a `max-age` is.
+        let bounded = || {
+            RefreshPolicy::default().ttl_bounds(Duration::from_secs(900), Duration::from_secs(3600))
+        };
+        let long = bounded().default_ttl(Duration::from_secs(25 * 3600));
+        assert!(long.validate().is_ok());
+        assert_eq!(long.ttl_for(None), Duration::from_secs(3600));
+        assert!(bounded().validate().is_ok());
+        assert_eq!(bounded().ttl_for(None), Duration::from_secs(900));
         let tight = RefreshPolicy::default()
             .default_ttl(one)
             .ttl_bounds(one, one)

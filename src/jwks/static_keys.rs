@@ -585,7 +585,7 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
             "two keys have the same kid"
         );
         // Keys without kid may be several; a token without kid then needs exactly one
-        // fitting key, as with a fetched set (the same key twice is one key).
+        // fitting key, as with a fetched set.
         let unnamed = two
             .and_pem(P256, SigningAlgorithm::ES256, None)
             .unwrap()

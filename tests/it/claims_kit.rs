@@ -313,7 +313,7 @@ fn require_access_names_the_patient_compartment_and_the_filters() {
                 assert_eq!(access.constraints(), &constraints, "{scope}");
                 assert_eq!(access.patient_compartment(), compartment, "{scope}");
                 assert_eq!(
-                    access.is_unlimited(),
+                    access.is_unlimited_by_scopes(),
                     constraints.is_unconstrained() && compartment.is_none(),
                     "{scope}"
                 );

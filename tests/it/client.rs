@@ -613,28 +613,42 @@ async fn a_failed_refresh_returns_the_cached_token_until_it_expires() {
         (first.access_token(), first.expires_at()),
         ("token-1", 1_700_000_300)
     );
-    // Replaced from +270 on; every attempt fails.
+    // Replaced from +270 on; every attempt fails. After each failure the next attempt
+    // waits a quarter of the time left (1 to 5 s): calls meanwhile get the cached token
+    // without asking the failing endpoint.
     clock.advance(Duration::from_secs(270));
-    for (status, body) in [
+    let failures = [
         (
             400,
             json!({"error": "invalid_client", "error_description": "gone"}).to_string(),
         ),
         (429, String::new()),
         (503, json!({"error": "temporarily_unavailable"}).to_string()),
-    ] {
+    ];
+    for (attempt, (status, body)) in failures.into_iter().enumerate() {
         stub.fixed(status, body);
         assert_eq!(client.access_token().await.unwrap(), first, "{status}");
+        assert_eq!(stub.token_calls(), attempt + 2, "{status}");
+        for _ in 0..10 {
+            assert_eq!(client.access_token().await.unwrap(), first, "{status}");
+        }
+        assert_eq!(stub.token_calls(), attempt + 2, "{status}: waiting");
+        clock.advance(Duration::from_secs(4));
+        assert_eq!(client.access_token().await.unwrap(), first, "{status}");
+        assert_eq!(stub.token_calls(), attempt + 2, "{status}: still waiting");
+        clock.advance(Duration::from_secs(1));
     }
+    // +285: a timeout is a failure too.
     stub.reply(Reply::Token);
     stub.delay(Duration::from_secs(5));
     assert_eq!(client.access_token().await.unwrap(), first, "timeout");
     stub.delay(Duration::ZERO);
-    assert_eq!(stub.token_calls(), 5, "each call tried again");
-    // One second of life left: still the cached token.
+    assert_eq!(stub.token_calls(), 5);
+    // One second of life left: still the cached token, asked again after a second.
     stub.fixed(503, "");
-    clock.advance(Duration::from_secs(29));
+    clock.advance(Duration::from_secs(14));
     assert_eq!(client.access_token().await.unwrap(), first);
+    assert_eq!(stub.token_calls(), 6);
     // Expired by the client's clock: the error.
     clock.advance(Duration::from_secs(1));
     assert_eq!(

@@ -511,3 +511,21 @@ async fn a_rotated_key_is_fetched_once_and_unknown_kids_are_rate_limited() {
     assert_eq!(c.send().await, OK);
     assert_eq!(c.keys.jwks_fetches(), 3);
 }
+
+/// A refetch for an unknown `kid` that fails (the client's key server is down) keeps the
+/// set it was to replace: anyone can ask for one with a made-up `kid`, and the client
+/// must keep authenticating with its current key meanwhile.
+#[tokio::test]
+async fn a_failed_refetch_keeps_the_keys_in_use() {
+    let c = RotatingClient::start(None).await;
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 1);
+    c.keys.set_jwks_behaviour(JwksBehaviour::Status(500));
+    assert_eq!(c.send_naming(Some("made-up")).await, refused());
+    assert_eq!(c.keys.jwks_fetches(), 2, "the refetch was tried");
+    // The client's own key still works, without another fetch.
+    for _ in 0..3 {
+        assert_eq!(c.send().await, OK);
+    }
+    assert_eq!(c.keys.jwks_fetches(), 2);
+}

@@ -836,9 +836,9 @@ async fn refused_credentials_are_an_outage_for_every_token() {
 }
 
 /// A failure on one token (a firewall in front of the endpoint blocking a token that looks
-/// like an attack, a server bug) is no outage when the endpoint still answers about the
-/// last token it answered about: 503 for that request only, nothing cached, no cooldown.
-/// Before, one such token every 10 s gave every uncached token 503.
+/// like an attack, a server bug) is no outage when the endpoint still finds active the last
+/// token it found active: 503 for that token, kept like a refusal (no further calls for
+/// it), no cooldown. Before, one such token every 10 s gave every uncached token 503.
 #[tokio::test]
 async fn a_failure_on_one_token_is_no_outage_while_others_are_answered() {
     let cases = [
@@ -860,19 +860,43 @@ async fn a_failure_on_one_token_is_no_outage_while_others_are_answered() {
         let context = format!("row {row}");
         assert_eq!(seen(&app, "good").await.status, 200, "{context}");
         assert_eq!(setup.calls(), 1, "{context}");
-        // The hostile token, then the last answered one asked about again.
-        assert_unavailable_for(&seen(&app, hostile).await, "1", &context);
+        // The hostile token, then the last active one asked about again.
+        assert_unavailable(&seen(&app, hostile).await, &context);
         assert_eq!(setup.calls(), 3, "{context}");
-        // No cooldown: a new token is asked about at once, and the failure is not cached.
+        // No cooldown: a new token is asked about at once; the hostile one is answered
+        // from the cache.
         assert_eq!(seen(&app, "other").await.status, 200, "{context}");
         assert_eq!(setup.calls(), 4, "{context}");
-        assert_unavailable_for(&seen(&app, hostile).await, "1", &context);
-        assert_eq!(setup.calls(), 6, "{context}");
+        assert_unavailable(&seen(&app, hostile).await, &context);
+        assert_eq!(setup.calls(), 4, "{context}");
+        // A second blocked token within the second: no new check.
+        setup.answer_for("second%2Fblocked", StubAnswer::Status(403));
+        assert_unavailable(&seen(&app, "second/blocked").await, &context);
+        assert_eq!(setup.calls(), 5, "{context}");
     }
 }
 
-/// When the endpoint fails on the last answered token too, it is an outage: the cooldown
-/// starts. Transport failures are outages without asking again.
+/// The check needs a token the endpoint found active: anyone can make it answer
+/// "inactive" (garbage tokens, a gateway's 400), so such answers prove nothing, and a
+/// failure then is an outage.
+#[tokio::test]
+async fn only_an_active_answer_shows_the_endpoint_well() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Status(500));
+    setup.answer_for("garbage-1", StubAnswer::Json(json!({"active": false})));
+    setup.answer_for("garbage-2", StubAnswer::Status(400));
+    let app = setup.app(|i| i).await;
+    assert_eq!(seen(&app, "garbage-1").await.status, 401);
+    assert_eq!(seen(&app, "garbage-2").await.status, 401);
+    assert_eq!(setup.calls(), 2);
+    assert_unavailable(&seen(&app, "real").await, "no active token known");
+    assert_eq!(setup.calls(), 3, "no check without an active token");
+    assert_unavailable(&seen(&app, "real-2").await, "cooldown");
+    assert_eq!(setup.calls(), 3, "the cooldown answers");
+}
+
+/// When the endpoint no longer finds the last active token active either, it is an
+/// outage: the cooldown starts. Transport failures are outages without asking again.
 #[tokio::test]
 async fn a_failure_on_every_token_is_an_outage() {
     for status in [500, 403] {

@@ -709,8 +709,15 @@ async fn an_unknown_kid_while_keys_cannot_be_fetched_is_503() {
         2,
         "one refetch, then the cooldown"
     );
+    // Past the failure cooldown, inside the unknown-kid one: no fetch, and since the last
+    // fetch failed, still 503.
+    pass_time(&app.clock, Duration::from_secs(11)).await;
+    let answer = app.get_with_token(&rotated).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    assert_eq!(app.issuer.jwks_fetches(), 2);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
-    pass_time(&app.clock, Duration::from_secs(31)).await;
+    pass_time(&app.clock, Duration::from_secs(20)).await;
     assert_eq!(status(&app, &rotated).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 3);
 }
