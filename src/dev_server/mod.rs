@@ -797,24 +797,21 @@ fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, OAuthErr
 }
 
 async fn smart_configuration(State(state): State<Arc<ServerState>>) -> Response {
-    match json_text(&state.configuration()) {
-        Ok(body) => (
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            ],
-            body,
-        )
-            .into_response(),
-        Err(error) => error.into_response(),
-    }
+    public_document(json_text(&state.configuration()))
 }
 
 async fn openid_configuration(State(state): State<Arc<ServerState>>) -> Response {
-    match state
-        .authorization_server_metadata()
-        .and_then(|document| json_text(&document))
-    {
+    public_document(
+        state
+            .authorization_server_metadata()
+            .and_then(|document| json_text(&document)),
+    )
+}
+
+/// A discovery document as JSON any origin may read, or the error that kept it from
+/// being written.
+fn public_document(body: Result<String, OAuthError>) -> Response {
+    match body {
         Ok(body) => (
             [
                 (header::CONTENT_TYPE, "application/json"),

@@ -197,18 +197,41 @@ fn rsa(pair: &RsaKeyPair, alg: &str, kid: &str, claims: &Value) -> String {
     })
 }
 
-#[tokio::test]
-async fn pem_keys_verify_what_their_private_keys_signed() {
-    // The fixture keys of tests/it/keys: a P-384 and an RSA 2048 private key (PKCS#8).
+/// The fixture keys of tests/it/keys, a P-384 and an RSA 2048 private key (PKCS#8), with
+/// their public keys as PEM: SubjectPublicKeyInfo for P-384, PKCS#1 for RSA (`openssl rsa
+/// -RSAPublicKey_out`).
+struct FixtureKeys {
+    p384: EcdsaKeyPair,
+    rsa: RsaKeyPair,
+    p384_public: String,
+    rsa_public: String,
+}
+
+fn fixture_keys() -> FixtureKeys {
     let p384 = EcdsaKeyPair::from_pkcs8(
         &ECDSA_P384_SHA384_FIXED_SIGNING,
         &pem_der(include_str!("keys/p384.pkcs8.pem")),
     )
     .unwrap();
-    let rsa_pair = RsaKeyPair::from_pkcs8(&pem_der(include_str!("keys/rsa.pkcs8.pem"))).unwrap();
+    let rsa = RsaKeyPair::from_pkcs8(&pem_der(include_str!("keys/rsa.pkcs8.pem"))).unwrap();
     let p384_public = pem("PUBLIC KEY", p384.public_key().as_der().unwrap().as_ref());
-    // PKCS#1 for the RSA key (`openssl rsa -RSAPublicKey_out`).
-    let rsa_public = pem("RSA PUBLIC KEY", rsa_pair.public_key().as_ref());
+    let rsa_public = pem("RSA PUBLIC KEY", rsa.public_key().as_ref());
+    FixtureKeys {
+        p384,
+        rsa,
+        p384_public,
+        rsa_public,
+    }
+}
+
+#[tokio::test]
+async fn pem_keys_verify_what_their_private_keys_signed() {
+    let FixtureKeys {
+        p384,
+        rsa: rsa_pair,
+        p384_public,
+        rsa_public,
+    } = fixture_keys();
 
     let clock = ManualClock::new();
     let app_issuer = issuer(&clock).await;
@@ -263,14 +286,12 @@ async fn pem_keys_verify_what_their_private_keys_signed() {
 /// binds it, and a key configured under a `kid` keeps its name.
 #[tokio::test]
 async fn a_pem_key_without_a_kid_serves_any_kid() {
-    let p384 = EcdsaKeyPair::from_pkcs8(
-        &ECDSA_P384_SHA384_FIXED_SIGNING,
-        &pem_der(include_str!("keys/p384.pkcs8.pem")),
-    )
-    .unwrap();
-    let rsa_pair = RsaKeyPair::from_pkcs8(&pem_der(include_str!("keys/rsa.pkcs8.pem"))).unwrap();
-    let p384_public = pem("PUBLIC KEY", p384.public_key().as_der().unwrap().as_ref());
-    let rsa_public = pem("RSA PUBLIC KEY", rsa_pair.public_key().as_ref());
+    let FixtureKeys {
+        p384,
+        rsa: rsa_pair,
+        p384_public,
+        rsa_public,
+    } = fixture_keys();
     let clock = ManualClock::new();
     let app_issuer = issuer(&clock).await;
     let unreachable = closed_loopback_url();
