@@ -43,6 +43,33 @@ pub(crate) struct Header {
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<String>,
     pub(crate) typ: Option<String>,
+    /// Claims the header repeats, when it does (rare; boxed to keep the common header small).
+    pub(crate) replicated: Option<Box<ReplicatedClaims>>,
+}
+
+/// `iss`, `sub` and `aud` repeated in the header (RFC 7519 section 5.3). The payload must
+/// say the same: a component that routes or logs by the header must not see other claims
+/// than the ones verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReplicatedClaims {
+    pub(crate) iss: Option<String>,
+    pub(crate) sub: Option<String>,
+    pub(crate) aud: Option<Vec<String>>,
+}
+
+impl ReplicatedClaims {
+    /// Whether every repeated claim equals the payload's (`aud` as a set of values).
+    pub(crate) fn agree_with(&self, iss: &str, sub: Option<&str>, aud: &[String]) -> bool {
+        self.iss.as_deref().is_none_or(|repeated| repeated == iss)
+            && self
+                .sub
+                .as_deref()
+                .is_none_or(|repeated| Some(repeated) == sub)
+            && self.aud.as_deref().is_none_or(|repeated| {
+                repeated.iter().all(|value| aud.contains(value))
+                    && aud.iter().all(|value| repeated.contains(value))
+            })
+    }
 }
 
 /// The JSON type a registered header parameter must have when present (RFC 7515 section
@@ -127,6 +154,7 @@ pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Heade
             return Err(ErrorKind::MalformedToken);
         }
     }
+    let replicated = replicated_claims(&header)?;
     let alg = asymmetric_algorithm(alg)
         .filter(|alg| allowed.contains(alg))
         .ok_or(ErrorKind::UnsupportedAlgorithm)?;
@@ -134,13 +162,43 @@ pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Heade
         alg,
         kid: kid.map(str::to_owned),
         typ: typ.map(str::to_owned),
+        replicated,
     })
+}
+
+/// The claims a header repeats, of their JSON types: `iss` and `sub` strings, `aud` a
+/// string or an array of strings.
+fn replicated_claims(header: &SelectedMembers) -> Result<Option<Box<ReplicatedClaims>>, ErrorKind> {
+    let iss = string_member(header, "iss")?;
+    let sub = string_member(header, "sub")?;
+    let aud = match header.get("aud") {
+        None => None,
+        Some(Member::Text(one)) => Some(vec![one.to_owned()]),
+        Some(Member::Json(Value::Array(items))) => Some(
+            items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or(ErrorKind::MalformedToken)?,
+        ),
+        Some(Member::Json(_)) => return Err(ErrorKind::MalformedToken),
+    };
+    if iss.is_none() && sub.is_none() && aud.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(ReplicatedClaims {
+        iss: iss.map(str::to_owned),
+        sub: sub.map(str::to_owned),
+        aud,
+    })))
 }
 
 /// The header parameters [`parse_header`] looks at; the others are checked as JSON only.
 fn is_read_header_parameter(name: &str) -> bool {
-    matches!(name, "crit" | "alg" | "kid" | "typ" | "cty" | "b64" | "zip")
-        || IGNORED_PARAMETERS.iter().any(|(known, _)| *known == name)
+    matches!(
+        name,
+        "crit" | "alg" | "kid" | "typ" | "cty" | "b64" | "zip" | "iss" | "sub" | "aud"
+    ) || IGNORED_PARAMETERS.iter().any(|(known, _)| *known == name)
 }
 
 /// `JWT` or `application/jwt`, in any case (RFC 7515 section 4.1.10 lets the

@@ -441,6 +441,11 @@ impl TokenVerifier {
         if config.token_type == TokenTypePolicy::Rfc9068 && !has_rfc9068_claims(&claims) {
             return Err(ErrorKind::InvalidClaim.into());
         }
+        if let Some(replicated) = &header.replicated
+            && !replicated.agree_with(claims.iss(), claims.sub(), claims.aud())
+        {
+            return Err(ErrorKind::InvalidClaim.into());
+        }
         if let Some(cache) = &self.inner.tokens {
             cache.insert(
                 kept,

@@ -88,6 +88,11 @@ async fn header_members_of_the_wrong_type_are_refused() {
         format!(r#"{{"alg":"RS256","kid":{kid},"kid":"other","typ":"at+jwt"}}"#),
         format!(r#"{{"alg":"RS256","kid":{kid},"typ":"at+jwt","\u0061lg":"RS256"}}"#),
         format!(r#"{{"alg":"RS256","kid":{kid},"typ":"at+jwt","jwk":{{"kty":"RSA","kty":"EC"}}}}"#),
+        // Claims repeated in the header (RFC 7519 section 5.3) keep their types.
+        format!(r#"{{"alg":"RS256","kid":{kid},"typ":"at+jwt","iss":null}}"#),
+        format!(r#"{{"alg":"RS256","kid":{kid},"typ":"at+jwt","sub":7}}"#),
+        format!(r#"{{"alg":"RS256","kid":{kid},"typ":"at+jwt","aud":[1]}}"#),
+        format!(r#"{{"alg":"RS256","kid":{kid},"typ":"at+jwt","aud":{{}}}}"#),
     ];
     for header in &rows {
         let token = sign(&app, header, &payload);
@@ -107,6 +112,49 @@ async fn header_members_of_the_wrong_type_are_refused() {
         &payload,
     );
     app.assert_invalid_token(&token, MALFORMED).await;
+}
+
+/// RFC 7519 section 5.3: claims repeated in the header must say what the payload says, so
+/// that a component reading the header (a router, a log) sees the claims that were
+/// verified; `aud` compares as a set.
+#[tokio::test]
+async fn claims_repeated_in_the_header_must_match_the_payload() {
+    let app = app(|b| b).await;
+    let payload = format!("{{{}}}", payload_members(&app));
+    let head = header_members(&app);
+    let iss = json!(app.issuer.url());
+    let aud = json!(app.issuer.audience());
+    let agreeing = [
+        format!(r#"{{{head},"iss":{iss}}}"#),
+        format!(r#"{{{head},"sub":"client-1"}}"#),
+        format!(r#"{{{head},"aud":{aud}}}"#),
+        format!(r#"{{{head},"aud":[{aud}]}}"#),
+        format!(r#"{{{head},"aud":[{aud},{aud}]}}"#),
+        format!(r#"{{{head},"iss":{iss},"sub":"client-1","aud":{aud}}}"#),
+    ];
+    for header in &agreeing {
+        let answer = app.get_with_token(&sign(&app, header, &payload)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{header}: {answer:?}");
+    }
+    let disagreeing = [
+        format!(r#"{{{head},"iss":"https://other.example"}}"#),
+        format!(
+            r#"{{{head},"iss":{}}}"#,
+            json!(format!("{}/", app.issuer.url()))
+        ),
+        format!(r#"{{{head},"sub":"admin"}}"#),
+        format!(r#"{{{head},"sub":""}}"#),
+        format!(r#"{{{head},"aud":"https://other.example"}}"#),
+        format!(r#"{{{head},"aud":[{aud},"https://other.example"]}}"#),
+        format!(r#"{{{head},"aud":[]}}"#),
+    ];
+    for header in &disagreeing {
+        app.assert_invalid_token(
+            &sign(&app, header, &payload),
+            "the token has a missing or invalid claim",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
