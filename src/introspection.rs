@@ -150,11 +150,15 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// The failure cooldown (default 10 s) answers 503 without calling. Before a failure with
 /// an answer of the endpoint's own (the 401/403 and 5xx rows: a status, a redirect, a
 /// body) starts it, the endpoint is asked again about the last token it found active (not
-/// expired since): if it still finds that one active, the failure was about this token
-/// alone (a firewall in front of the endpoint blocking a token that looks like an attack,
-/// a server bug), and this token gets 503 for as long as a refusal is kept (default 10 s,
-/// without further calls) while other tokens are asked about as usual. A check that
-/// found the endpoint well is trusted for a second.
+/// expired since): only if it fails on that one too is it down. If it still finds it
+/// active, or no such token is known (after a start, or a quiet spell), the failure may be
+/// about this token alone (a firewall in front of the endpoint blocking a token that looks
+/// like an attack, a server bug): this token gets 503 for the refusal time, at most the
+/// cooldown (`Retry-After` says how long), without further calls, while other tokens are
+/// asked about as usual. A check that found the endpoint well is trusted for a second.
+/// With `IntrospectionAuth::Client` (feature `client`), a 401 or 403 not shown to be
+/// about one token drops the client's token (at most once per cooldown), in case it was
+/// revoked.
 ///
 /// **Bounds.** Answers are cached by the whole token: active ones for the TTL (default
 /// 60 s) but never past the token's `exp`, refusals briefly (default 10 s) to blunt
@@ -449,6 +453,9 @@ pub(crate) struct Introspector {
     /// When asking about that token again last found the endpoint answering (monotonic):
     /// checks within a second of it are not made again.
     last_healthy: Mutex<Option<Instant>>,
+    /// When the client's token was last dropped after a 401/403 (monotonic).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    last_renewal: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -486,6 +493,7 @@ impl Introspector {
             last_failure: Mutex::new(None),
             last_active: Mutex::new(None),
             last_healthy: Mutex::new(None),
+            last_renewal: Mutex::new(None),
         }
     }
 
@@ -518,6 +526,15 @@ impl Introspector {
         match answer.verdict {
             Verdict::Active { claims, exp } if exp > unix_seconds(self.clock.now()) => Ok(claims),
             Verdict::Active { .. } => Err(AuthError::new(ErrorKind::InactiveToken)),
+            Verdict::Refused(ErrorKind::IntrospectionUnavailable) => {
+                // How long this answer is kept: asking sooner gets it again.
+                let wait = answer
+                    .reusable_until
+                    .saturating_duration_since(Instant::now());
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Err(AuthError::new(ErrorKind::IntrospectionUnavailable)
+                    .with_retry_after(Duration::from_secs(seconds.max(1))))
+            }
             Verdict::Refused(kind) => Err(AuthError::new(kind)),
         }
     }
@@ -646,14 +663,26 @@ impl Introspector {
                 Ok(answer)
             }
             Err(Unavailable::Down(error)) => {
-                if self.still_answers_others(endpoint, token, &error).await {
+                let health = if is_answered(&error) {
+                    self.health(endpoint, token).await
+                } else {
+                    Health::Failing
+                };
+                if health != Health::Failing {
+                    // The endpoint vouches for another token, or no token is known to test
+                    // it with (after a start, or a quiet spell): not proven down, and one
+                    // token must not put every client in the cooldown. This token alone
+                    // gets 503, kept briefly, so asking again costs the endpoint nothing.
                     tracing::debug!(
-                        "the introspection endpoint failed on one token but still vouches                          for another: no outage"
+                        ?health,
+                        "the introspection endpoint failed on one token: no outage"
                     );
-                    // Kept as briefly as a refusal: the same token again gets 503 without
-                    // calling, so a blocked token costs the endpoint nothing more.
-                    return Ok(self.refusal(ErrorKind::IntrospectionUnavailable));
+                    if health == Health::Unknown {
+                        self.renew_credentials(&error);
+                    }
+                    return Ok(self.unavailable_for_this_token());
                 }
+                self.renew_credentials(&error);
                 self.record_failure();
                 Err(Unavailable::Down(error))
             }
@@ -666,29 +695,18 @@ impl Introspector {
     /// last token it found active (and not expired since) is active. Without this check,
     /// one token that a firewall in front of the endpoint blocks (`../../etc/passwd` is a
     /// valid `b64token`) would start the failure cooldown for every client, again and
-    /// again. Transport failures and timeouts hold for every token and are not checked
-    /// again; a check that found the endpoint well less than a second ago is not made
-    /// again either, so a burst of such tokens costs one extra call a second.
-    async fn still_answers_others(&self, endpoint: &Url, token: &str, error: &FetchError) -> bool {
-        let answered = matches!(
-            error,
-            FetchError::Status(_)
-                | FetchError::NotJsonObject
-                | FetchError::TooLarge
-                | FetchError::Redirected
-        );
-        if !answered {
-            return false;
-        }
+    /// again. A check that found the endpoint well less than a second ago is not made
+    /// again, so a burst of such tokens costs one extra call a second.
+    async fn health(&self, endpoint: &Url, token: &str) -> Health {
         if lock(&self.last_healthy).is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-            return true;
+            return Health::Well;
         }
         let now = unix_seconds(self.clock.now());
         let reference = lock(&self.last_active)
             .clone()
             .filter(|(reference, exp)| *exp > now && **reference != *token);
         let Some((reference, _)) = reference else {
-            return false;
+            return Health::Unknown;
         };
         let healthy = matches!(
             self.counted_call(endpoint, &reference).await,
@@ -699,8 +717,43 @@ impl Introspector {
         );
         if healthy {
             *lock(&self.last_healthy) = Some(Instant::now());
+            Health::Well
+        } else {
+            Health::Failing
         }
-        healthy
+    }
+
+    /// The answer for a token the endpoint failed on while not proven down: 503, kept for
+    /// the refusal time but never longer than the failure cooldown.
+    fn unavailable_for_this_token(&self) -> Answer {
+        let ttl = self
+            .settings
+            .inactive_ttl
+            .min(self.settings.failure_cooldown);
+        Answer {
+            verdict: Verdict::Refused(ErrorKind::IntrospectionUnavailable),
+            ttl,
+            reusable_until: deadline(ttl),
+        }
+    }
+
+    /// After a 401 or 403 not shown to be about one token: with the crate's own client as
+    /// credentials, its token may have been revoked, so the next call gets a new one (at
+    /// most once per failure cooldown: a token a firewall blocks must not make the layer
+    /// ask the token endpoint again and again).
+    fn renew_credentials(&self, error: &FetchError) {
+        #[cfg(feature = "client")]
+        if let (FetchError::Status(401 | 403), IntrospectionAuth::Client(client)) =
+            (error, &self.settings.auth)
+        {
+            let mut last = lock(&self.last_renewal);
+            if last.is_none_or(|at| at.elapsed() >= self.settings.failure_cooldown) {
+                *last = Some(Instant::now());
+                client.clear_cached_token();
+            }
+        }
+        #[cfg(not(feature = "client"))]
+        let _ = error;
     }
 
     /// [`Introspector::call_in_slot`], counted in the metrics.
@@ -737,13 +790,9 @@ impl Introspector {
                         tracing::error!(
                             status,
                             "the introspection endpoint refuses the resource server's own \
-                             credentials: check the IntrospectionAuth settings"
+                             credentials (or a firewall in front of it refuses a token): \
+                             check the IntrospectionAuth settings"
                         );
-                        #[cfg(feature = "client")]
-                        if let IntrospectionAuth::Client(client) = &self.settings.auth {
-                            // Its token may have been revoked: get a new one next time.
-                            client.clear_cached_token();
-                        }
                     }
                     Err(Unavailable::Down(FetchError::Status(status)))
                 }
@@ -812,6 +861,30 @@ impl Introspector {
             reusable_until: deadline(ttl),
         }
     }
+}
+
+/// Whether a failed call got an answer of the endpoint's own (a status, a body that is no
+/// introspection answer, a redirect), which a token can cause, unlike a transport failure
+/// or a timeout.
+fn is_answered(error: &FetchError) -> bool {
+    matches!(
+        error,
+        FetchError::Status(_)
+            | FetchError::NotJsonObject
+            | FetchError::TooLarge
+            | FetchError::Redirected
+    )
+}
+
+/// Whether the endpoint is known to answer, after it failed on one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// It still finds the last token it found active active.
+    Well,
+    /// It failed on that token too (or on a transport level).
+    Failing,
+    /// No unexpired token it found active is known to ask about.
+    Unknown,
 }
 
 /// Locks `mutex`; a panic while it was held leaves its value usable (a plain value).

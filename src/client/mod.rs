@@ -615,7 +615,8 @@ impl BackendServiceClient {
     /// [`refresh_margin`](BackendServiceClientBuilder::refresh_margin)). If that request
     /// fails (an OAuth error, 429 or 503, a timeout, no connection) while the cached token
     /// still expires at least one second from now by this client's clock, the cached
-    /// token is returned instead of the error, and the next call tries again; once it has
+    /// token is returned instead of the error, and calls in the next 1 to 5 s (a quarter of the
+    /// time left) get it without asking the token endpoint again; once it has
     /// expired, the error is returned.
     ///
     /// ```no_run
@@ -670,11 +671,15 @@ impl BackendServiceClient {
                     retry_in,
                     "replacing the access token failed; the cached one is used until it expires"
                 );
-                self.inner.cached.store(Some(Arc::new(Cached {
-                    token: cached.token.clone(),
+                let token = cached.token.clone();
+                let waiting = Some(Arc::new(Cached {
+                    token: token.clone(),
                     refresh_at: now.saturating_add(retry_in).min(expires_at),
-                })));
-                Ok(cached.token.clone())
+                }));
+                // Unless `clear_cached_token` dropped the token meanwhile (it does not take
+                // the refresh lock): a token cleared as revoked must not come back.
+                let _ = self.inner.cached.compare_and_swap(&Some(cached), waiting);
+                Ok(token)
             }
             _ => Err(error),
         }

@@ -10,9 +10,10 @@
 //! set again, so a client's new key works at once. Such a refetch happens at most once
 //! per [`REFETCH_COOLDOWN_SECS`] per URL, whatever `kid`s callers send, and only when the
 //! set was fetched for an earlier lookup (a lookup that waited for a fetch already has the
-//! newest set). Lookups that arrive meanwhile wait for the refetch instead of starting
-//! another one. A failed refetch keeps the set it was to replace (for a failed fetch's
-//! time): anyone can ask for one, and it must not take away the keys the client uses.
+//! newest set). Lookups that arrive meanwhile use the set it is to replace, and those that
+//! lack a key in it wait for the refetch instead of starting another one. A failed refetch
+//! keeps that set (for a failed fetch's time): anyone can ask for a refetch, and it must not
+//! take away or hold up the keys the client uses.
 //!
 //! An entry never outlives what the client's key server allows (SMART Backend Services:
 //! the client's key set is not cached beyond its `Cache-Control`): its lifetime is the
@@ -54,6 +55,9 @@ struct Entries {
     /// The URLs fetched again for an unknown `kid` within the last
     /// [`REFETCH_COOLDOWN_SECS`].
     refetched: ExpiringMap<String, ()>,
+    /// The slot a refetch replaced, served while the refetch is in flight (and put back
+    /// if it fails), for [`FAILURE_TTL_SECS`].
+    previous: ExpiringMap<String, Slot>,
 }
 
 pub(crate) struct JwksCache {
@@ -67,6 +71,7 @@ impl JwksCache {
             entries: Mutex::new(Entries {
                 slots: ExpiringMap::new(capacity),
                 refetched: ExpiringMap::new(capacity),
+                previous: ExpiringMap::new(capacity),
             }),
             ttl_secs,
         }
@@ -144,6 +149,14 @@ impl JwksCache {
                 slot
             }
         };
+        if !slot.initialized()
+            && let Some(previous) = entries.previous.get(&uri.to_owned(), now)
+            && previous.initialized()
+        {
+            // A refetch is in flight: the keys it is to replace serve meanwhile, so that a
+            // refetch anyone can start (a made-up `kid`) never holds up the client.
+            return Ok((Arc::clone(previous), true));
+        }
         let filled = slot.initialized();
         Ok((slot, filled))
     }
@@ -173,6 +186,13 @@ impl JwksCache {
             return Ok(None);
         }
         let slot = Slot::default();
+        // Without room the refetch still runs; lookups meanwhile then wait for it.
+        let _ = entries.previous.insert(
+            key.clone(),
+            Arc::clone(used),
+            now.saturating_add(FAILURE_TTL_SECS),
+            now,
+        );
         // Replacing `uri`'s entry never needs room; a new entry (the old one expired
         // meanwhile) may not find any.
         entries

@@ -529,3 +529,28 @@ async fn a_failed_refetch_keeps_the_keys_in_use() {
     }
     assert_eq!(c.keys.jwks_fetches(), 2);
 }
+
+/// While a refetch for a made-up `kid` is in flight (the client's key server hangs), the
+/// client's own assertions are checked against the keys in use at once, instead of waiting
+/// for the refetch and failing with it.
+#[tokio::test]
+async fn a_refetch_in_flight_does_not_hold_up_the_client() {
+    let c = RotatingClient::start(None).await;
+    assert_eq!(c.send().await, OK);
+    c.keys
+        .set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
+    let mut hanging = std::pin::pin!(c.send_naming(Some("made-up")));
+    // Drive the made-up request until its refetch has reached the key server.
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut hanging => panic!("the hanging refetch answered"),
+            () = tokio::task::yield_now() => {}
+        }
+        if c.keys.jwks_fetches() == 2 {
+            break;
+        }
+    }
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 2);
+}

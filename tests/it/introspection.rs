@@ -574,19 +574,25 @@ async fn injected_client_that_follows_redirects_never_replays_the_token() {
 #[tokio::test]
 async fn a_down_endpoint_is_not_hammered() {
     let setup = stub().await;
-    setup.answer(StubAnswer::Status(503));
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
     let app = setup.app(|i| i).await;
+    assert_eq!(app.get_with_token("good").await.status, StatusCode::OK);
+    setup.answer(StubAnswer::Status(503));
     for i in 0..20 {
         assert_eq!(
             app.get_with_token(&format!("token-{i}")).await.status,
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
-    assert_eq!(setup.calls(), 1, "one call, then the cooldown answers");
+    assert_eq!(
+        setup.calls(),
+        3,
+        "one call and its check, then the cooldown answers"
+    );
     setup.answer(StubAnswer::Json(setup.active(json!({}))));
     advance_monotonic(Duration::from_secs(11)).await;
     assert_eq!(app.get_with_token("token-x").await.status, StatusCode::OK);
-    assert_eq!(setup.calls(), 2);
+    assert_eq!(setup.calls(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -817,21 +823,36 @@ async fn a_4xx_about_one_token_refuses_that_token_only() {
 }
 
 /// RFC 7662 section 2.3: 401 (and 403) mean the endpoint refuses the resource server's
-/// own credentials. No token can be checked then: 503 for all, for the failure cooldown.
+/// own credentials. No token can be checked then: 503 for all; for the failure cooldown
+/// once the endpoint also fails on a token it found active before, else each token alone
+/// (a firewall in front of the endpoint answers 403 too, for the tokens it blocks).
 #[tokio::test]
 async fn refused_credentials_are_an_outage_for_every_token() {
     for status in [401, 403] {
         let setup = stub().await;
-        setup.answer(StubAnswer::Status(status));
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
         let app = setup.app(|i| i).await;
         let context = format!("HTTP {status}");
+        assert_eq!(seen(&app, "good").await.status, 200, "{context}");
+        setup.answer(StubAnswer::Status(status));
         assert_unavailable(&seen(&app, "first").await, &context);
         assert_unavailable(&seen(&app, "second").await, &context);
-        assert_eq!(setup.calls(), 1, "{context}: the cooldown answers");
+        assert_eq!(
+            setup.calls(),
+            3,
+            "{context}: the check, then the cooldown answers"
+        );
         setup.answer(StubAnswer::Json(setup.active(json!({}))));
         advance_monotonic(Duration::from_secs(10)).await;
         assert_eq!(seen(&app, "second").await.status, 200, "{context}");
-        assert_eq!(setup.calls(), 2, "{context}");
+        assert_eq!(setup.calls(), 4, "{context}");
+        // Without a token found active before: each token alone.
+        let setup = stub().await;
+        setup.answer(StubAnswer::Status(status));
+        let app = setup.app(|i| i).await;
+        assert_unavailable(&seen(&app, "first").await, &context);
+        assert_unavailable(&seen(&app, "second").await, &context);
+        assert_eq!(setup.calls(), 2, "{context}: no cooldown");
     }
 }
 
@@ -877,8 +898,7 @@ async fn a_failure_on_one_token_is_no_outage_while_others_are_answered() {
 }
 
 /// The check needs a token the endpoint found active: anyone can make it answer
-/// "inactive" (garbage tokens, a gateway's 400), so such answers prove nothing, and a
-/// failure then is an outage.
+/// "inactive" (garbage tokens, a gateway's 400), so such answers prove nothing.
 #[tokio::test]
 async fn only_an_active_answer_shows_the_endpoint_well() {
     let setup = stub().await;
@@ -889,10 +909,15 @@ async fn only_an_active_answer_shows_the_endpoint_well() {
     assert_eq!(seen(&app, "garbage-1").await.status, 401);
     assert_eq!(seen(&app, "garbage-2").await.status, 401);
     assert_eq!(setup.calls(), 2);
+    // No token found active to check the endpoint with: not proven down, so no cooldown
+    // (one token must not put every client in it); each failing token gets 503 alone,
+    // kept for the cooldown's length.
     assert_unavailable(&seen(&app, "real").await, "no active token known");
     assert_eq!(setup.calls(), 3, "no check without an active token");
-    assert_unavailable(&seen(&app, "real-2").await, "cooldown");
-    assert_eq!(setup.calls(), 3, "the cooldown answers");
+    assert_unavailable(&seen(&app, "real").await, "kept");
+    assert_eq!(setup.calls(), 3, "kept, not asked again");
+    assert_unavailable(&seen(&app, "real-2").await, "no cooldown");
+    assert_eq!(setup.calls(), 4, "another token is asked about");
 }
 
 /// When the endpoint no longer finds the last active token active either, it is an
@@ -958,13 +983,17 @@ async fn outages_start_the_cooldown_with_retry_after() {
     ];
     for (row, case) in cases.into_iter().enumerate() {
         let setup = stub().await;
-        setup.answer(case);
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
         let app = setup.app(|i| i).await;
+        assert_eq!(seen(&app, "good").await.status, 200);
+        // A timeout is a transport failure: an outage without asking again.
+        let checked = !matches!(case, StubAnswer::Delay(..));
+        setup.answer(case);
         let context = format!("row {row}");
         assert_unavailable(&seen(&app, "first").await, &context);
         setup.answer(StubAnswer::Json(setup.active(json!({}))));
         assert_unavailable(&seen(&app, "second").await, &context);
-        assert_eq!(setup.calls(), 1, "{context}");
+        assert_eq!(setup.calls(), if checked { 3 } else { 2 }, "{context}");
     }
 }
 
@@ -1043,13 +1072,16 @@ async fn a_full_call_limit_answers_503_at_once() {
 async fn lookups_queued_during_an_outage_do_not_call() {
     for status in [500, 503, 401] {
         let setup = stub().await;
-        setup.answer(StubAnswer::GatedStatus(status));
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
         let app = setup
             .app_with_timeout(Duration::from_secs(30), |i| {
                 i.max_concurrent_calls(1)
                     .max_queue_wait(Duration::from_secs(30))
             })
             .await;
+        // A token found active, asked about again when the endpoint fails.
+        assert_eq!(seen(&app, "good").await.status, 200);
+        setup.answer(StubAnswer::GatedStatus(status));
         let held = seen(&app, "held");
         let queued = async {
             setup.wait_in_flight(1).await;
@@ -1060,7 +1092,7 @@ async fn lookups_queued_during_an_outage_do_not_call() {
                 for _ in 0..1_000 {
                     tokio::task::yield_now().await;
                 }
-                assert_eq!(setup.calls(), 1, "{status}: the others wait for the slot");
+                assert_eq!(setup.calls(), 2, "{status}: the others wait for the slot");
                 setup.open_gate();
             };
             tokio::join!(queued, release).0
@@ -1071,7 +1103,11 @@ async fn lookups_queued_during_an_outage_do_not_call() {
         for answer in &queued {
             assert_unavailable(answer, &context);
         }
-        assert_eq!(setup.calls(), 1, "{context}: no call inside the cooldown");
+        assert_eq!(
+            setup.calls(),
+            3,
+            "{context}: the held call and its check, no call inside the cooldown"
+        );
     }
 }
 
@@ -1132,10 +1168,12 @@ const HOURS: Duration = Duration::from_secs(5 * 3600);
 #[tokio::test]
 async fn the_failure_cooldown_ignores_wall_clock_steps() {
     let setup = stub().await;
-    setup.answer(StubAnswer::Status(503));
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
     let app = setup
         .app(|i| i.failure_cooldown(Duration::from_secs(60)))
         .await;
+    assert_eq!(seen(&app, "good").await.status, 200);
+    setup.answer(StubAnswer::Status(503));
     // `Retry-After` counts down the configured cooldown, on the monotonic clock too.
     assert_unavailable_for(&seen(&app, "first").await, "60", "down");
     setup.clock.rewind(HOURS);
@@ -1145,10 +1183,10 @@ async fn the_failure_cooldown_ignores_wall_clock_steps() {
     setup.clock.advance(HOURS + Duration::from_secs(3600));
     setup.answer(StubAnswer::Json(setup.active(json!({}))));
     assert_unavailable_for(&seen(&app, "second").await, "10", "after a step forward");
-    assert_eq!(setup.calls(), 1, "no call inside the cooldown");
+    assert_eq!(setup.calls(), 3, "no call inside the cooldown");
     advance_monotonic(Duration::from_secs(10)).await;
     assert_eq!(seen(&app, "second").await.status, 200);
-    assert_eq!(setup.calls(), 2);
+    assert_eq!(setup.calls(), 4);
 }
 
 /// Cached answers live for their TTL on the monotonic clock: a wall clock set back keeps
