@@ -78,10 +78,11 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// - **Compartment searches** (`GET [compartment]/[id]/[type]`, `…/*`, and their `_search`
 ///   forms) need `s` on the searched type (on every type for `*`); limiting the results to
 ///   the compartment is the handler's job.
-/// - **The method is the request's own.** A method-override header
-///   (`X-HTTP-Method-Override` and the like) is not read: a service behind the layer that
-///   honours one would run an interaction the layer did not check, so do not honour it
-///   there.
+/// - **A method-override header counts as a second method.** A request with
+///   `X-HTTP-Method-Override`, `X-HTTP-Method` or `X-Method-Override` naming another
+///   method (any letter case) is checked as that method too, and needs the scopes of
+///   both: a service behind the layer that honours the header runs the other interaction.
+///   A value that is no method token is refused.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -382,21 +383,40 @@ impl ScopeEnforcement {
         let uri = original_uri(request);
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let method = request.method();
-        let if_none_exist = if method == http::Method::POST {
-            if_none_exist_criteria(request.headers())
-        } else {
-            None
+        let headers = request.headers();
+        let check_as = |method: &str| {
+            let if_none_exist = if method == "POST" {
+                if_none_exist_criteria(headers)
+            } else {
+                None
+            };
+            self.check(method, path, uri.query(), if_none_exist.as_deref(), claims)
         };
-        self.check(
-            method.as_str(),
-            path,
-            uri.query(),
-            if_none_exist.as_deref(),
-            claims,
-        )
+        check_as(method.as_str())?;
+        // Most requests carry none of these: one pass over the few names decides.
+        if headers
+            .keys()
+            .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()))
+        {
+            for value in METHOD_OVERRIDE_HEADERS
+                .iter()
+                .flat_map(|name| headers.get_all(*name))
+            {
+                let overridden = value
+                    .to_str()
+                    .map(str::trim)
+                    .ok()
+                    .filter(|text| is_method_token(text))
+                    .ok_or_else(forbidden)?;
+                if !overridden.eq_ignore_ascii_case(method.as_str()) {
+                    check_as(&overridden.to_ascii_uppercase())?;
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Checks a verified request; `if_none_exist` is the search criteria of an
+    /// Checks a verified request as `method`; `if_none_exist` is the search criteria of an
     /// `If-None-Exist` header (a conditional create), if it carries one.
     pub(crate) fn check(
         &self,
@@ -808,6 +828,21 @@ fn type_prefix_len(query: &str) -> Option<usize> {
         .bytes()
         .all(|byte| byte.is_ascii_alphanumeric())
         .then_some(end + 1)
+}
+
+/// Headers by which some frameworks let a request name another method than its own.
+pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Whether `text` is an RFC 9110 method token (one or more `tchar`).
+fn is_method_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 /// A 403 without a scope hint: no scope would allow the request.

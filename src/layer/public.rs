@@ -94,18 +94,11 @@ fn is_cors_preflight(headers: &HeaderMap) -> bool {
             .get_all(CONTENT_LENGTH)
             .iter()
             .all(|length| length.as_bytes() == b"0");
-    let no_override = METHOD_OVERRIDES
+    let no_override = crate::enforce::METHOD_OVERRIDE_HEADERS
         .iter()
         .all(|name| !headers.contains_key(*name));
     origin_ok && method_ok && no_body && no_override && !headers.contains_key(AUTHORIZATION)
 }
-
-/// Headers by which some frameworks let a request name another method than its own.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
 
 /// RFC 9110 `token`: one or more `tchar`.
 fn is_token(value: &[u8]) -> bool {

@@ -1094,3 +1094,61 @@ async fn resource_types_limit_the_layer() {
         app.assert_refused(&answer, None, path);
     }
 }
+
+/// A method-override header names a second method: a service behind the layer that honours
+/// it runs that interaction, so the request needs the scopes of both (any of the three
+/// header names, any letter case, around spaces). A value that is no method is refused;
+/// one naming the request's own method changes nothing.
+#[tokio::test]
+async fn method_override_headers_need_the_scopes_of_that_method_too() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let reader = [("scope", json!("system/Observation.rs"))];
+    let deleter = [("scope", json!("system/Observation.rds"))];
+    for name in [
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "X-Method-Override",
+    ] {
+        for value in ["DELETE", "delete", " Delete "] {
+            let headers = [(name, value)];
+            let answer = app
+                .call_with_headers("GET", "/fhir/Observation/1", &reader, &headers)
+                .await;
+            app.assert_denied(&answer, "system/Observation.d", &format!("{name}: {value}"));
+            let answer = app
+                .call_with_headers("GET", "/fhir/Observation/1", &deleter, &headers)
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{name}: {value}: {answer:?}");
+        }
+        // POST for a long search, overridden to GET: a search is checked as one.
+        let answer = app
+            .call_with_headers(
+                "POST",
+                "/fhir/Observation/_search",
+                &reader,
+                &[(name, "GET")],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{name}: {answer:?}");
+        // The request's own method, and values that are no method.
+        let answer = app
+            .call_with_headers("GET", "/fhir/Observation/1", &reader, &[(name, "get")])
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{name}: {answer:?}");
+        for bad in ["", "DE LETE", "DELETE,GET", "\"DELETE\""] {
+            let answer = app
+                .call_with_headers("GET", "/fhir/Observation/1", &reader, &[(name, bad)])
+                .await;
+            app.assert_refused(&answer, None, &format!("{name}: {bad:?}"));
+        }
+    }
+    // Two override headers: each is checked.
+    let headers = [
+        ("X-HTTP-Method-Override", "GET"),
+        ("X-HTTP-Method", "DELETE"),
+    ];
+    let answer = app
+        .call_with_headers("GET", "/fhir/Observation/1", &reader, &headers)
+        .await;
+    app.assert_denied(&answer, "system/Observation.d", "two headers");
+}
