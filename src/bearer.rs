@@ -79,6 +79,12 @@ pub(crate) fn bearer_credential<'a>(
     Ok(Some(skip_spaces(rest)))
 }
 
+/// Whether `value` is an RFC 9110 `token` (section 5.6.2: one or more `tchar`), such as an
+/// auth-scheme or a method.
+pub(crate) fn is_token(value: &[u8]) -> bool {
+    !value.is_empty() && value.iter().all(|&b| is_tchar(b))
+}
+
 /// `tchar` of RFC 9110 section 5.6.2: the characters of a token such as an auth-scheme.
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -176,7 +182,7 @@ fn has_access_token_parameter(query: &str) -> bool {
 /// with `k`.
 #[cold]
 fn folds_to_access_token(raw: &str) -> bool {
-    let Some(decoded) = crate::form::percent_decode_strict(&raw.replace('+', " ")) else {
+    let Some(decoded) = crate::form::decoded_raw_parameter_name(raw) else {
         return false;
     };
     let folded: String = decoded

@@ -406,7 +406,7 @@ impl ScopeEnforcement {
                     .to_str()
                     .map(str::trim)
                     .ok()
-                    .filter(|text| is_method_token(text))
+                    .filter(|text| crate::bearer::is_token(text.as_bytes()))
                     .ok_or_else(forbidden)?;
                 if !overridden.eq_ignore_ascii_case(method.as_str()) {
                     check_as(&overridden.to_ascii_uppercase())?;
@@ -836,14 +836,6 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
-
-/// Whether `text` is an RFC 9110 method token (one or more `tchar`).
-fn is_method_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
-}
 
 /// A 403 without a scope hint: no scope would allow the request.
 fn forbidden() -> AuthError {

@@ -58,15 +58,22 @@ pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {
 /// escapes decoded strictly, then [`lenient_parameter_name`]; `None` where either refuses
 /// it. Borrows `raw` when nothing in it needs changing.
 pub(crate) fn lenient_raw_parameter_name(raw: &str) -> Option<Cow<'_, str>> {
-    let owned = |name: &str| Cow::Owned(name.to_owned());
-    if raw.contains('+') {
-        let decoded = percent_decode_strict(&raw.replace('+', " "))?;
-        return lenient_parameter_name(&decoded).map(owned);
-    }
-    match percent_decode_strict_cow(raw)? {
+    match decoded_raw_parameter_name(raw)? {
         Cow::Borrowed(decoded) => lenient_parameter_name(decoded).map(Cow::Borrowed),
-        Cow::Owned(decoded) => lenient_parameter_name(&decoded).map(owned),
+        Cow::Owned(decoded) => {
+            lenient_parameter_name(&decoded).map(|name| Cow::Owned(name.to_owned()))
+        }
     }
+}
+
+/// A raw (undecoded) query parameter name decoded as a form decoder does: `+` as a space,
+/// the escapes decoded strictly (`None` for a bad one or a result that is not UTF-8).
+/// Borrows `raw` when nothing in it needs changing.
+pub(crate) fn decoded_raw_parameter_name(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.contains('+') {
+        return percent_decode_strict(&raw.replace('+', " ")).map(Cow::Owned);
+    }
+    percent_decode_strict_cow(raw)
 }
 
 /// [`percent_decode_strict`], borrowing `text` when it holds no escape.

@@ -579,28 +579,19 @@ impl Introspector {
 
     /// Starts the failure cooldown.
     fn record_failure(&self) {
-        *self
-            .last_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        *lock(&self.last_failure) = Some(Instant::now());
     }
 
     /// What is left of the failure cooldown (zero when none runs).
     fn cooldown_left(&self) -> Duration {
-        let last = *self
-            .last_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let last = *lock(&self.last_failure);
         last.map_or(Duration::ZERO, |at| {
             self.settings.failure_cooldown.saturating_sub(at.elapsed())
         })
     }
 
     fn cooling_down(&self) -> bool {
-        let last = *self
-            .last_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let last = *lock(&self.last_failure);
         last.is_some_and(|at| at.elapsed() < self.settings.failure_cooldown)
     }
 

@@ -385,7 +385,7 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
             field: "response_types_supported",
         });
     }
-    let lists: [(&'static str, &[String]); 5] = [
+    let lists: [(&'static str, &[String]); 4] = [
         ("grant_types_supported", &raw.grant_types_supported),
         (
             "token_endpoint_auth_methods_supported",
@@ -396,7 +396,6 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
             &raw.token_endpoint_auth_signing_alg_values_supported,
         ),
         ("code_challenge_methods_supported", methods),
-        ("scopes_supported", &raw.scopes_supported),
     ];
     for (field, values) in lists {
         if !values.iter().all(|value| is_list_entry(value)) {

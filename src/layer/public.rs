@@ -88,7 +88,7 @@ fn is_cors_preflight(headers: &HeaderMap) -> bool {
         }
     };
     let origin_ok = single(ORIGIN).is_some_and(|origin| !origin.is_empty());
-    let method_ok = single(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(is_token);
+    let method_ok = single(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(crate::bearer::is_token);
     let no_body = headers.get(TRANSFER_ENCODING).is_none()
         && headers
             .get_all(CONTENT_LENGTH)
@@ -98,14 +98,6 @@ fn is_cors_preflight(headers: &HeaderMap) -> bool {
         .iter()
         .all(|name| !headers.contains_key(*name));
     origin_ok && method_ok && no_body && no_override && !headers.contains_key(AUTHORIZATION)
-}
-
-/// RFC 9110 `token`: one or more `tchar`.
-fn is_token(value: &[u8]) -> bool {
-    !value.is_empty()
-        && value
-            .iter()
-            .all(|&byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 #[cfg(test)]

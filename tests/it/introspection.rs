@@ -308,6 +308,15 @@ impl StubSetup {
             .await
     }
 
+    /// An app (default settings) whose endpoint has found the token `good` active: the
+    /// token asked about again when the endpoint later fails on another one.
+    async fn app_after_an_active_token(&self) -> App {
+        self.answer(StubAnswer::Json(self.active(json!({}))));
+        let app = self.app(|i| i).await;
+        assert_eq!(seen(&app, "good").await.status, 200);
+        app
+    }
+
     async fn app_with_timeout(
         &self,
         fetch_timeout: Duration,
@@ -574,9 +583,7 @@ async fn injected_client_that_follows_redirects_never_replays_the_token() {
 #[tokio::test]
 async fn a_down_endpoint_is_not_hammered() {
     let setup = stub().await;
-    setup.answer(StubAnswer::Json(setup.active(json!({}))));
-    let app = setup.app(|i| i).await;
-    assert_eq!(app.get_with_token("good").await.status, StatusCode::OK);
+    let app = setup.app_after_an_active_token().await;
     setup.answer(StubAnswer::Status(503));
     for i in 0..20 {
         assert_eq!(
@@ -830,10 +837,8 @@ async fn a_4xx_about_one_token_refuses_that_token_only() {
 async fn refused_credentials_are_an_outage_for_every_token() {
     for status in [401, 403] {
         let setup = stub().await;
-        setup.answer(StubAnswer::Json(setup.active(json!({}))));
-        let app = setup.app(|i| i).await;
+        let app = setup.app_after_an_active_token().await;
         let context = format!("HTTP {status}");
-        assert_eq!(seen(&app, "good").await.status, 200, "{context}");
         setup.answer(StubAnswer::Status(status));
         assert_unavailable(&seen(&app, "first").await, &context);
         assert_unavailable(&seen(&app, "second").await, &context);
@@ -926,10 +931,8 @@ async fn only_an_active_answer_shows_the_endpoint_well() {
 async fn a_failure_on_every_token_is_an_outage() {
     for status in [500, 403] {
         let setup = stub().await;
-        setup.answer(StubAnswer::Json(setup.active(json!({}))));
-        let app = setup.app(|i| i).await;
+        let app = setup.app_after_an_active_token().await;
         let context = format!("HTTP {status}");
-        assert_eq!(seen(&app, "good").await.status, 200, "{context}");
         setup.answer(StubAnswer::Status(status));
         assert_unavailable(&seen(&app, "new").await, &context);
         assert_eq!(setup.calls(), 3, "{context}: the new token and the check");
@@ -938,9 +941,7 @@ async fn a_failure_on_every_token_is_an_outage() {
     }
     // A timeout is not asked again.
     let setup = stub().await;
-    setup.answer(StubAnswer::Json(setup.active(json!({}))));
-    let app = setup.app(|i| i).await;
-    assert_eq!(seen(&app, "good").await.status, 200);
+    let app = setup.app_after_an_active_token().await;
     setup.answer_for(
         "slow",
         StubAnswer::Delay(Duration::from_secs(3600), json!({"active": true})),
@@ -983,9 +984,7 @@ async fn outages_start_the_cooldown_with_retry_after() {
     ];
     for (row, case) in cases.into_iter().enumerate() {
         let setup = stub().await;
-        setup.answer(StubAnswer::Json(setup.active(json!({}))));
-        let app = setup.app(|i| i).await;
-        assert_eq!(seen(&app, "good").await.status, 200);
+        let app = setup.app_after_an_active_token().await;
         // A timeout is a transport failure: an outage without asking again.
         let checked = !matches!(case, StubAnswer::Delay(..));
         setup.answer(case);

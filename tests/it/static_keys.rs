@@ -207,6 +207,23 @@ struct FixtureKeys {
     rsa_public: String,
 }
 
+/// An app whose layer has only `keys` for an issuer at a closed loopback port (nothing to
+/// fetch from), and the claims of a valid token for it.
+async fn app_with_static_keys(keys: StaticKeys) -> (App, Value) {
+    let clock = ManualClock::new();
+    let app_issuer = issuer(&clock).await;
+    let unreachable = closed_loopback_url();
+    let layer = SmartAuthLayer::builder(&unreachable)
+        .audience(app_issuer.audience())
+        .clock(clock.clone())
+        .static_keys(keys)
+        .build()
+        .unwrap();
+    let app = app_with_layer(app_issuer, clock, layer).await;
+    let claims = claims(&unreachable, app.issuer.audience(), &app.clock);
+    (app, claims)
+}
+
 fn fixture_keys() -> FixtureKeys {
     let p384 = EcdsaKeyPair::from_pkcs8(
         &ECDSA_P384_SHA384_FIXED_SIGNING,
@@ -233,21 +250,11 @@ async fn pem_keys_verify_what_their_private_keys_signed() {
         rsa_public,
     } = fixture_keys();
 
-    let clock = ManualClock::new();
-    let app_issuer = issuer(&clock).await;
-    let unreachable = closed_loopback_url();
     let keys = StaticKeys::from_pem(&p384_public, SigningAlgorithm::ES384, Some("ec-1"))
         .unwrap()
         .and_pem(&rsa_public, SigningAlgorithm::RS384, Some("rsa-1"))
         .unwrap();
-    let layer = SmartAuthLayer::builder(&unreachable)
-        .audience(app_issuer.audience())
-        .clock(clock.clone())
-        .static_keys(keys)
-        .build()
-        .unwrap();
-    let app = app_with_layer(app_issuer, clock, layer).await;
-    let claims = claims(&unreachable, app.issuer.audience(), &app.clock);
+    let (app, claims) = app_with_static_keys(keys).await;
 
     let answer = app.get_with_token(&es384(&p384, "ec-1", &claims)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -292,21 +299,11 @@ async fn a_pem_key_without_a_kid_serves_any_kid() {
         p384_public,
         rsa_public,
     } = fixture_keys();
-    let clock = ManualClock::new();
-    let app_issuer = issuer(&clock).await;
-    let unreachable = closed_loopback_url();
     let keys = StaticKeys::from_pem(&p384_public, SigningAlgorithm::ES384, None)
         .unwrap()
         .and_pem(&rsa_public, SigningAlgorithm::RS384, Some("rsa-1"))
         .unwrap();
-    let layer = SmartAuthLayer::builder(&unreachable)
-        .audience(app_issuer.audience())
-        .clock(clock.clone())
-        .static_keys(keys)
-        .build()
-        .unwrap();
-    let app = app_with_layer(app_issuer, clock, layer).await;
-    let claims = claims(&unreachable, app.issuer.audience(), &app.clock);
+    let (app, claims) = app_with_static_keys(keys).await;
     for kid in ["2024-rotation", "ec-1", ""] {
         let answer = app.get_with_token(&es384(&p384, kid, &claims)).await;
         assert_eq!(answer.status, StatusCode::OK, "{kid}: {answer:?}");
