@@ -20,6 +20,13 @@ pub(crate) struct Segments<'a> {
     pub(crate) signing_input: &'a str,
 }
 
+/// Whether a bearer token has the shape of a compact JWS: three segments, the first a JSON
+/// object (`{` always encodes to a leading `e`). Other dotted tokens (PASETO's
+/// `v4.local.…`) are opaque: only introspection can tell what they are.
+pub(crate) fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with('e') && token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
 /// Splits a token into exactly three segments, without allocating.
 pub(crate) fn split(token: &str) -> Result<Segments<'_>, ErrorKind> {
     let (signing_input, signature) = token.rsplit_once('.').ok_or(ErrorKind::MalformedToken)?;

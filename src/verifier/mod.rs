@@ -365,10 +365,7 @@ impl TokenVerifier {
         #[cfg(feature = "introspection")]
         if let Some(introspector) = &config.introspection {
             use crate::introspection::IntrospectionMode;
-            // Three segments, the first a JSON object: `{` always encodes to a leading
-            // `e`. Other dotted tokens (PASETO's `v4.local.…`) are opaque.
-            let is_jwt =
-                token.starts_with('e') && token.bytes().filter(|b| *b == b'.').count() == 2;
+            let is_jwt = crate::jwt::looks_like_jwt(token);
             match introspector.mode() {
                 IntrospectionMode::Only => {
                     return self.verify_by_introspection(introspector, token).await;

@@ -684,6 +684,64 @@ async fn non_jwt_mode_introspects_only_opaque_tokens() {
     assert_eq!(setup.calls(), calls + 1, "JWT-shaped token checked locally");
 }
 
+/// With several issuers, a token that is no JWT goes to the issuer that introspects opaque
+/// tokens, whatever its dots: PASETO's `v4.local.…` and `a.b.c` are split into three
+/// segments as a JWT is, and were refused as malformed before any introspection.
+#[tokio::test]
+async fn several_issuers_introspect_dotted_opaque_tokens() {
+    use smart_auth::TokenVerifier;
+    let setup = stub().await;
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    for mode in [IntrospectionMode::NonJwtTokens, IntrospectionMode::Only] {
+        let jwt_issuer = TestIssuer::builder()
+            .clock(setup.clock.clone())
+            .audience(FHIR)
+            .start()
+            .await;
+        let layer = SmartAuthLayer::builder(jwt_issuer.url())
+            .audience(FHIR)
+            .clock(setup.clock.clone())
+            .issuer(
+                TokenVerifier::builder(setup.issuer.clone())
+                    .audience(FHIR)
+                    .clock(setup.clock.clone())
+                    .introspection(
+                        Introspection::new(IntrospectionAuth::bearer("rs-token"))
+                            .endpoint(format!("{}/introspect", setup.issuer))
+                            .mode(mode),
+                    ),
+            )
+            .build()
+            .unwrap();
+        let app = app_with_layer(jwt_issuer, setup.clock.clone(), layer).await;
+        for token in [
+            "v4.local.c29tZS1ieXRlcw",
+            "abc.def.ghi",
+            "a.b",
+            "opaque-token",
+        ] {
+            let calls = setup.calls();
+            assert_eq!(
+                app.get_with_token(token).await.status,
+                StatusCode::OK,
+                "{mode:?} {token}"
+            );
+            assert_eq!(setup.calls(), calls + 1, "{mode:?} {token} introspected");
+        }
+        // A JWT still goes to the issuer it names, checked locally.
+        let calls = setup.calls();
+        assert_eq!(
+            app.get_with_token(&app.issuer.token().sign()).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            setup.calls(),
+            calls,
+            "{mode:?}: the JWT is not introspected"
+        );
+    }
+}
+
 #[tokio::test]
 async fn backend_service_client_authentication() {
     use smart_auth::client::BackendServiceClient;
