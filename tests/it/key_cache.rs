@@ -638,6 +638,32 @@ async fn one_unusable_key_does_not_spoil_the_set() {
     );
 }
 
+/// A key set and a discovery document that start with a UTF-8 byte order mark (static
+/// files from some hosts do; RFC 8259 section 8.1 lets a parser ignore it) are read; a
+/// second mark, or one inside, is still no JSON.
+#[tokio::test]
+async fn fetched_documents_may_start_with_a_byte_order_mark() {
+    let app = app(|b| b).await;
+    let keys = app.issuer.jwks().to_string();
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Body(format!("\u{feff}{keys}")));
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    for body in [
+        format!("\u{feff}\u{feff}{keys}"),
+        format!("{{\u{feff}{}", &keys[1..]),
+    ] {
+        let fresh = crate::support::app(|b| b).await;
+        fresh.issuer.set_jwks_behaviour(JwksBehaviour::Body(body));
+        assert_eq!(
+            status(&fresh, &fresh.issuer.token().sign()).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}
+
 /// The same key listed twice in the issuer's set (GitHub Enterprise Server does; RFC 7517
 /// makes distinct `kid`s only a SHOULD), once with and once without its `alg`, is one key:
 /// its tokens verify. Two different keys under one `kid` stay ambiguous.
