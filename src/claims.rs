@@ -460,8 +460,13 @@ impl ClaimNames {
                     .iter()
                     .any(|other| typ.eq_ignore_ascii_case(other))
             ),
-            Some(OtherTokenMark::CognitoUse) => {
-                matches!(value, Member::Text(token_use) if token_use.eq_ignore_ascii_case("id"))
+            Some(OtherTokenMark::TokenUse) => !matches!(
+                value,
+                Member::Text(token_use) if token_use.eq_ignore_ascii_case("access")
+                    || token_use.eq_ignore_ascii_case("access_token")
+            ),
+            Some(OtherTokenMark::TokenName) => {
+                !matches!(value, Member::Text(name) if name.eq_ignore_ascii_case("access_token"))
             }
         })
     }
@@ -487,8 +492,14 @@ enum OtherTokenMark {
     /// Keycloak writes the kind in the payload's `typ`: `Bearer` for access tokens; `ID`,
     /// `Refresh`, `Offline` and `Logout` mark the others.
     KeycloakType,
-    /// Amazon Cognito writes it in `token_use`: `access`, or `id` for ID tokens.
-    CognitoUse,
+    /// `token_use` says what the token is: `access` (Amazon Cognito) or `access_token`
+    /// (Ory Hydra's introspection answers) for an access token; anything else (`id`,
+    /// `refresh_token`, another type) marks another kind. Hydra answers for a refresh
+    /// token with `active: true` and no `token_type`: this claim is the only sign.
+    TokenUse,
+    /// ForgeRock AM / PingOne Advanced Identity Cloud write it in `tokenName`:
+    /// `access_token`, or `id_token` and others for the other kinds.
+    TokenName,
 }
 
 /// What the claim `name` can say about the kind of token, if anything: the one list of the
@@ -497,7 +508,8 @@ fn other_token_mark(name: &str) -> Option<OtherTokenMark> {
     match name {
         "at_hash" | "c_hash" | "s_hash" | "events" => Some(OtherTokenMark::Present),
         "typ" => Some(OtherTokenMark::KeycloakType),
-        "token_use" => Some(OtherTokenMark::CognitoUse),
+        "token_use" => Some(OtherTokenMark::TokenUse),
+        "tokenName" => Some(OtherTokenMark::TokenName),
         _ => None,
     }
 }
@@ -1482,6 +1494,44 @@ mod tests {
         }
         let plain = parse(json!({"iss": "https://as", "exp": 9})).expect("valid");
         assert!(!plain.has_confirmation());
+    }
+
+    /// `token_use` and `tokenName` are allow-lists: only the access-token values pass, in
+    /// any ASCII case; every other value and every other JSON type marks another kind.
+    #[test]
+    fn token_use_and_token_name_allow_only_access_tokens() {
+        let with = |name: &str, value: Value| {
+            parse(json!({"iss": "https://as", "exp": 9, name: value})).map(|_| ())
+        };
+        for (name, value) in [
+            ("token_use", json!("access")),
+            ("token_use", json!("ACCESS")),
+            ("token_use", json!("access_token")),
+            ("tokenName", json!("access_token")),
+            ("tokenName", json!("Access_Token")),
+        ] {
+            assert_eq!(with(name, value.clone()), Ok(()), "{name} {value}");
+        }
+        for (name, value) in [
+            ("token_use", json!("id")),
+            ("token_use", json!("refresh_token")),
+            ("token_use", json!("")),
+            ("token_use", json!("access\u{0}")),
+            ("token_use", json!("acceſs")),
+            ("token_use", Value::Null),
+            ("token_use", json!(1)),
+            ("token_use", json!({})),
+            ("tokenName", json!("id_token")),
+            ("tokenName", json!("access")),
+            ("tokenName", Value::Null),
+            ("tokenName", json!(["access_token"])),
+        ] {
+            assert_eq!(
+                with(name, value.clone()),
+                Err(ErrorKind::UnsupportedTokenType),
+                "{name} {value}"
+            );
+        }
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub enum ErrorKind {
     UnsupportedAlgorithm,
     /// The token's `typ` header is not accepted by the configured policy, or its claims
     /// mark it as another kind of JWT than an access token (an ID token's `at_hash`, a
-    /// logout token's `events`, Keycloak's payload `typ` `ID` or `Refresh`, Cognito's
-    /// `token_use` `id`).
+    /// logout token's `events`, Keycloak's payload `typ` `ID` or `Refresh`, a `token_use`
+    /// other than `access` or `access_token`, a `tokenName` other than `access_token`).
     UnsupportedTokenType,
     /// The token carries a `crit` header, which this crate never accepts.
     CriticalHeader,

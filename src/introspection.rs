@@ -884,16 +884,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The string members of an answer (RFC 7662 section 2.2, and RFC 7519 for `sub`, `iss`
-/// and `jti`).
-const STRING_MEMBERS: [&str; 7] = [
-    "scope",
-    "client_id",
-    "username",
-    "token_type",
-    "sub",
-    "iss",
-    "jti",
-];
+/// and `jti`). `scope` is a string too, or a list of strings as some servers write it
+/// (Gluu, UAA, Spring's `check_token`), read as a JWT's `scope` list is.
+const STRING_MEMBERS: [&str; 6] = ["client_id", "username", "token_type", "sub", "iss", "jti"];
 
 /// The time members of an answer: numbers of seconds since the Unix epoch.
 const TIME_MEMBERS: [&str; 3] = ["exp", "iat", "nbf"];
@@ -931,10 +924,12 @@ pub(crate) fn read_answer(
     {
         return Err(ErrorKind::InvalidClaim);
     }
-    match response.get("aud") {
-        None | Some(Value::String(_)) => {}
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
-        Some(_) => return Err(ErrorKind::InvalidClaim),
+    for name in ["aud", "scope"] {
+        match response.get(name) {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            Some(_) => return Err(ErrorKind::InvalidClaim),
+        }
     }
     if let Some(Value::String(token_type)) = response.get("token_type")
         && !ACCESS_TOKEN_TYPES
@@ -1055,7 +1050,12 @@ mod tests {
             (json!({"iat": false}), ErrorKind::InvalidClaim),
             // `scope` and the other string members.
             (
-                json!({"scope": ["system/Patient.rs"]}),
+                json!({"scope": ["system/Patient.rs", 5]}),
+                ErrorKind::InvalidClaim,
+            ),
+            (json!({"scope": [null]}), ErrorKind::InvalidClaim),
+            (
+                json!({"scope": [["system/Patient.rs"]]}),
                 ErrorKind::InvalidClaim,
             ),
             (json!({"scope": 5}), ErrorKind::InvalidClaim),
@@ -1153,6 +1153,9 @@ mod tests {
             // An empty list is well-formed here; the verifier finds it names no audience.
             json!({"aud": []}),
             json!({"exp": (NOW + 60) as f64 + 0.5, "iat": NOW as f64, "nbf": NOW}),
+            // `scope` as a list (Gluu, UAA, Spring's `check_token`).
+            json!({"scope": ["system/Patient.rs", "launch"]}),
+            json!({"scope": []}),
         ];
         for changes in rows {
             let (claims, exp) =

@@ -131,7 +131,8 @@ fn string_member<'a>(
 /// Decodes and checks the protected header: a JSON object with unique member names, a
 /// string `alg` from `allowed`, string `kid`, `typ` and `cty` when present, registered
 /// parameters of their JSON types, no `crit`, no `cty` announcing a nested JWT, and none of
-/// the parameters that would change what the signature covers (`b64`, `zip`).
+/// the parameters that would change what the signature covers or how the payload is read
+/// (`b64`, `zip` other than `NONE`, `enc`).
 pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Header, ErrorKind> {
     let bytes = decode_segment(segment)?;
     let header = json::selected_members(&bytes, is_read_header_parameter)
@@ -148,9 +149,16 @@ pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Heade
     if string_member(&header, "cty")?.is_some_and(announces_nested_jwt) {
         return Err(ErrorKind::MalformedToken);
     }
-    // RFC 7797 `b64` and JWE's `zip` change how the payload is read; neither belongs in
-    // an access token's header.
-    if header.contains_key("b64") || header.contains_key("zip") {
+    // RFC 7797 `b64` and JWE's `zip` change how the payload is read, and JWE's `enc`
+    // names a content encryption: none belongs in a signed access token's header.
+    // ForgeRock AM writes `"zip": "NONE"` (no compression) into its signed tokens; that
+    // value alone changes nothing.
+    if header.contains_key("b64")
+        || header.contains_key("enc")
+        || header
+            .get("zip")
+            .is_some_and(|zip| !matches!(zip, Member::Text("NONE")))
+    {
         return Err(ErrorKind::MalformedToken);
     }
     for (name, expected) in IGNORED_PARAMETERS {
@@ -204,7 +212,7 @@ fn replicated_claims(header: &SelectedMembers) -> Result<Option<Box<ReplicatedCl
 fn is_read_header_parameter(name: &str) -> bool {
     matches!(
         name,
-        "crit" | "alg" | "kid" | "typ" | "cty" | "b64" | "zip" | "iss" | "sub" | "aud"
+        "crit" | "alg" | "kid" | "typ" | "cty" | "b64" | "zip" | "enc" | "iss" | "sub" | "aud"
     ) || IGNORED_PARAMETERS.iter().any(|(known, _)| *known == name)
 }
 
@@ -403,6 +411,41 @@ mod tests {
             ),
             (
                 r#"{"alg":"RS256","zip":"DEF"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            // ForgeRock AM's signed tokens: no compression.
+            (r#"{"typ":"JWT","zip":"NONE","alg":"RS256"}"#, Ok(())),
+            (
+                r#"{"alg":"RS256","zip":"none"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","zip":" NONE"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","zip":null}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","zip":["NONE"]}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","zip":"NONE","zip":"DEF"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","\u007aip":"DEF"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            // A JWE header's content encryption: no signed access token has one.
+            (
+                r#"{"alg":"RS256","enc":"A256GCM"}"#,
+                Err(ErrorKind::MalformedToken),
+            ),
+            (
+                r#"{"alg":"RS256","enc":null}"#,
                 Err(ErrorKind::MalformedToken),
             ),
             (

@@ -482,9 +482,21 @@ async fn bad_answers_get_exact_refusals() {
             "the token has a missing or invalid claim",
         ),
         (
-            setup.active(json!({"scope": ["system/Patient.rs"]})),
+            setup.active(json!({"scope": ["system/Patient.rs", 1]})),
             401,
             "the token has a missing or invalid claim",
+        ),
+        // Ory Hydra answers for a refresh token without `token_type`: `token_use` tells.
+        (
+            setup.active(json!({"token_use": "refresh_token"})),
+            401,
+            "the token type is not accepted",
+        ),
+        // ForgeRock AM's `tokenName`.
+        (
+            setup.active(json!({"tokenName": "id_token"})),
+            401,
+            "the token type is not accepted",
         ),
         (
             setup.active(json!({"nbf": "0"})),
@@ -530,6 +542,24 @@ async fn bad_answers_get_exact_refusals() {
         setup.active(json!({"iss": null, "aud": null})),
     ));
     assert_eq!(app.get_with_token("t").await.status, StatusCode::OK);
+    // Real servers' shapes: `scope` as a list of strings (Gluu, UAA, Spring's
+    // `check_token`), Hydra's `token_use` of an access token.
+    for (changes, scopes) in [
+        (
+            json!({"scope": ["system/Patient.rs", "launch"]}),
+            json!(["system/Patient.rs", "launch"]),
+        ),
+        (
+            json!({"token_use": "access_token"}),
+            json!(["system/Patient.rs"]),
+        ),
+    ] {
+        let app = setup.app(|i| i).await;
+        setup.answer(StubAnswer::Json(setup.active(changes.clone())));
+        let answer = app.get_with_token("t").await;
+        assert_eq!(answer.status, StatusCode::OK, "{changes}");
+        assert_eq!(answer.body["scopes"], scopes, "{changes}");
+    }
 }
 
 #[tokio::test]

@@ -326,6 +326,22 @@ async fn header_rules() {
         "the token has critical header parameters",
     )
     .await;
+    // ForgeRock AM's signed tokens say `"zip": "NONE"`: no compression, nothing changes.
+    // A real compression, or JWE's `enc`, is no signed access token.
+    let forgerock = issuer.token().header("zip", "NONE").sign();
+    assert_eq!(app.get_with_token(&forgerock).await.status, StatusCode::OK);
+    for (name, value) in [
+        ("zip", json!("DEF")),
+        ("zip", json!("none")),
+        ("zip", json!(false)),
+        ("enc", json!("A128GCM")),
+    ] {
+        app.assert_invalid_token(
+            &issuer.token().header(name, value).sign(),
+            "the access token is malformed",
+        )
+        .await;
+    }
     for typ in [
         "JOSE+JSON",
         "application/",
@@ -436,8 +452,10 @@ async fn strict_rfc9068_typ() {
 /// RFC 8725 section 3.12: JWTs of other kinds from the same issuer, signed with the same
 /// keys and naming the resource server's audience, are not access tokens: an ID token
 /// (its hashes of the code, token or state), a logout token or any Security Event Token
-/// (`events`), Keycloak's ID, refresh, offline and logout tokens (payload `typ`) and
-/// Cognito's ID token (`token_use`). Under every `typ` policy.
+/// (`events`), Keycloak's ID, refresh, offline and logout tokens (payload `typ`),
+/// Cognito's ID token and Hydra's refresh token (`token_use` other than `access` or
+/// `access_token`) and ForgeRock's (`tokenName` other than `access_token`). Under every
+/// `typ` policy.
 #[tokio::test]
 async fn other_kinds_of_jwt_are_not_access_tokens() {
     for policy in [TokenTypePolicy::Lenient, TokenTypePolicy::Rfc9068] {
@@ -461,6 +479,17 @@ async fn other_kinds_of_jwt_are_not_access_tokens() {
             ("typ", json!("Logout")),
             ("token_use", json!("id")),
             ("token_use", json!("ID")),
+            // Ory Hydra's refresh tokens, and any use that is not access.
+            ("token_use", json!("refresh_token")),
+            ("token_use", json!("id_token")),
+            ("token_use", json!("")),
+            ("token_use", json!("access ")),
+            ("token_use", json!(["access"])),
+            // ForgeRock AM / PingOne Advanced Identity Cloud.
+            ("tokenName", json!("id_token")),
+            ("tokenName", json!("refresh_token")),
+            ("tokenName", json!("")),
+            ("tokenName", json!(["access_token"])),
         ] {
             app.assert_invalid_token(
                 &typed().claim(name, value.clone()).sign(),
@@ -475,6 +504,8 @@ async fn other_kinds_of_jwt_are_not_access_tokens() {
             ("typ", json!("Bearer")),
             ("nonce", json!("n-0S6_WzA2Mj")),
             ("token_use", json!("access")),
+            ("token_use", json!("access_token")),
+            ("tokenName", json!("access_token")),
             ("typ", json!("at+jwt")),
         ] {
             let answer = app
