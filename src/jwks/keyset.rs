@@ -40,7 +40,9 @@ use aws_lc_rs::signature::{
     RSA_PSS_2048_8192_SHA512, RsaParameters, RsaPublicKeyComponents,
 };
 use base64::Engine as _;
+use base64::alphabet;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
@@ -571,8 +573,8 @@ fn rsa_key(n: &[u8], e: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'st
     })
 }
 
-/// An EC public key on a named curve: coordinates of the exact field size, forming a point
-/// on that curve. It verifies the fixed-length `r || s` signatures of RFC 7518 section
+/// An EC public key on a named curve: coordinates of at most the field size (shorter ones
+/// padded with leading zeros), forming a point on that curve. It verifies the fixed-length `r || s` signatures of RFC 7518 section
 /// 3.4, never DER.
 fn ec_key(
     crv: &str,
@@ -595,13 +597,20 @@ fn ec_key(
         ),
         _ => return Err("unsupported EC curve"),
     };
-    if x.len() != size || y.len() != size {
+    // RFC 7518 section 6.2.1.2 wants each coordinate at the full field size, but encoders
+    // built on big-integer conversions drop leading zero octets (about one key in 128;
+    // Keycloak before 20, jjwt 0.12): such a coordinate is padded back with zeros. A longer
+    // or empty one is refused. aws-lc checks the point either way.
+    let fits = |coordinate: &[u8]| (1..=size).contains(&coordinate.len());
+    if !fits(x) || !fits(y) {
         return Err("EC coordinates of the wrong length");
     }
     let mut point = Vec::with_capacity(1 + 2 * size);
     point.push(0x04);
-    point.extend_from_slice(x);
-    point.extend_from_slice(y);
+    for coordinate in [x, y] {
+        point.resize(point.len() + size - coordinate.len(), 0);
+        point.extend_from_slice(coordinate);
+    }
     // aws-lc refuses coordinates at or above the field prime and points off the curve.
     let key =
         ParsedPublicKey::new(algorithm, &point).map_err(|_| "EC point not on the named curve")?;
@@ -715,8 +724,18 @@ fn string_member<'a>(
     jwk.get(name).and_then(Value::as_str).ok_or(name)
 }
 
+/// base64url with or without its `=` padding (RFC 7515 section 2 leaves it out, but
+/// Cloud Foundry UAA and some Keycloak test kits write it into key members, which no
+/// signature covers); padding, when present, must be exactly right.
+const KEY_MEMBER_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 fn decode_member(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, &'static str> {
-    URL_SAFE_NO_PAD
+    KEY_MEMBER_BASE64
         .decode(string_member(jwk, name)?)
         .map_err(|_| "a key member is not base64url")
 }
@@ -1131,6 +1150,72 @@ mod tests {
         difference
     }
 
+    /// Key members with their base64 padding (UAA) are read as without; wrong padding,
+    /// or the standard alphabet, is not base64url.
+    #[test]
+    fn key_members_may_carry_exact_padding() {
+        let jwk = ec("k", "P-256");
+        let unpadded = set(vec![jwk.clone()]).unwrap();
+        let pad =
+            |member: &Value, padding: &str| json!(format!("{}{padding}", member.as_str().unwrap()));
+        // 32 octets: 43 characters, one `=` of padding.
+        let mut padded = jwk.clone();
+        padded["x"] = pad(&jwk["x"], "=");
+        padded["y"] = pad(&jwk["y"], "=");
+        assert_eq!(
+            set(vec![padded]).unwrap().fingerprint(),
+            unpadded.fingerprint()
+        );
+        let mut rsa_padded = rsa("r");
+        rsa_padded["e"] = json!("AQAB");
+        // 256 octets: 342 characters, two `=`.
+        rsa_padded["n"] = pad(&rsa("r")["n"], "==");
+        assert!(set(vec![rsa_padded]).is_ok());
+        for padding in ["==", "=A", " ="] {
+            let mut wrong = jwk.clone();
+            wrong["x"] = pad(&jwk["x"], padding);
+            assert_eq!(
+                refusal(&wrong),
+                Some("a key member is not base64url"),
+                "{padding:?}"
+            );
+        }
+        let mut standard = jwk.clone();
+        standard["x"] = json!(format!("+{}", &jwk["x"].as_str().unwrap()[1..]));
+        assert_eq!(refusal(&standard), Some("a key member is not base64url"));
+    }
+
+    /// A coordinate written without its leading zero octets (Keycloak before 20, jjwt 0.12,
+    /// any encoder built on big-integer conversions) is the same key as the full one; with
+    /// an extra leading zero it is refused.
+    #[test]
+    fn ec_coordinates_without_leading_zeros_are_the_same_key() {
+        for crv in ["P-256", "P-384"] {
+            let decoded = |jwk: &Value, name: &str| {
+                URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap()
+            };
+            // One key in 256 has an `x` starting with a zero octet.
+            let (x, y) = loop {
+                let jwk = ec("k", crv);
+                let x = decoded(&jwk, "x");
+                if x[0] == 0 {
+                    break (x, decoded(&jwk, "y"));
+                }
+            };
+            let full = set(vec![ec_with(crv, &x, &y)]).unwrap();
+            let start = x.iter().position(|octet| *octet != 0).unwrap();
+            let short = set(vec![ec_with(crv, &x[start..], &y)]).unwrap();
+            assert_eq!(full.fingerprint(), short.fingerprint(), "{crv}");
+            assert!(full.keys[0].is_same_key_as(&short.keys[0]), "{crv}");
+            let mut long = vec![0];
+            long.extend_from_slice(&x);
+            assert_eq!(
+                refusal(&ec_with(crv, &long, &y)),
+                Some("EC coordinates of the wrong length")
+            );
+        }
+    }
+
     #[test]
     fn ec_points_off_the_curve_or_of_the_wrong_size_are_refused_at_import() {
         const OFF_CURVE: Option<&str> = Some("EC point not on the named curve");
@@ -1172,10 +1257,20 @@ mod tests {
                 (ec_with(crv, &gy, &gx), OFF_CURVE),
                 (ec_with(crv, &gx, &add(&gy, &one)), OFF_CURVE),
                 (ec_with(crv, &zero, &padded), WRONG_LENGTH),
-                (ec_with(crv, &zero, &y[1..]), WRONG_LENGTH),
+                // A short coordinate is padded with zeros: here another point.
+                (ec_with(crv, &zero, &y[1..]), OFF_CURVE),
+                (ec_with(crv, &[], &y), WRONG_LENGTH),
                 (ec_with(crv, &[], &[]), WRONG_LENGTH),
-                (ec_with(other_crv, &zero, &y), WRONG_LENGTH),
-                (ec_with(other_crv, &gx, &gy), WRONG_LENGTH),
+                // P-256 coordinates on P-384 are short (another point), P-384's on
+                // P-256 too long.
+                (
+                    ec_with(other_crv, &zero, &y),
+                    if size == 32 { OFF_CURVE } else { WRONG_LENGTH },
+                ),
+                (
+                    ec_with(other_crv, &gx, &gy),
+                    if size == 32 { OFF_CURVE } else { WRONG_LENGTH },
+                ),
                 (json!({"kty": "EC", "crv": crv, "x": b64(&zero)}), Some("y")),
                 (
                     json!({"kty": "EC", "crv": crv, "x": b64(&zero), "y": null}),
