@@ -144,8 +144,9 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// carries a query, fragment or credentials, or whose path is not written canonically
     /// (an empty, `.` or `..` segment; `%`, `;`, `\`, whitespace or control characters)
     /// or is not written in its normal form (an upper-case host, a default port): the
-    /// audience is compared byte for byte. Trailing slashes are dropped from the path, not
-    /// from the audience.
+    /// audience is compared byte for byte, as written and with or without one final `/`
+    /// (`https://api.example.org/fhir/r4/` names the same base). Trailing slashes are
+    /// dropped from the path.
     ///
     /// ```
     /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};

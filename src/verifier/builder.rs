@@ -129,10 +129,17 @@ impl VerifierBuilder {
     }
 
     /// The FHIR base URL as the audience, unless the user chose audiences (or any
-    /// audience) for this issuer.
+    /// audience) for this issuer: as written, and with or without one final `/` (clients
+    /// name the base as they know it; AWS HealthLake's endpoints end in `/`). An audience
+    /// the user gives is compared exactly.
     pub(crate) fn default_audience(mut self, base: &str) -> Self {
         if self.audiences.is_empty() && !self.any_audience {
+            let other_spelling = match base.strip_suffix('/') {
+                Some(without) => without.to_owned(),
+                None => format!("{base}/"),
+            };
             self.audiences.push(base.to_owned());
+            self.audiences.push(other_spelling);
         }
         self
     }
@@ -721,4 +728,32 @@ pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, Confi
         });
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FHIR base names the audience with and without one final `/`; audiences the
+    /// user gives are taken as written, and no default is added beside them.
+    #[test]
+    fn the_default_audience_has_both_spellings_of_the_base() {
+        let audiences = |builder: VerifierBuilder| builder.audiences;
+        assert_eq!(
+            audiences(TokenVerifier::builder("https://as").default_audience("https://a/r4")),
+            ["https://a/r4", "https://a/r4/"]
+        );
+        assert_eq!(
+            audiences(TokenVerifier::builder("https://as").default_audience("https://a/r4/")),
+            ["https://a/r4/", "https://a/r4"]
+        );
+        assert_eq!(
+            audiences(
+                TokenVerifier::builder("https://as")
+                    .audience("https://a/r4")
+                    .default_audience("https://a/r4")
+            ),
+            ["https://a/r4"]
+        );
+    }
 }

@@ -79,17 +79,37 @@ async fn the_fhir_base_is_said_once() {
         get("/r4/Patient/1", Some(scoped(BASE))).await.0,
         StatusCode::OK
     );
-    let (status, challenge) = get("/r4/Patient/1", Some(scoped("https://other.example/r4"))).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The same base with a final `/`, as some clients write it (HealthLake's endpoints end
+    // in one); nothing else.
     assert_eq!(
-        challenge.as_deref(),
-        Some(
-            format!(
-                "{realm}, error=\"invalid_token\", error_description=\"the token is for another audience\""
-            )
-            .as_str()
-        )
+        get("/r4/Patient/1", Some(scoped(&format!("{BASE}/"))))
+            .await
+            .0,
+        StatusCode::OK
     );
+    for other in [
+        "https://other.example/r4".to_owned(),
+        format!("{BASE}//"),
+        format!("{BASE}/x"),
+        format!("{BASE}/."),
+        format!("{BASE} "),
+        format!("{BASE}%2F"),
+        "https://fhir.example.test/r".to_owned(),
+        "https://fhir.example.test/r4".to_uppercase(),
+    ] {
+        let (status, challenge) = get("/r4/Patient/1", Some(scoped(&other))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{other}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(
+                format!(
+                    "{realm}, error=\"invalid_token\", error_description=\"the token is for another audience\""
+                )
+                .as_str()
+            ),
+            "{other}"
+        );
+    }
     // The enforcement base is the base's path: under it scopes count, outside it the
     // request is refused.
     let observation_only = issuer
