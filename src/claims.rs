@@ -410,12 +410,18 @@ pub(crate) struct ClaimNames {
 }
 
 impl Default for ClaimNames {
-    /// The SMART names: `scope`, `scp`; `client_id`, `azp`, `cid`; `patient`; `fhirUser`.
+    /// The SMART names: `scope`, `scp`; `client_id`, `azp`, `cid`, `appid`; `patient`;
+    /// `fhirUser`.
     /// No required claim, scopes as SMART writes them.
     fn default() -> Self {
         Self {
             scope: vec!["scope".into(), "scp".into()],
-            client_id: vec!["client_id".into(), "azp".into(), "cid".into()],
+            client_id: vec![
+                "client_id".into(),
+                "azp".into(),
+                "cid".into(),
+                "appid".into(),
+            ],
             patient: vec!["patient".into()],
             fhir_user: vec!["fhirUser".into()],
             required: Vec::new(),
@@ -747,7 +753,7 @@ impl SmartClaims {
         self.string(Field::Subject)
     }
     /// The client id, from the first present claim of the configured list
-    /// (default `client_id`, `azp`, `cid`). A blank value identifies no client: `None`.
+    /// (default `client_id`, `azp`, `cid`, `appid`). A blank value identifies no client: `None`.
     pub fn client_id(&self) -> Option<&str> {
         self.string(Field::ClientId)
     }

@@ -102,6 +102,9 @@ pub struct IssuerConfig {
     /// [`VerifierBuilder::accept_missing_audience_for_clients`] (default none).
     #[serde(default)]
     pub accept_missing_audience_for_clients: Vec<String>,
+    /// [`VerifierBuilder::require_client_id`] (default `false`).
+    #[serde(default)]
+    pub require_client_id: bool,
     /// [`VerifierBuilder::required_claim`], each one: claim name to required string value.
     /// A name given twice is an error, not a silent choice of one value.
     #[serde(default, deserialize_with = "map_with_unique_names")]
@@ -290,6 +293,9 @@ impl IssuerConfig {
         if !self.accept_missing_audience_for_clients.is_empty() {
             builder = builder
                 .accept_missing_audience_for_clients(self.accept_missing_audience_for_clients);
+        }
+        if self.require_client_id {
+            builder = builder.require_client_id();
         }
         for (name, value) in self.required_claims {
             builder = builder.required_claim(name, value);

@@ -41,7 +41,6 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::alphabet;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
@@ -750,6 +749,7 @@ mod tests {
         ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
         KeyPair as _,
     };
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     fn b64(bytes: &[u8]) -> String {

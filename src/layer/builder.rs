@@ -519,6 +519,11 @@ impl SmartAuthBuilder<VerifierBuilder> {
         self.first(|b| b.required_claim(name, value))
     }
 
+    /// See [`VerifierBuilder::require_client_id`].
+    pub fn require_client_id(self) -> Self {
+        self.first(VerifierBuilder::require_client_id)
+    }
+
     /// See [`VerifierBuilder::scope_context_separator`].
     pub fn scope_context_separator(self, separator: char) -> Self {
         self.first(|b| b.scope_context_separator(separator))

@@ -58,6 +58,7 @@ pub struct VerifierBuilder {
     fhir_user_claims: Vec<String>,
     required_claims: Vec<(String, String)>,
     clients_without_audience: Vec<String>,
+    require_client_id: bool,
     scope_context_separator: Option<char>,
     http_client: Option<reqwest::Client>,
     fetch_timeout: Duration,
@@ -102,11 +103,17 @@ impl VerifierBuilder {
             algorithms: SigningAlgorithm::DEFAULT.to_vec(),
             token_type: TokenTypePolicy::default(),
             scope_claims: vec!["scope".into(), "scp".into()],
-            client_id_claims: vec!["client_id".into(), "azp".into(), "cid".into()],
+            client_id_claims: vec![
+                "client_id".into(),
+                "azp".into(),
+                "cid".into(),
+                "appid".into(),
+            ],
             patient_claims: vec!["patient".into()],
             fhir_user_claims: vec!["fhirUser".into()],
             required_claims: Vec::new(),
             clients_without_audience: Vec::new(),
+            require_client_id: false,
             scope_context_separator: None,
             http_client: None,
             fetch_timeout: Duration::from_secs(5),
@@ -222,6 +229,30 @@ impl VerifierBuilder {
         self
     }
 
+    /// Every accepted token must name its client (in one of the
+    /// [`client_id_claims`](Self::client_id_claims), not blank); a token without one is
+    /// refused with 401 `invalid_token` ([`ErrorKind::InvalidClaim`](crate::ErrorKind::InvalidClaim)),
+    /// introspection answers too. RFC 9068 requires `client_id` in access tokens, and ID
+    /// tokens name none: with Microsoft Entra ID, whose access tokens always carry `azp`
+    /// (v2) or `appid` (v1) and type themselves `JWT` like its ID tokens, this refuses an ID
+    /// token whose audience is the API's own app registration.
+    /// [`TokenTypePolicy::Rfc9068`] requires it too.
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    /// let verifier = TokenVerifier::builder(
+    ///     "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0",
+    /// )
+    /// .audience("api://fhir-api")
+    /// .require_client_id()
+    /// .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn require_client_id(mut self) -> Self {
+        self.require_client_id = true;
+        self
+    }
+
     /// A claim every accepted token must carry: a JSON string equal to `value`, byte for
     /// byte. Checked once per token, after its signature; a token without it, with another
     /// value or another JSON type is refused with 401 `invalid_token`
@@ -300,7 +331,7 @@ impl VerifierBuilder {
     }
 
     /// The claims to read the client id from, first present wins (default `client_id`,
-    /// `azp`, `cid`).
+    /// `azp`, `cid`, `appid`).
     pub fn client_id_claims<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -638,6 +669,7 @@ impl VerifierBuilder {
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             algorithms,
             token_type: self.token_type,
+            require_client_id: self.require_client_id,
             claim_names: ClaimNames {
                 scope: self.scope_claims,
                 client_id: self.client_id_claims,

@@ -103,6 +103,8 @@ pub(crate) struct VerifierConfig {
     pub(crate) leeway_secs: i64,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) token_type: TokenTypePolicy,
+    /// Every token must name its client.
+    pub(crate) require_client_id: bool,
     pub(crate) claim_names: ClaimNames,
     pub(crate) max_token_length: usize,
     pub(crate) clock: Arc<dyn Clock>,
@@ -497,6 +499,9 @@ impl TokenVerifier {
         }
         if audience_required {
             self.check_audience(claims)?;
+        }
+        if config.require_client_id && claims.client_id().is_none() {
+            return Err(ErrorKind::InvalidClaim);
         }
         check_times(claims, now, config.leeway_secs)
     }

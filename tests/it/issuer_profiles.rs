@@ -114,6 +114,61 @@ async fn clients_without_any_audience() {
     }
 }
 
+/// Entra ID types its access tokens and its ID tokens `JWT` alike, and an ID token of an
+/// app registration that also exposes the API names the API as its audience. Access tokens
+/// always name their client (`azp` in v2, `appid` in v1); ID tokens carry neither, so
+/// `require_client_id` refuses them. `appid` is a default client-id claim.
+#[tokio::test]
+async fn entra_id_tokens_are_refused_when_a_client_is_required() {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let audience = issuer.audience().to_owned();
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(audience)
+        .require_client_id()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = app_with_layer(issuer, clock, layer).await;
+    let entra = |changes: Value| {
+        let mut token = app
+            .issuer
+            .token()
+            .header("typ", "JWT")
+            .without("client_id")
+            .claim("ver", "2.0")
+            .claim("tid", "00000000-0000-0000-0000-000000000000")
+            .claim("roles", json!(["system.Patient.rs"]));
+        for (name, value) in changes.as_object().unwrap() {
+            token = token.claim(name, value.clone());
+        }
+        token.sign()
+    };
+    for (changes, client) in [
+        (json!({"azp": "app-v2"}), "app-v2"),
+        (json!({"ver": "1.0", "appid": "app-v1"}), "app-v1"),
+    ] {
+        let answer = app.get_with_token(&entra(changes.clone())).await;
+        assert_eq!(answer.status, StatusCode::OK, "{changes}");
+        assert_eq!(answer.body["client_id"], client, "{changes}");
+    }
+    for changes in [
+        json!({}),
+        json!({"azp": ""}),
+        json!({"appid": "   "}),
+        json!({"azp": 5}),
+        json!({"appid": ["app-v1"]}),
+    ] {
+        let answer = app.get_with_token(&entra(changes.clone())).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{changes}");
+    }
+    app.assert_invalid_token(
+        &entra(json!({})),
+        "the token has a missing or invalid claim",
+    )
+    .await;
+}
+
 /// Entra ID cannot hold `/` in a scope name: with the separator configured, each scope
 /// that starts with a SMART context and the separator reads as SMART writes it, in a
 /// string claim and in an array claim alike; nothing else changes.
@@ -309,6 +364,7 @@ async fn the_rules_from_a_configuration_document() {
             "audiences": [issuer.audience()],
             "accept_missing_audience_for_clients": ["app-1"],
             "required_claims": {"token_use": "access"},
+            "require_client_id": true,
             "scope_context_separator": "."
         }]
     });
@@ -335,6 +391,12 @@ async fn the_rules_from_a_configuration_document() {
         WRONG_AUDIENCE,
     )
     .await;
+    let audience = app.issuer.audience().to_owned();
+    app.assert_invalid_token(
+        &cognito_token(&app, json!({"client_id": null, "aud": audience})),
+        "the token has a missing or invalid claim",
+    )
+    .await;
     // A separator is one character; a rule set is an object of strings.
     for (field, value) in [
         ("scope_context_separator", json!("..")),
@@ -342,6 +404,8 @@ async fn the_rules_from_a_configuration_document() {
         ("required_claims", json!({"token_use": 1})),
         ("required_claims", json!(["token_use"])),
         ("accept_missing_audience_for_clients", json!("app-1")),
+        ("require_client_id", json!("true")),
+        ("require_client_id", json!(null)),
     ] {
         let mut bad = document.clone();
         bad["issuers"][0][field] = value.clone();
