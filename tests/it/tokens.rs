@@ -225,6 +225,25 @@ async fn signature_attacks_are_refused() {
     app.assert_invalid_token(&tampered, "the token's signature is not valid")
         .await;
 
+    // The same signature with non-zero trailing bits in its last character (another
+    // string for the same bytes): not canonical base64url, so no second spelling of a token.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256] {
+        let token = issuer.token().alg(alg).sign();
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let last = signature.as_bytes()[signature.len() - 1];
+        let value = ALPHABET.iter().position(|c| *c == last).unwrap();
+        // 256 and 64 octets leave 4 unused bits in the last character.
+        assert_eq!(value & 0b1111, 0, "{alg}: canonical to start with");
+        let respelled = format!(
+            "{signed}.{}{}",
+            &signature[..signature.len() - 1],
+            ALPHABET[value | 1] as char
+        );
+        app.assert_invalid_token(&respelled, "the access token is malformed")
+            .await;
+    }
+
     // Signature of another token.
     let other = issuer.token().scope("x").sign();
     let swapped = format!("{header}.{payload}.{}", other.rsplit('.').next().unwrap());
