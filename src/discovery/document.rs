@@ -925,16 +925,23 @@ impl SmartConfigurationBuilder {
             }
         };
         let auth_methods = list("token_endpoint_auth_methods_supported")?;
+        let signing_algs = list("token_endpoint_auth_signing_alg_values_supported")?;
         let capabilities = match document.get("capabilities") {
             Some(_) => list("capabilities")?
                 .iter()
                 .map(|c| Capability::parse(c))
                 .collect(),
             // OpenID Connect / RFC 8414 metadata states no SMART capabilities: derive the
-            // client-authentication ones from the methods it supports.
+            // client-authentication ones from the methods it supports. SMART's asymmetric
+            // authentication needs RS384 or ES384 too; metadata that lists no signing
+            // algorithm (Microsoft Entra ID) does not claim it.
             None => {
                 let mut derived = Vec::new();
-                if auth_methods.iter().any(|m| m == "private_key_jwt") {
+                if auth_methods.iter().any(|m| m == "private_key_jwt")
+                    && signing_algs
+                        .iter()
+                        .any(|alg| alg == "RS384" || alg == "ES384")
+                {
                     derived.push(Capability::ClientConfidentialAsymmetric);
                 }
                 if auth_methods.iter().any(|m| m == "client_secret_basic") {
@@ -957,9 +964,7 @@ impl SmartConfigurationBuilder {
             grant_types_supported: grant_types,
             token_endpoint: text("token_endpoint")?,
             token_endpoint_auth_methods_supported: auth_methods,
-            token_endpoint_auth_signing_alg_values_supported: list(
-                "token_endpoint_auth_signing_alg_values_supported",
-            )?,
+            token_endpoint_auth_signing_alg_values_supported: signing_algs,
             registration_endpoint: text("registration_endpoint")?,
             scopes_supported: list("scopes_supported")?,
             response_types_supported: list("response_types_supported")?,
@@ -999,6 +1004,59 @@ const KNOWN_FIELDS: [&str; 18] = [
     "user_access_brand_bundle",
     "user_access_brand_identifier",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn derived_capabilities(metadata: Value) -> Vec<Capability> {
+        let Value::Object(document) = metadata else {
+            panic!("an object")
+        };
+        SmartConfigurationBuilder::from_metadata(document)
+            .unwrap()
+            .grant_types_supported(["client_credentials"])
+            .build()
+            .unwrap()
+            .capabilities()
+            .to_vec()
+    }
+
+    /// OpenID metadata without SMART capabilities: `private_key_jwt` claims SMART's
+    /// asymmetric authentication only with RS384 or ES384 listed. Microsoft Entra ID lists
+    /// the method and no algorithm: the document builds with the symmetric capability.
+    #[test]
+    fn asymmetric_capability_is_derived_only_with_a_smart_algorithm() {
+        let entra = json!({
+            "token_endpoint": "https://login.microsoftonline.com/t/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported":
+                ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        });
+        assert_eq!(
+            derived_capabilities(entra),
+            [Capability::ClientConfidentialSymmetric]
+        );
+        for (algs, asymmetric) in [
+            (json!(["RS256"]), false),
+            (json!(["RS384"]), true),
+            (json!(["ES256", "ES384"]), true),
+            (json!(["es384"]), false),
+        ] {
+            let metadata = json!({
+                "token_endpoint": "https://as.example/token",
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                "token_endpoint_auth_signing_alg_values_supported": algs,
+            });
+            let expected: &[Capability] = if asymmetric {
+                &[Capability::ClientConfidentialAsymmetric]
+            } else {
+                &[]
+            };
+            assert_eq!(derived_capabilities(metadata), expected, "{algs}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod props {
