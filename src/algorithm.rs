@@ -1,7 +1,5 @@
 //! The signature algorithms a token may use.
 
-use jsonwebtoken::Algorithm;
-
 /// An asymmetric JWS signature algorithm.
 ///
 /// There is no `none` and no HMAC variant: keys from a remote key set are public, so a
@@ -14,7 +12,7 @@ use jsonwebtoken::Algorithm;
 /// ```
 /// use smart_auth::SigningAlgorithm;
 /// assert_eq!(SigningAlgorithm::ES384.name(), "ES384");
-/// assert_eq!(SigningAlgorithm::DEFAULT.len(), 9);
+/// assert_eq!(SigningAlgorithm::DEFAULT.len(), 11);
 /// assert_eq!("PS256".parse(), Ok(SigningAlgorithm::PS256));
 /// assert!("HS256".parse::<SigningAlgorithm>().is_err());
 ///
@@ -43,8 +41,14 @@ pub enum SigningAlgorithm {
     ES256,
     /// ECDSA on P-384 with SHA-384 (one of the two SMART Backend Services algorithms).
     ES384,
-    /// Ed25519.
+    /// ECDSA on P-521 with SHA-512.
+    ES512,
+    /// EdDSA, with an Ed25519 key (the only curve this crate verifies).
     EdDSA,
+    /// Ed25519 by its fully-specified name (RFC 9864, which deprecates `EdDSA`): the same
+    /// signature as [`EdDSA`](Self::EdDSA) on an Ed25519 key. A JWK pinned to either name
+    /// verifies both.
+    Ed25519,
 }
 
 impl SigningAlgorithm {
@@ -58,7 +62,9 @@ impl SigningAlgorithm {
         Self::PS512,
         Self::ES256,
         Self::ES384,
+        Self::ES512,
         Self::EdDSA,
+        Self::Ed25519,
     ];
 
     /// The JWS `alg` name.
@@ -76,22 +82,38 @@ impl SigningAlgorithm {
             Self::PS512 => "PS512",
             Self::ES256 => "ES256",
             Self::ES384 => "ES384",
+            Self::ES512 => "ES512",
             Self::EdDSA => "EdDSA",
+            Self::Ed25519 => "Ed25519",
         }
     }
 
-    pub(crate) const fn to_jsonwebtoken(self) -> Algorithm {
-        match self {
-            Self::RS256 => Algorithm::RS256,
-            Self::RS384 => Algorithm::RS384,
-            Self::RS512 => Algorithm::RS512,
-            Self::PS256 => Algorithm::PS256,
-            Self::PS384 => Algorithm::PS384,
-            Self::PS512 => Algorithm::PS512,
-            Self::ES256 => Algorithm::ES256,
-            Self::ES384 => Algorithm::ES384,
-            Self::EdDSA => Algorithm::EdDSA,
-        }
+    /// The algorithm with exactly this JWS `alg` name, if it is one of these.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "RS256" => Self::RS256,
+            "RS384" => Self::RS384,
+            "RS512" => Self::RS512,
+            "PS256" => Self::PS256,
+            "PS384" => Self::PS384,
+            "PS512" => Self::PS512,
+            "ES256" => Self::ES256,
+            "ES384" => Self::ES384,
+            "ES512" => Self::ES512,
+            "EdDSA" => Self::EdDSA,
+            "Ed25519" => Self::Ed25519,
+            _ => return None,
+        })
+    }
+
+    /// Whether `self` and `other` make and check the very same signatures: equal, or the
+    /// two names of Ed25519 (RFC 9864 section 2.2).
+    pub(crate) fn same_signature_as(self, other: Self) -> bool {
+        self == other
+            || matches!(
+                (self, other),
+                (Self::EdDSA, Self::Ed25519) | (Self::Ed25519, Self::EdDSA)
+            )
     }
 }
 
@@ -106,11 +128,7 @@ impl std::str::FromStr for SigningAlgorithm {
 
     /// Parses the exact JWS `alg` name; see the [type docs](SigningAlgorithm).
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::DEFAULT
-            .iter()
-            .copied()
-            .find(|alg| alg.name() == name)
-            .ok_or_else(|| UnknownAlgorithm::new(name))
+        Self::from_name(name).ok_or_else(|| UnknownAlgorithm::new(name))
     }
 }
 
@@ -148,7 +166,7 @@ impl<'de> serde::Deserialize<'de> for SigningAlgorithm {
 /// assert_eq!(
 ///     error.to_string(),
 ///     "unsupported signing algorithm \"rs256\" (expected one of RS256, RS384, RS512, \
-///      PS256, PS384, PS512, ES256, ES384, EdDSA)"
+///      PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519)"
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +235,8 @@ mod tests {
             "eddsa",
             "Eddsa",
             "ED25519",
-            "Ed25519",
+            "ed25519",
+            "Ed448",
             " RS256",
             "RS256 ",
             "RS256\n",
@@ -231,7 +250,7 @@ mod tests {
             "HS256",
             "HS384",
             "HS512",
-            "ES512",
+            "es512",
             "ES256K",
             "RSA-OAEP",
             "RS256\0",

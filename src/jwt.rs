@@ -1,9 +1,9 @@
 //! The compact JWS form of a token: splitting, the protected header, the signature and the
 //! payload. No key lookup and no claim rules here (see `verifier`).
 
+use crate::algorithm::SigningAlgorithm;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use crate::error::ErrorKind;
@@ -47,7 +47,7 @@ pub(crate) fn split(token: &str) -> Result<Segments<'_>, ErrorKind> {
 /// The protected header parameters this crate acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {
-    pub(crate) alg: Algorithm,
+    pub(crate) alg: SigningAlgorithm,
     pub(crate) kid: Option<String>,
     pub(crate) typ: Option<String>,
     /// Claims the header repeats, when it does (rare; boxed to keep the common header small).
@@ -133,7 +133,10 @@ fn string_member<'a>(
 /// parameters of their JSON types, no `crit`, no `cty` announcing a nested JWT, and none of
 /// the parameters that would change what the signature covers or how the payload is read
 /// (`b64`, `zip` other than `NONE`, `enc`).
-pub(crate) fn parse_header(segment: &str, allowed: &[Algorithm]) -> Result<Header, ErrorKind> {
+pub(crate) fn parse_header(
+    segment: &str,
+    allowed: &[SigningAlgorithm],
+) -> Result<Header, ErrorKind> {
     let bytes = decode_segment(segment)?;
     let header = json::selected_members(&bytes, is_read_header_parameter)
         .map_err(|_| ErrorKind::MalformedToken)?;
@@ -230,7 +233,7 @@ fn announces_nested_jwt(cty: &str) -> bool {
 pub(crate) fn verify_signature(
     segments: &Segments<'_>,
     key: &VerificationKey,
-    alg: Algorithm,
+    alg: SigningAlgorithm,
 ) -> Result<(), ErrorKind> {
     verify_signature_over(
         segments.signing_input.as_bytes(),
@@ -247,7 +250,7 @@ pub(crate) fn verify_signature_over(
     signing_input: &[u8],
     signature: &str,
     key: &VerificationKey,
-    alg: Algorithm,
+    alg: SigningAlgorithm,
 ) -> Result<(), ErrorKind> {
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
@@ -299,7 +302,11 @@ mod tests {
         URL_SAFE_NO_PAD.encode(text)
     }
 
-    const ALL: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+    const ALL: &[SigningAlgorithm] = &[
+        SigningAlgorithm::RS256,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::EdDSA,
+    ];
 
     #[test]
     fn splits_exactly_three_segments() {
@@ -543,7 +550,11 @@ mod props {
         "alg", "kid", "typ", "cty", "crit", "b64", "zip", "jku", "jwk", "x5u", "x5c", "x5t",
         "x5t#S256", "enc",
     ];
-    const ALLOWED: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+    const ALLOWED: &[SigningAlgorithm] = &[
+        SigningAlgorithm::RS256,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::EdDSA,
+    ];
 
     /// A segment: the base64url of some bytes, or text near base64url (padding, the
     /// standard alphabet, whitespace, non-ASCII, a dot).

@@ -13,8 +13,9 @@ use aws_lc_rs::error::Unspecified;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
-    self, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
-    Ed25519KeyPair, KeyPair as _,
+    self, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+    ECDSA_P521_SHA512_FIXED_SIGNING, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair,
+    KeyPair as _,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,6 +29,7 @@ pub(crate) enum KeyType {
     Rsa,
     P256,
     P384,
+    P521,
     Ed25519,
 }
 
@@ -36,8 +38,29 @@ impl KeyType {
         match alg {
             SigningAlgorithm::ES256 => Self::P256,
             SigningAlgorithm::ES384 => Self::P384,
-            SigningAlgorithm::EdDSA => Self::Ed25519,
+            SigningAlgorithm::ES512 => Self::P521,
+            SigningAlgorithm::EdDSA | SigningAlgorithm::Ed25519 => Self::Ed25519,
             _ => Self::Rsa,
+        }
+    }
+
+    /// aws-lc's ECDSA signing algorithm for an EC key type, `None` for the others.
+    pub(crate) fn ecdsa(self) -> Option<&'static EcdsaSigningAlgorithm> {
+        match self {
+            Self::P256 => Some(&ECDSA_P256_SHA256_FIXED_SIGNING),
+            Self::P384 => Some(&ECDSA_P384_SHA384_FIXED_SIGNING),
+            Self::P521 => Some(&ECDSA_P521_SHA512_FIXED_SIGNING),
+            Self::Rsa | Self::Ed25519 => None,
+        }
+    }
+
+    /// The JWK `crv` of an EC key type.
+    fn curve(self) -> Option<&'static str> {
+        match self {
+            Self::P256 => Some("P-256"),
+            Self::P384 => Some("P-384"),
+            Self::P521 => Some("P-521"),
+            Self::Rsa | Self::Ed25519 => None,
         }
     }
 }
@@ -54,8 +77,9 @@ impl Signer {
     pub(crate) fn generate(key_type: KeyType) -> Result<Self, Unspecified> {
         Ok(match key_type {
             KeyType::Rsa => Self::Rsa(RsaKeyPair::generate(KeySize::Rsa2048)?),
-            KeyType::P256 => Self::Ec(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)?),
-            KeyType::P384 => Self::Ec(EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING)?),
+            KeyType::P256 | KeyType::P384 | KeyType::P521 => Self::Ec(EcdsaKeyPair::generate(
+                key_type.ecdsa().ok_or(Unspecified)?,
+            )?),
             KeyType::Ed25519 => Self::Ed(Ed25519KeyPair::generate()?),
         })
     }
@@ -63,9 +87,13 @@ impl Signer {
     pub(crate) fn key_type(&self) -> KeyType {
         match self {
             Self::Rsa(_) => KeyType::Rsa,
-            // An uncompressed point is 0x04 || x || y: 65 bytes on P-256, 97 on P-384.
-            Self::Ec(pair) if pair.public_key().as_ref().len() == 65 => KeyType::P256,
-            Self::Ec(_) => KeyType::P384,
+            // An uncompressed point is 0x04 || x || y: 65 bytes on P-256, 97 on P-384,
+            // 133 on P-521.
+            Self::Ec(pair) => match pair.public_key().as_ref().len() {
+                65 => KeyType::P256,
+                97 => KeyType::P384,
+                _ => KeyType::P521,
+            },
             Self::Ed(_) => KeyType::Ed25519,
         }
     }
@@ -80,11 +108,7 @@ impl Signer {
             Self::Ec(pair) => {
                 let point = pair.public_key().as_ref();
                 let size = (point.len() - 1) / 2;
-                let crv = if self.key_type() == KeyType::P256 {
-                    "P-256"
-                } else {
-                    "P-384"
-                };
+                let crv = self.key_type().curve().unwrap_or_default();
                 json!({
                     "kty": "EC", "crv": crv,
                     "x": b64(&point[1..=size]), "y": b64(&point[size + 1..]),

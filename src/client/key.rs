@@ -4,10 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeyPairComponents, PublicKeyComponents};
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
-    EcdsaSigningAlgorithm, Ed25519KeyPair,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
@@ -37,7 +34,7 @@ pub enum KeyError {
         /// The member, such as `"d"`.
         member: &'static str,
     },
-    /// The JWK's `kty`/`crv` is not one this crate signs with (RSA, EC P-256/P-384,
+    /// The JWK's `kty`/`crv` is not one this crate signs with (RSA, EC P-256/P-384/P-521,
     /// OKP Ed25519).
     UnsupportedKeyType,
     /// The algorithm does not fit the key, for example `ES384` with a P-256 or an RSA key.
@@ -64,7 +61,7 @@ impl fmt::Display for KeyError {
                 write!(f, "private JWK member `{member}` is missing or invalid")
             }
             Self::UnsupportedKeyType => {
-                f.write_str("unsupported key type (RSA, EC P-256/P-384 and OKP Ed25519 are)")
+                f.write_str("unsupported key type (RSA, EC P-256/P-384/P-521 and OKP Ed25519 are)")
             }
             Self::AlgorithmMismatch { algorithm } => {
                 write!(f, "algorithm {algorithm} does not fit this key")
@@ -186,8 +183,8 @@ impl ClientKey {
             ("RSA PRIVATE KEY", KeyType::Rsa) => {
                 Signer::Rsa(RsaKeyPair::from_der(&der).map_err(rejected)?)
             }
-            ("EC PRIVATE KEY", KeyType::P256 | KeyType::P384) => Signer::Ec(
-                EcdsaKeyPair::from_private_key_der(ecdsa(key_type), &der).map_err(rejected)?,
+            ("EC PRIVATE KEY", KeyType::P256 | KeyType::P384 | KeyType::P521) => Signer::Ec(
+                EcdsaKeyPair::from_private_key_der(ecdsa(key_type)?, &der).map_err(rejected)?,
             ),
             ("RSA PRIVATE KEY" | "EC PRIVATE KEY", _) => return Err(mismatch),
             _ => return Err(KeyError::Pem("unsupported PEM label")),
@@ -216,17 +213,17 @@ impl ClientKey {
         let key_type = KeyType::for_algorithm(algorithm);
         let signer = match key_type {
             KeyType::Rsa => Signer::Rsa(RsaKeyPair::from_pkcs8(der).map_err(rejected)?),
-            KeyType::P256 | KeyType::P384 => {
-                Signer::Ec(EcdsaKeyPair::from_pkcs8(ecdsa(key_type), der).map_err(rejected)?)
+            KeyType::P256 | KeyType::P384 | KeyType::P521 => {
+                Signer::Ec(EcdsaKeyPair::from_pkcs8(ecdsa(key_type)?, der).map_err(rejected)?)
             }
             KeyType::Ed25519 => Signer::Ed(Ed25519KeyPair::from_pkcs8(der).map_err(rejected)?),
         };
         Self::wrap(signer, algorithm, kid.into())
     }
 
-    /// Loads a private JWK: `EC` on `P-256`/`P-384` (`d`, `x`, `y`), `RSA` (`n`, `e`,
+    /// Loads a private JWK: `EC` on `P-256`/`P-384`/`P-521` (`d`, `x`, `y`), `RSA` (`n`, `e`,
     /// `d`, `p`, `q`, `dp`, `dq`, `qi`) or `OKP` `Ed25519` (`d`, `x`). `kid` is
-    /// required. The algorithm is the JWK's `alg`, else `ES256`/`ES384` by curve, `RS384`
+    /// required. The algorithm is the JWK's `alg`, else `ES256`/`ES384`/`ES512` by curve, `RS384`
     /// for RSA and `EdDSA` for Ed25519. A `use` other than `sig` is refused.
     ///
     /// ```
@@ -251,6 +248,7 @@ impl ClientKey {
         let (signer, default_alg) = match (text(jwk, "kty")?, jwk.get("crv")) {
             ("EC", Some(crv)) if crv == "P-256" => (ec_from_jwk(jwk, KeyType::P256)?, "ES256"),
             ("EC", Some(crv)) if crv == "P-384" => (ec_from_jwk(jwk, KeyType::P384)?, "ES384"),
+            ("EC", Some(crv)) if crv == "P-521" => (ec_from_jwk(jwk, KeyType::P521)?, "ES512"),
             ("OKP", Some(crv)) if crv == "Ed25519" => (ed25519_from_jwk(jwk)?, "EdDSA"),
             ("RSA", _) => (rsa_from_jwk(jwk)?, "RS384"),
             _ => return Err(KeyError::UnsupportedKeyType),
@@ -260,11 +258,8 @@ impl ClientKey {
             Some(Value::String(name)) => name.as_str(),
             Some(_) => return Err(KeyError::Jwk { member: "alg" }),
         };
-        let algorithm = SigningAlgorithm::DEFAULT
-            .iter()
-            .copied()
-            .find(|alg| alg.name() == alg_name)
-            .ok_or(KeyError::Jwk { member: "alg" })?;
+        let algorithm =
+            SigningAlgorithm::from_name(alg_name).ok_or(KeyError::Jwk { member: "alg" })?;
         Self::wrap(signer, algorithm, kid)
     }
 
@@ -371,12 +366,9 @@ fn rejected(error: aws_lc_rs::error::KeyRejected) -> KeyError {
     KeyError::Rejected(error.description_())
 }
 
-fn ecdsa(key_type: KeyType) -> &'static EcdsaSigningAlgorithm {
-    if key_type == KeyType::P256 {
-        &ECDSA_P256_SHA256_FIXED_SIGNING
-    } else {
-        &ECDSA_P384_SHA384_FIXED_SIGNING
-    }
+/// aws-lc's signing algorithm for an EC key type (the callers pass EC types only).
+fn ecdsa(key_type: KeyType) -> Result<&'static EcdsaSigningAlgorithm, KeyError> {
+    key_type.ecdsa().ok_or(KeyError::UnsupportedKeyType)
 }
 
 /// The first PEM block whose label ends in `PRIVATE KEY`: its label and DER bytes. The
@@ -427,7 +419,11 @@ fn bytes(jwk: &Map<String, Value>, member: &'static str) -> Result<Vec<u8>, KeyE
 }
 
 fn ec_from_jwk(jwk: &Map<String, Value>, key_type: KeyType) -> Result<Signer, KeyError> {
-    let size = if key_type == KeyType::P256 { 32 } else { 48 };
+    let size = match key_type {
+        KeyType::P256 => 32,
+        KeyType::P384 => 48,
+        _ => 66,
+    };
     let x = bytes(jwk, "x")?;
     let y = bytes(jwk, "y")?;
     let d = bytes(jwk, "d")?;
@@ -447,7 +443,7 @@ fn ec_from_jwk(jwk: &Map<String, Value>, key_type: KeyType) -> Result<Signer, Ke
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    EcdsaKeyPair::from_private_key_and_public_key(ecdsa(key_type), &scalar, &point)
+    EcdsaKeyPair::from_private_key_and_public_key(ecdsa(key_type)?, &scalar, &point)
         .map(Signer::Ec)
         .map_err(rejected)
 }
@@ -569,9 +565,9 @@ mod tests {
             ClientKey::from_jwk(&no_kid).unwrap_err(),
             KeyError::Jwk { member: "kid" }
         );
-        let p521 = json!({"kty": "EC", "crv": "P-521", "kid": "k"});
+        let secp256k1 = json!({"kty": "EC", "crv": "secp256k1", "kid": "k"});
         assert_eq!(
-            ClientKey::from_jwk(&p521).unwrap_err(),
+            ClientKey::from_jwk(&secp256k1).unwrap_err(),
             KeyError::UnsupportedKeyType
         );
         let oct = json!({"kty": "oct", "kid": "k", "k": "AAAA"});

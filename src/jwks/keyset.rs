@@ -13,9 +13,10 @@
 //!   RFC 7518 section 3.3; longer, the verifier refuses); the exponent `e` must be odd, at
 //!   least 3 and at most 33 bits wide (65537 is 17 bits; a wider exponent only makes
 //!   verification slow). Leading zero octets of `n` and `e` are ignored.
-//! - **EC** (`P-256`, `P-384`): `x` and `y` must each be exactly the curve's field size
-//!   (32 or 48 octets, RFC 7518 section 6.2.1.2), both below the field prime, and the point
-//!   must be on the named curve. `P-521` and other curves are not supported.
+//! - **EC** (`P-256`, `P-384`, `P-521`): `x` and `y` must each be at most the curve's
+//!   field size (32, 48 or 66 octets, RFC 7518 section 6.2.1.2; a shorter one lost its
+//!   leading zero octets and is padded back), both below the field prime, and the point
+//!   must be on the named curve. Other curves are not supported.
 //! - **OKP** (`Ed25519` only): `x` must be exactly 32 octets, neither a point of small
 //!   order (against which a signature made without any key can verify) nor an encoding of
 //!   `y` at or above the field prime. Whether other octets decode to a curve point is
@@ -31,18 +32,18 @@
 
 use std::ops::RangeInclusive;
 
+use crate::algorithm::SigningAlgorithm;
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rsa::PublicKey as RsaPublicKey;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, EcdsaVerificationAlgorithm,
-    ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384,
-    RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384,
-    RSA_PSS_2048_8192_SHA512, RsaParameters, RsaPublicKeyComponents,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ECDSA_P521_SHA512_FIXED, ED25519,
+    EcdsaVerificationAlgorithm, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256,
+    RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512, RsaParameters, RsaPublicKeyComponents,
 };
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::json::{StrictJsonError, object_with_unique_members};
@@ -53,24 +54,26 @@ pub(crate) enum KeyFamily {
     Rsa,
     P256,
     P384,
+    P521,
     Ed25519,
 }
 
 impl KeyFamily {
-    pub(crate) fn fits(self, alg: Algorithm) -> bool {
+    pub(crate) fn fits(self, alg: SigningAlgorithm) -> bool {
         match self {
             Self::Rsa => matches!(
                 alg,
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
+                SigningAlgorithm::RS256
+                    | SigningAlgorithm::RS384
+                    | SigningAlgorithm::RS512
+                    | SigningAlgorithm::PS256
+                    | SigningAlgorithm::PS384
+                    | SigningAlgorithm::PS512
             ),
-            Self::P256 => alg == Algorithm::ES256,
-            Self::P384 => alg == Algorithm::ES384,
-            Self::Ed25519 => alg == Algorithm::EdDSA,
+            Self::P256 => alg == SigningAlgorithm::ES256,
+            Self::P384 => alg == SigningAlgorithm::ES384,
+            Self::P521 => alg == SigningAlgorithm::ES512,
+            Self::Ed25519 => matches!(alg, SigningAlgorithm::EdDSA | SigningAlgorithm::Ed25519),
         }
     }
 }
@@ -80,23 +83,24 @@ impl KeyFamily {
 pub(crate) struct VerificationKey {
     pub(crate) kid: Option<String>,
     pub(crate) family: KeyFamily,
-    /// The JWK's own `alg`, when it states one: then only that algorithm may use the key.
-    pub(crate) alg: Option<Algorithm>,
+    /// The JWK's own `alg`, when it states one: then only that algorithm may use the key
+    /// (`EdDSA` and `Ed25519` are one, RFC 9864).
+    pub(crate) alg: Option<SigningAlgorithm>,
     /// The key parsed once for each algorithm it [accepts](Self::accepts), and for no other.
-    parsed: Box<[(Algorithm, ParsedPublicKey)]>,
+    parsed: Box<[(SigningAlgorithm, ParsedPublicKey)]>,
 }
 
 impl VerificationKey {
-    fn accepts(&self, alg: Algorithm) -> bool {
-        self.family.fits(alg) && self.alg.is_none_or(|own| own == alg)
+    fn accepts(&self, alg: SigningAlgorithm) -> bool {
+        self.family.fits(alg) && self.alg.is_none_or(|own| own.same_signature_as(alg))
     }
 
     /// The parsed key that verifies `alg` signatures, or `None` when this key may not
     /// verify `alg` (another family, or not the JWK's own `alg`).
-    pub(crate) fn parsed_for(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+    pub(crate) fn parsed_for(&self, alg: SigningAlgorithm) -> Option<&ParsedPublicKey> {
         self.parsed
             .iter()
-            .find(|(own, _)| *own == alg)
+            .find(|(own, _)| own.same_signature_as(alg))
             .map(|(_, key)| key)
     }
 
@@ -220,7 +224,7 @@ impl KeySet {
     /// may fit `alg`. The same public key listed twice (RFC 7517 makes distinct `kid`s only
     /// a SHOULD; some issuers repeat a key, with and without its `alg`) is one key, not an
     /// ambiguity; two different keys that both fit are.
-    pub(crate) fn select(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
+    pub(crate) fn select(&self, kid: Option<&str>, alg: SigningAlgorithm) -> Selection {
         self.select_among(alg, kid.is_some(), |key| match kid {
             Some(kid) => key.kid.as_deref() == Some(kid),
             None => true,
@@ -230,7 +234,7 @@ impl KeySet {
     /// [`KeySet::select`] for keys the operator configured: a key given without a `kid`
     /// (a PEM key) also serves tokens whose `kid` no key of the set carries, as a verifier
     /// with one configured key ignores `kid`. Its family and `alg` must still fit.
-    pub(crate) fn select_configured(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
+    pub(crate) fn select_configured(&self, kid: Option<&str>, alg: SigningAlgorithm) -> Selection {
         match self.select(kid, alg) {
             Selection::NotFound if kid.is_some() => {
                 self.select_among(alg, false, |key| key.kid.is_none())
@@ -244,7 +248,7 @@ impl KeySet {
     /// key is known, the algorithm is not its own) rather than `NotFound`.
     fn select_among(
         &self,
-        alg: Algorithm,
+        alg: SigningAlgorithm,
         by_kid: bool,
         candidate: impl Fn(&VerificationKey) -> bool,
     ) -> Selection {
@@ -380,7 +384,8 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
 /// How a DER public key given outside a JWK Set is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PublicKeyDer {
-    /// An X.509 `SubjectPublicKeyInfo` (RFC 5280 section 4.1): RSA, P-256, P-384 or Ed25519.
+    /// An X.509 `SubjectPublicKeyInfo` (RFC 5280 section 4.1): RSA, P-256, P-384, P-521 or
+    /// Ed25519.
     Spki,
     /// A PKCS#1 `RSAPublicKey` (RFC 8017 appendix A.1.1).
     RsaPkcs1,
@@ -396,7 +401,7 @@ impl VerificationKey {
     pub(crate) fn from_der(
         der: &[u8],
         format: PublicKeyDer,
-        alg: Algorithm,
+        alg: SigningAlgorithm,
         kid: Option<String>,
     ) -> Result<Self, &'static str> {
         let parsed = match format {
@@ -419,7 +424,7 @@ impl VerificationKey {
 }
 
 /// An RSA key decoded by aws-lc, checked and parsed like a JWK's `n` and `e`.
-fn rsa_der_key(key: &RsaPublicKey, alg: Algorithm) -> Result<ParsedKey, &'static str> {
+fn rsa_der_key(key: &RsaPublicKey, alg: SigningAlgorithm) -> Result<ParsedKey, &'static str> {
     if !KeyFamily::Rsa.fits(alg) {
         return Err("alg does not fit the key type");
     }
@@ -428,7 +433,7 @@ fn rsa_der_key(key: &RsaPublicKey, alg: Algorithm) -> Result<ParsedKey, &'static
 }
 
 /// A `SubjectPublicKeyInfo` of one of the supported key types, for `alg`.
-fn spki_key(der: &[u8], alg: Algorithm) -> Result<ParsedKey, &'static str> {
+fn spki_key(der: &[u8], alg: SigningAlgorithm) -> Result<ParsedKey, &'static str> {
     /// Whether aws-lc encodes the key as exactly these bytes.
     fn canonical(key: &impl AsDer<PublicKeyX509Der<'static>>, der: &[u8]) -> bool {
         key.as_der().is_ok_and(|encoded| encoded.as_ref() == der)
@@ -439,9 +444,26 @@ fn spki_key(der: &[u8], alg: Algorithm) -> Result<ParsedKey, &'static str> {
         }
         return rsa_der_key(&key, alg);
     }
-    let curves: [(KeyFamily, Algorithm, &'static EcdsaVerificationAlgorithm); 2] = [
-        (KeyFamily::P256, Algorithm::ES256, &ECDSA_P256_SHA256_FIXED),
-        (KeyFamily::P384, Algorithm::ES384, &ECDSA_P384_SHA384_FIXED),
+    let curves: [(
+        KeyFamily,
+        SigningAlgorithm,
+        &'static EcdsaVerificationAlgorithm,
+    ); 3] = [
+        (
+            KeyFamily::P256,
+            SigningAlgorithm::ES256,
+            &ECDSA_P256_SHA256_FIXED,
+        ),
+        (
+            KeyFamily::P384,
+            SigningAlgorithm::ES384,
+            &ECDSA_P384_SHA384_FIXED,
+        ),
+        (
+            KeyFamily::P521,
+            SigningAlgorithm::ES512,
+            &ECDSA_P521_SHA512_FIXED,
+        ),
     ];
     for (family, jose, algorithm) in curves {
         // aws-lc checks the named curve and that the point is on it (as for a JWK).
@@ -472,20 +494,20 @@ fn spki_key(der: &[u8], alg: Algorithm) -> Result<ParsedKey, &'static str> {
         check_alg_fits(KeyFamily::Ed25519, Some(alg))?;
         return Ok(ParsedKey {
             family: KeyFamily::Ed25519,
-            keys: Box::new([(Algorithm::EdDSA, key)]),
+            keys: Box::new([(SigningAlgorithm::EdDSA, key)]),
         });
     }
-    Err("not a SubjectPublicKeyInfo of an RSA, P-256, P-384 or Ed25519 key")
+    Err("not a SubjectPublicKeyInfo of an RSA, P-256, P-384, P-521 or Ed25519 key")
 }
 
 /// A public key checked and parsed for the algorithms its family and the JWK's `alg` allow.
 struct ParsedKey {
     family: KeyFamily,
-    keys: Box<[(Algorithm, ParsedPublicKey)]>,
+    keys: Box<[(SigningAlgorithm, ParsedPublicKey)]>,
 }
 
 /// Refuses a JWK whose own `alg` names an algorithm of another key family.
-fn check_alg_fits(family: KeyFamily, alg: Option<Algorithm>) -> Result<(), &'static str> {
+fn check_alg_fits(family: KeyFamily, alg: Option<SigningAlgorithm>) -> Result<(), &'static str> {
     if alg.is_some_and(|alg| !family.fits(alg)) {
         return Err("alg does not fit the key type");
     }
@@ -493,35 +515,40 @@ fn check_alg_fits(family: KeyFamily, alg: Option<Algorithm>) -> Result<(), &'sta
 }
 
 /// The algorithms, of those `family` fits, that a key with the JWK's `alg` may verify.
-fn usable_algorithms(family: KeyFamily, alg: Option<Algorithm>) -> impl Iterator<Item = Algorithm> {
-    ALGORITHMS
-        .into_iter()
-        .filter(move |candidate| family.fits(*candidate) && alg.is_none_or(|own| own == *candidate))
+fn usable_algorithms(
+    family: KeyFamily,
+    alg: Option<SigningAlgorithm>,
+) -> impl Iterator<Item = SigningAlgorithm> {
+    ALGORITHMS.into_iter().filter(move |candidate| {
+        family.fits(*candidate) && alg.is_none_or(|own| own.same_signature_as(*candidate))
+    })
 }
 
-/// Every asymmetric algorithm this crate verifies, in the order keys are parsed for them.
-pub(crate) const ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
+/// Every asymmetric algorithm this crate verifies, in the order keys are parsed for them
+/// (`Ed25519` is verified with the key parsed for `EdDSA`, the same signature).
+pub(crate) const ALGORITHMS: [SigningAlgorithm; 10] = [
+    SigningAlgorithm::RS256,
+    SigningAlgorithm::RS384,
+    SigningAlgorithm::RS512,
+    SigningAlgorithm::PS256,
+    SigningAlgorithm::PS384,
+    SigningAlgorithm::PS512,
+    SigningAlgorithm::ES256,
+    SigningAlgorithm::ES384,
+    SigningAlgorithm::ES512,
+    SigningAlgorithm::EdDSA,
 ];
 
 /// aws-lc's parameters for an RSA algorithm: PKCS#1 v1.5 or PSS (salt as long as the
 /// hash, RFC 7518 section 3.5) with the algorithm's hash, for moduli of 2048 to 8192 bits.
-fn rsa_parameters(alg: Algorithm) -> Option<&'static RsaParameters> {
+fn rsa_parameters(alg: SigningAlgorithm) -> Option<&'static RsaParameters> {
     Some(match alg {
-        Algorithm::RS256 => &RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &RSA_PSS_2048_8192_SHA512,
+        SigningAlgorithm::RS256 => &RSA_PKCS1_2048_8192_SHA256,
+        SigningAlgorithm::RS384 => &RSA_PKCS1_2048_8192_SHA384,
+        SigningAlgorithm::RS512 => &RSA_PKCS1_2048_8192_SHA512,
+        SigningAlgorithm::PS256 => &RSA_PSS_2048_8192_SHA256,
+        SigningAlgorithm::PS384 => &RSA_PSS_2048_8192_SHA384,
+        SigningAlgorithm::PS512 => &RSA_PSS_2048_8192_SHA512,
         _ => return None,
     })
 }
@@ -533,7 +560,7 @@ const RSA_EXPONENT_MAX_BITS: usize = 33;
 
 /// An RSA public key from its big-endian modulus and exponent, checked as the module docs
 /// say, parsed for each RSA algorithm the JWK's `alg` allows.
-fn rsa_key(n: &[u8], e: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'static str> {
+fn rsa_key(n: &[u8], e: &[u8], alg: Option<SigningAlgorithm>) -> Result<ParsedKey, &'static str> {
     let n = without_leading_zeros(n);
     let e = without_leading_zeros(e);
     let modulus_bits = bit_length(n);
@@ -579,20 +606,26 @@ fn ec_key(
     crv: &str,
     x: &[u8],
     y: &[u8],
-    alg: Option<Algorithm>,
+    alg: Option<SigningAlgorithm>,
 ) -> Result<ParsedKey, &'static str> {
     let (family, size, jose, algorithm) = match crv {
         "P-256" => (
             KeyFamily::P256,
             32,
-            Algorithm::ES256,
+            SigningAlgorithm::ES256,
             &ECDSA_P256_SHA256_FIXED,
         ),
         "P-384" => (
             KeyFamily::P384,
             48,
-            Algorithm::ES384,
+            SigningAlgorithm::ES384,
             &ECDSA_P384_SHA384_FIXED,
+        ),
+        "P-521" => (
+            KeyFamily::P521,
+            66,
+            SigningAlgorithm::ES512,
+            &ECDSA_P521_SHA512_FIXED,
         ),
         _ => return Err("unsupported EC curve"),
     };
@@ -625,7 +658,7 @@ fn ec_key(
 /// a curve point is up to each verification), except the encodings that no signature should
 /// be checked against: a point of small order, or a `y` coordinate at or above the field
 /// prime (see [`is_degenerate_ed25519`]).
-fn ed25519_key(x: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'static str> {
+fn ed25519_key(x: &[u8], alg: Option<SigningAlgorithm>) -> Result<ParsedKey, &'static str> {
     let Ok(encoded) = <&[u8; 32]>::try_from(x) else {
         return Err("Ed25519 key of the wrong length");
     };
@@ -636,7 +669,7 @@ fn ed25519_key(x: &[u8], alg: Option<Algorithm>) -> Result<ParsedKey, &'static s
     let key = ParsedPublicKey::new(&ED25519, x).map_err(|_| "Ed25519 key refused")?;
     Ok(ParsedKey {
         family: KeyFamily::Ed25519,
-        keys: Box::new([(Algorithm::EdDSA, key)]),
+        keys: Box::new([(SigningAlgorithm::EdDSA, key)]),
     })
 }
 
@@ -701,19 +734,8 @@ fn is_odd(bytes: &[u8]) -> bool {
 
 /// The asymmetric JWS algorithms this crate can verify; `None` for anything else
 /// (`none`, HMAC, unknown names).
-pub(crate) fn asymmetric_algorithm(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
+pub(crate) fn asymmetric_algorithm(name: &str) -> Option<SigningAlgorithm> {
+    SigningAlgorithm::from_name(name)
 }
 
 fn string_member<'a>(
@@ -799,6 +821,7 @@ mod tests {
             json!({"kty": "RSA", "kid": "hs", "alg": "HS256", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
             json!({"kty": "RSA", "kid": "mismatch", "alg": "ES256", "n": b64(&[0xc5; 256]), "e": "AQAB"}),
             json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": b64(&[1; 66]), "y": b64(&[2; 66])}),
+            json!({"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": b64(&[1; 32]), "y": b64(&[2; 32])}),
             json!({"kty": "EC", "kid": "badlen", "crv": "P-256", "x": b64(&[1; 31]), "y": b64(&[2; 32])}),
             json!({"kty": "OKP", "kid": "ed448", "crv": "Ed448", "x": b64(&[1; 57])}),
             json!({"kty": "RSA", "kid": 7, "n": b64(&[0xc5; 256]), "e": "AQAB"}),
@@ -810,7 +833,7 @@ mod tests {
         .unwrap();
         assert_eq!(keys.len(), 3);
         assert_eq!(
-            keys.select(Some("good"), Algorithm::RS256),
+            keys.select(Some("good"), SigningAlgorithm::RS256),
             Selection::Found(0)
         );
         // `use` and signing `key_ops` together agree.
@@ -819,15 +842,15 @@ mod tests {
         agreeing["key_ops"] = json!(["sign", "verify"]);
         assert!(parse_jwk(&agreeing).is_ok());
         assert_eq!(
-            keys.select(Some("p256"), Algorithm::ES256),
+            keys.select(Some("p256"), SigningAlgorithm::ES256),
             Selection::Found(1)
         );
         assert_eq!(
-            keys.select(Some("ed"), Algorithm::EdDSA),
+            keys.select(Some("ed"), SigningAlgorithm::EdDSA),
             Selection::Found(2)
         );
         assert_eq!(
-            keys.select(Some("enc"), Algorithm::RS256),
+            keys.select(Some("enc"), SigningAlgorithm::RS256),
             Selection::NotFound
         );
     }
@@ -878,37 +901,46 @@ mod tests {
         stated["alg"] = json!("RS384");
         let keys = set(vec![rsa("r1"), stated, ec("e384", "P-384")]).unwrap();
         assert_eq!(
-            keys.select(Some("r1"), Algorithm::PS256),
+            keys.select(Some("r1"), SigningAlgorithm::PS256),
             Selection::Found(0)
         );
         assert_eq!(
-            keys.select(Some("r1"), Algorithm::ES256),
+            keys.select(Some("r1"), SigningAlgorithm::ES256),
             Selection::Unusable
         );
         assert_eq!(
-            keys.select(Some("rs384-only"), Algorithm::RS384),
+            keys.select(Some("rs384-only"), SigningAlgorithm::RS384),
             Selection::Found(1)
         );
         assert_eq!(
-            keys.select(Some("rs384-only"), Algorithm::RS256),
+            keys.select(Some("rs384-only"), SigningAlgorithm::RS256),
             Selection::Unusable
         );
         assert_eq!(
-            keys.select(Some("e384"), Algorithm::ES256),
+            keys.select(Some("e384"), SigningAlgorithm::ES256),
             Selection::Unusable
         );
         assert_eq!(
-            keys.select(Some("nope"), Algorithm::RS256),
+            keys.select(Some("nope"), SigningAlgorithm::RS256),
             Selection::NotFound
         );
         // Without kid: exactly one key must fit.
-        assert_eq!(keys.select(None, Algorithm::ES384), Selection::Found(2));
-        assert_eq!(keys.select(None, Algorithm::RS384), Selection::Unusable);
-        assert_eq!(keys.select(None, Algorithm::EdDSA), Selection::NotFound);
+        assert_eq!(
+            keys.select(None, SigningAlgorithm::ES384),
+            Selection::Found(2)
+        );
+        assert_eq!(
+            keys.select(None, SigningAlgorithm::RS384),
+            Selection::Unusable
+        );
+        assert_eq!(
+            keys.select(None, SigningAlgorithm::EdDSA),
+            Selection::NotFound
+        );
     }
 
     /// The algorithms a key was parsed for, in [`ALGORITHMS`] order.
-    fn parsed_algorithms(jwk: Value) -> Vec<Algorithm> {
+    fn parsed_algorithms(jwk: Value) -> Vec<SigningAlgorithm> {
         let keys = set(vec![jwk]).unwrap();
         let key = keys.get(0);
         ALGORITHMS
@@ -919,13 +951,13 @@ mod tests {
 
     #[test]
     fn keys_are_parsed_once_for_each_algorithm_they_may_verify() {
-        use Algorithm::*;
+        use SigningAlgorithm::*;
         let pinned = |mut jwk: Value, alg: &str| {
             jwk["alg"] = json!(alg);
             jwk
         };
         let ed25519 = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&[3; 32])});
-        let rows: Vec<(Value, Vec<Algorithm>)> = vec![
+        let rows: Vec<(Value, Vec<SigningAlgorithm>)> = vec![
             (rsa("k"), vec![RS256, RS384, RS512, PS256, PS384, PS512]),
             (pinned(rsa("k"), "RS384"), vec![RS384]),
             (pinned(rsa("k"), "PS512"), vec![PS512]),
@@ -945,7 +977,7 @@ mod tests {
     fn different_keys_that_both_fit_are_ambiguous() {
         let keys = set(vec![rsa("same"), other_rsa("same")]).unwrap();
         assert_eq!(
-            keys.select(Some("same"), Algorithm::RS256),
+            keys.select(Some("same"), SigningAlgorithm::RS256),
             Selection::Unusable
         );
         let unnamed = |jwk: Value| {
@@ -954,7 +986,10 @@ mod tests {
             jwk
         };
         let keys = set(vec![unnamed(rsa("")), unnamed(other_rsa(""))]).unwrap();
-        assert_eq!(keys.select(None, Algorithm::RS256), Selection::Unusable);
+        assert_eq!(
+            keys.select(None, SigningAlgorithm::RS256),
+            Selection::Unusable
+        );
     }
 
     /// The same public key listed twice (GitHub Enterprise Server's set; with and without
@@ -971,26 +1006,32 @@ mod tests {
         for twin in [rsa("same"), pinned, padded] {
             let keys = set(vec![rsa("same"), twin.clone()]).unwrap();
             assert_eq!(
-                keys.select(Some("same"), Algorithm::RS256),
+                keys.select(Some("same"), SigningAlgorithm::RS256),
                 Selection::Found(0),
                 "{twin}"
             );
             // A kid-less token with one key of that family: still one key.
-            assert_eq!(keys.select(None, Algorithm::RS256), Selection::Found(0));
+            assert_eq!(
+                keys.select(None, SigningAlgorithm::RS256),
+                Selection::Found(0)
+            );
         }
         let p256 = ec("e", "P-256");
         let keys = set(vec![p256.clone(), p256]).unwrap();
         assert_eq!(
-            keys.select(Some("e"), Algorithm::ES256),
+            keys.select(Some("e"), SigningAlgorithm::ES256),
             Selection::Found(0)
         );
         // Another key in the set does not matter; another key under the name does.
         let keys = set(vec![rsa("same"), rsa("same"), other_rsa("other")]).unwrap();
         assert_eq!(
-            keys.select(Some("same"), Algorithm::RS256),
+            keys.select(Some("same"), SigningAlgorithm::RS256),
             Selection::Found(0)
         );
-        assert_eq!(keys.select(None, Algorithm::RS256), Selection::Unusable);
+        assert_eq!(
+            keys.select(None, SigningAlgorithm::RS256),
+            Selection::Unusable
+        );
     }
 
     /// The key-set fingerprint depends on the keys, not on their order or the document's
@@ -1285,7 +1326,7 @@ mod tests {
                 assert_eq!(refusal(&jwk), expected, "{jwk}");
             }
         }
-        for crv in ["P-521", "secp256k1", "p-256", "P256", ""] {
+        for crv in ["secp256k1", "p-256", "P256", "P-512", ""] {
             assert_eq!(
                 refusal(&ec_with(crv, &[1; 32], &[2; 32])),
                 Some("unsupported EC curve"),
@@ -1345,7 +1386,7 @@ mod tests {
             ];
             der.extend_from_slice(&encoded);
             assert_eq!(
-                spki_key(&der, Algorithm::EdDSA).err(),
+                spki_key(&der, SigningAlgorithm::EdDSA).err(),
                 Some(DEGENERATE),
                 "{jwk}"
             );
@@ -1358,7 +1399,7 @@ mod tests {
             0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
         ];
         der.extend_from_slice(&ordinary);
-        assert!(spki_key(&der, Algorithm::EdDSA).is_ok());
+        assert!(spki_key(&der, SigningAlgorithm::EdDSA).is_ok());
     }
 
     #[test]
@@ -1402,16 +1443,16 @@ mod props {
     use proptest::prelude::*;
     use serde_json::json;
 
-    const ALGORITHMS: [Algorithm; 9] = [
-        Algorithm::RS256,
-        Algorithm::RS384,
-        Algorithm::RS512,
-        Algorithm::PS256,
-        Algorithm::PS384,
-        Algorithm::PS512,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
+    const ALGORITHMS: [SigningAlgorithm; 9] = [
+        SigningAlgorithm::RS256,
+        SigningAlgorithm::RS384,
+        SigningAlgorithm::RS512,
+        SigningAlgorithm::PS256,
+        SigningAlgorithm::PS384,
+        SigningAlgorithm::PS512,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::ES384,
+        SigningAlgorithm::EdDSA,
     ];
 
     /// A member value: base64url of bytes of a telling length, or any JSON value.
@@ -1439,7 +1480,7 @@ mod props {
             string_or_any(&["RSA", "EC", "OKP", "oct", "rsa", "EC "]),
             string_or_any(&["P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519"]),
             string_or_any(&[
-                "RS256", "PS384", "ES256", "ES384", "EdDSA", "HS256", "none", "ES512",
+                "RS256", "PS384", "ES256", "ES384", "EdDSA", "HS256", "none", "ES512", "Ed25519",
             ]),
             string_or_any(&["sig", "enc", "SIG"]),
             string_or_any(&["a", "b", ""]),

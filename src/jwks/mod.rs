@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::algorithm::SigningAlgorithm;
 use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
-use jsonwebtoken::Algorithm;
 use reqwest::Url;
 
 use crate::clock::Clock;
@@ -354,7 +354,7 @@ impl KeyStore {
     pub(crate) async fn key_for(
         self: &Arc<Self>,
         kid: Option<&str>,
-        alg: Algorithm,
+        alg: SigningAlgorithm,
     ) -> Result<ChosenKey, AuthError> {
         if let Some(keys) = &self.static_keys {
             // An unknown `kid` is final; a key configured without one serves any `kid`.
@@ -646,7 +646,7 @@ impl KeyStore {
 fn choose(
     snapshot: Arc<Snapshot>,
     kid: Option<&str>,
-    alg: Algorithm,
+    alg: SigningAlgorithm,
 ) -> Result<ChosenKey, AuthError> {
     let selection = snapshot.keys.select(kid, alg);
     chosen(snapshot, selection)

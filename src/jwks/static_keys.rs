@@ -190,9 +190,8 @@ impl StaticKeys {
         kid: Option<&str>,
     ) -> Result<Self, ConfigError> {
         let (format, der) = public_key_block(pem).map_err(invalid)?;
-        let key =
-            VerificationKey::from_der(&der, format, alg.to_jsonwebtoken(), kid.map(str::to_owned))
-                .map_err(invalid)?;
+        let key = VerificationKey::from_der(&der, format, alg, kid.map(str::to_owned))
+            .map_err(invalid)?;
         self.keys.push(key).map_err(invalid)?;
         Ok(self)
     }
@@ -266,6 +265,7 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use std::io::Write as _;
 
+    use crate::algorithm::SigningAlgorithm;
     use aws_lc_rs::encoding::AsDer as _;
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
@@ -273,7 +273,6 @@ mod tests {
         ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
         Ed25519KeyPair, KeyPair as _, RSA_PSS_SHA384,
     };
-    use jsonwebtoken::Algorithm;
     use serde_json::json;
 
     use super::super::keyset::Selection;
@@ -302,7 +301,13 @@ mod tests {
 
     /// The one key of `keys` verifies `signature` of `message` under `alg`, and is chosen
     /// for a token with `kid` and `alg`.
-    fn verifies(keys: &StaticKeys, kid: Option<&str>, alg: Algorithm, message: &[u8], sig: &[u8]) {
+    fn verifies(
+        keys: &StaticKeys,
+        kid: Option<&str>,
+        alg: SigningAlgorithm,
+        message: &[u8],
+        sig: &[u8],
+    ) {
         assert_eq!(keys.key_count(), 1);
         assert_eq!(keys.keys.select(kid, alg), Selection::Found(0));
         let key = keys.keys.get(0);
@@ -325,13 +330,19 @@ mod tests {
         let pkcs1 = pem("RSA PUBLIC KEY", public.as_ref());
         for text in [&spki, &pkcs1] {
             let keys = StaticKeys::from_pem(text, SigningAlgorithm::PS384, Some("rsa")).unwrap();
-            verifies(&keys, Some("rsa"), Algorithm::PS384, b"message", &signature);
+            verifies(
+                &keys,
+                Some("rsa"),
+                SigningAlgorithm::PS384,
+                b"message",
+                &signature,
+            );
             // Only the configured algorithm: not RS384, not PS256.
             let key = keys.keys.get(0);
-            assert!(key.parsed_for(Algorithm::RS384).is_none());
-            assert!(key.parsed_for(Algorithm::PS256).is_none());
+            assert!(key.parsed_for(SigningAlgorithm::RS384).is_none());
+            assert!(key.parsed_for(SigningAlgorithm::PS256).is_none());
             assert_eq!(
-                keys.keys.select(Some("rsa"), Algorithm::RS384),
+                keys.keys.select(Some("rsa"), SigningAlgorithm::RS384),
                 Selection::Unusable
             );
         }
@@ -361,12 +372,12 @@ mod tests {
             (
                 &ECDSA_P256_SHA256_FIXED_SIGNING,
                 SigningAlgorithm::ES256,
-                Algorithm::ES256,
+                SigningAlgorithm::ES256,
             ),
             (
                 &ECDSA_P384_SHA384_FIXED_SIGNING,
                 SigningAlgorithm::ES384,
-                Algorithm::ES384,
+                SigningAlgorithm::ES384,
             ),
         ] {
             let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, &rng).unwrap();
@@ -383,7 +394,7 @@ mod tests {
         verifies(
             &keys,
             Some("ed"),
-            Algorithm::EdDSA,
+            SigningAlgorithm::EdDSA,
             b"message",
             signature.as_ref(),
         );
@@ -547,11 +558,11 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
             ),
             (
                 "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".into(),
-                "not a SubjectPublicKeyInfo of an RSA, P-256, P-384 or Ed25519 key",
+                "not a SubjectPublicKeyInfo of an RSA, P-256, P-384, P-521 or Ed25519 key",
             ),
             (
                 "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----".into(),
-                "not a SubjectPublicKeyInfo of an RSA, P-256, P-384 or Ed25519 key",
+                "not a SubjectPublicKeyInfo of an RSA, P-256, P-384, P-521 or Ed25519 key",
             ),
         ];
         for (text, expected) in rows {
@@ -592,30 +603,36 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
             .and_pem(ED25519, SigningAlgorithm::EdDSA, None)
             .unwrap();
         assert_eq!(
-            unnamed.keys.select(None, Algorithm::EdDSA),
+            unnamed.keys.select(None, SigningAlgorithm::EdDSA),
             Selection::Found(3)
         );
         assert_eq!(
-            unnamed.keys.select(Some("b"), Algorithm::ES256),
+            unnamed.keys.select(Some("b"), SigningAlgorithm::ES256),
             Selection::Found(1)
         );
         // A `kid` no key carries: a fetched set's rule finds nothing; configured keys
         // given without a kid serve it, by family and algorithm.
         assert_eq!(
-            unnamed.keys.select(Some("c"), Algorithm::ES256),
+            unnamed.keys.select(Some("c"), SigningAlgorithm::ES256),
             Selection::NotFound
         );
         assert_eq!(
-            unnamed.keys.select_configured(Some("c"), Algorithm::EdDSA),
+            unnamed
+                .keys
+                .select_configured(Some("c"), SigningAlgorithm::EdDSA),
             Selection::Found(3)
         );
         assert_eq!(
-            unnamed.keys.select_configured(Some("c"), Algorithm::ES384),
+            unnamed
+                .keys
+                .select_configured(Some("c"), SigningAlgorithm::ES384),
             Selection::NotFound
         );
         // A named key keeps its own rule: its kid with another algorithm is refused.
         assert_eq!(
-            unnamed.keys.select_configured(Some("a"), Algorithm::EdDSA),
+            unnamed
+                .keys
+                .select_configured(Some("a"), SigningAlgorithm::EdDSA),
             Selection::Unusable
         );
         // A PEM key joins a JWK Set's keys too.
@@ -635,7 +652,7 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
         let keys = StaticKeys::from_jwks_json(&json!({"keys": [ed]}).to_string()).unwrap();
         assert_eq!(keys.key_count(), 1);
         assert_eq!(
-            keys.keys.select(Some("ed"), Algorithm::EdDSA),
+            keys.keys.select(Some("ed"), SigningAlgorithm::EdDSA),
             Selection::Found(0)
         );
         // Unusable keys are skipped, as in a fetched set.

@@ -88,7 +88,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// An authorization server on `127.0.0.1` for tests. See the [module docs](super).
 ///
 /// It publishes one key of each type: RSA (for RS256/384/512 and PS256/384/512, its JWK
-/// without `alg`), P-256 (`ES256`), P-384 (`ES384`) and Ed25519 (`EdDSA`). It stops when
+/// without `alg`), P-256 (`ES256`), P-384 (`ES384`), P-521 (`ES512`) and Ed25519
+/// (`EdDSA`, which also signs `Ed25519` tokens, RFC 9864). It stops when
 /// dropped. Each instance has its own keys and counters: tests share nothing.
 #[derive(Debug)]
 pub struct TestIssuer {
@@ -234,6 +235,11 @@ fn rotate(keys: &mut Keys) {
             KeyType::P384,
             format!("p384-{generation}"),
             Some(SigningAlgorithm::ES384),
+        ),
+        (
+            KeyType::P521,
+            format!("p521-{generation}"),
+            Some(SigningAlgorithm::ES512),
         ),
         (
             KeyType::Ed25519,

