@@ -124,9 +124,9 @@ impl StaticKeys {
     /// issuer sends a `kid`, and one key configured by hand is meant for all its tokens).
     ///
     /// The PEM text must hold exactly one block: `PUBLIC KEY` (an X.509
-    /// SubjectPublicKeyInfo: RSA, EC P-256, EC P-384 or Ed25519) or `RSA PUBLIC KEY`
+    /// SubjectPublicKeyInfo: RSA, EC P-256, P-384 or P-521, or Ed25519) or `RSA PUBLIC KEY`
     /// (PKCS#1). `alg` must fit the key: `RS*`/`PS*` an RSA key, `ES256` P-256, `ES384`
-    /// P-384, `EdDSA` Ed25519. Private keys and certificates are refused: give the public
+    /// P-384, `ES512` P-521, `EdDSA` or `Ed25519` an Ed25519 key. Private keys and certificates are refused: give the public
     /// key (`openssl pkey -in key.pem -pubout`, `openssl x509 -in cert.pem -pubkey -noout`).
     ///
     /// ```
