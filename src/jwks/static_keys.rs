@@ -270,8 +270,9 @@ mod tests {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
     use aws_lc_rs::signature::{
-        ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
-        Ed25519KeyPair, KeyPair as _, RSA_PSS_SHA384,
+        ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+        ECDSA_P521_SHA512_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
+        RSA_PSS_SHA384,
     };
     use serde_json::json;
 
@@ -312,7 +313,7 @@ mod tests {
         assert_eq!(keys.keys.select(kid, alg), Selection::Found(0));
         let key = keys.keys.get(0);
         assert_eq!(key.kid.as_deref(), kid);
-        assert_eq!(key.alg, Some(alg));
+        assert!(key.alg.is_some_and(|own| own.same_signature_as(alg)));
         let parsed = key.parsed_for(alg).expect("parsed for its algorithm");
         parsed.verify_sig(message, sig).expect("valid signature");
         assert!(parsed.verify_sig(b"another message", sig).is_err());
@@ -379,6 +380,11 @@ mod tests {
                 SigningAlgorithm::ES384,
                 SigningAlgorithm::ES384,
             ),
+            (
+                &ECDSA_P521_SHA512_FIXED_SIGNING,
+                SigningAlgorithm::ES512,
+                SigningAlgorithm::ES512,
+            ),
         ] {
             let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, &rng).unwrap();
             let pair = EcdsaKeyPair::from_pkcs8(signing, pkcs8.as_ref()).unwrap();
@@ -398,6 +404,11 @@ mod tests {
             b"message",
             signature.as_ref(),
         );
+        // Given for RFC 9864's name, the same key verifies under both names.
+        let keys = StaticKeys::from_pem(&text, SigningAlgorithm::Ed25519, None).unwrap();
+        for jose in [SigningAlgorithm::Ed25519, SigningAlgorithm::EdDSA] {
+            verifies(&keys, None, jose, b"message", signature.as_ref());
+        }
         // Bare key octets (aws-lc reads them too) are no SubjectPublicKeyInfo.
         let point = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .and_then(|pkcs8| {
@@ -439,7 +450,9 @@ mod tests {
             (p256.as_ref(), SigningAlgorithm::ES384),
             (p256.as_ref(), SigningAlgorithm::RS256),
             (p256.as_ref(), SigningAlgorithm::EdDSA),
+            (p256.as_ref(), SigningAlgorithm::ES512),
             (ed.as_ref(), SigningAlgorithm::ES256),
+            (ed.as_ref(), SigningAlgorithm::ES512),
             (ed.as_ref(), SigningAlgorithm::PS256),
             (rsa.as_ref(), SigningAlgorithm::ES256),
             (rsa.as_ref(), SigningAlgorithm::EdDSA),
