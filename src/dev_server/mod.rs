@@ -8,7 +8,7 @@
 //!
 //! | endpoint | what it does |
 //! |---|---|
-//! | `GET /.well-known/smart-configuration`, `GET /.well-known/openid-configuration` | discovery: SMART, and RFC 8414 metadata made from the same source |
+//! | `GET /.well-known/smart-configuration`, `GET /.well-known/openid-configuration`, `GET /.well-known/oauth-authorization-server` | discovery: SMART, and RFC 8414 metadata made from the same source (the same document at both RFC 8414 paths) |
 //! | `GET /jwks.json` | the server's public signing key |
 //! | `POST /register` | RFC 7591 subset: `jwks`, `jwks_uri` or a generated secret, `scope` |
 //! | `POST /token` | `grant_type=client_credentials` |
@@ -102,7 +102,7 @@ use clients::{Credential, check_client_key_set};
 use expiring::ExpiringMap;
 use jwks_cache::JwksCache;
 use oauth::OAuthError;
-use request::Presented;
+use request::{BasicSecret, Presented};
 
 use crate::algorithm::SigningAlgorithm;
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -373,6 +373,10 @@ impl DevAuthServerBuilder {
                 "/.well-known/openid-configuration",
                 get(openid_configuration),
             )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(openid_configuration),
+            )
             .route("/jwks.json", get(jwks))
             .route("/register", post(register))
             .route("/token", post(token))
@@ -618,7 +622,8 @@ impl ServerState {
     }
 
     /// The RFC 8414 authorization server metadata, served at
-    /// `/.well-known/openid-configuration`: the SMART configuration's members, so the two
+    /// `/.well-known/openid-configuration` and at RFC 8414's own
+    /// `/.well-known/oauth-authorization-server`: the SMART configuration's members, so the two
     /// documents cannot disagree, without SMART's own (`capabilities`, and
     /// `code_challenge_methods_supported`: there is no authorization endpoint, so no
     /// PKCE), plus `issuer` and the two members OpenID Connect Discovery requires of
@@ -841,17 +846,21 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 fn authenticate_basic(
     state: &ServerState,
     id: &str,
-    secret: &str,
+    secret: &BasicSecret,
     now: i64,
 ) -> Result<ClientRegistration, OAuthError> {
+    // Both spellings are compared, whichever matches: the time taken does not tell which.
+    let matches = |expected: &str| {
+        let decoded = secret
+            .decoded
+            .as_deref()
+            .is_some_and(|decoded| constant_time_eq(expected, decoded));
+        decoded | constant_time_eq(expected, &secret.as_sent)
+    };
     match state.client(id, now) {
         Some(client) => match &client.credential {
             // An empty secret authenticates nobody: "app:" would otherwise be a password.
-            Credential::Secret(expected)
-                if !expected.is_empty() && constant_time_eq(expected, secret) =>
-            {
-                Ok(client)
-            }
+            Credential::Secret(expected) if !expected.is_empty() && matches(expected) => Ok(client),
             _ => Err(OAuthError::invalid_basic_client()),
         },
         None => Err(OAuthError::invalid_basic_client()),
@@ -889,12 +898,7 @@ async fn authenticate_client(
             authenticate_assertion(state, &unverified, now).await
         }
         Presented::Bearer(token) => {
-            let unauthorized = || OAuthError {
-                challenge: Some(
-                    "Bearer realm=\"smart-auth development server\", Basic realm=\"smart-auth development server\"",
-                ),
-                ..OAuthError::invalid_basic_client()
-            };
+            let unauthorized = OAuthError::invalid_bearer_caller;
             let record = state.active_token(&token, now).ok_or_else(unauthorized)?;
             if form_client_id.is_some_and(|form_id| *form_id != record.client_id) {
                 return Err(unauthorized());

@@ -21,6 +21,10 @@ pub(crate) struct OAuthError {
 /// The realm of every challenge this server sends.
 pub(crate) const BASIC_CHALLENGE: &str = "Basic realm=\"smart-auth development server\"";
 
+/// The challenges for a Bearer caller of the introspection endpoint whose token failed.
+const BEARER_CALLER_CHALLENGE: &str = "Bearer realm=\"smart-auth development server\", \
+    error=\"invalid_token\", Basic realm=\"smart-auth development server\"";
+
 impl OAuthError {
     pub(crate) fn invalid_request(description: &'static str) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
@@ -70,6 +74,20 @@ impl OAuthError {
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "client authentication is required: HTTP Basic or a JWT client assertion",
+            )
+        }
+    }
+
+    /// A Bearer token presented to the introspection endpoint is no active token of this
+    /// server: 401 as RFC 6750 section 3 says (RFC 7662 section 2.3), with the Basic
+    /// challenge beside it for the other way to authenticate.
+    pub(crate) fn invalid_bearer_caller() -> Self {
+        Self {
+            challenge: Some(BEARER_CALLER_CHALLENGE),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the bearer token is not an active token of this server",
             )
         }
     }

@@ -105,21 +105,35 @@ pub(crate) fn is_scope_string(scope: &str) -> bool {
 /// The client authentication a request presents.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Presented {
-    /// HTTP Basic credentials: the form-decoded client id and secret.
-    Basic { id: String, secret: String },
+    /// HTTP Basic credentials: the form-decoded client id, and the secret.
+    Basic { id: String, secret: BasicSecret },
     /// An `Authorization: Bearer` token (accepted by introspection only).
     Bearer(String),
     /// A JWT client assertion.
     Assertion(String),
 }
 
+/// A Basic secret in both spellings a client may send: form-decoded, as RFC 6749 section
+/// 2.3.1 asks clients to encode it, and as sent, as RFC 7617 clients do (`curl -u`, the
+/// Inferno test kits): `a+b` is then `a+b`, not `a b`, and `50%off` is no form encoding
+/// at all. Knowing either spelling of the registered secret is knowing the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BasicSecret {
+    /// The form-decoded secret; `None` when it is no valid form encoding.
+    pub(crate) decoded: Option<String>,
+    /// The secret as it stands after the colon.
+    pub(crate) as_sent: String,
+}
+
 /// Finds the one client authentication method of a request.
 ///
 /// Two methods at once (for example Basic and an assertion, or Basic and a
 /// `client_secret` parameter) are `invalid_request` (RFC 6749 section 2.3). No method at
-/// all, a method this server does not support (`client_secret_post`, another assertion
-/// type, another HTTP scheme) and malformed Basic credentials are `invalid_client` with
-/// 401 and a Basic challenge.
+/// all, another HTTP scheme and malformed Basic credentials are `invalid_client` with 401
+/// and a Basic challenge. A method this server does not support sent in the form
+/// (`client_secret_post`, another assertion type) is `invalid_client` with 400 (RFC 6749
+/// section 5.2: 401 is for credentials in the `Authorization` header; the Inferno test
+/// kits require 400 for another `client_assertion_type`).
 pub(crate) fn presented_authentication(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
@@ -151,9 +165,14 @@ pub(crate) fn presented_authentication(
         (Some(kind), Some(assertion)) if kind == ASSERTION_TYPE => {
             Ok(Presented::Assertion(assertion.clone()))
         }
-        (Some(_), Some(_)) => Err(OAuthError::unauthenticated()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_client(
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )),
         (Some(_), None) | (None, Some(_)) => Err(OAuthError::invalid_request(
             "client_assertion_type and client_assertion go together",
+        )),
+        (None, None) if uses_post => Err(OAuthError::invalid_client(
+            "client_secret_post is not supported: use HTTP Basic or a JWT client assertion",
         )),
         (None, None) => Err(OAuthError::unauthenticated()),
     }
@@ -175,14 +194,17 @@ fn http_credentials(value: &str, bearer_allowed: bool) -> Result<Presented, OAut
 }
 
 /// `base64(form(id) ":" form(secret))`: padded base64 (RFC 7617), one colon after the id
-/// (a colon in the id itself is encoded), each part form-decoded (RFC 6749 section 2.3.1).
-/// A non-empty client id is required.
-fn basic_credentials(token: &str) -> Option<(String, String)> {
+/// (a colon in the id itself is encoded), the id form-decoded (RFC 6749 section 2.3.1), the
+/// secret in both spellings (see [`BasicSecret`]). A non-empty client id is required.
+fn basic_credentials(token: &str) -> Option<(String, BasicSecret)> {
     let decoded = STANDARD.decode(token).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let id = form_decode_strict(id)?;
-    let secret = form_decode_strict(secret)?;
+    let secret = BasicSecret {
+        decoded: form_decode_strict(secret),
+        as_sent: secret.to_owned(),
+    };
     (!id.is_empty()).then_some((id, secret))
 }
 
@@ -278,24 +300,38 @@ mod tests {
     #[test]
     fn basic_credentials_rules() {
         let encode = |text: &str| STANDARD.encode(text);
+        let secret = |decoded: Option<&str>, as_sent: &str| BasicSecret {
+            decoded: decoded.map(str::to_owned),
+            as_sent: as_sent.to_owned(),
+        };
         assert_eq!(
             basic_credentials(&encode("my%3Aid:p%40ss+word%3A1")),
-            Some(("my:id".into(), "p@ss word:1".into()))
+            Some((
+                "my:id".into(),
+                secret(Some("p@ss word:1"), "p%40ss+word%3A1")
+            ))
         );
         assert_eq!(
             basic_credentials(&encode("id:a:b")),
-            Some(("id".into(), "a:b".into()))
+            Some(("id".into(), secret(Some("a:b"), "a:b")))
         );
         assert_eq!(
             basic_credentials(&encode("id:")),
-            Some(("id".into(), String::new()))
+            Some(("id".into(), secret(Some(""), "")))
+        );
+        // A secret that is no form encoding is still read as sent.
+        assert_eq!(
+            basic_credentials(&encode("id:50%off")),
+            Some(("id".into(), secret(None, "50%off")))
+        );
+        assert_eq!(
+            basic_credentials(&encode("id:%FF")),
+            Some(("id".into(), secret(None, "%FF")))
         );
         for bad in [
             encode("no-colon"),
             encode(":secret"),
-            encode("id:%zz"),
             encode("%zz:secret"),
-            encode("id:%FF"),
             STANDARD.encode(b"id:\xff"),
             encode("id:secret").trim_end_matches('=').to_owned() + "!",
             "a".to_owned(),
@@ -428,7 +464,16 @@ mod props {
             headers.insert(header::AUTHORIZATION, value);
             let answer = presented_authentication(&headers, &HashMap::new(), false);
             match (flip, answer) {
-                (None, answer) => prop_assert_eq!(answer, Ok(Presented::Basic { id, secret })),
+                (None, answer) => prop_assert_eq!(
+                    answer,
+                    Ok(Presented::Basic {
+                        id,
+                        secret: BasicSecret {
+                            decoded: Some(secret.clone()),
+                            as_sent: form_encode(&secret, &choices),
+                        },
+                    })
+                ),
                 (Some(_), Ok(Presented::Basic { id: read_id, .. })) => prop_assert!(!read_id.is_empty()),
                 (Some(_), Ok(other)) => prop_assert!(false, "{:?}", other),
                 (Some(_), Err(error)) => prop_assert!(matches!(error.code, "invalid_client" | "invalid_request")),

@@ -263,7 +263,7 @@ async fn request_errors() {
                 ("client_assertion_type", "urn:other"),
                 ("client_assertion", &assertion),
             ],
-            401,
+            400,
             "invalid_client",
         ),
         (
@@ -617,6 +617,25 @@ async fn introspection_and_revocation() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // A bearer caller whose token is none of this server's: 401 as RFC 6750 section 3
+    // says (RFC 7662 section 2.3), `invalid_token`, the Basic challenge beside it.
+    let response = setup
+        .http
+        .post(setup.server.introspection_endpoint())
+        .bearer_auth("forged-caller")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"smart-auth development server\", error=\"invalid_token\", \
+         Basic realm=\"smart-auth development server\""
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
     // Unknown, revoked and expired tokens are inactive, with nothing else said.
     assert_eq!(
         introspect("forged".into(), basic).await.1,
@@ -731,6 +750,8 @@ async fn openid_metadata_agrees_with_the_smart_configuration() {
     };
     let smart = get("smart-configuration").await;
     let openid = get("openid-configuration").await;
+    // RFC 8414's own path serves the same document.
+    assert_eq!(get("oauth-authorization-server").await, openid);
     let (smart, openid) = (smart.as_object().unwrap(), openid.as_object().unwrap());
 
     let methods = json!(["private_key_jwt", "client_secret_basic"]);

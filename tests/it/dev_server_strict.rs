@@ -735,8 +735,9 @@ async fn form_client_id_must_match_the_assertion() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
 
-/// No client authentication, or only methods the server does not support, or malformed
-/// Basic credentials: 401 `invalid_client` with the Basic challenge.
+/// No client authentication, an `Authorization` scheme the server does not support, or
+/// malformed Basic credentials: 401 `invalid_client` with the Basic challenge. A method
+/// it does not support sent in the form: 400 `invalid_client`.
 #[tokio::test]
 async fn missing_or_unsupported_client_authentication_is_401_invalid_client() {
     let s = strict_server(0).await;
@@ -762,19 +763,6 @@ async fn missing_or_unsupported_client_authentication_is_401_invalid_client() {
         (
             "client_id only (an assertion client)",
             with(&[("client_id", "raw")]),
-            None,
-        ),
-        (
-            "client_secret_post",
-            with(&[("client_id", "basic"), ("client_secret", "secret")]),
-            None,
-        ),
-        (
-            "another assertion type",
-            with(&[
-                ("client_assertion_type", "urn:other"),
-                ("client_assertion", "a.b.c"),
-            ]),
             None,
         ),
         ("Bearer scheme", with(&[]), Some("Bearer abc".to_owned())),
@@ -848,6 +836,42 @@ async fn missing_or_unsupported_client_authentication_is_401_invalid_client() {
         assert_eq!(answer.headers["cache-control"], "no-store", "{case}");
         assert!(!answer.body.to_string().contains("secret\""), "{case}");
     }
+    // A method this server does not support, sent in the form: 400 `invalid_client`
+    // without a challenge (RFC 6749 section 5.2; the Inferno kits require 400 for
+    // another assertion type).
+    for (case, form) in [
+        (
+            "client_secret_post",
+            with(&[("client_id", "basic"), ("client_secret", "secret1")]),
+        ),
+        (
+            "another assertion type",
+            with(&[
+                ("client_assertion_type", "not_an_assertion_type"),
+                ("client_assertion", "a.b.c"),
+            ]),
+        ),
+        (
+            "an assertion type of another case",
+            with(&[
+                (
+                    "client_assertion_type",
+                    "URN:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", "a.b.c"),
+            ]),
+        ),
+    ] {
+        let answer = send(s.post(s.token_endpoint(), &form)).await;
+        assert_eq!(
+            answer.error(),
+            (400, Some("invalid_client")),
+            "{case}: {}",
+            answer.body
+        );
+        assert_eq!(answer.challenge(), None, "{case}");
+        assert_eq!(answer.headers["cache-control"], "no-store", "{case}");
+    }
     // The same request with valid Basic credentials succeeds (the rows fail for their
     // stated reason only), including a matching form client_id.
     for form in [with(&[]), with(&[("client_id", "basic")])] {
@@ -861,7 +885,7 @@ async fn missing_or_unsupported_client_authentication_is_401_invalid_client() {
 }
 
 /// RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding; the
-/// server decodes them exactly once.
+/// server decodes them exactly once, and also takes the secret as sent (RFC 7617).
 #[tokio::test]
 async fn basic_credentials_are_form_decoded() {
     let s = strict_server(0).await;
@@ -884,11 +908,23 @@ async fn basic_credentials_are_form_decoded() {
     // Lower-case escapes decode the same.
     let lower = "my+client%3a1:p%40ss%2bw%25rd%3a%2f%c3%a9+~".to_owned();
     assert_eq!(send(with_basic(lower)).await.status, StatusCode::OK);
-    // Not encoded: `+` decodes to a space and `%rd` is no escape; both fail.
-    for raw in [format!("{id}:{secret}"), format!("my+client%3A1:{secret}")] {
-        let answer = send(with_basic(raw.clone())).await;
-        assert_eq!(answer.error(), (401, Some("invalid_client")), "{raw}");
-        assert_eq!(answer.challenge(), Some(BASIC_CHALLENGE));
+    // The secret as sent, not encoded (RFC 7617 clients: `curl -u`, Inferno): `+` would
+    // decode to a space and `%rd` is no escape, but the secret is known either way.
+    let raw_secret = format!("my+client%3A1:{secret}");
+    assert_eq!(send(with_basic(raw_secret)).await.status, StatusCode::OK);
+    // An id that is not encoded: its colon ends it, another client.
+    let raw = format!("{id}:{secret}");
+    let answer = send(with_basic(raw.clone())).await;
+    assert_eq!(answer.error(), (401, Some("invalid_client")), "{raw}");
+    assert_eq!(answer.challenge(), Some(BASIC_CHALLENGE));
+    // Neither spelling of the secret: a space where the secret has `+`, or a part of it.
+    for wrong in [
+        "my+client%3A1:p@ss w%rd:/é ~".to_owned(),
+        "my+client%3A1:p@ss+w%25rd:/é".to_owned(),
+        "my+client%3A1:p%40ss%2Bw%25rd%3A%2F%C3%A9+".to_owned(),
+    ] {
+        let answer = send(with_basic(wrong.clone())).await;
+        assert_eq!(answer.error(), (401, Some("invalid_client")), "{wrong}");
     }
     // Encoded twice: fails.
     let twice = format!(
