@@ -202,6 +202,10 @@ pub struct EnforcementConfig {
     /// [`ScopeEnforcement::resource_types`]: the resource types the API serves.
     #[serde(default, deserialize_with = "present")]
     pub resource_types: Option<Vec<String>>,
+    /// [`ScopeEnforcement::allow_any_token_under`]: paths under the base for which any
+    /// valid token is enough (default none).
+    #[serde(default)]
+    pub allow_any_token_under: Vec<String>,
 }
 
 /// [`TokenCachePolicy`] settings in a [`SmartAuthConfig`].
@@ -358,6 +362,9 @@ impl EnforcementConfig {
         if let Some(types) = self.resource_types {
             enforcement = enforcement.resource_types(types);
         }
+        if !self.allow_any_token_under.is_empty() {
+            enforcement = enforcement.allow_any_token_under(self.allow_any_token_under);
+        }
         enforcement
     }
 }
@@ -418,7 +425,8 @@ mod tests {
                 "realm": "api",
                 "enforce_scopes": {
                     "allow_any_token_outside_base": true,
-                    "resource_types": ["Patient", "Observation"]
+                    "resource_types": ["Patient", "Observation"],
+                    "allow_any_token_under": ["bulkstatus"]
                 }
             }"#,
         )
@@ -427,6 +435,11 @@ mod tests {
         .unwrap();
         assert_eq!(layer.fhir_base(), Some("https://api.example/fhir/r4"));
         assert_eq!(layer.fhir_base_path(), "/r4");
+        let enforcement = format!("{:?}", layer.scope_enforcement().unwrap());
+        assert!(
+            enforcement.contains(r#"any_token_under: ["bulkstatus"]"#),
+            "{enforcement}"
+        );
         assert_eq!(
             layer.scope_enforcement().map(ScopeEnforcement::base_path),
             Some("/r4")

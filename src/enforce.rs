@@ -149,6 +149,9 @@ pub struct ScopeEnforcement {
     handler_filters: bool,
     /// Whether a valid token is enough for paths outside the base (else they are refused).
     any_token_outside_base: bool,
+    /// Paths under the base, as configured (relative, without a leading `/`), for which a
+    /// valid token is enough: a bulk export's status and output URLs.
+    any_token_under: Arc<[String]>,
     /// Whether the handler checks each entry of a batch or transaction (else bundles posted
     /// to the base are refused).
     handler_checks_bundle_entries: bool,
@@ -161,6 +164,7 @@ impl fmt::Debug for ScopeEnforcement {
             .field("operations", &"<fn>")
             .field("handler_filters", &self.handler_filters)
             .field("any_token_outside_base", &self.any_token_outside_base)
+            .field("any_token_under", &self.any_token_under)
             .field(
                 "handler_checks_bundle_entries",
                 &self.handler_checks_bundle_entries,
@@ -184,6 +188,7 @@ impl ScopeEnforcement {
             operations: Arc::new(default_operation_policy),
             handler_filters: false,
             any_token_outside_base: false,
+            any_token_under: Arc::new([]),
             handler_checks_bundle_entries: false,
         }
     }
@@ -218,6 +223,65 @@ impl ScopeEnforcement {
     pub fn allow_any_token_outside_base(mut self) -> Self {
         self.any_token_outside_base = true;
         self
+    }
+
+    /// Lets requests at or under these paths of the base through with any valid token,
+    /// whatever their method and scopes: the status and output URLs of a bulk data export
+    /// (`bulkstatus` for `[base]/bulkstatus/[job]`, HAPI FHIR's `$export-poll-status`,
+    /// `bulkfiles`). The Bulk Data IG protects them with the same authorization as the
+    /// kick-off but asks for no scope of their own, so by default they are refused with
+    /// 403 like any request the layer cannot read as FHIR. The handler must then check
+    /// that the job belongs to the token's client
+    /// ([`SmartClaims::client_id`](crate::SmartClaims::client_id)).
+    ///
+    /// Each path is relative to the base and written canonically, segments matched exactly
+    /// (after percent-decoding, as FHIR paths are): `bulkstatus` covers
+    /// `[base]/bulkstatus` and `[base]/bulkstatus/1/files`, not `[base]/bulkstatus2`. A
+    /// request path that the classifier cannot read (a `..` segment, an encoded `/`) is
+    /// never under one. [`SmartAuthBuilder::build`](crate::SmartAuthBuilder::build) fails
+    /// with [`ConfigError::InvalidPath`](crate::ConfigError::InvalidPath) for an empty or
+    /// non-canonical path, or one that starts where FHIR interactions are (a resource
+    /// type, `metadata`, `_history`/`_search` or any `_` name, `$export`).
+    ///
+    /// ```
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .enforce_scopes(
+    ///         ScopeEnforcement::new().allow_any_token_under(["bulkstatus", "bulkfiles"]),
+    ///     )
+    ///     .build()?;
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
+    pub fn allow_any_token_under<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.any_token_under = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Checks the settings a builder cannot refuse when they are given: the paths of
+    /// [`allow_any_token_under`](Self::allow_any_token_under).
+    pub(crate) fn checked(self) -> Result<Self, crate::ConfigError> {
+        let usable = |path: &String| {
+            let first = path.split('/').next().unwrap_or_default();
+            !path.is_empty()
+                && !path.ends_with('/')
+                && crate::config_path::is_canonical_config_path(&format!("/{path}"))
+                // A FHIR route is never token-only: that would undo enforcement for it
+                // (resource types, `metadata`, `_history` and `_search`, `$export`).
+                && first != "metadata"
+                && first != "$export"
+                && !first.starts_with('_')
+                && !crate::scopes::is_resource_type_name(first)
+        };
+        if self.any_token_under.iter().all(usable) {
+            Ok(self)
+        } else {
+            Err(crate::ConfigError::InvalidPath)
+        }
     }
 
     /// Declares that the handlers apply granular scope filters themselves, so that the layer
@@ -426,6 +490,14 @@ impl ScopeEnforcement {
         if_none_exist: Option<&str>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
+        if !self.any_token_under.is_empty()
+            && self
+                .any_token_under
+                .iter()
+                .any(|under| self.classifier.is_at_or_under(path_and_query, under))
+        {
+            return Ok(());
+        }
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
             Classified::OutsideBase => return Err(forbidden()),

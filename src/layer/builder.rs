@@ -337,7 +337,12 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         let public = self.checked_public_routes(base_path.clone())?;
         let enforcement = self
             .enforcement
-            .map(|enforcement| enforcement.at_base(base_path.as_deref().unwrap_or("/")));
+            .map(|enforcement| {
+                enforcement
+                    .at_base(base_path.as_deref().unwrap_or("/"))
+                    .checked()
+            })
+            .transpose()?;
         let mut verifiers = vec![self.first.into_verifier(base_url.as_deref())?];
         for extra in self.extra {
             verifiers.push(match extra {

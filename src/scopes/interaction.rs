@@ -190,6 +190,32 @@ impl Classifier {
             .map_or(Classified::NotFhir, Classified::Fhir)
     }
 
+    /// Whether `path` (a query after it is ignored) is at or under `under`, a canonical
+    /// path relative to the base (`bulkstatus`, `jobs/status`): every segment of the path
+    /// reads as [`classify`](Self::classify) reads segments, the base's segments match as
+    /// there, and the next ones equal `under`'s exactly. An unreadable path is under nothing.
+    pub(crate) fn is_at_or_under(&self, path: &str, under: &str) -> bool {
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        if !path.starts_with('/') {
+            return false;
+        }
+        let mut segments = path_segments(path);
+        let mut wanted = self
+            .base_path
+            .split('/')
+            .skip(1)
+            .map(|base| (base, true))
+            .chain(under.split('/').map(|segment| (segment, false)));
+        let matched = wanted
+            .by_ref()
+            .all(|(expected, in_base)| match segments.next() {
+                Some(Ok(segment)) if in_base => segment.eq_ignore_ascii_case(expected),
+                Some(Ok(segment)) => segment == expected,
+                _ => false,
+            });
+        matched && segments.all(|segment| segment.is_ok())
+    }
+
     /// Matches the path segments after the base.
     fn classify_segments(
         &self,
@@ -882,6 +908,58 @@ mod tests {
     use super::*;
     use crate::scopes::{Context, ScopeSet};
     use proptest::prelude::*;
+
+    /// The paths a valid token is enough for: the path's segments read as FHIR paths are
+    /// (decoded; dot segments, encoded slashes and other ambiguous segments make it
+    /// unreadable, under nothing), the base's matched as the classifier matches it, the
+    /// configured segments exactly.
+    #[test]
+    fn paths_at_or_under_a_configured_path() {
+        let classifier = Classifier::new("/fhir");
+        for path in [
+            "/fhir/bulkstatus",
+            "/fhir/bulkstatus/",
+            "/fhir/bulkstatus/1",
+            "/fhir/bulkstatus/1/files/a.ndjson",
+            "/fhir/bulkstatus/1?_format=json",
+            "/FHIR/bulkstatus/1",
+            "/fhir/%62ulkstatus/1",
+            "/fhir/bulkstatus/%7E1",
+        ] {
+            assert!(classifier.is_at_or_under(path, "bulkstatus"), "{path}");
+        }
+        for path in [
+            "/fhir",
+            "/fhir/",
+            "/fhir/bulkstatus2",
+            "/fhir/Bulkstatus/1",
+            "/fhir/bulk/status",
+            "/other/bulkstatus/1",
+            "/bulkstatus/1",
+            "/fhir/bulkstatus/../Patient/1",
+            "/fhir/bulkstatus/%2e%2e/Patient/1",
+            "/fhir/bulkstatus%2F1",
+            "/fhir/bulkstatus/1%2F..%2F..%2FPatient",
+            "/fhir/bulkstatus/./1",
+            "/fhir/bulkstatus//1",
+            "/fhir//bulkstatus/1",
+            "/fhir/bulkstatus/1;x=y",
+            "/fhir/bulkstatus/%zz",
+            "/fhir/bulkstatus/%00",
+            "/fhir/bulkstatus/a\\b",
+            "fhir/bulkstatus/1",
+            "*",
+            "",
+        ] {
+            assert!(!classifier.is_at_or_under(path, "bulkstatus"), "{path}");
+        }
+        // Several segments, and a root base.
+        assert!(classifier.is_at_or_under("/fhir/jobs/status/7", "jobs/status"));
+        assert!(!classifier.is_at_or_under("/fhir/jobs/7", "jobs/status"));
+        let root = Classifier::new("/");
+        assert!(root.is_at_or_under("/$export-poll-status?_jobId=1", "$export-poll-status"));
+        assert!(!root.is_at_or_under("/$export", "$export-poll-status"));
+    }
 
     fn t(name: &str) -> String {
         name.to_owned()

@@ -93,7 +93,7 @@ pub use parse::{
     Context, Permissions, RejectReason, RejectedScope, ResourceScope, ResourceType, Scope,
     ScopeSyntax,
 };
-pub(crate) use parse::{is_scope_token, split_scope_string};
+pub(crate) use parse::{is_resource_type_name, is_scope_token, split_scope_string};
 
 /// The parsed scopes of one access token.
 ///

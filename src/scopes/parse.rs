@@ -152,7 +152,7 @@ impl fmt::Display for ResourceType {
 }
 
 /// Whether `text` has the shape of a FHIR resource type name: `[A-Z][A-Za-z]+`.
-pub(super) fn is_resource_type_name(text: &str) -> bool {
+pub(crate) fn is_resource_type_name(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.len() >= 2
         && bytes.first().is_some_and(u8::is_ascii_uppercase)

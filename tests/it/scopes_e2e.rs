@@ -1026,3 +1026,92 @@ async fn compartment_searches_need_search_on_their_type() {
         }
     }
 }
+
+/// A bulk export's status and output URLs under the base need a valid token and no scope
+/// once configured (the Bulk Data IG protects them like the kick-off; the handler checks
+/// the job's client): any method, any scopes. Nothing else changes: other paths and FHIR
+/// interactions are enforced, and a request without a token is still 401.
+#[tokio::test]
+async fn bulk_status_and_output_paths_need_only_a_token() {
+    let app = scoped_app_with(ScopeEnforcement::new().allow_any_token_under([
+        "bulkstatus",
+        "$export-poll-status",
+        "bulkfiles",
+    ]))
+    .await;
+    let unrelated = "system/Observation.rs";
+    for (method, path) in [
+        ("GET", "/fhir/bulkstatus/1"),
+        ("DELETE", "/fhir/bulkstatus/1"),
+        ("GET", "/fhir/$export-poll-status?_jobId=1"),
+        ("DELETE", "/fhir/$export-poll-status?_jobId=1"),
+        ("GET", "/fhir/bulkfiles/1/Patient.ndjson"),
+        ("HEAD", "/fhir/bulkfiles/1/Patient.ndjson"),
+    ] {
+        let answer = app.call(method, path, unrelated, &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method} {path}");
+    }
+    for (method, path) in [
+        ("GET", "/fhir/bulkstatus2"),
+        ("GET", "/fhir/Patient/1"),
+        ("GET", "/fhir/$export"),
+        ("DELETE", "/fhir/$export"),
+        ("GET", "/fhir/$export-poll-status2"),
+    ] {
+        let answer = app.call(method, path, unrelated, &[]).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let anonymous = app
+        .http
+        .get(format!("{}/fhir/bulkstatus/1", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The paths must be canonical and may not start where FHIR interactions are: enforcement
+/// would be undone for them.
+#[test]
+fn token_only_paths_are_checked_at_build() {
+    let build = |path: &str| {
+        SmartAuthLayer::builder("https://as.example")
+            .fhir_base("https://fhir.example/r4")
+            .enforce_scopes(ScopeEnforcement::new().allow_any_token_under([path]))
+            .build()
+            .map(|_| ())
+    };
+    for good in [
+        "bulkstatus",
+        "$export-poll-status",
+        "jobs/status",
+        "bulk-files",
+    ] {
+        assert_eq!(build(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "",
+        "/bulkstatus",
+        "bulkstatus/",
+        "bulk//status",
+        "bulk/../Patient",
+        "./bulkstatus",
+        "%62ulkstatus",
+        "bulk status",
+        "bulk;status",
+        "Patient",
+        "Patient/1",
+        "metadata",
+        "$export",
+        "_history",
+        "_search",
+        "{job}",
+        "*rest",
+    ] {
+        assert_eq!(
+            build(bad),
+            Err(smart_auth::ConfigError::InvalidPath),
+            "{bad:?}"
+        );
+    }
+}
