@@ -471,7 +471,7 @@ impl ClaimNames {
                 Member::Text(token_use) if token_use.eq_ignore_ascii_case("access")
                     || token_use.eq_ignore_ascii_case("access_token")
             ),
-            Some(OtherTokenMark::TokenName) => {
+            Some(OtherTokenMark::KindName) => {
                 !matches!(value, Member::Text(name) if name.eq_ignore_ascii_case("access_token"))
             }
         })
@@ -503,9 +503,11 @@ enum OtherTokenMark {
     /// `refresh_token`, another type) marks another kind. Hydra answers for a refresh
     /// token with `active: true` and no `token_type`: this claim is the only sign.
     TokenUse,
-    /// ForgeRock AM / PingOne Advanced Identity Cloud write it in `tokenName`:
-    /// `access_token`, or `id_token` and others for the other kinds.
-    TokenName,
+    /// The claim names the kind, `access_token` for an access token: ForgeRock AM /
+    /// PingOne Advanced Identity Cloud's `tokenName` (`id_token` and others for the other
+    /// kinds), OpenIddict's `token_usage` in its introspection answers (`refresh_token`,
+    /// `id_token`, `authorization_code`).
+    KindName,
 }
 
 /// What the claim `name` can say about the kind of token, if anything: the one list of the
@@ -515,7 +517,7 @@ fn other_token_mark(name: &str) -> Option<OtherTokenMark> {
         "at_hash" | "c_hash" | "s_hash" | "events" => Some(OtherTokenMark::Present),
         "typ" => Some(OtherTokenMark::KeycloakType),
         "token_use" => Some(OtherTokenMark::TokenUse),
-        "tokenName" => Some(OtherTokenMark::TokenName),
+        "tokenName" | "token_usage" => Some(OtherTokenMark::KindName),
         _ => None,
     }
 }
@@ -1502,7 +1504,8 @@ mod tests {
         assert!(!plain.has_confirmation());
     }
 
-    /// `token_use` and `tokenName` are allow-lists: only the access-token values pass, in
+    /// `token_use`, `tokenName` and `token_usage` are allow-lists: only the access-token
+    /// values pass, in
     /// any ASCII case; every other value and every other JSON type marks another kind.
     #[test]
     fn token_use_and_token_name_allow_only_access_tokens() {
@@ -1515,6 +1518,7 @@ mod tests {
             ("token_use", json!("access_token")),
             ("tokenName", json!("access_token")),
             ("tokenName", json!("Access_Token")),
+            ("token_usage", json!("access_token")),
         ] {
             assert_eq!(with(name, value.clone()), Ok(()), "{name} {value}");
         }
@@ -1531,6 +1535,9 @@ mod tests {
             ("tokenName", json!("access")),
             ("tokenName", Value::Null),
             ("tokenName", json!(["access_token"])),
+            ("token_usage", json!("refresh_token")),
+            ("token_usage", json!("authorization_code")),
+            ("token_usage", json!("access")),
         ] {
             assert_eq!(
                 with(name, value.clone()),

@@ -234,14 +234,18 @@ impl ScopeEnforcement {
     /// that the job belongs to the token's client
     /// ([`SmartClaims::client_id`](crate::SmartClaims::client_id)).
     ///
-    /// Each path is relative to the base and written canonically, segments matched exactly
-    /// (after percent-decoding, as FHIR paths are): `bulkstatus` covers
-    /// `[base]/bulkstatus` and `[base]/bulkstatus/1/files`, not `[base]/bulkstatus2`. A
-    /// request path that the classifier cannot read (a `..` segment, an encoded `/`) is
-    /// never under one. [`SmartAuthBuilder::build`](crate::SmartAuthBuilder::build) fails
-    /// with [`ConfigError::InvalidPath`](crate::ConfigError::InvalidPath) for an empty or
-    /// non-canonical path, or one that starts where FHIR interactions are (a resource
-    /// type, `metadata`, `_history`/`_search` or any `_` name, `$export`).
+    /// Each path is relative to the base and written canonically; a request is under it
+    /// when its path's segments, as sent (no decoding, case included, the base's too, as a
+    /// router matches them), continue the base with exactly these: `bulkstatus` covers
+    /// `[base]/bulkstatus` and `[base]/bulkstatus/1/files`, not `[base]/bulkstatus2` nor
+    /// `[base]/%62ulkstatus`. A request path that the classifier cannot read (a `..`
+    /// segment, an encoded `/`) is never under one. This holds for HTTP requests only, not
+    /// for the entries of a bundle ([`check_bundle_entry`](Self::check_bundle_entry)).
+    /// [`SmartAuthBuilder::build`](crate::SmartAuthBuilder::build) fails with
+    /// [`ConfigError::InvalidTokenOnlyPath`](crate::ConfigError::InvalidTokenOnlyPath) for
+    /// an empty, absolute or non-canonical path, or one that starts where FHIR interactions
+    /// are: a resource type, `metadata`, a `_` name (`_history`), an operation other than a
+    /// `…-poll-status` one (`$export`, `$graphql`).
     ///
     /// ```
     /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
@@ -265,22 +269,16 @@ impl ScopeEnforcement {
     /// Checks the settings a builder cannot refuse when they are given: the paths of
     /// [`allow_any_token_under`](Self::allow_any_token_under).
     pub(crate) fn checked(self) -> Result<Self, crate::ConfigError> {
-        let usable = |path: &String| {
-            let first = path.split('/').next().unwrap_or_default();
-            !path.is_empty()
-                && !path.ends_with('/')
-                && crate::config_path::is_canonical_config_path(&format!("/{path}"))
-                // A FHIR route is never token-only: that would undo enforcement for it
-                // (resource types, `metadata`, `_history` and `_search`, `$export`).
-                && first != "metadata"
-                && first != "$export"
-                && !first.starts_with('_')
-                && !crate::scopes::is_resource_type_name(first)
-        };
-        if self.any_token_under.iter().all(usable) {
-            Ok(self)
-        } else {
-            Err(crate::ConfigError::InvalidPath)
+        match self
+            .any_token_under
+            .iter()
+            .find_map(|path| token_only_path_problem(path).map(|reason| (path, reason)))
+        {
+            None => Ok(self),
+            Some((path, reason)) => Err(crate::ConfigError::InvalidTokenOnlyPath {
+                path: path.clone(),
+                reason,
+            }),
         }
     }
 
@@ -445,6 +443,15 @@ impl ScopeEnforcement {
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         let uri = original_uri(request);
+        // A token-only path (a bulk export's status or output) is an HTTP route of its own:
+        // any method, and no method override, changes that. Bundle entries never take it.
+        if self
+            .any_token_under
+            .iter()
+            .any(|under| self.classifier.is_at_or_under(uri.path(), under))
+        {
+            return Ok(());
+        }
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let method = request.method();
         let headers = request.headers();
@@ -490,14 +497,6 @@ impl ScopeEnforcement {
         if_none_exist: Option<&str>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
-        if !self.any_token_under.is_empty()
-            && self
-                .any_token_under
-                .iter()
-                .any(|under| self.classifier.is_at_or_under(path_and_query, under))
-        {
-            return Ok(());
-        }
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
             Classified::OutsideBase => return Err(forbidden()),
@@ -908,6 +907,32 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
+
+/// Why a path given to [`ScopeEnforcement::allow_any_token_under`] cannot be one, if it
+/// cannot: it must be relative to the base, written one way only, and start where no FHIR
+/// interaction is, since enforcement would be undone for it.
+fn token_only_path_problem(path: &str) -> Option<&'static str> {
+    let first = path.split('/').next().unwrap_or_default();
+    if path.is_empty() {
+        Some("it is empty")
+    } else if path.starts_with('/') {
+        Some("it must be relative to the FHIR base, without a leading '/'")
+    } else if path.ends_with('/')
+        || !crate::config_path::is_canonical_config_path(&format!("/{path}"))
+    {
+        Some("it is not written one way only")
+    } else if first == "metadata"
+        || first.starts_with('_')
+        || crate::scopes::is_resource_type_name(first)
+        || (first.starts_with('$') && !first.ends_with("-poll-status"))
+    {
+        Some(
+            "it starts where FHIR interactions are (a resource type, metadata, a '_' name, an operation other than a '-poll-status' one)",
+        )
+    } else {
+        None
+    }
+}
 
 /// A 403 without a scope hint: no scope would allow the request.
 fn forbidden() -> AuthError {

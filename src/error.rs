@@ -42,7 +42,8 @@ pub enum ErrorKind {
     /// The token's `typ` header is not accepted by the configured policy, or its claims
     /// mark it as another kind of JWT than an access token (an ID token's `at_hash`, a
     /// logout token's `events`, Keycloak's payload `typ` `ID` or `Refresh`, a `token_use`
-    /// other than `access` or `access_token`, a `tokenName` other than `access_token`).
+    /// other than `access` or `access_token`, a `tokenName` or `token_usage` other than
+    /// `access_token`).
     UnsupportedTokenType,
     /// The token carries a `crit` header, which this crate never accepts.
     CriticalHeader,
@@ -514,6 +515,15 @@ pub enum ConfigError {
     /// `/` aside), no `%`, `;`, `\`, `?`, `#`, `{`, `}`, whitespace or control character,
     /// and no segment starting with `:` or `*`.
     InvalidPath,
+    /// A path given to
+    /// [`ScopeEnforcement::allow_any_token_under`](crate::ScopeEnforcement::allow_any_token_under)
+    /// cannot be one.
+    InvalidTokenOnlyPath {
+        /// The path as given.
+        path: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// The default HTTP client could not be built (its TLS backend failed to start).
     HttpClient,
     /// Audiences were configured and every audience was allowed as well
@@ -571,6 +581,11 @@ impl fmt::Display for ConfigError {
                 "a configured path must start with '/' and be written one way only (no empty, \
                  '.' or '..' segment, no %, ;, \\, ?, #, braces, whitespace or control \
                  character, no segment starting with ':' or '*')",
+            ),
+            Self::InvalidTokenOnlyPath { path, reason } => write!(
+                f,
+                "{:?} cannot be a token-only path: {reason}",
+                path.chars().take(64).collect::<String>()
             ),
             Self::HttpClient => f.write_str("the HTTP client could not be built"),
             Self::ConflictingAudience => f.write_str(

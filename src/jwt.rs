@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::ErrorKind;
 use crate::json::{self, Member, SelectedMembers};
-use crate::jwks::{VerificationKey, asymmetric_algorithm};
+use crate::jwks::VerificationKey;
 
 /// The three segments of a compact JWS, borrowed from the token.
 #[derive(Debug, Clone, Copy)]
@@ -173,7 +173,7 @@ pub(crate) fn parse_header(
         }
     }
     let replicated = replicated_claims(&header)?;
-    let alg = asymmetric_algorithm(alg)
+    let alg = SigningAlgorithm::from_name(alg)
         .filter(|alg| allowed.contains(alg))
         .ok_or(ErrorKind::UnsupportedAlgorithm)?;
     Ok(Header {

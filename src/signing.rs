@@ -54,6 +54,17 @@ impl KeyType {
         }
     }
 
+    /// The field size of an EC key type in octets: the length of each coordinate (and of
+    /// the private scalar) written in full.
+    pub(crate) fn field_size(self) -> Option<usize> {
+        match self {
+            Self::P256 => Some(32),
+            Self::P384 => Some(48),
+            Self::P521 => Some(66),
+            Self::Rsa | Self::Ed25519 => None,
+        }
+    }
+
     /// The JWK `crv` of an EC key type.
     fn curve(self) -> Option<&'static str> {
         match self {

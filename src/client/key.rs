@@ -419,26 +419,19 @@ fn bytes(jwk: &Map<String, Value>, member: &'static str) -> Result<Vec<u8>, KeyE
 }
 
 fn ec_from_jwk(jwk: &Map<String, Value>, key_type: KeyType) -> Result<Signer, KeyError> {
-    let size = match key_type {
-        KeyType::P256 => 32,
-        KeyType::P384 => 48,
-        _ => 66,
+    let size = key_type.field_size().ok_or(KeyError::UnsupportedKeyType)?;
+    // Each number at most the field size; encoders that drop leading zero octets (most
+    // P-521 keys, whose top octet is 0 or 1) are padded back, as the verifier does.
+    let full = |member: &'static str| -> Result<Vec<u8>, KeyError> {
+        let value = bytes(jwk, member)?;
+        if value.len() > size {
+            return Err(KeyError::Jwk { member });
+        }
+        let mut padded = vec![0u8; size - value.len()];
+        padded.extend_from_slice(&value);
+        Ok(padded)
     };
-    let x = bytes(jwk, "x")?;
-    let y = bytes(jwk, "y")?;
-    let d = bytes(jwk, "d")?;
-    if x.len() != size {
-        return Err(KeyError::Jwk { member: "x" });
-    }
-    if y.len() != size {
-        return Err(KeyError::Jwk { member: "y" });
-    }
-    if d.len() > size {
-        return Err(KeyError::Jwk { member: "d" });
-    }
-    // The scalar must be exactly the curve's size, big-endian.
-    let mut scalar = vec![0u8; size - d.len()];
-    scalar.extend_from_slice(&d);
+    let (x, y, scalar) = (full("x")?, full("y")?, full("d")?);
     let mut point = Vec::with_capacity(1 + 2 * size);
     point.push(0x04);
     point.extend_from_slice(&x);
@@ -551,10 +544,46 @@ mod tests {
         assert_eq!(debug, "ClientKey { kid: \"k1\", algorithm: ES256, .. }");
     }
 
+    /// A private EC JWK whose numbers lost their leading zero octets (most P-521 keys, from
+    /// encoders built on big-integer conversions) loads as the full one does.
+    #[test]
+    fn ec_jwk_numbers_without_leading_zeros_load() {
+        use aws_lc_rs::encoding::AsBigEndian as _;
+        use aws_lc_rs::signature::{ECDSA_P521_SHA512_FIXED_SIGNING, KeyPair as _};
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        // About half of the P-521 keys have an `x` whose first octet is zero.
+        let (x, y, d) = loop {
+            let pair = EcdsaKeyPair::generate(&ECDSA_P521_SHA512_FIXED_SIGNING).unwrap();
+            let point = pair.public_key().as_ref().to_vec();
+            if point[1] == 0 {
+                let d = pair.private_key().as_be_bytes().unwrap().as_ref().to_vec();
+                break (point[1..67].to_vec(), point[67..].to_vec(), d);
+            }
+        };
+        let stripped = |bytes: &[u8]| {
+            let start = bytes
+                .iter()
+                .position(|octet| *octet != 0)
+                .unwrap_or(bytes.len());
+            bytes[start..].to_vec()
+        };
+        let jwk = json!({"kty": "EC", "crv": "P-521", "kid": "k",
+            "x": b64(&stripped(&x)), "y": b64(&stripped(&y)), "d": b64(&stripped(&d))});
+        let key = ClientKey::from_jwk(&jwk).unwrap();
+        assert_eq!(key.algorithm(), SigningAlgorithm::ES512);
+        assert_eq!(key.public_jwk()["x"], b64(&x));
+        let mut long = jwk.clone();
+        long["x"] = json!(b64(&[&[0u8][..], &x].concat()));
+        assert_eq!(
+            ClientKey::from_jwk(&long).unwrap_err(),
+            KeyError::Jwk { member: "x" }
+        );
+    }
+
     #[test]
     fn jwk_member_checks() {
-        let base =
-            json!({"kty": "EC", "crv": "P-256", "kid": "k", "x": "AA", "y": "AA", "d": "AA"});
+        let base = json!({"kty": "EC", "crv": "P-256", "kid": "k",
+            "x": URL_SAFE_NO_PAD.encode([1; 33]), "y": "AA", "d": "AA"});
         assert_eq!(
             ClientKey::from_jwk(&base).unwrap_err(),
             KeyError::Jwk { member: "x" }

@@ -13,7 +13,7 @@ use super::clients::{ClientRegistration, Credential};
 use super::oauth::OAuthError;
 use crate::algorithm::SigningAlgorithm;
 use crate::json::object_with_unique_members;
-use crate::jwks::{KeySet, Selection, asymmetric_algorithm};
+use crate::jwks::{KeySet, Selection};
 use crate::jwt;
 
 /// The longest an assertion may live: SMART says `exp` no more than five minutes ahead.
@@ -81,7 +81,7 @@ pub(crate) fn read(assertion: &str) -> Result<UnverifiedAssertion<'_>, OAuthErro
     let segments = jwt::split(assertion).map_err(|_| not_a_valid_jwt())?;
     let header = strict_object(segments.header)?;
     let alg = match header.get("alg") {
-        Some(Value::String(name)) => asymmetric_algorithm(name).ok_or_else(|| {
+        Some(Value::String(name)) => SigningAlgorithm::from_name(name).ok_or_else(|| {
             OAuthError::invalid_client("the client assertion's alg is not supported")
         })?,
         _ => return Err(not_a_valid_jwt()),

@@ -898,14 +898,18 @@ async fn authenticate_client(
             authenticate_assertion(state, &unverified, now).await
         }
         Presented::Bearer(token) => {
-            let unauthorized = OAuthError::invalid_bearer_caller;
-            let record = state.active_token(&token, now).ok_or_else(unauthorized)?;
+            let not_active = || {
+                OAuthError::invalid_bearer_caller(
+                    "the bearer token is not an active token of this server",
+                )
+            };
+            let record = state.active_token(&token, now).ok_or_else(not_active)?;
             if form_client_id.is_some_and(|form_id| *form_id != record.client_id) {
-                return Err(unauthorized());
+                return Err(OAuthError::invalid_bearer_caller(
+                    "client_id differs from the bearer token's client",
+                ));
             }
-            state
-                .client(&record.client_id, now)
-                .ok_or_else(unauthorized)
+            state.client(&record.client_id, now).ok_or_else(not_active)
         }
     }
 }

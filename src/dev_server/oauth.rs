@@ -78,17 +78,14 @@ impl OAuthError {
         }
     }
 
-    /// A Bearer token presented to the introspection endpoint is no active token of this
-    /// server: 401 as RFC 6750 section 3 says (RFC 7662 section 2.3), with the Basic
+    /// A Bearer token presented to the introspection endpoint does not authenticate the
+    /// caller (no active token of this server, or another client than the form's
+    /// `client_id`): 401 as RFC 6750 section 3 says (RFC 7662 section 2.3), with the Basic
     /// challenge beside it for the other way to authenticate.
-    pub(crate) fn invalid_bearer_caller() -> Self {
+    pub(crate) fn invalid_bearer_caller(description: &'static str) -> Self {
         Self {
             challenge: Some(BEARER_CALLER_CHALLENGE),
-            ..Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the bearer token is not an active token of this server",
-            )
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
         }
     }
 

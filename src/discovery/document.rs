@@ -345,6 +345,14 @@ impl TryFrom<RawConfiguration> for SmartConfiguration {
     }
 }
 
+/// Whether a list of signing algorithms names one of SMART's two asymmetric client
+/// authentication algorithms, RS384 or ES384 (compared exactly, as JWS names are).
+fn names_smart_asymmetric_algorithm(algorithms: &[String]) -> bool {
+    algorithms
+        .iter()
+        .any(|alg| alg == "RS384" || alg == "ES384")
+}
+
 impl From<SmartConfiguration> for RawConfiguration {
     fn from(configuration: SmartConfiguration) -> Self {
         configuration.raw
@@ -421,10 +429,7 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
         });
     }
     if capabilities.contains(&Capability::ClientConfidentialAsymmetric) {
-        if !raw
-            .token_endpoint_auth_signing_alg_values_supported
-            .iter()
-            .any(|alg| alg == "RS384" || alg == "ES384")
+        if !names_smart_asymmetric_algorithm(&raw.token_endpoint_auth_signing_alg_values_supported)
         {
             return Err(DiscoveryError::MissingAsymmetricAlgorithm);
         }
@@ -938,9 +943,7 @@ impl SmartConfigurationBuilder {
             None => {
                 let mut derived = Vec::new();
                 if auth_methods.iter().any(|m| m == "private_key_jwt")
-                    && signing_algs
-                        .iter()
-                        .any(|alg| alg == "RS384" || alg == "ES384")
+                    && names_smart_asymmetric_algorithm(&signing_algs)
                 {
                     derived.push(Capability::ClientConfidentialAsymmetric);
                 }

@@ -42,8 +42,7 @@ use aws_lc_rs::signature::{
     RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512, RsaParameters, RsaPublicKeyComponents,
 };
 use base64::Engine as _;
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::json::{StrictJsonError, object_with_unique_members};
@@ -353,7 +352,9 @@ fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
     }
     let alg = match jwk.get("alg") {
         None => None,
-        Some(Value::String(alg)) => Some(asymmetric_algorithm(alg).ok_or("unsupported alg")?),
+        Some(Value::String(alg)) => {
+            Some(SigningAlgorithm::from_name(alg).ok_or("unsupported alg")?)
+        }
         Some(_) => return Err("alg is not a string"),
     };
     let parsed = match string_member(jwk, "kty")? {
@@ -526,7 +527,7 @@ fn usable_algorithms(
 
 /// Every asymmetric algorithm this crate verifies, in the order keys are parsed for them
 /// (`Ed25519` is verified with the key parsed for `EdDSA`, the same signature).
-pub(crate) const ALGORITHMS: [SigningAlgorithm; 10] = [
+const ALGORITHMS: [SigningAlgorithm; 10] = [
     SigningAlgorithm::RS256,
     SigningAlgorithm::RS384,
     SigningAlgorithm::RS512,
@@ -630,9 +631,10 @@ fn ec_key(
         _ => return Err("unsupported EC curve"),
     };
     // RFC 7518 section 6.2.1.2 wants each coordinate at the full field size, but encoders
-    // built on big-integer conversions drop leading zero octets (about one key in 128;
-    // Keycloak before 20, jjwt 0.12): such a coordinate is padded back with zeros. A longer
-    // or empty one is refused. aws-lc checks the point either way.
+    // built on big-integer conversions drop leading zero octets (Keycloak before 20, jjwt
+    // 0.12; about one key in 128 on P-256 and P-384, most P-521 keys): such a coordinate
+    // is padded back with zeros. A longer or empty one is refused. aws-lc checks the point
+    // either way.
     let fits = |coordinate: &[u8]| (1..=size).contains(&coordinate.len());
     if !fits(x) || !fits(y) {
         return Err("EC coordinates of the wrong length");
@@ -732,12 +734,6 @@ fn is_odd(bytes: &[u8]) -> bool {
     bytes.last().is_some_and(|last| last & 1 == 1)
 }
 
-/// The asymmetric JWS algorithms this crate can verify; `None` for anything else
-/// (`none`, HMAC, unknown names).
-pub(crate) fn asymmetric_algorithm(name: &str) -> Option<SigningAlgorithm> {
-    SigningAlgorithm::from_name(name)
-}
-
 fn string_member<'a>(
     jwk: &'a Map<String, Value>,
     name: &'static str,
@@ -745,19 +741,18 @@ fn string_member<'a>(
     jwk.get(name).and_then(Value::as_str).ok_or(name)
 }
 
-/// base64url with or without its `=` padding (RFC 7515 section 2 leaves it out, but
-/// Cloud Foundry UAA and some Keycloak test kits write it into key members, which no
-/// signature covers); padding, when present, must be exactly right.
-const KEY_MEMBER_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
+/// A key member's bytes: base64url without padding (RFC 7515 section 2), or with exactly
+/// the `=` padding a padded encoder writes (Cloud Foundry UAA and some Keycloak test kits
+/// do; no signature covers a key member's spelling). Any other padding is no base64url.
 fn decode_member(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, &'static str> {
-    KEY_MEMBER_BASE64
-        .decode(string_member(jwk, name)?)
+    let text = string_member(jwk, name)?;
+    let unpadded = text.trim_end_matches('=');
+    let padding = text.len() - unpadded.len();
+    if padding != 0 && padding != (4 - unpadded.len() % 4) % 4 {
+        return Err("a key member is not base64url");
+    }
+    URL_SAFE_NO_PAD
+        .decode(unpadded)
         .map_err(|_| "a key member is not base64url")
 }
 
@@ -1212,7 +1207,11 @@ mod tests {
         // 256 octets: 342 characters, two `=`.
         rsa_padded["n"] = pad(&rsa("r")["n"], "==");
         assert!(set(vec![rsa_padded]).is_ok());
-        for padding in ["==", "=A", " ="] {
+        // One `=` where two are due, or two where one is.
+        let mut partial = rsa("r");
+        partial["n"] = pad(&rsa("r")["n"], "=");
+        assert_eq!(refusal(&partial), Some("a key member is not base64url"));
+        for padding in ["==", "=A", " =", "==="] {
             let mut wrong = jwk.clone();
             wrong["x"] = pad(&jwk["x"], padding);
             assert_eq!(
@@ -1443,18 +1442,6 @@ mod props {
     use proptest::prelude::*;
     use serde_json::json;
 
-    const ALGORITHMS: [SigningAlgorithm; 9] = [
-        SigningAlgorithm::RS256,
-        SigningAlgorithm::RS384,
-        SigningAlgorithm::RS512,
-        SigningAlgorithm::PS256,
-        SigningAlgorithm::PS384,
-        SigningAlgorithm::PS512,
-        SigningAlgorithm::ES256,
-        SigningAlgorithm::ES384,
-        SigningAlgorithm::EdDSA,
-    ];
-
     /// A member value: base64url of bytes of a telling length, or any JSON value.
     fn member() -> impl Strategy<Value = Value> {
         prop_oneof![
@@ -1534,12 +1521,12 @@ mod props {
                     // Each key is parsed for exactly the algorithms it accepts.
                     for index in 0..keys.len() {
                         let key = keys.get(index);
-                        for alg in ALGORITHMS {
+                        for &alg in SigningAlgorithm::DEFAULT {
                             prop_assert_eq!(key.parsed_for(alg).is_some(), key.accepts(alg));
                         }
                     }
                     for kid in [None, Some("a"), Some("b"), Some("")] {
-                        for alg in ALGORITHMS {
+                        for &alg in SigningAlgorithm::DEFAULT {
                             match keys.select(kid, alg) {
                                 Selection::Found(index) => {
                                     let key = keys.get(index);

@@ -22,9 +22,7 @@ use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher};
 use crate::metrics::{self, Refresh};
 
-#[cfg(feature = "fuzzing")]
-pub(crate) use keyset::ALGORITHMS;
-pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey, asymmetric_algorithm};
+pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey};
 pub use static_keys::StaticKeys;
 
 /// How the key cache refreshes.

@@ -95,6 +95,8 @@ impl fmt::Debug for Validator {
 
 impl VerifierBuilder {
     pub(crate) fn new(issuer: impl Into<String>) -> Self {
+        // The SMART claim names, said once (in `ClaimNames`).
+        let names = ClaimNames::default();
         Self {
             issuer: issuer.into(),
             audiences: Vec::new(),
@@ -102,15 +104,10 @@ impl VerifierBuilder {
             leeway: Duration::from_secs(60),
             algorithms: SigningAlgorithm::DEFAULT.to_vec(),
             token_type: TokenTypePolicy::default(),
-            scope_claims: vec!["scope".into(), "scp".into()],
-            client_id_claims: vec![
-                "client_id".into(),
-                "azp".into(),
-                "cid".into(),
-                "appid".into(),
-            ],
-            patient_claims: vec!["patient".into()],
-            fhir_user_claims: vec!["fhirUser".into()],
+            scope_claims: names.scope,
+            client_id_claims: names.client_id,
+            patient_claims: names.patient,
+            fhir_user_claims: names.fhir_user,
             required_claims: Vec::new(),
             clients_without_audience: Vec::new(),
             require_client_id: false,
@@ -232,11 +229,13 @@ impl VerifierBuilder {
     /// Every accepted token must name its client (in one of the
     /// [`client_id_claims`](Self::client_id_claims), not blank); a token without one is
     /// refused with 401 `invalid_token` ([`ErrorKind::InvalidClaim`](crate::ErrorKind::InvalidClaim)),
-    /// introspection answers too. RFC 9068 requires `client_id` in access tokens, and ID
-    /// tokens name none: with Microsoft Entra ID, whose access tokens always carry `azp`
-    /// (v2) or `appid` (v1) and type themselves `JWT` like its ID tokens, this refuses an ID
-    /// token whose audience is the API's own app registration.
-    /// [`TokenTypePolicy::Rfc9068`] requires it too.
+    /// introspection answers too. RFC 9068 requires `client_id` in access tokens.
+    /// Microsoft Entra ID's access tokens always carry `azp` (v2) or `appid` (v1) and type
+    /// themselves `JWT` like its ID tokens, which carry neither: there this refuses an ID
+    /// token whose audience is the API's own app registration. It is no defence against
+    /// ID tokens in general: OpenID Connect lets them carry `azp` (Google's do), a default
+    /// client-id claim. For those issuers use [`TokenTypePolicy::Rfc9068`] (which requires a
+    /// client id too) or an audience that names the API, never a client.
     ///
     /// ```
     /// use smart_auth::TokenVerifier;

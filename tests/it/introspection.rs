@@ -492,9 +492,14 @@ async fn bad_answers_get_exact_refusals() {
             401,
             "the token type is not accepted",
         ),
-        // ForgeRock AM's `tokenName`.
+        // ForgeRock AM's `tokenName`, OpenIddict's `token_usage`.
         (
             setup.active(json!({"tokenName": "id_token"})),
+            401,
+            "the token type is not accepted",
+        ),
+        (
+            setup.active(json!({"token_usage": "refresh_token"})),
             401,
             "the token type is not accepted",
         ),

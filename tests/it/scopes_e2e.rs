@@ -1084,6 +1084,7 @@ fn token_only_paths_are_checked_at_build() {
     for good in [
         "bulkstatus",
         "$export-poll-status",
+        "$import-poll-status",
         "jobs/status",
         "bulk-files",
     ] {
@@ -1103,15 +1104,42 @@ fn token_only_paths_are_checked_at_build() {
         "Patient/1",
         "metadata",
         "$export",
+        "$graphql",
+        "$meta",
+        "$export-poll-status2",
         "_history",
         "_search",
         "{job}",
         "*rest",
     ] {
-        assert_eq!(
-            build(bad),
-            Err(smart_auth::ConfigError::InvalidPath),
+        assert!(
+            matches!(
+                build(bad),
+                Err(smart_auth::ConfigError::InvalidTokenOnlyPath { ref path, .. }) if path == bad
+            ),
             "{bad:?}"
         );
     }
+}
+
+/// A token-only path is an HTTP route: a bundle entry under it is checked as any entry
+/// is (the layer cannot read it as FHIR: refused).
+#[test]
+fn token_only_paths_are_no_bundle_entries() {
+    use smart_auth::testing::ClaimsBuilder;
+    let enforcement = ScopeEnforcement::new().allow_any_token_under(["bulkstatus"]);
+    let claims = ClaimsBuilder::new().scope("system/*.cruds").build();
+    for (method, url) in [("GET", "bulkstatus/5"), ("DELETE", "bulkstatus/5")] {
+        assert!(
+            enforcement
+                .check_bundle_entry(&claims, method, url)
+                .is_err(),
+            "{method} {url}"
+        );
+    }
+    assert!(
+        enforcement
+            .check_conditional_create_entry(&claims, "bulkstatus", "x=1")
+            .is_err()
+    );
 }
