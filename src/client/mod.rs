@@ -124,6 +124,8 @@ pub struct BackendServiceClientBuilder {
     resources: Vec<String>,
     /// Origins besides the FHIR server's that `authorize` may send the token to.
     other_token_origins: Vec<String>,
+    /// The origins a discovered token endpoint may be on; empty: any.
+    trusted_token_endpoint_origins: Vec<String>,
     http: Option<reqwest::Client>,
     timeout: Duration,
     refresh_margin: Duration,
@@ -159,10 +161,33 @@ impl BackendServiceClientBuilder {
         self
     }
 
+    /// Accepts a discovered token endpoint only on this origin (call again for more).
+    /// Discovery asks the FHIR server where its token endpoint is, and the client sends its
+    /// credentials there and the token it gets back to the FHIR server: a FHIR base that
+    /// is not the one you meant (a customer typed it in, a DNS name was taken over) could
+    /// name an authorization server that trusts this client, collect the tokens, or collect
+    /// a client secret (RFC 9700 section 4.9.1). With origins pinned, a token endpoint
+    /// elsewhere is a [`ClientError::Discovery`] before anything is sent to it. Without
+    /// them, a discovered endpoint on another origin than the FHIR server's is used and a
+    /// warning is logged (Oracle Health and others legitimately keep it elsewhere).
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .trust_token_endpoint_origin("https://auth.example.org");
+    /// ```
+    pub fn trust_token_endpoint_origin(mut self, origin: impl Into<String>) -> Self {
+        self.trusted_token_endpoint_origins.push(origin.into());
+        self
+    }
+
     /// The `aud` of the client assertions (`private_key_jwt`). By default it is the token
     /// endpoint URL, exactly as configured or discovered, as SMART Backend Services asks.
     /// Some servers want another value: Auth0 and the RFC 7523 update draft
-    /// (rfc7523bis) want the authorization server's issuer identifier.
+    /// (rfc7523bis) want the authorization server's issuer identifier. It needs a
+    /// configured [`token_endpoint`](Self::token_endpoint): an assertion for that
+    /// audience must only ever be sent to that server, never to an endpoint a FHIR server
+    /// names (which could replay it there).
     ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;
@@ -371,6 +396,12 @@ impl BackendServiceClientBuilder {
         if self.assertion_audience.as_deref() == Some("") {
             return Err(ClientError::Config("the assertion audience is empty"));
         }
+        if self.assertion_audience.is_some() && self.token_endpoint.is_none() {
+            return Err(ClientError::Config(
+                "an assertion audience needs a configured token endpoint: a discovered one \
+                 could replay the assertion at that audience",
+            ));
+        }
         if !self
             .scopes
             .iter()
@@ -417,6 +448,15 @@ impl BackendServiceClientBuilder {
             ))?;
             token_origins.push(url.origin());
         }
+        let trusted_token_endpoint_origins = self
+            .trusted_token_endpoint_origins
+            .iter()
+            .map(|text| plain(text).map(|url| url.origin()))
+            .collect::<Option<Vec<Origin>>>()
+            .ok_or(ClientError::Config(
+                "a trusted token endpoint origin must be an https URL (http only for \
+                 loopback) without query, fragment or credentials",
+            ))?;
         let http = match self.http {
             Some(http) => http,
             None => default_client(self.timeout)
@@ -426,6 +466,7 @@ impl BackendServiceClientBuilder {
             inner: Arc::new(Inner {
                 fhir_base_url: self.fhir_base_url,
                 token_origins,
+                trusted_token_endpoint_origins,
                 endpoint,
                 assertion_audience: self.assertion_audience,
                 client_id: self.client_id,
@@ -474,6 +515,8 @@ struct Inner {
     fhir_base_url: String,
     /// Where `authorize` may send the token: the FHIR server's origin and those added.
     token_origins: Vec<Origin>,
+    /// The origins a discovered token endpoint may be on; empty: any.
+    trusted_token_endpoint_origins: Vec<Origin>,
     endpoint: OnceCell<Endpoint>,
     /// The assertions' `aud` when not the token endpoint URL.
     assertion_audience: Option<String>,
@@ -600,6 +643,7 @@ impl BackendServiceClient {
             scopes: Vec::new(),
             resources: Vec::new(),
             other_token_origins: Vec::new(),
+            trusted_token_endpoint_origins: Vec::new(),
             http: None,
             timeout: DEFAULT_TIMEOUT,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
@@ -617,7 +661,8 @@ impl BackendServiceClient {
     /// still expires at least one second from now by this client's clock, the cached
     /// token is returned instead of the error, and calls in the next 1 to 5 s (a quarter of the
     /// time left) get it without asking the token endpoint again; once it has
-    /// expired, the error is returned.
+    /// expired, the error is returned. While one caller replaces a still valid token, the
+    /// others get that token at once instead of waiting for the token endpoint.
     ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
@@ -636,7 +681,15 @@ impl BackendServiceClient {
             return Ok(token);
         }
         let seen = self.inner.finished.load(Ordering::SeqCst);
-        let mut state = self.inner.refresh.lock().await;
+        // While another caller replaces a token that is still valid, this one uses it
+        // rather than wait on the token endpoint (up to the timeout when it is slow).
+        let mut state = match self.inner.refresh.try_lock() {
+            Ok(state) => state,
+            Err(_) => match self.still_valid_token() {
+                Some(token) => return Ok(token),
+                None => self.inner.refresh.lock().await,
+            },
+        };
         if let Some(token) = self.fresh_token() {
             return Ok(token);
         }
@@ -794,6 +847,14 @@ impl BackendServiceClient {
         unix_seconds(self.inner.clock.now())
     }
 
+    /// The cached token while it expires at least a second from now, due for replacement
+    /// or not.
+    fn still_valid_token(&self) -> Option<AccessToken> {
+        let cached = self.inner.cached.load();
+        let cached = cached.as_ref()?;
+        (cached.token.expires_at().saturating_sub(self.now()) >= 1).then(|| cached.token.clone())
+    }
+
     fn fresh_token(&self) -> Option<AccessToken> {
         let cached = self.inner.cached.load();
         let cached = cached.as_ref()?;
@@ -852,6 +913,16 @@ impl BackendServiceClient {
             .and_then(Value::as_str)
             .filter(|text| !text.trim().is_empty())
             .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?;
+        // A URL parser drops surrounding whitespace and tabs or line breaks inside, but the
+        // assertion's `aud` would keep them: the server would refuse it without saying why.
+        if published
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(failed(
+                "token_endpoint holds whitespace or control characters".to_owned(),
+            ));
+        }
         let (text, endpoint) = match Url::parse(published) {
             Ok(url) => (published.to_owned(), Some(url)),
             // SMART: endpoint URLs are absolute, but clients resolve relative ones against
@@ -872,6 +943,21 @@ impl BackendServiceClient {
                     .to_owned(),
             )
         })?;
+        let origin = endpoint.origin();
+        let trusted = &self.inner.trusted_token_endpoint_origins;
+        if !trusted.is_empty() && !trusted.contains(&origin) {
+            return Err(failed(
+                "token_endpoint is on an origin not trusted with this client's credentials"
+                    .to_owned(),
+            ));
+        }
+        if trusted.is_empty() && Some(&origin) != self.inner.token_origins.first() {
+            tracing::warn!(
+                token_endpoint = %endpoint,
+                "the FHIR server names a token endpoint on another origin: this client's \
+                 credentials go there (pin it with trust_token_endpoint_origin)"
+            );
+        }
         tracing::debug!(url = %url, token_endpoint = %endpoint, "discovered the token endpoint");
         Ok(Endpoint {
             text,

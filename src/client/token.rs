@@ -171,6 +171,10 @@ pub(crate) async fn post_form(
             }
             body.extend_from_slice(&chunk);
         }
+        // A JSON text may follow a byte order mark (RFC 8259 section 8.1).
+        if body.starts_with(b"\xEF\xBB\xBF") {
+            body.drain(..3);
+        }
         Ok(RawResponse {
             status: status.as_u16(),
             body,
@@ -215,7 +219,15 @@ pub(crate) fn parse_response(
         ));
     }
     let document = parsed.ok();
-    if !(200..300).contains(&response.status) {
+    // An OAuth error is one whatever the status: some servers answer it with 200.
+    let error_in_success = document.as_ref().is_some_and(|doc| {
+        !doc.contains_key("access_token")
+            && doc
+                .get("error")
+                .and_then(Value::as_str)
+                .is_some_and(|code| !code.is_empty())
+    });
+    if !(200..300).contains(&response.status) || error_in_success {
         let oauth_error = document
             .as_ref()
             .and_then(|doc| doc.get("error"))
@@ -247,11 +259,14 @@ pub(crate) fn parse_response(
             ));
         }
     };
-    // It goes in `Authorization: Bearer <token>`, which takes one RFC 6750 `b64token`: a
-    // space, comma or quote would smuggle a second credential or parameter into the header.
-    if crate::bearer::token_text(access_token.as_bytes()).is_err() {
+    // It goes in `Authorization: Bearer <token>` as one credential: a space, comma, quote
+    // or backslash would smuggle a second credential or parameter into the header, and a
+    // control or non-ASCII character is no header text. Other visible characters pass,
+    // although RFC 6750's `b64token` has fewer: real servers use them (Salesforce's
+    // tokens hold `!`), and the server that issued the token reads them.
+    if !is_header_safe_token(access_token) {
         return Err(ClientError::InvalidTokenResponse(
-            "access_token is not an RFC 6750 b64token",
+            "access_token holds a character that cannot go in an Authorization header as one credential",
         ));
     }
     let token_type = match document.get("token_type") {
@@ -312,8 +327,8 @@ fn lifetime(expires_in: Option<&Value>, access_token: &str, now: i64) -> Result<
                 "expires_in is a string that is not a whole number of seconds",
             ));
         }
-        None | Some(Value::Null) => match jwt_expiry(access_token) {
-            Some(exp) => (exp.saturating_sub(now), "the access token's exp"),
+        None | Some(Value::Null) => match jwt_lifetime(access_token, now) {
+            Some(seconds) => (seconds, "the access token's iat and exp"),
             None => (DEFAULT_LIFETIME_SECONDS, "the default"),
         },
         Some(_) => {
@@ -332,14 +347,37 @@ fn lifetime(expires_in: Option<&Value>, access_token: &str, now: i64) -> Result<
     Ok(seconds)
 }
 
-/// The `exp` of an access token that is a JWS whose payload is a JSON object (member
-/// names unique) with an integer `exp`, read without checking the signature: it only
-/// decides how long the token is cached, never whether anything is allowed.
-fn jwt_expiry(access_token: &str) -> Option<i64> {
+/// How long an access token that is a JWS lives, read from its payload (a JSON object with
+/// unique member names) without checking the signature: it only decides how long the
+/// token is cached, never whether anything is allowed. With integer `iat` and `exp`,
+/// `exp - iat` (the server's own reckoning, whatever this machine's clock says), but not
+/// past `exp` by this clock when that is still ahead; with `exp` alone, `exp - now`.
+fn jwt_lifetime(access_token: &str, now: i64) -> Option<i64> {
     let segments = crate::jwt::split(access_token).ok()?;
     let payload = URL_SAFE_NO_PAD.decode(segments.payload).ok()?;
     let claims = crate::json::object_with_unique_members(&payload).ok()?;
-    claims.get("exp")?.as_i64()
+    let exp = claims.get("exp")?.as_i64()?;
+    let until_exp = exp.saturating_sub(now);
+    match claims.get("iat").and_then(Value::as_i64) {
+        Some(iat) if iat < exp => {
+            let issued_for = exp.saturating_sub(iat);
+            Some(if until_exp > 0 {
+                issued_for.min(until_exp)
+            } else {
+                issued_for
+            })
+        }
+        _ => Some(until_exp),
+    }
+}
+
+/// Whether an access token can go in `Authorization: Bearer <token>` as exactly one
+/// credential: visible ASCII without a space, `,`, `"` or `\`.
+fn is_header_safe_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && !matches!(byte, b',' | b'"' | b'\\'))
 }
 
 /// Server text fit for a message: control characters replaced, length capped.
@@ -452,13 +490,14 @@ mod tests {
             with("access_token", json!("")),
             with("access_token", json!(12)),
             with("access_token", json!("line\nbreak")),
-            // Not one RFC 6750 b64token: a second credential or parameter would follow.
+            // Not one credential: a second credential or parameter would follow.
             with("access_token", json!("a b")),
             with("access_token", json!("abc, Basic Zm9vOmJhcg==")),
             with("access_token", json!("a\"b")),
+            with("access_token", json!("a\\b")),
             with("access_token", json!("a\tb")),
-            with("access_token", json!("=abc")),
-            with("access_token", json!("ab=c")),
+            with("access_token", json!("a\u{0}b")),
+            with("access_token", json!("a\u{7f}b")),
             with("access_token", json!("\u{e9}t\u{e9}")),
             // Too short to use.
             with("expires_in", json!(0)),
@@ -482,6 +521,23 @@ mod tests {
             assert!(
                 matches!(error, ClientError::InvalidTokenResponse(_)),
                 "{error:?}"
+            );
+        }
+        // Visible characters beyond RFC 6750's b64token, as real servers write them
+        // (Salesforce: `!`), go in the header as one credential.
+        for token in [
+            "00Dxx0000001gPL!AQ4AQFkK.abc",
+            "ab=c",
+            "=abc",
+            "a;b",
+            "a(b)",
+        ] {
+            let body = json!({"access_token": token, "token_type": "Bearer", "expires_in": 60});
+            assert_eq!(
+                parse_response(&answer(200, body), "s", 0)
+                    .unwrap()
+                    .access_token(),
+                token
             );
         }
     }
@@ -570,6 +626,12 @@ mod tests {
             // The token's own exp, capped at a day.
             (unsigned_jwt(r#"{"exp":1600}"#), 1_600),
             (unsigned_jwt(r#"{"exp":1001,"iat":900}"#), 1_001),
+            // With iat, the server's own lifetime: this clock 4,000 s behind the server's
+            // (not 4,300 s of use), or 300 s ahead of it (not refused as expired).
+            (unsigned_jwt(r#"{"exp":5300,"iat":5000}"#), 1_300),
+            (unsigned_jwt(r#"{"exp":700,"iat":400}"#), 1_300),
+            // An iat not before exp says nothing: exp alone.
+            (unsigned_jwt(r#"{"exp":1600,"iat":1600}"#), 1_600),
             (unsigned_jwt(r#"{"exp":87400}"#), 87_400),
             (unsigned_jwt(r#"{"exp":100000}"#), 87_400),
             // No usable exp, or not a JWT: the default.
@@ -634,6 +696,10 @@ mod tests {
         let long = "x".repeat(1000);
         let error = parse_response(&answer(401, json!({"error": long})), "s", 0).unwrap_err();
         assert_eq!(error.oauth_error().map(str::len), Some(MAX_ERROR_TEXT));
+        // An OAuth error answered with 200 is still one.
+        let error =
+            parse_response(&answer(200, json!({"error": "invalid_client"})), "s", 0).unwrap_err();
+        assert_eq!(error.oauth_error(), Some("invalid_client"));
         for body in [json!({"error": ""}), json!({"message": "x"}), json!("x")] {
             assert_eq!(
                 parse_response(&answer(503, body), "s", 0).unwrap_err(),

@@ -345,6 +345,7 @@ async fn assertion_audience_and_certificate_thumbprint() {
     let client = stub
         .client()
         .private_key_jwt(key.clone())
+        .token_endpoint(stub.token_endpoint())
         .assertion_audience(issuer)
         .build()
         .unwrap();
@@ -365,7 +366,7 @@ async fn assertion_audience_and_certificate_thumbprint() {
     );
     let claims = verify_assertion(&jwt, &key.public_jwk(), Algorithm::RS256, issuer);
     assert_eq!(claims["aud"], issuer);
-    // The token request still goes to the discovered token endpoint.
+    // The token request still goes to the configured token endpoint.
     assert_eq!(
         client.token_endpoint().await.unwrap(),
         stub.token_endpoint()
@@ -1189,4 +1190,162 @@ fn key_loading_refusals() {
     assert!(
         !format!("{:?}", ClientKey::from_jwk(&rsa).unwrap()).contains(rsa["d"].as_str().unwrap())
     );
+}
+
+/// A FHIR server names where the client's credentials go: pinned origins keep them on the
+/// authorization server meant (RFC 9700 section 4.9.1). A token endpoint elsewhere is a
+/// discovery error before anything is sent; whitespace in a published endpoint too.
+#[tokio::test]
+async fn discovered_token_endpoints_outside_the_pinned_origins_are_refused() {
+    let stub = Stub::start().await;
+    let elsewhere = Stub::start().await;
+    stub.configuration(json!({"token_endpoint": elsewhere.token_endpoint()}));
+    let pinned = stub
+        .client()
+        .client_secret_basic("s")
+        .trust_token_endpoint_origin(stub.state.base.clone())
+        .build()
+        .unwrap();
+    let error = pinned.access_token().await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Discovery { reason } if reason.contains("not trusted")),
+        "{error:?}"
+    );
+    assert_eq!(stub.token_calls() + elsewhere.token_calls(), 0);
+    // Pinned to the other origin, it is used.
+    let trusting = stub
+        .client()
+        .client_secret_basic("s")
+        .trust_token_endpoint_origin(elsewhere.state.base.clone())
+        .build()
+        .unwrap();
+    assert!(trusting.access_token().await.is_ok());
+    assert_eq!(elsewhere.token_calls(), 1);
+    // Whitespace the URL parser would drop from the POST target but not from `aud`.
+    for published in [
+        format!(" {}", stub.token_endpoint()),
+        format!("{}\n", stub.token_endpoint()),
+        stub.token_endpoint().replace("/token", "/to\tken"),
+    ] {
+        stub.configuration(json!({ "token_endpoint": published }));
+        let client = stub.client().client_secret_basic("s").build().unwrap();
+        let error = client.access_token().await.unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Discovery { reason } if reason.contains("whitespace")),
+            "{published:?}: {error:?}"
+        );
+    }
+    assert_eq!(stub.token_calls(), 0);
+    // Origins to trust are plain URLs, checked at build.
+    for bad in [
+        "ftp://auth.example.org",
+        "http://auth.example.org",
+        "https://a.example/?x",
+    ] {
+        assert!(matches!(
+            stub.client()
+                .client_secret_basic("s")
+                .trust_token_endpoint_origin(bad)
+                .build()
+                .unwrap_err(),
+            ClientError::Config(_)
+        ));
+    }
+}
+
+/// An assertion audience other than the endpoint needs the endpoint configured: a
+/// discovered endpoint could replay an assertion made for that audience.
+#[test]
+fn an_assertion_audience_needs_a_configured_token_endpoint() {
+    let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
+    let builder = || {
+        BackendServiceClient::builder("https://fhir.example.org/r4")
+            .client_id(CLIENT_ID)
+            .scope(SCOPE)
+            .private_key_jwt(key.clone())
+            .assertion_audience("https://auth.example.org/")
+    };
+    assert!(matches!(
+        builder().build().unwrap_err(),
+        ClientError::Config(_)
+    ));
+    assert!(
+        builder()
+            .token_endpoint("https://auth.example.org/oauth/token")
+            .build()
+            .is_ok()
+    );
+}
+
+/// While one caller replaces a token that is still valid (a slow token endpoint), the
+/// others get the cached token at once.
+#[tokio::test]
+async fn callers_do_not_wait_for_a_refresh_while_the_token_is_valid() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::new();
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let first = client.access_token().await.unwrap();
+    // Into the refresh margin (the token lives 300 s, replaced 30 s before).
+    clock.advance(Duration::from_secs(280));
+    let (gate, opened) = tokio::sync::oneshot::channel::<()>();
+    stub.delay(Duration::from_secs(3600));
+    let refreshing = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let _ = opened.await;
+            client.access_token().await
+        }
+    });
+    let _ = gate.send(());
+    // The refresh has started once the stub saw the second request.
+    for _ in 0..1000 {
+        if stub.token_calls() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(stub.token_calls(), 2);
+    for _ in 0..10 {
+        let token = tokio::time::timeout(Duration::from_secs(5), client.access_token())
+            .await
+            .expect("no wait on the refresh")
+            .unwrap();
+        assert_eq!(token.access_token(), first.access_token());
+    }
+    refreshing.abort();
+}
+
+/// A token answer after a UTF-8 byte order mark is read (RFC 8259 section 8.1), success
+/// and OAuth error alike; an OAuth error answered with 200 is still one.
+#[tokio::test]
+async fn token_answers_with_a_byte_order_mark_or_an_error_under_200() {
+    let stub = Stub::start().await;
+    let client = || {
+        stub.client()
+            .client_secret_basic("s")
+            .token_endpoint(stub.token_endpoint())
+            .build()
+            .unwrap()
+    };
+    stub.fixed(
+        200,
+        "\u{feff}{\"access_token\":\"t-1\",\"token_type\":\"Bearer\",\"expires_in\":60}",
+    );
+    assert_eq!(client().access_token().await.unwrap().access_token(), "t-1");
+    stub.fixed(400, "\u{feff}{\"error\":\"invalid_scope\"}");
+    assert_eq!(
+        client().access_token().await.unwrap_err().oauth_error(),
+        Some("invalid_scope")
+    );
+    stub.fixed(200, "{\"error\":\"invalid_client\"}");
+    assert!(matches!(
+        client().access_token().await.unwrap_err(),
+        ClientError::OAuth { status: 200, ref error, .. } if error == "invalid_client"
+    ));
 }
