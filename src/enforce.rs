@@ -242,7 +242,7 @@ impl ScopeEnforcement {
     /// segment, an encoded `/`) is never under one. This holds for HTTP requests only, not
     /// for the entries of a bundle ([`check_bundle_entry`](Self::check_bundle_entry)).
     /// [`SmartAuthBuilder::build`](crate::SmartAuthBuilder::build) fails with
-    /// [`ConfigError::InvalidTokenOnlyPath`](crate::ConfigError::InvalidTokenOnlyPath) for
+    /// [`ConfigError::InvalidRoutePath`](crate::ConfigError::InvalidRoutePath) for
     /// an empty, absolute or non-canonical path, or one that starts where FHIR interactions
     /// are: a resource type, `metadata`, a `_` name (`_history`), an operation other than a
     /// `…-poll-status` one (`$export`, `$graphql`).
@@ -275,7 +275,8 @@ impl ScopeEnforcement {
             .find_map(|path| token_only_path_problem(path).map(|reason| (path, reason)))
         {
             None => Ok(self),
-            Some((path, reason)) => Err(crate::ConfigError::InvalidTokenOnlyPath {
+            Some((path, reason)) => Err(crate::ConfigError::InvalidRoutePath {
+                setting: "allow_any_token_under",
                 path: path.clone(),
                 reason,
             }),
@@ -452,8 +453,20 @@ impl ScopeEnforcement {
         {
             return Ok(());
         }
-        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        // The SMART configuration needs no scope: with discovery protected
+        // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
+        // capability statement. GET and HEAD only, and no method override.
         let method = request.method();
+        if (method == http::Method::GET || method == http::Method::HEAD)
+            && is_smart_configuration_path(uri.path(), self.classifier.base_path())
+            && !request
+                .headers()
+                .keys()
+                .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()))
+        {
+            return Ok(());
+        }
+        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let headers = request.headers();
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
@@ -908,6 +921,16 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Whether `path` is the SMART configuration a FHIR server publishes: at the base
+/// (`{base}/.well-known/smart-configuration`) or at the root, compared as sent.
+fn is_smart_configuration_path(path: &str, base_path: &str) -> bool {
+    const SMART_CONFIGURATION: &str = "/.well-known/smart-configuration";
+    path == SMART_CONFIGURATION
+        || path
+            .strip_prefix(base_path)
+            .is_some_and(|rest| rest == SMART_CONFIGURATION)
+}
+
 /// Why a path given to [`ScopeEnforcement::allow_any_token_under`] cannot be one, if it
 /// cannot: it must be relative to the base, written one way only, and start where no FHIR
 /// interaction is, since enforcement would be undone for it.
@@ -921,11 +944,7 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
         || !crate::config_path::is_canonical_config_path(&format!("/{path}"))
     {
         Some("it is not written one way only")
-    } else if first == "metadata"
-        || first.starts_with('_')
-        || crate::scopes::is_resource_type_name(first)
-        || (first.starts_with('$') && !first.ends_with("-poll-status"))
-    {
+    } else if crate::scopes::starts_fhir_interaction(first) && !first.ends_with("-poll-status") {
         Some(
             "it starts where FHIR interactions are (a resource type, metadata, a '_' name, an operation other than a '-poll-status' one)",
         )

@@ -515,10 +515,14 @@ pub enum ConfigError {
     /// `/` aside), no `%`, `;`, `\`, `?`, `#`, `{`, `}`, whitespace or control character,
     /// and no segment starting with `:` or `*`.
     InvalidPath,
-    /// A path given to
-    /// [`ScopeEnforcement::allow_any_token_under`](crate::ScopeEnforcement::allow_any_token_under)
-    /// cannot be one.
-    InvalidTokenOnlyPath {
+    /// A path given to a setting that opens a route (a
+    /// [public path](crate::SmartAuthBuilder::public_path), a path of
+    /// [`ScopeEnforcement::allow_any_token_under`](crate::ScopeEnforcement::allow_any_token_under))
+    /// cannot be one: it is not written one way only, or it names a FHIR interaction,
+    /// which would then be let through.
+    InvalidRoutePath {
+        /// The setting: `public_path` or `allow_any_token_under`.
+        setting: &'static str,
         /// The path as given.
         path: String,
         /// Which rule it breaks.
@@ -582,9 +586,13 @@ impl fmt::Display for ConfigError {
                  '.' or '..' segment, no %, ;, \\, ?, #, braces, whitespace or control \
                  character, no segment starting with ':' or '*')",
             ),
-            Self::InvalidTokenOnlyPath { path, reason } => write!(
+            Self::InvalidRoutePath {
+                setting,
+                path,
+                reason,
+            } => write!(
                 f,
-                "{:?} cannot be a token-only path: {reason}",
+                "{setting} {:?}: {reason}",
                 path.chars().take(64).collect::<String>()
             ),
             Self::HttpClient => f.write_str("the HTTP client could not be built"),

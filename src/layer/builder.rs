@@ -15,8 +15,31 @@ use crate::error::{ConfigError, Refusal};
 use crate::issuers::Issuers;
 use crate::jwks::{RefreshPolicy, StaticKeys};
 use crate::response::{BodyHook, Challenge, DEFAULT_REALM, RefusalBody, is_valid_realm};
+use crate::scopes::starts_fhir_interaction;
 use crate::token_cache::TokenCachePolicy;
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder, checked_url};
+
+/// Why a public path would open FHIR to anonymous callers, if it would: it is the FHIR
+/// base path (`base`, `""` for the root; a batch or system search there), or under it
+/// with a first segment that starts a FHIR interaction (`Patient`, `_history`, `$export`,
+/// `metadata`, which is public for `GET` already). The base is matched without case, as
+/// the classifier matches it.
+fn public_path_problem(path: &str, base: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    let under_base = path
+        .get(..base.len())
+        .filter(|prefix| prefix.eq_ignore_ascii_case(base))
+        .map(|_| &path[base.len()..]);
+    match under_base {
+        Some("") => Some("it is the FHIR base: every interaction there would need no token"),
+        Some(rest) => rest
+            .strip_prefix('/')
+            .and_then(|rest| rest.split('/').next())
+            .filter(|first| starts_fhir_interaction(first))
+            .map(|_| "it starts a FHIR interaction, which would need no token"),
+        None => None,
+    }
+}
 
 /// Where a layer's issuer comes from: a [`VerifierBuilder`] (built by the layer's `build`,
 /// which gives it the [FHIR base](SmartAuthBuilder::fhir_base) as its default audience) or
@@ -247,7 +270,10 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
 
     /// Another exact path that needs no token, for any method (a health check). Compared
     /// byte for byte with the request path, like the base path (and checked the same way
-    /// by `build`, except that a trailing slash is kept).
+    /// by `build`, except that a trailing slash is kept). `build` refuses, with
+    /// [`ConfigError::InvalidRoutePath`], a path that would open FHIR to anonymous callers:
+    /// the FHIR base itself (a batch, a system search there) or a path under it whose first
+    /// segment starts an interaction (a resource type, `metadata`, a `_` name, an operation).
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
         self.public.extra.push(path.into());
         self
@@ -391,7 +417,9 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         Ok((self.fhir_base.clone(), path))
     }
 
-    /// The public routes with checked paths.
+    /// The public routes with checked paths: canonical, and none that opens FHIR to
+    /// anonymous callers (the base itself, or a path under it that starts a FHIR
+    /// interaction, [`starts_fhir_interaction`]).
     fn checked_public_routes(
         &self,
         base_path: Option<String>,
@@ -403,6 +431,16 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
             .all(|path| is_canonical_config_path(path))
         {
             return Err(ConfigError::InvalidPath);
+        }
+        let base = base_path.as_deref().unwrap_or("");
+        for path in &public.extra {
+            if let Some(reason) = public_path_problem(path, base) {
+                return Err(ConfigError::InvalidRoutePath {
+                    setting: "public_path",
+                    path: path.clone(),
+                    reason,
+                });
+            }
         }
         public.base_path = base_path;
         Ok(public)

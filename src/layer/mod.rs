@@ -53,9 +53,24 @@
 //! the nest prefix; the layer then reads the original URI that axum keeps in the
 //! `axum::extract::OriginalUri` extension (crate feature `axum`). So every base path is the
 //! full path (`/fhir`, not `/` for a layer inside `nest("/fhir", …)`), and the layer may sit
-//! inside the nest, on the outer router, or around the whole app. In a plain tower stack
-//! without that extension the layer reads the request's own URI; put it where that URI is
-//! the one clients sent.
+//! inside the nest, on the outer router, or around the whole app. The extension is used
+//! only where nesting explains the difference (the request's path ends the original one);
+//! a service that rewrote the path another way is judged on the path its router routes.
+//! In a plain tower stack without that extension the layer reads the request's own URI;
+//! put it where that URI is the one clients sent.
+//!
+//! A layer inside a nest covers only the routes of the nested router: a request under the
+//! prefix that none of them matches goes to the outer router's fallback, which no layer
+//! of the nested router wraps. Give the nested router its own fallback, or put the layer
+//! on the outer router, when requests under the prefix must all be checked.
+//!
+//! # Optional mode and other credentials
+//!
+//! In [optional mode](crate::SmartAuthBuilder::optional) a request with another
+//! `Authorization` scheme (Basic, DPoP) passes as anonymous with the header left in place:
+//! a handler that forwards requests upstream forwards it unchecked. One layer checks tokens
+//! against its audiences, not against the host a request names: host-based tenants with
+//! their own audiences need one layer each.
 //!
 //! # Example
 //!

@@ -468,6 +468,16 @@ fn canonical_segment(raw: &str) -> Result<Cow<'_, str>, MalformedPath> {
     }
 }
 
+/// Whether a first path segment after the FHIR base starts a FHIR interaction, so that a
+/// setting opening that path would open FHIR to anonymous callers or any token: a resource
+/// type name, `metadata`, a `_` name (`_history`, `_search`) or an operation (`$export`).
+pub(crate) fn starts_fhir_interaction(segment: &str) -> bool {
+    segment == "metadata"
+        || segment.starts_with('_')
+        || segment.starts_with('$')
+        || crate::scopes::is_resource_type_name(segment)
+}
+
 /// Checks an id segment: `[A-Za-z0-9\-.]{1,64}`, but not `.` or `..`.
 fn valid_id(segment: &str) -> Option<String> {
     let shape_ok = (1..=MAX_ID_LEN).contains(&segment.len())

@@ -85,6 +85,7 @@ mod interaction;
 mod matching;
 mod parse;
 
+pub(crate) use interaction::starts_fhir_interaction;
 pub use interaction::{
     AccessRule, Classified, Classifier, FhirRequest, Operation, OperationLevel, export_requirements,
 };

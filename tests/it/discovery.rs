@@ -975,3 +975,64 @@ fn discovery_base_paths_must_be_canonical() {
         let _router: axum::Router = layer.router();
     }
 }
+
+/// With discovery protected and scopes enforced, any valid token reads the SMART
+/// configuration (at the base and at the root) and the capability statement, whatever its
+/// scopes: they need no scope. Other methods there are enforced as usual.
+#[tokio::test]
+async fn protected_discovery_needs_a_token_but_no_scope() {
+    let clock = ManualClock::new();
+    let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .served_at_path("/fhir/r4")
+        .protect_discovery_and_metadata()
+        .enforce_scopes(smart_auth::ScopeEnforcement::new())
+        .build()
+        .unwrap();
+    let document = || async { axum::Json(json!({"token_endpoint": "https://as.example/token"})) };
+    let router = Router::new()
+        .route(
+            "/fhir/r4/.well-known/smart-configuration",
+            get(document).post(document),
+        )
+        .route("/.well-known/smart-configuration", get(document))
+        .route("/fhir/r4/metadata", get(document))
+        .layer(auth);
+    let (url, _server) = serve(router).await;
+    let http = reqwest::Client::new();
+    let token = issuer.token().scope("system/Patient.rs").sign();
+    for path in [
+        "/fhir/r4/.well-known/smart-configuration",
+        "/.well-known/smart-configuration",
+        "/fhir/r4/metadata",
+    ] {
+        let anonymous = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{path}");
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let answer = http
+                .request(method.clone(), format!("{url}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{method} {path}");
+        }
+    }
+    let post = http
+        .post(format!("{url}/fhir/r4/.well-known/smart-configuration"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::FORBIDDEN);
+    let overridden = http
+        .get(format!("{url}/fhir/r4/.well-known/smart-configuration"))
+        .bearer_auth(&token)
+        .header("x-http-method-override", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overridden.status(), StatusCode::FORBIDDEN);
+}

@@ -198,3 +198,54 @@ async fn a_base_relative_to_the_nest_fails_closed() {
         assert_eq!(answer.challenge, Some(app.denied(None)), "{target}");
     }
 }
+
+/// A service that rewrites the path otherwise than nesting does (`/v1/…` to `/fhir/…`) in
+/// front of a router the layer covers: the layer decides on the path that router routes,
+/// not on axum's `OriginalUri` of the outer router, which would read the request as one
+/// outside the base (let through by `allow_any_token_outside_base`).
+#[tokio::test]
+async fn a_rewritten_path_is_decided_as_routed() {
+    use tower::ServiceExt as _;
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .served_at_path("/fhir")
+        .enforce_scopes(ScopeEnforcement::new().allow_any_token_outside_base())
+        .build()
+        .unwrap();
+    // No path extractor behind: the outer route's capture stays in the request.
+    let inner = Router::new()
+        .route("/fhir/{*rest}", any(|| async { "served" }))
+        .layer(auth);
+    let rewrite = tower::service_fn(move |mut request: axum::extract::Request| {
+        let inner = inner.clone();
+        async move {
+            let rest = request
+                .uri()
+                .path()
+                .strip_prefix("/v1")
+                .unwrap_or("/")
+                .to_owned();
+            *request.uri_mut() = format!("/fhir{rest}").parse().unwrap();
+            inner.oneshot(request).await
+        }
+    });
+    let outer = Router::new().route_service("/v1/{*rest}", rewrite);
+    let (url, _server) = serve(outer).await;
+    let http = reqwest::Client::new();
+    let call = |scope: &str, path: &str| {
+        let token = issuer.token().scope(scope).sign();
+        let request = http.get(format!("{url}{path}")).bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        call("system/Observation.rs", "/v1/Patient/1").await,
+        reqwest::StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call("system/Patient.rs", "/v1/Patient/1").await,
+        reqwest::StatusCode::OK
+    );
+}

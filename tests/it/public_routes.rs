@@ -587,3 +587,61 @@ async fn requests_let_through_unverified_carry_no_claims() {
     let answer = raw_request(&url, "GET", "/fhir/Patient/1", &[("authorization", &token)]).await;
     assert_eq!(answer.body["scopes"], json!(["system/Patient.r"]));
 }
+
+/// A public path needs no token for any method: one that is the FHIR base (a batch, a
+/// system search) or starts a FHIR interaction under it would open FHIR to anonymous
+/// callers, so `build` refuses it and names the rule. Other paths, beside or under the
+/// base, stay allowed.
+#[test]
+fn public_paths_never_open_fhir() {
+    let build = |base: Option<&str>, path: &str| {
+        let mut builder = smart_auth::SmartAuthLayer::builder("https://as.example");
+        if let Some(base) = base {
+            builder = builder.fhir_base(base);
+        }
+        builder.public_path(path).build().map(|_| ())
+    };
+    let refused = [
+        (None, "/"),
+        (None, "/Patient"),
+        (None, "/Patient/1"),
+        (None, "/_history"),
+        (None, "/$export"),
+        (None, "/metadata"),
+        (Some("https://api.example/fhir"), "/fhir"),
+        (Some("https://api.example/fhir"), "/fhir/"),
+        (Some("https://api.example/fhir"), "/FHIR"),
+        (Some("https://api.example/fhir"), "/fhir/Patient"),
+        (
+            Some("https://api.example/fhir"),
+            "/fhir/Observation/1/_history",
+        ),
+        (Some("https://api.example/fhir"), "/fhir/_search"),
+        (
+            Some("https://api.example/fhir"),
+            "/fhir/$export-poll-status",
+        ),
+        (Some("https://api.example/fhir"), "/Fhir/Patient"),
+    ];
+    for (base, path) in refused {
+        assert!(
+            matches!(
+                build(base, path),
+                Err(smart_auth::ConfigError::InvalidRoutePath { setting: "public_path", path: ref given, .. })
+                    if given == path
+            ),
+            "{base:?} {path}"
+        );
+    }
+    for (base, path) in [
+        (None, "/health"),
+        (None, "/admin/ping"),
+        (Some("https://api.example/fhir"), "/"),
+        (Some("https://api.example/fhir"), "/health"),
+        (Some("https://api.example/fhir"), "/fhir-ui"),
+        (Some("https://api.example/fhir"), "/fhir/ui"),
+        (Some("https://api.example/fhir"), "/Patient"),
+    ] {
+        assert_eq!(build(base, path), Ok(()), "{base:?} {path}");
+    }
+}

@@ -1115,7 +1115,7 @@ fn token_only_paths_are_checked_at_build() {
         assert!(
             matches!(
                 build(bad),
-                Err(smart_auth::ConfigError::InvalidTokenOnlyPath { ref path, .. }) if path == bad
+                Err(smart_auth::ConfigError::InvalidRoutePath { setting: "allow_any_token_under", ref path, .. }) if path == bad
             ),
             "{bad:?}"
         );
