@@ -81,6 +81,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. The private_key_jwt client, step by step.
     let client = BackendServiceClient::builder(&fhir_base)
+        // The credentials go only to this authorization server, whatever the FHIR server
+        // names in its discovery document.
+        .trust_token_endpoint_origin(server.url())
         .client_id(JWT_CLIENT)
         .private_key_jwt(key)
         .scopes(["system/Patient.rs", "system/Observation.rs"])

@@ -126,6 +126,8 @@ pub struct BackendServiceClientBuilder {
     other_token_origins: Vec<String>,
     /// The origins a discovered token endpoint may be on; empty: any.
     trusted_token_endpoint_origins: Vec<String>,
+    /// More parameters for the token request's form.
+    extra_parameters: Vec<(String, String)>,
     http: Option<reqwest::Client>,
     timeout: Duration,
     refresh_margin: Duration,
@@ -294,6 +296,27 @@ impl BackendServiceClientBuilder {
         self
     }
 
+    /// Another parameter for every token request's form, for servers that want one beyond
+    /// SMART's: Auth0 names the API in `audience` (without it a default tenant refuses
+    /// `client_credentials`). The names the client writes itself (`grant_type`, `scope`,
+    /// `resource`, `client_assertion`, `client_assertion_type`, `client_id`,
+    /// `client_secret`) and names given twice are refused by `build`.
+    ///
+    /// ```
+    /// # use smart_auth::client::BackendServiceClient;
+    /// let builder = BackendServiceClient::builder("https://fhir.example.org/r4")
+    ///     .token_endpoint("https://tenant.auth0.example/oauth/token")
+    ///     .token_request_parameter("audience", "https://fhir.example.org/r4");
+    /// ```
+    pub fn token_request_parameter(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.extra_parameters.push((name.into(), value.into()));
+        self
+    }
+
     /// The HTTP client for discovery and token requests. The default refuses redirects;
     /// with your own, redirected answers are still refused, the token request's form
     /// (assertion or secret) is never sent again to a 307/308 target, and the timeout
@@ -396,6 +419,27 @@ impl BackendServiceClientBuilder {
         if self.assertion_audience.as_deref() == Some("") {
             return Err(ClientError::Config("the assertion audience is empty"));
         }
+        const CLIENT_WRITTEN: [&str; 7] = [
+            "grant_type",
+            "scope",
+            "resource",
+            "client_assertion",
+            "client_assertion_type",
+            "client_id",
+            "client_secret",
+        ];
+        for (index, (name, _)) in self.extra_parameters.iter().enumerate() {
+            if name.is_empty()
+                || CLIENT_WRITTEN.contains(&name.as_str())
+                || self.extra_parameters[..index]
+                    .iter()
+                    .any(|(earlier, _)| earlier == name)
+            {
+                return Err(ClientError::Config(
+                    "a token request parameter is empty, given twice, or one the client writes itself",
+                ));
+            }
+        }
         if self.assertion_audience.is_some() && self.token_endpoint.is_none() {
             return Err(ClientError::Config(
                 "an assertion audience needs a configured token endpoint: a discovered one \
@@ -467,6 +511,7 @@ impl BackendServiceClientBuilder {
                 fhir_base_url: self.fhir_base_url,
                 token_origins,
                 trusted_token_endpoint_origins,
+                extra_parameters: self.extra_parameters,
                 endpoint,
                 assertion_audience: self.assertion_audience,
                 client_id: self.client_id,
@@ -483,6 +528,7 @@ impl BackendServiceClientBuilder {
                 cached: ArcSwapOption::empty(),
                 refresh: Mutex::new(RefreshState::default()),
                 finished: AtomicU64::new(0),
+                retry_after: AtomicU64::new(0),
             }),
         })
     }
@@ -517,6 +563,8 @@ struct Inner {
     token_origins: Vec<Origin>,
     /// The origins a discovered token endpoint may be on; empty: any.
     trusted_token_endpoint_origins: Vec<Origin>,
+    /// More parameters for the token request's form.
+    extra_parameters: Vec<(String, String)>,
     endpoint: OnceCell<Endpoint>,
     /// The assertions' `aud` when not the token endpoint URL.
     assertion_audience: Option<String>,
@@ -531,6 +579,8 @@ struct Inner {
     refresh: Mutex<RefreshState>,
     /// Token requests finished; tells a waiting caller whether one ended while it waited.
     finished: AtomicU64,
+    /// The `Retry-After` seconds of the latest token request's answer (0: none).
+    retry_after: AtomicU64,
 }
 
 /// A token and when to replace it (Unix seconds).
@@ -543,6 +593,42 @@ struct Cached {
 struct RefreshState {
     /// How the latest token request failed, shared with the callers that waited for it.
     last_error: Option<ClientError>,
+    /// Token requests failed in a row since the last success.
+    failures: u32,
+    /// Before this time (Unix seconds) no new token request is made after a failure: the
+    /// server's `Retry-After`, else a backoff doubling from 1 s to 60 s.
+    retry_not_before: i64,
+}
+
+/// The longest backoff after failed token requests, in seconds (a server's `Retry-After`
+/// may ask for more, up to [`token::MAX_RETRY_AFTER`]).
+const MAX_BACKOFF_SECONDS: i64 = 60;
+
+impl RefreshState {
+    /// The error to answer with instead of a new request, while backing off.
+    fn backing_off(&self, now: i64) -> Option<ClientError> {
+        (now < self.retry_not_before)
+            .then(|| self.last_error.clone())
+            .flatten()
+    }
+
+    /// Notes a failed token request at `now`; `retry_after` is the server's, if it said.
+    fn failed(&mut self, error: &ClientError, now: i64, retry_after: Option<u64>) {
+        self.failures = self.failures.saturating_add(1);
+        let doubling = 1_i64
+            .checked_shl(self.failures.saturating_sub(1))
+            .unwrap_or(MAX_BACKOFF_SECONDS)
+            .clamp(1, MAX_BACKOFF_SECONDS);
+        let asked = retry_after.map_or(0, |seconds| i64::try_from(seconds).unwrap_or(i64::MAX));
+        self.retry_not_before = now.saturating_add(doubling.max(asked));
+        self.last_error = Some(error.clone());
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_not_before = 0;
+        self.last_error = None;
+    }
 }
 
 impl fmt::Debug for BackendServiceClient {
@@ -644,6 +730,7 @@ impl BackendServiceClient {
             resources: Vec::new(),
             other_token_origins: Vec::new(),
             trusted_token_endpoint_origins: Vec::new(),
+            extra_parameters: Vec::new(),
             http: None,
             timeout: DEFAULT_TIMEOUT,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
@@ -663,6 +750,11 @@ impl BackendServiceClient {
     /// time left) get it without asking the token endpoint again; once it has
     /// expired, the error is returned. While one caller replaces a still valid token, the
     /// others get that token at once instead of waiting for the token endpoint.
+    ///
+    /// After a failure the client backs off: until the server's `Retry-After` (on 429 and
+    /// 503, in seconds, at most 300) or else 1 s, doubling with each failure in a row up to
+    /// 60 s, calls get the last error (or the still valid cached token) without a new
+    /// request. A success resets it.
     ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
@@ -700,7 +792,7 @@ impl BackendServiceClient {
         } else {
             state.last_error.clone()
         };
-        let result = match shared {
+        let result = match shared.or_else(|| state.backing_off(self.now())) {
             Some(error) => Err(error),
             None => self.refresh(&mut state).await.map(|(_, token)| token),
         };
@@ -843,6 +935,31 @@ impl BackendServiceClient {
         self.inner.cached.store(None);
     }
 
+    /// Forgets the cached token if it is still `refused`, the token an API refused: the
+    /// answers to many requests that carried one revoked token clear it once, not the new
+    /// token another caller got meanwhile (each clear would cost one more token request).
+    /// Returns whether it cleared.
+    ///
+    /// ```no_run
+    /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {
+    /// let token = client.access_token().await?;
+    /// // ... the API answers 401 to a request with `token` ...
+    /// client.clear_cached_token_if(&token);
+    /// # Ok(()) }
+    /// ```
+    pub fn clear_cached_token_if(&self, refused: &AccessToken) -> bool {
+        let current = self.inner.cached.load_full();
+        let holds_refused = current
+            .as_ref()
+            .is_some_and(|cached| cached.token.access_token() == refused.access_token());
+        if !holds_refused {
+            return false;
+        }
+        let previous = self.inner.cached.compare_and_swap(&current, None);
+        // Swapped only when the cache still held what was read.
+        matches!((&*previous, &current), (Some(seen), Some(read)) if Arc::ptr_eq(seen, read))
+    }
+
     fn now(&self) -> i64 {
         unix_seconds(self.inner.clock.now())
     }
@@ -869,6 +986,7 @@ impl BackendServiceClient {
         // Cleared first: if this future is dropped midway, waiters must not take an
         // older failure for this request's outcome.
         state.last_error = None;
+        self.inner.retry_after.store(0, Ordering::SeqCst);
         let result = self.request_token().await;
         self.inner.finished.fetch_add(1, Ordering::SeqCst);
         match &result {
@@ -881,9 +999,15 @@ impl BackendServiceClient {
                     token: token.clone(),
                     refresh_at,
                 })));
-                state.last_error = None;
+                state.succeeded();
             }
-            Err(error) => state.last_error = Some(error.clone()),
+            Err(error) => {
+                let retry_after = match self.inner.retry_after.load(Ordering::SeqCst) {
+                    0 => None,
+                    seconds => Some(seconds),
+                };
+                state.failed(error, self.now(), retry_after);
+            }
         }
         result
     }
@@ -980,6 +1104,7 @@ impl BackendServiceClient {
         for resource in &inner.resources {
             form.push(("resource".to_owned(), resource.clone()));
         }
+        form.extend(inner.extra_parameters.iter().cloned());
         let mut trace_form = form.clone();
         let mut authorization = None;
         let mut signed = None;
@@ -1018,6 +1143,9 @@ impl BackendServiceClient {
             inner.fetcher.timeout,
         )
         .await?;
+        if let Some(seconds) = response.retry_after {
+            inner.retry_after.store(seconds.max(1), Ordering::SeqCst);
+        }
         let token = token::parse_response(&response, &inner.scope, now)?;
         tracing::debug!(
             token_endpoint = %endpoint.url,

@@ -121,6 +121,30 @@ impl AccessToken {
 pub(crate) struct RawResponse {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
+    /// A 429 or 503 answer's `Retry-After` in delta-seconds, at most [`MAX_RETRY_AFTER`].
+    pub(crate) retry_after: Option<u64>,
+}
+
+/// The longest wait a server's `Retry-After` can impose on the client, in seconds.
+pub(crate) const MAX_RETRY_AFTER: u64 = 300;
+
+/// A `Retry-After` of delta-seconds (RFC 9110 section 10.2.3), capped; an HTTP-date or
+/// anything else is not read.
+fn retry_after_seconds(headers: &http::HeaderMap) -> Option<u64> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        value
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// POSTs the form to the token endpoint with `Accept: application/json`, within
@@ -149,6 +173,9 @@ pub(crate) async fn post_form(
     let exchange = async {
         let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status();
+        let retry_after = matches!(status.as_u16(), 429 | 503)
+            .then(|| retry_after_seconds(response.headers()))
+            .flatten();
         // An injected client may follow redirects: an answer from elsewhere is refused.
         if status.is_redirection() || response.url() != endpoint {
             return Err(ClientError::Transport {
@@ -178,6 +205,7 @@ pub(crate) async fn post_form(
         Ok(RawResponse {
             status: status.as_u16(),
             body,
+            retry_after,
         })
     };
     tokio::time::timeout(timeout, exchange)
@@ -415,6 +443,7 @@ mod tests {
         RawResponse {
             status,
             body: body.to_string().into_bytes(),
+            retry_after: None,
         }
     }
 
@@ -460,6 +489,7 @@ mod tests {
             let raw = RawResponse {
                 status: 200,
                 body: body.as_bytes().to_vec(),
+                retry_after: None,
             };
             assert!(
                 matches!(
@@ -511,6 +541,7 @@ mod tests {
                 &RawResponse {
                     status: 200,
                     body: b"<html>".to_vec(),
+                    retry_after: None,
                 },
                 "s",
                 0,

@@ -32,6 +32,8 @@ enum Reply {
     Fixed(u16, String),
     /// A redirect with this status to the real token endpoint.
     Redirect(u16),
+    /// This status with this `Retry-After` and an empty body.
+    Throttled(u16, &'static str),
 }
 
 /// A token request as the stub saw it.
@@ -149,6 +151,11 @@ async fn token(State(state): State<StubState>, headers: HeaderMap, body: Bytes) 
             )
                 .into_response()
         }
+        Reply::Throttled(status, retry_after) => (
+            StatusCode::from_u16(status).unwrap(),
+            [(header::RETRY_AFTER, retry_after)],
+        )
+            .into_response(),
         Reply::Redirect(status) => (
             StatusCode::from_u16(status).unwrap(),
             [(header::LOCATION, format!("{}/token", state.base))],
@@ -570,10 +577,12 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
         400,
         json!({"error": "invalid_scope", "error_description": "not allowed"}).to_string(),
     );
+    let clock = ManualClock::new();
     let client = stub
         .client()
         .client_secret_basic("s")
         .token_endpoint(stub.token_endpoint())
+        .clock(clock.clone())
         .build()
         .unwrap();
     let tasks: Vec<_> = (0..10)
@@ -587,9 +596,16 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
         assert_eq!(error.oauth_error(), Some("invalid_scope"));
     }
     assert_eq!(stub.token_calls(), 1);
-    // A later call tries again.
+    // Calls within the backoff (1 s after one failure) get the same error without a
+    // request; a later call tries again.
     stub.delay(Duration::ZERO);
     stub.reply(Reply::Token);
+    assert_eq!(
+        client.access_token().await.unwrap_err().oauth_error(),
+        Some("invalid_scope")
+    );
+    assert_eq!(stub.token_calls(), 1);
+    clock.advance(Duration::from_secs(1));
     assert!(client.access_token().await.is_ok());
     assert_eq!(stub.token_calls(), 2);
 }
@@ -645,20 +661,28 @@ async fn a_failed_refresh_returns_the_cached_token_until_it_expires() {
     assert_eq!(client.access_token().await.unwrap(), first, "timeout");
     stub.delay(Duration::ZERO);
     assert_eq!(stub.token_calls(), 5);
-    // One second of life left: still the cached token, asked again after a second.
+    // One second of life left: still the cached token.
     stub.fixed(503, "");
     clock.advance(Duration::from_secs(14));
     assert_eq!(client.access_token().await.unwrap(), first);
     assert_eq!(stub.token_calls(), 6);
-    // Expired by the client's clock: the error.
+    // Expired by the client's clock: the error, the last one while the backoff lasts
+    // (after five failures in a row, 16 s) without asking the endpoint again.
     clock.advance(Duration::from_secs(1));
     assert_eq!(
         client.access_token().await.unwrap_err(),
         ClientError::UnexpectedStatus { status: 503 }
     );
+    assert_eq!(stub.token_calls(), 6);
+    clock.advance(Duration::from_secs(15));
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::UnexpectedStatus { status: 503 }
+    );
     assert_eq!(stub.token_calls(), 7);
-    // The server recovers: a new token.
+    // The server recovers: a new token once the backoff (now 32 s) is over.
     stub.reply(Reply::Token);
+    clock.advance(Duration::from_secs(32));
     assert_eq!(
         client.access_token().await.unwrap().access_token(),
         "token-8"
@@ -668,7 +692,13 @@ async fn a_failed_refresh_returns_the_cached_token_until_it_expires() {
 #[tokio::test]
 async fn oauth_errors_are_typed() {
     let stub = Stub::start().await;
-    let client = stub.client().client_secret_basic("wrong").build().unwrap();
+    let clock = ManualClock::new();
+    let client = stub
+        .client()
+        .client_secret_basic("wrong")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     stub.fixed(
         401,
         json!({"error": "invalid_client", "error_description": "client authentication failed"})
@@ -686,6 +716,7 @@ async fn oauth_errors_are_typed() {
     assert!(!error.to_string().contains("wrong"));
 
     stub.fixed(400, json!({"error": "unsupported_grant_type"}).to_string());
+    clock.advance(Duration::from_secs(60));
     let error = client.access_token().await.unwrap_err();
     assert_eq!(
         error,
@@ -697,6 +728,7 @@ async fn oauth_errors_are_typed() {
     );
 
     stub.fixed(502, "<html>bad gateway</html>");
+    clock.advance(Duration::from_secs(60));
     assert_eq!(
         client.access_token().await.unwrap_err(),
         ClientError::UnexpectedStatus { status: 502 }
@@ -706,7 +738,13 @@ async fn oauth_errors_are_typed() {
 #[tokio::test]
 async fn malformed_token_responses_are_typed_errors() {
     let stub = Stub::start().await;
-    let client = stub.client().client_secret_basic("s").build().unwrap();
+    let clock = ManualClock::new();
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let bodies = [
         json!({"token_type": "Bearer", "expires_in": 300}).to_string(),
         json!({"access_token": "t", "token_type": "mac", "expires_in": 300}).to_string(),
@@ -718,6 +756,8 @@ async fn malformed_token_responses_are_typed_errors() {
     ];
     for body in bodies {
         stub.fixed(200, body.clone());
+        // Past the backoff of the previous failure.
+        clock.advance(Duration::from_secs(60));
         let error = client.access_token().await.unwrap_err();
         assert!(
             matches!(error, ClientError::InvalidTokenResponse(_)),
@@ -726,6 +766,7 @@ async fn malformed_token_responses_are_typed_errors() {
     }
 
     stub.fixed(200, "x".repeat(70 * 1024));
+    clock.advance(Duration::from_secs(60));
     let error = client.access_token().await.unwrap_err();
     assert!(
         matches!(&error, ClientError::Transport { reason } if reason.contains("exceeds")),
@@ -761,9 +802,16 @@ async fn injected_client_that_follows_redirects_never_replays_the_form() {
     ];
     let mut expected_calls = 0;
     for builder in builders {
-        let client = builder.http_client(following.clone()).build().unwrap();
+        let clock = ManualClock::new();
+        let client = builder
+            .http_client(following.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         for status in [307, 308] {
             stub.reply(Reply::Redirect(status));
+            // Past the backoff of the previous failure.
+            clock.advance(Duration::from_secs(60));
             let error = client.access_token().await.unwrap_err();
             assert!(
                 matches!(&error, ClientError::Transport { reason } if reason.contains("redirect")),
@@ -1348,4 +1396,131 @@ async fn token_answers_with_a_byte_order_mark_or_an_error_under_200() {
         client().access_token().await.unwrap_err(),
         ClientError::OAuth { status: 200, ref error, .. } if error == "invalid_client"
     ));
+}
+
+/// Parameters a server wants beyond SMART's go into every token request (Auth0's
+/// `audience`); names the client writes itself, empty and repeated ones are refused.
+#[tokio::test]
+async fn token_request_parameters() {
+    let stub = Stub::start().await;
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .token_request_parameter("audience", "https://api.example/fhir")
+        .build()
+        .unwrap();
+    client.access_token().await.unwrap();
+    let seen = stub.last_seen();
+    assert_eq!(seen.field("audience"), Some("https://api.example/fhir"));
+    assert_eq!(seen.names(), ["audience", "grant_type", "scope"]);
+    for name in [
+        "grant_type",
+        "scope",
+        "client_assertion",
+        "client_id",
+        "client_secret",
+        "",
+    ] {
+        assert!(
+            matches!(
+                stub.client()
+                    .client_secret_basic("s")
+                    .token_request_parameter(name, "x")
+                    .build()
+                    .unwrap_err(),
+                ClientError::Config(_)
+            ),
+            "{name:?}"
+        );
+    }
+    assert!(matches!(
+        stub.client()
+            .client_secret_basic("s")
+            .token_request_parameter("audience", "a")
+            .token_request_parameter("audience", "b")
+            .build()
+            .unwrap_err(),
+        ClientError::Config(_)
+    ));
+}
+
+/// Many answers refusing one revoked token clear it once: the token another caller got
+/// meanwhile stays.
+#[tokio::test]
+async fn clearing_a_refused_token_keeps_a_newer_one() {
+    let stub = Stub::start().await;
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .build()
+        .unwrap();
+    let revoked = client.access_token().await.unwrap();
+    assert!(client.clear_cached_token_if(&revoked));
+    let newer = client.access_token().await.unwrap();
+    assert_ne!(newer.access_token(), revoked.access_token());
+    for _ in 0..20 {
+        assert!(!client.clear_cached_token_if(&revoked));
+    }
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        newer.access_token()
+    );
+    assert_eq!(stub.token_calls(), 2);
+}
+
+/// Without a cached token to fall back on, failed token requests are not repeated on
+/// every call: the last error is answered while the server's `Retry-After` (429, 503; at
+/// most 300 s) or a backoff doubling from 1 s to 60 s lasts.
+#[tokio::test]
+async fn failed_token_requests_back_off() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::new();
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let throttled = ClientError::UnexpectedStatus { status: 429 };
+    stub.reply(Reply::Throttled(429, "30"));
+    for _ in 0..10 {
+        assert_eq!(client.access_token().await.unwrap_err(), throttled);
+    }
+    assert_eq!(stub.token_calls(), 1);
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(client.access_token().await.unwrap_err(), throttled);
+    assert_eq!(stub.token_calls(), 1);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(client.access_token().await.unwrap_err(), throttled);
+    assert_eq!(stub.token_calls(), 2);
+    // A Retry-After beyond 300 s is held to 300 s; an HTTP-date is not read (backoff).
+    stub.reply(Reply::Throttled(503, "86400"));
+    clock.advance(Duration::from_secs(30));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 3);
+    clock.advance(Duration::from_secs(299));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 3);
+    clock.advance(Duration::from_secs(1));
+    stub.reply(Reply::Throttled(503, "Wed, 21 Oct 2015 07:28:00 GMT"));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 4);
+    // Four failures in a row, no Retry-After read: 8 s.
+    clock.advance(Duration::from_secs(7));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 4);
+    clock.advance(Duration::from_secs(1));
+    stub.reply(Reply::Token);
+    assert!(client.access_token().await.is_ok());
+    assert_eq!(stub.token_calls(), 5);
+    // A success resets the backoff: the next failure waits 1 s.
+    client.clear_cached_token();
+    stub.fixed(500, "");
+    client.access_token().await.unwrap_err();
+    clock.advance(Duration::from_secs(1));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 7);
 }
