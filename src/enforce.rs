@@ -443,7 +443,8 @@ impl ScopeEnforcement {
         request: &http::Request<B>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
-        let uri = original_uri(request);
+        // A path rewritten otherwise than by nesting is no path the layer can read.
+        let uri = original_uri(request).ok_or_else(forbidden)?;
         // A token-only path (a bulk export's status or output) is an HTTP route of its own:
         // any method, and no method override, changes that. Bundle entries never take it.
         if self

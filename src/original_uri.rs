@@ -3,31 +3,59 @@
 use http::{Request, Uri};
 
 /// The URI the client sent, on which public routes, scope enforcement and discovery paths
-/// are decided. Inside an axum `Router::nest` the request's own URI lacks the nest prefix;
-/// axum keeps the original in the `OriginalUri` extension (set by the outermost router).
-/// Elsewhere the request's own URI is the original.
+/// are decided; `None` when the request's path cannot be told apart from another.
 ///
-/// The extension is trusted only where nesting explains the difference: the request's
-/// path is the original's end (or `/`, what a nest leaves of its own prefix). A service
-/// that rewrote the path otherwise (`/v1/Patient/1` to `/fhir/Patient/1`) routes the
-/// rewritten path, so that is the one decided on: the original would be judged as another
-/// request than the one the handlers serve.
-pub(crate) fn original_uri<B>(request: &Request<B>) -> &Uri {
+/// Inside an axum `Router::nest` the request's own URI lacks the nest prefix; axum keeps
+/// the original in the `OriginalUri` extension (set by the outermost router) and the
+/// prefix in `NestedPath`. The original is used where nesting explains the difference: it
+/// is the nest prefix (its `{captures}` standing for one segment each) followed by the
+/// request's own path. A request whose path differs from the original any other way was
+/// rewritten by a service between the router and this layer (`/v1/fhir/Patient/1` to
+/// `/fhir/Patient/1`): neither path is surely the one clients sent and the router routes,
+/// so `None`, which callers refuse (never public, never let through by enforcement).
+/// Without `OriginalUri` the request's own URI is the original.
+pub(crate) fn original_uri<B>(request: &Request<B>) -> Option<&Uri> {
     #[cfg(feature = "axum")]
-    if let Some(axum::extract::OriginalUri(original)) = request.extensions().get()
-        && nesting_explains(request.uri().path(), original.path())
-    {
-        return original;
+    if let Some(axum::extract::OriginalUri(original)) = request.extensions().get() {
+        let path = request.uri().path();
+        if path == original.path() {
+            return Some(original);
+        }
+        let nested = request
+            .extensions()
+            .get::<axum::extract::NestedPath>()
+            .map(axum::extract::NestedPath::as_str);
+        return nested
+            .is_some_and(|prefix| nesting_explains(path, original.path(), prefix))
+            .then_some(original);
     }
-    request.uri()
+    Some(request.uri())
 }
 
-/// Whether axum's nesting could have turned the path `original` into `path`: `path` is a
-/// whole-segment end of `original` (it starts with `/`, so a match starts at one), or `/`
-/// (a nest's own prefix, with or without a final slash).
+/// Whether nesting at `prefix` (a route pattern: `/fhir`, `/{tenant}/fhir`) turns the path
+/// `original` into `path`: `original` is the prefix, segment by segment (a `{capture}`
+/// matches any one non-empty segment), then `path`; or, for `path` `/`, the prefix itself
+/// with or without a final slash.
 #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-fn nesting_explains(path: &str, original: &str) -> bool {
-    path == "/" || original.ends_with(path)
+fn nesting_explains(path: &str, original: &str, prefix: &str) -> bool {
+    let mut rest = original;
+    for pattern in prefix.trim_end_matches('/').split('/').skip(1) {
+        let Some(after_slash) = rest.strip_prefix('/') else {
+            return false;
+        };
+        let end = after_slash.find('/').unwrap_or(after_slash.len());
+        let segment = &after_slash[..end];
+        let matches = if pattern.starts_with('{') && pattern.ends_with('}') {
+            !segment.is_empty()
+        } else {
+            segment == pattern
+        };
+        if !matches {
+            return false;
+        }
+        rest = &after_slash[end..];
+    }
+    rest == path || (path == "/" && rest.is_empty())
 }
 
 #[cfg(test)]
@@ -36,24 +64,37 @@ mod tests {
 
     #[test]
     fn only_nesting_explains_a_different_path() {
-        for (path, original) in [
-            ("/fhir/Patient/1", "/fhir/Patient/1"),
-            ("/Patient/1", "/fhir/Patient/1"),
-            ("/Patient/1", "/api/fhir/Patient/1"),
-            ("/", "/fhir"),
-            ("/", "/fhir/"),
-            ("/%41", "/fhir/%41"),
+        for (path, original, prefix) in [
+            ("/Patient/1", "/fhir/Patient/1", "/fhir"),
+            ("/Patient/1", "/api/fhir/Patient/1", "/api/fhir"),
+            ("/Patient/1", "/t1/fhir/Patient/1", "/{tenant}/fhir"),
+            ("/", "/fhir", "/fhir"),
+            ("/", "/fhir/", "/fhir"),
+            ("/", "/fhir/", "/fhir/"),
+            ("/%41", "/fhir/%41", "/fhir"),
         ] {
-            assert!(nesting_explains(path, original), "{path} {original}");
+            assert!(
+                nesting_explains(path, original, prefix),
+                "{path} {original} {prefix}"
+            );
         }
-        for (path, original) in [
-            ("/fhir/Patient/1", "/v1/Patient/1"),
-            ("/Patient/1", "/fhir/Patient/12"),
-            ("/Patient/1", "/fhir/xPatient/1"),
-            ("/patient/1", "/fhir/Patient/1"),
-            ("/Patient/1", "/fhir/Patient%2F1"),
+        for (path, original, prefix) in [
+            // A rewrite that strips or replaces a prefix the router did not nest at.
+            ("/fhir/Patient/1", "/v1/fhir/Patient/1", "/fhir"),
+            ("/fhir/Patient/1", "/v1/Patient/1", "/v1"),
+            ("/Patient/1", "/v1/fhir/Patient/1", "/fhir"),
+            ("/", "/fhir/Patient/1", "/fhir"),
+            ("/Patient/1", "/fhir/Patient/12", "/fhir"),
+            ("/Patient/1", "/fhirx/Patient/1", "/fhir"),
+            ("/patient/1", "/fhir/Patient/1", "/fhir"),
+            ("/Patient/1", "/fhir/Patient%2F1", "/fhir"),
+            ("/Patient/1", "//Patient/1", "/{tenant}"),
+            ("/Patient/1", "/FHIR/Patient/1", "/fhir"),
         ] {
-            assert!(!nesting_explains(path, original), "{path} {original}");
+            assert!(
+                !nesting_explains(path, original, prefix),
+                "{path} {original} {prefix}"
+            );
         }
     }
 }

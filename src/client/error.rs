@@ -58,10 +58,11 @@ pub enum ClientError {
         status: u16,
     },
     /// A success answer that is not a usable token response: not a JSON object, no
-    /// `access_token` or one that is not an RFC 6750 `b64token`, a `token_type` other than
-    /// `Bearer`, an `expires_in` that is neither a non-negative number nor a string of
+    /// `access_token` or one that cannot go in an `Authorization` header as one credential
+    /// (a space, `,`, `"`, `\`, a control or non-ASCII character), a `token_type` other
+    /// than `Bearer`, an `expires_in` that is neither a non-negative number nor a string of
     /// digits, or a lifetime under one second (from `expires_in` or, without it, from the
-    /// access token's own `exp`).
+    /// access token's own `iat` and `exp`, see [`AccessToken::expires_at`](crate::client::AccessToken::expires_at)).
     InvalidTokenResponse(&'static str),
     /// [`authorize`](crate::client::BackendServiceClient::authorize) was given a request
     /// the token must not go with: not `https` (`http` only for loopback hosts), to another

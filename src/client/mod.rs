@@ -6,7 +6,7 @@
 //! JWT assertion (`private_key_jwt`, RFC 7523, the SMART way) or with HTTP Basic
 //! (`client_secret_basic`), and keeps the token until shortly before it expires. Many
 //! tasks can share one client: while a token is being fetched, the others wait for it
-//! instead of asking again.
+//! instead of asking again (or, while the cached one is still valid, use that).
 //!
 //! ```no_run
 //! use smart_auth::SigningAlgorithm;
@@ -615,10 +615,8 @@ impl RefreshState {
     /// Notes a failed token request at `now`; `retry_after` is the server's, if it said.
     fn failed(&mut self, error: &ClientError, now: i64, retry_after: Option<u64>) {
         self.failures = self.failures.saturating_add(1);
-        let doubling = 1_i64
-            .checked_shl(self.failures.saturating_sub(1))
-            .unwrap_or(MAX_BACKOFF_SECONDS)
-            .clamp(1, MAX_BACKOFF_SECONDS);
+        // 1, 2, 4 … 32 s, then 60 s: the shift stops at 6, far from overflowing.
+        let doubling = (1_i64 << self.failures.saturating_sub(1).min(6)).min(MAX_BACKOFF_SECONDS);
         let asked = retry_after.map_or(0, |seconds| i64::try_from(seconds).unwrap_or(i64::MAX));
         self.retry_not_before = now.saturating_add(doubling.max(asked));
         self.last_error = Some(error.clone());
@@ -830,7 +828,8 @@ impl BackendServiceClient {
         }
     }
 
-    /// Requests a new token now, whatever is cached, and returns it with a
+    /// Requests a new token now, whatever is cached and whatever backoff a failure started
+    /// (the outcome counts for it as any request's does), and returns it with a
     /// [`TokenRequestTrace`] of the steps: discovery, the assertion's header and claims,
     /// the form, the answer. The new token replaces the cached one.
     ///
@@ -914,8 +913,12 @@ impl BackendServiceClient {
             return Err(ClientError::TokenNotForUrl);
         }
         let token = self.access_token().await?;
-        let mut value = HeaderValue::try_from(format!("Bearer {}", token.access_token()))
-            .map_err(|_| ClientError::InvalidTokenResponse("access_token is not a b64token"))?;
+        let mut value =
+            HeaderValue::try_from(format!("Bearer {}", token.access_token())).map_err(|_| {
+                ClientError::InvalidTokenResponse(
+                    "access_token cannot go in an Authorization header",
+                )
+            })?;
         value.set_sensitive(true);
         request
             .headers_mut()
@@ -948,28 +951,32 @@ impl BackendServiceClient {
     /// # Ok(()) }
     /// ```
     pub fn clear_cached_token_if(&self, refused: &AccessToken) -> bool {
-        let current = self.inner.cached.load_full();
-        let holds_refused = current
-            .as_ref()
-            .is_some_and(|cached| cached.token.access_token() == refused.access_token());
-        if !holds_refused {
-            return false;
-        }
-        let previous = self.inner.cached.compare_and_swap(&current, None);
-        // Swapped only when the cache still held what was read.
-        matches!((&*previous, &current), (Some(seen), Some(read)) if Arc::ptr_eq(seen, read))
+        // By value, retried if the cache changed meanwhile: a failed refresh stores the same
+        // token again in a new entry, which must be cleared too.
+        let mut cleared = false;
+        self.inner.cached.rcu(|current| {
+            cleared = current
+                .as_ref()
+                .is_some_and(|cached| cached.token.access_token() == refused.access_token());
+            if cleared { None } else { current.clone() }
+        });
+        cleared
     }
 
     fn now(&self) -> i64 {
         unix_seconds(self.inner.clock.now())
     }
 
-    /// The cached token while it expires at least a second from now, due for replacement
-    /// or not.
+    /// The cached token while it has life enough for a request in flight (half the refresh
+    /// margin, 1 to 5 s), due for replacement or not.
     fn still_valid_token(&self) -> Option<AccessToken> {
         let cached = self.inner.cached.load();
         let cached = cached.as_ref()?;
-        (cached.token.expires_at().saturating_sub(self.now()) >= 1).then(|| cached.token.clone())
+        let margin = i64::try_from(self.inner.refresh_margin.as_secs() / 2)
+            .unwrap_or(i64::MAX)
+            .clamp(1, 5);
+        (cached.token.expires_at().saturating_sub(self.now()) >= margin)
+            .then(|| cached.token.clone())
     }
 
     fn fresh_token(&self) -> Option<AccessToken> {
@@ -1037,8 +1044,10 @@ impl BackendServiceClient {
             .and_then(Value::as_str)
             .filter(|text| !text.trim().is_empty())
             .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?;
-        // A URL parser drops surrounding whitespace and tabs or line breaks inside, but the
-        // assertion's `aud` would keep them: the server would refuse it without saying why.
+        // Whitespace around it is no part of it (the POST target and the assertion's `aud`
+        // both go without). A URL parser drops tabs or line breaks inside, but `aud` would
+        // keep them: the server would refuse it without saying why.
+        let published = published.trim_matches(|c: char| c.is_ascii_whitespace());
         if published
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())

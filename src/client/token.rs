@@ -93,8 +93,11 @@ impl AccessToken {
 
     /// When the token expires, in seconds since the Unix epoch: the client's clock at the
     /// request plus `expires_in` (a number, or a string of digits). Without `expires_in`,
-    /// the access token's own `exp` when the token is a JWT that states one (read, not
-    /// verified), else the request time plus 300 s. Never more than a day ahead.
+    /// when the token is a JWT that states an integer `exp` (read, not verified): the
+    /// client's clock plus what is left of it by the server's clock (the answer's `Date`),
+    /// else plus `exp - iat` (not past `exp` by the client's clock while that is ahead),
+    /// else until `exp`; otherwise the request time plus 300 s. Never more than a day
+    /// ahead.
     ///
     /// ```
     /// # use smart_auth::client::AccessToken;
@@ -123,6 +126,8 @@ pub(crate) struct RawResponse {
     pub(crate) body: Vec<u8>,
     /// A 429 or 503 answer's `Retry-After` in delta-seconds, at most [`MAX_RETRY_AFTER`].
     pub(crate) retry_after: Option<u64>,
+    /// The answer's `Date` (RFC 9110 section 6.6.1), Unix seconds: the server's clock.
+    pub(crate) server_date: Option<i64>,
 }
 
 /// The longest wait a server's `Retry-After` can impose on the client, in seconds.
@@ -176,6 +181,12 @@ pub(crate) async fn post_form(
         let retry_after = matches!(status.as_u16(), 429 | 503)
             .then(|| retry_after_seconds(response.headers()))
             .flatten();
+        let server_date = response
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| httpdate::parse_http_date(text).ok())
+            .map(crate::clock::unix_seconds);
         // An injected client may follow redirects: an answer from elsewhere is refused.
         if status.is_redirection() || response.url() != endpoint {
             return Err(ClientError::Transport {
@@ -206,6 +217,7 @@ pub(crate) async fn post_form(
             status: status.as_u16(),
             body,
             retry_after,
+            server_date,
         })
     };
     tokio::time::timeout(timeout, exchange)
@@ -305,7 +317,12 @@ pub(crate) fn parse_response(
             ));
         }
     };
-    let expires_in = lifetime(document.get("expires_in"), access_token, now)?;
+    let expires_in = lifetime(
+        document.get("expires_in"),
+        access_token,
+        response.server_date.unwrap_or(now),
+        response.server_date.is_some(),
+    )?;
     let scope = match document.get("scope") {
         None | Some(Value::Null) => requested_scope,
         Some(Value::String(scope)) => scope,
@@ -327,10 +344,15 @@ pub(crate) fn parse_response(
 const DEFAULT_LIFETIME_SECONDS: i64 = 300;
 
 /// The token's lifetime in whole seconds, from `expires_in`, else from the access token's
-/// own `exp`, else [`DEFAULT_LIFETIME_SECONDS`]. A lifetime under one second is refused
+/// own `exp` ([`jwt_lifetime`]), else [`DEFAULT_LIFETIME_SECONDS`]. A lifetime under one second is refused
 /// (such a token cannot be used, and caching it would send one request per call); one
 /// beyond a day is cut to a day, so a token is replaced at least daily.
-fn lifetime(expires_in: Option<&Value>, access_token: &str, now: i64) -> Result<i64, ClientError> {
+fn lifetime(
+    expires_in: Option<&Value>,
+    access_token: &str,
+    now: i64,
+    server_clock: bool,
+) -> Result<i64, ClientError> {
     let (seconds, source) = match expires_in {
         Some(Value::Number(number)) => {
             let seconds = number
@@ -355,7 +377,7 @@ fn lifetime(expires_in: Option<&Value>, access_token: &str, now: i64) -> Result<
                 "expires_in is a string that is not a whole number of seconds",
             ));
         }
-        None | Some(Value::Null) => match jwt_lifetime(access_token, now) {
+        None | Some(Value::Null) => match jwt_lifetime(access_token, now, server_clock) {
             Some(seconds) => (seconds, "the access token's iat and exp"),
             None => (DEFAULT_LIFETIME_SECONDS, "the default"),
         },
@@ -377,15 +399,20 @@ fn lifetime(expires_in: Option<&Value>, access_token: &str, now: i64) -> Result<
 
 /// How long an access token that is a JWS lives, read from its payload (a JSON object with
 /// unique member names) without checking the signature: it only decides how long the
-/// token is cached, never whether anything is allowed. With integer `iat` and `exp`,
-/// `exp - iat` (the server's own reckoning, whatever this machine's clock says), but not
-/// past `exp` by this clock when that is still ahead; with `exp` alone, `exp - now`.
-fn jwt_lifetime(access_token: &str, now: i64) -> Option<i64> {
+/// token is cached, never whether anything is allowed. `now` is the server's clock when
+/// `server_clock` (the answer's `Date`): then `exp - now`, which also refuses a stale
+/// token. Else `now` is this machine's, which may run ahead of or behind the server's:
+/// with integer `iat` and `exp`, `exp - iat` (the server's own reckoning), but not past
+/// `exp` by this clock when that is still ahead; with `exp` alone, `exp - now`.
+fn jwt_lifetime(access_token: &str, now: i64, server_clock: bool) -> Option<i64> {
     let segments = crate::jwt::split(access_token).ok()?;
     let payload = URL_SAFE_NO_PAD.decode(segments.payload).ok()?;
     let claims = crate::json::object_with_unique_members(&payload).ok()?;
     let exp = claims.get("exp")?.as_i64()?;
     let until_exp = exp.saturating_sub(now);
+    if server_clock {
+        return Some(until_exp);
+    }
     match claims.get("iat").and_then(Value::as_i64) {
         Some(iat) if iat < exp => {
             let issued_for = exp.saturating_sub(iat);
@@ -444,6 +471,7 @@ mod tests {
             status,
             body: body.to_string().into_bytes(),
             retry_after: None,
+            server_date: None,
         }
     }
 
@@ -490,6 +518,7 @@ mod tests {
                 status: 200,
                 body: body.as_bytes().to_vec(),
                 retry_after: None,
+                server_date: None,
             };
             assert!(
                 matches!(
@@ -542,6 +571,7 @@ mod tests {
                     status: 200,
                     body: b"<html>".to_vec(),
                     retry_after: None,
+                    server_date: None,
                 },
                 "s",
                 0,
@@ -703,6 +733,27 @@ mod tests {
                 "{exp}"
             );
         }
+    }
+
+    /// With the answer's `Date`, the server's clock decides how long a token without
+    /// `expires_in` lives (`exp - Date`), whatever this machine's clock says: a stale token
+    /// (a server handing out a cached one near its end) is refused.
+    #[test]
+    fn the_servers_date_decides_the_lifetime() {
+        let with_date = |claims: &str, date: i64| RawResponse {
+            status: 200,
+            body: json!({"access_token": unsigned_jwt(claims), "token_type": "Bearer"})
+                .to_string()
+                .into_bytes(),
+            retry_after: None,
+            server_date: Some(date),
+        };
+        // This clock reads 1,000; the server's 5,000: 300 s left by the server's.
+        let token = parse_response(&with_date(r#"{"iat":4900,"exp":5300}"#, 5_000), "s", 1_000);
+        assert_eq!(token.unwrap().expires_at(), 1_300);
+        // Expired by the server's clock, though `exp - iat` is 295 s.
+        let stale = parse_response(&with_date(r#"{"iat":4702,"exp":4997}"#, 5_000), "s", 5_000);
+        assert!(matches!(stale, Err(ClientError::InvalidTokenResponse(_))));
     }
 
     #[test]

@@ -255,9 +255,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The full path, also inside an axum `Router::nest`.
-        let path = original_uri(&request).path();
-        if self.layer.shared.paths.iter().any(|served| served == path) {
+        // The full path, also inside an axum `Router::nest`; a path rewritten otherwise is
+        // served by the inner service.
+        let path = original_uri(&request).map(http::Uri::path);
+        if self
+            .layer
+            .shared
+            .paths
+            .iter()
+            .any(|served| Some(served.as_str()) == path)
+        {
             let response = Some(self.layer.answer(request.method()));
             return ResponseFuture {
                 state: State::Answered { response },
@@ -268,7 +275,7 @@ where
             .shared
             .metadata_paths
             .iter()
-            .any(|metadata| metadata == path);
+            .any(|metadata| Some(metadata.as_str()) == path);
         ResponseFuture {
             state: State::Inner {
                 future: self.inner.call(request),

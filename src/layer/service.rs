@@ -69,10 +69,8 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         let head = request.method() == Method::HEAD;
-        if shared
-            .public
-            .is_public(&request, original_uri(&request).path())
-        {
+        // A path rewritten otherwise than by nesting is never public.
+        if original_uri(&request).is_some_and(|uri| shared.public.is_public(&request, uri.path())) {
             // Not verified, even with a token: handlers see an anonymous request, whatever
             // claims an earlier layer put there.
             metrics::unauthenticated(Unverified::PublicPath);

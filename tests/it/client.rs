@@ -72,6 +72,8 @@ struct StubState {
     reply: Arc<Mutex<Reply>>,
     delay: Arc<Mutex<Duration>>,
     configuration: Arc<Mutex<Option<Value>>>,
+    /// The `Date` of fixed answers, when set (else the server's own, the wall clock).
+    date: Arc<Mutex<Option<String>>>,
 }
 
 /// A FHIR server with a SMART configuration at `/fhir`, a token endpoint at `/token` and
@@ -144,12 +146,18 @@ async fn token(State(state): State<StubState>, headers: HeaderMap, body: Bytes) 
             } else {
                 "text/html"
             };
-            (
+            let mut response = (
                 StatusCode::from_u16(status).unwrap(),
                 [(header::CONTENT_TYPE, content_type)],
                 body,
             )
-                .into_response()
+                .into_response();
+            if let Some(date) = state.date.lock().unwrap().clone() {
+                response
+                    .headers_mut()
+                    .insert(header::DATE, date.parse().unwrap());
+            }
+            response
         }
         Reply::Throttled(status, retry_after) => (
             StatusCode::from_u16(status).unwrap(),
@@ -182,6 +190,7 @@ impl Stub {
             reply: Arc::new(Mutex::new(Reply::Token)),
             delay: Arc::default(),
             configuration: Arc::default(),
+            date: Arc::default(),
         };
         let router = Router::new()
             .route("/fhir/.well-known/smart-configuration", get(discovery))
@@ -519,6 +528,8 @@ async fn token_lifetimes_from_a_string_the_token_or_the_default() {
         .clock(clock.clone())
         .build()
         .unwrap();
+    // The server's clock reads what the client's does (1,700,000,000 is this `Date`).
+    *stub.state.date.lock().unwrap() = Some("Tue, 14 Nov 2023 22:13:20 GMT".to_owned());
     let jwt = |claims: Value| {
         format!(
             "{}.{}.c2lnbmF0dXJl",
@@ -1269,11 +1280,12 @@ async fn discovered_token_endpoints_outside_the_pinned_origins_are_refused() {
         .unwrap();
     assert!(trusting.access_token().await.is_ok());
     assert_eq!(elsewhere.token_calls(), 1);
-    // Whitespace the URL parser would drop from the POST target but not from `aud`.
+    // Whitespace inside, which the URL parser would drop from the POST target but not
+    // from `aud`.
     for published in [
-        format!(" {}", stub.token_endpoint()),
-        format!("{}\n", stub.token_endpoint()),
         stub.token_endpoint().replace("/token", "/to\tken"),
+        stub.token_endpoint().replace("/token", "/to ken"),
+        stub.token_endpoint().replace("/token", "/to\nken"),
     ] {
         stub.configuration(json!({ "token_endpoint": published }));
         let client = stub.client().client_secret_basic("s").build().unwrap();
@@ -1284,6 +1296,13 @@ async fn discovered_token_endpoints_outside_the_pinned_origins_are_refused() {
         );
     }
     assert_eq!(stub.token_calls(), 0);
+    // Around it, whitespace is no part of it: the endpoint is used, and `aud` is exact.
+    stub.configuration(json!({ "token_endpoint": format!(" {}\n", stub.token_endpoint()) }));
+    let client = stub.client().client_secret_basic("s").build().unwrap();
+    assert_eq!(
+        client.token_endpoint().await.unwrap(),
+        stub.token_endpoint()
+    );
     // Origins to trust are plain URLs, checked at build.
     for bad in [
         "ftp://auth.example.org",
