@@ -155,13 +155,28 @@ fn bare_decoder(
     Ok((key, validation))
 }
 
-/// jwt-authorizer 0.15's layer, set up from the issuer by OpenID discovery (the key set
-/// fetched on the first request and kept; refetched for an unknown `kid`), checking `iss`
-/// and `aud` (and `exp`, its default), wrapped so that it fits an axum 0.8 router.
+/// jwt-authorizer 0.15's layer, set up with the issuer's key set URL (the key set fetched
+/// on the first request and kept; refetched for an unknown `kid`), checking `iss` and `aud`
+/// (and `exp`, its default), wrapped so that it fits an axum 0.8 router. The key set is
+/// the issuer's without its P-521 key: jsonwebtoken 9, which jwt-authorizer 0.15 reads
+/// key sets with, knows no P-521 and refuses the whole set for it.
 async fn jwt_authorizer_app(issuer: &TestIssuer) -> Result<Router, Box<dyn std::error::Error>> {
     use jwt_authorizer::{IntoLayer as _, JwtAuthorizer, RegisteredClaims, Validation};
 
-    let authorizer = JwtAuthorizer::<RegisteredClaims>::from_oidc(issuer.url())
+    let mut keys = issuer.jwks();
+    if let Some(list) = keys["keys"].as_array_mut() {
+        list.retain(|key| key["crv"] != "P-521");
+    }
+    let body = keys.to_string();
+    let key_set = Router::new().route(
+        "/jwks.json",
+        get(move || {
+            let body = body.clone();
+            async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    let jwks_url = format!("{}/jwks.json", serve(key_set).await?);
+    let authorizer = JwtAuthorizer::<RegisteredClaims>::from_jwks_url(&jwks_url)
         .validation(
             Validation::new()
                 .iss(&[issuer.url()])
