@@ -241,6 +241,16 @@ impl Stub {
             .expect("a token request")
     }
 
+    /// A `client_secret_basic` client on `clock`, its token endpoint configured or
+    /// discovered.
+    fn basic_client(&self, clock: &ManualClock, configured_endpoint: bool) -> BackendServiceClient {
+        let mut builder = self.client().client_secret_basic("s").clock(clock.clone());
+        if configured_endpoint {
+            builder = builder.token_endpoint(self.token_endpoint());
+        }
+        builder.build().unwrap()
+    }
+
     fn client(&self) -> BackendServiceClientBuilder {
         BackendServiceClient::builder(self.fhir_base())
             .client_id(CLIENT_ID)
@@ -498,12 +508,7 @@ async fn short_lived_tokens_are_reused_for_half_their_lifetime() {
         json!({"access_token": "short", "token_type": "bearer", "expires_in": 20}).to_string(),
     );
     let clock = ManualClock::at_unix(1_700_000_000);
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let client = stub.basic_client(&clock, false);
     let token = client.access_token().await.unwrap();
     // No scope in the answer: the requested one is assumed.
     assert_eq!(token.scope(), SCOPE);
@@ -521,13 +526,7 @@ async fn short_lived_tokens_are_reused_for_half_their_lifetime() {
 async fn token_lifetimes_from_a_string_the_token_or_the_default() {
     let stub = Stub::start().await;
     let clock = ManualClock::at_unix(1_700_000_000);
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .token_endpoint(stub.token_endpoint())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let client = stub.basic_client(&clock, true);
     // The server's clock reads what the client's does (1,700,000,000 is this `Date`).
     *stub.state.date.lock().unwrap() = Some("Tue, 14 Nov 2023 22:13:20 GMT".to_owned());
     let jwt = |claims: Value| {
@@ -589,13 +588,7 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
         json!({"error": "invalid_scope", "error_description": "not allowed"}).to_string(),
     );
     let clock = ManualClock::new();
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .token_endpoint(stub.token_endpoint())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let client = stub.basic_client(&clock, true);
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let client = client.clone();
@@ -750,12 +743,7 @@ async fn oauth_errors_are_typed() {
 async fn malformed_token_responses_are_typed_errors() {
     let stub = Stub::start().await;
     let clock = ManualClock::new();
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let client = stub.basic_client(&clock, false);
     let bodies = [
         json!({"token_type": "Bearer", "expires_in": 300}).to_string(),
         json!({"access_token": "t", "token_type": "mac", "expires_in": 300}).to_string(),
@@ -1350,12 +1338,7 @@ fn an_assertion_audience_needs_a_configured_token_endpoint() {
 async fn callers_do_not_wait_for_a_refresh_while_the_token_is_valid() {
     let stub = Stub::start().await;
     let clock = ManualClock::new();
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let client = stub.basic_client(&clock, false);
     let first = client.access_token().await.unwrap();
     // Into the refresh margin (the token lives 300 s, replaced 30 s before).
     clock.advance(Duration::from_secs(280));
@@ -1496,13 +1479,7 @@ async fn clearing_a_refused_token_keeps_a_newer_one() {
 async fn failed_token_requests_back_off() {
     let stub = Stub::start().await;
     let clock = ManualClock::new();
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .token_endpoint(stub.token_endpoint())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let client = stub.basic_client(&clock, true);
     let throttled = ClientError::UnexpectedStatus { status: 429 };
     stub.reply(Reply::Throttled(429, "30"));
     for _ in 0..10 {
