@@ -945,7 +945,9 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
         || !crate::config_path::is_canonical_config_path(&format!("/{path}"))
     {
         Some("it is not written one way only")
-    } else if crate::scopes::starts_fhir_interaction(first) && !first.ends_with("-poll-status") {
+    } else if crate::scopes::starts_fhir_interaction(first)
+        && !(first.starts_with('$') && first.ends_with("-poll-status"))
+    {
         Some(
             "it starts where FHIR interactions are (a resource type, metadata, a '_' name, an operation other than a '-poll-status' one)",
         )

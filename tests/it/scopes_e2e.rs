@@ -1107,6 +1107,7 @@ fn token_only_paths_are_checked_at_build() {
         "$graphql",
         "$meta",
         "$export-poll-status2",
+        "_x-poll-status",
         "_history",
         "_search",
         "{job}",
