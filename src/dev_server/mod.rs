@@ -26,7 +26,8 @@
 //!   its target instead.
 //! - Token requests: no client authentication (401 `invalid_client` with a Basic
 //!   challenge), two methods at once (`invalid_request`), malformed Basic credentials (401),
-//!   `client_secret_post` or other assertion types (401), and a form `client_id` other than
+//!   `client_secret_post` or other assertion types (400 `invalid_client`: the Inferno kits
+//!   require 400 there), and a form `client_id` other than
 //!   the authenticated client (`invalid_client`). Form bodies are decoded strictly: bad
 //!   escapes and repeated parameters are `invalid_request`; a scope string that is not
 //!   space-separated scope tokens, or is longer than 8 KiB or 256 tokens, is

@@ -64,9 +64,10 @@ impl OAuthError {
     }
 
     /// The request carries no client authentication this server supports (none at all,
-    /// `client_secret_post`, another assertion type or HTTP scheme, or malformed Basic
-    /// credentials): 401 `invalid_client` with a Basic challenge, since RFC 9110 requires
-    /// a challenge with every 401 and Basic is the HTTP scheme this server accepts.
+    /// another HTTP scheme, or malformed Basic credentials): 401 `invalid_client` with a
+    /// Basic challenge, since RFC 9110 requires a challenge with every 401 and Basic is the
+    /// HTTP scheme this server accepts. A method sent in the form that this server does not
+    /// support is 400 [`invalid_client`](Self::invalid_client) instead.
     pub(crate) fn unauthenticated() -> Self {
         Self {
             challenge: Some(BASIC_CHALLENGE),
