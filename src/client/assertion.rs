@@ -34,7 +34,7 @@ impl std::fmt::Debug for Assertion {
 
 /// Signs an assertion for `client_id` addressed to `audience` (the token endpoint URL,
 /// unless configured otherwise) at `now` (Unix seconds): header `{alg, kid, typ: "JWT"}`
-/// plus `x5t#S256` when the key names a certificate, claims `{iss, sub, aud, exp, iat,
+/// plus `x5t#S256` (and `x5t`) when the key names a certificate, claims `{iss, sub, aud, exp, iat,
 /// jti}`.
 pub(crate) fn sign(
     key: &ClientKey,
@@ -47,6 +47,9 @@ pub(crate) fn sign(
     header.insert("typ".into(), json!("JWT"));
     if let Some(thumbprint) = key.certificate_thumbprint() {
         header.insert("x5t#S256".into(), json!(thumbprint));
+    }
+    if let Some(thumbprint) = key.legacy_certificate_thumbprint() {
+        header.insert("x5t".into(), json!(thumbprint));
     }
     let claims = json!({
         "iss": client_id,
@@ -125,6 +128,23 @@ mod tests {
         assert_eq!(
             part(&assertion.jwt, 1)["aud"],
             "https://login.example/tenant/v2.0"
+        );
+        // With the SHA-1 thumbprint too (FIPS 180 test vector "abc"), for AD FS.
+        let legacy = key.with_legacy_sha1_certificate_thumbprint(b"abc");
+        let assertion = sign(
+            &legacy,
+            "app",
+            "https://adfs.example/adfs/oauth2/token",
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(
+            part(&assertion.jwt, 0)["x5t"],
+            "qZk-NkcGgWq6PiVxeFDCbJzQ2J0"
+        );
+        assert_eq!(
+            part(&assertion.jwt, 0)["x5t#S256"],
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
         );
     }
 }

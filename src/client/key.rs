@@ -99,6 +99,9 @@ pub struct ClientKey {
     algorithm: SigningAlgorithm,
     /// `x5t#S256` for the assertion header: base64url(SHA-256(certificate DER)).
     certificate_thumbprint: Option<String>,
+    /// `x5t` for the assertion header: base64url(SHA-1(certificate DER)), for servers that
+    /// know no other.
+    legacy_certificate_thumbprint: Option<String>,
 }
 
 impl fmt::Debug for ClientKey {
@@ -122,6 +125,7 @@ impl ClientKey {
             inner: Arc::new(SigningKey::new(signer, kid, Some(algorithm))),
             algorithm,
             certificate_thumbprint: None,
+            legacy_certificate_thumbprint: None,
         })
     }
 
@@ -149,6 +153,7 @@ impl ClientKey {
             inner: Arc::new(key),
             algorithm,
             certificate_thumbprint: None,
+            legacy_certificate_thumbprint: None,
         })
     }
 
@@ -311,6 +316,41 @@ impl ClientKey {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate_der);
         self.certificate_thumbprint = Some(URL_SAFE_NO_PAD.encode(digest.as_ref()));
         self
+    }
+
+    /// Also names the certificate by its SHA-1 thumbprint, `x5t` (RFC 7515 section 4.1.7),
+    /// for servers that find a certificate credential by no other: AD FS, older Microsoft
+    /// Entra ID setups, Oracle identity domains. SHA-1 is weak for new designs; give
+    /// [`with_certificate_thumbprint`](Self::with_certificate_thumbprint) too, and this
+    /// only where the server asks for it.
+    ///
+    /// ```
+    /// use smart_auth::SigningAlgorithm;
+    /// use smart_auth::client::ClientKey;
+    ///
+    /// # let certificate_der = b"abc";
+    /// let key = ClientKey::generate(SigningAlgorithm::RS256, "k1")?
+    ///     .with_legacy_sha1_certificate_thumbprint(certificate_der);
+    /// assert_eq!(
+    ///     key.legacy_certificate_thumbprint(),
+    ///     Some("qZk-NkcGgWq6PiVxeFDCbJzQ2J0")
+    /// );
+    /// # Ok::<(), smart_auth::client::KeyError>(())
+    /// ```
+    pub fn with_legacy_sha1_certificate_thumbprint(mut self, certificate_der: &[u8]) -> Self {
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            certificate_der,
+        );
+        self.legacy_certificate_thumbprint = Some(URL_SAFE_NO_PAD.encode(digest.as_ref()));
+        self
+    }
+
+    /// The `x5t` the assertions carry, if
+    /// [`with_legacy_sha1_certificate_thumbprint`](Self::with_legacy_sha1_certificate_thumbprint)
+    /// gave one.
+    pub fn legacy_certificate_thumbprint(&self) -> Option<&str> {
+        self.legacy_certificate_thumbprint.as_deref()
     }
 
     /// The `x5t#S256` the assertions carry, if
