@@ -75,7 +75,10 @@ impl<'a> Access<'a> {
     }
 
     /// Whether the scopes set no limit: no filter, no compartment. The server's own rules
-    /// (what a user may see) still apply.
+    /// still apply, and for a grant from `user/` scopes they are the limit: SMART's `user/`
+    /// means what the user (`fhirUser`) may see, which only the server knows. A handler
+    /// that serves such a grant without applying the user's permissions serves every
+    /// patient's data; check [`SmartClaims::fhir_user`] there.
     ///
     /// ```
     /// # #[cfg(feature = "testing")] {
@@ -655,10 +658,20 @@ impl SmartClaims {
                 .iter()
                 .map(FhirContext::from_value)
                 .collect::<Result<_, _>>()?,
+            // Keycloak's SMART mappers write the array as a string of JSON text.
+            Some(Member::Text(text)) => {
+                match crate::json::value_with_unique_members(text.as_bytes()) {
+                    Ok(Value::Array(items)) => items
+                        .iter()
+                        .map(FhirContext::from_value)
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(ErrorKind::InvalidClaim),
+                }
+            }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
         let patient = match first_present(raw, &names.patient) {
-            Some((name, value)) => launch_context_id(name, value)?,
+            Some((name, value)) => launch_context_id(name, "Patient", value)?,
             None => None,
         };
         let fhir_user = match first_present(raw, &names.fhir_user) {
@@ -670,7 +683,7 @@ impl SmartClaims {
         let not_before = optional_numeric_date(raw, "nbf", Round::Up)?;
         let jwt_id = non_blank_string(raw, "jti")?;
         let encounter = match raw.claim("encounter") {
-            Some(value) => launch_context_id("encounter", value)?,
+            Some(value) => launch_context_id("encounter", "Encounter", value)?,
             None => None,
         };
         let tenant = non_blank_string(raw, "tenant")?;
@@ -1035,9 +1048,10 @@ impl SmartClaims {
     /// configured list (default `patient`; see
     /// [`VerifierBuilder::patient_claims`](crate::VerifierBuilder::patient_claims)).
     ///
-    /// `None` unless the claim is a FHIR resource id (`[A-Za-z0-9-.]{1,64}`): an empty,
-    /// whitespace-only or otherwise malformed value is no launch context, and then `patient/`
-    /// scopes grant nothing. A claim of another JSON type (`null` included) makes the token
+    /// `None` unless the claim is a FHIR resource id (`[A-Za-z0-9-.]{1,64}`), or a relative
+    /// reference `Patient/{id}` (Medplum, fhir-works-on-aws), read as its id: an empty,
+    /// whitespace-only or otherwise malformed value (an absolute URL too) is no launch
+    /// context, and then `patient/` scopes grant nothing. A claim of another JSON type (`null` included) makes the token
     /// invalid.
     pub fn patient(&self) -> Option<&str> {
         self.string(Field::Patient)
@@ -1247,13 +1261,23 @@ fn non_blank(value: Member<'_>) -> Result<Option<&str>, ErrorKind> {
     }
 }
 
-/// A present launch-context id (`patient`, `encounter`) of the claim `name`: a value that
-/// is no FHIR resource id, the empty string included, is no launch context. Other JSON
-/// types are invalid.
-fn launch_context_id<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a str>, ErrorKind> {
+/// A present launch-context id (`patient`, `encounter`) of the claim `name`: a FHIR
+/// resource id, or a relative reference to a resource of `resource_type` (`Patient/123`,
+/// as some servers write it: Medplum, fhir-works-on-aws), which names the same resource.
+/// Any other value (another type, an absolute URL, a version, the empty string) is no
+/// launch context. Other JSON types are invalid.
+fn launch_context_id<'a>(
+    name: &str,
+    resource_type: &str,
+    value: Member<'a>,
+) -> Result<Option<&'a str>, ErrorKind> {
     let Member::Text(id) = value else {
         return Err(ErrorKind::InvalidClaim);
     };
+    let id = id
+        .strip_prefix(resource_type)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(id);
     if !is_fhir_id(id) {
         // The value is token content: say only which claim was ignored.
         tracing::debug!(claim = name, "ignoring a launch context that is no FHIR id");
@@ -1659,7 +1683,7 @@ mod tests {
             (json!("\t\n"), None),
             (json!(" 123"), None),
             (json!("123 "), None),
-            (json!("Patient/123"), None),
+            (json!("Observation/123"), None),
             (json!("1,2"), None),
             (json!("1&subject=2"), None),
             (json!("12_3"), None),
@@ -1757,6 +1781,56 @@ mod tests {
                 Some("j")
             )
         );
+    }
+
+    /// A launch context written as a relative reference to its type (`Patient/123`, as
+    /// Medplum and fhir-works-on-aws write it) names that resource; any other reference
+    /// names nothing here.
+    #[test]
+    fn launch_context_as_a_relative_reference() {
+        for (patient, expected) in [
+            ("Patient/123", Some("123")),
+            ("Patient/A-b.9", Some("A-b.9")),
+            ("Patient/", None),
+            ("Patient/1/_history/2", None),
+            ("Patient/1?x=y", None),
+            ("Patient//1", None),
+            ("patient/1", None),
+            ("Practitioner/1", None),
+            ("Encounter/1", None),
+            ("https://fhir.example/Patient/1", None),
+            ("Patient/Patient/1", None),
+        ] {
+            let claims = with(json!({"scope": "patient/*.rs", "patient": patient})).unwrap();
+            assert_eq!(claims.patient(), expected, "{patient}");
+        }
+        let claims = with(json!({"encounter": "Encounter/7"})).unwrap();
+        assert_eq!(claims.encounter(), Some("7"));
+        let claims = with(json!({"encounter": "Patient/7"})).unwrap();
+        assert_eq!(claims.encounter(), None);
+    }
+
+    /// Keycloak's SMART mappers write `fhirContext` as a string of JSON text: read as the
+    /// array it holds; a string that holds anything else is an invalid claim.
+    #[test]
+    fn fhir_context_as_json_text() {
+        let claims = with(json!({"fhirContext": "[{\"reference\":\"Encounter/1\"}]"})).unwrap();
+        assert_eq!(claims.fhir_context().len(), 1);
+        assert_eq!(claims.fhir_context()[0].reference(), Some("Encounter/1"));
+        for text in [
+            "",
+            "x",
+            "{}",
+            "\"[]\"",
+            "[{\"reference\":\"a\",\"reference\":\"b\"}]",
+            "[\"\"]",
+        ] {
+            assert_eq!(
+                with(json!({ "fhirContext": text })).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -2162,8 +2236,13 @@ mod tests {
             ),
             (json!({"patient": "p2"}), Some("p2"), None),
             (
-                json!({"launch_response_patient": "Patient/1", "patient": "p2"}),
+                json!({"launch_response_patient": "https://fhir.example/Patient/1", "patient": "p2"}),
                 None,
+                None,
+            ),
+            (
+                json!({"launch_response_patient": "Patient/1", "patient": "p2"}),
+                Some("1"),
                 None,
             ),
             (

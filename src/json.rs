@@ -29,13 +29,21 @@ pub(crate) enum StrictJsonError {
 pub(crate) fn object_with_unique_members(
     bytes: &[u8],
 ) -> Result<Map<String, Value>, StrictJsonError> {
+    match value_with_unique_members(bytes)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(StrictJsonError::NotAnObject),
+    }
+}
+
+/// Parses `bytes` as one JSON value whose objects, at every depth, have unique member
+/// names (any value at the top level; [`StrictJsonError::NotAnObject`] when it is no JSON).
+pub(crate) fn value_with_unique_members(bytes: &[u8]) -> Result<Value, StrictJsonError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = UniqueValue
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value));
     match value {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(StrictJsonError::NotAnObject),
+        Ok(value) => Ok(value),
         Err(error) if error.to_string().starts_with(DUPLICATE) => {
             Err(StrictJsonError::DuplicateMember)
         }

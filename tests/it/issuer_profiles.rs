@@ -273,7 +273,7 @@ async fn entra_scopes_written_with_another_separator() {
 async fn rewritten_scopes_are_enforced() {
     let app = app(|b| {
         b.fhir_base("https://fhir.example.test/fhir")
-            .scope_claims(["roles", "scp"])
+            .scope_claims(["scp", "roles"])
             .scope_context_separator('.')
             .enforce_scopes(ScopeEnforcement::new())
     })

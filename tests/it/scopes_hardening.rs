@@ -508,7 +508,15 @@ async fn handlers_that_apply_filters_get_granular_reads_but_never_writes() {
 async fn a_blank_patient_is_no_launch_context() {
     let app = scoped_app(ScopeEnforcement::new()).await;
     let scope = ("scope", json!("patient/Observation.rs"));
-    for blank in ["", " ", "\t", " 123", "Patient/123", "1,2"] {
+    for blank in [
+        "",
+        " ",
+        "\t",
+        " 123",
+        "Observation/123",
+        "https://x/Patient/123",
+        "1,2",
+    ] {
         let claims = [
             scope.clone(),
             ("patient", json!(blank)),
