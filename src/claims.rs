@@ -1048,16 +1048,16 @@ impl SmartClaims {
     /// configured list (default `patient`; see
     /// [`VerifierBuilder::patient_claims`](crate::VerifierBuilder::patient_claims)).
     ///
-    /// `None` unless the claim is a FHIR resource id (`[A-Za-z0-9-.]{1,64}`), or a relative
-    /// reference `Patient/{id}` (Medplum, fhir-works-on-aws), read as its id: an empty,
-    /// whitespace-only or otherwise malformed value (an absolute URL too) is no launch
-    /// context, and then `patient/` scopes grant nothing. A claim of another JSON type (`null` included) makes the token
-    /// invalid.
+    /// `None` unless the claim is a FHIR resource id (`[A-Za-z0-9-.]{1,64}`, not `.` or
+    /// `..`), or a relative reference `Patient/{id}` (as some servers write it), read as its
+    /// id: an empty, whitespace-only or otherwise malformed value (an absolute URL too) is
+    /// no launch context, and then `patient/` scopes grant nothing. A claim of another JSON
+    /// type (`null` included) makes the token invalid.
     pub fn patient(&self) -> Option<&str> {
         self.string(Field::Patient)
     }
-    /// `encounter`: the id of the Encounter in context; `None` for a value that is no FHIR
-    /// resource id, as for [`SmartClaims::patient`].
+    /// `encounter`: the id of the Encounter in context (or of an `Encounter/{id}`
+    /// reference); `None` for a value that is neither, as for [`SmartClaims::patient`].
     pub fn encounter(&self) -> Option<&str> {
         self.string(Field::Encounter)
     }
@@ -1074,7 +1074,8 @@ impl SmartClaims {
     pub fn tenant(&self) -> Option<&str> {
         self.string(Field::Tenant)
     }
-    /// `fhirContext`: further context resources (both SMART 2.0 and 2.1+ forms).
+    /// `fhirContext`: further context resources (both SMART 2.0 and 2.1+ forms; the array
+    /// also when given as a string of JSON text, as Keycloak's SMART mappers write it).
     ///
     /// Empty or whitespace-only `reference`, `canonical` and `type` values, and an empty
     /// `identifier` object, count as absent. An entry that then names nothing, and an entry
@@ -1236,9 +1237,13 @@ fn is_blank(text: &str) -> bool {
     text.trim().is_empty()
 }
 
-/// Whether `text` is a FHIR resource id: 1 to 64 of `A-Z a-z 0-9 - .`.
+/// Whether `text` is a FHIR resource id: 1 to 64 of `A-Z a-z 0-9 - .`, but not `.` or
+/// `..` (a handler building a URL from it would write a dot segment, which a normalising
+/// proxy turns into another path).
 fn is_fhir_id(text: &str) -> bool {
     (1..=64).contains(&text.len())
+        && text != "."
+        && text != ".."
         && text
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
@@ -1263,7 +1268,7 @@ fn non_blank(value: Member<'_>) -> Result<Option<&str>, ErrorKind> {
 
 /// A present launch-context id (`patient`, `encounter`) of the claim `name`: a FHIR
 /// resource id, or a relative reference to a resource of `resource_type` (`Patient/123`,
-/// as some servers write it: Medplum, fhir-works-on-aws), which names the same resource.
+/// as some servers write it), which names the same resource.
 /// Any other value (another type, an absolute URL, a version, the empty string) is no
 /// launch context. Other JSON types are invalid.
 fn launch_context_id<'a>(
@@ -1800,9 +1805,17 @@ mod tests {
             ("Encounter/1", None),
             ("https://fhir.example/Patient/1", None),
             ("Patient/Patient/1", None),
+            ("Patient/..", None),
+            ("Patient/.", None),
+            ("..", None),
+            (".", None),
+            ("Patient/.1", Some(".1")),
         ] {
-            let claims = with(json!({"scope": "patient/*.rs", "patient": patient})).unwrap();
+            let payload = json!({"scope": "patient/*.rs", "patient": patient});
+            let claims = with(payload.clone()).unwrap();
             assert_eq!(claims.patient(), expected, "{patient}");
+            // The one-pass JWT reading agrees.
+            assert_one_pass_reading_agrees(payload.to_string().as_bytes(), &names());
         }
         let claims = with(json!({"encounter": "Encounter/7"})).unwrap();
         assert_eq!(claims.encounter(), Some("7"));
@@ -1817,6 +1830,12 @@ mod tests {
         let claims = with(json!({"fhirContext": "[{\"reference\":\"Encounter/1\"}]"})).unwrap();
         assert_eq!(claims.fhir_context().len(), 1);
         assert_eq!(claims.fhir_context()[0].reference(), Some("Encounter/1"));
+        assert_one_pass_reading_agrees(
+            json!({"fhirContext": "[{\"reference\":\"Encounter/1\"}]"})
+                .to_string()
+                .as_bytes(),
+            &names(),
+        );
         for text in [
             "",
             "x",

@@ -38,6 +38,15 @@ pub(crate) fn json_string() -> impl Strategy<Value = String> {
             r#""a\"b\\c\/d\n""#,
             r#""\x""#,
             "\"unterminated",
+            // Launch context as a reference, `fhirContext` as JSON text.
+            r#""Patient/1""#,
+            r#""Patient\/1""#,
+            r#""Encounter/1""#,
+            r#""Patient/..""#,
+            r#""[]""#,
+            r#""[{\"reference\":\"a\"}]""#,
+            r#""[\"Observation/1\"]""#,
+            r#""[{\"reference\":\"a\",\"reference\":\"b\"}]""#,
         ])
         .prop_map(str::to_owned),
     ]

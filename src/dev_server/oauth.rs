@@ -46,7 +46,8 @@ impl OAuthError {
         )
     }
 
-    /// Client authentication by assertion failed.
+    /// Client authentication failed without `Authorization` credentials (an assertion, or a
+    /// method sent in the form this server does not support): 400 (RFC 6749 section 5.2).
     pub(crate) fn invalid_client(description: &'static str) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_client", description)
     }

@@ -344,8 +344,8 @@ impl VerifierBuilder {
 
     /// The claims to read the patient in context from, first present wins (default
     /// `patient`), for issuers that put it elsewhere. The value is checked as the `patient`
-    /// claim is: a string that is no FHIR id is no launch context, another JSON type makes
-    /// the token invalid.
+    /// claim is: a FHIR id, or a `Patient/{id}` reference read as its id; any other string
+    /// is no launch context, another JSON type makes the token invalid.
     ///
     /// ```
     /// use smart_auth::TokenVerifier;

@@ -1160,3 +1160,28 @@ async fn method_override_headers_need_the_scopes_of_that_method_too() {
         .await;
     app.assert_denied(&answer, "system/Observation.d", "two headers");
 }
+
+/// A patient claim written as a relative reference (`Patient/123`) is the patient in
+/// context, with every rule of the id form: its own compartment passes, another patient's
+/// is refused.
+#[tokio::test]
+async fn a_patient_reference_is_the_patient_in_context() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let claims = [
+        ("scope", json!("patient/*.rs")),
+        ("patient", json!("Patient/123")),
+    ];
+    for path in ["/fhir/Patient/123", "/fhir/Observation?patient=123"] {
+        let answer = app.call("GET", path, &claims).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+        assert_eq!(answer.body["patient"], "123", "{path}");
+    }
+    for path in [
+        "/fhir/Patient/456",
+        "/fhir/Observation?patient=456",
+        "/fhir/Observation?patient=Patient/456",
+    ] {
+        let answer = app.call("GET", path, &claims).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}: {answer:?}");
+    }
+}
