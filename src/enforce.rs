@@ -537,6 +537,17 @@ impl ScopeEnforcement {
                 }
             }
         };
+        // A system search that `_type` limits needs `s` on each type it names rather than on
+        // every type: `_type` read as an export's is (every reading of the query, names
+        // matched leniently too; no `_type` in one reading, an empty entry or `*` is every
+        // type, a name no scope spells is refused). Not for `POST _search`, whose
+        // parameters are in the body.
+        let requirements = match (&request, query.and_then(type_parameter)) {
+            (FhirRequest::SearchSystem { via_post: false }, Some(types)) => {
+                export_requirements(crate::scopes::OperationLevel::System, Some(&types))
+            }
+            _ => requirements,
+        };
         // The criteria a request searches with: a search's or a conditional write's query,
         // a history's, an operation's (invoked by `POST`, its parameters are in the body,
         // but a server may read a query beside them), and a conditional create's

@@ -126,6 +126,8 @@ async fn v2_system_scopes() {
         ("GET", "/fhir/Patient/1/_history/2"),
         ("GET", "/fhir/Patient/_history"),
         ("POST", "/fhir/Observation"),
+        // A system search limited to Patient.
+        ("GET", "/fhir?_type=Patient"),
     ];
     for (method, path) in allowed {
         assert_eq!(
@@ -142,7 +144,12 @@ async fn v2_system_scopes() {
         ("DELETE", "/fhir/Patient/1", "system/Patient.d"),
         ("POST", "/fhir/Patient", "system/Patient.c"),
         ("GET", "/fhir/_history", "system/*.s"),
-        ("GET", "/fhir?_type=Patient", "system/*.s"),
+        (
+            "GET",
+            "/fhir?_type=Patient,Observation",
+            "system/Observation.s",
+        ),
+        ("GET", "/fhir?name=x", "system/*.s"),
     ];
     for (method, path, hint) in denied {
         let answer = app.call(method, path, scope, &[]).await;
@@ -1143,4 +1150,44 @@ fn token_only_paths_are_no_bundle_entries() {
             .check_conditional_create_entry(&claims, "bulkstatus", "x=1")
             .is_err()
     );
+}
+
+/// A system search that `_type` limits needs `s` on each listed type, not on every type;
+/// `_type` is read as for an export: every reading of the query, lenient names too, an
+/// empty entry or `*` meaning every type, a name no scope spells refused.
+#[tokio::test]
+async fn system_search_limited_by_type() {
+    let app = scoped_app().await;
+    let two_types = "system/Observation.rs system/Patient.rs";
+    for path in [
+        "/fhir?_type=Observation,Patient",
+        "/fhir?_type=Observation&_lastUpdated=gt2026-01-01",
+        "/fhir?_type=Observation&_type=Patient",
+    ] {
+        let answer = app.call("GET", path, two_types, &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+    for path in [
+        "/fhir?_type=Observation,Encounter",
+        "/fhir?_type=Observation;_type=Encounter",
+        "/fhir?_type=Observation&_TYPE=Encounter",
+        "/fhir?_type=Observation,",
+        "/fhir?_type=*",
+        "/fhir?_type=observation",
+        "/fhir?_lastUpdated=gt2026-01-01",
+        "/fhir?_lastUpdated=gt2026-01-01;_type=Observation",
+        "/fhir?_type=Observation&_has:Encounter:subject:status=x",
+    ] {
+        let answer = app.call("GET", path, two_types, &[]).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}: {answer:?}");
+    }
+    // `POST _search` keeps its parameters in the body: every type.
+    let answer = app
+        .call("POST", "/fhir/_search?_type=Observation", two_types, &[])
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = app
+        .call("GET", "/fhir?_type=Encounter", "system/*.rs", &[])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
 }
