@@ -170,10 +170,15 @@ struct Counters {
     /// Per phase, the longest a 5 ms timer fired late (µs): how long the runtime's workers
     /// were kept from running tasks.
     max_lag: Vec<AtomicU64>,
-    /// Introspection only: how long after the endpoint stopped failing a 503 is still
-    /// documented (the layer's failure cooldown, plus a call and a queue wait that may
-    /// have started just before); `None` in JWT mode, where no 503 is expected.
+    /// How long after the authority stopped failing a 503 is still documented: in
+    /// introspection mode the layer's failure cooldown, plus a call and a queue wait that
+    /// may have started just before; in JWT mode the wait for the next key-set fetch (the
+    /// longest of the key TTL, the failure and unknown-kid cooldowns) plus a call.
     grace: Option<Duration>,
+    /// JWT mode: the one class a 503 is documented for, tokens whose `kid` no cached key
+    /// carries while the key set cannot be fetched (the layer cannot tell them from keys it
+    /// has not seen yet); `None` in introspection mode, where any class may get 503.
+    only_class: Option<usize>,
     /// When the schedule started, and (ms after that) when the latest failing phase ended.
     clock_start: Instant,
     failing_ended_ms: AtomicU64,
@@ -182,10 +187,16 @@ struct Counters {
 }
 
 impl Counters {
-    fn new(classes: Vec<&'static str>, phases: Vec<Phase>, grace: Option<Duration>) -> Self {
+    fn new(
+        classes: Vec<&'static str>,
+        phases: Vec<Phase>,
+        grace: Option<Duration>,
+        only_class: Option<&str>,
+    ) -> Self {
         let slots = (phases.len() + 1) * (classes.len() + 1);
         Self {
             grace,
+            only_class: only_class.and_then(|name| classes.iter().position(|class| *class == name)),
             clock_start: Instant::now(),
             failing_ended_ms: AtomicU64::new(0),
             undocumented_503: (0..=phases.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -216,11 +227,15 @@ impl Counters {
             .copied()
             .unwrap_or("probe (unlabelled)")
     }
-    /// Whether a 503 answered now, in `phase`, is one of the documented cases.
-    fn documented_503(&self, phase: usize) -> bool {
+    /// Whether a 503 answered now, in `phase`, to a request of `class`, is one of the
+    /// documented cases.
+    fn documented_503(&self, phase: usize, class: usize) -> bool {
         let Some(grace) = self.grace else {
             return false;
         };
+        if self.only_class.is_some_and(|only| only != class) {
+            return false;
+        }
         if self.phases.get(phase).is_some_and(|p| p.failing) {
             return true;
         }
@@ -241,7 +256,7 @@ async fn count(State(counters): State<Arc<Counters>>, request: Request, next: Ne
     let cell = counters.cell(phase, class);
     cell.statuses[status_slot(response.status())].fetch_add(1, Ordering::Relaxed);
     // A request that arrived just before a phase changed may be answered in the next one.
-    let documented = |phase| counters.documented_503(phase);
+    let documented = |phase| counters.documented_503(phase, class);
     if response.status() == StatusCode::SERVICE_UNAVAILABLE
         && !documented(phase)
         && !documented(counters.current_phase.load(Ordering::Relaxed))
@@ -724,12 +739,16 @@ fn build_report(run: &Run) -> String {
     let _ = writeln!(
         out,
         "- wrong accepts: {wrong_accepts}; 5xx outside the documented cases: {undocumented_5xx} ({})",
-        match counters.grace {
-            Some(grace) => format!(
+        match (counters.grace, counters.only_class) {
+            (Some(grace), None) => format!(
                 "documented: 503 while the endpoint fails, or up to {:.0} s after, the failure cooldown plus one call and one queue wait",
                 grace.as_secs_f64()
             ),
-            None => "documented: 503 only with no usable key at all, which cannot happen once the keys are warmed up".to_owned(),
+            (Some(grace), Some(_)) => format!(
+                "documented: 503 only for a kid no cached key carries while the key set cannot be fetched, or up to {:.0} s after (the next fetch), and with no usable key at all, which cannot happen once the keys are warmed up",
+                grace.as_secs_f64()
+            ),
+            (None, _) => "documented: no 503".to_owned(),
         }
     );
 
@@ -1141,11 +1160,22 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     file.0.flush()?;
     drop(file);
 
-    // A 503 may follow the end of a failing phase by the failure cooldown, plus a call
-    // (the fetch timeout) and a queue wait that started just before it ended.
-    let grace = (options.mode == "introspection")
-        .then(|| FAILURE_COOLDOWN + options.fetch_timeout + MAX_QUEUE_WAIT);
-    let counters = Arc::new(Counters::new(classes, phases, grace));
+    // A 503 may follow the end of a failing phase: for introspection by the failure
+    // cooldown, plus a call (the fetch timeout) and a queue wait that started just before
+    // it ended; for an unknown `kid` while the key set cannot be fetched, until the next
+    // fetch succeeds (after the longest of the key TTL and the cooldowns, plus a call).
+    let (grace, only_class) = if options.mode == "introspection" {
+        (
+            FAILURE_COOLDOWN + options.fetch_timeout + MAX_QUEUE_WAIT,
+            None,
+        )
+    } else {
+        (
+            KEY_TTL.max(FAILURE_COOLDOWN).max(UNKNOWN_KID_COOLDOWN) + options.fetch_timeout,
+            Some("unknown_kid"),
+        )
+    };
+    let counters = Arc::new(Counters::new(classes, phases, Some(grace), only_class));
     let verifier_layer = layer.clone();
     let run = Arc::new(Run {
         counters: Arc::clone(&counters),
