@@ -251,6 +251,14 @@ impl Stub {
         builder.build().unwrap()
     }
 
+    /// The client assertion of the last token request.
+    fn last_assertion(&self) -> String {
+        self.last_seen()
+            .field("client_assertion")
+            .expect("a client assertion")
+            .to_owned()
+    }
+
     fn client(&self) -> BackendServiceClientBuilder {
         BackendServiceClient::builder(self.fhir_base())
             .client_id(CLIENT_ID)
@@ -376,11 +384,7 @@ async fn assertion_audience_and_certificate_thumbprint() {
         .build()
         .unwrap();
     client.access_token().await.unwrap();
-    let jwt = stub
-        .last_seen()
-        .field("client_assertion")
-        .unwrap()
-        .to_owned();
+    let jwt = stub.last_assertion();
     assert_eq!(
         jwt_part(&jwt, 0),
         json!({
@@ -918,11 +922,7 @@ async fn relative_token_endpoint_is_resolved_against_the_fhir_base() {
             format!("token-{}", stub.token_calls())
         );
         assert_eq!(trace.token_endpoint, stub.token_endpoint());
-        let jwt = stub
-            .last_seen()
-            .field("client_assertion")
-            .unwrap()
-            .to_owned();
+        let jwt = stub.last_assertion();
         let claims = verify_assertion(
             &jwt,
             &key.public_jwk(),
@@ -1153,11 +1153,7 @@ async fn keys_from_pem_and_jwk_are_the_same_key_and_sign_verifiably() {
             .build()
             .unwrap();
         client.access_token().await.unwrap();
-        let jwt = stub
-            .last_seen()
-            .field("client_assertion")
-            .unwrap()
-            .to_owned();
+        let jwt = stub.last_assertion();
         assert_eq!(jwt_part(&jwt, 0)["kid"], format!("{name}-fixture"));
         verify_assertion(
             &jwt,

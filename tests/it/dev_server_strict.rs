@@ -182,6 +182,23 @@ impl Strict {
         form.extend_from_slice(extra);
         send(self.post(self.token_endpoint(), &form)).await
     }
+
+    /// An access token for `system/Patient.rs` of the client with these Basic credentials.
+    async fn basic_token(&self, id: &str, secret: &str) -> String {
+        let request = self
+            .post(
+                self.token_endpoint(),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/Patient.rs"),
+                ],
+            )
+            .basic_auth(id, Some(secret));
+        send(request).await.body["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
 }
 
 /// Why the assertion table's row `case` is refused: a part of the answer's description,
@@ -1366,25 +1383,8 @@ async fn revocation_and_introspection_of_foreign_tokens() {
             .allow_introspecting_any_token()
             .own_tokens_only(),
     );
-    let token_of = |id: String, secret: String| {
-        let request = s
-            .post(
-                s.token_endpoint(),
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("scope", "system/Patient.rs"),
-                ],
-            )
-            .basic_auth(id, Some(secret));
-        async move {
-            send(request).await.body["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let a_token = token_of(a_id.clone(), a_secret.clone()).await;
-    let b_token = token_of(b_id.clone(), b_secret.clone()).await;
+    let a_token = s.basic_token(&a_id, &a_secret).await;
+    let b_token = s.basic_token(&b_id, &b_secret).await;
     let revoke_url = format!("{}/revoke", s.server.url());
     let introspect_url = s.server.introspection_endpoint();
     let call = |url: &str, id: &str, secret: &str, token: &str| {
@@ -1439,24 +1439,7 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     assert_eq!(answer.body, json!({"active": false}));
     // A token of a client registered in code, by default: the same. Holding one of its
     // tokens tells nothing about other clients' tokens.
-    let bearer_of = |id: &str, secret: &str| {
-        let request = s
-            .post(
-                s.token_endpoint(),
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("scope", "system/Patient.rs"),
-                ],
-            )
-            .basic_auth(id, Some(secret));
-        async move {
-            send(request).await.body["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let in_code_token = bearer_of("in-code", "in-code-secret").await;
+    let in_code_token = s.basic_token("in-code", "in-code-secret").await;
     let answer = send(
         s.post(&introspect_url, &[("token", a_token.as_str())])
             .bearer_auth(&in_code_token),
@@ -1470,7 +1453,7 @@ async fn revocation_and_introspection_of_foreign_tokens() {
     let answer = call(&introspect_url, "basic", "secret1", &a_token).await;
     assert_eq!(answer.body["active"], true);
     assert_eq!(answer.body["client_id"], a_id.as_str());
-    let rs_token = bearer_of("basic", "secret1").await;
+    let rs_token = s.basic_token("basic", "secret1").await;
     let answer = send(
         s.post(&introspect_url, &[("token", a_token.as_str())])
             .bearer_auth(&rs_token),

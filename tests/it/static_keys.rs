@@ -207,6 +207,14 @@ struct FixtureKeys {
     rsa_public: String,
 }
 
+/// A fresh P-384 key pair, configured nowhere.
+fn another_p384_key() -> EcdsaKeyPair {
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap()
+}
+
 /// An app whose layer has only `keys` for an issuer at a closed loopback port (nothing to
 /// fetch from), and the claims of a valid token for it.
 async fn app_with_static_keys(keys: StaticKeys) -> (App, Value) {
@@ -265,9 +273,7 @@ async fn pem_keys_verify_what_their_private_keys_signed() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 
     // Signed by another P-384 key under the configured kid: a bad signature.
-    let rng = SystemRandom::new();
-    let other = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
-    let other = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, other.as_ref()).unwrap();
+    let other = another_p384_key();
     app.assert_invalid_token(
         &es384(&other, "ec-1", &claims),
         "the token's signature is not valid",
@@ -309,9 +315,7 @@ async fn a_pem_key_without_a_kid_serves_any_kid() {
         assert_eq!(answer.status, StatusCode::OK, "{kid}: {answer:?}");
     }
     // Another key under any kid: a bad signature, never accepted.
-    let rng = SystemRandom::new();
-    let other = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
-    let other = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, other.as_ref()).unwrap();
+    let other = another_p384_key();
     app.assert_invalid_token(
         &es384(&other, "2024-rotation", &claims),
         "the token's signature is not valid",
