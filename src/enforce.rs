@@ -458,17 +458,18 @@ impl ScopeEnforcement {
         // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
         // capability statement. GET and HEAD only, and no method override.
         let method = request.method();
+        let headers = request.headers();
+        // Most requests carry none of these: one pass over the few names decides.
+        let overridden_method = headers
+            .keys()
+            .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()));
         if (method == http::Method::GET || method == http::Method::HEAD)
-            && is_smart_configuration_path(uri.path(), self.classifier.base_path())
-            && !request
-                .headers()
-                .keys()
-                .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()))
+            && !overridden_method
+            && crate::scopes::is_smart_configuration_path(uri.path(), self.classifier.base_path())
         {
             return Ok(());
         }
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-        let headers = request.headers();
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
                 if_none_exist_criteria(headers)
@@ -478,11 +479,7 @@ impl ScopeEnforcement {
             self.check(method, path, uri.query(), if_none_exist.as_deref(), claims)
         };
         check_as(method.as_str())?;
-        // Most requests carry none of these: one pass over the few names decides.
-        if headers
-            .keys()
-            .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()))
-        {
+        if overridden_method {
             for value in METHOD_OVERRIDE_HEADERS
                 .iter()
                 .flat_map(|name| headers.get_all(*name))
@@ -542,11 +539,14 @@ impl ScopeEnforcement {
         // matched leniently too; no `_type` in one reading, an empty entry or `*` is every
         // type, a name no scope spells is refused). Not for `POST _search`, whose
         // parameters are in the body.
-        let requirements = match (&request, query.and_then(type_parameter)) {
-            (FhirRequest::SearchSystem { via_post: false }, Some(types)) => {
-                export_requirements(crate::scopes::OperationLevel::System, Some(&types))
-            }
-            _ => requirements,
+        // (`_type` is read only for such a search: other requests do not pay for it.)
+        let system_search_types = match &request {
+            FhirRequest::SearchSystem { via_post: false } => query.and_then(type_parameter),
+            _ => None,
+        };
+        let requirements = match system_search_types {
+            Some(types) => export_requirements(crate::scopes::OperationLevel::System, Some(&types)),
+            None => requirements,
         };
         // The criteria a request searches with: a search's or a conditional write's query,
         // a history's, an operation's (invoked by `POST`, its parameters are in the body,
@@ -932,16 +932,6 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
-
-/// Whether `path` is the SMART configuration a FHIR server publishes: at the base
-/// (`{base}/.well-known/smart-configuration`) or at the root, compared as sent.
-fn is_smart_configuration_path(path: &str, base_path: &str) -> bool {
-    const SMART_CONFIGURATION: &str = "/.well-known/smart-configuration";
-    path == SMART_CONFIGURATION
-        || path
-            .strip_prefix(base_path)
-            .is_some_and(|rest| rest == SMART_CONFIGURATION)
-}
 
 /// Why a path given to [`ScopeEnforcement::allow_any_token_under`] cannot be one, if it
 /// cannot: it must be relative to the base, written one way only, and start where no FHIR

@@ -65,9 +65,6 @@ impl fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
-/// The UTF-8 encoding of U+FEFF, which some servers put before a JSON document.
-const UTF8_BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
-
 /// A fetched document and the freshness its server declared.
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -259,12 +256,8 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        // Every fetched document is JSON, and RFC 8259 section 8.1 lets a parser ignore a
-        // byte order mark before it: static files served by some hosts (IIS, blob stores)
-        // start with one, and the issuer's keys were unusable.
-        if body.starts_with(UTF8_BYTE_ORDER_MARK) {
-            body.drain(..UTF8_BYTE_ORDER_MARK.len());
-        }
+        // Every fetched document is JSON.
+        crate::json::strip_byte_order_mark(&mut body);
         Ok(Fetched { body, max_age })
     }
 }

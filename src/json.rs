@@ -23,6 +23,16 @@ pub(crate) enum StrictJsonError {
     DuplicateMember,
 }
 
+/// Drops one UTF-8 byte order mark (U+FEFF) before a JSON document received over HTTP: RFC
+/// 8259 section 8.1 lets a parser ignore it, and static files from some hosts (IIS, blob
+/// stores) start with one. Never for token segments, where it stays an error.
+pub(crate) fn strip_byte_order_mark(body: &mut Vec<u8>) {
+    const UTF8_BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+    if body.starts_with(UTF8_BYTE_ORDER_MARK) {
+        body.drain(..UTF8_BYTE_ORDER_MARK.len());
+    }
+}
+
 /// Parses `bytes` as a JSON object whose objects, at every depth, have unique member names.
 ///
 /// serde_json's nesting limit (128) still applies, so hostile nesting costs bounded stack.

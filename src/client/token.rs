@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, Url};
@@ -209,10 +207,7 @@ pub(crate) async fn post_form(
             }
             body.extend_from_slice(&chunk);
         }
-        // A JSON text may follow a byte order mark (RFC 8259 section 8.1).
-        if body.starts_with(b"\xEF\xBB\xBF") {
-            body.drain(..3);
-        }
+        crate::json::strip_byte_order_mark(&mut body);
         Ok(RawResponse {
             status: status.as_u16(),
             body,
@@ -405,8 +400,7 @@ fn lifetime(
 /// with integer `iat` and `exp`, `exp - iat` (the server's own reckoning), but not past
 /// `exp` by this clock when that is still ahead; with `exp` alone, `exp - now`.
 fn jwt_lifetime(access_token: &str, now: i64, server_clock: bool) -> Option<i64> {
-    let segments = crate::jwt::split(access_token).ok()?;
-    let payload = URL_SAFE_NO_PAD.decode(segments.payload).ok()?;
+    let payload = crate::jwt::payload_bytes(access_token.as_bytes())?;
     let claims = crate::json::object_with_unique_members(&payload).ok()?;
     let exp = claims.get("exp")?.as_i64()?;
     let until_exp = exp.saturating_sub(now);
@@ -464,6 +458,8 @@ pub(crate) fn redacted_body(body: &[u8]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     fn answer(status: u16, body: Value) -> RawResponse {

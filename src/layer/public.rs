@@ -13,7 +13,6 @@ use http::header::{
 use http::{HeaderMap, Method, Request};
 
 const METADATA: &str = "/metadata";
-const SMART_CONFIGURATION: &str = "/.well-known/smart-configuration";
 
 /// The routes that need no token.
 #[derive(Debug, Clone)]
@@ -65,12 +64,9 @@ impl PublicRoutes {
 
     /// Whether `path` is the capability statement or a SMART configuration path.
     fn is_discovery_or_metadata(&self, path: &str) -> bool {
-        if path == SMART_CONFIGURATION {
-            return true;
-        }
         let base = self.base_path.as_deref().unwrap_or("");
-        path.strip_prefix(base)
-            .is_some_and(|rest| rest == METADATA || rest == SMART_CONFIGURATION)
+        crate::scopes::is_smart_configuration_path(path, base)
+            || path.strip_prefix(base).is_some_and(|rest| rest == METADATA)
     }
 }
 
@@ -426,6 +422,8 @@ mod props {
     use super::*;
     use crate::proptest_support::config;
     use proptest::prelude::*;
+
+    const SMART_CONFIGURATION: &str = "/.well-known/smart-configuration";
 
     /// A path near the public ones: their pieces, escapes, case changes, dot segments,
     /// doubled slashes.

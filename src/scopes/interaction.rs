@@ -468,6 +468,19 @@ fn canonical_segment(raw: &str) -> Result<Cow<'_, str>, MalformedPath> {
     }
 }
 
+/// The path of a SMART configuration, after a FHIR base or at the root.
+const SMART_CONFIGURATION_PATH: &str = "/.well-known/smart-configuration";
+
+/// Whether `path` is the SMART configuration a FHIR server publishes: at the base
+/// (`{base}/.well-known/smart-configuration`, `base_path` `""` for the root) or at the
+/// root, compared as sent.
+pub(crate) fn is_smart_configuration_path(path: &str, base_path: &str) -> bool {
+    path == SMART_CONFIGURATION_PATH
+        || path
+            .strip_prefix(base_path)
+            .is_some_and(|rest| rest == SMART_CONFIGURATION_PATH)
+}
+
 /// Whether a first path segment after the FHIR base starts a FHIR interaction, so that a
 /// setting opening that path would open FHIR to anonymous callers or any token: a resource
 /// type name, `metadata`, a `_` name (`_history`, `_search`) or an operation (`$export`).

@@ -85,10 +85,10 @@ mod interaction;
 mod matching;
 mod parse;
 
-pub(crate) use interaction::starts_fhir_interaction;
 pub use interaction::{
     AccessRule, Classified, Classifier, FhirRequest, Operation, OperationLevel, export_requirements,
 };
+pub(crate) use interaction::{is_smart_configuration_path, starts_fhir_interaction};
 pub use matching::{Interaction, Requirement, SearchConstraints};
 pub use parse::{
     Context, Permissions, RejectReason, RejectedScope, ResourceScope, ResourceType, Scope,
