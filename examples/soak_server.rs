@@ -707,12 +707,12 @@ fn build_report(run: &Run) -> String {
             .iter()
             .map(|record| {
                 ((record.seconds / FAILURE_COOLDOWN.as_secs_f64()).floor() as u64 + 1)
-                    * MAX_CONCURRENT_CALLS as u64
+                    * (MAX_CONCURRENT_CALLS as u64 + 1)
             })
             .sum();
         let _ = writeln!(
             out,
-            "- endpoint calls: {calls}; most in flight at once: {} (max_concurrent_calls {MAX_CONCURRENT_CALLS}); calls while the endpoint failed: {failing_calls}, bound {failing_bound} = per failing phase (floor(length / failure cooldown {} s) + 1) x max_concurrent_calls",
+            "- endpoint calls: {calls}; most in flight at once: {} (max_concurrent_calls {MAX_CONCURRENT_CALLS}); calls while the endpoint failed: {failing_calls}, bound {failing_bound} = per failing phase (floor(length / failure cooldown {} s) + 1) x (max_concurrent_calls + 1 health check)",
             endpoint.max_in_flight.load(Ordering::SeqCst),
             FAILURE_COOLDOWN.as_secs()
         );

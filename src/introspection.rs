@@ -156,6 +156,9 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// like an attack, a server bug): this token gets 503 for the refusal time, at most the
 /// cooldown (`Retry-After` says how long), without further calls, while other tokens are
 /// asked about as usual. A check that found the endpoint well is trusted for a second.
+/// One such check runs at a time, and calls admitted while it runs wait for its verdict:
+/// an outage meets at most [`max_concurrent_calls`](Self::max_concurrent_calls) calls
+/// plus the one check.
 /// With `IntrospectionAuth::Client` (feature `client`), a 401 or 403 not shown to be
 /// about one token drops the client's token (at most once per cooldown), in case it was
 /// revoked.
@@ -453,6 +456,9 @@ pub(crate) struct Introspector {
     /// When asking about that token again last found the endpoint answering (monotonic):
     /// checks within a second of it are not made again.
     last_healthy: Mutex<Option<Instant>>,
+    /// Held while a failure is judged (the endpoint asked about that token): calls that
+    /// got a slot meanwhile wait for the verdict instead of meeting the same outage.
+    judging: tokio::sync::Mutex<()>,
     /// When the client's token was last dropped after a 401/403 (monotonic).
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     last_renewal: Mutex<Option<Instant>>,
@@ -493,6 +499,7 @@ impl Introspector {
             last_failure: Mutex::new(None),
             last_active: Mutex::new(None),
             last_healthy: Mutex::new(None),
+            judging: tokio::sync::Mutex::new(()),
             last_renewal: Mutex::new(None),
         }
     }
@@ -624,9 +631,10 @@ impl Introspector {
     /// One call to the endpoint, inside one of the call slots.
     ///
     /// A failure that means the endpoint is down starts the failure cooldown before the
-    /// slot is freed, and a lookup that got a slot checks the cooldown again: lookups
-    /// that queued for a slot while the endpoint failed do not call it (nor wait for a
-    /// call) inside the cooldown, so at most `max_concurrent_calls` calls meet each outage.
+    /// slot is freed, and a lookup that got a slot waits for a failure being judged, then
+    /// checks the cooldown again: lookups that queued for a slot while the endpoint failed
+    /// do not call it (nor wait for a call) inside the cooldown, so at most
+    /// `max_concurrent_calls` calls and one health check meet each outage.
     async fn call(&self, token: &str) -> Result<Answer, Unavailable> {
         let endpoint = match self.endpoint().await {
             Ok(endpoint) => endpoint,
@@ -642,6 +650,8 @@ impl Introspector {
         else {
             return Err(Unavailable::Saturated);
         };
+        // A failure being judged now decides whether this call is made at all.
+        drop(self.judging.lock().await);
         if self.cooling_down() {
             return Err(Unavailable::CoolingDown);
         }
@@ -655,6 +665,12 @@ impl Introspector {
             }
             Err(Unavailable::Down(error)) => {
                 let health = if is_answered(&error) {
+                    let _judging = self.judging.lock().await;
+                    if self.cooling_down() {
+                        // Another call met the outage and its verdict is in: no
+                        // second check, and the cooldown keeps its start.
+                        return Err(Unavailable::Down(error));
+                    }
                     self.health(endpoint, token).await
                 } else {
                     Health::Failing

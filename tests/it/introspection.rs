@@ -1203,6 +1203,51 @@ async fn lookups_queued_during_an_outage_do_not_call() {
     }
 }
 
+/// While a failure is judged (the endpoint asked again about the last active token), a
+/// lookup that gets another call slot waits for the verdict instead of calling: an outage
+/// meets the calls already in flight and one check, not a check per failed call (found by
+/// the introspection soak: 566 calls in the failing phases, bound 512).
+#[tokio::test]
+async fn lookups_wait_for_a_failure_being_judged() {
+    for status in [500, 401] {
+        let setup = stub().await;
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        let app = setup
+            .app_with_timeout(Duration::from_secs(30), |i| {
+                i.max_concurrent_calls(2)
+                    .max_queue_wait(Duration::from_secs(30))
+            })
+            .await;
+        assert_eq!(seen(&app, "good").await.status, 200);
+        setup.answer(StubAnswer::Status(status));
+        // The check about "good" is held until the gate opens.
+        setup.answer_for("good", StubAnswer::GatedStatus(status));
+        let failed = seen(&app, "failed");
+        let during = async {
+            setup.wait_in_flight(1).await;
+            assert_eq!(setup.calls(), 3, "{status}: good, failed and the check");
+            let during = seen(&app, "during");
+            let release = async {
+                for _ in 0..1_000 {
+                    tokio::task::yield_now().await;
+                }
+                assert_eq!(
+                    setup.calls(),
+                    3,
+                    "{status}: the free slot waits for the verdict"
+                );
+                setup.open_gate();
+            };
+            tokio::join!(during, release).0
+        };
+        let (failed, during) = tokio::join!(failed, during);
+        let context = format!("endpoint answering {status}");
+        assert_unavailable(&failed, &context);
+        assert_unavailable(&during, &context);
+        assert_eq!(setup.calls(), 3, "{context}: no call inside the cooldown");
+    }
+}
+
 /// A queued lookup waits at most `max_queue_wait`.
 #[tokio::test]
 async fn the_queue_wait_is_bounded() {
