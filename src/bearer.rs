@@ -72,11 +72,29 @@ pub(crate) fn bearer_credential<'a>(
         _ => return Err(ErrorKind::InvalidRequest),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        // Not a Bearer credential; a value that is not visible ASCII is still malformed.
+        // Not a Bearer credential; a value that is not visible ASCII is still malformed,
+        // and so is one that hides a Bearer credential after a comma.
         value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
+        if hides_a_bearer_credential(rest) {
+            return Err(ErrorKind::InvalidRequest);
+        }
         return Ok(None);
     }
     Ok(Some(skip_spaces(rest)))
+}
+
+/// Whether the credentials after another scheme hold a Bearer credential after a comma
+/// (`Basic eA==, Bearer <token>`): a field holds one credential (RFC 9110 section 11.4),
+/// and a reader that splits the value at commas, as it splits a challenge list, would find
+/// a token the layer never checked. An auth-param named `bearer` (`, bearer="x"`) is
+/// another thing and stays the other scheme's.
+fn hides_a_bearer_credential(credentials: &[u8]) -> bool {
+    credentials.split(|&b| b == b',').skip(1).any(|part| {
+        let part = part.trim_ascii_start();
+        part.get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
+            && matches!(part.get(6), None | Some(b' ' | b'\t'))
+    })
 }
 
 /// Whether `value` is an RFC 9110 `token` (section 5.6.2: one or more `tchar`), such as an
@@ -227,6 +245,39 @@ mod tests {
             (&["Bearer   abc=="], None, Ok(Some("abc=="))),
             (&["Basic dXNlcjpwYXNz"], None, Ok(None)),
             (&["Negotiate"], None, Ok(None)),
+            // A Bearer credential hidden after another scheme's.
+            (
+                &["Basic eA==, Bearer abc"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Basic eA==,bearer abc"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Basic eA==, BEARER\tabc"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Basic eA==, Bearer"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Digest a=1, b=2, Bearer abc"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (&["Digest username=\"u\", bearer=\"x\""], None, Ok(None)),
+            (
+                &["Digest username=\"u\", realm=\"Bearer x\""],
+                None,
+                Ok(None),
+            ),
+            (&["Basic eA==, Bearerx abc"], None, Ok(None)),
             (&["Bearer"], None, Err(ErrorKind::InvalidRequest)),
             (&["Bearer "], None, Err(ErrorKind::InvalidRequest)),
             (&["Bearer ==="], None, Err(ErrorKind::InvalidRequest)),

@@ -1,5 +1,6 @@
 //! FHIR REST scope enforcement for a whole router; documented on [`ScopeEnforcement`].
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
@@ -82,7 +83,13 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   `X-HTTP-Method-Override`, `X-HTTP-Method` or `X-Method-Override` naming another
 ///   method (any letter case) is checked as that method too, and needs the scopes of
 ///   both: a service behind the layer that honours the header runs the other interaction.
-///   A value that is no method token is refused.
+///   A value that is no method token is refused. A `_method` query parameter (the
+///   override of Spring, gorilla, Symfony and Express; no FHIR parameter), its name
+///   matched as a lenient server reads it, counts the same.
+/// - **A rewrite header naming another target is refused.** `X-Original-URL` or
+///   `X-Rewrite-URL` (Symfony, Zend and IIS URL Rewrite route by them) with another value
+///   than the request's path and query gets 403, on token-only paths too; such a request
+///   is never public either.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -445,6 +452,19 @@ impl ScopeEnforcement {
     ) -> Result<(), AuthError> {
         // A path rewritten otherwise than by nesting is no path the layer can read.
         let uri = original_uri(request).ok_or_else(forbidden)?;
+        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        let headers = request.headers();
+        // Most requests carry none of these: one pass over the few names decides.
+        let (mut overridden_method, mut rewritten) = (false, false);
+        for name in headers.keys() {
+            overridden_method |= METHOD_OVERRIDE_HEADERS.contains(&name.as_str());
+            rewritten |= REWRITE_HEADERS.contains(&name.as_str());
+        }
+        // A service that routes by a rewrite header serves the target it names, which is
+        // not the one judged here.
+        if rewritten && names_another_target(headers, path) {
+            return Err(forbidden());
+        }
         // A token-only path (a bulk export's status or output) is an HTTP route of its own:
         // any method, and no method override, changes that. Bundle entries never take it.
         if self
@@ -458,18 +478,14 @@ impl ScopeEnforcement {
         // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
         // capability statement. GET and HEAD only, and no method override.
         let method = request.method();
-        let headers = request.headers();
-        // Most requests carry none of these: one pass over the few names decides.
-        let overridden_method = headers
-            .keys()
-            .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()));
+        let method_parameters = uri.query().is_some_and(has_method_parameter);
         if (method == http::Method::GET || method == http::Method::HEAD)
             && !overridden_method
+            && !method_parameters
             && crate::scopes::is_smart_configuration_path(uri.path(), self.classifier.base_path())
         {
             return Ok(());
         }
-        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
                 if_none_exist_criteria(headers)
@@ -479,20 +495,30 @@ impl ScopeEnforcement {
             self.check(method, path, uri.query(), if_none_exist.as_deref(), claims)
         };
         check_as(method.as_str())?;
+        // A method override names a second method: a service behind that honours it runs
+        // that interaction, so the request needs its scopes too.
+        let check_override = |value: Option<&str>| {
+            let overridden = value
+                .map(str::trim)
+                .filter(|text| crate::bearer::is_token(text.as_bytes()))
+                .ok_or_else(forbidden)?;
+            if overridden.eq_ignore_ascii_case(method.as_str()) {
+                Ok(())
+            } else {
+                check_as(&overridden.to_ascii_uppercase())
+            }
+        };
         if overridden_method {
             for value in METHOD_OVERRIDE_HEADERS
                 .iter()
                 .flat_map(|name| headers.get_all(*name))
             {
-                let overridden = value
-                    .to_str()
-                    .map(str::trim)
-                    .ok()
-                    .filter(|text| crate::bearer::is_token(text.as_bytes()))
-                    .ok_or_else(forbidden)?;
-                if !overridden.eq_ignore_ascii_case(method.as_str()) {
-                    check_as(&overridden.to_ascii_uppercase())?;
-                }
+                check_override(value.to_str().ok())?;
+            }
+        }
+        if method_parameters {
+            for value in method_parameter_values(uri.query().unwrap_or_default()) {
+                check_override(value.as_deref())?;
             }
         }
         Ok(())
@@ -932,6 +958,40 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
+
+/// Headers some servers take the request target from instead of the request line
+/// (Symfony's and Zend's `X-Original-URL` and `X-Rewrite-URL`, set by IIS URL Rewrite): a
+/// service behind the layer that honours one serves the target it names.
+pub(crate) const REWRITE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Whether a rewrite header ([`REWRITE_HEADERS`]) names a target other than `target`, the
+/// request's path and query: such a request is neither public nor judged by its own path.
+/// A proxy that sets one to the very target it forwards changes nothing.
+pub(crate) fn names_another_target(headers: &http::HeaderMap, target: &str) -> bool {
+    REWRITE_HEADERS
+        .iter()
+        .flat_map(|name| headers.get_all(*name))
+        .any(|value| value.as_bytes() != target.as_bytes())
+}
+
+/// Whether the query has a `_method` parameter, the method override of Spring's
+/// `HiddenHttpMethodFilter`, gorilla's `HTTPMethodOverrideHandler`, Symfony and Express's
+/// `method-override` (FHIR defines no such parameter), its name read as a lenient server
+/// reads it (escaped, in another case, with whitespace around it), split at `;` too.
+fn has_method_parameter(query: &str) -> bool {
+    method_parameter_values(query).next().is_some()
+}
+
+/// The values of the `_method` parameters of `query` ([`has_method_parameter`]), decoded;
+/// `None` for a value that cannot be decoded (refused, as no method).
+fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, str>>> {
+    query.split(['&', ';']).filter_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        crate::form::lenient_raw_parameter_name(name)
+            .is_some_and(|name| name.eq_ignore_ascii_case("_method"))
+            .then(|| crate::form::decoded_raw_parameter_name(value))
+    })
+}
 
 /// Why a path given to [`ScopeEnforcement::allow_any_token_under`] cannot be one, if it
 /// cannot: it must be relative to the base, written one way only, and start where no FHIR

@@ -273,8 +273,7 @@ pub fn fhir_request(data: &[u8]) {
         base_path: Some(base.to_owned()),
         ..PublicRoutes::default()
     };
-    let path = request.uri().path().to_owned();
-    let _ = routes.is_public(&request, &path);
+    let _ = routes.is_public(&request, request.uri());
 }
 
 /// The JSON answer of an introspection endpoint, read as the introspector reads a 200

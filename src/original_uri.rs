@@ -9,15 +9,21 @@ use http::{Request, Uri};
 /// the original in the `OriginalUri` extension (set by the outermost router) and the
 /// prefix in `NestedPath`. The original is used where nesting explains the difference: it
 /// is the nest prefix (its `{captures}` standing for one segment each) followed by the
-/// request's own path. A request whose path differs from the original any other way was
-/// rewritten by a service between the router and this layer (`/v1/fhir/Patient/1` to
-/// `/fhir/Patient/1`): neither path is surely the one clients sent and the router routes,
-/// so `None`, which callers refuse (never public, never let through by enforcement).
+/// request's own path, with the same query. A request whose URI differs from the original
+/// any other way was rewritten by a service between the router and this layer
+/// (`/v1/fhir/Patient/1` to `/fhir/Patient/1`, a query parameter added): neither URI is
+/// surely the one clients sent and the service reads, so `None`, which callers refuse
+/// (never public, never let through by enforcement).
 /// Without `OriginalUri` the request's own URI is the original.
 pub(crate) fn original_uri<B>(request: &Request<B>) -> Option<&Uri> {
     #[cfg(feature = "axum")]
     if let Some(axum::extract::OriginalUri(original)) = request.extensions().get() {
         let path = request.uri().path();
+        // The query is not nested: a different one was rewritten (a parameter added or
+        // moved), and the layer would judge another query than the service reads.
+        if !same_text(request.uri().query(), original.query()) {
+            return None;
+        }
         // Not nested: axum's copy shares the request's bytes (the same text at the same
         // address), so most requests need no comparison of the characters.
         if std::ptr::eq(path, original.path()) || path == original.path() {
@@ -32,6 +38,17 @@ pub(crate) fn original_uri<B>(request: &Request<B>) -> Option<&Uri> {
             .then_some(original);
     }
     Some(request.uri())
+}
+
+/// Whether two optional texts are equal, by address first (axum's copy of the URI shares
+/// the request's bytes).
+#[cfg(feature = "axum")]
+fn same_text(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// Whether nesting at `prefix` (a route pattern: `/fhir`, `/{tenant}/fhir`) turns the path

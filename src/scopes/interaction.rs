@@ -145,9 +145,16 @@ impl Classifier {
         // An empty path is the root (RFC 3986 section 6.2.3).
         let path = if path.is_empty() { "/" } else { path };
         if !path.starts_with('/') {
-            // `*` (OPTIONS *), an authority (CONNECT) or a relative reference: no router
-            // serves a FHIR resource for these.
-            return Classified::OutsideBase;
+            // `*` asks about the server as a whole (OPTIONS only, RFC 9110 section 9.3.7).
+            // Any other path must start with `/` (RFC 9112 section 3.2.1; HTTP/2's
+            // `:path`, RFC 9113 section 8.3.1), yet a relative `fhir/Patient/1` reaches the
+            // service when HTTP/2 does not check it, and a proxy behind that joins it to
+            // its base serves a resource: unreadable, not outside the base.
+            return if path == "*" && method == "OPTIONS" {
+                Classified::OutsideBase
+            } else {
+                Classified::Malformed
+            };
         }
         let mut segments = path_segments(path);
         // Up to the longest FHIR pattern after the base; the array keeps the common case
@@ -1453,9 +1460,10 @@ mod tests {
             ("/fhir", "/fhir/r4", true),
             ("/", "/fhir/r4", true),
             ("", "/fhir/r4", true),
-            ("Patient/1", "", true),
-            ("Patient/1", "/", true),
-            ("http://host/fhir/r4/Patient/1", "/fhir/r4", true),
+            ("Patient/1", "", false),
+            ("Patient/1", "/", false),
+            ("http://host/fhir/r4/Patient/1", "/fhir/r4", false),
+            ("*", "/fhir/r4", false),
             ("/other?x=/fhir/r4/Patient", "/fhir/r4", true),
         ];
         for (path, base, outside) in cases {
@@ -1466,6 +1474,21 @@ mod tests {
                 "{path} under {base}: {result:?}"
             );
         }
+        // A path that does not start with `/` is unreadable, but `OPTIONS *`.
+        for (method, path) in [
+            ("GET", "Patient/1"),
+            ("DELETE", "fhir/r4/Patient/1"),
+            ("GET", "http://host/fhir/r4/Patient/1"),
+            ("GET", "*"),
+            ("OPTIONS", "*x"),
+        ] {
+            let result = FhirRequest::classify(method, path, "/fhir/r4");
+            assert_eq!(result, Classified::Malformed, "{method} {path}");
+        }
+        assert_eq!(
+            FhirRequest::classify("OPTIONS", "*", "/fhir/r4"),
+            Classified::OutsideBase
+        );
         assert_eq!(Classifier::new("fhir/r4/").base_path(), "/fhir/r4");
         assert_eq!(Classifier::new("/").base_path(), "");
         assert_eq!(Classifier::new("").base_path(), "");

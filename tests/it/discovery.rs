@@ -1035,4 +1035,13 @@ async fn protected_discovery_needs_a_token_but_no_scope() {
         .await
         .unwrap();
     assert_eq!(overridden.status(), StatusCode::FORBIDDEN);
+    let overridden = http
+        .get(format!(
+            "{url}/fhir/r4/.well-known/smart-configuration?_method=DELETE"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overridden.status(), StatusCode::FORBIDDEN, "_method");
 }

@@ -249,3 +249,56 @@ async fn a_path_rewritten_otherwise_than_by_nesting_is_refused() {
         }
     }
 }
+
+/// A service between the router and the layer that changes the query (adds a parameter,
+/// or one where there was none) leaves the path as it was, but the layer would judge the
+/// client's query while the service behind reads another: refused, whatever the scopes.
+/// The same request without the rewrite passes.
+#[tokio::test]
+async fn a_query_rewritten_between_router_and_layer_is_refused() {
+    use tower::ServiceExt as _;
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock)
+        .served_at_path("/fhir")
+        .enforce_scopes(ScopeEnforcement::new())
+        .build()
+        .unwrap();
+    let inner = Router::new()
+        .route("/fhir/{*rest}", any(|| async { "served" }))
+        .layer(auth);
+    let rewrite = tower::service_fn(move |mut request: axum::extract::Request| {
+        let inner = inner.clone();
+        async move {
+            if request.headers().contains_key("x-rewrite-query") {
+                let rewritten = match request.uri().query() {
+                    Some(query) => format!(
+                        "{}?{query}&_revinclude=Observation:subject",
+                        request.uri().path()
+                    ),
+                    None => format!("{}?_revinclude=Observation:subject", request.uri().path()),
+                };
+                *request.uri_mut() = rewritten.parse().unwrap();
+            }
+            inner.oneshot(request).await
+        }
+    });
+    let outer = Router::new().route_service("/fhir/{*rest}", rewrite);
+    let (url, _server) = serve(outer).await;
+    let http = reqwest::Client::new();
+    let token = issuer.token().scope("system/Patient.rs").sign();
+    for target in ["/fhir/Patient?name=x", "/fhir/Patient"] {
+        let send = |rewrite: bool| {
+            let mut request = http.get(format!("{url}{target}")).bearer_auth(&token);
+            if rewrite {
+                request = request.header("x-rewrite-query", "1");
+            }
+            request.send()
+        };
+        assert_eq!(send(false).await.unwrap().status(), 200, "{target}");
+        let status = send(true).await.unwrap().status();
+        assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{target} rewritten");
+    }
+}

@@ -1162,6 +1162,84 @@ async fn method_override_headers_need_the_scopes_of_that_method_too() {
     app.assert_denied(&answer, "system/Observation.d", "two headers");
 }
 
+/// A `_method` query parameter is the method override of Spring's `HiddenHttpMethodFilter`,
+/// gorilla, Symfony and Express's `method-override`: a service behind that honours it runs
+/// that interaction, so the request needs its scopes too, however the name is spelled
+/// (escaped, another case, whitespace, after a `;`). A value that is no method is refused.
+#[tokio::test]
+async fn a_method_query_parameter_needs_the_scopes_of_that_method_too() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let creator = [("scope", json!("system/Observation.c"))];
+    let everything = [("scope", json!("system/Observation.cruds"))];
+    for query in [
+        "_method=DELETE",
+        "_method=delete",
+        "_method=%20Delete%20",
+        "_METHOD=DELETE",
+        "%5Fmethod=DELETE",
+        "_method=DEL%45TE",
+        "+_method=DELETE",
+        "code=x;_method=DELETE",
+        "_method=POST&_method=DELETE",
+    ] {
+        let path = format!("/fhir/Observation?{query}");
+        let answer = app.call("POST", &path, &creator).await;
+        app.assert_refused(&answer, Some("system/Observation.d"), &path);
+        let answer = app.call("POST", &path, &everything).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+    // The request's own method changes nothing; values that are no method are refused.
+    let answer = app
+        .call("POST", "/fhir/Observation?_method=post", &creator)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    for bad in ["", "DE%20LETE", "DELETE,GET", "%22DELETE%22", "%ZZ"] {
+        let path = format!("/fhir/Observation?_method={bad}");
+        let answer = app.call("POST", &path, &everything).await;
+        app.assert_refused(&answer, None, &path);
+    }
+    // Names that only look alike are other parameters.
+    for query in ["_methods=DELETE", "method=DELETE", "x=_method"] {
+        let path = format!("/fhir/Observation?{query}");
+        let answer = app.call("POST", &path, &creator).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+}
+
+/// `X-Original-URL` and `X-Rewrite-URL` name the target some servers route by (Symfony,
+/// Zend, IIS URL Rewrite): one naming another target than the request's is refused under
+/// enforcement (even on a token-only path), one naming the same target changes nothing.
+#[tokio::test]
+async fn rewrite_headers_naming_another_target_are_refused() {
+    let app = scoped_app(ScopeEnforcement::new().allow_any_token_under(["bulkstatus"])).await;
+    let reader = [("scope", json!("system/Observation.rs"))];
+    for name in ["X-Original-URL", "x-rewrite-url"] {
+        for (path, other) in [
+            ("/fhir/Observation/1", "/fhir/Patient/1"),
+            ("/fhir/Observation/1", "/fhir/Observation/2"),
+            (
+                "/fhir/Observation?code=x",
+                "/fhir/Observation?code=x&_revinclude=*",
+            ),
+            ("/fhir/bulkstatus/1", "/fhir/Patient/1"),
+            ("/fhir/Observation/1", ""),
+        ] {
+            let answer = app
+                .call_with_headers("GET", path, &reader, &[(name, other)])
+                .await;
+            app.assert_refused(&answer, None, &format!("{path} with {name}: {other}"));
+            let answer = app
+                .call_with_headers("GET", path, &reader, &[(name, path)])
+                .await;
+            assert_eq!(
+                answer.status,
+                StatusCode::OK,
+                "{path} with {name}: {answer:?}"
+            );
+        }
+    }
+}
+
 /// A patient claim written as a relative reference (`Patient/123`) is the patient in
 /// context, with every rule of the id form: its own compartment passes, another patient's
 /// is refused.
