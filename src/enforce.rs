@@ -116,7 +116,10 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// whole-type grant on each: `_include` `r` on its target type, `_revinclude`, `_has` and
 /// chained parameters `s` on the types they name, `_list` `r` on List; a type left open
 /// (`_include=*`, `Observation:subject` without a target, `subject.name`) is every type,
-/// and so are `_query`, `_filter` and `_contained` (other than `false`), whose reach the
+/// but for an `_include` of a parameter FHIR lets point at one type only (`patient`, a
+/// medication request's `medication`, a practitioner role's `practitioner`,
+/// `organization`, `location`, `endpoint`, `service`), which needs `r` on that type; and
+/// so are `_query`, `_filter` and `_contained` (other than `false`), whose reach the
 /// layer cannot tell. Parameter names are matched as a lenient server matches them,
 /// ignoring ASCII case and the spaces and control characters around them (`_HAS` counts as
 /// `_has`); a name holding a control character or a character beyond ASCII, which no FHIR
@@ -744,7 +747,12 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         let is = |expected: &str| base.eq_ignore_ascii_case(expected);
         if is("_include") {
             for include in value().split(',') {
-                let target = include.split(':').nth(2).unwrap_or("*");
+                let mut parts = include.split(':');
+                let (source, parameter) = (parts.next(), parts.next());
+                let target = parts
+                    .next()
+                    .or_else(|| single_target_type(source?, parameter?))
+                    .unwrap_or("*");
                 reached.push(requirement_on(Interaction::Read, target));
             }
         } else if is("_revinclude") {
@@ -784,6 +792,30 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         }
     }
     reached
+}
+
+/// The one type a reference search parameter of `source` can point at, for the parameters
+/// where FHIR (R4, R4B and R5 alike) allows only one, so that an `_include` without a target
+/// type (`MedicationRequest:medication`, as US Core's searches write it) needs `r` on that
+/// type rather than on every type. Names are compared exactly, as FHIR writes them.
+fn single_target_type(source: &str, parameter: &str) -> Option<&'static str> {
+    match (source, parameter) {
+        // Every `patient` search parameter is a reference to a Patient.
+        (_, "patient") => Some("Patient"),
+        (
+            "MedicationRequest"
+            | "MedicationDispense"
+            | "MedicationAdministration"
+            | "MedicationStatement",
+            "medication",
+        ) => Some("Medication"),
+        ("PractitionerRole", "practitioner") => Some("Practitioner"),
+        ("PractitionerRole", "organization") => Some("Organization"),
+        ("PractitionerRole", "location") => Some("Location"),
+        ("PractitionerRole", "endpoint") => Some("Endpoint"),
+        ("PractitionerRole", "service") => Some("HealthcareService"),
+        _ => None,
+    }
 }
 
 /// `interaction` on the type `name`, or on every type when `name` is no type name.
@@ -1182,12 +1214,47 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 46] = [
+        let cases: [(&str, &[&str]); 61] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
             ("_include=Observation:subject:Patient", &["Read Patient"]),
             ("_include=Observation:subject", &["Read *"]),
+            // Parameters with one target type need `r` on it alone.
+            (
+                "_include=MedicationRequest:medication",
+                &["Read Medication"],
+            ),
+            (
+                "_include=MedicationDispense:medication",
+                &["Read Medication"],
+            ),
+            ("_include=Observation:patient", &["Read Patient"]),
+            ("_include:iterate=Encounter:patient", &["Read Patient"]),
+            (
+                "_include=PractitionerRole:practitioner",
+                &["Read Practitioner"],
+            ),
+            ("_include=PractitionerRole:endpoint", &["Read Endpoint"]),
+            (
+                "_include=PractitionerRole:organization",
+                &["Read Organization"],
+            ),
+            ("_include=PractitionerRole:location", &["Read Location"]),
+            (
+                "_include=PractitionerRole:service",
+                &["Read HealthcareService"],
+            ),
+            // A written target wins; other names, or another case, stay open.
+            (
+                "_include=MedicationRequest:medication:Patient",
+                &["Read Patient"],
+            ),
+            ("_include=MedicationRequest:Medication", &["Read *"]),
+            ("_include=medicationRequest:medication", &["Read *"]),
+            ("_include=Observation:performer", &["Read *"]),
+            ("_include=Observation", &["Read *"]),
+            ("_include=Observation:patient:*", &["Read *"]),
             ("_include=Observation:subject:%ZZ", &["Read *"]),
             ("_include=Observation:subject:patient", &["Read *"]),
             (

@@ -602,30 +602,50 @@ impl Introspector {
         last.is_some_and(|at| at.elapsed() < self.settings.failure_cooldown)
     }
 
-    async fn endpoint(&self) -> Result<&Url, FetchError> {
+    /// The endpoint's URL, discovered once. A failed discovery starts the failure cooldown
+    /// and is not tried again inside it: lookups that waited for it (one discovery runs at
+    /// a time) give up at once instead of each trying again after the last.
+    async fn endpoint(&self) -> Result<&Url, Unavailable> {
+        if let Some(url) = self.endpoint.get() {
+            return Ok(url);
+        }
         self.endpoint
             .get_or_try_init(|| async {
-                let uri = match &self.settings.endpoint {
-                    Some(uri) => uri.clone(),
-                    None => {
-                        let document =
-                            fetch::discover_metadata(&self.fetcher, &self.issuer, |doc| {
-                                doc.contains_key("introspection_endpoint")
-                            })
-                            .await?;
-                        document
-                            .get("introspection_endpoint")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned()
-                    }
-                };
-                match Url::parse(&uri) {
-                    Ok(url) if is_allowed_discovered_url(&url) => Ok(url),
-                    _ => Err(FetchError::InsecureUrl),
+                if self.cooling_down() {
+                    return Err(Unavailable::CoolingDown);
                 }
+                let found = self.find_endpoint().await;
+                if let Err(error) = &found {
+                    // Its address could not be had: counted as a failed call.
+                    tracing::debug!(%error, "the introspection endpoint could not be found");
+                    crate::metrics::introspection_call(Introspected::Error);
+                    self.record_failure();
+                }
+                found.map_err(Unavailable::Down)
             })
             .await
+    }
+
+    /// The configured endpoint, or the one the issuer's metadata names.
+    async fn find_endpoint(&self) -> Result<Url, FetchError> {
+        let uri = match &self.settings.endpoint {
+            Some(uri) => uri.clone(),
+            None => {
+                let document = fetch::discover_metadata(&self.fetcher, &self.issuer, |doc| {
+                    doc.contains_key("introspection_endpoint")
+                })
+                .await?;
+                document
+                    .get("introspection_endpoint")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        };
+        match Url::parse(&uri) {
+            Ok(url) if is_allowed_discovered_url(&url) => Ok(url),
+            _ => Err(FetchError::InsecureUrl),
+        }
     }
 
     /// One call to the endpoint, inside one of the call slots.
@@ -636,15 +656,7 @@ impl Introspector {
     /// do not call it (nor wait for a call) inside the cooldown, so at most
     /// `max_concurrent_calls` calls and one health check meet each outage.
     async fn call(&self, token: &str) -> Result<Answer, Unavailable> {
-        let endpoint = match self.endpoint().await {
-            Ok(endpoint) => endpoint,
-            Err(error) => {
-                // Its address could not be had: counted as a failed call.
-                crate::metrics::introspection_call(Introspected::Error);
-                self.record_failure();
-                return Err(Unavailable::Down(error));
-            }
-        };
+        let endpoint = self.endpoint().await?;
         let acquire = self.call_slots.acquire();
         let Ok(Ok(_slot)) = tokio::time::timeout(self.settings.max_queue_wait, acquire).await
         else {

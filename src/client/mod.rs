@@ -338,7 +338,7 @@ impl BackendServiceClientBuilder {
     }
 
     /// The time limit for discovery and for each token request, connecting and reading
-    /// included (default 10 s).
+    /// included (default 10 s; more than zero and at most 5 min, else `build` fails).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -418,6 +418,12 @@ impl BackendServiceClientBuilder {
         }
         if self.assertion_audience.as_deref() == Some("") {
             return Err(ClientError::Config("the assertion audience is empty"));
+        }
+        // Zero fails every request; hours hold the refresh (and every caller) that long.
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
+            return Err(ClientError::Config(
+                "the timeout must be more than zero and at most 5 minutes",
+            ));
         }
         const CLIENT_WRITTEN: [&str; 7] = [
             "grant_type",
@@ -1278,6 +1284,8 @@ mod tests {
                 .token_endpoint("http://auth.example.org/token")
                 .build(),
             complete().token_endpoint("not a url").build(),
+            complete().timeout(Duration::ZERO).build(),
+            complete().timeout(Duration::from_secs(301)).build(),
             complete()
                 .token_endpoint("https://u:p@auth.example.org/token")
                 .build(),

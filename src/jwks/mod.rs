@@ -99,31 +99,34 @@ impl Default for RefreshPolicy {
 
 impl RefreshPolicy {
     /// How long keys stay fresh when the server sends no `Cache-Control: max-age`
-    /// (default 10 min; held to the [TTL bounds](Self::ttl_bounds) like a `max-age`).
+    /// (default 10 min, at most 7 days; held to the [TTL bounds](Self::ttl_bounds) like a
+    /// `max-age`).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
         self
     }
     /// The bounds a server's `max-age` is clamped to (default 1 min to 24 h; the lower
-    /// bound at least 1 s).
+    /// bound at least 1 s, the upper at most 7 days).
     pub fn ttl_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.min_ttl = min;
         self.max_ttl = max;
         self
     }
     /// The least time between two refetches caused by unknown `kid`s (default 30 s, at
-    /// least 1 s: tokens with made-up `kid`s must not turn into a stream of fetches).
+    /// least 1 s: tokens with made-up `kid`s must not turn into a stream of fetches; at
+    /// most 1 h).
     pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
         self.unknown_kid_cooldown = cooldown;
         self
     }
-    /// How long after a failed fetch no new fetch starts (default 10 s, at least 1 s).
+    /// How long after a failed fetch no new fetch starts (default 10 s, at least 1 s, at
+    /// most 1 h).
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self
     }
     /// How long after their fetch keys may still be used while refreshing fails
-    /// (default 24 h; at least 1 s).
+    /// (default 24 h; at least 1 s, at most 7 days).
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
         self
@@ -153,6 +156,20 @@ impl RefreshPolicy {
         // fetch after another.
         if self.max_stale < second {
             return Err(ConfigError::InvalidLimit { field: "max_stale" });
+        }
+        // Ceilings: a value meant in other units (milliseconds given as seconds) would
+        // answer 503 for days after one failed fetch, or keep withdrawn keys for weeks.
+        let hour = Duration::from_secs(3600);
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let upper_bounds = [
+            (self.default_ttl, week, "default_ttl"),
+            (self.max_ttl, week, "ttl_bounds"),
+            (self.max_stale, week, "max_stale"),
+            (self.unknown_kid_cooldown, hour, "unknown_kid_cooldown"),
+            (self.failure_cooldown, hour, "failure_cooldown"),
+        ];
+        if let Some((_, _, field)) = upper_bounds.into_iter().find(|(d, max, _)| d > max) {
+            return Err(ConfigError::InvalidLimit { field });
         }
         Ok(())
     }
@@ -717,6 +734,44 @@ mod tests {
                 ConfigError::InvalidLimit { field }
             );
         }
+        // Values meant in other units: refused above their ceilings, accepted at them.
+        let hour = Duration::from_secs(3600);
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let over = |d: Duration| d + Duration::from_millis(1);
+        for (policy, field) in [
+            (
+                RefreshPolicy::default().default_ttl(over(week)),
+                "default_ttl",
+            ),
+            (
+                RefreshPolicy::default().ttl_bounds(one, over(week)),
+                "ttl_bounds",
+            ),
+            (
+                RefreshPolicy::default().max_stale(Duration::MAX),
+                "max_stale",
+            ),
+            (
+                RefreshPolicy::default().unknown_kid_cooldown(over(hour)),
+                "unknown_kid_cooldown",
+            ),
+            (
+                RefreshPolicy::default().failure_cooldown(Duration::from_secs(600_000)),
+                "failure_cooldown",
+            ),
+        ] {
+            assert_eq!(
+                policy.validate().unwrap_err(),
+                ConfigError::InvalidLimit { field }
+            );
+        }
+        let at_the_ceilings = RefreshPolicy::default()
+            .default_ttl(week)
+            .ttl_bounds(one, week)
+            .max_stale(week)
+            .unknown_kid_cooldown(hour)
+            .failure_cooldown(hour);
+        assert!(at_the_ceilings.validate().is_ok());
         // Keys unusable at once: refused.
         for max_stale in [Duration::ZERO, short] {
             assert_eq!(

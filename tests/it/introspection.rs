@@ -1444,3 +1444,42 @@ fn unsafe_introspection_settings_are_refused_at_build() {
         assert_eq!(build(with_base, set(basic(), day)), Ok(()), "{field}");
     }
 }
+
+/// When the endpoint must be discovered and the issuer's metadata never answers, one
+/// discovery runs and its failure starts the failure cooldown: lookups of other tokens that
+/// waited for it give up at once (503) instead of each trying again after the last (one
+/// fetch timeout each, in a row).
+#[tokio::test]
+async fn a_failed_discovery_is_not_tried_again_by_each_waiting_lookup() {
+    // An issuer that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let clock = ManualClock::new();
+    let app = app_for(&issuer, &clock, |b| {
+        b.introspection(Introspection::new(IntrospectionAuth::basic("rs", "secret")))
+            .fetch_timeout(Duration::from_secs(1))
+    })
+    .await;
+    let tokens: Vec<String> = (0..6).map(|i| format!("opaque-{i}")).collect();
+    let answers = join_all(tokens.iter().map(|token| seen(&app, token))).await;
+    for (token, answer) in tokens.iter().zip(&answers) {
+        assert_eq!(answer.status, 503, "{token}: {answer:?}");
+        assert_eq!(answer.challenge, None, "{token}");
+        assert!(answer.retry_after.is_some(), "{token}");
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one discovery for every waiting lookup"
+    );
+    silent.abort();
+}

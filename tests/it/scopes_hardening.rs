@@ -599,6 +599,40 @@ async fn a_blank_patient_is_no_launch_context() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 }
 
+/// US Core's include searches name no target type for parameters that have only one
+/// (`MedicationRequest:medication`, `PractitionerRole:practitioner`): they need `r` on that
+/// type alone, so the per-type scopes the Inferno kits ask for pass, and fail without it.
+#[tokio::test]
+async fn includes_of_single_target_parameters_need_that_type_only() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let patient = ("patient", json!("123"));
+    for (path, scopes, missing) in [
+        (
+            "/fhir/MedicationRequest?patient=123&intent=order&_include=MedicationRequest:medication",
+            "patient/MedicationRequest.rs patient/Medication.rs",
+            "patient/Medication.r",
+        ),
+        (
+            "/fhir/PractitionerRole?specialty=x&_include=PractitionerRole:practitioner",
+            "patient/PractitionerRole.rs patient/Practitioner.rs",
+            "patient/Practitioner.r",
+        ),
+        (
+            "/fhir/PractitionerRole?specialty=x&_include=PractitionerRole:endpoint",
+            "patient/PractitionerRole.rs patient/Endpoint.rs",
+            "patient/Endpoint.r",
+        ),
+    ] {
+        let granted = [("scope", json!(scopes)), patient.clone()];
+        let answer = app.call("GET", path, &granted).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+        let without = scopes.split(' ').next().unwrap();
+        let short = [("scope", json!(without)), patient.clone()];
+        let answer = app.call("GET", path, &short).await;
+        app.assert_denied(&answer, missing, path);
+    }
+}
+
 /// A search that brings back or looks into other types needs scopes on those types too:
 /// `_include` (`r` on its target type), `_revinclude`, `_has` and chained parameters (`s`
 /// on each type); a type the query leaves open is every type. Modifiers, percent-encoded
