@@ -20,7 +20,7 @@ use serde_json::json;
 use smart_auth::testing::TestIssuer;
 use smart_auth::{ScopeEnforcement, SmartAuthLayer, SmartClaims};
 
-const FHIR_JSON: &str = "application/fhir+json";
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 async fn read_patient(claims: SmartClaims, Path(id): Path<String>) -> impl IntoResponse {
     let patient = json!({

@@ -12,7 +12,8 @@ use crate::jwt;
 mod extra;
 mod strings;
 use crate::scopes::{
-    Context, Interaction, ScopeSet, SearchConstraints, is_scope_token, split_scope_string,
+    Context, Interaction, ScopeSet, ScopeSyntax, SearchConstraints, is_scope_token,
+    split_scope_string,
 };
 use strings::{ClaimStrings, Field};
 
@@ -1011,15 +1012,35 @@ impl SmartClaims {
     /// The scope to name in an `insufficient_scope` refusal: the smallest v2 scope that
     /// allows `interaction` on `resource_type` in this client's [context](Self::hint_context),
     /// spelt as the issuer writes scopes (`system.Observation.rs` for an issuer whose
-    /// separator is `.`).
+    /// separator is `.`). A client whose resource scopes are all SMART v1 ones
+    /// (`system/*.read`) gets a v1 scope (`system/Observation.read`; `write` for `c`, `u`
+    /// and `d`): a v1 authorization server refuses v2 letters as `invalid_scope`.
     pub(crate) fn scope_hint(&self, interaction: Interaction, resource_type: &str) -> String {
-        let hint =
+        let mut hint =
             ScopeSet::insufficient_scope_hint(interaction, resource_type, self.hint_context());
+        if self.writes_scopes_in_v1()
+            && let Some((scope, _letters)) = hint.rsplit_once('.')
+        {
+            let v1 = match interaction {
+                Interaction::Create
+                | Interaction::Update
+                | Interaction::Patch
+                | Interaction::Delete => "write",
+                _ => "read",
+            };
+            hint = format!("{scope}.{v1}");
+        }
         match self.inner.scope_context_separator {
             // The hint is `{context}/{type}.{letters}`: its first `/` is the separator's.
             Some(separator) => hint.replacen('/', separator.encode_utf8(&mut [0; 4]), 1),
             None => hint,
         }
+    }
+
+    /// Whether the token has resource scopes and all of them are written in SMART v1.
+    fn writes_scopes_in_v1(&self) -> bool {
+        let mut scopes = self.scope_set().resource_scopes().peekable();
+        scopes.peek().is_some() && scopes.all(|scope| scope.version == ScopeSyntax::V1)
     }
 
     /// The context to suggest in `insufficient_scope` hints: `system` for clients that hold

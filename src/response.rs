@@ -17,8 +17,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use crate::error::{Answer, AuthError, ErrorKind};
 use crate::scopes::is_scope_token;
 
-/// The media type of FHIR JSON resources.
-pub(crate) const FHIR_JSON: &str = "application/fhir+json";
+/// The media type of FHIR JSON resources, with the `charset` FHIR requires on every body
+/// (FHIR R4 `http.html#mime-type`: the HTTP default is not UTF-8).
+pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// The realm used where no layer named one (an extractor on a route without the layer).
 pub(crate) const DEFAULT_REALM: &str = "fhir";

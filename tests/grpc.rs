@@ -163,6 +163,26 @@ async fn a_bad_token_is_unauthenticated_with_invalid_token() {
     }
 }
 
+/// Credentials the layer cannot read (HTTP 400 `invalid_request`) are a call without valid
+/// authentication for gRPC: `UNAUTHENTICATED`, with the challenge naming the error.
+#[tokio::test]
+async fn malformed_credentials_are_unauthenticated_with_invalid_request() {
+    let issuer = TestIssuer::start().await;
+    let mut client = protected_health(&issuer).await;
+    for authorization in ["Bearer a b", "Bearer ", "Basic eA==, Bearer abc"] {
+        let status = client
+            .check(check("", Some(authorization.to_owned())))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{authorization}");
+        assert!(challenge(&status).starts_with("Bearer realm="));
+        assert!(
+            challenge(&status).contains(r#"error="invalid_request""#),
+            "{authorization}: {status:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_token_without_the_scope_is_permission_denied() {
     let issuer = TestIssuer::start().await;
@@ -191,7 +211,7 @@ fn http_refusals_map_to_grpc_codes() {
         (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
         (StatusCode::FORBIDDEN, Code::PermissionDenied),
         (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
-        (StatusCode::BAD_REQUEST, Code::InvalidArgument),
+        (StatusCode::BAD_REQUEST, Code::Unauthenticated),
         (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
     ] {
         assert_eq!(grpc_code(http), grpc, "{http}");

@@ -15,7 +15,7 @@ use smart_auth::discovery::SmartConfiguration;
 use smart_auth::scopes::SearchConstraints;
 use smart_auth::{SmartAuthLayer, SmartClaims};
 
-const FHIR_JSON: &str = "application/fhir+json";
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// The resources, by type and id.
 #[derive(Clone, Default)]

@@ -11,9 +11,13 @@
 //! |---|---|
 //! | 401 | `UNAUTHENTICATED` (16) |
 //! | 403 | `PERMISSION_DENIED` (7) |
+//! | 400 (`invalid_request`: malformed credentials) | `UNAUTHENTICATED` (16) |
 //! | 503 | `UNAVAILABLE` (14) |
-//! | 400 | `INVALID_ARGUMENT` (3) |
 //! | other | `INTERNAL` (13) |
+//!
+//! The auth layer answers 400 only for credentials it cannot read (RFC 6750's
+//! `invalid_request`: two tokens, `Bearer a b`, an empty token): for gRPC that is a call
+//! without valid authentication, which a client answers by authenticating again.
 //!
 //! The challenge (`www-authenticate`) and `retry-after` are kept as response metadata, so a
 //! client can read why it was refused and when to try again; `grpc-message` is the refusal's
@@ -82,10 +86,9 @@ where
 /// The gRPC status code for the HTTP status of a refusal.
 pub fn grpc_code(status: StatusCode) -> Code {
     match status {
-        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST => Code::Unauthenticated,
         StatusCode::FORBIDDEN => Code::PermissionDenied,
         StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
-        StatusCode::BAD_REQUEST => Code::InvalidArgument,
         _ => Code::Internal,
     }
 }

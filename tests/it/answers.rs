@@ -25,7 +25,7 @@ async fn no_credentials_get_a_bare_challenge() {
         assert_eq!(answer.challenge.as_deref(), Some(REALM));
         assert_eq!(
             answer.content_type.as_deref(),
-            Some("application/fhir+json")
+            Some("application/fhir+json; charset=utf-8")
         );
         assert_eq!(answer.body["resourceType"], "OperationOutcome");
         assert_eq!(answer.issue_code(), "login");

@@ -161,7 +161,7 @@ async fn v2_system_scopes() {
         );
         assert_eq!(
             answer.content_type.as_deref(),
-            Some("application/fhir+json")
+            Some("application/fhir+json; charset=utf-8")
         );
         assert_eq!(answer.body["issue"][0]["code"], "forbidden");
     }
@@ -319,9 +319,10 @@ async fn operations_follow_the_policy() {
         )
         .await;
     assert_eq!(narrow.status, StatusCode::FORBIDDEN);
+    // A v1 token is told the v1 scope it lacks.
     assert_eq!(
         narrow.challenge.as_deref(),
-        Some(app.denied("system/Observation.s").as_str())
+        Some(app.denied("system/Observation.read").as_str())
     );
     let group = app
         .call(

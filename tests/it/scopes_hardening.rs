@@ -163,7 +163,7 @@ impl ScopedApp {
         );
         assert_eq!(
             answer.content_type.as_deref(),
-            Some("application/fhir+json"),
+            Some("application/fhir+json; charset=utf-8"),
             "{what}"
         );
         assert_eq!(
@@ -597,6 +597,53 @@ async fn a_blank_patient_is_no_launch_context() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A token whose resource scopes are all SMART v1 comes from a v1 authorization server,
+/// which refuses v2 letters: its refusals name v1 scopes (`read` for reads and searches,
+/// `write` for writes). A token with any v2 scope gets v2 letters.
+#[tokio::test]
+async fn scope_hints_follow_a_v1_only_token() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let v1 = [("scope", json!("system/Patient.read launch/patient"))];
+    let mixed = [("scope", json!("system/Patient.read system/Encounter.rs"))];
+    for (method, path, v1_hint, v2_hint) in [
+        (
+            "POST",
+            "/fhir/Observation",
+            "system/Observation.write",
+            "system/Observation.c",
+        ),
+        (
+            "GET",
+            "/fhir/Observation?code=x",
+            "system/Observation.read",
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            "/fhir/Observation/1",
+            "system/Observation.read",
+            "system/Observation.r",
+        ),
+        (
+            "DELETE",
+            "/fhir/Patient/1",
+            "system/Patient.write",
+            "system/Patient.d",
+        ),
+        (
+            "PATCH",
+            "/fhir/Patient/1",
+            "system/Patient.write",
+            "system/Patient.u",
+        ),
+    ] {
+        let answer = app.call(method, path, &v1).await;
+        app.assert_denied(&answer, v1_hint, &format!("v1: {method} {path}"));
+        let answer = app.call(method, path, &mixed).await;
+        app.assert_denied(&answer, v2_hint, &format!("mixed: {method} {path}"));
+    }
 }
 
 /// US Core's include searches name no target type for parameters that have only one

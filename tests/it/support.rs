@@ -188,7 +188,7 @@ impl App {
         );
         assert_eq!(
             answer.content_type.as_deref(),
-            Some("application/fhir+json")
+            Some("application/fhir+json; charset=utf-8")
         );
         assert_eq!(answer.body["resourceType"], "OperationOutcome");
     }
