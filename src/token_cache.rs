@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
-use quick_cache::{Lifecycle, UnitWeighter};
+use quick_cache::{Lifecycle, Weighter};
 
 use crate::claims::SmartClaims;
 use crate::clock::{from_unix_seconds, unix_seconds};
@@ -39,7 +39,10 @@ use crate::metrics::CacheEntries;
 ///   are verified afresh.
 ///
 /// Only valid tokens are stored, at most [`max_entries`](Self::max_entries) of them
-/// (default 10,000; the least useful are evicted first), so memory stays bounded. Each
+/// (default 10,000; the least useful are evicted first), so memory stays bounded. A token
+/// of more than 4 KiB counts as one entry per started 4 KiB, so that issuers of large
+/// tokens (many scopes, a large `fhirContext`) cannot make the cache hold more than about
+/// `max_entries` × 4 KiB of them. Each
 /// layer or verifier has its own cache: a token accepted by one layer is never served
 /// from the cache of a layer configured otherwise.
 ///
@@ -104,7 +107,8 @@ impl TokenCachePolicy {
         }
     }
 
-    /// The most tokens remembered at once (default 10,000; at least 1).
+    /// The most tokens remembered at once (default 10,000; at least 1); a token of more
+    /// than 4 KiB counts once per started 4 KiB.
     ///
     /// ```
     /// use smart_auth::TokenCachePolicy;
@@ -468,14 +472,33 @@ fn new_store(max_entries: u64, evicted: Evicted) -> Store {
         .shards(usize::try_from(shards).unwrap_or(usize::MAX))
         // Sizes the store's memory of recently evicted tokens (its "ghosts").
         .estimated_items_capacity(usize::try_from(bound).unwrap_or(usize::MAX))
-        // Every entry weighs 1, so the weight capacity is the entry bound.
+        // A usual token weighs 1, so the weight capacity is the entry bound.
         .weight_capacity(bound)
         .build()
         .expect("every option is set");
-    quick_cache::sync::Cache::with_options(options, UnitWeighter, TailHash::default(), evicted)
+    quick_cache::sync::Cache::with_options(options, SizeWeighter, TailHash::default(), evicted)
 }
 
-type Store = quick_cache::sync::Cache<Arc<[u8]>, Arc<CachedToken>, UnitWeighter, TailHash, Evicted>;
+/// The size an entry's weight is counted in: tokens up to it weigh 1.
+const WEIGHT_UNIT: u64 = 4096;
+
+/// Weighs an entry by its token's size, one per started [`WEIGHT_UNIT`]: the usual tokens
+/// weigh 1, so `max_entries` bounds their count, while large ones (the claims kept beside
+/// a token grow with it) count for their size, and the store's memory stays near
+/// `max_entries` × 4 KiB whatever the tokens' size.
+#[derive(Debug, Clone, Copy)]
+struct SizeWeighter;
+
+impl Weighter<Arc<[u8]>, Arc<CachedToken>> for SizeWeighter {
+    fn weight(&self, token: &Arc<[u8]>, _entry: &Arc<CachedToken>) -> u64 {
+        u64::try_from(token.len())
+            .unwrap_or(u64::MAX)
+            .div_ceil(WEIGHT_UNIT)
+            .max(1)
+    }
+}
+
+type Store = quick_cache::sync::Cache<Arc<[u8]>, Arc<CachedToken>, SizeWeighter, TailHash, Evicted>;
 
 impl TokenCache {
     /// A cache for an enabled, validated policy; `None` when the policy turns it off.
@@ -757,6 +780,28 @@ mod tests {
         }
         cache.remove(b"aaa.bbb.ccc");
         assert!(cache.get(b"aaa.bbb.ccc").is_none());
+    }
+
+    /// Large tokens count for their size (one entry per started 4 KiB): the cache holds
+    /// a quarter as many 16 KiB tokens as it holds small ones, so its memory stays near
+    /// `max_entries` × 4 KiB.
+    #[test]
+    fn large_tokens_weigh_their_size() {
+        let policy = TokenCachePolicy::default().max_entries(64);
+        let now = SystemTime::now();
+        let fill = |length: usize| {
+            let cache = TokenCache::new(&policy).expect("enabled");
+            for n in 0..64u64 {
+                let mut token = format!("{n:04}.").into_bytes();
+                token.resize(length, b'a');
+                let window = until(now + Duration::from_secs(60));
+                cache.insert(Arc::from(token), true, claims(n), stamp(1), now, window);
+            }
+            cache.len()
+        };
+        assert!(fill(4096 * 4) <= 16, "16 KiB tokens weigh 4");
+        assert!(fill(4096 * 4 - 4096 + 1) <= 16, "a started 4 KiB counts");
+        assert!(fill(4096) > 16, "tokens up to 4 KiB weigh 1");
     }
 
     /// Tokens that differ only near their end, or only in length, spread evenly over
