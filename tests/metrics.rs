@@ -44,7 +44,7 @@ async fn counters_follow_the_requests_and_labels_stay_bounded() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let patient = format!("{base}/fhir/Patient/1");
     let get = |token: Option<&str>| {
         let request = http.get(&patient);

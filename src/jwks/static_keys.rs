@@ -753,7 +753,13 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
             "the JWK Set is larger than 1 MiB"
         );
 
-        let missing = std::env::temp_dir().join("smart-auth-static-keys-no-such-file.json");
+        // In a directory of this process's own that is never created.
+        let missing = std::env::temp_dir()
+            .join(format!(
+                "smart-auth-static-keys-{}-absent",
+                std::process::id()
+            ))
+            .join("keys.json");
         assert_eq!(
             refusal(StaticKeys::from_jwks_file(missing)),
             "the JWK Set file cannot be opened"

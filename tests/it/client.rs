@@ -67,6 +67,8 @@ impl Seen {
 struct StubState {
     base: String,
     token_calls: Arc<AtomicUsize>,
+    /// The token calls seen so far, for tests that wait for a call to arrive.
+    token_calls_seen: Arc<tokio::sync::watch::Sender<usize>>,
     discovery_calls: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
     reply: Arc<Mutex<Reply>>,
@@ -113,6 +115,7 @@ async fn discovery(State(state): State<StubState>) -> Response {
 
 async fn token(State(state): State<StubState>, headers: HeaderMap, body: Bytes) -> Response {
     let calls = state.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
+    state.token_calls_seen.send_replace(calls);
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let seen = Seen {
         headers,
@@ -185,6 +188,7 @@ impl Stub {
         let state = StubState {
             base: format!("http://{}", listener.local_addr().unwrap()),
             token_calls: Arc::default(),
+            token_calls_seen: Arc::new(tokio::sync::watch::Sender::new(0)),
             discovery_calls: Arc::default(),
             seen: Arc::default(),
             reply: Arc::new(Mutex::new(Reply::Token)),
@@ -213,6 +217,12 @@ impl Stub {
 
     fn token_calls(&self) -> usize {
         self.state.token_calls.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the stub has seen `calls` token calls.
+    async fn wait_for_token_calls(&self, calls: usize) {
+        let mut seen = self.state.token_calls_seen.subscribe();
+        seen.wait_for(|n| *n >= calls).await.unwrap();
     }
 
     fn reply(&self, reply: Reply) {
@@ -629,7 +639,8 @@ async fn a_failed_refresh_returns_the_cached_token_until_it_expires() {
         .client()
         .client_secret_basic("s")
         .token_endpoint(stub.token_endpoint())
-        .timeout(Duration::from_millis(200))
+        // Far above a loopback answer, far below the delayed one below.
+        .timeout(Duration::from_secs(2))
         .clock(clock.clone())
         .build()
         .unwrap();
@@ -665,7 +676,7 @@ async fn a_failed_refresh_returns_the_cached_token_until_it_expires() {
     }
     // +285: a timeout is a failure too.
     stub.reply(Reply::Token);
-    stub.delay(Duration::from_secs(5));
+    stub.delay(Duration::from_secs(60));
     assert_eq!(client.access_token().await.unwrap(), first, "timeout");
     stub.delay(Duration::ZERO);
     assert_eq!(stub.token_calls(), 5);
@@ -797,7 +808,7 @@ async fn redirects_are_refused() {
 #[tokio::test]
 async fn injected_client_that_follows_redirects_never_replays_the_form() {
     let stub = Stub::start().await;
-    let following = reqwest::Client::builder().build().unwrap();
+    let following = crate::support::loopback_client_builder().build().unwrap();
     let key = ClientKey::generate(SigningAlgorithm::ES384, "k1").unwrap();
     let builders = [
         stub.client().client_secret_basic("s"),
@@ -862,7 +873,7 @@ async fn discovery_failures() {
         (json!({"issuer": "x"}), "no token_endpoint"),
         (json!({"token_endpoint": 7}), "no token_endpoint"),
         (
-            json!({"token_endpoint": "http://auth.example.org/token"}),
+            json!({"token_endpoint": "http://auth.example.invalid/token"}),
             "not an https URL",
         ),
         (json!(["token_endpoint"]), "not a JSON object"),
@@ -881,7 +892,12 @@ async fn discovery_failures() {
     }
     assert_eq!(stub.token_calls(), 0);
 
-    let nobody = BackendServiceClient::builder("http://127.0.0.1:9/fhir")
+    // A loopback port nothing listens on: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nobody = BackendServiceClient::builder(format!("http://{closed}/fhir"))
         .client_id(CLIENT_ID)
         .client_secret_basic("s")
         .scope(SCOPE)
@@ -968,7 +984,7 @@ async fn relative_token_endpoint_is_resolved_against_the_fhir_base() {
 async fn authorize_attaches_the_bearer_token() {
     let stub = Stub::start().await;
     let client = stub.client().client_secret_basic("s").build().unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let request = client
         .authorize(http.get(format!("{}/Patient/1", stub.fhir_base())))
         .await
@@ -991,7 +1007,7 @@ async fn authorize_sends_the_token_only_to_its_origins() {
         .also_authorize_origin("https://files.example.org/ignored/path")
         .build()
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     for url in [
         "http://fhir.example.org/fhir/Patient/1".to_owned(),
         "http://files.example.org/x".to_owned(),
@@ -1349,13 +1365,7 @@ async fn callers_do_not_wait_for_a_refresh_while_the_token_is_valid() {
     });
     let _ = gate.send(());
     // The refresh has started once the stub saw the second request.
-    for _ in 0..1000 {
-        if stub.token_calls() == 2 {
-            break;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    stub.wait_for_token_calls(2).await;
     assert_eq!(stub.token_calls(), 2);
     for _ in 0..10 {
         let token = tokio::time::timeout(Duration::from_secs(5), client.access_token())

@@ -41,7 +41,7 @@ async fn the_fhir_base_is_said_once() {
         .layer(auth)
         .merge(discovery.router());
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let get = |path: &str, token: Option<String>| {
         let mut request = http.get(format!("{url}{path}"));
         if let Some(token) = token {
@@ -256,7 +256,7 @@ async fn refusals_raised_behind_the_layer_carry_its_realm() {
             .merge(inner)
             .layer(layer("outer"));
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let token = issuer.token().scope("system/Patient.rs").sign();
     let challenge = |path: &'static str, token: Option<String>| {
         let mut request = http.get(format!("{url}{path}"));
@@ -363,7 +363,7 @@ async fn a_configuration_document_protects_an_api() {
         .route("/health", get(|| async { "ok" }))
         .layer(auth);
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let read = |token: String| {
         http.get(format!("{url}/fhir/Patient/1"))
             .bearer_auth(token)

@@ -36,7 +36,7 @@ async fn the_demo_flow_works() {
     let configuration = SmartConfiguration::from_issuer(server.url()).await.unwrap();
     let app = api::router(auth, configuration, api::Store::seeded());
     let _server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
 
     let discovery = http
         .get(format!("{fhir_base}/.well-known/smart-configuration"))

@@ -50,7 +50,7 @@ pub(crate) async fn setup() -> Setup {
         server,
         keys,
         clock,
-        http: reqwest::Client::new(),
+        http: crate::support::loopback_client(),
     }
 }
 
@@ -711,7 +711,7 @@ async fn discovery_documents_and_opaque_tokens() {
         "s",
         ["system/*.rs"],
     ));
-    let response = reqwest::Client::new()
+    let response = crate::support::loopback_client()
         .post(server.token_endpoint())
         .basic_auth("c", Some("s"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -825,7 +825,7 @@ async fn basic_token(server: &DevAuthServer) -> (StatusCode, Value) {
         "s",
         ["system/*.rs"],
     ));
-    let response = reqwest::Client::new()
+    let response = crate::support::loopback_client()
         .post(server.token_endpoint())
         .basic_auth("c", Some("s"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -948,7 +948,7 @@ async fn a_clock_at_the_end_of_time_gives_a_server_error_not_an_overflow() {
         (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
     );
     // Registration at the same instant saturates its expiry and still works.
-    let response = reqwest::Client::new()
+    let response = crate::support::loopback_client()
         .post(format!("{}/register", server.url()))
         .json(&json!({"scope": "system/Patient.rs", "token_endpoint_auth_method": "client_secret_basic"}))
         .send()
@@ -977,7 +977,7 @@ async fn the_largest_client_lifetime_and_key_set_ttl_saturate() {
         .await
         .unwrap();
     let register = |body: Value| {
-        reqwest::Client::new()
+        crate::support::loopback_client()
             .post(format!("{}/register", server.url()))
             .json(&body)
             .send()
@@ -990,7 +990,7 @@ async fn the_largest_client_lifetime_and_key_set_ttl_saturate() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let registered: Value = response.json().await.unwrap();
     assert_eq!(registered["client_secret_expires_at"], i64::MAX);
-    let token = reqwest::Client::new()
+    let token = crate::support::loopback_client()
         .post(server.token_endpoint())
         .basic_auth(
             registered["client_id"].as_str().unwrap(),
@@ -1025,7 +1025,7 @@ async fn the_largest_client_lifetime_and_key_set_ttl_saturate() {
             .without("scope")
             .expires_in_secs(240)
             .sign();
-        let response = reqwest::Client::new()
+        let response = crate::support::loopback_client()
             .post(server.token_endpoint())
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!(

@@ -53,7 +53,7 @@ async fn issued_tokens_are_capped_and_expire() {
         "s",
         ["system/*.rs"],
     ));
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let (status, _, first) = post(&http, token_request(&http, &server)).await;
     assert_eq!(status, StatusCode::OK);
     clock.advance(Duration::from_secs(100));
@@ -115,7 +115,7 @@ async fn registered_clients_are_capped_and_expire() {
         "s",
         ["system/*.rs"],
     ));
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let (status, _, first) = register(&http, &server).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(first["client_secret_expires_at"], json!(NOW + 1000));
@@ -178,7 +178,7 @@ async fn seen_assertion_ids_are_capped_and_expire() {
     server.register(
         ClientRegistration::private_key_jwt("backend", keys.jwks(), ["system/*.rs"]).unwrap(),
     );
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let assertion = |lifetime: i64| {
         keys.token()
             .alg(SigningAlgorithm::ES256)
@@ -243,7 +243,7 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
         keys.jwks_uri(),
         ["system/*.rs"],
     ));
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let assertion = |issuer: &TestIssuer, kid: Option<&str>| {
         let mut builder = issuer
             .token()
@@ -355,7 +355,7 @@ impl RotatingClient {
             clock,
             server,
             keys,
-            http: reqwest::Client::new(),
+            http: crate::support::loopback_client(),
         }
     }
 
@@ -540,17 +540,21 @@ async fn a_refetch_in_flight_does_not_hold_up_the_client() {
     c.keys
         .set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
     let mut hanging = std::pin::pin!(c.send_naming(Some("made-up")));
-    // Drive the made-up request until its refetch has reached the key server.
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut hanging => panic!("the hanging refetch answered"),
-            () = tokio::task::yield_now() => {}
+    // Drive the made-up request until its refetch has reached the key server (bounded:
+    // a regression that never fetches fails instead of hanging the suite).
+    let reached = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut hanging => panic!("the hanging refetch answered"),
+                () = tokio::task::yield_now() => {}
+            }
+            if c.keys.jwks_fetches() == 2 {
+                break;
+            }
         }
-        if c.keys.jwks_fetches() == 2 {
-            break;
-        }
-    }
+    });
+    reached.await.expect("the refetch reached the key server");
     assert_eq!(c.send().await, OK);
     assert_eq!(c.keys.jwks_fetches(), 2);
 }

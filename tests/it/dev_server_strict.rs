@@ -118,7 +118,7 @@ async fn strict_server(leeway_secs: u64) -> Strict {
     Strict {
         server,
         client,
-        http: reqwest::Client::new(),
+        http: crate::support::loopback_client(),
         now: i64::try_from(NOW).unwrap(),
     }
 }
@@ -1512,7 +1512,7 @@ async fn debug_never_shows_secrets() {
     assert!(!debug.contains(secret), "{debug}");
 
     // A registration answer's secret is not kept in anything printable either.
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let (id, issued_secret) = register_secret_client(&http, &server).await;
     assert!(!format!("{server:?}").contains(&issued_secret));
 

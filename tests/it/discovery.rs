@@ -298,7 +298,7 @@ async fn served(layer: SmartDiscoveryLayer, wrap_with_auth: Option<&TestIssuer>)
     let (url, server) = serve(router).await;
     Served {
         url,
-        http: reqwest::Client::new(),
+        http: crate::support::loopback_client(),
         _server: server,
     }
 }
@@ -598,7 +598,7 @@ async fn from_issuer_falls_back_to_openid_configuration_and_refuses_another_issu
         DiscoveryError::IssuerMismatch
     );
     assert!(matches!(
-        SmartConfiguration::from_issuer("http://example.org")
+        SmartConfiguration::from_issuer("http://example.invalid")
             .await
             .unwrap_err(),
         DiscoveryError::InvalidUrl { field: "issuer" }
@@ -919,7 +919,7 @@ async fn discovery_inside_nest_serves_the_full_path() {
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(layer);
     let (url, server) = serve(Router::new().nest("/fhir", inner)).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let response = http
         .get(format!("{url}/fhir/.well-known/smart-configuration"))
         .send()
@@ -1001,7 +1001,7 @@ async fn protected_discovery_needs_a_token_but_no_scope() {
         .route("/fhir/r4/metadata", get(document))
         .layer(auth);
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let token = issuer.token().scope("system/Patient.rs").sign();
     for path in [
         "/fhir/r4/.well-known/smart-configuration",

@@ -158,7 +158,7 @@ async fn optional_mode_answers_vary_by_authorization() {
     };
     let (optional_url, _optional) = serve(routes(layer(true))).await;
     let (required_url, _required) = serve(routes(layer(false))).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let token = issuer.token().sign();
     let vary = |response: &reqwest::Response| -> Vec<String> {
         response
@@ -251,7 +251,7 @@ async fn shared_cacheable_answers_vary_by_authorization_in_required_mode() {
         )
         .layer(layer);
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let token = issuer.token().sign();
     let cases: [(&str, &[&str]); 10] = [
         ("public, max-age=300", &["authorization"]),

@@ -335,7 +335,7 @@ async fn handler_refusals_name_the_scope_the_issuer_way() {
         )
         .layer(layer);
     let (url, _server) = crate::support::serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     for (scope, expected) in [
         ("patient-Patient.rs", r#"scope="patient-Observation.s""#),
         ("system-Patient.rs", r#"scope="system-Observation.s""#),

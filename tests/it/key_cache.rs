@@ -172,7 +172,7 @@ impl RawMetadata {
             .layer(layer);
         let (app, server) = crate::support::serve(router).await;
         let token = keys.token().claim("iss", self.url.clone()).sign();
-        let response = reqwest::Client::new()
+        let response = crate::support::loopback_client()
             .get(format!("{app}/fhir/Patient/1"))
             .bearer_auth(token)
             .send()
@@ -547,14 +547,11 @@ async fn slow_endpoint_is_cut_off_by_the_timeout() {
     let app = app(|b| b.fetch_timeout(Duration::from_millis(300))).await;
     app.issuer
         .set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
-    let started = Instant::now();
+    // Answered at all: the issuer would hold the fetch for an hour, past the test
+    // client's own 30 s limit.
     let answer = app.get_with_token(&app.issuer.token().sign()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "answered after {:?}",
-        started.elapsed()
-    );
+    assert_eq!(answer.challenge, None);
 }
 
 #[tokio::test]
@@ -582,7 +579,7 @@ async fn redirects_are_never_followed() {
 
 #[tokio::test]
 async fn injected_client_following_redirects_is_still_refused() {
-    let client = reqwest::Client::builder()
+    let client = crate::support::loopback_client_builder()
         .redirect(reqwest::redirect::Policy::limited(5))
         .build()
         .unwrap();
@@ -603,7 +600,7 @@ async fn injected_client_following_redirects_is_still_refused() {
 async fn injected_client_is_used_for_every_fetch() {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-fetched-by", "injected-client".parse().unwrap());
-    let client = reqwest::Client::builder()
+    let client = crate::support::loopback_client_builder()
         .default_headers(headers)
         .build()
         .unwrap();
@@ -840,7 +837,7 @@ async fn concurrent_unknown_kid_misses_share_one_refetch() {
 async fn discovered_jwks_uri_must_be_https_or_loopback() {
     let app = app(|b| b).await;
     app.issuer
-        .set_discovery_jwks_uri("http://keys.example.org/jwks.json");
+        .set_discovery_jwks_uri("http://keys.example.invalid/jwks.json");
     let answer = app.get_with_token(&app.issuer.token().sign()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.issuer.jwks_fetches(), 0);

@@ -234,7 +234,7 @@ async fn a_path_rewritten_otherwise_than_by_nesting_is_refused() {
     });
     let outer = Router::new().route_service("/v1/{*rest}", rewrite);
     let (url, _server) = serve(outer).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     for path in ["/v1/Patient/1", "/v1/fhir/Patient/1"] {
         for scope in ["system/Observation.rs", "system/Patient.rs"] {
             let token = issuer.token().scope(scope).sign();
@@ -287,7 +287,7 @@ async fn a_query_rewritten_between_router_and_layer_is_refused() {
     });
     let outer = Router::new().route_service("/fhir/{*rest}", rewrite);
     let (url, _server) = serve(outer).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let token = issuer.token().scope("system/Patient.rs").sign();
     for target in ["/fhir/Patient?name=x", "/fhir/Patient"] {
         let send = |rewrite: bool| {

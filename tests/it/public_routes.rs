@@ -250,6 +250,11 @@ async fn hostile_spellings_need_a_token() {
             assert_eq!(answer.body["route"], *route, "{target}");
             assert_eq!(answer.body["verified"], false, "{target}");
             assert_eq!(answer.challenge, None);
+            // HEAD is public where GET is, and has no body.
+            let head = raw_request(&app.url, "HEAD", target, &[]).await;
+            assert_eq!(head.status, 200, "HEAD {target}: {head:?}");
+            assert_eq!(head.challenge, None, "HEAD {target}");
+            assert_eq!(head.body, Value::Null, "HEAD {target}");
             // Other methods on public paths are protected.
             for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
                 let answer = raw_request(&app.url, method, target, &[]).await;

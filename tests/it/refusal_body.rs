@@ -79,7 +79,7 @@ async fn the_hook_builds_the_body_and_the_answer_stays_exact() {
         .route("/observation", get(observation))
         .layer(layer);
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let send = |path: &str, authorization: Option<String>| {
         let mut request = http.get(format!("{url}{path}"));
         if let Some(value) = authorization {

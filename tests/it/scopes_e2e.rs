@@ -67,7 +67,7 @@ async fn scoped_app_with(enforcement: ScopeEnforcement) -> ScopedApp {
     ScopedApp {
         url,
         issuer,
-        http: reqwest::Client::new(),
+        http: crate::support::loopback_client(),
         _server: server,
     }
 }
@@ -557,7 +557,7 @@ async fn handler_side_require_uses_the_layer_realm_for_cached_tokens_too() {
         .route("/reports/observations", get(observation_count))
         .layer(layer);
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let token = issuer.token().scope("system/Patient.rs").sign();
     for request in 1..=4 {
         let response = http

@@ -54,6 +54,18 @@ async fn optional_claims(claims: Option<SmartClaims>) -> Json<Value> {
     )
 }
 
+/// An HTTP client for the tests' loopback servers: never through a proxy the machine's
+/// environment names (`HTTP_PROXY`, `ALL_PROXY`), which reqwest would otherwise use for
+/// `127.0.0.1` too.
+pub fn loopback_client() -> reqwest::Client {
+    loopback_client_builder().build().unwrap()
+}
+
+/// [`loopback_client`]'s builder, for tests that set more.
+pub fn loopback_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().no_proxy()
+}
+
 pub async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -100,7 +112,7 @@ pub async fn app_with_layer(issuer: TestIssuer, clock: ManualClock, layer: Smart
         .layer(layer.clone());
     let unprotected = Router::new().route("/unprotected", get(echo_claims));
     let (url, server) = serve(protected.merge(unprotected)).await;
-    let http = reqwest::Client::builder()
+    let http = loopback_client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();

@@ -249,7 +249,7 @@ async fn each_layer_has_its_own_cache() {
                 .layer(b.clone()),
         );
     let (url, _server) = serve(router).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::loopback_client();
     let get = |path: &'static str, token: String| {
         let request = http
             .get(format!("{url}{path}/fhir/Patient/1"))
