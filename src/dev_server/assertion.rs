@@ -5,6 +5,8 @@
 //! depth), before the signature is checked; the claim rules run only on a verified
 //! assertion, so an unauthenticated caller learns nothing beyond "not a valid assertion".
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
@@ -56,22 +58,24 @@ fn strict_object(segment: &str) -> Result<Map<String, Value>, OAuthError> {
     object_with_unique_members(&bytes).map_err(|_| not_a_valid_jwt())
 }
 
-/// Whether a `typ` value names the media type `application/jwt` (RFC 7515 section 4.1.9:
-/// compared without case, `application/` implied when there is no `/`).
+/// Whether a `typ` value names the media type `application/jwt` (SMART), or
+/// `application/client-authentication+jwt`, the explicit type RFC 7523bis gives client
+/// assertions (RFC 7515 section 4.1.9: compared without case, `application/` implied when
+/// there is no `/`). Other types (`at+jwt`) are tokens of another kind.
 fn is_jwt_type(typ: &str) -> bool {
     let subtype = match typ.split_once('/') {
         Some((kind, subtype)) if kind.eq_ignore_ascii_case("application") => subtype,
         Some(_) => return false,
         None => typ,
     };
-    subtype.eq_ignore_ascii_case("jwt")
+    subtype.eq_ignore_ascii_case("jwt") || subtype.eq_ignore_ascii_case("client-authentication+jwt")
 }
 
 /// Reads an assertion's header and claims.
 ///
 /// Header rules: `alg` a string naming one of the asymmetric algorithms this crate
 /// verifies; `kid` a non-empty string (SMART); `typ` a string naming the `JWT` media type
-/// (SMART); no `crit` (no extension is understood) and no `cty` (the payload is a claims
+/// (SMART) or `client-authentication+jwt` (RFC 7523bis); no `crit` (no extension is understood) and no `cty` (the payload is a claims
 /// set, not a nested JWT); `jku`, when present, a string. Claims: a JSON object with a
 /// non-empty string `iss`.
 pub(crate) fn read(assertion: &str) -> Result<UnverifiedAssertion<'_>, OAuthError> {
@@ -143,7 +147,7 @@ impl UnverifiedAssertion<'_> {
 /// Where the client's keys come from for this assertion: the registered set, or the
 /// registered URL (which a `jku` header must equal).
 pub(crate) enum KeySource<'a> {
-    Inline(&'a Value),
+    Inline(&'a Arc<KeySet>),
     Url(&'a str),
 }
 
@@ -218,11 +222,18 @@ fn numeric_date(
     }
 }
 
+/// What the future-side rules allow beyond the leeway: a second, for clients that round
+/// their clock to the nearest second (`Math.round(Date.now() / 1000)`, which RFC 7519
+/// section 2 permits) while this server rounds its own down: `exp = now + 300` from such a
+/// client reads as 301 here half the time.
+const ROUNDING_ALLOWANCE_SECS: i64 = 1;
+
 /// The time rules, with `leeway` seconds of tolerated clock difference: `exp` required,
-/// after `now - leeway` and at most five minutes (plus leeway) ahead; `nbf` and `iat`,
-/// when present, not after `now + leeway`, and `iat` before `exp`. Fractional times are
-/// rounded as [`numeric_date`] says. Returns `exp`.
+/// after `now - leeway` and at most five minutes (plus leeway and a second for rounding)
+/// ahead; `nbf` and `iat`, when present, not after `now + leeway` and a second, and `iat`
+/// before `exp`. Fractional times are rounded as [`numeric_date`] says. Returns `exp`.
 fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64, OAuthError> {
+    let ahead = leeway.saturating_add(ROUNDING_ALLOWANCE_SECS);
     let Some(exp) = numeric_date(claims, "exp", Rounding::Down)? else {
         return Err(OAuthError::invalid_client("exp is required"));
     };
@@ -231,19 +242,19 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64
             "the client assertion has expired",
         ));
     }
-    if exp > now.saturating_add(MAX_ASSERTION_LIFETIME_SECS.saturating_add(leeway)) {
+    if exp > now.saturating_add(MAX_ASSERTION_LIFETIME_SECS.saturating_add(ahead)) {
         return Err(OAuthError::invalid_client(
             "exp is more than five minutes ahead",
         ));
     }
     let nbf = numeric_date(claims, "nbf", Rounding::Up)?;
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(ahead)) {
         return Err(OAuthError::invalid_client(
             "the client assertion is not valid yet (nbf)",
         ));
     }
     let iat = numeric_date(claims, "iat", Rounding::Up)?;
-    if iat.is_some_and(|iat| iat > now.saturating_add(leeway) || iat >= exp) {
+    if iat.is_some_and(|iat| iat > now.saturating_add(ahead) || iat >= exp) {
         return Err(OAuthError::invalid_client(
             "iat is in the future or not before exp",
         ));
@@ -251,22 +262,21 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<i64
     Ok(exp)
 }
 
-/// `aud` names the token endpoint and nothing else: one of `token_endpoints` (the
-/// server's token endpoint URL under each host name it answers to), as a string or as an
-/// array whose one member is that string (RFC 7519 section 4.1.3 makes the two forms
-/// equivalent). An array with any other member is refused: the assertion was also meant
-/// for someone else, who could replay it here.
+/// `aud` names this server and nothing else: one of `own` (the token endpoint URL, as
+/// SMART writes it, or the issuer identifier, as RFC 7523bis prefers and RFC 9126 section
+/// 2 requires servers to accept; each under every host name the server answers to), as a
+/// string or as an array whose members are all such strings (RFC 7519 section 4.1.3). An
+/// array with any other member is refused: the assertion was also meant for someone else,
+/// who could replay it here.
 ///
 /// The comparison is exact: RFC 7519 section 2 compares `StringOrURI` values as
 /// case-sensitive strings, without canonicalisation, so `LOCALHOST`, a trailing slash, a
 /// default port or userinfo make another audience.
-fn audience_is_only(claims: &Map<String, Value>, token_endpoints: &[String]) -> bool {
-    let is_own = |aud: &String| token_endpoints.contains(aud);
+fn audience_is_only(claims: &Map<String, Value>, own: &[String]) -> bool {
+    let is_own = |aud: &Value| matches!(aud, Value::String(aud) if own.contains(aud));
     match claims.get("aud") {
-        Some(Value::String(aud)) => is_own(aud),
-        Some(Value::Array(auds)) => {
-            matches!(auds.as_slice(), [Value::String(aud)] if is_own(aud))
-        }
+        Some(aud @ Value::String(_)) => is_own(aud),
+        Some(Value::Array(auds)) => !auds.is_empty() && auds.iter().all(is_own),
         _ => false,
     }
 }
@@ -277,7 +287,7 @@ pub(crate) fn verify(
     assertion: &UnverifiedAssertion<'_>,
     keys: &KeySet,
     client_id: &str,
-    token_endpoints: &[String],
+    own_audiences: &[String],
     now: i64,
     leeway: i64,
 ) -> Result<Verified, OAuthError> {
@@ -298,9 +308,9 @@ pub(crate) fn verify(
             "iss and sub must both be the client id",
         ));
     }
-    if !audience_is_only(claims, token_endpoints) {
+    if !audience_is_only(claims, own_audiences) {
         return Err(OAuthError::invalid_client(
-            "aud must be the token endpoint URL, and only it",
+            "aud must be the token endpoint URL (or the issuer), and only this server",
         ));
     }
     let exp = check_times(claims, now, leeway)?;
@@ -332,7 +342,16 @@ mod tests {
 
     #[test]
     fn typ_names_the_jwt_media_type() {
-        for good in ["JWT", "jwt", "Jwt", "application/jwt", "APPLICATION/JWT"] {
+        for good in [
+            "JWT",
+            "jwt",
+            "Jwt",
+            "application/jwt",
+            "APPLICATION/JWT",
+            "client-authentication+jwt",
+            "application/client-authentication+jwt",
+            "Client-Authentication+JWT",
+        ] {
             assert!(is_jwt_type(good), "{good}");
         }
         for bad in [
@@ -346,6 +365,9 @@ mod tests {
             "application/",
             "jwt/",
             "application/at+jwt",
+            "client-authentication",
+            "client-authentication+jws",
+            "text/client-authentication+jwt",
         ] {
             assert!(!is_jwt_type(bad), "{bad:?}");
         }
@@ -360,28 +382,34 @@ mod tests {
             (json!({"exp": 1_000}), 1, true),
             (json!({"exp": 995}), 5, false),
             (json!({"exp": 1_300}), 0, true),
-            (json!({"exp": 1_301}), 0, false),
-            (json!({"exp": 1_310}), 10, true),
-            (json!({"exp": 1_311}), 10, false),
+            // A second beyond five minutes (and the leeway) for clients that round
+            // their clock up: `now + 300` read a second later.
+            (json!({"exp": 1_301}), 0, true),
+            (json!({"exp": 1_302}), 0, false),
+            (json!({"exp": 1_311}), 10, true),
+            (json!({"exp": 1_312}), 10, false),
             (json!({"exp": 1_100, "nbf": 1_000}), 0, true),
-            (json!({"exp": 1_100, "nbf": 1_001}), 0, false),
-            (json!({"exp": 1_100, "nbf": 1_030}), 30, true),
-            (json!({"exp": 1_100, "nbf": 1_031}), 30, false),
+            (json!({"exp": 1_100, "nbf": 1_001}), 0, true),
+            (json!({"exp": 1_100, "nbf": 1_002}), 0, false),
+            (json!({"exp": 1_100, "nbf": 1_031}), 30, true),
+            (json!({"exp": 1_100, "nbf": 1_032}), 30, false),
             (json!({"exp": 1_100, "iat": 1_000}), 0, true),
-            (json!({"exp": 1_100, "iat": 1_001}), 0, false),
+            (json!({"exp": 1_100, "iat": 1_001}), 0, true),
+            (json!({"exp": 1_100, "iat": 1_002}), 0, false),
             (json!({"exp": 1_100, "iat": 1_100}), 200, false),
             // Fractions (RFC 7519 section 2): exp rounded down, nbf and iat up.
             (json!({"exp": 1_100.0}), 0, true),
             (json!({"exp": 1_001.0}), 0, true),
             (json!({"exp": 1_000.9}), 0, false),
             (json!({"exp": 1_000.9}), 1, true),
-            (json!({"exp": 1_300.9}), 0, true),
-            (json!({"exp": 1_301.5}), 0, false),
+            (json!({"exp": 1_301.9}), 0, true),
+            (json!({"exp": 1_302.5}), 0, false),
             (json!({"exp": 1_100, "nbf": 999.5}), 0, true),
-            (json!({"exp": 1_100, "nbf": 1_000.1}), 0, false),
-            (json!({"exp": 1_100, "nbf": 1_000.1}), 1, true),
+            (json!({"exp": 1_100, "nbf": 1_000.1}), 0, true),
+            (json!({"exp": 1_100, "nbf": 1_001.1}), 0, false),
+            (json!({"exp": 1_100, "nbf": 1_001.1}), 1, true),
             (json!({"exp": 1_100, "iat": 999.1}), 0, true),
-            (json!({"exp": 1_100, "iat": 1_000.5}), 0, false),
+            (json!({"exp": 1_100, "iat": 1_001.5}), 0, false),
             (json!({"exp": 1_100.5, "iat": 1_100.2}), 200, false),
             (json!({"exp": 1_100, "nbf": -0.5}), 0, true),
             // Beyond the range of i64.
@@ -412,16 +440,25 @@ mod tests {
         let own = [
             "http://127.0.0.1:1/token".to_owned(),
             "http://localhost:1/token".to_owned(),
+            "http://127.0.0.1:1".to_owned(),
+            "http://localhost:1".to_owned(),
         ];
-        let [ip, name] = [own[0].as_str(), own[1].as_str()];
+        let [ip, name, issuer, named_issuer] = [&own[0], &own[1], &own[2], &own[3]];
         let rows = [
             (json!({"aud": ip}), true),
             (json!({"aud": name}), true),
             (json!({"aud": [ip]}), true),
             (json!({"aud": [name]}), true),
+            // The issuer (RFC 7523bis, RFC 9126), and arrays of this server's names only.
+            (json!({"aud": issuer}), true),
+            (json!({"aud": named_issuer}), true),
+            (json!({"aud": [issuer, ip]}), true),
+            (json!({"aud": [ip, ip]}), true),
+            (json!({"aud": [ip, name]}), true),
             (json!({"aud": [ip, "https://other"]}), false),
-            (json!({"aud": [ip, ip]}), false),
-            (json!({"aud": [ip, name]}), false),
+            (json!({"aud": [issuer, "https://other"]}), false),
+            (json!({"aud": [ip, 1]}), false),
+            (json!({"aud": [ip, null]}), false),
             (json!({"aud": []}), false),
             (json!({"aud": "http://127.0.0.1:1/token/"}), false),
             (json!({"aud": "http://localhost:1/token/"}), false),
@@ -436,7 +473,9 @@ mod tests {
             (json!({"aud": "http://127.0.0.1:1/revoke"}), false),
             (json!({"aud": "http://localhost:1/introspect"}), false),
             (json!({"aud": "http://127.0.0.1:1/"}), false),
-            (json!({"aud": "http://127.0.0.1:1"}), false),
+            (json!({"aud": "http://localhost:1/"}), false),
+            (json!({"aud": "http://LOCALHOST:1"}), false),
+            (json!({"aud": "https://127.0.0.1:1"}), false),
             (json!({"aud": "http://LOCALHOST:1/token"}), false),
             (json!({"aud": "http://Localhost:1/token"}), false),
             (json!({"aud": "HTTP://127.0.0.1:1/token"}), false),

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -111,10 +112,11 @@ pub(crate) fn check_public_key_set(jwks: &Value) -> Result<(), KeySetError> {
 }
 
 /// [`check_public_key_set`], and at least one key that can verify signatures.
-pub(crate) fn check_client_key_set(jwks: &Value) -> Result<(), KeySetError> {
+pub(crate) fn check_client_key_set(jwks: &Value) -> Result<Arc<KeySet>, KeySetError> {
     check_public_key_set(jwks)?;
-    KeySet::parse(jwks.to_string().as_bytes()).map_err(|_| KeySetError::NoUsableKey)?;
-    Ok(())
+    KeySet::parse(jwks.to_string().as_bytes())
+        .map(Arc::new)
+        .map_err(|_| KeySetError::NoUsableKey)
 }
 
 /// The public part of a key set given in code: private members are removed from
@@ -141,8 +143,9 @@ fn public_part(jwks: Value) -> Value {
 /// secret and no key material.
 #[derive(Clone)]
 pub(crate) enum Credential {
-    /// `private_key_jwt` with a key set given at registration.
-    Jwks(Value),
+    /// `private_key_jwt` with a key set given at registration, parsed then (once, not per
+    /// assertion: anyone may name a client and have its keys read).
+    Jwks(Arc<KeySet>),
     /// `private_key_jwt` with keys published at this URL.
     JwksUri(String),
     /// `client_secret_basic`.
@@ -162,14 +165,8 @@ impl Credential {
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Jwks(jwks) => {
-                let kids: Vec<&str> = jwks
-                    .get("keys")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|key| key.get("kid").and_then(Value::as_str))
-                    .collect();
+            Self::Jwks(keys) => {
+                let kids: Vec<&str> = keys.kids().collect();
                 f.debug_struct("Jwks").field("kids", &kids).finish()
             }
             Self::JwksUri(uri) => f.debug_tuple("JwksUri").field(uri).finish(),
@@ -241,9 +238,8 @@ impl ClientRegistration {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let jwks = public_part(jwks);
-        check_client_key_set(&jwks)?;
-        Ok(Self::new(client_id, Credential::Jwks(jwks), scopes))
+        let keys = check_client_key_set(&public_part(jwks))?;
+        Ok(Self::new(client_id, Credential::Jwks(keys), scopes))
     }
 
     /// A `private_key_jwt` client whose public keys are published at `jwks_uri`.

@@ -16,7 +16,8 @@
 //! | `POST /revoke` | RFC 7009, for clients authenticated by Basic credentials or a client assertion |
 //!
 //! Client assertions at the introspection and revocation endpoints also name the token
-//! endpoint as their `aud` (RFC 7523 section 3 allows it, and one rule is simpler).
+//! endpoint (or the issuer) as their `aud` (RFC 7523 section 3 allows it, and one rule is
+//! simpler).
 //!
 //! What it refuses, with the RFC 6749 section 5.2 error codes:
 //!
@@ -24,7 +25,8 @@
 //!   may be left out on port 80 or 443): 421, so a web page using DNS rebinding cannot
 //!   reach the endpoints. A request without `Host` (HTTP/2) is judged by the authority of
 //!   its target instead.
-//! - Token requests: no client authentication (401 `invalid_client` with a Basic
+//! - Token requests: the client is authenticated before its scope is judged (RFC 6749
+//!   section 4.4.2); no client authentication (401 `invalid_client` with a Basic
 //!   challenge), two methods at once (`invalid_request`), malformed Basic credentials (401),
 //!   `client_secret_post` or other assertion types (400 `invalid_client`: the Inferno kits
 //!   require 400 there), and a form `client_id` other than
@@ -32,15 +34,20 @@
 //!   escapes and repeated parameters are `invalid_request`; a scope string that is not
 //!   space-separated scope tokens, or is longer than 8 KiB or 256 tokens, is
 //!   `invalid_scope` (at registration too); bodies over 64 KiB get 413.
-//! - Client assertions (RFC 7523 section 3, SMART): header `kid` and `typ: JWT` required,
-//!   no `crit`/`cty`; `iss` = `sub` = the client; `aud` exactly the token endpoint URL
-//!   under a host name the server answers to, `http://127.0.0.1:PORT/token` or
-//!   `http://localhost:PORT/token` (a string, or an array with that one member, compared
-//!   as exact strings); `exp` at most five minutes ahead; `nbf` and `iat`
-//!   not in the future; times may have fractions (RFC 7519 section 2: `exp` is rounded
-//!   down, `nbf` and `iat` up); a fresh `jti`; unique JSON member names. All within
-//!   the [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
+//! - Client assertions (RFC 7523 section 3, SMART): header `kid` and `typ` (`JWT`, or
+//!   RFC 7523bis's `client-authentication+jwt`) required, no `crit`/`cty`; `iss` = `sub` =
+//!   the client; `aud` this server only: the token endpoint URL (SMART) or the issuer
+//!   (RFC 7523bis, RFC 9126) under a host name the server answers to,
+//!   `http://127.0.0.1:PORT/token`, `http://localhost:PORT/token`, `http://127.0.0.1:PORT`
+//!   or `http://localhost:PORT` (a string, or an array of such strings only, compared as
+//!   exact strings); `exp` at most five minutes ahead; `nbf` and `iat` not in the future;
+//!   times may have fractions (RFC 7519 section 2: `exp` is rounded down, `nbf` and `iat`
+//!   up), and a second is allowed beyond the future-side limits for clients that round
+//!   their clock up (`Math.round`); a fresh `jti`; unique JSON member names. All within the
+//!   [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
 //!   `invalid_client` (RFC 7521 section 4.2.1).
+//! - Basic credentials: the client id and the secret are each accepted form-decoded
+//!   (RFC 6749 section 2.3.1) or as sent (RFC 7617 clients, `curl -u`).
 //! - Registration (RFC 7591): `Content-Type: application/json` (else 415), key sets of
 //!   public asymmetric keys only (`invalid_client_metadata` for `d`, `p`, `q`, `dp`, `dq`,
 //!   `qi`, `oth`, `k` or `kty: oct`), each key with a non-empty `kid` unique within the
@@ -103,7 +110,7 @@ use clients::{Credential, check_client_key_set};
 use expiring::ExpiringMap;
 use jwks_cache::JwksCache;
 use oauth::OAuthError;
-use request::{BasicSecret, Presented};
+use request::{Presented, Spellings};
 
 use crate::algorithm::SigningAlgorithm;
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -353,8 +360,10 @@ impl DevAuthServerBuilder {
                 max_body: 256 * 1024,
             },
             limits,
-            own_token_endpoints: [&own_hosts[0], &own_hosts[1]]
-                .map(|host| format!("http://{host}/token")),
+            own_audiences: [&own_hosts[0], &own_hosts[1]]
+                .into_iter()
+                .flat_map(|host| [format!("http://{host}/token"), format!("http://{host}")])
+                .collect(),
             own_hosts,
             static_clients: Mutex::new(HashMap::new()),
             dynamic_clients: Mutex::new(ExpiringMap::new(limits.max_clients)),
@@ -435,9 +444,9 @@ struct ServerState {
     /// The `Host` values this server answers to (see [`own_hosts`]): its bound address
     /// and `localhost` with its port, then on port 80 or 443 both without it.
     own_hosts: Vec<String>,
-    /// The token endpoint's URL under the first two `own_hosts`, with the port (the first
-    /// is `token_endpoint`): the `aud` values a client assertion may carry.
-    own_token_endpoints: [String; 2],
+    /// The token endpoint's URL and the issuer under the first two `own_hosts`, with the
+    /// port (the first is `token_endpoint`): the `aud` values a client assertion may carry.
+    own_audiences: Vec<String>,
     /// Clients registered in code: the operator's, kept until replaced.
     static_clients: Mutex<HashMap<String, ClientRegistration>>,
     /// Clients registered over HTTP: expiring and capped.
@@ -846,8 +855,8 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 /// Authenticates a client by its Basic credentials.
 fn authenticate_basic(
     state: &ServerState,
-    id: &str,
-    secret: &BasicSecret,
+    id: &Spellings,
+    secret: &Spellings,
     now: i64,
 ) -> Result<ClientRegistration, OAuthError> {
     // Both spellings are compared, whichever matches: the time taken does not tell which.
@@ -858,14 +867,15 @@ fn authenticate_basic(
             .is_some_and(|decoded| constant_time_eq(expected, decoded));
         decoded | constant_time_eq(expected, &secret.as_sent)
     };
-    match state.client(id, now) {
-        Some(client) => match &client.credential {
+    // Either spelling of the id may name the client (`svc+reports` as sent by `curl -u`).
+    id.each()
+        .filter_map(|id| state.client(id, now))
+        .find(|client| match &client.credential {
             // An empty secret authenticates nobody: "app:" would otherwise be a password.
-            Credential::Secret(expected) if !expected.is_empty() && matches(expected) => Ok(client),
-            _ => Err(OAuthError::invalid_basic_client()),
-        },
-        None => Err(OAuthError::invalid_basic_client()),
-    }
+            Credential::Secret(expected) => !expected.is_empty() && matches(expected),
+            _ => false,
+        })
+        .ok_or_else(OAuthError::invalid_basic_client)
 }
 
 /// Authenticates the client of a token, introspection or revocation request: exactly one
@@ -882,10 +892,11 @@ async fn authenticate_client(
     let form_client_id = form.get("client_id");
     match request::presented_authentication(headers, form, bearer_allowed)? {
         Presented::Basic { id, secret } => {
-            if form_client_id.is_some_and(|form_id| *form_id != id) {
+            let client = authenticate_basic(state, &id, &secret, now)?;
+            if form_client_id.is_some_and(|form_id| *form_id != client.client_id) {
                 return Err(OAuthError::invalid_basic_client());
             }
-            authenticate_basic(state, &id, &secret, now)
+            Ok(client)
         }
         Presented::Assertion(text) => {
             let unverified = assertion::read(&text)?;
@@ -924,10 +935,7 @@ async fn authenticate_assertion(
         .client(&unverified.issuer, now)
         .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
     let keys = match assertion::key_source(&client, unverified)? {
-        assertion::KeySource::Inline(jwks) => Arc::new(
-            KeySet::parse(jwks.to_string().as_bytes())
-                .map_err(|_| OAuthError::invalid_client("the client has no usable key"))?,
-        ),
+        assertion::KeySource::Inline(keys) => Arc::clone(keys),
         assertion::KeySource::Url(uri) => {
             let lacks_key = |keys: &KeySet| unverified.kid_is_missing_from(keys);
             state
@@ -940,7 +948,7 @@ async fn authenticate_assertion(
         unverified,
         &keys,
         &client.client_id,
-        &state.own_token_endpoints,
+        &state.own_audiences,
         now,
         state.limits.leeway_secs,
     )?;
@@ -979,6 +987,9 @@ async fn token_response(
         Some("client_credentials") => {}
         Some(_) => return Err(OAuthError::unsupported_grant_type()),
     }
+    // The client first (RFC 6749 section 4.4.2: the server MUST authenticate it): a caller
+    // without valid credentials learns nothing about what the scope would have given.
+    let client = authenticate_client(state, headers, &form, false).await?;
     // RFC 6749 section 3.3: without a default scope, an omitted one is an invalid scope.
     let Some(requested) = form.get("scope") else {
         return Err(OAuthError {
@@ -992,7 +1003,6 @@ async fn token_response(
             ..OAuthError::invalid_scope()
         });
     }
-    let client = authenticate_client(state, headers, &form, false).await?;
     let granted = grant::granted_scopes(requested, &client.scopes);
     if granted.is_empty() {
         return Err(OAuthError::invalid_scope());
@@ -1145,10 +1155,11 @@ fn registration(
     let mut answer = Map::new();
     let credential = match (method, metadata.get("jwks"), metadata.get("jwks_uri")) {
         (Some("private_key_jwt") | None, Some(jwks), None) => {
-            check_client_key_set(jwks).map_err(|problem| invalid(problem.description()))?;
+            let keys =
+                check_client_key_set(jwks).map_err(|problem| invalid(problem.description()))?;
             // Only public members are left at this point: echoing the set is safe.
             answer.insert("jwks".into(), jwks.clone());
-            Credential::Jwks(jwks.clone())
+            Credential::Jwks(keys)
         }
         (Some("private_key_jwt") | None, None, Some(Value::String(uri))) => {
             let allowed = uri.len() <= MAX_JWKS_URI_LEN
@@ -1163,7 +1174,8 @@ fn registration(
             answer.insert("jwks_uri".into(), json!(uri));
             Credential::JwksUri(uri.clone())
         }
-        (Some("client_secret_basic"), None, None) => {
+        // RFC 7591 section 2: without a method, `client_secret_basic` is meant.
+        (Some("client_secret_basic") | None, None, None) => {
             let secret = random_id() + &random_id();
             answer.insert("client_secret".into(), json!(secret));
             answer.insert("client_secret_expires_at".into(), json!(expires_at));

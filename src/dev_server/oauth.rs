@@ -25,6 +25,9 @@ pub(crate) const BASIC_CHALLENGE: &str = "Basic realm=\"smart-auth development s
 const BEARER_CALLER_CHALLENGE: &str = "Bearer realm=\"smart-auth development server\", \
     error=\"invalid_token\", Basic realm=\"smart-auth development server\"";
 
+const MALFORMED_BEARER_CHALLENGE: &str = "Bearer realm=\"smart-auth development server\", \
+    error=\"invalid_request\", Basic realm=\"smart-auth development server\"";
+
 impl OAuthError {
     pub(crate) fn invalid_request(description: &'static str) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
@@ -88,6 +91,19 @@ impl OAuthError {
         Self {
             challenge: Some(BEARER_CALLER_CHALLENGE),
             ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+        }
+    }
+
+    /// A Bearer credential that is no `b64token` (`Bearer a b`): 400 `invalid_request`
+    /// with a challenge (RFC 6750 section 3.1).
+    pub(crate) fn malformed_bearer_caller() -> Self {
+        Self {
+            challenge: Some(MALFORMED_BEARER_CHALLENGE),
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the bearer token is malformed",
+            )
         }
     }
 

@@ -105,24 +105,42 @@ pub(crate) fn is_scope_string(scope: &str) -> bool {
 /// The client authentication a request presents.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Presented {
-    /// HTTP Basic credentials: the form-decoded client id, and the secret.
-    Basic { id: String, secret: BasicSecret },
+    /// HTTP Basic credentials: the client id and the secret, each in both spellings.
+    Basic { id: Spellings, secret: Spellings },
     /// An `Authorization: Bearer` token (accepted by introspection only).
     Bearer(String),
     /// A JWT client assertion.
     Assertion(String),
 }
 
-/// A Basic secret in both spellings a client may send: form-decoded, as RFC 6749 section
-/// 2.3.1 asks clients to encode it, and as sent, as RFC 7617 clients do (`curl -u`, the
-/// Inferno test kits): `a+b` is then `a+b`, not `a b`, and `50%off` is no form encoding
-/// at all. Knowing either spelling of the registered secret is knowing the secret.
+/// A Basic client id or secret in both spellings a client may send: form-decoded, as RFC
+/// 6749 section 2.3.1 asks clients to encode them, and as sent, as RFC 7617 clients do
+/// (`curl -u`, the Inferno test kits): `a+b` is then `a+b`, not `a b`, and `50%off` is no
+/// form encoding at all. Knowing either spelling of the registered secret is knowing the
+/// secret; either spelling of a registered client id names that client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BasicSecret {
-    /// The form-decoded secret; `None` when it is no valid form encoding.
+pub(crate) struct Spellings {
+    /// The form-decoded text; `None` when it is no valid form encoding.
     pub(crate) decoded: Option<String>,
-    /// The secret as it stands after the colon.
+    /// The text as it stands before or after the colon.
     pub(crate) as_sent: String,
+}
+
+impl Spellings {
+    fn of(text: &str) -> Self {
+        Self {
+            decoded: form_decode_strict(text),
+            as_sent: text.to_owned(),
+        }
+    }
+
+    /// The distinct spellings, the decoded one first.
+    pub(crate) fn each(&self) -> impl Iterator<Item = &str> {
+        let decoded = self.decoded.as_deref();
+        decoded
+            .into_iter()
+            .chain(Some(self.as_sent.as_str()).filter(|sent| decoded != Some(*sent)))
+    }
 }
 
 /// Finds the one client authentication method of a request.
@@ -188,24 +206,22 @@ fn http_credentials(value: &str, bearer_allowed: bool) -> Result<Presented, OAut
             .ok_or_else(OAuthError::unauthenticated);
     }
     if bearer_allowed && scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty() {
-        return Ok(Presented::Bearer(credentials.to_owned()));
+        // RFC 6750 section 2.1: one `b64token`; anything else is malformed, not a token.
+        return crate::bearer::token_text(credentials.as_bytes())
+            .map(|token| Presented::Bearer(token.to_owned()))
+            .map_err(|_| OAuthError::malformed_bearer_caller());
     }
     Err(OAuthError::unauthenticated())
 }
 
 /// `base64(form(id) ":" form(secret))`: padded base64 (RFC 7617), one colon after the id
-/// (a colon in the id itself is encoded), the id form-decoded (RFC 6749 section 2.3.1), the
-/// secret in both spellings (see [`BasicSecret`]). A non-empty client id is required.
-fn basic_credentials(token: &str) -> Option<(String, BasicSecret)> {
+/// (a colon in the id itself is encoded, RFC 6749 section 2.3.1), the id and the secret in
+/// both spellings (see [`Spellings`]). A non-empty client id is required.
+fn basic_credentials(token: &str) -> Option<(Spellings, Spellings)> {
     let decoded = STANDARD.decode(token).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let id = form_decode_strict(id)?;
-    let secret = BasicSecret {
-        decoded: form_decode_strict(secret),
-        as_sent: secret.to_owned(),
-    };
-    (!id.is_empty()).then_some((id, secret))
+    (!id.is_empty()).then(|| (Spellings::of(id), Spellings::of(secret)))
 }
 
 #[cfg(test)]
@@ -300,38 +316,53 @@ mod tests {
     #[test]
     fn basic_credentials_rules() {
         let encode = |text: &str| STANDARD.encode(text);
-        let secret = |decoded: Option<&str>, as_sent: &str| BasicSecret {
+        let secret = |decoded: Option<&str>, as_sent: &str| Spellings {
             decoded: decoded.map(str::to_owned),
             as_sent: as_sent.to_owned(),
         };
+        let id = |text: &str| secret(Some(text), text);
         assert_eq!(
             basic_credentials(&encode("my%3Aid:p%40ss+word%3A1")),
             Some((
-                "my:id".into(),
+                secret(Some("my:id"), "my%3Aid"),
                 secret(Some("p@ss word:1"), "p%40ss+word%3A1")
             ))
         );
         assert_eq!(
             basic_credentials(&encode("id:a:b")),
-            Some(("id".into(), secret(Some("a:b"), "a:b")))
+            Some((id("id"), secret(Some("a:b"), "a:b")))
         );
         assert_eq!(
             basic_credentials(&encode("id:")),
-            Some(("id".into(), secret(Some(""), "")))
+            Some((id("id"), secret(Some(""), "")))
         );
-        // A secret that is no form encoding is still read as sent.
+        // A secret or an id that is no form encoding is still read as sent.
         assert_eq!(
             basic_credentials(&encode("id:50%off")),
-            Some(("id".into(), secret(None, "50%off")))
+            Some((id("id"), secret(None, "50%off")))
         );
         assert_eq!(
             basic_credentials(&encode("id:%FF")),
-            Some(("id".into(), secret(None, "%FF")))
+            Some((id("id"), secret(None, "%FF")))
         );
+        assert_eq!(
+            basic_credentials(&encode("50%off:s")),
+            Some((secret(None, "50%off"), id("s")))
+        );
+        assert_eq!(
+            basic_credentials(&encode("svc+reports:s")).map(|(id, _)| id),
+            Some(secret(Some("svc reports"), "svc+reports"))
+        );
+        assert_eq!(
+            secret(Some("svc reports"), "svc+reports")
+                .each()
+                .collect::<Vec<_>>(),
+            ["svc reports", "svc+reports"]
+        );
+        assert_eq!(id("id").each().collect::<Vec<_>>(), ["id"]);
         for bad in [
             encode("no-colon"),
             encode(":secret"),
-            encode("%zz:secret"),
             STANDARD.encode(b"id:\xff"),
             encode("id:secret").trim_end_matches('=').to_owned() + "!",
             "a".to_owned(),
@@ -467,14 +498,17 @@ mod props {
                 (None, answer) => prop_assert_eq!(
                     answer,
                     Ok(Presented::Basic {
-                        id,
-                        secret: BasicSecret {
+                        id: Spellings {
+                            decoded: Some(id.clone()),
+                            as_sent: form_encode(&id, &choices),
+                        },
+                        secret: Spellings {
                             decoded: Some(secret.clone()),
                             as_sent: form_encode(&secret, &choices),
                         },
                     })
                 ),
-                (Some(_), Ok(Presented::Basic { id: read_id, .. })) => prop_assert!(!read_id.is_empty()),
+                (Some(_), Ok(Presented::Basic { id: read_id, .. })) => prop_assert!(!read_id.as_sent.is_empty()),
                 (Some(_), Ok(other)) => prop_assert!(false, "{:?}", other),
                 (Some(_), Err(error)) => prop_assert!(matches!(error.code, "invalid_client" | "invalid_request")),
             }
@@ -505,7 +539,7 @@ mod props {
             }
             match presented_authentication(&headers, &form, bearer_allowed) {
                 Ok(Presented::Bearer(token)) => prop_assert!(bearer_allowed && !token.is_empty()),
-                Ok(Presented::Basic { id, .. }) => prop_assert!(!id.is_empty()),
+                Ok(Presented::Basic { id, .. }) => prop_assert!(!id.as_sent.is_empty()),
                 Ok(Presented::Assertion(_)) => prop_assert!(!headers.contains_key(header::AUTHORIZATION)),
                 Err(error) => prop_assert!(matches!(error.code, "invalid_client" | "invalid_request")),
             }

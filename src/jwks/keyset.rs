@@ -217,6 +217,12 @@ impl KeySet {
         &self.keys[index]
     }
 
+    /// The keys' `kid`s, in order (keys without one are left out).
+    #[cfg(feature = "dev-server")]
+    pub(crate) fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().filter_map(|key| key.kid.as_deref())
+    }
+
     /// Chooses the key for a token with this `kid` and `alg`.
     ///
     /// With a `kid`, the key must carry that `kid`; without one, exactly one key of the set

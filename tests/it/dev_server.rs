@@ -636,6 +636,28 @@ async fn introspection_and_revocation() {
     );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
+    // A bearer credential that is no `b64token` is malformed: 400 `invalid_request`
+    // (RFC 6750 section 3.1), not a token to look up.
+    for malformed in ["Bearer a b", "Bearer a,b", "Bearer \"x\""] {
+        let response = setup
+            .http
+            .post(setup.server.introspection_endpoint())
+            .header("authorization", malformed)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{malformed}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"smart-auth development server\", error=\"invalid_request\", \
+             Basic realm=\"smart-auth development server\"",
+            "{malformed}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{malformed}");
+    }
     // Unknown, revoked and expired tokens are inactive, with nothing else said.
     assert_eq!(
         introspect("forged".into(), basic).await.1,
