@@ -62,6 +62,10 @@
 //! - State is bounded: issued tokens, HTTP-registered clients, seen assertion ids and
 //!   fetched key sets expire and are capped (see the builder); a full store answers 503
 //!   `temporarily_unavailable` with `Retry-After`.
+//! - Time and connections are bounded: at most 256 connections are served at once, a
+//!   client has 10 s to send a request's headers (or to start the next one on a kept-alive
+//!   connection), and a request not answered within 30 s (a body sent a byte at a time)
+//!   gets 408 and its connection closed.
 //!
 //! Access tokens are RFC 9068 JWTs (`typ: at+jwt`, RS256, `iss`, `sub` = `client_id`,
 //! `client_id`, `aud` = the configured FHIR base URL, `iat`, `exp`, `jti`, `scope`) that
@@ -85,6 +89,7 @@ mod grant;
 mod jwks_cache;
 mod oauth;
 mod request;
+mod serve;
 #[cfg(feature = "fuzzing")]
 pub(crate) use request::{is_scope_string, parse_form, presented_authentication};
 
@@ -393,14 +398,13 @@ impl DevAuthServerBuilder {
             .route("/introspect", post(introspect))
             .route("/revoke", post(revoke))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn(serve::limit_request_time))
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&state),
                 require_own_host,
             ))
             .with_state(Arc::clone(&state));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = tokio::spawn(serve::serve(listener, router));
         Ok(DevAuthServer { state, server })
     }
 }

@@ -155,6 +155,15 @@ impl OAuthError {
 
     /// The server's clock reads a time so far ahead that a token's `exp` cannot be
     /// written: 500 `server_error`, and no token is issued.
+    /// A request not answered in time (its body sent too slowly): 408.
+    pub(crate) fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            "the request was not received in time",
+        )
+    }
+
     pub(crate) fn clock_out_of_range() -> Self {
         Self::server_error("the server clock is out of range")
     }

@@ -1062,3 +1062,49 @@ async fn the_largest_client_lifetime_and_key_set_ttl_saturate() {
     }
     assert_eq!(setup.keys.jwks_fetches(), 1);
 }
+
+/// Slow clients cannot hold the development server's connections: headers not finished
+/// within the header read timeout (10 s) lose the connection, and a body not finished
+/// within the request time limit (30 s) gets 408 and a closed connection. Time is paused
+/// and advanced by tokio while every task waits, so nothing here waits for real; each
+/// read is bounded so that a server without the limits fails the test instead of hanging.
+#[tokio::test(start_paused = true)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = DevAuthServer::builder("https://fhir.example.test/r4")
+        .start()
+        .await
+        .unwrap();
+    let address = server.url().trim_start_matches("http://").to_owned();
+    let read_all = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3600), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closed the connection")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // Headers that never end.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!("POST /token HTTP/1.1\r\nHost: {address}\r\nContent-Type: applic");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_all(stream).await;
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A body that never ends.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_all(stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"invalid_request\""), "{answer}");
+    // The server still answers.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request =
+        format!("GET /jwks.json HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_all(stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
