@@ -87,13 +87,25 @@ pub(crate) fn bearer_credential<'a>(
 /// (`Basic eA==, Bearer <token>`): a field holds one credential (RFC 9110 section 11.4),
 /// and a reader that splits the value at commas, as it splits a challenge list, would find
 /// a token the layer never checked. An auth-param named `bearer` (`, bearer="x"`) is
-/// another thing and stays the other scheme's.
+/// another thing and stays the other scheme's, and so is a comma inside a quoted string
+/// (`realm="a, Bearer b"`).
 fn hides_a_bearer_credential(credentials: &[u8]) -> bool {
-    credentials.split(|&b| b == b',').skip(1).any(|part| {
-        let part = part.trim_ascii_start();
-        part.get(..6)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
-            && matches!(part.get(6), None | Some(b' ' | b'\t'))
+    let (mut quoted, mut escaped) = (false, false);
+    credentials.iter().enumerate().any(|(at, &byte)| {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                let part = credentials[at + 1..].trim_ascii_start();
+                return part
+                    .get(..6)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
+                    && matches!(part.get(6), None | Some(b' ' | b'\t' | b','));
+            }
+            _ => {}
+        }
+        false
     })
 }
 
@@ -272,6 +284,17 @@ mod tests {
                 Err(ErrorKind::InvalidRequest),
             ),
             (&["Digest username=\"u\", bearer=\"x\""], None, Ok(None)),
+            (
+                &["Digest username=\"u\", realm=\"a, Bearer b\""],
+                None,
+                Ok(None),
+            ),
+            (&["Digest realm=\"a\\\", Bearer b\""], None, Ok(None)),
+            (
+                &["Digest realm=\"a\", Bearer b"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
             (
                 &["Digest username=\"u\", realm=\"Bearer x\""],
                 None,

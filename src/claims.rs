@@ -1026,7 +1026,13 @@ impl SmartClaims {
                 | Interaction::Update
                 | Interaction::Patch
                 | Interaction::Delete => "write",
-                _ => "read",
+                Interaction::Read
+                | Interaction::Vread
+                | Interaction::HistoryInstance
+                | Interaction::HistoryType
+                | Interaction::HistorySystem
+                | Interaction::SearchType
+                | Interaction::SearchSystem => "read",
             };
             hint = format!("{scope}.{v1}");
         }

@@ -85,11 +85,12 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   both: a service behind the layer that honours the header runs the other interaction.
 ///   A value that is no method token is refused. A `_method` query parameter (the
 ///   override of Spring, gorilla, Symfony and Express; no FHIR parameter), its name
-///   matched as a lenient server reads it, counts the same.
-/// - **A rewrite header naming another target is refused.** `X-Original-URL` or
-///   `X-Rewrite-URL` (Symfony, Zend and IIS URL Rewrite route by them) with another value
-///   than the request's path and query gets 403, on token-only paths too; such a request
-///   is never public either.
+///   matched as a lenient server reads it (PHP's `.method` and `[method` included),
+///   counts the same.
+/// - **A form body is for searches only.** A request whose `Content-Type` is
+///   `application/x-www-form-urlencoded` or `multipart/form-data` is refused unless it is a
+///   search (`POST [type]/_search`), the one FHIR interaction that takes a form: those
+///   frameworks read `_method` from a form body first, and the layer reads no bodies.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -116,9 +117,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// whole-type grant on each: `_include` `r` on its target type, `_revinclude`, `_has` and
 /// chained parameters `s` on the types they name, `_list` `r` on List; a type left open
 /// (`_include=*`, `Observation:subject` without a target, `subject.name`) is every type,
-/// but for an `_include` of a parameter FHIR lets point at one type only (`patient`, a
-/// medication request's `medication`, a practitioner role's `practitioner`,
-/// `organization`, `location`, `endpoint`, `service`), which needs `r` on that type; and
+/// but for an `_include` of a parameter FHIR lets point at one type only (a medication
+/// request's `medication`, a practitioner role's `practitioner`, `organization`,
+/// `location`, `endpoint`, `service`), which needs `r` on that type; and
 /// so are `_query`, `_filter` and `_contained` (other than `false`), whose reach the
 /// layer cannot tell. Parameter names are matched as a lenient server matches them,
 /// ignoring ASCII case and the spaces and control characters around them (`_HAS` counts as
@@ -457,17 +458,6 @@ impl ScopeEnforcement {
         let uri = original_uri(request).ok_or_else(forbidden)?;
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let headers = request.headers();
-        // Most requests carry none of these: one pass over the few names decides.
-        let (mut overridden_method, mut rewritten) = (false, false);
-        for name in headers.keys() {
-            overridden_method |= METHOD_OVERRIDE_HEADERS.contains(&name.as_str());
-            rewritten |= REWRITE_HEADERS.contains(&name.as_str());
-        }
-        // A service that routes by a rewrite header serves the target it names, which is
-        // not the one judged here.
-        if rewritten && names_another_target(headers, path) {
-            return Err(forbidden());
-        }
         // A token-only path (a bulk export's status or output) is an HTTP route of its own:
         // any method, and no method override, changes that. Bundle entries never take it.
         if self
@@ -481,6 +471,10 @@ impl ScopeEnforcement {
         // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
         // capability statement. GET and HEAD only, and no method override.
         let method = request.method();
+        // Most requests carry none of these: one pass over the few names decides.
+        let overridden_method = headers
+            .keys()
+            .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()));
         let method_parameters = uri.query().is_some_and(has_method_parameter);
         if (method == http::Method::GET || method == http::Method::HEAD)
             && !overridden_method
@@ -497,6 +491,13 @@ impl ScopeEnforcement {
             };
             self.check(method, path, uri.query(), if_none_exist.as_deref(), claims)
         };
+        // A form body is in FHIR a search's parameters (`POST [type]/_search`) and nothing
+        // else: anywhere else it can only be for a service that reads forms, and Spring's
+        // `HiddenHttpMethodFilter`, gorilla and Symfony read a `_method` override from it,
+        // which the layer does not see.
+        if carries_form_body(headers) && !self.is_search_or_outside(method.as_str(), path) {
+            return Err(forbidden());
+        }
         check_as(method.as_str())?;
         // A method override names a second method: a service behind that honours it runs
         // that interaction, so the request needs its scopes too.
@@ -525,6 +526,20 @@ impl ScopeEnforcement {
             }
         }
         Ok(())
+    }
+
+    /// Whether `method` `path_and_query` is a FHIR search, or not FHIR at all (outside the
+    /// base, judged as such by [`check`](Self::check)).
+    fn is_search_or_outside(&self, method: &str, path_and_query: &str) -> bool {
+        matches!(
+            self.classifier.classify(method, path_and_query),
+            Classified::OutsideBase
+                | Classified::Fhir(
+                    FhirRequest::SearchType { .. }
+                        | FhirRequest::SearchCompartment { .. }
+                        | FhirRequest::SearchSystem { .. }
+                )
+        )
     }
 
     /// Checks a verified request as `method`; `if_none_exist` is the search criteria of an
@@ -798,10 +813,11 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
 /// where FHIR (R4, R4B and R5 alike) allows only one, so that an `_include` without a target
 /// type (`MedicationRequest:medication`, as US Core's searches write it) needs `r` on that
 /// type rather than on every type. Names are compared exactly, as FHIR writes them.
+/// `patient` is not listed: R4's shared `patient` parameter reads DeviceUseStatement's
+/// `subject` unfiltered, which may be a Group, and servers that index the parameter by
+/// its declared targets (Patient and Group) include Groups for any type.
 fn single_target_type(source: &str, parameter: &str) -> Option<&'static str> {
     match (source, parameter) {
-        // Every `patient` search parameter is a reference to a Patient.
-        (_, "patient") => Some("Patient"),
         (
             "MedicationRequest"
             | "MedicationDispense"
@@ -991,25 +1007,11 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
-/// Headers some servers take the request target from instead of the request line
-/// (Symfony's and Zend's `X-Original-URL` and `X-Rewrite-URL`, set by IIS URL Rewrite): a
-/// service behind the layer that honours one serves the target it names.
-pub(crate) const REWRITE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
-
-/// Whether a rewrite header ([`REWRITE_HEADERS`]) names a target other than `target`, the
-/// request's path and query: such a request is neither public nor judged by its own path.
-/// A proxy that sets one to the very target it forwards changes nothing.
-pub(crate) fn names_another_target(headers: &http::HeaderMap, target: &str) -> bool {
-    REWRITE_HEADERS
-        .iter()
-        .flat_map(|name| headers.get_all(*name))
-        .any(|value| value.as_bytes() != target.as_bytes())
-}
-
 /// Whether the query has a `_method` parameter, the method override of Spring's
 /// `HiddenHttpMethodFilter`, gorilla's `HTTPMethodOverrideHandler`, Symfony and Express's
 /// `method-override` (FHIR defines no such parameter), its name read as a lenient server
-/// reads it (escaped, in another case, with whitespace around it), split at `;` too.
+/// reads it (escaped, in another case, with whitespace around it, and `.method` or
+/// `[method`, which PHP renames `_method`), split at `;` too.
 fn has_method_parameter(query: &str) -> bool {
     method_parameter_values(query).next().is_some()
 }
@@ -1020,9 +1022,33 @@ fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, s
     query.split(['&', ';']).filter_map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         crate::form::lenient_raw_parameter_name(name)
-            .is_some_and(|name| name.eq_ignore_ascii_case("_method"))
+            .is_some_and(|name| is_method_parameter_name(&name))
             .then(|| crate::form::decoded_raw_parameter_name(value))
     })
+}
+
+/// Whether a `Content-Type` of the request names a form (`application/x-www-form-urlencoded`
+/// or `multipart/form-data`, any case, any parameters); a value that is not text counts.
+fn carries_form_body(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_TYPE)
+        .iter()
+        .any(|value| {
+            let Ok(text) = value.to_str() else {
+                return true;
+            };
+            let media_type = text.split(';').next().unwrap_or_default().trim();
+            media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                || media_type.eq_ignore_ascii_case("multipart/form-data")
+        })
+}
+
+/// Whether a decoded parameter name is `_method` to some server: in any ASCII case, its
+/// `_` also written `.` or `[` (PHP turns both into `_` in parameter names).
+fn is_method_parameter_name(name: &str) -> bool {
+    name.len() == 7
+        && matches!(name.as_bytes()[0], b'_' | b'.' | b'[')
+        && name[1..].eq_ignore_ascii_case("method")
 }
 
 /// Why a path given to [`ScopeEnforcement::allow_any_token_under`] cannot be one, if it
@@ -1229,8 +1255,9 @@ mod tests {
                 "_include=MedicationDispense:medication",
                 &["Read Medication"],
             ),
-            ("_include=Observation:patient", &["Read Patient"]),
-            ("_include:iterate=Encounter:patient", &["Read Patient"]),
+            // `patient` is not one: R4's DeviceUseStatement.patient reaches Groups.
+            ("_include=Observation:patient", &["Read *"]),
+            ("_include:iterate=DeviceUseStatement:patient", &["Read *"]),
             (
                 "_include=PractitionerRole:practitioner",
                 &["Read Practitioner"],

@@ -108,7 +108,9 @@ impl TokenCachePolicy {
     }
 
     /// The most tokens remembered at once (default 10,000; at least 1); a token of more
-    /// than 4 KiB counts once per started 4 KiB.
+    /// than 4 KiB counts once per started 4 KiB. The cache is split in shards, each with
+    /// its share of the bound: a token that weighs more than one shard's share is not
+    /// cached at all (with `max_entries(1)`, no token over 4 KiB is).
     ///
     /// ```
     /// use smart_auth::TokenCachePolicy;

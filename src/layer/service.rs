@@ -70,7 +70,7 @@ where
         let shared = &self.shared;
         let head = request.method() == Method::HEAD;
         // A path rewritten otherwise than by nesting is never public.
-        if original_uri(&request).is_some_and(|uri| shared.public.is_public(&request, uri)) {
+        if original_uri(&request).is_some_and(|uri| shared.public.is_public(&request, uri.path())) {
             // Not verified, even with a token: handlers see an anonymous request, whatever
             // claims an earlier layer put there.
             metrics::unauthenticated(Unverified::PublicPath);
