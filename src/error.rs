@@ -534,6 +534,11 @@ pub enum ConfigError {
     /// ([`insecure_accept_any_audience`](crate::SmartAuthBuilder::insecure_accept_any_audience)):
     /// one of the two is a mistake.
     ConflictingAudience,
+    /// A [`TokenVerifier`](crate::TokenVerifier) built without an audience was given to a
+    /// layer with a [FHIR base](crate::SmartAuthBuilder::fhir_base): a built verifier
+    /// keeps its own settings, so it would not check that tokens name the base. Give it the
+    /// audience when building it (or, knowingly, `insecure_accept_any_audience`).
+    VerifierWithoutAudience,
     /// A registry of issuers was given no verifier.
     NoIssuer,
     /// Two verifiers of one layer name the same issuer: the token's `iss` could not choose
@@ -598,6 +603,10 @@ impl fmt::Display for ConfigError {
             Self::HttpClient => f.write_str("the HTTP client could not be built"),
             Self::ConflictingAudience => f.write_str(
                 "audiences are configured and every audience is accepted too: choose one",
+            ),
+            Self::VerifierWithoutAudience => f.write_str(
+                "a verifier built without an audience cannot take the layer's FHIR base as its \
+                 audience: give it one when building it",
             ),
             Self::NoIssuer => f.write_str("no issuer is configured"),
             Self::DuplicateIssuer => f.write_str("two verifiers are configured for one issuer"),

@@ -111,7 +111,7 @@ impl VerificationKey {
     }
 
     /// Whether `other` is this very key (the same public key; `kid` and `alg` aside).
-    fn is_same_key_as(&self, other: &Self) -> bool {
+    pub(crate) fn is_same_key_as(&self, other: &Self) -> bool {
         self.family == other.family
             && self
                 .public_key_der()

@@ -41,7 +41,8 @@ pub use static_keys::StaticKeys;
 /// - **Hit.** A request whose `kid` is in the current key set uses it without taking any
 ///   lock: the set is read through an atomic pointer.
 /// - **Expiry.** Keys are fresh for the TTL (default 10 min, or the server's
-///   `Cache-Control: max-age` clamped to [1 min, 24 h]). The first request after that
+///   `Cache-Control: max-age` clamped to [1 min, 1 h], so that a key the issuer withdraws
+///   without a new `kid` appearing is dropped within the hour). The first request after that
 ///   starts a refresh in the background and, like every other request, keeps using the
 ///   current keys; nobody waits.
 /// - **Unknown `kid`.** The request waits for a refetch, but at most one such refetch
@@ -49,8 +50,10 @@ pub use static_keys::StaticKeys;
 ///   unless a fetch is already running (a refresh, or another request's refetch): then it
 ///   waits for that fetch's result, since the fetch may bring the key of a rotation: at
 ///   most the fetch timeout for each request the fetch makes (the key set; before it, up
-///   to three metadata locations whenever the key set's location is discovered: at first
-///   and after a failed fetch).
+///   to three metadata locations whenever the key set's location is discovered: at first,
+///   after a failed fetch, and for an unknown `kid`, since the issuer may publish its new
+///   keys at a new location). A signature that fails with the key of a known `kid` makes
+///   the same refetch (the issuer may have put another key under that `kid`).
 /// - **Failure.** After a failed fetch, no new fetch starts for 10 s. The last good keys
 ///   keep being used for up to 24 h after they were fetched (max stale); only with no
 ///   usable keys at all is the answer 503.
@@ -89,7 +92,7 @@ impl Default for RefreshPolicy {
         Self {
             default_ttl: Duration::from_secs(600),
             min_ttl: Duration::from_secs(60),
-            max_ttl: Duration::from_secs(24 * 3600),
+            max_ttl: Duration::from_secs(3600),
             unknown_kid_cooldown: Duration::from_secs(30),
             failure_cooldown: Duration::from_secs(10),
             max_stale: Duration::from_secs(24 * 3600),
@@ -105,7 +108,7 @@ impl RefreshPolicy {
         self.default_ttl = ttl;
         self
     }
-    /// The bounds a server's `max-age` is clamped to (default 1 min to 24 h; the lower
+    /// The bounds a server's `max-age` is clamped to (default 1 min to 1 h; the lower
     /// bound at least 1 s, the upper at most 7 days).
     pub fn ttl_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.min_ttl = min;
@@ -406,9 +409,15 @@ impl KeyStore {
                     if self.last_fetch_failed() {
                         // The issuer may have rotated to this key while its key set cannot
                         // be fetched: unknown is not proven, so 503 (ask again later), not
-                        // 401 (which tells the client its token is bad).
+                        // 401 (which tells the client its token is bad). Retry-After
+                        // covers both cooldowns: no refetch for this `kid` starts before.
                         tracing::debug!("unknown kid while fetching keys fails: answering 503");
-                        return Err(self.keys_unavailable(None));
+                        let unavailable = self.keys_unavailable(None);
+                        let wait = unavailable
+                            .retry_after()
+                            .unwrap_or_default()
+                            .max(self.unknown_kid_cooldown_left());
+                        return Err(unavailable.with_retry_after(wait));
                     }
                     metrics::jwks_unknown_kid_refetch_skipped();
                     tracing::debug!(
@@ -426,6 +435,29 @@ impl KeyStore {
             }
             selection => chosen(snapshot, selection),
         }
+    }
+
+    /// After a signature failed to verify with `previous`, a fetched key named by `kid`:
+    /// the issuer may have replaced the key under the same `kid` (RFC 7517 section 4.5
+    /// does not tie a `kid` to one key for ever), after a compromise say. A refetch, which
+    /// shares the unknown-`kid` cooldown (a flood of bad signatures costs the issuer no
+    /// more than a flood of made-up `kid`s), that finds another key under that `kid`
+    /// gives it; otherwise `None`, and the refusal stands. The new set also replaces the
+    /// one in use, so tokens cached under the old key are no longer served.
+    pub(crate) async fn replaced_key(
+        self: &Arc<Self>,
+        previous: &ChosenKey,
+        kid: Option<&str>,
+        alg: SigningAlgorithm,
+    ) -> Option<ChosenKey> {
+        if self.static_keys.is_some() {
+            return None;
+        }
+        kid?;
+        let fetch = self.fetch_for(Need::UnknownKid)?;
+        tracing::debug!("a signature failed with a known kid: refetching the key set");
+        let chosen = choose(fetch.await.ok()?, kid, alg).ok()?;
+        (!chosen.key().is_same_key_as(previous.key())).then_some(chosen)
     }
 
     /// The generation of the key set in use (0 before the first fetch): it changes each
@@ -512,6 +544,17 @@ impl KeyStore {
         }
     }
 
+    /// What is left of the unknown-`kid` refetch cooldown (zero when none runs).
+    fn unknown_kid_cooldown_left(&self) -> Duration {
+        self.lock_state()
+            .last_unknown_kid_fetch
+            .map_or(Duration::ZERO, |at| {
+                self.policy
+                    .unknown_kid_cooldown
+                    .saturating_sub(Instant::now().saturating_duration_since(at))
+            })
+    }
+
     /// Whether the last fetch failed (a success clears the failure).
     fn last_fetch_failed(&self) -> bool {
         self.lock_state().last_failure.is_some()
@@ -545,7 +588,7 @@ impl KeyStore {
             Need::UnknownKid => metrics::jwks_refresh(Refresh::UnknownKid),
         }
         let store = Arc::clone(self);
-        let task = tokio::spawn(async move { store.fetch_and_install().await });
+        let task = tokio::spawn(async move { store.fetch_and_install(need).await });
         let store = Arc::clone(self);
         let shared = async move {
             match task.await {
@@ -564,8 +607,8 @@ impl KeyStore {
     }
 
     /// The body of a fetch task: fetch, install, and clear the in-flight slot.
-    async fn fetch_and_install(self: Arc<Self>) -> FetchResult {
-        let result = self.fetch_snapshot().await;
+    async fn fetch_and_install(self: Arc<Self>, need: Need) -> FetchResult {
+        let result = self.fetch_snapshot(need).await;
         let now = Instant::now();
         let now_wall = self.clock.now();
         let mut state = self.lock_state();
@@ -585,6 +628,9 @@ impl KeyStore {
                     .store(snapshot.generation, Ordering::Relaxed);
             }
             Err(error) => {
+                // The issuer may have moved its keys (the old location answering an error
+                // page, or no key set at all): discover them again next time.
+                self.discovered_jwks_uri.store(None);
                 let stale = self.current.load().is_some();
                 tracing::warn!(%error, using_stale_keys = stale, "fetching the issuer's key set failed");
                 state.last_failure = Some(now);
@@ -594,19 +640,33 @@ impl KeyStore {
         result
     }
 
-    async fn fetch_snapshot(&self) -> FetchResult {
+    async fn fetch_snapshot(&self, need: Need) -> FetchResult {
         let jwks_uri = match &self.source {
             // Never reached: `key_for` and `warm_up` answer from the static set first.
             KeySource::Static(_) => return Err(FetchError::TaskFailed),
             KeySource::Fixed(uri) => uri.clone(),
-            KeySource::Discover { issuer } => match self.discovered_jwks_uri.load_full() {
-                Some(uri) => Url::clone(&uri),
-                None => {
-                    let uri = fetch::discover_jwks_uri(&self.fetcher, issuer).await?;
-                    self.discovered_jwks_uri.store(Some(Arc::new(uri.clone())));
-                    uri
+            KeySource::Discover { issuer } => {
+                let known = self.discovered_jwks_uri.load_full();
+                match known {
+                    Some(uri) if need != Need::UnknownKid => Url::clone(&uri),
+                    // A key the set lacks may be published at a new location the metadata
+                    // now names (the old one still serving the old keys): discover again,
+                    // falling back on the known location if discovery fails.
+                    known => match fetch::discover_jwks_uri(&self.fetcher, issuer).await {
+                        Ok(uri) => {
+                            self.discovered_jwks_uri.store(Some(Arc::new(uri.clone())));
+                            uri
+                        }
+                        Err(error) => match known {
+                            Some(uri) => {
+                                tracing::debug!(%error, "discovering the key set's location again failed: using the known one");
+                                Url::clone(&uri)
+                            }
+                            None => return Err(error),
+                        },
+                    },
                 }
-            },
+            }
         };
         let refreshing = self.current.load().is_some();
         let fetched = self
@@ -616,11 +676,7 @@ impl KeyStore {
                 "application/jwk-set+json, application/json",
                 refreshing,
             )
-            .await
-            .inspect_err(|_| {
-                // The issuer may have moved its keys: discover again next time.
-                self.discovered_jwks_uri.store(None);
-            })?;
+            .await?;
         let keys = match KeySet::parse(&fetched.body) {
             Ok(keys) => keys,
             // A well-formed set without a usable key replaces a set in use: the issuer has
@@ -696,7 +752,7 @@ mod tests {
         );
         assert_eq!(
             policy.ttl_for(Some(Duration::from_secs(10 * 86400))),
-            Duration::from_secs(86400)
+            Duration::from_secs(3600)
         );
     }
 

@@ -75,7 +75,13 @@ impl IntoVerifier for VerifierBuilder {
 }
 
 impl IntoVerifier for TokenVerifier {
-    fn into_verifier(self, _base: Option<&str>) -> Result<TokenVerifier, ConfigError> {
+    /// Used as it is; with a FHIR base, it must check an audience of its own (a built
+    /// verifier cannot take the base as its audience, and without one it would accept
+    /// access tokens meant for any other API of the issuer).
+    fn into_verifier(self, base: Option<&str>) -> Result<TokenVerifier, ConfigError> {
+        if base.is_some() && self.checks_no_audience() {
+            return Err(ConfigError::VerifierWithoutAudience);
+        }
         Ok(self)
     }
 
@@ -149,7 +155,9 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// everything that depends on it:
     ///
     /// - the **audience** every issuer without audiences of its own accepts (a token's
-    ///   `aud` must name this URL, exactly as written here);
+    ///   `aud` must name this URL, exactly as written here); a [`TokenVerifier`] built
+    ///   before keeps its own settings and must then have an audience (else `build` fails
+    ///   with [`ConfigError::VerifierWithoutAudience`]);
     /// - the **base path** of [scope enforcement](Self::enforce_scopes) and of the
     ///   public routes: its path (`/fhir/r4`), as clients send it; `{base}/metadata`,
     ///   `{base}/.well-known/smart-configuration` and `/.well-known/smart-configuration`
@@ -373,7 +381,7 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         for extra in self.extra {
             verifiers.push(match extra {
                 Extra::Builder(builder) => builder.into_verifier(base_url.as_deref())?,
-                Extra::Built(verifier) => verifier,
+                Extra::Built(verifier) => verifier.into_verifier(base_url.as_deref())?,
             });
         }
         Ok(SmartAuthLayer::from_parts(

@@ -192,6 +192,12 @@ impl TokenVerifier {
     }
 
     /// The first accepted audience, if audiences are configured.
+    /// Whether it was built without any audience rule (no audience configured, and not
+    /// `insecure_accept_any_audience`): it then accepts `at+jwt` tokens for any audience.
+    pub(crate) fn checks_no_audience(&self) -> bool {
+        self.inner.config.audience == AudienceRule::TypedAccessTokensOnly
+    }
+
     pub(crate) fn first_audience(&self) -> Option<&str> {
         match &self.inner.config.audience {
             AudienceRule::OneOf { audiences, .. } => audiences.first().map(String::as_str),
@@ -425,7 +431,21 @@ impl TokenVerifier {
             .keys
             .key_for(header.kid.as_deref(), header.alg)
             .await?;
-        jwt::verify_signature(&segments, chosen.key(), header.alg)?;
+        let chosen = match jwt::verify_signature(&segments, chosen.key(), header.alg) {
+            Ok(()) => chosen,
+            Err(refusal) => {
+                // The issuer may have put another key under this `kid`.
+                let keys = &self.inner.keys;
+                let Some(replaced) = keys
+                    .replaced_key(&chosen, header.kid.as_deref(), header.alg)
+                    .await
+                else {
+                    return Err(refusal.into());
+                };
+                jwt::verify_signature(&segments, replaced.key(), header.alg)?;
+                replaced
+            }
+        };
         let names = &config.claim_names;
         // One copy of the token, kept by the claims and, if stored, by the token cache.
         let kept: Arc<[u8]> = Arc::from(token.as_bytes());

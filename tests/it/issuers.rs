@@ -256,3 +256,51 @@ async fn a_verifier_built_before_shares_its_caches_with_the_layer() {
         .unwrap_err();
     assert_eq!(error.kind(), smart_auth::ErrorKind::WrongIssuer);
 }
+
+/// A verifier built without an audience keeps its settings inside a layer, so it cannot
+/// take the layer's FHIR base as its audience: with a base, such a verifier is a
+/// configuration error (it would accept `at+jwt` tokens for any other API of its issuer),
+/// as the first issuer or a further one. Without a base, or with an audience or the
+/// explicit `insecure_accept_any_audience`, it is accepted.
+#[tokio::test]
+async fn a_built_verifier_without_an_audience_needs_one_beside_a_fhir_base() {
+    let clock = ManualClock::new();
+    let (a, b) = two_issuers(&clock).await;
+    let bare = || TokenVerifier::builder(b.url()).build().unwrap();
+    assert_eq!(
+        SmartAuthLayer::from_verifier(bare())
+            .fhir_base(BASE)
+            .build()
+            .unwrap_err(),
+        smart_auth::ConfigError::VerifierWithoutAudience
+    );
+    assert_eq!(
+        SmartAuthLayer::builder(a.url())
+            .fhir_base(BASE)
+            .verifier(bare())
+            .build()
+            .unwrap_err(),
+        smart_auth::ConfigError::VerifierWithoutAudience
+    );
+    assert!(SmartAuthLayer::from_verifier(bare()).build().is_ok());
+    let explicit = TokenVerifier::builder(b.url())
+        .insecure_accept_any_audience()
+        .build()
+        .unwrap();
+    assert!(
+        SmartAuthLayer::from_verifier(explicit)
+            .fhir_base(BASE)
+            .build()
+            .is_ok()
+    );
+    let with_audience = TokenVerifier::builder(b.url())
+        .audience(BASE)
+        .build()
+        .unwrap();
+    assert!(
+        SmartAuthLayer::from_verifier(with_audience)
+            .fhir_base(BASE)
+            .build()
+            .is_ok()
+    );
+}

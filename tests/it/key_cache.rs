@@ -721,11 +721,13 @@ async fn an_unknown_kid_while_keys_cannot_be_fetched_is_503() {
     app.issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
     app.issuer.rotate_keys();
     let rotated = app.issuer.token().sign();
-    for _ in 0..2 {
+    // The failed refetch: the failure cooldown. Then no refetch for this kid before the
+    // unknown-kid cooldown ends either: Retry-After says so.
+    for retry_after in ["10", "30"] {
         let answer = app.get_with_token(&rotated).await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
         assert_eq!(answer.issue_code(), "transient");
-        assert!(answer.retry_after.is_some());
+        assert_eq!(answer.retry_after.as_deref(), Some(retry_after));
     }
     assert_eq!(
         app.issuer.jwks_fetches(),
@@ -733,11 +735,11 @@ async fn an_unknown_kid_while_keys_cannot_be_fetched_is_503() {
         "one refetch, then the cooldown"
     );
     // Past the failure cooldown, inside the unknown-kid one: no fetch, and since the last
-    // fetch failed, still 503.
+    // fetch failed, still 503, until the unknown-kid cooldown ends.
     pass_time(&app.clock, Duration::from_secs(11)).await;
     let answer = app.get_with_token(&rotated).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
-    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    assert_eq!(answer.retry_after.as_deref(), Some("19"));
     assert_eq!(app.issuer.jwks_fetches(), 2);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
     pass_time(&app.clock, Duration::from_secs(20)).await;
@@ -1037,5 +1039,114 @@ async fn the_client_refuses_a_configuration_with_duplicate_members() {
     assert_eq!(
         client.token_endpoint().await.unwrap(),
         format!("{url}/token")
+    );
+}
+
+/// An issuer may put another key under a `kid` it used before (RFC 7517 section 4.5 does
+/// not tie a `kid` to one key), after a compromise say. A token whose signature fails with
+/// the cached key of its `kid` makes one refetch (inside the unknown-`kid` cooldown, so a
+/// flood of bad signatures costs no more than a flood of unknown `kid`s): the new key
+/// verifies tokens signed with it, and tokens of the old key, cached ones included, are
+/// refused from then on.
+#[tokio::test]
+async fn a_key_replaced_under_its_kid_is_fetched_again() {
+    let app = app(|b| b).await;
+    let alg = SigningAlgorithm::ES256;
+    let old = app.issuer.token().alg(alg).sign();
+    for _ in 0..2 {
+        assert_eq!(status(&app, &old).await, StatusCode::OK, "cached");
+    }
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    // The issuer now publishes another P-256 key under the same kid.
+    let kid = app.issuer.current_kid(alg);
+    let other = TestIssuer::start().await;
+    let mut replacement = other.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["crv"] == "P-256")
+        .unwrap()
+        .clone();
+    replacement["kid"] = json!(kid);
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Body(
+        json!({"keys": [replacement]}).to_string(),
+    ));
+    let new = other
+        .token()
+        .alg(alg)
+        .kid(kid.clone())
+        .claim("iss", app.issuer.url())
+        .audience(app.issuer.audience())
+        .sign();
+    assert_eq!(status(&app, &new).await, StatusCode::OK, "the new key");
+    assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch");
+    // The old key's token, cached before: refused, without another fetch.
+    app.assert_invalid_token(&old, "the token's signature is not valid")
+        .await;
+    assert_eq!(app.issuer.jwks_fetches(), 2, "inside the cooldown");
+    // A bad signature under the same kid, inside the cooldown: refused, no fetch.
+    let mut forged = new.clone();
+    forged.pop();
+    forged.push(if new.ends_with('A') { 'B' } else { 'A' });
+    app.assert_invalid_token(&forged, "the token's signature is not valid")
+        .await;
+    assert_eq!(app.issuer.jwks_fetches(), 2);
+}
+
+/// The key set's location is discovered again when the one in use fails in any way (an
+/// error page is no key set either), and when a token names a `kid` the set lacks: the
+/// issuer may now publish its keys elsewhere, the old location still serving the old set.
+#[tokio::test]
+async fn the_key_set_location_is_discovered_again() {
+    // An unknown kid while the metadata names a new location.
+    let app = app(|b| b).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    let copy = format!("{}/jwks-copy.json", app.issuer.url());
+    let old_keys = app.issuer.jwks().to_string();
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Body(old_keys));
+    app.issuer.rotate_keys();
+    app.issuer.set_discovery_jwks_uri(&copy);
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK,
+        "the new kid, from the new location"
+    );
+    assert_eq!(app.issuer.jwks_redirect_target_fetches(), 1);
+
+    // An error page where the keys were: once the failure cooldown ends, the next fetch
+    // finds the new location; the stale keys serve meanwhile.
+    let app = crate::support::app(|b| b).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Body("<html>moved</html>".into()));
+    app.issuer
+        .set_discovery_jwks_uri(&format!("{}/jwks-copy.json", app.issuer.url()));
+    pass_time(&app.clock, Duration::from_secs(11 * 60)).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    settle(&app).await;
+    assert_eq!(
+        app.issuer.jwks_redirect_target_fetches(),
+        0,
+        "the refresh failed"
+    );
+    pass_time(&app.clock, Duration::from_secs(11)).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    settle(&app).await;
+    assert_eq!(
+        app.issuer.jwks_redirect_target_fetches(),
+        1,
+        "discovered again"
     );
 }
