@@ -118,6 +118,15 @@ impl Capability {
         }
     }
 
+    /// The same capability as [`parse`](Self::parse) reads its name: `Other("launch-ehr")`
+    /// is [`LaunchEhr`](Self::LaunchEhr), so the rules for it apply.
+    fn normal(self) -> Self {
+        match self {
+            Self::Other(name) => Self::parse(&name),
+            known => known,
+        }
+    }
+
     /// Reads a capability; unknown values become [`Capability::Other`].
     pub fn parse(value: &str) -> Self {
         KNOWN_CAPABILITIES
@@ -433,8 +442,10 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
         {
             return Err(DiscoveryError::MissingAsymmetricAlgorithm);
         }
+        // An omitted list means `client_secret_basic` alone (RFC 8414 section 2), which
+        // contradicts the capability as much as a list without `private_key_jwt` does.
         let methods = &raw.token_endpoint_auth_methods_supported;
-        if !methods.is_empty() && !methods.iter().any(|method| method == "private_key_jwt") {
+        if !methods.iter().any(|method| method == "private_key_jwt") {
             return Err(DiscoveryError::MissingPrivateKeyJwt);
         }
     }
@@ -457,14 +468,25 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
             return Err(DiscoveryError::Missing { field: "jwks_uri" });
         }
     }
-    // SMART App Launch 2.x: the launch flows need somewhere to send the user.
-    if (capabilities.contains(&Capability::LaunchEhr)
-        || capabilities.contains(&Capability::LaunchStandalone))
-        && raw.authorization_endpoint.is_none()
+    // SMART App Launch 2.x: the launch flows need somewhere to send the user, and the
+    // grant that follows ("authorization_code" when App Launch is supported).
+    if capabilities.contains(&Capability::LaunchEhr)
+        || capabilities.contains(&Capability::LaunchStandalone)
     {
-        return Err(DiscoveryError::Missing {
-            field: "authorization_endpoint",
-        });
+        if raw.authorization_endpoint.is_none() {
+            return Err(DiscoveryError::Missing {
+                field: "authorization_endpoint",
+            });
+        }
+        if !raw
+            .grant_types_supported
+            .iter()
+            .any(|grant| grant == "authorization_code")
+        {
+            return Err(DiscoveryError::InvalidEntry {
+                field: "grant_types_supported",
+            });
+        }
     }
     if let Some(issuer) = &raw.issuer {
         // RFC 8414 section 2: the issuer has no query and no fragment.
@@ -797,12 +819,13 @@ impl SmartConfigurationBuilder {
 
     /// `capabilities` (required).
     pub fn capabilities(mut self, capabilities: impl IntoIterator<Item = Capability>) -> Self {
-        self.raw.capabilities = Some(capabilities.into_iter().collect());
+        self.raw.capabilities = Some(capabilities.into_iter().map(Capability::normal).collect());
         self
     }
 
     /// Adds one capability.
     pub fn capability(mut self, capability: Capability) -> Self {
+        let capability = capability.normal();
         let capabilities = self.raw.capabilities.get_or_insert_with(Vec::new);
         if !capabilities.contains(&capability) {
             capabilities.push(capability);

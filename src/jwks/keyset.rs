@@ -217,6 +217,17 @@ impl KeySet {
         &self.keys[index]
     }
 
+    /// Whether two different keys carry the same `kid` (the same key listed twice, with
+    /// and without its `alg`, is one key): a token naming that `kid` could use neither.
+    pub(crate) fn has_a_kid_of_two_keys(&self) -> bool {
+        self.keys.iter().enumerate().any(|(at, key)| {
+            key.kid.is_some()
+                && self.keys[..at]
+                    .iter()
+                    .any(|earlier| earlier.kid == key.kid && !earlier.is_same_key_as(key))
+        })
+    }
+
     /// The keys' `kid`s, in order (keys without one are left out).
     #[cfg(feature = "dev-server")]
     pub(crate) fn kids(&self) -> impl Iterator<Item = &str> {
@@ -315,6 +326,26 @@ impl KeySet {
 }
 
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// Whether a JWK Set document names private or symmetric key material in any key (a key
+/// set given by hand that holds it was pasted from the wrong place; such keys are skipped
+/// when fetched, refused when configured). `false` for what is no JWK Set.
+pub(crate) fn holds_secret_material(document: &[u8]) -> bool {
+    let Ok(set) = object_with_unique_members(document) else {
+        return false;
+    };
+    let Some(Value::Array(keys)) = set.get("keys") else {
+        return false;
+    };
+    keys.iter().any(|key| {
+        key.as_object().is_some_and(|key| {
+            PRIVATE_MEMBERS
+                .iter()
+                .chain(&["k"])
+                .any(|member| key.contains_key(*member))
+        })
+    })
+}
 
 fn parse_jwk(entry: &Value) -> Result<VerificationKey, &'static str> {
     let Value::Object(jwk) = entry else {

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Read as _;
 use std::path::Path;
 
-use super::keyset::{KeySet, PublicKeyDer, VerificationKey};
+use super::keyset::{KeySet, PublicKeyDer, VerificationKey, holds_secret_material};
 use crate::algorithm::SigningAlgorithm;
 use crate::error::ConfigError;
 
@@ -114,7 +114,17 @@ impl StaticKeys {
         if document.len() > MAX_KEY_SET_BYTES {
             return Err(invalid("the JWK Set is larger than 1 MiB"));
         }
+        if holds_secret_material(document) {
+            return Err(invalid(
+                "the JWK Set holds private or symmetric key material: give its public keys only",
+            ));
+        }
         let keys = KeySet::parse(document).map_err(|error| invalid(error.reason()))?;
+        if keys.has_a_kid_of_two_keys() {
+            return Err(invalid(
+                "two different keys of the JWK Set have the same kid",
+            ));
+        }
         Ok(Self { keys })
     }
 
@@ -670,8 +680,7 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
         );
         // Unusable keys are skipped, as in a fetched set.
         let mixed = json!({"keys": [
-            ed,
-            {"kty": "oct", "k": "c2VjcmV0"},
+            ed.clone(),
             {"kty": "OKP", "crv": "Ed25519", "use": "enc",
              "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"},
         ]});
@@ -681,28 +690,39 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
                 .key_count(),
             1
         );
+        // Secret material, or one kid for two different keys: a set given by hand that holds
+        // them is a mistake, refused rather than half used.
+        let secret =
+            "the JWK Set holds private or symmetric key material: give its public keys only";
+        let other_ed = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let mut private_ed = ed.clone();
+        private_ed["d"] = json!("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A");
         let rows = [
-            (r#"{"keys": []}"#, "the JWK Set holds no usable signing key"),
+            (r#"{"keys": []}"#.to_owned(), "the JWK Set holds no usable signing key"),
+            (r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#.to_owned(), secret),
+            (json!({"keys": [ed.clone(), {"kty": "oct", "k": "c2VjcmV0"}]}).to_string(), secret),
+            (json!({"keys": [private_ed]}).to_string(), secret),
             (
-                r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#,
-                "the JWK Set holds no usable signing key",
+                json!({"keys": [ed.clone(), other_ed]}).to_string(),
+                "two different keys of the JWK Set have the same kid",
             ),
-            (r#"{"keys": {}}"#, "the JWK Set has no \"keys\" array"),
-            (r#"{}"#, "the JWK Set has no \"keys\" array"),
-            ("", "the JWK Set is not a JSON object"),
-            ("[]", "the JWK Set is not a JSON object"),
+            (r#"{"keys": {}}"#.to_owned(), "the JWK Set has no \"keys\" array"),
+            (r#"{}"#.to_owned(), "the JWK Set has no \"keys\" array"),
+            (String::new(), "the JWK Set is not a JSON object"),
+            ("[]".to_owned(), "the JWK Set is not a JSON object"),
             (
-                r#"{"keys": [], "keys": [{"kty": "OKP", "crv": "Ed25519", "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"}]}"#,
+                r#"{"keys": [], "keys": [{"kty": "OKP", "crv": "Ed25519", "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"}]}"#.to_owned(),
                 "the JWK Set names a member twice",
             ),
             (
-                r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "crv": "Ed25519", "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"}]}"#,
+                r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "crv": "Ed25519", "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"}]}"#.to_owned(),
                 "the JWK Set names a member twice",
             ),
         ];
         for (text, expected) in rows {
             assert_eq!(
-                refusal(StaticKeys::from_jwks_json(text)),
+                refusal(StaticKeys::from_jwks_json(&text)),
                 expected,
                 "{text}"
             );

@@ -997,6 +997,25 @@ mod tests {
                 field: "max_token_length"
             }
         );
+        // Floors: a size meant in KiB or MiB must not refuse every token or fetch.
+        assert_eq!(
+            error(b().max_token_length(16)),
+            ConfigError::InvalidLimit {
+                field: "max_token_length"
+            }
+        );
+        assert_eq!(
+            error(b().max_response_size(1)),
+            ConfigError::InvalidLimit {
+                field: "max_response_size"
+            }
+        );
+        assert!(
+            b().max_token_length(512)
+                .max_response_size(4096)
+                .build()
+                .is_ok()
+        );
         assert!(
             b().fetch_timeout(Duration::from_secs(60))
                 .max_response_size(16 * 1024 * 1024)

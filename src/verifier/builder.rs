@@ -19,6 +19,10 @@ const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_RESPONSE_SIZE: usize = 16 * 1024 * 1024;
 /// The largest [`VerifierBuilder::max_token_length`] accepted.
 const MAX_TOKEN_LENGTH: usize = 1024 * 1024;
+/// The least `max_response_size`: a small metadata document or key set fits.
+const MIN_RESPONSE_SIZE: usize = 4 * 1024;
+/// The least `max_token_length`: a short signed token fits.
+const MIN_TOKEN_LENGTH: usize = 512;
 use crate::jwks::{KeySource, KeyStore, RefreshPolicy, StaticKeys};
 use crate::token_cache::{TokenCache, TokenCachePolicy};
 
@@ -417,7 +421,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// The largest discovery or key-set document read (default 1 MiB, at most 16 MiB).
+    /// The largest discovery or key-set document read (default 1 MiB, at least 4 KiB, at
+    /// most 16 MiB).
     pub fn max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_size = bytes;
         self
@@ -469,8 +474,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// The longest token accepted, checked before any parsing (default 16 KiB, at most
-    /// 1 MiB).
+    /// The longest token accepted, checked before any parsing (default 16 KiB, at least
+    /// 512 bytes, at most 1 MiB).
     pub fn max_token_length(mut self, bytes: usize) -> Self {
         self.max_token_length = bytes;
         self
@@ -584,18 +589,20 @@ impl VerifierBuilder {
             }
         }
         // Each bound has a ceiling too: a value meant in other units (a timeout in
-        // milliseconds) must not hold requests for hours or lift the size caps.
+        // milliseconds) must not hold requests for hours or lift the size caps; and the
+        // sizes a floor, so that one meant in KiB or MiB does not refuse every token or
+        // make every fetch fail.
         let limits = [
             (
                 self.fetch_timeout.is_zero() || self.fetch_timeout > MAX_FETCH_TIMEOUT,
                 "fetch_timeout",
             ),
             (
-                self.max_response_size == 0 || self.max_response_size > MAX_RESPONSE_SIZE,
+                !(MIN_RESPONSE_SIZE..=MAX_RESPONSE_SIZE).contains(&self.max_response_size),
                 "max_response_size",
             ),
             (
-                self.max_token_length == 0 || self.max_token_length > MAX_TOKEN_LENGTH,
+                !(MIN_TOKEN_LENGTH..=MAX_TOKEN_LENGTH).contains(&self.max_token_length),
                 "max_token_length",
             ),
             (self.leeway > Duration::from_secs(600), "leeway"),

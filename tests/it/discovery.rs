@@ -805,6 +805,7 @@ async fn issuer_is_published_only_with_sso_openid_connect() {
             "jwks_uri": format!("{url}/jwks.json"),
             "token_endpoint": format!("{url}/token"),
             "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["ES384"],
             "capabilities": capabilities,
         });
@@ -846,7 +847,7 @@ async fn from_issuer_refuses_what_would_be_an_invalid_document() {
             },
         ),
         (
-            json!({"token_endpoint": "{url}/token", "authorization_endpoint": "{url}/authorize#", "capabilities": ["launch-standalone"]}),
+            json!({"token_endpoint": "{url}/token", "authorization_endpoint": "{url}/authorize#", "capabilities": ["launch-standalone"], "grant_types_supported": ["authorization_code"]}),
             DiscoveryError::InvalidUrl {
                 field: "authorization_endpoint",
             },
@@ -861,7 +862,9 @@ async fn from_issuer_refuses_what_would_be_an_invalid_document() {
                 *value = json!(text.replace("{url}", &url));
             }
         }
-        document["grant_types_supported"] = json!(["client_credentials"]);
+        if document.get("grant_types_supported").is_none() {
+            document["grant_types_supported"] = json!(["client_credentials"]);
+        }
         let router = Router::new().route(
             "/.well-known/smart-configuration",
             get(move || {
@@ -1044,4 +1047,56 @@ async fn protected_discovery_needs_a_token_but_no_scope() {
         .await
         .unwrap();
     assert_eq!(overridden.status(), StatusCode::FORBIDDEN, "_method");
+}
+
+/// The document's rules hold however a capability is given (`Other("sso-openid-connect")`
+/// is the capability it names); the asymmetric capability needs `private_key_jwt` listed
+/// (an omitted list means `client_secret_basic` alone, RFC 8414 section 2); the launch
+/// capabilities need the `authorization_code` grant (SMART App Launch 2.x conformance).
+#[test]
+fn capability_rules_hold_whatever_the_spelling() {
+    use smart_auth::discovery::{Capability, DiscoveryError};
+    let token = "https://auth.example.org/token";
+    let backend = || SmartConfiguration::backend_services(token);
+    assert_eq!(
+        backend()
+            .capability(Capability::Other("sso-openid-connect".into()))
+            .build()
+            .unwrap_err(),
+        DiscoveryError::Missing { field: "issuer" }
+    );
+    let built = backend()
+        .capability(Capability::Other("permission-v2".into()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        built
+            .capabilities()
+            .iter()
+            .filter(|c| c.as_str() == "permission-v2")
+            .count(),
+        1,
+        "one capability, however it was given"
+    );
+    assert_eq!(
+        backend()
+            .token_endpoint_auth_methods_supported(Vec::<String>::new())
+            .build()
+            .unwrap_err(),
+        DiscoveryError::MissingPrivateKeyJwt
+    );
+    let launch = |grants: &[&str]| {
+        backend()
+            .authorization_endpoint("https://auth.example.org/authorize")
+            .grant_types_supported(grants.iter().copied())
+            .capability(Capability::LaunchStandalone)
+            .build()
+    };
+    assert_eq!(
+        launch(&["client_credentials"]).unwrap_err(),
+        DiscoveryError::InvalidEntry {
+            field: "grant_types_supported"
+        }
+    );
+    assert!(launch(&["authorization_code", "client_credentials"]).is_ok());
 }

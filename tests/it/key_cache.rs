@@ -349,7 +349,7 @@ async fn smart_configuration_may_omit_the_issuer_but_never_name_another() {
         vec![(
             SMART,
             format!(
-                r#"{{"jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token","grant_types_supported":["client_credentials"],"capabilities":["client-confidential-asymmetric"],"token_endpoint_auth_signing_alg_values_supported":["RS384"]}}"#
+                r#"{{"jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token","grant_types_supported":["client_credentials"],"capabilities":["client-confidential-asymmetric"],"token_endpoint_auth_methods_supported":["private_key_jwt"],"token_endpoint_auth_signing_alg_values_supported":["RS384"]}}"#
             ),
         )]
     })
