@@ -565,7 +565,17 @@ impl VerifierBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid setting.
     pub fn build(self) -> Result<TokenVerifier, ConfigError> {
-        checked_url(&self.issuer, "issuer")?;
+        let issuer_url = checked_url(&self.issuer, "issuer")?;
+        // The issuer is compared with each token's `iss` as written here; a spelling the
+        // URL parser writes otherwise (an upper-case host, a default port) may not be the
+        // one the authorization server writes.
+        if issuer_url.as_str().trim_end_matches('/') != self.issuer.trim_end_matches('/') {
+            tracing::warn!(
+                issuer = %self.issuer,
+                normal = %issuer_url,
+                "the issuer is not written in its normal form: tokens' iss must match it exactly"
+            );
+        }
         self.check_claim_rules()?;
         let source = match (&self.jwks_uri, self.static_keys) {
             (Some(_), Some(_)) => return Err(ConfigError::ConflictingKeySource),
@@ -612,12 +622,12 @@ impl VerifierBuilder {
         }
         self.refresh.validate()?;
         self.token_cache.validate()?;
-        // A blank audience would accept tokens with a blank `aud`.
-        if self
-            .audiences
-            .iter()
-            .any(|audience| audience.trim().is_empty())
-        {
+        // A blank audience would accept tokens with a blank `aud`; one with whitespace or
+        // a control character around or in it (a value read from a file with its newline)
+        // names no real audience.
+        if self.audiences.iter().any(|audience| {
+            audience.trim().is_empty() || audience.chars().any(|c| c.is_control() || c == ' ')
+        }) {
             return Err(ConfigError::InvalidClaimRule { field: "audience" });
         }
         let no_audience = self.audiences.is_empty();
@@ -733,6 +743,20 @@ impl VerifierBuilder {
 /// An absolute `https` URL (or `http` to loopback) without a fragment, and without a
 /// query except for a `jwks_uri` or an introspection endpoint.
 pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
+    // The URL parser drops whitespace and tabs and resolves dot segments, but the text is
+    // what is compared (the issuer with `iss`) or fetched: it must mean one URL only.
+    if !value.bytes().all(is_uri_byte) {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "holds a character a URI does not (whitespace, a control character, non-ASCII)",
+        });
+    }
+    if has_dot_segment(value) {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "has a `.` or `..` path segment",
+        });
+    }
     let url = Url::parse(value).map_err(|_| ConfigError::InvalidUrl {
         field,
         reason: "not an absolute URL",
@@ -766,9 +790,93 @@ pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, Confi
     Ok(url)
 }
 
+/// The characters RFC 3986 allows in a URI (unreserved, reserved and `%`).
+fn is_uri_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&byte)
+}
+
+/// Whether the path of `value` (after `scheme://authority`) has a `.` or `..` segment, in
+/// any spelling (`%2e`, `%2E`).
+fn has_dot_segment(value: &str) -> bool {
+    let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |at| &after_scheme[at..]);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An issuer (and any configured URL) means one URL only: no whitespace, control
+    /// character or non-ASCII character the URL parser would drop or encode, no dot
+    /// segment it would resolve (the issuer is compared as written, and its discovery URL
+    /// must not leave its path). Audiences with whitespace or control characters in them
+    /// are refused too.
+    #[test]
+    fn issuers_and_audiences_mean_one_thing() {
+        let issuer = |value: &str| TokenVerifier::builder(value).build().map(|_| ());
+        for bad in [
+            " https://as.example",
+            "https://as.example\n",
+            "https://as.example/\r",
+            "https://as.exa\tmple",
+            "https://as.example/t enant",
+            "https://as.example/tenant/..",
+            "https://as.example/tenant/.",
+            "https://as.example/t/%2e%2e",
+            "https://as.example/t/%2E/x",
+            "https://as.example/é",
+            "https://as.example/a\\b",
+            "https://as.example/{tenant}",
+        ] {
+            assert!(
+                matches!(
+                    issuer(bad),
+                    Err(ConfigError::InvalidUrl {
+                        field: "issuer",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "https://as.example",
+            "https://as.example/",
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            "https://as.example/realms/a.b/..x",
+            "http://127.0.0.1:8080/realms/fhir",
+        ] {
+            assert!(issuer(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            " https://api.example/fhir",
+            "https://api.example/fhir\n",
+            "a\tb",
+        ] {
+            assert_eq!(
+                TokenVerifier::builder("https://as.example")
+                    .audience(bad)
+                    .build()
+                    .map(|_| ())
+                    .unwrap_err(),
+                ConfigError::InvalidClaimRule { field: "audience" },
+                "{bad:?}"
+            );
+        }
+        // An audience need not be a URL (Entra ID client ids, Auth0 identifiers).
+        assert!(
+            TokenVerifier::builder("https://as.example")
+                .audience("api://fhir-api")
+                .audience("00000000-0000-0000-0000-000000000001")
+                .build()
+                .is_ok()
+        );
+    }
 
     /// The FHIR base names the audience with and without one final `/`; audiences the
     /// user gives are taken as written, and no default is added beside them.
