@@ -84,29 +84,46 @@ pub(crate) fn bearer_credential<'a>(
 }
 
 /// Whether the credentials after another scheme hold a Bearer credential after a comma
-/// (`Basic eA==, Bearer <token>`): a field holds one credential (RFC 9110 section 11.4),
-/// and a reader that splits the value at commas, as it splits a challenge list, would find
-/// a token the layer never checked. An auth-param named `bearer` (`, bearer="x"`) is
-/// another thing and stays the other scheme's, and so is a comma inside a quoted string
-/// (`realm="a, Bearer b"`).
+/// (`Basic eA==, Bearer <token>`), or cannot be read well enough to tell: a field holds one
+/// credential (RFC 9110 section 11.4), and a reader that splits the value at commas, as it
+/// splits a challenge list, would find a token the layer never checked. An auth-param
+/// named `bearer` (`, bearer="x"`) is another thing and stays the other scheme's, and so is
+/// a comma inside a quoted string (`realm="a, Bearer b"`). A quoted string starts only
+/// where an auth-param's value does (after `=`, RFC 9110 section 11.2); a `"` anywhere
+/// else, or one left open, makes the credentials unreadable, which counts as hiding one.
 fn hides_a_bearer_credential(credentials: &[u8]) -> bool {
     let (mut quoted, mut escaped) = (false, false);
-    credentials.iter().enumerate().any(|(at, &byte)| {
+    let mut after_equals = false;
+    for (at, &byte) in credentials.iter().enumerate() {
+        if quoted {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
         match byte {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' if !quoted => {
+            b'"' if after_equals => quoted = true,
+            b'"' => return true,
+            b',' => {
                 let part = credentials[at + 1..].trim_ascii_start();
-                return part
+                if part
                     .get(..6)
                     .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
-                    && matches!(part.get(6), None | Some(b' ' | b'\t' | b','));
+                    && matches!(part.get(6), None | Some(b' ' | b'\t' | b','))
+                {
+                    return true;
+                }
             }
             _ => {}
         }
-        false
-    })
+        if !matches!(byte, b' ' | b'\t') {
+            after_equals = byte == b'=';
+        }
+    }
+    quoted
 }
 
 /// Whether `value` is an RFC 9110 `token` (section 5.6.2: one or more `tchar`), such as an
@@ -290,6 +307,28 @@ mod tests {
                 Ok(None),
             ),
             (&["Digest realm=\"a\\\", Bearer b\""], None, Ok(None)),
+            // A quote where no auth-param value starts, or one left open: unreadable.
+            (
+                &["Basic eA\"==, Bearer x"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Basic a\", Bearer evil"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Digest realm=\"a, Bearer b"],
+                None,
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (&["Digest realm = \"a, b\", nonce=\"x\""], None, Ok(None)),
+            (
+                &["AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=c"],
+                None,
+                Ok(None),
+            ),
             (
                 &["Digest realm=\"a\", Bearer b"],
                 None,

@@ -87,10 +87,13 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   override of Spring, gorilla, Symfony and Express; no FHIR parameter), its name
 ///   matched as a lenient server reads it (PHP's `.method` and `[method` included),
 ///   counts the same.
-/// - **A form body is for searches only.** A request whose `Content-Type` is
-///   `application/x-www-form-urlencoded` or `multipart/form-data` is refused unless it is a
-///   search (`POST [type]/_search`), the one FHIR interaction that takes a form: those
-///   frameworks read `_method` from a form body first, and the layer reads no bodies.
+/// - **A form body is for searches and operations only.** A request (other than `GET` or
+///   `HEAD`) whose `Content-Type` is `application/x-www-form-urlencoded` or
+///   `multipart/form-data` (read as Rack and PHP read it: up to a `;`, `,` or space; an
+///   empty type, or a `POST` with a body and no type, counts too) is refused unless it is
+///   a search (`POST [type]/_search`) or an operation, the FHIR interactions that take a
+///   form: those frameworks read `_method` from a form body first, and the layer reads no
+///   bodies.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -491,11 +494,15 @@ impl ScopeEnforcement {
             };
             self.check(method, path, uri.query(), if_none_exist.as_deref(), claims)
         };
-        // A form body is in FHIR a search's parameters (`POST [type]/_search`) and nothing
-        // else: anywhere else it can only be for a service that reads forms, and Spring's
-        // `HiddenHttpMethodFilter`, gorilla and Symfony read a `_method` override from it,
-        // which the layer does not see.
-        if carries_form_body(headers) && !self.is_search_or_outside(method.as_str(), path) {
+        // A form body is in FHIR a search's or an operation's parameters and nothing else:
+        // on a write it can only be for a service that reads forms, and Spring's
+        // `HiddenHttpMethodFilter`, gorilla, Symfony and Rack read a `_method` override
+        // from it, which the layer does not see. (GET and HEAD carry no body.)
+        if method != http::Method::GET
+            && method != http::Method::HEAD
+            && carries_form_body(method, headers)
+            && !self.takes_a_form(method.as_str(), path)
+        {
             return Err(forbidden());
         }
         check_as(method.as_str())?;
@@ -528,9 +535,10 @@ impl ScopeEnforcement {
         Ok(())
     }
 
-    /// Whether `method` `path_and_query` is a FHIR search, or not FHIR at all (outside the
-    /// base, judged as such by [`check`](Self::check)).
-    fn is_search_or_outside(&self, method: &str, path_and_query: &str) -> bool {
+    /// Whether `method` `path_and_query` is a FHIR interaction that takes a form (a search,
+    /// an operation: FHIR's `http.html` summary), or not FHIR at all (outside the base,
+    /// judged as such by [`check`](Self::check)).
+    fn takes_a_form(&self, method: &str, path_and_query: &str) -> bool {
         matches!(
             self.classifier.classify(method, path_and_query),
             Classified::OutsideBase
@@ -538,6 +546,7 @@ impl ScopeEnforcement {
                     FhirRequest::SearchType { .. }
                         | FhirRequest::SearchCompartment { .. }
                         | FhirRequest::SearchSystem { .. }
+                        | FhirRequest::Operation(_)
                 )
         )
     }
@@ -1027,20 +1036,37 @@ fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, s
     })
 }
 
-/// Whether a `Content-Type` of the request names a form (`application/x-www-form-urlencoded`
-/// or `multipart/form-data`, any case, any parameters); a value that is not text counts.
-fn carries_form_body(headers: &http::HeaderMap) -> bool {
-    headers
+/// Whether the request's body may be read as a form by some server: a `Content-Type` whose
+/// media type (up to the first `;`, `,` or whitespace, as Rack and PHP cut it) is
+/// `application/x-www-form-urlencoded` or `multipart/form-data` in any case, an empty one,
+/// one that is not text, or (Rack reads a POST without a type as a form) a `POST` that
+/// announces a body without any `Content-Type`.
+fn carries_form_body(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    let mut types = headers
         .get_all(http::header::CONTENT_TYPE)
         .iter()
-        .any(|value| {
-            let Ok(text) = value.to_str() else {
-                return true;
-            };
-            let media_type = text.split(';').next().unwrap_or_default().trim();
-            media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-                || media_type.eq_ignore_ascii_case("multipart/form-data")
-        })
+        .peekable();
+    if types.peek().is_none() {
+        let announces_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+            || headers
+                .get_all(http::header::CONTENT_LENGTH)
+                .iter()
+                .any(|length| length.as_bytes() != b"0");
+        return method == http::Method::POST && announces_body;
+    }
+    types.any(|value| {
+        let Ok(text) = value.to_str() else {
+            return true;
+        };
+        let media_type = text
+            .trim_start()
+            .split([';', ',', ' ', '\t'])
+            .next()
+            .unwrap_or_default();
+        media_type.is_empty()
+            || media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            || media_type.eq_ignore_ascii_case("multipart/form-data")
+    })
 }
 
 /// Whether a decoded parameter name is `_method` to some server: in any ASCII case, its

@@ -217,14 +217,20 @@ impl KeySet {
         &self.keys[index]
     }
 
-    /// Whether two different keys carry the same `kid` (the same key listed twice, with
-    /// and without its `alg`, is one key): a token naming that `kid` could use neither.
+    /// Whether two different keys carry the same `kid` and would both verify some
+    /// algorithm (the same key listed twice, with and without its `alg`, is one key; an
+    /// RSA and an EC key under one `kid` are told apart by the token's `alg`): a token of
+    /// that algorithm naming that `kid` could use neither.
     pub(crate) fn has_a_kid_of_two_keys(&self) -> bool {
         self.keys.iter().enumerate().any(|(at, key)| {
             key.kid.is_some()
-                && self.keys[..at]
-                    .iter()
-                    .any(|earlier| earlier.kid == key.kid && !earlier.is_same_key_as(key))
+                && self.keys[..at].iter().any(|earlier| {
+                    earlier.kid == key.kid
+                        && !earlier.is_same_key_as(key)
+                        && SigningAlgorithm::DEFAULT
+                            .iter()
+                            .any(|alg| earlier.accepts(*alg) && key.accepts(*alg))
+                })
         })
     }
 

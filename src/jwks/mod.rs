@@ -284,7 +284,11 @@ pub(crate) struct KeyStore {
     policy: RefreshPolicy,
     clock: Arc<dyn Clock>,
     current: ArcSwapOption<Snapshot>,
+    /// The key set's location as last discovered (kept as the fallback while discovery
+    /// fails).
     discovered_jwks_uri: ArcSwapOption<Url>,
+    /// Set when a fetch failed: the next fetch discovers the location again.
+    rediscover: std::sync::atomic::AtomicBool,
     state: Mutex<RefreshState>,
     next_generation: AtomicU64,
     /// The generation of `current`, readable without loading it.
@@ -348,6 +352,7 @@ impl KeyStore {
             clock,
             current: ArcSwapOption::empty(),
             discovered_jwks_uri: ArcSwapOption::empty(),
+            rediscover: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(RefreshState::default()),
             next_generation: AtomicU64::new(generation + 1),
             current_generation: AtomicU64::new(generation),
@@ -412,12 +417,7 @@ impl KeyStore {
                         // 401 (which tells the client its token is bad). Retry-After
                         // covers both cooldowns: no refetch for this `kid` starts before.
                         tracing::debug!("unknown kid while fetching keys fails: answering 503");
-                        let unavailable = self.keys_unavailable(None);
-                        let wait = unavailable
-                            .retry_after()
-                            .unwrap_or_default()
-                            .max(self.unknown_kid_cooldown_left());
-                        return Err(unavailable.with_retry_after(wait));
+                        return Err(self.unknown_kid_unavailable(None));
                     }
                     metrics::jwks_unknown_kid_refetch_skipped();
                     tracing::debug!(
@@ -430,7 +430,7 @@ impl KeyStore {
                     Ok(snapshot) => choose(snapshot, kid, alg),
                     // The refetch failed: the old keys are still good for other tokens, but
                     // whether this one names a new key cannot be known now.
-                    Err(error) => Err(self.keys_unavailable(Some(error))),
+                    Err(error) => Err(self.unknown_kid_unavailable(Some(error))),
                 }
             }
             selection => chosen(snapshot, selection),
@@ -544,6 +544,18 @@ impl KeyStore {
         }
     }
 
+    /// The 503 answer for a token whose `kid` the keys lack while they cannot be fetched:
+    /// `Retry-After` covers both cooldowns, since no refetch for it starts before either
+    /// ends.
+    fn unknown_kid_unavailable(&self, error: Option<FetchError>) -> AuthError {
+        let unavailable = self.keys_unavailable(error);
+        let wait = unavailable
+            .retry_after()
+            .unwrap_or_default()
+            .max(self.unknown_kid_cooldown_left());
+        unavailable.with_retry_after(wait)
+    }
+
     /// What is left of the unknown-`kid` refetch cooldown (zero when none runs).
     fn unknown_kid_cooldown_left(&self) -> Duration {
         self.lock_state()
@@ -623,6 +635,7 @@ impl KeyStore {
                 );
                 state.last_failure = None;
                 state.last_failure_at = None;
+                self.rediscover.store(false, Ordering::Relaxed);
                 self.current.store(Some(Arc::clone(snapshot)));
                 self.current_generation
                     .store(snapshot.generation, Ordering::Relaxed);
@@ -630,7 +643,7 @@ impl KeyStore {
             Err(error) => {
                 // The issuer may have moved its keys (the old location answering an error
                 // page, or no key set at all): discover them again next time.
-                self.discovered_jwks_uri.store(None);
+                self.rediscover.store(true, Ordering::Relaxed);
                 let stale = self.current.load().is_some();
                 tracing::warn!(%error, using_stale_keys = stale, "fetching the issuer's key set failed");
                 state.last_failure = Some(now);
@@ -647,11 +660,12 @@ impl KeyStore {
             KeySource::Fixed(uri) => uri.clone(),
             KeySource::Discover { issuer } => {
                 let known = self.discovered_jwks_uri.load_full();
+                let moved = need == Need::UnknownKid || self.rediscover.load(Ordering::Relaxed);
                 match known {
-                    Some(uri) if need != Need::UnknownKid => Url::clone(&uri),
-                    // A key the set lacks may be published at a new location the metadata
-                    // now names (the old one still serving the old keys): discover again,
-                    // falling back on the known location if discovery fails.
+                    Some(uri) if !moved => Url::clone(&uri),
+                    // After a failed fetch, or for a key the set lacks (the metadata may name
+                    // a new location while the old one still serves the old keys): discover
+                    // again, falling back on the known location if discovery fails.
                     known => match fetch::discover_jwks_uri(&self.fetcher, issuer).await {
                         Ok(uri) => {
                             self.discovered_jwks_uri.store(Some(Arc::new(uri.clone())));

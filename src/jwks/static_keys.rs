@@ -60,10 +60,13 @@ fn invalid(reason: &'static str) -> ConfigError {
 }
 
 impl StaticKeys {
-    /// Reads a JWK Set document (`{"keys": [...]}`) exactly as a fetched one is read:
-    /// strict JSON (a member named twice anywhere is refused), and each key kept only if
-    /// it is a public signing key this crate can use (`use`, `key_ops` and `alg` are
-    /// honoured; private, symmetric and unsupported keys are skipped). At most 1 MiB.
+    /// Reads a JWK Set document (`{"keys": [...]}`) as a fetched one is read: strict JSON
+    /// (a member named twice anywhere is refused), and each key kept only if it is a
+    /// signing key this crate can use (`use`, `key_ops` and `alg` are honoured;
+    /// unsupported keys are skipped). Stricter than a fetched set, since a set given by
+    /// hand that breaks these was pasted from the wrong place: private or symmetric key
+    /// material anywhere in it is refused, and so are two different keys under one `kid`
+    /// that could both verify some algorithm. At most 1 MiB.
     ///
     /// ```
     /// use smart_auth::StaticKeys;
@@ -80,8 +83,9 @@ impl StaticKeys {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidStaticKeys`] when the text is too long, not a JWK Set, or
-    /// holds no usable key.
+    /// [`ConfigError::InvalidStaticKeys`] when the text is too long, not a JWK Set, holds
+    /// private or symmetric key material, two keys of one `kid` that the algorithm cannot
+    /// tell apart, or no usable key.
     pub fn from_jwks_json(json: &str) -> Result<Self, ConfigError> {
         Self::from_jwks_bytes(json.as_bytes())
     }

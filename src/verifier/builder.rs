@@ -622,11 +622,13 @@ impl VerifierBuilder {
         }
         self.refresh.validate()?;
         self.token_cache.validate()?;
-        // A blank audience would accept tokens with a blank `aud`; one with whitespace or
-        // a control character around or in it (a value read from a file with its newline)
-        // names no real audience.
+        // A blank audience would accept tokens with a blank `aud`; one with whitespace
+        // around it or a control character in it (a value read from a file with its
+        // newline) names no real audience.
         if self.audiences.iter().any(|audience| {
-            audience.trim().is_empty() || audience.chars().any(|c| c.is_control() || c == ' ')
+            audience.trim().is_empty()
+                || audience.trim() != audience
+                || audience.chars().any(char::is_control)
         }) {
             return Err(ConfigError::InvalidClaimRule { field: "audience" });
         }
@@ -799,8 +801,8 @@ fn is_uri_byte(byte: u8) -> bool {
 /// any spelling (`%2e`, `%2E`).
 fn has_dot_segment(value: &str) -> bool {
     let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
-    let path = after_scheme.find('/').map_or("", |at| &after_scheme[at..]);
-    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let before_query = after_scheme.split(['?', '#']).next().unwrap_or_default();
+    let path = before_query.find('/').map_or("", |at| &before_query[at..]);
     path.split('/').any(|segment| {
         let decoded = segment.replace("%2e", ".").replace("%2E", ".");
         decoded == "." || decoded == ".."
@@ -853,10 +855,15 @@ mod tests {
         ] {
             assert!(issuer(good).is_ok(), "{good:?}");
         }
+        // Only the path's segments count: a query may hold `/..` (a key set's URL).
+        assert!(!has_dot_segment("https://keys.example?x=/.."));
+        assert!(!has_dot_segment("https://keys.example/a?x=/../b"));
+        assert!(has_dot_segment("https://keys.example/a/../b?x=1"));
         for bad in [
             " https://api.example/fhir",
             "https://api.example/fhir\n",
             "a\tb",
+            "x\u{a0}",
         ] {
             assert_eq!(
                 TokenVerifier::builder("https://as.example")

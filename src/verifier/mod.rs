@@ -191,13 +191,13 @@ impl TokenVerifier {
         &self.inner.config.issuer
     }
 
-    /// The first accepted audience, if audiences are configured.
     /// Whether it was built without any audience rule (no audience configured, and not
     /// `insecure_accept_any_audience`): it then accepts `at+jwt` tokens for any audience.
     pub(crate) fn checks_no_audience(&self) -> bool {
         self.inner.config.audience == AudienceRule::TypedAccessTokensOnly
     }
 
+    /// The first accepted audience, if audiences are configured.
     pub(crate) fn first_audience(&self) -> Option<&str> {
         match &self.inner.config.audience {
             AudienceRule::OneOf { audiences, .. } => audiences.first().map(String::as_str),
@@ -433,7 +433,7 @@ impl TokenVerifier {
             .await?;
         let chosen = match jwt::verify_signature(&segments, chosen.key(), header.alg) {
             Ok(()) => chosen,
-            Err(refusal) => {
+            Err(refusal @ ErrorKind::InvalidSignature) => {
                 // The issuer may have put another key under this `kid`.
                 let keys = &self.inner.keys;
                 let Some(replaced) = keys
@@ -445,6 +445,7 @@ impl TokenVerifier {
                 jwt::verify_signature(&segments, replaced.key(), header.alg)?;
                 replaced
             }
+            Err(refusal) => return Err(refusal.into()),
         };
         let names = &config.claim_names;
         // One copy of the token, kept by the claims and, if stored, by the token cache.

@@ -721,9 +721,9 @@ async fn an_unknown_kid_while_keys_cannot_be_fetched_is_503() {
     app.issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
     app.issuer.rotate_keys();
     let rotated = app.issuer.token().sign();
-    // The failed refetch: the failure cooldown. Then no refetch for this kid before the
-    // unknown-kid cooldown ends either: Retry-After says so.
-    for retry_after in ["10", "30"] {
+    // No refetch for this kid starts before the unknown-kid cooldown ends (nor before the
+    // failure cooldown): Retry-After says so, from the failed refetch on.
+    for retry_after in ["30", "30"] {
         let answer = app.get_with_token(&rotated).await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
         assert_eq!(answer.issue_code(), "transient");

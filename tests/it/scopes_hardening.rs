@@ -107,6 +107,19 @@ impl ScopedApp {
         claims: &[(&str, Value)],
         headers: &[(&str, &str)],
     ) -> Answer {
+        self.call_with_body(method, path, claims, headers, None)
+            .await
+    }
+
+    /// [`call_with_headers`](Self::call_with_headers) with a request body.
+    async fn call_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        claims: &[(&str, Value)],
+        headers: &[(&str, &str)],
+        body: Option<&'static str>,
+    ) -> Answer {
         // No default scope: each test states the whole claim.
         let mut token = self.issuer.token().without("scope");
         for (name, value) in claims {
@@ -118,6 +131,9 @@ impl ScopedApp {
             .bearer_auth(token.sign());
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
@@ -599,12 +615,14 @@ async fn a_blank_patient_is_no_launch_context() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 }
 
-/// A form body is in FHIR only a search's parameters (`POST [type]/_search`): on any other
+/// A form body is in FHIR only a search's or an operation's parameters: on any other
 /// interaction it is refused under enforcement, whatever the scopes, since services that
-/// read forms (Spring's `HiddenHttpMethodFilter`, gorilla, Symfony) take a `_method`
-/// override from it, which the layer does not read.
+/// read forms (Spring's `HiddenHttpMethodFilter`, gorilla, Symfony, Rack) take a `_method`
+/// override from it, which the layer does not read. The type is read as Rack and PHP read
+/// it (cut at `;`, `,` or a space; empty counts), and Rack reads a POST body without a type
+/// as a form too. GET and HEAD carry no body.
 #[tokio::test]
-async fn form_bodies_are_for_searches_only() {
+async fn form_bodies_are_for_searches_and_operations_only() {
     let app = scoped_app(ScopeEnforcement::new()).await;
     let everything = [("scope", json!("system/*.cruds"))];
     for content_type in [
@@ -612,13 +630,15 @@ async fn form_bodies_are_for_searches_only() {
         "Application/X-WWW-Form-Urlencoded; charset=utf-8",
         "multipart/form-data; boundary=x",
         " application/x-www-form-urlencoded ",
+        "application/x-www-form-urlencoded, x",
+        "application/x-www-form-urlencoded x",
+        "",
     ] {
         let form = [("content-type", content_type)];
         for (method, path) in [
             ("POST", "/fhir/Observation"),
             ("POST", "/fhir"),
             ("PUT", "/fhir/Observation/1"),
-            ("POST", "/fhir/Observation/$validate"),
             ("DELETE", "/fhir/Observation?code=x"),
         ] {
             let answer = app
@@ -630,6 +650,7 @@ async fn form_bodies_are_for_searches_only() {
             "/fhir/Observation/_search",
             "/fhir/_search",
             "/fhir/Patient/1/Observation/_search",
+            "/fhir/$export",
         ] {
             let answer = app
                 .call_with_headers("POST", path, &everything, &form)
@@ -652,6 +673,27 @@ async fn form_bodies_are_for_searches_only() {
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{content_type}: {answer:?}");
     }
+    // A POST body without a type: read as a form by Rack.
+    let answer = app
+        .call_with_body(
+            "POST",
+            "/fhir/Observation",
+            &everything,
+            &[],
+            Some("_method=DELETE"),
+        )
+        .await;
+    app.assert_refused(&answer, None, "untyped body");
+    // GET with a stray form type: no body, nothing to override.
+    let answer = app
+        .call_with_headers(
+            "GET",
+            "/fhir/Observation/1",
+            &everything,
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 }
 
 /// A token whose resource scopes are all SMART v1 comes from a v1 authorization server,
