@@ -688,13 +688,7 @@ async fn a_key_listed_twice_is_one_key() {
     let fresh = crate::support::app(|b| b).await;
     let other = TestIssuer::start().await;
     let kid = fresh.issuer.current_kid(SigningAlgorithm::ES256);
-    let mut impostor = other.jwks()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["crv"] == "P-256")
-        .unwrap()
-        .clone();
+    let mut impostor = crate::support::p256_jwk(&other);
     impostor["kid"] = json!(kid);
     let mut keys = fresh.issuer.jwks();
     keys["keys"].as_array_mut().unwrap().push(impostor);
@@ -1060,13 +1054,7 @@ async fn a_key_replaced_under_its_kid_is_fetched_again() {
     // The issuer now publishes another P-256 key under the same kid.
     let kid = app.issuer.current_kid(alg);
     let other = TestIssuer::start().await;
-    let mut replacement = other.jwks()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["crv"] == "P-256")
-        .unwrap()
-        .clone();
+    let mut replacement = crate::support::p256_jwk(&other);
     replacement["kid"] = json!(kid);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Body(
         json!({"keys": [replacement]}).to_string(),

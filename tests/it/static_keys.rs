@@ -376,28 +376,24 @@ async fn static_keys_with_a_jwks_uri_is_a_build_error() {
 #[tokio::test]
 async fn a_shared_kid_is_refused_only_where_the_alg_cannot_choose() {
     let signer = TestIssuer::start().await;
-    let keys = signer.jwks()["keys"].as_array().unwrap().clone();
-    let find = |kty: &str, crv: Option<&str>| {
-        keys.iter()
-            .find(|key| key["kty"] == kty && crv.is_none_or(|crv| key["crv"] == crv))
-            .unwrap()
-            .clone()
-    };
+    let rsa = signer.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["kty"] == "RSA")
+        .unwrap()
+        .clone();
     let under = |mut key: Value| {
         key["kid"] = json!("shared");
         key
     };
-    let rsa_and_ec = json!({"keys": [under(find("RSA", None)), under(find("EC", Some("P-256")))]});
+    let rsa_and_ec = json!({"keys": [under(rsa), under(crate::support::p256_jwk(&signer))]});
     assert!(StaticKeys::from_jwks_json(&rsa_and_ec.to_string()).is_ok());
     let other = TestIssuer::start().await;
-    let other_ec = other.jwks()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["crv"] == "P-256")
-        .unwrap()
-        .clone();
-    let two_ec = json!({"keys": [under(find("EC", Some("P-256"))), under(other_ec)]});
+    let two_ec = json!({"keys": [
+        under(crate::support::p256_jwk(&signer)),
+        under(crate::support::p256_jwk(&other)),
+    ]});
     assert_eq!(
         StaticKeys::from_jwks_json(&two_ec.to_string()).unwrap_err(),
         smart_auth::ConfigError::InvalidStaticKeys {

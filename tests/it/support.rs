@@ -66,6 +66,17 @@ pub fn loopback_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().no_proxy()
 }
 
+/// The P-256 key `issuer` publishes, as its JWK (to publish under another issuer's `kid`).
+pub fn p256_jwk(issuer: &TestIssuer) -> Value {
+    issuer.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["crv"] == "P-256")
+        .unwrap()
+        .clone()
+}
+
 pub async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
