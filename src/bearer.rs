@@ -644,6 +644,35 @@ mod props {
             }
         }
 
+        /// Another scheme's credentials made of well-formed auth-params (token or quoted
+        /// values; commas, quotes, escapes and `Bearer` inside quoted values included) never
+        /// read as hiding a Bearer credential; followed by `, Bearer <token>`, always.
+        #[test]
+        fn hidden_bearer_credentials_are_found_exactly(
+            params in proptest::collection::vec(
+                (
+                    "[a-z]{1,8}",
+                    prop_oneof![
+                        "[A-Za-z0-9._~+/-]{1,10}",
+                        "\"([ !#-\\[\\]-~]|\\\\[ -~]|, Bearer x){0,6}\"",
+                    ],
+                    prop::sample::select(vec!["=", " = ", "= "]),
+                ),
+                1..4,
+            ),
+            token in "[A-Za-z0-9._~+/-]{1,20}",
+            glue in prop::sample::select(vec![", ", ",", " , "]),
+        ) {
+            let credentials = params
+                .iter()
+                .map(|(name, value, equals)| format!("{name}{equals}{value}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            prop_assert!(!hides_a_bearer_credential(credentials.as_bytes()), "{}", credentials);
+            let hiding = format!("{credentials}{glue}Bearer {token}");
+            prop_assert!(hides_a_bearer_credential(hiding.as_bytes()), "{}", hiding);
+        }
+
         /// The 8-byte fast path decides exactly as the general scan.
         #[test]
         fn fast_path_matches_the_general_reading(value in proptest::collection::vec(any::<u8>(), 0..12)) {

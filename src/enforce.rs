@@ -1511,3 +1511,66 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::proptest_support::config;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        /// Any query: the `_method` reading never panics, finds a parameter exactly when it
+        /// yields a value, and finds one whenever a piece is named `_method` in one of
+        /// the spellings a lenient server reads.
+        #[test]
+        fn method_parameters_are_read_without_panic(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    "[ -~]{0,12}",
+                    prop::sample::select(vec![
+                        "_method=DELETE", "_METHOD=x", "%5Fmethod=", ".method=a", "[method",
+                        "_methods=x", "method=x", "_method%3D", "%ZZ=1", "\u{e9}=1",
+                    ]).prop_map(str::to_owned),
+                ],
+                0..6,
+            ),
+            separator in prop::sample::select(vec!["&", ";"]),
+        ) {
+            let query = pieces.join(separator);
+            let found = has_method_parameter(&query);
+            prop_assert_eq!(found, method_parameter_values(&query).next().is_some());
+            let named = pieces.iter().any(|piece| {
+                let name = piece.split('=').next().unwrap_or_default();
+                ["_method", "_METHOD", "%5Fmethod", ".method", "[method"].contains(&name)
+            });
+            if named {
+                prop_assert!(found, "{}", query);
+            }
+        }
+
+        /// Any `Content-Type` values: the form reading never panics, and a form type is
+        /// found in every spelling Rack and PHP cut it to.
+        #[test]
+        fn form_types_are_read_without_panic(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..3),
+            form in prop::sample::select(vec![
+                "application/x-www-form-urlencoded",
+                "Multipart/Form-Data; boundary=x",
+                " application/x-www-form-urlencoded,",
+                "application/x-www-form-urlencoded\tx",
+            ]),
+        ) {
+            let mut headers = http::HeaderMap::new();
+            for value in &values {
+                if let Ok(value) = http::HeaderValue::from_bytes(value) {
+                    headers.append(http::header::CONTENT_TYPE, value);
+                }
+            }
+            let _ = carries_form_body(&http::Method::POST, &headers);
+            headers.append(http::header::CONTENT_TYPE, http::HeaderValue::from_static(form));
+            prop_assert!(carries_form_body(&http::Method::PUT, &headers), "{:?}", headers);
+        }
+    }
+}
