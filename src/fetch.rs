@@ -425,9 +425,16 @@ pub(crate) fn strict_object(body: &[u8]) -> Result<Map<String, Value>, FetchErro
 }
 
 /// Finds the issuer's `jwks_uri` (see [`discover_metadata`]); it must be `https` or
-/// loopback `http`.
+/// loopback `http`. A document whose `jwks_uri` is no absolute URL (a legacy SMART
+/// configuration's relative `/jwks`) does not say where the keys are: discovery moves on
+/// to the next location, as for a document without one.
 pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, FetchError> {
-    let document = discover_metadata(fetcher, issuer, |doc| doc.contains_key("jwks_uri")).await?;
+    let names_absolute_keys = |doc: &Map<String, Value>| {
+        doc.get("jwks_uri")
+            .and_then(Value::as_str)
+            .is_some_and(|uri| Url::parse(uri).is_ok())
+    };
+    let document = discover_metadata(fetcher, issuer, names_absolute_keys).await?;
     let uri = document
         .get("jwks_uri")
         .and_then(Value::as_str)

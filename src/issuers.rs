@@ -69,6 +69,22 @@ impl Issuers {
                 return Err(ConfigError::DuplicateIssuer);
             }
         }
+        // Two issuers that differ only by a final `/` are two issuers to the exact `iss`
+        // comparison, but an authorization server writes one of them: the other's tokens
+        // never come, and its key discovery fails (the metadata names the other).
+        for (at, verifier) in verifiers.iter().enumerate() {
+            let issuer = verifier.issuer().trim_end_matches('/');
+            if verifiers[..at]
+                .iter()
+                .any(|earlier| earlier.issuer().trim_end_matches('/') == issuer)
+            {
+                tracing::warn!(
+                    issuer,
+                    "two issuers differ only by a final `/`: check which one the authorization \
+                     server writes in `iss`"
+                );
+            }
+        }
         if verifiers.len() == 1 {
             by_issuer.clear();
         }
