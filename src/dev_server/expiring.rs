@@ -31,6 +31,38 @@ pub(crate) struct ExpiringMap<K, V> {
     deadlines: BinaryHeap<Reverse<(i64, u64, K)>>,
     next_generation: u64,
     capacity: usize,
+    quota: Option<OwnerQuota<V>>,
+}
+
+/// A share of the capacity per owner of the values (a client's tokens), so that one owner
+/// cannot fill the map for everyone.
+struct OwnerQuota<V> {
+    owner: fn(&V) -> &str,
+    max: usize,
+    counts: HashMap<String, usize>,
+}
+
+impl<V> OwnerQuota<V> {
+    fn count(&self, value: &V) -> usize {
+        self.counts.get((self.owner)(value)).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, value: &V) {
+        *self
+            .counts
+            .entry((self.owner)(value).to_owned())
+            .or_default() += 1;
+    }
+
+    fn take(&mut self, value: &V) {
+        let owner = (self.owner)(value);
+        if let Some(count) = self.counts.get_mut(owner) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(owner);
+            }
+        }
+    }
 }
 
 impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
@@ -40,6 +72,24 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
             deadlines: BinaryHeap::new(),
             next_generation: 0,
             capacity,
+            quota: None,
+        }
+    }
+
+    /// A map of `capacity` entries of which one owner (`owner` of the value) holds at most
+    /// `max_per_owner`.
+    pub(crate) fn with_owner_quota(
+        capacity: usize,
+        max_per_owner: usize,
+        owner: fn(&V) -> &str,
+    ) -> Self {
+        Self {
+            quota: Some(OwnerQuota {
+                owner,
+                max: max_per_owner,
+                counts: HashMap::new(),
+            }),
+            ..Self::new(capacity)
         }
     }
 
@@ -69,14 +119,24 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
         now: i64,
     ) -> Result<(), Full> {
         self.purge(now);
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+        let replacing = self.entries.contains_key(&key);
+        if !replacing && self.entries.len() >= self.capacity {
             return Err(self.full(now));
+        }
+        if !replacing
+            && let Some(quota) = &self.quota
+            && quota.count(&value) >= quota.max
+        {
+            return Err(self.full_for_owner_of(&value, now));
         }
         let generation = self.next_generation;
         self.next_generation += 1;
         self.deadlines
             .push(Reverse((expires_at, generation, key.clone())));
-        self.entries.insert(
+        if let Some(quota) = &mut self.quota {
+            quota.add(&value);
+        }
+        let replaced = self.entries.insert(
             key,
             Entry {
                 value,
@@ -84,6 +144,9 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
                 generation,
             },
         );
+        if let (Some(quota), Some(replaced)) = (&mut self.quota, replaced) {
+            quota.take(&replaced.value);
+        }
         self.compact_deadlines();
         Ok(())
     }
@@ -104,7 +167,11 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        self.entries.remove(key).map(|entry| entry.value)
+        let value = self.entries.remove(key).map(|entry| entry.value)?;
+        if let Some(quota) = &mut self.quota {
+            quota.take(&value);
+        }
+        Some(value)
     }
 
     /// How many entries are stored (live, or expired and not yet dropped).
@@ -127,7 +194,7 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
                 .get(&key)
                 .is_some_and(|entry| entry.generation == generation)
             {
-                self.entries.remove(&key);
+                self.remove(&key);
             }
         }
     }
@@ -143,6 +210,27 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
             .iter()
             .map(|(key, entry)| Reverse((entry.expires_at, entry.generation, key.clone())))
             .collect();
+    }
+
+    /// Like [`full`](Self::full), for an owner at its quota: when the earliest of its own
+    /// entries expires (a scan, on this refusal only).
+    fn full_for_owner_of(&self, value: &V, now: i64) -> Full {
+        let Some(quota) = &self.quota else {
+            return self.full(now);
+        };
+        let owner = (quota.owner)(value);
+        let earliest = self
+            .entries
+            .values()
+            .filter(|entry| (quota.owner)(&entry.value) == owner)
+            .map(|entry| entry.expires_at)
+            .min()
+            .unwrap_or(now);
+        Full {
+            retry_after_secs: u64::try_from(earliest.saturating_sub(now))
+                .unwrap_or(0)
+                .max(1),
+        }
     }
 
     /// The earliest deadline on the heap (after a purge, a future one; a stale record can
@@ -210,6 +298,32 @@ mod tests {
         assert_eq!(map.len(), 1);
         assert!(map.deadlines.len() <= 2 * map.len() + 65);
         assert_eq!(map.get(&"same", 0), Some(&9_999));
+    }
+
+    /// One owner holds at most its quota; others still find room; removal and expiry
+    /// give the owner its room back; a replacement counts once.
+    #[test]
+    fn owners_hold_at_most_their_quota() {
+        let owner = |value: &(&'static str, u32)| value.0;
+        let mut map = ExpiringMap::with_owner_quota(10, 2, owner);
+        map.insert(1, ("a", 1), 50, 0).unwrap();
+        map.insert(2, ("a", 2), 80, 0).unwrap();
+        assert_eq!(
+            map.insert(3, ("a", 3), 90, 10),
+            Err(Full {
+                retry_after_secs: 40
+            })
+        );
+        map.insert(4, ("b", 1), 90, 10).unwrap();
+        // Replacing one of its entries needs no more of the quota.
+        map.insert(2, ("a", 9), 90, 10).unwrap();
+        assert!(map.insert(5, ("a", 5), 90, 10).is_err());
+        // Removal and expiry give room back.
+        assert_eq!(map.remove(&2), Some(("a", 9)));
+        map.insert(5, ("a", 5), 90, 10).unwrap();
+        assert!(map.insert(6, ("a", 6), 90, 10).is_err());
+        map.insert(6, ("a", 6), 90, 50).unwrap();
+        assert_eq!(map.len(), 3);
     }
 
     #[test]

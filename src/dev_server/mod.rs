@@ -61,7 +61,9 @@
 //!   [`ClientRegistration::allow_introspecting_any_token`].
 //! - State is bounded: issued tokens, HTTP-registered clients, seen assertion ids and
 //!   fetched key sets expire and are capped (see the builder); a full store answers 503
-//!   `temporarily_unavailable` with `Retry-After`.
+//!   `temporarily_unavailable` with `Retry-After`. One client holds at most its share of
+//!   the tokens ([`max_tokens_per_client`](DevAuthServerBuilder::max_tokens_per_client)),
+//!   so that it cannot fill the store for the others.
 //! - Time and connections are bounded: at most 256 connections are served at once, a
 //!   client has 10 s to send a request's headers (or to start the next one on a kept-alive
 //!   connection), and a request not answered within 30 s (a body sent a byte at a time)
@@ -159,6 +161,7 @@ pub struct DevAuthServerBuilder {
 struct Limits {
     leeway_secs: i64,
     max_tokens: usize,
+    max_tokens_per_client: usize,
     max_clients: usize,
     client_lifetime_secs: i64,
     max_seen_assertions: usize,
@@ -234,6 +237,20 @@ impl DevAuthServerBuilder {
     /// ```
     pub fn max_tokens(mut self, max: usize) -> Self {
         self.limits.max_tokens = max;
+        self
+    }
+
+    /// The most unexpired access tokens one client holds at once (default 10 000, never
+    /// more than [`max_tokens`](Self::max_tokens)): beyond it that client's token requests
+    /// answer 503 until its tokens expire or are revoked, while other clients are served,
+    /// so that one client cannot fill the store for all.
+    ///
+    /// ```
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .max_tokens_per_client(100);
+    /// ```
+    pub fn max_tokens_per_client(mut self, max: usize) -> Self {
+        self.limits.max_tokens_per_client = max;
         self
     }
 
@@ -372,7 +389,11 @@ impl DevAuthServerBuilder {
             own_hosts,
             static_clients: Mutex::new(HashMap::new()),
             dynamic_clients: Mutex::new(ExpiringMap::new(limits.max_clients)),
-            tokens: Mutex::new(ExpiringMap::new(limits.max_tokens)),
+            tokens: Mutex::new(ExpiringMap::with_owner_quota(
+                limits.max_tokens,
+                limits.max_tokens_per_client.min(limits.max_tokens),
+                |record: &TokenRecord| record.client_id.as_str(),
+            )),
             seen_assertions: Mutex::new(ExpiringMap::new(limits.max_seen_assertions)),
             // Every live client has at most one URL; room for twice the HTTP-registered
             // ones leaves plenty for the clients registered in code.
@@ -500,6 +521,7 @@ impl DevAuthServer {
                 // Set from `clock_leeway` by `start`.
                 leeway_secs: 0,
                 max_tokens: 100_000,
+                max_tokens_per_client: 10_000,
                 max_clients: 1_000,
                 client_lifetime_secs: 24 * 3600,
                 max_seen_assertions: 100_000,

@@ -85,6 +85,58 @@ async fn issued_tokens_are_capped_and_expire() {
     );
 }
 
+/// One client holds at most its share of the token store: past it, that client's token
+/// requests get 503 with `Retry-After` (when its own earliest token expires), while another
+/// client is still served; a revoked or expired token gives the client its room back.
+#[tokio::test]
+async fn one_client_cannot_fill_the_token_store() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .max_tokens(10)
+        .max_tokens_per_client(2)
+        .start()
+        .await
+        .unwrap();
+    for client in ["c", "d"] {
+        server.register(ClientRegistration::client_secret_basic(
+            client,
+            "s",
+            ["system/*.rs"],
+        ));
+    }
+    let http = crate::support::loopback_client();
+    let request = |client: &str| {
+        http.post(server.token_endpoint())
+            .basic_auth(client, Some("s"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+    };
+    let (status, _, first) = post(&http, request("c")).await;
+    assert_eq!(status, StatusCode::OK);
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(post(&http, request("c")).await.0, StatusCode::OK);
+    let (status, retry_after, body) = post(&http, request("c")).await;
+    assert_eq!(
+        (status, retry_after.as_deref(), body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("200"),
+            Some("temporarily_unavailable")
+        ),
+        "c at its quota"
+    );
+    assert_eq!(
+        post(&http, request("d")).await.0,
+        StatusCode::OK,
+        "d is served"
+    );
+    assert_eq!(server.stored_tokens(), 3);
+    // A revoked token gives c its room back.
+    assert!(server.revoke(first["access_token"].as_str().unwrap()));
+    assert_eq!(post(&http, request("c")).await.0, StatusCode::OK);
+}
+
 async fn register(
     http: &reqwest::Client,
     server: &DevAuthServer,
