@@ -434,7 +434,7 @@ impl ScopeEnforcement {
         let base = self.classifier.base_path().trim_end_matches('/');
         let path = format!("{base}/{relative}");
         let query = path.split_once('?').map(|(_, query)| query);
-        self.check(method, &path, query, if_none_exist, claims)
+        self.check(method, &path, query, if_none_exist, false, claims)
     }
 
     /// The FHIR base path it enforces under, without a trailing slash (`""` for the
@@ -486,25 +486,26 @@ impl ScopeEnforcement {
         {
             return Ok(());
         }
+        // GET and HEAD carry no body; any other request may carry a form.
+        let form_body = method != http::Method::GET
+            && method != http::Method::HEAD
+            && carries_form_body(method, headers);
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
                 if_none_exist_criteria(headers)
             } else {
                 None
             };
-            self.check(method, path, uri.query(), if_none_exist.as_deref(), claims)
+            let query = uri.query();
+            self.check(
+                method,
+                path,
+                query,
+                if_none_exist.as_deref(),
+                form_body,
+                claims,
+            )
         };
-        // A form body is in FHIR a search's or an operation's parameters and nothing else:
-        // on a write it can only be for a service that reads forms, and Spring's
-        // `HiddenHttpMethodFilter`, gorilla, Symfony and Rack read a `_method` override
-        // from it, which the layer does not see. (GET and HEAD carry no body.)
-        if method != http::Method::GET
-            && method != http::Method::HEAD
-            && carries_form_body(method, headers)
-            && !self.takes_a_form(method.as_str(), path)
-        {
-            return Err(forbidden());
-        }
         check_as(method.as_str())?;
         // A method override names a second method: a service behind that honours it runs
         // that interaction, so the request needs its scopes too.
@@ -535,30 +536,16 @@ impl ScopeEnforcement {
         Ok(())
     }
 
-    /// Whether `method` `path_and_query` is a FHIR interaction that takes a form (a search,
-    /// an operation: FHIR's `http.html` summary), or not FHIR at all (outside the base,
-    /// judged as such by [`check`](Self::check)).
-    fn takes_a_form(&self, method: &str, path_and_query: &str) -> bool {
-        matches!(
-            self.classifier.classify(method, path_and_query),
-            Classified::OutsideBase
-                | Classified::Fhir(
-                    FhirRequest::SearchType { .. }
-                        | FhirRequest::SearchCompartment { .. }
-                        | FhirRequest::SearchSystem { .. }
-                        | FhirRequest::Operation(_)
-                )
-        )
-    }
-
     /// Checks a verified request as `method`; `if_none_exist` is the search criteria of an
-    /// `If-None-Exist` header (a conditional create), if it carries one.
+    /// `If-None-Exist` header (a conditional create), if it carries one; `form_body`, whether
+    /// its body may be read as a form.
     pub(crate) fn check(
         &self,
         method: &str,
         path_and_query: &str,
         query: Option<&str>,
         if_none_exist: Option<&str>,
+        form_body: bool,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         let request = match self.classifier.classify(method, path_and_query) {
@@ -568,6 +555,21 @@ impl ScopeEnforcement {
             Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
             Classified::Fhir(request) => request,
         };
+        // A form body is in FHIR a search's or an operation's parameters (FHIR's `http.html`
+        // summary) and nothing else: on a write it can only be for a service that reads
+        // forms, and Spring's `HiddenHttpMethodFilter`, gorilla, Symfony and Rack read a
+        // `_method` override from it, which the layer does not see.
+        if form_body
+            && !matches!(
+                request,
+                FhirRequest::SearchType { .. }
+                    | FhirRequest::SearchCompartment { .. }
+                    | FhirRequest::SearchSystem { .. }
+                    | FhirRequest::Operation(_)
+            )
+        {
+            return Err(forbidden());
+        }
         let requirements = match request.access() {
             AccessRule::Public => return Ok(()),
             AccessRule::PerEntry if self.handler_checks_bundle_entries => return Ok(()),

@@ -156,6 +156,11 @@ pub(crate) fn is_allowed_discovered_url(url: &Url) -> bool {
         && url.password().is_none()
 }
 
+/// Whether `byte` may appear in an RFC 3986 URI: unreserved, reserved or `%`.
+pub(crate) fn is_uri_character(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&byte)
+}
+
 /// Whether a URL may be fetched: `https`, or `http` to a loopback host.
 pub(crate) fn is_allowed_url(url: &Url) -> bool {
     match url.scheme() {

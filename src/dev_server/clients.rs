@@ -6,11 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::jwks::KeySet;
-
-/// JWK members that hold private or symmetric key material (RFC 7517 and RFC 7518
-/// section 6): a client's registered key set must hold none of them.
-const SECRET_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+use crate::jwks::{KeySet, SECRET_MEMBERS};
 
 /// The most keys a registered key set may hold.
 pub(crate) const MAX_KEYS: usize = 16;

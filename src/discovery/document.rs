@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::fetch::{
     self, FetchError, Fetcher, default_client, is_allowed_discovered_url, is_allowed_url,
+    is_uri_character,
 };
 use crate::scopes::is_scope_token;
 
@@ -548,11 +549,6 @@ fn check_url(value: &str, field: &'static str) -> Result<Url, DiscoveryError> {
 /// non-empty visible ASCII, without spaces.
 fn is_list_entry(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_graphic())
-}
-
-/// Whether `byte` may appear in an RFC 3986 URI: unreserved, reserved or `%`.
-fn is_uri_character(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&byte)
 }
 
 macro_rules! getters {

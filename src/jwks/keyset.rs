@@ -331,7 +331,16 @@ impl KeySet {
     }
 }
 
-const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+/// JWK members that hold private or symmetric key material (RFC 7517, RFC 7518 section
+/// 6): the private members of an asymmetric key, then a symmetric key's `k`.
+pub(crate) const SECRET_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The private members of an asymmetric key ([`SECRET_MEMBERS`] but `k`: a symmetric key
+/// is skipped by its `kty` anyway).
+const PRIVATE_MEMBERS: &[&str] = match SECRET_MEMBERS.split_last() {
+    Some((_symmetric, private)) => private,
+    None => &[],
+};
 
 /// Whether a JWK Set document names private or symmetric key material in any key (a key
 /// set given by hand that holds it was pasted from the wrong place; such keys are skipped
@@ -345,9 +354,8 @@ pub(crate) fn holds_secret_material(document: &[u8]) -> bool {
     };
     keys.iter().any(|key| {
         key.as_object().is_some_and(|key| {
-            PRIVATE_MEMBERS
+            SECRET_MEMBERS
                 .iter()
-                .chain(&["k"])
                 .any(|member| key.contains_key(*member))
         })
     })

@@ -22,6 +22,8 @@ use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher};
 use crate::metrics::{self, Refresh};
 
+#[cfg(feature = "dev-server")]
+pub(crate) use keyset::SECRET_MEMBERS;
 pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey};
 pub use static_keys::StaticKeys;
 

@@ -11,7 +11,7 @@ use crate::algorithm::SigningAlgorithm;
 use crate::claims::{ClaimNames, SmartClaims};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Refusal};
-use crate::fetch::{Fetcher, default_client, is_allowed_url};
+use crate::fetch::{Fetcher, default_client, is_allowed_url, is_uri_character};
 
 /// The longest [`VerifierBuilder::fetch_timeout`] accepted.
 const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -747,7 +747,7 @@ impl VerifierBuilder {
 pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
     // The URL parser drops whitespace and tabs and resolves dot segments, but the text is
     // what is compared (the issuer with `iss`) or fetched: it must mean one URL only.
-    if !value.bytes().all(is_uri_byte) {
+    if !value.bytes().all(is_uri_character) {
         return Err(ConfigError::InvalidUrl {
             field,
             reason: "holds a character a URI does not (whitespace, a control character, non-ASCII)",
@@ -790,11 +790,6 @@ pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, Confi
         });
     }
     Ok(url)
-}
-
-/// The characters RFC 3986 allows in a URI (unreserved, reserved and `%`).
-fn is_uri_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&byte)
 }
 
 /// Whether the path of `value` (after `scheme://authority`) has a `.` or `..` segment, in

@@ -199,13 +199,15 @@ async fn a_base_relative_to_the_nest_fails_closed() {
     }
 }
 
-/// A service that rewrites the path otherwise than nesting does (`/v1/…` to `/fhir/…`, or
-/// stripping a `/v1` prefix the router did not nest at) in front of a router the layer
-/// covers: axum's `OriginalUri` then names another path than the one the router routes, and
-/// neither is surely the request's, so the layer refuses (403 with scope enforcement,
-/// whatever the scopes; never let through as outside the base).
-#[tokio::test]
-async fn a_path_rewritten_otherwise_than_by_nesting_is_refused() {
+/// A router the layer covers (served at `/fhir`, with `enforcement`; no path extractor
+/// behind, so an outer route's capture stays in the request), behind a service routed at
+/// `outer_route` that changes each request with `rewrite` before handing it on: the URL
+/// to call, the issuer and the server.
+async fn behind_a_rewrite(
+    enforcement: ScopeEnforcement,
+    outer_route: &str,
+    rewrite: fn(&mut axum::extract::Request),
+) -> (String, TestIssuer, tokio::task::JoinHandle<()>) {
     use tower::ServiceExt as _;
     let clock = ManualClock::new();
     let issuer = issuer(&clock).await;
@@ -213,27 +215,41 @@ async fn a_path_rewritten_otherwise_than_by_nesting_is_refused() {
         .audience(issuer.audience())
         .clock(clock)
         .served_at_path("/fhir")
-        .enforce_scopes(ScopeEnforcement::new().allow_any_token_outside_base())
+        .enforce_scopes(enforcement)
         .build()
         .unwrap();
-    // No path extractor behind: the outer route's capture stays in the request.
     let inner = Router::new()
         .route("/fhir/{*rest}", any(|| async { "served" }))
         .layer(auth);
-    let rewrite = tower::service_fn(move |mut request: axum::extract::Request| {
+    let rewriting = tower::service_fn(move |mut request: axum::extract::Request| {
         let inner = inner.clone();
-        async move {
+        rewrite(&mut request);
+        inner.oneshot(request)
+    });
+    let (url, server) = serve(Router::new().route_service(outer_route, rewriting)).await;
+    (url, issuer, server)
+}
+
+/// A service that rewrites the path otherwise than nesting does (`/v1/…` to `/fhir/…`, or
+/// stripping a `/v1` prefix the router did not nest at) in front of a router the layer
+/// covers: axum's `OriginalUri` then names another path than the one the router routes, and
+/// neither is surely the request's, so the layer refuses (403 with scope enforcement,
+/// whatever the scopes; never let through as outside the base).
+#[tokio::test]
+async fn a_path_rewritten_otherwise_than_by_nesting_is_refused() {
+    let (url, issuer, _server) = behind_a_rewrite(
+        ScopeEnforcement::new().allow_any_token_outside_base(),
+        "/v1/{*rest}",
+        |request| {
             let path = request.uri().path().to_owned();
             let rewritten = match path.strip_prefix("/v1/fhir") {
                 Some(rest) => format!("/fhir{rest}"),
                 None => format!("/fhir{}", path.strip_prefix("/v1").unwrap_or("/")),
             };
             *request.uri_mut() = rewritten.parse().unwrap();
-            inner.oneshot(request).await
-        }
-    });
-    let outer = Router::new().route_service("/v1/{*rest}", rewrite);
-    let (url, _server) = serve(outer).await;
+        },
+    )
+    .await;
     let http = crate::support::loopback_client();
     for path in ["/v1/Patient/1", "/v1/fhir/Patient/1"] {
         for scope in ["system/Observation.rs", "system/Patient.rs"] {
@@ -256,22 +272,8 @@ async fn a_path_rewritten_otherwise_than_by_nesting_is_refused() {
 /// The same request without the rewrite passes.
 #[tokio::test]
 async fn a_query_rewritten_between_router_and_layer_is_refused() {
-    use tower::ServiceExt as _;
-    let clock = ManualClock::new();
-    let issuer = issuer(&clock).await;
-    let auth = SmartAuthLayer::builder(issuer.url())
-        .audience(issuer.audience())
-        .clock(clock)
-        .served_at_path("/fhir")
-        .enforce_scopes(ScopeEnforcement::new())
-        .build()
-        .unwrap();
-    let inner = Router::new()
-        .route("/fhir/{*rest}", any(|| async { "served" }))
-        .layer(auth);
-    let rewrite = tower::service_fn(move |mut request: axum::extract::Request| {
-        let inner = inner.clone();
-        async move {
+    let (url, issuer, _server) =
+        behind_a_rewrite(ScopeEnforcement::new(), "/fhir/{*rest}", |request| {
             if request.headers().contains_key("x-rewrite-query") {
                 let rewritten = match request.uri().query() {
                     Some(query) => format!(
@@ -282,11 +284,8 @@ async fn a_query_rewritten_between_router_and_layer_is_refused() {
                 };
                 *request.uri_mut() = rewritten.parse().unwrap();
             }
-            inner.oneshot(request).await
-        }
-    });
-    let outer = Router::new().route_service("/fhir/{*rest}", rewrite);
-    let (url, _server) = serve(outer).await;
+        })
+        .await;
     let http = crate::support::loopback_client();
     let token = issuer.token().scope("system/Patient.rs").sign();
     for target in ["/fhir/Patient?name=x", "/fhir/Patient"] {
