@@ -1098,55 +1098,40 @@ async fn a_key_replaced_under_its_kid_is_fetched_again() {
 /// issuer may now publish its keys elsewhere, the old location still serving the old set.
 #[tokio::test]
 async fn the_key_set_location_is_discovered_again() {
+    /// A fresh token is answered 200, and any refresh it starts has ended: how many times
+    /// the new location was asked by then.
+    async fn fresh_token_passes(app: &App) -> usize {
+        assert_eq!(
+            status(app, &app.issuer.token().sign()).await,
+            StatusCode::OK
+        );
+        settle(app).await;
+        app.issuer.jwks_redirect_target_fetches()
+    }
+    let moved = |app: &App| format!("{}/jwks-copy.json", app.issuer.url());
+
     // An unknown kid while the metadata names a new location.
     let app = app(|b| b).await;
-    assert_eq!(
-        status(&app, &app.issuer.token().sign()).await,
-        StatusCode::OK
-    );
-    let copy = format!("{}/jwks-copy.json", app.issuer.url());
+    fresh_token_passes(&app).await;
     let old_keys = app.issuer.jwks().to_string();
     app.issuer.set_jwks_behaviour(JwksBehaviour::Body(old_keys));
     app.issuer.rotate_keys();
-    app.issuer.set_discovery_jwks_uri(&copy);
+    app.issuer.set_discovery_jwks_uri(&moved(&app));
     assert_eq!(
-        status(&app, &app.issuer.token().sign()).await,
-        StatusCode::OK,
+        fresh_token_passes(&app).await,
+        1,
         "the new kid, from the new location"
     );
-    assert_eq!(app.issuer.jwks_redirect_target_fetches(), 1);
 
     // An error page where the keys were: once the failure cooldown ends, the next fetch
     // finds the new location; the stale keys serve meanwhile.
     let app = crate::support::app(|b| b).await;
-    assert_eq!(
-        status(&app, &app.issuer.token().sign()).await,
-        StatusCode::OK
-    );
+    fresh_token_passes(&app).await;
     app.issuer
         .set_jwks_behaviour(JwksBehaviour::Body("<html>moved</html>".into()));
-    app.issuer
-        .set_discovery_jwks_uri(&format!("{}/jwks-copy.json", app.issuer.url()));
+    app.issuer.set_discovery_jwks_uri(&moved(&app));
     pass_time(&app.clock, Duration::from_secs(11 * 60)).await;
-    assert_eq!(
-        status(&app, &app.issuer.token().sign()).await,
-        StatusCode::OK
-    );
-    settle(&app).await;
-    assert_eq!(
-        app.issuer.jwks_redirect_target_fetches(),
-        0,
-        "the refresh failed"
-    );
+    assert_eq!(fresh_token_passes(&app).await, 0, "the refresh failed");
     pass_time(&app.clock, Duration::from_secs(11)).await;
-    assert_eq!(
-        status(&app, &app.issuer.token().sign()).await,
-        StatusCode::OK
-    );
-    settle(&app).await;
-    assert_eq!(
-        app.issuer.jwks_redirect_target_fetches(),
-        1,
-        "discovered again"
-    );
+    assert_eq!(fresh_token_passes(&app).await, 1, "discovered again");
 }
