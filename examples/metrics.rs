@@ -28,22 +28,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prometheus = PrometheusBuilder::new().install_recorder()?;
 
     let issuer = TestIssuer::start().await;
+    // `/metrics` needs no token (scrapers carry no SMART token): restrict it at the
+    // network level. The layer goes last, so that it covers every route and the 404s.
     let auth = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
         .public_path("/fhir/metadata")
+        .public_path("/metrics")
         .build()?;
-    let api = Router::new()
+    let app = Router::new()
         .route("/fhir/Patient/{id}", get(read_patient))
         .route(
             "/fhir/metadata",
             get(|| async { "a CapabilityStatement\n" }),
         )
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.render())),
+        )
         .layer(auth);
-    // Outside the layer: scrapers carry no SMART token. Restrict it at the network level.
-    let app = api.merge(Router::new().route(
-        "/metrics",
-        get(move || std::future::ready(prometheus.render())),
-    ));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -30,8 +30,8 @@
 //! );
 //! let app: Router = Router::new()
 //!     .route("/fhir/Patient/{id}", get(read_patient))
-//!     .layer(auth)
-//!     .merge(discovery.router());
+//!     .merge(discovery.router())
+//!     .layer(auth);
 //! # Ok(()) }
 //! ```
 //!

@@ -195,17 +195,22 @@ impl Challenge {
     pub(crate) fn unsettled_response<B: From<Bytes>>(&self, error: &AuthError) -> Response<B> {
         let kind = error.kind();
         let answer = kind.answer();
-        let mut response = match &self.prepared.body {
+        let (mut response, length) = match &self.prepared.body {
             None => {
-                let mut response = Response::new(B::from(BODIES[kind.index()].clone()));
+                let body = BODIES[kind.index()].clone();
+                let length = body.len();
+                let mut response = Response::new(B::from(body));
                 let content_type = HeaderValue::from_static(FHIR_JSON);
                 response.headers_mut().insert(CONTENT_TYPE, content_type);
-                response
+                (response, length)
             }
             Some(hook) => custom_response((hook.0)(error)),
         };
         *response.status_mut() = answer.status;
         let headers = response.headers_mut();
+        // Said here, so that the answer to `HEAD`, whose body the layer drops, still
+        // gives the length `GET` would get (RFC 9110 sections 8.6 and 9.3.2).
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         if let Some(value) = self.header(error) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
@@ -309,7 +314,8 @@ fn describes_inner_body(name: &HeaderName) -> bool {
 }
 
 /// A response with the body and headers a hook built, the answer's own headers left out.
-fn custom_response<B: From<Bytes>>(body: RefusalBody) -> Response<B> {
+fn custom_response<B: From<Bytes>>(body: RefusalBody) -> (Response<B>, usize) {
+    let length = body.body.len();
     let mut response = Response::new(B::from(body.body));
     let headers = response.headers_mut();
     let mut previous = None;
@@ -330,7 +336,7 @@ fn custom_response<B: From<Bytes>>(body: RefusalBody) -> Response<B> {
         }
     }
     headers.insert(CONTENT_TYPE, body.content_type);
-    response
+    (response, length)
 }
 
 /// `Retry-After` of a 503 whose error carries no wait of its own: the default failure

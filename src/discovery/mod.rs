@@ -25,8 +25,8 @@
 //! let discovery = auth.discovery(configuration);
 //! let app: Router = Router::new()
 //!     .route("/fhir/Patient/{id}", get(|| async { "patient" }))
-//!     .layer(auth)
-//!     .merge(discovery.router());
+//!     .merge(discovery.router())
+//!     .layer(auth);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

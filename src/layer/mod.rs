@@ -17,7 +17,8 @@
 //! | request | answer |
 //! |---|---|
 //! | no `Authorization`, or a scheme other than `Bearer` | 401, `WWW-Authenticate: Bearer realm="…"` |
-//! | `Bearer` without a token, a malformed token, two credentials, `?access_token=` | 400, `error="invalid_request"` |
+//! | `Bearer` without a token, a credential that is not RFC 6750 `b64token` syntax, two credentials, `?access_token=` | 400, `error="invalid_request"` |
+//! | a malformed JWT (wrong segments, bad base64url or JSON) | 401, `error="invalid_token"` |
 //! | any invalid token | 401, `error="invalid_token"`, a static `error_description` |
 //! | issuer keys unavailable and none cached | 503, `Retry-After` (the rest of the failure cooldown) |
 //!
@@ -63,6 +64,12 @@
 //! prefix that none of them matches goes to the outer router's fallback, which no layer
 //! of the nested router wraps. Give the nested router its own fallback, or put the layer
 //! on the outer router, when requests under the prefix must all be checked.
+//!
+//! In axum, add the layer with `Router::layer` after every route, `merge` and `fallback`:
+//! it wraps only what the router holds when it is called. A router merged after it, the
+//! discovery router too, brings its own fallback, so axum's 404 for an unrouted path
+//! would answer without a token and tell anonymous callers which paths are routed.
+//! `Router::route_layer` leaves 404s, 405s and fallbacks unchecked for the same reason.
 //!
 //! # Optional mode and other credentials
 //!
@@ -277,8 +284,8 @@ impl SmartAuthLayer {
     /// assert_eq!(discovery.paths(), ["/fhir/.well-known/smart-configuration"]);
     /// let app: Router = Router::new()
     ///     .route("/fhir/Patient/{id}", get(|| async { "patient" }))
-    ///     .layer(auth)
-    ///     .merge(discovery.router());
+    ///     .merge(discovery.router())
+    ///     .layer(auth);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn discovery(

@@ -358,12 +358,12 @@ where
 /// Empties a refusal to `HEAD`: the answer to `HEAD` has no content (RFC 9110 section
 /// 9.3.2). axum drops it for routes, hyper's HTTP/1 server too, but an HTTP/2 server sends
 /// it, and an HTTP/2 client then fails the stream instead of reading the refusal (the layer
-/// around a whole app, tonic, `service_fn`). The headers stay: `Content-Type` describes
-/// what `GET` would get.
+/// around a whole app, tonic, `service_fn`). The headers stay: `Content-Type` and
+/// `Content-Length` describe what `GET` would get (RFC 9110 section 8.6); without the
+/// length, axum would say `0` for the emptied body.
 #[cold]
 fn drop_body<B: From<Bytes>>(response: &mut Response<B>) {
     *response.body_mut() = B::from(Bytes::new());
-    response.headers_mut().remove(http::header::CONTENT_LENGTH);
 }
 
 impl<S, ReqBody> std::fmt::Debug for ResponseFuture<S, ReqBody>

@@ -20,6 +20,7 @@ mod issuers;
 mod jose_strict;
 mod key_cache;
 mod nest;
+mod placement;
 mod props_mutation;
 mod public_routes;
 mod refusal_body;

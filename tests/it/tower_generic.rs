@@ -141,6 +141,7 @@ async fn refusals_to_head_have_no_body() {
         ),
     ];
     for (path, authorization, status) in rows {
+        let mut get_length = None;
         for method in [http::Method::GET, http::Method::HEAD] {
             let mut request = Request::builder().method(method.clone()).uri(path);
             if let Some(value) = &authorization {
@@ -159,11 +160,20 @@ async fn refusals_to_head_have_no_body() {
                 "application/json",
                 "{context}"
             );
+            // `HEAD` gets the length `GET` gets (RFC 9110 section 8.6), without the body.
+            let length = response.headers()["content-length"].clone();
             let body = http_body_util::BodyExt::collect(response.into_body())
                 .await
                 .unwrap()
                 .to_bytes();
             assert_eq!(body.is_empty(), method == http::Method::HEAD, "{context}");
+            match get_length.take() {
+                None => {
+                    assert_eq!(length, body.len().to_string().as_str(), "{context}");
+                    get_length = Some(length);
+                }
+                Some(get_length) => assert_eq!(length, get_length, "{context}"),
+            }
         }
     }
 }
