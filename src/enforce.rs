@@ -334,8 +334,8 @@ impl ScopeEnforcement {
     /// `$export` rules. The layer adds its own rules to what the policy returns: the query
     /// of an operation (by `POST` too) needs scopes on the types it reaches, as a search's
     /// does, and `patient/` scopes count neither for an operation on a population (a bulk
-    /// export, an operation of the Patient type or of the whole system) nor where the query
-    /// names another patient.
+    /// export, an operation of the Patient type, of the whole system or on a Group) nor where
+    /// the query names another patient.
     ///
     /// ```
     /// use smart_auth::scopes::{Interaction, Requirement, ResourceType};
@@ -343,8 +343,10 @@ impl ScopeEnforcement {
     ///
     /// let enforcement = ScopeEnforcement::new().operation_policy(|operation, query| {
     ///     match operation.name.as_str() {
-    ///         // $everything needs read on every type; `patient/` scopes count only for
-    ///         // `Patient/[id]/$everything` of the patient in context.
+    ///         // $everything needs read on every type. `patient/` scopes count only on an
+    ///         // instance: the patient in context, or another type's instance (such as
+    ///         // `Encounter/[id]`), which the handler keeps inside the patient's
+    ///         // compartment as it does for a read.
     ///         "everything" => Some(vec![Requirement::new(Interaction::Read, ResourceType::Any)]),
     ///         _ => default_operation_policy(operation, query),
     ///     }
@@ -415,12 +417,9 @@ impl ScopeEnforcement {
         url: &str,
         if_none_exist: &str,
     ) -> Result<(), AuthError> {
-        self.check_entry(
-            "POST",
-            url.trim_start_matches('/'),
-            Some(if_none_exist),
-            claims,
-        )
+        let mut criteria = String::new();
+        push_criteria_readings(&mut criteria, if_none_exist.as_bytes());
+        self.check_entry("POST", url.trim_start_matches('/'), Some(&criteria), claims)
     }
 
     /// Checks a bundle entry's request: `relative` is its URL relative to the base.
@@ -486,10 +485,14 @@ impl ScopeEnforcement {
         {
             return Ok(());
         }
-        // GET and HEAD carry no body; any other request may carry a form.
-        let form_body = method != http::Method::GET
-            && method != http::Method::HEAD
-            && carries_form_body(method, headers);
+        // GET and HEAD carry no body in FHIR. One that carries a form is refused: Rack
+        // reads a form body for any method and merges it over the query the layer checks.
+        let bodiless = method == http::Method::GET || method == http::Method::HEAD;
+        let form_body = carries_form_body(method, headers);
+        if bodiless && form_body && announces_body(headers) {
+            return Err(forbidden());
+        }
+        let form_body = form_body && !bodiless;
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
                 if_none_exist_criteria(headers)
@@ -625,7 +628,10 @@ impl ScopeEnforcement {
         // `patient/` scopes reach the patient in context only: a path naming another Patient
         // (the Patient itself or its compartment), or criteria naming one, need `user/` or
         // `system/` scopes, and so does an operation on a population: a bulk export, or
-        // any operation of the Patient type or the whole system (`Patient/$everything`).
+        // any operation of the Patient type or the whole system (`Patient/$everything`), or
+        // on a Group (`Group/1/$everything`).
+        // A conditional write of a Patient must pin the patient in context by `_id`: the
+        // server writes whatever its search finds, which a handler cannot narrow afterwards.
         let other_patient = claims.patient().is_some_and(|in_context| {
             request
                 .named_patient()
@@ -633,9 +639,12 @@ impl ScopeEnforcement {
                 || criteria.is_some_and(|criteria| {
                     search_names_other_patient(&request, criteria, in_context)
                 })
+                || (writes_patients_conditionally(&request)
+                    && !criteria.is_some_and(|criteria| pins_patient(criteria, in_context)))
         });
         let population_operation = matches!(&request, FhirRequest::Operation(operation)
             if operation.name.eq_ignore_ascii_case("export")
+                || operation.resource_type.as_deref() == Some("Group")
                 || (operation.id.is_none()
                     && operation.resource_type.as_deref().is_none_or(|name| name == "Patient")));
         let patient_scopes_count = !(other_patient || population_operation);
@@ -984,18 +993,23 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
 fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
     let mut criteria: Option<String> = None;
     for value in headers.get_all(IF_NONE_EXIST) {
-        let joined = criteria.get_or_insert_with(String::new);
-        let bytes = value.as_bytes();
-        let after_question_mark = bytes
-            .iter()
-            .position(|&byte| byte == b'?')
-            .map(|end| &bytes[end + 1..]);
-        for reading in std::iter::once(bytes).chain(after_question_mark) {
-            // Writing to a `String` cannot fail.
-            let _ = write!(joined, "&{}", percent_encode(reading, CONTROLS));
-        }
+        push_criteria_readings(criteria.get_or_insert_with(String::new), value.as_bytes());
     }
     criteria
+}
+
+/// Appends to `joined` the readings of one conditional create's criteria (an
+/// `If-None-Exist` header's value or a bundle entry's `request.ifNoneExist`), as
+/// [`if_none_exist_criteria`] describes them.
+fn push_criteria_readings(joined: &mut String, criteria: &[u8]) {
+    let after_question_mark = criteria
+        .iter()
+        .position(|&byte| byte == b'?')
+        .map(|end| &criteria[end + 1..]);
+    for reading in std::iter::once(criteria).chain(after_question_mark) {
+        // Writing to a `String` cannot fail.
+        let _ = write!(joined, "&{}", percent_encode(reading, CONTROLS));
+    }
 }
 
 /// The length of the `[type]?` before a `_typeFilter` query (`Patient?name=x`), up to and
@@ -1032,8 +1046,10 @@ fn has_method_parameter(query: &str) -> bool {
 fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, str>>> {
     query.split(['&', ';']).filter_map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        crate::form::lenient_raw_parameter_name(name)
-            .is_some_and(|name| is_method_parameter_name(&name))
+        // Decoded and trimmed as a lenient server reads names, the PHP spellings (which
+        // `lenient_parameter_name` leaves unreadable) included.
+        crate::form::decoded_raw_parameter_name(name)
+            .is_some_and(|name| is_method_parameter_name(name.trim_matches(|c: char| c <= ' ')))
             .then(|| crate::form::decoded_raw_parameter_name(value))
     })
 }
@@ -1049,12 +1065,7 @@ fn carries_form_body(method: &http::Method, headers: &http::HeaderMap) -> bool {
         .iter()
         .peekable();
     if types.peek().is_none() {
-        let announces_body = headers.contains_key(http::header::TRANSFER_ENCODING)
-            || headers
-                .get_all(http::header::CONTENT_LENGTH)
-                .iter()
-                .any(|length| length.as_bytes() != b"0");
-        return method == http::Method::POST && announces_body;
+        return method == http::Method::POST && announces_body(headers);
     }
     types.any(|value| {
         let Ok(text) = value.to_str() else {
@@ -1067,8 +1078,20 @@ fn carries_form_body(method: &http::Method, headers: &http::HeaderMap) -> bool {
             .unwrap_or_default();
         media_type.is_empty()
             || media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            || media_type.eq_ignore_ascii_case("multipart/form-data")
+            || media_type
+                .get(..10)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("multipart/"))
     })
+}
+
+/// Whether the request announces a body: a `Transfer-Encoding`, or a `Content-Length`
+/// other than `0`.
+fn announces_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes() != b"0")
 }
 
 /// Whether a decoded parameter name is `_method` to some server: in any ASCII case, its
@@ -1249,6 +1272,24 @@ fn type_parameter(query: &str) -> Option<String> {
     Some(values.join(","))
 }
 
+/// Whether a request is a conditional update, patch or delete of Patient resources.
+fn writes_patients_conditionally(request: &FhirRequest) -> bool {
+    matches!(request,
+        FhirRequest::ConditionalUpdate { resource_type }
+        | FhirRequest::ConditionalPatch { resource_type }
+        | FhirRequest::ConditionalDelete { resource_type } if resource_type == "Patient")
+}
+
+/// Whether criteria hold `_id=in_context`, written exactly so (a server that matches
+/// names exactly ignores `_ID`), in the reading of a server splitting at `&` and in that of
+/// one splitting at `;` too: every server's search then finds at most the patient in
+/// context. ([`search_names_other_patient`] refuses any other `_id` beside it.)
+fn pins_patient(criteria: &str, in_context: &str) -> bool {
+    let pin = |(name, value): (String, String)| name == "_id" && value == in_context;
+    crate::form::pairs(criteria).any(pin)
+        && crate::form::pairs_split_at_semicolons_too(criteria).any(pin)
+}
+
 /// The parameters of a query as a server splitting at `&` reads them, then as one splitting
 /// at `;` too: a rule that adds requirements for a parameter sees it in either reading.
 fn both_readings(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -1268,7 +1309,7 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 61] = [
+        let cases: [(&str, &[&str]); 65] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
@@ -1356,6 +1397,14 @@ mod tests {
             ("_query=everything", &["SearchType *"]),
             ("_QUERY", &["SearchType *"]),
             ("_filter=name%20eq%20x", &["SearchType *"]),
+            // Names that PHP, Rack or `qs` read as other names reach every type.
+            ("_revinclude[]=Observation:subject", &["SearchType *"]),
+            (
+                "_include%5B%5D=Observation:subject:Patient",
+                &["SearchType *"],
+            ),
+            (".has:Observation:patient:code=x", &["SearchType *"]),
+            ("code[x]=1", &["SearchType *"]),
             ("_contained=true", &["SearchType *"]),
             (
                 "_contained=both&_containedType=contained",

@@ -30,14 +30,23 @@ pub(crate) fn pairs_split_at_semicolons_too(
 
 /// A decoded query parameter name as a lenient server may read it: without the characters a
 /// trimming reader drops around it (every character up to the space, as Java's
-/// `String.trim` drops them), or `None` when what is left holds anything but printable
-/// ASCII (a space, a control character, a character beyond ASCII). No FHIR parameter name
-/// holds one, and readers that fold case
-/// beyond ASCII match some of them with ASCII letters (`ſ` with `s`, `ı` with `i`), so the
-/// layer cannot tell what such a name means to the server.
+/// `String.trim` drops them), or `None` when the layer cannot tell what the name means to
+/// the server:
+///
+/// - what is left holds anything but printable ASCII (a space, a control character, a
+///   character beyond ASCII): no FHIR parameter name holds one, and readers that fold case
+///   beyond ASCII match some of them with ASCII letters (`ſ` with `s`, `ı` with `i`);
+/// - it holds `[` or `]`, or starts with `.`: PHP, Rack and Express's `qs` read
+///   `patient[]=1` as `patient` (and `patient[x]` as a part of it), and PHP reads a leading
+///   `.` or `[` as `_` (`.id` is `_id`). No FHIR parameter name holds a bracket or starts
+///   with a dot.
 pub(crate) fn lenient_parameter_name(name: &str) -> Option<&str> {
     let name = name.trim_matches(|c: char| c <= ' ');
-    name.bytes().all(|b| b.is_ascii_graphic()).then_some(name)
+    let readable = name
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'[' && b != b']')
+        && !name.starts_with('.');
+    readable.then_some(name)
 }
 
 /// Whether a decoded query parameter name, read as [`lenient_parameter_name`] reads it, is
@@ -193,6 +202,39 @@ mod tests {
                 *expected,
                 "{text:?}"
             );
+        }
+    }
+
+    /// Parameter names a lenient server reads: trimmed, or unreadable (`None`) when they
+    /// hold what no FHIR name holds and some server reads as another name.
+    #[test]
+    fn lenient_parameter_names() {
+        let rows: &[(&str, Option<&str>)] = &[
+            ("patient", Some("patient")),
+            (
+                " \t_has:Observation:patient:code\0",
+                Some("_has:Observation:patient:code"),
+            ),
+            ("subject.name", Some("subject.name")),
+            ("subject:Patient", Some("subject:Patient")),
+            ("", Some("")),
+            // Brackets: PHP, Rack and `qs` read `patient[]` as `patient`.
+            ("patient[]", None),
+            ("patient[0]", None),
+            ("category[x]", None),
+            ("_revinclude[]", None),
+            ("[method", None),
+            ("patient]", None),
+            // A leading dot is PHP's `_`.
+            (".id", None),
+            (" .has:Observation:patient:code", None),
+            ("pa tient", None),
+            ("patient\u{17F}", None),
+            ("\u{131}d", None),
+            ("a\x7F", None),
+        ];
+        for (name, expected) in rows {
+            assert_eq!(lenient_parameter_name(name), *expected, "{name:?}");
         }
     }
 

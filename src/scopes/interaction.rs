@@ -392,30 +392,47 @@ impl Classifier {
     }
 }
 
-/// Whether a query holds a search criterion: a parameter whose name reads one way
-/// (strictly decoded, printable ASCII, matched ignoring case) and is not one of those that
-/// only shape the answer (`_format`, `_pretty`, `_summary`, `_elements`, `_count`,
-/// `_sort`, `_total`). `DELETE Observation?` or `DELETE Observation?_format=json` has none.
+/// Whether a query holds a search criterion: a parameter with a value (FHIR: servers
+/// ignore empty parameters) whose name reads one way (strictly decoded, printable ASCII,
+/// matched ignoring case) and is not one of those that only shape the answer (`_format`,
+/// `_pretty`, `_summary`, `_elements`, `_count`, `_offset`, `_sort`, `_total`) or add to it
+/// (`_include`, `_revinclude`, `_contained`, `_containedType`). `DELETE Observation?`,
+/// `DELETE Observation?_format=json` or `?code=` has none. A piece holding a `;` counts for
+/// nothing: a server that splits the query at `;` reads other pairs than one that does not,
+/// and Go's `net/url` drops such a piece (`?_format=json;code=x` has no criterion).
 fn has_search_criteria(query: &str) -> bool {
-    const ANSWER_SHAPING: [&str; 7] = [
+    const NO_CRITERION: [&str; 12] = [
         "_format",
         "_pretty",
         "_summary",
         "_elements",
         "_count",
+        "_offset",
         "_sort",
         "_total",
+        "_include",
+        "_revinclude",
+        "_contained",
+        "_containedType",
     ];
-    query.split(['&', ';']).any(|pair| {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        crate::form::lenient_raw_parameter_name(name).is_some_and(|name| {
-            let base = name.split(':').next().unwrap_or_default();
-            !name.is_empty()
-                && !ANSWER_SHAPING
-                    .iter()
-                    .any(|shaping| base.eq_ignore_ascii_case(shaping))
+    query
+        .split('&')
+        .filter(|pair| !pair.contains(';'))
+        .any(|pair| {
+            let Some((name, value)) = pair.split_once('=') else {
+                return false;
+            };
+            let has_value = crate::form::decoded_raw_parameter_name(value)
+                .is_some_and(|value| !value.trim().is_empty());
+            has_value
+                && crate::form::lenient_raw_parameter_name(name).is_some_and(|name| {
+                    let base = name.split(':').next().unwrap_or_default();
+                    !base.is_empty()
+                        && !NO_CRITERION
+                            .iter()
+                            .any(|shaping| base.eq_ignore_ascii_case(shaping))
+                })
         })
-    })
 }
 
 /// FHIR's compartment types (R4 and R5): `[base]/[compartment]/[id]/[type]` searches in
@@ -1199,6 +1216,13 @@ mod tests {
                     resource_type: t("Patient"),
                 }),
             ),
+            (
+                "DELETE",
+                "/Patient?_format=json;x=1&_count=1&identifier=x%7C1&name=",
+                fhir(ConditionalDelete {
+                    resource_type: t("Patient"),
+                }),
+            ),
             // System level.
             ("GET", "/metadata", fhir(Capabilities)),
             ("GET", "/metadata?mode=terminology", fhir(Capabilities)),
@@ -1267,6 +1291,32 @@ mod tests {
             ("PUT", "/Observation?&&;", Classified::NotFhir),
             ("PUT", "/Observation?%ZZ=1", Classified::NotFhir),
             ("DELETE", "/Observation?=1", Classified::NotFhir),
+            // Empty criteria are ignored by servers; a piece with `;` reads two ways.
+            ("DELETE", "/Observation?code=", Classified::NotFhir),
+            ("DELETE", "/Observation?code", Classified::NotFhir),
+            ("DELETE", "/Observation?code=%20+", Classified::NotFhir),
+            (
+                "DELETE",
+                "/Observation?_format=json;code=x",
+                Classified::NotFhir,
+            ),
+            (
+                "PUT",
+                "/Observation?code=x;_format=json",
+                Classified::NotFhir,
+            ),
+            ("DELETE", "/Observation?code=%ZZ", Classified::NotFhir),
+            // Parameters that add to the answer are no criteria.
+            (
+                "DELETE",
+                "/Observation?_include=Observation:subject&_revinclude=Provenance:target",
+                Classified::NotFhir,
+            ),
+            (
+                "DELETE",
+                "/Observation?_contained=true&_containedType=contained&_offset=10",
+                Classified::NotFhir,
+            ),
             // A compartment type or Group in another case is no type.
             ("GET", "/PATIENT/456", Classified::NotFhir),
             ("GET", "/PAtient/456/_history", Classified::NotFhir),

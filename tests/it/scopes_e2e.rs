@@ -652,6 +652,41 @@ async fn bundle_entries_are_checked_one_by_one() {
         .check_conditional_create_entry(&both, "Observation", "subject:Patient.name=x")
         .unwrap_err();
     assert_eq!(denied.required_scope(), Some("system/Patient.s"));
+    // The criteria are read as written and after a `[type]?` prefix (servers drop what
+    // precedes the `?`), as the `If-None-Exist` header's are.
+    let in_context = verifier
+        .verify(
+            &issuer
+                .token()
+                .scope("patient/Observation.cs system/Patient.cs")
+                .claim("patient", "123")
+                .sign(),
+        )
+        .await
+        .unwrap();
+    for (url, criteria, allowed) in [
+        ("Observation", "patient=123&code=x", true),
+        ("Observation", "Observation?patient=123&code=x", true),
+        ("Observation", "patient=456&code=x", false),
+        ("Observation", "?patient=456&code=x", false),
+        ("Observation", "Observation?patient=456&code=x", false),
+        ("Observation", "x-y?subject=Patient/456", false),
+    ] {
+        let checked = enforcement.check_conditional_create_entry(&in_context, url, criteria);
+        assert_eq!(checked.is_ok(), allowed, "{url} {criteria}: {checked:?}");
+    }
+    let patient_reader = verifier
+        .verify(&issuer.token().scope("system/Patient.cs").sign())
+        .await
+        .unwrap();
+    let denied = enforcement
+        .check_conditional_create_entry(
+            &patient_reader,
+            "Patient",
+            "Patient?_has:Observation:patient:code=x",
+        )
+        .unwrap_err();
+    assert_eq!(denied.required_scope(), Some("system/Observation.s"));
     // So does a conditional update or delete entry's query.
     let writer = verifier
         .verify(&issuer.token().scope("system/Observation.uds").sign())
