@@ -230,6 +230,7 @@ fn announces_nested_jwt(cty: &str) -> bool {
 }
 
 /// Checks the signature over `header.payload` with the chosen key.
+#[cfg(feature = "dev-server")]
 pub(crate) fn verify_signature(
     segments: &Segments<'_>,
     key: &VerificationKey,
@@ -246,19 +247,40 @@ pub(crate) fn verify_signature(
 /// Checks a base64url `signature` segment over any signing input. [`verify_signature`] is
 /// this function applied to `header.payload`; the known-answer vectors (whose messages are
 /// arbitrary bytes, not `header.payload`) call it directly.
+#[cfg(any(test, feature = "dev-server"))]
 pub(crate) fn verify_signature_over(
     signing_input: &[u8],
     signature: &str,
     key: &VerificationKey,
     alg: SigningAlgorithm,
 ) -> Result<(), ErrorKind> {
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| ErrorKind::MalformedToken)?;
+    let signature = decode_signature(signature, alg)?;
+    verify_decoded_signature(signing_input, &signature, key, alg)
+}
+
+/// Decodes a signature segment and checks that its length can be one of `alg`'s: a
+/// signature that cannot be is a malformed token, refused before any key is looked up
+/// (so it never starts a key-set refetch, as an invalid signature may).
+pub(crate) fn decode_signature(segment: &str, alg: SigningAlgorithm) -> Result<Vec<u8>, ErrorKind> {
+    let signature = decode_segment(segment)?;
+    if alg.signature_lengths().contains(&signature.len()) {
+        Ok(signature)
+    } else {
+        Err(ErrorKind::MalformedToken)
+    }
+}
+
+/// Checks a decoded signature over `signing_input` with the chosen key.
+pub(crate) fn verify_decoded_signature(
+    signing_input: &[u8],
+    signature: &[u8],
+    key: &VerificationKey,
+    alg: SigningAlgorithm,
+) -> Result<(), ErrorKind> {
     // The key was parsed once, when its set was read, for each algorithm it may verify.
     let parsed = key.parsed_for(alg).ok_or(ErrorKind::UnsupportedAlgorithm)?;
     parsed
-        .verify_sig(signing_input, &signature)
+        .verify_sig(signing_input, signature)
         .map_err(|_| ErrorKind::InvalidSignature)
 }
 

@@ -293,7 +293,10 @@ pub(crate) fn verify(
 ) -> Result<Verified, OAuthError> {
     let index = match keys.select(Some(&assertion.kid), assertion.alg) {
         Selection::Found(index) => index,
-        Selection::NotFound | Selection::Unusable => {
+        Selection::NotFound
+        | Selection::Unusable
+        | Selection::Several(_)
+        | Selection::Ambiguous => {
             return Err(OAuthError::invalid_client(
                 "no single registered key fits the assertion's kid and alg",
             ));

@@ -140,12 +140,51 @@ pub(crate) struct KeySet {
 pub(crate) enum Selection {
     /// Exactly one key fits.
     Found(usize),
+    /// Two to [`MAX_CANDIDATES`] different keys fit (a token without `kid`, or a `kid` the
+    /// set gives to several keys): the signature decides, each tried in the set's order.
+    Several(Candidates),
     /// No key has this `kid` (or, without `kid`, no key fits `alg`): a refetch may help.
     NotFound,
-    /// The key named by `kid` does not fit `alg`, or several keys fit: the token is invalid
-    /// whatever the issuer publishes later.
+    /// The key named by `kid` does not fit `alg`: the token is invalid whatever the issuer
+    /// publishes later.
     Unusable,
+    /// More than [`MAX_CANDIDATES`] different keys fit: the set cannot tell which key
+    /// signed, and trying them all would let one token cost many verifications.
+    Ambiguous,
 }
+
+/// The most keys one token's signature is tried with, when its header does not tell
+/// them apart (no `kid`: AD FS and some libraries; a `kid` shared during a rotation).
+/// go-oidc, jose and Spring try every fitting key; a bound keeps a forged token's cost
+/// at a few verifications.
+pub(crate) const MAX_CANDIDATES: usize = 4;
+
+/// The keys of a set that may have signed a token: indexes into the set, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidates {
+    indexes: [usize; MAX_CANDIDATES],
+    len: usize,
+}
+
+impl Candidates {
+    /// One key.
+    pub(crate) fn one(index: usize) -> Self {
+        Self {
+            indexes: [index; MAX_CANDIDATES],
+            len: 1,
+        }
+    }
+
+    /// The indexes, in the set's order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.indexes[..self.len].iter().copied()
+    }
+}
+
+/// How many entries of a JWK Set's `keys` are read: issuers publish a few (two to ten,
+/// during a rotation); each RSA key without `alg` is parsed for six algorithms, so a set
+/// of thousands would cost seconds per fetch.
+pub(crate) const MAX_JWKS_ENTRIES: usize = 100;
 
 /// Why a document is not a JWK Set at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,8 +226,15 @@ impl KeySet {
         let Some(Value::Array(entries)) = document.get("keys") else {
             return Err(KeySetError::NoKeysArray);
         };
-        let mut keys = Vec::with_capacity(entries.len());
-        for (index, entry) in entries.iter().enumerate() {
+        if entries.len() > MAX_JWKS_ENTRIES {
+            tracing::warn!(
+                entries = entries.len(),
+                read = MAX_JWKS_ENTRIES,
+                "the JWK Set lists more keys than are read: the rest are skipped"
+            );
+        }
+        let mut keys = Vec::with_capacity(entries.len().min(MAX_JWKS_ENTRIES));
+        for (index, entry) in entries.iter().take(MAX_JWKS_ENTRIES).enumerate() {
             match parse_jwk(entry) {
                 Ok(key) => keys.push(key),
                 Err(reason) => tracing::debug!(index, reason, "skipping a JWK"),
@@ -242,10 +288,11 @@ impl KeySet {
 
     /// Chooses the key for a token with this `kid` and `alg`.
     ///
-    /// With a `kid`, the key must carry that `kid`; without one, exactly one key of the set
-    /// may fit `alg`. The same public key listed twice (RFC 7517 makes distinct `kid`s only
-    /// a SHOULD; some issuers repeat a key, with and without its `alg`) is one key, not an
-    /// ambiguity; two different keys that both fit are.
+    /// With a `kid`, the key must carry that `kid`; without one, any key of the set that
+    /// fits `alg` may have signed (RFC 7515 makes `kid` optional). The same public key
+    /// listed twice (RFC 7517 makes distinct `kid`s only a SHOULD; some issuers repeat a
+    /// key, with and without its `alg`) is one key; different keys that fit are
+    /// [`Selection::Several`] candidates, up to [`MAX_CANDIDATES`].
     pub(crate) fn select(&self, kid: Option<&str>, alg: SigningAlgorithm) -> Selection {
         self.select_among(alg, kid.is_some(), |key| match kid {
             Some(kid) => key.kid.as_deref() == Some(kid),
@@ -265,35 +312,39 @@ impl KeySet {
         }
     }
 
-    /// The one key among those `candidate` picks that fits `alg`. `by_kid`: the candidates
-    /// are the keys a token's `kid` names, so that none of them fitting is `Unusable` (the
-    /// key is known, the algorithm is not its own) rather than `NotFound`.
+    /// The different keys among those `candidate` picks that fit `alg`. `by_kid`: the
+    /// candidates are the keys a token's `kid` names, so that none of them fitting is
+    /// `Unusable` (the key is known, the algorithm is not its own) rather than `NotFound`.
     fn select_among(
         &self,
         alg: SigningAlgorithm,
         by_kid: bool,
         candidate: impl Fn(&VerificationKey) -> bool,
     ) -> Selection {
-        let mut found: Option<usize> = None;
+        let mut found = Candidates {
+            indexes: [0; MAX_CANDIDATES],
+            len: 0,
+        };
         let mut named = false;
         for (index, key) in self.keys.iter().enumerate() {
             if !candidate(key) {
                 continue;
             }
             named = by_kid;
-            if !key.accepts(alg) {
+            if !key.accepts(alg) || found.iter().any(|seen| self.keys[seen].is_same_key_as(key)) {
                 continue;
             }
-            match found {
-                None => found = Some(index),
-                Some(first) if self.keys[first].is_same_key_as(key) => {}
-                Some(_) => return Selection::Unusable,
+            if found.len == MAX_CANDIDATES {
+                return Selection::Ambiguous;
             }
+            found.indexes[found.len] = index;
+            found.len += 1;
         }
-        match found {
-            Some(index) => Selection::Found(index),
-            None if named => Selection::Unusable,
-            None => Selection::NotFound,
+        match found.len {
+            0 if named => Selection::Unusable,
+            0 => Selection::NotFound,
+            1 => Selection::Found(found.indexes[0]),
+            _ => Selection::Several(found),
         }
     }
 
@@ -851,6 +902,33 @@ mod tests {
         KeySet::parse(json!({ "keys": keys }).to_string().as_bytes())
     }
 
+    /// Only the first [`MAX_JWKS_ENTRIES`] entries are read, usable or not: a huge set
+    /// costs no more parsing than that.
+    #[test]
+    fn reads_at_most_the_first_entries() {
+        let filler = |count: usize| {
+            (0..count)
+                .map(|i| json!({"kty": "oct", "kid": format!("f{i}"), "k": "c2VjcmV0"}))
+                .collect::<Vec<_>>()
+        };
+        let mut last_read = filler(MAX_JWKS_ENTRIES - 1);
+        last_read.push(rsa("read"));
+        last_read.extend(filler(5_000));
+        let keys = set(last_read).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            keys.select(Some("read"), SigningAlgorithm::RS256),
+            Selection::Found(0)
+        );
+        let mut first_skipped = filler(MAX_JWKS_ENTRIES);
+        first_skipped.push(rsa("skipped"));
+        assert_eq!(set(first_skipped).unwrap_err(), KeySetError::NoUsableKey);
+        let usable: Vec<Value> = (0..MAX_JWKS_ENTRIES + 20)
+            .map(|i| rsa(&format!("k{i}")))
+            .collect();
+        assert_eq!(set(usable).unwrap().len(), MAX_JWKS_ENTRIES);
+    }
+
     #[test]
     fn skips_unusable_keys_and_keeps_the_rest() {
         let keys = set(vec![
@@ -970,14 +1048,18 @@ mod tests {
             keys.select(Some("nope"), SigningAlgorithm::RS256),
             Selection::NotFound
         );
-        // Without kid: exactly one key must fit.
+        // Without kid: every key that fits is a candidate.
         assert_eq!(
             keys.select(None, SigningAlgorithm::ES384),
             Selection::Found(2)
         );
+        let Selection::Several(candidates) = keys.select(None, SigningAlgorithm::RS384) else {
+            panic!("two RSA keys fit RS384");
+        };
+        assert_eq!(candidates.iter().collect::<Vec<_>>(), [0, 1]);
         assert_eq!(
-            keys.select(None, SigningAlgorithm::RS384),
-            Selection::Unusable
+            keys.select(None, SigningAlgorithm::RS256),
+            Selection::Found(0)
         );
         assert_eq!(
             keys.select(None, SigningAlgorithm::EdDSA),
@@ -1019,23 +1101,50 @@ mod tests {
         }
     }
 
+    /// Different keys that fit are candidates, in the set's order, up to
+    /// [`MAX_CANDIDATES`]; more are ambiguous.
     #[test]
-    fn different_keys_that_both_fit_are_ambiguous() {
+    fn different_keys_that_fit_are_candidates_up_to_a_bound() {
         let keys = set(vec![rsa("same"), other_rsa("same")]).unwrap();
-        assert_eq!(
-            keys.select(Some("same"), SigningAlgorithm::RS256),
-            Selection::Unusable
-        );
+        let Selection::Several(candidates) = keys.select(Some("same"), SigningAlgorithm::RS256)
+        else {
+            panic!("two keys under one kid");
+        };
+        assert_eq!(candidates.iter().collect::<Vec<_>>(), [0, 1]);
         let unnamed = |jwk: Value| {
             let mut jwk = jwk;
             jwk.as_object_mut().unwrap().remove("kid");
             jwk
         };
         let keys = set(vec![unnamed(rsa("")), unnamed(other_rsa(""))]).unwrap();
+        let Selection::Several(candidates) = keys.select(None, SigningAlgorithm::RS256) else {
+            panic!("two kid-less keys");
+        };
+        assert_eq!(candidates.iter().collect::<Vec<_>>(), [0, 1]);
+        let rsa_n = |byte: u8| json!({"kty": "RSA", "n": b64(&[byte; 256]), "e": "AQAB"});
+        let bound: Vec<Value> = (0..MAX_CANDIDATES)
+            .map(|i| rsa_n(0xc1 + 2 * i as u8))
+            .collect();
+        let keys = set(bound.clone()).unwrap();
+        let Selection::Several(candidates) = keys.select(None, SigningAlgorithm::PS256) else {
+            panic!("{MAX_CANDIDATES} keys");
+        };
+        assert_eq!(candidates.iter().count(), MAX_CANDIDATES);
+        let mut over = bound;
+        over.push(rsa_n(0xf1));
+        let keys = set(over).unwrap();
         assert_eq!(
-            keys.select(None, SigningAlgorithm::RS256),
-            Selection::Unusable
+            keys.select(None, SigningAlgorithm::PS256),
+            Selection::Ambiguous
         );
+        // The same key again is no further candidate.
+        let mut twin = vec![rsa_n(0xc1); 8];
+        twin.push(rsa_n(0xc3));
+        let keys = set(twin).unwrap();
+        let Selection::Several(candidates) = keys.select(None, SigningAlgorithm::RS256) else {
+            panic!("two different keys");
+        };
+        assert_eq!(candidates.iter().collect::<Vec<_>>(), [0, 8]);
     }
 
     /// The same public key listed twice (GitHub Enterprise Server's set; with and without
@@ -1074,10 +1183,10 @@ mod tests {
             keys.select(Some("same"), SigningAlgorithm::RS256),
             Selection::Found(0)
         );
-        assert_eq!(
+        assert!(matches!(
             keys.select(None, SigningAlgorithm::RS256),
-            Selection::Unusable
-        );
+            Selection::Several(_)
+        ));
     }
 
     /// The key-set fingerprint depends on the keys, not on their order or the document's
@@ -1586,7 +1695,19 @@ mod props {
                                         prop_assert_eq!(key.kid.as_deref(), kid);
                                     }
                                 }
-                                Selection::NotFound | Selection::Unusable => {}
+                                Selection::Several(candidates) => {
+                                    prop_assert!(candidates.iter().count() >= 2);
+                                    for index in candidates.iter() {
+                                        let key = keys.get(index);
+                                        prop_assert!(key.accepts(alg));
+                                        if kid.is_some() {
+                                            prop_assert_eq!(key.kid.as_deref(), kid);
+                                        }
+                                    }
+                                }
+                                Selection::NotFound
+                                | Selection::Unusable
+                                | Selection::Ambiguous => {}
                             }
                         }
                     }

@@ -24,7 +24,7 @@ use crate::metrics::{self, Refresh};
 
 #[cfg(feature = "dev-server")]
 pub(crate) use keyset::SECRET_MEMBERS;
-pub(crate) use keyset::{KeySet, KeySetError, Selection, VerificationKey};
+pub(crate) use keyset::{Candidates, KeySet, KeySetError, Selection, VerificationKey};
 pub use static_keys::StaticKeys;
 
 /// How the key cache refreshes.
@@ -242,8 +242,12 @@ pub(crate) struct Snapshot {
     /// document keeps the generation: the keys did not change, and a new generation would
     /// void every cached verification (which anyone could force every unknown-kid cooldown).
     generation: u64,
-    /// SHA-256 of the fetched document (`None` for static keys).
+    /// The fingerprint of the fetched keys ([`KeySet::fingerprint`]; `None` for static
+    /// keys).
     document_digest: Option<[u8; 32]>,
+    /// SHA-256 of the fetched document's bytes (`None` for static keys): a refetch that
+    /// brings back the very same bytes reuses the parsed keys.
+    body_digest: Option<[u8; 32]>,
 }
 
 /// The generation of a static key set, the only one its store ever has.
@@ -306,15 +310,39 @@ impl std::fmt::Debug for KeyStore {
     }
 }
 
-/// A key chosen for a token: the snapshot keeps it alive.
+/// The keys that may have signed a token (one, as a rule; more when its header does not
+/// tell them apart): the snapshot keeps them alive.
 pub(crate) struct ChosenKey {
     snapshot: Arc<Snapshot>,
-    index: usize,
+    candidates: Candidates,
 }
 
 impl ChosenKey {
-    pub(crate) fn key(&self) -> &VerificationKey {
-        self.snapshot.keys.get(self.index)
+    /// Whether `verify` accepts some candidate, tried in the set's order: the first refusal
+    /// other than [`ErrorKind::InvalidSignature`] ends the trial, else the signature is
+    /// invalid with every candidate.
+    pub(crate) fn verify(
+        &self,
+        verify: impl Fn(&VerificationKey) -> Result<(), ErrorKind>,
+    ) -> Result<(), ErrorKind> {
+        for index in self.candidates.iter() {
+            match verify(self.snapshot.keys.get(index)) {
+                Err(ErrorKind::InvalidSignature) => {}
+                verdict => return verdict,
+            }
+        }
+        Err(ErrorKind::InvalidSignature)
+    }
+
+    /// Whether some candidate is none of `other`'s keys.
+    fn has_key_outside(&self, other: &Self) -> bool {
+        self.candidates.iter().any(|index| {
+            let key = self.snapshot.keys.get(index);
+            !other
+                .candidates
+                .iter()
+                .any(|theirs| key.is_same_key_as(other.snapshot.keys.get(theirs)))
+        })
     }
 
     /// The generation of the key set the key comes from.
@@ -338,6 +366,7 @@ impl KeyStore {
                 ttl: Duration::MAX,
                 generation: STATIC_GENERATION,
                 document_digest: None,
+                body_digest: None,
             })),
             KeySource::Discover { .. } | KeySource::Fixed(_) => None,
         };
@@ -459,7 +488,7 @@ impl KeyStore {
         let fetch = self.fetch_for(Need::UnknownKid)?;
         tracing::debug!("a signature failed with a known kid: refetching the key set");
         let chosen = choose(fetch.await.ok()?, kid, alg).ok()?;
-        (!chosen.key().is_same_key_as(previous.key())).then_some(chosen)
+        chosen.has_key_outside(previous).then_some(chosen)
     }
 
     /// The generation of the key set in use (0 before the first fetch): it changes each
@@ -693,6 +722,21 @@ impl KeyStore {
                 refreshing,
             )
             .await?;
+        let body_digest = Some(sha256(&fetched.body));
+        let current = self.current.load_full();
+        // The same bytes as the set in use (a refresh, or a refetch anyone can start with a
+        // made-up `kid` every cooldown): the keys parsed then, not parsed again.
+        if let Some(current) = current.filter(|current| current.body_digest == body_digest) {
+            return Ok(Arc::new(Snapshot {
+                keys: current.keys.clone(),
+                fetched: Instant::now(),
+                fetched_at: self.clock.now(),
+                ttl: self.policy.ttl_for(fetched.max_age),
+                generation: current.generation,
+                document_digest: current.document_digest,
+                body_digest,
+            }));
+        }
         let keys = match KeySet::parse(&fetched.body) {
             Ok(keys) => keys,
             // A well-formed set without a usable key replaces a set in use: the issuer has
@@ -726,8 +770,16 @@ impl KeyStore {
             ttl: self.policy.ttl_for(fetched.max_age),
             generation,
             document_digest,
+            body_digest,
         }))
     }
+}
+
+/// SHA-256 of `bytes`.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut digest = [0; 32];
+    digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
+    digest
 }
 
 fn choose(
@@ -739,15 +791,22 @@ fn choose(
     chosen(snapshot, selection)
 }
 
-/// The key a selection found in `snapshot`, or why there is none: a `kid` no key carries
-/// is unknown; a key that may not verify the token's `alg` (or two that might) refuses the
-/// algorithm.
+/// The keys a selection found in `snapshot`, or why there are none: a `kid` no key carries
+/// is unknown, and so is a key the set cannot single out among too many; a key that may
+/// not verify the token's `alg` refuses the algorithm.
 fn chosen(snapshot: Arc<Snapshot>, selection: Selection) -> Result<ChosenKey, AuthError> {
-    match selection {
-        Selection::Found(index) => Ok(ChosenKey { snapshot, index }),
-        Selection::Unusable => Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
-        Selection::NotFound => Err(AuthError::new(ErrorKind::UnknownKey)),
-    }
+    let candidates = match selection {
+        Selection::Found(index) => Candidates::one(index),
+        Selection::Several(candidates) => candidates,
+        Selection::Unusable => return Err(AuthError::new(ErrorKind::UnsupportedAlgorithm)),
+        Selection::NotFound | Selection::Ambiguous => {
+            return Err(AuthError::new(ErrorKind::UnknownKey));
+        }
+    };
+    Ok(ChosenKey {
+        snapshot,
+        candidates,
+    })
 }
 
 #[cfg(test)]

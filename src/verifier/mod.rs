@@ -426,12 +426,22 @@ impl TokenVerifier {
         let segments = jwt::split(token)?;
         let header = jwt::parse_header(segments.header, &config.algorithms)?;
         self.check_token_type(header.typ.as_deref())?;
+        // Before the key lookup: a signature that cannot be one never starts a refetch.
+        let signature = jwt::decode_signature(segments.signature, header.alg)?;
+        let verify = |key: &crate::jwks::VerificationKey| {
+            jwt::verify_decoded_signature(
+                segments.signing_input.as_bytes(),
+                &signature,
+                key,
+                header.alg,
+            )
+        };
         let chosen = self
             .inner
             .keys
             .key_for(header.kid.as_deref(), header.alg)
             .await?;
-        let chosen = match jwt::verify_signature(&segments, chosen.key(), header.alg) {
+        let chosen = match chosen.verify(verify) {
             Ok(()) => chosen,
             Err(refusal @ ErrorKind::InvalidSignature) => {
                 // The issuer may have put another key under this `kid`.
@@ -442,7 +452,7 @@ impl TokenVerifier {
                 else {
                     return Err(refusal.into());
                 };
-                jwt::verify_signature(&segments, replaced.key(), header.alg)?;
+                replaced.verify(verify)?;
                 replaced
             }
             Err(refusal) => return Err(refusal.into()),

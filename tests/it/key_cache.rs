@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -673,7 +676,8 @@ async fn fetched_documents_may_start_with_a_byte_order_mark() {
 
 /// The same key listed twice in the issuer's set (GitHub Enterprise Server does; RFC 7517
 /// makes distinct `kid`s only a SHOULD), once with and once without its `alg`, is one key:
-/// its tokens verify. Two different keys under one `kid` stay ambiguous.
+/// its tokens verify. Two different keys under one `kid` are both tried: the signature
+/// decides.
 #[tokio::test]
 async fn a_key_listed_twice_is_one_key() {
     let app = app(|b| b).await;
@@ -694,21 +698,36 @@ async fn a_key_listed_twice_is_one_key() {
         let token = app.issuer.token().alg(*alg).sign();
         assert_eq!(status(&app, &token).await, StatusCode::OK, "{alg}");
     }
-    // Another issuer's key under the same kid beside the real one: neither is chosen.
+    // A second key of the issuer's under the same kid (a rotation that reuses the name):
+    // tokens signed by either verify, a forged one by neither.
     let fresh = crate::support::app(|b| b).await;
     let other = TestIssuer::start().await;
     let kid = fresh.issuer.current_kid(SigningAlgorithm::ES256);
-    let mut impostor = crate::support::p256_jwk(&other);
-    impostor["kid"] = json!(kid);
+    let mut second = crate::support::p256_jwk(&other);
+    second["kid"] = json!(kid);
     let mut keys = fresh.issuer.jwks();
-    keys["keys"].as_array_mut().unwrap().push(impostor);
+    keys["keys"].as_array_mut().unwrap().push(second);
     fresh
         .issuer
         .set_jwks_behaviour(JwksBehaviour::Body(keys.to_string()));
     let token = fresh.issuer.token().alg(SigningAlgorithm::ES256).sign();
+    assert_eq!(status(&fresh, &token).await, StatusCode::OK);
+    let by_second = other
+        .token()
+        .alg(SigningAlgorithm::ES256)
+        .kid(kid.clone())
+        .claim("iss", fresh.issuer.url())
+        .audience(fresh.issuer.audience())
+        .sign();
+    assert_eq!(status(&fresh, &by_second).await, StatusCode::OK);
+    let at = token.rfind('.').unwrap() + 5;
+    let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
     fresh
-        .assert_invalid_token(&token, "the token's signing algorithm is not accepted")
+        .assert_invalid_token(&forged, "the token's signature is not valid")
         .await;
+    // Both tokens verified with the set fetched first; the forged one refetched once.
+    assert_eq!(fresh.issuer.jwks_fetches(), 2);
 }
 
 /// A token naming a `kid` the cached set lacks, while the issuer's key set cannot be
@@ -1091,6 +1110,53 @@ async fn a_key_replaced_under_its_kid_is_fetched_again() {
     app.assert_invalid_token(&forged, "the token's signature is not valid")
         .await;
     assert_eq!(app.issuer.jwks_fetches(), 2);
+}
+
+/// A signature that cannot be one of its algorithm's (not base64url, or of another length
+/// than the algorithm's: ECDSA in DER, a truncated Ed25519 signature, an RSA signature too
+/// short for any accepted modulus) makes a malformed token: refused before any key is looked
+/// up, so neither an unknown `kid` nor a known one starts a refetch or a rediscovery.
+#[tokio::test]
+async fn malformed_signatures_never_start_a_fetch() {
+    let app = app(|b| b).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    let discoveries = app.issuer.smart_configuration_fetches();
+    let with_signature = |token: String, signature: &str| {
+        let cut = token.rfind('.').unwrap();
+        format!("{}.{signature}", &token[..cut])
+    };
+    let b64 = |length: usize| URL_SAFE_NO_PAD.encode(vec![7u8; length]);
+    for (alg, signature) in [
+        (SigningAlgorithm::ES256, b64(70)),
+        (SigningAlgorithm::ES256, b64(63)),
+        (SigningAlgorithm::ES256, b64(65)),
+        (SigningAlgorithm::ES384, b64(64)),
+        (SigningAlgorithm::EdDSA, b64(32)),
+        (SigningAlgorithm::RS256, b64(128)),
+        (SigningAlgorithm::RS256, b64(1025)),
+        (SigningAlgorithm::RS256, "ab+/".to_owned()),
+        (SigningAlgorithm::PS256, String::new()),
+    ] {
+        for kid in [None, Some("a-kid-no-key-has")] {
+            let mut token = app.issuer.token().alg(alg);
+            if let Some(kid) = kid {
+                token = token.kid(kid);
+            }
+            let malformed = with_signature(token.sign(), &signature);
+            app.assert_invalid_token(&malformed, "the access token is malformed")
+                .await;
+        }
+    }
+    assert_eq!(app.issuer.jwks_fetches(), 1, "no refetch");
+    assert_eq!(
+        app.issuer.smart_configuration_fetches(),
+        discoveries,
+        "no rediscovery"
+    );
 }
 
 /// The key set's location is discovered again when the one in use fails in any way (an

@@ -600,9 +600,34 @@ async fn kid_selection() {
         .sign();
     app.assert_invalid_token(&wrong_alg, "the token's signing algorithm is not accepted")
         .await;
-    // Now two RSA keys fit RS384: a token without kid is ambiguous.
-    let ambiguous = issuer.token().alg(SigningAlgorithm::RS384).no_kid().sign();
-    app.assert_invalid_token(&ambiguous, "the token's signing algorithm is not accepted")
+    // Now two RSA keys fit RS384: a token without kid (AD FS names its key by `x5t`
+    // alone) is verified with each in turn, and the signature decides.
+    let unnamed = issuer.token().alg(SigningAlgorithm::RS384).no_kid();
+    assert_eq!(
+        app.get_with_token(&unnamed.sign()).await.status,
+        StatusCode::OK
+    );
+    let by_thumbprint = issuer
+        .token()
+        .alg(SigningAlgorithm::RS384)
+        .no_kid()
+        .header(
+            "x5t",
+            "NjVBRjY5MDlCMUIwNzU4RTA2QzZFMDQ4QzQ2MDAyQjVDNjk1RTM2Qg",
+        )
+        .sign();
+    assert_eq!(
+        app.get_with_token(&by_thumbprint).await.status,
+        StatusCode::OK
+    );
+    let original = issuer.token().no_kid().sign();
+    assert_eq!(app.get_with_token(&original).await.status, StatusCode::OK);
+    // A signature no candidate verifies: invalid, after at most one try each.
+    let token = issuer.token().alg(SigningAlgorithm::RS384).no_kid().sign();
+    let at = token.rfind('.').unwrap() + 5;
+    let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+    app.assert_invalid_token(&forged, "the token's signature is not valid")
         .await;
     // A kid whose key has another family.
     let ec_kid = issuer.jwks()["keys"]
