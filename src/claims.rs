@@ -497,7 +497,9 @@ enum OtherTokenMark {
     /// Only other kinds of JWT carry the claim: an ID token's hashes of the code, access
     /// token and state (`c_hash`, `at_hash`, `s_hash`: OpenID Connect Core 3.1.3.6,
     /// 3.3.2.11, FAPI), a Security Event Token's `events` (RFC 8417; back-channel logout
-    /// tokens are SETs). An ID token without them (they are optional) is not recognised.
+    /// tokens are SETs), Medplum's refresh tokens' `refresh_secret` (Medplum signs access,
+    /// ID and refresh tokens alike, with the client as `aud`). An ID token without them
+    /// (they are optional) is not recognised.
     Present,
     /// Keycloak writes the kind in the payload's `typ`: `Bearer` for access tokens; `ID`,
     /// `Refresh`, `Offline` and `Logout` mark the others.
@@ -518,7 +520,9 @@ enum OtherTokenMark {
 /// claims [`ClaimNames::marks_another_kind_of_token`] reads.
 fn other_token_mark(name: &str) -> Option<OtherTokenMark> {
     match name {
-        "at_hash" | "c_hash" | "s_hash" | "events" => Some(OtherTokenMark::Present),
+        "at_hash" | "c_hash" | "s_hash" | "events" | "refresh_secret" => {
+            Some(OtherTokenMark::Present)
+        }
         "typ" => Some(OtherTokenMark::KeycloakType),
         "token_use" => Some(OtherTokenMark::TokenUse),
         "tokenName" | "token_usage" => Some(OtherTokenMark::KindName),

@@ -115,7 +115,7 @@ pub struct IssuerConfig {
     /// [`VerifierBuilder::algorithms`], by JOSE name (`"RS384"`, `"ES384"`, ...).
     #[serde(default, deserialize_with = "present")]
     pub algorithms: Option<Vec<SigningAlgorithm>>,
-    /// [`VerifierBuilder::token_type`]: `"lenient"` or `"rfc9068"`.
+    /// [`VerifierBuilder::token_type`]: `"lenient"`, `"at+jwt"` or `"rfc9068"`.
     #[serde(default, deserialize_with = "present")]
     pub token_type: Option<TokenTypePolicy>,
     /// [`VerifierBuilder::leeway`], in seconds.
@@ -482,6 +482,8 @@ mod tests {
             r#"{"issuers": [{"issuer": "https://as.example", "algorithms": ["HS256"]}]}"#,
             r#"{"issuers": [{"issuer": "https://as.example", "algorithms": ["rs256"]}]}"#,
             r#"{"issuers": [{"issuer": "https://as.example", "token_type": "strict"}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "token_type": "atjwt"}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "token_type": "AT+JWT"}]}"#,
             r#"{"issuers": [{"issuer": "https://as.example", "leeway_secs": -1}]}"#,
             r#"{"issuers": [{"issuer": "https://as.example"}], "optional": "yes"}"#,
             r#"{"issuers": null}"#,
@@ -490,6 +492,12 @@ mod tests {
         ];
         for text in refused {
             assert!(parse(text).is_err(), "{text}");
+        }
+        for policy in ["lenient", "at+jwt", "rfc9068"] {
+            let text = format!(
+                r#"{{"issuers": [{{"issuer": "https://as.example", "audiences": ["https://x.example"], "token_type": "{policy}"}}]}}"#
+            );
+            assert!(parse(&text).is_ok(), "{text}");
         }
         // An explicit `null` is never the same as a setting left out: each optional setting
         // written as `null`, at each level, is an error.

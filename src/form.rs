@@ -109,6 +109,27 @@ pub(crate) fn form_encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
+/// Form-encodes a client id or secret for Basic credentials (RFC 6749 section 2.3.1): a
+/// space becomes `+` and every byte but ALPHA, DIGIT, `-`, `.`, `_`, `~` and `*` becomes
+/// `%XX`. Those characters need no encoding in a form nor in RFC 3986, so servers that do
+/// not form-decode Basic credentials (many do not) still read them as they are; WHATWG
+/// form encoding ([`form_encode`]) would write `~`, common in Microsoft Entra ID secrets,
+/// as `%7E`.
+#[cfg(any(feature = "introspection", feature = "client"))]
+pub(crate) fn form_encode_credential(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'*' => {
+                encoded.push(char::from(byte));
+            }
+            b' ' => encoded.push('+'),
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}
+
 /// Whether every `%` starts an escape of two hex digits. Kept by hand because neither crate
 /// can refuse: `percent-encoding` (like the WHATWG URL standard) keeps a bad escape as it
 /// is, which would let `%zz` or a lone `%` mean one thing here and another to the next

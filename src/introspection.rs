@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher, is_allowed_discovered_url};
-use crate::form::form_encode;
+use crate::form::{form_encode, form_encode_credential};
 use crate::json::{StrictJsonError, object_with_unique_members};
 use crate::metrics::Introspected;
 
@@ -86,7 +86,11 @@ impl IntrospectionAuth {
     fn fixed_header(&self) -> Option<HeaderValue> {
         let value = match self {
             Self::Basic { client_id, secret } => {
-                let credentials = format!("{}:{}", form_encode(client_id), form_encode(secret));
+                let credentials = format!(
+                    "{}:{}",
+                    form_encode_credential(client_id),
+                    form_encode_credential(secret)
+                );
                 format!("Basic {}", STANDARD.encode(credentials))
             }
             Self::Bearer(token) => format!("Bearer {token}"),
@@ -1217,6 +1221,19 @@ mod tests {
             })
         );
         assert!(settings.max_concurrent_calls(1).validate().is_ok());
+    }
+
+    /// Basic credentials are form-encoded (RFC 6749 section 2.3.1), keeping the characters
+    /// that need no encoding as they are: servers that do not decode them (many do not)
+    /// read `~` in a secret as `~`.
+    #[test]
+    fn basic_credentials_keep_unreserved_characters() {
+        let header = IntrospectionAuth::basic("rs:1 x", "a~b*c-d.e_f+g%h")
+            .fixed_header()
+            .unwrap();
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+        assert_eq!(decoded, "rs%3A1+x:a~b*c-d.e_f%2Bg%25h");
     }
 
     #[test]

@@ -55,6 +55,7 @@ use url::Origin;
 
 use crate::clock::{Clock, SystemClock, unix_seconds};
 use crate::fetch::{Fetcher, default_client, is_allowed_discovered_url, is_allowed_url};
+use crate::form::form_encode_credential;
 
 pub use error::ClientError;
 pub use key::{ClientKey, KeyError};
@@ -1206,25 +1207,6 @@ fn basic_credentials(client_id: &str, secret: &str) -> Result<HeaderValue, Clien
         .map_err(|_| ClientError::Config("the client credentials cannot form a header"))?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// Form-encodes a client id or secret for Basic credentials (RFC 6749 section 2.3.1): a
-/// space becomes `+` and every byte but ALPHA, DIGIT, `-`, `.`, `_`, `~` and `*` becomes
-/// `%XX`. Those characters need no encoding in a form nor in RFC 3986, so servers that do
-/// not form-decode Basic credentials (many do not) still read them as they are; WHATWG
-/// form encoding would write `~`, common in Microsoft Entra ID secrets, as `%7E`.
-fn form_encode_credential(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'*' => {
-                encoded.push(char::from(byte));
-            }
-            b' ' => encoded.push('+'),
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    encoded
 }
 
 #[cfg(test)]

@@ -243,10 +243,11 @@ impl VerifierBuilder {
     ///
     /// ```
     /// use smart_auth::TokenVerifier;
+    /// // Entra ID v2 access tokens: `aud` is the API's application (client) ID.
     /// let verifier = TokenVerifier::builder(
     ///     "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0",
     /// )
-    /// .audience("api://fhir-api")
+    /// .audience("11111111-2222-3333-4444-555555555555")
     /// .require_client_id()
     /// .build()?;
     /// # Ok::<(), smart_auth::ConfigError>(())
@@ -294,7 +295,7 @@ impl VerifierBuilder {
     /// ```
     /// use smart_auth::TokenVerifier;
     /// let verifier = TokenVerifier::builder("https://login.microsoftonline.com/tenant-id/v2.0")
-    ///     .audience("api://fhir-api")
+    ///     .audience("11111111-2222-3333-4444-555555555555") // the API's client ID
     ///     .scope_context_separator('.')
     ///     .build()?;
     /// # Ok::<(), smart_auth::ConfigError>(())

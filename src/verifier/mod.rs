@@ -47,6 +47,12 @@ pub enum TokenTypePolicy {
     /// (from the [configured claims](crate::VerifierBuilder::client_id_claims)), `sub`,
     /// `iat` and `jti`.
     Rfc9068,
+    /// Only `at+jwt` or `application/at+jwt`, as with [`Rfc9068`](Self::Rfc9068), without
+    /// the further claims RFC 9068 requires: for issuers that type their access tokens but
+    /// leave one of those claims out (Duende IdentityServer's client-credentials tokens
+    /// carry no `sub`). In configuration documents: `"at+jwt"`.
+    #[serde(rename = "at+jwt")]
+    AtJwt,
 }
 
 /// Whether a token carries the claims RFC 9068 section 2.2 requires of a JWT access token
@@ -70,8 +76,8 @@ impl TokenTypePolicy {
                     || t.eq_ignore_ascii_case("application/jwt")
                     || is_access_token(t)
             }
-            (Self::Rfc9068, None) => false,
-            (Self::Rfc9068, Some(t)) => is_access_token(t),
+            (Self::Rfc9068 | Self::AtJwt, None) => false,
+            (Self::Rfc9068 | Self::AtJwt, Some(t)) => is_access_token(t),
         }
     }
 }
@@ -712,10 +718,13 @@ mod tests {
         ] {
             assert!(!TokenTypePolicy::Lenient.accepts(typ), "{typ:?}");
         }
-        assert!(TokenTypePolicy::Rfc9068.accepts(Some("at+jwt")));
-        assert!(TokenTypePolicy::Rfc9068.accepts(Some("application/at+jwt")));
-        for typ in [None, Some("JWT"), Some("application/jwt")] {
-            assert!(!TokenTypePolicy::Rfc9068.accepts(typ), "{typ:?}");
+        for policy in [TokenTypePolicy::Rfc9068, TokenTypePolicy::AtJwt] {
+            assert!(policy.accepts(Some("at+jwt")));
+            assert!(policy.accepts(Some("AT+JWT")));
+            assert!(policy.accepts(Some("application/at+jwt")));
+            for typ in [None, Some("JWT"), Some("application/jwt"), Some("")] {
+                assert!(!policy.accepts(typ), "{policy:?} {typ:?}");
+            }
         }
     }
 }

@@ -468,6 +468,28 @@ async fn strict_rfc9068_typ() {
     assert_eq!(app.get_with_token(&azp).await.status, StatusCode::OK);
 }
 
+/// `at+jwt` alone: the type RFC 9068 gives access tokens, without its further claims
+/// (Duende IdentityServer's client-credentials tokens have no `sub`).
+#[tokio::test]
+async fn at_jwt_typ_without_rfc9068_claims() {
+    let app = app(|b| b.token_type(TokenTypePolicy::AtJwt)).await;
+    let issuer = &app.issuer;
+    let duende = issuer
+        .token()
+        .header("typ", "at+jwt")
+        .without("sub")
+        .claim("scope", json!(["system/Patient.rs"]))
+        .sign();
+    assert_eq!(app.get_with_token(&duende).await.status, StatusCode::OK);
+    for typ in [json!("JWT"), json!("application/jwt"), Value::Null] {
+        app.assert_invalid_token(
+            &issuer.token().header("typ", typ).sign(),
+            "the token type is not accepted",
+        )
+        .await;
+    }
+}
+
 /// RFC 8725 section 3.12: JWTs of other kinds from the same issuer, signed with the same
 /// keys and naming the resource server's audience, are not access tokens: an ID token
 /// (its hashes of the code, token or state), a logout token or any Security Event Token
@@ -477,7 +499,11 @@ async fn strict_rfc9068_typ() {
 /// `typ` policy.
 #[tokio::test]
 async fn other_kinds_of_jwt_are_not_access_tokens() {
-    for policy in [TokenTypePolicy::Lenient, TokenTypePolicy::Rfc9068] {
+    for policy in [
+        TokenTypePolicy::Lenient,
+        TokenTypePolicy::AtJwt,
+        TokenTypePolicy::Rfc9068,
+    ] {
         let app = app(|b| b.token_type(policy)).await;
         let issuer = &app.issuer;
         let typed = || issuer.token().header("typ", "at+jwt");
@@ -509,6 +535,8 @@ async fn other_kinds_of_jwt_are_not_access_tokens() {
             ("tokenName", json!("refresh_token")),
             ("tokenName", json!("")),
             ("tokenName", json!(["access_token"])),
+            // Medplum's refresh tokens.
+            ("refresh_secret", json!("d2f1c3")),
         ] {
             app.assert_invalid_token(
                 &typed().claim(name, value.clone()).sign(),
