@@ -169,6 +169,9 @@ pub struct ScopeEnforcement {
     /// Whether the handler checks each entry of a batch or transaction (else bundles posted
     /// to the base are refused).
     handler_checks_bundle_entries: bool,
+    /// The parameter of the server's paging links, when the handler binds each page to
+    /// the client whose search made it (else such links need `s` on every type).
+    paging_parameter: Option<Arc<str>>,
 }
 
 impl fmt::Debug for ScopeEnforcement {
@@ -183,6 +186,7 @@ impl fmt::Debug for ScopeEnforcement {
                 "handler_checks_bundle_entries",
                 &self.handler_checks_bundle_entries,
             )
+            .field("paging_parameter", &self.paging_parameter)
             .finish()
     }
 }
@@ -204,6 +208,7 @@ impl ScopeEnforcement {
             any_token_outside_base: false,
             any_token_under: Arc::new([]),
             handler_checks_bundle_entries: false,
+            paging_parameter: None,
         }
     }
 
@@ -221,6 +226,31 @@ impl ScopeEnforcement {
     /// ```
     pub fn handler_checks_bundle_entries(mut self) -> Self {
         self.handler_checks_bundle_entries = true;
+        self
+    }
+
+    /// Lets the paging links of a server that serves them from the base (HAPI FHIR:
+    /// `[base]?_getpages=[id]&_getpagesoffset=20&_count=20&_bundletype=searchset`, with
+    /// `parameter` `_getpages`) through with any valid token. By default such a link is a
+    /// system search and needs `s` on every type, so a token scoped per type cannot page
+    /// through its own searches. The handler (or the server behind it) must then serve a
+    /// page only to the client whose search made it
+    /// ([`SmartClaims::client_id`](crate::SmartClaims::client_id)): the layer checked the
+    /// search when it ran, not the page.
+    ///
+    /// A link is a `GET` or `HEAD` of the base (or of `[base]/_search`, a system search
+    /// too) whose query holds `parameter` once, with a
+    /// value, and otherwise only `_getpagesoffset`, `_count`, `_offset`, `_bundletype` and
+    /// the answer-shaping `_format`, `_pretty`, `_summary`, `_elements` and `_total`, each
+    /// name written exactly so, and no `;`. Any other request of the base is checked as
+    /// before.
+    ///
+    /// ```
+    /// use smart_auth::ScopeEnforcement;
+    /// let enforcement = ScopeEnforcement::new().handler_checks_paging_links("_getpages");
+    /// ```
+    pub fn handler_checks_paging_links(mut self, parameter: impl Into<String>) -> Self {
+        self.paging_parameter = Some(Arc::from(parameter.into()));
         self
     }
 
@@ -558,6 +588,13 @@ impl ScopeEnforcement {
             Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
             Classified::Fhir(request) => request,
         };
+        if let (FhirRequest::SearchSystem { via_post: false }, Some(parameter)) =
+            (&request, &self.paging_parameter)
+            && query.is_some_and(|query| is_paging_link(query, parameter))
+            && !form_body
+        {
+            return Ok(());
+        }
         // A form body is in FHIR a search's or an operation's parameters (FHIR's `http.html`
         // summary) and nothing else: on a write it can only be for a service that reads
         // forms, and Spring's `HiddenHttpMethodFilter`, gorilla, Symfony and Rack read a
@@ -1270,6 +1307,36 @@ fn type_parameter(query: &str) -> Option<String> {
         .filter(|value| seen.insert(*value))
         .collect();
     Some(values.join(","))
+}
+
+/// Whether a query is a paging link ([`ScopeEnforcement::handler_checks_paging_links`]):
+/// `parameter` once with a value, and otherwise only paging and answer-shaping parameters,
+/// each written exactly so, split at `&` only (a `;` anywhere disqualifies).
+fn is_paging_link(query: &str, parameter: &str) -> bool {
+    const BESIDE: [&str; 9] = [
+        "_getpagesoffset",
+        "_count",
+        "_offset",
+        "_bundletype",
+        "_format",
+        "_pretty",
+        "_summary",
+        "_elements",
+        "_total",
+    ];
+    if query.contains(';') {
+        return false;
+    }
+    let mut links = 0;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == parameter && !value.is_empty() {
+            links += 1;
+        } else if !BESIDE.contains(&name) {
+            return false;
+        }
+    }
+    links == 1
 }
 
 /// Whether a request is a conditional update, patch or delete of Patient resources.

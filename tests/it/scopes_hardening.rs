@@ -80,6 +80,7 @@ async fn scoped_app(enforcement: ScopeEnforcement) -> ScopedApp {
         .build()
         .unwrap();
     let router = Router::new()
+        .route("/fhir", any(fhir))
         .route("/fhir/{*rest}", any(fhir))
         .route("/reports/all", get(all_observations))
         .route("/reports/filtered", get(filtered_observations))
@@ -1150,8 +1151,8 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
             &patient_123("patient/*.rs"),
         )
         .await;
-    // Let through by the layer (this app has no route for the base itself: 404).
-    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+    // Let through by the layer.
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let answer = app
         .call(
             "DELETE",
@@ -1490,5 +1491,57 @@ async fn a_patient_reference_is_the_patient_in_context() {
     ] {
         let answer = app.call("GET", path, &claims).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}: {answer:?}");
+    }
+}
+
+/// A server that serves its paging links from the base (HAPI FHIR's `_getpages`) makes
+/// them system searches, which need `s` on every type; with
+/// `handler_checks_paging_links`, a link (that parameter once and only paging and
+/// shaping parameters beside it, written exactly so) passes with any valid token, and
+/// anything more is checked as before.
+#[tokio::test]
+async fn paging_links_pass_only_when_the_handler_checks_them() {
+    let per_type = [
+        ("scope", json!("patient/Observation.rs")),
+        ("patient", json!("123")),
+    ];
+    let link = "/fhir?_getpages=8f1c-4e&_getpagesoffset=20&_count=20&_bundletype=searchset";
+    let strict = scoped_app(ScopeEnforcement::new()).await;
+    let answer = strict.call("GET", link, &per_type).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+    let app = scoped_app(ScopeEnforcement::new().handler_checks_paging_links("_getpages")).await;
+    for (method, path) in [
+        ("GET", link),
+        ("HEAD", link),
+        ("GET", "/fhir?_getpages=8f1c-4e"),
+        ("GET", "/fhir?_getpages=8f1c-4e&_format=json&_pretty=true"),
+    ] {
+        let answer = app.call(method, path, &per_type).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
+    }
+    for (method, path) in [
+        ("GET", "/fhir?_getpages=8f1c-4e&patient=456"),
+        ("GET", "/fhir?_getpages=8f1c-4e&_type=Patient"),
+        ("GET", "/fhir?_getpages=8f1c-4e&_include=*"),
+        (
+            "GET",
+            "/fhir?_getpages=8f1c-4e&_revinclude=Provenance:target",
+        ),
+        ("GET", "/fhir?_getpages=8f1c-4e;_type=Patient"),
+        ("GET", "/fhir?_getpages=8f1c-4e&_getpages=9"),
+        ("GET", "/fhir?_getpages="),
+        ("GET", "/fhir?_GETPAGES=8f1c-4e"),
+        ("GET", "/fhir?%5Fgetpages=8f1c-4e"),
+        ("GET", "/fhir?_getpages=8f1c-4e&%5Fcount=1"),
+        ("GET", "/fhir?_count=20"),
+        ("POST", "/fhir/_search?_getpages=8f1c-4e"),
+        ("GET", "/fhir/Patient?_getpages=8f1c-4e"),
+    ] {
+        let answer = app.call(method, path, &per_type).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {answer:?}"
+        );
     }
 }
