@@ -106,20 +106,6 @@ impl SigningAlgorithm {
         })
     }
 
-    /// The byte lengths a signature of this algorithm may have: fixed for ECDSA (the two
-    /// coordinates, RFC 7518 section 3.4) and Ed25519 (RFC 8032), the modulus length for
-    /// RSA, whose moduli this crate accepts from 2048 to 8192 bits.
-    pub(crate) fn signature_lengths(self) -> std::ops::RangeInclusive<usize> {
-        match self {
-            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512 => {
-                256..=1024
-            }
-            Self::ES256 | Self::EdDSA | Self::Ed25519 => 64..=64,
-            Self::ES384 => 96..=96,
-            Self::ES512 => 132..=132,
-        }
-    }
-
     /// Whether `self` and `other` make and check the very same signatures: equal, or the
     /// two names of Ed25519 (RFC 9864 section 2.2).
     pub(crate) fn same_signature_as(self, other: Self) -> bool {

@@ -217,7 +217,7 @@ fn has_access_token_parameter(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or_default();
         match crate::form::lenient_raw_parameter_name(name) {
-            Some(name) => name.eq_ignore_ascii_case("access_token"),
+            Some(name) => crate::form::reads_as(&name, "access_token"),
             None => folds_to_access_token(name),
         }
     })
@@ -241,9 +241,7 @@ fn folds_to_access_token(raw: &str) -> bool {
             other => other,
         })
         .collect();
-    folded
-        .trim_matches(|c: char| c <= ' ')
-        .eq_ignore_ascii_case("access_token")
+    crate::form::reads_as(&folded, "access_token")
 }
 
 #[cfg(test)]
@@ -453,7 +451,28 @@ mod tests {
             (&["Bearer abc"], Some("acce%C3%9F_token=x"), Ok(Some("abc"))),
             (&["Bearer abc"], Some("access%5Gtoken=x"), Ok(Some("abc"))),
             (&["Bearer abc"], Some("access%5"), Ok(Some("abc"))),
-            (&["Bearer abc"], Some("access+token=x"), Ok(Some("abc"))),
+            // PHP reads an inner space (`+`), a `.` or a bracketed suffix as `_`.
+            (
+                &["Bearer abc"],
+                Some("access+token=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc"],
+                Some("access.token=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &["Bearer abc"],
+                Some("access_token%5B%5D=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                &[],
+                Some("access_token[0]=x"),
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (&["Bearer abc"], Some("access_tokens=x"), Ok(Some("abc"))),
             // Malformed credentials: the scheme must be a token ended by a space or the end.
             (&[""], None, Err(ErrorKind::InvalidRequest)),
             (&["Bearer,abc"], None, Err(ErrorKind::InvalidRequest)),

@@ -85,15 +85,18 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   both: a service behind the layer that honours the header runs the other interaction.
 ///   A value that is no method token is refused. A `_method` query parameter (the
 ///   override of Spring, gorilla, Symfony and Express; no FHIR parameter), its name
-///   matched as a lenient server reads it (PHP's `.method` and `[method` included),
-///   counts the same.
-/// - **A form body is for searches and operations only.** A request (other than `GET` or
-///   `HEAD`) whose `Content-Type` is `application/x-www-form-urlencoded` or
-///   `multipart/form-data` (read as Rack and PHP read it: up to a `;`, `,` or space; an
-///   empty type, or a `POST` with a body and no type, counts too) is refused unless it is
-///   a search (`POST [type]/_search`) or an operation, the FHIR interactions that take a
-///   form: those frameworks read `_method` from a form body first, and the layer reads no
-///   bodies.
+///   matched as a lenient server reads it (PHP's `.method` and `[method`, and `_method[]`
+///   included), counts the same; it is no search criterion of the write it names.
+/// - **A form body is for searches and operations only.** A request whose `Content-Type`
+///   is `application/x-www-form-urlencoded` or any `multipart/` type (read as Rack and PHP
+///   read it: up to a `;`, `,` or space; an empty type, or a `POST` with a body and no
+///   type, counts too) is refused unless it is a search (`POST [type]/_search`) or an
+///   operation, the FHIR interactions that take a form: those frameworks read `_method`
+///   from a form body first, and the layer reads no bodies. A `GET` or `HEAD` with a form
+///   body is refused too (Rack merges it over the query).
+/// - **Patient-scoped conditional writes of Patient pin the patient.** Under `patient/`
+///   scopes, a conditional create, update, patch or delete of Patient needs `_id=` the
+///   patient in context in its criteria: the server acts on whatever its search finds.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -480,10 +483,12 @@ impl ScopeEnforcement {
 
     /// Checks a verified HTTP request: its method, the path and query clients sent (the
     /// original URI inside `Router::nest`), and the search criteria of a `POST` that carries
-    /// `If-None-Exist`.
+    /// `If-None-Exist`. `body_follows`: whether the request's body is known to hold more
+    /// than nothing whatever its headers say (an HTTP/2 body needs no `Content-Length`).
     pub(crate) fn check_request<B>(
         &self,
         request: &http::Request<B>,
+        body_follows: bool,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         // A path rewritten otherwise than by nesting is no path the layer can read.
@@ -518,8 +523,9 @@ impl ScopeEnforcement {
         // GET and HEAD carry no body in FHIR. One that carries a form is refused: Rack
         // reads a form body for any method and merges it over the query the layer checks.
         let bodiless = method == http::Method::GET || method == http::Method::HEAD;
-        let form_body = carries_form_body(method, headers);
-        if bodiless && form_body && announces_body(headers) {
+        let has_body = body_follows || announces_body(headers);
+        let form_body = carries_form_body(method, headers, has_body);
+        if bodiless && form_body && has_body {
             return Err(forbidden());
         }
         let form_body = form_body && !bodiless;
@@ -1083,10 +1089,8 @@ fn has_method_parameter(query: &str) -> bool {
 fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, str>>> {
     query.split(['&', ';']).filter_map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        // Decoded and trimmed as a lenient server reads names, the PHP spellings (which
-        // `lenient_parameter_name` leaves unreadable) included.
         crate::form::decoded_raw_parameter_name(name)
-            .is_some_and(|name| is_method_parameter_name(name.trim_matches(|c: char| c <= ' ')))
+            .is_some_and(|name| crate::form::reads_as(&name, "_method"))
             .then(|| crate::form::decoded_raw_parameter_name(value))
     })
 }
@@ -1094,15 +1098,15 @@ fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, s
 /// Whether the request's body may be read as a form by some server: a `Content-Type` whose
 /// media type (up to the first `;`, `,` or whitespace, as Rack and PHP cut it) is
 /// `application/x-www-form-urlencoded` or `multipart/form-data` in any case, an empty one,
-/// one that is not text, or (Rack reads a POST without a type as a form) a `POST` that
-/// announces a body without any `Content-Type`.
-fn carries_form_body(method: &http::Method, headers: &http::HeaderMap) -> bool {
+/// one that is not text, or (Rack reads a POST without a type as a form) a `POST` with a
+/// body (`has_body`) but without any `Content-Type`.
+fn carries_form_body(method: &http::Method, headers: &http::HeaderMap, has_body: bool) -> bool {
     let mut types = headers
         .get_all(http::header::CONTENT_TYPE)
         .iter()
         .peekable();
     if types.peek().is_none() {
-        return method == http::Method::POST && announces_body(headers);
+        return method == http::Method::POST && has_body;
     }
     types.any(|value| {
         let Ok(text) = value.to_str() else {
@@ -1129,14 +1133,6 @@ fn announces_body(headers: &http::HeaderMap) -> bool {
             .get_all(http::header::CONTENT_LENGTH)
             .iter()
             .any(|length| length.as_bytes() != b"0")
-}
-
-/// Whether a decoded parameter name is `_method` to some server: in any ASCII case, its
-/// `_` also written `.` or `[` (PHP turns both into `_` in parameter names).
-fn is_method_parameter_name(name: &str) -> bool {
-    name.len() == 7
-        && matches!(name.as_bytes()[0], b'_' | b'.' | b'[')
-        && name[1..].eq_ignore_ascii_case("method")
 }
 
 /// Why a path given to [`ScopeEnforcement::allow_any_token_under`] cannot be one, if it
@@ -1339,22 +1335,37 @@ fn is_paging_link(query: &str, parameter: &str) -> bool {
     links == 1
 }
 
-/// Whether a request is a conditional update, patch or delete of Patient resources.
+/// Whether a request is a conditional create, update, patch or delete of Patient
+/// resources: the server acts on whatever its search finds (a create answers with the
+/// match), which a handler cannot narrow afterwards.
 fn writes_patients_conditionally(request: &FhirRequest) -> bool {
     matches!(request,
-        FhirRequest::ConditionalUpdate { resource_type }
+        FhirRequest::ConditionalCreate { resource_type }
+        | FhirRequest::ConditionalUpdate { resource_type }
         | FhirRequest::ConditionalPatch { resource_type }
         | FhirRequest::ConditionalDelete { resource_type } if resource_type == "Patient")
 }
 
-/// Whether criteria hold `_id=in_context`, written exactly so (a server that matches
-/// names exactly ignores `_ID`), in the reading of a server splitting at `&` and in that of
-/// one splitting at `;` too: every server's search then finds at most the patient in
-/// context. ([`search_names_other_patient`] refuses any other `_id` beside it.)
+/// Whether criteria pin the patient in context: they hold `_id=in_context` written exactly
+/// so (a server that matches names exactly ignores `_ID`), and every parameter a lenient
+/// server may read as `_id` (another case, a name it cannot be told from, PHP's `.id`)
+/// holds exactly that value too (a server keeping the last `_id=` would search without
+/// one), in the reading of a server splitting at `&` and in that of one splitting at `;`.
 fn pins_patient(criteria: &str, in_context: &str) -> bool {
-    let pin = |(name, value): (String, String)| name == "_id" && value == in_context;
-    crate::form::pairs(criteria).any(pin)
-        && crate::form::pairs_split_at_semicolons_too(criteria).any(pin)
+    let pinned = |pairs: &mut dyn Iterator<Item = (String, String)>| {
+        let mut exact = false;
+        for (name, value) in pairs {
+            let may_be_id =
+                lenient_parameter_name(&name).is_none_or(|name| name.eq_ignore_ascii_case("_id"));
+            if may_be_id && value != in_context {
+                return false;
+            }
+            exact |= name == "_id";
+        }
+        exact
+    };
+    pinned(&mut crate::form::pairs(criteria))
+        && pinned(&mut crate::form::pairs_split_at_semicolons_too(criteria))
 }
 
 /// The parameters of a query as a server splitting at `&` reads them, then as one splitting
@@ -1686,9 +1697,9 @@ mod props {
                     headers.append(http::header::CONTENT_TYPE, value);
                 }
             }
-            let _ = carries_form_body(&http::Method::POST, &headers);
+            let _ = carries_form_body(&http::Method::POST, &headers, true);
             headers.append(http::header::CONTENT_TYPE, http::HeaderValue::from_static(form));
-            prop_assert!(carries_form_body(&http::Method::PUT, &headers), "{:?}", headers);
+            prop_assert!(carries_form_body(&http::Method::PUT, &headers, false), "{:?}", headers);
         }
     }
 }

@@ -49,6 +49,31 @@ pub(crate) fn lenient_parameter_name(name: &str) -> Option<&str> {
     readable.then_some(name)
 }
 
+/// Whether a decoded parameter name reads as `expected` (ASCII, compared ignoring case) to
+/// some lenient server: trimmed as [`lenient_parameter_name`] trims it, then also as PHP,
+/// Rack and Express's `qs` read names: a bracketed suffix names the parameter before it
+/// (`access_token[]`, `_method[0]`), and PHP turns `.`, a space and an unclosed `[` into
+/// `_` (`access.token`, `[method`). For the names the layer looks for by themselves
+/// (`access_token`, `_method`), whose every spelling must be caught.
+pub(crate) fn reads_as(name: &str, expected: &str) -> bool {
+    let name = name.trim_matches(|c: char| c <= ' ');
+    if name.eq_ignore_ascii_case(expected) {
+        return true;
+    }
+    let base = match name.find('[') {
+        Some(at) if at > 0 && name[at..].contains(']') => &name[..at],
+        _ => name,
+    };
+    base.len() == expected.len()
+        && base.bytes().zip(expected.bytes()).all(|(byte, wanted)| {
+            let byte = match byte {
+                b'.' | b' ' | b'[' => b'_',
+                other => other,
+            };
+            byte.eq_ignore_ascii_case(&wanted)
+        })
+}
+
 /// Whether a decoded query parameter name, read as [`lenient_parameter_name`] reads it, is
 /// `expected` ignoring ASCII case (`_HAS`, ` _has` and `_has` are one name to a lenient
 /// server). Rules that add requirements for a parameter match it so: a server that matches
@@ -256,6 +281,48 @@ mod tests {
         ];
         for (name, expected) in rows {
             assert_eq!(lenient_parameter_name(name), *expected, "{name:?}");
+        }
+    }
+
+    /// The spellings lenient servers read as one name.
+    #[test]
+    fn names_as_lenient_servers_read_them() {
+        for name in [
+            "_method",
+            "_METHOD",
+            " _method\t",
+            "_method[]",
+            "_method[0]",
+            "_method[x]",
+            ".method",
+            "[method",
+            "_method[][]",
+        ] {
+            assert!(reads_as(name, "_method"), "{name:?}");
+        }
+        for name in [
+            "access_token",
+            "access.token",
+            "access token",
+            "access[token",
+            "access_token[]",
+            "ACCESS.TOKEN[0]",
+        ] {
+            assert!(reads_as(name, "access_token"), "{name:?}");
+        }
+        for name in [
+            "_methods",
+            "method",
+            "_meth",
+            "_method]",
+            "[method]",
+            "x_method",
+            "_method.x",
+            // PHP drops leading spaces before it renames.
+            " method",
+            "",
+        ] {
+            assert!(!reads_as(name, "_method"), "{name:?}");
         }
     }
 

@@ -19,7 +19,7 @@ use crate::SigningAlgorithm;
 use crate::claims::{ClaimNames, SmartClaims, assert_one_pass_reading_agrees};
 use crate::error::ErrorKind;
 use crate::json;
-use crate::jwks::{KeySet, Selection};
+use crate::jwks::{KeySet, MAX_CANDIDATES, Selection};
 use crate::jwt;
 use crate::layer::PublicRoutes;
 use crate::scopes::{
@@ -128,7 +128,12 @@ pub fn token(data: &[u8]) {
     match jwt::parse_header(segments.header, SigningAlgorithm::DEFAULT) {
         Ok(header) => {
             let keys = &fixture().keys;
-            if let Selection::Found(index) = keys.select(header.kid.as_deref(), header.alg) {
+            let candidates: Vec<usize> = match keys.select(header.kid.as_deref(), header.alg) {
+                Selection::Found(index) => vec![index],
+                Selection::Several(candidates) => candidates.iter().collect(),
+                Selection::NotFound | Selection::Unusable | Selection::Ambiguous => Vec::new(),
+            };
+            for index in candidates {
                 match jwt::verify_signature(&segments, keys.get(index), header.alg) {
                     Ok(()) => assert_eq!(
                         text,
@@ -195,9 +200,24 @@ pub fn jwks(data: &[u8]) {
     assert!(keys.len() > 0, "a parsed key set holds at least one key");
     for kid in [None, Some(""), Some("a"), Some(KID)] {
         for &alg in SigningAlgorithm::DEFAULT {
-            if let Selection::Found(index) = keys.select(kid, alg) {
-                assert!(index < keys.len());
-                assert!(keys.get(index).family.fits(alg));
+            match keys.select(kid, alg) {
+                Selection::Found(index) => {
+                    assert!(index < keys.len());
+                    assert!(keys.get(index).parsed_for(alg).is_some());
+                }
+                Selection::Several(candidates) => {
+                    let indexes: Vec<usize> = candidates.iter().collect();
+                    assert!((2..=MAX_CANDIDATES).contains(&indexes.len()));
+                    assert!(indexes.windows(2).all(|pair| pair[0] < pair[1]));
+                    for index in indexes {
+                        let key = keys.get(index);
+                        assert!(key.parsed_for(alg).is_some());
+                        if kid.is_some() {
+                            assert_eq!(key.kid.as_deref(), kid);
+                        }
+                    }
+                }
+                Selection::NotFound | Selection::Unusable | Selection::Ambiguous => {}
             }
         }
     }

@@ -185,6 +185,10 @@ impl Candidates {
 /// during a rotation); each RSA key without `alg` is parsed for six algorithms, so a set
 /// of thousands would cost seconds per fetch.
 pub(crate) const MAX_JWKS_ENTRIES: usize = 100;
+const _: () = assert!(
+    MAX_JWKS_ENTRIES == 100,
+    "KeySetError::TooManyKeys names the bound"
+);
 
 /// Why a document is not a JWK Set at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +199,8 @@ pub(crate) enum KeySetError {
     DuplicateMember,
     NoKeysArray,
     NoUsableKey,
+    /// More than [`MAX_JWKS_ENTRIES`] entries, where all must be read (a configured set).
+    TooManyKeys,
 }
 
 impl KeySetError {
@@ -205,6 +211,7 @@ impl KeySetError {
             Self::DuplicateMember => "the JWK Set names a member twice",
             Self::NoKeysArray => "the JWK Set has no \"keys\" array",
             Self::NoUsableKey => "the JWK Set holds no usable signing key",
+            Self::TooManyKeys => "the JWK Set lists more than 100 keys",
         }
     }
 }
@@ -217,8 +224,19 @@ impl std::fmt::Display for KeySetError {
 
 impl KeySet {
     /// Parses a JWK Set document, keeping the keys that can verify signatures. A document
-    /// in which any object (the set or a key) names a member twice is refused whole.
+    /// in which any object (the set or a key) names a member twice is refused whole. Only
+    /// the first [`MAX_JWKS_ENTRIES`] entries are read.
     pub(crate) fn parse(document: &[u8]) -> Result<Self, KeySetError> {
+        Self::parse_entries(document, false)
+    }
+
+    /// [`KeySet::parse`] for a set the operator configured, which is refused rather than
+    /// cut when it lists more than [`MAX_JWKS_ENTRIES`] entries.
+    pub(crate) fn parse_whole(document: &[u8]) -> Result<Self, KeySetError> {
+        Self::parse_entries(document, true)
+    }
+
+    fn parse_entries(document: &[u8], whole: bool) -> Result<Self, KeySetError> {
         let document = object_with_unique_members(document).map_err(|error| match error {
             StrictJsonError::DuplicateMember => KeySetError::DuplicateMember,
             StrictJsonError::NotAnObject => KeySetError::NotJson,
@@ -227,6 +245,9 @@ impl KeySet {
             return Err(KeySetError::NoKeysArray);
         };
         if entries.len() > MAX_JWKS_ENTRIES {
+            if whole {
+                return Err(KeySetError::TooManyKeys);
+            }
             tracing::warn!(
                 entries = entries.len(),
                 read = MAX_JWKS_ENTRIES,
@@ -657,7 +678,7 @@ fn rsa_parameters(alg: SigningAlgorithm) -> Option<&'static RsaParameters> {
 }
 
 /// RSA modulus sizes this crate verifies with, in bits.
-const RSA_MODULUS_BITS: RangeInclusive<usize> = 2048..=8192;
+pub(crate) const RSA_MODULUS_BITS: RangeInclusive<usize> = 2048..=8192;
 /// The widest RSA public exponent accepted, in bits.
 const RSA_EXPONENT_MAX_BITS: usize = 33;
 

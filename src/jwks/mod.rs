@@ -22,9 +22,13 @@ use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::fetch::{self, FetchError, Fetcher};
 use crate::metrics::{self, Refresh};
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use keyset::MAX_CANDIDATES;
 #[cfg(feature = "dev-server")]
 pub(crate) use keyset::SECRET_MEMBERS;
-pub(crate) use keyset::{Candidates, KeySet, KeySetError, Selection, VerificationKey};
+pub(crate) use keyset::{
+    Candidates, KeySet, KeySetError, RSA_MODULUS_BITS, Selection, VerificationKey,
+};
 pub use static_keys::StaticKeys;
 
 /// How the key cache refreshes.

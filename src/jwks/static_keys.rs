@@ -83,9 +83,9 @@ impl StaticKeys {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidStaticKeys`] when the text is too long, not a JWK Set, holds
-    /// private or symmetric key material, two keys of one `kid` that the algorithm cannot
-    /// tell apart, or no usable key.
+    /// [`ConfigError::InvalidStaticKeys`] when the text is too long, not a JWK Set, lists
+    /// more than 100 keys, holds private or symmetric key material, two keys of one `kid`
+    /// that the algorithm cannot tell apart, or no usable key.
     pub fn from_jwks_json(json: &str) -> Result<Self, ConfigError> {
         Self::from_jwks_bytes(json.as_bytes())
     }
@@ -123,7 +123,7 @@ impl StaticKeys {
                 "the JWK Set holds private or symmetric key material: give its public keys only",
             ));
         }
-        let keys = KeySet::parse(document).map_err(|error| invalid(error.reason()))?;
+        let keys = KeySet::parse_whole(document).map_err(|error| invalid(error.reason()))?;
         if keys.has_a_kid_of_two_keys() {
             return Err(invalid(
                 "two different keys of the JWK Set have the same kid",
@@ -331,6 +331,22 @@ mod tests {
         let parsed = key.parsed_for(alg).expect("parsed for its algorithm");
         parsed.verify_sig(message, sig).expect("valid signature");
         assert!(parsed.verify_sig(b"another message", sig).is_err());
+    }
+
+    /// A configured set is read whole: one longer than a fetched set's reading is refused,
+    /// not cut.
+    #[test]
+    fn a_configured_set_of_too_many_keys_is_refused() {
+        let key = r#"{"kty": "OKP", "crv": "Ed25519", "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"}"#;
+        let set = |count: usize| format!(r#"{{"keys": [{}]}}"#, vec![key; count].join(","));
+        assert_eq!(
+            StaticKeys::from_jwks_json(&set(100)).unwrap().key_count(),
+            100
+        );
+        assert_eq!(
+            refusal(StaticKeys::from_jwks_json(&set(101))),
+            "the JWK Set lists more than 100 keys"
+        );
     }
 
     #[test]
@@ -622,7 +638,7 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
             ),
             "two keys have the same kid"
         );
-        // Keys without kid may be several; a token without kid then needs exactly one
+        // Keys without kid may be several; a token without kid is then tried with each
         // fitting key, as with a fetched set.
         let unnamed = two
             .and_pem(P256, SigningAlgorithm::ES256, None)

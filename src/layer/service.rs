@@ -160,13 +160,14 @@ where
 
 /// The verified claims, with the layer's scope enforcement applied: the claims to hand to
 /// the inner service, or why the request is refused.
-fn admit<B>(
+fn admit<B: http_body::Body>(
     shared: &Shared,
     request: &Request<B>,
     claims: SmartClaims,
 ) -> Result<SmartClaims, AuthError> {
     if let Some(enforcement) = &shared.enforcement {
-        enforcement.check_request(request, &claims)?;
+        let body_follows = !request.body().is_end_stream();
+        enforcement.check_request(request, body_follows, &claims)?;
     }
     Ok(claims)
 }
@@ -378,6 +379,7 @@ where
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
     ResBody: From<Bytes>,
 {
     type Output = Result<Response<ResBody>, S::Error>;

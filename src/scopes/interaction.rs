@@ -396,12 +396,14 @@ impl Classifier {
 /// ignore empty parameters) whose name reads one way (strictly decoded, printable ASCII,
 /// matched ignoring case) and is not one of those that only shape the answer (`_format`,
 /// `_pretty`, `_summary`, `_elements`, `_count`, `_offset`, `_sort`, `_total`) or add to it
-/// (`_include`, `_revinclude`, `_contained`, `_containedType`). `DELETE Observation?`,
-/// `DELETE Observation?_format=json` or `?code=` has none. A piece holding a `;` counts for
-/// nothing: a server that splits the query at `;` reads other pairs than one that does not,
-/// and Go's `net/url` drops such a piece (`?_format=json;code=x` has no criterion).
+/// (`_include`, `_revinclude`, `_contained`, `_containedType`, `_graph`, `_maxresults`,
+/// `_score`), nor a method override (`_method`, which the framework consumes). `DELETE
+/// Observation?`, `DELETE Observation?_format=json`, `?code=` or `?code=,` has none. A
+/// piece holding a `;` counts for nothing: a server that splits the query at `;` reads
+/// other pairs than one that does not, and Go's `net/url` drops such a piece
+/// (`?_format=json;code=x` has no criterion).
 fn has_search_criteria(query: &str) -> bool {
-    const NO_CRITERION: [&str; 12] = [
+    const NO_CRITERION: [&str; 15] = [
         "_format",
         "_pretty",
         "_summary",
@@ -414,6 +416,9 @@ fn has_search_criteria(query: &str) -> bool {
         "_revinclude",
         "_contained",
         "_containedType",
+        "_graph",
+        "_maxresults",
+        "_score",
     ];
     query
         .split('&')
@@ -422,12 +427,17 @@ fn has_search_criteria(query: &str) -> bool {
             let Some((name, value)) = pair.split_once('=') else {
                 return false;
             };
-            let has_value = crate::form::decoded_raw_parameter_name(value)
-                .is_some_and(|value| !value.trim().is_empty());
+            // Blank as Java's `trim` and `isBlank` read it; a list of nothing (`,`) too.
+            let has_value = crate::form::decoded_raw_parameter_name(value).is_some_and(|value| {
+                !value
+                    .split(',')
+                    .all(|item| item.chars().all(|c| c <= ' ' || c.is_whitespace()))
+            });
             has_value
                 && crate::form::lenient_raw_parameter_name(name).is_some_and(|name| {
                     let base = name.split(':').next().unwrap_or_default();
                     !base.is_empty()
+                        && !crate::form::reads_as(base, "_method")
                         && !NO_CRITERION
                             .iter()
                             .any(|shaping| base.eq_ignore_ascii_case(shaping))
@@ -1306,6 +1316,20 @@ mod tests {
                 Classified::NotFhir,
             ),
             ("DELETE", "/Observation?code=%ZZ", Classified::NotFhir),
+            ("DELETE", "/Observation?code=%1F%00", Classified::NotFhir),
+            ("DELETE", "/Observation?code=,%20,", Classified::NotFhir),
+            // A method override is consumed by the framework: no criterion.
+            ("DELETE", "/Observation?_method=DELETE", Classified::NotFhir),
+            (
+                "DELETE",
+                "/Observation?_METHOD=x&_count=1",
+                Classified::NotFhir,
+            ),
+            (
+                "PUT",
+                "/Observation?_graph=g&_maxresults=1&_score=true",
+                Classified::NotFhir,
+            ),
             // Parameters that add to the answer are no criteria.
             (
                 "DELETE",

@@ -328,7 +328,8 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         if let Some(enforcement) = &self.enforcement
-            && let Err(error) = enforcement.check_request(&request, &self.claims)
+            // No body bound here: the headers alone say whether one follows.
+            && let Err(error) = enforcement.check_request(&request, false, &self.claims)
         {
             return WithClaimsFuture {
                 state: State::Refused {

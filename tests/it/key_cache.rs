@@ -816,6 +816,11 @@ async fn an_issuer_withdraws_its_keys_with_a_set_without_usable_keys() {
         assert_eq!(app.issuer.jwks_fetches(), 2, "{withdrawn}");
         app.assert_invalid_token(&token, "the token's signing key is not known")
             .await;
+        // That refusal refetched the set for the unknown kid: the same bytes again, whose
+        // parsed (empty) set is reused, and which still verifies nothing.
+        assert_eq!(app.issuer.jwks_fetches(), 3, "{withdrawn}");
+        app.assert_invalid_token(&token, "the token's signing key is not known")
+            .await;
         // Published again: after the unknown-kid cooldown the keys are fetched and used.
         app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
         pass_time(&app.clock, Duration::from_secs(31)).await;

@@ -1063,6 +1063,15 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("PUT", "/fhir/Patient?%20_id=123&identifier=sys%7CMRN456"),
         ("PUT", "/fhir/Patient?_id=123;identifier=sys%7CMRN456"),
         ("DELETE", "/fhir/Patient?identifier=x;_id=123"),
+        // A second `_id` that a server keeping the last value reads (empty: ignored).
+        ("PUT", "/fhir/Patient?_id=123&identifier=sys%7CMRN456&_id="),
+        (
+            "PUT",
+            "/fhir/Patient?_id=123&identifier=sys%7CMRN456&_id=%20",
+        ),
+        ("PUT", "/fhir/Patient?_id=123&identifier=sys%7CMRN456&_id"),
+        ("PUT", "/fhir/Patient?_id=123&identifier=sys%7CMRN456&_ID="),
+        ("PUT", "/fhir/Patient?_id=123&identifier=sys%7CMRN456&.id="),
         // Names that PHP, Rack or `qs` read as `patient` or `_id`.
         ("GET", "/fhir/Observation?patient[]=456"),
         ("GET", "/fhir/Observation?patient%5B%5D=456"),
@@ -1173,8 +1182,13 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("?_id=456", false),
         ("x-y?_id=456", false),
         ("identifier=a?_id=456", false),
-        ("Patient?identifier=a", true),
+        // The server answers a conditional create with the patient it found: it must be
+        // the one in context.
+        ("Patient?identifier=a", false),
+        ("identifier=a", false),
+        ("_id=123&_id=", false),
         ("_id=123", true),
+        ("Patient?_id=123&identifier=a", true),
     ] {
         let headers = [("If-None-Exist", criteria)];
         let answer = app
@@ -1428,22 +1442,33 @@ async fn a_method_query_parameter_needs_the_scopes_of_that_method_too() {
         "_method=DEL%45TE",
         "+_method=DELETE",
         "_method=POST&_method=DELETE",
-    ] {
-        let path = format!("/fhir/Observation?{query}");
-        let answer = app.call("POST", &path, &creator).await;
-        app.assert_refused(&answer, Some("system/Observation.d"), &path);
-        let answer = app.call("POST", &path, &everything).await;
-        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
-    }
-    // Read as `_method` too, where the conditional delete it names has no criterion some
-    // server reads one way (after a `;`; PHP reads a leading `[` or `.` as `_`, names no
-    // FHIR parameter has): refused whatever the scopes.
-    let all_types = [("scope", json!("system/*.cruds"))];
-    for query in [
-        "code=x;_method=DELETE",
         "[method=DELETE",
         ".method=DELETE",
         "%2Emethod=DELETE",
+        // PHP, Rack and `qs` read a bracketed suffix as the name before it; Express's
+        // `method-override` takes the first value of the list.
+        "_method[]=DELETE",
+        "_method%5B0%5D=DELETE",
+    ] {
+        let path = format!("/fhir/Observation?{query}&code=x");
+        let answer = app.call("POST", &path, &creator).await;
+        app.assert_refused(&answer, Some("system/Observation.d"), &path);
+        // (Names no FHIR parameter has reach every type, so every type's scopes here.)
+        let answer = app
+            .call("POST", &path, &[("scope", json!("system/*.cruds"))])
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+    // A conditional delete named by an override without a criterion some server reads one
+    // way (the override itself is none: the framework consumes it; after a `;` the pair
+    // reads two ways): refused whatever the scopes.
+    let all_types = [("scope", json!("system/*.cruds"))];
+    for query in [
+        "_method=DELETE",
+        "_method[]=DELETE",
+        "code=x;_method=DELETE",
+        "[method=DELETE",
+        ".method=DELETE",
     ] {
         let path = format!("/fhir/Observation?{query}");
         for scopes in [&creator, &all_types] {

@@ -177,3 +177,63 @@ async fn refusals_to_head_have_no_body() {
         }
     }
 }
+
+/// Under scope enforcement the body itself says whether a form follows, not only its
+/// headers: an HTTP/2 request needs no `Content-Length`. A `GET` whose form body a Rack
+/// server would merge over the checked query, and a `POST` without a type whose body Rack
+/// reads as a form, are refused however they announce the body; without a body they pass.
+#[tokio::test]
+async fn bodies_without_a_length_are_seen() {
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .served_at_path("/fhir")
+        .enforce_scopes(smart_auth::ScopeEnforcement::new())
+        .clock(clock)
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new().layer(layer).service_fn(handler);
+    let token = issuer
+        .token()
+        .scope("patient/Observation.crs")
+        .claim("patient", "123")
+        .sign();
+    let rows: [(&str, &str, Option<&str>, &'static str, StatusCode); 4] = [
+        (
+            "GET",
+            "/fhir/Observation?patient=123",
+            Some("application/x-www-form-urlencoded"),
+            "patient=456",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "GET",
+            "/fhir/Observation?patient=123",
+            Some("application/x-www-form-urlencoded"),
+            "",
+            StatusCode::OK,
+        ),
+        (
+            "POST",
+            "/fhir/Observation",
+            None,
+            "_method=DELETE",
+            StatusCode::FORBIDDEN,
+        ),
+        ("POST", "/fhir/Observation", None, "", StatusCode::OK),
+    ];
+    for (method, path, content_type, body, status) in rows {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        // No `Content-Length` or `Transfer-Encoding`: only the body tells.
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status, "{method} {path} {body:?}");
+    }
+}
