@@ -4,18 +4,29 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use smart_auth::discovery::SmartConfiguration;
-use smart_auth::scopes::SearchConstraints;
-use smart_auth::{SmartAuthLayer, SmartClaims};
+use smart_auth::scopes::{Interaction, SearchConstraints};
+use smart_auth::{ConfigError, ScopeEnforcement, SmartAuthLayer, SmartClaims, TokenTypePolicy};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// The resource types this API serves. Its routes take the type from the path
+/// (`/fhir/{resource_type}`), which also matches what is no type (`_search`, `_history`,
+/// `$export`): the layer checks those as the interactions they are, so the handlers must
+/// serve types only.
+const SERVED: [&str; 2] = ["Patient", "Observation"];
+
+/// The most resources the store keeps: a demo open to its callers grows no further.
+const CAPACITY: usize = 10_000;
 
 /// The resources, by type and id.
 #[derive(Clone, Default)]
@@ -60,6 +71,23 @@ impl Store {
             .lock()
             .expect("store lock")
             .insert(key, resource);
+    }
+
+    /// Stores a new resource under the next id of its type (chosen under the lock, so
+    /// concurrent creates never share one); `None` when the store is full.
+    fn create(&self, mut resource: Value, resource_type: &str) -> Option<Value> {
+        let mut resources = self.resources.lock().expect("store lock");
+        if resources.len() >= CAPACITY {
+            return None;
+        }
+        let count = resources
+            .keys()
+            .filter(|(kind, _)| kind == resource_type)
+            .count();
+        let id = (count + 1000).to_string();
+        resource["id"] = json!(id);
+        resources.insert((resource_type.to_owned(), id), resource.clone());
+        Some(resource)
     }
 
     fn all(&self, resource_type: &str) -> Vec<Value> {
@@ -117,11 +145,36 @@ fn outcome(status: StatusCode, code: &str, text: &str) -> Response {
     )
 }
 
+/// The answer for a path segment that is no type this API serves.
+fn not_served() -> Response {
+    outcome(
+        StatusCode::NOT_FOUND,
+        "not-supported",
+        "no such resource type here",
+    )
+}
+
+/// Whether a resource is in the compartment of `Patient/{patient}`: the patient itself, or
+/// a resource whose subject it is.
+fn in_compartment(resource: &Value, patient: &str) -> bool {
+    match resource["resourceType"].as_str() {
+        Some("Patient") => resource["id"] == patient,
+        _ => resource["subject"]["reference"] == format!("Patient/{patient}").as_str(),
+    }
+}
+
 async fn read(
     State(store): State<Store>,
     claims: SmartClaims,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Response {
+    if !SERVED.contains(&resource_type.as_str()) {
+        return not_served();
+    }
+    let access = match claims.require_access(Interaction::Read, &resource_type) {
+        Ok(access) => access,
+        Err(refusal) => return refusal.into_response(),
+    };
     let found = store
         .resources
         .lock()
@@ -129,21 +182,18 @@ async fn read(
         .get(&(resource_type.clone(), id))
         .cloned();
     match found {
-        // Granular scopes: a resource outside every granted filter is not returned.
+        // Inside the patient's compartment (for `patient/` scopes) and the granted filters
+        // (granular scopes), or not there at all: the answer never tells which resources
+        // exist outside the grant.
         Some(resource)
-            if claims
-                .scope_set()
-                .read_constraints(None, &resource_type)
-                .matches(|p| index(&resource, p)) =>
+            if access
+                .patient_compartment()
+                .is_none_or(|patient| in_compartment(&resource, patient))
+                && access.constraints().matches(|p| index(&resource, p)) =>
         {
             fhir(StatusCode::OK, resource)
         }
-        Some(_) => outcome(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the granted scopes do not cover this resource",
-        ),
-        None => outcome(StatusCode::NOT_FOUND, "not-found", "no such resource"),
+        _ => outcome(StatusCode::NOT_FOUND, "not-found", "no such resource"),
     }
 }
 
@@ -153,7 +203,14 @@ async fn search(
     Path(resource_type): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let constraints = claims.scope_set().search_constraints(None, &resource_type);
+    if !SERVED.contains(&resource_type.as_str()) {
+        return not_served();
+    }
+    let access = match claims.require_access(Interaction::SearchType, &resource_type) {
+        Ok(access) => access,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let constraints = access.constraints();
     let matches: Vec<Value> = store
         .all(&resource_type)
         .into_iter()
@@ -164,6 +221,12 @@ async fn search(
                     .iter()
                     .any(|v| v == &value.to_lowercase() || v == value)
             })
+        })
+        // ... the patient's compartment, for `patient/` scopes ...
+        .filter(|resource| {
+            access
+                .patient_compartment()
+                .is_none_or(|patient| in_compartment(resource, patient))
         })
         // ... and the granted scopes' filters (OR of AND-sets).
         .filter(|resource| {
@@ -182,9 +245,16 @@ async fn search(
 
 async fn create(
     State(store): State<Store>,
+    claims: SmartClaims,
     Path(resource_type): Path<String>,
-    Json(mut resource): Json<Value>,
+    Json(resource): Json<Value>,
 ) -> Response {
+    if !SERVED.contains(&resource_type.as_str()) {
+        return not_served();
+    }
+    if let Err(refusal) = claims.require(Interaction::Create, &resource_type) {
+        return refusal.into_response();
+    }
     if resource["resourceType"] != resource_type {
         return outcome(
             StatusCode::BAD_REQUEST,
@@ -192,14 +262,46 @@ async fn create(
             "resourceType does not match the URL",
         );
     }
-    let id = (store.all(&resource_type).len() + 1000).to_string();
-    resource["id"] = json!(id);
-    store.put(resource.clone());
+    let Some(resource) = store.create(resource, &resource_type) else {
+        return outcome(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "too-costly",
+            "the store is full",
+        );
+    };
+    let id = resource["id"].as_str().unwrap_or_default().to_owned();
     let mut response = fhir(StatusCode::CREATED, resource);
     if let Ok(location) = format!("{resource_type}/{id}").parse() {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// The layer the API runs behind: tokens of `issuer` for the API at `fhir_base`, typed
+/// `at+jwt` with RFC 9068's claims (the development server issues such tokens), scopes
+/// enforced, granular filters applied by the handlers here.
+pub fn auth_layer(issuer: &str, fhir_base: &str) -> Result<SmartAuthLayer, ConfigError> {
+    SmartAuthLayer::builder(issuer)
+        .fhir_base(fhir_base)
+        .token_type(TokenTypePolicy::Rfc9068)
+        .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())
+        .build()
+}
+
+/// How long one request may take, its body read included (the connection's own bounds
+/// are `dev_server::serve_with_limits`'s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn limit_request_time(request: Request, next: Next) -> Response {
+    tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+        .await
+        .unwrap_or_else(|_| {
+            outcome(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request took too long",
+            )
+        })
 }
 
 /// The API under `/fhir`: the resource routes behind `auth`, discovery and `/metadata`
@@ -227,4 +329,5 @@ pub fn router(auth: SmartAuthLayer, configuration: SmartConfiguration, store: St
         .with_state(store)
         .layer(auth)
         .layer(discovery)
+        .layer(axum::middleware::from_fn(limit_request_time))
 }

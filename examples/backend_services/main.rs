@@ -18,10 +18,10 @@
 mod api;
 
 use serde_json::Value;
+use smart_auth::SigningAlgorithm;
 use smart_auth::client::{BackendServiceClient, ClientKey};
 use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
 use smart_auth::discovery::SmartConfiguration;
-use smart_auth::{ScopeEnforcement, SigningAlgorithm, SmartAuthLayer, TokenTypePolicy};
 
 const JWT_CLIENT: &str = "demo-backend-service";
 const BASIC_CLIENT: &str = "demo-reporting";
@@ -45,7 +45,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fhir_base = format!("http://{}/fhir", listener.local_addr()?);
 
     // 1. The authorization server and its two clients.
-    let server = DevAuthServer::builder(&fhir_base).start().await?;
+    // Clients that register themselves over HTTP may read Patients, nothing more.
+    let server = DevAuthServer::builder(&fhir_base)
+        .registration_scope_ceiling(["system/Patient.rs"])
+        .start()
+        .await?;
     let key = ClientKey::generate(SigningAlgorithm::ES384, "demo-key-1")?;
     server.register(ClientRegistration::private_key_jwt(
         JWT_CLIENT,
@@ -64,16 +68,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
 
     // 2. The protected API: tokens from that server, for this API, scopes enforced.
-    let auth = SmartAuthLayer::builder(server.url())
-        .fhir_base(&fhir_base)
-        .token_type(TokenTypePolicy::Rfc9068)
-        // The handlers in api.rs narrow searches and reads to the granular scopes' filters.
-        .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())
-        .build()?;
+    // The handlers in api.rs narrow searches and reads to the granular scopes' filters.
+    let auth = api::auth_layer(server.url(), &fhir_base)?;
     auth.warm_up().await?;
     let discovery = SmartConfiguration::from_issuer(server.url()).await?;
     let app = api::router(auth, discovery, api::Store::seeded());
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    // Bounded as the authorization server is: 256 connections, 10 s for the headers, and
+    // (the router's part) 30 s per request.
+    let serving = tokio::spawn(smart_auth::dev_server::serve_with_limits(listener, app));
 
     println!("\nSMART Backend Services, end to end, on this machine\n");
     println!("  authorization server  {}", server.url());
@@ -142,7 +144,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Serving until Ctrl-C.");
 
     tokio::select! {
-        result = serving => { result??; }
+        result = serving => { result?; }
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())

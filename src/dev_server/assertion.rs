@@ -159,9 +159,7 @@ pub(crate) fn key_source<'a>(
         Credential::Jwks(jwks) => KeySource::Inline(jwks),
         Credential::JwksUri(uri) => KeySource::Url(uri),
         Credential::Secret(_) => {
-            return Err(OAuthError::invalid_client(
-                "this client authenticates with a client secret",
-            ));
+            return Err(no_registered_key());
         }
     };
     if let Some(jku) = &assertion.jku {
@@ -170,12 +168,20 @@ pub(crate) fn key_source<'a>(
             KeySource::Inline(_) => None,
         };
         if registered != Some(jku.as_str()) {
-            return Err(OAuthError::invalid_client(
-                "jku does not match the registered JWKS URL",
-            ));
+            return Err(no_registered_key());
         }
     }
     Ok(source)
+}
+
+/// The one answer for an assertion whose client, `kid`, `alg` or `jku` names no key
+/// registered for `private_key_jwt`: before the signature is checked, the answer must not
+/// tell an unknown client id from a client that uses a secret or from a key-based one (an
+/// attacker would learn which ids exist and how they authenticate).
+pub(crate) fn no_registered_key() -> OAuthError {
+    OAuthError::invalid_client(
+        "the assertion's client, kid, alg or jku names no key registered for private_key_jwt",
+    )
 }
 
 /// Which way a fractional NumericDate is brought to whole seconds.
@@ -296,11 +302,7 @@ pub(crate) fn verify(
         Selection::NotFound
         | Selection::Unusable
         | Selection::Several(_)
-        | Selection::Ambiguous => {
-            return Err(OAuthError::invalid_client(
-                "no single registered key fits the assertion's kid and alg",
-            ));
-        }
+        | Selection::Ambiguous => return Err(no_registered_key()),
     };
     jwt::verify_signature(&assertion.segments, keys.get(index), assertion.alg)
         .map_err(|_| OAuthError::invalid_client("the client assertion's signature is not valid"))?;

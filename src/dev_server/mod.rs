@@ -52,7 +52,12 @@
 //!   public asymmetric keys only (`invalid_client_metadata` for `d`, `p`, `q`, `dp`, `dq`,
 //!   `qi`, `oth`, `k` or `kty: oct`), each key with a non-empty `kid` unique within the
 //!   set (SMART), in code too ([`KeySetError`]); a key set fetched from a `jwks_uri` must
-//!   follow the same rules.
+//!   follow the same rules. Without a
+//!   [ceiling](DevAuthServerBuilder::registration_scope_ceiling) a registration holds the
+//!   scopes it asks for; with one, only those the ceiling covers.
+//! - Client assertions answer one `invalid_client` description whether their client id is
+//!   unknown, names a client with a secret, or names no registered key (`kid`, `alg`,
+//!   `jku`): before the signature is checked, nothing tells which ids exist.
 //! - Introspection and revocation: a client revokes only its own tokens (RFC 7009 section
 //!   2.1: another client's token is refused with `unauthorized_client` and stays valid);
 //!   a client introspects only its own tokens (others read `{"active": false}`), whether
@@ -62,8 +67,10 @@
 //! - State is bounded: issued tokens, HTTP-registered clients, seen assertion ids and
 //!   fetched key sets expire and are capped (see the builder); a full store answers 503
 //!   `temporarily_unavailable` with `Retry-After`. One client holds at most its share of
-//!   the tokens ([`max_tokens_per_client`](DevAuthServerBuilder::max_tokens_per_client)),
-//!   so that it cannot fill the store for the others.
+//!   the tokens ([`max_tokens_per_client`](DevAuthServerBuilder::max_tokens_per_client))
+//!   and of the seen assertion ids
+//!   ([`max_seen_assertions_per_client`](DevAuthServerBuilder::max_seen_assertions_per_client)),
+//!   so that it cannot fill a store for the others.
 //! - Time and connections are bounded: at most 256 connections are served at once, a
 //!   client has 10 s to send a request's headers (or to start the next one on a kept-alive
 //!   connection), and a request not answered within 30 s (a body sent a byte at a time)
@@ -118,6 +125,7 @@ use expiring::ExpiringMap;
 use jwks_cache::JwksCache;
 use oauth::OAuthError;
 use request::{Presented, Spellings};
+pub use serve::serve_with_limits;
 
 use crate::algorithm::SigningAlgorithm;
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -153,6 +161,7 @@ pub struct DevAuthServerBuilder {
     clock_leeway: Duration,
     opaque_tokens: bool,
     http_client: Option<reqwest::Client>,
+    registration_scopes: Option<Vec<String>>,
     limits: Limits,
 }
 
@@ -165,6 +174,7 @@ struct Limits {
     max_clients: usize,
     client_lifetime_secs: i64,
     max_seen_assertions: usize,
+    max_seen_assertions_per_client: usize,
     jwks_cache_ttl_secs: i64,
 }
 
@@ -293,6 +303,41 @@ impl DevAuthServerBuilder {
         self
     }
 
+    /// The most assertion ids one client has remembered at once (default 10 000, never
+    /// more than [`max_seen_assertions`](Self::max_seen_assertions)): beyond it that
+    /// client's assertions answer 503 until its earlier ones expire, while other clients
+    /// are served, so that one client cannot fill the replay store for all.
+    ///
+    /// ```
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .max_seen_assertions_per_client(1_000);
+    /// ```
+    pub fn max_seen_assertions_per_client(mut self, max: usize) -> Self {
+        self.limits.max_seen_assertions_per_client = max;
+        self
+    }
+
+    /// The scopes a client registered over HTTP (`POST /register`) may hold at most: each
+    /// requested scope that one of these covers is registered (as a token request's
+    /// scopes are granted: same context, the type or `*`, the permissions, no other
+    /// query), the others are dropped, and a registration left with none is refused with
+    /// `invalid_client_metadata`. Without it, registration grants whatever a caller asks
+    /// for, which suits a private test setup only: anyone who reaches the server can then
+    /// give itself every scope.
+    ///
+    /// ```
+    /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .registration_scope_ceiling(["system/Patient.rs", "system/Observation.rs"]);
+    /// ```
+    pub fn registration_scope_ceiling<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.registration_scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// How long, at most, a key set fetched from a client's `jwks_uri` is used before it
     /// is fetched again (default 300 s, at least 1 s). A shorter `Cache-Control: max-age`
     /// from the client's key server wins; `max-age=0`, `no-cache` and `no-store` mean the
@@ -394,7 +439,14 @@ impl DevAuthServerBuilder {
                 limits.max_tokens_per_client.min(limits.max_tokens),
                 |record: &TokenRecord| record.client_id.as_str(),
             )),
-            seen_assertions: Mutex::new(ExpiringMap::new(limits.max_seen_assertions)),
+            seen_assertions: Mutex::new(ExpiringMap::with_owner_quota(
+                limits.max_seen_assertions,
+                limits
+                    .max_seen_assertions_per_client
+                    .min(limits.max_seen_assertions),
+                |client_id: &String| client_id.as_str(),
+            )),
+            registration_scopes: self.registration_scopes,
             // Every live client has at most one URL; room for twice the HTTP-registered
             // ones leaves plenty for the clients registered in code.
             jwks_cache: JwksCache::new(
@@ -425,7 +477,7 @@ impl DevAuthServerBuilder {
                 require_own_host,
             ))
             .with_state(Arc::clone(&state));
-        let server = tokio::spawn(serve::serve(listener, router));
+        let server = tokio::spawn(serve::serve_with_limits(listener, router));
         Ok(DevAuthServer { state, server })
     }
 }
@@ -478,9 +530,11 @@ struct ServerState {
     dynamic_clients: Mutex<ExpiringMap<String, ClientRegistration>>,
     /// Issued access tokens by digest, until they expire or are revoked.
     tokens: Mutex<ExpiringMap<TokenDigest, TokenRecord>>,
-    /// `(client_id, jti)` of accepted assertions, until the assertion could no longer be
-    /// accepted anyway.
-    seen_assertions: Mutex<ExpiringMap<(String, String), ()>>,
+    /// `(client_id, jti)` of accepted assertions (the client id again as the value, for
+    /// the per-client quota), until the assertion could no longer be accepted anyway.
+    seen_assertions: Mutex<ExpiringMap<(String, String), String>>,
+    /// The most scopes a client registered over HTTP may hold (`None`: whatever it asks).
+    registration_scopes: Option<Vec<String>>,
     jwks_cache: JwksCache,
     token_requests: AtomicUsize,
 }
@@ -517,6 +571,7 @@ impl DevAuthServer {
             clock_leeway: Duration::ZERO,
             opaque_tokens: false,
             http_client: None,
+            registration_scopes: None,
             limits: Limits {
                 // Set from `clock_leeway` by `start`.
                 leeway_secs: 0,
@@ -525,6 +580,7 @@ impl DevAuthServer {
                 max_clients: 1_000,
                 client_lifetime_secs: 24 * 3600,
                 max_seen_assertions: 100_000,
+                max_seen_assertions_per_client: 10_000,
                 jwks_cache_ttl_secs: 300,
             },
         }
@@ -959,7 +1015,7 @@ async fn authenticate_assertion(
 ) -> Result<ClientRegistration, OAuthError> {
     let client = state
         .client(&unverified.issuer, now)
-        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+        .ok_or_else(assertion::no_registered_key)?;
     let keys = match assertion::key_source(&client, unverified)? {
         assertion::KeySource::Inline(keys) => Arc::clone(keys),
         assertion::KeySource::Url(uri) => {
@@ -981,7 +1037,7 @@ async fn authenticate_assertion(
     let fresh = lock(&state.seen_assertions)
         .insert_new(
             (client.client_id.clone(), verified.jti),
-            (),
+            client.client_id.clone(),
             verified.usable_until,
             now,
         )
@@ -1174,10 +1230,19 @@ fn registration(
             ));
         }
     };
+    let scopes: Vec<String> = match &state.registration_scopes {
+        None => scope.split(' ').map(str::to_owned).collect(),
+        Some(ceiling) => grant::granted_scopes(&scope, ceiling),
+    };
+    if scopes.is_empty() {
+        return Err(invalid(
+            "no requested scope is one that clients registered here may hold",
+        ));
+    }
+    let scope = scopes.join(" ");
     let now = state.now();
     let expires_at = now.saturating_add(state.limits.client_lifetime_secs);
     let client_id = random_id();
-    let scopes: Vec<String> = scope.split(' ').map(str::to_owned).collect();
     let mut answer = Map::new();
     let credential = match (method, metadata.get("jwks"), metadata.get("jwks_uri")) {
         (Some("private_key_jwt") | None, Some(jwks), None) => {

@@ -29,8 +29,22 @@ pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take from its headers on, its body read included.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` until the task is dropped.
-pub(crate) async fn serve(listener: TcpListener, router: Router) {
+/// Serves `router` on `listener` over HTTP/1.1 until the future is dropped, with the
+/// development server's bounds: at most 256 connections at once (the others wait in the
+/// listener's queue) and 10 s to send a request's headers or between requests on a kept
+/// connection. `axum::serve` sets neither, so a client sending its headers a byte at a
+/// time holds a connection forever. The time a request's body may take is the router's to
+/// bound (a timeout middleware); the development server's own router answers 408 after
+/// 30 s. For the demo's API and other servers of a local test setup.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+/// tokio::spawn(smart_auth::dev_server::serve_with_limits(listener, app));
+/// # Ok(()) }
+/// ```
+pub async fn serve_with_limits(listener: TcpListener, router: Router) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {

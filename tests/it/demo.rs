@@ -6,10 +6,10 @@ mod api;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use smart_auth::SigningAlgorithm;
 use smart_auth::client::{BackendServiceClient, ClientKey};
 use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
 use smart_auth::discovery::SmartConfiguration;
-use smart_auth::{ScopeEnforcement, SigningAlgorithm, SmartAuthLayer};
 
 #[tokio::test]
 async fn the_demo_flow_works() {
@@ -28,14 +28,11 @@ async fn the_demo_flow_works() {
         )
         .unwrap(),
     );
-    let auth = SmartAuthLayer::builder(server.url())
-        .fhir_base(&fhir_base)
-        .enforce_scopes(ScopeEnforcement::new().handler_applies_granular_filters())
-        .build()
-        .unwrap();
+    // The demo's own layer and serving.
+    let auth = api::auth_layer(server.url(), &fhir_base).unwrap();
     let configuration = SmartConfiguration::from_issuer(server.url()).await.unwrap();
     let app = api::router(auth, configuration, api::Store::seeded());
-    let _server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let _server = tokio::spawn(smart_auth::dev_server::serve_with_limits(listener, app));
     let http = crate::support::loopback_client();
 
     let discovery = http
@@ -101,7 +98,8 @@ async fn the_demo_flow_works() {
         .send()
         .await
         .unwrap();
-    assert_eq!(vital.status(), StatusCode::FORBIDDEN);
+    // Outside the filter: not found, as if it did not exist.
+    assert_eq!(vital.status(), StatusCode::NOT_FOUND);
     // Creating needs `c`, which was not granted.
     let create = client
         .authorize(
@@ -122,4 +120,38 @@ async fn the_demo_flow_works() {
             .next(),
         Some("\"system/Patient.c\"")
     );
+    // A reader of every type: `_search` (a system search to the layer) and other segments
+    // that are no type reach no handler as a type, so nothing is created or read there.
+    let reader_key = ClientKey::generate(SigningAlgorithm::ES384, "k2").unwrap();
+    server.register(
+        ClientRegistration::private_key_jwt("reader", reader_key.public_jwks(), ["system/*.rs"])
+            .unwrap(),
+    );
+    let reader = BackendServiceClient::builder(&fhir_base)
+        .client_id("reader")
+        .private_key_jwt(reader_key)
+        .scopes(["system/*.rs"])
+        .build()
+        .unwrap();
+    let posted = reader
+        .authorize(
+            http.post(format!("{fhir_base}/_search"))
+                .json(&serde_json::json!({"resourceType": "_search"})),
+        )
+        .await
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::NOT_FOUND);
+    for path in ["_search", "_history"] {
+        let answer = reader
+            .authorize(http.get(format!("{fhir_base}/{path}")))
+            .await
+            .unwrap()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+    }
 }

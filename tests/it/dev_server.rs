@@ -360,7 +360,7 @@ async fn assertion_rules() {
                 .claim("iss", "unknown")
                 .claim("sub", "unknown")
                 .sign(),
-            "unknown client",
+            "names no key registered",
         ),
         (setup.assertion().kid("no-such-kid").sign(), "unknown kid"),
         (

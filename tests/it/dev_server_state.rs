@@ -276,6 +276,109 @@ async fn seen_assertion_ids_are_capped_and_expire() {
     assert_eq!(send(replayed).await.0, StatusCode::BAD_REQUEST);
 }
 
+/// One client's assertions fill at most its share of the replay store: beyond it that
+/// client is answered 503, and another client's assertions are still accepted.
+#[tokio::test]
+async fn one_client_cannot_fill_the_replay_store() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .max_seen_assertions(10)
+        .max_seen_assertions_per_client(2)
+        .start()
+        .await
+        .unwrap();
+    let keys = TestIssuer::builder().clock(clock.clone()).start().await;
+    for client in ["noisy", "quiet"] {
+        server.register(
+            ClientRegistration::private_key_jwt(client, keys.jwks(), ["system/*.rs"]).unwrap(),
+        );
+    }
+    let http = crate::support::loopback_client();
+    let send = |client: &str| {
+        let assertion = keys
+            .token()
+            .alg(SigningAlgorithm::ES256)
+            .header("typ", "JWT")
+            .claim("iss", client)
+            .claim("sub", client)
+            .claim("aud", server.token_endpoint())
+            .without("client_id")
+            .without("scope")
+            .expires_in_secs(120)
+            .sign();
+        post(
+            &http,
+            http.post(server.token_endpoint())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(assertion_form(&assertion)),
+        )
+    };
+    assert_eq!(send("noisy").await.0, StatusCode::OK);
+    assert_eq!(send("noisy").await.0, StatusCode::OK);
+    let (status, retry_after, body) = send("noisy").await;
+    assert_eq!(
+        (status, retry_after.as_deref(), body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("120"),
+            Some("temporarily_unavailable")
+        ),
+        "noisy at its share"
+    );
+    assert_eq!(send("quiet").await.0, StatusCode::OK, "quiet is served");
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(send("noisy").await.0, StatusCode::OK, "room again");
+}
+
+/// With a ceiling, a client registered over HTTP holds only the requested scopes the
+/// ceiling covers; a registration left with none is refused.
+#[tokio::test]
+async fn registration_holds_at_most_the_ceiling() {
+    let server = DevAuthServer::builder(FHIR)
+        .registration_scope_ceiling(["system/Patient.rs", "system/Observation.r"])
+        .start()
+        .await
+        .unwrap();
+    let http = crate::support::loopback_client();
+    let register = |scope: &str| {
+        post(
+            &http,
+            http.post(format!("{}/register", server.url()))
+                .json(&json!({
+                    "scope": scope, "token_endpoint_auth_method": "client_secret_basic",
+                })),
+        )
+    };
+    let (status, _, body) =
+        register("system/*.cruds system/Patient.r system/Observation.rs system/Observation.r")
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], "system/Patient.r system/Observation.r");
+    // The registered scopes are what its tokens may hold.
+    let (status, _, token) = post(
+        &http,
+        http.post(server.token_endpoint())
+            .basic_auth(
+                body["client_id"].as_str().unwrap(),
+                body["client_secret"].as_str(),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&scope=system%2F*.cruds%20system%2FPatient.r"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["scope"], "system/Patient.r");
+    for scope in ["system/*.cruds", "system/Observation.s", "launch"] {
+        let (status, _, body) = register(scope).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_client_metadata")),
+            "{scope}"
+        );
+    }
+}
+
 /// A client's `jwks_uri` is fetched once per cache lifetime, plus at most one refetch per
 /// 10 s for unknown kids, whatever unauthenticated callers send (bad signatures, unknown
 /// kids, concurrent bursts); a failed fetch is remembered briefly.
@@ -464,7 +567,10 @@ fn refused() -> Answer {
     (
         StatusCode::BAD_REQUEST,
         Some("invalid_client".to_owned()),
-        Some("no single registered key fits the assertion's kid and alg".to_owned()),
+        Some(
+            "the assertion's client, kid, alg or jku names no key registered for private_key_jwt"
+                .to_owned(),
+        ),
     )
 }
 

@@ -205,7 +205,8 @@ impl Strict {
 /// so that each row proves its own rule and not an earlier one.
 fn refusal_reason(case: &str) -> &'static str {
     const NOT_A_JWT: &str = "not a valid signed JWT";
-    const NO_KEY: &str = "no single registered key";
+    // One answer whatever is unknown: the client, its key or its key set's URL.
+    const NO_KEY: &str = "names no key registered for private_key_jwt";
     const NUMBERS: &str = "must be NumericDate numbers";
     match case {
         "kid unknown" | "alg of another family" => NO_KEY,
@@ -221,9 +222,8 @@ fn refusal_reason(case: &str) -> &'static str {
         | "nested duplicate"
         | "claims not an object" => NOT_A_JWT,
         "crit" | "crit null" | "cty JWT" => "crit or cty",
-        "jku unregistered" => "jku does not match",
+        "jku unregistered" | "iss another client" => NO_KEY,
         "iss absent" | "iss null" | "iss number" => "iss must be the client id",
-        "iss another client" => "authenticates with a client secret",
         "sub absent" | "sub null" | "iss != sub" => "iss and sub must both be the client id",
         "exp absent" => "exp is required",
         "exp now" | "exp now + 0.9" => "has expired",
