@@ -94,9 +94,10 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   operation, the FHIR interactions that take a form: those frameworks read `_method`
 ///   from a form body first, and the layer reads no bodies. A `GET` or `HEAD` with a form
 ///   body is refused too (Rack merges it over the query).
-/// - **Patient-scoped conditional writes of Patient pin the patient.** Under `patient/`
-///   scopes, a conditional create, update, patch or delete of Patient needs `_id=` the
-///   patient in context in its criteria: the server acts on whatever its search finds.
+/// - **Patient-scoped conditional writes pin the patient.** Under `patient/` scopes, a
+///   conditional create, update, patch or delete needs the patient in context in its
+///   criteria (`patient=` or `subject=` naming it; `_id=` for Patient): the server acts on
+///   whatever its search finds, in every patient's data.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -237,16 +238,21 @@ impl ScopeEnforcement {
     /// `parameter` `_getpages`) through with any valid token. By default such a link is a
     /// system search and needs `s` on every type, so a token scoped per type cannot page
     /// through its own searches. The handler (or the server behind it) must then serve a
-    /// page only to the client whose search made it
-    /// ([`SmartClaims::client_id`](crate::SmartClaims::client_id)): the layer checked the
-    /// search when it ran, not the page.
+    /// page only under the grant whose search made it: the same client
+    /// ([`SmartClaims::client_id`](crate::SmartClaims::client_id)), user (`sub`,
+    /// `fhirUser`), patient in context and scopes (many users share one client id). The
+    /// layer checked the search when it ran, not the page; HAPI binds pages to nothing.
     ///
-    /// A link is a `GET` or `HEAD` of the base (or of `[base]/_search`, a system search
-    /// too) whose query holds `parameter` once, with a
-    /// value, and otherwise only `_getpagesoffset`, `_count`, `_offset`, `_bundletype` and
-    /// the answer-shaping `_format`, `_pretty`, `_summary`, `_elements` and `_total`, each
-    /// name written exactly so, and no `;`. Any other request of the base is checked as
-    /// before.
+    /// A link is a `GET`, `HEAD` or `POST` (HAPI serves pages to both) of the base (or of
+    /// `[base]/_search`) whose query holds `parameter` once, with a value, and otherwise
+    /// only `_getpagesoffset`, `_pageId`, `_count`, `_offset`, `_bundletype`, the
+    /// answer-shaping `_format`, `_pretty`, `_summary`, `_elements`, `_elements:exclude` and
+    /// `_total`, and the `_include` and `_revinclude` of the search (which need the scopes
+    /// of the types they reach, as in a search), each name written exactly so, and no
+    /// `;`. Any other request of the base is checked as before, and bundle entries never
+    /// take this way. `build` refuses a `parameter` that is not a `_` name of letters,
+    /// digits, `-` and `_`, or that FHIR or this rule already gives a meaning
+    /// ([`ConfigError::InvalidPagingParameter`](crate::ConfigError::InvalidPagingParameter)).
     ///
     /// ```
     /// use smart_auth::ScopeEnforcement;
@@ -316,6 +322,14 @@ impl ScopeEnforcement {
     /// Checks the settings a builder cannot refuse when they are given: the paths of
     /// [`allow_any_token_under`](Self::allow_any_token_under).
     pub(crate) fn checked(self) -> Result<Self, crate::ConfigError> {
+        if let Some(parameter) = &self.paging_parameter
+            && let Some(reason) = paging_parameter_problem(parameter)
+        {
+            return Err(crate::ConfigError::InvalidPagingParameter {
+                parameter: parameter.to_string(),
+                reason,
+            });
+        }
         match self
             .any_token_under
             .iter()
@@ -466,7 +480,14 @@ impl ScopeEnforcement {
         let base = self.classifier.base_path().trim_end_matches('/');
         let path = format!("{base}/{relative}");
         let query = path.split_once('?').map(|(_, query)| query);
-        self.check(method, &path, query, if_none_exist, false, claims)
+        self.check(
+            method,
+            &path,
+            query,
+            if_none_exist,
+            Origin::BundleEntry,
+            claims,
+        )
     }
 
     /// The FHIR base path it enforces under, without a trailing slash (`""` for the
@@ -523,12 +544,16 @@ impl ScopeEnforcement {
         // GET and HEAD carry no body in FHIR. One that carries a form is refused: Rack
         // reads a form body for any method and merges it over the query the layer checks.
         let bodiless = method == http::Method::GET || method == http::Method::HEAD;
-        let has_body = body_follows || announces_body(headers);
+        let has_body = || body_follows || announces_body(headers);
         let form_body = carries_form_body(method, headers, has_body);
-        if bodiless && form_body && has_body {
+        if bodiless && form_body && has_body() {
             return Err(forbidden());
         }
-        let form_body = form_body && !bodiless;
+        let origin = if form_body && !bodiless {
+            Origin::HttpWithForm
+        } else {
+            Origin::Http
+        };
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
                 if_none_exist_criteria(headers)
@@ -541,7 +566,7 @@ impl ScopeEnforcement {
                 path,
                 query,
                 if_none_exist.as_deref(),
-                form_body,
+                origin,
                 claims,
             )
         };
@@ -576,17 +601,18 @@ impl ScopeEnforcement {
     }
 
     /// Checks a verified request as `method`; `if_none_exist` is the search criteria of an
-    /// `If-None-Exist` header (a conditional create), if it carries one; `form_body`, whether
-    /// its body may be read as a form.
+    /// `If-None-Exist` header (a conditional create), if it carries one; `origin`, where the
+    /// request comes from (an HTTP request, with or without a form body, or a bundle entry).
     pub(crate) fn check(
         &self,
         method: &str,
         path_and_query: &str,
         query: Option<&str>,
         if_none_exist: Option<&str>,
-        form_body: bool,
+        origin: Origin,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
+        let form_body = origin == Origin::HttpWithForm;
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
             Classified::OutsideBase => return Err(forbidden()),
@@ -594,12 +620,26 @@ impl ScopeEnforcement {
             Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
             Classified::Fhir(request) => request,
         };
-        if let (FhirRequest::SearchSystem { via_post: false }, Some(parameter)) =
-            (&request, &self.paging_parameter)
-            && query.is_some_and(|query| is_paging_link(query, parameter))
-            && !form_body
+        if let Some(parameter) = &self.paging_parameter
+            && origin == Origin::Http
+            && matches!(
+                request,
+                FhirRequest::SearchSystem { via_post: false } | FhirRequest::BatchOrTransaction
+            )
+            && let Some(query) = query
+            && is_paging_link(query, parameter)
         {
-            return Ok(());
+            // The page of a search checked when it ran; what its includes reach needs the
+            // scopes a search's would.
+            return match types_reached(query)
+                .iter()
+                .find(|requirement| !claims.scope_set().permits_requirement(requirement))
+            {
+                None => Ok(()),
+                Some(requirement) => Err(AuthError::insufficient_scope(
+                    claims.scope_hint(requirement.interaction, requirement.resource_type.as_str()),
+                )),
+            };
         }
         // A form body is in FHIR a search's or an operation's parameters (FHIR's `http.html`
         // summary) and nothing else: on a write it can only be for a service that reads
@@ -673,8 +713,9 @@ impl ScopeEnforcement {
         // `system/` scopes, and so does an operation on a population: a bulk export, or
         // any operation of the Patient type or the whole system (`Patient/$everything`), or
         // on a Group (`Group/1/$everything`).
-        // A conditional write of a Patient must pin the patient in context by `_id`: the
-        // server writes whatever its search finds, which a handler cannot narrow afterwards.
+        // A conditional write must pin the patient in context in its criteria: the server
+        // acts on whatever its search finds, in every patient's data, which a handler cannot
+        // narrow afterwards.
         let other_patient = claims.patient().is_some_and(|in_context| {
             request
                 .named_patient()
@@ -682,8 +723,10 @@ impl ScopeEnforcement {
                 || criteria.is_some_and(|criteria| {
                     search_names_other_patient(&request, criteria, in_context)
                 })
-                || (writes_patients_conditionally(&request)
-                    && !criteria.is_some_and(|criteria| pins_patient(criteria, in_context)))
+                || conditional_write_type(&request).is_some_and(|resource_type| {
+                    !criteria
+                        .is_some_and(|criteria| pins_patient(criteria, resource_type, in_context))
+                })
         });
         let population_operation = matches!(&request, FhirRequest::Operation(operation)
             if operation.name.eq_ignore_ascii_case("export")
@@ -1068,6 +1111,17 @@ fn type_prefix_len(query: &str) -> Option<usize> {
         .then_some(end + 1)
 }
 
+/// Where a request [`ScopeEnforcement::check`] judges comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// An HTTP request without a form body.
+    Http,
+    /// An HTTP request whose body some server may read as a form.
+    HttpWithForm,
+    /// An entry of a batch or transaction bundle, which a handler checks.
+    BundleEntry,
+}
+
 /// Headers by which some frameworks let a request name another method than its own.
 pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method-override",
@@ -1100,13 +1154,17 @@ fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, s
 /// `application/x-www-form-urlencoded` or `multipart/form-data` in any case, an empty one,
 /// one that is not text, or (Rack reads a POST without a type as a form) a `POST` with a
 /// body (`has_body`) but without any `Content-Type`.
-fn carries_form_body(method: &http::Method, headers: &http::HeaderMap, has_body: bool) -> bool {
+fn carries_form_body(
+    method: &http::Method,
+    headers: &http::HeaderMap,
+    has_body: impl Fn() -> bool,
+) -> bool {
     let mut types = headers
         .get_all(http::header::CONTENT_TYPE)
         .iter()
         .peekable();
     if types.peek().is_none() {
-        return method == http::Method::POST && has_body;
+        return method == http::Method::POST && has_body();
     }
     types.any(|value| {
         let Ok(text) = value.to_str() else {
@@ -1309,17 +1367,6 @@ fn type_parameter(query: &str) -> Option<String> {
 /// `parameter` once with a value, and otherwise only paging and answer-shaping parameters,
 /// each written exactly so, split at `&` only (a `;` anywhere disqualifies).
 fn is_paging_link(query: &str, parameter: &str) -> bool {
-    const BESIDE: [&str; 9] = [
-        "_getpagesoffset",
-        "_count",
-        "_offset",
-        "_bundletype",
-        "_format",
-        "_pretty",
-        "_summary",
-        "_elements",
-        "_total",
-    ];
     if query.contains(';') {
         return false;
     }
@@ -1328,39 +1375,121 @@ fn is_paging_link(query: &str, parameter: &str) -> bool {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name == parameter && !value.is_empty() {
             links += 1;
-        } else if !BESIDE.contains(&name) {
+        } else if !PAGING_LINK_PARAMETERS.contains(&name) {
             return false;
         }
     }
     links == 1
 }
 
-/// Whether a request is a conditional create, update, patch or delete of Patient
-/// resources: the server acts on whatever its search finds (a create answers with the
-/// match), which a handler cannot narrow afterwards.
-fn writes_patients_conditionally(request: &FhirRequest) -> bool {
-    matches!(request,
+/// The parameters a paging link may hold beside its own: paging, answer shaping, and the
+/// search's includes (whose reach [`ScopeEnforcement::check`] checks).
+const PAGING_LINK_PARAMETERS: [&str; 13] = [
+    "_getpagesoffset",
+    "_pageId",
+    "_count",
+    "_offset",
+    "_bundletype",
+    "_format",
+    "_pretty",
+    "_summary",
+    "_elements",
+    "_elements:exclude",
+    "_total",
+    "_include",
+    "_revinclude",
+];
+
+/// Why a name cannot be a paging link's parameter
+/// ([`ScopeEnforcement::handler_checks_paging_links`]), if it cannot: one that FHIR gives a
+/// meaning (it would let those searches through with any token), or one written so that
+/// servers may read it as another name.
+fn paging_parameter_problem(parameter: &str) -> Option<&'static str> {
+    const FHIR_PARAMETERS: [&str; 24] = [
+        "_id",
+        "_type",
+        "_has",
+        "_list",
+        "_filter",
+        "_query",
+        "_text",
+        "_content",
+        "_tag",
+        "_profile",
+        "_security",
+        "_source",
+        "_lastUpdated",
+        "_in",
+        "_language",
+        "_since",
+        "_at",
+        "_sort",
+        "_contained",
+        "_containedType",
+        "_graph",
+        "_method",
+        "_maxresults",
+        "_score",
+    ];
+    let well_formed = parameter.len() > 1
+        && parameter.starts_with('_')
+        && parameter
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if !well_formed {
+        Some("it must be a `_` name of ASCII letters, digits, `-` and `_`")
+    } else if FHIR_PARAMETERS
+        .iter()
+        .chain(&PAGING_LINK_PARAMETERS)
+        .any(|known| known.eq_ignore_ascii_case(parameter))
+    {
+        Some("FHIR or the paging link rule already gives it a meaning")
+    } else {
+        None
+    }
+}
+
+/// The type a conditional create, update, patch or delete writes: the server acts on
+/// whatever its search finds (a create answers with the match), which a handler cannot
+/// narrow afterwards.
+fn conditional_write_type(request: &FhirRequest) -> Option<&str> {
+    match request {
         FhirRequest::ConditionalCreate { resource_type }
         | FhirRequest::ConditionalUpdate { resource_type }
         | FhirRequest::ConditionalPatch { resource_type }
-        | FhirRequest::ConditionalDelete { resource_type } if resource_type == "Patient")
+        | FhirRequest::ConditionalDelete { resource_type } => Some(resource_type),
+        _ => None,
+    }
 }
 
-/// Whether criteria pin the patient in context: they hold `_id=in_context` written exactly
-/// so (a server that matches names exactly ignores `_ID`), and every parameter a lenient
-/// server may read as `_id` (another case, a name it cannot be told from, PHP's `.id`)
-/// holds exactly that value too (a server keeping the last `_id=` would search without
-/// one), in the reading of a server splitting at `&` and in that of one splitting at `;`.
-fn pins_patient(criteria: &str, in_context: &str) -> bool {
+/// Whether the criteria of a conditional write of `resource_type` pin the patient in
+/// context: `_id=in_context` for Patient, else `patient` or `subject` naming it (`123` or
+/// `Patient/123`), written exactly so (a server that matches names exactly ignores
+/// `_ID`), and every parameter a lenient server may read as one of those names (another
+/// case, a modifier, a name it cannot be told from, PHP's `.id`) naming it too (a server
+/// keeping the last `_id=` would search without one), in the reading of a server
+/// splitting at `&` and in that of one splitting at `;`.
+fn pins_patient(criteria: &str, resource_type: &str, in_context: &str) -> bool {
+    let names: &[&str] = if resource_type == "Patient" {
+        &["_id"]
+    } else {
+        &["patient", "subject"]
+    };
+    let names_in_context = |value: &str| {
+        value == in_context
+            || (resource_type != "Patient" && value.strip_prefix("Patient/") == Some(in_context))
+    };
     let pinned = |pairs: &mut dyn Iterator<Item = (String, String)>| {
         let mut exact = false;
         for (name, value) in pairs {
-            let may_be_id =
-                lenient_parameter_name(&name).is_none_or(|name| name.eq_ignore_ascii_case("_id"));
-            if may_be_id && value != in_context {
+            let may_be_a_pin = lenient_parameter_name(&name).is_none_or(|name| {
+                let base = name.split(':').next().unwrap_or_default();
+                names.iter().any(|pin| base.eq_ignore_ascii_case(pin))
+            });
+            if may_be_a_pin && !names_in_context(&value) {
                 return false;
             }
-            exact |= name == "_id";
+            exact |= names.contains(&name.as_str());
         }
         exact
     };
@@ -1697,9 +1826,9 @@ mod props {
                     headers.append(http::header::CONTENT_TYPE, value);
                 }
             }
-            let _ = carries_form_body(&http::Method::POST, &headers, true);
+            let _ = carries_form_body(&http::Method::POST, &headers, || true);
             headers.append(http::header::CONTENT_TYPE, http::HeaderValue::from_static(form));
-            prop_assert!(carries_form_body(&http::Method::PUT, &headers, false), "{:?}", headers);
+            prop_assert!(carries_form_body(&http::Method::PUT, &headers, || false), "{:?}", headers);
         }
     }
 }

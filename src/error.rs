@@ -528,6 +528,15 @@ pub enum ConfigError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// The parameter given to
+    /// [`ScopeEnforcement::handler_checks_paging_links`](crate::ScopeEnforcement::handler_checks_paging_links)
+    /// cannot be one: it would let searches through with any token.
+    InvalidPagingParameter {
+        /// The parameter as given.
+        parameter: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// The default HTTP client could not be built (its TLS backend failed to start).
     HttpClient,
     /// Audiences were configured and every audience was allowed as well
@@ -599,6 +608,11 @@ impl fmt::Display for ConfigError {
                 f,
                 "{setting} {:?}: {reason}",
                 path.chars().take(64).collect::<String>()
+            ),
+            Self::InvalidPagingParameter { parameter, reason } => write!(
+                f,
+                "handler_checks_paging_links {:?}: {reason}",
+                parameter.chars().take(64).collect::<String>()
             ),
             Self::HttpClient => f.write_str("the HTTP client could not be built"),
             Self::ConflictingAudience => f.write_str(

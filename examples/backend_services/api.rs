@@ -252,14 +252,25 @@ async fn create(
     if !SERVED.contains(&resource_type.as_str()) {
         return not_served();
     }
-    if let Err(refusal) = claims.require(Interaction::Create, &resource_type) {
-        return refusal.into_response();
-    }
+    let access = match claims.require_access(Interaction::Create, &resource_type) {
+        Ok(access) => access,
+        Err(refusal) => return refusal.into_response(),
+    };
     if resource["resourceType"] != resource_type {
         return outcome(
             StatusCode::BAD_REQUEST,
             "invalid",
             "resourceType does not match the URL",
+        );
+    }
+    // A `patient/` grant creates inside the patient's compartment only.
+    if let Some(patient) = access.patient_compartment()
+        && !in_compartment(&resource, patient)
+    {
+        return outcome(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the resource is outside the patient in context",
         );
     }
     let Some(resource) = store.create(resource, &resource_type) else {

@@ -250,10 +250,10 @@ impl DevAuthServerBuilder {
         self
     }
 
-    /// The most unexpired access tokens one client holds at once (default 10 000, never
-    /// more than [`max_tokens`](Self::max_tokens)): beyond it that client's token requests
-    /// answer 503 until its tokens expire or are revoked, while other clients are served,
-    /// so that one client cannot fill the store for all.
+    /// The most unexpired access tokens one client holds at once (default 10 000, at least
+    /// 1, never more than [`max_tokens`](Self::max_tokens)): beyond it that client's token
+    /// requests answer 503 until its tokens expire or are revoked, while other clients are
+    /// served, so that one client cannot fill the store for all.
     ///
     /// ```
     /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
@@ -303,8 +303,8 @@ impl DevAuthServerBuilder {
         self
     }
 
-    /// The most assertion ids one client has remembered at once (default 10 000, never
-    /// more than [`max_seen_assertions`](Self::max_seen_assertions)): beyond it that
+    /// The most assertion ids one client has remembered at once (default 10 000, at least
+    /// 1, never more than [`max_seen_assertions`](Self::max_seen_assertions)): beyond it that
     /// client's assertions answer 503 until its earlier ones expire, while other clients
     /// are served, so that one client cannot fill the replay store for all.
     ///
@@ -436,14 +436,16 @@ impl DevAuthServerBuilder {
             dynamic_clients: Mutex::new(ExpiringMap::new(limits.max_clients)),
             tokens: Mutex::new(ExpiringMap::with_owner_quota(
                 limits.max_tokens,
-                limits.max_tokens_per_client.min(limits.max_tokens),
+                limits
+                    .max_tokens_per_client
+                    .clamp(1, limits.max_tokens.max(1)),
                 |record: &TokenRecord| record.client_id.as_str(),
             )),
             seen_assertions: Mutex::new(ExpiringMap::with_owner_quota(
                 limits.max_seen_assertions,
                 limits
                     .max_seen_assertions_per_client
-                    .min(limits.max_seen_assertions),
+                    .clamp(1, limits.max_seen_assertions.max(1)),
                 |client_id: &String| client_id.as_str(),
             )),
             registration_scopes: self.registration_scopes,

@@ -316,6 +316,7 @@ pub struct WithClaims<S> {
 impl<S, B, ResBody> Service<http::Request<B>> for WithClaims<S>
 where
     S: Service<http::Request<B>, Response = Response<ResBody>>,
+    B: http_body::Body,
     ResBody: From<Bytes>,
 {
     type Response = S::Response;
@@ -328,8 +329,8 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         if let Some(enforcement) = &self.enforcement
-            // No body bound here: the headers alone say whether one follows.
-            && let Err(error) = enforcement.check_request(&request, false, &self.claims)
+            && let Err(error) =
+                enforcement.check_request(&request, !request.body().is_end_stream(), &self.claims)
         {
             return WithClaimsFuture {
                 state: State::Refused {

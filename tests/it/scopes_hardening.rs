@@ -1527,7 +1527,7 @@ async fn a_patient_reference_is_the_patient_in_context() {
 #[tokio::test]
 async fn paging_links_pass_only_when_the_handler_checks_them() {
     let per_type = [
-        ("scope", json!("patient/Observation.rs")),
+        ("scope", json!("patient/Observation.rs patient/Patient.r")),
         ("patient", json!("123")),
     ];
     let link = "/fhir?_getpages=8f1c-4e&_getpagesoffset=20&_count=20&_bundletype=searchset";
@@ -1538,8 +1538,19 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
     for (method, path) in [
         ("GET", link),
         ("HEAD", link),
+        // HAPI serves pages to POST too.
+        ("POST", link),
         ("GET", "/fhir?_getpages=8f1c-4e"),
         ("GET", "/fhir?_getpages=8f1c-4e&_format=json&_pretty=true"),
+        // As HAPI writes them: the page id and the search's own shaping and includes.
+        (
+            "GET",
+            "/fhir?_getpages=8f1c-4e&_pageId=2&_elements:exclude=text&_bundletype=searchset",
+        ),
+        (
+            "GET",
+            "/fhir?_getpages=8f1c-4e&_getpagesoffset=20&_include=Observation:subject:Patient",
+        ),
     ] {
         let answer = app.call(method, path, &per_type).await;
         assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
@@ -1561,6 +1572,10 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
         ("GET", "/fhir?_count=20"),
         ("POST", "/fhir/_search?_getpages=8f1c-4e"),
         ("GET", "/fhir/Patient?_getpages=8f1c-4e"),
+        (
+            "GET",
+            "/fhir?_getpages=8f1c-4e&_include:iterate=Observation:subject",
+        ),
     ] {
         let answer = app.call(method, path, &per_type).await;
         assert_eq!(
@@ -1569,4 +1584,129 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
             "{method} {path}: {answer:?}"
         );
     }
+    // What a link's includes reach needs its scopes, as in a search.
+    for (path, hint) in [
+        (
+            "/fhir?_getpages=8f1c-4e&_include=Observation:performer:Practitioner",
+            "patient/Practitioner.r",
+        ),
+        (
+            "/fhir?_getpages=8f1c-4e&_revinclude=Provenance:target",
+            "patient/Provenance.s",
+        ),
+    ] {
+        let answer = app.call("GET", path, &per_type).await;
+        app.assert_denied(&answer, hint, path);
+    }
+    // A bundle entry never takes this way: the handler checks entries one by one.
+    let enforcement = ScopeEnforcement::new().handler_checks_paging_links("_getpages");
+    let claims = smart_auth::testing::ClaimsBuilder::new()
+        .scope("patient/Observation.rs")
+        .patient("123")
+        .build();
+    assert!(
+        enforcement
+            .check_bundle_entry(&claims, "GET", "?_getpages=8f1c-4e")
+            .is_err()
+    );
+    // A parameter FHIR gives a meaning, or one that reads as another name, is refused.
+    for parameter in [
+        "_id",
+        "_type",
+        "_has",
+        "patient",
+        "",
+        "_",
+        "_COUNT",
+        "_get pages",
+        "_include",
+    ] {
+        let built = SmartAuthLayer::builder("https://auth.example.org")
+            .audience("https://fhir.example.org")
+            .enforce_scopes(ScopeEnforcement::new().handler_checks_paging_links(parameter))
+            .build();
+        assert!(
+            matches!(
+                built,
+                Err(smart_auth::ConfigError::InvalidPagingParameter { .. })
+            ),
+            "{parameter:?}"
+        );
+    }
+}
+
+/// Under `patient/` scopes a conditional write of any type must pin the patient in
+/// context in its criteria (`patient` or `subject` naming it, `_id` for Patient): the
+/// server acts on whatever its search finds, in every patient's data.
+#[tokio::test]
+async fn patient_scoped_conditional_writes_pin_the_patient() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let claims = [
+        ("scope", json!("patient/Observation.cruds")),
+        ("patient", json!("123")),
+    ];
+    for (method, path, if_none_exist) in [
+        ("DELETE", "/fhir/Observation?patient=123&code=x", None),
+        ("PUT", "/fhir/Observation?subject=Patient/123&code=x", None),
+        (
+            "PATCH",
+            "/fhir/Observation?code=x&patient=Patient%2F123",
+            None,
+        ),
+        ("POST", "/fhir/Observation", Some("patient=123&code=x")),
+        (
+            "POST",
+            "/fhir/Observation",
+            Some("Observation?subject=Patient/123"),
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = if_none_exist
+            .map(|criteria| ("If-None-Exist", criteria))
+            .into_iter()
+            .collect();
+        let answer = app.call_with_headers(method, path, &claims, &headers).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
+    }
+    for (method, path, if_none_exist) in [
+        ("DELETE", "/fhir/Observation?code=x", None),
+        ("PUT", "/fhir/Observation?identifier=sys%7C1", None),
+        (
+            "DELETE",
+            "/fhir/Observation?patient=123&code=x&patient=",
+            None,
+        ),
+        ("DELETE", "/fhir/Observation?PATIENT=123&code=x", None),
+        (
+            "DELETE",
+            "/fhir/Observation?patient=123&subject:missing=true",
+            None,
+        ),
+        (
+            "DELETE",
+            "/fhir/Observation?patient=123;code=x&subject=",
+            None,
+        ),
+        ("POST", "/fhir/Observation", Some("code=x")),
+        (
+            "POST",
+            "/fhir/Observation",
+            Some("Observation?identifier=sys|1"),
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = if_none_exist
+            .map(|criteria| ("If-None-Exist", criteria))
+            .into_iter()
+            .collect();
+        let answer = app.call_with_headers(method, path, &claims, &headers).await;
+        app.assert_refused(&answer, None, &format!("{method} {path} {if_none_exist:?}"));
+    }
+    // `user/` and `system/` scopes are not bound to a patient.
+    let answer = app
+        .call(
+            "DELETE",
+            "/fhir/Observation?code=x",
+            &[("scope", json!("user/Observation.ds"))],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 }
