@@ -96,8 +96,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   body is refused too (Rack merges it over the query).
 /// - **Patient-scoped conditional writes pin the patient.** Under `patient/` scopes, a
 ///   conditional create, update, patch or delete needs the patient in context in its
-///   criteria (`patient=` or `subject=` naming it; `_id=` for Patient): the server acts on
-///   whatever its search finds, in every patient's data.
+///   criteria (`_id=` for Patient, `patient=` on the types FHIR gives that parameter, so
+///   none on the others): the server acts on whatever its search finds, in every
+///   patient's data.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -243,8 +244,10 @@ impl ScopeEnforcement {
     /// `fhirUser`), patient in context and scopes (many users share one client id). The
     /// layer checked the search when it ran, not the page; HAPI binds pages to nothing.
     ///
-    /// A link is a `GET`, `HEAD` or `POST` (HAPI serves pages to both) of the base (or of
-    /// `[base]/_search`) whose query holds `parameter` once, with a value, and otherwise
+    /// A link is a `GET` or `HEAD` of the base or of `[base]/_search`, or a `POST` of the
+    /// base without a body (HAPI serves pages to both methods; with a body, a `POST` of the
+    /// base is a batch or transaction), whose query holds `parameter` once, with a value,
+    /// and otherwise
     /// only `_getpagesoffset`, `_pageId`, `_count`, `_offset`, `_bundletype`, the
     /// answer-shaping `_format`, `_pretty`, `_summary`, `_elements`, `_elements:exclude` and
     /// `_total`, and the `_include` and `_revinclude` of the search (which need the scopes
@@ -320,7 +323,8 @@ impl ScopeEnforcement {
     }
 
     /// Checks the settings a builder cannot refuse when they are given: the paths of
-    /// [`allow_any_token_under`](Self::allow_any_token_under).
+    /// [`allow_any_token_under`](Self::allow_any_token_under) and the parameter of
+    /// [`handler_checks_paging_links`](Self::handler_checks_paging_links).
     pub(crate) fn checked(self) -> Result<Self, crate::ConfigError> {
         if let Some(parameter) = &self.paging_parameter
             && let Some(reason) = paging_parameter_problem(parameter)
@@ -552,7 +556,7 @@ impl ScopeEnforcement {
         let origin = if form_body && !bodiless {
             Origin::HttpWithForm
         } else {
-            Origin::Http
+            Origin::Http { body: has_body() }
         };
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
@@ -620,12 +624,15 @@ impl ScopeEnforcement {
             Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
             Classified::Fhir(request) => request,
         };
+        // A `POST` of the base with a body is a batch or transaction to the server, whatever
+        // its query says: only a bodiless one is a page.
+        let paging = match (&request, origin) {
+            (FhirRequest::SearchSystem { via_post: false }, Origin::Http { .. }) => true,
+            (FhirRequest::BatchOrTransaction, Origin::Http { body }) => !body,
+            _ => false,
+        };
         if let Some(parameter) = &self.paging_parameter
-            && origin == Origin::Http
-            && matches!(
-                request,
-                FhirRequest::SearchSystem { via_post: false } | FhirRequest::BatchOrTransaction
-            )
+            && paging
             && let Some(query) = query
             && is_paging_link(query, parameter)
         {
@@ -1114,8 +1121,8 @@ fn type_prefix_len(query: &str) -> Option<usize> {
 /// Where a request [`ScopeEnforcement::check`] judges comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
-    /// An HTTP request without a form body.
-    Http,
+    /// An HTTP request without a form body; `body`: whether it has a body at all.
+    Http { body: bool },
     /// An HTTP request whose body some server may read as a form.
     HttpWithForm,
     /// An entry of a batch or transaction bundle, which a handler checks.
@@ -1462,18 +1469,61 @@ fn conditional_write_type(request: &FhirRequest) -> Option<&str> {
     }
 }
 
+/// The types on which FHIR R4 defines the `patient` search parameter as the patient the
+/// record is about: where `patient=` can pin a search to one patient. (`subject` may name
+/// a Group, Device or Location with the same id, and other types link a patient through
+/// other parameters.)
+const PATIENT_PARAMETER_TYPES: [&str; 33] = [
+    "AllergyIntolerance",
+    "CarePlan",
+    "CareTeam",
+    "ClinicalImpression",
+    "Composition",
+    "Condition",
+    "Consent",
+    "DetectedIssue",
+    "DeviceRequest",
+    "DeviceUseStatement",
+    "DiagnosticReport",
+    "DocumentManifest",
+    "DocumentReference",
+    "Encounter",
+    "EpisodeOfCare",
+    "FamilyMemberHistory",
+    "Flag",
+    "Goal",
+    "ImagingStudy",
+    "Immunization",
+    "List",
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationRequest",
+    "MedicationStatement",
+    "NutritionOrder",
+    "Observation",
+    "Procedure",
+    "QuestionnaireResponse",
+    "RiskAssessment",
+    "ServiceRequest",
+    "SupplyDelivery",
+    "VisionPrescription",
+];
+
 /// Whether the criteria of a conditional write of `resource_type` pin the patient in
-/// context: `_id=in_context` for Patient, else `patient` or `subject` naming it (`123` or
-/// `Patient/123`), written exactly so (a server that matches names exactly ignores
-/// `_ID`), and every parameter a lenient server may read as one of those names (another
-/// case, a modifier, a name it cannot be told from, PHP's `.id`) naming it too (a server
-/// keeping the last `_id=` would search without one), in the reading of a server
-/// splitting at `&` and in that of one splitting at `;`.
+/// context: `_id=in_context` for Patient, `patient` naming it (`123` or `Patient/123`) for
+/// a type that defines that parameter ([`PATIENT_PARAMETER_TYPES`]; on another type a
+/// lenient server ignores it, so nothing pins there), written exactly so (a server that
+/// matches names exactly ignores `_ID`), and every parameter a lenient server may read as
+/// that name (another case, a modifier, a name it cannot be told from, PHP's `.id`)
+/// naming it too (a server keeping the last `_id=` would search without one), in the
+/// reading of a server splitting at `&` and in that of one splitting at `;`.
 fn pins_patient(criteria: &str, resource_type: &str, in_context: &str) -> bool {
     let names: &[&str] = if resource_type == "Patient" {
         &["_id"]
+    } else if PATIENT_PARAMETER_TYPES.contains(&resource_type) {
+        &["patient"]
     } else {
-        &["patient", "subject"]
+        return false;
     };
     let names_in_context = |value: &str| {
         value == in_context

@@ -167,9 +167,11 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// about one token drops the client's token (at most once per cooldown), in case it was
 /// revoked.
 ///
-/// **Bounds.** Answers are cached by the whole token: active ones for the TTL (default
+/// **Bounds.** Answers are cached by the token's SHA-256: active ones for the TTL (default
 /// 60 s) but never past the token's `exp`, refusals briefly (default 10 s) to blunt
-/// floods. Concurrent lookups of one token share one call. At most
+/// floods. So a token revoked at the authorization server stays accepted for up to the TTL;
+/// `cache_ttl(Duration::ZERO)` asks for every request. Concurrent lookups of one token
+/// share one call. At most
 /// [`max_concurrent_calls`](Self::max_concurrent_calls) calls (default 32) run at once;
 /// a lookup that finds them all busy waits for a free one at most
 /// [`max_queue_wait`](Self::max_queue_wait) (default 1 s), then gets 503 with

@@ -72,7 +72,7 @@
 //! [`SmartAuthBuilder::insecure_accept_any_audience`]); public routes matched byte for
 //! byte, scope enforcement on the path the router routes and closed outside the FHIR base;
 //! tokens over 16 KiB refused before parsing; `https` for every fetch (plain `http` to
-//! loopback only), no redirects, 5 s timeouts and a 1 MiB body cap; cooldowns on a
+//! loopback only), no redirects, bounded times and bodies (key sets: 5 s, 1 MiB); cooldowns on a
 //! monotonic clock; no token contents in errors or logs. The README's security section
 //! lists every rule with its reason.
 //!

@@ -263,9 +263,10 @@ async fn create(
             "resourceType does not match the URL",
         );
     }
-    // A `patient/` grant creates inside the patient's compartment only.
+    // A `patient/` grant creates inside the patient's compartment only (another Patient
+    // never is).
     if let Some(patient) = access.patient_compartment()
-        && !in_compartment(&resource, patient)
+        && (resource_type == "Patient" || !in_compartment(&resource, patient))
     {
         return outcome(
             StatusCode::FORBIDDEN,

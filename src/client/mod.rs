@@ -16,6 +16,9 @@
 //! let pem = std::fs::read_to_string("client-key.pem")?;
 //! let key = ClientKey::from_pkcs8_pem(&pem, SigningAlgorithm::ES384, "backend-2024")?;
 //! let client = BackendServiceClient::builder("https://fhir.example.org/r4")
+//!     // The credentials go to this authorization server only, whatever the FHIR
+//!     // server's discovery document names (RFC 9700 section 4.9.1).
+//!     .trust_token_endpoint_origin("https://auth.example.org")
 //!     .client_id("my-backend-service")
 //!     .private_key_jwt(key)
 //!     .scopes(["system/Patient.rs", "system/Observation.rs"])
@@ -603,7 +606,7 @@ struct RefreshState {
     /// Token requests failed in a row since the last success.
     failures: u32,
     /// Before this time (Unix seconds) no new token request is made after a failure: the
-    /// server's `Retry-After`, else a backoff doubling from 1 s to 60 s.
+    /// longer of the server's `Retry-After` and a backoff doubling from 1 s to 60 s.
     retry_not_before: i64,
 }
 
@@ -756,10 +759,10 @@ impl BackendServiceClient {
     /// expired, the error is returned. While one caller replaces a still valid token, the
     /// others get that token at once instead of waiting for the token endpoint.
     ///
-    /// After a failure the client backs off: until the server's `Retry-After` (on 429 and
-    /// 503, in seconds, at most 300) or else 1 s, doubling with each failure in a row up to
-    /// 60 s, calls get the last error (or the still valid cached token) without a new
-    /// request. A success resets it.
+    /// After a failure the client backs off for the longer of the server's `Retry-After`
+    /// (on 429 and 503, in seconds, at most 300) and a wait of 1 s doubling with each
+    /// failure in a row up to 60 s: meanwhile calls get the last error (or the still valid
+    /// cached token) without a new request. A success resets it.
     ///
     /// ```no_run
     /// # async fn run(client: smart_auth::client::BackendServiceClient) -> Result<(), smart_auth::client::ClientError> {

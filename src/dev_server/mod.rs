@@ -23,8 +23,7 @@
 //!
 //! - Requests whose `Host` is not the bound address (or `localhost`) with its port (which
 //!   may be left out on port 80 or 443): 421, so a web page using DNS rebinding cannot
-//!   reach the endpoints. A request without `Host` (HTTP/2) is judged by the authority of
-//!   its target instead.
+//!   reach the endpoints. (The server speaks HTTP/1.1 only.)
 //! - Token requests: the client is authenticated before its scope is judged (RFC 6749
 //!   section 4.4.2); no client authentication (401 `invalid_client` with a Basic
 //!   challenge), two methods at once (`invalid_request`), malformed Basic credentials (401),

@@ -155,7 +155,7 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// everything that depends on it:
     ///
     /// - the **audience** every issuer without audiences of its own accepts (a token's
-    ///   `aud` must name this URL, exactly as written here); a [`TokenVerifier`] built
+    ///   `aud` must name this URL, as written here with or without one final `/`); a [`TokenVerifier`] built
     ///   before keeps its own settings and must then have an audience (else `build` fails
     ///   with [`ConfigError::VerifierWithoutAudience`]);
     /// - the **base path** of [scope enforcement](Self::enforce_scopes) and of the

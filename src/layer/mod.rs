@@ -20,7 +20,9 @@
 //! | `Bearer` without a token, a credential that is not RFC 6750 `b64token` syntax, two credentials, `?access_token=` | 400, `error="invalid_request"` |
 //! | a malformed JWT (wrong segments, bad base64url or JSON) | 401, `error="invalid_token"` |
 //! | any invalid token | 401, `error="invalid_token"`, a static `error_description` |
-//! | issuer keys unavailable and none cached | 503, `Retry-After` (the rest of the failure cooldown) |
+//! | a valid token whose scopes do not allow the request ([scope enforcement](crate::ScopeEnforcement)) | 403, `error="insufficient_scope"` |
+//! | issuer keys unavailable and none cached, or an unknown `kid` while fetches fail | 503, `Retry-After` (the rest of the cooldowns) |
+//! | the introspection endpoint down or busy | 503, `Retry-After` |
 //!
 //! # Public routes
 //!

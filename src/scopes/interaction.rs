@@ -397,13 +397,14 @@ impl Classifier {
 /// matched ignoring case) and is not one of those that only shape the answer (`_format`,
 /// `_pretty`, `_summary`, `_elements`, `_count`, `_offset`, `_sort`, `_total`) or add to it
 /// (`_include`, `_revinclude`, `_contained`, `_containedType`, `_graph`, `_maxresults`,
-/// `_score`), nor a method override (`_method`, which the framework consumes). `DELETE
+/// `_score`), nor a system search's or a history's (`_type`, `_bundletype`, `_since`,
+/// `_at`), nor a method override (`_method`, which the framework consumes). `DELETE
 /// Observation?`, `DELETE Observation?_format=json`, `?code=` or `?code=,` has none. A
 /// piece holding a `;` counts for nothing: a server that splits the query at `;` reads
 /// other pairs than one that does not, and Go's `net/url` drops such a piece
 /// (`?_format=json;code=x` has no criterion).
 fn has_search_criteria(query: &str) -> bool {
-    const NO_CRITERION: [&str; 15] = [
+    const NO_CRITERION: [&str; 19] = [
         "_format",
         "_pretty",
         "_summary",
@@ -419,6 +420,10 @@ fn has_search_criteria(query: &str) -> bool {
         "_graph",
         "_maxresults",
         "_score",
+        "_type",
+        "_bundletype",
+        "_since",
+        "_at",
     ];
     query
         .split('&')
@@ -1328,6 +1333,13 @@ mod tests {
             (
                 "PUT",
                 "/Observation?_graph=g&_maxresults=1&_score=true",
+                Classified::NotFhir,
+            ),
+            ("DELETE", "/Observation?_type=Patient", Classified::NotFhir),
+            ("DELETE", "/Observation?_bundletype=x", Classified::NotFhir),
+            (
+                "PATCH",
+                "/Observation?_since=2020&_at=2021",
                 Classified::NotFhir,
             ),
             // Parameters that add to the answer are no criteria.

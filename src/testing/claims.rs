@@ -266,6 +266,14 @@ impl ClaimsLayer {
     /// enforcement settings (operation policy, granular filters) are tested as they will
     /// run, without a token.
     ///
+    /// # Panics
+    ///
+    /// When `enforcement` holds a setting that
+    /// [`SmartAuthBuilder::build`](crate::SmartAuthBuilder::build) refuses (an
+    /// [`allow_any_token_under`](ScopeEnforcement::allow_any_token_under) path or a
+    /// [paging parameter](ScopeEnforcement::handler_checks_paging_links) that cannot be
+    /// one): a test must not pass with a configuration the layer would not build.
+    ///
     /// ```
     /// use axum::{Router, body::Body, routing::get};
     /// use http::{Request, StatusCode};
@@ -288,6 +296,10 @@ impl ClaimsLayer {
     /// # Ok(()) }
     /// ```
     pub fn enforce_scopes(mut self, enforcement: ScopeEnforcement, base_path: &str) -> Self {
+        let enforcement = match enforcement.checked() {
+            Ok(enforcement) => enforcement,
+            Err(error) => panic!("ClaimsLayer::enforce_scopes: {error}"),
+        };
         self.enforcement = Some(enforcement.at_base(base_path));
         self
     }

@@ -274,6 +274,17 @@ async fn claims_layer_enforcement_answers_as_the_layer_does() {
     }
 }
 
+/// `ClaimsLayer` refuses, as `SmartAuthBuilder::build` does, an enforcement setting that
+/// cannot be one: a test never passes with a configuration the layer would not build.
+#[test]
+#[should_panic(expected = "handler_checks_paging_links")]
+fn claims_layer_refuses_settings_the_layer_refuses() {
+    let _ = ClaimsLayer::new(ClaimsBuilder::new().build()).enforce_scopes(
+        smart_auth::ScopeEnforcement::new().handler_checks_paging_links("_id"),
+        "/fhir",
+    );
+}
+
 /// `require_access` tells a handler every limit of a grant: the patient compartment of
 /// `patient/` scopes, the filters of granular ones; `user/` and `system/` grants of the
 /// whole type lift both.

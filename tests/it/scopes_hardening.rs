@@ -1538,7 +1538,7 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
     for (method, path) in [
         ("GET", link),
         ("HEAD", link),
-        // HAPI serves pages to POST too.
+        // HAPI serves pages to POST too (without a body).
         ("POST", link),
         ("GET", "/fhir?_getpages=8f1c-4e"),
         ("GET", "/fhir?_getpages=8f1c-4e&_format=json&_pretty=true"),
@@ -1598,6 +1598,33 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
         let answer = app.call("GET", path, &per_type).await;
         app.assert_denied(&answer, hint, path);
     }
+    // With a body, a POST of the base is a batch or transaction to the server, whatever
+    // its query says; so is a GET with a body that a method override makes a POST.
+    for (method, headers) in [
+        ("POST", vec![("content-type", "application/fhir+json")]),
+        (
+            "GET",
+            vec![
+                ("content-type", "application/fhir+json"),
+                ("x-http-method-override", "POST"),
+            ],
+        ),
+    ] {
+        let answer = app
+            .call_with_body(
+                method,
+                link,
+                &per_type,
+                &headers,
+                Some(r#"{"resourceType": "Bundle", "type": "transaction"}"#),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{method} {headers:?}: {answer:?}"
+        );
+    }
     // A bundle entry never takes this way: the handler checks entries one by one.
     let enforcement = ScopeEnforcement::new().handler_checks_paging_links("_getpages");
     let claims = smart_auth::testing::ClaimsBuilder::new()
@@ -1642,12 +1669,15 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
 async fn patient_scoped_conditional_writes_pin_the_patient() {
     let app = scoped_app(ScopeEnforcement::new()).await;
     let claims = [
-        ("scope", json!("patient/Observation.cruds")),
+        (
+            "scope",
+            json!("patient/Observation.cruds patient/Medication.cruds patient/AdverseEvent.cruds"),
+        ),
         ("patient", json!("123")),
     ];
     for (method, path, if_none_exist) in [
         ("DELETE", "/fhir/Observation?patient=123&code=x", None),
-        ("PUT", "/fhir/Observation?subject=Patient/123&code=x", None),
+        ("PUT", "/fhir/Observation?patient=Patient/123&code=x", None),
         (
             "PATCH",
             "/fhir/Observation?code=x&patient=Patient%2F123",
@@ -1657,7 +1687,7 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
         (
             "POST",
             "/fhir/Observation",
-            Some("Observation?subject=Patient/123"),
+            Some("Observation?patient=Patient/123"),
         ),
     ] {
         let headers: Vec<(&str, &str)> = if_none_exist
@@ -1678,12 +1708,22 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
         ("DELETE", "/fhir/Observation?PATIENT=123&code=x", None),
         (
             "DELETE",
-            "/fhir/Observation?patient=123&subject:missing=true",
+            "/fhir/Observation?patient=123&patient:missing=true",
             None,
         ),
         (
             "DELETE",
-            "/fhir/Observation?patient=123;code=x&subject=",
+            "/fhir/Observation?patient=123;code=x&patient=",
+            None,
+        ),
+        // `subject` may name a Group, Device or Location with the same id.
+        ("PUT", "/fhir/Observation?subject=Patient/123&code=x", None),
+        ("DELETE", "/fhir/Observation?subject=123&code=x", None),
+        // A type without a `patient` parameter: a lenient server ignores it.
+        ("DELETE", "/fhir/Medication?patient=123&code=x", None),
+        (
+            "DELETE",
+            "/fhir/AdverseEvent?patient=123&seriousness=x",
             None,
         ),
         ("POST", "/fhir/Observation", Some("code=x")),
