@@ -96,9 +96,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   body is refused too (Rack merges it over the query).
 /// - **Patient-scoped conditional writes pin the patient.** Under `patient/` scopes, a
 ///   conditional create, update, patch or delete needs the patient in context in its
-///   criteria (`_id=` for Patient, `patient=` on the types FHIR gives that parameter, so
-///   none on the others): the server acts on whatever its search finds, in every
-///   patient's data.
+///   criteria (`_id=` for Patient, `patient=` on the types whose `patient` parameter names
+///   a Patient, so none on the others): the server acts on whatever its search finds, in
+///   every patient's data. A conditional create carries one `If-None-Exist` header.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -245,10 +245,9 @@ impl ScopeEnforcement {
     /// layer checked the search when it ran, not the page; HAPI binds pages to nothing.
     ///
     /// A link is a `GET` or `HEAD` of the base or of `[base]/_search`, or a `POST` of the
-    /// base without a body (HAPI serves pages to both methods; with a body, a `POST` of the
-    /// base is a batch or transaction), whose query holds `parameter` once, with a value,
-    /// and otherwise
-    /// only `_getpagesoffset`, `_pageId`, `_count`, `_offset`, `_bundletype`, the
+    /// base without a body or form type (HAPI serves pages to both methods; with a body, a
+    /// `POST` of the base is a batch or transaction), whose query holds `parameter` once,
+    /// with a value, and otherwise only `_getpagesoffset`, `_pageId`, `_count`, `_offset`, `_bundletype`, the
     /// answer-shaping `_format`, `_pretty`, `_summary`, `_elements`, `_elements:exclude` and
     /// `_total`, and the `_include` and `_revinclude` of the search (which need the scopes
     /// of the types they reach, as in a search), each name written exactly so, and no
@@ -468,8 +467,7 @@ impl ScopeEnforcement {
         url: &str,
         if_none_exist: &str,
     ) -> Result<(), AuthError> {
-        let mut criteria = String::new();
-        push_criteria_readings(&mut criteria, if_none_exist.as_bytes());
+        let criteria = CreateCriteria::of(if_none_exist.as_bytes());
         self.check_entry("POST", url.trim_start_matches('/'), Some(&criteria), claims)
     }
 
@@ -478,7 +476,7 @@ impl ScopeEnforcement {
         &self,
         method: &str,
         relative: &str,
-        if_none_exist: Option<&str>,
+        if_none_exist: Option<&CreateCriteria>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
         let base = self.classifier.base_path().trim_end_matches('/');
@@ -560,19 +558,12 @@ impl ScopeEnforcement {
         };
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
-                if_none_exist_criteria(headers)
+                if_none_exist_criteria(headers)?
             } else {
                 None
             };
             let query = uri.query();
-            self.check(
-                method,
-                path,
-                query,
-                if_none_exist.as_deref(),
-                origin,
-                claims,
-            )
+            self.check(method, path, query, if_none_exist.as_ref(), origin, claims)
         };
         check_as(method.as_str())?;
         // A method override names a second method: a service behind that honours it runs
@@ -612,7 +603,7 @@ impl ScopeEnforcement {
         method: &str,
         path_and_query: &str,
         query: Option<&str>,
-        if_none_exist: Option<&str>,
+        if_none_exist: Option<&CreateCriteria>,
         origin: Origin,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
@@ -701,7 +692,7 @@ impl ScopeEnforcement {
         // but a server may read a query beside them), and a conditional create's
         // `If-None-Exist`.
         let criteria: Option<&str> = match &request {
-            FhirRequest::ConditionalCreate { .. } => if_none_exist,
+            FhirRequest::ConditionalCreate { .. } => if_none_exist.map(|c| c.joined.as_str()),
             FhirRequest::SearchType { .. }
             | FhirRequest::SearchCompartment { .. }
             | FhirRequest::SearchSystem { .. }
@@ -731,8 +722,15 @@ impl ScopeEnforcement {
                     search_names_other_patient(&request, criteria, in_context)
                 })
                 || conditional_write_type(&request).is_some_and(|resource_type| {
-                    !criteria
-                        .is_some_and(|criteria| pins_patient(criteria, resource_type, in_context))
+                    let pinned = |criteria: &str| pins_patient(criteria, resource_type, in_context);
+                    // A conditional create's criteria must pin in each way a server may
+                    // read them; a write's query in its own.
+                    !match (&request, if_none_exist) {
+                        (FhirRequest::ConditionalCreate { .. }, Some(create)) => {
+                            create.pin_readings.iter().all(|reading| pinned(reading))
+                        }
+                        _ => criteria.is_some_and(pinned),
+                    }
                 })
         });
         let population_operation = matches!(&request, FhirRequest::Operation(operation)
@@ -1077,31 +1075,58 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
     })
 }
 
-/// The search criteria of a conditional create: the values of every `If-None-Exist` header
-/// joined as one query (a server may read any of them), or `None` without the header. Each
-/// value is read as it is and, when it holds a `?`, without everything up to the first one:
-/// clients may write `[type]?` before the criteria, and servers drop what precedes the `?`
-/// (HAPI whatever it is). Control bytes and bytes beyond ASCII are percent-encoded, so that
-/// they read as they do in a query (a name that is not UTF-8 reaches every type).
-fn if_none_exist_criteria(headers: &http::HeaderMap) -> Option<String> {
-    let mut criteria: Option<String> = None;
-    for value in headers.get_all(IF_NONE_EXIST) {
-        push_criteria_readings(criteria.get_or_insert_with(String::new), value.as_bytes());
+/// The search criteria of a conditional create, from its `If-None-Exist` header: `None`
+/// without one; refused (403) when the request carries more than one, since servers take
+/// the first (HAPI) or join them, and FHIR defines one value.
+fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCriteria>, AuthError> {
+    let mut values = headers.get_all(IF_NONE_EXIST).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(forbidden());
     }
-    criteria
+    Ok(Some(CreateCriteria::of(value.as_bytes())))
 }
 
-/// Appends to `joined` the readings of one conditional create's criteria (an
-/// `If-None-Exist` header's value or a bundle entry's `request.ifNoneExist`), as
-/// [`if_none_exist_criteria`] describes them.
-fn push_criteria_readings(joined: &mut String, criteria: &[u8]) {
-    let after_question_mark = criteria
-        .iter()
-        .position(|&byte| byte == b'?')
-        .map(|end| &criteria[end + 1..]);
-    for reading in std::iter::once(criteria).chain(after_question_mark) {
-        // Writing to a `String` cannot fail.
-        let _ = write!(joined, "&{}", percent_encode(reading, CONTROLS));
+/// A conditional create's criteria (an `If-None-Exist` header's value or a bundle entry's
+/// `request.ifNoneExist`), in each way a server may read them: as written and, when it
+/// holds a `?`, without everything up to the first one (clients may write `[type]?` before
+/// the criteria, and servers drop what precedes the `?`, HAPI whatever it is). Control
+/// bytes and bytes beyond ASCII are percent-encoded, so that they read as they do in a
+/// query (a name that is not UTF-8 reaches every type).
+pub(crate) struct CreateCriteria {
+    /// Every reading joined as one query: the rules that add requirements see each.
+    joined: String,
+    /// The readings the patient pin must hold in: a `[type]?` prefix only read as one
+    /// (`Observation?patient=123` pins), any other `?` both ways.
+    pin_readings: Vec<String>,
+}
+
+impl CreateCriteria {
+    fn of(criteria: &[u8]) -> Self {
+        let encode = |reading: &[u8]| percent_encode(reading, CONTROLS).to_string();
+        let after_question_mark = criteria
+            .iter()
+            .position(|&byte| byte == b'?')
+            .map(|end| &criteria[end + 1..]);
+        let readings: Vec<String> = std::iter::once(criteria)
+            .chain(after_question_mark)
+            .map(encode)
+            .collect();
+        let joined = readings.iter().fold(String::new(), |mut joined, reading| {
+            // Writing to a `String` cannot fail.
+            let _ = write!(joined, "&{reading}");
+            joined
+        });
+        let pin_readings = match type_prefix_len(&readings[0]) {
+            Some(_) => readings[1..].to_vec(),
+            None => readings,
+        };
+        Self {
+            joined,
+            pin_readings,
+        }
     }
 }
 
@@ -1469,54 +1494,86 @@ fn conditional_write_type(request: &FhirRequest) -> Option<&str> {
     }
 }
 
-/// The types on which FHIR R4 defines the `patient` search parameter as the patient the
-/// record is about: where `patient=` can pin a search to one patient. (`subject` may name
-/// a Group, Device or Location with the same id, and other types link a patient through
-/// other parameters.)
-const PATIENT_PARAMETER_TYPES: [&str; 33] = [
+/// The types on which FHIR R4 defines a search parameter `patient` that names the patient
+/// the record is about (a reference to a Patient only): where `patient=` can pin a search
+/// to one patient. (`subject` may name a Group, Device or Location with the same id;
+/// DeviceUseStatement's `patient` may name a Group, so there only `Patient/<id>` pins; other
+/// types link a patient through other parameters, or not at all.)
+const PATIENT_PARAMETER_TYPES: [&str; 64] = [
+    "Account",
     "AllergyIntolerance",
+    "Appointment",
+    "AppointmentResponse",
+    "AuditEvent",
+    "Basic",
+    "BodyStructure",
     "CarePlan",
     "CareTeam",
+    "ChargeItem",
+    "Claim",
+    "ClaimResponse",
     "ClinicalImpression",
+    "Communication",
+    "CommunicationRequest",
     "Composition",
     "Condition",
     "Consent",
+    "Contract",
+    "Coverage",
+    "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse",
     "DetectedIssue",
+    "Device",
     "DeviceRequest",
     "DeviceUseStatement",
     "DiagnosticReport",
     "DocumentManifest",
     "DocumentReference",
     "Encounter",
+    "EnrollmentRequest",
     "EpisodeOfCare",
+    "ExplanationOfBenefit",
     "FamilyMemberHistory",
     "Flag",
     "Goal",
+    "GuidanceResponse",
     "ImagingStudy",
     "Immunization",
+    "ImmunizationEvaluation",
+    "ImmunizationRecommendation",
+    "Invoice",
     "List",
+    "MeasureReport",
+    "Media",
     "MedicationAdministration",
     "MedicationDispense",
     "MedicationRequest",
     "MedicationStatement",
+    "MolecularSequence",
     "NutritionOrder",
     "Observation",
+    "Person",
     "Procedure",
+    "Provenance",
     "QuestionnaireResponse",
+    "RelatedPerson",
+    "RequestGroup",
     "RiskAssessment",
     "ServiceRequest",
+    "Specimen",
     "SupplyDelivery",
+    "Task",
     "VisionPrescription",
 ];
 
 /// Whether the criteria of a conditional write of `resource_type` pin the patient in
-/// context: `_id=in_context` for Patient, `patient` naming it (`123` or `Patient/123`) for
-/// a type that defines that parameter ([`PATIENT_PARAMETER_TYPES`]; on another type a
-/// lenient server ignores it, so nothing pins there), written exactly so (a server that
-/// matches names exactly ignores `_ID`), and every parameter a lenient server may read as
-/// that name (another case, a modifier, a name it cannot be told from, PHP's `.id`)
-/// naming it too (a server keeping the last `_id=` would search without one), in the
-/// reading of a server splitting at `&` and in that of one splitting at `;`.
+/// context: `_id=in_context` for Patient, `patient` (or `patient:Patient`) naming it (`123`
+/// or `Patient/123`) for a type that defines that parameter ([`PATIENT_PARAMETER_TYPES`];
+/// on another type a lenient server ignores it, so nothing pins there), written exactly so
+/// (a server that matches names exactly ignores `_ID`), and every parameter a lenient
+/// server may read as that name (another case, another modifier, a name it cannot be told
+/// from, PHP's `.id`) naming it too (a server keeping the last `_id=` would search without
+/// one), in the reading of a server splitting at `&` and in that of one splitting at `;`.
 fn pins_patient(criteria: &str, resource_type: &str, in_context: &str) -> bool {
     let names: &[&str] = if resource_type == "Patient" {
         &["_id"]
@@ -1525,8 +1582,10 @@ fn pins_patient(criteria: &str, resource_type: &str, in_context: &str) -> bool {
     } else {
         return false;
     };
+    // A bare id only where the parameter names Patients alone.
+    let bare_id_pins = resource_type != "DeviceUseStatement";
     let names_in_context = |value: &str| {
-        value == in_context
+        (value == in_context && bare_id_pins)
             || (resource_type != "Patient" && value.strip_prefix("Patient/") == Some(in_context))
     };
     let pinned = |pairs: &mut dyn Iterator<Item = (String, String)>| {
@@ -1539,7 +1598,10 @@ fn pins_patient(criteria: &str, resource_type: &str, in_context: &str) -> bool {
             if may_be_a_pin && !names_in_context(&value) {
                 return false;
             }
-            exact |= names.contains(&name.as_str());
+            // `patient:Patient=123` names the type, as exactly as `patient=Patient/123`.
+            exact |= names
+                .iter()
+                .any(|pin| name == *pin || (*pin == "patient" && name == "patient:Patient"));
         }
         exact
     };
@@ -1793,30 +1855,32 @@ mod tests {
     }
 
     #[test]
-    fn if_none_exist_criteria_join_every_copy() {
+    fn if_none_exist_criteria_read_one_header_every_way() {
         let mut headers = http::HeaderMap::new();
-        assert_eq!(if_none_exist_criteria(&headers), None);
+        assert!(if_none_exist_criteria(&headers).unwrap().is_none());
         headers.append(IF_NONE_EXIST, http::HeaderValue::from_static(""));
-        assert_eq!(if_none_exist_criteria(&headers).as_deref(), Some("&"));
+        let empty = if_none_exist_criteria(&headers).unwrap().unwrap();
+        assert_eq!(empty.joined, "&");
+        // A second header: servers take the first or join them; refused.
         headers.append(IF_NONE_EXIST, http::HeaderValue::from_static("name=x"));
-        headers.append(
-            IF_NONE_EXIST,
-            http::HeaderValue::from_bytes(b"_h\xffas:Group:member:_id=1").unwrap(),
-        );
-        headers.append(IF_NONE_EXIST, http::HeaderValue::from_static("x-y?_id=456"));
-        let criteria = if_none_exist_criteria(&headers).unwrap();
-        assert_eq!(
-            criteria,
-            "&&name=x&_h%FFas:Group:member:_id=1&x-y?_id=456&_id=456"
-        );
+        assert!(if_none_exist_criteria(&headers).is_err());
+        let read = |value: &[u8]| CreateCriteria::of(value);
+        let odd = read(b"_h\xffas:Group:member:_id=1");
+        assert_eq!(odd.joined, "&_h%FFas:Group:member:_id=1");
         // A name that is not UTF-8 reaches every type.
         assert_eq!(
-            types_reached(&criteria)
+            types_reached(&odd.joined)
                 .iter()
                 .map(|r| r.resource_type.as_str())
                 .collect::<Vec<_>>(),
             ["*"]
         );
+        // A `?`: both readings are joined; a `[type]?` prefix is read one way for the pin.
+        let prefixed = read(b"x-y?_id=456");
+        assert_eq!(prefixed.joined, "&x-y?_id=456&_id=456");
+        assert_eq!(prefixed.pin_readings, ["x-y?_id=456", "_id=456"]);
+        let typed = read(b"Observation?patient=123");
+        assert_eq!(typed.pin_readings, ["patient=123"]);
     }
 }
 

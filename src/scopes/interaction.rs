@@ -397,14 +397,14 @@ impl Classifier {
 /// matched ignoring case) and is not one of those that only shape the answer (`_format`,
 /// `_pretty`, `_summary`, `_elements`, `_count`, `_offset`, `_sort`, `_total`) or add to it
 /// (`_include`, `_revinclude`, `_contained`, `_containedType`, `_graph`, `_maxresults`,
-/// `_score`), nor a system search's or a history's (`_type`, `_bundletype`, `_since`,
-/// `_at`), nor a method override (`_method`, which the framework consumes). `DELETE
+/// `_score`), nor a system search's, a history's or a page's (`_type`, `_bundletype`,
+/// `_since`, `_at`, `_getpagesoffset`, `_pageId`, `_page`, `_cursor`), nor a method override (`_method`, which the framework consumes). `DELETE
 /// Observation?`, `DELETE Observation?_format=json`, `?code=` or `?code=,` has none. A
 /// piece holding a `;` counts for nothing: a server that splits the query at `;` reads
 /// other pairs than one that does not, and Go's `net/url` drops such a piece
 /// (`?_format=json;code=x` has no criterion).
 fn has_search_criteria(query: &str) -> bool {
-    const NO_CRITERION: [&str; 19] = [
+    const NO_CRITERION: [&str; 23] = [
         "_format",
         "_pretty",
         "_summary",
@@ -424,6 +424,10 @@ fn has_search_criteria(query: &str) -> bool {
         "_bundletype",
         "_since",
         "_at",
+        "_getpagesoffset",
+        "_pageId",
+        "_page",
+        "_cursor",
     ];
     query
         .split('&')
@@ -1337,6 +1341,11 @@ mod tests {
             ),
             ("DELETE", "/Observation?_type=Patient", Classified::NotFhir),
             ("DELETE", "/Observation?_bundletype=x", Classified::NotFhir),
+            (
+                "DELETE",
+                "/Observation?_getpagesoffset=1&_pageId=2",
+                Classified::NotFhir,
+            ),
             (
                 "PATCH",
                 "/Observation?_since=2020&_at=2021",

@@ -113,6 +113,14 @@ impl ScopedApp {
             self.issuer.audience()
         )
     }
+
+    /// The challenge of a 403 that names no scope (no scope would allow the request).
+    fn denied_without_hint(&self) -> String {
+        format!(
+            "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"the token's scopes do not allow this request\"",
+            self.issuer.audience()
+        )
+    }
 }
 
 #[tokio::test]
@@ -859,7 +867,6 @@ async fn conditional_writes_need_the_types_their_criteria_search() {
     for criteria in [
         &["subject:Patient.name=Smith"][..],
         &["Observation?subject:Patient.name=Smith"],
-        &["code=1", "subject:Patient.name=Smith"],
         &["SUBJECT:Patient.name=Smith"],
     ] {
         let (status, challenge) = create(criteria, "system/Observation.cs").await;
@@ -871,6 +878,19 @@ async fn conditional_writes_need_the_types_their_criteria_search() {
         );
         let answer = create(criteria, "system/Observation.cs system/Patient.s").await;
         assert_eq!(answer, (StatusCode::OK, None), "{criteria:?}");
+    }
+    // Two `If-None-Exist` headers: servers take the first or join them, FHIR defines one
+    // value; refused whatever the scopes.
+    for scope in [
+        "system/Observation.cs",
+        "system/Observation.cs system/Patient.s",
+    ] {
+        let (status, challenge) = create(&["code=1", "subject:Patient.name=Smith"], scope).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{scope}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(app.denied_without_hint().as_str())
+        );
     }
     let (status, _) = create(
         &["code=1&_has:Group:member:_id=1"],

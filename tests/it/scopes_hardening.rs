@@ -1663,15 +1663,19 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
 }
 
 /// Under `patient/` scopes a conditional write of any type must pin the patient in
-/// context in its criteria (`patient` or `subject` naming it, `_id` for Patient): the
-/// server acts on whatever its search finds, in every patient's data.
+/// context in its criteria (`patient` naming it on the types whose `patient` names a
+/// Patient, `_id` for Patient): the server acts on whatever its search finds, in every
+/// patient's data.
 #[tokio::test]
 async fn patient_scoped_conditional_writes_pin_the_patient() {
     let app = scoped_app(ScopeEnforcement::new()).await;
     let claims = [
         (
             "scope",
-            json!("patient/Observation.cruds patient/Medication.cruds patient/AdverseEvent.cruds"),
+            json!(
+                "patient/Observation.cruds patient/Medication.cruds patient/AdverseEvent.cruds \
+                 patient/Task.cruds patient/DeviceUseStatement.cruds"
+            ),
         ),
         ("patient", json!("123")),
     ];
@@ -1684,6 +1688,17 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             None,
         ),
         ("POST", "/fhir/Observation", Some("patient=123&code=x")),
+        (
+            "DELETE",
+            "/fhir/Observation?patient:Patient=123&code=x",
+            None,
+        ),
+        ("DELETE", "/fhir/Task?patient=123&code=x", None),
+        (
+            "DELETE",
+            "/fhir/DeviceUseStatement?patient=Patient/123",
+            None,
+        ),
         (
             "POST",
             "/fhir/Observation",
@@ -1725,6 +1740,18 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             "DELETE",
             "/fhir/AdverseEvent?patient=123&seriousness=x",
             None,
+        ),
+        // DeviceUseStatement's `patient` may name a Group: only `Patient/123` pins.
+        (
+            "DELETE",
+            "/fhir/DeviceUseStatement?patient=123&device=x",
+            None,
+        ),
+        // A `?` that is no `[type]?` prefix: a server that keeps it reads no pin.
+        (
+            "POST",
+            "/fhir/Observation",
+            Some("identifier=a?patient=123"),
         ),
         ("POST", "/fhir/Observation", Some("code=x")),
         (
