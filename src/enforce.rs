@@ -727,7 +727,7 @@ impl ScopeEnforcement {
                     // read them; a write's query in its own.
                     !match (&request, if_none_exist) {
                         (FhirRequest::ConditionalCreate { .. }, Some(create)) => {
-                            create.pin_readings.iter().all(|reading| pinned(reading))
+                            create.readings.iter().all(|reading| pinned(reading))
                         }
                         _ => criteria.is_some_and(pinned),
                     }
@@ -758,8 +758,24 @@ impl ScopeEnforcement {
         // A handler applies the filters of the whole scope set (`require_constraints`),
         // `patient/` scopes included: where those must not count, only whole-type grants do.
         let handler_filters = self.handler_filters && patient_scopes_count;
+        // A conditional create's criteria must keep a granular filter in each way a server
+        // may read them; a query in its own.
+        let allowed = |requirement: &Requirement| match (&request, if_none_exist) {
+            (FhirRequest::ConditionalCreate { .. }, Some(create)) => {
+                create.readings.iter().all(|reading| {
+                    allows(
+                        scopes,
+                        &request,
+                        requirement,
+                        Some(reading),
+                        handler_filters,
+                    )
+                })
+            }
+            _ => allows(scopes, &request, requirement, criteria, handler_filters),
+        };
         for requirement in &requirements {
-            if !allows(scopes, &request, requirement, criteria, handler_filters) {
+            if !allowed(requirement) {
                 return Err(refusal(requirement));
             }
         }
@@ -1090,43 +1106,41 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCrit
 }
 
 /// A conditional create's criteria (an `If-None-Exist` header's value or a bundle entry's
-/// `request.ifNoneExist`), in each way a server may read them: as written and, when it
-/// holds a `?`, without everything up to the first one (clients may write `[type]?` before
-/// the criteria, and servers drop what precedes the `?`, HAPI whatever it is). Control
-/// bytes and bytes beyond ASCII are percent-encoded, so that they read as they do in a
-/// query (a name that is not UTF-8 reaches every type).
+/// `request.ifNoneExist`), in each way a server may read them: as written (Microsoft's FHIR
+/// server), and, when it holds a `?`, without everything up to the first one (HAPI, for
+/// clients that write `[type]?` before the criteria, which FHIR does not allow) and without
+/// everything from it (IBM's). Control bytes and bytes beyond ASCII are percent-encoded, so
+/// that they read as they do in a query (a name that is not UTF-8 reaches every type).
 pub(crate) struct CreateCriteria {
     /// Every reading joined as one query: the rules that add requirements see each.
     joined: String,
-    /// The readings the patient pin must hold in: a `[type]?` prefix only read as one
-    /// (`Observation?patient=123` pins), any other `?` both ways.
-    pin_readings: Vec<String>,
+    /// Each reading: the rules that must hold in the server's reading (the patient pin,
+    /// a granular filter) must hold in every one.
+    readings: Vec<String>,
 }
 
 impl CreateCriteria {
     fn of(criteria: &[u8]) -> Self {
         let encode = |reading: &[u8]| percent_encode(reading, CONTROLS).to_string();
-        let after_question_mark = criteria
-            .iter()
-            .position(|&byte| byte == b'?')
-            .map(|end| &criteria[end + 1..]);
+        let question_mark = criteria.iter().position(|&byte| byte == b'?');
+        let after = question_mark.map(|at| &criteria[at + 1..]);
+        let before = question_mark.map(|at| &criteria[..at]);
         let readings: Vec<String> = std::iter::once(criteria)
-            .chain(after_question_mark)
+            .chain(after)
+            .chain(before)
             .map(encode)
             .collect();
-        let joined = readings.iter().fold(String::new(), |mut joined, reading| {
-            // Writing to a `String` cannot fail.
-            let _ = write!(joined, "&{reading}");
-            joined
-        });
-        let pin_readings = match type_prefix_len(&readings[0]) {
-            Some(_) => readings[1..].to_vec(),
-            None => readings,
-        };
-        Self {
-            joined,
-            pin_readings,
-        }
+        // The rules that add requirements read the first two (as before); the last adds
+        // nothing they do not see in the first.
+        let joined =
+            readings[..readings.len().min(2)]
+                .iter()
+                .fold(String::new(), |mut joined, reading| {
+                    // Writing to a `String` cannot fail.
+                    let _ = write!(joined, "&{reading}");
+                    joined
+                });
+        Self { joined, readings }
     }
 }
 
@@ -1499,7 +1513,7 @@ fn conditional_write_type(request: &FhirRequest) -> Option<&str> {
 /// to one patient. (`subject` may name a Group, Device or Location with the same id;
 /// DeviceUseStatement's `patient` may name a Group, so there only `Patient/<id>` pins; other
 /// types link a patient through other parameters, or not at all.)
-const PATIENT_PARAMETER_TYPES: [&str; 64] = [
+const PATIENT_PARAMETER_TYPES: [&str; 65] = [
     "Account",
     "AllergyIntolerance",
     "Appointment",
@@ -1558,6 +1572,7 @@ const PATIENT_PARAMETER_TYPES: [&str; 64] = [
     "QuestionnaireResponse",
     "RelatedPerson",
     "RequestGroup",
+    "ResearchSubject",
     "RiskAssessment",
     "ServiceRequest",
     "Specimen",
@@ -1582,9 +1597,9 @@ fn pins_patient(criteria: &str, resource_type: &str, in_context: &str) -> bool {
     } else {
         return false;
     };
-    // A bare id only where the parameter names Patients alone.
-    let bare_id_pins = resource_type != "DeviceUseStatement";
-    let names_in_context = |value: &str| {
+    // A bare id only where the parameter (or its `:Patient` modifier) names Patients alone.
+    let names_in_context = |name: &str, value: &str| {
+        let bare_id_pins = resource_type != "DeviceUseStatement" || name.ends_with(":Patient");
         (value == in_context && bare_id_pins)
             || (resource_type != "Patient" && value.strip_prefix("Patient/") == Some(in_context))
     };
@@ -1595,7 +1610,7 @@ fn pins_patient(criteria: &str, resource_type: &str, in_context: &str) -> bool {
                 let base = name.split(':').next().unwrap_or_default();
                 names.iter().any(|pin| base.eq_ignore_ascii_case(pin))
             });
-            if may_be_a_pin && !names_in_context(&value) {
+            if may_be_a_pin && !names_in_context(&name, &value) {
                 return false;
             }
             // `patient:Patient=123` names the type, as exactly as `patient=Patient/123`.
@@ -1875,12 +1890,16 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["*"]
         );
-        // A `?`: both readings are joined; a `[type]?` prefix is read one way for the pin.
+        // A `?`: read as written, after it and before it; the first two are joined.
         let prefixed = read(b"x-y?_id=456");
         assert_eq!(prefixed.joined, "&x-y?_id=456&_id=456");
-        assert_eq!(prefixed.pin_readings, ["x-y?_id=456", "_id=456"]);
+        assert_eq!(prefixed.readings, ["x-y?_id=456", "_id=456", "x-y"]);
         let typed = read(b"Observation?patient=123");
-        assert_eq!(typed.pin_readings, ["patient=123"]);
+        assert_eq!(
+            typed.readings,
+            ["Observation?patient=123", "patient=123", "Observation"]
+        );
+        assert_eq!(read(b"code=1").readings, ["code=1"]);
     }
 }
 

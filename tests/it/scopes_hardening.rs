@@ -513,7 +513,8 @@ async fn handlers_that_apply_filters_get_granular_reads_but_never_writes() {
     for (criteria, allowed) in [
         ("_id=1".to_owned(), false),
         (format!("category={LAB_ENCODED}&code=x"), true),
-        (format!("Observation?category={LAB_ENCODED}&code=x"), true),
+        // A `[type]?` prefix (which FHIR does not allow) reads three ways: refused.
+        (format!("Observation?category={LAB_ENCODED}&code=x"), false),
     ] {
         let headers = [("If-None-Exist", criteria.as_str())];
         let answer = app
@@ -1188,7 +1189,8 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("identifier=a", false),
         ("_id=123&_id=", false),
         ("_id=123", true),
-        ("Patient?_id=123&identifier=a", true),
+        // A `[type]?` prefix, which FHIR does not allow, reads three ways: no pin in one.
+        ("Patient?_id=123&identifier=a", false),
     ] {
         let headers = [("If-None-Exist", criteria)];
         let answer = app
@@ -1700,9 +1702,9 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             None,
         ),
         (
-            "POST",
-            "/fhir/Observation",
-            Some("Observation?patient=Patient/123"),
+            "DELETE",
+            "/fhir/DeviceUseStatement?patient:Patient=123",
+            None,
         ),
     ] {
         let headers: Vec<(&str, &str)> = if_none_exist
@@ -1747,11 +1749,23 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             "/fhir/DeviceUseStatement?patient=123&device=x",
             None,
         ),
-        // A `?` that is no `[type]?` prefix: a server that keeps it reads no pin.
+        // A `?` in the criteria: servers read them as written (Microsoft), after the `?`
+        // (HAPI) or before it (IBM); the pin must hold in each (FHIR allows no `[type]?`).
         (
             "POST",
             "/fhir/Observation",
             Some("identifier=a?patient=123"),
+        ),
+        (
+            "POST",
+            "/fhir/Observation",
+            Some("Observation?patient=Patient/123"),
+        ),
+        ("POST", "/fhir/Observation", Some("?patient=123&code=x")),
+        (
+            "POST",
+            "/fhir/Observation",
+            Some("code=x&code:not=z?&patient=123"),
         ),
         ("POST", "/fhir/Observation", Some("code=x")),
         (
@@ -1776,4 +1790,44 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+/// A conditional create's criteria keep a granular filter only if every way a server reads
+/// them keeps it: as written, after a `?` and before it.
+#[tokio::test]
+async fn conditional_create_criteria_keep_a_filter_in_every_reading() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let claims = [(
+        "scope",
+        json!(format!(
+            "user/Observation.c user/Observation.s?category={LAB_ENCODED}"
+        )),
+    )];
+    let create = |criteria: String| {
+        let app = &app;
+        let claims = &claims;
+        async move {
+            app.call_with_headers(
+                "POST",
+                "/fhir/Observation",
+                claims,
+                &[("If-None-Exist", criteria.as_str())],
+            )
+            .await
+        }
+    };
+    let answer = create(format!("category={LAB_ENCODED}&code=x")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    for criteria in [
+        format!("x-y?category={LAB_ENCODED}&code=x"),
+        format!("Observation?category={LAB_ENCODED}&code=x"),
+        format!("code=x?&category={LAB_ENCODED}"),
+    ] {
+        let answer = create(criteria.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{criteria}: {answer:?}"
+        );
+    }
 }
