@@ -1130,16 +1130,14 @@ impl CreateCriteria {
             .chain(before)
             .map(encode)
             .collect();
-        // The rules that add requirements read the first two (as before); the last adds
-        // nothing they do not see in the first.
-        let joined =
-            readings[..readings.len().min(2)]
-                .iter()
-                .fold(String::new(), |mut joined, reading| {
-                    // Writing to a `String` cannot fail.
-                    let _ = write!(joined, "&{reading}");
-                    joined
-                });
+        // The rules that add requirements read them all: a `?` inside a value changes
+        // what it names (`_include=Observation:subject?:Group` reaches Group as written and
+        // every type before the `?`).
+        let joined = readings.iter().fold(String::new(), |mut joined, reading| {
+            // Writing to a `String` cannot fail.
+            let _ = write!(joined, "&{reading}");
+            joined
+        });
         Self { joined, readings }
     }
 }
@@ -1890,9 +1888,9 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["*"]
         );
-        // A `?`: read as written, after it and before it; the first two are joined.
+        // A `?`: read as written, after it and before it; all three are joined.
         let prefixed = read(b"x-y?_id=456");
-        assert_eq!(prefixed.joined, "&x-y?_id=456&_id=456");
+        assert_eq!(prefixed.joined, "&x-y?_id=456&_id=456&x-y");
         assert_eq!(prefixed.readings, ["x-y?_id=456", "_id=456", "x-y"]);
         let typed = read(b"Observation?patient=123");
         assert_eq!(
@@ -1900,6 +1898,13 @@ mod tests {
             ["Observation?patient=123", "patient=123", "Observation"]
         );
         assert_eq!(read(b"code=1").readings, ["code=1"]);
+        // What the reading before a `?` reaches counts too.
+        let include = read(b"patient=123&_include=Observation:subject?:Group");
+        let reached: Vec<String> = types_reached(&include.joined)
+            .iter()
+            .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
+            .collect();
+        assert!(reached.contains(&"Read *".to_owned()), "{reached:?}");
     }
 }
 

@@ -1676,7 +1676,7 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             "scope",
             json!(
                 "patient/Observation.cruds patient/Medication.cruds patient/AdverseEvent.cruds \
-                 patient/Task.cruds patient/DeviceUseStatement.cruds"
+                 patient/Task.cruds patient/DeviceUseStatement.cruds patient/ResearchSubject.cruds"
             ),
         ),
         ("patient", json!("123")),
@@ -1706,6 +1706,7 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             "/fhir/DeviceUseStatement?patient:Patient=123",
             None,
         ),
+        ("DELETE", "/fhir/ResearchSubject?patient=123&status=x", None),
     ] {
         let headers: Vec<(&str, &str)> = if_none_exist
             .map(|criteria| ("If-None-Exist", criteria))
@@ -1743,6 +1744,7 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             "/fhir/AdverseEvent?patient=123&seriousness=x",
             None,
         ),
+        ("DELETE", "/fhir/ResearchSubject?patient=456&status=x", None),
         // DeviceUseStatement's `patient` may name a Group: only `Patient/123` pins.
         (
             "DELETE",
