@@ -238,7 +238,9 @@ impl ScopeEnforcement {
     /// `[base]?_getpages=[id]&_getpagesoffset=20&_count=20&_bundletype=searchset`, with
     /// `parameter` `_getpages`) through with any valid token. By default such a link is a
     /// system search and needs `s` on every type, so a token scoped per type cannot page
-    /// through its own searches. The handler (or the server behind it) must then serve a
+    /// through its own searches. Only for a server that serves pages by `parameter`: one that
+    /// ignores unknown parameters would answer such a link as a search of every type, to
+    /// any token. The handler (or the server behind it) must then serve a
     /// page only under the grant whose search made it: the same client
     /// ([`SmartClaims::client_id`](crate::SmartClaims::client_id)), user (`sub`,
     /// `fhirUser`), patient in context and scopes (many users share one client id). The
