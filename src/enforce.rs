@@ -244,7 +244,8 @@ impl ScopeEnforcement {
     /// page only under the grant whose search made it: the same client
     /// ([`SmartClaims::client_id`](crate::SmartClaims::client_id)), user (`sub`,
     /// `fhirUser`), patient in context and scopes (many users share one client id). The
-    /// layer checked the search when it ran, not the page; HAPI binds pages to nothing.
+    /// layer checked the search when it ran, not the page; HAPI binds pages to nothing. A
+    /// request let through this way carries a [`PagingLink`] in its extensions.
     ///
     /// A link is a `GET` or `HEAD` of the base or of `[base]/_search`, or a `POST` of the
     /// base without a body or form type (HAPI serves pages to both methods; with a body, a
@@ -492,6 +493,7 @@ impl ScopeEnforcement {
             Origin::BundleEntry,
             claims,
         )
+        .map(|_| ())
     }
 
     /// The FHIR base path it enforces under, without a trailing slash (`""` for the
@@ -510,12 +512,14 @@ impl ScopeEnforcement {
     /// original URI inside `Router::nest`), and the search criteria of a `POST` that carries
     /// `If-None-Exist`. `body_follows`: whether the request's body is known to hold more
     /// than nothing whatever its headers say (an HTTP/2 body needs no `Content-Length`).
+    ///
+    /// Returns the [`PagingLink`] to put into the request when it was let through as one.
     pub(crate) fn check_request<B>(
         &self,
         request: &http::Request<B>,
         body_follows: bool,
         claims: &SmartClaims,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Option<PagingLink>, AuthError> {
         // A path rewritten otherwise than by nesting is no path the layer can read.
         let uri = original_uri(request).ok_or_else(forbidden)?;
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
@@ -527,7 +531,7 @@ impl ScopeEnforcement {
             .iter()
             .any(|under| self.classifier.is_at_or_under(uri.path(), under))
         {
-            return Ok(());
+            return Ok(None);
         }
         // The SMART configuration needs no scope: with discovery protected
         // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
@@ -543,7 +547,7 @@ impl ScopeEnforcement {
             && !method_parameters
             && crate::scopes::is_smart_configuration_path(uri.path(), self.classifier.base_path())
         {
-            return Ok(());
+            return Ok(None);
         }
         // GET and HEAD carry no body in FHIR. One that carries a form is refused: Rack
         // reads a form body for any method and merges it over the query the layer checks.
@@ -567,7 +571,7 @@ impl ScopeEnforcement {
             let query = uri.query();
             self.check(method, path, query, if_none_exist.as_ref(), origin, claims)
         };
-        check_as(method.as_str())?;
+        let passed = check_as(method.as_str())?;
         // A method override names a second method: a service behind that honours it runs
         // that interaction, so the request needs its scopes too.
         let check_override = |value: Option<&str>| {
@@ -576,7 +580,7 @@ impl ScopeEnforcement {
                 .filter(|text| crate::bearer::is_token(text.as_bytes()))
                 .ok_or_else(forbidden)?;
             if overridden.eq_ignore_ascii_case(method.as_str()) {
-                Ok(())
+                Ok(Passed::Checked)
             } else {
                 check_as(&overridden.to_ascii_uppercase())
             }
@@ -594,7 +598,14 @@ impl ScopeEnforcement {
                 check_override(value.as_deref())?;
             }
         }
-        Ok(())
+        Ok(match (passed, &self.paging_parameter, uri.query()) {
+            (Passed::PagingLink, Some(parameter), Some(query)) => {
+                paging_link_page(query, parameter).map(|page| PagingLink {
+                    page: page.to_owned(),
+                })
+            }
+            _ => None,
+        })
     }
 
     /// Checks a verified request as `method`; `if_none_exist` is the search criteria of an
@@ -608,10 +619,10 @@ impl ScopeEnforcement {
         if_none_exist: Option<&CreateCriteria>,
         origin: Origin,
         claims: &SmartClaims,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Passed, AuthError> {
         let form_body = origin == Origin::HttpWithForm;
         let request = match self.classifier.classify(method, path_and_query) {
-            Classified::OutsideBase if self.any_token_outside_base => return Ok(()),
+            Classified::OutsideBase if self.any_token_outside_base => return Ok(Passed::Checked),
             Classified::OutsideBase => return Err(forbidden()),
             Classified::NotFhir | Classified::Malformed => return Err(forbidden()),
             Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
@@ -635,7 +646,7 @@ impl ScopeEnforcement {
                 .iter()
                 .find(|requirement| !claims.scope_set().permits_requirement(requirement))
             {
-                None => Ok(()),
+                None => Ok(Passed::PagingLink),
                 Some(requirement) => Err(AuthError::insufficient_scope(
                     claims.scope_hint(requirement.interaction, requirement.resource_type.as_str()),
                 )),
@@ -657,8 +668,10 @@ impl ScopeEnforcement {
             return Err(forbidden());
         }
         let requirements = match request.access() {
-            AccessRule::Public => return Ok(()),
-            AccessRule::PerEntry if self.handler_checks_bundle_entries => return Ok(()),
+            AccessRule::Public => return Ok(Passed::Checked),
+            AccessRule::PerEntry if self.handler_checks_bundle_entries => {
+                return Ok(Passed::Checked);
+            }
             AccessRule::PerEntry => return Err(forbidden()),
             AccessRule::Requires(requirements) => requirements,
             AccessRule::OperationPolicy => {
@@ -788,7 +801,48 @@ impl ScopeEnforcement {
                 return Err(refusal(requirement));
             }
         }
-        Ok(())
+        Ok(Passed::Checked)
+    }
+}
+
+/// How [`ScopeEnforcement::check`] let a request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Passed {
+    /// Its scopes allow it.
+    Checked,
+    /// A paging link ([`ScopeEnforcement::handler_checks_paging_links`]), let through
+    /// unchecked: the handler binds the page to its grant.
+    PagingLink,
+}
+
+/// In the extensions of a request the layer let through as a paging link
+/// ([`ScopeEnforcement::handler_checks_paging_links`]) without checking its scopes: the
+/// handler must serve the page only under the grant whose search made it. Absent from every
+/// request the layer checked.
+///
+/// ```
+/// # #[cfg(feature = "axum")]
+/// async fn page(
+///     claims: smart_auth::SmartClaims,
+///     link: Option<axum::Extension<smart_auth::PagingLink>>,
+/// ) -> &'static str {
+///     if let Some(axum::Extension(link)) = link {
+///         // ... look the page `link.page()` up, and serve it only if its search was made
+///         // under this grant (client, user, patient in context, scopes) ...
+///         # let _ = (link.page(), claims);
+///     }
+///     "page"
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagingLink {
+    page: String,
+}
+
+impl PagingLink {
+    /// The page's id: the value of the paging parameter, as sent (not decoded).
+    pub fn page(&self) -> &str {
+        &self.page
     }
 }
 
@@ -1426,6 +1480,14 @@ fn is_paging_link(query: &str, parameter: &str) -> bool {
         }
     }
     links == 1
+}
+
+/// The value of a paging link's own parameter ([`is_paging_link`] found it once).
+fn paging_link_page<'q>(query: &'q str, parameter: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(name, value)| (name == parameter).then_some(value))
 }
 
 /// The parameters a paging link may hold beside its own: paging, answer shaping, and the

@@ -137,7 +137,7 @@ pub use algorithm::{SigningAlgorithm, UnknownAlgorithm};
 pub use claims::{Access, FhirContext, SmartClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EnforcementConfig, IssuerConfig, SmartAuthConfig, TokenCacheConfig};
-pub use enforce::{ScopeEnforcement, default_operation_policy};
+pub use enforce::{PagingLink, ScopeEnforcement, default_operation_policy};
 pub use error::{Answer, AuthError, ConfigError, ErrorKind, Refusal};
 #[cfg(feature = "introspection")]
 pub use introspection::{Introspection, IntrospectionAuth, IntrospectionMode};

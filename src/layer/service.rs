@@ -17,6 +17,7 @@ use tower_service::Service;
 use super::{AuthMode, Shared};
 use crate::bearer::{bearer_credential, token_text};
 use crate::claims::SmartClaims;
+use crate::enforce::PagingLink;
 use crate::error::{AuthError, ErrorKind};
 use crate::metrics::{self, Source, Unverified};
 use crate::original_uri::original_uri;
@@ -110,9 +111,9 @@ where
                     .check_policy(&claims)
                     .and_then(|()| admit(shared, &request, claims));
                 return match admitted {
-                    Ok(claims) => {
+                    Ok((claims, paging_link)) => {
                         metrics::accepted(Source::Cache);
-                        request.extensions_mut().insert(claims);
+                        hand_over(&mut request, claims, paging_link);
                         let vary = Vary::for_verified(shared.mode);
                         ResponseFuture::calling(self.inner.call(request), shared, vary, head)
                     }
@@ -164,12 +165,23 @@ fn admit<B: http_body::Body>(
     shared: &Shared,
     request: &Request<B>,
     claims: SmartClaims,
-) -> Result<SmartClaims, AuthError> {
-    if let Some(enforcement) = &shared.enforcement {
-        let body_follows = !request.body().is_end_stream();
-        enforcement.check_request(request, body_follows, &claims)?;
+) -> Result<(SmartClaims, Option<PagingLink>), AuthError> {
+    let Some(enforcement) = &shared.enforcement else {
+        return Ok((claims, None));
+    };
+    let body_follows = !request.body().is_end_stream();
+    let paging_link = enforcement.check_request(request, body_follows, &claims)?;
+    Ok((claims, paging_link))
+}
+
+/// Puts the verified claims into the request, and the [`PagingLink`] mark when the
+/// request was let through as one.
+fn hand_over<B>(request: &mut Request<B>, claims: SmartClaims, paging_link: Option<PagingLink>) {
+    let extensions = request.extensions_mut();
+    extensions.insert(claims);
+    if let Some(link) = paging_link {
+        extensions.insert(link);
     }
-    Ok(claims)
 }
 
 /// Marks a request let through without a verified token: no claims reach the handler, not
@@ -402,9 +414,9 @@ where
                     } = *waiting;
                     let head = request.method() == Method::HEAD;
                     match result.and_then(|claims| admit(&shared, &request, claims)) {
-                        Ok(claims) => {
+                        Ok((claims, paging_link)) => {
                             metrics::accepted(Source::Verified);
-                            request.extensions_mut().insert(claims);
+                            hand_over(&mut request, claims, paging_link);
                             let future = inner.call(request);
                             let challenge = shared.challenge.clone();
                             this.state.set(State::Calling {

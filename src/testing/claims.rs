@@ -340,15 +340,21 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if let Some(enforcement) = &self.enforcement
-            && let Err(error) =
-                enforcement.check_request(&request, !request.body().is_end_stream(), &self.claims)
-        {
-            return WithClaimsFuture {
-                state: State::Refused {
-                    response: Some(Challenge::default_realm().response(&error)),
-                },
-            };
+        if let Some(enforcement) = &self.enforcement {
+            let body_follows = !request.body().is_end_stream();
+            match enforcement.check_request(&request, body_follows, &self.claims) {
+                Ok(Some(paging_link)) => {
+                    request.extensions_mut().insert(paging_link);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    return WithClaimsFuture {
+                        state: State::Refused {
+                            response: Some(Challenge::default_realm().response(&error)),
+                        },
+                    };
+                }
+            }
         }
         request.extensions_mut().insert(self.claims.clone());
         WithClaimsFuture {

@@ -37,7 +37,11 @@ fn constraints_json(constraints: &SearchConstraints) -> Value {
 }
 
 /// Any FHIR request: what the handler saw.
-async fn fhir(claims: SmartClaims, uri: http::Uri) -> Json<Value> {
+async fn fhir(
+    claims: SmartClaims,
+    paging_link: Option<axum::Extension<smart_auth::PagingLink>>,
+    uri: http::Uri,
+) -> Json<Value> {
     let resource_type = uri
         .path()
         .trim_start_matches("/fhir/")
@@ -46,12 +50,17 @@ async fn fhir(claims: SmartClaims, uri: http::Uri) -> Json<Value> {
         .unwrap_or("")
         .to_owned();
     let constraints = claims.scope_set().search_constraints(None, &resource_type);
-    Json(json!({
+    let mut body = json!({
         "scopes": claims.scopes(),
         "patient": claims.patient(),
         "encounter": claims.encounter(),
         "constraints": constraints_json(&constraints),
-    }))
+    });
+    // Only where the layer let a paging link through.
+    if let Some(axum::Extension(link)) = paging_link {
+        body["paging_link"] = json!(link.page());
+    }
+    Json(body)
 }
 
 /// A handler that needs a search on all Observations.
@@ -1537,6 +1546,13 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
     let answer = strict.call("GET", link, &per_type).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
     let app = scoped_app(ScopeEnforcement::new().handler_checks_paging_links("_getpages")).await;
+    // The handler sees which requests the layer let through as links, and the page's id.
+    let answer = app.call("GET", link, &per_type).await;
+    assert_eq!(answer.body["paging_link"], "8f1c-4e", "{answer:?}");
+    let answer = app
+        .call("GET", "/fhir/Observation?patient=123", &per_type)
+        .await;
+    assert_eq!(answer.body["paging_link"], Value::Null, "{answer:?}");
     for (method, path) in [
         ("GET", link),
         ("HEAD", link),
