@@ -40,6 +40,11 @@ struct OwnerQuota<V> {
     owner: fn(&V) -> &str,
     max: usize,
     counts: HashMap<String, usize>,
+    /// Per owner, the earliest deadline of its entries as last known: kept in step on
+    /// insertion, found again by a scan only once it has passed. It may be earlier than
+    /// the truth (an entry removed before its deadline), never later, so a refusal's
+    /// `Retry-After` is never too long, and refusals at the quota do not each scan the map.
+    earliest: HashMap<String, i64>,
 }
 
 impl<V> OwnerQuota<V> {
@@ -47,11 +52,12 @@ impl<V> OwnerQuota<V> {
         self.counts.get((self.owner)(value)).copied().unwrap_or(0)
     }
 
-    fn add(&mut self, value: &V) {
-        *self
-            .counts
-            .entry((self.owner)(value).to_owned())
-            .or_default() += 1;
+    fn add(&mut self, value: &V, expires_at: i64) {
+        let owner = (self.owner)(value);
+        *self.counts.entry(owner.to_owned()).or_default() += 1;
+        if let Some(earliest) = self.earliest.get_mut(owner) {
+            *earliest = (*earliest).min(expires_at);
+        }
     }
 
     fn take(&mut self, value: &V) {
@@ -60,6 +66,7 @@ impl<V> OwnerQuota<V> {
             *count -= 1;
             if *count == 0 {
                 self.counts.remove(owner);
+                self.earliest.remove(owner);
             }
         }
     }
@@ -88,6 +95,7 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
                 owner,
                 max: max_per_owner,
                 counts: HashMap::new(),
+                earliest: HashMap::new(),
             }),
             ..Self::new(capacity)
         }
@@ -134,7 +142,7 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
         self.deadlines
             .push(Reverse((expires_at, generation, key.clone())));
         if let Some(quota) = &mut self.quota {
-            quota.add(&value);
+            quota.add(&value, expires_at);
         }
         let replaced = self.entries.insert(
             key,
@@ -213,19 +221,30 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
     }
 
     /// Like [`full`](Self::full), for an owner at its quota: when the earliest of its own
-    /// entries expires (a scan, on this refusal only).
-    fn full_for_owner_of(&self, value: &V, now: i64) -> Full {
+    /// entries expires (the known deadline while it lies ahead, else a scan that finds it
+    /// again: at most one scan each time the owner's earliest entry expires).
+    fn full_for_owner_of(&mut self, value: &V, now: i64) -> Full {
         let Some(quota) = &self.quota else {
             return self.full(now);
         };
         let owner = (quota.owner)(value);
-        let earliest = self
-            .entries
-            .values()
-            .filter(|entry| (quota.owner)(&entry.value) == owner)
-            .map(|entry| entry.expires_at)
-            .min()
-            .unwrap_or(now);
+        let earliest = match quota.earliest.get(owner) {
+            Some(&earliest) if earliest > now => earliest,
+            _ => {
+                let found = self
+                    .entries
+                    .values()
+                    .filter(|entry| (quota.owner)(&entry.value) == owner)
+                    .map(|entry| entry.expires_at)
+                    .min()
+                    .unwrap_or(now);
+                let owner = owner.to_owned();
+                if let Some(quota) = &mut self.quota {
+                    quota.earliest.insert(owner, found);
+                }
+                found
+            }
+        };
         Full {
             retry_after_secs: u64::try_from(earliest.saturating_sub(now))
                 .unwrap_or(0)
@@ -324,6 +343,32 @@ mod tests {
         assert!(map.insert(6, ("a", 6), 90, 10).is_err());
         map.insert(6, ("a", 6), 90, 50).unwrap();
         assert_eq!(map.len(), 3);
+    }
+
+    /// The `Retry-After` of an owner at its quota is when its earliest entry expires: known
+    /// from the last scan while that lies ahead, found again once it has passed; never later
+    /// than the truth.
+    #[test]
+    fn an_owner_at_its_quota_learns_when_room_comes() {
+        let owner = |value: &(&'static str, u32)| value.0;
+        let mut map = ExpiringMap::with_owner_quota(100, 2, owner);
+        map.insert(1, ("a", 1), 50, 0).unwrap();
+        map.insert(2, ("a", 2), 80, 0).unwrap();
+        let retry = |map: &mut ExpiringMap<u32, (&'static str, u32)>, now| {
+            map.insert(99, ("a", 99), 200, now)
+                .unwrap_err()
+                .retry_after_secs
+        };
+        assert_eq!(retry(&mut map, 10), 40);
+        assert_eq!(retry(&mut map, 20), 30, "from the known deadline");
+        // Its earliest entry expired: room for one, then the next deadline is found.
+        map.insert(3, ("a", 3), 70, 50).unwrap();
+        assert_eq!(retry(&mut map, 55), 15, "the new entry is the earliest");
+        // An entry removed before its deadline may leave an earlier hint, never a later one.
+        assert_eq!(map.remove(&3), Some(("a", 3)));
+        map.insert(4, ("a", 4), 120, 56).unwrap();
+        assert!(retry(&mut map, 57) <= 23);
+        assert_eq!(retry(&mut map, 75), 5, "found again once the hint passed");
     }
 
     #[test]
