@@ -585,27 +585,31 @@ impl ScopeEnforcement {
                 check_as(&overridden.to_ascii_uppercase())
             }
         };
+        // Marked as a link when any method a service behind may run lets it through as one.
+        let mut passed_as_link = passed == Passed::PagingLink;
         if overridden_method {
             for value in METHOD_OVERRIDE_HEADERS
                 .iter()
                 .flat_map(|name| headers.get_all(*name))
             {
-                check_override(value.to_str().ok())?;
+                passed_as_link |= check_override(value.to_str().ok())? == Passed::PagingLink;
             }
         }
         if method_parameters {
             for value in method_parameter_values(uri.query().unwrap_or_default()) {
-                check_override(value.as_deref())?;
+                passed_as_link |= check_override(value.as_deref())? == Passed::PagingLink;
             }
         }
-        Ok(match (passed, &self.paging_parameter, uri.query()) {
-            (Passed::PagingLink, Some(parameter), Some(query)) => {
-                paging_link_page(query, parameter).map(|page| PagingLink {
-                    page: page.to_owned(),
-                })
-            }
-            _ => None,
-        })
+        Ok(
+            match (passed_as_link, &self.paging_parameter, uri.query()) {
+                (true, Some(parameter), Some(query)) => {
+                    paging_link_page(query, parameter).map(|page| PagingLink {
+                        page: page.to_owned(),
+                    })
+                }
+                _ => None,
+            },
+        )
     }
 
     /// Checks a verified request as `method`; `if_none_exist` is the search criteria of an
@@ -817,8 +821,9 @@ pub(crate) enum Passed {
 
 /// In the extensions of a request the layer let through as a paging link
 /// ([`ScopeEnforcement::handler_checks_paging_links`]) without checking its scopes: the
-/// handler must serve the page only under the grant whose search made it. Absent from every
-/// request the layer checked.
+/// handler must serve the page only under the grant whose search made it (also when only
+/// a method override names a method that makes the request a link). The layer puts it into
+/// no request it checked (an outer layer's mark is left in place: it only asks for more).
 ///
 /// ```
 /// # #[cfg(feature = "axum")]

@@ -90,6 +90,8 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
         max_per_owner: usize,
         owner: fn(&V) -> &str,
     ) -> Self {
+        // An owner with no entry never needs a deadline kept for it.
+        debug_assert!(max_per_owner >= 1, "a quota of at least one entry");
         Self {
             quota: Some(OwnerQuota {
                 owner,

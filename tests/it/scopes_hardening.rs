@@ -1553,6 +1553,19 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
         .call("GET", "/fhir/Observation?patient=123", &per_type)
         .await;
     assert_eq!(answer.body["paging_link"], Value::Null, "{answer:?}");
+    // A method override that makes the request a link marks it too.
+    let all_types = [("scope", json!("user/*.rs"))];
+    let answer = app
+        .call_with_headers(
+            "POST",
+            "/fhir/_search?_getpages=8f1c-4e",
+            &all_types,
+            &[("x-http-method-override", "GET")],
+        )
+        .await;
+    assert_eq!(answer.body["paging_link"], "8f1c-4e", "{answer:?}");
+    let answer = app.call("POST", link, &per_type).await;
+    assert_eq!(answer.body["paging_link"], "8f1c-4e", "{answer:?}");
     for (method, path) in [
         ("GET", link),
         ("HEAD", link),
