@@ -701,7 +701,11 @@ async fn a_key_listed_twice_is_one_key() {
     // A second key of the issuer's under the same kid (a rotation that reuses the name):
     // tokens signed by either verify, a forged one by neither.
     let fresh = crate::support::app(|b| b).await;
-    let other = TestIssuer::start().await;
+    // On the app's clock: a token it signs is never from the app's future.
+    let other = TestIssuer::builder()
+        .clock(fresh.clock.clone())
+        .start()
+        .await;
     let kid = fresh.issuer.current_kid(SigningAlgorithm::ES256);
     let mut second = crate::support::p256_jwk(&other);
     second["kid"] = json!(kid);
@@ -1087,7 +1091,7 @@ async fn a_key_replaced_under_its_kid_is_fetched_again() {
     assert_eq!(app.issuer.jwks_fetches(), 1);
     // The issuer now publishes another P-256 key under the same kid.
     let kid = app.issuer.current_kid(alg);
-    let other = TestIssuer::start().await;
+    let other = TestIssuer::builder().clock(app.clock.clone()).start().await;
     let mut replacement = crate::support::p256_jwk(&other);
     replacement["kid"] = json!(kid);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Body(
