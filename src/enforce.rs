@@ -642,7 +642,7 @@ impl ScopeEnforcement {
         if let Some(parameter) = &self.paging_parameter
             && paging
             && let Some(query) = query
-            && is_paging_link(query, parameter)
+            && paging_link_page(query, parameter).is_some()
         {
             // The page of a search checked when it ran; what its includes reach needs the
             // scopes a search's would.
@@ -1468,31 +1468,24 @@ fn type_parameter(query: &str) -> Option<String> {
     Some(values.join(","))
 }
 
-/// Whether a query is a paging link ([`ScopeEnforcement::handler_checks_paging_links`]):
-/// `parameter` once with a value, and otherwise only paging and answer-shaping parameters,
-/// each written exactly so, split at `&` only (a `;` anywhere disqualifies).
-fn is_paging_link(query: &str, parameter: &str) -> bool {
+/// The page a paging link names ([`ScopeEnforcement::handler_checks_paging_links`]), or
+/// `None` when the query is no link: `parameter` once with a value (the page), and
+/// otherwise only paging and answer-shaping parameters, each written exactly so, split at
+/// `&` only (a `;` anywhere disqualifies).
+fn paging_link_page<'q>(query: &'q str, parameter: &str) -> Option<&'q str> {
     if query.contains(';') {
-        return false;
+        return None;
     }
-    let mut links = 0;
+    let mut page = None;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == parameter && !value.is_empty() {
-            links += 1;
+        if name == parameter && !value.is_empty() && page.is_none() {
+            page = Some(value);
         } else if !PAGING_LINK_PARAMETERS.contains(&name) {
-            return false;
+            return None;
         }
     }
-    links == 1
-}
-
-/// The value of a paging link's own parameter ([`is_paging_link`] found it once).
-fn paging_link_page<'q>(query: &'q str, parameter: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find_map(|(name, value)| (name == parameter).then_some(value))
+    page
 }
 
 /// The parameters a paging link may hold beside its own: paging, answer shaping, and the

@@ -364,10 +364,7 @@ struct TokenDigest([u8; 32]);
 
 impl TokenDigest {
     fn of(token: &str) -> Self {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut bytes = [0; 32];
-        bytes.copy_from_slice(digest.as_ref());
-        Self(bytes)
+        Self(crate::digest::sha256(token.as_bytes()))
     }
 }
 

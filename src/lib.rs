@@ -103,6 +103,7 @@ mod config;
 mod config_path;
 #[cfg(feature = "dev-server")]
 pub mod dev_server;
+mod digest;
 pub mod discovery;
 mod enforce;
 mod error;

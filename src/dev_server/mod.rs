@@ -502,10 +502,7 @@ impl Drop for DevAuthServer {
 type TokenDigest = [u8; 32];
 
 fn digest(token: &str) -> TokenDigest {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    crate::digest::sha256(token.as_bytes())
 }
 
 struct ServerState {

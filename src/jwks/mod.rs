@@ -726,7 +726,7 @@ impl KeyStore {
                 refreshing,
             )
             .await?;
-        let body_digest = Some(sha256(&fetched.body));
+        let body_digest = Some(crate::digest::sha256(&fetched.body));
         let current = self.current.load_full();
         // The same bytes as the set in use (a refresh, or a refetch anyone can start with a
         // made-up `kid` every cooldown): the keys parsed then, not parsed again.
@@ -777,13 +777,6 @@ impl KeyStore {
             body_digest,
         }))
     }
-}
-
-/// SHA-256 of `bytes`.
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut digest = [0; 32];
-    digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
-    digest
 }
 
 fn choose(
