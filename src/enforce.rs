@@ -1290,7 +1290,7 @@ fn carries_form_body(
 
 /// Whether the request announces a body: a `Transfer-Encoding`, or a `Content-Length`
 /// other than `0`.
-fn announces_body(headers: &http::HeaderMap) -> bool {
+pub(crate) fn announces_body(headers: &http::HeaderMap) -> bool {
     headers.contains_key(http::header::TRANSFER_ENCODING)
         || headers
             .get_all(http::header::CONTENT_LENGTH)

@@ -7,9 +7,7 @@
 //! public one (axum matches static routes on the raw path but decodes path parameters, so
 //! `/%50atient/metadata` reaches a `/{type}/{id}` route as `Patient`, `metadata`).
 
-use http::header::{
-    ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_LENGTH, ORIGIN, TRANSFER_ENCODING,
-};
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, ORIGIN};
 use http::{HeaderMap, Method, Request};
 
 const METADATA: &str = "/metadata";
@@ -85,11 +83,7 @@ fn is_cors_preflight(headers: &HeaderMap) -> bool {
     };
     let origin_ok = single(ORIGIN).is_some_and(|origin| !origin.is_empty());
     let method_ok = single(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(crate::bearer::is_token);
-    let no_body = headers.get(TRANSFER_ENCODING).is_none()
-        && headers
-            .get_all(CONTENT_LENGTH)
-            .iter()
-            .all(|length| length.as_bytes() == b"0");
+    let no_body = !crate::enforce::announces_body(headers);
     let no_override = crate::enforce::METHOD_OVERRIDE_HEADERS
         .iter()
         .all(|name| !headers.contains_key(*name));
