@@ -9,6 +9,7 @@
 //! headers and payloads, introspection answers and the key and discovery documents.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -49,7 +50,7 @@ pub(crate) fn object_with_unique_members(
 /// names (any value at the top level; [`StrictJsonError::NotAnObject`] when it is no JSON).
 pub(crate) fn value_with_unique_members(bytes: &[u8]) -> Result<Value, StrictJsonError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = UniqueValue
+    let value = UniqueValue::STRICT
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value));
     match value {
@@ -58,6 +59,149 @@ pub(crate) fn value_with_unique_members(bytes: &[u8]) -> Result<Value, StrictJso
             Err(StrictJsonError::DuplicateMember)
         }
         Err(_) => Err(StrictJsonError::NotAnObject),
+    }
+}
+
+/// A JSON object whose member names are unique at every depth, except inside the items of
+/// its array member `list`: each item is read on its own, and one that names a member twice
+/// (at any depth) is kept as [`StrictJsonError::DuplicateMember`] instead of refusing the
+/// whole document. For lists whose items a reader may refuse one by one (RFC 7517 section 4
+/// lets a JWK Set reader refuse a key with a repeated name, section 5 skip keys it cannot
+/// use). `list` itself, the other members and a `list` that is not an array stay strict.
+pub(crate) fn object_with_items_read_alone(
+    bytes: &[u8],
+    list: &str,
+) -> Result<ObjectWithItems, StrictJsonError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let read = deserializer
+        .deserialize_map(WithItemsAlone { list })
+        .and_then(|read| deserializer.end().map(|()| read));
+    match read {
+        Ok(read) => Ok(read),
+        Err(error) if error.to_string().starts_with(DUPLICATE) => {
+            Err(StrictJsonError::DuplicateMember)
+        }
+        Err(_) => Err(StrictJsonError::NotAnObject),
+    }
+}
+
+/// What [`object_with_items_read_alone`] reads.
+#[derive(Debug, Default)]
+pub(crate) struct ObjectWithItems {
+    /// The members other than the list (and the list when it is not an array).
+    pub(crate) members: Map<String, Value>,
+    /// The list's items, each read on its own; `None` when it is absent or not an array.
+    pub(crate) items: Option<Vec<Result<Value, StrictJsonError>>>,
+}
+
+/// The top level of [`object_with_items_read_alone`].
+struct WithItemsAlone<'a> {
+    list: &'a str,
+}
+
+impl<'de> Visitor<'de> for WithItemsAlone<'_> {
+    type Value = ObjectWithItems;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ObjectWithItems, A::Error> {
+        let mut read = ObjectWithItems::default();
+        while let Some(name) = access.next_key::<String>()? {
+            if read.members.contains_key(&name) || (name == self.list && read.items.is_some()) {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            if name == self.list {
+                match access.next_value_seed(ItemsAlone)? {
+                    Listed::Items(items) => read.items = Some(items),
+                    Listed::Other(value) => {
+                        read.members.insert(name, value);
+                    }
+                }
+            } else {
+                let value = access.next_value_seed(UniqueValue::STRICT)?;
+                read.members.insert(name, value);
+            }
+        }
+        Ok(read)
+    }
+}
+
+/// The value of the list member of [`object_with_items_read_alone`].
+enum Listed {
+    /// An array: its items, each read on its own.
+    Items(Vec<Result<Value, StrictJsonError>>),
+    /// Any other value, read strictly.
+    Other(Value),
+}
+
+/// Reads a [`Listed`].
+struct ItemsAlone;
+
+impl<'de> DeserializeSeed<'de> for ItemsAlone {
+    type Value = Listed;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Listed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsAlone {
+    type Value = Listed;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listed, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            let repeated = Cell::new(false);
+            let reading = UniqueValue {
+                repeated: Some(&repeated),
+            };
+            let Some(item) = seq.next_element_seed(reading)? else {
+                return Ok(Listed::Items(items));
+            };
+            items.push(if repeated.get() {
+                Err(StrictJsonError::DuplicateMember)
+            } else {
+                Ok(item)
+            });
+        }
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Listed, E> {
+        UniqueValue::STRICT.visit_bool(value).map(Listed::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Listed, E> {
+        UniqueValue::STRICT.visit_i64(value).map(Listed::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Listed, E> {
+        UniqueValue::STRICT.visit_u64(value).map(Listed::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Listed, E> {
+        UniqueValue::STRICT.visit_f64(value).map(Listed::Other)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Listed, E> {
+        UniqueValue::STRICT.visit_str(value).map(Listed::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Listed, E> {
+        UniqueValue::STRICT.visit_unit().map(Listed::Other)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Listed, E> {
+        UniqueValue::STRICT.visit_none().map(Listed::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Listed, A::Error> {
+        UniqueValue::STRICT.visit_map(access).map(Listed::Other)
     }
 }
 
@@ -266,35 +410,45 @@ impl<'de> Visitor<'de> for SelectedValueSeed {
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<SelectedValue<'de>, E> {
-        UniqueValue.visit_bool(value).map(SelectedValue::Json)
+        UniqueValue::STRICT
+            .visit_bool(value)
+            .map(SelectedValue::Json)
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<SelectedValue<'de>, E> {
-        UniqueValue.visit_i64(value).map(SelectedValue::Json)
+        UniqueValue::STRICT
+            .visit_i64(value)
+            .map(SelectedValue::Json)
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<SelectedValue<'de>, E> {
-        UniqueValue.visit_u64(value).map(SelectedValue::Json)
+        UniqueValue::STRICT
+            .visit_u64(value)
+            .map(SelectedValue::Json)
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<SelectedValue<'de>, E> {
-        UniqueValue.visit_f64(value).map(SelectedValue::Json)
+        UniqueValue::STRICT
+            .visit_f64(value)
+            .map(SelectedValue::Json)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<SelectedValue<'de>, E> {
-        UniqueValue.visit_unit().map(SelectedValue::Json)
+        UniqueValue::STRICT.visit_unit().map(SelectedValue::Json)
     }
 
     fn visit_none<E: de::Error>(self) -> Result<SelectedValue<'de>, E> {
-        UniqueValue.visit_none().map(SelectedValue::Json)
+        UniqueValue::STRICT.visit_none().map(SelectedValue::Json)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SelectedValue<'de>, A::Error> {
-        UniqueValue.visit_seq(seq).map(SelectedValue::Json)
+        UniqueValue::STRICT.visit_seq(seq).map(SelectedValue::Json)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<SelectedValue<'de>, A::Error> {
-        UniqueValue.visit_map(access).map(SelectedValue::Json)
+        UniqueValue::STRICT
+            .visit_map(access)
+            .map(SelectedValue::Json)
     }
 }
 
@@ -373,9 +527,18 @@ impl<'de> Visitor<'de> for UniqueIgnored {
 const DUPLICATE: &str = "duplicate member name";
 
 /// A JSON value whose objects have unique member names.
-struct UniqueValue;
+#[derive(Clone, Copy)]
+struct UniqueValue<'a> {
+    /// Where a repeated name is noted, the value read on (the caller drops it); `None`:
+    /// a repeated name is an error.
+    repeated: Option<&'a Cell<bool>>,
+}
 
-impl<'de> DeserializeSeed<'de> for UniqueValue {
+impl UniqueValue<'static> {
+    const STRICT: Self = Self { repeated: None };
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueValue<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -383,7 +546,7 @@ impl<'de> DeserializeSeed<'de> for UniqueValue {
     }
 }
 
-impl<'de> Visitor<'de> for UniqueValue {
+impl<'de> Visitor<'de> for UniqueValue<'_> {
     type Value = Value;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -426,7 +589,7 @@ impl<'de> Visitor<'de> for UniqueValue {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element_seed(UniqueValue)? {
+        while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -439,9 +602,14 @@ impl<'de> Visitor<'de> for UniqueValue {
                 return arbitrary_precision_number(access.next_value::<String>()?);
             }
             if map.contains_key(&name) {
-                return Err(de::Error::custom(DUPLICATE));
+                let Some(repeated) = self.repeated else {
+                    return Err(de::Error::custom(DUPLICATE));
+                };
+                repeated.set(true);
+                access.next_value_seed(self)?;
+                continue;
             }
-            let value = access.next_value_seed(UniqueValue)?;
+            let value = access.next_value_seed(self)?;
             map.insert(name, value);
         }
         Ok(Value::Object(map))
@@ -554,12 +722,18 @@ mod tests {
         assert_both_readers_refuse(rows, StrictJsonError::DuplicateMember);
     }
 
-    /// Each row is refused with `error` by the whole-object reader and by the selecting
-    /// reader, whether it builds the members or only checks them.
+    /// Each row is refused with `error` by the whole-object reader, by the selecting
+    /// reader, whether it builds the members or only checks them, and by the item-wise
+    /// reader for a list the row does not have.
     fn assert_both_readers_refuse(rows: &[&[u8]], error: StrictJsonError) {
         for row in rows {
             let row_text = String::from_utf8_lossy(row);
             assert_eq!(object_with_unique_members(row), Err(error), "{row_text}");
+            assert_eq!(
+                object_with_items_read_alone(row, "keys").err(),
+                Some(error),
+                "{row_text}"
+            );
             for keep in [true, false] {
                 assert_eq!(
                     selected_members(row, |_| keep).err(),
@@ -616,6 +790,56 @@ mod tests {
     }
 
     #[test]
+    fn items_read_alone_set_repeats_aside_one_by_one() {
+        let read = object_with_items_read_alone(
+            br#"{"a":1,"keys":[{"k":1},{"k":1,"k":2},{"n":{"x":[{"y":1,"y":1}]}},7,{"k":[1]}]}"#,
+            "keys",
+        )
+        .unwrap();
+        assert_eq!(
+            read.members,
+            object_with_unique_members(br#"{"a":1}"#).unwrap()
+        );
+        let items = read.items.unwrap();
+        assert_eq!(items.len(), 5);
+        assert_eq!(items[0], Ok(serde_json::json!({"k": 1})));
+        assert_eq!(items[1], Err(StrictJsonError::DuplicateMember));
+        assert_eq!(items[2], Err(StrictJsonError::DuplicateMember));
+        assert_eq!(items[3], Ok(serde_json::json!(7)));
+        assert_eq!(items[4], Ok(serde_json::json!({"k": [1]})));
+        // Outside the list, and for the list's own name, repeats refuse the document.
+        for row in [
+            &br#"{"keys":[],"keys":[]}"#[..],
+            br#"{"keys":[],"keys":1}"#,
+            br#"{"keys":1,"keys":[]}"#,
+            br#"{"a":{"b":1,"b":2},"keys":[]}"#,
+        ] {
+            assert_eq!(
+                object_with_items_read_alone(row, "keys").err(),
+                Some(StrictJsonError::DuplicateMember),
+                "{}",
+                String::from_utf8_lossy(row)
+            );
+        }
+        // Without repeats it reads what the strict reader reads.
+        let text = br#"{"keys":[{"a":{"b":[1,2.5,null,"s"]}}],"other":{"keys":[1]}}"#;
+        let read = object_with_items_read_alone(text, "keys").unwrap();
+        let strict = object_with_unique_members(text).unwrap();
+        assert_eq!(Some(&read.members["other"]), strict.get("other"));
+        let items: Vec<Value> = read
+            .items
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(Value::Array(items), strict["keys"]);
+        // A list that is not an array is an ordinary member.
+        let read = object_with_items_read_alone(br#"{"keys":{"a":1}}"#, "keys").unwrap();
+        assert!(read.items.is_none());
+        assert_eq!(read.members["keys"], serde_json::json!({"a": 1}));
+    }
+
+    #[test]
     fn hostile_nesting_is_refused_without_overflow() {
         let deep = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
         assert_eq!(
@@ -627,6 +851,17 @@ mod tests {
             object_with_unique_members(deep_array.as_bytes()),
             Err(StrictJsonError::NotAnObject)
         );
+        let deep_items = format!(
+            "{{\"keys\":[{}1{}]}}",
+            "{\"a\":".repeat(100_000),
+            "}".repeat(100_000)
+        );
+        for text in [&deep, &deep_array, &deep_items] {
+            assert_eq!(
+                object_with_items_read_alone(text.as_bytes(), "keys").err(),
+                Some(StrictJsonError::NotAnObject)
+            );
+        }
         for keep in [true, false] {
             assert_eq!(
                 selected_members(deep.as_bytes(), |_| keep).err(),

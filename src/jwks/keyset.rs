@@ -45,7 +45,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::json::{StrictJsonError, object_with_unique_members};
+use crate::json::{StrictJsonError, object_with_items_read_alone};
 
 /// The curve or key family of a verification key; it decides which `alg` values fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,9 +223,10 @@ impl std::fmt::Display for KeySetError {
 }
 
 impl KeySet {
-    /// Parses a JWK Set document, keeping the keys that can verify signatures. A document
-    /// in which any object (the set or a key) names a member twice is refused whole. Only
-    /// the first [`MAX_JWKS_ENTRIES`] entries are read.
+    /// Parses a JWK Set document, keeping the keys that can verify signatures. A key that
+    /// names a member twice (at any depth) is skipped like any other key that cannot be
+    /// used (RFC 7517 sections 4 and 5); a set object that names a member twice (two
+    /// `keys`) is refused whole. Only the first [`MAX_JWKS_ENTRIES`] entries are read.
     pub(crate) fn parse(document: &[u8]) -> Result<Self, KeySetError> {
         Self::parse_entries(document, false)
     }
@@ -237,11 +238,12 @@ impl KeySet {
     }
 
     fn parse_entries(document: &[u8], whole: bool) -> Result<Self, KeySetError> {
-        let document = object_with_unique_members(document).map_err(|error| match error {
-            StrictJsonError::DuplicateMember => KeySetError::DuplicateMember,
-            StrictJsonError::NotAnObject => KeySetError::NotJson,
-        })?;
-        let Some(Value::Array(entries)) = document.get("keys") else {
+        let document =
+            object_with_items_read_alone(document, "keys").map_err(|error| match error {
+                StrictJsonError::DuplicateMember => KeySetError::DuplicateMember,
+                StrictJsonError::NotAnObject => KeySetError::NotJson,
+            })?;
+        let Some(entries) = document.items else {
             return Err(KeySetError::NoKeysArray);
         };
         if entries.len() > MAX_JWKS_ENTRIES {
@@ -256,7 +258,11 @@ impl KeySet {
         }
         let mut keys = Vec::with_capacity(entries.len().min(MAX_JWKS_ENTRIES));
         for (index, entry) in entries.iter().take(MAX_JWKS_ENTRIES).enumerate() {
-            match parse_jwk(entry) {
+            let parsed = match entry {
+                Ok(entry) => parse_jwk(entry),
+                Err(_) => Err("names a member twice"),
+            };
+            match parsed {
                 Ok(key) => keys.push(key),
                 Err(reason) => tracing::debug!(index, reason, "skipping a JWK"),
             }
@@ -418,13 +424,13 @@ const PRIVATE_MEMBERS: &[&str] = match SECRET_MEMBERS.split_last() {
 /// set given by hand that holds it was pasted from the wrong place; such keys are skipped
 /// when fetched, refused when configured). `false` for what is no JWK Set.
 pub(crate) fn holds_secret_material(document: &[u8]) -> bool {
-    let Ok(set) = object_with_unique_members(document) else {
+    let Ok(set) = object_with_items_read_alone(document, "keys") else {
         return false;
     };
-    let Some(Value::Array(keys)) = set.get("keys") else {
+    let Some(keys) = set.items else {
         return false;
     };
-    keys.iter().any(|key| {
+    keys.iter().flatten().any(|key| {
         key.as_object().is_some_and(|key| {
             SECRET_MEMBERS
                 .iter()
@@ -1008,27 +1014,59 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_members_refuse_the_whole_set() {
+    fn duplicate_members_refuse_the_set_or_skip_the_key() {
         let good = rsa("k").to_string();
-        let rows = [
+        let other = other_rsa("k2").to_string();
+        // The set itself naming `keys` twice (also escaped, also with another type) is
+        // refused whole.
+        let sets = [
             format!(r#"{{"keys":[{good}],"keys":[]}}"#),
             format!(r#"{{"keys":[],"keys":[{good}]}}"#),
-            // Inside a key: two `kid`s, two moduli, two `use`s, an escaped twin.
-            good.replacen('{', r#"{"kid":"other","#, 1),
-            good.replacen('{', r#"{"n":"AQAB","#, 1),
-            good.replacen('{', r#"{"use":"enc","use":"sig","#, 1),
-            good.replacen('{', r#"{"\u006bid":"k2","#, 1),
+            format!(r#"{{"keys":[{good}],"\u006beys":[{good}]}}"#),
+            format!(r#"{{"keys":{{}},"keys":[{good}]}}"#),
+            format!(r#"{{"keys":[{good}],"keys":7}}"#),
+            format!(r#"{{"other":1,"keys":[{good}],"other":2}}"#),
         ];
-        for row in rows {
-            let document = if row.starts_with(r#"{"keys""#) {
-                row
-            } else {
-                format!(r#"{{"keys":[{row}]}}"#)
-            };
+        for document in sets {
             assert_eq!(
                 KeySet::parse(document.as_bytes()).unwrap_err(),
                 KeySetError::DuplicateMember,
                 "{document}"
+            );
+        }
+        // A key naming a member twice (two `kid`s, two moduli, two `use`s, an escaped
+        // twin, a twin in a nested object) is skipped: alone it leaves no usable key, beside
+        // another key only that one is kept.
+        let twins = [
+            good.replacen('{', r#"{"kid":"other","#, 1),
+            good.replacen('{', r#"{"n":"AQAB","#, 1),
+            good.replacen('{', r#"{"use":"enc","use":"sig","#, 1),
+            good.replacen('{', r#"{"\u006bid":"k2","#, 1),
+            good.replacen('{', r#"{"x-meta":{"a":1,"a":2},"#, 1),
+        ];
+        for twin in twins {
+            let alone = format!(r#"{{"keys":[{twin}]}}"#);
+            assert_eq!(
+                KeySet::parse(alone.as_bytes()).unwrap_err(),
+                KeySetError::NoUsableKey,
+                "{alone}"
+            );
+            let beside = format!(r#"{{"keys":[{twin},{other}]}}"#);
+            let keys = KeySet::parse(beside.as_bytes()).unwrap();
+            assert_eq!(keys.len(), 1, "{beside}");
+            assert_eq!(keys.get(0).kid.as_deref(), Some("k2"), "{beside}");
+        }
+        // Syntax errors inside a key still refuse the document.
+        assert_eq!(
+            KeySet::parse(format!(r#"{{"keys":[{good},{{"kid":}}]}}"#).as_bytes()).unwrap_err(),
+            KeySetError::NotJson
+        );
+        // A non-array `keys` is no key list, whatever it holds.
+        for keys in ["{}", "7", "null", r#""x""#, r#"{"a":1}"#] {
+            assert_eq!(
+                KeySet::parse(format!(r#"{{"keys":{keys}}}"#).as_bytes()).unwrap_err(),
+                KeySetError::NoKeysArray,
+                "{keys}"
             );
         }
         // The same document without the twin parses.

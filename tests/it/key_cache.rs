@@ -899,9 +899,10 @@ async fn discovered_jwks_uri_carries_no_credentials_or_fragment() {
 /// set with a member inserted before each key's own.
 type KeySetDocument = fn(&str, &dyn Fn(&str) -> String) -> String;
 
-/// A JWK Set in which some object names a member twice is refused whole: a reader that
-/// keeps the last value (as a plain JSON parser does) would have accepted every one of
-/// these, with keys other than the ones the first value names.
+/// A JWK Set that names `keys` twice is refused whole, and a key that names a member twice
+/// is skipped: a reader that keeps the last value (as a plain JSON parser does) would have
+/// accepted every one of these, with keys other than the ones the first value names. Here
+/// every key has a twin, so no key is left: before any set is in use, 503.
 #[tokio::test]
 async fn key_sets_with_duplicate_members_are_refused() {
     // Each issuer has its own keys: the documents are made from the app's issuer's set.
@@ -951,6 +952,49 @@ async fn key_sets_with_duplicate_members_are_refused() {
             "row {row}"
         );
     }
+}
+
+/// A key that names a member twice is skipped like any key that cannot be used (RFC 7517
+/// sections 4 and 5), not the whole set: beside it the other keys verify, and a set whose
+/// only keys have twins withdraws the keys in use.
+#[tokio::test]
+async fn a_key_naming_a_member_twice_is_skipped() {
+    let app = app(|b| b).await;
+    let keys = app.issuer.jwks();
+    let real: Vec<String> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // The first key again, with a `kid` written before its own.
+    let decoy = format!(r#"{{"kid":"decoy",{}"#, &real[0][1..]);
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Body(format!(
+        r#"{{"keys":[{decoy},{}]}}"#,
+        real.join(",")
+    )));
+    let token = app
+        .issuer
+        .token()
+        .lifetime(Duration::from_secs(3600))
+        .sign();
+    assert_eq!(status(&app, &token).await, StatusCode::OK);
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    // Rotation to a set whose keys all have twins: once fetched, the old keys are gone.
+    let twinned: Vec<String> = real
+        .iter()
+        .map(|key| format!(r#"{{"use":"enc","use":"sig",{}"#, &key[1..]))
+        .collect();
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Body(format!(
+        r#"{{"keys":[{}]}}"#,
+        twinned.join(",")
+    )));
+    pass_time(&app.clock, Duration::from_secs(601)).await;
+    assert_eq!(status(&app, &token).await, StatusCode::OK);
+    settle(&app).await;
+    assert_eq!(app.issuer.jwks_fetches(), 2);
+    app.assert_invalid_token(&token, "the token's signing key is not known")
+        .await;
 }
 
 /// A discovery document served raw, for the issuer at the returned URL.
