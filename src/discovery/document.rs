@@ -168,6 +168,80 @@ pub struct AssociatedEndpoint {
     pub capabilities: Vec<Capability>,
 }
 
+/// The FHIR `Identifier` of the server's primary brand in its brand bundle
+/// (`user_access_brand_identifier`, SMART App Launch 2.2, "User-access Brands"): a `value`
+/// that matches the `Organization.identifier` of one brand, and (SHOULD) its `system`.
+///
+/// Read from a document as the object SMART defines; a bare string, as some servers wrote
+/// it before 2.2, is read as the `value`. Other `Identifier` members (`use`, `type`, ...)
+/// are not kept.
+///
+/// ```
+/// use smart_auth::discovery::{BrandIdentifier, SmartConfiguration};
+/// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+///     .user_access_brand_bundle("https://example.org/brands.json")
+///     .user_access_brand_identifier(BrandIdentifier::new(
+///         Some("urn:ietf:rfc:3986"),
+///         "https://example.org",
+///     ))
+///     .build()?;
+/// let served = serde_json::to_value(&configuration).unwrap();
+/// assert_eq!(
+///     served["user_access_brand_identifier"],
+///     serde_json::json!({"system": "urn:ietf:rfc:3986", "value": "https://example.org"})
+/// );
+/// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BrandIdentifier {
+    /// The namespace of the value (`Identifier.system`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The identifier itself (`Identifier.value`).
+    pub value: String,
+}
+
+impl BrandIdentifier {
+    /// An identifier with this `system` (SMART says it SHOULD have one) and `value`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::BrandIdentifier;
+    /// let identifier = BrandIdentifier::new(Some("urn:ietf:rfc:3986"), "https://example.org");
+    /// assert_eq!(identifier.value, "https://example.org");
+    /// ```
+    pub fn new(system: Option<impl Into<String>>, value: impl Into<String>) -> Self {
+        Self {
+            system: system.map(Into::into),
+            value: value.into(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BrandIdentifier {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Identifier {
+            #[serde(default)]
+            system: Option<String>,
+            value: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Identifier(Identifier),
+            Text(String),
+        }
+        Ok(match Written::deserialize(deserializer)? {
+            Written::Identifier(Identifier { system, value }) => Self { system, value },
+            Written::Text(value) => Self {
+                system: None,
+                value,
+            },
+        })
+    }
+}
+
 /// Why a SMART configuration is not valid, or could not be obtained. Every variant names
 /// the field it is about.
 ///
@@ -339,7 +413,7 @@ struct RawConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_access_brand_bundle: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_access_brand_identifier: Option<String>,
+    user_access_brand_identifier: Option<BrandIdentifier>,
     #[serde(flatten)]
     extra: Map<String, Value>,
 }
@@ -513,6 +587,14 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
     for endpoint in &raw.associated_endpoints {
         check_url(&endpoint.url, "associated_endpoints")?;
     }
+    if let Some(identifier) = &raw.user_access_brand_identifier {
+        let blank = |text: &str| text.trim().is_empty();
+        if blank(&identifier.value) || identifier.system.as_deref().is_some_and(blank) {
+            return Err(DiscoveryError::Missing {
+                field: "user_access_brand_identifier",
+            });
+        }
+    }
     Ok(())
 }
 
@@ -651,6 +733,11 @@ impl SmartConfiguration {
         &self.raw.associated_endpoints
     }
 
+    /// `user_access_brand_identifier`.
+    pub fn user_access_brand_identifier(&self) -> Option<&BrandIdentifier> {
+        self.raw.user_access_brand_identifier.as_ref()
+    }
+
     /// Fields this crate does not model, as sent.
     pub fn extra(&self) -> &Map<String, Value> {
         &self.raw.extra
@@ -673,8 +760,6 @@ impl SmartConfiguration {
         revocation_endpoint: text;
         /// `user_access_brand_bundle`.
         user_access_brand_bundle: text;
-        /// `user_access_brand_identifier`.
-        user_access_brand_identifier: text;
         /// `grant_types_supported`.
         grant_types_supported: list;
         /// `token_endpoint_auth_methods_supported`.
@@ -798,8 +883,6 @@ impl SmartConfigurationBuilder {
         revocation_endpoint: text;
         /// `user_access_brand_bundle`.
         user_access_brand_bundle: text;
-        /// `user_access_brand_identifier`.
-        user_access_brand_identifier: text;
         /// `grant_types_supported` (required, not empty).
         grant_types_supported: list;
         /// `token_endpoint_auth_methods_supported`.
@@ -838,6 +921,13 @@ impl SmartConfigurationBuilder {
     {
         self.raw.code_challenge_methods_supported =
             Some(methods.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// `user_access_brand_identifier`: the server's primary brand in the bundle that
+    /// `user_access_brand_bundle` names (its `value` must not be blank).
+    pub fn user_access_brand_identifier(mut self, identifier: BrandIdentifier) -> Self {
+        self.raw.user_access_brand_identifier = Some(identifier);
         self
     }
 
@@ -998,7 +1088,14 @@ impl SmartConfigurationBuilder {
             code_challenge_methods_supported: Some(vec!["S256".to_owned()]),
             associated_endpoints: Vec::new(),
             user_access_brand_bundle: text("user_access_brand_bundle")?,
-            user_access_brand_identifier: text("user_access_brand_identifier")?,
+            user_access_brand_identifier: match document.get("user_access_brand_identifier") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(BrandIdentifier::deserialize(value).map_err(|_| {
+                    DiscoveryError::InvalidValue {
+                        field: "user_access_brand_identifier",
+                    }
+                })?),
+            },
             extra: Map::new(),
         };
         Ok(Self { raw })
@@ -1043,6 +1140,99 @@ mod tests {
             .unwrap()
             .capabilities()
             .to_vec()
+    }
+
+    /// `user_access_brand_identifier` is a FHIR Identifier (SMART 2.2): the IG's own
+    /// example reads, round-trips and builds; the pre-2.2 string is read as the value; an
+    /// identifier without a value, with a blank one, or of another JSON type is refused.
+    #[test]
+    fn brand_identifiers_are_fhir_identifiers() {
+        let identifier = json!({"system": "urn:ietf:rfc:3986", "value": "https://example.org"});
+        let document = json!({
+            "token_endpoint": "https://as.example/token",
+            "grant_types_supported": ["client_credentials"],
+            "capabilities": ["client-confidential-asymmetric"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES384"],
+            "user_access_brand_bundle": "https://example.org/brands.json",
+            "user_access_brand_identifier": identifier,
+        });
+        let read: SmartConfiguration = serde_json::from_value(document.clone()).unwrap();
+        assert_eq!(
+            read.user_access_brand_identifier(),
+            Some(&BrandIdentifier::new(
+                Some("urn:ietf:rfc:3986"),
+                "https://example.org"
+            ))
+        );
+        assert_eq!(
+            serde_json::to_value(&read).unwrap()["user_access_brand_identifier"],
+            identifier
+        );
+        let Value::Object(metadata) = document.clone() else {
+            unreachable!()
+        };
+        let mapped = SmartConfigurationBuilder::from_metadata(metadata)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            mapped.user_access_brand_identifier(),
+            read.user_access_brand_identifier()
+        );
+        // Other Identifier members are read and not kept.
+        let with_use = json!({"use": "official", "value": "acme"});
+        assert_eq!(
+            serde_json::from_value::<BrandIdentifier>(with_use).unwrap(),
+            BrandIdentifier::new(None::<String>, "acme")
+        );
+        // The string some servers wrote before 2.2.
+        assert_eq!(
+            serde_json::from_value::<BrandIdentifier>(json!("https://example.org#brand-1"))
+                .unwrap(),
+            BrandIdentifier::new(None::<String>, "https://example.org#brand-1")
+        );
+        for wrong in [
+            json!({"system": "urn:ietf:rfc:3986"}),
+            json!({"value": 7}),
+            json!({"value": "x", "system": 7}),
+            json!(7),
+            json!(["x"]),
+            json!(true),
+        ] {
+            let mut metadata = document.clone();
+            metadata["user_access_brand_identifier"] = wrong.clone();
+            assert!(
+                serde_json::from_value::<SmartConfiguration>(metadata.clone()).is_err(),
+                "{wrong}"
+            );
+            let Value::Object(metadata) = metadata else {
+                unreachable!()
+            };
+            assert_eq!(
+                SmartConfigurationBuilder::from_metadata(metadata).unwrap_err(),
+                DiscoveryError::InvalidValue {
+                    field: "user_access_brand_identifier"
+                },
+                "{wrong}"
+            );
+        }
+        for blank in [
+            BrandIdentifier::new(None::<String>, ""),
+            BrandIdentifier::new(None::<String>, "  "),
+            BrandIdentifier::new(Some(""), "acme"),
+        ] {
+            assert_eq!(
+                SmartConfiguration::backend_services("https://as.example/token")
+                    .user_access_brand_identifier(blank.clone())
+                    .build()
+                    .unwrap_err(),
+                DiscoveryError::Missing {
+                    field: "user_access_brand_identifier"
+                },
+                "{blank:?}"
+            );
+        }
     }
 
     /// OpenID metadata without SMART capabilities: `private_key_jwt` claims SMART's

@@ -34,6 +34,7 @@ mod document;
 mod serve;
 
 pub use document::{
-    AssociatedEndpoint, Capability, DiscoveryError, SmartConfiguration, SmartConfigurationBuilder,
+    AssociatedEndpoint, BrandIdentifier, Capability, DiscoveryError, SmartConfiguration,
+    SmartConfigurationBuilder,
 };
 pub use serve::{ResponseFuture, SmartDiscovery, SmartDiscoveryLayer};
