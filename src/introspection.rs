@@ -205,6 +205,7 @@ pub struct Introspection {
     pub(crate) failure_cooldown: Duration,
     pub(crate) max_concurrent_calls: usize,
     pub(crate) max_queue_wait: Duration,
+    pub(crate) require_audience: bool,
 }
 
 impl Introspection {
@@ -221,6 +222,7 @@ impl Introspection {
             failure_cooldown: Duration::from_secs(10),
             max_concurrent_calls: 32,
             max_queue_wait: Duration::from_secs(1),
+            require_audience: false,
         }
     }
 
@@ -292,6 +294,24 @@ impl Introspection {
     /// ```
     pub fn max_queue_wait(mut self, wait: Duration) -> Self {
         self.max_queue_wait = wait;
+        self
+    }
+
+    /// Refuses an active answer without `aud`. RFC 7662 makes `aud` optional, so by default
+    /// an answer is checked against the configured audience only when it has one, and an
+    /// answer without one is taken as the authorization server's word that the token is for
+    /// this caller; with an authorization server that names the audience in its answers
+    /// (Keycloak, Okta, ...), this makes a token minted for another resource server 401
+    /// even when its answer leaves `aud` out. Clients accepted without an audience
+    /// ([`accept_missing_audience_for_clients`](crate::VerifierBuilder::accept_missing_audience_for_clients))
+    /// still are.
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth};
+    /// let settings = Introspection::new(IntrospectionAuth::bearer("rs-token")).require_audience();
+    /// ```
+    pub fn require_audience(mut self) -> Self {
+        self.require_audience = true;
         self
     }
 
@@ -509,6 +529,11 @@ impl Introspector {
 
     pub(crate) fn mode(&self) -> IntrospectionMode {
         self.settings.mode
+    }
+
+    /// Whether an active answer must name an audience.
+    pub(crate) fn requires_audience(&self) -> bool {
+        self.settings.require_audience
     }
 
     /// The active token's claims, as the introspection answer states them, with `iss`

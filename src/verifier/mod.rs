@@ -417,11 +417,13 @@ impl TokenVerifier {
         let config = &self.inner.config;
         let claims = SmartClaims::from_payload(Map::clone(&answer), &config.claim_names)?;
         let now = unix_seconds(config.clock.now());
-        // RFC 7662 makes `aud` optional: checked whenever the answer has one, so an empty
-        // list names no accepted audience. With clients accepted without an audience, an
-        // answer without one must name such a client, as a JWT without one must.
-        let audience_required =
-            claims.claim("aud").is_some() || self.lists_clients_without_audience();
+        // RFC 7662 makes `aud` optional: checked whenever the answer has one (so an empty
+        // list names no accepted audience), or always when the settings require one. With
+        // clients accepted without an audience, an answer without one must name such a
+        // client, as a JWT without one must.
+        let audience_required = claims.claim("aud").is_some()
+            || introspector.requires_audience()
+            || self.lists_clients_without_audience();
         self.check_claims(&claims, now, audience_required)?;
         Ok(claims)
     }

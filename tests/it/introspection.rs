@@ -529,6 +529,38 @@ async fn bad_answers_get_exact_refusals() {
             401,
             "the token type is not accepted",
         ),
+        // A sender-constrained token (RFC 9449 section 7.2, RFC 8705 section 3) is no
+        // Bearer token, whatever its answer says.
+        (
+            setup.active(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})),
+            401,
+            "the token is bound to a key and cannot be used as a Bearer token",
+        ),
+        (
+            setup.active(
+                json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+            ),
+            401,
+            "the token is bound to a key and cannot be used as a Bearer token",
+        ),
+        // Times in the answer are checked as a JWT's are: not yet valid, issued in the
+        // future (beyond the leeway).
+        (
+            setup.active(json!({"nbf": smart_auth_now(&setup.clock) + 3600})),
+            401,
+            "the access token is not yet valid",
+        ),
+        (
+            setup.active(json!({"iat": smart_auth_now(&setup.clock) + 3600})),
+            401,
+            "the access token is not yet valid",
+        ),
+        // An answer past its `exp` is read as inactive.
+        (
+            setup.active(json!({"exp": smart_auth_now(&setup.clock) - 3600})),
+            401,
+            "the access token is not active",
+        ),
     ];
     for (body, status, description) in rows {
         let app = setup.app(|i| i).await;
@@ -547,6 +579,17 @@ async fn bad_answers_get_exact_refusals() {
         setup.active(json!({"iss": null, "aud": null})),
     ));
     assert_eq!(app.get_with_token("t").await.status, StatusCode::OK);
+    // With `require_audience`, an answer without `aud` (absent or null) is refused; one
+    // that names the audience passes.
+    let app = setup.app(Introspection::require_audience).await;
+    // (A token each: answers are cached by token.)
+    for (token, changes) in [("t1", json!({"aud": null})), ("t2", json!({"aud": []}))] {
+        setup.answer(StubAnswer::Json(setup.active(changes)));
+        app.assert_invalid_token(token, "the token is for another audience")
+            .await;
+    }
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    assert_eq!(app.get_with_token("t3").await.status, StatusCode::OK);
     // Real servers' shapes: `scope` as a list of strings (Gluu, UAA, Spring's
     // `check_token`), Hydra's `token_use` of an access token.
     for (changes, scopes) in [
