@@ -139,6 +139,20 @@ async fn private_key_jwt_with_rs384_and_es384_gives_tokens_the_layer_accepts() {
         assert_eq!(body["token_type"], "Bearer");
         assert_eq!(body["expires_in"], 300);
         assert_eq!(body["scope"], "system/Patient.rs system/Observation.rs");
+        // Exactly these members: no `refresh_token` (SMART Backend Services: SHOULD NOT be
+        // issued; RFC 6749 section 4.4.3), no `id_token`.
+        let mut members: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        members.sort_unstable();
+        assert_eq!(
+            members,
+            ["access_token", "expires_in", "scope", "token_type"],
+            "{alg}"
+        );
 
         // The resource server accepts it, discovering the server's keys from its URL.
         let layer = SmartAuthLayer::builder(setup.server.url())
@@ -761,12 +775,16 @@ async fn discovery_documents_and_opaque_tokens() {
 #[tokio::test]
 async fn openid_metadata_agrees_with_the_smart_configuration() {
     let server = DevAuthServer::builder(FHIR).start().await.unwrap();
+    let client = reqwest::Client::new();
     let get = |path: &str| {
         let url = format!("{}/.well-known/{path}", server.url());
+        let request = client.get(url).header("origin", "https://app.example");
         async move {
-            let response = reqwest::get(url).await.unwrap();
+            let response = request.send().await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
             assert_eq!(response.headers()["content-type"], "application/json");
+            // Discovery is readable from any origin (SMART App Launch, CORS).
+            assert_eq!(response.headers()["access-control-allow-origin"], "*");
             response.json::<Value>().await.unwrap()
         }
     };
