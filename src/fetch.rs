@@ -301,15 +301,16 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
 }
 
 /// How long a response stays fresh from now: the `max-age` of all its `Cache-Control`
-/// lines together, less its `Age` (RFC 9111 section 4.2.3: a cache in between may have
-/// held it for most of its lifetime already). `None` without a lifetime.
+/// lines together, or without one its `Expires` less its `Date` (RFC 9111 section 4.2.1),
+/// less its `Age` (section 4.2.3: a cache in between may have held it for most of its
+/// lifetime already). `None` without a lifetime.
 fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
     let cache_control: Vec<&str> = headers
         .get_all(CACHE_CONTROL)
         .iter()
         .map(|value| value.to_str().unwrap_or("max-age=0"))
         .collect();
-    let lifetime = parse_max_age(&cache_control.join(","))?;
+    let lifetime = parse_max_age(&cache_control.join(",")).or_else(|| expires_lifetime(headers))?;
     // The largest `Age` of every line and list item; one that is not digits, or too large
     // to hold, makes the response stale (RFC 9111 section 1.2.2).
     let age = headers
@@ -320,6 +321,29 @@ fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
         .max()
         .map_or(Duration::ZERO, Duration::from_secs);
     Some(lifetime.saturating_sub(age))
+}
+
+/// The lifetime `Expires` gives: its time less the response's `Date`, or less now without
+/// a readable `Date` (RFC 9111 section 4.2.1). An `Expires` that is no HTTP date (`0`
+/// say), or given twice, means already stale (section 5.3), as does one in the past.
+/// `None` without `Expires`.
+fn expires_lifetime(headers: &http::HeaderMap) -> Option<Duration> {
+    let mut values = headers.get_all(http::header::EXPIRES).iter();
+    let expires = values.next()?;
+    let date = |value: &http::HeaderValue| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| httpdate::parse_http_date(text.trim()).ok())
+    };
+    let (Some(expires), None) = (date(expires), values.next()) else {
+        return Some(Duration::ZERO);
+    };
+    let sent = headers
+        .get(http::header::DATE)
+        .and_then(date)
+        .unwrap_or_else(std::time::SystemTime::now);
+    Some(expires.duration_since(sent).unwrap_or(Duration::ZERO))
 }
 
 /// RFC 9111 `delta-seconds`: digits only; a value too large to hold is the largest.
@@ -635,7 +659,68 @@ mod tests {
             map
         };
         type Row<'a> = (&'a [(&'a str, &'a str)], Option<u64>);
-        let rows: [Row<'_>; 12] = [
+        const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let rows: [Row<'_>; 24] = [
+            // Without `max-age`, `Expires` less `Date` (RFC 9111 section 4.2.1), in each
+            // of the three HTTP date formats, less the `Age`.
+            (
+                &[("date", DATE), ("expires", "Sun, 06 Nov 1994 08:59:37 GMT")],
+                Some(600),
+            ),
+            (
+                &[
+                    ("date", DATE),
+                    ("expires", "Sunday, 06-Nov-94 08:59:37 GMT"),
+                ],
+                Some(600),
+            ),
+            (
+                &[("date", DATE), ("expires", "Sun Nov  6 08:59:37 1994")],
+                Some(600),
+            ),
+            (
+                &[
+                    ("date", DATE),
+                    ("expires", "Sun, 06 Nov 1994 08:59:37 GMT"),
+                    ("age", "100"),
+                ],
+                Some(500),
+            ),
+            // `max-age` wins over `Expires`; `no-cache` too.
+            (
+                &[
+                    ("date", DATE),
+                    ("expires", "Sun, 06 Nov 1994 08:59:37 GMT"),
+                    ("cache-control", "max-age=60"),
+                ],
+                Some(60),
+            ),
+            (
+                &[
+                    ("date", DATE),
+                    ("expires", "Sun, 06 Nov 1994 08:59:37 GMT"),
+                    ("cache-control", "no-cache"),
+                ],
+                Some(0),
+            ),
+            // Stale: `0`, any other invalid date, one in the past, two `Expires`.
+            (&[("date", DATE), ("expires", "0")], Some(0)),
+            (&[("expires", "-1")], Some(0)),
+            (&[("expires", "tomorrow")], Some(0)),
+            (
+                &[("date", DATE), ("expires", "Sun, 06 Nov 1994 08:39:37 GMT")],
+                Some(0),
+            ),
+            (
+                &[
+                    ("date", DATE),
+                    ("expires", "Sun, 06 Nov 1994 08:59:37 GMT"),
+                    ("expires", "Sun, 06 Nov 1994 08:59:37 GMT"),
+                ],
+                Some(0),
+            ),
+            // An `Expires` in the past without `Date` is stale against now.
+            (&[("expires", DATE)], Some(0)),
             (&[], None),
             (&[("cache-control", "max-age=600")], Some(600)),
             (
