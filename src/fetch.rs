@@ -370,8 +370,11 @@ fn delta_seconds(text: &str) -> Option<u64> {
 ///   the configured issuer as a string, else [`FetchError::IssuerMismatch`].
 ///
 /// A location without a document (an HTTP error status, a redirect, which is never
-/// followed, or a body that is no JSON object) or with an unwanted one moves on to the
-/// next location.
+/// followed, a body that is no JSON object or is larger than the limit, a connection the
+/// server drops) or with an unwanted one moves on to the next location. A timeout ends the
+/// search: each location would take as long, and the request waits. Every location is
+/// asked with `Cache-Control: no-cache`: discovery runs at the start and when the keys
+/// may have moved, and a cache in between must not answer with where they were.
 pub(crate) async fn discover_metadata(
     fetcher: &Fetcher,
     issuer: &str,
@@ -379,8 +382,15 @@ pub(crate) async fn discover_metadata(
 ) -> Result<Map<String, Value>, FetchError> {
     let mut last_error = FetchError::NoMetadata;
     for (kind, candidate) in discovery_urls(issuer)? {
-        let fetched = match fetcher.get(&candidate, "application/json", false).await {
+        let fetched = match fetcher.get(&candidate, "application/json", true).await {
             Ok(fetched) => fetched,
+            // A fallback page larger than any metadata, or a location some front end
+            // drops the connection for (a firewall reset): nothing here.
+            Err(error @ (FetchError::TooLarge | FetchError::Transport(_))) => {
+                tracing::debug!(url = %candidate, %error, "no discovery document here");
+                last_error = error;
+                continue;
+            }
             Err(FetchError::Status(status)) => {
                 tracing::debug!(url = %candidate, status, "no discovery document here");
                 last_error = FetchError::Status(status);

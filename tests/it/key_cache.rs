@@ -1015,6 +1015,65 @@ async fn raw_discovery(document: impl Fn(&str) -> String) -> (String, tokio::tas
     (url, server)
 }
 
+/// A SMART location that answers with a page larger than any metadata, or whose
+/// connection breaks mid-answer, holds no document: discovery moves on to OpenID
+/// Connect's, which names the keys. Every discovery request says `Cache-Control: no-cache`.
+#[tokio::test]
+async fn discovery_moves_on_past_oversized_or_broken_answers() {
+    let clock = ManualClock::new();
+    let keys = issuer(&clock).await;
+    let jwks_uri = keys.jwks_uri();
+    for broken in ["oversized", "dropped"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let document = format!(r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}"}}"#);
+        let no_cache = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&no_cache);
+        let smart = move || async move {
+            let body = match broken {
+                "oversized" => axum::body::Body::from(vec![b' '; 2 * 1024 * 1024]),
+                _ => axum::body::Body::from_stream(futures_util::stream::iter([
+                    Ok(bytes::Bytes::from_static(b"{\"issuer\":")),
+                    Err(std::io::Error::other("connection dropped")),
+                ])),
+            };
+            ([("content-type", "application/json")], body)
+        };
+        let openid = move |headers: axum::http::HeaderMap| {
+            let document = document.clone();
+            if headers
+                .get("cache-control")
+                .is_some_and(|v| v == "no-cache")
+            {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            async move { ([("content-type", "application/json")], document) }
+        };
+        let router = axum::Router::new()
+            .route(
+                "/.well-known/smart-configuration",
+                axum::routing::get(smart),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(openid),
+            );
+        let _server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let layer = SmartAuthLayer::builder(&url)
+            .audience(keys.audience())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let app = crate::support::app_with_layer(issuer(&clock).await, clock.clone(), layer).await;
+        let token = keys.token().claim("iss", url.clone()).sign();
+        assert_eq!(status(&app, &token).await, StatusCode::OK, "{broken}");
+        assert_eq!(no_cache.load(Ordering::SeqCst), 1, "{broken}");
+    }
+    assert_eq!(keys.jwks_fetches(), 2);
+}
+
 /// Discovery documents from the issuer are refused when they name a member twice: for
 /// the layer's key discovery (503, the keys never fetched) and for
 /// `SmartConfiguration::from_issuer`.
