@@ -1313,3 +1313,53 @@ async fn the_key_set_location_is_discovered_again() {
     pass_time(&app.clock, Duration::from_secs(11)).await;
     assert_eq!(fresh_token_passes(&app).await, 1, "discovered again");
 }
+
+/// A background refresh that hangs never holds requests: with the key set past its TTL
+/// and the issuer's key server not answering, every request with a known key is answered
+/// at once on the keys in use, while the one refresh is still running.
+#[tokio::test]
+async fn a_hanging_refresh_never_holds_requests() {
+    let app = app(|b| b.fetch_timeout(Duration::from_secs(60))).await;
+    let token = app
+        .issuer
+        .token()
+        .lifetime(Duration::from_secs(3600))
+        .sign();
+    assert_eq!(status(&app, &token).await, StatusCode::OK);
+    app.issuer
+        .set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
+    pass_time(&app.clock, Duration::from_secs(601)).await;
+    // This request starts the refresh; wait until the key server holds it.
+    assert_eq!(status(&app, &token).await, StatusCode::OK);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.issuer.jwks_fetches() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the refresh reached the key server");
+    // Distinct tokens, so that the token cache cannot answer for them.
+    let tokens: Vec<String> = (0..100)
+        .map(|n| {
+            app.issuer
+                .token()
+                .claim("jti", format!("hang-{n}"))
+                .lifetime(Duration::from_secs(3600))
+                .sign()
+        })
+        .collect();
+    // Within the fetch timeout (60 s), so the refresh is still running at the end.
+    let answers = tokio::time::timeout(
+        Duration::from_secs(50),
+        join_all(tokens.iter().map(|token| status(&app, token))),
+    )
+    .await
+    .expect("requests waited for the refresh");
+    assert!(answers.iter().all(|status| *status == StatusCode::OK));
+    let verifier = app.layer.issuers().iter().next().unwrap();
+    assert!(
+        verifier.key_cache_status().fetching,
+        "the refresh still runs"
+    );
+    assert_eq!(app.issuer.jwks_fetches(), 2);
+}
