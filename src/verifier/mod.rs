@@ -534,6 +534,14 @@ impl TokenVerifier {
             return Err(ErrorKind::SenderConstrained);
         }
         if claims.issuer() != config.issuer {
+            if differs_only_by_final_slash(claims.issuer(), &config.issuer) {
+                tracing::debug!(
+                    target: "smart_auth::rejection",
+                    configured = %config.issuer,
+                    "the token's iss differs from the configured issuer only by a final '/': \
+                     configure the issuer exactly as the authorization server writes it"
+                );
+            }
             return Err(ErrorKind::WrongIssuer);
         }
         if audience_required {
@@ -594,6 +602,14 @@ impl TokenVerifier {
     }
 }
 
+/// Whether two issuer identifiers differ only by one final `/` (`https://as.example` and
+/// `https://as.example/`): different issuers to the exact comparison, and the most common
+/// misconfiguration (Auth0 writes the `/`, most others do not).
+pub(crate) fn differs_only_by_final_slash(one: &str, other: &str) -> bool {
+    one.len().abs_diff(other.len()) == 1
+        && one.strip_suffix('/').unwrap_or(one) == other.strip_suffix('/').unwrap_or(other)
+}
+
 /// What the token cache knows about a token.
 pub(crate) enum Lookup {
     /// Verified before, and a fresh verification would accept it now: same verifier (so
@@ -628,6 +644,32 @@ pub(crate) fn record_lookup(found: &Lookup) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn final_slash_differences() {
+        assert!(differs_only_by_final_slash(
+            "https://as.example",
+            "https://as.example/"
+        ));
+        assert!(differs_only_by_final_slash(
+            "https://as.example/",
+            "https://as.example"
+        ));
+        for (one, other) in [
+            ("https://as.example", "https://as.example"),
+            ("https://as.example/", "https://as.example/"),
+            ("https://as.example", "https://as.example//"),
+            ("https://as.example/a", "https://as.example/b/"),
+            ("https://as.example", "https://as.examplex"),
+            ("", "/"),
+        ] {
+            assert_eq!(
+                differs_only_by_final_slash(one, other),
+                one.is_empty(),
+                "{one} {other}"
+            );
+        }
+    }
 
     /// When `lookup` may answer from an entry: only while it is younger than max age and
     /// the key set it was verified with is current and within its TTL.
