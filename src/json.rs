@@ -53,13 +53,7 @@ pub(crate) fn value_with_unique_members(bytes: &[u8]) -> Result<Value, StrictJso
     let value = UniqueValue::STRICT
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value));
-    match value {
-        Ok(value) => Ok(value),
-        Err(error) if error.to_string().starts_with(DUPLICATE) => {
-            Err(StrictJsonError::DuplicateMember)
-        }
-        Err(_) => Err(StrictJsonError::NotAnObject),
-    }
+    value.map_err(strict_error)
 }
 
 /// A JSON object whose member names are unique at every depth, except inside the items of
@@ -76,13 +70,7 @@ pub(crate) fn object_with_items_read_alone(
     let read = deserializer
         .deserialize_map(WithItemsAlone { list })
         .and_then(|read| deserializer.end().map(|()| read));
-    match read {
-        Ok(read) => Ok(read),
-        Err(error) if error.to_string().starts_with(DUPLICATE) => {
-            Err(StrictJsonError::DuplicateMember)
-        }
-        Err(_) => Err(StrictJsonError::NotAnObject),
-    }
+    read.map_err(strict_error)
 }
 
 /// What [`object_with_items_read_alone`] reads.
@@ -286,13 +274,7 @@ pub(crate) fn selected_members(
     let selected = deserializer
         .deserialize_map(Selecting { wanted })
         .and_then(|selected| deserializer.end().map(|()| selected));
-    match selected {
-        Ok(selected) => Ok(selected),
-        Err(error) if error.to_string().starts_with(DUPLICATE) => {
-            Err(StrictJsonError::DuplicateMember)
-        }
-        Err(_) => Err(StrictJsonError::NotAnObject),
-    }
+    selected.map_err(strict_error)
 }
 
 /// A member name, borrowed from the document when it has no escapes.
@@ -519,6 +501,15 @@ impl<'de> Visitor<'de> for UniqueIgnored {
             names.push(name);
         }
         check_unique(&mut names)
+    }
+}
+
+/// The strict readers' error for a serde_json error: a repeated name, or anything else.
+fn strict_error(error: serde_json::Error) -> StrictJsonError {
+    if error.to_string().starts_with(DUPLICATE) {
+        StrictJsonError::DuplicateMember
+    } else {
+        StrictJsonError::NotAnObject
     }
 }
 

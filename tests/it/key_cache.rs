@@ -997,6 +997,19 @@ async fn a_key_naming_a_member_twice_is_skipped() {
         .await;
 }
 
+/// An app whose layer trusts the issuer at `url` (which serves its own discovery) with the
+/// audience of `keys`, and a token of `keys` naming that issuer.
+async fn app_for_issuer_at(url: &str, keys: &TestIssuer, clock: &ManualClock) -> (App, String) {
+    let layer = SmartAuthLayer::builder(url)
+        .audience(keys.audience())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = crate::support::app_with_layer(issuer(clock).await, clock.clone(), layer).await;
+    let token = keys.token().claim("iss", url.to_owned()).sign();
+    (app, token)
+}
+
 /// A discovery document served raw, for the issuer at the returned URL.
 async fn raw_discovery(document: impl Fn(&str) -> String) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1061,13 +1074,7 @@ async fn discovery_moves_on_past_oversized_or_broken_answers() {
         let _server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        let layer = SmartAuthLayer::builder(&url)
-            .audience(keys.audience())
-            .clock(clock.clone())
-            .build()
-            .unwrap();
-        let app = crate::support::app_with_layer(issuer(&clock).await, clock.clone(), layer).await;
-        let token = keys.token().claim("iss", url.clone()).sign();
+        let (app, token) = app_for_issuer_at(&url, &keys, &clock).await;
         assert_eq!(status(&app, &token).await, StatusCode::OK, "{broken}");
         assert_eq!(no_cache.load(Ordering::SeqCst), 1, "{broken}");
     }
@@ -1101,13 +1108,7 @@ async fn discovery_documents_with_duplicate_members_are_refused() {
     ];
     for (row, document) in rows.iter().enumerate() {
         let (url, _server) = raw_discovery(|url| document(url, &jwks_uri)).await;
-        let layer = SmartAuthLayer::builder(&url)
-            .audience(keys.audience())
-            .clock(clock.clone())
-            .build()
-            .unwrap();
-        let app = crate::support::app_with_layer(issuer(&clock).await, clock.clone(), layer).await;
-        let token = keys.token().claim("iss", url.clone()).sign();
+        let (app, token) = app_for_issuer_at(&url, &keys, &clock).await;
         let answer = app.get_with_token(&token).await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "row {row}");
         assert_eq!(answer.issue_code(), "transient", "row {row}");
@@ -1131,13 +1132,7 @@ async fn discovery_documents_with_duplicate_members_are_refused() {
         format!(r#"{{"issuer":"{url}","jwks_uri":"{jwks_uri}","token_endpoint":"{url}/token"}}"#)
     })
     .await;
-    let layer = SmartAuthLayer::builder(&url)
-        .audience(keys.audience())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let app = crate::support::app_with_layer(issuer(&clock).await, clock.clone(), layer).await;
-    let token = keys.token().claim("iss", url.clone()).sign();
+    let (app, token) = app_for_issuer_at(&url, &keys, &clock).await;
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
 }
 
