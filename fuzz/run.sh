@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(authorization token claims jwks scopes fhir_request introspection_answer discovery dev_server_request)
+TARGETS=(authorization token claims jwks scopes fhir_request enforce_request introspection_answer discovery dev_server_request)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 usage() { echo "usage: $0 TARGET|all SECONDS   (targets: ${TARGETS[*]})" >&2; exit 2; }

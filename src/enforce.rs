@@ -572,32 +572,41 @@ impl ScopeEnforcement {
             self.check(method, path, query, if_none_exist.as_ref(), origin, claims)
         };
         let passed = check_as(method.as_str())?;
+        // Marked as a link when any method a service behind may run lets it through as one.
+        let mut passed_as_link = passed == Passed::PagingLink;
         // A method override names a second method: a service behind that honours it runs
-        // that interaction, so the request needs its scopes too.
-        let check_override = |value: Option<&str>| {
+        // that interaction, so the request needs its scopes too. Each method is checked
+        // once, however often it is named (thousands of `_method=HEAD` would otherwise
+        // check the whole query as often); a method that fails ends the request, so the
+        // list holds only methods that passed, a handful at most.
+        let mut checked: Vec<String> = Vec::new();
+        let mut check_override = |value: Option<&str>| {
             let overridden = value
                 .map(str::trim)
                 .filter(|text| crate::bearer::is_token(text.as_bytes()))
                 .ok_or_else(forbidden)?;
-            if overridden.eq_ignore_ascii_case(method.as_str()) {
-                Ok(Passed::Checked)
-            } else {
-                check_as(&overridden.to_ascii_uppercase())
+            if !overridden.eq_ignore_ascii_case(method.as_str())
+                && !checked
+                    .iter()
+                    .any(|done| done.eq_ignore_ascii_case(overridden))
+            {
+                let overridden = overridden.to_ascii_uppercase();
+                passed_as_link |= check_as(&overridden)? == Passed::PagingLink;
+                checked.push(overridden);
             }
+            Ok::<(), AuthError>(())
         };
-        // Marked as a link when any method a service behind may run lets it through as one.
-        let mut passed_as_link = passed == Passed::PagingLink;
         if overridden_method {
             for value in METHOD_OVERRIDE_HEADERS
                 .iter()
                 .flat_map(|name| headers.get_all(*name))
             {
-                passed_as_link |= check_override(value.to_str().ok())? == Passed::PagingLink;
+                check_override(value.to_str().ok())?;
             }
         }
         if method_parameters {
             for value in method_parameter_values(uri.query().unwrap_or_default()) {
-                passed_as_link |= check_override(value.as_deref())? == Passed::PagingLink;
+                check_override(value.as_deref())?;
             }
         }
         Ok(

@@ -297,6 +297,48 @@ pub fn fhir_request(data: &[u8]) {
     let _ = routes.is_public(&request, &path);
 }
 
+/// `METHOD PATH?QUERY`, checked by the layer's scope enforcement (base `/fhir`) for a
+/// token with a patient in context and v1, v2 and granular scopes: method overrides,
+/// searches that reach other types, the patient pin.
+pub fn enforce_request(data: &[u8]) {
+    struct Checker {
+        enforcement: crate::ScopeEnforcement,
+        claims: SmartClaims,
+    }
+    static CHECKER: OnceLock<Checker> = OnceLock::new();
+    let checker = CHECKER.get_or_init(|| {
+        let payload = serde_json::json!({
+            "iss": "https://issuer.example", "exp": 4_102_444_800_i64, "client_id": "c",
+            "patient": "123",
+            "scope": "patient/Observation.rs?category=laboratory patient/Patient.r \
+                      patient/*.read system/Condition.cruds launch/patient",
+        });
+        let serde_json::Value::Object(payload) = payload else {
+            unreachable!("an object")
+        };
+        Checker {
+            enforcement: crate::ScopeEnforcement::new().at_base("/fhir"),
+            claims: SmartClaims::from_payload(payload, &claim_names())
+                .expect("the fixed claims are valid"),
+        }
+    });
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (method, target) = line.split_once(' ').unwrap_or(("GET", line));
+    let (Ok(method), Ok(request)) = (
+        Method::from_bytes(method.as_bytes()),
+        Request::builder().uri(target).body(String::new()),
+    ) else {
+        return;
+    };
+    let mut request = request;
+    *request.method_mut() = method;
+    let _ = checker
+        .enforcement
+        .check_request(&request, false, &checker.claims);
+}
+
 /// The JSON answer of an introspection endpoint, read as the introspector reads a 200
 /// answer. Refusals are `InactiveToken`, `InvalidClaim`, `UnsupportedTokenType` and
 /// `WrongIssuer`; an accepted answer has an `exp` in the future and an `iss`.

@@ -173,6 +173,45 @@ fn props_bounded_work_at_the_caps() {
             }),
         ],
     );
+    // The layer's scope check: a method named again and again is checked once (each
+    // check reads the whole query), as are searches reaching many types and pins.
+    assert_linear(
+        "enforce_request",
+        __fuzz::enforce_request,
+        TOKEN_CAP,
+        &[
+            ("overrides", |n| {
+                repeat_to("GET /fhir/Observation?", "_method=HEAD&", "", n)
+            }),
+            ("spelled overrides", |n| {
+                repeat_to(
+                    "GET /fhir/Observation?",
+                    "_method=head&%5Fmethod=HEAD&",
+                    "",
+                    n,
+                )
+            }),
+            ("includes", |n| {
+                repeat_to(
+                    "GET /fhir/Observation?",
+                    "_include=Observation:subject&",
+                    "",
+                    n,
+                )
+            }),
+            ("pins", |n| {
+                repeat_to(
+                    "GET /fhir/Observation?",
+                    "patient=123&subject=Patient/123&",
+                    "",
+                    n,
+                )
+            }),
+            ("chains", |n| {
+                repeat_to("GET /fhir/Observation?", "subject:Patient.name=x&", "", n)
+            }),
+        ],
+    );
     assert_linear(
         "dev_server_request",
         __fuzz::dev_server_request,

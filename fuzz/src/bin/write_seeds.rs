@@ -106,6 +106,27 @@ fn main() {
         ],
     );
     write(
+        "enforce_request",
+        &[
+            (
+                "search",
+                b"GET /fhir/Observation?category=laboratory&patient=123".to_vec(),
+            ),
+            (
+                "override",
+                b"POST /fhir/Observation/_search?_method=GET".to_vec(),
+            ),
+            (
+                "includes",
+                b"GET /fhir/Observation?_include=Observation:subject&_revinclude=Provenance:target"
+                    .to_vec(),
+            ),
+            ("conditional", b"PUT /fhir/Patient?_id=123".to_vec()),
+            ("compartment", b"GET /fhir/Patient/456/Observation".to_vec()),
+            ("system", b"POST /fhir?_method=GET&_type=Condition".to_vec()),
+        ],
+    );
+    write(
         "introspection_answer",
         &[
             ("active", br#"{"active":true,"exp":4102444800,"scope":"system/Patient.rs","client_id":"c","token_type":"Bearer","iss":"https://issuer.example","aud":["a"]}"#.to_vec()),
