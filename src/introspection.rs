@@ -252,7 +252,10 @@ impl Introspection {
         self
     }
 
-    /// The most answers kept (default 10,000).
+    /// The most answers kept (default 10,000), an active answer counting once for every
+    /// 4 KiB of its body begun: an authorization server that echoes large user attributes
+    /// into its answers (up to the 256 KiB read) fills the cache with fewer of them, so
+    /// that the default holds about 40 MiB of answers at most, whatever their size.
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.capacity = entries;
         self
@@ -361,6 +364,14 @@ struct Answer {
     /// Until when it may be reused, on tokio's monotonic clock: checked on every hit, so
     /// that tests can drive it with tokio's paused time.
     reusable_until: Instant,
+    /// Its share of the cache's capacity: one, and one more for every 4 KiB of the body an
+    /// active answer was read from.
+    weight: u32,
+}
+
+/// The cache's weight of an active answer read from `body_length` bytes.
+fn answer_weight(body_length: usize) -> u32 {
+    u32::try_from(body_length.div_ceil(4096)).map_or(u32::MAX, |pages| pages.max(1))
 }
 
 /// What an answer says about a token.
@@ -482,6 +493,8 @@ pub(crate) struct Introspector {
     /// Held while a failure is judged (the endpoint asked about that token): calls that
     /// got a slot meanwhile wait for the verdict instead of meeting the same outage.
     judging: tokio::sync::Mutex<()>,
+    /// When a throttled answer was last warned about (monotonic).
+    last_throttle_warning: Mutex<Option<Instant>>,
     /// When the client's token was last dropped after a 401/403 (monotonic).
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     last_renewal: Mutex<Option<Instant>>,
@@ -505,6 +518,7 @@ impl Introspector {
         fetcher.max_body = fetcher.max_body.min(256 * 1024);
         let cache = Cache::builder()
             .max_capacity(settings.capacity)
+            .weigher(|_, answer: &Answer| answer.weight)
             .expire_after(AnswerExpiry)
             .build();
         let slots = settings
@@ -523,6 +537,7 @@ impl Introspector {
             last_active: Mutex::new(None),
             last_healthy: Mutex::new(None),
             judging: tokio::sync::Mutex::new(()),
+            last_throttle_warning: Mutex::new(None),
             last_renewal: Mutex::new(None),
         }
     }
@@ -595,8 +610,13 @@ impl Introspector {
                     Unavailable::Saturated | Unavailable::CoolingDown => {
                         tracing::debug!(error = %failure, "token introspection refused");
                     }
-                    Unavailable::Throttled(_) => {
+                    // Per request too while the endpoint throttles (no cooldown starts): a
+                    // warning a second at most, the rest at debug level.
+                    Unavailable::Throttled(_) if self.first_throttle_this_second() => {
                         tracing::warn!(error = %failure, "token introspection refused");
+                    }
+                    Unavailable::Throttled(_) => {
+                        tracing::debug!(error = %failure, "token introspection refused");
                     }
                 }
                 let wait = match *failure {
@@ -610,6 +630,17 @@ impl Introspector {
                     .with_retry_after(wait)
                     .with_source(Unavailable::clone(&failure))
             })
+    }
+
+    /// Whether no throttled answer was seen in the last second (and notes this one).
+    fn first_throttle_this_second(&self) -> bool {
+        let now = Instant::now();
+        let mut last = lock(&self.last_throttle_warning);
+        let first = last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        if first {
+            *last = Some(now);
+        }
+        first
     }
 
     /// Starts the failure cooldown.
@@ -781,6 +812,7 @@ impl Introspector {
             verdict: Verdict::Refused(ErrorKind::IntrospectionUnavailable),
             ttl,
             reusable_until: deadline(ttl),
+            weight: 1,
         }
     }
 
@@ -894,6 +926,7 @@ impl Introspector {
                     },
                     ttl,
                     reusable_until: deadline(ttl),
+                    weight: answer_weight(body.len()),
                 }
             }
             Err(kind) => self.refusal(kind),
@@ -906,6 +939,7 @@ impl Introspector {
             verdict: Verdict::Refused(kind),
             ttl,
             reusable_until: deadline(ttl),
+            weight: 1,
         }
     }
 }
@@ -1035,6 +1069,23 @@ fn numeric_date(value: &Value) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An answer weighs one per 4 KiB of body begun, at least one: the default capacity
+    /// holds 10,000 small answers or 156 of the largest read (256 KiB).
+    #[test]
+    fn answers_weigh_by_their_size() {
+        for (length, weight) in [
+            (0, 1),
+            (1, 1),
+            (4096, 1),
+            (4097, 2),
+            (9000, 3),
+            (256 * 1024, 64),
+            (usize::MAX, u32::MAX),
+        ] {
+            assert_eq!(answer_weight(length), weight, "{length}");
+        }
+    }
 
     #[test]
     fn only_401_403_and_server_side_statuses_mean_down() {

@@ -10,14 +10,25 @@ use crate::error::ErrorKind;
 use crate::json::{self, Member, SelectedMembers};
 use crate::jwks::VerificationKey;
 
-/// The three segments of a compact JWS, borrowed from the token.
-#[derive(Debug, Clone, Copy)]
+/// The three segments of a compact JWS, borrowed from the token. Its `Debug` shows their
+/// lengths only: never token contents.
+#[derive(Clone, Copy)]
 pub(crate) struct Segments<'a> {
     pub(crate) header: &'a str,
     pub(crate) payload: &'a str,
     pub(crate) signature: &'a str,
     /// `header.payload`, the bytes the signature covers.
     pub(crate) signing_input: &'a str,
+}
+
+impl std::fmt::Debug for Segments<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segments")
+            .field("header_length", &self.header.len())
+            .field("payload_length", &self.payload.len())
+            .field("signature_length", &self.signature.len())
+            .finish()
+    }
 }
 
 /// Whether a bearer token has the shape of a compact JWS: three segments, the first a JSON
@@ -342,6 +353,15 @@ mod tests {
 
     fn b64(text: &str) -> String {
         URL_SAFE_NO_PAD.encode(text)
+    }
+
+    #[test]
+    fn segments_debug_shows_lengths_only() {
+        let segments = split("aGVhZGVy.cGF5bG9hZA.c2ln").unwrap();
+        assert_eq!(
+            format!("{segments:?}"),
+            "Segments { header_length: 8, payload_length: 10, signature_length: 4 }"
+        );
     }
 
     const ALL: &[SigningAlgorithm] = &[

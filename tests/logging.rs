@@ -60,6 +60,51 @@ async fn logging() {
     without_audience_only_typed_access_tokens_are_accepted_with_one_warning(&logs).await;
     any_audience_only_when_spelled_out_with_one_warning(&logs).await;
     token_contents_never_reach_the_logs(&logs).await;
+    #[cfg(feature = "introspection")]
+    throttled_introspection_warns_at_most_once_a_second(&logs).await;
+}
+
+/// An introspection endpoint that throttles (429) starts no cooldown, so every request
+/// meets it: one warning a second at most, the rest at debug level.
+#[cfg(feature = "introspection")]
+async fn throttled_introspection_warns_at_most_once_a_second(logs: &Capture) {
+    use smart_auth::{Introspection, IntrospectionAuth, IntrospectionMode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(|| async { StatusCode::TOO_MANY_REQUESTS }),
+    );
+    let _server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let app = app(|b| {
+        b.introspection(
+            Introspection::new(IntrospectionAuth::bearer("rs-token"))
+                .endpoint(endpoint)
+                .mode(IntrospectionMode::Only),
+        )
+    })
+    .await;
+    let before = logs.text().len();
+    let started = tokio::time::Instant::now();
+    for n in 0..20 {
+        let answer = app.get_with_token(&format!("opaque-{n}")).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let elapsed = started.elapsed().as_secs();
+    let text = logs.text()[before..].to_owned();
+    let lines = |level: &str| {
+        text.lines()
+            .filter(|line| line.contains(level) && line.contains("token introspection refused"))
+            .count()
+    };
+    let warnings = lines("WARN");
+    assert!(
+        warnings >= 1 && u64::try_from(warnings).unwrap() <= 1 + elapsed,
+        "{warnings} warnings in {elapsed} s: {text}"
+    );
+    assert_eq!(lines("DEBUG"), 20 - warnings, "{text}");
 }
 
 async fn without_audience_only_typed_access_tokens_are_accepted_with_one_warning(logs: &Capture) {

@@ -102,8 +102,9 @@ pub(crate) fn is_scope_string(scope: &str) -> bool {
         })
 }
 
-/// The client authentication a request presents.
-#[derive(Debug, PartialEq, Eq)]
+/// The client authentication a request presents. Its `Debug` shows the kind and the
+/// client id only: never a secret, token or assertion.
+#[derive(PartialEq, Eq)]
 pub(crate) enum Presented {
     /// HTTP Basic credentials: the client id and the secret, each in both spellings.
     Basic { id: Spellings, secret: Spellings },
@@ -113,17 +114,38 @@ pub(crate) enum Presented {
     Assertion(String),
 }
 
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Basic { id, .. } => f
+                .debug_struct("Basic")
+                .field("id", &id.as_sent)
+                .field("secret", &"<redacted>")
+                .finish(),
+            Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Self::Assertion(_) => f.write_str("Assertion(<redacted>)"),
+        }
+    }
+}
+
 /// A Basic client id or secret in both spellings a client may send: form-decoded, as RFC
 /// 6749 section 2.3.1 asks clients to encode them, and as sent, as RFC 7617 clients do
 /// (`curl -u`, the Inferno test kits): `a+b` is then `a+b`, not `a b`, and `50%off` is no
 /// form encoding at all. Knowing either spelling of the registered secret is knowing the
 /// secret; either spelling of a registered client id names that client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Spellings {
     /// The form-decoded text; `None` when it is no valid form encoding.
     pub(crate) decoded: Option<String>,
     /// The text as it stands before or after the colon.
     pub(crate) as_sent: String,
+}
+
+/// Redacted: a `Spellings` may hold a secret.
+impl std::fmt::Debug for Spellings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spellings(<redacted>)")
+    }
 }
 
 impl Spellings {
@@ -227,6 +249,36 @@ fn basic_credentials(token: &str) -> Option<(Spellings, Spellings)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Debug` of presented credentials names the kind and the client id, never the
+    /// secret, token or assertion, in any spelling.
+    #[test]
+    fn presented_credentials_debug_without_secrets() {
+        let rows = [
+            (
+                Presented::Basic {
+                    id: Spellings::of("client-7"),
+                    secret: Spellings::of("s3cr%65t-marker"),
+                },
+                r#"Basic { id: "client-7", secret: "<redacted>" }"#,
+            ),
+            (
+                Presented::Bearer("bearer-marker".to_owned()),
+                "Bearer(<redacted>)",
+            ),
+            (
+                Presented::Assertion("assertion-marker".to_owned()),
+                "Assertion(<redacted>)",
+            ),
+        ];
+        for (presented, debug) in rows {
+            assert_eq!(format!("{presented:?}"), debug);
+        }
+        assert_eq!(
+            format!("{:?}", Spellings::of("s3cret")),
+            "Spellings(<redacted>)"
+        );
+    }
 
     #[test]
     fn form_decoding_is_strict() {
