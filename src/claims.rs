@@ -162,6 +162,8 @@ struct Lazy {
     audiences: OnceLock<Box<[String]>>,
     /// [`SmartClaims::scope_set`].
     scope_set: OnceLock<ScopeSet>,
+    /// [`SmartClaims::scope_set_without_patient_scopes`] (boxed: few requests need it).
+    scope_set_without_patient: OnceLock<Box<ScopeSet>>,
     /// The whole claim set: [`SmartClaims::claim`], [`all_claims`](SmartClaims::all_claims)
     /// and [`extra`](SmartClaims::extra).
     parsed: OnceLock<Map<String, Value>>,
@@ -864,6 +866,16 @@ impl SmartClaims {
         self.inner.lazy().scope_set.get_or_init(|| {
             ScopeSet::from_iter(self.scope_tokens()).with_patient_context(self.patient().is_some())
         })
+    }
+
+    /// The scope set with its `patient/` scopes not counting (as without a patient
+    /// context), for requests they cannot allow (another patient, a population): built once
+    /// per token, not once per request or bundle entry.
+    pub(crate) fn scope_set_without_patient_scopes(&self) -> &ScopeSet {
+        self.inner
+            .lazy()
+            .scope_set_without_patient
+            .get_or_init(|| Box::new(self.scope_set().clone().with_patient_context(false)))
     }
 
     /// Whether the scopes allow `interaction` on the whole of `resource_type` (`*` for system

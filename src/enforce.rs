@@ -578,7 +578,9 @@ impl ScopeEnforcement {
         // that interaction, so the request needs its scopes too. Each method is checked
         // once, however often it is named (thousands of `_method=HEAD` would otherwise
         // check the whole query as often); a method that fails ends the request, so the
-        // list holds only methods that passed, a handful at most.
+        // list holds only methods that passed. No client names more than one: a request
+        // naming more than `MAX_OVERRIDE_METHODS` others is refused (outside the base,
+        // where any method may pass, the list would otherwise grow with the query).
         let mut checked: Vec<String> = Vec::new();
         let mut check_override = |value: Option<&str>| {
             let overridden = value
@@ -590,6 +592,9 @@ impl ScopeEnforcement {
                     .iter()
                     .any(|done| done.eq_ignore_ascii_case(overridden))
             {
+                if checked.len() == MAX_OVERRIDE_METHODS {
+                    return Err(forbidden());
+                }
                 let overridden = overridden.to_ascii_uppercase();
                 passed_as_link |= check_as(&overridden)? == Passed::PagingLink;
                 checked.push(overridden);
@@ -655,7 +660,11 @@ impl ScopeEnforcement {
         {
             // The page of a search checked when it ran; what its includes reach needs the
             // scopes a search's would.
-            return match types_reached(query)
+            let reached = types_reached(query);
+            if reached.len() > MAX_REQUIREMENTS {
+                return Err(forbidden());
+            }
+            return match reached
                 .iter()
                 .find(|requirement| !claims.scope_set().permits_requirement(requirement))
             {
@@ -734,6 +743,12 @@ impl ScopeEnforcement {
             _ => None,
         };
         let reached = criteria.map(types_reached).unwrap_or_default();
+        // Each requirement is checked against every scope of the token: a query naming
+        // thousands of made-up types (`_type=Aaa,Aab,...`) would cost that many scans. FHIR
+        // has under 200 resource types, so no real request comes near the bound.
+        if requirements.len() + reached.len() > MAX_REQUIREMENTS {
+            return Err(forbidden());
+        }
         // `patient/` scopes reach the patient in context only: a path naming another Patient
         // (the Patient itself or its compartment), or criteria naming one, need `user/` or
         // `system/` scopes, and so does an operation on a population: a bulk export, or
@@ -767,12 +782,10 @@ impl ScopeEnforcement {
                 || (operation.id.is_none()
                     && operation.resource_type.as_deref().is_none_or(|name| name == "Patient")));
         let patient_scopes_count = !(other_patient || population_operation);
-        let without_patient_scopes;
         let scopes = if patient_scopes_count {
             claims.scope_set()
         } else {
-            without_patient_scopes = claims.scope_set().clone().with_patient_context(false);
-            &without_patient_scopes
+            claims.scope_set_without_patient_scopes()
         };
         let refusal = |requirement: &Requirement| {
             // No `patient/` scope would allow it: no hint in that context.
@@ -901,12 +914,7 @@ fn allows(
         {
             true
         }
-        _ => {
-            handler_filters
-                && !scopes
-                    .constraints(None, interaction, resource_type)
-                    .is_denied()
-        }
+        _ => handler_filters && scopes.grants_some(None, interaction, resource_type),
     }
 }
 
@@ -927,17 +935,44 @@ fn allows(
 /// printable ASCII inside, counts as reaching every type when it has a value. Each
 /// requirement is listed once, however often the query repeats it.
 fn types_reached(query: &str) -> Vec<Requirement> {
-    let mut seen = std::collections::HashSet::new();
-    every_type_reached(query)
-        .into_iter()
-        .filter(|requirement| seen.insert(requirement.clone()))
-        .collect()
+    let mut reached = Requirements::default();
+    add_types_reached(query, &mut reached);
+    reached.into_vec()
 }
 
-/// [`types_reached`], repeats included.
-fn every_type_reached(query: &str) -> Vec<Requirement> {
+/// Requirements in the order first found, each kept once: a query that repeats one
+/// (`_in=,,,...`, thousands of the same `_include`) costs a lookup per repeat, not an
+/// entry, so what a request holds grows with the distinct requirements it names.
+#[derive(Default)]
+struct Requirements {
+    list: Vec<Requirement>,
+    seen: std::collections::HashSet<Requirement>,
+}
+
+impl Requirements {
+    fn push(&mut self, requirement: Requirement) {
+        if !self.seen.contains(&requirement) {
+            self.seen.insert(requirement.clone());
+            self.list.push(requirement);
+        }
+    }
+
+    fn into_vec(self) -> Vec<Requirement> {
+        self.list
+    }
+}
+
+impl Extend<Requirement> for Requirements {
+    fn extend<I: IntoIterator<Item = Requirement>>(&mut self, requirements: I) {
+        for requirement in requirements {
+            self.push(requirement);
+        }
+    }
+}
+
+/// Adds what [`types_reached`] finds in `query` to `reached`.
+fn add_types_reached(query: &str, reached: &mut Requirements) {
     let every_type = || Requirement::new(Interaction::SearchType, ResourceType::Any);
-    let mut reached = Vec::new();
     for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let Some(lenient) = lenient_raw_parameter_name(name) else {
@@ -953,7 +988,7 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         let base = name.split(':').next().unwrap_or_default();
         // Every parameter with a rule of its own starts with `_`; any other may chain.
         if !base.starts_with('_') {
-            chain_reach(name, &mut reached);
+            chain_reach(name, reached);
             continue;
         }
         let is = |expected: &str| base.eq_ignore_ascii_case(expected);
@@ -997,13 +1032,12 @@ fn every_type_reached(query: &str) -> Vec<Requirement> {
         } else if is("_sort") {
             // A sort key may be a chain (`-subject:Patient.name`) on servers that allow it.
             for key in value().split(',') {
-                chain_reach(key.trim().trim_start_matches('-'), &mut reached);
+                chain_reach(key.trim().trim_start_matches('-'), reached);
             }
         } else {
-            chain_reach(name, &mut reached);
+            chain_reach(name, reached);
         }
     }
-    reached
 }
 
 /// The one type a reference search parameter of `source` can point at, for the parameters
@@ -1044,7 +1078,7 @@ fn requirement_on(interaction: Interaction, name: &str) -> Requirement {
 /// possibly nested and after a chain's `.` too (`subject:Patient._has:Group:member:_id`),
 /// and each link of a chain but the last (`reference[:Type].parameter...`), `s` on the
 /// type named or on every type where none is.
-fn chain_reach(name: &str, reached: &mut Vec<Requirement>) {
+fn chain_reach(name: &str, reached: &mut Requirements) {
     let searched = |name: &str| requirement_on(Interaction::SearchType, name);
     if name.contains('_') {
         let mut parts = name.split([':', '.']);
@@ -1243,6 +1277,14 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// The most distinct requirements (an interaction on a type) one request may need, those
+/// of its other readings and method overrides counted apart: [`ScopeEnforcement::check`].
+const MAX_REQUIREMENTS: usize = 1024;
+
+/// The most methods besides its own a request may name in method overrides (each is
+/// checked): FHIR's methods other than the request's are five.
+const MAX_OVERRIDE_METHODS: usize = 5;
+
 /// Whether the query has a `_method` parameter, the method override of Spring's
 /// `HiddenHttpMethodFilter`, gorilla's `HTTPMethodOverrideHandler`, Symfony and Express's
 /// `method-override` (FHIR defines no such parameter), its name read as a lenient server
@@ -1368,10 +1410,13 @@ pub fn default_operation_policy(
         return None;
     }
     let types = query.and_then(type_parameter);
-    let mut requirements = export_requirements(operation.level, types.as_deref());
-    requirements.extend(query.map(associated_data).unwrap_or_default());
-    requirements.extend(query.map(type_filters_reach).unwrap_or_default());
-    Some(requirements)
+    let mut requirements = Requirements::default();
+    requirements.extend(export_requirements(operation.level, types.as_deref()));
+    if let Some(query) = query {
+        add_associated_data(query, &mut requirements);
+        add_type_filters_reach(query, &mut requirements);
+    }
+    Some(requirements.into_vec())
 }
 
 /// What the `_typeFilter` queries of an export look into: a filter only narrows its type's
@@ -1380,19 +1425,17 @@ pub fn default_operation_policy(
 /// `_include`, which the Bulk Data IG forbids there, would bring them back. Each query is
 /// read as [`types_reached`] reads a search, the IG's older comma-separated form too
 /// ([`type_filter_queries`]).
-fn type_filters_reach(query: &str) -> Vec<Requirement> {
-    let mut reached = Vec::new();
+fn add_type_filters_reach(query: &str, reached: &mut Requirements) {
     for (name, filter) in both_readings(query) {
         if lenient_parameter_name(&name).is_none() {
             // A name no one can tell the meaning of may be a `_typeFilter`.
             reached.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
         } else if is_parameter(&name, "_typeFilter") {
             for criteria in type_filter_queries(&filter) {
-                reached.extend(types_reached(criteria));
+                add_types_reached(criteria, reached);
             }
         }
     }
-    reached
 }
 
 /// The queries of a `_typeFilter` value, each without its prefix ([`type_prefix_len`]):
@@ -1423,27 +1466,23 @@ fn type_filter_queries(filter: &str) -> Vec<&str> {
 /// What `includeAssociatedData` (Bulk Data 2.0) adds to an export: Provenance resources
 /// for `LatestProvenanceResources` and `RelevantProvenanceResources`, and for any other
 /// value (`_`-prefixed custom ones) data of unknown types, so every type.
-fn associated_data(query: &str) -> Vec<Requirement> {
-    both_readings(query)
-        .filter(|(name, _)| {
-            // A name no one can tell the meaning of may be this one.
-            lenient_parameter_name(name).is_none() || is_parameter(name, "includeAssociatedData")
-        })
-        .flat_map(|(_, value)| {
-            value
-                .split(',')
-                .map(|kind| {
-                    let resource_type = match kind.trim() {
-                        "LatestProvenanceResources" | "RelevantProvenanceResources" => {
-                            ResourceType::Named("Provenance".to_owned())
-                        }
-                        _ => ResourceType::Any,
-                    };
-                    Requirement::new(Interaction::SearchType, resource_type)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
+fn add_associated_data(query: &str, reached: &mut Requirements) {
+    for (name, value) in both_readings(query) {
+        // A name no one can tell the meaning of may be this one.
+        if lenient_parameter_name(&name).is_some() && !is_parameter(&name, "includeAssociatedData")
+        {
+            continue;
+        }
+        for kind in value.split(',') {
+            let resource_type = match kind.trim() {
+                "LatestProvenanceResources" | "RelevantProvenanceResources" => {
+                    ResourceType::Named("Provenance".to_owned())
+                }
+                _ => ResourceType::Any,
+            };
+            reached.push(Requirement::new(Interaction::SearchType, resource_type));
+        }
+    }
 }
 
 /// The percent-decoded `_type` values of a query string as servers may read it, joined by
@@ -1455,26 +1494,27 @@ fn associated_data(query: &str) -> Vec<Requirement> {
 /// one can tell the meaning of ([`lenient_parameter_name`]) may be a `_type` that says
 /// anything: `None` too.
 fn type_parameter(query: &str) -> Option<String> {
-    // Each reading decoded once.
-    let at_ampersands: Vec<(String, String)> = crate::form::pairs(query).collect();
-    let at_both: Vec<(String, String)> =
-        crate::form::pairs_split_at_semicolons_too(query).collect();
-    let readings = || at_ampersands.iter().chain(&at_both);
-    if readings().any(|(name, _)| lenient_parameter_name(name).is_none()) {
-        return None;
-    }
-    let names_type_exactly = |(name, _): &(String, String)| name == "_type";
-    if !at_ampersands.iter().any(names_type_exactly) || !at_both.iter().any(names_type_exactly) {
-        return None;
-    }
-    // Each value once (a hash set keeps this linear however many a query repeats).
+    // Each reading read once, keeping only the `_type` values (each once: a hash set keeps
+    // this linear however many a query repeats).
     let mut seen = std::collections::HashSet::new();
-    let values: Vec<&str> = readings()
-        .filter(|(name, _)| is_parameter(name, "_type"))
-        .map(|(_, value)| value.as_str())
-        .filter(|value| seen.insert(*value))
-        .collect();
-    Some(values.join(","))
+    let mut values: Vec<String> = Vec::new();
+    let mut read = |reading: &mut dyn Iterator<Item = (String, String)>| {
+        let mut names_type_exactly = false;
+        for (name, value) in reading {
+            if lenient_parameter_name(&name).is_none() {
+                return false;
+            }
+            names_type_exactly |= name == "_type";
+            if is_parameter(&name, "_type") && !seen.contains(&value) {
+                seen.insert(value.clone());
+                values.push(value);
+            }
+        }
+        names_type_exactly
+    };
+    let every_reading_names_it = read(&mut crate::form::pairs(query))
+        && read(&mut crate::form::pairs_split_at_semicolons_too(query));
+    every_reading_names_it.then(|| values.join(","))
 }
 
 /// The page a paging link names ([`ScopeEnforcement::handler_checks_paging_links`]), or

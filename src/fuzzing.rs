@@ -297,9 +297,10 @@ pub fn fhir_request(data: &[u8]) {
     let _ = routes.is_public(&request, &path);
 }
 
-/// `METHOD PATH?QUERY`, checked by the layer's scope enforcement (base `/fhir`) for a
-/// token with a patient in context and v1, v2 and granular scopes: method overrides,
-/// searches that reach other types, the patient pin.
+/// `METHOD PATH?QUERY`, then any number of `\0name: value` headers, checked by the layer's
+/// scope enforcement (base `/fhir`) for a token with a patient in context and v1, v2 and
+/// granular scopes: method overrides, searches that reach other types, granular filters,
+/// the patient pin, conditional creates' `If-None-Exist`, bulk exports.
 pub fn enforce_request(data: &[u8]) {
     struct Checker {
         enforcement: crate::ScopeEnforcement,
@@ -311,7 +312,7 @@ pub fn enforce_request(data: &[u8]) {
             "iss": "https://issuer.example", "exp": 4_102_444_800_i64, "client_id": "c",
             "patient": "123",
             "scope": "patient/Observation.rs?category=laboratory patient/Patient.r \
-                      patient/*.read system/Condition.cruds launch/patient",
+                      patient/Encounter.read system/Condition.cruds launch/patient",
         });
         let serde_json::Value::Object(payload) = payload else {
             unreachable!("an object")
@@ -322,14 +323,19 @@ pub fn enforce_request(data: &[u8]) {
                 .expect("the fixed claims are valid"),
         }
     });
-    let Ok(line) = std::str::from_utf8(data) else {
+    let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    let mut lines = text.split('\0');
+    let line = lines.next().unwrap_or_default();
     let (method, target) = line.split_once(' ').unwrap_or(("GET", line));
-    let (Ok(method), Ok(request)) = (
-        Method::from_bytes(method.as_bytes()),
-        Request::builder().uri(target).body(String::new()),
-    ) else {
+    let mut builder = Request::builder().uri(target);
+    for header in lines {
+        let (name, value) = header.split_once(':').unwrap_or((header, ""));
+        builder = builder.header(name.trim(), value.trim());
+    }
+    let (Ok(method), Ok(request)) = (Method::from_bytes(method.as_bytes()), builder.body(()))
+    else {
         return;
     };
     let mut request = request;

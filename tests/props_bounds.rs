@@ -30,6 +30,19 @@ fn repeat_to(prefix: &str, unit: &str, suffix: &str, size: usize) -> Vec<u8> {
     format!("{prefix}{}{suffix}", unit.repeat(count)).into_bytes()
 }
 
+/// `prefix`, then `unit` followed by a number counting up (distinct pieces), then
+/// `suffix`, about `size` bytes in all.
+fn numbered(prefix: &str, unit: &str, suffix: &str, size: usize) -> Vec<u8> {
+    let mut text = String::from(prefix);
+    let mut index = 0;
+    while text.len() + unit.len() + 8 + suffix.len() < size {
+        text.push_str(&format!("{unit}{index}"));
+        index += 1;
+    }
+    text.push_str(suffix);
+    text.into_bytes()
+}
+
 fn numbered_members(size: usize) -> Vec<u8> {
     let mut text = String::from("{");
     let mut index = 0;
@@ -81,6 +94,9 @@ fn assert_linear(parser: &str, parse: fn(&[u8]), cap: usize, families: &[Family]
 }
 
 const TOKEN_CAP: usize = 16 * 1024;
+/// hyper's longest HTTP/1 request target (65,534 bytes) and request head (408 KiB).
+const REQUEST_TARGET_CAP: usize = 65_534;
+const REQUEST_HEAD_CAP: usize = 408 * 1024;
 
 #[test]
 fn props_bounded_work_at_the_caps() {
@@ -173,42 +189,82 @@ fn props_bounded_work_at_the_caps() {
             }),
         ],
     );
-    // The layer's scope check: a method named again and again is checked once (each
-    // check reads the whole query), as are searches reaching many types and pins.
+    // The layer's scope check, at hyper's longest request target: a method named again and
+    // again is checked once (each check reads the whole query), a requirement named again
+    // and again is kept once, a granular filter keeps only the pairs it names.
     assert_linear(
         "enforce_request",
         __fuzz::enforce_request,
-        TOKEN_CAP,
+        REQUEST_TARGET_CAP,
         &[
             ("overrides", |n| {
-                repeat_to("GET /fhir/Observation?", "_method=HEAD&", "", n)
+                repeat_to("GET /fhir/Condition?", "_method=HEAD&", "", n)
             }),
             ("spelled overrides", |n| {
                 repeat_to(
-                    "GET /fhir/Observation?",
+                    "GET /fhir/Condition?",
                     "_method=head&%5Fmethod=HEAD&",
                     "",
                     n,
                 )
             }),
             ("includes", |n| {
+                repeat_to("GET /fhir/Condition?", "_include=Condition:subject&", "", n)
+            }),
+            ("in lists", |n| {
+                repeat_to("GET /fhir/Condition?_in=", ",", "", n)
+            }),
+            ("revincludes", |n| {
                 repeat_to(
-                    "GET /fhir/Observation?",
-                    "_include=Observation:subject&",
+                    "GET /fhir/Condition?_revinclude=",
+                    "Condition:subject,",
                     "",
                     n,
                 )
             }),
             ("pins", |n| {
                 repeat_to(
-                    "GET /fhir/Observation?",
+                    "GET /fhir/Condition?",
                     "patient=123&subject=Patient/123&",
                     "",
                     n,
                 )
             }),
             ("chains", |n| {
-                repeat_to("GET /fhir/Observation?", "subject:Patient.name=x&", "", n)
+                repeat_to("GET /fhir/Condition?", "subject:Patient.name=x&", "", n)
+            }),
+            ("system search", |n| repeat_to("GET /fhir?", "a&", "", n)),
+            ("system types", |n| {
+                repeat_to("GET /fhir?_type=", "Condition,", "", n)
+            }),
+            ("associated data", |n| {
+                repeat_to("GET /fhir/$export?includeAssociatedData=", ",", "", n)
+            }),
+            ("type filters", |n| {
+                repeat_to("GET /fhir/$export?_typeFilter=", "?_list,", "", n)
+            }),
+            ("granular pairs", |n| {
+                numbered("GET /fhir/Observation?category=laboratory", "&a", "", n)
+            }),
+        ],
+    );
+    // A conditional create's `If-None-Exist`: a header, which may be as long as hyper reads
+    // a request head.
+    assert_linear(
+        "enforce_request",
+        __fuzz::enforce_request,
+        REQUEST_HEAD_CAP,
+        &[
+            ("if-none-exist in lists", |n| {
+                repeat_to("POST /fhir/Condition\0if-none-exist: _in=", ",", "", n)
+            }),
+            ("if-none-exist readings", |n| {
+                repeat_to(
+                    "POST /fhir/Condition\0if-none-exist: a?",
+                    "_include=Group:member&",
+                    "",
+                    n,
+                )
             }),
         ],
     );

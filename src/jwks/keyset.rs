@@ -232,7 +232,8 @@ impl KeySet {
     }
 
     /// [`KeySet::parse`] for a set the operator configured, which is refused rather than
-    /// cut when it lists more than [`MAX_JWKS_ENTRIES`] entries.
+    /// cut when it lists more than [`MAX_JWKS_ENTRIES`] entries, and refused whole when a
+    /// key names a member twice.
     pub(crate) fn parse_whole(document: &[u8]) -> Result<Self, KeySetError> {
         Self::parse_entries(document, true)
     }
@@ -260,6 +261,8 @@ impl KeySet {
         for (index, entry) in entries.iter().take(MAX_JWKS_ENTRIES).enumerate() {
             let parsed = match entry {
                 Ok(entry) => parse_jwk(entry),
+                // A set the operator configured is refused rather than cut.
+                Err(_) if whole => return Err(KeySetError::DuplicateMember),
                 Err(_) => Err("names a member twice"),
             };
             match parsed {

@@ -303,19 +303,32 @@ impl ScopeSet {
         if pairs.iter().any(|(name, _)| widens_results(name)) {
             return false;
         }
-        // Hash sets keep this linear in the sizes of the query and the filters.
-        let carried: HashSet<(&str, &str)> = pairs
+        // Hash sets keep this linear in the sizes of the query and the filters, and only
+        // the pairs of parameters some filter names are kept: other parameters only narrow.
+        let filter_names: HashSet<String> = sets
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .flatten()
+            .map(|(name, _)| lenient_name(name))
             .collect();
+        let mut carried: HashSet<(&str, &str)> = HashSet::new();
         // How many different values the query gives each parameter, names counted as a
         // lenient server matches them (`CATEGORY` and ` category` are `category` to it).
         let mut values_per_name: HashMap<String, HashSet<&str>> = HashMap::new();
-        for (name, value) in &carried {
-            values_per_name
-                .entry(lenient_name(name))
-                .or_default()
-                .insert(value);
+        for (name, value) in &pairs {
+            let trimmed = lenient_parameter_name(name).unwrap_or(name);
+            let lenient: std::borrow::Cow<'_, str> =
+                if trimmed.bytes().any(|byte| byte.is_ascii_uppercase()) {
+                    trimmed.to_ascii_lowercase().into()
+                } else {
+                    trimmed.into()
+                };
+            if filter_names.contains(lenient.as_ref()) {
+                carried.insert((name.as_str(), value.as_str()));
+                values_per_name
+                    .entry(lenient.into_owned())
+                    .or_default()
+                    .insert(value.as_str());
+            }
         }
         sets.iter().any(|set| {
             // Every pair of the filter is in the query, and a filtered parameter carries no
@@ -369,6 +382,20 @@ impl ScopeSet {
         } else {
             SearchConstraints::AnyOf(sets)
         }
+    }
+
+    /// Whether some scope grants `interaction` on `resource_type`, whole or through a
+    /// filter: [`ScopeSet::constraints`] is not [`SearchConstraints::Denied`], without
+    /// building the filters.
+    pub(crate) fn grants_some(
+        &self,
+        context: Option<Context>,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> bool {
+        self.granting_scopes(context, interaction, resource_type)
+            .next()
+            .is_some()
     }
 
     /// The filters for a type-level search (`s`) on `resource_type`. See
@@ -501,6 +528,44 @@ fn strict_query_pairs(query: &str) -> Option<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `grants_some` answers as `constraints(..).is_denied()` does, without building the
+    /// filters: whole-type and granular grants, every context, with and without a patient.
+    #[test]
+    fn grants_some_agrees_with_constraints() {
+        let sets = [
+            "system/Observation.rs",
+            "patient/Observation.rs?category=laboratory",
+            "user/Observation.cruds?category=laboratory system/Patient.r",
+            "patient/*.read user/Encounter.write",
+            "system/*.c",
+            "",
+        ];
+        let interactions = [
+            Interaction::Read,
+            Interaction::SearchType,
+            Interaction::Create,
+            Interaction::Update,
+            Interaction::Delete,
+        ];
+        for text in sets {
+            for patient in [true, false] {
+                let set = ScopeSet::parse(text).with_patient_context(patient);
+                for context in [None, Some(Context::Patient), Some(Context::System)] {
+                    for interaction in interactions {
+                        for resource_type in ["Observation", "Patient", "Encounter", "*"] {
+                            assert_eq!(
+                                set.grants_some(context, interaction, resource_type),
+                                !set.constraints(context, interaction, resource_type)
+                                    .is_denied(),
+                                "{text} {patient} {context:?} {interaction:?} {resource_type}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
     use Interaction::*;
 
     /// A set with a patient context, so that `patient/` scopes count.

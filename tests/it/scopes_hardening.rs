@@ -1505,6 +1505,87 @@ async fn a_method_query_parameter_needs_the_scopes_of_that_method_too() {
     }
 }
 
+/// Each method an override names is checked once however often it is named, and a
+/// request naming more than five methods besides its own is refused: no client names more
+/// than one, and outside the base, where a valid token is enough, every made-up method
+/// would pass and be checked again.
+#[tokio::test]
+async fn method_overrides_are_checked_once_each_and_bounded() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let reader = [("scope", json!("system/Observation.rs"))];
+    let path = format!("/fhir/Observation?{}code=x", "_method=HEAD&".repeat(2000));
+    let answer = app.call("GET", &path, &reader).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let path = format!(
+        "/fhir/Observation?{}_method=DELETE&code=x",
+        "_method=HEAD&".repeat(2000)
+    );
+    let answer = app.call("GET", &path, &reader).await;
+    app.assert_refused(&answer, Some("system/Observation.d"), "DELETE after HEADs");
+    // Outside the base (any valid token): five made-up methods pass, a sixth is refused,
+    // in the query or in headers.
+    let methods =
+        |count: usize| -> String { (1..=count).map(|n| format!("_method=M{n}&")).collect() };
+    let answer = app
+        .call("GET", &format!("/reports/all?{}", methods(5)), &reader)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let answer = app
+        .call("GET", &format!("/reports/all?{}", methods(6)), &reader)
+        .await;
+    app.assert_refused(&answer, None, "six methods");
+    let headers = [("X-HTTP-Method-Override", "M6")];
+    let answer = app
+        .call_with_headers(
+            "GET",
+            &format!("/reports/all?{}", methods(5)),
+            &reader,
+            &headers,
+        )
+        .await;
+    app.assert_refused(&answer, None, "five and a header");
+}
+
+/// A request that needs more than 1,024 distinct requirements (made-up types in `_type`,
+/// `_include`, `_revinclude`) is refused whatever the scopes: each requirement is checked
+/// against every scope of the token, and FHIR has under 200 types.
+#[tokio::test]
+async fn requests_naming_too_many_types_are_refused() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let everything = [("scope", json!("system/*.rs"))];
+    // Names as FHIR writes types (letters only): `Taaa`, `Taab`, ...
+    let names = |count: usize| -> Vec<String> {
+        (0..count)
+            .map(|n| {
+                let letter =
+                    |shift: usize| char::from(b'a' + u8::try_from(n / shift % 26).unwrap());
+                format!("T{}{}{}", letter(676), letter(26), letter(1))
+            })
+            .collect()
+    };
+    for (count, status) in [(100, StatusCode::OK), (1100, StatusCode::FORBIDDEN)] {
+        let list = names(count).join(",");
+        for path in [
+            format!("/fhir?_type={list}"),
+            format!("/fhir/Observation?_revinclude={list}"),
+            format!(
+                "/fhir/Observation?{}",
+                names(count)
+                    .iter()
+                    .map(|name| format!("_include=Observation:subject:{name}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            ),
+        ] {
+            let answer = app.call("GET", &path, &everything).await;
+            assert_eq!(answer.status, status, "{count} {}: {answer:?}", &path[..40]);
+            if status == StatusCode::FORBIDDEN {
+                app.assert_refused(&answer, None, "too many types");
+            }
+        }
+    }
+}
+
 /// A patient claim written as a relative reference (`Patient/123`) is the patient in
 /// context, with every rule of the id form: its own compartment passes, another patient's
 /// is refused.
