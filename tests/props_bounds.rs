@@ -244,9 +244,12 @@ fn props_bounded_work_at_the_caps() {
     );
 }
 
+/// A fuzz target's entry point: it panics on an input that breaks an invariant.
+type EntryPoint = fn(&[u8]);
+
 /// The fuzz targets and their entry points: one row per `fuzz/src/bin/<target>.rs` (but the
 /// seed writer) and per `fuzz/seeds/<target>/`.
-const FUZZ_TARGETS: [(&str, fn(&[u8])); 9] = [
+const FUZZ_TARGETS: [(&str, EntryPoint); 9] = [
     ("authorization", __fuzz::authorization),
     ("token", __fuzz::token),
     ("claims", __fuzz::claims),

@@ -748,8 +748,7 @@ async fn discovery_documents_and_opaque_tokens() {
         .bind(([0, 0, 0, 0], 0).into())
         .start()
         .await
-        .err()
-        .expect("loopback only");
+        .expect_err("loopback only");
     assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
     assert_eq!(
         refused.to_string(),
