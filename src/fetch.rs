@@ -96,6 +96,14 @@ fn client_with_proxies(
     timeout: Duration,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Client, reqwest::Error> {
+    builder_with_proxies(timeout, env).build()
+}
+
+/// The builder of [`client_with_proxies`], for tests that pin a name's address.
+fn builder_with_proxies(
+    timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> reqwest::ClientBuilder {
     let mut builder = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout)
@@ -106,7 +114,7 @@ fn client_with_proxies(
     for proxy in environment_proxies(env) {
         builder = builder.proxy(proxy);
     }
-    builder.build()
+    builder
 }
 
 /// The proxies `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY` name (either letter case; not
@@ -569,8 +577,13 @@ mod tests {
         let env = |name: &str| {
             matches!(name, "HTTP_PROXY" | "https_proxy" | "ALL_PROXY").then(|| proxy_url.clone())
         };
-        let client = client_with_proxies(Duration::from_secs(5), &env).unwrap();
         let port = origin.rsplit(':').next().unwrap();
+        // `localhost` by name is the point (it is exempt from the proxy by name), not the
+        // host's resolver: pinned to the origin's address.
+        let client = builder_with_proxies(Duration::from_secs(5), &env)
+            .resolve("localhost", origin.parse().unwrap())
+            .build()
+            .unwrap();
         for url in [
             format!("http://{origin}/jwks"),
             format!("http://localhost:{port}/jwks"),

@@ -5,11 +5,17 @@
 //! `PROPTEST_CASES` cases when that variable is set, else its own default, chosen so that
 //! all of them together stay well under a minute in a debug `cargo test`. The long run:
 //! `PROPTEST_CASES=100000 cargo test --release --all-features props`.
+//!
+//! Each run draws its cases from one seed, `PROPTEST_RNG_SEED` when set, else a fresh
+//! random one, which the test prints (libtest shows a test's output when it fails): a
+//! failure is replayed with `PROPTEST_RNG_SEED=<seed> cargo test --all-features <name>`.
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use proptest::test_runner::RngSeed;
 
-/// `PROPTEST_CASES` when set, else `default_cases`; no regression files are written.
+/// `PROPTEST_CASES` when set, else `default_cases`; the seed of [`seed`]; no regression
+/// files are written.
 pub(crate) fn config(default_cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -18,8 +24,23 @@ pub(crate) fn config(default_cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed()),
         ..ProptestConfig::default()
     }
+}
+
+/// `PROPTEST_RNG_SEED` when set, else a random seed; printed with how to replay it.
+pub(crate) fn seed() -> u64 {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| {
+            let mut bytes = [0u8; 8];
+            aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
+            u64::from_le_bytes(bytes)
+        });
+    eprintln!("proptest: replay these cases with PROPTEST_RNG_SEED={seed}");
+    seed
 }
 
 /// A JSON string literal: plain text, escapes (`\u0061` for `a`, surrogates, lone

@@ -338,3 +338,69 @@ fn props_bounded_work_at_the_caps() {
         ],
     );
 }
+
+/// A fuzz target's entry point: it panics on an input that breaks an invariant.
+type EntryPoint = fn(&[u8]);
+
+/// The fuzz targets and their entry points: one row per `fuzz/src/bin/<target>.rs` (but the
+/// seed writer) and per `fuzz/seeds/<target>/`.
+const FUZZ_TARGETS: [(&str, EntryPoint); 9] = [
+    ("authorization", __fuzz::authorization),
+    ("token", __fuzz::token),
+    ("claims", __fuzz::claims),
+    ("jwks", __fuzz::jwks),
+    ("scopes", __fuzz::scopes),
+    ("fhir_request", __fuzz::fhir_request),
+    ("introspection_answer", __fuzz::introspection_answer),
+    ("discovery", __fuzz::discovery),
+    ("dev_server_request", __fuzz::dev_server_request),
+];
+
+/// The names of the entries of `directory`, sorted.
+fn names_in(directory: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(directory)
+        .unwrap_or_else(|error| panic!("{}: {error}", directory.display()))
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every committed seed still passes its fuzz target's entry point (a panic is what the
+/// fuzzer reports as a crash), and the harness has not drifted: each fuzz target calls the
+/// entry point of its name and has seeds, and each seed directory is a target's.
+#[test]
+fn fuzz_seeds_replay_through_their_entry_points() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut expected: Vec<String> = FUZZ_TARGETS
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(names_in(&fuzz.join("seeds")), expected, "fuzz/seeds");
+    let mut binaries: Vec<String> = names_in(&fuzz.join("src/bin"))
+        .into_iter()
+        .filter(|name| name != "write_seeds.rs")
+        .map(|name| name.strip_suffix(".rs").expect("a Rust file").to_owned())
+        .collect();
+    binaries.sort();
+    assert_eq!(binaries, expected, "fuzz/src/bin");
+    for (target, entry_point) in FUZZ_TARGETS {
+        let source = std::fs::read_to_string(fuzz.join(format!("src/bin/{target}.rs"))).unwrap();
+        assert!(
+            source.contains(&format!("smart_auth::__fuzz::{target}(data)")),
+            "fuzz/src/bin/{target}.rs does not call __fuzz::{target}"
+        );
+        let seeds = fuzz.join("seeds").join(target);
+        let names = names_in(&seeds);
+        assert!(!names.is_empty(), "no seeds for {target}");
+        for name in names {
+            let seed = std::fs::read(seeds.join(&name)).unwrap();
+            let replayed = std::panic::catch_unwind(|| entry_point(&seed));
+            assert!(
+                replayed.is_ok(),
+                "fuzz/seeds/{target}/{name} crashes {target}"
+            );
+        }
+    }
+}

@@ -1891,6 +1891,9 @@ mod tests {
     }
 
     proptest! {
+        // 256 cases, proptest's default, from a seed that a failure prints.
+        #![proptest_config(crate::proptest_support::config(256))]
+
         #[test]
         fn classifying_arbitrary_input_never_panics(
             method in "(GET|HEAD|POST|PUT|PATCH|DELETE|.{0,6})",

@@ -1309,6 +1309,9 @@ mod tests {
     }
 
     proptest! {
+        // 256 cases, proptest's default, from a seed that a failure prints.
+        #![proptest_config(crate::proptest_support::config(256))]
+
         #[test]
         fn display_then_parse_round_trips(scope in any_resource_scope()) {
             let shown = scope.to_string();

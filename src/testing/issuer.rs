@@ -46,6 +46,11 @@ pub enum JwksBehaviour {
     Redirect,
     /// 200 with this exact body.
     Body(String),
+    /// The normal answer once [`TestIssuer::open_jwks_gate`] has been called: a request
+    /// that arrives before waits for it (counted in
+    /// [`jwks_fetches`](TestIssuer::jwks_fetches) as it arrives). For tests that need
+    /// every concurrent request waiting on one fetch before the fetch ends.
+    Gated,
 }
 
 struct IssuerState {
@@ -64,6 +69,8 @@ struct IssuerState {
     jwks_copy_fetches: AtomicUsize,
     jwks_bytes_sent: Arc<AtomicUsize>,
     last_jwks_headers: Mutex<HeaderMap>,
+    /// Whether [`JwksBehaviour::Gated`] answers may go.
+    jwks_gate: tokio::sync::watch::Sender<bool>,
 }
 
 struct Keys {
@@ -193,6 +200,7 @@ impl TestIssuerBuilder {
             jwks_copy_fetches: AtomicUsize::new(0),
             jwks_bytes_sent: Arc::new(AtomicUsize::new(0)),
             last_jwks_headers: Mutex::new(HeaderMap::new()),
+            jwks_gate: tokio::sync::watch::Sender::new(false),
         });
         let path = &self.path;
         let router = Router::new()
@@ -377,6 +385,13 @@ impl TestIssuer {
         *lock(&self.state.jwks) = behaviour;
     }
 
+    /// Lets the requests held by [`JwksBehaviour::Gated`] be answered, and every later one
+    /// at once.
+    #[doc(hidden)]
+    pub fn open_jwks_gate(&self) {
+        self.state.jwks_gate.send_replace(true);
+    }
+
     /// A `Cache-Control` header for JWK Set responses (default none).
     #[doc(hidden)]
     pub fn set_jwks_cache_control(&self, value: Option<&str>) {
@@ -528,6 +543,12 @@ async fn jwks(State(state): State<Arc<IssuerState>>, headers: HeaderMap) -> Resp
             .into_response(),
         JwksBehaviour::Body(body) => {
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        JwksBehaviour::Gated => {
+            let mut gate = state.jwks_gate.subscribe();
+            // The sender lives in `state`, held here: never closed while waiting.
+            let _ = gate.wait_for(|open| *open).await;
+            json_response(&key_set(&state))
         }
     };
     let cache_control = lock(&state.cache_control)

@@ -109,10 +109,17 @@ async fn discovery_and_metadata_are_public_under_the_base() {
 #[tokio::test]
 async fn metadata_can_be_protected() {
     let app = app(|b| b.protect_discovery_and_metadata()).await;
-    let answer = app
-        .send(app.http.get(format!("{}/fhir/metadata", app.url)))
-        .await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let metadata = format!("{}/fhir/metadata", app.url);
+    let answer = app.send(app.http.get(&metadata)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    let challenge = format!("Bearer realm=\"{}\"", app.issuer.audience());
+    assert_eq!(answer.challenge.as_deref(), Some(challenge.as_str()));
+    assert_eq!(answer.body["resourceType"], "OperationOutcome");
+    // With a valid token it is served.
+    let token = app.issuer.token().sign();
+    let answer = app.send(app.http.get(&metadata).bearer_auth(token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["resourceType"], "CapabilityStatement");
 }
 
 #[tokio::test]

@@ -73,6 +73,9 @@ struct StubState {
     seen: Arc<Mutex<Vec<Seen>>>,
     reply: Arc<Mutex<Reply>>,
     delay: Arc<Mutex<Duration>>,
+    /// Whether token answers may go (open unless a test closes it): a token call that
+    /// arrives while it is closed waits for it.
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
     configuration: Arc<Mutex<Option<Value>>>,
     /// The `Date` of fixed answers, when set (else the server's own, the wall clock).
     date: Arc<Mutex<Option<String>>>,
@@ -127,6 +130,8 @@ async fn token(State(state): State<StubState>, headers: HeaderMap, body: Bytes) 
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let mut gate = state.gate.subscribe();
+    let _ = gate.wait_for(|open| *open).await;
     let reply = state.reply.lock().unwrap().clone();
     match reply {
         Reply::Token => (
@@ -193,6 +198,7 @@ impl Stub {
             seen: Arc::default(),
             reply: Arc::new(Mutex::new(Reply::Token)),
             delay: Arc::default(),
+            gate: Arc::new(tokio::sync::watch::Sender::new(true)),
             configuration: Arc::default(),
             date: Arc::default(),
         };
@@ -235,6 +241,15 @@ impl Stub {
 
     fn delay(&self, delay: Duration) {
         *self.state.delay.lock().unwrap() = delay;
+    }
+
+    /// Holds token answers until [`open_gate`](Self::open_gate).
+    fn close_gate(&self) {
+        self.state.gate.send_replace(false);
+    }
+
+    fn open_gate(&self) {
+        self.state.gate.send_replace(true);
     }
 
     fn configuration(&self, document: Value) {
@@ -574,18 +589,49 @@ async fn token_lifetimes_from_a_string_the_token_or_the_default() {
     assert_eq!(stub.token_calls(), 3);
 }
 
+/// `callers` tasks that each ask `client` for a token, and a future that ends (30 s at
+/// most) once every one of them waits inside `access_token`: each counts itself in the
+/// same poll that first polls `access_token`, which runs until its first wait.
+fn concurrent_callers(
+    client: &BackendServiceClient,
+    callers: usize,
+) -> (
+    Vec<tokio::task::JoinHandle<Result<smart_auth::client::AccessToken, ClientError>>>,
+    impl std::future::Future<Output = ()>,
+) {
+    let (entered, mut counted) = tokio::sync::watch::channel(0usize);
+    let entered = Arc::new(entered);
+    let tasks = (0..callers)
+        .map(|_| {
+            let client = client.clone();
+            let entered = Arc::clone(&entered);
+            tokio::spawn(async move {
+                entered.send_modify(|n| *n += 1);
+                client.access_token().await
+            })
+        })
+        .collect();
+    let waiting = async move {
+        tokio::time::timeout(Duration::from_secs(30), counted.wait_for(|n| *n >= callers))
+            .await
+            .expect("every caller asked for a token")
+            .unwrap();
+    };
+    (tasks, waiting)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_callers_make_one_token_request() {
     let stub = Stub::start().await;
-    stub.delay(Duration::from_millis(200));
+    // The token answer is held until every caller waits in the client.
+    stub.close_gate();
     let key = ClientKey::generate(SigningAlgorithm::ES384, "k1").unwrap();
     let client = stub.client().private_key_jwt(key).build().unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.access_token().await })
-        })
-        .collect();
+    let (tasks, waiting) = concurrent_callers(&client, 20);
+    waiting.await;
+    stub.wait_for_token_calls(1).await;
+    assert_eq!(stub.token_calls(), 1);
+    stub.open_gate();
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap().access_token(), "token-1");
     }
@@ -596,19 +642,19 @@ async fn twenty_concurrent_callers_make_one_token_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_waiting_on_a_failed_request_share_its_error() {
     let stub = Stub::start().await;
-    stub.delay(Duration::from_millis(200));
+    // The answer is held until every caller waits in the client.
+    stub.close_gate();
     stub.fixed(
         400,
         json!({"error": "invalid_scope", "error_description": "not allowed"}).to_string(),
     );
     let clock = ManualClock::new();
     let client = stub.basic_client(&clock, true);
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.access_token().await })
-        })
-        .collect();
+    let (tasks, waiting) = concurrent_callers(&client, 10);
+    waiting.await;
+    stub.wait_for_token_calls(1).await;
+    assert_eq!(stub.token_calls(), 1);
+    stub.open_gate();
     for task in tasks {
         let error = task.await.unwrap().unwrap_err();
         assert_eq!(error.oauth_error(), Some("invalid_scope"));
@@ -616,7 +662,6 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
     assert_eq!(stub.token_calls(), 1);
     // Calls within the backoff (1 s after one failure) get the same error without a
     // request; a later call tries again.
-    stub.delay(Duration::ZERO);
     stub.reply(Reply::Token);
     assert_eq!(
         client.access_token().await.unwrap_err().oauth_error(),

@@ -758,13 +758,15 @@ async fn discovery_documents_and_opaque_tokens() {
     let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     let token = body["access_token"].as_str().unwrap();
     assert_eq!(token.matches('.').count(), 0, "opaque, not a JWT");
-    assert!(
-        DevAuthServer::builder(FHIR)
-            .bind(([0, 0, 0, 0], 0).into())
-            .start()
-            .await
-            .is_err(),
-        "loopback only"
+    let refused = DevAuthServer::builder(FHIR)
+        .bind(([0, 0, 0, 0], 0).into())
+        .start()
+        .await
+        .expect_err("loopback only");
+    assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(
+        refused.to_string(),
+        "the development server binds loopback addresses only"
     );
 }
 
@@ -1082,10 +1084,11 @@ async fn the_largest_client_lifetime_and_key_set_ttl_saturate() {
 }
 
 /// Slow clients cannot hold the development server's connections: headers not finished
-/// within the header read timeout (10 s) lose the connection, and a body not finished
-/// within the request time limit (30 s) gets 408 and a closed connection. Time is paused
-/// and advanced by tokio while every task waits, so nothing here waits for real; each
-/// read is bounded so that a server without the limits fails the test instead of hanging.
+/// within the header read timeout (10 s) lose the connection without an answer, and a body
+/// not finished within the request time limit (30 s) gets 408 and a closed connection.
+/// Time is paused and advanced by tokio while every task waits, so nothing here waits for
+/// real, and each cut-off comes at exactly its limit on tokio's clock; each read is bounded
+/// so that a server without the limits fails the test instead of hanging.
 #[tokio::test(start_paused = true)]
 async fn slow_clients_are_cut_off() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -1094,35 +1097,71 @@ async fn slow_clients_are_cut_off() {
         .await
         .unwrap();
     let address = server.url().trim_start_matches("http://").to_owned();
-    let read_all = |mut stream: tokio::net::TcpStream| async move {
+    // What the server sent until it closed the connection, and when it closed it.
+    let read_all = |mut stream: tokio::net::TcpStream, started: tokio::time::Instant| async move {
         let mut answer = Vec::new();
         tokio::time::timeout(Duration::from_secs(3600), stream.read_to_end(&mut answer))
             .await
             .expect("the server closed the connection")
             .unwrap();
-        String::from_utf8_lossy(&answer).into_owned()
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
     };
-    // Headers that never end.
+    // Headers that never end: the connection is closed at 10 s, with nothing sent.
+    let started = tokio::time::Instant::now();
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = format!("POST /token HTTP/1.1\r\nHost: {address}\r\nContent-Type: applic");
     stream.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_all(stream).await;
-    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // A body that never ends.
+    let (answer, after) = read_all(stream, started).await;
+    assert_eq!(answer, "", "no answer to headers that never end");
+    assert_eq!(
+        after,
+        Duration::from_secs(10),
+        "cut off at the header read timeout"
+    );
+    // A body that never ends: 408 at 30 s, and the connection closed.
+    let started = tokio::time::Instant::now();
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = format!(
         "POST /token HTTP/1.1\r\nHost: {address}\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_all(stream).await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("\"error\":\"invalid_request\""), "{answer}");
+    let (answer, after) = read_all(stream, started).await;
+    assert_eq!(
+        after,
+        Duration::from_secs(30),
+        "cut off at the request time limit"
+    );
+    // The answer without its `Date` line (the host's wall clock).
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a complete answer");
+    let head: Vec<&str> = head
+        .split("\r\n")
+        .filter(|line| !line.starts_with("date: "))
+        .collect();
+    assert_eq!(
+        head,
+        [
+            "HTTP/1.1 408 Request Timeout",
+            "content-type: application/json",
+            "cache-control: no-store",
+            "pragma: no-cache",
+            "connection: close",
+            "content-length: 86",
+        ],
+        "{answer}"
+    );
+    assert_eq!(
+        body,
+        r#"{"error":"invalid_request","error_description":"the request was not received in time"}"#
+    );
     // The server still answers.
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let request =
         format!("GET /jwks.json HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
-    let answer = read_all(stream).await;
+    let (answer, _) = read_all(stream, tokio::time::Instant::now()).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

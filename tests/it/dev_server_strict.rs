@@ -1643,6 +1643,16 @@ async fn debug_never_shows_secrets() {
 
     let key = ClientKey::generate(smart_auth::SigningAlgorithm::ES256, "k").unwrap();
     let pem_key = ClientKey::generate(smart_auth::SigningAlgorithm::EdDSA, "k2").unwrap();
+    // The whole Debug output: the key id and the algorithm, nothing of the key in any
+    // encoding (a derived Debug would print the key's bytes as a list of numbers).
+    assert_eq!(
+        format!("{key:?}"),
+        r#"ClientKey { kid: "k", algorithm: ES256, .. }"#
+    );
+    assert_eq!(
+        format!("{pem_key:?}"),
+        r#"ClientKey { kid: "k2", algorithm: EdDSA, .. }"#
+    );
     for key in [key, pem_key] {
         let debug = format!("{key:?}");
         let public = key.public_jwk();
@@ -1770,9 +1780,15 @@ async fn assertion_clients_introspect_and_revoke_their_own_tokens() {
 /// endpoint URL under either name, and nothing merely close to one of them.
 #[tokio::test]
 async fn assertion_aud_may_name_the_token_endpoint_under_localhost() {
-    let s = strict_server(0).await;
+    let mut s = strict_server(0).await;
     let address = s.server.url().trim_start_matches("http://").to_owned();
     let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    // The name is the point here, not the host's resolver: `localhost` is pinned to the
+    // server's address (an IPv6-first or odd /etc/hosts cannot send it elsewhere).
+    s.http = crate::support::loopback_client_builder()
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
     let by_ip = s.token_endpoint().to_owned();
     assert_eq!(by_ip, format!("http://127.0.0.1:{port}/token"));
     let by_name = format!("http://localhost:{port}/token");

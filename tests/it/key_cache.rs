@@ -14,7 +14,7 @@ use smart_auth::discovery::DiscoveryError;
 use smart_auth::testing::{JwksBehaviour, TestIssuer};
 use smart_auth::{ManualClock, RefreshPolicy, SigningAlgorithm, SmartAuthLayer};
 
-use crate::support::{App, app, app_with, issuer};
+use crate::support::{App, app, app_with, assert_retry_after, issuer};
 use crate::wall_clock::{pass_time, settle};
 
 async fn status(app: &App, token: &str) -> StatusCode {
@@ -23,9 +23,19 @@ async fn status(app: &App, token: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_share_one_discovery_and_one_fetch() {
+    const REQUESTS: usize = 100;
     let app = app(|b| b).await;
+    // The key set is held until every request waits inside the layer.
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Gated);
     let token = app.issuer.token().sign();
-    let answers = join_all((0..100).map(|_| app.get_with_token(&token))).await;
+    let requests = join_all((0..REQUESTS).map(|_| app.get_with_token(&token)));
+    let release = async {
+        app.wait_entered(REQUESTS).await;
+        wait_for_jwks_fetches(&app, 1).await;
+        assert_eq!(app.issuer.smart_configuration_fetches(), 1);
+        app.issuer.open_jwks_gate();
+    };
+    let (answers, ()) = tokio::join!(requests, release);
     assert!(
         answers.iter().all(|a| a.status == StatusCode::OK),
         "{:?}",
@@ -34,6 +44,17 @@ async fn concurrent_cold_requests_share_one_discovery_and_one_fetch() {
     assert_eq!(app.issuer.smart_configuration_fetches(), 1);
     assert_eq!(app.issuer.openid_configuration_fetches(), 0);
     assert_eq!(app.issuer.jwks_fetches(), 1);
+}
+
+/// Waits (30 s at most) until the issuer has seen `fetches` key-set requests.
+async fn wait_for_jwks_fetches(app: &App, fetches: usize) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.issuer.jwks_fetches() < fetches {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{fetches} key-set fetches did not arrive"));
 }
 
 #[tokio::test]
@@ -426,10 +447,17 @@ async fn rotated_key_is_accepted_after_exactly_one_refetch() {
     );
 }
 
-// On one thread: the cooldown's end is driven with tokio's paused time.
+// On one thread: the cooldown's end is driven with tokio's paused time. The cooldown is an
+// hour here (the longest allowed), so however slowly a loaded runner answers the 1,000
+// requests, real time cannot end it and let a request wait for the hanging fetch.
 #[tokio::test]
 async fn unknown_kids_inside_the_cooldown_never_refetch_or_wait() {
-    let app = app(|b| b).await;
+    // Keys fresh for six hours: no refresh for their age when the cooldown ends.
+    let policy = RefreshPolicy::default()
+        .unknown_kid_cooldown(Duration::from_secs(3600))
+        .default_ttl(Duration::from_secs(6 * 3600))
+        .ttl_bounds(Duration::from_secs(60), Duration::from_secs(6 * 3600));
+    let app = app(|b| b.refresh_policy(policy)).await;
     assert_eq!(
         status(&app, &app.issuer.token().sign()).await,
         StatusCode::OK
@@ -476,7 +504,7 @@ async fn unknown_kids_inside_the_cooldown_never_refetch_or_wait() {
     );
     // After the cooldown, one more refetch is allowed.
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
-    pass_time(&app.clock, Duration::from_secs(31)).await;
+    pass_time(&app.clock, Duration::from_secs(3601)).await;
     assert_eq!(
         status(&app, &app.issuer.token().kid("unknown-1").sign()).await,
         StatusCode::UNAUTHORIZED
@@ -541,30 +569,50 @@ async fn cache_control_max_age_sets_the_ttl_within_bounds() {
     assert_eq!(app.issuer.jwks_fetches(), 3, "fresh for the 60 s minimum");
 }
 
-/// A background refresh runs on its own task; yield until it has been installed.
+/// A background refresh runs on its own task; yield until it has been installed (30 s at
+/// most).
 async fn wait_for_refresh(app: &App, expected_fetches: usize) {
     let verifier = app.layer.issuers().iter().next().unwrap();
-    for _ in 0..100_000 {
-        let status = verifier.key_cache_status();
-        if app.issuer.jwks_fetches() >= expected_fetches && !status.fetching {
-            break;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.issuer.jwks_fetches() < expected_fetches || verifier.key_cache_status().fetching {
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    })
+    .await
+    .expect("the refresh did not end");
     assert_eq!(app.issuer.jwks_fetches(), expected_fetches);
     assert!(!verifier.key_cache_status().fetching);
 }
 
 #[tokio::test]
 async fn slow_endpoint_is_cut_off_by_the_timeout() {
-    let app = app(|b| b.fetch_timeout(Duration::from_millis(300))).await;
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    // The key set's URL configured: no discovery, so the one fetch the timeout can cut off
+    // is the key set's. Two seconds leave a loaded runner time to deliver the request.
+    let jwks_uri = issuer.jwks_uri();
+    let app = app_with(issuer, clock, |b| {
+        b.jwks_uri(jwks_uri).fetch_timeout(Duration::from_secs(2))
+    })
+    .await;
     app.issuer
         .set_jwks_behaviour(JwksBehaviour::Delay(Duration::from_secs(3600)));
     // Answered at all: the issuer would hold the fetch for an hour, past the test
     // client's own 30 s limit.
+    let sent = Instant::now();
     let answer = app.get_with_token(&app.issuer.token().sign()).await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
     assert_eq!(answer.challenge, None);
+    assert_eq!(answer.issue_code(), "transient");
+    // The default failure cooldown (10 s) starts with the cut-off fetch.
+    assert_retry_after(answer.retry_after.as_deref(), 10, sent, "timeout");
+    assert_eq!(
+        app.issuer.jwks_fetches(),
+        1,
+        "the key-set fetch was cut off"
+    );
+    assert_eq!(app.issuer.smart_configuration_fetches(), 0);
+    assert_eq!(app.issuer.openid_configuration_fetches(), 0);
 }
 
 #[tokio::test]
@@ -573,8 +621,13 @@ async fn oversized_key_set_is_refused_without_reading_it_all() {
     let total = 10 * 1024 * 1024;
     app.issuer
         .set_jwks_behaviour(JwksBehaviour::Oversized(total));
+    let sent = Instant::now();
     let answer = app.get_with_token(&app.issuer.token().sign()).await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.challenge, None);
+    assert_eq!(answer.issue_code(), "transient");
+    assert_retry_after(answer.retry_after.as_deref(), 10, sent, "oversized");
+    assert_eq!(app.issuer.jwks_fetches(), 1);
     let sent = app.issuer.jwks_bytes_sent();
     assert!(sent < total, "the issuer produced {sent} of {total} bytes");
 }
@@ -738,23 +791,39 @@ async fn a_key_listed_twice_is_one_key() {
 /// fetched: the issuer may have rotated to it, so 503 with `Retry-After` (ask again later),
 /// not 401 (which tells the client its token is bad). Inside the failure cooldown without a
 /// fetch; once the issuer answers again, the new key is found.
+// The cooldowns are 20 min and an hour here, so the real time a loaded runner takes
+// between steps cannot end either early; `Retry-After` is checked allowing for that real
+// time (`assert_retry_after`).
 #[tokio::test]
 async fn an_unknown_kid_while_keys_cannot_be_fetched_is_503() {
-    let app = app(|b| b).await;
+    let policy = RefreshPolicy::default()
+        .failure_cooldown(Duration::from_secs(20 * 60))
+        .unknown_kid_cooldown(Duration::from_secs(3600))
+        // Keys fresh for six hours: no refresh for their age inside the cooldowns.
+        .default_ttl(Duration::from_secs(6 * 3600))
+        .ttl_bounds(Duration::from_secs(60), Duration::from_secs(6 * 3600));
+    let app = app(|b| b.refresh_policy(policy)).await;
     assert_eq!(
         status(&app, &app.issuer.token().sign()).await,
         StatusCode::OK
     );
     app.issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
     app.issuer.rotate_keys();
-    let rotated = app.issuer.token().sign();
+    let rotated = app
+        .issuer
+        .token()
+        .lifetime(Duration::from_secs(3 * 3600))
+        .sign();
     // No refetch for this kid starts before the unknown-kid cooldown ends (nor before the
     // failure cooldown): Retry-After says so, from the failed refetch on.
-    for retry_after in ["30", "30"] {
+    let refetched = Instant::now();
+    for request in 0..2 {
         let answer = app.get_with_token(&rotated).await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
         assert_eq!(answer.issue_code(), "transient");
-        assert_eq!(answer.retry_after.as_deref(), Some(retry_after));
+        assert_eq!(answer.challenge, None);
+        let context = format!("request {request}");
+        assert_retry_after(answer.retry_after.as_deref(), 3600, refetched, &context);
     }
     assert_eq!(
         app.issuer.jwks_fetches(),
@@ -763,13 +832,14 @@ async fn an_unknown_kid_while_keys_cannot_be_fetched_is_503() {
     );
     // Past the failure cooldown, inside the unknown-kid one: no fetch, and since the last
     // fetch failed, still 503, until the unknown-kid cooldown ends.
-    pass_time(&app.clock, Duration::from_secs(11)).await;
+    pass_time(&app.clock, Duration::from_secs(30 * 60)).await;
     let answer = app.get_with_token(&rotated).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
-    assert_eq!(answer.retry_after.as_deref(), Some("19"));
+    assert_eq!(answer.issue_code(), "transient");
+    assert_retry_after(answer.retry_after.as_deref(), 1800, refetched, "30 min");
     assert_eq!(app.issuer.jwks_fetches(), 2);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
-    pass_time(&app.clock, Duration::from_secs(20)).await;
+    pass_time(&app.clock, Duration::from_secs(30 * 60)).await;
     assert_eq!(status(&app, &rotated).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 3);
 }
@@ -855,15 +925,28 @@ async fn refresh_policy_is_configurable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_unknown_kid_misses_share_one_refetch() {
+    const REQUESTS: usize = 50;
     let app = app(|b| b).await;
     assert_eq!(
         status(&app, &app.issuer.token().sign()).await,
         StatusCode::OK
     );
     app.issuer.rotate_keys();
+    // The refetch is held until every request waits inside the layer.
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Gated);
     let rotated = app.issuer.token().sign();
-    let answers = join_all((0..50).map(|_| app.get_with_token(&rotated))).await;
-    assert!(answers.iter().all(|a| a.status == StatusCode::OK));
+    let requests = join_all((0..REQUESTS).map(|_| app.get_with_token(&rotated)));
+    let release = async {
+        app.wait_entered(1 + REQUESTS).await;
+        wait_for_jwks_fetches(&app, 2).await;
+        app.issuer.open_jwks_gate();
+    };
+    let (answers, ()) = tokio::join!(requests, release);
+    assert!(
+        answers.iter().all(|a| a.status == StatusCode::OK),
+        "{:?}",
+        answers.iter().find(|a| a.status != StatusCode::OK)
+    );
     assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch for all of them");
 }
 

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Map, Value};
 use smart_auth::testing::TestIssuer;
 use smart_auth::{ErrorKind, SigningAlgorithm, TokenVerifier};
@@ -30,6 +30,22 @@ fn cases() -> u32 {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(8192)
+}
+
+/// `PROPTEST_RNG_SEED` when set, else a random seed, printed (libtest shows a test's output
+/// when it fails) so that a failure is replayed with
+/// `PROPTEST_RNG_SEED=<seed> cargo test --all-features --test it props_mutation`.
+fn seed() -> u64 {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| {
+            let mut bytes = [0u8; 8];
+            aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
+            u64::from_le_bytes(bytes)
+        });
+    eprintln!("proptest: replay these cases with PROPTEST_RNG_SEED={seed}");
+    seed
 }
 
 /// One way of changing a token.
@@ -233,6 +249,7 @@ fn props_no_mutation_of_a_signed_token_verifies() {
     let config = Config {
         cases: cases(),
         failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed()),
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use smart_auth::scopes::{Interaction, SearchConstraints};
 use smart_auth::{
-    AuthError, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims, TokenVerifier,
+    AuthError, ErrorKind, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims, TokenVerifier,
 };
 
 use crate::support::{Answer, issuer, serve};
@@ -627,15 +627,17 @@ async fn bundle_entries_are_checked_one_by_one() {
         .check_bundle_entry(&claims, "DELETE", "Patient/1")
         .unwrap_err();
     assert_eq!(denied.required_scope(), Some("system/Patient.d"));
-    assert!(
-        enforcement.check_bundle_entry(&claims, "POST", "").is_err(),
-        "nested batch"
-    );
-    assert!(
-        enforcement
-            .check_bundle_entry(&claims, "GET", "Observation/1")
-            .is_err()
-    );
+    // A nested batch: no scope would allow it, so no hint.
+    let denied = enforcement
+        .check_bundle_entry(&claims, "POST", "")
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::InsufficientScope, "nested batch");
+    assert_eq!(denied.required_scope(), None, "nested batch");
+    let denied = enforcement
+        .check_bundle_entry(&claims, "GET", "Observation/1")
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::InsufficientScope);
+    assert_eq!(denied.required_scope(), Some("system/Observation.r"));
     // A conditional create entry (`ifNoneExist`) searches first: `c` alone is not enough.
     let denied = enforcement
         .check_conditional_create_entry(&claims, "Observation", "code=1")
@@ -650,11 +652,11 @@ async fn bundle_entries_are_checked_one_by_one() {
             .check_conditional_create_entry(&both, "Observation", "code=1")
             .is_ok()
     );
-    assert!(
-        enforcement
-            .check_conditional_create_entry(&both, "Patient", "name=x")
-            .is_err()
-    );
+    let denied = enforcement
+        .check_conditional_create_entry(&both, "Patient", "name=x")
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::InsufficientScope);
+    assert_eq!(denied.required_scope(), Some("system/Patient.c"));
     // Its criteria search other types as a query does.
     let denied = enforcement
         .check_conditional_create_entry(&both, "Observation", "subject:Patient.name=x")
@@ -682,7 +684,20 @@ async fn bundle_entries_are_checked_one_by_one() {
         ("Observation", "x-y?subject=Patient/456", false),
     ] {
         let checked = enforcement.check_conditional_create_entry(&in_context, url, criteria);
-        assert_eq!(checked.is_ok(), allowed, "{url} {criteria}: {checked:?}");
+        match checked {
+            Ok(()) => assert!(allowed, "{url} {criteria}"),
+            // Outside the patient's compartment the `patient/` scopes do not count: the
+            // create needs a `system/` one.
+            Err(denied) => {
+                assert!(!allowed, "{url} {criteria}: {denied:?}");
+                assert_eq!(denied.kind(), ErrorKind::InsufficientScope, "{criteria}");
+                assert_eq!(
+                    denied.required_scope(),
+                    Some("system/Observation.c"),
+                    "{url} {criteria}"
+                );
+            }
+        }
     }
     let patient_reader = verifier
         .verify(&issuer.token().scope("system/Patient.cs").sign())
@@ -1194,19 +1209,23 @@ fn token_only_paths_are_no_bundle_entries() {
     use smart_auth::testing::ClaimsBuilder;
     let enforcement = ScopeEnforcement::new().allow_any_token_under(["bulkstatus"]);
     let claims = ClaimsBuilder::new().scope("system/*.cruds").build();
+    // No FHIR interaction: no scope would allow it, so no hint.
     for (method, url) in [("GET", "bulkstatus/5"), ("DELETE", "bulkstatus/5")] {
-        assert!(
-            enforcement
-                .check_bundle_entry(&claims, method, url)
-                .is_err(),
+        let denied = enforcement
+            .check_bundle_entry(&claims, method, url)
+            .unwrap_err();
+        assert_eq!(
+            denied.kind(),
+            ErrorKind::InsufficientScope,
             "{method} {url}"
         );
+        assert_eq!(denied.required_scope(), None, "{method} {url}");
     }
-    assert!(
-        enforcement
-            .check_conditional_create_entry(&claims, "bulkstatus", "x=1")
-            .is_err()
-    );
+    let denied = enforcement
+        .check_conditional_create_entry(&claims, "bulkstatus", "x=1")
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::InsufficientScope);
+    assert_eq!(denied.required_scope(), None);
 }
 
 /// A system search that `_type` limits needs `s` on each listed type, not on every type;

@@ -1743,11 +1743,12 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
         .scope("patient/Observation.rs")
         .patient("123")
         .build();
-    assert!(
-        enforcement
-            .check_bundle_entry(&claims, "GET", "?_getpages=8f1c-4e")
-            .is_err()
-    );
+    // Checked as the system search it is, never as a paging link: `s` on every type.
+    let denied = enforcement
+        .check_bundle_entry(&claims, "GET", "?_getpages=8f1c-4e")
+        .unwrap_err();
+    assert_eq!(denied.kind(), smart_auth::ErrorKind::InsufficientScope);
+    assert_eq!(denied.required_scope(), Some("patient/*.s"));
     // A parameter FHIR gives a meaning, or one that reads as another name, is refused.
     for parameter in [
         "_id",

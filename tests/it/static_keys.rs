@@ -1,6 +1,8 @@
 //! Keys given directly (`StaticKeys`): tokens verify with no discovery and no key fetch,
 //! an unknown `kid` is refused at once, and a PEM key verifies what its private key signed.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer as _;
@@ -21,12 +23,43 @@ use smart_auth::{
 
 use crate::support::{App, app_with_layer, issuer};
 
-/// An `http://127.0.0.1:<port>` URL where nothing listens: any request to it fails.
-fn closed_loopback_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
-    url
+/// An issuer URL `http://127.0.0.1:<port>` whose port stays bound while the test runs
+/// (no other test's server can take it), counting the connections made to it and closing
+/// each at once: any request to it fails, and the tests assert that none was made.
+struct Unreachable {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Unreachable {
+    async fn bind() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        let listener = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self {
+            url,
+            connections,
+            listener,
+        }
+    }
+
+    fn assert_never_contacted(&self) {
+        assert_eq!(self.connections.load(Ordering::SeqCst), 0, "{}", self.url);
+    }
+}
+
+impl Drop for Unreachable {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 /// The issuer's JWK Set as static keys.
@@ -45,7 +78,8 @@ fn assert_no_fetch(issuer: &TestIssuer) {
 async fn static_jwks_verify_every_algorithm_with_an_unreachable_issuer() {
     let clock = ManualClock::new();
     let signer = issuer(&clock).await;
-    let unreachable = closed_loopback_url();
+    let closed = Unreachable::bind().await;
+    let unreachable = closed.url.clone();
     let layer = SmartAuthLayer::builder(&unreachable)
         .audience(signer.audience())
         .clock(clock.clone())
@@ -78,6 +112,7 @@ async fn static_jwks_verify_every_algorithm_with_an_unreachable_issuer() {
     app.assert_invalid_token(&other_issuer, "the token is from another issuer")
         .await;
     assert_no_fetch(&app.issuer);
+    closed.assert_never_contacted();
 }
 
 /// The issuer serves discovery and keys on loopback, and the layer names it, but has
@@ -215,12 +250,13 @@ fn another_p384_key() -> EcdsaKeyPair {
     EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap()
 }
 
-/// An app whose layer has only `keys` for an issuer at a closed loopback port (nothing to
-/// fetch from), and the claims of a valid token for it.
-async fn app_with_static_keys(keys: StaticKeys) -> (App, Value) {
+/// An app whose layer has only `keys` for an issuer at a loopback port that answers
+/// nothing (nothing to fetch from), the claims of a valid token for it, and that port.
+async fn app_with_static_keys(keys: StaticKeys) -> (App, Value, Unreachable) {
     let clock = ManualClock::new();
     let app_issuer = issuer(&clock).await;
-    let unreachable = closed_loopback_url();
+    let closed = Unreachable::bind().await;
+    let unreachable = closed.url.clone();
     let layer = SmartAuthLayer::builder(&unreachable)
         .audience(app_issuer.audience())
         .clock(clock.clone())
@@ -229,7 +265,7 @@ async fn app_with_static_keys(keys: StaticKeys) -> (App, Value) {
         .unwrap();
     let app = app_with_layer(app_issuer, clock, layer).await;
     let claims = claims(&unreachable, app.issuer.audience(), &app.clock);
-    (app, claims)
+    (app, claims, closed)
 }
 
 fn fixture_keys() -> FixtureKeys {
@@ -262,7 +298,7 @@ async fn pem_keys_verify_what_their_private_keys_signed() {
         .unwrap()
         .and_pem(&rsa_public, SigningAlgorithm::RS384, Some("rsa-1"))
         .unwrap();
-    let (app, claims) = app_with_static_keys(keys).await;
+    let (app, claims, closed) = app_with_static_keys(keys).await;
 
     let answer = app.get_with_token(&es384(&p384, "ec-1", &claims)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -292,6 +328,7 @@ async fn pem_keys_verify_what_their_private_keys_signed() {
     )
     .await;
     assert_no_fetch(&app.issuer);
+    closed.assert_never_contacted();
 }
 
 /// A PEM key configured without a `kid` serves tokens whatever `kid` they carry (every
@@ -309,7 +346,7 @@ async fn a_pem_key_without_a_kid_serves_any_kid() {
         .unwrap()
         .and_pem(&rsa_public, SigningAlgorithm::RS384, Some("rsa-1"))
         .unwrap();
-    let (app, claims) = app_with_static_keys(keys).await;
+    let (app, claims, closed) = app_with_static_keys(keys).await;
     for kid in ["2024-rotation", "ec-1", ""] {
         let answer = app.get_with_token(&es384(&p384, kid, &claims)).await;
         assert_eq!(answer.status, StatusCode::OK, "{kid}: {answer:?}");
@@ -333,6 +370,7 @@ async fn a_pem_key_without_a_kid_serves_any_kid() {
     )
     .await;
     assert_no_fetch(&app.issuer);
+    closed.assert_never_contacted();
 }
 
 #[tokio::test]

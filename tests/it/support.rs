@@ -17,6 +17,8 @@ pub struct App {
     pub clock: ManualClock,
     pub http: reqwest::Client,
     pub layer: SmartAuthLayer,
+    /// Requests that have entered the protected routes (counted in front of the layer).
+    pub entered: tokio::sync::watch::Sender<usize>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -113,6 +115,8 @@ pub async fn app_with(
 }
 
 pub async fn app_with_layer(issuer: TestIssuer, clock: ManualClock, layer: SmartAuthLayer) -> App {
+    let entered = tokio::sync::watch::Sender::new(0);
+    let counter = entered.clone();
     let protected = Router::new()
         .route("/fhir/Patient/{id}", get(echo_claims))
         .route("/fhir/optional", get(optional_claims))
@@ -120,7 +124,16 @@ pub async fn app_with_layer(issuer: TestIssuer, clock: ManualClock, layer: Smart
             "/fhir/metadata",
             get(|| async { Json(json!({"resourceType": "CapabilityStatement"})) }),
         )
-        .layer(layer.clone());
+        .layer(layer.clone())
+        // Outermost: counts a request before the layer sees it. The count and the layer's
+        // first poll happen in the same poll of the request's task, so once a request is
+        // counted it has run inside the layer up to its first wait.
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                counter.send_modify(|n| *n += 1);
+                next.run(request)
+            },
+        ));
     let unprotected = Router::new().route("/unprotected", get(echo_claims));
     let (url, server) = serve(protected.merge(unprotected)).await;
     let http = loopback_client_builder()
@@ -133,6 +146,7 @@ pub async fn app_with_layer(issuer: TestIssuer, clock: ManualClock, layer: Smart
         clock,
         http,
         layer,
+        entered,
         server,
     }
 }
@@ -154,6 +168,19 @@ impl Answer {
 }
 
 impl App {
+    /// Waits (30 s at most) until `requests` requests have entered the protected routes
+    /// since the app started.
+    pub async fn wait_entered(&self, requests: usize) {
+        let mut entered = self.entered.subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            entered.wait_for(|n| *n >= requests),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{requests} requests did not arrive"))
+        .unwrap();
+    }
+
     pub fn patient_url(&self) -> String {
         format!("{}/fhir/Patient/1", self.url)
     }
@@ -215,4 +242,29 @@ impl App {
         );
         assert_eq!(answer.body["resourceType"], "OperationOutcome");
     }
+}
+
+/// Asserts a 503's `Retry-After` in a cooldown that runs on tokio's clock while real time
+/// runs too: `expected` whole seconds (the cooldown, less what `advance_monotonic` moved
+/// it on), less the whole seconds of real time that have passed since `since`, an instant
+/// taken before the request that started the cooldown. The value is the time left rounded
+/// up, so with less than a second of real time passed it is exactly `expected`, and a
+/// stalled runner cannot fail the test.
+#[track_caller]
+pub fn assert_retry_after(
+    retry_after: Option<&str>,
+    expected: u64,
+    since: std::time::Instant,
+    context: &str,
+) {
+    let passed = since.elapsed().as_secs();
+    let actual: u64 = retry_after
+        .unwrap_or_else(|| panic!("{context}: no Retry-After"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{context}: Retry-After {retry_after:?}"));
+    let least = expected.saturating_sub(passed).max(1);
+    assert!(
+        (least..=expected).contains(&actual),
+        "{context}: Retry-After {actual}, expected {expected} less at most {passed} s passed"
+    );
 }

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use smart_auth::{
-    ErrorKind, ManualClock, SigningAlgorithm, SmartAuthLayer, TokenCachePolicy, TokenVerifier,
+    ErrorKind, ManualClock, RefreshPolicy, SigningAlgorithm, SmartAuthLayer, TokenCachePolicy,
+    TokenVerifier,
 };
 
 use crate::support::{App, app, echo_claims, issuer, serve};
@@ -189,33 +190,43 @@ async fn cached_tokens_are_verified_again_after_the_key_set_changes() {
     assert_eq!(verifier(&app).cached_tokens(), 1, "only the new token");
 }
 
+// The keys live six hours here, so the real time a loaded runner takes between steps
+// cannot make them due early: only `pass_time` does.
 #[tokio::test]
 async fn no_cached_answer_while_the_key_set_is_due_for_a_refresh() {
-    // Entries may live an hour here, longer than the keys' 10 min TTL.
-    let app =
-        app(|b| b.token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(3600))))
-            .await;
+    const KEY_TTL: Duration = Duration::from_secs(6 * 3600);
+    // Entries may live a day here, longer than the keys' 6 h TTL.
+    let app = app(|b| {
+        b.token_cache(TokenCachePolicy::default().max_age(Duration::from_secs(24 * 3600)))
+            .refresh_policy(
+                RefreshPolicy::default()
+                    .default_ttl(KEY_TTL)
+                    .ttl_bounds(Duration::from_secs(60), KEY_TTL),
+            )
+    })
+    .await;
     let token = app
         .issuer
         .token()
-        .lifetime(Duration::from_secs(3600))
+        .lifetime(Duration::from_secs(24 * 3600))
         .sign();
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
     app.issuer
         .set_jwks_behaviour(smart_auth::testing::JwksBehaviour::Status(500));
-    crate::wall_clock::pass_time(&app.clock, Duration::from_secs(9 * 60 + 50)).await;
+    crate::wall_clock::pass_time(&app.clock, Duration::from_secs(5 * 3600)).await;
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 1, "no refresh due yet");
     // Past the key TTL, with the issuer down: the entry is not used, the request verifies
     // afresh on the stale keys and so starts the refresh, exactly as without the cache.
-    crate::wall_clock::pass_time(&app.clock, Duration::from_secs(20)).await;
+    crate::wall_clock::pass_time(&app.clock, Duration::from_secs(3600 + 10)).await;
     assert_eq!(app.get_with_token(&token).await.status, StatusCode::OK);
-    for _ in 0..100 {
-        if app.issuer.jwks_fetches() >= 2 {
-            break;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.issuer.jwks_fetches() < 2 {
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    })
+    .await
+    .expect("the refresh did not start");
     assert_eq!(app.issuer.jwks_fetches(), 2, "the refresh started");
 }
 

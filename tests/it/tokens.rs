@@ -163,12 +163,24 @@ async fn leeway_applies_to_exp_and_nbf() {
             .status,
         StatusCode::OK
     );
+    // `nbf` may be up to the leeway ahead, and not a second more.
     assert_eq!(
-        app.get_with_token(&issuer.token().expires_in_secs(-60).sign())
+        app.get_with_token(&issuer.token().claim("nbf", now(&app) + 60).sign())
             .await
             .status,
-        StatusCode::UNAUTHORIZED
+        StatusCode::OK
     );
+    app.assert_invalid_token(
+        &issuer.token().claim("nbf", now(&app) + 61).sign(),
+        "the access token is not yet valid",
+    )
+    .await;
+    // `exp` a whole leeway ago: expired.
+    app.assert_invalid_token(
+        &issuer.token().expires_in_secs(-60).sign(),
+        "the access token has expired",
+    )
+    .await;
 }
 
 /// A fractional NumericDate (RFC 7519 section 2) never widens the token's window: with no
@@ -582,17 +594,114 @@ async fn structure_and_size() {
     let oversize = app.issuer.token().claim("pad", padding).sign();
     app.assert_invalid_token(&oversize, "the access token is too large")
         .await;
-    let small_cap = crate::support::app(|b| b.max_token_length(512)).await;
-    small_cap
-        .assert_invalid_token(
-            &small_cap
-                .issuer
-                .token()
-                .claim("pad", "A".repeat(512))
-                .sign(),
-            "the access token is too large",
-        )
+}
+
+/// A token of exactly `length` bytes made by `make`, its length set with a `pad` claim and
+/// a `pad` header member (base64url gives no segment a length of 4k + 1, so the payload
+/// alone cannot reach every total).
+fn token_of_length<'a>(
+    make: impl Fn() -> smart_auth::testing::TokenBuilder<'a>,
+    length: usize,
+) -> String {
+    for header_pad in 0..4 {
+        let sign = |claim_pad: usize| {
+            make()
+                .header("pad", "h".repeat(header_pad))
+                .claim("pad", "p".repeat(claim_pad))
+                .sign()
+        };
+        let shortest = sign(0).len();
+        let Some(missing) = length.checked_sub(shortest) else {
+            continue;
+        };
+        let guess = missing * 3 / 4;
+        for claim_pad in guess.saturating_sub(3)..=guess + 3 {
+            let token = sign(claim_pad);
+            if token.len() == length {
+                return token;
+            }
+        }
+    }
+    panic!("no token of exactly {length} bytes");
+}
+
+/// The size cap at its boundary: a token of exactly the cap is verified (and accepted), one
+/// byte more is refused as too large, for the default 16 KiB and a 512-byte cap alike.
+#[tokio::test]
+async fn the_size_cap_holds_at_its_boundary() {
+    let app = app(|b| b).await;
+    let cap = 16 * 1024;
+    let at_cap = token_of_length(|| app.issuer.token(), cap);
+    let answer = app.get_with_token(&at_cap).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let over = token_of_length(|| app.issuer.token(), cap + 1);
+    app.assert_invalid_token(&over, "the access token is too large")
         .await;
+    // 512 bytes: room for an ES256 token with its claims cut to those required.
+    let small = crate::support::app(|b| b.max_token_length(512)).await;
+    let make = || {
+        small
+            .issuer
+            .token()
+            .alg(SigningAlgorithm::ES256)
+            .without("jti")
+            .without("client_id")
+    };
+    let answer = small.get_with_token(&token_of_length(make, 512)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    small
+        .assert_invalid_token(&token_of_length(make, 513), "the access token is too large")
+        .await;
+}
+
+/// A realistic large token (a long scope list and launch context, 12 to 15 KiB, as some
+/// issuers send) is accepted under the default cap, its claims read whole.
+#[tokio::test]
+async fn a_realistic_large_token_is_accepted() {
+    let app = app(|b| b).await;
+    let resources = [
+        "Patient",
+        "Observation",
+        "Condition",
+        "Encounter",
+        "MedicationRequest",
+        "Procedure",
+        "Immunization",
+        "AllergyIntolerance",
+        "DiagnosticReport",
+        "DocumentReference",
+        "CarePlan",
+        "Goal",
+    ];
+    let mut scopes: Vec<String> = Vec::new();
+    for resource in resources {
+        for category in 0..12 {
+            scopes.push(format!(
+                "system/{resource}.rs?category=http://terminology.example.org/c|{category}"
+            ));
+        }
+    }
+    let context: Vec<Value> = (0..20)
+        .map(|i| json!({"reference": format!("Encounter/enc-{i}"), "role": "launch"}))
+        .collect();
+    let token = app
+        .issuer
+        .token()
+        .scope(&scopes.join(" "))
+        .claim("fhirContext", context)
+        .sign();
+    assert!(
+        (12 * 1024..=15 * 1024).contains(&token.len()),
+        "{} bytes",
+        token.len()
+    );
+    let answer = app.get_with_token(&token).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(
+        answer.body["scopes"].as_array().unwrap().len(),
+        scopes.len()
+    );
+    assert_eq!(answer.body["fhirContext"].as_array().unwrap().len(), 20);
 }
 
 #[tokio::test]

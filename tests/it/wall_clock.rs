@@ -2,13 +2,13 @@
 //! own, while cooldowns and key-set ages run on tokio's monotonic clock, driven here with
 //! `tokio::time::pause`/`advance` (no sleeps).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use smart_auth::testing::JwksBehaviour;
 use smart_auth::{ManualClock, RefreshPolicy};
 
-use crate::support::{App, app};
+use crate::support::{App, app, assert_retry_after};
 
 const HOURS: Duration = Duration::from_secs(5 * 3600);
 
@@ -35,21 +35,28 @@ fn fresh_token(app: &App, n: u32) -> String {
     app.issuer.token().claim("jti", format!("token-{n}")).sign()
 }
 
-/// Lets a background refresh run to its end.
+/// Lets a background refresh run to its end (30 s at most).
 pub async fn settle(app: &App) {
     let verifier = app.layer.issuers().iter().next().unwrap();
-    for _ in 0..100_000 {
-        if !verifier.key_cache_status().fetching {
-            return;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while verifier.key_cache_status().fetching {
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
-    panic!("the refresh did not end");
+    })
+    .await
+    .expect("the refresh did not end");
 }
 
+// The cooldown is an hour here (the longest allowed), so the real time a loaded runner
+// takes between steps cannot end it early: only `advance_monotonic` does.
 #[tokio::test]
 async fn unknown_kid_cooldown_ends_on_time_whatever_the_wall_clock_does() {
-    let app = app(|b| b).await;
+    // Keys fresh for six hours: no refresh for their age inside the cooldown.
+    let policy = RefreshPolicy::default()
+        .unknown_kid_cooldown(Duration::from_secs(3600))
+        .default_ttl(Duration::from_secs(6 * 3600))
+        .ttl_bounds(Duration::from_secs(60), Duration::from_secs(6 * 3600));
+    let app = app(|b| b.refresh_policy(policy)).await;
     assert_eq!(
         status(&app, &app.issuer.token().sign()).await,
         StatusCode::OK
@@ -63,56 +70,66 @@ async fn unknown_kid_cooldown_ends_on_time_whatever_the_wall_clock_does() {
         2,
         "the first unknown kid refetches"
     );
-    // The wall clock jumps forward an hour: the 30 s cooldown has not passed.
-    app.clock.advance(Duration::from_secs(3600));
+    // The wall clock jumps forward two hours: the one-hour cooldown has not passed.
+    app.clock.advance(Duration::from_secs(2 * 3600));
     assert_eq!(
         status(&app, &app.issuer.token().kid("unknown-1").sign()).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(app.issuer.jwks_fetches(), 2, "no early refetch");
-    // The wall clock is set back five hours: the cooldown still ends 30 s after it began.
+    // The wall clock is set back five hours: the cooldown still ends an hour after it
+    // began.
     app.clock.rewind(HOURS);
-    advance_monotonic(Duration::from_secs(25)).await;
+    advance_monotonic(Duration::from_secs(50 * 60)).await;
     assert_eq!(
         status(&app, &app.issuer.token().kid("unknown-2").sign()).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(app.issuer.jwks_fetches(), 2, "25 s: still cooling down");
-    advance_monotonic(Duration::from_secs(5)).await;
+    assert_eq!(app.issuer.jwks_fetches(), 2, "50 min: still cooling down");
+    advance_monotonic(Duration::from_secs(10 * 60)).await;
     assert_eq!(
         status(&app, &app.issuer.token().kid("unknown-3").sign()).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(app.issuer.jwks_fetches(), 3, "30 s: one more refetch");
+    assert_eq!(app.issuer.jwks_fetches(), 3, "1 h: one more refetch");
 }
 
+// The keys live six hours here, so the real time a loaded runner takes between steps
+// cannot make them due: only `advance_monotonic` does.
 #[tokio::test]
 async fn key_set_ttl_runs_on_the_monotonic_clock() {
-    let app = app(|b| b).await;
+    const TTL: Duration = Duration::from_secs(6 * 3600);
+    let policy = RefreshPolicy::default()
+        .default_ttl(TTL)
+        .ttl_bounds(Duration::from_secs(60), TTL);
+    let app = app(|b| b.refresh_policy(policy)).await;
     assert_eq!(status(&app, &fresh_token(&app, 0)).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), 1);
-    // A wall clock set forward past the 10 min TTL does not make the keys due...
-    app.clock.advance(Duration::from_secs(11 * 60));
+    // A wall clock set forward past the 6 h TTL does not make the keys due...
+    app.clock.advance(TTL + Duration::from_secs(3600));
     assert_eq!(status(&app, &fresh_token(&app, 1)).await, StatusCode::OK);
     settle(&app).await;
     assert_eq!(app.issuer.jwks_fetches(), 1, "no refresh from a wall jump");
-    // ...and one set back does not keep them fresh: 10 min after the fetch they are due.
+    // ...and one set back does not keep them fresh: 6 h after the fetch they are due.
     app.clock.rewind(HOURS);
-    advance_monotonic(Duration::from_secs(590)).await;
+    advance_monotonic(Duration::from_secs(5 * 3600)).await;
     assert_eq!(status(&app, &fresh_token(&app, 2)).await, StatusCode::OK);
     settle(&app).await;
-    assert_eq!(app.issuer.jwks_fetches(), 1, "9 min 50 s: still fresh");
-    advance_monotonic(Duration::from_secs(10)).await;
+    assert_eq!(app.issuer.jwks_fetches(), 1, "5 h: still fresh");
+    advance_monotonic(Duration::from_secs(3600)).await;
     assert_eq!(status(&app, &fresh_token(&app, 3)).await, StatusCode::OK);
     settle(&app).await;
-    assert_eq!(app.issuer.jwks_fetches(), 2, "10 min: refreshed");
+    assert_eq!(app.issuer.jwks_fetches(), 2, "6 h: refreshed");
 }
 
+// The failure cooldown is an hour here (the longest allowed), so the real time a loaded
+// runner takes between steps cannot end it early; `Retry-After` is checked allowing for
+// that real time (`assert_retry_after`).
 #[tokio::test]
 async fn failure_cooldown_and_max_stale_run_on_the_monotonic_clock() {
     let policy = RefreshPolicy::default()
         .max_stale(Duration::from_secs(3600))
-        .failure_cooldown(Duration::from_secs(60));
+        .failure_cooldown(Duration::from_secs(3600));
     let app = app(|b| b.refresh_policy(policy)).await;
     assert_eq!(status(&app, &fresh_token(&app, 0)).await, StatusCode::OK);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Status(500));
@@ -120,35 +137,32 @@ async fn failure_cooldown_and_max_stale_run_on_the_monotonic_clock() {
     // back five hours does not keep the old keys usable past it.
     app.clock.rewind(HOURS);
     advance_monotonic(Duration::from_secs(3601)).await;
+    let failed = Instant::now();
     let answer = app.get_with_token(&fresh_token(&app, 1)).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
     assert_eq!(answer.issue_code(), "transient");
     // `Retry-After` is the failure cooldown just started.
-    assert_eq!(answer.retry_after.as_deref(), Some("60"));
+    assert_retry_after(answer.retry_after.as_deref(), 3600, failed, "failed");
     let fetches = app.issuer.jwks_fetches();
-    // The failure cooldown (60 s here) is not stretched by another step back, nor ended
-    // early by a step forward.
+    // The failure cooldown is not stretched by another step back, nor ended early by a
+    // step forward.
     app.issuer.set_jwks_behaviour(JwksBehaviour::Normal);
     app.clock.rewind(HOURS);
-    advance_monotonic(Duration::from_secs(50)).await;
+    advance_monotonic(Duration::from_secs(50 * 60)).await;
     // What is left of the cooldown, counted on the monotonic clock.
     let answer = app.get_with_token(&fresh_token(&app, 2)).await;
-    assert_eq!(
-        (answer.status, answer.retry_after.as_deref()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("10"))
-    );
-    app.clock.advance(Duration::from_secs(3600));
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_retry_after(answer.retry_after.as_deref(), 600, failed, "step back");
+    app.clock.advance(Duration::from_secs(3 * 3600));
     let answer = app.get_with_token(&fresh_token(&app, 3)).await;
-    assert_eq!(
-        (answer.status, answer.retry_after.as_deref()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("10"))
-    );
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_retry_after(answer.retry_after.as_deref(), 600, failed, "step forward");
     assert_eq!(
         app.issuer.jwks_fetches(),
         fetches,
         "no fetch inside the cooldown"
     );
-    advance_monotonic(Duration::from_secs(10)).await;
+    advance_monotonic(Duration::from_secs(10 * 60)).await;
     assert_eq!(status(&app, &fresh_token(&app, 4)).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), fetches + 1);
 }
