@@ -344,13 +344,14 @@ type EntryPoint = fn(&[u8]);
 
 /// The fuzz targets and their entry points: one row per `fuzz/src/bin/<target>.rs` (but the
 /// seed writer) and per `fuzz/seeds/<target>/`.
-const FUZZ_TARGETS: [(&str, EntryPoint); 9] = [
+const FUZZ_TARGETS: [(&str, EntryPoint); 10] = [
     ("authorization", __fuzz::authorization),
     ("token", __fuzz::token),
     ("claims", __fuzz::claims),
     ("jwks", __fuzz::jwks),
     ("scopes", __fuzz::scopes),
     ("fhir_request", __fuzz::fhir_request),
+    ("enforce_request", __fuzz::enforce_request),
     ("introspection_answer", __fuzz::introspection_answer),
     ("discovery", __fuzz::discovery),
     ("dev_server_request", __fuzz::dev_server_request),
