@@ -587,10 +587,15 @@ impl ScopeEnforcement {
                 .map(str::trim)
                 .filter(|text| crate::bearer::is_token(text.as_bytes()))
                 .ok_or_else(forbidden)?;
-            if !overridden.eq_ignore_ascii_case(method.as_str())
-                && !checked
-                    .iter()
-                    .any(|done| done.eq_ignore_ascii_case(overridden))
+            // `HEAD` is checked as `GET` (the same interaction), so one stands for both.
+            let same = |one: &str, other: &str| {
+                let reads = |name: &str| {
+                    name.eq_ignore_ascii_case("HEAD") || name.eq_ignore_ascii_case("GET")
+                };
+                one.eq_ignore_ascii_case(other) || (reads(one) && reads(other))
+            };
+            if !same(overridden, method.as_str())
+                && !checked.iter().any(|done| same(done, overridden))
             {
                 if checked.len() == MAX_OVERRIDE_METHODS {
                     return Err(forbidden());
@@ -744,8 +749,7 @@ impl ScopeEnforcement {
         };
         let reached = criteria.map(types_reached).unwrap_or_default();
         // Each requirement is checked against every scope of the token: a query naming
-        // thousands of made-up types (`_type=Aaa,Aab,...`) would cost that many scans. FHIR
-        // has under 200 resource types, so no real request comes near the bound.
+        // thousands of made-up types (`_type=Aaa,Aab,...`) would cost that many scans.
         if requirements.len() + reached.len() > MAX_REQUIREMENTS {
             return Err(forbidden());
         }
@@ -1278,8 +1282,11 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 ];
 
 /// The most distinct requirements (an interaction on a type) one request may need, those
-/// of its other readings and method overrides counted apart: [`ScopeEnforcement::check`].
-const MAX_REQUIREMENTS: usize = 1024;
+/// of its method overrides counted apart: [`ScopeEnforcement::check`]. FHIR R5 has 157
+/// resource types, and a search reaches each by reading and by searching at most, so no
+/// real request comes near; each requirement is checked against every scope of the token,
+/// which bounds that work at 512 scans of the scope list per check.
+const MAX_REQUIREMENTS: usize = 512;
 
 /// The most methods besides its own a request may name in method overrides (each is
 /// checked): FHIR's methods other than the request's are five.
