@@ -109,6 +109,13 @@ const KNOWN_CAPABILITIES: [(&str, Capability); 20] = [
 
 impl Capability {
     /// The capability as written in the document.
+    ///
+    /// ```
+    /// use smart_auth::discovery::Capability;
+    ///
+    /// assert_eq!(Capability::PermissionV2.as_str(), "permission-v2");
+    /// assert_eq!(Capability::Other("x-custom".into()).as_str(), "x-custom");
+    /// ```
     pub fn as_str(&self) -> &str {
         match self {
             Self::Other(value) => value,
@@ -129,6 +136,13 @@ impl Capability {
     }
 
     /// Reads a capability; unknown values become [`Capability::Other`].
+    ///
+    /// ```
+    /// use smart_auth::discovery::Capability;
+    ///
+    /// assert_eq!(Capability::parse("permission-v2"), Capability::PermissionV2);
+    /// assert_eq!(Capability::parse("x-custom"), Capability::Other("x-custom".into()));
+    /// ```
     pub fn parse(value: &str) -> Self {
         KNOWN_CAPABILITIES
             .iter()
@@ -160,6 +174,22 @@ impl<'de> Deserialize<'de> for Capability {
 }
 
 /// An endpoint that shares this server's authorization (`associated_endpoints`).
+///
+/// ```
+/// use smart_auth::discovery::{AssociatedEndpoint, Capability, SmartConfiguration};
+///
+/// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+///     .associated_endpoint("https://state.example.org/fhir", [Capability::SmartAppState])
+///     .build()?;
+/// assert_eq!(
+///     configuration.associated_endpoints(),
+///     [AssociatedEndpoint {
+///         url: "https://state.example.org/fhir".into(),
+///         capabilities: vec![Capability::SmartAppState],
+///     }],
+/// );
+/// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssociatedEndpoint {
     /// The endpoint's URL.
@@ -571,6 +601,19 @@ macro_rules! getters {
 
 impl SmartConfiguration {
     /// An empty builder.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::builder()
+    ///     .token_endpoint("https://auth.example.org/token")
+    ///     .grant_types_supported(["client_credentials"])
+    ///     .token_endpoint_auth_methods_supported(["client_secret_basic"])
+    ///     .capabilities([Capability::ClientConfidentialSymmetric, Capability::PermissionV2])
+    ///     .build()?;
+    /// assert_eq!(configuration.grant_types_supported(), ["client_credentials"]);
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn builder() -> SmartConfigurationBuilder {
         SmartConfigurationBuilder::default()
     }
@@ -629,16 +672,43 @@ impl SmartConfiguration {
     }
 
     /// `token_endpoint`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// assert_eq!(configuration.token_endpoint(), "https://auth.example.org/token");
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn token_endpoint(&self) -> &str {
         self.raw.token_endpoint.as_deref().unwrap_or_default()
     }
 
     /// `capabilities`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// assert_eq!(
+    ///     configuration.capabilities(),
+    ///     [Capability::ClientConfidentialAsymmetric, Capability::PermissionV2],
+    /// );
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn capabilities(&self) -> &[Capability] {
         self.raw.capabilities.as_deref().unwrap_or_default()
     }
 
     /// `code_challenge_methods_supported`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// assert_eq!(configuration.code_challenge_methods_supported(), ["S256"]); // the default
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn code_challenge_methods_supported(&self) -> &[String] {
         self.raw
             .code_challenge_methods_supported
@@ -647,11 +717,34 @@ impl SmartConfiguration {
     }
 
     /// `associated_endpoints`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .associated_endpoint("https://state.example.org/fhir", [Capability::SmartAppState])
+    ///     .build()?;
+    /// assert_eq!(configuration.associated_endpoints()[0].url, "https://state.example.org/fhir");
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn associated_endpoints(&self) -> &[AssociatedEndpoint] {
         &self.raw.associated_endpoints
     }
 
     /// Fields this crate does not model, as sent.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let configuration: SmartConfiguration = serde_json::from_value(serde_json::json!({
+    ///     "token_endpoint": "https://auth.example.org/token",
+    ///     "grant_types_supported": ["client_credentials"],
+    ///     "capabilities": ["permission-v2"],
+    ///     "https://example.org/fhir/smart-ext": {"tier": "gold"}
+    /// }))?;
+    /// assert_eq!(configuration.extra()["https://example.org/fhir/smart-ext"]["tier"], "gold");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn extra(&self) -> &Map<String, Value> {
         &self.raw.extra
     }
@@ -814,12 +907,34 @@ impl SmartConfigurationBuilder {
     }
 
     /// `capabilities` (required).
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .capabilities([Capability::ClientConfidentialAsymmetric, Capability::PermissionV1])
+    ///     .build()?;
+    /// // Replaces the preset's list.
+    /// assert!(!configuration.capabilities().contains(&Capability::PermissionV2));
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn capabilities(mut self, capabilities: impl IntoIterator<Item = Capability>) -> Self {
         self.raw.capabilities = Some(capabilities.into_iter().map(Capability::normal).collect());
         self
     }
 
     /// Adds one capability.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .capability(Capability::PermissionOffline)
+    ///     .capability(Capability::Other("permission-offline".into())) // the same, not added twice
+    ///     .build()?;
+    /// assert_eq!(configuration.capabilities().len(), 3);
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn capability(mut self, capability: Capability) -> Self {
         let capability = capability.normal();
         let capabilities = self.raw.capabilities.get_or_insert_with(Vec::new);
@@ -831,6 +946,15 @@ impl SmartConfigurationBuilder {
 
     /// `code_challenge_methods_supported` (default `["S256"]`; must contain `S256`, never
     /// `plain`).
+    ///
+    /// ```
+    /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+    ///
+    /// let plain = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .code_challenge_methods_supported(["S256", "plain"])
+    ///     .build();
+    /// assert_eq!(plain.unwrap_err(), DiscoveryError::InvalidCodeChallengeMethods);
+    /// ```
     pub fn code_challenge_methods_supported<I, S>(mut self, methods: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -842,6 +966,17 @@ impl SmartConfigurationBuilder {
     }
 
     /// Adds an `associated_endpoints` entry.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .associated_endpoint("https://a.example.org/fhir", [Capability::SmartAppState])
+    ///     .associated_endpoint("https://b.example.org/fhir", [Capability::SmartAppState])
+    ///     .build()?;
+    /// assert_eq!(configuration.associated_endpoints().len(), 2);
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn associated_endpoint(
         mut self,
         url: impl Into<String>,
@@ -856,6 +991,19 @@ impl SmartConfigurationBuilder {
 
     /// Adds a field this crate does not model (a later SMART field, or an extension named
     /// by a full URI). Known field names are refused at build.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+    ///
+    /// let builder = || SmartConfiguration::backend_services("https://auth.example.org/token");
+    /// let configuration = builder().extra("https://example.org/smart-ext", serde_json::json!(true)).build()?;
+    /// assert_eq!(configuration.extra()["https://example.org/smart-ext"], true);
+    ///
+    /// // A field the document models is set with its own method, never as an extra.
+    /// let error = builder().extra("token_endpoint", serde_json::json!("https://x.example")).build();
+    /// assert_eq!(error.unwrap_err(), DiscoveryError::InvalidValue { field: "extra" });
+    /// # Ok::<(), DiscoveryError>(())
+    /// ```
     pub fn extra(mut self, name: impl Into<String>, value: Value) -> Self {
         self.raw.extra.insert(name.into(), value);
         self
@@ -866,6 +1014,18 @@ impl SmartConfigurationBuilder {
     /// # Errors
     ///
     /// The first rule the document breaks (see [`SmartConfiguration`]).
+    ///
+    /// ```
+    /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let json = serde_json::to_value(&configuration).expect("serializable");
+    /// assert_eq!(json["token_endpoint"], "https://auth.example.org/token");
+    ///
+    /// let error = SmartConfiguration::backend_services("http://auth.example.org/token").build();
+    /// assert_eq!(error.unwrap_err(), DiscoveryError::InvalidUrl { field: "token_endpoint" });
+    /// # Ok::<(), DiscoveryError>(())
+    /// ```
     pub fn build(self) -> Result<SmartConfiguration, DiscoveryError> {
         // An extra field with a modelled name would be written twice.
         if self
@@ -890,6 +1050,26 @@ impl SmartConfigurationBuilder {
     /// [`DiscoveryError::Fetch`], [`DiscoveryError::IssuerMismatch`], or
     /// [`DiscoveryError::Missing`] for `issuer` (OpenID Connect or RFC 8414 metadata
     /// without one).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::discovery::SmartConfigurationBuilder;
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// // What the authorization server states, with a setting of this server on top.
+    /// let configuration = SmartConfigurationBuilder::from_issuer(issuer.url(), None)
+    ///     .await?
+    ///     .scopes_supported(["system/Patient.rs", "system/Observation.rs"])
+    ///     .build()?;
+    /// assert_eq!(configuration.token_endpoint(), format!("{}/token", issuer.url()));
+    /// assert_eq!(configuration.scopes_supported(), ["system/Patient.rs", "system/Observation.rs"]);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub async fn from_issuer(
         issuer: &str,
         client: Option<reqwest::Client>,
