@@ -751,32 +751,175 @@ impl SmartConfiguration {
 
     getters! {
         /// `issuer`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.issuer(), None); // not stated unless set
+        /// let configuration = preset().issuer("https://auth.example.org").build()?;
+        /// assert_eq!(configuration.issuer(), Some("https://auth.example.org"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         issuer: text;
         /// `jwks_uri`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.jwks_uri(), None); // not stated unless set
+        /// let configuration = preset().jwks_uri("https://auth.example.org/jwks.json").build()?;
+        /// assert_eq!(configuration.jwks_uri(), Some("https://auth.example.org/jwks.json"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         jwks_uri: text;
         /// `authorization_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.authorization_endpoint(), None); // not stated unless set
+        /// let configuration = preset().authorization_endpoint("https://auth.example.org/authorize").build()?;
+        /// assert_eq!(configuration.authorization_endpoint(), Some("https://auth.example.org/authorize"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         authorization_endpoint: text;
         /// `registration_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.registration_endpoint(), None); // not stated unless set
+        /// let configuration = preset().registration_endpoint("https://auth.example.org/register").build()?;
+        /// assert_eq!(configuration.registration_endpoint(), Some("https://auth.example.org/register"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         registration_endpoint: text;
         /// `management_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.management_endpoint(), None); // not stated unless set
+        /// let configuration = preset().management_endpoint("https://auth.example.org/manage").build()?;
+        /// assert_eq!(configuration.management_endpoint(), Some("https://auth.example.org/manage"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         management_endpoint: text;
         /// `introspection_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.introspection_endpoint(), None); // not stated unless set
+        /// let configuration = preset().introspection_endpoint("https://auth.example.org/introspect").build()?;
+        /// assert_eq!(configuration.introspection_endpoint(), Some("https://auth.example.org/introspect"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         introspection_endpoint: text;
         /// `revocation_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.revocation_endpoint(), None); // not stated unless set
+        /// let configuration = preset().revocation_endpoint("https://auth.example.org/revoke").build()?;
+        /// assert_eq!(configuration.revocation_endpoint(), Some("https://auth.example.org/revoke"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         revocation_endpoint: text;
         /// `user_access_brand_bundle`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.user_access_brand_bundle(), None); // not stated unless set
+        /// let configuration = preset().user_access_brand_bundle("https://brands.example.org/bundle.json").build()?;
+        /// assert_eq!(configuration.user_access_brand_bundle(), Some("https://brands.example.org/bundle.json"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         user_access_brand_bundle: text;
         /// `user_access_brand_identifier`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.user_access_brand_identifier(), None); // not stated unless set
+        /// let configuration = preset().user_access_brand_identifier("example-health").build()?;
+        /// assert_eq!(configuration.user_access_brand_identifier(), Some("example-health"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         user_access_brand_identifier: text;
         /// `grant_types_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.grant_types_supported(), ["client_credentials"]); // the Backend Services preset
+        /// let configuration = preset()
+        ///     .authorization_endpoint("https://auth.example.org/authorize") // this grant needs it
+        ///     .grant_types_supported(["client_credentials", "authorization_code"])
+        ///     .build()?;
+        /// assert_eq!(configuration.grant_types_supported(), ["client_credentials", "authorization_code"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         grant_types_supported: list;
         /// `token_endpoint_auth_methods_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.token_endpoint_auth_methods_supported(), ["private_key_jwt"]); // the Backend Services preset
+        /// let configuration = preset().token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"]).build()?;
+        /// assert_eq!(configuration.token_endpoint_auth_methods_supported(), ["private_key_jwt", "client_secret_basic"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_methods_supported: list;
         /// `token_endpoint_auth_signing_alg_values_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.token_endpoint_auth_signing_alg_values_supported(), ["RS384", "ES384"]); // the Backend Services preset
+        /// let configuration = preset().token_endpoint_auth_signing_alg_values_supported(["ES384"]).build()?;
+        /// assert_eq!(configuration.token_endpoint_auth_signing_alg_values_supported(), ["ES384"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_signing_alg_values_supported: list;
         /// `scopes_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert!(preset().build()?.scopes_supported().is_empty()); // not stated unless set
+        /// let configuration = preset().scopes_supported(["system/Patient.rs", "system/Observation.rs"]).build()?;
+        /// assert_eq!(configuration.scopes_supported(), ["system/Patient.rs", "system/Observation.rs"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         scopes_supported: list;
         /// `response_types_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert!(preset().build()?.response_types_supported().is_empty()); // not stated unless set
+        /// let configuration = preset().response_types_supported(["code"]).build()?;
+        /// assert_eq!(configuration.response_types_supported(), ["code"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         response_types_supported: list;
     }
 
@@ -873,36 +1016,199 @@ impl SmartConfigurationBuilder {
     setters! {
         /// `issuer` (required with `sso-openid-connect`, which is the only case SMART
         /// states it in; no query or fragment).
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .issuer("https://auth.example.org")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["issuer"], "https://auth.example.org");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         issuer: text;
         /// `jwks_uri` (required with `sso-openid-connect`).
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .jwks_uri("https://auth.example.org/jwks.json")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["jwks_uri"], "https://auth.example.org/jwks.json");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         jwks_uri: text;
         /// `authorization_endpoint` (required for the launch flows; Inferno's STU2
         /// discovery test also wants it).
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .authorization_endpoint("https://auth.example.org/authorize")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["authorization_endpoint"], "https://auth.example.org/authorize");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         authorization_endpoint: text;
         /// `token_endpoint` (required).
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let configuration = SmartConfiguration::builder()
+        ///     .token_endpoint("https://auth.example.org/oauth2/token")
+        ///     .grant_types_supported(["client_credentials"])
+        ///     .capabilities([])
+        ///     .build()?;
+        /// assert_eq!(configuration.token_endpoint(), "https://auth.example.org/oauth2/token");
+        /// let error = SmartConfiguration::builder().grant_types_supported(["client_credentials"]).build();
+        /// assert_eq!(error.unwrap_err(), DiscoveryError::Missing { field: "token_endpoint" });
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint: text;
         /// `registration_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .registration_endpoint("https://auth.example.org/register")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["registration_endpoint"], "https://auth.example.org/register");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         registration_endpoint: text;
         /// `management_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .management_endpoint("https://auth.example.org/manage")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["management_endpoint"], "https://auth.example.org/manage");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         management_endpoint: text;
         /// `introspection_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .introspection_endpoint("https://auth.example.org/introspect")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["introspection_endpoint"], "https://auth.example.org/introspect");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         introspection_endpoint: text;
         /// `revocation_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .revocation_endpoint("https://auth.example.org/revoke")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["revocation_endpoint"], "https://auth.example.org/revoke");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         revocation_endpoint: text;
         /// `user_access_brand_bundle`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .user_access_brand_bundle("https://brands.example.org/bundle.json")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["user_access_brand_bundle"], "https://brands.example.org/bundle.json");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         user_access_brand_bundle: text;
         /// `user_access_brand_identifier`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .user_access_brand_identifier("example-health")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["user_access_brand_identifier"], "example-health");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         user_access_brand_identifier: text;
         /// `grant_types_supported` (required, not empty).
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset()
+        ///     .authorization_endpoint("https://auth.example.org/authorize") // this grant needs it
+        ///     .grant_types_supported(["client_credentials", "authorization_code"])
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["grant_types_supported"], serde_json::json!(["client_credentials", "authorization_code"]));
+        /// // Required, and never empty.
+        /// let error = preset().grant_types_supported(Vec::<String>::new()).build().unwrap_err();
+        /// assert_eq!(error, DiscoveryError::Missing { field: "grant_types_supported" });
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         grant_types_supported: list;
         /// `token_endpoint_auth_methods_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["token_endpoint_auth_methods_supported"], serde_json::json!(["private_key_jwt", "client_secret_basic"]));
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_methods_supported: list;
         /// `token_endpoint_auth_signing_alg_values_supported` (`RS384` or `ES384` required
         /// with `client-confidential-asymmetric`).
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().token_endpoint_auth_signing_alg_values_supported(["ES384"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["token_endpoint_auth_signing_alg_values_supported"], serde_json::json!(["ES384"]));
+        /// // `client-confidential-asymmetric` needs RS384 or ES384.
+        /// let error = preset().token_endpoint_auth_signing_alg_values_supported(["ES256"]).build().unwrap_err();
+        /// assert_eq!(error, DiscoveryError::MissingAsymmetricAlgorithm);
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_signing_alg_values_supported: list;
         /// `scopes_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().scopes_supported(["system/Patient.rs", "system/Observation.rs"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["scopes_supported"], serde_json::json!(["system/Patient.rs", "system/Observation.rs"]));
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         scopes_supported: list;
         /// `response_types_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().response_types_supported(["code"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["response_types_supported"], serde_json::json!(["code"]));
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         response_types_supported: list;
     }
 
