@@ -53,6 +53,15 @@ pub enum SigningAlgorithm {
 
 impl SigningAlgorithm {
     /// The default allow-list: every variant.
+    ///
+    /// ```
+    /// use smart_auth::SigningAlgorithm;
+    ///
+    /// assert_eq!(SigningAlgorithm::DEFAULT.len(), 11);
+    /// assert!(SigningAlgorithm::DEFAULT.contains(&SigningAlgorithm::ES384));
+    /// // Asymmetric algorithms only: `none` and the HMAC names are no algorithms at all here.
+    /// assert!("HS256".parse::<SigningAlgorithm>().is_err());
+    /// ```
     pub const DEFAULT: &'static [SigningAlgorithm] = &[
         Self::RS256,
         Self::RS384,
@@ -179,6 +188,16 @@ pub struct UnknownAlgorithm {
 
 impl UnknownAlgorithm {
     /// How many characters of the refused input the message quotes.
+    ///
+    /// ```
+    /// use smart_auth::{SigningAlgorithm, UnknownAlgorithm};
+    ///
+    /// let long = "x".repeat(1000);
+    /// let error = long.parse::<SigningAlgorithm>().unwrap_err();
+    /// let quoted = "x".repeat(UnknownAlgorithm::MAX_QUOTED);
+    /// assert!(error.to_string().contains(&quoted));
+    /// assert!(!error.to_string().contains(&"x".repeat(UnknownAlgorithm::MAX_QUOTED + 1)));
+    /// ```
     pub const MAX_QUOTED: usize = 16;
 
     fn new(input: &str) -> Self {

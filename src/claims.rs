@@ -246,22 +246,94 @@ pub struct FhirContext {
 
 impl FhirContext {
     /// A relative reference such as `Observation/123`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// // SMART 2.0 sends a bare reference; it arrives as an entry with only `reference`.
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim("fhirContext", serde_json::json!(["Observation/123"]))
+    ///     .build();
+    /// assert_eq!(claims.fhir_context()[0].reference(), Some("Observation/123"));
+    /// assert_eq!(claims.fhir_context()[0].canonical(), None);
+    /// # }
+    /// ```
     pub fn reference(&self) -> Option<&str> {
         self.reference.as_deref()
     }
     /// A canonical URL, possibly with `|version`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim(
+    ///         "fhirContext",
+    ///         serde_json::json!([{"canonical": "http://example.org/Questionnaire/intake|2"}]),
+    ///     )
+    ///     .build();
+    /// let context = &claims.fhir_context()[0];
+    /// assert_eq!(context.canonical(), Some("http://example.org/Questionnaire/intake|2"));
+    /// assert_eq!(context.reference(), None);
+    /// # }
+    /// ```
     pub fn canonical(&self) -> Option<&str> {
         self.canonical.as_deref()
     }
     /// A FHIR `Identifier`, as JSON.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let identifier = serde_json::json!({"system": "urn:oid:1.2.3", "value": "A-7"});
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim("fhirContext", serde_json::json!([{"identifier": identifier, "type": "Patient"}]))
+    ///     .build();
+    /// let context = &claims.fhir_context()[0];
+    /// assert_eq!(context.identifier().and_then(|id| id["value"].as_str()), Some("A-7"));
+    /// # }
+    /// ```
     pub fn identifier(&self) -> Option<&Value> {
         self.identifier.as_ref()
     }
     /// The FHIR resource type of the context resource, when stated.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim("fhirContext", serde_json::json!([{"reference": "Encounter/9", "type": "Encounter"}]))
+    ///     .build();
+    /// assert_eq!(claims.fhir_context()[0].resource_type(), Some("Encounter"));
+    /// # }
+    /// ```
     pub fn resource_type(&self) -> Option<&str> {
         self.resource_type.as_deref()
     }
     /// The role URI; absent means the SMART default role `launch`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim(
+    ///         "fhirContext",
+    ///         serde_json::json!([
+    ///             {"reference": "Patient/1", "role": "https://example.org/role/guardian-of"},
+    ///             {"reference": "Encounter/9"},
+    ///         ]),
+    ///     )
+    ///     .build();
+    /// let contexts = claims.fhir_context();
+    /// assert_eq!(contexts[0].role(), Some("https://example.org/role/guardian-of"));
+    /// assert_eq!(contexts[1].role(), None); // the default role, `launch`
+    /// # }
+    /// ```
     pub fn role(&self) -> Option<&str> {
         self.role.as_deref()
     }
@@ -771,15 +843,57 @@ impl SmartClaims {
     }
     /// `sub`: for SMART Backend Services, normally the client itself. A blank `sub` is
     /// `None`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().sub("billing-service").build();
+    /// assert_eq!(claims.sub(), Some("billing-service"));
+    ///
+    /// let blank = ClaimsBuilder::new().sub("  ").build();
+    /// assert_eq!(blank.sub(), None);
+    /// # }
+    /// ```
     pub fn sub(&self) -> Option<&str> {
         self.string(Field::Subject)
     }
     /// The client id, from the first present claim of the configured list
     /// (default `client_id`, `azp`, `cid`, `appid`). A blank value identifies no client: `None`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().client_id("app-1").build();
+    /// assert_eq!(claims.client_id(), Some("app-1"));
+    ///
+    /// // Without `client_id`, the next claim of the default list (`azp`) names the client.
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim("client_id", serde_json::Value::Null)
+    ///     .claim("azp", "app-2")
+    ///     .build();
+    /// assert_eq!(claims.client_id(), Some("app-2"));
+    /// # }
+    /// ```
     pub fn client_id(&self) -> Option<&str> {
         self.string(Field::ClientId)
     }
     /// `aud`, always as a list (a single string becomes a list of one).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let one = ClaimsBuilder::new().aud("https://api.example.org/fhir").build();
+    /// assert_eq!(one.aud(), ["https://api.example.org/fhir"]);
+    ///
+    /// let two = ClaimsBuilder::new()
+    ///     .claim("aud", serde_json::json!(["https://a.example", "https://b.example"]))
+    ///     .build();
+    /// assert_eq!(two.aud(), ["https://a.example", "https://b.example"]);
+    /// # }
+    /// ```
     pub fn aud(&self) -> &[String] {
         self.inner
             .lazy()
@@ -806,20 +920,62 @@ impl SmartClaims {
         self.inner.strings.get(field)
     }
     /// `exp`, in whole seconds since the Unix epoch.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().exp(2_000_000_000).build();
+    /// assert_eq!(claims.exp(), 2_000_000_000);
+    /// # }
+    /// ```
     pub fn exp(&self) -> i64 {
         self.inner.expires_at
     }
     /// `iat`, in whole seconds since the Unix epoch.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().iat(1_700_000_000).build();
+    /// assert_eq!(claims.iat(), Some(1_700_000_000));
+    ///
+    /// let without = ClaimsBuilder::new().claim("iat", serde_json::Value::Null).build();
+    /// assert_eq!(without.iat(), None);
+    /// # }
+    /// ```
     pub fn iat(&self) -> Option<i64> {
         let inner = &self.inner;
         (inner.times_present & ISSUED_AT != 0).then_some(inner.issued_at)
     }
     /// `nbf`, in whole seconds since the Unix epoch.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// // `nbf` is optional, and `ClaimsBuilder` sets none by default.
+    /// assert_eq!(ClaimsBuilder::new().build().nbf(), None);
+    /// let claims = ClaimsBuilder::new().nbf(1_700_000_000).build();
+    /// assert_eq!(claims.nbf(), Some(1_700_000_000));
+    /// # }
+    /// ```
     pub fn nbf(&self) -> Option<i64> {
         let inner = &self.inner;
         (inner.times_present & NOT_BEFORE != 0).then_some(inner.not_before)
     }
     /// `jti`, the token's unique id (`None` when absent or blank).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().jti("4d1b7c0e").build();
+    /// assert_eq!(claims.jti(), Some("4d1b7c0e"));
+    /// assert_eq!(ClaimsBuilder::new().build().jti(), None);
+    /// # }
+    /// ```
     pub fn jti(&self) -> Option<&str> {
         self.string(Field::JwtId)
     }
@@ -831,6 +987,19 @@ impl SmartClaims {
     /// scope-token set (TAB, CR, LF or another control character, a space inside an array
     /// item, `"`, `\`, non-ASCII) is dropped whole: it is not listed, not split further,
     /// and grants nothing. Duplicates are kept.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().scope("system/Patient.rs openid").build();
+    /// assert_eq!(claims.scopes(), ["system/Patient.rs", "openid"]);
+    ///
+    /// // A token holding a TAB is dropped whole, not split at it.
+    /// let claims = ClaimsBuilder::new().claim("scope", "system/Patient.rs\tx openid").build();
+    /// assert_eq!(claims.scopes(), ["openid"]);
+    /// # }
+    /// ```
     pub fn scopes(&self) -> &[String] {
         self.inner
             .lazy()
@@ -880,6 +1049,23 @@ impl SmartClaims {
 
     /// Whether the scopes allow `interaction` on the whole of `resource_type` (`*` for system
     /// level); granular scopes never do. See [`ScopeSet::permits`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::scopes::Interaction;
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().scope("system/Observation.rs").build();
+    /// assert!(claims.permits(Interaction::Read, "Observation"));
+    /// assert!(claims.permits(Interaction::SearchType, "Observation"));
+    /// assert!(!claims.permits(Interaction::Update, "Observation"));
+    /// assert!(!claims.permits(Interaction::Read, "Patient"));
+    ///
+    /// // A granular scope grants only part of the type, so never the whole of it.
+    /// let granular = ClaimsBuilder::new().scope("system/Observation.rs?category=laboratory").build();
+    /// assert!(!granular.permits(Interaction::Read, "Observation"));
+    /// # }
+    /// ```
     pub fn permits(&self, interaction: Interaction, resource_type: &str) -> bool {
         self.scope_set().permits(interaction, resource_type)
     }
@@ -1096,11 +1282,33 @@ impl SmartClaims {
     /// id: an empty, whitespace-only or otherwise malformed value (an absolute URL too) is
     /// no launch context, and then `patient/` scopes grant nothing. A claim of another JSON
     /// type (`null` included) makes the token invalid.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// assert_eq!(ClaimsBuilder::new().patient("123").build().patient(), Some("123"));
+    /// // A relative reference is read as its id; an absolute URL is no launch context.
+    /// assert_eq!(ClaimsBuilder::new().patient("Patient/123").build().patient(), Some("123"));
+    /// let url = ClaimsBuilder::new().patient("https://ehr.example/Patient/123").build();
+    /// assert_eq!(url.patient(), None);
+    /// # }
+    /// ```
     pub fn patient(&self) -> Option<&str> {
         self.string(Field::Patient)
     }
     /// `encounter`: the id of the Encounter in context (or of an `Encounter/{id}`
     /// reference); `None` for a value that is neither, as for [`SmartClaims::patient`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().encounter("Encounter/e-42").build();
+    /// assert_eq!(claims.encounter(), Some("e-42"));
+    /// assert_eq!(ClaimsBuilder::new().build().encounter(), None);
+    /// # }
+    /// ```
     pub fn encounter(&self) -> Option<&str> {
         self.string(Field::Encounter)
     }
@@ -1109,11 +1317,31 @@ impl SmartClaims {
     /// [`VerifierBuilder::fhir_user_claims`](crate::VerifierBuilder::fhir_user_claims));
     /// `None` when the claim is absent, empty or whitespace-only, and a claim of another
     /// JSON type makes the token invalid.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().fhir_user("Practitioner/7").build();
+    /// assert_eq!(claims.fhir_user(), Some("Practitioner/7"));
+    /// assert_eq!(ClaimsBuilder::new().fhir_user(" ").build().fhir_user(), None);
+    /// # }
+    /// ```
     pub fn fhir_user(&self) -> Option<&str> {
         self.string(Field::FhirUser)
     }
     /// `tenant`: the organization the launch belongs to; `None` when the claim is absent,
     /// empty or whitespace-only.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().tenant("north-clinic").build();
+    /// assert_eq!(claims.tenant(), Some("north-clinic"));
+    /// assert_eq!(ClaimsBuilder::new().build().tenant(), None);
+    /// # }
+    /// ```
     pub fn tenant(&self) -> Option<&str> {
         self.string(Field::Tenant)
     }
@@ -1123,6 +1351,19 @@ impl SmartClaims {
     /// Empty or whitespace-only `reference`, `canonical` and `type` values, and an empty
     /// `identifier` object, count as absent. An entry that then names nothing, and an entry
     /// with a blank `role`, make the token invalid.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// // Keycloak's mappers send the array as a string of JSON text; it reads the same.
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim("fhirContext", r#"[{"reference": "Observation/5"}, "Encounter/9"]"#)
+    ///     .build();
+    /// let references: Vec<_> = claims.fhir_context().iter().filter_map(|c| c.reference()).collect();
+    /// assert_eq!(references, ["Observation/5", "Encounter/9"]);
+    /// # }
+    /// ```
     pub fn fhir_context(&self) -> &[FhirContext] {
         &self.inner.fhir_context
     }
@@ -1137,6 +1378,17 @@ impl SmartClaims {
         self.inner.object().get(name)
     }
     /// Every claim of the token, as JSON.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().claim("org", "acme").build();
+    /// let all = claims.all_claims();
+    /// assert_eq!(all["org"], "acme");
+    /// assert_eq!(all["iss"], "https://issuer.test"); // the standard claims are there too
+    /// # }
+    /// ```
     pub fn all_claims(&self) -> &Map<String, Value> {
         self.inner.object()
     }

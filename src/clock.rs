@@ -62,6 +62,17 @@ pub struct ManualClock {
 
 impl ManualClock {
     /// A clock stopped at the current system time.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use smart_auth::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let start = clock.now();
+    /// assert!(start <= SystemTime::now());
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(clock.now(), start + Duration::from_secs(60)); // moved only when told
+    /// ```
     pub fn new() -> Self {
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -72,6 +83,14 @@ impl ManualClock {
     }
 
     /// A clock stopped at `seconds` after the Unix epoch.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use smart_auth::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    /// ```
     pub fn at_unix(seconds: u64) -> Self {
         Self {
             millis_since_epoch: Arc::new(AtomicU64::new(seconds.saturating_mul(1000))),

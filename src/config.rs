@@ -87,6 +87,22 @@ pub struct SmartAuthConfig {
 }
 
 /// The settings of one issuer in a [`SmartAuthConfig`]: those of a [`VerifierBuilder`].
+///
+/// ```
+/// use smart_auth::IssuerConfig;
+///
+/// let issuer: IssuerConfig = serde_json::from_str(r#"{
+///     "issuer": "https://auth.example.org",
+///     "audiences": ["https://api.example.org/fhir"],
+///     "token_type": "at+jwt",
+///     "leeway_secs": 30
+/// }"#)?;
+/// assert_eq!(issuer.leeway_secs, Some(30));
+/// // A misspelt setting is an error, never silently ignored.
+/// let typo = serde_json::from_str::<IssuerConfig>(r#"{"issuer": "https://a.example", "audience": "x"}"#);
+/// assert!(typo.is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -189,6 +205,19 @@ where
 }
 
 /// [`ScopeEnforcement`] settings in a [`SmartAuthConfig`].
+///
+/// ```
+/// use smart_auth::SmartAuthConfig;
+///
+/// let config: SmartAuthConfig = serde_json::from_str(r#"{
+///     "fhir_base": "https://api.example.org/fhir",
+///     "issuers": [{ "issuer": "https://auth.example.org" }],
+///     "enforce_scopes": { "resource_types": ["Patient", "Observation"] }
+/// }"#)?;
+/// let layer = config.build()?;
+/// assert_eq!(layer.scope_enforcement().map(|e| e.base_path()), Some("/fhir"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -209,6 +238,20 @@ pub struct EnforcementConfig {
 }
 
 /// [`TokenCachePolicy`] settings in a [`SmartAuthConfig`].
+///
+/// ```
+/// use smart_auth::SmartAuthConfig;
+///
+/// let config: SmartAuthConfig = serde_json::from_str(r#"{
+///     "fhir_base": "https://api.example.org/fhir",
+///     "issuers": [{
+///         "issuer": "https://auth.example.org",
+///         "token_cache": { "max_entries": 50000, "max_age_secs": 60 }
+///     }]
+/// }"#)?;
+/// assert!(config.build().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -236,6 +279,19 @@ impl SmartAuthConfig {
     ///
     /// [`ConfigError::NoIssuer`] without issuers, or the error of a static key file that
     /// cannot be read. Every other setting is checked by `build`.
+    ///
+    /// ```
+    /// use smart_auth::{ManualClock, SmartAuthConfig};
+    ///
+    /// let config: SmartAuthConfig = serde_json::from_str(r#"{
+    ///     "fhir_base": "https://api.example.org/fhir",
+    ///     "issuers": [{ "issuer": "https://auth.example.org" }]
+    /// }"#)?;
+    /// // Settings only code can give, on top of the file's.
+    /// let layer = config.builder()?.clock(ManualClock::new()).build()?;
+    /// assert_eq!(layer.fhir_base(), Some("https://api.example.org/fhir"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder(self) -> Result<SmartAuthBuilder, ConfigError> {
         let mut issuers = self.issuers.into_iter();
         let first = issuers.next().ok_or(ConfigError::NoIssuer)?;
@@ -275,6 +331,18 @@ impl SmartAuthConfig {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first invalid setting.
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, SmartAuthConfig};
+    ///
+    /// let config: SmartAuthConfig = serde_json::from_str(r#"{
+    ///     "fhir_base": "https://api.example.org/fhir",
+    ///     "issuers": [{ "issuer": "https://auth.example.org", "leeway_secs": 86400 }]
+    /// }"#)?;
+    /// // The same checks as the builder's: a day of leeway is refused.
+    /// assert!(matches!(config.build(), Err(ConfigError::InvalidLimit { field: "leeway" })));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn build(self) -> Result<SmartAuthLayer, ConfigError> {
         self.builder()?.build()
     }
@@ -286,6 +354,19 @@ impl IssuerConfig {
     /// # Errors
     ///
     /// The error of a static key file that cannot be read.
+    ///
+    /// ```
+    /// use smart_auth::IssuerConfig;
+    ///
+    /// let config: IssuerConfig = serde_json::from_str(r#"{
+    ///     "issuer": "https://auth.example.org",
+    ///     "audiences": ["https://api.example.org/fhir"]
+    /// }"#)?;
+    /// // A verifier for code outside tower (a queue consumer), from the same settings.
+    /// let verifier = config.verifier_builder()?.build()?;
+    /// assert_eq!(verifier.issuer(), "https://auth.example.org");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn verifier_builder(self) -> Result<VerifierBuilder, ConfigError> {
         let mut builder = TokenVerifier::builder(self.issuer);
         for audience in self.audiences {

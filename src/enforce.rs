@@ -205,6 +205,18 @@ impl Default for ScopeEnforcement {
 impl ScopeEnforcement {
     /// Enforcement with the default operation policy. Its base path is the layer's
     /// [FHIR base](crate::SmartAuthBuilder::fhir_base) (the root without one).
+    ///
+    /// ```
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
+    ///
+    /// assert_eq!(ScopeEnforcement::new().base_path(), ""); // the root, until a layer says
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir/r4")
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// assert_eq!(layer.scope_enforcement().map(ScopeEnforcement::base_path), Some("/fhir/r4"));
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn new() -> Self {
         Self {
             classifier: Classifier::new("/"),
@@ -372,6 +384,33 @@ impl ScopeEnforcement {
     }
 
     /// Accepts only these resource types; any other type in a path is refused.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Router, body::Body, routing::get};
+    /// use http::{Request, StatusCode};
+    /// use smart_auth::ScopeEnforcement;
+    /// use smart_auth::testing::{ClaimsBuilder, ClaimsLayer};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let enforcement = ScopeEnforcement::new().resource_types(["Patient", "Observation"]);
+    /// let claims = ClaimsBuilder::new().scope("system/*.rs").build();
+    /// let app = Router::new()
+    ///     .route("/fhir/{type}/{id}", get(|| async { "resource" }))
+    ///     .layer(ClaimsLayer::new(claims).enforce_scopes(enforcement, "/fhir"));
+    ///
+    /// let read = |path: &str| Request::get(path).body(Body::empty());
+    /// let response = app.clone().oneshot(read("/fhir/Patient/1")?).await?;
+    /// assert_eq!(response.status(), StatusCode::OK);
+    /// // `system/*.rs` covers every type, yet the API serves no `Account`.
+    /// let response = app.oneshot(read("/fhir/Account/1")?).await?;
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn resource_types<I, S>(mut self, types: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -498,6 +537,18 @@ impl ScopeEnforcement {
 
     /// The FHIR base path it enforces under, without a trailing slash (`""` for the
     /// root): the layer's, once given to a layer.
+    ///
+    /// ```
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir/")
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// let enforcement = layer.scope_enforcement().expect("enforcement is on");
+    /// assert_eq!(enforcement.base_path(), "/fhir"); // without the trailing slash
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn base_path(&self) -> &str {
         self.classifier.base_path()
     }
@@ -872,6 +923,32 @@ pub struct PagingLink {
 
 impl PagingLink {
     /// The page's id: the value of the paging parameter, as sent (not decoded).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Extension, Router, body::Body, routing::get};
+    /// use smart_auth::{PagingLink, ScopeEnforcement};
+    /// use smart_auth::testing::{ClaimsBuilder, ClaimsLayer};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let enforcement = ScopeEnforcement::new().handler_checks_paging_links("_getpages");
+    /// let claims = ClaimsBuilder::new().scope("system/Observation.rs").build();
+    /// let app = Router::new()
+    ///     .route("/fhir", get(|link: Option<Extension<PagingLink>>| async move {
+    ///         link.map(|Extension(link)| link.page().to_owned()).unwrap_or_default()
+    ///     }))
+    ///     .layer(ClaimsLayer::new(claims).enforce_scopes(enforcement, "/fhir"));
+    ///
+    /// let request = http::Request::get("/fhir?_getpages=a1b2c3&_getpagesoffset=20").body(Body::empty())?;
+    /// let response = app.oneshot(request).await?;
+    /// let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+    /// assert_eq!(body, "a1b2c3");
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn page(&self) -> &str {
         &self.page
     }

@@ -83,6 +83,20 @@ pub enum ErrorKind {
 }
 
 /// The HTTP answer for an [`ErrorKind`]: see [`ErrorKind::answer`].
+///
+/// ```
+/// use http::StatusCode;
+/// use smart_auth::ErrorKind;
+///
+/// let answer = ErrorKind::InsufficientScope.answer();
+/// assert_eq!(answer.status, StatusCode::FORBIDDEN);
+/// assert_eq!(answer.bearer_error, Some("insufficient_scope"));
+/// assert!(answer.challenge);
+/// assert_eq!(answer.issue_code, "forbidden");
+///
+/// // No challenge when the server, not the token, is at fault.
+/// assert!(!ErrorKind::KeysUnavailable.answer().challenge);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Answer {
@@ -383,11 +397,37 @@ impl AuthError {
     }
 
     /// What went wrong.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let error = verifier.verify(&issuer.token().audience("https://other.example").sign()).await;
+    /// assert_eq!(error.unwrap_err().kind(), ErrorKind::WrongAudience);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// For [`ErrorKind::InsufficientScope`], the scope that would allow the request.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::{AuthError, ErrorKind, scopes::Interaction, testing::ClaimsBuilder};
+    ///
+    /// let claims = ClaimsBuilder::new().scope("system/Patient.rs").build();
+    /// let error = claims.require(Interaction::Create, "Observation").unwrap_err();
+    /// assert_eq!(error.required_scope(), Some("system/Observation.c"));
+    /// assert_eq!(AuthError::new(ErrorKind::Expired).required_scope(), None);
+    /// # }
+    /// ```
     pub fn required_scope(&self) -> Option<&str> {
         self.required_scope.as_deref()
     }

@@ -69,6 +69,13 @@ pub enum IntrospectionAuth {
 
 impl IntrospectionAuth {
     /// HTTP Basic client credentials.
+    ///
+    /// ```
+    /// use smart_auth::IntrospectionAuth;
+    ///
+    /// let auth = IntrospectionAuth::basic("resource-server", "s3cret");
+    /// assert!(matches!(auth, IntrospectionAuth::Basic { ref client_id, .. } if client_id == "resource-server"));
+    /// ```
     pub fn basic(client_id: impl Into<String>, secret: impl Into<String>) -> Self {
         Self::Basic {
             client_id: client_id.into(),
@@ -78,6 +85,21 @@ impl IntrospectionAuth {
 
     /// A fixed bearer token. It must be a `b64token` (RFC 6750 section 2.1), or the layer
     /// is not built ([`ConfigError::InvalidIntrospectionCredentials`]).
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// let verifier = |auth| {
+    ///     TokenVerifier::builder("https://auth.example.org")
+    ///         .audience("https://fhir.example.org/r4")
+    ///         .introspection(Introspection::new(auth))
+    ///         .build()
+    /// };
+    /// assert!(verifier(IntrospectionAuth::bearer("rs-token-123")).is_ok());
+    /// // A space cannot be sent in a Bearer header: refused when the verifier is built.
+    /// let error = verifier(IntrospectionAuth::bearer("rs token")).unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidIntrospectionCredentials));
+    /// ```
     pub fn bearer(token: impl Into<String>) -> Self {
         Self::Bearer(token.into())
     }
@@ -211,6 +233,17 @@ pub struct Introspection {
 impl Introspection {
     /// Introspection with this authentication; the endpoint comes from the issuer's
     /// metadata (`introspection_endpoint`) unless [`endpoint`](Self::endpoint) is set.
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// // The endpoint is discovered from the issuer's metadata when the first token comes.
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .introspection(Introspection::new(IntrospectionAuth::basic("rs", "s3cret")))
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
     pub fn new(auth: IntrospectionAuth) -> Self {
         Self {
             endpoint: None,
@@ -227,12 +260,38 @@ impl Introspection {
     }
 
     /// The introspection endpoint.
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// let introspection = Introspection::new(IntrospectionAuth::basic("rs", "s3cret"))
+    ///     .endpoint("https://auth.example.org/oauth2/introspect");
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .introspection(introspection)
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
     }
 
     /// When to introspect (default [`IntrospectionMode::Only`]).
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth, IntrospectionMode, TokenVerifier};
+    ///
+    /// // JWTs are checked locally and then asked about, so that revoked ones are refused.
+    /// let introspection = Introspection::new(IntrospectionAuth::bearer("rs-token"))
+    ///     .endpoint("https://auth.example.org/introspect")
+    ///     .mode(IntrospectionMode::AfterJwt);
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .introspection(introspection)
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
     pub fn mode(mut self, mode: IntrospectionMode) -> Self {
         self.mode = mode;
         self
@@ -240,6 +299,21 @@ impl Introspection {
 
     /// How long an active answer is reused (default 60 s; never past the token's `exp`;
     /// at most one day). Zero turns the cache off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// let verifier = |ttl| {
+    ///     TokenVerifier::builder("https://auth.example.org")
+    ///         .audience("https://fhir.example.org/r4")
+    ///         .introspection(Introspection::new(IntrospectionAuth::bearer("rs-token")).cache_ttl(ttl))
+    ///         .build()
+    /// };
+    /// assert!(verifier(Duration::ZERO).is_ok()); // every request asks the endpoint
+    /// let error = verifier(Duration::from_secs(2 * 24 * 3600)).unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "cache_ttl" }));
+    /// ```
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.active_ttl = ttl;
         self
@@ -247,6 +321,23 @@ impl Introspection {
 
     /// How long a refusal (inactive token, or an answer refused for its shape) is reused
     /// (default 10 s; at most one day).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// let verifier = |ttl| {
+    ///     TokenVerifier::builder("https://auth.example.org")
+    ///         .audience("https://fhir.example.org/r4")
+    ///         .introspection(
+    ///             Introspection::new(IntrospectionAuth::bearer("rs-token")).inactive_cache_ttl(ttl),
+    ///         )
+    ///         .build()
+    /// };
+    /// assert!(verifier(Duration::from_secs(30)).is_ok());
+    /// let error = verifier(Duration::from_secs(2 * 24 * 3600)).unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "inactive_cache_ttl" }));
+    /// ```
     pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
         self.inactive_ttl = ttl;
         self
@@ -256,6 +347,17 @@ impl Introspection {
     /// 4 KiB of its body begun: an authorization server that echoes large user attributes
     /// into its answers (up to the 256 KiB read) fills the cache with fewer of them, so
     /// that the default holds about 40 MiB of answers at most, whatever their size.
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// let introspection = Introspection::new(IntrospectionAuth::bearer("rs-token")).cache_capacity(50_000);
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .introspection(introspection)
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.capacity = entries;
         self
@@ -267,6 +369,23 @@ impl Introspection {
     /// body that is no introspection answer) is an outage only when the endpoint no longer
     /// finds active the last token it found active, which is asked about again: one token
     /// a firewall blocks gets 503 alone.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// let verifier = |cooldown| {
+    ///     TokenVerifier::builder("https://auth.example.org")
+    ///         .audience("https://fhir.example.org/r4")
+    ///         .introspection(
+    ///             Introspection::new(IntrospectionAuth::bearer("rs-token")).failure_cooldown(cooldown),
+    ///         )
+    ///         .build()
+    /// };
+    /// assert!(verifier(Duration::from_secs(5)).is_ok());
+    /// let error = verifier(Duration::from_secs(2 * 24 * 3600)).unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "failure_cooldown" }));
+    /// ```
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self

@@ -55,6 +55,20 @@ impl Issuers {
     /// [`ConfigError::NoIssuer`] for an empty list, [`ConfigError::DuplicateIssuer`] when
     /// two verifiers name the same issuer, [`ConfigError::AmbiguousIntrospection`] when
     /// more than one introspects opaque tokens.
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, Issuers, TokenVerifier};
+    ///
+    /// let verifier = || {
+    ///     TokenVerifier::builder("https://auth.example.org")
+    ///         .audience("https://fhir.example.org/r4")
+    ///         .build()
+    /// };
+    /// assert!(Issuers::new([verifier()?]).is_ok());
+    /// assert!(matches!(Issuers::new([]), Err(ConfigError::NoIssuer)));
+    /// assert!(matches!(Issuers::new([verifier()?, verifier()?]), Err(ConfigError::DuplicateIssuer { .. })));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn new(verifiers: impl IntoIterator<Item = TokenVerifier>) -> Result<Self, ConfigError> {
         let verifiers: Vec<TokenVerifier> = verifiers.into_iter().collect();
         if verifiers.is_empty() {
@@ -117,6 +131,18 @@ impl Issuers {
     }
 
     /// The verifier of this exact issuer identifier.
+    ///
+    /// ```
+    /// use smart_auth::{Issuers, TokenVerifier};
+    ///
+    /// let issuers = Issuers::new([TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?])?;
+    /// let verifier = issuers.get("https://auth.example.org").expect("configured");
+    /// assert_eq!(verifier.issuer(), "https://auth.example.org");
+    /// assert!(issuers.get("https://AUTH.example.org").is_none()); // compared exactly
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn get(&self, issuer: &str) -> Option<&TokenVerifier> {
         if self.by_issuer.is_empty() {
             return self.verifiers.first().filter(|v| v.issuer() == issuer);
@@ -127,6 +153,21 @@ impl Issuers {
     }
 
     /// Every verifier, in the order given.
+    ///
+    /// ```
+    /// use smart_auth::{Issuers, TokenVerifier};
+    ///
+    /// let verifier = |issuer: &str| {
+    ///     TokenVerifier::builder(issuer).audience("https://fhir.example.org/r4").build()
+    /// };
+    /// let issuers = Issuers::new([
+    ///     verifier("https://auth.example.org")?,
+    ///     verifier("https://login.partner.example")?,
+    /// ])?;
+    /// let names: Vec<&str> = issuers.iter().map(|verifier| verifier.issuer()).collect();
+    /// assert_eq!(names, ["https://auth.example.org", "https://login.partner.example"]);
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = &TokenVerifier> {
         self.verifiers.iter()
     }
@@ -138,6 +179,29 @@ impl Issuers {
     ///
     /// [`ErrorKind::WrongIssuer`] for an issuer that is not configured, else what the
     /// chosen verifier's [`verify`](TokenVerifier::verify) says.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{ErrorKind, Issuers, TokenVerifier, testing::TestIssuer};
+    ///
+    /// let (main, partner, stranger) =
+    ///     (TestIssuer::start().await, TestIssuer::start().await, TestIssuer::start().await);
+    /// let verifier = |issuer: &TestIssuer| {
+    ///     TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()
+    /// };
+    /// let issuers = Issuers::new([verifier(&main)?, verifier(&partner)?])?;
+    ///
+    /// // Each token is checked by the verifier of the issuer it names.
+    /// let claims = issuers.verify(&partner.token().sign()).await?;
+    /// assert_eq!(claims.issuer(), partner.url());
+    /// let error = issuers.verify(&stranger.token().sign()).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::WrongIssuer);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub async fn verify(&self, token: &str) -> Result<SmartClaims, AuthError> {
         let (stale, index) = match self.lookup(token.as_bytes()) {
             (Lookup::Hit(claims), index) => {

@@ -51,6 +51,40 @@
 //! ```
 //!
 //! See `examples/metrics.rs` for a server with a `/metrics` route.
+//!
+//! The name constants are for reading the exported series, as in this test, which counts
+//! one refused request with a recorder of its own thread (the constants share this
+//! example):
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use metrics_exporter_prometheus::PrometheusBuilder;
+//! use smart_auth::SmartAuthLayer;
+//! use smart_auth::metrics::{REQUESTS_ACCEPTED, REQUESTS_REFUSED};
+//! use tower::ServiceExt as _;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let recorder = PrometheusBuilder::new().build_recorder();
+//! let prometheus = recorder.handle();
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! metrics::with_local_recorder(&recorder, || {
+//!     runtime.block_on(async {
+//!         let auth = SmartAuthLayer::builder("https://auth.example.org")
+//!             .audience("https://api.example.org/fhir")
+//!             .build()?;
+//!         let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(auth);
+//!         // No token: refused before any key is needed.
+//!         let request = http::Request::get("/fhir/Patient/1").body(Body::empty())?;
+//!         app.oneshot(request).await?;
+//!         Ok::<_, Box<dyn std::error::Error>>(())
+//!     })
+//! })?;
+//!
+//! let text = prometheus.render();
+//! assert!(text.contains(&format!("{REQUESTS_REFUSED}{{kind=\"missing_token\"}} 1")));
+//! assert!(!text.contains(&format!("{REQUESTS_ACCEPTED}{{")));
+//! # Ok(()) }
+//! ```
 
 // Without the feature the module is private and only its empty recording calls are used.
 #![cfg_attr(not(feature = "metrics"), allow(dead_code, unreachable_pub))]

@@ -114,6 +114,13 @@ impl RefusalBody {
     }
 
     /// A JSON body (`application/json`).
+    ///
+    /// ```
+    /// use smart_auth::RefusalBody;
+    ///
+    /// let body = RefusalBody::json(&serde_json::json!({"error": "unauthorized"}));
+    /// assert_eq!(body.content_type(), "application/json");
+    /// ```
     pub fn json(value: &serde_json::Value) -> Self {
         Self::new(
             HeaderValue::from_static("application/json"),
@@ -123,12 +130,48 @@ impl RefusalBody {
 
     /// An extra header of the refusal. `WWW-Authenticate`, `Retry-After`, `Content-Type`,
     /// `Content-Length` and `Transfer-Encoding` are the answer's own and are ignored here.
+    ///
+    /// ```
+    /// # #[cfg(feature = "axum")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Router, body::Body, routing::get};
+    /// use http::{HeaderName, HeaderValue, Request, StatusCode};
+    /// use smart_auth::{RefusalBody, SmartAuthLayer};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .audience("https://api.example.org")
+    ///     .refusal_body(|_error| {
+    ///         RefusalBody::new(HeaderValue::from_static("text/plain"), "denied\n").header(
+    ///             HeaderName::from_static("x-help"),
+    ///             HeaderValue::from_static("https://api.example.org/docs/auth"),
+    ///         )
+    ///     })
+    ///     .build()?;
+    /// let app = Router::new().route("/data", get(|| async { "data" })).layer(layer);
+    ///
+    /// // No token: refused before any key is needed, with the hook's header.
+    /// let response = app.oneshot(Request::get("/data").body(Body::empty())?).await?;
+    /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    /// assert_eq!(response.headers()["x-help"], "https://api.example.org/docs/auth");
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "axum"))]
+    /// # fn main() {}
+    /// ```
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
         self
     }
 
     /// The media type of the body.
+    ///
+    /// ```
+    /// use smart_auth::RefusalBody;
+    ///
+    /// let body = RefusalBody::new(http::HeaderValue::from_static("application/problem+json"), "{}");
+    /// assert_eq!(body.content_type(), "application/problem+json");
+    /// ```
     pub fn content_type(&self) -> &HeaderValue {
         &self.content_type
     }

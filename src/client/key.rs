@@ -349,6 +349,18 @@ impl ClientKey {
     /// The `x5t` the assertions carry, if
     /// [`with_legacy_sha1_certificate_thumbprint`](Self::with_legacy_sha1_certificate_thumbprint)
     /// gave one.
+    ///
+    /// ```
+    /// use smart_auth::SigningAlgorithm;
+    /// use smart_auth::client::ClientKey;
+    ///
+    /// let key = ClientKey::generate(SigningAlgorithm::RS256, "k1")?;
+    /// assert_eq!(key.legacy_certificate_thumbprint(), None); // none unless given
+    /// # let certificate_der = b"abc";
+    /// let key = key.with_legacy_sha1_certificate_thumbprint(certificate_der);
+    /// assert_eq!(key.legacy_certificate_thumbprint(), Some("qZk-NkcGgWq6PiVxeFDCbJzQ2J0"));
+    /// # Ok::<(), smart_auth::client::KeyError>(())
+    /// ```
     pub fn legacy_certificate_thumbprint(&self) -> Option<&str> {
         self.legacy_certificate_thumbprint.as_deref()
     }

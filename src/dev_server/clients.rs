@@ -239,6 +239,17 @@ impl ClientRegistration {
     }
 
     /// A `private_key_jwt` client whose public keys are published at `jwks_uri`.
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    ///
+    /// let registration = ClientRegistration::private_key_jwt_uri(
+    ///     "backend",
+    ///     "https://backend.example.org/.well-known/jwks.json",
+    ///     ["system/Observation.rs"],
+    /// );
+    /// assert_eq!(registration.client_id(), "backend");
+    /// ```
     pub fn private_key_jwt_uri<I, S>(
         client_id: impl Into<String>,
         jwks_uri: impl Into<String>,
@@ -252,6 +263,14 @@ impl ClientRegistration {
     }
 
     /// A `client_secret_basic` client.
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    ///
+    /// let registration = ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]);
+    /// assert_eq!(registration.scopes(), ["system/*.rs"]);
+    /// assert!(!format!("{registration:?}").contains("s3cret")); // the secret stays out of logs
+    /// ```
     pub fn client_secret_basic<I, S>(
         client_id: impl Into<String>,
         secret: impl Into<String>,
@@ -326,11 +345,29 @@ impl ClientRegistration {
     }
 
     /// The client id.
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    ///
+    /// let registration = ClientRegistration::client_secret_basic("reporting", "s3cret", ["system/*.rs"]);
+    /// assert_eq!(registration.client_id(), "reporting");
+    /// ```
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
 
     /// The scopes the client may be granted.
+    ///
+    /// ```
+    /// use smart_auth::dev_server::ClientRegistration;
+    ///
+    /// let registration = ClientRegistration::client_secret_basic(
+    ///     "reporting",
+    ///     "s3cret",
+    ///     ["system/Observation.rs", "system/Patient.r"],
+    /// );
+    /// assert_eq!(registration.scopes(), ["system/Observation.rs", "system/Patient.r"]);
+    /// ```
     pub fn scopes(&self) -> &[String] {
         &self.scopes
     }

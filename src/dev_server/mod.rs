@@ -143,13 +143,66 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_JWKS_URI_LEN: usize = 2048;
 
 /// The longest [`DevAuthServerBuilder::token_lifetime`]: 24 hours.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use smart_auth::dev_server::{DevAuthServer, MAX_TOKEN_LIFETIME};
+///
+/// let longest = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+///     .token_lifetime(MAX_TOKEN_LIFETIME)
+///     .start()
+///     .await;
+/// assert!(longest.is_ok());
+/// let longer = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+///     .token_lifetime(MAX_TOKEN_LIFETIME + Duration::from_secs(1))
+///     .start()
+///     .await;
+/// assert_eq!(longer.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+/// # Ok(()) }
+/// ```
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The largest [`DevAuthServerBuilder::clock_leeway`]: 10 minutes (the bound
 /// [`VerifierBuilder::leeway`](crate::VerifierBuilder::leeway) has too).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use smart_auth::dev_server::{DevAuthServer, MAX_CLOCK_LEEWAY};
+///
+/// let tolerant = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+///     .clock_leeway(MAX_CLOCK_LEEWAY)
+///     .start()
+///     .await;
+/// assert!(tolerant.is_ok());
+/// let too_tolerant = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+///     .clock_leeway(MAX_CLOCK_LEEWAY + Duration::from_secs(1))
+///     .start()
+///     .await;
+/// assert_eq!(too_tolerant.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+/// # Ok(()) }
+/// ```
 pub const MAX_CLOCK_LEEWAY: Duration = Duration::from_secs(600);
 
 /// Settings of a [`DevAuthServer`]; see [`DevAuthServer::builder`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use smart_auth::dev_server::DevAuthServer;
+///
+/// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+///     .token_lifetime(Duration::from_secs(60))
+///     .opaque_tokens()
+///     .start()
+///     .await?;
+/// assert!(server.url().starts_with("http://127.0.0.1:"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct DevAuthServerBuilder {
@@ -183,6 +236,28 @@ fn seconds(duration: Duration) -> i64 {
 
 impl DevAuthServerBuilder {
     /// The loopback address to bind (default `127.0.0.1:0`, an ephemeral port).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::net::SocketAddr;
+    /// use smart_auth::dev_server::DevAuthServer;
+    ///
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    ///     .start()
+    ///     .await?;
+    /// # let _ = server;
+    ///
+    /// // Development only: an address other machines can reach is refused.
+    /// let refused = DevAuthServer::builder("http://127.0.0.1:8080/fhir")
+    ///     .bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+    ///     .start()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok(()) }
+    /// ```
     pub fn bind(mut self, address: SocketAddr) -> Self {
         self.address = address;
         self
@@ -190,6 +265,32 @@ impl DevAuthServerBuilder {
 
     /// The clock for `iat`, `exp`, assertion checks and the expiry of stored state
     /// (default the system clock).
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::client::BackendServiceClient;
+    /// use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+    /// use smart_auth::ManualClock;
+    ///
+    /// const FHIR: &str = "http://127.0.0.1:8080/fhir";
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let server = DevAuthServer::builder(FHIR).clock(clock.clone()).start().await?;
+    /// server.register(ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]));
+    /// let client = BackendServiceClient::builder(FHIR)
+    ///     .token_endpoint(server.token_endpoint())
+    ///     .client_id("app")
+    ///     .client_secret_basic("s3cret")
+    ///     .scope("system/Patient.rs")
+    ///     .clock(clock)
+    ///     .build()?;
+    /// let token = client.access_token().await?;
+    /// assert_eq!(token.expires_at(), 1_700_000_000 + 300); // issued on the server's clock
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "client"))]
+    /// # fn main() {}
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -211,12 +312,67 @@ impl DevAuthServerBuilder {
 
     /// Issues opaque random access tokens, which only introspection can resolve, instead
     /// of JWTs.
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::client::BackendServiceClient;
+    /// use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+    /// use smart_auth::{Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// const FHIR: &str = "http://127.0.0.1:8080/fhir";
+    /// let server = DevAuthServer::builder(FHIR).opaque_tokens().start().await?;
+    /// server.register(ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]));
+    /// server.register(
+    ///     ClientRegistration::client_secret_basic("fhir-api", "api-secret", Vec::<String>::new())
+    ///         .allow_introspecting_any_token(),
+    /// );
+    /// let client = BackendServiceClient::builder(FHIR)
+    ///     .token_endpoint(server.token_endpoint())
+    ///     .client_id("app")
+    ///     .client_secret_basic("s3cret")
+    ///     .scope("system/Patient.rs")
+    ///     .build()?;
+    /// let token = client.access_token().await?;
+    /// assert_ne!(token.access_token().split('.').count(), 3); // no JWT
+    ///
+    /// // Only introspection tells what it grants.
+    /// let verifier = TokenVerifier::builder(server.url())
+    ///     .audience(FHIR)
+    ///     .introspection(
+    ///         Introspection::new(IntrospectionAuth::basic("fhir-api", "api-secret"))
+    ///             .endpoint(server.introspection_endpoint()),
+    ///     )
+    ///     .build()?;
+    /// let claims = verifier.verify(token.access_token()).await?;
+    /// assert_eq!(claims.client_id(), Some("app"));
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "client"))]
+    /// # fn main() {}
+    /// ```
     pub fn opaque_tokens(mut self) -> Self {
         self.opaque_tokens = true;
         self
     }
 
     /// The HTTP client for fetching clients' `jwks_uri` (default: no redirects, 5 s).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use smart_auth::dev_server::DevAuthServer;
+    ///
+    /// // For clients registered with a `jwks_uri`: the fetches go through this client.
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir").http_client(http).start().await?;
+    /// # let _ = server;
+    /// # Ok(()) }
+    /// ```
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -485,6 +641,37 @@ impl DevAuthServerBuilder {
 
 /// A running development authorization server. It stops when dropped. See the
 /// [module docs](self).
+///
+/// ```
+/// # #[cfg(feature = "client")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use smart_auth::TokenVerifier;
+/// use smart_auth::client::BackendServiceClient;
+/// use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+///
+/// const FHIR: &str = "http://127.0.0.1:8080/fhir";
+/// let server = DevAuthServer::builder(FHIR).start().await?;
+/// server.register(ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]));
+///
+/// // A backend service gets a token ...
+/// let client = BackendServiceClient::builder(FHIR)
+///     .token_endpoint(server.token_endpoint())
+///     .client_id("app")
+///     .client_secret_basic("s3cret")
+///     .scope("system/Patient.rs")
+///     .build()?;
+/// let token = client.access_token().await?;
+///
+/// // ... and the FHIR API accepts it.
+/// let verifier = TokenVerifier::builder(server.url()).audience(FHIR).build()?;
+/// let claims = verifier.verify(token.access_token()).await?;
+/// assert_eq!(claims.client_id(), Some("app"));
+/// assert_eq!(claims.scopes(), ["system/Patient.rs"]);
+/// # Ok(()) }
+/// # #[cfg(not(feature = "client"))]
+/// # fn main() {}
+/// ```
 #[derive(Debug)]
 pub struct DevAuthServer {
     state: Arc<ServerState>,
@@ -560,6 +747,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl DevAuthServer {
     /// Settings for a server whose tokens are for the FHIR API at `audience` (its base URL).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::dev_server::DevAuthServer;
+    ///
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir").start().await?;
+    /// assert_eq!(server.token_requests(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn builder(audience: impl Into<String>) -> DevAuthServerBuilder {
         DevAuthServerBuilder {
             audience: audience.into(),
@@ -585,33 +782,153 @@ impl DevAuthServer {
     }
 
     /// The issuer URL (`http://127.0.0.1:<port>`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::dev_server::DevAuthServer;
+    ///
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir").start().await?;
+    /// assert!(server.url().starts_with("http://127.0.0.1:"));
+    /// assert_eq!(server.configuration().token_endpoint(), server.token_endpoint());
+    /// # Ok(()) }
+    /// ```
     pub fn url(&self) -> &str {
         &self.state.url
     }
 
     /// The token endpoint URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::dev_server::DevAuthServer;
+    ///
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir").start().await?;
+    /// assert_eq!(server.token_endpoint(), format!("{}/token", server.url()));
+    /// # Ok(()) }
+    /// ```
     pub fn token_endpoint(&self) -> &str {
         &self.state.token_endpoint
     }
 
     /// The introspection endpoint URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::dev_server::DevAuthServer;
+    /// use smart_auth::{Introspection, IntrospectionAuth};
+    ///
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir").start().await?;
+    /// assert_eq!(server.introspection_endpoint(), format!("{}/introspect", server.url()));
+    /// // Where a resource server sends its introspection requests:
+    /// let introspection = Introspection::new(IntrospectionAuth::basic("fhir-api", "s3cret"))
+    ///     .endpoint(server.introspection_endpoint());
+    /// # let _ = introspection;
+    /// # Ok(()) }
+    /// ```
     pub fn introspection_endpoint(&self) -> String {
         format!("{}/introspect", self.state.url)
     }
 
     /// The discovery document this server publishes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::SmartAuthLayer;
+    /// use smart_auth::dev_server::DevAuthServer;
+    ///
+    /// let server = DevAuthServer::builder("http://127.0.0.1:8080/fhir").start().await?;
+    /// let configuration = server.configuration();
+    /// assert_eq!(configuration.grant_types_supported(), ["client_credentials"]);
+    ///
+    /// // The FHIR API can publish it as its own discovery document.
+    /// let auth = SmartAuthLayer::builder(server.url()).fhir_base("http://127.0.0.1:8080/fhir").build()?;
+    /// let discovery = auth.discovery(configuration);
+    /// assert_eq!(discovery.paths(), ["/fhir/.well-known/smart-configuration"]);
+    /// # Ok(()) }
+    /// ```
     pub fn configuration(&self) -> SmartConfiguration {
         self.state.configuration()
     }
 
     /// Registers (or replaces) a client. Clients registered here never expire and do not
     /// count towards [`max_clients`](DevAuthServerBuilder::max_clients).
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::client::BackendServiceClient;
+    /// use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+    ///
+    /// const FHIR: &str = "http://127.0.0.1:8080/fhir";
+    /// let server = DevAuthServer::builder(FHIR).start().await?;
+    /// let client = || {
+    ///     BackendServiceClient::builder(FHIR)
+    ///         .token_endpoint(server.token_endpoint())
+    ///         .client_id("app")
+    ///         .client_secret_basic("s3cret")
+    ///         .scope("system/Patient.rs")
+    ///         .build()
+    /// };
+    /// assert!(client()?.access_token().await.is_err()); // no such client yet
+    ///
+    /// server.register(ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]));
+    /// assert!(client()?.access_token().await.is_ok());
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "client"))]
+    /// # fn main() {}
+    /// ```
     pub fn register(&self, registration: ClientRegistration) {
         lock(&self.state.static_clients).insert(registration.client_id.clone(), registration);
     }
 
     /// Revokes an access token; introspection reports it inactive from now on. Returns
     /// whether the token was known and active.
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::client::BackendServiceClient;
+    /// use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+    /// use smart_auth::{ErrorKind, Introspection, IntrospectionAuth, TokenVerifier};
+    ///
+    /// const FHIR: &str = "http://127.0.0.1:8080/fhir";
+    /// let server = DevAuthServer::builder(FHIR).opaque_tokens().start().await?;
+    /// server.register(ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]));
+    /// server.register(
+    ///     ClientRegistration::client_secret_basic("fhir-api", "api-secret", Vec::<String>::new())
+    ///         .allow_introspecting_any_token(),
+    /// );
+    /// let client = BackendServiceClient::builder(FHIR)
+    ///     .token_endpoint(server.token_endpoint())
+    ///     .client_id("app")
+    ///     .client_secret_basic("s3cret")
+    ///     .scope("system/Patient.rs")
+    ///     .build()?;
+    /// let token = client.access_token().await?;
+    /// let verifier = TokenVerifier::builder(server.url())
+    ///     .audience(FHIR)
+    ///     .introspection(
+    ///         Introspection::new(IntrospectionAuth::basic("fhir-api", "api-secret"))
+    ///             .endpoint(server.introspection_endpoint())
+    ///             .cache_ttl(std::time::Duration::ZERO), // ask on every request
+    ///     )
+    ///     .build()?;
+    /// assert!(verifier.verify(token.access_token()).await.is_ok());
+    ///
+    /// assert!(server.revoke(token.access_token()));
+    /// let error = verifier.verify(token.access_token()).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::InactiveToken);
+    /// assert!(!server.revoke(token.access_token())); // not active any more
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "client"))]
+    /// # fn main() {}
+    /// ```
     pub fn revoke(&self, access_token: &str) -> bool {
         let now = self.state.now();
         let mut tokens = lock(&self.state.tokens);
@@ -620,6 +937,30 @@ impl DevAuthServer {
     }
 
     /// How many token requests (successful or not) the server answered.
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::client::BackendServiceClient;
+    /// use smart_auth::dev_server::{ClientRegistration, DevAuthServer};
+    ///
+    /// const FHIR: &str = "http://127.0.0.1:8080/fhir";
+    /// let server = DevAuthServer::builder(FHIR).start().await?;
+    /// server.register(ClientRegistration::client_secret_basic("app", "s3cret", ["system/*.rs"]));
+    /// let client = BackendServiceClient::builder(FHIR)
+    ///     .token_endpoint(server.token_endpoint())
+    ///     .client_id("app")
+    ///     .client_secret_basic("s3cret")
+    ///     .scope("system/Patient.rs")
+    ///     .build()?;
+    /// client.access_token().await?;
+    /// client.access_token().await?; // the client's cached token: no second request
+    /// assert_eq!(server.token_requests(), 1);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "client"))]
+    /// # fn main() {}
+    /// ```
     pub fn token_requests(&self) -> usize {
         self.state.token_requests.load(Ordering::Relaxed)
     }

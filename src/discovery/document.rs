@@ -109,6 +109,13 @@ const KNOWN_CAPABILITIES: [(&str, Capability); 20] = [
 
 impl Capability {
     /// The capability as written in the document.
+    ///
+    /// ```
+    /// use smart_auth::discovery::Capability;
+    ///
+    /// assert_eq!(Capability::PermissionV2.as_str(), "permission-v2");
+    /// assert_eq!(Capability::Other("x-custom".into()).as_str(), "x-custom");
+    /// ```
     pub fn as_str(&self) -> &str {
         match self {
             Self::Other(value) => value,
@@ -129,6 +136,13 @@ impl Capability {
     }
 
     /// Reads a capability; unknown values become [`Capability::Other`].
+    ///
+    /// ```
+    /// use smart_auth::discovery::Capability;
+    ///
+    /// assert_eq!(Capability::parse("permission-v2"), Capability::PermissionV2);
+    /// assert_eq!(Capability::parse("x-custom"), Capability::Other("x-custom".into()));
+    /// ```
     pub fn parse(value: &str) -> Self {
         KNOWN_CAPABILITIES
             .iter()
@@ -160,6 +174,22 @@ impl<'de> Deserialize<'de> for Capability {
 }
 
 /// An endpoint that shares this server's authorization (`associated_endpoints`).
+///
+/// ```
+/// use smart_auth::discovery::{AssociatedEndpoint, Capability, SmartConfiguration};
+///
+/// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+///     .associated_endpoint("https://state.example.org/fhir", [Capability::SmartAppState])
+///     .build()?;
+/// assert_eq!(
+///     configuration.associated_endpoints(),
+///     [AssociatedEndpoint {
+///         url: "https://state.example.org/fhir".into(),
+///         capabilities: vec![Capability::SmartAppState],
+///     }],
+/// );
+/// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssociatedEndpoint {
     /// The endpoint's URL.
@@ -653,6 +683,19 @@ macro_rules! getters {
 
 impl SmartConfiguration {
     /// An empty builder.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::builder()
+    ///     .token_endpoint("https://auth.example.org/token")
+    ///     .grant_types_supported(["client_credentials"])
+    ///     .token_endpoint_auth_methods_supported(["client_secret_basic"])
+    ///     .capabilities([Capability::ClientConfidentialSymmetric, Capability::PermissionV2])
+    ///     .build()?;
+    /// assert_eq!(configuration.grant_types_supported(), ["client_credentials"]);
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn builder() -> SmartConfigurationBuilder {
         SmartConfigurationBuilder::default()
     }
@@ -711,16 +754,43 @@ impl SmartConfiguration {
     }
 
     /// `token_endpoint`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// assert_eq!(configuration.token_endpoint(), "https://auth.example.org/token");
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn token_endpoint(&self) -> &str {
         self.raw.token_endpoint.as_deref().unwrap_or_default()
     }
 
     /// `capabilities`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// assert_eq!(
+    ///     configuration.capabilities(),
+    ///     [Capability::ClientConfidentialAsymmetric, Capability::PermissionV2],
+    /// );
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn capabilities(&self) -> &[Capability] {
         self.raw.capabilities.as_deref().unwrap_or_default()
     }
 
     /// `code_challenge_methods_supported`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// assert_eq!(configuration.code_challenge_methods_supported(), ["S256"]); // the default
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn code_challenge_methods_supported(&self) -> &[String] {
         self.raw
             .code_challenge_methods_supported
@@ -729,46 +799,213 @@ impl SmartConfiguration {
     }
 
     /// `associated_endpoints`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .associated_endpoint("https://state.example.org/fhir", [Capability::SmartAppState])
+    ///     .build()?;
+    /// assert_eq!(configuration.associated_endpoints()[0].url, "https://state.example.org/fhir");
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn associated_endpoints(&self) -> &[AssociatedEndpoint] {
         &self.raw.associated_endpoints
     }
 
     /// `user_access_brand_identifier`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{BrandIdentifier, SmartConfiguration};
+    ///
+    /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+    /// assert_eq!(preset().build()?.user_access_brand_identifier(), None); // not stated unless set
+    /// let brand = BrandIdentifier::new(Some("urn:ietf:rfc:3986"), "https://example.org");
+    /// let configuration = preset().user_access_brand_identifier(brand.clone()).build()?;
+    /// assert_eq!(configuration.user_access_brand_identifier(), Some(&brand));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn user_access_brand_identifier(&self) -> Option<&BrandIdentifier> {
         self.raw.user_access_brand_identifier.as_ref()
     }
 
     /// Fields this crate does not model, as sent.
+    ///
+    /// ```
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let configuration: SmartConfiguration = serde_json::from_value(serde_json::json!({
+    ///     "token_endpoint": "https://auth.example.org/token",
+    ///     "grant_types_supported": ["client_credentials"],
+    ///     "capabilities": ["permission-v2"],
+    ///     "https://example.org/fhir/smart-ext": {"tier": "gold"}
+    /// }))?;
+    /// assert_eq!(configuration.extra()["https://example.org/fhir/smart-ext"]["tier"], "gold");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn extra(&self) -> &Map<String, Value> {
         &self.raw.extra
     }
 
     getters! {
         /// `issuer`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.issuer(), None); // not stated unless set
+        /// let configuration = preset().issuer("https://auth.example.org").build()?;
+        /// assert_eq!(configuration.issuer(), Some("https://auth.example.org"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         issuer: text;
         /// `jwks_uri`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.jwks_uri(), None); // not stated unless set
+        /// let configuration = preset().jwks_uri("https://auth.example.org/jwks.json").build()?;
+        /// assert_eq!(configuration.jwks_uri(), Some("https://auth.example.org/jwks.json"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         jwks_uri: text;
         /// `authorization_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.authorization_endpoint(), None); // not stated unless set
+        /// let configuration = preset().authorization_endpoint("https://auth.example.org/authorize").build()?;
+        /// assert_eq!(configuration.authorization_endpoint(), Some("https://auth.example.org/authorize"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         authorization_endpoint: text;
         /// `registration_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.registration_endpoint(), None); // not stated unless set
+        /// let configuration = preset().registration_endpoint("https://auth.example.org/register").build()?;
+        /// assert_eq!(configuration.registration_endpoint(), Some("https://auth.example.org/register"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         registration_endpoint: text;
         /// `management_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.management_endpoint(), None); // not stated unless set
+        /// let configuration = preset().management_endpoint("https://auth.example.org/manage").build()?;
+        /// assert_eq!(configuration.management_endpoint(), Some("https://auth.example.org/manage"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         management_endpoint: text;
         /// `introspection_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.introspection_endpoint(), None); // not stated unless set
+        /// let configuration = preset().introspection_endpoint("https://auth.example.org/introspect").build()?;
+        /// assert_eq!(configuration.introspection_endpoint(), Some("https://auth.example.org/introspect"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         introspection_endpoint: text;
         /// `revocation_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.revocation_endpoint(), None); // not stated unless set
+        /// let configuration = preset().revocation_endpoint("https://auth.example.org/revoke").build()?;
+        /// assert_eq!(configuration.revocation_endpoint(), Some("https://auth.example.org/revoke"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         revocation_endpoint: text;
         /// `user_access_brand_bundle`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.user_access_brand_bundle(), None); // not stated unless set
+        /// let configuration = preset().user_access_brand_bundle("https://brands.example.org/bundle.json").build()?;
+        /// assert_eq!(configuration.user_access_brand_bundle(), Some("https://brands.example.org/bundle.json"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         user_access_brand_bundle: text;
         /// `grant_types_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.grant_types_supported(), ["client_credentials"]); // the Backend Services preset
+        /// let configuration = preset()
+        ///     .authorization_endpoint("https://auth.example.org/authorize") // this grant needs it
+        ///     .grant_types_supported(["client_credentials", "authorization_code"])
+        ///     .build()?;
+        /// assert_eq!(configuration.grant_types_supported(), ["client_credentials", "authorization_code"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         grant_types_supported: list;
         /// `token_endpoint_auth_methods_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.token_endpoint_auth_methods_supported(), ["private_key_jwt"]); // the Backend Services preset
+        /// let configuration = preset().token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"]).build()?;
+        /// assert_eq!(configuration.token_endpoint_auth_methods_supported(), ["private_key_jwt", "client_secret_basic"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_methods_supported: list;
         /// `token_endpoint_auth_signing_alg_values_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert_eq!(preset().build()?.token_endpoint_auth_signing_alg_values_supported(), ["RS384", "ES384"]); // the Backend Services preset
+        /// let configuration = preset().token_endpoint_auth_signing_alg_values_supported(["ES384"]).build()?;
+        /// assert_eq!(configuration.token_endpoint_auth_signing_alg_values_supported(), ["ES384"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_signing_alg_values_supported: list;
         /// `scopes_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert!(preset().build()?.scopes_supported().is_empty()); // not stated unless set
+        /// let configuration = preset().scopes_supported(["system/Patient.rs", "system/Observation.rs"]).build()?;
+        /// assert_eq!(configuration.scopes_supported(), ["system/Patient.rs", "system/Observation.rs"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         scopes_supported: list;
         /// `response_types_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// assert!(preset().build()?.response_types_supported().is_empty()); // not stated unless set
+        /// let configuration = preset().response_types_supported(["code"]).build()?;
+        /// assert_eq!(configuration.response_types_supported(), ["code"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         response_types_supported: list;
     }
 
@@ -865,44 +1102,219 @@ impl SmartConfigurationBuilder {
     setters! {
         /// `issuer` (required with `sso-openid-connect`, which is the only case SMART
         /// states it in; no query or fragment).
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .issuer("https://auth.example.org")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["issuer"], "https://auth.example.org");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         issuer: text;
         /// `jwks_uri` (required with `sso-openid-connect`).
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .jwks_uri("https://auth.example.org/jwks.json")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["jwks_uri"], "https://auth.example.org/jwks.json");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         jwks_uri: text;
         /// `authorization_endpoint` (required for the launch flows; Inferno's STU2
         /// discovery test also wants it).
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .authorization_endpoint("https://auth.example.org/authorize")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["authorization_endpoint"], "https://auth.example.org/authorize");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         authorization_endpoint: text;
         /// `token_endpoint` (required).
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let configuration = SmartConfiguration::builder()
+        ///     .token_endpoint("https://auth.example.org/oauth2/token")
+        ///     .grant_types_supported(["client_credentials"])
+        ///     .capabilities([])
+        ///     .build()?;
+        /// assert_eq!(configuration.token_endpoint(), "https://auth.example.org/oauth2/token");
+        /// let error = SmartConfiguration::builder().grant_types_supported(["client_credentials"]).build();
+        /// assert_eq!(error.unwrap_err(), DiscoveryError::Missing { field: "token_endpoint" });
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint: text;
         /// `registration_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .registration_endpoint("https://auth.example.org/register")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["registration_endpoint"], "https://auth.example.org/register");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         registration_endpoint: text;
         /// `management_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .management_endpoint("https://auth.example.org/manage")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["management_endpoint"], "https://auth.example.org/manage");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         management_endpoint: text;
         /// `introspection_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .introspection_endpoint("https://auth.example.org/introspect")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["introspection_endpoint"], "https://auth.example.org/introspect");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         introspection_endpoint: text;
         /// `revocation_endpoint`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .revocation_endpoint("https://auth.example.org/revoke")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["revocation_endpoint"], "https://auth.example.org/revoke");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         revocation_endpoint: text;
         /// `user_access_brand_bundle`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::SmartConfiguration;
+        ///
+        /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+        ///     .user_access_brand_bundle("https://brands.example.org/bundle.json")
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["user_access_brand_bundle"], "https://brands.example.org/bundle.json");
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         user_access_brand_bundle: text;
         /// `grant_types_supported` (required, not empty).
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset()
+        ///     .authorization_endpoint("https://auth.example.org/authorize") // this grant needs it
+        ///     .grant_types_supported(["client_credentials", "authorization_code"])
+        ///     .build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["grant_types_supported"], serde_json::json!(["client_credentials", "authorization_code"]));
+        /// // Required, and never empty.
+        /// let error = preset().grant_types_supported(Vec::<String>::new()).build().unwrap_err();
+        /// assert_eq!(error, DiscoveryError::Missing { field: "grant_types_supported" });
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         grant_types_supported: list;
         /// `token_endpoint_auth_methods_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["token_endpoint_auth_methods_supported"], serde_json::json!(["private_key_jwt", "client_secret_basic"]));
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_methods_supported: list;
         /// `token_endpoint_auth_signing_alg_values_supported` (`RS384` or `ES384` required
         /// with `client-confidential-asymmetric`).
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().token_endpoint_auth_signing_alg_values_supported(["ES384"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["token_endpoint_auth_signing_alg_values_supported"], serde_json::json!(["ES384"]));
+        /// // `client-confidential-asymmetric` needs RS384 or ES384.
+        /// let error = preset().token_endpoint_auth_signing_alg_values_supported(["ES256"]).build().unwrap_err();
+        /// assert_eq!(error, DiscoveryError::MissingAsymmetricAlgorithm);
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         token_endpoint_auth_signing_alg_values_supported: list;
         /// `scopes_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().scopes_supported(["system/Patient.rs", "system/Observation.rs"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["scopes_supported"], serde_json::json!(["system/Patient.rs", "system/Observation.rs"]));
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         scopes_supported: list;
         /// `response_types_supported`.
+        ///
+        /// ```
+        /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+        ///
+        /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+        /// let configuration = preset().response_types_supported(["code"]).build()?;
+        /// assert_eq!(serde_json::to_value(&configuration)?["response_types_supported"], serde_json::json!(["code"]));
+        /// # let _ = DiscoveryError::InvalidCodeChallengeMethods;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         response_types_supported: list;
     }
 
     /// `capabilities` (required).
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .capabilities([Capability::ClientConfidentialAsymmetric, Capability::PermissionV1])
+    ///     .build()?;
+    /// // Replaces the preset's list.
+    /// assert!(!configuration.capabilities().contains(&Capability::PermissionV2));
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn capabilities(mut self, capabilities: impl IntoIterator<Item = Capability>) -> Self {
         self.raw.capabilities = Some(capabilities.into_iter().map(Capability::normal).collect());
         self
     }
 
     /// Adds one capability.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .capability(Capability::PermissionOffline)
+    ///     .capability(Capability::Other("permission-offline".into())) // the same, not added twice
+    ///     .build()?;
+    /// assert_eq!(configuration.capabilities().len(), 3);
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn capability(mut self, capability: Capability) -> Self {
         let capability = capability.normal();
         let capabilities = self.raw.capabilities.get_or_insert_with(Vec::new);
@@ -914,6 +1326,15 @@ impl SmartConfigurationBuilder {
 
     /// `code_challenge_methods_supported` (default `["S256"]`; must contain `S256`, never
     /// `plain`).
+    ///
+    /// ```
+    /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+    ///
+    /// let plain = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .code_challenge_methods_supported(["S256", "plain"])
+    ///     .build();
+    /// assert_eq!(plain.unwrap_err(), DiscoveryError::InvalidCodeChallengeMethods);
+    /// ```
     pub fn code_challenge_methods_supported<I, S>(mut self, methods: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -926,12 +1347,36 @@ impl SmartConfigurationBuilder {
 
     /// `user_access_brand_identifier`: the server's primary brand in the bundle that
     /// `user_access_brand_bundle` names (its `value` must not be blank).
+    ///
+    /// ```
+    /// use smart_auth::discovery::{BrandIdentifier, DiscoveryError, SmartConfiguration};
+    ///
+    /// let preset = || SmartConfiguration::backend_services("https://auth.example.org/token");
+    /// let brand = BrandIdentifier::new(Some("urn:ietf:rfc:3986"), "https://example.org");
+    /// assert!(preset().user_access_brand_identifier(brand).build().is_ok());
+    /// let blank = BrandIdentifier::new(None::<String>, " ");
+    /// assert_eq!(
+    ///     preset().user_access_brand_identifier(blank).build().unwrap_err(),
+    ///     DiscoveryError::Missing { field: "user_access_brand_identifier" }
+    /// );
+    /// ```
     pub fn user_access_brand_identifier(mut self, identifier: BrandIdentifier) -> Self {
         self.raw.user_access_brand_identifier = Some(identifier);
         self
     }
 
     /// Adds an `associated_endpoints` entry.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{Capability, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token")
+    ///     .associated_endpoint("https://a.example.org/fhir", [Capability::SmartAppState])
+    ///     .associated_endpoint("https://b.example.org/fhir", [Capability::SmartAppState])
+    ///     .build()?;
+    /// assert_eq!(configuration.associated_endpoints().len(), 2);
+    /// # Ok::<(), smart_auth::discovery::DiscoveryError>(())
+    /// ```
     pub fn associated_endpoint(
         mut self,
         url: impl Into<String>,
@@ -946,6 +1391,19 @@ impl SmartConfigurationBuilder {
 
     /// Adds a field this crate does not model (a later SMART field, or an extension named
     /// by a full URI). Known field names are refused at build.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+    ///
+    /// let builder = || SmartConfiguration::backend_services("https://auth.example.org/token");
+    /// let configuration = builder().extra("https://example.org/smart-ext", serde_json::json!(true)).build()?;
+    /// assert_eq!(configuration.extra()["https://example.org/smart-ext"], true);
+    ///
+    /// // A field the document models is set with its own method, never as an extra.
+    /// let error = builder().extra("token_endpoint", serde_json::json!("https://x.example")).build();
+    /// assert_eq!(error.unwrap_err(), DiscoveryError::InvalidValue { field: "extra" });
+    /// # Ok::<(), DiscoveryError>(())
+    /// ```
     pub fn extra(mut self, name: impl Into<String>, value: Value) -> Self {
         self.raw.extra.insert(name.into(), value);
         self
@@ -956,6 +1414,18 @@ impl SmartConfigurationBuilder {
     /// # Errors
     ///
     /// The first rule the document breaks (see [`SmartConfiguration`]).
+    ///
+    /// ```
+    /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let json = serde_json::to_value(&configuration).expect("serializable");
+    /// assert_eq!(json["token_endpoint"], "https://auth.example.org/token");
+    ///
+    /// let error = SmartConfiguration::backend_services("http://auth.example.org/token").build();
+    /// assert_eq!(error.unwrap_err(), DiscoveryError::InvalidUrl { field: "token_endpoint" });
+    /// # Ok::<(), DiscoveryError>(())
+    /// ```
     pub fn build(self) -> Result<SmartConfiguration, DiscoveryError> {
         // An extra field with a modelled name would be written twice.
         if self
@@ -980,6 +1450,26 @@ impl SmartConfigurationBuilder {
     /// [`DiscoveryError::Fetch`], [`DiscoveryError::IssuerMismatch`], or
     /// [`DiscoveryError::Missing`] for `issuer` (OpenID Connect or RFC 8414 metadata
     /// without one).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::discovery::SmartConfigurationBuilder;
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// // What the authorization server states, with a setting of this server on top.
+    /// let configuration = SmartConfigurationBuilder::from_issuer(issuer.url(), None)
+    ///     .await?
+    ///     .scopes_supported(["system/Patient.rs", "system/Observation.rs"])
+    ///     .build()?;
+    /// assert_eq!(configuration.token_endpoint(), format!("{}/token", issuer.url()));
+    /// assert_eq!(configuration.scopes_supported(), ["system/Patient.rs", "system/Observation.rs"]);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub async fn from_issuer(
         issuer: &str,
         client: Option<reqwest::Client>,

@@ -68,6 +68,15 @@ struct Prepared {
 
 impl SmartDiscoveryLayer {
     /// Serves `configuration` at `/.well-known/smart-configuration`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let discovery = SmartDiscoveryLayer::new(configuration);
+    /// assert_eq!(discovery.paths(), ["/.well-known/smart-configuration"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(configuration: SmartConfiguration) -> Self {
         // Serialising a validated document of strings and arrays cannot fail.
         let body = Bytes::from(serde_json::to_vec(&configuration).unwrap_or_default());
@@ -92,6 +101,18 @@ impl SmartDiscoveryLayer {
     /// `%`, `;`, `\`, `?`, `#`, `{`, `}`, whitespace or control character, and no segment
     /// starting with `:` or `*`. Such a path would never match the path a router sees, or
     /// a router would read it as a pattern.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{DiscoveryError, SmartConfiguration, SmartDiscoveryLayer};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let discovery = SmartDiscoveryLayer::new(configuration.clone()).base_path("/fhir/r4/")?;
+    /// assert_eq!(discovery.paths(), ["/fhir/r4/.well-known/smart-configuration"]);
+    ///
+    /// let error = SmartDiscoveryLayer::new(configuration).base_path("/fhir/../admin").unwrap_err();
+    /// assert!(matches!(error, DiscoveryError::InvalidValue { field: "base_path" }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn base_path(self, base_path: &str) -> Result<Self, DiscoveryError> {
         if !is_canonical_config_path(base_path) {
             return Err(DiscoveryError::InvalidValue { field: "base_path" });
@@ -107,6 +128,18 @@ impl SmartDiscoveryLayer {
     }
 
     /// Also serves at `/.well-known/smart-configuration`.
+    ///
+    /// ```
+    /// use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let discovery = SmartDiscoveryLayer::new(configuration).base_path("/fhir")?.also_at_root();
+    /// assert_eq!(
+    ///     discovery.paths(),
+    ///     ["/fhir/.well-known/smart-configuration", "/.well-known/smart-configuration"],
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn also_at_root(self) -> Self {
         self.map(|prepared| {
             if !prepared.paths.iter().any(|p| p == WELL_KNOWN) {
@@ -120,6 +153,24 @@ impl SmartDiscoveryLayer {
     /// # Errors
     ///
     /// [`DiscoveryError::InvalidValue`] for a value that cannot be a header.
+    ///
+    /// ```
+    /// # #[cfg(feature = "axum")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::body::Body;
+    /// use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let discovery = SmartDiscoveryLayer::new(configuration).cache_control("public, max-age=300")?;
+    /// let request = http::Request::get("/.well-known/smart-configuration").body(Body::empty())?;
+    /// let response = discovery.router().oneshot(request).await?;
+    /// assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "axum"))]
+    /// # fn main() {}
+    /// ```
     pub fn cache_control(self, value: &str) -> Result<Self, DiscoveryError> {
         let value = HeaderValue::from_str(value).map_err(|_| DiscoveryError::InvalidValue {
             field: "cache_control",
@@ -130,6 +181,26 @@ impl SmartDiscoveryLayer {
     /// Adds `Access-Control-Allow-Origin: *` to the inner service's answers on
     /// `{base}/metadata` (for each served base), which the SMART IG also wants readable
     /// from any origin. The capability statement itself stays the inner service's job.
+    ///
+    /// ```
+    /// # #[cfg(feature = "axum")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Router, body::Body, routing::get};
+    /// use smart_auth::discovery::{SmartConfiguration, SmartDiscoveryLayer};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let discovery = SmartDiscoveryLayer::new(configuration).base_path("/fhir")?.cors_on_metadata();
+    /// let app = Router::new()
+    ///     .route("/fhir/metadata", get(|| async { "{\"resourceType\":\"CapabilityStatement\"}" }))
+    ///     .layer(discovery);
+    /// let response = app.oneshot(http::Request::get("/fhir/metadata").body(Body::empty())?).await?;
+    /// assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "axum"))]
+    /// # fn main() {}
+    /// ```
     pub fn cors_on_metadata(self) -> Self {
         self.map(|prepared| {
             prepared.metadata_paths = prepared
@@ -141,6 +212,19 @@ impl SmartDiscoveryLayer {
     }
 
     /// The paths served.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// use smart_auth::discovery::SmartConfiguration;
+    ///
+    /// let auth = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .build()?;
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// // The auth layer's discovery lives at its FHIR base.
+    /// assert_eq!(auth.discovery(configuration).paths(), ["/fhir/.well-known/smart-configuration"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn paths(&self) -> &[String] {
         &self.shared.paths
     }
@@ -235,6 +319,32 @@ impl<S> Layer<S> for SmartDiscoveryLayer {
 }
 
 /// The service made by [`SmartDiscoveryLayer`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use axum::body::Body;
+/// use http::{Request, Response, StatusCode};
+/// use smart_auth::discovery::{SmartConfiguration, SmartDiscovery, SmartDiscoveryLayer};
+/// use tower::{Layer as _, ServiceExt as _, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+/// let inner = service_fn(|_: Request<Body>| async {
+///     Ok::<_, Infallible>(Response::builder().status(StatusCode::NOT_FOUND).body(Body::empty()).unwrap())
+/// });
+/// let service: SmartDiscovery<_> = SmartDiscoveryLayer::new(configuration).layer(inner);
+///
+/// // The document is answered here; every other request goes to the inner service.
+/// let request = Request::get("/.well-known/smart-configuration").body(Body::empty())?;
+/// let response = service.clone().oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await?;
+/// assert!(String::from_utf8(body.to_vec())?.contains("https://auth.example.org/token"));
+/// let response = service.oneshot(Request::get("/other").body(Body::empty())?).await?;
+/// assert_eq!(response.status(), StatusCode::NOT_FOUND);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SmartDiscovery<S> {
     inner: S,
@@ -287,6 +397,25 @@ where
 
 pin_project! {
     /// The response future of [`SmartDiscovery`].
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use axum::body::Body;
+    /// use http::{Request, Response};
+    /// use smart_auth::discovery::{ResponseFuture, SmartConfiguration, SmartDiscoveryLayer};
+    /// use tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let configuration = SmartConfiguration::backend_services("https://auth.example.org/token").build()?;
+    /// let inner = service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+    /// let mut service = SmartDiscoveryLayer::new(configuration).layer(inner);
+    ///
+    /// let request = Request::get("/.well-known/smart-configuration").body(Body::empty())?;
+    /// let future: ResponseFuture<_, Body> = service.ready().await?.call(request);
+    /// assert_eq!(future.await?.headers()["content-type"], "application/json");
+    /// # Ok(()) }
+    /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F, B> {
         #[pin]

@@ -110,12 +110,38 @@ impl RefreshPolicy {
     /// How long keys stay fresh when the server sends no `Cache-Control: max-age`
     /// (default 10 min, at most 7 days; held to the [TTL bounds](Self::ttl_bounds) like a
     /// `max-age`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::RefreshPolicy;
+    ///
+    /// let policy = RefreshPolicy::default().default_ttl(Duration::from_secs(300));
+    /// assert_eq!(policy.get_default_ttl(), Duration::from_secs(300));
+    /// ```
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
         self
     }
     /// The bounds a server's `max-age` is clamped to (default 1 min to 1 h; the lower
     /// bound at least 1 s, the upper at most 7 days).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, RefreshPolicy, TokenVerifier};
+    ///
+    /// let verifier = |policy| {
+    ///     TokenVerifier::builder("https://auth.example.org")
+    ///         .audience("https://fhir.example.org/r4")
+    ///         .refresh_policy(policy)
+    ///         .build()
+    /// };
+    /// // A server's `max-age` is held between 5 minutes and 2 hours.
+    /// let bounded = RefreshPolicy::default().ttl_bounds(Duration::from_secs(300), Duration::from_secs(7200));
+    /// assert!(verifier(bounded).is_ok());
+    /// // The lower bound must not pass the upper one.
+    /// let upside_down = RefreshPolicy::default().ttl_bounds(Duration::from_secs(600), Duration::from_secs(60));
+    /// assert!(matches!(verifier(upside_down), Err(ConfigError::InvalidLimit { field: "ttl_bounds" })));
+    /// ```
     pub fn ttl_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.min_ttl = min;
         self.max_ttl = max;
@@ -124,23 +150,69 @@ impl RefreshPolicy {
     /// The least time between two refetches caused by unknown `kid`s (default 30 s, at
     /// least 1 s: tokens with made-up `kid`s must not turn into a stream of fetches; at
     /// most 1 h).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, RefreshPolicy, TokenVerifier};
+    ///
+    /// let builder = || TokenVerifier::builder("https://auth.example.org").audience("https://fhir.example.org");
+    /// let policy = RefreshPolicy::default().unknown_kid_cooldown(Duration::from_secs(120));
+    /// assert!(builder().refresh_policy(policy).build().is_ok());
+    /// // Under a second, made-up `kid`s could keep the key set endpoint busy.
+    /// let eager = RefreshPolicy::default().unknown_kid_cooldown(Duration::from_millis(100));
+    /// let error = builder().refresh_policy(eager).build().unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "unknown_kid_cooldown" }));
+    /// ```
     pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
         self.unknown_kid_cooldown = cooldown;
         self
     }
     /// How long after a failed fetch no new fetch starts (default 10 s, at least 1 s, at
     /// most 1 h).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, RefreshPolicy, TokenVerifier};
+    ///
+    /// let builder = || TokenVerifier::builder("https://auth.example.org").audience("https://fhir.example.org");
+    /// let policy = RefreshPolicy::default().failure_cooldown(Duration::from_secs(30));
+    /// assert!(builder().refresh_policy(policy).build().is_ok());
+    /// // Milliseconds meant, seconds given: two days without a fetch is refused.
+    /// let stuck = RefreshPolicy::default().failure_cooldown(Duration::from_secs(172_800));
+    /// let error = builder().refresh_policy(stuck).build().unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "failure_cooldown" }));
+    /// ```
     pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
         self.failure_cooldown = cooldown;
         self
     }
     /// How long after their fetch keys may still be used while refreshing fails
     /// (default 24 h; at least 1 s, at most 7 days).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, RefreshPolicy, TokenVerifier};
+    ///
+    /// let builder = || TokenVerifier::builder("https://auth.example.org").audience("https://fhir.example.org");
+    /// // Withdrawn keys stop counting 2 h after their fetch, even while the issuer is down.
+    /// let policy = RefreshPolicy::default().max_stale(Duration::from_secs(2 * 3600));
+    /// assert!(builder().refresh_policy(policy).build().is_ok());
+    /// let weeks = RefreshPolicy::default().max_stale(Duration::from_secs(30 * 24 * 3600));
+    /// let error = builder().refresh_policy(weeks).build().unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "max_stale" }));
+    /// ```
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
         self
     }
     /// The TTL used without `max-age`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::RefreshPolicy;
+    ///
+    /// assert_eq!(RefreshPolicy::default().get_default_ttl(), Duration::from_secs(600));
+    /// ```
     pub fn get_default_ttl(&self) -> Duration {
         self.default_ttl
     }

@@ -46,6 +46,24 @@ fn public_path_problem(path: &str, base: &str) -> Option<&'static str> {
 /// a [`TokenVerifier`] built before (shared with other code, used as it is).
 ///
 /// Sealed: implemented for these two types only.
+///
+/// ```
+/// use smart_auth::{SmartAuthLayer, TokenVerifier};
+///
+/// // A `VerifierBuilder`: the layer builds it, with the FHIR base as its audience.
+/// let from_builder = SmartAuthLayer::builder("https://auth.example.org")
+///     .fhir_base("https://api.example.org/fhir")
+///     .build()?;
+/// // A `TokenVerifier` built before, shared with other code, used as it is.
+/// let verifier = TokenVerifier::builder("https://auth.example.org")
+///     .audience("https://api.example.org/fhir")
+///     .build()?;
+/// let from_verifier = SmartAuthLayer::from_verifier(verifier)
+///     .fhir_base("https://api.example.org/fhir")
+///     .build()?;
+/// # let _ = (from_builder, from_verifier);
+/// # Ok::<(), smart_auth::ConfigError>(())
+/// ```
 pub trait IntoVerifier: sealed::Sealed {
     /// The verifier, built with `base` as the audience when it has none of its own.
     #[doc(hidden)]
@@ -259,6 +277,34 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// The `realm` of `WWW-Authenticate` challenges (default: the FHIR base URL, else the
     /// first issuer's first audience, else `fhir`). Handlers' refusals behind the layer
     /// get it too.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .realm("patient-api")
+    ///     .build()?;
+    /// let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// let response = app.oneshot(http::Request::get("/fhir/Patient/1").body(Body::empty())?).await?;
+    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="patient-api""#);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = Some(realm.into());
         self
@@ -271,6 +317,31 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// decides what it may do. The handler's answers get `Vary: authorization` (added to
     /// their own `Vary`), so that a shared cache never gives the answer to an anonymous
     /// request to one with a token, or the other way round.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url()).audience(issuer.audience()).optional().build()?;
+    /// assert_eq!(status(layer.clone(), None).await?, 200); // anonymous: through, without claims
+    /// let expired = issuer.token().expires_in_secs(-3600).sign();
+    /// assert_eq!(status(layer, Some(&expired)).await?, 401); // a bad token is still refused
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn optional(mut self) -> Self {
         self.mode = AuthMode::Optional;
         self
@@ -282,6 +353,41 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// [`ConfigError::InvalidRoutePath`], a path that would open FHIR to anonymous callers:
     /// the FHIR base itself (a batch, a system search there) or a path under it whose first
     /// segment starts an interaction (a resource type, `metadata`, a `_` name, an operation).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{ConfigError, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .public_path("/health")
+    ///     .build()?;
+    /// let app = Router::new().route("/health", get(|| async { "up" })).layer(layer);
+    /// let response = app.oneshot(http::Request::get("/health").body(Body::empty())?).await?;
+    /// assert_eq!(response.status(), 200); // no token needed
+    ///
+    /// // A path that would open FHIR itself is refused.
+    /// let open = SmartAuthLayer::builder(issuer.url())
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .public_path("/fhir/Patient")
+    ///     .build();
+    /// assert!(matches!(open, Err(ConfigError::InvalidRoutePath { .. })));
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
         self.public.extra.push(path.into());
         self
@@ -289,6 +395,35 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
 
     /// Requires a token for `metadata` and `.well-known/smart-configuration` too (see
     /// [`fhir_base`](Self::fhir_base) for which paths these are).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let app = |layer| Router::new().route("/fhir/metadata", get(|| async { "{}" })).layer(layer);
+    /// let metadata = || http::Request::get("/fhir/metadata").body(Body::empty());
+    /// let builder = || SmartAuthLayer::builder(issuer.url()).fhir_base("https://api.example.org/fhir");
+    ///
+    /// let open = app(builder().build()?).oneshot(metadata()?).await?;
+    /// assert_eq!(open.status(), 200);
+    /// let protected = app(builder().protect_discovery_and_metadata().build()?).oneshot(metadata()?).await?;
+    /// assert_eq!(protected.status(), 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn protect_discovery_and_metadata(mut self) -> Self {
         self.public.discovery_and_metadata = false;
         self
@@ -323,6 +458,35 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// Checks every verified request against the token's SMART scopes before the handler
     /// runs (see [`ScopeEnforcement`]); refused requests get 403 `insufficient_scope`. The
     /// enforcement's base path is the path of the [FHIR base](Self::fhir_base).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::builder().audience("https://api.example.org/fhir").start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .fhir_base(issuer.audience())
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// let patients = issuer.token().scope("system/Patient.rs").sign();
+    /// assert_eq!(status(layer.clone(), Some(&patients)).await?, 200);
+    /// let observations = issuer.token().scope("system/Observation.rs").sign();
+    /// assert_eq!(status(layer, Some(&observations)).await?, 403); // insufficient_scope
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn enforce_scopes(mut self, enforcement: ScopeEnforcement) -> Self {
         self.enforcement = Some(enforcement);
         self
@@ -365,6 +529,22 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first invalid setting.
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, SmartAuthLayer};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .build()?;
+    /// assert_eq!(layer.fhir_base_path(), "/fhir");
+    ///
+    /// let error = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir?version=4") // a base URL carries no query
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidUrl { field: "fhir_base", .. }));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn build(self) -> Result<SmartAuthLayer, ConfigError> {
         let (base_url, base_path) = self.checked_base()?;
         let realm = self.checked_realm(base_url.as_deref())?;
@@ -501,26 +681,167 @@ impl SmartAuthBuilder<VerifierBuilder> {
     }
 
     /// **Insecure:** see [`VerifierBuilder::insecure_accept_any_audience`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// // Every token of the issuer passes, whatever its `aud`: only for an issuer that serves
+    /// // this API alone.
+    /// let layer = SmartAuthLayer::builder(issuer.url()).insecure_accept_any_audience().build()?;
+    /// let token = issuer.token().audience("https://some-other-api.example").sign();
+    /// assert_eq!(status(layer, Some(&token)).await?, 200);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn insecure_accept_any_audience(self) -> Self {
         self.first(VerifierBuilder::insecure_accept_any_audience)
     }
 
     /// See [`VerifierBuilder::leeway`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use std::time::Duration;
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .leeway(Duration::ZERO)
+    ///     .build()?;
+    /// let just_expired = issuer.token().expires_in_secs(-5).sign();
+    /// assert_eq!(status(layer, Some(&just_expired)).await?, 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn leeway(self, leeway: Duration) -> Self {
         self.first(|b| b.leeway(leeway))
     }
 
     /// See [`VerifierBuilder::algorithms`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SigningAlgorithm, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .algorithms([SigningAlgorithm::ES384])
+    ///     .build()?;
+    /// let es384 = issuer.token().alg(SigningAlgorithm::ES384).sign();
+    /// assert_eq!(status(layer.clone(), Some(&es384)).await?, 200);
+    /// let rs256 = issuer.token().alg(SigningAlgorithm::RS256).sign();
+    /// assert_eq!(status(layer, Some(&rs256)).await?, 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn algorithms(self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
         self.first(|b| b.algorithms(algorithms))
     }
 
     /// See [`VerifierBuilder::token_type`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, TokenTypePolicy, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .token_type(TokenTypePolicy::AtJwt)
+    ///     .build()?;
+    /// let typed_jwt = issuer.token().header("typ", "JWT").sign();
+    /// assert_eq!(status(layer, Some(&typed_jwt)).await?, 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn token_type(self, policy: TokenTypePolicy) -> Self {
         self.first(|b| b.token_type(policy))
     }
 
     /// See [`VerifierBuilder::scope_claims`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::builder().audience("https://api.example.org/fhir").start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .fhir_base(issuer.audience())
+    ///     .scope_claims(["scp"])
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// // Scopes in `scp` (as an array) count; the `scope` claim is not read any more.
+    /// let token = issuer.token().without("scope").claim("scp", serde_json::json!(["system/Patient.rs"])).sign();
+    /// assert_eq!(status(layer.clone(), Some(&token)).await?, 200);
+    /// let token = issuer.token().scope("system/Patient.rs").sign();
+    /// assert_eq!(status(layer, Some(&token)).await?, 403);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn scope_claims<I, S>(self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -530,6 +851,34 @@ impl SmartAuthBuilder<VerifierBuilder> {
     }
 
     /// See [`VerifierBuilder::client_id_claims`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .client_id_claims(["clientId"])
+    ///     .require_client_id()
+    ///     .build()?;
+    /// let token = issuer.token().without("client_id").claim("clientId", "app-7").sign();
+    /// assert_eq!(status(layer, Some(&token)).await?, 200);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn client_id_claims<I, S>(self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -539,6 +888,37 @@ impl SmartAuthBuilder<VerifierBuilder> {
     }
 
     /// See [`VerifierBuilder::patient_claims`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::builder().audience("https://api.example.org/fhir").start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .fhir_base(issuer.audience())
+    ///     .patient_claims(["launch_patient"])
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// // `patient/` scopes count only with a patient in context, read here from `launch_patient`.
+    /// let token = issuer.token().scope("patient/Patient.rs").claim("launch_patient", "1").sign();
+    /// assert_eq!(status(layer.clone(), Some(&token)).await?, 200);
+    /// let token = issuer.token().scope("patient/Patient.rs").claim("patient", "1").sign();
+    /// assert_eq!(status(layer, Some(&token)).await?, 403);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn patient_claims<I, S>(self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -548,6 +928,36 @@ impl SmartAuthBuilder<VerifierBuilder> {
     }
 
     /// See [`VerifierBuilder::fhir_user_claims`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .fhir_user_claims(["extension_fhirUser"])
+    ///     .build()?;
+    /// // A value of the wrong JSON type in a claim the layer reads makes the token invalid.
+    /// let token = issuer.token().claim("extension_fhirUser", 42).sign();
+    /// assert_eq!(status(layer.clone(), Some(&token)).await?, 401);
+    /// let token = issuer.token().claim("extension_fhirUser", "Practitioner/7").sign();
+    /// assert_eq!(status(layer, Some(&token)).await?, 200);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn fhir_user_claims<I, S>(self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -557,6 +967,33 @@ impl SmartAuthBuilder<VerifierBuilder> {
     }
 
     /// See [`VerifierBuilder::accept_missing_audience_for_clients`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .accept_missing_audience_for_clients(["cognito-app"])
+    ///     .build()?;
+    /// let without_aud = |client: &str| issuer.token().without("aud").claim("client_id", client).sign();
+    /// assert_eq!(status(layer.clone(), Some(&without_aud("cognito-app"))).await?, 200);
+    /// assert_eq!(status(layer, Some(&without_aud("another-app"))).await?, 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn accept_missing_audience_for_clients<I, S>(self, clients: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -566,77 +1003,394 @@ impl SmartAuthBuilder<VerifierBuilder> {
     }
 
     /// See [`VerifierBuilder::required_claim`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .required_claim("tenant", "north")
+    ///     .build()?;
+    /// let north = issuer.token().claim("tenant", "north").sign();
+    /// assert_eq!(status(layer.clone(), Some(&north)).await?, 200);
+    /// let south = issuer.token().claim("tenant", "south").sign();
+    /// assert_eq!(status(layer, Some(&south)).await?, 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn required_claim(self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.first(|b| b.required_claim(name, value))
     }
 
     /// See [`VerifierBuilder::require_client_id`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .require_client_id()
+    ///     .build()?;
+    /// let anonymous_client = issuer.token().without("client_id").sign();
+    /// assert_eq!(status(layer, Some(&anonymous_client)).await?, 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn require_client_id(self) -> Self {
         self.first(VerifierBuilder::require_client_id)
     }
 
     /// See [`VerifierBuilder::scope_context_separator`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::builder().audience("https://api.example.org/fhir").start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .fhir_base(issuer.audience())
+    ///     .scope_context_separator('.')
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// // The issuer writes `system.Patient.rs` (a `/` is not allowed in its scope names).
+    /// let token = issuer.token().scope("system.Patient.rs").sign();
+    /// assert_eq!(status(layer, Some(&token)).await?, 200);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn scope_context_separator(self, separator: char) -> Self {
         self.first(|b| b.scope_context_separator(separator))
     }
 
     /// See [`VerifierBuilder::http_client`].
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    ///
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .user_agent("fhir-api/1.0")
+    ///     .build()?;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .http_client(http)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn http_client(self, client: reqwest::Client) -> Self {
         self.first(|b| b.http_client(client))
     }
 
     /// See [`VerifierBuilder::fetch_timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, SmartAuthLayer};
+    ///
+    /// let builder = || SmartAuthLayer::builder("https://auth.example.org").fhir_base("https://api.example.org/fhir");
+    /// assert!(builder().fetch_timeout(Duration::from_secs(2)).build().is_ok());
+    /// let error = builder().fetch_timeout(Duration::from_secs(120)).build().unwrap_err(); // over 60 s
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "fetch_timeout" }));
+    /// ```
     pub fn fetch_timeout(self, timeout: Duration) -> Self {
         self.first(|b| b.fetch_timeout(timeout))
     }
 
     /// See [`VerifierBuilder::max_response_size`].
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, SmartAuthLayer};
+    ///
+    /// let builder = || SmartAuthLayer::builder("https://auth.example.org").fhir_base("https://api.example.org/fhir");
+    /// assert!(builder().max_response_size(4 * 1024 * 1024).build().is_ok());
+    /// let error = builder().max_response_size(64 * 1024 * 1024).build().unwrap_err(); // over 16 MiB
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "max_response_size" }));
+    /// ```
     pub fn max_response_size(self, bytes: usize) -> Self {
         self.first(|b| b.max_response_size(bytes))
     }
 
     /// See [`VerifierBuilder::jwks_uri`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .jwks_uri(issuer.jwks_uri())
+    ///     .build()?;
+    /// assert_eq!(status(layer, Some(&issuer.token().sign())).await?, 200);
+    /// assert_eq!(issuer.smart_configuration_fetches(), 0); // no discovery
+    /// assert_eq!(issuer.jwks_fetches(), 1);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn jwks_uri(self, uri: impl Into<String>) -> Self {
         self.first(|b| b.jwks_uri(uri))
     }
 
     /// See [`VerifierBuilder::static_keys`].
+    ///
+    /// ```
+    /// use smart_auth::{SmartAuthLayer, StaticKeys};
+    ///
+    /// let keys = StaticKeys::from_jwks_json(r#"{"keys": [{
+    ///     "kty": "OKP", "crv": "Ed25519", "kid": "signer-2024",
+    ///     "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"
+    /// }]}"#)?;
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .static_keys(keys)
+    ///     .build()?;
+    /// let verifier = layer.issuers().get("https://auth.example.org").expect("configured");
+    /// assert_eq!(verifier.key_cache_status().keys, 1); // there at once, never fetched
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn static_keys(self, keys: StaticKeys) -> Self {
         self.first(|b| b.static_keys(keys))
     }
 
     /// See [`VerifierBuilder::refresh_policy`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{RefreshPolicy, SmartAuthLayer};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .refresh_policy(RefreshPolicy::default().default_ttl(Duration::from_secs(300)))
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// ```
     pub fn refresh_policy(self, policy: RefreshPolicy) -> Self {
         self.first(|b| b.refresh_policy(policy))
     }
 
     /// See [`VerifierBuilder::clock`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use std::time::Duration;
+    /// use smart_auth::{ManualClock, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let clock = ManualClock::new();
+    /// let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// let token = issuer.token().expires_in_secs(300).sign();
+    /// assert_eq!(status(layer.clone(), Some(&token)).await?, 200);
+    /// clock.advance(Duration::from_secs(3600)); // an hour later, without waiting for it
+    /// assert_eq!(status(layer, Some(&token)).await?, 401);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn clock(self, clock: impl Clock) -> Self {
         self.first(|b| b.clock(clock))
     }
 
     /// See [`VerifierBuilder::max_token_length`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .max_token_length(1024)
+    ///     .build()?;
+    /// let bulky = issuer.token().claim("padding", "x".repeat(2048)).sign();
+    /// assert_eq!(status(layer, Some(&bulky)).await?, 401); // refused before parsing
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn max_token_length(self, bytes: usize) -> Self {
         self.first(|b| b.max_token_length(bytes))
     }
 
     /// See [`VerifierBuilder::introspection`].
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth, IntrospectionMode, SmartAuthLayer};
+    ///
+    /// // Opaque tokens are asked about at the endpoint; JWTs are still checked locally.
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .introspection(
+    ///         Introspection::new(IntrospectionAuth::basic("fhir-api", "s3cret"))
+    ///             .mode(IntrospectionMode::NonJwtTokens),
+    ///     )
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// ```
     #[cfg(feature = "introspection")]
     pub fn introspection(self, introspection: crate::introspection::Introspection) -> Self {
         self.first(|b| b.introspection(introspection))
     }
 
     /// See [`VerifierBuilder::token_cache`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{SmartAuthLayer, TokenCachePolicy};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .token_cache(TokenCachePolicy::default().max_entries(1_000).max_age(Duration::from_secs(60)))
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// ```
     pub fn token_cache(self, policy: TokenCachePolicy) -> Self {
         self.first(|b| b.token_cache(policy))
     }
 
     /// See [`VerifierBuilder::no_token_cache`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .no_token_cache()
+    ///     .build()?;
+    /// let token = issuer.token().sign();
+    /// for _ in 0..3 {
+    ///     assert_eq!(status(layer.clone(), Some(&token)).await?, 200); // each one verified in full
+    /// }
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn no_token_cache(self) -> Self {
         self.first(VerifierBuilder::no_token_cache)
     }
 
     /// See [`VerifierBuilder::validate`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use axum::{Router, body::Body, routing::get};
+    /// # use tower::ServiceExt as _;
+    /// # // GET /fhir/Patient/1 through an app behind `layer`, with `token` when given.
+    /// # async fn status(layer: smart_auth::SmartAuthLayer, token: Option<&str>) -> Result<http::StatusCode, Box<dyn std::error::Error>> {
+    /// #     let app = Router::new().route("/fhir/Patient/{id}", get(|| async { "ok" })).layer(layer);
+    /// #     let mut request = http::Request::get("/fhir/Patient/1");
+    /// #     if let Some(token) = token { request = request.header("authorization", format!("Bearer {token}")); }
+    /// #     Ok(app.oneshot(request.body(Body::empty())?).await?.status())
+    /// # }
+    /// use smart_auth::{Refusal, SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let layer = SmartAuthLayer::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .validate(|claims| match claims.client_id() {
+    ///         Some("blocked-client") => Err(Refusal::InvalidToken),
+    ///         _ => Ok(()),
+    ///     })
+    ///     .build()?;
+    /// let blocked = issuer.token().claim("client_id", "blocked-client").sign();
+    /// assert_eq!(status(layer.clone(), Some(&blocked)).await?, 401);
+    /// assert_eq!(status(layer, Some(&issuer.token().sign())).await?, 200);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn validate<F>(self, check: F) -> Self
     where
         F: Fn(&SmartClaims) -> Result<(), Refusal> + Send + Sync + 'static,

@@ -251,6 +251,19 @@ impl SmartAuthLayer {
     }
 
     /// The [FHIR base URL](SmartAuthBuilder::fhir_base), when set.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir/r4")
+    ///     .build()?;
+    /// assert_eq!(layer.fhir_base(), Some("https://api.example.org/fhir/r4"));
+    ///
+    /// let without = SmartAuthLayer::builder("https://auth.example.org").audience("api://fhir").build()?;
+    /// assert_eq!(without.fhir_base(), None);
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn fhir_base(&self) -> Option<&str> {
         self.shared.fhir_base.as_deref()
     }
@@ -258,12 +271,43 @@ impl SmartAuthLayer {
     /// The FHIR base path the layer works with, without a trailing slash (`""` for the
     /// root): the path of the [FHIR base](SmartAuthBuilder::fhir_base), or
     /// [`served_at_path`](SmartAuthBuilder::served_at_path).
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir/r4/")
+    ///     .build()?;
+    /// assert_eq!(layer.fhir_base_path(), "/fhir/r4");
+    ///
+    /// let at_root = SmartAuthLayer::builder("https://auth.example.org").audience("api://fhir").build()?;
+    /// assert_eq!(at_root.fhir_base_path(), "");
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn fhir_base_path(&self) -> &str {
         &self.shared.base_path
     }
 
     /// The scope enforcement the layer runs, at the layer's base path (for
     /// [`ScopeEnforcement::check_bundle_entry`] in a batch handler).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")] {
+    /// use smart_auth::{ScopeEnforcement, SmartAuthLayer, testing::ClaimsBuilder};
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org")
+    ///     .fhir_base("https://api.example.org/fhir")
+    ///     .enforce_scopes(ScopeEnforcement::new())
+    ///     .build()?;
+    /// let enforcement = layer.scope_enforcement().expect("enforcement is on");
+    ///
+    /// // A batch handler checks each entry as the layer checks a request.
+    /// let claims = ClaimsBuilder::new().scope("system/Patient.rs").build();
+    /// assert!(enforcement.check_bundle_entry(&claims, "GET", "Patient/1").is_ok());
+    /// assert!(enforcement.check_bundle_entry(&claims, "DELETE", "Patient/1").is_err());
+    /// # }
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn scope_enforcement(&self) -> Option<&ScopeEnforcement> {
         self.shared.enforcement.as_ref()
     }
@@ -305,6 +349,24 @@ impl SmartAuthLayer {
     ///
     /// The first issuer's [`ErrorKind::KeysUnavailable`](crate::ErrorKind::KeysUnavailable)
     /// error, when a fetch fails.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{SmartAuthLayer, TokenVerifier, testing::TestIssuer};
+    ///
+    /// let (main, partner) = (TestIssuer::start().await, TestIssuer::start().await);
+    /// let layer = SmartAuthLayer::builder(main.url())
+    ///     .audience(main.audience())
+    ///     .issuer(TokenVerifier::builder(partner.url()).audience(partner.audience()))
+    ///     .build()?;
+    /// layer.warm_up().await?; // before serving: the first requests wait for no key set
+    /// assert_eq!((main.jwks_fetches(), partner.jwks_fetches()), (1, 1));
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub async fn warm_up(&self) -> Result<(), AuthError> {
         let all = self.shared.issuers.iter().map(TokenVerifier::warm_up);
         futures_util::future::join_all(all)

@@ -26,6 +26,28 @@ use crate::verifier::Lookup;
 
 /// The service made by [`SmartAuthLayer`](crate::SmartAuthLayer): verifies the request's
 /// Bearer token before calling `S`.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use axum::body::Body;
+/// use http::{Request, Response, StatusCode};
+/// use smart_auth::SmartAuthLayer;
+/// use smart_auth::layer::SmartAuth;
+/// use tower::{Layer as _, ServiceExt as _, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let layer = SmartAuthLayer::builder("https://auth.example.org")
+///     .fhir_base("https://api.example.org/fhir")
+///     .build()?;
+/// // Any tower service of HTTP requests, not only an axum router.
+/// let inner = service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+/// let service: SmartAuth<_> = layer.layer(inner);
+///
+/// let response = service.oneshot(Request::get("/fhir/Patient/1").body(Body::empty())?).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED); // no token
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct SmartAuth<S> {
     inner: S,
@@ -38,16 +60,57 @@ impl<S> SmartAuth<S> {
     }
 
     /// The wrapped service.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// use tower::Layer as _;
+    ///
+    /// #[derive(Clone)]
+    /// struct Inner {
+    ///     name: &'static str,
+    /// }
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org").audience("api://fhir").build()?;
+    /// let service = layer.layer(Inner { name: "patients" });
+    /// assert_eq!(service.get_ref().name, "patients");
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// use tower::Layer as _;
+    ///
+    /// #[derive(Clone)]
+    /// struct Inner {
+    ///     calls: u32,
+    /// }
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org").audience("api://fhir").build()?;
+    /// let mut service = layer.layer(Inner { calls: 0 });
+    /// service.get_mut().calls = 5;
+    /// assert_eq!(service.get_ref().calls, 5);
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use smart_auth::SmartAuthLayer;
+    /// use tower::Layer as _;
+    ///
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org").audience("api://fhir").build()?;
+    /// let service = layer.layer(vec!["inner service state"]);
+    /// assert_eq!(service.into_inner(), ["inner service state"]);
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -291,6 +354,25 @@ fn refuse<B: From<Bytes>>(shared: &Shared, error: &AuthError) -> Response<B> {
 
 pin_project! {
     /// The response future of [`SmartAuth`].
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use axum::body::Body;
+    /// use http::{Request, Response};
+    /// use smart_auth::SmartAuthLayer;
+    /// use smart_auth::layer::ResponseFuture;
+    /// use tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = SmartAuthLayer::builder("https://auth.example.org").audience("api://fhir").build()?;
+    /// let inner = service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+    /// let mut service = layer.layer(inner);
+    ///
+    /// let future: ResponseFuture<_, Body> = service.ready().await?.call(Request::new(Body::empty()));
+    /// assert_eq!(future.await?.status(), 401);
+    /// # Ok(()) }
+    /// ```
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,

@@ -79,6 +79,18 @@ const MAX_SEGMENTS: usize = 4;
 /// path: an escaped spelling of a fixed segment (`%5Fhistory`, `%24export`, `%6Detadata`)
 /// reaches a parameter route instead, with a value (`_history`, `$export`, `metadata`) that
 /// is no valid resource type or id there, so no handler can serve a resource for it.
+///
+/// ```
+/// use smart_auth::scopes::{Classified, Classifier, FhirRequest};
+///
+/// let classifier = Classifier::new("/fhir");
+/// assert_eq!(
+///     classifier.classify("GET", "/fhir/Patient/123"),
+///     Classified::Fhir(FhirRequest::Read { resource_type: "Patient".into(), id: "123".into() }),
+/// );
+/// assert_eq!(classifier.classify("GET", "/health"), Classified::OutsideBase);
+/// assert_eq!(classifier.classify("GET", "/fhir/Patient/../admin"), Classified::Malformed);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classifier {
     /// The base path without a trailing slash; empty for `/`.
@@ -94,6 +106,13 @@ impl Classifier {
     ///
     /// The base is the path as clients send it (the full request path, also when the layer
     /// runs inside an axum `Router::nest`).
+    ///
+    /// ```
+    /// use smart_auth::scopes::Classifier;
+    ///
+    /// assert_eq!(Classifier::new("fhir/r4/").base_path(), "/fhir/r4");
+    /// assert_eq!(Classifier::new("/").base_path(), "");
+    /// ```
     #[must_use]
     pub fn new(base_path: &str) -> Self {
         let mut normalised = String::with_capacity(base_path.len() + 1);
@@ -109,6 +128,14 @@ impl Classifier {
 
     /// Recognises only these resource types (compared case-sensitively). Requests for other
     /// types become [`Classified::NotFhir`].
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Classified, Classifier};
+    ///
+    /// let classifier = Classifier::new("/fhir").with_allowed_types(["Patient", "Observation"]);
+    /// assert!(matches!(classifier.classify("GET", "/fhir/Patient/1"), Classified::Fhir(_)));
+    /// assert_eq!(classifier.classify("GET", "/fhir/Account/1"), Classified::NotFhir);
+    /// ```
     #[must_use]
     pub fn with_allowed_types<I, S>(mut self, types: I) -> Self
     where
@@ -129,6 +156,12 @@ impl Classifier {
     }
 
     /// The normalised base path (`""` for the server root).
+    ///
+    /// ```
+    /// use smart_auth::scopes::Classifier;
+    ///
+    /// assert_eq!(Classifier::new("//api//fhir/").base_path(), "/api/fhir");
+    /// ```
     #[must_use]
     pub fn base_path(&self) -> &str {
         &self.base_path
@@ -136,6 +169,24 @@ impl Classifier {
 
     /// Classifies a request. `path` is the request path as sent (percent-encoded) and may
     /// include a query string. See [above](Classifier) for how the path is read.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Classified, Classifier, FhirRequest};
+    ///
+    /// let classifier = Classifier::new("/fhir");
+    /// assert_eq!(
+    ///     classifier.classify("GET", "/fhir/Observation?code=1234-5"),
+    ///     Classified::Fhir(FhirRequest::SearchType {
+    ///         resource_type: "Observation".into(),
+    ///         via_post: false,
+    ///     }),
+    /// );
+    /// // Segments are percent-decoded once, as the router reads them.
+    /// assert!(matches!(
+    ///     classifier.classify("GET", "/fhir/%50atient/1"),
+    ///     Classified::Fhir(FhirRequest::Read { resource_type, .. }) if resource_type == "Patient"
+    /// ));
+    /// ```
     #[must_use]
     pub fn classify(&self, method: &str, path: &str) -> Classified {
         let (path, query) = match path.split_once('?') {
@@ -567,6 +618,15 @@ fn operation(
 }
 
 /// The outcome of classifying a request.
+///
+/// ```
+/// use smart_auth::scopes::{Classified, FhirRequest};
+///
+/// assert!(matches!(FhirRequest::classify("GET", "/fhir/metadata", "/fhir"), Classified::Fhir(_)));
+/// assert_eq!(FhirRequest::classify("GET", "/fhir/Patient/1/x/y/z", "/fhir"), Classified::NotFhir);
+/// assert_eq!(FhirRequest::classify("GET", "/status", "/fhir"), Classified::OutsideBase);
+/// assert_eq!(FhirRequest::classify("GET", "/fhir//Patient", "/fhir"), Classified::Malformed);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
     /// A FHIR REST interaction under the base.
@@ -583,6 +643,19 @@ pub enum Classified {
 }
 
 /// A recognised FHIR REST request. New kinds may be added.
+///
+/// ```
+/// use smart_auth::scopes::{Classified, FhirRequest};
+///
+/// let Classified::Fhir(request) = FhirRequest::classify("DELETE", "/fhir/Observation/7", "/fhir")
+/// else {
+///     panic!("a FHIR request");
+/// };
+/// assert_eq!(
+///     request,
+///     FhirRequest::Delete { resource_type: "Observation".into(), id: "7".into() },
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FhirRequest {
@@ -698,6 +771,25 @@ pub enum FhirRequest {
 }
 
 /// An operation invocation such as `Patient/123/$everything`.
+///
+/// ```
+/// use smart_auth::scopes::{Classified, FhirRequest, Operation, OperationLevel};
+///
+/// let Classified::Fhir(FhirRequest::Operation(operation)) =
+///     FhirRequest::classify("GET", "/fhir/Patient/123/$everything", "/fhir")
+/// else {
+///     panic!("an operation");
+/// };
+/// assert_eq!(
+///     operation,
+///     Operation {
+///         level: OperationLevel::Instance,
+///         name: "everything".into(),
+///         resource_type: Some("Patient".into()),
+///         id: Some("123".into()),
+///     },
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     /// Where the operation was invoked.
@@ -711,6 +803,18 @@ pub struct Operation {
 }
 
 /// Where an operation is invoked.
+///
+/// ```
+/// use smart_auth::scopes::{Classified, FhirRequest, OperationLevel};
+///
+/// let level = |path| match FhirRequest::classify("GET", path, "/fhir") {
+///     Classified::Fhir(FhirRequest::Operation(operation)) => operation.level,
+///     _ => panic!("an operation"),
+/// };
+/// assert_eq!(level("/fhir/$export"), OperationLevel::System);
+/// assert_eq!(level("/fhir/Patient/$export"), OperationLevel::Type);
+/// assert_eq!(level("/fhir/Patient/1/$everything"), OperationLevel::Instance);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OperationLevel {
     /// `[base]/$name`.
@@ -722,6 +826,19 @@ pub enum OperationLevel {
 }
 
 /// What a request needs from the token's scopes.
+///
+/// ```
+/// use smart_auth::scopes::{AccessRule, Classified, FhirRequest};
+///
+/// let access = |method, path| match FhirRequest::classify(method, path, "/fhir") {
+///     Classified::Fhir(request) => request.access(),
+///     _ => panic!("a FHIR request"),
+/// };
+/// assert_eq!(access("GET", "/fhir/metadata"), AccessRule::Public);
+/// assert_eq!(access("POST", "/fhir"), AccessRule::PerEntry);
+/// assert_eq!(access("POST", "/fhir/$export"), AccessRule::OperationPolicy);
+/// assert!(matches!(access("GET", "/fhir/Patient/1"), AccessRule::Requires(_)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessRule {
     /// Needs no scope (the capability statement).
@@ -737,6 +854,14 @@ pub enum AccessRule {
 
 impl FhirRequest {
     /// Classifies a request with a default [`Classifier`] for `base_path`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Classified, Classifier, FhirRequest};
+    ///
+    /// let classified = FhirRequest::classify("PUT", "/api/fhir/Patient/9", "/api/fhir");
+    /// assert_eq!(classified, Classifier::new("/api/fhir").classify("PUT", "/api/fhir/Patient/9"));
+    /// assert!(matches!(classified, Classified::Fhir(FhirRequest::Update { .. })));
+    /// ```
     #[must_use]
     pub fn classify(method: &str, path: &str, base_path: &str) -> Classified {
         Classifier::new(base_path).classify(method, path)
@@ -763,6 +888,17 @@ impl FhirRequest {
     }
 
     /// The resource type in the path, if any.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Classified, FhirRequest};
+    ///
+    /// let resource_type = |path| match FhirRequest::classify("GET", path, "/fhir") {
+    ///     Classified::Fhir(request) => request.resource_type().map(str::to_owned),
+    ///     _ => panic!("a FHIR request"),
+    /// };
+    /// assert_eq!(resource_type("/fhir/Observation/1/_history").as_deref(), Some("Observation"));
+    /// assert_eq!(resource_type("/fhir/_history"), None); // system level
+    /// ```
     #[must_use]
     pub fn resource_type(&self) -> Option<&str> {
         match self {
@@ -841,6 +977,19 @@ impl FhirRequest {
 
     /// The main [`Interaction`] and its resource type (`*` at system level), or `None` for
     /// capabilities, batch/transaction and operations.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Classified, FhirRequest, Interaction, ResourceType};
+    ///
+    /// let Classified::Fhir(request) = FhirRequest::classify("GET", "/fhir/Patient/1/_history/2", "/fhir")
+    /// else {
+    ///     panic!("a FHIR request");
+    /// };
+    /// assert_eq!(
+    ///     request.interaction(),
+    ///     Some((Interaction::Vread, ResourceType::Named("Patient".into()))),
+    /// );
+    /// ```
     #[must_use]
     pub fn interaction(&self) -> Option<(Interaction, ResourceType)> {
         let named = |name: &String| ResourceType::Named(name.clone());
@@ -886,6 +1035,24 @@ impl FhirRequest {
     /// Conditional create, update, patch and delete run a search on the server, so they need
     /// `s` on the type besides `c`, `u` or `d`. System search and history need `s` on `*`; a caller that
     /// evaluates `_type` may check each listed type instead.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{AccessRule, Classified, FhirRequest, Interaction, Requirement, ResourceType};
+    ///
+    /// // A conditional delete searches first: it needs `d` and `s` on the type.
+    /// let Classified::Fhir(request) = FhirRequest::classify("DELETE", "/fhir/Patient?name=x", "/fhir")
+    /// else {
+    ///     panic!("a FHIR request");
+    /// };
+    /// let patient = || ResourceType::Named("Patient".into());
+    /// assert_eq!(
+    ///     request.access(),
+    ///     AccessRule::Requires(vec![
+    ///         Requirement::new(Interaction::Delete, patient()),
+    ///         Requirement::new(Interaction::SearchType, patient()),
+    ///     ]),
+    /// );
+    /// ```
     #[must_use]
     pub fn access(&self) -> AccessRule {
         match self {

@@ -24,6 +24,15 @@ use super::{Context, Permissions, ResourceScope, ResourceType, ScopeSet};
 use crate::form::{is_parameter, lenient_parameter_name, percent_decode_strict};
 
 /// A FHIR REST interaction that SMART permission letters cover. New interactions may be added.
+///
+/// ```
+/// use smart_auth::scopes::{Interaction, ScopeSet};
+///
+/// let set = ScopeSet::parse("system/Observation.rs");
+/// assert!(set.permits(Interaction::Read, "Observation"));
+/// assert!(set.permits(Interaction::HistoryInstance, "Observation")); // `r` covers it
+/// assert!(!set.permits(Interaction::Create, "Observation"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Interaction {
@@ -53,6 +62,14 @@ pub enum Interaction {
 
 impl Interaction {
     /// Every interaction.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, ScopeSet};
+    ///
+    /// // `system/*.cruds` allows every interaction on every type.
+    /// let set = ScopeSet::parse("system/*.cruds");
+    /// assert!(Interaction::ALL.iter().all(|&interaction| set.permits(interaction, "*")));
+    /// ```
     pub const ALL: [Self; 11] = [
         Self::Read,
         Self::Vread,
@@ -68,6 +85,14 @@ impl Interaction {
     ];
 
     /// The single SMART permission letter this interaction needs.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Permissions};
+    ///
+    /// assert_eq!(Interaction::Read.required_permission(), Permissions::READ);
+    /// assert_eq!(Interaction::SearchType.required_permission(), Permissions::SEARCH);
+    /// assert_eq!(Interaction::Patch.required_permission(), Permissions::UPDATE);
+    /// ```
     #[must_use]
     pub const fn required_permission(self) -> Permissions {
         match self {
@@ -82,6 +107,13 @@ impl Interaction {
     }
 
     /// The FHIR code of the interaction, e.g. `search-type`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Interaction;
+    ///
+    /// assert_eq!(Interaction::SearchType.code(), "search-type");
+    /// assert_eq!(Interaction::HistoryInstance.code(), "history-instance");
+    /// ```
     #[must_use]
     pub const fn code(self) -> &'static str {
         match self {
@@ -101,6 +133,14 @@ impl Interaction {
 }
 
 /// One permission a request needs: an interaction on a resource type.
+///
+/// ```
+/// use smart_auth::scopes::{Interaction, Requirement, ResourceType, ScopeSet};
+///
+/// let requirement = Requirement::new(Interaction::SearchType, ResourceType::Named("Observation".into()));
+/// assert!(ScopeSet::parse("user/Observation.s").permits_requirement(&requirement));
+/// assert!(!ScopeSet::parse("user/Observation.r").permits_requirement(&requirement));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Requirement {
     /// The interaction, which determines the permission letter.
@@ -111,6 +151,13 @@ pub struct Requirement {
 
 impl Requirement {
     /// Builds a requirement.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Requirement, ResourceType};
+    ///
+    /// let system_search = Requirement::new(Interaction::SearchSystem, ResourceType::Any);
+    /// assert_eq!(system_search.resource_type.as_str(), "*");
+    /// ```
     #[must_use]
     pub fn new(interaction: Interaction, resource_type: ResourceType) -> Self {
         Self {
@@ -121,6 +168,13 @@ impl Requirement {
 
     /// The smallest v2 scope in `context` that meets this requirement, e.g.
     /// `system/Observation.s`. See [`ScopeSet::insufficient_scope_hint`].
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Context, Interaction, Requirement, ResourceType};
+    ///
+    /// let requirement = Requirement::new(Interaction::Update, ResourceType::Named("Patient".into()));
+    /// assert_eq!(requirement.hint(Context::System), "system/Patient.u");
+    /// ```
     #[must_use]
     pub fn hint(&self, context: Context) -> String {
         ScopeSet::insufficient_scope_hint(self.interaction, self.resource_type.as_str(), context)
@@ -131,6 +185,18 @@ impl Requirement {
 ///
 /// Several granular scopes on the same type are OR'ed; the parameters inside one scope are
 /// AND'ed. A scope without a query removes all filtering.
+///
+/// ```
+/// use smart_auth::scopes::{ScopeSet, SearchConstraints};
+///
+/// let set = ScopeSet::parse("user/Observation.rs?category=laboratory user/Condition.rs");
+/// assert_eq!(
+///     set.search_constraints(None, "Observation"),
+///     SearchConstraints::AnyOf(vec![vec![("category".into(), "laboratory".into())]]),
+/// );
+/// assert_eq!(set.search_constraints(None, "Condition"), SearchConstraints::Unconstrained);
+/// assert_eq!(set.search_constraints(None, "Patient"), SearchConstraints::Denied);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SearchConstraints {
     /// No scope grants the interaction on this type.
@@ -144,12 +210,28 @@ pub enum SearchConstraints {
 
 impl SearchConstraints {
     /// Whether nothing is granted.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse("user/Observation.rs");
+    /// assert!(set.search_constraints(None, "Patient").is_denied());
+    /// assert!(!set.search_constraints(None, "Observation").is_denied());
+    /// ```
     #[must_use]
     pub fn is_denied(&self) -> bool {
         matches!(self, Self::Denied)
     }
 
     /// Whether everything of the type is granted.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse("user/Observation.rs user/Condition.rs?clinical-status=active");
+    /// assert!(set.search_constraints(None, "Observation").is_unconstrained());
+    /// assert!(!set.search_constraints(None, "Condition").is_unconstrained());
+    /// ```
     #[must_use]
     pub fn is_unconstrained(&self) -> bool {
         matches!(self, Self::Unconstrained)
@@ -195,6 +277,25 @@ impl SearchConstraints {
     ///
     /// [`SearchConstraints::Denied`] never matches and
     /// [`SearchConstraints::Unconstrained`] always matches.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse("user/Observation.rs?category=laboratory");
+    /// let constraints = set.read_constraints(None, "Observation");
+    ///
+    /// // The values an Observation has for each search parameter, as the server indexes them.
+    /// let lab_result = |name: &str| match name {
+    ///     "category" => vec!["laboratory"],
+    ///     _ => vec![],
+    /// };
+    /// let vital_sign = |name: &str| match name {
+    ///     "category" => vec!["vital-signs"],
+    ///     _ => vec![],
+    /// };
+    /// assert!(constraints.matches(lab_result));
+    /// assert!(!constraints.matches(vital_sign));
+    /// ```
     pub fn matches<F, I, V>(&self, mut lookup: F) -> bool
     where
         F: FnMut(&str) -> I,
@@ -245,6 +346,15 @@ impl ScopeSet {
     }
 
     /// Like [`ScopeSet::permits`], counting only scopes of one `context`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Context, Interaction, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("user/Observation.rs system/Patient.r");
+    /// assert!(set.permits_in(Context::User, Interaction::Read, "Observation"));
+    /// assert!(!set.permits_in(Context::System, Interaction::Read, "Observation"));
+    /// assert!(set.permits_in(Context::System, Interaction::Read, "Patient"));
+    /// ```
     #[must_use]
     pub fn permits_in(
         &self,
@@ -256,6 +366,14 @@ impl ScopeSet {
     }
 
     /// Like [`ScopeSet::permits`] for a [`Requirement`].
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Requirement, ResourceType, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("system/*.s");
+    /// // System-level search asks for the type `*`, which this `*` scope covers.
+    /// assert!(set.permits_requirement(&Requirement::new(Interaction::SearchSystem, ResourceType::Any)));
+    /// ```
     #[must_use]
     pub fn permits_requirement(&self, requirement: &Requirement) -> bool {
         self.permits(requirement.interaction, requirement.resource_type.as_str())
@@ -359,6 +477,20 @@ impl ScopeSet {
     /// The result does not say which context a filter came from; `patient/` grants are always
     /// further limited to the patient's compartment, which the caller enforces. When scopes of
     /// several contexts are granted, call this once per context to keep them apart.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Context, Interaction, ScopeSet, SearchConstraints};
+    ///
+    /// let set = ScopeSet::parse("patient/Observation.rs?category=vital-signs system/Observation.c")
+    ///     .with_patient_context(true);
+    /// let only_patient = set.constraints(Some(Context::Patient), Interaction::Read, "Observation");
+    /// assert_eq!(
+    ///     only_patient,
+    ///     SearchConstraints::AnyOf(vec![vec![("category".into(), "vital-signs".into())]]),
+    /// );
+    /// // The `c` grant of the system scope is whole-type.
+    /// assert!(set.constraints(None, Interaction::Create, "Observation").is_unconstrained());
+    /// ```
     #[must_use]
     pub fn constraints(
         &self,
@@ -403,6 +535,19 @@ impl ScopeSet {
     ///
     /// A server may either add the filters to the search or reject searches that could return
     /// other resources; it must answer searches inside the filters in full.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{ScopeSet, SearchConstraints};
+    ///
+    /// let set = ScopeSet::parse(
+    ///     "user/Observation.rs?category=laboratory user/Observation.rs?category=vital-signs",
+    /// );
+    /// // Two granular scopes are OR'ed: a search may use either filter.
+    /// let SearchConstraints::AnyOf(sets) = set.search_constraints(None, "Observation") else {
+    ///     panic!("granular constraints");
+    /// };
+    /// assert_eq!(sets.len(), 2);
+    /// ```
     #[must_use]
     pub fn search_constraints(
         &self,
@@ -415,6 +560,15 @@ impl ScopeSet {
     /// The filters for reading (`r`) a resource of `resource_type`: a read result that does
     /// not [match](SearchConstraints::matches) must not be returned. See
     /// [`ScopeSet::constraints`].
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// // Search (`s`) without read (`r`): a resource may be found, not read by id.
+    /// let set = ScopeSet::parse("user/Observation.s");
+    /// assert!(set.read_constraints(None, "Observation").is_denied());
+    /// assert!(set.search_constraints(None, "Observation").is_unconstrained());
+    /// ```
     #[must_use]
     pub fn read_constraints(
         &self,
@@ -430,6 +584,16 @@ impl ScopeSet {
     /// Example: `(SearchType, "Observation", System)` gives `system/Observation.s`. A
     /// `resource_type` that is neither `*` nor a valid type name is replaced by `*`, so the
     /// result is always a well-formed scope and safe to put in a header.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Context, Interaction, ScopeSet};
+    ///
+    /// let hint = ScopeSet::insufficient_scope_hint(Interaction::SearchType, "Observation", Context::System);
+    /// assert_eq!(hint, "system/Observation.s");
+    /// // A type name that is not one becomes `*`, so the hint is always a valid scope.
+    /// let hint = ScopeSet::insufficient_scope_hint(Interaction::Read, "bad\"type", Context::User);
+    /// assert_eq!(hint, "user/*.r");
+    /// ```
     #[must_use]
     pub fn insufficient_scope_hint(
         interaction: Interaction,

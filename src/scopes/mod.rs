@@ -110,6 +110,17 @@ pub(crate) use parse::{is_resource_type_name, is_scope_token, split_scope_string
 /// [`ScopeSet::with_patient_context`]. The default is **no** patient context: a set built without
 /// that call ignores all `patient/` scopes in permission checks (fail closed). The parsed scopes
 /// are still listed by [`ScopeSet::scopes`].
+///
+/// ```
+/// use smart_auth::scopes::{Interaction, ScopeSet};
+///
+/// let set = ScopeSet::parse("system/Observation.rs patient/Patient.r openid");
+/// assert!(set.permits(Interaction::Read, "Observation"));
+/// assert!(!set.permits(Interaction::Read, "Patient")); // no patient in context
+///
+/// let set = set.with_patient_context(true);
+/// assert!(set.permits(Interaction::Read, "Patient"));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeSet {
     /// Every scope token as it appeared, malformed ones and duplicates included.
@@ -124,6 +135,14 @@ pub struct ScopeSet {
 
 impl ScopeSet {
     /// Returns an empty set, which permits nothing.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, ScopeSet};
+    ///
+    /// let set = ScopeSet::new();
+    /// assert!(set.is_empty());
+    /// assert!(!set.permits(Interaction::Read, "Patient"));
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -135,6 +154,14 @@ impl ScopeSet {
     /// value (see [`SmartClaims::patient`](crate::SmartClaims::patient): an empty or
     /// whitespace-only value is no patient context). Without it, `patient/` scopes grant
     /// nothing.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("patient/Observation.rs");
+    /// assert!(!set.permits(Interaction::Read, "Observation"));
+    /// assert!(set.with_patient_context(true).permits(Interaction::Read, "Observation"));
+    /// ```
     #[must_use]
     pub fn with_patient_context(mut self, has_patient_context: bool) -> Self {
         self.has_patient_context = has_patient_context;
@@ -142,30 +169,70 @@ impl ScopeSet {
     }
 
     /// Whether `patient/` scopes are honoured by permission checks.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse("patient/Observation.rs");
+    /// assert!(!set.has_patient_context()); // the default: fail closed
+    /// assert!(set.with_patient_context(true).has_patient_context());
+    /// ```
     #[must_use]
     pub fn has_patient_context(&self) -> bool {
         self.has_patient_context
     }
 
     /// Every scope string as it appeared in the claim, in order, duplicates included.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse("openid openid patient/Observation.dus");
+    /// assert_eq!(set.raw(), ["openid", "openid", "patient/Observation.dus"]);
+    /// ```
     #[must_use]
     pub fn raw(&self) -> &[String] {
         &self.raw
     }
 
     /// The recognised scopes, in first-seen order, without duplicates.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Scope, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("openid openid launch patient/Observation.dus");
+    /// // Duplicates are dropped, and so is the malformed scope.
+    /// assert_eq!(set.scopes(), [Scope::OpenId, Scope::Launch]);
+    /// ```
     #[must_use]
     pub fn scopes(&self) -> &[Scope] {
         &self.scopes
     }
 
     /// The scopes that looked like SMART resource or launch scopes but were malformed.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{RejectReason, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("openid patient/Observation.dus");
+    /// assert_eq!(set.rejected().len(), 1);
+    /// assert_eq!(set.rejected()[0].raw, "patient/Observation.dus");
+    /// assert_eq!(set.rejected()[0].reason, RejectReason::InvalidPermissions);
+    /// ```
     #[must_use]
     pub fn rejected(&self) -> &[RejectedScope] {
         &self.rejected
     }
 
     /// The resource scopes (`patient/`, `user/`, `system/`) of the set.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse("openid system/Patient.rs launch user/*.read");
+    /// let written: Vec<String> = set.resource_scopes().map(ToString::to_string).collect();
+    /// assert_eq!(written, ["system/Patient.rs", "user/*.rs"]); // v1 `read` shown as `rs`
+    /// ```
     pub fn resource_scopes(&self) -> impl Iterator<Item = &ResourceScope> {
         self.scopes.iter().filter_map(|scope| match scope {
             Scope::Resource(resource) => Some(resource),
@@ -174,12 +241,31 @@ impl ScopeSet {
     }
 
     /// Whether the set holds this exact scope (compared after parsing).
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Scope, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse("user/Observation.rs openid");
+    /// assert!(set.contains(&Scope::OpenId));
+    /// assert!(set.contains(&"user/Observation.rs".parse()?));
+    /// // An exact match, not a permission check: `rs` holds `r`, yet is another scope.
+    /// assert!(!set.contains(&"user/Observation.r".parse()?));
+    /// # Ok::<(), smart_auth::scopes::RejectedScope>(())
+    /// ```
     #[must_use]
     pub fn contains(&self, scope: &Scope) -> bool {
         self.scopes.contains(scope)
     }
 
     /// Whether the claim held no scope at all (neither valid nor rejected).
+    ///
+    /// ```
+    /// use smart_auth::scopes::ScopeSet;
+    ///
+    /// assert!(ScopeSet::parse("").is_empty());
+    /// // A malformed scope grants nothing, but the claim was not empty.
+    /// assert!(!ScopeSet::parse("patient/Observation.").is_empty());
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()

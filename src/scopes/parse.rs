@@ -11,6 +11,20 @@ use super::ScopeSet;
 use crate::form::percent_decode_strict;
 
 /// One parsed scope.
+///
+/// ```
+/// use smart_auth::scopes::{Scope, RejectReason};
+///
+/// assert_eq!("openid".parse::<Scope>()?, Scope::OpenId);
+/// assert_eq!("launch/patient".parse::<Scope>()?, Scope::LaunchContext("patient".into()));
+/// assert!(matches!("system/Observation.rs".parse::<Scope>()?, Scope::Resource(_)));
+/// assert_eq!("https://example.org/scope".parse::<Scope>()?, Scope::Other("https://example.org/scope".into()));
+///
+/// // A malformed SMART scope is an error, and grants nothing.
+/// let err = "patient/Observation.dus".parse::<Scope>().unwrap_err();
+/// assert_eq!(err.reason, RejectReason::InvalidPermissions);
+/// # Ok::<(), smart_auth::scopes::RejectedScope>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// A resource scope such as `patient/Observation.rs`.
@@ -35,6 +49,19 @@ pub enum Scope {
 }
 
 /// A resource scope: `context/type.permissions[?query]`.
+///
+/// ```
+/// use smart_auth::scopes::{Context, Permissions, ResourceType, Scope, ScopeSyntax};
+///
+/// let Ok(Scope::Resource(scope)) = "user/Observation.read".parse() else {
+///     panic!("a resource scope");
+/// };
+/// assert_eq!(scope.context, Context::User);
+/// assert_eq!(scope.resource, ResourceType::Named("Observation".into()));
+/// assert_eq!(scope.permissions, Permissions::V1_READ);
+/// assert_eq!(scope.version, ScopeSyntax::V1);
+/// assert_eq!(scope.to_string(), "user/Observation.rs"); // always shown in v2 form
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceScope {
     /// Whose data: `patient/`, `user/` or `system/`.
@@ -70,6 +97,13 @@ impl ResourceScope {
 }
 
 /// The context prefix of a resource scope.
+///
+/// ```
+/// use smart_auth::scopes::{Context, Scope};
+///
+/// let Ok(Scope::Resource(scope)) = "system/Patient.rs".parse() else { panic!() };
+/// assert_eq!(scope.context, Context::System);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Context {
     /// `patient/`: data about the patient in context.
@@ -82,9 +116,23 @@ pub enum Context {
 
 impl Context {
     /// Every context, in grammar order.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Context;
+    ///
+    /// let prefixes: Vec<&str> = Context::ALL.iter().map(|context| context.as_str()).collect();
+    /// assert_eq!(prefixes, ["patient", "user", "system"]);
+    /// ```
     pub const ALL: [Self; 3] = [Self::Patient, Self::User, Self::System];
 
     /// The prefix as written in a scope, without the slash.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Context;
+    ///
+    /// assert_eq!(Context::Patient.as_str(), "patient");
+    /// assert_eq!(Context::System.to_string(), "system");
+    /// ```
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -102,6 +150,13 @@ impl fmt::Display for Context {
 }
 
 /// The resource type of a resource scope.
+///
+/// ```
+/// use smart_auth::scopes::ResourceType;
+///
+/// assert_eq!(ResourceType::parse("Observation"), Some(ResourceType::Named("Observation".into())));
+/// assert_eq!(ResourceType::parse("*"), Some(ResourceType::Any));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ResourceType {
     /// One resource type, such as `Observation`. Compared case-sensitively.
@@ -112,6 +167,15 @@ pub enum ResourceType {
 
 impl ResourceType {
     /// Parses `*` or a type name of the shape `[A-Z][A-Za-z]+`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ResourceType;
+    ///
+    /// assert_eq!(ResourceType::parse("*"), Some(ResourceType::Any));
+    /// assert!(ResourceType::parse("Patient").is_some());
+    /// assert_eq!(ResourceType::parse("patient"), None); // lower case
+    /// assert_eq!(ResourceType::parse("P"), None); // too short
+    /// ```
     #[must_use]
     pub fn parse(text: &str) -> Option<Self> {
         if text == "*" {
@@ -124,6 +188,13 @@ impl ResourceType {
     }
 
     /// The type name, or `*`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ResourceType;
+    ///
+    /// assert_eq!(ResourceType::Named("Observation".into()).as_str(), "Observation");
+    /// assert_eq!(ResourceType::Any.as_str(), "*");
+    /// ```
     #[must_use]
     pub fn as_str(&self) -> &str {
         match self {
@@ -136,6 +207,16 @@ impl ResourceType {
     ///
     /// `*` covers everything. A named type covers only the same name. A request for `*` (all
     /// types, as in system-level search) is covered only by `*`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::ResourceType;
+    ///
+    /// let observation = ResourceType::Named("Observation".into());
+    /// assert!(observation.covers("Observation"));
+    /// assert!(!observation.covers("Patient"));
+    /// assert!(!observation.covers("*")); // a system-level request needs a `*` scope
+    /// assert!(ResourceType::Any.covers("*"));
+    /// ```
     #[must_use]
     pub fn covers(&self, requested: &str) -> bool {
         match self {
@@ -160,6 +241,17 @@ pub(crate) fn is_resource_type_name(text: &str) -> bool {
 }
 
 /// Which syntax a resource scope's permissions were written in.
+///
+/// ```
+/// use smart_auth::scopes::{Scope, ScopeSyntax};
+///
+/// let version = |text: &str| match text.parse::<Scope>() {
+///     Ok(Scope::Resource(scope)) => scope.version,
+///     _ => panic!("a resource scope"),
+/// };
+/// assert_eq!(version("system/*.read"), ScopeSyntax::V1);
+/// assert_eq!(version("system/*.rs"), ScopeSyntax::V2);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScopeSyntax {
     /// `read`, `write` or `*` (SMART v1, Bulk Data v1).
@@ -169,6 +261,16 @@ pub enum ScopeSyntax {
 }
 
 /// A set of the SMART v2 permission letters `c`, `r`, `u`, `d`, `s`.
+///
+/// ```
+/// use smart_auth::scopes::Permissions;
+///
+/// let rs = Permissions::from_v2_letters("rs").unwrap();
+/// assert_eq!(rs, Permissions::READ | Permissions::SEARCH);
+/// assert!(rs.contains(Permissions::READ));
+/// assert!(!rs.contains(Permissions::CREATE));
+/// assert_eq!(rs.to_string(), "rs");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Permissions(u8);
 
@@ -183,27 +285,98 @@ const LETTERS: [(char, Permissions); 5] = [
 
 impl Permissions {
     /// No permission.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert!(Permissions::NONE.is_empty());
+    /// assert_eq!(Permissions::NONE.to_string(), "");
+    /// ```
     pub const NONE: Self = Self(0);
     /// `c`: create.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Permissions};
+    ///
+    /// assert_eq!(Interaction::Create.required_permission(), Permissions::CREATE);
+    /// assert_eq!(Permissions::CREATE.to_string(), "c");
+    /// ```
     pub const CREATE: Self = Self(1);
     /// `r`: read, vread, instance history.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Permissions};
+    ///
+    /// assert_eq!(Interaction::Vread.required_permission(), Permissions::READ);
+    /// assert_eq!(Permissions::READ.to_string(), "r");
+    /// ```
     pub const READ: Self = Self(1 << 1);
     /// `u`: update (including upsert) and patch.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Permissions};
+    ///
+    /// assert_eq!(Interaction::Patch.required_permission(), Permissions::UPDATE);
+    /// assert_eq!(Permissions::UPDATE.to_string(), "u");
+    /// ```
     pub const UPDATE: Self = Self(1 << 2);
     /// `d`: delete.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Permissions};
+    ///
+    /// assert_eq!(Interaction::Delete.required_permission(), Permissions::DELETE);
+    /// assert_eq!(Permissions::DELETE.to_string(), "d");
+    /// ```
     pub const DELETE: Self = Self(1 << 3);
     /// `s`: type and system search, type and system history.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Interaction, Permissions};
+    ///
+    /// assert_eq!(Interaction::HistoryType.required_permission(), Permissions::SEARCH);
+    /// assert_eq!(Permissions::SEARCH.to_string(), "s");
+    /// ```
     pub const SEARCH: Self = Self(1 << 4);
     /// `cruds`, the meaning of v1 `*`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::{Permissions, Scope};
+    ///
+    /// assert_eq!(Permissions::ALL.to_string(), "cruds");
+    /// let Ok(Scope::Resource(scope)) = "system/*.*".parse() else { panic!() };
+    /// assert_eq!(scope.permissions, Permissions::ALL);
+    /// ```
     pub const ALL: Self = Self(0b1_1111);
     /// `rs`, the meaning of v1 `read`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert_eq!(Permissions::V1_READ.to_string(), "rs");
+    /// ```
     pub const V1_READ: Self = Self(Self::READ.0 | Self::SEARCH.0);
     /// `cud`, the meaning of v1 `write`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert_eq!(Permissions::V1_WRITE.to_string(), "cud");
+    /// assert!(!Permissions::V1_WRITE.contains(Permissions::READ)); // write never implies read
+    /// ```
     pub const V1_WRITE: Self = Self(Self::CREATE.0 | Self::UPDATE.0 | Self::DELETE.0);
 
     /// Parses v2 letters: a non-empty subset of `cruds`, in that order, without repeats.
     ///
     /// Returns `None` for anything else, e.g. `""`, `"dus"`, `"rr"`, `"R"` or `"read"`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert_eq!(Permissions::from_v2_letters("rd"), Some(Permissions::READ | Permissions::DELETE));
+    /// assert_eq!(Permissions::from_v2_letters("dr"), None); // out of order
+    /// assert_eq!(Permissions::from_v2_letters("read"), None); // v1 words are no letters
+    /// ```
     #[must_use]
     pub fn from_v2_letters(text: &str) -> Option<Self> {
         if text.is_empty() {
@@ -224,30 +397,67 @@ impl Permissions {
     }
 
     /// Whether every permission in `other` is also in `self`.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert!(Permissions::ALL.contains(Permissions::V1_READ));
+    /// assert!(!Permissions::V1_READ.contains(Permissions::ALL));
+    /// assert!(Permissions::READ.contains(Permissions::NONE));
+    /// ```
     #[must_use]
     pub const fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// Whether no permission is set.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert!(Permissions::from_bits(0b1110_0000).is_empty()); // unknown bits are dropped
+    /// assert!(!Permissions::READ.is_empty());
+    /// ```
     #[must_use]
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
     /// The permissions of both sets.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// let both = Permissions::V1_READ.union(Permissions::V1_WRITE);
+    /// assert_eq!(both, Permissions::ALL);
+    /// assert_eq!(both, Permissions::V1_READ | Permissions::V1_WRITE);
+    /// ```
     #[must_use]
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
 
     /// The raw bits: `c` = 1, `r` = 2, `u` = 4, `d` = 8, `s` = 16.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert_eq!(Permissions::V1_READ.bits(), 2 | 16);
+    /// assert_eq!(Permissions::from_bits(Permissions::ALL.bits()), Permissions::ALL);
+    /// ```
     #[must_use]
     pub const fn bits(self) -> u8 {
         self.0
     }
 
     /// Builds a set from raw bits (see [`Permissions::bits`]); unknown bits are dropped.
+    ///
+    /// ```
+    /// use smart_auth::scopes::Permissions;
+    ///
+    /// assert_eq!(Permissions::from_bits(1 | 8), Permissions::CREATE | Permissions::DELETE);
+    /// assert_eq!(Permissions::from_bits(0xFF), Permissions::ALL);
+    /// ```
     #[must_use]
     pub const fn from_bits(bits: u8) -> Self {
         Self(bits & Self::ALL.0)
@@ -281,6 +491,16 @@ impl fmt::Debug for Permissions {
 }
 
 /// A scope that looked like a SMART scope but did not follow the grammar. It grants nothing.
+///
+/// ```
+/// use smart_auth::scopes::{RejectReason, Scope};
+///
+/// let rejected = "Patient/Observation.rs".parse::<Scope>().unwrap_err();
+/// assert_eq!(rejected.raw, "Patient/Observation.rs");
+/// assert_eq!(rejected.reason, RejectReason::InvalidContext);
+/// // Its message leaves the scope text out.
+/// assert_eq!(rejected.to_string(), "malformed SMART scope: invalid context prefix");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RejectedScope {
     /// The scope exactly as it appeared.
@@ -290,6 +510,15 @@ pub struct RejectedScope {
 }
 
 /// Why a scope was rejected. New reasons may be added.
+///
+/// ```
+/// use smart_auth::scopes::{RejectReason, Scope};
+///
+/// let reason = |text: &str| text.parse::<Scope>().unwrap_err().reason;
+/// assert_eq!(reason("patient/observation.rs"), RejectReason::InvalidResourceType);
+/// assert_eq!(reason("patient/Observation"), RejectReason::MissingPermissions);
+/// assert_eq!(reason("patient/Observation.read?code=x"), RejectReason::QueryWithV1Permissions);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectReason {
@@ -320,6 +549,13 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// A short description, safe to log.
+    ///
+    /// ```
+    /// use smart_auth::scopes::RejectReason;
+    ///
+    /// assert_eq!(RejectReason::EmptyPermissions.as_str(), "empty permissions");
+    /// assert_eq!(RejectReason::InvalidQuery.to_string(), "invalid query");
+    /// ```
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -59,6 +59,16 @@ impl Default for ClaimsBuilder {
 
 impl ClaimsBuilder {
     /// Claims with the defaults listed in the [type docs](ClaimsBuilder).
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().build();
+    /// assert_eq!(claims.iss(), "https://issuer.test");
+    /// assert_eq!(claims.client_id(), Some("test-client"));
+    /// assert_eq!(claims.aud(), ["https://fhir.test"]);
+    /// assert!(claims.scopes().is_empty()); // no scopes unless you add them
+    /// ```
     pub fn new() -> Self {
         let now = unix_seconds(SystemClock.now());
         let Value::Object(claims) = json!({
@@ -77,6 +87,17 @@ impl ClaimsBuilder {
     /// Sets (or with `Value::Null`, removes) any claim, exactly as a token would carry it.
     /// A value of the wrong JSON type for a claim this crate reads makes
     /// [`build`](Self::build) panic, as it would make a token invalid.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new()
+    ///     .claim("need_patient_banner", true)
+    ///     .claim("sub", serde_json::Value::Null) // removes the default `sub`
+    ///     .build();
+    /// assert_eq!(claims.claim("need_patient_banner"), Some(&serde_json::json!(true)));
+    /// assert_eq!(claims.sub(), None);
+    /// ```
     pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
         match value.into() {
             Value::Null => {
@@ -90,11 +111,26 @@ impl ClaimsBuilder {
     }
 
     /// `iss`.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().iss("https://auth.example.org").build();
+    /// assert_eq!(claims.issuer(), "https://auth.example.org");
+    /// ```
     pub fn iss(self, iss: impl Into<String>) -> Self {
         self.claim("iss", iss.into())
     }
 
     /// `sub`.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().sub("user-42").build();
+    /// assert_eq!(claims.sub(), Some("user-42"));
+    /// assert_eq!(claims.client_id(), Some("test-client")); // `client_id` is its own claim
+    /// ```
     #[allow(
         clippy::should_implement_trait,
         reason = "named after the `sub` claim, like `SmartClaims::sub`"
@@ -104,31 +140,73 @@ impl ClaimsBuilder {
     }
 
     /// `client_id`.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().client_id("billing-service").build();
+    /// assert_eq!(claims.client_id(), Some("billing-service"));
+    /// ```
     pub fn client_id(self, client_id: impl Into<String>) -> Self {
         self.claim("client_id", client_id.into())
     }
 
     /// `aud`: a single audience (for several, `.claim("aud", json!([..]))`).
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().aud("https://api.example.org/fhir").build();
+    /// assert_eq!(claims.aud(), ["https://api.example.org/fhir"]);
+    /// ```
     pub fn aud(self, aud: impl Into<String>) -> Self {
         self.claim("aud", aud.into())
     }
 
     /// `exp`, in seconds since the Unix epoch.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().exp(1_900_000_000).build();
+    /// assert_eq!(claims.exp(), 1_900_000_000);
+    /// ```
     pub fn exp(self, exp: i64) -> Self {
         self.claim("exp", exp)
     }
 
     /// `iat`, in seconds since the Unix epoch.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().iat(1_700_000_000).build();
+    /// assert_eq!(claims.iat(), Some(1_700_000_000));
+    /// ```
     pub fn iat(self, iat: i64) -> Self {
         self.claim("iat", iat)
     }
 
     /// `nbf`, in seconds since the Unix epoch.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().nbf(1_700_000_000).build();
+    /// assert_eq!(claims.nbf(), Some(1_700_000_000));
+    /// ```
     pub fn nbf(self, nbf: i64) -> Self {
         self.claim("nbf", nbf)
     }
 
     /// `jti`.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().jti("token-1").build();
+    /// assert_eq!(claims.jti(), Some("token-1"));
+    /// ```
     pub fn jti(self, jti: impl Into<String>) -> Self {
         self.claim("jti", jti.into())
     }
@@ -136,6 +214,16 @@ impl ClaimsBuilder {
     /// Adds to the granted scopes. The text is appended to the space-separated `scope`
     /// claim, so `"a b"` grants both `a` and `b`, and a malformed scope grants nothing, as
     /// in a token.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new()
+    ///     .scope("system/Patient.rs")
+    ///     .scope("system/Observation.rs openid")
+    ///     .build();
+    /// assert_eq!(claims.scopes(), ["system/Patient.rs", "system/Observation.rs", "openid"]);
+    /// ```
     pub fn scope(mut self, scope: &str) -> Self {
         let text = match self.claims.get("scope") {
             Some(Value::String(granted)) if !granted.is_empty() => format!("{granted} {scope}"),
@@ -146,6 +234,16 @@ impl ClaimsBuilder {
     }
 
     /// Replaces the granted scopes with these, one scope per item.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new()
+    ///     .scope("system/*.cruds")
+    ///     .scopes(["system/Patient.r", "system/Observation.rs"]) // replaces the scope above
+    ///     .build();
+    /// assert_eq!(claims.scopes(), ["system/Patient.r", "system/Observation.rs"]);
+    /// ```
     pub fn scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -159,26 +257,70 @@ impl ClaimsBuilder {
     }
 
     /// `patient`: the id of the Patient in context (it also makes `patient/` scopes count).
+    ///
+    /// ```
+    /// use smart_auth::{scopes::Interaction, testing::ClaimsBuilder};
+    ///
+    /// let without = ClaimsBuilder::new().scope("patient/Observation.rs").build();
+    /// assert!(!without.permits(Interaction::Read, "Observation"));
+    ///
+    /// let with = ClaimsBuilder::new().scope("patient/Observation.rs").patient("123").build();
+    /// assert_eq!(with.patient(), Some("123"));
+    /// assert!(with.permits(Interaction::Read, "Observation"));
+    /// ```
     pub fn patient(self, id: impl Into<String>) -> Self {
         self.claim("patient", id.into())
     }
 
     /// `encounter`.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().encounter("e-9").build();
+    /// assert_eq!(claims.encounter(), Some("e-9"));
+    /// ```
     pub fn encounter(self, id: impl Into<String>) -> Self {
         self.claim("encounter", id.into())
     }
 
     /// `fhirUser`.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().fhir_user("Practitioner/7").build();
+    /// assert_eq!(claims.fhir_user(), Some("Practitioner/7"));
+    /// assert_eq!(claims.claim("fhirUser"), Some(&serde_json::json!("Practitioner/7")));
+    /// ```
     pub fn fhir_user(self, reference: impl Into<String>) -> Self {
         self.claim("fhirUser", reference.into())
     }
 
     /// `tenant`.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().tenant("north-clinic").build();
+    /// assert_eq!(claims.tenant(), Some("north-clinic"));
+    /// ```
     pub fn tenant(self, tenant: impl Into<String>) -> Self {
         self.claim("tenant", tenant.into())
     }
 
     /// Adds an entry to `fhirContext`.
+    ///
+    /// ```
+    /// use smart_auth::{FhirContext, testing::ClaimsBuilder};
+    ///
+    /// let claims = ClaimsBuilder::new()
+    ///     .fhir_context(FhirContext::from_reference("Encounter/9"))
+    ///     .fhir_context(FhirContext::from_canonical("http://example.org/Questionnaire/q|1"))
+    ///     .build();
+    /// assert_eq!(claims.fhir_context().len(), 2);
+    /// assert_eq!(claims.fhir_context()[0].reference(), Some("Encounter/9"));
+    /// ```
     pub fn fhir_context(mut self, context: FhirContext) -> Self {
         let entry = serde_json::to_value(&context).unwrap_or(Value::Null);
         match self.claims.get_mut("fhirContext") {
@@ -198,6 +340,17 @@ impl ClaimsBuilder {
     /// When a token carrying these claims would be invalid: a claim this crate reads with
     /// the wrong JSON type (`exp` as a string, `patient` as a number, ...), no `iss` or no
     /// `exp`, or a `fhirContext` entry that names nothing.
+    ///
+    /// ```
+    /// use smart_auth::testing::ClaimsBuilder;
+    ///
+    /// let claims = ClaimsBuilder::new().scope("system/Patient.rs").build();
+    /// assert!(claims.has_scope("system/Patient.rs"));
+    ///
+    /// // Claims a token could not carry panic, as they would make the token invalid.
+    /// let invalid = std::panic::catch_unwind(|| ClaimsBuilder::new().claim("exp", "soon").build());
+    /// assert!(invalid.is_err());
+    /// ```
     pub fn build(self) -> SmartClaims {
         match SmartClaims::from_test_payload(self.claims) {
             Ok(claims) => claims,
@@ -252,6 +405,24 @@ pub struct ClaimsLayer {
 
 impl ClaimsLayer {
     /// A layer that gives every request these claims. See the [type docs](ClaimsLayer).
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use smart_auth::SmartClaims;
+    /// use smart_auth::testing::{ClaimsBuilder, ClaimsLayer};
+    /// use tower::ServiceExt as _;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ClaimsLayer::new(ClaimsBuilder::new().tenant("north").build());
+    /// let app = Router::new()
+    ///     .route("/tenant", get(|c: SmartClaims| async move { c.tenant().unwrap_or("").to_owned() }))
+    ///     .layer(layer);
+    /// let response = app.oneshot(http::Request::get("/tenant").body(Body::empty())?).await?;
+    /// let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+    /// assert_eq!(body, "north");
+    /// # Ok(()) }
+    /// ```
     pub fn new(claims: SmartClaims) -> Self {
         Self {
             claims,
@@ -318,6 +489,28 @@ impl<S> Layer<S> for ClaimsLayer {
 }
 
 /// The service of [`ClaimsLayer`]: inserts the claims, then calls the inner service.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use axum::body::Body;
+/// use http::{Request, Response, StatusCode};
+/// use smart_auth::SmartClaims;
+/// use smart_auth::testing::{ClaimsBuilder, ClaimsLayer, WithClaims};
+/// use tower::{Layer as _, ServiceExt as _, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Any tower service: it finds the claims in the request extensions.
+/// let inner = service_fn(|request: Request<Body>| async move {
+///     let found = request.extensions().get::<SmartClaims>().is_some();
+///     let status = if found { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+///     Ok::<_, Infallible>(Response::builder().status(status).body(Body::empty()).unwrap())
+/// });
+/// let service: WithClaims<_> = ClaimsLayer::new(ClaimsBuilder::new().build()).layer(inner);
+/// let response = service.oneshot(Request::new(Body::empty())).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct WithClaims<S> {
     inner: S,
@@ -367,6 +560,22 @@ where
 
 pin_project! {
     /// The response future of [`WithClaims`].
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use axum::body::Body;
+    /// use http::{Request, Response};
+    /// use smart_auth::testing::{ClaimsBuilder, ClaimsLayer, WithClaimsFuture};
+    /// use tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inner = service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+    /// let mut service = ClaimsLayer::new(ClaimsBuilder::new().build()).layer(inner);
+    /// let future: WithClaimsFuture<_, Body> = service.ready().await?.call(Request::new(Body::empty()));
+    /// assert_eq!(future.await?.status(), 200);
+    /// # Ok(()) }
+    /// ```
     pub struct WithClaimsFuture<F, ResBody> {
         #[pin]
         state: State<F, ResBody>,

@@ -98,6 +98,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// without `alg`), P-256 (`ES256`), P-384 (`ES384`), P-521 (`ES512`) and Ed25519
 /// (`EdDSA`, which also signs `Ed25519` tokens, RFC 9864). It stops when
 /// dropped. Each instance has its own keys and counters: tests share nothing.
+///
+/// ```
+/// use smart_auth::{TokenVerifier, testing::TestIssuer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let issuer = TestIssuer::start().await;
+/// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+///
+/// let token = issuer.token().scope("system/Patient.rs").sign();
+/// let claims = verifier.verify(&token).await?;
+/// assert_eq!(claims.iss(), issuer.url());
+/// assert_eq!(claims.scopes(), ["system/Patient.rs"]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct TestIssuer {
     state: Arc<IssuerState>,
@@ -113,6 +128,21 @@ impl std::fmt::Debug for IssuerState {
 }
 
 /// Settings for a [`TestIssuer`]; see [`TestIssuer::builder`].
+///
+/// ```
+/// use smart_auth::testing::TestIssuer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let issuer = TestIssuer::builder()
+///     .path("/realms/test")
+///     .audience("https://api.example.org/fhir")
+///     .start()
+///     .await;
+/// assert!(issuer.url().ends_with("/realms/test"));
+/// assert_eq!(issuer.audience(), "https://api.example.org/fhir");
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct TestIssuerBuilder {
@@ -146,6 +176,20 @@ impl TestIssuerBuilder {
     }
 
     /// The `aud` of minted tokens (default `https://fhir.example.test/r4`).
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::builder().audience("https://api.example.org/fhir").start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience("https://api.example.org/fhir")
+    ///     .build()?;
+    /// let claims = verifier.verify(&issuer.token().sign()).await?;
+    /// assert_eq!(claims.aud(), ["https://api.example.org/fhir"]);
+    /// # Ok(()) }
+    /// ```
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
         self
@@ -153,12 +197,44 @@ impl TestIssuerBuilder {
 
     /// The clock for `iat`/`exp` of minted tokens (default the system clock). Share a
     /// [`ManualClock`](crate::ManualClock) with the layer to move both.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ErrorKind, ManualClock, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let clock = ManualClock::new();
+    /// let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .clock(clock.clone())
+    ///     .no_token_cache()
+    ///     .build()?;
+    ///
+    /// let token = issuer.token().expires_in_secs(60).sign();
+    /// assert!(verifier.verify(&token).await.is_ok());
+    /// clock.advance(Duration::from_secs(3600)); // no sleeping: both see the hour pass
+    /// assert_eq!(verifier.verify(&token).await.unwrap_err().kind(), ErrorKind::Expired);
+    /// # Ok(()) }
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
     /// A path under which the issuer lives, such as `/realms/test` (default none).
+    ///
+    /// ```
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::builder().path("/realms/test/").start().await;
+    /// assert!(issuer.url().ends_with("/realms/test")); // the trailing slash is dropped
+    /// assert_eq!(issuer.jwks_uri(), format!("{}/jwks.json", issuer.url()));
+    /// # }
+    /// ```
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into().trim_end_matches('/').to_owned();
         self
@@ -169,6 +245,16 @@ impl TestIssuerBuilder {
     /// # Panics
     ///
     /// When no loopback port can be bound; a test cannot go on without one.
+    ///
+    /// ```
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::builder().audience("https://fhir.test").start().await;
+    /// assert!(issuer.url().starts_with("http://127.0.0.1:"));
+    /// # }
+    /// ```
     pub async fn start(self) -> TestIssuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -266,11 +352,31 @@ fn rotate(keys: &mut Keys) {
 
 impl TestIssuer {
     /// Starts an issuer with the default settings.
+    ///
+    /// ```
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::start().await;
+    /// assert_eq!(issuer.audience(), "https://fhir.example.test/r4"); // the default
+    /// # }
+    /// ```
     pub async fn start() -> Self {
         Self::builder().start().await
     }
 
     /// Settings for an issuer.
+    ///
+    /// ```
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::builder().path("/oauth2").start().await;
+    /// assert!(issuer.url().ends_with("/oauth2"));
+    /// # }
+    /// ```
     pub fn builder() -> TestIssuerBuilder {
         TestIssuerBuilder {
             audience: None,
@@ -281,21 +387,74 @@ impl TestIssuer {
     }
 
     /// The issuer URL (`http://127.0.0.1:<port>[path]`): the `iss` of minted tokens.
+    ///
+    /// ```
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::start().await;
+    /// assert!(issuer.url().starts_with("http://127.0.0.1:"));
+    /// # }
+    /// ```
     pub fn url(&self) -> &str {
         &self.state.url
     }
 
     /// The `aud` of minted tokens.
+    ///
+    /// ```
+    /// use smart_auth::{SmartAuthLayer, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), smart_auth::ConfigError> {
+    /// let issuer = TestIssuer::start().await;
+    /// // The layer under test accepts the issuer's tokens when it checks this audience.
+    /// let layer = SmartAuthLayer::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// # let _ = layer;
+    /// # Ok(()) }
+    /// ```
     pub fn audience(&self) -> &str {
         &self.state.audience
     }
 
     /// The URL of the JWK Set.
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// // With the key set's URL given, the verifier skips discovery.
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .jwks_uri(issuer.jwks_uri())
+    ///     .build()?;
+    /// verifier.verify(&issuer.token().sign()).await?;
+    /// assert_eq!(issuer.smart_configuration_fetches(), 0);
+    /// assert_eq!(issuer.jwks_fetches(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn jwks_uri(&self) -> String {
         format!("{}/jwks.json", self.state.url)
     }
 
     /// Starts minting a token.
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let claims = verifier.verify(&issuer.token().sign()).await?;
+    /// // The defaults: a backend-services client with `system/*.rs`.
+    /// assert_eq!(claims.client_id(), Some("test-client"));
+    /// assert_eq!(claims.scopes(), ["system/*.rs"]);
+    /// # Ok(()) }
+    /// ```
     pub fn token(&self) -> TokenBuilder<'_> {
         TokenBuilder::new(self, crate::clock::unix_seconds(self.now()))
     }
@@ -351,12 +510,40 @@ impl TestIssuer {
 
     /// Replaces every key with a new one under a new `kid`; tokens minted from now on use
     /// the new keys, and the old ones are no longer published.
+    ///
+    /// ```
+    /// use smart_auth::{SigningAlgorithm, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::start().await;
+    /// let old = issuer.current_kid(SigningAlgorithm::RS256);
+    /// issuer.rotate_keys();
+    /// assert_ne!(issuer.current_kid(SigningAlgorithm::RS256), old);
+    /// let published = issuer.jwks();
+    /// assert!(published["keys"].as_array().unwrap().iter().all(|key| key["kid"] != old.as_str()));
+    /// # }
+    /// ```
     pub fn rotate_keys(&self) {
         rotate(&mut lock(&self.state.keys));
     }
 
     /// Publishes one more key of the type `alg` needs, with `alg` in its JWK, and returns
     /// its `kid`. Sign with it through [`TokenBuilder::kid`].
+    ///
+    /// ```
+    /// use smart_auth::{SigningAlgorithm, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let kid = issuer.add_key(SigningAlgorithm::ES256);
+    /// let token = issuer.token().alg(SigningAlgorithm::ES256).kid(&kid).sign();
+    ///
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// assert!(verifier.verify(&token).await.is_ok());
+    /// # Ok(()) }
+    /// ```
     pub fn add_key(&self, alg: SigningAlgorithm) -> String {
         let mut keys = lock(&self.state.keys);
         let kid = format!(
@@ -374,6 +561,19 @@ impl TestIssuer {
     }
 
     /// The public JWK Set as served.
+    ///
+    /// ```
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::start().await;
+    /// let jwks = issuer.jwks();
+    /// let keys = jwks["keys"].as_array().unwrap();
+    /// assert_eq!(keys.len(), 5); // RSA, P-256, P-384, P-521, Ed25519
+    /// assert!(keys.iter().all(|key| key.get("d").is_none())); // public parts only
+    /// # }
+    /// ```
     pub fn jwks(&self) -> Value {
         let keys = lock(&self.state.keys);
         json!({ "keys": keys.published.iter().map(|key| key.jwk.clone()).collect::<Vec<_>>() })
@@ -418,6 +618,19 @@ impl TestIssuer {
     }
 
     /// How often `/.well-known/smart-configuration` was requested.
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// assert_eq!(issuer.smart_configuration_fetches(), 0); // building fetches nothing
+    /// verifier.warm_up().await?;
+    /// assert_eq!(issuer.smart_configuration_fetches(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn smart_configuration_fetches(&self) -> usize {
         self.state
             .smart_configuration_fetches
@@ -425,6 +638,19 @@ impl TestIssuer {
     }
 
     /// How often `/.well-known/openid-configuration` was requested.
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// verifier.warm_up().await?;
+    /// // The SMART document answered, so OpenID discovery was never needed.
+    /// assert_eq!(issuer.openid_configuration_fetches(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn openid_configuration_fetches(&self) -> usize {
         self.state
             .openid_configuration_fetches
@@ -432,6 +658,19 @@ impl TestIssuer {
     }
 
     /// How often the JWK Set was requested.
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// verifier.verify(&issuer.token().sign()).await?;
+    /// verifier.verify(&issuer.token().sign()).await?;
+    /// assert_eq!(issuer.jwks_fetches(), 1); // the key set is cached
+    /// # Ok(()) }
+    /// ```
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
     }

@@ -78,6 +78,21 @@ impl<'a> TokenBuilder<'a> {
 
     /// The signing algorithm (default RS256). The issuer signs with its current key of the
     /// matching type.
+    ///
+    /// ```
+    /// use smart_auth::{SigningAlgorithm, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .algorithms([SigningAlgorithm::ES256])
+    ///     .build()?;
+    /// assert!(verifier.verify(&issuer.token().alg(SigningAlgorithm::ES256).sign()).await.is_ok());
+    /// assert!(verifier.verify(&issuer.token().sign()).await.is_err()); // RS256 is not allowed here
+    /// # Ok(()) }
+    /// ```
     pub fn alg(mut self, alg: SigningAlgorithm) -> Self {
         self.alg = alg;
         self
@@ -87,57 +102,187 @@ impl<'a> TokenBuilder<'a> {
     /// is unknown, or whose key does not fit the algorithm, is still written into the
     /// header, and the token is signed with the default key of the algorithm: useful to
     /// test unknown keys and key-family confusion.
+    ///
+    /// ```
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let token = issuer.token().kid("no-such-key").sign();
+    /// assert_eq!(verifier.verify(&token).await.unwrap_err().kind(), ErrorKind::UnknownKey);
+    /// # Ok(()) }
+    /// ```
     pub fn kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = Kid::Named(kid.into());
         self
     }
 
     /// Leaves `kid` out of the header.
+    ///
+    /// ```
+    /// use base64::Engine as _;
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let token = issuer.token().no_kid().sign();
+    /// let header = token.split('.').next().unwrap_or_default();
+    /// let header: serde_json::Value =
+    ///     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header)?)?;
+    /// assert!(header.get("kid").is_none());
+    /// assert_eq!(header["alg"], "RS256");
+    /// # Ok(()) }
+    /// ```
     pub fn no_kid(mut self) -> Self {
         self.kid = Kid::Omitted;
         self
     }
 
     /// Sets (or with `Value::Null`, removes) a header parameter other than `alg` and `kid`.
+    ///
+    /// ```
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// // A `crit` header the verifier does not understand makes the token invalid.
+    /// let token = issuer.token().header("crit", serde_json::json!(["exp"])).sign();
+    /// assert_eq!(verifier.verify(&token).await.unwrap_err().kind(), ErrorKind::CriticalHeader);
+    /// # Ok(()) }
+    /// ```
     pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
         set(&mut self.header, name, value.into());
         self
     }
 
     /// Sets (or with `Value::Null`, removes) a claim.
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let token = issuer.token().claim("patient", "123").claim("tenant", "north").sign();
+    /// let claims = verifier.verify(&token).await?;
+    /// assert_eq!(claims.patient(), Some("123"));
+    /// assert_eq!(claims.tenant(), Some("north"));
+    /// # Ok(()) }
+    /// ```
     pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
         set(&mut self.claims, name, value.into());
         self
     }
 
     /// Removes a claim.
+    ///
+    /// ```
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let token = issuer.token().without("exp").sign();
+    /// assert_eq!(verifier.verify(&token).await.unwrap_err().kind(), ErrorKind::InvalidClaim);
+    /// # Ok(()) }
+    /// ```
     pub fn without(mut self, name: &str) -> Self {
         self.claims.remove(name);
         self
     }
 
     /// The `scope` claim.
+    ///
+    /// ```
+    /// use smart_auth::{TokenVerifier, scopes::Interaction, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let token = issuer.token().scope("system/Observation.rs system/Patient.r").sign();
+    /// let claims = verifier.verify(&token).await?;
+    /// assert!(claims.permits(Interaction::SearchType, "Observation"));
+    /// assert!(!claims.permits(Interaction::SearchType, "Patient"));
+    /// # Ok(()) }
+    /// ```
     pub fn scope(self, scope: &str) -> Self {
         self.claim("scope", scope)
     }
 
     /// The `aud` claim.
+    ///
+    /// ```
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let token = issuer.token().audience("https://another-api.example").sign();
+    /// assert_eq!(verifier.verify(&token).await.unwrap_err().kind(), ErrorKind::WrongAudience);
+    /// # Ok(()) }
+    /// ```
     pub fn audience(self, audience: &str) -> Self {
         self.claim("aud", audience)
     }
 
     /// `exp` relative to the issuer's clock; negative for an expired token.
+    ///
+    /// ```
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let expired = issuer.token().expires_in_secs(-600).sign();
+    /// assert_eq!(verifier.verify(&expired).await.unwrap_err().kind(), ErrorKind::Expired);
+    /// # Ok(()) }
+    /// ```
     pub fn expires_in_secs(self, seconds: i64) -> Self {
         let now = unix_seconds(self.issuer.now());
         self.claim("exp", now + seconds)
     }
 
     /// `exp` = now + `lifetime`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// let token = issuer.token().lifetime(Duration::from_secs(3600)).sign();
+    /// let claims = verifier.verify(&token).await?;
+    /// assert_eq!(claims.exp() - claims.iat().unwrap_or_default(), 3600);
+    /// # Ok(()) }
+    /// ```
     pub fn lifetime(self, lifetime: Duration) -> Self {
         self.expires_in_secs(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX))
     }
 
     /// Signs the token.
+    ///
+    /// ```
+    /// use smart_auth::testing::TestIssuer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let issuer = TestIssuer::start().await;
+    /// let token = issuer.token().sign();
+    /// assert_eq!(token.split('.').count(), 3); // a compact JWS: header.payload.signature
+    /// # }
+    /// ```
     pub fn sign(self) -> String {
         let key = match &self.kid {
             Kid::Named(kid) => self

@@ -306,6 +306,32 @@ impl VerifierBuilder {
     }
 
     /// Clock tolerance for `exp`, `nbf` and `iat` (default 60 s, at most 10 min).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let just_expired = issuer.token().expires_in_secs(-30).sign();
+    ///
+    /// let tolerant = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// assert!(tolerant.verify(&just_expired).await.is_ok()); // within the default 60 s
+    ///
+    /// let strict = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .leeway(Duration::ZERO)
+    ///     .build()?;
+    /// assert_eq!(strict.verify(&just_expired).await.unwrap_err().kind(), ErrorKind::Expired);
+    ///
+    /// let too_long = TokenVerifier::builder(issuer.url()).leeway(Duration::from_secs(3600)).build();
+    /// assert!(matches!(too_long, Err(ConfigError::InvalidLimit { field: "leeway" })));
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -314,12 +340,47 @@ impl VerifierBuilder {
     /// The accepted signature algorithms (default: all of [`SigningAlgorithm::DEFAULT`]),
     /// by the name the token's header gives: allowing `EdDSA` does not allow RFC 9864's
     /// `Ed25519`, although the signature is the same.
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, SigningAlgorithm, TokenVerifier};
+    ///
+    /// // SMART Backend Services names RS384 and ES384.
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .algorithms([SigningAlgorithm::RS384, SigningAlgorithm::ES384])
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    ///
+    /// let none = TokenVerifier::builder("https://auth.example.org").algorithms([]).build();
+    /// assert!(matches!(none, Err(ConfigError::NoAlgorithms)));
+    /// ```
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
     }
 
     /// Which `typ` headers are accepted (default [`TokenTypePolicy::Lenient`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{ErrorKind, TokenTypePolicy, TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .token_type(TokenTypePolicy::AtJwt)
+    ///     .build()?;
+    /// assert!(verifier.verify(&issuer.token().sign()).await.is_ok()); // typed `at+jwt`
+    ///
+    /// let id_token_like = issuer.token().header("typ", "JWT").sign();
+    /// let error = verifier.verify(&id_token_like).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::UnsupportedTokenType);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn token_type(mut self, policy: TokenTypePolicy) -> Self {
         self.token_type = policy;
         self
@@ -327,6 +388,28 @@ impl VerifierBuilder {
 
     /// The claims to read scopes from, first present wins (default `scope`, `scp`). The
     /// value may be a space-separated string or an array of strings.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .scope_claims(["permissions", "scope"])
+    ///     .build()?;
+    /// let token = issuer
+    ///     .token()
+    ///     .claim("permissions", serde_json::json!(["system/Patient.rs", "system/Observation.rs"]))
+    ///     .sign();
+    /// let claims = verifier.verify(&token).await?;
+    /// assert_eq!(claims.scopes(), ["system/Patient.rs", "system/Observation.rs"]);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn scope_claims<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -338,6 +421,24 @@ impl VerifierBuilder {
 
     /// The claims to read the client id from, first present wins (default `client_id`,
     /// `azp`, `cid`, `appid`).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .client_id_claims(["clientId"])
+    ///     .build()?;
+    /// let token = issuer.token().without("client_id").claim("clientId", "app-7").sign();
+    /// assert_eq!(verifier.verify(&token).await?.client_id(), Some("app-7"));
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn client_id_claims<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -417,6 +518,16 @@ impl VerifierBuilder {
 
     /// The time limit of each fetch, from connecting to the last body byte (default 5 s, at
     /// most 60 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, TokenVerifier};
+    ///
+    /// let builder = || TokenVerifier::builder("https://auth.example.org").audience("https://fhir.example.org");
+    /// assert!(builder().fetch_timeout(Duration::from_secs(2)).build().is_ok());
+    /// let error = builder().fetch_timeout(Duration::from_secs(300)).build().unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "fetch_timeout" }));
+    /// ```
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
@@ -424,6 +535,15 @@ impl VerifierBuilder {
 
     /// The largest discovery or key-set document read (default 1 MiB, at least 4 KiB, at
     /// most 16 MiB).
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, TokenVerifier};
+    ///
+    /// let builder = || TokenVerifier::builder("https://auth.example.org").audience("https://fhir.example.org");
+    /// assert!(builder().max_response_size(256 * 1024).build().is_ok());
+    /// let error = builder().max_response_size(1024).build().unwrap_err(); // under 4 KiB
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "max_response_size" }));
+    /// ```
     pub fn max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_size = bytes;
         self
@@ -432,6 +552,22 @@ impl VerifierBuilder {
     /// Uses this key-set URL instead of discovering it from the issuer. It may carry a
     /// query (Microsoft Entra ID serves an application's own signing keys at
     /// `…/discovery/v2.0/keys?appid=…`), never a fragment.
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, TokenVerifier};
+    ///
+    /// let verifier = TokenVerifier::builder("https://login.microsoftonline.com/tenant-id/v2.0")
+    ///     .audience("api://fhir")
+    ///     .jwks_uri("https://login.microsoftonline.com/tenant-id/discovery/v2.0/keys?appid=app-id")
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    ///
+    /// let plain_http = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("api://fhir")
+    ///     .jwks_uri("http://keys.example.org/jwks.json")
+    ///     .build();
+    /// assert!(matches!(plain_http, Err(ConfigError::InvalidUrl { field: "jwks_uri", .. })));
+    /// ```
     pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
         self.jwks_uri = Some(uri.into());
         self
@@ -463,6 +599,19 @@ impl VerifierBuilder {
     }
 
     /// How the key cache refreshes (see [`RefreshPolicy`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smart_auth::{ConfigError, RefreshPolicy, TokenVerifier};
+    ///
+    /// let builder = || TokenVerifier::builder("https://auth.example.org").audience("https://fhir.example.org");
+    /// let policy = RefreshPolicy::default().max_stale(Duration::from_secs(6 * 3600));
+    /// assert!(builder().refresh_policy(policy).build().is_ok());
+    ///
+    /// let never = RefreshPolicy::default().failure_cooldown(Duration::ZERO);
+    /// let error = builder().refresh_policy(never).build().unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidLimit { field: "failure_cooldown" }));
+    /// ```
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.refresh = policy;
         self
@@ -470,6 +619,26 @@ impl VerifierBuilder {
 
     /// The time source (default the system clock). Tests pass a
     /// [`ManualClock`](crate::ManualClock).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{ManualClock, TokenVerifier, testing::TestIssuer};
+    ///
+    /// // A token minted in November 2023, verified by a verifier that lives then too.
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .clock(clock)
+    ///     .build()?;
+    /// let claims = verifier.verify(&issuer.token().sign()).await?;
+    /// assert_eq!(claims.iat(), Some(1_700_000_000));
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -477,6 +646,26 @@ impl VerifierBuilder {
 
     /// The longest token accepted, checked before any parsing (default 16 KiB, at least
     /// 512 bytes, at most 1 MiB).
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url())
+    ///     .audience(issuer.audience())
+    ///     .max_token_length(2048)
+    ///     .build()?;
+    /// let bulky = issuer.token().claim("padding", "x".repeat(4096)).sign();
+    /// // Refused before parsing, and before any key is fetched.
+    /// assert_eq!(verifier.verify(&bulky).await.unwrap_err().kind(), ErrorKind::TokenTooLarge);
+    /// assert_eq!(issuer.jwks_fetches(), 0);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn max_token_length(mut self, bytes: usize) -> Self {
         self.max_token_length = bytes;
         self
@@ -484,6 +673,26 @@ impl VerifierBuilder {
 
     /// Validates tokens by RFC 7662 introspection, instead of or besides local JWT
     /// validation (see [`Introspection`](crate::Introspection)).
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, Introspection, IntrospectionAuth, IntrospectionMode, TokenVerifier};
+    ///
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .introspection(
+    ///         Introspection::new(IntrospectionAuth::basic("resource-server", "s3cret"))
+    ///             .mode(IntrospectionMode::NonJwtTokens),
+    ///     )
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    ///
+    /// // The settings are checked with the verifier's.
+    /// let bad = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .introspection(Introspection::new(IntrospectionAuth::bearer("not a b64token")))
+    ///     .build();
+    /// assert!(matches!(bad, Err(ConfigError::InvalidIntrospectionCredentials)));
+    /// ```
     #[cfg(feature = "introspection")]
     pub fn introspection(mut self, introspection: crate::introspection::Introspection) -> Self {
         self.introspection = Some(introspection);
@@ -565,6 +774,20 @@ impl VerifierBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first invalid setting.
+    ///
+    /// ```
+    /// use smart_auth::{ConfigError, TokenVerifier};
+    ///
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// assert_eq!(verifier.issuer(), "https://auth.example.org");
+    ///
+    /// // Plain `http` is for loopback issuers only.
+    /// let error = TokenVerifier::builder("http://auth.example.org").build().unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidUrl { field: "issuer", .. }));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn build(self) -> Result<TokenVerifier, ConfigError> {
         let issuer_url = checked_url(&self.issuer, "issuer")?;
         // The issuer is compared with each token's `iss` as written here; a spelling the

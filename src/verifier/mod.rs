@@ -193,6 +193,16 @@ impl TokenVerifier {
     }
 
     /// The configured issuer.
+    ///
+    /// ```
+    /// use smart_auth::TokenVerifier;
+    ///
+    /// let verifier = TokenVerifier::builder("https://auth.example.org/realms/fhir")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .build()?;
+    /// assert_eq!(verifier.issuer(), "https://auth.example.org/realms/fhir");
+    /// # Ok::<(), smart_auth::ConfigError>(())
+    /// ```
     pub fn issuer(&self) -> &str {
         &self.inner.config.issuer
     }
@@ -248,11 +258,46 @@ impl TokenVerifier {
     /// # Errors
     ///
     /// [`ErrorKind::KeysUnavailable`] when discovery or the key fetch fails.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// verifier.warm_up().await?; // e.g. before the server starts accepting requests
+    /// assert_eq!(issuer.jwks_fetches(), 1);
+    /// verifier.verify(&issuer.token().sign()).await?;
+    /// assert_eq!(issuer.jwks_fetches(), 1); // the first request found the keys there
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub async fn warm_up(&self) -> Result<(), AuthError> {
         self.inner.keys.warm_up().await
     }
 
     /// The state of the key cache, for health checks and metrics.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    /// assert_eq!(verifier.key_cache_status().keys, 0); // nothing fetched yet
+    /// verifier.warm_up().await?;
+    /// let status = verifier.key_cache_status();
+    /// assert_eq!(status.keys, 5);
+    /// assert!(status.fetched_at.is_some() && status.last_failure.is_none());
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub fn key_cache_status(&self) -> KeyCacheStatus {
         self.inner.keys.status()
     }
@@ -267,6 +312,25 @@ impl TokenVerifier {
     ///
     /// An [`AuthError`] whose [`kind`](AuthError::kind) says what failed; see
     /// [`ErrorKind`] for the list and [`ErrorKind::answer`] for the HTTP answer.
+    ///
+    /// ```
+    /// # #[cfg(feature = "testing")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use smart_auth::{ErrorKind, TokenVerifier, testing::TestIssuer};
+    ///
+    /// let issuer = TestIssuer::start().await;
+    /// let verifier = TokenVerifier::builder(issuer.url()).audience(issuer.audience()).build()?;
+    ///
+    /// let claims = verifier.verify(&issuer.token().scope("system/Patient.rs").sign()).await?;
+    /// assert_eq!(claims.scopes(), ["system/Patient.rs"]);
+    ///
+    /// let error = verifier.verify("not-a-jwt").await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::MalformedToken);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "testing"))]
+    /// # fn main() {}
+    /// ```
     pub async fn verify(&self, token: &str) -> Result<SmartClaims, AuthError> {
         let stale = match self.lookup(token.as_bytes()) {
             Lookup::Hit(claims) => {
