@@ -1358,8 +1358,9 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
-/// The most distinct requirements (an interaction on a type) one request may need, those
-/// of its method overrides counted apart: [`ScopeEnforcement::check`]. FHIR R5 has 157
+/// The most requirements (an interaction on a type) one check may hold: those of the
+/// request itself and those its criteria reach, each list without repeats, those of its
+/// method overrides counted apart ([`ScopeEnforcement::check`]). FHIR R5 has 157
 /// resource types, and a search reaches each by reading and by searching at most, so no
 /// real request comes near; each requirement is checked against every scope of the token,
 /// which bounds that work at 512 scans of the scope list per check.

@@ -579,7 +579,9 @@ pub enum ConfigError {
     },
     /// The default HTTP client could not be built (its TLS backend failed to start).
     HttpClient,
-    /// Audiences were configured and every audience was allowed as well
+    /// Audiences were configured, or introspection answers were to name one
+    /// ([`Introspection::require_audience`](crate::Introspection::require_audience)), and
+    /// every audience was allowed as well
     /// ([`insecure_accept_any_audience`](crate::SmartAuthBuilder::insecure_accept_any_audience)):
     /// one of the two is a mistake.
     ConflictingAudience,

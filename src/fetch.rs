@@ -426,21 +426,26 @@ pub(crate) async fn discover_metadata(
         };
         if let Err(error) = check_issuer(&document, issuer, kind) {
             let named = document.get("issuer").and_then(Value::as_str);
-            tracing::warn!(
-                url = %candidate,
-                configured = issuer,
-                // A document's own text: bounded, and written escaped.
-                named = ?named.map(|named| named.chars().take(200).collect::<String>()),
-                hint = if named.is_some_and(|named| {
-                    crate::verifier::differs_only_by_final_slash(named, issuer)
-                }) {
-                    "the two differ only by a final '/': configure the issuer exactly as the \
-                     authorization server writes it"
-                } else {
-                    ""
-                },
-                "the discovery document does not name the configured issuer"
-            );
+            // A document's own text: bounded, and written escaped.
+            let shown = named.map(|named| named.chars().take(200).collect::<String>());
+            if named
+                .is_some_and(|named| crate::verifier::differs_only_by_final_slash(named, issuer))
+            {
+                tracing::warn!(
+                    url = %candidate,
+                    configured = issuer,
+                    named = ?shown,
+                    "the discovery document names the configured issuer with or without a final \
+                     '/': configure the issuer exactly as the authorization server writes it"
+                );
+            } else {
+                tracing::warn!(
+                    url = %candidate,
+                    configured = issuer,
+                    named = ?shown,
+                    "the discovery document does not name the configured issuer"
+                );
+            }
             return Err(error);
         }
         if wanted(&document) {

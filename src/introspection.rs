@@ -344,9 +344,10 @@ impl Introspection {
     }
 
     /// The most answers kept (default 10,000), an active answer counting once for every
-    /// 4 KiB of its body begun: an authorization server that echoes large user attributes
-    /// into its answers (up to the 256 KiB read) fills the cache with fewer of them, so
-    /// that the default holds about 40 MiB of answers at most, whatever their size.
+    /// 4 KiB of its body begun (at most the whole capacity): an authorization server that
+    /// echoes large user attributes into its answers (up to the 256 KiB read) fills the
+    /// cache with fewer of them, so that the default holds about 40 MiB of answers at most,
+    /// whatever their size.
     ///
     /// ```
     /// use smart_auth::{Introspection, IntrospectionAuth, TokenVerifier};
@@ -426,11 +427,22 @@ impl Introspection {
     /// (Keycloak, Okta, ...), this makes a token minted for another resource server 401
     /// even when its answer leaves `aud` out. Clients accepted without an audience
     /// ([`accept_missing_audience_for_clients`](crate::VerifierBuilder::accept_missing_audience_for_clients))
-    /// still are.
+    /// still are. With [`insecure_accept_any_audience`](crate::VerifierBuilder::insecure_accept_any_audience),
+    /// `build` fails with [`ConfigError::ConflictingAudience`].
     ///
     /// ```
-    /// use smart_auth::{Introspection, IntrospectionAuth};
-    /// let settings = Introspection::new(IntrospectionAuth::bearer("rs-token")).require_audience();
+    /// use smart_auth::{ConfigError, Introspection, IntrospectionAuth, TokenVerifier};
+    /// let settings = || Introspection::new(IntrospectionAuth::bearer("rs-token")).require_audience();
+    /// let verifier = TokenVerifier::builder("https://auth.example.org")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .introspection(settings())
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// let any = TokenVerifier::builder("https://auth.example.org")
+    ///     .insecure_accept_any_audience()
+    ///     .introspection(settings())
+    ///     .build();
+    /// assert!(matches!(any, Err(ConfigError::ConflictingAudience)));
     /// ```
     pub fn require_audience(mut self) -> Self {
         self.require_audience = true;
@@ -488,9 +500,11 @@ struct Answer {
     weight: u32,
 }
 
-/// The cache's weight of an active answer read from `body_length` bytes.
-fn answer_weight(body_length: usize) -> u32 {
-    u32::try_from(body_length.div_ceil(4096)).map_or(u32::MAX, |pages| pages.max(1))
+/// The cache's weight of an active answer read from `body_length` bytes, at most
+/// `capacity` (a heavier entry would never be kept, and every request would call).
+fn answer_weight(body_length: usize, capacity: u64) -> u32 {
+    let pages = u64::try_from(body_length.div_ceil(4096)).unwrap_or(u64::MAX);
+    u32::try_from(pages.clamp(1, capacity.max(1))).unwrap_or(u32::MAX)
 }
 
 /// What an answer says about a token.
@@ -731,7 +745,7 @@ impl Introspector {
                     }
                     // Per request too while the endpoint throttles (no cooldown starts): a
                     // warning a second at most, the rest at debug level.
-                    Unavailable::Throttled(_) if self.first_throttle_this_second() => {
+                    Unavailable::Throttled(_) if self.no_throttle_warning_in_the_last_second() => {
                         tracing::warn!(error = %failure, "token introspection refused");
                     }
                     Unavailable::Throttled(_) => {
@@ -752,7 +766,7 @@ impl Introspector {
     }
 
     /// Whether no throttled answer was seen in the last second (and notes this one).
-    fn first_throttle_this_second(&self) -> bool {
+    fn no_throttle_warning_in_the_last_second(&self) -> bool {
         let now = Instant::now();
         let mut last = lock(&self.last_throttle_warning);
         let first = last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
@@ -1045,7 +1059,7 @@ impl Introspector {
                     },
                     ttl,
                     reusable_until: deadline(ttl),
-                    weight: answer_weight(body.len()),
+                    weight: answer_weight(body.len(), self.settings.capacity),
                 }
             }
             Err(kind) => self.refusal(kind),
@@ -1189,20 +1203,27 @@ fn numeric_date(value: &Value) -> Option<i64> {
 mod tests {
     use super::*;
 
-    /// An answer weighs one per 4 KiB of body begun, at least one: the default capacity
-    /// holds 10,000 small answers or 156 of the largest read (256 KiB).
+    /// An answer weighs one per 4 KiB of body begun, at least one and at most the
+    /// capacity: the default capacity holds 10,000 small answers or 156 of the largest read
+    /// (256 KiB), a capacity of 2 one answer of any size.
     #[test]
     fn answers_weigh_by_their_size() {
-        for (length, weight) in [
-            (0, 1),
-            (1, 1),
-            (4096, 1),
-            (4097, 2),
-            (9000, 3),
-            (256 * 1024, 64),
-            (usize::MAX, u32::MAX),
+        for (length, capacity, weight) in [
+            (0, 10_000, 1),
+            (1, 10_000, 1),
+            (4096, 10_000, 1),
+            (4097, 10_000, 2),
+            (9000, 10_000, 3),
+            (256 * 1024, 10_000, 64),
+            (usize::MAX, u64::MAX, u32::MAX),
+            (9000, 2, 2),
+            (9000, 0, 1),
         ] {
-            assert_eq!(answer_weight(length), weight, "{length}");
+            assert_eq!(
+                answer_weight(length, capacity),
+                weight,
+                "{length} {capacity}"
+            );
         }
     }
 

@@ -886,6 +886,10 @@ impl VerifierBuilder {
             Some(_) if no_audience && !self.any_audience => {
                 return Err(ConfigError::IntrospectionWithoutAudience);
             }
+            // An answer's audience cannot be required where every audience is accepted.
+            Some(settings) if settings.require_audience && self.any_audience => {
+                return Err(ConfigError::ConflictingAudience);
+            }
             Some(settings) => {
                 settings.validate()?;
                 if let Some(endpoint) = &settings.endpoint {

@@ -1522,6 +1522,17 @@ async fn method_overrides_are_checked_once_each_and_bounded() {
     );
     let answer = app.call("GET", &path, &reader).await;
     app.assert_refused(&answer, Some("system/Observation.d"), "DELETE after HEADs");
+    // `HEAD` beside `GET` is one interaction: a creator's `POST` naming both is refused
+    // for the search, once.
+    let creator = [("scope", json!("system/Observation.c"))];
+    let answer = app
+        .call(
+            "POST",
+            "/fhir/Observation?_method=GET&_method=HEAD&code=x",
+            &creator,
+        )
+        .await;
+    app.assert_refused(&answer, Some("system/Observation.s"), "GET and HEAD");
     // Outside the base (any valid token): five made-up methods pass, a sixth is refused,
     // in the query or in headers.
     let methods =
