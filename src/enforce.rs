@@ -1027,13 +1027,27 @@ fn types_reached(query: &str) -> Vec<Requirement> {
 #[derive(Default)]
 struct Requirements {
     list: Vec<Requirement>,
+    /// The list's requirements once it is longer than [`Requirements::SCANNED`]: a short
+    /// list (nearly every request's) is searched instead.
     seen: std::collections::HashSet<Requirement>,
 }
 
 impl Requirements {
+    const SCANNED: usize = 16;
+
     fn push(&mut self, requirement: Requirement) {
-        if !self.seen.contains(&requirement) {
-            self.seen.insert(requirement.clone());
+        let known = if self.list.len() <= Self::SCANNED {
+            self.list.contains(&requirement)
+        } else {
+            if self.seen.is_empty() {
+                self.seen.extend(self.list.iter().cloned());
+            }
+            self.seen.contains(&requirement)
+        };
+        if !known {
+            if !self.seen.is_empty() {
+                self.seen.insert(requirement.clone());
+            }
             self.list.push(requirement);
         }
     }
@@ -1827,6 +1841,38 @@ fn both_readings(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Requirements are kept once each, in the order first found, below and beyond the
+    /// length up to which the list is searched instead of hashed.
+    #[test]
+    fn requirements_are_kept_once_in_order() {
+        for count in [1, Requirements::SCANNED, Requirements::SCANNED + 1, 100] {
+            // Type names are letters only.
+            let names: Vec<String> = (0..count)
+                .map(|n| {
+                    let letter = |shift: usize| char::from(b'a' + (n / shift % 26) as u8);
+                    format!("T{}{}", letter(26), letter(1))
+                })
+                .collect();
+            let mut kept = Requirements::default();
+            for _ in 0..3 {
+                for name in &names {
+                    kept.push(requirement_on(Interaction::Read, name));
+                    kept.push(requirement_on(Interaction::SearchType, name));
+                }
+            }
+            let expected: Vec<Requirement> = names
+                .iter()
+                .flat_map(|name| {
+                    [
+                        requirement_on(Interaction::Read, name),
+                        requirement_on(Interaction::SearchType, name),
+                    ]
+                })
+                .collect();
+            assert_eq!(kept.into_vec(), expected, "{count}");
+        }
+    }
 
     /// The types a search query reaches, as `letter type` strings.
     #[test]
