@@ -2,10 +2,9 @@
 //! payload. No key lookup and no claim rules here (see `verifier`).
 
 use crate::algorithm::SigningAlgorithm;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
+use crate::base64url;
 use crate::error::ErrorKind;
 use crate::json::{self, Member, SelectedMembers};
 use crate::jwks::VerificationKey;
@@ -342,14 +341,14 @@ pub(crate) fn payload_bytes(token: &[u8]) -> Option<Vec<u8>> {
 
 /// base64url without padding (RFC 7515 section 2).
 fn decode_segment(segment: &str) -> Result<Vec<u8>, ErrorKind> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| ErrorKind::MalformedToken)
+    base64url::decode(segment.as_bytes()).ok_or(ErrorKind::MalformedToken)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn b64(text: &str) -> String {
         URL_SAFE_NO_PAD.encode(text)
@@ -606,6 +605,8 @@ mod tests {
 mod props {
     use super::*;
     use crate::proptest_support::{config, deep_nesting, json_object, json_value};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use proptest::prelude::*;
 
     const HEADER_NAMES: &[&str] = &[

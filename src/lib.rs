@@ -94,6 +94,7 @@
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
 mod algorithm;
+mod base64url;
 mod bearer;
 mod claims;
 #[cfg(feature = "client")]
