@@ -269,7 +269,7 @@ impl Issuers {
         // Read only to choose a verifier; that verifier checks everything, `iss` included.
         // The payload is checked as strictly as for verification, but only `iss` is built.
         let index = jwt::read_payload(
-            segments.payload,
+            &jwt::decode_segment(segments.payload)?,
             |name| name == "iss",
             |payload| match payload.get("iss") {
                 Some(Member::Text(issuer)) => Ok(self.by_issuer.get(issuer).copied()),

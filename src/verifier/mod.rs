@@ -496,6 +496,10 @@ impl TokenVerifier {
     async fn verify_jwt(&self, token: &str, reused: bool) -> Result<SmartClaims, AuthError> {
         let config = &self.inner.config;
         let segments = jwt::split(token)?;
+        // First: a payload segment with a dot (a token of four or more segments, which
+        // `split` leaves to this) or anything else that is not base64url is refused before
+        // the header is read and any key is looked up.
+        let payload = jwt::decode_segment(segments.payload)?;
         let header = jwt::parse_header(segments.header, &config.algorithms)?;
         self.check_token_type(header.typ.as_deref())?;
         // Before the key lookup: a signature that cannot be one never starts a refetch.
@@ -533,7 +537,7 @@ impl TokenVerifier {
         // One copy of the token, kept by the claims and, if stored, by the token cache.
         let kept: Arc<[u8]> = Arc::from(token.as_bytes());
         let claims = jwt::read_payload(
-            segments.payload,
+            &payload,
             |name| names.is_read(name),
             |payload| SmartClaims::read_jwt_payload(payload, names),
         )?
