@@ -1349,6 +1349,56 @@ async fn malformed_signatures_never_start_a_fetch() {
     );
 }
 
+/// A payload segment that is not base64url, yet allowed in a bearer token (RFC 6750's
+/// `b64token`: a fourth segment's dot, the standard alphabet's `+` and `/`, `~`, a length no
+/// encoding has, bits after the last byte) makes a malformed token: refused before the
+/// header is read and before any key is looked up, so an unknown `kid` starts no refetch
+/// and no rediscovery. (Padding inside the token and other characters are refused as
+/// malformed credentials before the verifier, 400.)
+#[tokio::test]
+async fn malformed_payloads_never_start_a_fetch() {
+    let app = app(|b| b).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    let discoveries = app.issuer.smart_configuration_fetches();
+    let with_payload = |token: String, payload: &str| {
+        let (header, rest) = token.split_once('.').unwrap();
+        let signature = &rest[rest.rfind('.').unwrap() + 1..];
+        format!("{header}.{payload}.{signature}")
+    };
+    let valid = URL_SAFE_NO_PAD.encode(r#"{"iss":"x"}"#);
+    for payload in [
+        format!("{valid}.{valid}"),
+        format!("{valid}."),
+        format!(".{valid}"),
+        "ab+/".to_owned(),
+        format!("{valid}AA"),
+        "Zh".to_owned(),
+        "Zm9".to_owned(),
+        format!("{valid}~"),
+        format!("~{valid}"),
+    ] {
+        for kid in [None, Some("a-kid-no-key-has")] {
+            let mut token = app.issuer.token();
+            if let Some(kid) = kid {
+                token = token.kid(kid);
+            }
+            let malformed = with_payload(token.sign(), &payload);
+            app.assert_invalid_token(&malformed, "the access token is malformed")
+                .await;
+        }
+    }
+    assert_eq!(app.issuer.jwks_fetches(), 1, "no refetch");
+    assert_eq!(
+        app.issuer.smart_configuration_fetches(),
+        discoveries,
+        "no rediscovery"
+    );
+}
+
 /// The key set's location is discovered again when the one in use fails in any way (an
 /// error page is no key set either), and when a token names a `kid` the set lacks: the
 /// issuer may now publish its keys elsewhere, the old location still serving the old set.
