@@ -11,6 +11,10 @@ use crate::jwks::VerificationKey;
 
 /// The three segments of a compact JWS, borrowed from the token. Its `Debug` shows their
 /// lengths only: never token contents.
+///
+/// The payload segment may still hold dots (a token of more than three segments, see
+/// [`split`]) until it is decoded: decode it before acting on the signature over
+/// `signing_input`.
 #[derive(Clone, Copy)]
 pub(crate) struct Segments<'a> {
     pub(crate) header: &'a str,
@@ -246,13 +250,18 @@ fn announces_nested_jwt(cty: &str) -> bool {
     subtype.eq_ignore_ascii_case("JWT")
 }
 
-/// Checks the signature over `header.payload` with the chosen key.
+/// Checks the signature over `header.payload` with the chosen key. A payload segment
+/// with a dot (more than three segments) is malformed here too, whether or not the caller
+/// decoded it first.
 #[cfg(feature = "dev-server")]
 pub(crate) fn verify_signature(
     segments: &Segments<'_>,
     key: &VerificationKey,
     alg: SigningAlgorithm,
 ) -> Result<(), ErrorKind> {
+    if segments.payload.contains('.') {
+        return Err(ErrorKind::MalformedToken);
+    }
     verify_signature_over(
         segments.signing_input.as_bytes(),
         segments.signature,
@@ -394,9 +403,13 @@ mod tests {
         // More segments: split at the first and the last dot, the payload segment keeps
         // the dots in between, and decoding it refuses them.
         for (token, payload) in [
+            // A dot in the group of eight, the group of four, the tail: lengths other
+            // than 4n + 1, so that the dot is what decoding refuses.
+            ("h.AAA.AAAA.s", "AAA.AAAA"),
+            ("h.AA.A.s", "AA.A"),
+            ("h.A.A.s", "A.A"),
             ("e30.e30.e30.c2ln", "e30.e30"),
-            ("a.b.c.d.e", "b.c.d"),
-            ("a...b", "."),
+            ("h.AA.A.A.s", "AA.A.A"),
         ] {
             let segments = split(token).unwrap();
             assert_eq!(segments.payload, payload);

@@ -238,6 +238,17 @@ impl SigningKey {
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(payload)
         );
+        self.compact_jws_of_signing_input(alg, &signing_input)
+    }
+
+    /// Appends a signature over exactly `signing_input` (whatever it holds) with `alg`.
+    /// Panics when `alg` does not fit the key.
+    #[cfg(feature = "testing")]
+    pub(crate) fn compact_jws_of_signing_input(
+        &self,
+        alg: SigningAlgorithm,
+        signing_input: &str,
+    ) -> String {
         let signature = self
             .sign_as(alg, signing_input.as_bytes())
             .unwrap_or_else(|_| panic!("{alg} cannot be signed with a {:?} key", self.key_type));

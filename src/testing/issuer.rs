@@ -491,6 +491,33 @@ impl TestIssuer {
         self.key_for(alg).compact_jws_of_texts(alg, header, payload)
     }
 
+    /// Signs exactly `signing_input`, taken as it is (not encoded), with the current key for
+    /// `alg`, and appends the signature as a last segment: for tokens no encoder makes,
+    /// whose signature is nonetheless valid, such as a payload segment holding a dot, padding
+    /// or the standard base64 alphabet. The header segment must name `alg` itself.
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// use base64::Engine as _;
+    /// use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    /// use smart_auth::SigningAlgorithm;
+    /// let issuer = smart_auth::testing::TestIssuer::builder().start().await;
+    /// let kid = issuer.current_kid(SigningAlgorithm::ES256);
+    /// let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#));
+    /// let payload = URL_SAFE_NO_PAD.encode(r#"{"iss":"x"}"#);
+    /// // Four segments, the signature valid over the first three.
+    /// let token = issuer.sign_signing_input(
+    ///     SigningAlgorithm::ES256,
+    ///     &format!("{header}.{payload}.{payload}"),
+    /// );
+    /// assert_eq!(token.split('.').count(), 4);
+    /// # }
+    /// ```
+    pub fn sign_signing_input(&self, alg: SigningAlgorithm, signing_input: &str) -> String {
+        self.key_for(alg)
+            .compact_jws_of_signing_input(alg, signing_input)
+    }
+
     pub(crate) fn now(&self) -> SystemTime {
         self.state.clock.now()
     }

@@ -46,11 +46,15 @@ impl RawClient {
     }
 
     fn sign_texts(&self, header: &str, payload: &str) -> String {
-        let input = format!(
+        self.sign_input(&format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(payload)
-        );
+        ))
+    }
+
+    /// A signature over exactly `input`, appended as the last segment.
+    fn sign_input(&self, input: &str) -> String {
         let signature = self.key.sign(input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
@@ -720,6 +724,23 @@ async fn client_assertion_table() {
             assert_eq!(answer.challenge(), None, "{case}");
         }
     }
+    // Four segments, the signature valid over the first three: no JWT, whatever the
+    // segments hold.
+    let header_segment = URL_SAFE_NO_PAD.encode(&valid_header);
+    let claims_segment = URL_SAFE_NO_PAD.encode(Value::Object(claims()).to_string());
+    let assertion = s.client.sign_input(&format!(
+        "{header_segment}.{claims_segment}.{claims_segment}"
+    ));
+    let answer = s.token_with(&assertion, &[]).await;
+    assert_eq!(answer.error(), (400, Some("invalid_client")));
+    assert!(
+        answer.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid signed JWT"),
+        "{}",
+        answer.body
+    );
     // A valid assertion, replayed: refused.
     let assertion = s
         .client

@@ -1391,6 +1391,27 @@ async fn malformed_payloads_never_start_a_fetch() {
                 .await;
         }
     }
+    // Four and five segments whose signature is valid over all but the last: the dots sit
+    // in the payload segment, whose decoding refuses them.
+    for kid in [None, Some("a-kid-no-key-has")] {
+        let mut token = app.issuer.token().alg(SigningAlgorithm::ES256);
+        if let Some(kid) = kid {
+            token = token.kid(kid);
+        }
+        let token = token.sign();
+        let mut segments = token.split('.');
+        let (header, payload) = (segments.next().unwrap(), segments.next().unwrap());
+        for signing_input in [
+            format!("{header}.{payload}.{payload}"),
+            format!("{header}.{payload}.{header}.{payload}"),
+        ] {
+            let signed = app
+                .issuer
+                .sign_signing_input(SigningAlgorithm::ES256, &signing_input);
+            app.assert_invalid_token(&signed, "the access token is malformed")
+                .await;
+        }
+    }
     assert_eq!(app.issuer.jwks_fetches(), 1, "no refetch");
     assert_eq!(
         app.issuer.smart_configuration_fetches(),
