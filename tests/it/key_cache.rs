@@ -1308,18 +1308,9 @@ async fn a_key_replaced_under_its_kid_is_fetched_again() {
 /// up, so neither an unknown `kid` nor a known one starts a refetch or a rediscovery.
 #[tokio::test]
 async fn malformed_signatures_never_start_a_fetch() {
-    let app = app(|b| b).await;
-    assert_eq!(
-        status(&app, &app.issuer.token().sign()).await,
-        StatusCode::OK
-    );
-    assert_eq!(app.issuer.jwks_fetches(), 1);
-    let discoveries = app.issuer.smart_configuration_fetches();
-    let with_signature = |token: String, signature: &str| {
-        let cut = token.rfind('.').unwrap();
-        format!("{}.{signature}", &token[..cut])
-    };
+    let app = warm_app().await;
     let b64 = |length: usize| URL_SAFE_NO_PAD.encode(vec![7u8; length]);
+    let mut malformed = Vec::new();
     for (alg, signature) in [
         (SigningAlgorithm::ES256, b64(70)),
         (SigningAlgorithm::ES256, b64(63)),
@@ -1331,22 +1322,12 @@ async fn malformed_signatures_never_start_a_fetch() {
         (SigningAlgorithm::RS256, "ab+/".to_owned()),
         (SigningAlgorithm::PS256, String::new()),
     ] {
-        for kid in [None, Some("a-kid-no-key-has")] {
-            let mut token = app.issuer.token().alg(alg);
-            if let Some(kid) = kid {
-                token = token.kid(kid);
-            }
-            let malformed = with_signature(token.sign(), &signature);
-            app.assert_invalid_token(&malformed, "the access token is malformed")
-                .await;
+        for token in known_and_unknown_kid(&app, alg) {
+            let cut = token.rfind('.').unwrap();
+            malformed.push(format!("{}.{signature}", &token[..cut]));
         }
     }
-    assert_eq!(app.issuer.jwks_fetches(), 1, "no refetch");
-    assert_eq!(
-        app.issuer.smart_configuration_fetches(),
-        discoveries,
-        "no rediscovery"
-    );
+    assert_malformed_without_fetches(&app, &malformed).await;
 }
 
 /// A payload segment that is not base64url, yet allowed in a bearer token (RFC 6750's
@@ -1354,22 +1335,13 @@ async fn malformed_signatures_never_start_a_fetch() {
 /// encoding has, bits after the last byte) makes a malformed token: refused before the
 /// header is read and before any key is looked up, so an unknown `kid` starts no refetch
 /// and no rediscovery. (Padding inside the token and other characters are refused as
-/// malformed credentials before the verifier, 400.)
+/// malformed credentials before the verifier, 400.) So do four and five segments whose
+/// signature is valid over all but the last: the dots sit in the payload segment.
 #[tokio::test]
 async fn malformed_payloads_never_start_a_fetch() {
-    let app = app(|b| b).await;
-    assert_eq!(
-        status(&app, &app.issuer.token().sign()).await,
-        StatusCode::OK
-    );
-    assert_eq!(app.issuer.jwks_fetches(), 1);
-    let discoveries = app.issuer.smart_configuration_fetches();
-    let with_payload = |token: String, payload: &str| {
-        let (header, rest) = token.split_once('.').unwrap();
-        let signature = &rest[rest.rfind('.').unwrap() + 1..];
-        format!("{header}.{payload}.{signature}")
-    };
+    let app = warm_app().await;
     let valid = URL_SAFE_NO_PAD.encode(r#"{"iss":"x"}"#);
+    let mut malformed = Vec::new();
     for payload in [
         format!("{valid}.{valid}"),
         format!("{valid}."),
@@ -1381,36 +1353,54 @@ async fn malformed_payloads_never_start_a_fetch() {
         format!("{valid}~"),
         format!("~{valid}"),
     ] {
-        for kid in [None, Some("a-kid-no-key-has")] {
-            let mut token = app.issuer.token();
-            if let Some(kid) = kid {
-                token = token.kid(kid);
-            }
-            let malformed = with_payload(token.sign(), &payload);
-            app.assert_invalid_token(&malformed, "the access token is malformed")
-                .await;
+        for token in known_and_unknown_kid(&app, SigningAlgorithm::ES256) {
+            let (header, rest) = token.split_once('.').unwrap();
+            let signature = &rest[rest.rfind('.').unwrap() + 1..];
+            malformed.push(format!("{header}.{payload}.{signature}"));
         }
     }
-    // Four and five segments whose signature is valid over all but the last: the dots sit
-    // in the payload segment, whose decoding refuses them.
-    for kid in [None, Some("a-kid-no-key-has")] {
-        let mut token = app.issuer.token().alg(SigningAlgorithm::ES256);
-        if let Some(kid) = kid {
-            token = token.kid(kid);
-        }
-        let token = token.sign();
+    for token in known_and_unknown_kid(&app, SigningAlgorithm::ES256) {
         let mut segments = token.split('.');
         let (header, payload) = (segments.next().unwrap(), segments.next().unwrap());
         for signing_input in [
             format!("{header}.{payload}.{payload}"),
             format!("{header}.{payload}.{header}.{payload}"),
         ] {
-            let signed = app
-                .issuer
-                .sign_signing_input(SigningAlgorithm::ES256, &signing_input);
-            app.assert_invalid_token(&signed, "the access token is malformed")
-                .await;
+            malformed.push(
+                app.issuer
+                    .sign_signing_input(SigningAlgorithm::ES256, &signing_input),
+            );
         }
+    }
+    assert_malformed_without_fetches(&app, &malformed).await;
+}
+
+/// An app whose keys are fetched: one token verified, one key-set fetch.
+async fn warm_app() -> App {
+    let app = app(|b| b).await;
+    assert_eq!(
+        status(&app, &app.issuer.token().sign()).await,
+        StatusCode::OK
+    );
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    app
+}
+
+/// The issuer's token signed with `alg`, once under its own `kid` and once under a `kid`
+/// no key has.
+fn known_and_unknown_kid(app: &App, alg: SigningAlgorithm) -> [String; 2] {
+    [
+        app.issuer.token().alg(alg).sign(),
+        app.issuer.token().alg(alg).kid("a-kid-no-key-has").sign(),
+    ]
+}
+
+/// Each token is refused as malformed, and none starts a key-set fetch or a discovery.
+async fn assert_malformed_without_fetches(app: &App, tokens: &[String]) {
+    let discoveries = app.issuer.smart_configuration_fetches();
+    for token in tokens {
+        app.assert_invalid_token(token, "the access token is malformed")
+            .await;
     }
     assert_eq!(app.issuer.jwks_fetches(), 1, "no refetch");
     assert_eq!(
