@@ -344,10 +344,11 @@ impl Introspection {
     }
 
     /// The most answers kept (default 10,000), an active answer counting once for every
-    /// 4 KiB of its body begun (at most the whole capacity): an authorization server that
+    /// 4 KiB begun of the memory it takes once read (an estimate of the parsed claims, at
+    /// least its body's length; at most the whole capacity): an authorization server that
     /// echoes large user attributes into its answers (up to the 256 KiB read) fills the
     /// cache with fewer of them, so that the default holds about 40 MiB of answers at most,
-    /// whatever their size.
+    /// whatever their size or shape.
     ///
     /// ```
     /// use smart_auth::{Introspection, IntrospectionAuth, TokenVerifier};
@@ -495,16 +496,52 @@ struct Answer {
     /// Until when it may be reused, on tokio's monotonic clock: checked on every hit, so
     /// that tests can drive it with tokio's paused time.
     reusable_until: Instant,
-    /// Its share of the cache's capacity: one, and one more for every 4 KiB of the body an
-    /// active answer was read from.
+    /// Its share of the cache's capacity: one for every 4 KiB begun of what an active
+    /// answer takes in memory (see [`answer_weight`]), at least one.
     weight: u32,
 }
 
-/// The cache's weight of an active answer read from `body_length` bytes, at most
-/// `capacity` (a heavier entry would never be kept, and every request would call).
-fn answer_weight(body_length: usize, capacity: u64) -> u32 {
-    let pages = u64::try_from(body_length.div_ceil(4096)).unwrap_or(u64::MAX);
+/// The cache's weight of an active answer taking about `bytes` of memory: one per 4 KiB
+/// begun, at least one and at most `capacity` (a heavier entry would never be kept, and
+/// every request would call).
+fn answer_weight(bytes: usize, capacity: u64) -> u32 {
+    let pages = u64::try_from(bytes.div_ceil(4096)).unwrap_or(u64::MAX);
     u32::try_from(pages.clamp(1, capacity.max(1))).unwrap_or(u32::MAX)
+}
+
+/// About how many bytes `claims` take on the heap: every value and member counted at what
+/// serde_json's `Value` and map entries take, plus the text of strings and names. Dense
+/// JSON (`[0,0,0,…]`) takes many times its text's length once parsed: 2 bytes of text are
+/// a 32-byte value.
+fn parsed_size(claims: &Map<String, Value>) -> usize {
+    const VALUE: usize = std::mem::size_of::<Value>();
+    // A map entry: its name's `String` and value, and the map's own bookkeeping.
+    const MEMBER: usize = std::mem::size_of::<String>() + VALUE + 16;
+    fn add_members<'a>(
+        map: &'a Map<String, Value>,
+        bytes: &mut usize,
+        pending: &mut Vec<&'a Value>,
+    ) {
+        for (name, value) in map {
+            *bytes += MEMBER + name.len();
+            pending.push(value);
+        }
+    }
+    let mut bytes = 0;
+    let mut pending = Vec::new();
+    add_members(claims, &mut bytes, &mut pending);
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) => bytes += text.len(),
+            Value::Array(items) => {
+                bytes += VALUE * items.len();
+                pending.extend(items);
+            }
+            Value::Object(map) => add_members(map, &mut bytes, &mut pending),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    bytes
 }
 
 /// What an answer says about a token.
@@ -1052,6 +1089,7 @@ impl Introspector {
             Ok((claims, exp)) => {
                 let until_exp = Duration::from_secs(u64::try_from(exp - now).unwrap_or(0));
                 let ttl = self.settings.active_ttl.min(until_exp);
+                let bytes = body.len().max(parsed_size(&claims));
                 Answer {
                     verdict: Verdict::Active {
                         claims: Arc::new(claims),
@@ -1059,7 +1097,7 @@ impl Introspector {
                     },
                     ttl,
                     reusable_until: deadline(ttl),
-                    weight: answer_weight(body.len(), self.settings.capacity),
+                    weight: answer_weight(bytes, self.settings.capacity),
                 }
             }
             Err(kind) => self.refusal(kind),
@@ -1203,9 +1241,9 @@ fn numeric_date(value: &Value) -> Option<i64> {
 mod tests {
     use super::*;
 
-    /// An answer weighs one per 4 KiB of body begun, at least one and at most the
-    /// capacity: the default capacity holds 10,000 small answers or 156 of the largest read
-    /// (256 KiB), a capacity of 2 one answer of any size.
+    /// An answer weighs one per 4 KiB of memory begun, at least one and at most the
+    /// capacity: the default capacity holds 10,000 small answers or 156 taking 256 KiB, a
+    /// capacity of 2 one answer of any size.
     #[test]
     fn answers_weigh_by_their_size() {
         for (length, capacity, weight) in [
@@ -1225,6 +1263,33 @@ mod tests {
                 "{length} {capacity}"
             );
         }
+    }
+
+    /// Dense JSON weighs by what it takes once parsed, not by its text: a 256 KiB answer
+    /// of zeros in a list is about 4 MiB of values.
+    #[test]
+    fn answers_weigh_by_their_parsed_size() {
+        let zeros = vec![Value::from(0); 128 * 1024];
+        let text =
+            serde_json::to_string(&serde_json::json!({ "active": true, "x": zeros })).unwrap();
+        let claims: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        let parsed = parsed_size(&claims);
+        assert!(
+            parsed >= 15 * text.len(),
+            "{parsed} for {} bytes",
+            text.len()
+        );
+        assert!(answer_weight(text.len().max(parsed), 10_000) >= 1000);
+        // Text-heavy answers weigh about their text.
+        let long = "a".repeat(64 * 1024);
+        let text =
+            serde_json::to_string(&serde_json::json!({ "active": true, "x": long })).unwrap();
+        let claims: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        let parsed = parsed_size(&claims);
+        assert!(
+            parsed >= text.len() - 32 && parsed <= text.len() + 512,
+            "{parsed}"
+        );
     }
 
     #[test]
