@@ -427,7 +427,9 @@ impl ScopeEnforcement {
     /// of an operation (by `POST` too) needs scopes on the types it reaches, as a search's
     /// does, and `patient/` scopes count neither for an operation on a population (a bulk
     /// export, an operation of the Patient type, of the whole system or on a Group) nor where
-    /// the query names another patient.
+    /// the query names another patient. A request whose requirements (the policy's, each
+    /// counted once, and those its query reaches) are more than 512 is refused with a bare
+    /// 403 and a debug line on the `smart_auth::rejection` target.
     ///
     /// ```
     /// use smart_auth::scopes::{Interaction, Requirement, ResourceType};
@@ -468,8 +470,9 @@ impl ScopeEnforcement {
     ///
     /// # Errors
     ///
-    /// The 403 `insufficient_scope` error the layer would answer for that request alone.
-    /// Nested batches are refused.
+    /// The 403 `insufficient_scope` error the layer would answer for that request alone:
+    /// with a scope hint where one scope would do, without one for an entry that is no FHIR
+    /// interaction or needs more than 512 requirements. Nested batches are refused.
     pub fn check_bundle_entry(
         &self,
         claims: &SmartClaims,
@@ -718,7 +721,7 @@ impl ScopeEnforcement {
             // scopes a search's would.
             let reached = types_reached(query);
             if reached.len() > MAX_REQUIREMENTS {
-                return Err(forbidden());
+                return Err(too_many_requirements(reached.len()));
             }
             return match reached
                 .iter()
@@ -761,7 +764,13 @@ impl ScopeEnforcement {
                 // an export of every type, whatever a stray query says.
                 let parameters = if method == "POST" { None } else { query };
                 match (self.operations)(operation, parameters) {
-                    Some(requirements) => requirements,
+                    // Each kept once, as the layer's own lists are: the bound below
+                    // counts distinct requirements.
+                    Some(requirements) => {
+                        let mut distinct = Requirements::default();
+                        distinct.extend(requirements);
+                        distinct.into_vec()
+                    }
                     None => return Err(forbidden()),
                 }
             }
@@ -802,7 +811,7 @@ impl ScopeEnforcement {
         // Each requirement is checked against every scope of the token: a query naming
         // thousands of made-up types (`_type=Aaa,Aab,...`) would cost that many scans.
         if requirements.len() + reached.len() > MAX_REQUIREMENTS {
-            return Err(forbidden());
+            return Err(too_many_requirements(requirements.len() + reached.len()));
         }
         // `patient/` scopes reach the patient in context only: a path naming another Patient
         // (the Patient itself or its compartment), or criteria naming one, need `user/` or
@@ -1475,6 +1484,19 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
 /// A 403 without a scope hint: no scope would allow the request.
 fn forbidden() -> AuthError {
     AuthError::new(ErrorKind::InsufficientScope)
+}
+
+/// The refusal of a request whose check would hold more than [`MAX_REQUIREMENTS`]
+/// requirements, logged (with the count only) so that an operator can tell it from a
+/// missing scope.
+fn too_many_requirements(count: usize) -> AuthError {
+    tracing::debug!(
+        target: "smart_auth::rejection",
+        count,
+        limit = MAX_REQUIREMENTS,
+        "too many scope requirements to check"
+    );
+    forbidden()
 }
 
 /// The default operation policy: `$export` at system, type (`Patient/$export`) and group

@@ -1597,6 +1597,36 @@ async fn requests_naming_too_many_types_are_refused() {
     }
 }
 
+/// A custom operation policy's requirements count once each towards the bound: 600 copies
+/// of one pass with a scope that grants it, 600 distinct ones are refused (a bare 403).
+#[tokio::test]
+async fn an_operation_policys_requirements_count_once_each() {
+    let enforcement = ScopeEnforcement::new().operation_policy(|operation, _| {
+        let count = 600;
+        match operation.name.as_str() {
+            "repeated" => Some(vec![
+                Requirement::new(Interaction::Read, ResourceType::Any);
+                count
+            ]),
+            "distinct" => Some(
+                (0..count)
+                    .map(|n| {
+                        let name = format!("T{}", "a".repeat(n % 40 + 1) + &n.to_string());
+                        Requirement::new(Interaction::Read, ResourceType::Named(name))
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    });
+    let app = scoped_app(enforcement).await;
+    let everything = [("scope", json!("system/*.rs"))];
+    let answer = app.call("GET", "/fhir/$repeated", &everything).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let answer = app.call("GET", "/fhir/$distinct", &everything).await;
+    app.assert_refused(&answer, None, "600 distinct requirements");
+}
+
 /// A patient claim written as a relative reference (`Patient/123`) is the patient in
 /// context, with every rule of the id form: its own compartment passes, another patient's
 /// is refused.
