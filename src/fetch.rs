@@ -362,6 +362,14 @@ fn delta_seconds(text: &str) -> Option<u64> {
     Some(text.parse::<u64>().unwrap_or(u64::MAX))
 }
 
+/// Whether two issuer identifiers differ only by one final `/` (`https://as.example` and
+/// `https://as.example/`): different issuers to the exact comparison, and the most common
+/// misconfiguration (Auth0 writes the `/`, most others do not).
+pub(crate) fn differs_only_by_final_slash(one: &str, other: &str) -> bool {
+    one.len().abs_diff(other.len()) == 1
+        && one.strip_suffix('/').unwrap_or(one) == other.strip_suffix('/').unwrap_or(other)
+}
+
 /// Finds the issuer's metadata: SMART configuration, then OpenID Connect discovery, then
 /// RFC 8414 authorization-server metadata, returning the first document that `wanted`
 /// accepts.
@@ -428,9 +436,7 @@ pub(crate) async fn discover_metadata(
             let named = document.get("issuer").and_then(Value::as_str);
             // A document's own text: bounded, and written escaped.
             let shown = named.map(|named| named.chars().take(200).collect::<String>());
-            if named
-                .is_some_and(|named| crate::verifier::differs_only_by_final_slash(named, issuer))
-            {
+            if named.is_some_and(|named| differs_only_by_final_slash(named, issuer)) {
                 tracing::warn!(
                     url = %candidate,
                     configured = issuer,
@@ -545,6 +551,32 @@ pub(crate) fn discovery_urls(issuer: &str) -> Result<[(MetadataKind, Url); 3], F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn final_slash_differences() {
+        assert!(differs_only_by_final_slash(
+            "https://as.example",
+            "https://as.example/"
+        ));
+        assert!(differs_only_by_final_slash(
+            "https://as.example/",
+            "https://as.example"
+        ));
+        for (one, other) in [
+            ("https://as.example", "https://as.example"),
+            ("https://as.example/", "https://as.example/"),
+            ("https://as.example", "https://as.example//"),
+            ("https://as.example/a", "https://as.example/b/"),
+            ("https://as.example", "https://as.examplex"),
+            ("", "/"),
+        ] {
+            assert_eq!(
+                differs_only_by_final_slash(one, other),
+                one.is_empty(),
+                "{one} {other}"
+            );
+        }
+    }
     use std::sync::Arc;
 
     /// A TCP server on 127.0.0.1 that answers every connection with `answer` and counts

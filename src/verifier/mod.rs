@@ -16,6 +16,7 @@ use tracing::Instrument as _;
 use crate::claims::{ClaimNames, SmartClaims};
 use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ErrorKind};
+use crate::fetch::differs_only_by_final_slash;
 use crate::jwks::{KeyCacheStatus, KeyStore};
 use crate::jwt;
 use crate::token_cache::{ClaimWindow, KeySetStamp, TokenCache};
@@ -670,14 +671,6 @@ impl TokenVerifier {
     }
 }
 
-/// Whether two issuer identifiers differ only by one final `/` (`https://as.example` and
-/// `https://as.example/`): different issuers to the exact comparison, and the most common
-/// misconfiguration (Auth0 writes the `/`, most others do not).
-pub(crate) fn differs_only_by_final_slash(one: &str, other: &str) -> bool {
-    one.len().abs_diff(other.len()) == 1
-        && one.strip_suffix('/').unwrap_or(one) == other.strip_suffix('/').unwrap_or(other)
-}
-
 /// What the token cache knows about a token.
 pub(crate) enum Lookup {
     /// Verified before, and a fresh verification would accept it now: same verifier (so
@@ -712,32 +705,6 @@ pub(crate) fn record_lookup(found: &Lookup) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn final_slash_differences() {
-        assert!(differs_only_by_final_slash(
-            "https://as.example",
-            "https://as.example/"
-        ));
-        assert!(differs_only_by_final_slash(
-            "https://as.example/",
-            "https://as.example"
-        ));
-        for (one, other) in [
-            ("https://as.example", "https://as.example"),
-            ("https://as.example/", "https://as.example/"),
-            ("https://as.example", "https://as.example//"),
-            ("https://as.example/a", "https://as.example/b/"),
-            ("https://as.example", "https://as.examplex"),
-            ("", "/"),
-        ] {
-            assert_eq!(
-                differs_only_by_final_slash(one, other),
-                one.is_empty(),
-                "{one} {other}"
-            );
-        }
-    }
 
     /// When `lookup` may answer from an entry: only while it is younger than max age and
     /// the key set it was verified with is current and within its TTL.
