@@ -431,6 +431,11 @@ impl Introspection {
     /// still are. With [`insecure_accept_any_audience`](crate::VerifierBuilder::insecure_accept_any_audience),
     /// `build` fails with [`ConfigError::ConflictingAudience`].
     ///
+    /// It applies where the answer decides: [`IntrospectionMode::Only`], and tokens that are
+    /// no JWT under [`IntrospectionMode::NonJwtTokens`]. Under [`IntrospectionMode::AfterJwt`]
+    /// the JWT's own `aud` is checked (always required there) and the answer says only
+    /// whether the token is still active.
+    ///
     /// ```
     /// use smart_auth::{ConfigError, Introspection, IntrospectionAuth, TokenVerifier};
     /// let settings = || Introspection::new(IntrospectionAuth::bearer("rs-token")).require_audience();

@@ -58,8 +58,8 @@ pub(crate) fn value_with_unique_members(bytes: &[u8]) -> Result<Value, StrictJso
 
 /// A JSON object whose member names are unique at every depth, except inside the items of
 /// its array member `list`: each item is read on its own, and one that names a member twice
-/// (at any depth) is kept as [`StrictJsonError::DuplicateMember`] instead of refusing the
-/// whole document. For lists whose items a reader may refuse one by one (RFC 7517 section 4
+/// (at any depth) is marked ([`Item::repeats_a_member`]) instead of refusing the whole
+/// document. For lists whose items a reader may refuse one by one (RFC 7517 section 4
 /// lets a JWK Set reader refuse a key with a repeated name, section 5 skip keys it cannot
 /// use). `list` itself, the other members and a `list` that is not an array stay strict.
 pub(crate) fn object_with_items_read_alone(
@@ -79,7 +79,17 @@ pub(crate) struct ObjectWithItems {
     /// The members other than the list (and the list when it is not an array).
     pub(crate) members: Map<String, Value>,
     /// The list's items, each read on its own; `None` when it is absent or not an array.
-    pub(crate) items: Option<Vec<Result<Value, StrictJsonError>>>,
+    pub(crate) items: Option<Vec<Item>>,
+}
+
+/// One item of the list [`object_with_items_read_alone`] reads.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Item {
+    /// The item as read; where a name repeats, its first value.
+    pub(crate) value: Value,
+    /// Whether some object of the item names a member twice: what its reader must refuse
+    /// (its value is kept for checks that look for any member, such as secret key material).
+    pub(crate) repeats_a_member: bool,
 }
 
 /// The top level of [`object_with_items_read_alone`].
@@ -119,7 +129,7 @@ impl<'de> Visitor<'de> for WithItemsAlone<'_> {
 /// The value of the list member of [`object_with_items_read_alone`].
 enum Listed {
     /// An array: its items, each read on its own.
-    Items(Vec<Result<Value, StrictJsonError>>),
+    Items(Vec<Item>),
     /// Any other value, read strictly.
     Other(Value),
 }
@@ -152,10 +162,9 @@ impl<'de> Visitor<'de> for ItemsAlone {
             let Some(item) = seq.next_element_seed(reading)? else {
                 return Ok(Listed::Items(items));
             };
-            items.push(if repeated.get() {
-                Err(StrictJsonError::DuplicateMember)
-            } else {
-                Ok(item)
+            items.push(Item {
+                value: item,
+                repeats_a_member: repeated.get(),
             });
         }
     }
@@ -800,12 +809,20 @@ mod tests {
             object_with_unique_members(br#"{"a":1}"#).unwrap()
         );
         let items = read.items.unwrap();
-        assert_eq!(items.len(), 5);
-        assert_eq!(items[0], Ok(serde_json::json!({"k": 1})));
-        assert_eq!(items[1], Err(StrictJsonError::DuplicateMember));
-        assert_eq!(items[2], Err(StrictJsonError::DuplicateMember));
-        assert_eq!(items[3], Ok(serde_json::json!(7)));
-        assert_eq!(items[4], Ok(serde_json::json!({"k": [1]})));
+        let read_as = |value: Value, repeats_a_member: bool| Item {
+            value,
+            repeats_a_member,
+        };
+        assert_eq!(
+            items,
+            [
+                read_as(serde_json::json!({"k": 1}), false),
+                read_as(serde_json::json!({"k": 1}), true),
+                read_as(serde_json::json!({"n": {"x": [{"y": 1}]}}), true),
+                read_as(serde_json::json!(7), false),
+                read_as(serde_json::json!({"k": [1]}), false),
+            ]
+        );
         // Outside the list, and for the list's own name, repeats refuse the document.
         for row in [
             &br#"{"keys":[],"keys":[]}"#[..],
@@ -829,7 +846,10 @@ mod tests {
             .items
             .unwrap()
             .into_iter()
-            .map(Result::unwrap)
+            .map(|item| {
+                assert!(!item.repeats_a_member);
+                item.value
+            })
             .collect();
         assert_eq!(Value::Array(items), strict["keys"]);
         // A list that is not an array is an ordinary member.

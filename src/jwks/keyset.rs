@@ -194,8 +194,10 @@ const _: () = assert!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeySetError {
     NotJson,
-    /// Some object of the document names a member twice: which value a reader takes is
-    /// not defined, so the document is refused (RFC 8725 section 3.1).
+    /// The set object names a member twice (or, in a configured set, any object of the
+    /// document does): which value a reader takes is not defined, so the document is
+    /// refused (RFC 8725 section 3.1). A fetched set's key that repeats a member is skipped
+    /// alone.
     DuplicateMember,
     NoKeysArray,
     NoUsableKey,
@@ -260,10 +262,12 @@ impl KeySet {
         let mut keys = Vec::with_capacity(entries.len().min(MAX_JWKS_ENTRIES));
         for (index, entry) in entries.iter().take(MAX_JWKS_ENTRIES).enumerate() {
             let parsed = match entry {
-                Ok(entry) => parse_jwk(entry),
                 // A set the operator configured is refused rather than cut.
-                Err(_) if whole => return Err(KeySetError::DuplicateMember),
-                Err(_) => Err("names a member twice"),
+                entry if entry.repeats_a_member && whole => {
+                    return Err(KeySetError::DuplicateMember);
+                }
+                entry if entry.repeats_a_member => Err("names a member twice"),
+                entry => parse_jwk(&entry.value),
             };
             match parsed {
                 Ok(key) => keys.push(key),
@@ -433,8 +437,10 @@ pub(crate) fn holds_secret_material(document: &[u8]) -> bool {
     let Some(keys) = set.items else {
         return false;
     };
-    keys.iter().flatten().any(|key| {
-        key.as_object().is_some_and(|key| {
+    // Keys that repeat a member count too: such a set is refused either way, and this is
+    // the message the operator needs.
+    keys.iter().any(|key| {
+        key.value.as_object().is_some_and(|key| {
             SECRET_MEMBERS
                 .iter()
                 .any(|member| key.contains_key(*member))

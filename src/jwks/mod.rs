@@ -46,8 +46,9 @@ pub use static_keys::StaticKeys;
 ///   request that arrives meanwhile waits for that same fetch (single flight).
 /// - **Hit.** A request whose `kid` is in the current key set uses it without taking any
 ///   lock: the set is read through an atomic pointer.
-/// - **Expiry.** Keys are fresh for the TTL (default 10 min, or the server's
-///   `Cache-Control: max-age` clamped to [1 min, 1 h], so that a key the issuer withdraws
+/// - **Expiry.** Keys are fresh for the TTL (default 10 min, or the server's freshness
+///   lifetime, `Cache-Control: max-age` or else `Expires` − `Date` (RFC 9111 section
+///   4.2.1), clamped to [1 min, 1 h], so that a key the issuer withdraws
 ///   without a new `kid` appearing is dropped within the hour). The first request after that
 ///   starts a refresh in the background and, like every other request, keeps using the
 ///   current keys; nobody waits.
@@ -107,9 +108,9 @@ impl Default for RefreshPolicy {
 }
 
 impl RefreshPolicy {
-    /// How long keys stay fresh when the server sends no `Cache-Control: max-age`
-    /// (default 10 min, at most 7 days; held to the [TTL bounds](Self::ttl_bounds) like a
-    /// `max-age`).
+    /// How long keys stay fresh when the server gives no freshness lifetime (neither
+    /// `Cache-Control: max-age` nor `Expires` with `Date`; default 10 min, at most 7 days;
+    /// held to the [TTL bounds](Self::ttl_bounds) like a `max-age`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -205,7 +206,8 @@ impl RefreshPolicy {
         self.max_stale = max_stale;
         self
     }
-    /// The TTL used without `max-age`.
+    /// The TTL used when the server gives no freshness lifetime (no `max-age`, no
+    /// `Expires`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -255,7 +257,8 @@ impl RefreshPolicy {
         Ok(())
     }
 
-    /// The TTL of a fetched set: its `max-age`, or the default TTL, held to the bounds.
+    /// The TTL of a fetched set: its freshness lifetime (`max-age`, or `Expires` − `Date`),
+    /// or the default TTL, held to the bounds.
     fn ttl_for(&self, max_age: Option<Duration>) -> Duration {
         max_age
             .unwrap_or(self.default_ttl)
@@ -815,9 +818,10 @@ impl KeyStore {
         }
         let keys = match KeySet::parse(&fetched.body) {
             Ok(keys) => keys,
-            // A well-formed set without a usable key replaces a set in use: the issuer has
-            // withdrawn the keys it held (after a compromise, say), and keys it no longer
-            // publishes must not stay trusted until the stale limit. Before any set is in
+            // A set without a usable key (none listed, none usable, or every key skipped for
+            // a repeated member) replaces a set in use: the issuer has withdrawn the keys it
+            // held (after a compromise, say), and keys it no longer publishes must not stay
+            // trusted until the stale limit; keys it publishes broken are no keys either. Before any set is in
             // use, the same document stays an error (503), the sign of a misconfiguration.
             Err(KeySetError::NoUsableKey) if refreshing => {
                 tracing::warn!(

@@ -723,6 +723,12 @@ aAEgQuO39p41e4OMNwJXAOXuIZFiuE8x8QG0junnTRampvduehqWh4HSxA==
             (r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#.to_owned(), secret),
             (json!({"keys": [ed.clone(), {"kty": "oct", "k": "c2VjcmV0"}]}).to_string(), secret),
             (json!({"keys": [private_ed]}).to_string(), secret),
+            // A secret key that also repeats a member: the secret is what the operator
+            // must hear about.
+            (
+                r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "a", "kid": "a"}]}"#.to_owned(),
+                secret,
+            ),
             (
                 json!({"keys": [ed.clone(), other_ed]}).to_string(),
                 "two different keys of the JWK Set have the same kid",
