@@ -246,6 +246,12 @@ impl BrandIdentifier {
             value: value.into(),
         }
     }
+
+    /// Whether its value, or a system it has, is empty or only whitespace.
+    fn is_blank(&self) -> bool {
+        let blank = |text: &str| text.trim().is_empty();
+        blank(&self.value) || self.system.as_deref().is_some_and(blank)
+    }
 }
 
 impl<'de> Deserialize<'de> for BrandIdentifier {
@@ -617,13 +623,14 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
     for endpoint in &raw.associated_endpoints {
         check_url(&endpoint.url, "associated_endpoints")?;
     }
-    if let Some(identifier) = &raw.user_access_brand_identifier {
-        let blank = |text: &str| text.trim().is_empty();
-        if blank(&identifier.value) || identifier.system.as_deref().is_some_and(blank) {
-            return Err(DiscoveryError::Missing {
-                field: "user_access_brand_identifier",
-            });
-        }
+    if raw
+        .user_access_brand_identifier
+        .as_ref()
+        .is_some_and(BrandIdentifier::is_blank)
+    {
+        return Err(DiscoveryError::Missing {
+            field: "user_access_brand_identifier",
+        });
     }
     Ok(())
 }
@@ -1580,11 +1587,23 @@ impl SmartConfigurationBuilder {
             user_access_brand_bundle: text("user_access_brand_bundle")?,
             user_access_brand_identifier: match document.get("user_access_brand_identifier") {
                 None | Some(Value::Null) => None,
-                Some(value) => Some(BrandIdentifier::deserialize(value).map_err(|_| {
-                    DiscoveryError::InvalidValue {
-                        field: "user_access_brand_identifier",
+                Some(value) => {
+                    let identifier = BrandIdentifier::deserialize(value).map_err(|_| {
+                        DiscoveryError::InvalidValue {
+                            field: "user_access_brand_identifier",
+                        }
+                    })?;
+                    // A blank one says nothing: left out rather than copied into a
+                    // document that would then not build.
+                    if identifier.is_blank() {
+                        tracing::debug!(
+                            "the authorization server's user_access_brand_identifier is blank: left out"
+                        );
+                        None
+                    } else {
+                        Some(identifier)
                     }
-                })?),
+                }
             },
             extra: Map::new(),
         };
@@ -1722,6 +1741,17 @@ mod tests {
                 },
                 "{blank:?}"
             );
+            // Copied from an authorization server's metadata, a blank one is left out.
+            let mut metadata = document.clone();
+            metadata["user_access_brand_identifier"] = serde_json::to_value(&blank).unwrap();
+            let Value::Object(metadata) = metadata else {
+                unreachable!()
+            };
+            let mapped = SmartConfigurationBuilder::from_metadata(metadata)
+                .unwrap()
+                .build()
+                .unwrap();
+            assert_eq!(mapped.user_access_brand_identifier(), None, "{blank:?}");
         }
     }
 
