@@ -551,6 +551,7 @@ pub(crate) fn discovery_urls(issuer: &str) -> Result<[(MetadataKind, Url); 3], F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn final_slash_differences() {
@@ -577,8 +578,6 @@ mod tests {
             );
         }
     }
-    use std::sync::Arc;
-
     /// A TCP server on 127.0.0.1 that answers every connection with `answer` and counts
     /// the connections; its address.
     async fn canned_server(answer: &'static [u8]) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
