@@ -116,7 +116,8 @@ pub fn authorization(data: &[u8]) {
 /// A compact JWS: split, protected header, key selection and signature against the fixed
 /// key set, then the payload and the claims (these two run whatever the signature's
 /// outcome, so that the fuzzer reaches them). A signature is accepted only over the one
-/// token the fixed key signed.
+/// token the fixed key signed. Each segment's decoding is held to the `base64` crate's
+/// strict engine (the same texts accepted, the same bytes).
 pub fn token(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -125,6 +126,13 @@ pub fn token(data: &[u8]) {
         Ok(segments) => segments,
         Err(kind) => return assert_kind("split", kind, &[ErrorKind::MalformedToken]),
     };
+    for segment in [segments.header, segments.payload, segments.signature] {
+        assert_eq!(
+            jwt::decode_segment(segment).ok(),
+            URL_SAFE_NO_PAD.decode(segment).ok(),
+            "base64url decoding differs from the base64 crate's"
+        );
+    }
     match jwt::parse_header(segments.header, SigningAlgorithm::DEFAULT) {
         Ok(header) => {
             let keys = &fixture().keys;
