@@ -283,15 +283,7 @@ pub(crate) fn selected_members(
     let selected = deserializer
         .deserialize_map(Selecting { wanted })
         .and_then(|selected| deserializer.end().map(|()| selected));
-    // Written out, not `map_err(strict_error)`: on the path of every fresh token, that
-    // measured about 300 instructions more per token (bench/fresh_instructions.sh).
-    match selected {
-        Ok(selected) => Ok(selected),
-        Err(error) if error.to_string().starts_with(DUPLICATE) => {
-            Err(StrictJsonError::DuplicateMember)
-        }
-        Err(_) => Err(StrictJsonError::NotAnObject),
-    }
+    selected.map_err(strict_error)
 }
 
 /// A member name, borrowed from the document when it has no escapes.
@@ -522,6 +514,9 @@ impl<'de> Visitor<'de> for UniqueIgnored {
 }
 
 /// The strict readers' error for a serde_json error: a repeated name, or anything else.
+/// Inlined: out of line, it cost the one-pass reader, on every fresh token, about 300
+/// instructions (bench/fresh_instructions.sh).
+#[inline]
 fn strict_error(error: serde_json::Error) -> StrictJsonError {
     if error.to_string().starts_with(DUPLICATE) {
         StrictJsonError::DuplicateMember

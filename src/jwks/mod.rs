@@ -821,8 +821,9 @@ impl KeyStore {
             // A set without a usable key (none listed, none usable, or every key skipped for
             // a repeated member) replaces a set in use: the issuer has withdrawn the keys it
             // held (after a compromise, say), and keys it no longer publishes must not stay
-            // trusted until the stale limit; keys it publishes broken are no keys either. Before any set is in
-            // use, the same document stays an error (503), the sign of a misconfiguration.
+            // trusted until the stale limit; keys it publishes broken are no keys either.
+            // Before any set is in use, the same document stays an error (503), the sign of
+            // a misconfiguration.
             Err(KeySetError::NoUsableKey) if refreshing => {
                 tracing::warn!(
                     "the issuer's key set holds no usable signing key: every token is refused \
