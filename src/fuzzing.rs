@@ -133,7 +133,9 @@ pub fn token(data: &[u8]) {
             "base64url decoding differs from the base64 crate's"
         );
     }
-    match jwt::parse_header(segments.header, SigningAlgorithm::DEFAULT) {
+    let header_bytes = jwt::decode_segment(segments.header).unwrap_or_default();
+    // Bytes that are not base64url are refused as an empty header would be.
+    match jwt::read_header(&header_bytes, SigningAlgorithm::DEFAULT) {
         Ok(header) => {
             let keys = &fixture().keys;
             let candidates: Vec<usize> = match keys.select(header.kid.as_deref(), header.alg) {
@@ -161,7 +163,7 @@ pub fn token(data: &[u8]) {
             }
         }
         Err(kind) => assert_kind(
-            "parse_header",
+            "read_header",
             kind,
             &[
                 ErrorKind::MalformedToken,

@@ -235,7 +235,7 @@ impl<'a> Member<'a> {
     }
 }
 
-impl SelectedMembers<'_> {
+impl<'de> SelectedMembers<'de> {
     /// The value of a selected member.
     pub(crate) fn get(&self, name: &str) -> Option<Member<'_>> {
         self.members
@@ -245,6 +245,18 @@ impl SelectedMembers<'_> {
                 SelectedValue::Text(text) => Member::Text(text),
                 SelectedValue::Json(value) => Member::Json(value),
             })
+    }
+
+    /// Takes a selected string member out, kept borrowed from the document when it has no
+    /// escapes; `None` when it is absent or not a string.
+    pub(crate) fn take_text(&mut self, name: &str) -> Option<Cow<'de, str>> {
+        let index = self.members.iter().position(|(member, value)| {
+            member == name && matches!(value, SelectedValue::Text(_))
+        })?;
+        match self.members.swap_remove(index).1 {
+            SelectedValue::Text(text) => Some(text),
+            SelectedValue::Json(_) => None,
+        }
     }
 
     /// Whether a selected member is present.

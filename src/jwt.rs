@@ -1,6 +1,8 @@
 //! The compact JWS form of a token: splitting, the protected header, the signature and the
 //! payload. No key lookup and no claim rules here (see `verifier`).
 
+use std::borrow::Cow;
+
 use crate::algorithm::SigningAlgorithm;
 use serde_json::Value;
 
@@ -65,12 +67,13 @@ pub(crate) fn split(token: &str) -> Result<Segments<'_>, ErrorKind> {
     })
 }
 
-/// The protected header parameters this crate acts on.
+/// The protected header parameters this crate acts on, `kid` and `typ` borrowed from the
+/// decoded header when they have no escapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Header {
+pub(crate) struct Header<'a> {
     pub(crate) alg: SigningAlgorithm,
-    pub(crate) kid: Option<String>,
-    pub(crate) typ: Option<String>,
+    pub(crate) kid: Option<Cow<'a, str>>,
+    pub(crate) typ: Option<Cow<'a, str>>,
     /// Claims the header repeats, when it does (rare; boxed to keep the common header small).
     pub(crate) replicated: Option<Box<ReplicatedClaims>>,
 }
@@ -149,25 +152,25 @@ fn string_member<'a>(
     }
 }
 
-/// Decodes and checks the protected header: a JSON object with unique member names, a
+/// Checks the decoded protected header: a JSON object with unique member names, a
 /// string `alg` from `allowed`, string `kid`, `typ` and `cty` when present, registered
 /// parameters of their JSON types, no `crit`, no `cty` announcing a nested JWT, and none of
 /// the parameters that would change what the signature covers or how the payload is read
 /// (`b64`, `zip` other than `NONE`, `enc`).
-pub(crate) fn parse_header(
-    segment: &str,
+pub(crate) fn read_header<'a>(
+    bytes: &'a [u8],
     allowed: &[SigningAlgorithm],
-) -> Result<Header, ErrorKind> {
-    let bytes = decode_segment(segment)?;
-    let header = json::selected_members(&bytes, is_read_header_parameter)
+) -> Result<Header<'a>, ErrorKind> {
+    let mut header = json::selected_members(bytes, is_read_header_parameter)
         .map_err(|_| ErrorKind::MalformedToken)?;
     // Any `crit`, whatever its value: this crate understands no extension.
     if header.contains_key("crit") {
         return Err(ErrorKind::CriticalHeader);
     }
     let alg = string_member(&header, "alg")?.ok_or(ErrorKind::MalformedToken)?;
-    let kid = string_member(&header, "kid")?;
-    let typ = string_member(&header, "typ")?;
+    // Type-checked here, taken out of the document at the end.
+    string_member(&header, "kid")?;
+    string_member(&header, "typ")?;
     // A nested JWT (RFC 7519 section 5.2) is never accepted: the claims must be this
     // token's own payload.
     if string_member(&header, "cty")?.is_some_and(announces_nested_jwt) {
@@ -199,9 +202,22 @@ pub(crate) fn parse_header(
         .ok_or(ErrorKind::UnsupportedAlgorithm)?;
     Ok(Header {
         alg,
-        kid: kid.map(str::to_owned),
-        typ: typ.map(str::to_owned),
+        kid: header.take_text("kid"),
+        typ: header.take_text("typ"),
         replicated,
+    })
+}
+
+/// [`read_header`] of a segment, for tests: decoded, read, and owned.
+#[cfg(test)]
+fn parse_header(segment: &str, allowed: &[SigningAlgorithm]) -> Result<Header<'static>, ErrorKind> {
+    let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+    let bytes = decode_segment(segment)?;
+    let header = read_header(&bytes, allowed)?;
+    Ok(Header {
+        kid: header.kid.map(owned),
+        typ: header.typ.map(owned),
+        ..header
     })
 }
 

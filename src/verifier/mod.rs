@@ -501,7 +501,8 @@ impl TokenVerifier {
         // `split` leaves to this) or anything else that is not base64url is refused before
         // the header is read and any key is looked up.
         let payload = jwt::decode_segment(segments.payload)?;
-        let header = jwt::parse_header(segments.header, &config.algorithms)?;
+        let header_bytes = jwt::decode_segment(segments.header)?;
+        let header = jwt::read_header(&header_bytes, &config.algorithms)?;
         self.check_token_type(header.typ.as_deref())?;
         // Before the key lookup: a signature that cannot be one never starts a refetch.
         let signature = jwt::decode_signature(segments.signature, header.alg)?;
