@@ -164,6 +164,15 @@ pub(crate) fn is_allowed_discovered_url(url: &Url) -> bool {
         && url.password().is_none()
 }
 
+/// Whether a URL named by a document fetched from `source` may be fetched: as
+/// [`is_allowed_discovered_url`], and plain `http` only when `source` is plain `http` too
+/// (a loopback issuer in development). A document served over TLS never sends the crate
+/// to plain HTTP, not even on this machine, where any local process that holds the port
+/// would answer (a key set served there would let it sign tokens).
+pub(crate) fn is_allowed_url_named_by(url: &Url, source: &Url) -> bool {
+    is_allowed_discovered_url(url) && (url.scheme() == "https" || source.scheme() == "http")
+}
+
 /// Whether `byte` may appear in an RFC 3986 URI: unreserved, reserved or `%`.
 pub(crate) fn is_uri_character(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&byte)
@@ -500,8 +509,8 @@ pub(crate) fn strict_object(body: &[u8]) -> Result<Map<String, Value>, FetchErro
     })
 }
 
-/// Finds the issuer's `jwks_uri` (see [`discover_metadata`]); it must be `https` or
-/// loopback `http`. A document whose `jwks_uri` is no absolute URL (a legacy SMART
+/// Finds the issuer's `jwks_uri` (see [`discover_metadata`]); it must be `https`, or
+/// loopback `http` for a loopback `http` issuer. A document whose `jwks_uri` is no absolute URL (a legacy SMART
 /// configuration's relative `/jwks`) does not say where the keys are: discovery moves on
 /// to the next location, as for a document without one.
 pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, FetchError> {
@@ -516,7 +525,8 @@ pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result
         .and_then(Value::as_str)
         .ok_or(FetchError::InvalidJwksUri)?;
     let uri = Url::parse(uri).map_err(|_| FetchError::InvalidJwksUri)?;
-    if !is_allowed_discovered_url(&uri) {
+    let issuer_url = Url::parse(issuer).map_err(|_| FetchError::InsecureUrl)?;
+    if !is_allowed_url_named_by(&uri, &issuer_url) {
         return Err(FetchError::InvalidJwksUri);
     }
     Ok(uri)
@@ -690,6 +700,44 @@ mod tests {
         }
         for url in refused {
             assert!(!is_allowed_url(&Url::parse(url).unwrap()), "{url}");
+        }
+    }
+
+    /// A document served over TLS never names a plain-HTTP URL, loopback included: any
+    /// local process holding the port would answer. A loopback development issuer may.
+    #[test]
+    fn urls_named_by_a_document_keep_its_transport() {
+        let rows = [
+            // (document's URL, named URL, allowed)
+            ("https://as.example/", "https://keys.example/jwks", true),
+            ("https://as.example/", "http://127.0.0.1:8080/jwks", false),
+            ("https://as.example/", "http://localhost/jwks", false),
+            ("https://as.example/", "http://LOCALHOST:1/jwks", false),
+            ("https://as.example/", "http://[::1]/jwks", false),
+            (
+                "https://127.0.0.1:8443/",
+                "http://127.0.0.1:8080/jwks",
+                false,
+            ),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/jwks", true),
+            ("http://localhost:8080/", "http://[::1]:9/jwks", true),
+            ("http://127.0.0.1:8080/", "https://keys.example/jwks", true),
+            // The discovered-URL rules still hold.
+            ("http://127.0.0.1:8080/", "http://as.example/jwks", false),
+            (
+                "https://as.example/",
+                "https://user@keys.example/jwks",
+                false,
+            ),
+            ("https://as.example/", "https://keys.example/jwks#k", false),
+        ];
+        for (source, named, allowed) in rows {
+            let (source, named_url) = (Url::parse(source).unwrap(), Url::parse(named).unwrap());
+            assert_eq!(
+                is_allowed_url_named_by(&named_url, &source),
+                allowed,
+                "{named} named by {source}"
+            );
         }
     }
 

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::clock::{Clock, unix_seconds};
 use crate::error::{AuthError, ConfigError, ErrorKind};
-use crate::fetch::{self, FetchError, Fetcher, is_allowed_discovered_url};
+use crate::fetch::{self, FetchError, Fetcher, is_allowed_discovered_url, is_allowed_url_named_by};
 use crate::form::{form_encode, form_encode_credential};
 use crate::json::{StrictJsonError, object_with_unique_members};
 use crate::metrics::Introspected;
@@ -876,8 +876,12 @@ impl Introspector {
                     .to_owned()
             }
         };
-        match Url::parse(&uri) {
-            Ok(url) if is_allowed_discovered_url(&url) => Ok(url),
+        let from_issuer = self.settings.endpoint.is_none();
+        match (Url::parse(&uri), Url::parse(&self.issuer)) {
+            (Ok(url), _) if !from_issuer && is_allowed_discovered_url(&url) => Ok(url),
+            (Ok(url), Ok(issuer)) if from_issuer && is_allowed_url_named_by(&url, &issuer) => {
+                Ok(url)
+            }
             _ => Err(FetchError::InsecureUrl),
         }
     }

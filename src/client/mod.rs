@@ -57,7 +57,9 @@ use tokio::sync::{Mutex, OnceCell};
 use url::Origin;
 
 use crate::clock::{Clock, SystemClock, unix_seconds};
-use crate::fetch::{Fetcher, default_client, is_allowed_discovered_url, is_allowed_url};
+use crate::fetch::{
+    Fetcher, default_client, is_allowed_discovered_url, is_allowed_url, is_allowed_url_named_by,
+};
 use crate::form::form_encode_credential;
 
 pub use error::ClientError;
@@ -174,8 +176,12 @@ impl BackendServiceClientBuilder {
     /// name an authorization server that trusts this client, collect the tokens, or collect
     /// a client secret (RFC 9700 section 4.9.1). With origins pinned, a token endpoint
     /// elsewhere is a [`ClientError::Discovery`] before anything is sent to it. Without
-    /// them, a discovered endpoint on another origin than the FHIR server's is used and a
-    /// warning is logged (Oracle Health and others legitimately keep it elsewhere).
+    /// them, a discovered endpoint on another origin than the FHIR server's is used with
+    /// `private_key_jwt` and a warning is logged (Oracle Health and others legitimately keep
+    /// it elsewhere; an assertion names that endpoint as its audience and expires within
+    /// minutes), and refused with `client_secret_basic` (a secret can be replayed by
+    /// whoever receives it): pin the origin or configure the
+    /// [`token_endpoint`](Self::token_endpoint).
     ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;
@@ -237,7 +243,9 @@ impl BackendServiceClientBuilder {
     /// RFC 6749 section 2.3.1 says (`client_secret_basic`). Letters, digits, `-`, `.`,
     /// `_`, `~` and `*` are sent as they are, since many servers do not form-decode Basic
     /// credentials; a space is sent as `+`, anything else as `%XX`. Replaces an earlier
-    /// [`private_key_jwt`](Self::private_key_jwt).
+    /// [`private_key_jwt`](Self::private_key_jwt). The secret goes to a discovered token
+    /// endpoint on another origin than the FHIR server's only when that origin is pinned
+    /// with [`trust_token_endpoint_origin`](Self::trust_token_endpoint_origin).
     ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;
@@ -1079,13 +1087,15 @@ impl BackendServiceClient {
             }
             Err(_) => (published.to_owned(), None),
         };
-        let endpoint = endpoint.filter(is_allowed_discovered_url).ok_or_else(|| {
-            failed(
-                "token_endpoint is not an https URL (http only for loopback) without user \
-                 info or fragment"
-                    .to_owned(),
-            )
-        })?;
+        let endpoint = endpoint
+            .filter(|endpoint| is_allowed_url_named_by(endpoint, &url))
+            .ok_or_else(|| {
+                failed(
+                    "token_endpoint is not an https URL (http only for loopback, named by a \
+                     loopback http FHIR server) without user info or fragment"
+                        .to_owned(),
+                )
+            })?;
         let origin = endpoint.origin();
         let trusted = &self.inner.trusted_token_endpoint_origins;
         if !trusted.is_empty() && !trusted.contains(&origin) {
@@ -1095,6 +1105,20 @@ impl BackendServiceClient {
             ));
         }
         if trusted.is_empty() && Some(&origin) != self.inner.token_origins.first() {
+            // A client secret, unlike an assertion bound to one audience for minutes, can
+            // be replayed by whoever receives it: it goes to another origin only when that
+            // origin was pinned.
+            if matches!(
+                self.inner.authentication,
+                Authentication::ClientSecretBasic(_)
+            ) {
+                return Err(failed(
+                    "the FHIR server names a token endpoint on another origin: a client \
+                     secret goes there only when the origin is pinned with \
+                     trust_token_endpoint_origin (or the token_endpoint configured)"
+                        .to_owned(),
+                ));
+            }
             tracing::warn!(
                 token_endpoint = %endpoint,
                 "the FHIR server names a token endpoint on another origin: this client's \

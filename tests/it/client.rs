@@ -1298,7 +1298,8 @@ fn key_loading_refusals() {
 
 /// A FHIR server names where the client's credentials go: pinned origins keep them on the
 /// authorization server meant (RFC 9700 section 4.9.1). A token endpoint elsewhere is a
-/// discovery error before anything is sent; whitespace in a published endpoint too.
+/// discovery error before anything is sent, and so is one on another origin for a client
+/// secret that pinned none; whitespace in a published endpoint too.
 #[tokio::test]
 async fn discovered_token_endpoints_outside_the_pinned_origins_are_refused() {
     let stub = Stub::start().await;
@@ -1325,6 +1326,19 @@ async fn discovered_token_endpoints_outside_the_pinned_origins_are_refused() {
         .unwrap();
     assert!(trusting.access_token().await.is_ok());
     assert_eq!(elsewhere.token_calls(), 1);
+    // Unpinned, a client secret never goes to another origin (whoever receives it can
+    // replay it); an assertion does, since it names that endpoint as its audience.
+    let unpinned = stub.client().client_secret_basic("s").build().unwrap();
+    let error = unpinned.access_token().await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Discovery { reason } if reason.contains("pinned")),
+        "{error:?}"
+    );
+    assert_eq!(elsewhere.token_calls(), 1);
+    let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
+    let asserting = stub.client().private_key_jwt(key).build().unwrap();
+    assert!(asserting.access_token().await.is_ok());
+    assert_eq!(elsewhere.token_calls(), 2);
     // Whitespace inside, which the URL parser would drop from the POST target but not
     // from `aud`.
     for published in [
