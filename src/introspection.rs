@@ -965,19 +965,32 @@ impl Introspector {
         let Some((reference, _)) = reference else {
             return Health::Unknown;
         };
-        let healthy = matches!(
-            self.counted_call(endpoint, &reference).await,
+        match self.counted_call(endpoint, &reference).await {
             Ok(Answer {
                 verdict: Verdict::Active { .. },
                 ..
-            })
-        );
-        if healthy {
-            *lock(&self.last_healthy) = Some(Instant::now());
-            Health::Well
-        } else {
-            Health::Failing
+            }) => {}
+            // A well-formed answer that the reference is no longer active (revoked since,
+            // or replaced by a newer token): the endpoint answers all the same. Counting
+            // it as down would let a client that revoked its own token start the cooldown
+            // for everyone with one blocked token after another. The reference is
+            // forgotten: it proves nothing any more.
+            Ok(Answer {
+                verdict: Verdict::Refused(_),
+                ..
+            }) => {
+                let mut last_active = lock(&self.last_active);
+                if last_active
+                    .as_ref()
+                    .is_some_and(|(last, _)| Arc::ptr_eq(last, &reference))
+                {
+                    *last_active = None;
+                }
+            }
+            Err(_) => return Health::Failing,
         }
+        *lock(&self.last_healthy) = Some(Instant::now());
+        Health::Well
     }
 
     /// The answer for a token the endpoint failed on while not proven down: 503, kept for
@@ -1140,7 +1153,8 @@ fn is_answered(error: &FetchError) -> bool {
 /// Whether the endpoint is known to answer, after it failed on one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Health {
-    /// It still finds the last token it found active active.
+    /// It answers the last token it found active: still active, or (a well-formed
+    /// answer all the same) no longer.
     Well,
     /// It failed on that token too (or on a transport level).
     Failing,

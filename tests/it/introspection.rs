@@ -1067,6 +1067,43 @@ async fn a_failure_on_one_token_is_no_outage_while_others_are_answered() {
     }
 }
 
+/// A token found active and revoked since (by the client holding it: RFC 7009, or a
+/// newer token replacing it) is answered `{"active": false}` when the endpoint is checked
+/// with it: a well-formed answer, so the endpoint is well and a blocked token gets 503
+/// alone. Counted as an outage, a client could revoke its own token and then hold every
+/// uncached token at 503 with one blocked token per cooldown. The revoked token is no
+/// longer used for checks.
+#[tokio::test]
+async fn a_revoked_reference_token_is_no_outage() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    let app = setup.app(|i| i).await;
+    assert_eq!(seen(&app, "mine").await.status, 200);
+    assert_eq!(setup.calls(), 1);
+    setup.answer_for("mine", StubAnswer::Json(json!({"active": false})));
+    setup.answer_for("blocked", StubAnswer::Status(403));
+    assert_unavailable(&seen(&app, "blocked").await, None, "blocked");
+    assert_eq!(setup.calls(), 3, "the blocked token, then the check");
+    // No cooldown: a new token is asked about at once.
+    assert_eq!(seen(&app, "other").await.status, 200);
+    assert_eq!(setup.calls(), 4);
+    // The revoked token is never asked about again: the next blocked token (after the
+    // second in which the check's answer stands) is checked with the newest active one.
+    advance_monotonic(Duration::from_secs(2)).await;
+    setup.answer_for("blocked-2", StubAnswer::Status(403));
+    assert_unavailable(&seen(&app, "blocked-2").await, None, "second");
+    assert_eq!(setup.calls(), 6, "the blocked token, then the check");
+    assert!(
+        setup
+            .stub
+            .last_form
+            .lock()
+            .unwrap()
+            .starts_with("token=other&"),
+        "checked with the newest active token"
+    );
+}
+
 /// The check needs a token the endpoint found active: anyone can make it answer
 /// "inactive" (garbage tokens, a gateway's 400), so such answers prove nothing.
 #[tokio::test]
