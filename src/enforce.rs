@@ -99,6 +99,12 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   criteria (`_id=` for Patient, `patient=` on the types whose `patient` parameter names
 ///   a Patient, so none on the others): the server acts on whatever its search finds, in
 ///   every patient's data. A conditional create carries one `If-None-Exist` header.
+/// - **A delete that cascades needs `d` on every type.** HAPI FHIR deletes every resource
+///   that refers to the one deleted when the delete asks for it (`_cascade=delete`, or the
+///   header `X-Cascade: delete`): of any type, and of any patient. A delete with a
+///   `_cascade` parameter or an `X-Cascade` header, whatever their value, needs a
+///   whole-type `d` grant on every type from `user/` or `system/` scopes (`system/*.d`),
+///   in a bundle entry's URL too.
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -614,7 +620,10 @@ impl ScopeEnforcement {
         let origin = if form_body && !bodiless {
             Origin::HttpWithForm
         } else {
-            Origin::Http { body: has_body() }
+            Origin::Http {
+                body: has_body(),
+                cascade_header: headers.contains_key(CASCADE_HEADER),
+            }
         };
         let check_as = |method: &str| {
             let if_none_exist = if method == "POST" {
@@ -709,7 +718,7 @@ impl ScopeEnforcement {
         // its query says: only a bodiless one is a page.
         let paging = match (&request, origin) {
             (FhirRequest::SearchSystem { via_post: false }, Origin::Http { .. }) => true,
-            (FhirRequest::BatchOrTransaction, Origin::Http { body }) => !body,
+            (FhirRequest::BatchOrTransaction, Origin::Http { body, .. }) => !body,
             _ => false,
         };
         if let Some(parameter) = &self.paging_parameter
@@ -807,7 +816,23 @@ impl ScopeEnforcement {
             | FhirRequest::Operation(_) => query,
             _ => None,
         };
-        let reached = criteria.map(types_reached).unwrap_or_default();
+        let mut reached = criteria.map(types_reached).unwrap_or_default();
+        // A delete that cascades (HAPI FHIR's `_cascade=delete` or `X-Cascade: delete`)
+        // also deletes every resource that refers to the one deleted, of any type and any
+        // patient: it needs `d` on every type, from `user/` or `system/` scopes.
+        let cascade = matches!(
+            request,
+            FhirRequest::Delete { .. } | FhirRequest::ConditionalDelete { .. }
+        ) && (matches!(
+            origin,
+            Origin::Http {
+                cascade_header: true,
+                ..
+            }
+        ) || query.is_some_and(asks_for_cascade));
+        if cascade {
+            reached.push(Requirement::new(Interaction::Delete, ResourceType::Any));
+        }
         // Each requirement is checked against every scope of the token: a query naming
         // thousands of made-up types (`_type=Aaa,Aab,...`) would cost that many scans.
         if requirements.len() + reached.len() > MAX_REQUIREMENTS {
@@ -845,7 +870,7 @@ impl ScopeEnforcement {
                 || operation.resource_type.as_deref() == Some("Group")
                 || (operation.id.is_none()
                     && operation.resource_type.as_deref().is_none_or(|name| name == "Patient")));
-        let patient_scopes_count = !(other_patient || population_operation);
+        let patient_scopes_count = !(other_patient || population_operation || cascade);
         let scopes = if patient_scopes_count {
             claims.scope_set()
         } else {
@@ -1366,12 +1391,29 @@ fn type_prefix_len(query: &str) -> Option<usize> {
 /// Where a request [`ScopeEnforcement::check`] judges comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
-    /// An HTTP request without a form body; `body`: whether it has a body at all.
-    Http { body: bool },
+    /// An HTTP request without a form body; `body`: whether it has a body at all;
+    /// `cascade_header`: whether it has a [`CASCADE_HEADER`] header. (With a form body,
+    /// only a search or an operation passes, so the header does not matter there.)
+    Http { body: bool, cascade_header: bool },
     /// An HTTP request whose body some server may read as a form.
     HttpWithForm,
     /// An entry of a batch or transaction bundle, which a handler checks.
     BundleEntry,
+}
+
+/// The header by which HAPI FHIR lets a delete cascade (`X-Cascade: delete`): whatever its
+/// value, a delete that carries it is checked as one that cascades.
+pub(crate) const CASCADE_HEADER: &str = "x-cascade";
+
+/// Whether a query asks a delete to cascade: a `_cascade` parameter, whatever its value
+/// (HAPI FHIR reads `_cascade=delete`), its name read as a lenient server reads it; a name
+/// that does not decode counts as one.
+fn asks_for_cascade(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        crate::form::decoded_raw_parameter_name(name)
+            .is_none_or(|name| crate::form::reads_as(&name, "_cascade"))
+    })
 }
 
 /// Headers by which some frameworks let a request name another method than its own.

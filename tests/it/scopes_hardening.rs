@@ -1985,3 +1985,93 @@ async fn conditional_create_criteria_keep_a_filter_in_every_reading() {
         );
     }
 }
+
+/// HAPI FHIR's cascading delete (`_cascade=delete`, or the header `X-Cascade: delete`)
+/// deletes every resource that refers to the one deleted, of any type and any patient: it
+/// needs a whole-type `d` on every type from `user/` or `system/` scopes, however the
+/// parameter is spelled, with any value or none, on an instance or a conditional delete,
+/// through a method override and in a bundle entry. A plain delete needs `d` on its type.
+#[tokio::test]
+async fn a_cascading_delete_needs_delete_on_every_type() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let one_type = [("scope", json!("system/Patient.rds"))];
+    let every_type = [("scope", json!("system/*.rds"))];
+    let in_context = |scope: &str| [("scope", json!(scope)), ("patient", json!("123"))];
+    for path in [
+        "/fhir/Patient/123?_cascade=delete",
+        "/fhir/Patient/123?_CASCADE=delete",
+        "/fhir/Patient/123?%5Fcascade=delete",
+        "/fhir/Patient/123?_cascade",
+        "/fhir/Patient/123?_cascade=",
+        "/fhir/Patient/123?_cascade=none",
+        "/fhir/Patient/123?a=b;_cascade=delete",
+        "/fhir/Patient/123?+_cascade+=delete",
+        "/fhir/Patient/123?_cascade[]=delete",
+        "/fhir/Patient/123?_cascade%00=delete",
+        // A name that does not decode may be anything.
+        "/fhir/Patient/123?_cas%ZZcade=delete",
+        "/fhir/Patient?_id=123&_cascade=delete",
+    ] {
+        let answer = app.call("DELETE", path, &one_type).await;
+        app.assert_denied(&answer, "system/*.d", path);
+        let answer = app.call("DELETE", path, &every_type).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+        // `patient/` scopes never allow it: it reaches other patients' data.
+        let answer = app.call("DELETE", path, &in_context("patient/*.rds")).await;
+        app.assert_refused(&answer, None, path);
+        let answer = app
+            .call("DELETE", path, &in_context("patient/*.rds user/*.rds"))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+    // The header, whatever its value; on a delete only.
+    for value in ["delete", "DELETE", "", "none"] {
+        let headers = [("X-Cascade", value)];
+        let answer = app
+            .call_with_headers("DELETE", "/fhir/Patient/123", &one_type, &headers)
+            .await;
+        app.assert_denied(&answer, "system/*.d", value);
+        let answer = app
+            .call_with_headers("DELETE", "/fhir/Patient/123", &every_type, &headers)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{value}: {answer:?}");
+        let answer = app
+            .call_with_headers("GET", "/fhir/Patient/123", &one_type, &headers)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{value}: {answer:?}");
+    }
+    // A delete named by a method override cascades as one.
+    let answer = app
+        .call_with_headers(
+            "GET",
+            "/fhir/Patient/123?_cascade=delete",
+            &one_type,
+            &[("X-HTTP-Method-Override", "DELETE")],
+        )
+        .await;
+    app.assert_denied(&answer, "system/*.d", "override");
+    // Other parameters are no cascade; other methods ignore the parameter.
+    for (method, path) in [
+        ("DELETE", "/fhir/Patient/123"),
+        ("DELETE", "/fhir/Patient/123?_cascades=x"),
+        ("DELETE", "/fhir/Patient?_id=123"),
+        ("GET", "/fhir/Patient/123?_cascade=delete"),
+    ] {
+        let answer = app.call(method, path, &one_type).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
+    }
+    // A bundle entry's URL.
+    let claims = smart_auth::testing::ClaimsBuilder::new()
+        .scope("system/Patient.rds")
+        .build();
+    let enforcement = ScopeEnforcement::new();
+    let denied = enforcement
+        .check_bundle_entry(&claims, "DELETE", "Patient/123?_cascade=delete")
+        .unwrap_err();
+    assert_eq!(denied.required_scope(), Some("system/*.d"));
+    assert!(
+        enforcement
+            .check_bundle_entry(&claims, "DELETE", "Patient/123")
+            .is_ok()
+    );
+}
