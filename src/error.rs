@@ -590,6 +590,12 @@ pub enum ConfigError {
     /// keeps its own settings, so it would not check that tokens name the base. Give it the
     /// audience when building it (or, knowingly, `insecure_accept_any_audience`).
     VerifierWithoutAudience,
+    /// Scope enforcement was asked for without a FHIR base
+    /// ([`fhir_base`](crate::SmartAuthBuilder::fhir_base) or
+    /// [`served_at_path`](crate::SmartAuthBuilder::served_at_path), `"/"` for an API at the
+    /// root): the prefix an API is mounted under (`/Fhir`, `/Acme`) would read as a
+    /// resource type.
+    EnforcementWithoutBase,
     /// A registry of issuers was given no verifier.
     NoIssuer,
     /// Two verifiers of one layer name the same issuer: the token's `iss` could not choose
@@ -663,6 +669,10 @@ impl fmt::Display for ConfigError {
             Self::VerifierWithoutAudience => f.write_str(
                 "a verifier built without an audience cannot take the layer's FHIR base as its \
                  audience: give it one when building it",
+            ),
+            Self::EnforcementWithoutBase => f.write_str(
+                "scope enforcement needs the FHIR base: set fhir_base or served_at_path \
+                 (\"/\" for an API at the root)",
             ),
             Self::NoIssuer => f.write_str("no issuer is configured"),
             Self::DuplicateIssuer => f.write_str("two verifiers are configured for one issuer"),

@@ -457,7 +457,11 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
 
     /// Checks every verified request against the token's SMART scopes before the handler
     /// runs (see [`ScopeEnforcement`]); refused requests get 403 `insufficient_scope`. The
-    /// enforcement's base path is the path of the [FHIR base](Self::fhir_base).
+    /// enforcement's base path is the path of the [FHIR base](Self::fhir_base), or
+    /// [`served_at_path`](Self::served_at_path): one of the two is required
+    /// ([`ConfigError::EnforcementWithoutBase`] otherwise), `served_at_path("/")` for an API
+    /// at the root. Without it, the prefix an API is mounted under (`/Fhir`, `/Acme`) would
+    /// read as a resource type, and the interactions under it as others than they are.
     ///
     /// ```
     /// # #[cfg(feature = "testing")]
@@ -549,14 +553,11 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         let (base_url, base_path) = self.checked_base()?;
         let realm = self.checked_realm(base_url.as_deref())?;
         let public = self.checked_public_routes(base_path.clone())?;
-        let enforcement = self
-            .enforcement
-            .map(|enforcement| {
-                enforcement
-                    .at_base(base_path.as_deref().unwrap_or("/"))
-                    .checked()
-            })
-            .transpose()?;
+        let enforcement = match (self.enforcement, base_path.as_deref()) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::EnforcementWithoutBase),
+            (Some(enforcement), Some(base)) => Some(enforcement.at_base(base).checked()?),
+        };
         let mut verifiers = vec![self.first.into_verifier(base_url.as_deref())?];
         for extra in self.extra {
             verifiers.push(match extra {

@@ -444,3 +444,41 @@ fn configured_urls_query_and_fragment_rules() {
         );
     }
 }
+
+/// Scope enforcement needs to know where FHIR is: without a base, the prefix an API is
+/// mounted under (`/Fhir`, `/Acme`) would read as a resource type, and a conditional update
+/// of Observation under it as an update of the instance `Observation` of type `Fhir`. A
+/// root API says so with `served_at_path("/")` or a base URL without a path.
+#[test]
+fn scope_enforcement_needs_a_fhir_base() {
+    let builder = || {
+        SmartAuthLayer::builder("https://auth.example.org")
+            .audience("https://fhir.example.org")
+            .enforce_scopes(ScopeEnforcement::new())
+    };
+    assert!(matches!(
+        builder().build(),
+        Err(smart_auth::ConfigError::EnforcementWithoutBase)
+    ));
+    assert_eq!(
+        builder()
+            .served_at_path("/")
+            .build()
+            .unwrap()
+            .fhir_base_path(),
+        ""
+    );
+    let layer = SmartAuthLayer::builder("https://auth.example.org")
+        .fhir_base("https://fhir.example.org")
+        .enforce_scopes(ScopeEnforcement::new())
+        .build()
+        .unwrap();
+    assert_eq!(layer.fhir_base_path(), "");
+    // Without enforcement, no base is needed.
+    assert!(
+        SmartAuthLayer::builder("https://auth.example.org")
+            .audience("https://fhir.example.org")
+            .build()
+            .is_ok()
+    );
+}

@@ -1804,6 +1804,7 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
     ] {
         let built = SmartAuthLayer::builder("https://auth.example.org")
             .audience("https://fhir.example.org")
+            .served_at_path("/")
             .enforce_scopes(ScopeEnforcement::new().handler_checks_paging_links(parameter))
             .build();
         assert!(
