@@ -59,8 +59,11 @@ pub use static_keys::StaticKeys;
 ///   most the fetch timeout for each request the fetch makes (the key set; before it, up
 ///   to three metadata locations whenever the key set's location is discovered: at first,
 ///   after a failed fetch, and for an unknown `kid`, since the issuer may publish its new
-///   keys at a new location). A signature that fails with the key of a known `kid` makes
-///   the same refetch (the issuer may have put another key under that `kid`).
+///   keys at a new location). A signature that fails with the key of a known `kid` (or,
+///   for a token without one, with the key for its algorithm) makes the same refetch (the
+///   issuer may have put another key under that `kid`, or rotated the one key of an issuer
+///   that names none), and so does a `kid` that names only keys of another type than the
+///   token's algorithm needs (the issuer may have reused the `kid` for a new key type).
 /// - **Failure.** After a failed fetch, no new fetch starts for 10 s. The last good keys
 ///   keep being used for up to 24 h after they were fetched (max stale); only with no
 ///   usable keys at all is the answer 503.
@@ -519,7 +522,10 @@ impl KeyStore {
             }
         }
         match snapshot.keys.select(kid, alg) {
-            Selection::NotFound => {
+            // A `kid` no key carries, or one that names only keys that may not verify this
+            // `alg`: the issuer may have rotated to a new key, or put a key of another type
+            // under the same `kid` (RFC 7517 section 4.5 does not tie a `kid` to one key).
+            selection @ (Selection::NotFound | Selection::Unusable) => {
                 let Some(fetch) = self.fetch_for(Need::UnknownKid) else {
                     if self.last_fetch_failed() {
                         // The issuer may have rotated to this key while its key set cannot
@@ -533,7 +539,7 @@ impl KeyStore {
                     tracing::debug!(
                         "unknown kid inside the refetch cooldown: refused without fetching"
                     );
-                    return Err(AuthError::new(ErrorKind::UnknownKey));
+                    return chosen(snapshot, selection);
                 };
                 tracing::debug!("unknown kid: refetching the key set");
                 match fetch.await {
@@ -547,9 +553,11 @@ impl KeyStore {
         }
     }
 
-    /// After a signature failed to verify with `previous`, a fetched key named by `kid`:
-    /// the issuer may have replaced the key under the same `kid` (RFC 7517 section 4.5
-    /// does not tie a `kid` to one key for ever), after a compromise say. A refetch, which
+    /// After a signature failed to verify with `previous`, a fetched key named by `kid` (or,
+    /// for a token without one, a fetched key without one for its `alg`): the issuer may
+    /// have replaced the key under the same `kid` (RFC 7517 section 4.5 does not tie a
+    /// `kid` to one key for ever), after a compromise say, or rotated the one key of an
+    /// issuer that names none (AD FS). A refetch, which
     /// shares the unknown-`kid` cooldown (a flood of bad signatures costs the issuer no
     /// more than a flood of made-up `kid`s), that finds another key under that `kid`
     /// gives it; otherwise `None`, and the refusal stands. The new set also replaces the
@@ -563,9 +571,8 @@ impl KeyStore {
         if self.static_keys.is_some() {
             return None;
         }
-        kid?;
         let fetch = self.fetch_for(Need::UnknownKid)?;
-        tracing::debug!("a signature failed with a known kid: refetching the key set");
+        tracing::debug!("a signature failed with a known key: refetching the key set");
         let chosen = choose(fetch.await.ok()?, kid, alg).ok()?;
         chosen.has_key_outside(previous).then_some(chosen)
     }

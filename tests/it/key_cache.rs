@@ -1502,3 +1502,80 @@ async fn a_hanging_refresh_never_holds_requests() {
     );
     assert_eq!(app.issuer.jwks_fetches(), 2);
 }
+
+/// The one public key of `issuer` for `alg`'s curve (`crv`), as its JWK.
+fn jwk_on_curve(issuer: &TestIssuer, crv: &str) -> Value {
+    issuer.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["crv"] == crv)
+        .unwrap()
+        .clone()
+}
+
+/// An issuer that names no keys (AD FS) rotates its key: a token without `kid` whose
+/// signature fails with the cached key makes one refetch, inside the unknown-`kid`
+/// cooldown, as a token naming a replaced `kid` does. Before, its tokens were refused until
+/// the key set's TTL ran out.
+#[tokio::test]
+async fn an_issuer_without_kids_rotates_its_key() {
+    let app = app(|b| b).await;
+    let alg = SigningAlgorithm::ES256;
+    let without_kid = |issuer: &TestIssuer| {
+        let mut key = jwk_on_curve(issuer, "P-256");
+        key.as_object_mut().unwrap().remove("kid");
+        JwksBehaviour::Body(json!({ "keys": [key] }).to_string())
+    };
+    app.issuer.set_jwks_behaviour(without_kid(&app.issuer));
+    let old = app.issuer.token().alg(alg).no_kid().sign();
+    assert_eq!(status(&app, &old).await, StatusCode::OK);
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    let other = TestIssuer::builder().clock(app.clock.clone()).start().await;
+    app.issuer.set_jwks_behaviour(without_kid(&other));
+    let new = other
+        .token()
+        .alg(alg)
+        .no_kid()
+        .claim("iss", app.issuer.url())
+        .audience(app.issuer.audience())
+        .sign();
+    assert_eq!(status(&app, &new).await, StatusCode::OK, "the new key");
+    assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch");
+    // The old key's token: refused, inside the cooldown without a fetch.
+    app.assert_invalid_token(&old, "the token's signature is not valid")
+        .await;
+    assert_eq!(app.issuer.jwks_fetches(), 2);
+}
+
+/// An issuer puts a key of another type under a `kid` it used before: a token naming that
+/// `kid` with an algorithm the cached key may not verify makes one refetch (inside the
+/// unknown-`kid` cooldown) instead of being refused until the key set's TTL ran out. Inside
+/// the cooldown, such a token is refused without a fetch.
+#[tokio::test]
+async fn a_kid_reused_for_another_key_type_is_fetched_again() {
+    let app = app(|b| b).await;
+    let old = app.issuer.token().alg(SigningAlgorithm::ES256).sign();
+    assert_eq!(status(&app, &old).await, StatusCode::OK);
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    let kid = app.issuer.current_kid(SigningAlgorithm::ES256);
+    let other = TestIssuer::builder().clock(app.clock.clone()).start().await;
+    let mut replacement = jwk_on_curve(&other, "Ed25519");
+    replacement["kid"] = json!(kid);
+    app.issuer.set_jwks_behaviour(JwksBehaviour::Body(
+        json!({ "keys": [replacement] }).to_string(),
+    ));
+    let new = other
+        .token()
+        .alg(SigningAlgorithm::EdDSA)
+        .kid(kid.clone())
+        .claim("iss", app.issuer.url())
+        .audience(app.issuer.audience())
+        .sign();
+    assert_eq!(status(&app, &new).await, StatusCode::OK, "the new key");
+    assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch");
+    // The old token names the kid with ES256, which the new key may not verify.
+    app.assert_invalid_token(&old, "the token's signing algorithm is not accepted")
+        .await;
+    assert_eq!(app.issuer.jwks_fetches(), 2, "inside the cooldown");
+}
