@@ -341,6 +341,12 @@ impl VerifierBuilder {
     /// by the name the token's header gives: allowing `EdDSA` does not allow RFC 9864's
     /// `Ed25519`, although the signature is the same.
     ///
+    /// A key is bound to the algorithm its JWK's `alg` names. A key published without
+    /// `alg` (Entra ID, AD FS and others publish RSA keys so) verifies every allowed
+    /// algorithm of its type: an RSA key RS256 to RS512 and PS256 to PS512. RFC 8725
+    /// section 3.1 wants each key used with one algorithm only: list the issuer's
+    /// algorithm here to bind its keys to it.
+    ///
     /// ```
     /// use smart_auth::{ConfigError, SigningAlgorithm, TokenVerifier};
     ///
