@@ -622,7 +622,11 @@ impl ScopeEnforcement {
         } else {
             Origin::Http {
                 body: has_body(),
-                cascade_header: headers.contains_key(CASCADE_HEADER),
+                // Only a delete cascades: others do not pay for the lookup.
+                cascade_header: (method == http::Method::DELETE
+                    || overridden_method
+                    || method_parameters)
+                    && headers.contains_key(CASCADE_HEADER),
             }
         };
         let check_as = |method: &str| {

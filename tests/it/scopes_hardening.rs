@@ -2051,6 +2051,27 @@ async fn a_cascading_delete_needs_delete_on_every_type() {
         )
         .await;
     app.assert_denied(&answer, "system/*.d", "override");
+    let answer = app
+        .call_with_headers(
+            "GET",
+            "/fhir/Patient/123",
+            &one_type,
+            &[
+                ("X-HTTP-Method-Override", "DELETE"),
+                ("X-Cascade", "delete"),
+            ],
+        )
+        .await;
+    app.assert_denied(&answer, "system/*.d", "override and header");
+    let answer = app
+        .call_with_headers(
+            "GET",
+            "/fhir/Patient/123?_method=DELETE",
+            &one_type,
+            &[("X-Cascade", "delete")],
+        )
+        .await;
+    app.assert_denied(&answer, "system/*.d", "_method and header");
     // Other parameters are no cascade; other methods ignore the parameter.
     for (method, path) in [
         ("DELETE", "/fhir/Patient/123"),
