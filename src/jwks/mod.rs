@@ -527,6 +527,11 @@ impl KeyStore {
             // under the same `kid` (RFC 7517 section 4.5 does not tie a `kid` to one key).
             selection @ (Selection::NotFound | Selection::Unusable) => {
                 let Some(fetch) = self.fetch_for(Need::UnknownKid) else {
+                    // The refetch another request started may have ended between reading
+                    // the keys and now: its keys decide.
+                    if let Some(newer) = self.newer_snapshot(&snapshot) {
+                        return choose(newer, kid, alg);
+                    }
                     if self.last_fetch_failed() {
                         // The issuer may have rotated to this key while its key set cannot
                         // be fetched: unknown is not proven, so 503 (ask again later), not
@@ -571,9 +576,17 @@ impl KeyStore {
         if self.static_keys.is_some() {
             return None;
         }
-        let fetch = self.fetch_for(Need::UnknownKid)?;
-        tracing::debug!("a signature failed with a known key: refetching the key set");
-        let chosen = choose(fetch.await.ok()?, kid, alg).ok()?;
+        // Keys installed since `previous` was chosen (by a refetch another request started,
+        // which may have ended a moment ago) or fetched now.
+        let keys = match self.newer_snapshot(&previous.snapshot) {
+            Some(newer) => newer,
+            None => {
+                let fetch = self.fetch_for(Need::UnknownKid)?;
+                tracing::debug!("a signature failed with a known key: refetching the key set");
+                fetch.await.ok()?
+            }
+        };
+        let chosen = choose(keys, kid, alg).ok()?;
         chosen.has_key_outside(previous).then_some(chosen)
     }
 
@@ -634,6 +647,13 @@ impl KeyStore {
     /// poisoned lock still holds consistent data (every update is a single assignment).
     fn lock_state(&self) -> std::sync::MutexGuard<'_, RefreshState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The usable key set in use, when it is another than `than` (installed since `than`
+    /// was read).
+    fn newer_snapshot(&self, than: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+        self.usable_snapshot(Instant::now())
+            .filter(|current| !Arc::ptr_eq(current, than))
     }
 
     fn usable_snapshot(&self, now: Instant) -> Option<Arc<Snapshot>> {
