@@ -485,6 +485,9 @@ pub(crate) struct ClaimNames {
     /// The character the issuer writes in place of the `/` after `patient`, `user` or
     /// `system` in a scope.
     pub(crate) scope_context_separator: Option<char>,
+    /// This server's FHIR base URLs (the configured audiences): the `locations` an
+    /// `authorization_details` entry names when its grant is meant for this server.
+    pub(crate) locations: Vec<String>,
 }
 
 impl Default for ClaimNames {
@@ -504,6 +507,7 @@ impl Default for ClaimNames {
             fhir_user: vec!["fhirUser".into()],
             required: Vec::new(),
             scope_context_separator: None,
+            locations: Vec::new(),
         }
     }
 }
@@ -525,6 +529,7 @@ impl ClaimNames {
                 | "tenant"
                 | "fhirContext"
                 | "cnf"
+                | "authorization_details"
         ) || other_token_mark(name).is_some()
             || [&self.scope, &self.client_id, &self.patient, &self.fhir_user]
                 .iter()
@@ -635,6 +640,64 @@ impl ClaimSource for SelectedMembers<'_> {
     }
 }
 
+/// The members of an `authorization_details` entry (RFC 9396) that replace the token's own
+/// claims when the entry's grant is meant for this server (SMART App Launch 2.2,
+/// "Authorization Details for Multiple Servers").
+const GRANT_MEMBERS: [&str; 4] = ["scope", "patient", "encounter", "fhirContext"];
+
+/// The `smart_on_fhir` entry of the token's `authorization_details` (RFC 9396) whose
+/// `locations` name this server (one of `locations`, its configured audiences): a token
+/// usable at several FHIR servers may grant each its own scope, patient, encounter and
+/// `fhirContext` there. `None` when no entry names this server: the token's own claims
+/// apply. Entries of other types are not read. Refused ([`ErrorKind::InvalidClaim`]): a
+/// claim that is not an array of objects each with a string `type`, a `smart_on_fhir` entry
+/// without a `locations` array of strings, two entries naming this server (which grant
+/// would hold?), and, with no audience configured (so this server's base is unknown), an
+/// entry with a grant of its own (it may be meant for this server).
+fn grant_for_this_server<'a>(
+    raw: &'a impl ClaimSource,
+    locations: &[String],
+) -> Result<Option<&'a Map<String, Value>>, ErrorKind> {
+    let Some(details) = raw.claim("authorization_details") else {
+        return Ok(None);
+    };
+    let Member::Json(Value::Array(entries)) = details else {
+        return Err(ErrorKind::InvalidClaim);
+    };
+    let mut found = None;
+    for entry in entries {
+        let Value::Object(entry) = entry else {
+            return Err(ErrorKind::InvalidClaim);
+        };
+        match entry.get("type") {
+            Some(Value::String(kind)) if kind == "smart_on_fhir" => {}
+            Some(Value::String(_)) => continue,
+            _ => return Err(ErrorKind::InvalidClaim),
+        }
+        let Some(Value::Array(named)) = entry.get("locations") else {
+            return Err(ErrorKind::InvalidClaim);
+        };
+        let mut names_this_server = false;
+        for location in named {
+            let Value::String(location) = location else {
+                return Err(ErrorKind::InvalidClaim);
+            };
+            names_this_server |= locations.iter().any(|ours| ours == location);
+        }
+        let grants = GRANT_MEMBERS.iter().any(|name| entry.contains_key(*name));
+        if locations.is_empty() && grants {
+            return Err(ErrorKind::InvalidClaim);
+        }
+        if names_this_server {
+            if found.is_some() {
+                return Err(ErrorKind::InvalidClaim);
+            }
+            found = Some(entry);
+        }
+    }
+    Ok(found)
+}
+
 /// The value of the first of `names` present in `object`, with its name.
 fn first_present<'a>(
     object: &'a impl ClaimSource,
@@ -709,7 +772,13 @@ impl SmartClaims {
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let scope_text = match names.scope.iter().find_map(|name| raw.claim(name)) {
+        // A grant the token makes for this server alone replaces the token's own scope and
+        // launch context.
+        let here = grant_for_this_server(raw, &names.locations)?;
+        let in_grant = |name: &str| here.and_then(|grant| grant.get(name)).map(Member::of);
+        let scope_claim =
+            in_grant("scope").or_else(|| names.scope.iter().find_map(|name| raw.claim(name)));
+        let scope_text = match scope_claim {
             None => Cow::Borrowed(""),
             Some(Member::Text(list)) => scope_text_of_string(list),
             Some(Member::Json(Value::Array(items))) => {
@@ -731,7 +800,7 @@ impl SmartClaims {
             Some(Member::Text(id)) => (!is_blank(id)).then_some(id),
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let fhir_context = match raw.claim("fhirContext") {
+        let fhir_context = match in_grant("fhirContext").or_else(|| raw.claim("fhirContext")) {
             None => Vec::new(),
             Some(Member::Json(Value::Array(items))) => items
                 .iter()
@@ -749,9 +818,12 @@ impl SmartClaims {
             }
             Some(_) => return Err(ErrorKind::InvalidClaim),
         };
-        let patient = match first_present(raw, &names.patient) {
+        let patient = match in_grant("patient").map(|value| ("patient", value)) {
             Some((name, value)) => launch_context_id(name, "Patient", value)?,
-            None => None,
+            None => match first_present(raw, &names.patient) {
+                Some((name, value)) => launch_context_id(name, "Patient", value)?,
+                None => None,
+            },
         };
         let fhir_user = match first_present(raw, &names.fhir_user) {
             Some((_, value)) => non_blank(value)?,
@@ -761,7 +833,7 @@ impl SmartClaims {
         let issued_at = optional_numeric_date(raw, "iat", Round::Up)?;
         let not_before = optional_numeric_date(raw, "nbf", Round::Up)?;
         let jwt_id = non_blank_string(raw, "jti")?;
-        let encounter = match raw.claim("encounter") {
+        let encounter = match in_grant("encounter").or_else(|| raw.claim("encounter")) {
             Some(value) => launch_context_id("encounter", "Encounter", value)?,
             None => None,
         };
@@ -981,6 +1053,15 @@ impl SmartClaims {
     }
     /// The granted scopes as sent, from the first present claim of the configured list
     /// (default `scope`, then `scp`), whether a space-separated string or an array.
+    ///
+    /// A token usable at several FHIR servers may grant each its own (SMART App Launch 2.2,
+    /// `authorization_details`, RFC 9396): when an entry of type `smart_on_fhir` names this
+    /// server in its `locations` (one of the verifier's audiences), its `scope`, `patient`,
+    /// `encounter` and `fhirContext`, where it has them, replace the token's own, here and
+    /// in [`patient`](Self::patient), [`encounter`](Self::encounter) and
+    /// [`fhir_context`](Self::fhir_context) ([`claim`](Self::claim) still reads the token's
+    /// own). Malformed details, two entries naming this server, and, without a configured
+    /// audience, an entry with a grant of its own make the token invalid.
     ///
     /// Only well-formed RFC 6749 scope tokens are listed. A string claim is split at space
     /// characters only; a token (or array item) holding any character outside the
@@ -1718,6 +1799,93 @@ mod tests {
             panic!("object")
         };
         SmartClaims::from_payload(map, &names())
+    }
+
+    /// SMART 2.2's grants for several servers (`authorization_details`, RFC 9396): the
+    /// `smart_on_fhir` entry naming this server replaces the token's scope, patient,
+    /// encounter and `fhirContext` (each only where the entry has it); entries for other
+    /// servers and of other types leave them; malformed details, two entries for this
+    /// server, and a grant that may be meant for a server whose base is unknown are refused.
+    #[test]
+    fn a_grant_for_this_server_replaces_the_tokens_own() {
+        let here = "https://ehr.example/fhir/r2";
+        let at = |locations: &[&str]| ClaimNames {
+            locations: locations.iter().map(|l| (*l).to_owned()).collect(),
+            ..ClaimNames::default()
+        };
+        let read = |details: Value, names: &ClaimNames| {
+            let Value::Object(map) = json!({
+                "iss": "https://as.example", "exp": 2_000_000_000, "scope": "patient/*.rs",
+                "patient": "r4-123", "encounter": "e-4", "fhirContext": ["Observation/4"],
+                "authorization_details": details,
+            }) else {
+                unreachable!()
+            };
+            SmartClaims::from_payload(map, names)
+        };
+        let names = at(&[here, "https://ehr.example/fhir/r2/"]);
+        let other_server = json!({
+            "type": "smart_on_fhir", "locations": ["https://ehr.example/fhir/r4"],
+            "scope": "patient/*.cruds", "patient": "r4-999",
+        });
+        let this_server = json!({
+            "type": "smart_on_fhir", "locations": ["https://x.example", here],
+            "fhirVersions": ["1.0.2"], "scope": "patient/Patient.rs", "patient": "Patient/r2-456",
+            "fhirContext": [{"reference": "Encounter/9"}],
+        });
+        let claims = read(
+            json!([{"type": "payment_initiation", "locations": 7}, other_server, this_server]),
+            &names,
+        )
+        .unwrap();
+        assert_eq!(claims.scopes(), ["patient/Patient.rs"]);
+        assert_eq!(claims.patient(), Some("r2-456"));
+        // Not in the entry: the token's own.
+        assert_eq!(claims.encounter(), Some("e-4"));
+        assert_eq!(claims.fhir_context()[0].reference(), Some("Encounter/9"));
+        assert!(!claims.permits(Interaction::Read, "Observation"));
+        // No entry for this server: the token's own claims.
+        for details in [
+            json!([]),
+            json!([other_server.clone()]),
+            json!([{"type": "other"}]),
+        ] {
+            let claims = read(details.clone(), &names).unwrap();
+            assert_eq!(claims.scopes(), ["patient/*.rs"], "{details}");
+            assert_eq!(claims.patient(), Some("r4-123"), "{details}");
+        }
+        // Refused.
+        let refused = [
+            json!({"type": "smart_on_fhir", "locations": [here]}),
+            json!("smart_on_fhir"),
+            json!(null),
+            json!([null]),
+            json!([{"locations": [here]}]),
+            json!([{"type": 7}]),
+            json!([{"type": "smart_on_fhir"}]),
+            json!([{"type": "smart_on_fhir", "locations": here}]),
+            json!([{"type": "smart_on_fhir", "locations": [here, 7]}]),
+            json!([this_server.clone(), this_server.clone()]),
+            // A wrong type in the grant for this server.
+            json!([{"type": "smart_on_fhir", "locations": [here], "patient": 7}]),
+            json!([{"type": "smart_on_fhir", "locations": [here], "scope": {"a": 1}}]),
+        ];
+        for details in refused {
+            assert_eq!(
+                read(details.clone(), &names).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{details}"
+            );
+        }
+        // This server's base unknown (no audience): a grant may be meant for it.
+        let unknown = at(&[]);
+        assert_eq!(
+            read(json!([other_server]), &unknown).err(),
+            Some(ErrorKind::InvalidClaim)
+        );
+        let without_grant =
+            json!([{"type": "smart_on_fhir", "locations": [here], "fhirVersions": ["4.0.1"]}]);
+        assert!(read(without_grant, &unknown).is_ok());
     }
 
     /// `aud` in every form: one string, a list of one, several, none, an empty list; the

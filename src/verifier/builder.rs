@@ -863,6 +863,9 @@ impl VerifierBuilder {
             return Err(ConfigError::InvalidClaimRule { field: "audience" });
         }
         let no_audience = self.audiences.is_empty();
+        // The audiences are this server's FHIR base URLs: the locations of a grant meant
+        // for it in `authorization_details`.
+        let locations = self.audiences.clone();
         let audience = match (no_audience, self.any_audience) {
             (false, true) => return Err(ConfigError::ConflictingAudience),
             (_, true) if !self.clients_without_audience.is_empty() => {
@@ -927,6 +930,7 @@ impl VerifierBuilder {
                 fhir_user: self.fhir_user_claims,
                 required: self.required_claims,
                 scope_context_separator: self.scope_context_separator,
+                locations,
             },
             max_token_length: self.max_token_length,
             clock: self.clock,

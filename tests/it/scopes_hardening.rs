@@ -2097,3 +2097,45 @@ async fn a_cascading_delete_needs_delete_on_every_type() {
             .is_ok()
     );
 }
+
+/// A token usable at several FHIR servers (SMART 2.2, `authorization_details`, RFC 9396)
+/// grants this server what its entry says: the entry naming this server's base replaces
+/// the token's scope and patient, through the layer and its enforcement. Before, the
+/// token's wider scope and another server's patient applied here.
+#[tokio::test]
+async fn a_grant_for_this_server_narrows_the_token() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let here = app.issuer.audience().to_owned();
+    let claims = |entries: Value| {
+        [
+            ("scope", json!("patient/*.rs")),
+            ("patient", json!("r4-123")),
+            ("authorization_details", entries),
+        ]
+    };
+    let narrowed = claims(json!([
+        {"type": "smart_on_fhir", "locations": ["https://other.example/fhir"], "scope": "patient/*.cruds"},
+        {"type": "smart_on_fhir", "locations": [here], "scope": "patient/Patient.rs", "patient": "r2-456"},
+    ]));
+    let answer = app.call("GET", "/fhir/Patient/r2-456", &narrowed).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    for path in ["/fhir/Observation?patient=r2-456", "/fhir/Patient/r4-123"] {
+        let answer = app.call("GET", path, &narrowed).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}: {answer:?}");
+    }
+    // An entry for another server only: the token's own grant.
+    let elsewhere = claims(json!([
+        {"type": "smart_on_fhir", "locations": ["https://other.example/fhir"], "scope": "patient/Patient.rs"},
+    ]));
+    let answer = app
+        .call("GET", "/fhir/Observation?patient=r4-123", &elsewhere)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    // Two grants for this server: which would hold? The token is refused.
+    let twice = claims(json!([
+        {"type": "smart_on_fhir", "locations": [here], "scope": "patient/Patient.rs"},
+        {"type": "smart_on_fhir", "locations": [here], "scope": "patient/*.rs"},
+    ]));
+    let answer = app.call("GET", "/fhir/Patient/r4-123", &twice).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+}
