@@ -826,7 +826,7 @@ impl SmartClaims {
             },
         };
         let fhir_user = match first_present(raw, &names.fhir_user) {
-            Some((_, value)) => non_blank(value)?,
+            Some((name, value)) => fhir_user_reference(name, value)?,
             None => None,
         };
         let subject = non_blank_string(raw, "sub")?;
@@ -1395,9 +1395,12 @@ impl SmartClaims {
     }
     /// `fhirUser`: the FHIR resource (Practitioner, Patient, ...) of the user, from the
     /// first present claim of the configured list (default `fhirUser`; see
-    /// [`VerifierBuilder::fhir_user_claims`](crate::VerifierBuilder::fhir_user_claims));
-    /// `None` when the claim is absent, empty or whitespace-only, and a claim of another
-    /// JSON type makes the token invalid.
+    /// [`VerifierBuilder::fhir_user_claims`](crate::VerifierBuilder::fhir_user_claims)),
+    /// as written: a reference to a Patient, Practitioner, PractitionerRole, RelatedPerson
+    /// or Person, relative (`Practitioner/7`) or an absolute `https` (or `http`) URL ending
+    /// so. `None` when the claim is absent or is no such reference (blank, whitespace or
+    /// control characters, another type, a version, a query or fragment, a `.` or `..`
+    /// segment), and a claim of another JSON type makes the token invalid.
     ///
     /// ```
     /// # #[cfg(feature = "testing")] {
@@ -1405,7 +1408,11 @@ impl SmartClaims {
     ///
     /// let claims = ClaimsBuilder::new().fhir_user("Practitioner/7").build();
     /// assert_eq!(claims.fhir_user(), Some("Practitioner/7"));
+    /// let url = "https://ehr.example/fhir/PractitionerRole/7";
+    /// assert_eq!(ClaimsBuilder::new().fhir_user(url).build().fhir_user(), Some(url));
     /// assert_eq!(ClaimsBuilder::new().fhir_user(" ").build().fhir_user(), None);
+    /// let elsewhere = ClaimsBuilder::new().fhir_user("Practitioner/7/../../Patient/1").build();
+    /// assert_eq!(elsewhere.fhir_user(), None);
     /// # }
     /// ```
     pub fn fhir_user(&self) -> Option<&str> {
@@ -1625,21 +1632,63 @@ fn is_fhir_id(text: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
 }
 
+/// The resource types a `fhirUser` names (SMART App Launch: the user's own resource).
+const FHIR_USER_TYPES: [&str; 5] = [
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "RelatedPerson",
+    "Person",
+];
+
+/// A present `fhirUser` claim (`name`): a reference to a resource of one of
+/// [`FHIR_USER_TYPES`], relative (`Practitioner/7`) or an absolute `https` or `http` URL
+/// ending so (`https://ehr.example/fhir/Practitioner/7`), with a FHIR id, kept as written.
+/// Anything else (blank, whitespace or control characters, another type, a version, a
+/// query or fragment, a dot segment, a relative reference with more segments) is no
+/// `fhirUser`: a handler that limits a `user/` grant by it, or builds a URL from it, must
+/// not be led elsewhere. Other JSON types are invalid.
+fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a str>, ErrorKind> {
+    let Member::Text(text) = value else {
+        return Err(ErrorKind::InvalidClaim);
+    };
+    let path = match text.split_once("://") {
+        Some(("https" | "http", rest)) => rest.split_once('/').map(|(_, path)| path),
+        Some(_) => None,
+        None => Some(text),
+    };
+    let relative = !text.contains("://");
+    let names_a_user = path.is_some_and(|path| {
+        let segments: Vec<&str> = path.split('/').collect();
+        let [.., resource_type, id] = segments.as_slice() else {
+            return false;
+        };
+        FHIR_USER_TYPES.contains(resource_type)
+            && is_fhir_id(id)
+            && (!relative || segments.len() == 2)
+            && segments
+                .iter()
+                .all(|segment| *segment != "." && *segment != "..")
+    }) && text.bytes().all(|byte| {
+        crate::fetch::is_uri_character(byte) && byte != b'?' && byte != b'#' && byte != b'%'
+    });
+    if !names_a_user {
+        // The value is token content: say only which claim was ignored.
+        tracing::debug!(
+            claim = name,
+            "ignoring a fhirUser that names no user resource"
+        );
+        return Ok(None);
+    }
+    Ok(Some(text))
+}
+
 /// A string claim where a blank value counts as absent. Other JSON types are invalid.
 fn non_blank_string<'a>(
     object: &'a impl ClaimSource,
     name: &str,
 ) -> Result<Option<&'a str>, ErrorKind> {
     Ok(optional_string(object, name)?.filter(|value| !is_blank(value)))
-}
-
-/// A present string claim value where a blank value counts as absent. Other JSON types are
-/// invalid.
-fn non_blank(value: Member<'_>) -> Result<Option<&str>, ErrorKind> {
-    match value {
-        Member::Text(text) => Ok((!is_blank(text)).then_some(text)),
-        Member::Json(_) => Err(ErrorKind::InvalidClaim),
-    }
 }
 
 /// A present launch-context id (`patient`, `encounter`) of the claim `name`: a FHIR
@@ -1799,6 +1848,60 @@ mod tests {
             panic!("object")
         };
         SmartClaims::from_payload(map, &names())
+    }
+
+    /// `fhirUser` names the user's own resource or nothing: relative or absolute
+    /// references to the five user types with a FHIR id pass as written; the hostile
+    /// variants are no `fhirUser`; other JSON types make the token invalid.
+    #[test]
+    fn fhir_user_is_a_reference_to_a_user_resource() {
+        let read = |value: Value| parse(json!({"iss": "i", "exp": 1, "fhirUser": value}));
+        for kept in [
+            "Practitioner/7",
+            "Patient/p-1.2",
+            "PractitionerRole/7",
+            "RelatedPerson/7",
+            "Person/7",
+            "https://ehr.example/fhir/r4/Practitioner/7",
+            "http://localhost:8080/Practitioner/7",
+        ] {
+            assert_eq!(read(json!(kept)).unwrap().fhir_user(), Some(kept), "{kept}");
+        }
+        for ignored in [
+            "",
+            " ",
+            " Practitioner/7",
+            "Practitioner/7 ",
+            "Practitioner/7\r\nx",
+            "7",
+            "Practitioner",
+            "Practitioner/",
+            "Organization/7",
+            "practitioner/7",
+            "Practitioner/7/_history/2",
+            "Practitioner/7/../../Patient/1",
+            "fhir/Practitioner/7",
+            "/Practitioner/7",
+            "Practitioner/7?x=1",
+            "Practitioner/7#x",
+            "Practitioner/%37",
+            "Practitioner/..",
+            "https://ehr.example/fhir/../Practitioner/7",
+            "https://ehr.example",
+            "ftp://ehr.example/Practitioner/7",
+            "urn:uuid:Practitioner/7",
+            "https://ehr.example/Practitioner/7\u{0}",
+        ] {
+            let claims = read(json!(ignored)).unwrap();
+            assert_eq!(claims.fhir_user(), None, "{ignored:?}");
+        }
+        for invalid in [json!(null), json!(7), json!(["Practitioner/7"])] {
+            assert_eq!(
+                read(invalid.clone()).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{invalid}"
+            );
+        }
     }
 
     /// SMART 2.2's grants for several servers (`authorization_details`, RFC 9396): the
