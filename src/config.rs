@@ -32,6 +32,24 @@ where
 }
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};
 
+/// Why a list or map written empty is refused.
+const WRITTEN_EMPTY: &str = "written empty: leave the setting out instead";
+
+/// Reads a list setting that, when written, must hold something: an empty one (a YAML key
+/// whose items are all commented out reads as one) is an error, never the same as leaving
+/// the setting out, which for `audiences` or `required_claims` could turn a check off
+/// unseen.
+fn non_empty_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let list = Vec::<String>::deserialize(deserializer)?;
+    if list.is_empty() {
+        return Err(serde::de::Error::custom(WRITTEN_EMPTY));
+    }
+    Ok(list)
+}
+
 /// The configuration of a [`SmartAuthLayer`] as data: deserialize it with serde from any
 /// format (JSON, TOML, YAML, environment variables through a serde adapter), then
 /// [`build`](Self::build) the layer.
@@ -70,7 +88,7 @@ pub struct SmartAuthConfig {
     #[serde(default)]
     pub optional: bool,
     /// [`SmartAuthBuilder::public_path`], each one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_empty_list")]
     pub public_paths: Vec<String>,
     /// [`SmartAuthBuilder::protect_discovery_and_metadata`] (default `false`).
     #[serde(default)]
@@ -110,13 +128,13 @@ pub struct IssuerConfig {
     /// The issuer identifier, compared exactly with each token's `iss`.
     pub issuer: String,
     /// [`VerifierBuilder::audience`], each one (default: the FHIR base).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_empty_list")]
     pub audiences: Vec<String>,
     /// [`VerifierBuilder::insecure_accept_any_audience`] (default `false`).
     #[serde(default)]
     pub insecure_accept_any_audience: bool,
     /// [`VerifierBuilder::accept_missing_audience_for_clients`] (default none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_empty_list")]
     pub accept_missing_audience_for_clients: Vec<String>,
     /// [`VerifierBuilder::require_client_id`] (default `false`).
     #[serde(default)]
@@ -197,6 +215,9 @@ where
                 }
                 map.insert(name, value);
             }
+            if map.is_empty() {
+                return Err(serde::de::Error::custom(WRITTEN_EMPTY));
+            }
             Ok(map)
         }
     }
@@ -233,7 +254,7 @@ pub struct EnforcementConfig {
     pub resource_types: Option<Vec<String>>,
     /// [`ScopeEnforcement::allow_any_token_under`]: paths under the base for which any
     /// valid token is enough (default none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_empty_list")]
     pub allow_any_token_under: Vec<String>,
 }
 
@@ -608,6 +629,18 @@ mod tests {
             let text =
                 format!(r#"{{"issuers": [{{"issuer": "https://as.example", "{name}": null}}]}}"#);
             assert!(parse(&text).is_err(), "{text}");
+        }
+        // A list or map written empty (a YAML key whose items are all commented out reads
+        // as one) is an error too: `audiences` or `required_claims` would turn a check off.
+        for text in [
+            r#"{"issuers": [{"issuer": "https://as.example", "audiences": []}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "required_claims": {}}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example", "accept_missing_audience_for_clients": []}]}"#,
+            r#"{"issuers": [{"issuer": "https://as.example"}], "public_paths": []}"#,
+            r#"{"issuers": [{"issuer": "https://as.example"}], "enforce_scopes": {"allow_any_token_under": []}}"#,
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains("written empty"), "{text}: {error}");
         }
         for text in [
             r#"{"issuers": [{"issuer": "https://as.example"}], "enforce_scopes": {"resource_types": null}}"#,
