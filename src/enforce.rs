@@ -1444,7 +1444,7 @@ const MAX_OVERRIDE_METHODS: usize = 5;
 /// `method-override` (FHIR defines no such parameter), its name read as a lenient server
 /// reads it (escaped, in another case, with whitespace around it, and `.method` or
 /// `[method`, which PHP renames `_method`), split at `;` too.
-fn has_method_parameter(query: &str) -> bool {
+pub(crate) fn has_method_parameter(query: &str) -> bool {
     method_parameter_values(query).next().is_some()
 }
 

@@ -49,7 +49,9 @@ impl PublicRoutes {
             return true;
         }
         if get_or_head {
-            return self.discovery_and_metadata && self.is_discovery_or_metadata(path);
+            return self.discovery_and_metadata
+                && self.is_discovery_or_metadata(path)
+                && !names_another_method(request);
         }
         *method == Method::OPTIONS
             && (self.cors_preflight
@@ -66,6 +68,20 @@ impl PublicRoutes {
         crate::scopes::is_smart_configuration_path(path, base)
             || path.strip_prefix(base).is_some_and(|rest| rest == METADATA)
     }
+}
+
+/// Whether `request` names another method than its own for a service behind that honours
+/// an override: a method-override header or a `_method` query parameter. Such a `GET` of a
+/// discovery path is no plain read of it, and needs a token.
+fn names_another_method<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    crate::enforce::METHOD_OVERRIDE_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name))
+        || request
+            .uri()
+            .query()
+            .is_some_and(crate::enforce::has_method_parameter)
 }
 
 /// A browser's CORS preflight, exactly (Fetch standard, "CORS-preflight request"): one
@@ -130,6 +146,38 @@ mod tests {
             Classified::NotFhir => "not fhir".into(),
             Classified::Malformed => "malformed".into(),
             Classified::Fhir(other) => format!("{other:?}"),
+        }
+    }
+
+    /// A `GET` or `HEAD` of a discovery path that names another method (a method-override
+    /// header, a `_method` parameter in any spelling a lenient server reads) is no plain
+    /// read of it: it needs a token, as a preflight naming one does.
+    #[test]
+    fn discovery_reads_naming_another_method_need_a_token() {
+        let routes = based("/fhir");
+        for path in ["/fhir/metadata", "/fhir/.well-known/smart-configuration"] {
+            for method in ["GET", "HEAD"] {
+                assert!(is_public(&routes, method, path), "{method} {path}");
+                for query in [
+                    "_method=DELETE",
+                    "_METHOD=POST",
+                    "%5Fmethod=PUT",
+                    "a=b;_method=PUT",
+                ] {
+                    let uri = format!("{path}?{query}");
+                    assert!(!is_public(&routes, method, &uri), "{method} {uri}");
+                }
+                for header in crate::enforce::METHOD_OVERRIDE_HEADERS {
+                    let mut request = request(method, path);
+                    request
+                        .headers_mut()
+                        .insert(header, http::HeaderValue::from_static("DELETE"));
+                    assert!(
+                        !routes.is_public(&request, path),
+                        "{method} {path} {header}"
+                    );
+                }
+            }
         }
     }
 
