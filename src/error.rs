@@ -298,7 +298,9 @@ impl ErrorKind {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 bearer_error: None,
                 challenge: false,
-                description: "SmartAuthLayer does not cover this route",
+                // What is wrong is the server's setup, which the client need not learn
+                // (nor which library it uses): the error log says it.
+                description: "internal server error",
                 issue_code: "exception",
             },
         }

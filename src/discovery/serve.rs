@@ -62,8 +62,30 @@ struct Prepared {
     content_length: HeaderValue,
     cache_control: HeaderValue,
     paths: Vec<String>,
-    /// `{base}/metadata` paths whose answers get `Access-Control-Allow-Origin: *`.
+    /// Whether `{base}/metadata` answers get `Access-Control-Allow-Origin: *`.
+    cors_on_metadata: bool,
+    /// Those `{base}/metadata` paths, one per served path when `cors_on_metadata` is set:
+    /// kept in step with `paths` by [`Prepared::set_paths`].
     metadata_paths: Vec<String>,
+}
+
+impl Prepared {
+    /// Serves at `paths`, and opens the metadata beside each when asked to, whichever
+    /// setting came first.
+    fn set_paths(&mut self, paths: Vec<String>) {
+        self.paths = paths;
+        self.metadata_paths = if self.cors_on_metadata {
+            self.paths
+                .iter()
+                .map(|path| {
+                    let base = path.strip_suffix(WELL_KNOWN).unwrap_or(path);
+                    format!("{base}/metadata")
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+    }
 }
 
 impl SmartDiscoveryLayer {
@@ -86,6 +108,7 @@ impl SmartDiscoveryLayer {
                 body,
                 cache_control: HeaderValue::from_static("public, max-age=3600"),
                 paths: vec![WELL_KNOWN.to_owned()],
+                cors_on_metadata: false,
                 metadata_paths: Vec::new(),
             }),
         }
@@ -118,13 +141,13 @@ impl SmartDiscoveryLayer {
             return Err(DiscoveryError::InvalidValue { field: "base_path" });
         }
         let path = format!("{}{WELL_KNOWN}", base_path.trim_end_matches('/'));
-        Ok(self.map(|prepared| prepared.paths = vec![path]))
+        Ok(self.map(|prepared| prepared.set_paths(vec![path])))
     }
 
     /// Serves under a base path the layer's builder checked (`""` for the root).
     pub(crate) fn at_checked_base(self, base_path: &str) -> Self {
         let path = format!("{base_path}{WELL_KNOWN}");
-        self.map(|prepared| prepared.paths = vec![path])
+        self.map(|prepared| prepared.set_paths(vec![path]))
     }
 
     /// Also serves at `/.well-known/smart-configuration`.
@@ -143,7 +166,9 @@ impl SmartDiscoveryLayer {
     pub fn also_at_root(self) -> Self {
         self.map(|prepared| {
             if !prepared.paths.iter().any(|p| p == WELL_KNOWN) {
-                prepared.paths.push(WELL_KNOWN.to_owned());
+                let mut paths = prepared.paths.clone();
+                paths.push(WELL_KNOWN.to_owned());
+                prepared.set_paths(paths);
             }
         })
     }
@@ -180,7 +205,10 @@ impl SmartDiscoveryLayer {
 
     /// Adds `Access-Control-Allow-Origin: *` to the inner service's answers on
     /// `{base}/metadata` (for each served base), which the SMART IG also wants readable
-    /// from any origin. The capability statement itself stays the inner service's job.
+    /// from any origin, whether the base paths are set before or after. An answer that
+    /// already names its allowed origin keeps it (`*` beside
+    /// `Access-Control-Allow-Credentials` would be refused by browsers). The capability
+    /// statement itself stays the inner service's job.
     ///
     /// ```
     /// # #[cfg(feature = "axum")]
@@ -203,11 +231,9 @@ impl SmartDiscoveryLayer {
     /// ```
     pub fn cors_on_metadata(self) -> Self {
         self.map(|prepared| {
-            prepared.metadata_paths = prepared
-                .paths
-                .iter()
-                .map(|path| format!("{}/metadata", path.trim_end_matches(WELL_KNOWN)))
-                .collect();
+            prepared.cors_on_metadata = true;
+            let paths = std::mem::take(&mut prepared.paths);
+            prepared.set_paths(paths);
         })
     }
 
@@ -257,6 +283,7 @@ impl SmartDiscoveryLayer {
             content_length: self.shared.content_length.clone(),
             cache_control: self.shared.cache_control.clone(),
             paths: self.shared.paths.clone(),
+            cors_on_metadata: self.shared.cors_on_metadata,
             metadata_paths: self.shared.metadata_paths.clone(),
         };
         change(&mut prepared);
@@ -448,7 +475,8 @@ where
                 if let (true, Ok(response)) = (*cors, &mut result) {
                     response
                         .headers_mut()
-                        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+                        .entry(ACCESS_CONTROL_ALLOW_ORIGIN)
+                        .or_insert(HeaderValue::from_static("*"));
                 }
                 Poll::Ready(result)
             }

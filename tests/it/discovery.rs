@@ -1116,3 +1116,83 @@ fn capability_rules_hold_whatever_the_spelling() {
     );
     assert!(launch(&["authorization_code", "client_credentials"]).is_ok());
 }
+
+/// `cors_on_metadata` opens `{base}/metadata` beside every served path, whichever order the
+/// settings come in (it took the paths at the moment it was called, so a base path set
+/// after it opened the root `/metadata` instead); an answer that names its own allowed
+/// origin keeps it (`*` beside credentials would be refused by browsers).
+#[tokio::test]
+async fn cors_on_metadata_follows_the_served_paths() {
+    use tower::ServiceExt as _;
+    let app = |discovery: SmartDiscoveryLayer| {
+        Router::new()
+            .route("/fhir/metadata", get(|| async { "fhir" }))
+            .route("/metadata", get(|| async { "root" }))
+            .layer(discovery)
+    };
+    async fn allowed_origin(app: Router, path: &str) -> Option<String> {
+        let request = http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|value| value.to_str().unwrap().to_owned())
+    }
+    for discovery in [
+        SmartDiscoveryLayer::new(full())
+            .cors_on_metadata()
+            .base_path("/fhir")
+            .unwrap(),
+        SmartDiscoveryLayer::new(full())
+            .base_path("/fhir")
+            .unwrap()
+            .cors_on_metadata(),
+    ] {
+        assert_eq!(
+            allowed_origin(app(discovery.clone()), "/fhir/metadata")
+                .await
+                .as_deref(),
+            Some("*")
+        );
+        assert_eq!(
+            allowed_origin(app(discovery.clone()), "/metadata").await,
+            None
+        );
+        let both = discovery.also_at_root();
+        for path in ["/fhir/metadata", "/metadata"] {
+            assert_eq!(
+                allowed_origin(app(both.clone()), path).await.as_deref(),
+                Some("*"),
+                "{path}"
+            );
+        }
+    }
+    let credentialed = Router::new()
+        .route(
+            "/fhir/metadata",
+            get(|| async {
+                (
+                    [
+                        ("access-control-allow-origin", "https://app.example"),
+                        ("access-control-allow-credentials", "true"),
+                    ],
+                    "fhir",
+                )
+            }),
+        )
+        .layer(
+            SmartDiscoveryLayer::new(full())
+                .base_path("/fhir")
+                .unwrap()
+                .cors_on_metadata(),
+        );
+    assert_eq!(
+        allowed_origin(credentialed, "/fhir/metadata")
+            .await
+            .as_deref(),
+        Some("https://app.example")
+    );
+}
