@@ -14,8 +14,8 @@
 # the last level: this machine's per-core sizes) and prints the instruction-cache misses
 # per token, the signature check's and the rest's. The verifier's code and the crypto
 # library's do not fit in L1i together, so each token misses on both, where the floor's
-# loop keeps the crypto code resident: that, not the instruction count, is why `ours -
-# floor` in `--bench fresh` differs between algorithms.
+# loop keeps the crypto code resident: a part of why `ours - floor` in `--bench fresh`
+# differs between algorithms whose instruction counts are the same (BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1645,7 +1645,7 @@ const FHIR_USER_TYPES: [&str; 5] = [
 /// [`FHIR_USER_TYPES`], relative (`Practitioner/7`) or an absolute `https` or `http` URL
 /// ending so (`https://ehr.example/fhir/Practitioner/7`), with a FHIR id, kept as written.
 /// Anything else (blank, whitespace or control characters, another type, a version, a
-/// query or fragment, a dot segment, a relative reference with more segments) is no
+/// query or fragment, user info, a dot segment, a relative reference with more segments) is no
 /// `fhirUser`: a handler that limits a `user/` grant by it, or builds a URL from it, must
 /// not be led elsewhere. Other JSON types are invalid.
 fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a str>, ErrorKind> {
@@ -1669,9 +1669,9 @@ fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a s
             && segments
                 .iter()
                 .all(|segment| *segment != "." && *segment != "..")
-    }) && text.bytes().all(|byte| {
-        crate::fetch::is_uri_character(byte) && byte != b'?' && byte != b'#' && byte != b'%'
-    });
+    }) && text
+        .bytes()
+        .all(|byte| crate::fetch::is_uri_character(byte) && !b"?#%@".contains(&byte));
     if !names_a_user {
         // The value is token content: say only which claim was ignored.
         tracing::debug!(
@@ -1891,6 +1891,7 @@ mod tests {
             "ftp://ehr.example/Practitioner/7",
             "urn:uuid:Practitioner/7",
             "https://ehr.example/Practitioner/7\u{0}",
+            "https://user@ehr.example/Practitioner/7",
         ] {
             let claims = read(json!(ignored)).unwrap();
             assert_eq!(claims.fhir_user(), None, "{ignored:?}");

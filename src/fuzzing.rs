@@ -69,6 +69,8 @@ fn claim_names() -> ClaimNames {
     ClaimNames {
         scope: vec!["scope".to_owned(), "scp".to_owned()],
         client_id: vec!["client_id".to_owned(), "azp".to_owned()],
+        // This server's base, so that `authorization_details` grants for it are read.
+        locations: vec!["https://fhir.example/r4".to_owned()],
         ..ClaimNames::default()
     }
 }

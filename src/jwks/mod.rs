@@ -577,16 +577,16 @@ impl KeyStore {
             return None;
         }
         // Keys installed since `previous` was chosen (by a refetch another request started,
-        // which may have ended a moment ago) or fetched now.
-        let keys = match self.newer_snapshot(&previous.snapshot) {
-            Some(newer) => newer,
-            None => {
-                let fetch = self.fetch_for(Need::UnknownKid)?;
-                tracing::debug!("a signature failed with a known key: refetching the key set");
-                fetch.await.ok()?
-            }
-        };
-        let chosen = choose(keys, kid, alg).ok()?;
+        // which may have ended a moment ago) may hold the new key already.
+        if let Some(newer) = self.newer_snapshot(&previous.snapshot)
+            && let Ok(chosen) = choose(newer, kid, alg)
+            && chosen.has_key_outside(previous)
+        {
+            return Some(chosen);
+        }
+        let fetch = self.fetch_for(Need::UnknownKid)?;
+        tracing::debug!("a signature failed with a known key: refetching the key set");
+        let chosen = choose(fetch.await.ok()?, kid, alg).ok()?;
         chosen.has_key_outside(previous).then_some(chosen)
     }
 
