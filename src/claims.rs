@@ -485,8 +485,9 @@ pub(crate) struct ClaimNames {
     /// The character the issuer writes in place of the `/` after `patient`, `user` or
     /// `system` in a scope.
     pub(crate) scope_context_separator: Option<char>,
-    /// This server's FHIR base URLs (the configured audiences): the `locations` an
-    /// `authorization_details` entry names when its grant is meant for this server.
+    /// This server's FHIR base (when a layer built the verifier) and its configured
+    /// audiences: the `locations` an `authorization_details` entry names when its grant is
+    /// meant for this server.
     pub(crate) locations: Vec<String>,
 }
 
@@ -646,7 +647,8 @@ impl ClaimSource for SelectedMembers<'_> {
 const GRANT_MEMBERS: [&str; 4] = ["scope", "patient", "encounter", "fhirContext"];
 
 /// The `smart_on_fhir` entry of the token's `authorization_details` (RFC 9396) whose
-/// `locations` name this server (one of `locations`, its configured audiences): a token
+/// `locations` name this server (one of `locations`, its FHIR base and configured
+/// audiences, with or without one final `/`): a token
 /// usable at several FHIR servers may grant each its own scope, patient, encounter and
 /// `fhirContext` there. `None` when no entry names this server: the token's own claims
 /// apply. Entries of other types are not read. Refused ([`ErrorKind::InvalidClaim`]): a
@@ -682,7 +684,9 @@ fn grant_for_this_server<'a>(
             let Value::String(location) = location else {
                 return Err(ErrorKind::InvalidClaim);
             };
-            names_this_server |= locations.iter().any(|ours| ours == location);
+            names_this_server |= locations.iter().any(|ours| {
+                ours == location || crate::fetch::differs_only_by_final_slash(ours, location)
+            });
         }
         let grants = GRANT_MEMBERS.iter().any(|name| entry.contains_key(*name));
         if locations.is_empty() && grants {
@@ -1056,7 +1060,8 @@ impl SmartClaims {
     ///
     /// A token usable at several FHIR servers may grant each its own (SMART App Launch 2.2,
     /// `authorization_details`, RFC 9396): when an entry of type `smart_on_fhir` names this
-    /// server in its `locations` (one of the verifier's audiences), its `scope`, `patient`,
+    /// server in its `locations` (the layer's FHIR base or one of the verifier's audiences,
+    /// with or without one final `/`), its `scope`, `patient`,
     /// `encounter` and `fhirContext`, where it has them, replace the token's own, here and
     /// in [`patient`](Self::patient), [`encounter`](Self::encounter) and
     /// [`fhir_context`](Self::fhir_context) ([`claim`](Self::claim) still reads the token's
@@ -1398,9 +1403,10 @@ impl SmartClaims {
     /// [`VerifierBuilder::fhir_user_claims`](crate::VerifierBuilder::fhir_user_claims)),
     /// as written: a reference to a Patient, Practitioner, PractitionerRole, RelatedPerson
     /// or Person, relative (`Practitioner/7`) or an absolute `https` (or `http`) URL ending
-    /// so. `None` when the claim is absent or is no such reference (blank, whitespace or
-    /// control characters, another type, a version, a query or fragment, a `.` or `..`
-    /// segment), and a claim of another JSON type makes the token invalid.
+    /// so. `None` when the claim is absent, empty or whitespace-only; any other value
+    /// (whitespace or control characters around or inside, another type, a version, a query
+    /// or fragment, user info, a `.` or `..` segment, another JSON type) makes the token
+    /// invalid, so that `None` always means the token names no user.
     ///
     /// ```
     /// # #[cfg(feature = "testing")] {
@@ -1411,8 +1417,11 @@ impl SmartClaims {
     /// let url = "https://ehr.example/fhir/PractitionerRole/7";
     /// assert_eq!(ClaimsBuilder::new().fhir_user(url).build().fhir_user(), Some(url));
     /// assert_eq!(ClaimsBuilder::new().fhir_user(" ").build().fhir_user(), None);
-    /// let elsewhere = ClaimsBuilder::new().fhir_user("Practitioner/7/../../Patient/1").build();
-    /// assert_eq!(elsewhere.fhir_user(), None);
+    /// // A token naming no user resource is invalid (the kit's `build` panics for it).
+    /// let elsewhere = std::panic::catch_unwind(|| {
+    ///     ClaimsBuilder::new().fhir_user("Practitioner/7/../../Patient/1").build()
+    /// });
+    /// assert!(elsewhere.is_err());
     /// # }
     /// ```
     pub fn fhir_user(&self) -> Option<&str> {
@@ -1644,14 +1653,18 @@ const FHIR_USER_TYPES: [&str; 5] = [
 /// A present `fhirUser` claim (`name`): a reference to a resource of one of
 /// [`FHIR_USER_TYPES`], relative (`Practitioner/7`) or an absolute `https` or `http` URL
 /// ending so (`https://ehr.example/fhir/Practitioner/7`), with a FHIR id, kept as written.
-/// Anything else (blank, whitespace or control characters, another type, a version, a
-/// query or fragment, user info, a dot segment, a relative reference with more segments) is no
-/// `fhirUser`: a handler that limits a `user/` grant by it, or builds a URL from it, must
-/// not be led elsewhere. Other JSON types are invalid.
+/// A blank one is no `fhirUser`; anything else (whitespace or control characters, another
+/// type, a version, a query or fragment, user info, a dot segment, a relative reference
+/// with more segments, another JSON type) makes the token invalid: a handler that limits a
+/// `user/` grant by it, or builds a URL from it, must not be led elsewhere, nor read its
+/// absence as a client acting for no user.
 fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a str>, ErrorKind> {
     let Member::Text(text) = value else {
         return Err(ErrorKind::InvalidClaim);
     };
+    if is_blank(text) {
+        return Ok(None);
+    }
     let path = match text.split_once("://") {
         Some(("https" | "http", rest)) => rest.split_once('/').map(|(_, path)| path),
         Some(_) => None,
@@ -1673,12 +1686,9 @@ fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a s
         .bytes()
         .all(|byte| crate::fetch::is_uri_character(byte) && !b"?#%@".contains(&byte));
     if !names_a_user {
-        // The value is token content: say only which claim was ignored.
-        tracing::debug!(
-            claim = name,
-            "ignoring a fhirUser that names no user resource"
-        );
-        return Ok(None);
+        // The value is token content: say only which claim was refused.
+        tracing::debug!(claim = name, "a fhirUser that names no user resource");
+        return Err(ErrorKind::InvalidClaim);
     }
     Ok(Some(text))
 }
@@ -1850,9 +1860,9 @@ mod tests {
         SmartClaims::from_payload(map, &names())
     }
 
-    /// `fhirUser` names the user's own resource or nothing: relative or absolute
-    /// references to the five user types with a FHIR id pass as written; the hostile
-    /// variants are no `fhirUser`; other JSON types make the token invalid.
+    /// `fhirUser` names the user's own resource: relative or absolute references to the
+    /// five user types with a FHIR id pass as written, a blank one is none, and the hostile
+    /// variants and other JSON types make the token invalid.
     #[test]
     fn fhir_user_is_a_reference_to_a_user_resource() {
         let read = |value: Value| parse(json!({"iss": "i", "exp": 1, "fhirUser": value}));
@@ -1867,9 +1877,10 @@ mod tests {
         ] {
             assert_eq!(read(json!(kept)).unwrap().fhir_user(), Some(kept), "{kept}");
         }
-        for ignored in [
-            "",
-            " ",
+        for blank in ["", " ", "\t"] {
+            assert_eq!(read(json!(blank)).unwrap().fhir_user(), None, "{blank:?}");
+        }
+        for refused in [
             " Practitioner/7",
             "Practitioner/7 ",
             "Practitioner/7\r\nx",
@@ -1893,8 +1904,11 @@ mod tests {
             "https://ehr.example/Practitioner/7\u{0}",
             "https://user@ehr.example/Practitioner/7",
         ] {
-            let claims = read(json!(ignored)).unwrap();
-            assert_eq!(claims.fhir_user(), None, "{ignored:?}");
+            assert_eq!(
+                read(json!(refused)).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{refused:?}"
+            );
         }
         for invalid in [json!(null), json!(7), json!(["Practitioner/7"])] {
             assert_eq!(

@@ -104,7 +104,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   header `X-Cascade: delete`): of any type, and of any patient. A delete with a
 ///   `_cascade` parameter or an `X-Cascade` header, whatever their value, needs a
 ///   whole-type `d` grant on every type from `user/` or `system/` scopes (`system/*.d`),
-///   in a bundle entry's URL too.
+///   in a bundle entry's URL too, and so does a batch or transaction whose request has
+///   either (HAPI FHIR applies them to each of its delete entries).
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -210,7 +211,9 @@ impl Default for ScopeEnforcement {
 
 impl ScopeEnforcement {
     /// Enforcement with the default operation policy. Its base path is the layer's
-    /// [FHIR base](crate::SmartAuthBuilder::fhir_base) (the root without one).
+    /// [FHIR base](crate::SmartAuthBuilder::fhir_base) (or
+    /// [`served_at_path`](crate::SmartAuthBuilder::served_at_path)), which a layer that
+    /// enforces scopes must have.
     ///
     /// ```
     /// use smart_auth::{ScopeEnforcement, SmartAuthLayer};
@@ -622,8 +625,10 @@ impl ScopeEnforcement {
         } else {
             Origin::Http {
                 body: has_body(),
-                // Only a delete cascades: others do not pay for the lookup.
+                // Only a delete cascades, or a batch or transaction whose delete entries
+                // read the header: others do not pay for the lookup.
                 cascade_header: (method == http::Method::DELETE
+                    || method == http::Method::POST
                     || overridden_method
                     || method_parameters)
                     && headers.contains_key(CASCADE_HEADER),
@@ -761,6 +766,31 @@ impl ScopeEnforcement {
         {
             return Err(forbidden());
         }
+        // HAPI FHIR reads a batch or transaction's `_cascade` and `X-Cascade` for each of
+        // its delete entries, which a handler checking the entries one by one does not see:
+        // such a bundle needs `d` on every type from `user/` or `system/` scopes first.
+        let asks_cascade = || {
+            matches!(
+                origin,
+                Origin::Http {
+                    cascade_header: true,
+                    ..
+                }
+            ) || query.is_some_and(asks_for_cascade)
+        };
+        if matches!(request, FhirRequest::BatchOrTransaction) && asks_cascade() {
+            let every_type = Requirement::new(Interaction::Delete, ResourceType::Any);
+            if !claims
+                .scope_set_without_patient_scopes()
+                .permits_requirement(&every_type)
+            {
+                return Err(if claims.hint_context() == Context::Patient {
+                    forbidden()
+                } else {
+                    AuthError::insufficient_scope(claims.scope_hint(Interaction::Delete, "*"))
+                });
+            }
+        }
         let requirements = match request.access() {
             AccessRule::Public => return Ok(Passed::Checked),
             AccessRule::PerEntry if self.handler_checks_bundle_entries => {
@@ -827,13 +857,7 @@ impl ScopeEnforcement {
         let cascade = matches!(
             request,
             FhirRequest::Delete { .. } | FhirRequest::ConditionalDelete { .. }
-        ) && (matches!(
-            origin,
-            Origin::Http {
-                cascade_header: true,
-                ..
-            }
-        ) || query.is_some_and(asks_for_cascade));
+        ) && asks_cascade();
         if cascade {
             reached.push(Requirement::new(Interaction::Delete, ResourceType::Any));
         }

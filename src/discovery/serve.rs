@@ -64,26 +64,23 @@ struct Prepared {
     paths: Vec<String>,
     /// Whether `{base}/metadata` answers get `Access-Control-Allow-Origin: *`.
     cors_on_metadata: bool,
-    /// Those `{base}/metadata` paths, one per served path when `cors_on_metadata` is set:
-    /// kept in step with `paths` by [`Prepared::set_paths`].
+    /// The FHIR base's `{base}/metadata` when `cors_on_metadata` is set: kept in step with
+    /// `paths` (whose first is the base's) by [`Prepared::set_paths`].
     metadata_paths: Vec<String>,
 }
 
 impl Prepared {
-    /// Serves at `paths`, and opens the metadata beside each when asked to, whichever
-    /// setting came first.
+    /// Serves at `paths` (the FHIR base's first), and opens the base's metadata when asked
+    /// to, whichever setting came first. The root's `/metadata`, which `also_at_root` does
+    /// not make the FHIR server's, is opened only when the base is the root.
     fn set_paths(&mut self, paths: Vec<String>) {
         self.paths = paths;
-        self.metadata_paths = if self.cors_on_metadata {
-            self.paths
-                .iter()
-                .map(|path| {
-                    let base = path.strip_suffix(WELL_KNOWN).unwrap_or(path);
-                    format!("{base}/metadata")
-                })
-                .collect()
-        } else {
-            Vec::new()
+        self.metadata_paths = match self.paths.first() {
+            Some(path) if self.cors_on_metadata => {
+                let base = path.strip_suffix(WELL_KNOWN).unwrap_or(path);
+                vec![format!("{base}/metadata")]
+            }
+            _ => Vec::new(),
         };
     }
 }
@@ -203,9 +200,11 @@ impl SmartDiscoveryLayer {
         Ok(self.map(|prepared| prepared.cache_control = value))
     }
 
-    /// Adds `Access-Control-Allow-Origin: *` to the inner service's answers on
-    /// `{base}/metadata` (for each served base), which the SMART IG also wants readable
-    /// from any origin, whether the base paths are set before or after. An answer that
+    /// Adds `Access-Control-Allow-Origin: *` to the inner service's answers on the FHIR
+    /// base's `{base}/metadata`, which the SMART IG also wants readable from any origin,
+    /// whether the base path is set before or after (the root's `/metadata` only when the
+    /// base is the root: [`also_at_root`](Self::also_at_root) serves discovery there, but
+    /// the root's `/metadata` may belong to another service). An answer that
     /// already names its allowed origin keeps it (`*` beside
     /// `Access-Control-Allow-Credentials` would be refused by browsers). The capability
     /// statement itself stays the inner service's job.

@@ -145,8 +145,9 @@ pub(crate) enum Selection {
     Several(Candidates),
     /// No key has this `kid` (or, without `kid`, no key fits `alg`): a refetch may help.
     NotFound,
-    /// The key named by `kid` does not fit `alg`: the token is invalid whatever the issuer
-    /// publishes later.
+    /// The keys named by `kid` do not fit `alg`: the token is invalid with this set (the
+    /// issuer may reuse the `kid` for a key of another type, so a refetch may help, within
+    /// the unknown-`kid` cooldown).
     Unusable,
     /// More than [`MAX_CANDIDATES`] different keys fit: the set cannot tell which key
     /// signed, and trying them all would let one token cost many verifications.

@@ -31,10 +31,12 @@
 //! - `GET` and `HEAD` of `{base}/metadata`, `{base}/.well-known/smart-configuration` and
 //!   `/.well-known/smart-configuration`, where `{base}` is the path of
 //!   [`fhir_base`](SmartAuthBuilder::fhir_base), else the root (so
-//!   [`SmartAuthLayer::new`] opens only `/metadata` and `/.well-known/smart-configuration`);
+//!   [`SmartAuthLayer::new`] opens only `/metadata` and `/.well-known/smart-configuration`),
+//!   unless the request names another method (a method-override header or a `_method`
+//!   parameter, which a service behind could honour);
 //! - exactly a CORS preflight to one of those paths: `OPTIONS` with one non-empty `Origin`,
 //!   one `Access-Control-Request-Method` naming a method, no `Authorization`, no body and
-//!   no method-override header; to every other path only with
+//!   no method override (header or `_method` parameter); to every other path only with
 //!   [`allow_cors_preflight_without_token`](SmartAuthBuilder::allow_cors_preflight_without_token)
 //!   (a preflight reaches the inner service anonymously, and a service that does not route
 //!   by method, such as tonic or an `any` route, would run for it: put a CORS layer outside

@@ -57,6 +57,10 @@ impl PublicRoutes {
             && (self.cors_preflight
                 || (self.discovery_and_metadata && self.is_discovery_or_metadata(path)))
             && is_cors_preflight(request.headers())
+            && !request
+                .uri()
+                .query()
+                .is_some_and(crate::enforce::has_method_parameter)
             // Over HTTP/2 and later a body needs neither `Content-Length` nor
             // `Transfer-Encoding`: the body itself must say it has ended.
             && request.body().is_end_stream()
@@ -167,6 +171,22 @@ mod tests {
                     let uri = format!("{path}?{query}");
                     assert!(!is_public(&routes, method, &uri), "{method} {uri}");
                 }
+                // A preflight naming one by `_method` is no exact preflight either.
+                let preflight = |uri: &str| {
+                    let mut request = request("OPTIONS", uri);
+                    let headers = request.headers_mut();
+                    headers.insert(
+                        ORIGIN,
+                        http::HeaderValue::from_static("https://app.example"),
+                    );
+                    headers.insert(
+                        ACCESS_CONTROL_REQUEST_METHOD,
+                        http::HeaderValue::from_static("GET"),
+                    );
+                    routes.is_public(&request, path)
+                };
+                assert!(preflight(path), "{path}");
+                assert!(!preflight(&format!("{path}?_method=DELETE")), "{path}");
                 for header in crate::enforce::METHOD_OVERRIDE_HEADERS {
                     let mut request = request(method, path);
                     request

@@ -52,6 +52,9 @@ use crate::token_cache::{TokenCache, TokenCachePolicy};
 pub struct VerifierBuilder {
     issuer: String,
     audiences: Vec<String>,
+    /// The layer's FHIR base, when a layer builds this verifier: a location of this server
+    /// in `authorization_details`, whatever the audiences are.
+    fhir_base: Option<String>,
     any_audience: bool,
     leeway: Duration,
     algorithms: Vec<SigningAlgorithm>,
@@ -104,6 +107,7 @@ impl VerifierBuilder {
         Self {
             issuer: issuer.into(),
             audiences: Vec::new(),
+            fhir_base: None,
             any_audience: false,
             leeway: Duration::from_secs(60),
             algorithms: SigningAlgorithm::DEFAULT.to_vec(),
@@ -141,6 +145,7 @@ impl VerifierBuilder {
     /// name the base as they know it; AWS HealthLake's endpoints end in `/`). An audience
     /// the user gives is compared exactly.
     pub(crate) fn default_audience(mut self, base: &str) -> Self {
+        self.fhir_base = Some(base.to_owned());
         if self.audiences.is_empty() && !self.any_audience {
             let other_spelling = match base.strip_suffix('/') {
                 Some(without) => without.to_owned(),
@@ -863,9 +868,10 @@ impl VerifierBuilder {
             return Err(ConfigError::InvalidClaimRule { field: "audience" });
         }
         let no_audience = self.audiences.is_empty();
-        // The audiences are this server's FHIR base URLs: the locations of a grant meant
-        // for it in `authorization_details`.
-        let locations = self.audiences.clone();
+        // This server's FHIR base and its audiences: the locations of a grant meant for it
+        // in `authorization_details`.
+        let mut locations = self.audiences.clone();
+        locations.extend(self.fhir_base.clone());
         let audience = match (no_audience, self.any_audience) {
             (false, true) => return Err(ConfigError::ConflictingAudience),
             (_, true) if !self.clients_without_audience.is_empty() => {

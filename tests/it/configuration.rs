@@ -482,3 +482,52 @@ fn scope_enforcement_needs_a_fhir_base() {
             .is_ok()
     );
 }
+
+/// A grant in `authorization_details` is for this server when its `locations` name the
+/// layer's FHIR base, with or without one final `/`, also when the issuer's tokens name
+/// another audience (an API identifier such as `api://fhir`, as Okta, Entra ID and Auth0
+/// write them): the token's wider scope does not apply here.
+#[tokio::test]
+async fn a_grant_names_this_server_by_its_fhir_base() {
+    let clock = ManualClock::new();
+    let issuer = TestIssuer::builder().clock(clock.clone()).start().await;
+    let auth = SmartAuthLayer::builder(issuer.url())
+        .fhir_base(BASE)
+        .audience("api://fhir")
+        .clock(clock)
+        .enforce_scopes(ScopeEnforcement::new())
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/r4/{type}/{id}", get(|| async { "resource" }))
+        .layer(auth);
+    let (url, _server) = serve(router).await;
+    let http = crate::support::loopback_client();
+    for location in [BASE.to_owned(), format!("{BASE}/")] {
+        let token = issuer
+            .token()
+            .audience("api://fhir")
+            .scope("system/*.rs")
+            .claim(
+                "authorization_details",
+                serde_json::json!([{
+                    "type": "smart_on_fhir",
+                    "locations": [location],
+                    "scope": "system/Patient.rs",
+                }]),
+            )
+            .sign();
+        for (path, status) in [
+            ("/r4/Patient/1", StatusCode::OK),
+            ("/r4/Observation/1", StatusCode::FORBIDDEN),
+        ] {
+            let response = http
+                .get(format!("{url}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{location} {path}");
+        }
+    }
+}

@@ -2139,3 +2139,49 @@ async fn a_grant_for_this_server_narrows_the_token() {
     let answer = app.call("GET", "/fhir/Patient/r4-123", &twice).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
 }
+
+/// HAPI FHIR applies a batch or transaction's `_cascade` and `X-Cascade` to each of its
+/// delete entries, which a handler checking the entries one by one does not see: such a
+/// bundle needs `d` on every type from `user/` or `system/` scopes before it reaches the
+/// handler; a bundle without them is the handler's to check, as before.
+#[tokio::test]
+async fn a_bundle_asking_to_cascade_needs_delete_on_every_type() {
+    let app = scoped_app(ScopeEnforcement::new().handler_checks_bundle_entries()).await;
+    const BUNDLE: &str = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/123"}}]}"#;
+    let json = ("Content-Type", "application/fhir+json");
+    let one_type = [("scope", json!("system/Patient.d"))];
+    let every_type = [("scope", json!("system/*.d"))];
+    let in_context = [
+        ("scope", json!("patient/*.cruds")),
+        ("patient", json!("123")),
+    ];
+    for (path, cascade_header) in [
+        ("/fhir", Some("delete")),
+        ("/fhir", Some("")),
+        ("/fhir?_cascade=delete", None),
+        ("/fhir?_CASCADE=delete", None),
+    ] {
+        let mut headers = vec![json];
+        if let Some(value) = cascade_header {
+            headers.push(("X-Cascade", value));
+        }
+        let what = format!("{path} {cascade_header:?}");
+        let answer = app
+            .call_with_body("POST", path, &one_type, &headers, Some(BUNDLE))
+            .await;
+        app.assert_denied(&answer, "system/*.d", &what);
+        let answer = app
+            .call_with_body("POST", path, &in_context, &headers, Some(BUNDLE))
+            .await;
+        app.assert_refused(&answer, None, &what);
+        let answer = app
+            .call_with_body("POST", path, &every_type, &headers, Some(BUNDLE))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{what}: {answer:?}");
+    }
+    // Without them, the bundle is the handler's.
+    let answer = app
+        .call_with_body("POST", "/fhir", &one_type, &[json], Some(BUNDLE))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
