@@ -1579,7 +1579,9 @@ fn well_formed_scope_text<'a>(tokens: impl Iterator<Item = &'a str>) -> String {
 /// Scope text (well-formed tokens joined by single spaces) with `separator` turned into
 /// `/` where it follows a SMART context that starts a token: `patient.Observation.read`
 /// becomes `patient/Observation.read` for `.`. The resource `all`, which Microsoft's FHIR
-/// servers write for every type, becomes `*` (`patient.all.read` is `patient/*.read`).
+/// servers write for every type, becomes `*` (`patient.all.read` is `patient/*.read`), and
+/// so do the permissions `all`, which they write for every interaction (`patient.all.all`,
+/// their spelling of `patient/*.*`).
 /// Tokens whose scope part (before a granular `?` query) holds a `/` already, and every
 /// other scope (`openid`, `launch`, ...), are kept as they are.
 fn with_smart_context_slash(text: Cow<'_, str>, separator: char) -> Cow<'_, str> {
@@ -1610,10 +1612,15 @@ fn with_smart_context_slash(text: Cow<'_, str>, separator: char) -> Cow<'_, str>
                 rewritten.push_str(&token[..length]);
                 rewritten.push('/');
                 let rest = &token[length + separator.len_utf8()..];
-                match rest.strip_prefix("all.") {
-                    Some(permissions) => {
-                        rewritten.push_str("*.");
-                        rewritten.push_str(permissions);
+                // Microsoft's `all`, as the whole resource or the whole permissions.
+                fn every(part: &str) -> &str {
+                    if part == "all" { "*" } else { part }
+                }
+                match rest.split_once('.') {
+                    Some((resource, permissions)) => {
+                        rewritten.push_str(every(resource));
+                        rewritten.push('.');
+                        rewritten.push_str(every(permissions));
                     }
                     None => rewritten.push_str(rest),
                 }

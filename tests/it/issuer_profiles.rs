@@ -231,17 +231,26 @@ async fn entra_scopes_written_with_another_separator() {
             &["system/Patient.rs", "system/Group.rs"],
         ),
         ('.', json!(""), &[]),
-        // Microsoft's `all` is every type, right after the context only; `all` as
-        // the whole rest, or another resource that starts with it, stays.
+        // Microsoft's `all` is every type, right after the context only, and every
+        // interaction as the whole permissions (`patient.all.all`, Azure Health Data
+        // Services' spelling of `patient/*.*`); `all` as the whole rest, another resource
+        // or permission that starts with it, or a query after it, stays.
         (
             '.',
-            json!("patient.all.read system.all.cruds user.all user.allergy.rs user.All.rs"),
+            json!(
+                "patient.all.read system.all.cruds user.all user.allergy.rs user.All.rs \
+                 patient.all.all user.Observation.all system.all.allx user.Observation.all?x=y"
+            ),
             &[
                 "patient/*.read",
                 "system/*.cruds",
                 "user/all",
                 "user/allergy.rs",
                 "user/All.rs",
+                "patient/*.*",
+                "user/Observation.*",
+                "system/*.allx",
+                "user/Observation.all?x=y",
             ],
         ),
         // A `/` inside the granular query does not make the scope SMART-spelt already.
