@@ -784,11 +784,7 @@ impl ScopeEnforcement {
                 .scope_set_without_patient_scopes()
                 .permits_requirement(&every_type)
             {
-                return Err(if claims.hint_context() == Context::Patient {
-                    forbidden()
-                } else {
-                    AuthError::insufficient_scope(claims.scope_hint(Interaction::Delete, "*"))
-                });
+                return Err(refused(claims, &every_type, false));
             }
         }
         let requirements = match request.access() {
@@ -904,15 +900,8 @@ impl ScopeEnforcement {
         } else {
             claims.scope_set_without_patient_scopes()
         };
-        let refusal = |requirement: &Requirement| {
-            // No `patient/` scope would allow it: no hint in that context.
-            if !patient_scopes_count && claims.hint_context() == Context::Patient {
-                return forbidden();
-            }
-            let hint =
-                claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
-            AuthError::insufficient_scope(hint)
-        };
+        let refusal =
+            |requirement: &Requirement| refused(claims, requirement, patient_scopes_count);
         // A handler applies the filters of the whole scope set (`require_constraints`),
         // `patient/` scopes included: where those must not count, only whole-type grants do.
         let handler_filters = self.handler_filters && patient_scopes_count;
@@ -946,6 +935,21 @@ impl ScopeEnforcement {
         }
         Ok(Passed::Checked)
     }
+}
+
+/// The 403 for a `requirement` the token's scopes do not meet: `insufficient_scope` with a
+/// hint, or without one where no scope of the token's context could meet it (`patient/`
+/// scopes where they do not count).
+fn refused(
+    claims: &SmartClaims,
+    requirement: &Requirement,
+    patient_scopes_count: bool,
+) -> AuthError {
+    if !patient_scopes_count && claims.hint_context() == Context::Patient {
+        return forbidden();
+    }
+    let hint = claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
+    AuthError::insufficient_scope(hint)
 }
 
 /// How [`ScopeEnforcement::check`] let a request through.

@@ -57,10 +57,7 @@ impl PublicRoutes {
             && (self.cors_preflight
                 || (self.discovery_and_metadata && self.is_discovery_or_metadata(path)))
             && is_cors_preflight(request.headers())
-            && !request
-                .uri()
-                .query()
-                .is_some_and(crate::enforce::has_method_parameter)
+            && !names_another_method(request)
             // Over HTTP/2 and later a body needs neither `Content-Length` nor
             // `Transfer-Encoding`: the body itself must say it has ended.
             && request.body().is_end_stream()
@@ -88,11 +85,12 @@ fn names_another_method<B>(request: &Request<B>) -> bool {
             .is_some_and(crate::enforce::has_method_parameter)
 }
 
-/// A browser's CORS preflight, exactly (Fetch standard, "CORS-preflight request"): one
-/// non-empty `Origin`, one `Access-Control-Request-Method` naming a method (an HTTP token),
-/// no credentials, no header announcing a body, and no method-override header (which a
-/// service behind could honour, turning the anonymous `OPTIONS` into another method).
-/// Anything else sent with `OPTIONS` is an ordinary request.
+/// A browser's CORS preflight, by its headers (Fetch standard, "CORS-preflight request"):
+/// one non-empty `Origin`, one `Access-Control-Request-Method` naming a method (an HTTP
+/// token), no credentials and no header announcing a body. [`PublicRoutes::is_public`] also
+/// wants no method override ([`names_another_method`]), which a service behind could
+/// honour, turning the anonymous `OPTIONS` into another method. Anything else sent with
+/// `OPTIONS` is an ordinary request.
 fn is_cors_preflight(headers: &HeaderMap) -> bool {
     let single = |name| {
         let mut values = headers.get_all(name).iter();
@@ -104,10 +102,7 @@ fn is_cors_preflight(headers: &HeaderMap) -> bool {
     let origin_ok = single(ORIGIN).is_some_and(|origin| !origin.is_empty());
     let method_ok = single(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(crate::bearer::is_token);
     let no_body = !crate::enforce::announces_body(headers);
-    let no_override = crate::enforce::METHOD_OVERRIDE_HEADERS
-        .iter()
-        .all(|name| !headers.contains_key(*name));
-    origin_ok && method_ok && no_body && no_override && !headers.contains_key(AUTHORIZATION)
+    origin_ok && method_ok && no_body && !headers.contains_key(AUTHORIZATION)
 }
 
 #[cfg(test)]

@@ -769,13 +769,7 @@ async fn a_key_listed_twice_is_one_key() {
         .set_jwks_behaviour(JwksBehaviour::Body(keys.to_string()));
     let token = fresh.issuer.token().alg(SigningAlgorithm::ES256).sign();
     assert_eq!(status(&fresh, &token).await, StatusCode::OK);
-    let by_second = other
-        .token()
-        .alg(SigningAlgorithm::ES256)
-        .kid(kid.clone())
-        .claim("iss", fresh.issuer.url())
-        .audience(fresh.issuer.audience())
-        .sign();
+    let by_second = signed_with_key_of(&other, &fresh, SigningAlgorithm::ES256, Some(&kid));
     assert_eq!(status(&fresh, &by_second).await, StatusCode::OK);
     let at = token.rfind('.').unwrap() + 5;
     let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
@@ -1278,13 +1272,7 @@ async fn a_key_replaced_under_its_kid_is_fetched_again() {
     app.issuer.set_jwks_behaviour(JwksBehaviour::Body(
         json!({"keys": [replacement]}).to_string(),
     ));
-    let new = other
-        .token()
-        .alg(alg)
-        .kid(kid.clone())
-        .claim("iss", app.issuer.url())
-        .audience(app.issuer.audience())
-        .sign();
+    let new = signed_with_key_of(&other, &app, alg, Some(&kid));
     assert_eq!(status(&app, &new).await, StatusCode::OK, "the new key");
     assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch");
     // The old key's token, cached before: refused, without another fetch.
@@ -1503,15 +1491,24 @@ async fn a_hanging_refresh_never_holds_requests() {
     assert_eq!(app.issuer.jwks_fetches(), 2);
 }
 
-/// The one public key of `issuer` for `alg`'s curve (`crv`), as its JWK.
-fn jwk_on_curve(issuer: &TestIssuer, crv: &str) -> Value {
-    issuer.jwks()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["crv"] == crv)
-        .unwrap()
-        .clone()
+/// A token signed with `other`'s key for `alg` that names `app`'s issuer and audience, with
+/// `kid` (none for `None`): what `app`'s issuer signs once it has taken `other`'s key.
+fn signed_with_key_of(
+    other: &TestIssuer,
+    app: &App,
+    alg: SigningAlgorithm,
+    kid: Option<&str>,
+) -> String {
+    let token = other
+        .token()
+        .alg(alg)
+        .claim("iss", app.issuer.url())
+        .audience(app.issuer.audience());
+    match kid {
+        Some(kid) => token.kid(kid),
+        None => token.no_kid(),
+    }
+    .sign()
 }
 
 /// An issuer that names no keys (AD FS) rotates its key: a token without `kid` whose
@@ -1523,7 +1520,7 @@ async fn an_issuer_without_kids_rotates_its_key() {
     let app = app(|b| b).await;
     let alg = SigningAlgorithm::ES256;
     let without_kid = |issuer: &TestIssuer| {
-        let mut key = jwk_on_curve(issuer, "P-256");
+        let mut key = crate::support::jwk_on_curve(issuer, "P-256");
         key.as_object_mut().unwrap().remove("kid");
         JwksBehaviour::Body(json!({ "keys": [key] }).to_string())
     };
@@ -1533,13 +1530,7 @@ async fn an_issuer_without_kids_rotates_its_key() {
     assert_eq!(app.issuer.jwks_fetches(), 1);
     let other = TestIssuer::builder().clock(app.clock.clone()).start().await;
     app.issuer.set_jwks_behaviour(without_kid(&other));
-    let new = other
-        .token()
-        .alg(alg)
-        .no_kid()
-        .claim("iss", app.issuer.url())
-        .audience(app.issuer.audience())
-        .sign();
+    let new = signed_with_key_of(&other, &app, alg, None);
     assert_eq!(status(&app, &new).await, StatusCode::OK, "the new key");
     assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch");
     // The old key's token: refused, inside the cooldown without a fetch.
@@ -1560,18 +1551,12 @@ async fn a_kid_reused_for_another_key_type_is_fetched_again() {
     assert_eq!(app.issuer.jwks_fetches(), 1);
     let kid = app.issuer.current_kid(SigningAlgorithm::ES256);
     let other = TestIssuer::builder().clock(app.clock.clone()).start().await;
-    let mut replacement = jwk_on_curve(&other, "Ed25519");
+    let mut replacement = crate::support::jwk_on_curve(&other, "Ed25519");
     replacement["kid"] = json!(kid);
     app.issuer.set_jwks_behaviour(JwksBehaviour::Body(
         json!({ "keys": [replacement] }).to_string(),
     ));
-    let new = other
-        .token()
-        .alg(SigningAlgorithm::EdDSA)
-        .kid(kid.clone())
-        .claim("iss", app.issuer.url())
-        .audience(app.issuer.audience())
-        .sign();
+    let new = signed_with_key_of(&other, &app, SigningAlgorithm::EdDSA, Some(&kid));
     assert_eq!(status(&app, &new).await, StatusCode::OK, "the new key");
     assert_eq!(app.issuer.jwks_fetches(), 2, "one refetch");
     // The old token names the kid with ES256, which the new key may not verify.

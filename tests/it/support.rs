@@ -70,11 +70,16 @@ pub fn loopback_client_builder() -> reqwest::ClientBuilder {
 
 /// The P-256 key `issuer` publishes, as its JWK (to publish under another issuer's `kid`).
 pub fn p256_jwk(issuer: &TestIssuer) -> Value {
+    jwk_on_curve(issuer, "P-256")
+}
+
+/// The key `issuer` publishes on the curve `crv` (`P-256`, `Ed25519`, ...), as its JWK.
+pub fn jwk_on_curve(issuer: &TestIssuer, crv: &str) -> Value {
     issuer.jwks()["keys"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|key| key["crv"] == "P-256")
+        .find(|key| key["crv"] == crv)
         .unwrap()
         .clone()
 }
