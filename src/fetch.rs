@@ -18,12 +18,21 @@ use crate::json::{StrictJsonError, object_with_unique_members};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FetchError {
     InsecureUrl,
+    /// The request was never sent: no connection could be made (refused, no route, a
+    /// name that does not resolve, a failed TLS handshake), or the credentials to send
+    /// it with could not be had.
+    NotSent(String),
+    /// The request was sent, and the exchange failed after that (a reset, a connection
+    /// closed before the answer was complete).
     Transport(String),
     TimedOut,
     Redirected,
     Status(u16),
     TooLarge,
     NotJsonObject,
+    /// A JSON object without the boolean `active` member every RFC 7662 introspection
+    /// answer has (section 2.2).
+    NotIntrospectionAnswer,
     /// A JSON object that names some member twice (RFC 8725 section 3.1).
     DuplicateMember,
     IssuerMismatch,
@@ -40,12 +49,16 @@ impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InsecureUrl => f.write_str("refusing a non-https URL outside loopback"),
+            Self::NotSent(reason) => write!(f, "request not sent: {reason}"),
             Self::Transport(reason) => write!(f, "request failed: {reason}"),
             Self::TimedOut => f.write_str("request timed out"),
             Self::Redirected => f.write_str("refusing to follow a redirect"),
             Self::Status(status) => write!(f, "unexpected HTTP status {status}"),
             Self::TooLarge => f.write_str("response body exceeds the size limit"),
             Self::NotJsonObject => f.write_str("response is not a JSON object"),
+            Self::NotIntrospectionAnswer => {
+                f.write_str("response is no introspection answer (no boolean `active`)")
+            }
             Self::DuplicateMember => {
                 f.write_str("response is a JSON object that names a member twice")
             }
@@ -289,6 +302,8 @@ fn transport_error(error: reqwest::Error) -> FetchError {
         FetchError::TimedOut
     } else if error.is_redirect() {
         FetchError::Redirected
+    } else if error.is_connect() {
+        FetchError::NotSent(error.without_url().to_string())
     } else {
         // reqwest's messages name the URL and the cause, never the body.
         FetchError::Transport(error.without_url().to_string())
@@ -411,7 +426,9 @@ pub(crate) async fn discover_metadata(
             Ok(fetched) => fetched,
             // A fallback page larger than any metadata, or a location some front end
             // drops the connection for (a firewall reset): nothing here.
-            Err(error @ (FetchError::TooLarge | FetchError::Transport(_))) => {
+            Err(
+                error @ (FetchError::TooLarge | FetchError::NotSent(_) | FetchError::Transport(_)),
+            ) => {
                 tracing::debug!(url = %candidate, %error, "no discovery document here");
                 last_error = error;
                 continue;

@@ -166,16 +166,19 @@ impl std::fmt::Debug for IntrospectionAuth {
 ///
 /// | the endpoint answers | this request | other requests |
 /// |---|---|---|
-/// | 200 with an answer that does not make the token active | 401 `invalid_token` | unaffected |
-/// | 400, 404 or another 4xx (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
+/// | 200 with an answer (a boolean `active`) that does not make the token active | 401 `invalid_token` | unaffected |
+/// | 400, 410 or another 4xx not below (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
 /// | 408 or 429 | 503, `Retry-After` | unaffected |
 /// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), a misconfiguration logged as an error | 503, `Retry-After` | 503 for the failure cooldown |
-/// | a redirect, 5xx, or a body that is not a JSON object | 503, `Retry-After` | 503 for the failure cooldown |
-/// | a transport error or a timeout | 503, `Retry-After` | 503 for the failure cooldown |
+/// | 404, 405, 406, 411 or 415 (about the endpoint's address or the request's form, the same for every token) | 503, `Retry-After` | 503 for the failure cooldown |
+/// | a redirect, 5xx, a body that is not a JSON object or has no boolean `active` | 503, `Retry-After` | 503 for the failure cooldown |
+/// | a connection closed without an answer, or no answer in time | 503, `Retry-After` | 503 for the failure cooldown |
+/// | no connection could be made | 503, `Retry-After` | 503 for the failure cooldown |
 ///
-/// The failure cooldown (default 10 s) answers 503 without calling. Before a failure with
-/// an answer of the endpoint's own (the 401/403 and 5xx rows: a status, a redirect, a
-/// body) starts it, the endpoint is asked again about the last token it found active (not
+/// The failure cooldown (default 10 s) answers 503 without calling. Before a failure
+/// after the query was sent (every row above the last: a status, a redirect, a body, a
+/// closed connection, a timeout, which a firewall or an intrusion prevention system in
+/// front of the endpoint may give a token it blocks) starts it, the endpoint is asked again about the last token it found active (not
 /// expired since): only if it fails on that one too is it down. If it still finds it
 /// active, or no such token is known (after a start, or a quiet spell), the failure may be
 /// about this token alone (a firewall in front of the endpoint blocking a token that looks
@@ -631,12 +634,16 @@ enum StatusMeaning {
 
 /// RFC 7662 section 2.3: a well-formed, authorized query about an inactive or unknown
 /// token gets `"active": false`, and 401 means the caller's own credentials were refused.
-/// So 401 and 403 say nothing about the token and hold for every token (down), while a
-/// server that answers another 4xx (400 for a JWT it does not know, 404, ...) has
-/// refused this one token.
+/// So 401 and 403 say nothing about the token and hold for every token (down), as do the
+/// statuses about the endpoint's address or the request's form, which are the same for
+/// every token (RFC 9110 section 15.5: 404 no endpoint there, 405 method, 406 `Accept`,
+/// 411 length, 415 content type), while a server that answers another 4xx (400 for a JWT
+/// it does not know, 410, 422, ...) has refused this one token. Whether an endpoint
+/// "down" by its status is down for every token is still checked with another token
+/// before the outage starts (see `Introspector::call`).
 fn status_meaning(status: u16) -> StatusMeaning {
     match status {
-        401 | 403 => StatusMeaning::Down,
+        401 | 403 | 404 | 405 | 406 | 411 | 415 => StatusMeaning::Down,
         408 | 429 => StatusMeaning::Throttled,
         400..=499 => StatusMeaning::ThisToken,
         _ => StatusMeaning::Down,
@@ -914,7 +921,7 @@ impl Introspector {
                 Ok(answer)
             }
             Err(Unavailable::Down(error)) => {
-                let health = if is_answered(&error) {
+                let health = if may_concern_this_token(&error) {
                     let _judging = self.judging.lock().await;
                     if self.cooling_down() {
                         // Another call met the outage and its verdict is in: no
@@ -1077,11 +1084,11 @@ impl Introspector {
         #[cfg(feature = "client")]
         if let IntrospectionAuth::Client(client) = &self.settings.auth {
             let access_token = client.access_token().await.map_err(|error| {
-                FetchError::Transport(format!("obtaining a token to introspect with: {error}"))
+                FetchError::NotSent(format!("obtaining a token to introspect with: {error}"))
             })?;
             let mut header =
                 HeaderValue::from_str(&format!("Bearer {}", access_token.access_token())).map_err(
-                    |_| FetchError::Transport("the obtained token is not a header value".into()),
+                    |_| FetchError::NotSent("the obtained token is not a header value".into()),
                 )?;
             header.set_sensitive(true);
             return self.fetcher.post_form(endpoint, body, Some(&header)).await;
@@ -1106,6 +1113,12 @@ impl Introspector {
                 return Err(Unavailable::Down(FetchError::NotJsonObject));
             }
         };
+        // RFC 7662 section 2.2: `active` is required, a boolean. An object without one
+        // says nothing about the token (a server answering `{}` or `"active": "true"` to
+        // every query, a gateway's JSON error page).
+        if !response.get("active").is_some_and(Value::is_boolean) {
+            return Err(Unavailable::Down(FetchError::NotIntrospectionAnswer));
+        }
         let now = unix_seconds(self.clock.now());
         Ok(match read_answer(response, now, &self.issuer) {
             Ok((claims, exp)) => {
@@ -1137,17 +1150,30 @@ impl Introspector {
     }
 }
 
-/// Whether a failed call got an answer of the endpoint's own (a status, a body that is no
-/// introspection answer, a redirect), which a token can cause, unlike a transport failure
-/// or a timeout.
-fn is_answered(error: &FetchError) -> bool {
-    matches!(
-        error,
+/// Whether a failed call may have failed because of the token it asked about: every
+/// failure after the token was sent (a status, a body that is no introspection answer, a
+/// redirect, and also a connection reset or no answer in time, which is how a firewall
+/// or an intrusion prevention system in front of the endpoint may treat a token it
+/// blocks). A request never sent (no connection, no credentials) cannot have.
+fn may_concern_this_token(error: &FetchError) -> bool {
+    match error {
         FetchError::Status(_)
-            | FetchError::NotJsonObject
-            | FetchError::TooLarge
-            | FetchError::Redirected
-    )
+        | FetchError::NotJsonObject
+        | FetchError::NotIntrospectionAnswer
+        | FetchError::DuplicateMember
+        | FetchError::TooLarge
+        | FetchError::Redirected
+        | FetchError::Transport(_)
+        | FetchError::TimedOut => true,
+        FetchError::NotSent(_)
+        | FetchError::InsecureUrl
+        | FetchError::IssuerMismatch
+        | FetchError::IssuerMissing
+        | FetchError::NoMetadata
+        | FetchError::InvalidJwksUri
+        | FetchError::KeySet(_)
+        | FetchError::TaskFailed => false,
+    }
 }
 
 /// Whether the endpoint is known to answer, after it failed on one token.
@@ -1319,9 +1345,13 @@ mod tests {
     fn only_401_403_and_server_side_statuses_mean_down() {
         let rows = [
             (400, StatusMeaning::ThisToken),
-            (404, StatusMeaning::ThisToken),
-            (405, StatusMeaning::ThisToken),
+            (404, StatusMeaning::Down),
+            (405, StatusMeaning::Down),
+            (406, StatusMeaning::Down),
+            (411, StatusMeaning::Down),
+            (415, StatusMeaning::Down),
             (410, StatusMeaning::ThisToken),
+            (413, StatusMeaning::ThisToken),
             (422, StatusMeaning::ThisToken),
             (499, StatusMeaning::ThisToken),
             (401, StatusMeaning::Down),
