@@ -2685,17 +2685,26 @@ mod tests {
                                 | Interaction::Delete
                         );
                         let other_patient = has_patient && instance && resource_type == "Patient" && id != "123";
+                        // A patch reads as well (`FhirRequest::access`): it needs `r` too.
+                        let reads_too = interaction == Interaction::Patch;
                         // Another patient: whole-type grants outside `patient/` scopes only,
                         // handler filters or not.
                         let (layer_permits, layer_filters) = if other_patient {
-                            let whole = model_grants(&picks, false, interaction, resource_type, false);
+                            let whole = model_grants(&picks, false, interaction, resource_type, false)
+                                && (!reads_too
+                                    || model_grants(&picks, false, Interaction::Read, resource_type, false));
                             (whole, whole)
                         } else {
-                            (permits, !constraints.is_denied())
+                            let read_permits = !reads_too || set.permits(Interaction::Read, resource_type);
+                            let read_filters = !reads_too
+                                || !set.constraints(None, Interaction::Read, resource_type).is_denied();
+                            (permits && read_permits, !constraints.is_denied() && read_filters)
                         };
                         let layer = strict.check_bundle_entry(&claims, method, &url);
                         proptest::prop_assert_eq!(layer.is_ok(), layer_permits, "{} {} {}", context, method, url);
                         if let (Err(layer), Err(handler)) = (&layer, &required) {
+                            // (A patch the handler would allow is refused for want of `r`: its
+                            // hint is for reading, checked by the table tests.)
                             // Without a hint when no scope of the client's hint context could allow it.
                             let expected = if other_patient && claims.hint_context() == Context::Patient {
                                 None

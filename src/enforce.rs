@@ -71,6 +71,11 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   operation invoked by `POST` carries its parameters in the body, which the layer does
 ///   not read: the policy is given no query for it, so a `POST` kick-off needs the scopes of
 ///   an export of every type.
+/// - **Patch** (`PATCH [type]/[id]`, and conditional) needs `r` on the type besides `u`:
+///   the server answers with the patched resource when asked (`Prefer:
+///   return=representation`, the default of many), and a JSON Patch `test` or a FHIRPath
+///   Patch reads any element, so it reads as much as it writes (write does not imply
+///   read). An update (`PUT`) sends the whole resource and needs `u` alone.
 /// - **Conditional create** (`POST [type]` with an `If-None-Exist` header) needs `s` on the
 ///   type besides `c`, as conditional update, patch and delete need it besides `u` or `d`:
 ///   the server searches first, and its answer tells whether the search matched. Their
@@ -1144,8 +1149,9 @@ fn add_types_reached(query: &str, reached: &mut Requirements) {
             continue;
         };
         let name: &str = &lenient;
+        let raw_value = value;
         // Only some values name types; a bad escape there leaves them open.
-        let value = || percent_decode_strict(value).unwrap_or_default();
+        let value = || percent_decode_strict(raw_value).unwrap_or_default();
         let base = name.split(':').next().unwrap_or_default();
         // Every parameter with a rule of its own starts with `_`; any other may chain.
         if !base.starts_with('_') {
@@ -1191,9 +1197,15 @@ fn add_types_reached(query: &str, reached: &mut Requirements) {
                 }
             }
         } else if is("_sort") {
-            // A sort key may be a chain (`-subject:Patient.name`) on servers that allow it.
-            for key in value().split(',') {
-                chain_reach(key.trim().trim_start_matches('-'), reached);
+            // A sort key may be a chain (`-subject:Patient.name`) on servers that allow it;
+            // one with a bad escape may be any chain to a server that keeps it as sent.
+            match percent_decode_strict(raw_value) {
+                Some(keys) => {
+                    for key in keys.split(',') {
+                        chain_reach(key.trim().trim_start_matches('-'), reached);
+                    }
+                }
+                None => reached.push(every_type()),
             }
         } else {
             chain_reach(name, reached);
@@ -1979,7 +1991,7 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 65] = [
+        let cases: [(&str, &[&str]); 67] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
@@ -2099,6 +2111,9 @@ mod tests {
             ("_sort=-subject:Patient.name,date", &["SearchType Patient"]),
             ("_sort=subject.name", &["SearchType *"]),
             ("_sort=-date,code", &[]),
+            // A sort key with a bad escape may be any chain to a server keeping it as sent.
+            ("_sort=%ZZ,subject:Patient.birthdate", &["SearchType *"]),
+            ("_sort=date%", &["SearchType *"]),
             // Control characters around a name are trimmed as spaces are (Java's `trim`);
             // inside it, and characters beyond ASCII: no one can tell.
             ("%00_has:Group:member:_id=1", &["SearchType Group"]),

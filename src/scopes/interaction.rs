@@ -216,6 +216,9 @@ impl Classifier {
             match segments.next() {
                 Some(Ok(segment)) if segment.eq_ignore_ascii_case(base_segment) => {}
                 Some(Err(MalformedPath)) => return Classified::Malformed,
+                Some(Ok(segment)) if is_lenient_spelling_of(&segment, base_segment) => {
+                    return Classified::Malformed;
+                }
                 Some(Ok(_)) | None => {
                     // Outside the base, but an unreadable path is unreadable anywhere.
                     return if segments.any(|segment| segment.is_err()) {
@@ -560,6 +563,16 @@ fn canonical_segment(raw: &str) -> Result<Cow<'_, str>, MalformedPath> {
     } else {
         Ok(decoded)
     }
+}
+
+/// Whether `segment` is not `base_segment` but a server may read it as that: with
+/// whitespace around it (Spring's path matcher trimmed it, CVE-2016-5007) or dots after it
+/// (IIS drops them), case aside. Such a path is neither under the base nor outside it.
+fn is_lenient_spelling_of(segment: &str, base_segment: &str) -> bool {
+    segment
+        .trim_start_matches(char::is_whitespace)
+        .trim_end_matches(|c: char| c.is_whitespace() || c == '.')
+        .eq_ignore_ascii_case(base_segment)
 }
 
 /// The path of a SMART configuration, after a FHIR base or at the root.
@@ -1074,6 +1087,18 @@ impl FhirRequest {
                 {
                     requirements.push(Requirement::new(
                         Interaction::SearchType,
+                        ResourceType::Named(resource_type.clone()),
+                    ));
+                }
+                // A patch answers with the whole patched resource when asked (`Prefer:
+                // return=representation`, the default of many servers), and a JSON Patch
+                // `test` (or a FHIRPath Patch) tells whether any element holds a value:
+                // it reads as much as it writes, and write does not imply read.
+                if let Self::Patch { resource_type, .. }
+                | Self::ConditionalPatch { resource_type } = self
+                {
+                    requirements.push(Requirement::new(
+                        Interaction::Read,
                         ResourceType::Named(resource_type.clone()),
                     ));
                 }
@@ -1781,6 +1806,18 @@ mod tests {
             ("/fhir/r4/Patient/1/_history/2/x/y/z", Classified::NotFhir),
             ("/fhir/r4/Patient/1/_history/2/x/%00", Classified::Malformed),
             ("/fhir/r4/Patient/1/_history/2/x//", Classified::Malformed),
+            // Spellings of the base a server may read as the base: whitespace around a
+            // segment (trimmed), dots after it (IIS), in any case.
+            ("/fhir%20/r4/Patient/1", Classified::Malformed),
+            ("/%20fhir/r4/Patient/1", Classified::Malformed),
+            ("/fhir./r4/Patient/1", Classified::Malformed),
+            ("/FHIR../r4/Patient/1", Classified::Malformed),
+            ("/fhir/r4%09/Patient/1", Classified::Malformed),
+            ("/fhir/r4%C2%A0/Patient/1", Classified::Malformed),
+            ("/fhir/r4.%20/Patient/1", Classified::Malformed),
+            ("/fhir/r4x/Patient/1", Classified::OutsideBase),
+            ("/fhirx/r4/Patient/1", Classified::OutsideBase),
+            ("/.fhir/r4/Patient/1", Classified::OutsideBase),
         ];
         for (path, expected) in cases {
             assert_eq!(classifier.classify("GET", path), expected, "{path}");
@@ -1858,7 +1895,12 @@ mod tests {
             ("GET", "/_history", requires(&[(HistorySystem, "*")])),
             ("POST", "/Patient", requires(&[(Create, "Patient")])),
             ("PUT", "/Patient/1", requires(&[(Update, "Patient")])),
-            ("PATCH", "/Patient/1", requires(&[(Patch, "Patient")])),
+            // A patch reads as much as it writes.
+            (
+                "PATCH",
+                "/Patient/1",
+                requires(&[(Patch, "Patient"), (Read, "Patient")]),
+            ),
             ("DELETE", "/Patient/1", requires(&[(Delete, "Patient")])),
             (
                 "PUT",
@@ -1868,7 +1910,11 @@ mod tests {
             (
                 "PATCH",
                 "/Patient?x=1",
-                requires(&[(Patch, "Patient"), (SearchType, "Patient")]),
+                requires(&[
+                    (Patch, "Patient"),
+                    (SearchType, "Patient"),
+                    (Read, "Patient"),
+                ]),
             ),
             (
                 "DELETE",

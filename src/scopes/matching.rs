@@ -396,6 +396,12 @@ impl ScopeSet {
     /// carries no filter at all: the whole query
     /// is refused, not only that pair.
     ///
+    /// The filter of a scope on every type (`system/*.rs?category=laboratory`) counts here
+    /// only when it uses parameters every resource type has (`_id`, `_lastUpdated`, `_tag`,
+    /// `_profile`, `_security`, `_source`): on a type without the parameter (`Patient`
+    /// has no `category`), a lenient server (`Prefer: handling=lenient`, the default of
+    /// several) ignores it and answers the search unfiltered.
+    ///
     /// ```
     /// use smart_auth::scopes::ScopeSet;
     ///
@@ -403,6 +409,10 @@ impl ScopeSet {
     /// assert!(set.permits_search_query("Observation", Some("category=laboratory&code=x")));
     /// assert!(!set.permits_search_query("Observation", Some("code=x")));
     /// assert!(!set.permits_search_query("Observation", None));
+    ///
+    /// let every_type = ScopeSet::parse("system/*.rs?category=laboratory system/*.rs?_tag=t");
+    /// assert!(!every_type.permits_search_query("Patient", Some("category=laboratory")));
+    /// assert!(every_type.permits_search_query("Patient", Some("_tag=t")));
     /// ```
     #[must_use]
     pub fn permits_search_query(&self, resource_type: &str, query: Option<&str>) -> bool {
@@ -412,9 +422,24 @@ impl ScopeSet {
         let Some(query) = query else {
             return false;
         };
-        let SearchConstraints::AnyOf(sets) = self.search_constraints(None, resource_type) else {
+        // The filters that may count, each once; a hash set keeps this linear however many
+        // granular scopes the token holds.
+        let mut seen: HashSet<&[(String, String)]> = HashSet::new();
+        let sets: Vec<&[(String, String)]> = self
+            .granting_scopes(None, Interaction::SearchType, resource_type)
+            .filter(|scope| {
+                scope.resource != ResourceType::Any
+                    || scope
+                        .query
+                        .iter()
+                        .all(|(name, _)| is_parameter_of_every_type(name))
+            })
+            .map(|scope| scope.query.as_slice())
+            .filter(|filter| seen.insert(filter))
+            .collect();
+        if sets.is_empty() {
             return false;
-        };
+        }
         let Some(pairs) = strict_query_pairs(query) else {
             return false;
         };
@@ -425,7 +450,7 @@ impl ScopeSet {
         // the pairs of parameters some filter names are kept: other parameters only narrow.
         let filter_names: HashSet<String> = sets
             .iter()
-            .flatten()
+            .flat_map(|set| set.iter())
             .map(|(name, _)| lenient_name(name))
             .collect();
         let mut carried: HashSet<(&str, &str)> = HashSet::new();
@@ -458,7 +483,7 @@ impl ScopeSet {
                 .all(|(name, value)| carried.contains(&(name.as_str(), value.as_str())));
             carries_all && {
                 let mut filter_values: HashMap<String, HashSet<&str>> = HashMap::new();
-                for (name, value) in set {
+                for (name, value) in set.iter() {
                     filter_values
                         .entry(lenient_name(name))
                         .or_default()
@@ -650,6 +675,16 @@ impl ScopeSet {
             applies
         })
     }
+}
+
+/// Whether a filter's parameter name (before any `:modifier`) is a search parameter of
+/// every resource type (FHIR R4 and R5, `Resource`'s own).
+fn is_parameter_of_every_type(name: &str) -> bool {
+    let base = name.split_once(':').map_or(name, |(base, _)| base);
+    matches!(
+        base,
+        "_id" | "_lastUpdated" | "_tag" | "_profile" | "_security" | "_source"
+    )
 }
 
 /// Parameter names (before any `:modifier`, matched as a lenient server matches them) that

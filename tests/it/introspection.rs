@@ -1186,8 +1186,14 @@ async fn outages_start_the_cooldown_with_retry_after() {
         StubAnswer::Raw("application/json", "{\"active\":true".into()),
         // RFC 7662 section 2.2: no boolean `active`, no answer about any token.
         StubAnswer::Raw("application/json", "{}".into()),
-        StubAnswer::Raw("application/json", r#"{"active":"true","exp":9999999999}"#.into()),
-        StubAnswer::Raw("application/json", r#"{"active":1,"exp":9999999999}"#.into()),
+        StubAnswer::Raw(
+            "application/json",
+            r#"{"active":"true","exp":9999999999}"#.into(),
+        ),
+        StubAnswer::Raw(
+            "application/json",
+            r#"{"active":1,"exp":9999999999}"#.into(),
+        ),
         StubAnswer::Raw("application/json", r#"{"active":null}"#.into()),
         // The endpoint's address or the request's form: the same for every token.
         StubAnswer::Status(404),
@@ -1210,7 +1216,11 @@ async fn outages_start_the_cooldown_with_retry_after() {
         setup.answer(StubAnswer::Json(setup.active(json!({}))));
         let since = first.sent + timeout.unwrap_or_default();
         assert_unavailable_after(&seen(&app, "second").await, 10, since, &context);
-        assert_eq!(setup.calls(), 3, "{context}: the token, the check, the cooldown");
+        assert_eq!(
+            setup.calls(),
+            3,
+            "{context}: the token, the check, the cooldown"
+        );
     }
 }
 

@@ -175,6 +175,49 @@ async fn v2_system_scopes() {
     }
 }
 
+/// A patch answers with the patched resource (`Prefer: return=representation`, the default
+/// of many servers) and a JSON Patch `test` reads any element: write does not imply read,
+/// so a patch needs `r` as well as `u`, from one scope or two, v1 or v2, and the hint
+/// names what is missing.
+#[tokio::test]
+async fn a_patch_needs_read_as_well_as_update() {
+    let app = scoped_app().await;
+    let prefer = [("Prefer", "return=representation")];
+    for (scope, expected) in [
+        ("system/Patient.u", Some("system/Patient.r")),
+        ("system/Patient.cud", Some("system/Patient.r")),
+        // Hints speak the token's scope version.
+        ("system/Patient.write", Some("system/Patient.read")),
+        ("system/Patient.r", Some("system/Patient.u")),
+        ("system/Observation.ru", Some("system/Patient.u")),
+        ("system/Patient.ru", None),
+        ("system/Patient.read system/Patient.write", None),
+        ("system/Patient.r system/*.u", None),
+        ("system/*.*", None),
+    ] {
+        for headers in [&[][..], &prefer[..]] {
+            let (status, challenge) = app
+                .call_with_headers("PATCH", "/fhir/Patient/1", scope, headers)
+                .await;
+            match expected {
+                Some(hint) => {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{scope}");
+                    assert_eq!(challenge, Some(app.denied(hint)), "{scope}");
+                }
+                None => assert_eq!((status, challenge), (StatusCode::OK, None), "{scope}"),
+            }
+        }
+        // An update sends the whole resource and reads nothing it did not send.
+        let update = app.call("PUT", "/fhir/Patient/1", scope, &[]).await.status;
+        let updates = scope.contains('u') || scope.contains("write") || scope.contains("*.*");
+        assert_eq!(
+            update == StatusCode::OK,
+            updates && !scope.contains("Observation"),
+            "{scope}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn v1_scopes_mean_the_same_as_v2() {
     let app = scoped_app().await;
@@ -296,6 +339,67 @@ async fn granular_scopes_pass_searches_that_carry_their_constraints() {
     let both = format!("{lab} system/Observation.s");
     let answer = app.call("GET", "/fhir/Observation", &both, &[]).await;
     assert_eq!(answer.body["constraints"], "unconstrained");
+}
+
+/// A filter on every type (`*`) counts for a search only with parameters every type has
+/// (`_tag`, `_security`, ...): `Patient` has no `category`, and a lenient server ignores it
+/// and answers every Patient. The layer knows no type's own parameters, so such a filter
+/// counts on no type (Observation included); the same filter on a named type does.
+#[tokio::test]
+async fn a_filter_on_every_type_counts_only_with_parameters_every_type_has() {
+    let app = scoped_app().await;
+    let lab = "http://terminology.hl7.org/CodeSystem/observation-category%7Claboratory";
+    let scope = format!("system/*.rs?category={lab}");
+    for (path, expected) in [
+        (
+            format!("/fhir/Patient?category={lab}"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/fhir/Observation?category={lab}"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/fhir/Patient?category={lab}&name=x"),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (status, challenge) = app.call_with_headers("GET", &path, &scope, &[]).await;
+        assert_eq!(status, expected, "{path}");
+        let searched = path.trim_start_matches("/fhir/").split('?').next().unwrap();
+        assert_eq!(
+            challenge,
+            Some(app.denied(&format!("system/{searched}.s"))),
+            "{path}"
+        );
+    }
+    // The same filter named for the type counts there.
+    let named = format!("system/Observation.rs?category={lab}");
+    let path = format!("/fhir/Observation?category={lab}");
+    let (status, _) = app.call_with_headers("GET", &path, &named, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    // Parameters of every resource, with or without a modifier.
+    for (scope, query) in [
+        ("system/*.rs?_tag=urn:x%7Cy", "_tag=urn:x%7Cy&name=x"),
+        ("system/*.rs?_security:not=R", "_security:not=R"),
+        ("system/*.rs?_tag=t&_profile=p", "_profile=p&_tag=t"),
+    ] {
+        for searched in ["Patient", "Observation"] {
+            let path = format!("/fhir/{searched}?{query}");
+            let (status, challenge) = app.call_with_headers("GET", &path, scope, &[]).await;
+            assert_eq!(
+                (status, challenge),
+                (StatusCode::OK, None),
+                "{scope} {path}"
+            );
+        }
+    }
+    // One parameter some types lack is enough to count for none.
+    let mixed = "system/*.rs?_tag=t&status=final";
+    let (status, _) = app
+        .call_with_headers("GET", "/fhir/Patient?_tag=t&status=final", mixed, &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -841,7 +945,8 @@ async fn conditional_create_needs_search_too() {
 async fn conditional_writes_need_the_types_their_criteria_search() {
     let app = scoped_app().await;
     let chained = "subject:Patient.name=Smith";
-    for (method, letter) in [("DELETE", "d"), ("PUT", "u"), ("PATCH", "u")] {
+    // (A patch reads as much as it writes: it needs `r` too.)
+    for (method, letter) in [("DELETE", "d"), ("PUT", "u"), ("PATCH", "ru")] {
         let path = format!("/fhir/Observation?{chained}");
         let own = format!("system/Observation.{letter}s");
         let (status, challenge) = app.call_with_headers(method, &path, &own, &[]).await;
