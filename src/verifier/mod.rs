@@ -44,9 +44,12 @@ pub enum TokenTypePolicy {
     Lenient,
     /// Only `at+jwt` or `application/at+jwt`, as RFC 9068 section 4 requires. This keeps
     /// ID tokens and other JWTs from being used as access tokens. The claims RFC 9068
-    /// section 2.2 requires besides `iss`, `exp` and `aud` must be there too: a client id
-    /// (from the [configured claims](crate::VerifierBuilder::client_id_claims)), `sub`,
-    /// `iat` and `jti`.
+    /// section 2.2 requires besides `iss` and `exp` must be there too: `aud` (naming some
+    /// audience, also where the audience check would let a token without one pass: no
+    /// audience configured, or a client listed with
+    /// [`accept_missing_audience_for_clients`](crate::VerifierBuilder::accept_missing_audience_for_clients)),
+    /// a client id (from the [configured claims](crate::VerifierBuilder::client_id_claims)),
+    /// `sub`, `iat` and `jti`.
     Rfc9068,
     /// Only `at+jwt` or `application/at+jwt`, as with [`Rfc9068`](Self::Rfc9068), without
     /// the further claims RFC 9068 requires: for issuers that type their access tokens but
@@ -57,9 +60,11 @@ pub enum TokenTypePolicy {
 }
 
 /// Whether a token carries the claims RFC 9068 section 2.2 requires of a JWT access token
-/// that the other checks do not demand already.
+/// that the other checks do not demand already (`aud` among them: the audience check may
+/// let a token without one pass).
 fn has_rfc9068_claims(claims: &SmartClaims) -> bool {
-    claims.client_id().is_some()
+    claims.audiences().next().is_some()
+        && claims.client_id().is_some()
         && claims.sub().is_some()
         && claims.iat().is_some()
         && claims.jti().is_some()

@@ -480,6 +480,40 @@ async fn strict_rfc9068_typ() {
     assert_eq!(app.get_with_token(&azp).await.status, StatusCode::OK);
 }
 
+/// RFC 9068 section 2.2 requires `aud`, also where the audience check would let a token
+/// without one pass (a client listed for it): absent or an empty list, it is refused.
+#[tokio::test]
+async fn strict_rfc9068_requires_an_audience_even_for_listed_clients() {
+    let configure = |policy| {
+        move |b: smart_auth::SmartAuthBuilder| {
+            b.token_type(policy)
+                .accept_missing_audience_for_clients(["test-client"])
+        }
+    };
+    let strict = app(configure(TokenTypePolicy::Rfc9068)).await;
+    let typed = app(configure(TokenTypePolicy::AtJwt)).await;
+    for audience in [None, Some(json!([]))] {
+        let shape = |app: &crate::support::App| {
+            let token = app.issuer.token().header("typ", "at+jwt");
+            match &audience {
+                Some(value) => token.claim("aud", value.clone()),
+                None => token.without("aud"),
+            }
+            .sign()
+        };
+        strict
+            .assert_invalid_token(&shape(&strict), "the token has a missing or invalid claim")
+            .await;
+        assert_eq!(
+            typed.get_with_token(&shape(&typed)).await.status,
+            StatusCode::OK,
+            "{audience:?}: the listed client passes without RFC 9068's claims"
+        );
+    }
+    let named = strict.issuer.token().header("typ", "at+jwt").sign();
+    assert_eq!(strict.get_with_token(&named).await.status, StatusCode::OK);
+}
+
 /// `at+jwt` alone: the type RFC 9068 gives access tokens, without its further claims
 /// (Duende IdentityServer's client-credentials tokens have no `sub`).
 #[tokio::test]
