@@ -231,9 +231,14 @@ impl JwksCache {
             }
             None => {
                 self.remember_failure_briefly(uri, slot, now);
-                Err(OAuthError::invalid_client(
-                    "the client's JWKS could not be fetched or holds no usable public key",
-                ))
+                // The answer of an unknown client: the caller is not authenticated yet,
+                // and a different one would tell that this id exists. The cause is in the
+                // log (and in the fetch's own debug event).
+                tracing::debug!(
+                    jwks_uri = uri,
+                    "a client's JWKS could not be fetched or holds no usable public key"
+                );
+                Err(super::assertion::no_registered_key())
             }
         }
     }

@@ -1269,9 +1269,20 @@ async fn jwks(State(state): State<Arc<ServerState>>) -> Response {
         .into_response()
 }
 
+/// Whether two secrets are equal, in a time that tells neither where they first differ
+/// nor how long the expected one is: their SHA-256 digests, of one length, are compared
+/// in constant time (a comparison of the texts ends at once when the lengths differ).
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+    let (a, b) = (
+        crate::digest::sha256(a.as_bytes()),
+        crate::digest::sha256(b.as_bytes()),
+    );
+    aws_lc_rs::constant_time::verify_slices_are_equal(&a, &b).is_ok()
 }
+
+/// What a secret is compared with when the id names no secret client, so that an unknown
+/// id costs the time of a known one.
+const NO_SECRET: &str = "no client has this secret: it is compared for the time it takes";
 
 /// Authenticates a client by its Basic credentials.
 fn authenticate_basic(
@@ -1289,14 +1300,23 @@ fn authenticate_basic(
         decoded | constant_time_eq(expected, &secret.as_sent)
     };
     // Either spelling of the id may name the client (`svc+reports` as sent by `curl -u`).
-    id.each()
+    let mut compared = false;
+    let found = id
+        .each()
         .filter_map(|id| state.client(id, now))
         .find(|client| match &client.credential {
             // An empty secret authenticates nobody: "app:" would otherwise be a password.
-            Credential::Secret(expected) => !expected.is_empty() && matches(expected),
+            Credential::Secret(expected) => {
+                compared = true;
+                matches(expected) & !expected.is_empty()
+            }
             _ => false,
-        })
-        .ok_or_else(OAuthError::invalid_basic_client)
+        });
+    if !compared {
+        // Unknown ids, and clients without a secret, take a comparison's time too.
+        let _ = matches(NO_SECRET);
+    }
+    found.ok_or_else(OAuthError::invalid_basic_client)
 }
 
 /// Authenticates the client of a token, introspection or revocation request: exactly one

@@ -379,6 +379,66 @@ async fn registration_holds_at_most_the_ceiling() {
     }
 }
 
+/// Nothing in the answer tells an unauthenticated caller which client ids exist: an
+/// assertion naming a client whose `jwks_uri` cannot be fetched (down, a key set without
+/// a usable key) gets the answer of one naming no client at all.
+#[tokio::test]
+async fn an_unfetchable_client_key_set_tells_nothing_about_the_client() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/jwks", listener.local_addr().unwrap())
+    };
+    let empty = TestIssuer::builder().clock(clock.clone()).start().await;
+    empty.set_jwks_behaviour(JwksBehaviour::Body(json!({"keys": []}).to_string()));
+    server.register(ClientRegistration::private_key_jwt_uri(
+        "down",
+        closed,
+        ["system/*.rs"],
+    ));
+    server.register(ClientRegistration::private_key_jwt_uri(
+        "keyless",
+        empty.jwks_uri(),
+        ["system/*.rs"],
+    ));
+    let signer = TestIssuer::builder().clock(clock.clone()).start().await;
+    let http = crate::support::loopback_client();
+    let mut answers = Vec::new();
+    for client in ["down", "keyless", "no-such-client"] {
+        let assertion = signer
+            .token()
+            .alg(SigningAlgorithm::ES256)
+            .header("typ", "JWT")
+            .claim("iss", client)
+            .claim("sub", client)
+            .claim("aud", server.token_endpoint())
+            .without("client_id")
+            .without("scope")
+            .expires_in_secs(120)
+            .sign();
+        // Twice: the failure remembered for a while answers the same.
+        for _ in 0..2 {
+            let request = http
+                .post(server.token_endpoint())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(assertion_form(&assertion));
+            let (status, _, body) = post(&http, request).await;
+            answers.push((client, status, body));
+        }
+    }
+    let (_, status, body) = &answers[answers.len() - 1];
+    assert_eq!(*status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_client");
+    for (client, other_status, other_body) in &answers {
+        assert_eq!((other_status, other_body), (status, body), "{client}");
+    }
+}
+
 /// A client's `jwks_uri` is fetched once per cache lifetime, plus at most one refetch per
 /// 10 s for unknown kids, whatever unauthenticated callers send (bad signatures, unknown
 /// kids, concurrent bursts); a failed fetch is remembered briefly.
