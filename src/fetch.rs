@@ -394,6 +394,17 @@ pub(crate) fn differs_only_by_final_slash(one: &str, other: &str) -> bool {
         && one.strip_suffix('/').unwrap_or(one) == other.strip_suffix('/').unwrap_or(other)
 }
 
+/// Whether a metadata document names an endpoint in `member` as the specifications require:
+/// a string holding an absolute URL (SMART App Launch 2.x, RFC 8414 section 2). A
+/// relative one (`"/introspect"`), `null` or another JSON type says nowhere: the search
+/// goes on to the next document.
+pub(crate) fn names_absolute_url(document: &Map<String, Value>, member: &str) -> bool {
+    document
+        .get(member)
+        .and_then(Value::as_str)
+        .is_some_and(|url| Url::parse(url).is_ok())
+}
+
 /// Finds the issuer's metadata: SMART configuration, then OpenID Connect discovery, then
 /// RFC 8414 authorization-server metadata, returning the first document that `wanted`
 /// accepts.
@@ -531,12 +542,8 @@ pub(crate) fn strict_object(body: &[u8]) -> Result<Map<String, Value>, FetchErro
 /// configuration's relative `/jwks`) does not say where the keys are: discovery moves on
 /// to the next location, as for a document without one.
 pub(crate) async fn discover_jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, FetchError> {
-    let names_absolute_keys = |doc: &Map<String, Value>| {
-        doc.get("jwks_uri")
-            .and_then(Value::as_str)
-            .is_some_and(|uri| Url::parse(uri).is_ok())
-    };
-    let document = discover_metadata(fetcher, issuer, names_absolute_keys).await?;
+    let document =
+        discover_metadata(fetcher, issuer, |doc| names_absolute_url(doc, "jwks_uri")).await?;
     let uri = document
         .get("jwks_uri")
         .and_then(Value::as_str)

@@ -873,7 +873,7 @@ impl Introspector {
             Some(uri) => uri.clone(),
             None => {
                 let document = fetch::discover_metadata(&self.fetcher, &self.issuer, |doc| {
-                    doc.contains_key("introspection_endpoint")
+                    fetch::names_absolute_url(doc, "introspection_endpoint")
                 })
                 .await?;
                 document

@@ -622,6 +622,16 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
     }
     for endpoint in &raw.associated_endpoints {
         check_url(&endpoint.url, "associated_endpoints")?;
+        // Capabilities as the top-level list has them: one printable token each.
+        if !endpoint
+            .capabilities
+            .iter()
+            .all(|capability| is_list_entry(capability.as_str()))
+        {
+            return Err(DiscoveryError::InvalidEntry {
+                field: "associated_endpoints",
+            });
+        }
     }
     if raw
         .user_access_brand_identifier
@@ -1389,9 +1399,15 @@ impl SmartConfigurationBuilder {
         url: impl Into<String>,
         capabilities: impl IntoIterator<Item = Capability>,
     ) -> Self {
+        let mut normal: Vec<Capability> = Vec::new();
+        for capability in capabilities.into_iter().map(Capability::normal) {
+            if !normal.contains(&capability) {
+                normal.push(capability);
+            }
+        }
         self.raw.associated_endpoints.push(AssociatedEndpoint {
             url: url.into(),
-            capabilities: capabilities.into_iter().collect(),
+            capabilities: normal,
         });
         self
     }
@@ -1499,16 +1515,17 @@ impl SmartConfigurationBuilder {
             timeout,
             max_body: 1024 * 1024,
         };
-        let document =
-            fetch::discover_metadata(&fetcher, issuer, |doc| doc.contains_key("token_endpoint"))
-                .await
-                .map_err(|error| match error {
-                    FetchError::IssuerMismatch => DiscoveryError::IssuerMismatch,
-                    FetchError::IssuerMissing => DiscoveryError::Missing { field: "issuer" },
-                    other => DiscoveryError::Fetch {
-                        reason: other.to_string(),
-                    },
-                })?;
+        let document = fetch::discover_metadata(&fetcher, issuer, |doc| {
+            fetch::names_absolute_url(doc, "token_endpoint")
+        })
+        .await
+        .map_err(|error| match error {
+            FetchError::IssuerMismatch => DiscoveryError::IssuerMismatch,
+            FetchError::IssuerMissing => DiscoveryError::Missing { field: "issuer" },
+            other => DiscoveryError::Fetch {
+                reason: other.to_string(),
+            },
+        })?;
         Self::from_metadata(document)
     }
 

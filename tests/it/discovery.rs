@@ -67,6 +67,17 @@ fn ig_examples_round_trip() {
     let again: SmartConfiguration =
         serde_json::from_value(serde_json::to_value(&backend).unwrap()).unwrap();
     assert_eq!(again, backend);
+    // A document read from JSON holds its associated endpoints' capabilities to the same
+    // rule as the builder.
+    for capability in ["", " smart-app-state", "smart-app-state\u{1}", "a b"] {
+        let mut document = ig_backend_example();
+        document["associated_endpoints"] =
+            json!([{"url": "https://state.example.com", "capabilities": [capability]}]);
+        assert!(
+            serde_json::from_value::<SmartConfiguration>(document).is_err(),
+            "{capability:?}"
+        );
+    }
 }
 
 #[test]
@@ -169,6 +180,23 @@ fn every_validation_rule() {
         (
             backend().associated_endpoint("http://state.example", [Capability::SmartAppState]),
             DiscoveryError::InvalidUrl {
+                field: "associated_endpoints",
+            },
+        ),
+        // An associated endpoint's capabilities are tokens as the top-level ones are.
+        (
+            backend()
+                .associated_endpoint("https://state.example", [Capability::Other(String::new())]),
+            DiscoveryError::InvalidEntry {
+                field: "associated_endpoints",
+            },
+        ),
+        (
+            backend().associated_endpoint(
+                "https://state.example",
+                [Capability::Other(" smart-app-state\u{1}".into())],
+            ),
+            DiscoveryError::InvalidEntry {
                 field: "associated_endpoints",
             },
         ),
@@ -570,6 +598,42 @@ async fn from_issuer_builds_the_resource_server_document() {
     );
     assert_eq!(configuration.code_challenge_methods_supported(), ["S256"]);
     assert_eq!(issuer.smart_configuration_fetches(), 1);
+}
+
+/// A metadata document that names its token endpoint relative, `null` or as a number says
+/// nowhere: `from_issuer` reads the next document (SMART App Launch 2.x: endpoint URLs are
+/// absolute) instead of failing on it.
+#[tokio::test]
+async fn from_issuer_skips_a_document_naming_no_absolute_token_endpoint() {
+    for named in [json!("/token"), Value::Null, json!(5)] {
+        let smart = json!({"token_endpoint": named.clone(), "grant_types_supported": ["client_credentials"]});
+        let router = Router::new()
+            .route(
+                "/.well-known/smart-configuration",
+                get(move || async move { axum::Json(smart) }),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                get(|headers: http::HeaderMap| async move {
+                    let url = format!("http://{}", headers["host"].to_str().unwrap());
+                    axum::Json(json!({
+                        "issuer": url,
+                        "token_endpoint": format!("{url}/oauth/token"),
+                        "grant_types_supported": ["client_credentials"],
+                        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                        "token_endpoint_auth_signing_alg_values_supported": ["ES384"],
+                    }))
+                }),
+            );
+        let (url, server) = serve(router).await;
+        let configuration = SmartConfiguration::from_issuer(&url).await.unwrap();
+        assert_eq!(
+            configuration.token_endpoint(),
+            format!("{url}/oauth/token"),
+            "{named}"
+        );
+        server.abort();
+    }
 }
 
 #[tokio::test]

@@ -1725,6 +1725,48 @@ fn unsafe_introspection_settings_are_refused_at_build() {
 /// discovery runs and its failure starts the failure cooldown: lookups of other tokens that
 /// waited for it give up at once (503) instead of each trying again after the last (one
 /// fetch timeout each, in a row).
+/// The endpoint is found in the first metadata document that names it as an absolute URL:
+/// a SMART configuration naming a relative one, `null` or a number says nowhere, and the
+/// OpenID Connect document after it is read.
+#[tokio::test]
+async fn discovery_skips_a_document_naming_no_absolute_introspection_endpoint() {
+    for named in [json!("/introspect"), Value::Null, json!(5), json!("")] {
+        let stub = Stub::default();
+        let own_url =
+            |headers: &http::HeaderMap| format!("http://{}", headers["host"].to_str().unwrap());
+        let smart = json!({"introspection_endpoint": named.clone()});
+        let router = Router::new()
+            .route("/introspect", post(stub_handler))
+            .route(
+                "/.well-known/smart-configuration",
+                axum::routing::get(move || async move { axum::Json(smart) }),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move |headers: http::HeaderMap| async move {
+                    let url = own_url(&headers);
+                    axum::Json(json!({
+                        "issuer": url,
+                        "introspection_endpoint": format!("{url}/introspect"),
+                    }))
+                }),
+            )
+            .with_state(stub.clone());
+        let (url, server) = serve(router).await;
+        let setup = StubSetup {
+            stub,
+            issuer: url,
+            clock: ManualClock::new(),
+            _server: server,
+        };
+        setup.answer(StubAnswer::Json(setup.active(json!({}))));
+        let settings = Introspection::new(IntrospectionAuth::basic("rs id", "s3cret:x"));
+        let app = app_for(&setup.issuer, &setup.clock, |b| b.introspection(settings)).await;
+        assert_eq!(seen(&app, "t").await.status, 200, "{named}");
+        assert_eq!(setup.calls(), 1, "{named}");
+    }
+}
+
 #[tokio::test]
 async fn a_failed_discovery_is_not_tried_again_by_each_waiting_lookup() {
     // An issuer that accepts connections and never answers.
