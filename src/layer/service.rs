@@ -291,35 +291,43 @@ impl Vary {
     }
 }
 
-/// Whether `Cache-Control` lets a shared cache store a response to a request with
-/// `Authorization` (RFC 9111 section 3.5): `public`, `s-maxage` or `must-revalidate`.
+/// Whether the response lets a shared cache store it although the request had
+/// `Authorization` (RFC 9111 section 3.5): `public`, `s-maxage` or `must-revalidate` in
+/// `Cache-Control` or in a field a CDN reads instead of it (RFC 9213's
+/// `CDN-Cache-Control` and its vendor forms such as `Cloudflare-CDN-Cache-Control`), or
+/// any `max-age` in `Surrogate-Control` (read by surrogates, which section 3.5 does not
+/// bind). Values are read as bytes: one byte beyond ASCII elsewhere in the value does not
+/// hide a directive.
 fn shared_cache_may_store(headers: &HeaderMap) -> bool {
-    // Most answers have no `Cache-Control` and a few headers: comparing their names
-    // (standard names compare as numbers) costs less than hashing one to look it up.
-    let present = if headers.keys_len() <= 8 {
-        headers.keys().any(|name| name == CACHE_CONTROL)
-    } else {
-        headers.contains_key(CACHE_CONTROL)
-    };
-    if !present {
-        return false;
-    }
-    headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|directive| {
-            let directive = directive.trim();
-            directive
-                .split_once('=')
-                .map_or(directive, |(name, _)| name.trim_end())
-        })
-        .any(|name| {
-            name.eq_ignore_ascii_case("public")
-                || name.eq_ignore_ascii_case("s-maxage")
-                || name.eq_ignore_ascii_case("must-revalidate")
-        })
+    // Most answers have a few headers, none of these: comparing their names (standard
+    // names compare as numbers) costs less than hashing one to look it up.
+    headers.keys().any(|name| {
+        let surrogate = name.as_str() == "surrogate-control";
+        let targeted = name == CACHE_CONTROL || name.as_str().ends_with("cdn-cache-control");
+        (surrogate || targeted)
+            && headers.get_all(name).iter().any(|value| {
+                directive_names(value.as_bytes()).any(|directive| {
+                    let is = |wanted: &str| directive.eq_ignore_ascii_case(wanted.as_bytes());
+                    if surrogate {
+                        is("max-age")
+                    } else {
+                        is("public") || is("s-maxage") || is("must-revalidate")
+                    }
+                })
+            })
+    })
+}
+
+/// The directive names in a cache-control value (`name` or `name=value`, comma-separated,
+/// whitespace around them trimmed).
+fn directive_names(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&byte| byte == b',').map(|directive| {
+        let name = directive
+            .iter()
+            .position(|&byte| byte == b'=')
+            .map_or(directive, |end| &directive[..end]);
+        name.trim_ascii()
+    })
 }
 
 /// Adds `Authorization` to `Vary` (RFC 9110 section 12.5.5) unless the response already

@@ -294,6 +294,82 @@ async fn shared_cacheable_answers_vary_by_authorization_in_required_mode() {
     assert!(public.headers().get("vary").is_none());
 }
 
+/// The fields CDNs read instead of `Cache-Control` (RFC 9213 `CDN-Cache-Control` and its
+/// vendor forms, `Surrogate-Control`) count as it does, and a byte beyond ASCII elsewhere
+/// in a value hides no directive.
+#[tokio::test]
+async fn cdn_cache_fields_and_odd_bytes_vary_by_authorization_too() {
+    const CASES: [(&[(&str, &[u8])], bool); 11] = [
+        (&[("cdn-cache-control", b"public, max-age=600")], true),
+        (&[("CDN-Cache-Control", b"s-maxage=600")], true),
+        (
+            &[("cloudflare-cdn-cache-control", b"max-age=60, public")],
+            true,
+        ),
+        (&[("surrogate-control", b"max-age=3600")], true),
+        (&[("surrogate-control", b"no-store")], false),
+        (&[("cdn-cache-control", b"private")], false),
+        (
+            &[("cache-control", b"public, max-age=60, x=\"\xe9\"")],
+            true,
+        ),
+        (&[("cache-control", b"\xe9, s-maxage=1")], true),
+        (
+            &[
+                ("cache-control", b"private"),
+                ("cdn-cache-control", b"public"),
+            ],
+            true,
+        ),
+        (&[("x-cache-control", b"public")], false),
+        (&[("cache-control", b"max-age=60, \xe9public")], false),
+    ];
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let layer = SmartAuthLayer::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route(
+            "/case/{index}",
+            get(
+                |axum::extract::Path(index): axum::extract::Path<usize>| async move {
+                    let mut headers = http::HeaderMap::new();
+                    for (name, value) in CASES[index].0 {
+                        headers.append(
+                            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                            http::HeaderValue::from_bytes(value).unwrap(),
+                        );
+                    }
+                    (headers, "data")
+                },
+            ),
+        )
+        .layer(layer);
+    let (url, _server) = serve(router).await;
+    let http = crate::support::loopback_client();
+    let token = issuer.token().sign();
+    for (index, (fields, varies)) in CASES.iter().enumerate() {
+        let response = http
+            .get(format!("{url}/case/{index}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{fields:?}");
+        let vary: Vec<&[u8]> = response
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(http::HeaderValue::as_bytes)
+            .collect();
+        let expected: &[&[u8]] = if *varies { &[b"authorization"] } else { &[] };
+        assert_eq!(vary, expected, "{fields:?}");
+    }
+}
+
 #[tokio::test]
 async fn extractor_without_layer_is_a_500_naming_the_layer() {
     let app = app(|b| b).await;
