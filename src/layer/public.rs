@@ -46,18 +46,20 @@ impl PublicRoutes {
         // GET first: it is almost every request, and it is never a preflight.
         let get_or_head = *method == Method::GET || *method == Method::HEAD;
         if self.extra.iter().any(|public| public == path) {
-            return true;
+            return !names_another_path(request, path);
         }
         if get_or_head {
             return self.discovery_and_metadata
                 && self.is_discovery_or_metadata(path)
-                && !names_another_method(request);
+                && !names_another_method(request)
+                && !names_another_path(request, path);
         }
         *method == Method::OPTIONS
             && (self.cors_preflight
                 || (self.discovery_and_metadata && self.is_discovery_or_metadata(path)))
             && is_cors_preflight(request.headers())
             && !names_another_method(request)
+            && !names_another_path(request, path)
             // Over HTTP/2 and later a body needs neither `Content-Length` nor
             // `Transfer-Encoding`: the body itself must say it has ended.
             && request.body().is_end_stream()
@@ -83,6 +85,28 @@ fn names_another_method<B>(request: &Request<B>) -> bool {
             .uri()
             .query()
             .is_some_and(crate::enforce::has_method_parameter)
+}
+
+/// The headers some servers and frameworks take the request's path from instead of the
+/// request line (IIS URL Rewrite, Zend Framework 1, Symfony before CVE-2018-14773's fix).
+const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Whether `request` names another path than `path` in a path-override header (one a
+/// proxy in front that did not rewrite sets to the same path is fine): a service behind
+/// that honours it would serve that path to the anonymous caller.
+fn names_another_path<B>(request: &Request<B>, path: &str) -> bool {
+    let headers = request.headers();
+    PATH_OVERRIDE_HEADERS
+        .iter()
+        .flat_map(|name| headers.get_all(*name))
+        .any(|value| {
+            let named = value.as_bytes();
+            let named_path = named
+                .iter()
+                .position(|&byte| byte == b'?')
+                .map_or(named, |end| &named[..end]);
+            named_path != path.as_bytes()
+        })
 }
 
 /// A browser's CORS preflight, by its headers (Fetch standard, "CORS-preflight request"):

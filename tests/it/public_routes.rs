@@ -265,6 +265,52 @@ async fn hostile_spellings_need_a_token() {
     }
 }
 
+/// A path-override header (`X-Original-URL`, `X-Rewrite-URL`: IIS URL Rewrite, Zend
+/// Framework 1, old Symfony take the path from it) naming another path makes a public
+/// path protected, for any public path and any spelling of the header; naming the same
+/// path (a proxy in front that did not rewrite) keeps it public.
+#[tokio::test]
+async fn path_override_headers_naming_another_path_need_a_token() {
+    let app = served(|b| b.served_at_path("/fhir").public_path("/health")).await;
+    let bare = format!("Bearer realm=\"{}\"", app.issuer.audience());
+    for target in [
+        "/fhir/metadata",
+        "/fhir/.well-known/smart-configuration",
+        "/.well-known/smart-configuration",
+        "/health",
+    ] {
+        for name in ["X-Original-URL", "x-rewrite-url", "X-ORIGINAL-URL"] {
+            for other in [
+                "/fhir/Patient/1",
+                "/fhir/metadata/",
+                "",
+                "http://h/fhir/Patient/1",
+            ] {
+                let answer = raw_request(&app.url, "GET", target, &[(name, other)]).await;
+                assert_eq!(answer.status, 401, "{target} {name}: {other}");
+                assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()));
+            }
+            for same in [target.to_owned(), format!("{target}?x=1")] {
+                let answer = raw_request(&app.url, "GET", target, &[(name, &same)]).await;
+                assert_eq!(answer.status, 200, "{target} {name}: {same}");
+                assert_eq!(answer.body["verified"], false, "{target}");
+            }
+        }
+        // One value of two naming another path is enough.
+        let answer = raw_request(
+            &app.url,
+            "GET",
+            target,
+            &[
+                ("x-original-url", target),
+                ("x-original-url", "/fhir/Patient/1"),
+            ],
+        )
+        .await;
+        assert_eq!(answer.status, 401, "{target}: two values");
+    }
+}
+
 /// With a valid token each hostile spelling reaches a handler verified (with the decoded
 /// parameters the router made of it); never anonymous.
 #[tokio::test]
