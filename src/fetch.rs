@@ -32,6 +32,7 @@ pub(crate) enum FetchError {
     NotJsonObject,
     /// A JSON object without the boolean `active` member every RFC 7662 introspection
     /// answer has (section 2.2).
+    #[cfg(feature = "introspection")]
     NotIntrospectionAnswer,
     /// A JSON object that names some member twice (RFC 8725 section 3.1).
     DuplicateMember,
@@ -56,6 +57,7 @@ impl fmt::Display for FetchError {
             Self::Status(status) => write!(f, "unexpected HTTP status {status}"),
             Self::TooLarge => f.write_str("response body exceeds the size limit"),
             Self::NotJsonObject => f.write_str("response is not a JSON object"),
+            #[cfg(feature = "introspection")]
             Self::NotIntrospectionAnswer => {
                 f.write_str("response is no introspection answer (no boolean `active`)")
             }

@@ -299,7 +299,9 @@ async fn shared_cacheable_answers_vary_by_authorization_in_required_mode() {
 /// in a value hides no directive.
 #[tokio::test]
 async fn cdn_cache_fields_and_odd_bytes_vary_by_authorization_too() {
-    const CASES: [(&[(&str, &[u8])], bool); 11] = [
+    /// Response fields (name, value bytes), and whether the answer varies by them.
+    type Case = (&'static [(&'static str, &'static [u8])], bool);
+    const CASES: [Case; 11] = [
         (&[("cdn-cache-control", b"public, max-age=600")], true),
         (&[("CDN-Cache-Control", b"s-maxage=600")], true),
         (
