@@ -302,8 +302,15 @@ fn shared_cache_may_store(headers: &HeaderMap) -> bool {
     // Most answers have a few headers, none of these: comparing their names (standard
     // names compare as numbers) costs less than hashing one to look it up.
     headers.keys().any(|name| {
-        let surrogate = name.as_str() == "surrogate-control";
-        let targeted = name == CACHE_CONTROL || name.as_str().ends_with("cdn-cache-control");
+        let text = name.as_str();
+        // Both other names are 17 bytes, vendor forms longer: most names stop at the length.
+        let (surrogate, targeted) = if name == CACHE_CONTROL {
+            (false, true)
+        } else if text.len() < 17 {
+            (false, false)
+        } else {
+            (text == "surrogate-control", text.ends_with("cdn-cache-control"))
+        };
         (surrogate || targeted)
             && headers.get_all(name).iter().any(|value| {
                 directive_names(value.as_bytes()).any(|directive| {
