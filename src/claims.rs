@@ -427,10 +427,17 @@ impl FhirContext {
         }
     }
 
+    /// Reads one entry. A `reference` must be a relative reference `Type/id` (or
+    /// `Type/id/_history/version`) of a resource type's shape and FHIR ids, agreeing with a
+    /// `type` given beside it, and a `type` must have a resource type's shape (SMART App
+    /// Launch 2.x, "fhirContext"): anything else (`Patient/1/../../Patient/2`, a URL of
+    /// another server, spaces or controls) refuses the token, as a blank value does, since
+    /// handlers may build paths from it or authorize by it.
     fn from_value(value: &Value) -> Result<Self, ErrorKind> {
         match value {
-            // A blank reference names nothing, which refuses the token like `{}` does.
-            Value::String(reference) if is_blank(reference) => Err(ErrorKind::InvalidClaim),
+            Value::String(reference) if referenced_type(reference).is_none() => {
+                Err(ErrorKind::InvalidClaim)
+            }
             Value::String(reference) => Ok(Self {
                 reference: Some(reference.clone()),
                 canonical: None,
@@ -464,11 +471,42 @@ impl FhirContext {
                 if !names_something {
                     return Err(ErrorKind::InvalidClaim);
                 }
+                if let Some(named) = &context.resource_type
+                    && !crate::scopes::is_resource_type_name(named)
+                {
+                    return Err(ErrorKind::InvalidClaim);
+                }
+                if let Some(reference) = &context.reference {
+                    let referenced = referenced_type(reference).ok_or(ErrorKind::InvalidClaim)?;
+                    if context
+                        .resource_type
+                        .as_deref()
+                        .is_some_and(|named| named != referenced)
+                    {
+                        return Err(ErrorKind::InvalidClaim);
+                    }
+                }
                 Ok(context)
             }
             _ => Err(ErrorKind::InvalidClaim),
         }
     }
+}
+
+/// The resource type of a relative reference `Type/id` or `Type/id/_history/version`, or
+/// `None` when `reference` is no such reference.
+fn referenced_type(reference: &str) -> Option<&str> {
+    let mut segments = reference.split('/');
+    let resource_type = segments.next()?;
+    let id = segments.next()?;
+    let well_formed = crate::scopes::is_resource_type_name(resource_type)
+        && is_fhir_id(id)
+        && match (segments.next(), segments.next(), segments.next()) {
+            (None, _, _) => true,
+            (Some("_history"), Some(version), None) => is_fhir_id(version),
+            _ => false,
+        };
+    well_formed.then_some(resource_type)
 }
 
 /// Which claims hold the scopes, the client id, the patient and the user (for each, the
@@ -654,8 +692,10 @@ const GRANT_MEMBERS: [&str; 4] = ["scope", "patient", "encounter", "fhirContext"
 /// apply. Entries of other types are not read. Refused ([`ErrorKind::InvalidClaim`]): a
 /// claim that is not an array of objects each with a string `type`, a `smart_on_fhir` entry
 /// without a `locations` array of strings, two entries naming this server (which grant
-/// would hold?), and, with no audience configured (so this server's base is unknown), an
-/// entry with a grant of its own (it may be meant for this server).
+/// would hold?), and, when no location of this server is known (no `http`/`https` URL among
+/// `locations`: no FHIR base, and audiences such as `api://fhir` or none), an entry with a
+/// grant of its own (it may be meant for this server). Locations compare as URLs (scheme
+/// and host in any case, a default port written or not, one final `/` or none).
 fn grant_for_this_server<'a>(
     raw: &'a impl ClaimSource,
     locations: &[String],
@@ -667,6 +707,7 @@ fn grant_for_this_server<'a>(
         return Err(ErrorKind::InvalidClaim);
     };
     let mut found = None;
+    let base_known = locations.iter().any(|ours| is_web_url(ours));
     for entry in entries {
         let Value::Object(entry) = entry else {
             return Err(ErrorKind::InvalidClaim);
@@ -684,12 +725,10 @@ fn grant_for_this_server<'a>(
             let Value::String(location) = location else {
                 return Err(ErrorKind::InvalidClaim);
             };
-            names_this_server |= locations.iter().any(|ours| {
-                ours == location || crate::fetch::differs_only_by_final_slash(ours, location)
-            });
+            names_this_server |= locations.iter().any(|ours| same_location(ours, location));
         }
         let grants = GRANT_MEMBERS.iter().any(|name| entry.contains_key(*name));
-        if locations.is_empty() && grants {
+        if !base_known && grants {
             return Err(ErrorKind::InvalidClaim);
         }
         if names_this_server {
@@ -700,6 +739,26 @@ fn grant_for_this_server<'a>(
         }
     }
     Ok(found)
+}
+
+/// Whether `text` is an absolute `http` or `https` URL: where a FHIR server is found.
+fn is_web_url(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|url| matches!(url.scheme(), "https" | "http"))
+}
+
+/// Whether a grant's location names the same server as `ours`: the same text, one final
+/// `/` aside, or the same URL once both are parsed (RFC 3986 section 6.2.2: scheme and
+/// host compare case-insensitively, a default port is the same as none).
+fn same_location(ours: &str, location: &str) -> bool {
+    if ours == location || crate::fetch::differs_only_by_final_slash(ours, location) {
+        return true;
+    }
+    match (url::Url::parse(ours), url::Url::parse(location)) {
+        (Ok(ours), Ok(location)) => {
+            ours.as_str().trim_end_matches('/') == location.as_str().trim_end_matches('/')
+        }
+        _ => false,
+    }
 }
 
 /// The value of the first of `names` present in `object`, with its name.
@@ -2002,15 +2061,38 @@ mod tests {
                 "{details}"
             );
         }
-        // This server's base unknown (no audience): a grant may be meant for it.
-        let unknown = at(&[]);
-        assert_eq!(
-            read(json!([other_server]), &unknown).err(),
-            Some(ErrorKind::InvalidClaim)
-        );
-        let without_grant =
-            json!([{"type": "smart_on_fhir", "locations": [here], "fhirVersions": ["4.0.1"]}]);
-        assert!(read(without_grant, &unknown).is_ok());
+        // This server's base unknown (no audience, or only audiences that are no web
+        // URL, such as Okta's `api://default`): a grant may be meant for it.
+        for unknown in [
+            at(&[]),
+            at(&["api://default"]),
+            at(&["urn:fhir", "8c1f-4b"]),
+        ] {
+            assert_eq!(
+                read(json!([other_server.clone()]), &unknown).err(),
+                Some(ErrorKind::InvalidClaim),
+                "{:?}",
+                unknown.locations
+            );
+            let without_grant =
+                json!([{"type": "smart_on_fhir", "locations": [here], "fhirVersions": ["4.0.1"]}]);
+            assert!(read(without_grant, &unknown).is_ok());
+        }
+        // This server named in another spelling of its URL: the grant is for it.
+        for spelling in [
+            "HTTPS://EHR.example/fhir/r2",
+            "https://ehr.EXAMPLE/fhir/r2/",
+            "https://ehr.example:443/fhir/r2",
+        ] {
+            let entry = json!([{"type": "smart_on_fhir", "locations": [spelling],
+                                "scope": "patient/Patient.rs", "patient": "r2-456"}]);
+            let claims = read(entry, &at(&[here])).unwrap();
+            assert_eq!(claims.patient(), Some("r2-456"), "{spelling}");
+        }
+        // The path is no host: another case there is another server.
+        let entry = json!([{"type": "smart_on_fhir", "locations": ["https://ehr.example/FHIR/r2"],
+                            "scope": "patient/Patient.rs", "patient": "r2-456"}]);
+        assert_eq!(read(entry, &at(&[here])).unwrap().patient(), Some("r4-123"));
     }
 
     /// `aud` in every form: one string, a list of one, several, none, an empty list; the

@@ -309,7 +309,10 @@ fn shared_cache_may_store(headers: &HeaderMap) -> bool {
         } else if text.len() < 17 {
             (false, false)
         } else {
-            (text == "surrogate-control", text.ends_with("cdn-cache-control"))
+            (
+                text == "surrogate-control",
+                text.ends_with("cdn-cache-control"),
+            )
         };
         (surrogate || targeted)
             && headers.get_all(name).iter().any(|value| {

@@ -623,19 +623,55 @@ async fn a_blank_patient_is_no_launch_context() {
         );
         assert_eq!(answer.body["issue"][0]["code"], "unknown", "{value}");
     }
-    // A blank fhirContext entry refuses the token too.
-    let answer = app
-        .call(
-            "GET",
-            "/fhir/Observation/1",
-            &[
-                scope.clone(),
-                ("patient", json!("123")),
-                ("fhirContext", json!([{"reference": ""}])),
-            ],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // A blank fhirContext entry refuses the token too, and so does one whose reference is
+    // no relative `Type/id` (handlers may build paths from it, or authorize by it) or
+    // whose `type` disagrees with it.
+    for context in [
+        json!([{"reference": ""}]),
+        json!(["Patient/456/../../Patient/789"]),
+        json!([{"reference": "Patient/456/../../Patient/789", "role": "https://x/guardian"}]),
+        json!(["Patient/1\r\nX: y"]),
+        json!([" Observation/1 "]),
+        json!(["https://other.example/Patient/1"]),
+        json!(["Observation"]),
+        json!(["observation/1"]),
+        json!(["Observation/1/_history"]),
+        json!(["Observation/1/_history/2/x"]),
+        json!(["Observation/a%2Fb"]),
+        json!([{"reference": "Patient/1", "type": "Encounter"}]),
+        json!([{"identifier": {"value": "x"}, "type": "not a type"}]),
+    ] {
+        let answer = app
+            .call(
+                "GET",
+                "/fhir/Observation/1",
+                &[
+                    scope.clone(),
+                    ("patient", json!("123")),
+                    ("fhirContext", context.clone()),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{context}");
+    }
+    for context in [
+        json!(["Observation/1", "Observation/1/_history/2"]),
+        json!([{"reference": "Patient/1", "type": "Patient", "role": "https://x/guardian"}]),
+        json!([{"canonical": "http://q.example/Questionnaire|2", "type": "Questionnaire"}]),
+    ] {
+        let answer = app
+            .call(
+                "GET",
+                "/fhir/Observation/1",
+                &[
+                    scope.clone(),
+                    ("patient", json!("123")),
+                    ("fhirContext", context.clone()),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{context}");
+    }
 }
 
 /// A form body is in FHIR only a search's or an operation's parameters: on any other
