@@ -107,7 +107,8 @@ impl TokenCachePolicy {
         }
     }
 
-    /// The most tokens remembered at once (default 10,000; at least 1); a token of more
+    /// The most tokens remembered at once (default 10,000; at least 1, at most 1,000,000,
+    /// else `build` fails with [`ConfigError::InvalidLimit`]); a token of more
     /// than 4 KiB counts once per started 4 KiB. The cache is split in shards, each with
     /// its share of the bound: a token that weighs more than one shard's share is not
     /// cached at all (with `max_entries(1)`, no token over 4 KiB is).
@@ -171,7 +172,8 @@ impl TokenCachePolicy {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let max_age_ok = !self.max_age.is_zero() && self.max_age <= MAX_MAX_AGE;
-        if self.enabled && (self.max_entries == 0 || !max_age_ok) {
+        let entries_ok = (1..=MAX_ENTRIES).contains(&self.max_entries);
+        if self.enabled && (!entries_ok || !max_age_ok) {
             return Err(ConfigError::InvalidLimit {
                 field: "token_cache",
             });
@@ -179,6 +181,11 @@ impl TokenCachePolicy {
         Ok(())
     }
 }
+
+/// The most entries accepted: a million tokens of about 1 KiB each (4 KiB at most) is more
+/// than any one server verifies in a token's lifetime, and a larger bound (`u64::MAX`,
+/// a number meant in bytes) would let the cache grow without limit.
+const MAX_ENTRIES: u64 = 1_000_000;
 
 /// The longest `max_age` accepted: access tokens live minutes, not days.
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -732,8 +739,16 @@ mod tests {
                 .validate()
                 .is_ok()
         );
+        assert!(
+            TokenCachePolicy::default()
+                .max_entries(1_000_000)
+                .validate()
+                .is_ok()
+        );
         for bad in [
             TokenCachePolicy::default().max_entries(0),
+            TokenCachePolicy::default().max_entries(1_000_001),
+            TokenCachePolicy::default().max_entries(u64::MAX),
             TokenCachePolicy::default().max_age(Duration::ZERO),
             TokenCachePolicy::default().max_age(Duration::from_secs(24 * 3600 + 1)),
             TokenCachePolicy::default().max_age(Duration::MAX),

@@ -285,6 +285,13 @@ impl KeySet {
         self.keys.len()
     }
 
+    /// Whether some key of the set may verify some of `algorithms`.
+    pub(crate) fn verifies_any_of(&self, algorithms: &[SigningAlgorithm]) -> bool {
+        self.keys
+            .iter()
+            .any(|key| algorithms.iter().any(|alg| key.accepts(*alg)))
+    }
+
     /// The set with `key` added, unless a key of the set already carries `key`'s `kid`.
     pub(crate) fn push(&mut self, key: VerificationKey) -> Result<(), &'static str> {
         if key.kid.is_some() && self.keys.iter().any(|other| other.kid == key.kid) {

@@ -223,6 +223,11 @@ impl StaticKeys {
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
+
+    /// Whether some key may verify some of `algorithms`.
+    pub(crate) fn verifies_any_of(&self, algorithms: &[SigningAlgorithm]) -> bool {
+        self.keys.verifies_any_of(algorithms)
+    }
 }
 
 /// The one public key block of a PEM text (RFC 7468): its form and DER bytes. Text outside

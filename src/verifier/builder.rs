@@ -823,13 +823,22 @@ impl VerifierBuilder {
         if self.algorithms.is_empty() {
             return Err(ConfigError::NoAlgorithms);
         }
+        // Static keys none of which verifies an accepted algorithm would refuse every
+        // token as invalid: a configuration error, said at start-up.
+        if let KeySource::Static(keys) = &source
+            && !keys.verifies_any_of(&self.algorithms)
+        {
+            return Err(ConfigError::InvalidStaticKeys {
+                reason: "no key verifies any of the accepted algorithms",
+            });
+        }
         for (names, field) in [
             (&self.scope_claims, "scope_claims"),
             (&self.client_id_claims, "client_id_claims"),
             (&self.patient_claims, "patient_claims"),
             (&self.fhir_user_claims, "fhir_user_claims"),
         ] {
-            if names.is_empty() || names.iter().any(|name| name.trim().is_empty()) {
+            if names.is_empty() || names.iter().any(|name| !is_clean_name(name)) {
                 return Err(ConfigError::InvalidClaimNames { field });
             }
         }
@@ -860,11 +869,11 @@ impl VerifierBuilder {
         // A blank audience would accept tokens with a blank `aud`; one with whitespace
         // around it or a control character in it (a value read from a file with its
         // newline) names no real audience.
-        if self.audiences.iter().any(|audience| {
-            audience.trim().is_empty()
-                || audience.trim() != audience
-                || audience.chars().any(char::is_control)
-        }) {
+        if self
+            .audiences
+            .iter()
+            .any(|audience| !is_clean_name(audience))
+        {
             return Err(ConfigError::InvalidClaimRule { field: "audience" });
         }
         let no_audience = self.audiences.is_empty();
@@ -956,11 +965,12 @@ impl VerifierBuilder {
     /// The required claims, the clients accepted without an audience and the scope
     /// separator, as `build` accepts them.
     fn check_claim_rules(&self) -> Result<(), ConfigError> {
-        if self
-            .required_claims
-            .iter()
-            .any(|(name, _)| name.trim().is_empty())
-        {
+        // A value may be empty, but like a name it never has whitespace around it or a
+        // control character in it (a value read from a file with its newline): compared
+        // byte for byte, it would refuse every token.
+        if self.required_claims.iter().any(|(name, value)| {
+            !is_clean_name(name) || (!value.is_empty() && !is_clean_name(value))
+        }) {
             return Err(ConfigError::InvalidClaimRule {
                 field: "required_claim",
             });
@@ -968,7 +978,7 @@ impl VerifierBuilder {
         if self
             .clients_without_audience
             .iter()
-            .any(|client| client.trim().is_empty())
+            .any(|client| !is_clean_name(client))
         {
             return Err(ConfigError::InvalidClaimRule {
                 field: "accept_missing_audience_for_clients",
@@ -984,6 +994,12 @@ impl VerifierBuilder {
         }
         Ok(())
     }
+}
+
+/// Whether a configured name or value (an audience, a client id, a claim name) is one a
+/// token can carry: not blank, without whitespace around it, without control characters.
+fn is_clean_name(text: &str) -> bool {
+    !text.trim().is_empty() && text.trim() == text && !text.chars().any(char::is_control)
 }
 
 /// An absolute `https` URL (or `http` to loopback) without a fragment, and without a
@@ -1114,6 +1130,64 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // The same rule for the other names and values a token is compared with.
+        let base = || TokenVerifier::builder("https://as.example").audience("https://api.example");
+        for bad in ["app-7\n", " app", "app ", "a\u{0}b", ""] {
+            let rules: [(VerifierBuilder, ConfigError); 5] = [
+                (
+                    base().accept_missing_audience_for_clients([bad]),
+                    ConfigError::InvalidClaimRule {
+                        field: "accept_missing_audience_for_clients",
+                    },
+                ),
+                (
+                    base().required_claim(bad, "north"),
+                    ConfigError::InvalidClaimRule {
+                        field: "required_claim",
+                    },
+                ),
+                (
+                    base().client_id_claims([bad]),
+                    ConfigError::InvalidClaimNames {
+                        field: "client_id_claims",
+                    },
+                ),
+                (
+                    base().scope_claims(["scope", bad]),
+                    ConfigError::InvalidClaimNames {
+                        field: "scope_claims",
+                    },
+                ),
+                (
+                    base().patient_claims([bad]),
+                    ConfigError::InvalidClaimNames {
+                        field: "patient_claims",
+                    },
+                ),
+            ];
+            for (builder, expected) in rules {
+                assert_eq!(
+                    builder.build().map(|_| ()).unwrap_err(),
+                    expected,
+                    "{bad:?}"
+                );
+            }
+            if !bad.is_empty() {
+                assert_eq!(
+                    base()
+                        .required_claim("tenant", bad)
+                        .build()
+                        .map(|_| ())
+                        .unwrap_err(),
+                    ConfigError::InvalidClaimRule {
+                        field: "required_claim"
+                    },
+                    "{bad:?}"
+                );
+            }
+        }
+        // A required value may be empty.
+        assert!(base().required_claim("tenant", "").build().is_ok());
         // An audience need not be a URL (Entra ID client ids, Auth0 identifiers).
         assert!(
             TokenVerifier::builder("https://as.example")

@@ -439,3 +439,42 @@ async fn a_shared_kid_is_refused_only_where_the_alg_cannot_choose() {
         }
     );
 }
+
+/// Static keys none of which verifies an accepted algorithm would refuse every token as
+/// invalid: `build` says so instead (an RS256-only key with ES384 and RS384 accepted, an
+/// Ed25519 key without EdDSA).
+#[test]
+fn static_keys_that_verify_no_accepted_algorithm_are_a_build_error() {
+    let FixtureKeys {
+        rsa_public,
+        p384_public,
+        ..
+    } = fixture_keys();
+    let expected = ConfigError::InvalidStaticKeys {
+        reason: "no key verifies any of the accepted algorithms",
+    };
+    let build = |keys: StaticKeys, algorithms: &[SigningAlgorithm]| {
+        TokenVerifier::builder("https://auth.example.org")
+            .audience("https://fhir.example.org/r4")
+            .static_keys(keys)
+            .algorithms(algorithms.iter().copied())
+            .build()
+            .map(|_| ())
+    };
+    let rs256 = || StaticKeys::from_pem(&rsa_public, SigningAlgorithm::RS256, Some("r")).unwrap();
+    let es384 = || StaticKeys::from_pem(&p384_public, SigningAlgorithm::ES384, Some("e")).unwrap();
+    let ed25519 = || {
+        StaticKeys::from_jwks_json(
+            r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "d",
+                "x": "2MhTB1eQp5BoeszzRO4Y4EopU2udlilWK4PTUKhYJvM"}]}"#,
+        )
+        .unwrap()
+    };
+    use SigningAlgorithm::{ES384, EdDSA, RS256, RS384};
+    assert_eq!(build(rs256(), &[ES384, RS384]).unwrap_err(), expected);
+    assert_eq!(build(es384(), &[RS256]).unwrap_err(), expected);
+    assert_eq!(build(ed25519(), &[RS256, ES384]).unwrap_err(), expected);
+    assert!(build(rs256(), &[ES384, RS256]).is_ok());
+    assert!(build(ed25519(), &[EdDSA]).is_ok());
+    assert!(build(es384(), &[ES384]).is_ok());
+}
