@@ -1066,6 +1066,10 @@ fn allows(
         {
             true
         }
+        // A patch reads the resource it patches (its answer, a JSON Patch `test`), which
+        // no handler filter covers: handlers filter what reads, histories and searches
+        // return. Its `r` is a whole-type grant or none.
+        FhirRequest::Patch { .. } => false,
         _ => handler_filters && scopes.grants_some(None, interaction, resource_type),
     }
 }

@@ -84,7 +84,10 @@ impl Interaction {
         Self::SearchSystem,
     ];
 
-    /// The single SMART permission letter this interaction needs.
+    /// The single SMART permission letter this interaction needs. Scope enforcement asks
+    /// more of some requests: a patch also needs `r` on its type (its answer and a JSON
+    /// Patch `test` read the resource; see
+    /// [`FhirRequest::access`](super::FhirRequest::access)), a conditional write `s`.
     ///
     /// ```
     /// use smart_auth::scopes::{Interaction, Permissions};
@@ -396,8 +399,10 @@ impl ScopeSet {
     /// carries no filter at all: the whole query
     /// is refused, not only that pair.
     ///
-    /// The filter of a scope on every type (`system/*.rs?category=laboratory`) counts here
-    /// only when it uses parameters every resource type has (`_id`, `_lastUpdated`, `_tag`,
+    /// The filter of a scope on every type (`system/*.rs?category=laboratory`) counts for a
+    /// search (here, and in [`ScopeSet::constraints`] and
+    /// [`ScopeSet::search_constraints`] for the handler's own filtering) only when it uses
+    /// parameters every resource type has (`_id`, `_lastUpdated`, `_tag`,
     /// `_profile`, `_security`, `_source`): on a type without the parameter (`Patient`
     /// has no `category`), a lenient server (`Prefer: handling=lenient`, the default of
     /// several) ignores it and answers the search unfiltered.
@@ -422,24 +427,9 @@ impl ScopeSet {
         let Some(query) = query else {
             return false;
         };
-        // The filters that may count, each once; a hash set keeps this linear however many
-        // granular scopes the token holds.
-        let mut seen: HashSet<&[(String, String)]> = HashSet::new();
-        let sets: Vec<&[(String, String)]> = self
-            .granting_scopes(None, Interaction::SearchType, resource_type)
-            .filter(|scope| {
-                scope.resource != ResourceType::Any
-                    || scope
-                        .query
-                        .iter()
-                        .all(|(name, _)| is_parameter_of_every_type(name))
-            })
-            .map(|scope| scope.query.as_slice())
-            .filter(|filter| seen.insert(filter))
-            .collect();
-        if sets.is_empty() {
+        let SearchConstraints::AnyOf(sets) = self.search_constraints(None, resource_type) else {
             return false;
-        }
+        };
         let Some(pairs) = strict_query_pairs(query) else {
             return false;
         };
@@ -656,12 +646,14 @@ impl ScopeSet {
         let needed = interaction.required_permission();
         let filter_applies =
             needed.contains(Permissions::READ) || needed.contains(Permissions::SEARCH);
+        let searches = needed.contains(Permissions::SEARCH);
         let mut logged = false;
         self.resource_scopes().filter(move |scope| {
             let applies = context.is_none_or(|wanted| wanted == scope.context)
                 && scope.permissions.contains(needed)
                 && scope.resource.covers(resource_type)
-                && (filter_applies || !scope.is_granular());
+                && (filter_applies || !scope.is_granular())
+                && !(searches && filters_every_type_by_its_own_parameters(scope));
             if applies && scope.context == Context::Patient && !self.has_patient_context() {
                 if !logged {
                     logged = true;
@@ -675,6 +667,20 @@ impl ScopeSet {
             applies
         })
     }
+}
+
+/// Whether `scope` is a granular scope on every type (`system/*.rs?category=…`) whose
+/// filter uses a parameter some type lacks: for a search it filters nothing on such a type
+/// (a lenient server ignores the parameter and answers the whole type), and the layer knows
+/// no type's own parameters, so it counts for no search. Reads are not affected: a resource
+/// without the parameter does not match the filter.
+fn filters_every_type_by_its_own_parameters(scope: &ResourceScope) -> bool {
+    scope.resource == ResourceType::Any
+        && scope.is_granular()
+        && !scope
+            .query
+            .iter()
+            .all(|(name, _)| is_parameter_of_every_type(name))
 }
 
 /// Whether a filter's parameter name (before any `:modifier`) is a search parameter of
@@ -1082,6 +1088,42 @@ mod tests {
         assert!(!SearchConstraints::Denied.matches(|_: &str| [LAB]));
     }
 
+    /// A filter on every type counts for searches (the layer's and the handler's alike)
+    /// only through parameters every type has; for reads it always counts, since a
+    /// resource without the parameter does not match it.
+    #[test]
+    fn filters_on_every_type_search_only_by_common_parameters() {
+        let set = ScopeSet::parse("system/*.rs?category=lab system/*.rs?_tag=t&_security=s");
+        for interaction in [
+            Interaction::SearchType,
+            Interaction::HistoryType,
+            Interaction::SearchSystem,
+        ] {
+            assert_eq!(
+                set.constraints(None, interaction, "Patient"),
+                SearchConstraints::AnyOf(vec![pairs(&[("_tag", "t"), ("_security", "s")])]),
+                "{interaction:?}"
+            );
+        }
+        assert_eq!(
+            set.read_constraints(None, "Patient"),
+            SearchConstraints::AnyOf(vec![
+                pairs(&[("category", "lab")]),
+                pairs(&[("_tag", "t"), ("_security", "s")]),
+            ])
+        );
+        let only_category = ScopeSet::parse("user/*.s?category=lab");
+        assert!(
+            only_category
+                .search_constraints(None, "Patient")
+                .is_denied()
+        );
+        assert!(!only_category.grants_some(None, Interaction::SearchType, "Observation"));
+        // Named for the type, the same filter counts.
+        let named = ScopeSet::parse("user/Observation.s?category=lab");
+        assert!(!named.search_constraints(None, "Observation").is_denied());
+    }
+
     #[test]
     fn granular_scopes_only_restrict() {
         for context in Context::ALL {
@@ -1102,8 +1144,10 @@ mod tests {
                                 "{claim} {interaction:?} {requested}"
                             );
                             let covered = scope_type == "*" || requested == scope_type;
-                            let filtered =
-                                needed == Permissions::READ || needed == Permissions::SEARCH;
+                            // `category` is no parameter of every type: a filter by it on
+                            // `*` counts for reads only.
+                            let filtered = needed == Permissions::READ
+                                || (needed == Permissions::SEARCH && scope_type != "*");
                             let expected = if covered && filtered && letters.contains(needed) {
                                 SearchConstraints::AnyOf(vec![pairs(&[("category", "laboratory")])])
                             } else {

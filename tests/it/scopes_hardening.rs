@@ -525,6 +525,12 @@ async fn handlers_that_apply_filters_get_granular_reads_but_never_writes() {
             assert_eq!(answer.status, StatusCode::OK, "{method}: {answer:?}");
         }
     }
+    // The same for a patch by id: its read needs a whole-type `r`.
+    let answer = app.call("PATCH", "/fhir/Observation/1", &claims).await;
+    app.assert_denied(&answer, "system/Observation.r", "PATCH by id");
+    let whole = [("scope", json!(format!("{writer} system/Observation.r")))];
+    let answer = app.call("PATCH", "/fhir/Observation/1", &whole).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     for (criteria, allowed) in [
         ("_id=1".to_owned(), false),
         (format!("category={LAB_ENCODED}&code=x"), true),
