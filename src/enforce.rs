@@ -91,7 +91,16 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   A value that is no method token is refused. A `_method` query parameter (the
 ///   override of Spring, gorilla, Symfony and Express; no FHIR parameter), its name
 ///   matched as a lenient server reads it (PHP's `.method` and `[method`, and `_method[]`
-///   included), counts the same; it is no search criterion of the write it names.
+///   included), counts the same; it is no search criterion of the write it names. Header
+///   names are matched with `_` read as `-` (CGI and PHP read both alike).
+/// - **A path-override header counts as a second request.** `X-Original-URL` or
+///   `X-Rewrite-URL` (either spelling) naming another path or query than the request
+///   line's is checked as that path too, with the request's method, and needs the scopes
+///   of both: IIS URL Rewrite, Zend Framework 1 and Symfony before CVE-2018-14773's fix
+///   serve the path it names. A value that is no path (`/…`), or one sent together with a
+///   method override, is refused; the token-only paths and the SMART configuration are
+///   no shortcut then. A proxy in front that rewrites paths and records the original
+///   there must remove the header before the layer.
 /// - **A form body is for searches and operations only.** A request whose `Content-Type`
 ///   is `application/x-www-form-urlencoded` or any `multipart/` type (read as Rack and PHP
 ///   read it: up to a `;`, `,` or space; an empty type, or a `POST` with a body and no
@@ -592,15 +601,6 @@ impl ScopeEnforcement {
         let uri = original_uri(request).ok_or_else(forbidden)?;
         let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let headers = request.headers();
-        // A token-only path (a bulk export's status or output) is an HTTP route of its own:
-        // any method, and no method override, changes that. Bundle entries never take it.
-        if self
-            .any_token_under
-            .iter()
-            .any(|under| self.classifier.is_at_or_under(uri.path(), under))
-        {
-            return Ok(None);
-        }
         // The SMART configuration needs no scope: with discovery protected
         // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
         // capability statement. GET and HEAD only, and no method override.
@@ -608,11 +608,29 @@ impl ScopeEnforcement {
         // Most requests carry none of these: one pass over the few names decides.
         let overridden_method = headers
             .keys()
-            .any(|name| METHOD_OVERRIDE_HEADERS.contains(&name.as_str()));
+            .any(|name| is_named(name, &METHOD_OVERRIDE_HEADERS));
+        // A path-override header naming another path (or query) than the request line's
+        // names a second request, checked below: none of the shortcuts applies to it.
+        let overridden_path = headers
+            .keys()
+            .any(|name| is_named(name, &PATH_OVERRIDE_HEADERS))
+            && values_named(headers, &PATH_OVERRIDE_HEADERS)
+                .any(|value| value.as_bytes() != path.as_bytes());
         let method_parameters = uri.query().is_some_and(has_method_parameter);
+        // A token-only path (a bulk export's status or output) is an HTTP route of its own:
+        // any method, and no method override, changes that. Bundle entries never take it.
+        if !overridden_path
+            && self
+                .any_token_under
+                .iter()
+                .any(|under| self.classifier.is_at_or_under(uri.path(), under))
+        {
+            return Ok(None);
+        }
         if (method == http::Method::GET || method == http::Method::HEAD)
             && !overridden_method
             && !method_parameters
+            && !overridden_path
             && crate::scopes::is_smart_configuration_path(uri.path(), self.classifier.base_path())
         {
             return Ok(None);
@@ -684,16 +702,53 @@ impl ScopeEnforcement {
             Ok::<(), AuthError>(())
         };
         if overridden_method {
-            for value in METHOD_OVERRIDE_HEADERS
-                .iter()
-                .flat_map(|name| headers.get_all(*name))
-            {
+            for value in values_named(headers, &METHOD_OVERRIDE_HEADERS) {
                 check_override(value.to_str().ok())?;
             }
         }
         if method_parameters {
             for value in method_parameter_values(uri.query().unwrap_or_default()) {
                 check_override(value.as_deref())?;
+            }
+        }
+        // A path-override header names a second request, with this method: a service
+        // behind that honours it serves that path, so it needs its scopes too. Its value is
+        // a path (`/…`, with a query perhaps) as the request line writes one; anything
+        // else, a request naming other methods too (which pairs would run?), or more such
+        // paths than methods a request may name, is refused.
+        if overridden_path {
+            if overridden_method || method_parameters {
+                return Err(forbidden());
+            }
+            let mut named_paths = 0;
+            for value in values_named(headers, &PATH_OVERRIDE_HEADERS) {
+                let named = value
+                    .to_str()
+                    .ok()
+                    .filter(|named| named.starts_with('/'))
+                    .ok_or_else(forbidden)?;
+                if named == path {
+                    continue;
+                }
+                named_paths += 1;
+                if named_paths > MAX_OVERRIDE_METHODS {
+                    return Err(forbidden());
+                }
+                let if_none_exist = if method == http::Method::POST {
+                    if_none_exist_criteria(headers)?
+                } else {
+                    None
+                };
+                let query = named.split_once('?').map(|(_, query)| query);
+                let passed = self.check(
+                    method.as_str(),
+                    named,
+                    query,
+                    if_none_exist.as_ref(),
+                    origin,
+                    claims,
+                )?;
+                passed_as_link |= passed == Passed::PagingLink;
             }
         }
         Ok(
@@ -1470,6 +1525,35 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
+
+/// Headers some servers and frameworks take the request's path (and query) from instead of
+/// the request line: IIS URL Rewrite, Zend Framework 1, Symfony before CVE-2018-14773's fix.
+pub(crate) const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Whether `name` is one of `list` (lower-case names), an `_` read as `-`: CGI and PHP
+/// turn both into the same variable (`HTTP_X_HTTP_METHOD_OVERRIDE`), and Symfony's header
+/// bag reads them alike.
+pub(crate) fn is_named(name: &http::HeaderName, list: &[&str]) -> bool {
+    let name = name.as_str().as_bytes();
+    list.iter().any(|wanted| {
+        name.len() == wanted.len()
+            && name
+                .iter()
+                .zip(wanted.bytes())
+                .all(|(&byte, wanted)| byte == wanted || (byte == b'_' && wanted == b'-'))
+    })
+}
+
+/// The values of the headers `list` names, spelt either way (see [`is_named`]).
+pub(crate) fn values_named<'a>(
+    headers: &'a http::HeaderMap,
+    list: &'a [&str],
+) -> impl Iterator<Item = &'a http::HeaderValue> + 'a {
+    headers
+        .iter()
+        .filter(|(name, _)| is_named(name, list))
+        .map(|(_, value)| value)
+}
 
 /// The most requirements (an interaction on a type) one check may hold: those of the
 /// request itself and those its criteria reach, each list without repeats, those of its

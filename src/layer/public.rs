@@ -78,35 +78,30 @@ impl PublicRoutes {
 /// discovery path is no plain read of it, and needs a token.
 fn names_another_method<B>(request: &Request<B>) -> bool {
     let headers = request.headers();
-    crate::enforce::METHOD_OVERRIDE_HEADERS
-        .iter()
-        .any(|name| headers.contains_key(*name))
+    headers
+        .keys()
+        .any(|name| crate::enforce::is_named(name, &crate::enforce::METHOD_OVERRIDE_HEADERS))
         || request
             .uri()
             .query()
             .is_some_and(crate::enforce::has_method_parameter)
 }
 
-/// The headers some servers and frameworks take the request's path from instead of the
-/// request line (IIS URL Rewrite, Zend Framework 1, Symfony before CVE-2018-14773's fix).
-const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
-
-/// Whether `request` names another path than `path` in a path-override header (one a
-/// proxy in front that did not rewrite sets to the same path is fine): a service behind
-/// that honours it would serve that path to the anonymous caller.
+/// Whether `request` names another path than `path` in a path-override header
+/// ([`PATH_OVERRIDE_HEADERS`](crate::enforce::PATH_OVERRIDE_HEADERS); one a proxy in front
+/// that did not rewrite sets to the same path is fine): a service behind that honours it
+/// would serve that path to the anonymous caller.
 fn names_another_path<B>(request: &Request<B>, path: &str) -> bool {
-    let headers = request.headers();
-    PATH_OVERRIDE_HEADERS
-        .iter()
-        .flat_map(|name| headers.get_all(*name))
-        .any(|value| {
+    crate::enforce::values_named(request.headers(), &crate::enforce::PATH_OVERRIDE_HEADERS).any(
+        |value| {
             let named = value.as_bytes();
             let named_path = named
                 .iter()
                 .position(|&byte| byte == b'?')
                 .map_or(named, |end| &named[..end]);
             named_path != path.as_bytes()
-        })
+        },
+    )
 }
 
 /// A browser's CORS preflight, by its headers (Fetch standard, "CORS-preflight request"):
@@ -206,11 +201,21 @@ mod tests {
                 };
                 assert!(preflight(path), "{path}");
                 assert!(!preflight(&format!("{path}?_method=DELETE")), "{path}");
-                for header in crate::enforce::METHOD_OVERRIDE_HEADERS {
+                // Each header, and its spelling with `_` (CGI and PHP read both alike).
+                let underscored: Vec<String> = crate::enforce::METHOD_OVERRIDE_HEADERS
+                    .iter()
+                    .map(|header| header.replace('-', "_"))
+                    .collect();
+                let headers = crate::enforce::METHOD_OVERRIDE_HEADERS
+                    .iter()
+                    .copied()
+                    .chain(underscored.iter().map(String::as_str));
+                for header in headers {
                     let mut request = request(method, path);
-                    request
-                        .headers_mut()
-                        .insert(header, http::HeaderValue::from_static("DELETE"));
+                    request.headers_mut().insert(
+                        http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+                        http::HeaderValue::from_static("DELETE"),
+                    );
                     assert!(
                         !routes.is_public(&request, path),
                         "{method} {path} {header}"

@@ -279,7 +279,12 @@ async fn path_override_headers_naming_another_path_need_a_token() {
         "/.well-known/smart-configuration",
         "/health",
     ] {
-        for name in ["X-Original-URL", "x-rewrite-url", "X-ORIGINAL-URL"] {
+        for name in [
+            "X-Original-URL",
+            "x-rewrite-url",
+            "X-ORIGINAL-URL",
+            "x_original_url",
+        ] {
             for other in [
                 "/fhir/Patient/1",
                 "/fhir/metadata/",

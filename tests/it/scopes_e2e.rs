@@ -218,6 +218,104 @@ async fn a_patch_needs_read_as_well_as_update() {
     }
 }
 
+/// A path-override header (`X-Original-URL`, `X-Rewrite-URL`, in either spelling: CGI and
+/// PHP read `_` as `-`) names a second request, which a service behind that honours would
+/// serve: it needs its scopes too, the request's own path passes unchanged, and anything
+/// but a path is refused. Method-override headers spelt with `_` count as well.
+#[tokio::test]
+async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
+    let app = scoped_app().await;
+    let scope = "system/Patient.rs";
+    for name in [
+        "X-Original-URL",
+        "x-rewrite-url",
+        "x_original_url",
+        "X_Rewrite_URL",
+    ] {
+        for (path, named, expected) in [
+            (
+                "/fhir/Patient/1",
+                "/fhir/Observation/1",
+                Some("system/Observation.r"),
+            ),
+            (
+                "/fhir/Patient/1",
+                "/fhir/Observation?code=x",
+                Some("system/Observation.s"),
+            ),
+            (
+                "/fhir/Patient",
+                "/fhir/Patient?_include=Patient:organization:Organization",
+                Some("system/Organization.r"),
+            ),
+            // Outside the base, where any token passes here: the named path does not.
+            (
+                "/other",
+                "/fhir/Observation/1",
+                Some("system/Observation.r"),
+            ),
+            // The SMART configuration, which any token reads, is no FHIR interaction once
+            // it names another path: refused, with no scope to hint.
+            (
+                "/fhir/.well-known/smart-configuration",
+                "/fhir/Observation/1",
+                Some(""),
+            ),
+            ("/fhir/Patient/1", "/fhir/Patient/1", None),
+            ("/fhir/Patient/1", "/fhir/Patient/2", None),
+            ("/fhir/Patient/1", "/fhir/Patient?name=x", None),
+        ] {
+            let (status, challenge) = app
+                .call_with_headers("GET", path, scope, &[(name, named)])
+                .await;
+            match expected {
+                Some(hint) => {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{name} {path} {named}");
+                    let refusal = if hint.is_empty() {
+                        app.denied_without_hint()
+                    } else {
+                        app.denied(hint)
+                    };
+                    assert_eq!(challenge, Some(refusal), "{name} {path} {named}");
+                }
+                None => assert_eq!(
+                    (status, challenge),
+                    (StatusCode::OK, None),
+                    "{name} {path} {named}"
+                ),
+            }
+        }
+        // No path: refused whatever the scopes.
+        for named in ["http://h/fhir/Patient/1", "fhir/Patient/1", ""] {
+            let (status, _) = app
+                .call_with_headers("GET", "/fhir/Patient/1", "system/*.cruds", &[(name, named)])
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{name} {named:?}");
+        }
+        // A path and a method named both: refused.
+        let (status, _) = app
+            .call_with_headers(
+                "GET",
+                "/fhir/Patient/1",
+                "system/*.cruds",
+                &[(name, "/fhir/Patient/2"), ("X-HTTP-Method-Override", "GET")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}");
+    }
+    for name in [
+        "x_http_method_override",
+        "X_HTTP_Method",
+        "x_method_override",
+    ] {
+        let (status, challenge) = app
+            .call_with_headers("GET", "/fhir/Patient/1", scope, &[(name, "DELETE")])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(challenge, Some(app.denied("system/Patient.d")), "{name}");
+    }
+}
+
 #[tokio::test]
 async fn v1_scopes_mean_the_same_as_v2() {
     let app = scoped_app().await;
