@@ -121,7 +121,11 @@ fn builder_with_proxies(
 ) -> reqwest::ClientBuilder {
     let mut builder = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout)
+        // Half the whole request's time: a connection that cannot be made (an address
+        // that drops what is sent to it) is told from an answer that does not come, which
+        // the introspection check counts otherwise (a request never sent says nothing
+        // about its token).
+        .connect_timeout(timeout / 2)
         .timeout(timeout)
         // No automatic system proxy: the environment's proxies come back below, each
         // with loopback hosts exempt.
@@ -300,12 +304,13 @@ impl Fetcher {
 }
 
 fn transport_error(error: reqwest::Error) -> FetchError {
-    if error.is_timeout() {
+    // A connection that timed out is a connection not made, before a timeout.
+    if error.is_connect() {
+        FetchError::NotSent(error.without_url().to_string())
+    } else if error.is_timeout() {
         FetchError::TimedOut
     } else if error.is_redirect() {
         FetchError::Redirected
-    } else if error.is_connect() {
-        FetchError::NotSent(error.without_url().to_string())
     } else {
         // reqwest's messages name the URL and the cause, never the body.
         FetchError::Transport(error.without_url().to_string())
@@ -634,6 +639,51 @@ mod tests {
             }
         });
         (address, connections)
+    }
+
+    /// How a failed exchange is named: a connection never made is `NotSent` (the query,
+    /// with its token, never left), one closed after the query was read is `Transport`,
+    /// and no answer in time is `TimedOut`.
+    #[tokio::test]
+    async fn failures_before_and_after_the_query_are_told_apart() {
+        let fetcher = |timeout| Fetcher {
+            client: client_with_proxies(timeout, &|_| None).unwrap(),
+            timeout,
+            max_body: 1024,
+        };
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let url = |address: &str| Url::parse(&format!("http://{address}/introspect")).unwrap();
+        let five = fetcher(Duration::from_secs(5));
+        let refused = five
+            .get(&url(&closed.to_string()), "application/json", false)
+            .await;
+        assert!(
+            matches!(refused, Err(FetchError::NotSent(_))),
+            "{refused:?}"
+        );
+        // Read, then closed without an answer.
+        let (hung_up, _) = canned_server(b"").await;
+        let dropped = five.get(&url(&hung_up), "application/json", false).await;
+        assert!(
+            matches!(dropped, Err(FetchError::Transport(_))),
+            "{dropped:?}"
+        );
+        // Accepted, read, never answered.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut streams = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                streams.push(stream);
+            }
+        });
+        let slow = fetcher(Duration::from_millis(300));
+        let unanswered = slow.get(&url(&address), "application/json", false).await;
+        assert_eq!(unanswered.unwrap_err(), FetchError::TimedOut);
+        held.abort();
     }
 
     /// With proxies in the environment, loopback hosts are reached directly (plain `http`

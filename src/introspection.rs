@@ -167,10 +167,10 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// | the endpoint answers | this request | other requests |
 /// |---|---|---|
 /// | 200 with an answer (a boolean `active`) that does not make the token active | 401 `invalid_token` | unaffected |
-/// | 400, 410 or another 4xx not below (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
+/// | 400, 409, 410, 413 or 422 (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
 /// | 408 or 429 | 503, `Retry-After` | unaffected |
 /// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), a misconfiguration logged as an error | 503, `Retry-After` | 503 for the failure cooldown |
-/// | 404, 405, 406, 411 or 415 (about the endpoint's address or the request's form, the same for every token) | 503, `Retry-After` | 503 for the failure cooldown |
+/// | another 4xx (404, 405, 415, ...: about the endpoint's address, the request's form or the way to it, the same for every token) | 503, `Retry-After` | 503 for the failure cooldown |
 /// | a redirect, 5xx, a body that is not a JSON object or has no boolean `active` | 503, `Retry-After` | 503 for the failure cooldown |
 /// | a connection closed without an answer, or no answer in time | 503, `Retry-After` | 503 for the failure cooldown |
 /// | no connection could be made | 503, `Retry-After` | 503 for the failure cooldown |
@@ -178,8 +178,10 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// The failure cooldown (default 10 s) answers 503 without calling. Before a failure
 /// after the query was sent (every row above the last: a status, a redirect, a body, a
 /// closed connection, a timeout, which a firewall or an intrusion prevention system in
-/// front of the endpoint may give a token it blocks) starts it, the endpoint is asked again about the last token it found active (not
-/// expired since): only if it fails on that one too is it down. If it still finds it
+/// front of the endpoint may give a token it blocks) starts it, the endpoint is asked
+/// again about the last token it found active (not expired since): only if it fails on
+/// that one too is it down (a timeout then costs the check's own timeout as well). A
+/// connection not made within half the fetch timeout is the last row. If it still finds it
 /// active, or no such token is known (after a start, or a quiet spell), the failure may be
 /// about this token alone (a firewall in front of the endpoint blocking a token that looks
 /// like an attack, a server bug): this token gets 503 for the refusal time, at most the
@@ -187,7 +189,11 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// asked about as usual. A check that found the endpoint well is trusted for a second.
 /// One such check runs at a time, and calls admitted while it runs wait for its verdict:
 /// an outage meets at most [`max_concurrent_calls`](Self::max_concurrent_calls) calls
-/// plus the one check.
+/// plus the one check. With no active token known to check with, an endpoint that takes
+/// queries and fails after them is no proven outage: each token gets its own 503, and its
+/// call holds a slot until it fails (those beyond the slots get 503 after
+/// [`max_queue_wait`](Self::max_queue_wait)), so that no token can start the cooldown for
+/// every client before the first one is verified.
 /// With `IntrospectionAuth::Client` (feature `client`), a 401 or 403 not shown to be
 /// about one token drops the client's token (at most once per cooldown), in case it was
 /// revoked.
@@ -370,8 +376,8 @@ impl Introspection {
 
     /// How long after the endpoint was found down (or refusing the resource server's
     /// credentials) no call is made and every uncached token gets 503 (default 10 s; at
-    /// most one day). A failure with an answer of the endpoint's own (an HTTP status, a
-    /// body that is no introspection answer) is an outage only when the endpoint no longer
+    /// most one day). A failure after the query was sent (an HTTP status, a body that is
+    /// no introspection answer, a closed connection, a timeout) is an outage only when the endpoint no longer
     /// finds active the last token it found active, which is asked about again: one token
     /// a firewall blocks gets 503 alone.
     ///
@@ -635,17 +641,16 @@ enum StatusMeaning {
 /// RFC 7662 section 2.3: a well-formed, authorized query about an inactive or unknown
 /// token gets `"active": false`, and 401 means the caller's own credentials were refused.
 /// So 401 and 403 say nothing about the token and hold for every token (down), as do the
-/// statuses about the endpoint's address or the request's form, which are the same for
-/// every token (RFC 9110 section 15.5: 404 no endpoint there, 405 method, 406 `Accept`,
-/// 411 length, 415 content type), while a server that answers another 4xx (400 for a JWT
-/// it does not know, 410, 422, ...) has refused this one token. Whether an endpoint
-/// "down" by its status is down for every token is still checked with another token
-/// before the outage starts (see `Introspector::call`).
+/// statuses about the endpoint's address, the request's form or the way to it, which are
+/// the same for every token (RFC 9110 section 15.5: 404, 405, 406, 407, 411, 412, 414,
+/// 415, 417, 421, 426, 428, 431, ...). Only the statuses a token's content can cause refuse
+/// this one token: 400 (a JWT the server does not know), 409, 410, 413 (a token too
+/// large) and 422. Whether an endpoint "down" by its status is down for every token is
+/// still checked with another token before the outage starts (see `Introspector::call`).
 fn status_meaning(status: u16) -> StatusMeaning {
     match status {
-        401 | 403 | 404 | 405 | 406 | 411 | 415 => StatusMeaning::Down,
         408 | 429 => StatusMeaning::Throttled,
-        400..=499 => StatusMeaning::ThisToken,
+        400 | 409 | 410 | 413 | 422 => StatusMeaning::ThisToken,
         _ => StatusMeaning::Down,
     }
 }
@@ -954,8 +959,9 @@ impl Introspector {
         }
     }
 
-    /// After the endpoint failed on `token` with an answer of its own (an HTTP status, a
-    /// body that is no introspection answer, a redirect): whether it still says that the
+    /// After the endpoint failed on `token` once the query was sent (an HTTP status, a
+    /// body that is no introspection answer, a redirect, a closed connection, a timeout):
+    /// whether it still says that the
     /// last token it found active (and not expired since) is active. Without this check,
     /// one token that a firewall in front of the endpoint blocks (`../../etc/passwd` is a
     /// valid `b64token`) would start the failure cooldown for every client, again and
@@ -1341,8 +1347,35 @@ mod tests {
         );
     }
 
+    /// Every failure after the query was sent may be a firewall's answer to its token (and
+    /// is checked with another token before an outage starts); one before it cannot be.
     #[test]
-    fn only_401_403_and_server_side_statuses_mean_down() {
+    fn only_failures_after_the_query_may_concern_its_token() {
+        let after = [
+            FetchError::Status(403),
+            FetchError::NotJsonObject,
+            FetchError::NotIntrospectionAnswer,
+            FetchError::DuplicateMember,
+            FetchError::TooLarge,
+            FetchError::Redirected,
+            FetchError::Transport("connection closed before message completed".into()),
+            FetchError::TimedOut,
+        ];
+        for error in after {
+            assert!(may_concern_this_token(&error), "{error:?}");
+        }
+        let before = [
+            FetchError::NotSent("connection refused".into()),
+            FetchError::InsecureUrl,
+            FetchError::NoMetadata,
+        ];
+        for error in before {
+            assert!(!may_concern_this_token(&error), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn statuses_a_token_cannot_cause_mean_down() {
         let rows = [
             (400, StatusMeaning::ThisToken),
             (404, StatusMeaning::Down),
@@ -1350,10 +1383,17 @@ mod tests {
             (406, StatusMeaning::Down),
             (411, StatusMeaning::Down),
             (415, StatusMeaning::Down),
+            (407, StatusMeaning::Down),
+            (412, StatusMeaning::Down),
+            (414, StatusMeaning::Down),
+            (421, StatusMeaning::Down),
+            (431, StatusMeaning::Down),
+            (451, StatusMeaning::Down),
+            (499, StatusMeaning::Down),
+            (409, StatusMeaning::ThisToken),
             (410, StatusMeaning::ThisToken),
             (413, StatusMeaning::ThisToken),
             (422, StatusMeaning::ThisToken),
-            (499, StatusMeaning::ThisToken),
             (401, StatusMeaning::Down),
             (403, StatusMeaning::Down),
             (408, StatusMeaning::Throttled),

@@ -618,7 +618,8 @@ async fn broken_endpoints_are_503_never_active() {
     ];
     for (row, case) in cases.into_iter().enumerate() {
         let app = setup.app(|i| i).await;
-        // The cooldown of a timeout starts when the 5 s fetch timeout ends.
+        // A timed-out token's 503 is kept from when the 5 s fetch timeout ends (no check:
+        // no token found active is known to check with).
         let timeout = matches!(case, StubAnswer::Delay(..)).then_some(Duration::from_secs(5));
         setup.answer(case);
         // Answered at all: a stub delaying an hour outlasts the test client's 30 s. No
@@ -968,12 +969,12 @@ fn assert_inactive(app: &App, seen: &Seen, context: &str) {
     assert_eq!(seen.retry_after, None, "{context}");
 }
 
-/// Some servers answer 400 (or 410, 422, ...) for a token they do not know, such as a JWT
-/// from elsewhere. That refuses the one token; it must not let one client turn every
+/// Some servers answer 400 (or 409, 410, 413, 422) for a token they do not know, such as a
+/// JWT from elsewhere. That refuses the one token; it must not let one client turn every
 /// other client's request into 503.
 #[tokio::test]
 async fn a_4xx_about_one_token_refuses_that_token_only() {
-    for status in [400, 410, 413, 422, 451] {
+    for status in [400, 409, 410, 413, 422] {
         let setup = stub().await;
         setup.answer(StubAnswer::Json(setup.active(json!({}))));
         setup.answer_for("unknown-to-the-server", StubAnswer::Status(status));
@@ -1207,8 +1208,9 @@ async fn outages_start_the_cooldown_with_retry_after() {
     for (row, case) in cases.into_iter().enumerate() {
         let setup = stub().await;
         let app = setup.app_after_an_active_token().await;
-        // The cooldown of a timeout starts when the 5 s fetch timeout ends.
-        let timeout = matches!(case, StubAnswer::Delay(..)).then_some(Duration::from_secs(5));
+        // A timeout's cooldown starts when the check, asked about the last active token,
+        // has timed out too: two 5 s fetch timeouts after the request.
+        let timeout = matches!(case, StubAnswer::Delay(..)).then_some(Duration::from_secs(10));
         setup.answer(case);
         let context = format!("row {row}");
         let first = seen(&app, "first").await;
@@ -1721,10 +1723,6 @@ fn unsafe_introspection_settings_are_refused_at_build() {
     }
 }
 
-/// When the endpoint must be discovered and the issuer's metadata never answers, one
-/// discovery runs and its failure starts the failure cooldown: lookups of other tokens that
-/// waited for it give up at once (503) instead of each trying again after the last (one
-/// fetch timeout each, in a row).
 /// The endpoint is found in the first metadata document that names it as an absolute URL:
 /// a SMART configuration naming a relative one, `null` or a number says nowhere, and the
 /// OpenID Connect document after it is read.
@@ -1767,6 +1765,10 @@ async fn discovery_skips_a_document_naming_no_absolute_introspection_endpoint() 
     }
 }
 
+/// When the endpoint must be discovered and the issuer's metadata never answers, one
+/// discovery runs and its failure starts the failure cooldown: lookups of other tokens that
+/// waited for it give up at once (503) instead of each trying again after the last (one
+/// fetch timeout each, in a row).
 #[tokio::test]
 async fn a_failed_discovery_is_not_tried_again_by_each_waiting_lookup() {
     // An issuer that accepts connections and never answers.
