@@ -293,25 +293,27 @@ impl Vary {
 
 /// Whether the response lets a shared cache store it although the request had
 /// `Authorization` (RFC 9111 section 3.5): `public`, `s-maxage` or `must-revalidate` in
-/// `Cache-Control` or in a field a CDN reads instead of it (RFC 9213's
-/// `CDN-Cache-Control` and its vendor forms such as `Cloudflare-CDN-Cache-Control`), or
-/// any `max-age` in `Surrogate-Control` (read by surrogates, which section 3.5 does not
-/// bind). Values are read as bytes: one byte beyond ASCII elsewhere in the value does not
-/// hide a directive.
+/// `Cache-Control` or in a field a CDN reads instead of it (any name ending in
+/// `-cache-control`: RFC 9213's `CDN-Cache-Control`, `Cloudflare-CDN-Cache-Control`,
+/// `Akamai-Cache-Control`), or any `max-age` or `cache-maxage` in `Surrogate-Control` or
+/// Akamai's `Edge-Control` (read by surrogates, which section 3.5 does not bind). Values
+/// are read as bytes: one byte beyond ASCII elsewhere in the value does not hide a
+/// directive. A field counted here that no cache reads costs a `Vary` that changes
+/// nothing.
 fn shared_cache_may_store(headers: &HeaderMap) -> bool {
     // Most answers have a few headers, none of these: comparing their names (standard
     // names compare as numbers) costs less than hashing one to look it up.
     headers.keys().any(|name| {
         let text = name.as_str();
-        // Both other names are 17 bytes, vendor forms longer: most names stop at the length.
+        // The other names are 12 bytes or more: most names stop at the length.
         let (surrogate, targeted) = if name == CACHE_CONTROL {
             (false, true)
-        } else if text.len() < 17 {
+        } else if text.len() < 12 {
             (false, false)
         } else {
             (
-                text == "surrogate-control",
-                text.ends_with("cdn-cache-control"),
+                text == "surrogate-control" || text == "edge-control",
+                text.ends_with("-cache-control"),
             )
         };
         (surrogate || targeted)
@@ -319,7 +321,7 @@ fn shared_cache_may_store(headers: &HeaderMap) -> bool {
                 directive_names(value.as_bytes()).any(|directive| {
                     let is = |wanted: &str| directive.eq_ignore_ascii_case(wanted.as_bytes());
                     if surrogate {
-                        is("max-age")
+                        is("max-age") || is("cache-maxage")
                     } else {
                         is("public") || is("s-maxage") || is("must-revalidate")
                     }

@@ -301,7 +301,7 @@ async fn shared_cacheable_answers_vary_by_authorization_in_required_mode() {
 async fn cdn_cache_fields_and_odd_bytes_vary_by_authorization_too() {
     /// Response fields (name, value bytes), and whether the answer varies by them.
     type Case = (&'static [(&'static str, &'static [u8])], bool);
-    const CASES: [Case; 11] = [
+    const CASES: [Case; 15] = [
         (&[("cdn-cache-control", b"public, max-age=600")], true),
         (&[("CDN-Cache-Control", b"s-maxage=600")], true),
         (
@@ -323,7 +323,11 @@ async fn cdn_cache_fields_and_odd_bytes_vary_by_authorization_too() {
             ],
             true,
         ),
-        (&[("x-cache-control", b"public")], false),
+        (&[("akamai-cache-control", b"public, max-age=600")], true),
+        (&[("edge-control", b"!no-store, max-age=1h")], true),
+        (&[("Edge-Control", b"cache-maxage=60")], true),
+        (&[("edge-control", b"no-store")], false),
+        (&[("x-cache", b"public")], false),
         (&[("cache-control", b"max-age=60, \xe9public")], false),
     ];
     let clock = ManualClock::new();
