@@ -997,9 +997,15 @@ impl VerifierBuilder {
 }
 
 /// Whether a configured name or value (an audience, a client id, a claim name) is one a
-/// token can carry: not blank, without whitespace around it, without control characters.
+/// token can carry: not blank, without whitespace around it, without control characters
+/// or invisible format characters (a byte order mark or a zero-width space left by an
+/// editor).
 fn is_clean_name(text: &str) -> bool {
-    !text.trim().is_empty() && text.trim() == text && !text.chars().any(char::is_control)
+    !text.trim().is_empty()
+        && text.trim() == text
+        && !text.chars().any(|c| {
+            c.is_control() || matches!(c, '\u{feff}' | '\u{200b}'..='\u{200f}' | '\u{2060}')
+        })
 }
 
 /// An absolute `https` URL (or `http` to loopback) without a fragment, and without a
@@ -1132,7 +1138,15 @@ mod tests {
         }
         // The same rule for the other names and values a token is compared with.
         let base = || TokenVerifier::builder("https://as.example").audience("https://api.example");
-        for bad in ["app-7\n", " app", "app ", "a\u{0}b", ""] {
+        for bad in [
+            "app-7\n",
+            " app",
+            "app ",
+            "a\u{0}b",
+            "",
+            "\u{feff}app",
+            "a\u{200b}",
+        ] {
             let rules: [(VerifierBuilder, ConfigError); 5] = [
                 (
                     base().accept_missing_audience_for_clients([bad]),

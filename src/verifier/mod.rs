@@ -63,7 +63,9 @@ pub enum TokenTypePolicy {
 /// that the other checks do not demand already (`aud` among them: the audience check may
 /// let a token without one pass).
 fn has_rfc9068_claims(claims: &SmartClaims) -> bool {
-    claims.audiences().next().is_some()
+    claims
+        .audiences()
+        .any(|audience| !audience.trim().is_empty())
         && claims.client_id().is_some()
         && claims.sub().is_some()
         && claims.iat().is_some()
@@ -711,6 +713,34 @@ pub(crate) fn record_lookup(found: &Lookup) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 9068 section 2.2's claims: `aud` must name some audience, a blank one none,
+    /// since with no audience configured no other check reads it.
+    #[test]
+    fn rfc9068_claims_need_a_real_audience() {
+        let claims = |aud: serde_json::Value| {
+            let serde_json::Value::Object(map) = serde_json::json!({
+                "iss": "https://as.example", "exp": 2_000_000_000, "aud": aud,
+                "client_id": "c", "sub": "c", "iat": 1_700_000_000, "jti": "j",
+            }) else {
+                unreachable!()
+            };
+            SmartClaims::from_payload(map, &crate::claims::ClaimNames::default()).unwrap()
+        };
+        assert!(has_rfc9068_claims(&claims(serde_json::json!(
+            "https://fhir"
+        ))));
+        assert!(has_rfc9068_claims(&claims(serde_json::json!([
+            "", "api://x"
+        ]))));
+        for blank in [
+            serde_json::json!(""),
+            serde_json::json!([" "]),
+            serde_json::json!([]),
+        ] {
+            assert!(!has_rfc9068_claims(&claims(blank.clone())), "{blank}");
+        }
+    }
 
     /// When `lookup` may answer from an entry: only while it is younger than max age and
     /// the key set it was verified with is current and within its TTL.
