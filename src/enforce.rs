@@ -605,15 +605,18 @@ impl ScopeEnforcement {
         // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
         // capability statement. GET and HEAD only, and no method override.
         let method = request.method();
-        // Most requests carry none of these: one pass over the few names decides.
-        let overridden_method = headers
-            .keys()
-            .any(|name| is_named(name, &METHOD_OVERRIDE_HEADERS));
+        // Most requests carry none of these: one pass over the few names decides, and
+        // every override header's name starts with `x`.
+        let (mut overridden_method, mut path_header) = (false, false);
+        for name in headers.keys() {
+            if name.as_str().starts_with('x') {
+                overridden_method |= is_named(name, &METHOD_OVERRIDE_HEADERS);
+                path_header |= is_named(name, &PATH_OVERRIDE_HEADERS);
+            }
+        }
         // A path-override header naming another path (or query) than the request line's
         // names a second request, checked below: none of the shortcuts applies to it.
-        let overridden_path = headers
-            .keys()
-            .any(|name| is_named(name, &PATH_OVERRIDE_HEADERS))
+        let overridden_path = path_header
             && values_named(headers, &PATH_OVERRIDE_HEADERS)
                 .any(|value| value.as_bytes() != path.as_bytes());
         let method_parameters = uri.query().is_some_and(has_method_parameter);
@@ -1528,6 +1531,8 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 
 /// Headers some servers and frameworks take the request's path (and query) from instead of
 /// the request line: IIS URL Rewrite, Zend Framework 1, Symfony before CVE-2018-14773's fix.
+/// Its names, like [`METHOD_OVERRIDE_HEADERS`]', start with `x` (`ScopeEnforcement`'s
+/// scan of a request's header names relies on it).
 pub(crate) const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// Whether `name` is one of `list` (lower-case names), an `_` read as `-`: CGI and PHP
