@@ -618,7 +618,7 @@ impl ScopeEnforcement {
         // names a second request, checked below: none of the shortcuts applies to it.
         let overridden_path = path_header
             && values_named(headers, &PATH_OVERRIDE_HEADERS)
-                .any(|value| value.as_bytes() != path.as_bytes());
+                .any(|value| !names_same_target(value.as_bytes(), path));
         let method_parameters = uri.query().is_some_and(has_method_parameter);
         // A token-only path (a bulk export's status or output) is an HTTP route of its own:
         // any method, and no method override, changes that. Bundle entries never take it.
@@ -730,7 +730,7 @@ impl ScopeEnforcement {
                     .ok()
                     .filter(|named| named.starts_with('/'))
                     .ok_or_else(forbidden)?;
-                if named == path {
+                if names_same_target(named.as_bytes(), path) {
                     continue;
                 }
                 named_paths += 1;
@@ -1534,6 +1534,14 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 /// Its names, like [`METHOD_OVERRIDE_HEADERS`]', start with `x` (`ScopeEnforcement`'s
 /// scan of a request's header names relies on it).
 pub(crate) const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Whether a path-override header's value names the request's own target: the same text,
+/// or the same once both are percent-decoded (Azure App Service sets `X-Original-URL` to
+/// the decoded target on every request).
+pub(crate) fn names_same_target(named: &[u8], target: &str) -> bool {
+    named == target.as_bytes()
+        || percent_encoding::percent_decode(named).eq(percent_encoding::percent_decode_str(target))
+}
 
 /// Whether `name` is one of `list` (lower-case names), an `_` read as `-`: CGI and PHP
 /// turn both into the same variable (`HTTP_X_HTTP_METHOD_OVERRIDE`), and Symfony's header

@@ -89,7 +89,7 @@ fn names_another_method<B>(request: &Request<B>) -> bool {
 
 /// Whether `request` names another path than `path` in a path-override header
 /// ([`PATH_OVERRIDE_HEADERS`](crate::enforce::PATH_OVERRIDE_HEADERS); one a proxy in front
-/// that did not rewrite sets to the same path is fine): a service behind that honours it
+/// that did not rewrite sets to the same path, as sent or decoded, is fine): a service behind that honours it
 /// would serve that path to the anonymous caller.
 fn names_another_path<B>(request: &Request<B>, path: &str) -> bool {
     crate::enforce::values_named(request.headers(), &crate::enforce::PATH_OVERRIDE_HEADERS).any(
@@ -99,7 +99,7 @@ fn names_another_path<B>(request: &Request<B>, path: &str) -> bool {
                 .iter()
                 .position(|&byte| byte == b'?')
                 .map_or(named, |end| &named[..end]);
-            named_path != path.as_bytes()
+            !crate::enforce::names_same_target(named_path, path)
         },
     )
 }

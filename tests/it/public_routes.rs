@@ -295,7 +295,10 @@ async fn path_override_headers_naming_another_path_need_a_token() {
                 assert_eq!(answer.status, 401, "{target} {name}: {other}");
                 assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()));
             }
-            for same in [target.to_owned(), format!("{target}?x=1")] {
+            // The same path as sent, with a query, or spelt otherwise but the same once
+            // decoded (Azure App Service sets the decoded target on every request).
+            let encoded = target.replacen('a', "%61", 1);
+            for same in [target.to_owned(), format!("{target}?x=1"), encoded] {
                 let answer = raw_request(&app.url, "GET", target, &[(name, &same)]).await;
                 assert_eq!(answer.status, 200, "{target} {name}: {same}");
                 assert_eq!(answer.body["verified"], false, "{target}");
