@@ -446,6 +446,35 @@ impl Classifier {
     }
 }
 
+/// The parameters that shape a search's results or paging, or override its method, but
+/// select no resources (FHIR search "Result parameters", paging links' own parameters):
+/// no search criterion, and no granular scope's filter.
+pub(crate) const NO_CRITERION: [&str; 23] = [
+    "_format",
+    "_pretty",
+    "_summary",
+    "_elements",
+    "_count",
+    "_offset",
+    "_sort",
+    "_total",
+    "_include",
+    "_revinclude",
+    "_contained",
+    "_containedType",
+    "_graph",
+    "_maxresults",
+    "_score",
+    "_type",
+    "_bundletype",
+    "_since",
+    "_at",
+    "_getpagesoffset",
+    "_pageId",
+    "_page",
+    "_cursor",
+];
+
 /// Whether a query holds a search criterion: a parameter with a value (FHIR: servers
 /// ignore empty parameters) whose name reads one way (strictly decoded, printable ASCII,
 /// matched ignoring case) and is not one of those that only shape the answer (`_format`,
@@ -458,31 +487,6 @@ impl Classifier {
 /// other pairs than one that does not, and Go's `net/url` drops such a piece
 /// (`?_format=json;code=x` has no criterion).
 fn has_search_criteria(query: &str) -> bool {
-    const NO_CRITERION: [&str; 23] = [
-        "_format",
-        "_pretty",
-        "_summary",
-        "_elements",
-        "_count",
-        "_offset",
-        "_sort",
-        "_total",
-        "_include",
-        "_revinclude",
-        "_contained",
-        "_containedType",
-        "_graph",
-        "_maxresults",
-        "_score",
-        "_type",
-        "_bundletype",
-        "_since",
-        "_at",
-        "_getpagesoffset",
-        "_pageId",
-        "_page",
-        "_cursor",
-    ];
     query
         .split('&')
         .filter(|pair| !pair.contains(';'))

@@ -742,12 +742,28 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, RejectReason> {
             let name = percent_decode_strict(name).ok_or(RejectReason::InvalidQuery)?;
             let value = percent_decode_strict(value).ok_or(RejectReason::InvalidQuery)?;
             let has_control = |text: &str| text.chars().any(char::is_control);
-            if !is_search_parameter_name(&name) || value.is_empty() || has_control(&value) {
+            if !is_search_parameter_name(&name)
+                || selects_nothing(&name)
+                || value.is_empty()
+                || has_control(&value)
+            {
                 return Err(RejectReason::InvalidQuery);
             }
             Ok((name, value))
         })
         .collect()
+}
+
+/// Whether a filter's parameter selects no resources: one that only shapes or pages the
+/// results (`_count`, `_sort`, `_summary`, `_format`, ..., see
+/// [`NO_CRITERION`](super::interaction::NO_CRITERION)) or overrides the method
+/// (`_method`), in any letter case. A search repeating such a "filter" is the whole type.
+fn selects_nothing(name: &str) -> bool {
+    let base = name.split(':').next().unwrap_or_default();
+    base.eq_ignore_ascii_case("_method")
+        || super::interaction::NO_CRITERION
+            .iter()
+            .any(|shaping| base.eq_ignore_ascii_case(shaping))
 }
 
 /// Whether `name` is written as a FHIR search parameter (with its modifier or chain, if
@@ -1172,6 +1188,17 @@ mod tests {
             ("patient/Observation.rs?cat%09egory=a", InvalidQuery),
             ("patient/Observation.rs?category=%7F", InvalidQuery),
             ("patient/Observation.rs?category=%C2%85", InvalidQuery),
+            // Parameters that select nothing: a search repeating them is the whole type.
+            ("patient/Observation.rs?_count=50", InvalidQuery),
+            ("patient/Observation.rs?_sort=date", InvalidQuery),
+            ("patient/Observation.rs?_SUMMARY=false", InvalidQuery),
+            ("patient/Observation.rs?_elements=id", InvalidQuery),
+            ("patient/Observation.rs?_format=json", InvalidQuery),
+            ("patient/Observation.rs?_total=none", InvalidQuery),
+            ("patient/Observation.rs?_type=Observation", InvalidQuery),
+            ("patient/Observation.rs?_include=Observation:subject", InvalidQuery),
+            ("patient/Observation.rs?_method=GET", InvalidQuery),
+            ("patient/Observation.rs?category=lab&_count=5", InvalidQuery),
             // Names no server knows, which a lenient server would ignore.
             ("patient/Observation.rs??category=laboratory", InvalidQuery),
             (
