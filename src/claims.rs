@@ -1384,8 +1384,13 @@ impl SmartClaims {
             hint = format!("{scope}.{v1}");
         }
         match self.inner.scope_context_separator {
-            // The hint is `{context}/{type}.{letters}`: its first `/` is the separator's.
-            Some(separator) => hint.replacen('/', separator.encode_utf8(&mut [0; 4]), 1),
+            // The hint is `{context}/{type}.{letters}`: its first `/` is the separator's,
+            // and every type is Microsoft's `all` (the spelling the rewrite reads as `*`).
+            Some(separator) => {
+                let hint = hint.replacen('/', separator.encode_utf8(&mut [0; 4]), 1);
+                let every_type = format!("{separator}*.");
+                hint.replacen(&every_type, &format!("{separator}all."), 1)
+            }
             None => hint,
         }
     }

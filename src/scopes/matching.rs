@@ -415,6 +415,10 @@ impl ScopeSet {
     /// assert!(!set.permits_search_query("Observation", Some("code=x")));
     /// assert!(!set.permits_search_query("Observation", None));
     ///
+    /// // A filter naming a parameter twice is left to the handler.
+    /// let repeated = ScopeSet::parse("system/Observation.rs?category=lab&category=vital-signs");
+    /// assert!(!repeated.permits_search_query("Observation", Some("category=lab&category=vital-signs")));
+    ///
     /// let every_type = ScopeSet::parse("system/*.rs?category=laboratory system/*.rs?_tag=t");
     /// assert!(!every_type.permits_search_query("Patient", Some("category=laboratory")));
     /// assert!(every_type.permits_search_query("Patient", Some("_tag=t")));
@@ -464,6 +468,13 @@ impl ScopeSet {
             }
         }
         sets.iter().any(|set| {
+            // A filter that names one parameter twice (`category=a&category=b`, FHIR's AND)
+            // cannot be carried safely: a server that keeps one of the repeats searches
+            // outside it. It is left to the handler.
+            let mut names = HashSet::new();
+            if !set.iter().all(|(name, _)| names.insert(lenient_name(name))) {
+                return false;
+            }
             // Every pair of the filter is in the query, and a filtered parameter carries no
             // other value besides (as many different values in the query as in the filter):
             // FHIR ANDs repeats, but a server that keeps one of them would search outside

@@ -1196,7 +1196,10 @@ mod tests {
             ("patient/Observation.rs?_format=json", InvalidQuery),
             ("patient/Observation.rs?_total=none", InvalidQuery),
             ("patient/Observation.rs?_type=Observation", InvalidQuery),
-            ("patient/Observation.rs?_include=Observation:subject", InvalidQuery),
+            (
+                "patient/Observation.rs?_include=Observation:subject",
+                InvalidQuery,
+            ),
             ("patient/Observation.rs?_method=GET", InvalidQuery),
             ("patient/Observation.rs?category=lab&_count=5", InvalidQuery),
             // Names no server knows, which a lenient server would ignore.

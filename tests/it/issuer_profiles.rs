@@ -320,6 +320,20 @@ async fn rewritten_scopes_are_enforced() {
         challenge.ends_with(r#"error="insufficient_scope", error_description="the token's scopes do not allow this request", scope="system.Patient.r""#),
         "{challenge}"
     );
+    // Every type is `all` there: an `_include` of every type asks for `system.all.r`.
+    let include_all = app
+        .http
+        .get(format!("{}/fhir/Patient/_history?_include=*", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(include_all.status(), StatusCode::FORBIDDEN);
+    let challenge = include_all.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.ends_with(r#"scope="system.all.r""#),
+        "{challenge}"
+    );
 }
 
 /// A handler's own `require` names the scope the issuer's way too.
