@@ -206,7 +206,10 @@ impl SmartDiscoveryLayer {
     /// base is the root: [`also_at_root`](Self::also_at_root) serves discovery there, but
     /// the root's `/metadata` may belong to another service). An answer that
     /// already names its allowed origin keeps it (`*` beside
-    /// `Access-Control-Allow-Credentials` would be refused by browsers). The capability
+    /// `Access-Control-Allow-Credentials` would be refused by browsers). A CORS preflight
+    /// to that path (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, sent
+    /// before a read with a header of the browser app's own) is answered here, as the
+    /// discovery paths' are: 200, any origin, `GET, HEAD, OPTIONS`. The capability
     /// statement itself stays the inner service's job.
     ///
     /// ```
@@ -293,37 +296,59 @@ impl SmartDiscoveryLayer {
 
     fn answer<B: From<Bytes>>(&self, method: &Method) -> Response<B> {
         let prepared = &self.shared;
+        if *method == Method::OPTIONS {
+            return options_answer();
+        }
         let (status, body) = match *method {
             Method::GET => (StatusCode::OK, prepared.body.clone()),
             Method::HEAD => (StatusCode::OK, Bytes::new()),
-            Method::OPTIONS => (StatusCode::NO_CONTENT, Bytes::new()),
             _ => (StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),
         };
         let mut response = Response::new(B::from(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        match status {
-            StatusCode::OK => {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                headers.insert(CACHE_CONTROL, prepared.cache_control.clone());
-                headers.insert(CONTENT_LENGTH, prepared.content_length.clone());
-            }
-            StatusCode::NO_CONTENT => {
-                headers.insert(
-                    ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static(ALLOWED_METHODS),
-                );
-                headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-                headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-                headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
-            }
-            _ => {
-                headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
-            }
+        if status == StatusCode::OK {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CACHE_CONTROL, prepared.cache_control.clone());
+            headers.insert(CONTENT_LENGTH, prepared.content_length.clone());
+        } else {
+            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
         }
         response
     }
+}
+
+/// The answer to `OPTIONS` on a path served here, a CORS preflight or not: 200 with no
+/// content and `Content-Length: 0` (RFC 9110 section 9.3.7), the methods allowed, and what
+/// a preflight needs (Fetch standard): any origin, the methods, any request header
+/// (`Authorization` named too, since `*` does not cover it), for a day.
+fn options_answer<B: From<Bytes>>() -> Response<B> {
+    let mut response = Response::new(B::from(Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOWED_METHODS),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*, authorization"),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+/// Whether `request` is a browser's CORS preflight: `OPTIONS` with an `Origin` and an
+/// `Access-Control-Request-Method`.
+fn is_preflight<B>(request: &Request<B>) -> bool {
+    request.method() == Method::OPTIONS
+        && request.headers().contains_key(http::header::ORIGIN)
+        && request
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The inner service of the axum router: never reached, since the router only routes the
@@ -412,6 +437,16 @@ where
             .metadata_paths
             .iter()
             .any(|metadata| Some(metadata.as_str()) == path);
+        // A browser reading the capability statement with a header of its own (its
+        // `Authorization`, `Prefer`) asks first; the FHIR server behind rarely answers
+        // `OPTIONS`, and a preflight needs a 2xx.
+        if cors && is_preflight(&request) {
+            return ResponseFuture {
+                state: State::Answered {
+                    response: Some(options_answer()),
+                },
+            };
+        }
         ResponseFuture {
             state: State::Inner {
                 future: self.inner.call(request),

@@ -460,11 +460,19 @@ async fn head_options_and_other_methods() {
         .send()
         .await
         .unwrap();
-    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    // RFC 9110 section 9.3.7: an `OPTIONS` answer without content says
+    // `Content-Length: 0`, which a 204 may not carry.
+    assert_eq!(preflight.status(), StatusCode::OK);
+    assert_eq!(preflight.headers()["content-length"], "0");
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     assert_eq!(
         preflight.headers()["access-control-allow-methods"],
         "GET, HEAD, OPTIONS"
+    );
+    // `*` does not cover `Authorization` (Fetch standard): named beside it.
+    assert_eq!(
+        preflight.headers()["access-control-allow-headers"],
+        "*, authorization"
     );
     let post = app.http.post(&url).send().await.unwrap();
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -1235,6 +1243,50 @@ async fn cors_on_metadata_follows_the_served_paths() {
         );
         assert_eq!(allowed_origin(app(both), "/metadata").await, None);
     }
+    // A browser reading the capability statement with a header of its own asks first:
+    // the preflight is answered here (2xx, the methods, any header), since the route
+    // behind answers only `GET`; a plain `OPTIONS` still goes to it.
+    let discovery = SmartDiscoveryLayer::new(full())
+        .base_path("/fhir")
+        .unwrap()
+        .cors_on_metadata();
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri("/fhir/metadata")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = app(discovery.clone()).oneshot(preflight).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        answer.headers()["access-control-allow-methods"],
+        "GET, HEAD, OPTIONS"
+    );
+    assert_eq!(
+        answer.headers()["access-control-allow-headers"],
+        "*, authorization"
+    );
+    let plain = http::Request::builder()
+        .method("OPTIONS")
+        .uri("/fhir/metadata")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = app(discovery).oneshot(plain).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Without `cors_on_metadata` the preflight is the route's own (405 here).
+    let closed = SmartDiscoveryLayer::new(full()).base_path("/fhir").unwrap();
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri("/fhir/metadata")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = app(closed).oneshot(preflight).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
     let credentialed = Router::new()
         .route(
             "/fhir/metadata",
