@@ -344,11 +344,32 @@ type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
 #[derive(Default)]
 struct RefreshState {
     in_flight: Option<SharedFetch>,
+    /// The task of the fetch in flight. It clears `in_flight` when it ends, unless it was
+    /// dropped first (its runtime shut down) or panicked: a slot whose task has finished
+    /// is empty (see [`RefreshState::fetch_in_flight`]).
+    in_flight_task: Option<tokio::task::AbortHandle>,
     /// When the latest fetch failed (monotonic), if it failed: the failure cooldown.
     last_failure: Option<Instant>,
     /// The same moment on the wall clock, for [`KeyCacheStatus`] only.
     last_failure_at: Option<SystemTime>,
     last_unknown_kid_fetch: Option<Instant>,
+}
+
+impl RefreshState {
+    /// The fetch in flight, if its task still runs. One that ended without clearing its
+    /// slot is forgotten: no one may poll it (a background refresh), and while it counted
+    /// as in progress no refresh would start until the keys passed `max_stale`.
+    fn fetch_in_flight(&mut self) -> Option<&SharedFetch> {
+        if self
+            .in_flight_task
+            .as_ref()
+            .is_some_and(tokio::task::AbortHandle::is_finished)
+        {
+            self.in_flight = None;
+            self.in_flight_task = None;
+        }
+        self.in_flight.as_ref()
+    }
 }
 
 /// Why a fetch is wanted, which decides whether the caller waits and which cooldowns apply.
@@ -631,14 +652,15 @@ impl KeyStore {
             };
         }
         let snapshot = self.current.load_full();
-        let state = self.lock_state();
+        let mut state = self.lock_state();
+        let fetching = state.fetch_in_flight().is_some();
         KeyCacheStatus {
             keys: snapshot.as_ref().map_or(0, |s| s.keys.len()),
             fetched_at: snapshot.as_ref().map(|s| s.fetched_at),
             fresh_until: snapshot
                 .as_ref()
                 .and_then(|s| s.fetched_at.checked_add(s.ttl)),
-            fetching: state.in_flight.is_some(),
+            fetching,
             last_failure: state.last_failure_at,
         }
     }
@@ -713,7 +735,7 @@ impl KeyStore {
     fn fetch_for(self: &Arc<Self>, need: Need) -> Option<SharedFetch> {
         let now = Instant::now();
         let mut state = self.lock_state();
-        if let Some(in_flight) = &state.in_flight {
+        if let Some(in_flight) = state.fetch_in_flight() {
             return Some(in_flight.clone());
         }
         let cooling = |since: Option<Instant>, cooldown: Duration| {
@@ -738,13 +760,15 @@ impl KeyStore {
         }
         let store = Arc::clone(self);
         let task = tokio::spawn(async move { store.fetch_and_install(need).await });
+        state.in_flight_task = Some(task.abort_handle());
         let store = Arc::clone(self);
         let shared = async move {
             match task.await {
                 Ok(result) => result,
                 Err(_) => {
-                    // The task ended before clearing its slot (runtime shutdown or a panic).
-                    store.lock_state().in_flight = None;
+                    // The task ended before clearing its slot (runtime shutdown or a panic):
+                    // the slot is freed, unless a newer fetch holds it already.
+                    store.lock_state().fetch_in_flight();
                     Err(FetchError::TaskFailed)
                 }
             }
@@ -762,6 +786,7 @@ impl KeyStore {
         let now_wall = self.clock.now();
         let mut state = self.lock_state();
         state.in_flight = None;
+        state.in_flight_task = None;
         metrics::jwks_fetched(result.is_ok());
         match &result {
             Ok(snapshot) => {
@@ -913,6 +938,56 @@ fn chosen(snapshot: Arc<Snapshot>, selection: Selection) -> Result<ChosenKey, Au
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fetch whose runtime shut down while it ran (a synchronous wrapper's runtime per
+    /// call, a worker restarted) leaves no slot behind: the status no longer says
+    /// fetching, and the next refresh starts instead of joining a fetch no one runs.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_fetch_dropped_with_its_runtime_leaves_no_slot() {
+        use crate::testing::{JwksBehaviour, TestIssuer};
+        let main = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let issuer = main.block_on(TestIssuer::start());
+        // Every fetch waits at the gate until it opens.
+        issuer.set_jwks_behaviour(JwksBehaviour::Gated);
+        let timeout = Duration::from_secs(5);
+        let fetcher = Fetcher {
+            client: fetch::default_client(timeout).unwrap(),
+            timeout,
+            max_body: 1024 * 1024,
+        };
+        let store = Arc::new(KeyStore::new(
+            KeySource::Fixed(Url::parse(&issuer.jwks_uri()).unwrap()),
+            fetcher,
+            RefreshPolicy::default(),
+            Arc::new(crate::clock::SystemClock),
+        ));
+        let doomed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        doomed.block_on(async {
+            assert!(store.fetch_for(Need::Refresh).is_some());
+        });
+        assert!(store.status().fetching, "the fetch's task is alive");
+        drop(doomed);
+        assert!(
+            !store.status().fetching,
+            "its runtime is gone, and the slot with it"
+        );
+        let fetched = main.block_on(async {
+            let fetch = store.fetch_for(Need::Refresh).expect("a new fetch starts");
+            assert!(store.status().fetching);
+            issuer.open_jwks_gate();
+            fetch.await
+        });
+        assert!(fetched.is_ok(), "{fetched:?}");
+        assert!(!store.status().fetching);
+    }
 
     #[test]
     fn ttl_clamps_max_age() {
