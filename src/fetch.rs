@@ -29,6 +29,8 @@ pub(crate) enum FetchError {
     Redirected,
     Status(u16),
     TooLarge,
+    /// A copy a cache in between served stale for longer than the keys may be used stale.
+    ServedStale,
     NotJsonObject,
     /// A JSON object without the boolean `active` member every RFC 7662 introspection
     /// answer has (section 2.2).
@@ -56,6 +58,9 @@ impl fmt::Display for FetchError {
             Self::Redirected => f.write_str("refusing to follow a redirect"),
             Self::Status(status) => write!(f, "unexpected HTTP status {status}"),
             Self::TooLarge => f.write_str("response body exceeds the size limit"),
+            Self::ServedStale => f.write_str(
+                "response is a cached copy served stale for longer than the stale limit",
+            ),
             Self::NotJsonObject => f.write_str("response is not a JSON object"),
             #[cfg(feature = "introspection")]
             Self::NotIntrospectionAnswer => {
@@ -86,6 +91,14 @@ pub(crate) struct Fetched {
     pub(crate) body: Vec<u8>,
     /// `Cache-Control: max-age`, or zero for `no-cache`/`no-store`.
     pub(crate) max_age: Option<Duration>,
+    /// How long a cache in between had kept serving the response after its freshness
+    /// lifetime ended (its `Age` beyond the lifetime, RFC 9111 sections 4.2 and 4.2.3: a
+    /// stale copy served while the origin is down, RFC 5861's `stale-if-error`); `None`
+    /// when the response states no lifetime (its `Age` is then in `age`).
+    pub(crate) stale_for: Option<Duration>,
+    /// The response's `Age` (zero without one; the largest when several, and the most a
+    /// `Duration` holds when one is unreadable).
+    pub(crate) age: Duration,
 }
 
 /// The HTTP side of key fetching: one client, one set of limits.
@@ -290,6 +303,8 @@ impl Fetcher {
             return Err(FetchError::TooLarge);
         }
         let max_age = freshness_left(response.headers());
+        let age = response_age(response.headers());
+        let stale_for = lifetime(response.headers()).map(|lifetime| age.saturating_sub(lifetime));
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > self.max_body {
@@ -299,7 +314,12 @@ impl Fetcher {
         }
         // Every fetched document is JSON.
         crate::json::strip_byte_order_mark(&mut body);
-        Ok(Fetched { body, max_age })
+        Ok(Fetched {
+            body,
+            max_age,
+            stale_for,
+            age,
+        })
     }
 }
 
@@ -344,22 +364,32 @@ pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
 /// less its `Age` (section 4.2.3: a cache in between may have held it for most of its
 /// lifetime already). `None` without a lifetime.
 fn freshness_left(headers: &http::HeaderMap) -> Option<Duration> {
+    Some(lifetime(headers)?.saturating_sub(response_age(headers)))
+}
+
+/// A response's freshness lifetime: the `max-age` of all its `Cache-Control` lines
+/// together, or without one its `Expires` less its `Date` (RFC 9111 section 4.2.1).
+/// `None` without a lifetime.
+fn lifetime(headers: &http::HeaderMap) -> Option<Duration> {
     let cache_control: Vec<&str> = headers
         .get_all(CACHE_CONTROL)
         .iter()
         .map(|value| value.to_str().unwrap_or("max-age=0"))
         .collect();
-    let lifetime = parse_max_age(&cache_control.join(",")).or_else(|| expires_lifetime(headers))?;
-    // The largest `Age` of every line and list item; one that is not digits, or too large
-    // to hold, makes the response stale (RFC 9111 section 1.2.2).
-    let age = headers
+    parse_max_age(&cache_control.join(",")).or_else(|| expires_lifetime(headers))
+}
+
+/// A response's `Age` (RFC 9111 section 5.1): the largest of every line and list item; one
+/// that is not digits, or too large to hold, makes the response as old as can be (section
+/// 1.2.2). Zero without one.
+fn response_age(headers: &http::HeaderMap) -> Duration {
+    headers
         .get_all(http::header::AGE)
         .iter()
         .flat_map(|value| value.to_str().unwrap_or("x").split(','))
         .map(|item| delta_seconds(item.trim()).unwrap_or(u64::MAX))
         .max()
-        .map_or(Duration::ZERO, Duration::from_secs);
-    Some(lifetime.saturating_sub(age))
+        .map_or(Duration::ZERO, Duration::from_secs)
 }
 
 /// The lifetime `Expires` gives: its time less the response's `Date`, or less now without
@@ -974,6 +1004,53 @@ mod tests {
             assert_eq!(
                 freshness_left(&headers(pairs)),
                 expected.map(Duration::from_secs),
+                "{pairs:?}"
+            );
+        }
+    }
+
+    /// How long a cache in between had served a response stale: its `Age` beyond its
+    /// lifetime, when it states one (the `Age` alone is kept for when it does not).
+    #[test]
+    fn served_stale_is_the_age_beyond_the_lifetime() {
+        /// Response headers, how long served stale (`None`: no lifetime), the `Age`.
+        type Row = (&'static [(&'static str, &'static str)], Option<u64>, u64);
+        let rows: [Row; 5] = [
+            (
+                &[("cache-control", "max-age=600"), ("age", "100")],
+                Some(0),
+                100,
+            ),
+            (
+                &[("cache-control", "max-age=600"), ("age", "5000")],
+                Some(4400),
+                5000,
+            ),
+            (
+                &[("cache-control", "max-age=600, stale-if-error=604800")],
+                Some(0),
+                0,
+            ),
+            (&[("age", "259200")], None, 259_200),
+            (
+                &[("cache-control", "max-age=600"), ("age", "x")],
+                Some(u64::MAX - 600),
+                u64::MAX,
+            ),
+        ];
+        for (pairs, stale_for, age) in rows {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let age = Duration::from_secs(age);
+            assert_eq!(response_age(&headers), age, "{pairs:?}");
+            assert_eq!(
+                lifetime(&headers).map(|lifetime| age.saturating_sub(lifetime)),
+                stale_for.map(Duration::from_secs),
                 "{pairs:?}"
             );
         }

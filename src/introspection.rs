@@ -1177,6 +1177,7 @@ fn may_concern_this_token(error: &FetchError) -> bool {
         | FetchError::IssuerMissing
         | FetchError::NoMetadata
         | FetchError::InvalidJwksUri
+        | FetchError::ServedStale
         | FetchError::KeySet(_)
         | FetchError::TaskFailed => false,
     }

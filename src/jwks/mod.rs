@@ -191,7 +191,10 @@ impl RefreshPolicy {
         self
     }
     /// How long after their fetch keys may still be used while refreshing fails
-    /// (default 24 h; at least 1 s, at most 7 days).
+    /// (default 24 h; at least 1 s, at most 7 days). A copy a cache in between served
+    /// stale (its `Age` beyond its lifetime: an origin down behind a CDN with
+    /// `stale-if-error`) counts that time too, so refetching the old copy does not renew
+    /// it, and one served stale for longer than this is a failed fetch.
     ///
     /// ```
     /// use std::time::Duration;
@@ -314,8 +317,13 @@ pub(crate) enum KeySource {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) keys: KeySet,
-    /// When it was fetched, on the monotonic clock: every age is measured from here.
+    /// When it was fetched, on the monotonic clock: its TTL is measured from here.
     fetched: Instant,
+    /// How long a cache in between had already served it stale when it was fetched
+    /// (`Fetched::stale_for`): `max_stale` counts from when its origin last vouched for
+    /// it, so that a cache answering for an origin that is down cannot keep withdrawn keys
+    /// trusted by serving its old copy again and again.
+    stale_when_fetched: Duration,
     /// The wall-clock time of the fetch, for [`KeyCacheStatus`] only.
     fetched_at: SystemTime,
     ttl: Duration,
@@ -465,6 +473,7 @@ impl KeyStore {
             KeySource::Static(keys) => Some(Arc::new(Snapshot {
                 keys: keys.keys.clone(),
                 fetched: Instant::now(),
+                stale_when_fetched: Duration::ZERO,
                 fetched_at: clock.now(),
                 ttl: Duration::MAX,
                 generation: STATIC_GENERATION,
@@ -680,8 +689,18 @@ impl KeyStore {
 
     fn usable_snapshot(&self, now: Instant) -> Option<Arc<Snapshot>> {
         self.current.load_full().filter(|snapshot| {
-            now.saturating_duration_since(snapshot.fetched) <= self.policy.max_stale
+            now.saturating_duration_since(snapshot.fetched)
+                .saturating_add(snapshot.stale_when_fetched)
+                <= self.policy.max_stale
         })
+    }
+
+    /// How long a cache in between had served a document fetched now stale: its `Age`
+    /// beyond its lifetime, or without a stated lifetime beyond the default TTL.
+    fn stale_when_fetched(&self, fetched: &fetch::Fetched) -> Duration {
+        fetched
+            .stale_for
+            .unwrap_or_else(|| fetched.age.saturating_sub(self.policy.default_ttl))
     }
 
     /// The 503 answer when no usable key can be had: `Retry-After` is what is left of the
@@ -853,6 +872,11 @@ impl KeyStore {
                 refreshing,
             )
             .await?;
+        // A copy a cache in between has served stale for longer than keys may be used
+        // stale vouches for nothing: a failed fetch (cooldown, the keys in use kept).
+        if self.stale_when_fetched(&fetched) > self.policy.max_stale {
+            return Err(FetchError::ServedStale);
+        }
         let body_digest = Some(crate::digest::sha256(&fetched.body));
         let current = self.current.load_full();
         // The same bytes as the set in use (a refresh, or a refetch anyone can start with a
@@ -861,6 +885,7 @@ impl KeyStore {
             return Ok(Arc::new(Snapshot {
                 keys: current.keys.clone(),
                 fetched: Instant::now(),
+                stale_when_fetched: self.stale_when_fetched(&fetched),
                 fetched_at: self.clock.now(),
                 ttl: self.policy.ttl_for(fetched.max_age),
                 generation: current.generation,
@@ -899,6 +924,7 @@ impl KeyStore {
         Ok(Arc::new(Snapshot {
             keys,
             fetched: Instant::now(),
+            stale_when_fetched: self.stale_when_fetched(&fetched),
             fetched_at: self.clock.now(),
             ttl: self.policy.ttl_for(fetched.max_age),
             generation,
@@ -938,6 +964,80 @@ fn chosen(snapshot: Arc<Snapshot>, selection: Selection) -> Result<ChosenKey, Au
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key set a cache in between serves stale (its `Age` beyond its `max-age`, while
+    /// the issuer is down) counts as old as it is: `max_stale` runs from when the issuer
+    /// last vouched for it, not from each refetch of the old copy, and a copy already
+    /// older than that is a failed fetch.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_copy_served_stale_counts_its_age() {
+        use std::sync::atomic::AtomicU64;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let issuer = crate::testing::TestIssuer::start().await;
+        let body = issuer.jwks().to_string();
+        let age = Arc::new(AtomicU64::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/jwks", listener.local_addr().unwrap())).unwrap();
+        let served_age = Arc::clone(&age);
+        let cache = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                     cache-control: max-age=600\r\nage: {}\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    served_age.load(Ordering::SeqCst),
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        let timeout = Duration::from_secs(5);
+        let fetcher = Fetcher {
+            client: fetch::default_client(timeout).unwrap(),
+            timeout,
+            max_body: 1024 * 1024,
+        };
+        let hour = Duration::from_secs(3600);
+        let store = Arc::new(KeyStore::new(
+            KeySource::Fixed(url),
+            fetcher,
+            RefreshPolicy::default().max_stale(hour),
+            Arc::new(crate::clock::SystemClock),
+        ));
+        let fresh = store.fetch_for(Need::Keys).unwrap().await;
+        assert!(fresh.is_ok(), "{fresh:?}");
+        let now = Instant::now();
+        assert!(
+            store
+                .usable_snapshot(now + hour - Duration::from_secs(5))
+                .is_some()
+        );
+        // Served 3,000 s past its lifetime: usable for what is left of the hour.
+        age.store(600 + 3000, Ordering::SeqCst);
+        let stale = store.fetch_for(Need::Refresh).unwrap().await;
+        assert!(stale.is_ok(), "{stale:?}");
+        let now = Instant::now();
+        assert!(
+            store
+                .usable_snapshot(now + Duration::from_secs(590))
+                .is_some()
+        );
+        assert!(
+            store
+                .usable_snapshot(now + Duration::from_secs(610))
+                .is_none()
+        );
+        // Served stale for longer than the hour: no keys from it; the set in use stays.
+        age.store(600 + 4000, Ordering::SeqCst);
+        let too_old = store.fetch_for(Need::Refresh).unwrap().await;
+        assert_eq!(too_old.err(), Some(FetchError::ServedStale));
+        assert!(store.usable_snapshot(Instant::now()).is_some());
+        assert!(store.status().last_failure.is_some());
+        cache.abort();
+    }
 
     /// A fetch whose runtime shut down while it ran (a synchronous wrapper's runtime per
     /// call, a worker restarted) leaves no slot behind: the status no longer says
