@@ -96,8 +96,9 @@ pub(crate) struct Fetched {
     /// stale copy served while the origin is down, RFC 5861's `stale-if-error`); `None`
     /// when the response states no lifetime (its `Age` is then in `age`).
     pub(crate) stale_for: Option<Duration>,
-    /// The response's `Age` (zero without one; the largest when several, and the most a
-    /// `Duration` holds when one is unreadable).
+    /// The response's `Age`: the largest readable one, zero without one. (An unreadable
+    /// one makes the response stale for `max_age`, but says nothing of how long a cache
+    /// served it stale.)
     pub(crate) age: Duration,
 }
 
@@ -303,7 +304,7 @@ impl Fetcher {
             return Err(FetchError::TooLarge);
         }
         let max_age = freshness_left(response.headers());
-        let age = response_age(response.headers());
+        let age = readable_age(response.headers());
         let stale_for = lifetime(response.headers()).map(|lifetime| age.saturating_sub(lifetime));
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
@@ -377,6 +378,17 @@ fn lifetime(headers: &http::HeaderMap) -> Option<Duration> {
         .map(|value| value.to_str().unwrap_or("max-age=0"))
         .collect();
     parse_max_age(&cache_control.join(",")).or_else(|| expires_lifetime(headers))
+}
+
+/// The largest readable `Age` of every line and list item, zero without one.
+fn readable_age(headers: &http::HeaderMap) -> Duration {
+    headers
+        .get_all(http::header::AGE)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or_default().split(','))
+        .filter_map(|item| delta_seconds(item.trim()))
+        .max()
+        .map_or(Duration::ZERO, Duration::from_secs)
 }
 
 /// A response's `Age` (RFC 9111 section 5.1): the largest of every line and list item; one
@@ -1032,10 +1044,11 @@ mod tests {
                 0,
             ),
             (&[("age", "259200")], None, 259_200),
+            // An unreadable `Age` tells nothing of how long a copy was served stale.
             (
-                &[("cache-control", "max-age=600"), ("age", "x")],
-                Some(u64::MAX - 600),
-                u64::MAX,
+                &[("cache-control", "max-age=600"), ("age", "x, 5")],
+                Some(0),
+                5,
             ),
         ];
         for (pairs, stale_for, age) in rows {
@@ -1047,7 +1060,7 @@ mod tests {
                 );
             }
             let age = Duration::from_secs(age);
-            assert_eq!(response_age(&headers), age, "{pairs:?}");
+            assert_eq!(readable_age(&headers), age, "{pairs:?}");
             assert_eq!(
                 lifetime(&headers).map(|lifetime| age.saturating_sub(lifetime)),
                 stale_for.map(Duration::from_secs),
