@@ -2779,14 +2779,18 @@ mod tests {
                         let reads_too = interaction == Interaction::Patch;
                         // Another patient: whole-type grants outside `patient/` scopes only,
                         // handler filters or not.
+                        // No handler filter covers a patch's read: a whole-type `r` only.
+                        let read_permits = !reads_too
+                            || if other_patient {
+                                model_grants(&picks, false, Interaction::Read, resource_type, false)
+                            } else {
+                                set.permits(Interaction::Read, resource_type)
+                            };
                         let (layer_permits, layer_filters) = if other_patient {
                             let whole = model_grants(&picks, false, interaction, resource_type, false)
-                                && (!reads_too
-                                    || model_grants(&picks, false, Interaction::Read, resource_type, false));
+                                && read_permits;
                             (whole, whole)
                         } else {
-                            let read_permits = !reads_too || set.permits(Interaction::Read, resource_type);
-                            // No handler filter covers a patch's read: a whole-type `r` only.
                             (permits && read_permits, !constraints.is_denied() && read_permits)
                         };
                         let layer = strict.check_bundle_entry(&claims, method, &url);
@@ -2794,13 +2798,18 @@ mod tests {
                         if let (Err(layer), Err(handler)) = (&layer, &required) {
                             // (A patch the handler would allow is refused for want of `r`: its
                             // hint is for reading, checked by the table tests.)
-                            // Without a hint when no scope of the client's hint context could allow it.
+                            // Without a hint when no scope of the client's hint context could
+                            // allow it; a patch lacking `r` too names both.
                             let expected = if other_patient && claims.hint_context() == Context::Patient {
                                 None
+                            } else if !read_permits {
+                                handler.required_scope().map(|hint| {
+                                    format!("{hint} {}", claims.scope_hint(Interaction::Read, resource_type))
+                                })
                             } else {
-                                handler.required_scope()
+                                handler.required_scope().map(str::to_owned)
                             };
-                            proptest::prop_assert_eq!(layer.required_scope(), expected, "{}", context);
+                            proptest::prop_assert_eq!(layer.required_scope().map(str::to_owned), expected, "{}", context);
                         }
                         let opted_in = filtering.check_bundle_entry(&claims, method, &url);
                         proptest::prop_assert_eq!(opted_in.is_ok(), layer_filters, "{} {} {}", context, method, url);

@@ -847,7 +847,7 @@ impl ScopeEnforcement {
                 .scope_set_without_patient_scopes()
                 .permits_requirement(&every_type)
             {
-                return Err(refused(claims, &every_type, false));
+                return Err(refused(claims, &[&every_type], false));
             }
         }
         let requirements = match request.access() {
@@ -963,8 +963,6 @@ impl ScopeEnforcement {
         } else {
             claims.scope_set_without_patient_scopes()
         };
-        let refusal =
-            |requirement: &Requirement| refused(claims, requirement, patient_scopes_count);
         // A handler applies the filters of the whole scope set (`require_constraints`),
         // `patient/` scopes included: where those must not count, only whole-type grants do.
         let handler_filters = self.handler_filters && patient_scopes_count;
@@ -984,35 +982,48 @@ impl ScopeEnforcement {
             }
             _ => allows(scopes, &request, requirement, criteria, handler_filters),
         };
-        for requirement in &requirements {
-            if !allowed(requirement) {
-                return Err(refusal(requirement));
-            }
-        }
         // Other types a search brings back or looks into need their own whole-type grant:
         // a granular scope's filter cannot apply to them.
-        for requirement in &reached {
-            if !scopes.permits_requirement(requirement) {
-                return Err(refusal(requirement));
-            }
+        let unmet: Vec<&Requirement> = requirements
+            .iter()
+            .filter(|requirement| !allowed(requirement))
+            .chain(
+                reached
+                    .iter()
+                    .filter(|requirement| !scopes.permits_requirement(requirement)),
+            )
+            .collect();
+        if unmet.is_empty() {
+            Ok(Passed::Checked)
+        } else {
+            Err(refused(claims, &unmet, patient_scopes_count))
         }
-        Ok(Passed::Checked)
     }
 }
 
-/// The 403 for a `requirement` the token's scopes do not meet: `insufficient_scope` with a
-/// hint, or without one where no scope of the token's context could meet it (`patient/`
-/// scopes where they do not count).
-fn refused(
-    claims: &SmartClaims,
-    requirement: &Requirement,
-    patient_scopes_count: bool,
-) -> AuthError {
+/// The most scopes a 403's hint names: the request's own, and a few its criteria reach.
+const MAX_HINTED_SCOPES: usize = 8;
+
+/// The 403 for the requirements the token's scopes do not meet: `insufficient_scope` with
+/// a hint naming a scope for each (RFC 6750 section 3: the scope the request needs; at
+/// most [`MAX_HINTED_SCOPES`], each once, in the order the request needs them), or without
+/// one where no scope of the token's context could meet them (`patient/` scopes where they
+/// do not count).
+fn refused(claims: &SmartClaims, unmet: &[&Requirement], patient_scopes_count: bool) -> AuthError {
     if !patient_scopes_count && claims.hint_context() == Context::Patient {
         return forbidden();
     }
-    let hint = claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
-    AuthError::insufficient_scope(hint)
+    let mut hints: Vec<String> = Vec::new();
+    for requirement in unmet {
+        let hint = claims.scope_hint(requirement.interaction, requirement.resource_type.as_str());
+        if !hints.contains(&hint) {
+            hints.push(hint);
+        }
+        if hints.len() == MAX_HINTED_SCOPES {
+            break;
+        }
+    }
+    AuthError::insufficient_scope(hints.join(" "))
 }
 
 /// How [`ScopeEnforcement::check`] let a request through.

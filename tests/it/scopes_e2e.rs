@@ -189,7 +189,10 @@ async fn a_patch_needs_read_as_well_as_update() {
         // Hints speak the token's scope version.
         ("system/Patient.write", Some("system/Patient.read")),
         ("system/Patient.r", Some("system/Patient.u")),
-        ("system/Observation.ru", Some("system/Patient.u")),
+        (
+            "system/Observation.ru",
+            Some("system/Patient.u system/Patient.r"),
+        ),
         ("system/Patient.ru", None),
         ("system/Patient.read system/Patient.write", None),
         ("system/Patient.r system/*.u", None),
@@ -321,6 +324,46 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{name}");
         assert_eq!(challenge, Some(app.denied("system/Patient.d")), "{name}");
     }
+}
+
+/// The 403's `scope` names a scope for each unmet requirement (RFC 6750 section 3: the
+/// scope the request needs), in the order the request needs them, each once, at most
+/// eight.
+#[tokio::test]
+async fn the_hint_names_every_missing_scope_up_to_eight() {
+    let app = scoped_app().await;
+    let types = [
+        "Provenance",
+        "AuditEvent",
+        "Flag",
+        "Condition",
+        "Encounter",
+        "Group",
+        "List",
+        "Basic",
+        "Device",
+        "Media",
+    ];
+    let revinclude: Vec<String> = types.iter().map(|t| format!("{t}:subject")).collect();
+    let path = format!("/fhir/Observation?_revinclude={}", revinclude.join(","));
+    let (status, challenge) = app
+        .call_with_headers("GET", &path, "system/Patient.rs", &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let named: Vec<String> = std::iter::once("system/Observation.s".to_owned())
+        .chain(types.iter().take(7).map(|t| format!("system/{t}.s")))
+        .collect();
+    assert_eq!(challenge, Some(app.denied(&named.join(" "))));
+    // Repeats are named once.
+    let (_, challenge) = app
+        .call_with_headers(
+            "GET",
+            "/fhir/Observation?_revinclude=Flag:subject,Flag:patient",
+            "system/Observation.rs",
+            &[],
+        )
+        .await;
+    assert_eq!(challenge, Some(app.denied("system/Flag.s")));
 }
 
 #[tokio::test]
@@ -577,7 +620,7 @@ async fn operations_follow_the_policy() {
         ("_type=Patient&includeAssociatedData=_myData", "system/*.s"),
         (
             "_type=Patient&includeAssociatedData=_x,LatestProvenanceResources",
-            "system/*.s",
+            "system/*.s system/Provenance.s",
         ),
     ] {
         app.assert_export_refused(query, hint).await;
@@ -599,7 +642,7 @@ async fn operations_follow_the_policy() {
     for (query, hint) in [
         ("_type=Patient&_type=", "system/*.s"),
         ("_type=Patient,", "system/*.s"),
-        ("_type=Patient,,Group", "system/*.s"),
+        ("_type=Patient,,Group", "system/*.s system/Group.s"),
         (
             "_type=Patient&x=1;_type=Observation",
             "system/Observation.s",
@@ -607,7 +650,7 @@ async fn operations_follow_the_policy() {
         // Split at `&` only, the `_type` value is no type name: only `*` scopes allow it.
         (
             "_type=Patient;includeAssociatedData=LatestProvenanceResources",
-            "system/*.s",
+            "system/*.s system/Provenance.s",
         ),
         (
             "_type=Patient&x=1;includeAssociatedData=LatestProvenanceResources",
@@ -865,7 +908,10 @@ async fn bundle_entries_are_checked_one_by_one() {
         .check_conditional_create_entry(&both, "Patient", "name=x")
         .unwrap_err();
     assert_eq!(denied.kind(), ErrorKind::InsufficientScope);
-    assert_eq!(denied.required_scope(), Some("system/Patient.c"));
+    assert_eq!(
+        denied.required_scope(),
+        Some("system/Patient.c system/Patient.s")
+    );
     // Its criteria search other types as a query does.
     let denied = enforcement
         .check_conditional_create_entry(&both, "Observation", "subject:Patient.name=x")
@@ -896,13 +942,13 @@ async fn bundle_entries_are_checked_one_by_one() {
         match checked {
             Ok(()) => assert!(allowed, "{url} {criteria}"),
             // Outside the patient's compartment the `patient/` scopes do not count: the
-            // create needs a `system/` one.
+            // create needs `system/` ones (and the search it makes first).
             Err(denied) => {
                 assert!(!allowed, "{url} {criteria}: {denied:?}");
                 assert_eq!(denied.kind(), ErrorKind::InsufficientScope, "{criteria}");
                 assert_eq!(
                     denied.required_scope(),
-                    Some("system/Observation.c"),
+                    Some("system/Observation.c system/Observation.s"),
                     "{url} {criteria}"
                 );
             }
