@@ -32,8 +32,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// After the token verified, the layer classifies the request (read, search, create,
 /// operation, ...) relative to the FHIR base path and checks that the token's scopes allow
 /// it, before the handler runs. A request they do not allow gets
-/// `403` with `WWW-Authenticate: Bearer …, error="insufficient_scope", scope="<a scope
-/// that would allow it>"` and an `OperationOutcome` (`forbidden`).
+/// `403` with `WWW-Authenticate: Bearer …, error="insufficient_scope", scope="<the scopes
+/// it lacks>"` (one for each unmet requirement, in order, at most eight) and an
+/// `OperationOutcome` (`forbidden`).
 ///
 /// What the layer cannot decide stays with the handler, which must finish the job:
 ///
