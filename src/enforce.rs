@@ -661,16 +661,25 @@ impl ScopeEnforcement {
                     && headers.contains_key(CASCADE_HEADER),
             }
         };
-        let check_as = |method: &str| {
+        // The request as `method` on `target` (a path and query as the request line writes
+        // them: its own, or one a path-override header names).
+        let check_as = |method: &str, target: &str| {
             let if_none_exist = if method == "POST" {
                 if_none_exist_criteria(headers)?
             } else {
                 None
             };
-            let query = uri.query();
-            self.check(method, path, query, if_none_exist.as_ref(), origin, claims)
+            let query = target.split_once('?').map(|(_, query)| query);
+            self.check(
+                method,
+                target,
+                query,
+                if_none_exist.as_ref(),
+                origin,
+                claims,
+            )
         };
-        let passed = check_as(method.as_str())?;
+        let passed = check_as(method.as_str(), path)?;
         // Marked as a link when any method a service behind may run lets it through as one.
         let mut passed_as_link = passed == Passed::PagingLink;
         // A method override names a second method: a service behind that honours it runs
@@ -700,7 +709,7 @@ impl ScopeEnforcement {
                     return Err(forbidden());
                 }
                 let overridden = overridden.to_ascii_uppercase();
-                passed_as_link |= check_as(&overridden)? == Passed::PagingLink;
+                passed_as_link |= check_as(&overridden, path)? == Passed::PagingLink;
                 checked.push(overridden);
             }
             Ok::<(), AuthError>(())
@@ -738,21 +747,7 @@ impl ScopeEnforcement {
                 if named_paths > MAX_OVERRIDE_METHODS {
                     return Err(forbidden());
                 }
-                let if_none_exist = if method == http::Method::POST {
-                    if_none_exist_criteria(headers)?
-                } else {
-                    None
-                };
-                let query = named.split_once('?').map(|(_, query)| query);
-                let passed = self.check(
-                    method.as_str(),
-                    named,
-                    query,
-                    if_none_exist.as_ref(),
-                    origin,
-                    claims,
-                )?;
-                passed_as_link |= passed == Passed::PagingLink;
+                passed_as_link |= check_as(method.as_str(), named)? == Passed::PagingLink;
             }
         }
         Ok(

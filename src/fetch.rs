@@ -382,11 +382,8 @@ fn lifetime(headers: &http::HeaderMap) -> Option<Duration> {
 
 /// The largest readable `Age` of every line and list item, zero without one.
 fn readable_age(headers: &http::HeaderMap) -> Duration {
-    headers
-        .get_all(http::header::AGE)
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or_default().split(','))
-        .filter_map(|item| delta_seconds(item.trim()))
+    ages(headers)
+        .flatten()
         .max()
         .map_or(Duration::ZERO, Duration::from_secs)
 }
@@ -395,13 +392,19 @@ fn readable_age(headers: &http::HeaderMap) -> Duration {
 /// that is not digits, or too large to hold, makes the response as old as can be (section
 /// 1.2.2). Zero without one.
 fn response_age(headers: &http::HeaderMap) -> Duration {
+    ages(headers)
+        .map(|age| age.unwrap_or(u64::MAX))
+        .max()
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
+/// Every `Age` line and list item in seconds, `None` for one that is no delta-seconds.
+fn ages(headers: &http::HeaderMap) -> impl Iterator<Item = Option<u64>> + '_ {
     headers
         .get_all(http::header::AGE)
         .iter()
         .flat_map(|value| value.to_str().unwrap_or("x").split(','))
-        .map(|item| delta_seconds(item.trim()).unwrap_or(u64::MAX))
-        .max()
-        .map_or(Duration::ZERO, Duration::from_secs)
+        .map(|item| delta_seconds(item.trim()))
 }
 
 /// The lifetime `Expires` gives: its time less the response's `Date`, or less now without

@@ -208,6 +208,25 @@ async fn registered_clients_are_capped_and_expire() {
     );
 }
 
+/// A `private_key_jwt` client assertion of `client` for `token_endpoint`, signed ES256 by
+/// `signer`'s key, valid for 120 s.
+fn client_assertion<'a>(
+    signer: &'a TestIssuer,
+    client: &str,
+    token_endpoint: &str,
+) -> smart_auth::testing::TokenBuilder<'a> {
+    signer
+        .token()
+        .alg(SigningAlgorithm::ES256)
+        .header("typ", "JWT")
+        .claim("iss", client)
+        .claim("sub", client)
+        .claim("aud", token_endpoint)
+        .without("client_id")
+        .without("scope")
+        .expires_in_secs(120)
+}
+
 fn assertion_form(assertion: &str) -> String {
     format!(
         "grant_type=client_credentials&scope=system%2FPatient.rs&client_assertion_type={}&client_assertion={assertion}",
@@ -232,14 +251,7 @@ async fn seen_assertion_ids_are_capped_and_expire() {
     );
     let http = crate::support::loopback_client();
     let assertion = |lifetime: i64| {
-        keys.token()
-            .alg(SigningAlgorithm::ES256)
-            .header("typ", "JWT")
-            .claim("iss", "backend")
-            .claim("sub", "backend")
-            .claim("aud", server.token_endpoint())
-            .without("client_id")
-            .without("scope")
+        client_assertion(&keys, "backend", &server.token_endpoint())
             .expires_in_secs(lifetime)
             .sign()
     };
@@ -296,17 +308,7 @@ async fn one_client_cannot_fill_the_replay_store() {
     }
     let http = crate::support::loopback_client();
     let send = |client: &str| {
-        let assertion = keys
-            .token()
-            .alg(SigningAlgorithm::ES256)
-            .header("typ", "JWT")
-            .claim("iss", client)
-            .claim("sub", client)
-            .claim("aud", server.token_endpoint())
-            .without("client_id")
-            .without("scope")
-            .expires_in_secs(120)
-            .sign();
+        let assertion = client_assertion(&keys, client, &server.token_endpoint()).sign();
         post(
             &http,
             http.post(server.token_endpoint())
@@ -410,17 +412,7 @@ async fn an_unfetchable_client_key_set_tells_nothing_about_the_client() {
     let http = crate::support::loopback_client();
     let mut answers = Vec::new();
     for client in ["down", "keyless", "no-such-client"] {
-        let assertion = signer
-            .token()
-            .alg(SigningAlgorithm::ES256)
-            .header("typ", "JWT")
-            .claim("iss", client)
-            .claim("sub", client)
-            .claim("aud", server.token_endpoint())
-            .without("client_id")
-            .without("scope")
-            .expires_in_secs(120)
-            .sign();
+        let assertion = client_assertion(&signer, client, &server.token_endpoint()).sign();
         // Twice: the failure remembered for a while answers the same.
         for _ in 0..2 {
             let request = http
@@ -460,16 +452,7 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
     ));
     let http = crate::support::loopback_client();
     let assertion = |issuer: &TestIssuer, kid: Option<&str>| {
-        let mut builder = issuer
-            .token()
-            .alg(SigningAlgorithm::ES256)
-            .header("typ", "JWT")
-            .claim("iss", "by-url")
-            .claim("sub", "by-url")
-            .claim("aud", server.token_endpoint())
-            .without("client_id")
-            .without("scope")
-            .expires_in_secs(120);
+        let mut builder = client_assertion(issuer, "by-url", &server.token_endpoint());
         if let Some(kid) = kid {
             builder = builder.kid(kid);
         }
@@ -582,17 +565,7 @@ impl RotatingClient {
 
     /// As [`send`](Self::send), with this `kid` in the header instead of the key's own.
     async fn send_naming(&self, kid: Option<&str>) -> Answer {
-        let mut assertion = self
-            .keys
-            .token()
-            .alg(SigningAlgorithm::ES256)
-            .header("typ", "JWT")
-            .claim("iss", "by-url")
-            .claim("sub", "by-url")
-            .claim("aud", self.server.token_endpoint())
-            .without("client_id")
-            .without("scope")
-            .expires_in_secs(120);
+        let mut assertion = client_assertion(&self.keys, "by-url", &self.server.token_endpoint());
         if let Some(kid) = kid {
             assertion = assertion.kid(kid);
         }

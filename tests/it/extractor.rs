@@ -214,6 +214,17 @@ async fn optional_mode_answers_vary_by_authorization() {
     }
 }
 
+/// A required-mode layer for `issuer`'s tokens, with the FHIR base
+/// `https://fhir.example.test/fhir` (its `/fhir/metadata` public).
+fn required_layer(issuer: &smart_auth::testing::TestIssuer, clock: &ManualClock) -> SmartAuthLayer {
+    SmartAuthLayer::builder(issuer.url())
+        .fhir_base("https://fhir.example.test/fhir")
+        .audience(issuer.audience())
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
 /// Required mode: a verified answer that a shared cache may store although the request had
 /// `Authorization` (RFC 9111 section 3.5: `public`, `s-maxage`, `must-revalidate`) says
 /// `Vary: authorization`, or the cache would hand it to anonymous requests for the same URL,
@@ -223,12 +234,7 @@ async fn optional_mode_answers_vary_by_authorization() {
 async fn shared_cacheable_answers_vary_by_authorization_in_required_mode() {
     let clock = ManualClock::new();
     let issuer = issuer(&clock).await;
-    let layer = SmartAuthLayer::builder(issuer.url())
-        .fhir_base("https://fhir.example.test/fhir")
-        .audience(issuer.audience())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let layer = required_layer(&issuer, &clock);
     let router = Router::new()
         .route(
             "/fhir/Patient/{directives}",
@@ -332,11 +338,7 @@ async fn cdn_cache_fields_and_odd_bytes_vary_by_authorization_too() {
     ];
     let clock = ManualClock::new();
     let issuer = issuer(&clock).await;
-    let layer = SmartAuthLayer::builder(issuer.url())
-        .audience(issuer.audience())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let layer = required_layer(&issuer, &clock);
     let router = Router::new()
         .route(
             "/case/{index}",
