@@ -251,7 +251,7 @@ async fn seen_assertion_ids_are_capped_and_expire() {
     );
     let http = crate::support::loopback_client();
     let assertion = |lifetime: i64| {
-        client_assertion(&keys, "backend", &server.token_endpoint())
+        client_assertion(&keys, "backend", server.token_endpoint())
             .expires_in_secs(lifetime)
             .sign()
     };
@@ -308,7 +308,7 @@ async fn one_client_cannot_fill_the_replay_store() {
     }
     let http = crate::support::loopback_client();
     let send = |client: &str| {
-        let assertion = client_assertion(&keys, client, &server.token_endpoint()).sign();
+        let assertion = client_assertion(&keys, client, server.token_endpoint()).sign();
         post(
             &http,
             http.post(server.token_endpoint())
@@ -412,7 +412,7 @@ async fn an_unfetchable_client_key_set_tells_nothing_about_the_client() {
     let http = crate::support::loopback_client();
     let mut answers = Vec::new();
     for client in ["down", "keyless", "no-such-client"] {
-        let assertion = client_assertion(&signer, client, &server.token_endpoint()).sign();
+        let assertion = client_assertion(&signer, client, server.token_endpoint()).sign();
         // Twice: the failure remembered for a while answers the same.
         for _ in 0..2 {
             let request = http
@@ -452,7 +452,7 @@ async fn jwks_uri_is_fetched_once_per_cache_lifetime() {
     ));
     let http = crate::support::loopback_client();
     let assertion = |issuer: &TestIssuer, kid: Option<&str>| {
-        let mut builder = client_assertion(issuer, "by-url", &server.token_endpoint());
+        let mut builder = client_assertion(issuer, "by-url", server.token_endpoint());
         if let Some(kid) = kid {
             builder = builder.kid(kid);
         }
@@ -565,7 +565,7 @@ impl RotatingClient {
 
     /// As [`send`](Self::send), with this `kid` in the header instead of the key's own.
     async fn send_naming(&self, kid: Option<&str>) -> Answer {
-        let mut assertion = client_assertion(&self.keys, "by-url", &self.server.token_endpoint());
+        let mut assertion = client_assertion(&self.keys, "by-url", self.server.token_endpoint());
         if let Some(kid) = kid {
             assertion = assertion.kid(kid);
         }
