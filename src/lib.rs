@@ -128,6 +128,8 @@ mod original_uri;
 mod proptest_support;
 mod response;
 pub mod scopes;
+#[cfg(any(feature = "testing", feature = "dev-server"))]
+mod serve;
 #[cfg(any(feature = "testing", feature = "dev-server", feature = "client"))]
 mod signing;
 #[cfg(feature = "testing")]

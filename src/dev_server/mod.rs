@@ -92,12 +92,12 @@
 
 mod assertion;
 mod clients;
+mod deadline;
 mod expiring;
 mod grant;
 mod jwks_cache;
 mod oauth;
 mod request;
-mod serve;
 #[cfg(feature = "fuzzing")]
 pub(crate) use request::{is_scope_string, parse_form, presented_authentication};
 
@@ -118,13 +118,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+pub use crate::serve::serve_with_limits;
 pub use clients::{ClientRegistration, KeySetError};
 use clients::{Credential, check_client_key_set};
 use expiring::ExpiringMap;
 use jwks_cache::JwksCache;
 use oauth::OAuthError;
 use request::{Presented, Spellings};
-pub use serve::serve_with_limits;
 
 use crate::algorithm::SigningAlgorithm;
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -628,13 +628,13 @@ impl DevAuthServerBuilder {
             .route("/introspect", post(introspect))
             .route("/revoke", post(revoke))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .layer(axum::middleware::from_fn(serve::limit_request_time))
+            .layer(axum::middleware::from_fn(deadline::limit_request_time))
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&state),
                 require_own_host,
             ))
             .with_state(Arc::clone(&state));
-        let server = tokio::spawn(serve::serve_with_limits(listener, router));
+        let server = tokio::spawn(crate::serve::serve_with_limits(listener, router));
         Ok(DevAuthServer { state, server })
     }
 }

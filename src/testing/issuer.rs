@@ -301,10 +301,13 @@ impl TestIssuerBuilder {
             .route(&format!("{path}/jwks.json"), get(jwks))
             .route(&format!("{path}/jwks-copy.json"), get(jwks_copy))
             .with_state(Arc::clone(&state));
-        let server = tokio::spawn(async move {
-            // The server ends with the test (the task is aborted on drop).
-            let _ = axum::serve(listener, router).await;
-        });
+        // The server ends with the test: the task is aborted on drop, and every connection
+        // with it.
+        let server = tokio::spawn(crate::serve::serve(
+            listener,
+            router,
+            crate::serve::Limits::TEST_ISSUER,
+        ));
         TestIssuer { state, server }
     }
 }
