@@ -5,7 +5,7 @@
 //! (a `Content-Length` header is never trusted).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use http::header::{ACCEPT, CACHE_CONTROL};
@@ -141,6 +141,17 @@ fn builder_with_proxies(
         // about its token).
         .connect_timeout(timeout / 2)
         .timeout(timeout)
+        // `localhost` is the loopback addresses, not whatever a resolver answers for it
+        // (RFC 6761 section 6.3): plain `http` is allowed to it because such traffic
+        // never leaves the machine, and a host file without the name would send it to
+        // the DNS (the search domain's `localhost.example`, say). Port 0: the URL's.
+        .resolve_to_addrs(
+            "localhost",
+            &[
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+            ],
+        )
         // No automatic system proxy: the environment's proxies come back below, each
         // with loopback hosts exempt.
         .no_proxy();
@@ -745,10 +756,9 @@ mod tests {
             matches!(name, "HTTP_PROXY" | "https_proxy" | "ALL_PROXY").then(|| proxy_url.clone())
         };
         let port = origin.rsplit(':').next().unwrap();
-        // `localhost` by name is the point (it is exempt from the proxy by name), not the
-        // host's resolver: pinned to the origin's address.
+        // `localhost` by name is the point (it is exempt from the proxy by name); the
+        // builder resolves it to the loopback addresses itself, with the URL's port.
         let client = builder_with_proxies(Duration::from_secs(5), &env)
-            .resolve("localhost", origin.parse().unwrap())
             .build()
             .unwrap();
         for url in [

@@ -616,6 +616,9 @@ struct RefreshState {
     /// Before this time (Unix seconds) no new token request is made after a failure: the
     /// longer of the server's `Retry-After` and a backoff doubling from 1 s to 60 s.
     retry_not_before: i64,
+    /// How long that wait was when it began (seconds): more than this left means the
+    /// clock was set back since, which must not stretch the wait.
+    wait: i64,
 }
 
 /// The longest backoff after failed token requests, in seconds (a server's `Retry-After`
@@ -623,9 +626,11 @@ struct RefreshState {
 const MAX_BACKOFF_SECONDS: i64 = 60;
 
 impl RefreshState {
-    /// The error to answer with instead of a new request, while backing off.
+    /// The error to answer with instead of a new request, while backing off. A clock set
+    /// back ends the wait (the next call asks again) rather than stretching it by the step.
     fn backing_off(&self, now: i64) -> Option<ClientError> {
-        (now < self.retry_not_before)
+        let left = self.retry_not_before.saturating_sub(now);
+        (left > 0 && left <= self.wait)
             .then(|| self.last_error.clone())
             .flatten()
     }
@@ -636,14 +641,13 @@ impl RefreshState {
         // 1, 2, 4 … 32 s, then 60 s: the shift stops at 6, far from overflowing.
         let doubling = (1_i64 << self.failures.saturating_sub(1).min(6)).min(MAX_BACKOFF_SECONDS);
         let asked = retry_after.map_or(0, |seconds| i64::try_from(seconds).unwrap_or(i64::MAX));
-        self.retry_not_before = now.saturating_add(doubling.max(asked));
+        self.wait = doubling.max(asked);
+        self.retry_not_before = now.saturating_add(self.wait);
         self.last_error = Some(error.clone());
     }
 
     fn succeeded(&mut self) {
-        self.failures = 0;
-        self.retry_not_before = 0;
-        self.last_error = None;
+        *self = RefreshState::default();
     }
 }
 
@@ -679,8 +683,9 @@ impl fmt::Debug for BackendServiceClient {
 pub struct Discovered {
     /// The URL fetched: `{fhir_base}/.well-known/smart-configuration`.
     pub url: String,
-    /// The document as received.
-    pub document: Value,
+    /// The document as received, shared: each trace names the one copy the client keeps
+    /// (a document of up to 1 MiB can take many times that parsed).
+    pub document: Arc<Value>,
 }
 
 /// Every step of one token request, safe to print: for demos and troubleshooting. From
@@ -1131,7 +1136,7 @@ impl BackendServiceClient {
             url: endpoint,
             discovered: Some(Discovered {
                 url: url.to_string(),
-                document: Value::Object(document),
+                document: Arc::new(Value::Object(document)),
             }),
         })
     }

@@ -1584,4 +1584,16 @@ async fn failed_token_requests_back_off() {
     clock.advance(Duration::from_secs(1));
     client.access_token().await.unwrap_err();
     assert_eq!(stub.token_calls(), 7);
+    // A clock set back does not stretch the wait: a call after the step asks again, where
+    // the wait's end read on the stepped clock would have been an hour and a second away.
+    clock.rewind(Duration::from_secs(3600));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 8);
+    // And that failure starts a wait of its own (the third in a row: 4 s).
+    clock.advance(Duration::from_secs(3));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 8);
+    clock.advance(Duration::from_secs(1));
+    client.access_token().await.unwrap_err();
+    assert_eq!(stub.token_calls(), 9);
 }
