@@ -492,8 +492,13 @@ impl TokenVerifier {
         // RFC 7662 makes `aud` optional: checked whenever the answer has one (so an empty
         // list names no accepted audience), or always when the settings require one. With
         // clients accepted without an audience, an answer without one must name such a
-        // client, as a JWT without one must.
+        // client, as a JWT without one must. And an answer that does not say the token is
+        // an access token (`token_type`, also optional) must name this API: some servers
+        // answer for a refresh token (never meant for a resource server, RFC 6749 section
+        // 1.5) with neither, `active` and the grant's scopes (panva's oidc-provider, whose
+        // refresh tokens have no audience; Medplum).
         let audience_required = claims.claim("aud").is_some()
+            || claims.claim("token_type").is_none()
             || introspector.requires_audience()
             || self.lists_clients_without_audience();
         self.check_claims(&claims, now, audience_required)?;

@@ -568,11 +568,35 @@ async fn bad_answers_get_exact_refusals() {
             "{body}"
         );
     }
-    // Without iss and aud in the answer: the configured issuer is assumed, aud is not required.
+    // Without iss and aud in the answer: the configured issuer is assumed, and aud is not
+    // required of an answer whose `token_type` says it is an access token.
+    for token_type in ["Bearer", "bearer", "access_token"] {
+        let app = setup.app(|i| i).await;
+        setup.answer(StubAnswer::Json(
+            setup.active(json!({"iss": null, "aud": null, "token_type": token_type})),
+        ));
+        assert_eq!(
+            app.get_with_token("t").await.status,
+            StatusCode::OK,
+            "{token_type}"
+        );
+    }
+    // An answer that says neither what the token is nor whom it is for proves nothing
+    // about its kind: panva's oidc-provider answers so for a refresh token (and Medplum),
+    // which is never meant for a resource server (RFC 6749 section 1.5).
+    for (token, changes) in [
+        ("r1", json!({"aud": null})),
+        ("r2", json!({"iss": null, "aud": null})),
+        ("r3", json!({"aud": null, "token_type": null, "sub": "c1"})),
+    ] {
+        let app = setup.app(|i| i).await;
+        setup.answer(StubAnswer::Json(setup.active(changes)));
+        app.assert_invalid_token(token, "the token is for another audience")
+            .await;
+    }
+    // One that names this API is taken without `token_type`.
     let app = setup.app(|i| i).await;
-    setup.answer(StubAnswer::Json(
-        setup.active(json!({"iss": null, "aud": null})),
-    ));
+    setup.answer(StubAnswer::Json(setup.active(json!({"token_type": null}))));
     assert_eq!(app.get_with_token("t").await.status, StatusCode::OK);
     // With `require_audience`, an answer without `aud` (absent or null) is refused; one
     // that names the audience passes.
