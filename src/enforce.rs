@@ -156,7 +156,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// `_has`); a name holding a control character or a character beyond ASCII, which no FHIR
 /// parameter holds, may mean anything and counts as reaching every type (and as naming
 /// another patient). Parameters in a `POST _search` body are not seen: the handler checks
-/// them.
+/// them, as the query of the same search by `GET`:
+/// `check_bundle_entry(&claims, "GET", &format!("Observation?{body}"))`.
 ///
 /// The base path is the path of the layer's [FHIR base](crate::SmartAuthBuilder::fhir_base),
 /// as clients send it: the full request path. Inside an axum
@@ -260,6 +261,14 @@ impl ScopeEnforcement {
     /// read bodies, so it cannot tell what their entries do, and a handler that passes a
     /// bundle on unchecked (a proxy in front of a FHIR server) would run every interaction
     /// with any valid token.
+    ///
+    /// The entries' resources are the handler's to read too: a conditional reference in
+    /// one (`"subject": {"reference": "Patient?identifier=http://h|1"}`, FHIR's
+    /// "conditional references", also allowed outside bundles by some servers) makes the
+    /// server search before it links, and its answer tells whether the search found one:
+    /// check each as a search with `check_bundle_entry(&claims, "GET", reference)`, and
+    /// under `patient/` scopes refuse those whose criteria do not pin the patient in
+    /// context (or have the server refuse conditional references).
     ///
     /// ```
     /// use smart_auth::ScopeEnforcement;
@@ -1345,8 +1354,8 @@ fn chain_reach(name: &str, reached: &mut Requirements) {
 ///   another Patient (`456`, `Patient/456`, `Patient/456/_history/2`, or an absolute URL
 ///   ending so; one of a comma-separated list is enough);
 /// - `_id` naming another id where Patients are searched (a search, conditional write,
-///   history or operation of the Patient type; a system search unless its `_type` leaves
-///   Patient out), or `_id` with a modifier other than `:missing` there;
+///   history or operation of the Patient type; a system search or a compartment search of
+///   every type unless its `_type` leaves Patient out), or `_id` with a modifier other than `:missing` there;
 /// - a `patient` or `subject` parameter the layer cannot compare with the patient in
 ///   context: chained (`patient._id=`, `patient.identifier=`) or with another modifier
 ///   (`patient:identifier=`), which are read as naming another patient.
@@ -1354,17 +1363,23 @@ fn chain_reach(name: &str, reached: &mut Requirements) {
 /// The query is read as servers splitting at `&` and at `;` read it. Parameters in the
 /// body of a `POST _search` are not seen.
 fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &str) -> bool {
-    let searches_patients = match request {
-        FhirRequest::SearchType { resource_type, .. } => resource_type == "Patient",
-        FhirRequest::SearchCompartment { resource_type, .. } => {
-            resource_type.as_deref() == Some("Patient")
-        }
-        FhirRequest::SearchSystem { .. } => type_parameter(query).is_none_or(|types| {
+    // A search of every type (`[base]?`, `Patient/123/*?`) searches Patients unless its
+    // `_type` leaves them out.
+    let types_include_patient = || {
+        type_parameter(query).is_none_or(|types| {
             types.split(',').any(|name| {
                 let name = name.trim_matches(|c: char| c <= ' ');
                 name.eq_ignore_ascii_case("Patient") || matches!(name, "*" | "")
             })
-        }),
+        })
+    };
+    let searches_patients = match request {
+        FhirRequest::SearchType { resource_type, .. } => resource_type == "Patient",
+        FhirRequest::SearchCompartment { resource_type, .. } => match resource_type {
+            Some(resource_type) => resource_type == "Patient",
+            None => types_include_patient(),
+        },
+        FhirRequest::SearchSystem { .. } => types_include_patient(),
         FhirRequest::ConditionalUpdate { resource_type }
         | FhirRequest::ConditionalPatch { resource_type }
         | FhirRequest::ConditionalDelete { resource_type }
@@ -1936,8 +1951,11 @@ fn conditional_write_type(request: &FhirRequest) -> Option<&str> {
 /// the record is about (a reference to a Patient only): where `patient=` can pin a search
 /// to one patient. (`subject` may name a Group, Device or Location with the same id;
 /// DeviceUseStatement's `patient` may name a Group, so there only `Patient/<id>` pins; other
-/// types link a patient through other parameters, or not at all.)
-const PATIENT_PARAMETER_TYPES: [&str; 65] = [
+/// types link a patient through other parameters, or not at all. Device is left out:
+/// FHIR R5 removed its `patient`, and a server that ignores an unknown parameter would
+/// act on every device; a type R5 dropped or renamed is no type there, which the server
+/// refuses.)
+const PATIENT_PARAMETER_TYPES: [&str; 64] = [
     "Account",
     "AllergyIntolerance",
     "Appointment",
@@ -1961,7 +1979,6 @@ const PATIENT_PARAMETER_TYPES: [&str; 65] = [
     "CoverageEligibilityRequest",
     "CoverageEligibilityResponse",
     "DetectedIssue",
-    "Device",
     "DeviceRequest",
     "DeviceUseStatement",
     "DiagnosticReport",

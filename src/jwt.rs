@@ -302,7 +302,9 @@ pub(crate) fn verify_signature_over(
 
 /// Decodes a signature segment and checks that its length can be one of `alg`'s: a
 /// signature that cannot be is a malformed token, refused before any key is looked up
-/// (so it never starts a key-set refetch, as an invalid signature may). Out of line, so
+/// (so it never starts a key-set refetch, as an invalid signature may; an RSA signature
+/// of a length some accepted modulus has, but not the key's, is checked and refused as
+/// invalid, under the same refetch cooldown as any forged signature). Out of line, so
 /// that `bench/fresh_instructions.sh` counts it with the signature check, as before.
 #[inline(never)]
 pub(crate) fn decode_signature(segment: &str, alg: SigningAlgorithm) -> Result<Vec<u8>, ErrorKind> {
