@@ -433,7 +433,8 @@ impl Introspection {
     /// Refuses an active answer without `aud`. RFC 7662 makes `aud` optional, so by default
     /// an answer is checked against the configured audience only when it has one or when it
     /// has no `token_type` (an answer with neither proves nothing about the token's kind:
-    /// some servers answer so for refresh tokens), and an answer whose `token_type` names an
+    /// some servers answer so for refresh tokens; such an answer must name an audience even
+    /// for clients accepted without one), and an answer whose `token_type` names an
     /// access token but which has no `aud` is taken as the authorization server's word that
     /// the token is for this caller; with an authorization server that names the audience in its answers
     /// (Keycloak, Okta, ...), this makes a token minted for another resource server 401

@@ -55,9 +55,11 @@ impl Limits {
     };
 
     /// The test kit's issuer: no idle limit, so that a test moving tokio's paused clock by
-    /// hours keeps the connections its verifier pooled, as with `axum::serve` before.
+    /// hours keeps the connections its verifier pooled, and (as idle connections then hold
+    /// their slots) no practical bound on connections, as with `axum::serve` before.
     #[cfg(feature = "testing")]
     pub(crate) const TEST_ISSUER: Limits = Limits {
+        connections: Semaphore::MAX_PERMITS,
         header_read: None,
         ..Limits::SERVER
     };

@@ -617,7 +617,7 @@ struct RefreshState {
     /// longer of the server's `Retry-After` and a backoff doubling from 1 s to 60 s.
     retry_not_before: i64,
     /// How long that wait was when it began (seconds): more than this left means the
-    /// clock was set back since, which must not stretch the wait.
+    /// clock was set back since, which must not stretch the wait (nor end it).
     wait: i64,
 }
 
@@ -627,10 +627,13 @@ const MAX_BACKOFF_SECONDS: i64 = 60;
 
 impl RefreshState {
     /// The error to answer with instead of a new request, while backing off. A clock set
-    /// back ends the wait (the next call asks again) rather than stretching it by the step.
-    fn backing_off(&self, now: i64) -> Option<ClientError> {
-        let left = self.retry_not_before.saturating_sub(now);
-        (left > 0 && left <= self.wait)
+    /// back since the wait began cuts what is left to the wait's own length, counted from
+    /// the stepped clock's now: the step neither stretches the wait nor ends it.
+    fn backing_off(&mut self, now: i64) -> Option<ClientError> {
+        if self.retry_not_before.saturating_sub(now) > self.wait {
+            self.retry_not_before = now.saturating_add(self.wait);
+        }
+        (now < self.retry_not_before)
             .then(|| self.last_error.clone())
             .flatten()
     }

@@ -508,7 +508,10 @@ impl VerifierBuilder {
     /// and no redirects (a response from another URL than the one asked for is refused;
     /// an introspection form is never sent again to a 307/308 target). A client that
     /// follows redirects still makes the redirected GET before its answer is refused:
-    /// give it [`reqwest::redirect::Policy::none`] to avoid that.
+    /// give it [`reqwest::redirect::Policy::none`] to avoid that. Plain `http` is allowed
+    /// to loopback hosts, `localhost` among them, which the crate's own client resolves to
+    /// 127.0.0.1 and ::1 only; this client resolves it as it is configured to (pin it with
+    /// `resolve_to_addrs` if its resolver may answer otherwise).
     ///
     /// ```
     /// use smart_auth::TokenVerifier;

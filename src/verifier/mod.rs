@@ -497,11 +497,17 @@ impl TokenVerifier {
         // answer for a refresh token (never meant for a resource server, RFC 6749 section
         // 1.5) with neither, `active` and the grant's scopes (panva's oidc-provider, whose
         // refresh tokens have no audience; Medplum).
+        let untyped = claims.claim("token_type").is_none();
         let audience_required = claims.claim("aud").is_some()
-            || claims.claim("token_type").is_none()
+            || untyped
             || introspector.requires_audience()
             || self.lists_clients_without_audience();
         self.check_claims(&claims, now, audience_required)?;
+        // Named, not merely allowed to be missing: a client accepted without an audience,
+        // or any audience accepted, says nothing about the token's kind either.
+        if untyped && claims.audiences().next().is_none() {
+            return Err(ErrorKind::WrongAudience.into());
+        }
         Ok(claims)
     }
 

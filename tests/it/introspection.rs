@@ -387,8 +387,39 @@ async fn request_shape_and_claims() {
     );
 }
 
+/// With any audience accepted, an answer that does not say the token is an access token
+/// must still name an audience: one with neither proves nothing about the token's kind
+/// (oidc-provider answers so for a refresh token).
+#[tokio::test]
+async fn untyped_answers_name_an_audience_even_when_any_is_accepted() {
+    let setup = stub().await;
+    let endpoint = format!("{}/introspect", setup.issuer);
+    let layer = SmartAuthLayer::builder(&setup.issuer)
+        .insecure_accept_any_audience()
+        .clock(setup.clock.clone())
+        .introspection(Introspection::new(IntrospectionAuth::bearer("rs")).endpoint(endpoint))
+        .build()
+        .unwrap();
+    let app = app_with_layer(TestIssuer::start().await, setup.clock.clone(), layer).await;
+    for (token, changes, status) in [
+        ("t1", json!({"aud": null}), StatusCode::UNAUTHORIZED),
+        ("t2", json!({"aud": []}), StatusCode::UNAUTHORIZED),
+        ("t3", json!({"aud": "elsewhere"}), StatusCode::OK),
+        (
+            "t4",
+            json!({"aud": null, "token_type": "Bearer"}),
+            StatusCode::OK,
+        ),
+    ] {
+        setup.answer_for(token, StubAnswer::Json(setup.active(changes.clone())));
+        let answer = app.get_with_token(token).await;
+        assert_eq!(answer.status, status, "{changes}");
+    }
+}
+
 /// Clients accepted without an audience bind introspection answers as they bind JWTs:
-/// an answer without `aud` must name a listed client; one with `aud` is judged by it.
+/// an answer without `aud` must name a listed client (and say it is an access token); one
+/// with `aud` is judged by it.
 #[tokio::test]
 async fn answers_without_audience_need_a_listed_client() {
     let setup = stub().await;
@@ -401,7 +432,11 @@ async fn answers_without_audience_need_a_listed_client() {
     })
     .await;
     let rows = [
-        (json!({"aud": null}), StatusCode::OK),
+        (json!({"aud": null, "token_type": "Bearer"}), StatusCode::OK),
+        // An answer that says neither the token's kind nor its audience (a refresh token's
+        // with oidc-provider) is refused although its client is listed.
+        (json!({"aud": null}), StatusCode::UNAUTHORIZED),
+        (json!({"aud": []}), StatusCode::UNAUTHORIZED),
         (
             json!({"aud": null, "client_id": "c9"}),
             StatusCode::UNAUTHORIZED,
@@ -410,7 +445,7 @@ async fn answers_without_audience_need_a_listed_client() {
             json!({"aud": null, "client_id": null}),
             StatusCode::UNAUTHORIZED,
         ),
-        (json!({"aud": []}), StatusCode::OK),
+        (json!({"aud": [], "token_type": "Bearer"}), StatusCode::OK),
         (
             json!({"aud": [], "client_id": "c9"}),
             StatusCode::UNAUTHORIZED,
