@@ -78,7 +78,7 @@ impl fmt::Display for FetchError {
             Self::NoMetadata => f.write_str("no usable discovery document was found"),
             Self::InvalidJwksUri => f.write_str("the discovered jwks_uri is not a valid https URL"),
             Self::KeySet(error) => error.fmt(f),
-            Self::TaskFailed => f.write_str("the key fetch task ended abnormally"),
+            Self::TaskFailed => f.write_str("a fetch task ended abnormally"),
         }
     }
 }

@@ -744,7 +744,7 @@ impl Introspector {
     /// The active token's claims, as the introspection answer states them, with `iss`
     /// filled in from the configuration when the answer has none.
     pub(crate) async fn introspect(
-        &self,
+        self: &Arc<Self>,
         token: &str,
     ) -> Result<Arc<Map<String, Value>>, AuthError> {
         let key = TokenDigest::of(token);
@@ -781,14 +781,26 @@ impl Introspector {
 
     /// Asks the endpoint (one call shared by concurrent lookups of the same token) and
     /// caches the answer; failures are never cached.
-    async fn look_up(&self, key: TokenDigest, token: &str) -> Result<Answer, AuthError> {
+    async fn look_up(self: &Arc<Self>, key: TokenDigest, token: &str) -> Result<Answer, AuthError> {
         if self.cooling_down() {
             tracing::debug!("introspection failed recently: answering 503 without calling");
             return Err(AuthError::new(ErrorKind::IntrospectionUnavailable)
                 .with_retry_after(self.cooldown_left()));
         }
+        let this = Arc::clone(self);
+        let token_owned: Box<str> = token.into();
+        // The call runs as a task of its own (spawned only by the lookup that makes it):
+        // the verdict on a failure (the health check, the failure cooldown) is recorded
+        // even when the request that asked is dropped meanwhile (its client gone, an outer
+        // timeout shorter than a call and its check). Otherwise each such request would
+        // leave the outage unrecorded, and every later token would meet it again.
+        let call = async move {
+            tokio::spawn(async move { this.call(&token_owned).await })
+                .await
+                .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))
+        };
         self.cache
-            .try_get_with(key, self.call(token))
+            .try_get_with(key, call)
             .await
             .map_err(|failure: Arc<Unavailable>| {
                 match *failure {

@@ -785,9 +785,15 @@ impl KeyStore {
             match task.await {
                 Ok(result) => result,
                 Err(_) => {
-                    // The task ended before clearing its slot (runtime shutdown or a panic):
-                    // the slot is freed, unless a newer fetch holds it already.
-                    store.lock_state().fetch_in_flight();
+                    // The task ended before clearing its slot (runtime shutdown, or a panic
+                    // in a hook it calls: a custom clock, a metrics recorder): the slot is
+                    // freed, unless a newer fetch holds it already, and the failure counts
+                    // as a failed fetch's, so that the next request does not start one
+                    // again at once.
+                    let mut state = store.lock_state();
+                    state.fetch_in_flight();
+                    state.last_failure = Some(Instant::now());
+                    store.rediscover.store(true, Ordering::Relaxed);
                     Err(FetchError::TaskFailed)
                 }
             }
@@ -806,31 +812,34 @@ impl KeyStore {
         let mut state = self.lock_state();
         state.in_flight = None;
         state.in_flight_task = None;
-        metrics::jwks_fetched(result.is_ok());
+        // The state first, then what calls out (metrics, tracing): a recorder that panics
+        // must not cost the keys just fetched.
         match &result {
             Ok(snapshot) => {
-                tracing::debug!(
-                    keys = snapshot.keys.len(),
-                    ttl_secs = snapshot.ttl.as_secs(),
-                    "installed a fresh key set"
-                );
                 state.last_failure = None;
                 state.last_failure_at = None;
                 self.rediscover.store(false, Ordering::Relaxed);
                 self.current.store(Some(Arc::clone(snapshot)));
                 self.current_generation
                     .store(snapshot.generation, Ordering::Relaxed);
+                tracing::debug!(
+                    keys = snapshot.keys.len(),
+                    ttl_secs = snapshot.ttl.as_secs(),
+                    "installed a fresh key set"
+                );
             }
             Err(error) => {
                 // The issuer may have moved its keys (the old location answering an error
                 // page, or no key set at all): discover them again next time.
                 self.rediscover.store(true, Ordering::Relaxed);
-                let stale = self.current.load().is_some();
-                tracing::warn!(%error, using_stale_keys = stale, "fetching the issuer's key set failed");
                 state.last_failure = Some(now);
                 state.last_failure_at = Some(now_wall);
+                let stale = self.current.load().is_some();
+                tracing::warn!(%error, using_stale_keys = stale, "fetching the issuer's key set failed");
             }
         }
+        drop(state);
+        metrics::jwks_fetched(result.is_ok());
         result
     }
 

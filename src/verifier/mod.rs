@@ -482,7 +482,7 @@ impl TokenVerifier {
     #[cfg(feature = "introspection")]
     async fn verify_by_introspection(
         &self,
-        introspector: &crate::introspection::Introspector,
+        introspector: &Arc<crate::introspection::Introspector>,
         token: &str,
     ) -> Result<SmartClaims, AuthError> {
         let answer = introspector.introspect(token).await?;

@@ -739,6 +739,31 @@ async fn a_down_endpoint_is_not_hammered() {
     assert_eq!(setup.calls(), 4);
 }
 
+/// The verdict on a failure is recorded even when the request that met it is dropped
+/// (its client gone, an outer timeout shorter than the call and its check): the failure
+/// cooldown starts, and the next token gets 503 without a call. Time is paused and moved
+/// by tokio while every task waits, so the endpoint's hour-long delay costs nothing.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_request_still_records_the_outage() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    let app = setup.app(|i| i).await;
+    assert_eq!(seen(&app, "good").await.status, 200);
+    setup.answer(StubAnswer::Delay(
+        Duration::from_secs(3600),
+        json!({"active": true}),
+    ));
+    // Dropped at 7 s: its call timed out at 5 s, and the check of "good" runs until 10 s.
+    let dropped = tokio::time::timeout(Duration::from_secs(7), seen(&app, "dropped")).await;
+    assert!(dropped.is_err(), "answered before it was dropped");
+    assert_eq!(setup.calls(), 3, "good, dropped, and the check of good");
+    // The check ends at 10 s with no request waiting for it; its verdict stands.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let answer = seen(&app, "next").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(setup.calls(), 3, "the cooldown answers, without a call");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_cached_and_shared() {
     let setup = stub().await;

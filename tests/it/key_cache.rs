@@ -1564,3 +1564,46 @@ async fn a_kid_reused_for_another_key_type_is_fetched_again() {
         .await;
     assert_eq!(app.issuer.jwks_fetches(), 2, "inside the cooldown");
 }
+
+/// A clock that panics when read inside a spawned task (the key fetch's), as a custom
+/// clock or metrics recorder with a bug would: the request path, run by the test itself
+/// outside any task, reads it freely.
+#[derive(Debug)]
+struct PanicsInTasks(ManualClock);
+
+impl smart_auth::Clock for PanicsInTasks {
+    fn now(&self) -> std::time::SystemTime {
+        assert!(
+            tokio::task::try_id().is_none(),
+            "a clock that fails inside the key fetch task"
+        );
+        smart_auth::Clock::now(&self.0)
+    }
+}
+
+/// A key fetch whose task ends in a panic counts as a failed fetch: its waiters get 503,
+/// and the failure cooldown keeps the next request from starting another at once (the
+/// task's panic left no cooldown, so every request fetched again).
+#[tokio::test]
+async fn a_fetch_task_that_panics_starts_the_cooldown() {
+    let issuer = TestIssuer::start().await;
+    let verifier = smart_auth::TokenVerifier::builder(issuer.url())
+        .audience(issuer.audience())
+        .clock(PanicsInTasks(ManualClock::new()))
+        .build()
+        .unwrap();
+    let token = issuer.token().sign();
+    let error = verifier.verify(&token).await.unwrap_err();
+    assert_eq!(error.kind(), smart_auth::ErrorKind::KeysUnavailable);
+    let fetches = (issuer.smart_configuration_fetches(), issuer.jwks_fetches());
+    assert_ne!(fetches, (0, 0), "the task fetched before it failed");
+    for _ in 0..3 {
+        let error = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(error.kind(), smart_auth::ErrorKind::KeysUnavailable);
+    }
+    assert_eq!(
+        (issuer.smart_configuration_fetches(), issuer.jwks_fetches()),
+        fetches,
+        "the cooldown answers, without a fetch"
+    );
+}
