@@ -53,7 +53,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 use reqwest::Url;
 use serde_json::Value;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::{Mutex, OnceCell, OwnedMutexGuard};
 use url::Origin;
 
 use crate::clock::{Clock, SystemClock, unix_seconds};
@@ -481,11 +481,21 @@ impl BackendServiceClientBuilder {
         let plain = |text: &str| allowed(text).filter(|url| url.query().is_none());
         let endpoint = match self.token_endpoint {
             Some(text) => {
-                let url = allowed(&text).ok_or(ClientError::Config(
+                // As a discovered one: whitespace around it is no part of it (a value read
+                // from a file or the environment with its line break), and whitespace or
+                // a control character inside, which a URL parser drops but the assertion's
+                // `aud` would keep, is refused.
+                let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+                if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(ClientError::Config(
+                        "the token endpoint holds whitespace or control characters",
+                    ));
+                }
+                let url = allowed(text).ok_or(ClientError::Config(
                     "the token endpoint must be an https URL (http only for loopback)",
                 ))?;
                 let endpoint = Endpoint {
-                    text,
+                    text: text.to_owned(),
                     url,
                     discovered: None,
                 };
@@ -544,7 +554,7 @@ impl BackendServiceClientBuilder {
                 refresh_margin: self.refresh_margin,
                 clock: self.clock,
                 cached: ArcSwapOption::empty(),
-                refresh: Mutex::new(RefreshState::default()),
+                refresh: Arc::new(Mutex::new(RefreshState::default())),
                 finished: AtomicU64::new(0),
                 retry_after: AtomicU64::new(0),
             }),
@@ -594,7 +604,7 @@ struct Inner {
     refresh_margin: Duration,
     clock: Arc<dyn Clock>,
     cached: ArcSwapOption<Cached>,
-    refresh: Mutex<RefreshState>,
+    refresh: Arc<Mutex<RefreshState>>,
     /// Token requests finished; tells a waiting caller whether one ended while it waited.
     finished: AtomicU64,
     /// The `Retry-After` seconds of the latest token request's answer (0: none).
@@ -799,11 +809,11 @@ impl BackendServiceClient {
         let seen = self.inner.finished.load(Ordering::SeqCst);
         // While another caller replaces a token that is still valid, this one uses it
         // rather than wait on the token endpoint (up to the timeout when it is slow).
-        let mut state = match self.inner.refresh.try_lock() {
+        let mut state = match Arc::clone(&self.inner.refresh).try_lock_owned() {
             Ok(state) => state,
             Err(_) => match self.still_valid_token() {
                 Some(token) => return Ok(token),
-                None => self.inner.refresh.lock().await,
+                None => Arc::clone(&self.inner.refresh).lock_owned().await,
             },
         };
         if let Some(token) = self.fresh_token() {
@@ -818,7 +828,7 @@ impl BackendServiceClient {
         };
         let result = match shared.or_else(|| state.backing_off(self.now())) {
             Some(error) => Err(error),
-            None => self.refresh(&mut state).await.map(|(_, token)| token),
+            None => self.refresh(state).await.map(|(_, token)| token),
         };
         result.or_else(|error| self.unexpired_token_despite(error))
     }
@@ -877,8 +887,8 @@ impl BackendServiceClient {
     pub async fn request_token_verbose(
         &self,
     ) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
-        let mut state = self.inner.refresh.lock().await;
-        self.refresh(&mut state).await
+        let state = Arc::clone(&self.inner.refresh).lock_owned().await;
+        self.refresh(state).await
     }
 
     /// The token endpoint: the configured one, or the one discovered (once, on first
@@ -1011,8 +1021,27 @@ impl BackendServiceClient {
         (self.now() < cached.refresh_at).then(|| cached.token.clone())
     }
 
-    /// One token request, made while holding the refresh lock; the outcome is cached.
+    /// One token request, made while holding the refresh lock, as a task of its own: its
+    /// outcome is cached and counted (the backoff after a failure) even when the caller
+    /// is dropped meanwhile (a request given up on, an outer timeout shorter than the
+    /// token request's). Otherwise each such caller would leave the failure unrecorded,
+    /// and the next caller in line would ask the failing endpoint again at once.
     async fn refresh(
+        &self,
+        mut state: OwnedMutexGuard<RefreshState>,
+    ) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
+        let client = self.clone();
+        tokio::spawn(async move { client.refresh_locked(&mut state).await })
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Transport {
+                    reason: "the token request task ended abnormally".to_owned(),
+                })
+            })
+    }
+
+    /// [`refresh`](Self::refresh)'s work, with the refresh lock held.
+    async fn refresh_locked(
         &self,
         state: &mut RefreshState,
     ) -> Result<(TokenRequestTrace, AccessToken), ClientError> {

@@ -189,6 +189,24 @@ pub struct ClientRegistration {
     pub(crate) scopes: Vec<String>,
     /// May introspect tokens issued to other clients (a resource server's role).
     pub(crate) introspects_any_token: bool,
+    /// Registered over HTTP (anyone may register, up to the client cap), not in code.
+    pub(crate) registered_over_http: bool,
+}
+
+/// The owner whose share of the token and assertion stores every client registered over
+/// HTTP counts toward: one share for all of them, so that registering many clients cannot
+/// fill a store for the clients registered in code. No client id holds a NUL.
+const HTTP_REGISTERED_CLIENTS: &str = "\u{0}registered over HTTP";
+
+impl ClientRegistration {
+    /// Whose share of the token and assertion stores this client's entries count toward.
+    pub(crate) fn quota_owner(&self) -> &str {
+        if self.registered_over_http {
+            HTTP_REGISTERED_CLIENTS
+        } else {
+            &self.client_id
+        }
+    }
 }
 
 impl fmt::Debug for ClientRegistration {
@@ -293,6 +311,7 @@ impl ClientRegistration {
             credential,
             scopes: scopes.into_iter().map(Into::into).collect(),
             introspects_any_token: false,
+            registered_over_http: false,
         }
     }
 

@@ -69,7 +69,9 @@
 //!   the tokens ([`max_tokens_per_client`](DevAuthServerBuilder::max_tokens_per_client))
 //!   and of the seen assertion ids
 //!   ([`max_seen_assertions_per_client`](DevAuthServerBuilder::max_seen_assertions_per_client)),
-//!   so that it cannot fill a store for the others.
+//!   so that it cannot fill a store for the others; the clients registered over HTTP share
+//!   one such share, so that registering many cannot fill one for the clients registered
+//!   in code.
 //! - Time and connections are bounded: at most 256 connections are served at once, a
 //!   client has 10 s to send a request's headers (or to start the next one on a kept-alive
 //!   connection), and a request not answered within 30 s (a body sent a byte at a time)
@@ -408,7 +410,8 @@ impl DevAuthServerBuilder {
     /// The most unexpired access tokens one client holds at once (default 10 000, at least
     /// 1, never more than [`max_tokens`](Self::max_tokens)): beyond it that client's token
     /// requests answer 503 until its tokens expire or are revoked, while other clients are
-    /// served, so that one client cannot fill the store for all.
+    /// served, so that one client cannot fill the store for all. The clients registered
+    /// over HTTP hold one such share between them.
     ///
     /// ```
     /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
@@ -461,7 +464,8 @@ impl DevAuthServerBuilder {
     /// The most assertion ids one client has remembered at once (default 10 000, at least
     /// 1, never more than [`max_seen_assertions`](Self::max_seen_assertions)): beyond it that
     /// client's assertions answer 503 until its earlier ones expire, while other clients
-    /// are served, so that one client cannot fill the replay store for all.
+    /// are served, so that one client cannot fill the replay store for all. The clients
+    /// registered over HTTP hold one such share between them.
     ///
     /// ```
     /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
@@ -594,7 +598,7 @@ impl DevAuthServerBuilder {
                 limits
                     .max_tokens_per_client
                     .clamp(1, limits.max_tokens.max(1)),
-                |record: &TokenRecord| record.client_id.as_str(),
+                |record: &TokenRecord| &record.quota_owner,
             )),
             seen_assertions: Mutex::new(ExpiringMap::with_owner_quota(
                 limits.max_seen_assertions,
@@ -735,6 +739,8 @@ impl std::fmt::Debug for ServerState {
 #[derive(Debug, Clone)]
 struct TokenRecord {
     client_id: String,
+    /// Whose share of the store it counts toward ([`ClientRegistration::quota_owner`]).
+    quota_owner: Box<str>,
     scope: String,
     issued_at: i64,
     expires_at: i64,
@@ -1084,7 +1090,8 @@ impl ServerState {
 
     /// Issues an access token and records it; 503 when the token store is full, 500 when
     /// the clock reads so far ahead that the expiry cannot be written or signing fails.
-    fn issue(&self, client_id: &str, scope: &str) -> Result<(String, i64), OAuthError> {
+    fn issue(&self, client: &ClientRegistration, scope: &str) -> Result<(String, i64), OAuthError> {
+        let client_id = client.client_id.as_str();
         let now = self.now();
         let lifetime = self.token_lifetime_secs;
         let expires_at = now
@@ -1109,6 +1116,7 @@ impl ServerState {
         };
         let record = TokenRecord {
             client_id: client_id.to_owned(),
+            quota_owner: client.quota_owner().into(),
             scope: scope.to_owned(),
             issued_at: now,
             expires_at,
@@ -1396,7 +1404,7 @@ async fn authenticate_assertion(
     let fresh = lock(&state.seen_assertions)
         .insert_new(
             (client.client_id.clone(), verified.jti),
-            client.client_id.clone(),
+            client.quota_owner().to_owned(),
             verified.usable_until,
             now,
         )
@@ -1449,7 +1457,7 @@ async fn token_response(
         return Err(OAuthError::invalid_scope());
     }
     let scope = granted.join(" ");
-    let (access_token, expires_in) = state.issue(&client.client_id, &scope)?;
+    let (access_token, expires_in) = state.issue(&client, &scope)?;
     let body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
@@ -1482,7 +1490,7 @@ async fn introspect(
 ) -> Response {
     let (caller, token) = match token_request(&state, &headers, &body, true).await {
         Ok(found) => found,
-        Err(error) => return error.into_response(),
+        Err(error) => return error.at_introspection().into_response(),
     };
     let now = state.now();
     let body = match state.active_token(&token, now) {
@@ -1650,6 +1658,7 @@ fn registration(
         credential,
         scopes,
         introspects_any_token: false,
+        registered_over_http: true,
     };
     lock(&state.dynamic_clients)
         .insert(client_id, registration, expires_at, now)

@@ -55,6 +55,23 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_client", description)
     }
 
+    /// This answer as the introspection endpoint gives it: a caller whose credentials are
+    /// invalid gets 401 whatever way it authenticated (RFC 7662 section 2.3), with the
+    /// Basic challenge every 401 needs, where the token endpoint answers 400 for a failed
+    /// assertion (RFC 6749 section 5.2). A resource server reads a 400 there as a verdict
+    /// on the token it asked about, not on its own credentials.
+    pub(crate) fn at_introspection(self) -> Self {
+        if self.code == "invalid_client" && self.status == StatusCode::BAD_REQUEST {
+            Self {
+                status: StatusCode::UNAUTHORIZED,
+                challenge: Some(BASIC_CHALLENGE),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
     /// Client authentication by HTTP Basic failed: 401 with a challenge (RFC 6749 5.2).
     pub(crate) fn invalid_basic_client() -> Self {
         Self {

@@ -673,6 +673,31 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
     assert_eq!(stub.token_calls(), 2);
 }
 
+/// A token request whose caller is dropped midway (a request given up on, an outer
+/// timeout) still counts: its failure starts the backoff, and the next caller gets that
+/// failure instead of asking the failing endpoint again at once.
+#[tokio::test]
+async fn a_dropped_caller_still_records_the_failure() {
+    let stub = Stub::start().await;
+    stub.close_gate();
+    stub.fixed(500, "");
+    let clock = ManualClock::new();
+    let client = stub.basic_client(&clock, true);
+    let caller = tokio::spawn({
+        let client = client.clone();
+        async move { client.access_token().await }
+    });
+    stub.wait_for_token_calls(1).await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    stub.open_gate();
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::UnexpectedStatus { status: 500 }
+    );
+    assert_eq!(stub.token_calls(), 1, "the backoff answers");
+}
+
 /// When replacing the token fails (an OAuth error, 429, 503, a timeout) while the cached
 /// token expires at least a second from now, the cached token is returned; once it has
 /// expired, the error is.
@@ -1097,6 +1122,49 @@ async fn authorize_sends_the_token_only_to_its_origins() {
         .build()
         .unwrap_err();
     assert!(matches!(error, ClientError::Config(_)), "{error:?}");
+}
+
+/// A configured token endpoint is taken without the whitespace around it (a value read
+/// from a file or the environment with its line break): the assertion's `aud` is the URL
+/// the request goes to, as servers compare it exactly. Whitespace or a control character
+/// inside, which a URL parser would drop but `aud` would keep, is refused.
+#[tokio::test]
+async fn configured_token_endpoints_are_trimmed_or_refused() {
+    let stub = Stub::start().await;
+    let endpoint = stub.token_endpoint();
+    for written in [format!(" {endpoint}\r\n"), format!("\t{endpoint}\n")] {
+        let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
+        let client = stub
+            .client()
+            .private_key_jwt(key)
+            .token_endpoint(written.clone())
+            .build()
+            .unwrap();
+        client.access_token().await.unwrap();
+        let claims = jwt_part(&stub.last_assertion(), 1);
+        assert_eq!(claims["aud"], endpoint, "{written:?}");
+        assert_eq!(client.token_endpoint().await.unwrap(), endpoint);
+    }
+    for written in [
+        endpoint.replace("/token", "/to\tken"),
+        endpoint.replace("/token", "/to ken"),
+        endpoint.replace("/token", "/to\u{0}ken"),
+        format!("{endpoint}\u{a0}"),
+        format!("{endpoint}\u{85}"),
+    ] {
+        let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
+        let error = stub
+            .client()
+            .private_key_jwt(key)
+            .token_endpoint(written.clone())
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ClientError::Config("the token endpoint holds whitespace or control characters"),
+            "{written:?}"
+        );
+    }
 }
 
 #[tokio::test]

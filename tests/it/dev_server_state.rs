@@ -137,6 +137,70 @@ async fn one_client_cannot_fill_the_token_store() {
     assert_eq!(post(&http, request("c")).await.0, StatusCode::OK);
 }
 
+/// Anyone may register clients over HTTP, so they hold one share of the token store
+/// between them, not one each: registering many cannot fill the store for the clients
+/// registered in code.
+#[tokio::test]
+async fn clients_registered_over_http_share_one_quota() {
+    let clock = ManualClock::at_unix(NOW);
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .max_tokens(6)
+        .max_tokens_per_client(3)
+        .start()
+        .await
+        .unwrap();
+    server.register(ClientRegistration::client_secret_basic(
+        "c",
+        "s",
+        ["system/*.rs"],
+    ));
+    let http = crate::support::loopback_client();
+    let request = |client_id: &str, secret: &str| {
+        http.post(server.token_endpoint())
+            .basic_auth(client_id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+    };
+    let mut registered = Vec::new();
+    for _ in 0..3 {
+        let (status, _, client) = register(&http, &server).await;
+        assert_eq!(status, StatusCode::CREATED);
+        registered.push((
+            client["client_id"].as_str().unwrap().to_owned(),
+            client["client_secret"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (first_id, first_secret) = &registered[0];
+    for _ in 0..2 {
+        assert_eq!(
+            post(&http, request(first_id, first_secret)).await.0,
+            StatusCode::OK
+        );
+    }
+    let (second_id, second_secret) = &registered[1];
+    assert_eq!(
+        post(&http, request(second_id, second_secret)).await.0,
+        StatusCode::OK
+    );
+    // The share of all HTTP-registered clients (3) is used up, whichever asks.
+    for (client_id, secret) in &registered {
+        let (status, _, body) = post(&http, request(client_id, secret)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("temporarily_unavailable")
+            )
+        );
+    }
+    // The client registered in code keeps its own share.
+    for _ in 0..3 {
+        assert_eq!(post(&http, request("c", "s")).await.0, StatusCode::OK);
+    }
+    assert_eq!(server.stored_tokens(), 6);
+}
+
 async fn register(
     http: &reqwest::Client,
     server: &DevAuthServer,

@@ -1785,7 +1785,15 @@ async fn assertion_clients_introspect_and_revoke_their_own_tokens() {
         with_assertion(revoke.clone(), used.clone()).await.status,
         StatusCode::OK
     );
-    let answer = with_assertion(introspect.clone(), used).await;
+    // The introspection endpoint answers 401 to a caller whose credentials are invalid
+    // (RFC 7662 section 2.3), the token endpoint 400 to a failed assertion.
+    let answer = with_assertion(introspect.clone(), used.clone()).await;
+    assert_eq!(answer.error(), (401, Some("invalid_client")));
+    assert_eq!(
+        answer.headers["www-authenticate"],
+        "Basic realm=\"smart-auth development server\""
+    );
+    let answer = with_assertion(revoke.clone(), used).await;
     assert_eq!(answer.error(), (400, Some("invalid_client")));
     // The revocation took effect.
     let answer = send(
