@@ -317,7 +317,12 @@ impl ScopeEnforcement {
     /// scopes (by default they are refused with 403). For an app whose layer also covers
     /// non-FHIR routes (`/admin`, `/jobs`) that need a token but no SMART scope; the base
     /// path must then be right, since a wrong one turns every FHIR request into such a
-    /// request.
+    /// request. A path outside the base whose first segment starts as a FHIR interaction
+    /// would (a resource type's shape, `[A-Z][A-Za-z]+`, `metadata`, a `_` name or an
+    /// operation other than a `-poll-status` one) is still refused with 403: it means the
+    /// base is wrong, or the path was rewritten where the layer cannot see it (an axum
+    /// `nest` without this crate's `axum` feature strips the prefix: `/fhir/Observation/1`
+    /// reaches the layer as `/Observation/1`).
     ///
     /// ```
     /// use smart_auth::ScopeEnforcement;
@@ -785,7 +790,11 @@ impl ScopeEnforcement {
     ) -> Result<Passed, AuthError> {
         let form_body = origin == Origin::HttpWithForm;
         let request = match self.classifier.classify(method, path_and_query) {
-            Classified::OutsideBase if self.any_token_outside_base => return Ok(Passed::Checked),
+            Classified::OutsideBase
+                if self.any_token_outside_base && !starts_like_fhir(path_and_query) =>
+            {
+                return Ok(Passed::Checked);
+            }
             Classified::OutsideBase => return Err(forbidden()),
             Classified::NotFhir | Classified::Malformed => return Err(forbidden()),
             Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
@@ -1688,6 +1697,22 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Whether a path starts as a FHIR interaction would start under the base (its first
+/// segment a resource type, `metadata`, a `_` name or an operation): outside the base that
+/// means the base is wrong, or the path was rewritten where the layer cannot see it (a
+/// nest without the crate's `axum` feature, or under another axum version), never a
+/// non-FHIR route that any token may reach.
+fn starts_like_fhir(path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    crate::scopes::starts_fhir_interaction(first)
+        && !(first.starts_with('$') && first.ends_with("-poll-status"))
 }
 
 /// A 403 without a scope hint: no scope would allow the request.

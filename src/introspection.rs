@@ -150,9 +150,10 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// object with unique member names, says `"active": true` (the JSON boolean: `"true"` or
 /// `1` do not count) and carries an `exp` in the future. The members the layer reads must
 /// have their JSON types, or the token is refused (401 `invalid_token`), never accepted
-/// with the member skipped: `scope`, `client_id`, `username`, `token_type`, `sub`, `iss`
-/// and `jti` are strings, `exp`, `iat` and `nbf` numbers, `aud` a string or an array of
-/// strings. `token_type`, when present, must name an access token: `Bearer`,
+/// with the member skipped: `client_id`, `username`, `token_type`, `sub`, `iss` and `jti`
+/// are strings, `exp`, `iat` and `nbf` numbers, `aud` and `scope` a string or an array of
+/// strings (RFC 7662's `scope` is a space-separated string; Gluu, UAA and Spring send a
+/// list). `token_type`, when present, must name an access token: `Bearer`,
 /// `access_token`, `urn:ietf:params:oauth:token-type:access_token`, `at+jwt` or
 /// `application/at+jwt`, compared ASCII case-insensitively (RFC 6749 section 5.1);
 /// `refresh_token`, an ID token type, `N_A` or `DPoP` (a proof-of-possession token sent

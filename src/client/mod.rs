@@ -94,7 +94,48 @@ impl Authentication {
             Self::ClientSecretBasic(_) => "client_secret_basic",
         }
     }
+
+    /// `failure` without the server's words when they quote this client's secret (a server
+    /// echoing what it was sent, `credentials` the `Authorization` value among it): errors
+    /// get logged, and the secret must not be. Texts shorter than 8 characters are not
+    /// looked for: a secret that short is found in any sentence, and guessed anyway.
+    fn withheld_from(
+        &self,
+        failure: ClientError,
+        credentials: Option<&HeaderValue>,
+    ) -> ClientError {
+        let Self::ClientSecretBasic(Secret(secret)) = self else {
+            return failure;
+        };
+        let encoded = credentials
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Basic "));
+        let found = |sought: &str, text: &str| sought.len() >= 8 && text.contains(sought);
+        let quotes =
+            |text: &str| found(secret, text) || encoded.is_some_and(|encoded| found(encoded, text));
+        match failure {
+            ClientError::OAuth {
+                status,
+                error,
+                description,
+            } if quotes(&error) || description.as_deref().is_some_and(quotes) => {
+                ClientError::OAuth {
+                    status,
+                    error: if quotes(&error) {
+                        WITHHELD.to_owned()
+                    } else {
+                        error
+                    },
+                    description: Some(WITHHELD.to_owned()),
+                }
+            }
+            other => other,
+        }
+    }
 }
+
+/// What stands in an error for a server's text that quoted the client's secret.
+const WITHHELD: &str = "<withheld: the server's text quoted this client's credentials>";
 
 /// The token endpoint and where it came from.
 #[derive(Debug, Clone)]
@@ -1219,14 +1260,18 @@ impl BackendServiceClient {
             &inner.fetcher.client,
             &endpoint.url,
             body,
-            authorization,
+            authorization.clone(),
             inner.fetcher.timeout,
         )
         .await?;
         if let Some(seconds) = response.retry_after {
             inner.retry_after.store(seconds.max(1), Ordering::SeqCst);
         }
-        let token = token::parse_response(&response, &inner.scope, now)?;
+        let token = token::parse_response(&response, &inner.scope, now).map_err(|failure| {
+            inner
+                .authentication
+                .withheld_from(failure, authorization.as_ref())
+        })?;
         tracing::debug!(
             token_endpoint = %endpoint.url,
             method = inner.authentication.method(),

@@ -44,7 +44,8 @@
 //!   up), and a second is allowed beyond the future-side limits for clients that round
 //!   their clock up (`Math.round`); a fresh `jti`; unique JSON member names. All within the
 //!   [clock leeway](DevAuthServerBuilder::clock_leeway). Failures are 400
-//!   `invalid_client` (RFC 7521 section 4.2.1).
+//!   `invalid_client` (RFC 7521 section 4.2.1), but 401 with a `Basic` challenge at the
+//!   introspection endpoint (RFC 7662 section 2.3).
 //! - Basic credentials: the client id and the secret are each accepted form-decoded
 //!   (RFC 6749 section 2.3.1) or as sent (RFC 7617 clients, `curl -u`).
 //! - Registration (RFC 7591): `Content-Type: application/json` (else 415), key sets of

@@ -181,8 +181,9 @@ impl VerifierBuilder {
         self
     }
 
-    /// **Insecure:** accepts tokens whatever their `aud` and `typ`, including tokens the
-    /// issuer minted for other resource servers and its ID tokens. Only for a deployment
+    /// **Insecure:** accepts tokens whatever their `aud`, including tokens the issuer minted
+    /// for other resource servers and, under the default token type policy (which lets
+    /// `JWT`-typed tokens through), its ID tokens. Only for a deployment
     /// where every token of the issuer is meant for this API; prefer
     /// [`audience`](Self::audience). A warning is logged at first use. Combined with
     /// `audience`, `build` fails with [`ConfigError::ConflictingAudience`].
@@ -756,8 +757,9 @@ impl VerifierBuilder {
         self.token_cache(TokenCachePolicy::disabled())
     }
 
-    /// A check of your own, run on every accepted token after every check of this crate
-    /// (for a cached token too, on every request): return a [`Refusal`] to refuse the
+    /// A check of your own, run on every accepted token after every check of the token by
+    /// this crate (for a cached token too, on every request; in the layer, before scope
+    /// enforcement): return a [`Refusal`] to refuse the
     /// request with 401 `invalid_token` ([`Refusal::InvalidToken`]) or 403
     /// `insufficient_scope` ([`Refusal::InsufficientScope`]). The answer keeps RFC 6750's
     /// form and the layer's realm; the hook chooses the refusal, not the status. Keep it

@@ -673,6 +673,72 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
     assert_eq!(stub.token_calls(), 2);
 }
 
+/// A server that quotes the client's secret in its error (echoing what it was sent) does
+/// not put the secret in the client's errors, which get logged: its words are withheld.
+#[tokio::test]
+async fn errors_never_quote_the_client_secret() {
+    let stub = Stub::start().await;
+    let secret = "s3cret-quoted-back";
+    let client = stub
+        .client()
+        .client_secret_basic(secret)
+        .token_endpoint(stub.token_endpoint())
+        .build()
+        .unwrap();
+    let basic = format!("{CLIENT_ID}:{secret}");
+    let basic = base64::engine::general_purpose::STANDARD.encode(basic);
+    for (error, description) in [
+        ("invalid_client", format!("wrong secret {secret}")),
+        ("invalid_client", format!("header was Basic {basic}")),
+        (secret, "a code made of it".to_owned()),
+    ] {
+        stub.fixed(
+            401,
+            json!({"error": error, "error_description": description}).to_string(),
+        );
+        client.clear_cached_token();
+        let failure = tokio::time::timeout(Duration::from_secs(30), client.request_token_verbose())
+            .await
+            .unwrap()
+            .unwrap_err();
+        let shown = format!("{failure} {failure:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(!shown.contains(&basic), "{shown}");
+        let ClientError::OAuth {
+            status,
+            description,
+            ..
+        } = failure
+        else {
+            panic!("{failure:?}")
+        };
+        assert_eq!(status, 401);
+        assert_eq!(
+            description.as_deref(),
+            Some("<withheld: the server's text quoted this client's credentials>")
+        );
+    }
+    // The server's words are kept when they quote nothing (the basic client's secret,
+    // "s", is shorter than anything looked for).
+    stub.fixed(
+        401,
+        json!({"error": "invalid_client", "error_description": "unknown client"}).to_string(),
+    );
+    let failure = stub
+        .basic_client(&ManualClock::new(), true)
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure,
+        ClientError::OAuth {
+            status: 401,
+            error: "invalid_client".to_owned(),
+            description: Some("unknown client".to_owned()),
+        }
+    );
+}
+
 /// A token request whose caller is dropped midway (a request given up on, an outer
 /// timeout) still counts: its failure starts the backoff, and the next caller gets that
 /// failure instead of asking the failing endpoint again at once.

@@ -782,6 +782,44 @@ async fn batches_reach_the_handler_only_when_it_checks_entries() {
     );
 }
 
+/// With any token allowed outside the base, a path outside it that starts as a FHIR
+/// interaction would is still refused: the base is wrong, or the path was stripped where
+/// the layer cannot see (an axum `nest` without the crate's `axum` feature turns
+/// `/fhir/Observation/1` into `/Observation/1`). Other paths outside the base pass.
+#[tokio::test]
+async fn fhir_shaped_paths_outside_the_base_are_refused() {
+    let app = scoped_app().await;
+    for path in [
+        "/Observation/1",
+        "/Patient?name=x",
+        "/metadata",
+        "/_history",
+        "/_search?_type=Patient",
+        "/$export",
+        "/Observation/$validate",
+        "//Observation/1",
+    ] {
+        let answer = app.call("GET", path, "system/Patient.rs", &[]).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+        let challenge = answer.challenge.unwrap();
+        assert!(
+            challenge.contains("error=\"insufficient_scope\"") && !challenge.contains("scope=\""),
+            "{path}: no scope would allow it: {challenge}"
+        );
+    }
+    // Let through by the layer, to the router's fallback: no route there.
+    for path in ["/other", "/observation/1", "/$export-poll-status?job=1"] {
+        let answer = app.call("GET", path, "system/Patient.rs", &[]).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(
+        app.call("GET", "/reports/observations", "system/Observation.s", &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn handler_side_require_answers_like_the_layer() {
     let app = scoped_app().await;
