@@ -317,12 +317,13 @@ impl ScopeEnforcement {
     /// scopes (by default they are refused with 403). For an app whose layer also covers
     /// non-FHIR routes (`/admin`, `/jobs`) that need a token but no SMART scope; the base
     /// path must then be right, since a wrong one turns every FHIR request into such a
-    /// request. A path outside the base whose first segment starts as a FHIR interaction
-    /// would (a resource type's shape, `[A-Z][A-Za-z]+`, `metadata`, a `_` name or an
-    /// operation other than a `-poll-status` one) is still refused with 403: it means the
-    /// base is wrong, or the path was rewritten where the layer cannot see it (an axum
-    /// `nest` without this crate's `axum` feature strips the prefix: `/fhir/Observation/1`
-    /// reaches the layer as `/Observation/1`).
+    /// request. A request outside the base that would be a FHIR interaction (or a
+    /// malformed one) if the base were the server's root is still refused with 403
+    /// (segments decoded as under the base: a resource type's shape, `[A-Z][A-Za-z]+`,
+    /// `metadata`, `_history`, `_search`, an operation other than a `-poll-status` one,
+    /// `POST /`, `GET /?_type=…`): it means the base is wrong, or the path was rewritten
+    /// where the layer cannot see it (an axum `nest` without this crate's `axum` feature
+    /// strips the prefix: `/fhir/Observation/1` reaches the layer as `/Observation/1`).
     ///
     /// ```
     /// use smart_auth::ScopeEnforcement;
@@ -791,7 +792,8 @@ impl ScopeEnforcement {
         let form_body = origin == Origin::HttpWithForm;
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase
-                if self.any_token_outside_base && !starts_like_fhir(path_and_query) =>
+                if self.any_token_outside_base
+                    && !reads_as_fhir_at_root(method, path_and_query) =>
             {
                 return Ok(Passed::Checked);
             }
@@ -1699,20 +1701,20 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether a path starts as a FHIR interaction would start under the base (its first
-/// segment a resource type, `metadata`, a `_` name or an operation): outside the base that
-/// means the base is wrong, or the path was rewritten where the layer cannot see it (a
-/// nest without the crate's `axum` feature, or under another axum version), never a
-/// non-FHIR route that any token may reach.
-fn starts_like_fhir(path_and_query: &str) -> bool {
-    let path = path_and_query.split('?').next().unwrap_or_default();
-    let first = path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    crate::scopes::starts_fhir_interaction(first)
-        && !(first.starts_with('$') && first.ends_with("-poll-status"))
+/// Whether a request outside the base would be a FHIR interaction, or a malformed one, if
+/// the base were the server's root (read as the classifier reads any: segments decoded,
+/// `POST /` a batch, `GET /?_type=` a system search), but for a `-poll-status` operation:
+/// outside the base that means the base is wrong, or the path was rewritten where the
+/// layer cannot see it (a nest without the crate's `axum` feature, or under another axum
+/// version), never a non-FHIR route that any token may reach.
+fn reads_as_fhir_at_root(method: &str, path_and_query: &str) -> bool {
+    match Classifier::new("/").classify(method, path_and_query) {
+        Classified::Fhir(FhirRequest::Operation(operation)) => {
+            !operation.name.ends_with("-poll-status")
+        }
+        Classified::Fhir(_) | Classified::Malformed => true,
+        Classified::NotFhir | Classified::OutsideBase => false,
+    }
 }
 
 /// A 403 without a scope hint: no scope would allow the request.

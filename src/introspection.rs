@@ -13,7 +13,7 @@ use moka::Expiry;
 use moka::future::Cache;
 use reqwest::Url;
 use serde_json::{Map, Value};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::clock::{Clock, unix_seconds};
@@ -203,7 +203,8 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// 60 s) but never past the token's `exp`, refusals briefly (default 10 s) to blunt
 /// floods. So a token revoked at the authorization server stays accepted for up to the TTL;
 /// `cache_ttl(Duration::ZERO)` asks for every request. Concurrent lookups of one token
-/// share one call. At most
+/// share one call (a call whose lookup is dropped runs on to record its verdict, and the
+/// next lookup of that token makes its own). At most
 /// [`max_concurrent_calls`](Self::max_concurrent_calls) calls (default 32) run at once;
 /// a lookup that finds them all busy waits for a free one at most
 /// [`max_queue_wait`](Self::max_queue_wait) (default 1 s), then gets 503 with
@@ -671,7 +672,7 @@ pub(crate) struct Introspector {
     /// refusals cached for large garbage tokens cost no more than any other.
     cache: Cache<TokenDigest, Answer>,
     /// One permit per call in flight.
-    call_slots: Semaphore,
+    call_slots: Arc<Semaphore>,
     /// When the endpoint was last found down (monotonic).
     last_failure: Mutex<Option<Instant>>,
     /// The last token the endpoint said was active, with its `exp`: asked about again when
@@ -717,7 +718,7 @@ impl Introspector {
             .clamp(1, Semaphore::MAX_PERMITS);
         Self {
             authorization: settings.auth.fixed_header(),
-            call_slots: Semaphore::new(slots),
+            call_slots: Arc::new(Semaphore::new(slots)),
             settings,
             issuer,
             fetcher,
@@ -790,15 +791,29 @@ impl Introspector {
         }
         let this = Arc::clone(self);
         let token_owned: Box<str> = token.into();
-        // The call runs as a task of its own (spawned only by the lookup that makes it):
-        // the verdict on a failure (the health check, the failure cooldown) is recorded
-        // even when the request that asked is dropped meanwhile (its client gone, an outer
-        // timeout shorter than a call and its check). Otherwise each such request would
-        // leave the outage unrecorded, and every later token would meet it again.
+        // Once it holds a call slot, the call runs as a task of its own (spawned only by
+        // the lookup that makes it): the verdict on a failure (the health check, the
+        // failure cooldown) is recorded even when the request that asked is dropped
+        // meanwhile (its client gone, an outer timeout shorter than a call and its check),
+        // or each such request would leave the outage unrecorded and every later token
+        // would meet it again. The slot is waited for here, so a dropped request leaves no
+        // task queued for one: detached calls are never more than the slots.
         let call = async move {
-            tokio::spawn(async move { this.call(&token_owned).await })
+            this.endpoint().await?;
+            let acquire = Arc::clone(&this.call_slots).acquire_owned();
+            let Ok(Ok(slot)) = tokio::time::timeout(this.settings.max_queue_wait, acquire).await
+            else {
+                return Err(Unavailable::Saturated);
+            };
+            let judge = Arc::clone(&this);
+            tokio::spawn(async move { this.call(&token_owned, slot).await })
                 .await
-                .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))
+                .unwrap_or_else(|_| {
+                    // A call that panicked tells nothing about the token: the endpoint
+                    // is taken as down, as for any failure no token explains.
+                    judge.record_failure();
+                    Err(Unavailable::Down(FetchError::TaskFailed))
+                })
         };
         self.cache
             .try_get_with(key, call)
@@ -914,20 +929,16 @@ impl Introspector {
         }
     }
 
-    /// One call to the endpoint, inside one of the call slots.
+    /// One call to the endpoint, inside one of the call slots (`_slot`, held until the
+    /// verdict is in).
     ///
     /// A failure that means the endpoint is down starts the failure cooldown before the
     /// slot is freed, and a lookup that got a slot waits for a failure being judged, then
     /// checks the cooldown again: lookups that queued for a slot while the endpoint failed
     /// do not call it (nor wait for a call) inside the cooldown, so at most
     /// `max_concurrent_calls` calls and one health check meet each outage.
-    async fn call(&self, token: &str) -> Result<Answer, Unavailable> {
+    async fn call(&self, token: &str, _slot: OwnedSemaphorePermit) -> Result<Answer, Unavailable> {
         let endpoint = self.endpoint().await?;
-        let acquire = self.call_slots.acquire();
-        let Ok(Ok(_slot)) = tokio::time::timeout(self.settings.max_queue_wait, acquire).await
-        else {
-            return Err(Unavailable::Saturated);
-        };
         // A failure being judged now decides whether this call is made at all.
         drop(self.judging.lock().await);
         if self.cooling_down() {

@@ -95,41 +95,57 @@ impl Authentication {
         }
     }
 
-    /// `failure` without the server's words when they quote this client's secret (a server
-    /// echoing what it was sent, `credentials` the `Authorization` value among it): errors
-    /// get logged, and the secret must not be. Texts shorter than 8 characters are not
-    /// looked for: a secret that short is found in any sentence, and guessed anyway.
+    /// `failure` without the server's words when its answer (`body`, read whole, before
+    /// any text is cut to length) quotes this client's secret, as written or form-encoded
+    /// as it was sent, or the `credentials` (the `Authorization` value) it was sent: a
+    /// server echoing its input. Errors get logged, and the secret must not be. Texts
+    /// shorter than 8 characters are not looked for: a secret that short is found in any
+    /// sentence, and guessed anyway.
     fn withheld_from(
         &self,
         failure: ClientError,
+        body: &[u8],
         credentials: Option<&HeaderValue>,
     ) -> ClientError {
         let Self::ClientSecretBasic(Secret(secret)) = self else {
             return failure;
         };
+        let ClientError::OAuth {
+            status,
+            error,
+            description,
+        } = failure
+        else {
+            return failure;
+        };
         let encoded = credentials
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Basic "));
-        let found = |sought: &str, text: &str| sought.len() >= 8 && text.contains(sought);
-        let quotes =
-            |text: &str| found(secret, text) || encoded.is_some_and(|encoded| found(encoded, text));
-        match failure {
-            ClientError::OAuth {
+        let form_encoded = crate::form::form_encode_credential(secret);
+        let body = String::from_utf8_lossy(body);
+        let sought: Vec<&str> = [Some(secret.as_str()), Some(form_encoded.as_str()), encoded]
+            .into_iter()
+            .flatten()
+            .filter(|text| text.len() >= 8)
+            .collect();
+        if !sought.iter().any(|text| body.contains(text)) {
+            return ClientError::OAuth {
                 status,
                 error,
                 description,
-            } if quotes(&error) || description.as_deref().is_some_and(quotes) => {
-                ClientError::OAuth {
-                    status,
-                    error: if quotes(&error) {
-                        WITHHELD.to_owned()
-                    } else {
-                        error
-                    },
-                    description: Some(WITHHELD.to_owned()),
-                }
-            }
-            other => other,
+            };
+        }
+        // The code is kept when it is one (short, of the characters codes are made of,
+        // quoting nothing), for callers that act on it.
+        let is_code = error.len() <= 64
+            && error
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte == b'_')
+            && !sought.iter().any(|text| error.contains(text));
+        ClientError::OAuth {
+            status,
+            error: if is_code { error } else { WITHHELD.to_owned() },
+            description: Some(WITHHELD.to_owned()),
         }
     }
 }
@@ -469,8 +485,24 @@ impl BackendServiceClientBuilder {
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
         }
-        if self.assertion_audience.as_deref() == Some("") {
+        // As the token endpoint: whitespace around it is no part of it, and whitespace or
+        // a control character inside would go into `aud` for an exact comparison to fail.
+        let assertion_audience = self.assertion_audience.as_deref().map(|audience| {
+            audience
+                .trim_matches(|c: char| c.is_ascii_whitespace())
+                .to_owned()
+        });
+        if assertion_audience.as_deref() == Some("") {
             return Err(ClientError::Config("the assertion audience is empty"));
+        }
+        if assertion_audience.as_deref().is_some_and(|audience| {
+            audience
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        }) {
+            return Err(ClientError::Config(
+                "the assertion audience holds whitespace or control characters",
+            ));
         }
         // Zero fails every request; hours hold the refresh (and every caller) that long.
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
@@ -582,7 +614,7 @@ impl BackendServiceClientBuilder {
                 trusted_token_endpoint_origins,
                 extra_parameters: self.extra_parameters,
                 endpoint,
-                assertion_audience: self.assertion_audience,
+                assertion_audience,
                 client_id: self.client_id,
                 authentication,
                 scope: self.scopes.join(" "),
@@ -1072,13 +1104,20 @@ impl BackendServiceClient {
         mut state: OwnedMutexGuard<RefreshState>,
     ) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
         let client = self.clone();
-        tokio::spawn(async move { client.refresh_locked(&mut state).await })
-            .await
-            .unwrap_or_else(|_| {
-                Err(ClientError::Transport {
-                    reason: "the token request task ended abnormally".to_owned(),
-                })
-            })
+        let result = tokio::spawn(async move { client.refresh_locked(&mut state).await }).await;
+        result.unwrap_or_else(|_| {
+            let error = ClientError::Transport {
+                reason: "the token request task ended abnormally".to_owned(),
+            };
+            // A panic (in a hook it called) left no outcome: counted as a failure, so that
+            // the callers in line do not each ask again at once. Unless another request
+            // holds the lock by now, whose outcome will count.
+            if let Ok(mut state) = self.inner.refresh.try_lock() {
+                state.failed(&error, self.now(), None);
+            }
+            self.inner.finished.fetch_add(1, Ordering::SeqCst);
+            Err(error)
+        })
     }
 
     /// [`refresh`](Self::refresh)'s work, with the refresh lock held.
@@ -1270,7 +1309,7 @@ impl BackendServiceClient {
         let token = token::parse_response(&response, &inner.scope, now).map_err(|failure| {
             inner
                 .authentication
-                .withheld_from(failure, authorization.as_ref())
+                .withheld_from(failure, &response.body, authorization.as_ref())
         })?;
         tracing::debug!(
             token_endpoint = %endpoint.url,

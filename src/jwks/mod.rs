@@ -784,16 +784,18 @@ impl KeyStore {
         let shared = async move {
             match task.await {
                 Ok(result) => result,
-                Err(_) => {
+                Err(ended) => {
                     // The task ended before clearing its slot (runtime shutdown, or a panic
                     // in a hook it calls: a custom clock, a metrics recorder): the slot is
-                    // freed, unless a newer fetch holds it already, and the failure counts
-                    // as a failed fetch's, so that the next request does not start one
-                    // again at once.
+                    // freed, unless a newer fetch holds it already. A panic counts as a
+                    // failed fetch, so that the next request does not start one again at
+                    // once (a runtime that went away says nothing about the issuer).
                     let mut state = store.lock_state();
                     state.fetch_in_flight();
-                    state.last_failure = Some(Instant::now());
-                    store.rediscover.store(true, Ordering::Relaxed);
+                    if ended.is_panic() {
+                        state.last_failure = Some(Instant::now());
+                        store.rediscover.store(true, Ordering::Relaxed);
+                    }
                     Err(FetchError::TaskFailed)
                 }
             }

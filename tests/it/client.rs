@@ -678,19 +678,29 @@ async fn callers_waiting_on_a_failed_request_share_its_error() {
 #[tokio::test]
 async fn errors_never_quote_the_client_secret() {
     let stub = Stub::start().await;
-    let secret = "s3cret-quoted-back";
+    let secret = "p@ss:word+1 quoted back";
+    let form_encoded = "p%40ss%3Aword%2B1+quoted+back";
     let client = stub
         .client()
         .client_secret_basic(secret)
         .token_endpoint(stub.token_endpoint())
         .build()
         .unwrap();
-    let basic = format!("{CLIENT_ID}:{secret}");
+    // As sent: form-encoded (RFC 6749 section 2.3.1), then base64.
+    let basic = format!("{CLIENT_ID}:{form_encoded}");
     let basic = base64::engine::general_purpose::STANDARD.encode(basic);
-    for (error, description) in [
-        ("invalid_client", format!("wrong secret {secret}")),
-        ("invalid_client", format!("header was Basic {basic}")),
-        (secret, "a code made of it".to_owned()),
+    let long = "x".repeat(250);
+    for (error, description, kept_code) in [
+        ("invalid_client", format!("wrong secret {secret}"), true),
+        (
+            "invalid_client",
+            format!("secret {form_encoded} as seen"),
+            true,
+        ),
+        ("invalid_client", format!("header was Basic {basic}"), true),
+        // Quoted past the length kept of a description: still withheld.
+        ("invalid_client", format!("{long} {secret}"), true),
+        (secret, "a code made of it".to_owned(), false),
     ] {
         stub.fixed(
             401,
@@ -702,17 +712,19 @@ async fn errors_never_quote_the_client_secret() {
             .unwrap()
             .unwrap_err();
         let shown = format!("{failure} {failure:?}");
-        assert!(!shown.contains(secret), "{shown}");
-        assert!(!shown.contains(&basic), "{shown}");
+        for quoted in [secret, form_encoded, &basic, "p@ss", "p%40ss"] {
+            assert!(!shown.contains(quoted), "{shown}");
+        }
         let ClientError::OAuth {
             status,
+            error: code,
             description,
-            ..
         } = failure
         else {
             panic!("{failure:?}")
         };
         assert_eq!(status, 401);
+        assert_eq!(code == "invalid_client", kept_code, "{code}");
         assert_eq!(
             description.as_deref(),
             Some("<withheld: the server's text quoted this client's credentials>")
@@ -1230,6 +1242,39 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
             ClientError::Config("the token endpoint holds whitespace or control characters"),
             "{written:?}"
         );
+    }
+    // The same for a configured assertion audience.
+    let issuer = "https://login.example.test/tenant/v2.0";
+    let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
+    let client = stub
+        .client()
+        .private_key_jwt(key)
+        .token_endpoint(&endpoint)
+        .assertion_audience(format!("{issuer}\n"))
+        .build()
+        .unwrap();
+    client.access_token().await.unwrap();
+    assert_eq!(jwt_part(&stub.last_assertion(), 1)["aud"], issuer);
+    for (written, refusal) in [
+        (
+            format!("{issuer} x"),
+            "the assertion audience holds whitespace or control characters",
+        ),
+        (
+            format!("{issuer}\u{0}"),
+            "the assertion audience holds whitespace or control characters",
+        ),
+        (" \t".to_owned(), "the assertion audience is empty"),
+    ] {
+        let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
+        let error = stub
+            .client()
+            .private_key_jwt(key)
+            .token_endpoint(&endpoint)
+            .assertion_audience(written.clone())
+            .build()
+            .unwrap_err();
+        assert_eq!(error, ClientError::Config(refusal), "{written:?}");
     }
 }
 

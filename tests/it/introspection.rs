@@ -1627,6 +1627,52 @@ async fn the_queue_wait_is_bounded() {
     assert_eq!(setup.calls(), 1);
 }
 
+/// A lookup dropped while it waits for a call slot (its request given up on) leaves
+/// nothing behind: no call is made for it later. (Calls run as tasks of their own once
+/// they hold a slot, so that their verdict counts; waiting for one stays in the request.)
+/// With one slot, a later lookup queues behind anything left waiting: the count of calls
+/// when it is answered tells.
+#[tokio::test]
+async fn dropped_lookups_leave_no_call_queued() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Gated(setup.active(json!({}))));
+    let verifier = smart_auth::TokenVerifier::builder(setup.issuer.clone())
+        .audience(FHIR)
+        .clock(setup.clock.clone())
+        .introspection(
+            Introspection::new(IntrospectionAuth::bearer("rs-token"))
+                .endpoint(format!("{}/introspect", setup.issuer))
+                .mode(IntrospectionMode::Only)
+                .max_concurrent_calls(1)
+                .max_queue_wait(Duration::from_secs(30)),
+        )
+        .build()
+        .unwrap();
+    let held = tokio::spawn({
+        let verifier = verifier.clone();
+        async move { verifier.verify("held").await }
+    });
+    setup.wait_in_flight(1).await;
+    // Tokio's clock is paused here so that each queued lookup runs until it waits for
+    // the slot, and is dropped then (the timeout ends when every task waits).
+    tokio::time::pause();
+    for index in 0..5 {
+        let token = format!("queued-{index}");
+        let queued = verifier.verify(&token);
+        let waited = tokio::time::timeout(Duration::from_millis(50), queued).await;
+        assert!(waited.is_err(), "answered while the slot was held");
+    }
+    tokio::time::resume();
+    setup.open_gate();
+    assert!(held.await.unwrap().is_ok());
+    assert!(verifier.verify("after").await.is_ok());
+    assert_eq!(
+        setup.calls(),
+        2,
+        "held and after: none for the dropped lookups"
+    );
+}
+
 /// Concurrent lookups of one token share one call, and so one call slot.
 #[tokio::test]
 async fn identical_tokens_share_one_call() {

@@ -789,17 +789,24 @@ async fn batches_reach_the_handler_only_when_it_checks_entries() {
 #[tokio::test]
 async fn fhir_shaped_paths_outside_the_base_are_refused() {
     let app = scoped_app().await;
-    for path in [
-        "/Observation/1",
-        "/Patient?name=x",
-        "/metadata",
-        "/_history",
-        "/_search?_type=Patient",
-        "/$export",
-        "/Observation/$validate",
-        "//Observation/1",
+    for (method, path) in [
+        ("GET", "/Observation/1"),
+        ("GET", "/Patient?name=x"),
+        ("GET", "/metadata"),
+        ("GET", "/_history"),
+        ("GET", "/_search?_type=Patient"),
+        ("GET", "/$export"),
+        ("GET", "/Observation/$validate"),
+        ("GET", "//Observation/1"),
+        // Read as the router reads them: decoded segments, the root's own interactions.
+        ("GET", "/%4Fbservation/1"),
+        ("GET", "/%24export"),
+        ("GET", "/metad%61ta"),
+        ("GET", "/?_type=Observation"),
+        ("POST", "/"),
+        ("DELETE", "/Observation?code=x"),
     ] {
-        let answer = app.call("GET", path, "system/Patient.rs", &[]).await;
+        let answer = app.call(method, path, "system/Patient.rs", &[]).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
         let challenge = answer.challenge.unwrap();
         assert!(
