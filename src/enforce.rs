@@ -317,13 +317,15 @@ impl ScopeEnforcement {
     /// scopes (by default they are refused with 403). For an app whose layer also covers
     /// non-FHIR routes (`/admin`, `/jobs`) that need a token but no SMART scope; the base
     /// path must then be right, since a wrong one turns every FHIR request into such a
-    /// request. A request outside the base that would be a FHIR interaction (or a
-    /// malformed one) if the base were the server's root is still refused with 403
-    /// (segments decoded as under the base: a resource type's shape, `[A-Z][A-Za-z]+`,
-    /// `metadata`, `_history`, `_search`, an operation other than a `-poll-status` one,
-    /// `POST /`, `GET /?_type=…`): it means the base is wrong, or the path was rewritten
-    /// where the layer cannot see it (an axum `nest` without this crate's `axum` feature
-    /// strips the prefix: `/fhir/Observation/1` reaches the layer as `/Observation/1`).
+    /// request. A request outside the base that would be, or would start as, a FHIR
+    /// interaction (or a malformed one) under a shorter base, down to the server's root,
+    /// is still refused with 403 (segments decoded as under the base: a first segment of
+    /// a resource type's shape, `[A-Z][A-Za-z]+`, `metadata`, `_history`, `_search` or an
+    /// operation other than a `-poll-status` one; `POST /`; `GET /` with a query): it means
+    /// the base is wrong, or the path was stripped where the layer cannot see it (an axum
+    /// `nest` without this crate's `axum` feature strips the prefix: `/api/fhir/Observation/1`
+    /// reaches a layer whose base is `/api/fhir` as `/Observation/1`, or as
+    /// `/fhir/Observation/1` inside `nest("/api", ..)`).
     ///
     /// ```
     /// use smart_auth::ScopeEnforcement;
@@ -793,7 +795,11 @@ impl ScopeEnforcement {
         let request = match self.classifier.classify(method, path_and_query) {
             Classified::OutsideBase
                 if self.any_token_outside_base
-                    && !reads_as_fhir_at_root(method, path_and_query) =>
+                    && !reads_as_fhir_under_a_shorter_base(
+                        method,
+                        path_and_query,
+                        self.classifier.base_path(),
+                    ) =>
             {
                 return Ok(Passed::Checked);
             }
@@ -1701,20 +1707,49 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether a request outside the base would be a FHIR interaction, or a malformed one, if
-/// the base were the server's root (read as the classifier reads any: segments decoded,
-/// `POST /` a batch, `GET /?_type=` a system search), but for a `-poll-status` operation:
-/// outside the base that means the base is wrong, or the path was rewritten where the
-/// layer cannot see it (a nest without the crate's `axum` feature, or under another axum
-/// version), never a non-FHIR route that any token may reach.
-fn reads_as_fhir_at_root(method: &str, path_and_query: &str) -> bool {
-    match Classifier::new("/").classify(method, path_and_query) {
-        Classified::Fhir(FhirRequest::Operation(operation)) => {
-            !operation.name.ends_with("-poll-status")
+/// Whether a request outside the base would be a FHIR interaction, or a malformed one, or
+/// would start as one, under a shorter base: the base without one or more of its leading
+/// segments, down to the server's root (`/fhir` and `/` for `/api/fhir`). Paths are read
+/// as the classifier reads any (segments decoded, `POST /` a batch, `GET /?…` a system
+/// search), and a request the classifier finds no FHIR interaction counts when its first
+/// segment after that base starts one (a resource type's shape, `metadata`, `_history`,
+/// `_search`, an operation: `DELETE /Observation` without criteria, a sixth segment);
+/// `-poll-status` operations do not count. Outside the base, such a request
+/// means the base is wrong, or the path was stripped where the layer cannot see it (a
+/// nest without the crate's `axum` feature, or under another axum version, hands
+/// `/Observation/1` or `/fhir/Observation/1` to a layer whose base is `/api/fhir`), never
+/// a non-FHIR route that any token may reach.
+fn reads_as_fhir_under_a_shorter_base(method: &str, path_and_query: &str, base_path: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let base: Vec<&str> = base_path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    (1..=base.len()).any(|dropped| {
+        let shorter = &base[dropped..];
+        match Classifier::new(&format!("/{}", shorter.join("/"))).classify(method, path_and_query) {
+            Classified::Fhir(FhirRequest::Operation(operation)) => {
+                !operation.name.ends_with("-poll-status")
+            }
+            Classified::Fhir(_) | Classified::Malformed => true,
+            Classified::OutsideBase => false,
+            Classified::NotFhir => {
+                let first = path
+                    .split('/')
+                    .filter(|segment| !segment.is_empty())
+                    .nth(shorter.len())
+                    .and_then(crate::form::percent_decode_strict)
+                    .unwrap_or_default();
+                // FHIR's own `_` names only: another (`/_next/static`) is no interaction
+                // under the base either.
+                let fhir_underscore =
+                    !first.starts_with('_') || matches!(first.as_str(), "_history" | "_search");
+                crate::scopes::starts_fhir_interaction(&first)
+                    && fhir_underscore
+                    && !(first.starts_with('$') && first.ends_with("-poll-status"))
+            }
         }
-        Classified::Fhir(_) | Classified::Malformed => true,
-        Classified::NotFhir | Classified::OutsideBase => false,
-    }
+    })
 }
 
 /// A 403 without a scope hint: no scope would allow the request.
@@ -2410,6 +2445,54 @@ mod tests {
             .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
             .collect();
         assert!(reached.contains(&"Read *".to_owned()), "{reached:?}");
+    }
+
+    /// Outside the base, what would be FHIR under a shorter base (a prefix stripped by a
+    /// nest the layer cannot see through) is told from routes any token may reach.
+    #[test]
+    fn fhir_under_a_shorter_base_is_told_from_other_routes() {
+        let fhir = |method: &str, path: &str| {
+            reads_as_fhir_under_a_shorter_base(method, path, "/api/fhir")
+        };
+        for (method, path) in [
+            // At the root: the whole prefix stripped.
+            ("GET", "/Observation/1"),
+            ("GET", "/%4Fbservation/1"),
+            ("DELETE", "/Observation"),
+            ("PUT", "/Patient"),
+            ("PATCH", "/Patient?_format=json"),
+            ("DELETE", "/Patient/1/_history"),
+            ("POST", "/metadata"),
+            ("GET", "/Patient/a_b"),
+            ("GET", "/Observation/1/_history/2/$meta/x"),
+            ("POST", "/"),
+            ("GET", "/?_type=Patient"),
+            ("GET", "/?lang=en"),
+            ("GET", "/$export"),
+            // Under `/fhir`: part of the prefix stripped.
+            ("GET", "/fhir/Observation/1"),
+            ("DELETE", "/fhir/Observation"),
+            ("POST", "/fhir"),
+            ("GET", "/FHIR/metadata"),
+        ] {
+            assert!(fhir(method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            ("GET", "/admin"),
+            ("GET", "/health"),
+            ("GET", "/api/v1/users"),
+            ("GET", "/favicon.ico"),
+            ("GET", "/jobs/123"),
+            ("GET", "/"),
+            ("HEAD", "/"),
+            ("GET", "/_next/static/x"),
+            ("GET", "/$export-poll-status?job=1"),
+            ("GET", "/fhir/$export-poll-status"),
+            ("GET", "/observation/1"),
+            ("GET", "/reports/observations"),
+        ] {
+            assert!(!fhir(method, path), "{method} {path}");
+        }
     }
 }
 

@@ -799,7 +799,14 @@ impl Introspector {
         // would meet it again. The slot is waited for here, so a dropped request leaves no
         // task queued for one: detached calls are never more than the slots.
         let call = async move {
-            this.endpoint().await?;
+            if this.endpoint.get().is_none() {
+                // Finding the endpoint (discovery) runs as a task too, so that its failure
+                // starts the cooldown even when this request is dropped meanwhile.
+                let finder = Arc::clone(&this);
+                tokio::spawn(async move { finder.endpoint().await.map(|_| ()) })
+                    .await
+                    .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))?;
+            }
             let acquire = Arc::clone(&this.call_slots).acquire_owned();
             let Ok(Ok(slot)) = tokio::time::timeout(this.settings.max_queue_wait, acquire).await
             else {

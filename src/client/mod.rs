@@ -43,6 +43,7 @@ mod key;
 mod token;
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,6 +51,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use futures_util::FutureExt as _;
 use http::HeaderValue;
 use reqwest::Url;
 use serde_json::Value;
@@ -121,14 +123,33 @@ impl Authentication {
         let encoded = credentials
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Basic "));
-        let form_encoded = crate::form::form_encode_credential(secret);
+        let form_encoded = form_encode_credential(secret);
+        // The answer as sent, and its texts as JSON decodes them, whole (a JSON encoder
+        // may write `+` as `\u002B` or `/` as `\/`).
+        let decoded: Vec<String> = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|answer| match answer {
+                Value::Object(members) => Some(members),
+                _ => None,
+            })
+            .map(|members| {
+                members
+                    .into_iter()
+                    .filter_map(|(_, value)| match value {
+                        Value::String(text) => Some(text),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let body = String::from_utf8_lossy(body);
         let sought: Vec<&str> = [Some(secret.as_str()), Some(form_encoded.as_str()), encoded]
             .into_iter()
             .flatten()
             .filter(|text| text.len() >= 8)
             .collect();
-        if !sought.iter().any(|text| body.contains(text)) {
+        let quotes = |text: &str| sought.iter().any(|sought| text.contains(sought));
+        if !quotes(&body) && !decoded.iter().any(|text| quotes(text)) {
             return ClientError::OAuth {
                 status,
                 error,
@@ -141,7 +162,7 @@ impl Authentication {
             && error
                 .bytes()
                 .all(|byte| byte.is_ascii_lowercase() || byte == b'_')
-            && !sought.iter().any(|text| error.contains(text));
+            && !quotes(&error);
         ClientError::OAuth {
             status,
             error: if is_code { error } else { WITHHELD.to_owned() },
@@ -1104,19 +1125,26 @@ impl BackendServiceClient {
         mut state: OwnedMutexGuard<RefreshState>,
     ) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
         let client = self.clone();
-        let result = tokio::spawn(async move { client.refresh_locked(&mut state).await }).await;
-        result.unwrap_or_else(|_| {
-            let error = ClientError::Transport {
+        let task = tokio::spawn(async move {
+            let outcome = AssertUnwindSafe(client.refresh_locked(&mut state))
+                .catch_unwind()
+                .await;
+            outcome.unwrap_or_else(|_| {
+                // A panic (in a hook it called) left no outcome: counted as a failure while
+                // the lock is still held, so that the callers in line back off instead of
+                // each asking again at once.
+                let error = ClientError::Transport {
+                    reason: "the token request ended abnormally".to_owned(),
+                };
+                state.failed(&error, client.now(), None);
+                client.inner.finished.fetch_add(1, Ordering::SeqCst);
+                Err(error)
+            })
+        });
+        task.await.unwrap_or_else(|_| {
+            Err(ClientError::Transport {
                 reason: "the token request task ended abnormally".to_owned(),
-            };
-            // A panic (in a hook it called) left no outcome: counted as a failure, so that
-            // the callers in line do not each ask again at once. Unless another request
-            // holds the lock by now, whose outcome will count.
-            if let Ok(mut state) = self.inner.refresh.try_lock() {
-                state.failed(&error, self.now(), None);
-            }
-            self.inner.finished.fetch_add(1, Ordering::SeqCst);
-            Err(error)
+            })
         })
     }
 

@@ -730,6 +730,17 @@ async fn errors_never_quote_the_client_secret() {
             Some("<withheld: the server's text quoted this client's credentials>")
         );
     }
+    // Quoted as a JSON encoder may write it (System.Text.Json escapes `+`): still found.
+    stub.fixed(
+        401,
+        r#"{"error":"invalid_client","error_description":"wrong secret p@ss:word\u002B1 quoted back"}"#,
+    );
+    client.clear_cached_token();
+    let failure = client.request_token_verbose().await.unwrap_err();
+    assert!(
+        !format!("{failure} {failure:?}").contains("p@ss"),
+        "{failure:?}"
+    );
     // The server's words are kept when they quote nothing (the basic client's secret,
     // "s", is shorter than anything looked for).
     stub.fixed(
@@ -749,6 +760,61 @@ async fn errors_never_quote_the_client_secret() {
             description: Some("unknown client".to_owned()),
         }
     );
+}
+
+/// A clock that panics once, on its first reading after it is armed: a hook with a bug.
+#[derive(Debug, Clone, Default)]
+struct PanicsOnceArmed {
+    clock: ManualClock,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl smart_auth::Clock for PanicsOnceArmed {
+    fn now(&self) -> std::time::SystemTime {
+        assert!(
+            !self.armed.swap(false, Ordering::SeqCst),
+            "a clock with a bug"
+        );
+        smart_auth::Clock::now(&self.clock)
+    }
+}
+
+/// A token request that panics (here its clock, as it notes the failed answer) counts as
+/// a failed one, with the refresh lock still held: a caller queued behind it gets the
+/// failure and backs off, instead of asking the endpoint again at once.
+#[tokio::test]
+async fn a_panicking_token_request_counts_as_a_failure() {
+    let stub = Stub::start().await;
+    stub.close_gate();
+    stub.fixed(500, "");
+    let clock = PanicsOnceArmed::default();
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .token_endpoint(stub.token_endpoint())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.access_token().await }
+    });
+    stub.wait_for_token_calls(1).await;
+    // The next reading is the one that notes the request's failure.
+    clock.armed.store(true, Ordering::SeqCst);
+    let queued = tokio::spawn({
+        let client = client.clone();
+        async move { client.access_token().await }
+    });
+    // The second caller runs until it waits for the refresh lock (one thread: it runs
+    // when this test yields, while the first request waits at the gate).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    stub.open_gate();
+    assert!(first.await.unwrap().is_err());
+    assert!(queued.await.unwrap().is_err());
+    assert_eq!(stub.token_calls(), 1, "the queued caller backs off");
 }
 
 /// A token request whose caller is dropped midway (a request given up on, an outer
