@@ -1696,9 +1696,7 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
         || !crate::config_path::is_canonical_config_path(&format!("/{path}"))
     {
         Some("it is not written one way only")
-    } else if crate::scopes::starts_fhir_interaction(first)
-        && !(first.starts_with('$') && first.ends_with("-poll-status"))
-    {
+    } else if crate::scopes::starts_fhir_interaction(first) && !is_poll_status_segment(first) {
         Some(
             "it starts where FHIR interactions are (a resource type, metadata, a '_' name, an operation other than a '-poll-status' one)",
         )
@@ -1714,7 +1712,7 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
 /// search), and a request the classifier finds no FHIR interaction counts when its first
 /// segment after that base starts one (a resource type's shape, `metadata`, `_history`,
 /// `_search`, an operation: `DELETE /Observation` without criteria, a sixth segment);
-/// `-poll-status` operations do not count. Outside the base, such a request
+/// `-poll-status` operations of the whole server do not count. Outside the base, such a request
 /// means the base is wrong, or the path was stripped where the layer cannot see it (a
 /// nest without the crate's `axum` feature, or under another axum version, hands
 /// `/Observation/1` or `/fhir/Observation/1` to a layer whose base is `/api/fhir`), never
@@ -1729,7 +1727,8 @@ fn reads_as_fhir_under_a_shorter_base(method: &str, path_and_query: &str, base_p
         let shorter = &base[dropped..];
         match Classifier::new(&format!("/{}", shorter.join("/"))).classify(method, path_and_query) {
             Classified::Fhir(FhirRequest::Operation(operation)) => {
-                !operation.name.ends_with("-poll-status")
+                !(operation.level == crate::scopes::OperationLevel::System
+                    && operation.name.ends_with("-poll-status"))
             }
             Classified::Fhir(_) | Classified::Malformed => true,
             Classified::OutsideBase => false,
@@ -1746,10 +1745,19 @@ fn reads_as_fhir_under_a_shorter_base(method: &str, path_and_query: &str, base_p
                     !first.starts_with('_') || matches!(first.as_str(), "_history" | "_search");
                 crate::scopes::starts_fhir_interaction(&first)
                     && fhir_underscore
-                    && !(first.starts_with('$') && first.ends_with("-poll-status"))
+                    && !is_poll_status_segment(&first)
             }
         }
     })
+}
+
+/// Whether a first segment after the base names a bulk status operation of the whole
+/// server (`$export-poll-status`, HAPI FHIR's), whose URLs the Bulk Data IG asks no scope
+/// of: the one kind of FHIR-shaped path that settings may open to any token.
+fn is_poll_status_segment(segment: &str) -> bool {
+    segment
+        .strip_prefix('$')
+        .is_some_and(|name| name.ends_with("-poll-status"))
 }
 
 /// A 403 without a scope hint: no scope would allow the request.
@@ -2474,6 +2482,9 @@ mod tests {
             ("DELETE", "/fhir/Observation"),
             ("POST", "/fhir"),
             ("GET", "/FHIR/metadata"),
+            // A status operation of a type or an instance is no bulk status URL.
+            ("GET", "/Patient/123/$everything-poll-status"),
+            ("POST", "/Observation/$x-poll-status"),
         ] {
             assert!(fhir(method, path), "{method} {path}");
         }

@@ -805,7 +805,11 @@ impl Introspector {
                 let finder = Arc::clone(&this);
                 tokio::spawn(async move { finder.endpoint().await.map(|_| ()) })
                     .await
-                    .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))?;
+                    .unwrap_or_else(|_| {
+                        // A panic: taken as a failure to find it, as a call's panic is.
+                        this.record_failure();
+                        Err(Unavailable::Down(FetchError::TaskFailed))
+                    })?;
             }
             let acquire = Arc::clone(&this.call_slots).acquire_owned();
             let Ok(Ok(slot)) = tokio::time::timeout(this.settings.max_queue_wait, acquire).await

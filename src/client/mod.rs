@@ -235,7 +235,10 @@ impl BackendServiceClientBuilder {
     }
 
     /// Uses this token endpoint instead of discovering it; the FHIR base URL is then not
-    /// contacted. It must be `https` (`http` only for loopback hosts).
+    /// contacted. It must be `https` (`http` only for loopback hosts). ASCII whitespace
+    /// around it is dropped (a value read from a file keeps its line break); whitespace or
+    /// a control character inside is refused by `build`, since it would go into the
+    /// assertion's `aud`.
     ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;
@@ -272,7 +275,9 @@ impl BackendServiceClientBuilder {
     }
 
     /// The `aud` of the client assertions (`private_key_jwt`). By default it is the token
-    /// endpoint URL, exactly as configured or discovered, as SMART Backend Services asks.
+    /// endpoint URL, as configured or discovered (without the whitespace around it), as
+    /// SMART Backend Services asks. This value is trimmed the same way, and refused by
+    /// `build` with whitespace or a control character inside.
     /// Some servers want another value: Auth0 and the RFC 7523 update draft
     /// (rfc7523bis) want the authorization server's issuer identifier. It needs a
     /// configured [`token_endpoint`](Self::token_endpoint): an assertion for that
@@ -486,8 +491,10 @@ impl BackendServiceClientBuilder {
     ///
     /// [`ClientError::Config`] when the client id, the authentication method or the
     /// scopes are missing, the secret or the [assertion audience](Self::assertion_audience)
-    /// is empty, or the token endpoint (or, without one, the FHIR base URL) is not an
-    /// `https` URL (`http` only for loopback hosts).
+    /// is empty, the token endpoint or the assertion audience holds whitespace or a control
+    /// character (once the ASCII whitespace around it is dropped), or the token endpoint
+    /// (or, without one, the FHIR base URL) is not an `https` URL (`http` only for loopback
+    /// hosts).
     pub fn build(self) -> Result<BackendServiceClient, ClientError> {
         if self.client_id.is_empty() {
             return Err(ClientError::Config("client_id is required"));
@@ -506,25 +513,16 @@ impl BackendServiceClientBuilder {
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
         }
-        // As the token endpoint: whitespace around it is no part of it, and whitespace or
-        // a control character inside would go into `aud` for an exact comparison to fail.
-        let assertion_audience = self.assertion_audience.as_deref().map(|audience| {
-            audience
-                .trim_matches(|c: char| c.is_ascii_whitespace())
-                .to_owned()
-        });
-        if assertion_audience.as_deref() == Some("") {
-            return Err(ClientError::Config("the assertion audience is empty"));
-        }
-        if assertion_audience.as_deref().is_some_and(|audience| {
-            audience
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        }) {
-            return Err(ClientError::Config(
-                "the assertion audience holds whitespace or control characters",
-            ));
-        }
+        let assertion_audience = match self.assertion_audience.as_deref().map(aud_text) {
+            None => None,
+            Some(Some("")) => return Err(ClientError::Config("the assertion audience is empty")),
+            Some(Some(audience)) => Some(audience.to_owned()),
+            Some(None) => {
+                return Err(ClientError::Config(
+                    "the assertion audience holds whitespace or control characters",
+                ));
+            }
+        };
         // Zero fails every request; hours hold the refresh (and every caller) that long.
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
             return Err(ClientError::Config(
@@ -575,16 +573,9 @@ impl BackendServiceClientBuilder {
         let plain = |text: &str| allowed(text).filter(|url| url.query().is_none());
         let endpoint = match self.token_endpoint {
             Some(text) => {
-                // As a discovered one: whitespace around it is no part of it (a value read
-                // from a file or the environment with its line break), and whitespace or
-                // a control character inside, which a URL parser drops but the assertion's
-                // `aud` would keep, is refused.
-                let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
-                if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(ClientError::Config(
-                        "the token endpoint holds whitespace or control characters",
-                    ));
-                }
+                let text = aud_text(&text).ok_or(ClientError::Config(
+                    "the token endpoint holds whitespace or control characters",
+                ))?;
                 let url = allowed(text).ok_or(ClientError::Config(
                     "the token endpoint must be an https URL (http only for loopback)",
                 ))?;
@@ -722,7 +713,7 @@ struct RefreshState {
     retry_not_before: i64,
     /// How long that wait was when it began (seconds): more than this left means the
     /// clock was set back since, which must not stretch the wait (nor end it).
-    wait: i64,
+    backoff_seconds: i64,
 }
 
 /// The longest backoff after failed token requests, in seconds (a server's `Retry-After`
@@ -734,8 +725,8 @@ impl RefreshState {
     /// back since the wait began cuts what is left to the wait's own length, counted from
     /// the stepped clock's now: the step neither stretches the wait nor ends it.
     fn backing_off(&mut self, now: i64) -> Option<ClientError> {
-        if self.retry_not_before.saturating_sub(now) > self.wait {
-            self.retry_not_before = now.saturating_add(self.wait);
+        if self.retry_not_before.saturating_sub(now) > self.backoff_seconds {
+            self.retry_not_before = now.saturating_add(self.backoff_seconds);
         }
         (now < self.retry_not_before)
             .then(|| self.last_error.clone())
@@ -748,8 +739,8 @@ impl RefreshState {
         // 1, 2, 4 … 32 s, then 60 s: the shift stops at 6, far from overflowing.
         let doubling = (1_i64 << self.failures.saturating_sub(1).min(6)).min(MAX_BACKOFF_SECONDS);
         let asked = retry_after.map_or(0, |seconds| i64::try_from(seconds).unwrap_or(i64::MAX));
-        self.wait = doubling.max(asked);
-        self.retry_not_before = now.saturating_add(self.wait);
+        self.backoff_seconds = doubling.max(asked);
+        self.retry_not_before = now.saturating_add(self.backoff_seconds);
         self.last_error = Some(error.clone());
     }
 
@@ -927,14 +918,16 @@ impl BackendServiceClient {
         result.or_else(|error| self.unexpired_token_despite(error))
     }
 
-    /// After a failed refresh (the refresh lock held): the cached token while it expires
-    /// at least a second from now (by this client's clock), else `error`. The next attempt
-    /// waits a quarter of the time left, 1 to 5 s: callers meanwhile get the cached token
-    /// without asking the token endpoint, which is failing or throttling.
+    /// After a failed refresh: the cached token while it expires at least a second from
+    /// now (by this client's clock), else `error`. The next attempt waits a quarter of the
+    /// time left, 1 to 5 s: callers meanwhile get the cached token without asking the token
+    /// endpoint, which is failing or throttling. A token not yet due for replacement (one
+    /// another caller got since the refresh lock was released) is returned as it is.
     fn unexpired_token_despite(&self, error: ClientError) -> Result<AccessToken, ClientError> {
         let cached = self.inner.cached.load_full();
         let now = self.now();
         match cached {
+            Some(cached) if now < cached.refresh_at => Ok(cached.token.clone()),
             Some(cached) if cached.token.expires_at().saturating_sub(now) >= 1 => {
                 let expires_at = cached.token.expires_at();
                 let retry_in = (expires_at.saturating_sub(now) / 4).clamp(1, 5);
@@ -1207,18 +1200,9 @@ impl BackendServiceClient {
             .and_then(Value::as_str)
             .filter(|text| !text.trim().is_empty())
             .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?;
-        // Whitespace around it is no part of it (the POST target and the assertion's `aud`
-        // both go without). A URL parser drops tabs or line breaks inside, but `aud` would
-        // keep them: the server would refuse it without saying why.
-        let published = published.trim_matches(|c: char| c.is_ascii_whitespace());
-        if published
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(failed(
-                "token_endpoint holds whitespace or control characters".to_owned(),
-            ));
-        }
+        let published = aud_text(published).ok_or_else(|| {
+            failed("token_endpoint holds whitespace or control characters".to_owned())
+        })?;
         let (text, endpoint) = match Url::parse(published) {
             Ok(url) => (published.to_owned(), Some(url)),
             // SMART: endpoint URLs are absolute, but clients resolve relative ones against
@@ -1361,6 +1345,17 @@ impl BackendServiceClient {
         };
         Ok((trace, token))
     }
+}
+
+/// A URL that goes into an assertion's `aud` (a token endpoint, configured or discovered,
+/// or a configured assertion audience), without the ASCII whitespace around it, which is no
+/// part of it (a value read from a file or the environment keeps its line break); `None`
+/// when whitespace or a control character remains inside: a URL parser drops tabs and line
+/// breaks, but `aud` would keep them, and a server comparing it exactly would refuse the
+/// assertion without saying why.
+fn aud_text(text: &str) -> Option<&str> {
+    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    (!text.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(text)
 }
 
 /// A relative reference resolved (RFC 3986 section 5) against the FHIR base URL taken as

@@ -195,7 +195,8 @@ pub struct ClientRegistration {
 
 /// The owner whose share of the token and assertion stores every client registered over
 /// HTTP counts toward: one share for all of them, so that registering many clients cannot
-/// fill a store for the clients registered in code. No client id holds a NUL.
+/// fill a store for the clients registered in code. HTTP-registered ids are random
+/// base64url, so none is this; a client registered in code under it would share it.
 const HTTP_REGISTERED_CLIENTS: &str = "\u{0}registered over HTTP";
 
 impl ClientRegistration {

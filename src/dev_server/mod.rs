@@ -606,7 +606,7 @@ impl DevAuthServerBuilder {
                 limits
                     .max_seen_assertions_per_client
                     .clamp(1, limits.max_seen_assertions.max(1)),
-                |client_id: &String| client_id.as_str(),
+                |owner: &String| owner.as_str(),
             )),
             registration_scopes: self.registration_scopes,
             // Every live client has at most one URL; room for twice the HTTP-registered

@@ -363,6 +363,16 @@ struct RefreshState {
     last_unknown_kid_fetch: Option<Instant>,
 }
 
+/// Whether two readings of the installed key set are the same install (an install stores a
+/// new snapshot, also for an unchanged document).
+fn same_snapshot(before: &Option<Arc<Snapshot>>, after: &Option<Arc<Snapshot>>) -> bool {
+    match (before, after) {
+        (Some(before), Some(after)) => Arc::ptr_eq(before, after),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 impl RefreshState {
     /// The fetch in flight, if its task still runs. One that ended without clearing its
     /// slot is forgotten: no one may poll it (a background refresh), and while it counted
@@ -781,19 +791,24 @@ impl KeyStore {
         let task = tokio::spawn(async move { store.fetch_and_install(need).await });
         state.in_flight_task = Some(task.abort_handle());
         let store = Arc::clone(self);
+        let keys_before = self.current.load_full();
         let shared = async move {
             match task.await {
                 Ok(result) => result,
                 Err(ended) => {
                     // The task ended before clearing its slot (runtime shutdown, or a panic
                     // in a hook it calls: a custom clock, a metrics recorder): the slot is
-                    // freed, unless a newer fetch holds it already. A panic counts as a
-                    // failed fetch, so that the next request does not start one again at
-                    // once (a runtime that went away says nothing about the issuer).
+                    // freed, unless a newer fetch holds it already. A panic before the keys
+                    // were installed counts as a failed fetch, so that the next request does
+                    // not start one again at once (a runtime that went away says nothing
+                    // about the issuer; a panic after the install leaves the keys in use).
+                    let installed = !same_snapshot(&keys_before, &store.current.load_full());
                     let mut state = store.lock_state();
                     state.fetch_in_flight();
-                    if ended.is_panic() {
+                    if ended.is_panic() && !installed {
                         state.last_failure = Some(Instant::now());
+                        // The system clock: the configured one may be what panicked.
+                        state.last_failure_at = Some(SystemTime::now());
                         store.rediscover.store(true, Ordering::Relaxed);
                     }
                     Err(FetchError::TaskFailed)
@@ -814,8 +829,8 @@ impl KeyStore {
         let mut state = self.lock_state();
         state.in_flight = None;
         state.in_flight_task = None;
-        // The state first, then what calls out (metrics, tracing): a recorder that panics
-        // must not cost the keys just fetched.
+        // The state first (the keys installed), then the metrics, once the lock is
+        // released: a recorder that panics must not cost the keys just fetched.
         match &result {
             Ok(snapshot) => {
                 state.last_failure = None;
