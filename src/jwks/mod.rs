@@ -298,7 +298,9 @@ pub struct KeyCacheStatus {
     pub fresh_until: Option<SystemTime>,
     /// Whether a fetch is running now.
     pub fetching: bool,
-    /// When the latest fetch failed (as the configured clock read it), if it failed.
+    /// When the latest fetch failed (as the configured clock read it; the system clock's
+    /// time when a hook panicked in the fetch, the configured clock among them), if it
+    /// failed.
     pub last_failure: Option<SystemTime>,
 }
 
@@ -801,17 +803,25 @@ impl KeyStore {
                     // freed, unless a newer fetch holds it already. A panic before the keys
                     // were installed counts as a failed fetch, so that the next request does
                     // not start one again at once (a runtime that went away says nothing
-                    // about the issuer; a panic after the install leaves the keys in use).
-                    let installed = !same_snapshot(&keys_before, &store.current.load_full());
+                    // about the issuer; a panic after the install leaves the keys in use,
+                    // and its waiters get them).
+                    let now_installed = store.current.load_full();
                     let mut state = store.lock_state();
                     state.fetch_in_flight();
-                    if ended.is_panic() && !installed {
-                        state.last_failure = Some(Instant::now());
-                        // The system clock: the configured one may be what panicked.
-                        state.last_failure_at = Some(SystemTime::now());
-                        store.rediscover.store(true, Ordering::Relaxed);
+                    match now_installed {
+                        Some(keys) if !same_snapshot(&keys_before, &Some(Arc::clone(&keys))) => {
+                            Ok(keys)
+                        }
+                        _ => {
+                            if ended.is_panic() {
+                                state.last_failure = Some(Instant::now());
+                                // The system clock: the configured one may be what panicked.
+                                state.last_failure_at = Some(SystemTime::now());
+                                store.rediscover.store(true, Ordering::Relaxed);
+                            }
+                            Err(FetchError::TaskFailed)
+                        }
                     }
-                    Err(FetchError::TaskFailed)
                 }
             }
         }

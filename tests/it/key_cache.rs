@@ -1565,6 +1565,46 @@ async fn a_kid_reused_for_another_key_type_is_fetched_again() {
     assert_eq!(app.issuer.jwks_fetches(), 2, "inside the cooldown");
 }
 
+/// A tracing layer that panics on the event of an installed key set: a hook with a bug
+/// that runs after the keys are in.
+struct PanicsOnInstall;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PanicsOnInstall {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut message = String::new();
+        event.record(
+            &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+                if field.name() == "message" {
+                    message = format!("{value:?}");
+                }
+            },
+        );
+        assert!(
+            !message.contains("installed a fresh key set"),
+            "a layer with a bug"
+        );
+    }
+}
+
+/// A key fetch whose task panics after its keys are installed hands its waiter the keys:
+/// the token verifies, and no cooldown starts. (One thread: the subscriber set here sees
+/// the fetch task's events.)
+#[tokio::test]
+async fn a_fetch_task_that_panics_after_installing_hands_over_the_keys() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let issuer = TestIssuer::start().await;
+    let verifier = smart_auth::TokenVerifier::builder(issuer.url())
+        .audience(issuer.audience())
+        .build()
+        .unwrap();
+    let _panicking =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(PanicsOnInstall));
+    let token = issuer.token().sign();
+    let verified = verifier.verify(&token).await;
+    assert!(verified.is_ok(), "{verified:?}");
+    assert_eq!(issuer.jwks_fetches(), 1);
+}
+
 /// A clock that panics when read inside a spawned task (the key fetch's), as a custom
 /// clock or metrics recorder with a bug would: the request path, run by the test itself
 /// outside any task, reads it freely.
