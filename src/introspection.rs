@@ -3,11 +3,13 @@
 //!
 //! See [`Introspection`] for the modes and settings.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use futures_util::FutureExt as _;
 use http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
@@ -803,28 +805,30 @@ impl Introspector {
                 // Finding the endpoint (discovery) runs as a task too, so that its failure
                 // starts the cooldown even when this request is dropped meanwhile.
                 let finder = Arc::clone(&this);
-                tokio::spawn(async move { finder.endpoint().await.map(|_| ()) })
-                    .await
-                    .unwrap_or_else(|_| {
-                        // A panic: taken as a failure to find it, as a call's panic is.
-                        this.record_failure();
-                        Err(Unavailable::Down(FetchError::TaskFailed))
-                    })?;
+                tokio::spawn(async move {
+                    let found = AssertUnwindSafe(finder.endpoint()).catch_unwind().await;
+                    found.map_or_else(
+                        |_| Err(finder.failed_in_a_panic()),
+                        |found| found.map(|_| ()),
+                    )
+                })
+                .await
+                .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))?;
             }
             let acquire = Arc::clone(&this.call_slots).acquire_owned();
             let Ok(Ok(slot)) = tokio::time::timeout(this.settings.max_queue_wait, acquire).await
             else {
                 return Err(Unavailable::Saturated);
             };
-            let judge = Arc::clone(&this);
-            tokio::spawn(async move { this.call(&token_owned, slot).await })
-                .await
-                .unwrap_or_else(|_| {
-                    // A call that panicked tells nothing about the token: the endpoint
-                    // is taken as down, as for any failure no token explains.
-                    judge.record_failure();
-                    Err(Unavailable::Down(FetchError::TaskFailed))
-                })
+            tokio::spawn(async move {
+                let called = AssertUnwindSafe(this.call(&token_owned, slot))
+                    .catch_unwind()
+                    .await;
+                called.unwrap_or_else(|_| Err(this.failed_in_a_panic()))
+            })
+            .await
+            // Cancelled with its runtime: nothing to record.
+            .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))
         };
         self.cache
             .try_get_with(key, call)
@@ -938,6 +942,14 @@ impl Introspector {
             }
             _ => Err(FetchError::InsecureUrl),
         }
+    }
+
+    /// A call or discovery that panicked (in a hook it called), caught in its task so that
+    /// it counts whether or not its lookup still waits: it tells nothing about the token,
+    /// so the endpoint is taken as down, as for any failure no token explains.
+    fn failed_in_a_panic(&self) -> Unavailable {
+        self.record_failure();
+        Unavailable::Down(FetchError::TaskFailed)
     }
 
     /// One call to the endpoint, inside one of the call slots (`_slot`, held until the

@@ -5,6 +5,7 @@
 mod keyset;
 mod static_keys;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -790,45 +791,51 @@ impl KeyStore {
             Need::UnknownKid => metrics::jwks_refresh(Refresh::UnknownKid),
         }
         let store = Arc::clone(self);
-        let task = tokio::spawn(async move { store.fetch_and_install(need).await });
+        let keys_before = self.current.load_full();
+        let task = tokio::spawn(async move {
+            // A panic in a hook the fetch calls (a custom clock, a metrics recorder) is
+            // caught in the task, so that it counts whether or not anyone awaits the fetch
+            // (a background refresh does not).
+            let fetched = AssertUnwindSafe(Arc::clone(&store).fetch_and_install(need))
+                .catch_unwind()
+                .await;
+            fetched.unwrap_or_else(|_| store.after_panic(&keys_before))
+        });
         state.in_flight_task = Some(task.abort_handle());
         let store = Arc::clone(self);
-        let keys_before = self.current.load_full();
         let shared = async move {
-            match task.await {
-                Ok(result) => result,
-                Err(ended) => {
-                    // The task ended before clearing its slot (runtime shutdown, or a panic
-                    // in a hook it calls: a custom clock, a metrics recorder): the slot is
-                    // freed, unless a newer fetch holds it already. A panic before the keys
-                    // were installed counts as a failed fetch, so that the next request does
-                    // not start one again at once (a runtime that went away says nothing
-                    // about the issuer; a panic after the install leaves the keys in use,
-                    // and its waiters get them).
-                    let now_installed = store.current.load_full();
-                    let mut state = store.lock_state();
-                    state.fetch_in_flight();
-                    match now_installed {
-                        Some(keys) if !same_snapshot(&keys_before, &Some(Arc::clone(&keys))) => {
-                            Ok(keys)
-                        }
-                        _ => {
-                            if ended.is_panic() {
-                                state.last_failure = Some(Instant::now());
-                                // The system clock: the configured one may be what panicked.
-                                state.last_failure_at = Some(SystemTime::now());
-                                store.rediscover.store(true, Ordering::Relaxed);
-                            }
-                            Err(FetchError::TaskFailed)
-                        }
-                    }
-                }
-            }
+            task.await.unwrap_or_else(|_| {
+                // Cancelled with its runtime (a runtime that went away says nothing about
+                // the issuer): the slot is freed, unless a newer fetch holds it already.
+                store.lock_state().fetch_in_flight();
+                Err(FetchError::TaskFailed)
+            })
         }
         .boxed()
         .shared();
         state.in_flight = Some(shared.clone());
         Some(shared)
+    }
+
+    /// After a fetch task's panic: the keys it installed before it panicked (a recorder
+    /// called after the install), which its waiters get, or else a failed fetch, so that
+    /// the next request does not start one again at once. The slot is cleared either way
+    /// (the task holds it: no newer fetch can).
+    fn after_panic(&self, keys_before: &Option<Arc<Snapshot>>) -> FetchResult {
+        let now_installed = self.current.load_full();
+        let mut state = self.lock_state();
+        state.in_flight = None;
+        state.in_flight_task = None;
+        match now_installed {
+            Some(keys) if !same_snapshot(keys_before, &Some(Arc::clone(&keys))) => Ok(keys),
+            _ => {
+                state.last_failure = Some(Instant::now());
+                // The system clock: the configured one may be what panicked.
+                state.last_failure_at = Some(SystemTime::now());
+                self.rediscover.store(true, Ordering::Relaxed);
+                Err(FetchError::TaskFailed)
+            }
+        }
     }
 
     /// The body of a fetch task: fetch, install, and clear the in-flight slot.
@@ -1123,6 +1130,50 @@ mod tests {
         });
         assert!(fetched.is_ok(), "{fetched:?}");
         assert!(!store.status().fetching);
+    }
+
+    /// A background refresh whose task panics (in a hook it calls: here the clock) counts
+    /// as a failed fetch although no request awaits it: the failure cooldown starts, and
+    /// the next refresh waits for its end.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_refresh_that_panics_unawaited_starts_the_cooldown() {
+        /// A clock that fails inside tasks (the fetch's), not in the test itself.
+        #[derive(Debug)]
+        struct PanicsInTasks;
+        impl Clock for PanicsInTasks {
+            fn now(&self) -> SystemTime {
+                assert!(tokio::task::try_id().is_none(), "a clock with a bug");
+                SystemTime::now()
+            }
+        }
+        let issuer = crate::testing::TestIssuer::start().await;
+        let timeout = Duration::from_secs(5);
+        let fetcher = Fetcher {
+            client: fetch::default_client(timeout).unwrap(),
+            timeout,
+            max_body: 1024 * 1024,
+        };
+        let store = Arc::new(KeyStore::new(
+            KeySource::Fixed(Url::parse(&issuer.jwks_uri()).unwrap()),
+            fetcher,
+            RefreshPolicy::default(),
+            Arc::new(PanicsInTasks),
+        ));
+        // Started and left: no one awaits a background refresh.
+        drop(store.fetch_for(Need::Refresh).expect("a refresh starts"));
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while store.status().fetching {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the refresh task ends");
+        assert!(store.status().last_failure.is_some(), "counted as failed");
+        assert!(
+            store.fetch_for(Need::Refresh).is_none(),
+            "the cooldown holds the next refresh"
+        );
     }
 
     #[test]
