@@ -186,6 +186,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 #[must_use]
 pub struct ScopeEnforcement {
     classifier: Classifier,
+    /// The classifiers of every shorter base (the base without one or more of its leading
+    /// segments, down to the root), for requests outside the base: built with the base.
+    shorter_bases: Arc<[Classifier]>,
     operations: Arc<OperationPolicyFn>,
     /// Whether handlers apply granular filters to reads and searches themselves.
     handler_filters: bool,
@@ -245,6 +248,7 @@ impl ScopeEnforcement {
     pub fn new() -> Self {
         Self {
             classifier: Classifier::new("/"),
+            shorter_bases: Arc::new([]),
             operations: Arc::new(default_operation_policy),
             handler_filters: false,
             any_token_outside_base: false,
@@ -600,6 +604,7 @@ impl ScopeEnforcement {
     /// This enforcement at the layer's base path, with the same resource types.
     pub(crate) fn at_base(mut self, base_path: &str) -> Self {
         self.classifier = self.classifier.rebased(base_path);
+        self.shorter_bases = shorter_bases(self.classifier.base_path());
         self
     }
 
@@ -796,9 +801,9 @@ impl ScopeEnforcement {
             Classified::OutsideBase
                 if self.any_token_outside_base
                     && !reads_as_fhir_under_a_shorter_base(
+                        &self.shorter_bases,
                         method,
                         path_and_query,
-                        self.classifier.base_path(),
                     ) =>
             {
                 return Ok(Passed::Checked);
@@ -1717,15 +1722,14 @@ fn token_only_path_problem(path: &str) -> Option<&'static str> {
 /// nest without the crate's `axum` feature, or under another axum version, hands
 /// `/Observation/1` or `/fhir/Observation/1` to a layer whose base is `/api/fhir`), never
 /// a non-FHIR route that any token may reach.
-fn reads_as_fhir_under_a_shorter_base(method: &str, path_and_query: &str, base_path: &str) -> bool {
+fn reads_as_fhir_under_a_shorter_base(
+    shorter_bases: &[Classifier],
+    method: &str,
+    path_and_query: &str,
+) -> bool {
     let path = path_and_query.split('?').next().unwrap_or_default();
-    let base: Vec<&str> = base_path
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .collect();
-    (1..=base.len()).any(|dropped| {
-        let shorter = &base[dropped..];
-        match Classifier::new(&format!("/{}", shorter.join("/"))).classify(method, path_and_query) {
+    shorter_bases.iter().any(|shorter| {
+        match shorter.classify(method, path_and_query) {
             Classified::Fhir(FhirRequest::Operation(operation)) => {
                 !(operation.level == crate::scopes::OperationLevel::System
                     && operation.name.ends_with("-poll-status"))
@@ -1736,7 +1740,7 @@ fn reads_as_fhir_under_a_shorter_base(method: &str, path_and_query: &str, base_p
                 let first = path
                     .split('/')
                     .filter(|segment| !segment.is_empty())
-                    .nth(shorter.len())
+                    .nth(segment_count(shorter.base_path()))
                     .and_then(crate::form::percent_decode_strict)
                     .unwrap_or_default();
                 // FHIR's own `_` names only: another (`/_next/static`) is no interaction
@@ -1749,6 +1753,27 @@ fn reads_as_fhir_under_a_shorter_base(method: &str, path_and_query: &str, base_p
             }
         }
     })
+}
+
+/// The classifiers of the bases `base_path` shortens to: without its first segment, its
+/// first two, and so on down to the root (`/fhir` and `/` for `/api/fhir`; none for the
+/// root itself).
+fn shorter_bases(base_path: &str) -> Arc<[Classifier]> {
+    let segments: Vec<&str> = base_path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    (1..=segments.len())
+        .map(|dropped| Classifier::new(&format!("/{}", segments[dropped..].join("/"))))
+        .collect()
+}
+
+/// The number of segments of a base path (0 for the root).
+fn segment_count(base_path: &str) -> usize {
+    base_path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .count()
 }
 
 /// Whether a first segment after the base names a bulk status operation of the whole
@@ -2460,7 +2485,7 @@ mod tests {
     #[test]
     fn fhir_under_a_shorter_base_is_told_from_other_routes() {
         let fhir = |method: &str, path: &str| {
-            reads_as_fhir_under_a_shorter_base(method, path, "/api/fhir")
+            reads_as_fhir_under_a_shorter_base(&shorter_bases("/api/fhir"), method, path)
         };
         for (method, path) in [
             // At the root: the whole prefix stripped.

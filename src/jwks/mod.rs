@@ -1082,6 +1082,23 @@ mod tests {
         cache.abort();
     }
 
+    /// A key store for the test issuer's key set, with the default policy and `clock`.
+    #[cfg(feature = "testing")]
+    fn store_for(issuer: &crate::testing::TestIssuer, clock: impl Clock) -> Arc<KeyStore> {
+        let timeout = Duration::from_secs(5);
+        let fetcher = Fetcher {
+            client: fetch::default_client(timeout).unwrap(),
+            timeout,
+            max_body: 1024 * 1024,
+        };
+        Arc::new(KeyStore::new(
+            KeySource::Fixed(Url::parse(&issuer.jwks_uri()).unwrap()),
+            fetcher,
+            RefreshPolicy::default(),
+            Arc::new(clock),
+        ))
+    }
+
     /// A fetch whose runtime shut down while it ran (a synchronous wrapper's runtime per
     /// call, a worker restarted) leaves no slot behind: the status no longer says
     /// fetching, and the next refresh starts instead of joining a fetch no one runs.
@@ -1097,18 +1114,7 @@ mod tests {
         let issuer = main.block_on(TestIssuer::start());
         // Every fetch waits at the gate until it opens.
         issuer.set_jwks_behaviour(JwksBehaviour::Gated);
-        let timeout = Duration::from_secs(5);
-        let fetcher = Fetcher {
-            client: fetch::default_client(timeout).unwrap(),
-            timeout,
-            max_body: 1024 * 1024,
-        };
-        let store = Arc::new(KeyStore::new(
-            KeySource::Fixed(Url::parse(&issuer.jwks_uri()).unwrap()),
-            fetcher,
-            RefreshPolicy::default(),
-            Arc::new(crate::clock::SystemClock),
-        ));
+        let store = store_for(&issuer, crate::clock::SystemClock);
         let doomed = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1148,18 +1154,7 @@ mod tests {
             }
         }
         let issuer = crate::testing::TestIssuer::start().await;
-        let timeout = Duration::from_secs(5);
-        let fetcher = Fetcher {
-            client: fetch::default_client(timeout).unwrap(),
-            timeout,
-            max_body: 1024 * 1024,
-        };
-        let store = Arc::new(KeyStore::new(
-            KeySource::Fixed(Url::parse(&issuer.jwks_uri()).unwrap()),
-            fetcher,
-            RefreshPolicy::default(),
-            Arc::new(PanicsInTasks),
-        ));
+        let store = store_for(&issuer, PanicsInTasks);
         // Started and left: no one awaits a background refresh.
         drop(store.fetch_for(Need::Refresh).expect("a refresh starts"));
         tokio::time::timeout(Duration::from_secs(30), async {

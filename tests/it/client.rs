@@ -1276,14 +1276,13 @@ async fn authorize_sends_the_token_only_to_its_origins() {
 async fn configured_token_endpoints_are_trimmed_or_refused() {
     let stub = Stub::start().await;
     let endpoint = stub.token_endpoint();
-    for written in [format!(" {endpoint}\r\n"), format!("\t{endpoint}\n")] {
+    // A client signing its assertions with a fresh key.
+    let signing = || {
         let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
-        let client = stub
-            .client()
-            .private_key_jwt(key)
-            .token_endpoint(written.clone())
-            .build()
-            .unwrap();
+        stub.client().private_key_jwt(key)
+    };
+    for written in [format!(" {endpoint}\r\n"), format!("\t{endpoint}\n")] {
+        let client = signing().token_endpoint(written.clone()).build().unwrap();
         client.access_token().await.unwrap();
         let claims = jwt_part(&stub.last_assertion(), 1);
         assert_eq!(claims["aud"], endpoint, "{written:?}");
@@ -1296,10 +1295,7 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
         format!("{endpoint}\u{a0}"),
         format!("{endpoint}\u{85}"),
     ] {
-        let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
-        let error = stub
-            .client()
-            .private_key_jwt(key)
+        let error = signing()
             .token_endpoint(written.clone())
             .build()
             .unwrap_err();
@@ -1311,10 +1307,7 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
     }
     // The same for a configured assertion audience.
     let issuer = "https://login.example.test/tenant/v2.0";
-    let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
-    let client = stub
-        .client()
-        .private_key_jwt(key)
+    let client = signing()
         .token_endpoint(&endpoint)
         .assertion_audience(format!("{issuer}\n"))
         .build()
@@ -1332,10 +1325,7 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
         ),
         (" \t".to_owned(), "the assertion audience is empty"),
     ] {
-        let key = ClientKey::generate(SigningAlgorithm::ES384, "k").unwrap();
-        let error = stub
-            .client()
-            .private_key_jwt(key)
+        let error = signing()
             .token_endpoint(&endpoint)
             .assertion_audience(written.clone())
             .build()

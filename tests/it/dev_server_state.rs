@@ -31,10 +31,42 @@ async fn post(
 }
 
 fn token_request(http: &reqwest::Client, server: &DevAuthServer) -> reqwest::RequestBuilder {
+    token_request_as(http, server, "c", "s")
+}
+
+/// A token request for `system/Patient.rs`, authenticated with Basic credentials.
+fn token_request_as(
+    http: &reqwest::Client,
+    server: &DevAuthServer,
+    client_id: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
     http.post(server.token_endpoint())
-        .basic_auth("c", Some("s"))
+        .basic_auth(client_id, Some(secret))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("grant_type=client_credentials&scope=system%2FPatient.rs")
+}
+
+/// A server on `clock` holding `max_tokens` tokens, at most `per_client` for one client,
+/// with the client `c` (secret `s`) registered in code.
+async fn server_with_quota(
+    clock: &ManualClock,
+    max_tokens: usize,
+    per_client: usize,
+) -> DevAuthServer {
+    let server = DevAuthServer::builder(FHIR)
+        .clock(clock.clone())
+        .max_tokens(max_tokens)
+        .max_tokens_per_client(per_client)
+        .start()
+        .await
+        .unwrap();
+    server.register(ClientRegistration::client_secret_basic(
+        "c",
+        "s",
+        ["system/*.rs"],
+    ));
+    server
 }
 
 /// Over the token cap the token endpoint answers 503 with `Retry-After` (the earliest
@@ -91,27 +123,14 @@ async fn issued_tokens_are_capped_and_expire() {
 #[tokio::test]
 async fn one_client_cannot_fill_the_token_store() {
     let clock = ManualClock::at_unix(NOW);
-    let server = DevAuthServer::builder(FHIR)
-        .clock(clock.clone())
-        .max_tokens(10)
-        .max_tokens_per_client(2)
-        .start()
-        .await
-        .unwrap();
-    for client in ["c", "d"] {
-        server.register(ClientRegistration::client_secret_basic(
-            client,
-            "s",
-            ["system/*.rs"],
-        ));
-    }
+    let server = server_with_quota(&clock, 10, 2).await;
+    server.register(ClientRegistration::client_secret_basic(
+        "d",
+        "s",
+        ["system/*.rs"],
+    ));
     let http = crate::support::loopback_client();
-    let request = |client: &str| {
-        http.post(server.token_endpoint())
-            .basic_auth(client, Some("s"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials&scope=system%2FPatient.rs")
-    };
+    let request = |client: &str| token_request_as(&http, &server, client, "s");
     let (status, _, first) = post(&http, request("c")).await;
     assert_eq!(status, StatusCode::OK);
     clock.advance(Duration::from_secs(100));
@@ -143,25 +162,10 @@ async fn one_client_cannot_fill_the_token_store() {
 #[tokio::test]
 async fn clients_registered_over_http_share_one_quota() {
     let clock = ManualClock::at_unix(NOW);
-    let server = DevAuthServer::builder(FHIR)
-        .clock(clock.clone())
-        .max_tokens(6)
-        .max_tokens_per_client(3)
-        .start()
-        .await
-        .unwrap();
-    server.register(ClientRegistration::client_secret_basic(
-        "c",
-        "s",
-        ["system/*.rs"],
-    ));
+    let server = server_with_quota(&clock, 6, 3).await;
     let http = crate::support::loopback_client();
-    let request = |client_id: &str, secret: &str| {
-        http.post(server.token_endpoint())
-            .basic_auth(client_id, Some(secret))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials&scope=system%2FPatient.rs")
-    };
+    let request =
+        |client_id: &str, secret: &str| token_request_as(&http, &server, client_id, secret);
     let mut registered = Vec::new();
     for _ in 0..3 {
         let (status, _, client) = register(&http, &server).await;

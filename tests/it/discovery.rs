@@ -464,16 +464,7 @@ async fn head_options_and_other_methods() {
     // `Content-Length: 0`, which a 204 may not carry.
     assert_eq!(preflight.status(), StatusCode::OK);
     assert_eq!(preflight.headers()["content-length"], "0");
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
-    assert_eq!(
-        preflight.headers()["access-control-allow-methods"],
-        "GET, HEAD, OPTIONS"
-    );
-    // `*` does not cover `Authorization` (Fetch standard): named beside it.
-    assert_eq!(
-        preflight.headers()["access-control-allow-headers"],
-        "*, authorization"
-    );
+    assert_preflight_allows_reads(preflight.headers());
     let post = app.http.post(&url).send().await.unwrap();
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.headers()["allow"], "GET, HEAD, OPTIONS");
@@ -1260,15 +1251,7 @@ async fn cors_on_metadata_follows_the_served_paths() {
         .unwrap();
     let answer = app(discovery.clone()).oneshot(preflight).await.unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
-    assert_eq!(answer.headers()["access-control-allow-origin"], "*");
-    assert_eq!(
-        answer.headers()["access-control-allow-methods"],
-        "GET, HEAD, OPTIONS"
-    );
-    assert_eq!(
-        answer.headers()["access-control-allow-headers"],
-        "*, authorization"
-    );
+    assert_preflight_allows_reads(answer.headers());
     let plain = http::Request::builder()
         .method("OPTIONS")
         .uri("/fhir/metadata")
@@ -1312,4 +1295,15 @@ async fn cors_on_metadata_follows_the_served_paths() {
             .as_deref(),
         Some("https://app.example")
     );
+}
+
+/// The CORS headers of an answered preflight: any origin, the read methods, and any
+/// header with `Authorization` named beside `*`, which does not cover it (Fetch standard).
+fn assert_preflight_allows_reads(headers: &http::HeaderMap) {
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        headers["access-control-allow-methods"],
+        "GET, HEAD, OPTIONS"
+    );
+    assert_eq!(headers["access-control-allow-headers"], "*, authorization");
 }
