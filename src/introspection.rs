@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
@@ -689,6 +690,12 @@ pub(crate) struct Introspector {
     judging: tokio::sync::Mutex<()>,
     /// When a throttled answer was last warned about (monotonic).
     last_throttle_warning: Mutex<Option<Instant>>,
+    /// When a 401/403 from the endpoint was last logged as an error (monotonic).
+    last_refusal_error: Mutex<Option<Instant>>,
+    /// The discovery of the endpoint in flight, shared by the lookups waiting for it, with
+    /// its task (a finished task's result is not reused: after a failure, the next
+    /// discovery is a new one).
+    discovery: Mutex<Option<(SharedDiscovery, tokio::task::AbortHandle)>>,
     /// When the client's token was last dropped after a 401/403 (monotonic).
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     last_renewal: Mutex<Option<Instant>>,
@@ -732,6 +739,8 @@ impl Introspector {
             last_healthy: Mutex::new(None),
             judging: tokio::sync::Mutex::new(()),
             last_throttle_warning: Mutex::new(None),
+            last_refusal_error: Mutex::new(None),
+            discovery: Mutex::new(None),
             last_renewal: Mutex::new(None),
         }
     }
@@ -802,18 +811,7 @@ impl Introspector {
         // task queued for one: detached calls are never more than the slots.
         let call = async move {
             if this.endpoint.get().is_none() {
-                // Finding the endpoint (discovery) runs as a task too, so that its failure
-                // starts the cooldown even when this request is dropped meanwhile.
-                let finder = Arc::clone(&this);
-                tokio::spawn(async move {
-                    let found = AssertUnwindSafe(finder.endpoint()).catch_unwind().await;
-                    found.map_or_else(
-                        |_| Err(finder.failed_in_a_panic()),
-                        |found| found.map(|_| ()),
-                    )
-                })
-                .await
-                .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))?;
+                this.discovery().await?;
             }
             let acquire = Arc::clone(&this.call_slots).acquire_owned();
             let Ok(Ok(slot)) = tokio::time::timeout(this.settings.max_queue_wait, acquire).await
@@ -845,7 +843,7 @@ impl Introspector {
                     }
                     // Per request too while the endpoint throttles (no cooldown starts): a
                     // warning a second at most, the rest at debug level.
-                    Unavailable::Throttled(_) if self.no_throttle_warning_in_the_last_second() => {
+                    Unavailable::Throttled(_) if first_in_a_second(&self.last_throttle_warning) => {
                         tracing::warn!(error = %failure, "token introspection refused");
                     }
                     Unavailable::Throttled(_) => {
@@ -865,15 +863,35 @@ impl Introspector {
             })
     }
 
-    /// Whether no throttled answer was seen in the last second (and notes this one).
-    fn no_throttle_warning_in_the_last_second(&self) -> bool {
-        let now = Instant::now();
-        let mut last = lock(&self.last_throttle_warning);
-        let first = last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
-        if first {
-            *last = Some(now);
+    /// The discovery of the endpoint: the one in flight, or a new one. It runs as a task,
+    /// so that its failure starts the cooldown even when every request waiting for it is
+    /// dropped meanwhile, and there is one such task at a time, however many lookups of
+    /// distinct tokens wait for it (dropped requests leave no task each behind).
+    fn discovery(self: &Arc<Self>) -> SharedDiscovery {
+        let mut slot = lock(&self.discovery);
+        if let Some((running, task)) = slot.as_ref()
+            && !task.is_finished()
+        {
+            return running.clone();
         }
-        first
+        let finder = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let found = AssertUnwindSafe(finder.endpoint()).catch_unwind().await;
+            found.map_or_else(
+                |_| Err(finder.failed_in_a_panic()),
+                |found| found.map(|_| ()),
+            )
+        });
+        let abort = task.abort_handle();
+        let shared = async move {
+            task.await
+                // Cancelled with its runtime: nothing to record.
+                .unwrap_or(Err(Unavailable::Down(FetchError::TaskFailed)))
+        }
+        .boxed()
+        .shared();
+        *slot = Some((shared.clone(), abort));
+        shared
     }
 
     /// Starts the failure cooldown.
@@ -1120,7 +1138,9 @@ impl Introspector {
                 }
                 StatusMeaning::Throttled => Err(Unavailable::Throttled(status)),
                 StatusMeaning::Down => {
-                    if matches!(status, 401 | 403) {
+                    // Once a second at most: a firewall in front of the endpoint may refuse
+                    // each of a stream of hostile tokens this way.
+                    if matches!(status, 401 | 403) && first_in_a_second(&self.last_refusal_error) {
                         tracing::error!(
                             status,
                             "the introspection endpoint refuses the resource server's own \
@@ -1243,6 +1263,21 @@ enum Health {
     Failing,
     /// No unexpired token it found active is known to ask about.
     Unknown,
+}
+
+/// A discovery of the introspection endpoint, awaited by every lookup that needs it.
+type SharedDiscovery = futures_util::future::Shared<BoxFuture<'static, Result<(), Unavailable>>>;
+
+/// Whether nothing was noted in `last` in the last second (and notes now if so): a log
+/// line that a stream of requests could repeat is written once a second at most.
+fn first_in_a_second(last: &Mutex<Option<Instant>>) -> bool {
+    let now = Instant::now();
+    let mut last = lock(last);
+    let first = last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+    if first {
+        *last = Some(now);
+    }
+    first
 }
 
 /// Locks `mutex`; a panic while it was held leaves its value usable (a plain value).

@@ -62,20 +62,21 @@ async fn logging() {
     token_contents_never_reach_the_logs(&logs).await;
     #[cfg(feature = "introspection")]
     throttled_introspection_warns_at_most_once_a_second(&logs).await;
+    #[cfg(feature = "introspection")]
+    refused_introspection_logs_an_error_at_most_once_a_second(&logs).await;
 }
 
-/// An introspection endpoint that throttles (429) starts no cooldown, so every request
-/// meets it: one warning a second at most, the rest at debug level.
+/// An app whose introspection endpoint answers every call with `status`.
 #[cfg(feature = "introspection")]
-async fn throttled_introspection_warns_at_most_once_a_second(logs: &Capture) {
+async fn app_introspecting_at(status: StatusCode) -> (support::App, tokio::task::JoinHandle<()>) {
     use smart_auth::{Introspection, IntrospectionAuth, IntrospectionMode};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
     let router = axum::Router::new().route(
         "/introspect",
-        axum::routing::post(|| async { StatusCode::TOO_MANY_REQUESTS }),
+        axum::routing::post(move || async move { status }),
     );
-    let _server = tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
     let app = app(|b| {
@@ -86,6 +87,41 @@ async fn throttled_introspection_warns_at_most_once_a_second(logs: &Capture) {
         )
     })
     .await;
+    (app, server)
+}
+
+/// A 401 or 403 from the introspection endpoint that no token found active before shows
+/// to be an outage (a firewall in front of it refusing one hostile token after another)
+/// starts no cooldown, so every request meets it: the error that says to check the
+/// credentials is logged once a second at most, not once per request.
+#[cfg(feature = "introspection")]
+async fn refused_introspection_logs_an_error_at_most_once_a_second(logs: &Capture) {
+    for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+        let (app, _server) = app_introspecting_at(status).await;
+        let before = logs.text().len();
+        let started = tokio::time::Instant::now();
+        for n in 0..20 {
+            let answer = app.get_with_token(&format!("opaque-{n}")).await;
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{status}");
+        }
+        let elapsed = started.elapsed().as_secs();
+        let text = logs.text()[before..].to_owned();
+        let errors = text
+            .lines()
+            .filter(|line| line.contains("ERROR") && line.contains("own credentials"))
+            .count();
+        assert!(
+            errors >= 1 && u64::try_from(errors).unwrap() <= 1 + elapsed,
+            "{status}: {errors} errors in {elapsed} s: {text}"
+        );
+    }
+}
+
+/// An introspection endpoint that throttles (429) starts no cooldown, so every request
+/// meets it: one warning a second at most, the rest at debug level.
+#[cfg(feature = "introspection")]
+async fn throttled_introspection_warns_at_most_once_a_second(logs: &Capture) {
+    let (app, _server) = app_introspecting_at(StatusCode::TOO_MANY_REQUESTS).await;
     let before = logs.text().len();
     let started = tokio::time::Instant::now();
     for n in 0..20 {

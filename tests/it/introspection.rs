@@ -1934,3 +1934,64 @@ async fn a_failed_discovery_is_not_tried_again_by_each_waiting_lookup() {
     );
     silent.abort();
 }
+
+/// While the endpoint is being discovered, lookups of distinct tokens that are dropped
+/// (their clients gone) leave no task each behind: one discovery task runs for all of them,
+/// however many came and went. Each lookup here is polled until it waits for the discovery,
+/// then dropped; the runtime's count of live tasks tells what stayed.
+#[tokio::test]
+async fn dropped_lookups_share_one_discovery_task() {
+    use tokio::io::AsyncReadExt as _;
+    // An issuer that reads the discovery request, says so, and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let (request_read, mut request_seen) = watch::channel(false);
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buffer = [0; 1024];
+            while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => head.extend_from_slice(&buffer[..read]),
+                }
+            }
+            request_read.send_replace(true);
+            held.push(socket);
+        }
+    });
+    let verifier = smart_auth::TokenVerifier::builder(issuer)
+        .audience(FHIR)
+        .fetch_timeout(Duration::from_secs(60))
+        .introspection(
+            Introspection::new(IntrospectionAuth::basic("rs", "secret"))
+                .mode(IntrospectionMode::Only),
+        )
+        .build()
+        .unwrap();
+    let poll_then_drop = |token: String| {
+        let verifier = verifier.clone();
+        async move {
+            let lookup = verifier.verify(&token);
+            let mut lookup = std::pin::pin!(lookup);
+            for _ in 0..3 {
+                assert!(futures_util::poll!(lookup.as_mut()).is_pending());
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    poll_then_drop("first".to_owned()).await;
+    request_seen.wait_for(|read| *read).await.unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    for index in 0..20 {
+        poll_then_drop(format!("opaque-{index}")).await;
+    }
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        before,
+        "the first lookup's discovery serves the others; nothing stays for them"
+    );
+    silent.abort();
+}
