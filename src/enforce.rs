@@ -89,7 +89,7 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   `X-HTTP-Method-Override`, `X-HTTP-Method` or `X-Method-Override` naming another
 ///   method (any letter case) is checked as that method too, and needs the scopes of
 ///   both: a service behind the layer that honours the header runs the other interaction.
-///   A value that is no method token is refused. A `_method` query parameter (the
+///   A value that is no method token is refused (400 `invalid_request`). A `_method` query parameter (the
 ///   override of Spring, gorilla, Symfony and Express; no FHIR parameter), its name
 ///   matched as a lenient server reads it (PHP's `.method` and `[method`, and `_method[]`
 ///   included), counts the same; it is no search criterion of the write it names. Header
@@ -99,7 +99,7 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   line's is checked as that path too, with the request's method, and needs the scopes
 ///   of both: IIS URL Rewrite, Zend Framework 1 and Symfony before CVE-2018-14773's fix
 ///   serve the path it names. A value that is no path (`/…`), or one sent together with a
-///   method override, is refused; the token-only paths and the SMART configuration are
+///   method override, is refused (400); the token-only paths and the SMART configuration are
 ///   no shortcut then. A proxy in front that rewrites paths and records the original
 ///   there must remove the header before the layer.
 /// - **A form body is for searches and operations only.** A request whose `Content-Type`
@@ -108,12 +108,13 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   type, counts too) is refused unless it is a search (`POST [type]/_search`) or an
 ///   operation, the FHIR interactions that take a form: those frameworks read `_method`
 ///   from a form body first, and the layer reads no bodies. A `GET` or `HEAD` with a form
-///   body is refused too (Rack merges it over the query).
+///   body is refused too, with 400 (Rack merges it over the query).
 /// - **Patient-scoped conditional writes pin the patient.** Under `patient/` scopes, a
 ///   conditional create, update, patch or delete needs the patient in context in its
 ///   criteria (`_id=` for Patient, `patient=` on the types whose `patient` parameter names
 ///   a Patient, so none on the others): the server acts on whatever its search finds, in
-///   every patient's data. A conditional create carries one `If-None-Exist` header.
+///   every patient's data. A conditional create carries one `If-None-Exist` header (two
+///   are refused with 400).
 /// - **A delete that cascades needs `d` on every type.** HAPI FHIR deletes every resource
 ///   that refers to the one deleted when the delete asks for it (`_cascade=delete`, or the
 ///   header `X-Cascade: delete`): of any type, and of any patient. A delete with a
@@ -141,7 +142,9 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// [`Classifier`](crate::scopes::Classifier) for the exact rules). A path that
 /// cannot be read one way only (`//`, `.` or `..` segments, a malformed escape, or an
 /// escape that decodes to `/`, `\`, `;`, `%`, a control character or invalid UTF-8) is
-/// refused with the same 403 (`insufficient_scope`, no `scope` hint), wherever it points.
+/// refused with 400 (`invalid_request`, RFC 6750 section 3.1: "otherwise malformed";
+/// [`ErrorKind::MalformedRequest`]), wherever it points, and so is a target without a path
+/// (`host:port`, which axum routes to no route but the fallback).
 ///
 /// A search (by `GET`, or the query of a `POST _search`) that reaches other types needs a
 /// whole-type grant on each: `_include` `r` on its target type, `_revinclude`, `_has` and
@@ -517,7 +520,9 @@ impl ScopeEnforcement {
     ///
     /// The 403 `insufficient_scope` error the layer would answer for that request alone:
     /// with a scope hint where one scope would do, without one for an entry that is no FHIR
-    /// interaction or needs more than 512 requirements. Nested batches are refused.
+    /// interaction or needs more than 512 requirements; the 400 `invalid_request` one
+    /// ([`ErrorKind::MalformedRequest`]) for a URL that cannot be read one way only. Nested
+    /// batches are refused.
     pub fn check_bundle_entry(
         &self,
         claims: &SmartClaims,
@@ -620,9 +625,13 @@ impl ScopeEnforcement {
         body_follows: bool,
         claims: &SmartClaims,
     ) -> Result<Option<PagingLink>, AuthError> {
-        // A path rewritten otherwise than by nesting is no path the layer can read.
+        // A path rewritten otherwise than by nesting is no path the layer can read (the
+        // server's setup, not the client, is at fault: no 400).
         let uri = original_uri(request).ok_or_else(forbidden)?;
-        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        // A target without a path is the authority form (`host:port`), for CONNECT only
+        // (RFC 9112 section 3.2.3): no route matches it, so axum hands it to a fallback
+        // (a proxy, say, that forwards it as `/`), and it is no request for the root.
+        let path = uri.path_and_query().ok_or_else(malformed_request)?.as_str();
         let headers = request.headers();
         // The SMART configuration needs no scope: with discovery protected
         // (`protect_discovery_and_metadata`), any valid token reads it, as any reads the
@@ -667,7 +676,7 @@ impl ScopeEnforcement {
         let has_body = || body_follows || announces_body(headers);
         let form_body = carries_form_body(method, headers, has_body);
         if bodiless && form_body && has_body() {
-            return Err(forbidden());
+            return Err(malformed_request());
         }
         let origin = if form_body && !bodiless {
             Origin::HttpWithForm
@@ -716,7 +725,7 @@ impl ScopeEnforcement {
             let overridden = value
                 .map(str::trim)
                 .filter(|text| crate::bearer::is_token(text.as_bytes()))
-                .ok_or_else(forbidden)?;
+                .ok_or_else(malformed_request)?;
             // `HEAD` is checked as `GET` (the same interaction), so one stands for both.
             let same = |one: &str, other: &str| {
                 let reads = |name: &str| {
@@ -728,7 +737,7 @@ impl ScopeEnforcement {
                 && !checked.iter().any(|done| same(done, overridden))
             {
                 if checked.len() == MAX_OVERRIDE_METHODS {
-                    return Err(forbidden());
+                    return Err(malformed_request());
                 }
                 let overridden = overridden.to_ascii_uppercase();
                 passed_as_link |= check_as(&overridden, path)? == Passed::PagingLink;
@@ -753,7 +762,7 @@ impl ScopeEnforcement {
         // paths than methods a request may name, is refused.
         if overridden_path {
             if overridden_method || method_parameters {
-                return Err(forbidden());
+                return Err(malformed_request());
             }
             let mut named_paths = 0;
             for value in values_named(headers, &PATH_OVERRIDE_HEADERS) {
@@ -761,13 +770,13 @@ impl ScopeEnforcement {
                     .to_str()
                     .ok()
                     .filter(|named| named.starts_with('/'))
-                    .ok_or_else(forbidden)?;
+                    .ok_or_else(malformed_request)?;
                 if names_same_target(named.as_bytes(), path) {
                     continue;
                 }
                 named_paths += 1;
                 if named_paths > MAX_OVERRIDE_METHODS {
-                    return Err(forbidden());
+                    return Err(malformed_request());
                 }
                 passed_as_link |= check_as(method.as_str(), named)? == Passed::PagingLink;
             }
@@ -809,7 +818,8 @@ impl ScopeEnforcement {
                 return Ok(Passed::Checked);
             }
             Classified::OutsideBase => return Err(forbidden()),
-            Classified::NotFhir | Classified::Malformed => return Err(forbidden()),
+            Classified::NotFhir => return Err(forbidden()),
+            Classified::Malformed => return Err(malformed_request()),
             Classified::Fhir(request) if if_none_exist.is_some() => request.with_if_none_exist(),
             Classified::Fhir(request) => request,
         };
@@ -1475,7 +1485,7 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
 }
 
 /// The search criteria of a conditional create, from its `If-None-Exist` header: `None`
-/// without one; refused (403) when the request carries more than one, since servers take
+/// without one; refused (400) when the request carries more than one, since servers take
 /// the first (HAPI) or join them, and FHIR defines one value.
 fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCriteria>, AuthError> {
     let mut values = headers.get_all(IF_NONE_EXIST).iter();
@@ -1483,7 +1493,7 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCrit
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(forbidden());
+        return Err(malformed_request());
     }
     Ok(Some(CreateCriteria::of(value.as_bytes())))
 }
@@ -1788,6 +1798,11 @@ fn is_poll_status_segment(segment: &str) -> bool {
 /// A 403 without a scope hint: no scope would allow the request.
 fn forbidden() -> AuthError {
     AuthError::new(ErrorKind::InsufficientScope)
+}
+
+/// A 400: the request cannot be read one way only, so no scope would allow it either.
+fn malformed_request() -> AuthError {
+    AuthError::new(ErrorKind::MalformedRequest)
 }
 
 /// The refusal of a request whose check would hold more than [`MAX_REQUIREMENTS`]

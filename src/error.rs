@@ -80,6 +80,13 @@ pub enum ErrorKind {
     /// (`x5t#S256`, RFC 8705). Its holder must prove possession of that key, which a plain
     /// `Bearer` request cannot do, so it is refused (RFC 9449 section 7.2).
     SenderConstrained,
+    /// The token is valid, but scope enforcement cannot read the request one way only, so
+    /// no scope could allow it (RFC 6750 section 3.1, `invalid_request`: "otherwise
+    /// malformed"): a path with a dot segment, an empty segment or an encoded `/`, a
+    /// target without a path (`host:port`, for `CONNECT` only), a method or path override
+    /// that names no method or path (or names both, or too many), a repeated
+    /// `If-None-Exist`, a `GET` or `HEAD` with a form body.
+    MalformedRequest,
 }
 
 /// The HTTP answer for an [`ErrorKind`]: see [`ErrorKind::answer`].
@@ -115,7 +122,7 @@ pub struct Answer {
 
 impl ErrorKind {
     /// How many kinds there are.
-    pub(crate) const COUNT: usize = 21;
+    pub(crate) const COUNT: usize = 22;
 
     /// Every kind, in declaration order, so that `ALL[kind.index()] == kind`.
     pub(crate) const ALL: [Self; Self::COUNT] = [
@@ -140,6 +147,7 @@ impl ErrorKind {
         Self::RefusedByPolicy,
         Self::LayerMissing,
         Self::SenderConstrained,
+        Self::MalformedRequest,
     ];
 
     /// The position of this kind in [`ALL`](Self::ALL), for tables built once. The match
@@ -167,6 +175,7 @@ impl ErrorKind {
             Self::RefusedByPolicy => 18,
             Self::LayerMissing => 19,
             Self::SenderConstrained => 20,
+            Self::MalformedRequest => 21,
         }
     }
 
@@ -204,6 +213,7 @@ impl ErrorKind {
             Self::RefusedByPolicy => "refused_by_policy",
             Self::LayerMissing => "layer_missing",
             Self::SenderConstrained => "sender_constrained",
+            Self::MalformedRequest => "malformed_request",
         }
     }
 
@@ -273,6 +283,13 @@ impl ErrorKind {
                 "the token is bound to a key and cannot be used as a Bearer token",
                 "unknown",
             ),
+            Self::MalformedRequest => Answer {
+                status: StatusCode::BAD_REQUEST,
+                bearer_error: Some("invalid_request"),
+                challenge: true,
+                description: "the request cannot be read as one FHIR interaction",
+                issue_code: "invalid",
+            },
             Self::InsufficientScope => Answer {
                 status: StatusCode::FORBIDDEN,
                 bearer_error: Some("insufficient_scope"),
@@ -727,11 +744,14 @@ mod tests {
             ErrorKind::RefusedByPolicy,
             ErrorKind::LayerMissing,
             ErrorKind::SenderConstrained,
+            ErrorKind::MalformedRequest,
         ];
         for kind in all {
             let expected: (u16, Option<&str>, bool) = match kind {
                 ErrorKind::MissingToken => (401, None, true),
-                ErrorKind::InvalidRequest => (400, Some("invalid_request"), true),
+                ErrorKind::InvalidRequest | ErrorKind::MalformedRequest => {
+                    (400, Some("invalid_request"), true)
+                }
                 ErrorKind::TokenTooLarge
                 | ErrorKind::MalformedToken
                 | ErrorKind::UnsupportedAlgorithm

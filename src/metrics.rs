@@ -178,7 +178,7 @@ mod record {
                 [$([Label::from_static_parts("kind", ErrorKind::ALL[$index].metric_label())]),*]
             };
         }
-        labels!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20)
+        labels!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21)
     };
 
     static REFUSED_KEYS: [Key; ErrorKind::COUNT] = {
@@ -187,7 +187,7 @@ mod record {
                 [$(Key::from_static_parts(REQUESTS_REFUSED, &REFUSED_LABELS[$index])),*]
             };
         }
-        keys!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20)
+        keys!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21)
     };
 
     #[inline]

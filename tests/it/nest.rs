@@ -11,7 +11,7 @@ use smart_auth::{ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims};
 use tower_layer::Layer as _;
 
 use crate::public_routes::{RawAnswer, raw_request};
-use crate::support::{issuer, serve};
+use crate::support::{issuer, malformed_request_challenge, serve};
 
 /// The FHIR routes as the nested router declares them (without the `/fhir` prefix).
 fn fhir_routes() -> Router {
@@ -40,7 +40,7 @@ fn fhir_routes() -> Router {
         })
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Placement {
     /// `Router::nest("/fhir", fhir_routes().layer(auth))`.
     InsideNest,
@@ -168,18 +168,24 @@ async fn every_placement_enforces_on_the_full_path() {
                 "{placement:?} {target}"
             );
         }
-        // Refused without a hint: not FHIR under the base, or unreadable.
-        for target in [
-            "/fhir/Patient%2F1",
-            "/fhir/Patient/1/x/y",
-            "/fhir//Patient/1",
-            "/fhir/Patient/..",
-        ] {
+        // Refused without a hint: not FHIR under the base (403), or unreadable (400).
+        let answer = app.get("/fhir/Patient/1/x/y", scope).await;
+        assert_eq!(answer.status, 403, "{placement:?}: {answer:?}");
+        assert_eq!(answer.challenge, Some(app.denied(None)), "{placement:?}");
+        for target in ["/fhir/Patient%2F1", "/fhir//Patient/1", "/fhir/Patient/.."] {
             let answer = app.get(target, scope).await;
-            assert_eq!(answer.status, 403, "{placement:?} {target}: {answer:?}");
+            // Inside the nest, axum strips `/fhir` from `/fhir//Patient/1` otherwise than
+            // nesting explains: the layer cannot tell the client's path, and refuses as
+            // for any path rewritten between router and layer.
+            if placement == Placement::InsideNest && target == "/fhir//Patient/1" {
+                assert_eq!(answer.status, 403, "{placement:?} {target}: {answer:?}");
+                assert_eq!(answer.challenge, Some(app.denied(None)), "{target}");
+                continue;
+            }
+            assert_eq!(answer.status, 400, "{placement:?} {target}: {answer:?}");
             assert_eq!(
                 answer.challenge,
-                Some(app.denied(None)),
+                Some(malformed_request_challenge(app.issuer.audience())),
                 "{placement:?} {target}"
             );
         }

@@ -11,7 +11,7 @@ use smart_auth::testing::TestIssuer;
 use smart_auth::{ManualClock, ScopeEnforcement, SmartAuthBuilder, SmartAuthLayer, SmartClaims};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{issuer, serve};
+use crate::support::{issuer, malformed_request_challenge, serve};
 
 /// An answer read off the wire.
 #[derive(Debug)]
@@ -413,21 +413,21 @@ async fn enforcement_reads_decoded_paths() {
         ("/FHIR/Patient/1", 403, Some("system/Patient.r")),
         ("/fhir/Patient/1/", 403, Some("system/Patient.r")),
         ("/fhir/%50atient/metadata", 403, Some("system/Patient.r")),
-        // Paths that cannot be read one way only.
-        ("/fhir/Patient%2F1", 403, None),
-        ("/fhir/Observation/1%2F..%2F..%2FPatient%2F1", 403, None),
-        ("/fhir//Patient/1", 403, None),
-        ("//fhir/Patient/1", 403, None),
-        ("/fhir/./Patient/1", 403, None),
-        ("/fhir/Observation/../Patient/1", 403, None),
-        ("/x/../fhir/Patient/1", 403, None),
-        ("/fhir/Observation/%2E%2E", 403, None),
-        ("/fhir/Observation/1%00", 403, None),
-        ("/fhir/%2550atient/1", 403, None),
-        ("/fhir;a=b/Patient/1", 403, None),
-        ("/fhir/Patient;a=b/1", 403, None),
-        ("/fhir/Observation/1%", 403, None),
-        ("/fhir/Observation/%FF", 403, None),
+        // Paths that cannot be read one way only: 400.
+        ("/fhir/Patient%2F1", 400, None),
+        ("/fhir/Observation/1%2F..%2F..%2FPatient%2F1", 400, None),
+        ("/fhir//Patient/1", 400, None),
+        ("//fhir/Patient/1", 400, None),
+        ("/fhir/./Patient/1", 400, None),
+        ("/fhir/Observation/../Patient/1", 400, None),
+        ("/x/../fhir/Patient/1", 400, None),
+        ("/fhir/Observation/%2E%2E", 400, None),
+        ("/fhir/Observation/1%00", 400, None),
+        ("/fhir/%2550atient/1", 400, None),
+        ("/fhir;a=b/Patient/1", 400, None),
+        ("/fhir/Patient;a=b/1", 400, None),
+        ("/fhir/Observation/1%", 400, None),
+        ("/fhir/Observation/%FF", 400, None),
         // Under the base but no FHIR interaction.
         ("/fhir/%70atient/1", 403, None),
     ];
@@ -446,6 +446,14 @@ async fn enforcement_reads_decoded_paths() {
                     "{target}"
                 );
             }
+            (400, None) => {
+                assert_eq!(
+                    answer.challenge.as_deref(),
+                    Some(malformed_request_challenge(&realm).as_str()),
+                    "{target}"
+                );
+                assert_eq!(answer.body["issue"][0]["code"], "invalid");
+            }
             (_, None) => {
                 assert_eq!(
                     answer.challenge.as_deref(),
@@ -456,9 +464,9 @@ async fn enforcement_reads_decoded_paths() {
             }
         }
     }
-    // Outside the base nothing can be classified: refused by default, like an unreadable
-    // path.
-    for target in ["/reports/1", "/reports//1", "/", "/Patient/1"] {
+    // Outside the base nothing can be classified: refused by default (an unreadable path
+    // as unreadable).
+    for target in ["/reports/1", "/", "/Patient/1"] {
         let answer = raw_request(&app.url, "GET", target, &auth).await;
         assert_eq!(answer.status, 403, "{target}");
         assert_eq!(
@@ -467,6 +475,12 @@ async fn enforcement_reads_decoded_paths() {
             "{target}"
         );
     }
+    let answer = raw_request(&app.url, "GET", "/reports//1", &auth).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(malformed_request_challenge(&realm).as_str())
+    );
     // With the opt-in a valid token suffices there, but still not for an unreadable path.
     let app = served(|b| {
         b.served_at_path("/fhir")
@@ -478,8 +492,11 @@ async fn enforcement_reads_decoded_paths() {
     let answer = raw_request(&app.url, "GET", "/reports/1", &auth).await;
     assert_eq!(answer.status, 200);
     let answer = raw_request(&app.url, "GET", "/reports//1", &auth).await;
-    assert_eq!(answer.status, 403);
-    assert_eq!(answer.challenge.as_deref(), Some(unreadable.as_str()));
+    assert_eq!(answer.status, 400);
+    assert_eq!(
+        answer.challenge.as_deref(),
+        Some(malformed_request_challenge(app.issuer.audience()).as_str())
+    );
 }
 
 /// By default a CORS preflight to a protected path needs a token like any request (a
@@ -702,5 +719,44 @@ fn public_paths_never_open_fhir() {
         (Some("https://api.example/fhir"), "/Patient"),
     ] {
         assert_eq!(build(base, path), Ok(()), "{base:?} {path}");
+    }
+}
+
+/// A target in authority form (`host:port`, RFC 9112 section 3.2.3: for `CONNECT` only)
+/// has no path: axum's router matches no route with it and hands it to the fallback (a
+/// proxy there forwards it as `/`). Enforcement cannot read it as the root, where a `POST`
+/// is a batch the handler was to check entry by entry, or as a path outside the base: 400,
+/// whatever the scopes. The same requests with the path `/` are read as the root.
+#[tokio::test]
+async fn authority_form_targets_are_unreadable() {
+    let settings = [
+        (
+            "/",
+            ScopeEnforcement::new().handler_checks_bundle_entries(),
+            "POST",
+        ),
+        (
+            "/fhir",
+            ScopeEnforcement::new().allow_any_token_outside_base(),
+            "GET",
+        ),
+    ];
+    for (base, enforcement, passes_at_root) in settings {
+        let app = served(|b| b.served_at_path(base).enforce_scopes(enforcement)).await;
+        let token = app.issuer.token().scope("system/*.cruds").sign();
+        let authorization = format!("Bearer {token}");
+        let auth = [("authorization", authorization.as_str())];
+        let authority = app.url.trim_start_matches("http://").to_owned();
+        for method in ["POST", "GET", "DELETE"] {
+            let answer = raw_request(&app.url, method, &authority, &auth).await;
+            assert_eq!(answer.status, 400, "{base} {method}: {answer:?}");
+            assert_eq!(
+                answer.challenge,
+                Some(malformed_request_challenge(app.issuer.audience())),
+                "{base} {method}"
+            );
+        }
+        let answer = raw_request(&app.url, passes_at_root, "/", &auth).await;
+        assert_eq!(answer.status, 200, "{base} {passes_at_root} /: {answer:?}");
     }
 }

@@ -121,6 +121,11 @@ impl ScopedApp {
             self.issuer.audience()
         )
     }
+
+    /// The challenge of a 400 for a request that cannot be read one way only.
+    fn malformed(&self) -> String {
+        crate::support::malformed_request_challenge(self.issuer.audience())
+    }
 }
 
 #[tokio::test]
@@ -297,10 +302,11 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
         }
         // No path: refused whatever the scopes.
         for named in ["http://h/fhir/Patient/1", "fhir/Patient/1", ""] {
-            let (status, _) = app
+            let (status, challenge) = app
                 .call_with_headers("GET", "/fhir/Patient/1", "system/*.cruds", &[(name, named)])
                 .await;
-            assert_eq!(status, StatusCode::FORBIDDEN, "{name} {named:?}");
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name} {named:?}");
+            assert_eq!(challenge, Some(app.malformed()), "{name} {named:?}");
         }
         // A path and a method named both: refused.
         let (status, _) = app
@@ -311,7 +317,7 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
                 &[(name, "/fhir/Patient/2"), ("X-HTTP-Method-Override", "GET")],
             )
             .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
     }
     for name in [
         "x_http_method_override",
@@ -797,7 +803,6 @@ async fn fhir_shaped_paths_outside_the_base_are_refused() {
         ("GET", "/_search?_type=Patient"),
         ("GET", "/$export"),
         ("GET", "/Observation/$validate"),
-        ("GET", "//Observation/1"),
         // Read as the router reads them: decoded segments, the root's own interactions.
         ("GET", "/%4Fbservation/1"),
         ("GET", "/%24export"),
@@ -814,6 +819,12 @@ async fn fhir_shaped_paths_outside_the_base_are_refused() {
             "{path}: no scope would allow it: {challenge}"
         );
     }
+    // Unreadable there too.
+    let answer = app
+        .call("GET", "//Observation/1", "system/Patient.rs", &[])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.challenge, Some(app.malformed()));
     // Let through by the layer, to the router's fallback: no route there.
     for path in ["/other", "/observation/1", "/$export-poll-status?job=1"] {
         let answer = app.call("GET", path, "system/Patient.rs", &[]).await;
@@ -1203,11 +1214,8 @@ async fn conditional_writes_need_the_types_their_criteria_search() {
         "system/Observation.cs system/Patient.s",
     ] {
         let (status, challenge) = create(&["code=1", "subject:Patient.name=Smith"], scope).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{scope}");
-        assert_eq!(
-            challenge.as_deref(),
-            Some(app.denied_without_hint().as_str())
-        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{scope}");
+        assert_eq!(challenge.as_deref(), Some(app.malformed().as_str()));
     }
     let (status, _) = create(
         &["code=1&_has:Group:member:_id=1"],
@@ -1379,12 +1387,6 @@ async fn compartment_searches_need_search_on_their_type() {
         ("DELETE", "/fhir/Patient/1/*", "system/*.cruds", None),
         (
             "GET",
-            "/fhir/Patient/1%2F2/Observation",
-            "system/*.cruds",
-            None,
-        ),
-        (
-            "GET",
             "/fhir/Patient/1/Observation/x",
             "system/*.cruds",
             None,
@@ -1405,6 +1407,17 @@ async fn compartment_searches_need_search_on_their_type() {
             ),
         }
     }
+    // An encoded `/` in the patient's id: unreadable.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Patient/1%2F2/Observation",
+            "system/*.cruds",
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.challenge, Some(app.malformed()));
 }
 
 /// A bulk export's status and output URLs under the base need a valid token and no scope

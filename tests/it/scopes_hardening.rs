@@ -206,6 +206,34 @@ impl ScopedApp {
         );
     }
 
+    /// Asserts the exact 400 `invalid_request` answer for a request scope enforcement cannot
+    /// read one way only.
+    fn assert_malformed(&self, answer: &Answer, what: &str) {
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{what}: {answer:?}");
+        let challenge = format!(
+            "Bearer realm=\"{}\", error=\"invalid_request\", error_description=\"the request \
+             cannot be read as one FHIR interaction\"",
+            self.issuer.audience()
+        );
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(challenge.as_str()),
+            "{what}"
+        );
+        assert_eq!(
+            answer.body,
+            json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{
+                    "severity": "error",
+                    "code": "invalid",
+                    "details": {"text": "the request cannot be read as one FHIR interaction"},
+                }],
+            }),
+            "{what}"
+        );
+    }
+
     /// Asserts a 200 from the FHIR handler with exactly this body.
     fn assert_passed(answer: &Answer, body: &Value, what: &str) {
         assert_eq!(answer.status, StatusCode::OK, "{what}: {answer:?}");
@@ -788,9 +816,9 @@ async fn form_bodies_are_for_searches_and_operations_only() {
                 .await;
             let what = format!("{method} {content_type} body");
             if method == "HEAD" {
-                assert_eq!(answer.status, StatusCode::FORBIDDEN, "{what}: {answer:?}");
+                assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{what}: {answer:?}");
             } else {
-                app.assert_refused(&answer, None, &what);
+                app.assert_malformed(&answer, &what);
             }
         }
         // Another body type is no form.
@@ -1480,7 +1508,7 @@ async fn method_override_headers_need_the_scopes_of_that_method_too() {
             let answer = app
                 .call_with_headers("GET", "/fhir/Observation/1", &reader, &[(name, bad)])
                 .await;
-            app.assert_refused(&answer, None, &format!("{name}: {bad:?}"));
+            app.assert_malformed(&answer, &format!("{name}: {bad:?}"));
         }
     }
     // Two override headers: each is checked.
@@ -1564,7 +1592,7 @@ async fn a_method_query_parameter_needs_the_scopes_of_that_method_too() {
     for bad in ["", "DE%20LETE", "DELETE,GET", "%22DELETE%22", "%ZZ"] {
         let path = format!("/fhir/Observation?_method={bad}");
         let answer = app.call("POST", &path, &everything).await;
-        app.assert_refused(&answer, None, &path);
+        app.assert_malformed(&answer, &path);
     }
     // Names that only look alike are other parameters.
     for query in ["_methods=DELETE", "method=DELETE", "x=_method"] {
@@ -1613,7 +1641,7 @@ async fn method_overrides_are_checked_once_each_and_bounded() {
     let answer = app
         .call("GET", &format!("/reports/all?{}", methods(6)), &reader)
         .await;
-    app.assert_refused(&answer, None, "six methods");
+    app.assert_malformed(&answer, "six methods");
     let headers = [("X-HTTP-Method-Override", "M6")];
     let answer = app
         .call_with_headers(
@@ -1623,7 +1651,7 @@ async fn method_overrides_are_checked_once_each_and_bounded() {
             &headers,
         )
         .await;
-    app.assert_refused(&answer, None, "five and a header");
+    app.assert_malformed(&answer, "five and a header");
 }
 
 /// A request that needs more than 512 distinct requirements (made-up types in `_type`,

@@ -249,6 +249,15 @@ impl App {
     }
 }
 
+/// The exact challenge for a valid token on a request that scope enforcement cannot read
+/// one way only (400 `invalid_request`), with the layer's `realm`.
+pub fn malformed_request_challenge(realm: &str) -> String {
+    format!(
+        "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"the request \
+         cannot be read as one FHIR interaction\""
+    )
+}
+
 /// Asserts a 503's `Retry-After` in a cooldown that runs on tokio's clock while real time
 /// runs too: `expected` whole seconds (the cooldown, less what `advance_monotonic` moved
 /// it on), less the whole seconds of real time that have passed since `since`, an instant

@@ -205,7 +205,7 @@ async fn bodies_without_a_length_are_seen() {
             "/fhir/Observation?patient=123",
             Some("application/x-www-form-urlencoded"),
             "patient=456",
-            StatusCode::FORBIDDEN,
+            StatusCode::BAD_REQUEST,
         ),
         (
             "GET",
