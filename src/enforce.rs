@@ -1590,11 +1590,39 @@ pub(crate) const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 pub(crate) const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// Whether a path-override header's value names the request's own target: the same text,
-/// or the same once both are percent-decoded (Azure App Service sets `X-Original-URL` to
-/// the decoded target on every request).
+/// or the same once each is percent-decoded (Azure App Service sets `X-Original-URL` to the
+/// decoded target on every request): the path as a whole, the query piece by piece
+/// between the same delimiters (`&`, `;`, `=`), so that an escaped delimiter
+/// (`name=x%26_include%3D…`) that a service reading the header's query reads as a
+/// parameter of its own makes another target.
 pub(crate) fn names_same_target(named: &[u8], target: &str) -> bool {
-    named == target.as_bytes()
-        || percent_encoding::percent_decode(named).eq(percent_encoding::percent_decode_str(target))
+    use percent_encoding::percent_decode;
+    fn split(text: &[u8]) -> (&[u8], Option<&[u8]>) {
+        match text.iter().position(|&byte| byte == b'?') {
+            Some(at) => (&text[..at], Some(&text[at + 1..])),
+            None => (text, None),
+        }
+    }
+    let is_delimiter = |byte: &u8| matches!(byte, b'&' | b';' | b'=');
+    let same_query = |one: &[u8], other: &[u8]| {
+        one.iter()
+            .filter(|byte| is_delimiter(byte))
+            .eq(other.iter().filter(|byte| is_delimiter(byte)))
+            && one
+                .split(is_delimiter)
+                .zip(other.split(is_delimiter))
+                .all(|(one, other)| percent_decode(one).eq(percent_decode(other)))
+    };
+    if named == target.as_bytes() {
+        return true;
+    }
+    let ((named_path, named_query), (path, query)) = (split(named), split(target.as_bytes()));
+    percent_decode(named_path).eq(percent_decode(path))
+        && match (named_query, query) {
+            (Some(named_query), Some(query)) => same_query(named_query, query),
+            (None, None) => true,
+            _ => false,
+        }
 }
 
 /// Whether `name` is one of `list` (lower-case names), an `_` read as `-`: CGI and PHP

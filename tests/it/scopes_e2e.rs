@@ -277,6 +277,18 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
                 None,
             ),
             ("/fhir/%50atient/1", "/fhir/Patient/1", None),
+            // Escaped delimiters hide parameters from the request line's query: a service
+            // that reads the header's query reads them, so it is another target.
+            (
+                "/fhir/Patient?name=x%26_include%3DPatient:organization:Organization",
+                "/fhir/Patient?name=x&_include=Patient:organization:Organization",
+                Some("system/Organization.r"),
+            ),
+            (
+                "/fhir/Patient?name=x%3B_revinclude%3DObservation:subject",
+                "/fhir/Patient?name=x;_revinclude=Observation:subject",
+                Some("system/Observation.s"),
+            ),
             ("/fhir/Patient/1", "/fhir/Patient/2", None),
             ("/fhir/Patient/1", "/fhir/Patient?name=x", None),
         ] {
