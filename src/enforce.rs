@@ -113,8 +113,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   conditional create, update, patch or delete needs the patient in context in its
 ///   criteria (`_id=` for Patient, `patient=` on the types whose `patient` parameter names
 ///   a Patient, so none on the others): the server acts on whatever its search finds, in
-///   every patient's data. A conditional create carries one `If-None-Exist` header (two
-///   are refused with 400).
+///   every patient's data. A conditional create carries one `If-None-Exist` header, of at
+///   most 8 KiB (two, or a longer one, are refused with 400).
 /// - **A delete that cascades needs `d` on every type.** HAPI FHIR deletes every resource
 ///   that refers to the one deleted when the delete asks for it (`_cascade=delete`, or the
 ///   header `X-Cascade: delete`): of any type, and of any patient. A delete with a
@@ -555,14 +555,16 @@ impl ScopeEnforcement {
     ///
     /// # Errors
     ///
-    /// The 403 `insufficient_scope` error the layer would answer for that request alone.
+    /// The 403 `insufficient_scope` error the layer would answer for that request alone;
+    /// the 400 `invalid_request` one ([`ErrorKind::MalformedRequest`]) for criteria longer
+    /// than 8 KiB.
     pub fn check_conditional_create_entry(
         &self,
         claims: &SmartClaims,
         url: &str,
         if_none_exist: &str,
     ) -> Result<(), AuthError> {
-        let criteria = CreateCriteria::of(if_none_exist.as_bytes());
+        let criteria = CreateCriteria::of(if_none_exist.as_bytes())?;
         self.check_entry("POST", url.trim_start_matches('/'), Some(&criteria), claims)
     }
 
@@ -1495,8 +1497,15 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCrit
     if values.next().is_some() {
         return Err(malformed_request());
     }
-    Ok(Some(CreateCriteria::of(value.as_bytes())))
+    CreateCriteria::of(value.as_bytes()).map(Some)
 }
+
+/// The longest conditional create criteria read: 8 KiB, the request line many servers
+/// accept (Apache's is 8,190 bytes), which the same criteria sent as a search would need.
+/// Each reading of the criteria is read several times (the types it reaches, the patients
+/// it names, the patient pin), and hyper admits a header of up to 400 KiB: some 50 ms of
+/// work per request without this bound.
+const MAX_CREATE_CRITERIA: usize = 8 * 1024;
 
 /// A conditional create's criteria (an `If-None-Exist` header's value or a bundle entry's
 /// `request.ifNoneExist`), in each way a server may read them: as written (Microsoft's FHIR
@@ -1513,7 +1522,11 @@ pub(crate) struct CreateCriteria {
 }
 
 impl CreateCriteria {
-    fn of(criteria: &[u8]) -> Self {
+    /// The criteria's readings; refused (400) when longer than [`MAX_CREATE_CRITERIA`].
+    fn of(criteria: &[u8]) -> Result<Self, AuthError> {
+        if criteria.len() > MAX_CREATE_CRITERIA {
+            return Err(malformed_request());
+        }
         let encode = |reading: &[u8]| percent_encode(reading, CONTROLS).to_string();
         let question_mark = criteria.iter().position(|&byte| byte == b'?');
         let after = question_mark.map(|at| &criteria[at + 1..]);
@@ -1531,7 +1544,7 @@ impl CreateCriteria {
             let _ = write!(joined, "&{reading}");
             joined
         });
-        Self { joined, readings }
+        Ok(Self { joined, readings })
     }
 }
 
@@ -2493,7 +2506,7 @@ mod tests {
         // A second header: servers take the first or join them; refused.
         headers.append(IF_NONE_EXIST, http::HeaderValue::from_static("name=x"));
         assert!(if_none_exist_criteria(&headers).is_err());
-        let read = |value: &[u8]| CreateCriteria::of(value);
+        let read = |value: &[u8]| CreateCriteria::of(value).expect("short criteria");
         let odd = read(b"_h\xffas:Group:member:_id=1");
         assert_eq!(odd.joined, "&_h%FFas:Group:member:_id=1");
         // A name that is not UTF-8 reaches every type.

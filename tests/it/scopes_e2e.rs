@@ -1243,6 +1243,36 @@ async fn conditional_writes_need_the_types_their_criteria_search() {
         let answer = create(criteria, "system/Observation.cs").await;
         assert_eq!(answer, (StatusCode::OK, None), "{criteria:?}");
     }
+    // Criteria of up to 8 KiB are read (each reading several times); longer ones are
+    // refused whatever the scopes, as the bundle entry check refuses them.
+    let enforcement = smart_auth::ScopeEnforcement::new();
+    let claims = smart_auth::testing::ClaimsBuilder::new()
+        .scope("system/Observation.cs")
+        .build();
+    for (length, status) in [
+        (8 * 1024, StatusCode::OK),
+        (8 * 1024 + 1, StatusCode::BAD_REQUEST),
+    ] {
+        let criteria: &'static str = format!("identifier={}", "1".repeat(length - 11)).leak();
+        assert_eq!(criteria.len(), length);
+        let (got, challenge) = create(
+            std::slice::from_ref(&criteria).to_vec().leak(),
+            "system/Observation.cs",
+        )
+        .await;
+        assert_eq!(got, status, "{length}");
+        let entry = enforcement.check_conditional_create_entry(&claims, "Observation", criteria);
+        if status == StatusCode::OK {
+            assert_eq!(challenge, None);
+            assert!(entry.is_ok(), "{length}");
+        } else {
+            assert_eq!(challenge, Some(app.malformed()), "{length}");
+            assert_eq!(
+                entry.unwrap_err().kind(),
+                smart_auth::ErrorKind::MalformedRequest
+            );
+        }
+    }
     // A parameter name that is not UTF-8 reaches every type.
     let response = app
         .http
