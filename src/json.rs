@@ -62,13 +62,17 @@ pub(crate) fn value_with_unique_members(bytes: &[u8]) -> Result<Value, StrictJso
 /// document. For lists whose items a reader may refuse one by one (RFC 7517 section 4
 /// lets a JWK Set reader refuse a key with a repeated name, section 5 skip keys it cannot
 /// use). `list` itself, the other members and a `list` that is not an array stay strict.
+/// Items after the first `max_items` are only checked for syntax and counted
+/// ([`ObjectWithItems::items_skipped`]), never built: a list of small items (`[0,0,…]`)
+/// takes some twenty times its text once built.
 pub(crate) fn object_with_items_read_alone(
     bytes: &[u8],
     list: &str,
+    max_items: usize,
 ) -> Result<ObjectWithItems, StrictJsonError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let read = deserializer
-        .deserialize_map(WithItemsAlone { list })
+        .deserialize_map(WithItemsAlone { list, max_items })
         .and_then(|read| deserializer.end().map(|()| read));
     read.map_err(strict_error)
 }
@@ -80,6 +84,8 @@ pub(crate) struct ObjectWithItems {
     pub(crate) members: Map<String, Value>,
     /// The list's items, each read on its own; `None` when it is absent or not an array.
     pub(crate) items: Option<Vec<Item>>,
+    /// How many items the list has after those read.
+    pub(crate) items_skipped: usize,
 }
 
 /// One item of the list [`object_with_items_read_alone`] reads.
@@ -95,6 +101,7 @@ pub(crate) struct Item {
 /// The top level of [`object_with_items_read_alone`].
 struct WithItemsAlone<'a> {
     list: &'a str,
+    max_items: usize,
 }
 
 impl<'de> Visitor<'de> for WithItemsAlone<'_> {
@@ -111,8 +118,13 @@ impl<'de> Visitor<'de> for WithItemsAlone<'_> {
                 return Err(de::Error::custom(DUPLICATE));
             }
             if name == self.list {
-                match access.next_value_seed(ItemsAlone)? {
-                    Listed::Items(items) => read.items = Some(items),
+                match access.next_value_seed(ItemsAlone {
+                    max_items: self.max_items,
+                })? {
+                    Listed::Items(items, skipped) => {
+                        read.items = Some(items);
+                        read.items_skipped = skipped;
+                    }
                     Listed::Other(value) => {
                         read.members.insert(name, value);
                     }
@@ -128,14 +140,17 @@ impl<'de> Visitor<'de> for WithItemsAlone<'_> {
 
 /// The value of the list member of [`object_with_items_read_alone`].
 enum Listed {
-    /// An array: its items, each read on its own.
-    Items(Vec<Item>),
+    /// An array: its items, each read on its own, and the count of those after the
+    /// items read.
+    Items(Vec<Item>, usize),
     /// Any other value, read strictly.
     Other(Value),
 }
 
-/// Reads a [`Listed`].
-struct ItemsAlone;
+/// Reads a [`Listed`], building at most `max_items` items.
+struct ItemsAlone {
+    max_items: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for ItemsAlone {
     type Value = Listed;
@@ -154,19 +169,24 @@ impl<'de> Visitor<'de> for ItemsAlone {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listed, A::Error> {
         let mut items = Vec::new();
-        loop {
+        while items.len() < self.max_items {
             let repeated = Cell::new(false);
             let reading = UniqueValue {
                 repeated: Some(&repeated),
             };
             let Some(item) = seq.next_element_seed(reading)? else {
-                return Ok(Listed::Items(items));
+                return Ok(Listed::Items(items, 0));
             };
             items.push(Item {
                 value: item,
                 repeats_a_member: repeated.get(),
             });
         }
+        let mut skipped = 0;
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {
+            skipped += 1;
+        }
+        Ok(Listed::Items(items, skipped))
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Listed, E> {
@@ -745,7 +765,7 @@ mod tests {
             let row_text = String::from_utf8_lossy(row);
             assert_eq!(object_with_unique_members(row), Err(error), "{row_text}");
             assert_eq!(
-                object_with_items_read_alone(row, "keys").err(),
+                object_with_items_read_alone(row, "keys", usize::MAX).err(),
                 Some(error),
                 "{row_text}"
             );
@@ -804,11 +824,46 @@ mod tests {
         );
     }
 
+    /// Items past the limit are counted and checked for syntax, not built; a repeated name
+    /// in one of them refuses nothing (it is never read).
+    #[test]
+    fn items_past_the_limit_are_only_counted() {
+        let read = object_with_items_read_alone(
+            br#"{"keys":[1,{"a":2},[3],{"b":1,"b":2},"x"]}"#,
+            "keys",
+            2,
+        )
+        .unwrap();
+        let items: Vec<Value> = read
+            .items
+            .unwrap()
+            .into_iter()
+            .map(|item| item.value)
+            .collect();
+        assert_eq!(items, [serde_json::json!(1), serde_json::json!({"a": 2})]);
+        assert_eq!(read.items_skipped, 3);
+        let read = object_with_items_read_alone(br#"{"keys":[1,2]}"#, "keys", 2).unwrap();
+        assert_eq!((read.items.unwrap().len(), read.items_skipped), (2, 0));
+        for broken in [
+            &br#"{"keys":[1,2,3,]}"#[..],
+            br#"{"keys":[1,2,{]}"#,
+            br#"{"keys":[1,2,3"#,
+        ] {
+            assert_eq!(
+                object_with_items_read_alone(broken, "keys", 2).err(),
+                Some(StrictJsonError::NotAnObject),
+                "{}",
+                String::from_utf8_lossy(broken)
+            );
+        }
+    }
+
     #[test]
     fn items_read_alone_set_repeats_aside_one_by_one() {
         let read = object_with_items_read_alone(
             br#"{"a":1,"keys":[{"k":1},{"k":1,"k":2},{"n":{"x":[{"y":1,"y":1}]}},7,{"k":[1]}]}"#,
             "keys",
+            usize::MAX,
         )
         .unwrap();
         assert_eq!(
@@ -838,7 +893,7 @@ mod tests {
             br#"{"a":{"b":1,"b":2},"keys":[]}"#,
         ] {
             assert_eq!(
-                object_with_items_read_alone(row, "keys").err(),
+                object_with_items_read_alone(row, "keys", usize::MAX).err(),
                 Some(StrictJsonError::DuplicateMember),
                 "{}",
                 String::from_utf8_lossy(row)
@@ -846,7 +901,7 @@ mod tests {
         }
         // Without repeats it reads what the strict reader reads.
         let text = br#"{"keys":[{"a":{"b":[1,2.5,null,"s"]}}],"other":{"keys":[1]}}"#;
-        let read = object_with_items_read_alone(text, "keys").unwrap();
+        let read = object_with_items_read_alone(text, "keys", usize::MAX).unwrap();
         let strict = object_with_unique_members(text).unwrap();
         assert_eq!(Some(&read.members["other"]), strict.get("other"));
         let items: Vec<Value> = read
@@ -860,7 +915,8 @@ mod tests {
             .collect();
         assert_eq!(Value::Array(items), strict["keys"]);
         // A list that is not an array is an ordinary member.
-        let read = object_with_items_read_alone(br#"{"keys":{"a":1}}"#, "keys").unwrap();
+        let read =
+            object_with_items_read_alone(br#"{"keys":{"a":1}}"#, "keys", usize::MAX).unwrap();
         assert!(read.items.is_none());
         assert_eq!(read.members["keys"], serde_json::json!({"a": 1}));
     }
@@ -884,7 +940,7 @@ mod tests {
         );
         for text in [&deep, &deep_array, &deep_items] {
             assert_eq!(
-                object_with_items_read_alone(text.as_bytes(), "keys").err(),
+                object_with_items_read_alone(text.as_bytes(), "keys", usize::MAX).err(),
                 Some(StrictJsonError::NotAnObject)
             );
         }

@@ -321,6 +321,25 @@ fn props_bounded_work_at_the_caps() {
             ("members", numbered_members),
         ],
     );
+    // Keys after the first 100 are checked for syntax, never built: a long list of small
+    // items (each would take some twenty times its text once built) costs what 100 do.
+    let zeros = |size: usize| {
+        let mut text = repeat_to("{\"keys\":[", "0,", "", size - 2);
+        text.pop();
+        text.extend(b"]}");
+        text
+    };
+    let (small, large) = (zeros(64 * 1024), zeros(1024 * 1024));
+    let (small_cost, large_cost) = (
+        allocated_by(__fuzz::jwks, &small),
+        allocated_by(__fuzz::jwks, &large),
+    );
+    assert!(
+        large_cost <= small_cost + 1024 && large_cost < 16 * 1024,
+        "jwks/zeros: {small_cost} B for {} B, {large_cost} B for {} B",
+        small.len(),
+        large.len()
+    );
     assert_linear(
         "discovery",
         __fuzz::discovery,

@@ -243,25 +243,27 @@ impl KeySet {
 
     fn parse_entries(document: &[u8], whole: bool) -> Result<Self, KeySetError> {
         let document =
-            object_with_items_read_alone(document, "keys").map_err(|error| match error {
-                StrictJsonError::DuplicateMember => KeySetError::DuplicateMember,
-                StrictJsonError::NotAnObject => KeySetError::NotJson,
+            object_with_items_read_alone(document, "keys", MAX_JWKS_ENTRIES).map_err(|error| {
+                match error {
+                    StrictJsonError::DuplicateMember => KeySetError::DuplicateMember,
+                    StrictJsonError::NotAnObject => KeySetError::NotJson,
+                }
             })?;
         let Some(entries) = document.items else {
             return Err(KeySetError::NoKeysArray);
         };
-        if entries.len() > MAX_JWKS_ENTRIES {
+        if document.items_skipped > 0 {
             if whole {
                 return Err(KeySetError::TooManyKeys);
             }
             tracing::warn!(
-                entries = entries.len(),
+                entries = entries.len() + document.items_skipped,
                 read = MAX_JWKS_ENTRIES,
                 "the JWK Set lists more keys than are read: the rest are skipped"
             );
         }
-        let mut keys = Vec::with_capacity(entries.len().min(MAX_JWKS_ENTRIES));
-        for (index, entry) in entries.iter().take(MAX_JWKS_ENTRIES).enumerate() {
+        let mut keys = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
             let parsed = match entry {
                 // A set the operator configured is refused rather than cut.
                 entry if entry.repeats_a_member && whole => {
@@ -439,7 +441,7 @@ const PRIVATE_MEMBERS: &[&str] = match SECRET_MEMBERS.split_last() {
 /// set given by hand that holds it was pasted from the wrong place; such keys are skipped
 /// when fetched, refused when configured). `false` for what is no JWK Set.
 pub(crate) fn holds_secret_material(document: &[u8]) -> bool {
-    let Ok(set) = object_with_items_read_alone(document, "keys") else {
+    let Ok(set) = object_with_items_read_alone(document, "keys", MAX_JWKS_ENTRIES) else {
         return false;
     };
     let Some(keys) = set.items else {
