@@ -72,9 +72,8 @@ pub(crate) fn bearer_credential<'a>(
         _ => return Err(ErrorKind::InvalidRequest),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        // Not a Bearer credential; a value that is not visible ASCII is still malformed,
-        // and so is one that hides a Bearer credential after a comma.
-        value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
+        // Not a Bearer credential; one that hides a Bearer credential after a comma, or
+        // cannot be read well enough to tell, is still malformed.
         if hides_a_bearer_credential(rest) {
             return Err(ErrorKind::InvalidRequest);
         }
@@ -91,6 +90,8 @@ pub(crate) fn bearer_credential<'a>(
 /// a comma inside a quoted string (`realm="a, Bearer b"`). A quoted string starts only
 /// where an auth-param's value does (after `=`, RFC 9110 section 11.2); a `"` anywhere
 /// else, or one left open, makes the credentials unreadable, which counts as hiding one.
+/// So does a byte beyond ASCII outside a quoted string: `obs-text` may stand in a
+/// quoted string (`username="é"`, RFC 9110 section 5.6.4), in no token or token68.
 fn hides_a_bearer_credential(credentials: &[u8]) -> bool {
     let (mut quoted, mut escaped) = (false, false);
     let mut after_equals = false;
@@ -107,6 +108,7 @@ fn hides_a_bearer_credential(credentials: &[u8]) -> bool {
         match byte {
             b'"' if after_equals => quoted = true,
             b'"' => return true,
+            byte if !byte.is_ascii() => return true,
             b',' => {
                 let part = credentials[at + 1..].trim_ascii_start();
                 if part
@@ -550,6 +552,12 @@ mod tests {
         assert_eq!(bearer_token(&map, None), Err(ErrorKind::InvalidRequest));
         for (value, expected) in [
             (&b"Basic \xffabc"[..], Err(ErrorKind::InvalidRequest)),
+            (b"Digest username=\xc3\xa9", Err(ErrorKind::InvalidRequest)),
+            (b"Digest \xc3\xa9=\"x\"", Err(ErrorKind::InvalidRequest)),
+            (b"Digest realm=\"a\", \xff", Err(ErrorKind::InvalidRequest)),
+            // `obs-text` in a quoted string is another scheme's well-formed credential.
+            (b"Digest username=\"\xc3\xa9\", realm=\"x\"", Ok(None)),
+            (b"Digest realm=\"\xff\\\xfe, Bearer x\"", Ok(None)),
             (b"Bearer abc\x80", Err(ErrorKind::InvalidRequest)),
             (b"Bearer\tabc", Err(ErrorKind::InvalidRequest)),
             (b"Basic\tabc", Err(ErrorKind::InvalidRequest)),

@@ -427,22 +427,31 @@ pub(crate) fn is_valid_realm(realm: &str) -> bool {
 }
 
 /// The `scope` attribute's value (RFC 6750 section 3): the hint's scope tokens
-/// (`1*( %x21 / %x23-5B / %x5D-7E )`) joined by single spaces. A token with any other
-/// character is left out whole rather than trimmed into a scope nobody named; `None` when
-/// no token is left, and the attribute is then omitted.
+/// (`1*( %x21 / %x23-5B / %x5D-7E )`) joined by single spaces, in their order, as many as
+/// fit in [`MAX_HINT`] bytes. A token with any other character, or one that does not fit,
+/// is left out whole rather than trimmed into a scope nobody named; `None` when no token
+/// is left, and the attribute is then omitted.
 fn scope_hint(scope: &str) -> Option<String> {
-    let tokens: Vec<&str> = scope
+    let mut hint = String::new();
+    for token in scope
         .split(|c: char| c.is_ascii_whitespace())
-        .filter(|token| is_scope_token(token) && token.len() <= MAX_HINT_TOKEN)
-        .collect();
-    (!tokens.is_empty()).then(|| tokens.join(" "))
+        .filter(|token| is_scope_token(token))
+    {
+        let separator = if hint.is_empty() { "" } else { " " };
+        if hint.len() + separator.len() + token.len() <= MAX_HINT {
+            hint.push_str(separator);
+            hint.push_str(token);
+        }
+    }
+    (!hint.is_empty()).then_some(hint)
 }
 
-/// The longest scope token named in a hint: a hint built from a request path (a resource
-/// type of 60,000 letters) must not make a header proxies refuse. A resource type name has
+/// The longest hint: one built from a request (resource types of 60,000 letters in a path,
+/// a few of 1,000 in `_include` parameters) must not make a header proxies refuse (nginx
+/// reads an upstream's answer head into 4 or 8 KiB by default). A resource type name has
 /// at most 35 letters; granular SMART scopes with their query are longer, but far below
 /// this.
-const MAX_HINT_TOKEN: usize = 1024;
+const MAX_HINT: usize = 1024;
 
 /// A FHIR OperationOutcome for the error, with a static text only.
 pub(crate) fn operation_outcome(kind: ErrorKind) -> Bytes {
@@ -474,9 +483,25 @@ mod tests {
     fn scope_hints_are_normalised_to_valid_tokens() {
         let long = format!("system/{}.r", "A".repeat(1016));
         let longest = format!("system/{}.r", "A".repeat(1015));
-        let cases: [(&str, Option<&str>); 16] = [
+        // Seven tokens of 1,000 bytes: the first alone fits, then the short one.
+        let type_of = |letter: char| format!("system/{}.r", letter.to_string().repeat(991));
+        let many = format!(
+            "{} system/Observation.s {}",
+            type_of('A'),
+            ['B', 'C', 'D', 'E', 'F', 'G'].map(type_of).join(" ")
+        );
+        let first_fitting = format!("{} system/Observation.s", type_of('A'));
+        // Up to the limit exactly, with its separators.
+        let filling = ["system/Observation.s"; 48].join(" ");
+        assert_eq!(filling.len(), 1007);
+        let full = format!("{filling} system/Patient.rs");
+        assert_eq!(full.len(), 1025);
+        let cases: [(&str, Option<&str>); 19] = [
             (long.as_str(), None),
             (longest.as_str(), Some(longest.as_str())),
+            (many.as_str(), Some(first_fitting.as_str())),
+            (full.as_str(), Some(filling.as_str())),
+            (&full[..1024], Some(&full[..1024])),
             ("system/Patient.rs", Some("system/Patient.rs")),
             ("a b", Some("a b")),
             ("  a   b  ", Some("a b")),

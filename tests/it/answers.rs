@@ -19,6 +19,12 @@ async fn no_credentials_get_a_bare_challenge() {
         app.http
             .get(app.patient_url())
             .header("authorization", "Negotiate abc"),
+        // `obs-text` in a quoted string (RFC 9110 section 5.6.4): well-formed.
+        app.http.get(app.patient_url()).header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Digest username=\"\xc3\xa9\", realm=\"x\"")
+                .unwrap(),
+        ),
     ] {
         let answer = app.send(request).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
