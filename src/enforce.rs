@@ -150,9 +150,10 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// whole-type grant on each: `_include` `r` on its target type, `_revinclude`, `_has` and
 /// chained parameters `s` on the types they name, `_list` `r` on List; a type left open
 /// (`_include=*`, `Observation:subject` without a target, `subject.name`) is every type,
-/// but for an `_include` of a parameter FHIR lets point at one type only (a medication
-/// request's `medication`, a practitioner role's `practitioner`, `organization`,
-/// `location`, `endpoint`, `service`), which needs `r` on that type; and
+/// but for an `_include` or a chain link of a parameter FHIR lets point at one type only (a
+/// medication request's `medication`, a practitioner role's `practitioner`,
+/// `organization`, `location`, `endpoint`, `service`), which needs `r` (`s` for a chain)
+/// on that type; and
 /// so are `_query`, `_filter` and `_contained` (other than `false`), whose reach the
 /// layer cannot tell. Parameter names are matched as a lenient server matches them,
 /// ignoring ASCII case and the spaces and control characters around them (`_HAS` counts as
@@ -839,7 +840,7 @@ impl ScopeEnforcement {
         {
             // The page of a search checked when it ran; what its includes reach needs the
             // scopes a search's would.
-            let reached = types_reached(query);
+            let reached = types_reached(None, query);
             if reached.len() > MAX_REQUIREMENTS {
                 return Err(too_many_requirements(reached.len()));
             }
@@ -916,14 +917,19 @@ impl ScopeEnforcement {
                 }
             }
         };
-        // A system search that `_type` limits needs `s` on each type it names rather than on
-        // every type: `_type` read as an export's is (every reading of the query, names
-        // matched leniently too; no `_type` in one reading, an empty entry or `*` is every
-        // type, a name no scope spells is refused). Not for `POST _search`, whose
-        // parameters are in the body.
+        // A search of every type (system-wide, or of a compartment: `Patient/123/*`) that
+        // `_type` limits needs `s` on each type it names rather than on every type: `_type`
+        // read as an export's is (every reading of the query, names matched leniently too;
+        // no `_type` in one reading, an empty entry or `*` is every type, a name no scope
+        // spells is refused). Not for `POST _search`, whose parameters are in the body.
         // (`_type` is read only for such a search: other requests do not pay for it.)
         let system_search_types = match &request {
-            FhirRequest::SearchSystem { via_post: false } => query.and_then(type_parameter),
+            FhirRequest::SearchSystem { via_post: false }
+            | FhirRequest::SearchCompartment {
+                resource_type: None,
+                via_post: false,
+                ..
+            } => query.and_then(type_parameter),
             _ => None,
         };
         let requirements = match system_search_types {
@@ -948,7 +954,9 @@ impl ScopeEnforcement {
             | FhirRequest::Operation(_) => query,
             _ => None,
         };
-        let mut reached = criteria.map(types_reached).unwrap_or_default();
+        let mut reached = criteria
+            .map(|criteria| types_reached(request.resource_type(), criteria))
+            .unwrap_or_default();
         // A delete that cascades (HAPI FHIR's `_cascade=delete` or `X-Cascade: delete`)
         // also deletes every resource that refers to the one deleted, of any type and any
         // patient: it needs `d` on every type, from `user/` or `system/` scopes.
@@ -1189,7 +1197,9 @@ fn allows(
 /// chained `_sort` key), `_list` reads a List (`r` on List) and `_in` a List, Group or
 /// CareTeam (`r` on each). A type the query does not name (`_include=*`,
 /// `Observation:subject` without a target type, an untyped chain link `subject.name`) is
-/// every type, and so are the parameters whose reach the layer cannot tell: `_query` (a
+/// every type, but for a link whose parameter can point at one type only, of the searched
+/// type (`searched`) or of the type the link before it named (see [`chain_reach`]), and so
+/// are the parameters whose reach the layer cannot tell: `_query` (a
 /// named query the server defines), `_filter` (an expression that may chain anywhere),
 /// `_graph` (a GraphDefinition to follow) and `_contained` other than `false` (which
 /// brings back the resources that contain the matches). The query is split at `;` as well
@@ -1198,9 +1208,9 @@ fn allows(
 /// around them trimmed); a name that does not decode strictly, or holds anything but
 /// printable ASCII inside, counts as reaching every type when it has a value. Each
 /// requirement is listed once, however often the query repeats it.
-fn types_reached(query: &str) -> Vec<Requirement> {
+fn types_reached(searched: Option<&str>, query: &str) -> Vec<Requirement> {
     let mut reached = Requirements::default();
-    add_types_reached(query, &mut reached);
+    add_types_reached(searched, query, &mut reached);
     reached.into_vec()
 }
 
@@ -1248,8 +1258,9 @@ impl Extend<Requirement> for Requirements {
     }
 }
 
-/// Adds what [`types_reached`] finds in `query` to `reached`.
-fn add_types_reached(query: &str, reached: &mut Requirements) {
+/// Adds what [`types_reached`] finds in `query` to `reached`; `searched`, the type the
+/// query searches, when one is (the first link of a chain is its parameter).
+fn add_types_reached(searched: Option<&str>, query: &str, reached: &mut Requirements) {
     let every_type = || Requirement::new(Interaction::SearchType, ResourceType::Any);
     for pair in query.split(['&', ';']).filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -1267,7 +1278,7 @@ fn add_types_reached(query: &str, reached: &mut Requirements) {
         let base = name.split(':').next().unwrap_or_default();
         // Every parameter with a rule of its own starts with `_`; any other may chain.
         if !base.starts_with('_') {
-            chain_reach(name, reached);
+            chain_reach(searched, name, reached);
             continue;
         }
         let is = |expected: &str| base.eq_ignore_ascii_case(expected);
@@ -1314,13 +1325,13 @@ fn add_types_reached(query: &str, reached: &mut Requirements) {
             match percent_decode_strict(raw_value) {
                 Some(keys) => {
                     for key in keys.split(',') {
-                        chain_reach(key.trim().trim_start_matches('-'), reached);
+                        chain_reach(searched, key.trim().trim_start_matches('-'), reached);
                     }
                 }
                 None => reached.push(every_type()),
             }
         } else {
-            chain_reach(name, reached);
+            chain_reach(searched, name, reached);
         }
     }
 }
@@ -1362,21 +1373,29 @@ fn requirement_on(interaction: Interaction, name: &str) -> Requirement {
 /// What a parameter name (or a sort key) searches beyond its own type: `_has:Type:...`,
 /// possibly nested and after a chain's `.` too (`subject:Patient._has:Group:member:_id`),
 /// and each link of a chain but the last (`reference[:Type].parameter...`), `s` on the
-/// type named or on every type where none is.
-fn chain_reach(name: &str, reached: &mut Requirements) {
-    let searched = |name: &str| requirement_on(Interaction::SearchType, name);
+/// type named, or where none is on the one type the link's parameter can point at
+/// ([`single_target_type`], for a link whose type is known: the first of a search of
+/// `searched`, and each after a link that named or implied its type), else on every type.
+fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
+    let searched_on = |name: &str| requirement_on(Interaction::SearchType, name);
     if name.contains('_') {
         let mut parts = name.split([':', '.']);
         while let Some(part) = parts.next() {
             if part.eq_ignore_ascii_case("_has") {
-                reached.push(searched(parts.next().unwrap_or("*")));
+                reached.push(searched_on(parts.next().unwrap_or("*")));
             }
         }
     }
     if let Some((links, _last)) = name.rsplit_once('.') {
+        // The type whose parameter the next link is.
+        let mut source = searched;
         for link in links.split('.') {
-            let target = link.rsplit_once(':').map_or("*", |(_, target)| target);
-            reached.push(searched(target));
+            let target = match link.rsplit_once(':') {
+                Some((_, target)) => Some(target),
+                None => source.and_then(|source| single_target_type(source, link)),
+            };
+            reached.push(searched_on(target.unwrap_or("*")));
+            source = target;
         }
     }
 }
@@ -1913,7 +1932,7 @@ fn add_type_filters_reach(query: &str, reached: &mut Requirements) {
             reached.push(Requirement::new(Interaction::SearchType, ResourceType::Any));
         } else if is_parameter(&name, "_typeFilter") {
             for criteria in type_filter_queries(&filter) {
-                add_types_reached(criteria, reached);
+                add_types_reached(None, criteria, reached);
             }
         }
     }
@@ -2262,7 +2281,7 @@ mod tests {
     #[test]
     fn types_reached_by_queries() {
         let reached = |query: &str| -> Vec<String> {
-            types_reached(query)
+            types_reached(None, query)
                 .iter()
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
@@ -2417,6 +2436,69 @@ mod tests {
         }
     }
 
+    /// A chain link without a type names the one type its parameter can point at, where
+    /// FHIR allows only one and the link's own type is known: the searched type's for the
+    /// first link, the type a link named or implied for the next. Elsewhere, every type.
+    #[test]
+    fn chain_links_with_one_target_type() {
+        let reached = |searched: Option<&str>, query: &str| -> Vec<String> {
+            types_reached(searched, query)
+                .iter()
+                .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
+                .collect()
+        };
+        let cases: [(Option<&str>, &str, &[&str]); 10] = [
+            (
+                Some("MedicationRequest"),
+                "medication.code=x",
+                &["SearchType Medication"],
+            ),
+            (
+                Some("MedicationStatement"),
+                "medication.code=x",
+                &["SearchType Medication"],
+            ),
+            (
+                Some("PractitionerRole"),
+                "practitioner.name=x",
+                &["SearchType Practitioner"],
+            ),
+            (
+                Some("PractitionerRole"),
+                "_sort=-service.name",
+                &["SearchType HealthcareService"],
+            ),
+            // The next link's own parameter has several targets: every type.
+            (
+                Some("MedicationRequest"),
+                "medication.manufacturer.name=x",
+                &["SearchType Medication", "SearchType *"],
+            ),
+            // A typed link is its type's, whatever the parameter.
+            (
+                Some("Observation"),
+                "subject:PractitionerRole.practitioner.name=x",
+                &["SearchType PractitionerRole", "SearchType Practitioner"],
+            ),
+            // Unknown type, another type's parameter, another spelling: every type.
+            (None, "medication.code=x", &["SearchType *"]),
+            (Some("Observation"), "medication.code=x", &["SearchType *"]),
+            (
+                Some("medicationrequest"),
+                "medication.code=x",
+                &["SearchType *"],
+            ),
+            (
+                Some("MedicationRequest"),
+                "subject.name=x",
+                &["SearchType *"],
+            ),
+        ];
+        for (searched, query, expected) in cases {
+            assert_eq!(reached(searched, query), expected, "{searched:?} {query}");
+        }
+    }
+
     #[test]
     fn type_parameter_decoding() {
         assert_eq!(
@@ -2493,7 +2575,7 @@ mod tests {
             assert_eq!(type_filter_queries(filter), expected, "{filter}");
         }
         // A `?` inside a value is no chain.
-        assert!(types_reached("identifier=http://h.org/ids?v.2|1").is_empty());
+        assert!(types_reached(None, "identifier=http://h.org/ids?v.2|1").is_empty());
     }
 
     #[test]
@@ -2511,7 +2593,7 @@ mod tests {
         assert_eq!(odd.joined, "&_h%FFas:Group:member:_id=1");
         // A name that is not UTF-8 reaches every type.
         assert_eq!(
-            types_reached(&odd.joined)
+            types_reached(None, &odd.joined)
                 .iter()
                 .map(|r| r.resource_type.as_str())
                 .collect::<Vec<_>>(),
@@ -2529,7 +2611,7 @@ mod tests {
         assert_eq!(read(b"code=1").readings, ["code=1"]);
         // What the reading before a `?` reaches counts too.
         let include = read(b"patient=123&_include=Observation:subject?:Group");
-        let reached: Vec<String> = types_reached(&include.joined)
+        let reached: Vec<String> = types_reached(None, &include.joined)
             .iter()
             .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
             .collect();

@@ -1361,6 +1361,17 @@ async fn compartment_searches_need_search_on_their_type() {
             "/fhir/Encounter/e-1/Observation",
             "system/Observation.s",
         ),
+        // Every type of the compartment, which `_type` limits.
+        (
+            "GET",
+            "/fhir/Patient/123/*?_type=Observation",
+            "system/Observation.s",
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/*?_type=Observation,Condition&code=x",
+            "system/Observation.s system/Condition.s",
+        ),
         (
             "GET",
             "/fhir/Patient/123/Observation/_search",
@@ -1407,6 +1418,24 @@ async fn compartment_searches_need_search_on_their_type() {
         (
             "GET",
             "/fhir/Patient/123/*",
+            "system/Observation.rs",
+            Some("system/*.s"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/*?_type=Observation,Condition",
+            "system/Observation.rs",
+            Some("system/Condition.s"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/*?_type=Observation,*",
+            "system/Observation.rs",
+            Some("system/*.s"),
+        ),
+        (
+            "POST",
+            "/fhir/Patient/123/*/_search?_type=Observation",
             "system/Observation.rs",
             Some("system/*.s"),
         ),

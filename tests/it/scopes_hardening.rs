@@ -884,7 +884,8 @@ async fn scope_hints_follow_a_v1_only_token() {
 
 /// US Core's include searches name no target type for parameters that have only one
 /// (`MedicationRequest:medication`, `PractitionerRole:practitioner`): they need `r` on that
-/// type alone, so the per-type scopes the Inferno kits ask for pass, and fail without it.
+/// type alone, so the per-type scopes the Inferno kits ask for pass, and fail without it;
+/// chains through such parameters `s` on that type alone, in the compartment too.
 #[tokio::test]
 async fn includes_of_single_target_parameters_need_that_type_only() {
     let app = scoped_app(ScopeEnforcement::new()).await;
@@ -904,6 +905,21 @@ async fn includes_of_single_target_parameters_need_that_type_only() {
             "/fhir/PractitionerRole?specialty=x&_include=PractitionerRole:endpoint",
             "patient/PractitionerRole.rs patient/Endpoint.rs",
             "patient/Endpoint.r",
+        ),
+        (
+            "/fhir/MedicationRequest?patient=123&medication.code=x",
+            "patient/MedicationRequest.rs patient/Medication.rs",
+            "patient/Medication.s",
+        ),
+        (
+            "/fhir/Patient/123/MedicationDispense?medication.code=x",
+            "patient/MedicationDispense.rs patient/Medication.s",
+            "patient/Medication.s",
+        ),
+        (
+            "/fhir/PractitionerRole?organization.name=x",
+            "patient/PractitionerRole.rs patient/Organization.s",
+            "patient/Organization.s",
         ),
     ] {
         let granted = [("scope", json!(scopes)), patient.clone()];
