@@ -799,13 +799,32 @@ impl VerifierBuilder {
     ///     .build()?;
     /// assert_eq!(verifier.issuer(), "https://auth.example.org");
     ///
-    /// // Plain `http` is for loopback issuers only.
+    /// // An issuer the verifier fetches from (for its key set here) is `https`; plain
+    /// // `http` is for loopback issuers, or for one only compared with `iss` (AD FS's).
     /// let error = TokenVerifier::builder("http://auth.example.org").build().unwrap_err();
     /// assert!(matches!(error, ConfigError::InvalidUrl { field: "issuer", .. }));
+    /// let compared_only = TokenVerifier::builder("http://adfs.example.org/adfs/services/trust")
+    ///     .audience("https://fhir.example.org/r4")
+    ///     .jwks_uri("https://adfs.example.org/adfs/discovery/keys")
+    ///     .build()?;
+    /// assert_eq!(compared_only.issuer(), "http://adfs.example.org/adfs/services/trust");
     /// # Ok::<(), ConfigError>(())
     /// ```
     pub fn build(self) -> Result<TokenVerifier, ConfigError> {
-        let issuer_url = checked_url(&self.issuer, "issuer")?;
+        // The issuer is fetched from (its metadata, for the key set or the introspection
+        // endpoint) only when neither is configured: then it must be `https` (`http` for
+        // loopback). An issuer only compared with `iss` may be any absolute URL: AD FS
+        // writes `http://host/adfs/services/trust` into its access tokens.
+        #[cfg(feature = "introspection")]
+        let introspection_discovered = self
+            .introspection
+            .as_ref()
+            .is_some_and(|settings| settings.endpoint.is_none());
+        #[cfg(not(feature = "introspection"))]
+        let introspection_discovered = false;
+        let fetched_from = (self.jwks_uri.is_none() && self.static_keys.is_none())
+            || introspection_discovered;
+        let issuer_url = checked_url_with(&self.issuer, "issuer", fetched_from)?;
         // The issuer is compared with each token's `iss` as written here; a spelling the
         // URL parser writes otherwise (an upper-case host, a default port) may not be the
         // one the authorization server writes.
@@ -1016,6 +1035,12 @@ fn is_clean_name(text: &str) -> bool {
 /// An absolute `https` URL (or `http` to loopback) without a fragment, and without a
 /// query except for a `jwks_uri` or an introspection endpoint.
 pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, ConfigError> {
+    checked_url_with(value, field, true)
+}
+
+/// [`checked_url`], with the scheme rule only for a URL that is `fetched` (one only
+/// compared may be `http` to any host).
+fn checked_url_with(value: &str, field: &'static str, fetched: bool) -> Result<Url, ConfigError> {
     // The URL parser drops whitespace and tabs and resolves dot segments, but the text is
     // what is compared (the issuer with `iss`) or fetched: it must mean one URL only.
     if !value.bytes().all(is_uri_character) {
@@ -1034,7 +1059,12 @@ pub(crate) fn checked_url(value: &str, field: &'static str) -> Result<Url, Confi
         field,
         reason: "not an absolute URL",
     })?;
-    if !is_allowed_url(&url) {
+    let allowed = if fetched {
+        is_allowed_url(&url)
+    } else {
+        matches!(url.scheme(), "https" | "http") && url.host().is_some()
+    };
+    if !allowed {
         return Err(ConfigError::InvalidUrl {
             field,
             reason: "must be https (http only for loopback hosts)",

@@ -531,3 +531,68 @@ async fn a_grant_names_this_server_by_its_fhir_base() {
         }
     }
 }
+
+/// An issuer only compared with `iss` may be an `http` URL to any host (AD FS writes
+/// `http://host/adfs/services/trust` into its access tokens): with the key set configured
+/// (by URL or as static keys) tokens of that issuer verify. One the verifier would fetch
+/// from (its metadata, for keys or the introspection endpoint) must be `https`, as must
+/// every URL fetched.
+#[tokio::test]
+async fn an_issuer_only_compared_may_be_plain_http() {
+    use smart_auth::{ConfigError, TokenVerifier};
+    const ADFS: &str = "http://adfs.example.test/adfs/services/trust";
+    let issuer = TestIssuer::builder().audience(BASE).start().await;
+    let token = issuer.token().claim("iss", ADFS).sign();
+    let by_url = TokenVerifier::builder(ADFS)
+        .audience(BASE)
+        .jwks_uri(issuer.jwks_uri())
+        .build()
+        .unwrap();
+    assert_eq!(by_url.verify(&token).await.unwrap().issuer(), ADFS);
+    let keys = serde_json::to_string(&issuer.jwks()).unwrap();
+    let by_keys = TokenVerifier::builder(ADFS)
+        .audience(BASE)
+        .static_keys(smart_auth::StaticKeys::from_jwks_json(&keys).unwrap())
+        .build()
+        .unwrap();
+    assert!(by_keys.verify(&token).await.is_ok());
+    // Another issuer's token still fails the exact comparison.
+    let https_token = issuer
+        .token()
+        .claim("iss", "https://adfs.example.test/adfs/services/trust")
+        .sign();
+    assert!(by_url.verify(&https_token).await.is_err());
+    let refused = |result: Result<TokenVerifier, ConfigError>| {
+        matches!(result, Err(ConfigError::InvalidUrl { field: "issuer", .. }))
+    };
+    // Fetched from: discovery of the keys, or of the introspection endpoint.
+    assert!(refused(TokenVerifier::builder(ADFS).audience(BASE).build()));
+    assert!(refused(
+        TokenVerifier::builder(ADFS)
+            .audience(BASE)
+            .jwks_uri(issuer.jwks_uri())
+            .introspection(smart_auth::Introspection::new(
+                smart_auth::IntrospectionAuth::bearer("rs-token")
+            ))
+            .build()
+    ));
+    // Never a key set fetched over plain http to another host, nor a non-HTTP issuer.
+    assert!(matches!(
+        TokenVerifier::builder(ADFS)
+            .audience(BASE)
+            .jwks_uri("http://adfs.example.test/adfs/discovery/keys")
+            .build(),
+        Err(ConfigError::InvalidUrl { field: "jwks_uri", .. })
+    ));
+    for issuer_text in ["urn:adfs:trust", "file:///adfs", "ftp://adfs.example.test/x"] {
+        assert!(
+            refused(
+                TokenVerifier::builder(issuer_text)
+                    .audience(BASE)
+                    .jwks_uri(issuer.jwks_uri())
+                    .build()
+            ),
+            "{issuer_text}"
+        );
+    }
+}
