@@ -548,6 +548,18 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
             field: "scopes_supported",
         });
     }
+    // RFC 8414 section 2: `none` is never a client authentication signing algorithm.
+    // (The list itself is not required with `private_key_jwt`, as that section would have
+    // it: SMART App Launch's own full example leaves it out.)
+    if raw
+        .token_endpoint_auth_signing_alg_values_supported
+        .iter()
+        .any(|alg| alg == "none")
+    {
+        return Err(DiscoveryError::InvalidEntry {
+            field: "token_endpoint_auth_signing_alg_values_supported",
+        });
+    }
     if capabilities.contains(&Capability::ClientConfidentialAsymmetric) {
         if !names_smart_asymmetric_algorithm(&raw.token_endpoint_auth_signing_alg_values_supported)
         {
@@ -1526,7 +1538,34 @@ impl SmartConfigurationBuilder {
                 reason: other.to_string(),
             },
         })?;
-        Self::from_metadata(document)
+        Self::from_metadata(document)?.named_by(&issuer_url)
+    }
+
+    /// The document, when every URL in it may be named by metadata fetched from `issuer`:
+    /// metadata served over TLS never sends clients to plain `http`, not even to a
+    /// loopback address (where a client's own machine would receive its credentials).
+    fn named_by(self, issuer: &Url) -> Result<Self, DiscoveryError> {
+        let raw = &self.raw;
+        let urls: [(&'static str, &Option<String>); 9] = [
+            ("issuer", &raw.issuer),
+            ("jwks_uri", &raw.jwks_uri),
+            ("authorization_endpoint", &raw.authorization_endpoint),
+            ("token_endpoint", &raw.token_endpoint),
+            ("registration_endpoint", &raw.registration_endpoint),
+            ("management_endpoint", &raw.management_endpoint),
+            ("introspection_endpoint", &raw.introspection_endpoint),
+            ("revocation_endpoint", &raw.revocation_endpoint),
+            ("user_access_brand_bundle", &raw.user_access_brand_bundle),
+        ];
+        for (field, url) in urls {
+            // One that is no URL at all is refused when the document is built.
+            if let Some(Ok(url)) = url.as_deref().map(Url::parse)
+                && !fetch::is_allowed_url_named_by(&url, issuer)
+            {
+                return Err(DiscoveryError::InvalidUrl { field });
+            }
+        }
+        Ok(self)
     }
 
     /// Maps authorization-server metadata onto the document a resource server publishes.
@@ -1555,15 +1594,15 @@ impl SmartConfigurationBuilder {
         let auth_methods = list("token_endpoint_auth_methods_supported")?;
         let signing_algs = list("token_endpoint_auth_signing_alg_values_supported")?;
         let capabilities = match document.get("capabilities") {
-            Some(_) => list("capabilities")?
+            Some(value) if !value.is_null() => list("capabilities")?
                 .iter()
                 .map(|c| Capability::parse(c))
                 .collect(),
             // OpenID Connect / RFC 8414 metadata states no SMART capabilities: derive the
             // client-authentication ones from the methods it supports. SMART's asymmetric
             // authentication needs RS384 or ES384 too; metadata that lists no signing
-            // algorithm (Microsoft Entra ID) does not claim it.
-            None => {
+            // algorithm (Microsoft Entra ID) does not claim it. A `null` says as little.
+            _ => {
                 let mut derived = Vec::new();
                 if auth_methods.iter().any(|m| m == "private_key_jwt")
                     && names_smart_asymmetric_algorithm(&signing_algs)
@@ -1598,8 +1637,15 @@ impl SmartConfigurationBuilder {
             introspection_endpoint: text("introspection_endpoint")?,
             revocation_endpoint: text("revocation_endpoint")?,
             capabilities: Some(capabilities),
-            // The resource server publishes only the safe PKCE method.
-            code_challenge_methods_supported: Some(vec!["S256".to_owned()]),
+            // The resource server publishes only the safe PKCE method, which the
+            // authorization server must support when it names its methods.
+            code_challenge_methods_supported: {
+                let methods = list("code_challenge_methods_supported")?;
+                if !methods.is_empty() && !methods.iter().any(|method| method == "S256") {
+                    return Err(DiscoveryError::InvalidCodeChallengeMethods);
+                }
+                Some(vec!["S256".to_owned()])
+            },
             associated_endpoints: Vec::new(),
             user_access_brand_bundle: text("user_access_brand_bundle")?,
             user_access_brand_identifier: match document.get("user_access_brand_identifier") {
@@ -1666,6 +1712,107 @@ mod tests {
             .unwrap()
             .capabilities()
             .to_vec()
+    }
+
+    fn from_metadata(metadata: Value) -> Result<SmartConfigurationBuilder, DiscoveryError> {
+        let Value::Object(document) = metadata else {
+            panic!("an object")
+        };
+        SmartConfigurationBuilder::from_metadata(document)
+    }
+
+    /// Metadata fetched over TLS names no plain-`http` URL, loopback ones included (a
+    /// client's own machine would receive its credentials); metadata of a loopback `http`
+    /// issuer may.
+    #[test]
+    fn metadata_over_tls_names_https_urls_only() {
+        let tls = Url::parse("https://as.example").unwrap();
+        let loopback = Url::parse("http://127.0.0.1:8080").unwrap();
+        let fields = [
+            "jwks_uri",
+            "authorization_endpoint",
+            "token_endpoint",
+            "registration_endpoint",
+            "management_endpoint",
+            "introspection_endpoint",
+            "revocation_endpoint",
+            "user_access_brand_bundle",
+        ];
+        for field in fields {
+            for url in ["http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]/x"] {
+                let mut metadata = json!({"token_endpoint": "https://as.example/token"});
+                metadata[field] = json!(url);
+                assert_eq!(
+                    from_metadata(metadata.clone()).unwrap().named_by(&tls).err(),
+                    Some(DiscoveryError::InvalidUrl { field }),
+                    "{field} {url}"
+                );
+                assert!(
+                    from_metadata(metadata).unwrap().named_by(&loopback).is_ok(),
+                    "{field} {url}"
+                );
+            }
+            let mut metadata = json!({"token_endpoint": "https://as.example/token"});
+            metadata[field] = json!("https://other.example/x");
+            assert!(from_metadata(metadata).unwrap().named_by(&tls).is_ok(), "{field}");
+        }
+    }
+
+    /// The document states S256 alone; the authorization server's own list must name it
+    /// when it names any, and be a list of strings.
+    #[test]
+    fn metadata_code_challenge_methods() {
+        let with = |methods: Value| {
+            from_metadata(json!({
+                "token_endpoint": "https://as.example/token",
+                "grant_types_supported": ["client_credentials"],
+                "capabilities": ["client-confidential-symmetric"],
+                "code_challenge_methods_supported": methods,
+            }))
+            .and_then(SmartConfigurationBuilder::build)
+            .map(|document| document.code_challenge_methods_supported().to_vec())
+        };
+        let s256 = Ok(vec!["S256".to_owned()]);
+        assert_eq!(with(json!(["S256"])), s256);
+        assert_eq!(with(json!(["plain", "S256"])), s256);
+        assert_eq!(with(Value::Null), s256);
+        assert_eq!(with(json!([])), s256);
+        assert_eq!(
+            with(json!(["plain"])),
+            Err(DiscoveryError::InvalidCodeChallengeMethods)
+        );
+        for wrong in [json!("S256"), json!(7), json!({}), json!([1])] {
+            assert_eq!(
+                with(wrong.clone()),
+                Err(DiscoveryError::InvalidValue {
+                    field: "code_challenge_methods_supported"
+                }),
+                "{wrong}"
+            );
+        }
+    }
+
+    /// `capabilities: null` says no more than an absent member: derived from the methods.
+    #[test]
+    fn null_capabilities_are_derived() {
+        let metadata = |capabilities: Option<Value>| {
+            let mut metadata = json!({
+                "token_endpoint": "https://as.example/token",
+                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            });
+            if let Some(capabilities) = capabilities {
+                metadata["capabilities"] = capabilities;
+            }
+            metadata
+        };
+        assert_eq!(
+            derived_capabilities(metadata(Some(Value::Null))),
+            [Capability::ClientConfidentialSymmetric]
+        );
+        assert_eq!(
+            derived_capabilities(metadata(Some(Value::Null))),
+            derived_capabilities(metadata(None))
+        );
     }
 
     /// `user_access_brand_identifier` is a FHIR Identifier (SMART 2.2): the IG's own

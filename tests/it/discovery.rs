@@ -131,6 +131,13 @@ fn every_validation_rule() {
             backend().code_challenge_methods_supported(["S256", "plain"]),
             DiscoveryError::InvalidCodeChallengeMethods,
         ),
+        // RFC 8414 section 2: `none` is no signing algorithm for client authentication.
+        (
+            backend().token_endpoint_auth_signing_alg_values_supported(["RS384", "none"]),
+            DiscoveryError::InvalidEntry {
+                field: "token_endpoint_auth_signing_alg_values_supported",
+            },
+        ),
         (
             backend().code_challenge_methods_supported(Vec::<String>::new()),
             DiscoveryError::InvalidCodeChallengeMethods,
