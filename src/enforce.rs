@@ -98,8 +98,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   `X-Rewrite-URL` (either spelling) naming another path or query than the request
 ///   line's is checked as that path too, with the request's method, and needs the scopes
 ///   of both: IIS URL Rewrite, Zend Framework 1 and Symfony before CVE-2018-14773's fix
-///   serve the path it names. A value that is no path (`/…`), or one sent together with a
-///   method override, is refused (400); the token-only paths and the SMART configuration are
+///   serve the path it names. A value that is no path (`/…`), one sent together with a
+///   method override, or another target longer than 8 KiB is refused (400); the token-only paths and the SMART configuration are
 ///   no shortcut then. A proxy in front that rewrites paths and records the original
 ///   there must remove the header before the layer.
 /// - **A form body is for searches and operations only.** A request whose `Content-Type`
@@ -778,7 +778,7 @@ impl ScopeEnforcement {
                     continue;
                 }
                 named_paths += 1;
-                if named_paths > MAX_OVERRIDE_METHODS {
+                if named_paths > MAX_OVERRIDE_METHODS || named.len() > MAX_SEARCH_IN_A_HEADER {
                     return Err(malformed_request());
                 }
                 passed_as_link |= check_as(method.as_str(), named)? == Passed::PagingLink;
@@ -1519,12 +1519,13 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCrit
     CreateCriteria::of(value.as_bytes()).map(Some)
 }
 
-/// The longest conditional create criteria read: 8 KiB, the request line many servers
-/// accept (Apache's is 8,190 bytes), which the same criteria sent as a search would need.
-/// Each reading of the criteria is read several times (the types it reaches, the patients
-/// it names, the patient pin), and hyper admits a header of up to 400 KiB: some 50 ms of
-/// work per request without this bound.
-const MAX_CREATE_CRITERIA: usize = 8 * 1024;
+/// The longest search a header names that is read: a conditional create's criteria
+/// (`If-None-Exist`), a path-override header's target. 8 KiB, the request line many
+/// servers accept (Apache's is 8,190 bytes), which the same search sent as a request would
+/// need. Such a search is read several times (the types it reaches, the patients it names,
+/// the patient pin; each reading of the criteria), and hyper admits a header of up to
+/// 400 KiB: some 50 ms of work per request without this bound.
+const MAX_SEARCH_IN_A_HEADER: usize = 8 * 1024;
 
 /// A conditional create's criteria (an `If-None-Exist` header's value or a bundle entry's
 /// `request.ifNoneExist`), in each way a server may read them: as written (Microsoft's FHIR
@@ -1541,9 +1542,9 @@ pub(crate) struct CreateCriteria {
 }
 
 impl CreateCriteria {
-    /// The criteria's readings; refused (400) when longer than [`MAX_CREATE_CRITERIA`].
+    /// The criteria's readings; refused (400) when longer than [`MAX_SEARCH_IN_A_HEADER`].
     fn of(criteria: &[u8]) -> Result<Self, AuthError> {
-        if criteria.len() > MAX_CREATE_CRITERIA {
+        if criteria.len() > MAX_SEARCH_IN_A_HEADER {
             return Err(malformed_request());
         }
         let encode = |reading: &[u8]| percent_encode(reading, CONTROLS).to_string();
@@ -1624,7 +1625,8 @@ pub(crate) const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrit
 /// Whether a path-override header's value names the request's own target: the same text,
 /// or the same once each is percent-decoded (Azure App Service sets `X-Original-URL` to the
 /// decoded target on every request): the path as a whole, the query piece by piece
-/// between the same delimiters (`&`, `;`, `=`), so that an escaped delimiter
+/// between the same delimiters (`&`, `;`, `=`) and form-decoded (`+` a space, `%2B` a
+/// plus: `_include%2B` is no `_include+`), so that an escaped delimiter
 /// (`name=x%26_include%3D…`) that a service reading the header's query reads as a
 /// parameter of its own makes another target.
 pub(crate) fn names_same_target(named: &[u8], target: &str) -> bool {
@@ -1636,6 +1638,14 @@ pub(crate) fn names_same_target(named: &[u8], target: &str) -> bool {
         }
     }
     let is_delimiter = |byte: &u8| matches!(byte, b'&' | b';' | b'=');
+    // A query piece as a form decoder reads it: `+` is a space, `%2B` a plus.
+    let form_decoded = |piece: &[u8]| -> Vec<u8> {
+        let spaced: Vec<u8> = piece
+            .iter()
+            .map(|&byte| if byte == b'+' { b' ' } else { byte })
+            .collect();
+        percent_decode(&spaced).collect()
+    };
     let same_query = |one: &[u8], other: &[u8]| {
         one.iter()
             .filter(|byte| is_delimiter(byte))
@@ -1643,7 +1653,7 @@ pub(crate) fn names_same_target(named: &[u8], target: &str) -> bool {
             && one
                 .split(is_delimiter)
                 .zip(other.split(is_delimiter))
-                .all(|(one, other)| percent_decode(one).eq(percent_decode(other)))
+                .all(|(one, other)| one == other || form_decoded(one) == form_decoded(other))
     };
     if named == target.as_bytes() {
         return true;

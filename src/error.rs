@@ -85,7 +85,8 @@ pub enum ErrorKind {
     /// malformed"): a path with a dot segment, an empty segment or an encoded `/`, a
     /// target without a path (`host:port`, for `CONNECT` only), a method or path override
     /// that names no method or path (or names both, or too many), a repeated
-    /// `If-None-Exist`, a `GET` or `HEAD` with a form body.
+    /// `If-None-Exist`, one longer than 8 KiB or a path-override header naming another
+    /// target that long, a `GET` or `HEAD` with a form body.
     MalformedRequest,
 }
 

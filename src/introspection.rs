@@ -811,7 +811,16 @@ impl Introspector {
         // task queued for one: detached calls are never more than the slots.
         let call = async move {
             if this.endpoint.get().is_none() {
-                this.discovery().await?;
+                let (discovery, started_here) = this.discovery();
+                match discovery.await {
+                    // The lookup that started the discovery reports its failure (a
+                    // warning); those that joined it are answered as the cooldown it
+                    // started answers (at debug level), not with one warning each.
+                    Err(Unavailable::Down(_)) if !started_here => {
+                        return Err(Unavailable::CoolingDown);
+                    }
+                    found => found?,
+                }
             }
             let acquire = Arc::clone(&this.call_slots).acquire_owned();
             let Ok(Ok(slot)) = tokio::time::timeout(this.settings.max_queue_wait, acquire).await
@@ -867,12 +876,14 @@ impl Introspector {
     /// so that its failure starts the cooldown even when every request waiting for it is
     /// dropped meanwhile, and there is one such task at a time, however many lookups of
     /// distinct tokens wait for it (dropped requests leave no task each behind).
-    fn discovery(self: &Arc<Self>) -> SharedDiscovery {
+    ///
+    /// Returns it with whether this call started it.
+    fn discovery(self: &Arc<Self>) -> (SharedDiscovery, bool) {
         let mut slot = lock(&self.discovery);
         if let Some((running, task)) = slot.as_ref()
             && !task.is_finished()
         {
-            return running.clone();
+            return (running.clone(), false);
         }
         let finder = Arc::clone(self);
         let task = tokio::spawn(async move {
@@ -891,7 +902,7 @@ impl Introspector {
         .boxed()
         .shared();
         *slot = Some((shared.clone(), abort));
-        shared
+        (shared, true)
     }
 
     /// Starts the failure cooldown.

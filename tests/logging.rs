@@ -64,6 +64,47 @@ async fn logging() {
     throttled_introspection_warns_at_most_once_a_second(&logs).await;
     #[cfg(feature = "introspection")]
     refused_introspection_logs_an_error_at_most_once_a_second(&logs).await;
+    #[cfg(feature = "introspection")]
+    a_failed_discovery_warns_once_for_every_lookup_waiting(&logs).await;
+}
+
+/// Lookups of distinct tokens that wait for one discovery of the introspection endpoint
+/// (an issuer that never answers, cut off by the fetch timeout) get 503 each, and one
+/// warning says the discovery failed: the others are answered as in the cooldown it starts.
+#[cfg(feature = "introspection")]
+async fn a_failed_discovery_warns_once_for_every_lookup_waiting(logs: &Capture) {
+    use smart_auth::{Introspection, IntrospectionAuth, ManualClock, SmartAuthLayer};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_issuer = format!("http://{}", listener.local_addr().unwrap());
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let clock = ManualClock::new();
+    let layer = SmartAuthLayer::builder(&silent_issuer)
+        .audience("https://fhir.example.test/r4")
+        .clock(clock.clone())
+        .fetch_timeout(std::time::Duration::from_secs(1))
+        .introspection(Introspection::new(IntrospectionAuth::bearer("rs-token")))
+        .build()
+        .unwrap();
+    let app = support::app_with_layer(issuer(&clock).await, clock, layer).await;
+    let before = logs.text().len();
+    let tokens: Vec<String> = (0..6).map(|n| format!("opaque-{n}")).collect();
+    let answers =
+        futures_util::future::join_all(tokens.iter().map(|token| app.get_with_token(token))).await;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let text = logs.text()[before..].to_owned();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("token introspection failed"))
+        .count();
+    assert_eq!(warnings, 1, "{text}");
+    silent.abort();
 }
 
 /// An app whose introspection endpoint answers every call with `status`.

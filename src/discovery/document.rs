@@ -1739,11 +1739,18 @@ mod tests {
             "user_access_brand_bundle",
         ];
         for field in fields {
-            for url in ["http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]/x"] {
+            for url in [
+                "http://127.0.0.1:8080/x",
+                "http://localhost/x",
+                "http://[::1]/x",
+            ] {
                 let mut metadata = json!({"token_endpoint": "https://as.example/token"});
                 metadata[field] = json!(url);
                 assert_eq!(
-                    from_metadata(metadata.clone()).unwrap().named_by(&tls).err(),
+                    from_metadata(metadata.clone())
+                        .unwrap()
+                        .named_by(&tls)
+                        .err(),
                     Some(DiscoveryError::InvalidUrl { field }),
                     "{field} {url}"
                 );
@@ -1754,7 +1761,10 @@ mod tests {
             }
             let mut metadata = json!({"token_endpoint": "https://as.example/token"});
             metadata[field] = json!("https://other.example/x");
-            assert!(from_metadata(metadata).unwrap().named_by(&tls).is_ok(), "{field}");
+            assert!(
+                from_metadata(metadata).unwrap().named_by(&tls).is_ok(),
+                "{field}"
+            );
         }
     }
 

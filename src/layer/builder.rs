@@ -456,7 +456,8 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     }
 
     /// Checks every verified request against the token's SMART scopes before the handler
-    /// runs (see [`ScopeEnforcement`]); refused requests get 403 `insufficient_scope`. The
+    /// runs (see [`ScopeEnforcement`]); refused requests get 403 `insufficient_scope`, or 400
+    /// `invalid_request` when they cannot be read one way only. The
     /// enforcement's base path is the path of the [FHIR base](Self::fhir_base), or
     /// [`served_at_path`](Self::served_at_path): one of the two is required
     /// ([`ConfigError::EnforcementWithoutBase`] otherwise), `served_at_path("/")` for an API

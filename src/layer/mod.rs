@@ -21,6 +21,7 @@
 //! | a malformed JWT (wrong segments, bad base64url or JSON) | 401, `error="invalid_token"` |
 //! | any invalid token | 401, `error="invalid_token"`, a static `error_description` |
 //! | a valid token whose scopes do not allow the request ([scope enforcement](crate::ScopeEnforcement)) | 403, `error="insufficient_scope"` |
+//! | a valid token on a request scope enforcement cannot read one way only (`/fhir/Patient/../x`) | 400, `error="invalid_request"` |
 //! | issuer keys unavailable and none cached, or an unknown `kid` while fetches fail | 503, `Retry-After` (the rest of the cooldowns) |
 //! | the introspection endpoint down or busy | 503, `Retry-After` |
 //!

@@ -433,7 +433,8 @@ impl ClaimsLayer {
     /// Checks each request against the claims' scopes first, exactly as
     /// [`SmartAuthBuilder::enforce_scopes`](crate::SmartAuthBuilder::enforce_scopes) does
     /// for a FHIR API under `base_path` (`/fhir`, or `/` for the root): a refused request
-    /// gets the same 403 `insufficient_scope` answer and never reaches the handler. Your
+    /// gets the same answer (403 `insufficient_scope`, or 400 `invalid_request`) and never
+    /// reaches the handler. Your
     /// enforcement settings (operation policy, granular filters) are tested as they will
     /// run, without a token.
     ///

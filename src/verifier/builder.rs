@@ -822,8 +822,8 @@ impl VerifierBuilder {
             .is_some_and(|settings| settings.endpoint.is_none());
         #[cfg(not(feature = "introspection"))]
         let introspection_discovered = false;
-        let fetched_from = (self.jwks_uri.is_none() && self.static_keys.is_none())
-            || introspection_discovered;
+        let fetched_from =
+            (self.jwks_uri.is_none() && self.static_keys.is_none()) || introspection_discovered;
         let issuer_url = checked_url_with(&self.issuer, "issuer", fetched_from)?;
         // The issuer is compared with each token's `iss` as written here; a spelling the
         // URL parser writes otherwise (an upper-case host, a default port) may not be the
@@ -1059,15 +1059,17 @@ fn checked_url_with(value: &str, field: &'static str, fetched: bool) -> Result<U
         field,
         reason: "not an absolute URL",
     })?;
-    let allowed = if fetched {
-        is_allowed_url(&url)
-    } else {
-        matches!(url.scheme(), "https" | "http") && url.host().is_some()
-    };
-    if !allowed {
+    if fetched && !is_allowed_url(&url) {
         return Err(ConfigError::InvalidUrl {
             field,
             reason: "must be https (http only for loopback hosts)",
+        });
+    }
+    let is_web_url = matches!(url.scheme(), "https" | "http") && url.host().is_some();
+    if !(fetched || is_web_url) {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must be an http or https URL",
         });
     }
     // A key set or introspection endpoint may need a query (Microsoft Entra ID serves an

@@ -187,7 +187,9 @@ impl TokenVerifier {
     }
 
     /// A builder for a verifier of `issuer`'s tokens. The issuer must be an `https` URL
-    /// (`http` only for loopback hosts); it is compared exactly with each token's `iss`.
+    /// (`http` only for loopback hosts) where the verifier fetches from it (its metadata,
+    /// for the key set or the introspection endpoint), an `http` or `https` URL otherwise;
+    /// it is compared exactly with each token's `iss`.
     ///
     /// ```
     /// use smart_auth::TokenVerifier;

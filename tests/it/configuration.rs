@@ -563,7 +563,13 @@ async fn an_issuer_only_compared_may_be_plain_http() {
         .sign();
     assert!(by_url.verify(&https_token).await.is_err());
     let refused = |result: Result<TokenVerifier, ConfigError>| {
-        matches!(result, Err(ConfigError::InvalidUrl { field: "issuer", .. }))
+        matches!(
+            result,
+            Err(ConfigError::InvalidUrl {
+                field: "issuer",
+                ..
+            })
+        )
     };
     // Fetched from: discovery of the keys, or of the introspection endpoint.
     assert!(refused(TokenVerifier::builder(ADFS).audience(BASE).build()));
@@ -582,9 +588,16 @@ async fn an_issuer_only_compared_may_be_plain_http() {
             .audience(BASE)
             .jwks_uri("http://adfs.example.test/adfs/discovery/keys")
             .build(),
-        Err(ConfigError::InvalidUrl { field: "jwks_uri", .. })
+        Err(ConfigError::InvalidUrl {
+            field: "jwks_uri",
+            ..
+        })
     ));
-    for issuer_text in ["urn:adfs:trust", "file:///adfs", "ftp://adfs.example.test/x"] {
+    for issuer_text in [
+        "urn:adfs:trust",
+        "file:///adfs",
+        "ftp://adfs.example.test/x",
+    ] {
         assert!(
             refused(
                 TokenVerifier::builder(issuer_text)

@@ -289,6 +289,14 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
                 "/fhir/Patient?name=x;_revinclude=Observation:subject",
                 Some("system/Observation.s"),
             ),
+            // A form decoder reads `+` as a space (a name trimmed to `_include`) and `%2B`
+            // as a plus.
+            (
+                "/fhir/Patient?_include%2B=Patient:organization:Organization",
+                "/fhir/Patient?_include+=Patient:organization:Organization",
+                Some("system/Organization.r"),
+            ),
+            ("/fhir/Patient?name=J+X", "/fhir/Patient?name=J%20X", None),
             ("/fhir/Patient/1", "/fhir/Patient/2", None),
             ("/fhir/Patient/1", "/fhir/Patient?name=x", None),
         ] {
@@ -330,6 +338,28 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
             )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+        // Another target is read up to 8 KiB (its query several times); the request's own,
+        // however long, is not read again.
+        for (length, status) in [
+            (8 * 1024, StatusCode::OK),
+            (8 * 1024 + 1, StatusCode::BAD_REQUEST),
+        ] {
+            let named = format!("/fhir/Patient?name={}", "x".repeat(length - 19));
+            assert_eq!(named.len(), length);
+            let (got, _) = app
+                .call_with_headers(
+                    "GET",
+                    "/fhir/Patient/1",
+                    "system/*.cruds",
+                    &[(name, &named)],
+                )
+                .await;
+            assert_eq!(got, status, "{name} {length}");
+            let (got, _) = app
+                .call_with_headers("GET", &named, "system/*.cruds", &[(name, &named)])
+                .await;
+            assert_eq!(got, StatusCode::OK, "{name} {length}, the same target");
+        }
     }
     for name in [
         "x_http_method_override",
