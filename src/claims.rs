@@ -1152,6 +1152,23 @@ impl SmartClaims {
             .get_or_init(|| self.scope_tokens().map(str::to_owned).collect())
     }
 
+    /// What the parts built from this token's lists may come to take beyond the usual
+    /// token's, once scope enforcement and handlers have read them: each scope parsed into
+    /// two scope sets and listed (about 350 bytes), each audience and launch context an
+    /// allocation of its own; the first 32 scopes and 4 audiences and contexts, which a
+    /// usual token's 4 KiB already covers, not counted. The token cache weighs an entry by
+    /// it, so that tokens listing thousands of scopes cannot make it hold far more than
+    /// its bound.
+    pub(crate) fn size_beyond_the_usual(&self) -> usize {
+        const PER_SCOPE: usize = 352;
+        const PER_AUDIENCE: usize = 64;
+        const PER_CONTEXT: usize = 192;
+        let scopes = self.scope_tokens().count().saturating_sub(32);
+        let audiences = self.audiences().count().saturating_sub(4);
+        let contexts = self.inner.fhir_context.len().saturating_sub(4);
+        scopes * PER_SCOPE + audiences * PER_AUDIENCE + contexts * PER_CONTEXT
+    }
+
     /// The granted scope tokens, without listing them as strings.
     fn scope_tokens(&self) -> impl Iterator<Item = &str> {
         split_scope_string(self.string(Field::Scope).unwrap_or_default())

@@ -40,7 +40,9 @@ use crate::metrics::CacheEntries;
 ///
 /// Only valid tokens are stored, at most [`max_entries`](Self::max_entries) of them
 /// (default 10,000; the least useful are evicted first), so memory stays bounded. A token
-/// of more than 4 KiB counts as one entry per started 4 KiB, so that issuers of large
+/// of more than 4 KiB counts as one entry per started 4 KiB, and so does one whose claims
+/// list more than 32 scopes or 4 audiences or launch contexts, for what those take once
+/// read (each scope is parsed and listed: some 350 bytes), so that issuers of large
 /// tokens (many scopes, a large `fhirContext`) cannot make the cache hold more than about
 /// `max_entries` × 4 KiB of them. Each
 /// layer or verifier has its own cache: a token accepted by one layer is never served
@@ -491,16 +493,21 @@ fn new_store(max_entries: u64, evicted: Evicted) -> Store {
 /// The size an entry's weight is counted in: tokens up to it weigh 1.
 const WEIGHT_UNIT: u64 = 4096;
 
-/// Weighs an entry by its token's size, one per started [`WEIGHT_UNIT`]: the usual tokens
-/// weigh 1, so `max_entries` bounds their count, while large ones (the claims kept beside
-/// a token grow with it) count for their size, and the store's memory stays near
-/// `max_entries` × 4 KiB whatever the tokens' size.
+/// Weighs an entry by its token's size, one per started [`WEIGHT_UNIT`], and by what its
+/// claims may take beyond a usual token's once read (thousands of scopes parsed, a long
+/// list of audiences: [`SmartClaims::size_beyond_the_usual`](crate::SmartClaims)): the
+/// usual tokens weigh 1, so `max_entries` bounds their count, while large ones count for
+/// their size, and the store's memory stays near `max_entries` × 4 KiB whatever the
+/// tokens hold.
 #[derive(Debug, Clone, Copy)]
 struct SizeWeighter;
 
 impl Weighter<Arc<[u8]>, Arc<CachedToken>> for SizeWeighter {
-    fn weight(&self, token: &Arc<[u8]>, _entry: &Arc<CachedToken>) -> u64 {
-        u64::try_from(token.len())
+    fn weight(&self, token: &Arc<[u8]>, entry: &Arc<CachedToken>) -> u64 {
+        let size = token
+            .len()
+            .saturating_add(entry.claims.size_beyond_the_usual());
+        u64::try_from(size)
             .unwrap_or(u64::MAX)
             .div_ceil(WEIGHT_UNIT)
             .max(1)
@@ -819,6 +826,40 @@ mod tests {
         assert!(fill(4096 * 4) <= 16, "16 KiB tokens weigh 4");
         assert!(fill(4096 * 4 - 4096 + 1) <= 16, "a started 4 KiB counts");
         assert!(fill(4096) > 16, "tokens up to 4 KiB weigh 1");
+    }
+
+    /// Claims that list far more than a usual token (thousands of scopes, audiences or
+    /// launch contexts, each of which takes an allocation or two once read) weigh what
+    /// they may take, however short their token; up to 32 scopes and 4 audiences and
+    /// contexts weigh nothing more.
+    #[test]
+    fn claims_listing_thousands_weigh_their_size() {
+        let policy = TokenCachePolicy::default().max_entries(64);
+        let now = SystemTime::now();
+        let fill = |payload: &dyn Fn(u64) -> serde_json::Value| {
+            let cache = TokenCache::new(&policy).expect("enabled");
+            for n in 0..64u64 {
+                let window = until(now + Duration::from_secs(60));
+                let token: Arc<[u8]> = Arc::from(format!("{n:04}.token").into_bytes());
+                cache.insert(token, true, claims_from(payload(n)), stamp(1), now, window);
+            }
+            cache.len()
+        };
+        let with = |name: &'static str, value: serde_json::Value| {
+            move |n: u64| {
+                let mut payload = serde_json::json!({"iss": "https://as.example", "exp": 4_000_000_000u64, "jti": n.to_string()});
+                payload[name] = value.clone();
+                payload
+            }
+        };
+        let scopes = |count: usize| vec!["a"; count].join(" ");
+        // 1,500 scopes: some 520 KiB once read, 128 units.
+        assert!(fill(&with("scope", scopes(1500).into())) <= 1, "1,500 scopes");
+        assert!(fill(&with("scope", scopes(32).into())) > 32, "32 scopes weigh 1");
+        let audiences = serde_json::Value::from(vec!["a"; 1000]);
+        assert!(fill(&with("aud", audiences)) <= 8, "1,000 audiences");
+        let contexts = serde_json::Value::from(vec!["Patient/1"; 1000]);
+        assert!(fill(&with("fhirContext", contexts)) <= 2, "1,000 launch contexts");
     }
 
     /// Tokens that differ only near their end, or only in length, spread evenly over

@@ -652,10 +652,13 @@ impl KeyStore {
             return now.checked_add(STATIC_FRESH_FOR).unwrap_or(now);
         }
         let snapshot = &key.snapshot;
-        // `age < ttl` and `age <= max_stale`, as one length of time.
+        // `age < ttl` and `age + stale_when_fetched <= max_stale` (what `usable_snapshot`
+        // allows: a copy a cache in between served stale counts that time too), as one
+        // length of time.
         let fresh_for = snapshot.ttl.min(
             self.policy
                 .max_stale
+                .saturating_sub(snapshot.stale_when_fetched)
                 .saturating_add(Duration::from_nanos(1)),
         );
         let age = Instant::now().saturating_duration_since(snapshot.fetched);

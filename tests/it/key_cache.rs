@@ -1647,3 +1647,62 @@ async fn a_fetch_task_that_panics_starts_the_cooldown() {
         "the cooldown answers, without a fetch"
     );
 }
+
+/// A key set a cache in between served stale (its `Age` past its lifetime) is usable only
+/// for what is left of `max_stale` (RFC 9111 section 4.2.3: the time it was stale counts
+/// too), and a token the token cache keeps stops being answered from it then too: the
+/// token cache never relies on a key set longer than the key cache would.
+#[tokio::test]
+async fn a_cached_token_lasts_no_longer_than_a_stale_key_set() {
+    use axum::response::IntoResponse as _;
+    let clock = ManualClock::new();
+    let issuer = issuer(&clock).await;
+    let jwks = issuer.jwks();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = fetches.clone();
+    // The origin is gone after the first fetch; the first answer is a copy 86,990 s old
+    // without a stated lifetime: 86,390 s past the default 600 s TTL, so 10 s are left of
+    // the default 24 h `max_stale`.
+    let router = axum::Router::new().route(
+        "/keys",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    ([("age", "86990")], axum::Json(jwks)).into_response()
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            }
+        }),
+    );
+    let (url, _server) = crate::support::serve(router).await;
+    let verifier = smart_auth::TokenVerifier::builder(issuer.url())
+        .audience(issuer.audience())
+        .jwks_uri(format!("{url}/keys"))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = issuer.token().sign();
+    for _ in 0..3 {
+        assert!(verifier.verify(&token).await.is_ok());
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    pass_time(&clock, Duration::from_secs(5)).await;
+    assert!(verifier.verify(&token).await.is_ok(), "5 s left");
+    pass_time(&clock, Duration::from_secs(10)).await;
+    let refused = |result: Result<smart_auth::SmartClaims, smart_auth::AuthError>| {
+        result.err().map(|error| error.kind())
+    };
+    assert_eq!(
+        refused(verifier.verify(&issuer.token().claim("jti", "new").sign()).await),
+        Some(smart_auth::ErrorKind::KeysUnavailable),
+        "the key set is past max_stale"
+    );
+    assert_eq!(
+        refused(verifier.verify(&token).await),
+        Some(smart_auth::ErrorKind::KeysUnavailable),
+        "the cached token too"
+    );
+}
