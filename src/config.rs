@@ -548,7 +548,10 @@ mod tests {
                 "issuers": [{"issuer": "https://auth.example.org"}], "enforce_scopes": []}"#,
         ] {
             let error = parse(positional).expect_err(positional).to_string();
-            assert!(error.contains("a map of named settings"), "{positional}: {error}");
+            assert!(
+                error.contains("a map of named settings"),
+                "{positional}: {error}"
+            );
         }
         assert!(serde_json::from_str::<IssuerConfig>(r#"["https://auth.example.org"]"#).is_err());
         assert!(serde_json::from_str::<TokenCacheConfig>("[false]").is_err());

@@ -854,12 +854,21 @@ mod tests {
         };
         let scopes = |count: usize| vec!["a"; count].join(" ");
         // 1,500 scopes: some 520 KiB once read, 128 units.
-        assert!(fill(&with("scope", scopes(1500).into())) <= 1, "1,500 scopes");
-        assert!(fill(&with("scope", scopes(32).into())) > 32, "32 scopes weigh 1");
+        assert!(
+            fill(&with("scope", scopes(1500).into())) <= 1,
+            "1,500 scopes"
+        );
+        assert!(
+            fill(&with("scope", scopes(32).into())) > 32,
+            "32 scopes weigh 1"
+        );
         let audiences = serde_json::Value::from(vec!["a"; 1000]);
         assert!(fill(&with("aud", audiences)) <= 8, "1,000 audiences");
         let contexts = serde_json::Value::from(vec!["Patient/1"; 1000]);
-        assert!(fill(&with("fhirContext", contexts)) <= 2, "1,000 launch contexts");
+        assert!(
+            fill(&with("fhirContext", contexts)) <= 2,
+            "1,000 launch contexts"
+        );
     }
 
     /// Tokens that differ only near their end, or only in length, spread evenly over

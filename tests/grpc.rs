@@ -217,21 +217,27 @@ async fn a_token_without_the_scope_is_permission_denied() {
 }
 
 #[test]
-fn http_refusals_map_to_grpc_codes() {
-    for (http, grpc) in [
-        (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
-        (StatusCode::FORBIDDEN, Code::PermissionDenied),
-        (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
-        (StatusCode::BAD_REQUEST, Code::Unauthenticated),
-        (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
+fn refusals_map_to_grpc_codes() {
+    use smart_auth::ErrorKind;
+    for (kind, grpc) in [
+        (ErrorKind::MissingToken, Code::Unauthenticated),
+        (ErrorKind::Expired, Code::Unauthenticated),
+        (ErrorKind::InvalidSignature, Code::Unauthenticated),
+        (ErrorKind::InvalidRequest, Code::Unauthenticated),
+        (ErrorKind::MalformedRequest, Code::InvalidArgument),
+        (ErrorKind::InsufficientScope, Code::PermissionDenied),
+        (ErrorKind::KeysUnavailable, Code::Unavailable),
+        (ErrorKind::IntrospectionUnavailable, Code::Unavailable),
+        (ErrorKind::LayerMissing, Code::Internal),
     ] {
-        assert_eq!(grpc_code(http), grpc, "{http}");
+        assert_eq!(grpc_code(kind), grpc, "{kind:?}");
     }
 }
 
 /// tonic routes by path whatever the method: a request dressed as a CORS preflight
 /// (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, no token) must not reach
-/// the service. It is refused like any request without a token.
+/// the service. It is refused like any request without a token; being no gRPC call (no
+/// gRPC content type), its refusal stays the plain HTTP 401.
 #[tokio::test]
 async fn a_preflight_shaped_request_does_not_reach_the_service() {
     use tower::{Service as _, ServiceExt as _};
@@ -251,13 +257,63 @@ async fn a_preflight_shaped_request_does_not_reach_the_service() {
         .body(tonic::body::Body::empty())
         .unwrap();
     let response = channel.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get("grpc-status").is_none());
     assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "gRPC answers in HTTP 200"
+        response.headers()["www-authenticate"],
+        format!("Bearer realm=\"{}\"", issuer.audience()).as_str()
     );
-    assert_eq!(
-        response.headers()["grpc-status"],
-        (Code::Unauthenticated as i32).to_string().as_str()
-    );
+}
+
+/// The adapter answers in gRPC's terms only for gRPC calls (`application/grpc`, its
+/// `+proto` and gRPC-Web forms, in any case): a plain HTTP request's refusal stays the
+/// HTTP 401 with its challenge, never an HTTP 200 a REST client would take for success.
+#[tokio::test]
+async fn only_grpc_calls_get_grpc_refusals() {
+    use tower::{Service as _, ServiceExt as _};
+
+    let issuer = TestIssuer::start().await;
+    let address = serve_protected_health(&issuer).await;
+    let mut channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for (content_type, grpc) in [
+        (Some("application/grpc"), true),
+        (Some("application/grpc+proto"), true),
+        (Some("Application/GRPC-Web+proto"), true),
+        (Some("application/grpc-web-text"), true),
+        (Some("application/grpc; charset=utf-8"), true),
+        (Some("application/grpcx"), false),
+        (Some("application/json"), false),
+        (None, false),
+    ] {
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{address}/grpc.health.v1.Health/Check"));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(tonic::body::Body::empty()).unwrap();
+        let response = channel.ready().await.unwrap().call(request).await.unwrap();
+        if grpc {
+            assert_eq!(response.status(), StatusCode::OK, "{content_type:?}");
+            assert_eq!(
+                response.headers()["grpc-status"],
+                (Code::Unauthenticated as i32).to_string().as_str(),
+                "{content_type:?}"
+            );
+        } else {
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{content_type:?}"
+            );
+            assert!(
+                response.headers().get("grpc-status").is_none(),
+                "{content_type:?}"
+            );
+        }
+    }
 }

@@ -5,19 +5,23 @@
 //! an `OperationOutcome` body, while a gRPC client reads the outcome of a call from
 //! `grpc-status` (and `grpc-message`) on an HTTP 200 response. This layer sits outside the
 //! auth layer, recognises a refusal by the `AuthError` the auth layer puts in the response
-//! extensions, and answers a "trailers-only" gRPC error instead:
+//! extensions, and answers a "trailers-only" gRPC error instead, for gRPC calls only (a
+//! request whose `content-type` is `application/grpc`, `+proto` and gRPC-Web's included):
+//! a plain HTTP request's refusal passes unchanged, so a server that also serves REST
+//! routes keeps their 401s.
 //!
-//! | HTTP | gRPC status |
+//! | refusal | gRPC status |
 //! |---|---|
-//! | 401 | `UNAUTHENTICATED` (16) |
+//! | 401 (`invalid_token`, or no token) | `UNAUTHENTICATED` (16) |
+//! | 400 `invalid_request` for credentials the layer cannot read (`ErrorKind::InvalidRequest`: two tokens, `Bearer a b`) | `UNAUTHENTICATED` (16) |
+//! | 400 `invalid_request` for a call scope enforcement cannot read (`ErrorKind::MalformedRequest`: a path with `..`) | `INVALID_ARGUMENT` (3) |
 //! | 403 | `PERMISSION_DENIED` (7) |
-//! | 400 (`invalid_request`: malformed credentials) | `UNAUTHENTICATED` (16) |
 //! | 503 | `UNAVAILABLE` (14) |
-//! | other | `INTERNAL` (13) |
+//! | other (500: no auth layer in front of a handler that needs one) | `INTERNAL` (13) |
 //!
-//! The auth layer answers 400 only for credentials it cannot read (RFC 6750's
-//! `invalid_request`: two tokens, `Bearer a b`, an empty token): for gRPC that is a call
-//! without valid authentication, which a client answers by authenticating again.
+//! Credentials the layer cannot read are a call without valid authentication, which a
+//! client answers by authenticating again; a call it cannot read is one no credentials
+//! would let through, which a client must not retry as it is.
 //!
 //! The challenge (`www-authenticate`) and `retry-after` are kept as response metadata, so a
 //! client can read why it was refused and when to try again; `grpc-message` is the refusal's
@@ -30,7 +34,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, Response, StatusCode};
-use smart_auth::AuthError;
+use smart_auth::{AuthError, ErrorKind};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
@@ -72,34 +76,47 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let grpc = is_grpc(request.headers());
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
             Ok(match response.extensions().get::<AuthError>() {
-                Some(error) => grpc_refusal(response.status(), response.headers(), error),
-                None => response.map(tonic::body::Body::new),
+                Some(error) if grpc => grpc_refusal(response.headers(), error),
+                _ => response.map(tonic::body::Body::new),
             })
         })
     }
 }
 
-/// The gRPC status code for the HTTP status of a refusal.
-pub fn grpc_code(status: StatusCode) -> Code {
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST => Code::Unauthenticated,
-        StatusCode::FORBIDDEN => Code::PermissionDenied,
-        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
-        _ => Code::Internal,
+/// Whether a request is a gRPC call: its `content-type` is `application/grpc` or starts
+/// with `application/grpc+` or `application/grpc-` (`+proto`, gRPC-Web), in any case.
+fn is_grpc(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    let bytes = value.as_bytes();
+    bytes
+        .get(..16)
+        .is_some_and(|start| start.eq_ignore_ascii_case(b"application/grpc"))
+        && matches!(bytes.get(16), None | Some(b'+' | b'-' | b';'))
+}
+
+/// The gRPC status code for a refusal.
+pub fn grpc_code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::MalformedRequest => Code::InvalidArgument,
+        kind => match kind.answer().status {
+            StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST => Code::Unauthenticated,
+            StatusCode::FORBIDDEN => Code::PermissionDenied,
+            StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+            _ => Code::Internal,
+        },
     }
 }
 
 /// A trailers-only gRPC error response for a refusal, with its challenge and `retry-after`
 /// as metadata.
-fn grpc_refusal(
-    status: StatusCode,
-    headers: &HeaderMap,
-    error: &AuthError,
-) -> Response<tonic::body::Body> {
+fn grpc_refusal(headers: &HeaderMap, error: &AuthError) -> Response<tonic::body::Body> {
     let mut metadata = HeaderMap::new();
     for name in [WWW_AUTHENTICATE, RETRY_AFTER] {
         if let Some(value) = headers.get(&name) {
@@ -107,7 +124,7 @@ fn grpc_refusal(
         }
     }
     Status::with_metadata(
-        grpc_code(status),
+        grpc_code(error.kind()),
         error.to_string(),
         MetadataMap::from_headers(metadata),
     )

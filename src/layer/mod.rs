@@ -25,6 +25,13 @@
 //! | issuer keys unavailable and none cached, or an unknown `kid` while fetches fail | 503, `Retry-After` (the rest of the cooldowns) |
 //! | the introspection endpoint down or busy | 503, `Retry-After` |
 //!
+//! These are HTTP answers. A gRPC client reads a call's outcome from `grpc-status` on an
+//! HTTP 200 (tonic's client does not even map the HTTP status: it reports `INTERNAL`), so
+//! a tonic server puts an adapter outside this layer that answers gRPC calls' refusals as
+//! gRPC statuses: `examples/grpc/refusals.rs` is one (by the [`AuthError`] in the
+//! response's extensions; `UNAUTHENTICATED`, `PERMISSION_DENIED`, `INVALID_ARGUMENT`,
+//! `UNAVAILABLE`).
+//!
 //! # Public routes
 //!
 //! Without a token, only these pass (each can be turned off on the builder):

@@ -1696,7 +1696,11 @@ async fn a_cached_token_lasts_no_longer_than_a_stale_key_set() {
         result.err().map(|error| error.kind())
     };
     assert_eq!(
-        refused(verifier.verify(&issuer.token().claim("jti", "new").sign()).await),
+        refused(
+            verifier
+                .verify(&issuer.token().claim("jti", "new").sign())
+                .await
+        ),
         Some(smart_auth::ErrorKind::KeysUnavailable),
         "the key set is past max_stale"
     );
