@@ -210,6 +210,13 @@ impl SmartAuthLayer {
     /// A builder starting from a verifier built before (one you also use outside tower,
     /// for example); it keeps its own settings.
     ///
+    /// Its audiences are this server's: it accepts a token naming any of them, and a
+    /// per-server grant in `authorization_details` whose `locations` name any of them
+    /// gives the claims' launch context. A verifier whose audiences name several FHIR
+    /// servers, shared by their layers, therefore accepts each server's tokens, and
+    /// applies each server's grant, at every one: give each FHIR base a verifier of its
+    /// own.
+    ///
     /// ```
     /// use smart_auth::{SmartAuthLayer, TokenVerifier};
     ///
