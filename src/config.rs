@@ -32,38 +32,6 @@ where
 }
 use crate::verifier::{TokenTypePolicy, TokenVerifier, VerifierBuilder};
 
-/// Each configuration struct is read from a map of named settings only. serde's derive
-/// reads a struct from a list too, by position, where no setting is named and a
-/// misspelling cannot be told (`"enforce_scopes": [true, true]` would turn on two settings
-/// that weaken enforcement): the derived reader (`remote = "Self"`, an inherent
-/// `deserialize`) runs only on a map.
-macro_rules! named_settings_only {
-    ($($config:ty),* $(,)?) => {$(
-        impl<'de> Deserialize<'de> for $config {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct Settings;
-                impl<'de> serde::de::Visitor<'de> for Settings {
-                    type Value = $config;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str("a map of named settings")
-                    }
-                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$config, A::Error> {
-                        <$config>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    }
-                }
-                deserializer.deserialize_map(Settings)
-            }
-        }
-    )*};
-}
-
-named_settings_only!(
-    SmartAuthConfig,
-    IssuerConfig,
-    EnforcementConfig,
-    TokenCacheConfig
-);
-
 /// Why a list or map written empty is refused.
 const WRITTEN_EMPTY: &str = "written empty: leave the setting out instead";
 
@@ -104,7 +72,7 @@ where
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Deserialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SmartAuthConfig {
     /// [`SmartAuthBuilder::fhir_base`].
@@ -154,7 +122,7 @@ pub struct SmartAuthConfig {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Deserialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IssuerConfig {
     /// The issuer identifier, compared exactly with each token's `iss`.
@@ -272,7 +240,7 @@ where
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EnforcementConfig {
     /// [`ScopeEnforcement::allow_any_token_outside_base`] (default `false`).
@@ -306,7 +274,7 @@ pub struct EnforcementConfig {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Deserialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TokenCacheConfig {
     /// Whether verified tokens are cached (default `true`).
@@ -526,36 +494,6 @@ mod tests {
 
     fn parse(text: &str) -> Result<SmartAuthConfig, serde_json::Error> {
         serde_json::from_str(text)
-    }
-
-    /// Every configuration struct is read from named settings only: the same settings
-    /// written as a list, by position (which serde's derive would read), are refused at
-    /// every level, and the named form is read.
-    #[test]
-    fn settings_are_named_never_positional() {
-        let named = r#"{"fhir_base": "https://api.example.org/fhir",
-            "issuers": [{"issuer": "https://auth.example.org", "token_cache": {"enabled": false}}],
-            "enforce_scopes": {"allow_any_token_outside_base": true}}"#;
-        assert!(parse(named).is_ok());
-        for positional in [
-            r#"["https://api.example.org/fhir", "/fhir", [{"issuer": "https://auth.example.org"}], true]"#,
-            r#"{"issuers": [["https://auth.example.org"]]}"#,
-            r#"{"fhir_base": "https://api.example.org/fhir",
-                "issuers": [{"issuer": "https://auth.example.org"}], "enforce_scopes": [true, true]}"#,
-            r#"{"issuers": [{"issuer": "https://auth.example.org", "token_cache": [false]}]}"#,
-            r#"{"issuers": [{"issuer": "https://auth.example.org", "token_cache": []}]}"#,
-            r#"{"fhir_base": "https://api.example.org/fhir",
-                "issuers": [{"issuer": "https://auth.example.org"}], "enforce_scopes": []}"#,
-        ] {
-            let error = parse(positional).expect_err(positional).to_string();
-            assert!(
-                error.contains("a map of named settings"),
-                "{positional}: {error}"
-            );
-        }
-        assert!(serde_json::from_str::<IssuerConfig>(r#"["https://auth.example.org"]"#).is_err());
-        assert!(serde_json::from_str::<TokenCacheConfig>("[false]").is_err());
-        assert!(serde_json::from_str::<EnforcementConfig>("[true]").is_err());
     }
 
     #[test]
