@@ -1154,19 +1154,43 @@ impl SmartClaims {
 
     /// What the parts built from this token's lists may come to take beyond the usual
     /// token's, once scope enforcement and handlers have read them: each scope parsed into
-    /// two scope sets and listed (about 350 bytes), each audience and launch context an
-    /// allocation of its own; the first 32 scopes and 4 audiences and contexts, which a
-    /// usual token's 4 KiB already covers, not counted. The token cache weighs an entry by
-    /// it, so that tokens listing thousands of scopes cannot make it hold far more than
-    /// its bound.
+    /// two scope sets and listed (about 350 bytes), each pair of a granular filter in both
+    /// sets (about 256), each audience and launch context an allocation of its own, a
+    /// context's `identifier` what its JSON takes parsed; the first 32 scopes, 16 filter
+    /// pairs and 4 audiences and contexts, which a usual token's 4 KiB already covers, not
+    /// counted. The token cache weighs an entry by it (once, when it stores the entry), so
+    /// that tokens listing thousands of scopes cannot make it hold far more than its bound.
+    /// (The whole payload parsed for [`claim`](Self::claim) and the like, which only a
+    /// handler asks for, is not counted.)
     pub(crate) fn size_beyond_the_usual(&self) -> usize {
         const PER_SCOPE: usize = 352;
+        const PER_FILTER_PAIR: usize = 256;
         const PER_AUDIENCE: usize = 64;
         const PER_CONTEXT: usize = 192;
-        let scopes = self.scope_tokens().count().saturating_sub(32);
+        let (scopes, filter_pairs) =
+            self.scope_tokens()
+                .fold((0usize, 0usize), |(scopes, pairs), scope| {
+                    let scope_pairs = scope.split_once('?').map_or(0, |(_, query)| {
+                        1 + query.bytes().filter(|&byte| byte == b'&').count()
+                    });
+                    (scopes + 1, pairs + scope_pairs)
+                });
         let audiences = self.audiences().count().saturating_sub(4);
         let contexts = self.inner.fhir_context.len().saturating_sub(4);
-        scopes * PER_SCOPE + audiences * PER_AUDIENCE + contexts * PER_CONTEXT
+        let identifiers: usize = self
+            .inner
+            .fhir_context
+            .iter()
+            .filter_map(|context| match &context.identifier {
+                Some(Value::Object(map)) => Some(crate::json::parsed_size(map)),
+                _ => None,
+            })
+            .sum();
+        scopes.saturating_sub(32) * PER_SCOPE
+            + filter_pairs.saturating_sub(16) * PER_FILTER_PAIR
+            + audiences * PER_AUDIENCE
+            + contexts * PER_CONTEXT
+            + identifiers
     }
 
     /// The granted scope tokens, without listing them as strings.

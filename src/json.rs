@@ -138,6 +138,46 @@ impl<'de> Visitor<'de> for WithItemsAlone<'_> {
     }
 }
 
+/// About how many bytes the members of `map` take on the heap once parsed: every value and
+/// member counted at what serde_json's `Value` and map entries take, every object at least
+/// a B-tree leaf node, plus the text of strings and names. Dense JSON (`[0,0,0,…]`,
+/// `[{},{},…]`) takes many times its text's length once parsed: 2 bytes of text are a
+/// 32-byte value, 3 an object's node of some 600 bytes.
+pub(crate) fn parsed_size(map: &Map<String, Value>) -> usize {
+    const VALUE: usize = std::mem::size_of::<Value>();
+    // A map entry: its name's `String` and value, and the map's own bookkeeping.
+    const MEMBER: usize = std::mem::size_of::<String>() + VALUE + 16;
+    // A map's first node (a B-tree leaf of eleven entries), allocated with its first
+    // member; counted for every object, empty ones too.
+    const OBJECT: usize = 11 * (std::mem::size_of::<String>() + VALUE) + 16;
+    fn add_members<'a>(
+        map: &'a Map<String, Value>,
+        bytes: &mut usize,
+        pending: &mut Vec<&'a Value>,
+    ) {
+        *bytes += OBJECT;
+        for (name, value) in map {
+            *bytes += MEMBER + name.len();
+            pending.push(value);
+        }
+    }
+    let mut bytes = 0;
+    let mut pending = Vec::new();
+    add_members(map, &mut bytes, &mut pending);
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) => bytes += text.len(),
+            Value::Array(items) => {
+                bytes += VALUE * items.len();
+                pending.extend(items);
+            }
+            Value::Object(map) => add_members(map, &mut bytes, &mut pending),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    bytes
+}
+
 /// The value of the list member of [`object_with_items_read_alone`].
 enum Listed {
     /// An array: its items, each read on its own, and the count of those after the

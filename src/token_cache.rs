@@ -201,6 +201,8 @@ pub(crate) struct CachedToken {
     /// The generation of the key set the signature was checked with: the entry is used
     /// only while that set is the current one.
     pub(crate) key_generation: u64,
+    /// Its share of the store's bound ([`SizeWeighter`]), worked out once when stored.
+    weight: u64,
     /// By the configured clock: the entry is not used from this time on (its max age
     /// passed, its key set is due for a refresh, or its `exp` passed). Kept as a
     /// `SystemTime`, like the clock's answer, so that a hit compares times without
@@ -502,15 +504,21 @@ const WEIGHT_UNIT: u64 = 4096;
 #[derive(Debug, Clone, Copy)]
 struct SizeWeighter;
 
-impl Weighter<Arc<[u8]>, Arc<CachedToken>> for SizeWeighter {
-    fn weight(&self, token: &Arc<[u8]>, entry: &Arc<CachedToken>) -> u64 {
-        let size = token
-            .len()
-            .saturating_add(entry.claims.size_beyond_the_usual());
+impl SizeWeighter {
+    /// The weight of an entry for `token` with `claims` (the store asks for it at every
+    /// move of the entry, so it is worked out once and kept in the entry).
+    fn weigh(token: &[u8], claims: &SmartClaims) -> u64 {
+        let size = token.len().saturating_add(claims.size_beyond_the_usual());
         u64::try_from(size)
             .unwrap_or(u64::MAX)
             .div_ceil(WEIGHT_UNIT)
             .max(1)
+    }
+}
+
+impl Weighter<Arc<[u8]>, Arc<CachedToken>> for SizeWeighter {
+    fn weight(&self, _token: &Arc<[u8]>, entry: &Arc<CachedToken>) -> u64 {
+        entry.weight
     }
 }
 
@@ -608,6 +616,7 @@ impl TokenCache {
             return;
         }
         let entry = Arc::new(CachedToken {
+            weight: SizeWeighter::weigh(&token, &claims),
             token: Arc::clone(&token),
             claims,
             key_generation: keys.generation,
@@ -616,9 +625,13 @@ impl TokenCache {
         });
         // On a runtime the sweep goes on by itself.
         let _sweeping = self.sweep_if_due(now);
-        self.store.insert(token, Arc::clone(&entry));
-        // A token stored now is about to be used again.
-        self.recent.slot(hash).store(Some(entry));
+        self.store.insert(Arc::clone(&token), Arc::clone(&entry));
+        // A token stored now is about to be used again; one the store refused (heavier
+        // than a shard's share) is not kept in a slot either, where neither the bound nor
+        // the sweep would see it.
+        if self.store.contains_key(&token[..]) {
+            self.recent.slot(hash).store(Some(entry));
+        }
         self.entries.held(|| self.len());
     }
 
@@ -828,10 +841,12 @@ mod tests {
         assert!(fill(4096) > 16, "tokens up to 4 KiB weigh 1");
     }
 
-    /// Claims that list far more than a usual token (thousands of scopes, audiences or
-    /// launch contexts, each of which takes an allocation or two once read) weigh what
-    /// they may take, however short their token; up to 32 scopes and 4 audiences and
-    /// contexts weigh nothing more.
+    /// Claims that list far more than a usual token (thousands of scopes, filter pairs,
+    /// audiences or launch contexts, each of which takes an allocation or two once read,
+    /// or a context's identifier of many small objects) weigh what they may take, however
+    /// short their token; up to 32 scopes, 16 filter pairs and 4 audiences and contexts
+    /// weigh nothing more. An entry heavier than a shard's share is kept nowhere: not in
+    /// the store, and not in the slots of recently used tokens either.
     #[test]
     fn claims_listing_thousands_weigh_their_size() {
         let policy = TokenCachePolicy::default().max_entries(64);
@@ -843,6 +858,10 @@ mod tests {
                 let token: Arc<[u8]> = Arc::from(format!("{n:04}.token").into_bytes());
                 cache.insert(token, true, claims_from(payload(n)), stamp(1), now, window);
             }
+            assert!(
+                u64::try_from(cache.recent_len()).unwrap() <= cache.len(),
+                "only stored entries in slots"
+            );
             cache.len()
         };
         let with = |name: &'static str, value: serde_json::Value| {
@@ -868,6 +887,20 @@ mod tests {
         assert!(
             fill(&with("fhirContext", contexts)) <= 2,
             "1,000 launch contexts"
+        );
+        let pairs = format!("user/Observation.rs?{}", vec!["a=b"; 750].join("&"));
+        assert!(fill(&with("scope", pairs.into())) <= 1, "750 filter pairs");
+        let few_pairs = format!("user/Observation.rs?{}", vec!["a=b"; 16].join("&"));
+        assert!(
+            fill(&with("scope", few_pairs.into())) > 32,
+            "16 filter pairs weigh 1"
+        );
+        let small_objects = vec![serde_json::json!({"": 0}); 500];
+        let identifier =
+            serde_json::json!([{"identifier": {"v": small_objects}, "type": "Patient"}]);
+        assert!(
+            fill(&with("fhirContext", identifier)) <= 1,
+            "an identifier of 500 objects"
         );
     }
 

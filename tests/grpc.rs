@@ -304,6 +304,16 @@ async fn only_grpc_calls_get_grpc_refusals() {
                 (Code::Unauthenticated as i32).to_string().as_str(),
                 "{content_type:?}"
             );
+            // gRPC-Web answers in its own content type.
+            let expected = match content_type {
+                Some(web) if web.to_ascii_lowercase().starts_with("application/grpc-web") => web,
+                _ => "application/grpc",
+            };
+            assert_eq!(
+                response.headers()["content-type"],
+                expected,
+                "{content_type:?}"
+            );
         } else {
             assert_eq!(
                 response.status(),

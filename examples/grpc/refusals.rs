@@ -8,7 +8,7 @@
 //! extensions, and answers a "trailers-only" gRPC error instead, for gRPC calls only (a
 //! request whose `content-type` is `application/grpc`, `+proto` and gRPC-Web's included):
 //! a plain HTTP request's refusal passes unchanged, so a server that also serves REST
-//! routes keeps their 401s.
+//! routes keeps their 401s. A gRPC-Web call's refusal carries its own content type.
 //!
 //! | refusal | gRPC status |
 //! |---|---|
@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use smart_auth::{AuthError, ErrorKind};
 use tonic::metadata::MetadataMap;
@@ -76,12 +76,19 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let grpc = is_grpc(request.headers());
+        // A gRPC call's content type, answered in kind (gRPC-Web's is its own).
+        let grpc = is_grpc(request.headers()).then(|| request.headers()[CONTENT_TYPE].clone());
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            Ok(match response.extensions().get::<AuthError>() {
-                Some(error) if grpc => grpc_refusal(response.headers(), error),
+            Ok(match (response.extensions().get::<AuthError>(), grpc) {
+                (Some(error), Some(content_type)) => {
+                    let mut refusal = grpc_refusal(response.headers(), error);
+                    if content_type.as_bytes()[16..].starts_with(b"-") {
+                        refusal.headers_mut().insert(CONTENT_TYPE, content_type);
+                    }
+                    refusal
+                }
                 _ => response.map(tonic::body::Body::new),
             })
         })
@@ -91,7 +98,7 @@ where
 /// Whether a request is a gRPC call: its `content-type` is `application/grpc` or starts
 /// with `application/grpc+` or `application/grpc-` (`+proto`, gRPC-Web), in any case.
 fn is_grpc(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
         return false;
     };
     let bytes = value.as_bytes();

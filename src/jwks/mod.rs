@@ -264,11 +264,13 @@ impl RefreshPolicy {
         Ok(())
     }
 
-    /// The TTL of a fetched set: its freshness lifetime (`max-age`, or `Expires` − `Date`),
-    /// or the default TTL, held to the bounds.
-    fn ttl_for(&self, max_age: Option<Duration>) -> Duration {
-        max_age
-            .unwrap_or(self.default_ttl)
+    /// The TTL of a fetched set: what is left of its freshness lifetime (`max-age`, or
+    /// `Expires` − `Date`, less its `Age`: `freshness_left`), or without a stated lifetime
+    /// what is left of the default TTL after its `Age` (RFC 9111 section 4.2: fresh while
+    /// the lifetime exceeds the age), held to the bounds.
+    fn ttl_for(&self, freshness_left: Option<Duration>, age: Duration) -> Duration {
+        freshness_left
+            .unwrap_or_else(|| self.default_ttl.saturating_sub(age))
             .clamp(self.min_ttl, self.max_ttl)
     }
 }
@@ -341,6 +343,16 @@ pub(crate) struct Snapshot {
     /// SHA-256 of the fetched document's bytes (`None` for static keys): a refetch that
     /// brings back the very same bytes reuses the parsed keys.
     body_digest: Option<[u8; 32]>,
+}
+
+impl Snapshot {
+    /// How long after its fetch the set may be relied on before a refresh is due: its
+    /// TTL, and no longer than `max_stale` leaves a copy that was already stale when
+    /// fetched (past that it is no longer usable at all).
+    fn fresh_for(&self, max_stale: Duration) -> Duration {
+        self.ttl
+            .min(max_stale.saturating_sub(self.stale_when_fetched))
+    }
 }
 
 /// The generation of a static key set, the only one its store ever has.
@@ -552,7 +564,7 @@ impl KeyStore {
             return choose(snapshot, kid, alg);
         };
         let age = now.saturating_duration_since(snapshot.fetched);
-        if age >= snapshot.ttl {
+        if age >= snapshot.fresh_for(self.policy.max_stale) {
             if self.fetch_for(Need::Refresh).is_some() {
                 // The fetch runs on its own task; this request goes on with the current keys.
                 tracing::debug!("keys passed their TTL: refreshing in the background");
@@ -684,7 +696,7 @@ impl KeyStore {
             fetched_at: snapshot.as_ref().map(|s| s.fetched_at),
             fresh_until: snapshot
                 .as_ref()
-                .and_then(|s| s.fetched_at.checked_add(s.ttl)),
+                .and_then(|s| s.fetched_at.checked_add(s.fresh_for(self.policy.max_stale))),
             fetching,
             last_failure: state.last_failure_at,
         }
@@ -933,7 +945,7 @@ impl KeyStore {
                 fetched: Instant::now(),
                 stale_when_fetched: self.stale_when_fetched(&fetched),
                 fetched_at: self.clock.now(),
-                ttl: self.policy.ttl_for(fetched.max_age),
+                ttl: self.policy.ttl_for(fetched.max_age, fetched.age),
                 generation: current.generation,
                 document_digest: current.document_digest,
                 body_digest,
@@ -972,7 +984,7 @@ impl KeyStore {
             fetched: Instant::now(),
             stale_when_fetched: self.stale_when_fetched(&fetched),
             fetched_at: self.clock.now(),
-            ttl: self.policy.ttl_for(fetched.max_age),
+            ttl: self.policy.ttl_for(fetched.max_age, fetched.age),
             generation,
             document_digest,
             body_digest,
@@ -1177,17 +1189,20 @@ mod tests {
     #[test]
     fn ttl_clamps_max_age() {
         let policy = RefreshPolicy::default();
-        assert_eq!(policy.ttl_for(None), Duration::from_secs(600));
         assert_eq!(
-            policy.ttl_for(Some(Duration::ZERO)),
+            policy.ttl_for(None, Duration::ZERO),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            policy.ttl_for(Some(Duration::ZERO), Duration::ZERO),
             Duration::from_secs(60)
         );
         assert_eq!(
-            policy.ttl_for(Some(Duration::from_secs(120))),
+            policy.ttl_for(Some(Duration::from_secs(120)), Duration::ZERO),
             Duration::from_secs(120)
         );
         assert_eq!(
-            policy.ttl_for(Some(Duration::from_secs(10 * 86400))),
+            policy.ttl_for(Some(Duration::from_secs(10 * 86400)), Duration::ZERO),
             Duration::from_secs(3600)
         );
     }
@@ -1280,9 +1295,15 @@ mod tests {
         };
         let long = bounded().default_ttl(Duration::from_secs(25 * 3600));
         assert!(long.validate().is_ok());
-        assert_eq!(long.ttl_for(None), Duration::from_secs(3600));
+        assert_eq!(
+            long.ttl_for(None, Duration::ZERO),
+            Duration::from_secs(3600)
+        );
         assert!(bounded().validate().is_ok());
-        assert_eq!(bounded().ttl_for(None), Duration::from_secs(900));
+        assert_eq!(
+            bounded().ttl_for(None, Duration::ZERO),
+            Duration::from_secs(900)
+        );
         let tight = RefreshPolicy::default()
             .default_ttl(one)
             .ttl_bounds(one, one)
