@@ -1191,6 +1191,31 @@ impl SmartClaims {
             + audiences * PER_AUDIENCE
             + contexts * PER_CONTEXT
             + identifiers
+            + self.parsed_payload_bound().saturating_sub(8 * 1024)
+    }
+
+    /// An upper bound of what the token's payload takes once parsed for
+    /// [`claim`](Self::claim) and the like (which a handler or validation hook may ask for,
+    /// and which then stays with the claims): every object a B-tree node, every value and
+    /// member an entry, plus the text; 0 for claims that did not come from a token.
+    fn parsed_payload_bound(&self) -> usize {
+        const OBJECT: usize =
+            11 * (std::mem::size_of::<String>() + std::mem::size_of::<Value>()) + 16;
+        const ENTRY: usize = std::mem::size_of::<String>() + std::mem::size_of::<Value>() + 16;
+        let Some(payload) = self
+            .inner
+            .token
+            .as_deref()
+            .and_then(|token| std::str::from_utf8(token).ok())
+            .and_then(|token| crate::jwt::split(token).ok())
+            .and_then(|segments| crate::base64url::decode(segments.payload.as_bytes()))
+        else {
+            return 0;
+        };
+        let count = |wanted: u8| payload.iter().filter(|&&byte| byte == wanted).count();
+        let objects = count(b'{');
+        let values = count(b',') + count(b'[') + objects + 1;
+        payload.len() + objects * OBJECT + values * ENTRY
     }
 
     /// The granted scope tokens, without listing them as strings.

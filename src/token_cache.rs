@@ -41,10 +41,11 @@ use crate::metrics::CacheEntries;
 /// Only valid tokens are stored, at most [`max_entries`](Self::max_entries) of them
 /// (default 10,000; the least useful are evicted first), so memory stays bounded. A token
 /// of more than 4 KiB counts as one entry per started 4 KiB, and so does one whose claims
-/// list more than 32 scopes or 4 audiences or launch contexts, for what those take once
-/// read (each scope is parsed and listed: some 350 bytes), so that issuers of large
-/// tokens (many scopes, a large `fhirContext`) cannot make the cache hold more than about
-/// `max_entries` × 4 KiB of them. Each
+/// take more once read than a usual token's (more than 32 scopes, 16 granular filter pairs
+/// or 4 audiences or launch contexts, a launch context's `identifier`, a payload of many
+/// small objects), for what those take (each scope is parsed and listed: some 350 bytes),
+/// so that issuers of large tokens (many scopes, a large `fhirContext`) cannot make the
+/// cache hold more than about `max_entries` × 4 KiB of them. Each
 /// layer or verifier has its own cache: a token accepted by one layer is never served
 /// from the cache of a layer configured otherwise.
 ///
@@ -902,6 +903,43 @@ mod tests {
             fill(&with("fhirContext", identifier)) <= 1,
             "an identifier of 500 objects"
         );
+    }
+
+    /// A payload that takes far more parsed than as text (for `claim()` and the like,
+    /// kept with the claims once asked for) weighs that bound beyond a usual payload's:
+    /// 1,700 one-member objects in 12 KiB take about a megabyte.
+    #[test]
+    fn payloads_weigh_what_they_take_parsed() {
+        use base64::Engine as _;
+        let policy = TokenCachePolicy::default().max_entries(64);
+        let now = SystemTime::now();
+        let fill = |extra: serde_json::Value| {
+            let cache = TokenCache::new(&policy).expect("enabled");
+            for n in 0..64u64 {
+                let payload = serde_json::json!({
+                    "iss": "https://as.example", "exp": 4_000_000_000u64,
+                    "jti": n.to_string(), "x": extra.clone(),
+                });
+                let encoded =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
+                let token: Arc<[u8]> = Arc::from(format!("e30.{encoded}.c2ln").into_bytes());
+                let names = ClaimNames::default();
+                let text = payload.to_string();
+                let selected =
+                    crate::json::selected_members(text.as_bytes(), |name| names.is_read(name))
+                        .expect("valid JSON");
+                let claims = SmartClaims::read_jwt_payload(&selected, &names)
+                    .expect("valid claims")
+                    .with_token(Arc::clone(&token));
+                let window = until(now + Duration::from_secs(60));
+                cache.insert(token, true, claims, stamp(1), now, window);
+            }
+            cache.len()
+        };
+        let objects = serde_json::Value::from(vec![serde_json::json!({"": 0}); 1700]);
+        assert!(fill(objects) <= 1, "1,700 objects");
+        let usual = serde_json::json!({"a": [1, 2, 3], "b": {"c": "d"}});
+        assert!(fill(usual) > 32, "a usual payload weighs 1");
     }
 
     /// Tokens that differ only near their end, or only in length, spread evenly over

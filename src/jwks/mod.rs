@@ -49,10 +49,11 @@ pub use static_keys::StaticKeys;
 ///   lock: the set is read through an atomic pointer.
 /// - **Expiry.** Keys are fresh for the TTL (default 10 min, or the server's freshness
 ///   lifetime, `Cache-Control: max-age` or else `Expires` − `Date` (RFC 9111 section
-///   4.2.1), clamped to [1 min, 1 h], so that a key the issuer withdraws
-///   without a new `kid` appearing is dropped within the hour). The first request after that
-///   starts a refresh in the background and, like every other request, keeps using the
-///   current keys; nobody waits.
+///   4.2.1), less the copy's `Age`, clamped to [1 min, 1 h], so that a key the issuer
+///   withdraws without a new `kid` appearing is dropped within the hour). The first request
+///   after that (or, for a copy a cache in between served stale, after half of what
+///   `max_stale` leaves it) starts a refresh in the background and, like every other
+///   request, keeps using the current keys; nobody waits.
 /// - **Unknown `kid`.** The request waits for a refetch, but at most one such refetch
 ///   starts per 30 s. Inside that cooldown an unknown `kid` is refused at once (401),
 ///   unless a fetch is already running (a refresh, or another request's refetch): then it
@@ -114,7 +115,8 @@ impl Default for RefreshPolicy {
 impl RefreshPolicy {
     /// How long keys stay fresh when the server gives no freshness lifetime (neither
     /// `Cache-Control: max-age` nor `Expires` with `Date`; default 10 min, at most 7 days;
-    /// held to the [TTL bounds](Self::ttl_bounds) like a `max-age`).
+    /// less the copy's `Age`, and held to the [TTL bounds](Self::ttl_bounds) like a
+    /// `max-age`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -295,7 +297,8 @@ pub struct KeyCacheStatus {
     /// When the cached set was fetched, as the configured [`Clock`](crate::Clock) read it.
     /// `None` before the first fetch, and always with [`StaticKeys`] (never fetched).
     pub fetched_at: Option<SystemTime>,
-    /// `fetched_at` plus the set's TTL. Informational: the cache itself measures the
+    /// `fetched_at` plus the set's TTL (no later than `max_stale` leaves a copy served
+    /// stale). Informational: the cache itself measures the
     /// set's age on the monotonic clock, so a wall clock set since does not change it.
     /// `None` with [`StaticKeys`], which do not expire.
     pub fresh_until: Option<SystemTime>,
@@ -346,12 +349,20 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    /// How long after its fetch the set may be relied on before a refresh is due: its
-    /// TTL, and no longer than `max_stale` leaves a copy that was already stale when
-    /// fetched (past that it is no longer usable at all).
+    /// How long after its fetch the set is fresh: its TTL, and no longer than `max_stale`
+    /// leaves a copy that was already stale when fetched (past that it is no longer
+    /// usable at all).
     fn fresh_for(&self, max_stale: Duration) -> Duration {
         self.ttl
             .min(max_stale.saturating_sub(self.stale_when_fetched))
+    }
+
+    /// When a background refresh is due: at the TTL, or halfway through what `max_stale`
+    /// leaves a copy that was stale when fetched, when that comes first (at its end the
+    /// set is unusable, and requests would wait for the fetch).
+    fn refresh_due_after(&self, max_stale: Duration) -> Duration {
+        self.ttl
+            .min(max_stale.saturating_sub(self.stale_when_fetched) / 2)
     }
 }
 
@@ -564,7 +575,7 @@ impl KeyStore {
             return choose(snapshot, kid, alg);
         };
         let age = now.saturating_duration_since(snapshot.fetched);
-        if age >= snapshot.fresh_for(self.policy.max_stale) {
+        if age >= snapshot.refresh_due_after(self.policy.max_stale) {
             if self.fetch_for(Need::Refresh).is_some() {
                 // The fetch runs on its own task; this request goes on with the current keys.
                 tracing::debug!("keys passed their TTL: refreshing in the background");
