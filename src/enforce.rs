@@ -89,19 +89,21 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   `X-HTTP-Method-Override`, `X-HTTP-Method` or `X-Method-Override` naming another
 ///   method (any letter case) is checked as that method too, and needs the scopes of
 ///   both: a service behind the layer that honours the header runs the other interaction.
-///   A value that is no method token is refused (400 `invalid_request`). A `_method` query parameter (the
-///   override of Spring, gorilla, Symfony and Express; no FHIR parameter), its name
-///   matched as a lenient server reads it (PHP's `.method` and `[method`, and `_method[]`
-///   included), counts the same; it is no search criterion of the write it names. Header
-///   names are matched with `_` read as `-` (CGI and PHP read both alike).
+///   A value that is no method token is refused (400 `invalid_request`). A `_method`
+///   query parameter (the override of Spring, gorilla, Symfony and Express; no FHIR
+///   parameter), its name matched as a lenient server reads it (PHP's `.method` and
+///   `[method`, and `_method[]` included), counts the same; it is no search criterion of
+///   the write it names. Header names are matched with `_` read as `-` (CGI and PHP read
+///   both alike).
 /// - **A path-override header counts as a second request.** `X-Original-URL` or
 ///   `X-Rewrite-URL` (either spelling) naming another path or query than the request
 ///   line's is checked as that path too, with the request's method, and needs the scopes
 ///   of both: IIS URL Rewrite, Zend Framework 1 and Symfony before CVE-2018-14773's fix
 ///   serve the path it names. A value that is no path (`/…`), one sent together with a
-///   method override, or another target longer than 8 KiB is refused (400); the token-only paths and the SMART configuration are
-///   no shortcut then. A proxy in front that rewrites paths and records the original
-///   there must remove the header before the layer.
+///   method override, or another target longer than 8 KiB is refused (400); the
+///   token-only paths and the SMART configuration are no shortcut then. A proxy in front
+///   that rewrites paths and records the original there must remove the header before
+///   the layer.
 /// - **A form body is for searches and operations only.** A request whose `Content-Type`
 ///   is `application/x-www-form-urlencoded` or any `multipart/` type (read as Rack and PHP
 ///   read it: up to a `;`, `,` or space; an empty type, or a `POST` with a body and no
