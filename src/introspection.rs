@@ -646,7 +646,9 @@ pub(crate) struct Introspector {
     /// The last token the endpoint said was active, with its `exp`: asked about again when
     /// the endpoint fails on another token, to tell a failure about that token from an
     /// outage. Only an active answer counts: anyone can make the endpoint answer "inactive".
-    last_active: Mutex<Option<(Arc<str>, i64)>>,
+    /// (With its digest, which is what a failed token is compared with: the token itself
+    /// never meets attacker bytes in a comparison.)
+    last_active: Mutex<Option<(Arc<str>, TokenDigest, i64)>>,
     /// When asking about that token again last found the endpoint answering (monotonic):
     /// checks within a second of it are not made again.
     last_healthy: Mutex<Option<Instant>>,
@@ -965,7 +967,8 @@ impl Introspector {
         match outcome {
             Ok(answer) => {
                 if let Verdict::Active { exp, .. } = answer.verdict {
-                    *lock(&self.last_active) = Some((Arc::from(token), exp));
+                    *lock(&self.last_active) =
+                        Some((Arc::from(token), TokenDigest::of(token), exp));
                 }
                 Ok(answer)
             }
@@ -1016,10 +1019,11 @@ impl Introspector {
             return Health::Well;
         }
         let now = unix_seconds(self.clock.now());
+        let failed = TokenDigest::of(token);
         let reference = lock(&self.last_active)
             .clone()
-            .filter(|(reference, exp)| *exp > now && **reference != *token);
-        let Some((reference, _)) = reference else {
+            .filter(|(_, digest, exp)| *exp > now && *digest != failed);
+        let Some((reference, _, _)) = reference else {
             return Health::Unknown;
         };
         match self.counted_call(endpoint, &reference).await {
@@ -1039,7 +1043,7 @@ impl Introspector {
                 let mut last_active = lock(&self.last_active);
                 if last_active
                     .as_ref()
-                    .is_some_and(|(last, _)| Arc::ptr_eq(last, &reference))
+                    .is_some_and(|(last, _, _)| Arc::ptr_eq(last, &reference))
                 {
                     *last_active = None;
                 }
