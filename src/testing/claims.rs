@@ -14,6 +14,7 @@ use tower_service::Service;
 use crate::claims::{FhirContext, SmartClaims};
 use crate::clock::{Clock as _, SystemClock, unix_seconds};
 use crate::enforce::ScopeEnforcement;
+use crate::layer::PublicRoutes;
 use crate::response::Challenge;
 
 /// Builds [`SmartClaims`] for a handler test, with no issuer, no key and no signed token.
@@ -401,10 +402,17 @@ impl ClaimsBuilder {
 pub struct ClaimsLayer {
     claims: SmartClaims,
     enforcement: Option<ScopeEnforcement>,
+    /// The layer's default public routes (the capability statement and the SMART
+    /// configuration, under the base of [`enforce_scopes`](Self::enforce_scopes), else at
+    /// the root), where handlers get no claims, as behind the layer.
+    public: PublicRoutes,
 }
 
 impl ClaimsLayer {
-    /// A layer that gives every request these claims. See the [type docs](ClaimsLayer).
+    /// A layer that gives every request these claims, but for the layer's public routes
+    /// (`GET`/`HEAD` of the capability statement and the SMART configuration, under the
+    /// base of [`enforce_scopes`](Self::enforce_scopes), else at the root), where handlers
+    /// get none, as behind the layer. See the [type docs](ClaimsLayer).
     ///
     /// ```
     /// use axum::{Router, body::Body, routing::get};
@@ -427,6 +435,7 @@ impl ClaimsLayer {
         Self {
             claims,
             enforcement: None,
+            public: PublicRoutes::default(),
         }
     }
 
@@ -472,7 +481,9 @@ impl ClaimsLayer {
             Ok(enforcement) => enforcement,
             Err(error) => panic!("ClaimsLayer::enforce_scopes: {error}"),
         };
-        self.enforcement = Some(enforcement.at_base(base_path));
+        let enforcement = enforcement.at_base(base_path);
+        self.public.base_path = Some(enforcement.base_path().to_owned());
+        self.enforcement = Some(enforcement);
         self
     }
 }
@@ -485,6 +496,7 @@ impl<S> Layer<S> for ClaimsLayer {
             inner,
             claims: self.claims.clone(),
             enforcement: self.enforcement.clone(),
+            public: self.public.clone(),
         }
     }
 }
@@ -517,6 +529,7 @@ pub struct WithClaims<S> {
     inner: S,
     claims: SmartClaims,
     enforcement: Option<ScopeEnforcement>,
+    public: PublicRoutes,
 }
 
 impl<S, B, ResBody> Service<http::Request<B>> for WithClaims<S>
@@ -534,6 +547,19 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The layer's public routes: no claims, and no enforcement, as behind the layer.
+        if crate::original_uri::original_uri(&request)
+            .is_some_and(|uri| self.public.is_public(&request, uri.path()))
+        {
+            let extensions = request.extensions_mut();
+            extensions.remove::<SmartClaims>();
+            extensions.insert(crate::response::Unauthenticated);
+            return WithClaimsFuture {
+                state: State::Calling {
+                    future: self.inner.call(request),
+                },
+            };
+        }
         if let Some(enforcement) = &self.enforcement {
             let body_follows = !request.body().is_end_stream();
             match enforcement.check_request(&request, body_follows, &self.claims) {

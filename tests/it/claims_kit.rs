@@ -371,3 +371,57 @@ fn require_access_names_the_patient_compartment_and_the_filters() {
         }
     }
 }
+
+/// On the layer's public routes (the capability statement and the SMART configuration,
+/// under the enforcement base, else at the root) handlers get no claims through the test
+/// kit either, as behind the layer; every other route gets them.
+#[tokio::test]
+async fn claims_layer_keeps_public_routes_anonymous() {
+    let claims = ClaimsBuilder::new().scope("system/*.rs").build();
+    let seen = |layer: ClaimsLayer| {
+        Router::new()
+            .fallback(|claims: Option<SmartClaims>| async move { claims.is_some().to_string() })
+            .layer(layer)
+    };
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let cases = [
+        (ClaimsLayer::new(claims.clone()), "/metadata", "false"),
+        (
+            ClaimsLayer::new(claims.clone()),
+            "/.well-known/smart-configuration",
+            "false",
+        ),
+        (ClaimsLayer::new(claims.clone()), "/Patient/1", "true"),
+        (
+            ClaimsLayer::new(claims.clone())
+                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
+            "/fhir/metadata",
+            "false",
+        ),
+        (
+            ClaimsLayer::new(claims.clone())
+                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
+            "/fhir/.well-known/smart-configuration",
+            "false",
+        ),
+        (
+            ClaimsLayer::new(claims.clone())
+                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
+            "/fhir/Patient/1",
+            "true",
+        ),
+        // Another spelling is no public route.
+        (
+            ClaimsLayer::new(claims.clone())
+                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
+            "/fhir/%6Detadata",
+            "true",
+        ),
+    ];
+    for (layer, path, expected) in cases {
+        let response = seen(layer).oneshot(get(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, expected, "{path}");
+    }
+}
