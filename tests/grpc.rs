@@ -62,12 +62,16 @@ async fn serve_protected_health(issuer: &TestIssuer) -> SocketAddr {
 }
 
 async fn client(address: SocketAddr) -> HealthClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{address}"))
+    HealthClient::new(channel(address).await)
+}
+
+/// An HTTP/2 channel to `address`, for raw requests too.
+async fn channel(address: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
         .unwrap()
         .connect()
         .await
-        .unwrap();
-    HealthClient::new(channel)
+        .unwrap()
 }
 
 /// A `Check` of `service` with `authorization` as its metadata, if any.
@@ -244,11 +248,7 @@ async fn a_preflight_shaped_request_does_not_reach_the_service() {
 
     let issuer = TestIssuer::start().await;
     let address = serve_protected_health(&issuer).await;
-    let mut channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let mut channel = channel(address).await;
     let request = http::Request::builder()
         .method("OPTIONS")
         .uri(format!("http://{address}/grpc.health.v1.Health/Check"))
@@ -274,11 +274,7 @@ async fn only_grpc_calls_get_grpc_refusals() {
 
     let issuer = TestIssuer::start().await;
     let address = serve_protected_health(&issuer).await;
-    let mut channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let mut channel = channel(address).await;
     for (content_type, grpc) in [
         (Some("application/grpc"), true),
         (Some("application/grpc+proto"), true),

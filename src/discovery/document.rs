@@ -454,6 +454,35 @@ struct RawConfiguration {
     extra: Map<String, Value>,
 }
 
+impl RawConfiguration {
+    /// The endpoint URLs of the document (the issuer aside, which has rules of its own),
+    /// each with its field's name.
+    fn endpoint_urls(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            ("jwks_uri", self.jwks_uri.as_deref()),
+            (
+                "authorization_endpoint",
+                self.authorization_endpoint.as_deref(),
+            ),
+            ("token_endpoint", self.token_endpoint.as_deref()),
+            (
+                "registration_endpoint",
+                self.registration_endpoint.as_deref(),
+            ),
+            ("management_endpoint", self.management_endpoint.as_deref()),
+            (
+                "introspection_endpoint",
+                self.introspection_endpoint.as_deref(),
+            ),
+            ("revocation_endpoint", self.revocation_endpoint.as_deref()),
+            (
+                "user_access_brand_bundle",
+                self.user_access_brand_bundle.as_deref(),
+            ),
+        ]
+    }
+}
+
 impl TryFrom<RawConfiguration> for SmartConfiguration {
     type Error = DiscoveryError;
 
@@ -617,17 +646,7 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
             return Err(DiscoveryError::InvalidUrl { field: "issuer" });
         }
     }
-    let urls = [
-        ("jwks_uri", &raw.jwks_uri),
-        ("authorization_endpoint", &raw.authorization_endpoint),
-        ("token_endpoint", &raw.token_endpoint),
-        ("registration_endpoint", &raw.registration_endpoint),
-        ("management_endpoint", &raw.management_endpoint),
-        ("introspection_endpoint", &raw.introspection_endpoint),
-        ("revocation_endpoint", &raw.revocation_endpoint),
-        ("user_access_brand_bundle", &raw.user_access_brand_bundle),
-    ];
-    for (field, url) in urls {
+    for (field, url) in raw.endpoint_urls() {
         if let Some(url) = url {
             check_url(url, field)?;
         }
@@ -1545,21 +1564,10 @@ impl SmartConfigurationBuilder {
     /// metadata served over TLS never sends clients to plain `http`, not even to a
     /// loopback address (where a client's own machine would receive its credentials).
     fn named_by(self, issuer: &Url) -> Result<Self, DiscoveryError> {
-        let raw = &self.raw;
-        let urls: [(&'static str, &Option<String>); 9] = [
-            ("issuer", &raw.issuer),
-            ("jwks_uri", &raw.jwks_uri),
-            ("authorization_endpoint", &raw.authorization_endpoint),
-            ("token_endpoint", &raw.token_endpoint),
-            ("registration_endpoint", &raw.registration_endpoint),
-            ("management_endpoint", &raw.management_endpoint),
-            ("introspection_endpoint", &raw.introspection_endpoint),
-            ("revocation_endpoint", &raw.revocation_endpoint),
-            ("user_access_brand_bundle", &raw.user_access_brand_bundle),
-        ];
-        for (field, url) in urls {
+        let issuer_url = ("issuer", self.raw.issuer.as_deref());
+        for (field, url) in std::iter::once(issuer_url).chain(self.raw.endpoint_urls()) {
             // One that is no URL at all is refused when the document is built.
-            if let Some(Ok(url)) = url.as_deref().map(Url::parse)
+            if let Some(Ok(url)) = url.map(Url::parse)
                 && !fetch::is_allowed_url_named_by(&url, issuer)
             {
                 return Err(DiscoveryError::InvalidUrl { field });

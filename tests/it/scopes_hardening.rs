@@ -173,14 +173,39 @@ impl ScopedApp {
 
     /// Asserts the exact 403 `insufficient_scope` answer with this scope hint, or none.
     fn assert_refused(&self, answer: &Answer, hint: Option<&str>, what: &str) {
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{what}: {answer:?}");
+        let refusal = Refusal {
+            status: StatusCode::FORBIDDEN,
+            error: "insufficient_scope",
+            description: "the token's scopes do not allow this request",
+            issue_code: "forbidden",
+        };
+        self.assert_refusal(answer, &refusal, hint, what);
+    }
+
+    /// Asserts the exact 400 `invalid_request` answer for a request scope enforcement cannot
+    /// read one way only.
+    fn assert_malformed(&self, answer: &Answer, what: &str) {
+        let refusal = Refusal {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
+            description: "the request cannot be read as one FHIR interaction",
+            issue_code: "invalid",
+        };
+        self.assert_refusal(answer, &refusal, None, what);
+    }
+
+    /// Asserts the exact `expected` refusal: its status, challenge (with the scope hint if
+    /// any), content type and OperationOutcome.
+    fn assert_refusal(&self, answer: &Answer, expected: &Refusal, hint: Option<&str>, what: &str) {
+        assert_eq!(answer.status, expected.status, "{what}: {answer:?}");
         let hint = hint
             .map(|hint| format!(", scope=\"{hint}\""))
             .unwrap_or_default();
         let challenge = format!(
-            "Bearer realm=\"{}\", error=\"insufficient_scope\", error_description=\"the token's \
-             scopes do not allow this request\"{hint}",
-            self.issuer.audience()
+            "Bearer realm=\"{}\", error=\"{}\", error_description=\"{}\"{hint}",
+            self.issuer.audience(),
+            expected.error,
+            expected.description,
         );
         assert_eq!(
             answer.challenge.as_deref(),
@@ -198,36 +223,8 @@ impl ScopedApp {
                 "resourceType": "OperationOutcome",
                 "issue": [{
                     "severity": "error",
-                    "code": "forbidden",
-                    "details": {"text": "the token's scopes do not allow this request"},
-                }],
-            }),
-            "{what}"
-        );
-    }
-
-    /// Asserts the exact 400 `invalid_request` answer for a request scope enforcement cannot
-    /// read one way only.
-    fn assert_malformed(&self, answer: &Answer, what: &str) {
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{what}: {answer:?}");
-        let challenge = format!(
-            "Bearer realm=\"{}\", error=\"invalid_request\", error_description=\"the request \
-             cannot be read as one FHIR interaction\"",
-            self.issuer.audience()
-        );
-        assert_eq!(
-            answer.challenge.as_deref(),
-            Some(challenge.as_str()),
-            "{what}"
-        );
-        assert_eq!(
-            answer.body,
-            json!({
-                "resourceType": "OperationOutcome",
-                "issue": [{
-                    "severity": "error",
-                    "code": "invalid",
-                    "details": {"text": "the request cannot be read as one FHIR interaction"},
+                    "code": expected.issue_code,
+                    "details": {"text": expected.description},
                 }],
             }),
             "{what}"
@@ -240,6 +237,14 @@ impl ScopedApp {
         assert_eq!(answer.challenge, None, "{what}");
         assert_eq!(&answer.body, body, "{what}");
     }
+}
+
+/// A refusal's exact answer, as the tests expect it.
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+    issue_code: &'static str,
 }
 
 /// Characters other than the space that must not separate scopes.
