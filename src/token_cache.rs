@@ -209,19 +209,21 @@ pub(crate) struct CachedToken {
     /// `SystemTime`, like the clock's answer, so that a hit compares times without
     /// converting the clock's reading.
     use_until: SystemTime,
-    /// By the configured clock: the entry is not used before this time (`nbf` or `iat`
-    /// minus the leeway; only a clock set back can bring it into play).
-    valid_from: Option<SystemTime>,
+    /// By the configured clock: when the entry was stored, after `nbf` and `iat` (minus
+    /// the leeway). The entry is not used before it: a clock set back would otherwise
+    /// stretch `use_until` by the step, past the max age and past the key set's
+    /// freshness (which runs on the monotonic clock). A fresh verification decides.
+    stored_at: SystemTime,
 }
 
 impl CachedToken {
-    /// Whether a fresh verification at `now` would accept the token, given the current
-    /// key set generation: the claims' times, with the leeway, still allow it, its max
-    /// age has not passed, and it was verified with the current, still fresh, key set.
+    /// Whether the entry answers for the token at `now`, given the current key set
+    /// generation: the claims' times, with the leeway, still allow it, its max age has
+    /// not passed, it was verified with the current, still fresh, key set, and the clock
+    /// has not been set back to before it was stored. A fresh verification would then
+    /// accept the token.
     pub(crate) fn usable(&self, now: SystemTime, key_generation: u64) -> bool {
-        now < self.use_until
-            && self.valid_from.is_none_or(|from| now >= from)
-            && key_generation == self.key_generation
+        now < self.use_until && now >= self.stored_at && key_generation == self.key_generation
     }
 }
 
@@ -622,7 +624,7 @@ impl TokenCache {
             claims,
             key_generation: keys.generation,
             use_until,
-            valid_from: claimed.from,
+            stored_at: now,
         });
         // On a runtime the sweep goes on by itself.
         let _sweeping = self.sweep_if_due(now);
@@ -1017,9 +1019,10 @@ mod tests {
         assert!(cache.get(b"m.n.o").is_none());
     }
 
-    /// `usable` holds exactly from the claims' start (the leeway subtracted) up to,
-    /// not including, `use_until`, and only with the key set generation it was verified
-    /// with.
+    /// `usable` holds exactly from when the entry was stored up to, not including,
+    /// `use_until`, and only with the key set generation it was verified with: a clock
+    /// set back to before the entry was stored, even within the claims' window, makes
+    /// the token verified afresh.
     #[test]
     fn usable_exactly_within_its_bounds() {
         let cache = TokenCache::new(&TokenCachePolicy::default()).expect("enabled");
@@ -1032,7 +1035,8 @@ mod tests {
         cache.insert(key("a.b.c"), true, claims(1), stamp(2), now, claimed);
         let entry = cache.get(b"a.b.c").expect("hit");
         let tick = Duration::from_nanos(1);
-        assert!(entry.usable(from, 2) && entry.usable(to - tick, 2));
+        assert!(entry.usable(now, 2) && entry.usable(to - tick, 2));
+        assert!(!entry.usable(now - tick, 2), "set back, within nbf/iat");
         assert!(!entry.usable(from - tick, 2), "before nbf/iat");
         assert!(!entry.usable(to, 2), "at exp");
         assert!(!entry.usable(now, 3), "another key set");

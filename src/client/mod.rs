@@ -700,6 +700,26 @@ struct Inner {
 struct Cached {
     token: AccessToken,
     refresh_at: i64,
+    /// When it was cached. A clock read earlier than this has been set back since, by
+    /// an unknown step: the token's life left cannot be told, so it is not handed out
+    /// (its expiry, fixed by the clock before the step, would otherwise outlast the
+    /// server's by the step, and every call would be refused with 401).
+    cached_at: i64,
+}
+
+impl Cached {
+    /// Whether the token is not yet due for replacement at `now`.
+    fn fresh_at(&self, now: i64) -> bool {
+        now >= self.cached_at && now < self.refresh_at
+    }
+
+    /// The seconds of life the token has left at `now`; 0 after a clock set back.
+    fn life_left_at(&self, now: i64) -> i64 {
+        if now < self.cached_at {
+            return 0;
+        }
+        self.token.expires_at().saturating_sub(now)
+    }
 }
 
 #[derive(Default)]
@@ -927,8 +947,8 @@ impl BackendServiceClient {
         let cached = self.inner.cached.load_full();
         let now = self.now();
         match cached {
-            Some(cached) if now < cached.refresh_at => Ok(cached.token.clone()),
-            Some(cached) if cached.token.expires_at().saturating_sub(now) >= 1 => {
+            Some(cached) if cached.fresh_at(now) => Ok(cached.token.clone()),
+            Some(cached) if cached.life_left_at(now) >= 1 => {
                 let expires_at = cached.token.expires_at();
                 let retry_in = (expires_at.saturating_sub(now) / 4).clamp(1, 5);
                 tracing::debug!(
@@ -941,6 +961,7 @@ impl BackendServiceClient {
                 let waiting = Some(Arc::new(Cached {
                     token: token.clone(),
                     refresh_at: now.saturating_add(retry_in).min(expires_at),
+                    cached_at: cached.cached_at,
                 }));
                 // Unless `clear_cached_token` dropped the token meanwhile (it does not take
                 // the refresh lock): a token cleared as revoked must not come back.
@@ -1098,14 +1119,13 @@ impl BackendServiceClient {
         let margin = i64::try_from(self.inner.refresh_margin.as_secs() / 2)
             .unwrap_or(i64::MAX)
             .clamp(1, 5);
-        (cached.token.expires_at().saturating_sub(self.now()) >= margin)
-            .then(|| cached.token.clone())
+        (cached.life_left_at(self.now()) >= margin).then(|| cached.token.clone())
     }
 
     fn fresh_token(&self) -> Option<AccessToken> {
         let cached = self.inner.cached.load();
         let cached = cached.as_ref()?;
-        (self.now() < cached.refresh_at).then(|| cached.token.clone())
+        cached.fresh_at(self.now()).then(|| cached.token.clone())
     }
 
     /// One token request, made while holding the refresh lock, as a task of its own: its
@@ -1161,6 +1181,7 @@ impl BackendServiceClient {
                 self.inner.cached.store(Some(Arc::new(Cached {
                     token: token.clone(),
                     refresh_at,
+                    cached_at: now,
                 })));
                 state.succeeded();
             }

@@ -39,9 +39,10 @@ pub use static_keys::StaticKeys;
 /// host's wall clock back cannot keep keys fresh or a cooldown running, and setting it
 /// forward cannot expire them early. The wall clock only stamps [`KeyCacheStatus`], and
 /// the deadlines of the [token cache](crate::TokenCachePolicy): an entry there keeps how long
-/// its key set may still be relied on as a wall-clock time, fixed when it is stored, so a
-/// wall clock set back by some amount after that lets the entry answer that much longer
-/// (a new token's verification refreshes a stale key set as usual, which ends it).
+/// its key set may still be relied on as a wall-clock time, fixed when it is stored. A
+/// wall clock set forward ends the entry early; one set back to before the entry was
+/// stored makes the token verified afresh, against the key set as the monotonic clock
+/// finds it (due keys are refreshed then).
 ///
 /// - **Cold start.** The first request discovers `jwks_uri` and fetches the key set; every
 ///   request that arrives meanwhile waits for that same fetch (single flight).
@@ -197,7 +198,8 @@ impl RefreshPolicy {
     /// (default 24 h; at least 1 s, at most 7 days). A copy a cache in between served
     /// stale (its `Age` beyond its lifetime: an origin down behind a CDN with
     /// `stale-if-error`) counts that time too, so refetching the old copy does not renew
-    /// it, and one served stale for longer than this is a failed fetch.
+    /// it, and one served stale for so long that this leaves it less than the minimum TTL
+    /// ([`ttl_bounds`](Self::ttl_bounds)) is a failed fetch: it would be due again at once.
     ///
     /// ```
     /// use std::time::Duration;
@@ -942,8 +944,11 @@ impl KeyStore {
             )
             .await?;
         // A copy a cache in between has served stale for longer than keys may be used
-        // stale vouches for nothing: a failed fetch (cooldown, the keys in use kept).
-        if self.stale_when_fetched(&fetched) > self.policy.max_stale {
+        // stale vouches for nothing: a failed fetch (cooldown, the keys in use kept). So
+        // does one that would be usable for less than the minimum TTL: installed, it would
+        // be due again at once, and every request would wait for another fetch of it.
+        let least_use = self.policy.min_ttl.min(self.policy.max_stale);
+        if self.stale_when_fetched(&fetched) > self.policy.max_stale - least_use {
             return Err(FetchError::ServedStale);
         }
         let body_digest = Some(crate::digest::sha256(&fetched.body));
@@ -1099,8 +1104,14 @@ mod tests {
                 .usable_snapshot(now + Duration::from_secs(610))
                 .is_none()
         );
-        // Served stale for longer than the hour: no keys from it; the set in use stays.
-        age.store(600 + 4000, Ordering::SeqCst);
+        // Served stale so long that the hour leaves it exactly the minimum TTL (60 s):
+        // still taken.
+        age.store(600 + 3540, Ordering::SeqCst);
+        let last = store.fetch_for(Need::Refresh).unwrap().await;
+        assert!(last.is_ok(), "{last:?}");
+        // One second more, and it would be due again before the minimum TTL: no keys from
+        // it (nor from one served stale for longer than the hour); the set in use stays.
+        age.store(600 + 3541, Ordering::SeqCst);
         let too_old = store.fetch_for(Need::Refresh).unwrap().await;
         assert_eq!(too_old.err(), Some(FetchError::ServedStale));
         assert!(store.usable_snapshot(Instant::now()).is_some());

@@ -842,6 +842,44 @@ async fn a_dropped_caller_still_records_the_failure() {
     assert_eq!(stub.token_calls(), 1, "the backoff answers");
 }
 
+/// A clock set back after a token was cached cannot tell how much of the token's life is
+/// left (its expiry was fixed by the clock before the step, and would outlast the
+/// server's by the step): it is replaced, and while replacing fails it is not handed out.
+#[tokio::test]
+async fn a_clock_set_back_replaces_the_cached_token() {
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-1"
+    );
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-1"
+    );
+    // Set back an hour: by the stepped clock the token would last another 3,890 s.
+    clock.rewind(Duration::from_secs(3600));
+    let replaced = client.access_token().await.unwrap();
+    assert_eq!(replaced.access_token(), "token-2");
+    assert_eq!(replaced.expires_at(), 1_700_000_010 - 3600 + 300);
+    assert_eq!(stub.token_calls(), 2);
+    // Set back again, with the token endpoint failing: the error, not the old token.
+    clock.rewind(Duration::from_secs(60));
+    stub.fixed(503, "");
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::UnexpectedStatus { status: 503 }
+    );
+    assert_eq!(stub.token_calls(), 3);
+}
+
 /// When replacing the token fails (an OAuth error, 429, 503, a timeout) while the cached
 /// token expires at least a second from now, the cached token is returned; once it has
 /// expired, the error is.

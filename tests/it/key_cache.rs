@@ -1660,9 +1660,9 @@ async fn a_cached_token_lasts_no_longer_than_a_stale_key_set() {
     let jwks = issuer.jwks();
     let fetches = Arc::new(AtomicUsize::new(0));
     let counted = fetches.clone();
-    // The origin is gone after the first fetch; the first answer is a copy 86,990 s old
-    // without a stated lifetime: 86,390 s past the default 600 s TTL, so 10 s are left of
-    // the default 24 h `max_stale`.
+    // The origin is gone after the first fetch; the first answer is a copy 86,930 s old
+    // without a stated lifetime: 86,330 s past the default 600 s TTL, so 70 s are left of
+    // the default 24 h `max_stale` (more than the minimum TTL, 60 s: taken).
     let router = axum::Router::new().route(
         "/keys",
         axum::routing::get(move || {
@@ -1670,7 +1670,7 @@ async fn a_cached_token_lasts_no_longer_than_a_stale_key_set() {
             let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
             async move {
                 if first {
-                    ([("age", "86990")], axum::Json(jwks)).into_response()
+                    ([("age", "86930")], axum::Json(jwks)).into_response()
                 } else {
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 }
@@ -1689,7 +1689,7 @@ async fn a_cached_token_lasts_no_longer_than_a_stale_key_set() {
         assert!(verifier.verify(&token).await.is_ok());
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
-    pass_time(&clock, Duration::from_secs(5)).await;
+    pass_time(&clock, Duration::from_secs(65)).await;
     assert!(verifier.verify(&token).await.is_ok(), "5 s left");
     pass_time(&clock, Duration::from_secs(10)).await;
     let refused = |result: Result<smart_auth::SmartClaims, smart_auth::AuthError>| {

@@ -2,11 +2,11 @@
 //! own, while cooldowns and key-set ages run on tokio's monotonic clock, driven here with
 //! `tokio::time::pause`/`advance` (no sleeps).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use smart_auth::testing::JwksBehaviour;
-use smart_auth::{ManualClock, RefreshPolicy};
+use smart_auth::{Clock as _, ManualClock, RefreshPolicy};
 
 use crate::support::{App, app, assert_retry_after};
 
@@ -165,4 +165,51 @@ async fn failure_cooldown_and_max_stale_run_on_the_monotonic_clock() {
     advance_monotonic(Duration::from_secs(10 * 60)).await;
     assert_eq!(status(&app, &fresh_token(&app, 4)).await, StatusCode::OK);
     assert_eq!(app.issuer.jwks_fetches(), fetches + 1);
+}
+
+// The token cache ends its entries on the configured (wall) clock. One set back must not
+// keep an entry in use past what the monotonic clock allows its key set: the keys are
+// due after ten minutes here, and the issuer has withdrawn the token's key by then.
+#[tokio::test]
+async fn a_clock_set_back_does_not_keep_a_cached_token_past_its_key_set() {
+    const TTL: Duration = Duration::from_secs(600);
+    let policy = RefreshPolicy::default()
+        .default_ttl(TTL)
+        .ttl_bounds(Duration::from_secs(60), TTL);
+    let app = app(|b| b.refresh_policy(policy)).await;
+    // Issued two hours ago, for four hours: a wall clock an hour back is inside its
+    // window, so only when the entry was stored tells the step.
+    let now = app
+        .clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let issued = now - 2 * 3600;
+    let token = app
+        .issuer
+        .token()
+        .claim("iat", issued)
+        .claim("exp", issued + 4 * 3600)
+        .sign();
+    for _ in 0..3 {
+        assert_eq!(status(&app, &token).await, StatusCode::OK);
+    }
+    assert_eq!(app.issuer.jwks_fetches(), 1);
+    app.issuer.rotate_keys();
+    app.clock.rewind(Duration::from_secs(3600));
+    advance_monotonic(TTL + Duration::from_secs(1)).await;
+    // The keys are due: the token is verified afresh, which starts their refresh.
+    assert_eq!(
+        status(&app, &token).await,
+        StatusCode::OK,
+        "stale keys serve"
+    );
+    settle(&app).await;
+    assert_eq!(app.issuer.jwks_fetches(), 2, "the due keys were refreshed");
+    assert_eq!(
+        status(&app, &token).await,
+        StatusCode::UNAUTHORIZED,
+        "its key was withdrawn"
+    );
 }
