@@ -54,7 +54,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   update, patch, delete or instance operation of `Patient/[id]`, a search in the
 ///   compartment `Patient/[id]/…`, or a search whose `patient` or `subject` parameter
 ///   (or `_id` in a search of Patients) names another patient, or a form of them the layer
-///   cannot compare (`patient.identifier=`, `patient:identifier=`), needs `user/` or
+///   cannot compare (`patient.identifier=`, `patient:identifier=`, an absolute URL of a
+///   Patient, even of the one in context), needs `user/` or
 ///   `system/` scopes (403 otherwise, with a `system/` scope hint for a client that holds
 ///   `system/` scopes and none for others); parameters in a `POST _search` body are not
 ///   seen. Granular scopes count there only through the request's own query,
@@ -667,21 +668,20 @@ impl ScopeEnforcement {
         {
             return Ok(None);
         }
-        if (method == http::Method::GET || method == http::Method::HEAD)
+        // `bodiless_method_with_form`, with the form's reading kept for below.
+        let bodiless = method == http::Method::GET || method == http::Method::HEAD;
+        let has_body = || body_follows || announces_body(headers);
+        let form_body = carries_form_body(method, headers, has_body);
+        if bodiless && form_body && has_body() {
+            return Err(malformed_request());
+        }
+        if bodiless
             && !overridden_method
             && !method_parameters
             && !overridden_path
             && crate::scopes::is_smart_configuration_path(uri.path(), self.classifier.base_path())
         {
             return Ok(None);
-        }
-        // GET and HEAD carry no body in FHIR. One that carries a form is refused: Rack
-        // reads a form body for any method and merges it over the query the layer checks.
-        let bodiless = method == http::Method::GET || method == http::Method::HEAD;
-        let has_body = || body_follows || announces_body(headers);
-        let form_body = carries_form_body(method, headers, has_body);
-        if bodiless && form_body && has_body() {
-            return Err(malformed_request());
         }
         let origin = if form_body && !bodiless {
             Origin::HttpWithForm
@@ -1407,7 +1407,9 @@ fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
 /// another patient's data than `in_context`'s:
 /// - a `patient` or `subject` parameter (no modifier, or `:Patient`) whose value names
 ///   another Patient (`456`, `Patient/456`, `Patient/456/_history/2`, or an absolute URL
-///   ending so; one of a comma-separated list is enough);
+///   ending so; one of a comma-separated list is enough), or any absolute URL of a Patient,
+///   the one in context too (`https://other.example/fhir/Patient/123`: the layer cannot
+///   tell this server's base from another's);
 /// - `_id` naming another id where Patients are searched (a search, conditional write,
 ///   history or operation of the Patient type; a system search or a compartment search of
 ///   every type unless its `_type` leaves Patient out), or `_id` with a modifier other than `:missing` there;
@@ -1444,15 +1446,23 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         _ => false,
     };
     let names_other = |reference: &str| {
-        // The id is the last segment; with a type before it, that type must be Patient.
+        // The id is the last segment; with a type before it, that type must be Patient
+        // (in any case, as a case-insensitive server reads it).
         let mut segments = reference.rsplit('/');
         let id = segments.next().unwrap_or_default();
-        let patient_reference = match segments.next() {
-            None => true,
-            // In any case, as a case-insensitive server reads it.
-            Some(resource_type) => resource_type.eq_ignore_ascii_case("Patient"),
-        };
-        patient_reference && !id.is_empty() && id != in_context
+        if id.is_empty() {
+            return false;
+        }
+        match segments.next() {
+            None => id != in_context,
+            Some(resource_type) if resource_type.eq_ignore_ascii_case("Patient") => {
+                // More before `Patient/[id]` (an absolute URL, `other/fhir/Patient/123`)
+                // may be another server's patient of that id: the layer cannot tell this
+                // server's base from another's.
+                id != in_context || segments.next().is_some()
+            }
+            Some(_) => false,
+        }
     };
     let other = |reference: &str| {
         // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
@@ -1724,6 +1734,21 @@ fn method_parameter_values(query: &str) -> impl Iterator<Item = Option<Cow<'_, s
             .is_some_and(|name| crate::form::reads_as(&name, "_method"))
             .then(|| crate::form::decoded_raw_parameter_name(value))
     })
+}
+
+/// Whether a `GET` or `HEAD` request carries a form (see [`carries_form_body`]). GET and
+/// HEAD carry no body in FHIR, and such a request is no plain read: Rack reads a form body
+/// for any method and merges it over the query the layer checks (`_method=DELETE` among
+/// it). `body_follows`: the body is known to hold more than nothing.
+pub(crate) fn bodiless_method_with_form(
+    method: &http::Method,
+    headers: &http::HeaderMap,
+    body_follows: bool,
+) -> bool {
+    let has_body = || body_follows || announces_body(headers);
+    (method == http::Method::GET || method == http::Method::HEAD)
+        && carries_form_body(method, headers, has_body)
+        && has_body()
 }
 
 /// Whether the request's body may be read as a form by some server: a `Content-Type` whose

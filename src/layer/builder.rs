@@ -179,7 +179,8 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
     /// - the **base path** of [scope enforcement](Self::enforce_scopes) and of the
     ///   public routes: its path (`/fhir/r4`), as clients send it; `{base}/metadata`,
     ///   `{base}/.well-known/smart-configuration` and `/.well-known/smart-configuration`
-    ///   are public for `GET`/`HEAD`;
+    ///   are public for plain `GET`/`HEAD` reads (no method override, no other path in a
+    ///   path-override header, no form body);
     /// - the location of the discovery document served by
     ///   [`SmartAuthLayer::discovery`];
     /// - the default realm of challenges.

@@ -52,7 +52,12 @@ impl PublicRoutes {
             return self.discovery_and_metadata
                 && self.is_discovery_or_metadata(path)
                 && !names_another_method(request)
-                && !names_another_path(request, path);
+                && !names_another_path(request, path)
+                && !crate::enforce::bodiless_method_with_form(
+                    method,
+                    request.headers(),
+                    !request.body().is_end_stream(),
+                );
         }
         *method == Method::OPTIONS
             && (self.cors_preflight

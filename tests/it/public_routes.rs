@@ -319,6 +319,80 @@ async fn path_override_headers_naming_another_path_need_a_token() {
     }
 }
 
+/// A `GET` or `HEAD` of a public path that carries a form (`_method=DELETE` in it, which
+/// Rack merges over the query) is no plain read: without a token it gets the bare
+/// challenge, with one the 400 scope enforcement gives it, for every form type and every
+/// way to announce the body. A body of another type, or an empty one, keeps it public.
+#[tokio::test]
+async fn public_reads_carrying_a_form_need_a_token() {
+    let app = served(|b| {
+        b.served_at_path("/fhir")
+            .enforce_scopes(ScopeEnforcement::new())
+    })
+    .await;
+    let bare = format!("Bearer realm=\"{}\"", app.issuer.audience());
+    let token = app.issuer.token().scope("system/Patient.rs").sign();
+    let authorization = format!("Bearer {token}");
+    let form = "_method=DELETE";
+    let length = form.len().to_string();
+    let chunked = format!("{:x}\r\n{form}\r\n0\r\n\r\n", form.len());
+    for target in [
+        "/fhir/metadata",
+        "/fhir/.well-known/smart-configuration",
+        "/.well-known/smart-configuration",
+    ] {
+        for content_type in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            "multipart/form-data; boundary=x",
+            "",
+        ] {
+            for (framing, body) in [
+                (("content-length", length.as_str()), form),
+                (("transfer-encoding", "chunked"), chunked.as_str()),
+            ] {
+                for method in ["GET", "HEAD"] {
+                    let what = format!("{method} {target} {content_type:?} {framing:?}");
+                    let headers = [("content-type", content_type), framing];
+                    let answer =
+                        raw_request_with_body(&app.url, method, target, &headers, body).await;
+                    assert_eq!(answer.status, 401, "{what}: {answer:?}");
+                    assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()), "{what}");
+                    let with_token = [
+                        ("content-type", content_type),
+                        framing,
+                        ("authorization", authorization.as_str()),
+                    ];
+                    let answer =
+                        raw_request_with_body(&app.url, method, target, &with_token, body).await;
+                    assert_eq!(answer.status, 400, "{what}, token: {answer:?}");
+                    assert_eq!(
+                        answer.challenge.as_deref(),
+                        Some(malformed_request_challenge(app.issuer.audience()).as_str()),
+                        "{what}"
+                    );
+                }
+            }
+        }
+        // A JSON body, or a form type with an empty body, asks for nothing more.
+        for headers in [
+            [
+                ("content-type", "application/json"),
+                ("content-length", "2"),
+            ],
+            [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("content-length", "0"),
+            ],
+        ] {
+            let body = if headers[1].1 == "2" { "{}" } else { "" };
+            let answer = raw_request_with_body(&app.url, "GET", target, &headers, body).await;
+            assert_eq!(answer.status, 200, "{target} {headers:?}: {answer:?}");
+            assert_eq!(answer.body["verified"], false, "{target}");
+        }
+    }
+}
+
 /// With a valid token each hostile spelling reaches a handler verified (with the decoded
 /// parameters the router made of it); never anonymous.
 #[tokio::test]

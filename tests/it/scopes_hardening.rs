@@ -1130,6 +1130,10 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Observation?patient=Patient/123/"),
         ("GET", "/fhir/Patient?_id:missing=false"),
         ("GET", "/fhir/Observation?subject=Group/9"),
+        (
+            "GET",
+            "/fhir/Observation?subject=https://other.example/Group/9",
+        ),
         // Conditional writes whose criteria name the patient in context.
         ("PUT", "/fhir/Patient?_id=123"),
         ("DELETE", "/fhir/Patient?_id=123&active=true"),
@@ -1235,6 +1239,31 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         ("GET", "/fhir/Observation?patient.identifier=sys%7CMRN456"),
         ("GET", "/fhir/Observation?patient:identifier=sys%7CMRN456"),
         ("GET", "/fhir/Patient?_id:not=123"),
+        // The id in context, but perhaps at another server: an absolute URL or a longer
+        // path, by any parameter, with a version, or one of a list.
+        (
+            "GET",
+            "/fhir/Observation?subject=https://other.example/fhir/Patient/123",
+        ),
+        (
+            "GET",
+            "/fhir/Observation?patient=https%3A%2F%2Fother.example%2FPatient%2F123",
+        ),
+        ("GET", "/fhir/Observation?subject:Patient=other/Patient/123"),
+        (
+            "GET",
+            "/fhir/Observation?patient=//other.example/Patient/123",
+        ),
+        (
+            "GET",
+            "/fhir/Observation?patient=https://other.example/Patient/123/_history/2",
+        ),
+        (
+            "GET",
+            "/fhir/Observation?patient=123,https://other.example/Patient/123",
+        ),
+        ("GET", "/fhir/Patient?_id=https://other.example/Patient/123"),
+        ("PUT", "/fhir/Patient?_id=https://other.example/Patient/123"),
     ] {
         let answer = app.call(method, path, &patient_123(full)).await;
         app.assert_refused(&answer, None, &format!("{method} {path}"));
