@@ -166,7 +166,7 @@ struct Lazy {
     scope_set_without_patient: OnceLock<Box<ScopeSet>>,
     /// The whole claim set: [`SmartClaims::claim`], [`all_claims`](SmartClaims::all_claims)
     /// and [`extra`](SmartClaims::extra).
-    parsed: OnceLock<Map<String, Value>>,
+    parsed: OnceLock<Arc<Map<String, Value>>>,
 }
 
 impl ClaimsInner {
@@ -179,11 +179,13 @@ impl ClaimsInner {
     /// set is the harmless answer if it ever did.
     fn object(&self) -> &Map<String, Value> {
         self.lazy().parsed.get_or_init(|| {
-            self.token
-                .as_deref()
-                .and_then(jwt::payload_bytes)
-                .and_then(|payload| serde_json::from_slice(&payload).ok())
-                .unwrap_or_default()
+            Arc::new(
+                self.token
+                    .as_deref()
+                    .and_then(jwt::payload_bytes)
+                    .and_then(|payload| serde_json::from_slice(&payload).ok())
+                    .unwrap_or_default(),
+            )
         })
     }
 }
@@ -773,7 +775,8 @@ fn first_present<'a>(
 
 impl SmartClaims {
     /// Reads the claims this crate interprets out of a verified payload, checking their
-    /// JSON types. Issuer, audience and time checks are the verifier's job.
+    /// JSON types. Issuer, audience and time checks are the verifier's job. A shared
+    /// payload (an introspection answer the cache keeps) is kept shared, not copied.
     #[cfg(any(
         test,
         feature = "introspection",
@@ -781,10 +784,11 @@ impl SmartClaims {
         feature = "fuzzing"
     ))]
     pub(crate) fn from_payload(
-        raw: Map<String, Value>,
+        raw: impl Into<Arc<Map<String, Value>>>,
         names: &ClaimNames,
     ) -> Result<Self, ErrorKind> {
-        let inner = Self::interpret(&raw, names)?;
+        let raw = raw.into();
+        let inner = Self::interpret(raw.as_ref(), names)?;
         let lazy = inner.lazy.get_or_init(Box::default);
         let _ = lazy.parsed.set(raw);
         Ok(Self {

@@ -1023,7 +1023,7 @@ impl Introspector {
         let reference = lock(&self.last_active)
             .clone()
             .filter(|(_, digest, exp)| *exp > now && *digest != failed);
-        let Some((reference, _, _)) = reference else {
+        let Some((reference, reference_digest, _)) = reference else {
             return Health::Unknown;
         };
         match self.counted_call(endpoint, &reference).await {
@@ -1035,18 +1035,25 @@ impl Introspector {
             // or replaced by a newer token): the endpoint answers all the same. Counting
             // it as down would let a client that revoked its own token start the cooldown
             // for everyone with one blocked token after another. The reference is
-            // forgotten: it proves nothing any more.
-            Ok(Answer {
-                verdict: Verdict::Refused(_),
-                ..
-            }) => {
-                let mut last_active = lock(&self.last_active);
-                if last_active
-                    .as_ref()
-                    .is_some_and(|(last, _, _)| Arc::ptr_eq(last, &reference))
+            // forgotten: it proves nothing any more. And the answer replaces the cached
+            // one, so that the revocation holds for the token at once, not only once its
+            // active answer's time in the cache is up.
+            Ok(
+                refused @ Answer {
+                    verdict: Verdict::Refused(_),
+                    ..
+                },
+            ) => {
                 {
-                    *last_active = None;
+                    let mut last_active = lock(&self.last_active);
+                    if last_active
+                        .as_ref()
+                        .is_some_and(|(last, _, _)| Arc::ptr_eq(last, &reference))
+                    {
+                        *last_active = None;
+                    }
                 }
+                self.cache.insert(reference_digest, refused).await;
             }
             Err(_) => return Health::Failing,
         }

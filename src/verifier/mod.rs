@@ -20,8 +20,6 @@ use crate::fetch::differs_only_by_final_slash;
 use crate::jwks::{KeyCacheStatus, KeyStore};
 use crate::jwt;
 use crate::token_cache::{ClaimWindow, KeySetStamp, TokenCache};
-#[cfg(feature = "introspection")]
-use serde_json::Map;
 
 use builder::Validator;
 pub use builder::VerifierBuilder;
@@ -489,7 +487,7 @@ impl TokenVerifier {
     ) -> Result<SmartClaims, AuthError> {
         let answer = introspector.introspect(token).await?;
         let config = &self.inner.config;
-        let claims = SmartClaims::from_payload(Map::clone(&answer), &config.claim_names)?;
+        let claims = SmartClaims::from_payload(answer, &config.claim_names)?;
         let now = unix_seconds(config.clock.now());
         // RFC 7662 makes `aud` optional: checked whenever the answer has one (so an empty
         // list names no accepted audience), or always when the settings require one. With

@@ -805,6 +805,23 @@ async fn answers_are_cached_and_shared() {
     assert_eq!(setup.calls(), 2);
 }
 
+/// The claims handed to each request carrying one token are its cached answer itself,
+/// never a copy per request: a large answer (an authorization server that copies user
+/// attributes into it) would otherwise take its size again for each request in flight.
+#[tokio::test]
+async fn cached_answers_are_shared_not_copied() {
+    let setup = stub().await;
+    let large = "x".repeat(64 * 1024);
+    setup.answer(StubAnswer::Json(setup.active(json!({ "org": large }))));
+    let app = setup.app(|i| i).await;
+    let verifier = app.layer.issuers().iter().next().unwrap();
+    let first = verifier.verify("shared").await.unwrap();
+    let second = verifier.verify("shared").await.unwrap();
+    assert_eq!(setup.calls(), 1);
+    assert_eq!(second.claim("org"), Some(&json!(large)));
+    assert!(std::ptr::eq(first.all_claims(), second.all_claims()));
+}
+
 #[tokio::test]
 async fn non_jwt_mode_introspects_only_opaque_tokens() {
     let setup = stub().await;
@@ -1168,6 +1185,10 @@ async fn a_revoked_reference_token_is_no_outage() {
     setup.answer_for("blocked", StubAnswer::Status(403));
     assert_unavailable(&seen(&app, "blocked").await, None, "blocked");
     assert_eq!(setup.calls(), 3, "the blocked token, then the check");
+    // What the check learnt holds for the revoked token at once, from the cache: its
+    // earlier active answer is gone.
+    assert_inactive(&app, &seen(&app, "mine").await, "revoked");
+    assert_eq!(setup.calls(), 3, "answered from the cache");
     // No cooldown: a new token is asked about at once.
     assert_eq!(seen(&app, "other").await.status, 200);
     assert_eq!(setup.calls(), 4);
