@@ -429,11 +429,15 @@ fn is_header_safe_token(token: &str) -> bool {
             .all(|byte| byte.is_ascii_graphic() && !matches!(byte, b',' | b'"' | b'\\'))
 }
 
-/// Server text fit for a message: control characters replaced, length capped.
+/// Server text fit for a message and a log line: each character beyond printable ASCII
+/// replaced by `?`, length capped. RFC 6749 section 5.2 allows no other in `error` and
+/// `error_description`; beyond the control characters, Unicode's line separators
+/// (U+2028) would forge log lines and its bidirectional overrides (U+202E) reorder what a
+/// reader sees.
 fn printable(text: &str) -> String {
     text.chars()
         .take(MAX_ERROR_TEXT)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if matches!(c, ' '..='~') { c } else { '?' })
         .collect()
 }
 

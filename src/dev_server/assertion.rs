@@ -116,6 +116,11 @@ pub(crate) fn read(assertion: &str) -> Result<UnverifiedAssertion<'_>, OAuthErro
         Some(Value::String(jku)) => Some(jku.clone()),
         Some(_) => return Err(not_a_valid_jwt()),
     };
+    // And the rules the resource server holds access tokens' headers to: no `b64` (RFC
+    // 7797), no JWE `enc`, no `zip` other than `NONE`, the registered parameters (`x5c`,
+    // `jwk`, …) of their JSON types.
+    let header_bytes = jwt::decode_segment(segments.header).map_err(|_| not_a_valid_jwt())?;
+    jwt::read_header(&header_bytes, SigningAlgorithm::DEFAULT).map_err(|_| not_a_valid_jwt())?;
     let claims = strict_object(segments.payload)?;
     let issuer = match claims.get("iss") {
         Some(Value::String(iss)) if !iss.is_empty() => iss.clone(),

@@ -40,6 +40,19 @@ const REFETCH_COOLDOWN_SECS: i64 = 10;
 /// One URL's fetch: its result once the first lookup has fetched it.
 type Slot = Arc<OnceCell<Option<Cached>>>;
 
+/// `deadline`, or the end of the freshness the key server gave `slot`'s set when that
+/// comes first: a set kept after a failed refetch, or served while one runs, lives no
+/// longer than the client's `Cache-Control` allows either.
+fn within_freshness(slot: &Slot, deadline: i64) -> i64 {
+    match slot.get() {
+        Some(Some(Cached {
+            fresh_until: Some(fresh_until),
+            ..
+        })) => deadline.min(*fresh_until),
+        _ => deadline,
+    }
+}
+
 /// A fetched key set and until when it may be used.
 #[derive(Clone)]
 struct Cached {
@@ -123,9 +136,8 @@ impl JwksCache {
         {
             // Replacing `uri`'s entry needs no room; if it expired meanwhile and the map
             // is full, the next lookup fetches.
-            let _ = entries
-                .slots
-                .insert(key, previous, now.saturating_add(FAILURE_TTL_SECS), now);
+            let deadline = within_freshness(&previous, now.saturating_add(FAILURE_TTL_SECS));
+            let _ = entries.slots.insert(key, previous, deadline, now);
         }
     }
 
@@ -190,7 +202,7 @@ impl JwksCache {
         let _ = entries.previous.insert(
             key.clone(),
             Arc::clone(used),
-            now.saturating_add(FAILURE_TTL_SECS),
+            within_freshness(used, now.saturating_add(FAILURE_TTL_SECS)),
             now,
         );
         // Replacing `uri`'s entry never needs room; a new entry (the old one expired
@@ -287,4 +299,32 @@ async fn fetch(fetcher: &Fetcher, uri: &str, now: i64) -> Option<Cached> {
             now.saturating_add(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX))
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A set kept after a failed refetch (or served while one runs) ends with its
+    /// freshness, when that comes before the failure's time.
+    #[test]
+    fn kept_sets_end_with_their_freshness() {
+        let empty = Slot::default();
+        assert_eq!(within_freshness(&empty, 50), 50, "nothing fetched yet");
+        let filled = |fresh_until| {
+            let slot = Slot::default();
+            let cached = Cached {
+                keys: Arc::new(KeySet::default()),
+                fresh_until,
+            };
+            assert!(slot.set(Some(cached)).is_ok());
+            slot
+        };
+        assert_eq!(within_freshness(&filled(Some(40)), 50), 40);
+        assert_eq!(within_freshness(&filled(Some(60)), 50), 50);
+        assert_eq!(within_freshness(&filled(None), 50), 50, "no max-age");
+        let failed = Slot::default();
+        assert!(failed.set(None).is_ok());
+        assert_eq!(within_freshness(&failed, 50), 50, "a failed fetch");
+    }
 }

@@ -762,6 +762,46 @@ async fn errors_never_quote_the_client_secret() {
     );
 }
 
+/// The server's `error` and `error_description` reach messages and logs as printable ASCII
+/// only (RFC 6749 section 5.2 allows no other): control characters, Unicode line and
+/// paragraph separators, bidirectional overrides, zero-width and other characters beyond
+/// ASCII each become `?`, so none can forge a log line or reorder what a reader sees.
+#[tokio::test]
+async fn the_servers_error_text_is_printable_ascii() {
+    let stub = Stub::start().await;
+    let client = stub.basic_client(&ManualClock::new(), true);
+    let hostile = "ok\u{2028}INFO\u{2029}x\r\n\u{7}\u{85}\u{202e}gnp\u{2066}\u{200b}\u{feff}\u{0}é";
+    let shown = "ok?INFO?x?????gnp?????";
+    for (error, description) in [
+        (hostile, Some("fine".to_owned())),
+        ("invalid_client", Some(hostile.to_owned())),
+    ] {
+        stub.fixed(
+            400,
+            json!({"error": error, "error_description": description}).to_string(),
+        );
+        client.clear_cached_token();
+        let failure = client.request_token_verbose().await.unwrap_err();
+        let ClientError::OAuth {
+            error: code,
+            description,
+            ..
+        } = &failure
+        else {
+            panic!("{failure:?}")
+        };
+        let texts = [code.as_str(), description.as_deref().unwrap_or_default()];
+        assert!(texts.contains(&shown), "{failure:?}");
+        assert!(
+            texts
+                .iter()
+                .all(|text| text.chars().all(|c| matches!(c, ' '..='~'))),
+            "{failure:?}"
+        );
+        assert!(format!("{failure}").is_ascii(), "{failure}");
+    }
+}
+
 /// A clock that panics once, on its first reading after it is armed: a hook with a bug.
 #[derive(Debug, Clone, Default)]
 struct PanicsOnceArmed {

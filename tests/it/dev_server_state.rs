@@ -721,6 +721,26 @@ async fn a_short_max_age_bounds_the_key_set_cache() {
     assert_eq!(c.keys.jwks_fetches(), 3);
 }
 
+/// A refetch that fails (anyone can start one with a made-up kid) puts the keys in use
+/// back, but they are fetched again when the client's `Cache-Control` says, not kept
+/// for the failure's time.
+#[tokio::test]
+async fn a_failed_refetch_keeps_the_keys_no_longer_than_their_max_age() {
+    let c = RotatingClient::start(Some("max-age=30")).await;
+    assert_eq!(c.send().await, OK);
+    c.clock.advance(Duration::from_secs(29));
+    c.keys.set_jwks_behaviour(JwksBehaviour::Status(500));
+    assert_eq!(c.send_naming(Some("made-up")).await, refused());
+    assert_eq!(c.keys.jwks_fetches(), 2, "the refetch");
+    c.keys.set_jwks_behaviour(JwksBehaviour::Normal);
+    assert_eq!(c.send().await, OK, "the keys in use are kept");
+    assert_eq!(c.keys.jwks_fetches(), 2);
+    // 30 s after their fetch: fetched again, not kept for the failure's 10 s.
+    c.clock.advance(Duration::from_secs(1));
+    assert_eq!(c.send().await, OK);
+    assert_eq!(c.keys.jwks_fetches(), 3, "fetched again at max-age");
+}
+
 /// A `max-age` longer than the server's time-to-live (default 300 s), or none at all,
 /// leaves the time-to-live in charge: the set is fetched again after 300 s, not before.
 #[tokio::test]

@@ -218,6 +218,12 @@ fn refusal_reason(case: &str) -> &'static str {
         "alg null"
         | "alg absent"
         | "jku number"
+        | "b64 false"
+        | "enc"
+        | "zip DEF"
+        | "x5c string"
+        | "jwk string"
+        | "x5u number"
         | "duplicate typ"
         | "duplicate alg"
         | "header not an object"
@@ -337,6 +343,29 @@ async fn client_assertion_table() {
         ),
         ("cty JWT", h(&[("cty", Some(json!("JWT")))]), c(&[]), false),
         ("jku number", h(&[("jku", Some(json!(1)))]), c(&[]), false),
+        // Header parameters that change how the payload is read, or of the wrong type.
+        (
+            "b64 false",
+            h(&[("b64", Some(json!(false)))]),
+            c(&[]),
+            false,
+        ),
+        ("enc", h(&[("enc", Some(json!("A256GCM")))]), c(&[]), false),
+        ("zip DEF", h(&[("zip", Some(json!("DEF")))]), c(&[]), false),
+        (
+            "x5c string",
+            h(&[("x5c", Some(json!("MIIB")))]),
+            c(&[]),
+            false,
+        ),
+        (
+            "jwk string",
+            h(&[("jwk", Some(json!("key")))]),
+            c(&[]),
+            false,
+        ),
+        ("x5u number", h(&[("x5u", Some(json!(1)))]), c(&[]), false),
+        ("zip NONE", h(&[("zip", Some(json!("NONE")))]), c(&[]), true),
         (
             "jku unregistered",
             h(&[("jku", Some(json!("https://evil.example/jwks")))]),
