@@ -1409,8 +1409,9 @@ fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
 ///   another Patient (`456`, `Patient/456`, `Patient/456/_history/2`, or an absolute URL
 ///   ending so; one of a comma-separated list is enough), or any absolute URL of a Patient,
 ///   the one in context too (`https://other.example/fhir/Patient/123`: the layer cannot
-///   tell this server's base from another's);
-/// - `_id` naming another id where Patients are searched (a search, conditional write,
+///   tell this server's base from another's), or an empty type (`/456`);
+/// - `_id` naming another id, or any value with a `/` (`Observation/456`: servers take
+///   the id after the last `/`), where Patients are searched (a search, conditional write,
 ///   history or operation of the Patient type; a system search or a compartment search of
 ///   every type unless its `_type` leaves Patient out), or `_id` with a modifier other than `:missing` there;
 /// - a `patient` or `subject` parameter the layer cannot compare with the patient in
@@ -1455,7 +1456,10 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         }
         match segments.next() {
             None => id != in_context,
-            Some(resource_type) if resource_type.eq_ignore_ascii_case("Patient") => {
+            // An empty type (`/456`) is no type: HAPI reads the id alone.
+            Some(resource_type)
+                if resource_type.is_empty() || resource_type.eq_ignore_ascii_case("Patient") =>
+            {
                 // More before `Patient/[id]` (an absolute URL, `other/fhir/Patient/123`)
                 // may be another server's patient of that id: the layer cannot tell this
                 // server's base from another's.
@@ -1463,6 +1467,13 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
             }
             Some(_) => false,
         }
+    };
+    // `_id` names the searched type's resources whatever a value says before its last
+    // `/` (HAPI takes the id part of `Observation/456`): only the id itself is the
+    // patient in context.
+    let other_id = |value: &str| {
+        let value = value.trim();
+        !value.is_empty() && value != in_context
     };
     let other = |reference: &str| {
         // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
@@ -1508,7 +1519,7 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
             }
         } else if base.eq_ignore_ascii_case("_id") && searches_patients && !chained {
             match modifier {
-                None => value.split(',').any(other),
+                None => value.split(',').any(other_id),
                 Some(modifier) => modifier != "missing",
             }
         } else {

@@ -9,7 +9,7 @@
 //! | valid token | the claims | `Some(claims)` |
 //! | no credentials, layer in optional mode | 401 with the layer's challenge | `None` |
 //! | a public route (metadata, discovery) | 401 with the layer's challenge | `None` |
-//! | no layer on this route | 500 naming the missing layer | 500 naming the missing layer |
+//! | no layer on this route | 500 (the error log names the missing layer) | 500 (the same) |
 //!
 //! (An invalid token never reaches the handler: the layer refuses it in both modes.)
 //!

@@ -29,7 +29,8 @@ pub(crate) enum FetchError {
     Redirected,
     Status(u16),
     TooLarge,
-    /// A copy a cache in between served stale for longer than the keys may be used stale.
+    /// A copy a cache in between served stale for so long that too little of the time keys
+    /// may be used stale is left (less than the minimum TTL).
     ServedStale,
     NotJsonObject,
     /// A JSON object without the boolean `active` member every RFC 7662 introspection
@@ -59,7 +60,7 @@ impl fmt::Display for FetchError {
             Self::Status(status) => write!(f, "unexpected HTTP status {status}"),
             Self::TooLarge => f.write_str("response body exceeds the size limit"),
             Self::ServedStale => f.write_str(
-                "response is a cached copy served stale for longer than the stale limit",
+                "response is a cached copy served stale for so long that too little of the stale limit is left",
             ),
             Self::NotJsonObject => f.write_str("response is not a JSON object"),
             #[cfg(feature = "introspection")]

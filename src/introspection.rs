@@ -66,6 +66,10 @@ pub enum IntrospectionAuth {
     /// A fixed bearer token.
     Bearer(String),
     /// A bearer token obtained (and renewed) by the crate's SMART Backend Services client.
+    /// It goes to the introspection endpoint configured or discovered from the issuer,
+    /// whatever origins the client itself would send its token to
+    /// ([`authorize`](crate::client::BackendServiceClient::authorize)): the endpoint is the
+    /// issuer's, as its keys are.
     #[cfg(feature = "client")]
     Client(crate::client::BackendServiceClient),
 }

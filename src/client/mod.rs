@@ -419,6 +419,14 @@ impl BackendServiceClientBuilder {
     /// and the downgraded GET of a 301/302/303 (without the form) before the answer is
     /// refused; give it [`reqwest::redirect::Policy::none`] to avoid both.
     ///
+    /// A client built with `reqwest::Client::builder()` sends requests through the proxies the
+    /// environment names (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`), loopback hosts
+    /// included unless `NO_PROXY` lists them; the crate's own client sends those directly.
+    /// Plain `http` to a loopback host would then cross the network in clear to the proxy,
+    /// credentials and tokens included: exempt them
+    /// (`.proxy(reqwest::Proxy::all(url)?.no_proxy(reqwest::NoProxy::from_string("localhost,127.0.0.0/8,::1")))`)
+    /// or turn proxies off (`.no_proxy()`).
+    ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;
     /// let http = reqwest::Client::builder()
@@ -519,7 +527,7 @@ impl BackendServiceClientBuilder {
             Some(Some(audience)) => Some(audience.to_owned()),
             Some(None) => {
                 return Err(ClientError::Config(
-                    "the assertion audience holds whitespace or control characters",
+                    "the assertion audience holds whitespace, a control character or another character a URI may not hold",
                 ));
             }
         };
@@ -574,11 +582,14 @@ impl BackendServiceClientBuilder {
         let endpoint = match self.token_endpoint {
             Some(text) => {
                 let text = aud_text(&text).ok_or(ClientError::Config(
-                    "the token endpoint holds whitespace or control characters",
+                    "the token endpoint holds whitespace, a control character or another character a URI may not hold",
                 ))?;
-                let url = allowed(text).ok_or(ClientError::Config(
-                    "the token endpoint must be an https URL (http only for loopback)",
-                ))?;
+                let url =
+                    allowed(text)
+                        .filter(|_| has_authority(text))
+                        .ok_or(ClientError::Config(
+                            "the token endpoint must be an https URL (http only for loopback)",
+                        ))?;
                 let endpoint = Endpoint {
                     text: text.to_owned(),
                     url,
@@ -696,29 +707,56 @@ struct Inner {
     retry_after: AtomicU64,
 }
 
-/// A token and when to replace it (Unix seconds).
+/// A token and when to replace it.
 struct Cached {
     token: AccessToken,
-    refresh_at: i64,
-    /// When it was cached. A clock read earlier than this has been set back since, by
-    /// an unknown step: the token's life left cannot be told, so it is not handed out
-    /// (its expiry, fixed by the clock before the step, would otherwise outlast the
-    /// server's by the step, and every call would be refused with 401).
+    /// When it was cached, by the client's clock (Unix seconds) and on the monotonic
+    /// clock. Its expiry is the client's clock's, so a clock set back since would stretch
+    /// its life by the step (and every call would be refused with 401 once the server's
+    /// expiry passed): the time passed is also counted on the monotonic clock, which no
+    /// step moves, and the token's life ends by whichever ends first. A clock read
+    /// earlier than `cached_at` was set back by an unknown step: the token is not handed
+    /// out then.
     cached_at: i64,
+    cached_instant: tokio::time::Instant,
+    /// Seconds after `cached_at` from which it is due for replacement.
+    refresh_after: i64,
 }
 
 impl Cached {
-    /// Whether the token is not yet due for replacement at `now`.
-    fn fresh_at(&self, now: i64) -> bool {
-        now >= self.cached_at && now < self.refresh_at
+    fn new(token: AccessToken, refresh_after: i64, cached_at: i64) -> Self {
+        Self {
+            token,
+            cached_at,
+            cached_instant: tokio::time::Instant::now(),
+            refresh_after,
+        }
     }
 
-    /// The seconds of life the token has left at `now`; 0 after a clock set back.
+    /// Whole seconds passed since it was cached, on the monotonic clock.
+    fn seconds_held(&self) -> i64 {
+        i64::try_from(self.cached_instant.elapsed().as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether the token is not yet due for replacement at `now`, by the clock and by
+    /// the time passed since it was cached.
+    fn fresh_at(&self, now: i64) -> bool {
+        now >= self.cached_at
+            && now < self.cached_at.saturating_add(self.refresh_after)
+            && self.seconds_held() < self.refresh_after
+    }
+
+    /// The seconds of life the token has left at `now`, by the clock and by the time
+    /// passed since it was cached; 0 after a clock set back to before it was cached.
     fn life_left_at(&self, now: i64) -> i64 {
         if now < self.cached_at {
             return 0;
         }
-        self.token.expires_at().saturating_sub(now)
+        let expires_at = self.token.expires_at();
+        let lifetime = expires_at.saturating_sub(self.cached_at);
+        expires_at
+            .saturating_sub(now)
+            .min(lifetime.saturating_sub(self.seconds_held()))
     }
 }
 
@@ -949,19 +987,24 @@ impl BackendServiceClient {
         match cached {
             Some(cached) if cached.fresh_at(now) => Ok(cached.token.clone()),
             Some(cached) if cached.life_left_at(now) >= 1 => {
-                let expires_at = cached.token.expires_at();
-                let retry_in = (expires_at.saturating_sub(now) / 4).clamp(1, 5);
+                let life_left = cached.life_left_at(now);
+                let retry_in = (life_left / 4).clamp(1, 5);
                 tracing::debug!(
                     %error,
-                    expires_at,
+                    expires_at = cached.token.expires_at(),
                     retry_in,
                     "replacing the access token failed; the cached one is used until it expires"
                 );
                 let token = cached.token.clone();
+                // Due again `retry_in` from now, by the clock and by the time held.
+                let held = cached
+                    .seconds_held()
+                    .max(now.saturating_sub(cached.cached_at));
                 let waiting = Some(Arc::new(Cached {
                     token: token.clone(),
-                    refresh_at: now.saturating_add(retry_in).min(expires_at),
                     cached_at: cached.cached_at,
+                    cached_instant: cached.cached_instant,
+                    refresh_after: held.saturating_add(retry_in.min(life_left)),
                 }));
                 // Unless `clear_cached_token` dropped the token meanwhile (it does not take
                 // the refresh lock): a token cleared as revoked must not come back.
@@ -1040,6 +1083,11 @@ impl BackendServiceClient {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// The request goes through `request`'s own client: for a FHIR server on a loopback
+    /// host over plain `http`, that client must not send it to a proxy the environment
+    /// names (see [`BackendServiceClientBuilder::http_client`]), or the token crosses the
+    /// network in clear.
     ///
     /// # Errors
     ///
@@ -1177,12 +1225,12 @@ impl BackendServiceClient {
                 let now = self.now();
                 let lifetime = token.expires_at().saturating_sub(now).max(0);
                 let margin = i64::try_from(self.inner.refresh_margin.as_secs()).unwrap_or(i64::MAX);
-                let refresh_at = token.expires_at() - margin.min(lifetime / 2);
-                self.inner.cached.store(Some(Arc::new(Cached {
-                    token: token.clone(),
-                    refresh_at,
-                    cached_at: now,
-                })));
+                let refresh_after = lifetime - margin.min(lifetime / 2);
+                self.inner.cached.store(Some(Arc::new(Cached::new(
+                    token.clone(),
+                    refresh_after,
+                    now,
+                ))));
                 state.succeeded();
             }
             Err(error) => {
@@ -1221,11 +1269,10 @@ impl BackendServiceClient {
             .and_then(Value::as_str)
             .filter(|text| !text.trim().is_empty())
             .ok_or_else(|| failed("the SMART configuration has no token_endpoint".to_owned()))?;
-        let published = aud_text(published).ok_or_else(|| {
-            failed("token_endpoint holds whitespace or control characters".to_owned())
-        })?;
+        let published = aud_text(published)
+            .ok_or_else(|| failed("token_endpoint holds whitespace, a control character or another character a URI may not hold".to_owned()))?;
         let (text, endpoint) = match Url::parse(published) {
-            Ok(url) => (published.to_owned(), Some(url)),
+            Ok(url) if has_authority(published) => (published.to_owned(), Some(url)),
             // SMART: endpoint URLs are absolute, but clients resolve relative ones against
             // the FHIR base for legacy servers. The result (also the assertion's `aud`)
             // must pass the same checks as an absolute URL.
@@ -1235,7 +1282,8 @@ impl BackendServiceClient {
                     None => (published.to_owned(), None),
                 }
             }
-            Err(_) => (published.to_owned(), None),
+            // Unreadable, or without `//` before the host (`https:auth.example/token`).
+            Ok(_) | Err(_) => (published.to_owned(), None),
         };
         let endpoint = endpoint
             .filter(|endpoint| is_allowed_url_named_by(endpoint, &url))
@@ -1371,12 +1419,24 @@ impl BackendServiceClient {
 /// A URL that goes into an assertion's `aud` (a token endpoint, configured or discovered,
 /// or a configured assertion audience), without the ASCII whitespace around it, which is no
 /// part of it (a value read from a file or the environment keeps its line break); `None`
-/// when whitespace or a control character remains inside: a URL parser drops tabs and line
-/// breaks, but `aud` would keep them, and a server comparing it exactly would refuse the
-/// assertion without saying why.
+/// when anything but the characters RFC 3986 allows in a URI remains: a URL parser drops
+/// tabs and line breaks, but `aud` would keep them, and a server comparing it exactly
+/// would refuse the assertion without saying why; and a lenient parser reads `\` as `/`,
+/// so that `https://fhir.example\@auth.example/token` goes to `fhir.example` while an
+/// RFC 3986 reader of `aud` finds the host `auth.example`.
 fn aud_text(text: &str) -> Option<&str> {
     let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
-    (!text.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(text)
+    text.bytes()
+        .all(crate::fetch::is_uri_character)
+        .then_some(text)
+}
+
+/// Whether an absolute URL's text has an authority (`scheme://host…`): a lenient parser
+/// finds a host in `https:auth.example/token` or `https:/auth.example/token` too, where an
+/// RFC 3986 reader of the same text in `aud` finds none.
+fn has_authority(text: &str) -> bool {
+    text.split_once(':')
+        .is_some_and(|(_, rest)| rest.starts_with("//"))
 }
 
 /// A relative reference resolved (RFC 3986 section 5) against the FHIR base URL taken as

@@ -118,14 +118,32 @@ pub(crate) fn read(assertion: &str) -> Result<UnverifiedAssertion<'_>, OAuthErro
     };
     // And the rules the resource server holds access tokens' headers to: no `b64` (RFC
     // 7797), no JWE `enc`, no `zip` other than `NONE`, the registered parameters (`x5c`,
-    // `jwk`, …) of their JSON types.
+    // `jwk`, …) of their JSON types, and claims repeated in the header (RFC 7519 section
+    // 5.3) the same as in the claims.
     let header_bytes = jwt::decode_segment(segments.header).map_err(|_| not_a_valid_jwt())?;
-    jwt::read_header(&header_bytes, SigningAlgorithm::DEFAULT).map_err(|_| not_a_valid_jwt())?;
+    let jose = jwt::read_header(&header_bytes, SigningAlgorithm::DEFAULT)
+        .map_err(|_| not_a_valid_jwt())?;
     let claims = strict_object(segments.payload)?;
     let issuer = match claims.get("iss") {
         Some(Value::String(iss)) if !iss.is_empty() => iss.clone(),
         _ => return Err(OAuthError::invalid_client("iss must be the client id")),
     };
+    if let Some(replicated) = &jose.replicated {
+        let sub = claims.get("sub").and_then(Value::as_str);
+        let aud: Vec<String> = match claims.get("aud") {
+            Some(Value::String(aud)) => vec![aud.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(|value| value.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !replicated.agree_with(&issuer, sub, &aud) {
+            return Err(OAuthError::invalid_client(
+                "the client assertion's header repeats a claim with another value",
+            ));
+        }
+    }
     Ok(UnverifiedAssertion {
         segments,
         alg,

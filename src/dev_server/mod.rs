@@ -359,7 +359,9 @@ impl DevAuthServerBuilder {
         self
     }
 
-    /// The HTTP client for fetching clients' `jwks_uri` (default: no redirects, 5 s).
+    /// The HTTP client for fetching clients' `jwks_uri` (default: no redirects, 5 s). Keep
+    /// loopback hosts away from the environment's proxies, as
+    /// [`VerifierBuilder::http_client`](crate::VerifierBuilder::http_client) explains.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

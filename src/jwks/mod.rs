@@ -42,7 +42,8 @@ pub use static_keys::StaticKeys;
 /// its key set may still be relied on as a wall-clock time, fixed when it is stored. A
 /// wall clock set forward ends the entry early; one set back to before the entry was
 /// stored makes the token verified afresh, against the key set as the monotonic clock
-/// finds it (due keys are refreshed then).
+/// finds it (due keys are refreshed then); a smaller step back, less than the entry's
+/// age (and so less than the token cache's `max_age`), lengthens it by the step.
 ///
 /// - **Cold start.** The first request discovers `jwks_uri` and fetches the key set; every
 ///   request that arrives meanwhile waits for that same fetch (single flight).

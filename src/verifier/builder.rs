@@ -514,6 +514,14 @@ impl VerifierBuilder {
     /// 127.0.0.1 and ::1 only; this client resolves it as it is configured to (pin it with
     /// `resolve_to_addrs` if its resolver may answer otherwise).
     ///
+    /// A client built with `reqwest::Client::builder()` sends requests through the proxies the
+    /// environment names (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`), loopback hosts
+    /// included unless `NO_PROXY` lists them; the crate's own client sends those directly.
+    /// Plain `http` to a loopback host would then cross the network in clear to the proxy,
+    /// credentials and tokens included: exempt them
+    /// (`.proxy(reqwest::Proxy::all(url)?.no_proxy(reqwest::NoProxy::from_string("localhost,127.0.0.0/8,::1")))`)
+    /// or turn proxies off (`.no_proxy()`).
+    ///
     /// ```
     /// use smart_auth::TokenVerifier;
     /// let http = reqwest::Client::builder()
@@ -720,7 +728,7 @@ impl VerifierBuilder {
     /// With the cache, a request whose token this layer verified before (a token is stored
     /// the second time it verifies) skips parsing and the signature check; `exp`, `nbf`
     /// and `iat` are still checked on every request against the configured clock, with the
-    /// same leeway. The cache belongs to this layer alone. Trade-off: a key removed from
+    /// same leeway. The cache belongs to this verifier (and its clones). Trade-off: a key removed from
     /// the issuer's JWK Set stays trusted for tokens already cached until the key set is
     /// refetched, the entry's max age passes or the token expires (see
     /// [`TokenCachePolicy`]). Use [`no_token_cache`](Self::no_token_cache) to verify every

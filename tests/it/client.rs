@@ -920,6 +920,58 @@ async fn a_clock_set_back_replaces_the_cached_token() {
     assert_eq!(stub.token_calls(), 3);
 }
 
+/// A clock set back by less than the token's age: the time passed since it was cached,
+/// counted on the monotonic clock, still ends it when due, and its life left is what
+/// that time leaves.
+#[tokio::test]
+async fn a_small_clock_step_back_does_not_stretch_the_cached_token() {
+    use crate::wall_clock::pass_time;
+    let stub = Stub::start().await;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let client = stub
+        .client()
+        .client_secret_basic("s")
+        .refresh_margin(Duration::from_secs(30))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-1"
+    );
+    // 200 s pass, then the clock is set back 100 s: by the clock the token would be
+    // due at +370 s, 70 s after the server's expiry.
+    pass_time(&clock, Duration::from_secs(200)).await;
+    clock.rewind(Duration::from_secs(100));
+    pass_time(&clock, Duration::from_secs(69)).await;
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-1"
+    );
+    assert_eq!(stub.token_calls(), 1);
+    pass_time(&clock, Duration::from_secs(1)).await;
+    stub.fixed(503, "");
+    // Due after 270 s held (the 30 s margin): replacing it fails, and the token is
+    // handed out while the time held leaves it a second or more.
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-1"
+    );
+    assert_eq!(stub.token_calls(), 2);
+    pass_time(&clock, Duration::from_secs(29)).await;
+    assert_eq!(
+        client.access_token().await.unwrap().access_token(),
+        "token-1"
+    );
+    assert_eq!(stub.token_calls(), 3, "due again 5 s after the failure");
+    pass_time(&clock, Duration::from_secs(1)).await;
+    assert_eq!(
+        client.access_token().await.unwrap_err(),
+        ClientError::UnexpectedStatus { status: 503 },
+        "300 s held: expired, whatever the clock says"
+    );
+}
+
 /// When replacing the token fails (an OAuth error, 429, 503, a timeout) while the cached
 /// token expires at least a second from now, the cached token is returned; once it has
 /// expired, the error is.
@@ -1372,6 +1424,9 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
         endpoint.replace("/token", "/to\u{0}ken"),
         format!("{endpoint}\u{a0}"),
         format!("{endpoint}\u{85}"),
+        endpoint.replace("://", "://fhir.example\\@"),
+        endpoint.replace("/token", "/t\"ken"),
+        endpoint.replace("/token", "/t<ken>"),
     ] {
         let error = signing()
             .token_endpoint(written.clone())
@@ -1379,7 +1434,9 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
             .unwrap_err();
         assert_eq!(
             error,
-            ClientError::Config("the token endpoint holds whitespace or control characters"),
+            ClientError::Config(
+                "the token endpoint holds whitespace, a control character or another character a URI may not hold"
+            ),
             "{written:?}"
         );
     }
@@ -1395,11 +1452,15 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
     for (written, refusal) in [
         (
             format!("{issuer} x"),
-            "the assertion audience holds whitespace or control characters",
+            "the assertion audience holds whitespace, a control character or another character a URI may not hold",
         ),
         (
             format!("{issuer}\u{0}"),
-            "the assertion audience holds whitespace or control characters",
+            "the assertion audience holds whitespace, a control character or another character a URI may not hold",
+        ),
+        (
+            "https://login.example.test\\@evil.example/".to_owned(),
+            "the assertion audience holds whitespace, a control character or another character a URI may not hold",
         ),
         (" \t".to_owned(), "the assertion audience is empty"),
     ] {
@@ -1654,16 +1715,32 @@ async fn discovered_token_endpoints_outside_the_pinned_origins_are_refused() {
     assert_eq!(elsewhere.token_calls(), 2);
     // Whitespace inside, which the URL parser would drop from the POST target but not
     // from `aud`.
-    for published in [
-        stub.token_endpoint().replace("/token", "/to\tken"),
-        stub.token_endpoint().replace("/token", "/to ken"),
-        stub.token_endpoint().replace("/token", "/to\nken"),
+    // And what only a lenient parser reads as a URL: a `\` it takes for `/` (the host is
+    // the FHIR server's for it, the text's `@` after it makes `auth.example` the host for
+    // an RFC 3986 reader of `aud`), or no `//` before the host.
+    let fhir_host = stub.token_endpoint().replace("://", "://fhir.example\\@");
+    let no_slashes = stub.token_endpoint().replace("://", ":");
+    for (published, expected) in [
+        (
+            stub.token_endpoint().replace("/token", "/to\tken"),
+            "whitespace",
+        ),
+        (
+            stub.token_endpoint().replace("/token", "/to ken"),
+            "whitespace",
+        ),
+        (
+            stub.token_endpoint().replace("/token", "/to\nken"),
+            "whitespace",
+        ),
+        (fhir_host, "a URI may not hold"),
+        (no_slashes, "is not an https URL"),
     ] {
         stub.configuration(json!({ "token_endpoint": published }));
         let client = stub.client().client_secret_basic("s").build().unwrap();
         let error = client.access_token().await.unwrap_err();
         assert!(
-            matches!(&error, ClientError::Discovery { reason } if reason.contains("whitespace")),
+            matches!(&error, ClientError::Discovery { reason } if reason.contains(expected)),
             "{published:?}: {error:?}"
         );
     }

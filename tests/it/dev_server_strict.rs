@@ -232,6 +232,7 @@ fn refusal_reason(case: &str) -> &'static str {
         | "nested duplicate"
         | "claims not an object" => NOT_A_JWT,
         "crit" | "crit null" | "cty JWT" => "crit or cty",
+        "header iss differs" | "header aud differs" => "repeats a claim with another value",
         "jku unregistered" | "iss another client" => NO_KEY,
         "iss absent" | "iss null" | "iss number" => "iss must be the client id",
         "sub absent" | "sub null" | "iss != sub" => "iss and sub must both be the client id",
@@ -366,6 +367,25 @@ async fn client_assertion_table() {
         ),
         ("x5u number", h(&[("x5u", Some(json!(1)))]), c(&[]), false),
         ("zip NONE", h(&[("zip", Some(json!("NONE")))]), c(&[]), true),
+        // Claims repeated in the header (RFC 7519 section 5.3): the same, or refused.
+        (
+            "header iss differs",
+            h(&[("iss", Some(json!("other-client")))]),
+            c(&[]),
+            false,
+        ),
+        (
+            "header aud differs",
+            h(&[("aud", Some(json!("https://elsewhere.example/token")))]),
+            c(&[]),
+            false,
+        ),
+        (
+            "header sub the same",
+            h(&[("sub", Some(claims()["sub"].clone()))]),
+            c(&[]),
+            true,
+        ),
         (
             "jku unregistered",
             h(&[("jku", Some(json!("https://evil.example/jwks")))]),

@@ -1134,6 +1134,7 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
             "GET",
             "/fhir/Observation?subject=https://other.example/Group/9",
         ),
+        ("GET", "/fhir/Observation?patient=/123"),
         // Conditional writes whose criteria name the patient in context.
         ("PUT", "/fhir/Patient?_id=123"),
         ("DELETE", "/fhir/Patient?_id=123&active=true"),
@@ -1263,6 +1264,14 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
             "/fhir/Observation?patient=123,https://other.example/Patient/123",
         ),
         ("GET", "/fhir/Patient?_id=https://other.example/Patient/123"),
+        // A value HAPI reads as another id or a typeless reference.
+        ("GET", "/fhir/Patient?_id=Observation/456"),
+        ("GET", "/fhir/Patient?_id=/456"),
+        ("GET", "/fhir/Patient?_id=Patient/123"),
+        ("GET", "/fhir?_type=Patient&_id=x/456"),
+        ("GET", "/fhir/Observation?patient=/456"),
+        ("GET", "/fhir/Observation?subject=//456"),
+        ("GET", "/fhir/Observation?patient=//123"),
         ("PUT", "/fhir/Patient?_id=https://other.example/Patient/123"),
     ] {
         let answer = app.call(method, path, &patient_123(full)).await;
