@@ -661,8 +661,11 @@ pub(crate) struct Introspector {
     judging: tokio::sync::Mutex<()>,
     /// When a throttled answer was last warned about (monotonic).
     last_throttle_warning: Mutex<Option<Instant>>,
-    /// When a 401/403 from the endpoint was last logged as an error (monotonic).
+    /// When a 401/403 from the endpoint was last logged as an error or a warning
+    /// (monotonic).
     last_refusal_error: Mutex<Option<Instant>>,
+    /// When an answer naming a member twice was last warned about (monotonic).
+    last_duplicate_warning: Mutex<Option<Instant>>,
     /// The discovery of the endpoint in flight, shared by the lookups waiting for it, with
     /// its task (a finished task's result is not reused: after a failure, the next
     /// discovery is a new one).
@@ -711,6 +714,7 @@ impl Introspector {
             judging: tokio::sync::Mutex::new(()),
             last_throttle_warning: Mutex::new(None),
             last_refusal_error: Mutex::new(None),
+            last_duplicate_warning: Mutex::new(None),
             discovery: Mutex::new(None),
             last_renewal: Mutex::new(None),
         }
@@ -988,6 +992,7 @@ impl Introspector {
                 } else {
                     Health::Failing
                 };
+                self.log_refusal_of_credentials(&error, health);
                 if health != Health::Failing {
                     // The endpoint vouches for another token, or no token is known to test
                     // it with (after a start, or a quiet spell): not proven down, and one
@@ -1059,10 +1064,46 @@ impl Introspector {
                 }
                 self.cache.insert(reference_digest, refused).await;
             }
+            // Throttled: the endpoint answers, if slowly; that proves no outage, and a
+            // flood of tokens that makes it throttle must not start the cooldown.
+            Err(Unavailable::Throttled(_)) => return Health::Unknown,
             Err(_) => return Health::Failing,
         }
         *lock(&self.last_healthy) = Some(Instant::now());
         Health::Well
+    }
+
+    /// Logs a 401 or 403 from the endpoint by what the health check made of it: an error
+    /// when a token found active before was refused too (the resource server's own
+    /// credentials, most likely), a warning when no such token could tell (its
+    /// credentials, or a firewall in front of the endpoint refusing this token), debug
+    /// when the endpoint still answers for another token (the firewall: anyone can send
+    /// such tokens, and each must not raise an alarm). Once a second at most: without a
+    /// token to tell, no cooldown starts, and every hostile token meets it.
+    fn log_refusal_of_credentials(&self, error: &FetchError, health: Health) {
+        let FetchError::Status(status @ (401 | 403)) = *error else {
+            return;
+        };
+        match health {
+            Health::Well => tracing::debug!(
+                status,
+                "the introspection endpoint refused one token's call but answers for another"
+            ),
+            _ if !first_in_a_second(&self.last_refusal_error) => {}
+            Health::Failing => tracing::error!(
+                status,
+                "the introspection endpoint refuses the resource server's own credentials \
+                 (a token it found active before is refused too): check the \
+                 IntrospectionAuth settings"
+            ),
+            Health::Unknown => tracing::warn!(
+                status,
+                "the introspection endpoint refused a call, and no token it found active \
+                 lately can tell whether it refuses the resource server's own credentials \
+                 (check the IntrospectionAuth settings) or a firewall in front of it \
+                 refuses this token"
+            ),
+        }
     }
 
     /// The answer for a token the endpoint failed on while not proven down: 503, kept for
@@ -1128,19 +1169,9 @@ impl Introspector {
                     Ok(self.refusal(ErrorKind::InactiveToken))
                 }
                 StatusMeaning::Throttled => Err(Unavailable::Throttled(status)),
-                StatusMeaning::Down => {
-                    // Once a second at most: a firewall in front of the endpoint may refuse
-                    // each of a stream of hostile tokens this way.
-                    if matches!(status, 401 | 403) && first_in_a_second(&self.last_refusal_error) {
-                        tracing::error!(
-                            status,
-                            "the introspection endpoint refuses the resource server's own \
-                             credentials (or a firewall in front of it refuses a token): \
-                             check the IntrospectionAuth settings"
-                        );
-                    }
-                    Err(Unavailable::Down(FetchError::Status(status)))
-                }
+                // Whether it is an outage is decided in `call`, by the health check; a 401
+                // or 403 is logged there.
+                StatusMeaning::Down => Err(Unavailable::Down(FetchError::Status(status))),
             },
             Err(error) => Err(Unavailable::Down(error)),
         }
@@ -1171,9 +1202,17 @@ impl Introspector {
         let response = match object_with_unique_members(body) {
             Ok(response) => response,
             Err(StrictJsonError::DuplicateMember) => {
-                tracing::warn!(
-                    "an introspection answer names a member twice: the token is refused"
-                );
+                // Once a second at most: each new token gets such an answer from a server
+                // that writes a member twice in every one.
+                if first_in_a_second(&self.last_duplicate_warning) {
+                    tracing::warn!(
+                        "an introspection answer names a member twice: the token is refused"
+                    );
+                } else {
+                    tracing::debug!(
+                        "an introspection answer names a member twice: the token is refused"
+                    );
+                }
                 return Ok(self.refusal(ErrorKind::InactiveToken));
             }
             Err(StrictJsonError::NotAnObject) => {

@@ -12,13 +12,13 @@
 //! | `smart_auth_requests_refused_total` | counter | `kind` = [`ErrorKind::metric_label`](crate::ErrorKind::metric_label) | Requests the layer refused, by reason (`missing_token`, `expired`, `invalid_signature`, `insufficient_scope`, `keys_unavailable`, ...). |
 //! | `smart_auth_requests_unauthenticated_total` | counter | `reason` = `public_path` \| `no_credentials` | Requests passed on without verification: a public path, or no credentials where the layer makes them optional. |
 //! | `smart_auth_jwks_fetches_total` | counter | `outcome` = `ok` \| `error` | Fetches of an issuer's key set (with discovery when needed), by result. |
-//! | `smart_auth_jwks_refreshes_total` | counter | `trigger` = `ttl` \| `unknown_kid` | Fetches started to replace a key set in use: it passed its TTL, or a token named a `kid` it lacks. Each is also counted in `smart_auth_jwks_fetches_total`. |
+//! | `smart_auth_jwks_refreshes_total` | counter | `trigger` = `ttl` \| `unknown_kid` | Fetches started to replace a key set in use: it passed its TTL, or a token named a `kid` it lacks (or one whose signature failed with the key of a known `kid`: the issuer may have replaced that key). Each is also counted in `smart_auth_jwks_fetches_total`. |
 //! | `smart_auth_jwks_stale_keys_used_total` | counter | | Verifications that used a key set past its TTL because refreshing it failed (within `max_stale`). |
 //! | `smart_auth_jwks_unknown_kid_refetches_skipped_total` | counter | | Tokens with an unknown `kid` refused without a refetch, because a cooldown was running. |
 //! | `smart_auth_token_cache_hits_total` | counter | | Verified-token cache lookups answered from the cache. |
 //! | `smart_auth_token_cache_misses_total` | counter | | Verified-token cache lookups that found no usable entry (the token is then verified afresh). |
 //! | `smart_auth_token_cache_entries` | gauge | | Tokens held by all verified-token caches of the process. |
-//! | `smart_auth_introspection_calls_total` | counter | `outcome` = `active` \| `inactive` \| `error` | Calls to the token introspection endpoint, by answer; `error` is a failed call (the endpoint down, throttling, or a broken answer). |
+//! | `smart_auth_introspection_calls_total` | counter | `outcome` = `active` \| `inactive` \| `error` | Calls to the token introspection endpoint, by answer. `inactive` is every answer that refuses the token: `"active": false`, a status only the token can cause (400, 409, 410, 413, 422), an answer naming a member twice, and an active answer the crate refuses (another issuer or audience, not an access token). `error` is a failed call (the endpoint down, throttling, a broken answer) or a failed discovery of the endpoint. |
 //! | `smart_auth_introspection_cache_hits_total` | counter | | Introspections answered from the introspection cache, without a call. |
 //!
 //! Every label value is one of a fixed set written in this crate: never a token, a client

@@ -65,6 +65,8 @@ async fn logging() {
     #[cfg(feature = "introspection")]
     refused_introspection_logs_an_error_at_most_once_a_second(&logs).await;
     #[cfg(feature = "introspection")]
+    refusals_are_logged_by_what_the_health_check_finds(&logs).await;
+    #[cfg(feature = "introspection")]
     a_failed_discovery_warns_once_for_every_lookup_waiting(&logs).await;
 }
 
@@ -133,8 +135,9 @@ async fn app_introspecting_at(status: StatusCode) -> (support::App, tokio::task:
 
 /// A 401 or 403 from the introspection endpoint that no token found active before shows
 /// to be an outage (a firewall in front of it refusing one hostile token after another)
-/// starts no cooldown, so every request meets it: the error that says to check the
-/// credentials is logged once a second at most, not once per request.
+/// starts no cooldown, so every request meets it: the warning that says to check the
+/// credentials (or the firewall) is logged once a second at most, not once per request,
+/// and no error is, since nothing shows the credentials are at fault.
 #[cfg(feature = "introspection")]
 async fn refused_introspection_logs_an_error_at_most_once_a_second(logs: &Capture) {
     for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
@@ -147,14 +150,118 @@ async fn refused_introspection_logs_an_error_at_most_once_a_second(logs: &Captur
         }
         let elapsed = started.elapsed().as_secs();
         let text = logs.text()[before..].to_owned();
+        let lines = |level: &str| {
+            text.lines()
+                .filter(|line| line.contains(level) && line.contains("own credentials"))
+                .count()
+        };
+        let warnings = lines("WARN");
+        assert!(
+            warnings >= 1 && u64::try_from(warnings).unwrap() <= 1 + elapsed,
+            "{status}: {warnings} warnings in {elapsed} s: {text}"
+        );
+        assert_eq!(lines("ERROR"), 0, "{status}: {text}");
+    }
+}
+
+/// An app whose introspection endpoint finds the tokens named `good…` active and refuses
+/// every other call with `refusal`, or every call once `everything_refused` is set.
+#[cfg(feature = "introspection")]
+async fn app_refusing_all_but_good(
+    refusal: StatusCode,
+) -> (
+    support::App,
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<()>,
+) {
+    use axum::response::IntoResponse as _;
+    use smart_auth::{Clock as _, Introspection, IntrospectionAuth, IntrospectionMode};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let active: Arc<Mutex<serde_json::Value>> = Arc::default();
+    let everything_refused = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
+    let (answer, refused) = (Arc::clone(&active), Arc::clone(&everything_refused));
+    let router = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move |body: String| {
+            let good = body.starts_with("token=good") && !refused.load(Ordering::SeqCst);
+            let answer = answer.lock().unwrap().clone();
+            async move {
+                if good {
+                    axum::Json(answer).into_response()
+                } else {
+                    refusal.into_response()
+                }
+            }
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let app = app(|b| {
+        b.introspection(
+            Introspection::new(IntrospectionAuth::bearer("rs-token"))
+                .endpoint(endpoint)
+                .mode(IntrospectionMode::Only),
+        )
+    })
+    .await;
+    let now = app
+        .clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    *active.lock().unwrap() = serde_json::json!({
+        "active": true, "scope": "system/Patient.rs", "client_id": "c", "token_type": "Bearer",
+        "exp": now + 300, "iss": app.issuer.url(), "aud": app.issuer.audience(),
+    });
+    (app, everything_refused, server)
+}
+
+/// How a 401 or 403 is logged follows what asking about a token found active before
+/// shows: still answered (a firewall refusing hostile tokens, which anyone can send) at
+/// debug level only; refused too (the resource server's own credentials) as one error.
+#[cfg(feature = "introspection")]
+async fn refusals_are_logged_by_what_the_health_check_finds(logs: &Capture) {
+    for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+        let (app, everything_refused, _server) = app_refusing_all_but_good(status).await;
+        assert_eq!(app.get_with_token("good-1").await.status, StatusCode::OK);
+        let before = logs.text().len();
+        for n in 0..10 {
+            let answer = app.get_with_token(&format!("blocked-{n}")).await;
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{status}");
+        }
+        let text = logs.text()[before..].to_owned();
+        let count = |level: &str, words: &str| {
+            text.lines()
+                .filter(|line| line.contains(level) && line.contains(words))
+                .count()
+        };
+        assert_eq!(count("ERROR", "introspection"), 0, "{status}: {text}");
+        assert_eq!(count("WARN", "introspection"), 0, "{status}: {text}");
+        assert_eq!(
+            count("DEBUG", "refused one token's call but answers for another"),
+            10,
+            "{status}: {text}"
+        );
+        // Now the endpoint refuses the token it found active too.
+        everything_refused.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::pause();
+        tokio::time::advance(std::time::Duration::from_secs(2)).await;
+        tokio::time::resume();
+        let before = logs.text().len();
+        for n in 0..10 {
+            let answer = app.get_with_token(&format!("other-{n}")).await;
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{status}");
+        }
+        let text = logs.text()[before..].to_owned();
         let errors = text
             .lines()
             .filter(|line| line.contains("ERROR") && line.contains("own credentials"))
             .count();
-        assert!(
-            errors >= 1 && u64::try_from(errors).unwrap() <= 1 + elapsed,
-            "{status}: {errors} errors in {elapsed} s: {text}"
-        );
+        assert_eq!(errors, 1, "{status}: {text}");
     }
 }
 

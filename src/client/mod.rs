@@ -235,10 +235,12 @@ impl BackendServiceClientBuilder {
     }
 
     /// Uses this token endpoint instead of discovering it; the FHIR base URL is then not
-    /// contacted. It must be `https` (`http` only for loopback hosts). ASCII whitespace
-    /// around it is dropped (a value read from a file keeps its line break); whitespace or
-    /// a control character inside is refused by `build`, since it would go into the
-    /// assertion's `aud`.
+    /// contacted. It must be `https` (`http` only for loopback hosts), written as an RFC
+    /// 3986 URI (`scheme://host…`, ASCII: an internationalized host in its `xn--` form).
+    /// ASCII whitespace around it is dropped (a value read from a file keeps its line
+    /// break); whitespace, a control character or another character a URI may not hold
+    /// inside is refused by `build`, since the text goes into the assertion's `aud` as
+    /// written and every reader must find the same host in it.
     ///
     /// ```
     /// # use smart_auth::client::BackendServiceClient;
@@ -277,7 +279,9 @@ impl BackendServiceClientBuilder {
     /// The `aud` of the client assertions (`private_key_jwt`). By default it is the token
     /// endpoint URL, as configured or discovered (without the whitespace around it), as
     /// SMART Backend Services asks. This value is trimmed the same way, and refused by
-    /// `build` with whitespace or a control character inside.
+    /// `build` with whitespace or a control character inside, and (when it holds a `:`,
+    /// as a URI does) with a character a URI may not hold; any other string is a valid
+    /// `aud` (RFC 7519's StringOrURI).
     /// Some servers want another value: Auth0 and the RFC 7523 update draft
     /// (rfc7523bis) want the authorization server's issuer identifier. It needs a
     /// configured [`token_endpoint`](Self::token_endpoint): an assertion for that
@@ -499,8 +503,9 @@ impl BackendServiceClientBuilder {
     ///
     /// [`ClientError::Config`] when the client id, the authentication method or the
     /// scopes are missing, the secret or the [assertion audience](Self::assertion_audience)
-    /// is empty, the token endpoint or the assertion audience holds whitespace or a control
-    /// character (once the ASCII whitespace around it is dropped), or the token endpoint
+    /// is empty, the token endpoint or the assertion audience holds whitespace, a control
+    /// character or (a URI) another character a URI may not hold (once the ASCII
+    /// whitespace around it is dropped), or the token endpoint
     /// (or, without one, the FHIR base URL) is not an `https` URL (`http` only for loopback
     /// hosts).
     pub fn build(self) -> Result<BackendServiceClient, ClientError> {
@@ -521,7 +526,7 @@ impl BackendServiceClientBuilder {
         if self.scopes.is_empty() {
             return Err(ClientError::Config("at least one scope is required"));
         }
-        let assertion_audience = match self.assertion_audience.as_deref().map(aud_text) {
+        let assertion_audience = match self.assertion_audience.as_deref().map(audience_text) {
             None => None,
             Some(Some("")) => return Err(ClientError::Config("the assertion audience is empty")),
             Some(Some(audience)) => Some(audience.to_owned()),
@@ -710,8 +715,8 @@ struct Inner {
 /// A token and when to replace it.
 struct Cached {
     token: AccessToken,
-    /// When it was cached, by the client's clock (Unix seconds) and on the monotonic
-    /// clock. Its expiry is the client's clock's, so a clock set back since would stretch
+    /// When the request that got it started, by the client's clock (Unix seconds) and on
+    /// the monotonic clock ("cached" below). Its expiry is the client's clock's, so a clock set back since would stretch
     /// its life by the step (and every call would be refused with 401 once the server's
     /// expiry passed): the time passed is also counted on the monotonic clock, which no
     /// step moves, and the token's life ends by whichever ends first. A clock read
@@ -724,15 +729,6 @@ struct Cached {
 }
 
 impl Cached {
-    fn new(token: AccessToken, refresh_after: i64, cached_at: i64) -> Self {
-        Self {
-            token,
-            cached_at,
-            cached_instant: tokio::time::Instant::now(),
-            refresh_after,
-        }
-    }
-
     /// Whole seconds passed since it was cached, on the monotonic clock.
     fn seconds_held(&self) -> i64 {
         i64::try_from(self.cached_instant.elapsed().as_secs()).unwrap_or(i64::MAX)
@@ -1218,19 +1214,24 @@ impl BackendServiceClient {
         // older failure for this request's outcome.
         state.last_error = None;
         self.inner.retry_after.store(0, Ordering::SeqCst);
+        // The token's life is counted from before the request, on both clocks: a clock set
+        // back while the request runs must not stretch it (`expires_in` counts from when
+        // the server answered, after this).
+        let started = self.now();
+        let started_instant = tokio::time::Instant::now();
         let result = self.request_token().await;
         self.inner.finished.fetch_add(1, Ordering::SeqCst);
         match &result {
             Ok((_, token)) => {
-                let now = self.now();
-                let lifetime = token.expires_at().saturating_sub(now).max(0);
+                let lifetime = token.expires_at().saturating_sub(started).max(0);
                 let margin = i64::try_from(self.inner.refresh_margin.as_secs()).unwrap_or(i64::MAX);
                 let refresh_after = lifetime - margin.min(lifetime / 2);
-                self.inner.cached.store(Some(Arc::new(Cached::new(
-                    token.clone(),
+                self.inner.cached.store(Some(Arc::new(Cached {
+                    token: token.clone(),
+                    cached_at: started,
+                    cached_instant: started_instant,
                     refresh_after,
-                    now,
-                ))));
+                })));
                 state.succeeded();
             }
             Err(error) => {
@@ -1429,6 +1430,17 @@ fn aud_text(text: &str) -> Option<&str> {
     text.bytes()
         .all(crate::fetch::is_uri_character)
         .then_some(text)
+}
+
+/// A configured assertion audience, trimmed as [`aud_text`] trims: a URI (any value with a
+/// `:`) held to [`aud_text`]'s rule, any other string (RFC 7519's StringOrURI) only
+/// without whitespace or control characters inside.
+fn audience_text(text: &str) -> Option<&str> {
+    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    if text.contains(':') {
+        return aud_text(text);
+    }
+    (!text.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(text)
 }
 
 /// Whether an absolute URL's text has an authority (`scheme://host…`): a lenient parser

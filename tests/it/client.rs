@@ -1463,6 +1463,10 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
             "the assertion audience holds whitespace, a control character or another character a URI may not hold",
         ),
         (" \t".to_owned(), "the assertion audience is empty"),
+        (
+            "auth|tenant \\".to_owned(),
+            "the assertion audience holds whitespace, a control character or another character a URI may not hold",
+        ),
     ] {
         let error = signing()
             .token_endpoint(&endpoint)
@@ -1470,6 +1474,17 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
             .build()
             .unwrap_err();
         assert_eq!(error, ClientError::Config(refusal), "{written:?}");
+    }
+    // An audience that is no URI is any string (RFC 7519's StringOrURI); one that is must
+    // be written as one.
+    for audience in ["auth|tenant", "Ärzte-AS"] {
+        let client = signing()
+            .token_endpoint(&endpoint)
+            .assertion_audience(audience)
+            .build()
+            .unwrap();
+        client.access_token().await.unwrap();
+        assert_eq!(jwt_part(&stub.last_assertion(), 1)["aud"], audience);
     }
 }
 
