@@ -1209,6 +1209,24 @@ async fn a_revoked_reference_token_is_no_outage() {
     );
 }
 
+/// A check the endpoint throttles (429) proves no outage: the endpoint answers, if
+/// slowly. Counted as one, a flood of tokens that makes it throttle, then one token it
+/// refuses, would hold every uncached token at 503 for the cooldown.
+#[tokio::test]
+async fn a_throttled_check_is_no_outage() {
+    let setup = stub().await;
+    setup.answer(StubAnswer::Json(setup.active(json!({}))));
+    let app = setup.app(|i| i).await;
+    assert_eq!(seen(&app, "mine").await.status, 200);
+    setup.answer_for("mine", StubAnswer::Status(429));
+    setup.answer_for("blocked", StubAnswer::Status(403));
+    assert_unavailable(&seen(&app, "blocked").await, None, "blocked");
+    assert_eq!(setup.calls(), 3, "the blocked token, then the check");
+    // No cooldown: a new token is asked about at once.
+    assert_eq!(seen(&app, "other").await.status, 200);
+    assert_eq!(setup.calls(), 4);
+}
+
 /// The check needs a token the endpoint found active: anyone can make it answer
 /// "inactive" (garbage tokens, a gateway's 400), so such answers prove nothing.
 #[tokio::test]
