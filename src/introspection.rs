@@ -177,7 +177,7 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// | 200 with an answer (a boolean `active`) that does not make the token active | 401 `invalid_token` | unaffected |
 /// | 400, 409, 410, 413 or 422 (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
 /// | 408 or 429 | 503, `Retry-After` | unaffected |
-/// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), a misconfiguration logged as an error | 503, `Retry-After` | 503 for the failure cooldown |
+/// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), logged as an error when the check below is refused too, else as a warning (no token to check with) or at debug level (a firewall refusing this token) | 503, `Retry-After` | 503 for the failure cooldown |
 /// | another 4xx (404, 405, 415, ...: about the endpoint's address, the request's form or the way to it, the same for every token) | 503, `Retry-After` | 503 for the failure cooldown |
 /// | a redirect, 5xx, a body that is not a JSON object or has no boolean `active` | 503, `Retry-After` | 503 for the failure cooldown |
 /// | a connection closed without an answer, or no answer in time | 503, `Retry-After` | 503 for the failure cooldown |
@@ -190,7 +190,8 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// again about the last token it found active (not expired since): only if it fails on
 /// that one too is it down (a timeout then costs the check's own timeout as well). A
 /// connection not made within half the fetch timeout is the last row. If it still finds it
-/// active, or no such token is known (after a start, or a quiet spell), the failure may be
+/// active, or no such token is known (after a start, or a quiet spell), or the check is
+/// throttled (408, 429; no check is made for a second after that), the failure may be
 /// about this token alone (a firewall in front of the endpoint blocking a token that looks
 /// like an attack, a server bug): this token gets 503 for the refusal time, at most the
 /// cooldown (`Retry-After` says how long), without further calls, while other tokens are
@@ -661,9 +662,13 @@ pub(crate) struct Introspector {
     judging: tokio::sync::Mutex<()>,
     /// When a throttled answer was last warned about (monotonic).
     last_throttle_warning: Mutex<Option<Instant>>,
-    /// When a 401/403 from the endpoint was last logged as an error or a warning
-    /// (monotonic).
+    /// When a 401/403 from the endpoint was last logged as an error (monotonic).
     last_refusal_error: Mutex<Option<Instant>>,
+    /// When a 401/403 from the endpoint was last logged as a warning (monotonic).
+    last_refusal_warning: Mutex<Option<Instant>>,
+    /// When a health check was last throttled (monotonic): none is made again within a
+    /// second of it.
+    last_throttled_check: Mutex<Option<Instant>>,
     /// When an answer naming a member twice was last warned about (monotonic).
     last_duplicate_warning: Mutex<Option<Instant>>,
     /// The discovery of the endpoint in flight, shared by the lookups waiting for it, with
@@ -714,6 +719,8 @@ impl Introspector {
             judging: tokio::sync::Mutex::new(()),
             last_throttle_warning: Mutex::new(None),
             last_refusal_error: Mutex::new(None),
+            last_refusal_warning: Mutex::new(None),
+            last_throttled_check: Mutex::new(None),
             last_duplicate_warning: Mutex::new(None),
             discovery: Mutex::new(None),
             last_renewal: Mutex::new(None),
@@ -993,7 +1000,7 @@ impl Introspector {
                     Health::Failing
                 };
                 self.log_refusal_of_credentials(&error, health);
-                if health != Health::Failing {
+                if !health.is_down() {
                     // The endpoint vouches for another token, or no token is known to test
                     // it with (after a start, or a quiet spell): not proven down, and one
                     // token must not put every client in the cooldown. This token alone
@@ -1024,8 +1031,15 @@ impl Introspector {
     /// again. A check that found the endpoint well less than a second ago is not made
     /// again, so a burst of such tokens costs one extra call a second.
     async fn health(&self, endpoint: &Url, token: &str) -> Health {
-        if lock(&self.last_healthy).is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+        let within_a_second =
+            |at: &Option<Instant>| at.is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+        if within_a_second(&lock(&self.last_healthy)) {
             return Health::Well;
+        }
+        // A check the endpoint throttled tells nothing, and asking again at once is what
+        // it asked not to be done.
+        if within_a_second(&lock(&self.last_throttled_check)) {
+            return Health::Unknown;
         }
         let now = unix_seconds(self.clock.now());
         let failed = TokenDigest::of(token);
@@ -1066,7 +1080,11 @@ impl Introspector {
             }
             // Throttled: the endpoint answers, if slowly; that proves no outage, and a
             // flood of tokens that makes it throttle must not start the cooldown.
-            Err(Unavailable::Throttled(_)) => return Health::Unknown,
+            Err(Unavailable::Throttled(_)) => {
+                *lock(&self.last_throttled_check) = Some(Instant::now());
+                return Health::Unknown;
+            }
+            Err(Unavailable::Down(FetchError::Status(401 | 403))) => return Health::Refused,
             Err(_) => return Health::Failing,
         }
         *lock(&self.last_healthy) = Some(Instant::now());
@@ -1074,35 +1092,37 @@ impl Introspector {
     }
 
     /// Logs a 401 or 403 from the endpoint by what the health check made of it: an error
-    /// when a token found active before was refused too (the resource server's own
-    /// credentials, most likely), a warning when no such token could tell (its
+    /// when a token found active before was refused with 401 or 403 too (the resource
+    /// server's own credentials), a warning when no such token could tell (its
     /// credentials, or a firewall in front of the endpoint refusing this token), debug
     /// when the endpoint still answers for another token (the firewall: anyone can send
-    /// such tokens, and each must not raise an alarm). Once a second at most: without a
-    /// token to tell, no cooldown starts, and every hostile token meets it.
+    /// such tokens, and each must not raise an alarm). A check that failed otherwise is
+    /// an outage, warned about as every other (`look_up`). Once a second at most each,
+    /// with a limiter of its own: a warning never hides an error.
     fn log_refusal_of_credentials(&self, error: &FetchError, health: Health) {
         let FetchError::Status(status @ (401 | 403)) = *error else {
             return;
         };
         match health {
-            Health::Well => tracing::debug!(
+            Health::Well | Health::Failing => tracing::debug!(
+                ?health,
                 status,
-                "the introspection endpoint refused one token's call but answers for another"
+                "the introspection endpoint refused one token's call"
             ),
-            _ if !first_in_a_second(&self.last_refusal_error) => {}
-            Health::Failing => tracing::error!(
+            Health::Refused if first_in_a_second(&self.last_refusal_error) => tracing::error!(
                 status,
                 "the introspection endpoint refuses the resource server's own credentials \
                  (a token it found active before is refused too): check the \
                  IntrospectionAuth settings"
             ),
-            Health::Unknown => tracing::warn!(
+            Health::Unknown if first_in_a_second(&self.last_refusal_warning) => tracing::warn!(
                 status,
                 "the introspection endpoint refused a call, and no token it found active \
                  lately can tell whether it refuses the resource server's own credentials \
                  (check the IntrospectionAuth settings) or a firewall in front of it \
                  refuses this token"
             ),
+            Health::Refused | Health::Unknown => {}
         }
     }
 
@@ -1291,8 +1311,19 @@ enum Health {
     Well,
     /// It failed on that token too (or on a transport level).
     Failing,
-    /// No unexpired token it found active is known to ask about.
+    /// It refused the call about that token too, with 401 or 403: it refuses the resource
+    /// server's own credentials.
+    Refused,
+    /// No unexpired token it found active is known to ask about, or the check was
+    /// throttled (408, 429: the endpoint answers, if slowly).
     Unknown,
+}
+
+impl Health {
+    /// Whether the endpoint is down for every token: the failure cooldown starts.
+    fn is_down(self) -> bool {
+        matches!(self, Self::Failing | Self::Refused)
+    }
 }
 
 /// A discovery of the introspection endpoint, awaited by every lookup that needs it.

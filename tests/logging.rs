@@ -164,34 +164,36 @@ async fn refused_introspection_logs_an_error_at_most_once_a_second(logs: &Captur
     }
 }
 
-/// An app whose introspection endpoint finds the tokens named `good…` active and refuses
-/// every other call with `refusal`, or every call once `everything_refused` is set.
+/// An app whose introspection endpoint refuses every call with `refusal` but those about
+/// the tokens named `good…`, which it answers with the status `good_status` holds (200:
+/// active).
 #[cfg(feature = "introspection")]
 async fn app_refusing_all_but_good(
     refusal: StatusCode,
 ) -> (
     support::App,
-    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicU16>,
     tokio::task::JoinHandle<()>,
 ) {
     use axum::response::IntoResponse as _;
     use smart_auth::{Clock as _, Introspection, IntrospectionAuth, IntrospectionMode};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicU16, Ordering};
     let active: Arc<Mutex<serde_json::Value>> = Arc::default();
-    let everything_refused = Arc::new(AtomicBool::new(false));
+    let good_status = Arc::new(AtomicU16::new(200));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
-    let (answer, refused) = (Arc::clone(&active), Arc::clone(&everything_refused));
+    let (answer, status) = (Arc::clone(&active), Arc::clone(&good_status));
     let router = axum::Router::new().route(
         "/introspect",
         axum::routing::post(move |body: String| {
-            let good = body.starts_with("token=good") && !refused.load(Ordering::SeqCst);
+            let good = body.starts_with("token=good");
+            let status = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
             let answer = answer.lock().unwrap().clone();
             async move {
-                if good {
-                    axum::Json(answer).into_response()
-                } else {
-                    refusal.into_response()
+                match (good, status) {
+                    (true, StatusCode::OK) => axum::Json(answer).into_response(),
+                    (true, status) => status.into_response(),
+                    (false, _) => refusal.into_response(),
                 }
             }
         }),
@@ -217,16 +219,21 @@ async fn app_refusing_all_but_good(
         "active": true, "scope": "system/Patient.rs", "client_id": "c", "token_type": "Bearer",
         "exp": now + 300, "iss": app.issuer.url(), "aud": app.issuer.audience(),
     });
-    (app, everything_refused, server)
+    (app, good_status, server)
 }
 
 /// How a 401 or 403 is logged follows what asking about a token found active before
 /// shows: still answered (a firewall refusing hostile tokens, which anyone can send) at
-/// debug level only; refused too (the resource server's own credentials) as one error.
+/// debug level only; refused too (the resource server's own credentials) as one error;
+/// failed otherwise (a 500) as an outage, without blaming the credentials.
 #[cfg(feature = "introspection")]
 async fn refusals_are_logged_by_what_the_health_check_finds(logs: &Capture) {
-    for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
-        let (app, everything_refused, _server) = app_refusing_all_but_good(status).await;
+    for (status, check) in [
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED),
+        (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN),
+        (StatusCode::FORBIDDEN, StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        let (app, good_status, _server) = app_refusing_all_but_good(status).await;
         assert_eq!(app.get_with_token("good-1").await.status, StatusCode::OK);
         let before = logs.text().len();
         for n in 0..10 {
@@ -242,12 +249,12 @@ async fn refusals_are_logged_by_what_the_health_check_finds(logs: &Capture) {
         assert_eq!(count("ERROR", "introspection"), 0, "{status}: {text}");
         assert_eq!(count("WARN", "introspection"), 0, "{status}: {text}");
         assert_eq!(
-            count("DEBUG", "refused one token's call but answers for another"),
+            count("DEBUG", "refused one token's call"),
             10,
             "{status}: {text}"
         );
-        // Now the endpoint refuses the token it found active too.
-        everything_refused.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Now the endpoint fails on the token it found active too.
+        good_status.store(check.as_u16(), std::sync::atomic::Ordering::SeqCst);
         tokio::time::pause();
         tokio::time::advance(std::time::Duration::from_secs(2)).await;
         tokio::time::resume();
@@ -257,11 +264,23 @@ async fn refusals_are_logged_by_what_the_health_check_finds(logs: &Capture) {
             assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{status}");
         }
         let text = logs.text()[before..].to_owned();
-        let errors = text
-            .lines()
-            .filter(|line| line.contains("ERROR") && line.contains("own credentials"))
-            .count();
-        assert_eq!(errors, 1, "{status}: {text}");
+        let count = |level: &str, words: &str| {
+            text.lines()
+                .filter(|line| line.contains(level) && line.contains(words))
+                .count()
+        };
+        let refused = check != StatusCode::INTERNAL_SERVER_ERROR;
+        assert_eq!(
+            count("ERROR", "own credentials"),
+            usize::from(refused),
+            "{status} {check}: {text}"
+        );
+        // The outage itself is warned about by the lookup that met it.
+        assert_eq!(
+            count("WARN", "token introspection failed"),
+            1,
+            "{status} {check}: {text}"
+        );
     }
 }
 

@@ -1214,15 +1214,14 @@ impl BackendServiceClient {
         // older failure for this request's outcome.
         state.last_error = None;
         self.inner.retry_after.store(0, Ordering::SeqCst);
-        // The token's life is counted from before the request, on both clocks: a clock set
-        // back while the request runs must not stretch it (`expires_in` counts from when
-        // the server answered, after this).
-        let started = self.now();
-        let started_instant = tokio::time::Instant::now();
         let result = self.request_token().await;
         self.inner.finished.fetch_add(1, Ordering::SeqCst);
         match &result {
-            Ok((_, token)) => {
+            Ok((_, token, (started, started_instant))) => {
+                // The token's life is counted from the reading its expiry was fixed with,
+                // taken before the request on both clocks: a clock set back while the
+                // request runs does not stretch it.
+                let (started, started_instant) = (*started, *started_instant);
                 let lifetime = token.expires_at().saturating_sub(started).max(0);
                 let margin = i64::try_from(self.inner.refresh_margin.as_secs()).unwrap_or(i64::MAX);
                 let refresh_after = lifetime - margin.min(lifetime / 2);
@@ -1242,7 +1241,7 @@ impl BackendServiceClient {
                 state.failed(error, self.now(), retry_after);
             }
         }
-        result
+        result.map(|(trace, token, _)| (trace, token))
     }
 
     async fn endpoint(&self) -> Result<&Endpoint, ClientError> {
@@ -1335,10 +1334,15 @@ impl BackendServiceClient {
         })
     }
 
-    async fn request_token(&self) -> Result<(TokenRequestTrace, AccessToken), ClientError> {
+    /// One token request; with the token, the clock's reading its expiry counts from and
+    /// the monotonic time of that reading.
+    async fn request_token(
+        &self,
+    ) -> Result<(TokenRequestTrace, AccessToken, (i64, tokio::time::Instant)), ClientError> {
         let inner = &self.inner;
         let endpoint = self.endpoint().await?;
         let now = self.now();
+        let now_instant = tokio::time::Instant::now();
         let mut form = vec![
             ("grant_type".to_owned(), "client_credentials".to_owned()),
             ("scope".to_owned(), inner.scope.clone()),
@@ -1413,7 +1417,7 @@ impl BackendServiceClient {
             response_status: response.status,
             response_body: token::redacted_body(&response.body),
         };
-        Ok((trace, token))
+        Ok((trace, token, (now, now_instant)))
     }
 }
 
@@ -1434,13 +1438,16 @@ fn aud_text(text: &str) -> Option<&str> {
 
 /// A configured assertion audience, trimmed as [`aud_text`] trims: a URI (any value with a
 /// `:`) held to [`aud_text`]'s rule, any other string (RFC 7519's StringOrURI) only
-/// without whitespace or control characters inside.
+/// without whitespace, control or invisible format characters inside (a byte order mark
+/// pasted with it would make a server comparing exactly refuse it, unseen).
 fn audience_text(text: &str) -> Option<&str> {
     let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
     if text.contains(':') {
         return aud_text(text);
     }
-    (!text.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(text)
+    (text.is_empty()
+        || (crate::verifier::is_clean_name(text) && !text.chars().any(char::is_whitespace)))
+    .then_some(text)
 }
 
 /// Whether an absolute URL's text has an authority (`scheme://host…`): a lenient parser

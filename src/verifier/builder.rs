@@ -1031,12 +1031,19 @@ impl VerifierBuilder {
 /// Whether a configured name or value (an audience, a client id, a claim name) is one a
 /// token can carry: not blank, without whitespace around it, without control characters
 /// or invisible format characters (a byte order mark or a zero-width space left by an
-/// editor).
-fn is_clean_name(text: &str) -> bool {
+/// editor, a bidirectional override).
+pub(crate) fn is_clean_name(text: &str) -> bool {
     !text.trim().is_empty()
         && text.trim() == text
         && !text.chars().any(|c| {
-            c.is_control() || matches!(c, '\u{feff}' | '\u{200b}'..='\u{200f}' | '\u{2060}')
+            c.is_control()
+                || matches!(
+                    c,
+                    '\u{feff}'
+                        | '\u{200b}'..='\u{200f}'
+                        | '\u{202a}'..='\u{202e}'
+                        | '\u{2060}'..='\u{2069}'
+                )
         })
 }
 

@@ -24,6 +24,8 @@ use crate::token_cache::{ClaimWindow, KeySetStamp, TokenCache};
 use builder::Validator;
 pub use builder::VerifierBuilder;
 pub(crate) use builder::checked_url;
+#[cfg(feature = "client")]
+pub(crate) use builder::is_clean_name;
 
 /// Which `typ` header values are accepted.
 ///

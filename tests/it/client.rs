@@ -1464,6 +1464,10 @@ async fn configured_token_endpoints_are_trimmed_or_refused() {
         ),
         (" \t".to_owned(), "the assertion audience is empty"),
         (
+            "auth|tenant\u{feff}".to_owned(),
+            "the assertion audience holds whitespace, a control character or another character a URI may not hold",
+        ),
+        (
             "auth|tenant \\".to_owned(),
             "the assertion audience holds whitespace, a control character or another character a URI may not hold",
         ),
