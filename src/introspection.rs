@@ -177,7 +177,7 @@ impl std::fmt::Debug for IntrospectionAuth {
 /// | 200 with an answer (a boolean `active`) that does not make the token active | 401 `invalid_token` | unaffected |
 /// | 400, 409, 410, 413 or 422 (some servers answer so for tokens they do not know) | 401 `invalid_token` | unaffected |
 /// | 408 or 429 | 503, `Retry-After` | unaffected |
-/// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), logged as an error when the check below is refused too, else as a warning (no token to check with) or at debug level (a firewall refusing this token) | 503, `Retry-After` | 503 for the failure cooldown |
+/// | 401 or 403: it refuses the resource server's own credentials (RFC 7662 section 2.3), logged as an error when the check below is refused too, else as a warning (no token to check with, or the check throttled) or at debug level (the endpoint answers for another token, or fails on it otherwise: an outage, warned about as such) | 503, `Retry-After` | 503 for the failure cooldown |
 /// | another 4xx (404, 405, 415, ...: about the endpoint's address, the request's form or the way to it, the same for every token) | 503, `Retry-After` | 503 for the failure cooldown |
 /// | a redirect, 5xx, a body that is not a JSON object or has no boolean `active` | 503, `Retry-After` | 503 for the failure cooldown |
 /// | a connection closed without an answer, or no answer in time | 503, `Retry-After` | 503 for the failure cooldown |
@@ -999,6 +999,12 @@ impl Introspector {
                 } else {
                     Health::Failing
                 };
+                // The check's own refusal names the credentials at fault, whatever this
+                // call met.
+                let error = match health {
+                    Health::Refused(status) => FetchError::Status(status),
+                    _ => error,
+                };
                 self.log_refusal_of_credentials(&error, health);
                 if !health.is_down() {
                     // The endpoint vouches for another token, or no token is known to test
@@ -1084,7 +1090,9 @@ impl Introspector {
                 *lock(&self.last_throttled_check) = Some(Instant::now());
                 return Health::Unknown;
             }
-            Err(Unavailable::Down(FetchError::Status(401 | 403))) => return Health::Refused,
+            Err(Unavailable::Down(FetchError::Status(status @ (401 | 403)))) => {
+                return Health::Refused(status);
+            }
             Err(_) => return Health::Failing,
         }
         *lock(&self.last_healthy) = Some(Instant::now());
@@ -1109,7 +1117,7 @@ impl Introspector {
                 status,
                 "the introspection endpoint refused one token's call"
             ),
-            Health::Refused if first_in_a_second(&self.last_refusal_error) => tracing::error!(
+            Health::Refused(_) if first_in_a_second(&self.last_refusal_error) => tracing::error!(
                 status,
                 "the introspection endpoint refuses the resource server's own credentials \
                  (a token it found active before is refused too): check the \
@@ -1118,11 +1126,11 @@ impl Introspector {
             Health::Unknown if first_in_a_second(&self.last_refusal_warning) => tracing::warn!(
                 status,
                 "the introspection endpoint refused a call, and no token it found active \
-                 lately can tell whether it refuses the resource server's own credentials \
-                 (check the IntrospectionAuth settings) or a firewall in front of it \
-                 refuses this token"
+                 lately could be asked about to tell (none known, or the check throttled) \
+                 whether it refuses the resource server's own credentials (check the \
+                 IntrospectionAuth settings) or a firewall in front of it refuses this token"
             ),
-            Health::Refused | Health::Unknown => {}
+            Health::Refused(_) | Health::Unknown => {}
         }
     }
 
@@ -1311,9 +1319,9 @@ enum Health {
     Well,
     /// It failed on that token too (or on a transport level).
     Failing,
-    /// It refused the call about that token too, with 401 or 403: it refuses the resource
-    /// server's own credentials.
-    Refused,
+    /// It refused the call about that token too, with this status (401 or 403): it
+    /// refuses the resource server's own credentials.
+    Refused(u16),
     /// No unexpired token it found active is known to ask about, or the check was
     /// throttled (408, 429: the endpoint answers, if slowly).
     Unknown,
@@ -1322,7 +1330,7 @@ enum Health {
 impl Health {
     /// Whether the endpoint is down for every token: the failure cooldown starts.
     fn is_down(self) -> bool {
-        matches!(self, Self::Failing | Self::Refused)
+        matches!(self, Self::Failing | Self::Refused(_))
     }
 }
 
