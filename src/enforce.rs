@@ -55,7 +55,7 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   compartment `Patient/[id]/…`, or a search whose `patient` or `subject` parameter
 ///   (or `_id` in a search of Patients) names another patient, or a form of them the layer
 ///   cannot compare (`patient.identifier=`, `patient:identifier=`, an absolute URL of a
-///   Patient, even of the one in context), needs `user/` or
+///   Patient outside the FHIR base URL, even of the one in context), needs `user/` or
 ///   `system/` scopes (403 otherwise, with a `system/` scope hint for a client that holds
 ///   `system/` scopes and none for others); parameters in a `POST _search` body are not
 ///   seen. Granular scopes count there only through the request's own query,
@@ -196,6 +196,9 @@ pub struct ScopeEnforcement {
     /// The classifiers of every shorter base (the base without one or more of its leading
     /// segments, down to the root), for requests outside the base: built with the base.
     shorter_bases: Arc<[Classifier]>,
+    /// The FHIR base URL the layer was given (`fhir_base`), without a final `/`: a search
+    /// naming the patient in context by an absolute URL under it names that patient.
+    base_url: Option<Arc<str>>,
     operations: Arc<OperationPolicyFn>,
     /// Whether handlers apply granular filters to reads and searches themselves.
     handler_filters: bool,
@@ -216,6 +219,7 @@ impl fmt::Debug for ScopeEnforcement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeEnforcement")
             .field("classifier", &self.classifier)
+            .field("base_url", &self.base_url)
             .field("operations", &"<fn>")
             .field("handler_filters", &self.handler_filters)
             .field("any_token_outside_base", &self.any_token_outside_base)
@@ -256,6 +260,7 @@ impl ScopeEnforcement {
         Self {
             classifier: Classifier::new("/"),
             shorter_bases: Arc::new([]),
+            base_url: None,
             operations: Arc::new(default_operation_policy),
             handler_filters: false,
             any_token_outside_base: false,
@@ -610,6 +615,12 @@ impl ScopeEnforcement {
     /// ```
     pub fn base_path(&self) -> &str {
         self.classifier.base_path()
+    }
+
+    /// This enforcement knowing the layer's FHIR base URL (see `base_url`).
+    pub(crate) fn with_base_url(mut self, base_url: &str) -> Self {
+        self.base_url = Some(base_url.trim_end_matches('/').into());
+        self
     }
 
     /// This enforcement at the layer's base path, with the same resource types.
@@ -987,7 +998,12 @@ impl ScopeEnforcement {
                 .named_patient()
                 .is_some_and(|named| named != in_context)
                 || criteria.is_some_and(|criteria| {
-                    search_names_other_patient(&request, criteria, in_context)
+                    search_names_other_patient(
+                        &request,
+                        criteria,
+                        in_context,
+                        self.base_url.as_deref(),
+                    )
                 })
                 || conditional_write_type(&request).is_some_and(|resource_type| {
                     let pinned = |criteria: &str| pins_patient(criteria, resource_type, in_context);
@@ -1407,9 +1423,10 @@ fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
 /// another patient's data than `in_context`'s:
 /// - a `patient` or `subject` parameter (no modifier, or `:Patient`) whose value names
 ///   another Patient (`456`, `Patient/456`, `Patient/456/_history/2`, or an absolute URL
-///   ending so; one of a comma-separated list is enough), or any absolute URL of a Patient,
-///   the one in context too (`https://other.example/fhir/Patient/123`: the layer cannot
-///   tell this server's base from another's), or an empty type (`/456`);
+///   ending so; one of a comma-separated list is enough), or any absolute URL of a Patient
+///   outside the layer's FHIR base URL, the one in context too
+///   (`https://other.example/fhir/Patient/123`: another server's), or an empty type
+///   (`/456`);
 /// - `_id` naming another id, or any value with a `/` (`Observation/456`: servers take
 ///   the id after the last `/`), where Patients are searched (a search, conditional write,
 ///   history or operation of the Patient type; a system search or a compartment search of
@@ -1420,7 +1437,16 @@ fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
 ///
 /// The query is read as servers splitting at `&` and at `;` read it. Parameters in the
 /// body of a `POST _search` are not seen.
-fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &str) -> bool {
+///
+/// `own_base`: the layer's FHIR base URL, under which an absolute URL is read as the
+/// relative reference after it (HAPI FHIR's client sends the absolute ids its parser
+/// gives resources); any other absolute URL may be another server's.
+fn search_names_other_patient(
+    request: &FhirRequest,
+    query: &str,
+    in_context: &str,
+    own_base: Option<&str>,
+) -> bool {
     // A search of every type (`[base]?`, `Patient/123/*?`) searches Patients unless its
     // `_type` leaves them out.
     let types_include_patient = || {
@@ -1447,6 +1473,9 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
         _ => false,
     };
     let names_other = |reference: &str| {
+        let reference = own_base
+            .and_then(|base| under_base(reference, base))
+            .unwrap_or(reference);
         // The id is the last segment; with a type before it, that type must be Patient
         // (in any case, as a case-insensitive server reads it).
         let mut segments = reference.rsplit('/');
@@ -1526,6 +1555,26 @@ fn search_names_other_patient(request: &FhirRequest, query: &str, in_context: &s
             false
         }
     })
+}
+
+/// What follows `base` (an absolute URL without a final `/`) and a `/` in `reference`:
+/// the scheme and host compared without case, the path exactly, as servers compare a
+/// reference with their own base. `None` when `reference` is not under `base`.
+fn under_base<'a>(reference: &'a str, base: &str) -> Option<&'a str> {
+    let authority_end = base
+        .find("://")
+        .and_then(|scheme_end| {
+            base[scheme_end + 3..]
+                .find('/')
+                .map(|at| scheme_end + 3 + at)
+        })
+        .unwrap_or(base.len());
+    let (origin, path) = base.split_at(authority_end);
+    let rest = reference
+        .get(..origin.len())
+        .filter(|start| start.eq_ignore_ascii_case(origin))
+        .map(|_| &reference[origin.len()..])?;
+    rest.strip_prefix(path)?.strip_prefix('/')
 }
 
 /// The search criteria of a conditional create, from its `If-None-Exist` header: `None`

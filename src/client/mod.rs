@@ -716,12 +716,12 @@ struct Inner {
 struct Cached {
     token: AccessToken,
     /// When the request that got it started, by the client's clock (Unix seconds) and on
-    /// the monotonic clock ("cached" below). Its expiry is the client's clock's, so a clock set back since would stretch
-    /// its life by the step (and every call would be refused with 401 once the server's
-    /// expiry passed): the time passed is also counted on the monotonic clock, which no
-    /// step moves, and the token's life ends by whichever ends first. A clock read
-    /// earlier than `cached_at` was set back by an unknown step: the token is not handed
-    /// out then.
+    /// the monotonic clock ("cached" below). Its expiry is the client's clock's, so a
+    /// clock set back since would stretch its life by the step (and every call would be
+    /// refused with 401 once the server's expiry passed): the time passed is also counted
+    /// on the monotonic clock, which no step moves, and the token's life ends by
+    /// whichever ends first. A clock read earlier than `cached_at` was set back by an
+    /// unknown step: the token is not handed out then.
     cached_at: i64,
     cached_instant: tokio::time::Instant,
     /// Seconds after `cached_at` from which it is due for replacement.
@@ -980,10 +980,10 @@ impl BackendServiceClient {
     fn unexpired_token_despite(&self, error: ClientError) -> Result<AccessToken, ClientError> {
         let cached = self.inner.cached.load_full();
         let now = self.now();
+        let life_left = cached.as_ref().map_or(0, |cached| cached.life_left_at(now));
         match cached {
             Some(cached) if cached.fresh_at(now) => Ok(cached.token.clone()),
-            Some(cached) if cached.life_left_at(now) >= 1 => {
-                let life_left = cached.life_left_at(now);
+            Some(cached) if life_left >= 1 => {
                 let retry_in = (life_left / 4).clamp(1, 5);
                 tracing::debug!(
                     %error,

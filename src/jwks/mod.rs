@@ -200,7 +200,8 @@ impl RefreshPolicy {
     /// stale (its `Age` beyond its lifetime: an origin down behind a CDN with
     /// `stale-if-error`) counts that time too, so refetching the old copy does not renew
     /// it, and one served stale for so long that this leaves it less than the minimum TTL
-    /// ([`ttl_bounds`](Self::ttl_bounds)) is a failed fetch: it would be due again at once.
+    /// ([`ttl_bounds`](Self::ttl_bounds); half of this when that is shorter) is a failed
+    /// fetch: it would be due again at once.
     ///
     /// ```
     /// use std::time::Duration;
@@ -218,6 +219,15 @@ impl RefreshPolicy {
         self.max_stale = max_stale;
         self
     }
+
+    /// How long a copy a cache in between served may have been stale: as long as leaves
+    /// it usable for the minimum TTL (or half of `max_stale`, when that is shorter: a tight
+    /// `max_stale` still takes a copy served briefly stale). A copy left less would be due
+    /// again at once, and every request would wait for another fetch of it.
+    fn stale_copy_limit(&self) -> Duration {
+        self.max_stale - self.min_ttl.min(self.max_stale / 2)
+    }
+
     /// The TTL used when the server gives no freshness lifetime (no `max-age`, no
     /// `Expires`).
     ///
@@ -946,10 +956,8 @@ impl KeyStore {
             .await?;
         // A copy a cache in between has served stale for longer than keys may be used
         // stale vouches for nothing: a failed fetch (cooldown, the keys in use kept). So
-        // does one that would be usable for less than the minimum TTL: installed, it would
-        // be due again at once, and every request would wait for another fetch of it.
-        let least_use = self.policy.min_ttl.min(self.policy.max_stale);
-        if self.stale_when_fetched(&fetched) > self.policy.max_stale - least_use {
+        // does one that would be usable only briefly (`stale_copy_limit`).
+        if self.stale_when_fetched(&fetched) > self.policy.stale_copy_limit() {
             return Err(FetchError::ServedStale);
         }
         let body_digest = Some(crate::digest::sha256(&fetched.body));
@@ -1039,6 +1047,24 @@ fn chosen(snapshot: Arc<Snapshot>, selection: Selection) -> Result<ChosenKey, Au
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A copy served stale is taken while it leaves the minimum TTL of `max_stale`, or
+    /// half of `max_stale` when that is shorter: never nothing.
+    #[test]
+    fn stale_copies_leave_the_minimum_ttl_or_half_the_limit() {
+        let secs = Duration::from_secs;
+        let limit = |max_stale| {
+            RefreshPolicy::default()
+                .max_stale(max_stale)
+                .stale_copy_limit()
+        };
+        assert_eq!(limit(secs(24 * 3600)), secs(24 * 3600 - 60));
+        assert_eq!(limit(secs(3600)), secs(3540));
+        assert_eq!(limit(secs(120)), secs(60));
+        assert_eq!(limit(secs(90)), secs(45));
+        assert_eq!(limit(secs(30)), secs(15));
+        assert_eq!(limit(secs(1)), Duration::from_millis(500));
+    }
 
     /// A key set a cache in between serves stale (its `Age` beyond its `max-age`, while
     /// the issuer is down) counts as old as it is: `max_stale` runs from when the issuer

@@ -558,7 +558,14 @@ impl<V: IntoVerifier> SmartAuthBuilder<V> {
         let enforcement = match (self.enforcement, base_path.as_deref()) {
             (None, _) => None,
             (Some(_), None) => return Err(ConfigError::EnforcementWithoutBase),
-            (Some(enforcement), Some(base)) => Some(enforcement.at_base(base).checked()?),
+            (Some(enforcement), Some(base)) => {
+                let enforcement = enforcement.at_base(base);
+                let enforcement = match base_url.as_deref() {
+                    Some(url) => enforcement.with_base_url(url),
+                    None => enforcement,
+                };
+                Some(enforcement.checked()?)
+            }
         };
         let mut verifiers = vec![self.first.into_verifier(base_url.as_deref())?];
         for extra in self.extra {

@@ -7,7 +7,9 @@ use axum::routing::{any, get};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use smart_auth::scopes::{Interaction, Requirement, ResourceType, SearchConstraints};
-use smart_auth::{AuthError, ManualClock, ScopeEnforcement, SmartAuthLayer, SmartClaims};
+use smart_auth::{
+    AuthError, ManualClock, ScopeEnforcement, SmartAuthBuilder, SmartAuthLayer, SmartClaims,
+};
 
 use crate::support::{Answer, issuer, serve};
 
@@ -78,12 +80,20 @@ async fn filtered_observations(claims: SmartClaims) -> Result<Json<Value>, AuthE
 }
 
 async fn scoped_app(enforcement: ScopeEnforcement) -> ScopedApp {
+    scoped_app_with(enforcement, |b| b.served_at_path("/fhir")).await
+}
+
+/// [`scoped_app`], with the base (`/fhir`) said by `at_base`.
+async fn scoped_app_with(
+    enforcement: ScopeEnforcement,
+    at_base: impl FnOnce(SmartAuthBuilder) -> SmartAuthBuilder,
+) -> ScopedApp {
     let clock = ManualClock::new();
     let issuer = issuer(&clock).await;
-    let layer = SmartAuthLayer::builder(issuer.url())
+    let builder = SmartAuthLayer::builder(issuer.url())
         .audience(issuer.audience())
-        .clock(clock)
-        .served_at_path("/fhir")
+        .clock(clock);
+    let layer = at_base(builder)
         // The handler-side checks live on routes outside the FHIR base.
         .enforce_scopes(enforcement.allow_any_token_outside_base())
         .build()
@@ -1097,6 +1107,55 @@ async fn searches_reaching_other_types_need_their_scopes() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+/// A search naming the patient in context by an absolute URL under the layer's FHIR base
+/// URL (HAPI FHIR's client sends the absolute ids its parser gives resources) names that
+/// patient; under another base, or a base spelt with its path in another case, or with
+/// more before `Patient/123`, it may name another server's patient.
+#[tokio::test]
+async fn absolute_urls_under_the_fhir_base_name_the_patient_in_context() {
+    let app = scoped_app_with(ScopeEnforcement::new(), |b| {
+        b.fhir_base("https://api.example.org/fhir")
+    })
+    .await;
+    let claims = [
+        ("scope", json!("patient/Observation.rs")),
+        ("patient", json!("123")),
+    ];
+    for query in [
+        "subject=https://api.example.org/fhir/Patient/123",
+        "subject=HTTPS://API.Example.ORG/fhir/Patient/123/_history/1",
+        "patient=https%3A%2F%2Fapi.example.org%2Ffhir%2FPatient%2F123",
+        "subject:Patient=https://api.example.org/fhir/Patient/123",
+    ] {
+        let path = format!("/fhir/Observation?{query}");
+        let answer = app.call("GET", &path, &claims).await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}: {answer:?}");
+    }
+    for query in [
+        "subject=https://api.example.org/FHIR/Patient/123",
+        "subject=https://api.example.org/fhir/x/Patient/123",
+        "subject=https://api.example.org.evil/fhir/Patient/123",
+        "subject=https://api.example.org/fhirx/Patient/123",
+        "subject=https://api.example.org:8443/fhir/Patient/123",
+        "subject=http://api.example.org/fhir/Patient/123",
+        "subject=https://api.example.org/fhir/Patient/456",
+        "subject=https://other.example/fhir/Patient/123",
+    ] {
+        let path = format!("/fhir/Observation?{query}");
+        let answer = app.call("GET", &path, &claims).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{query}: {answer:?}");
+        // The realm is the FHIR base URL, which `fhir_base` also says.
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(
+                "Bearer realm=\"https://api.example.org/fhir\", error=\"insufficient_scope\", \
+                 error_description=\"the token's scopes do not allow this request\""
+            ),
+            "{query}"
+        );
+    }
 }
 
 /// `patient/` scopes reach the patient in context only: every way a path can name another
