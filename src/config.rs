@@ -302,14 +302,15 @@ impl SmartAuthConfig {
     /// cannot be read. Every other setting is checked by `build`.
     ///
     /// ```
-    /// use smart_auth::{ManualClock, SmartAuthConfig};
+    /// use smart_auth::SmartAuthConfig;
     ///
     /// let config: SmartAuthConfig = serde_json::from_str(r#"{
     ///     "fhir_base": "https://api.example.org/fhir",
     ///     "issuers": [{ "issuer": "https://auth.example.org" }]
     /// }"#)?;
     /// // Settings only code can give, on top of the file's.
-    /// let layer = config.builder()?.clock(ManualClock::new()).build()?;
+    /// let http = reqwest::Client::builder().user_agent("fhir-api/1.0").build()?;
+    /// let layer = config.builder()?.http_client(http).build()?;
     /// assert_eq!(layer.fhir_base(), Some("https://api.example.org/fhir"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

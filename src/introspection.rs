@@ -367,7 +367,7 @@ impl Introspection {
     /// least its body's length; at most the whole capacity): an authorization server that
     /// echoes large user attributes into its answers (up to the 256 KiB read) fills the
     /// cache with fewer of them, so that the default holds about 40 MiB of answers at most,
-    /// whatever their size or shape.
+    /// whatever their size or shape. At most 1,000,000; zero turns the cache off.
     ///
     /// ```
     /// use smart_auth::{Introspection, IntrospectionAuth, TokenVerifier};
@@ -385,8 +385,8 @@ impl Introspection {
     }
 
     /// How long after the endpoint was found down (or refusing the resource server's
-    /// credentials) no call is made and every uncached token gets 503 (default 10 s; at
-    /// most one day). A failure after the query was sent (an HTTP status, a body that is
+    /// credentials) no call is made and every uncached token gets 503 (default 10 s; 1 s to
+    /// one day). A failure after the query was sent (an HTTP status, a body that is
     /// no introspection answer, a closed connection, a timeout) is an outage only when the endpoint no longer
     /// finds active the last token it found active, which is asked about again: one token
     /// a firewall blocks gets 503 alone.
@@ -412,7 +412,7 @@ impl Introspection {
         self
     }
 
-    /// The most calls to the endpoint in flight at once (default 32; at least 1). Lookups
+    /// The most calls to the endpoint in flight at once (default 32; 1 to 1,024). Lookups
     /// of one token share one call, so this bounds the calls for distinct tokens.
     ///
     /// ```
@@ -427,7 +427,7 @@ impl Introspection {
 
     /// How long a lookup waits for a free call when all
     /// [`max_concurrent_calls`](Self::max_concurrent_calls) are busy, before it is answered
-    /// 503 with `Retry-After` (default 1 s; zero answers at once; at most one day).
+    /// 503 with `Retry-After` (default 1 s; zero answers at once; at most 60 s).
     ///
     /// ```
     /// use std::time::Duration;
@@ -481,9 +481,27 @@ impl Introspection {
     /// [`MAX_DURATION`] (one day), which no deployment needs and whose deadlines could
     /// overflow the clock.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_concurrent_calls == 0 || self.max_concurrent_calls > Semaphore::MAX_PERMITS {
+        // Bounded as the verifier's own limits are, against unit mistakes and settings
+        // that would let a stream of distinct hostile tokens open a connection each.
+        if self.max_concurrent_calls == 0 || self.max_concurrent_calls > MAX_CONCURRENT_CALLS {
             return Err(ConfigError::InvalidLimit {
                 field: "max_concurrent_calls",
+            });
+        }
+        if self.capacity > MAX_CACHE_CAPACITY {
+            return Err(ConfigError::InvalidLimit {
+                field: "cache_capacity",
+            });
+        }
+        // Zero would let a down endpoint be called by every request.
+        if self.failure_cooldown < Duration::from_secs(1) {
+            return Err(ConfigError::InvalidLimit {
+                field: "failure_cooldown",
+            });
+        }
+        if self.max_queue_wait > MAX_QUEUE_WAIT {
+            return Err(ConfigError::InvalidLimit {
+                field: "max_queue_wait",
             });
         }
         if let IntrospectionAuth::Bearer(token) = &self.auth
@@ -506,6 +524,16 @@ impl Introspection {
 
 /// The longest any introspection duration setting may be: one day.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The most calls in flight at once that may be configured.
+const MAX_CONCURRENT_CALLS: usize = 1024;
+
+/// The most answers the cache may be configured to keep (as the token cache's bound).
+const MAX_CACHE_CAPACITY: u64 = 1_000_000;
+
+/// The longest a lookup may be configured to wait for a call slot (as the longest fetch
+/// timeout).
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(60);
 
 /// `now + ttl` on the monotonic clock. The settings are bounded by [`MAX_DURATION`]; a
 /// deadline past the clock's range would still mean "do not reuse", never a panic.
@@ -1739,17 +1767,39 @@ mod tests {
         assert_eq!(numeric_date(&json!("5")), None);
     }
 
+    /// Every limit is bounded on both sides where a mistake (a unit, a zero) would let
+    /// hostile tokens open a connection each or call a down endpoint on every request.
     #[test]
-    fn zero_call_slots_is_a_configuration_error() {
-        let settings = Introspection::new(IntrospectionAuth::bearer("t"));
-        assert!(settings.validate().is_ok());
-        assert_eq!(
-            settings.clone().max_concurrent_calls(0).validate(),
-            Err(ConfigError::InvalidLimit {
-                field: "max_concurrent_calls"
-            })
-        );
-        assert!(settings.max_concurrent_calls(1).validate().is_ok());
+    fn limits_out_of_bounds_are_configuration_errors() {
+        let settings = || Introspection::new(IntrospectionAuth::bearer("t"));
+        assert!(settings().validate().is_ok());
+        let refused = |field| Err(ConfigError::InvalidLimit { field });
+        let secs = Duration::from_secs;
+        for calls in [0, 1025, usize::MAX] {
+            let result = settings().max_concurrent_calls(calls).validate();
+            assert_eq!(result, refused("max_concurrent_calls"), "{calls}");
+        }
+        for calls in [1, 1024] {
+            assert!(settings().max_concurrent_calls(calls).validate().is_ok());
+        }
+        for entries in [1_000_001, u64::MAX] {
+            let result = settings().cache_capacity(entries).validate();
+            assert_eq!(result, refused("cache_capacity"), "{entries}");
+        }
+        for entries in [0, 1_000_000] {
+            assert!(settings().cache_capacity(entries).validate().is_ok());
+        }
+        for cooldown in [Duration::ZERO, Duration::from_millis(999), secs(2 * 86_400)] {
+            let result = settings().failure_cooldown(cooldown).validate();
+            assert_eq!(result, refused("failure_cooldown"), "{cooldown:?}");
+        }
+        for wait in [secs(61), Duration::MAX] {
+            let result = settings().max_queue_wait(wait).validate();
+            assert_eq!(result, refused("max_queue_wait"), "{wait:?}");
+        }
+        for wait in [Duration::ZERO, secs(60)] {
+            assert!(settings().max_queue_wait(wait).validate().is_ok());
+        }
     }
 
     /// Basic credentials are form-encoded (RFC 6749 section 2.3.1), keeping the characters

@@ -604,7 +604,8 @@ impl TokenCache {
         now: SystemTime,
         claimed: ClaimWindow,
     ) {
-        let aged_out = now + self.max_age;
+        // A clock (a custom one) within a day of `SystemTime`'s end must not panic here.
+        let aged_out = now.checked_add(self.max_age).unwrap_or(now);
         let use_until = claimed
             .until
             .map_or(aged_out, |until| until.min(aged_out))

@@ -445,7 +445,7 @@ impl BackendServiceClientBuilder {
     }
 
     /// The time limit for discovery and for each token request, connecting and reading
-    /// included (default 10 s; more than zero and at most 5 min, else `build` fails).
+    /// included (default 10 s; 100 ms to 5 min, else `build` fails).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -536,10 +536,11 @@ impl BackendServiceClientBuilder {
                 ));
             }
         };
-        // Zero fails every request; hours hold the refresh (and every caller) that long.
-        if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
+        // Zero (or 5 ms meant as 5 s) fails every request; hours hold the refresh (and
+        // every caller) that long.
+        if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&self.timeout) {
             return Err(ClientError::Config(
-                "the timeout must be more than zero and at most 5 minutes",
+                "the timeout must be 100 ms to 5 minutes",
             ));
         }
         const CLIENT_WRITTEN: [&str; 7] = [

@@ -1720,12 +1720,23 @@ mod tests {
                 .build()
                 .is_ok()
         );
-        assert_eq!(
-            error(b().fetch_timeout(Duration::ZERO)),
-            ConfigError::InvalidLimit {
-                field: "fetch_timeout"
-            }
-        );
+        // 5 ms (meant as 5 s) would fail every fetch; 100 ms and 60 s are the bounds.
+        for timeout in [
+            Duration::ZERO,
+            Duration::from_millis(5),
+            Duration::from_millis(99),
+        ] {
+            assert_eq!(
+                error(b().fetch_timeout(timeout)),
+                ConfigError::InvalidLimit {
+                    field: "fetch_timeout"
+                },
+                "{timeout:?}"
+            );
+        }
+        for timeout in [Duration::from_millis(100), Duration::from_secs(60)] {
+            assert!(b().fetch_timeout(timeout).build().is_ok(), "{timeout:?}");
+        }
         assert_eq!(
             error(b().max_response_size(0)),
             ConfigError::InvalidLimit {

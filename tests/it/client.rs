@@ -1788,6 +1788,35 @@ async fn discovered_token_endpoints_outside_the_pinned_origins_are_refused() {
     }
 }
 
+/// The timeout is 100 ms to 5 minutes: less (5 ms meant as 5 s) fails every request,
+/// more holds the refresh, and every caller waiting on it, that long.
+#[test]
+fn timeouts_out_of_bounds_are_refused() {
+    let builder = |timeout| {
+        BackendServiceClient::builder("https://fhir.example.org/r4")
+            .client_id(CLIENT_ID)
+            .scope(SCOPE)
+            .client_secret_basic("s")
+            .timeout(timeout)
+            .build()
+    };
+    for timeout in [
+        Duration::ZERO,
+        Duration::from_millis(5),
+        Duration::from_millis(99),
+        Duration::from_secs(301),
+    ] {
+        assert_eq!(
+            builder(timeout).unwrap_err(),
+            ClientError::Config("the timeout must be 100 ms to 5 minutes"),
+            "{timeout:?}"
+        );
+    }
+    for timeout in [Duration::from_millis(100), Duration::from_secs(300)] {
+        assert!(builder(timeout).is_ok(), "{timeout:?}");
+    }
+}
+
 /// An assertion audience other than the endpoint needs the endpoint configured: a
 /// discovered endpoint could replay an assertion made for that audience.
 #[test]
