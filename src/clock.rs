@@ -46,7 +46,7 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to. Clones share the same time. For tests only: in
 /// a server it would keep every token that was valid when it started valid forever (its
-/// `exp` never comes) and refuse newer ones as issued in the future.
+/// `exp` never comes) and refuse newer ones whose `iat` or `nbf` lies after it.
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};

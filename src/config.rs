@@ -309,7 +309,10 @@ impl SmartAuthConfig {
     ///     "issuers": [{ "issuer": "https://auth.example.org" }]
     /// }"#)?;
     /// // Settings only code can give, on top of the file's.
-    /// let http = reqwest::Client::builder().user_agent("fhir-api/1.0").build()?;
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .user_agent("fhir-api/1.0")
+    ///     .build()?;
     /// let layer = config.builder()?.http_client(http).build()?;
     /// assert_eq!(layer.fhir_base(), Some("https://api.example.org/fhir"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())

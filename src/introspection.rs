@@ -477,9 +477,11 @@ impl Introspection {
         self
     }
 
-    /// Refuses settings that cannot work: no call slot at all, or a duration past
-    /// [`MAX_DURATION`] (one day), which no deployment needs and whose deadlines could
-    /// overflow the clock.
+    /// Refuses settings that cannot work or are surely mistakes: call slots outside 1 to
+    /// [`MAX_CONCURRENT_CALLS`], a cache over [`MAX_CACHE_CAPACITY`], a failure cooldown
+    /// under 1 s, a queue wait over [`MAX_QUEUE_WAIT`], a duration past [`MAX_DURATION`]
+    /// (one day, which no deployment needs and whose deadlines could overflow the
+    /// clock), a fixed bearer credential that is no `b64token`.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         // Bounded as the verifier's own limits are, against unit mistakes and settings
         // that would let a stream of distinct hostile tokens open a connection each.
