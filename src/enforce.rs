@@ -679,13 +679,11 @@ impl ScopeEnforcement {
         {
             return Ok(None);
         }
-        // `bodiless_method_with_form`, with the form's reading kept for below.
-        let bodiless = method == http::Method::GET || method == http::Method::HEAD;
-        let has_body = || body_follows || announces_body(headers);
-        let form_body = carries_form_body(method, headers, has_body);
-        if bodiless && form_body && has_body() {
+        if bodiless_method_with_form(method, headers, body_follows) {
             return Err(malformed_request());
         }
+        let bodiless = method == http::Method::GET || method == http::Method::HEAD;
+        let has_body = || body_follows || announces_body(headers);
         if bodiless
             && !overridden_method
             && !method_parameters
@@ -694,7 +692,7 @@ impl ScopeEnforcement {
         {
             return Ok(None);
         }
-        let origin = if form_body && !bodiless {
+        let origin = if !bodiless && carries_form_body(method, headers, has_body) {
             Origin::HttpWithForm
         } else {
             Origin::Http {

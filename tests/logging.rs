@@ -109,28 +109,34 @@ async fn a_failed_discovery_warns_once_for_every_lookup_waiting(logs: &Capture) 
     silent.abort();
 }
 
-/// An app whose introspection endpoint answers every call with `status`.
+/// An app whose introspection endpoint is `endpoint` (a POST handler at `/introspect`),
+/// with its server.
 #[cfg(feature = "introspection")]
-async fn app_introspecting_at(status: StatusCode) -> (support::App, tokio::task::JoinHandle<()>) {
+async fn app_introspecting_with(
+    endpoint: axum::routing::MethodRouter,
+) -> (support::App, tokio::task::JoinHandle<()>) {
     use smart_auth::{Introspection, IntrospectionAuth, IntrospectionMode};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
-    let router = axum::Router::new().route(
-        "/introspect",
-        axum::routing::post(move || async move { status }),
-    );
+    let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+    let router = axum::Router::new().route("/introspect", endpoint);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
     let app = app(|b| {
         b.introspection(
             Introspection::new(IntrospectionAuth::bearer("rs-token"))
-                .endpoint(endpoint)
+                .endpoint(url)
                 .mode(IntrospectionMode::Only),
         )
     })
     .await;
     (app, server)
+}
+
+/// An app whose introspection endpoint answers every call with `status`.
+#[cfg(feature = "introspection")]
+async fn app_introspecting_at(status: StatusCode) -> (support::App, tokio::task::JoinHandle<()>) {
+    app_introspecting_with(axum::routing::post(move || async move { status })).await
 }
 
 /// A 401 or 403 from the introspection endpoint that no token found active before shows
@@ -176,39 +182,24 @@ async fn app_refusing_all_but_good(
     tokio::task::JoinHandle<()>,
 ) {
     use axum::response::IntoResponse as _;
-    use smart_auth::{Clock as _, Introspection, IntrospectionAuth, IntrospectionMode};
+    use smart_auth::Clock as _;
     use std::sync::atomic::{AtomicU16, Ordering};
     let active: Arc<Mutex<serde_json::Value>> = Arc::default();
     let good_status = Arc::new(AtomicU16::new(200));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
     let (answer, status) = (Arc::clone(&active), Arc::clone(&good_status));
-    let router = axum::Router::new().route(
-        "/introspect",
-        axum::routing::post(move |body: String| {
-            let good = body.starts_with("token=good");
-            let status = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
-            let answer = answer.lock().unwrap().clone();
-            async move {
-                match (good, status) {
-                    (true, StatusCode::OK) => axum::Json(answer).into_response(),
-                    (true, status) => status.into_response(),
-                    (false, _) => refusal.into_response(),
-                }
+    let endpoint = axum::routing::post(move |body: String| {
+        let good = body.starts_with("token=good");
+        let status = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
+        let answer = answer.lock().unwrap().clone();
+        async move {
+            match (good, status) {
+                (true, StatusCode::OK) => axum::Json(answer).into_response(),
+                (true, status) => status.into_response(),
+                (false, _) => refusal.into_response(),
             }
-        }),
-    );
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        }
     });
-    let app = app(|b| {
-        b.introspection(
-            Introspection::new(IntrospectionAuth::bearer("rs-token"))
-                .endpoint(endpoint)
-                .mode(IntrospectionMode::Only),
-        )
-    })
-    .await;
+    let (app, server) = app_introspecting_with(endpoint).await;
     let now = app
         .clock
         .now()

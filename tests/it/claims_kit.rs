@@ -384,6 +384,10 @@ async fn claims_layer_keeps_public_routes_anonymous() {
             .layer(layer)
     };
     let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let at_fhir = || {
+        ClaimsLayer::new(claims.clone())
+            .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir")
+    };
     let cases = [
         (ClaimsLayer::new(claims.clone()), "/metadata", "false"),
         (
@@ -392,31 +396,11 @@ async fn claims_layer_keeps_public_routes_anonymous() {
             "false",
         ),
         (ClaimsLayer::new(claims.clone()), "/Patient/1", "true"),
-        (
-            ClaimsLayer::new(claims.clone())
-                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
-            "/fhir/metadata",
-            "false",
-        ),
-        (
-            ClaimsLayer::new(claims.clone())
-                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
-            "/fhir/.well-known/smart-configuration",
-            "false",
-        ),
-        (
-            ClaimsLayer::new(claims.clone())
-                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
-            "/fhir/Patient/1",
-            "true",
-        ),
+        (at_fhir(), "/fhir/metadata", "false"),
+        (at_fhir(), "/fhir/.well-known/smart-configuration", "false"),
+        (at_fhir(), "/fhir/Patient/1", "true"),
         // Another spelling is no public route.
-        (
-            ClaimsLayer::new(claims.clone())
-                .enforce_scopes(smart_auth::ScopeEnforcement::new(), "/fhir"),
-            "/fhir/%6Detadata",
-            "true",
-        ),
+        (at_fhir(), "/fhir/%6Detadata", "true"),
     ];
     for (layer, path, expected) in cases {
         let response = seen(layer).oneshot(get(path)).await.unwrap();

@@ -889,12 +889,7 @@ async fn a_dropped_caller_still_records_the_failure() {
 async fn a_clock_set_back_replaces_the_cached_token() {
     let stub = Stub::start().await;
     let clock = ManualClock::at_unix(1_700_000_000);
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let client = stub.basic_client(&clock, false);
     assert_eq!(
         client.access_token().await.unwrap().access_token(),
         "token-1"
@@ -928,13 +923,8 @@ async fn a_small_clock_step_back_does_not_stretch_the_cached_token() {
     use crate::wall_clock::pass_time;
     let stub = Stub::start().await;
     let clock = ManualClock::at_unix(1_700_000_000);
-    let client = stub
-        .client()
-        .client_secret_basic("s")
-        .refresh_margin(Duration::from_secs(30))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    // The default refresh margin, 30 s.
+    let client = stub.basic_client(&clock, false);
     assert_eq!(
         client.access_token().await.unwrap().access_token(),
         "token-1"
