@@ -15,7 +15,7 @@ use crate::form::{
 use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, Context, FhirRequest, Interaction, Operation, Requirement,
-    ResourceType, ScopeSet, export_requirements,
+    ResourceType, ScopeSet, SearchCriteria, export_requirements,
 };
 
 /// The header of a FHIR conditional create (`POST [type]` that creates only when a search
@@ -530,8 +530,9 @@ impl ScopeEnforcement {
     /// The 403 `insufficient_scope` error the layer would answer for that request alone:
     /// with a scope hint where one scope would do, without one for an entry that is no FHIR
     /// interaction or needs more than 512 requirements; the 400 `invalid_request` one
-    /// ([`ErrorKind::MalformedRequest`]) for a URL that cannot be read one way only. Nested
-    /// batches are refused.
+    /// ([`ErrorKind::MalformedRequest`]) for a URL that cannot be read one way only or is
+    /// longer than 64 KiB (longer than hyper lets a request's target be). Nested batches
+    /// are refused.
     pub fn check_bundle_entry(
         &self,
         claims: &SmartClaims,
@@ -566,7 +567,7 @@ impl ScopeEnforcement {
     ///
     /// The 403 `insufficient_scope` error the layer would answer for that request alone;
     /// the 400 `invalid_request` one ([`ErrorKind::MalformedRequest`]) for criteria longer
-    /// than 8 KiB.
+    /// than 8 KiB or a URL longer than 64 KiB.
     pub fn check_conditional_create_entry(
         &self,
         claims: &SmartClaims,
@@ -585,6 +586,9 @@ impl ScopeEnforcement {
         if_none_exist: Option<&CreateCriteria>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
+        if relative.len() > MAX_ENTRY_URL {
+            return Err(malformed_request());
+        }
         let base = self.classifier.base_path().trim_end_matches('/');
         let path = format!("{base}/{relative}");
         let query = path.split_once('?').map(|(_, query)| query);
@@ -1030,20 +1034,26 @@ impl ScopeEnforcement {
         // `patient/` scopes included: where those must not count, only whole-type grants do.
         let handler_filters = self.handler_filters && patient_scopes_count;
         // A conditional create's criteria must keep a granular filter in each way a server
-        // may read them; a query in its own.
-        let allowed = |requirement: &Requirement| match (&request, if_none_exist) {
-            (FhirRequest::ConditionalCreate { .. }, Some(create)) => {
-                create.readings.iter().all(|reading| {
-                    allows(
-                        scopes,
-                        &request,
-                        requirement,
-                        Some(reading),
-                        handler_filters,
-                    )
-                })
-            }
-            _ => allows(scopes, &request, requirement, criteria, handler_filters),
+        // may read them; a query in its own. Each is read once, however many requirements
+        // it is checked for (`_type` may name hundreds).
+        let create_readings: Option<Vec<SearchCriteria<'_>>> = match (&request, if_none_exist) {
+            (FhirRequest::ConditionalCreate { .. }, Some(create)) => Some(
+                create
+                    .readings
+                    .iter()
+                    .map(|reading| SearchCriteria::new(Some(reading)))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let query_reading = SearchCriteria::new(criteria);
+        let readings = create_readings
+            .as_deref()
+            .unwrap_or(std::slice::from_ref(&query_reading));
+        let allowed = |requirement: &Requirement| {
+            readings
+                .iter()
+                .all(|reading| allows(scopes, &request, requirement, reading, handler_filters))
         };
         // Other types a search brings back or looks into need their own whole-type grant:
         // a granular scope's filter cannot apply to them.
@@ -1169,7 +1179,7 @@ fn allows(
     scopes: &ScopeSet,
     request: &FhirRequest,
     requirement: &Requirement,
-    criteria: Option<&str>,
+    criteria: &SearchCriteria<'_>,
     handler_filters: bool,
 ) -> bool {
     if scopes.permits_requirement(requirement) {
@@ -1186,7 +1196,7 @@ fn allows(
         | FhirRequest::ConditionalPatch { .. }
         | FhirRequest::ConditionalDelete { .. } => {
             interaction == Interaction::SearchType
-                && scopes.permits_search_query(resource_type, criteria)
+                && scopes.permits_search_criteria(resource_type, criteria)
         }
         FhirRequest::SearchType {
             via_post: false, ..
@@ -1194,7 +1204,7 @@ fn allows(
         | FhirRequest::SearchCompartment {
             via_post: false, ..
         } if interaction == Interaction::SearchType
-            && scopes.permits_search_query(resource_type, criteria) =>
+            && scopes.permits_search_criteria(resource_type, criteria) =>
         {
             true
         }
@@ -1245,6 +1255,11 @@ impl Requirements {
     const SCANNED: usize = 16;
 
     fn push(&mut self, requirement: Requirement) {
+        // Past the limit the request is refused whatever else it names: nothing more is
+        // kept (a 60 KiB `_revinclude` list names thousands of types).
+        if self.list.len() > MAX_REQUIREMENTS {
+            return;
+        }
         let known = if self.list.len() <= Self::SCANNED {
             self.list.contains(&requirement)
         } else {
@@ -1596,6 +1611,10 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCrit
 /// the patient pin; each reading of the criteria), and hyper admits a header of up to
 /// 400 KiB: some 50 ms of work per request without this bound.
 const MAX_SEARCH_IN_A_HEADER: usize = 8 * 1024;
+
+/// The longest bundle entry URL read: a request's own target is at most 64 KiB (hyper
+/// refuses longer ones), and an entry's can cost no more to check than one.
+const MAX_ENTRY_URL: usize = 64 * 1024;
 
 /// A conditional create's criteria (an `If-None-Exist` header's value or a bundle entry's
 /// `request.ifNoneExist`), in each way a server may read them: as written (Microsoft's FHIR
@@ -1961,8 +1980,8 @@ fn malformed_request() -> AuthError {
 }
 
 /// The refusal of a request whose check would hold more than [`MAX_REQUIREMENTS`]
-/// requirements, logged (with the count only) so that an operator can tell it from a
-/// missing scope.
+/// requirements, logged (with the count only, which stops one past the limit for what a
+/// query reaches) so that an operator can tell it from a missing scope.
 fn too_many_requirements(count: usize) -> AuthError {
     tracing::debug!(
         target: "smart_auth::rejection",
@@ -2370,6 +2389,22 @@ mod tests {
                 .collect();
             assert_eq!(kept.into_vec(), expected, "{count}");
         }
+    }
+
+    /// Past the bound a query's requirements stop being kept: 5,000 distinct types in
+    /// `_revinclude` hold one more than the bound, which refuses the request as 5,000 would.
+    #[test]
+    fn requirements_stop_being_kept_past_the_bound() {
+        let names: Vec<String> = (0..5_000u16)
+            .map(|n| {
+                let letter = |shift: u16| char::from(b'a' + u8::try_from(n / shift % 26).unwrap());
+                format!("T{}{}{}", letter(676), letter(26), letter(1))
+            })
+            .collect();
+        let query = format!("_revinclude={}", names.join(","));
+        assert_eq!(types_reached(None, &query).len(), MAX_REQUIREMENTS + 1);
+        let fewer = format!("_revinclude={}", names[..MAX_REQUIREMENTS].join(","));
+        assert_eq!(types_reached(None, &fewer).len(), MAX_REQUIREMENTS);
     }
 
     /// The types a search query reaches, as `letter type` strings.

@@ -1812,6 +1812,73 @@ async fn requests_naming_too_many_types_are_refused() {
     }
 }
 
+/// The filter of a scope on every type is looked for in a long query for each type `_type`
+/// names: a compartment search of 500 types whose 60 KiB query carries `_tag=x` passes,
+/// one that carries another value beside it (in any spelling) or none is refused. (The query is read once
+/// for all 500 checks: `enforce/filter_for_500_types_in_60_kib` in `--bench enforce`.)
+#[tokio::test]
+async fn a_filter_on_every_type_is_found_in_a_long_query_for_each_type() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let tagged = [("scope", json!("system/*.rs?_tag=x"))];
+    let types: Vec<String> = (0..500u16)
+        .map(|n| {
+            let letter = |shift: u16| char::from(b'a' + u8::try_from(n / shift % 26).unwrap());
+            format!("T{}{}", letter(26), letter(1))
+        })
+        .collect();
+    let list = types.join(",");
+    for (filter, status) in [
+        ("&_tag=x", StatusCode::OK),
+        // The filter's own spelling carries it; another only adds a value a lenient
+        // server reads as `_tag`.
+        ("&_TAG=x", StatusCode::FORBIDDEN),
+        ("&_tag=x&_TAG=y", StatusCode::FORBIDDEN),
+        ("&_tag=x&_tag=y", StatusCode::FORBIDDEN),
+        ("&_tag=y", StatusCode::FORBIDDEN),
+        ("", StatusCode::FORBIDDEN),
+        ("&_tag=x&_include=*", StatusCode::FORBIDDEN),
+    ] {
+        let mut path = format!("/fhir/Patient/1/*?_type={list}{filter}");
+        while path.len() < 60 * 1024 {
+            path.push_str("&a");
+        }
+        let answer = app.call("GET", &path, &tagged).await;
+        assert_eq!(answer.status, status, "{filter}: {answer:?}");
+    }
+}
+
+/// A bundle entry's URL is read up to the length a request's target may have (64 KiB,
+/// hyper's bound): one byte more is a malformed request, whatever it names.
+#[tokio::test]
+async fn bundle_entry_urls_are_bounded_as_request_targets_are() {
+    let claims = smart_auth::testing::ClaimsBuilder::new()
+        .scope("system/*.rs")
+        .build();
+    let enforcement = ScopeEnforcement::new();
+    let url = |length: usize| {
+        let mut url = String::from("Observation?code=");
+        url.push_str(&"a".repeat(length - url.len()));
+        url
+    };
+    for slashes in ["", "/"] {
+        let longest = format!("{slashes}{}", url(64 * 1024));
+        assert!(
+            enforcement
+                .check_bundle_entry(&claims, "GET", &longest)
+                .is_ok()
+        );
+        let longer = format!("{slashes}{}", url(64 * 1024 + 1));
+        let refused = enforcement
+            .check_bundle_entry(&claims, "GET", &longer)
+            .unwrap_err();
+        assert_eq!(refused.kind(), smart_auth::ErrorKind::MalformedRequest);
+        let refused = enforcement
+            .check_conditional_create_entry(&claims, &longer, "code=1")
+            .unwrap_err();
+        assert_eq!(refused.kind(), smart_auth::ErrorKind::MalformedRequest);
+    }
+}
+
 /// A custom operation policy's requirements count once each towards the bound: 600 copies
 /// of one pass with a scope that grants it, 600 distinct ones are refused (a bare 403).
 #[tokio::test]
