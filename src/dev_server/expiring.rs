@@ -32,6 +32,8 @@ pub(crate) struct ExpiringMap<K, V> {
     next_generation: u64,
     capacity: usize,
     quota: Option<OwnerQuota<V>>,
+    /// The latest time the map was purged at: entries due by then may be gone.
+    purged_until: i64,
 }
 
 /// A share of the capacity per owner of the values (a client's tokens), so that one owner
@@ -80,6 +82,7 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
             next_generation: 0,
             capacity,
             quota: None,
+            purged_until: i64::MIN,
         }
     }
 
@@ -163,6 +166,9 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
 
     /// Inserts `key` only if it has no live entry: `Ok(true)` when inserted, `Ok(false)`
     /// when a live entry was already there (one lock covers the check and the insertion).
+    /// An entry due by the latest time the map was purged at is never new: its key may
+    /// have been dropped already, so a caller whose `now` is older (read before an await,
+    /// or a clock set back since) must not insert it again as if it had never been seen.
     pub(crate) fn insert_new(
         &mut self,
         key: K,
@@ -170,7 +176,7 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, Full> {
-        if self.get(&key, now).is_some() {
+        if expires_at <= self.purged_until || self.get(&key, now).is_some() {
             return Ok(false);
         }
         self.insert(key, value, expires_at, now).map(|()| true)
@@ -191,6 +197,7 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
 
     /// Drops every entry whose deadline is at or before `now`.
     fn purge(&mut self, now: i64) {
+        self.purged_until = self.purged_until.max(now);
         while let Some(Reverse((deadline, generation, _))) = self.deadlines.peek() {
             if *deadline > now {
                 break;
@@ -308,6 +315,20 @@ mod tests {
         assert_eq!(map.insert_new("jti", (), 10, 0), Ok(true));
         assert_eq!(map.insert_new("jti", (), 20, 5), Ok(false));
         assert_eq!(map.insert_new("jti", (), 20, 10), Ok(true));
+    }
+
+    /// Once another insertion at a later time has dropped a key, a caller with an older
+    /// time (read before an await, or a clock set back) cannot insert it again while its
+    /// deadline is past that later time; a deadline beyond it can.
+    #[test]
+    fn insert_new_refuses_a_key_due_by_the_latest_purge() {
+        let mut map = ExpiringMap::new(4);
+        assert_eq!(map.insert_new("jti", (), 10, 0), Ok(true));
+        assert_eq!(map.insert("other", (), 100, 12), Ok(()));
+        assert_eq!(map.len(), 1, "the first key was dropped at 12");
+        assert_eq!(map.insert_new("jti", (), 10, 9), Ok(false));
+        assert_eq!(map.insert_new("jti", (), 12, 9), Ok(false));
+        assert_eq!(map.insert_new("jti", (), 13, 9), Ok(true));
     }
 
     #[test]

@@ -1396,6 +1396,9 @@ async fn authenticate_assertion(
                 .await?
         }
     };
+    // The fetch may have taken seconds: the assertion is judged, and its id kept, at the
+    // time it is accepted.
+    let now = state.now();
     let verified = assertion::verify(
         unverified,
         &keys,

@@ -444,6 +444,32 @@ async fn replayed_assertion_is_refused() {
     );
 }
 
+/// An assertion used once stays used when the clock is set back after its id was
+/// dropped: a later request at a later time purged it, and a replay with the clock back
+/// inside the assertion's lifetime is refused all the same.
+#[tokio::test]
+async fn a_clock_set_back_does_not_reopen_a_used_assertion() {
+    let setup = setup().await;
+    let used = setup.assertion().claim("jti", "once").sign();
+    assert_eq!(
+        setup.with_assertion(&used, "system/Patient.rs").await.0,
+        StatusCode::OK
+    );
+    // Past its lifetime and the leeway, another assertion makes the server drop its id.
+    setup.clock.advance(Duration::from_secs(600));
+    let later = setup.assertion().claim("jti", "later").sign();
+    assert_eq!(
+        setup.with_assertion(&later, "system/Patient.rs").await.0,
+        StatusCode::OK
+    );
+    setup.clock.rewind(Duration::from_secs(600));
+    let (status, _, body) = setup.with_assertion(&used, "system/Patient.rs").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_client"))
+    );
+}
+
 #[tokio::test]
 async fn scopes_are_granted_within_the_registration() {
     let setup = setup().await;
