@@ -125,6 +125,11 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   whole-type `d` grant on every type from `user/` or `system/` scopes (`system/*.d`),
 ///   in a bundle entry's URL too, and so does a batch or transaction whose request has
 ///   either (HAPI FHIR applies them to each of its delete entries).
+/// - **A delete that expunges is refused.** HAPI FHIR's `_expunge` parameter turns a
+///   delete into a delete-expunge, which also purges every version of what it deletes:
+///   no scope grants that, so a delete with an `_expunge` parameter (whatever its value,
+///   however spelled) is refused with 403, in a bundle entry's URL too. (A parameter
+///   name that does not decode may be either, and is refused as well.)
 /// - **Requests without a token** in [optional](crate::SmartAuthBuilder::optional) mode
 ///   reach the handler anonymously, unchecked: enforcement applies to the scopes of a
 ///   verified token. A handler of such a layer that serves anonymous requests decides
@@ -894,7 +899,7 @@ impl ScopeEnforcement {
                     cascade_header: true,
                     ..
                 }
-            ) || query.is_some_and(asks_for_cascade)
+            ) || query.is_some_and(|query| names_parameter(query, "_cascade"))
         };
         if matches!(request, FhirRequest::BatchOrTransaction) && asks_cascade() {
             let every_type = Requirement::new(Interaction::Delete, ResourceType::Any);
@@ -904,6 +909,17 @@ impl ScopeEnforcement {
             {
                 return Err(refused(claims, &[&every_type], false));
             }
+        }
+        // HAPI FHIR's `_expunge` turns a delete into a delete-expunge, which also purges
+        // every version of what it deletes: more than the FHIR delete `d` grants, and what
+        // its `$expunge` and `$delete-expunge` operations do, which the default operation
+        // policy refuses. No scope allows it.
+        if matches!(
+            request,
+            FhirRequest::Delete { .. } | FhirRequest::ConditionalDelete { .. }
+        ) && query.is_some_and(|query| names_parameter(query, "_expunge"))
+        {
+            return Err(forbidden());
         }
         let requirements = match request.access() {
             AccessRule::Public => return Ok(Passed::Checked),
@@ -1687,14 +1703,14 @@ pub(crate) enum Origin {
 /// value, a delete that carries it is checked as one that cascades.
 pub(crate) const CASCADE_HEADER: &str = "x-cascade";
 
-/// Whether a query asks a delete to cascade: a `_cascade` parameter, whatever its value
-/// (HAPI FHIR reads `_cascade=delete`), its name read as a lenient server reads it; a name
-/// that does not decode counts as one.
-fn asks_for_cascade(query: &str) -> bool {
+/// Whether a query names `parameter` (HAPI FHIR's `_cascade` or `_expunge`), whatever its
+/// value, its name read as a lenient server reads it; a name that does not decode counts
+/// as one.
+fn names_parameter(query: &str, parameter: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
         crate::form::decoded_raw_parameter_name(name)
-            .is_none_or(|name| crate::form::reads_as(&name, "_cascade"))
+            .is_none_or(|name| crate::form::reads_as(&name, parameter))
     })
 }
 

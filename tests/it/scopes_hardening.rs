@@ -2296,8 +2296,8 @@ async fn a_cascading_delete_needs_delete_on_every_type() {
         "/fhir/Patient/123?+_cascade+=delete",
         "/fhir/Patient/123?_cascade[]=delete",
         "/fhir/Patient/123?_cascade%00=delete",
-        // A name that does not decode may be anything.
-        "/fhir/Patient/123?_cas%ZZcade=delete",
+        // (A name that does not decode may be anything, `_expunge` too, which no scope
+        // allows: `an_expunging_delete_is_never_allowed`.)
         "/fhir/Patient?_id=123&_cascade=delete",
     ] {
         let answer = app.call("DELETE", path, &one_type).await;
@@ -2381,6 +2381,64 @@ async fn a_cascading_delete_needs_delete_on_every_type() {
     assert!(
         enforcement
             .check_bundle_entry(&claims, "DELETE", "Patient/123")
+            .is_ok()
+    );
+}
+
+/// HAPI FHIR's `_expunge` turns a delete into a delete-expunge, which purges every
+/// version of what it deletes: no scope allows it, however the parameter is spelled, with
+/// any value or none, on an instance or a conditional delete, through a method override
+/// and in a bundle entry. Other methods ignore it, and a plain delete still passes.
+#[tokio::test]
+async fn an_expunging_delete_is_never_allowed() {
+    let app = scoped_app(ScopeEnforcement::new()).await;
+    let every_type = [("scope", json!("system/*.cruds"))];
+    for path in [
+        "/fhir/Observation?_expunge=true",
+        "/fhir/Observation?code=x&_expunge=true",
+        "/fhir/Observation/1?_expunge=true",
+        "/fhir/Observation/1?_EXPUNGE=true",
+        "/fhir/Observation/1?%5Fexpunge=true",
+        "/fhir/Observation/1?_expunge",
+        "/fhir/Observation/1?_expunge=false",
+        "/fhir/Observation/1?a=b;_expunge=true",
+        "/fhir/Observation/1?+_expunge+=true",
+        // A name that does not decode may be anything.
+        "/fhir/Observation/1?_exp%ZZunge=true",
+        "/fhir/Observation/1?_cas%ZZcade=delete",
+    ] {
+        let answer = app.call("DELETE", path, &every_type).await;
+        app.assert_refused(&answer, None, path);
+    }
+    let answer = app
+        .call_with_headers(
+            "POST",
+            "/fhir/Observation?_expunge=true",
+            &every_type,
+            &[("X-HTTP-Method-Override", "DELETE")],
+        )
+        .await;
+    app.assert_refused(&answer, None, "override");
+    for (method, path) in [
+        ("DELETE", "/fhir/Observation/1"),
+        ("DELETE", "/fhir/Observation/1?_expunged=true"),
+        ("GET", "/fhir/Observation/1?_expunge=true"),
+        ("GET", "/fhir/Observation?_expunge=true"),
+    ] {
+        let answer = app.call(method, path, &every_type).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
+    }
+    let claims = smart_auth::testing::ClaimsBuilder::new()
+        .scope("system/*.cruds")
+        .build();
+    let enforcement = ScopeEnforcement::new();
+    let denied = enforcement
+        .check_bundle_entry(&claims, "DELETE", "Observation?_expunge=true")
+        .unwrap_err();
+    assert_eq!(denied.required_scope(), None);
+    assert!(
+        enforcement
+            .check_bundle_entry(&claims, "DELETE", "Observation/1")
             .is_ok()
     );
 }
