@@ -215,7 +215,7 @@ fn is_b64token_char(b: u8) -> bool {
 /// (`access%5Ftoken`, `%61ccess_token`), in another letter case (`ACCESS_TOKEN`, which
 /// servers that match query keys ignoring case take for the token), with a `+` or
 /// whitespace around it. The query is split at `;` as well as `&`, as some servers split it.
-fn has_access_token_parameter(query: &str) -> bool {
+pub(crate) fn has_access_token_parameter(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or_default();
         match crate::form::lenient_raw_parameter_name(name) {

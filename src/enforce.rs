@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use http::HeaderName;
 use percent_encoding::{CONTROLS, percent_encode};
 
 use crate::claims::SmartClaims;
@@ -20,7 +19,7 @@ use crate::scopes::{
 
 /// The header of a FHIR conditional create (`POST [type]` that creates only when a search
 /// finds nothing).
-const IF_NONE_EXIST: HeaderName = HeaderName::from_static("if-none-exist");
+const IF_NONE_EXIST: &str = "if-none-exist";
 
 /// Decides what an operation (`$name`) needs: `Some(requirements)` (empty for "allowed to
 /// any valid token"), or `None` to refuse it.
@@ -712,7 +711,7 @@ impl ScopeEnforcement {
                     || method == http::Method::POST
                     || overridden_method
                     || method_parameters)
-                    && headers.contains_key(CASCADE_HEADER),
+                    && values_named(headers, &[CASCADE_HEADER]).next().is_some(),
             }
         };
         // The request as `method` on `target` (a path and query as the request line writes
@@ -799,6 +798,14 @@ impl ScopeEnforcement {
                 }
                 named_paths += 1;
                 if named_paths > MAX_OVERRIDE_METHODS || named.len() > MAX_SEARCH_IN_A_HEADER {
+                    return Err(malformed_request());
+                }
+                // Its query is read as the request line's is: a `_method` in it names
+                // another method too, and an `access_token` a second token (RFC 6750
+                // section 2: one way of sending a token per request).
+                if named.split_once('?').is_some_and(|(_, query)| {
+                    has_method_parameter(query) || crate::bearer::has_access_token_parameter(query)
+                }) {
                     return Err(malformed_request());
                 }
                 passed_as_link |= check_as(method.as_str(), named)? == Passed::PagingLink;
@@ -1610,7 +1617,9 @@ fn under_base<'a>(reference: &'a str, base: &str) -> Option<&'a str> {
 /// without one; refused (400) when the request carries more than one, since servers take
 /// the first (HAPI) or join them, and FHIR defines one value.
 fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCriteria>, AuthError> {
-    let mut values = headers.get_all(IF_NONE_EXIST).iter();
+    // Spelt either way ([`is_named`]): a server that folds `_` into `-` reads
+    // `If_None_Exist` as the header, and two spellings are two headers.
+    let mut values = values_named(headers, &[IF_NONE_EXIST]);
     let Some(value) = values.next() else {
         return Ok(None);
     };
@@ -1700,7 +1709,8 @@ pub(crate) enum Origin {
 }
 
 /// The header by which HAPI FHIR lets a delete cascade (`X-Cascade: delete`): whatever its
-/// value, a delete that carries it is checked as one that cascades.
+/// value, a delete that carries it (spelt either way, see [`is_named`]) is checked as one
+/// that cascades.
 pub(crate) const CASCADE_HEADER: &str = "x-cascade";
 
 /// Whether a query names `parameter` (HAPI FHIR's `_cascade` or `_expunge`), whatever its
@@ -2728,11 +2738,17 @@ mod tests {
     fn if_none_exist_criteria_read_one_header_every_way() {
         let mut headers = http::HeaderMap::new();
         assert!(if_none_exist_criteria(&headers).unwrap().is_none());
-        headers.append(IF_NONE_EXIST, http::HeaderValue::from_static(""));
+        headers.append(
+            HeaderName::from_static(IF_NONE_EXIST),
+            http::HeaderValue::from_static(""),
+        );
         let empty = if_none_exist_criteria(&headers).unwrap().unwrap();
         assert_eq!(empty.joined, "&");
         // A second header: servers take the first or join them; refused.
-        headers.append(IF_NONE_EXIST, http::HeaderValue::from_static("name=x"));
+        headers.append(
+            HeaderName::from_static(IF_NONE_EXIST),
+            http::HeaderValue::from_static("name=x"),
+        );
         assert!(if_none_exist_criteria(&headers).is_err());
         let read = |value: &[u8]| CreateCriteria::of(value).expect("short criteria");
         let odd = read(b"_h\xffas:Group:member:_id=1");

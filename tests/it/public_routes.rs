@@ -295,6 +295,21 @@ async fn path_override_headers_naming_another_path_need_a_token() {
                 assert_eq!(answer.status, 401, "{target} {name}: {other}");
                 assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()));
             }
+            // The same discovery path whose query names another method is no plain read
+            // of it (a path made public with `public_path` is public for every method).
+            let other_methods = if target == "/health" {
+                Vec::new()
+            } else {
+                vec![
+                    format!("{target}?_method=DELETE"),
+                    format!("{target}?x=1&%5FMETHOD=POST"),
+                ]
+            };
+            for other_method in other_methods {
+                let answer = raw_request(&app.url, "GET", target, &[(name, &other_method)]).await;
+                assert_eq!(answer.status, 401, "{target} {name}: {other_method}");
+                assert_eq!(answer.challenge.as_deref(), Some(bare.as_str()));
+            }
             // The same path as sent, with a query, or spelt otherwise but the same once
             // decoded (Azure App Service sets the decoded target on every request).
             let encoded = target.replacen('a', "%61", 1);

@@ -320,6 +320,23 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
                 ),
             }
         }
+        // The named target's query is read as the request line's: a `_method` in it names
+        // a second method, an `access_token` a second token (RFC 6750 section 2): both are
+        // refused whatever the scopes, in every spelling a lenient server reads.
+        for named in [
+            "/fhir/Patient/1?_method=DELETE",
+            "/fhir/Patient/1?%5Fmethod=DELETE",
+            "/fhir/Patient/1?a=1;_METHOD=DELETE",
+            "/fhir/Patient/2?access_token=abc",
+            "/fhir/Patient/2?ACCESS_TOKEN=abc",
+            "/fhir/Patient/2?x=1&access%5Ftoken=abc",
+        ] {
+            let (status, challenge) = app
+                .call_with_headers("GET", "/fhir/Patient/1", "system/*.cruds", &[(name, named)])
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name} {named:?}");
+            assert_eq!(challenge, Some(app.malformed()), "{name} {named:?}");
+        }
         // No path: refused whatever the scopes.
         for named in ["http://h/fhir/Patient/1", "fhir/Patient/1", ""] {
             let (status, challenge) = app

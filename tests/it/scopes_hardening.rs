@@ -2223,6 +2223,28 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
         let answer = app.call_with_headers(method, path, &claims, &headers).await;
         app.assert_refused(&answer, None, &format!("{method} {path} {if_none_exist:?}"));
     }
+    // The header spelt with `_` (a server that folds it into `-` reads it as the same):
+    // its criteria must pin the patient too, and two spellings are two headers.
+    for name in ["If_None_Exist", "if_none-exist"] {
+        let headers = [(name, "patient=456&code=x")];
+        let answer = app
+            .call_with_headers("POST", "/fhir/Observation", &claims, &headers)
+            .await;
+        app.assert_refused(&answer, None, name);
+        let headers = [(name, "patient=123&code=x")];
+        let answer = app
+            .call_with_headers("POST", "/fhir/Observation", &claims, &headers)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{name}: {answer:?}");
+        let headers = [
+            (name, "patient=123&code=x"),
+            ("If-None-Exist", "patient=123"),
+        ];
+        let answer = app
+            .call_with_headers("POST", "/fhir/Observation", &claims, &headers)
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}: {answer:?}");
+    }
     // `user/` and `system/` scopes are not bound to a patient.
     let answer = app
         .call(
@@ -2312,9 +2334,16 @@ async fn a_cascading_delete_needs_delete_on_every_type() {
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
     }
-    // The header, whatever its value; on a delete only.
-    for value in ["delete", "DELETE", "", "none"] {
-        let headers = [("X-Cascade", value)];
+    // The header, whatever its value, spelt with `-` or `_`; on a delete only.
+    for (name, value) in [
+        ("X-Cascade", "delete"),
+        ("X-Cascade", "DELETE"),
+        ("X-Cascade", ""),
+        ("X-Cascade", "none"),
+        ("X_Cascade", "delete"),
+        ("x_cascade", ""),
+    ] {
+        let headers = [(name, value)];
         let answer = app
             .call_with_headers("DELETE", "/fhir/Patient/123", &one_type, &headers)
             .await;
