@@ -2739,14 +2739,14 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         assert!(if_none_exist_criteria(&headers).unwrap().is_none());
         headers.append(
-            HeaderName::from_static(IF_NONE_EXIST),
+            http::HeaderName::from_static(IF_NONE_EXIST),
             http::HeaderValue::from_static(""),
         );
         let empty = if_none_exist_criteria(&headers).unwrap().unwrap();
         assert_eq!(empty.joined, "&");
         // A second header: servers take the first or join them; refused.
         headers.append(
-            HeaderName::from_static(IF_NONE_EXIST),
+            http::HeaderName::from_static(IF_NONE_EXIST),
             http::HeaderValue::from_static("name=x"),
         );
         assert!(if_none_exist_criteria(&headers).is_err());
