@@ -96,11 +96,20 @@ impl ReplicatedClaims {
                 .sub
                 .as_deref()
                 .is_none_or(|repeated| Some(repeated) == sub)
-            && self.aud.as_deref().is_none_or(|repeated| {
-                repeated.iter().all(|value| aud.contains(value))
-                    && aud.iter().all(|value| repeated.contains(value))
-            })
+            && self
+                .aud
+                .as_deref()
+                .is_none_or(|repeated| distinct_sorted(repeated) == distinct_sorted(aud))
     }
+}
+
+/// The distinct values, sorted: two lists compared as sets in `n log n`, not `n * m` (a
+/// signed token may repeat thousands of audiences in its header and payload).
+fn distinct_sorted(values: &[String]) -> Vec<&str> {
+    let mut sorted: Vec<&str> = values.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
 }
 
 /// The JSON type a registered header parameter must have when present (RFC 7515 section
@@ -385,6 +394,36 @@ mod tests {
 
     fn b64(text: &str) -> String {
         URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// A repeated `aud` agrees with the payload's as a set: order and repeats do not
+    /// matter, a missing or extra value does, for short lists and thousands of values.
+    #[test]
+    fn repeated_audiences_agree_as_sets() {
+        let strings = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect();
+        let repeated = |aud: &[&str]| ReplicatedClaims {
+            aud: Some(strings(aud)),
+            ..ReplicatedClaims::default()
+        };
+        let agree = |header: &[&str], payload: &[&str]| {
+            repeated(header).agree_with("i", None, &strings(payload))
+        };
+        assert!(agree(&["a", "b"], &["b", "a"]));
+        assert!(agree(&["a", "a", "b"], &["b", "a", "b"]));
+        assert!(!agree(&["a"], &["a", "b"]));
+        assert!(!agree(&["a", "b"], &["a"]));
+        assert!(!agree(&[], &["a"]));
+        assert!(agree(&[], &[]));
+        let many: Vec<String> = (0..5_000).map(|n| n.to_string()).collect();
+        let mut reversed = many.clone();
+        reversed.reverse();
+        let header = ReplicatedClaims {
+            aud: Some(many.clone()),
+            ..ReplicatedClaims::default()
+        };
+        assert!(header.agree_with("i", None, &reversed));
+        reversed[0] = "other".to_owned();
+        assert!(!header.agree_with("i", None, &reversed));
     }
 
     #[test]
