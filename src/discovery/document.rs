@@ -321,6 +321,10 @@ pub enum DiscoveryError {
     /// `client-confidential-asymmetric` is listed but `token_endpoint_auth_methods_supported`
     /// lists other methods and not `private_key_jwt`.
     MissingPrivateKeyJwt,
+    /// `client-confidential-symmetric` (a client secret sent by HTTP Basic) is listed but
+    /// `token_endpoint_auth_methods_supported` lists other methods and not
+    /// `client_secret_basic`.
+    MissingClientSecretBasic,
     /// Fetching the issuer's metadata failed (`from_issuer`).
     Fetch {
         /// What went wrong, without response contents.
@@ -363,6 +367,10 @@ impl fmt::Display for DiscoveryError {
             Self::MissingPrivateKeyJwt => f.write_str(
                 "token_endpoint_auth_methods_supported must list private_key_jwt when \
                  client-confidential-asymmetric is a capability",
+            ),
+            Self::MissingClientSecretBasic => f.write_str(
+                "token_endpoint_auth_methods_supported must list client_secret_basic when \
+                 client-confidential-symmetric is a capability",
             ),
             Self::Fetch { reason } => write!(f, "fetching the issuer's metadata failed: {reason}"),
             Self::IssuerMismatch => f.write_str("the issuer's metadata names another issuer"),
@@ -599,6 +607,15 @@ fn validate(raw: &RawConfiguration) -> Result<(), DiscoveryError> {
         let methods = &raw.token_endpoint_auth_methods_supported;
         if !methods.iter().any(|method| method == "private_key_jwt") {
             return Err(DiscoveryError::MissingPrivateKeyJwt);
+        }
+    }
+    // SMART's symmetric capability is a client secret sent by HTTP Basic: a list of
+    // methods without `client_secret_basic` contradicts it (an omitted list means that
+    // method alone).
+    if capabilities.contains(&Capability::ClientConfidentialSymmetric) {
+        let methods = &raw.token_endpoint_auth_methods_supported;
+        if !methods.is_empty() && !methods.iter().any(|method| method == "client_secret_basic") {
+            return Err(DiscoveryError::MissingClientSecretBasic);
         }
     }
     // RFC 8414 section 2: the authorization endpoint is required when a grant type uses it.

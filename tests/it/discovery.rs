@@ -222,6 +222,17 @@ fn every_validation_rule() {
             backend().token_endpoint_auth_methods_supported(["client_secret_basic"]),
             DiscoveryError::MissingPrivateKeyJwt,
         ),
+        // The symmetric capability is a secret sent by HTTP Basic (SMART App Launch 2.2).
+        (
+            backend().capability(Capability::ClientConfidentialSymmetric),
+            DiscoveryError::MissingClientSecretBasic,
+        ),
+        (
+            backend()
+                .capability(Capability::ClientConfidentialSymmetric)
+                .token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_post"]),
+            DiscoveryError::MissingClientSecretBasic,
+        ),
         // List entries are values: no empty strings, no spaces, no controls.
         (
             backend().grant_types_supported(["client_credentials", ""]),
