@@ -34,9 +34,10 @@ use crate::metrics::CacheEntries;
 ///   check: a cached token past its `exp` is verified afresh, and so refused as
 ///   `Expired`;
 /// - it was verified less than [`max_age`](Self::max_age) ago (default 5 min);
-/// - the issuer's key set is the one it was verified with, and that set is still within
-///   its TTL. After every key-set refetch, and while a refresh is due or failing, tokens
-///   are verified afresh.
+/// - the issuer's key set is the one it was verified with, and no refresh of that set is
+///   due yet (its TTL has not passed, nor half of what `max_stale` leaves a copy a cache
+///   in between served stale). After a refetch that changes the keys, and while a
+///   refresh is due or failing, tokens are verified afresh.
 ///
 /// Only valid tokens are stored, at most [`max_entries`](Self::max_entries) of them
 /// (default 10,000; the least useful are evicted first), so memory stays bounded. A token

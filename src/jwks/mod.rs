@@ -676,7 +676,8 @@ impl KeyStore {
     }
 
     /// Until when a verification may rely on `key`'s key set as it is, without a
-    /// refresh: while the set is within its TTL and within max stale. The time left is
+    /// refresh: until a refresh of the set is due (its TTL, or halfway through what
+    /// `max_stale` leaves a copy served stale, when that comes first). The time left is
     /// measured on the monotonic clock and then stated as a wall-clock time (the token
     /// cache's currency): the wall clock now plus what is left, so a wall clock set back
     /// between the fetch and now does not lengthen it (one set back after now does, for
@@ -691,12 +692,10 @@ impl KeyStore {
         // `age < ttl` and `age + stale_when_fetched <= max_stale` (what `usable_snapshot`
         // allows: a copy a cache in between served stale counts that time too), as one
         // length of time.
-        let fresh_for = snapshot.ttl.min(
-            self.policy
-                .max_stale
-                .saturating_sub(snapshot.stale_when_fetched)
-                .saturating_add(Duration::from_nanos(1)),
-        );
+        // Until a refresh is due: at the TTL, or halfway through what `max_stale` leaves a
+        // copy served stale. Past that, tokens are verified afresh, which starts the
+        // refresh (cache hits never look at the key set).
+        let fresh_for = snapshot.refresh_due_after(self.policy.max_stale);
         let age = Instant::now().saturating_duration_since(snapshot.fetched);
         now.checked_add(fresh_for.saturating_sub(age))
             .unwrap_or(now)
@@ -1136,6 +1135,21 @@ mod tests {
         age.store(600 + 3540, Ordering::SeqCst);
         let last = store.fetch_for(Need::Refresh).unwrap().await;
         assert!(last.is_ok(), "{last:?}");
+        // A token verified with it is cached until a refresh is due, halfway through the
+        // 60 s left (hits never look at the key set, so none would start the refresh).
+        let kid = issuer.current_kid(SigningAlgorithm::RS256);
+        let chosen = store
+            .key_for(Some(&kid), SigningAlgorithm::RS256)
+            .await
+            .unwrap();
+        let cached_for = store
+            .fresh_until(&chosen)
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!(
+            cached_for <= Duration::from_secs(30) && cached_for > Duration::from_secs(20),
+            "{cached_for:?}"
+        );
         // One second more, and it would be due again before the minimum TTL: no keys from
         // it (nor from one served stale for longer than the hour); the set in use stays.
         age.store(600 + 3541, Ordering::SeqCst);
