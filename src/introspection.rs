@@ -247,6 +247,7 @@ pub struct Introspection {
     pub(crate) max_concurrent_calls: usize,
     pub(crate) max_queue_wait: Duration,
     pub(crate) require_audience: bool,
+    pub(crate) accept_untyped_answers: bool,
 }
 
 impl Introspection {
@@ -275,6 +276,7 @@ impl Introspection {
             max_concurrent_calls: 32,
             max_queue_wait: Duration::from_secs(1),
             require_audience: false,
+            accept_untyped_answers: false,
         }
     }
 
@@ -474,6 +476,35 @@ impl Introspection {
     /// ```
     pub fn require_audience(mut self) -> Self {
         self.require_audience = true;
+        self
+    }
+
+    /// Takes an active answer that names neither the token's type (`token_type`) nor its
+    /// audience (`aud`) for an access token meant for this API, trusting the authorization
+    /// server to answer so for access tokens only. SMART App Launch's own introspection
+    /// example has this shape, and so do the answers of the SMART reference server
+    /// (smart-launcher) and Inferno's. By default such an answer is refused (401): RFC
+    /// 7662 makes both members optional, and some servers answer with neither for a
+    /// refresh token (panva's oidc-provider, Medplum), which is never meant for a
+    /// resource server (RFC 6749 section 1.5), so an answer with neither proves nothing
+    /// about the token's kind. Insecure with such a server: its refresh tokens pass as
+    /// access tokens. An answer that names an audience is still checked against it, and
+    /// [`require_audience`](Self::require_audience) still refuses one without.
+    ///
+    /// ```
+    /// use smart_auth::{Introspection, IntrospectionAuth, IntrospectionMode, TokenVerifier};
+    /// let verifier = TokenVerifier::builder("https://launch.smarthealthit.org/v/r4/auth")
+    ///     .audience("https://launch.smarthealthit.org/v/r4/fhir")
+    ///     .introspection(
+    ///         Introspection::new(IntrospectionAuth::bearer("rs-token"))
+    ///             .mode(IntrospectionMode::Only)
+    ///             .insecure_accept_untyped_answers(),
+    ///     )
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
+    pub fn insecure_accept_untyped_answers(mut self) -> Self {
+        self.accept_untyped_answers = true;
         self
     }
 
@@ -764,6 +795,12 @@ impl Introspector {
     /// Whether an active answer must name an audience.
     pub(crate) fn requires_audience(&self) -> bool {
         self.settings.require_audience
+    }
+
+    /// Whether an active answer with neither `token_type` nor `aud` is taken for an access
+    /// token of this API ([`Introspection::insecure_accept_untyped_answers`]).
+    pub(crate) fn accepts_untyped_answers(&self) -> bool {
+        self.settings.accept_untyped_answers
     }
 
     /// The active token's claims, as the introspection answer states them, with `iss`

@@ -499,7 +499,9 @@ impl TokenVerifier {
         // answer for a refresh token (never meant for a resource server, RFC 6749 section
         // 1.5) with neither, `active` and the grant's scopes (panva's oidc-provider, whose
         // refresh tokens have no audience; Medplum).
-        let untyped = claims.claim("token_type").is_none();
+        // (Unless the settings trust the server to answer so for access tokens only.)
+        let untyped =
+            claims.claim("token_type").is_none() && !introspector.accepts_untyped_answers();
         let audience_required = claims.claim("aud").is_some()
             || untyped
             || introspector.requires_audience()

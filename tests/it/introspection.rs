@@ -633,6 +633,26 @@ async fn bad_answers_get_exact_refusals() {
     let app = setup.app(|i| i).await;
     setup.answer(StubAnswer::Json(setup.active(json!({"token_type": null}))));
     assert_eq!(app.get_with_token("t").await.status, StatusCode::OK);
+    // `insecure_accept_untyped_answers`: SMART's own example shape (neither `token_type`
+    // nor `aud`) passes; an answer naming another audience is still refused, and with
+    // `require_audience` one without `aud` too.
+    let app = setup
+        .app(Introspection::insecure_accept_untyped_answers)
+        .await;
+    let untyped = setup.active(json!({"aud": null, "token_type": null}));
+    setup.answer(StubAnswer::Json(untyped.clone()));
+    assert_eq!(app.get_with_token("u1").await.status, StatusCode::OK);
+    setup.answer(StubAnswer::Json(
+        setup.active(json!({"aud": "https://other.example", "token_type": null})),
+    ));
+    app.assert_invalid_token("u2", "the token is for another audience")
+        .await;
+    let app = setup
+        .app(|i| i.insecure_accept_untyped_answers().require_audience())
+        .await;
+    setup.answer(StubAnswer::Json(untyped));
+    app.assert_invalid_token("u3", "the token is for another audience")
+        .await;
     // With `require_audience`, an answer without `aud` (absent or null) is refused; one
     // that names the audience passes.
     let app = setup.app(Introspection::require_audience).await;
