@@ -798,6 +798,11 @@ impl SmartConfiguration {
     /// their `issuer`; a SMART configuration may leave it out, but any `issuer` it states
     /// must equal `issuer`. The published document carries `issuer` only when the
     /// metadata lists the `sso-openid-connect` capability (SMART omits it otherwise).
+    /// Metadata that lists no `grant_types_supported` (Microsoft Entra ID's and Amazon
+    /// Cognito's) gives [`DiscoveryError::Missing`] for it: RFC 8414's default for an
+    /// omitted list (`authorization_code` and `implicit`) is not this server's to claim;
+    /// state the grant types with [`SmartConfigurationBuilder::from_issuer`] and
+    /// `grant_types_supported` before `build`.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), smart_auth::discovery::DiscoveryError> {
