@@ -99,9 +99,12 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   `X-Rewrite-URL` (either spelling) naming another path or query than the request
 ///   line's is checked as that path too, with the request's method, and needs the scopes
 ///   of both: IIS URL Rewrite, Zend Framework 1 and Symfony before CVE-2018-14773's fix
-///   serve the path it names. A value that is no path (`/…`), one sent together with a
-///   method override, or another target longer than 8 KiB is refused (400); the
-///   token-only paths and the SMART configuration are no shortcut then. A proxy in front
+///   serve the path it names. A value that is no path (`/…`), one holding a `#`, one sent
+///   together with a method override, one whose query has a `_method` (another method)
+///   or an `access_token` (a second token, RFC 6750 section 2), one that passes as a
+///   paging link (the mark would name the request line's page), or another target
+///   longer than 8 KiB is refused (400); the token-only paths and the SMART
+///   configuration are no shortcut then. A proxy in front
 ///   that rewrites paths and records the original there must remove the header before
 ///   the layer.
 /// - **A form body is for searches and operations only.** A request whose `Content-Type`
@@ -518,8 +521,8 @@ impl ScopeEnforcement {
     /// Checks one entry of a batch or transaction bundle, which the layer lets through to
     /// the handler: `method` and `url` are the entry's `request.method` and `request.url`
     /// (relative to the FHIR base, such as `Patient/123` or `Observation?code=x`). An entry
-    /// with `request.ifNoneExist` is a conditional create: check it with
-    /// [`check_conditional_create_entry`](Self::check_conditional_create_entry).
+    /// with a `request.ifNoneExist`, whatever its method, goes to
+    /// [`check_conditional_create_entry`](Self::check_conditional_create_entry) instead.
     ///
     /// ```
     /// # fn handle(enforcement: &smart_auth::ScopeEnforcement, claims: &smart_auth::SmartClaims) -> Result<(), smart_auth::AuthError> {
@@ -534,64 +537,72 @@ impl ScopeEnforcement {
     /// The 403 `insufficient_scope` error the layer would answer for that request alone:
     /// with a scope hint where one scope would do, without one for an entry that is no FHIR
     /// interaction or needs more than 512 requirements; the 400 `invalid_request` one
-    /// ([`ErrorKind::MalformedRequest`]) for a URL that cannot be read one way only or is
-    /// longer than 64 KiB (longer than hyper lets a request's target be). Nested batches
-    /// are refused.
+    /// ([`ErrorKind::MalformedRequest`]) for a URL that cannot be read one way only, holds
+    /// a `#` (a fragment to a URI parser, criteria to a server that splits at `?` alone)
+    /// or is longer than 64 KiB (about the longest target hyper reads). Nested batches are
+    /// refused.
     pub fn check_bundle_entry(
         &self,
         claims: &SmartClaims,
         method: &str,
         url: &str,
     ) -> Result<(), AuthError> {
-        let relative = url.trim_start_matches('/');
-        if relative.is_empty() || relative.starts_with('?') {
-            // A nested batch or a system search: only `*` scopes could allow it.
-            if method == "POST" {
-                return Err(forbidden());
-            }
-        }
-        self.check_entry(method, relative, None, claims)
+        self.check_entry(method, url, None, claims)
     }
 
-    /// Checks one entry of a batch or transaction bundle that is a conditional create:
-    /// `request.method` `POST` with a `request.ifNoneExist`. The server searches before it
-    /// creates, so the entry needs `s` on the type besides `c` (an answer that the resource
-    /// exists would otherwise tell a create-only client what a search finds), and the search
-    /// criteria need `s` on every other type they look into, as a search's query does. `url`
-    /// is the entry's `request.url`, such as `Patient`, and `if_none_exist` its
-    /// `request.ifNoneExist`, such as `identifier=http://h|1`.
+    /// Checks one entry of a batch or transaction bundle that carries a
+    /// `request.ifNoneExist`: a conditional create, when its `request.method` is `POST`.
+    /// The server searches before it creates, so the entry needs `s` on the type besides
+    /// `c` (an answer that the resource exists would otherwise tell a create-only client
+    /// what a search finds), and the search criteria need `s` on every other type they look
+    /// into, as a search's query does. `method` is the entry's `request.method`, `url` its
+    /// `request.url`, such as `Patient`, and `if_none_exist` its `request.ifNoneExist`,
+    /// such as `identifier=http://h|1`. Any other method with `ifNoneExist` is refused: a
+    /// server ignores the criteria there and runs the method (a `DELETE` so marked would
+    /// otherwise be checked as a create).
     ///
     /// ```
     /// # fn handle(enforcement: &smart_auth::ScopeEnforcement, claims: &smart_auth::SmartClaims) -> Result<(), smart_auth::AuthError> {
-    /// enforcement.check_conditional_create_entry(claims, "Patient", "identifier=http://h|1")?;
+    /// enforcement.check_conditional_create_entry(claims, "POST", "Patient", "identifier=http://h|1")?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     ///
-    /// The 403 `insufficient_scope` error the layer would answer for that request alone;
-    /// the 400 `invalid_request` one ([`ErrorKind::MalformedRequest`]) for criteria longer
-    /// than 8 KiB or a URL longer than 64 KiB.
+    /// The 403 `insufficient_scope` error the layer would answer for that request alone
+    /// (a nested batch is refused); the 400 `invalid_request` one
+    /// ([`ErrorKind::MalformedRequest`]) for a method other than `POST`, criteria longer
+    /// than 8 KiB or holding a `#`, or a URL [`check_bundle_entry`](Self::check_bundle_entry)
+    /// refuses so.
     pub fn check_conditional_create_entry(
         &self,
         claims: &SmartClaims,
+        method: &str,
         url: &str,
         if_none_exist: &str,
     ) -> Result<(), AuthError> {
+        if method != "POST" {
+            return Err(malformed_request());
+        }
         let criteria = CreateCriteria::of(if_none_exist.as_bytes())?;
-        self.check_entry("POST", url.trim_start_matches('/'), Some(&criteria), claims)
+        self.check_entry(method, url, Some(&criteria), claims)
     }
 
-    /// Checks a bundle entry's request: `relative` is its URL relative to the base.
+    /// Checks a bundle entry's request, `url` relative to the base.
     fn check_entry(
         &self,
         method: &str,
-        relative: &str,
+        url: &str,
         if_none_exist: Option<&CreateCriteria>,
         claims: &SmartClaims,
     ) -> Result<(), AuthError> {
-        if relative.len() > MAX_ENTRY_URL {
+        if url.len() > MAX_ENTRY_URL || url.contains('#') {
             return Err(malformed_request());
+        }
+        let relative = url.trim_start_matches('/');
+        // A nested batch or a system search: only `*` scopes could allow it.
+        if method == "POST" && (relative.is_empty() || relative.starts_with('?')) {
+            return Err(forbidden());
         }
         let base = self.classifier.base_path().trim_end_matches('/');
         let path = format!("{base}/{relative}");
@@ -664,11 +675,12 @@ impl ScopeEnforcement {
         let method = request.method();
         // Most requests carry none of these: one pass over the few names decides, and
         // every override header's name starts with `x`.
-        let (mut overridden_method, mut path_header) = (false, false);
+        let (mut overridden_method, mut path_header, mut cascade_named) = (false, false, false);
         for name in headers.keys() {
             if name.as_str().starts_with('x') {
                 overridden_method |= is_named(name, &METHOD_OVERRIDE_HEADERS);
                 path_header |= is_named(name, &PATH_OVERRIDE_HEADERS);
+                cascade_named |= is_named(name, &[CASCADE_HEADER]);
             }
         }
         // A path-override header naming another path (or query) than the request line's
@@ -705,32 +717,25 @@ impl ScopeEnforcement {
         } else {
             Origin::Http {
                 body: has_body(),
-                // Only a delete cascades, or a batch or transaction whose delete entries
-                // read the header: others do not pay for the lookup.
-                cascade_header: (method == http::Method::DELETE
-                    || method == http::Method::POST
-                    || overridden_method
-                    || method_parameters)
-                    && values_named(headers, &[CASCADE_HEADER]).next().is_some(),
+                cascade_header: cascade_named,
             }
         };
         // The request as `method` on `target` (a path and query as the request line writes
         // them: its own, or one a path-override header names).
+        // The `If-None-Exist` criteria, read once for every `POST` checked.
+        let if_none_exist_read = std::cell::OnceCell::new();
         let check_as = |method: &str, target: &str| {
             let if_none_exist = if method == "POST" {
-                if_none_exist_criteria(headers)?
+                if_none_exist_read
+                    .get_or_init(|| if_none_exist_criteria(headers))
+                    .as_ref()
+                    .map_err(Clone::clone)?
+                    .as_ref()
             } else {
                 None
             };
             let query = target.split_once('?').map(|(_, query)| query);
-            self.check(
-                method,
-                target,
-                query,
-                if_none_exist.as_ref(),
-                origin,
-                claims,
-            )
+            self.check(method, target, query, if_none_exist, origin, claims)
         };
         let passed = check_as(method.as_str(), path)?;
         // Marked as a link when any method a service behind may run lets it through as one.
@@ -788,10 +793,11 @@ impl ScopeEnforcement {
             }
             let mut named_paths = 0;
             for value in values_named(headers, &PATH_OVERRIDE_HEADERS) {
+                // A `#` ends the query for a URI parser and not for others.
                 let named = value
                     .to_str()
                     .ok()
-                    .filter(|named| named.starts_with('/'))
+                    .filter(|named| named.starts_with('/') && !named.contains('#'))
                     .ok_or_else(malformed_request)?;
                 if names_same_target(named.as_bytes(), path) {
                     continue;
@@ -808,7 +814,12 @@ impl ScopeEnforcement {
                 }) {
                     return Err(malformed_request());
                 }
-                passed_as_link |= check_as(method.as_str(), named)? == Passed::PagingLink;
+                // A page named by a header is served by a service behind that honours it,
+                // while the mark for the handler would name the request line's page (or
+                // none): refused.
+                if check_as(method.as_str(), named)? == Passed::PagingLink {
+                    return Err(malformed_request());
+                }
             }
         }
         Ok(
@@ -1258,7 +1269,12 @@ fn allows(
 /// printable ASCII inside, counts as reaching every type when it has a value. Each
 /// requirement is listed once, however often the query repeats it.
 fn types_reached(searched: Option<&str>, query: &str) -> Vec<Requirement> {
-    let mut reached = Requirements::default();
+    // Past the bound the request is refused whatever else it reaches: nothing more is
+    // kept (a 60 KiB `_revinclude` list names thousands of types).
+    let mut reached = Requirements {
+        stop_past_bound: true,
+        ..Requirements::default()
+    };
     add_types_reached(searched, query, &mut reached);
     reached.into_vec()
 }
@@ -1272,15 +1288,17 @@ struct Requirements {
     /// The list's requirements once it is longer than [`Requirements::SCANNED`]: a short
     /// list (nearly every request's) is searched instead.
     seen: std::collections::HashSet<Requirement>,
+    /// Whether to stop keeping requirements one past [`MAX_REQUIREMENTS`]: for the
+    /// layer's own lists, which it refuses past the bound, never for a list a policy
+    /// returns (a caller may filter it).
+    stop_past_bound: bool,
 }
 
 impl Requirements {
     const SCANNED: usize = 16;
 
     fn push(&mut self, requirement: Requirement) {
-        // Past the limit the request is refused whatever else it names: nothing more is
-        // kept (a 60 KiB `_revinclude` list names thousands of types).
-        if self.list.len() > MAX_REQUIREMENTS {
+        if self.stop_past_bound && self.list.len() > MAX_REQUIREMENTS {
             return;
         }
         let known = if self.list.len() <= Self::SCANNED {
@@ -1637,8 +1655,8 @@ fn if_none_exist_criteria(headers: &http::HeaderMap) -> Result<Option<CreateCrit
 /// 400 KiB: some 50 ms of work per request without this bound.
 const MAX_SEARCH_IN_A_HEADER: usize = 8 * 1024;
 
-/// The longest bundle entry URL read: a request's own target is at most 64 KiB (hyper
-/// refuses longer ones), and an entry's can cost no more to check than one.
+/// The longest bundle entry URL read: about the longest target hyper reads in a request
+/// line (65,534 bytes), so that an entry costs no more to check than a request.
 const MAX_ENTRY_URL: usize = 64 * 1024;
 
 /// A conditional create's criteria (an `If-None-Exist` header's value or a bundle entry's
@@ -1656,9 +1674,10 @@ pub(crate) struct CreateCriteria {
 }
 
 impl CreateCriteria {
-    /// The criteria's readings; refused (400) when longer than [`MAX_SEARCH_IN_A_HEADER`].
+    /// The criteria's readings; refused (400) when longer than [`MAX_SEARCH_IN_A_HEADER`]
+    /// or holding a `#` (the end of a query to a URI parser, part of it to others).
     fn of(criteria: &[u8]) -> Result<Self, AuthError> {
-        if criteria.len() > MAX_SEARCH_IN_A_HEADER {
+        if criteria.len() > MAX_SEARCH_IN_A_HEADER || criteria.contains(&b'#') {
             return Err(malformed_request());
         }
         let encode = |reading: &[u8]| percent_encode(reading, CONTROLS).to_string();
@@ -1826,6 +1845,16 @@ const MAX_OVERRIDE_METHODS: usize = 5;
 /// `[method`, which PHP renames `_method`), split at `;` too.
 pub(crate) fn has_method_parameter(query: &str) -> bool {
     method_parameter_values(query).next().is_some()
+}
+
+/// Whether a target a path-override header names (a path and maybe a query, as bytes)
+/// has a `_method` parameter in its query ([`has_method_parameter`]); bytes that are not
+/// UTF-8 are read as replacement characters, which no name `_method` holds.
+pub(crate) fn target_names_method(target: &[u8]) -> bool {
+    target
+        .iter()
+        .position(|&byte| byte == b'?')
+        .is_some_and(|at| has_method_parameter(&String::from_utf8_lossy(&target[at + 1..])))
 }
 
 /// The values of the `_method` parameters of `query` ([`has_method_parameter`]), decoded;
@@ -2431,6 +2460,16 @@ mod tests {
         assert_eq!(types_reached(None, &query).len(), MAX_REQUIREMENTS + 1);
         let fewer = format!("_revinclude={}", names[..MAX_REQUIREMENTS].join(","));
         assert_eq!(types_reached(None, &fewer).len(), MAX_REQUIREMENTS);
+        // A policy's list is whole: a policy that filters it must not lose the rest.
+        let export = Operation {
+            level: crate::scopes::OperationLevel::System,
+            name: "export".into(),
+            resource_type: None,
+            id: None,
+        };
+        let query = format!("_type={}", names[..600].join(","));
+        let listed = default_operation_policy(&export, Some(&query)).unwrap();
+        assert_eq!(listed.len(), 600);
     }
 
     /// The types a search query reaches, as `letter type` strings.

@@ -169,6 +169,10 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
     /// An entry due by the latest time the map was purged at is never new: its key may
     /// have been dropped already, so a caller whose `now` is older (read before an await,
     /// or a clock set back since) must not insert it again as if it had never been seen.
+    /// After a clock set forward and back, keys due before the forward time read as seen
+    /// until the clock passes it again: for the replay store a fresh assertion that
+    /// expires by then is refused as used, for the refetch cooldown a refetch is skipped
+    /// (both refuse rather than accept).
     pub(crate) fn insert_new(
         &mut self,
         key: K,

@@ -689,9 +689,6 @@ impl KeyStore {
             return now.checked_add(STATIC_FRESH_FOR).unwrap_or(now);
         }
         let snapshot = &key.snapshot;
-        // `age < ttl` and `age + stale_when_fetched <= max_stale` (what `usable_snapshot`
-        // allows: a copy a cache in between served stale counts that time too), as one
-        // length of time.
         // Until a refresh is due: at the TTL, or halfway through what `max_stale` leaves a
         // copy served stale. Past that, tokens are verified afresh, which starts the
         // refresh (cache hits never look at the key set).

@@ -80,8 +80,8 @@ impl PublicRoutes {
 
 /// Whether `request` names another method than its own for a service behind that honours
 /// an override: a method-override header, or a `_method` parameter in the query or in the
-/// query of a path-override header (one that cannot be read counts). Such a `GET` of a
-/// discovery path is no plain read of it, and needs a token.
+/// query of a path-override header. Such a `GET` of a discovery path is no plain read of
+/// it, and needs a token.
 fn names_another_method<B>(request: &Request<B>) -> bool {
     let headers = request.headers();
     headers
@@ -91,15 +91,8 @@ fn names_another_method<B>(request: &Request<B>) -> bool {
             .uri()
             .query()
             .is_some_and(crate::enforce::has_method_parameter)
-        || crate::enforce::values_named(headers, &crate::enforce::PATH_OVERRIDE_HEADERS).any(
-            |value| {
-                value.to_str().map_or(true, |named| {
-                    named
-                        .split_once('?')
-                        .is_some_and(|(_, query)| crate::enforce::has_method_parameter(query))
-                })
-            },
-        )
+        || crate::enforce::values_named(headers, &crate::enforce::PATH_OVERRIDE_HEADERS)
+            .any(|value| crate::enforce::target_names_method(value.as_bytes()))
 }
 
 /// Whether `request` names another path than `path` in a path-override header

@@ -446,7 +446,7 @@ impl ScopeSet {
         let SearchConstraints::AnyOf(sets) = self.search_constraints(None, resource_type) else {
             return false;
         };
-        let Some(query) = criteria.read() else {
+        let Some(query) = criteria.read(self) else {
             return false;
         };
         sets.iter().any(|set| {
@@ -712,15 +712,17 @@ fn lenient_name(name: &str) -> String {
 }
 
 /// Search criteria (a raw query string) as granular filters are matched against them,
-/// read the first time a check needs them and kept for the next.
+/// read the first time a check needs them and kept for the next (checks of one request,
+/// against one scope set).
 pub(crate) struct SearchCriteria<'a> {
     text: Option<&'a str>,
     read: std::cell::OnceCell<Option<FilterQuery>>,
 }
 
-/// The pairs of a query that can carry a filter, by name: `None` from
-/// [`SearchCriteria::read`] is a query that carries none (ambiguous to decode, or with a
-/// parameter that widens the results).
+/// The pairs of a query that can carry a filter, by name (only the names some filter of
+/// the scope set uses: other parameters only narrow): `None` from [`SearchCriteria::read`]
+/// is a query that carries none (ambiguous to decode, or with a parameter that widens the
+/// results).
 struct FilterQuery {
     /// Each decoded name as written, with its decoded values.
     exact: HashMap<String, HashSet<String>>,
@@ -737,21 +739,32 @@ impl<'a> SearchCriteria<'a> {
         }
     }
 
-    fn read(&self) -> Option<&FilterQuery> {
+    /// The query as `scopes`' filters are matched against it: read on the first call,
+    /// with the names of every filter in `scopes` (the same set for every call).
+    fn read(&self, scopes: &ScopeSet) -> Option<&FilterQuery> {
         self.read
             .get_or_init(|| {
                 let pairs = strict_query_pairs(self.text?)?;
                 if pairs.iter().any(|(name, _)| widens_results(name)) {
                     return None;
                 }
+                let filter_names: HashSet<String> = scopes
+                    .resource_scopes()
+                    .flat_map(|scope| scope.query.iter())
+                    .map(|(name, _)| lenient_name(name))
+                    .collect();
                 let mut query = FilterQuery {
                     exact: HashMap::new(),
                     lenient: HashMap::new(),
                 };
                 for (name, value) in pairs {
+                    let lenient = lenient_name(&name);
+                    if !filter_names.contains(&lenient) {
+                        continue;
+                    }
                     query
                         .lenient
-                        .entry(lenient_name(&name))
+                        .entry(lenient)
                         .or_default()
                         .insert(value.clone());
                     query.exact.entry(name).or_default().insert(value);

@@ -330,6 +330,9 @@ async fn path_override_headers_need_the_scopes_of_the_path_they_name() {
             "/fhir/Patient/2?access_token=abc",
             "/fhir/Patient/2?ACCESS_TOKEN=abc",
             "/fhir/Patient/2?x=1&access%5Ftoken=abc",
+            // A `#` ends the query for a URI parser and not for others.
+            "/fhir/Patient/1#x",
+            "/fhir/Patient?name=x#&_include=Patient:organization",
         ] {
             let (status, challenge) = app
                 .call_with_headers("GET", "/fhir/Patient/1", "system/*.cruds", &[(name, named)])
@@ -1007,7 +1010,7 @@ async fn bundle_entries_are_checked_one_by_one() {
     assert_eq!(denied.required_scope(), Some("system/Observation.r"));
     // A conditional create entry (`ifNoneExist`) searches first: `c` alone is not enough.
     let denied = enforcement
-        .check_conditional_create_entry(&claims, "Observation", "code=1")
+        .check_conditional_create_entry(&claims, "POST", "Observation", "code=1")
         .unwrap_err();
     assert_eq!(denied.required_scope(), Some("system/Observation.s"));
     let both = verifier
@@ -1016,11 +1019,11 @@ async fn bundle_entries_are_checked_one_by_one() {
         .unwrap();
     assert!(
         enforcement
-            .check_conditional_create_entry(&both, "Observation", "code=1")
+            .check_conditional_create_entry(&both, "POST", "Observation", "code=1")
             .is_ok()
     );
     let denied = enforcement
-        .check_conditional_create_entry(&both, "Patient", "name=x")
+        .check_conditional_create_entry(&both, "POST", "Patient", "name=x")
         .unwrap_err();
     assert_eq!(denied.kind(), ErrorKind::InsufficientScope);
     assert_eq!(
@@ -1029,9 +1032,45 @@ async fn bundle_entries_are_checked_one_by_one() {
     );
     // Its criteria search other types as a query does.
     let denied = enforcement
-        .check_conditional_create_entry(&both, "Observation", "subject:Patient.name=x")
+        .check_conditional_create_entry(&both, "POST", "Observation", "subject:Patient.name=x")
         .unwrap_err();
     assert_eq!(denied.required_scope(), Some("system/Patient.s"));
+    // `ifNoneExist` belongs to a `POST`: with another method the server runs that method
+    // (a conditional delete here), so it is refused, never checked as a create. A nested
+    // batch is refused as `check_bundle_entry` refuses it.
+    for method in ["DELETE", "PUT", "post", "GET"] {
+        let refused = enforcement
+            .check_conditional_create_entry(&both, method, "Observation?code=x", "code=1")
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::MalformedRequest, "{method}");
+    }
+    for url in ["", "/", "?x=1", "/?x=1"] {
+        let refused = enforcement
+            .check_conditional_create_entry(&both, "POST", url, "code=1")
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::InsufficientScope, "{url:?}");
+        assert_eq!(refused.required_scope(), None, "{url:?}");
+    }
+    // A `#` ends a query for a URI parser and not for others: refused in an entry's URL
+    // and in its criteria.
+    for (url, criteria) in [
+        ("Observation?code=x#&category=y", None),
+        ("Observation/1#x", None),
+        ("Observation", Some("code=x#&patient=1")),
+    ] {
+        let refused = match criteria {
+            None => enforcement.check_bundle_entry(&both, "GET", url),
+            Some(criteria) => {
+                enforcement.check_conditional_create_entry(&both, "POST", url, criteria)
+            }
+        }
+        .unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            ErrorKind::MalformedRequest,
+            "{url} {criteria:?}"
+        );
+    }
     // The criteria are read as written and after a `[type]?` prefix (servers drop what
     // precedes the `?`), as the `If-None-Exist` header's are.
     let in_context = verifier
@@ -1053,7 +1092,8 @@ async fn bundle_entries_are_checked_one_by_one() {
         ("Observation", "Observation?patient=456&code=x", false),
         ("Observation", "x-y?subject=Patient/456", false),
     ] {
-        let checked = enforcement.check_conditional_create_entry(&in_context, url, criteria);
+        let checked =
+            enforcement.check_conditional_create_entry(&in_context, "POST", url, criteria);
         match checked {
             Ok(()) => assert!(allowed, "{url} {criteria}"),
             // Outside the patient's compartment the `patient/` scopes do not count: the
@@ -1076,6 +1116,7 @@ async fn bundle_entries_are_checked_one_by_one() {
     let denied = enforcement
         .check_conditional_create_entry(
             &patient_reader,
+            "POST",
             "Patient",
             "Patient?_has:Observation:patient:code=x",
         )
@@ -1308,7 +1349,8 @@ async fn conditional_writes_need_the_types_their_criteria_search() {
         )
         .await;
         assert_eq!(got, status, "{length}");
-        let entry = enforcement.check_conditional_create_entry(&claims, "Observation", criteria);
+        let entry =
+            enforcement.check_conditional_create_entry(&claims, "POST", "Observation", criteria);
         if status == StatusCode::OK {
             assert_eq!(challenge, None);
             assert!(entry.is_ok(), "{length}");
@@ -1654,7 +1696,7 @@ fn token_only_paths_are_no_bundle_entries() {
         assert_eq!(denied.required_scope(), None, "{method} {url}");
     }
     let denied = enforcement
-        .check_conditional_create_entry(&claims, "bulkstatus", "x=1")
+        .check_conditional_create_entry(&claims, "POST", "bulkstatus", "x=1")
         .unwrap_err();
     assert_eq!(denied.kind(), ErrorKind::InsufficientScope);
     assert_eq!(denied.required_scope(), None);

@@ -1861,19 +1861,19 @@ async fn bundle_entry_urls_are_bounded_as_request_targets_are() {
         url
     };
     for slashes in ["", "/"] {
-        let longest = format!("{slashes}{}", url(64 * 1024));
+        let longest = format!("{slashes}{}", url(64 * 1024 - slashes.len()));
         assert!(
             enforcement
                 .check_bundle_entry(&claims, "GET", &longest)
                 .is_ok()
         );
-        let longer = format!("{slashes}{}", url(64 * 1024 + 1));
+        let longer = format!("{slashes}{}", url(64 * 1024 + 1 - slashes.len()));
         let refused = enforcement
             .check_bundle_entry(&claims, "GET", &longer)
             .unwrap_err();
         assert_eq!(refused.kind(), smart_auth::ErrorKind::MalformedRequest);
         let refused = enforcement
-            .check_conditional_create_entry(&claims, &longer, "code=1")
+            .check_conditional_create_entry(&claims, "POST", &longer, "code=1")
             .unwrap_err();
         assert_eq!(refused.kind(), smart_auth::ErrorKind::MalformedRequest);
     }
@@ -2019,6 +2019,28 @@ async fn paging_links_pass_only_when_the_handler_checks_them() {
             "{method} {path}: {answer:?}"
         );
     }
+    // A link named by a path-override header would be served by a service that honours
+    // it while the mark names the request line's page or none: refused, whatever the
+    // request line is (the same link as a proxy in front sets it passes as a link).
+    for (path, named) in [
+        ("/fhir/Observation?patient=123", "/fhir?_getpages=8f1c-4e"),
+        ("/fhir?_getpages=mine", "/fhir?_getpages=theirs"),
+    ] {
+        for name in ["X-Original-URL", "x_rewrite_url"] {
+            let answer = app
+                .call_with_headers("GET", path, &per_type, &[(name, named)])
+                .await;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{path} {named}: {answer:?}"
+            );
+        }
+    }
+    let answer = app
+        .call_with_headers("GET", link, &per_type, &[("X-Original-URL", link)])
+        .await;
+    assert_eq!(answer.body["paging_link"], "8f1c-4e", "{answer:?}");
     // What a link's includes reach needs its scopes, as in a search.
     for (path, hint) in [
         (
