@@ -1369,7 +1369,8 @@ impl SmartAuthBuilder<VerifierBuilder> {
         self.first(VerifierBuilder::no_token_cache)
     }
 
-    /// See [`VerifierBuilder::validate`].
+    /// See [`VerifierBuilder::validate`]: for the tokens of the first issuer (a verifier
+    /// added with [`issuer`](Self::issuer) has its own checks).
     ///
     /// ```
     /// # #[cfg(feature = "testing")]

@@ -776,7 +776,9 @@ impl VerifierBuilder {
     /// request with 401 `invalid_token` ([`Refusal::InvalidToken`]) or 403
     /// `insufficient_scope` ([`Refusal::InsufficientScope`]). The answer keeps RFC 6750's
     /// form and the layer's realm; the hook chooses the refusal, not the status. Keep it
-    /// fast and free of I/O: it runs inline on the request path.
+    /// fast and free of I/O: it runs inline on the request path. Called again, it adds a
+    /// check: every one runs, in the order added, and the first refusal answers (a second
+    /// call never drops the first check).
     ///
     /// ```
     /// use smart_auth::{Refusal, TokenVerifier};
@@ -794,7 +796,13 @@ impl VerifierBuilder {
     where
         F: Fn(&SmartClaims) -> Result<(), Refusal> + Send + Sync + 'static,
     {
-        self.validator = Some(Validator(Arc::new(check)));
+        self.validator = Some(match self.validator.take() {
+            None => Validator(Arc::new(check)),
+            Some(earlier) => Validator(Arc::new(move |claims: &SmartClaims| {
+                earlier.check(claims)?;
+                check(claims)
+            })),
+        });
         self
     }
 

@@ -131,6 +131,50 @@ async fn the_fhir_base_is_said_once() {
     );
 }
 
+/// Validation hooks add up: each one runs, in the order added, and the first refusal
+/// answers; a second hook never drops the first (a tenant check followed by a client
+/// block keeps the tenant check).
+#[tokio::test]
+async fn validation_hooks_add_up() {
+    let app = app(|b| {
+        b.validate(|claims| match claims.tenant() {
+            Some("north") => Ok(()),
+            _ => Err(Refusal::InvalidToken),
+        })
+        .validate(|claims| match claims.client_id() {
+            Some("blocked") => Err(Refusal::InsufficientScope { scope: None }),
+            _ => Ok(()),
+        })
+    })
+    .await;
+    let token = |tenant: &str, client: &str| {
+        app.issuer
+            .token()
+            .claim("tenant", tenant)
+            .claim("client_id", client)
+            .sign()
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            app.get_with_token(&token("north", "ok")).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.get_with_token(&token("south", "ok")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.get_with_token(&token("north", "blocked")).await.status,
+            StatusCode::FORBIDDEN
+        );
+        // Both refuse: the first one added answers.
+        assert_eq!(
+            app.get_with_token(&token("south", "blocked")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
 /// The validation hook refuses with 401 or 403 in RFC 6750's exact form, on every
 /// request, cached tokens included.
 #[tokio::test]
