@@ -5,8 +5,11 @@
 //! only to pick a verifier: that verifier then checks the token with its own keys and
 //! settings alone (the signature, and `iss` again, exactly), so a token signed by one
 //! issuer's key that names another issuer is checked against the other issuer's keys and
-//! refused. An `iss` that names no configured issuer is refused at once, without any
-//! network I/O and without touching any cache.
+//! refused. An `iss` that names no configured issuer (or none at all) is refused at
+//! once, without any network I/O and without touching any cache, as a token whose
+//! signing key is not known ([`ErrorKind::UnknownKey`]): what it names is not verified,
+//! so the answer does not say what it names (nor which issuers are configured), and a
+//! token of another issuer gets the answer it gets with one issuer configured.
 
 use std::collections::HashMap;
 
@@ -177,7 +180,7 @@ impl Issuers {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::WrongIssuer`] for an issuer that is not configured, else what the
+    /// [`ErrorKind::UnknownKey`] for a token naming no configured issuer, else what the
     /// chosen verifier's [`verify`](TokenVerifier::verify) says.
     ///
     /// ```
@@ -197,7 +200,7 @@ impl Issuers {
     /// let claims = issuers.verify(&partner.token().sign()).await?;
     /// assert_eq!(claims.issuer(), partner.url());
     /// let error = issuers.verify(&stranger.token().sign()).await.unwrap_err();
-    /// assert_eq!(error.kind(), ErrorKind::WrongIssuer);
+    /// assert_eq!(error.kind(), ErrorKind::UnknownKey);
     /// # Ok(()) }
     /// # #[cfg(not(feature = "testing"))]
     /// # fn main() {}
@@ -274,12 +277,12 @@ impl Issuers {
             |payload| match payload.get("iss") {
                 Some(Member::Text(issuer)) => Ok(self.by_issuer.get(issuer).copied()),
                 Some(Member::Json(_)) => Err(ErrorKind::InvalidClaim),
-                None => Err(ErrorKind::WrongIssuer),
+                None => Ok(None),
             },
         )?;
         let index = index.ok_or_else(|| {
-            tracing::debug!(target: "smart_auth::rejection", "token from an issuer that is not configured");
-            ErrorKind::WrongIssuer
+            tracing::debug!(target: "smart_auth::rejection", "token naming no configured issuer");
+            ErrorKind::UnknownKey
         })?;
         Ok(&self.verifiers[index])
     }
