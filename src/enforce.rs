@@ -1487,7 +1487,9 @@ fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
 ///   every type unless its `_type` leaves Patient out), or `_id` with a modifier other than `:missing` there;
 /// - a `patient` or `subject` parameter the layer cannot compare with the patient in
 ///   context: chained (`patient._id=`, `patient.identifier=`) or with another modifier
-///   (`patient:identifier=`), which are read as naming another patient.
+///   (`patient:identifier=`), which are read as naming another patient;
+/// - the same in a later link of a chain (`encounter.patient=456`,
+///   `subject:Device.patient=456`, `encounter.patient.name=x`).
 ///
 /// The query is read as servers splitting at `&` and at `;` read it. Parameters in the
 /// body of a `POST _search` are not seen.
@@ -1580,26 +1582,49 @@ fn search_names_other_patient(
         let Some(name) = lenient_parameter_name(&name) else {
             return !value.is_empty();
         };
-        let (link, chained) = name
-            .split_once('.')
-            .map_or((name, false), |(link, _)| (link, true));
-        let (base, modifier) = link
-            .split_once(':')
-            .map_or((link, None), |(base, modifier)| (base, Some(modifier)));
         let is_patient = |name: &str| name.eq_ignore_ascii_case("Patient");
-        if base.eq_ignore_ascii_case("patient") || base.eq_ignore_ascii_case("subject") {
-            match (chained, modifier) {
-                // A chain reaches a patient unless its type modifier names another type
-                // (`subject:Group.name=x`).
-                (true, None) => true,
-                (true, Some(target)) => {
-                    is_patient(target)
-                        || !matches!(ResourceType::parse(target), Some(ResourceType::Named(_)))
-                }
-                (false, None) => value.split(',').any(other),
-                (false, Some(target)) if is_patient(target) => value.split(',').any(other),
-                (false, Some(modifier)) => modifier != "missing",
+        // Whether a link of the name that is a patient reference (`patient`, `subject`,
+        // with `modifier`) names another patient: the last link by its value (or any
+        // modifier but `:missing` and `:Patient`), a link that another follows always,
+        // unless its type modifier names another type (`subject:Group.name=x`).
+        let patient_link_names_other = |modifier: Option<&str>, last: bool| match (last, modifier) {
+            (false, None) => true,
+            (false, Some(target)) => {
+                is_patient(target)
+                    || !matches!(ResourceType::parse(target), Some(ResourceType::Named(_)))
             }
+            (true, None) => value.split(',').any(other),
+            (true, Some(target)) if is_patient(target) => value.split(',').any(other),
+            (true, Some(modifier)) => modifier != "missing",
+        };
+        let mut links = name.split('.').peekable();
+        let first = links.next().unwrap_or_default();
+        let chained = links.peek().is_some();
+        fn split_link(link: &str) -> (&str, Option<&str>) {
+            link.split_once(':')
+                .map_or((link, None), |(base, modifier)| (base, Some(modifier)))
+        }
+        let is_patient_reference = |base: &str| {
+            base.eq_ignore_ascii_case("patient") || base.eq_ignore_ascii_case("subject")
+        };
+        let (base, modifier) = split_link(first);
+        // A later link that is a patient reference names patients as the first does
+        // (`encounter.patient=456`, `subject:Device.patient=456`, `encounter.patient.name=x`).
+        let mut later_link_names_other = || {
+            while let Some(link) = links.next() {
+                let (base, modifier) = split_link(link);
+                if is_patient_reference(base)
+                    && patient_link_names_other(modifier, links.peek().is_none())
+                {
+                    return true;
+                }
+            }
+            false
+        };
+        if (is_patient_reference(base) && patient_link_names_other(modifier, !chained))
+            || later_link_names_other()
+        {
+            true
         } else if base.eq_ignore_ascii_case("_id") && searches_patients && !chained {
             match modifier {
                 None => value.split(',').any(other_id),

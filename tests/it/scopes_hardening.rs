@@ -1206,6 +1206,32 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         let answer = app.call(method, path, &patient_123(full)).await;
         assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
     }
+    // A later link of a chain that is the patient in context (the chain searches
+    // Encounters too, so the scopes grant every type).
+    for path in [
+        "/fhir/Observation?encounter.patient=123",
+        "/fhir/Observation?encounter.patient:missing=false",
+    ] {
+        let answer = app.call("GET", path, &patient_123("patient/*.rs")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
+    }
+    // A later link that names another patient, with scopes for every type: refused, as
+    // the first link's would be (a last link's modifiers other than `:missing` and
+    // `:Patient` too).
+    for path in [
+        "/fhir/Observation?encounter.patient=456",
+        "/fhir/Observation?encounter.patient=Patient/456",
+        "/fhir/Observation?encounter.PATIENT:Patient=456",
+        "/fhir/Observation?subject:Device.patient=456",
+        "/fhir/Observation?encounter.subject=Patient/456",
+        "/fhir/Observation?encounter.patient:not=123",
+        "/fhir/Observation?encounter.patient.name=Smith",
+        "/fhir/Observation?encounter.subject:Patient.identifier=x",
+        "/fhir/Observation?encounter.subject:Group=456",
+    ] {
+        let answer = app.call("GET", path, &patient_123("patient/*.rs")).await;
+        app.assert_refused(&answer, None, path);
+    }
     // Any other patient, whatever the spelling.
     for (method, path) in [
         ("GET", "/fhir/Patient/456"),
