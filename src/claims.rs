@@ -1793,7 +1793,8 @@ const FHIR_USER_TYPES: [&str; 5] = [
 
 /// A present `fhirUser` claim (`name`): a reference to a resource of one of
 /// [`FHIR_USER_TYPES`], relative (`Practitioner/7`) or an absolute `https` or `http` URL
-/// ending so (`https://ehr.example/fhir/Practitioner/7`), with a FHIR id, kept as written.
+/// (the scheme in any case, a host, no empty segment) ending so
+/// (`https://ehr.example/fhir/Practitioner/7`), with a FHIR id, kept as written.
 /// A blank one is no `fhirUser`; anything else (whitespace or control characters, another
 /// type, a version, a query or fragment, user info, a dot segment, a relative reference
 /// with more segments, another JSON type) makes the token invalid: a handler that limits a
@@ -1806,8 +1807,16 @@ fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a s
     if is_blank(text) {
         return Ok(None);
     }
+    // The scheme in any case (RFC 3986 section 3.1), a host (RFC 9110 section 4.2 allows
+    // no empty one), then the path.
     let path = match text.split_once("://") {
-        Some(("https" | "http", rest)) => rest.split_once('/').map(|(_, path)| path),
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http") =>
+        {
+            rest.split_once('/')
+                .filter(|(authority, _)| !authority.is_empty())
+                .map(|(_, path)| path)
+        }
         Some(_) => None,
         None => Some(text),
     };
@@ -1822,7 +1831,7 @@ fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a s
             && (!relative || segments.len() == 2)
             && segments
                 .iter()
-                .all(|segment| *segment != "." && *segment != "..")
+                .all(|segment| !segment.is_empty() && *segment != "." && *segment != "..")
     }) && text
         .bytes()
         .all(|byte| crate::fetch::is_uri_character(byte) && !b"?#%@".contains(&byte));
@@ -2015,6 +2024,7 @@ mod tests {
             "Person/7",
             "https://ehr.example/fhir/r4/Practitioner/7",
             "http://localhost:8080/Practitioner/7",
+            "HTTPS://ehr.example/Practitioner/7",
         ] {
             assert_eq!(read(json!(kept)).unwrap().fhir_user(), Some(kept), "{kept}");
         }
@@ -2044,6 +2054,11 @@ mod tests {
             "urn:uuid:Practitioner/7",
             "https://ehr.example/Practitioner/7\u{0}",
             "https://user@ehr.example/Practitioner/7",
+            // No host, or an empty segment a URL parser reads otherwise.
+            "https:///Practitioner/7",
+            "https:////evil.example/Practitioner/7",
+            "https://ehr.example//Practitioner/7",
+            "https://ehr.example/fhir//Practitioner/7",
         ] {
             assert_eq!(
                 read(json!(refused)).err(),
