@@ -99,6 +99,23 @@ fn unknown_capabilities_and_fields_round_trip_unchanged() {
     assert_eq!(serde_json::to_value(&parsed).unwrap(), document);
 }
 
+/// `client-confidential-symmetric` builds with `client_secret_basic` among the methods,
+/// or with the list omitted (RFC 8414: `client_secret_basic` alone).
+#[test]
+fn symmetric_capability_with_basic_builds() {
+    let with_basic = SmartConfiguration::backend_services("https://as.example/token")
+        .capability(Capability::ClientConfidentialSymmetric)
+        .token_endpoint_auth_methods_supported(["private_key_jwt", "client_secret_basic"])
+        .build();
+    assert!(with_basic.is_ok(), "{with_basic:?}");
+    let omitted = SmartConfiguration::builder()
+        .token_endpoint("https://as.example/token")
+        .grant_types_supported(["client_credentials"])
+        .capability(Capability::ClientConfidentialSymmetric)
+        .build();
+    assert!(omitted.is_ok(), "{omitted:?}");
+}
+
 #[test]
 fn every_validation_rule() {
     let backend = || SmartConfiguration::backend_services("https://as.example/token");
@@ -222,7 +239,8 @@ fn every_validation_rule() {
             backend().token_endpoint_auth_methods_supported(["client_secret_basic"]),
             DiscoveryError::MissingPrivateKeyJwt,
         ),
-        // The symmetric capability is a secret sent by HTTP Basic (SMART App Launch 2.2).
+        // The symmetric capability is a secret sent by HTTP Basic (SMART App Launch 2.2);
+        // `symmetric_capability_with_basic_builds` has the documents that list it.
         (
             backend().capability(Capability::ClientConfidentialSymmetric),
             DiscoveryError::MissingClientSecretBasic,

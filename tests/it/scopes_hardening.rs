@@ -2487,6 +2487,24 @@ async fn an_expunging_delete_is_never_allowed() {
         let answer = app.call("DELETE", path, &every_type).await;
         app.assert_refused(&answer, None, path);
     }
+    // A delete named by `_method`, and an expunge named by a path-override header.
+    let answer = app
+        .call(
+            "GET",
+            "/fhir/Observation/1?_method=DELETE&_expunge=true",
+            &every_type,
+        )
+        .await;
+    app.assert_refused(&answer, None, "_method");
+    let answer = app
+        .call_with_headers(
+            "DELETE",
+            "/fhir/Observation/1",
+            &every_type,
+            &[("X-Original-URL", "/fhir/Observation/1?_expunge=true")],
+        )
+        .await;
+    app.assert_refused(&answer, None, "path override");
     let answer = app
         .call_with_headers(
             "POST",
@@ -2578,15 +2596,14 @@ async fn a_bundle_asking_to_cascade_needs_delete_on_every_type() {
         ("patient", json!("123")),
     ];
     for (path, cascade_header) in [
-        ("/fhir", Some("delete")),
-        ("/fhir", Some("")),
+        ("/fhir", Some(("X-Cascade", "delete"))),
+        ("/fhir", Some(("X-Cascade", ""))),
+        ("/fhir", Some(("X_Cascade", "delete"))),
         ("/fhir?_cascade=delete", None),
         ("/fhir?_CASCADE=delete", None),
     ] {
         let mut headers = vec![json];
-        if let Some(value) = cascade_header {
-            headers.push(("X-Cascade", value));
-        }
+        headers.extend(cascade_header);
         let what = format!("{path} {cascade_header:?}");
         let answer = app
             .call_with_body("POST", path, &one_type, &headers, Some(BUNDLE))
