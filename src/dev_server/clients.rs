@@ -197,7 +197,7 @@ pub struct ClientRegistration {
 /// HTTP counts toward: one share for all of them, so that registering many clients cannot
 /// fill a store for the clients registered in code. HTTP-registered ids are random
 /// base64url, so none is this; a client registered in code under it would share it.
-const HTTP_REGISTERED_CLIENTS: &str = "\u{0}registered over HTTP";
+pub(crate) const HTTP_REGISTERED_CLIENTS: &str = "\u{0}registered over HTTP";
 
 impl ClientRegistration {
     /// Whose share of the token and assertion stores this client's entries count toward.

@@ -41,6 +41,9 @@ pub(crate) struct ExpiringMap<K, V> {
 struct OwnerQuota<V> {
     owner: fn(&V) -> &str,
     max: usize,
+    /// An owner that stands for many (the clients registered over HTTP), held to at most
+    /// half the capacity whatever `max` is: they can never fill the map for the others.
+    shared_owner: Option<(&'static str, usize)>,
     counts: HashMap<String, usize>,
     /// Per owner, the earliest deadline of its entries as last known: kept in step on
     /// insertion, found again by a scan only once it has passed. It may be earlier than
@@ -52,6 +55,14 @@ struct OwnerQuota<V> {
 impl<V> OwnerQuota<V> {
     fn count(&self, value: &V) -> usize {
         self.counts.get((self.owner)(value)).copied().unwrap_or(0)
+    }
+
+    /// The most entries the owner of `value` may hold.
+    fn max_for(&self, value: &V) -> usize {
+        match self.shared_owner {
+            Some((shared, max)) if (self.owner)(value) == shared => max,
+            _ => self.max,
+        }
     }
 
     fn add(&mut self, value: &V, expires_at: i64) {
@@ -99,11 +110,22 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
             quota: Some(OwnerQuota {
                 owner,
                 max: max_per_owner,
+                shared_owner: None,
                 counts: HashMap::new(),
                 earliest: HashMap::new(),
             }),
             ..Self::new(capacity)
         }
+    }
+
+    /// Holds `owner`, which stands for many, to at most `max_per_owner` and half the
+    /// capacity (at least one entry), so that it never fills the map for the others.
+    pub(crate) fn with_shared_owner(mut self, owner: &'static str) -> Self {
+        let capacity = self.capacity;
+        if let Some(quota) = &mut self.quota {
+            quota.shared_owner = Some((owner, quota.max.min(capacity / 2).max(1)));
+        }
+        self
     }
 
     /// The live value of `key` at `now`.
@@ -138,7 +160,7 @@ impl<K: Clone + Ord + Hash, V> ExpiringMap<K, V> {
         }
         if !replacing
             && let Some(quota) = &self.quota
-            && quota.count(&value) >= quota.max
+            && quota.count(&value) >= quota.max_for(&value)
         {
             return Err(self.full_for_owner_of(&value, now));
         }
@@ -333,6 +355,19 @@ mod tests {
         assert_eq!(map.insert_new("jti", (), 10, 9), Ok(false));
         assert_eq!(map.insert_new("jti", (), 12, 9), Ok(false));
         assert_eq!(map.insert_new("jti", (), 13, 9), Ok(true));
+    }
+
+    /// An owner that stands for many holds at most half the capacity, even when the
+    /// quota per owner is the whole map; other owners fill the rest.
+    #[test]
+    fn a_shared_owner_holds_at_most_half() {
+        let mut map =
+            ExpiringMap::with_owner_quota(4, 4, |owner: &&str| *owner).with_shared_owner("shared");
+        assert_eq!(map.insert(1, "shared", 100, 0), Ok(()));
+        assert_eq!(map.insert(2, "shared", 100, 0), Ok(()));
+        assert!(map.insert(3, "shared", 100, 0).is_err());
+        assert_eq!(map.insert(3, "code", 100, 0), Ok(()));
+        assert_eq!(map.insert(4, "code", 100, 0), Ok(()));
     }
 
     #[test]

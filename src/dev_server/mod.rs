@@ -71,8 +71,8 @@
 //!   and of the seen assertion ids
 //!   ([`max_seen_assertions_per_client`](DevAuthServerBuilder::max_seen_assertions_per_client)),
 //!   so that it cannot fill a store for the others; the clients registered over HTTP share
-//!   one such share, so that registering many cannot fill one for the clients registered
-//!   in code.
+//!   one such share, of at most half the store, so that registering many cannot fill one
+//!   for the clients registered in code.
 //! - Time and connections are bounded: at most 256 connections are served at once, a
 //!   client has 10 s to send a request's headers (or to start the next one on a kept-alive
 //!   connection), and a request not answered within 30 s (a body sent a byte at a time)
@@ -414,7 +414,7 @@ impl DevAuthServerBuilder {
     /// 1, never more than [`max_tokens`](Self::max_tokens)): beyond it that client's token
     /// requests answer 503 until its tokens expire or are revoked, while other clients are
     /// served, so that one client cannot fill the store for all. The clients registered
-    /// over HTTP hold one such share between them.
+    /// over HTTP hold one such share between them, and never more than half the store.
     ///
     /// ```
     /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
@@ -468,7 +468,8 @@ impl DevAuthServerBuilder {
     /// 1, never more than [`max_seen_assertions`](Self::max_seen_assertions)): beyond it that
     /// client's assertions answer 503 until its earlier ones expire, while other clients
     /// are served, so that one client cannot fill the replay store for all. The clients
-    /// registered over HTTP hold one such share between them.
+    /// registered over HTTP hold one such share between them, and never more than half
+    /// the store.
     ///
     /// ```
     /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
@@ -596,20 +597,26 @@ impl DevAuthServerBuilder {
             own_hosts,
             static_clients: Mutex::new(HashMap::new()),
             dynamic_clients: Mutex::new(ExpiringMap::new(limits.max_clients)),
-            tokens: Mutex::new(ExpiringMap::with_owner_quota(
-                limits.max_tokens,
-                limits
-                    .max_tokens_per_client
-                    .clamp(1, limits.max_tokens.max(1)),
-                |record: &TokenRecord| &record.quota_owner,
-            )),
-            seen_assertions: Mutex::new(ExpiringMap::with_owner_quota(
-                limits.max_seen_assertions,
-                limits
-                    .max_seen_assertions_per_client
-                    .clamp(1, limits.max_seen_assertions.max(1)),
-                |owner: &String| owner.as_str(),
-            )),
+            tokens: Mutex::new(
+                ExpiringMap::with_owner_quota(
+                    limits.max_tokens,
+                    limits
+                        .max_tokens_per_client
+                        .clamp(1, limits.max_tokens.max(1)),
+                    |record: &TokenRecord| &record.quota_owner,
+                )
+                .with_shared_owner(clients::HTTP_REGISTERED_CLIENTS),
+            ),
+            seen_assertions: Mutex::new(
+                ExpiringMap::with_owner_quota(
+                    limits.max_seen_assertions,
+                    limits
+                        .max_seen_assertions_per_client
+                        .clamp(1, limits.max_seen_assertions.max(1)),
+                    |owner: &String| owner.as_str(),
+                )
+                .with_shared_owner(clients::HTTP_REGISTERED_CLIENTS),
+            ),
             registration_scopes: self.registration_scopes,
             // Every live client has at most one URL; room for twice the HTTP-registered
             // ones leaves plenty for the clients registered in code.
