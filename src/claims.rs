@@ -1814,7 +1814,13 @@ fn fhir_user_reference<'a>(name: &str, value: Member<'a>) -> Result<Option<&'a s
             if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http") =>
         {
             rest.split_once('/')
-                .filter(|(authority, _)| !authority.is_empty())
+                .filter(|(authority, _)| {
+                    // A host before any port (`https://:443/` has none).
+                    authority
+                        .split(':')
+                        .next()
+                        .is_some_and(|host| !host.is_empty())
+                })
                 .map(|(_, path)| path)
         }
         Some(_) => None,
@@ -2059,6 +2065,7 @@ mod tests {
             "https:////evil.example/Practitioner/7",
             "https://ehr.example//Practitioner/7",
             "https://ehr.example/fhir//Practitioner/7",
+            "https://:443/Practitioner/7",
         ] {
             assert_eq!(
                 read(json!(refused)).err(),

@@ -809,9 +809,11 @@ impl ScopeEnforcement {
                 // Its query is read as the request line's is: a `_method` in it names
                 // another method too, and an `access_token` a second token (RFC 6750
                 // section 2: one way of sending a token per request).
-                if named.split_once('?').is_some_and(|(_, query)| {
-                    has_method_parameter(query) || crate::bearer::has_access_token_parameter(query)
-                }) {
+                if target_names_method(named.as_bytes())
+                    || named
+                        .split_once('?')
+                        .is_some_and(|(_, query)| crate::bearer::has_access_token_parameter(query))
+                {
                     return Err(malformed_request());
                 }
                 // A page named by a header is served by a service behind that honours it,
@@ -1489,7 +1491,10 @@ fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
 ///   context: chained (`patient._id=`, `patient.identifier=`) or with another modifier
 ///   (`patient:identifier=`), which are read as naming another patient;
 /// - the same in a later link of a chain (`encounter.patient=456`,
-///   `subject:Device.patient=456`, `encounter.patient.name=x`).
+///   `subject:Device.patient=456`, `encounter.patient.name=x`), and in any parameter
+///   with the `:Patient` type modifier (`performer:Patient=456`);
+/// - any parameter whose value is written as another Patient's reference
+///   (`Appointment?actor=Patient/456`, `Coverage?beneficiary=Patient/456`).
 ///
 /// The query is read as servers splitting at `&` and at `;` read it. Parameters in the
 /// body of a `POST _search` are not seen.
@@ -1560,6 +1565,16 @@ fn search_names_other_patient(
         let value = value.trim();
         !value.is_empty() && value != in_context
     };
+    // Whether a reference is written with the Patient type (`Patient/456`, an absolute URL
+    // ending so, with a version or a trailing `/`), in any case.
+    let names_a_patient = |reference: &str| {
+        let reference = reference.trim().trim_end_matches('/');
+        let unversioned = reference.split("/_history").next().unwrap_or_default();
+        unversioned
+            .rsplit('/')
+            .nth(1)
+            .is_some_and(|resource_type| resource_type.eq_ignore_ascii_case("Patient"))
+    };
     let other = |reference: &str| {
         // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
         let mut unversioned = reference.trim().trim_end_matches('/');
@@ -1583,10 +1598,10 @@ fn search_names_other_patient(
             return !value.is_empty();
         };
         let is_patient = |name: &str| name.eq_ignore_ascii_case("Patient");
-        // Whether a link of the name that is a patient reference (`patient`, `subject`,
-        // with `modifier`) names another patient: the last link by its value (or any
-        // modifier but `:missing` and `:Patient`), a link that another follows always,
-        // unless its type modifier names another type (`subject:Group.name=x`).
+        // Whether a link of the name that is a patient reference names another patient:
+        // the last link by its value (or any modifier but `:missing` and `:Patient`), a
+        // link that another follows always, unless its type modifier names another type
+        // (`subject:Group.name=x`).
         let patient_link_names_other = |modifier: Option<&str>, last: bool| match (last, modifier) {
             (false, None) => true,
             (false, Some(target)) => {
@@ -1597,35 +1612,36 @@ fn search_names_other_patient(
             (true, Some(target)) if is_patient(target) => value.split(',').any(other),
             (true, Some(modifier)) => modifier != "missing",
         };
-        let mut links = name.split('.').peekable();
-        let first = links.next().unwrap_or_default();
-        let chained = links.peek().is_some();
         fn split_link(link: &str) -> (&str, Option<&str>) {
             link.split_once(':')
                 .map_or((link, None), |(base, modifier)| (base, Some(modifier)))
         }
-        let is_patient_reference = |base: &str| {
-            base.eq_ignore_ascii_case("patient") || base.eq_ignore_ascii_case("subject")
-        };
-        let (base, modifier) = split_link(first);
-        // A later link that is a patient reference names patients as the first does
-        // (`encounter.patient=456`, `subject:Device.patient=456`, `encounter.patient.name=x`).
-        let mut later_link_names_other = || {
-            while let Some(link) = links.next() {
-                let (base, modifier) = split_link(link);
-                if is_patient_reference(base)
-                    && patient_link_names_other(modifier, links.peek().is_none())
-                {
-                    return true;
-                }
+        // Every link of a chain that is a patient reference: `patient` or `subject`, or
+        // any parameter with the `:Patient` type modifier (`actor:Patient=456`), first
+        // (`patient=456`) or later (`encounter.patient=456`, `encounter.patient.name=x`).
+        let mut links = name.split('.').peekable();
+        while let Some(link) = links.next() {
+            let (base, modifier) = split_link(link);
+            let reference = base.eq_ignore_ascii_case("patient")
+                || base.eq_ignore_ascii_case("subject")
+                || modifier.is_some_and(is_patient);
+            if reference && patient_link_names_other(modifier, links.peek().is_none()) {
+                return true;
             }
-            false
-        };
-        if (is_patient_reference(base) && patient_link_names_other(modifier, !chained))
-            || later_link_names_other()
+        }
+        // A value written as a Patient's reference names that patient, whatever the
+        // parameter (`Appointment?actor=Patient/456`, `Coverage?beneficiary=Patient/456`).
+        if value
+            .split(',')
+            .any(|reference| names_a_patient(reference) && other(reference))
         {
-            true
-        } else if base.eq_ignore_ascii_case("_id") && searches_patients && !chained {
+            return true;
+        }
+        let (first, chained) = name
+            .split_once('.')
+            .map_or((name, false), |(first, _)| (first, true));
+        let (base, modifier) = split_link(first);
+        if base.eq_ignore_ascii_case("_id") && searches_patients && !chained {
             match modifier {
                 None => value.split(',').any(other_id),
                 Some(modifier) => modifier != "missing",

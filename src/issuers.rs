@@ -8,8 +8,7 @@
 //! refused. An `iss` that names no configured issuer (or none at all) is refused at
 //! once, without any network I/O and without touching any cache, as a token whose
 //! signing key is not known ([`ErrorKind::UnknownKey`]): what it names is not verified,
-//! so the answer does not say what it names (nor which issuers are configured), and a
-//! token of another issuer gets the answer it gets with one issuer configured.
+//! so the answer does not repeat it as a finding about the token.
 
 use std::collections::HashMap;
 

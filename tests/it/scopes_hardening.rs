@@ -1128,6 +1128,7 @@ async fn absolute_urls_under_the_fhir_base_name_the_patient_in_context() {
         "subject=HTTPS://API.Example.ORG/fhir/Patient/123/_history/1",
         "patient=https%3A%2F%2Fapi.example.org%2Ffhir%2FPatient%2F123",
         "subject:Patient=https://api.example.org/fhir/Patient/123",
+        "performer=https://api.example.org/fhir/Patient/123",
     ] {
         let path = format!("/fhir/Observation?{query}");
         let answer = app.call("GET", &path, &claims).await;
@@ -1211,6 +1212,9 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
     for path in [
         "/fhir/Observation?encounter.patient=123",
         "/fhir/Observation?encounter.patient:missing=false",
+        "/fhir/Appointment?actor=Patient/123",
+        "/fhir/Observation?performer:Patient=123",
+        "/fhir/Observation?performer=Practitioner/9",
     ] {
         let answer = app.call("GET", path, &patient_123("patient/*.rs")).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
@@ -1228,6 +1232,15 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         "/fhir/Observation?encounter.patient.name=Smith",
         "/fhir/Observation?encounter.subject:Patient.identifier=x",
         "/fhir/Observation?encounter.subject:Group=456",
+        // Other parameters that reference a patient: by the `:Patient` modifier, or by
+        // a value written as a Patient's reference.
+        "/fhir/Observation?performer:Patient=456",
+        "/fhir/Observation?encounter.participant:Patient=456",
+        "/fhir/Appointment?actor=Patient/456",
+        "/fhir/Appointment?actor=patient/456/_history/2",
+        "/fhir/Coverage?beneficiary=Patient/456",
+        "/fhir/Person?link=Patient/123,Patient/456",
+        "/fhir/Observation?performer=https://other.example/fhir/Patient/123",
     ] {
         let answer = app.call("GET", path, &patient_123("patient/*.rs")).await;
         app.assert_refused(&answer, None, path);
@@ -2293,6 +2306,12 @@ async fn patient_scoped_conditional_writes_pin_the_patient() {
             .await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}: {answer:?}");
     }
+    // A `#` ends the criteria for a URI parser, not for others: refused.
+    let headers = [("If-None-Exist", "code=x#&patient=123")];
+    let answer = app
+        .call_with_headers("POST", "/fhir/Observation", &claims, &headers)
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
     // `user/` and `system/` scopes are not bound to a patient.
     let answer = app
         .call(
