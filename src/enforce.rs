@@ -52,9 +52,12 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   for that patient where the path or a search names one: a read, vread, history,
 ///   update, patch, delete or instance operation of `Patient/[id]`, a search in the
 ///   compartment `Patient/[id]/…`, or a search whose `patient` or `subject` parameter
-///   (or `_id` in a search of Patients) names another patient, or a form of them the layer
-///   cannot compare (`patient.identifier=`, `patient:identifier=`, an absolute URL of a
-///   Patient outside the FHIR base URL, even of the one in context), needs `user/` or
+///   (first or later in a chain, `encounter.patient=`), any parameter with `:Patient`, any
+///   value written as a Patient's reference (`Appointment?actor=Patient/456`), or `_id`
+///   in a search of Patients names another patient, or a form the layer cannot compare
+///   (`patient.identifier=`, `patient:identifier=`, `_filter`, `_query`, `_graph`, an
+///   absolute URL of a Patient outside the FHIR base URL, even of the one in context),
+///   needs `user/` or
 ///   `system/` scopes (403 otherwise, with a `system/` scope hint for a client that holds
 ///   `system/` scopes and none for others); parameters in a `POST _search` body are not
 ///   seen. Granular scopes count there only through the request's own query,
@@ -1567,29 +1570,24 @@ fn search_names_other_patient(
     };
     // Whether a reference is written with the Patient type (`Patient/456`, an absolute URL
     // ending so, with a version or a trailing `/`), in any case.
+    // (Most values are no reference at all: one scan decides.)
     let names_a_patient = |reference: &str| {
-        let reference = reference.trim().trim_end_matches('/');
-        let unversioned = reference.split("/_history").next().unwrap_or_default();
-        unversioned
-            .rsplit('/')
-            .nth(1)
-            .is_some_and(|resource_type| resource_type.eq_ignore_ascii_case("Patient"))
+        reference.contains('/')
+            && reference_readings(reference)
+                .into_iter()
+                .flatten()
+                .any(|reading| {
+                    reading
+                        .rsplit('/')
+                        .nth(1)
+                        .is_some_and(|resource_type| resource_type.eq_ignore_ascii_case("Patient"))
+                })
     };
     let other = |reference: &str| {
-        // Without a trailing `/` or version: `Patient/456/_history/2` names Patient 456.
-        let mut unversioned = reference.trim().trim_end_matches('/');
-        if let Some((resource, version)) = unversioned.rsplit_once("/_history/")
-            && !version.contains('/')
-        {
-            unversioned = resource;
-        }
-        // A server may cut at the first `_history` whatever follows (`Patient/456/_history/`,
-        // `Patient/456/_history/1/123`): that reading counts too.
-        let before_history = reference
-            .trim()
-            .split_once("/_history")
-            .map(|(resource, _)| resource);
-        names_other(unversioned) || before_history.is_some_and(names_other)
+        reference_readings(reference)
+            .into_iter()
+            .flatten()
+            .any(names_other)
     };
     both_readings(query).any(|(name, value)| {
         // A name no one can tell the meaning of may be any of these (with a value: a
@@ -1597,6 +1595,15 @@ fn search_names_other_patient(
         let Some(name) = lenient_parameter_name(&name) else {
             return !value.is_empty();
         };
+        // Nor can the layer read what an expression or a named query searches
+        // (`_filter=subject eq Patient/456`).
+        if !value.is_empty()
+            && ["_filter", "_query", "_graph"]
+                .iter()
+                .any(|parameter| crate::form::is_parameter(name, parameter))
+        {
+            return true;
+        }
         let is_patient = |name: &str| name.eq_ignore_ascii_case("Patient");
         // Whether a link of the name that is a patient reference names another patient:
         // the last link by its value (or any modifier but `:missing` and `:Patient`), a
@@ -1631,9 +1638,10 @@ fn search_names_other_patient(
         }
         // A value written as a Patient's reference names that patient, whatever the
         // parameter (`Appointment?actor=Patient/456`, `Coverage?beneficiary=Patient/456`).
-        if value
-            .split(',')
-            .any(|reference| names_a_patient(reference) && other(reference))
+        if value.contains('/')
+            && value
+                .split(',')
+                .any(|reference| names_a_patient(reference) && other(reference))
         {
             return true;
         }
@@ -1650,6 +1658,24 @@ fn search_names_other_patient(
             false
         }
     })
+}
+
+/// The readings of a reference a server may take: without a trailing `/` and without the
+/// version after the last `/_history/` (`Patient/456/_history/2` names Patient 456), and
+/// cut at the first `/_history` whatever follows (`Patient/456/_history/`,
+/// `Patient/456/_history/1/123`).
+fn reference_readings(reference: &str) -> [Option<&str>; 2] {
+    let mut unversioned = reference.trim().trim_end_matches('/');
+    if let Some((resource, version)) = unversioned.rsplit_once("/_history/")
+        && !version.contains('/')
+    {
+        unversioned = resource;
+    }
+    let before_history = reference
+        .trim()
+        .split_once("/_history")
+        .map(|(resource, _)| resource);
+    [Some(unversioned), before_history]
 }
 
 /// What follows `base` (an absolute URL without a final `/`) and a `/` in `reference`:

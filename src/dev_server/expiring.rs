@@ -42,7 +42,8 @@ struct OwnerQuota<V> {
     owner: fn(&V) -> &str,
     max: usize,
     /// An owner that stands for many (the clients registered over HTTP), held to at most
-    /// half the capacity whatever `max` is: they can never fill the map for the others.
+    /// half the capacity (at least one entry) whatever `max` is: they cannot fill a map
+    /// of two entries or more for the others.
     shared_owner: Option<(&'static str, usize)>,
     counts: HashMap<String, usize>,
     /// Per owner, the earliest deadline of its entries as last known: kept in step on

@@ -71,8 +71,8 @@
 //!   and of the seen assertion ids
 //!   ([`max_seen_assertions_per_client`](DevAuthServerBuilder::max_seen_assertions_per_client)),
 //!   so that it cannot fill a store for the others; the clients registered over HTTP share
-//!   one such share, of at most half the store, so that registering many cannot fill one
-//!   for the clients registered in code.
+//!   one such share, of at most half the store (at least one entry), so that registering
+//!   many cannot fill one for the clients registered in code.
 //! - Time and connections are bounded: at most 256 connections are served at once, a
 //!   client has 10 s to send a request's headers (or to start the next one on a kept-alive
 //!   connection), and a request not answered within 30 s (a body sent a byte at a time)
@@ -414,7 +414,8 @@ impl DevAuthServerBuilder {
     /// 1, never more than [`max_tokens`](Self::max_tokens)): beyond it that client's token
     /// requests answer 503 until its tokens expire or are revoked, while other clients are
     /// served, so that one client cannot fill the store for all. The clients registered
-    /// over HTTP hold one such share between them, and never more than half the store.
+    /// over HTTP hold one such share between them, and never more than half the store (at
+    /// least one entry).
     ///
     /// ```
     /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")
@@ -469,7 +470,7 @@ impl DevAuthServerBuilder {
     /// client's assertions answer 503 until its earlier ones expire, while other clients
     /// are served, so that one client cannot fill the replay store for all. The clients
     /// registered over HTTP hold one such share between them, and never more than half
-    /// the store.
+    /// the store (at least one entry).
     ///
     /// ```
     /// let builder = smart_auth::dev_server::DevAuthServer::builder("http://127.0.0.1:8080/fhir")

@@ -716,7 +716,8 @@ fn lenient_name(name: &str) -> String {
 /// against one scope set).
 pub(crate) struct SearchCriteria<'a> {
     text: Option<&'a str>,
-    read: std::cell::OnceCell<Option<FilterQuery>>,
+    /// Boxed: most checks never read the query, and the cell stays one word.
+    read: std::cell::OnceCell<Option<Box<FilterQuery>>>,
 }
 
 /// The pairs of a query that can carry a filter, by name (only the names some filter of
@@ -769,9 +770,9 @@ impl<'a> SearchCriteria<'a> {
                         .insert(value.clone());
                     query.exact.entry(name).or_default().insert(value);
                 }
-                Some(query)
+                Some(Box::new(query))
             })
-            .as_ref()
+            .as_deref()
     }
 }
 

@@ -1207,8 +1207,9 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         let answer = app.call(method, path, &patient_123(full)).await;
         assert_eq!(answer.status, StatusCode::OK, "{method} {path}: {answer:?}");
     }
-    // A later link of a chain that is the patient in context (the chain searches
-    // Encounters too, so the scopes grant every type).
+    // References to the patient in context (by a later chain link, by `:Patient`, by
+    // value) and references to other types pass (the scopes grant every type: the
+    // chains search Encounters too).
     for path in [
         "/fhir/Observation?encounter.patient=123",
         "/fhir/Observation?encounter.patient:missing=false",
@@ -1241,6 +1242,11 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         "/fhir/Coverage?beneficiary=Patient/456",
         "/fhir/Person?link=Patient/123,Patient/456",
         "/fhir/Observation?performer=https://other.example/fhir/Patient/123",
+        "/fhir/Appointment?actor=Group/9/_history/1/Patient/456",
+        // Expressions and named queries the layer cannot read.
+        "/fhir/Observation?_filter=subject%20eq%20Patient/456",
+        "/fhir/Observation?_FILTER=code%20eq%20x",
+        "/fhir/Observation?_query=everything",
     ] {
         let answer = app.call("GET", path, &patient_123("patient/*.rs")).await;
         app.assert_refused(&answer, None, path);
