@@ -392,9 +392,14 @@ impl ScopeSet {
     /// them (`category=laboratory&category=vital-signs`, or `CATEGORY=vital-signs` beside
     /// it, would be read by some servers as the second alone). Other parameters only narrow
     /// a FHIR search, so they may be present; but a query that could bring back resources
-    /// outside the filter does not count: one with `_include`, `_revinclude`, `_contained`,
-    /// `_query` or `_graph` in any case, or with a parameter name holding a control
-    /// character or a character beyond ASCII. A query that holds any pair whose text is
+    /// outside the filter does not count: one with `_contained`, `_query` or `_graph` in
+    /// any case, an `_include` or `_revinclude` that may add resources of the searched type
+    /// (naming it, `*`, no type, any modifier such as `:iterate`), or a parameter name
+    /// holding a control character or a character beyond ASCII. An `_include` or
+    /// `_revinclude` that adds another type (`_revinclude=Provenance:target`,
+    /// `_include=Observation:subject:Patient`) leaves the filter on what the search
+    /// returns of its own type; what it adds needs grants of its own, which
+    /// [`ScopeEnforcement`](crate::ScopeEnforcement) requires. A query that holds any pair whose text is
     /// ambiguous to decode (a `+`, a `;`, a bad `%` escape, bytes that are not UTF-8)
     /// carries no filter at all: the whole query
     /// is refused, not only that pair.
@@ -449,6 +454,14 @@ impl ScopeSet {
         let Some(query) = criteria.read(self) else {
             return false;
         };
+        // Compared as a lenient server compares type names.
+        if query
+            .added_types
+            .iter()
+            .any(|added| added.eq_ignore_ascii_case(resource_type))
+        {
+            return false;
+        }
         sets.iter().any(|set| {
             // A filter that names one parameter twice (`category=a&category=b`, FHIR's AND)
             // cannot be carried safely: a server that keeps one of the repeats searches
@@ -692,19 +705,67 @@ fn is_parameter_of_every_type(name: &str) -> bool {
     )
 }
 
-/// Parameter names (before any `:modifier`, matched as a lenient server matches them) that
-/// can add resources a filter would not match, or that no one can tell the meaning of (a
-/// control character or a character beyond ASCII in them).
-fn widens_results(name: &str) -> bool {
-    let base = name.split_once(':').map_or(name, |(base, _)| base);
-    lenient_parameter_name(base).is_none()
-        || ["_include", "_revinclude", "_contained", "_query", "_graph"]
+/// What a parameter adds to a search's results that a filter would not match.
+#[derive(Debug, PartialEq, Eq)]
+enum Widening<'a> {
+    /// Nothing: it only narrows.
+    None,
+    /// Resources of these types (an `_include` or `_revinclude` naming the type it adds):
+    /// the filter no longer holds for a search of one of them.
+    Types(Vec<&'a str>),
+    /// Anything, or no one can tell: `_contained`, `_query`, `_graph`, an `_include` or
+    /// `_revinclude` with a modifier (`:iterate` follows links from what it added), `*`
+    /// or no type named, and a name with a control character or a character beyond ASCII.
+    All,
+}
+
+/// What the parameter `name=value` adds to a search (names matched as a lenient server
+/// matches them, before any `:modifier`). `_revinclude=Provenance:target` adds
+/// Provenances and `_include=Observation:subject:Patient` Patients: a filter on the
+/// searched type still holds for what the search itself returns (and the types added
+/// need whole-type grants of their own, which enforcement requires); an `_include`
+/// without a target type (`Observation:has-member`) may add the searched type itself.
+fn widening<'a>(name: &str, value: &'a str) -> Widening<'a> {
+    let (base, modifier) = name
+        .split_once(':')
+        .map_or((name, None), |(base, modifier)| (base, Some(modifier)));
+    if lenient_parameter_name(base).is_none()
+        || ["_contained", "_query", "_graph"]
             .iter()
             .any(|parameter| is_parameter(base, parameter))
+    {
+        return Widening::All;
+    }
+    // The type each comma-separated item adds: `_revinclude`'s source type (first part),
+    // `_include`'s target type (third part).
+    let added = if is_parameter(base, "_revinclude") {
+        0
+    } else if is_parameter(base, "_include") {
+        2
+    } else {
+        return Widening::None;
+    };
+    if modifier.is_some() {
+        return Widening::All;
+    }
+    let mut types = Vec::new();
+    for item in value.split(',') {
+        match item.split(':').nth(added) {
+            Some(name) if is_resource_type_name(name) => types.push(name),
+            _ => return Widening::All,
+        }
+    }
+    Widening::Types(types)
+}
+
+/// A FHIR resource type name as written: an upper-case ASCII letter, then ASCII letters.
+fn is_resource_type_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.bytes().all(|byte| byte.is_ascii_alphabetic())
 }
 
 /// A parameter name as a lenient server matches it ([`lenient_parameter_name`]), in ASCII
-/// lower case; [`widens_results`] has refused the names it cannot read.
+/// lower case; [`widening`] has refused the names it cannot read.
 fn lenient_name(name: &str) -> String {
     lenient_parameter_name(name)
         .unwrap_or(name)
@@ -730,6 +791,9 @@ struct FilterQuery {
     /// Each name as a lenient server matches it (`CATEGORY` and ` category` are
     /// `category` to it), with the different values the query gives it.
     lenient: HashMap<String, HashSet<String>>,
+    /// The types `_include` and `_revinclude` add: a search of one of them carries no
+    /// filter.
+    added_types: Vec<String>,
 }
 
 impl<'a> SearchCriteria<'a> {
@@ -746,8 +810,15 @@ impl<'a> SearchCriteria<'a> {
         self.read
             .get_or_init(|| {
                 let pairs = strict_query_pairs(self.text?)?;
-                if pairs.iter().any(|(name, _)| widens_results(name)) {
-                    return None;
+                let mut added_types = Vec::new();
+                for (name, value) in &pairs {
+                    match widening(name, value) {
+                        Widening::None => {}
+                        Widening::Types(types) => {
+                            added_types.extend(types.into_iter().map(str::to_owned));
+                        }
+                        Widening::All => return None,
+                    }
                 }
                 let filter_names: HashSet<String> = scopes
                     .resource_scopes()
@@ -757,6 +828,7 @@ impl<'a> SearchCriteria<'a> {
                 let mut query = FilterQuery {
                     exact: HashMap::new(),
                     lenient: HashMap::new(),
+                    added_types,
                 };
                 for (name, value) in pairs {
                     let lenient = lenient_name(&name);
@@ -1272,11 +1344,51 @@ mod tests {
                 Some("code=a,b&_include:iterate=Observation:subject"),
                 false,
             ),
+            // What `_revinclude` and `_include` add of another type leaves the filter on
+            // the searched type (those types need their own grants); the searched type,
+            // `*`, no type, or `:iterate` does not.
             (
                 "Observation",
                 Some("code=a,b&_revinclude=Provenance:target"),
+                true,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:subject:Patient"),
+                true,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_revinclude=Provenance:target,Observation:has-member"),
                 false,
             ),
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:has-member:Observation"),
+                false,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:subject:OBSERVATION"),
+                false,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:subject"),
+                false,
+            ),
+            ("Observation", Some("code=a,b&_revinclude=*"), false),
+            (
+                "Observation",
+                Some("code=a,b&_revinclude=provenance:target"),
+                false,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_revinclude:iterate=Provenance:target"),
+                false,
+            ),
+            ("Observation", Some("code=a,b&_revinclude="), false),
             ("Observation", Some("code=a,b&_contained=true"), false),
             ("Observation", Some("code=a,b&_query=everything"), false),
             ("Observation", Some("code=a%2Cb"), true),
@@ -1300,6 +1412,11 @@ mod tests {
             (
                 "Observation",
                 Some("code=a,b&%20_revinclude=Provenance:target"),
+                true,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&%20_revinclude=Observation:has-member"),
                 false,
             ),
             ("Observation", Some("code=a,b&_Contained=true"), false),
@@ -1460,7 +1577,11 @@ mod props {
                 .join("&");
             let expected = pairs.iter().any(|(n, v)| n == "category" && v == "laboratory")
                 && !pairs.iter().any(|(n, v)| n == "category" && v != "laboratory")
-                && !pairs.iter().any(|(name, _)| widens_results(name));
+                && !pairs.iter().any(|(name, value)| match widening(name, value) {
+                    Widening::None => false,
+                    Widening::Types(types) => types.iter().any(|t| t.eq_ignore_ascii_case("Observation")),
+                    Widening::All => true,
+                });
             let set = ScopeSet::parse("system/Observation.rs?category=laboratory");
             prop_assert_eq!(set.permits_search_query("Observation", Some(&query)), expected, "{}", query);
             prop_assert!(!set.permits_search_query("Patient", Some(&query)));
