@@ -1597,12 +1597,14 @@ fn search_names_other_patient(
         };
         // Nor can the layer read what an expression or a named query searches
         // (`_filter=subject eq Patient/456`).
-        if !value.is_empty()
-            && ["_filter", "_query", "_graph"]
+        if name.starts_with('_') && !value.is_empty() {
+            let base = name.split_once(':').map_or(name, |(base, _)| base);
+            if ["_filter", "_query", "_graph"]
                 .iter()
-                .any(|parameter| crate::form::is_parameter(name, parameter))
-        {
-            return true;
+                .any(|parameter| base.eq_ignore_ascii_case(parameter))
+            {
+                return true;
+            }
         }
         let is_patient = |name: &str| name.eq_ignore_ascii_case("Patient");
         // Whether a link of the name that is a patient reference names another patient:
@@ -1626,14 +1628,28 @@ fn search_names_other_patient(
         // Every link of a chain that is a patient reference: `patient` or `subject`, or
         // any parameter with the `:Patient` type modifier (`actor:Patient=456`), first
         // (`patient=456`) or later (`encounter.patient=456`, `encounter.patient.name=x`).
-        let mut links = name.split('.').peekable();
-        while let Some(link) = links.next() {
-            let (base, modifier) = split_link(link);
-            let reference = base.eq_ignore_ascii_case("patient")
+        let is_reference = |base: &str, modifier: Option<&str>| {
+            base.eq_ignore_ascii_case("patient")
                 || base.eq_ignore_ascii_case("subject")
-                || modifier.is_some_and(is_patient);
-            if reference && patient_link_names_other(modifier, links.peek().is_none()) {
+                || modifier.is_some_and(is_patient)
+        };
+        let (first, chained) = name
+            .split_once('.')
+            .map_or((name, false), |(first, _)| (first, true));
+        let (base, modifier) = split_link(first);
+        if !chained {
+            if is_reference(base, modifier) && patient_link_names_other(modifier, true) {
                 return true;
+            }
+        } else {
+            let mut links = name.split('.').peekable();
+            while let Some(link) = links.next() {
+                let (base, modifier) = split_link(link);
+                if is_reference(base, modifier)
+                    && patient_link_names_other(modifier, links.peek().is_none())
+                {
+                    return true;
+                }
             }
         }
         // A value written as a Patient's reference names that patient, whatever the
@@ -1645,10 +1661,6 @@ fn search_names_other_patient(
         {
             return true;
         }
-        let (first, chained) = name
-            .split_once('.')
-            .map_or((name, false), |(first, _)| (first, true));
-        let (base, modifier) = split_link(first);
         if base.eq_ignore_ascii_case("_id") && searches_patients && !chained {
             match modifier {
                 None => value.split(',').any(other_id),
