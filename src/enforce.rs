@@ -1360,7 +1360,14 @@ fn add_types_reached(searched: Option<&str>, query: &str, reached: &mut Requirem
         }
         let is = |expected: &str| base.eq_ignore_ascii_case(expected);
         if is("_include") {
-            for include in value().split(',') {
+            let value = value();
+            // More than three parts in the value (`Observation:subject:Patient:Patient`,
+            // or a comma list read as one value): IBM's server then takes no target type
+            // and includes every target of the parameter; HAPI takes the rest as one.
+            if value.split(':').count() > 3 {
+                reached.push(requirement_on(Interaction::Read, "*"));
+            }
+            for include in value.split(',') {
                 let mut parts = include.split(':');
                 let (source, parameter) = (parts.next(), parts.next());
                 let target = parts
@@ -2560,11 +2567,21 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 67] = [
+        let cases: [(&str, &[&str]); 68] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
             ("_include=Observation:subject:Patient", &["Read Patient"]),
+            // A fourth part, or a comma list read as one value: IBM's server takes no
+            // target type and includes every target of the parameter.
+            (
+                "_include=Observation:subject:Patient:Patient",
+                &["Read *", "Read Patient"],
+            ),
+            (
+                "_include=Observation:subject:Patient,Observation:performer:Practitioner",
+                &["Read *", "Read Patient", "Read Practitioner"],
+            ),
             ("_include=Observation:subject", &["Read *"]),
             // Parameters with one target type need `r` on it alone.
             (
@@ -2671,10 +2688,6 @@ mod tests {
             (
                 "_revinclude=Provenance:target,AuditEvent:entity",
                 &["SearchType Provenance", "SearchType AuditEvent"],
-            ),
-            (
-                "_include=Observation:subject:Patient,Observation:performer:Practitioner",
-                &["Read Patient", "Read Practitioner"],
             ),
             ("_graph=x", &["SearchType *"]),
             ("_sort=-subject:Patient.name,date", &["SearchType Patient"]),

@@ -454,11 +454,9 @@ impl ScopeSet {
         let Some(query) = criteria.read(self) else {
             return false;
         };
-        // Compared as a lenient server compares type names.
         if query
             .added_types
-            .iter()
-            .any(|added| added.eq_ignore_ascii_case(resource_type))
+            .contains(&resource_type.to_ascii_lowercase())
         {
             return false;
         }
@@ -745,7 +743,10 @@ fn widening<'a>(name: &str, value: &'a str) -> Widening<'a> {
     } else {
         return Widening::None;
     };
-    if modifier.is_some() {
+    // More than three parts in an `_include`'s value (`Observation:has-member:Patient:x`,
+    // or a comma list a server reads as one value): IBM's server then takes no target
+    // type and includes every target of the parameter.
+    if modifier.is_some() || (added == 2 && value.split(':').count() > 3) {
         return Widening::All;
     }
     let mut types = Vec::new();
@@ -791,9 +792,9 @@ struct FilterQuery {
     /// Each name as a lenient server matches it (`CATEGORY` and ` category` are
     /// `category` to it), with the different values the query gives it.
     lenient: HashMap<String, HashSet<String>>,
-    /// The types `_include` and `_revinclude` add: a search of one of them carries no
-    /// filter.
-    added_types: Vec<String>,
+    /// The types `_include` and `_revinclude` add, in ASCII lower case (as a lenient
+    /// server compares type names): a search of one of them carries no filter.
+    added_types: HashSet<String>,
 }
 
 impl<'a> SearchCriteria<'a> {
@@ -810,12 +811,12 @@ impl<'a> SearchCriteria<'a> {
         self.read
             .get_or_init(|| {
                 let pairs = strict_query_pairs(self.text?)?;
-                let mut added_types = Vec::new();
+                let mut added_types = HashSet::new();
                 for (name, value) in &pairs {
                     match widening(name, value) {
                         Widening::None => {}
                         Widening::Types(types) => {
-                            added_types.extend(types.into_iter().map(str::to_owned));
+                            added_types.extend(types.into_iter().map(str::to_ascii_lowercase));
                         }
                         Widening::All => return None,
                     }
@@ -1375,6 +1376,20 @@ mod tests {
             (
                 "Observation",
                 Some("code=a,b&_include=Observation:subject"),
+                false,
+            ),
+            // A fourth part, or a comma list read as one value: no target type to IBM's
+            // server, which includes every target of the parameter.
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:has-member:Patient:Patient"),
+                false,
+            ),
+            (
+                "Observation",
+                Some(
+                    "code=a,b&_include=Observation:has-member:Patient,Observation:subject:Patient",
+                ),
                 false,
             ),
             ("Observation", Some("code=a,b&_revinclude=*"), false),

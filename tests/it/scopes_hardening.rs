@@ -485,6 +485,24 @@ async fn granular_scopes_never_grant_the_whole_type() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    // An `_include` of another type keeps the filter; one with a fourth part, or a comma
+    // list a server reads as one value (IBM's then includes every target), does not.
+    let with_patients = [("scope", json!(format!("{granular} system/Patient.rs")))];
+    for (include, status) in [
+        ("Observation:subject:Patient", StatusCode::OK),
+        (
+            "Observation:has-member:Patient:Patient",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "Observation:subject:Patient,Observation:has-member:Patient",
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let path = format!("/fhir/Observation?category={LAB_ENCODED}&_include={include}");
+        let answer = app.call("GET", &path, &with_patients).await;
+        assert_eq!(answer.status, status, "{include}: {answer:?}");
+    }
     for query in [
         format!("category={LAB_ENCODED}"),
         format!("code=x&category={LAB_ENCODED}"),
