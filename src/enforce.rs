@@ -14,7 +14,7 @@ use crate::form::{
 use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, Context, FhirRequest, Interaction, Operation, Requirement,
-    ResourceType, ScopeSet, SearchCriteria, export_requirements,
+    ResourceType, ScopeSet, SearchCriteria, export_requirements, single_target_type,
 };
 
 /// The header of a FHIR conditional create (`POST [type]` that creates only when a search
@@ -1370,8 +1370,11 @@ fn add_types_reached(searched: Option<&str>, query: &str, reached: &mut Requirem
             for include in value.split(',') {
                 let mut parts = include.split(':');
                 let (source, parameter) = (parts.next(), parts.next());
+                // HAPI's `Observation:*:Patient` includes every reference whatever the
+                // target type says.
                 let target = parts
                     .next()
+                    .filter(|_| parameter != Some("*"))
                     .or_else(|| single_target_type(source?, parameter?))
                     .unwrap_or("*");
                 reached.push(requirement_on(Interaction::Read, target));
@@ -1417,31 +1420,6 @@ fn add_types_reached(searched: Option<&str>, query: &str, reached: &mut Requirem
         } else {
             chain_reach(searched, name, reached);
         }
-    }
-}
-
-/// The one type a reference search parameter of `source` can point at, for the parameters
-/// where FHIR (R4, R4B and R5 alike) allows only one, so that an `_include` without a target
-/// type (`MedicationRequest:medication`, as US Core's searches write it) needs `r` on that
-/// type rather than on every type. Names are compared exactly, as FHIR writes them.
-/// `patient` is not listed: R4's shared `patient` parameter reads DeviceUseStatement's
-/// `subject` unfiltered, which may be a Group, and servers that index the parameter by
-/// its declared targets (Patient and Group) include Groups for any type.
-fn single_target_type(source: &str, parameter: &str) -> Option<&'static str> {
-    match (source, parameter) {
-        (
-            "MedicationRequest"
-            | "MedicationDispense"
-            | "MedicationAdministration"
-            | "MedicationStatement",
-            "medication",
-        ) => Some("Medication"),
-        ("PractitionerRole", "practitioner") => Some("Practitioner"),
-        ("PractitionerRole", "organization") => Some("Organization"),
-        ("PractitionerRole", "location") => Some("Location"),
-        ("PractitionerRole", "endpoint") => Some("Endpoint"),
-        ("PractitionerRole", "service") => Some("HealthcareService"),
-        _ => None,
     }
 }
 
@@ -2567,11 +2545,13 @@ mod tests {
                 .map(|r| format!("{:?} {}", r.interaction, r.resource_type.as_str()))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 68] = [
+        let cases: [(&str, &[&str]); 69] = [
             ("name=x&birthdate=ge2000", &[]),
             // An ordinary value, however malformed, reaches nothing.
             ("name=50%&family=%FF", &[]),
             ("_include=Observation:subject:Patient", &["Read Patient"]),
+            // HAPI's wildcard parameter includes every reference whatever the target says.
+            ("_include=Observation:*:Patient", &["Read *"]),
             // A fourth part, or a comma list read as one value: IBM's server takes no
             // target type and includes every target of the parameter.
             (

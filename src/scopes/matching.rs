@@ -713,7 +713,9 @@ enum Widening<'a> {
     Types(Vec<&'a str>),
     /// Anything, or no one can tell: `_contained`, `_query`, `_graph`, an `_include` or
     /// `_revinclude` with a modifier (`:iterate` follows links from what it added), `*`
-    /// or no type named, and a name with a control character or a character beyond ASCII.
+    /// as the type or as the `_include`'s parameter, no type named (for an `_include`
+    /// whose parameter can point at several types), and a name with a control character
+    /// or a character beyond ASCII.
     All,
 }
 
@@ -751,12 +753,49 @@ fn widening<'a>(name: &str, value: &'a str) -> Widening<'a> {
     }
     let mut types = Vec::new();
     for item in value.split(',') {
-        match item.split(':').nth(added) {
+        let mut parts = item.split(':');
+        let (source, parameter, target) = (parts.next(), parts.next(), parts.next());
+        let added_type = if added == 0 {
+            source
+        } else if parameter == Some("*") {
+            // HAPI's `Observation:*:Patient` includes every reference whatever the
+            // target type says.
+            None
+        } else {
+            // Without a target type, the one type the parameter can point at, if any.
+            target.or_else(|| single_target_type(source?, parameter?))
+        };
+        match added_type {
             Some(name) if is_resource_type_name(name) => types.push(name),
             _ => return Widening::All,
         }
     }
     Widening::Types(types)
+}
+
+/// The one type a reference search parameter of `source` can point at, for the parameters
+/// where FHIR (R4, R4B and R5 alike) allows only one, so that an `_include` without a target
+/// type (`MedicationRequest:medication`, as US Core's searches write it) needs `r` on that
+/// type rather than on every type. Names are compared exactly, as FHIR writes them.
+/// `patient` is not listed: R4's shared `patient` parameter reads DeviceUseStatement's
+/// `subject` unfiltered, which may be a Group, and servers that index the parameter by
+/// its declared targets (Patient and Group) include Groups for any type.
+pub(crate) fn single_target_type(source: &str, parameter: &str) -> Option<&'static str> {
+    match (source, parameter) {
+        (
+            "MedicationRequest"
+            | "MedicationDispense"
+            | "MedicationAdministration"
+            | "MedicationStatement",
+            "medication",
+        ) => Some("Medication"),
+        ("PractitionerRole", "practitioner") => Some("Practitioner"),
+        ("PractitionerRole", "organization") => Some("Organization"),
+        ("PractitionerRole", "location") => Some("Location"),
+        ("PractitionerRole", "endpoint") => Some("Endpoint"),
+        ("PractitionerRole", "service") => Some("HealthcareService"),
+        _ => None,
+    }
 }
 
 /// A FHIR resource type name as written: an upper-case ASCII letter, then ASCII letters.
@@ -1393,6 +1432,23 @@ mod tests {
                 false,
             ),
             ("Observation", Some("code=a,b&_revinclude=*"), false),
+            // HAPI's wildcard parameter includes every reference whatever the target says;
+            // a parameter with one possible target adds that type.
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:*:Patient"),
+                false,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_include=MedicationRequest:medication"),
+                true,
+            ),
+            (
+                "Observation",
+                Some("code=a,b&_include=Observation:has-member"),
+                false,
+            ),
             (
                 "Observation",
                 Some("code=a,b&_revinclude=provenance:target"),

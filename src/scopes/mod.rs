@@ -89,8 +89,8 @@ pub use interaction::{
     AccessRule, Classified, Classifier, FhirRequest, Operation, OperationLevel, export_requirements,
 };
 pub(crate) use interaction::{is_smart_configuration_path, starts_fhir_interaction};
-pub(crate) use matching::SearchCriteria;
 pub use matching::{Interaction, Requirement, SearchConstraints};
+pub(crate) use matching::{SearchCriteria, single_target_type};
 pub use parse::{
     Context, Permissions, RejectReason, RejectedScope, ResourceScope, ResourceType, Scope,
     ScopeSyntax,

@@ -490,6 +490,8 @@ async fn granular_scopes_never_grant_the_whole_type() {
     let with_patients = [("scope", json!(format!("{granular} system/Patient.rs")))];
     for (include, status) in [
         ("Observation:subject:Patient", StatusCode::OK),
+        // HAPI's wildcard parameter includes every reference, whatever the target says.
+        ("Observation:*:Patient", StatusCode::FORBIDDEN),
         (
             "Observation:has-member:Patient:Patient",
             StatusCode::FORBIDDEN,
