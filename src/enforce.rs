@@ -57,9 +57,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   in a search of Patients names another patient, or a form the layer cannot compare
 ///   (`patient.identifier=`, `patient:identifier=`, `_filter`, `_query`, `_graph`, an
 ///   absolute URL of a Patient outside the FHIR base URL, even of the one in context),
-///   needs `user/` or
-///   `system/` scopes (403 otherwise, with a `system/` scope hint for a client that holds
-///   `system/` scopes and none for others); parameters in a `POST _search` body are not
+///   needs `user/` or `system/` scopes (403 otherwise, with a `system/` scope hint for a
+///   client that holds `system/` scopes and none for others); parameters in a `POST _search` body are not
 ///   seen. Granular scopes count there only through the request's own query,
 ///   even with [`handler_applies_granular_filters`](Self::handler_applies_granular_filters),
 ///   whose filters would include the `patient/` scopes.
@@ -107,9 +106,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   or an `access_token` (a second token, RFC 6750 section 2), one that passes as a
 ///   paging link (the mark would name the request line's page), or another target
 ///   longer than 8 KiB is refused (400); the token-only paths and the SMART
-///   configuration are no shortcut then. A proxy in front
-///   that rewrites paths and records the original there must remove the header before
-///   the layer.
+///   configuration are no shortcut then. A proxy in front that rewrites paths and records
+///   the original there must remove the header before the layer.
 /// - **A form body is for searches and operations only.** A request whose `Content-Type`
 ///   is `application/x-www-form-urlencoded` or any `multipart/` type (read as Rack and PHP
 ///   read it: up to a `;`, `,` or space; an empty type, or a `POST` with a body and no

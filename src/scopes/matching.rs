@@ -399,10 +399,10 @@ impl ScopeSet {
     /// `_revinclude` that adds another type (`_revinclude=Provenance:target`,
     /// `_include=Observation:subject:Patient`) leaves the filter on what the search
     /// returns of its own type; what it adds needs grants of its own, which
-    /// [`ScopeEnforcement`](crate::ScopeEnforcement) requires. A query that holds any pair whose text is
-    /// ambiguous to decode (a `+`, a `;`, a bad `%` escape, bytes that are not UTF-8)
-    /// carries no filter at all: the whole query
-    /// is refused, not only that pair.
+    /// [`ScopeEnforcement`](crate::ScopeEnforcement) requires. A query that holds any pair
+    /// whose text is ambiguous to decode (a `+`, a `;`, a bad `%` escape, bytes that are
+    /// not UTF-8) carries no filter at all: the whole query is refused, not only that
+    /// pair.
     ///
     /// The filter of a scope on every type (`system/*.rs?category=laboratory`) counts for a
     /// search (here, and in [`ScopeSet::constraints`] and
@@ -738,24 +738,24 @@ fn widening<'a>(name: &str, value: &'a str) -> Widening<'a> {
     }
     // The type each comma-separated item adds: `_revinclude`'s source type (first part),
     // `_include`'s target type (third part).
-    let added = if is_parameter(base, "_revinclude") {
-        0
+    let revinclude = if is_parameter(base, "_revinclude") {
+        true
     } else if is_parameter(base, "_include") {
-        2
+        false
     } else {
         return Widening::None;
     };
     // More than three parts in an `_include`'s value (`Observation:has-member:Patient:x`,
     // or a comma list a server reads as one value): IBM's server then takes no target
     // type and includes every target of the parameter.
-    if modifier.is_some() || (added == 2 && value.split(':').count() > 3) {
+    if modifier.is_some() || (!revinclude && value.split(':').count() > 3) {
         return Widening::All;
     }
     let mut types = Vec::new();
     for item in value.split(',') {
         let mut parts = item.split(':');
         let (source, parameter, target) = (parts.next(), parts.next(), parts.next());
-        let added_type = if added == 0 {
+        let added_type = if revinclude {
             source
         } else if parameter == Some("*") {
             // HAPI's `Observation:*:Patient` includes every reference whatever the
