@@ -1480,7 +1480,9 @@ fn chain_reach(searched: Option<&str>, name: &str, reached: &mut Requirements) {
 ///   `subject:Device.patient=456`, `encounter.patient.name=x`), and in any parameter
 ///   with the `:Patient` type modifier (`performer:Patient=456`);
 /// - any parameter whose value is written as another Patient's reference
-///   (`Appointment?actor=Patient/456`, `Coverage?beneficiary=Patient/456`).
+///   (`Appointment?actor=Patient/456`, `Coverage?beneficiary=Patient/456`), and a bare
+///   id in a parameter that can point at a Patient only (`Coverage?beneficiary=456`,
+///   `ResearchSubject?individual=456`).
 ///
 /// The query is read as servers splitting at `&` and at `;` read it. Parameters in the
 /// body of a `POST _search` are not seen.
@@ -1621,7 +1623,15 @@ fn search_names_other_patient(
             .map_or((name, false), |(first, _)| (first, true));
         let (base, modifier) = split_link(first);
         if !chained {
-            if is_reference(base, modifier) && patient_link_names_other(modifier, true) {
+            // Also a parameter of the searched type that can point at a Patient only
+            // (`Coverage?beneficiary=456`): a bare id there is a Patient's.
+            let patient_only = modifier.is_none()
+                && request
+                    .resource_type()
+                    .is_some_and(|searched| references_patients_only(searched, base));
+            if (is_reference(base, modifier) || patient_only)
+                && patient_link_names_other(modifier, true)
+            {
                 return true;
             }
         } else {
@@ -1653,6 +1663,16 @@ fn search_names_other_patient(
             false
         }
     })
+}
+
+/// Whether `parameter` of `resource_type` is a reference search parameter whose only
+/// target is Patient (FHIR R4 and R5) and which is named neither `patient` nor `subject`
+/// (those are read as patient references anywhere): a bare id in it names a Patient.
+fn references_patients_only(resource_type: &str, parameter: &str) -> bool {
+    matches!(
+        (resource_type, parameter),
+        ("Coverage", "beneficiary") | ("ResearchSubject", "individual")
+    )
 }
 
 /// The readings of a reference a server may take: without a trailing `/` and without the

@@ -1247,6 +1247,8 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         "/fhir/Observation?encounter.patient=123",
         "/fhir/Observation?encounter.patient:missing=false",
         "/fhir/Appointment?actor=Patient/123",
+        "/fhir/Coverage?beneficiary=123",
+        "/fhir/Coverage?payor=456",
         "/fhir/Observation?performer:Patient=123",
         "/fhir/Observation?performer=Practitioner/9",
     ] {
@@ -1273,6 +1275,10 @@ async fn patient_scopes_stop_at_the_patient_in_context() {
         "/fhir/Appointment?actor=Patient/456",
         "/fhir/Appointment?actor=patient/456/_history/2",
         "/fhir/Coverage?beneficiary=Patient/456",
+        // A bare id in a parameter that can point at a Patient only.
+        "/fhir/Coverage?beneficiary=456",
+        "/fhir/ResearchSubject?individual=456",
+        "/fhir/Patient/123/Coverage?beneficiary=456",
         "/fhir/Person?link=Patient/123,Patient/456",
         "/fhir/Observation?performer=https://other.example/fhir/Patient/123",
         "/fhir/Appointment?actor=Group/9/_history/1/Patient/456",
