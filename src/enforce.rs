@@ -102,8 +102,8 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 ///   line's is checked as that path too, with the request's method, and needs the scopes
 ///   of both: IIS URL Rewrite, Zend Framework 1 and Symfony before CVE-2018-14773's fix
 ///   serve the path it names. A value that is no path (`/…`), one holding a `#`, one sent
-///   together with a method override, one whose query has a `_method` (another method)
-///   or an `access_token` (a second token, RFC 6750 section 2), one that passes as a
+///   together with a method override, one whose query has a `_method` parameter (whatever
+///   method it names) or an `access_token` (a second token, RFC 6750 section 2), one that passes as a
 ///   paging link (the mark would name the request line's page), or another target
 ///   longer than 8 KiB is refused (400); the token-only paths and the SMART
 ///   configuration are no shortcut then. A proxy in front that rewrites paths and records
@@ -160,8 +160,10 @@ type OperationPolicyFn = dyn Fn(&Operation, Option<&str>) -> Option<Vec<Requirem
 /// A search (by `GET`, or the query of a `POST _search`) that reaches other types needs a
 /// whole-type grant on each: `_include` `r` on its target type, `_revinclude`, `_has` and
 /// chained parameters `s` on the types they name, `_list` `r` on List; a type left open
-/// (`_include=*`, `Observation:subject` without a target, `subject.name`) is every type,
-/// but for an `_include` or a chain link of a parameter FHIR lets point at one type only (a
+/// (`_include=*`, `Observation:subject` without a target, `subject.name`, an `_include`
+/// whose parameter is `*` as in HAPI's `Observation:*:Patient`, or whose value has more
+/// than three `:`-separated parts, as `Observation:subject:Patient:Patient` or a comma list
+/// of targeted includes) is every type, but for an `_include` or a chain link of a parameter FHIR lets point at one type only (a
 /// medication request's `medication`, a practitioner role's `practitioner`,
 /// `organization`, `location`, `endpoint`, `service`), which needs `r` (`s` for a chain)
 /// on that type; and

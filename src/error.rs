@@ -47,7 +47,8 @@ pub enum ErrorKind {
     UnsupportedTokenType,
     /// The token carries a `crit` header, which this crate never accepts.
     CriticalHeader,
-    /// No key of the issuer fits the token's `kid` and `alg`.
+    /// No key of the issuer fits the token's `kid` and `alg`; or, with several issuers, the
+    /// token names none of them (or no `iss`).
     UnknownKey,
     /// The signature does not verify.
     InvalidSignature,

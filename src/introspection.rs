@@ -444,7 +444,8 @@ impl Introspection {
 
     /// Refuses an active answer without `aud`. RFC 7662 makes `aud` optional, so by default
     /// an answer is checked against the configured audience only when it has one or when it
-    /// has no `token_type` (an answer with neither proves nothing about the token's kind:
+    /// has no `token_type` (unless [`insecure_accept_untyped_answers`](Self::insecure_accept_untyped_answers)
+    /// says otherwise; an answer with neither proves nothing about the token's kind:
     /// some servers answer so for refresh tokens; such an answer must name an audience even
     /// for clients accepted without one), and an answer whose `token_type` names an
     /// access token but which has no `aud` is taken as the authorization server's word that

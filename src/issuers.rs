@@ -179,8 +179,9 @@ impl Issuers {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::UnknownKey`] for a token naming no configured issuer, else what the
-    /// chosen verifier's [`verify`](TokenVerifier::verify) says.
+    /// With two or more issuers, [`ErrorKind::UnknownKey`] for a token naming none of them
+    /// (with one, that verifier's [`ErrorKind::WrongIssuer`]); else what the chosen
+    /// verifier's [`verify`](TokenVerifier::verify) says.
     ///
     /// ```
     /// # #[cfg(feature = "testing")]

@@ -35,8 +35,8 @@ use crate::metrics::CacheEntries;
 ///   `Expired`;
 /// - it was verified less than [`max_age`](Self::max_age) ago (default 5 min);
 /// - the issuer's key set is the one it was verified with, and no refresh of that set is
-///   due yet (its TTL has not passed, nor half of what `max_stale` leaves a copy a cache
-///   in between served stale). After a refetch that changes the keys, and while a
+///   due yet (neither its TTL nor half of `max_stale`, less any time a cache in between
+///   served the copy stale, has passed since it was fetched). After a refetch that changes the keys, and while a
 ///   refresh is due or failing, tokens are verified afresh.
 ///
 /// Only valid tokens are stored, at most [`max_entries`](Self::max_entries) of them

@@ -382,9 +382,12 @@ impl ScopeSet {
         self.permits(requirement.interaction, requirement.resource_type.as_str())
     }
 
-    /// Whether a type-level search on `resource_type` with this raw query string stays inside
-    /// what the scopes grant: either [`ScopeSet::permits`] allows the search, or the query
-    /// itself applies the filter of one granted granular scope.
+    /// Whether what a type-level search on `resource_type` with this raw query string returns
+    /// of `resource_type` stays inside what the scopes grant: either [`ScopeSet::permits`]
+    /// allows the search, or the query itself applies the filter of one granted granular
+    /// scope. The other types an `_include` or `_revinclude` adds are not checked here: a
+    /// caller that gates a search with this alone must require whole-type grants on them
+    /// too, as [`ScopeEnforcement`](crate::ScopeEnforcement) does.
     ///
     /// The query applies a filter when it carries every `(parameter, value)` pair of that
     /// filter, with the same name and exactly the same value, and no other value for those
@@ -394,8 +397,11 @@ impl ScopeSet {
     /// a FHIR search, so they may be present; but a query that could bring back resources
     /// outside the filter does not count: one with `_contained`, `_query` or `_graph` in
     /// any case, an `_include` or `_revinclude` that may add resources of the searched type
-    /// (naming it, `*`, no type, any modifier such as `:iterate`), or a parameter name
-    /// holding a control character or a character beyond ASCII. An `_include` or
+    /// (naming it in any case, `*` as the type or the `_include`'s parameter, no target type
+    /// but for a parameter with one possible target, a type not written as FHIR writes
+    /// type names, any modifier such as `:iterate`, an `_include` value of more than three
+    /// `:`-separated parts, which any comma list of targeted includes is), or a parameter
+    /// name holding a control character or a character beyond ASCII. An `_include` or
     /// `_revinclude` that adds another type (`_revinclude=Provenance:target`,
     /// `_include=Observation:subject:Patient`) leaves the filter on what the search
     /// returns of its own type; what it adds needs grants of its own, which
@@ -423,6 +429,11 @@ impl ScopeSet {
     /// // A filter naming a parameter twice is left to the handler.
     /// let repeated = ScopeSet::parse("system/Observation.rs?category=lab&category=vital-signs");
     /// assert!(!repeated.permits_search_query("Observation", Some("category=lab&category=vital-signs")));
+    ///
+    /// // What `_revinclude` adds of another type leaves the filter (the Provenances need a
+    /// // grant of their own); HAPI's `*` parameter may add anything.
+    /// assert!(set.permits_search_query("Observation", Some("category=laboratory&_revinclude=Provenance:target")));
+    /// assert!(!set.permits_search_query("Observation", Some("category=laboratory&_include=Observation:*:Patient")));
     ///
     /// let every_type = ScopeSet::parse("system/*.rs?category=laboratory system/*.rs?_tag=t");
     /// assert!(!every_type.permits_search_query("Patient", Some("category=laboratory")));

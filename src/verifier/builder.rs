@@ -789,6 +789,11 @@ impl VerifierBuilder {
     ///         Some("north") => Ok(()),
     ///         _ => Err(Refusal::InvalidToken),
     ///     })
+    ///     // A second check runs after the first.
+    ///     .validate(|claims| match claims.client_id() {
+    ///         Some("blocked-client") => Err(Refusal::InvalidToken),
+    ///         _ => Ok(()),
+    ///     })
     ///     .build()?;
     /// # Ok::<(), smart_auth::ConfigError>(())
     /// ```
