@@ -14,7 +14,8 @@ use crate::form::{
 use crate::original_uri::original_uri;
 use crate::scopes::{
     AccessRule, Classified, Classifier, Context, FhirRequest, Interaction, Operation, Requirement,
-    ResourceType, ScopeSet, SearchCriteria, export_requirements, single_target_type,
+    ResourceType, ScopeSet, SearchCriteria, export_requirements, include_reaches_every_type,
+    include_target, single_target_type,
 };
 
 /// The header of a FHIR conditional create (`POST [type]` that creates only when a search
@@ -1361,22 +1362,11 @@ fn add_types_reached(searched: Option<&str>, query: &str, reached: &mut Requirem
         let is = |expected: &str| base.eq_ignore_ascii_case(expected);
         if is("_include") {
             let value = value();
-            // More than three parts in the value (`Observation:subject:Patient:Patient`,
-            // or a comma list read as one value): IBM's server then takes no target type
-            // and includes every target of the parameter; HAPI takes the rest as one.
-            if value.split(':').count() > 3 {
+            if include_reaches_every_type(&value) {
                 reached.push(requirement_on(Interaction::Read, "*"));
             }
             for include in value.split(',') {
-                let mut parts = include.split(':');
-                let (source, parameter) = (parts.next(), parts.next());
-                // HAPI's `Observation:*:Patient` includes every reference whatever the
-                // target type says.
-                let target = parts
-                    .next()
-                    .filter(|_| parameter != Some("*"))
-                    .or_else(|| single_target_type(source?, parameter?))
-                    .unwrap_or("*");
+                let target = include_target(include).unwrap_or("*");
                 reached.push(requirement_on(Interaction::Read, target));
             }
         } else if is("_revinclude") {

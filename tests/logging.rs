@@ -213,6 +213,30 @@ async fn app_refusing_all_but_good(
     (app, good_status, server)
 }
 
+/// Sends ten tokens (`{prefix}-0`, ...) that each get 503, and returns what was logged
+/// meanwhile.
+#[cfg(feature = "introspection")]
+async fn logs_of_ten_unavailable(app: &support::App, logs: &Capture, prefix: &str) -> String {
+    let before = logs.text().len();
+    for n in 0..10 {
+        let answer = app.get_with_token(&format!("{prefix}-{n}")).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{prefix}-{n}"
+        );
+    }
+    logs.text()[before..].to_owned()
+}
+
+/// How many lines of `text` hold both `level` and `words`.
+#[cfg(feature = "introspection")]
+fn count_lines(text: &str, level: &str, words: &str) -> usize {
+    text.lines()
+        .filter(|line| line.contains(level) && line.contains(words))
+        .count()
+}
+
 /// How a 401 or 403 is logged follows what asking about a token found active before
 /// shows: still answered (a firewall refusing hostile tokens, which anyone can send) at
 /// debug level only; refused too (the resource server's own credentials) as one error;
@@ -227,17 +251,8 @@ async fn refusals_are_logged_by_what_the_health_check_finds(logs: &Capture) {
     ] {
         let (app, good_status, _server) = app_refusing_all_but_good(status).await;
         assert_eq!(app.get_with_token("good-1").await.status, StatusCode::OK);
-        let before = logs.text().len();
-        for n in 0..10 {
-            let answer = app.get_with_token(&format!("blocked-{n}")).await;
-            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{status}");
-        }
-        let text = logs.text()[before..].to_owned();
-        let count = |level: &str, words: &str| {
-            text.lines()
-                .filter(|line| line.contains(level) && line.contains(words))
-                .count()
-        };
+        let text = logs_of_ten_unavailable(&app, logs, "blocked").await;
+        let count = |level: &str, words: &str| count_lines(&text, level, words);
         assert_eq!(count("ERROR", "introspection"), 0, "{status}: {text}");
         assert_eq!(count("WARN", "introspection"), 0, "{status}: {text}");
         let refusals = if status == StatusCode::BAD_GATEWAY {
@@ -255,17 +270,8 @@ async fn refusals_are_logged_by_what_the_health_check_finds(logs: &Capture) {
         tokio::time::pause();
         tokio::time::advance(std::time::Duration::from_secs(2)).await;
         tokio::time::resume();
-        let before = logs.text().len();
-        for n in 0..10 {
-            let answer = app.get_with_token(&format!("other-{n}")).await;
-            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{status}");
-        }
-        let text = logs.text()[before..].to_owned();
-        let count = |level: &str, words: &str| {
-            text.lines()
-                .filter(|line| line.contains(level) && line.contains(words))
-                .count()
-        };
+        let text = logs_of_ten_unavailable(&app, logs, "other").await;
+        let count = |level: &str, words: &str| count_lines(&text, level, words);
         let refused = check != StatusCode::INTERNAL_SERVER_ERROR;
         assert_eq!(
             count("ERROR", "own credentials"),

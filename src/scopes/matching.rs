@@ -756,25 +756,15 @@ fn widening<'a>(name: &str, value: &'a str) -> Widening<'a> {
     } else {
         return Widening::None;
     };
-    // More than three parts in an `_include`'s value (`Observation:has-member:Patient:x`,
-    // or a comma list a server reads as one value): IBM's server then takes no target
-    // type and includes every target of the parameter.
-    if modifier.is_some() || (!revinclude && value.split(':').count() > 3) {
+    if modifier.is_some() || (!revinclude && include_reaches_every_type(value)) {
         return Widening::All;
     }
     let mut types = Vec::new();
     for item in value.split(',') {
-        let mut parts = item.split(':');
-        let (source, parameter, target) = (parts.next(), parts.next(), parts.next());
         let added_type = if revinclude {
-            source
-        } else if parameter == Some("*") {
-            // HAPI's `Observation:*:Patient` includes every reference whatever the
-            // target type says.
-            None
+            item.split(':').next()
         } else {
-            // Without a target type, the one type the parameter can point at, if any.
-            target.or_else(|| single_target_type(source?, parameter?))
+            include_target(item)
         };
         match added_type {
             Some(name) if is_resource_type_name(name) => types.push(name),
@@ -782,6 +772,27 @@ fn widening<'a>(name: &str, value: &'a str) -> Widening<'a> {
         }
     }
     Widening::Types(types)
+}
+
+/// Whether an `_include` value reaches every type whatever its items name: one of more
+/// than three `:`-separated parts (`Observation:has-member:Patient:x`, or a comma list a
+/// server reads as one value), where IBM's server takes no target type and includes
+/// every target of the parameter.
+pub(crate) fn include_reaches_every_type(value: &str) -> bool {
+    value.split(':').count() > 3
+}
+
+/// The type one `_include` item (`Source:parameter[:Target]`) adds: its target type, or
+/// without one the one type the parameter can point at ([`single_target_type`]); `None`
+/// when it may add any type (no such type, or HAPI's `*` parameter, as in
+/// `Observation:*:Patient`, which includes every reference whatever the target says).
+pub(crate) fn include_target(item: &str) -> Option<&str> {
+    let mut parts = item.split(':');
+    let (source, parameter, target) = (parts.next(), parts.next(), parts.next());
+    if parameter == Some("*") {
+        return None;
+    }
+    target.or_else(|| single_target_type(source?, parameter?))
 }
 
 /// The one type a reference search parameter of `source` can point at, for the parameters

@@ -90,7 +90,9 @@ pub use interaction::{
 };
 pub(crate) use interaction::{is_smart_configuration_path, starts_fhir_interaction};
 pub use matching::{Interaction, Requirement, SearchConstraints};
-pub(crate) use matching::{SearchCriteria, single_target_type};
+pub(crate) use matching::{
+    SearchCriteria, include_reaches_every_type, include_target, single_target_type,
+};
 pub use parse::{
     Context, Permissions, RejectReason, RejectedScope, ResourceScope, ResourceType, Scope,
     ScopeSyntax,

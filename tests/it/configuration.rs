@@ -155,23 +155,16 @@ async fn validation_hooks_add_up() {
             .sign()
     };
     for _ in 0..2 {
-        assert_eq!(
-            app.get_with_token(&token("north", "ok")).await.status,
-            StatusCode::OK
-        );
-        assert_eq!(
-            app.get_with_token(&token("south", "ok")).await.status,
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(
-            app.get_with_token(&token("north", "blocked")).await.status,
-            StatusCode::FORBIDDEN
-        );
-        // Both refuse: the first one added answers.
-        assert_eq!(
-            app.get_with_token(&token("south", "blocked")).await.status,
-            StatusCode::UNAUTHORIZED
-        );
+        for (tenant, client, status) in [
+            ("north", "ok", StatusCode::OK),
+            ("south", "ok", StatusCode::UNAUTHORIZED),
+            ("north", "blocked", StatusCode::FORBIDDEN),
+            // Both refuse: the first one added answers.
+            ("south", "blocked", StatusCode::UNAUTHORIZED),
+        ] {
+            let answer = app.get_with_token(&token(tenant, client)).await;
+            assert_eq!(answer.status, status, "{tenant} {client}");
+        }
     }
 }
 
